@@ -1,0 +1,1 @@
+"""cvault command-line adapter (click). Thin: parse, call the vault facade, render."""

@@ -1,0 +1,203 @@
+"""``cvault secret put|get|list|history|rm|import``.
+
+Secret values never come through argv: the kind's main secret field comes from a hidden prompt,
+``--from-stdin`` or ``--file``; other secret fields from ``--secret-file FIELD=PATH`` or
+``--fields-json FILE``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from cli.output import emit, fields_block, json_option, progress, table
+from cli.state import read_stdin_secret
+from vault.errors import InvalidInput
+from vault.kinds import KINDS, MAIN_SECRET, MULTILINE_FIELDS
+
+
+# non-secret field options: option name -> (field, multiple)
+FIELD_OPTIONS = [
+    ("--site", "site"), ("--hostname", "hostname"), ("--address", "addresses"),
+    ("--vlan", "vlan"), ("--gateway", "gateway"), ("--dns", "dns_servers"), ("--ssid", "wifi_ssid"),
+    ("--username", "username"), ("--display-name", "display_name"), ("--email", "email"),
+    ("--system", "system"), ("--url", "url"), ("--host", "host"), ("--port", "port"),
+    ("--protocol", "protocol"), ("--notes", "notes"),
+]
+MULTIPLE = {"addresses", "dns_servers"}
+INTEGER = {"vlan", "port"}
+
+
+@click.group("secret")
+def secret():
+    """Store and read client secrets (need-to-know)."""
+
+
+def _field_options(fn):
+    for option, field in reversed(FIELD_OPTIONS):
+        fn = click.option(option, field, multiple=field in MULTIPLE,
+                          type=int if field in INTEGER else str,
+                          help=f"Field {field}" + (" (repeatable)" if field in MULTIPLE else "") + ".")(fn)
+    return fn
+
+
+def _read_file(path: str, what: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise InvalidInput(f"{what} file {path} not found") from None
+    except (OSError, UnicodeDecodeError):
+        raise InvalidInput(f"{what} file {path} cannot be read as UTF-8 text") from None
+    return data[:-1] if data.endswith("\n") else data
+
+
+@secret.command("put")
+@click.argument("client")
+@click.argument("path")
+@click.option("--type", "kind", type=click.Choice(KINDS), required=True, help="Record kind.")
+@click.option("--from-stdin", is_flag=True, help="Read the main secret field from standard input.")
+@click.option("--file", "value_file", type=click.Path(dir_okay=False),
+              help="Read the main secret field from this file.")
+@click.option("--fields-json", type=click.Path(dir_okay=False),
+              help="All fields at once, as a JSON object in this file.")
+@click.option("--secret-file", multiple=True, metavar="FIELD=PATH",
+              help="Read another secret field (api_token, ssh_private_key, ...) from a file.")
+@_field_options
+@json_option
+@click.pass_obj
+def secret_put(state, client, path, kind, from_stdin, value_file, fields_json, secret_file,
+               as_json, **options):
+    """Store a new version of a record (values by prompt, stdin or file, never argv)."""
+    fields: dict = {}
+    if fields_json:
+        try:
+            fields = json.loads(_read_file(fields_json, "fields"))
+        except json.JSONDecodeError:
+            raise InvalidInput(f"{fields_json} is not valid JSON") from None
+        if not isinstance(fields, dict):
+            raise InvalidInput(f"{fields_json} must hold a JSON object of fields")
+    for field, value in options.items():
+        if value not in (None, ()):
+            fields[field] = list(value) if field in MULTIPLE else value
+    for item in secret_file:
+        field, sep, file_path = item.partition("=")
+        if not sep or not field:
+            raise InvalidInput("--secret-file takes FIELD=PATH")
+        fields[field] = _read_file(file_path, field)
+    main = MAIN_SECRET[kind]
+    if from_stdin and value_file:
+        raise InvalidInput("use either --from-stdin or --file, not both")
+    if from_stdin:
+        fields[main] = read_stdin_secret(main, multiline=main in MULTILINE_FIELDS)
+    elif value_file:
+        fields[main] = _read_file(value_file, main)
+    elif main not in fields and sys.stdin.isatty():
+        fields[main] = click.prompt(f"{main}", hide_input=True, confirmation_prompt=True, err=True)
+    vault = state.vault()
+    data = vault.secrets.put(state.principal(), client, path, kind, fields)
+    emit(data, as_json, lambda d: click.echo(f"stored {d['client']}/{d['path']} version {d['version']}"))
+
+
+@secret.command("get")
+@click.argument("client")
+@click.argument("path")
+@click.option("--field", "field", help="Print only this field's raw value.")
+@click.option("--version", "version", type=click.IntRange(min=1), help="An older version.")
+@click.option("--copy", is_flag=True, help="Copy the value to the clipboard (cleared after 30 s).")
+@json_option
+@click.pass_obj
+def secret_get(state, client, path, field, version, copy, as_json):
+    """Read a record (all fields, or one with --field)."""
+    vault = state.vault()
+    record = vault.secrets.get(state.principal(), client, path, version=version)
+    if field is not None and field not in record.fields:
+        raise InvalidInput(f"{client}/{path} has no field {field!r} "
+                           f"(fields: {', '.join(sorted(record.fields))})")
+    if copy:
+        from cli.clipboard import copy_with_timeout
+
+        chosen = field or MAIN_SECRET[record.kind]
+        if chosen not in record.fields:
+            raise InvalidInput(f"{client}/{path} has no {chosen} to copy; use --field")
+        seconds = copy_with_timeout(str(record.fields[chosen]))
+        click.echo(f"copied {chosen} of {client}/{path} to the clipboard; clears in {seconds} s",
+                   err=True)
+        return
+    if field is not None:
+        value = record.fields[field]
+        emit({"field": field, "value": value}, as_json,
+             lambda d: click.echo(", ".join(map(str, value)) if isinstance(value, list) else value))
+        return
+
+    def human(d):
+        click.echo(f"# {d['client']}/{d['path']}  ({d['kind']}, version {d['version']}, "
+                   f"{d['created_at']} by {d['created_by']})")
+        fields_block(d["fields"])
+
+    emit(record.as_dict(), as_json, human)
+
+
+@secret.command("list")
+@click.argument("client")
+@json_option
+@click.pass_obj
+def secret_list(state, client, as_json):
+    """List a client's records (paths and kinds; no values)."""
+    rows = state.vault().secrets.list(state.principal(), client)
+    emit(rows, as_json, lambda r: table(r, [("path", "path"), ("kind", "kind"),
+                                            ("version", "version"), ("updated_at", "updated")]))
+
+
+@secret.command("history")
+@click.argument("client")
+@click.argument("path")
+@json_option
+@click.pass_obj
+def secret_history(state, client, path, as_json):
+    """List the kept versions of a record."""
+    rows = state.vault().secrets.history(state.principal(), client, path)
+    for r in rows:
+        r["state"] = "deleted" if r["deleted"] else ("current" if r["current"] else "")
+    emit(rows, as_json, lambda r: table(r, [("version", "version"), ("created_at", "created"),
+                                            ("created_by", "by"), ("size", "bytes"),
+                                            ("state", "state")]))
+
+
+@secret.command("rm")
+@click.argument("client")
+@click.argument("path")
+@click.option("--purge", is_flag=True,
+              help="Crypto-shred every version now (cannot be undone).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation of --purge.")
+@json_option
+@click.pass_obj
+def secret_rm(state, client, path, purge, yes, as_json):
+    """Delete a record (a delete marker), or crypto-shred it with --purge."""
+    if purge and not yes:
+        if not sys.stdin.isatty():
+            raise InvalidInput("--purge destroys every version: add --yes to confirm")
+        click.confirm(f"Destroy every version of {client}/{path} for good?", abort=True, err=True)
+    data = state.vault().secrets.rm(state.principal(), client, path, purge=purge)
+    emit(data, as_json, lambda d: click.echo(
+        f"purged {d['client']}/{d['path']} ({d['versions_destroyed']} versions destroyed)"
+        if d["purged"] else f"deleted {d['client']}/{d['path']}"))
+
+
+@secret.command("import")
+@click.argument("client")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@json_option
+@click.pass_obj
+def secret_import(state, client, file, as_json):
+    """Import JSON Lines records ({"path","kind","fields"}) in one transaction."""
+    if file == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        lines = _read_file(file, "import").splitlines()
+    vault = state.vault()
+    with progress("importing") as update:
+        data = vault.secrets.import_records(state.principal(), client, lines, progress=update)
+    emit(data, as_json, lambda d: click.echo(f"imported {d['imported']} records into {d['client']}"))

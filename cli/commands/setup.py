@@ -1,0 +1,78 @@
+"""``cvault init`` and ``cvault doctor``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from cli.output import emit, json_option
+from cli.state import read_secret_file
+from vault.errors import InvalidInput
+
+
+def prompt_new_passphrase() -> str:
+    value = click.prompt("New vault passphrase", hide_input=True, confirmation_prompt=True, err=True)
+    if len(value) < 8:
+        raise InvalidInput("passphrase too short: use at least 8 characters")
+    return value
+
+
+@click.command("init")
+@click.option("--passphrase-file", type=click.Path(dir_okay=False),
+              help="Read the passphrase from this file instead of a prompt.")
+@click.option("--key-file", type=click.Path(dir_okay=False),
+              help="Also create a key-file unseal slot; the new key file is written here (0600).")
+@click.option("--no-passphrase", is_flag=True, help="Create no passphrase slot (needs --key-file).")
+@json_option
+@click.pass_obj
+def init_cmd(state, passphrase_file, key_file, no_passphrase, as_json):
+    """Create a new vault and print its recovery key (shown once)."""
+    from vault.facade import Vault
+
+    passphrase = None
+    if not no_passphrase:
+        if passphrase_file:
+            passphrase = read_secret_file(passphrase_file, "passphrase")
+        elif sys.stdin.isatty():
+            passphrase = prompt_new_passphrase()
+        elif not key_file:
+            raise InvalidInput("no passphrase: use --passphrase-file, a terminal, or --key-file")
+    elif not key_file:
+        raise InvalidInput("--no-passphrase needs --key-file")
+    vault, result = Vault.init(state.home, passphrase=passphrase, key_file=key_file)
+    vault.close()
+    data = {"home": str(state.home), "vault_id": result.vault_id,
+            "recovery_key": result.recovery_key, "slots": result.slots}
+
+    def human(d):
+        click.echo(f"Vault created at {d['home']}")
+        for slot in d["slots"]:
+            click.echo(f"  slot {slot['id']}: {slot['label']}")
+        click.echo("")
+        click.echo("Recovery key (shown once; store it offline, it opens the vault):")
+        click.echo(f"  {d['recovery_key']}")
+
+    emit(data, as_json, human)
+
+
+@click.command("doctor")
+@json_option
+@click.pass_obj
+def doctor_cmd(state, as_json):
+    """Check permissions, schema, every blob's header and tag, orphans and the audit chain."""
+    vault = state.vault()
+    report = vault.maintenance.doctor(state.principal())
+
+    def human(d):
+        click.echo(f"checked {d['checked_records']} records, {d['checked_blobs']} blobs, "
+                   f"{d['audit_entries']} audit entries")
+        for p in d["problems"]:
+            click.echo(f"PROBLEM  {p}")
+        for w in d["warnings"]:
+            click.echo(f"warning  {w}")
+        click.echo("ok" if d["ok"] else f"{len(d['problems'])} problem(s) found")
+
+    emit(report.as_dict(), as_json, human)
+    if not report.ok:
+        sys.exit(6)

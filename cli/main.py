@@ -1,0 +1,113 @@
+"""``cvault`` entry point: global options, lazy command loading, and the one error handler.
+
+Subcommand modules are imported only when their command runs, so ``cvault secret get`` loads
+click, the ``secret`` commands and the vault core, nothing else.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from cli.state import CliState
+
+#: command name -> "module:attribute" (SPEC 10)
+COMMANDS = {
+    "init": "cli.commands.setup:init_cmd",
+    "demo": "cli.commands.demo:demo_cmd",
+    "doctor": "cli.commands.setup:doctor_cmd",
+    "slot": "cli.commands.slot:slot",
+    "client": "cli.commands.client:client",
+    "secret": "cli.commands.secret:secret",
+    # later groups register here; a module that does not exist yet is simply not offered
+    "user": "cli.commands.user:user",
+    "login": "cli.commands.session:login_cmd",
+    "logout": "cli.commands.session:logout_cmd",
+    "whoami": "cli.commands.session:whoami_cmd",
+    "passwd": "cli.commands.session:passwd_cmd",
+    "sla": "cli.commands.sla:sla",
+    "audit": "cli.commands.audit:audit",
+    "sync": "cli.commands.sync:sync",
+    "remote": "cli.commands.remote:remote",
+    "serve": "cli.commands.serve:serve_cmd",
+    "operator": "cli.commands.serve:operator",
+}
+
+
+def _available(name: str) -> bool:
+    from importlib.util import find_spec
+
+    return find_spec(COMMANDS[name].split(":")[0]) is not None
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({n for n in COMMANDS if _available(n)} | set(super().list_commands(ctx)))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None or not _available(name):
+            return super().get_command(ctx, name)
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--home", type=click.Path(file_okay=False), envvar="CVAULT_HOME",
+              help="Vault folder (default: $CVAULT_HOME or the platform's user data folder).")
+@click.option("--addr", envvar="CVAULT_ADDR", help="URL of a cvault service (service mode).")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.version_option(package_name="client-config-vault", prog_name="cvault")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None, addr: str | None, as_json: bool, debug: bool) -> None:
+    """cvault: encrypted client-configuration vault for managed service providers.
+
+    Exit codes: 0 ok, 1 error, 2 usage or invalid input, 3 authentication failed, 4 access denied,
+    5 not found, 6 integrity failure, 7 client expired or shredded, 8 vault sealed or locked,
+    9 storage backend unavailable.
+    """
+    ctx.obj = CliState(home=home, addr=addr, json=as_json, debug=debug)
+    ctx.call_on_close(ctx.obj.close)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; every error becomes one line on stderr and a documented exit code."""
+    os.umask(0o077)  # anything the CLI creates is private to the user
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        rv = cli.main(args=argv, prog_name="cvault", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("cvault: aborted", err=True)
+        sys.exit(1)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("cvault: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(1)
+    except Exception as exc:  # the one place that turns errors into output and exit codes
+        from vault.errors import VaultError
+
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        if isinstance(exc, VaultError):
+            click.echo(f"cvault: {exc.message}", err=True)
+            sys.exit(exc.exit_code)
+        click.echo(f"cvault: internal error: {type(exc).__name__} (run with --debug for details)",
+                   err=True)
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

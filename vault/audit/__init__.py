@@ -1,0 +1,1 @@
+"""The tamper-evident audit log (SPEC 9; docs/audit.md)."""

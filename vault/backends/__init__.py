@@ -1,0 +1,1 @@
+"""Blob storage backends. See :mod:`vault.backends.base` for the contract every backend keeps."""

@@ -1,0 +1,61 @@
+"""The storage backend contract (SPEC 8; after restic's ``internal/backend``).
+
+A backend stores opaque, already-encrypted blobs under opaque names. It never sees a client name,
+a record path or a key. Names obey :func:`validate_blob_name`: lower-case ASCII letters, digits,
+``-`` and ``_``, 1 to 128 characters, first character alphanumeric. That set is safe on every
+filesystem and obeys OneDrive's name rules (no ``" * : < > ? / \\ |``, no leading or trailing
+space or dot, no reserved names such as ``CON`` or ``.lock``), and being lower-case it behaves the
+same on case-insensitive stores.
+
+Per-method semantics:
+
+``put(name, data)``
+    Store ``data`` under ``name``, replacing any earlier content, atomically: a reader sees the
+    old content or the new, never a mix or a truncated file. Returns only when the data is durable.
+``get(name) -> bytes``
+    The full content. Raises :class:`~vault.errors.BlobNotFound` if there is no such blob.
+``delete(name)``
+    Remove the blob *permanently* (no recycle bin, no version history where the store allows it).
+    Idempotent: deleting a missing blob succeeds, so a shred can be retried after a crash.
+``list() -> Iterator[str]``
+    Every blob name currently stored, in no particular order.
+``exists(name) -> bool``
+    Whether ``get(name)`` would find the blob now.
+
+Errors: :class:`~vault.errors.BlobNotFound` (the name is not there; only ``get`` raises it),
+:class:`~vault.errors.TransientBackendError` (the same call may succeed if retried: time-outs,
+throttling, 5xx) and :class:`~vault.errors.PermanentBackendError` (retrying will not help:
+permissions, quota, a refused request). Backends never raise anything else for I/O problems.
+Retry, rate limiting and logging are wrappers around a backend, not part of one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator, Protocol, runtime_checkable
+
+from vault.errors import InvalidInput
+
+BLOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
+
+
+def validate_blob_name(name: str) -> str:
+    if not isinstance(name, str) or not BLOB_NAME.match(name):
+        raise InvalidInput("invalid blob name (lower-case letters, digits, '-' and '_' only)")
+    return name
+
+
+@runtime_checkable
+class Backend(Protocol):
+    #: short human name of this location, used in sync status and shred certificates
+    location: str
+
+    def put(self, name: str, data: bytes) -> None: ...
+
+    def get(self, name: str) -> bytes: ...
+
+    def delete(self, name: str) -> None: ...
+
+    def list(self) -> Iterator[str]: ...
+
+    def exists(self, name: str) -> bool: ...

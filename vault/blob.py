@@ -1,0 +1,87 @@
+"""Record blob format v1 (docs/format.md is the specification; keep both in step).
+
+    offset  size  field
+    0       4     magic b"CVLT"
+    4       1     format version (1)
+    5       1     blob type (1 = record version)
+    6       16    vault id
+    22      16    client id
+    38      8     record id, unsigned big-endian
+    46      4     record version, unsigned big-endian
+    50      12    AES-GCM nonce
+    62      n+16  AES-256-GCM ciphertext of the record document, then the 16-byte tag
+
+The associated data is the whole 62-byte header, so no header field can change undetected; the
+record key (DEK) is unique per record version, so a blob moved to another record, client or
+version fails to decrypt. Readers accept the versions in :data:`READABLE_VERSIONS` and reject
+every other one; retired type bytes are never reused.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from vault import crypto
+from vault.errors import CryptoError
+
+MAGIC = b"CVLT"
+FORMAT_VERSION = 1
+READABLE_VERSIONS = (1,)
+TYPE_RECORD = 1
+HEADER = struct.Struct(">4sBB16s16sQI12s")
+HEADER_LEN = HEADER.size  # 62
+MAX_PLAINTEXT = 1024 * 1024  # SPEC 4: 1 MiB per record
+
+
+@dataclass(frozen=True)
+class BlobHeader:
+    vault_id: bytes
+    client_id: bytes
+    record_id: int
+    record_version: int
+    nonce: bytes
+    format_version: int = FORMAT_VERSION
+    blob_type: int = TYPE_RECORD
+
+
+def encrypt_record(dek: bytes, plaintext: bytes, *, vault_id: bytes, client_id: bytes,
+                   record_id: int, record_version: int, nonce: bytes | None = None) -> bytes:
+    if len(plaintext) > MAX_PLAINTEXT:
+        raise ValueError("record larger than 1 MiB")
+    nonce = nonce or crypto.new_nonce()
+    header = HEADER.pack(MAGIC, FORMAT_VERSION, TYPE_RECORD, vault_id, client_id, record_id,
+                         record_version, nonce)
+    return header + crypto.aead_encrypt(dek, nonce, plaintext, header)
+
+
+def parse_header(blob: bytes) -> BlobHeader:
+    """Parse and check the header; any malformed input raises CryptoError (never anything else)."""
+    if not isinstance(blob, (bytes, bytearray)) or len(blob) < HEADER_LEN + crypto.TAG_LEN:
+        raise CryptoError()
+    magic, version, blob_type, vault_id, client_id, record_id, record_version, nonce = \
+        HEADER.unpack_from(blob, 0)
+    if magic != MAGIC or version not in READABLE_VERSIONS or blob_type != TYPE_RECORD:
+        raise CryptoError()
+    return BlobHeader(vault_id, client_id, record_id, record_version, nonce, version, blob_type)
+
+
+def decrypt_record(blob: bytes, dek: bytes, *, vault_id: bytes, client_id: bytes,
+                   record_id: int, record_version: int) -> bytes:
+    """Verify the header is the one expected for this record version, then decrypt.
+
+    Raises only CryptoError, whatever was wrong."""
+    header = parse_header(blob)
+    expected = (vault_id, client_id, record_id, record_version)
+    actual = (header.vault_id, header.client_id, header.record_id, header.record_version)
+    if not all(crypto.constant_time_equal(_b(a), _b(e)) for a, e in zip(actual, expected)):
+        raise CryptoError()
+    plaintext = crypto.aead_decrypt(dek, header.nonce, bytes(blob[HEADER_LEN:]),
+                                    bytes(blob[:HEADER_LEN]))
+    if len(plaintext) > MAX_PLAINTEXT:
+        raise CryptoError()
+    return plaintext
+
+
+def _b(value: bytes | int) -> bytes:
+    return value if isinstance(value, bytes) else value.to_bytes(8, "big")

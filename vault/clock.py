@@ -1,0 +1,55 @@
+"""Time is a parameter (STYLE habit 7): every component asks a Clock, never ``datetime.now``.
+
+Times are timezone-aware UTC ``datetime`` objects; they are stored as integer Unix seconds (or
+RFC 3339 strings in the audit log) so that SQLite comparisons are exact.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+UTC = timezone.utc
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class FixedClock:
+    """A settable clock for tests and simulations."""
+
+    def __init__(self, start: datetime | None = None):
+        self._now = start or datetime(2026, 1, 1, tzinfo=UTC)
+        if self._now.tzinfo is None:
+            raise ValueError("FixedClock needs an aware datetime")
+
+    def now(self) -> datetime:
+        return self._now
+
+    def set(self, when: datetime) -> None:
+        self._now = when
+
+    def advance(self, seconds: float = 0, **kwargs) -> datetime:
+        self._now = self._now + timedelta(seconds=seconds, **kwargs)
+        return self._now
+
+
+def to_epoch(when: datetime) -> int:
+    return int(when.timestamp())
+
+
+def from_epoch(seconds: int | float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def rfc3339(when: datetime) -> str:
+    """UTC RFC 3339 with a Z suffix and second precision (microseconds when present)."""
+    when = when.astimezone(UTC)
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if when.microsecond else "%Y-%m-%dT%H:%M:%SZ"
+    return when.strftime(fmt)

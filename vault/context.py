@@ -1,0 +1,179 @@
+"""Shared state of one open vault, and the authorize-then-audit pipeline every operation uses.
+
+The services in :mod:`vault.services` receive one :class:`VaultContext`. The rule of SPEC 2 is
+kept here, in :meth:`VaultContext.authorize`: gather the facts, let :mod:`vault.policy` decide,
+write the decision to the audit log (refusing if that fails), and only then let the caller act.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from vault import policy
+from vault.audit.log import AuditLog
+from vault.backends.local import LocalBackend
+from vault.clock import Clock, from_epoch
+from vault.errors import AccessDenied, ClientUnavailable, CryptoError, IntegrityFailure, NotFound
+from vault.home import VaultHome
+from vault.keys import ClientKeys, Keyring
+from vault.policy import Action, Decision
+from vault.principal import Principal
+from vault.store.db import Database
+
+DEFAULT_SETTINGS = {
+    "keep_versions": 10,          # SPEC 4: record versions kept
+    "stepup_window_seconds": 900,  # SPEC 5: TOTP freshness for reading a secret
+    "default_grace_days": 30,     # SPEC 7
+}
+
+
+class StepUpRequired(AccessDenied):
+    """a fresh TOTP code is needed to read secrets."""
+
+    exit_code = 3
+    code = "stepup_required"
+
+
+@dataclass(frozen=True)
+class ClientRow:
+    id: str
+    name: str
+    sla_end: datetime
+    grace_days: int
+    key_version: int
+    shred_state: str | None
+    created_at: datetime
+
+    @property
+    def id_bytes(self) -> bytes:
+        return bytes.fromhex(self.id)
+
+    def state(self, now: datetime) -> str:
+        """active -> expired (SLA end passed) -> shred_pending (grace passed) -> shredding/shredded."""
+        if self.shred_state:
+            return self.shred_state
+        if now < self.sla_end:
+            return "active"
+        if now < self.sla_end + timedelta(days=self.grace_days):
+            return "expired"
+        return "shred_pending"
+
+
+CLIENT_COLUMNS = "id, name, sla_end, grace_days, current_key_version, shred_state, created_at"
+
+
+def client_from_row(row) -> ClientRow:
+    return ClientRow(row[0], row[1], from_epoch(row[2]), row[3], row[4], row[5], from_epoch(row[6]))
+
+
+class VaultContext:
+    def __init__(self, home: VaultHome, db: Database, clock: Clock, keyring: Keyring,
+                 blobs: LocalBackend, settings: dict):
+        self.home = home
+        self.db = db
+        self.clock = clock
+        self.keyring = keyring
+        self.blobs = blobs
+        self.settings = settings
+        self.audit = AuditLog(db, clock, keyring.vault_id)
+        self._client_keys: dict[tuple[str, int], ClientKeys] = {}
+
+    @property
+    def vault_id(self) -> bytes:
+        return self.keyring.vault_id
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    @staticmethod
+    def load_settings(db: Database) -> dict:
+        row = db.one("SELECT value FROM meta WHERE key = 'settings'")
+        settings = dict(DEFAULT_SETTINGS)
+        if row:
+            settings.update(json.loads(row[0]))
+        return settings
+
+    # --- clients and their keys ---------------------------------------------------------------
+
+    def client(self, name: str, conn=None) -> ClientRow:
+        row = (conn or self.db.conn).execute(
+            f"SELECT {CLIENT_COLUMNS} FROM clients WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no client named {name!r}")
+        return client_from_row(row)
+
+    def client_keys(self, client: ClientRow, version: int | None = None, conn=None) -> ClientKeys:
+        version = client.key_version if version is None else version
+        cached = self._client_keys.get((client.id, version))
+        if cached is not None:
+            return cached
+        row = (conn or self.db.conn).execute(
+            "SELECT wrapped FROM client_keys WHERE client_id = ? AND version = ?",
+            (client.id, version)).fetchone()
+        if row is None:
+            if client.shred_state:
+                raise ClientUnavailable(f"client {client.name} is {client.shred_state}: "
+                                        "its keys were destroyed")
+            raise IntegrityFailure(f"integrity failure: key of client {client.name} "
+                                   f"(version {version}) is missing")
+        key = self.keyring.unwrap_client_key(row[0], client.id, version, client.name)
+        keys = ClientKeys(self.keyring, client.id, version, key)
+        self._client_keys[(client.id, version)] = keys
+        return keys
+
+    def forget_client_keys(self, client_id: str) -> None:
+        for k in [k for k in self._client_keys if k[0] == client_id]:
+            del self._client_keys[k]
+
+    # --- authorization ------------------------------------------------------------------------
+
+    def gather_facts(self, principal: Principal, client: ClientRow | None,
+                     now: datetime) -> tuple[policy.AccountFacts | None, policy.ClientFacts | None]:
+        """Read the facts the policy needs, fresh, for this one decision."""
+        client_facts = None
+        if client is not None:
+            client_facts = policy.ClientFacts(name=client.name, state=client.state(now))
+        if principal.kind != "user":
+            return None, client_facts
+        return policy.AccountFacts(), client_facts
+
+    def authorize(self, principal: Principal, action: Action, *, client: ClientRow | None = None,
+                  detail: str | None = None) -> Decision:
+        """Decide, audit the decision (fail closed), and raise if denied."""
+        now = self.now()
+        account, client_facts = self.gather_facts(principal, client, now)
+        decision = policy.decide(principal, action, now=now, account=account, client=client_facts,
+                                 stepup_window_seconds=self.settings["stepup_window_seconds"])
+        sealed, key_ref = self.seal_detail(client, detail)
+        self.audit.append(actor=principal.name, action=action.value,
+                          outcome="allow" if decision.allowed else "deny",
+                          client=client.name if client else None, reason=decision.reason,
+                          origin=principal.origin, detail_sealed=sealed, detail_key=key_ref)
+        if not decision.allowed:
+            if decision.kind == "client":
+                raise ClientUnavailable(f"access refused: {decision.reason}")
+            if decision.kind == "stepup":
+                raise StepUpRequired(decision.reason)
+            raise AccessDenied(f"access denied: {decision.reason}")
+        return decision
+
+    def record_outcome(self, principal: Principal, action: Action, outcome: str, *,
+                       client: ClientRow | None = None, reason: str | None = None,
+                       detail: str | None = None) -> None:
+        """Audit an event that is not an authorization decision (a result, an error)."""
+        sealed, key_ref = self.seal_detail(client, detail)
+        self.audit.append(actor=principal.name, action=action.value, outcome=outcome,
+                          client=client.name if client else None, reason=reason,
+                          origin=principal.origin, detail_sealed=sealed, detail_key=key_ref)
+
+    def seal_detail(self, client: ClientRow | None, detail: str | None) -> tuple[bytes | None, str | None]:
+        """Client-revealing audit detail (a record path) sealed under the client's key."""
+        if detail is None or client is None or client.shred_state:
+            return None, None
+        try:
+            keys = self.client_keys(client)
+        except (IntegrityFailure, ClientUnavailable, CryptoError):
+            return None, None
+        return keys.seal_detail(detail.encode(), "audit"), f"{client.id}:{keys.version}"

@@ -1,0 +1,202 @@
+"""The only module of cvault that touches ``cryptography.hazmat``.
+
+Everything else calls these functions. Rules kept here:
+
+* AES-256-GCM with 96-bit random nonces for every encryption; context (vault, client, record,
+  version, purpose) always goes into the associated data, so ciphertext cannot be moved.
+* Every decrypt or verify failure raises the one opaque :class:`vault.errors.CryptoError`; callers
+  name the object (record, slot) in the error they show, never the check that failed.
+* Secrets are compared with :func:`constant_time_equal` only.
+* Heavy or rarely used primitives (Argon2id, Ed25519) are imported lazily so that the
+  ``cvault secret get`` path imports no more than AES-GCM and HKDF.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from vault.errors import CryptoError
+
+KEY_LEN = 32  # AES-256
+NONCE_LEN = 12  # 96-bit GCM nonce (NIST SP 800-38D 8.2.2 random construction)
+TAG_LEN = 16
+
+# Argon2id floor for the passphrase unseal slot (SPEC 3: >= 64 MiB, tuned to ~0.5 s).
+ARGON2_MIN_MEMORY_KIB = 64 * 1024
+ARGON2_LANES = 4
+ARGON2_TARGET_SECONDS = 0.5
+ARGON2_MAX_ITERATIONS = 64
+
+# User password hashes (SPEC 5): Argon2id, 64 MiB, 3 passes; stored in PHC string form.
+PASSWORD_ITERATIONS = 3
+
+
+def random_bytes(n: int) -> bytes:
+    return os.urandom(n)
+
+
+def new_key() -> bytes:
+    """32 random bytes from the OS CSPRNG."""
+    return os.urandom(KEY_LEN)
+
+
+def new_nonce() -> bytes:
+    return os.urandom(NONCE_LEN)
+
+
+# --- AEAD -------------------------------------------------------------------------------------
+
+
+def aead_encrypt(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    """AES-256-GCM; returns ciphertext || 16-byte tag."""
+    return AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def aead_decrypt(key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+    try:
+        return AESGCM(key).decrypt(nonce, ciphertext, aad)
+    except (InvalidTag, ValueError, TypeError, OverflowError):
+        raise CryptoError() from None
+
+
+def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    """AES-256-GCM with a fresh random nonce; returns nonce || ciphertext || tag."""
+    nonce = new_nonce()
+    return nonce + aead_encrypt(key, nonce, plaintext, aad)
+
+
+def unseal(key: bytes, sealed: bytes, aad: bytes) -> bytes:
+    if not isinstance(sealed, (bytes, bytearray)) or len(sealed) < NONCE_LEN + TAG_LEN:
+        raise CryptoError()
+    return aead_decrypt(key, bytes(sealed[:NONCE_LEN]), bytes(sealed[NONCE_LEN:]), aad)
+
+
+# --- derivation and MACs -----------------------------------------------------------------------
+
+
+def hkdf_sha256(ikm: bytes, *, salt: bytes, info: bytes, length: int = KEY_LEN) -> bytes:
+    """RFC 5869 HKDF-SHA256. ``info`` is a namespaced purpose label such as b"cvault/v1/..."."""
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+
+
+def hmac_sha256(key: bytes, message: bytes) -> bytes:
+    return hmac.new(key, message, hashlib.sha256).digest()
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def constant_time_equal(a: bytes | str, b: bytes | str) -> bool:
+    if isinstance(a, str):
+        a = a.encode()
+    if isinstance(b, str):
+        b = b.encode()
+    return hmac.compare_digest(a, b)
+
+
+# --- Argon2id ------------------------------------------------------------------------------------
+
+
+def argon2id(secret: bytes, *, salt: bytes, memory_kib: int, iterations: int, lanes: int) -> bytes:
+    """Argon2id (RFC 9106) key derivation, 32-byte output."""
+    from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+    if memory_kib < ARGON2_MIN_MEMORY_KIB:
+        raise ValueError("Argon2id memory below the 64 MiB floor")
+    return Argon2id(
+        salt=salt, length=KEY_LEN, iterations=iterations, lanes=lanes, memory_cost=memory_kib
+    ).derive(secret)
+
+
+def calibrate_argon2id(target_seconds: float = ARGON2_TARGET_SECONDS) -> dict:
+    """Pick Argon2id iterations at 64 MiB so one derivation takes about ``target_seconds`` here."""
+    import time
+
+    salt = random_bytes(16)
+    iterations = 1
+    while True:
+        start = time.perf_counter()
+        argon2id(b"calibrate", salt=salt, memory_kib=ARGON2_MIN_MEMORY_KIB,
+                 iterations=iterations, lanes=ARGON2_LANES)
+        elapsed = time.perf_counter() - start
+        if elapsed >= target_seconds or iterations >= ARGON2_MAX_ITERATIONS:
+            break
+        # scale linearly towards the target, at least one more pass
+        iterations = min(ARGON2_MAX_ITERATIONS,
+                         max(iterations + 1, int(iterations * target_seconds / max(elapsed, 1e-3))))
+    return {"memory_kib": ARGON2_MIN_MEMORY_KIB, "iterations": iterations, "lanes": ARGON2_LANES}
+
+
+def password_hash(password: str) -> str:
+    """Argon2id PHC string (``$argon2id$v=19$m=65536,t=3,p=4$salt$hash``)."""
+    from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+    return Argon2id(salt=random_bytes(16), length=KEY_LEN, iterations=PASSWORD_ITERATIONS,
+                    lanes=ARGON2_LANES, memory_cost=ARGON2_MIN_MEMORY_KIB
+                    ).derive_phc_encoded(password.encode("utf-8"))
+
+
+def password_verify(password: str, phc: str) -> bool:
+    """Constant-time verification of a password against its PHC string."""
+    from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
+    try:
+        Argon2id.verify_phc_encoded(password.encode("utf-8"), phc)
+        return True
+    except Exception:  # InvalidKey or a malformed stored hash: both mean "no"
+        return False
+
+
+# --- Ed25519 -------------------------------------------------------------------------------------
+
+
+def ed25519_generate() -> tuple[bytes, bytes]:
+    """Returns (private_raw_32, public_raw_32)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    private = Ed25519PrivateKey.generate()
+    return (
+        private.private_bytes_raw(),
+        private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw),
+    )
+
+
+def ed25519_public_key(private_raw: bytes) -> bytes:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    private = Ed25519PrivateKey.from_private_bytes(private_raw)
+    return private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def ed25519_sign(private_raw: bytes, message: bytes) -> bytes:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.from_private_bytes(private_raw).sign(message)
+
+
+def ed25519_verify(public_raw: bytes, signature: bytes, message: bytes) -> None:
+    """Raises CryptoError unless ``signature`` is valid for ``message``."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        Ed25519PublicKey.from_public_bytes(public_raw).verify(signature, message)
+    except (InvalidSignature, ValueError, TypeError):
+        raise CryptoError() from None
+
+
+def key_fingerprint(key: bytes) -> str:
+    """Public, non-reversible identifier of a key: first 16 hex chars of SHA-256 over a label.
+
+    Used in shred certificates and slot listings; reveals nothing usable about the key.
+    """
+    return hashlib.sha256(b"cvault/v1/fingerprint\x00" + key).hexdigest()[:16]

@@ -1,0 +1,45 @@
+"""Parsing of user-entered dates and durations (SPEC 10: ISO 8601 or relative forms like ``+90d``).
+
+Naive inputs are read as UTC and said so in docs/cli.md; inputs with an offset are converted to UTC.
+A bare date (``2027-03-31``) means the *end* of that day is not implied: it means 00:00:00 UTC of
+that day, the moment the SLA stops being active.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from vault.clock import UTC
+from vault.errors import InvalidInput
+
+_RELATIVE = re.compile(r"^([+-]?)(\d{1,6})([smhdw])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90d``, ``12h``, ``30m``, ``45s``, ``2w`` -> timedelta."""
+    m = _RELATIVE.match(text.strip())
+    if not m or m.group(1) == "-":
+        raise InvalidInput(f"invalid duration {text!r}: use a number and s, m, h, d or w (e.g. 30d)")
+    return timedelta(**{_UNITS[m.group(3)]: int(m.group(2))})
+
+
+def parse_when(text: str, now: datetime) -> datetime:
+    """An absolute ISO 8601 date/time or a relative form (``+90d``, ``-30d``, ``now``) -> aware UTC."""
+    text = (text or "").strip()
+    if text == "now":
+        return now
+    m = _RELATIVE.match(text)
+    if m and m.group(1):
+        delta = timedelta(**{_UNITS[m.group(3)]: int(m.group(2))})
+        return now + delta if m.group(1) == "+" else now - delta
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    except ValueError:
+        raise InvalidInput(
+            f"invalid date {text!r}: use ISO 8601 (2027-03-31, 2027-03-31T17:00+02:00) or +90d"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC)

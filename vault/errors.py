@@ -1,0 +1,146 @@
+"""The one exception root of cvault.
+
+Every error a user can see is a :class:`VaultError` subclass. The class docstring is the default
+user message, the class carries its process exit code, and the CLI turns it into one line on stderr
+in exactly one place (``cli.main``). Messages never contain secret values, passwords, codes, tokens
+or key material: callers pass names (client, record path, user), never values.
+
+Exit codes (documented in docs/cli.md and SECURITY.md):
+
+    0 ok, 1 error, 2 usage / invalid input, 3 authentication failed, 4 access denied,
+    5 not found, 6 integrity failure, 7 client expired or shredded, 8 vault sealed or locked,
+    9 storage backend unavailable
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_AUTH = 3
+EXIT_DENIED = 4
+EXIT_NOT_FOUND = 5
+EXIT_INTEGRITY = 6
+EXIT_CLIENT_UNAVAILABLE = 7
+EXIT_SEALED = 8
+EXIT_BACKEND = 9
+
+
+class VaultError(Exception):
+    """cvault failed."""
+
+    exit_code = EXIT_ERROR
+    #: stable machine-readable code, used by --json output and the HTTP API
+    code = "error"
+
+    def __init__(self, message: str | None = None):
+        self.message = message or (self.__doc__ or self.code).strip().splitlines()[0]
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(VaultError):
+    """invalid input."""
+
+    exit_code = EXIT_USAGE
+    code = "invalid_input"
+
+
+class AuthenticationFailed(VaultError):
+    """authentication failed."""
+
+    exit_code = EXIT_AUTH
+    code = "authentication_failed"
+
+
+class AccessDenied(VaultError):
+    """access denied."""
+
+    exit_code = EXIT_DENIED
+    code = "access_denied"
+
+
+class NotFound(VaultError):
+    """not found."""
+
+    exit_code = EXIT_NOT_FOUND
+    code = "not_found"
+
+
+class IntegrityFailure(VaultError):
+    """integrity failure: data failed authentication."""
+
+    exit_code = EXIT_INTEGRITY
+    code = "integrity_failure"
+
+
+class ClientUnavailable(VaultError):
+    """the client's SLA is not active."""
+
+    exit_code = EXIT_CLIENT_UNAVAILABLE
+    code = "client_unavailable"
+
+
+class VaultSealed(VaultError):
+    """the vault is sealed: no unseal key was given."""
+
+    exit_code = EXIT_SEALED
+    code = "vault_sealed"
+
+
+class VaultLocked(VaultError):
+    """the vault or account is locked."""
+
+    exit_code = EXIT_SEALED
+    code = "locked"
+
+
+class InsecurePermissions(VaultError):
+    """vault files are accessible by other users; refusing to open (chmod 700 the folder, 600 files)."""
+
+    exit_code = EXIT_SEALED
+    code = "insecure_permissions"
+
+
+class AuditFailure(VaultError):
+    """the audit log could not be written; the operation was refused."""
+
+    exit_code = EXIT_SEALED
+    code = "audit_unavailable"
+
+
+class BackendError(VaultError):
+    """storage backend failed."""
+
+    exit_code = EXIT_BACKEND
+    code = "backend_unavailable"
+
+
+class BlobNotFound(BackendError):
+    """blob not found in the storage backend."""
+
+    exit_code = EXIT_NOT_FOUND
+    code = "blob_not_found"
+
+
+class TransientBackendError(BackendError):
+    """storage backend temporarily unavailable; the operation can be retried."""
+
+    code = "backend_transient"
+
+
+class PermanentBackendError(BackendError):
+    """storage backend refused the operation."""
+
+    code = "backend_permanent"
+
+
+class CryptoError(Exception):
+    """Opaque decrypt/verify failure raised by ``vault.crypto``.
+
+    Deliberately *not* a VaultError and carrying no detail: callers that know which record or slot
+    was being opened convert it into :class:`IntegrityFailure` (or AuthenticationFailed for an unseal
+    slot) naming that object, never the failed check.
+    """

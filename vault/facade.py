@@ -1,0 +1,150 @@
+"""The one entry point of the library: :class:`Vault` (SPEC 2).
+
+    v = Vault.open(home)                 # sealed; permissions and schema checked
+    v.unseal_key_file(path)              # or unseal_passphrase / unseal_recovery_key
+    v.secrets.get(principal, "acme", "office/firewall")
+
+The CLI and the HTTP API are thin adapters over this object; neither contains policy or crypto.
+Every public operation of a service takes the acting :class:`~vault.principal.Principal` first,
+checks policy, writes the audit event, then acts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from vault import crypto, keys
+from vault.audit.signing import AuditSigner
+from vault.backends.local import LocalBackend
+from vault.clock import Clock, SystemClock, to_epoch
+from vault.context import VaultContext
+from vault.errors import AuthenticationFailed, CryptoError, InvalidInput, NotFound, VaultSealed
+from vault.home import VaultHome
+from vault.keys import Keyring
+from vault.services.clients import ClientService
+from vault.services.maintenance import MaintenanceService
+from vault.services.secrets import SecretService
+from vault.services.slots import SlotService
+from vault.store.db import Database
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class InitResult:
+    vault_id: str
+    recovery_key: str  # shown once, never stored
+    slots: list[dict]
+
+
+class Vault:
+    def __init__(self, ctx: VaultContext):
+        self.ctx = ctx
+        self.slots = SlotService(ctx)
+        self.clients = ClientService(ctx)
+        self.secrets = SecretService(ctx)
+        self.maintenance = MaintenanceService(ctx)
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, home: Path | str, *, passphrase: str | None = None,
+             key_file: Path | str | None = None, clock: Clock | None = None,
+             kdf_params: dict | None = None) -> tuple["Vault", InitResult]:
+        """Create a vault with a recovery slot and a passphrase and/or key-file slot."""
+        if not passphrase and not key_file:
+            raise InvalidInput("init needs a passphrase or a key file")
+        if key_file is not None and Path(key_file).exists():
+            raise InvalidInput(f"key file {key_file} already exists; refusing to overwrite it")
+        vhome = VaultHome(home)
+        vhome.create()
+        clock = clock or SystemClock()
+        db = Database(vhome.db_path, create=True)
+        db.migrate()
+        vault_id = crypto.random_bytes(16)
+        root = crypto.new_key()
+        now = to_epoch(clock.now())
+        with db.write() as conn:
+            conn.execute("INSERT INTO meta (key, value) VALUES ('vault_id', ?)", (vault_id,))
+            conn.execute("INSERT INTO meta (key, value) VALUES ('format_version', ?)", (FORMAT_VERSION,))
+            conn.execute("INSERT INTO meta (key, value) VALUES ('created_at', ?)", (now,))
+        keyring = Keyring(vault_id)
+        keyring.load_root(root)
+        ctx = VaultContext(vhome, db, clock, keyring, LocalBackend(vhome.blobs),
+                           VaultContext.load_settings(db))
+        vault = cls(ctx)
+        recovery_secret, recovery_text = keys.new_recovery_key()
+        vault.slots.add_slot("recovery", recovery_secret, label="recovery key")
+        if passphrase:
+            vault.slots.add_slot("passphrase", passphrase.encode("utf-8"), label="passphrase",
+                                 kdf_params=kdf_params)
+        if key_file is not None:
+            vault.slots.create_key_file_slot(Path(key_file))
+        AuditSigner(db, keyring).ensure()
+        return vault, InitResult(vault_id.hex(), recovery_text, vault.slots.list_slots())
+
+    @classmethod
+    def open(cls, home: Path | str, *, clock: Clock | None = None) -> "Vault":
+        """Open (sealed). Refuses a missing vault and one whose files others can read."""
+        vhome = VaultHome(home)
+        vhome.require()
+        vhome.check_permissions()
+        db = Database(vhome.db_path)
+        db.migrate()
+        row = db.one("SELECT value FROM meta WHERE key = 'vault_id'")
+        if row is None:
+            raise NotFound(f"{vhome.root} is not an initialised cvault vault")
+        keyring = Keyring(bytes(row[0]))
+        ctx = VaultContext(vhome, db, clock or SystemClock(), keyring, LocalBackend(vhome.blobs),
+                           VaultContext.load_settings(db))
+        return cls(ctx)
+
+    def close(self) -> None:
+        self.ctx.keyring.seal()
+        self.ctx.db.close()
+
+    def __enter__(self) -> "Vault":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- unsealing --------------------------------------------------------------------------------
+
+    @property
+    def unsealed(self) -> bool:
+        return self.ctx.keyring.unsealed
+
+    def _unseal(self, kind: str, secret: bytes, what: str) -> None:
+        rows = self.ctx.db.all(
+            "SELECT id, kdf_params, salt, wrapped_root FROM unseal_slots WHERE kind = ? ORDER BY id",
+            (kind,))
+        if not rows:
+            raise VaultSealed(f"vault sealed: it has no {what} slot")
+        for slot_id, params, salt, wrapped in rows:
+            kek = keys.slot_kek(kind, secret, salt, json.loads(params) if params else None)
+            try:
+                root = keys.unwrap_root(wrapped, kek, self.ctx.vault_id, slot_id, kind)
+            except CryptoError:
+                continue
+            self.ctx.keyring.load_root(root)
+            return
+        raise AuthenticationFailed(f"wrong {what}: no unseal slot opened")
+
+    def unseal_passphrase(self, passphrase: str) -> None:
+        self._unseal("passphrase", passphrase.encode("utf-8"), "passphrase")
+
+    def unseal_key_file(self, path: Path | str) -> None:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise VaultSealed(f"vault sealed: key file {path} not found") from None
+        except (OSError, UnicodeDecodeError):
+            raise VaultSealed(f"vault sealed: key file {path} cannot be read") from None
+        self._unseal("keyfile", keys.parse_key_file_text(text), "key file")
+
+    def unseal_recovery_key(self, recovery_key: str) -> None:
+        self._unseal("recovery", keys.parse_recovery_key(recovery_key), "recovery key")

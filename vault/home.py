@@ -1,0 +1,126 @@
+"""The vault directory (SPEC 2): location, layout and the ssh-style permission check.
+
+    <home>/vault.db        SQLite metadata (0600), with -wal and -shm beside it
+    <home>/blobs/          local blob store (0700 folders, 0600 files)
+    <home>/config.json     non-secret settings (0600)
+    <home>/locks/          advisory lock files (sweep, sync)
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from vault.errors import InsecurePermissions, NotFound
+
+DB_NAME = "vault.db"
+BLOBS_DIR = "blobs"
+CONFIG_NAME = "config.json"
+LOCKS_DIR = "locks"
+
+
+def default_home() -> Path:
+    env = os.environ.get("CVAULT_HOME")
+    if env:
+        return Path(env)
+    import platformdirs  # only when no home is given (keeps the scripted path light)
+
+    return Path(platformdirs.user_data_dir("cvault", appauthor=False))
+
+
+class VaultHome:
+    def __init__(self, root: Path | str):
+        self.root = Path(root).expanduser()
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / DB_NAME
+
+    @property
+    def blobs(self) -> Path:
+        return self.root / BLOBS_DIR
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    @property
+    def locks(self) -> Path:
+        return self.root / LOCKS_DIR
+
+    def exists(self) -> bool:
+        return self.db_path.exists()
+
+    def create(self) -> None:
+        """Create the folder tree with private modes (refuses a non-empty existing vault)."""
+        if self.db_path.exists():
+            raise InvalidHome(f"a vault already exists at {self.root}")
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        for sub in (self.blobs, self.locks):
+            sub.mkdir(mode=0o700, exist_ok=True)
+
+    def require(self) -> None:
+        if not self.db_path.exists():
+            raise NotFound(f"no vault at {self.root}: run 'cvault init' or set --home/CVAULT_HOME")
+
+    def check_permissions(self) -> None:
+        """Refuse a vault that other users can read or write (as ssh does with private keys)."""
+        problems = []
+        for path in (self.root, self.blobs, self.locks):
+            if path.exists() and _group_or_other(path):
+                problems.append(path)
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            path = self.root / (DB_NAME + suffix)
+            if path.exists() and _group_or_other(path):
+                problems.append(path)
+        if self.config_path.exists() and _group_or_other(self.config_path):
+            problems.append(self.config_path)
+        if problems:
+            raise InsecurePermissions(
+                f"refusing to open the vault: {problems[0]} is accessible by other users "
+                f"(chmod 700 folders, 600 files)")
+
+    def check_blob_permissions(self) -> list[Path]:
+        """Blob files or shard folders accessible by others (doctor; too slow for every open)."""
+        bad = []
+        if self.blobs.exists():
+            for folder in self.blobs.iterdir():
+                if _group_or_other(folder):
+                    bad.append(folder)
+                if folder.is_dir():
+                    bad.extend(p for p in folder.iterdir() if _group_or_other(p))
+        return bad
+
+
+class InvalidHome(NotFound):
+    """the vault folder is not usable."""
+
+    exit_code = 1
+    code = "error"
+
+
+def _group_or_other(path: Path) -> bool:
+    return bool(stat.S_IMODE(path.stat().st_mode) & 0o077)
+
+
+def write_private_file(path: Path, data: bytes, *, exclusive: bool = False) -> None:
+    """Create (or replace) a file readable by its owner only, atomically, with fsync."""
+    path = Path(path)
+    if exclusive:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)

@@ -1,0 +1,248 @@
+"""The key hierarchy (SPEC 3; byte-level details in docs/format.md).
+
+    unseal slot secret (passphrase -> Argon2id | key file | recovery key)
+        -> slot KEK  --AES-256-GCM-->  root key R (32 random bytes)
+    R --HKDF-SHA256(salt=vault_id, info="cvault/v1/<purpose>")--> purpose keys
+        client-key-wrap: wraps every client key version
+        totp-seal, token-cache-seal, audit: seal other secrets at rest
+    client key CK(c, v) (32 random bytes) --HKDF(info="cvault/v1/name-tag")--> path tag key
+                                           --HKDF(info="cvault/v1/record-meta")--> (AAD label only)
+        wraps record keys DEK(r, n) (32 random bytes per record version)
+    DEK(r, n) encrypts the record blob.
+
+AAD of every wrap binds the vault id and the ids/versions of what is wrapped, so a wrapped key
+copied to another row, client or vault fails to open.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+
+from vault import crypto
+from vault.errors import AuthenticationFailed, CryptoError, IntegrityFailure, VaultSealed
+
+LABEL_PREFIX = b"cvault/v1/"
+
+PURPOSE_CLIENT_KEY_WRAP = "client-key-wrap"
+PURPOSE_TOTP_SEAL = "totp-seal"
+PURPOSE_TOKEN_CACHE_SEAL = "token-cache-seal"
+PURPOSE_AUDIT = "audit"
+PURPOSE_BLOB_NAME = "blob-name"
+PURPOSE_SESSION = "session"
+PURPOSES = frozenset({PURPOSE_CLIENT_KEY_WRAP, PURPOSE_TOTP_SEAL, PURPOSE_TOKEN_CACHE_SEAL,
+                      PURPOSE_AUDIT, PURPOSE_BLOB_NAME, PURPOSE_SESSION})
+
+SLOT_KINDS = ("passphrase", "keyfile", "recovery")
+
+
+def label(*parts: str) -> bytes:
+    return LABEL_PREFIX + "/".join(parts).encode()
+
+
+def _aad(label_name: str, *fields: bytes | str | int) -> bytes:
+    """Length-prefixed concatenation: unambiguous for any field contents."""
+    out = [label(label_name)]
+    for f in fields:
+        if isinstance(f, int):
+            f = struct.pack(">Q", f)
+        elif isinstance(f, str):
+            f = f.encode()
+        out.append(struct.pack(">I", len(f)) + f)
+    return b"".join(out)
+
+
+# --- unseal slots ----------------------------------------------------------------------------------
+
+
+def slot_aad(vault_id: bytes, slot_id: int, kind: str) -> bytes:
+    return _aad("slot", vault_id, slot_id, kind)
+
+
+def slot_kek(kind: str, secret: bytes, salt: bytes, kdf_params: dict | None) -> bytes:
+    """The key-encryption key of one unseal slot."""
+    if kind == "passphrase":
+        p = kdf_params or {}
+        return crypto.argon2id(secret, salt=salt, memory_kib=p["memory_kib"],
+                               iterations=p["iterations"], lanes=p["lanes"])
+    if kind in ("keyfile", "recovery"):
+        return crypto.hkdf_sha256(secret, salt=salt, info=label("slot", kind))
+    raise ValueError(f"unknown slot kind {kind}")
+
+
+def wrap_root(root: bytes, kek: bytes, vault_id: bytes, slot_id: int, kind: str) -> bytes:
+    return crypto.seal(kek, root, slot_aad(vault_id, slot_id, kind))
+
+
+def unwrap_root(wrapped: bytes, kek: bytes, vault_id: bytes, slot_id: int, kind: str) -> bytes:
+    return crypto.unseal(kek, wrapped, slot_aad(vault_id, slot_id, kind))
+
+
+# Key file: a text file holding "cvault-keyfile-v1:" + base64url of 32 random bytes.
+KEYFILE_PREFIX = "cvault-keyfile-v1:"
+
+
+def new_key_file_text() -> tuple[bytes, str]:
+    secret = crypto.new_key()
+    return secret, KEYFILE_PREFIX + base64.urlsafe_b64encode(secret).decode().rstrip("=") + "\n"
+
+
+def parse_key_file_text(text: str) -> bytes:
+    text = text.strip()
+    if not text.startswith(KEYFILE_PREFIX):
+        raise AuthenticationFailed("not a cvault key file")
+    body = text[len(KEYFILE_PREFIX):]
+    try:
+        secret = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except ValueError:
+        raise AuthenticationFailed("not a cvault key file") from None
+    if len(secret) != crypto.KEY_LEN:
+        raise AuthenticationFailed("not a cvault key file")
+    return secret
+
+
+# Recovery key: 32 random bytes shown once as 13 groups of 4 base32 characters (RFC 4648, no pad).
+
+
+def new_recovery_key() -> tuple[bytes, str]:
+    secret = crypto.new_key()
+    text = base64.b32encode(secret).decode().rstrip("=")
+    return secret, "-".join(text[i:i + 4] for i in range(0, len(text), 4))
+
+
+def parse_recovery_key(text: str) -> bytes:
+    cleaned = "".join(ch for ch in text.upper() if ch.isalnum())
+    try:
+        secret = base64.b32decode(cleaned + "=" * (-len(cleaned) % 8))
+    except ValueError:
+        raise AuthenticationFailed("malformed recovery key") from None
+    if len(secret) != crypto.KEY_LEN:
+        raise AuthenticationFailed("malformed recovery key")
+    return secret
+
+
+# --- the unsealed keyring ---------------------------------------------------------------------------
+
+
+class Keyring:
+    """Root-derived keys of an unsealed vault. ``None`` root means sealed: every use raises."""
+
+    def __init__(self, vault_id: bytes):
+        self.vault_id = vault_id
+        self._root: bytes | None = None
+        self._purpose: dict[str, bytes] = {}
+
+    @property
+    def unsealed(self) -> bool:
+        return self._root is not None
+
+    def load_root(self, root: bytes) -> None:
+        self._root = root
+        self._purpose.clear()
+
+    def seal(self) -> None:
+        self._root = None
+        self._purpose.clear()
+
+    def root(self) -> bytes:
+        if self._root is None:
+            raise VaultSealed()
+        return self._root
+
+    def purpose_key(self, purpose: str) -> bytes:
+        if purpose not in PURPOSES:
+            raise ValueError(f"unknown key purpose {purpose}")
+        key = self._purpose.get(purpose)
+        if key is None:
+            key = crypto.hkdf_sha256(self.root(), salt=self.vault_id, info=label(purpose))
+            self._purpose[purpose] = key
+        return key
+
+    # client keys -----------------------------------------------------------------------------
+
+    def client_key_aad(self, client_id: str, version: int) -> bytes:
+        return _aad("client-key", self.vault_id, client_id, version)
+
+    def wrap_client_key(self, client_key: bytes, client_id: str, version: int) -> bytes:
+        return crypto.seal(self.purpose_key(PURPOSE_CLIENT_KEY_WRAP), client_key,
+                           self.client_key_aad(client_id, version))
+
+    def unwrap_client_key(self, wrapped: bytes, client_id: str, version: int, client_name: str) -> bytes:
+        try:
+            return crypto.unseal(self.purpose_key(PURPOSE_CLIENT_KEY_WRAP), wrapped,
+                                 self.client_key_aad(client_id, version))
+        except CryptoError:
+            raise IntegrityFailure(f"integrity failure: key of client {client_name} "
+                                   f"(version {version}) failed authentication") from None
+
+    # record keys -----------------------------------------------------------------------------
+
+    def dek_aad(self, client_id: str, record_id: int, version: int, key_version: int) -> bytes:
+        return _aad("record-key", self.vault_id, client_id, record_id, version, key_version)
+
+    # generic sealing of small secrets under a purpose key ------------------------------------
+
+    def seal_for(self, purpose: str, plaintext: bytes, *context: bytes | str | int) -> bytes:
+        return crypto.seal(self.purpose_key(purpose), plaintext, _aad(purpose, self.vault_id, *context))
+
+    def unseal_for(self, purpose: str, sealed: bytes, *context: bytes | str | int) -> bytes:
+        """Raises CryptoError; the caller names what failed."""
+        return crypto.unseal(self.purpose_key(purpose), sealed, _aad(purpose, self.vault_id, *context))
+
+    def blob_name(self, client_id: str, record_id: int, version: int) -> str:
+        """Opaque, deterministic blob name: keyed hash of the ids, 40 hex chars (160 bits)."""
+        mac = crypto.hmac_sha256(self.purpose_key(PURPOSE_BLOB_NAME),
+                                 _aad("blob-name", self.vault_id, client_id, record_id, version))
+        return mac.hex()[:40]
+
+
+class ClientKeys:
+    """Operations keyed by one client key version: DEK wraps, path tags, sealed metadata."""
+
+    def __init__(self, keyring: Keyring, client_id: str, version: int, key: bytes):
+        self.keyring = keyring
+        self.client_id = client_id
+        self.version = version
+        self._key = key
+        self._tag_key = crypto.hkdf_sha256(key, salt=keyring.vault_id, info=label("name-tag"))
+
+    @property
+    def fingerprint(self) -> str:
+        return crypto.key_fingerprint(self._key)
+
+    def raw_for_tests(self) -> bytes:
+        """The raw client key. Only the shredding tests use it, to prove the bytes are gone."""
+        return self._key
+
+    def path_tag(self, path: str) -> bytes:
+        return crypto.hmac_sha256(self._tag_key, path.encode("utf-8"))
+
+    def wrap_dek(self, dek: bytes, record_id: int, version: int) -> bytes:
+        return crypto.seal(self._key, dek,
+                           self.keyring.dek_aad(self.client_id, record_id, version, self.version))
+
+    def unwrap_dek(self, wrapped: bytes, record_id: int, version: int) -> bytes:
+        """Raises CryptoError; the caller names the record."""
+        return crypto.unseal(self._key, wrapped,
+                             self.keyring.dek_aad(self.client_id, record_id, version, self.version))
+
+    def seal_meta(self, meta: dict, record_id: int) -> bytes:
+        data = json.dumps(meta, separators=(",", ":"), sort_keys=True).encode()
+        return crypto.seal(self._key, data, _aad("record-meta", self.keyring.vault_id,
+                                                  self.client_id, record_id, self.version))
+
+    def unseal_meta(self, sealed: bytes, record_id: int) -> dict:
+        """Raises CryptoError; the caller names the record."""
+        data = crypto.unseal(self._key, sealed, _aad("record-meta", self.keyring.vault_id,
+                                                      self.client_id, record_id, self.version))
+        return json.loads(data)
+
+    def seal_detail(self, plaintext: bytes, *context: bytes | str | int) -> bytes:
+        """Seal a client-revealing detail (e.g. an audit event's record path)."""
+        return crypto.seal(self._key, plaintext, _aad("client-detail", self.keyring.vault_id,
+                                                       self.client_id, self.version, *context))
+
+    def unseal_detail(self, sealed: bytes, *context: bytes | str | int) -> bytes:
+        return crypto.unseal(self._key, sealed, _aad("client-detail", self.keyring.vault_id,
+                                                      self.client_id, self.version, *context))

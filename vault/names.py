@@ -1,0 +1,40 @@
+"""Validation of names users type: clients, record paths, users. No heavy imports (hot path)."""
+
+from __future__ import annotations
+
+import re
+
+from vault.errors import InvalidInput
+
+CLIENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-]?$")
+USER_NAME = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
+PATH_SEGMENT = re.compile(r"^[A-Za-z0-9@+=,_-][A-Za-z0-9 @+=,._-]{0,63}$")
+MAX_PATH = 256
+
+
+def _printable(text: str) -> bool:
+    return all(ch.isprintable() for ch in text)
+
+
+def client_name(name: str) -> str:
+    if not isinstance(name, str) or not _printable(name) or not CLIENT_NAME.match(name):
+        raise InvalidInput("invalid client name: 1-64 letters, digits, space, '.', '_' or '-'")
+    return name
+
+
+def user_name(name: str) -> str:
+    if not isinstance(name, str) or not USER_NAME.match(name):
+        raise InvalidInput("invalid user name: 1-32 lower-case letters, digits, '.', '_' or '-', "
+                           "starting with a letter")
+    return name
+
+
+def record_path(path: str) -> str:
+    """``office/firewall``: 1-8 segments, each 1-64 printable characters; no '.', '..' or empty."""
+    if not isinstance(path, str) or not path or len(path) > MAX_PATH or not _printable(path):
+        raise InvalidInput("invalid record path: 1-256 printable characters like office/firewall")
+    segments = path.split("/")
+    if len(segments) > 8 or any(s in (".", "..") or not PATH_SEGMENT.match(s) for s in segments):
+        raise InvalidInput("invalid record path: segments of letters, digits, ' @+=,._-' "
+                           "separated by '/', no empty, '.' or '..' segment")
+    return path

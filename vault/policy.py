@@ -1,0 +1,218 @@
+"""Authorization: the one module that decides (SPEC 6). Deny by default; roles are additive.
+
+:data:`PERMISSIONS` is the whole role table. :func:`decide` is a pure function of the principal,
+the action and the facts gathered for it (assignment, training, SLA state, account state, session);
+it returns a :class:`Decision` with a human reason. It never touches the database: the context that
+calls it gathers the facts and writes every decision, allow and deny, to the audit log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+from vault.principal import SYSTEM_ROLE, Principal
+
+
+class Action(str, Enum):
+    # staff administration (admin)
+    USER_ADD = "user.add"
+    USER_LIST = "user.list"
+    USER_SHOW = "user.show"
+    USER_DISABLE = "user.disable"
+    USER_ENABLE = "user.enable"
+    USER_GRANT = "user.grant"
+    USER_REVOKE = "user.revoke"
+    USER_UNLOCK = "user.unlock"
+    USER_RESET_TOTP = "user.reset_totp"
+    USER_TRAIN = "user.train"
+    # clients
+    CLIENT_ADD = "client.add"
+    CLIENT_EDIT = "client.edit"
+    CLIENT_LIST = "client.list"
+    CLIENT_SHOW = "client.show"
+    CLIENT_ROTATE_KEY = "client.rotate_key"
+    CLIENT_ASSIGN = "client.assign"
+    CLIENT_UNASSIGN = "client.unassign"
+    # who can reach what
+    ACCESS_VIEW = "access.view"
+    # SLA lifecycle
+    SLA_SHOW = "sla.show"
+    SLA_RENEW = "sla.renew"
+    SLA_EXPIRE = "sla.expire"
+    SLA_REQUEST_SHRED = "sla.request_shred"
+    SLA_APPROVE_SHRED = "sla.approve_shred"
+    SLA_UPCOMING = "sla.upcoming"
+    SLA_SWEEP = "sla.sweep"
+    SLA_CERTIFICATE = "sla.certificate"
+    # secrets (need-to-know)
+    SECRET_PUT = "secret.put"
+    SECRET_GET = "secret.get"
+    SECRET_LIST = "secret.list"
+    SECRET_HISTORY = "secret.history"
+    SECRET_RM = "secret.rm"
+    SECRET_IMPORT = "secret.import"
+    SECRET_EXPORT = "secret.export"
+    # audit
+    AUDIT_LOG = "audit.log"
+    AUDIT_VERIFY = "audit.verify"
+    AUDIT_EXPORT = "audit.export"
+    AUDIT_REPORT = "audit.report"
+    AUDIT_PRUNE = "audit.prune"
+    # vault operations (ciphertext only)
+    SYNC = "sync"
+    DOCTOR = "doctor"
+
+
+ADMIN, ACCOUNT_MANAGER, ENGINEER, REVIEWER = "admin", "account_manager", "engineer", "security_reviewer"
+_ = frozenset
+
+#: The role table of SPEC 6. An action absent here is refused to everyone.
+PERMISSIONS: dict[Action, frozenset[str]] = {
+    Action.USER_ADD: _({ADMIN}),
+    Action.USER_LIST: _({ADMIN}),
+    Action.USER_SHOW: _({ADMIN}),
+    Action.USER_DISABLE: _({ADMIN}),
+    Action.USER_ENABLE: _({ADMIN}),
+    Action.USER_GRANT: _({ADMIN}),
+    Action.USER_REVOKE: _({ADMIN}),
+    Action.USER_UNLOCK: _({ADMIN}),
+    Action.USER_RESET_TOTP: _({ADMIN}),
+    Action.USER_TRAIN: _({ADMIN}),
+    Action.CLIENT_ADD: _({ACCOUNT_MANAGER}),
+    Action.CLIENT_EDIT: _({ACCOUNT_MANAGER}),
+    Action.CLIENT_ROTATE_KEY: _({ACCOUNT_MANAGER}),
+    Action.CLIENT_LIST: _({ACCOUNT_MANAGER, ENGINEER, REVIEWER}),
+    Action.CLIENT_SHOW: _({ACCOUNT_MANAGER, ENGINEER, REVIEWER}),
+    Action.CLIENT_ASSIGN: _({ADMIN, ACCOUNT_MANAGER}),
+    Action.CLIENT_UNASSIGN: _({ADMIN, ACCOUNT_MANAGER}),
+    Action.ACCESS_VIEW: _({ADMIN, REVIEWER}),
+    Action.SLA_SHOW: _({ACCOUNT_MANAGER}),
+    Action.SLA_RENEW: _({ACCOUNT_MANAGER}),
+    Action.SLA_EXPIRE: _({ACCOUNT_MANAGER}),
+    Action.SLA_REQUEST_SHRED: _({ACCOUNT_MANAGER}),
+    Action.SLA_APPROVE_SHRED: _({ADMIN, ACCOUNT_MANAGER}),
+    Action.SLA_UPCOMING: _({ACCOUNT_MANAGER}),
+    Action.SLA_SWEEP: _({ACCOUNT_MANAGER, SYSTEM_ROLE}),
+    Action.SLA_CERTIFICATE: _({ACCOUNT_MANAGER, REVIEWER}),
+    Action.SECRET_PUT: _({ENGINEER}),
+    Action.SECRET_GET: _({ENGINEER}),
+    Action.SECRET_LIST: _({ENGINEER}),
+    Action.SECRET_HISTORY: _({ENGINEER}),
+    Action.SECRET_RM: _({ENGINEER}),
+    Action.SECRET_IMPORT: _({ENGINEER}),
+    Action.SECRET_EXPORT: _({ENGINEER}),
+    Action.AUDIT_LOG: _({REVIEWER}),
+    Action.AUDIT_VERIFY: _({REVIEWER, SYSTEM_ROLE}),
+    Action.AUDIT_EXPORT: _({REVIEWER}),
+    Action.AUDIT_REPORT: _({REVIEWER}),
+    Action.AUDIT_PRUNE: _({REVIEWER}),
+    Action.SYNC: _({ADMIN, SYSTEM_ROLE}),
+    Action.DOCTOR: _({ADMIN, SYSTEM_ROLE}),
+}
+
+#: Actions on one client's secrets: the role is necessary, need-to-know is also required.
+NEED_TO_KNOW: frozenset[Action] = frozenset({
+    Action.SECRET_PUT, Action.SECRET_GET, Action.SECRET_LIST, Action.SECRET_HISTORY,
+    Action.SECRET_RM, Action.SECRET_IMPORT, Action.SECRET_EXPORT,
+})
+
+#: Reading a secret value needs a TOTP verified recently (step-up, SPEC 5).
+STEP_UP: frozenset[Action] = frozenset({Action.SECRET_GET, Action.SECRET_EXPORT})
+
+#: Engineers see only the clients they are assigned to (SPEC 6: "list/show own").
+OWN_CLIENTS_ONLY: dict[Action, frozenset[str]] = {
+    Action.CLIENT_SHOW: _({ENGINEER}),
+}
+
+
+@dataclass(frozen=True)
+class AccountFacts:
+    """The acting user's account state, read fresh for this decision."""
+
+    disabled: bool = False
+    locked_until: datetime | None = None
+    training_valid_until: datetime | None = None
+    session_valid: bool = True
+    session_reason: str = ""
+    stepup_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ClientFacts:
+    """One client's need-to-know facts for the acting user."""
+
+    name: str
+    state: str  # active | expired | shred_pending | shredding | shredded
+    assigned: bool = False
+    assignment_ends_at: datetime | None = None
+    assignment_ended: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str
+    #: for a denial: "denied" (exit 4) or "client" (exit 7: the client's SLA is not active)
+    kind: str = "allowed"
+
+
+def allowed_roles(action: Action) -> frozenset[str]:
+    return PERMISSIONS.get(action, frozenset())
+
+
+def decide(principal: Principal, action: Action, *, now: datetime,
+           account: AccountFacts | None = None, client: ClientFacts | None = None,
+           stepup_window_seconds: int = 900) -> Decision:
+    """Deny by default; the first failed condition is the reason."""
+    who = principal.name
+    if principal.kind == "operator":
+        # Local operator of an embedded vault before staff accounts exist (issue 2 stage).
+        return Decision(True, "local operator")
+    roles = allowed_roles(action) & principal.roles
+    if not roles:
+        return Decision(False, f"{who} has no role allowed to {action.value}", "denied")
+
+    if not principal.is_system:
+        if account is None:
+            return Decision(False, f"no account facts for {who}", "denied")
+        if account.disabled:
+            return Decision(False, f"{who} is disabled", "denied")
+        if account.locked_until is not None and now < account.locked_until:
+            return Decision(False, f"{who} is locked", "denied")
+        if not account.session_valid:
+            return Decision(False, account.session_reason or f"{who} has no valid session", "denied")
+
+    if action in NEED_TO_KNOW:
+        if client is None:
+            return Decision(False, "no client given", "denied")
+        return _need_to_know(who, action, now, account, client, stepup_window_seconds)
+
+    if action in OWN_CLIENTS_ONLY and roles <= OWN_CLIENTS_ONLY[action]:
+        if client is None or not client.assigned or client.assignment_ended:
+            name = client.name if client else "that client"
+            return Decision(False, f"{who} is not assigned to {name}", "denied")
+    return Decision(True, f"role {sorted(roles)[0]}")
+
+
+def _need_to_know(who: str, action: Action, now: datetime, account: AccountFacts | None,
+                  client: ClientFacts, stepup_window_seconds: int) -> Decision:
+    if account is None:
+        return Decision(False, f"no account facts for {who}", "denied")
+    if not client.assigned:
+        return Decision(False, f"{who} is not assigned to {client.name}", "denied")
+    if client.assignment_ended or (client.assignment_ends_at is not None
+                                   and now >= client.assignment_ends_at):
+        return Decision(False, f"{who}'s assignment to {client.name} has ended", "denied")
+    if account.training_valid_until is None:
+        return Decision(False, f"{who} has no data-handling training on record", "denied")
+    if now >= account.training_valid_until:
+        return Decision(False, f"{who}'s data-handling training expired", "denied")
+    if client.state != "active":
+        return Decision(False, f"client {client.name} is {client.state.replace('_', ' ')}", "client")
+    if action in STEP_UP:
+        if account.stepup_at is None or (now - account.stepup_at).total_seconds() >= stepup_window_seconds:
+            return Decision(False, "step-up needed: TOTP not verified in the last "
+                            f"{stepup_window_seconds // 60} minutes", "stepup")
+    return Decision(True, f"need-to-know: {who} assigned to {client.name}, trained, SLA active")

@@ -1,0 +1,1 @@
+"""The facade's services; each receives the shared :class:`vault.context.VaultContext`."""

@@ -1,0 +1,371 @@
+"""Client secrets: put, get, list, history, rm, import and export (SPEC 4).
+
+Write path: validate (pydantic, lazily imported) -> authorize + audit -> under the write lock:
+encrypt with a fresh DEK, write the blob atomically, insert the version row with the wrapped DEK,
+queue the upload, prune versions beyond the kept number (their DEKs are deleted, so their blobs are
+unreadable everywhere) -> commit -> delete the pruned blobs locally. A crash before the commit
+leaves at most an orphan blob, never a half-written record; after the commit the write is durable.
+
+Read path (kept free of pydantic and anything heavy): authorize + audit -> tag lookup -> unwrap the
+DEK -> read and decrypt the blob, checking that its header names this exact record version.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from vault import blob as blobfmt
+from vault import crypto, names
+from vault.clock import from_epoch, rfc3339, to_epoch
+from vault.context import ClientRow, VaultContext
+from vault.errors import (BlobNotFound, CryptoError, IntegrityFailure, InvalidInput, NotFound)
+from vault.home import write_private_file
+from vault.keys import ClientKeys
+from vault.policy import Action
+from vault.principal import Principal
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SecretRecord:
+    client: str
+    path: str
+    kind: str
+    version: int
+    fields: dict[str, Any]
+    created_at: str
+    created_by: str
+
+    def as_dict(self) -> dict:
+        return {"client": self.client, "path": self.path, "kind": self.kind,
+                "version": self.version, "fields": self.fields,
+                "created_at": self.created_at, "created_by": self.created_by}
+
+
+@dataclass(frozen=True)
+class _PreparedWrite:
+    path: str
+    kind: str
+    plaintext: bytes
+
+
+class SecretService:
+    def __init__(self, ctx: VaultContext):
+        self.ctx = ctx
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _record_name(self, client: ClientRow, path: str, version: int | None = None) -> str:
+        where = f"{client.name}/{path}"
+        return where if version is None else f"{where} (version {version})"
+
+    def _integrity(self, client: ClientRow, path: str, version: int | None = None) -> IntegrityFailure:
+        return IntegrityFailure(
+            f"integrity failure: record {self._record_name(client, path, version)} failed verification")
+
+    def _find(self, conn, client: ClientRow, keys: ClientKeys, path: str):
+        row = conn.execute(
+            "SELECT id, meta_sealed, current_version FROM records WHERE client_id = ? AND path_tag = ?",
+            (client.id, keys.path_tag(path))).fetchone()
+        if row is None:
+            return None
+        try:
+            meta = keys.unseal_meta(row[1], row[0])
+        except CryptoError:
+            raise self._integrity(client, path) from None
+        if not crypto.constant_time_equal(meta.get("path", ""), path):
+            raise self._integrity(client, path)
+        return row[0], meta, row[2]
+
+    @staticmethod
+    def _prepare(path: str, kind: str, fields: dict) -> _PreparedWrite:
+        from vault import records  # pydantic: write path only
+
+        names.record_path(path)
+        normalised = records.validate(kind, fields)
+        return _PreparedWrite(path, kind, records.encode(kind, normalised))
+
+    # --- writes ---------------------------------------------------------------------------------
+
+    def put(self, principal: Principal, client_name: str, path: str, kind: str,
+            fields: dict[str, Any]) -> dict:
+        prepared = self._prepare(path, kind, fields)
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.SECRET_PUT, client=client, detail=path)
+        with self.ctx.db.write() as conn:
+            version, pruned = self._write(conn, principal, client, prepared, durable=True)
+        self._delete_local(pruned)
+        return {"client": client.name, "path": path, "kind": kind, "version": version}
+
+    def _write(self, conn, principal: Principal, client: ClientRow, prepared: _PreparedWrite,
+               *, durable: bool) -> tuple[int, list[str]]:
+        keys = self.ctx.client_keys(client, conn=conn)
+        now = to_epoch(self.ctx.now())
+        found = self._find(conn, client, keys, prepared.path)
+        if found:
+            record_id, meta, _ = found
+            if meta["kind"] != prepared.kind:
+                raise InvalidInput(f"{client.name}/{prepared.path} is a {meta['kind']} record; "
+                                   f"remove it before storing a {prepared.kind} there")
+            version = conn.execute("SELECT max(version) FROM record_versions WHERE record_id = ?",
+                                   (record_id,)).fetchone()[0] + 1
+        else:
+            cur = conn.execute(
+                "INSERT INTO records (client_id, path_tag, meta_sealed, current_version, created_at,"
+                " updated_at) VALUES (?, ?, x'', 0, ?, ?)",
+                (client.id, keys.path_tag(prepared.path), now, now))
+            record_id = cur.lastrowid
+            conn.execute("UPDATE records SET meta_sealed = ? WHERE id = ?",
+                         (keys.seal_meta({"path": prepared.path, "kind": prepared.kind}, record_id),
+                          record_id))
+            version = 1
+        dek = crypto.new_key()
+        data = blobfmt.encrypt_record(dek, prepared.plaintext, vault_id=self.ctx.vault_id,
+                                      client_id=client.id_bytes, record_id=record_id,
+                                      record_version=version)
+        name = self.ctx.keyring.blob_name(client.id, record_id, version)
+        self.ctx.blobs.put(name, data, durable=durable)
+        conn.execute(
+            "INSERT INTO record_versions (record_id, version, key_version, wrapped_dek, blob_name,"
+            " size, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (record_id, version, keys.version, keys.wrap_dek(dek, record_id, version), name,
+             len(data), now, principal.name))
+        conn.execute("UPDATE records SET current_version = ?, updated_at = ? WHERE id = ?",
+                     (version, now, record_id))
+        conn.execute("INSERT INTO outbox (op, blob_name, queued_at) VALUES ('put', ?, ?)", (name, now))
+        return version, self._prune(conn, record_id, now)
+
+    def _prune(self, conn, record_id: int, now: int) -> list[str]:
+        """Destroy the keys of versions beyond the kept number; returns their blob names."""
+        keep = int(self.ctx.settings["keep_versions"])
+        old = conn.execute(
+            "SELECT version, blob_name FROM record_versions WHERE record_id = ?"
+            " ORDER BY version DESC LIMIT -1 OFFSET ?", (record_id, keep)).fetchall()
+        if not old:
+            return []
+        conn.execute("DELETE FROM record_versions WHERE record_id = ? AND version <= ?",
+                     (record_id, old[0][0]))
+        blobs = [b for _, b in old if b]
+        self._queue_deletes(conn, blobs, now)
+        return blobs
+
+    @staticmethod
+    def _queue_deletes(conn, blob_names: list[str], now: int) -> None:
+        conn.executemany("INSERT INTO outbox (op, blob_name, queued_at) VALUES ('delete', ?, ?)",
+                         [(b, now) for b in blob_names])
+
+    def _delete_local(self, blob_names: list[str]) -> None:
+        for name in blob_names:
+            self.ctx.blobs.delete(name)
+
+    def rm(self, principal: Principal, client_name: str, path: str, *, purge: bool = False) -> dict:
+        """Delete a record. Without ``purge`` a delete marker becomes the current version (the
+        older versions stay, within the kept number); with ``purge`` every version's key, the
+        encrypted path and every blob are destroyed: the record is crypto-shredded everywhere."""
+        names.record_path(path)
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.SECRET_RM, client=client, detail=path)
+        now = to_epoch(self.ctx.now())
+        with self.ctx.db.write() as conn:
+            keys = self.ctx.client_keys(client, conn=conn)
+            found = self._find(conn, client, keys, path)
+            if found is None:
+                raise NotFound(f"no record {client.name}/{path}")
+            record_id, _, current = found
+            if purge:
+                blobs = [r[0] for r in conn.execute(
+                    "SELECT blob_name FROM record_versions WHERE record_id = ? AND blob_name IS NOT NULL",
+                    (record_id,))]
+                conn.execute("DELETE FROM record_versions WHERE record_id = ?", (record_id,))
+                conn.execute("DELETE FROM records WHERE id = ?", (record_id,))
+                self._queue_deletes(conn, blobs, now)
+                result = {"client": client.name, "path": path, "purged": True,
+                          "versions_destroyed": len(blobs)}
+            else:
+                marker = conn.execute("SELECT blob_name FROM record_versions WHERE record_id = ?"
+                                      " AND version = ?", (record_id, current)).fetchone()
+                if marker is not None and marker[0] is None:
+                    raise NotFound(f"no record {client.name}/{path} (already deleted)")
+                version = conn.execute("SELECT max(version) FROM record_versions WHERE record_id = ?",
+                                       (record_id,)).fetchone()[0] + 1
+                conn.execute(
+                    "INSERT INTO record_versions (record_id, version, key_version, wrapped_dek,"
+                    " blob_name, size, created_at, created_by) VALUES (?, ?, ?, NULL, NULL, 0, ?, ?)",
+                    (record_id, version, keys.version, now, principal.name))
+                conn.execute("UPDATE records SET current_version = ?, updated_at = ? WHERE id = ?",
+                             (version, now, record_id))
+                blobs = self._prune(conn, record_id, now)
+                result = {"client": client.name, "path": path, "purged": False, "version": version}
+        self._delete_local(blobs)
+        if purge:
+            self.ctx.db.checkpoint_truncate()
+        self.ctx.record_outcome(principal, Action.SECRET_RM, "ok", client=client, detail=path,
+                                reason="record purged (crypto-shredded)" if purge else "record deleted")
+        return result
+
+    def import_records(self, principal: Principal, client_name: str, lines: Iterable[str],
+                       progress: Progress | None = None) -> dict:
+        """Import JSON Lines ``{"path", "kind", "fields"}`` (the export format) in one transaction.
+
+        Every line is validated before anything is written; a bad line names its number and nothing
+        is imported. Blobs are written without per-file fsync, then made durable with one sync
+        before the commit."""
+        prepared: list[_PreparedWrite] = []
+        seen: set[str] = set()
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                if not isinstance(item, dict):
+                    raise ValueError
+                path, kind, fields = item["path"], item["kind"], item.get("fields", {})
+            except (ValueError, KeyError, TypeError):
+                raise InvalidInput(f"line {number}: not a JSON object with path, kind and fields") from None
+            try:
+                prepared.append(self._prepare(path, kind, fields))
+            except InvalidInput as exc:
+                raise InvalidInput(f"line {number}: {exc.message}") from None
+            if path in seen:
+                raise InvalidInput(f"line {number}: duplicate path {path}")
+            seen.add(path)
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.SECRET_IMPORT, client=client,
+                           detail=f"{len(prepared)} records")
+        pruned: list[str] = []
+        with self.ctx.db.write() as conn:
+            for done, item in enumerate(prepared, 1):
+                _, gone = self._write(conn, principal, client, item, durable=False)
+                pruned.extend(gone)
+                if progress:
+                    progress(done, len(prepared))
+            self.ctx.blobs.sync()
+        self._delete_local(pruned)
+        return {"client": client.name, "imported": len(prepared)}
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    def get(self, principal: Principal, client_name: str, path: str,
+            version: int | None = None) -> SecretRecord:
+        names.record_path(path)
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.SECRET_GET, client=client, detail=path)
+        with self.ctx.db.read() as conn:
+            keys = self.ctx.client_keys(client, conn=conn)
+            found = self._find(conn, client, keys, path)
+            if found is None:
+                raise NotFound(f"no record {client.name}/{path}")
+            record_id, meta, current = found
+            wanted = current if version is None else version
+            row = conn.execute(
+                "SELECT wrapped_dek, blob_name, created_at, created_by FROM record_versions"
+                " WHERE record_id = ? AND version = ?", (record_id, wanted)).fetchone()
+        if row is None:
+            raise NotFound(f"no version {wanted} of {client.name}/{path} (kept: the last "
+                           f"{self.ctx.settings['keep_versions']})")
+        if row[0] is None:
+            raise NotFound(f"{client.name}/{path} was deleted (version {wanted})")
+        return self._open_version(client, keys, record_id, path, meta["kind"], wanted, row)
+
+    def _open_version(self, client: ClientRow, keys: ClientKeys, record_id: int, path: str,
+                      kind: str, version: int, row) -> SecretRecord:
+        wrapped, blob_name, created_at, created_by = row
+        try:
+            dek = keys.unwrap_dek(wrapped, record_id, version)
+        except CryptoError:
+            raise self._integrity(client, path, version) from None
+        try:
+            data = self.read_blob(blob_name)
+        except BlobNotFound:
+            raise IntegrityFailure(f"integrity failure: record {self._record_name(client, path, version)}"
+                                   " is missing from the blob store (try 'cvault sync pull')") from None
+        try:
+            plaintext = blobfmt.decrypt_record(data, dek, vault_id=self.ctx.vault_id,
+                                               client_id=client.id_bytes, record_id=record_id,
+                                               record_version=version)
+            doc = json.loads(plaintext)
+            if doc.get("kind") != kind or not isinstance(doc.get("fields"), dict):
+                raise ValueError
+        except (CryptoError, ValueError, AttributeError):
+            raise self._integrity(client, path, version) from None
+        return SecretRecord(client.name, path, kind, version, doc["fields"],
+                            rfc3339(from_epoch(created_at)), created_by)
+
+    def read_blob(self, name: str) -> bytes:
+        """The local copy of a blob (the remote-restore fallback is added by the sync service)."""
+        return self.ctx.blobs.get(name)
+
+    def list(self, principal: Principal, client_name: str) -> list[dict]:
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.SECRET_LIST, client=client)
+        out = []
+        with self.ctx.db.read() as conn:
+            keys = self.ctx.client_keys(client, conn=conn)
+            rows = conn.execute(
+                "SELECT r.id, r.meta_sealed, r.current_version, r.updated_at, v.blob_name"
+                " FROM records r JOIN record_versions v ON v.record_id = r.id"
+                " AND v.version = r.current_version WHERE r.client_id = ?", (client.id,)).fetchall()
+        for record_id, meta_sealed, current, updated, blob_name in rows:
+            if blob_name is None:
+                continue  # deleted: a delete marker is the current version
+            try:
+                meta = keys.unseal_meta(meta_sealed, record_id)
+            except CryptoError:
+                raise IntegrityFailure(f"integrity failure: record {record_id} of client "
+                                       f"{client.name} failed verification") from None
+            out.append({"path": meta["path"], "kind": meta["kind"], "version": current,
+                        "updated_at": rfc3339(from_epoch(updated))})
+        out.sort(key=lambda r: r["path"])
+        return out
+
+    def history(self, principal: Principal, client_name: str, path: str) -> list[dict]:
+        names.record_path(path)
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.SECRET_HISTORY, client=client, detail=path)
+        with self.ctx.db.read() as conn:
+            keys = self.ctx.client_keys(client, conn=conn)
+            found = self._find(conn, client, keys, path)
+            if found is None:
+                raise NotFound(f"no record {client.name}/{path}")
+            rows = conn.execute(
+                "SELECT version, blob_name, size, created_at, created_by FROM record_versions"
+                " WHERE record_id = ? ORDER BY version", (found[0],)).fetchall()
+        return [{"version": v, "deleted": b is None, "size": s,
+                 "created_at": rfc3339(from_epoch(t)), "created_by": by,
+                 "current": v == found[2]} for v, b, s, t, by in rows]
+
+    def export(self, principal: Principal, client_name: str, out: Path) -> dict:
+        """Write the client's current records, decrypted, as JSON Lines to a new 0600 file."""
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.SECRET_EXPORT, client=client, detail=f"export to file")
+        records = []
+        with self.ctx.db.read() as conn:
+            keys = self.ctx.client_keys(client, conn=conn)
+            rows = conn.execute(
+                "SELECT r.id, r.meta_sealed, r.current_version, v.wrapped_dek, v.blob_name,"
+                " v.created_at, v.created_by FROM records r JOIN record_versions v"
+                " ON v.record_id = r.id AND v.version = r.current_version WHERE r.client_id = ?",
+                (client.id,)).fetchall()
+        for record_id, meta_sealed, version, *row in rows:
+            if row[0] is None:
+                continue
+            try:
+                meta = keys.unseal_meta(meta_sealed, record_id)
+            except CryptoError:
+                raise IntegrityFailure(f"integrity failure: record {record_id} of client "
+                                       f"{client.name} failed verification") from None
+            rec = self._open_version(client, keys, record_id, meta["path"], meta["kind"], version, row)
+            records.append({"path": rec.path, "kind": rec.kind, "fields": rec.fields})
+        records.sort(key=lambda r: r["path"])
+        data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+        try:
+            write_private_file(Path(out), data.encode("utf-8"), exclusive=True)
+        except FileExistsError:
+            raise InvalidInput(f"{out} already exists; refusing to overwrite it") from None
+        except OSError as exc:
+            raise InvalidInput(f"cannot write {out}: {exc.strerror}") from None
+        return {"client": client.name, "exported": len(records), "file": str(out)}

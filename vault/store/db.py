@@ -1,0 +1,171 @@
+"""SQLite metadata store: connection settings, transactions and ordered schema migrations.
+
+Settings (why):
+* ``journal_mode=WAL``: readers never block the one writer; several CLI processes work at once.
+* ``busy_timeout``: a writer waits for the lock instead of failing with "database is locked".
+* ``synchronous=FULL``: a commit is on disk before the CLI acknowledges a write (kill -9 and
+  power loss never lose an acknowledged write).
+* ``secure_delete=ON``: deleted key material is overwritten with zeros in the page, not left in
+  free pages (crypto-shredding, SPEC 7).
+* ``foreign_keys=ON``.
+
+Every write goes through :meth:`Database.write` which takes the write lock up front
+(``BEGIN IMMEDIATE``), so a read-then-write transaction never deadlocks or fails mid-way.
+
+Migrations are the files ``migrations/NNNN_name.sql``, applied in number order inside one
+transaction each; ``PRAGMA user_version`` records the last one applied. A vault whose schema is
+newer than this code is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from vault.errors import VaultError
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+BUSY_TIMEOUT_MS = 30_000
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+class SchemaTooNew(VaultError):
+    """this vault was written by a newer cvault; upgrade cvault to open it."""
+
+
+class SchemaError(VaultError):
+    """the vault database is damaged or not a cvault database."""
+
+    exit_code = 6
+    code = "integrity_failure"
+
+
+def migrations() -> list[tuple[int, Path]]:
+    found = []
+    for path in MIGRATIONS_DIR.iterdir():
+        m = _MIGRATION_NAME.match(path.name)
+        if m:
+            found.append((int(m.group(1)), path))
+    found.sort()
+    numbers = [n for n, _ in found]
+    if numbers != list(range(1, len(numbers) + 1)):
+        raise RuntimeError(f"migration numbers must be 1..N without gaps, got {numbers}")
+    return found
+
+
+def latest_schema_version() -> int:
+    return len(migrations())
+
+
+class Database:
+    def __init__(self, path: Path | str, *, create: bool = False):
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise FileNotFoundError(self.path)
+        if create and not self.path.exists():
+            # create the file 0600 before SQLite does, so -wal and -shm inherit the mode
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            os.close(fd)
+        try:
+            self.conn = sqlite3.connect(
+                self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
+                check_same_thread=False,
+            )
+            self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            mode = self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise SchemaError("the vault database could not be switched to WAL mode")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA secure_delete=ON")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.DatabaseError as exc:
+            raise SchemaError(f"the vault database cannot be opened: {_sqlite_reason(exc)}") from None
+
+    # --- transactions ------------------------------------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction holding the database write lock from its first statement."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    @contextmanager
+    def read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: one consistent snapshot for several SELECTs."""
+        self.conn.execute("BEGIN")
+        try:
+            yield self.conn
+        finally:
+            self.conn.execute("COMMIT")
+
+    def one(self, sql: str, params: tuple | dict = ()) -> tuple | None:
+        return self.conn.execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: tuple | dict = ()) -> list[tuple]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # --- schema --------------------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def migrate(self) -> int:
+        """Apply pending migrations; returns the schema version now in force."""
+        known = migrations()
+        try:
+            current = self.schema_version()
+        except sqlite3.DatabaseError as exc:
+            raise SchemaError(f"the vault database is damaged: {_sqlite_reason(exc)}") from None
+        if current > len(known):
+            raise SchemaTooNew()
+        if current == len(known):
+            return current
+        with self.write() as conn:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
+            for number, path in known[current:]:
+                for statement in _statements(path.read_text()):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={number}")
+        return len(known)
+
+    def checkpoint_truncate(self) -> None:
+        """Copy the WAL into the main file and truncate it to zero bytes."""
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def vacuum(self) -> None:
+        """Rebuild the file so that no free page keeps old content; then empty the WAL again."""
+        self.conn.execute("VACUUM")
+        self.checkpoint_truncate()
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script on ';' at line ends (migrations contain no triggers or strings with ;)."""
+    parts, buf = [], []
+    for line in script.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("--") or not stripped:
+            continue
+        buf.append(line)
+        if stripped.endswith(";"):
+            parts.append("\n".join(buf))
+            buf = []
+    if buf:
+        parts.append("\n".join(buf))
+    return parts
+
+
+def _sqlite_reason(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
