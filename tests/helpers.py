@@ -27,8 +27,8 @@ class VaultDir:
 
     def env(self, **extra: str) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CVAULT_")}
-        env.update(CVAULT_HOME=str(self.home), CVAULT_KEY_FILE=str(self.key_file),
-                   PYTHONPATH=str(ROOT), **extra)
+        env.update({"CVAULT_HOME": str(self.home), "CVAULT_KEY_FILE": str(self.key_file),
+                    "PYTHONPATH": str(ROOT), **extra})
         return env
 
     def cli(self, *args: str, input: str | bytes | None = None, env: dict | None = None,

@@ -25,6 +25,8 @@ from vault.store.db import Database
 DEFAULT_SETTINGS = {
     "keep_versions": 10,          # SPEC 4: record versions kept
     "stepup_window_seconds": 900,  # SPEC 5: TOTP freshness for reading a secret
+    "session_absolute_seconds": 8 * 3600,  # SPEC 5: a session lives at most 8 h
+    "session_idle_seconds": 30 * 60,       # SPEC 5: ... and ends after 30 min without use
     "default_grace_days": 30,     # SPEC 7
 }
 
@@ -131,13 +133,23 @@ class VaultContext:
 
     def gather_facts(self, principal: Principal, client: ClientRow | None,
                      now: datetime) -> tuple[policy.AccountFacts | None, policy.ClientFacts | None]:
-        """Read the facts the policy needs, fresh, for this one decision."""
-        client_facts = None
-        if client is not None:
-            client_facts = policy.ClientFacts(name=client.name, state=client.state(now))
+        """Read the facts the policy needs, fresh, for this one decision (one read snapshot):
+        account state, roles, training, session (absolute + idle), step-up time, assignment."""
         if principal.kind != "user":
+            client_facts = None
+            if client is not None:
+                client_facts = policy.ClientFacts(name=client.name, state=client.state(now))
             return None, client_facts
-        return policy.AccountFacts(), client_facts
+        from vault.services import identity  # the identity tables' reader
+
+        with self.db.read() as conn:
+            account, user_id, touch = identity.account_facts(conn, self.settings, principal, now)
+            client_facts = None
+            if client is not None:
+                client_facts = identity.client_facts(conn, client, user_id, now)
+        if touch:
+            identity.touch_session(self.db, principal.session_id, now)
+        return account, client_facts
 
     def authorize(self, principal: Principal, action: Action, *, client: ClientRow | None = None,
                   detail: str | None = None) -> Decision:

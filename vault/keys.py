@@ -176,6 +176,24 @@ class Keyring:
             raise IntegrityFailure(f"integrity failure: key of client {client_name} "
                                    f"(version {version}) failed authentication") from None
 
+    # per-client audit-detail keys (docs/audit.md section 4): not versioned, so they outlive
+    # client-key rotation; destroyed only with the client (vault.audit.details)
+
+    def client_audit_key_aad(self, client_id: str) -> bytes:
+        return _aad("client-audit-key", self.vault_id, client_id)
+
+    def wrap_client_audit_key(self, key: bytes, client_id: str) -> bytes:
+        return crypto.seal(self.purpose_key(PURPOSE_CLIENT_KEY_WRAP), key,
+                           self.client_audit_key_aad(client_id))
+
+    def unwrap_client_audit_key(self, wrapped: bytes, client_id: str) -> bytes:
+        """Raises CryptoError; the caller names the client."""
+        return crypto.unseal(self.purpose_key(PURPOSE_CLIENT_KEY_WRAP), wrapped,
+                             self.client_audit_key_aad(client_id))
+
+    def audit_detail_aad(self, client_id: str) -> bytes:
+        return _aad("audit-detail", self.vault_id, client_id)
+
     # record keys -----------------------------------------------------------------------------
 
     def dek_aad(self, client_id: str, record_id: int, version: int, key_version: int) -> bytes:

@@ -137,6 +137,8 @@ class AccountFacts:
     session_valid: bool = True
     session_reason: str = ""
     stepup_at: datetime | None = None
+    #: the roles held right now (a grant or revoke takes effect at once); None: use the principal's
+    roles: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -167,10 +169,8 @@ def decide(principal: Principal, action: Action, *, now: datetime,
            stepup_window_seconds: int = 900) -> Decision:
     """Deny by default; the first failed condition is the reason."""
     who = principal.name
-    if principal.kind == "operator":
-        # Local operator of an embedded vault before staff accounts exist (issue 2 stage).
-        return Decision(True, "local operator")
-    roles = allowed_roles(action) & principal.roles
+    held = principal.roles if account is None or account.roles is None else account.roles
+    roles = allowed_roles(action) & held
     if not roles:
         return Decision(False, f"{who} has no role allowed to {action.value}", "denied")
 

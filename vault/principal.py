@@ -33,10 +33,6 @@ class Principal:
         return cls(name=f"system:{name}" if not name.startswith("system") else name,
                    roles=frozenset({SYSTEM_ROLE}), kind="system", origin=origin)
 
-    @classmethod
-    def operator(cls, origin: str = "cli") -> "Principal":
-        return cls(name="operator", kind="operator", origin=origin)
-
     @property
     def is_system(self) -> bool:
         return self.kind == "system"

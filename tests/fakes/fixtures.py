@@ -1,1 +1,117 @@
-"""Fixtures, filled below."""
+"""pytest fixtures for the OneDrive / Microsoft Graph fakes (imported by tests/conftest.py).
+
+* ``test_ca`` (session): throw-away CA + 127.0.0.1 server certificate; ``test_ca.ca_path`` is what
+  clients pass as ``verify=`` (or set as ``REQUESTS_CA_BUNDLE``).
+* ``token_registry``: the access tokens the fake Graph accepts (shared with the authority).
+* ``fake_graph``: a started :class:`~tests.fakes.graph_server.FakeGraph` (API + content ports).
+* ``fake_authority``: a started :class:`~tests.fakes.authority.FakeAuthority` on the same registry.
+* ``recording_sleep``: a sleep stand-in that records the waits and never sleeps.
+* ``graph_client``: a :class:`~vault.backends.graph.GraphClient` on ``fake_graph`` with a
+  registry-backed token provider, ``recording_sleep`` and a seeded RNG.
+* ``onedrive_backend``: an :class:`~vault.backends.onedrive.OneDriveBackend` over ``graph_client``.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+
+from tests.fakes.authority import FakeAuthority
+from tests.fakes.graph_server import FakeGraph, TokenRegistry
+from tests.fakes.https import make_test_ca
+
+__all__ = [
+    "RecordingSleep", "RegistryTokenProvider", "test_ca", "token_registry", "fake_graph", "fake_authority",
+    "recording_sleep", "graph_tokens", "graph_client", "onedrive_backend",
+]
+
+
+class RecordingSleep:
+    """Injected in place of time.sleep: records every wait, returns at once."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, seconds: float) -> None:
+        with self._lock:
+            self.calls.append(seconds)
+
+    @property
+    def total(self) -> float:
+        with self._lock:
+            return sum(self.calls)
+
+
+class RegistryTokenProvider:
+    """A TokenProvider for client tests that issues tokens straight from the registry."""
+
+    def __init__(self, registry: TokenRegistry) -> None:
+        self.registry = registry
+        self.refreshes = 0
+        self._lock = threading.Lock()
+        self._token = registry.issue()
+
+    def token(self, *, force_refresh: bool = False) -> str:
+        with self._lock:
+            if force_refresh:
+                self.refreshes += 1
+                self._token = self.registry.issue()
+            return self._token
+
+    @property
+    def current(self) -> str:
+        return self._token
+
+
+@pytest.fixture(scope="session")
+def test_ca(tmp_path_factory):
+    return make_test_ca(tmp_path_factory.mktemp("test-ca"))
+
+
+@pytest.fixture
+def token_registry():
+    return TokenRegistry()
+
+
+@pytest.fixture
+def fake_graph(test_ca, token_registry):
+    fake = FakeGraph(test_ca.server_context(), token_registry).start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def fake_authority(test_ca, token_registry):
+    authority = FakeAuthority(test_ca.server_context(), token_registry, device_interval=1).start()
+    yield authority
+    authority.stop()
+
+
+@pytest.fixture
+def recording_sleep():
+    return RecordingSleep()
+
+
+@pytest.fixture
+def graph_tokens(token_registry):
+    return RegistryTokenProvider(token_registry)
+
+
+@pytest.fixture
+def graph_client(fake_graph, graph_tokens, recording_sleep, test_ca):
+    from vault.backends.graph import GraphClient
+
+    client = GraphClient(graph_tokens, base_url=fake_graph.base_url, verify=str(test_ca.ca_path),
+                         sleep=recording_sleep, rng=random.Random(1234))
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def onedrive_backend(graph_client, fake_graph):
+    from vault.backends.onedrive import OneDriveBackend
+
+    return OneDriveBackend(graph_client, fake_graph.drive_id, "cvault/blobs")

@@ -75,6 +75,10 @@ class Database:
                 self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
                 check_same_thread=False,
             )
+            # a tampered row may hold bytes that are not UTF-8 where text was expected (or text
+            # where a blob was): decode leniently so that the integrity checks, not the driver,
+            # report it
+            self.conn.text_factory = _lenient_text
             self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             mode = self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
@@ -149,6 +153,10 @@ class Database:
         """Rebuild the file so that no free page keeps old content; then empty the WAL again."""
         self.conn.execute("VACUUM")
         self.checkpoint_truncate()
+
+
+def _lenient_text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def _statements(script: str) -> list[str]:

@@ -1,0 +1,76 @@
+"""Timing helpers shared by the benchmarks: medians, spreads, floors measured in the same run."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Result:
+    name: str
+    unit: str
+    median: float
+    spread: float  # interquartile range
+    floor: float | None
+    floor_desc: str
+    ratio: float | None
+    target: str
+    met: bool | None
+    note: str = ""
+
+    def line(self) -> str:
+        return json.dumps(asdict(self))
+
+
+def iqr(values: list[float]) -> float:
+    if len(values) < 4:
+        return max(values) - min(values)
+    q = statistics.quantiles(values, n=4)
+    return q[2] - q[0]
+
+
+def time_command(argv: list[str], env: dict | None = None, stdin: bytes | None = None) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, env=env, input=stdin, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv} failed: {proc.stderr.decode()[-500:]}")
+    return elapsed
+
+
+def interleaved(runs: int, *commands: Callable[[], float]) -> list[list[float]]:
+    """Run commands alternately so machine noise hits them alike; first round is warm-up."""
+    samples: list[list[float]] = [[] for _ in commands]
+    for i in range(runs + 1):
+        for j, cmd in enumerate(commands):
+            t = cmd()
+            if i:
+                samples[j].append(t)
+    return samples
+
+
+def cvault_argv() -> list[str]:
+    script = Path(sys.executable).with_name("cvault")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
+
+
+def clean_env(**extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CVAULT_")}
+    env.update(extra)
+    return env
+
+
+def emit(result: Result) -> Result:
+    print(result.line(), flush=True)
+    return result

@@ -1,0 +1,40 @@
+"""``cvault secret get`` latency (key-file unseal) against the import floor, in the same run.
+
+Target (issue 2): median at most 1.3 x the floor
+``python -c "import click, cryptography.hazmat.primitives.ciphers.aead, sqlite3"``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.common import Result, clean_env, cvault_argv, emit, interleaved, iqr, time_command
+
+FLOOR = [sys.executable, "-c", "import click, cryptography.hazmat.primitives.ciphers.aead, sqlite3"]
+
+
+def prepare(base: Path, records: int = 10):
+    from bench.fixtures import ready_vault
+
+    return ready_vault(base, records=records)
+
+
+def run(runs: int = 30, records: int = 10) -> list[Result]:
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = prepare(Path(tmp), records)
+        get = cvault_argv() + ["secret", "get", "acme", "rec/0", "--field", "password"]
+        env = clean_env(**ctx.env)
+        floor, got = interleaved(runs, lambda: time_command(FLOOR, clean_env()),
+                                 lambda: time_command(get, env))
+    f, g = statistics.median(floor), statistics.median(got)
+    ratio = g / f
+    return [emit(Result(f"secret get ({records} records)", "s", g, iqr(got), f,
+                        "python -c 'import click, cryptography...aead, sqlite3'", ratio,
+                        "<= 1.3 x floor", ratio <= 1.3))]
+
+
+if __name__ == "__main__":
+    run()

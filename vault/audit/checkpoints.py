@@ -1,0 +1,116 @@
+"""Signed checkpoints of the audit chain (docs/audit.md section 3).
+
+A checkpoint states, under the vault's Ed25519 audit key, "in vault V the entry with sequence
+number S has entry_hash H" (and for a prune checkpoint also "the chain now starts after entry B
+whose hash is BH"). Signing input, byte for byte::
+
+    b"cvault/v1/audit-checkpoint\\x00" || canonical(body)
+
+where ``body`` is the JSON object ``{"at", "base_hash", "base_seq", "entry_hash", "kind", "seq",
+"vault_id"}`` (hashes and vault id as lower-case hex, ``null`` for the absent prune fields) and
+``canonical`` is the audit log's encoding: keys sorted, separators ``,`` ``:``, ASCII only. The
+label keeps a checkpoint signature from ever being valid as a shred-certificate signature.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+
+SIGNING_LABEL = b"cvault/v1/audit-checkpoint\x00"
+KINDS = ("periodic", "manual", "prune")
+BLOB_PREFIX = "audit-checkpoint-"
+_BLOB_NAME = re.compile(r"^audit-checkpoint-(\d{1,19})(-prune)?$")
+
+
+def _canonical(obj: dict) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    vault_id: bytes
+    seq: int
+    entry_hash: bytes
+    at: str
+    kind: str
+    base_seq: int | None = None
+    base_hash: bytes | None = None
+    signature: bytes = b""
+
+    def body(self) -> dict:
+        return {"vault_id": self.vault_id.hex(), "seq": self.seq, "entry_hash": self.entry_hash.hex(),
+                "at": self.at, "kind": self.kind, "base_seq": self.base_seq,
+                "base_hash": None if self.base_hash is None else self.base_hash.hex()}
+
+    def signing_input(self) -> bytes:
+        return SIGNING_LABEL + _canonical(self.body())
+
+    def as_dict(self) -> dict:
+        """The JSON Lines checkpoint line (and the blob-store copy)."""
+        return {"type": "checkpoint", **self.body(),
+                "signature": base64.b64encode(self.signature).decode()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+    @property
+    def blob_name(self) -> str:
+        return f"{BLOB_PREFIX}{self.seq}" + ("-prune" if self.kind == "prune" else "")
+
+    @classmethod
+    def from_row(cls, vault_id: bytes, row) -> "Checkpoint":
+        seq, entry_hash, at, kind, base_seq, base_hash, signature = row
+        return cls(vault_id, seq, bytes(entry_hash), at, kind, base_seq,
+                   None if base_hash is None else bytes(base_hash), bytes(signature))
+
+    @classmethod
+    def from_dict(cls, d) -> "Checkpoint":
+        """Parse a checkpoint line or blob; raises ValueError if any field is malformed."""
+        if not isinstance(d, dict):
+            raise ValueError("not an object")
+        seq, base_seq = d.get("seq"), d.get("base_seq")
+        if type(seq) is not int or seq < 0:
+            raise ValueError("bad seq")
+        kind = d.get("kind")
+        if kind not in KINDS:
+            raise ValueError("bad kind")
+        if kind == "prune":
+            if type(base_seq) is not int or not 0 <= base_seq <= seq:
+                raise ValueError("bad base_seq")
+            base_hash = _hex(d.get("base_hash"), 32)
+        else:
+            if base_seq is not None or d.get("base_hash") is not None:
+                raise ValueError("base fields on a non-prune checkpoint")
+            base_hash = None
+        at = d.get("at")
+        if not isinstance(at, str):
+            raise ValueError("bad at")
+        try:
+            signature = base64.b64decode(d.get("signature") or "", validate=True)
+        except (binascii.Error, TypeError):
+            raise ValueError("bad signature encoding") from None
+        return cls(_hex(d.get("vault_id"), 16), seq, _hex(d.get("entry_hash"), 32), at, kind,
+                   base_seq, base_hash, signature)
+
+
+def _hex(value, length: int) -> bytes:
+    if not isinstance(value, str):
+        raise ValueError("expected hex")
+    raw = bytes.fromhex(value)
+    if len(raw) != length:
+        raise ValueError("wrong length")
+    return raw
+
+
+def parse_blob_name(name: str) -> int | None:
+    """The sequence number of a checkpoint blob name, or None for any other blob."""
+    m = _BLOB_NAME.match(name)
+    return int(m.group(1)) if m else None
+
+
+def is_checkpoint_blob(name: str) -> bool:
+    return name.startswith(BLOB_PREFIX)

@@ -1,0 +1,131 @@
+"""Client-revealing audit details (record paths), sealed under a per-client audit-detail key.
+
+Why a key of its own: the client key is versioned and ``client rotate-key`` destroys old versions,
+which would make every detail sealed before a rotation unreadable. The audit-detail key is one
+random 32-byte key per client, created on first use, wrapped under the root-derived
+``client-key-wrap`` key with ``AAD("client-audit-key", vault_id, client_id)`` and stored in
+``client_audit_keys``. It is destroyed only when the client is shredded, by
+:func:`destroy_client_audit_key`; from then on the sealed details read as ``[shredded]`` while the
+sealed bytes stay in the hash-chained entries, so the chain still verifies.
+
+Sealed detail: ``N || AES-256-GCM(K_detail, N, UTF-8 detail, AAD("audit-detail", vault_id,
+client_id))``; the event's ``detail_key`` is ``"audit:<client_id>"``.
+"""
+
+from __future__ import annotations
+
+from vault import crypto
+from vault.clock import to_epoch
+from vault.errors import CryptoError, IntegrityFailure, VaultSealed
+
+KEY_REF_PREFIX = "audit:"
+SHREDDED = "[shredded]"
+UNREADABLE = "[unreadable]"
+SEALED = "[sealed]"
+
+
+def destroy_client_audit_key(conn, client_id: str) -> str | None:
+    """Delete ``client_id``'s audit-detail key; returns its fingerprint, or None if it had none.
+
+    Called by the shred (vault.sla) inside its key-destruction transaction, next to the deletion of
+    the client-key versions: the caller owns ``conn`` and the transaction, and is responsible for
+    the SQLite secure_delete / WAL truncate / vacuum that follows. Idempotent (a resumed shred may
+    call it again)."""
+    row = conn.execute("SELECT fingerprint FROM client_audit_keys WHERE client_id = ?",
+                       (client_id,)).fetchone()
+    conn.execute("DELETE FROM client_audit_keys WHERE client_id = ?", (client_id,))
+    return row[0] if row else None
+
+
+def client_audit_key_fingerprint(conn, client_id: str) -> str | None:
+    row = conn.execute("SELECT fingerprint FROM client_audit_keys WHERE client_id = ?",
+                       (client_id,)).fetchone()
+    return row[0] if row else None
+
+
+class DetailKeys:
+    """Seal and open audit details; keys are read fresh for every call (a shred in another
+    process must take effect at once), so nothing is cached between operations."""
+
+    def __init__(self, db, keyring, clock):
+        self.db = db
+        self.keyring = keyring
+        self.clock = clock
+
+    def _unwrap(self, wrapped: bytes, client_id: str, client_name: str) -> bytes:
+        try:
+            return self.keyring.unwrap_client_audit_key(bytes(wrapped), client_id)
+        except CryptoError:
+            raise IntegrityFailure(f"integrity failure: audit-detail key of client {client_name} "
+                                   "failed authentication") from None
+
+    def seal(self, client_id: str, client_name: str, detail: str) -> tuple[bytes | None, str | None]:
+        """Seal ``detail`` for the client; (None, None) if the client is being shredded or gone."""
+        row = self.db.one("SELECT wrapped FROM client_audit_keys WHERE client_id = ?", (client_id,))
+        if row is None:
+            key = crypto.new_key()
+            wrapped = self.keyring.wrap_client_audit_key(key, client_id)
+            with self.db.write() as conn:
+                # never (re)create a key for a client whose shred has started
+                conn.execute(
+                    "INSERT OR IGNORE INTO client_audit_keys (client_id, wrapped, fingerprint,"
+                    " created_at) SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM clients WHERE id = ?"
+                    " AND shred_state IS NULL)",
+                    (client_id, wrapped, crypto.key_fingerprint(key),
+                     to_epoch(self.clock.now()), client_id))
+                row = conn.execute("SELECT wrapped FROM client_audit_keys WHERE client_id = ?",
+                                   (client_id,)).fetchone()
+            if row is None:
+                return None, None
+        key = self._unwrap(row[0], client_id, client_name)
+        sealed = crypto.seal(key, detail.encode("utf-8"), self.keyring.audit_detail_aad(client_id))
+        return sealed, KEY_REF_PREFIX + client_id
+
+    def reader(self) -> "DetailReader":
+        return DetailReader(self)
+
+
+class DetailReader:
+    """Opens the details of many events (one listing or export), caching keys for that one pass."""
+
+    def __init__(self, keys: DetailKeys):
+        self._keys = keys
+        self._cache: dict[str, bytes | None] = {}
+
+    def _key(self, client_id: str) -> bytes | None:
+        if client_id not in self._cache:
+            row = self._keys.db.one("SELECT wrapped FROM client_audit_keys WHERE client_id = ?",
+                                    (client_id,))
+            if row is None:
+                self._cache[client_id] = None
+            else:
+                try:
+                    self._cache[client_id] = self._keys.keyring.unwrap_client_audit_key(
+                        bytes(row[0]), client_id)
+                except CryptoError:
+                    self._cache[client_id] = b""
+        return self._cache[client_id]
+
+    def open(self, sealed: bytes | None, key_ref: str | None) -> str | None:
+        """The detail text, ``[shredded]`` when the client's key is gone, ``[unreadable]`` when it
+        fails authentication, None when the event has no detail."""
+        if sealed is None:
+            return None
+        if not key_ref or not key_ref.startswith(KEY_REF_PREFIX):
+            # details written before audit-detail keys existed were sealed under a client-key
+            # version that rotation or a shred has destroyed since
+            return SHREDDED
+        client_id = key_ref[len(KEY_REF_PREFIX):]
+        try:
+            key = self._key(client_id)
+        except VaultSealed:
+            return SEALED
+        if key is None:
+            return SHREDDED
+        if not key:
+            return UNREADABLE
+        try:
+            return crypto.unseal(key, bytes(sealed), self._keys.keyring.audit_detail_aad(client_id)
+                                 ).decode("utf-8", "replace")
+        except CryptoError:
+            return UNREADABLE

@@ -1,0 +1,96 @@
+"""RFC 6238 TOTP verification with an injected time (STYLE habit 7).
+
+pyotp computes the codes; this module decides which time steps are acceptable. pyotp is imported
+only when a code is generated or checked, so the ``secret get`` path with a fresh step-up never
+loads it. pyotp is never allowed to read the wall clock: every call passes the time explicitly.
+
+Rules (SPEC 5): 30-second step, 6 digits, HMAC-SHA1 (what authenticator apps implement), and one
+step of drift either way (RFC 6238 section 5.2 recommends at most one step of network delay).
+:func:`match_step` returns the *time step* that matched, so the caller can refuse a step that was
+already accepted for the same user (the replay rule).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import datetime
+
+from vault import crypto
+
+STEP_SECONDS = 30
+DIGITS = 6
+DRIFT_STEPS = 1
+ISSUER = "cvault"
+SECRET_BYTES = 20  # 160 bits: the HMAC-SHA1 key length RFC 4226 section 4 recommends
+
+_DIGESTS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512}
+
+
+def new_secret() -> str:
+    """A fresh base32 TOTP secret (no padding, as authenticator apps expect)."""
+    return base64.b32encode(crypto.random_bytes(SECRET_BYTES)).decode().rstrip("=")
+
+
+def base32_secret(raw: bytes) -> str:
+    """Base32 form of a raw seed (the RFC 6238 test seeds are given as ASCII bytes)."""
+    return base64.b32encode(raw).decode().rstrip("=")
+
+
+def _epoch(when: datetime | int | float) -> int:
+    return int(when.timestamp()) if isinstance(when, datetime) else int(when)
+
+
+def time_step(when: datetime | int | float, step: int = STEP_SECONDS) -> int:
+    return _epoch(when) // step
+
+
+def _otp(secret: str, digits: int, step: int, digest: str):
+    import pyotp  # lazily: only when a code is checked or generated
+
+    return pyotp.TOTP(secret, digits=digits, interval=step, digest=_DIGESTS[digest])
+
+
+def code_at(secret: str, when: datetime | int | float, *, digits: int = DIGITS,
+            step: int = STEP_SECONDS, digest: str = "sha1") -> str:
+    """The code for the step containing ``when`` (tests, the demo)."""
+    return _otp(secret, digits, step, digest).generate_otp(time_step(when, step))
+
+
+def well_formed(code: str, digits: int = DIGITS) -> bool:
+    return isinstance(code, str) and len(code) == digits and code.isascii() and code.isdigit()
+
+
+def match_step(secret: str, code: str, when: datetime | int | float, *, digits: int = DIGITS,
+               step: int = STEP_SECONDS, drift: int = DRIFT_STEPS,
+               digest: str = "sha1") -> int | None:
+    """The time step within ``drift`` steps of ``when`` whose code is ``code``, or None.
+
+    Every candidate is computed and compared in constant time (no early exit that would tell
+    which step matched through timing). A malformed code matches nothing."""
+    if not well_formed(code, digits):
+        return None
+    otp = _otp(secret, digits, step, digest)
+    now_step = time_step(when, step)
+    matched = None
+    for candidate in range(now_step - drift, now_step + drift + 1):
+        if candidate < 0:
+            continue
+        if crypto.constant_time_equal(otp.generate_otp(candidate), code) and matched is None:
+            matched = candidate
+    return matched
+
+
+def provisioning_uri(secret: str, account: str, issuer: str = ISSUER) -> str:
+    """``otpauth://totp/cvault:NAME?secret=...&issuer=cvault`` for authenticator apps."""
+    import pyotp
+
+    return pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECONDS).provisioning_uri(
+        name=account, issuer_name=issuer)
+
+
+def secret_from_uri(uri: str) -> str:
+    """The base32 secret of an otpauth URI (the demo and tests compute codes from it)."""
+    from urllib.parse import parse_qs, urlparse
+
+    return parse_qs(urlparse(uri).query)["secret"][0]

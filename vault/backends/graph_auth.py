@@ -1,0 +1,370 @@
+"""Microsoft Graph access tokens through msal (SPEC 8): app-only and device-code providers.
+
+Both providers implement :class:`vault.backends.graph.TokenProvider` (``token(force_refresh=)``).
+``msal`` (about 100 ms to import, and it pulls in ``requests``) is imported inside the methods that
+need it, never at module import, so the everyday CLI path that never talks to Graph does not pay
+for it.
+
+* :class:`ClientCredentialsProvider`: ``ConfidentialClientApplication.acquire_token_for_client``
+  with scope ``https://graph.microsoft.com/.default`` (the national-cloud Graph host for others),
+  with a client secret (the caller reads it from a file or an environment variable) or a
+  certificate (private key PEM plus SHA-1 thumbprint, or the certificate in the same PEM).
+* :class:`DeviceCodeProvider`: delegated sign-in with ``PublicClientApplication`` device flow. The
+  library never prints: the sign-in instruction goes to the ``prompt`` callback.
+
+The msal ``SerializableTokenCache`` is persisted *sealed* (:class:`SealedTokenCache`): the vault
+passes ``seal``/``unseal`` callables built on its ``token-cache-seal`` purpose key; the file is
+written 0600, atomically, and only when msal says its state changed. A cache that does not unseal
+(tampered, or sealed under another vault) is discarded: it only holds tokens that can be fetched
+again.
+
+Failures raise :class:`TokenAcquisitionError` (a permanent backend error, never carrying the
+secret, the assertion or a token) or :class:`~vault.errors.TransientBackendError` when the
+authority could not be reached.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from vault.errors import CryptoError, IntegrityFailure, PermanentBackendError, TransientBackendError
+
+GRAPH_DEFAULT_SCOPES = ("https://graph.microsoft.com/.default",)
+DELEGATED_SCOPES = ("https://graph.microsoft.com/Files.ReadWrite.All",)
+DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+
+
+class TokenAcquisitionError(PermanentBackendError):
+    """could not get a Microsoft Graph access token."""
+
+    code = "backend_authentication_failed"
+
+
+def _describe(result: dict) -> str:
+    """One line from an msal error dict: the error code and the first sentence of the description
+    (Entra descriptions end with trace and correlation ids; they never contain the secret)."""
+    error = str(result.get("error") or "unknown_error")[:60]
+    description = " ".join(str(result.get("error_description") or "").split())
+    first = description.split(". ")[0][:200]
+    return f"{error}: {first}" if first else error
+
+
+def _resolve_verify(verify: bool | str) -> bool | str:
+    if verify is True:
+        return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    return verify
+
+
+class SealedTokenCache:
+    """An msal ``SerializableTokenCache`` stored sealed at ``path`` (0600, atomic replace)."""
+
+    def __init__(self, path: Path | str, seal: Callable[[bytes], bytes], unseal: Callable[[bytes], bytes]):
+        self.path = Path(path)
+        self._seal = seal
+        self._unseal = unseal
+        self._cache = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SealedTokenCache(path={str(self.path)!r})"
+
+    @property
+    def cache(self):
+        """The msal cache, loaded (unsealed) on first use."""
+        with self._lock:
+            if self._cache is None:
+                import msal
+
+                cache = msal.SerializableTokenCache()
+                try:
+                    sealed = self.path.read_bytes()
+                except FileNotFoundError:
+                    sealed = None
+                except OSError as exc:
+                    raise PermanentBackendError(f"token cache {self.path}: {exc.strerror or 'unreadable'}") from None
+                if sealed:
+                    try:
+                        cache.deserialize(self._unseal(sealed).decode("utf-8"))
+                    except (CryptoError, IntegrityFailure, UnicodeDecodeError, ValueError):
+                        cache = msal.SerializableTokenCache()  # unreadable cache: start empty
+                self._cache = cache
+            return self._cache
+
+    def save_if_changed(self) -> bool:
+        """Write the cache if msal changed it; True if written."""
+        cache = self.cache
+        with self._lock:
+            if not cache.has_state_changed:
+                return False
+            blob = self._seal(cache.serialize().encode("utf-8"))
+            self._write_atomic(blob)
+            cache.has_state_changed = False
+            return True
+
+    def _write_atomic(self, blob: bytes) -> None:
+        folder = self.path.parent
+        tmp = folder / f".{self.path.name}.tmp-{os.getpid()}-{threading.get_ident()}"
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(blob)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+            dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as exc:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            raise PermanentBackendError(f"token cache {self.path}: write failed: {exc.strerror or exc}") from None
+
+
+class _MsalProvider:
+    """Shared plumbing: lazy msal app, one lock, cache persistence, error mapping."""
+
+    def __init__(self, tenant_id: str, client_id: str, *, authority_host: str, scopes, cache: SealedTokenCache | None,
+                 instance_discovery: bool, verify: bool | str, timeout: float | tuple[float, float]):
+        self.tenant_id = tenant_id
+        self.client_id = client_id
+        self.authority = f"{authority_host.rstrip('/')}/{tenant_id}"
+        self.scopes = list(scopes)
+        self._sealed = cache
+        self._instance_discovery = instance_discovery
+        self._verify = verify
+        self._timeout = timeout
+        self._app = None
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(authority={self.authority!r}, client_id={self.client_id!r})"
+
+    def _msal_cache(self):
+        import msal
+
+        return self._sealed.cache if self._sealed is not None else msal.SerializableTokenCache()
+
+    def _kwargs(self) -> dict:
+        return dict(authority=self.authority, token_cache=self._msal_cache(), verify=_resolve_verify(self._verify),
+                    timeout=self._timeout, instance_discovery=False if not self._instance_discovery else None)
+
+    def _call(self, fn: Callable[[], dict | None]) -> dict | None:
+        """Run an msal call, turning network failures and msal's ValueErrors into backend errors."""
+        import requests
+
+        try:
+            return fn()
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            kind = "timed out" if isinstance(exc, requests.Timeout) else "unreachable"
+            raise TransientBackendError(f"Entra ID authority {self.authority} {kind}") from None
+        except ValueError as exc:  # msal: authority discovery failed, bad credential format
+            first = " ".join(str(exc).split())[:200]
+            raise TokenAcquisitionError(f"could not get a Microsoft Graph token from {self.authority}: {first}") from None
+
+    def _finish(self, result: dict | None) -> str:
+        if self._sealed is not None:
+            self._sealed.save_if_changed()
+        if not result or "access_token" not in result:
+            raise TokenAcquisitionError(
+                f"could not get a Microsoft Graph token from {self.authority}: {_describe(result or {})}")
+        return result["access_token"]
+
+
+class ClientCredentialsProvider(_MsalProvider):
+    """App-only tokens (client credentials grant) for the Graph ``.default`` scope."""
+
+    def __init__(self, tenant_id: str, client_id: str, *, client_secret: str | None = None,
+                 private_key_pem: str | None = None, certificate_thumbprint: str | None = None,
+                 public_certificate_pem: str | None = None, authority_host: str = DEFAULT_AUTHORITY_HOST,
+                 scopes=GRAPH_DEFAULT_SCOPES, cache: SealedTokenCache | None = None,
+                 instance_discovery: bool = True, verify: bool | str = True,
+                 timeout: float | tuple[float, float] = (10.0, 30.0)):
+        super().__init__(tenant_id, client_id, authority_host=authority_host, scopes=scopes, cache=cache,
+                         instance_discovery=instance_discovery, verify=verify, timeout=timeout)
+        if bool(client_secret) == bool(private_key_pem):
+            raise ValueError("give exactly one of client_secret or private_key_pem")
+        if private_key_pem and not (certificate_thumbprint or public_certificate_pem):
+            raise ValueError("a certificate credential needs the thumbprint or the public certificate")
+        self._secret = client_secret
+        self._key_pem = private_key_pem
+        self._thumbprint = certificate_thumbprint
+        self._cert_pem = public_certificate_pem
+
+    def _credential(self):
+        if self._secret:
+            return self._secret
+        cred = {"private_key": self._key_pem}
+        if self._thumbprint:
+            cred["thumbprint"] = self._thumbprint  # SHA-1: msal signs the assertion with RS256
+        else:
+            cred["public_certificate"] = self._cert_pem  # msal derives SHA-256 thumbprint, PS256
+        return cred
+
+    def _application(self):
+        if self._app is None:
+            import msal
+
+            self._app = self._call(lambda: msal.ConfidentialClientApplication(
+                self.client_id, client_credential=self._credential(), **self._kwargs()))
+        return self._app
+
+    def token(self, *, force_refresh: bool = False) -> str:
+        with self._lock:
+            app = self._application()
+            if force_refresh:
+                # acquire_token_for_client reads the cache first (msal >= 1.23); drop our cached
+                # access tokens so a token Graph just rejected is not handed out again.
+                cache = app.token_cache
+                for at in list(cache.search(cache.CredentialType.ACCESS_TOKEN, query={"client_id": self.client_id})):
+                    cache.remove_at(at)
+            return self._finish(self._call(lambda: app.acquire_token_for_client(scopes=self.scopes)))
+
+
+class DeviceCodeProvider(_MsalProvider):
+    """Delegated tokens: silent from the (sealed) cache, else the device-code flow.
+
+    ``prompt(message)`` receives Entra's instruction ("To sign in, use a web browser to open ...");
+    with ``prompt=None`` a missing sign-in raises :class:`TokenAcquisitionError` instead of
+    blocking (a service has nobody to show the code to). Polling waits with the injectable
+    ``sleep`` for the ``interval`` Entra asks, until the code's ``expires_in`` runs out.
+    """
+
+    def __init__(self, tenant_id: str, client_id: str, *, prompt: Callable[[str], None] | None = None,
+                 authority_host: str = DEFAULT_AUTHORITY_HOST, scopes=DELEGATED_SCOPES,
+                 cache: SealedTokenCache | None = None, instance_discovery: bool = True,
+                 verify: bool | str = True, timeout: float | tuple[float, float] = (10.0, 30.0),
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
+        super().__init__(tenant_id, client_id, authority_host=authority_host, scopes=scopes, cache=cache,
+                         instance_discovery=instance_discovery, verify=verify, timeout=timeout)
+        self._prompt = prompt
+        self._sleep = sleep
+        self._clock = clock
+
+    def _application(self):
+        if self._app is None:
+            import msal
+
+            self._app = self._call(lambda: msal.PublicClientApplication(self.client_id, **self._kwargs()))
+        return self._app
+
+    def signed_in(self) -> bool:
+        with self._lock:
+            return bool(self._application().get_accounts())
+
+    def token(self, *, force_refresh: bool = False) -> str:
+        with self._lock:
+            app = self._application()
+            accounts = app.get_accounts()
+            if accounts:
+                result = self._call(lambda: app.acquire_token_silent(self.scopes, account=accounts[0],
+                                                                     force_refresh=force_refresh))
+                if result and "access_token" in result:
+                    return self._finish(result)
+            return self._finish(self._device_flow(app))
+
+    def sign_in(self) -> str:
+        """Run the device-code flow now (``cvault sync login``), whatever the cache holds."""
+        with self._lock:
+            return self._finish(self._device_flow(self._application()))
+
+    def _device_flow(self, app) -> dict:
+        if self._prompt is None:
+            raise TokenAcquisitionError("Microsoft Graph sign-in needed: run the device-code login first")
+        flow = self._call(lambda: app.initiate_device_flow(scopes=self.scopes))
+        if not flow or "user_code" not in flow:
+            raise TokenAcquisitionError(
+                f"could not start device-code sign-in at {self.authority}: {_describe(flow or {})}")
+        self._prompt(str(flow.get("message") or flow.get("verification_uri")))
+        interval = max(1, int(flow.get("interval", 5)))
+        deadline = self._clock() + int(flow.get("expires_in", 900))
+        # Bound: one poll per interval until the code expires (900 s / 5 s = 180 polls at most).
+        for _ in range(int(flow.get("expires_in", 900)) // interval + 2):
+            # exit_condition=True: msal polls once and returns; we do the waiting (injectable sleep).
+            result = self._call(lambda: app.acquire_token_by_device_flow(flow, exit_condition=lambda f: True))
+            if result and "access_token" in result:
+                return result
+            error = (result or {}).get("error")
+            if error not in ("authorization_pending", "slow_down"):
+                return result or {}
+            if error == "slow_down":
+                interval += 5  # RFC 8628 3.5
+            if self._clock() >= deadline:
+                break
+            self._sleep(interval)
+        raise TokenAcquisitionError("device-code sign-in timed out")
+
+
+def read_secret_file(path: Path | str) -> str:
+    """Client secret from a file that only the owner can read (refused otherwise, as ssh does)."""
+    p = Path(path)
+    try:
+        st = p.stat()
+        if st.st_mode & 0o077:
+            raise PermanentBackendError(f"client secret file {p} is readable by others (chmod 600 it)")
+        secret = p.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise PermanentBackendError(f"client secret file {p}: {exc.strerror or 'unreadable'}") from None
+    if not secret:
+        raise PermanentBackendError(f"client secret file {p} is empty")
+    return secret
+
+
+def provider_from_config(config, *, cache: SealedTokenCache | None = None,
+                         prompt: Callable[[str], None] | None = None, environ=None,
+                         verify: bool | str = True, sleep: Callable[[float], None] = time.sleep):
+    """The token provider a :class:`~vault.backends.onedrive_config.OneDriveConfig` describes.
+
+    Reads the secret (file or environment variable) or the certificate PEM now, so a missing
+    credential fails at start-up with one line, not at the first upload."""
+    config.validate()
+    environ = os.environ if environ is None else environ
+    timeout = (config.connect_timeout, config.read_timeout)
+    common = dict(authority_host=config.authority_host, cache=cache, instance_discovery=config.instance_discovery,
+                  verify=verify, timeout=timeout)
+    if config.credential == "device-code":
+        return DeviceCodeProvider(config.tenant_id, config.client_id, prompt=prompt, sleep=sleep,
+                                  scopes=config.delegated_scopes, **common)
+    if config.credential == "secret-file":
+        return ClientCredentialsProvider(config.tenant_id, config.client_id,
+                                         client_secret=read_secret_file(config.secret_file),
+                                         scopes=config.scopes, **common)
+    if config.credential == "secret-env":
+        secret = environ.get(config.secret_env, "").strip()
+        if not secret:
+            raise PermanentBackendError(f"environment variable {config.secret_env} (client secret) is not set")
+        return ClientCredentialsProvider(config.tenant_id, config.client_id, client_secret=secret,
+                                         scopes=config.scopes, **common)
+    pem = read_secret_file(config.certificate_file)
+    key_pem = _pem_block(pem, "PRIVATE KEY")
+    cert_pem = _pem_block(pem, "CERTIFICATE")
+    if key_pem is None:
+        raise PermanentBackendError(f"{config.certificate_file} holds no private key")
+    if not config.certificate_thumbprint and not cert_pem:
+        raise PermanentBackendError(f"{config.certificate_file} holds no certificate and no thumbprint is configured")
+    return ClientCredentialsProvider(config.tenant_id, config.client_id, private_key_pem=key_pem,
+                                     certificate_thumbprint=config.certificate_thumbprint or None,
+                                     public_certificate_pem=cert_pem, scopes=config.scopes, **common)
+
+
+_PEM = re.compile(r"-----BEGIN ([A-Z ]*)-----\r?\n.*?-----END \1-----", re.S)
+
+
+def _pem_block(text: str, label: str) -> str | None:
+    """The first PEM block whose label ends with ``label`` ("PRIVATE KEY" matches "RSA PRIVATE KEY")."""
+    for match in _PEM.finditer(text):
+        if match.group(1).endswith(label):
+            return match.group(0) + "\n"
+    return None
