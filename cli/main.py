@@ -37,6 +37,10 @@ COMMANDS = {
 }
 
 
+#: commands that act on local files: refused in service mode (--addr), docs/service.md
+LOCAL_ONLY = frozenset({"init", "demo", "doctor", "slot", "serve"})
+
+
 def _available(name: str) -> bool:
     from importlib.util import find_spec
 
@@ -72,6 +76,9 @@ def cli(ctx: click.Context, home: str | None, addr: str | None, as_json: bool, d
     """
     ctx.obj = CliState(home=home, addr=addr, json=as_json, debug=debug)
     ctx.call_on_close(ctx.obj.close)
+    if addr and ctx.invoked_subcommand in LOCAL_ONLY:
+        raise click.UsageError(f"cvault {ctx.invoked_subcommand} works on the vault's own host "
+                               "only, not in service mode (unset --addr / CVAULT_ADDR)")
 
 
 def main(argv: list[str] | None = None) -> None:

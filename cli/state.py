@@ -18,6 +18,7 @@ class CliState:
         self.json = json
         self.debug = debug
         self._vault = None
+        self._principal = None
 
     @property
     def home(self) -> Path:
@@ -29,7 +30,14 @@ class CliState:
         """Open the vault (checks permissions and schema) and unseal it.
 
         Unseal order: ``CVAULT_KEY_FILE``; ``CVAULT_PASSPHRASE_FILE``; a hidden passphrase prompt
-        when a terminal is attached. Otherwise the vault stays sealed (exit 8)."""
+        when a terminal is attached. Otherwise the vault stays sealed (exit 8).
+
+        Service mode (``--addr``/``CVAULT_ADDR``): a :class:`cli.remote.RemoteVault` with the
+        facade's surface, one HTTPS request per call; the service is unsealed by its operator."""
+        if self._vault is None and self.addr:
+            from cli.remote import RemoteVault
+
+            self._vault = RemoteVault(self.addr)
         if self._vault is None:
             from vault.facade import Vault
 
@@ -49,15 +57,49 @@ class CliState:
                                   "or run in a terminal to type the passphrase")
         return self._vault
 
-    def principal(self):
+    def principal(self, *, allow_system: bool = False, system_name: str = "cli"):
+        """The logged-in user (session token file -> live session in this vault).
+
+        No session: exit 3 "not logged in", unless ``allow_system`` (doctor, unattended sweep and
+        sync run by whoever holds the unseal key file), which then acts as ``system:NAME``."""
+        if self._principal is not None:
+            return self._principal
+        from cli.session_file import load_token
+        from vault.errors import AuthenticationFailed
         from vault.principal import Principal
 
-        return Principal.operator()
+        vault = self.vault()
+        token, why = load_token(vault.ctx.vault_id.hex())
+        if token is None:
+            if allow_system:
+                return Principal.system(system_name)
+            raise AuthenticationFailed(why)
+        self._principal = vault.users.resume(token)
+        return self._principal
+
+    def with_stepup(self, operation, totp: str | None = None):
+        """Run ``operation(principal)``; if it needs a fresh TOTP (step-up, SPEC 5), verify one
+        from ``--totp`` or a prompt (terminal only) and run it once more. The one place in the CLI
+        that handles step-up."""
+        from vault.errors import StepUpRequired
+
+        principal = self.principal()
+        try:
+            return operation(principal)
+        except StepUpRequired as exc:
+            code = totp
+            if code is None:
+                if not sys.stdin.isatty():
+                    raise StepUpRequired(f"{exc.message}; pass --totp CODE") from None
+                code = click.prompt("TOTP code (step-up)", err=True)
+            self.vault().users.step_up(principal, code)
+        return operation(principal)
 
     def close(self) -> None:
         if self._vault is not None:
             self._vault.close()
             self._vault = None
+        self._principal = None
 
 
 def read_secret_file(path: str | Path, what: str) -> str:
@@ -83,3 +125,18 @@ def read_stdin_secret(what: str, *, multiline: bool = False) -> str:
     if not data:
         raise InvalidInput(f"no {what} on standard input")
     return data
+
+
+#: ``--totp CODE`` for commands that read secret values (step-up, handled by CliState.with_stepup)
+totp_option = click.option("--totp", "totp", metavar="CODE",
+                           help="TOTP code for step-up, if the last one is older than the window "
+                                "(asked for in a terminal).")
+
+
+def read_password(password_stdin: bool, prompt: str = "Password", *, confirm: bool = False) -> str:
+    """A password from standard input (first line) or a hidden prompt; never from argv."""
+    if password_stdin:
+        return read_stdin_secret("password")
+    if not sys.stdin.isatty():
+        raise InvalidInput("no password: use --password-stdin or run in a terminal")
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)

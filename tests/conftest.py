@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import VaultDir, copy_vault, make_vault
+from tests.fakes.fixtures import *  # noqa: F401,F403 - fake Graph and authority (tests/fakes)
+from tests.helpers import Staff, VaultDir, copy_staff, copy_vault, make_staff_vault, make_vault
 
 
 @pytest.fixture(scope="session")
@@ -17,3 +18,17 @@ def vault_template(tmp_path_factory) -> VaultDir:
 def vdir(vault_template, tmp_path) -> VaultDir:
     """A fresh private copy of the template vault (home + key file)."""
     return copy_vault(vault_template, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def staff_template(tmp_path_factory) -> Staff:
+    """One identity vault per test session (default settings, created at T0): alice (admin),
+    amy (account_manager), bob (engineer, assigned to acme, trained), carl (engineer, trained, not
+    assigned), rita (security_reviewer); known passwords and TOTP secrets (tests.helpers)."""
+    return make_staff_vault(tmp_path_factory.mktemp("staff"))
+
+
+@pytest.fixture
+def staff(staff_template, tmp_path) -> Staff:
+    """A private copy of the identity vault; open it with ``staff.vdir.open(clock=clock_at())``."""
+    return copy_staff(staff_template, tmp_path)

@@ -1,4 +1,20 @@
-"""Shared test helpers: real vault folders, real CLI subprocesses, injected clocks."""
+"""Shared test helpers: real vault folders, real CLI subprocesses, injected clocks.
+
+Identity (docs/identity.md) for tests:
+
+* ``operator()`` is a ready staff principal for core tests: the user ``operator`` holding all four
+  roles, trained until 2100, with a session whose token is fixed (``OPERATOR_TOKEN``). Every vault
+  made by :func:`make_vault` contains it, with session lifetimes and the step-up window set so long
+  that injected clocks can move freely; :func:`add_client` assigns it to the new client.
+  ``VaultDir.cli`` runs as ``operator`` through a session file unless the test passes its own
+  ``CVAULT_SESSION_FILE``.
+* :class:`StaffUser` / :func:`seed_user` give real users (Argon2 password, sealed TOTP secret) with
+  known passwords and TOTP secrets; ``totp_code(secret, when)`` computes a valid code;
+  ``cli_login(vdir, user, folder)`` logs in through the real CLI with the user's own session file.
+  The ``staff`` fixture (tests/conftest.py) is a default-settings vault with alice (admin),
+  amy (account_manager), bob (engineer, assigned to acme, trained), carl (engineer, trained, not
+  assigned) and rita (security_reviewer).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +28,8 @@ from pathlib import Path
 
 from vault.clock import UTC, FixedClock
 from vault.facade import Vault
-from vault.principal import Principal
+from vault.principal import ROLES, Principal
+from vault.services.identity import token_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 6, 1, 9, 0, 0, tzinfo=UTC)
@@ -26,15 +43,39 @@ class VaultDir:
     key_file: Path
 
     def env(self, **extra: str) -> dict:
+        """Environment for a CLI subprocess; acts as ``operator`` unless CVAULT_SESSION_FILE is given."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CVAULT_")}
         env.update({"CVAULT_HOME": str(self.home), "CVAULT_KEY_FILE": str(self.key_file),
                     "PYTHONPATH": str(ROOT), **extra})
+        if "CVAULT_SESSION_FILE" not in extra:
+            env["CVAULT_SESSION_FILE"] = str(self.operator_session_file())
         return env
+
+    def operator_session_file(self) -> Path:
+        """A session file (outside the vault folder) holding the operator's fixed token."""
+        path = self.home.parent / f"{self.home.name}-operator-session.json"
+        if not path.exists():
+            write_session_file(path, vault_id_of(self.home), OPERATOR, OPERATOR_TOKEN)
+        return path
 
     def cli(self, *args: str, input: str | bytes | None = None, env: dict | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess:
-        """Run ``cvault ARGS`` in a subprocess, exactly as a user would."""
-        return run_cli(*args, input=input, env=env or self.env(), timeout=timeout)
+        """Run ``cvault ARGS`` in a subprocess, exactly as a user would.
+
+        As ``operator`` (no session file of the test's own), a client it adds is also assigned to
+        it, as ``add_client`` does for library tests, so that core tests keep need-to-know out
+        of their way."""
+        env = env or self.env()
+        proc = run_cli(*args, input=input, env=env, timeout=timeout)
+        words = [a for a in args if not a.startswith("--")]
+        if (proc.returncode == 0 and words[:2] == ["client", "add"] and len(words) > 2
+                and env.get("CVAULT_SESSION_FILE") == str(self.operator_session_file())):
+            v = self.open()
+            try:
+                v.access.assign(operator(), words[2], OPERATOR)
+            finally:
+                v.close()
+        return proc
 
     def open(self, clock=None) -> Vault:
         v = Vault.open(self.home, clock=clock)
@@ -49,9 +90,12 @@ def run_cli(*args: str, input: str | bytes | None = None, env: dict | None = Non
                           capture_output=True, text=text, timeout=timeout, cwd=ROOT)
 
 
-def make_vault(base: Path, clock=None) -> VaultDir:
+def make_vault(base: Path, clock=None, *, with_operator: bool = True) -> VaultDir:
+    """A new vault; with the all-roles ``operator`` user and its long-lived session by default."""
     home, key = base / "vault", base / "vault.key"
     v, _ = Vault.init(home, key_file=key, clock=clock)
+    if with_operator:
+        seed_operator(v)
     v.close()
     return VaultDir(home, key)
 
@@ -64,7 +108,8 @@ def copy_vault(template: VaultDir, base: Path) -> VaultDir:
 
 
 def operator() -> Principal:
-    return Principal.operator()
+    """The core tests' staff principal (all roles; see the module docstring)."""
+    return Principal(name=OPERATOR, roles=frozenset(ROLES), session_id=token_hash(OPERATOR_TOKEN))
 
 
 def clock_at(when: datetime = T0) -> FixedClock:
@@ -73,8 +118,11 @@ def clock_at(when: datetime = T0) -> FixedClock:
 
 def add_client(vault: Vault, name: str = "acme", days: int = 365, grace_days: int | None = None,
                principal: Principal | None = None):
-    return vault.clients.add(principal or operator(), name,
+    data = vault.clients.add(principal or operator(), name,
                              sla_end=vault.ctx.now() + timedelta(days=days), grace_days=grace_days)
+    if user_exists(vault, OPERATOR):
+        vault.access.assign(operator(), name, OPERATOR)  # need-to-know for operator()
+    return data
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -84,3 +132,204 @@ def files_under(folder: Path) -> list[Path]:
 def grep_tree(folder: Path, needle: bytes) -> list[Path]:
     """Every file under ``folder`` whose bytes contain ``needle``."""
     return [p for p in files_under(folder) if needle in p.read_bytes()]
+
+
+# --- identity ------------------------------------------------------------------------------------
+
+OPERATOR = "operator"
+OPERATOR_TOKEN = "cvs1_test-operator-token-not-a-secret"
+TEST_PASSWORD = "correct-horse-battery-staple"
+FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
+#: session lifetimes of make_vault vaults: long enough for any injected clock (~300 years)
+LONG_SECONDS = 10**10
+
+_PHC: dict[str, str] = {}
+
+
+def password_phc(password: str = TEST_PASSWORD) -> str:
+    """Argon2id PHC of a test password, computed once per process (~70 ms each)."""
+    if password not in _PHC:
+        from vault.crypto import password_hash
+
+        _PHC[password] = password_hash(password)
+    return _PHC[password]
+
+
+def totp_secret_for(name: str) -> str:
+    """A known, per-user base32 TOTP secret (tests only)."""
+    from vault.auth.totp import base32_secret
+
+    return base32_secret(f"cvault-test-totp-{name}".encode().ljust(20, b"*")[:20])
+
+
+def totp_code(secret: str, when: datetime | None = None) -> str:
+    """The valid code of ``secret`` at ``when`` (default: the wall clock, for CLI subprocesses)."""
+    import time
+
+    from vault.auth.totp import code_at
+
+    return code_at(secret, when if when is not None else time.time())
+
+
+def vault_id_of(home: Path) -> str:
+    import sqlite3
+
+    conn = sqlite3.connect(Path(home) / "vault.db")
+    try:
+        return bytes(conn.execute("SELECT value FROM meta WHERE key = 'vault_id'").fetchone()[0]).hex()
+    finally:
+        conn.close()
+
+
+def write_session_file(path: Path, vault_id: str, user: str, token: str) -> Path:
+    import json
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"vault_id": vault_id, "user": user, "token": token,
+                   "expires_at": "2100-01-01T00:00:00Z"}, fh)
+    return path
+
+
+def user_exists(vault: Vault, name: str) -> bool:
+    return vault.ctx.db.one("SELECT 1 FROM users WHERE name = ?", (name,)) is not None
+
+
+@dataclass
+class StaffUser:
+    """A real user of a test vault: Argon2 password, sealed TOTP secret, roles, training."""
+
+    name: str
+    user_id: int
+    roles: frozenset[str]
+    password: str = TEST_PASSWORD
+    totp_secret: str = ""
+
+    def code(self, when: datetime | None = None) -> str:
+        return totp_code(self.totp_secret, when)
+
+    def principal(self, vault: Vault, *, stepup: bool = True) -> Principal:
+        """A principal with a new live session at the vault's (injected) now, without a TOTP
+        round trip; ``stepup=False`` leaves the step-up empty."""
+        import secrets as _secrets
+
+        from vault.clock import to_epoch
+
+        now = vault.ctx.now()
+        t = to_epoch(now)
+        digest = token_hash("cvs1_" + _secrets.token_urlsafe(32))
+        with vault.ctx.db.write() as conn:
+            conn.execute("INSERT INTO sessions (token_hash, user_id, created_at, last_seen, stepup_at,"
+                         " origin) VALUES (?, ?, ?, ?, ?, 'cli')",
+                         (digest, self.user_id, t, t, t if stepup else None))
+        return Principal(name=self.name, roles=self.roles, user_id=self.user_id, session_id=digest,
+                         session_created_at=now, stepup_at=now if stepup else None)
+
+    def login(self, vault: Vault, when: datetime | None = None) -> Principal:
+        """A real login (password + TOTP at the vault's now) through the identity service."""
+        when = when or vault.ctx.now()
+        return vault.users.login(self.name, self.password, totp=self.code(when)).principal
+
+    def session_file(self, vdir: "VaultDir", folder: Path) -> Path:
+        """A session file for CLI subprocesses (a live session at the wall-clock time)."""
+        import secrets as _secrets
+
+        from vault.clock import SystemClock, to_epoch
+
+        token = "cvs1_" + _secrets.token_urlsafe(32)
+        t = to_epoch(SystemClock().now())
+        v = vdir.open()
+        try:
+            with v.ctx.db.write() as conn:
+                conn.execute("INSERT INTO sessions (token_hash, user_id, created_at, last_seen,"
+                             " stepup_at, origin) VALUES (?, ?, ?, ?, ?, 'cli')",
+                             (token_hash(token), self.user_id, t, t, t))
+        finally:
+            v.close()
+        return write_session_file(folder / f"session-{self.name}.json", vault_id_of(vdir.home),
+                                  self.name, token)
+
+
+def seed_user(vault: Vault, name: str, *roles: str, trained_until: datetime | None = FAR_FUTURE,
+              password: str = TEST_PASSWORD, totp_active: bool = True) -> StaffUser:
+    """An enrolled user written straight into the identity tables (no enrollment round trip)."""
+    from vault.clock import to_epoch
+
+    now = to_epoch(vault.ctx.now())
+    secret = totp_secret_for(name)
+    with vault.ctx.db.write() as conn:
+        user_id = conn.execute(
+            "INSERT INTO users (name, password_hash, totp_active, training_valid_until, created_at,"
+            " created_by, enrolled_at) VALUES (?, ?, ?, ?, ?, 'test', ?)",
+            (name, password_phc(password), int(totp_active),
+             to_epoch(trained_until) if trained_until else None, now, now)).lastrowid
+        conn.execute("UPDATE users SET totp_sealed = ? WHERE id = ?",
+                     (vault.users._seal_totp(user_id, secret), user_id))
+        conn.executemany("INSERT INTO user_roles (user_id, role, granted_at, granted_by)"
+                         " VALUES (?, ?, ?, 'test')", [(user_id, r, now) for r in roles])
+    return StaffUser(name, user_id, frozenset(roles), password, secret)
+
+
+def seed_operator(vault: Vault) -> StaffUser:
+    """The ``operator`` user (all roles) and its fixed, long-lived session (see module docstring)."""
+    import json
+
+    op = seed_user(vault, OPERATOR, *ROLES)
+    with vault.ctx.db.write() as conn:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
+        settings = json.loads(row[0]) if row else {}
+        settings.update(session_absolute_seconds=LONG_SECONDS, session_idle_seconds=LONG_SECONDS,
+                        stepup_window_seconds=LONG_SECONDS)
+        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('settings', ?)",
+                     (json.dumps(settings),))
+        conn.execute("INSERT INTO sessions (token_hash, user_id, created_at, last_seen, stepup_at,"
+                     " origin) VALUES (?, ?, 0, 0, 0, 'cli')", (token_hash(OPERATOR_TOKEN), op.user_id))
+    vault.ctx.settings = vault.ctx.load_settings(vault.ctx.db)
+    return op
+
+
+def cli_login(vdir: VaultDir, user: StaffUser, folder: Path, *, code: str | None = None,
+              extra: tuple[str, ...] = ()) -> tuple[subprocess.CompletedProcess, dict]:
+    """Log ``user`` in through the real CLI with its own session file; returns (process, env)."""
+    env = vdir.env(CVAULT_SESSION_FILE=str(folder / f"{user.name}.session.json"))
+    proc = vdir.cli("login", user.name, "--password-stdin", "--totp", code or user.code(), *extra,
+                    input=user.password + "\n", env=env)
+    return proc, env
+
+
+@dataclass
+class Staff:
+    """The cast of an identity test vault (default settings, clock at T0)."""
+
+    vdir: VaultDir
+    alice: StaffUser  # admin
+    amy: StaffUser    # account_manager
+    bob: StaffUser    # engineer, assigned to acme, trained
+    carl: StaffUser   # engineer, trained, not assigned
+    rita: StaffUser   # security_reviewer
+
+    def users(self) -> dict[str, StaffUser]:
+        return {u.name: u for u in (self.alice, self.amy, self.bob, self.carl, self.rita)}
+
+
+def make_staff_vault(base: Path, clock=None) -> Staff:
+    """Default settings, no operator: alice, amy, bob (on acme), carl, rita; client acme (1 year)."""
+    clock = clock or clock_at()
+    home, key = base / "vault", base / "vault.key"
+    v, _ = Vault.init(home, key_file=key, clock=clock)
+    try:
+        alice = seed_user(v, "alice", "admin", trained_until=None)
+        amy = seed_user(v, "amy", "account_manager", trained_until=None)
+        bob = seed_user(v, "bob", "engineer")
+        carl = seed_user(v, "carl", "engineer")
+        rita = seed_user(v, "rita", "security_reviewer", trained_until=None)
+        v.clients.add(amy.principal(v), "acme", sla_end=v.ctx.now() + timedelta(days=365))
+        v.access.assign(amy.principal(v), "acme", "bob")
+    finally:
+        v.close()
+    return Staff(VaultDir(home, key), alice, amy, bob, carl, rita)
+
+
+def copy_staff(template: Staff, base: Path) -> Staff:
+    return Staff(copy_vault(template.vdir, base), template.alice, template.amy, template.bob,
+                 template.carl, template.rita)

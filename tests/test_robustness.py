@@ -16,10 +16,10 @@ WORKER = r"""
 import json, sys, time
 from pathlib import Path
 from vault.facade import Vault
-from vault.principal import Principal
+from tests.helpers import operator
 home, key, worker, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 v = Vault.open(home); v.unseal_key_file(key)
-p = Principal.operator()
+p = operator()
 end = time.monotonic() + seconds
 n = 0
 acked = []
@@ -66,10 +66,10 @@ def test_four_processes_put_and_get_at_once(vdir):
 PUTTER = r"""
 import sys
 from vault.facade import Vault
-from vault.principal import Principal
+from tests.helpers import operator
 home, key = sys.argv[1], sys.argv[2]
 v = Vault.open(home); v.unseal_key_file(key)
-p = Principal.operator()
+p = operator()
 i = 0
 while True:
     i += 1
@@ -80,11 +80,11 @@ while True:
 ROTATOR = r"""
 import sys
 from vault.facade import Vault
-from vault.principal import Principal
+from tests.helpers import operator
 home, key = sys.argv[1], sys.argv[2]
 v = Vault.open(home); v.unseal_key_file(key)
 while True:
-    r = v.clients.rotate_key(Principal.operator(), "acme")
+    r = v.clients.rotate_key(operator(), "acme")
     print(r["key_version"], flush=True)
 """
 

@@ -41,7 +41,9 @@ def test_right_passphrase_and_recovery_key(pass_vault, tmp_path):
     base, recovery = pass_vault
     right = tmp_path / "right"
     right.write_text("correct horse battery\n")
-    proc = run_cli("client", "list", env=_env(base / "vault", CVAULT_PASSPHRASE_FILE=str(right)))
+    # doctor runs without a session (system principal): this checks the unseal alone
+    proc = run_cli("doctor", env=_env(base / "vault", CVAULT_PASSPHRASE_FILE=str(right),
+                                      CVAULT_SESSION_FILE=str(tmp_path / "no-session.json")))
     assert proc.returncode == 0, proc.stderr
     v = Vault.open(base / "vault")
     v.unseal_recovery_key(recovery.lower().replace("-", " "))

@@ -15,7 +15,8 @@ from vault import policy
 from vault.audit.log import AuditLog
 from vault.backends.local import LocalBackend
 from vault.clock import Clock, from_epoch
-from vault.errors import AccessDenied, ClientUnavailable, CryptoError, IntegrityFailure, NotFound
+from vault.errors import (AccessDenied, ClientUnavailable, IntegrityFailure, NotFound,
+                          StepUpRequired, VaultSealed)
 from vault.home import VaultHome
 from vault.keys import ClientKeys, Keyring
 from vault.policy import Action, Decision
@@ -29,13 +30,6 @@ DEFAULT_SETTINGS = {
     "session_idle_seconds": 30 * 60,       # SPEC 5: ... and ends after 30 min without use
     "default_grace_days": 30,     # SPEC 7
 }
-
-
-class StepUpRequired(AccessDenied):
-    """a fresh TOTP code is needed to read secrets."""
-
-    exit_code = 3
-    code = "stepup_required"
 
 
 @dataclass(frozen=True)
@@ -79,8 +73,10 @@ class VaultContext:
         self.keyring = keyring
         self.blobs = blobs
         self.settings = settings
-        self.audit = AuditLog(db, clock, keyring.vault_id)
+        self.audit = AuditLog(db, clock, keyring.vault_id, keyring=keyring, blobs=blobs)
         self._client_keys: dict[tuple[str, int], ClientKeys] = {}
+        #: set by the facade: restores a blob lost locally from the remote replica
+        self.fetch_lost_blob = None
 
     @property
     def vault_id(self) -> bytes:
@@ -106,7 +102,18 @@ class VaultContext:
             raise NotFound(f"no client named {name!r}")
         return client_from_row(row)
 
+    def client_by_id(self, client_id: str, conn=None) -> ClientRow:
+        row = (conn or self.db.conn).execute(
+            f"SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?", (client_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no client with id {client_id}")
+        return client_from_row(row)
+
     def client_keys(self, client: ClientRow, version: int | None = None, conn=None) -> ClientKeys:
+        if client.shred_state:
+            # from the first shred step on, no one unwraps this client's key (SPEC 7; docs/sla.md)
+            raise ClientUnavailable(f"client {client.name} is {client.shred_state}: "
+                                    "its keys are destroyed")
         version = client.key_version if version is None else version
         cached = self._client_keys.get((client.id, version))
         if cached is not None:
@@ -181,11 +188,11 @@ class VaultContext:
                           origin=principal.origin, detail_sealed=sealed, detail_key=key_ref)
 
     def seal_detail(self, client: ClientRow | None, detail: str | None) -> tuple[bytes | None, str | None]:
-        """Client-revealing audit detail (a record path) sealed under the client's key."""
+        """Client-revealing audit detail (a record path) sealed under the client's audit-detail
+        key (vault.audit.details: it survives key rotation and is destroyed by the shred)."""
         if detail is None or client is None or client.shred_state:
             return None, None
         try:
-            keys = self.client_keys(client)
-        except (IntegrityFailure, ClientUnavailable, CryptoError):
+            return self.audit.details.seal(client.id, client.name, detail)
+        except VaultSealed:
             return None, None
-        return keys.seal_detail(detail.encode(), "audit"), f"{client.id}:{keys.version}"

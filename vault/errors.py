@@ -62,6 +62,13 @@ class AccessDenied(VaultError):
     code = "access_denied"
 
 
+class StepUpRequired(AccessDenied):
+    """a fresh TOTP code is needed to read secrets."""
+
+    exit_code = EXIT_AUTH
+    code = "stepup_required"
+
+
 class NotFound(VaultError):
     """not found."""
 

@@ -23,10 +23,15 @@ from vault.context import VaultContext
 from vault.errors import AuthenticationFailed, CryptoError, InvalidInput, NotFound, VaultSealed
 from vault.home import VaultHome
 from vault.keys import Keyring
+from vault.services.access import AccessService
+from vault.services.audit import AuditService
 from vault.services.clients import ClientService
+from vault.services.identity import UserService
 from vault.services.maintenance import MaintenanceService
 from vault.services.secrets import SecretService
 from vault.services.slots import SlotService
+from vault.services.sync import SyncService
+from vault.sla.service import SlaService
 from vault.store.db import Database
 
 FORMAT_VERSION = 1
@@ -37,6 +42,8 @@ class InitResult:
     vault_id: str
     recovery_key: str  # shown once, never stored
     slots: list[dict]
+    #: the first admin's enrollment (otpauth URI, recovery codes): shown once, never stored
+    admin: dict | None = None
 
 
 class Vault:
@@ -46,16 +53,32 @@ class Vault:
         self.clients = ClientService(ctx)
         self.secrets = SecretService(ctx)
         self.maintenance = MaintenanceService(ctx)
+        self.audit = AuditService(ctx)
+        self.users = UserService(ctx)
+        self.access = AccessService(ctx)
+        self.sync = SyncService(ctx)
+        ctx.fetch_lost_blob = self.sync.fetch_lost_blob
+        self.sla = SlaService(ctx)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     @classmethod
     def init(cls, home: Path | str, *, passphrase: str | None = None,
              key_file: Path | str | None = None, clock: Clock | None = None,
-             kdf_params: dict | None = None) -> tuple["Vault", InitResult]:
-        """Create a vault with a recovery slot and a passphrase and/or key-file slot."""
+             kdf_params: dict | None = None, admin: str | None = None,
+             admin_password: str | None = None) -> tuple["Vault", InitResult]:
+        """Create a vault with a recovery slot and a passphrase and/or key-file slot.
+
+        With ``admin``, the first admin is created and enrolled at once (password
+        ``admin_password``); the result carries its otpauth URI and recovery codes."""
         if not passphrase and not key_file:
             raise InvalidInput("init needs a passphrase or a key file")
+        if admin is not None:
+            from vault.names import user_name
+            from vault.services.identity import check_password_rules
+
+            user_name(admin)
+            check_password_rules(admin_password)  # before anything is created
         if key_file is not None and Path(key_file).exists():
             raise InvalidInput(f"key file {key_file} already exists; refusing to overwrite it")
         vhome = VaultHome(home)
@@ -83,7 +106,8 @@ class Vault:
         if key_file is not None:
             vault.slots.create_key_file_slot(Path(key_file))
         AuditSigner(db, keyring).ensure()
-        return vault, InitResult(vault_id.hex(), recovery_text, vault.slots.list_slots())
+        enrolled = vault.users.bootstrap_admin(admin, admin_password) if admin is not None else None
+        return vault, InitResult(vault_id.hex(), recovery_text, vault.slots.list_slots(), enrolled)
 
     @classmethod
     def open(cls, home: Path | str, *, clock: Clock | None = None) -> "Vault":

@@ -164,6 +164,12 @@ def allowed_roles(action: Action) -> frozenset[str]:
     return PERMISSIONS.get(action, frozenset())
 
 
+def sees_all_clients(roles: frozenset[str]) -> bool:
+    """Whether ``client list`` shows every client to these roles (engineers alone: only their own)."""
+    listing = allowed_roles(Action.CLIENT_LIST) & roles
+    return bool(listing - OWN_CLIENTS_ONLY[Action.CLIENT_SHOW])
+
+
 def decide(principal: Principal, action: Action, *, now: datetime,
            account: AccountFacts | None = None, client: ClientFacts | None = None,
            stepup_window_seconds: int = 900) -> Decision:

@@ -1,10 +1,11 @@
-"""``cvault client add|list|show|export|rotate-key``."""
+"""``cvault client add|list|show|export|rotate-key|assign|unassign|access``."""
 
 from __future__ import annotations
 
 import click
 
 from cli.output import emit, fields_block, json_option, progress, table
+from cli.state import totp_option
 
 
 @click.group("client")
@@ -53,11 +54,13 @@ def client_show(state, name, as_json):
 @click.argument("name")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
               help="New file to write (created 0600; never overwritten).")
+@totp_option
 @json_option
 @click.pass_obj
-def client_export(state, name, out, as_json):
+def client_export(state, name, out, totp, as_json):
     """Export the client's decrypted records as JSON Lines (for portability)."""
-    data = state.vault().secrets.export(state.principal(), name, out)
+    vault = state.vault()
+    data = state.with_stepup(lambda p: vault.secrets.export(p, name, out), totp)
     emit(data, as_json, lambda d: click.echo(f"exported {d['exported']} records to {d['file']}"))
 
 
@@ -72,3 +75,50 @@ def client_rotate(state, name, as_json):
         data = vault.clients.rotate_key(state.principal(), name, progress=update)
     emit(data, as_json, lambda d: click.echo(
         f"client {d['name']}: key version {d['key_version']}, {d['records']} records re-wrapped"))
+
+
+@client.command("assign")
+@click.argument("name")
+@click.argument("user")
+@click.option("--until", "until", help="Assignment end: ISO 8601 or relative (+90d); default none.")
+@json_option
+@click.pass_obj
+def client_assign(state, name, user, until, as_json):
+    """Assign an engineer to the client (need-to-know), optionally until a date."""
+    from vault.dates import parse_when
+
+    vault = state.vault()
+    data = vault.access.assign(state.principal(), name, user,
+                               until=parse_when(until, vault.ctx.now()) if until else None)
+    emit(data, as_json, lambda d: click.echo(
+        f"{d['user']} assigned to {d['client']}" + (f" until {d['until']}" if d["until"] else "")))
+
+
+@client.command("unassign")
+@click.argument("name")
+@click.argument("user")
+@json_option
+@click.pass_obj
+def client_unassign(state, name, user, as_json):
+    """End an engineer's assignment to the client."""
+    data = state.vault().access.unassign(state.principal(), name, user)
+    emit(data, as_json, lambda d: click.echo(f"{d['user']} unassigned from {d['client']}"))
+
+
+@client.command("access")
+@click.argument("name")
+@json_option
+@click.pass_obj
+def client_access(state, name, as_json):
+    """Who can read this client's secrets right now, and why (reviewers, admins)."""
+    from cli.commands.user import show_access
+
+    data = state.vault().access.client_access(state.principal(), name)
+
+    def human(d):
+        readers = [r["user"] for r in d["users"] if r["can_read"]]
+        click.echo(f"client {d['client']} (SLA {d['sla_state']}, ends {d['sla_end']}) at {d['at']}: "
+                   f"readable by {', '.join(readers) or 'no one'}")
+        show_access(d, "user")
+
+    emit(data, as_json, human)

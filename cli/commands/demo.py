@@ -7,23 +7,76 @@ the story expects, so it doubles as an end-to-end smoke test.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import click
+
+
+PASSWORDS = {"alice": "alice-demo-password", "amy": "amy-demo-password",
+             "bob": "bob-demo-password", "carl": "carl-demo-password"}
 
 
 @dataclass
 class Step:
     title: str
-    args: list[str]
+    #: argv after ``cvault``; a callable gets the values captured so far (codes, URIs)
+    args: list[str] | Callable[["Captured"], list[str]]
     stdin: str | None = None
     expect: int = 0
+    #: whose session file the step uses (each person has their own CVAULT_SESSION_FILE)
+    user: str | None = None
+    #: called with the captured values and the step's stdout, to remember codes and URIs
+    capture: Callable[["Captured", str], None] | None = None
+
+
+class Captured(dict):
+    """Values a later step needs: enrollment codes, otpauth URIs (the demo plays every person)."""
+
+    def totp(self, user: str) -> str:
+        from vault.auth import totp  # the demo computes codes as an authenticator app would
+
+        return totp.code_at(totp.secret_from_uri(self[f"uri:{user}"]), time.time())
+
+
+def _keep_uri(user: str):
+    def capture(got: Captured, out: str) -> None:
+        m = re.search(r"otpauth://\S+", out)
+        if m:
+            got[f"uri:{user}"] = m.group(0).rstrip('",')
+    return capture
+
+
+def _keep_code(user: str):
+    def capture(got: Captured, out: str) -> None:
+        got[f"code:{user}"] = json.loads(out)["enrollment_code"]
+    return capture
+
+
+def _onboard(user: str, role: str) -> list[Step]:
+    return [
+        Step(f"The admin adds {user} ({role}): a one-time enrollment code, valid 24 h",
+             ["user", "add", user, "--role", role, "--json"], user="alice", capture=_keep_code(user)),
+        Step(f"{user} enrolls with the code: sets a password, gets the TOTP secret "
+             "(otpauth URI) and 10 recovery codes",
+             lambda got: ["user", "enroll", user, "--code", got[f"code:{user}"], "--password-stdin",
+                          "--json"], stdin=PASSWORDS[user] + "\n", capture=_keep_uri(user)),
+    ]
+
+
+def _login(user: str) -> Step:
+    return Step(f"{user} logs in: password + TOTP code (the factor becomes active)",
+                lambda got: ["login", user, "--password-stdin", "--totp", got.totp(user)],
+                stdin=PASSWORDS[user] + "\n", user=user)
 
 
 def story(work: Path) -> list[Step]:
@@ -32,32 +85,57 @@ def story(work: Path) -> list[Step]:
     firewall.write_text('{"system": "FortiGate 60F", "host": "10.20.0.1", "port": 443,'
                         ' "protocol": "https", "username": "admin", "password": "Tr0ub4dor&3"}')
     return [
-        Step("Create a vault with a key-file unseal slot (the recovery key is shown once)",
-             ["init", "--no-passphrase", "--key-file", key]),
-        Step("Add a client with its SLA end", ["client", "add", "acme", "--sla-end", "+365d"]),
-        Step("Store the firewall's admin access (all fields from a JSON file)",
+        Step("Create a vault with a key-file unseal slot and enroll the first admin, alice "
+             "(recovery key, TOTP QR code and recovery codes are shown once)",
+             ["init", "--no-passphrase", "--key-file", key, "--admin", "alice", "--password-stdin"],
+             stdin=PASSWORDS["alice"] + "\n", capture=_keep_uri("alice")),
+        _login("alice"),
+        *_onboard("amy", "account_manager"),
+        *_onboard("bob", "engineer"),
+        *_onboard("carl", "engineer"),
+        _login("amy"), _login("bob"), _login("carl"),
+        Step("amy (account manager) adds a client with its SLA end",
+             ["client", "add", "acme", "--sla-end", "+365d"], user="amy"),
+        Step("amy assigns bob to the client for 90 days (need-to-know)",
+             ["client", "assign", "acme", "bob", "--until", "+90d"], user="amy"),
+        Step("alice records bob's and carl's data-handling training",
+             ["user", "train", "bob", "--until", "+365d"], user="alice"),
+        Step("", ["user", "train", "carl", "--until", "+365d"], user="alice"),
+        Step("bob stores the firewall's admin access (all fields from a JSON file)",
              ["secret", "put", "acme", "office/firewall", "--type", "access",
-              "--fields-json", str(firewall)]),
-        Step("Store the Wi-Fi settings; the key comes from stdin, never argv",
+              "--fields-json", str(firewall)], user="bob"),
+        Step("bob stores the Wi-Fi settings; the key comes from stdin, never argv",
              ["secret", "put", "acme", "office/wifi", "--type", "network", "--ssid", "ACME-Staff",
               "--address", "10.20.0.0/24", "--gateway", "10.20.0.1", "--from-stdin"],
-             stdin="correct horse battery staple\n"),
+             stdin="correct horse battery staple\n", user="bob"),
         Step("Update the firewall password: a new version", ["secret", "put", "acme",
              "office/firewall", "--type", "access", "--fields-json", str(firewall), "--host",
-             "10.20.0.254"]),
-        Step("List the client's records (paths and kinds only)", ["secret", "list", "acme"]),
-        Step("Read the firewall record", ["secret", "get", "acme", "office/firewall"]),
+             "10.20.0.254"], user="bob"),
+        Step("List the client's records (paths and kinds only)", ["secret", "list", "acme"],
+             user="bob"),
+        Step("bob reads the firewall record (his login TOTP counts as a fresh step-up)",
+             ["secret", "get", "acme", "office/firewall"], user="bob"),
         Step("Read only the password, for a script", ["secret", "get", "acme", "office/firewall",
-                                                      "--field", "password"]),
-        Step("Version history", ["secret", "history", "acme", "office/firewall"]),
-        Step("Rotate the client key: every record key re-wrapped, the old key destroyed",
-             ["client", "rotate-key", "acme"]),
+                                                      "--field", "password"], user="bob"),
+        Step("Version history", ["secret", "history", "acme", "office/firewall"], user="bob"),
+        Step("carl is trained but not assigned to acme: refused (exit 4) and audited",
+             ["secret", "get", "acme", "office/firewall"], user="carl", expect=4),
+        Step("An admin cannot read secrets either (admin never implies reading): exit 4",
+             ["secret", "get", "acme", "office/firewall"], user="alice", expect=4),
+        Step("Who can reach acme's secrets right now, and why",
+             ["client", "access", "acme"], user="alice"),
+        Step("amy rotates the client key: every record key re-wrapped, the old key destroyed",
+             ["client", "rotate-key", "acme"], user="amy"),
         Step("Bad input is one line and exit 2, nothing changes",
              ["secret", "put", "acme", "office/bad", "--type", "network", "--address", "10.0.0.300",
-              "--from-stdin"], stdin="password123\n", expect=2),
-        Step("Unknown record: exit 5", ["secret", "get", "acme", "office/nothing"], expect=5),
+              "--from-stdin"], stdin="password123\n", expect=2, user="bob"),
+        Step("Unknown record: exit 5", ["secret", "get", "acme", "office/nothing"], expect=5,
+             user="bob"),
+        Step("A wrong TOTP code: one line, exit 3, counted towards the lockout",
+             ["login", "carl", "--password-stdin", "--totp", "000000"],
+             stdin=PASSWORDS["carl"] + "\n", expect=3, user="carl-retry"),
         Step("Check the whole vault: permissions, schema, every blob's authentication tag",
-             ["doctor"]),
+             ["doctor"], user="alice"),
     ]
 
 
@@ -69,15 +147,24 @@ def demo_cmd(keep):
     env = dict(os.environ, CVAULT_HOME=str(work / "vault"), CVAULT_KEY_FILE=str(work / "vault.key"))
     env.pop("CVAULT_ADDR", None)
     env.pop("CVAULT_PASSPHRASE_FILE", None)
+    sessions = work / "sessions"
+    sessions.mkdir(mode=0o700)
+    got = Captured()
     failed = None
     try:
         steps = story(work)
         for number, step in enumerate(steps, 1):
-            click.secho(f"\n[{number}/{len(steps)}] {step.title}", bold=True)
-            click.echo("$ cvault " + " ".join(step.args)
+            args = step.args(got) if callable(step.args) else step.args
+            who = f"({step.user}) " if step.user else ""
+            if step.title:
+                click.secho(f"\n[{number}/{len(steps)}] {step.title}", bold=True)
+            click.echo(f"{who}$ cvault " + " ".join(args)
                        + ("   (input on stdin)" if step.stdin else ""))
-            proc = subprocess.run([sys.executable, "-m", "cli.main", *step.args], env=env,
+            step_env = dict(env, CVAULT_SESSION_FILE=str(sessions / f"{step.user or 'nobody'}.json"))
+            proc = subprocess.run([sys.executable, "-m", "cli.main", *args], env=step_env,
                                   input=step.stdin or "", capture_output=True, text=True)
+            if step.capture and proc.returncode == 0:
+                step.capture(got, proc.stdout)
             for line in (proc.stdout + proc.stderr).rstrip().splitlines():
                 click.echo(f"    {line}")
             if proc.returncode != step.expect:

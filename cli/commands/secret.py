@@ -13,7 +13,7 @@ import sys
 import click
 
 from cli.output import emit, fields_block, json_option, progress, table
-from cli.state import read_stdin_secret
+from cli.state import read_stdin_secret, totp_option
 from vault.errors import InvalidInput
 from vault.kinds import KINDS, MAIN_SECRET, MULTILINE_FIELDS
 
@@ -107,12 +107,13 @@ def secret_put(state, client, path, kind, from_stdin, value_file, fields_json, s
 @click.option("--field", "field", help="Print only this field's raw value.")
 @click.option("--version", "version", type=click.IntRange(min=1), help="An older version.")
 @click.option("--copy", is_flag=True, help="Copy the value to the clipboard (cleared after 30 s).")
+@totp_option
 @json_option
 @click.pass_obj
-def secret_get(state, client, path, field, version, copy, as_json):
+def secret_get(state, client, path, field, version, copy, totp, as_json):
     """Read a record (all fields, or one with --field)."""
     vault = state.vault()
-    record = vault.secrets.get(state.principal(), client, path, version=version)
+    record = state.with_stepup(lambda p: vault.secrets.get(p, client, path, version=version), totp)
     if field is not None and field not in record.fields:
         raise InvalidInput(f"{client}/{path} has no field {field!r} "
                            f"(fields: {', '.join(sorted(record.fields))})")

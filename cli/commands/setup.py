@@ -24,11 +24,20 @@ def prompt_new_passphrase() -> str:
 @click.option("--key-file", type=click.Path(dir_okay=False),
               help="Also create a key-file unseal slot; the new key file is written here (0600).")
 @click.option("--no-passphrase", is_flag=True, help="Create no passphrase slot (needs --key-file).")
+@click.option("--admin", "admin", metavar="NAME",
+              help="Create and enroll the first admin (password, TOTP secret, recovery codes).")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the first admin's new password from standard input.")
 @json_option
 @click.pass_obj
-def init_cmd(state, passphrase_file, key_file, no_passphrase, as_json):
-    """Create a new vault and print its recovery key (shown once)."""
+def init_cmd(state, passphrase_file, key_file, no_passphrase, admin, password_stdin, as_json):
+    """Create a new vault and print its recovery key (shown once); with --admin, enroll the
+    first admin."""
+    from cli.state import read_password
     from vault.facade import Vault
+
+    if password_stdin and not admin:
+        raise InvalidInput("--password-stdin is for the first admin's password: add --admin NAME")
 
     passphrase = None
     if not no_passphrase:
@@ -40,10 +49,22 @@ def init_cmd(state, passphrase_file, key_file, no_passphrase, as_json):
             raise InvalidInput("no passphrase: use --passphrase-file, a terminal, or --key-file")
     elif not key_file:
         raise InvalidInput("--no-passphrase needs --key-file")
-    vault, result = Vault.init(state.home, passphrase=passphrase, key_file=key_file)
+    admin_password = None
+    if admin:
+        from vault.names import user_name
+        from vault.services.identity import check_password_rules
+
+        user_name(admin)
+        admin_password = read_password(password_stdin, f"New password for {admin}", confirm=True)
+        check_password_rules(admin_password)
+    vault, result = Vault.init(state.home, passphrase=passphrase, key_file=key_file,
+                               admin=admin, admin_password=admin_password)
     vault.close()
     data = {"home": str(state.home), "vault_id": result.vault_id,
             "recovery_key": result.recovery_key, "slots": result.slots}
+    if result.admin:
+        data.update(admin=result.admin["name"], otpauth_uri=result.admin["otpauth_uri"],
+                    recovery_codes=result.admin["recovery_codes"])
 
     def human(d):
         click.echo(f"Vault created at {d['home']}")
@@ -52,6 +73,14 @@ def init_cmd(state, passphrase_file, key_file, no_passphrase, as_json):
         click.echo("")
         click.echo("Recovery key (shown once; store it offline, it opens the vault):")
         click.echo(f"  {d['recovery_key']}")
+        if result.admin:
+            from cli.commands.user import show_enrollment
+
+            click.echo("")
+            show_enrollment(result.admin)
+        else:
+            click.echo("")
+            click.echo("No admin was enrolled (use 'cvault init --admin NAME' to create one).")
 
     emit(data, as_json, human)
 
@@ -62,7 +91,7 @@ def init_cmd(state, passphrase_file, key_file, no_passphrase, as_json):
 def doctor_cmd(state, as_json):
     """Check permissions, schema, every blob's header and tag, orphans and the audit chain."""
     vault = state.vault()
-    report = vault.maintenance.doctor(state.principal())
+    report = vault.maintenance.doctor(state.principal(allow_system=True, system_name="doctor"))
 
     def human(d):
         click.echo(f"checked {d['checked_records']} records, {d['checked_blobs']} blobs, "

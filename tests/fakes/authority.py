@@ -91,6 +91,7 @@ class FakeAuthority:
         self.devices: dict[str, DeviceCode] = {}
         self.refresh_tokens: dict[str, str] = {}
         self.log: list[AuthorityLogEntry] = []
+        self.assertion_errors: list[str] = []
         self._lock = threading.Lock()
         self.service = HTTPSService(_Handler, ssl_ctx, self, "authority")
 
@@ -189,15 +190,19 @@ class FakeAuthority:
         der = cert.public_bytes(serialization.Encoding.DER)
         try:
             header = jwt.get_unverified_header(assertion)
-        except jwt.PyJWTError:
+        except jwt.PyJWTError as exc:
+            self.assertion_errors.append(repr(exc))
             return False
-        if header.get("x5t#S256") != _b64url(hashlib.sha256(der).digest()) and \
-                header.get("x5t") != _b64url(hashlib.sha1(der).digest()):
+        # msal keeps the base64url padding on x5t; compare without it.
+        if str(header.get("x5t#S256", "")).rstrip("=") != _b64url(hashlib.sha256(der).digest()) and \
+                str(header.get("x5t", "")).rstrip("=") != _b64url(hashlib.sha1(der).digest()):
+            self.assertion_errors.append(f"thumbprint mismatch: {sorted(header)}")
             return False
         try:
             jwt.decode(assertion, cert.public_key(), algorithms=["RS256", "PS256"],
                        audience=f"{self.authority_url}/oauth2/v2.0/token", issuer=app.client_id)
-        except jwt.PyJWTError:
+        except jwt.PyJWTError as exc:
+            self.assertion_errors.append(repr(exc))
             return False
         return True
 

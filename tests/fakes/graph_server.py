@@ -349,7 +349,8 @@ class FakeGraph:
 
     def _echo(self, h, message: str) -> str:
         if self.echo_token:
-            return f"{message} You sent: {h.headers.get('Authorization')}"
+            sent = h.headers.get("Authorization") or ""
+            return f"{message} You sent: {sent}; token={sent.removeprefix('Bearer ')}"
         return message
 
     # -- API port -----------------------------------------------------------------------------

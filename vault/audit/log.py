@@ -5,8 +5,14 @@ Each entry is hash-chained: ``entry_hash = SHA-256(prev_hash || canonical(entry)
 characters in any field are escaped and no input can forge a line). The first entry's
 ``prev_hash`` is ``SHA-256("cvault/v1/audit-genesis" || vault_id)``.
 
-Fail closed: any failure to write raises :class:`~vault.errors.AuditFailure`, and the caller
-refuses the operation it was about to perform.
+Checkpoints (docs/audit.md section 3): inside the same transaction as an append, whenever 100 or
+more entries have been written since the last checkpoint and the vault is unsealed, the head is
+signed with the vault's Ed25519 audit key and stored in ``audit_checkpoints``; after the commit a
+copy is put in the blob store (``audit-checkpoint-<seq>``) and queued for the remote replica.
+:meth:`AuditLog.checkpoint` does the same on demand (SLA sweeps and shreds, exports).
+
+Fail closed: any failure to write the event raises :class:`~vault.errors.AuditFailure`, and the
+caller refuses the operation it was about to perform.
 """
 
 from __future__ import annotations
@@ -17,10 +23,18 @@ import sqlite3
 from dataclasses import dataclass
 
 from vault import crypto
-from vault.clock import Clock, rfc3339
-from vault.errors import AuditFailure
+from vault.audit.checkpoints import Checkpoint
+from vault.clock import Clock, rfc3339, to_epoch
+from vault.errors import AuditFailure, BackendError, IntegrityFailure, VaultError, VaultSealed
 
 OUTCOMES = ("allow", "deny", "ok", "error")
+
+#: write a signed checkpoint at least every this many entries (SPEC 9)
+CHECKPOINT_EVERY = 100
+
+EVENT_COLUMNS = ("seq, at, actor, action, client, outcome, reason, origin, detail_sealed,"
+                 " detail_key, prev_hash, entry_hash")
+CHECKPOINT_COLUMNS = "seq, entry_hash, at, kind, base_seq, base_hash, signature"
 
 
 @dataclass(frozen=True)
@@ -64,12 +78,27 @@ def genesis_hash(vault_id: bytes) -> bytes:
 
 
 class AuditLog:
-    def __init__(self, db, clock: Clock, vault_id: bytes):
+    """The writer. ``keyring`` and ``blobs`` are optional so that a bare log (tests, tools) can
+    append; without an unsealed keyring no checkpoint is signed (the next append that finds the
+    vault unsealed catches up), and without ``blobs`` no backend copy is made."""
+
+    def __init__(self, db, clock: Clock, vault_id: bytes, *, keyring=None, blobs=None,
+                 checkpoint_every: int = CHECKPOINT_EVERY):
         self.db = db
         self.clock = clock
         self.vault_id = vault_id
+        self.keyring = keyring
+        self.blobs = blobs
+        self.checkpoint_every = checkpoint_every
         #: test hook point for the fail-closed tests: a callable raising to simulate a write failure
         self.fail_injector = None
+        self.details = None
+        if keyring is not None:
+            from vault.audit.details import DetailKeys
+
+            self.details = DetailKeys(db, keyring, clock)
+
+    # --- events -----------------------------------------------------------------------------------
 
     def append(self, *, actor: str, action: str, outcome: str, client: str | None = None,
                reason: str | None = None, origin: str = "cli", detail_sealed: bytes | None = None,
@@ -81,23 +110,131 @@ class AuditLog:
             if self.fail_injector is not None:
                 self.fail_injector()
             with self.db.write() as conn:
-                return self._append(conn, actor, action, outcome, client, reason, origin,
-                                    detail_sealed, detail_key)
+                seq, digest = self._append(conn, actor, action, outcome, client, reason, origin,
+                                           detail_sealed, detail_key)
+                checkpoint = self._periodic_checkpoint(conn, seq, digest)
         except (sqlite3.Error, OSError) as exc:
             raise AuditFailure(f"the audit log could not be written ({type(exc).__name__}); "
                                "operation refused") from None
+        if checkpoint is not None:
+            try:
+                self._copy_to_backend(checkpoint)
+            except (BackendError, sqlite3.Error, OSError):
+                pass  # the signed row is in the table; the next checkpoint is copied again
+        return seq
 
     def _append(self, conn, actor, action, outcome, client, reason, origin, detail_sealed,
-                detail_key) -> int:
+                detail_key) -> tuple[int, bytes]:
         last = conn.execute("SELECT seq, entry_hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
-        seq, prev = (last[0] + 1, last[1]) if last else (1, genesis_hash(self.vault_id))
+        if last:
+            seq, prev = last[0] + 1, bytes(last[1])
+        else:
+            seq, prev = self._chain_start(conn)
         entry = AuditEntry(seq, rfc3339(self.clock.now()), actor, action, client, outcome, reason,
                            origin, detail_sealed, detail_key, prev, b"")
         digest = chain_hash(prev, entry.fields())
         conn.execute(
-            "INSERT INTO audit_events (seq, at, actor, action, client, outcome, reason, origin,"
-            " detail_sealed, detail_key, prev_hash, entry_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (seq, entry.at, actor, action, client, outcome, reason, origin, detail_sealed,
              detail_key, prev, digest),
         )
-        return seq
+        return seq, digest
+
+    def _chain_start(self, conn) -> tuple[int, bytes]:
+        """Where the next entry goes in an empty table: after the newest prune base, else seq 1."""
+        row = conn.execute("SELECT base_seq, base_hash FROM audit_checkpoints WHERE kind = 'prune'"
+                           " ORDER BY base_seq DESC LIMIT 1").fetchone()
+        if row:
+            return row[0] + 1, bytes(row[1])
+        return 1, genesis_hash(self.vault_id)
+
+    def head(self, conn=None) -> tuple[int, bytes]:
+        """(seq, entry_hash) of the newest entry; (0, genesis hash) for an empty log."""
+        conn = conn or self.db.conn
+        last = conn.execute("SELECT seq, entry_hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
+        if last:
+            return last[0], bytes(last[1])
+        seq, prev = self._chain_start(conn)
+        return seq - 1, prev
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    def _can_sign(self) -> bool:
+        return self.keyring is not None and self.keyring.unsealed
+
+    def _periodic_checkpoint(self, conn, seq: int, digest: bytes) -> Checkpoint | None:
+        if not self._can_sign():
+            return None
+        last = conn.execute("SELECT max(seq) FROM audit_checkpoints").fetchone()[0]
+        if seq - (last or 0) < self.checkpoint_every:
+            return None
+        try:
+            return self._write_checkpoint(conn, seq, digest, "periodic")
+        except (IntegrityFailure, VaultSealed):
+            # a damaged audit key must not stop every operation; `audit verify` and `doctor`
+            # report the overdue checkpoint
+            return None
+
+    def _write_checkpoint(self, conn, seq: int, digest: bytes, kind: str,
+                          base: tuple[int, bytes] | None = None) -> Checkpoint:
+        from vault.audit.signing import AuditSigner
+
+        unsigned = Checkpoint(self.vault_id, seq, digest, rfc3339(self.clock.now()), kind,
+                              base[0] if base else None, base[1] if base else None)
+        signature = AuditSigner(self.db, self.keyring).sign(unsigned.signing_input())
+        cp = Checkpoint(**{**unsigned.__dict__, "signature": signature})
+        conn.execute(f"INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+                     (cp.seq, cp.entry_hash, cp.at, cp.kind, cp.base_seq, cp.base_hash, cp.signature))
+        return cp
+
+    def _copy_to_backend(self, cp: Checkpoint) -> None:
+        """Put the checkpoint in the blob store (after its commit, so a copy always refers to
+        committed entries) and queue it for the remote replica."""
+        if self.blobs is None:
+            return
+        self.blobs.put(cp.blob_name, cp.to_json().encode())
+        with self.db.write() as conn:
+            conn.execute("INSERT INTO outbox (op, blob_name, queued_at) VALUES ('put', ?, ?)",
+                         (cp.blob_name, to_epoch(self.clock.now())))
+
+    def checkpoint(self, kind: str = "manual") -> Checkpoint:
+        """Sign the current head now (SLA sweeps and shreds call this; exports too).
+
+        Idempotent: if the head already has a checkpoint, that one is returned. Needs the vault
+        unsealed (the audit signing key is sealed under the root key). The backend copy is made
+        before returning; a storage failure raises BackendError after the row is committed."""
+        if kind not in ("manual", "periodic"):
+            raise ValueError(f"bad checkpoint kind {kind}")
+        if not self._can_sign():
+            raise VaultSealed("vault sealed: a checkpoint needs the audit signing key")
+        try:
+            with self.db.write() as conn:
+                seq, digest = self.head(conn)
+                row = conn.execute(
+                    f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE seq = ? AND kind != 'prune'"
+                    " ORDER BY id DESC LIMIT 1", (seq,)).fetchone()
+                if row is not None and bytes(row[1]) == digest:
+                    return Checkpoint.from_row(self.vault_id, row)
+                cp = self._write_checkpoint(conn, seq, digest, kind)
+        except sqlite3.Error as exc:
+            raise AuditFailure(f"the audit checkpoint could not be written ({type(exc).__name__})") from None
+        self._copy_to_backend(cp)
+        return cp
+
+    def prune_checkpoint(self, conn, base: tuple[int, bytes]) -> Checkpoint:
+        """Inside the prune's transaction: sign the head together with the new chain base."""
+        seq, digest = self.head(conn)
+        return self._write_checkpoint(conn, seq, digest, "prune", base)
+
+    def checkpoints(self, conn=None) -> list[Checkpoint]:
+        conn = conn or self.db.conn
+        return [Checkpoint.from_row(self.vault_id, r) for r in conn.execute(
+            f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY seq, id")]
+
+    def copy_to_backend(self, cp: Checkpoint) -> None:
+        try:
+            self._copy_to_backend(cp)
+        except VaultError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            raise AuditFailure(f"the audit checkpoint could not be copied ({type(exc).__name__})") from None

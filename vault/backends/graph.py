@@ -26,6 +26,7 @@ Retry policy (Graph docs "Microsoft Graph throttling guidance" and "Best practic
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import os
@@ -219,6 +220,8 @@ class GraphClient:
         self._sleep = sleep
         self._rng = rng if rng is not None else _random.Random()
         self._rng_lock = threading.Lock()
+        # The last few bearer tokens sent, scrubbed from any server text that echoes one back.
+        self._recent_tokens: collections.deque[str] = collections.deque(maxlen=8)
         self._owns_session = session is None
         if session is None:
             session = requests.Session()
@@ -265,9 +268,18 @@ class GraphClient:
                 delay = self._rng.uniform(0, ceiling)
         self._sleep(delay)
 
+    def _remember(self, token: str) -> str:
+        with self._rng_lock:
+            if token not in self._recent_tokens:
+                self._recent_tokens.append(token)
+        return token
+
     def _scrub(self, text: str, token: str | None) -> str:
-        if token:
-            text = text.replace(token, "[redacted]")
+        with self._rng_lock:
+            tokens = list(self._recent_tokens)
+        for known in tokens + ([token] if token else []):
+            if known:
+                text = text.replace(known, "[redacted]")
         return _BEARER.sub("Bearer [redacted]", text)
 
     def _error_from(self, cls, what: str, method: str, shown_url: str, resp: requests.Response | None,
@@ -331,7 +343,7 @@ class GraphClient:
         shown = redact_url(url) if auth else _preauth_label(url)
         attempt = 0
         refreshed = False
-        token = self._tokens.token() if auth else None
+        token = self._remember(self._tokens.token()) if auth else None
         while True:
             attempt += 1
             send_headers = dict(headers or {})
@@ -365,7 +377,7 @@ class GraphClient:
                                            method, shown, resp, token)
                 refreshed = True
                 attempt -= 1  # the refresh is not a failed attempt
-                token = self._tokens.token(force_refresh=True)
+                token = self._remember(self._tokens.token(force_refresh=True))
                 continue
             retryable = status in (429, 408) or (status >= 500 and status not in _RETRY_STATUSES_PERMANENT_5XX)
             if retryable and retry:

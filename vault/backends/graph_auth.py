@@ -60,6 +60,27 @@ def _resolve_verify(verify: bool | str) -> bool | str:
     return verify
 
 
+def _http_client(verify: bool | str, timeout):
+    """The requests session msal uses. An explicit ``verify`` wins over the environment: requests
+    otherwise lets REQUESTS_CA_BUNDLE override a session's own ``verify`` (psf/requests#3829).
+    Proxy variables are still honoured; one retry on a broken connection, like msal's own default."""
+    import functools
+
+    import requests
+
+    class _Session(requests.Session):
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):
+            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            settings["verify"] = self.verify
+            return settings
+
+    session = _Session()
+    session.verify = verify
+    session.mount("https://", requests.adapters.HTTPAdapter(max_retries=1))
+    session.request = functools.partial(session.request, timeout=timeout)  # msal passes no timeout
+    return session
+
+
 class SealedTokenCache:
     """An msal ``SerializableTokenCache`` stored sealed at ``path`` (0600, atomic replace)."""
 
@@ -158,8 +179,9 @@ class _MsalProvider:
         return self._sealed.cache if self._sealed is not None else msal.SerializableTokenCache()
 
     def _kwargs(self) -> dict:
-        return dict(authority=self.authority, token_cache=self._msal_cache(), verify=_resolve_verify(self._verify),
-                    timeout=self._timeout, instance_discovery=False if not self._instance_discovery else None)
+        return dict(authority=self.authority, token_cache=self._msal_cache(),
+                    http_client=_http_client(_resolve_verify(self._verify), self._timeout),
+                    instance_discovery=False if not self._instance_discovery else None)
 
     def _call(self, fn: Callable[[], dict | None]) -> dict | None:
         """Run an msal call, turning network failures and msal's ValueErrors into backend errors."""

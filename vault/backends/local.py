@@ -84,7 +84,9 @@ class LocalBackend:
         except OSError as exc:
             raise _fail(exc, "read") from None
 
-    def delete(self, name: str) -> None:
+    def delete(self, name: str, *, durable: bool = True) -> None:
+        """Permanent, idempotent. ``durable=False`` skips the folder fsync; the caller must
+        :meth:`sync` later (a shred deletes thousands of blobs, then syncs once)."""
         path = self._path(name)
         try:
             path.unlink()
@@ -92,6 +94,8 @@ class LocalBackend:
             return
         except OSError as exc:
             raise _fail(exc, "delete") from None
+        if not durable:
+            return
         try:
             fsync_dir(path.parent)
         except OSError as exc:

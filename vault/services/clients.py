@@ -71,7 +71,10 @@ class ClientService:
 
     def visible_to(self, principal: Principal, clients: list[ClientRow]) -> list[ClientRow]:
         """Engineers see their own clients only (SPEC 6); other roles see all."""
-        return clients
+        from vault.services.identity import visible_client_ids
+
+        allowed = visible_client_ids(self.ctx, principal)
+        return clients if allowed is None else [c for c in clients if c.id in allowed]
 
     def show(self, principal: Principal, name: str) -> dict:
         client = self.ctx.client(name)

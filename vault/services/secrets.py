@@ -21,29 +21,15 @@ from vault import blob as blobfmt
 from vault import crypto, names
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.context import ClientRow, VaultContext
-from vault.errors import (BlobNotFound, CryptoError, IntegrityFailure, InvalidInput, NotFound)
+from vault.errors import (BlobNotFound, ClientUnavailable, CryptoError, IntegrityFailure,
+                          InvalidInput, NotFound)
 from vault.home import write_private_file
 from vault.keys import ClientKeys
 from vault.policy import Action
 from vault.principal import Principal
+from vault.record_view import SecretRecord  # noqa: F401 - re-exported
 
 Progress = Callable[[int, int], None]
-
-
-@dataclass(frozen=True)
-class SecretRecord:
-    client: str
-    path: str
-    kind: str
-    version: int
-    fields: dict[str, Any]
-    created_at: str
-    created_by: str
-
-    def as_dict(self) -> dict:
-        return {"client": self.client, "path": self.path, "kind": self.kind,
-                "version": self.version, "fields": self.fields,
-                "created_at": self.created_at, "created_by": self.created_by}
 
 
 @dataclass(frozen=True)
@@ -296,8 +282,34 @@ class SecretService:
                             rfc3339(from_epoch(created_at)), created_by)
 
     def read_blob(self, name: str) -> bytes:
-        """The local copy of a blob (the remote-restore fallback is added by the sync service)."""
-        return self.ctx.blobs.get(name)
+        """The local copy of a blob; a blob lost locally is restored from the remote replica."""
+        try:
+            return self.ctx.blobs.get(name)
+        except BlobNotFound:
+            from vault.services.sync import remote_configured
+
+            if not remote_configured(self.ctx):
+                raise
+            return self.ctx.fetch_lost_blob(name)
+
+    def blob_is_authentic(self, name: str, data: bytes) -> bool | None:
+        """Whether ``data`` is the authentic content of the record version stored as ``name``
+        (None if no live record version uses that name). Used by sync to choose between copies."""
+        row = self.ctx.db.one(
+            "SELECT r.client_id, r.id, v.version, v.key_version, v.wrapped_dek FROM record_versions v"
+            " JOIN records r ON r.id = v.record_id WHERE v.blob_name = ?", (name,))
+        if row is None:
+            return None
+        client_id, record_id, version, key_version, wrapped = row
+        try:
+            client = self.ctx.client_by_id(client_id)
+            keys = self.ctx.client_keys(client, version=key_version)
+            dek = keys.unwrap_dek(wrapped, record_id, version)
+            blobfmt.decrypt_record(data, dek, vault_id=self.ctx.vault_id, client_id=client.id_bytes,
+                                   record_id=record_id, record_version=version)
+            return True
+        except (CryptoError, IntegrityFailure, ClientUnavailable):
+            return False
 
     def list(self, principal: Principal, client_name: str) -> list[dict]:
         client = self.ctx.client(client_name)
@@ -340,6 +352,11 @@ class SecretService:
 
     def export(self, principal: Principal, client_name: str, out: Path) -> dict:
         """Write the client's current records, decrypted, as JSON Lines to a new 0600 file."""
+        return write_export(out, self.export_records(principal, client_name))
+
+    def export_records(self, principal: Principal, client_name: str) -> dict:
+        """The client's current records, decrypted: ``{"client", "records": [{path, kind,
+        fields}]}`` sorted by path (service mode: the remote CLI writes the file itself)."""
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_EXPORT, client=client, detail=f"export to file")
         records = []
@@ -361,11 +378,17 @@ class SecretService:
             rec = self._open_version(client, keys, record_id, meta["path"], meta["kind"], version, row)
             records.append({"path": rec.path, "kind": rec.kind, "fields": rec.fields})
         records.sort(key=lambda r: r["path"])
-        data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
-        try:
-            write_private_file(Path(out), data.encode("utf-8"), exclusive=True)
-        except FileExistsError:
-            raise InvalidInput(f"{out} already exists; refusing to overwrite it") from None
-        except OSError as exc:
-            raise InvalidInput(f"cannot write {out}: {exc.strerror}") from None
-        return {"client": client.name, "exported": len(records), "file": str(out)}
+        return {"client": client.name, "records": records}
+
+
+def write_export(out: Path | str, exported: dict) -> dict:
+    """Write ``export_records`` output as JSON Lines to a new 0600 file (never overwritten)."""
+    records = exported["records"]
+    data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+    try:
+        write_private_file(Path(out), data.encode("utf-8"), exclusive=True)
+    except FileExistsError:
+        raise InvalidInput(f"{out} already exists; refusing to overwrite it") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {out}: {exc.strerror}") from None
+    return {"client": exported["client"], "exported": len(records), "file": str(out)}

@@ -1,0 +1,231 @@
+"""``cvault audit log|verify|export|report|prune|checkpoint|pubkey`` (SPEC 9; docs/audit.md)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from cli.output import emit, json_option, progress, safe, table, wants_json
+
+
+def _emit_ascii(data, as_json: bool, human) -> None:
+    """Like emit(), but JSON is ASCII-only: a stored U+2028 or bidi control cannot reach a
+    terminal or a log collector raw."""
+    if wants_json(as_json):
+        click.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=True))
+    else:
+        human(data)
+
+
+@click.group("audit")
+def audit():
+    """Review, verify, export and prune the tamper-evident access log (security reviewers)."""
+
+
+@audit.command("pubkey")
+@json_option
+@click.pass_obj
+def audit_pubkey(state, as_json):
+    """Print the vault's audit public key (give it to reviewers for offline verification)."""
+    data = state.vault(unseal=False).audit.public_key()
+    emit(data, as_json, lambda d: click.echo(d["public_key"]))
+
+
+@audit.command("log")
+@click.option("--user", help="Only events by this actor.")
+@click.option("--client", help="Only events about this client.")
+@click.option("--action", help="Only this action (e.g. secret.get), or a family (secret or secret.*).")
+@click.option("--outcome", type=click.Choice(["allow", "deny", "ok", "error"]), help="Only this outcome.")
+@click.option("--since", help="From this time: ISO 8601, or 30d / -30d for 30 days ago.")
+@click.option("--until", help="Up to this time: ISO 8601 or a relative form.")
+@click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True,
+              help="Show the newest N matching events (0: all).")
+@json_option
+@click.pass_obj
+def audit_log(state, user, client, action, outcome, since, until, limit, as_json):
+    """Show audit events, oldest first; record paths of shredded clients read [shredded]."""
+    from vault.services.audit import parse_since
+
+    vault = state.vault()
+    now = vault.ctx.now()
+    rows = vault.audit.log(state.principal(), user=user, client=client, action=action,
+                           outcome=outcome, since=parse_since(since, now) if since else None,
+                           until=parse_since(until, now) if until else None, limit=limit or None)
+    _emit_ascii(rows, as_json, lambda r: table(r, [
+        ("seq", "seq"), ("at", "time"), ("actor", "actor"), ("action", "action"),
+        ("client", "client"), ("outcome", "outcome"), ("reason", "reason"), ("detail", "detail")],
+        empty="(no matching events)"))
+
+
+@audit.command("export")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "cef"]), default="jsonl",
+              show_default=True, help="jsonl is verifiable offline; csv and cef are for tools.")
+@click.option("--out", type=click.Path(dir_okay=False),
+              help="New file to write (created 0600; never overwritten). Default: standard output.")
+@click.option("--no-details", is_flag=True, help="Leave out the decrypted record paths.")
+@json_option
+@click.pass_obj
+def audit_export(state, fmt, out, no_details, as_json):
+    """Export the whole log (JSON Lines carry the checkpoints and the public key)."""
+    vault = state.vault()
+    if out:
+        data = vault.audit.export(state.principal(), fmt, out=out, details=not no_details)
+        emit(data, as_json, lambda d: click.echo(
+            f"exported {d['entries']} entries ({d['format']}) to {d['file']}", err=True))
+    else:
+        vault.audit.export(state.principal(), fmt, write=click.echo, details=not no_details)
+
+
+def _print_result(d: dict) -> None:
+    if d["ok"]:
+        span = (f"entries {d['first_seq']}-{d['last_seq']}" if d["entries"] else "no entries")
+        signed = (f"signed up to entry {d['signed_up_to']}" if d["signed_up_to"] is not None
+                  else "no signed checkpoint")
+        click.echo(f"audit verify: ok: {d['entries']} entries ({span}), {d['checkpoints']} "
+                   f"checkpoints, {signed}")
+        if d.get("base_seq"):
+            click.echo(f"  log pruned: starts after entry {d['base_seq']} (signed prune checkpoint)")
+        click.echo(f"  public key {d['public_key']}")
+    for w in d["warnings"]:
+        click.echo(f"warning: {safe(w)}", err=True)
+
+
+@audit.command("verify")
+@click.option("--file", "file", type=click.Path(dir_okay=False, exists=True),
+              help="Verify a JSON Lines export offline (no vault, no key needed).")
+@click.option("--pubkey", help="The audit public key you trust (ed25519:<base64>, or a file holding it).")
+@click.option("--checkpoint", "checkpoint_files", multiple=True, type=click.Path(dir_okay=False, exists=True),
+              help="A checkpoint kept elsewhere (blob-store copy or 'audit checkpoint --json' output).")
+@json_option
+@click.pass_obj
+def audit_verify(state, file, pubkey, checkpoint_files, as_json):
+    """Verify the hash chain and the signed checkpoints; names the first bad entry (exit 6)."""
+    from vault.errors import IntegrityFailure, InvalidInput
+
+    if file is None and (pubkey or checkpoint_files):
+        raise InvalidInput("--pubkey and --checkpoint need --file (the live log uses the vault's key)")
+    if file is not None:
+        from pathlib import Path
+
+        from vault.audit.verify import verify_export
+
+        key_text = None
+        if pubkey:
+            p = Path(pubkey)
+            key_text = p.read_text().strip() if p.is_file() else pubkey
+        extra = []
+        for path in checkpoint_files:
+            try:
+                extra.append(json.loads(Path(path).read_text()))
+            except ValueError:
+                raise InvalidInput(f"{path} is not a checkpoint (JSON)") from None
+        with open(file, encoding="utf-8", errors="surrogateescape") as fh, \
+                progress("verifying audit export") as update:
+            result = verify_export(fh, public_key_text=key_text, extra_checkpoints=extra,
+                                   progress=update)
+    else:
+        vault = state.vault()
+        with progress("verifying audit log") as update:
+            result = vault.audit.verify(state.principal(), progress=update)
+    data = result.as_dict()
+    if wants_json(as_json):
+        _emit_ascii(data, True, None)
+        if not result.ok:
+            sys.exit(6)
+        return
+    if not result.ok:
+        raise IntegrityFailure(f"audit verify: {safe(result.problem)}")
+    _print_result(data)
+
+
+@audit.command("checkpoint")
+@json_option
+@click.pass_obj
+def audit_checkpoint(state, as_json):
+    """Sign the log's head now; keep the --json output somewhere else to catch truncation."""
+    data = state.vault().audit.checkpoint(state.principal())
+    emit(data, as_json, lambda d: click.echo(f"checkpoint at entry {d['seq']}: {d['entry_hash']}"))
+
+
+@audit.command("report")
+@click.option("--since", default="30d", show_default=True, help="Window start (30d = 30 days ago, or ISO 8601).")
+@click.option("--until", help="Window end (default now).")
+@json_option
+@click.pass_obj
+def audit_report(state, since, until, as_json):
+    """Access per user and client, refusals, identity alarms, off-hours, bursts, admin changes, shreds."""
+    from vault.services.audit import parse_since
+
+    vault = state.vault()
+    now = vault.ctx.now()
+    data = vault.audit.report(state.principal(), since=parse_since(since, now),
+                              until=parse_since(until, now) if until else None)
+    _emit_ascii(data, as_json, _print_report)
+
+
+def _section(title: str) -> None:
+    click.echo("")
+    click.echo(title)
+    click.echo("-" * len(title))
+
+
+def _print_report(d: dict) -> None:
+    w, s = d["window"], d["settings"]
+    click.echo(f"Audit report {w['since']} .. {w['until']} ({w['events']} events)")
+    access_cols = [("reads", "reads"), ("writes", "writes"), ("other", "other"), ("denied", "denied"),
+                   ("total", "total")]
+    _section("Access per user")
+    table(d["access_per_user"], [("user", "user"), *access_cols])
+    _section("Access per client")
+    table(d["access_per_client"], [("client", "client"), *access_cols])
+    _section("Refusals by reason")
+    table(d["refusals_by_reason"], [("count", "count"), ("reason", "reason")])
+    _section("Identity")
+    labels = {"failed_logins": "failed logins", "lockouts": "lockouts",
+              "totp_replays": "TOTP replays", "recovery_codes": "recovery-code uses"}
+    rows = [{"what": labels[k], "user": r["user"], "count": r["count"]}
+            for k, v in d["identity"].items() for r in v]
+    table(rows, [("what", "event"), ("user", "user"), ("count", "count")])
+    event_cols = [("seq", "seq"), ("at", "time"), ("actor", "user"), ("action", "action"),
+                  ("client", "client"), ("outcome", "outcome"), ("reason", "reason")]
+    _section(f"Off-hours access (outside {s['business_hours']} {s['business_days']}, {s['timezone']})")
+    table(d["off_hours_access"], event_cols[:6])
+    _section(f"Bursts (> {s['burst_reads']} reads or > {s['burst_clients']} clients "
+             f"in {s['burst_minutes']} min)")
+    table([{**b, "clients": ", ".join(b["clients"])} for b in d["bursts"]],
+          [("user", "user"), ("start", "from"), ("end", "to"), ("reads", "reads"),
+           ("clients", "clients"), ("kind", "why")])
+    _section("Attempts after an assignment ended")
+    table(d["after_assignment_ended"], event_cols)
+    _section("Admin changes")
+    table(d["admin_changes"], event_cols)
+    _section("Shreds")
+    table([{**e, "certificate": (e["certificate"] or {}).get("digest", "")} for e in d["shreds"]],
+          [("seq", "seq"), ("at", "time"), ("client", "client"), ("outcome", "outcome"),
+           ("certificate", "certificate sha256")])
+
+
+@audit.command("prune")
+@click.option("--before", required=True, help="Delete entries older than this (ISO 8601 or 365d).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@click.pass_obj
+def audit_prune(state, before, yes, as_json):
+    """Delete old entries up to a checkpoint; the log stays verifiable from a signed base."""
+    from vault.services.audit import parse_since
+
+    vault = state.vault()
+    when = parse_since(before, vault.ctx.now())
+    if not yes:
+        if not sys.stdin.isatty():
+            from vault.errors import InvalidInput
+
+            raise InvalidInput("audit prune deletes entries: confirm with --yes")
+        click.confirm(f"Delete audit entries older than {when.isoformat()} (up to a checkpoint)?",
+                      abort=True, err=True)
+    data = vault.audit.prune(state.principal(), when)
+    emit(data, as_json, lambda d: click.echo(
+        f"pruned {d['pruned']} entries; the log now starts after entry {d['base_seq']}"
+        if d["pruned"] else "nothing to prune (no checkpoint older than that date)"))

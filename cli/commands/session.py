@@ -1,0 +1,95 @@
+"""``cvault login | logout | whoami | passwd``: staff sessions (SPEC 5).
+
+Passwords come from a hidden prompt or ``--password-stdin``, never argv; one-time codes may be
+given as ``--totp CODE`` / ``--recovery-code CODE``. The session token is written to the session
+file (cli.session_file), never printed.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from cli.output import emit, fields_block, json_option
+from cli.state import read_password, read_stdin_secret
+from vault.errors import InvalidInput
+
+
+@click.command("login")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--totp", "totp", metavar="CODE", help="The current TOTP code (asked for otherwise).")
+@click.option("--recovery-code", metavar="CODE",
+              help="Use one of your single-use recovery codes instead of a TOTP code.")
+@json_option
+@click.pass_obj
+def login_cmd(state, name, password_stdin, totp, recovery_code, as_json):
+    """Log in with password and TOTP code; starts a session (8 h, 30 min idle)."""
+    from cli.session_file import save_token
+
+    if totp is not None and recovery_code is not None:
+        raise InvalidInput("use either --totp or --recovery-code, not both")
+    vault = state.vault()
+    password = read_password(password_stdin)
+    if totp is None and recovery_code is None:
+        if not sys.stdin.isatty() or password_stdin:
+            raise InvalidInput("no TOTP code: pass --totp CODE (or --recovery-code CODE)")
+        totp = click.prompt("TOTP code", err=True)
+    result = vault.users.login(name, password, totp=totp, recovery_code=recovery_code)
+    data = result.as_dict()
+    data["session_file"] = str(save_token(vault.ctx.vault_id.hex(), name, result.token,
+                                          data["expires_at"]))
+    emit(data, as_json, lambda d: click.echo(
+        f"logged in as {d['user']} ({', '.join(d['roles'])}); session until {d['expires_at']}"))
+
+
+@click.command("logout")
+@json_option
+@click.pass_obj
+def logout_cmd(state, as_json):
+    """End the session and delete the session file."""
+    from cli.session_file import remove_token
+    from vault.errors import AuthenticationFailed
+
+    try:
+        principal = state.principal()
+    except AuthenticationFailed:
+        principal = None
+    if principal is not None:
+        state.vault().users.logout(principal)
+    remove_token()
+    data = {"logged_out": principal.name if principal else None}
+    emit(data, as_json, lambda d: click.echo(
+        f"logged out {d['logged_out']}" if d["logged_out"] else "not logged in"))
+
+
+@click.command("whoami")
+@json_option
+@click.pass_obj
+def whoami_cmd(state, as_json):
+    """Show the logged-in user, roles, and when the session and step-up expire."""
+    data = state.vault().users.whoami(state.principal())
+    emit(data, as_json, fields_block)
+
+
+@click.command("passwd")
+@click.option("--password-stdin", is_flag=True,
+              help="Read the current and the new password from standard input (two lines).")
+@json_option
+@click.pass_obj
+def passwd_cmd(state, password_stdin, as_json):
+    """Change your password (other sessions end)."""
+    vault = state.vault()
+    principal = state.principal()
+    if password_stdin:
+        lines = read_stdin_secret("passwords", multiline=True).splitlines()
+        if len(lines) < 2 or not lines[0] or not lines[1]:
+            raise InvalidInput("--password-stdin needs two lines: the current and the new password")
+        current, new = lines[0], lines[1]
+    else:
+        current = read_password(False, "Current password")
+        new = read_password(False, "New password", confirm=True)
+    vault.users.passwd(principal, current, new)
+    emit({"user": principal.name, "password_changed": True}, as_json,
+         lambda d: click.echo(f"password of {d['user']} changed; other sessions ended"))

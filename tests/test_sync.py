@@ -1,0 +1,165 @@
+"""The OneDrive replica end to end: real msal against the fake authority, the fake Graph over HTTPS."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from tests.fakes.fixtures import *  # noqa: F401,F403 - fake Graph / authority fixtures
+from tests.helpers import add_client, operator
+from vault.errors import IntegrityFailure
+
+CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+TENANT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+SECRET = "graph-client-secret-value-123"
+
+
+@pytest.fixture
+def authority(test_ca, token_registry):
+    from tests.fakes.authority import FakeAuthority
+
+    a = FakeAuthority(test_ca.server_context(), token_registry, tenant=TENANT, device_interval=1).start()
+    a.register(CLIENT_ID, secret=SECRET)
+    yield a
+    a.stop()
+
+
+@pytest.fixture
+def remote_config(authority, fake_graph, tmp_path, test_ca, monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(test_ca.ca_path))
+    secret_file = tmp_path / "graph.secret"
+    secret_file.write_text(SECRET + "\n")
+    secret_file.chmod(0o600)
+    return {"tenant_id": TENANT, "client_id": CLIENT_ID, "credential": "secret-file",
+            "secret_file": str(secret_file), "drive_id": fake_graph.drive_id, "root_folder": "cvault",
+            "authority_host": authority.host, "graph_base_url": fake_graph.base_url,
+            "instance_discovery": False}
+
+
+@pytest.fixture
+def vault(vdir, remote_config, recording_sleep):
+    v = vdir.open()
+    v.sync.configure(operator(), remote_config)
+    v.sync.client_options = {"sleep": recording_sleep}
+    add_client(v, "acme")
+    for i in range(12):
+        v.secrets.put(operator(), "acme", f"site/{i}", "access", {"password": f"pw-{i}"})
+    yield v
+    v.close()
+
+
+def remote_blob_names(fake_graph):
+    return {path.rsplit("/", 1)[-1] for path in fake_graph.files()}
+
+
+def test_push_uploads_every_queued_blob_and_empties_the_outbox(vault, fake_graph):
+    assert vault.sync.pending()["put"] == 12
+    result = vault.sync.push(operator())
+    assert result["uploaded"] == 12 and result["failed"] == 0
+    assert vault.sync.pending() == {"put": 0, "delete": 0, "failing": 0, "oldest": None}
+    assert remote_blob_names(fake_graph) == set(vault.ctx.blobs.list())
+    assert vault.sync.verify(operator())["ok"]
+    # the remote copies are byte for byte the local ones, and ciphertext only
+    for path, data in fake_graph.files().items():
+        assert data == vault.ctx.blobs.get(path.rsplit("/", 1)[-1])
+        assert b"pw-" not in data
+
+
+def test_no_token_or_secret_in_the_vault_folder_or_audit(vault, vdir, fake_graph, token_registry):
+    vault.sync.push(operator())
+    for path in vdir.home.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert SECRET.encode() not in data
+            for token in token_registry.issued:
+                assert token.encode() not in data
+    cache = vdir.home / "graph-token-cache.sealed"
+    assert cache.exists() and (cache.stat().st_mode & 0o077) == 0
+
+
+def test_deletes_wait_in_the_outbox_while_the_remote_is_down(vault, fake_graph):
+    vault.sync.push(operator())
+    vault.secrets.rm(operator(), "acme", "site/3", purge=True)
+    assert vault.sync.pending()["delete"] == 1
+    fake_graph.down = "refuse"
+    result = vault.sync.push(operator())
+    assert result["failed"] == 1 and vault.sync.pending()["delete"] == 1
+    assert vault.sync.pending()["failing"] == 1
+    fake_graph.down = None
+    result = vault.sync.push(operator(), force=True)
+    assert result["deleted"] == 1 and vault.sync.pending()["delete"] == 0
+    assert remote_blob_names(fake_graph) == set(vault.ctx.blobs.list())
+    assert any("permanentDelete" in r.path for r in fake_graph.log)
+
+
+def test_pull_restores_a_wiped_local_store(vault, vdir):
+    vault.sync.push(operator())
+    before = {n: vault.ctx.blobs.get(n) for n in vault.ctx.blobs.list()}
+    shutil.rmtree(vdir.home / "blobs")
+    (vdir.home / "blobs").mkdir(mode=0o700)
+    result = vault.sync.pull(operator())
+    assert result["restored"] == 12 and not result["errors"]
+    assert {n: vault.ctx.blobs.get(n) for n in vault.ctx.blobs.list()} == before
+    assert vault.secrets.get(operator(), "acme", "site/7").fields["password"] == "pw-7"
+
+
+def test_a_lost_local_blob_is_restored_on_read(vault, vdir):
+    vault.sync.push(operator())
+    victim = next(p for p in (vdir.home / "blobs").rglob("*") if p.is_file())
+    victim.unlink()
+    for i in range(12):
+        assert vault.secrets.get(operator(), "acme", f"site/{i}").fields["password"] == f"pw-{i}"
+    assert victim.exists()
+
+
+def test_verify_reports_a_corrupted_remote_blob_and_pull_repairs_local(vault, fake_graph):
+    vault.sync.push(operator())
+    path = sorted(fake_graph.files())[0]
+    data = bytearray(fake_graph.files()[path])
+    data[-1] ^= 1
+    fake_graph.put_file(path, bytes(data))
+    report = vault.sync.verify(operator())
+    assert not report["ok"] and report["mismatched"] == [path.rsplit("/", 1)[-1]]
+    # a corrupted remote copy is never pulled over a good local one
+    assert vault.sync.pull(operator())["restored"] == 0
+
+
+def test_a_corrupted_remote_copy_restored_on_read_is_an_integrity_failure(vault, vdir, fake_graph):
+    vault.sync.push(operator())
+    path = sorted(fake_graph.files())[0]
+    name = path.rsplit("/", 1)[-1]
+    fake_graph.put_file(path, b"garbage" * 20)
+    local = next(p for p in (vdir.home / "blobs").rglob(name))
+    local.unlink()
+    failures = 0
+    for i in range(12):
+        try:
+            vault.secrets.get(operator(), "acme", f"site/{i}")
+        except IntegrityFailure:
+            failures += 1
+    assert failures == 1
+
+
+def test_sync_cli_status_push_verify(vdir, remote_config, fake_graph, test_ca):
+    v = vdir.open()
+    v.sync.configure(operator(), {**remote_config, "max_attempts": 2})  # bounded real back-off
+    add_client(v, "acme")
+    v.secrets.put(operator(), "acme", "x", "note", {"text": "hello"})
+    v.close()
+    env = vdir.env(REQUESTS_CA_BUNDLE=str(test_ca.ca_path))
+    status = json.loads(vdir.cli("sync", "status", "--json", env=env).stdout)
+    assert status["pending"]["put"] == 1 and status["remote"]["drive_id"] == fake_graph.drive_id
+    proc = vdir.cli("sync", "push", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "uploaded 1" in proc.stdout
+    proc = vdir.cli("sync", "verify", "--json", env=env)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["ok"]
+    fake_graph.down = "refuse"
+    proc = vdir.cli("sync", "push", env=env)
+    assert proc.returncode == 0  # nothing queued: nothing to do
+    v = vdir.open()
+    v.secrets.put(operator(), "acme", "y", "note", {"text": "again"})
+    v.close()
+    proc = vdir.cli("sync", "push", env=env)
+    assert proc.returncode == 9 and "Traceback" not in proc.stderr

@@ -1,0 +1,112 @@
+"""Audit export formats (docs/audit.md section 5): JSON Lines (verifiable), CSV and CEF.
+
+Every format escapes control characters, so no stored value (a reason, an actor name, a record
+path) can start a new line or fake a field:
+
+* JSON Lines: ``json.dumps(..., ensure_ascii=True)``: every control and non-ASCII character is a
+  ``\\uXXXX`` escape.
+* CSV: control characters (and Unicode line/paragraph separators, bidi controls: everything that
+  is not printable) are written as Python-style escapes (``\\n``, ``\\x1b``, ``\\u2028``); a cell that
+  starts with ``= + - @`` is prefixed with ``'`` so a spreadsheet does not run it as a formula.
+* CEF (ArcSight Common Event Format, version 0): header fields escape ``\\`` and ``|``; extension
+  values escape ``\\`` and ``=`` and write newlines as ``\\n`` and ``\\r``; other control characters are
+  first written as Python-style escapes as in CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+from typing import Iterator
+
+CSV_COLUMNS = ("seq", "at", "actor", "action", "client", "outcome", "reason", "origin", "detail",
+               "detail_key", "detail_sealed", "prev_hash", "entry_hash")
+
+CEF_VENDOR = "cvault"
+CEF_PRODUCT = "client-config-vault"
+
+_FORMULA_START = ("=", "+", "-", "@")
+
+
+def escape_controls(text) -> str:
+    """Non-printable characters (C0/C1 controls, line separators, bidi controls) -> escapes."""
+    s = "" if text is None else str(text)
+    if s.isprintable():
+        return s
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in s)
+
+
+def jsonl_line(obj: dict) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+# --- CSV ------------------------------------------------------------------------------------------
+
+
+def _csv_cell(value) -> str:
+    if value is None:
+        return ""
+    s = escape_controls(value)
+    return "'" + s if s.startswith(_FORMULA_START) else s
+
+
+def csv_lines(entries: Iterator[dict]) -> Iterator[str]:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    yield buf.getvalue().rstrip("\n")
+    for e in entries:
+        buf.seek(0)
+        buf.truncate()
+        writer.writerow([_csv_cell(e.get(c)) for c in CSV_COLUMNS])
+        yield buf.getvalue().rstrip("\n")
+
+
+# --- CEF ------------------------------------------------------------------------------------------
+
+
+def cef_header_field(value) -> str:
+    return escape_controls(value).replace("\\", "\\\\").replace("|", "\\|")
+
+
+def cef_ext_value(value) -> str:
+    s = "" if value is None else str(value)
+    s = "".join(ch if ch in "\n\r" or ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in s)
+    return s.replace("\\", "\\\\").replace("=", "\\=").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def cef_severity(action: str, outcome: str) -> int:
+    """0-10: refusals and errors stand out; identity alarms and shreds above routine events."""
+    if action in ("auth.lockout", "auth.totp_replay"):
+        return 8
+    if outcome == "error":
+        return 7
+    if outcome == "deny":
+        return 6
+    if action.startswith("sla.shred") or action == "audit.prune":
+        return 5
+    return 2
+
+
+def cef_line(e: dict, version: str) -> str:
+    at = datetime.fromisoformat(e["at"].replace("Z", "+00:00"))
+    header = [
+        "CEF:0", cef_header_field(CEF_VENDOR), cef_header_field(CEF_PRODUCT), cef_header_field(version),
+        cef_header_field(e["action"]), cef_header_field(f"{e['action']} {e['outcome']}"),
+        str(cef_severity(e["action"], e["outcome"])),
+    ]
+    ext = [("rt", int(at.timestamp() * 1000)), ("externalId", e["seq"]), ("suser", e["actor"]),
+           ("act", e["action"]), ("outcome", e["outcome"]), ("reason", e.get("reason"))]
+    for n, (label, key) in enumerate((("client", "client"), ("origin", "origin"),
+                                      ("detail", "detail"), ("entryHash", "entry_hash")), 1):
+        if e.get(key) is not None:
+            ext += [(f"cs{n}Label", label), (f"cs{n}", e[key])]
+    body = " ".join(f"{k}={cef_ext_value(v)}" for k, v in ext if v is not None)
+    return "|".join(header) + "|" + body
+
+
+def cef_lines(entries: Iterator[dict], version: str) -> Iterator[str]:
+    for e in entries:
+        yield cef_line(e, version)

@@ -1,0 +1,380 @@
+"""Verification of the audit chain: the live log, or an export offline (docs/audit.md section 6).
+
+The verifier needs no root key and no vault: only the entries, the checkpoints, the vault id (for
+the genesis hash) and the audit public key. It stops at the first problem and names the first bad
+sequence number:
+
+* ``entry N was modified``: a field, the stored hash or the stored link differs;
+* ``entry N missing`` / ``entry N is out of order`` / ``entry N appears twice (an entry was
+  inserted)``;
+* ``entries A-B were rewritten``: the chain is self-consistent but does not reach the hash signed
+  in checkpoint B (the whole chain from A was recomputed);
+* ``entry N missing: the log ends at entry N-1 but signed checkpoint C covers up to C`` (truncated);
+* ``checkpoint C has an invalid signature``.
+
+Speed: one SHA-256 per entry (``hashlib`` directly) over the canonical bytes built by
+:func:`entry_bytes`, a hand-unrolled equivalent of :func:`vault.audit.log.canonical` (the same C
+string encoder json.dumps uses, the keys in their sorted order); a test keeps the two identical.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from binascii import b2a_base64
+from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii as _q
+from typing import Callable, Iterable, Iterator
+
+from vault.audit.checkpoints import Checkpoint
+from vault.audit.log import CHECKPOINT_EVERY, genesis_hash
+from vault.audit.signing import verify_signature
+from vault.errors import IntegrityFailure, InvalidInput
+
+EXPORT_FORMAT = "cvault-audit-export"
+EXPORT_VERSION = 1
+PROGRESS_EVERY = 20_000
+
+_sha256 = hashlib.sha256
+
+#: one entry as the verifier sees it: (seq, at, actor, action, client, outcome, reason, origin,
+#: detail_sealed (bytes, or base64 text from an export, or None), detail_key, prev_hash, entry_hash)
+Row = tuple
+
+
+def entry_bytes(seq, at, actor, action, client, outcome, reason, origin, detail_sealed_b64,
+                detail_key) -> bytes:
+    """``canonical(fields)`` of an entry, byte-identical to json.dumps(sort_keys, (",", ":"),
+    ensure_ascii) and several times faster. Raises TypeError/ValueError on a malformed field."""
+    return ('{"action":%s,"actor":%s,"at":%s,"client":%s,"detail_key":%s,"detail_sealed":%s,'
+            '"origin":%s,"outcome":%s,"reason":%s,"seq":%d}' % (
+                _q(action), _q(actor), _q(at),
+                "null" if client is None else _q(client),
+                "null" if detail_key is None else _q(detail_key),
+                "null" if detail_sealed_b64 is None else _q(detail_sealed_b64),
+                _q(origin), _q(outcome),
+                "null" if reason is None else _q(reason), seq)).encode()
+
+
+def sha256_hex(text: str) -> str:
+    return _sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+class DetailsChain:
+    """The decrypted details of a JSON Lines export are not covered by the entry hashes (those
+    cover the sealed bytes), so the export chains them too and signs the result in its trailer:
+    ``D_0 = SHA-256("cvault/v1/audit-export-details" || vault_id)``,
+    ``D_k = SHA-256(D_k-1 || canonical({"detail": detail, "seq": seq}))``; each entry line carries
+    its ``detail_chain`` value, so a changed detail is pinned to its entry."""
+
+    def __init__(self, vault_id: bytes):
+        self.value = _sha256(b"cvault/v1/audit-export-details" + vault_id).digest()
+
+    def add(self, seq: int, detail: str | None) -> bytes:
+        body = '{"detail":%s,"seq":%d}' % ("null" if detail is None else _q(detail), seq)
+        self.value = _sha256(self.value + body.encode()).digest()
+        return self.value
+
+
+TRAILER_LABEL = b"cvault/v1/audit-export\x00"
+
+
+@dataclass(frozen=True)
+class Trailer:
+    """Last line of a JSON Lines export, signed: binds the header line, the entry count, the head
+    and the details chain. Signing input: ``"cvault/v1/audit-export\\x00" || canonical(body)``."""
+
+    vault_id: bytes
+    head_seq: int
+    entries: int
+    header_sha256: str
+    details_sha256: str
+
+    def body(self) -> dict:
+        return {"vault_id": self.vault_id.hex(), "head_seq": self.head_seq, "entries": self.entries,
+                "header_sha256": self.header_sha256, "details_sha256": self.details_sha256}
+
+    def signing_input(self) -> bytes:
+        return TRAILER_LABEL + json.dumps(self.body(), sort_keys=True, separators=(",", ":"),
+                                          ensure_ascii=True).encode()
+
+    def signed(self, signature: bytes) -> dict:
+        return {"type": "trailer", **self.body(), "signature": base64.b64encode(signature).decode()}
+
+
+@dataclass
+class VerifyResult:
+    ok: bool = True
+    problem: str | None = None
+    bad_seq: int | None = None
+    entries: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    base_seq: int = 0
+    checkpoints: int = 0
+    signed_up_to: int | None = None
+    public_key: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def fail(self, problem: str, bad_seq: int | None) -> "VerifyResult":
+        self.ok, self.problem, self.bad_seq = False, problem, bad_seq
+        return self
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "problem": self.problem, "bad_seq": self.bad_seq,
+                "entries": self.entries, "first_seq": self.first_seq, "last_seq": self.last_seq,
+                "base_seq": self.base_seq, "checkpoints": self.checkpoints,
+                "signed_up_to": self.signed_up_to, "public_key": self.public_key,
+                "warnings": self.warnings}
+
+    def raise_for_problem(self) -> None:
+        if not self.ok:
+            raise IntegrityFailure(f"audit verify: {self.problem}")
+
+
+def verify_chain(rows: Iterable[Row], checkpoints: Iterable[Checkpoint], *, vault_id: bytes,
+                 public_key: bytes, total: int | None = None,
+                 progress: Callable[[int, int], None] | None = None,
+                 overdue_warning: bool = False) -> VerifyResult:
+    """Walk the chain once, checking every link, every hash and every checkpoint on the way."""
+    result = VerifyResult()
+    signed: dict[int, bytes] = {}
+    base_seq, base_hash = 0, genesis_hash(vault_id)
+    prune: Checkpoint | None = None
+    for cp in checkpoints:
+        if cp.vault_id != vault_id:
+            return result.fail(f"checkpoint {cp.seq} belongs to another vault", cp.seq)
+        if not verify_signature(public_key, cp.signature, cp.signing_input()):
+            return result.fail(f"checkpoint {cp.seq} has an invalid signature", cp.seq)
+        result.checkpoints += 1
+        if signed.get(cp.seq, cp.entry_hash) != cp.entry_hash:
+            return result.fail(f"two signed checkpoints disagree about entry {cp.seq}", cp.seq)
+        signed[cp.seq] = cp.entry_hash
+        if cp.kind == "prune" and (prune is None or cp.base_seq > prune.base_seq):
+            prune = cp
+    if prune is not None:
+        base_seq, base_hash = prune.base_seq, prune.base_hash
+        if signed.get(base_seq, base_hash) != base_hash:
+            return result.fail(f"two signed checkpoints disagree about entry {base_seq}", base_seq)
+    result.base_seq = base_seq
+    marks = {s: h for s, h in signed.items() if s > base_seq}
+
+    expected, prev = base_seq + 1, base_hash
+    last_mark = base_seq  # last checkpoint passed: a rewrite is pinned to the span after it
+    b64 = b2a_base64
+    it = iter(rows)
+    for row in it:
+        try:
+            seq, at, actor, action, client, outcome, reason, origin, sealed, key, link, stored = row
+            if sealed is not None and not isinstance(sealed, str):
+                sealed = b64(sealed, newline=False).decode()
+            if seq != expected or type(seq) is not int:
+                return _diagnose(result, row, expected, prev, it)
+            digest = _sha256(prev + entry_bytes(seq, at, actor, action, client, outcome, reason,
+                                                origin, sealed, key)).digest()
+        except (TypeError, ValueError):
+            return result.fail(f"entry {expected} is malformed", expected)
+        if link != prev or digest != stored:
+            return result.fail(f"entry {seq} was modified", seq)
+        mark = marks.get(seq)
+        if mark is not None:
+            if mark != digest:
+                return result.fail(f"entries {last_mark + 1}-{seq} were rewritten: entry {seq} does "
+                                   f"not match signed checkpoint {seq}", last_mark + 1)
+            last_mark = seq
+        prev = digest
+        expected += 1
+        if progress is not None and seq % PROGRESS_EVERY == 0:
+            progress(expected - base_seq - 1, total or 0)
+    last = expected - 1
+    result.entries = last - base_seq
+    result.first_seq = base_seq + 1 if result.entries else None
+    result.last_seq = last if result.entries else None
+    if progress is not None:
+        progress(result.entries, total or result.entries)
+    beyond = [s for s in marks if s > last]
+    if beyond:
+        return result.fail(f"entry {last + 1} missing: the log ends at entry {last} but signed "
+                           f"checkpoint {max(beyond)} covers up to entry {max(beyond)} "
+                           "(entries were truncated)", last + 1)
+    result.signed_up_to = last_mark if last_mark > base_seq or prune is not None else None
+    if result.entries and result.signed_up_to is None:
+        result.warnings.append("no signed checkpoint covers these entries: the chain proves their "
+                               "order, not their authenticity")
+    elif result.signed_up_to is not None and last > result.signed_up_to:
+        unsigned = last - result.signed_up_to
+        note = (f"entries {result.signed_up_to + 1}-{last} are after the last signed checkpoint: "
+                "truncation there is detectable only against a checkpoint kept elsewhere")
+        if overdue_warning and unsigned > CHECKPOINT_EVERY:
+            note += f" (checkpoint overdue: {unsigned} entries unsigned)"
+        result.warnings.append(note)
+    return result
+
+
+def _diagnose(result: VerifyResult, row: Row, expected: int, prev: bytes,
+              rest: Iterator[Row]) -> VerifyResult:
+    seq = row[0]
+    if type(seq) is not int:
+        return result.fail(f"entry {expected} is malformed", expected)
+    if seq < expected:
+        return result.fail(f"entry {seq} appears twice or out of order (an entry was inserted "
+                           "or moved)", seq)
+    if row[10] == prev:
+        # it links to the previous entry: its own sequence number was changed
+        return result.fail(f"entry {expected} was modified", expected)
+    for later in rest:
+        if later and later[0] == expected:
+            return result.fail(f"entry {expected} is out of order (found after entry {seq})", expected)
+    return result.fail(f"entry {expected} missing", expected)
+
+
+# --- exports (JSON Lines) ---------------------------------------------------------------------------
+
+
+@dataclass
+class ExportFile:
+    header: dict
+    header_line: str
+    vault_id: bytes
+    public_key_text: str | None
+    checkpoints: list[Checkpoint]
+    rows: list[Row]
+    details: list[tuple]  # (seq, detail, detail_chain) per entry line
+    trailer: dict | None
+
+
+def read_export(lines: Iterable[str]) -> ExportFile:
+    """Parse a JSON Lines export; raises InvalidInput for a file that is not one, IntegrityFailure
+    naming the sequence number for a line that does not parse as an entry."""
+    header = header_line = trailer = None
+    checkpoints: list[Checkpoint] = []
+    rows: list[Row] = []
+    details: list[tuple] = []
+    loads = json.loads
+    for number, line in enumerate(lines, 1):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        if trailer is not None:
+            raise IntegrityFailure(f"audit verify: line {number} follows the export's trailer")
+        try:
+            item = loads(line)
+        except ValueError:
+            raise IntegrityFailure(f"audit verify: line {number} is not JSON{_after(rows)}") from None
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind == "entry":
+            try:
+                rows.append((item["seq"], item["at"], item["actor"], item["action"], item["client"],
+                             item["outcome"], item["reason"], item["origin"], item["detail_sealed"],
+                             item["detail_key"], bytes.fromhex(item["prev_hash"]),
+                             bytes.fromhex(item["entry_hash"])))
+                details.append((item["seq"], item.get("detail"), item.get("detail_chain")))
+            except (KeyError, TypeError, ValueError):
+                seq = item.get("seq")
+                raise IntegrityFailure(f"audit verify: entry {seq if type(seq) is int else '?'} "
+                                       f"(line {number}) is malformed") from None
+        elif kind == "checkpoint":
+            try:
+                checkpoints.append(Checkpoint.from_dict(item))
+            except ValueError:
+                raise IntegrityFailure(f"audit verify: checkpoint on line {number} is malformed") from None
+        elif kind == "header" and header is None and number == 1:
+            header, header_line = item, line
+        elif kind == "trailer":
+            trailer = item
+        else:
+            raise IntegrityFailure(f"audit verify: line {number} is not an entry, checkpoint or header")
+    if header is None or header.get("format") != EXPORT_FORMAT:
+        raise InvalidInput("not a cvault audit export (JSON Lines with a header line); "
+                           "only --format jsonl exports can be verified")
+    if header.get("version") != EXPORT_VERSION:
+        raise InvalidInput(f"unsupported audit export version {header.get('version')!r}")
+    try:
+        vault_id = bytes.fromhex(header["vault_id"])
+        if len(vault_id) != 16:
+            raise ValueError
+    except (KeyError, TypeError, ValueError):
+        raise InvalidInput("the export header has no valid vault_id") from None
+    return ExportFile(header, header_line, vault_id, header.get("public_key"), checkpoints, rows,
+                      details, trailer)
+
+
+def _after(rows: list[Row]) -> str:
+    return f" (after entry {rows[-1][0]})" if rows else ""
+
+
+def verify_export(lines: Iterable[str], *, public_key_text: str | None = None,
+                  extra_checkpoints: Iterable[dict] = (),
+                  progress: Callable[[int, int], None] | None = None) -> VerifyResult:
+    """Offline verification of an export: no vault, no root key. ``public_key_text`` is the key
+    the reviewer trusts (``cvault audit pubkey``); without it the key in the export's header is
+    used and a warning says so. ``extra_checkpoints`` are checkpoints kept elsewhere (the blob
+    store copy), which catch a tail cut together with its checkpoint lines."""
+    from vault.audit.signing import parse_public_key_text
+
+    export = read_export(lines)
+    warnings = []
+    if public_key_text is None:
+        if not export.public_key_text:
+            raise InvalidInput("the export carries no public key: give --pubkey")
+        key_text = export.public_key_text
+        warnings.append("public key taken from the export itself: compare it with "
+                        "'cvault audit pubkey' from a copy you trust, or pass --pubkey")
+    else:
+        key_text = public_key_text
+        if export.public_key_text and parse_public_key_text(export.public_key_text) != \
+                parse_public_key_text(public_key_text):
+            warnings.append("the export's header names a different public key; verified with --pubkey")
+    public = parse_public_key_text(key_text)
+    checkpoints = list(export.checkpoints)
+    for d in extra_checkpoints:
+        try:
+            checkpoints.append(Checkpoint.from_dict(d))
+        except ValueError:
+            raise InvalidInput("an external checkpoint file is malformed") from None
+    result = verify_chain(export.rows, checkpoints, vault_id=export.vault_id, public_key=public,
+                          total=len(export.rows), progress=progress)
+    result.public_key = "ed25519:" + base64.b64encode(public).decode()
+    result.warnings[:0] = warnings
+    problem = _check_details(export, public)
+    if problem is not None and (result.ok or (problem[1] is not None and result.bad_seq is not None
+                                              and problem[1] < result.bad_seq)):
+        result.fail(*problem)
+    return result
+
+
+def _check_details(export: ExportFile, public: bytes) -> tuple[str, int | None] | None:
+    """The decrypted details and the header against the signed trailer; None if all is well."""
+    chain = DetailsChain(export.vault_id)
+    for seq, detail, recorded in export.details:
+        try:
+            value = chain.add(seq, detail)
+        except (TypeError, ValueError):
+            return f"entry {seq} is malformed", seq if type(seq) is int else None
+        if recorded != value.hex():
+            return f"entry {seq} was modified (its decrypted detail)", seq
+    last = export.details[-1][0] if export.details else None
+    t = export.trailer
+    if t is None:
+        nxt = last + 1 if type(last) is int else None
+        return (f"the export's signed trailer is missing: the file was cut after entry {last}"
+                if last is not None else "the export's signed trailer is missing"), nxt
+    try:
+        trailer = Trailer(bytes.fromhex(t["vault_id"]), t["head_seq"], t["entries"],
+                          t["header_sha256"], t["details_sha256"])
+        signature = base64.b64decode(t["signature"], validate=True)
+    except (KeyError, TypeError, ValueError):
+        return "the export's trailer is malformed", None
+    if trailer.vault_id != export.vault_id or \
+            not verify_signature(public, signature, trailer.signing_input()):
+        return "the export's trailer has an invalid signature", None
+    if trailer.header_sha256 != sha256_hex(export.header_line):
+        return "the export's header line was modified", None
+    if trailer.entries != len(export.details) or trailer.head_seq != (last if last is not None
+                                                                       else trailer.head_seq):
+        return (f"the export holds {len(export.details)} entries but its trailer signs "
+                f"{trailer.entries} up to entry {trailer.head_seq}"), None
+    if trailer.details_sha256 != chain.value.hex():
+        return "the export's details do not match its signed trailer", None
+    return None

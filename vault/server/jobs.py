@@ -1,0 +1,109 @@
+"""Background work of the service (SPEC 11): SLA sweep, OneDrive outbox, audit checkpoints.
+
+One daemon thread, started and stopped by the app's lifespan. Each job runs on its own interval
+as the ``system`` principal (the operator unsealed the service, SPEC 3) with a Vault lent by the
+pool, so it is one more SQLite connection among the requests'. A failing round is logged (the
+error's code and type, never a secret) and tried again at the next interval; nothing a job raises
+stops the thread or the server. While the service is sealed, jobs wait.
+
+* ``sla-sweep`` (default every 300 s): only when a client is due (``sla.due()``, an index probe),
+  so an idle vault does not write an audit entry every round; then ``sla.sweep``.
+* ``outbox`` (60 s): ``sync.push`` when a remote is configured.
+* ``audit-checkpoint`` (300 s): sign the head if it moved (``AuditLog.checkpoint`` is idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+log = logging.getLogger("cvault.server.jobs")
+
+
+class BackgroundJobs:
+    def __init__(self, pool, settings):
+        self.pool = pool
+        self.jobs = [(name, float(interval), fn) for name, interval, fn in (
+            ("sla-sweep", settings.sweep_interval, self.sweep),
+            ("outbox", settings.outbox_interval, self.outbox),
+            ("audit-checkpoint", settings.checkpoint_interval, self.checkpoint),
+        ) if interval and interval > 0]
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        #: name -> {"runs", "failures", "last_error", "last_run"} (for tests and the status view)
+        self.state: dict[str, dict] = {name: {"runs": 0, "failures": 0, "last_error": None,
+                                              "last_run": None} for name, _, _ in self.jobs}
+
+    # --- the jobs -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _system(name: str):
+        from vault.principal import Principal
+
+        return Principal.system(name, origin="service")
+
+    def sweep(self, vault) -> None:
+        if vault.sla.due():
+            result = vault.sla.sweep(self._system("sweep"))
+            log.info("sla sweep: %d shredded, %d unfinished", len(result["shredded"]),
+                     len(result["failed"]))
+
+    def outbox(self, vault) -> None:
+        from vault.services.sync import remote_configured
+
+        if remote_configured(vault.ctx) and any(vault.sync.pending()[k] for k in ("put", "delete")):
+            result = vault.sync.push(self._system("sync"))
+            log.info("outbox: %d uploaded, %d deleted, %d failed", result["uploaded"],
+                     result["deleted"], result["failed"])
+
+    def checkpoint(self, vault) -> None:
+        vault.ctx.audit.checkpoint("periodic")
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def run_once(self, name: str) -> bool:
+        """Run one job now; True if it succeeded (or had nothing to do)."""
+        fn = next(f for n, _, f in self.jobs if n == name) if name in self.state else None
+        if fn is None or self.pool.sealed:
+            return False
+        st = self.state[name]
+        st["runs"] += 1
+        st["last_run"] = time.time()
+        try:
+            with self.pool.lease() as vault:
+                fn(vault)
+        except Exception as exc:  # noqa: BLE001 - a job never takes the server down; retried
+            from vault.errors import VaultError
+
+            st["failures"] += 1
+            st["last_error"] = exc.code if isinstance(exc, VaultError) else type(exc).__name__
+            log.warning("background job %s failed (%s); retrying next round", name,
+                        st["last_error"])
+            return False
+        st["last_error"] = None
+        return True
+
+    def _loop(self) -> None:
+        due = {name: time.monotonic() + min(interval, 5.0) for name, interval, _ in self.jobs}
+        while not self._stop.is_set():
+            now = time.monotonic()
+            for name, interval, _ in self.jobs:
+                if now >= due[name]:
+                    self.run_once(name)
+                    due[name] = time.monotonic() + interval
+            wait = min(due.values(), default=now + 60) - time.monotonic()
+            self._stop.wait(max(0.05, min(wait, 60.0)))
+
+    def start(self) -> None:
+        if self._thread is not None or not self.jobs:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="cvault-jobs", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None

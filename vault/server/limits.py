@@ -1,0 +1,110 @@
+"""Request limits of the service: the body size cap and the login rate limits.
+
+Numbers (docs/service.md, "Limits"): request bodies at most 2 MiB (a record is at most 1 MiB of
+JSON, SPEC 4, so 2 MiB leaves room for escaping; an import of more goes in several requests);
+login, enroll and unseal attempts per client address and login attempts per user name limited by
+token buckets (defaults in :class:`vault.server.app.ServiceSettings`). Buckets live in memory:
+a restart forgets them, and the identity service's own lockout (5 failures, SPEC 5) still holds.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+#: at most this many buckets are kept; full, idle buckets are dropped first
+MAX_BUCKETS = 10_000
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int):
+        self.message = f"request body too large: at most {limit // (1024 * 1024)} MiB"
+        super().__init__(self.message)
+
+
+class BodyLimit:
+    """Pure ASGI middleware: refuse bodies over ``limit`` bytes with 413.
+
+    A declared Content-Length over the limit is refused before anything is read; a chunked body
+    is counted as it arrives and :class:`BodyTooLarge` raised (the app turns it into a 413)."""
+
+    def __init__(self, app, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.limit or declared < 0:
+                    await _refuse(send, self.limit if declared > self.limit else None)
+                    return
+        seen = 0
+        limit = self.limit
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        await self.app(scope, counted, send)
+
+
+async def _refuse(send, limit: int | None) -> None:
+    if limit is None:
+        status, code, exit_code, message = 400, "invalid_request", 2, "invalid Content-Length"
+    else:
+        status, code, exit_code = 413, "request_too_large", 2
+        message = BodyTooLarge(limit).message
+    body = json.dumps({"error": {"code": code, "message": message, "exit_code": exit_code}}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RateLimiter:
+    """Token buckets per key: ``burst`` attempts at once, refilled at ``rate`` per second.
+
+    :meth:`take` spends one token and returns 0, or returns the seconds until one is available
+    (nothing is spent then)."""
+
+    def __init__(self, burst: int, rate: float, clock=time.monotonic):
+        self.burst = max(1, int(burst))
+        self.rate = max(rate, 1e-9)
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        now = self.clock()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens < 1:
+                self._buckets[key] = (tokens, now)
+                return (1 - tokens) / self.rate
+            self._buckets[key] = (tokens - 1, now)
+            if len(self._buckets) > MAX_BUCKETS:
+                self._prune(now)
+            return 0.0
+
+    def _prune(self, now: float) -> None:
+        full_after = self.burst / self.rate
+        for key, (_, last) in list(self._buckets.items()):
+            if now - last >= full_after:
+                del self._buckets[key]
+        while len(self._buckets) > MAX_BUCKETS:  # under attack: forget the oldest
+            del self._buckets[min(self._buckets, key=lambda k: self._buckets[k][1])]

@@ -1,0 +1,71 @@
+"""Run the service with uvicorn: HTTPS, loopback by default, plain HTTP only on loopback.
+
+``serve(...)`` is what ``cvault serve`` calls (click stays in ``cli.commands.serve``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import sys
+from pathlib import Path
+
+from vault.errors import InvalidInput
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8443
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8 and ::1 only (a name such as ``localhost`` could resolve anywhere)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, *, tls: bool, insecure_http: bool) -> None:
+    if insecure_http:
+        if not is_loopback(host):
+            raise InvalidInput(f"refusing plain HTTP on {host}: --insecure-http is for 127.0.0.0/8 "
+                               "and ::1 only; give --tls-cert and --tls-key")
+        return
+    if not tls:
+        raise InvalidInput("serving needs --tls-cert and --tls-key (HTTPS); plain HTTP "
+                           "(--insecure-http) is allowed on loopback only, for tests")
+
+
+def serve(home: Path | str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+          tls_cert: str | None = None, tls_key: str | None = None, insecure_http: bool = False,
+          key_file: str | None = None, settings=None, log_level: str = "info") -> None:
+    tls = bool(tls_cert and tls_key)
+    if bool(tls_cert) != bool(tls_key):
+        raise InvalidInput("give both --tls-cert and --tls-key")
+    if tls and insecure_http:
+        raise InvalidInput("--insecure-http and --tls-cert exclude each other")
+    check_bind(host, tls=tls, insecure_http=insecure_http)
+    for what, path in (("TLS certificate", tls_cert), ("TLS key", tls_key)):
+        if path and not Path(path).is_file():
+            raise InvalidInput(f"{what} file {path} not found")
+
+    import uvicorn  # heavy: only here
+
+    from vault.server.app import VaultPool, create_app
+
+    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    pool = VaultPool(home)
+    if key_file:
+        pool.unseal("key_file", key_file)
+    app = create_app(pool, settings)
+    scheme = "https" if tls else "http"
+    shown = f"[{host}]" if ":" in host else host
+    print(f"cvault: serving {scheme}://{shown}:{port} ({'sealed: run cvault operator unseal' if pool.sealed else 'unsealed'})",
+          file=sys.stderr, flush=True)
+    config = uvicorn.Config(app, host=host, port=port, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
+                            access_log=False, log_level=log_level, server_header=False,
+                            proxy_headers=False, timeout_keep_alive=30, lifespan="on")
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        pool.close()

@@ -1,0 +1,190 @@
+"""The API's operation table: which facade methods the HTTP API exposes, and their arguments.
+
+One table drives both ends, so they cannot drift apart:
+
+* the server (:mod:`vault.server.app`) builds one ``POST /v1/<service>/<method>`` route per entry,
+  with a pydantic request model made from ``params`` (so ``/openapi.json`` lists every operation);
+* the remote CLI client (:mod:`cli.remote`) builds one proxy method per entry with the facade's
+  own signature (``principal`` first when ``auth``), doing one HTTPS request.
+
+This module imports nothing heavy: the remote CLI imports it on every command.
+
+Parameter types (JSON on the wire):
+
+=============  ==========================================================================
+``str``        a string
+``int``        an integer within ``bounds``
+``bool``       true / false
+``when``       a date: ISO 8601 or relative (``+90d``, ``now``), parsed by the *server* with
+               its own clock (the server clock is authoritative)
+``duration``   ``30d``, ``12h``, ``45m``, ``2w``
+``strlist``    a list of strings
+``object``     a JSON object (a record's fields; the OneDrive settings)
+=============  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+REQUIRED = object()
+API_PREFIX = "/v1"
+#: request bodies above this are refused with 413 (docs/service.md, "Limits")
+MAX_BODY_BYTES = 2 * 1024 * 1024
+#: strings (names, paths, codes, dates) longer than this are refused by validation (422)
+MAX_STRING = 4096
+INT64 = (-(2**63), 2**63 - 1)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    type: str
+    default: object = REQUIRED
+    bounds: tuple[int, int] | None = None
+    #: True: the facade takes it keyword-only (after ``*``)
+    keyword: bool = False
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True)
+class Op:
+    service: str
+    method: str
+    params: tuple[Param, ...] = ()
+    #: the facade method takes the acting principal first; the server derives it from the token
+    auth: bool = True
+    #: how the result travels: json | secret_record | verify_result | login | none
+    result: str = "json"
+    summary: str = ""
+    #: parameters the facade has but the API drops (progress callbacks: local display only)
+    local_only: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def path(self) -> str:
+        return f"{API_PREFIX}/{self.service}/{self.method.replace('_', '-')}"
+
+    @property
+    def operation_id(self) -> str:
+        return f"{self.service}_{self.method}"
+
+
+def P(name: str, type_: str = "str", default: object = REQUIRED, bounds=None, keyword=False) -> Param:
+    return Param(name, type_, default, bounds, keyword)
+
+
+def K(name: str, type_: str = "str", default: object = None, bounds=None) -> Param:
+    return Param(name, type_, default, bounds, True)
+
+
+PROGRESS = ("progress",)
+
+OPERATIONS: tuple[Op, ...] = (
+    # --- sessions (users.login and users.enroll need no token) --------------------------------
+    Op("users", "login", (P("name"), P("password"), K("totp"), K("recovery_code")), auth=False,
+       result="login", summary="Log in (password + TOTP or recovery code): a bearer session token"),
+    Op("users", "enroll", (P("name"), P("code"), P("password")), auth=False,
+       summary="Redeem an enrollment code: password, TOTP secret, recovery codes"),
+    Op("users", "step_up", (P("code", default=None), K("recovery_code")),
+       summary="Verify a fresh TOTP code for reading secrets"),
+    Op("users", "logout", result="none", summary="End this session"),
+    Op("users", "whoami", summary="The session's user, roles and expiry times"),
+    Op("users", "passwd", (P("current"), P("new")), result="none", summary="Change one's password"),
+    # --- staff administration ---------------------------------------------------------------------
+    Op("users", "add", (P("name"), P("roles", "strlist")), summary="Add a user (enrollment code)"),
+    Op("users", "list", summary="List users"),
+    Op("users", "show", (P("name"),), summary="Show one user"),
+    Op("users", "disable", (P("name"),), summary="Disable a user"),
+    Op("users", "enable", (P("name"),), summary="Enable a user"),
+    Op("users", "grant", (P("name"), P("role")), summary="Grant a role"),
+    Op("users", "revoke", (P("name"), P("role")), summary="Revoke a role"),
+    Op("users", "unlock", (P("name"),), summary="Unlock a user"),
+    Op("users", "reset_totp", (P("name"),), summary="Reset a user's TOTP (re-enrollment code)"),
+    Op("users", "train", (P("name"), P("until", "when")), summary="Record a training attestation"),
+    # --- assignments and the who-can-reach-what view ----------------------------------------------
+    Op("access", "assign", (P("client_name"), P("user_name"), P("until", "when", None)),
+       summary="Assign an engineer to a client"),
+    Op("access", "unassign", (P("client_name"), P("user_name")), summary="End an assignment"),
+    Op("access", "client_access", (P("client_name"),), summary="Who can read this client now"),
+    Op("access", "user_access", (P("user_name"),), summary="Which clients this user can read now"),
+    # --- clients --------------------------------------------------------------------------------------
+    Op("clients", "add", (P("name"), K("sla_end", "when", REQUIRED),
+                          K("grace_days", "int", None, (0, 3650))), summary="Create a client"),
+    Op("clients", "list", summary="List clients"),
+    Op("clients", "show", (P("name"),), summary="Show one client"),
+    Op("clients", "rotate_key", (P("name"),), local_only=PROGRESS, summary="Rotate a client key"),
+    # --- secrets ----------------------------------------------------------------------------------------
+    Op("secrets", "put", (P("client_name"), P("path"), P("kind"), P("fields", "object")),
+       summary="Store a new version of a record"),
+    Op("secrets", "get", (P("client_name"), P("path"), P("version", "int", None, (1, 2**31))),
+       result="secret_record", summary="Read a record (the only operation returning values)"),
+    Op("secrets", "list", (P("client_name"),), summary="List a client's records (no values)"),
+    Op("secrets", "history", (P("client_name"), P("path")), summary="Kept versions of a record"),
+    Op("secrets", "rm", (P("client_name"), P("path"), K("purge", "bool", False)),
+       summary="Delete a record, or crypto-shred it with purge"),
+    Op("secrets", "import_records", (P("client_name"), P("lines", "strlist")), local_only=PROGRESS,
+       summary="Import JSON Lines records in one transaction"),
+    Op("secrets", "export_records", (P("client_name"),),
+       summary="A client's current records, decrypted (the CLI writes the export file)"),
+    # --- SLA --------------------------------------------------------------------------------------------
+    Op("sla", "show", (P("name"),), summary="A client's SLA state"),
+    Op("sla", "renew", (P("name"), P("until", "when"), K("grace_days", "int", None, (0, 3650))),
+       summary="New SLA end"),
+    Op("sla", "expire", (P("name"), K("reason", "str", REQUIRED)), summary="End the SLA now"),
+    Op("sla", "request_shred", (P("name"), K("reason", "str", REQUIRED)),
+       summary="Request an early shred"),
+    Op("sla", "approve_shred", (P("name"),), summary="Approve another person's early shred"),
+    Op("sla", "upcoming", (P("within", "duration", "30d"),), summary="SLA ends and shreds due soon"),
+    Op("sla", "sweep", (K("dry_run", "bool", False),), local_only=PROGRESS,
+       summary="Shred every client due"),
+    Op("sla", "certificate", (P("name"),), summary="A shredded client's signed certificate"),
+    # --- audit --------------------------------------------------------------------------------------------
+    Op("audit", "public_key", auth=False, summary="The vault's audit public key"),
+    Op("audit", "checkpoint", summary="Sign the log's head now"),
+    Op("audit", "log", (K("user"), K("client"), K("action"), K("outcome"), K("since", "when"),
+                        K("until", "when"), K("limit", "int", 100, (0, 10**9))),
+       summary="Audit events matching the filters"),
+    Op("audit", "export_lines", (P("format"), K("details", "bool", True)),
+       summary="The whole log as lines (jsonl, csv, cef); the CLI writes them"),
+    Op("audit", "verify", (), result="verify_result", local_only=PROGRESS,
+       summary="Verify the hash chain and signed checkpoints"),
+    Op("audit", "report", (K("since", "when"), K("until", "when")), summary="Access report"),
+    Op("audit", "prune", (P("before", "when"),), summary="Delete old entries up to a checkpoint"),
+    # --- sync (the service host's OneDrive replica) ----------------------------------------------
+    Op("sync", "status", summary="Remote and outbox state"),
+    Op("sync", "push", (K("workers", "int", 8, (1, 64)), K("force", "bool", False)),
+       local_only=PROGRESS, summary="Drain the outbox"),
+    Op("sync", "pull", (K("workers", "int", 8, (1, 64)),), local_only=PROGRESS,
+       summary="Restore missing or corrupt local blobs"),
+    Op("sync", "verify", (), local_only=PROGRESS, summary="Compare remote hashes with local"),
+    Op("sync", "configure", (P("settings", "object"),), summary="Configure the OneDrive replica"),
+    Op("sync", "config", (), summary="The OneDrive configuration (no secrets), or null"),
+    Op("sync", "remove_config", (), result="none", summary="Forget the OneDrive configuration"),
+)
+
+BY_NAME: dict[tuple[str, str], Op] = {(op.service, op.method): op for op in OPERATIONS}
+SERVICES: tuple[str, ...] = tuple(dict.fromkeys(op.service for op in OPERATIONS))
+
+#: Error codes the API adds to the facade's own (``vault.errors``); docs/service.md has the table.
+API_ERRORS = {
+    # code: (HTTP status, CLI exit code)
+    "invalid_request": (422, 2),
+    "request_too_large": (413, 2),
+    "unknown_endpoint": (404, 2),
+    "method_not_allowed": (405, 2),
+    "rate_limited": (429, 8),
+    "internal_error": (500, 1),
+}
+
+
+def status_for(code: str, exit_code: int) -> int:
+    """HTTP status of a facade error: by its code where one is special, else by its exit code."""
+    special = {"locked": 423, "stepup_required": 401, "blob_not_found": 404}
+    if code in special:
+        return special[code]
+    if code in API_ERRORS:
+        return API_ERRORS[code][0]
+    return {2: 400, 3: 401, 4: 403, 5: 404, 6: 500, 7: 409, 8: 503, 9: 502}.get(exit_code, 500)

@@ -1,0 +1,362 @@
+"""SLA lifecycle (SPEC 7): show, renew, expire, early shred with two-person approval, upcoming
+events, the sweep and shred certificates. The facade exposes it as ``vault.sla``.
+
+States (:meth:`vault.context.ClientRow.state`, computed from the stored SLA end, grace days and
+shred state, so access is refused the moment the SLA end passes whether or not a sweep ran)::
+
+    active --(SLA end)--> expired --(end + grace)--> shred_pending --(sweep)--> shredding --> shredded
+       ^                     |                           |
+       +------ renew --------+---------------------------+
+
+An approved early shred ends the SLA at the approval time with no grace period, so the client is
+``shred_pending`` at once and the next sweep shreds it; a renewal before that cancels the request.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Callable, Iterator
+
+from vault.audit.signing import AuditSigner
+from vault.clock import from_epoch, rfc3339, to_epoch
+from vault.context import ClientRow, VaultContext
+from vault.errors import AccessDenied, ClientUnavailable, InvalidInput, NotFound
+from vault.policy import Action
+from vault.principal import Principal
+from vault.sla import certificate as certfmt
+from vault.sla.shred import Shredder, ShredIncomplete, load_job, remote_pending
+
+Progress = Callable[[int, int], None]
+DAY = 86400
+MAX_GRACE_DAYS = 3650
+SWEEP_LOCK = "sweep.lock"
+
+#: The due query of the sweep: must match the expression of index clients_shred_due (0004_sla.sql)
+#: exactly, so "nothing due" is one index range probe, whatever the number of clients.
+DUE_SQL = ("SELECT id, name FROM clients WHERE shred_state IS NULL"
+           " AND sla_end + grace_days * 86400 <= ? ORDER BY sla_end + grace_days * 86400")
+RESUME_SQL = ("SELECT j.client_id, c.name FROM shred_jobs j JOIN clients c ON c.id = j.client_id"
+              " WHERE j.step <> 'done' ORDER BY j.started_at")
+
+
+class SelfApproval(AccessDenied):
+    """two-person rule: an early shred must be approved by someone other than its requester."""
+
+
+def _iso(epoch: int | None) -> str | None:
+    return None if epoch is None else rfc3339(from_epoch(epoch))
+
+
+def _same_person(a_name: str, b: Principal) -> bool:
+    return a_name == b.name
+
+
+class SlaService:
+    def __init__(self, ctx: VaultContext):
+        self.ctx = ctx
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _refuse_if_shredded(self, principal: Principal, action: Action, client: ClientRow,
+                            what: str) -> None:
+        if client.shred_state is None:
+            return
+        when = self.ctx.db.one("SELECT done_at, certified_at, started_at FROM shred_jobs"
+                               " WHERE client_id = ?", (client.id,))
+        on = next((rfc3339(from_epoch(t)) for t in (when or ()) if t), None)
+        state = "shredded" if client.shred_state == "shredded" else "being shredded"
+        message = f"client {client.name} was {state}" + (f" on {on}" if on and state == "shredded" else "") \
+            + f"; {what}"
+        self.ctx.record_outcome(principal, action, "deny", client=client, reason=message)
+        raise ClientUnavailable(message)
+
+    def _open_request(self, conn, client_id: str):
+        return conn.execute(
+            "SELECT id, requested_by, requested_at, reason, approved_by, approved_at, orig_sla_end,"
+            " orig_grace_days FROM shred_requests WHERE client_id = ? AND cancelled_at IS NULL"
+            " AND executed_at IS NULL", (client_id,)).fetchone()
+
+    def _view(self, client: ClientRow, now: datetime) -> dict:
+        conn = self.ctx.db.conn
+        due = client.sla_end + timedelta(days=client.grace_days)
+        request = self._open_request(conn, client.id)
+        job = load_job(conn, client.id)
+        cert = self.ctx.db.one("SELECT digest, issued_at FROM shred_certificates WHERE client_id = ?",
+                               (client.id,))
+        return {
+            "client": client.name,
+            "id": client.id,
+            "state": client.state(now),
+            "sla_end": rfc3339(client.sla_end),
+            "grace_days": client.grace_days,
+            "shred_due": None if client.shred_state else rfc3339(due),
+            "shred_request": None if request is None else {
+                "requested_by": request[1], "requested_at": _iso(request[2]), "reason": request[3],
+                "approved_by": request[4], "approved_at": _iso(request[5]),
+                "status": "approved: the next sweep shreds the client" if request[4]
+                else "awaiting approval by a second admin or account manager"},
+            "shred": None if job is None else {
+                "step": job.step, "started_at": _iso(job.times["started_at"]),
+                "shredded_at": _iso(job.times["certified_at"])},
+            "certificate_sha256": cert[0] if cert else None,
+        }
+
+    # --- show / renew / expire ------------------------------------------------------------------
+
+    def show(self, principal: Principal, name: str) -> dict:
+        client = self.ctx.client(name)
+        self.ctx.authorize(principal, Action.SLA_SHOW, client=client)
+        return self._view(client, self.ctx.now())
+
+    def renew(self, principal: Principal, name: str, until: datetime, *,
+              grace_days: int | None = None) -> dict:
+        """New SLA end (in the future). Cancels an open early-shred request. Refused once the
+        client is shredding or shredded."""
+        if grace_days is not None and not 0 <= grace_days <= MAX_GRACE_DAYS:
+            raise InvalidInput(f"grace period must be 0 to {MAX_GRACE_DAYS} days")
+        client = self.ctx.client(name)
+        self.ctx.authorize(principal, Action.SLA_RENEW, client=client)
+        self._refuse_if_shredded(principal, Action.SLA_RENEW, client,
+                                 "a shredded client cannot be renewed (add it again as a new client)")
+        now = self.ctx.now()
+        if until <= now:
+            raise InvalidInput(f"the new SLA end {rfc3339(until)} is not in the future")
+        with self.ctx.db.write() as conn:
+            client = self.ctx.client(name, conn)  # re-read under the write lock: the sweep may have won
+            if client.shred_state is not None:
+                raise ClientUnavailable(f"client {name} is being shredded; it cannot be renewed")
+            request = self._open_request(conn, client.id)
+            grace = grace_days
+            if grace is None:
+                # an approved early shred set grace to 0: give the client its grace period back
+                grace = request[7] if request is not None and request[7] is not None else client.grace_days
+            conn.execute("UPDATE clients SET sla_end = ?, grace_days = ? WHERE id = ?",
+                         (to_epoch(until), grace, client.id))
+            if request is not None:
+                conn.execute("UPDATE shred_requests SET cancelled_at = ?, cancelled_by = ?,"
+                             " cancel_reason = 'renewed' WHERE id = ?",
+                             (to_epoch(now), principal.name, request[0]))
+        reason = f"SLA end {rfc3339(client.sla_end)} -> {rfc3339(until)}, grace {grace} days"
+        if request is not None:
+            reason += "; early-shred request cancelled"
+        self.ctx.record_outcome(principal, Action.SLA_RENEW, "ok", client=client, reason=reason)
+        result = self._view(self.ctx.client(name), now)
+        result["cancelled_shred_request"] = request is not None
+        return result
+
+    def expire(self, principal: Principal, name: str, *, reason: str) -> dict:
+        """End the SLA now (access refused at once; the grace period then runs)."""
+        reason = (reason or "").strip()
+        if not reason:
+            raise InvalidInput("give a reason with --reason")
+        client = self.ctx.client(name)
+        self.ctx.authorize(principal, Action.SLA_EXPIRE, client=client)
+        self._refuse_if_shredded(principal, Action.SLA_EXPIRE, client, "nothing to expire")
+        now = self.ctx.now()
+        with self.ctx.db.write() as conn:
+            client = self.ctx.client(name, conn)
+            if client.state(now) != "active":
+                raise InvalidInput(f"client {name} is already {client.state(now).replace('_', ' ')} "
+                                   f"(SLA ended {rfc3339(client.sla_end)})")
+            conn.execute("UPDATE clients SET sla_end = ? WHERE id = ?", (to_epoch(now), client.id))
+        self.ctx.record_outcome(principal, Action.SLA_EXPIRE, "ok", client=client,
+                                reason=f"SLA ended early (was {rfc3339(client.sla_end)}): {reason}")
+        return self._view(self.ctx.client(name), now)
+
+    # --- early shred: two-person rule -----------------------------------------------------------
+
+    def request_shred(self, principal: Principal, name: str, *, reason: str) -> dict:
+        reason = (reason or "").strip()
+        if not reason:
+            raise InvalidInput("give a reason with --reason")
+        client = self.ctx.client(name)
+        self.ctx.authorize(principal, Action.SLA_REQUEST_SHRED, client=client)
+        self._refuse_if_shredded(principal, Action.SLA_REQUEST_SHRED, client, "nothing left to shred")
+        now = to_epoch(self.ctx.now())
+        with self.ctx.db.write() as conn:
+            open_request = self._open_request(conn, client.id)
+            if open_request is not None:
+                raise InvalidInput(f"an early shred of {name} was already requested by "
+                                   f"{open_request[1]} at {_iso(open_request[2])}")
+            conn.execute("INSERT INTO shred_requests (client_id, requested_by, requested_at, reason)"
+                         " VALUES (?, ?, ?, ?)", (client.id, principal.name, now, reason))
+        self.ctx.record_outcome(principal, Action.SLA_REQUEST_SHRED, "ok", client=client,
+                                reason=f"early shred requested: {reason}")
+        return self._view(client, self.ctx.now())
+
+    def approve_shred(self, principal: Principal, name: str) -> dict:
+        """Second person approves: the SLA ends now with no grace; the next sweep shreds."""
+        client = self.ctx.client(name)
+        self.ctx.authorize(principal, Action.SLA_APPROVE_SHRED, client=client)
+        self._refuse_if_shredded(principal, Action.SLA_APPROVE_SHRED, client, "nothing left to shred")
+        now = self.ctx.now()
+        with self.ctx.db.write() as conn:
+            request = self._open_request(conn, client.id)
+            if request is None:
+                raise NotFound(f"no early-shred request for {name} (an account manager runs "
+                               "'cvault sla request-shred' first)")
+            if request[4] is not None:
+                raise InvalidInput(f"the early shred of {name} was already approved by {request[4]}")
+            if _same_person(request[1], principal):
+                denied = True
+            else:
+                denied = False
+                client = self.ctx.client(name, conn)
+                conn.execute("UPDATE shred_requests SET approved_by = ?, approved_at = ?,"
+                             " orig_sla_end = ?, orig_grace_days = ? WHERE id = ?",
+                             (principal.name, to_epoch(now), to_epoch(client.sla_end),
+                              client.grace_days, request[0]))
+                conn.execute("UPDATE clients SET sla_end = min(sla_end, ?), grace_days = 0 WHERE id = ?",
+                             (to_epoch(now), client.id))
+        if denied:
+            message = (f"two-person rule: {principal.name} requested this shred and cannot approve "
+                       "it; another admin or account manager must")
+            self.ctx.record_outcome(principal, Action.SLA_APPROVE_SHRED, "deny", client=client,
+                                    reason=message)
+            raise SelfApproval(message)
+        self.ctx.record_outcome(principal, Action.SLA_APPROVE_SHRED, "ok", client=client,
+                                reason=f"early shred requested by {request[1]} approved; "
+                                       "SLA ended, shred due at the next sweep")
+        return self._view(self.ctx.client(name), now)
+
+    # --- upcoming -------------------------------------------------------------------------------
+
+    def upcoming(self, principal: Principal, within: timedelta = timedelta(days=30)) -> list[dict]:
+        """SLA ends and shreds due within ``within`` (and shreds overdue or unfinished)."""
+        self.ctx.authorize(principal, Action.SLA_UPCOMING)
+        now = self.ctx.now()
+        horizon = to_epoch(now + within)
+        rows = self.ctx.db.all(
+            "SELECT name, sla_end, grace_days FROM clients WHERE shred_state IS NULL AND"
+            " (sla_end <= ? OR sla_end + grace_days * 86400 <= ?)", (horizon, horizon))
+        out = []
+        for name, sla_end, grace in rows:
+            due = sla_end + grace * DAY
+            n = to_epoch(now)
+            if sla_end > n:
+                event, at = "sla_end", sla_end
+            elif due > n:
+                event, at = "shred_due", due
+            else:
+                event, at = "shred_overdue", due
+            out.append({"client": name, "event": event, "at": rfc3339(from_epoch(at)),
+                        "sla_end": rfc3339(from_epoch(sla_end)), "grace_days": grace,
+                        "shred_due": rfc3339(from_epoch(due)),
+                        "state": "active" if sla_end > n else ("expired" if due > n else "shred_pending")})
+        for client_id, name in self.ctx.db.all(RESUME_SQL):
+            out.append({"client": name, "event": "shred_unfinished", "at": rfc3339(now),
+                        "sla_end": None, "grace_days": None, "shred_due": None, "state": "shredding"})
+        out.sort(key=lambda r: (r["at"], r["client"]))
+        return out
+
+    # --- sweep ----------------------------------------------------------------------------------
+
+    def due(self, now: datetime | None = None) -> list[dict]:
+        """Clients to shred now: unfinished shreds first, then every live client past its grace."""
+        when = to_epoch(now or self.ctx.now())
+        resume = [{"client": n, "id": i, "action": "resume"} for i, n in self.ctx.db.all(RESUME_SQL)]
+        fresh = [{"client": n, "id": i, "action": "shred"} for i, n in self.ctx.db.all(DUE_SQL, (when,))]
+        return resume + fresh
+
+    def sweep(self, principal: Principal, *, dry_run: bool = False,
+              progress: Progress | None = None) -> dict:
+        """Shred every client due (idempotent; one sweep at a time per vault).
+
+        A second sweep started while one runs does nothing and reports ``skipped`` (exit 0): the
+        running one will shred everything due, and cron or the timer runs again later."""
+        self.ctx.authorize(principal, Action.SLA_SWEEP)
+        now = self.ctx.now()
+        if dry_run:
+            return {"dry_run": True, "due": self.due(now), "shredded": [], "failed": [],
+                    "skipped": None}
+        with sweep_lock(self.ctx.home.locks) as acquired:
+            if not acquired:
+                return {"dry_run": False, "due": [], "shredded": [], "failed": [],
+                        "skipped": "another sweep is running"}
+            due = self.due(now)
+            if not due:
+                return {"dry_run": False, "due": [], "shredded": [], "failed": [], "skipped": None}
+            shredder = Shredder(self.ctx, principal)
+            done, failed = [], []
+            for count, item in enumerate(due, 1):
+                try:
+                    finished = self._shred_one(principal, shredder, item, to_epoch(now))
+                except ShredIncomplete as exc:
+                    failed.append({"client": item["client"], "error": exc.message})
+                else:
+                    if finished:
+                        done.append(item["client"])
+                if progress:
+                    progress(count, len(due))
+        self.ctx.record_outcome(principal, Action.SLA_SWEEP, "error" if failed else "ok",
+                                reason=f"{len(done)} shredded, {len(failed)} unfinished")
+        return {"dry_run": False, "due": due, "shredded": done, "failed": failed, "skipped": None}
+
+    def _shred_one(self, principal: Principal, shredder: Shredder, item: dict, now: int) -> bool:
+        client = self.ctx.client(item["client"])
+        if item["action"] == "shred":
+            # fail closed: the start is audited before anything changes
+            self.ctx.record_outcome(principal, Action.SLA_SWEEP, "ok", client=client,
+                                    reason="shred started (SLA ended and grace period passed, or "
+                                           "early shred approved)")
+            if shredder.begin(client.id, now) is None:
+                return False  # renewed in the meantime
+        else:
+            self.ctx.record_outcome(principal, Action.SLA_SWEEP, "ok", client=client,
+                                    reason="shred resumed")
+        shredder.run(client.id)
+        return True
+
+    # --- certificates ---------------------------------------------------------------------------
+
+    def certificate(self, principal: Principal, name: str) -> dict:
+        """The signed certificate as a verifiable file document, plus the live remote status
+        (``live_status`` is not signed: the signed body records the state at issue time)."""
+        client = self.ctx.client(name)
+        self.ctx.authorize(principal, Action.SLA_CERTIFICATE, client=client)
+        row = self.ctx.db.one("SELECT body, signature FROM shred_certificates WHERE client_id = ?",
+                              (client.id,))
+        if row is None:
+            state = client.state(self.ctx.now())
+            raise NotFound(f"no shred certificate for {name}: the client is {state.replace('_', ' ')}")
+        doc = certfmt.file_document(row[0], bytes(row[1]),
+                                    AuditSigner(self.ctx.db, self.ctx.keyring).public_key_text())
+        pending = remote_pending(self.ctx.db.conn, client.id)
+        doc["live_status"] = {"at": rfc3339(self.ctx.now()), "remote_deletes_pending": pending,
+                              "note": "not signed; the certificate records the state at issue time"}
+        return doc
+
+
+@contextmanager
+def sweep_lock(locks_dir) -> Iterator[bool]:
+    """Non-blocking exclusive flock on ``locks/sweep.lock``; yields whether it was acquired.
+
+    The kernel drops the lock when the process dies, so a killed sweep never blocks the next."""
+    os.makedirs(locks_dir, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(locks_dir, SWEEP_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def load_certificate_file(path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise InvalidInput(f"certificate file {path} not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidInput(f"{path} is not a cvault shred certificate file") from None
