@@ -53,10 +53,16 @@ class LazyGroup(click.Group):
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         target = COMMANDS.get(name)
-        if target is None or not _available(name):
+        if target is None:
             return super().get_command(ctx, name)
         module, attr = target.split(":")
-        return getattr(importlib.import_module(module), attr)
+        try:
+            loaded = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            return super().get_command(ctx, name)
+        return getattr(loaded, attr)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,8 +83,10 @@ def cli(ctx: click.Context, home: str | None, addr: str | None, as_json: bool, d
     ctx.obj = CliState(home=home, addr=addr, json=as_json, debug=debug)
     ctx.call_on_close(ctx.obj.close)
     if addr and ctx.invoked_subcommand in LOCAL_ONLY:
-        raise click.UsageError(f"cvault {ctx.invoked_subcommand} works on the vault's own host "
-                               "only, not in service mode (unset --addr / CVAULT_ADDR)")
+        from vault.errors import InvalidInput
+
+        raise InvalidInput(f"cvault {ctx.invoked_subcommand} works on the vault's own host only, "
+                           "not in service mode (unset --addr / CVAULT_ADDR)")
 
 
 def main(argv: list[str] | None = None) -> None:

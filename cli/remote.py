@@ -179,7 +179,11 @@ def _wire(p: spec.Param, value):
     if p.type == "when" and isinstance(value, datetime):
         return value.isoformat()
     if p.type == "duration" and isinstance(value, timedelta):
-        return f"{int(value.total_seconds())}s"
+        seconds = int(value.total_seconds())
+        for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+            if seconds and seconds % size == 0:
+                return f"{seconds // size}{unit}"
+        return f"{seconds}s"
     if p.type == "strlist":
         return [str(v) for v in value]
     if hasattr(value, "__fspath__"):

@@ -94,16 +94,33 @@ def test_first_login_activates_totp_and_creates_a_session(env):
 
 
 def _fail_times(v, user, clock, n):
+    """``n`` failed password attempts (Argon2 each: ~70 ms)."""
     for _ in range(n):
         with pytest.raises(AuthenticationFailed):
             _login(v, user, clock, password="wrong password here")
 
 
+def _wrong_code(user, clock):
+    valid = {user.code(clock.now() + timedelta(seconds=30 * k)) for k in (-1, 0, 1)}
+    return next(c for c in ("000000", "111111", "222222", "333333") if c not in valid)
+
+
+def _fail_stepups(v, user, clock, n):
+    """``n`` failed TOTP step-ups (cheap: no Argon2); they count exactly like password failures."""
+    p = user.principal(v)
+    for _ in range(n):
+        with pytest.raises(AuthenticationFailed):
+            v.users.step_up(p, _wrong_code(user, clock))
+
+
 def test_lockout_after_five_failures_doubling_to_an_hour(env):
     v, clock, s = env
     expected = [5, 10, 20, 40, 60, 60]  # minutes, per further block of 5 consecutive failures
-    for minutes in expected:
-        _fail_times(v, s.bob, clock, 5)
+    for block, minutes in enumerate(expected):
+        if block == 0:
+            _fail_times(v, s.bob, clock, 5)  # password failures
+        else:
+            _fail_stepups(v, s.bob, clock, 5)  # TOTP failures count the same
         with pytest.raises(VaultLocked) as info:  # even the right credentials are refused
             _login(v, s.bob, clock)
         assert info.value.exit_code == 8 and "locked" in info.value.message
@@ -143,7 +160,7 @@ def test_never_more_than_100_failures_per_rolling_hour(env):
     admin = s.alice.principal(v)
     start = clock.now()
     for block in range(20):  # 20 x 5 failures, an admin unlocking after each lock
-        _fail_times(v, s.bob, clock, 5)
+        _fail_stepups(v, s.bob, clock, 5)
         clock.advance(30)
         v.users.unlock(admin, "bob")
         admin = s.alice.principal(v)

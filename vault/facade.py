@@ -11,6 +11,7 @@ checks policy, writes the audit event, then acts.
 
 from __future__ import annotations
 
+import importlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,18 +24,28 @@ from vault.context import VaultContext
 from vault.errors import AuthenticationFailed, CryptoError, InvalidInput, NotFound, VaultSealed
 from vault.home import VaultHome
 from vault.keys import Keyring
-from vault.services.access import AccessService
-from vault.services.audit import AuditService
-from vault.services.clients import ClientService
-from vault.services.identity import UserService
-from vault.services.maintenance import MaintenanceService
-from vault.services.secrets import SecretService
-from vault.services.slots import SlotService
-from vault.services.sync import SyncService
-from vault.sla.service import SlaService
 from vault.store.db import Database
 
 FORMAT_VERSION = 1
+
+
+class _Service:
+    """A facade service, created on first use: ``cvault secret get`` then imports only the
+    services it touches (docs/performance.md)."""
+
+    def __init__(self, target: str):
+        self.target = target
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, vault, owner=None):
+        if vault is None:
+            return self
+        module, cls = self.target.split(":")
+        service = getattr(importlib.import_module(module), cls)(vault.ctx)
+        vault.__dict__[self.name] = service  # later reads bypass the descriptor
+        return service
 
 
 @dataclass(frozen=True)
@@ -47,18 +58,19 @@ class InitResult:
 
 
 class Vault:
+    slots = _Service("vault.services.slots:SlotService")
+    clients = _Service("vault.services.clients:ClientService")
+    secrets = _Service("vault.services.secrets:SecretService")
+    maintenance = _Service("vault.services.maintenance:MaintenanceService")
+    audit = _Service("vault.services.audit:AuditService")
+    users = _Service("vault.services.identity:UserService")
+    access = _Service("vault.services.access:AccessService")
+    sync = _Service("vault.services.sync:SyncService")
+    sla = _Service("vault.sla.service:SlaService")
+
     def __init__(self, ctx: VaultContext):
         self.ctx = ctx
-        self.slots = SlotService(ctx)
-        self.clients = ClientService(ctx)
-        self.secrets = SecretService(ctx)
-        self.maintenance = MaintenanceService(ctx)
-        self.audit = AuditService(ctx)
-        self.users = UserService(ctx)
-        self.access = AccessService(ctx)
-        self.sync = SyncService(ctx)
-        ctx.fetch_lost_blob = self.sync.fetch_lost_blob
-        self.sla = SlaService(ctx)
+        ctx.fetch_lost_blob = lambda name: self.sync.fetch_lost_blob(name)
 
     # --- lifecycle ------------------------------------------------------------------------------
 

@@ -98,9 +98,11 @@ def _print_result(d: dict) -> None:
 @click.option("--pubkey", help="The audit public key you trust (ed25519:<base64>, or a file holding it).")
 @click.option("--checkpoint", "checkpoint_files", multiple=True, type=click.Path(dir_okay=False, exists=True),
               help="A checkpoint kept elsewhere (blob-store copy or 'audit checkpoint --json' output).")
+@click.option("--all-signatures", is_flag=True,
+              help="Check every checkpoint's signature, not only those the verdict depends on.")
 @json_option
 @click.pass_obj
-def audit_verify(state, file, pubkey, checkpoint_files, as_json):
+def audit_verify(state, file, pubkey, checkpoint_files, all_signatures, as_json):
     """Verify the hash chain and the signed checkpoints; names the first bad entry (exit 6)."""
     from vault.errors import IntegrityFailure, InvalidInput
 
@@ -124,11 +126,12 @@ def audit_verify(state, file, pubkey, checkpoint_files, as_json):
         with open(file, encoding="utf-8", errors="surrogateescape") as fh, \
                 progress("verifying audit export") as update:
             result = verify_export(fh, public_key_text=key_text, extra_checkpoints=extra,
-                                   progress=update)
+                                   progress=update, all_signatures=all_signatures)
     else:
         vault = state.vault()
         with progress("verifying audit log") as update:
-            result = vault.audit.verify(state.principal(), progress=update)
+            result = vault.audit.verify(state.principal(), progress=update,
+                                        all_signatures=all_signatures)
     data = result.as_dict()
     if wants_json(as_json):
         _emit_ascii(data, True, None)

@@ -23,7 +23,7 @@ def sync():
 def sync_status(state, as_json):
     """Show the remote and what is waiting in the outbox."""
     vault = state.vault()
-    data = vault.sync.status(state.principal())
+    data = vault.sync.status(state.principal(allow_system=True, system_name="sync"))
 
     def human(d):
         remote = d["remote"]
@@ -47,7 +47,7 @@ def sync_push(state, workers, force, as_json):
     """Upload queued blobs and carry out queued permanent deletes."""
     vault = state.vault()
     with progress("pushing") as update:
-        data = vault.sync.push(state.principal(), workers=workers, progress=update, force=force)
+        data = vault.sync.push(state.principal(allow_system=True, system_name="sync"), workers=workers, progress=update, force=force)
 
     def human(d):
         click.echo(f"uploaded {d['uploaded']}, deleted {d['deleted']}, failed {d['failed']}; "
@@ -68,7 +68,7 @@ def sync_pull(state, workers, as_json):
     """Restore missing or corrupt local blobs from the remote."""
     vault = state.vault()
     with progress("pulling") as update:
-        data = vault.sync.pull(state.principal(), workers=workers, progress=update)
+        data = vault.sync.pull(state.principal(allow_system=True, system_name="sync"), workers=workers, progress=update)
 
     def human(d):
         click.echo(f"checked {d['checked']}, restored {d['restored']}")
@@ -89,7 +89,7 @@ def sync_verify(state, as_json):
     """Compare the remote's hashes with the local blobs."""
     vault = state.vault()
     with progress("verifying") as update:
-        data = vault.sync.verify(state.principal(), progress=update)
+        data = vault.sync.verify(state.principal(allow_system=True, system_name="sync"), progress=update)
 
     def human(d):
         click.echo(f"checked {d['checked']}: {d['matching']} match")

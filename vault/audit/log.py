@@ -201,8 +201,9 @@ class AuditLog:
         """Sign the current head now (SLA sweeps and shreds call this; exports too).
 
         Idempotent: if the head already has a checkpoint, that one is returned. Needs the vault
-        unsealed (the audit signing key is sealed under the root key). The backend copy is made
-        before returning; a storage failure raises BackendError after the row is committed."""
+        unsealed (the audit signing key is sealed under the root key). The blob-store copy is
+        made before returning; if the store fails, the signed row is still committed and the next
+        checkpoint is copied (callers such as the shred are not failed by a full disk)."""
         if kind not in ("manual", "periodic"):
             raise ValueError(f"bad checkpoint kind {kind}")
         if not self._can_sign():
@@ -218,7 +219,10 @@ class AuditLog:
                 cp = self._write_checkpoint(conn, seq, digest, kind)
         except sqlite3.Error as exc:
             raise AuditFailure(f"the audit checkpoint could not be written ({type(exc).__name__})") from None
-        self._copy_to_backend(cp)
+        try:
+            self._copy_to_backend(cp)
+        except (BackendError, sqlite3.Error, OSError):
+            pass
         return cp
 
     def prune_checkpoint(self, conn, base: tuple[int, bytes]) -> Checkpoint:

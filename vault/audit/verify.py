@@ -43,12 +43,16 @@ _sha256 = hashlib.sha256
 Row = tuple
 
 
+_TEMPLATE = ('{"action":%s,"actor":%s,"at":%s,"client":%s,"detail_key":%s,"detail_sealed":%s,'
+             '"origin":%s,"outcome":%s,"reason":%s,"seq":%d}')
+
+
 def entry_bytes(seq, at, actor, action, client, outcome, reason, origin, detail_sealed_b64,
                 detail_key) -> bytes:
     """``canonical(fields)`` of an entry, byte-identical to json.dumps(sort_keys, (",", ":"),
-    ensure_ascii) and several times faster. Raises TypeError/ValueError on a malformed field."""
-    return ('{"action":%s,"actor":%s,"at":%s,"client":%s,"detail_key":%s,"detail_sealed":%s,'
-            '"origin":%s,"outcome":%s,"reason":%s,"seq":%d}' % (
+    ensure_ascii) and several times faster. Raises TypeError/ValueError on a malformed field.
+    (verify_chain inlines this expression; tests keep both identical to the definition.)"""
+    return (_TEMPLATE % (
                 _q(action), _q(actor), _q(at),
                 "null" if client is None else _q(client),
                 "null" if detail_key is None else _q(detail_key),
@@ -136,69 +140,119 @@ class VerifyResult:
 def verify_chain(rows: Iterable[Row], checkpoints: Iterable[Checkpoint], *, vault_id: bytes,
                  public_key: bytes, total: int | None = None,
                  progress: Callable[[int, int], None] | None = None,
-                 overdue_warning: bool = False) -> VerifyResult:
-    """Walk the chain once, checking every link, every hash and every checkpoint on the way."""
+                 overdue_warning: bool = False, all_signatures: bool = False) -> VerifyResult:
+    """Walk the chain once, checking every link, every hash and every checkpoint on the way.
+
+    Signatures: a checkpoint whose hash matches the chain adds nothing to the verdict unless it
+    is the one that covers the end of the log, so by default only the signatures the verdict
+    depends on are checked (the covering checkpoint, the prune base, any checkpoint that
+    disagrees with the chain or claims entries beyond its end). ``all_signatures`` checks every
+    one first. Either way an invalid signature the verdict depends on fails verification, and
+    the earliest invalid checkpoint is named."""
     result = VerifyResult()
-    signed: dict[int, bytes] = {}
-    base_seq, base_hash = 0, genesis_hash(vault_id)
-    prune: Checkpoint | None = None
-    for cp in checkpoints:
+    cps = list(checkpoints)
+    checked: dict[int, bool] = {}
+
+    def sig_ok(cp: Checkpoint) -> bool:
+        key = id(cp)
+        if key not in checked:
+            checked[key] = verify_signature(public_key, cp.signature, cp.signing_input())
+        return checked[key]
+
+    def first_invalid() -> VerifyResult:
+        bad = min((cp for cp in cps if not sig_ok(cp)), key=lambda c: c.seq)
+        return result.fail(f"checkpoint {bad.seq} has an invalid signature", bad.seq)
+
+    for cp in cps:
         if cp.vault_id != vault_id:
             return result.fail(f"checkpoint {cp.seq} belongs to another vault", cp.seq)
-        if not verify_signature(public_key, cp.signature, cp.signing_input()):
-            return result.fail(f"checkpoint {cp.seq} has an invalid signature", cp.seq)
-        result.checkpoints += 1
-        if signed.get(cp.seq, cp.entry_hash) != cp.entry_hash:
-            return result.fail(f"two signed checkpoints disagree about entry {cp.seq}", cp.seq)
-        signed[cp.seq] = cp.entry_hash
-        if cp.kind == "prune" and (prune is None or cp.base_seq > prune.base_seq):
-            prune = cp
-    if prune is not None:
+    if all_signatures and not all(sig_ok(cp) for cp in cps):
+        return first_invalid()
+    result.checkpoints = len(cps)
+
+    base_seq, base_hash = 0, genesis_hash(vault_id)
+    prunes = sorted((cp for cp in cps if cp.kind == "prune"), key=lambda c: c.base_seq)
+    if prunes:
+        prune = prunes[-1]
+        if not sig_ok(prune):
+            return first_invalid()
         base_seq, base_hash = prune.base_seq, prune.base_hash
-        if signed.get(base_seq, base_hash) != base_hash:
-            return result.fail(f"two signed checkpoints disagree about entry {base_seq}", base_seq)
+        for cp in cps:
+            if cp.seq == base_seq and cp.entry_hash != base_hash and sig_ok(cp):
+                return result.fail(f"two signed checkpoints disagree about entry {base_seq}", base_seq)
     result.base_seq = base_seq
-    marks = {s: h for s, h in signed.items() if s > base_seq}
+    marks: dict[int, list[Checkpoint]] = {}
+    for cp in cps:
+        if cp.seq > base_seq:
+            marks.setdefault(cp.seq, []).append(cp)
 
     expected, prev = base_seq + 1, base_hash
     last_mark = base_seq  # last checkpoint passed: a rewrite is pinned to the span after it
+    # the hot loop: one SHA-256 per entry and as little Python around it as possible (the
+    # canonical form of entry_bytes() is inlined; checkpoints and progress are compared by
+    # sequence number instead of looked up)
+    pending = sorted(marks)
+    pending.append(-1)
+    mark_i = 0
+    next_mark = pending[0]
+    step = PROGRESS_EVERY if progress is not None else -1
+    next_report = base_seq + step if progress is not None else -1
+    template = _TEMPLATE
+    q = _q
     b64 = b2a_base64
+    sha = _sha256
+    int_ = int
+    str_ = str
     it = iter(rows)
     for row in it:
         try:
             seq, at, actor, action, client, outcome, reason, origin, sealed, key, link, stored = row
-            if sealed is not None and not isinstance(sealed, str):
-                sealed = b64(sealed, newline=False).decode()
-            if seq != expected or type(seq) is not int:
+            if seq != expected or seq.__class__ is not int_:
                 return _diagnose(result, row, expected, prev, it)
-            digest = _sha256(prev + entry_bytes(seq, at, actor, action, client, outcome, reason,
-                                                origin, sealed, key)).digest()
-        except (TypeError, ValueError):
+            if sealed is not None and sealed.__class__ is not str_:
+                sealed = b64(sealed, newline=False).decode()
+            digest = sha(prev + (template % (
+                q(action), q(actor), q(at), "null" if client is None else q(client),
+                "null" if key is None else q(key), "null" if sealed is None else q(sealed),
+                q(origin), q(outcome), "null" if reason is None else q(reason), seq)).encode()
+            ).digest()
+        except (TypeError, ValueError, AttributeError):
             return result.fail(f"entry {expected} is malformed", expected)
-        if link != prev or digest != stored:
+        if digest != stored or link != prev:
             return result.fail(f"entry {seq} was modified", seq)
-        mark = marks.get(seq)
-        if mark is not None:
-            if mark != digest:
-                return result.fail(f"entries {last_mark + 1}-{seq} were rewritten: entry {seq} does "
-                                   f"not match signed checkpoint {seq}", last_mark + 1)
+        if seq == next_mark:
+            for cp in marks[seq]:
+                if cp.entry_hash != digest:
+                    if not sig_ok(cp):
+                        return first_invalid()
+                    return result.fail(f"entries {last_mark + 1}-{seq} were rewritten: entry {seq} "
+                                       f"does not match signed checkpoint {seq}", last_mark + 1)
             last_mark = seq
+            mark_i += 1
+            next_mark = pending[mark_i]
+        if seq == next_report:
+            progress(seq - base_seq, total or 0)
+            next_report += step
         prev = digest
         expected += 1
-        if progress is not None and seq % PROGRESS_EVERY == 0:
-            progress(expected - base_seq - 1, total or 0)
     last = expected - 1
     result.entries = last - base_seq
     result.first_seq = base_seq + 1 if result.entries else None
     result.last_seq = last if result.entries else None
     if progress is not None:
         progress(result.entries, total or result.entries)
-    beyond = [s for s in marks if s > last]
+    beyond = [cp for s in pending[mark_i:-1] for cp in marks[s]]
     if beyond:
+        valid = [cp.seq for cp in beyond if sig_ok(cp)]
+        if not valid:
+            return first_invalid()
         return result.fail(f"entry {last + 1} missing: the log ends at entry {last} but signed "
-                           f"checkpoint {max(beyond)} covers up to entry {max(beyond)} "
+                           f"checkpoint {max(valid)} covers up to entry {max(valid)} "
                            "(entries were truncated)", last + 1)
-    result.signed_up_to = last_mark if last_mark > base_seq or prune is not None else None
+    covering = marks.get(last_mark, [])
+    if covering and not all(sig_ok(cp) for cp in covering):
+        return first_invalid()
+    result.signed_up_to = last_mark if (last_mark > base_seq or prunes) else None
     if result.entries and result.signed_up_to is None:
         result.warnings.append("no signed checkpoint covers these entries: the chain proves their "
                                "order, not their authenticity")
@@ -306,7 +360,8 @@ def _after(rows: list[Row]) -> str:
 
 def verify_export(lines: Iterable[str], *, public_key_text: str | None = None,
                   extra_checkpoints: Iterable[dict] = (),
-                  progress: Callable[[int, int], None] | None = None) -> VerifyResult:
+                  progress: Callable[[int, int], None] | None = None,
+                  all_signatures: bool = False) -> VerifyResult:
     """Offline verification of an export: no vault, no root key. ``public_key_text`` is the key
     the reviewer trusts (``cvault audit pubkey``); without it the key in the export's header is
     used and a warning says so. ``extra_checkpoints`` are checkpoints kept elsewhere (the blob
@@ -334,7 +389,8 @@ def verify_export(lines: Iterable[str], *, public_key_text: str | None = None,
         except ValueError:
             raise InvalidInput("an external checkpoint file is malformed") from None
     result = verify_chain(export.rows, checkpoints, vault_id=export.vault_id, public_key=public,
-                          total=len(export.rows), progress=progress)
+                          total=len(export.rows), progress=progress,
+                          all_signatures=all_signatures)
     result.public_key = "ed25519:" + base64.b64encode(public).decode()
     result.warnings[:0] = warnings
     problem = _check_details(export, public)
@@ -369,7 +425,8 @@ def _check_details(export: ExportFile, public: bytes) -> tuple[str, int | None] 
     if trailer.vault_id != export.vault_id or \
             not verify_signature(public, signature, trailer.signing_input()):
         return "the export's trailer has an invalid signature", None
-    if trailer.header_sha256 != sha256_hex(export.header_line):
+    header_text = json.dumps(export.header, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    if trailer.header_sha256 != sha256_hex(header_text):
         return "the export's header line was modified", None
     if trailer.entries != len(export.details) or trailer.head_seq != (last if last is not None
                                                                        else trailer.head_seq):

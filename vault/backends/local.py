@@ -44,13 +44,18 @@ class LocalBackend:
         return self.root / name[:2] / name
 
     def put(self, name: str, data: bytes, *, durable: bool = True) -> None:
-        """Atomic replace. ``durable=False`` skips the fsyncs; the caller must :meth:`sync` later
-        (bulk import writes thousands of blobs, then makes them durable with one sync)."""
+        """Atomic replace. ``durable=False`` (bulk import of names no committed row refers to yet)
+        writes in place without fsync; the caller must :meth:`sync` before committing."""
         path = self._path(name)
         try:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            tmp = path.parent / f".tmp-{name}-{os.getpid()}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            # A non-durable put (bulk import of new names inside an uncommitted transaction) writes
+            # in place: until the commit no row refers to the name, so a torn file is an orphan.
+            tmp = path.parent / f".tmp-{name}-{os.getpid()}" if durable else path
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            except FileNotFoundError:  # first blob of this shard folder (or the folder was lost)
+                path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
                 view = memoryview(data)
                 while view:
@@ -60,8 +65,8 @@ class LocalBackend:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, path)
             if durable:
+                os.replace(tmp, path)
                 fsync_dir(path.parent)
         except OSError as exc:
             raise _fail(exc, "write") from None

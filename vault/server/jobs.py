@@ -64,7 +64,7 @@ class BackgroundJobs:
 
     def run_once(self, name: str) -> bool:
         """Run one job now; True if it succeeded (or had nothing to do)."""
-        fn = next(f for n, _, f in self.jobs if n == name) if name in self.state else None
+        fn = next((f for n, _, f in self.jobs if n == name), None)
         if fn is None or self.pool.sealed:
             return False
         st = self.state[name]

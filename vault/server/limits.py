@@ -15,6 +15,8 @@ import time
 
 #: at most this many buckets are kept; full, idle buckets are dropped first
 MAX_BUCKETS = 10_000
+#: after the limit, at most this much more of a body is read and dropped before answering 413
+DRAIN_BYTES = 8 * 1024 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -55,10 +57,33 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    # read (and drop) what the client is still sending, up to DRAIN_BYTES, so it
+                    # gets to read the 413 instead of a reset connection
+                    while message.get("more_body") and seen <= limit + DRAIN_BYTES:
+                        message = await receive()
+                        seen += len(message.get("body", b""))
+                    state["too_large"] = True
                     raise BodyTooLarge(limit)
             return message
 
-        await self.app(scope, counted, send)
+        # whatever the framework makes of the exception (it may wrap it as a parse error), the
+        # answer is the 413
+        state = {"too_large": False, "answered": False}
+
+        async def guarded_send(message):
+            if state["too_large"]:
+                if message["type"] == "http.response.start" and not state["answered"]:
+                    state["answered"] = True
+                    await _refuse(send, limit)
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, counted, guarded_send)
+        except BodyTooLarge:
+            if not state["answered"]:
+                state["answered"] = True
+                await _refuse(send, limit)
 
 
 async def _refuse(send, limit: int | None) -> None:

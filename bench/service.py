@@ -1,0 +1,128 @@
+"""Service mode benchmarks (issue 7), against a real ``cvault serve`` on loopback HTTPS.
+
+1. Authenticated ``secret get`` throughput and tail latency, audit on (one decision per read),
+   keep-alive connections from 4 client threads: target >= 300 reads/s with p99 <= 50 ms.
+2. Remote ``cvault secret get`` (a CLI process talking to the service) against the floor
+   ``python -c "import click"`` measured in the same run: target median <= floor + 25 ms.
+
+Run: ``python -m bench.service`` (about a minute). Prints one JSON line per result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from bench.common import Result, clean_env, cvault_argv, emit, interleaved, iqr, time_command
+
+FLOOR = [sys.executable, "-c", "import click"]
+
+
+def prepare(base: Path):
+    """A vault with an engineer assigned to acme (10 records) and a live session token."""
+    from tests.helpers import make_vault
+    from tests.service_helpers import add_person, assign, new_session
+
+    vdir = make_vault(base, with_operator=False)
+    v = vdir.open()
+    manager = v.users.resume(new_session(v, add_person(v, "maria", "account_manager")))
+    v.clients.add(manager, "acme", sla_end=v.ctx.now() + timedelta(days=365))
+    eve = add_person(v, "eve", "engineer")
+    assign(v, eve, "acme")
+    token = new_session(v, eve)
+    p = v.users.resume(token)
+    for i in range(10):
+        v.secrets.put(p, "acme", f"rec/{i}", "access", {"host": f"10.0.0.{i}", "password": f"pw-{i}"})
+    v.close()
+    return vdir, token
+
+
+def throughput(service, token: str, threads: int = 4, seconds: float = 10.0) -> list[Result]:
+    latencies: list[float] = []
+    errors: list = []
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def work(n: int) -> None:
+        client = service.client(token)
+        mine = []
+        try:
+            i = 0
+            while time.monotonic() < stop:
+                start = time.perf_counter()
+                status, body = client.post("/v1/secrets/get", {"client_name": "acme",
+                                                               "path": f"rec/{(n + i) % 10}"})
+                mine.append(time.perf_counter() - start)
+                if status != 200:
+                    errors.append((status, body))
+                    return
+                i += 1
+        finally:
+            client.close()
+            with lock:
+                latencies.extend(mine)
+
+    started = time.monotonic()
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    elapsed = time.monotonic() - started
+    if errors:
+        raise RuntimeError(f"errors during the run: {errors[:3]}")
+    rate = len(latencies) / elapsed
+    p99 = statistics.quantiles(latencies, n=100)[98]
+    med = statistics.median(latencies)
+    note = f"{len(latencies)} reads, {threads} keep-alive clients, {elapsed:.1f} s, {os.cpu_count()} cpus"
+    return [
+        emit(Result("service secret get throughput", "reads/s", rate, 0.0, None, "", None,
+                    ">= 300 reads/s", rate >= 300, note)),
+        emit(Result("service secret get p99 latency", "s", p99, iqr(latencies), None, "", None,
+                    "p99 <= 0.050 s", p99 <= 0.050, f"median {med * 1000:.1f} ms; {note}")),
+    ]
+
+
+def remote_cli(service, vdir, token: str, runs: int = 20) -> Result:
+    session = vdir.home.parent / "bench-session.json"
+    fd = os.open(session, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"vault_id": f"service:{service.addr}", "user": "eve", "token": token,
+                   "expires_at": "2099-01-01T00:00:00Z"}, fh)
+    env = clean_env(CVAULT_ADDR=service.addr, CVAULT_CACERT=str(service.ca.ca_path),
+                    CVAULT_SESSION_FILE=str(session))
+    get = cvault_argv() + ["secret", "get", "acme", "rec/0", "--field", "password"]
+    floor, got = interleaved(runs, lambda: time_command(FLOOR, clean_env()),
+                             lambda: time_command(get, env))
+    f, g = statistics.median(floor), statistics.median(got)
+    return emit(Result("remote cvault secret get", "s", g, iqr(got), f, "python -c 'import click'",
+                       g / f, "<= floor + 0.025 s", g <= f + 0.025,
+                       f"difference {(g - f) * 1000:.1f} ms"))
+
+
+def run() -> list[Result]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.service_helpers import start_service
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        vdir, token = prepare(base)
+        service = start_service(vdir, base / "service", "--sweep-interval", "0",
+                                "--outbox-interval", "0")
+        try:
+            results = throughput(service, token)
+            results.append(remote_cli(service, vdir, token))
+        finally:
+            service.stop()
+    return results
+
+
+if __name__ == "__main__":
+    run()
