@@ -26,7 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import timedelta
+
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))

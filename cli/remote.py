@@ -9,8 +9,9 @@ the error ``code`` the service sends. So every command runs unchanged, with the 
 exit codes. The ``principal`` argument is ignored: the service derives the principal from the
 bearer token (the session token saved by ``cvault login``).
 
-Light on purpose (``cvault secret get`` pays for every import): ``http.client`` and ``ssl`` from
-the standard library, never requests or FastAPI. ``CVAULT_CACERT`` names a PEM bundle to trust
+Light on purpose (``cvault secret get`` pays for every import): ``socket`` and ``ssl`` from the
+standard library with a minimal HTTP/1.1 exchange (:class:`_Connection`), never requests, FastAPI
+or even ``http.client``. ``CVAULT_CACERT`` names a PEM bundle to trust
 (a private CA) instead of the system's.
 """
 
@@ -62,10 +63,9 @@ class Transport:
         self._conn = None
         self.origin = f"{url.scheme}://{url.netloc}{self.base}"
 
-    def _connection(self):
+    def _connection(self) -> "_Connection":
         if self._conn is None:
-            import http.client
-
+            ctx = None
             if self.https:
                 import ssl
 
@@ -75,34 +75,23 @@ class Transport:
                     ctx = ssl.create_default_context(cafile=self.cacert)
                 else:
                     ctx = ssl.create_default_context()
-                self._conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
-                                                         context=ctx)
-            else:
-                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            self._conn = _Connection(self.host, self.port, ctx, self.timeout)
         return self._conn
 
     def request(self, method: str, path: str, body: dict | None = None, *, auth: bool = False):
         headers = {"Accept": "application/json"}
-        data = None
+        data = b""
         if body is not None:
             data = json.dumps(body, ensure_ascii=False).encode("utf-8")
             headers["Content-Type"] = "application/json"
         if auth and self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         try:
-            conn = self._connection()
-            conn.request(method, self.base + path, body=data, headers=headers)
-            response = conn.getresponse()
-            payload = response.read()
-            status = response.status
-        except (OSError, ValueError) as exc:  # ssl.SSLError and http.client errors are OSErrors
+            status, payload = self._connection().exchange(method, self.base + path, headers, data)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             self.close()
             raise ServiceUnreachable(f"cannot reach the cvault service at {self.origin}: "
                                      f"{_reason(exc)}") from None
-        except Exception as exc:  # http.client.HTTPException (bad status line, ...)
-            self.close()
-            raise ServiceUnreachable(f"bad answer from the cvault service at {self.origin}: "
-                                     f"{type(exc).__name__}") from None
         if 200 <= status < 300:
             try:
                 return json.loads(payload) if payload else None
@@ -117,6 +106,83 @@ class Transport:
                 self._conn.close()
             finally:
                 self._conn = None
+
+
+class _Connection:
+    """A minimal HTTP/1.1 client connection (keep-alive, Content-Length or chunked replies).
+
+    Not ``http.client``: importing it pulls in the ``email`` package, ~20 ms, which is most of
+    the remote ``secret get`` budget (docs/service.md, "Performance"). The service is ours and
+    speaks plain HTTP/1.1 through uvicorn, so this small subset is enough."""
+
+    MAX_HEADER = 64 * 1024
+    MAX_BODY = 256 * 1024 * 1024
+
+    def __init__(self, host: str, port: int, ctx, timeout: float):
+        import socket
+
+        sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock = ctx.wrap_socket(sock, server_hostname=host) if ctx is not None else sock
+        self.host = f"{host}:{port}"
+        self.buf = b""
+
+    def exchange(self, method: str, target: str, headers: dict, body: bytes) -> tuple[int, bytes]:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.host}",
+                 f"Content-Length: {len(body)}", "Connection: keep-alive"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        head = self._until(b"\r\n\r\n", self.MAX_HEADER).decode("latin-1").split("\r\n")
+        parts = head[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+            raise ValueError("not an HTTP/1.1 reply")
+        fields = {}
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            fields[name.strip().lower()] = value.strip()
+        if "chunked" in fields.get("transfer-encoding", "").lower():
+            payload = b""
+            while True:
+                size = int(self._until(b"\r\n", 1024).split(b";")[0], 16)
+                if size == 0:
+                    self._until(b"\r\n", self.MAX_HEADER)
+                    break
+                payload += self._exactly(size + 2)[:-2]
+                if len(payload) > self.MAX_BODY:
+                    raise ValueError("reply too large")
+        else:
+            length = int(fields.get("content-length", "0"))
+            if not 0 <= length <= self.MAX_BODY:
+                raise ValueError("reply too large")
+            payload = self._exactly(length)
+        if fields.get("connection", "").lower() == "close":
+            self.close()
+        return int(parts[1]), payload
+
+    def _fill(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionResetError("the service closed the connection")
+        self.buf += data
+
+    def _until(self, marker: bytes, limit: int) -> bytes:
+        while marker not in self.buf:
+            if len(self.buf) > limit:
+                raise ValueError("reply header too large")
+            self._fill()
+        out, _, self.buf = self.buf.partition(marker)
+        return out
+
+    def _exactly(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
 
 
 def _reason(exc: Exception) -> str:

@@ -129,9 +129,25 @@ def files_under(folder: Path) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file()]
 
 
+_GREP = r"""
+import sys
+from pathlib import Path
+needle = bytes.fromhex(sys.argv[2])
+for p in sorted(Path(sys.argv[1]).rglob("*")):
+    if p.is_file() and needle in p.read_bytes():
+        print(p)
+"""
+
+
 def grep_tree(folder: Path, needle: bytes) -> list[Path]:
-    """Every file under ``folder`` whose bytes contain ``needle``."""
-    return [p for p in files_under(folder) if needle in p.read_bytes()]
+    """Every file under ``folder`` whose bytes contain ``needle``.
+
+    Runs in a child process: opening and closing vault.db in a process that also holds a SQLite
+    connection to it drops that process's POSIX locks, after which another process may delete the
+    WAL under the open connection (a classic SQLite pitfall, sqlite.org/howtocorrupt.html 2.2)."""
+    out = subprocess.run([sys.executable, "-c", _GREP, str(folder), needle.hex()],
+                         capture_output=True, text=True, check=True).stdout
+    return [Path(line) for line in out.splitlines()]
 
 
 # --- identity ------------------------------------------------------------------------------------

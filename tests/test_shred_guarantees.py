@@ -15,7 +15,6 @@ every file after a checkpoint.
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import datetime, timedelta
 
 import pytest

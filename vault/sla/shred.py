@@ -42,7 +42,6 @@ from vault.audit.signing import AuditSigner
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.context import CLIENT_COLUMNS, ClientRow, VaultContext, client_from_row
 from vault.errors import ClientUnavailable, IntegrityFailure, VaultError
-from vault.policy import Action
 from vault.principal import Principal
 from vault.sla import certificate as certfmt
 
