@@ -163,3 +163,51 @@ def test_sync_cli_status_push_verify(vdir, remote_config, fake_graph, test_ca):
     v.close()
     proc = vdir.cli("sync", "push", env=env)
     assert proc.returncode == 9 and "Traceback" not in proc.stderr
+
+
+def test_shred_deletes_remote_blobs_permanently_and_waits_while_the_remote_is_down(
+        vdir, remote_config, fake_graph, recording_sleep):
+    from tests.helpers import clock_at
+
+    clock = clock_at()
+    v = vdir.open(clock=clock)
+    v.sync.configure(operator(), {**remote_config, "max_attempts": 2})
+    v.sync.client_options = {"sleep": recording_sleep}
+    add_client(v, "acme", grace_days=0)
+    add_client(v, "globex")
+    for i in range(5):
+        v.secrets.put(operator(), "acme", f"a/{i}", "note", {"text": f"acme-{i}"})
+        v.secrets.put(operator(), "globex", f"g/{i}", "note", {"text": f"globex-{i}"})
+    v.sync.push(operator())
+    acme_blobs = {r[0] for r in v.ctx.db.all(
+        "SELECT v.blob_name FROM record_versions v JOIN records r ON r.id = v.record_id"
+        " JOIN clients c ON c.id = r.client_id WHERE c.name = 'acme'")}
+    assert acme_blobs <= remote_blob_names(fake_graph)
+
+    v.sla.expire(operator(), "acme", reason="contract ended")
+    clock.advance(1)
+    result = v.sla.sweep(operator())
+    assert result["shredded"] == ["acme"]
+    cert = v.sla.certificate(operator(), "acme")
+    assert cert["certificate"]["destroyed"]["blobs"][1]["pending_at_issue"] == 5
+    assert cert["live_status"]["remote_deletes_pending"] == 5
+
+    fake_graph.down = "refuse"
+    failed = v.sync.push(operator())
+    assert sum(e.startswith("delete ") for e in failed["errors"]) == min(5, len(failed["errors"]))
+    assert v.sync.pending()["delete"] == 5
+    assert v.sla.certificate(operator(), "acme")["live_status"]["remote_deletes_pending"] == 5
+    assert acme_blobs <= remote_blob_names(fake_graph)  # still there while the remote is down
+
+    fake_graph.down = None
+    result = v.sync.push(operator(), force=True)
+    assert result["deleted"] == 5 and result["failed"] == 0, result
+    assert not (acme_blobs & remote_blob_names(fake_graph))
+    assert v.sla.certificate(operator(), "acme")["live_status"]["remote_deletes_pending"] == 0
+    permanent = [r for r in fake_graph.log if r.method == "POST" and r.path.endswith("/permanentDelete")]
+    assert len(permanent) >= 5
+    assert not fake_graph.recycle_bin  # permanentDelete bypasses the recycle bin
+    # the other client is untouched, locally and remotely
+    assert v.secrets.get(operator(), "globex", "g/3").fields["text"] == "globex-3"
+    assert v.sync.verify(operator())["ok"]
+    v.close()

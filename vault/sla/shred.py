@@ -121,13 +121,11 @@ def _audit_key_destroyer():
 
 
 def remote_pending(conn, client_id: str) -> int:
-    """Permanent remote deletes of this client's blobs still waiting in the outbox."""
-    cols = {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}
-    done_col = next((c for c in ("done_at", "completed_at") if c in cols), None)
-    extra = f" AND o.{done_col} IS NULL" if done_col else ""
+    """Permanent remote deletes of this client's blobs still waiting in the outbox (sync removes
+    an outbox row once the remote delete succeeded)."""
     return conn.execute(
         "SELECT count(*) FROM outbox o JOIN shred_blobs s ON s.blob_name = o.blob_name"
-        f" WHERE s.client_id = ? AND o.op = 'delete'{extra}", (client_id,)).fetchone()[0]
+        " WHERE s.client_id = ? AND o.op = 'delete'", (client_id,)).fetchone()[0]
 
 
 _SCAN = """
