@@ -16,21 +16,21 @@ from vault.errors import VaultError
 
 CLEAR_AFTER_SECONDS = 30
 
-TOOLS = [  # (copy argv, paste argv)
-    (["wl-copy"], ["wl-paste", "--no-newline"]),
-    (["xclip", "-selection", "clipboard"], ["xclip", "-selection", "clipboard", "-o"]),
-    (["xsel", "--clipboard", "--input"], ["xsel", "--clipboard", "--output"]),
-    (["pbcopy"], ["pbpaste"]),
+TOOLS = [  # (environment variable that must be set, or None; copy argv; paste argv)
+    ("WAYLAND_DISPLAY", ["wl-copy"], ["wl-paste", "--no-newline"]),
+    ("DISPLAY", ["xclip", "-selection", "clipboard"], ["xclip", "-selection", "clipboard", "-o"]),
+    ("DISPLAY", ["xsel", "--clipboard", "--input"], ["xsel", "--clipboard", "--output"]),
+    (None, ["pbcopy"], ["pbpaste"]),
 ]
 
 
 class NoClipboard(VaultError):
-    """no clipboard tool found (install wl-clipboard, xclip or xsel)."""
+    """no clipboard available (a graphical session with wl-clipboard, xclip or xsel is needed)."""
 
 
 def _tool():
-    for copy, paste in TOOLS:
-        if shutil.which(copy[0]):
+    for needs, copy, paste in TOOLS:
+        if (needs is None or os.environ.get(needs)) and shutil.which(copy[0]):
             return copy, paste
     raise NoClipboard()
 
@@ -46,7 +46,11 @@ def clear_delay() -> int:
 
 def copy_with_timeout(value: str) -> int:
     copy, paste = _tool()
-    subprocess.run(copy, input=value.encode(), check=True, timeout=10)
+    try:
+        subprocess.run(copy, input=value.encode(), check=True, timeout=10,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        raise NoClipboard(f"the clipboard tool {copy[0]} failed; nothing was copied") from None
     import hashlib
 
     digest = hashlib.sha256(value.encode()).hexdigest()

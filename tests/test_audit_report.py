@@ -55,7 +55,10 @@ def test_identity_sections_use_the_action_table():
     log.add(MON, "bob", ACTIONS["lockouts"][0], "deny", reason="locked for 5 minutes")
     log.add(MON, "eve", ACTIONS["totp_replays"][0], "deny", reason="TOTP code already used")
     log.add(MON, "eve", ACTIONS["recovery_codes"][0], "ok", reason="recovery code used; 9 left")
+    log.add(MON, "eve", ACTIONS["failed_stepups"][0], "deny", reason="wrong TOTP code")
+    log.add(MON, "eve", "auth.stepup", "ok", reason="TOTP verified for reading secrets")
     r = report(log)["identity"]
+    assert r["failed_stepups"] == [{"user": "eve", "count": 1}]
     assert r["failed_logins"] == [{"user": "bob", "count": 3}]
     assert r["lockouts"] == [{"user": "bob", "count": 1}]
     assert r["totp_replays"] == [{"user": "eve", "count": 1}]

@@ -96,13 +96,20 @@ def test_copy_uses_the_clipboard_tool_via_stdin_and_clears(vdir, tmp_path):
         tool.chmod(0o755)
     _ok(vdir.cli("client", "add", "acme", "--sla-end", "+30d"))
     _ok(vdir.cli("secret", "put", "acme", "x", "--type", "access", "--from-stdin", input="clip-secret\n"))
-    env = vdir.env(PATH=f"{bin_dir}:{os.environ['PATH']}", CVAULT_CLIPBOARD_CLEAR_SECONDS="0")
+    env = vdir.env(PATH=f"{bin_dir}:{os.environ['PATH']}", CVAULT_CLIPBOARD_CLEAR_SECONDS="0",
+                   DISPLAY=":99")
+    env.pop("WAYLAND_DISPLAY", None)
     proc = vdir.cli("secret", "get", "acme", "x", "--copy", env=env)
     assert proc.returncode == 0, proc.stderr
     assert "clip-secret" not in proc.stdout + proc.stderr
     assert "clip-secret" not in log.read_text()  # never in argv
     import time
 
+    no_display = vdir.env(PATH=f"{bin_dir}:{os.environ['PATH']}")
+    no_display.pop("DISPLAY", None)
+    no_display.pop("WAYLAND_DISPLAY", None)
+    proc = vdir.cli("secret", "get", "acme", "x", "--copy", env=no_display)
+    assert proc.returncode == 1 and "no clipboard available" in proc.stderr
     for _ in range(100):  # the detached clearer runs after 0 s here
         if clip.read_text() == "":
             break

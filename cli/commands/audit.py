@@ -186,7 +186,7 @@ def _print_report(d: dict) -> None:
     _section("Refusals by reason")
     table(d["refusals_by_reason"], [("count", "count"), ("reason", "reason")])
     _section("Identity")
-    labels = {"failed_logins": "failed logins", "lockouts": "lockouts",
+    labels = {"failed_logins": "failed logins", "failed_stepups": "failed step-ups", "lockouts": "lockouts",
               "totp_replays": "TOTP replays", "recovery_codes": "recovery-code uses"}
     rows = [{"what": labels[k], "user": r["user"], "count": r["count"]}
             for k, v in d["identity"].items() for r in v]

@@ -18,6 +18,7 @@ from vault.errors import InvalidInput
 #: report section -> (action name or prefix ending in ".", outcomes counted; None = any outcome)
 ACTIONS: dict[str, tuple[str, frozenset[str] | None]] = {
     "failed_logins": ("auth.login", frozenset({"deny", "error"})),
+    "failed_stepups": ("auth.stepup", frozenset({"deny", "error"})),
     "lockouts": ("auth.lockout", None),
     "totp_replays": ("auth.totp_replay", None),
     "recovery_codes": ("auth.recovery_code", frozenset({"ok", "allow"})),
@@ -143,7 +144,8 @@ def build_report(events: Iterable[Event], settings: ReportSettings, *, since: da
     per_client: dict[str, Counter] = defaultdict(Counter)
     refusals: Counter = Counter()
     identity: dict[str, Counter] = {k: Counter() for k in
-                                    ("failed_logins", "lockouts", "totp_replays", "recovery_codes")}
+                                    ("failed_logins", "failed_stepups", "lockouts", "totp_replays",
+                                     "recovery_codes")}
     off_hours, after_assignment, admin_changes, shreds = [], [], [], []
     reads_by_user: dict[str, list[Event]] = defaultdict(list)
 
