@@ -23,7 +23,8 @@ import click
 
 
 PASSWORDS = {"alice": "alice-demo-password", "amy": "amy-demo-password",
-             "bob": "bob-demo-password", "carl": "carl-demo-password"}
+             "bob": "bob-demo-password", "carl": "carl-demo-password",
+             "rita": "rita-demo-password"}
 
 
 @dataclass
@@ -62,6 +63,10 @@ def _keep_code(user: str):
     return capture
 
 
+def _keep_pubkey(got: Captured, out: str) -> None:
+    got["pubkey"] = out.strip().splitlines()[-1].strip()
+
+
 def _onboard(user: str, role: str) -> list[Step]:
     return [
         Step(f"The admin adds {user} ({role}): a one-time enrollment code, valid 24 h",
@@ -93,7 +98,8 @@ def story(work: Path) -> list[Step]:
         *_onboard("amy", "account_manager"),
         *_onboard("bob", "engineer"),
         *_onboard("carl", "engineer"),
-        _login("amy"), _login("bob"), _login("carl"),
+        *_onboard("rita", "security_reviewer"),
+        _login("amy"), _login("bob"), _login("carl"), _login("rita"),
         Step("amy (account manager) adds a client with its SLA end",
              ["client", "add", "acme", "--sla-end", "+365d"], user="amy"),
         Step("amy assigns bob to the client for 90 days (need-to-know)",
@@ -134,6 +140,42 @@ def story(work: Path) -> list[Step]:
         Step("A wrong TOTP code: one line, exit 3, counted towards the lockout",
              ["login", "carl", "--password-stdin", "--totp", "000000"],
              stdin=PASSWORDS["carl"] + "\n", expect=3, user="carl-retry"),
+        # --- SLA end and crypto-shredding --------------------------------------------------
+        Step("amy adds a second client, globex, whose SLA has no grace period",
+             ["client", "add", "globex", "--sla-end", "+30d", "--grace-days", "0"], user="amy"),
+        Step("", ["client", "assign", "globex", "bob"], user="amy"),
+        Step("bob stores globex's VPN access",
+             ["secret", "put", "globex", "vpn/gateway", "--type", "access", "--host", "vpn.globex.example",
+              "--username", "msp-admin", "--from-stdin"], stdin="globex-vpn-password\n", user="bob"),
+        Step("globex does not renew: amy ends the SLA now",
+             ["sla", "expire", "globex", "--reason", "contract not renewed"], user="amy"),
+        Step("Access is refused the moment the SLA ends (exit 7), before any sweep",
+             ["secret", "get", "globex", "vpn/gateway"], user="bob", expect=7),
+        Step("The scheduled sweep (cron or systemd timer, no login: the vault acts on its own) "
+             "crypto-shreds every client past its grace period",
+             ["sla", "sweep"]),
+        Step("globex is shredded: its keys are gone, so every copy anywhere is unreadable",
+             ["secret", "get", "globex", "vpn/gateway"], user="bob", expect=7),
+        Step("The signed shred certificate", ["sla", "certificate", "globex", "--out",
+                                             str(work / "globex-certificate.json")], user="amy"),
+        Step("The reviewer's copy of the audit public key", ["audit", "pubkey"], user="rita",
+             capture=_keep_pubkey),
+        Step("Anyone can verify the certificate offline with the public key",
+             lambda got: ["sla", "certificate", "--verify", str(work / "globex-certificate.json"),
+                          "--pubkey", got["pubkey"]]),
+        Step("acme is untouched", ["secret", "get", "acme", "office/wifi", "--field", "wifi_ssid"],
+             user="bob"),
+        # --- the security reviewer -----------------------------------------------------------
+        Step("rita reviews the access log: every read, refusal, login and shred",
+             ["audit", "log", "--limit", "12"], user="rita"),
+        Step("rita verifies the hash chain and the signed checkpoints", ["audit", "verify"],
+             user="rita"),
+        Step("rita exports the log for the SIEM and verifies the export offline",
+             ["audit", "export", "--format", "jsonl", "--out", str(work / "audit.jsonl")], user="rita"),
+        Step("", lambda got: ["audit", "verify", "--file", str(work / "audit.jsonl"),
+                              "--pubkey", got["pubkey"]]),
+        Step("rita's report: access per user and client, refusals, identity alarms, shreds",
+             ["audit", "report"], user="rita"),
         Step("Check the whole vault: permissions, schema, every blob's authentication tag",
              ["doctor"], user="alice"),
     ]
