@@ -57,6 +57,7 @@ class SlotService:
         """Write a new key file (0600, refusing to overwrite) and add its slot."""
         secret, text = keys.new_key_file_text()
         try:
+            Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             write_private_file(Path(path), text.encode(), exclusive=True)
         except FileExistsError:
             raise InvalidInput(f"key file {path} already exists; refusing to overwrite it") from None
