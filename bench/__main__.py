@@ -49,6 +49,7 @@ class Bench:
 
 REGISTRY = [
     Bench("secret_get", 2, "cvault secret get latency (embedded)", {"runs": 10}),
+    Bench("importcost", 2, "where secret get spends its time beyond the floor", {"quick": True}),
     Bench("secret_import", 2, "secret import of 10,000 records", {"runs": 1}),
     Bench("audit_verify", 4, "audit verify of a 1,000,000-entry log",
           {"runs": 1, "entries": 200_000}, ["--runs", "1", "--entries", "200000"], timeout=200),
@@ -271,6 +272,8 @@ def kind_of(r: Result) -> str:
         return "peer"
     if r.name.startswith("scaling:"):
         return "curve"
+    if r.name.startswith("diagnostic:"):
+        return "diagnostic"
     return "target"
 
 
@@ -311,6 +314,21 @@ How the comparison is made fair:
   cryptography...aead, sqlite3"`), the least any Python CLI of this kind can cost. Writes: `cp -r`
   of the same N plaintext files into a fresh folder (copying small files with no crypto at all).
 """
+
+
+def diagnostics_section(outcomes: list[Outcome]) -> list[str]:
+    rows = [r for o in outcomes for r in o.results if kind_of(r) == "diagnostic"]
+    if not rows:
+        return []
+    out = ["## Where `secret get` spends its time", "",
+           "`bench/importcost.py`, same run: `python -X importtime` of the floor and of "
+           "`cvault secret get` (modules the floor does not load), and the phases after the imports "
+           "timed in one process. Diagnostics, no target; the gap analysis below uses them.", "",
+           "| Part | Median | Spread (IQR) | Note |", "|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {cell(r.name.removeprefix('diagnostic: '))} | {fmt(r.median, r.unit)} | "
+                   f"{fmt(r.spread, r.unit)} | {cell(r.note)} |")
+    return out + [""]
 
 
 def peers_section(outcomes: list[Outcome], info: dict) -> list[str]:
@@ -370,38 +388,57 @@ def scaling_section(outcomes: list[Outcome], plot: Path | None) -> list[str]:
 #: What would close each gap, by benchmark name prefix (shown only when the target is not met).
 GAPS = {
     "secret get": (
-        "Most of the excess over the floor is work the command does after the imports, not the "
-        "imports (see `python -X importtime`): the vault open and migration check, session and "
-        "need-to-know queries, and an audit event that is fsynced before the secret is printed. "
-        "What would close it: open SQLite read-only for the checks and do the one audit write in a "
-        "single short transaction (one fsync, `synchronous=NORMAL` in WAL mode still makes the "
-        "commit durable at the next checkpoint only, so keep FULL but batch the writes into one "
-        "transaction), import `vault.policy` / `vault.audit.log` lazily, and avoid importing "
-        "`inspect`, `typing`-heavy and `urllib.parse` modules on this path. On a loaded machine "
-        "the floor itself moves; compare the ratio across runs, not one run."),
+        "Where the excess goes is in the section *Where `secret get` spends its time* (same run). "
+        "Profiled for issue 8 (2026-11-25, 2 cores, loaded): about 22 ms of imports the floor does "
+        "not pay (28 cvault modules, about 14 ms of module-body time: the 50-member `Action` enum "
+        "and dataclasses of `vault.policy` about 2 ms, `vault.context` 1.7 ms, "
+        "`vault.audit.checkpoints` 1 ms, `vault.audit.log` 0.9 ms, `vault.principal`, "
+        "`vault.blob`, `vault.record_view` 0.7-0.8 ms each; and 24 other modules, about 8 ms: "
+        "`hashlib`/`_hashlib` 2 ms and `hmac` for `vault.crypto`, cryptography's `hashes` and "
+        "HKDF, `json`, `dataclasses` + `copy`, `base64`, `locale`), then about 10 ms of work "
+        "(open 1 ms, key-file unseal 1 ms, session resume 2 ms, `secrets.get` 4-5 ms with the one "
+        "write transaction of the audit event, close 1 ms). With a floor of 50-65 ms, the 1.3 x "
+        "target leaves 15-20 ms for all of it. What would close it: import less for a read "
+        "(HMAC/hash through cryptography, which the floor already loads, instead of "
+        "`hashlib`/`hmac`; no `vault.audit.checkpoints` unless a checkpoint is due; plain "
+        "classes or lazily built tables instead of module-level dataclasses and the big enum; "
+        "`locale` and `base64` off the path), about 10 ms; and keep the WAL file between "
+        "invocations (today every call creates `vault.db-wal`, fsyncs the folder, and the close "
+        "checkpoints and deletes it: 4 fdatasync per read instead of 1, cheap on this virtual disk "
+        "at 0.1-0.4 ms each, 5-20 ms on a laptop SSD that honours flushes). Service mode avoids "
+        "all of this per read."),
     "secret import": (
-        "Per-record cost is dominated by one blob file per record (open, write, close, rename) and "
-        "the per-record AES-GCM key wrap; a batched write path (one `executemany`, blob writes "
-        "without per-file rename inside the one transaction) would close it."),
+        "Per-record cost: validation, one key per record, one blob file per record and the rows "
+        "in SQLite; a batched insert path would close it."),
     "audit_verify": (
-        "Verification is dominated by building the canonical bytes of each entry in Python; a "
-        "tighter row-to-bytes path (one precompiled format per row, no per-field escaping when "
-        "nothing needs it) would close it."),
+        "Most of the time over the bare hash chain is building each entry's canonical bytes in "
+        "Python; a tighter row-to-bytes path would close it."),
     "sla.shred": (
-        "The shred does secure_delete, a WAL checkpoint with truncate and a VACUUM of the whole "
-        "database, plus one unlink per blob and the certificate signature; the VACUUM of the whole "
-        "file is the part that grows with the vault rather than with the client. Deleting the "
-        "blob files in one pass per shard folder and running VACUUM only when the freed fraction "
-        "is large (secure_delete already overwrites the freed pages) would close it."),
-    "sla.sweep": ("The due query must be the single indexed range probe (index clients_shred_due); "
-                  "anything that loads every client row makes the sweep grow with the vault."),
+        "The shred does secure_delete, a WAL checkpoint with truncate, a VACUUM of the whole "
+        "database, one unlink per blob and the certificate signature; the VACUUM grows with the "
+        "vault, not the client. Vacuuming only when the freed fraction is large (secure_delete "
+        "already overwrites the freed pages) would close it."),
+    "sla.sweep": ("The due query must stay the single indexed range probe (index "
+                  "clients_shred_due); the scaling curve shows whether it does."),
     "sync push": ("The push must keep 8 requests in flight all the time and make one request per "
-                  "blob (no separate folder creation or hash check request)."),
+                  "blob."),
+    "service secret get p99": (
+        "The median is a few milliseconds; the tail comes from requests queuing behind another "
+        "request's audit commit and from CPU contention: 4 client threads, the service and, on "
+        "this shared machine, other engineers' test runs (load average in the header) on 2 "
+        "cores. Not investigated further here; group-committing audit events (one fsync for "
+        "several reads) and measuring on an idle machine would tell the two apart."),
     "service": ("Throughput on 2 cores is bound by one Python process doing TLS, JSON and the "
-                "audit write per read; more workers (processes) and a cheaper audit commit would "
-                "close it."),
-    "remote cvault secret get": ("The remote client must import only click, the HTTP client and "
-                                 "the CA bundle: no vault core, no cryptography."),
+                "audit write per read."),
+    "remote cvault secret get": (
+        "Profiled for issue 8 (2026-11-25): the remote CLI imports about 16 ms of modules "
+        "`import click` does not load, half of it `ssl` (unavoidable for HTTPS); the rest is "
+        "`cli.remote`, `vault.server.spec`, `vault.record_view`, `vault.principal`, "
+        "`dataclasses` and `json` (about 6 ms that a light client would not need), then a fresh "
+        "TLS handshake and one request per process. What would close it: drop the vault "
+        "modules from the remote client's import path, and resume TLS sessions across "
+        "invocations (a session ticket cached next to the session file) to skip the full "
+        "handshake."),
 }
 
 
@@ -411,7 +448,7 @@ def gaps_section(outcomes: list[Outcome]) -> list[str]:
            "is stated with the gap and what would close it; a benchmark that did not run is stated "
            "as such.", ""]
     for o in outcomes:
-        if o.bench.name in ("peers", "scaling"):
+        if o.bench.name in ("peers", "scaling", "importcost"):
             continue
         if o.status != "ok" and not o.results:
             out.append(f"* **Issue {o.bench.issue}, {o.bench.what}: not measured in this run** "
@@ -485,6 +522,7 @@ def write_report(path: Path, outcomes: list[Outcome], info: dict, args, started:
         lines += [f"* {cell(r.name)}: floor = {cell(r.floor_desc) or 'n/a'}"
                   + (f"; {cell(r.note)}" if r.note else "") for _, r in notes]
         lines.append("")
+    lines += diagnostics_section(outcomes)
     lines += peers_section(outcomes, info)
     lines += scaling_section(outcomes, plot)
     lines += gaps_section(outcomes)

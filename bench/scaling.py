@@ -121,7 +121,7 @@ def _plot(path: Path, sizes: list[int], curves: dict[str, tuple[list[float], lis
     right.set_ylabel("median (ms, log scale)")
     right.set_title("Sweep with nothing due (library call)")
     right.legend(fontsize=8)
-    fig.suptitle("cvault scaling (error bars: interquartile range)", fontsize=10)
+    fig.suptitle("cvault scaling (error bars: +- half the interquartile range)", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -19,8 +19,9 @@ every other one; retired type bytes are never reused.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import struct
-from dataclasses import dataclass
 
 from vault import crypto
 from vault.errors import CryptoError
@@ -34,8 +35,7 @@ HEADER_LEN = HEADER.size  # 62
 MAX_PLAINTEXT = 1024 * 1024  # SPEC 4: 1 MiB per record
 
 
-@dataclass(frozen=True)
-class BlobHeader:
+class BlobHeader(NamedTuple):
     vault_id: bytes
     client_id: bytes
     record_id: int

@@ -7,8 +7,9 @@ write the decision to the audit log (refusing if that fails), and only then let 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import json
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from vault import policy
@@ -32,8 +33,7 @@ DEFAULT_SETTINGS = {
 }
 
 
-@dataclass(frozen=True)
-class ClientRow:
+class ClientRow(NamedTuple):
     id: str
     name: str
     sla_end: datetime

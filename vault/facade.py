@@ -11,9 +11,10 @@ checks policy, writes the audit event, then acts.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import importlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from vault import crypto, keys
@@ -48,8 +49,7 @@ class _Service:
         return service
 
 
-@dataclass(frozen=True)
-class InitResult:
+class InitResult(NamedTuple):
     vault_id: str
     recovery_key: str  # shown once, never stored
     slots: list[dict]

@@ -8,7 +8,8 @@ calls it gathers the facts and writes every decision, allow and deny, to the aud
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
+
 from datetime import datetime
 from enum import Enum
 
@@ -127,8 +128,7 @@ OWN_CLIENTS_ONLY: dict[Action, frozenset[str]] = {
 }
 
 
-@dataclass(frozen=True)
-class AccountFacts:
+class AccountFacts(NamedTuple):
     """The acting user's account state, read fresh for this decision."""
 
     disabled: bool = False
@@ -141,8 +141,7 @@ class AccountFacts:
     roles: frozenset[str] | None = None
 
 
-@dataclass(frozen=True)
-class ClientFacts:
+class ClientFacts(NamedTuple):
     """One client's need-to-know facts for the acting user."""
 
     name: str
@@ -152,8 +151,7 @@ class ClientFacts:
     assignment_ended: bool = False
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     allowed: bool
     reason: str
     #: for a denial: "denied" (exit 4) or "client" (exit 7: the client's SLA is not active)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
+
 from datetime import datetime
 
 ROLES = ("admin", "account_manager", "engineer", "security_reviewer")
 SYSTEM_ROLE = "system"
 
 
-@dataclass(frozen=True)
-class Principal:
+class Principal(NamedTuple):
     """An authenticated actor.
 
     ``kind`` is ``"user"`` for a staff member with a session, or ``"system"`` for the vault acting on
@@ -20,7 +20,7 @@ class Principal:
     """
 
     name: str
-    roles: frozenset[str] = field(default_factory=frozenset)
+    roles: frozenset[str] = frozenset()
     kind: str = "user"
     user_id: int | None = None
     session_id: str | None = None  # hex of the stored session-token hash, never the token

@@ -1,4 +1,4 @@
-"""A record as read (``secret get``): a plain dataclass, light to import.
+"""A record as read (``secret get``): a NamedTuple, light to import.
 
 It lives apart from :mod:`vault.services.secrets` so that the remote CLI (service mode) can
 rebuild it from JSON without importing the vault's crypto and storage layers.
@@ -6,12 +6,10 @@ rebuild it from JSON without importing the vault's crypto and storage layers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class SecretRecord:
+class SecretRecord(NamedTuple):
     client: str
     path: str
     kind: str

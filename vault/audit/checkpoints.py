@@ -14,11 +14,12 @@ label keeps a checkpoint signature from ever being valid as a shred-certificate 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass
 
 SIGNING_LABEL = b"cvault/v1/audit-checkpoint\x00"
 KINDS = ("periodic", "manual", "prune")
@@ -30,8 +31,7 @@ def _canonical(obj: dict) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
-@dataclass(frozen=True)
-class Checkpoint:
+class Checkpoint(NamedTuple):
     vault_id: bytes
     seq: int
     entry_hash: bytes

@@ -17,10 +17,11 @@ caller refuses the operation it was about to perform.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import base64
 import json
 import sqlite3
-from dataclasses import dataclass
 
 from vault import crypto
 from vault.audit.checkpoints import Checkpoint
@@ -37,8 +38,7 @@ EVENT_COLUMNS = ("seq, at, actor, action, client, outcome, reason, origin, detai
 CHECKPOINT_COLUMNS = "seq, entry_hash, at, kind, base_seq, base_hash, signature"
 
 
-@dataclass(frozen=True)
-class AuditEntry:
+class AuditEntry(NamedTuple):
     seq: int
     at: str
     actor: str
@@ -182,7 +182,7 @@ class AuditLog:
         unsigned = Checkpoint(self.vault_id, seq, digest, rfc3339(self.clock.now()), kind,
                               base[0] if base else None, base[1] if base else None)
         signature = AuditSigner(self.db, self.keyring).sign(unsigned.signing_input())
-        cp = Checkpoint(**{**unsigned.__dict__, "signature": signature})
+        cp = unsigned._replace(signature=signature)
         conn.execute(f"INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
                      (cp.seq, cp.entry_hash, cp.at, cp.kind, cp.base_seq, cp.base_hash, cp.signature))
         return cp

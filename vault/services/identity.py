@@ -21,8 +21,9 @@ checked, Argon2 only when a password is).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import base64
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from vault import crypto, names, policy
@@ -54,8 +55,7 @@ USER_COLUMNS = ("id, name, password_hash, totp_sealed, totp_active, totp_last_st
 _DUMMY_PHC: list[str] = []
 
 
-@dataclass(frozen=True)
-class UserRow:
+class UserRow(NamedTuple):
     id: int
     name: str
     password_hash: str | None
@@ -210,8 +210,7 @@ def visible_client_ids(ctx, principal: Principal) -> set[str] | None:
 # --- the service ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LoginResult:
+class LoginResult(NamedTuple):
     token: str  # the bearer credential: give it to the user, never log or store it
     principal: Principal
     expires_at: datetime

@@ -13,9 +13,8 @@ DEK -> read and decrypt the blob, checking that its header names this exact reco
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, NamedTuple
 
 from vault import blob as blobfmt
 from vault import crypto, names
@@ -32,8 +31,7 @@ from vault.record_view import SecretRecord  # noqa: F401 - re-exported
 Progress = Callable[[int, int], None]
 
 
-@dataclass(frozen=True)
-class _PreparedWrite:
+class _PreparedWrite(NamedTuple):
     path: str
     kind: str
     plaintext: bytes
