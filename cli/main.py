@@ -66,7 +66,7 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--home", type=click.Path(file_okay=False), envvar="CVAULT_HOME",
+@click.option("--home", envvar="CVAULT_HOME", metavar="DIR",
               help="Vault folder (default: $CVAULT_HOME or the platform's user data folder).")
 @click.option("--addr", envvar="CVAULT_ADDR", help="URL of a cvault service (service mode).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")

@@ -211,3 +211,23 @@ def test_shred_deletes_remote_blobs_permanently_and_waits_while_the_remote_is_do
     assert v.secrets.get(operator(), "globex", "g/3").fields["text"] == "globex-3"
     assert v.sync.verify(operator())["ok"]
     v.close()
+
+
+def test_device_code_sign_in_for_a_single_admin(vdir, authority, fake_graph, remote_config,
+                                                recording_sleep):
+    """Delegated device-code flow through real msal; the token cache is sealed at rest."""
+    authority.register(CLIENT_ID, public=True)  # a public client: no secret
+    v = vdir.open()
+    config = {k: v_ for k, v_ in remote_config.items() if k != "secret_file"}
+    v.sync.configure(operator(), {**config, "credential": "device-code"})
+    v.sync.auth_options = {"sleep": recording_sleep}
+    v.sync.client_options = {"sleep": recording_sleep}
+    shown = []
+    account = v.sync.sign_in(operator(), prompt=shown.append)
+    assert account and shown and "code" in shown[0].lower()
+    add_client(v, "acme")
+    v.secrets.put(operator(), "acme", "x", "note", {"text": "hello"})
+    assert v.sync.push(operator())["uploaded"] == 1  # the cached delegated token is used
+    cache = (vdir.home / "graph-token-cache.sealed").read_bytes()
+    assert b"access_token" not in cache and b"refresh_token" not in cache
+    v.close()

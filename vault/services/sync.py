@@ -52,7 +52,8 @@ class SyncService:
         self._remote = None
         #: tests and the service may inject a ready backend (and GraphClient options)
         self.remote_override = None
-        self.client_options: dict = {}
+        self.client_options: dict = {}  # GraphClient options (sleep, rng, ...)
+        self.auth_options: dict = {}    # token provider options (sleep, ...)
 
     # --- configuration --------------------------------------------------------------------------
 
@@ -103,7 +104,7 @@ class SyncService:
         config = self.config()
         if config is None:
             raise NotFound("no remote configured: run 'cvault remote set'")
-        return provider_from_config(config, cache=self.token_cache(), prompt=prompt)
+        return provider_from_config(config, cache=self.token_cache(), prompt=prompt, **self.auth_options)
 
     def remote(self):
         """The configured remote backend, or None."""
