@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-schemathesis = pytest.importorskip("schemathesis")
+import schemathesis  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 from tests.helpers import copy_vault, make_vault  # noqa: E402

@@ -25,15 +25,28 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**{_UNITS[m.group(3)]: int(m.group(2))})
 
 
+MAX_YEAR = 2999  # far beyond any SLA, far from datetime's year-9999 overflow in date arithmetic
+
+
 def parse_when(text: str, now: datetime) -> datetime:
     """An absolute ISO 8601 date/time or a relative form (``+90d``, ``-30d``, ``now``) -> aware UTC."""
+    when = _parse_when(text, now)
+    if not 1970 <= when.year <= MAX_YEAR:
+        raise InvalidInput(f"date {text!r} is out of range (1970 to {MAX_YEAR})")
+    return when
+
+
+def _parse_when(text: str, now: datetime) -> datetime:
     text = (text or "").strip()
     if text == "now":
         return now
     m = _RELATIVE.match(text)
     if m and m.group(1):
         delta = timedelta(**{_UNITS[m.group(3)]: int(m.group(2))})
-        return now + delta if m.group(1) == "+" else now - delta
+        try:
+            return now + delta if m.group(1) == "+" else now - delta
+        except OverflowError:
+            raise InvalidInput(f"date {text!r} is out of range") from None
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
     except ValueError:
@@ -43,3 +56,12 @@ def parse_when(text: str, now: datetime) -> datetime:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.astimezone(UTC)
+
+
+def require_future(when: datetime, now: datetime, what: str) -> datetime:
+    """An SLA end (or similar) must be after ``now`` and within the supported range."""
+    if when <= now:
+        raise InvalidInput(f"{what} {when.isoformat()} is not in the future")
+    if when.year > MAX_YEAR:
+        raise InvalidInput(f"{what} is out of range (before {MAX_YEAR + 1})")
+    return when

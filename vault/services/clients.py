@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Callable
 
 from vault import crypto, names
+from vault.dates import require_future
 from vault.clock import rfc3339, to_epoch
 from vault.context import CLIENT_COLUMNS, ClientRow, VaultContext, client_from_row
 from vault.errors import ClientUnavailable, CryptoError, IntegrityFailure, InvalidInput
@@ -39,8 +40,7 @@ class ClientService:
         if not 0 <= grace <= 3650:
             raise InvalidInput("grace period must be 0 to 3650 days")
         now = self.ctx.now()
-        if sla_end <= now:
-            raise InvalidInput("the SLA end must be in the future")
+        require_future(sla_end, now, "the SLA end")
         self.ctx.authorize(principal, Action.CLIENT_ADD, detail=None)
         client_id = crypto.random_bytes(16).hex()
         key = crypto.new_key()

@@ -24,6 +24,7 @@ from typing import Callable, Iterator
 from vault.audit.signing import AuditSigner
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.context import ClientRow, VaultContext
+from vault.dates import require_future
 from vault.errors import AccessDenied, ClientUnavailable, InvalidInput, NotFound
 from vault.policy import Action
 from vault.principal import Principal
@@ -123,8 +124,7 @@ class SlaService:
         self._refuse_if_shredded(principal, Action.SLA_RENEW, client,
                                  "a shredded client cannot be renewed (add it again as a new client)")
         now = self.ctx.now()
-        if until <= now:
-            raise InvalidInput(f"the new SLA end {rfc3339(until)} is not in the future")
+        require_future(until, now, "the new SLA end")
         with self.ctx.db.write() as conn:
             client = self.ctx.client(name, conn)  # re-read under the write lock: the sweep may have won
             if client.shred_state is not None:
