@@ -8,53 +8,10 @@ identity fixtures in tests/helpers.py cover this, these helpers can be replaced 
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from vault.clock import to_epoch
-from vault.crypto import sha256
-from vault.principal import Principal
-
-
-@dataclass
-class Person:
-    vault: object
-    name: str
-    user_id: int
-    roles: frozenset[str]
-
-    def principal(self) -> Principal:
-        """A principal with a new live session (and a fresh TOTP step-up) at the vault's now."""
-        now = self.vault.ctx.now()
-        t = to_epoch(now)
-        digest = sha256(secrets.token_bytes(32)).hex()
-        with self.vault.ctx.db.write() as conn:
-            conn.execute("INSERT INTO sessions (token_hash, user_id, created_at, last_seen, stepup_at,"
-                         " origin) VALUES (?, ?, ?, ?, ?, 'cli')", (digest, self.user_id, t, t, t))
-        return Principal(name=self.name, roles=self.roles, user_id=self.user_id, session_id=digest,
-                         session_created_at=now, stepup_at=now)
-
-
-def person(vault, name: str, *roles: str, trained_until: datetime | None = None) -> Person:
-    now = vault.ctx.now()
-    if trained_until is None:
-        trained_until = now + timedelta(days=3650)
-    with vault.ctx.db.write() as conn:
-        user_id = conn.execute(
-            "INSERT INTO users (name, password_hash, totp_active, training_valid_until, created_at,"
-            " created_by, enrolled_at) VALUES (?, 'x', 1, ?, ?, 'test', ?)",
-            (name, to_epoch(trained_until), to_epoch(now), to_epoch(now))).lastrowid
-        conn.executemany("INSERT INTO user_roles (user_id, role, granted_at, granted_by)"
-                         " VALUES (?, ?, ?, 'test')", [(user_id, r, to_epoch(now)) for r in roles])
-    return Person(vault, name, user_id, frozenset(roles))
-
-
-def assign(vault, who: Person, client_name: str) -> None:
-    client = vault.ctx.client(client_name)
-    with vault.ctx.db.write() as conn:
-        conn.execute("INSERT INTO assignments (client_id, user_id, created_at, created_by)"
-                     " VALUES (?, ?, ?, 'test')", (client.id, who.user_id, to_epoch(vault.ctx.now())))
+from tests.people import Person, assign, person  # noqa: F401 - re-exported
 
 
 @dataclass
@@ -100,19 +57,5 @@ def cli_env(vdir, **extra: str) -> dict:
 
 
 def cli_session(vault, who: Person, session_file, when: datetime) -> None:
-    """Log ``who`` in for CLI subprocesses: a live session at ``when`` (the real clock of the
-    subprocess) and the session file that ``cvault`` reads through CVAULT_SESSION_FILE."""
-    import json
-    import os
-
-    from vault.services.identity import new_token, token_hash
-
-    token = new_token()
-    t = to_epoch(when)
-    with vault.ctx.db.write() as conn:
-        conn.execute("INSERT INTO sessions (token_hash, user_id, created_at, last_seen, stepup_at,"
-                     " origin) VALUES (?, ?, ?, ?, ?, 'cli')", (token_hash(token), who.user_id, t, t, t))
-    fd = os.open(session_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"vault_id": vault.ctx.vault_id.hex(), "user": who.name, "token": token,
-                   "expires_at": "2099-01-01T00:00:00Z"}, fh)
+    """Log ``who`` in for CLI subprocesses: a live session at ``when`` and its session file."""
+    who.write_session_file(session_file, when)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from tests.backend_conformance import BackendConformance
-from tests.fakes.fixtures import *  # noqa: F401,F403 - fake Graph fixtures
 from vault.backends.local import LocalBackend
 from vault.backends.memory import MemoryBackend
 

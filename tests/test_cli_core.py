@@ -5,7 +5,6 @@ import os
 import stat
 
 import click
-import pytest
 
 from cli.main import COMMANDS, _available, cli
 

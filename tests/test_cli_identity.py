@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 
 from tests.helpers import ROOT, cli_login, grep_tree, make_staff_vault, run_cli, totp_code
 from vault.auth.totp import secret_from_uri

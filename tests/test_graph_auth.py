@@ -15,7 +15,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from tests.fakes.fixtures import *  # noqa: F401,F403 - fake Graph / authority fixtures
 from vault import crypto
 from vault.backends.graph_auth import (
     ClientCredentialsProvider,

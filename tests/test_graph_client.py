@@ -7,7 +7,6 @@ import random
 
 import pytest
 
-from tests.fakes.fixtures import *  # noqa: F401,F403 - fixtures (fake Graph, CA, sleeper)
 from tests.fakes.fixtures import RegistryTokenProvider
 from vault.backends.graph import (
     FRAGMENT_UNIT,

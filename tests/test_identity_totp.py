@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import T0, clock_at
+from tests.helpers import clock_at
 from vault.auth import codes, totp
 from vault.errors import AuthenticationFailed, VaultLocked
 from vault.services import identity

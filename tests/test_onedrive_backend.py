@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.fakes.fixtures import *  # noqa: F401,F403 - fake Graph fixtures
 from vault.backends.graph import FRAGMENT_UNIT, GraphClient
 from vault.backends.onedrive import OneDriveBackend
 from vault.backends.quickxor import quickxorhash

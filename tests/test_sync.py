@@ -1,12 +1,10 @@
 """The OneDrive replica end to end: real msal against the fake authority, the fake Graph over HTTPS."""
 
 import json
-import os
 import shutil
 
 import pytest
 
-from tests.fakes.fixtures import *  # noqa: F401,F403 - fake Graph / authority fixtures
 from tests.helpers import add_client, operator
 from vault.errors import IntegrityFailure
 

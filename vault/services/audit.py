@@ -282,8 +282,6 @@ class AuditService:
             else:
                 cp = self.ctx.audit.prune_checkpoint(conn, base)
                 pruned = conn.execute("DELETE FROM audit_events WHERE seq <= ?", (base[0],)).rowcount
-                gone = [r[0] for r in conn.execute(
-                    "SELECT seq FROM audit_checkpoints WHERE seq <= ?", (base[0],))]
                 conn.execute("DELETE FROM audit_checkpoints WHERE seq <= ?", (base[0],))
                 result = {"pruned": pruned, "base_seq": base[0], "before": rfc3339(before),
                           "checkpoint_seq": cp.seq}

@@ -356,7 +356,7 @@ class SecretService:
         """The client's current records, decrypted: ``{"client", "records": [{path, kind,
         fields}]}`` sorted by path (service mode: the remote CLI writes the file itself)."""
         client = self.ctx.client(client_name)
-        self.ctx.authorize(principal, Action.SECRET_EXPORT, client=client, detail=f"export to file")
+        self.ctx.authorize(principal, Action.SECRET_EXPORT, client=client, detail="export to file")
         records = []
         with self.ctx.db.read() as conn:
             keys = self.ctx.client_keys(client, conn=conn)
