@@ -442,11 +442,12 @@ GAPS = {
     "sync push": ("The push must keep 8 requests in flight all the time and make one request per "
                   "blob."),
     "service secret get p99": (
-        "The median is a few milliseconds; the tail comes from requests queuing behind another "
-        "request's audit commit and from CPU contention: 4 client threads, the service and, on "
-        "this shared machine, other engineers' test runs (load average in the header) on 2 "
-        "cores. Not investigated further here; group-committing audit events (one fsync for "
-        "several reads) and measuring on an idle machine would tell the two apart."),
+        "The median is a few milliseconds (see the note above); not profiled here. Two likely "
+        "causes, not told apart yet: requests queuing behind another request's audit commit, and "
+        "CPU contention (4 client threads and the service on 2 cores, plus, on this shared "
+        "machine, other engineers' test runs: load average in the header). Measuring once on an "
+        "idle machine, and group-committing audit events (one fsync for several reads), would "
+        "tell them apart and close the first."),
     "service": ("Throughput on 2 cores is bound by one Python process doing TLS, JSON and the "
                 "audit write per read."),
     "remote cvault secret get": (
