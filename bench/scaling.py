@@ -28,7 +28,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import Result, clean_env, cvault_argv, emit, interleaved, iqr, time_command
+from bench.common import (
+    Result,
+    clean_env,
+    cvault_argv,
+    emit,
+    interleaved,
+    iqr,
+    time_command,
+)
 
 FLOOR = [sys.executable, "-c", "import click, cryptography.hazmat.primitives.ciphers.aead, sqlite3"]
 FLOOR_DESC = "python -c 'import click, cryptography...aead, sqlite3'"

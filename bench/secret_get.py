@@ -11,7 +11,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.common import Result, clean_env, cvault_argv, emit, interleaved, iqr, time_command
+from bench.common import (
+    Result,
+    clean_env,
+    compile_bytecode,
+    cvault_argv,
+    emit,
+    interleaved,
+    iqr,
+    time_command,
+)
 
 FLOOR = [sys.executable, "-c", "import click, cryptography.hazmat.primitives.ciphers.aead, sqlite3"]
 
@@ -23,6 +32,7 @@ def prepare(base: Path, records: int = 10):
 
 
 def run(runs: int = 30, records: int = 10) -> list[Result]:
+    compile_bytecode()  # as an installed package has it (see bench.common.compile_bytecode)
     with tempfile.TemporaryDirectory() as tmp:
         ctx = prepare(Path(tmp), records)
         get = cvault_argv() + ["secret", "get", "acme", "rec/0", "--field", "password"]

@@ -26,13 +26,12 @@ import statistics
 import sys
 import tempfile
 import time
-
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vault import crypto  # noqa: E402
-from vault.clock import FixedClock, to_epoch, UTC  # noqa: E402
+from vault.clock import UTC, FixedClock, to_epoch  # noqa: E402
 from vault.facade import Vault  # noqa: E402
 from vault.principal import Principal  # noqa: E402
 

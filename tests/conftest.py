@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes.fixtures import *  # noqa: F401,F403 - fake Graph and authority (tests/fakes)
-from tests.helpers import Staff, VaultDir, copy_staff, copy_vault, make_staff_vault, make_vault
+from tests.helpers import (
+    Staff,
+    VaultDir,
+    copy_staff,
+    copy_vault,
+    make_staff_vault,
+    make_vault,
+)
 
 
 @pytest.fixture(scope="session")

@@ -227,8 +227,9 @@ def test_a_forged_checkpoint_signature_is_detected(busy, tmp_path):
 
 def test_a_different_public_key_fails(busy, tmp_path):
     _, v, c = busy
-    from vault import crypto
     import base64
+
+    from vault import crypto
 
     other = "ed25519:" + base64.b64encode(crypto.ed25519_generate()[1]).decode()
     result = verify_export(export_lines(v, c, tmp_path), public_key_text=other)

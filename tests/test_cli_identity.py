@@ -5,8 +5,14 @@ import json
 import subprocess
 import sys
 
-
-from tests.helpers import ROOT, cli_login, grep_tree, make_staff_vault, run_cli, totp_code
+from tests.helpers import (
+    ROOT,
+    cli_login,
+    grep_tree,
+    make_staff_vault,
+    run_cli,
+    totp_code,
+)
 from vault.auth.totp import secret_from_uri
 
 

@@ -7,7 +7,7 @@ import pytest
 from tests.helpers import T0, clock_at
 from vault import policy
 from vault.errors import AccessDenied
-from vault.policy import PERMISSIONS, Action, AccountFacts, ClientFacts
+from vault.policy import PERMISSIONS, AccountFacts, Action, ClientFacts
 from vault.principal import ROLES, SYSTEM_ROLE, Principal
 
 GOOD_ACCOUNT = AccountFacts(training_valid_until=T0 + timedelta(days=30), stepup_at=T0)

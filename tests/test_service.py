@@ -19,8 +19,13 @@ from datetime import timedelta
 import pytest
 
 from tests.helpers import make_vault, run_cli
-from tests.service_helpers import (add_person, assert_error_shape, assign, new_session,
-                                   start_service)
+from tests.service_helpers import (
+    add_person,
+    assert_error_shape,
+    assign,
+    new_session,
+    start_service,
+)
 from vault.server import spec
 
 

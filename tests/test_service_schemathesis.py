@@ -10,7 +10,6 @@ token, so the generated bodies reach the facade rather than stopping at the 401.
 from __future__ import annotations
 
 import pytest
-
 import schemathesis  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 

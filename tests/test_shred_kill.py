@@ -28,10 +28,10 @@ import pytest
 from tests.helpers import ROOT, VaultDir, clock_at
 from tests.sla_people import add_client, cli_env, staff
 from vault import blob as blobfmt
+from vault.audit.signing import AuditSigner
 from vault.clock import UTC
 from vault.errors import ClientUnavailable
 from vault.principal import Principal
-from vault.audit.signing import AuditSigner
 from vault.sla import certificate as certfmt
 from vault.sla.certificate import verify_document
 

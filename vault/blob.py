@@ -19,9 +19,8 @@ every other one; retired type bytes are never reused.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import struct
+from typing import NamedTuple
 
 from vault import crypto
 from vault.errors import CryptoError

@@ -7,17 +7,22 @@ write the decision to the audit log (refusing if that fails), and only then let 
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import json
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from vault import policy
 from vault.audit.log import AuditLog
 from vault.backends.local import LocalBackend
 from vault.clock import Clock, from_epoch
-from vault.errors import (AccessDenied, ClientUnavailable, IntegrityFailure, NotFound,
-                          StepUpRequired, VaultSealed)
+from vault.errors import (
+    AccessDenied,
+    ClientUnavailable,
+    IntegrityFailure,
+    NotFound,
+    StepUpRequired,
+    VaultSealed,
+)
 from vault.home import VaultHome
 from vault.keys import ClientKeys, Keyring
 from vault.policy import Action, Decision

@@ -11,18 +11,23 @@ checks policy, writes the audit event, then acts.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import importlib
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 from vault import crypto, keys
 from vault.audit.signing import AuditSigner
 from vault.backends.local import LocalBackend
 from vault.clock import Clock, SystemClock, to_epoch
 from vault.context import VaultContext
-from vault.errors import AuthenticationFailed, CryptoError, InvalidInput, NotFound, VaultSealed
+from vault.errors import (
+    AuthenticationFailed,
+    CryptoError,
+    InvalidInput,
+    NotFound,
+    VaultSealed,
+)
 from vault.home import VaultHome
 from vault.keys import Keyring
 from vault.store.db import Database

@@ -21,7 +21,12 @@ import json
 import struct
 
 from vault import crypto
-from vault.errors import AuthenticationFailed, CryptoError, IntegrityFailure, VaultSealed
+from vault.errors import (
+    AuthenticationFailed,
+    CryptoError,
+    IntegrityFailure,
+    VaultSealed,
+)
 
 LABEL_PREFIX = b"cvault/v1/"
 
@@ -41,16 +46,30 @@ def label(*parts: str) -> bytes:
     return LABEL_PREFIX + "/".join(parts).encode()
 
 
+_U32 = struct.Struct(">I").pack
+_U64 = struct.Struct(">Q").pack
+_INT_PREFIX = _U32(8)  # LP() of an integer: u32(8) || u64(value)
+
+
+def _lp_int(value: int) -> bytes:
+    return _INT_PREFIX + _U64(value)
+
+
+def _lp(f: bytes | str | int) -> bytes:
+    if isinstance(f, int):
+        return _INT_PREFIX + _U64(f)
+    if isinstance(f, str):
+        f = f.encode()
+    return _U32(len(f)) + f
+
+
 def _aad(label_name: str, *fields: bytes | str | int) -> bytes:
-    """Length-prefixed concatenation: unambiguous for any field contents."""
-    out = [label(label_name)]
-    for f in fields:
-        if isinstance(f, int):
-            f = struct.pack(">Q", f)
-        elif isinstance(f, str):
-            f = f.encode()
-        out.append(struct.pack(">I", len(f)) + f)
-    return b"".join(out)
+    """Length-prefixed concatenation: unambiguous for any field contents.
+
+    ``AAD(label, f1, ..., fn) = "cvault/v1/" || label || LP(f1) || ... || LP(fn)``, so the AAD of
+    a context extends the AAD of any prefix of its fields: hot paths compute the constant prefix
+    once (:meth:`Keyring._prefix`) and append the per-record fields with :func:`_lp_int`."""
+    return LABEL_PREFIX + label_name.encode() + b"".join([_lp(f) for f in fields])
 
 
 # --- unseal slots ----------------------------------------------------------------------------------
@@ -132,6 +151,7 @@ class Keyring:
         self.vault_id = vault_id
         self._root: bytes | None = None
         self._purpose: dict[str, bytes] = {}
+        self._prefixes: dict[tuple, bytes] = {}
 
     @property
     def unsealed(self) -> bool:
@@ -144,6 +164,17 @@ class Keyring:
     def seal(self) -> None:
         self._root = None
         self._purpose.clear()
+
+    def _prefix(self, label_name: str, client_id: str) -> bytes:
+        """``AAD(label, vault_id, client_id)``, the constant start of a client's per-record AADs
+        (public values only: nothing secret is cached)."""
+        key = (label_name, client_id)
+        prefix = self._prefixes.get(key)
+        if prefix is None:
+            if len(self._prefixes) > 4096:
+                self._prefixes.clear()
+            prefix = self._prefixes[key] = _aad(label_name, self.vault_id, client_id)
+        return prefix
 
     def root(self) -> bytes:
         if self._root is None:
@@ -197,7 +228,8 @@ class Keyring:
     # record keys -----------------------------------------------------------------------------
 
     def dek_aad(self, client_id: str, record_id: int, version: int, key_version: int) -> bytes:
-        return _aad("record-key", self.vault_id, client_id, record_id, version, key_version)
+        return (self._prefix("record-key", client_id) + _INT_PREFIX + _U64(record_id)
+                + _INT_PREFIX + _U64(version) + _INT_PREFIX + _U64(key_version))
 
     # generic sealing of small secrets under a purpose key ------------------------------------
 
@@ -210,9 +242,13 @@ class Keyring:
 
     def blob_name(self, client_id: str, record_id: int, version: int) -> str:
         """Opaque, deterministic blob name: keyed hash of the ids, 40 hex chars (160 bits)."""
-        mac = crypto.hmac_sha256(self.purpose_key(PURPOSE_BLOB_NAME),
-                                 _aad("blob-name", self.vault_id, client_id, record_id, version))
-        return mac.hex()[:40]
+        message = (self._prefix("blob-name", client_id) + _INT_PREFIX + _U64(record_id)
+                   + _INT_PREFIX + _U64(version))
+        # HMAC-SHA256 in one C call (same bytes as crypto.hmac_sha256)
+        return crypto.hmac_sha256(self.purpose_key(PURPOSE_BLOB_NAME), message).hex()[:40]
+
+
+_json_str = json.encoder.encode_basestring_ascii  # what json.dumps uses for str (ensure_ascii)
 
 
 class ClientKeys:
@@ -224,6 +260,26 @@ class ClientKeys:
         self.version = version
         self._key = key
         self._tag_key = crypto.hkdf_sha256(key, salt=keyring.vault_id, info=label("name-tag"))
+        self._sealer = None  # crypto.Sealer(key), built on first use
+        # constant prefixes of the per-record AADs (docs/format.md section 2)
+        self._dek_prefix = keyring._prefix("record-key", client_id)
+        self._dek_suffix = _lp_int(version)
+        self._meta_prefix = keyring._prefix("record-meta", client_id)
+        self._meta_suffix = _lp_int(version)
+
+    def _seal(self, plaintext: bytes, aad: bytes) -> bytes:
+        """Same bytes as ``crypto.seal(self._key, plaintext, aad)``, with the client key's
+        AES-GCM context reused for every wrap and seal under it."""
+        if self._sealer is None:
+            self._sealer = crypto.Sealer(self._key)
+        return self._sealer.seal(plaintext, aad)
+
+    def _dek_aad(self, record_id: int, version: int) -> bytes:
+        return (self._dek_prefix + _INT_PREFIX + _U64(record_id) + _INT_PREFIX + _U64(version)
+                + self._dek_suffix)
+
+    def _meta_aad(self, record_id: int) -> bytes:
+        return self._meta_prefix + _INT_PREFIX + _U64(record_id) + self._meta_suffix
 
     @property
     def fingerprint(self) -> str:
@@ -237,23 +293,25 @@ class ClientKeys:
         return crypto.hmac_sha256(self._tag_key, path.encode("utf-8"))
 
     def wrap_dek(self, dek: bytes, record_id: int, version: int) -> bytes:
-        return crypto.seal(self._key, dek,
-                           self.keyring.dek_aad(self.client_id, record_id, version, self.version))
+        return self._seal(dek, self._dek_aad(record_id, version))
 
     def unwrap_dek(self, wrapped: bytes, record_id: int, version: int) -> bytes:
         """Raises CryptoError; the caller names the record."""
-        return crypto.unseal(self._key, wrapped,
-                             self.keyring.dek_aad(self.client_id, record_id, version, self.version))
+        return crypto.unseal(self._key, wrapped, self._dek_aad(record_id, version))
 
     def seal_meta(self, meta: dict, record_id: int) -> bytes:
         data = json.dumps(meta, separators=(",", ":"), sort_keys=True).encode()
-        return crypto.seal(self._key, data, _aad("record-meta", self.keyring.vault_id,
-                                                  self.client_id, record_id, self.version))
+        return self._seal(data, self._meta_aad(record_id))
+
+    def seal_record_meta(self, path: str, kind: str, record_id: int) -> bytes:
+        """``seal_meta({"path": path, "kind": kind}, record_id)`` without the generic JSON
+        encoder (the same bytes: keys sorted, no whitespace, ASCII escapes)."""
+        data = ('{"kind":' + _json_str(kind) + ',"path":' + _json_str(path) + "}").encode()
+        return self._seal(data, self._meta_aad(record_id))
 
     def unseal_meta(self, sealed: bytes, record_id: int) -> dict:
         """Raises CryptoError; the caller names the record."""
-        data = crypto.unseal(self._key, sealed, _aad("record-meta", self.keyring.vault_id,
-                                                      self.client_id, record_id, self.version))
+        data = crypto.unseal(self._key, sealed, self._meta_aad(record_id))
         return json.loads(data)
 
     def seal_detail(self, plaintext: bytes, *context: bytes | str | int) -> bytes:

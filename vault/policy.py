@@ -8,10 +8,9 @@ calls it gathers the facts and writes every decision, allow and deny, to the aud
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from datetime import datetime
 from enum import Enum
+from typing import NamedTuple
 
 from vault.principal import SYSTEM_ROLE, Principal
 

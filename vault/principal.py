@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from datetime import datetime
+from typing import NamedTuple
 
 ROLES = ("admin", "account_manager", "engineer", "security_reviewer")
 SYSTEM_ROLE = "system"

@@ -21,7 +21,6 @@ from vault.blob import MAX_PLAINTEXT
 from vault.errors import InvalidInput
 from vault.kinds import KINDS, MULTILINE_FIELDS
 
-
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 

@@ -21,7 +21,6 @@ from typing import Callable
 
 import click
 
-
 PASSWORDS = {"alice": "alice-demo-password", "amy": "amy-demo-password",
              "bob": "bob-demo-password", "carl": "carl-demo-password",
              "rita": "rita-demo-password"}
@@ -44,7 +43,9 @@ class Captured(dict):
     """Values a later step needs: enrollment codes, otpauth URIs (the demo plays every person)."""
 
     def totp(self, user: str) -> str:
-        from vault.auth import totp  # the demo computes codes as an authenticator app would
+        from vault.auth import (
+            totp,  # the demo computes codes as an authenticator app would
+        )
 
         return totp.code_at(totp.secret_from_uri(self[f"uri:{user}"]), time.time())
 

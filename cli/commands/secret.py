@@ -17,7 +17,6 @@ from cli.state import read_stdin_secret, totp_option
 from vault.errors import InvalidInput
 from vault.kinds import KINDS, MAIN_SECRET, MULTILINE_FIELDS
 
-
 # non-secret field options: option name -> (field, multiple)
 FIELD_OPTIONS = [
     ("--site", "site"), ("--hostname", "hostname"), ("--address", "addresses"),

@@ -14,12 +14,11 @@ label keeps a checkpoint signature from ever being valid as a shred-certificate 
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import base64
 import binascii
 import json
 import re
+from typing import NamedTuple
 
 SIGNING_LABEL = b"cvault/v1/audit-checkpoint\x00"
 KINDS = ("periodic", "manual", "prune")

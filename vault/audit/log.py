@@ -17,16 +17,21 @@ caller refuses the operation it was about to perform.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import base64
 import json
 import sqlite3
+from typing import NamedTuple
 
 from vault import crypto
 from vault.audit.checkpoints import Checkpoint
 from vault.clock import Clock, rfc3339, to_epoch
-from vault.errors import AuditFailure, BackendError, IntegrityFailure, VaultError, VaultSealed
+from vault.errors import (
+    AuditFailure,
+    BackendError,
+    IntegrityFailure,
+    VaultError,
+    VaultSealed,
+)
 
 OUTCOMES = ("allow", "deny", "ok", "error")
 

@@ -32,7 +32,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from vault.errors import CryptoError, IntegrityFailure, PermanentBackendError, TransientBackendError
+from vault.errors import (
+    CryptoError,
+    IntegrityFailure,
+    PermanentBackendError,
+    TransientBackendError,
+)
 
 GRAPH_DEFAULT_SCOPES = ("https://graph.microsoft.com/.default",)
 DELEGATED_SCOPES = ("https://graph.microsoft.com/Files.ReadWrite.All",)

@@ -10,8 +10,9 @@ the facade checks their meaning, authorizes, audits and acts. No policy and no c
   :func:`vault.server.spec.status_for` (docs/service.md has the table); an unexpected exception is
   a 500 ``internal_error`` with a generic message, its type logged without its message.
 * Concurrency: :class:`VaultPool` lends each request its own ``Vault`` (own SQLite connection,
-  WAL: readers never block, one writer at a time with a busy timeout) sharing one unsealed root
-  key; docs/service.md, "Concurrency", has the measurements behind the choice.
+  WAL: readers never block, one writer at a time, queued on an in-process lock before SQLite's
+  busy timeout) sharing one unsealed root key; docs/service.md, "Concurrency", has the
+  measurements behind the choice.
 * Never logged: request bodies, tokens, secret values (uvicorn's access log is off).
 
 This module deliberately has no ``from __future__ import annotations``: FastAPI reads the route

@@ -25,8 +25,6 @@ Parameter types (JSON on the wire):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 REQUIRED = object()
 API_PREFIX = "/v1"
 #: request bodies above this are refused with 413 (docs/service.md, "Limits")
@@ -35,33 +33,58 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 MAX_STRING = 4096
 INT64 = (-(2**63), 2**63 - 1)
 
+# Param and Op are plain slotted classes rather than dataclasses: ``cvault secret get`` in
+# service mode imports this module on every run, and ``dataclasses`` (with ``copy``) plus
+# building two dataclasses cost about 1.5 ms of its 25 ms budget (docs/performance.md).
 
-@dataclass(frozen=True)
-class Param:
-    name: str
-    type: str
-    default: object = REQUIRED
-    bounds: tuple[int, int] | None = None
-    #: True: the facade takes it keyword-only (after ``*``)
-    keyword: bool = False
+
+class _Frozen:
+    __slots__ = ()
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, n) for n in self.__slots__)
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other._values() == self._values()
+
+    def __hash__(self):
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"{type(self).__name__}({args})"
+
+
+class Param(_Frozen):
+    __slots__ = ("name", "type", "default", "bounds", "keyword")
+
+    def __init__(self, name: str, type: str, default: object = REQUIRED,
+                 bounds: tuple[int, int] | None = None, keyword: bool = False):
+        #: ``keyword``: True if the facade takes it keyword-only (after ``*``)
+        for n, v in (("name", name), ("type", type), ("default", default), ("bounds", bounds),
+                     ("keyword", keyword)):
+            object.__setattr__(self, n, v)
 
     @property
     def required(self) -> bool:
         return self.default is REQUIRED
 
 
-@dataclass(frozen=True)
-class Op:
-    service: str
-    method: str
-    params: tuple[Param, ...] = ()
-    #: the facade method takes the acting principal first; the server derives it from the token
-    auth: bool = True
-    #: how the result travels: json | secret_record | verify_result | login | none
-    result: str = "json"
-    summary: str = ""
-    #: parameters the facade has but the API drops (progress callbacks: local display only)
-    local_only: tuple[str, ...] = field(default_factory=tuple)
+class Op(_Frozen):
+    """``auth``: the facade method takes the acting principal first (the server derives it from
+    the token); ``result``: how the result travels (json | secret_record | verify_result | login
+    | none); ``local_only``: parameters the facade has but the API drops (progress callbacks)."""
+
+    __slots__ = ("service", "method", "params", "auth", "result", "summary", "local_only")
+
+    def __init__(self, service: str, method: str, params: tuple[Param, ...] = (), auth: bool = True,
+                 result: str = "json", summary: str = "", local_only: tuple[str, ...] = ()):
+        for n, v in (("service", service), ("method", method), ("params", params), ("auth", auth),
+                     ("result", result), ("summary", summary), ("local_only", local_only)):
+            object.__setattr__(self, n, v)
 
     @property
     def path(self) -> str:

@@ -20,8 +20,15 @@ from vault.audit.checkpoints import Checkpoint, is_checkpoint_blob, parse_blob_n
 from vault.audit.log import CHECKPOINT_COLUMNS, EVENT_COLUMNS, genesis_hash
 from vault.audit.report import Event, ReportSettings, build_report
 from vault.audit.signing import AuditSigner
-from vault.audit.verify import (EXPORT_FORMAT, EXPORT_VERSION, DetailsChain, Trailer, VerifyResult,
-                                sha256_hex, verify_chain)
+from vault.audit.verify import (
+    EXPORT_FORMAT,
+    EXPORT_VERSION,
+    DetailsChain,
+    Trailer,
+    VerifyResult,
+    sha256_hex,
+    verify_chain,
+)
 from vault.clock import rfc3339
 from vault.context import VaultContext
 from vault.dates import parse_duration, parse_when

@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Callable
 
 from vault import crypto, names
-from vault.dates import require_future
 from vault.clock import rfc3339, to_epoch
 from vault.context import CLIENT_COLUMNS, ClientRow, VaultContext, client_from_row
+from vault.dates import require_future
 from vault.errors import ClientUnavailable, CryptoError, IntegrityFailure, InvalidInput
 from vault.keys import ClientKeys
 from vault.policy import Action

@@ -21,15 +21,21 @@ checked, Argon2 only when a password is).
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import base64
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from vault import crypto, names, policy
 from vault.clock import from_epoch, rfc3339, to_epoch
-from vault.errors import (AccessDenied, AuthenticationFailed, CryptoError, IntegrityFailure,
-                          InvalidInput, NotFound, VaultLocked)
+from vault.errors import (
+    AccessDenied,
+    AuthenticationFailed,
+    CryptoError,
+    IntegrityFailure,
+    InvalidInput,
+    NotFound,
+    VaultLocked,
+)
 from vault.policy import Action
 from vault.principal import ROLES, Principal
 

@@ -20,8 +20,14 @@ from vault import blob as blobfmt
 from vault import crypto, names
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.context import ClientRow, VaultContext
-from vault.errors import (BlobNotFound, ClientUnavailable, CryptoError, IntegrityFailure,
-                          InvalidInput, NotFound)
+from vault.errors import (
+    BlobNotFound,
+    ClientUnavailable,
+    CryptoError,
+    IntegrityFailure,
+    InvalidInput,
+    NotFound,
+)
 from vault.home import write_private_file
 from vault.keys import ClientKeys
 from vault.policy import Action
@@ -197,7 +203,7 @@ class SecretService:
 
         Every line is validated before anything is written; a bad line names its number and nothing
         is imported. Blobs are written without per-file fsync, then made durable with one sync
-        before the commit."""
+        before the commit (``LocalBackend.sync``: one syncfs of the blob filesystem on Linux)."""
         prepared: list[_PreparedWrite] = []
         seen: set[str] = set()
         for number, line in enumerate(lines, 1):
@@ -220,16 +226,91 @@ class SecretService:
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_IMPORT, client=client,
                            detail=f"{len(prepared)} records")
-        pruned: list[str] = []
         with self.ctx.db.write() as conn:
-            for done, item in enumerate(prepared, 1):
-                _, gone = self._write(conn, principal, client, item, durable=False)
-                pruned.extend(gone)
-                if progress:
-                    progress(done, len(prepared))
-            self.ctx.blobs.sync()
+            pruned = self._write_many(conn, principal, client, prepared, progress)
         self._delete_local(pruned)
         return {"client": client.name, "imported": len(prepared)}
+
+    def _write_many(self, conn, principal: Principal, client: ClientRow,
+                    prepared: list[_PreparedWrite], progress: Progress | None) -> list[str]:
+        """The import's writes inside its transaction: the same rows, blobs and outbox entries as
+        one :meth:`_write` per item, batched. Paths already stored get a new version through
+        :meth:`_write`; new records get ids allocated up front (AUTOINCREMENT: above both the
+        sequence and the largest id, exactly the ids one insert each would get), their rows are
+        inserted with three ``executemany`` and their blobs are written on a background thread
+        while the next ones are encrypted. Every blob is made durable by one sync before the
+        caller commits; a failure anywhere rolls the transaction back (the blobs already written
+        are orphans no row refers to)."""
+        total = len(prepared)
+        if not total:
+            return []
+        keys = self.ctx.client_keys(client, conn=conn)
+        now = to_epoch(self.ctx.now())
+        tags = [keys.path_tag(item.path) for item in prepared]
+        existing = self._existing_tags(conn, client, tags)
+        pruned: list[str] = []
+        done = 0
+        fresh: list[tuple[_PreparedWrite, bytes]] = []
+        for item, tag in zip(prepared, tags):
+            if tag in existing:  # a new version of a stored record
+                _, gone = self._write(conn, principal, client, item, durable=False)
+                pruned.extend(gone)
+                done += 1
+                if progress:
+                    progress(done, total)
+            else:
+                fresh.append((item, tag))
+        if fresh:
+            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
+            top = conn.execute("SELECT max(id) FROM records").fetchone()[0]
+            first = max(seq[0] if seq else 0, top or 0) + 1
+            vault_id, client_bytes, client_id = self.ctx.vault_id, client.id_bytes, client.id
+            blob_name, encrypt = self.ctx.keyring.blob_name, blobfmt.encrypt_record
+            new_key, key_version, by = crypto.new_key, keys.version, principal.name
+            record_rows, version_rows, outbox_rows = [], [], []
+            writer = self.ctx.blobs.bulk_writer()
+            try:
+                for record_id, (item, tag) in enumerate(fresh, first):
+                    dek = new_key()
+                    data = encrypt(dek, item.plaintext, vault_id=vault_id, client_id=client_bytes,
+                                   record_id=record_id, record_version=1)
+                    name = blob_name(client_id, record_id, 1)
+                    writer.add(name, data)
+                    record_rows.append((record_id, client_id, tag,
+                                        keys.seal_record_meta(item.path, item.kind, record_id),
+                                        now, now))
+                    version_rows.append((record_id, key_version, keys.wrap_dek(dek, record_id, 1),
+                                         name, len(data), now, by))
+                    outbox_rows.append((name, now))
+                    done += 1
+                    if progress:
+                        progress(done, total)
+                conn.executemany(
+                    "INSERT INTO records (id, client_id, path_tag, meta_sealed, current_version,"
+                    " created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?)", record_rows)
+                conn.executemany(
+                    "INSERT INTO record_versions (record_id, version, key_version, wrapped_dek,"
+                    " blob_name, size, created_at, created_by) VALUES (?, 1, ?, ?, ?, ?, ?, ?)",
+                    version_rows)
+                conn.executemany("INSERT INTO outbox (op, blob_name, queued_at) VALUES ('put', ?, ?)",
+                                 outbox_rows)
+                writer.finish()
+            except BaseException:
+                writer.abort()
+                raise
+        self.ctx.blobs.sync()  # every blob durable before the caller's commit
+        return pruned
+
+    @staticmethod
+    def _existing_tags(conn, client: ClientRow, tags: list[bytes]) -> set[bytes]:
+        """Which of ``tags`` already name a record of the client (batched indexed lookups)."""
+        found: set[bytes] = set()
+        for start in range(0, len(tags), 500):
+            batch = tags[start:start + 500]
+            found.update(bytes(r[0]) for r in conn.execute(
+                "SELECT path_tag FROM records WHERE client_id = ? AND path_tag IN"
+                f" ({','.join('?' * len(batch))})", (client.id, *batch)))
+        return found
 
     # --- reads ----------------------------------------------------------------------------------
 

@@ -19,7 +19,13 @@ from typing import Callable
 
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.context import VaultContext
-from vault.errors import BackendError, BlobNotFound, InvalidInput, NotFound, TransientBackendError
+from vault.errors import (
+    BackendError,
+    BlobNotFound,
+    InvalidInput,
+    NotFound,
+    TransientBackendError,
+)
 from vault.keys import PURPOSE_TOKEN_CACHE_SEAL
 from vault.policy import Action
 from vault.principal import Principal

@@ -11,7 +11,8 @@ shred, and a client is never half-destroyed::
                         versions), every encrypted name (records), the client's audit-detail key
     (c) scrubbed        SQLite hygiene: secure_delete is on; WAL checkpoint(TRUNCATE), VACUUM,
                         checkpoint(TRUNCATE) again -- no copy in free pages, the WAL or a journal
-    (d) blobs_deleted   every local blob deleted; pending uploads dropped and one permanent
+    (d) blobs_deleted   every local blob deleted (one unlink each, no stat, then one fsync of
+                        each shard folder); pending uploads dropped and one permanent
                         'delete' per blob queued in the outbox for the remote replicas
     (e) purged          no row keyed to the client holds data any more; the clients row stays
                         as the tombstone (name, id, SLA end, grace, shred_state)
@@ -312,15 +313,9 @@ class Shredder:
     def _delete_blobs(self, job: Job) -> None:
         names = [r[0] for r in self.ctx.db.all(
             "SELECT blob_name FROM shred_blobs WHERE client_id = ?", (job.client_id,))]
-        deleted = absent = 0
-        for name in names:
-            if self.ctx.blobs.exists(name):
-                self._delete_local(name)
-                deleted += 1
-            else:
-                absent += 1
-        if deleted:
-            self.ctx.blobs.sync()
+        # one unlink per blob, no stat first (a name the unlink does not find was deleted by a
+        # killed run, or never written: already absent), then one fsync per shard folder
+        deleted, absent = self._delete_local_many(names)
         now = to_epoch(self.ctx.now())
         with self.ctx.db.write() as conn:
             dropped = conn.execute(
@@ -335,8 +330,22 @@ class Shredder:
                                 "blobs": len(names), "deleted": deleted, "already_absent": absent},
                 "remote": {"delete_queued": queued, "uploads_dropped": dropped}})
 
-    def _delete_local(self, name: str) -> None:
-        self.ctx.blobs.delete(name, durable=False)  # then one sync for all, like bulk import
+    def _delete_local_many(self, names: list[str]) -> tuple[int, int]:
+        """Delete the local blobs; returns ``(deleted, already_absent)``, durable on return."""
+        blobs = self.ctx.blobs
+        delete_many = getattr(blobs, "delete_many", None)
+        if delete_many is not None:
+            return delete_many(names, durable=True)
+        deleted = absent = 0
+        for name in names:  # a store without bulk delete: one at a time, then one sync
+            if blobs.exists(name):
+                blobs.delete(name, durable=False)
+                deleted += 1
+            else:
+                absent += 1
+        if deleted:
+            blobs.sync()
+        return deleted, absent
 
     # --- (e) purge metadata, keep the tombstone ------------------------------------------------
 
@@ -372,7 +381,9 @@ class Shredder:
                                          (cid,))[0] if _table_exists(db.conn, "client_audit_keys") else 0),
         }
         names = [r[0] for r in db.all("SELECT blob_name FROM shred_blobs WHERE client_id = ?", (cid,))]
-        local_left = sum(1 for n in names if self.ctx.blobs.exists(n))
+        count_present = getattr(self.ctx.blobs, "count_present", None)
+        local_left = (count_present(names) if count_present is not None
+                      else sum(1 for n in names if self.ctx.blobs.exists(n)))
         # try to open the client's key the way every read does
         client = client_from_row(db.one(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?", (cid,)))
         self.ctx.forget_client_keys(cid)
