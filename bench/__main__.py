@@ -389,76 +389,52 @@ def scaling_section(outcomes: list[Outcome], plot: Path | None) -> list[str]:
 GAPS = {
     "secret get": (
         "Where the excess goes is in the section *Where `secret get` spends its time* (same run). "
-        "Profiled for issue 8 (2026-11-25, 2 cores, loaded): about 22 ms of imports the floor does "
-        "not pay (28 cvault modules, about 14 ms of module-body time: the 50-member `Action` enum "
-        "and dataclasses of `vault.policy` about 2 ms, `vault.context` 1.7 ms, "
-        "`vault.audit.checkpoints` 1 ms, `vault.audit.log` 0.9 ms, `vault.principal`, "
-        "`vault.blob`, `vault.record_view` 0.7-0.8 ms each; and 24 other modules, about 8 ms: "
-        "`hashlib`/`_hashlib` 2 ms and `hmac` for `vault.crypto`, cryptography's `hashes` and "
-        "HKDF, `json`, `dataclasses` + `copy`, `base64`, `locale`), then about 10 ms of work "
-        "(open 1 ms, key-file unseal 1 ms, session resume 2 ms, `secrets.get` 4-5 ms with the one "
-        "write transaction of the audit event, close 1 ms). With a floor of 50-65 ms, the 1.3 x "
-        "target leaves 15-20 ms for all of it. What would close it: import less for a read "
-        "(HMAC/hash through cryptography, which the floor already loads, instead of "
-        "`hashlib`/`hmac`; no `vault.audit.checkpoints` unless a checkpoint is due; plain "
-        "classes or lazily built tables instead of module-level dataclasses and the big enum; "
-        "`locale` and `base64` off the path), about 10 ms; and keep the WAL file between "
-        "invocations (today every call creates `vault.db-wal`, fsyncs the folder, and the close "
-        "checkpoints and deletes it: 4 fdatasync per read instead of 1, cheap on this virtual disk "
-        "at 0.1-0.4 ms each, 5-20 ms on a laptop SSD that honours flushes). Service mode avoids "
-        "all of this per read."),
+        "Already done (2026-11-25): facade services created on first use, read-path value types as "
+        "NamedTuples instead of dataclasses, SHA-256/HMAC through cryptography instead of stdlib "
+        "`hashlib`/`hmac`, and no interpreter teardown (`cli.main.main` flushes and `os._exit`s: "
+        "about 10 ms). What is left beyond the floor: about 6 ms of cvault module bodies (the "
+        "50-member `Action` enum, `vault.context`, `vault.audit.log`), 2-3 ms of other modules "
+        "(`json`, `base64`, cryptography's `hashes`/HKDF, `locale` through click's gettext) and "
+        "about 7 ms of work (open, key-file unseal, session resume, the audited read with one "
+        "fsync'd commit). What would close it further: merge the session touch into the audit "
+        "transaction, a plain-constant `Action` table, and a smaller identity module on the read "
+        "path. Service mode avoids all of this per read."),
     "secret import": (
-        "cProfile of the same import (issue 8, 2026-11-25, 10,000 records, 2.8 s under the "
-        "profiler): 31% is `os.open` creating the 10,000 blob files (one file per record in 256 "
-        "shard folders; about 85 us per create on this loaded disk), 10% SQLite statements (7 per "
-        "record), 7% building AAD bytes in `vault.keys._aad` (30,000 calls), and one `os.sync()` "
-        "(88 ms here). The floor writes no files, hence the large ratio. The target is close "
-        "enough that machine load decides it (compare the load average above and the import rate "
-        "of the same code path in the scaling section). What would close it with margin: create "
-        "the blob files from a small thread pool while the main thread encrypts and inserts (file "
-        "creation releases the GIL), one `executemany` per table instead of 7 statements per "
-        "record, and AAD prefixes computed once per client. Note `LocalBackend.sync()` calls "
-        "`os.sync()`, which flushes **every filesystem of the machine**: its duration depends on "
-        "other processes' dirty data, not the import's; `syncfs` on the vault's filesystem (or "
-        "fdatasync of the written files) bounds it."),
+        "Already done (2026-11-25): blob files written by two background threads while the main "
+        "thread encrypts, ids allocated up front and three `executemany` per batch, AAD prefixes "
+        "computed once per client, and `syncfs(2)` on the vault's filesystem instead of "
+        "`os.sync()`. What is left is creating 10,000 files: on this ext4 volume (mounted with "
+        "`discard`, shared with other jobs) one create costs 10-150 us depending on the rest of "
+        "the machine, which is what moves the rate between runs."),
     "audit_verify": (
         "cProfile of the verifier on 200,000 entries (issue 8, 2026-11-25): 71% of the time is the "
         "Python body of `vault.audit.verify.verify_chain` itself (about 3.6 us per entry), 13% "
         "`json` string escaping (7.5 calls per entry), 10% SHA-256. The target is close enough "
-        "that machine load decides it (met in the quick run of the same day). What would close "
-        "it with margin: build the canonical bytes with one preformatted template per row and "
-        "escape only fields that need it (most are plain ASCII), or verify in chunks on 2 "
-        "processes (the chain hash is sequential, but the canonical bytes are not)."),
+        "that machine load decides it. What would close it with margin: build the canonical bytes "
+        "with one preformatted template per row and escape only fields that need it (most are "
+        "plain ASCII), or verify in chunks on 2 processes (the chain hash is sequential, the "
+        "canonical bytes are not)."),
     "sla.shred": (
-        "cProfile of the same shred (issue 8, 2026-11-25, 1.46 s under the profiler): 48% is "
-        "unlinking the 10,000 blob files, 25% `pathlib` (every blob path is built three times: "
-        "60,000 `Path` joins through `LocalBackend._path`), 20,000 `stat` calls, 8% SQLite. The "
-        "bare floor (DELETE + unlink of the same files) took a sixth of the time in the same run. "
-        "What would close it: string paths (`os.path.join`) in the blob backend's bulk delete, "
-        "one `os.scandir` per shard folder instead of a `stat` per blob, and the unlinks from a "
-        "small thread pool; the unlinks themselves are the floor."),
+        "Already done (2026-11-25): string paths, no `stat` before each unlink, unlinks grouped by "
+        "shard folder on 4 threads, one fsync per shard folder. What is left is the unlinks "
+        "themselves (the floor) and the VACUUM that scrubs free pages."),
     "sla.sweep": ("The due query must stay the single indexed range probe (index "
                   "clients_shred_due); the scaling curve shows whether it does."),
     "sync push": ("The push must keep 8 requests in flight all the time and make one request per "
                   "blob."),
     "service secret get p99": (
-        "The median is a few milliseconds (see the note above); not profiled here. Two likely "
-        "causes, not told apart yet: requests queuing behind another request's audit commit, and "
-        "CPU contention (4 client threads and the service on 2 cores, plus, on this shared "
-        "machine, other engineers' test runs: load average in the header). Measuring once on an "
-        "idle machine, and group-committing audit events (one fsync for several reads), would "
-        "tell them apart and close the first."),
+        "Cause found (2026-11-25): SQLite's busy handler sleeps 1, 2, 5, 10, 15, 20 ms between "
+        "retries of a taken write lock, so reads colliding on their audit commits waited up to "
+        "~53 ms. The service now takes an in-process lock before `BEGIN IMMEDIATE` "
+        "(`vault.server.app.VaultPool`), so a waiting request starts as soon as the previous one "
+        "commits. If the target is missed again, look at CPU contention (load average above)."),
     "service": ("Throughput on 2 cores is bound by one Python process doing TLS, JSON and the "
                 "audit write per read."),
     "remote cvault secret get": (
-        "Profiled for issue 8 (2026-11-25): the remote CLI imports about 16 ms of modules "
-        "`import click` does not load, half of it `ssl` (unavoidable for HTTPS); the rest is "
-        "`cli.remote`, `vault.server.spec`, `vault.record_view`, `vault.principal`, "
-        "`dataclasses` and `json` (about 6 ms that a light client would not need), then a fresh "
-        "TLS handshake and one request per process. What would close it: drop the vault "
-        "modules from the remote client's import path, and resume TLS sessions across "
-        "invocations (a session ticket cached next to the session file) to skip the full "
-        "handshake."),
+        "Already done (2026-11-25): the remote client imports no dataclasses, no server module "
+        "beyond the operation table, no idna codec, and skips interpreter teardown. What is left: "
+        "`ssl`/`socket` (about 8 ms, unavoidable for HTTPS) and one TLS 1.3 handshake per process "
+        "(about 4.5 ms); resuming TLS sessions across invocations would remove most of the latter."),
 }
 
 
