@@ -235,3 +235,21 @@ def test_sweep_runs_as_system_and_is_audited(world):
     actions = [r[0] for r in vault.ctx.db.all(
         "SELECT action FROM audit_events WHERE actor = 'system:sweep' ORDER BY seq")]
     assert actions[0] == "sla.sweep" and "sla.shred" in actions
+
+
+def test_every_sweep_and_shred_leaves_a_signed_checkpoint_of_the_head(world):
+    """Issue 4: checkpoints at least every 100 entries *and* at every sweep and shred."""
+    vault, clock, people = world
+
+    def head_is_signed() -> bool:
+        head = vault.ctx.db.one("SELECT max(seq) FROM audit_events")[0]
+        return any(cp.seq == head and cp.signature for cp in vault.ctx.audit.checkpoints())
+
+    vault.sla.sweep(SYSTEM)  # nothing due
+    assert head_is_signed()
+    clock.set(T0 + timedelta(days=SLA_DAYS + GRACE, seconds=1))
+    result = vault.sla.sweep(SYSTEM)  # shreds acme
+    assert result["shredded"] == ["acme"]
+    assert head_is_signed()
+    cert = vault.sla.certificate(people.manager.principal(), "acme")["certificate"]
+    assert any(cp.seq == cert["audit_head"]["seq"] for cp in vault.ctx.audit.checkpoints())

@@ -279,6 +279,7 @@ class SlaService:
                         "skipped": "another sweep is running"}
             due = self.due(now)
             if not due:
+                self.ctx.audit.checkpoint()  # a signed head at every sweep (issue 4)
                 return {"dry_run": False, "due": [], "shredded": [], "failed": [], "skipped": None}
             shredder = Shredder(self.ctx, principal)
             done, failed = [], []
@@ -294,6 +295,7 @@ class SlaService:
                     progress(count, len(due))
         self.ctx.record_outcome(principal, Action.SLA_SWEEP, "error" if failed else "ok",
                                 reason=f"{len(done)} shredded, {len(failed)} unfinished")
+        self.ctx.audit.checkpoint()  # every sweep that acted leaves a signed head (issue 4)
         return {"dry_run": False, "due": due, "shredded": done, "failed": failed, "skipped": None}
 
     def _shred_one(self, principal: Principal, shredder: Shredder, item: dict, now: int) -> bool:
