@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 
 from bench.common import (
+    READ_FLOOR,
+    READ_FLOOR_DESC,
     Result,
     clean_env,
     cvault_argv,
@@ -42,8 +44,6 @@ from bench.common import (
     time_command,
 )
 
-FLOOR = [sys.executable, "-c", "import click, cryptography.hazmat.primitives.ciphers.aead, sqlite3"]
-FLOOR_DESC = "python -c 'import click, cryptography...aead, sqlite3'"
 PEERS = ("pass", "gpg", "age", "age-keygen", "rclone")
 
 
@@ -124,7 +124,7 @@ def _read_results(ctx, peers: Peers, runs: int) -> list[Result]:
                                         str(peers.base / "rec0.age")], peers.env),
         "rclone cat (crypt)": lambda: time_command(["rclone", "cat", "benchcrypt:read/rec0"], peers.env),
     }
-    samples = interleaved(runs, lambda: time_command(FLOOR, clean_env()), *commands.values())
+    samples = interleaved(runs, lambda: time_command(READ_FLOOR, clean_env()), *commands.values())
     floor = statistics.median(samples[0])
     cv = statistics.median(samples[1])
     out = []
@@ -139,7 +139,7 @@ def _read_results(ctx, peers: Peers, runs: int) -> list[Result]:
     }
     for (name, _), s in zip(commands.items(), samples[1:]):
         m = statistics.median(s)
-        out.append(emit(Result(f"peers: read one secret: {name}", "s", m, iqr(s), floor, FLOOR_DESC,
+        out.append(emit(Result(f"peers: read one secret: {name}", "s", m, iqr(s), floor, READ_FLOOR_DESC,
                                m / floor, "(comparison)", None,
                                note=f"cvault / this = {cv / m:.2f}; {what[name]}")))
     return out

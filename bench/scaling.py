@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 
 from bench.common import (
+    READ_FLOOR,
+    READ_FLOOR_DESC,
     Result,
     clean_env,
     cvault_argv,
@@ -38,8 +40,6 @@ from bench.common import (
     time_command,
 )
 
-FLOOR = [sys.executable, "-c", "import click, cryptography.hazmat.primitives.ciphers.aead, sqlite3"]
-FLOOR_DESC = "python -c 'import click, cryptography...aead, sqlite3'"
 DAY = 86400
 
 
@@ -154,7 +154,7 @@ def run(quick: bool = False, plot: str | None = None) -> list[Result]:
             cli_env[n], vaults[n], client_build[n] = _clients_vault(tmp / f"c{n}", n)
         get = cvault_argv() + ["secret", "get", "acme", "rec/0", "--field", "password"]
         sweep = cvault_argv() + ["sla", "sweep"]
-        commands = [lambda: time_command(FLOOR, clean_env())]
+        commands = [lambda: time_command(READ_FLOOR, clean_env())]
         for n in sizes:
             commands.append(lambda n=n: time_command(get, clean_env(**rec_env[n])))
             commands.append(lambda n=n: time_command(get, clean_env(**cli_env[n])))
@@ -191,7 +191,7 @@ def run(quick: bool = False, plot: str | None = None) -> list[Result]:
                 m = statistics.median(s)
                 curves[key][0].append(m)
                 curves[key][1].append(iqr(s))
-                results.append(emit(Result(f"scaling: {label}", "s", m, iqr(s), floor, FLOOR_DESC,
+                results.append(emit(Result(f"scaling: {label}", "s", m, iqr(s), floor, READ_FLOOR_DESC,
                                            m / floor, "(curve)", None, note=extra)))
             m = statistics.median(lib[i])
             curves["sweep_lib"][0].append(m)

@@ -7,11 +7,11 @@ Target (issue 2): median at most 1.3 x the floor
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
 from bench.common import (
+    READ_FLOOR,
     Result,
     clean_env,
     compile_bytecode,
@@ -21,8 +21,6 @@ from bench.common import (
     iqr,
     time_command,
 )
-
-FLOOR = [sys.executable, "-c", "import click, cryptography.hazmat.primitives.ciphers.aead, sqlite3"]
 
 
 def prepare(base: Path, records: int = 10):
@@ -37,7 +35,7 @@ def run(runs: int = 30, records: int = 10) -> list[Result]:
         ctx = prepare(Path(tmp), records)
         get = cvault_argv() + ["secret", "get", "acme", "rec/0", "--field", "password"]
         env = clean_env(**ctx.env)
-        floor, got = interleaved(runs, lambda: time_command(FLOOR, clean_env()),
+        floor, got = interleaved(runs, lambda: time_command(READ_FLOOR, clean_env()),
                                  lambda: time_command(get, env))
     f, g = statistics.median(floor), statistics.median(got)
     ratio = g / f
