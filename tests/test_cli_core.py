@@ -158,3 +158,13 @@ def test_demo_runs_end_to_end():
     proc = run_cli("demo", env=env, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     assert "demo complete" in proc.stdout
+
+
+def test_cli_reference_is_current():
+    """docs/cli-reference.md is generated from --help (python -m cli.reference); never stale."""
+    from pathlib import Path
+
+    from cli.reference import render
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "cli-reference.md"
+    assert doc.read_text() == render(), "run: python -m cli.reference"
