@@ -4,7 +4,7 @@ Every format escapes control characters, so no stored value (a reason, an actor 
 path) can start a new line or fake a field:
 
 * JSON Lines: ``json.dumps(..., ensure_ascii=True)``: every control and non-ASCII character is a
-  ``\\uXXXX`` escape.
+  ``\\u`` escape (four hex digits).
 * CSV: control characters (and Unicode line/paragraph separators, bidi controls: everything that
   is not printable) are written as Python-style escapes (``\\n``, ``\\x1b``, ``\\u2028``); a cell that
   starts with ``= + - @`` is prefixed with ``'`` so a spreadsheet does not run it as a formula.
