@@ -72,7 +72,7 @@ class VaultDir:
                 and env.get("CVAULT_SESSION_FILE") == str(self.operator_session_file())):
             v = self.open()
             try:
-                v.access.assign(operator(), words[2], OPERATOR)
+                assign_operator(v, words[2])
             finally:
                 v.close()
         return proc
@@ -121,8 +121,17 @@ def add_client(vault: Vault, name: str = "acme", days: int = 365, grace_days: in
     data = vault.clients.add(principal or operator(), name,
                              sla_end=vault.ctx.now() + timedelta(days=days), grace_days=grace_days)
     if user_exists(vault, OPERATOR):
-        vault.access.assign(operator(), name, OPERATOR)  # need-to-know for operator()
+        assign_operator(vault, name)  # need-to-know for operator()
     return data
+
+
+def assign_operator(vault: Vault, client_name: str) -> None:
+    """Assign the test operator to a client, as a second admin would (nobody may assign themselves,
+    so the row is written directly, like the other seeded test state)."""
+    from tests.people import Person, assign
+
+    user_id = vault.ctx.db.one("SELECT id FROM users WHERE name = ?", (OPERATOR,))[0]
+    assign(vault, Person(vault, OPERATOR, user_id, frozenset(ROLES)), client_name)
 
 
 def files_under(folder: Path) -> list[Path]:

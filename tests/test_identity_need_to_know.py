@@ -164,3 +164,24 @@ def test_who_can_reach_what(env):
     mine = v.access.user_access(s.alice.principal(v), "bob")
     assert mine["can_read"] == [] and mine["clients"][0]["reason"] == "bob is disabled"
     assert mine["clients"][0]["account"] == "disabled"
+
+
+def test_an_admin_cannot_make_themselves_a_reader(env):
+    """Two-person rule on privileges: nobody grants, trains, unlocks, enables or assigns themselves;
+    so an admin cannot turn into an assigned, trained engineer on their own (SPEC 6)."""
+    v, clock, s = env
+    alice = s.alice.principal(v)
+    with pytest.raises(AccessDenied, match="alice cannot grant themselves"):
+        v.users.grant(alice, "alice", "engineer")
+    with pytest.raises(AccessDenied, match="cannot train themselves"):
+        v.users.train(alice, "alice", clock.now() + timedelta(days=365))
+    with pytest.raises(AccessDenied, match="cannot assign themselves"):
+        v.access.assign(alice, "acme", "alice")
+    with pytest.raises(AccessDenied):
+        _read(v, s.alice.principal(v))
+    refusals = v.ctx.db.all("SELECT action, outcome FROM audit_events WHERE actor = 'alice'"
+                            " AND outcome = 'deny'")
+    assert {a for a, _ in refusals} >= {"user.grant", "user.train", "client.assign"}
+    # the same changes made by someone else are allowed
+    assert "engineer" in v.users.grant(alice, "carl", "engineer")["roles"]
+    v.access.assign(s.amy.principal(v), "acme", "carl")

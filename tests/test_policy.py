@@ -111,3 +111,14 @@ def test_facade_sample_follows_the_table(staff, user, call, action):
         assert last[0] == user and last[2] in (("allow", "ok") if expected else ("deny",))
     finally:
         v.close()
+
+
+def test_privilege_changes_are_never_allowed_on_oneself():
+    from vault.policy import NOT_ON_ONESELF
+
+    now = T0
+    admin = Principal(name="ann", roles=frozenset({"admin", "account_manager"}))
+    facts = AccountFacts(roles=admin.roles)
+    for action in NOT_ON_ONESELF:
+        assert not policy.decide(admin, action, now=now, account=facts, subject="ann").allowed
+        assert policy.decide(admin, action, now=now, account=facts, subject="bob").allowed

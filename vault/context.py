@@ -164,12 +164,14 @@ class VaultContext:
         return account, client_facts
 
     def authorize(self, principal: Principal, action: Action, *, client: ClientRow | None = None,
-                  detail: str | None = None) -> Decision:
-        """Decide, audit the decision (fail closed), and raise if denied."""
+                  detail: str | None = None, subject: str | None = None) -> Decision:
+        """Decide, audit the decision (fail closed), and raise if denied. ``subject``: the user
+        an administrative action changes (nobody may grant, train or assign themselves)."""
         now = self.now()
         account, client_facts = self.gather_facts(principal, client, now)
         decision = policy.decide(principal, action, now=now, account=account, client=client_facts,
-                                 stepup_window_seconds=self.settings["stepup_window_seconds"])
+                                 stepup_window_seconds=self.settings["stepup_window_seconds"],
+                                 subject=subject)
         sealed, key_ref = self.seal_detail(client, detail)
         self.audit.append(actor=principal.name, action=action.value,
                           outcome="allow" if decision.allowed else "deny",

@@ -121,6 +121,14 @@ NEED_TO_KNOW: frozenset[Action] = frozenset({
 #: Reading a secret value needs a TOTP verified recently (step-up, SPEC 5).
 STEP_UP: frozenset[Action] = frozenset({Action.SECRET_GET, Action.SECRET_EXPORT})
 
+#: Changes nobody may make to their own account: granting roles, recording training, unlocking,
+#: re-enabling, assigning to a client. Each needs a second person, so an admin cannot turn
+#: themselves into an engineer with need-to-know (SPEC 6: admin never implies reading secrets).
+NOT_ON_ONESELF: frozenset[Action] = frozenset({
+    Action.USER_GRANT, Action.USER_TRAIN, Action.USER_UNLOCK, Action.USER_ENABLE,
+    Action.CLIENT_ASSIGN,
+})
+
 #: Engineers see only the clients they are assigned to (SPEC 6: "list/show own").
 OWN_CLIENTS_ONLY: dict[Action, frozenset[str]] = {
     Action.CLIENT_SHOW: _({ENGINEER}),
@@ -169,8 +177,9 @@ def sees_all_clients(roles: frozenset[str]) -> bool:
 
 def decide(principal: Principal, action: Action, *, now: datetime,
            account: AccountFacts | None = None, client: ClientFacts | None = None,
-           stepup_window_seconds: int = 900) -> Decision:
-    """Deny by default; the first failed condition is the reason."""
+           stepup_window_seconds: int = 900, subject: str | None = None) -> Decision:
+    """Deny by default; the first failed condition is the reason. ``subject`` is the user an
+    administrative action changes, if any."""
     who = principal.name
     held = principal.roles if account is None or account.roles is None else account.roles
     roles = allowed_roles(action) & held
@@ -186,6 +195,10 @@ def decide(principal: Principal, action: Action, *, now: datetime,
             return Decision(False, f"{who} is locked", "denied")
         if not account.session_valid:
             return Decision(False, account.session_reason or f"{who} has no valid session", "denied")
+
+    if action in NOT_ON_ONESELF and subject is not None and subject == who:
+        return Decision(False, f"{who} cannot {action.value.split('.')[1]} themselves: "
+                        "another admin or account manager must do it", "denied")
 
     if action in NEED_TO_KNOW:
         if client is None:

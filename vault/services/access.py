@@ -29,7 +29,7 @@ class AccessService:
     def assign(self, principal: Principal, client_name: str, user_name: str,
                until: datetime | None = None) -> dict:
         client = self.ctx.client(client_name)
-        self.ctx.authorize(principal, Action.CLIENT_ASSIGN, client=client)
+        self.ctx.authorize(principal, Action.CLIENT_ASSIGN, client=client, subject=user_name)
         now = self.ctx.now()
         if until is not None and until <= now:
             raise InvalidInput("the assignment end must be in the future")

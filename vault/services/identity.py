@@ -711,7 +711,7 @@ class UserService:
 
     def _admin_change(self, principal: Principal, action: Action, name: str, change, reason: str):
         """authorize -> apply ``change(conn, user, t)`` under the write lock -> audit the outcome."""
-        self.ctx.authorize(principal, action)
+        self.ctx.authorize(principal, action, subject=name)
         _, t = self._now()
         with self.ctx.db.write() as conn:
             user = self._require_user(conn, name)
