@@ -38,7 +38,7 @@ COMMANDS = {
 
 
 #: commands that act on local files: refused in service mode (--addr), docs/service.md
-LOCAL_ONLY = frozenset({"init", "demo", "doctor", "slot", "serve"})
+LOCAL_ONLY = frozenset({"init", "demo", "doctor", "slot", "serve", "remote"})
 
 
 def _available(name: str) -> bool:

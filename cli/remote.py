@@ -266,18 +266,6 @@ def _wire(p: spec.Param, value):
     return value
 
 
-class _Doc:
-    """A configuration object rebuilt from JSON (``sync.config()``)."""
-
-    def __init__(self, data: dict):
-        self._data = data
-        for k, v in data.items():
-            setattr(self, k, v)
-
-    def to_dict(self) -> dict:
-        return dict(self._data)
-
-
 class RemoteLogin:
     """What ``users.login`` returns, rebuilt: ``token`` and ``as_dict()`` as the facade's."""
 
@@ -352,7 +340,6 @@ class RemoteVault:
         secrets.export = self._secrets_export
         audit.export = self._audit_export
         sync.sign_in = lambda *a, **k: _Refused("remote login (device code)").sign_in
-        sync.config = self._sync_config(sync.config)
 
     # --- results --------------------------------------------------------------------------------
 
@@ -422,12 +409,6 @@ class RemoteVault:
         for line in data["lines"]:
             write(line)
         return data["result"]
-
-    def _sync_config(self, call):
-        def config():
-            data = call()
-            return _Doc(data) if data is not None else None
-        return config
 
     def close(self) -> None:
         self.transport.close()

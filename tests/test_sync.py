@@ -229,3 +229,25 @@ def test_device_code_sign_in_for_a_single_admin(vdir, authority, fake_graph, rem
     cache = (vdir.home / "graph-token-cache.sealed").read_bytes()
     assert b"access_token" not in cache and b"refresh_token" not in cache
     v.close()
+
+
+def test_replica_configuration_is_host_only_and_never_points_at_vault_secrets(vdir, remote_config,
+                                                                             monkeypatch):
+    """An API caller (even an admin) cannot set the replica: it names files the service reads
+    and the endpoint it sends them to (a stolen key file would bypass every check)."""
+    from vault.errors import AccessDenied, InvalidInput
+
+    v = vdir.open()
+    api_admin = operator()._replace(origin="api:203.0.113.7")
+    with pytest.raises(AccessDenied, match="host only"):
+        v.sync.configure(api_admin, remote_config)
+    with pytest.raises(AccessDenied, match="host only"):
+        v.sync.remove_config(api_admin)
+    monkeypatch.setenv("CVAULT_KEY_FILE", str(vdir.key_file))
+    for path in (str(vdir.key_file), str(vdir.home / "vault.db")):
+        with pytest.raises(InvalidInput, match="must not be the vault's key"):
+            v.sync.configure(operator(), {**remote_config, "secret_file": path})
+    assert v.sync.config() is None
+    v.sync.configure(operator(), remote_config)  # from the host, with a proper secret file
+    assert v.sync.show_config(operator())["drive_id"] == remote_config["drive_id"]
+    v.close()

@@ -45,8 +45,8 @@ def remote_set(state, as_json, no_instance_discovery, **options):
 @click.pass_obj
 def remote_show(state, as_json):
     """Show the remote configuration."""
-    config = state.vault().sync.config()
-    emit(config.to_dict() if config else None, as_json,
+    config = state.vault().sync.show_config(state.principal(allow_system=True, system_name="sync"))
+    emit(config, as_json,
          lambda d: fields_block(d) if d else click.echo("no remote configured"))
 
 

@@ -347,8 +347,6 @@ def _call(vault, op: spec.Op, principal, args: dict, origin: str):
         return method(**args, origin=origin)
     if not op.auth:
         return method(**args)
-    if (op.service, op.method) == ("sync", "config"):
-        return method()
     return method(principal, **args)
 
 

@@ -184,9 +184,10 @@ OPERATIONS: tuple[Op, ...] = (
     Op("sync", "pull", (K("workers", "int", 8, (1, 64)),), local_only=PROGRESS,
        summary="Restore missing or corrupt local blobs"),
     Op("sync", "verify", (), local_only=PROGRESS, summary="Compare remote hashes with local"),
-    Op("sync", "configure", (P("settings", "object"),), summary="Configure the OneDrive replica"),
-    Op("sync", "config", (), summary="The OneDrive configuration (no secrets), or null"),
-    Op("sync", "remove_config", (), result="none", summary="Forget the OneDrive configuration"),
+    # configure / remove_config are deliberately not served: the replica's credential paths and
+    # endpoints are set on the service host only (`cvault remote set` there), so no API caller can
+    # point the OneDrive client at a file of the host (docs/service.md, docs/security.md)
+    Op("sync", "show_config", (), summary="The OneDrive configuration (no secrets), or null"),
 )
 
 BY_NAME: dict[tuple[str, str], Op] = {(op.service, op.method): op for op in OPERATIONS}

@@ -13,6 +13,7 @@ The OneDrive modules (requests, msal) are imported only here, and only when a re
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
@@ -20,6 +21,7 @@ from typing import Callable
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.context import VaultContext
 from vault.errors import (
+    AccessDenied,
     BackendError,
     BlobNotFound,
     InvalidInput,
@@ -64,12 +66,16 @@ class SyncService:
     # --- configuration --------------------------------------------------------------------------
 
     def configure(self, principal: Principal, settings: dict) -> dict:
+        """Set the replica. Only on the vault's own host: the configuration names files the
+        service reads (a client secret, a certificate) and the endpoints it sends them to."""
         from vault.backends.onedrive_config import OneDriveConfig
 
+        self._refuse_remote_caller(principal)
         try:
             config = OneDriveConfig.from_dict(settings).validate()
         except TypeError as exc:
             raise InvalidInput(f"OneDrive configuration: {exc}") from None
+        self._refuse_vault_files(config)
         self.ctx.authorize(principal, Action.SYNC)
         with self.ctx.db.write() as conn:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
@@ -78,6 +84,31 @@ class SyncService:
                                 f"OneDrive drive {config.drive_id[:12] or config.site_hostname}")
         self._remote = None
         return config.to_dict()
+
+    def _refuse_remote_caller(self, principal: Principal) -> None:
+        if principal.origin != "cli":
+            raise AccessDenied("access denied: the remote replica is configured on the vault's host "
+                               "only (cvault remote set there)")
+
+    def _refuse_vault_files(self, config) -> None:
+        """A credential path must not be the vault's own secret material (key file, passphrase
+        file, anything in the vault folder): those would be sent as the OAuth client secret."""
+        home = os.path.realpath(self.ctx.home.root)
+        unseal = {os.path.realpath(p) for p in (os.environ.get("CVAULT_KEY_FILE"),
+                                                 os.environ.get("CVAULT_PASSPHRASE_FILE")) if p}
+        for path in (config.secret_file, config.certificate_file):
+            if not path:
+                continue
+            real = os.path.realpath(path)
+            if real in unseal or os.path.commonpath([real, home]) == home:
+                raise InvalidInput("OneDrive configuration: the credential file must not be the "
+                                   "vault's key or passphrase file or lie in the vault folder")
+
+    def show_config(self, principal: Principal) -> dict | None:
+        """The replica configuration (paths and ids, never a secret), for admins."""
+        self.ctx.authorize(principal, Action.SYNC)
+        config = self.config()
+        return None if config is None else config.to_dict()
 
     def config(self):
         row = self.ctx.db.one("SELECT value FROM meta WHERE key = ?", (CONFIG_KEY,))
@@ -88,6 +119,7 @@ class SyncService:
         return OneDriveConfig.from_dict(json.loads(row[0]))
 
     def remove_config(self, principal: Principal) -> None:
+        self._refuse_remote_caller(principal)
         self.ctx.authorize(principal, Action.SYNC)
         with self.ctx.db.write() as conn:
             conn.execute("DELETE FROM meta WHERE key = ?", (CONFIG_KEY,))
