@@ -375,6 +375,7 @@ def test_prune_keeps_the_log_verifiable_from_a_signed_base(busy, tmp_path):
         v.secrets.get(c.engineer.principal(), "acme", "office/wifi")
     r = c.reviewer.principal()
     before_count = v.ctx.db.one("SELECT count(*) FROM audit_events")[0]
+    v.ctx.settings["audit_min_retention_days"] = 0  # this vault keeps no minimum retention
     result = v.audit.prune(r, cutoff)
     assert result["pruned"] > 0 and result["base_seq"] % 100 == 0
     first = v.ctx.db.one("SELECT min(seq) FROM audit_events")[0]
@@ -393,8 +394,24 @@ def test_prune_keeps_the_log_verifiable_from_a_signed_base(busy, tmp_path):
     # dropping the prune checkpoint makes the verifier expect the chain from entry 1
     no_prune = [line for line in lines if '"kind":"prune"' not in line]
     assert verify_export(no_prune).bad_seq == 1
-    # old checkpoint copies are gone from the blob store
-    assert "audit-checkpoint-100" not in set(v.ctx.blobs.list())
+    # old checkpoint copies stay in the blob store: independent evidence of the pruned past
+    assert "audit-checkpoint-100" in set(v.ctx.blobs.list())
+
+
+def test_prune_keeps_a_minimum_retention(busy):
+    """A reviewer cannot erase recent history: by default nothing younger than 365 days goes."""
+    from datetime import timedelta
+
+    from vault.errors import InvalidInput
+
+    _, v, c = busy
+    r = c.reviewer.principal()
+    for before in (v.ctx.now() + timedelta(days=1), v.ctx.now(),
+                   v.ctx.now() - timedelta(days=364)):
+        with pytest.raises(InvalidInput, match="retention minimum"):
+            v.audit.prune(r, before)
+    assert v.ctx.db.one("SELECT min(seq) FROM audit_events")[0] == 1
+    assert v.audit.prune(r, v.ctx.now() - timedelta(days=366))["pruned"] == 0  # nothing that old
 
 
 def test_prune_refuses_a_log_that_does_not_verify(busy):
@@ -403,6 +420,7 @@ def test_prune_refuses_a_log_that_does_not_verify(busy):
 
     with v.ctx.db.write() as conn:
         conn.execute("UPDATE audit_events SET outcome = 'ok' WHERE seq = 30")
+    v.ctx.settings["audit_min_retention_days"] = 0
     with pytest.raises(IntegrityFailure):
         v.audit.prune(c.reviewer.principal(), v.ctx.now())
     assert v.ctx.db.one("SELECT min(seq) FROM audit_events")[0] == 1

@@ -88,7 +88,19 @@ def test_export_and_offline_verify_with_the_printed_key(setup):
     assert all(line.startswith("CEF:0|cvault|") for line in cef.stdout.splitlines())
 
 
-def test_live_verify_checkpoint_report_and_prune(setup):
+def no_minimum(vdir) -> None:
+    """Set the vault's audit retention minimum to 0 days (the settings row in meta)."""
+    import sqlite3
+
+    conn = sqlite3.connect(vdir.home / "vault.db")
+    row = conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
+    settings = {**(json.loads(row[0]) if row else {}), "audit_min_retention_days": 0}
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('settings', ?)", (json.dumps(settings),))
+    conn.commit()
+    conn.close()
+
+
+def test_live_verify_checkpoint_report_and_prune(setup, vdir):
     cli, _, _ = setup
     v = cli("reviewer", "audit", "verify")
     assert v.returncode == 0 and "audit verify: ok" in v.stdout, v.stderr
@@ -100,7 +112,10 @@ def test_live_verify_checkpoint_report_and_prune(setup):
     assert {"access_per_user", "bursts", "shreds", "off_hours_access"} <= set(data)
     refused = cli("reviewer", "audit", "prune", "--before", "+1d")
     assert refused.returncode == 2 and "--yes" in refused.stderr
-    pruned = cli("reviewer", "audit", "prune", "--before", "+1d", "--yes", "--json")
+    recent = cli("reviewer", "audit", "prune", "--before", "+1d", "--yes")
+    assert recent.returncode == 2 and "retention minimum" in recent.stderr
+    no_minimum(vdir)  # a vault configured to keep no minimum retention
+    pruned = cli("reviewer", "audit", "prune", "--before", "now", "--yes", "--json")
     assert pruned.returncode == 0, pruned.stderr
     assert json.loads(pruned.stdout)["base_seq"] == cp["seq"]
     again = cli("reviewer", "audit", "verify", "--json")

@@ -35,6 +35,7 @@ DEFAULT_SETTINGS = {
     "session_absolute_seconds": 8 * 3600,  # SPEC 5: a session lives at most 8 h
     "session_idle_seconds": 30 * 60,       # SPEC 5: ... and ends after 30 min without use
     "default_grace_days": 30,     # SPEC 7
+    "audit_min_retention_days": 365,  # audit prune never deletes entries younger than this
 }
 
 

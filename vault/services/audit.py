@@ -11,7 +11,7 @@ import base64
 import os
 import re
 import sqlite3
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -271,6 +271,12 @@ class AuditService:
         entry's seq and hash) is written, then the entries up to the base and the checkpoints
         they make unverifiable are deleted. The verifier starts from that signed base."""
         self.ctx.authorize(principal, Action.AUDIT_PRUNE, detail=None)
+        keep_days = int(self.ctx.settings["audit_min_retention_days"])
+        newest_allowed = self.ctx.now() - timedelta(days=keep_days)
+        if before > newest_allowed:
+            raise InvalidInput(f"audit prune refused: entries younger than {keep_days} days are kept "
+                               f"(retention minimum); --before must be {rfc3339(newest_allowed)} "
+                               "or earlier")
         check = verify_live(self.ctx)
         if not check.ok:
             raise IntegrityFailure(f"audit prune refused: the log does not verify ({check.problem})")
@@ -293,31 +299,14 @@ class AuditService:
                 result = {"pruned": pruned, "base_seq": base[0], "before": rfc3339(before),
                           "checkpoint_seq": cp.seq}
         if cp is not None:
+            # the blob-store (and OneDrive) copies of older checkpoints are kept: they are the
+            # reviewer's independent evidence of what the log held before the prune
             self.ctx.audit.copy_to_backend(cp)
-            self._delete_checkpoint_blobs(base[0])
             self.ctx.db.checkpoint_truncate()
         self.ctx.record_outcome(principal, Action.AUDIT_PRUNE, "ok",
                                 reason=(f"pruned {result['pruned']} entries up to {result['base_seq']}"
                                         if cp else "nothing to prune"))
         return result
-
-    def _delete_checkpoint_blobs(self, up_to: int) -> None:
-        try:
-            names = [n for n in self.ctx.blobs.list() if (parse_blob_name(n) or 10**20) <= up_to]
-        except BackendError:
-            return
-        from vault.clock import to_epoch
-
-        now = to_epoch(self.ctx.now())
-        for name in names:
-            try:
-                self.ctx.blobs.delete(name)
-            except BackendError:
-                continue
-        with self.ctx.db.write() as conn:
-            conn.executemany("INSERT INTO outbox (op, blob_name, queued_at) VALUES ('delete', ?, ?)",
-                             [(n, now) for n in names])
-
 
 def latest_backend_checkpoint(ctx: VaultContext) -> Checkpoint | None:
     """The newest checkpoint copy in the blob store, or None."""
