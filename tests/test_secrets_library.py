@@ -145,3 +145,28 @@ def test_validation_errors_never_echo_secret_values(vault):
     with pytest.raises(InvalidInput) as err:
         vault.secrets.put(operator(), "acme", "w", "network", {"wifi_key": "short"})
     assert "short" not in err.value.message
+
+
+def test_purge_with_a_concurrent_reader_reports_the_pending_scrub_and_doctor_finishes_it(tmp_path):
+    """The destroyed keys' old page images stay while another connection pins the WAL; the purge
+    says so instead of claiming success, and doctor completes the scrub once the reader is gone."""
+    import sqlite3
+
+    from tests.helpers import grep_tree
+
+    vd = make_vault(tmp_path)
+    v = vd.open()
+    add_client(v, "acme")
+    put(v, "people/jsmith", "jsmith-password")
+    wrapped = v.ctx.db.one("SELECT wrapped_dek FROM record_versions")[0]
+    v.ctx.db.checkpoint_truncate()
+    reader = sqlite3.connect(vd.home / "vault.db")
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM record_versions").fetchone()  # an open read snapshot
+    result = v.secrets.rm(operator(), "acme", "people/jsmith", purge=True)
+    assert result["purged"] and result["scrubbed"] is False
+    reader.execute("COMMIT")
+    reader.close()
+    assert v.maintenance.doctor(operator()).ok
+    v.close()
+    assert grep_tree(vd.home, bytes(wrapped)) == []

@@ -181,6 +181,10 @@ def secret_rm(state, client, path, purge, yes, as_json):
             raise InvalidInput("--purge destroys every version: add --yes to confirm")
         click.confirm(f"Destroy every version of {client}/{path} for good?", abort=True, err=True)
     data = state.vault().secrets.rm(state.principal(), client, path, purge=purge)
+    if purge and not data.get("scrubbed", True):
+        click.echo("cvault: warning: another process kept the vault database open, so the "
+                   "destroyed keys' old pages are not yet overwritten; run 'cvault doctor' later "
+                   "to finish", err=True)
     emit(data, as_json, lambda d: click.echo(
         f"purged {d['client']}/{d['path']} ({d['versions_destroyed']} versions destroyed)"
         if d["purged"] else f"deleted {d['client']}/{d['path']}"))

@@ -191,10 +191,15 @@ class SecretService:
                 blobs = self._prune(conn, record_id, now)
                 result = {"client": client.name, "path": path, "purged": False, "version": version}
         self._delete_local(blobs)
+        reason = "record deleted"
         if purge:
-            self.ctx.db.checkpoint_truncate()
+            # the destroyed keys' old page images must leave the WAL and the main file too
+            result["scrubbed"] = self.ctx.db.scrub()
+            reason = ("record purged (crypto-shredded)" if result["scrubbed"] else
+                      "record purged (crypto-shredded); database scrub pending: another process "
+                      "kept the database open")
         self.ctx.record_outcome(principal, Action.SECRET_RM, "ok", client=client, detail=path,
-                                reason="record purged (crypto-shredded)" if purge else "record deleted")
+                                reason=reason)
         return result
 
     def import_records(self, principal: Principal, client_name: str, lines: Iterable[str],

@@ -290,18 +290,9 @@ class Shredder:
     def scrub_database(self) -> None:
         """checkpoint(TRUNCATE), VACUUM, checkpoint(TRUNCATE); raises if another process's open
         read keeps old pages alive in the WAL (the next sweep retries)."""
-        self._checkpoint()
-        self.ctx.db.conn.execute("VACUUM")
-        self._checkpoint()
-
-    def _checkpoint(self) -> None:
-        for _ in range(CHECKPOINT_ATTEMPTS):
-            busy, _log, _done = self.ctx.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            if not busy:
-                return
-            time.sleep(0.2)
-        raise ShredIncomplete("shred paused: another process keeps the vault database open, so its "
-                              "write-ahead log cannot be emptied; run 'cvault sla sweep' again")
+        if not self.ctx.db.scrub(CHECKPOINT_ATTEMPTS):
+            raise ShredIncomplete("shred paused: another process keeps the vault database open, so "
+                                  "its write-ahead log cannot be emptied; run 'cvault sla sweep' again")
 
     def _scrub(self, job: Job) -> None:
         self.scrub_database()

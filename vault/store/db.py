@@ -145,14 +145,28 @@ class Database:
                 conn.execute(f"PRAGMA user_version={number}")
         return len(known)
 
-    def checkpoint_truncate(self) -> None:
-        """Copy the WAL into the main file and truncate it to zero bytes."""
-        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    def checkpoint_truncate(self, attempts: int = 5, wait: float = 0.2) -> bool:
+        """Copy the WAL into the main file and truncate it to zero bytes.
 
-    def vacuum(self) -> None:
-        """Rebuild the file so that no free page keeps old content; then empty the WAL again."""
+        Returns False if another connection's open read kept old pages alive after ``attempts``
+        tries (their bytes, e.g. a destroyed wrapped key, then stay until a later checkpoint)."""
+        # TRUNCATE waits in the busy handler for readers to move on: bound each try to ``wait``
+        self.conn.execute(f"PRAGMA busy_timeout={max(1, int(wait * 1000))}")
+        try:
+            for _ in range(attempts):
+                if not self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]:
+                    return True
+            return False
+        finally:
+            self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+    def scrub(self, attempts: int = 5, wait: float = 0.2) -> bool:
+        """Leave no old page content anywhere: checkpoint, VACUUM (rebuilds the file without free
+        pages), checkpoint again. False if a reader in another process kept the WAL busy."""
+        if not self.checkpoint_truncate(attempts, wait):
+            return False
         self.conn.execute("VACUUM")
-        self.checkpoint_truncate()
+        return self.checkpoint_truncate(attempts, wait)
 
 
 def _lenient_text(raw: bytes) -> str:
