@@ -451,3 +451,29 @@ def test_eight_clients_thousand_mixed_requests_each(served):
     finally:
         v.close()
     print(f"8 x {per_client} requests in {elapsed:.1f} s ({8 * per_client / elapsed:.0f}/s)")
+
+
+def test_unseal_guessing_is_serialized_capped_and_audited(tmp_path, monkeypatch):
+    """Failed unseal attempts (any address) are audited and capped; right secret unseals."""
+    from vault.errors import AuthenticationFailed, VaultLocked
+    from vault.facade import Vault
+    from vault.server import app as server_app
+
+    v, _ = Vault.init(tmp_path / "vault", passphrase="correct horse battery",
+                      kdf_params={"memory_kib": 65536, "iterations": 1, "lanes": 4})
+    v.close()
+    monkeypatch.setattr(server_app, "UNSEAL_FAILURES_MAX", 2)
+    pool = server_app.VaultPool(tmp_path / "vault")
+    for _ in range(2):
+        with pytest.raises(AuthenticationFailed):
+            pool.unseal("passphrase", "wrong guess", origin="api:198.51.100.9")
+    with pytest.raises(VaultLocked):
+        pool.unseal("passphrase", "correct horse battery", origin="api:198.51.100.10")
+    assert pool.sealed
+    events = pool._free[0].ctx.db.all(
+        "SELECT action, outcome, origin, reason FROM audit_events WHERE action = 'service.unseal'")
+    assert [(a, o) for a, o, _, _ in events] == [("service.unseal", "deny")] * 2
+    assert all("guess" not in r for *_, r in events)  # never the secret
+    monkeypatch.setattr(server_app, "UNSEAL_WINDOW", 0)  # the window has passed
+    pool.unseal("passphrase", "correct horse battery", origin="api:198.51.100.10")
+    assert not pool.sealed

@@ -251,3 +251,16 @@ def test_replica_configuration_is_host_only_and_never_points_at_vault_secrets(vd
     v.sync.configure(operator(), remote_config)  # from the host, with a proper secret file
     assert v.sync.show_config(operator())["drive_id"] == remote_config["drive_id"]
     v.close()
+
+
+def test_one_push_at_a_time(vault):
+    """A second push while one runs does nothing (it could re-upload a blob the first deleted)."""
+    from vault.locks import exclusive
+    from vault.services.sync import PUSH_LOCK
+
+    with exclusive(vault.ctx.home.locks, PUSH_LOCK) as held:
+        assert held
+        result = vault.sync.push(operator())
+    assert result["skipped"] == "another push is running" and result["uploaded"] == 0
+    assert vault.sync.pending()["put"] == 12
+    assert vault.sync.push(operator())["uploaded"] == 12

@@ -50,6 +50,9 @@ def sync_push(state, workers, force, as_json):
         data = vault.sync.push(state.principal(allow_system=True, system_name="sync"), workers=workers, progress=update, force=force)
 
     def human(d):
+        if d.get("skipped"):
+            click.echo(f"push skipped: {d['skipped']}")
+            return
         click.echo(f"uploaded {d['uploaded']}, deleted {d['deleted']}, failed {d['failed']}; "
                    f"still queued: {d['pending']['put']} uploads, {d['pending']['delete']} deletes")
         for e in d["errors"]:

@@ -33,11 +33,14 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from vault.errors import AuthenticationFailed, InvalidInput, VaultError, VaultSealed
+from vault.errors import AuthenticationFailed, InvalidInput, VaultError, VaultLocked, VaultSealed
 from vault.server import spec
 from vault.server.limits import BodyLimit, BodyTooLarge, RateLimiter
 
 log = logging.getLogger("cvault.server")
+
+UNSEAL_FAILURES_MAX = 20  # failed unseal attempts per window, from all addresses together
+UNSEAL_WINDOW = 600       # seconds
 
 ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 422, 423, 429, 500, 502, 503)
 
@@ -62,6 +65,10 @@ class VaultPool:
         self._root: bytes | None = None
         #: one write transaction at a time among this process's connections (see _serialize)
         self._write_lock = threading.RLock()
+        #: one unseal attempt at a time (each runs Argon2id with 64 MiB), and a global cap on
+        #: failures whatever the source address: UNSEAL_FAILURES_MAX per UNSEAL_WINDOW seconds
+        self._unseal_lock = threading.Lock()
+        self._unseal_failures: list[float] = []
         probe = self._serialize(Vault.open(self.home, clock=clock))  # fails early: missing vault
         self.vault_id = probe.ctx.vault_id.hex()
         self._free.append(probe)
@@ -98,13 +105,40 @@ class VaultPool:
         db.write = serialized_write
         return vault
 
-    def unseal(self, how: str, secret: str) -> None:
-        """``how``: key_file (a path), passphrase or recovery_key. Raises like the facade."""
-        with self.lease(unsealed=False) as vault:
-            if vault.unsealed:
-                return
-            getattr(vault, f"unseal_{how}")(secret)
-            self._root = vault.ctx.keyring.root()
+    def unseal(self, how: str, secret: str, origin: str | None = None) -> None:
+        """``how``: key_file (a path), passphrase or recovery_key. Raises like the facade.
+
+        Serialized (Argon2id costs 64 MiB per attempt), capped globally against guessing from many
+        addresses; every failure, and every unseal through the API (``origin`` given), is written
+        to the audit log (which works while sealed). The key-file unseal at start is in the
+        service log."""
+        import time
+
+        if not self._unseal_lock.acquire(timeout=10):
+            raise VaultLocked("another unseal attempt is running; try again")
+        try:
+            now = time.monotonic()
+            self._unseal_failures = [t for t in self._unseal_failures if now - t < UNSEAL_WINDOW]
+            if len(self._unseal_failures) >= UNSEAL_FAILURES_MAX:
+                raise VaultLocked("unseal locked: too many failed attempts; wait and try again")
+            with self.lease(unsealed=False) as vault:
+                if vault.unsealed:
+                    return
+                try:
+                    getattr(vault, f"unseal_{how}")(secret)
+                except AuthenticationFailed:
+                    self._unseal_failures.append(now)
+                    vault.ctx.audit.append(actor="operator", action="service.unseal", outcome="deny",
+                                           reason=f"wrong {how.replace('_', ' ')}",
+                                           origin=origin or "service")
+                    raise
+                self._root = vault.ctx.keyring.root()
+                if origin is not None:
+                    vault.ctx.audit.append(actor="operator", action="service.unseal", outcome="ok",
+                                           reason=f"unsealed with a {how.replace('_', ' ')}",
+                                           origin=origin)
+        finally:
+            self._unseal_lock.release()
 
     @contextmanager
     def lease(self, *, unsealed: bool = True):
@@ -433,7 +467,7 @@ def create_app(pool: VaultPool, settings: ServiceSettings | None = None) -> Fast
         if _has_surrogates(given[0][1]):
             raise InvalidInput("invalid request: text must be valid Unicode")
         if pool.sealed:
-            pool.unseal(*given[0])
+            pool.unseal(*given[0], origin=origin_of(request))
             log.info("service unsealed with a %s by %s", given[0][0].replace("_", " "),
                      origin_of(request))
         return {"sealed": pool.sealed}

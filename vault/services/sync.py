@@ -29,10 +29,12 @@ from vault.errors import (
     TransientBackendError,
 )
 from vault.keys import PURPOSE_TOKEN_CACHE_SEAL
+from vault.locks import exclusive
 from vault.policy import Action
 from vault.principal import Principal
 
 CONFIG_KEY = "remote.onedrive"
+PUSH_LOCK = "sync-push.lock"
 TOKEN_CACHE_NAME = "graph-token-cache.sealed"
 RETRY_BASE_SECONDS = 30     # first retry of a failed outbox item after 30 s ...
 RETRY_CAP_SECONDS = 3600    # ... doubling up to an hour
@@ -213,6 +215,14 @@ class SyncService:
         """Drain the outbox. ``force`` ignores back-off times (retry everything now)."""
         self.ctx.authorize(principal, Action.SYNC)
         remote = self._require_remote()
+        with exclusive(self.ctx.home.locks, PUSH_LOCK) as acquired:
+            if not acquired:  # a second push could re-upload a blob the first one just deleted
+                return {"uploaded": 0, "deleted": 0, "failed": 0, "errors": [],
+                        "pending": self.pending(), "skipped": "another push is running"}
+            return self._push(principal, remote, workers, progress, force)
+
+    def _push(self, principal: Principal, remote, workers: int, progress: Progress | None,
+              force: bool) -> dict:
         now = to_epoch(self.ctx.now())
         tasks = self._tasks(2**62 if force else now)
         done = {"uploaded": 0, "deleted": 0, "failed": 0, "errors": []}

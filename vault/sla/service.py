@@ -14,18 +14,16 @@ An approved early shred ends the SLA at the approval time with no grace period, 
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Callable, Iterator
+from typing import Callable
 
 from vault.audit.signing import AuditSigner
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.context import ClientRow, VaultContext
 from vault.dates import require_future
 from vault.errors import AccessDenied, ClientUnavailable, InvalidInput, NotFound
+from vault.locks import exclusive
 from vault.policy import Action
 from vault.principal import Principal
 from vault.sla import certificate as certfmt
@@ -333,25 +331,9 @@ class SlaService:
         return doc
 
 
-@contextmanager
-def sweep_lock(locks_dir) -> Iterator[bool]:
-    """Non-blocking exclusive flock on ``locks/sweep.lock``; yields whether it was acquired.
-
-    The kernel drops the lock when the process dies, so a killed sweep never blocks the next."""
-    os.makedirs(locks_dir, mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(locks_dir, SWEEP_LOCK), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+def sweep_lock(locks_dir):
+    """Non-blocking exclusive lock on ``locks/sweep.lock``; yields whether it was acquired."""
+    return exclusive(locks_dir, SWEEP_LOCK)
 
 
 def load_certificate_file(path) -> dict:
