@@ -516,3 +516,17 @@ def test_header_and_trailer_are_signed(busy, tmp_path):
     last = json.loads(lines[-2])["seq"]
     cut = verify_export(lines[:-1])  # the trailer line removed
     assert (cut.ok, cut.bad_seq) == (False, last + 1) and "trailer" in cut.problem
+
+
+def test_a_swapped_public_key_is_caught_by_live_verify(busy):
+    """Rewriting the log and re-signing it with a key of one's own needs the stored public key
+    swapped too; the unsealed vault checks it against its sealed private key."""
+    from vault import crypto
+    from vault.errors import IntegrityFailure
+
+    _, v, c = busy
+    _, other_public = crypto.ed25519_generate()
+    with v.ctx.db.write() as conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'audit_public_key'", (other_public,))
+    with pytest.raises(IntegrityFailure, match="audit public key"):
+        v.audit.verify(c.reviewer.principal())

@@ -264,3 +264,18 @@ def test_one_push_at_a_time(vault):
     assert result["skipped"] == "another push is running" and result["uploaded"] == 0
     assert vault.sync.pending()["put"] == 12
     assert vault.sync.push(operator())["uploaded"] == 12
+
+
+def test_pull_restores_signed_checkpoint_copies_and_refuses_forged_ones(vault, vdir, fake_graph):
+    cp = vault.ctx.audit.checkpoint()
+    vault.sync.push(operator())
+    genuine = vdir.home / "blobs" / cp.blob_name[:2] / cp.blob_name
+    assert genuine.exists() and cp.blob_name in remote_blob_names(fake_graph)
+    genuine.unlink()
+    forged = cp._replace(seq=99999999)  # same signature, another head: does not verify
+    fake_graph.put_file(f"cvault/{forged.blob_name[:2]}/{forged.blob_name}", forged.to_json().encode())
+    result = vault.sync.pull(operator())
+    assert genuine.exists()
+    assert any(forged.blob_name in e and "failed verification" in e for e in result["errors"])
+    assert not (vdir.home / "blobs" / forged.blob_name[:2] / forged.blob_name).exists()
+    assert vault.audit.verify(operator()).ok

@@ -96,6 +96,19 @@ class Checkpoint(NamedTuple):
                    base_seq, base_hash, signature)
 
 
+def authentic_blob(data: bytes, name: str, vault_id: bytes, public_key: bytes) -> bool:
+    """Whether ``data`` is a checkpoint of this vault, stored under its own name, signed by the
+    vault's audit key (sync pull checks this before restoring a copy from the remote)."""
+    from vault.audit.signing import verify_signature
+
+    try:
+        cp = Checkpoint.from_dict(json.loads(data))
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return (cp.vault_id == vault_id and cp.blob_name == name
+            and verify_signature(public_key, cp.signature, cp.signing_input()))
+
+
 def _hex(value, length: int) -> bytes:
     if not isinstance(value, str):
         raise ValueError("expected hex")

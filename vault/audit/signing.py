@@ -43,15 +43,24 @@ class AuditSigner:
         """``ed25519:<base64>``: the form printed by ``cvault audit pubkey`` and taken by --pubkey."""
         return "ed25519:" + base64.b64encode(self.public_key()).decode()
 
-    def sign(self, message: bytes) -> bytes:
+    def check_public_key(self) -> None:
+        """The stored public key must belong to the sealed private key (someone able to write
+        vault.db could otherwise swap both the key and a re-signed log)."""
+        if not crypto.constant_time_equal(crypto.ed25519_public_key(self._private()), self.public_key()):
+            raise IntegrityFailure("integrity failure: the stored audit public key is not the "
+                                   "vault's audit key")
+
+    def _private(self) -> bytes:
         row = self.db.one("SELECT value FROM meta WHERE key = 'audit_private_sealed'")
         if row is None:
             raise IntegrityFailure("integrity failure: the vault has no audit key")
         try:
-            private = self.keyring.unseal_for(PURPOSE_AUDIT, bytes(row[0]), "audit-signing-key")
+            return self.keyring.unseal_for(PURPOSE_AUDIT, bytes(row[0]), "audit-signing-key")
         except CryptoError:
             raise IntegrityFailure("integrity failure: the audit signing key failed authentication") from None
-        return crypto.ed25519_sign(private, message)
+
+    def sign(self, message: bytes) -> bytes:
+        return crypto.ed25519_sign(self._private(), message)
 
 
 def parse_public_key_text(text: str) -> bytes:

@@ -328,7 +328,10 @@ def verify_live(ctx: VaultContext, progress: Progress | None = None, *,
                 all_signatures: bool = False) -> VerifyResult:
     """Verify the vault's own log (no authorization: the callers have done it)."""
     external = latest_backend_checkpoint(ctx)  # read before the entries: it never runs ahead
-    public = AuditSigner(ctx.db, ctx.keyring).public_key()
+    signer = AuditSigner(ctx.db, ctx.keyring)
+    public = signer.public_key()
+    if ctx.keyring.unsealed:
+        signer.check_public_key()
     return verify_database(ctx.db.path, ctx.vault_id, public, external=external, progress=progress,
                            all_signatures=all_signatures, fallback=ctx.db.conn)
 

@@ -289,7 +289,9 @@ class SyncService:
         remote = self._require_remote()
         referenced = self._referenced()
         listing = {name: qx for name, qx, _ in remote.list_with_hashes()}
-        wanted = [n for n in sorted(listing) if n in referenced or n.startswith("audit-")]
+        from vault.audit.checkpoints import is_checkpoint_blob
+
+        wanted = [n for n in sorted(listing) if n in referenced or is_checkpoint_blob(n)]
         result = {"checked": 0, "restored": 0, "missing_remote": sorted(referenced - set(listing)),
                   "errors": []}
 
@@ -317,7 +319,7 @@ class SyncService:
             for i, (name, data, error) in enumerate(pool.map(fetch, need), 1):
                 if error is None and listing[name] and self._hash(data) != listing[name]:
                     error = "remote copy does not match its quickXorHash"
-                if error is None and records.blob_is_authentic(name, data) is False:
+                if error is None and not self._authentic(records, name, data):
                     error = "remote copy failed verification"
                 if error is None:
                     self.ctx.blobs.put(name, data)
@@ -329,6 +331,18 @@ class SyncService:
         self.ctx.record_outcome(principal, Action.SYNC, "ok" if not result["errors"] else "error",
                                 reason=f"pull: {result['restored']} restored of {result['checked']}")
         return result
+
+    def _authentic(self, records, name: str, data: bytes) -> bool:
+        """A record blob must decrypt under its record key; a checkpoint copy must carry the
+        vault's audit signature. Anything else the remote offers is not restored."""
+        from vault.audit.checkpoints import authentic_blob, is_checkpoint_blob
+
+        if is_checkpoint_blob(name):
+            from vault.audit.signing import AuditSigner
+
+            public = AuditSigner(self.ctx.db, self.ctx.keyring).public_key()
+            return authentic_blob(data, name, self.ctx.vault_id, public)
+        return records.blob_is_authentic(name, data) is not False
 
     def verify(self, principal: Principal, *, progress: Progress | None = None) -> dict:
         """Compare the remote's quickXorHash of every blob with the local blob."""
