@@ -39,10 +39,10 @@ BENCH = ROOT / "bench"
 
 @dataclass
 class Bench:
-    name: str               # module bench/<name>.py
+    name: str  # module bench/<name>.py
     issue: int
     what: str
-    quick: dict = field(default_factory=dict)    # run() keyword arguments for --quick
+    quick: dict = field(default_factory=dict)  # run() keyword arguments for --quick
     argv_quick: list = field(default_factory=list)  # script arguments for --quick (no run())
     timeout: int = 240
 
@@ -51,10 +51,22 @@ REGISTRY = [
     Bench("secret_get", 2, "cvault secret get latency (embedded)", {"runs": 10}),
     Bench("importcost", 2, "where secret get spends its time beyond the floor", {"quick": True}),
     Bench("secret_import", 2, "secret import of 10,000 records", {"runs": 1}),
-    Bench("audit_verify", 4, "audit verify of a 1,000,000-entry log",
-          {"runs": 1, "entries": 200_000}, ["--runs", "1", "--entries", "200000"], timeout=200),
-    Bench("shred", 5, "shred of a 10,000-record client; sweep of 10,000 clients",
-          {"repeat": 1}, ["--repeat", "1"], timeout=200),
+    Bench(
+        "audit_verify",
+        4,
+        "audit verify of a 1,000,000-entry log",
+        {"runs": 1, "entries": 200_000},
+        ["--runs", "1", "--entries", "200000"],
+        timeout=200,
+    ),
+    Bench(
+        "shred",
+        5,
+        "shred of a 10,000-record client; sweep of 10,000 clients",
+        {"repeat": 1},
+        ["--repeat", "1"],
+        timeout=200,
+    ),
     Bench("onedrive_push", 6, "sync push of 1,000 blobs, 50 ms latency", {"runs": 1}),
     Bench("service", 7, "service throughput, p99, remote secret get", {"quick": True}),
     Bench("peers", 8, "pass, age, rclone crypt side by side", {"quick": True}),
@@ -64,7 +76,7 @@ REGISTRY = [
 #: floors of scripts that print a number but not its description
 SCRIPT_FLOORS = {
     "sla.shred_10k_records": "bare DELETE of the same 10,000 record + version rows and unlink of "
-                             "10,000 same-size files",
+    "10,000 same-size files",
     "sla.sweep_10k_clients_nothing_due": "the same sweep of an empty vault",
 }
 
@@ -72,13 +84,14 @@ SCRIPT_FLOORS = {
 @dataclass
 class Outcome:
     bench: Bench
-    status: str                       # ok | failed | absent | timeout
+    status: str  # ok | failed | absent | timeout
     seconds: float = 0.0
     results: list[Result] = field(default_factory=list)
     detail: str = ""
 
 
 # --- running -------------------------------------------------------------------------------------
+
 
 def has_run(path: Path) -> bool:
     tree = ast.parse(path.read_text())
@@ -95,15 +108,35 @@ def result_from_json(d: dict) -> Result:
         if met is None:
             met = median >= target if higher else median <= target
         target = f">= {target:,} {unit}" if higher else f"<= {target:g} {unit}"
-    known = {"name", "unit", "median", "spread", "floor", "floor_desc", "floor_is", "ratio",
-             "target", "met", "meets_target", "note"}
+    known = {
+        "name",
+        "unit",
+        "median",
+        "spread",
+        "floor",
+        "floor_desc",
+        "floor_is",
+        "ratio",
+        "target",
+        "met",
+        "meets_target",
+        "note",
+    }
     extra = "; ".join(f"{k} {v}" for k, v in d.items() if k not in known)
     note = "; ".join(x for x in (d.get("note") or "", extra) if x)
     spread = d.get("spread")
-    return Result(d["name"], unit, median, math.nan if spread is None else float(spread),
-                  d.get("floor"), d.get("floor_desc") or d.get("floor_is")
-                  or SCRIPT_FLOORS.get(d["name"], ""), d.get("ratio"),
-                  str(target if target is not None else ""), met, note)
+    return Result(
+        d["name"],
+        unit,
+        median,
+        math.nan if spread is None else float(spread),
+        d.get("floor"),
+        d.get("floor_desc") or d.get("floor_is") or SCRIPT_FLOORS.get(d["name"], ""),
+        d.get("ratio"),
+        str(target if target is not None else ""),
+        met,
+        note,
+    )
 
 
 def run_bench(b: Bench, quick: bool, plot: Path | None) -> Outcome:
@@ -121,18 +154,29 @@ def run_bench(b: Bench, quick: bool, plot: Path | None) -> Outcome:
         argv = [sys.executable, "-m", "bench._child", b.name, json.dumps(kwargs)]
     else:
         argv = [sys.executable, str(path), *(b.argv_quick if quick else [])]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        ),
+    )
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     marked, printed, tail = [], [], []
 
     def read() -> None:
         for line in proc.stdout:
             line = line.rstrip("\n")
             if line.startswith(MARK):
-                marked.append(json.loads(line[len(MARK):]))
+                marked.append(json.loads(line[len(MARK) :]))
                 continue
             print(f"  [{b.name}] {line}", file=sys.stderr, flush=True)
             tail.append(line)
@@ -175,6 +219,7 @@ def run_bench(b: Bench, quick: bool, plot: Path | None) -> Outcome:
 
 # --- machine and commit --------------------------------------------------------------------------
 
+
 def _cmd(argv: list[str]) -> str:
     try:
         out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=20)
@@ -211,20 +256,30 @@ def machine() -> dict:
     except (OSError, AttributeError):
         pass
     versions = {}
-    for tool, argv in (("gpg", ["gpg", "--version"]), ("pass", ["pass", "version"]),
-                       ("age", ["age", "--version"]), ("rclone", ["rclone", "version"])):
+    for tool, argv in (
+        ("gpg", ["gpg", "--version"]),
+        ("pass", ["pass", "version"]),
+        ("age", ["age", "--version"]),
+        ("rclone", ["rclone", "version"]),
+    ):
         if shutil.which(tool):
             text = _cmd(argv)
             found = re.search(r"v?(\d+\.\d+(?:\.\d+)?)", text)
             versions[tool] = found.group(1) if found else "installed"
         else:
             versions[tool] = "not installed"
-    return {"cores": os.cpu_count(), "cpu": cpu, "memory": mem, "python": platform.python_version(),
-            "os": f"{os_name}, Linux {platform.release()}" if platform.system() == "Linux" else os_name,
-            "peers": versions}
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory": mem,
+        "python": platform.python_version(),
+        "os": f"{os_name}, Linux {platform.release()}" if platform.system() == "Linux" else os_name,
+        "peers": versions,
+    }
 
 
 # --- formatting ----------------------------------------------------------------------------------
+
 
 def fmt(value: float | None, unit: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -238,8 +293,12 @@ def fmt(value: float | None, unit: str) -> str:
 
 def cost_ratio(r: Result) -> float | None:
     """Uniform ratio: how many times the floor's cost (>1: slower than the floor)."""
-    if r.floor in (None, 0) or (isinstance(r.floor, float) and math.isnan(r.floor)) \
-            or math.isnan(r.median) or r.median == 0:
+    if (
+        r.floor in (None, 0)
+        or (isinstance(r.floor, float) and math.isnan(r.floor))
+        or math.isnan(r.median)
+        or r.median == 0
+    ):
         return None
     return r.floor / r.median if r.unit.endswith("/s") else r.median / r.floor
 
@@ -253,17 +312,21 @@ def cell(text: str) -> str:
 
 
 def summary_table(outcomes: list[Outcome], kinds=("target",)) -> list[str]:
-    rows = ["| Issue | Benchmark | Median | Spread (IQR) | Floor (same run) | Ratio | Target | Met |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| Issue | Benchmark | Median | Spread (IQR) | Floor (same run) | Ratio | Target | Met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for o in outcomes:
         for r in o.results:
             if kind_of(r) not in kinds:
                 continue
             ratio = cost_ratio(r)
-            rows.append(f"| {o.bench.issue} | {cell(r.name)} | {fmt(r.median, r.unit)} | "
-                        f"{fmt(r.spread, r.unit)} | {fmt(r.floor, r.unit)} | "
-                        f"{'n/a' if ratio is None else f'{ratio:.2f} x'} | {cell(r.target)} | "
-                        f"{met_text(r)} |")
+            rows.append(
+                f"| {o.bench.issue} | {cell(r.name)} | {fmt(r.median, r.unit)} | "
+                f"{fmt(r.spread, r.unit)} | {fmt(r.floor, r.unit)} | "
+                f"{'n/a' if ratio is None else f'{ratio:.2f} x'} | {cell(r.target)} | "
+                f"{met_text(r)} |"
+            )
     return rows
 
 
@@ -320,29 +383,43 @@ def diagnostics_section(outcomes: list[Outcome]) -> list[str]:
     rows = [r for o in outcomes for r in o.results if kind_of(r) == "diagnostic"]
     if not rows:
         return []
-    out = ["## Where `secret get` spends its time", "",
-           "`bench/importcost.py`, same run: `python -X importtime` of the floor and of "
-           "`cvault secret get` (modules the floor does not load), and the phases after the imports "
-           "timed in one process. Diagnostics, no target; the gap analysis below uses them.", "",
-           "| Part | Median | Spread (IQR) | Note |", "|---|---|---|---|"]
+    out = [
+        "## Where `secret get` spends its time",
+        "",
+        "`bench/importcost.py`, same run: `python -X importtime` of the floor and of "
+        "`cvault secret get` (modules the floor does not load), and the phases after the imports "
+        "timed in one process. Diagnostics, no target; the gap analysis below uses them.",
+        "",
+        "| Part | Median | Spread (IQR) | Note |",
+        "|---|---|---|---|",
+    ]
     for r in rows:
-        out.append(f"| {cell(r.name.removeprefix('diagnostic: '))} | {fmt(r.median, r.unit)} | "
-                   f"{fmt(r.spread, r.unit)} | {cell(r.note)} |")
+        out.append(
+            f"| {cell(r.name.removeprefix('diagnostic: '))} | {fmt(r.median, r.unit)} | "
+            f"{fmt(r.spread, r.unit)} | {cell(r.note)} |"
+        )
     return out + [""]
 
 
 def peers_section(outcomes: list[Outcome], info: dict) -> list[str]:
     rows = [r for o in outcomes for r in o.results if kind_of(r) == "peer"]
-    out = ["## Peers, side by side", "",
-           "The peers are installed from the system package manager by `bench/install-peers.sh` "
-           "(apt-get; run it once as root). **It is needed for this section**: a peer that is not "
-           "installed is skipped and the table says so. Versions in this run: "
-           + ", ".join(f"{k} {v}" for k, v in info["peers"].items()) + ".", ""]
+    out = [
+        "## Peers, side by side",
+        "",
+        "The peers are installed from the system package manager by `bench/install-peers.sh` "
+        "(apt-get; run it once as root). **It is needed for this section**: a peer that is not "
+        "installed is skipped and the table says so. Versions in this run: "
+        + ", ".join(f"{k} {v}" for k, v in info["peers"].items())
+        + ".",
+        "",
+    ]
     if not rows:
         out += ["No peer results in this run (see the module status table).", ""]
         return out
-    out += ["| Comparison | Median | Spread (IQR) | Floor (same run) | x floor | cvault vs this |",
-            "|---|---|---|---|---|---|"]
+    out += [
+        "| Comparison | Median | Spread (IQR) | Floor (same run) | x floor | cvault vs this |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         ratio = cost_ratio(r)
         versus = re.search(r"cvault / this = ([0-9.]+)", r.note)
@@ -355,8 +432,10 @@ def peers_section(outcomes: list[Outcome], info: dict) -> list[str]:
                 rel = "(cvault)" if abs(x - 1) < 1e-9 else f"cvault takes {x:.2f} x as long"
         n = re.search(r"(\d+) records per round", r.note)
         name = r.name.removeprefix("peers: ") + (f" ({n.group(1)} records)" if n else "")
-        out.append(f"| {cell(name)} | {fmt(r.median, r.unit)} | {fmt(r.spread, r.unit)} | "
-                   f"{fmt(r.floor, r.unit)} | {'n/a' if ratio is None else f'{ratio:.2f}'} | {rel} |")
+        out.append(
+            f"| {cell(name)} | {fmt(r.median, r.unit)} | {fmt(r.spread, r.unit)} | "
+            f"{fmt(r.floor, r.unit)} | {'n/a' if ratio is None else f'{ratio:.2f}'} | {rel} |"
+        )
         if "skipped" in r.note:
             out.append(f"| {cell(r.note)} | | | | | |")
     out += ["", FAIRNESS]
@@ -365,23 +444,31 @@ def peers_section(outcomes: list[Outcome], info: dict) -> list[str]:
 
 def scaling_section(outcomes: list[Outcome], plot: Path | None) -> list[str]:
     rows = [r for o in outcomes for r in o.results if kind_of(r) == "curve"]
-    out = ["## Scaling", "",
-           "`secret get` latency and sweep time with 10, 1,000 and 100,000 records in the client "
-           "and clients in the vault. All sizes and the floor are measured interleaved in the same "
-           "rounds (`bench/scaling.py`). Records are written through the library import path; bulk "
-           "clients are inserted with SQL, each with a real wrapped client key.", ""]
+    out = [
+        "## Scaling",
+        "",
+        "`secret get` latency and sweep time with 10, 1,000 and 100,000 records in the client "
+        "and clients in the vault. All sizes and the floor are measured interleaved in the same "
+        "rounds (`bench/scaling.py`). Records are written through the library import path; bulk "
+        "clients are inserted with SQL, each with a real wrapped client key.",
+        "",
+    ]
     if not rows:
         return out + ["No scaling results in this run (see the module status table).", ""]
     if plot is not None and plot.exists():
         out += [f"![scaling curves]({plot.name})", ""]
-    out += ["| Curve point | Median | Spread (IQR) | Floor (same run) | x floor | Note |",
-            "|---|---|---|---|---|---|"]
+    out += [
+        "| Curve point | Median | Spread (IQR) | Floor (same run) | x floor | Note |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         ratio = cost_ratio(r)
-        out.append(f"| {cell(r.name.removeprefix('scaling: '))} | {fmt(r.median, r.unit)} | "
-                   f"{fmt(r.spread, r.unit)} | {fmt(r.floor, r.unit)} "
-                   f"({cell(r.floor_desc)}) | {'n/a' if ratio is None else f'{ratio:.2f}'} | "
-                   f"{cell(r.note)} |")
+        out.append(
+            f"| {cell(r.name.removeprefix('scaling: '))} | {fmt(r.median, r.unit)} | "
+            f"{fmt(r.spread, r.unit)} | {fmt(r.floor, r.unit)} "
+            f"({cell(r.floor_desc)}) | {'n/a' if ratio is None else f'{ratio:.2f}'} | "
+            f"{cell(r.note)} |"
+        )
     return out + [""]
 
 
@@ -398,14 +485,16 @@ GAPS = {
         "about 7 ms of work (open, key-file unseal, session resume, the audited read with one "
         "fsync'd commit). What would close it further: merge the session touch into the audit "
         "transaction, a plain-constant `Action` table, and a smaller identity module on the read "
-        "path. Service mode avoids all of this per read."),
+        "path. Service mode avoids all of this per read."
+    ),
     "secret import": (
         "Already done (2026-11-25): blob files written by two background threads while the main "
         "thread encrypts, ids allocated up front and three `executemany` per batch, AAD prefixes "
         "computed once per client, and `syncfs(2)` on the vault's filesystem instead of "
         "`os.sync()`. What is left is creating 10,000 files: on this ext4 volume (mounted with "
         "`discard`, shared with other jobs) one create costs 10-150 us depending on the rest of "
-        "the machine, which is what moves the rate between runs."),
+        "the machine, which is what moves the rate between runs."
+    ),
     "audit_verify": (
         "cProfile of the verifier on 200,000 entries (issue 8, 2026-11-25): 71% of the time is the "
         "Python body of `vault.audit.verify.verify_chain` itself (about 3.6 us per entry), 13% "
@@ -413,28 +502,34 @@ GAPS = {
         "that machine load decides it. What would close it with margin: build the canonical bytes "
         "with one preformatted template per row and escape only fields that need it (most are "
         "plain ASCII), or verify in chunks on 2 processes (the chain hash is sequential, the "
-        "canonical bytes are not)."),
+        "canonical bytes are not)."
+    ),
     "sla.shred": (
         "Already done (2026-11-25): string paths, no `stat` before each unlink, unlinks grouped by "
         "shard folder on 4 threads, one fsync per shard folder. What is left is the unlinks "
-        "themselves (the floor) and the VACUUM that scrubs free pages."),
-    "sla.sweep": ("The due query must stay the single indexed range probe (index "
-                  "clients_shred_due); the scaling curve shows whether it does."),
-    "sync push": ("The push must keep 8 requests in flight all the time and make one request per "
-                  "blob."),
+        "themselves (the floor) and the VACUUM that scrubs free pages."
+    ),
+    "sla.sweep": (
+        "The due query must stay the single indexed range probe (index "
+        "clients_shred_due); the scaling curve shows whether it does."
+    ),
+    "sync push": ("The push must keep 8 requests in flight all the time and make one request per blob."),
     "service secret get p99": (
         "Cause found (2026-11-25): SQLite's busy handler sleeps 1, 2, 5, 10, 15, 20 ms between "
         "retries of a taken write lock, so reads colliding on their audit commits waited up to "
         "~53 ms. The service now takes an in-process lock before `BEGIN IMMEDIATE` "
         "(`vault.server.app.VaultPool`), so a waiting request starts as soon as the previous one "
-        "commits. If the target is missed again, look at CPU contention (load average above)."),
-    "service": ("Throughput on 2 cores is bound by one Python process doing TLS, JSON and the "
-                "audit write per read."),
+        "commits. If the target is missed again, look at CPU contention (load average above)."
+    ),
+    "service": (
+        "Throughput on 2 cores is bound by one Python process doing TLS, JSON and the audit write per read."
+    ),
     "remote cvault secret get": (
         "Already done (2026-11-25): the remote client imports no dataclasses, no server module "
         "beyond the operation table, no idna codec, and skips interpreter teardown. What is left: "
         "`ssl`/`socket` (about 8 ms, unavoidable for HTTPS) and one TLS 1.3 handshake per process "
-        "(about 4.5 ms); resuming TLS sessions across invocations would remove most of the latter."),
+        "(about 4.5 ms); resuming TLS sessions across invocations would remove most of the latter."
+    ),
 }
 
 
@@ -461,17 +556,23 @@ def gap_size(r: Result) -> str:
 
 
 def gaps_section(outcomes: list[Outcome]) -> list[str]:
-    out = ["## Targets and gaps", "",
-           "Every target of issues 2 and 4-7, with the number measured in this run. A target not met "
-           "is stated with the gap and what would close it; a benchmark that did not run is stated "
-           "as such.", ""]
+    out = [
+        "## Targets and gaps",
+        "",
+        "Every target of issues 2 and 4-7, with the number measured in this run. A target not met "
+        "is stated with the gap and what would close it; a benchmark that did not run is stated "
+        "as such.",
+        "",
+    ]
     for o in outcomes:
         if o.bench.name in ("peers", "scaling", "importcost"):
             continue
         if o.status != "ok" and not o.results:
-            out.append(f"* **Issue {o.bench.issue}, {o.bench.what}: not measured in this run** "
-                       f"({o.status}: {o.detail}). The target is neither shown met nor failed; "
-                       "run `python -m bench --only " + o.bench.name + "` once it works.")
+            out.append(
+                f"* **Issue {o.bench.issue}, {o.bench.what}: not measured in this run** "
+                f"({o.status}: {o.detail}). The target is neither shown met nor failed; "
+                "run `python -m bench --only " + o.bench.name + "` once it works."
+            )
             continue
         for r in o.results:
             if kind_of(r) != "target":
@@ -479,32 +580,53 @@ def gaps_section(outcomes: list[Outcome]) -> list[str]:
             measured = fmt(r.median, r.unit)
             floor = "" if r.floor is None else f" (floor {fmt(r.floor, r.unit)})"
             if r.met:
-                out.append(f"* Issue {o.bench.issue}, {r.name}: **met**, {measured}{floor}, "
-                           f"target {r.target}.")
+                out.append(
+                    f"* Issue {o.bench.issue}, {r.name}: **met**, {measured}{floor}, target {r.target}."
+                )
             elif r.met is None:
-                out.append(f"* Issue {o.bench.issue}, {r.name}: {measured}{floor}, target "
-                           f"{r.target}: no verdict (the module gave none).")
+                out.append(
+                    f"* Issue {o.bench.issue}, {r.name}: {measured}{floor}, target "
+                    f"{r.target}: no verdict (the module gave none)."
+                )
             else:
                 fix = next((v for k, v in GAPS.items() if r.name.startswith(k)), "")
-                out.append(f"* Issue {o.bench.issue}, {r.name}: **not met**: measured {measured}"
-                           f"{floor} against {r.target}{gap_size(r)}. {fix}")
+                out.append(
+                    f"* Issue {o.bench.issue}, {r.name}: **not met**: measured {measured}"
+                    f"{floor} against {r.target}{gap_size(r)}. {fix}"
+                )
         if o.status != "ok":
-            out.append(f"  (issue {o.bench.issue}, {o.bench.name}: the module ended with "
-                       f"{o.status}: {cell(o.detail)}; results above are partial)")
+            out.append(
+                f"  (issue {o.bench.issue}, {o.bench.name}: the module ended with "
+                f"{o.status}: {cell(o.detail)}; results above are partial)"
+            )
     return out + [""]
 
 
-def write_report(path: Path, outcomes: list[Outcome], info: dict, args, started: datetime,
-                 seconds: float, load: tuple, plot: Path | None, commit: str) -> None:
-    mode = "QUICK smoke run (fewer repetitions, smaller sizes): not the reference numbers" \
-        if args.quick else "full run"
+def write_report(
+    path: Path,
+    outcomes: list[Outcome],
+    info: dict,
+    args,
+    started: datetime,
+    seconds: float,
+    load: tuple,
+    plot: Path | None,
+    commit: str,
+) -> None:
+    mode = (
+        "QUICK smoke run (fewer repetitions, smaller sizes): not the reference numbers"
+        if args.quick
+        else "full run"
+    )
     if args.only:
         mode += f", only `{args.only}`"
     lines = [
-        "# cvault performance", "",
+        "# cvault performance",
+        "",
         "Generated by `python -m bench` (bench/__main__.py); do not edit by hand. "
         "Targets are those of the issues; every floor is measured in the same run, interleaved "
-        "with what it bounds.", "",
+        "with what it bounds.",
+        "",
         f"* Commit: `{commit}`" + (" (the tree had uncommitted changes)" if "dirty" in commit else ""),
         f"* Date: {started.strftime('%Y-%m-%d %H:%M:%S UTC')}",
         f"* Mode: {mode}",
@@ -512,34 +634,53 @@ def write_report(path: Path, outcomes: list[Outcome], info: dict, args, started:
         f"* Python: {info['python']} ({sys.executable})",
         f"* Load average (1 min) at start / end: {load[0]:.2f} / {load[1]:.2f} (a shared machine: "
         "compare ratios, not absolute times)",
-        f"* Whole run: {seconds:.0f} s ({seconds / 60:.1f} min)", "",
-        "## How to run", "",
+        f"* Whole run: {seconds:.0f} s ({seconds / 60:.1f} min)",
+        "",
+        "## How to run",
+        "",
         "```sh",
         "sudo bench/install-peers.sh          # once: pass, gnupg, age, rclone (apt-get)",
         "pip install -e '.[bench]'            # matplotlib for the scaling plot",
         "python -m bench                      # full run, under 10 minutes on 2 cores",
         "python -m bench --quick              # smoke run",
         "python -m bench --only secret_get    # one benchmark (add --out FILE to write a report)",
-        "```", "",
+        "```",
+        "",
         "Not part of the test suite. Spread is the interquartile range of the samples (n/a where a "
         "module reports only a median). **Ratio** is the cost relative to the floor: median / floor "
-        "for times, floor / median for rates, so above 1 always means slower than the floor.", "",
-        "## Results against the issues' targets", "",
-        *summary_table(outcomes), "",
-        "## Module status", "",
-        "| Module | Issue | Status | Time | Detail |", "|---|---|---|---|---|",
+        "for times, floor / median for rates, so above 1 always means slower than the floor.",
+        "",
+        "## Results against the issues' targets",
+        "",
+        *summary_table(outcomes),
+        "",
+        "## Module status",
+        "",
+        "| Module | Issue | Status | Time | Detail |",
+        "|---|---|---|---|---|",
     ]
     for o in outcomes:
-        lines.append(f"| {o.bench.name} | {o.bench.issue} | {o.status} | {o.seconds:.0f} s | "
-                     f"{cell(o.detail) or '-'} |")
+        lines.append(
+            f"| {o.bench.name} | {o.bench.issue} | {o.status} | {o.seconds:.0f} s | {cell(o.detail) or '-'} |"
+        )
     lines.append("")
-    notes = [(o.bench.name, r) for o in outcomes for r in o.results
-             if kind_of(r) == "target" and (r.note or r.floor_desc)]
+    notes = [
+        (o.bench.name, r)
+        for o in outcomes
+        for r in o.results
+        if kind_of(r) == "target" and (r.note or r.floor_desc)
+    ]
     if notes:
-        lines += ["Floors and notes (a module's own note may use its own ratio convention; the "
-                  "Ratio column above is recomputed uniformly):", ""]
-        lines += [f"* {cell(r.name)}: floor = {cell(r.floor_desc) or 'n/a'}"
-                  + (f"; {cell(r.note)}" if r.note else "") for _, r in notes]
+        lines += [
+            "Floors and notes (a module's own note may use its own ratio convention; the "
+            "Ratio column above is recomputed uniformly):",
+            "",
+        ]
+        lines += [
+            f"* {cell(r.name)}: floor = {cell(r.floor_desc) or 'n/a'}"
+            + (f"; {cell(r.note)}" if r.note else "")
+            for _, r in notes
+        ]
         lines.append("")
     lines += diagnostics_section(outcomes)
     lines += peers_section(outcomes, info)
@@ -551,13 +692,17 @@ def write_report(path: Path, outcomes: list[Outcome], info: dict, args, started:
 
 # --- entry point ---------------------------------------------------------------------------------
 
+
 def main() -> int:
     names = [b.name for b in REGISTRY]
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: fewer repetitions")
     ap.add_argument("--only", metavar="NAME", help=f"run one module: {', '.join(names)}")
-    ap.add_argument("--out", type=Path, help="report path (default docs/performance.md; "
-                                            "with --only, no file unless given)")
+    ap.add_argument(
+        "--out",
+        type=Path,
+        help="report path (default docs/performance.md; with --only, no file unless given)",
+    )
     ap.add_argument("--list", action="store_true", help="list the registry and exit")
     args = ap.parse_args()
     if args.list:
@@ -580,8 +725,11 @@ def main() -> int:
         print(f"== {b.name} (issue {b.issue}): {b.what}", file=sys.stderr, flush=True)
         o = run_bench(b, args.quick, plot)
         outcomes.append(o)
-        print(f"== {b.name}: {o.status} in {o.seconds:.0f} s" + (f" ({o.detail})" if o.detail else ""),
-              file=sys.stderr, flush=True)
+        print(
+            f"== {b.name}: {o.status} in {o.seconds:.0f} s" + (f" ({o.detail})" if o.detail else ""),
+            file=sys.stderr,
+            flush=True,
+        )
     seconds, load1 = time.perf_counter() - t0, os.getloadavg()[0]
 
     table = summary_table(outcomes, kinds=("target", "peer", "curve"))

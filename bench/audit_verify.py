@@ -62,11 +62,24 @@ def build(db: Database, n: int, vault_id: bytes, private: bytes) -> list[bytes]:
         sealed = os.urandom(48) if client else None
         key = f"audit:{'%032x' % rng.getrandbits(128)}" if client else None
         outcome = "deny" if seq % 17 == 0 else "allow"
-        reason = ("need-to-know: assigned, trained, SLA active" if outcome == "allow"
-                  else "user is not assigned to that client")
+        reason = (
+            "need-to-know: assigned, trained, SLA active"
+            if outcome == "allow"
+            else "user is not assigned to that client"
+        )
         actor = users[seq % 40]
-        c = entry_bytes(seq, at, actor, action, client, outcome, reason, "cli",
-                        None if sealed is None else base64.b64encode(sealed).decode(), key)
+        c = entry_bytes(
+            seq,
+            at,
+            actor,
+            action,
+            client,
+            outcome,
+            reason,
+            "cli",
+            None if sealed is None else base64.b64encode(sealed).decode(),
+            key,
+        )
         digest = hashlib.sha256(prev + c).digest()
         canon.append(c)
         rows.append((seq, at, actor, action, client, outcome, reason, "cli", sealed, key, prev, digest))
@@ -83,10 +96,8 @@ def build(db: Database, n: int, vault_id: bytes, private: bytes) -> list[bytes]:
 
 def _flush(db: Database, rows: list, cps: list) -> None:
     with db.write() as conn:
-        conn.executemany(f"INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                         rows)
-        conn.executemany(f"INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
-                         cps)
+        conn.executemany(f"INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        conn.executemany(f"INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?,?,?,?,?,?,?)", cps)
     rows.clear()
     cps.clear()
 
@@ -132,14 +143,25 @@ def main() -> None:
         db.close()
     median = n / statistics.median(verify_times)
     floor = n / statistics.median(floor_times)
-    print(json.dumps({
-        "name": "audit_verify", "unit": "entries/s", "entries": n, "checkpoints": n // 100,
-        "median": round(median), "floor": round(floor), "ratio": round(floor / median, 2),
-        "target": TARGET, "meets_target": median >= TARGET, "runs": args.runs,
-        "build_seconds": round(build_s, 1),
-        "all_signatures": round(n / strict),  # every checkpoint signature checked (one run)
-        "floor_is": "bare hashlib.sha256 chain over the same precomputed canonical bytes",
-    }))
+    print(
+        json.dumps(
+            {
+                "name": "audit_verify",
+                "unit": "entries/s",
+                "entries": n,
+                "checkpoints": n // 100,
+                "median": round(median),
+                "floor": round(floor),
+                "ratio": round(floor / median, 2),
+                "target": TARGET,
+                "meets_target": median >= TARGET,
+                "runs": args.runs,
+                "build_seconds": round(build_s, 1),
+                "all_signatures": round(n / strict),  # every checkpoint signature checked (one run)
+                "floor_is": "bare hashlib.sha256 chain over the same precomputed canonical bytes",
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

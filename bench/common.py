@@ -45,8 +45,7 @@ def iqr(values: list[float]) -> float:
 
 def time_command(argv: list[str], env: dict | None = None, stdin: bytes | None = None) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(argv, env=env, input=stdin, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE)
+    proc = subprocess.run(argv, env=env, input=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{argv} failed: {proc.stderr.decode()[-500:]}")

@@ -28,10 +28,20 @@ def ready_vault(base: Path, records: int = 10, clients: int = 1) -> BenchVault:
         name = "acme" if c == 0 else f"client-{c}"
         add_client(v, name)
         if c == 0 and records:
-            v.secrets.import_records(operator(), name, [
-                json.dumps({"path": f"rec/{i}", "kind": "access",
-                            "fields": {"host": f"10.0.{i // 250}.{i % 250}", "password": f"pw-{i}"}})
-                for i in range(records)])
+            v.secrets.import_records(
+                operator(),
+                name,
+                [
+                    json.dumps(
+                        {
+                            "path": f"rec/{i}",
+                            "kind": "access",
+                            "fields": {"host": f"10.0.{i // 250}.{i % 250}", "password": f"pw-{i}"},
+                        }
+                    )
+                    for i in range(records)
+                ],
+            )
     v.close()
     env = vd.env()
     return BenchVault(vd.home, vd.key_file, {k: env[k] for k in env if k.startswith("CVAULT_")})

@@ -22,8 +22,13 @@ from pathlib import Path
 
 from bench.common import ROOT, Result, clean_env, emit, iqr
 
-FLOOR = [sys.executable, "-X", "importtime", "-c",
-         "import click, cryptography.hazmat.primitives.ciphers.aead, sqlite3"]
+FLOOR = [
+    sys.executable,
+    "-X",
+    "importtime",
+    "-c",
+    "import click, cryptography.hazmat.primitives.ciphers.aead, sqlite3",
+]
 LINE = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)")
 
 PHASES = r"""
@@ -42,9 +47,15 @@ v.secrets.get(p, "acme", "rec/0"); t.append(time.perf_counter())
 v.close(); t.append(time.perf_counter())
 print(json.dumps([b - a for a, b in zip(t, t[1:])]))
 """
-PHASE_NAMES = ["floor imports", "cvault imports (cli.main, vault.facade)", "Vault.open",
-               "key-file unseal", "session resume", "secrets.get (authorize, audit write, decrypt)",
-               "close (WAL checkpoint)"]
+PHASE_NAMES = [
+    "floor imports",
+    "cvault imports (cli.main, vault.facade)",
+    "Vault.open",
+    "key-file unseal",
+    "session resume",
+    "secrets.get (authorize, audit write, decrypt)",
+    "close (WAL checkpoint)",
+]
 
 
 def _imports(argv: list[str], env: dict) -> dict[str, int]:
@@ -61,14 +72,26 @@ def run(runs: int = 9, quick: bool = False) -> list[Result]:
     with tempfile.TemporaryDirectory() as tmp:
         ctx = ready_vault(Path(tmp), records=10)
         env = clean_env(**ctx.env, PYTHONPATH=str(ROOT))
-        get = [sys.executable, "-X", "importtime", "-m", "cli.main", "secret", "get", "acme", "rec/0",
-               "--field", "password"]
+        get = [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "cli.main",
+            "secret",
+            "get",
+            "acme",
+            "rec/0",
+            "--field",
+            "password",
+        ]
         floor_t, own_t, other_t, per_module, phases = [], [], [], {}, []
         for i in range(runs + 1):
             f = _imports(FLOOR, clean_env())
             g = _imports(get, env)
-            out = subprocess.run([sys.executable, "-c", PHASES], env=env, capture_output=True,
-                                 text=True, cwd=ROOT)
+            out = subprocess.run(
+                [sys.executable, "-c", PHASES], env=env, capture_output=True, text=True, cwd=ROOT
+            )
             if out.returncode != 0:
                 raise RuntimeError(out.stderr[-300:])
             if not i:
@@ -87,19 +110,53 @@ def run(runs: int = 9, quick: bool = False) -> list[Result]:
     heavy_text = ", ".join(f"{k} {t * 1000:.1f} ms" for t, k in heavy)
     floor = statistics.median(floor_t)
     results = [
-        emit(Result(f"diagnostic: secret get, import of {n_own} cvault modules (self time)", "s",
-                    statistics.median(own_t), iqr(own_t), floor, "import time of the floor's modules",
-                    None, "(diagnostic)", None, note=f"heaviest extra modules: {heavy_text}")),
-        emit(Result(f"diagnostic: secret get, import of {n_other} other modules the floor does not load",
-                    "s", statistics.median(other_t), iqr(other_t), floor,
-                    "import time of the floor's modules", None, "(diagnostic)", None,
-                    note="stdlib and cryptography modules pulled in by the vault core")),
+        emit(
+            Result(
+                f"diagnostic: secret get, import of {n_own} cvault modules (self time)",
+                "s",
+                statistics.median(own_t),
+                iqr(own_t),
+                floor,
+                "import time of the floor's modules",
+                None,
+                "(diagnostic)",
+                None,
+                note=f"heaviest extra modules: {heavy_text}",
+            )
+        ),
+        emit(
+            Result(
+                f"diagnostic: secret get, import of {n_other} other modules the floor does not load",
+                "s",
+                statistics.median(other_t),
+                iqr(other_t),
+                floor,
+                "import time of the floor's modules",
+                None,
+                "(diagnostic)",
+                None,
+                note="stdlib and cryptography modules pulled in by the vault core",
+            )
+        ),
     ]
     for j, name in enumerate(PHASE_NAMES):
         values = [p[j] for p in phases]
-        results.append(emit(Result(f"diagnostic: secret get in process, {name}", "s",
-                                   statistics.median(values), iqr(values), None, "", None,
-                                   "(diagnostic)", None, note=f"{runs} runs, wall clock")))
+        results.append(
+            emit(
+                Result(
+                    f"diagnostic: secret get in process, {name}",
+                    "s",
+                    statistics.median(values),
+                    iqr(values),
+                    None,
+                    "",
+                    None,
+                    "(diagnostic)",
+                    None,
+                    note=f"{runs} runs, wall clock",
+                )
+            )
+        )
     return results
 
 

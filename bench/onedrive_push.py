@@ -35,11 +35,20 @@ def run(runs: int = 3) -> list[Result]:
                 vd = make_vault(Path(tmp) / f"v{i}")
                 v = vd.open()
                 add_client(v, "acme", days=30)
-                v.secrets.import_records(operator(), "acme", [
-                    json.dumps({"path": f"r/{n}", "kind": "note", "fields": {"text": f"t{n}"}})
-                    for n in range(BLOBS)])
-                client = GraphClient(RegistryTokenProvider(tokens), base_url=fake.base_url,
-                                     verify=str(ca.ca_path), pool_size=WORKERS * 2)
+                v.secrets.import_records(
+                    operator(),
+                    "acme",
+                    [
+                        json.dumps({"path": f"r/{n}", "kind": "note", "fields": {"text": f"t{n}"}})
+                        for n in range(BLOBS)
+                    ],
+                )
+                client = GraphClient(
+                    RegistryTokenProvider(tokens),
+                    base_url=fake.base_url,
+                    verify=str(ca.ca_path),
+                    pool_size=WORKERS * 2,
+                )
                 v.sync.remote_override = OneDriveBackend(client, fake.drive_id, "cvault")
                 client.upload(fake.drive_id, "cvault/warmup/x", b"x")  # connection + folders warm
                 fake.latency = LATENCY
@@ -55,10 +64,22 @@ def run(runs: int = 3) -> list[Result]:
                 fake.stop()
     floor = BLOBS * LATENCY / WORKERS
     median = statistics.median(samples)
-    return [emit(Result("sync push 1,000 blobs, 50 ms latency, 8 workers", "s", median, iqr(samples),
-                        floor, "1,000 x 50 ms / 8 (ideal overlap)", median / floor, "<= 1.5 x floor",
-                        median / floor <= 1.5,
-                        note=f"{statistics.median(requests_per_blob):.2f} requests per blob"))]
+    return [
+        emit(
+            Result(
+                "sync push 1,000 blobs, 50 ms latency, 8 workers",
+                "s",
+                median,
+                iqr(samples),
+                floor,
+                "1,000 x 50 ms / 8 (ideal overlap)",
+                median / floor,
+                "<= 1.5 x floor",
+                median / floor <= 1.5,
+                note=f"{statistics.median(requests_per_blob):.2f} requests per blob",
+            )
+        )
+    ]
 
 
 if __name__ == "__main__":

@@ -72,11 +72,26 @@ class Peers:
 
     def __init__(self, base: Path, records: int):
         self.base = base
-        self.env = clean_env(GNUPGHOME=str(base / "gnupg"), PASSWORD_STORE_DIR=str(base / "store"),
-                             RCLONE_CONFIG=str(base / "rclone.conf"))
+        self.env = clean_env(
+            GNUPGHOME=str(base / "gnupg"),
+            PASSWORD_STORE_DIR=str(base / "store"),
+            RCLONE_CONFIG=str(base / "rclone.conf"),
+        )
         (base / "gnupg").mkdir(mode=0o700)
-        _run(["gpg", "--batch", "--passphrase", "", "--quick-gen-key",
-              "cvault bench <bench@example.invalid>", "default", "default", "never"], self.env)
+        _run(
+            [
+                "gpg",
+                "--batch",
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                "cvault bench <bench@example.invalid>",
+                "default",
+                "default",
+                "never",
+            ],
+            self.env,
+        )
         listing = _run(["gpg", "--list-keys", "--with-colons"], self.env).decode()
         fpr = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr"))
         algo = next(line.split(":")[3] for line in listing.splitlines() if line.startswith("pub"))
@@ -86,12 +101,14 @@ class Peers:
         _run(["age-keygen", "-o", str(self.identity)], self.env)
         self.recipient = _run(["age-keygen", "-y", str(self.identity)], self.env).decode().strip()
         (base / "rclone.conf").write_text("")
-        self.env.update({
-            "RCLONE_CONFIG_BENCHCRYPT_TYPE": "crypt",
-            "RCLONE_CONFIG_BENCHCRYPT_REMOTE": str(base / "crypt"),
-            "RCLONE_CONFIG_BENCHCRYPT_PASSWORD": self.obscure(os.urandom(16).hex()),
-            "RCLONE_CONFIG_BENCHCRYPT_PASSWORD2": self.obscure(os.urandom(16).hex()),
-        })
+        self.env.update(
+            {
+                "RCLONE_CONFIG_BENCHCRYPT_TYPE": "crypt",
+                "RCLONE_CONFIG_BENCHCRYPT_REMOTE": str(base / "crypt"),
+                "RCLONE_CONFIG_BENCHCRYPT_PASSWORD": self.obscure(os.urandom(16).hex()),
+                "RCLONE_CONFIG_BENCHCRYPT_PASSWORD2": self.obscure(os.urandom(16).hex()),
+            }
+        )
         src = self.plain_folder("read", records)
         for i in range(records):
             data = (src / f"rec{i}").read_bytes()
@@ -120,8 +137,9 @@ def _read_results(ctx, peers: Peers, runs: int) -> list[Result]:
     commands = {
         "cvault secret get": lambda: time_command(get, env),
         "pass show": lambda: time_command(["pass", "show", "acme/rec/0"], peers.env),
-        "age -d": lambda: time_command(["age", "-d", "-i", str(peers.identity),
-                                        str(peers.base / "rec0.age")], peers.env),
+        "age -d": lambda: time_command(
+            ["age", "-d", "-i", str(peers.identity), str(peers.base / "rec0.age")], peers.env
+        ),
         "rclone cat (crypt)": lambda: time_command(["rclone", "cat", "benchcrypt:read/rec0"], peers.env),
     }
     samples = interleaved(runs, lambda: time_command(READ_FLOOR, clean_env()), *commands.values())
@@ -130,18 +148,31 @@ def _read_results(ctx, peers: Peers, runs: int) -> list[Result]:
     out = []
     what = {
         "cvault secret get": "key-file unseal, session + step-up check, need-to-know, SLA check, "
-                             "audit event with fsync, record decrypt",
+        "audit event with fsync, record decrypt",
         "pass show": f"bash script + gpg decrypt ({peers.gpg_key} key, agent warm, no passphrase); "
-                     "no access control, no audit",
+        "no access control, no audit",
         "age -d": "X25519 identity file, one file; no access control, no audit, no index",
         "rclone cat (crypt)": "Go binary start, config from env, crypt name + content decrypt; "
-                              "no access control, no audit",
+        "no access control, no audit",
     }
     for (name, _), s in zip(commands.items(), samples[1:]):
         m = statistics.median(s)
-        out.append(emit(Result(f"peers: read one secret: {name}", "s", m, iqr(s), floor, READ_FLOOR_DESC,
-                               m / floor, "(comparison)", None,
-                               note=f"cvault / this = {cv / m:.2f}; {what[name]}")))
+        out.append(
+            emit(
+                Result(
+                    f"peers: read one secret: {name}",
+                    "s",
+                    m,
+                    iqr(s),
+                    floor,
+                    READ_FLOOR_DESC,
+                    m / floor,
+                    "(comparison)",
+                    None,
+                    note=f"cvault / this = {cv / m:.2f}; {what[name]}",
+                )
+            )
+        )
     return out
 
 
@@ -155,8 +186,9 @@ def _write_results(ctx, peers: Peers, runs: int, records: int, loop_records: int
 
     def cvault_import() -> float:
         counter["cvault"] += 1  # a fresh, empty client per round (made by the fixture)
-        return time_command(cvault_argv() + ["secret", "import", f"client-{counter['cvault']}",
-                                             str(jsonl)], env)
+        return time_command(
+            cvault_argv() + ["secret", "import", f"client-{counter['cvault']}", str(jsonl)], env
+        )
 
     def rclone_copy() -> float:
         counter["rclone"] += 1
@@ -176,8 +208,10 @@ def _write_results(ctx, peers: Peers, runs: int, records: int, loop_records: int
         out.mkdir()
         start = time.perf_counter()
         for i in range(loop_records):
-            _run(["age", "-r", peers.recipient, "-o", str(out / f"rec{i}.age"),
-                  str(loop_src / f"rec{i}")], peers.env)
+            _run(
+                ["age", "-r", peers.recipient, "-o", str(out / f"rec{i}.age"), str(loop_src / f"rec{i}")],
+                peers.env,
+            )
         return time.perf_counter() - start
 
     def cp_floor() -> float:
@@ -188,24 +222,47 @@ def _write_results(ctx, peers: Peers, runs: int, records: int, loop_records: int
     floor_rate = records / statistics.median(samples[0])
     cv_rate = records / statistics.median(samples[1])
     rows = [
-        ("cvault secret import", records, samples[1],
-         "one CLI process: validate, per-record key, encrypt, one blob file each, one SQLite "
-         "transaction, one sync, audit event"),
-        ("rclone copy (crypt)", records, samples[2],
-         "one process, 4 transfers in parallel, encrypted names + contents, no fsync, no index"),
-        ("pass insert loop", loop_records, samples[3],
-         f"one pass + gpg process per record ({peers.gpg_key}), a git-less store; no index"),
+        (
+            "cvault secret import",
+            records,
+            samples[1],
+            "one CLI process: validate, per-record key, encrypt, one blob file each, one SQLite "
+            "transaction, one sync, audit event",
+        ),
+        (
+            "rclone copy (crypt)",
+            records,
+            samples[2],
+            "one process, 4 transfers in parallel, encrypted names + contents, no fsync, no index",
+        ),
+        (
+            "pass insert loop",
+            loop_records,
+            samples[3],
+            f"one pass + gpg process per record ({peers.gpg_key}), a git-less store; no index",
+        ),
         ("age -e loop", loop_records, samples[4], "one age process per record, one file each"),
     ]
     out = []
     for name, n, s, what in rows:
         rates = [n / t for t in s]
         rate = n / statistics.median(s)
-        out.append(emit(Result(f"peers: write records: {name}", "records/s", rate, iqr(rates),
-                               floor_rate, f"cp -r of the same {records} plaintext files",
-                               floor_rate / rate, "(comparison)", None,
-                               note=f"{n} records per round; cvault / this = {cv_rate / rate:.2f}; "
-                                    f"{what}")))
+        out.append(
+            emit(
+                Result(
+                    f"peers: write records: {name}",
+                    "records/s",
+                    rate,
+                    iqr(rates),
+                    floor_rate,
+                    f"cp -r of the same {records} plaintext files",
+                    floor_rate / rate,
+                    "(comparison)",
+                    None,
+                    note=f"{n} records per round; cvault / this = {cv_rate / rate:.2f}; {what}",
+                )
+            )
+        )
     return out
 
 
@@ -214,10 +271,24 @@ def run(quick: bool = False) -> list[Result]:
 
     missing = missing_peers()
     if missing:
-        note = (f"skipped: {', '.join(missing)} not installed (run bench/install-peers.sh as root)")
+        note = f"skipped: {', '.join(missing)} not installed (run bench/install-peers.sh as root)"
         print(note, file=sys.stderr)
-        return [emit(Result("peers: all comparisons", "s", float("nan"), float("nan"), None, "", None,
-                            "(comparison)", None, note=note))]
+        return [
+            emit(
+                Result(
+                    "peers: all comparisons",
+                    "s",
+                    float("nan"),
+                    float("nan"),
+                    None,
+                    "",
+                    None,
+                    "(comparison)",
+                    None,
+                    note=note,
+                )
+            )
+        ]
     read_runs, write_runs = (5, 1) if quick else (20, 3)
     records, loop_records = (200, 20) if quick else (1000, 100)
     with tempfile.TemporaryDirectory(prefix="cvault-bench-peers-") as tmp:

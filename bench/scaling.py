@@ -50,9 +50,16 @@ def _records_vault(base: Path, records: int) -> tuple[dict, float]:
     vd = make_vault(base)
     v = vd.open()
     add_client(v, "acme")
-    lines = (json.dumps({"path": f"rec/{i}", "kind": "access",
-                         "fields": {"host": f"10.{i // 65536}.{(i // 256) % 256}.{i % 256}",
-                                    "password": f"pw-{i}"}}) for i in range(records))
+    lines = (
+        json.dumps(
+            {
+                "path": f"rec/{i}",
+                "kind": "access",
+                "fields": {"host": f"10.{i // 65536}.{(i // 256) % 256}.{i % 256}", "password": f"pw-{i}"},
+            }
+        )
+        for i in range(records)
+    )
     start = time.perf_counter()
     v.secrets.import_records(operator(), "acme", lines)
     elapsed = time.perf_counter() - start
@@ -76,10 +83,16 @@ def _add_clients(vd, count: int) -> float:
         rows.append((cid, f"bulk-{i:06d}", now, now + DAY * (365 + i % 700), 30))
         keys.append((cid, v.ctx.keyring.wrap_client_key(key, cid, 1), crypto.key_fingerprint(key), now))
     with v.ctx.db.write() as conn:
-        conn.executemany("INSERT INTO clients (id, name, created_at, created_by, sla_end, grace_days,"
-                         " current_key_version) VALUES (?, ?, ?, 'bench', ?, ?, 1)", rows)
-        conn.executemany("INSERT INTO client_keys (client_id, version, wrapped, fingerprint, created_at)"
-                         " VALUES (?, 1, ?, ?, ?)", keys)
+        conn.executemany(
+            "INSERT INTO clients (id, name, created_at, created_by, sla_end, grace_days,"
+            " current_key_version) VALUES (?, ?, ?, 'bench', ?, ?, 1)",
+            rows,
+        )
+        conn.executemany(
+            "INSERT INTO client_keys (client_id, version, wrapped, fingerprint, created_at)"
+            " VALUES (?, 1, ?, ?, ?)",
+            keys,
+        )
     elapsed = time.perf_counter() - start
     v.close()
     return elapsed
@@ -96,21 +109,26 @@ def _clients_vault(base: Path, clients: int):
     return ctx.env, vd, build
 
 
-def _plot(path: Path, sizes: list[int], curves: dict[str, tuple[list[float], list[float]]],
-          floor: float) -> str:
+def _plot(
+    path: Path, sizes: list[int], curves: dict[str, tuple[list[float], list[float]]], floor: float
+) -> str:
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib not installed (pip install -e '.[bench]'): no plot"
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for label, ax_key in (("secret get, N records in the client", "get_records"),
-                          ("secret get, N clients in the vault", "get_clients"),
-                          ("sla sweep (CLI), N clients", "sweep_cli")):
+    for label, ax_key in (
+        ("secret get, N records in the client", "get_records"),
+        ("secret get, N clients in the vault", "get_clients"),
+        ("sla sweep (CLI), N clients", "sweep_cli"),
+    ):
         med, spread = curves[ax_key]
-        left.errorbar(sizes, [m * 1000 for m in med], yerr=[s * 500 for s in spread], marker="o",
-                      capsize=3, label=label)
+        left.errorbar(
+            sizes, [m * 1000 for m in med], yerr=[s * 500 for s in spread], marker="o", capsize=3, label=label
+        )
     left.axhline(floor * 1000, color="grey", linestyle="--", label="floor (python imports)")
     left.axhline(floor * 1300, color="grey", linestyle=":", label="1.3 x floor (issue 2 target)")
     left.set_xscale("log")
@@ -120,8 +138,15 @@ def _plot(path: Path, sizes: list[int], curves: dict[str, tuple[list[float], lis
     left.set_ylim(bottom=0)
     left.legend(fontsize=8)
     med, spread = curves["sweep_lib"]
-    right.errorbar(sizes, [m * 1000 for m in med], yerr=[s * 500 for s in spread], marker="o",
-                   capsize=3, color="tab:red", label="sla.sweep() in process, nothing due")
+    right.errorbar(
+        sizes,
+        [m * 1000 for m in med],
+        yerr=[s * 500 for s in spread],
+        marker="o",
+        capsize=3,
+        color="tab:red",
+        label="sla.sweep() in process, nothing due",
+    )
     right.axhline(500, color="grey", linestyle=":", label="0.5 s (issue 5 target, 10,000 clients)")
     right.set_xscale("log")
     right.set_yscale("log")
@@ -178,28 +203,68 @@ def run(quick: bool = False, plot: str | None = None) -> list[Result]:
         lib_floor = statistics.median(lib[0])
 
         curves: dict[str, tuple[list[float], list[float]]] = {
-            k: ([], []) for k in ("get_records", "get_clients", "sweep_cli", "sweep_lib")}
+            k: ([], []) for k in ("get_records", "get_clients", "sweep_cli", "sweep_lib")
+        }
         for i, n in enumerate(sizes):
             for key, label, s, extra in (
-                    ("get_records", f"secret get, {n:,} records in the client", samples[1 + 3 * i],
-                     f"vault built by secrets.import_records in {import_s[n]:.1f} s "
-                     f"({n / import_s[n]:,.0f} records/s)"),
-                    ("get_clients", f"secret get, {n:,} clients in the vault", samples[2 + 3 * i],
-                     f"{n - 1:,} bulk clients inserted in {client_build[n]:.1f} s"),
-                    ("sweep_cli", f"cvault sla sweep (CLI, nothing due), {n:,} clients",
-                     samples[3 + 3 * i], "whole CLI process, operator session")):
+                (
+                    "get_records",
+                    f"secret get, {n:,} records in the client",
+                    samples[1 + 3 * i],
+                    f"vault built by secrets.import_records in {import_s[n]:.1f} s "
+                    f"({n / import_s[n]:,.0f} records/s)",
+                ),
+                (
+                    "get_clients",
+                    f"secret get, {n:,} clients in the vault",
+                    samples[2 + 3 * i],
+                    f"{n - 1:,} bulk clients inserted in {client_build[n]:.1f} s",
+                ),
+                (
+                    "sweep_cli",
+                    f"cvault sla sweep (CLI, nothing due), {n:,} clients",
+                    samples[3 + 3 * i],
+                    "whole CLI process, operator session",
+                ),
+            ):
                 m = statistics.median(s)
                 curves[key][0].append(m)
                 curves[key][1].append(iqr(s))
-                results.append(emit(Result(f"scaling: {label}", "s", m, iqr(s), floor, READ_FLOOR_DESC,
-                                           m / floor, "(curve)", None, note=extra)))
+                results.append(
+                    emit(
+                        Result(
+                            f"scaling: {label}",
+                            "s",
+                            m,
+                            iqr(s),
+                            floor,
+                            READ_FLOOR_DESC,
+                            m / floor,
+                            "(curve)",
+                            None,
+                            note=extra,
+                        )
+                    )
+                )
             m = statistics.median(lib[i])
             curves["sweep_lib"][0].append(m)
             curves["sweep_lib"][1].append(iqr(lib[i]))
-            results.append(emit(Result(
-                f"scaling: sla.sweep() in process, nothing due, {n:,} clients", "s", m, iqr(lib[i]),
-                lib_floor, f"the same call on the {sizes[0]}-client vault", m / lib_floor,
-                "(curve)", None, note="authorize + lock + due query + audit event")))
+            results.append(
+                emit(
+                    Result(
+                        f"scaling: sla.sweep() in process, nothing due, {n:,} clients",
+                        "s",
+                        m,
+                        iqr(lib[i]),
+                        lib_floor,
+                        f"the same call on the {sizes[0]}-client vault",
+                        m / lib_floor,
+                        "(curve)",
+                        None,
+                        note="authorize + lock + due query + audit event",
+                    )
+                )
+            )
         if plot:
             print(_plot(Path(plot), sizes, curves, floor), file=sys.stderr)
     finally:

@@ -35,13 +35,26 @@ def run(runs: int = 30, records: int = 10) -> list[Result]:
         ctx = prepare(Path(tmp), records)
         get = cvault_argv() + ["secret", "get", "acme", "rec/0", "--field", "password"]
         env = clean_env(**ctx.env)
-        floor, got = interleaved(runs, lambda: time_command(READ_FLOOR, clean_env()),
-                                 lambda: time_command(get, env))
+        floor, got = interleaved(
+            runs, lambda: time_command(READ_FLOOR, clean_env()), lambda: time_command(get, env)
+        )
     f, g = statistics.median(floor), statistics.median(got)
     ratio = g / f
-    return [emit(Result(f"secret get ({records} records)", "s", g, iqr(got), f,
-                        "python -c 'import click, cryptography...aead, sqlite3'", ratio,
-                        "<= 1.3 x floor", ratio <= 1.3))]
+    return [
+        emit(
+            Result(
+                f"secret get ({records} records)",
+                "s",
+                g,
+                iqr(got),
+                f,
+                "python -c 'import click, cryptography...aead, sqlite3'",
+                ratio,
+                "<= 1.3 x floor",
+                ratio <= 1.3,
+            )
+        )
+    ]
 
 
 if __name__ == "__main__":

@@ -21,11 +21,22 @@ RECORDS = 10_000
 
 
 def _lines() -> list[str]:
-    return [json.dumps({"path": f"site/{i // 100}/device-{i}", "kind": "access",
-                        "fields": {"host": f"10.{i // 65536}.{(i // 256) % 256}.{i % 256}",
-                                   "port": 22, "protocol": "ssh", "username": "admin",
-                                   "password": f"pw-{i}-{os.urandom(6).hex()}"}})
-            for i in range(RECORDS)]
+    return [
+        json.dumps(
+            {
+                "path": f"site/{i // 100}/device-{i}",
+                "kind": "access",
+                "fields": {
+                    "host": f"10.{i // 65536}.{(i // 256) % 256}.{i % 256}",
+                    "port": 22,
+                    "protocol": "ssh",
+                    "username": "admin",
+                    "password": f"pw-{i}-{os.urandom(6).hex()}",
+                },
+            }
+        )
+        for i in range(RECORDS)
+    ]
 
 
 def _floor(lines: list[str], folder: Path) -> float:
@@ -38,8 +49,7 @@ def _floor(lines: list[str], folder: Path) -> float:
     with conn:
         for line in lines:
             key = crypto.new_key()
-            conn.execute("INSERT INTO t (data) VALUES (?)",
-                         (crypto.seal(key, line.encode(), b"floor"),))
+            conn.execute("INSERT INTO t (data) VALUES (?)", (crypto.seal(key, line.encode(), b"floor"),))
     elapsed = time.perf_counter() - start
     conn.close()
     return elapsed
@@ -65,11 +75,22 @@ def run(runs: int = 3) -> list[Result]:
             v.close()
     median, floor = statistics.median(samples), statistics.median(floors)
     rate = RECORDS / median
-    return [emit(Result("secret import 10,000 records", "records/s", rate,
-                        iqr([RECORDS / s for s in samples]), RECORDS / floor,
-                        "AES-GCM + one SQLite insert per record, one transaction", floor / median,
-                        ">= 5,000 records/s", rate >= 5000,
-                        note=f"{median:.2f} s per import; ratio = floor time / import time"))]
+    return [
+        emit(
+            Result(
+                "secret import 10,000 records",
+                "records/s",
+                rate,
+                iqr([RECORDS / s for s in samples]),
+                RECORDS / floor,
+                "AES-GCM + one SQLite insert per record, one transaction",
+                floor / median,
+                ">= 5,000 records/s",
+                rate >= 5000,
+                note=f"{median:.2f} s per import; ratio = floor time / import time",
+            )
+        )
+    ]
 
 
 if __name__ == "__main__":

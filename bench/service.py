@@ -68,8 +68,9 @@ def throughput(service, token: str, threads: int = 4, seconds: float = 10.0) -> 
             i = 0
             while time.monotonic() < stop:
                 start = time.perf_counter()
-                status, body = client.post("/v1/secrets/get", {"client_name": "acme",
-                                                               "path": f"rec/{(n + i) % 10}"})
+                status, body = client.post(
+                    "/v1/secrets/get", {"client_name": "acme", "path": f"rec/{(n + i) % 10}"}
+                )
                 mine.append(time.perf_counter() - start)
                 if status != 200:
                     errors.append((status, body))
@@ -94,10 +95,34 @@ def throughput(service, token: str, threads: int = 4, seconds: float = 10.0) -> 
     med = statistics.median(latencies)
     note = f"{len(latencies)} reads, {threads} keep-alive clients, {elapsed:.1f} s, {os.cpu_count()} cpus"
     return [
-        emit(Result("service secret get throughput", "reads/s", rate, 0.0, None, "", None,
-                    ">= 300 reads/s", rate >= 300, note)),
-        emit(Result("service secret get p99 latency", "s", p99, iqr(latencies), None, "", None,
-                    "p99 <= 0.050 s", p99 <= 0.050, f"median {med * 1000:.1f} ms; {note}")),
+        emit(
+            Result(
+                "service secret get throughput",
+                "reads/s",
+                rate,
+                0.0,
+                None,
+                "",
+                None,
+                ">= 300 reads/s",
+                rate >= 300,
+                note,
+            )
+        ),
+        emit(
+            Result(
+                "service secret get p99 latency",
+                "s",
+                p99,
+                iqr(latencies),
+                None,
+                "",
+                None,
+                "p99 <= 0.050 s",
+                p99 <= 0.050,
+                f"median {med * 1000:.1f} ms; {note}",
+            )
+        ),
     ]
 
 
@@ -106,17 +131,35 @@ def remote_cli(service, vdir, token: str, runs: int = 20) -> Result:
     session = vdir.home.parent / "bench-session.json"
     fd = os.open(session, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump({"vault_id": f"service:{service.addr}", "user": "eve", "token": token,
-                   "expires_at": "2099-01-01T00:00:00Z"}, fh)
-    env = clean_env(CVAULT_ADDR=service.addr, CVAULT_CACERT=str(service.ca.ca_path),
-                    CVAULT_SESSION_FILE=str(session))
+        json.dump(
+            {
+                "vault_id": f"service:{service.addr}",
+                "user": "eve",
+                "token": token,
+                "expires_at": "2099-01-01T00:00:00Z",
+            },
+            fh,
+        )
+    env = clean_env(
+        CVAULT_ADDR=service.addr, CVAULT_CACERT=str(service.ca.ca_path), CVAULT_SESSION_FILE=str(session)
+    )
     get = cvault_argv() + ["secret", "get", "acme", "rec/0", "--field", "password"]
-    floor, got = interleaved(runs, lambda: time_command(FLOOR, clean_env()),
-                             lambda: time_command(get, env))
+    floor, got = interleaved(runs, lambda: time_command(FLOOR, clean_env()), lambda: time_command(get, env))
     f, g = statistics.median(floor), statistics.median(got)
-    return emit(Result("remote cvault secret get", "s", g, iqr(got), f, "python -c 'import click'",
-                       g / f, "<= floor + 0.025 s", g <= f + 0.025,
-                       f"difference {(g - f) * 1000:.1f} ms"))
+    return emit(
+        Result(
+            "remote cvault secret get",
+            "s",
+            g,
+            iqr(got),
+            f,
+            "python -c 'import click'",
+            g / f,
+            "<= floor + 0.025 s",
+            g <= f + 0.025,
+            f"difference {(g - f) * 1000:.1f} ms",
+        )
+    )
 
 
 def run() -> list[Result]:
@@ -126,8 +169,7 @@ def run() -> list[Result]:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         vdir, token = prepare(base)
-        service = start_service(vdir, base / "service", "--sweep-interval", "0",
-                                "--outbox-interval", "0")
+        service = start_service(vdir, base / "service", "--sweep-interval", "0", "--outbox-interval", "0")
         try:
             results = throughput(service, token)
             results.append(remote_cli(service, vdir, token))

@@ -46,12 +46,21 @@ def _client_rows(vault: Vault, name: str, sla_end: int, grace: int) -> str:
     key = crypto.new_key()
     now = to_epoch(vault.ctx.now())
     with vault.ctx.db.write() as conn:
-        conn.execute("INSERT INTO clients (id, name, created_at, created_by, sla_end, grace_days,"
-                     " current_key_version) VALUES (?, ?, ?, 'bench', ?, ?, 1)",
-                     (client_id, name, now, sla_end, grace))
-        conn.execute("INSERT INTO client_keys (client_id, version, wrapped, fingerprint, created_at)"
-                     " VALUES (?, 1, ?, ?, ?)", (client_id, vault.ctx.keyring.wrap_client_key(
-                         key, client_id, 1), crypto.key_fingerprint(key), now))
+        conn.execute(
+            "INSERT INTO clients (id, name, created_at, created_by, sla_end, grace_days,"
+            " current_key_version) VALUES (?, ?, ?, 'bench', ?, ?, 1)",
+            (client_id, name, now, sla_end, grace),
+        )
+        conn.execute(
+            "INSERT INTO client_keys (client_id, version, wrapped, fingerprint, created_at)"
+            " VALUES (?, 1, ?, ?, ?)",
+            (
+                client_id,
+                vault.ctx.keyring.wrap_client_key(key, client_id, 1),
+                crypto.key_fingerprint(key),
+                now,
+            ),
+        )
     return client_id
 
 
@@ -62,13 +71,17 @@ def build_big_client(vault: Vault, records: int) -> None:
     blobs = vault.ctx.blobs
     with vault.ctx.db.write() as conn:
         for i in range(1, records + 1):
-            rid = conn.execute("INSERT INTO records (client_id, path_tag, meta_sealed, current_version,"
-                               " created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?)",
-                               (client_id, os.urandom(32), os.urandom(60), now, now)).lastrowid
+            rid = conn.execute(
+                "INSERT INTO records (client_id, path_tag, meta_sealed, current_version,"
+                " created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?)",
+                (client_id, os.urandom(32), os.urandom(60), now, now),
+            ).lastrowid
             name = vault.ctx.keyring.blob_name(client_id, rid, 1)
-            conn.execute("INSERT INTO record_versions (record_id, version, key_version, wrapped_dek,"
-                         " blob_name, size, created_at, created_by) VALUES (?, 1, 1, ?, ?, ?, ?, 'bench')",
-                         (rid, os.urandom(60), name, BLOB_SIZE, now))
+            conn.execute(
+                "INSERT INTO record_versions (record_id, version, key_version, wrapped_dek,"
+                " blob_name, size, created_at, created_by) VALUES (?, 1, 1, ?, ?, ?, ?, 'bench')",
+                (rid, os.urandom(60), name, BLOB_SIZE, now),
+            )
             conn.execute("INSERT INTO outbox (op, blob_name, queued_at) VALUES ('put', ?, ?)", (name, now))
             blobs.put(name, os.urandom(BLOB_SIZE), durable=False)
         blobs.sync()
@@ -84,10 +97,16 @@ def build_many_clients(vault: Vault, count: int) -> None:
         rows.append((cid, f"client-{i:05d}", now, now + 86400 * (1 + i % 700), 30))
         keys.append((cid, os.urandom(60), crypto.key_fingerprint(key), now))
     with vault.ctx.db.write() as conn:
-        conn.executemany("INSERT INTO clients (id, name, created_at, created_by, sla_end, grace_days,"
-                         " current_key_version) VALUES (?, ?, ?, 'bench', ?, ?, 1)", rows)
-        conn.executemany("INSERT INTO client_keys (client_id, version, wrapped, fingerprint, created_at)"
-                         " VALUES (?, 1, ?, ?, ?)", keys)
+        conn.executemany(
+            "INSERT INTO clients (id, name, created_at, created_by, sla_end, grace_days,"
+            " current_key_version) VALUES (?, ?, ?, 'bench', ?, ?, 1)",
+            rows,
+        )
+        conn.executemany(
+            "INSERT INTO client_keys (client_id, version, wrapped, fingerprint, created_at)"
+            " VALUES (?, 1, ?, ?, ?)",
+            keys,
+        )
 
 
 def floor_delete(base: Path, records: int) -> float:
@@ -98,11 +117,16 @@ def floor_delete(base: Path, records: int) -> float:
     db.executescript(schema)
     db.execute("BEGIN")
     for i in range(1, records + 1):
-        db.execute("INSERT INTO records (id, client_id, path_tag, meta_sealed, current_version, created_at,"
-                   " updated_at) VALUES (?, 'c', ?, ?, 1, 0, 0)", (i, os.urandom(32), os.urandom(60)))
-        db.execute("INSERT INTO record_versions (record_id, version, key_version, wrapped_dek, blob_name,"
-                   " size, created_at, created_by) VALUES (?, 1, 1, ?, ?, 1, 0, 'x')",
-                   (i, os.urandom(60), f"b{i}"))
+        db.execute(
+            "INSERT INTO records (id, client_id, path_tag, meta_sealed, current_version, created_at,"
+            " updated_at) VALUES (?, 'c', ?, ?, 1, 0, 0)",
+            (i, os.urandom(32), os.urandom(60)),
+        )
+        db.execute(
+            "INSERT INTO record_versions (record_id, version, key_version, wrapped_dek, blob_name,"
+            " size, created_at, created_by) VALUES (?, 1, 1, ?, ?, 1, 0, 'x')",
+            (i, os.urandom(60), f"b{i}"),
+        )
     db.execute("COMMIT")
     folder = base / "floor-blobs"
     folder.mkdir()
@@ -110,7 +134,9 @@ def floor_delete(base: Path, records: int) -> float:
         (folder / f"f{i}").write_bytes(os.urandom(BLOB_SIZE))
     start = time.perf_counter()
     db.execute("BEGIN")
-    db.execute("DELETE FROM record_versions WHERE record_id IN (SELECT id FROM records WHERE client_id = 'c')")
+    db.execute(
+        "DELETE FROM record_versions WHERE record_id IN (SELECT id FROM records WHERE client_id = 'c')"
+    )
     db.execute("DELETE FROM records WHERE client_id = 'c'")
     db.execute("COMMIT")
     for i in range(records):
@@ -122,9 +148,18 @@ def floor_delete(base: Path, records: int) -> float:
 
 def line(name: str, samples: list[float], floor: float, target: float) -> None:
     median = statistics.median(samples)
-    print(json.dumps({"name": name, "median": round(median, 4), "floor": round(floor, 4),
-                      "ratio": round(median / floor, 2) if floor else None, "target": target}),
-          flush=True)
+    print(
+        json.dumps(
+            {
+                "name": name,
+                "median": round(median, 4),
+                "floor": round(floor, 4),
+                "ratio": round(median / floor, 2) if floor else None,
+                "target": target,
+            }
+        ),
+        flush=True,
+    )
 
 
 def main() -> None:

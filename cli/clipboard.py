@@ -47,8 +47,14 @@ def clear_delay() -> int:
 def copy_with_timeout(value: str) -> int:
     copy, paste = _tool()
     try:
-        subprocess.run(copy, input=value.encode(), check=True, timeout=10,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            copy,
+            input=value.encode(),
+            check=True,
+            timeout=10,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     except (OSError, subprocess.SubprocessError):
         raise NoClipboard(f"the clipboard tool {copy[0]} failed; nothing was copied") from None
     import hashlib
@@ -57,12 +63,15 @@ def copy_with_timeout(value: str) -> int:
     delay = clear_delay()
     # the clearer gets the digest and commands on stdin, not argv
     clearer = subprocess.Popen(
-        [sys.executable, "-c", _CLEARER], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, start_new_session=True)
+        [sys.executable, "-c", _CLEARER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     import json
 
-    clearer.stdin.write(json.dumps({"delay": delay, "digest": digest, "copy": copy,
-                                    "paste": paste}).encode())
+    clearer.stdin.write(json.dumps({"delay": delay, "digest": digest, "copy": copy, "paste": paste}).encode())
     clearer.stdin.close()
     return delay
 

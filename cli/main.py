@@ -66,14 +66,17 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--home", envvar="CVAULT_HOME", metavar="DIR",
-              help="Vault folder (default: $CVAULT_HOME or the platform's user data folder).")
+@click.option(
+    "--home",
+    envvar="CVAULT_HOME",
+    metavar="DIR",
+    help="Vault folder (default: $CVAULT_HOME or the platform's user data folder).",
+)
 @click.option("--addr", envvar="CVAULT_ADDR", help="URL of a cvault service (service mode).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 # an explicit message keeps click from loading gettext/locale on every run
-@click.version_option(package_name="client-config-vault", prog_name="cvault",
-                      message="%(prog)s %(version)s")
+@click.version_option(package_name="client-config-vault", prog_name="cvault", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, home: str | None, addr: str | None, as_json: bool, debug: bool) -> None:
     """cvault: encrypted client-configuration vault for managed service providers.
@@ -87,8 +90,10 @@ def cli(ctx: click.Context, home: str | None, addr: str | None, as_json: bool, d
     if addr and ctx.invoked_subcommand in LOCAL_ONLY:
         from vault.errors import InvalidInput
 
-        raise InvalidInput(f"cvault {ctx.invoked_subcommand} works on the vault's own host only, "
-                           "not in service mode (unset --addr / CVAULT_ADDR)")
+        raise InvalidInput(
+            f"cvault {ctx.invoked_subcommand} works on the vault's own host only, "
+            "not in service mode (unset --addr / CVAULT_ADDR)"
+        )
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -122,8 +127,7 @@ def run(argv: list[str] | None = None) -> int:
         if isinstance(exc, VaultError):
             click.echo(f"cvault: {exc.message}", err=True)
             return exc.exit_code
-        click.echo(f"cvault: internal error: {type(exc).__name__} (run with --debug for details)",
-                   err=True)
+        click.echo(f"cvault: internal error: {type(exc).__name__} (run with --debug for details)", err=True)
         return 1
     return rv if isinstance(rv, int) else 0
 

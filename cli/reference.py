@@ -33,9 +33,13 @@ def _walk(command: click.Command, path: list[str]):
 def _help(path: list[str], command: click.Command) -> str:
     parent = None
     for depth in range(1, len(path) + 1):
-        parent = click.Context(command if depth == len(path) else click.Command(path[depth - 1]),
-                               info_name=path[depth - 1], parent=parent, terminal_width=100,
-                               max_content_width=100)
+        parent = click.Context(
+            command if depth == len(path) else click.Command(path[depth - 1]),
+            info_name=path[depth - 1],
+            parent=parent,
+            terminal_width=100,
+            max_content_width=100,
+        )
     return command.get_help(parent).rstrip()
 
 

@@ -90,14 +90,16 @@ class Transport:
             status, payload = self._connection().exchange(method, self.base + path, headers, data)
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             self.close()
-            raise ServiceUnreachable(f"cannot reach the cvault service at {self.origin}: "
-                                     f"{_reason(exc)}") from None
+            raise ServiceUnreachable(
+                f"cannot reach the cvault service at {self.origin}: {_reason(exc)}"
+            ) from None
         if 200 <= status < 300:
             try:
                 return json.loads(payload) if payload else None
             except ValueError:
-                raise ServiceUnreachable(f"the service at {self.origin} sent a reply that is "
-                                         "not JSON") from None
+                raise ServiceUnreachable(
+                    f"the service at {self.origin} sent a reply that is not JSON"
+                ) from None
         raise _error_from(status, payload)
 
     def close(self) -> None:
@@ -136,8 +138,12 @@ class _Connection:
         self.buf = b""
 
     def exchange(self, method: str, target: str, headers: dict, body: bytes) -> tuple[int, bytes]:
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {self.host}",
-                 f"Content-Length: {len(body)}", "Connection: keep-alive"]
+        lines = [
+            f"{method} {target} HTTP/1.1",
+            f"Host: {self.host}",
+            f"Content-Length: {len(body)}",
+            "Connection: keep-alive",
+        ]
         lines += [f"{k}: {v}" for k, v in headers.items()]
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
         head = self._until(b"\r\n\r\n", self.MAX_HEADER).decode("latin-1").split("\r\n")
@@ -207,12 +213,16 @@ def error_class(code: str, exit_code: int) -> type[VaultError]:
     seen: list[type] = [VaultError]
     while seen:
         cls = seen.pop()
-        if getattr(cls, "code", None) == code and cls.exit_code == exit_code \
-                and cls.__module__.startswith("vault."):
+        if (
+            getattr(cls, "code", None) == code
+            and cls.exit_code == exit_code
+            and cls.__module__.startswith("vault.")
+        ):
             return cls
         seen.extend(cls.__subclasses__())
-    return type(f"ServiceError_{code}", (VaultError,), {"code": code, "exit_code": exit_code,
-                                                        "__doc__": f"{code}."})
+    return type(
+        f"ServiceError_{code}", (VaultError,), {"code": code, "exit_code": exit_code, "__doc__": f"{code}."}
+    )
 
 
 def _error_from(status: int, payload: bytes) -> VaultError:
@@ -305,8 +315,7 @@ class RemoteService:
             for p in op.params:
                 if p.name in given and not (given[p.name] is None and p.default not in (None,)):
                     body[p.name] = _wire(p, given[p.name])
-            data = self._vault.transport.request("POST", op.path, body if op.params else None,
-                                                 auth=op.auth)
+            data = self._vault.transport.request("POST", op.path, body if op.params else None, auth=op.auth)
             return self._vault.decode(op, data)
 
         method.__name__ = op.method
@@ -318,8 +327,10 @@ class _Refused:
         self._what = what
 
     def __getattr__(self, name):
-        raise InvalidInput(f"{self._what} works on the vault's own host only, not in service mode "
-                           "(unset --addr / CVAULT_ADDR)")
+        raise InvalidInput(
+            f"{self._what} works on the vault's own host only, not in service mode "
+            "(unset --addr / CVAULT_ADDR)"
+        )
 
 
 class RemoteVault:
@@ -372,6 +383,7 @@ class RemoteVault:
             result = call(name, password, totp=totp, recovery_code=recovery_code)
             self.transport.token = result.token
             return result
+
         return login
 
     def _secrets_export(self, principal, client_name, out):

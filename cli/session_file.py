@@ -35,8 +35,9 @@ def load_token(vault_id: str) -> tuple[str | None, str | None]:
     try:
         st = path.stat()
         if stat.S_IMODE(st.st_mode) & 0o077:
-            raise AuthenticationFailed(f"session file {path} is accessible by other users: delete it "
-                                       "and run cvault login NAME")
+            raise AuthenticationFailed(
+                f"session file {path} is accessible by other users: delete it and run cvault login NAME"
+            )
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None, "not logged in: run cvault login NAME"
@@ -45,8 +46,10 @@ def load_token(vault_id: str) -> tuple[str | None, str | None]:
     if not isinstance(doc, dict) or not isinstance(doc.get("token"), str):
         return None, f"not logged in (unreadable session file {path}): run cvault login NAME"
     if doc.get("vault_id") != vault_id:
-        return None, "not logged in to this vault (the session file belongs to another vault): " \
-                     "run cvault login NAME"
+        return (
+            None,
+            "not logged in to this vault (the session file belongs to another vault): run cvault login NAME",
+        )
     return doc["token"], None
 
 
@@ -55,8 +58,7 @@ def save_token(vault_id: str, user: str, token: str, expires_at: str) -> Path:
 
     path = session_path()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    data = json.dumps({"vault_id": vault_id, "user": user, "token": token,
-                       "expires_at": expires_at}).encode()
+    data = json.dumps({"vault_id": vault_id, "user": user, "token": token, "expires_at": expires_at}).encode()
     write_private_file(path, data)
     return path
 

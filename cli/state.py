@@ -50,11 +50,12 @@ class CliState:
             elif pass_file:
                 self._vault.unseal_passphrase(read_secret_file(pass_file, "passphrase"))
             elif sys.stdin.isatty():
-                self._vault.unseal_passphrase(
-                    click.prompt("Vault passphrase", hide_input=True, err=True))
+                self._vault.unseal_passphrase(click.prompt("Vault passphrase", hide_input=True, err=True))
             else:
-                raise VaultSealed("vault sealed: set CVAULT_KEY_FILE or CVAULT_PASSPHRASE_FILE, "
-                                  "or run in a terminal to type the passphrase")
+                raise VaultSealed(
+                    "vault sealed: set CVAULT_KEY_FILE or CVAULT_PASSPHRASE_FILE, "
+                    "or run in a terminal to type the passphrase"
+                )
         return self._vault
 
     def principal(self, *, allow_system: bool = False, system_name: str = "cli"):
@@ -128,9 +129,12 @@ def read_stdin_secret(what: str, *, multiline: bool = False) -> str:
 
 
 #: ``--totp CODE`` for commands that read secret values (step-up, handled by CliState.with_stepup)
-totp_option = click.option("--totp", "totp", metavar="CODE",
-                           help="TOTP code for step-up, if the last one is older than the window "
-                                "(asked for in a terminal).")
+totp_option = click.option(
+    "--totp",
+    "totp",
+    metavar="CODE",
+    help="TOTP code for step-up, if the last one is older than the window (asked for in a terminal).",
+)
 
 
 def read_password(password_stdin: bool, prompt: str = "Password", *, confirm: bool = False) -> str:

@@ -21,12 +21,21 @@ class Cast:
 
 
 def cast(vault) -> Cast:
-    return Cast(person(vault, "maria", "account_manager"), person(vault, "eve", "engineer"),
-                person(vault, "rita", "security_reviewer"))
+    return Cast(
+        person(vault, "maria", "account_manager"),
+        person(vault, "eve", "engineer"),
+        person(vault, "rita", "security_reviewer"),
+    )
 
 
-def client_with_secrets(vault, c: Cast, name: str = "acme", paths=("office/firewall",),
-                        value: str = "s3cr3t-value", days: int = 3650) -> None:
+def client_with_secrets(
+    vault,
+    c: Cast,
+    name: str = "acme",
+    paths=("office/firewall",),
+    value: str = "s3cr3t-value",
+    days: int = 3650,
+) -> None:
     vault.clients.add(c.manager.principal(), name, sla_end=vault.ctx.now() + timedelta(days=days))
     assign(vault, c.engineer, name)
     p = c.engineer.principal()

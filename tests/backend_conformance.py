@@ -79,8 +79,12 @@ class BackendConformance:
 
     def test_names_are_validated(self, backend):
         for name in BAD_NAMES:
-            for call in (lambda: backend.put(name, b"x"), lambda: backend.get(name),
-                         lambda: backend.delete(name), lambda: backend.exists(name)):
+            for call in (
+                lambda: backend.put(name, b"x"),
+                lambda: backend.get(name),
+                lambda: backend.delete(name),
+                lambda: backend.exists(name),
+            ):
                 with pytest.raises(InvalidInput):
                     call()
         assert list(backend.list()) == []

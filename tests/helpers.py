@@ -45,8 +45,14 @@ class VaultDir:
     def env(self, **extra: str) -> dict:
         """Environment for a CLI subprocess; acts as ``operator`` unless CVAULT_SESSION_FILE is given."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CVAULT_")}
-        env.update({"CVAULT_HOME": str(self.home), "CVAULT_KEY_FILE": str(self.key_file),
-                    "PYTHONPATH": str(ROOT), **extra})
+        env.update(
+            {
+                "CVAULT_HOME": str(self.home),
+                "CVAULT_KEY_FILE": str(self.key_file),
+                "PYTHONPATH": str(ROOT),
+                **extra,
+            }
+        )
         if "CVAULT_SESSION_FILE" not in extra:
             env["CVAULT_SESSION_FILE"] = str(self.operator_session_file())
         return env
@@ -58,8 +64,9 @@ class VaultDir:
             write_session_file(path, vault_id_of(self.home), OPERATOR, OPERATOR_TOKEN)
         return path
 
-    def cli(self, *args: str, input: str | bytes | None = None, env: dict | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess:
+    def cli(
+        self, *args: str, input: str | bytes | None = None, env: dict | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
         """Run ``cvault ARGS`` in a subprocess, exactly as a user would.
 
         As ``operator`` (no session file of the test's own), a client it adds is also assigned to
@@ -68,8 +75,12 @@ class VaultDir:
         env = env or self.env()
         proc = run_cli(*args, input=input, env=env, timeout=timeout)
         words = [a for a in args if not a.startswith("--")]
-        if (proc.returncode == 0 and words[:2] == ["client", "add"] and len(words) > 2
-                and env.get("CVAULT_SESSION_FILE") == str(self.operator_session_file())):
+        if (
+            proc.returncode == 0
+            and words[:2] == ["client", "add"]
+            and len(words) > 2
+            and env.get("CVAULT_SESSION_FILE") == str(self.operator_session_file())
+        ):
             v = self.open()
             try:
                 assign_operator(v, words[2])
@@ -83,11 +94,19 @@ class VaultDir:
         return v
 
 
-def run_cli(*args: str, input: str | bytes | None = None, env: dict | None = None,
-            timeout: float = 60) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, input: str | bytes | None = None, env: dict | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
     text = not isinstance(input, bytes)
-    return subprocess.run([sys.executable, "-m", "cli.main", *args], input=input, env=env,
-                          capture_output=True, text=text, timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", *args],
+        input=input,
+        env=env,
+        capture_output=True,
+        text=text,
+        timeout=timeout,
+        cwd=ROOT,
+    )
 
 
 def make_vault(base: Path, clock=None, *, with_operator: bool = True) -> VaultDir:
@@ -116,10 +135,16 @@ def clock_at(when: datetime = T0) -> FixedClock:
     return FixedClock(when)
 
 
-def add_client(vault: Vault, name: str = "acme", days: int = 365, grace_days: int | None = None,
-               principal: Principal | None = None):
-    data = vault.clients.add(principal or operator(), name,
-                             sla_end=vault.ctx.now() + timedelta(days=days), grace_days=grace_days)
+def add_client(
+    vault: Vault,
+    name: str = "acme",
+    days: int = 365,
+    grace_days: int | None = None,
+    principal: Principal | None = None,
+):
+    data = vault.clients.add(
+        principal or operator(), name, sla_end=vault.ctx.now() + timedelta(days=days), grace_days=grace_days
+    )
     if user_exists(vault, OPERATOR):
         assign_operator(vault, name)  # need-to-know for operator()
     return data
@@ -154,8 +179,9 @@ def grep_tree(folder: Path, needle: bytes) -> list[Path]:
     Runs in a child process: opening and closing vault.db in a process that also holds a SQLite
     connection to it drops that process's POSIX locks, after which another process may delete the
     WAL under the open connection (a classic SQLite pitfall, sqlite.org/howtocorrupt.html 2.2)."""
-    out = subprocess.run([sys.executable, "-c", _GREP, str(folder), needle.hex()],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", _GREP, str(folder), needle.hex()], capture_output=True, text=True, check=True
+    ).stdout
     return [Path(line) for line in out.splitlines()]
 
 
@@ -211,8 +237,9 @@ def write_session_file(path: Path, vault_id: str, user: str, token: str) -> Path
 
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
-        json.dump({"vault_id": vault_id, "user": user, "token": token,
-                   "expires_at": "2100-01-01T00:00:00Z"}, fh)
+        json.dump(
+            {"vault_id": vault_id, "user": user, "token": token, "expires_at": "2100-01-01T00:00:00Z"}, fh
+        )
     return path
 
 
@@ -244,11 +271,19 @@ class StaffUser:
         t = to_epoch(now)
         digest = token_hash("cvs1_" + _secrets.token_urlsafe(32))
         with vault.ctx.db.write() as conn:
-            conn.execute("INSERT INTO sessions (token_hash, user_id, created_at, last_seen, stepup_at,"
-                         " origin) VALUES (?, ?, ?, ?, ?, 'cli')",
-                         (digest, self.user_id, t, t, t if stepup else None))
-        return Principal(name=self.name, roles=self.roles, user_id=self.user_id, session_id=digest,
-                         session_created_at=now, stepup_at=now if stepup else None)
+            conn.execute(
+                "INSERT INTO sessions (token_hash, user_id, created_at, last_seen, stepup_at,"
+                " origin) VALUES (?, ?, ?, ?, ?, 'cli')",
+                (digest, self.user_id, t, t, t if stepup else None),
+            )
+        return Principal(
+            name=self.name,
+            roles=self.roles,
+            user_id=self.user_id,
+            session_id=digest,
+            session_created_at=now,
+            stepup_at=now if stepup else None,
+        )
 
     def login(self, vault: Vault, when: datetime | None = None) -> Principal:
         """A real login (password + TOTP at the vault's now) through the identity service."""
@@ -266,17 +301,26 @@ class StaffUser:
         v = vdir.open()
         try:
             with v.ctx.db.write() as conn:
-                conn.execute("INSERT INTO sessions (token_hash, user_id, created_at, last_seen,"
-                             " stepup_at, origin) VALUES (?, ?, ?, ?, ?, 'cli')",
-                             (token_hash(token), self.user_id, t, t, t))
+                conn.execute(
+                    "INSERT INTO sessions (token_hash, user_id, created_at, last_seen,"
+                    " stepup_at, origin) VALUES (?, ?, ?, ?, ?, 'cli')",
+                    (token_hash(token), self.user_id, t, t, t),
+                )
         finally:
             v.close()
-        return write_session_file(folder / f"session-{self.name}.json", vault_id_of(vdir.home),
-                                  self.name, token)
+        return write_session_file(
+            folder / f"session-{self.name}.json", vault_id_of(vdir.home), self.name, token
+        )
 
 
-def seed_user(vault: Vault, name: str, *roles: str, trained_until: datetime | None = FAR_FUTURE,
-              password: str = TEST_PASSWORD, totp_active: bool = True) -> StaffUser:
+def seed_user(
+    vault: Vault,
+    name: str,
+    *roles: str,
+    trained_until: datetime | None = FAR_FUTURE,
+    password: str = TEST_PASSWORD,
+    totp_active: bool = True,
+) -> StaffUser:
     """An enrolled user written straight into the identity tables (no enrollment round trip)."""
     from vault.clock import to_epoch
 
@@ -286,12 +330,23 @@ def seed_user(vault: Vault, name: str, *roles: str, trained_until: datetime | No
         user_id = conn.execute(
             "INSERT INTO users (name, password_hash, totp_active, training_valid_until, created_at,"
             " created_by, enrolled_at) VALUES (?, ?, ?, ?, ?, 'test', ?)",
-            (name, password_phc(password), int(totp_active),
-             to_epoch(trained_until) if trained_until else None, now, now)).lastrowid
-        conn.execute("UPDATE users SET totp_sealed = ? WHERE id = ?",
-                     (vault.users._seal_totp(user_id, secret), user_id))
-        conn.executemany("INSERT INTO user_roles (user_id, role, granted_at, granted_by)"
-                         " VALUES (?, ?, ?, 'test')", [(user_id, r, now) for r in roles])
+            (
+                name,
+                password_phc(password),
+                int(totp_active),
+                to_epoch(trained_until) if trained_until else None,
+                now,
+                now,
+            ),
+        ).lastrowid
+        conn.execute(
+            "UPDATE users SET totp_sealed = ? WHERE id = ?",
+            (vault.users._seal_totp(user_id, secret), user_id),
+        )
+        conn.executemany(
+            "INSERT INTO user_roles (user_id, role, granted_at, granted_by) VALUES (?, ?, ?, 'test')",
+            [(user_id, r, now) for r in roles],
+        )
     return StaffUser(name, user_id, frozenset(roles), password, secret)
 
 
@@ -303,22 +358,38 @@ def seed_operator(vault: Vault) -> StaffUser:
     with vault.ctx.db.write() as conn:
         row = conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
         settings = json.loads(row[0]) if row else {}
-        settings.update(session_absolute_seconds=LONG_SECONDS, session_idle_seconds=LONG_SECONDS,
-                        stepup_window_seconds=LONG_SECONDS)
-        conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('settings', ?)",
-                     (json.dumps(settings),))
-        conn.execute("INSERT INTO sessions (token_hash, user_id, created_at, last_seen, stepup_at,"
-                     " origin) VALUES (?, ?, 0, 0, 0, 'cli')", (token_hash(OPERATOR_TOKEN), op.user_id))
+        settings.update(
+            session_absolute_seconds=LONG_SECONDS,
+            session_idle_seconds=LONG_SECONDS,
+            stepup_window_seconds=LONG_SECONDS,
+        )
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('settings', ?)", (json.dumps(settings),)
+        )
+        conn.execute(
+            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen, stepup_at,"
+            " origin) VALUES (?, ?, 0, 0, 0, 'cli')",
+            (token_hash(OPERATOR_TOKEN), op.user_id),
+        )
     vault.ctx.settings = vault.ctx.load_settings(vault.ctx.db)
     return op
 
 
-def cli_login(vdir: VaultDir, user: StaffUser, folder: Path, *, code: str | None = None,
-              extra: tuple[str, ...] = ()) -> tuple[subprocess.CompletedProcess, dict]:
+def cli_login(
+    vdir: VaultDir, user: StaffUser, folder: Path, *, code: str | None = None, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.CompletedProcess, dict]:
     """Log ``user`` in through the real CLI with its own session file; returns (process, env)."""
     env = vdir.env(CVAULT_SESSION_FILE=str(folder / f"{user.name}.session.json"))
-    proc = vdir.cli("login", user.name, "--password-stdin", "--totp", code or user.code(), *extra,
-                    input=user.password + "\n", env=env)
+    proc = vdir.cli(
+        "login",
+        user.name,
+        "--password-stdin",
+        "--totp",
+        code or user.code(),
+        *extra,
+        input=user.password + "\n",
+        env=env,
+    )
     return proc, env
 
 
@@ -328,10 +399,10 @@ class Staff:
 
     vdir: VaultDir
     alice: StaffUser  # admin
-    amy: StaffUser    # account_manager
-    bob: StaffUser    # engineer, assigned to acme, trained
-    carl: StaffUser   # engineer, trained, not assigned
-    rita: StaffUser   # security_reviewer
+    amy: StaffUser  # account_manager
+    bob: StaffUser  # engineer, assigned to acme, trained
+    carl: StaffUser  # engineer, trained, not assigned
+    rita: StaffUser  # security_reviewer
 
     def users(self) -> dict[str, StaffUser]:
         return {u.name: u for u in (self.alice, self.amy, self.bob, self.carl, self.rita)}
@@ -356,5 +427,11 @@ def make_staff_vault(base: Path, clock=None) -> Staff:
 
 
 def copy_staff(template: Staff, base: Path) -> Staff:
-    return Staff(copy_vault(template.vdir, base), template.alice, template.amy, template.bob,
-                 template.carl, template.rita)
+    return Staff(
+        copy_vault(template.vdir, base),
+        template.alice,
+        template.amy,
+        template.bob,
+        template.carl,
+        template.rita,
+    )

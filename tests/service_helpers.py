@@ -55,17 +55,37 @@ class Service:
                 self.proc.wait(timeout=5)
 
 
-def start_service(vdir: VaultDir, folder: Path, *args: str, unsealed: bool = True,
-                  ca: TestCA | None = None, timeout: float = 30) -> Service:
+def start_service(
+    vdir: VaultDir,
+    folder: Path,
+    *args: str,
+    unsealed: bool = True,
+    ca: TestCA | None = None,
+    timeout: float = 30,
+) -> Service:
     """``cvault serve`` on 127.0.0.1:<free port> over HTTPS; waits until /v1/health answers."""
     folder.mkdir(parents=True, exist_ok=True)
     ca = ca or make_test_ca(folder / "tls")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CVAULT_")}
     env["PYTHONPATH"] = str(ROOT)
-    argv = [sys.executable, "-m", "cli.main", "--home", str(vdir.home), "serve",
-            "--port", str(port), "--tls-cert", str(ca.cert_path), "--tls-key", str(ca.key_path),
-            "--log-level", "warning", *args]
+    argv = [
+        sys.executable,
+        "-m",
+        "cli.main",
+        "--home",
+        str(vdir.home),
+        "serve",
+        "--port",
+        str(port),
+        "--tls-cert",
+        str(ca.cert_path),
+        "--tls-key",
+        str(ca.key_path),
+        "--log-level",
+        "warning",
+        *args,
+    ]
     if unsealed:
         argv += ["--key-file", str(vdir.key_file)]
     log_path = folder / f"serve-{port}.log"
@@ -97,11 +117,11 @@ class ApiClient:
         self.ctx = ssl.create_default_context(cafile=str(cafile))
         self.conn: http.client.HTTPSConnection | None = None
 
-    def request(self, method: str, path: str, body=None, *, raw: bytes | None = None,
-                headers: dict | None = None) -> tuple[int, object]:
+    def request(
+        self, method: str, path: str, body=None, *, raw: bytes | None = None, headers: dict | None = None
+    ) -> tuple[int, object]:
         if self.conn is None:
-            self.conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx,
-                                                    timeout=60)
+            self.conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=60)
         h = {"Content-Type": "application/json"}
         if self.token:
             h["Authorization"] = f"Bearer {self.token}"
@@ -157,9 +177,12 @@ def add_person(vault, name: str, *roles: str, trained_days: int = 3650) -> int:
         user_id = conn.execute(
             "INSERT INTO users (name, password_hash, totp_active, training_valid_until, created_at,"
             " created_by, enrolled_at) VALUES (?, 'x', 1, ?, ?, 'test', ?)",
-            (name, to_epoch(now + timedelta(days=trained_days)), to_epoch(now), to_epoch(now))).lastrowid
-        conn.executemany("INSERT INTO user_roles (user_id, role, granted_at, granted_by)"
-                         " VALUES (?, ?, ?, 'test')", [(user_id, r, to_epoch(now)) for r in roles])
+            (name, to_epoch(now + timedelta(days=trained_days)), to_epoch(now), to_epoch(now)),
+        ).lastrowid
+        conn.executemany(
+            "INSERT INTO user_roles (user_id, role, granted_at, granted_by) VALUES (?, ?, ?, 'test')",
+            [(user_id, r, to_epoch(now)) for r in roles],
+        )
     return user_id
 
 
@@ -171,8 +194,11 @@ def new_session(vault, user_id: int) -> str:
     token = "cvs1_" + secrets.token_urlsafe(32)
     t = to_epoch(SystemClock().now())
     with vault.ctx.db.write() as conn:
-        conn.execute("INSERT INTO sessions (token_hash, user_id, created_at, last_seen, stepup_at,"
-                     " origin) VALUES (?, ?, ?, ?, ?, 'cli')", (token_hash(token), user_id, t, t, t))
+        conn.execute(
+            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen, stepup_at,"
+            " origin) VALUES (?, ?, ?, ?, ?, 'cli')",
+            (token_hash(token), user_id, t, t, t),
+        )
     return token
 
 
@@ -181,5 +207,7 @@ def assign(vault, user_id: int, client_name: str) -> None:
 
     client = vault.ctx.client(client_name)
     with vault.ctx.db.write() as conn:
-        conn.execute("INSERT INTO assignments (client_id, user_id, created_at, created_by)"
-                     " VALUES (?, ?, ?, 'test')", (client.id, user_id, to_epoch(SystemClock().now())))
+        conn.execute(
+            "INSERT INTO assignments (client_id, user_id, created_at, created_by) VALUES (?, ?, ?, 'test')",
+            (client.id, user_id, to_epoch(SystemClock().now())),
+        )

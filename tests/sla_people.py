@@ -25,15 +25,28 @@ class Staff:
 
 
 def staff(vault) -> Staff:
-    return Staff(person(vault, "maria", "account_manager"), person(vault, "mark", "account_manager"),
-                 person(vault, "ada", "admin"), person(vault, "eve", "engineer"))
+    return Staff(
+        person(vault, "maria", "account_manager"),
+        person(vault, "mark", "account_manager"),
+        person(vault, "ada", "admin"),
+        person(vault, "eve", "engineer"),
+    )
 
 
-def add_client(vault, who: Person, name: str, *, days: float = 365, grace_days: int | None = None,
-               records: int = 0, engineer: Person | None = None) -> dict:
+def add_client(
+    vault,
+    who: Person,
+    name: str,
+    *,
+    days: float = 365,
+    grace_days: int | None = None,
+    records: int = 0,
+    engineer: Person | None = None,
+) -> dict:
     """A client with ``records`` note records, written by ``engineer`` (assigned to it)."""
-    data = vault.clients.add(who.principal(), name,
-                             sla_end=vault.ctx.now() + timedelta(days=days), grace_days=grace_days)
+    data = vault.clients.add(
+        who.principal(), name, sla_end=vault.ctx.now() + timedelta(days=days), grace_days=grace_days
+    )
     if engineer is not None:
         assign(vault, engineer, name)
         p = engineer.principal()
@@ -50,9 +63,15 @@ def cli_env(vdir, **extra: str) -> dict:
     from tests.helpers import ROOT
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CVAULT_")}
-    env.update({"CVAULT_HOME": str(vdir.home), "CVAULT_KEY_FILE": str(vdir.key_file),
-                "CVAULT_SESSION_FILE": str(vdir.home.parent / "no-session.json"),
-                "PYTHONPATH": str(ROOT), **extra})
+    env.update(
+        {
+            "CVAULT_HOME": str(vdir.home),
+            "CVAULT_KEY_FILE": str(vdir.key_file),
+            "CVAULT_SESSION_FILE": str(vdir.home.parent / "no-session.json"),
+            "PYTHONPATH": str(ROOT),
+            **extra,
+        }
+    )
     return env
 
 

@@ -4,8 +4,13 @@ import json
 
 from tests.helpers import add_client, grep_tree, operator
 
-SECRET_VALUES = ["S3cr3t-Firewall-Pass!", "wifi-key-9f8e7d6c5b", "token-abcdef-123456",
-                 "BEGIN OPENSSH FAKE KEY zzz", "a note about the CEO's home router"]
+SECRET_VALUES = [
+    "S3cr3t-Firewall-Pass!",
+    "wifi-key-9f8e7d6c5b",
+    "token-abcdef-123456",
+    "BEGIN OPENSSH FAKE KEY zzz",
+    "a note about the CEO's home router",
+]
 PATHS = ["office/firewall-main", "hq/wifi-guest-net", "cloud/api-token-slot", "unique-note-path"]
 
 
@@ -13,9 +18,13 @@ def test_no_plaintext_values_or_paths_on_disk(vdir, tmp_path):
     v = vdir.open()
     add_client(v, "acme")
     p = operator()
-    v.secrets.put(p, "acme", PATHS[0], "access", {"password": SECRET_VALUES[0],
-                                                   "api_token": SECRET_VALUES[2],
-                                                   "ssh_private_key": SECRET_VALUES[3]})
+    v.secrets.put(
+        p,
+        "acme",
+        PATHS[0],
+        "access",
+        {"password": SECRET_VALUES[0], "api_token": SECRET_VALUES[2], "ssh_private_key": SECRET_VALUES[3]},
+    )
     v.secrets.put(p, "acme", PATHS[1], "network", {"wifi_key": SECRET_VALUES[1], "wifi_ssid": "ssid-xyz"})
     v.secrets.put(p, "acme", PATHS[3], "note", {"text": SECRET_VALUES[4]})
     # updates, deletes, a purge, a rotation, an import
@@ -24,8 +33,11 @@ def test_no_plaintext_values_or_paths_on_disk(vdir, tmp_path):
     v.secrets.put(p, "acme", PATHS[2], "access", {"api_token": SECRET_VALUES[2]})
     v.secrets.rm(p, "acme", PATHS[2], purge=True)
     v.clients.rotate_key(p, "acme")
-    v.secrets.import_records(p, "acme", [json.dumps({"path": "imported/one", "kind": "note",
-                                                     "fields": {"text": "imported-secret-text"}})])
+    v.secrets.import_records(
+        p,
+        "acme",
+        [json.dumps({"path": "imported/one", "kind": "note", "fields": {"text": "imported-secret-text"}})],
+    )
     v.close()  # -wal/-shm may remain; they are checked too when present
     needles = SECRET_VALUES + PATHS + ["ssid-xyz", "imported-secret-text", "imported/one"]
     for needle in needles:

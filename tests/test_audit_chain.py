@@ -19,8 +19,21 @@ from tests.helpers import ROOT, clock_at, run_cli
 from vault.audit.log import AuditEntry, canonical
 from vault.audit.verify import entry_bytes, verify_export
 
-ENTRY_FIELDS = ("seq", "at", "actor", "action", "client", "outcome", "reason", "origin",
-                "detail_sealed", "detail_key", "prev_hash", "entry_hash", "detail")
+ENTRY_FIELDS = (
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "client",
+    "outcome",
+    "reason",
+    "origin",
+    "detail_sealed",
+    "detail_key",
+    "prev_hash",
+    "entry_hash",
+    "detail",
+)
 
 
 @pytest.fixture
@@ -77,19 +90,30 @@ text = st.text(alphabet=st.characters(), max_size=40)
 
 
 @settings(max_examples=300, deadline=None)
-@given(seq=st.integers(min_value=0, max_value=2**62), at=text, actor=text, action=text,
-       client=st.none() | text, outcome=text, reason=st.none() | text, origin=text,
-       sealed=st.none() | st.binary(max_size=60), key=st.none() | text)
-def test_fast_canonical_is_byte_identical_to_the_definition(seq, at, actor, action, client, outcome,
-                                                            reason, origin, sealed, key):
+@given(
+    seq=st.integers(min_value=0, max_value=2**62),
+    at=text,
+    actor=text,
+    action=text,
+    client=st.none() | text,
+    outcome=text,
+    reason=st.none() | text,
+    origin=text,
+    sealed=st.none() | st.binary(max_size=60),
+    key=st.none() | text,
+)
+def test_fast_canonical_is_byte_identical_to_the_definition(
+    seq, at, actor, action, client, outcome, reason, origin, sealed, key
+):
     entry = AuditEntry(seq, at, actor, action, client, outcome, reason, origin, sealed, key, b"", b"")
     fields = entry.fields()
-    assert entry_bytes(seq, at, actor, action, client, outcome, reason, origin,
-                       fields["detail_sealed"], key) == canonical(fields)
+    assert entry_bytes(
+        seq, at, actor, action, client, outcome, reason, origin, fields["detail_sealed"], key
+    ) == canonical(fields)
 
 
 def test_control_characters_cannot_forge_a_line_in_the_canonical_form():
-    raw = canonical({"reason": "ok\n{\"seq\":1}\r\x1b[2J\u2028", "seq": 1})
+    raw = canonical({"reason": 'ok\n{"seq":1}\r\x1b[2J\u2028', "seq": 1})
     assert b"\n" not in raw and b"\r" not in raw and b"\x1b" not in raw
     assert raw.isascii()
 
@@ -106,16 +130,36 @@ def test_untouched_export_verifies(busy, tmp_path):
     assert result.signed_up_to == result.last_seq  # the export signs its own head
 
 
-@pytest.mark.parametrize("field", ["at", "actor", "action", "client", "outcome", "reason", "origin",
-                                   "detail_sealed", "detail_key", "seq", "prev_hash", "entry_hash",
-                                   "detail"])
+@pytest.mark.parametrize(
+    "field",
+    [
+        "at",
+        "actor",
+        "action",
+        "client",
+        "outcome",
+        "reason",
+        "origin",
+        "detail_sealed",
+        "detail_key",
+        "seq",
+        "prev_hash",
+        "entry_hash",
+        "detail",
+    ],
+)
 def test_changing_any_field_is_detected_at_that_entry(busy, tmp_path, field):
     _, v, c = busy
     lines = export_lines(v, c, tmp_path)
     seq = first_detail_seq(lines, 57)
     d = json.loads(lines[entry_index(lines, seq)])
-    new = {"seq": 10_000, "prev_hash": "00" * 32, "entry_hash": "11" * 32,
-           "detail_sealed": "QUFBQQ==", "detail": "office/other"}.get(field)
+    new = {
+        "seq": 10_000,
+        "prev_hash": "00" * 32,
+        "entry_hash": "11" * 32,
+        "detail_sealed": "QUFBQQ==",
+        "detail": "office/other",
+    }.get(field)
     if new is None:
         new = (d[field] or "") + "x"
     tampered = edit(lines, seq, **{field: new})
@@ -172,7 +216,7 @@ def test_swapping_two_entries_is_detected(busy, tmp_path):
 def test_cutting_the_tail_before_the_last_checkpoint_is_detected(busy, tmp_path):
     _, v, c = busy
     lines = export_lines(v, c, tmp_path)
-    cut = lines[:entry_index(lines, 150)]
+    cut = lines[: entry_index(lines, 150)]
     result = verify_export(cut)
     assert (result.ok, result.bad_seq) == (False, 150)
     assert "truncated" in result.problem
@@ -181,8 +225,11 @@ def test_cutting_the_tail_before_the_last_checkpoint_is_detected(busy, tmp_path)
 def test_cutting_the_tail_and_its_checkpoint_lines_is_caught_by_an_external_checkpoint(busy, tmp_path):
     _, v, c = busy
     lines = export_lines(v, c, tmp_path)
-    kept = [line for line in lines[:entry_index(lines, 150)]
-            if not (json.loads(line).get("type") == "checkpoint" and json.loads(line)["seq"] >= 150)]
+    kept = [
+        line
+        for line in lines[: entry_index(lines, 150)]
+        if not (json.loads(line).get("type") == "checkpoint" and json.loads(line)["seq"] >= 150)
+    ]
     blob = json.loads(v.ctx.blobs.get("audit-checkpoint-200"))
     result = verify_export(kept, extra_checkpoints=[blob])
     assert (result.ok, result.bad_seq) == (False, 150)
@@ -202,8 +249,9 @@ def test_rewriting_the_whole_chain_is_caught_by_the_signed_checkpoint(busy, tmp_
                 d["reason"] = "nothing to see"
             if prev is not None:
                 d["prev_hash"] = prev
-            d["entry_hash"] = hashlib.sha256(bytes.fromhex(d["prev_hash"]) + entry_bytes(
-                *[d[k] for k in ENTRY_FIELDS[:10]])).hexdigest()
+            d["entry_hash"] = hashlib.sha256(
+                bytes.fromhex(d["prev_hash"]) + entry_bytes(*[d[k] for k in ENTRY_FIELDS[:10]])
+            ).hexdigest()
             prev = d["entry_hash"]
         out.append(json.dumps(d))
     result = verify_export(out)
@@ -245,7 +293,7 @@ def test_random_single_byte_corruption_never_verifies(busy, tmp_path):
         line = lines[i]
         k = rng.randrange(len(line))
         ch = "0" if line[k] != "0" else "1"
-        tampered = lines[:i] + [line[:k] + ch + line[k + 1:]] + lines[i + 1:]
+        tampered = lines[:i] + [line[:k] + ch + line[k + 1 :]] + lines[i + 1 :]
         try:
             result = verify_export(tampered)
         except Exception as exc:  # a line that no longer parses is refused with a named error
@@ -264,8 +312,7 @@ def test_offline_verify_through_the_cli_with_no_vault(busy, tmp_path):
     good.write_text("\n".join(lines) + "\n")
     bad = tmp_path / "bad.jsonl"
     bad.write_text("\n".join(edit(lines, 57, actor="someone-else")) + "\n")
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
-           "HOME": str(tmp_path)}
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "HOME": str(tmp_path)}
     nowhere = str(tmp_path / "no-such-vault")
     ok = run_cli("--home", nowhere, "audit", "verify", "--file", str(good), "--pubkey", pub, env=env)
     assert ok.returncode == 0, ok.stderr
@@ -406,8 +453,7 @@ def test_prune_keeps_a_minimum_retention(busy):
 
     _, v, c = busy
     r = c.reviewer.principal()
-    for before in (v.ctx.now() + timedelta(days=1), v.ctx.now(),
-                   v.ctx.now() - timedelta(days=364)):
+    for before in (v.ctx.now() + timedelta(days=1), v.ctx.now(), v.ctx.now() - timedelta(days=364)):
         with pytest.raises(InvalidInput, match="retention minimum"):
             v.audit.prune(r, before)
     assert v.ctx.db.one("SELECT min(seq) FROM audit_events")[0] == 1
@@ -429,18 +475,26 @@ def test_prune_refuses_a_log_that_does_not_verify(busy):
 def test_entries_are_never_rewritten_by_sqlite(busy):
     """Guard: the table keeps the exact bytes the chain hashed (no type affinity surprises)."""
     _, v, _ = busy
-    row = v.ctx.db.one("SELECT typeof(prev_hash), typeof(entry_hash), typeof(seq) FROM audit_events"
-                       " WHERE seq = 2")
+    row = v.ctx.db.one(
+        "SELECT typeof(prev_hash), typeof(entry_hash), typeof(seq) FROM audit_events WHERE seq = 2"
+    )
     assert row == ("blob", "blob", "integer")
     with pytest.raises(sqlite3.IntegrityError):
         with v.ctx.db.write() as conn:
-            conn.execute("INSERT INTO audit_events (seq, at, actor, action, outcome, origin,"
-                         " prev_hash, entry_hash) VALUES (2, 'x', 'x', 'x', 'ok', 'x', x'', x'')")
+            conn.execute(
+                "INSERT INTO audit_events (seq, at, actor, action, outcome, origin,"
+                " prev_hash, entry_hash) VALUES (2, 'x', 'x', 'x', 'ok', 'x', x'', x'')"
+            )
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(text, text, st.none() | text, st.none() | text, st.none() | st.binary(max_size=40)),
-                min_size=1, max_size=30))
+@given(
+    st.lists(
+        st.tuples(text, text, st.none() | text, st.none() | text, st.none() | st.binary(max_size=40)),
+        min_size=1,
+        max_size=30,
+    )
+)
 def test_the_verifier_accepts_every_chain_the_writer_makes(entries):
     """The verifier's inlined canonical form agrees with the writer's json.dumps for any text."""
     from vault.audit.log import chain_hash, genesis_hash
@@ -449,11 +503,24 @@ def test_the_verifier_accepts_every_chain_the_writer_makes(entries):
     vault_id = b"\x01" * 16
     prev, rows = genesis_hash(vault_id), []
     for seq, (actor, action, client, reason, sealed) in enumerate(entries, 1):
-        e = AuditEntry(seq, "2026-01-01T00:00:00Z", actor, action, client, "ok", reason, "cli",
-                       sealed, "audit:x" if sealed else None, prev, b"")
+        e = AuditEntry(
+            seq,
+            "2026-01-01T00:00:00Z",
+            actor,
+            action,
+            client,
+            "ok",
+            reason,
+            "cli",
+            sealed,
+            "audit:x" if sealed else None,
+            prev,
+            b"",
+        )
         digest = chain_hash(prev, e.fields())
-        rows.append((seq, e.at, actor, action, client, "ok", reason, "cli", sealed, e.detail_key,
-                     prev, digest))
+        rows.append(
+            (seq, e.at, actor, action, client, "ok", reason, "cli", sealed, e.detail_key, prev, digest)
+        )
         prev = digest
     result = verify_chain(rows, [], vault_id=vault_id, public_key=b"\x00" * 32)
     assert result.ok, result.problem
@@ -494,8 +561,9 @@ def test_a_forged_covering_checkpoint_is_named_first_invalid(busy, tmp_path):
                 d["reason"] = "rewritten"
             if prev is not None and d["seq"] > 150:
                 d["prev_hash"] = prev
-            d["entry_hash"] = hashlib.sha256(bytes.fromhex(d["prev_hash"]) + entry_bytes(
-                *[d[k] for k in ENTRY_FIELDS[:10]])).hexdigest()
+            d["entry_hash"] = hashlib.sha256(
+                bytes.fromhex(d["prev_hash"]) + entry_bytes(*[d[k] for k in ENTRY_FIELDS[:10]])
+            ).hexdigest()
             prev = d["entry_hash"]
             hashes[d["seq"]] = prev
         out.append(d)

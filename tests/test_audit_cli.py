@@ -17,15 +17,19 @@ def setup(vdir, tmp_path):
     v = vdir.open(clock_at())
     c = cast(v)
     client_with_secrets(v, c, paths=("office/firewall", "site/wifi"))
-    sessions = {"reviewer": c.reviewer.session_file(tmp_path),
-                "engineer": c.engineer.session_file(tmp_path)}
+    sessions = {"reviewer": c.reviewer.session_file(tmp_path), "engineer": c.engineer.session_file(tmp_path)}
     vault_id = v.ctx.vault_id.hex()
     v.close()
 
     def cli(who: str, *args: str):
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT),
-               "HOME": str(tmp_path), "CVAULT_HOME": str(vdir.home),
-               "CVAULT_KEY_FILE": str(vdir.key_file), "CVAULT_SESSION_FILE": str(sessions[who])}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": str(ROOT),
+            "HOME": str(tmp_path),
+            "CVAULT_HOME": str(vdir.home),
+            "CVAULT_KEY_FILE": str(vdir.key_file),
+            "CVAULT_SESSION_FILE": str(sessions[who]),
+        }
         return run_cli(*args, env=env)
 
     return cli, tmp_path, vault_id
@@ -40,16 +44,50 @@ def test_pubkey_log_filters_and_json(setup):
     rows = json.loads(r.stdout)
     assert [row["seq"] for row in rows] == sorted(row["seq"] for row in rows)
     assert {"seq", "at", "actor", "action", "client", "outcome", "reason", "origin", "detail"} <= set(rows[0])
-    puts = json.loads(cli("reviewer", "audit", "log", "--json", "--user", "eve", "--action", "secret.put",
-                          "--client", "acme", "--outcome", "allow", "--limit", "0").stdout)
+    puts = json.loads(
+        cli(
+            "reviewer",
+            "audit",
+            "log",
+            "--json",
+            "--user",
+            "eve",
+            "--action",
+            "secret.put",
+            "--client",
+            "acme",
+            "--outcome",
+            "allow",
+            "--limit",
+            "0",
+        ).stdout
+    )
     assert [p["detail"] for p in puts] == ["office/firewall", "site/wifi"]
-    family = json.loads(cli("reviewer", "audit", "log", "--json", "--action", "secret", "--limit", "0").stdout)
+    family = json.loads(
+        cli("reviewer", "audit", "log", "--json", "--action", "secret", "--limit", "0").stdout
+    )
     assert {f["action"] for f in family} == {"secret.put"}
-    window = json.loads(cli("reviewer", "audit", "log", "--json", "--since", "2026-06-01T08:59:59Z",
-                            "--until", "2026-06-01T09:00:00Z", "--limit", "0").stdout)
+    window = json.loads(
+        cli(
+            "reviewer",
+            "audit",
+            "log",
+            "--json",
+            "--since",
+            "2026-06-01T08:59:59Z",
+            "--until",
+            "2026-06-01T09:00:00Z",
+            "--limit",
+            "0",
+        ).stdout
+    )
     assert window and all(w["at"].startswith("2026-06-01T09:00:00") for w in window)
-    assert json.loads(cli("reviewer", "audit", "log", "--json", "--since", "2d", "--action",
-                          "secret.put").stdout) == []  # the fixture's events are months old
+    assert (
+        json.loads(
+            cli("reviewer", "audit", "log", "--json", "--since", "2d", "--action", "secret.put").stdout
+        )
+        == []
+    )  # the fixture's events are months old
     assert len(json.loads(cli("reviewer", "audit", "log", "--json", "--limit", "3").stdout)) == 3
     human = cli("reviewer", "audit", "log", "--action", "secret.put")
     assert human.returncode == 0 and "office/firewall" in human.stdout and "SEQ" in human.stdout
@@ -71,8 +109,9 @@ def test_export_and_offline_verify_with_the_printed_key(setup):
     key = tmp / "audit.pub"
     key.write_text(cli("reviewer", "audit", "pubkey").stdout)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT), "HOME": str(tmp)}
-    ok = run_cli("--home", str(tmp / "nowhere"), "audit", "verify", "--file", str(out),
-                 "--pubkey", str(key), env=env)
+    ok = run_cli(
+        "--home", str(tmp / "nowhere"), "audit", "verify", "--file", str(out), "--pubkey", str(key), env=env
+    )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith("audit verify: ok")
     lines = out.read_text().splitlines()

@@ -21,7 +21,7 @@ from vault.audit.export import cef_line, csv_lines
 from vault.audit.verify import verify_export
 from vault.errors import AuditFailure
 
-NASTY = "evil\n{\"seq\":1,\"type\":\"entry\"}\r\x1b[31m|pipe\\back=eq\u2028\u202e"
+NASTY = 'evil\n{"seq":1,"type":"entry"}\r\x1b[31m|pipe\\back=eq\u2028\u202e'
 
 
 @pytest.fixture
@@ -35,15 +35,21 @@ def opened(vdir):
 
 
 def cli_env(vdir, session) -> dict:
-    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT),
-            "HOME": str(vdir.home.parent), "CVAULT_HOME": str(vdir.home),
-            "CVAULT_KEY_FILE": str(vdir.key_file), "CVAULT_SESSION_FILE": str(session)}
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(ROOT),
+        "HOME": str(vdir.home.parent),
+        "CVAULT_HOME": str(vdir.home),
+        "CVAULT_KEY_FILE": str(vdir.key_file),
+        "CVAULT_SESSION_FILE": str(session),
+    }
 
 
 def nasty_event(v) -> int:
     """An event whose actor and reason carry every character that could forge a line or field."""
-    return v.ctx.audit.append(actor=NASTY, action="test.nasty", outcome="deny", client="acme",
-                              reason=NASTY, origin=NASTY)
+    return v.ctx.audit.append(
+        actor=NASTY, action="test.nasty", outcome="deny", client="acme", reason=NASTY, origin=NASTY
+    )
 
 
 # --- formats ------------------------------------------------------------------------------------
@@ -96,8 +102,12 @@ def test_cef_is_valid_and_escapes_everything(opened, tmp_path):
     out = tmp_path / "audit.cef"
     v.audit.export(c.reviewer.principal(), "cef", out=out)
     lines = out.read_text().split("\n")[:-1]
-    assert len(lines) == v.ctx.db.one("SELECT count(*) FROM audit_events WHERE seq <= "
-                                      "(SELECT max(seq) FROM audit_checkpoints)")[0]
+    assert (
+        len(lines)
+        == v.ctx.db.one(
+            "SELECT count(*) FROM audit_events WHERE seq <= (SELECT max(seq) FROM audit_checkpoints)"
+        )[0]
+    )
     parsed = {}
     for line in lines:
         header, ext = parse_cef(line)
@@ -109,8 +119,11 @@ def test_cef_is_valid_and_escapes_everything(opened, tmp_path):
     assert ext["suser"].startswith("evil\n{") and "\x1b" not in ext["suser"]  # CEF \n; others escaped
     assert "|pipe\\back=eq" in ext["reason"]
     # a header field with | and \ in it
-    fields, _ = parse_cef(cef_line({"seq": 1, "at": "2026-01-01T00:00:00Z", "actor": "a",
-                                    "action": "x|y\\z", "outcome": "ok"}, "1|0"))
+    fields, _ = parse_cef(
+        cef_line(
+            {"seq": 1, "at": "2026-01-01T00:00:00Z", "actor": "a", "action": "x|y\\z", "outcome": "ok"}, "1|0"
+        )
+    )
     assert fields[3] == "1|0" and fields[4] == "x|y\\z"
 
 
@@ -124,14 +137,16 @@ def test_csv_round_trips_through_the_csv_module(opened, tmp_path):
     rows = list(csv.DictReader(io.StringIO(text)))
     assert len(text.splitlines()) == len(rows) + 1  # one physical line per event
     by_seq = {int(r["seq"]): r for r in rows}
-    assert by_seq[seq]["reason"] == NASTY.encode("unicode_escape").decode().replace("\\\\", "\\") \
+    assert (
+        by_seq[seq]["reason"] == NASTY.encode("unicode_escape").decode().replace("\\\\", "\\")
         or "\\n" in by_seq[seq]["reason"]
+    )
     assert "\n" not in by_seq[seq]["reason"] and "\u2028" not in by_seq[seq]["reason"]
     assert by_seq[seq + 1]["actor"].startswith("'=")
-    again = list(csv.reader(io.StringIO("\n".join(csv_lines(iter([{k: r[k] for k in r}
-                                                                   for r in rows]))))))
-    assert again[1:] == [[("'" + r[k] if r[k].startswith(("=", "+", "-", "@")) else r[k])
-                          for k in r] for r in rows]
+    again = list(csv.reader(io.StringIO("\n".join(csv_lines(iter([{k: r[k] for k in r} for r in rows]))))))
+    assert again[1:] == [
+        [("'" + r[k] if r[k].startswith(("=", "+", "-", "@")) else r[k]) for k in r] for r in rows
+    ]
 
 
 def test_jsonl_export_parses_line_by_line_and_is_private(opened, tmp_path):
@@ -176,8 +191,9 @@ def test_audit_write_failure_refuses_the_secret_read_through_the_cli(opened, tmp
     ok = run_cli("secret", "get", "acme", "office/firewall", env=env)
     assert ok.returncode == 0 and secret in ok.stdout, ok.stderr
     conn = sqlite3.connect(vdir.home / "vault.db")
-    conn.execute("CREATE TRIGGER audit_down BEFORE INSERT ON audit_events "
-                 "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+    conn.execute(
+        "CREATE TRIGGER audit_down BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    )
     conn.commit()
     conn.close()
     r = run_cli("secret", "get", "acme", "office/firewall", env=env)
@@ -282,15 +298,22 @@ def test_no_secret_password_code_or_token_is_ever_logged(vdir, tmp_path):
     login2 = v.users.login("bob", password, recovery_code=enrolled["recovery_codes"][0])
     secrets_seen.append(login2.token)
     with v.ctx.db.write() as conn:
-        conn.execute("UPDATE users SET training_valid_until = ? WHERE name = 'bob'",
-                     (int((clock.now() + timedelta(days=365)).timestamp()),))
+        conn.execute(
+            "UPDATE users SET training_valid_until = ? WHERE name = 'bob'",
+            (int((clock.now() + timedelta(days=365)).timestamp()),),
+        )
     assign(v, type(c.engineer)(v, "bob", login.principal.user_id, frozenset({"engineer"})), "acme")
     p = v.users.resume(login.token)
     values = ["wifi-key-Zq8!x", "fw-admin-pass-7Hk", "api-token-ABCDEF123456"]
     secrets_seen += values
     v.secrets.put(p, "acme", "office/wifi", "note", {"text": values[0]})
-    v.secrets.put(p, "acme", "office/firewall", "access",
-                  {"system": "fw", "username": "admin", "password": values[1], "api_token": values[2]})
+    v.secrets.put(
+        p,
+        "acme",
+        "office/firewall",
+        "access",
+        {"system": "fw", "username": "admin", "password": values[1], "api_token": values[2]},
+    )
     clock.advance(16 * 60)
     p = v.users.resume(login.token)
     code2 = totp.code_at(totp_secret, clock.now())
@@ -316,8 +339,10 @@ def test_no_secret_password_code_or_token_is_ever_logged(vdir, tmp_path):
             assert needle not in hay, "a secret reached the audit log"
             assert needle.lower() not in hay.lower() or len(needle) < 8
     # TOTP codes are 6 digits: look for them in every readable field, not inside hashes
-    readable = "\n".join(" ".join(str(x) for x in row) for row in v.ctx.db.all(
-        "SELECT actor, action, client, outcome, reason, origin FROM audit_events"))
+    readable = "\n".join(
+        " ".join(str(x) for x in row)
+        for row in v.ctx.db.all("SELECT actor, action, client, outcome, reason, origin FROM audit_events")
+    )
     for code_ in codes_seen + ["000000", "12345"]:
         assert not re.search(rf"(?<!\d){code_}(?!\d)", readable)
     actions = {row[0] for row in v.ctx.db.all("SELECT DISTINCT action FROM audit_events")}

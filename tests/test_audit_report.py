@@ -25,8 +25,13 @@ class Log:
 
 def report(log: Log, **settings):
     s = ReportSettings.from_settings(settings)
-    return build_report(log.events, s, since=MON - timedelta(days=30), until=MON + timedelta(days=30),
-                        certificates={"ab" * 32: {"digest": "ab" * 32, "client": "gone"}})
+    return build_report(
+        log.events,
+        s,
+        since=MON - timedelta(days=30),
+        until=MON + timedelta(days=30),
+        certificates={"ab" * 32: {"digest": "ab" * 32, "client": "gone"}},
+    )
 
 
 def test_access_per_user_and_client_and_refusals():
@@ -67,10 +72,10 @@ def test_identity_sections_use_the_action_table():
 
 def test_off_hours_in_the_configured_time_zone():
     log = Log()
-    log.add(MON.replace(hour=7, minute=30), "eve", "secret.get", client="acme")   # 08:30 London: in
+    log.add(MON.replace(hour=7, minute=30), "eve", "secret.get", client="acme")  # 08:30 London: in
     log.add(MON.replace(hour=17, minute=30), "eve", "secret.get", client="acme")  # 18:30 London: off
-    log.add(MON.replace(hour=6, minute=59), "eve", "secret.get", client="acme")   # 07:59 London: off
-    log.add(MON + timedelta(days=5), "eve", "secret.get", client="acme")          # Saturday: off
+    log.add(MON.replace(hour=6, minute=59), "eve", "secret.get", client="acme")  # 07:59 London: off
+    log.add(MON + timedelta(days=5), "eve", "secret.get", client="acme")  # Saturday: off
     log.add(MON.replace(hour=7, minute=30), "eve", "secret.get", "deny", "acme", "x")  # denials: not access
     r = report(log, audit_timezone="Europe/London", audit_business_hours="08:00-18:00")
     assert [e["seq"] for e in r["off_hours_access"]] == [2, 3, 4]
@@ -105,7 +110,9 @@ def test_attempts_after_assignment_ended_admin_changes_and_shreds():
     log.add(MON, "ada", "user.list", "allow")
     log.add(MON, "maria", "client.assign", "allow")
     log.add(MON, "operator", "slot.add", "ok", reason="slot 3 added")
-    log.add(MON, "system:sweep", "sla.shred", "ok", "gone", f"client shredded; certificate sha256 {'ab' * 32}")
+    log.add(
+        MON, "system:sweep", "sla.shred", "ok", "gone", f"client shredded; certificate sha256 {'ab' * 32}"
+    )
     log.add(MON, "system:sweep", "sla.shred_failed", "error", "other", "remote delete pending")
     r = report(log)
     assert [e["seq"] for e in r["after_assignment_ended"]] == [1]
@@ -115,8 +122,12 @@ def test_attempts_after_assignment_ended_admin_changes_and_shreds():
 
 
 def test_bad_settings_are_one_clear_error():
-    for bad in ({"audit_timezone": "Mars/Olympus"}, {"audit_business_hours": "9-5"},
-                {"audit_business_days": "someday"}, {"audit_burst_reads": 0}):
+    for bad in (
+        {"audit_timezone": "Mars/Olympus"},
+        {"audit_business_hours": "9-5"},
+        {"audit_business_days": "someday"},
+        {"audit_burst_reads": 0},
+    ):
         with pytest.raises(InvalidInput):
             ReportSettings.from_settings(bad)
 

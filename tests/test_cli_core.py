@@ -23,27 +23,70 @@ def test_json_before_or_after_the_subcommand(vdir):
 
 def test_put_from_stdin_file_and_fields_json(vdir, tmp_path):
     _ok(vdir.cli("client", "add", "acme", "--sla-end", "2099-01-01"))
-    _ok(vdir.cli("secret", "put", "acme", "n/stdin", "--type", "note", "--from-stdin",
-                 input="line one\nline two\n"))
+    _ok(
+        vdir.cli(
+            "secret", "put", "acme", "n/stdin", "--type", "note", "--from-stdin", input="line one\nline two\n"
+        )
+    )
     value_file = tmp_path / "pw"
     value_file.write_text("file-password\n")
-    _ok(vdir.cli("secret", "put", "acme", "a/file", "--type", "access", "--file", str(value_file),
-                 "--host", "192.0.2.10", "--port", "22", "--protocol", "ssh", "--username", "root"))
+    _ok(
+        vdir.cli(
+            "secret",
+            "put",
+            "acme",
+            "a/file",
+            "--type",
+            "access",
+            "--file",
+            str(value_file),
+            "--host",
+            "192.0.2.10",
+            "--port",
+            "22",
+            "--protocol",
+            "ssh",
+            "--username",
+            "root",
+        )
+    )
     fields = tmp_path / "fields.json"
     fields.write_text(json.dumps({"username": "jdoe", "email": "j@example.com", "password": "pw-json"}))
     _ok(vdir.cli("secret", "put", "acme", "u/jdoe", "--type", "account", "--fields-json", str(fields)))
     key_file = tmp_path / "id_ed25519"
     key_file.write_text("-----BEGIN KEY-----\nabc\n-----END KEY-----\n")
-    _ok(vdir.cli("secret", "put", "acme", "a/ssh", "--type", "access", "--host", "h",
-                 "--secret-file", f"ssh_private_key={key_file}", input=""))
+    _ok(
+        vdir.cli(
+            "secret",
+            "put",
+            "acme",
+            "a/ssh",
+            "--type",
+            "access",
+            "--host",
+            "h",
+            "--secret-file",
+            f"ssh_private_key={key_file}",
+            input="",
+        )
+    )
 
-    assert _ok(vdir.cli("secret", "get", "acme", "n/stdin", "--field", "text")).stdout == "line one\nline two\n"
+    assert (
+        _ok(vdir.cli("secret", "get", "acme", "n/stdin", "--field", "text")).stdout == "line one\nline two\n"
+    )
     got = json.loads(_ok(vdir.cli("secret", "get", "acme", "a/file", "--json")).stdout)
-    assert got["fields"] == {"password": "file-password", "host": "192.0.2.10", "port": 22,
-                             "protocol": "ssh", "username": "root"}
+    assert got["fields"] == {
+        "password": "file-password",
+        "host": "192.0.2.10",
+        "port": 22,
+        "protocol": "ssh",
+        "username": "root",
+    }
     assert got["kind"] == "access" and got["version"] == 1
-    assert json.loads(_ok(vdir.cli("secret", "get", "acme", "u/jdoe", "--json")).stdout)["fields"]["email"] \
+    assert (
+        json.loads(_ok(vdir.cli("secret", "get", "acme", "u/jdoe", "--json")).stdout)["fields"]["email"]
         == "j@example.com"
+    )
     assert "BEGIN KEY" in _ok(vdir.cli("secret", "get", "acme", "a/ssh", "--field", "ssh_private_key")).stdout
     listing = json.loads(_ok(vdir.cli("secret", "list", "acme", "--json")).stdout)
     assert [r["path"] for r in listing] == ["a/file", "a/ssh", "n/stdin", "u/jdoe"]
@@ -69,8 +112,12 @@ def test_unknown_field_and_bad_options_are_one_line(vdir):
 def test_import_export_through_the_cli(vdir, tmp_path):
     _ok(vdir.cli("client", "add", "acme", "--sla-end", "+30d"))
     src = tmp_path / "in.jsonl"
-    src.write_text("".join(json.dumps({"path": f"p/{i}", "kind": "note", "fields": {"text": str(i)}}) + "\n"
-                           for i in range(20)))
+    src.write_text(
+        "".join(
+            json.dumps({"path": f"p/{i}", "kind": "note", "fields": {"text": str(i)}}) + "\n"
+            for i in range(20)
+        )
+    )
     assert json.loads(_ok(vdir.cli("secret", "import", "acme", str(src), "--json")).stdout)["imported"] == 20
     out = tmp_path / "out.jsonl"
     _ok(vdir.cli("client", "export", "acme", "--out", str(out)))
@@ -88,15 +135,15 @@ def test_copy_uses_the_clipboard_tool_via_stdin_and_clears(vdir, tmp_path):
     bin_dir.mkdir()
     clip = tmp_path / "clipboard"
     log = tmp_path / "argv.log"
-    for name, body in (("xclip", f'echo "$@" >> {log}; if [ "$3" = "-o" ]; then cat {clip}; '
-                                 f'else cat > {clip}; fi'),):
+    for name, body in (
+        ("xclip", f'echo "$@" >> {log}; if [ "$3" = "-o" ]; then cat {clip}; else cat > {clip}; fi'),
+    ):
         tool = bin_dir / name
         tool.write_text(f"#!/bin/sh\n{body}\n")
         tool.chmod(0o755)
     _ok(vdir.cli("client", "add", "acme", "--sla-end", "+30d"))
     _ok(vdir.cli("secret", "put", "acme", "x", "--type", "access", "--from-stdin", input="clip-secret\n"))
-    env = vdir.env(PATH=f"{bin_dir}:{os.environ['PATH']}", CVAULT_CLIPBOARD_CLEAR_SECONDS="0",
-                   DISPLAY=":99")
+    env = vdir.env(PATH=f"{bin_dir}:{os.environ['PATH']}", CVAULT_CLIPBOARD_CLEAR_SECONDS="0", DISPLAY=":99")
     env.pop("WAYLAND_DISPLAY", None)
     proc = vdir.cli("secret", "get", "acme", "x", "--copy", env=env)
     assert proc.returncode == 0, proc.stderr
@@ -133,8 +180,11 @@ def test_every_command_has_help_text():
 def test_slots_list_add_remove(vdir, tmp_path):
     slots = json.loads(_ok(vdir.cli("slot", "list", "--json")).stdout)
     assert {s["kind"] for s in slots} == {"recovery", "keyfile"}
-    added = json.loads(_ok(vdir.cli("slot", "add", "--kind", "keyfile", "--key-file",
-                                    str(tmp_path / "second.key"), "--json")).stdout)
+    added = json.loads(
+        _ok(
+            vdir.cli("slot", "add", "--kind", "keyfile", "--key-file", str(tmp_path / "second.key"), "--json")
+        ).stdout
+    )
     second = vdir.env(CVAULT_KEY_FILE=str(tmp_path / "second.key"))
     _ok(vdir.cli("client", "list", env=second))
     _ok(vdir.cli("slot", "remove", str(added["id"]), env=second))

@@ -60,8 +60,12 @@ class Runner:
         session = str(self.folder / f"session-{self.user or 'nobody'}.json")
         if self.service is None:
             return self.vdir.env(CVAULT_SESSION_FILE=session, **extra)
-        env = self.vdir.env(CVAULT_ADDR=self.service.addr, CVAULT_CACERT=str(self.service.ca.ca_path),
-                            CVAULT_SESSION_FILE=session, **extra)
+        env = self.vdir.env(
+            CVAULT_ADDR=self.service.addr,
+            CVAULT_CACERT=str(self.service.ca.ca_path),
+            CVAULT_SESSION_FILE=session,
+            **extra,
+        )
         del env["CVAULT_HOME"], env["CVAULT_KEY_FILE"]  # nothing local: all over HTTPS
         return env
 
@@ -89,8 +93,16 @@ def make_runner(mode: str, template: VaultDir, folder: Path) -> Runner:
     if mode == "served":
         # background jobs off: the story compares outputs (checkpoint counts); tests/test_service.py
         # covers the jobs
-        runner.service = start_service(vdir, folder / "service", "--sweep-interval", "0",
-                                       "--checkpoint-interval", "0", "--outbox-interval", "0")
+        runner.service = start_service(
+            vdir,
+            folder / "service",
+            "--sweep-interval",
+            "0",
+            "--checkpoint-interval",
+            "0",
+            "--outbox-interval",
+            "0",
+        )
     return runner
 
 
@@ -131,36 +143,61 @@ def run_story(r: Runner) -> list[tuple[str, str, int, str]]:
     """The whole story; returns the transcript (user, command, exit code, normalised stdout)."""
     transcript: list[tuple[str, str, int, str]] = []
 
-    def step(user: str | None, *args: str, code: int = 0, input: str | None = None,
-             compare: bool = True, has: str | None = None):
+    def step(
+        user: str | None,
+        *args: str,
+        code: int = 0,
+        input: str | None = None,
+        compare: bool = True,
+        has: str | None = None,
+    ):
         proc = r.as_user(user).cli(*args, input=input)
         where = f"[{r.mode}] {user}: cvault {' '.join(args)}"
         assert proc.returncode == code, f"{where}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
         if code:
-            assert proc.stderr.startswith("cvault: ") and proc.stderr.count("\n") == 1, \
+            assert proc.stderr.startswith("cvault: ") and proc.stderr.count("\n") == 1, (
                 f"{where}: not one error line: {proc.stderr!r}"
+            )
         if has is not None:
             assert has in proc.stdout + proc.stderr, f"{where}: {has!r} not in {proc.stdout!r}"
         command = re.sub(r"(--totp|--code) \S+", r"\1 <code>", " ".join(args))
-        transcript.append((user or "-", command, proc.returncode,
-                           normalise(proc.stdout) if compare else "<not compared>"))
+        transcript.append(
+            (user or "-", command, proc.returncode, normalise(proc.stdout) if compare else "<not compared>")
+        )
         return proc
 
     def login(user: str):
-        return step(user, "login", user, "--password-stdin", "--totp", r.totp[user].code(),
-                    input=PASSWORD + "\n", has=f"logged in as {user}")
+        return step(
+            user,
+            "login",
+            user,
+            "--password-stdin",
+            "--totp",
+            r.totp[user].code(),
+            input=PASSWORD + "\n",
+            has=f"logged in as {user}",
+        )
 
     # --- admin logs in and onboards staff (user add + enroll) ---------------------------------
     step(None, "client", "list", code=3)  # not logged in
     login("ada")
     step("ada", "whoami", has="admin")
-    for name, role in (("maria", "account_manager"), ("eve", "engineer"),
-                       ("rita", "security_reviewer")):
-        added = json.loads(step("ada", "--json", "user", "add", name, "--role", role,
-                                compare=False).stdout)
-        enrolled = json.loads(step(name, "--json", "user", "enroll", name, "--code",
-                                   added["enrollment_code"], "--password-stdin",
-                                   input=PASSWORD + "\n", compare=False).stdout)
+    for name, role in (("maria", "account_manager"), ("eve", "engineer"), ("rita", "security_reviewer")):
+        added = json.loads(step("ada", "--json", "user", "add", name, "--role", role, compare=False).stdout)
+        enrolled = json.loads(
+            step(
+                name,
+                "--json",
+                "user",
+                "enroll",
+                name,
+                "--code",
+                added["enrollment_code"],
+                "--password-stdin",
+                input=PASSWORD + "\n",
+                compare=False,
+            ).stdout
+        )
         r.totp[name] = Totp(enrolled["otpauth_uri"])
         login(name)
     step("ada", "user", "train", "eve", "--until", "+365d", has="training of eve valid until")
@@ -175,34 +212,90 @@ def run_story(r: Runner) -> list[tuple[str, str, int, str]]:
     step("eve", "client", "show", "acme", has="acme")
     step("eve", "client", "show", "globex", code=4)  # not assigned
     # --- secrets ------------------------------------------------------------------------------------
-    step("eve", "secret", "put", "acme", "office/firewall", "--type", "access", "--from-stdin",
-         "--host", "fw1.acme.example", "--username", "admin", input="s3cret-one\n",
-         has="stored acme/office/firewall version 1")
-    step("eve", "secret", "put", "acme", "office/firewall", "--type", "access", "--from-stdin",
-         "--host", "fw1.acme.example", "--username", "admin", input="s3cret-two\n",
-         has="version 2")
-    step("eve", "secret", "put", "acme", "wifi/guest", "--type", "note", "--from-stdin",
-         input="guest wifi: ask reception\n")
+    step(
+        "eve",
+        "secret",
+        "put",
+        "acme",
+        "office/firewall",
+        "--type",
+        "access",
+        "--from-stdin",
+        "--host",
+        "fw1.acme.example",
+        "--username",
+        "admin",
+        input="s3cret-one\n",
+        has="stored acme/office/firewall version 1",
+    )
+    step(
+        "eve",
+        "secret",
+        "put",
+        "acme",
+        "office/firewall",
+        "--type",
+        "access",
+        "--from-stdin",
+        "--host",
+        "fw1.acme.example",
+        "--username",
+        "admin",
+        input="s3cret-two\n",
+        has="version 2",
+    )
+    step(
+        "eve",
+        "secret",
+        "put",
+        "acme",
+        "wifi/guest",
+        "--type",
+        "note",
+        "--from-stdin",
+        input="guest wifi: ask reception\n",
+    )
     step("eve", "secret", "get", "acme", "office/firewall", has="s3cret-two")
-    step("eve", "secret", "get", "acme", "office/firewall", "--version", "1", "--field", "password",
-         has="s3cret-one")
+    step(
+        "eve",
+        "secret",
+        "get",
+        "acme",
+        "office/firewall",
+        "--version",
+        "1",
+        "--field",
+        "password",
+        has="s3cret-one",
+    )
     step("eve", "--json", "secret", "get", "acme", "office/firewall")
     step("eve", "secret", "list", "acme", has="wifi/guest")
     step("eve", "secret", "history", "acme", "office/firewall", has="current")
     # step-up: the last TOTP is older than the window -> refused without a code, then given one
     with r.db() as db:
-        db.execute("UPDATE sessions SET stepup_at = stepup_at - 3600 WHERE user_id ="
-                   " (SELECT id FROM users WHERE name = 'eve')")
+        db.execute(
+            "UPDATE sessions SET stepup_at = stepup_at - 3600 WHERE user_id ="
+            " (SELECT id FROM users WHERE name = 'eve')"
+        )
     step("eve", "secret", "get", "acme", "office/firewall", code=3)
-    step("eve", "secret", "get", "acme", "office/firewall", "--field", "password",
-         "--totp", r.totp["eve"].code(), has="s3cret-two")
+    step(
+        "eve",
+        "secret",
+        "get",
+        "acme",
+        "office/firewall",
+        "--field",
+        "password",
+        "--totp",
+        r.totp["eve"].code(),
+        has="s3cret-two",
+    )
     # refusals
     step("eve", "secret", "get", "globex", "office/firewall", code=4)  # not assigned
     step("maria", "secret", "get", "acme", "office/firewall", code=4)  # no engineer role
     step("eve", "secret", "get", "acme", "no/such", code=5)
     step("eve", "secret", "get", "nosuchclient", "a/b", code=5)
-    step("eve", "secret", "put", "acme", "bad\x01path", "--type", "note", "--from-stdin",
-         input="x\n", code=2)
+    step("eve", "secret", "put", "acme", "bad\x01path", "--type", "note", "--from-stdin", input="x\n", code=2)
     step("eve", "secret", "rm", "acme", "wifi/guest", has="deleted acme/wifi/guest")
     step("eve", "secret", "get", "acme", "wifi/guest", code=5)
     step("eve", "secret", "history", "acme", "wifi/guest", has="deleted")

@@ -45,13 +45,23 @@ def authority(test_ca, token_registry):
 @pytest.fixture
 def sealed_cache(tmp_path):
     key = crypto.new_key()
-    return SealedTokenCache(tmp_path / "cache" / "graph-token-cache.bin",
-                            lambda b: crypto.seal(key, b, CACHE_AAD), lambda b: crypto.unseal(key, b, CACHE_AAD))
+    return SealedTokenCache(
+        tmp_path / "cache" / "graph-token-cache.bin",
+        lambda b: crypto.seal(key, b, CACHE_AAD),
+        lambda b: crypto.unseal(key, b, CACHE_AAD),
+    )
 
 
 def secret_provider(authority, test_ca, cache=None, secret=SECRET):
-    return ClientCredentialsProvider(TENANT, CLIENT_ID, client_secret=secret, authority_host=authority.host,
-                                     cache=cache, instance_discovery=False, verify=str(test_ca.ca_path))
+    return ClientCredentialsProvider(
+        TENANT,
+        CLIENT_ID,
+        client_secret=secret,
+        authority_host=authority.host,
+        cache=cache,
+        instance_discovery=False,
+        verify=str(test_ca.ca_path),
+    )
 
 
 def test_client_secret_gets_a_real_token_and_caches_it(authority, test_ca, token_registry, sealed_cache):
@@ -94,9 +104,15 @@ def test_wrong_secret_is_one_line_without_the_secret(authority, test_ca):
 
 
 def test_unreachable_authority_is_transient(test_ca):
-    provider = ClientCredentialsProvider(TENANT, CLIENT_ID, client_secret=SECRET,
-                                         authority_host="https://127.0.0.1:9", instance_discovery=False,
-                                         verify=str(test_ca.ca_path), timeout=(2, 2))
+    provider = ClientCredentialsProvider(
+        TENANT,
+        CLIENT_ID,
+        client_secret=SECRET,
+        authority_host="https://127.0.0.1:9",
+        instance_discovery=False,
+        verify=str(test_ca.ca_path),
+        timeout=(2, 2),
+    )
     with pytest.raises(TransientBackendError):
         provider.token()
 
@@ -105,11 +121,19 @@ def _certificate(tmp_path):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cvault app")])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now)
-            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
     thumb = hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).hexdigest().upper()
     path = tmp_path / "app.pem"
@@ -122,9 +146,16 @@ def _certificate(tmp_path):
 def test_certificate_credential(authority, test_ca, token_registry, tmp_path, with_thumbprint):
     path, cert_pem, thumb = _certificate(tmp_path)
     authority.register(CLIENT_ID, certificate_pem=cert_pem)
-    config = OneDriveConfig(tenant_id=TENANT, client_id=CLIENT_ID, credential="certificate",
-                            certificate_file=str(path), certificate_thumbprint=thumb if with_thumbprint else "",
-                            drive_id="b!drive", authority_host=authority.host, instance_discovery=False)
+    config = OneDriveConfig(
+        tenant_id=TENANT,
+        client_id=CLIENT_ID,
+        credential="certificate",
+        certificate_file=str(path),
+        certificate_thumbprint=thumb if with_thumbprint else "",
+        drive_id="b!drive",
+        authority_host=authority.host,
+        instance_discovery=False,
+    )
     provider = provider_from_config(config, verify=str(test_ca.ca_path))
     try:
         token = provider.token()
@@ -135,13 +166,21 @@ def test_certificate_credential(authority, test_ca, token_registry, tmp_path, wi
     assert "client_assertion" in form and "client_secret" not in form
 
 
-def test_device_code_flow_with_callback_and_sealed_cache(authority, test_ca, token_registry, sealed_cache,
-                                                         recording_sleep):
+def test_device_code_flow_with_callback_and_sealed_cache(
+    authority, test_ca, token_registry, sealed_cache, recording_sleep
+):
     authority.register(CLIENT_ID, public=True)
     shown = []
-    provider = DeviceCodeProvider(TENANT, CLIENT_ID, prompt=shown.append, authority_host=authority.host,
-                                  cache=sealed_cache, instance_discovery=False, verify=str(test_ca.ca_path),
-                                  sleep=recording_sleep)
+    provider = DeviceCodeProvider(
+        TENANT,
+        CLIENT_ID,
+        prompt=shown.append,
+        authority_host=authority.host,
+        cache=sealed_cache,
+        instance_discovery=False,
+        verify=str(test_ca.ca_path),
+        sleep=recording_sleep,
+    )
     token = provider.token()
     assert token_registry.valid(token)
     assert len(shown) == 1 and "enter the code" in shown[0]
@@ -151,8 +190,16 @@ def test_device_code_flow_with_callback_and_sealed_cache(authority, test_ca, tok
     assert token.encode() not in raw and b"fake-rt-" not in raw and b"refresh_token" not in raw.lower()
     # a new process: the sealed cache signs in silently, no prompt; force_refresh uses the refresh token
     key_cache = SealedTokenCache(sealed_cache.path, sealed_cache._seal, sealed_cache._unseal)
-    again = DeviceCodeProvider(TENANT, CLIENT_ID, prompt=None, authority_host=authority.host, cache=key_cache,
-                               instance_discovery=False, verify=str(test_ca.ca_path), sleep=recording_sleep)
+    again = DeviceCodeProvider(
+        TENANT,
+        CLIENT_ID,
+        prompt=None,
+        authority_host=authority.host,
+        cache=key_cache,
+        instance_discovery=False,
+        verify=str(test_ca.ca_path),
+        sleep=recording_sleep,
+    )
     assert again.signed_in()
     assert again.token() == token
     refreshed = again.token(force_refresh=True)
@@ -162,8 +209,13 @@ def test_device_code_flow_with_callback_and_sealed_cache(authority, test_ca, tok
 
 def test_device_code_without_prompt_refuses_to_block(authority, test_ca):
     authority.register(CLIENT_ID, public=True)
-    provider = DeviceCodeProvider(TENANT, CLIENT_ID, authority_host=authority.host, instance_discovery=False,
-                                  verify=str(test_ca.ca_path))
+    provider = DeviceCodeProvider(
+        TENANT,
+        CLIENT_ID,
+        authority_host=authority.host,
+        instance_discovery=False,
+        verify=str(test_ca.ca_path),
+    )
     with pytest.raises(TokenAcquisitionError):
         provider.token()
 
@@ -182,23 +234,33 @@ def test_tampered_cache_is_discarded(authority, test_ca, sealed_cache):
 def test_requests_ca_bundle_is_honoured(authority, test_ca, token_registry, monkeypatch):
     authority.register(CLIENT_ID, secret=SECRET)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(test_ca.ca_path))
-    provider = ClientCredentialsProvider(TENANT, CLIENT_ID, client_secret=SECRET, authority_host=authority.host,
-                                         instance_discovery=False)
+    provider = ClientCredentialsProvider(
+        TENANT, CLIENT_ID, client_secret=SECRET, authority_host=authority.host, instance_discovery=False
+    )
     assert token_registry.valid(provider.token())
 
 
-def test_end_to_end_backend_from_config(authority, fake_graph, test_ca, tmp_path, monkeypatch, recording_sleep,
-                                        token_registry):
+def test_end_to_end_backend_from_config(
+    authority, fake_graph, test_ca, tmp_path, monkeypatch, recording_sleep, token_registry
+):
     """Config -> msal provider -> OneDrive backend; a revoked token is refreshed once through msal."""
     authority.register(CLIENT_ID, secret=SECRET)
     secret_file = tmp_path / "secret"
     secret_file.write_text(SECRET + "\n")
     secret_file.chmod(0o600)
-    config = OneDriveConfig.from_dict({
-        "tenant_id": TENANT, "client_id": CLIENT_ID, "credential": "secret-file",
-        "secret_file": str(secret_file), "drive_id": fake_graph.drive_id, "root_folder": "cvault/blobs",
-        "authority_host": authority.host, "graph_base_url": fake_graph.base_url, "instance_discovery": False,
-    })
+    config = OneDriveConfig.from_dict(
+        {
+            "tenant_id": TENANT,
+            "client_id": CLIENT_ID,
+            "credential": "secret-file",
+            "secret_file": str(secret_file),
+            "drive_id": fake_graph.drive_id,
+            "root_folder": "cvault/blobs",
+            "authority_host": authority.host,
+            "graph_base_url": fake_graph.base_url,
+            "instance_discovery": False,
+        }
+    )
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(test_ca.ca_path))
     provider = provider_from_config(config)
     backend = OneDriveBackend.from_config(config, provider, sleep=recording_sleep)
@@ -213,7 +275,9 @@ def test_secret_file_must_be_private(tmp_path):
     secret_file = tmp_path / "secret"
     secret_file.write_text(SECRET)
     secret_file.chmod(0o644)
-    config = OneDriveConfig(tenant_id=TENANT, client_id=CLIENT_ID, secret_file=str(secret_file), drive_id="b!x")
+    config = OneDriveConfig(
+        tenant_id=TENANT, client_id=CLIENT_ID, secret_file=str(secret_file), drive_id="b!x"
+    )
     with pytest.raises(PermanentBackendError) as info:
         provider_from_config(config)
     assert SECRET not in str(info.value)
@@ -227,20 +291,23 @@ def test_secret_env(monkeypatch):
     assert SECRET not in repr(provider)
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"tenant_id": "not a tenant!"}, "tenant_id"),
-    ({"client_id": "abc"}, "client_id"),
-    ({"credential": "password"}, "credential"),
-    ({"drive_id": ""}, "drive_id"),
-    ({"root_folder": "a/con"}, "root_folder"),
-    ({"root_folder": "bad:name"}, "root_folder"),
-    ({"authority_host": "http://login.example"}, "authority_host"),
-    ({"graph_base_url": "https://graph.microsoft.com"}, "graph_base_url"),
-    ({"read_timeout": 0}, "read_timeout"),
-    ({"max_attempts": 0}, "max_attempts"),
-    ({"surprise": 1}, "surprise"),
-    ({"secret_file": ""}, "secret_file"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"tenant_id": "not a tenant!"}, "tenant_id"),
+        ({"client_id": "abc"}, "client_id"),
+        ({"credential": "password"}, "credential"),
+        ({"drive_id": ""}, "drive_id"),
+        ({"root_folder": "a/con"}, "root_folder"),
+        ({"root_folder": "bad:name"}, "root_folder"),
+        ({"authority_host": "http://login.example"}, "authority_host"),
+        ({"graph_base_url": "https://graph.microsoft.com"}, "graph_base_url"),
+        ({"read_timeout": 0}, "read_timeout"),
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"surprise": 1}, "surprise"),
+        ({"secret_file": ""}, "secret_file"),
+    ],
+)
 def test_config_validation_is_one_clear_line(change, field):
     data = {"tenant_id": TENANT, "client_id": CLIENT_ID, "secret_file": "/s", "drive_id": "b!x"}
     data.update(change)
@@ -250,17 +317,26 @@ def test_config_validation_is_one_clear_line(change, field):
 
 
 def test_config_round_trip_and_national_cloud_scope():
-    config = OneDriveConfig(tenant_id="contoso.onmicrosoft.com", client_id=CLIENT_ID, secret_file="/s",
-                            drive_id="b!x", graph_base_url="https://graph.microsoft.us/v1.0",
-                            authority_host="https://login.microsoftonline.us").validate()
+    config = OneDriveConfig(
+        tenant_id="contoso.onmicrosoft.com",
+        client_id=CLIENT_ID,
+        secret_file="/s",
+        drive_id="b!x",
+        graph_base_url="https://graph.microsoft.us/v1.0",
+        authority_host="https://login.microsoftonline.us",
+    ).validate()
     assert OneDriveConfig.from_dict(config.to_dict()) == config
     assert config.scopes == ["https://graph.microsoft.us/.default"]
 
 
 def test_hot_path_imports_neither_msal_nor_requests():
-    code = ("import sys; import vault.backends.graph_auth, vault.backends.onedrive_config, "
-            "vault.backends.quickxor; bad = [m for m in ('msal', 'requests') if m in sys.modules]; "
-            "print(bad); sys.exit(1 if bad else 0)")
+    code = (
+        "import sys; import vault.backends.graph_auth, vault.backends.onedrive_config, "
+        "vault.backends.quickxor; bad = [m for m in ('msal', 'requests') if m in sys.modules]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -105,8 +105,13 @@ def test_backoff_is_exponential_with_full_jitter(graph_client, fake_graph, recor
 
 
 def test_attempts_are_bounded(fake_graph, graph_tokens, recording_sleep, test_ca):
-    client = GraphClient(graph_tokens, base_url=fake_graph.base_url, verify=str(test_ca.ca_path),
-                         sleep=recording_sleep, max_attempts=4)
+    client = GraphClient(
+        graph_tokens,
+        base_url=fake_graph.base_url,
+        verify=str(test_ca.ca_path),
+        sleep=recording_sleep,
+        max_attempts=4,
+    )
     fake_graph.inject("503", times=10, retry_after="1", port="api")
     with pytest.raises(GraphTransientError) as info:
         client.upload(fake_graph.drive_id, "f/x", b"abc")

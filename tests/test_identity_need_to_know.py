@@ -25,8 +25,10 @@ def _read(v, p):
 
 
 def _last_decision(v):
-    return v.ctx.db.one("SELECT actor, outcome, reason FROM audit_events WHERE action = 'secret.get'"
-                        " ORDER BY seq DESC LIMIT 1")
+    return v.ctx.db.one(
+        "SELECT actor, outcome, reason FROM audit_events WHERE action = 'secret.get'"
+        " ORDER BY seq DESC LIMIT 1"
+    )
 
 
 def test_baseline_allowed_and_audited(env):
@@ -92,8 +94,9 @@ def test_user_locked(env):
     v, clock, s = env
     p = s.bob.principal(v)
     with v.ctx.db.write() as conn:  # locked by failures elsewhere (see test_identity_totp)
-        conn.execute("UPDATE users SET locked_until = ? WHERE name = 'bob'",
-                     (int(clock.now().timestamp()) + 300,))
+        conn.execute(
+            "UPDATE users SET locked_until = ? WHERE name = 'bob'", (int(clock.now().timestamp()) + 300,)
+        )
     _denied(v, p, "bob is locked")
     clock.advance(300)
     assert _read(v, p) == "s3cret"  # the lock is over
@@ -179,8 +182,9 @@ def test_an_admin_cannot_make_themselves_a_reader(env):
         v.access.assign(alice, "acme", "alice")
     with pytest.raises(AccessDenied):
         _read(v, s.alice.principal(v))
-    refusals = v.ctx.db.all("SELECT action, outcome FROM audit_events WHERE actor = 'alice'"
-                            " AND outcome = 'deny'")
+    refusals = v.ctx.db.all(
+        "SELECT action, outcome FROM audit_events WHERE actor = 'alice' AND outcome = 'deny'"
+    )
     assert {a for a, _ in refusals} >= {"user.grant", "user.train", "client.assign"}
     # the same changes made by someone else are allowed
     assert "engineer" in v.users.grant(alice, "carl", "engineer")["roles"]

@@ -51,13 +51,15 @@ def env(staff):
 
 
 def _login(v, user, clock, code=None, password=None):
-    return v.users.login(user.name, password or user.password,
-                         totp=code if code is not None else user.code(clock.now()))
+    return v.users.login(
+        user.name, password or user.password, totp=code if code is not None else user.code(clock.now())
+    )
 
 
 def _audit(v, action):
-    return v.ctx.db.all("SELECT actor, outcome, reason FROM audit_events WHERE action = ? ORDER BY seq",
-                        (action,))
+    return v.ctx.db.all(
+        "SELECT actor, outcome, reason FROM audit_events WHERE action = ? ORDER BY seq", (action,)
+    )
 
 
 def test_a_time_step_is_accepted_once_per_user_whatever_the_request(env):
@@ -133,8 +135,13 @@ def test_lockout_after_five_failures_doubling_to_an_hour(env):
     assert v.ctx.db.one("SELECT failed_count, locked_until FROM users WHERE name = 'bob'") == (0, None)
     locks = _audit(v, "auth.lockout")
     assert [r[2].split(" after")[0] for r in locks] == [
-        "locked for 5 min", "locked for 10 min", "locked for 20 min", "locked for 40 min",
-        "locked for 1 h", "locked for 1 h"]
+        "locked for 5 min",
+        "locked for 10 min",
+        "locked for 20 min",
+        "locked for 40 min",
+        "locked for 1 h",
+        "locked for 1 h",
+    ]
 
 
 def test_lock_lengths():

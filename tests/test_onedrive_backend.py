@@ -76,15 +76,22 @@ def test_location_and_repr(onedrive_backend, fake_graph, graph_tokens):
 def test_chaos_500_blobs_with_30_percent_faults(fake_graph, graph_tokens, recording_sleep, test_ca):
     """30% of requests answer 429 (Retry-After 1.5), 503 (Retry-After 0.5) or drop the
     connection before or after acting; 500 blobs pushed from 8 threads all arrive intact, once."""
-    client = GraphClient(graph_tokens, base_url=fake_graph.base_url, verify=str(test_ca.ca_path),
-                         sleep=recording_sleep, rng=random.Random(5), max_attempts=12)
+    client = GraphClient(
+        graph_tokens,
+        base_url=fake_graph.base_url,
+        verify=str(test_ca.ca_path),
+        sleep=recording_sleep,
+        rng=random.Random(5),
+        max_attempts=12,
+    )
     backend = OneDriveBackend(client, fake_graph.drive_id, "vault")
     rng = random.Random(42)
     blobs = {f"{i:04x}{rng.getrandbits(32):08x}": rng.randbytes(rng.randrange(0, 3000)) for i in range(497)}
     for i in range(3):  # a few upload sessions in the mix
         blobs[f"ff{i:02d}session"] = rng.randbytes(4 * MiB + 1 + i * FRAGMENT_UNIT)
-    fake_graph.random_faults(0.30, kinds=("429", "503", "reset", "reset_after"), seed=7,
-                             retry_after={"429": "1.5", "503": "0.5"})
+    fake_graph.random_faults(
+        0.30, kinds=("429", "503", "reset", "reset_after"), seed=7, retry_after={"429": "1.5", "503": "0.5"}
+    )
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda kv: backend.put(*kv), blobs.items()))

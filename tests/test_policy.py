@@ -37,8 +37,11 @@ def test_table_matches_spec_6_rows():
     assert set(secret_actions) == set(policy.NEED_TO_KNOW)
     user_actions = [a for a in Action if a.value.startswith("user.")]
     assert all(PERMISSIONS[a] == {"admin"} for a in user_actions)
-    assert PERMISSIONS[Action.CLIENT_ASSIGN] == PERMISSIONS[Action.CLIENT_UNASSIGN] == {
-        "admin", "account_manager"}
+    assert (
+        PERMISSIONS[Action.CLIENT_ASSIGN]
+        == PERMISSIONS[Action.CLIENT_UNASSIGN]
+        == {"admin", "account_manager"}
+    )
     assert PERMISSIONS[Action.ACCESS_VIEW] == {"admin", "security_reviewer"}
     assert all("admin" not in PERMISSIONS[a] for a in secret_actions)  # admin never reads secrets
 
@@ -48,8 +51,9 @@ def test_roles_are_additive_and_fresh_roles_win():
     assert policy.decide(both, Action.USER_ADD, now=T0, account=GOOD_ACCOUNT).allowed
     assert policy.decide(both, Action.SECRET_GET, now=T0, account=GOOD_ACCOUNT, client=GOOD_CLIENT).allowed
     # the roles read now (AccountFacts.roles) override the ones carried by the principal
-    revoked = AccountFacts(training_valid_until=T0 + timedelta(days=1), stepup_at=T0,
-                           roles=frozenset({"admin"}))
+    revoked = AccountFacts(
+        training_valid_until=T0 + timedelta(days=1), stepup_at=T0, roles=frozenset({"admin"})
+    )
     assert not policy.decide(both, Action.SECRET_GET, now=T0, account=revoked, client=GOOD_CLIENT).allowed
 
 
@@ -92,8 +96,9 @@ FACADE_SAMPLE = [
 ]
 
 
-@pytest.mark.parametrize("user,call,action", FACADE_SAMPLE,
-                         ids=[f"{u}-{a.value}" for u, _, a in FACADE_SAMPLE])
+@pytest.mark.parametrize(
+    "user,call,action", FACADE_SAMPLE, ids=[f"{u}-{a.value}" for u, _, a in FACADE_SAMPLE]
+)
 def test_facade_sample_follows_the_table(staff, user, call, action):
     v = staff.vdir.open(clock=clock_at())
     try:
@@ -106,8 +111,10 @@ def test_facade_sample_follows_the_table(staff, user, call, action):
             with pytest.raises(AccessDenied) as info:
                 call(v, p)
             assert info.value.exit_code == 4 and "has no role allowed" in info.value.message
-        last = v.ctx.db.one("SELECT actor, action, outcome FROM audit_events WHERE action = ?"
-                            " ORDER BY seq DESC LIMIT 1", (action.value,))
+        last = v.ctx.db.one(
+            "SELECT actor, action, outcome FROM audit_events WHERE action = ? ORDER BY seq DESC LIMIT 1",
+            (action.value,),
+        )
         assert last[0] == user and last[2] in (("allow", "ok") if expected else ("deny",))
     finally:
         v.close()

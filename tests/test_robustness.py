@@ -40,9 +40,17 @@ def test_four_processes_put_and_get_at_once(vdir):
     add_client(v, "acme")
     v.close()
     env = vdir.env()
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(vdir.home), str(vdir.key_file),
-                               str(i), "10"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env=env, cwd=ROOT, text=True) for i in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(vdir.home), str(vdir.key_file), str(i), "10"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
+            text=True,
+        )
+        for i in range(4)
+    ]
     results = [p.communicate(timeout=120) for p in procs]
     for proc, (out, err) in zip(procs, results):
         assert proc.returncode == 0, err
@@ -90,9 +98,14 @@ while True:
 
 
 def _kill_at_random(vdir, script, delay_range):
-    proc = subprocess.Popen([sys.executable, "-c", script, str(vdir.home), str(vdir.key_file)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=vdir.env(), cwd=ROOT,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(vdir.home), str(vdir.key_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=vdir.env(),
+        cwd=ROOT,
+        text=True,
+    )
     time.sleep(random.uniform(*delay_range))
     proc.send_signal(signal.SIGKILL)
     out, _ = proc.communicate()
@@ -127,8 +140,11 @@ def test_kill9_during_put_never_loses_an_acknowledged_write(vdir):
 def test_kill9_during_rotate_key(vdir):
     v = vdir.open()
     add_client(v, "acme")
-    v.secrets.import_records(operator(), "acme", [
-        json.dumps({"path": f"r/{i}", "kind": "note", "fields": {"text": f"t{i}"}}) for i in range(300)])
+    v.secrets.import_records(
+        operator(),
+        "acme",
+        [json.dumps({"path": f"r/{i}", "kind": "note", "fields": {"text": f"t{i}"}}) for i in range(300)],
+    )
     v.close()
     for _ in range(30):
         _kill_at_random(vdir, ROTATOR, (0.2, 0.7))

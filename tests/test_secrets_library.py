@@ -80,10 +80,10 @@ def test_rotation_rewraps_and_destroys_the_old_key(vault):
     put(vault, "y", "pw-2")
     before = vault.ctx.db.all("SELECT wrapped FROM client_keys")
     result = vault.clients.rotate_key(operator(), "acme")
-    assert result == {"name": "acme", "key_version": 2, "records": 2,
-                      "fingerprint": result["fingerprint"]}
-    versions = vault.ctx.db.all("SELECT version FROM client_keys c JOIN clients k ON k.id = c.client_id"
-                                " WHERE k.name = 'acme'")
+    assert result == {"name": "acme", "key_version": 2, "records": 2, "fingerprint": result["fingerprint"]}
+    versions = vault.ctx.db.all(
+        "SELECT version FROM client_keys c JOIN clients k ON k.id = c.client_id WHERE k.name = 'acme'"
+    )
     assert versions == [(2,)]
     assert vault.secrets.get(operator(), "acme", "x").fields["password"] == "pw-1"
     assert vault.secrets.get(operator(), "acme", "y").fields["password"] == "pw-2"
@@ -91,10 +91,12 @@ def test_rotation_rewraps_and_destroys_the_old_key(vault):
 
 
 def test_import_is_all_or_nothing_and_export_roundtrips(vault, tmp_path):
-    lines = [json.dumps({"path": f"site/{i}", "kind": "note", "fields": {"text": f"t{i}"}})
-             for i in range(50)]
-    bad = lines + [json.dumps({"path": "site/bad", "kind": "network",
-                               "fields": {"addresses": ["999.1.1.1"]}})]
+    lines = [
+        json.dumps({"path": f"site/{i}", "kind": "note", "fields": {"text": f"t{i}"}}) for i in range(50)
+    ]
+    bad = lines + [
+        json.dumps({"path": "site/bad", "kind": "network", "fields": {"addresses": ["999.1.1.1"]}})
+    ]
     with pytest.raises(InvalidInput, match="line 51"):
         vault.secrets.import_records(operator(), "acme", bad)
     assert vault.secrets.list(operator(), "acme") == []
@@ -110,18 +112,21 @@ def test_import_is_all_or_nothing_and_export_roundtrips(vault, tmp_path):
     assert vault.secrets.import_records(operator(), "globex", out.read_text().splitlines())["imported"] == 50
 
 
-@pytest.mark.parametrize("kind,fields,message", [
-    ("network", {"addresses": ["10.0.0.0/33"]}, "addresses"),
-    ("network", {"vlan": 5000}, "vlan"),
-    ("network", {"gateway": "nope"}, "gateway"),
-    ("account", {"password": "x"}, "username"),
-    ("account", {"username": "bob", "email": "not-an-email"}, "email"),
-    ("access", {"port": 70000}, "port"),
-    ("access", {"host": "a\x00b"}, "host"),
-    ("note", {}, "text"),
-    ("note", {"text": "x", "extra": 1}, "extra"),
-    ("bogus", {}, "unknown record type"),
-])
+@pytest.mark.parametrize(
+    "kind,fields,message",
+    [
+        ("network", {"addresses": ["10.0.0.0/33"]}, "addresses"),
+        ("network", {"vlan": 5000}, "vlan"),
+        ("network", {"gateway": "nope"}, "gateway"),
+        ("account", {"password": "x"}, "username"),
+        ("account", {"username": "bob", "email": "not-an-email"}, "email"),
+        ("access", {"port": 70000}, "port"),
+        ("access", {"host": "a\x00b"}, "host"),
+        ("note", {}, "text"),
+        ("note", {"text": "x", "extra": 1}, "extra"),
+        ("bogus", {}, "unknown record type"),
+    ],
+)
 def test_invalid_records_are_refused_with_one_line(vault, kind, fields, message):
     with pytest.raises(InvalidInput) as err:
         vault.secrets.put(operator(), "acme", "r", kind, fields)
@@ -134,8 +139,9 @@ def test_record_size_limit(vault):
     vault.secrets.put(operator(), "acme", "big", "note", {"text": "x" * (1024 * 1024 - 100)})
 
 
-@pytest.mark.parametrize("path", ["", "/x", "x/", "a//b", "../x", "a/./b", "a\nb", "x" * 300,
-                                  "/".join("a" * 9)])
+@pytest.mark.parametrize(
+    "path", ["", "/x", "x/", "a//b", "../x", "a/./b", "a\nb", "x" * 300, "/".join("a" * 9)]
+)
 def test_bad_paths_are_refused(vault, path):
     with pytest.raises(InvalidInput):
         put(vault, path, "pw")

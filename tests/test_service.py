@@ -42,9 +42,13 @@ def world(svc_template, tmp_path):
 
     vdir = copy_vault(svc_template, tmp_path)
     v = vdir.open()
-    ids = {"maria": add_person(v, "maria", "account_manager"), "eve": add_person(v, "eve", "engineer"),
-           "carl": add_person(v, "carl", "engineer"), "rita": add_person(v, "rita", "security_reviewer"),
-           "ada": add_person(v, "ada", "admin")}
+    ids = {
+        "maria": add_person(v, "maria", "account_manager"),
+        "eve": add_person(v, "eve", "engineer"),
+        "carl": add_person(v, "carl", "engineer"),
+        "rita": add_person(v, "rita", "security_reviewer"),
+        "ada": add_person(v, "ada", "admin"),
+    }
     tokens = {name: new_session(v, uid) for name, uid in ids.items()}
     from vault.principal import Principal
 
@@ -75,12 +79,15 @@ def test_operation_table_matches_facade_signatures():
     the remote CLI's proxies bind arguments as the facade does. A facade change fails here."""
     import importlib
 
-    classes = {"users": "vault.services.identity:UserService",
-               "access": "vault.services.access:AccessService",
-               "clients": "vault.services.clients:ClientService",
-               "secrets": "vault.services.secrets:SecretService",
-               "sla": "vault.sla.service:SlaService", "audit": "vault.services.audit:AuditService",
-               "sync": "vault.services.sync:SyncService"}
+    classes = {
+        "users": "vault.services.identity:UserService",
+        "access": "vault.services.access:AccessService",
+        "clients": "vault.services.clients:ClientService",
+        "secrets": "vault.services.secrets:SecretService",
+        "sla": "vault.sla.service:SlaService",
+        "audit": "vault.services.audit:AuditService",
+        "sync": "vault.services.sync:SyncService",
+    }
     adapted = {("audit", "export_lines"): ("export", ["format", "details"])}
     for op in spec.OPERATIONS:
         module, name = classes[op.service].split(":")
@@ -125,8 +132,9 @@ def test_tokens_refused_401(served, svc_template, tmp_path):
     v = vdir.open()
     expired = new_session(v, ids["carl"])
     with v.ctx.db.write() as conn:
-        conn.execute("UPDATE sessions SET created_at = created_at - 9 * 3600 WHERE user_id = ?",
-                     (ids["carl"],))
+        conn.execute(
+            "UPDATE sessions SET created_at = created_at - 9 * 3600 WHERE user_id = ?", (ids["carl"],)
+        )
     v.users.disable(v.users.resume(tokens["ada"]), "maria")
     v.close()
     for token in (foreign, expired, tokens["maria"], "cvs1_" + "A" * 43, "garbage", ""):
@@ -153,20 +161,28 @@ def _raw(service, head: bytes, body: bytes = b"") -> tuple[int, dict]:
 def test_body_limit_413(served):
     service, _, _, tokens = served
     # a declared Content-Length over 2 MiB: refused before anything is read
-    head = (f"POST /v1/secrets/put HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer {tokens['eve']}\r\nContent-Length: {3 * 1024 * 1024}\r\n\r\n").encode()
+    head = (
+        f"POST /v1/secrets/put HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {tokens['eve']}\r\nContent-Length: {3 * 1024 * 1024}\r\n\r\n"
+    ).encode()
     status, body = _raw(service, head)
     assert status == 413 and assert_error_shape(body, "request_too_large")["exit_code"] == 2
     # a chunked body that grows past 2 MiB: counted as it arrives
     chunk = b"x" * (256 * 1024)
     chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(10)) + b"0\r\n\r\n"
-    head = (f"POST /v1/secrets/put HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer {tokens['eve']}\r\nTransfer-Encoding: chunked\r\n\r\n").encode()
+    head = (
+        f"POST /v1/secrets/put HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {tokens['eve']}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
     status, body = _raw(service, head, chunks)
     assert status == 413 and assert_error_shape(body, "request_too_large")
     # just under the limit is read (and then refused for what it is, not for its size)
-    big = {"client_name": "acme", "path": "big/note", "kind": "note",
-           "fields": {"text": "y" * (2 * 1024 * 1024 - 200)}}
+    big = {
+        "client_name": "acme",
+        "path": "big/note",
+        "kind": "note",
+        "fields": {"text": "y" * (2 * 1024 * 1024 - 200)},
+    }
     status, body = service.client(tokens["eve"]).post("/v1/secrets/put", big)
     assert status == 400 and assert_error_shape(body, "invalid_input")  # the 1 MiB record limit
 
@@ -180,17 +196,27 @@ HOSTILE = [
     ("/v1/secrets/get", ["not", "an", "object"]),
     ("/v1/secrets/get", "just a string"),
     ("/v1/secrets/get", None),
-    ("/v1/secrets/put", {"client_name": "acme", "path": "a/b", "kind": "note",
-                         "fields": {"text": "\udfff"}}),
+    ("/v1/secrets/put", {"client_name": "acme", "path": "a/b", "kind": "note", "fields": {"text": "\udfff"}}),
     ("/v1/secrets/put", {"client_name": "acme", "path": "a/b", "kind": "nope", "fields": {}}),
-    ("/v1/secrets/put", {"client_name": "acme", "path": "../../etc", "kind": "note",
-                         "fields": {"text": "x"}}),
-    ("/v1/secrets/put", {"client_name": "acme", "path": "a/b", "kind": "access",
-                         "fields": {"port": 10**40, "password": "x"}}),
-    ("/v1/secrets/put", {"client_name": "acme", "path": "a/b", "kind": "network",
-                         "fields": {"addresses": ["300.1.1.1/99"], "wifi_key": [[[]]]}}),
+    (
+        "/v1/secrets/put",
+        {"client_name": "acme", "path": "../../etc", "kind": "note", "fields": {"text": "x"}},
+    ),
+    (
+        "/v1/secrets/put",
+        {"client_name": "acme", "path": "a/b", "kind": "access", "fields": {"port": 10**40, "password": "x"}},
+    ),
+    (
+        "/v1/secrets/put",
+        {
+            "client_name": "acme",
+            "path": "a/b",
+            "kind": "network",
+            "fields": {"addresses": ["300.1.1.1/99"], "wifi_key": [[[]]]},
+        },
+    ),
     ("/v1/secrets/import-records", {"client_name": "acme", "lines": ["[" * 5000 + "]" * 5000]}),
-    ("/v1/secrets/import-records", {"client_name": "acme", "lines": ["{\"path\": 1}", "nan"]}),
+    ("/v1/secrets/import-records", {"client_name": "acme", "lines": ['{"path": 1}', "nan"]}),
     ("/v1/clients/add", {"name": "new", "sla_end": "+999999w"}),
     ("/v1/clients/add", {"name": "new", "sla_end": "9999-12-31T23:59:59", "grace_days": 3650}),
     ("/v1/clients/add", {"name": "new\x00", "sla_end": "tomorrow"}),
@@ -210,9 +236,17 @@ HOSTILE = [
 
 def test_bad_input_never_reaches_a_500(served):
     service, _, _, tokens = served
-    admin_like = {"/v1/clients/add": "maria", "/v1/sla/upcoming": "maria", "/v1/sla/renew": "maria",
-                  "/v1/audit/log": "rita", "/v1/audit/export-lines": "rita", "/v1/users/add": "ada",
-                  "/v1/users/train": "ada", "/v1/sync/configure": "ada", "/v1/sync/push": "ada"}
+    admin_like = {
+        "/v1/clients/add": "maria",
+        "/v1/sla/upcoming": "maria",
+        "/v1/sla/renew": "maria",
+        "/v1/audit/log": "rita",
+        "/v1/audit/export-lines": "rita",
+        "/v1/users/add": "ada",
+        "/v1/users/train": "ada",
+        "/v1/sync/configure": "ada",
+        "/v1/sync/push": "ada",
+    }
     for path, body in HOSTILE:
         client = service.client(tokens[admin_like.get(path, "eve")])
         status, answer = client.request("POST", path, raw=json.dumps(body).encode())
@@ -238,8 +272,12 @@ def test_login_rate_limits(world, tmp_path):
     service = start_service(vdir, tmp_path / "svc", "--login-burst", "3", "--login-per-minute", "1")
     try:
         client = service.client()
-        answers = [client.post("/v1/users/login", {"name": f"nobody{i}", "password": "wrong-password!",
-                                                   "totp": "123456"}) for i in range(4)]
+        answers = [
+            client.post(
+                "/v1/users/login", {"name": f"nobody{i}", "password": "wrong-password!", "totp": "123456"}
+            )
+            for i in range(4)
+        ]
         assert [s for s, _ in answers[:3]] == [401, 401, 401]
         status, body = answers[3]
         assert status == 429 and assert_error_shape(body, "rate_limited")["exit_code"] == 8
@@ -248,8 +286,12 @@ def test_login_rate_limits(world, tmp_path):
     # per user name (whatever the address): 5 at once by default
     service = start_service(vdir, tmp_path / "svc2", "--login-burst", "100")
     try:
-        statuses = [service.client().post("/v1/users/login", {
-            "name": "eve", "password": "wrong-password!", "totp": "123456"})[0] for _ in range(6)]
+        statuses = [
+            service.client().post(
+                "/v1/users/login", {"name": "eve", "password": "wrong-password!", "totp": "123456"}
+            )[0]
+            for _ in range(6)
+        ]
         assert statuses[-1] == 429 and 429 not in statuses[:5]
     finally:
         service.stop()
@@ -261,8 +303,12 @@ def test_login_rate_limits(world, tmp_path):
 def test_sealed_until_the_operator_unseals(world, tmp_path):
     vdir, _, tokens = world
     v = vdir.open()
-    v.slots.add_slot("passphrase", b"operator passphrase", label="passphrase",
-                     kdf_params={"memory_kib": 65536, "iterations": 1, "lanes": 4})
+    v.slots.add_slot(
+        "passphrase",
+        b"operator passphrase",
+        label="passphrase",
+        kdf_params={"memory_kib": 65536, "iterations": 1, "lanes": 4},
+    )
     v.close()
     service = start_service(vdir, tmp_path / "svc", unsealed=False)
     try:
@@ -272,8 +318,11 @@ def test_sealed_until_the_operator_unseals(world, tmp_path):
             assert status in (503, 422), (op.path, status, body)
             if status == 503:
                 assert assert_error_shape(body, "vault_sealed")["exit_code"] == 8
-        env = {"CVAULT_ADDR": service.addr, "CVAULT_CACERT": str(service.ca.ca_path),
-               "PYTHONPATH": str(vdir.home.parent)}
+        env = {
+            "CVAULT_ADDR": service.addr,
+            "CVAULT_CACERT": str(service.ca.ca_path),
+            "PYTHONPATH": str(vdir.home.parent),
+        }
         from tests.helpers import ROOT
 
         env["PYTHONPATH"] = str(ROOT)
@@ -288,7 +337,8 @@ def test_sealed_until_the_operator_unseals(world, tmp_path):
         proc = run_cli("operator", "unseal", "--passphrase-file", str(right), env=env)
         assert proc.returncode == 0 and "unsealed" in proc.stdout, proc.stderr
         status, body = service.client(tokens["eve"]).post(
-            "/v1/secrets/get", {"client_name": "acme", "path": "office/firewall"})
+            "/v1/secrets/get", {"client_name": "acme", "path": "office/firewall"}
+        )
         assert status == 200 and body["fields"]["password"] == "pw-0"
         assert run_cli("operator", "status", env=env).returncode == 0
         log = service.log()
@@ -298,10 +348,12 @@ def test_sealed_until_the_operator_unseals(world, tmp_path):
 
 
 def test_plain_http_only_on_loopback(vdir):
-    for args, ok in ((["--host", "0.0.0.0", "--insecure-http"], False),
-                     (["--host", "10.1.2.3", "--insecure-http"], False),
-                     (["--host", "localhost", "--insecure-http"], False),
-                     (["--host", "0.0.0.0"], False)):
+    for args, ok in (
+        (["--host", "0.0.0.0", "--insecure-http"], False),
+        (["--host", "10.1.2.3", "--insecure-http"], False),
+        (["--host", "localhost", "--insecure-http"], False),
+        (["--host", "0.0.0.0"], False),
+    ):
         proc = vdir.cli("serve", "--port", "1", *args)
         assert proc.returncode == 2, (args, proc.stderr)
         assert proc.stderr.count("\n") == 1
@@ -321,8 +373,7 @@ def test_background_sweep_and_checkpoints(world, tmp_path):
     v.sla.renew(maria, "globex", v.ctx.now() + timedelta(days=1), grace_days=0)
     v.sla.expire(maria, "globex", reason="test: shred at the next sweep")
     v.close()
-    service = start_service(vdir, tmp_path / "svc", "--sweep-interval", "1",
-                            "--checkpoint-interval", "1")
+    service = start_service(vdir, tmp_path / "svc", "--sweep-interval", "1", "--checkpoint-interval", "1")
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -399,14 +450,21 @@ def test_eight_clients_thousand_mixed_requests_each(served):
             for i in range(per_client):
                 kind = i % 10
                 if kind < 6:  # read
-                    status, body = client.post("/v1/secrets/get", {"client_name": "acme",
-                                                                   "path": "office/firewall"})
+                    status, body = client.post(
+                        "/v1/secrets/get", {"client_name": "acme", "path": "office/firewall"}
+                    )
                     ok = status == 200 and body["fields"]["password"] == "pw-0"
                 elif kind < 8:  # write a new version of this worker's own record
                     last += 1
-                    status, body = client.post("/v1/secrets/put", {
-                        "client_name": "acme", "path": f"load/w{n}", "kind": "note",
-                        "fields": {"text": f"{n}-{last}"}})
+                    status, body = client.post(
+                        "/v1/secrets/put",
+                        {
+                            "client_name": "acme",
+                            "path": f"load/w{n}",
+                            "kind": "note",
+                            "fields": {"text": f"{n}-{last}"},
+                        },
+                    )
                     ok = status == 200 and body["version"] == last
                 elif kind == 8:
                     status, body = client.post("/v1/secrets/list", {"client_name": "acme"})
@@ -419,8 +477,7 @@ def test_eight_clients_thousand_mixed_requests_each(served):
                 if not ok:
                     errors.append((n, i, status, body))
                     return
-            status, body = client.post("/v1/secrets/get", {"client_name": "acme",
-                                                           "path": f"load/w{n}"})
+            status, body = client.post("/v1/secrets/get", {"client_name": "acme", "path": f"load/w{n}"})
             assert status == 200 and body["fields"]["text"] == f"{n}-{last}"  # no lost update
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append((n, "exception", repr(exc)))
@@ -459,8 +516,11 @@ def test_unseal_guessing_is_serialized_capped_and_audited(tmp_path, monkeypatch)
     from vault.facade import Vault
     from vault.server import app as server_app
 
-    v, _ = Vault.init(tmp_path / "vault", passphrase="correct horse battery",
-                      kdf_params={"memory_kib": 65536, "iterations": 1, "lanes": 4})
+    v, _ = Vault.init(
+        tmp_path / "vault",
+        passphrase="correct horse battery",
+        kdf_params={"memory_kib": 65536, "iterations": 1, "lanes": 4},
+    )
     v.close()
     monkeypatch.setattr(server_app, "UNSEAL_FAILURES_MAX", 2)
     pool = server_app.VaultPool(tmp_path / "vault")
@@ -471,7 +531,8 @@ def test_unseal_guessing_is_serialized_capped_and_audited(tmp_path, monkeypatch)
         pool.unseal("passphrase", "correct horse battery", origin="api:198.51.100.10")
     assert pool.sealed
     events = pool._free[0].ctx.db.all(
-        "SELECT action, outcome, origin, reason FROM audit_events WHERE action = 'service.unseal'")
+        "SELECT action, outcome, origin, reason FROM audit_events WHERE action = 'service.unseal'"
+    )
     assert [(a, o) for a, o, _, _ in events] == [("service.unseal", "deny")] * 2
     assert all("guess" not in r for *_, r in events)  # never the secret
     monkeypatch.setattr(server_app, "UNSEAL_WINDOW", 0)  # the window has passed

@@ -23,22 +23,29 @@ def api(tmp_path_factory):
 
     from vault.server.app import ServiceSettings, VaultPool, create_app
 
-    vdir = copy_vault(make_vault(tmp_path_factory.mktemp("st-template"), with_operator=False),
-                      tmp_path_factory.mktemp("st"))
+    vdir = copy_vault(
+        make_vault(tmp_path_factory.mktemp("st-template"), with_operator=False), tmp_path_factory.mktemp("st")
+    )
     v = vdir.open()
     eve = add_person(v, "eve", "engineer")
     maria = add_person(v, "maria", "account_manager")
     token = new_session(v, eve)
-    v.clients.add(v.users.resume(new_session(v, maria)), "acme",
-                  sla_end=v.ctx.now() + timedelta(days=365))
+    v.clients.add(v.users.resume(new_session(v, maria)), "acme", sla_end=v.ctx.now() + timedelta(days=365))
     assign(v, eve, "acme")
     v.close()
     pool = VaultPool(vdir.home)
     pool.unseal("key_file", str(vdir.key_file))
     # generous login limits: the generated logins must reach the identity service
-    app = create_app(pool, ServiceSettings(background=False, address_burst=10**6,
-                                           address_per_minute=10**6, user_burst=10**6,
-                                           user_per_minute=10**6))
+    app = create_app(
+        pool,
+        ServiceSettings(
+            background=False,
+            address_burst=10**6,
+            address_per_minute=10**6,
+            user_burst=10**6,
+            user_per_minute=10**6,
+        ),
+    )
     yield app, token
     pool.close()
 
@@ -64,9 +71,15 @@ def test_generated_requests_never_5xx_and_errors_in_shape(api):
     assert len(operations) >= 50
     failures = []
     for operation in operations:
+
         @given(case=operation.as_strategy())
-        @settings(max_examples=6, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=6,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
         def run(case):
             case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
             response = case.call()

@@ -36,13 +36,20 @@ def found_in_vault(vdir, needles: list[bytes]) -> set[bytes]:
     import subprocess
     import sys
 
-    code = ("import sys, pathlib\n"
-            "needles = [bytes.fromhex(n) for n in sys.stdin.read().split()]\n"
-            "data = [p.read_bytes() for p in pathlib.Path(sys.argv[1]).rglob('*') if p.is_file()]\n"
-            "for n in needles:\n"
-            "    if any(n in d for d in data): print(n.hex())\n")
-    out = subprocess.run([sys.executable, "-c", code, str(vdir.home)], capture_output=True, text=True,
-                         check=True, input=" ".join(n.hex() for n in needles)).stdout
+    code = (
+        "import sys, pathlib\n"
+        "needles = [bytes.fromhex(n) for n in sys.stdin.read().split()]\n"
+        "data = [p.read_bytes() for p in pathlib.Path(sys.argv[1]).rglob('*') if p.is_file()]\n"
+        "for n in needles:\n"
+        "    if any(n in d for d in data): print(n.hex())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(vdir.home)],
+        capture_output=True,
+        text=True,
+        check=True,
+        input=" ".join(n.hex() for n in needles),
+    ).stdout
     return {bytes.fromhex(h) for h in out.split()}
 
 
@@ -51,30 +58,47 @@ def capture_keys(vault, name: str) -> dict[str, list[bytes]]:
     ctx = vault.ctx
     client = ctx.client(name)
     keys = ctx.client_keys(client)
-    out = {"raw client key": [keys.raw_for_tests()], "wrapped client key": [], "raw record key": [],
-           "wrapped record key": [], "encrypted name": [], "audit-detail key": []}
-    out["wrapped client key"] = [bytes(r[0]) for r in ctx.db.all(
-        "SELECT wrapped FROM client_keys WHERE client_id = ?", (client.id,))]
+    out = {
+        "raw client key": [keys.raw_for_tests()],
+        "wrapped client key": [],
+        "raw record key": [],
+        "wrapped record key": [],
+        "encrypted name": [],
+        "audit-detail key": [],
+    }
+    out["wrapped client key"] = [
+        bytes(r[0]) for r in ctx.db.all("SELECT wrapped FROM client_keys WHERE client_id = ?", (client.id,))
+    ]
     for record_id, meta, tag in ctx.db.all(
-            "SELECT id, meta_sealed, path_tag FROM records WHERE client_id = ?", (client.id,)):
+        "SELECT id, meta_sealed, path_tag FROM records WHERE client_id = ?", (client.id,)
+    ):
         out["encrypted name"] += [bytes(meta), bytes(tag)]
-        for version, wrapped in ctx.db.all("SELECT version, wrapped_dek FROM record_versions"
-                                           " WHERE record_id = ? AND wrapped_dek IS NOT NULL",
-                                           (record_id,)):
+        for version, wrapped in ctx.db.all(
+            "SELECT version, wrapped_dek FROM record_versions"
+            " WHERE record_id = ? AND wrapped_dek IS NOT NULL",
+            (record_id,),
+        ):
             out["wrapped record key"].append(bytes(wrapped))
             out["raw record key"].append(keys.unwrap_dek(bytes(wrapped), record_id, version))
     table = ctx.db.one("SELECT 1 FROM sqlite_master WHERE name = 'client_audit_keys'")
     if table:
-        out["audit-detail key"] = [bytes(r[0]) for r in ctx.db.all(
-            "SELECT wrapped FROM client_audit_keys WHERE client_id = ?", (client.id,))]
+        out["audit-detail key"] = [
+            bytes(r[0])
+            for r in ctx.db.all("SELECT wrapped FROM client_audit_keys WHERE client_id = ?", (client.id,))
+        ]
     return out
 
 
 def blob_files(vault, name: str) -> dict[str, bytes]:
     client = vault.ctx.client(name)
-    names = [r[0] for r in vault.ctx.db.all(
-        "SELECT v.blob_name FROM records r JOIN record_versions v ON v.record_id = r.id"
-        " WHERE r.client_id = ? AND v.blob_name IS NOT NULL", (client.id,))]
+    names = [
+        r[0]
+        for r in vault.ctx.db.all(
+            "SELECT v.blob_name FROM records r JOIN record_versions v ON v.record_id = r.id"
+            " WHERE r.client_id = ? AND v.blob_name IS NOT NULL",
+            (client.id,),
+        )
+    ]
     return {n: vault.ctx.blobs.get(n) for n in names}
 
 
@@ -87,9 +111,10 @@ def every_dek_the_vault_can_produce(vault) -> list[bytes]:
         client = client_from_row(row)
         keys = vault.ctx.client_keys(client)
         for record_id, version, wrapped in vault.ctx.db.all(
-                "SELECT v.record_id, v.version, v.wrapped_dek FROM records r JOIN record_versions v"
-                " ON v.record_id = r.id WHERE r.client_id = ? AND v.wrapped_dek IS NOT NULL",
-                (client.id,)):
+            "SELECT v.record_id, v.version, v.wrapped_dek FROM records r JOIN record_versions v"
+            " ON v.record_id = r.id WHERE r.client_id = ? AND v.wrapped_dek IS NOT NULL",
+            (client.id,),
+        ):
             deks.append(keys.unwrap_dek(bytes(wrapped), record_id, version))
     return deks
 
@@ -105,8 +130,9 @@ def shredded(vdir, tmp_path):
     p = people.engineer.principal()
     for i in range(3):
         vault.secrets.put(p, "acme", "site/rec0", "note", {"text": f"acme rotated {i}"})
-        vault.secrets.put(p, "acme", f"people/user{i}", "account",
-                          {"username": f"user{i}", "password": f"pw-{i}-secret"})
+        vault.secrets.put(
+            p, "acme", f"people/user{i}", "account", {"username": f"user{i}", "password": f"pw-{i}-secret"}
+        )
     captured = capture_keys(vault, "acme")
     saved = blob_files(vault, "acme")
     aside = tmp_path / "onedrive-version-history"
@@ -148,16 +174,28 @@ def test_saved_blob_copies_cannot_be_decrypted_after_the_shred(shredded):
         header = blobfmt.parse_header(data)
         for dek in deks:
             with pytest.raises(CryptoError):
-                blobfmt.decrypt_record(data, dek, vault_id=vault.ctx.vault_id, client_id=header.client_id,
-                                       record_id=header.record_id, record_version=header.record_version)
+                blobfmt.decrypt_record(
+                    data,
+                    dek,
+                    vault_id=vault.ctx.vault_id,
+                    client_id=header.client_id,
+                    record_id=header.record_id,
+                    record_version=header.record_version,
+                )
     # sanity: with the captured (now destroyed) key the same copies did open
     some = next(iter(saved.values()))
     h = blobfmt.parse_header(some)
     opened = 0
     for dek in captured["raw record key"]:
         try:
-            blobfmt.decrypt_record(some, dek, vault_id=vault.ctx.vault_id, client_id=h.client_id,
-                                   record_id=h.record_id, record_version=h.record_version)
+            blobfmt.decrypt_record(
+                some,
+                dek,
+                vault_id=vault.ctx.vault_id,
+                client_id=h.client_id,
+                record_id=h.record_id,
+                record_version=h.record_version,
+            )
             opened += 1
         except CryptoError:
             pass
@@ -171,8 +209,9 @@ def test_the_other_client_is_untouched_and_the_audit_chain_verifies(shredded):
     report = vault.maintenance.doctor(Principal.system("doctor"))
     assert report.ok, report.problems
     digest = vault.ctx.db.one("SELECT digest FROM shred_certificates")[0]
-    events = vault.ctx.db.all("SELECT actor, reason FROM audit_events WHERE action = 'sla.shred'"
-                              " AND client = 'acme'")
+    events = vault.ctx.db.all(
+        "SELECT actor, reason FROM audit_events WHERE action = 'sla.shred' AND client = 'acme'"
+    )
     assert events == [("system:sweep", f"client shredded; certificate sha256 {digest}")]
     with pytest.raises(ClientUnavailable) as err:
         vault.secrets.get(p, "acme", "site/rec0")
@@ -184,22 +223,28 @@ def test_certificate_content_and_offline_verification(shredded, tmp_path):
     doc = vault.sla.certificate(people.manager.principal(), "acme")
     cert = doc["certificate"]
     assert cert["client"]["name"] == "acme"
-    assert cert["sla"] == {"end": "2026-06-11T09:00:00Z", "grace_days": 5,
-                           "shred_due": "2026-06-16T09:00:00Z", "original_end": None}
+    assert cert["sla"] == {
+        "end": "2026-06-11T09:00:00Z",
+        "grace_days": 5,
+        "shred_due": "2026-06-16T09:00:00Z",
+        "original_end": None,
+    }
     assert cert["requested_by"] == cert["approved_by"] == "automatic sweep"
     assert cert["destroyed"]["records"] == 9
     assert cert["destroyed"]["record_versions"] == len(saved) == 12
     assert cert["keys_destroyed"]["record_keys"] == 12
     from vault import crypto
 
-    assert [k["fingerprint"] for k in cert["keys_destroyed"]["client_keys"]] == \
-        [crypto.key_fingerprint(captured["raw client key"][0])]
+    assert [k["fingerprint"] for k in cert["keys_destroyed"]["client_keys"]] == [
+        crypto.key_fingerprint(captured["raw client key"][0])
+    ]
     local, remote = cert["destroyed"]["blobs"]
     assert (local["blobs"], local["deleted"]) == (12, 12)
     assert remote["permanent_deletes_queued"] == 12 and remote["pending_at_issue"] == 12
     assert cert["verification"]["ok"] and cert["verification"]["wrapped_key_search"]["found"] == 0
-    head = vault.ctx.db.one("SELECT seq, entry_hash FROM audit_events WHERE seq = ?",
-                            (cert["audit_head"]["seq"],))
+    head = vault.ctx.db.one(
+        "SELECT seq, entry_hash FROM audit_events WHERE seq = ?", (cert["audit_head"]["seq"],)
+    )
     assert bytes(head[1]).hex() == cert["audit_head"]["hash"]
     assert vault.ctx.db.one("SELECT count(*) FROM shred_certificates")[0] == 1
 
@@ -258,11 +303,14 @@ def record_keys(vault, path: str) -> tuple[list[bytes], list[bytes]]:
     """(raw DEKs, wrapped DEKs) of every stored version of one record."""
     client = vault.ctx.client("acme")
     keys = vault.ctx.client_keys(client)
-    record_id = vault.ctx.db.one("SELECT id FROM records WHERE client_id = ? AND path_tag = ?",
-                                 (client.id, keys.path_tag(path)))[0]
+    record_id = vault.ctx.db.one(
+        "SELECT id FROM records WHERE client_id = ? AND path_tag = ?", (client.id, keys.path_tag(path))
+    )[0]
     raw, wrapped = [], []
-    for version, w in vault.ctx.db.all("SELECT version, wrapped_dek FROM record_versions"
-                                       " WHERE record_id = ? AND wrapped_dek IS NOT NULL", (record_id,)):
+    for version, w in vault.ctx.db.all(
+        "SELECT version, wrapped_dek FROM record_versions WHERE record_id = ? AND wrapped_dek IS NOT NULL",
+        (record_id,),
+    ):
         wrapped.append(bytes(w))
         raw.append(keys.unwrap_dek(bytes(w), record_id, version))
     return raw, wrapped
@@ -275,8 +323,9 @@ def test_rm_purge_crypto_shreds_every_version_of_one_record(one_client):
         vault.secrets.put(p, "acme", "people/jane", "account", {"username": "jane", "password": f"pw{i}"})
     raw, wrapped = record_keys(vault, "people/jane")
     assert len(wrapped) == 3
-    blobs = [r[0] for r in vault.ctx.db.all("SELECT blob_name FROM record_versions WHERE blob_name"
-                                            " IS NOT NULL")]
+    blobs = [
+        r[0] for r in vault.ctx.db.all("SELECT blob_name FROM record_versions WHERE blob_name IS NOT NULL")
+    ]
     result = vault.secrets.rm(p, "acme", "people/jane", purge=True)
     assert result["purged"] and result["versions_destroyed"] == 3
     vault.ctx.db.checkpoint_truncate()

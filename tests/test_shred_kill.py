@@ -51,8 +51,9 @@ def due_template(vault_template, tmp_path_factory):
     clock = clock_at(datetime.now(UTC).replace(microsecond=0) - timedelta(days=60))
     vault = vdir.open(clock)
     people = staff(vault)
-    add_client(vault, people.manager, "acme", days=10, grace_days=5, records=RECORDS,
-               engineer=people.engineer)
+    add_client(
+        vault, people.manager, "acme", days=10, grace_days=5, records=RECORDS, engineer=people.engineer
+    )
     add_client(vault, people.manager, "beta", days=2000, records=2, engineer=people.engineer)
     vault.close()
     return vdir
@@ -69,30 +70,46 @@ def decryptable(vault, name: str) -> int:
     ctx = vault.ctx
     row = ctx.db.one("SELECT id, current_key_version FROM clients WHERE name = ?", (name,))
     client_id, version = row
-    wrapped = ctx.db.one("SELECT wrapped FROM client_keys WHERE client_id = ? AND version = ?",
-                         (client_id, version))
+    wrapped = ctx.db.one(
+        "SELECT wrapped FROM client_keys WHERE client_id = ? AND version = ?", (client_id, version)
+    )
     if wrapped is None:
         return 0
     from vault.keys import ClientKeys
 
-    keys = ClientKeys(ctx.keyring, client_id, version,
-                      ctx.keyring.unwrap_client_key(bytes(wrapped[0]), client_id, version, name))
+    keys = ClientKeys(
+        ctx.keyring,
+        client_id,
+        version,
+        ctx.keyring.unwrap_client_key(bytes(wrapped[0]), client_id, version, name),
+    )
     opened = 0
     for record_id, v, dek_w, blob_name in ctx.db.all(
-            "SELECT v.record_id, v.version, v.wrapped_dek, v.blob_name FROM records r JOIN"
-            " record_versions v ON v.record_id = r.id WHERE r.client_id = ?", (client_id,)):
+        "SELECT v.record_id, v.version, v.wrapped_dek, v.blob_name FROM records r JOIN"
+        " record_versions v ON v.record_id = r.id WHERE r.client_id = ?",
+        (client_id,),
+    ):
         dek = keys.unwrap_dek(bytes(dek_w), record_id, v)
-        blobfmt.decrypt_record(ctx.blobs.get(blob_name), dek, vault_id=ctx.vault_id,
-                               client_id=bytes.fromhex(client_id), record_id=record_id,
-                               record_version=v)
+        blobfmt.decrypt_record(
+            ctx.blobs.get(blob_name),
+            dek,
+            vault_id=ctx.vault_id,
+            client_id=bytes.fromhex(client_id),
+            record_id=record_id,
+            record_version=v,
+        )
         opened += 1
     return opened
 
 
 def sweep(vdir, **extra):
-    return subprocess.Popen([sys.executable, "-m", "cli.main", "sla", "sweep"], cwd=ROOT,
-                            env=cli_env(vdir, **extra), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "sla", "sweep"],
+        cwd=ROOT,
+        env=cli_env(vdir, **extra),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def one_run(template: VaultDir, base, delay: float) -> str:
@@ -118,8 +135,14 @@ def one_run(template: VaultDir, base, delay: float) -> str:
     finally:
         vault.close()
     # --- the next sweep completes it ------------------------------------------------------------
-    done = subprocess.run([sys.executable, "-m", "cli.main", "sla", "sweep"], cwd=ROOT,
-                          env=cli_env(vdir), capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "sla", "sweep"],
+        cwd=ROOT,
+        env=cli_env(vdir),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     vault = vdir.open()
     try:
@@ -157,8 +180,9 @@ def test_kill_9_anywhere_in_a_shred_then_sweep_again(due_template, tmp_path):
     rng = random.Random(os.environ.get("CVAULT_TEST_SEED", "shred-kill"))
     delays = [rng.uniform(0.0, total) for _ in range(RUNS)]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        seen = list(pool.map(lambda a: one_run(due_template, tmp_path / f"run{a[0]}", a[1]),
-                             enumerate(delays)))
+        seen = list(
+            pool.map(lambda a: one_run(due_template, tmp_path / f"run{a[0]}", a[1]), enumerate(delays))
+        )
     # the kills landed in several distinct places, not all before or after the shred
     print(sorted(seen))
     assert len(set(seen)) >= 4, seen

@@ -23,10 +23,10 @@ def test_unattended_sweep_nothing_due_dry_run_and_lock(vdir):
     vault = vdir.open(clock)
     for who in (people.manager, people.engineer):
         who.vault = vault
-    add_client(vault, people.manager, "acme", days=10, grace_days=5, records=2,
-               engineer=people.engineer)
-    actor = vault.ctx.db.one("SELECT actor FROM audit_events WHERE action = 'sla.sweep'"
-                             " ORDER BY seq DESC LIMIT 1")[0]
+    add_client(vault, people.manager, "acme", days=10, grace_days=5, records=2, engineer=people.engineer)
+    actor = vault.ctx.db.one(
+        "SELECT actor FROM audit_events WHERE action = 'sla.sweep' ORDER BY seq DESC LIMIT 1"
+    )[0]
     assert actor == "system:sweep"
     vault.close()
     res = vdir.cli("sla", "sweep", "--dry-run", "--json", env=env)

@@ -24,8 +24,9 @@ def world(vdir):
     clock = clock_at(T0)
     vault = vdir.open(clock)
     people = staff(vault)
-    add_client(vault, people.manager, "acme", days=SLA_DAYS, grace_days=GRACE, records=2,
-               engineer=people.engineer)
+    add_client(
+        vault, people.manager, "acme", days=SLA_DAYS, grace_days=GRACE, records=2, engineer=people.engineer
+    )
     add_client(vault, people.manager, "beta", days=400, records=1, engineer=people.engineer)
     yield vault, clock, people
     vault.close()
@@ -107,8 +108,9 @@ def test_expire_refuses_access_at_once_and_renew_restores_it(world):
     assert state(vault) == "shred_pending"
     with pytest.raises(InvalidInput, match="not in the future"):
         vault.sla.renew(people.manager.principal(), "acme", vault.ctx.now())
-    view = vault.sla.renew(people.manager.principal(), "acme", vault.ctx.now() + timedelta(days=90),
-                           grace_days=7)
+    view = vault.sla.renew(
+        people.manager.principal(), "acme", vault.ctx.now() + timedelta(days=90), grace_days=7
+    )
     assert view["state"] == "active" and view["grace_days"] == 7
     assert read(vault, people).fields == {"text": "acme secret 0"}
     assert vault.sla.sweep(SYSTEM)["due"] == []
@@ -150,8 +152,9 @@ def test_requester_cannot_approve_their_own_early_shred(world):
     assert err.value.exit_code == 4 and "two-person rule" in err.value.message
     assert state(vault) == "active"
     assert vault.sla.sweep(SYSTEM)["due"] == []
-    denied = vault.ctx.db.one("SELECT actor, outcome FROM audit_events WHERE action = 'sla.approve_shred'"
-                              " ORDER BY seq DESC LIMIT 1")
+    denied = vault.ctx.db.one(
+        "SELECT actor, outcome FROM audit_events WHERE action = 'sla.approve_shred' ORDER BY seq DESC LIMIT 1"
+    )
     assert denied == ("maria", "deny")
     with pytest.raises(AccessDenied):  # engineers may not approve at all
         vault.sla.approve_shred(people.engineer.principal(), "acme")
@@ -199,8 +202,10 @@ def test_renewal_after_a_shred_is_refused_with_one_clear_line(world):
     assert err.value.exit_code == 7
     assert err.value.message.startswith("client acme was shredded on 2026-06-16T09:00:00Z")
     assert "cannot be renewed" in err.value.message and "\n" not in err.value.message
-    for call in (lambda p: vault.sla.expire(p, "acme", reason="x"),
-                 lambda p: vault.sla.request_shred(p, "acme", reason="x")):
+    for call in (
+        lambda p: vault.sla.expire(p, "acme", reason="x"),
+        lambda p: vault.sla.request_shred(p, "acme", reason="x"),
+    ):
         with pytest.raises(ClientUnavailable):
             call(people.manager.principal())
 
@@ -232,8 +237,10 @@ def test_sweep_runs_as_system_and_is_audited(world):
     vault, clock, people = world
     clock.set(T0 + timedelta(days=SLA_DAYS + GRACE))
     vault.sla.sweep(SYSTEM)
-    actions = [r[0] for r in vault.ctx.db.all(
-        "SELECT action FROM audit_events WHERE actor = 'system:sweep' ORDER BY seq")]
+    actions = [
+        r[0]
+        for r in vault.ctx.db.all("SELECT action FROM audit_events WHERE actor = 'system:sweep' ORDER BY seq")
+    ]
     assert actions[0] == "sla.sweep" and "sla.shred" in actions
 
 

@@ -29,10 +29,17 @@ def remote_config(authority, fake_graph, tmp_path, test_ca, monkeypatch):
     secret_file = tmp_path / "graph.secret"
     secret_file.write_text(SECRET + "\n")
     secret_file.chmod(0o600)
-    return {"tenant_id": TENANT, "client_id": CLIENT_ID, "credential": "secret-file",
-            "secret_file": str(secret_file), "drive_id": fake_graph.drive_id, "root_folder": "cvault",
-            "authority_host": authority.host, "graph_base_url": fake_graph.base_url,
-            "instance_discovery": False}
+    return {
+        "tenant_id": TENANT,
+        "client_id": CLIENT_ID,
+        "credential": "secret-file",
+        "secret_file": str(secret_file),
+        "drive_id": fake_graph.drive_id,
+        "root_folder": "cvault",
+        "authority_host": authority.host,
+        "graph_base_url": fake_graph.base_url,
+        "instance_discovery": False,
+    }
 
 
 @pytest.fixture
@@ -164,7 +171,8 @@ def test_sync_cli_status_push_verify(vdir, remote_config, fake_graph, test_ca):
 
 
 def test_shred_deletes_remote_blobs_permanently_and_waits_while_the_remote_is_down(
-        vdir, remote_config, fake_graph, recording_sleep):
+    vdir, remote_config, fake_graph, recording_sleep
+):
     from tests.helpers import clock_at
 
     clock = clock_at()
@@ -177,9 +185,13 @@ def test_shred_deletes_remote_blobs_permanently_and_waits_while_the_remote_is_do
         v.secrets.put(operator(), "acme", f"a/{i}", "note", {"text": f"acme-{i}"})
         v.secrets.put(operator(), "globex", f"g/{i}", "note", {"text": f"globex-{i}"})
     v.sync.push(operator())
-    acme_blobs = {r[0] for r in v.ctx.db.all(
-        "SELECT v.blob_name FROM record_versions v JOIN records r ON r.id = v.record_id"
-        " JOIN clients c ON c.id = r.client_id WHERE c.name = 'acme'")}
+    acme_blobs = {
+        r[0]
+        for r in v.ctx.db.all(
+            "SELECT v.blob_name FROM record_versions v JOIN records r ON r.id = v.record_id"
+            " JOIN clients c ON c.id = r.client_id WHERE c.name = 'acme'"
+        )
+    }
     assert acme_blobs <= remote_blob_names(fake_graph)
 
     v.sla.expire(operator(), "acme", reason="contract ended")
@@ -211,8 +223,7 @@ def test_shred_deletes_remote_blobs_permanently_and_waits_while_the_remote_is_do
     v.close()
 
 
-def test_device_code_sign_in_for_a_single_admin(vdir, authority, fake_graph, remote_config,
-                                                recording_sleep):
+def test_device_code_sign_in_for_a_single_admin(vdir, authority, fake_graph, remote_config, recording_sleep):
     """Delegated device-code flow through real msal; the token cache is sealed at rest."""
     authority.register(CLIENT_ID, public=True)  # a public client: no secret
     v = vdir.open()
@@ -231,8 +242,9 @@ def test_device_code_sign_in_for_a_single_admin(vdir, authority, fake_graph, rem
     v.close()
 
 
-def test_replica_configuration_is_host_only_and_never_points_at_vault_secrets(vdir, remote_config,
-                                                                             monkeypatch):
+def test_replica_configuration_is_host_only_and_never_points_at_vault_secrets(
+    vdir, remote_config, monkeypatch
+):
     """An API caller (even an admin) cannot set the replica: it names files the service reads
     and the endpoint it sends them to (a stolen key file would bypass every check)."""
     from vault.errors import AccessDenied, InvalidInput

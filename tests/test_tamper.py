@@ -18,13 +18,17 @@ def _setup(vdir):
     v.secrets.put(p, "acme", "office/router", "access", {"password": "router-pass"})
     v.secrets.put(p, "globex", "office/firewall", "access", {"password": "globex-pass"})
     names = {}
-    for client, path in (("acme", "office/firewall"), ("acme", "office/router"),
-                         ("globex", "office/firewall")):
+    for client, path in (
+        ("acme", "office/firewall"),
+        ("acme", "office/router"),
+        ("globex", "office/firewall"),
+    ):
         c = v.ctx.client(client)
         rows = v.ctx.db.all(
             "SELECT v.version, v.blob_name FROM record_versions v JOIN records r ON r.id = v.record_id"
             " WHERE r.client_id = ? AND r.path_tag = ? ORDER BY v.version",
-            (c.id, v.ctx.client_keys(c).path_tag(path)))
+            (c.id, v.ctx.client_keys(c).path_tag(path)),
+        )
         names[(client, path)] = [vdir.home / "blobs" / n[:2] / n for _, n in rows]
     v.close()
     return names
@@ -45,16 +49,14 @@ def test_flipped_byte_anywhere_in_a_blob(vdir, offset):
     data = bytearray(target.read_bytes())
     data[offset] ^= 0x40
     target.write_bytes(bytes(data))
-    _assert_integrity_failure(vdir.cli("secret", "get", "acme", "office/firewall"),
-                              "acme/office/firewall")
+    _assert_integrity_failure(vdir.cli("secret", "get", "acme", "office/firewall"), "acme/office/firewall")
 
 
 def test_truncated_blob(vdir):
     names = _setup(vdir)
     target = names[("acme", "office/firewall")][-1]
     target.write_bytes(target.read_bytes()[:30])
-    _assert_integrity_failure(vdir.cli("secret", "get", "acme", "office/firewall"),
-                              "acme/office/firewall")
+    _assert_integrity_failure(vdir.cli("secret", "get", "acme", "office/firewall"), "acme/office/firewall")
 
 
 def test_blobs_swapped_within_a_client(vdir):
@@ -92,28 +94,39 @@ def _edit_db(vdir, sql, params=()):
 
 def test_edited_wrapped_record_key(vdir):
     _setup(vdir)
-    _edit_db(vdir, "UPDATE record_versions SET wrapped_dek = substr(wrapped_dek, 1, 20) ||"
-                   " x'00' || substr(wrapped_dek, 22) WHERE version = 2")
+    _edit_db(
+        vdir,
+        "UPDATE record_versions SET wrapped_dek = substr(wrapped_dek, 1, 20) ||"
+        " x'00' || substr(wrapped_dek, 22) WHERE version = 2",
+    )
     _assert_integrity_failure(vdir.cli("secret", "get", "acme", "office/firewall"), "acme/office/firewall")
 
 
 def test_wrapped_record_key_moved_to_another_version(vdir):
     _setup(vdir)
-    _edit_db(vdir, "UPDATE record_versions SET wrapped_dek = (SELECT wrapped_dek FROM record_versions"
-                   " WHERE version = 1 ORDER BY record_id LIMIT 1) WHERE version = 2")
+    _edit_db(
+        vdir,
+        "UPDATE record_versions SET wrapped_dek = (SELECT wrapped_dek FROM record_versions"
+        " WHERE version = 1 ORDER BY record_id LIMIT 1) WHERE version = 2",
+    )
     _assert_integrity_failure(vdir.cli("secret", "get", "acme", "office/firewall"), "acme/office/firewall")
 
 
 def test_edited_wrapped_client_key(vdir):
     _setup(vdir)
-    _edit_db(vdir, "UPDATE client_keys SET wrapped = substr(wrapped, 1, 15) || x'ff' ||"
-                   " substr(wrapped, 17) WHERE client_id = (SELECT id FROM clients WHERE name='acme')")
+    _edit_db(
+        vdir,
+        "UPDATE client_keys SET wrapped = substr(wrapped, 1, 15) || x'ff' ||"
+        " substr(wrapped, 17) WHERE client_id = (SELECT id FROM clients WHERE name='acme')",
+    )
     proc = vdir.cli("secret", "get", "acme", "office/firewall")
     assert proc.returncode == 6 and "client acme" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
     # the other client is untouched
-    assert vdir.cli("secret", "get", "globex", "office/firewall", "--field", "password").stdout.strip() \
+    assert (
+        vdir.cli("secret", "get", "globex", "office/firewall", "--field", "password").stdout.strip()
         == "globex-pass"
+    )
 
 
 def test_doctor_reports_tampering(vdir):

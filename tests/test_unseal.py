@@ -11,8 +11,11 @@ from vault.facade import Vault
 @pytest.fixture(scope="module")
 def pass_vault(tmp_path_factory):
     base = tmp_path_factory.mktemp("pv")
-    v, result = Vault.init(base / "vault", passphrase="correct horse battery",
-                           kdf_params={"memory_kib": 65536, "iterations": 1, "lanes": 4})
+    v, result = Vault.init(
+        base / "vault",
+        passphrase="correct horse battery",
+        kdf_params={"memory_kib": 65536, "iterations": 1, "lanes": 4},
+    )
     v.close()
     return base, result.recovery_key
 
@@ -42,8 +45,14 @@ def test_right_passphrase_and_recovery_key(pass_vault, tmp_path):
     right = tmp_path / "right"
     right.write_text("correct horse battery\n")
     # doctor runs without a session (system principal): this checks the unseal alone
-    proc = run_cli("doctor", env=_env(base / "vault", CVAULT_PASSPHRASE_FILE=str(right),
-                                      CVAULT_SESSION_FILE=str(tmp_path / "no-session.json")))
+    proc = run_cli(
+        "doctor",
+        env=_env(
+            base / "vault",
+            CVAULT_PASSPHRASE_FILE=str(right),
+            CVAULT_SESSION_FILE=str(tmp_path / "no-session.json"),
+        ),
+    )
     assert proc.returncode == 0, proc.stderr
     v = Vault.open(base / "vault")
     v.unseal_recovery_key(recovery.lower().replace("-", " "))

@@ -12,8 +12,12 @@ VECTORS = json.loads((Path(__file__).parent / "vectors" / "format_v1.json").read
 
 
 def _expect(e):
-    return dict(vault_id=bytes.fromhex(e["vault_id"]), client_id=bytes.fromhex(e["client_id"]),
-                record_id=e["record_id"], record_version=e["record_version"])
+    return dict(
+        vault_id=bytes.fromhex(e["vault_id"]),
+        client_id=bytes.fromhex(e["client_id"]),
+        record_id=e["record_id"],
+        record_version=e["record_version"],
+    )
 
 
 @pytest.mark.parametrize("vec", VECTORS["blob"]["valid"], ids=lambda v: v["name"])
@@ -21,8 +25,10 @@ def test_valid_blob_vectors_generate_and_open(vec):
     dek, nonce = bytes.fromhex(vec["dek"]), bytes.fromhex(vec["nonce"])
     made = blob.encrypt_record(dek, vec["document"].encode(), nonce=nonce, **_expect(vec["expect"]))
     assert made.hex() == vec["blob"]
-    assert blob.decrypt_record(bytes.fromhex(vec["blob"]), dek, **_expect(vec["expect"])) == \
-        vec["document"].encode()
+    assert (
+        blob.decrypt_record(bytes.fromhex(vec["blob"]), dek, **_expect(vec["expect"]))
+        == vec["document"].encode()
+    )
 
 
 @pytest.mark.parametrize("vec", VECTORS["blob"]["invalid"], ids=lambda v: v["name"])

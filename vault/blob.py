@@ -44,13 +44,22 @@ class BlobHeader(NamedTuple):
     blob_type: int = TYPE_RECORD
 
 
-def encrypt_record(dek: bytes, plaintext: bytes, *, vault_id: bytes, client_id: bytes,
-                   record_id: int, record_version: int, nonce: bytes | None = None) -> bytes:
+def encrypt_record(
+    dek: bytes,
+    plaintext: bytes,
+    *,
+    vault_id: bytes,
+    client_id: bytes,
+    record_id: int,
+    record_version: int,
+    nonce: bytes | None = None,
+) -> bytes:
     if len(plaintext) > MAX_PLAINTEXT:
         raise ValueError("record larger than 1 MiB")
     nonce = nonce or crypto.new_nonce()
-    header = HEADER.pack(MAGIC, FORMAT_VERSION, TYPE_RECORD, vault_id, client_id, record_id,
-                         record_version, nonce)
+    header = HEADER.pack(
+        MAGIC, FORMAT_VERSION, TYPE_RECORD, vault_id, client_id, record_id, record_version, nonce
+    )
     return header + crypto.aead_encrypt(dek, nonce, plaintext, header)
 
 
@@ -58,15 +67,17 @@ def parse_header(blob: bytes) -> BlobHeader:
     """Parse and check the header; any malformed input raises CryptoError (never anything else)."""
     if not isinstance(blob, (bytes, bytearray)) or len(blob) < HEADER_LEN + crypto.TAG_LEN:
         raise CryptoError()
-    magic, version, blob_type, vault_id, client_id, record_id, record_version, nonce = \
-        HEADER.unpack_from(blob, 0)
+    magic, version, blob_type, vault_id, client_id, record_id, record_version, nonce = HEADER.unpack_from(
+        blob, 0
+    )
     if magic != MAGIC or version not in READABLE_VERSIONS or blob_type != TYPE_RECORD:
         raise CryptoError()
     return BlobHeader(vault_id, client_id, record_id, record_version, nonce, version, blob_type)
 
 
-def decrypt_record(blob: bytes, dek: bytes, *, vault_id: bytes, client_id: bytes,
-                   record_id: int, record_version: int) -> bytes:
+def decrypt_record(
+    blob: bytes, dek: bytes, *, vault_id: bytes, client_id: bytes, record_id: int, record_version: int
+) -> bytes:
     """Verify the header is the one expected for this record version, then decrypt.
 
     Raises only CryptoError, whatever was wrong."""
@@ -75,8 +86,7 @@ def decrypt_record(blob: bytes, dek: bytes, *, vault_id: bytes, client_id: bytes
     actual = (header.vault_id, header.client_id, header.record_id, header.record_version)
     if not all(crypto.constant_time_equal(_b(a), _b(e)) for a, e in zip(actual, expected)):
         raise CryptoError()
-    plaintext = crypto.aead_decrypt(dek, header.nonce, bytes(blob[HEADER_LEN:]),
-                                    bytes(blob[:HEADER_LEN]))
+    plaintext = crypto.aead_decrypt(dek, header.nonce, bytes(blob[HEADER_LEN:]), bytes(blob[:HEADER_LEN]))
     if len(plaintext) > MAX_PLAINTEXT:
         raise CryptoError()
     return plaintext

@@ -30,11 +30,11 @@ from vault.principal import Principal
 from vault.store.db import Database
 
 DEFAULT_SETTINGS = {
-    "keep_versions": 10,          # SPEC 4: record versions kept
+    "keep_versions": 10,  # SPEC 4: record versions kept
     "stepup_window_seconds": 900,  # SPEC 5: TOTP freshness for reading a secret
     "session_absolute_seconds": 8 * 3600,  # SPEC 5: a session lives at most 8 h
-    "session_idle_seconds": 30 * 60,       # SPEC 5: ... and ends after 30 min without use
-    "default_grace_days": 30,     # SPEC 7
+    "session_idle_seconds": 30 * 60,  # SPEC 5: ... and ends after 30 min without use
+    "default_grace_days": 30,  # SPEC 7
     "audit_min_retention_days": 365,  # audit prune never deletes entries younger than this
 }
 
@@ -71,8 +71,15 @@ def client_from_row(row) -> ClientRow:
 
 
 class VaultContext:
-    def __init__(self, home: VaultHome, db: Database, clock: Clock, keyring: Keyring,
-                 blobs: LocalBackend, settings: dict):
+    def __init__(
+        self,
+        home: VaultHome,
+        db: Database,
+        clock: Clock,
+        keyring: Keyring,
+        blobs: LocalBackend,
+        settings: dict,
+    ):
         self.home = home
         self.db = db
         self.clock = clock
@@ -102,15 +109,21 @@ class VaultContext:
     # --- clients and their keys ---------------------------------------------------------------
 
     def client(self, name: str, conn=None) -> ClientRow:
-        row = (conn or self.db.conn).execute(
-            f"SELECT {CLIENT_COLUMNS} FROM clients WHERE name = ?", (name,)).fetchone()
+        row = (
+            (conn or self.db.conn)
+            .execute(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE name = ?", (name,))
+            .fetchone()
+        )
         if row is None:
             raise NotFound(f"no client named {name!r}")
         return client_from_row(row)
 
     def client_by_id(self, client_id: str, conn=None) -> ClientRow:
-        row = (conn or self.db.conn).execute(
-            f"SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?", (client_id,)).fetchone()
+        row = (
+            (conn or self.db.conn)
+            .execute(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?", (client_id,))
+            .fetchone()
+        )
         if row is None:
             raise NotFound(f"no client with id {client_id}")
         return client_from_row(row)
@@ -118,21 +131,26 @@ class VaultContext:
     def client_keys(self, client: ClientRow, version: int | None = None, conn=None) -> ClientKeys:
         if client.shred_state:
             # from the first shred step on, no one unwraps this client's key (SPEC 7; docs/sla.md)
-            raise ClientUnavailable(f"client {client.name} is {client.shred_state}: "
-                                    "its keys are destroyed")
+            raise ClientUnavailable(f"client {client.name} is {client.shred_state}: its keys are destroyed")
         version = client.key_version if version is None else version
         cached = self._client_keys.get((client.id, version))
         if cached is not None:
             return cached
-        row = (conn or self.db.conn).execute(
-            "SELECT wrapped FROM client_keys WHERE client_id = ? AND version = ?",
-            (client.id, version)).fetchone()
+        row = (
+            (conn or self.db.conn)
+            .execute(
+                "SELECT wrapped FROM client_keys WHERE client_id = ? AND version = ?", (client.id, version)
+            )
+            .fetchone()
+        )
         if row is None:
             if client.shred_state:
-                raise ClientUnavailable(f"client {client.name} is {client.shred_state}: "
-                                        "its keys were destroyed")
-            raise IntegrityFailure(f"integrity failure: key of client {client.name} "
-                                   f"(version {version}) is missing")
+                raise ClientUnavailable(
+                    f"client {client.name} is {client.shred_state}: its keys were destroyed"
+                )
+            raise IntegrityFailure(
+                f"integrity failure: key of client {client.name} (version {version}) is missing"
+            )
         key = self.keyring.unwrap_client_key(row[0], client.id, version, client.name)
         keys = ClientKeys(self.keyring, client.id, version, key)
         self._client_keys[(client.id, version)] = keys
@@ -144,8 +162,9 @@ class VaultContext:
 
     # --- authorization ------------------------------------------------------------------------
 
-    def gather_facts(self, principal: Principal, client: ClientRow | None,
-                     now: datetime) -> tuple[policy.AccountFacts | None, policy.ClientFacts | None]:
+    def gather_facts(
+        self, principal: Principal, client: ClientRow | None, now: datetime
+    ) -> tuple[policy.AccountFacts | None, policy.ClientFacts | None]:
         """Read the facts the policy needs, fresh, for this one decision (one read snapshot):
         account state, roles, training, session (absolute + idle), step-up time, assignment."""
         if principal.kind != "user":
@@ -164,20 +183,39 @@ class VaultContext:
             identity.touch_session(self.db, principal.session_id, now)
         return account, client_facts
 
-    def authorize(self, principal: Principal, action: Action, *, client: ClientRow | None = None,
-                  detail: str | None = None, subject: str | None = None) -> Decision:
+    def authorize(
+        self,
+        principal: Principal,
+        action: Action,
+        *,
+        client: ClientRow | None = None,
+        detail: str | None = None,
+        subject: str | None = None,
+    ) -> Decision:
         """Decide, audit the decision (fail closed), and raise if denied. ``subject``: the user
         an administrative action changes (nobody may grant, train or assign themselves)."""
         now = self.now()
         account, client_facts = self.gather_facts(principal, client, now)
-        decision = policy.decide(principal, action, now=now, account=account, client=client_facts,
-                                 stepup_window_seconds=self.settings["stepup_window_seconds"],
-                                 subject=subject)
+        decision = policy.decide(
+            principal,
+            action,
+            now=now,
+            account=account,
+            client=client_facts,
+            stepup_window_seconds=self.settings["stepup_window_seconds"],
+            subject=subject,
+        )
         sealed, key_ref = self.seal_detail(client, detail)
-        self.audit.append(actor=principal.name, action=action.value,
-                          outcome="allow" if decision.allowed else "deny",
-                          client=client.name if client else None, reason=decision.reason,
-                          origin=principal.origin, detail_sealed=sealed, detail_key=key_ref)
+        self.audit.append(
+            actor=principal.name,
+            action=action.value,
+            outcome="allow" if decision.allowed else "deny",
+            client=client.name if client else None,
+            reason=decision.reason,
+            origin=principal.origin,
+            detail_sealed=sealed,
+            detail_key=key_ref,
+        )
         if not decision.allowed:
             if decision.kind == "client":
                 raise ClientUnavailable(f"access refused: {decision.reason}")
@@ -186,14 +224,28 @@ class VaultContext:
             raise AccessDenied(f"access denied: {decision.reason}")
         return decision
 
-    def record_outcome(self, principal: Principal, action: Action, outcome: str, *,
-                       client: ClientRow | None = None, reason: str | None = None,
-                       detail: str | None = None) -> None:
+    def record_outcome(
+        self,
+        principal: Principal,
+        action: Action,
+        outcome: str,
+        *,
+        client: ClientRow | None = None,
+        reason: str | None = None,
+        detail: str | None = None,
+    ) -> None:
         """Audit an event that is not an authorization decision (a result, an error)."""
         sealed, key_ref = self.seal_detail(client, detail)
-        self.audit.append(actor=principal.name, action=action.value, outcome=outcome,
-                          client=client.name if client else None, reason=reason,
-                          origin=principal.origin, detail_sealed=sealed, detail_key=key_ref)
+        self.audit.append(
+            actor=principal.name,
+            action=action.value,
+            outcome=outcome,
+            client=client.name if client else None,
+            reason=reason,
+            origin=principal.origin,
+            detail_sealed=sealed,
+            detail_key=key_ref,
+        )
 
     def seal_detail(self, client: ClientRow | None, detail: str | None) -> tuple[bytes | None, str | None]:
         """Client-revealing audit detail (a record path) sealed under the client's audit-detail

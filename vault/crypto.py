@@ -160,14 +160,20 @@ def calibrate_argon2id(target_seconds: float = ARGON2_TARGET_SECONDS) -> dict:
     iterations = 1
     while True:
         start = time.perf_counter()
-        argon2id(b"calibrate", salt=salt, memory_kib=ARGON2_MIN_MEMORY_KIB,
-                 iterations=iterations, lanes=ARGON2_LANES)
+        argon2id(
+            b"calibrate",
+            salt=salt,
+            memory_kib=ARGON2_MIN_MEMORY_KIB,
+            iterations=iterations,
+            lanes=ARGON2_LANES,
+        )
         elapsed = time.perf_counter() - start
         if elapsed >= target_seconds or iterations >= ARGON2_MAX_ITERATIONS:
             break
         # scale linearly towards the target, at least one more pass
-        iterations = min(ARGON2_MAX_ITERATIONS,
-                         max(iterations + 1, int(iterations * target_seconds / max(elapsed, 1e-3))))
+        iterations = min(
+            ARGON2_MAX_ITERATIONS, max(iterations + 1, int(iterations * target_seconds / max(elapsed, 1e-3)))
+        )
     return {"memory_kib": ARGON2_MIN_MEMORY_KIB, "iterations": iterations, "lanes": ARGON2_LANES}
 
 
@@ -175,9 +181,13 @@ def password_hash(password: str) -> str:
     """Argon2id PHC string (``$argon2id$v=19$m=65536,t=3,p=4$salt$hash``)."""
     from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
-    return Argon2id(salt=random_bytes(16), length=KEY_LEN, iterations=PASSWORD_ITERATIONS,
-                    lanes=ARGON2_LANES, memory_cost=ARGON2_MIN_MEMORY_KIB
-                    ).derive_phc_encoded(password.encode("utf-8"))
+    return Argon2id(
+        salt=random_bytes(16),
+        length=KEY_LEN,
+        iterations=PASSWORD_ITERATIONS,
+        lanes=ARGON2_LANES,
+        memory_cost=ARGON2_MIN_MEMORY_KIB,
+    ).derive_phc_encoded(password.encode("utf-8"))
 
 
 def password_verify(password: str, phc: str) -> bool:

@@ -80,10 +80,17 @@ class Vault:
     # --- lifecycle ------------------------------------------------------------------------------
 
     @classmethod
-    def init(cls, home: Path | str, *, passphrase: str | None = None,
-             key_file: Path | str | None = None, clock: Clock | None = None,
-             kdf_params: dict | None = None, admin: str | None = None,
-             admin_password: str | None = None) -> tuple["Vault", InitResult]:
+    def init(
+        cls,
+        home: Path | str,
+        *,
+        passphrase: str | None = None,
+        key_file: Path | str | None = None,
+        clock: Clock | None = None,
+        kdf_params: dict | None = None,
+        admin: str | None = None,
+        admin_password: str | None = None,
+    ) -> tuple["Vault", InitResult]:
         """Create a vault with a recovery slot and a passphrase and/or key-file slot.
 
         With ``admin``, the first admin is created and enrolled at once (password
@@ -112,14 +119,16 @@ class Vault:
             conn.execute("INSERT INTO meta (key, value) VALUES ('created_at', ?)", (now,))
         keyring = Keyring(vault_id)
         keyring.load_root(root)
-        ctx = VaultContext(vhome, db, clock, keyring, LocalBackend(vhome.blobs),
-                           VaultContext.load_settings(db))
+        ctx = VaultContext(
+            vhome, db, clock, keyring, LocalBackend(vhome.blobs), VaultContext.load_settings(db)
+        )
         vault = cls(ctx)
         recovery_secret, recovery_text = keys.new_recovery_key()
         vault.slots.add_slot("recovery", recovery_secret, label="recovery key")
         if passphrase:
-            vault.slots.add_slot("passphrase", passphrase.encode("utf-8"), label="passphrase",
-                                 kdf_params=kdf_params)
+            vault.slots.add_slot(
+                "passphrase", passphrase.encode("utf-8"), label="passphrase", kdf_params=kdf_params
+            )
         if key_file is not None:
             vault.slots.create_key_file_slot(Path(key_file))
         AuditSigner(db, keyring).ensure()
@@ -138,8 +147,14 @@ class Vault:
         if row is None:
             raise NotFound(f"{vhome.root} is not an initialised cvault vault")
         keyring = Keyring(bytes(row[0]))
-        ctx = VaultContext(vhome, db, clock or SystemClock(), keyring, LocalBackend(vhome.blobs),
-                           VaultContext.load_settings(db))
+        ctx = VaultContext(
+            vhome,
+            db,
+            clock or SystemClock(),
+            keyring,
+            LocalBackend(vhome.blobs),
+            VaultContext.load_settings(db),
+        )
         return cls(ctx)
 
     def close(self) -> None:
@@ -160,8 +175,8 @@ class Vault:
 
     def _unseal(self, kind: str, secret: bytes, what: str) -> None:
         rows = self.ctx.db.all(
-            "SELECT id, kdf_params, salt, wrapped_root FROM unseal_slots WHERE kind = ? ORDER BY id",
-            (kind,))
+            "SELECT id, kdf_params, salt, wrapped_root FROM unseal_slots WHERE kind = ? ORDER BY id", (kind,)
+        )
         if not rows:
             raise VaultSealed(f"vault sealed: it has no {what} slot")
         for slot_id, params, salt, wrapped in rows:

@@ -1,9 +1,9 @@
 """The vault directory (SPEC 2): location, layout and the ssh-style permission check.
 
-    <home>/vault.db        SQLite metadata (0600), with -wal and -shm beside it
-    <home>/blobs/          local blob store (0700 folders, 0600 files)
-    <home>/config.json     non-secret settings (0600)
-    <home>/locks/          advisory lock files (sweep, sync)
+<home>/vault.db        SQLite metadata (0600), with -wal and -shm beside it
+<home>/blobs/          local blob store (0700 folders, 0600 files)
+<home>/config.json     non-secret settings (0600)
+<home>/locks/          advisory lock files (sweep, sync)
 """
 
 from __future__ import annotations
@@ -80,7 +80,8 @@ class VaultHome:
         if problems:
             raise InsecurePermissions(
                 f"refusing to open the vault: {problems[0]} is accessible by other users "
-                f"(chmod 700 folders, 600 files)")
+                f"(chmod 700 folders, 600 files)"
+            )
 
     def check_blob_permissions(self) -> list[Path]:
         """Blob files or shard folders accessible by others (doctor; too slow for every open)."""

@@ -36,8 +36,16 @@ PURPOSE_TOKEN_CACHE_SEAL = "token-cache-seal"
 PURPOSE_AUDIT = "audit"
 PURPOSE_BLOB_NAME = "blob-name"
 PURPOSE_SESSION = "session"
-PURPOSES = frozenset({PURPOSE_CLIENT_KEY_WRAP, PURPOSE_TOTP_SEAL, PURPOSE_TOKEN_CACHE_SEAL,
-                      PURPOSE_AUDIT, PURPOSE_BLOB_NAME, PURPOSE_SESSION})
+PURPOSES = frozenset(
+    {
+        PURPOSE_CLIENT_KEY_WRAP,
+        PURPOSE_TOTP_SEAL,
+        PURPOSE_TOKEN_CACHE_SEAL,
+        PURPOSE_AUDIT,
+        PURPOSE_BLOB_NAME,
+        PURPOSE_SESSION,
+    }
+)
 
 SLOT_KINDS = ("passphrase", "keyfile", "recovery")
 
@@ -83,8 +91,9 @@ def slot_kek(kind: str, secret: bytes, salt: bytes, kdf_params: dict | None) -> 
     """The key-encryption key of one unseal slot."""
     if kind == "passphrase":
         p = kdf_params or {}
-        return crypto.argon2id(secret, salt=salt, memory_kib=p["memory_kib"],
-                               iterations=p["iterations"], lanes=p["lanes"])
+        return crypto.argon2id(
+            secret, salt=salt, memory_kib=p["memory_kib"], iterations=p["iterations"], lanes=p["lanes"]
+        )
     if kind in ("keyfile", "recovery"):
         return crypto.hkdf_sha256(secret, salt=salt, info=label("slot", kind))
     raise ValueError(f"unknown slot kind {kind}")
@@ -111,7 +120,7 @@ def parse_key_file_text(text: str) -> bytes:
     text = text.strip()
     if not text.startswith(KEYFILE_PREFIX):
         raise AuthenticationFailed("not a cvault key file")
-    body = text[len(KEYFILE_PREFIX):]
+    body = text[len(KEYFILE_PREFIX) :]
     try:
         secret = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     except ValueError:
@@ -127,7 +136,7 @@ def parse_key_file_text(text: str) -> bytes:
 def new_recovery_key() -> tuple[bytes, str]:
     secret = crypto.new_key()
     text = base64.b32encode(secret).decode().rstrip("=")
-    return secret, "-".join(text[i:i + 4] for i in range(0, len(text), 4))
+    return secret, "-".join(text[i : i + 4] for i in range(0, len(text), 4))
 
 
 def parse_recovery_key(text: str) -> bytes:
@@ -196,16 +205,19 @@ class Keyring:
         return _aad("client-key", self.vault_id, client_id, version)
 
     def wrap_client_key(self, client_key: bytes, client_id: str, version: int) -> bytes:
-        return crypto.seal(self.purpose_key(PURPOSE_CLIENT_KEY_WRAP), client_key,
-                           self.client_key_aad(client_id, version))
+        return crypto.seal(
+            self.purpose_key(PURPOSE_CLIENT_KEY_WRAP), client_key, self.client_key_aad(client_id, version)
+        )
 
     def unwrap_client_key(self, wrapped: bytes, client_id: str, version: int, client_name: str) -> bytes:
         try:
-            return crypto.unseal(self.purpose_key(PURPOSE_CLIENT_KEY_WRAP), wrapped,
-                                 self.client_key_aad(client_id, version))
+            return crypto.unseal(
+                self.purpose_key(PURPOSE_CLIENT_KEY_WRAP), wrapped, self.client_key_aad(client_id, version)
+            )
         except CryptoError:
-            raise IntegrityFailure(f"integrity failure: key of client {client_name} "
-                                   f"(version {version}) failed authentication") from None
+            raise IntegrityFailure(
+                f"integrity failure: key of client {client_name} (version {version}) failed authentication"
+            ) from None
 
     # per-client audit-detail keys (docs/audit.md section 4): not versioned, so they outlive
     # client-key rotation; destroyed only with the client (vault.audit.details)
@@ -214,13 +226,15 @@ class Keyring:
         return _aad("client-audit-key", self.vault_id, client_id)
 
     def wrap_client_audit_key(self, key: bytes, client_id: str) -> bytes:
-        return crypto.seal(self.purpose_key(PURPOSE_CLIENT_KEY_WRAP), key,
-                           self.client_audit_key_aad(client_id))
+        return crypto.seal(
+            self.purpose_key(PURPOSE_CLIENT_KEY_WRAP), key, self.client_audit_key_aad(client_id)
+        )
 
     def unwrap_client_audit_key(self, wrapped: bytes, client_id: str) -> bytes:
         """Raises CryptoError; the caller names the client."""
-        return crypto.unseal(self.purpose_key(PURPOSE_CLIENT_KEY_WRAP), wrapped,
-                             self.client_audit_key_aad(client_id))
+        return crypto.unseal(
+            self.purpose_key(PURPOSE_CLIENT_KEY_WRAP), wrapped, self.client_audit_key_aad(client_id)
+        )
 
     def audit_detail_aad(self, client_id: str) -> bytes:
         return _aad("audit-detail", self.vault_id, client_id)
@@ -228,8 +242,15 @@ class Keyring:
     # record keys -----------------------------------------------------------------------------
 
     def dek_aad(self, client_id: str, record_id: int, version: int, key_version: int) -> bytes:
-        return (self._prefix("record-key", client_id) + _INT_PREFIX + _U64(record_id)
-                + _INT_PREFIX + _U64(version) + _INT_PREFIX + _U64(key_version))
+        return (
+            self._prefix("record-key", client_id)
+            + _INT_PREFIX
+            + _U64(record_id)
+            + _INT_PREFIX
+            + _U64(version)
+            + _INT_PREFIX
+            + _U64(key_version)
+        )
 
     # generic sealing of small secrets under a purpose key ------------------------------------
 
@@ -242,8 +263,9 @@ class Keyring:
 
     def blob_name(self, client_id: str, record_id: int, version: int) -> str:
         """Opaque, deterministic blob name: keyed hash of the ids, 40 hex chars (160 bits)."""
-        message = (self._prefix("blob-name", client_id) + _INT_PREFIX + _U64(record_id)
-                   + _INT_PREFIX + _U64(version))
+        message = (
+            self._prefix("blob-name", client_id) + _INT_PREFIX + _U64(record_id) + _INT_PREFIX + _U64(version)
+        )
         # HMAC-SHA256 in one C call (same bytes as crypto.hmac_sha256)
         return crypto.hmac_sha256(self.purpose_key(PURPOSE_BLOB_NAME), message).hex()[:40]
 
@@ -275,8 +297,9 @@ class ClientKeys:
         return self._sealer.seal(plaintext, aad)
 
     def _dek_aad(self, record_id: int, version: int) -> bytes:
-        return (self._dek_prefix + _INT_PREFIX + _U64(record_id) + _INT_PREFIX + _U64(version)
-                + self._dek_suffix)
+        return (
+            self._dek_prefix + _INT_PREFIX + _U64(record_id) + _INT_PREFIX + _U64(version) + self._dek_suffix
+        )
 
     def _meta_aad(self, record_id: int) -> bytes:
         return self._meta_prefix + _INT_PREFIX + _U64(record_id) + self._meta_suffix
@@ -316,9 +339,15 @@ class ClientKeys:
 
     def seal_detail(self, plaintext: bytes, *context: bytes | str | int) -> bytes:
         """Seal a client-revealing detail (e.g. an audit event's record path)."""
-        return crypto.seal(self._key, plaintext, _aad("client-detail", self.keyring.vault_id,
-                                                       self.client_id, self.version, *context))
+        return crypto.seal(
+            self._key,
+            plaintext,
+            _aad("client-detail", self.keyring.vault_id, self.client_id, self.version, *context),
+        )
 
     def unseal_detail(self, sealed: bytes, *context: bytes | str | int) -> bytes:
-        return crypto.unseal(self._key, sealed, _aad("client-detail", self.keyring.vault_id,
-                                                      self.client_id, self.version, *context))
+        return crypto.unseal(
+            self._key,
+            sealed,
+            _aad("client-detail", self.keyring.vault_id, self.client_id, self.version, *context),
+        )

@@ -24,8 +24,9 @@ def client_name(name: str) -> str:
 
 def user_name(name: str) -> str:
     if not isinstance(name, str) or not USER_NAME.match(name):
-        raise InvalidInput("invalid user name: 1-32 lower-case letters, digits, '.', '_' or '-', "
-                           "starting with a letter")
+        raise InvalidInput(
+            "invalid user name: 1-32 lower-case letters, digits, '.', '_' or '-', starting with a letter"
+        )
     return name
 
 
@@ -35,6 +36,8 @@ def record_path(path: str) -> str:
         raise InvalidInput("invalid record path: 1-256 printable characters like office/firewall")
     segments = path.split("/")
     if len(segments) > 8 or any(s in (".", "..") or not PATH_SEGMENT.match(s) for s in segments):
-        raise InvalidInput("invalid record path: segments of letters, digits, ' @+=,._-' "
-                           "separated by '/', no empty, '.' or '..' segment")
+        raise InvalidInput(
+            "invalid record path: segments of letters, digits, ' @+=,._-' "
+            "separated by '/', no empty, '.' or '..' segment"
+        )
     return path

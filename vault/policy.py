@@ -113,10 +113,17 @@ PERMISSIONS: dict[Action, frozenset[str]] = {
 }
 
 #: Actions on one client's secrets: the role is necessary, need-to-know is also required.
-NEED_TO_KNOW: frozenset[Action] = frozenset({
-    Action.SECRET_PUT, Action.SECRET_GET, Action.SECRET_LIST, Action.SECRET_HISTORY,
-    Action.SECRET_RM, Action.SECRET_IMPORT, Action.SECRET_EXPORT,
-})
+NEED_TO_KNOW: frozenset[Action] = frozenset(
+    {
+        Action.SECRET_PUT,
+        Action.SECRET_GET,
+        Action.SECRET_LIST,
+        Action.SECRET_HISTORY,
+        Action.SECRET_RM,
+        Action.SECRET_IMPORT,
+        Action.SECRET_EXPORT,
+    }
+)
 
 #: Reading a secret value needs a TOTP verified recently (step-up, SPEC 5).
 STEP_UP: frozenset[Action] = frozenset({Action.SECRET_GET, Action.SECRET_EXPORT})
@@ -124,10 +131,15 @@ STEP_UP: frozenset[Action] = frozenset({Action.SECRET_GET, Action.SECRET_EXPORT}
 #: Changes nobody may make to their own account: granting roles, recording training, unlocking,
 #: re-enabling, assigning to a client. Each needs a second person, so an admin cannot turn
 #: themselves into an engineer with need-to-know (SPEC 6: admin never implies reading secrets).
-NOT_ON_ONESELF: frozenset[Action] = frozenset({
-    Action.USER_GRANT, Action.USER_TRAIN, Action.USER_UNLOCK, Action.USER_ENABLE,
-    Action.CLIENT_ASSIGN,
-})
+NOT_ON_ONESELF: frozenset[Action] = frozenset(
+    {
+        Action.USER_GRANT,
+        Action.USER_TRAIN,
+        Action.USER_UNLOCK,
+        Action.USER_ENABLE,
+        Action.CLIENT_ASSIGN,
+    }
+)
 
 #: Engineers see only the clients they are assigned to (SPEC 6: "list/show own").
 OWN_CLIENTS_ONLY: dict[Action, frozenset[str]] = {
@@ -175,9 +187,16 @@ def sees_all_clients(roles: frozenset[str]) -> bool:
     return bool(listing - OWN_CLIENTS_ONLY[Action.CLIENT_SHOW])
 
 
-def decide(principal: Principal, action: Action, *, now: datetime,
-           account: AccountFacts | None = None, client: ClientFacts | None = None,
-           stepup_window_seconds: int = 900, subject: str | None = None) -> Decision:
+def decide(
+    principal: Principal,
+    action: Action,
+    *,
+    now: datetime,
+    account: AccountFacts | None = None,
+    client: ClientFacts | None = None,
+    stepup_window_seconds: int = 900,
+    subject: str | None = None,
+) -> Decision:
     """Deny by default; the first failed condition is the reason. ``subject`` is the user an
     administrative action changes, if any."""
     who = principal.name
@@ -197,8 +216,12 @@ def decide(principal: Principal, action: Action, *, now: datetime,
             return Decision(False, account.session_reason or f"{who} has no valid session", "denied")
 
     if action in NOT_ON_ONESELF and subject is not None and subject == who:
-        return Decision(False, f"{who} cannot {action.value.split('.')[1]} themselves: "
-                        "another admin or account manager must do it", "denied")
+        return Decision(
+            False,
+            f"{who} cannot {action.value.split('.')[1]} themselves: "
+            "another admin or account manager must do it",
+            "denied",
+        )
 
     if action in NEED_TO_KNOW:
         if client is None:
@@ -212,14 +235,21 @@ def decide(principal: Principal, action: Action, *, now: datetime,
     return Decision(True, f"role {sorted(roles)[0]}")
 
 
-def _need_to_know(who: str, action: Action, now: datetime, account: AccountFacts | None,
-                  client: ClientFacts, stepup_window_seconds: int) -> Decision:
+def _need_to_know(
+    who: str,
+    action: Action,
+    now: datetime,
+    account: AccountFacts | None,
+    client: ClientFacts,
+    stepup_window_seconds: int,
+) -> Decision:
     if account is None:
         return Decision(False, f"no account facts for {who}", "denied")
     if not client.assigned:
         return Decision(False, f"{who} is not assigned to {client.name}", "denied")
-    if client.assignment_ended or (client.assignment_ends_at is not None
-                                   and now >= client.assignment_ends_at):
+    if client.assignment_ended or (
+        client.assignment_ends_at is not None and now >= client.assignment_ends_at
+    ):
         return Decision(False, f"{who}'s assignment to {client.name} has ended", "denied")
     if account.training_valid_until is None:
         return Decision(False, f"{who} has no data-handling training on record", "denied")
@@ -229,6 +259,9 @@ def _need_to_know(who: str, action: Action, now: datetime, account: AccountFacts
         return Decision(False, f"client {client.name} is {client.state.replace('_', ' ')}", "client")
     if action in STEP_UP:
         if account.stepup_at is None or (now - account.stepup_at).total_seconds() >= stepup_window_seconds:
-            return Decision(False, "step-up needed: TOTP not verified in the last "
-                            f"{stepup_window_seconds // 60} minutes", "stepup")
+            return Decision(
+                False,
+                f"step-up needed: TOTP not verified in the last {stepup_window_seconds // 60} minutes",
+                "stepup",
+            )
     return Decision(True, f"need-to-know: {who} assigned to {client.name}, trained, SLA active")

@@ -29,8 +29,12 @@ class Principal(NamedTuple):
 
     @classmethod
     def system(cls, name: str = "system", origin: str = "cli") -> "Principal":
-        return cls(name=f"system:{name}" if not name.startswith("system") else name,
-                   roles=frozenset({SYSTEM_ROLE}), kind="system", origin=origin)
+        return cls(
+            name=f"system:{name}" if not name.startswith("system") else name,
+            roles=frozenset({SYSTEM_ROLE}),
+            kind="system",
+            origin=origin,
+        )
 
     @property
     def is_system(self) -> bool:

@@ -19,6 +19,12 @@ class SecretRecord(NamedTuple):
     created_by: str
 
     def as_dict(self) -> dict:
-        return {"client": self.client, "path": self.path, "kind": self.kind,
-                "version": self.version, "fields": self.fields,
-                "created_at": self.created_at, "created_by": self.created_by}
+        return {
+            "client": self.client,
+            "path": self.path,
+            "kind": self.kind,
+            "version": self.version,
+            "fields": self.fields,
+            "created_at": self.created_at,
+            "created_by": self.created_by,
+        }

@@ -116,7 +116,10 @@ class NoteRecord(_Record):
 
 
 MODELS: dict[str, type[_Record]] = {
-    "network": NetworkRecord, "account": AccountRecord, "access": AccessRecord, "note": NoteRecord,
+    "network": NetworkRecord,
+    "account": AccountRecord,
+    "access": AccessRecord,
+    "note": NoteRecord,
 }
 
 
@@ -152,8 +155,9 @@ def validate(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
 
 def encode(kind: str, fields: dict[str, Any]) -> bytes:
     """Canonical plaintext document for a validated record; enforces the 1 MiB limit."""
-    data = json.dumps({"kind": kind, "fields": fields}, ensure_ascii=False,
-                      separators=(",", ":"), sort_keys=True).encode("utf-8")
+    data = json.dumps(
+        {"kind": kind, "fields": fields}, ensure_ascii=False, separators=(",", ":"), sort_keys=True
+    ).encode("utf-8")
     if len(data) > MAX_PLAINTEXT:
         raise InvalidInput(f"record too large: {len(data)} bytes (limit 1 MiB)")
     return data

@@ -40,8 +40,13 @@ def audit_pubkey(state, as_json):
 @click.option("--outcome", type=click.Choice(["allow", "deny", "ok", "error"]), help="Only this outcome.")
 @click.option("--since", help="From this time: ISO 8601, or 30d / -30d for 30 days ago.")
 @click.option("--until", help="Up to this time: ISO 8601 or a relative form.")
-@click.option("--limit", type=click.IntRange(min=0), default=100, show_default=True,
-              help="Show the newest N matching events (0: all).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Show the newest N matching events (0: all).",
+)
 @json_option
 @click.pass_obj
 def audit_log(state, user, client, action, outcome, since, until, limit, as_json):
@@ -50,20 +55,50 @@ def audit_log(state, user, client, action, outcome, since, until, limit, as_json
 
     vault = state.vault()
     now = vault.ctx.now()
-    rows = vault.audit.log(state.principal(), user=user, client=client, action=action,
-                           outcome=outcome, since=parse_since(since, now) if since else None,
-                           until=parse_since(until, now) if until else None, limit=limit or None)
-    _emit_ascii(rows, as_json, lambda r: table(r, [
-        ("seq", "seq"), ("at", "time"), ("actor", "actor"), ("action", "action"),
-        ("client", "client"), ("outcome", "outcome"), ("reason", "reason"), ("detail", "detail")],
-        empty="(no matching events)"))
+    rows = vault.audit.log(
+        state.principal(),
+        user=user,
+        client=client,
+        action=action,
+        outcome=outcome,
+        since=parse_since(since, now) if since else None,
+        until=parse_since(until, now) if until else None,
+        limit=limit or None,
+    )
+    _emit_ascii(
+        rows,
+        as_json,
+        lambda r: table(
+            r,
+            [
+                ("seq", "seq"),
+                ("at", "time"),
+                ("actor", "actor"),
+                ("action", "action"),
+                ("client", "client"),
+                ("outcome", "outcome"),
+                ("reason", "reason"),
+                ("detail", "detail"),
+            ],
+            empty="(no matching events)",
+        ),
+    )
 
 
 @audit.command("export")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "cef"]), default="jsonl",
-              show_default=True, help="jsonl is verifiable offline; csv and cef are for tools.")
-@click.option("--out", type=click.Path(dir_okay=False),
-              help="New file to write (created 0600; never overwritten). Default: standard output.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv", "cef"]),
+    default="jsonl",
+    show_default=True,
+    help="jsonl is verifiable offline; csv and cef are for tools.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="New file to write (created 0600; never overwritten). Default: standard output.",
+)
 @click.option("--no-details", is_flag=True, help="Leave out the decrypted record paths.")
 @json_option
 @click.pass_obj
@@ -72,19 +107,26 @@ def audit_export(state, fmt, out, no_details, as_json):
     vault = state.vault()
     if out:
         data = vault.audit.export(state.principal(), fmt, out=out, details=not no_details)
-        emit(data, as_json, lambda d: click.echo(
-            f"exported {d['entries']} entries ({d['format']}) to {d['file']}", err=True))
+        emit(
+            data,
+            as_json,
+            lambda d: click.echo(f"exported {d['entries']} entries ({d['format']}) to {d['file']}", err=True),
+        )
     else:
         vault.audit.export(state.principal(), fmt, write=click.echo, details=not no_details)
 
 
 def _print_result(d: dict) -> None:
     if d["ok"]:
-        span = (f"entries {d['first_seq']}-{d['last_seq']}" if d["entries"] else "no entries")
-        signed = (f"signed up to entry {d['signed_up_to']}" if d["signed_up_to"] is not None
-                  else "no signed checkpoint")
-        click.echo(f"audit verify: ok: {d['entries']} entries ({span}), {d['checkpoints']} "
-                   f"checkpoints, {signed}")
+        span = f"entries {d['first_seq']}-{d['last_seq']}" if d["entries"] else "no entries"
+        signed = (
+            f"signed up to entry {d['signed_up_to']}"
+            if d["signed_up_to"] is not None
+            else "no signed checkpoint"
+        )
+        click.echo(
+            f"audit verify: ok: {d['entries']} entries ({span}), {d['checkpoints']} checkpoints, {signed}"
+        )
         if d.get("base_seq"):
             click.echo(f"  log pruned: starts after entry {d['base_seq']} (signed prune checkpoint)")
         click.echo(f"  public key {d['public_key']}")
@@ -93,13 +135,25 @@ def _print_result(d: dict) -> None:
 
 
 @audit.command("verify")
-@click.option("--file", "file", type=click.Path(dir_okay=False, exists=True),
-              help="Verify a JSON Lines export offline (no vault, no key needed).")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Verify a JSON Lines export offline (no vault, no key needed).",
+)
 @click.option("--pubkey", help="The audit public key you trust (ed25519:<base64>, or a file holding it).")
-@click.option("--checkpoint", "checkpoint_files", multiple=True, type=click.Path(dir_okay=False, exists=True),
-              help="A checkpoint kept elsewhere (blob-store copy or 'audit checkpoint --json' output).")
-@click.option("--all-signatures", is_flag=True,
-              help="Check every checkpoint's signature, not only those the verdict depends on.")
+@click.option(
+    "--checkpoint",
+    "checkpoint_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help="A checkpoint kept elsewhere (blob-store copy or 'audit checkpoint --json' output).",
+)
+@click.option(
+    "--all-signatures",
+    is_flag=True,
+    help="Check every checkpoint's signature, not only those the verdict depends on.",
+)
 @json_option
 @click.pass_obj
 def audit_verify(state, file, pubkey, checkpoint_files, all_signatures, as_json):
@@ -123,15 +177,21 @@ def audit_verify(state, file, pubkey, checkpoint_files, all_signatures, as_json)
                 extra.append(json.loads(Path(path).read_text()))
             except ValueError:
                 raise InvalidInput(f"{path} is not a checkpoint (JSON)") from None
-        with open(file, encoding="utf-8", errors="surrogateescape") as fh, \
-                progress("verifying audit export") as update:
-            result = verify_export(fh, public_key_text=key_text, extra_checkpoints=extra,
-                                   progress=update, all_signatures=all_signatures)
+        with (
+            open(file, encoding="utf-8", errors="surrogateescape") as fh,
+            progress("verifying audit export") as update,
+        ):
+            result = verify_export(
+                fh,
+                public_key_text=key_text,
+                extra_checkpoints=extra,
+                progress=update,
+                all_signatures=all_signatures,
+            )
     else:
         vault = state.vault()
         with progress("verifying audit log") as update:
-            result = vault.audit.verify(state.principal(), progress=update,
-                                        all_signatures=all_signatures)
+            result = vault.audit.verify(state.principal(), progress=update, all_signatures=all_signatures)
     data = result.as_dict()
     if wants_json(as_json):
         _emit_ascii(data, True, None)
@@ -153,7 +213,9 @@ def audit_checkpoint(state, as_json):
 
 
 @audit.command("report")
-@click.option("--since", default="30d", show_default=True, help="Window start (30d = 30 days ago, or ISO 8601).")
+@click.option(
+    "--since", default="30d", show_default=True, help="Window start (30d = 30 days ago, or ISO 8601)."
+)
 @click.option("--until", help="Window end (default now).")
 @json_option
 @click.pass_obj
@@ -163,8 +225,9 @@ def audit_report(state, since, until, as_json):
 
     vault = state.vault()
     now = vault.ctx.now()
-    data = vault.audit.report(state.principal(), since=parse_since(since, now),
-                              until=parse_since(until, now) if until else None)
+    data = vault.audit.report(
+        state.principal(), since=parse_since(since, now), until=parse_since(until, now) if until else None
+    )
     _emit_ascii(data, as_json, _print_report)
 
 
@@ -177,8 +240,13 @@ def _section(title: str) -> None:
 def _print_report(d: dict) -> None:
     w, s = d["window"], d["settings"]
     click.echo(f"Audit report {w['since']} .. {w['until']} ({w['events']} events)")
-    access_cols = [("reads", "reads"), ("writes", "writes"), ("other", "other"), ("denied", "denied"),
-                   ("total", "total")]
+    access_cols = [
+        ("reads", "reads"),
+        ("writes", "writes"),
+        ("other", "other"),
+        ("denied", "denied"),
+        ("total", "total"),
+    ]
     _section("Access per user")
     table(d["access_per_user"], [("user", "user"), *access_cols])
     _section("Access per client")
@@ -186,28 +254,59 @@ def _print_report(d: dict) -> None:
     _section("Refusals by reason")
     table(d["refusals_by_reason"], [("count", "count"), ("reason", "reason")])
     _section("Identity")
-    labels = {"failed_logins": "failed logins", "failed_stepups": "failed step-ups", "lockouts": "lockouts",
-              "totp_replays": "TOTP replays", "recovery_codes": "recovery-code uses"}
-    rows = [{"what": labels[k], "user": r["user"], "count": r["count"]}
-            for k, v in d["identity"].items() for r in v]
+    labels = {
+        "failed_logins": "failed logins",
+        "failed_stepups": "failed step-ups",
+        "lockouts": "lockouts",
+        "totp_replays": "TOTP replays",
+        "recovery_codes": "recovery-code uses",
+    }
+    rows = [
+        {"what": labels[k], "user": r["user"], "count": r["count"]}
+        for k, v in d["identity"].items()
+        for r in v
+    ]
     table(rows, [("what", "event"), ("user", "user"), ("count", "count")])
-    event_cols = [("seq", "seq"), ("at", "time"), ("actor", "user"), ("action", "action"),
-                  ("client", "client"), ("outcome", "outcome"), ("reason", "reason")]
+    event_cols = [
+        ("seq", "seq"),
+        ("at", "time"),
+        ("actor", "user"),
+        ("action", "action"),
+        ("client", "client"),
+        ("outcome", "outcome"),
+        ("reason", "reason"),
+    ]
     _section(f"Off-hours access (outside {s['business_hours']} {s['business_days']}, {s['timezone']})")
     table(d["off_hours_access"], event_cols[:6])
-    _section(f"Bursts (> {s['burst_reads']} reads or > {s['burst_clients']} clients "
-             f"in {s['burst_minutes']} min)")
-    table([{**b, "clients": ", ".join(b["clients"])} for b in d["bursts"]],
-          [("user", "user"), ("start", "from"), ("end", "to"), ("reads", "reads"),
-           ("clients", "clients"), ("kind", "why")])
+    _section(
+        f"Bursts (> {s['burst_reads']} reads or > {s['burst_clients']} clients in {s['burst_minutes']} min)"
+    )
+    table(
+        [{**b, "clients": ", ".join(b["clients"])} for b in d["bursts"]],
+        [
+            ("user", "user"),
+            ("start", "from"),
+            ("end", "to"),
+            ("reads", "reads"),
+            ("clients", "clients"),
+            ("kind", "why"),
+        ],
+    )
     _section("Attempts after an assignment ended")
     table(d["after_assignment_ended"], event_cols)
     _section("Admin changes")
     table(d["admin_changes"], event_cols)
     _section("Shreds")
-    table([{**e, "certificate": (e["certificate"] or {}).get("digest", "")} for e in d["shreds"]],
-          [("seq", "seq"), ("at", "time"), ("client", "client"), ("outcome", "outcome"),
-           ("certificate", "certificate sha256")])
+    table(
+        [{**e, "certificate": (e["certificate"] or {}).get("digest", "")} for e in d["shreds"]],
+        [
+            ("seq", "seq"),
+            ("at", "time"),
+            ("client", "client"),
+            ("outcome", "outcome"),
+            ("certificate", "certificate sha256"),
+        ],
+    )
 
 
 @audit.command("prune")
@@ -226,9 +325,16 @@ def audit_prune(state, before, yes, as_json):
             from vault.errors import InvalidInput
 
             raise InvalidInput("audit prune deletes entries: confirm with --yes")
-        click.confirm(f"Delete audit entries older than {when.isoformat()} (up to a checkpoint)?",
-                      abort=True, err=True)
+        click.confirm(
+            f"Delete audit entries older than {when.isoformat()} (up to a checkpoint)?", abort=True, err=True
+        )
     data = vault.audit.prune(state.principal(), when)
-    emit(data, as_json, lambda d: click.echo(
-        f"pruned {d['pruned']} entries; the log now starts after entry {d['base_seq']}"
-        if d["pruned"] else "nothing to prune (no checkpoint older than that date)"))
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(
+            f"pruned {d['pruned']} entries; the log now starts after entry {d['base_seq']}"
+            if d["pruned"]
+            else "nothing to prune (no checkpoint older than that date)"
+        ),
+    )

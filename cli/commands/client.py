@@ -16,8 +16,12 @@ def client():
 @client.command("add")
 @click.argument("name")
 @click.option("--sla-end", required=True, help="SLA end: ISO 8601 (2027-03-31) or relative (+365d).")
-@click.option("--grace-days", type=click.IntRange(0, 3650), default=None,
-              help="Days between SLA end and automatic shredding (default 30).")
+@click.option(
+    "--grace-days",
+    type=click.IntRange(0, 3650),
+    default=None,
+    help="Days between SLA end and automatic shredding (default 30).",
+)
 @json_option
 @click.pass_obj
 def client_add(state, name, sla_end, grace_days, as_json):
@@ -25,8 +29,9 @@ def client_add(state, name, sla_end, grace_days, as_json):
     from vault.dates import parse_when
 
     vault = state.vault()
-    data = vault.clients.add(state.principal(), name, sla_end=parse_when(sla_end, vault.ctx.now()),
-                             grace_days=grace_days)
+    data = vault.clients.add(
+        state.principal(), name, sla_end=parse_when(sla_end, vault.ctx.now()), grace_days=grace_days
+    )
     emit(data, as_json, lambda d: click.echo(f"client {d['name']} created (SLA ends {d['sla_end']})"))
 
 
@@ -36,8 +41,13 @@ def client_add(state, name, sla_end, grace_days, as_json):
 def client_list(state, as_json):
     """List clients with their SLA state."""
     rows = state.vault().clients.list(state.principal())
-    emit(rows, as_json, lambda r: table(r, [("name", "client"), ("state", "state"),
-                                            ("sla_end", "sla end"), ("grace_days", "grace")]))
+    emit(
+        rows,
+        as_json,
+        lambda r: table(
+            r, [("name", "client"), ("state", "state"), ("sla_end", "sla end"), ("grace_days", "grace")]
+        ),
+    )
 
 
 @client.command("show")
@@ -52,8 +62,13 @@ def client_show(state, name, as_json):
 
 @client.command("export")
 @click.argument("name")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False),
-              help="New file to write (created 0600; never overwritten).")
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="New file to write (created 0600; never overwritten).",
+)
 @totp_option
 @json_option
 @click.pass_obj
@@ -73,8 +88,13 @@ def client_rotate(state, name, as_json):
     vault = state.vault()
     with progress("re-wrapping record keys") as update:
         data = vault.clients.rotate_key(state.principal(), name, progress=update)
-    emit(data, as_json, lambda d: click.echo(
-        f"client {d['name']}: key version {d['key_version']}, {d['records']} records re-wrapped"))
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(
+            f"client {d['name']}: key version {d['key_version']}, {d['records']} records re-wrapped"
+        ),
+    )
 
 
 @client.command("assign")
@@ -88,10 +108,16 @@ def client_assign(state, name, user, until, as_json):
     from vault.dates import parse_when
 
     vault = state.vault()
-    data = vault.access.assign(state.principal(), name, user,
-                               until=parse_when(until, vault.ctx.now()) if until else None)
-    emit(data, as_json, lambda d: click.echo(
-        f"{d['user']} assigned to {d['client']}" + (f" until {d['until']}" if d["until"] else "")))
+    data = vault.access.assign(
+        state.principal(), name, user, until=parse_when(until, vault.ctx.now()) if until else None
+    )
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(
+            f"{d['user']} assigned to {d['client']}" + (f" until {d['until']}" if d["until"] else "")
+        ),
+    )
 
 
 @client.command("unassign")
@@ -117,8 +143,10 @@ def client_access(state, name, as_json):
 
     def human(d):
         readers = [r["user"] for r in d["users"] if r["can_read"]]
-        click.echo(f"client {d['client']} (SLA {d['sla_state']}, ends {d['sla_end']}) at {d['at']}: "
-                   f"readable by {', '.join(readers) or 'no one'}")
+        click.echo(
+            f"client {d['client']} (SLA {d['sla_state']}, ends {d['sla_end']}) at {d['at']}: "
+            f"readable by {', '.join(readers) or 'no one'}"
+        )
         show_access(d, "user")
 
     emit(data, as_json, human)

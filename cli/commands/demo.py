@@ -21,9 +21,13 @@ from typing import Callable
 
 import click
 
-PASSWORDS = {"alice": "alice-demo-password", "amy": "amy-demo-password",
-             "bob": "bob-demo-password", "carl": "carl-demo-password",
-             "rita": "rita-demo-password"}
+PASSWORDS = {
+    "alice": "alice-demo-password",
+    "amy": "amy-demo-password",
+    "bob": "bob-demo-password",
+    "carl": "carl-demo-password",
+    "rita": "rita-demo-password",
+}
 
 
 @dataclass
@@ -55,12 +59,14 @@ def _keep_uri(user: str):
         m = re.search(r"otpauth://\S+", out)
         if m:
             got[f"uri:{user}"] = m.group(0).rstrip('",')
+
     return capture
 
 
 def _keep_code(user: str):
     def capture(got: Captured, out: str) -> None:
         got[f"code:{user}"] = json.loads(out)["enrollment_code"]
+
     return capture
 
 
@@ -70,115 +76,265 @@ def _keep_pubkey(got: Captured, out: str) -> None:
 
 def _onboard(user: str, role: str) -> list[Step]:
     return [
-        Step(f"The admin adds {user} ({role}): a one-time enrollment code, valid 24 h",
-             ["user", "add", user, "--role", role, "--json"], user="alice", capture=_keep_code(user)),
-        Step(f"{user} enrolls with the code: sets a password, gets the TOTP secret "
-             "(otpauth URI) and 10 recovery codes",
-             lambda got: ["user", "enroll", user, "--code", got[f"code:{user}"], "--password-stdin",
-                          "--json"], stdin=PASSWORDS[user] + "\n", capture=_keep_uri(user)),
+        Step(
+            f"The admin adds {user} ({role}): a one-time enrollment code, valid 24 h",
+            ["user", "add", user, "--role", role, "--json"],
+            user="alice",
+            capture=_keep_code(user),
+        ),
+        Step(
+            f"{user} enrolls with the code: sets a password, gets the TOTP secret "
+            "(otpauth URI) and 10 recovery codes",
+            lambda got: ["user", "enroll", user, "--code", got[f"code:{user}"], "--password-stdin", "--json"],
+            stdin=PASSWORDS[user] + "\n",
+            capture=_keep_uri(user),
+        ),
     ]
 
 
 def _login(user: str) -> Step:
-    return Step(f"{user} logs in: password + TOTP code (the factor becomes active)",
-                lambda got: ["login", user, "--password-stdin", "--totp", got.totp(user)],
-                stdin=PASSWORDS[user] + "\n", user=user)
+    return Step(
+        f"{user} logs in: password + TOTP code (the factor becomes active)",
+        lambda got: ["login", user, "--password-stdin", "--totp", got.totp(user)],
+        stdin=PASSWORDS[user] + "\n",
+        user=user,
+    )
 
 
 def story(work: Path) -> list[Step]:
     key = str(work / "vault.key")
     firewall = work / "firewall.json"
-    firewall.write_text('{"system": "FortiGate 60F", "host": "10.20.0.1", "port": 443,'
-                        ' "protocol": "https", "username": "admin", "password": "Tr0ub4dor&3"}')
+    firewall.write_text(
+        '{"system": "FortiGate 60F", "host": "10.20.0.1", "port": 443,'
+        ' "protocol": "https", "username": "admin", "password": "Tr0ub4dor&3"}'
+    )
     return [
-        Step("Create a vault with a key-file unseal slot and enroll the first admin, alice "
-             "(recovery key, TOTP QR code and recovery codes are shown once)",
-             ["init", "--no-passphrase", "--key-file", key, "--admin", "alice", "--password-stdin"],
-             stdin=PASSWORDS["alice"] + "\n", capture=_keep_uri("alice")),
+        Step(
+            "Create a vault with a key-file unseal slot and enroll the first admin, alice "
+            "(recovery key, TOTP QR code and recovery codes are shown once)",
+            ["init", "--no-passphrase", "--key-file", key, "--admin", "alice", "--password-stdin"],
+            stdin=PASSWORDS["alice"] + "\n",
+            capture=_keep_uri("alice"),
+        ),
         _login("alice"),
         *_onboard("amy", "account_manager"),
         *_onboard("bob", "engineer"),
         *_onboard("carl", "engineer"),
         *_onboard("rita", "security_reviewer"),
-        _login("amy"), _login("bob"), _login("carl"), _login("rita"),
-        Step("amy (account manager) adds a client with its SLA end",
-             ["client", "add", "acme", "--sla-end", "+365d"], user="amy"),
-        Step("amy assigns bob to the client for 90 days (need-to-know)",
-             ["client", "assign", "acme", "bob", "--until", "+90d"], user="amy"),
-        Step("alice records bob's and carl's data-handling training",
-             ["user", "train", "bob", "--until", "+365d"], user="alice"),
+        _login("amy"),
+        _login("bob"),
+        _login("carl"),
+        _login("rita"),
+        Step(
+            "amy (account manager) adds a client with its SLA end",
+            ["client", "add", "acme", "--sla-end", "+365d"],
+            user="amy",
+        ),
+        Step(
+            "amy assigns bob to the client for 90 days (need-to-know)",
+            ["client", "assign", "acme", "bob", "--until", "+90d"],
+            user="amy",
+        ),
+        Step(
+            "alice records bob's and carl's data-handling training",
+            ["user", "train", "bob", "--until", "+365d"],
+            user="alice",
+        ),
         Step("", ["user", "train", "carl", "--until", "+365d"], user="alice"),
-        Step("bob stores the firewall's admin access (all fields from a JSON file)",
-             ["secret", "put", "acme", "office/firewall", "--type", "access",
-              "--fields-json", str(firewall)], user="bob"),
-        Step("bob stores the Wi-Fi settings; the key comes from stdin, never argv",
-             ["secret", "put", "acme", "office/wifi", "--type", "network", "--ssid", "ACME-Staff",
-              "--address", "10.20.0.0/24", "--gateway", "10.20.0.1", "--from-stdin"],
-             stdin="correct horse battery staple\n", user="bob"),
-        Step("Update the firewall password: a new version", ["secret", "put", "acme",
-             "office/firewall", "--type", "access", "--fields-json", str(firewall), "--host",
-             "10.20.0.254"], user="bob"),
-        Step("List the client's records (paths and kinds only)", ["secret", "list", "acme"],
-             user="bob"),
-        Step("bob reads the firewall record (his login TOTP counts as a fresh step-up)",
-             ["secret", "get", "acme", "office/firewall"], user="bob"),
-        Step("Read only the password, for a script", ["secret", "get", "acme", "office/firewall",
-                                                      "--field", "password"], user="bob"),
+        Step(
+            "bob stores the firewall's admin access (all fields from a JSON file)",
+            ["secret", "put", "acme", "office/firewall", "--type", "access", "--fields-json", str(firewall)],
+            user="bob",
+        ),
+        Step(
+            "bob stores the Wi-Fi settings; the key comes from stdin, never argv",
+            [
+                "secret",
+                "put",
+                "acme",
+                "office/wifi",
+                "--type",
+                "network",
+                "--ssid",
+                "ACME-Staff",
+                "--address",
+                "10.20.0.0/24",
+                "--gateway",
+                "10.20.0.1",
+                "--from-stdin",
+            ],
+            stdin="correct horse battery staple\n",
+            user="bob",
+        ),
+        Step(
+            "Update the firewall password: a new version",
+            [
+                "secret",
+                "put",
+                "acme",
+                "office/firewall",
+                "--type",
+                "access",
+                "--fields-json",
+                str(firewall),
+                "--host",
+                "10.20.0.254",
+            ],
+            user="bob",
+        ),
+        Step("List the client's records (paths and kinds only)", ["secret", "list", "acme"], user="bob"),
+        Step(
+            "bob reads the firewall record (his login TOTP counts as a fresh step-up)",
+            ["secret", "get", "acme", "office/firewall"],
+            user="bob",
+        ),
+        Step(
+            "Read only the password, for a script",
+            ["secret", "get", "acme", "office/firewall", "--field", "password"],
+            user="bob",
+        ),
         Step("Version history", ["secret", "history", "acme", "office/firewall"], user="bob"),
-        Step("carl is trained but not assigned to acme: refused (exit 4) and audited",
-             ["secret", "get", "acme", "office/firewall"], user="carl", expect=4),
-        Step("An admin cannot read secrets either (admin never implies reading): exit 4",
-             ["secret", "get", "acme", "office/firewall"], user="alice", expect=4),
-        Step("Who can reach acme's secrets right now, and why",
-             ["client", "access", "acme"], user="alice"),
-        Step("amy rotates the client key: every record key re-wrapped, the old key destroyed",
-             ["client", "rotate-key", "acme"], user="amy"),
-        Step("Bad input is one line and exit 2, nothing changes",
-             ["secret", "put", "acme", "office/bad", "--type", "network", "--address", "10.0.0.300",
-              "--from-stdin"], stdin="password123\n", expect=2, user="bob"),
-        Step("Unknown record: exit 5", ["secret", "get", "acme", "office/nothing"], expect=5,
-             user="bob"),
-        Step("A wrong TOTP code: one line, exit 3, counted towards the lockout",
-             ["login", "carl", "--password-stdin", "--totp", "000000"],
-             stdin=PASSWORDS["carl"] + "\n", expect=3, user="carl-retry"),
+        Step(
+            "carl is trained but not assigned to acme: refused (exit 4) and audited",
+            ["secret", "get", "acme", "office/firewall"],
+            user="carl",
+            expect=4,
+        ),
+        Step(
+            "An admin cannot read secrets either (admin never implies reading): exit 4",
+            ["secret", "get", "acme", "office/firewall"],
+            user="alice",
+            expect=4,
+        ),
+        Step("Who can reach acme's secrets right now, and why", ["client", "access", "acme"], user="alice"),
+        Step(
+            "amy rotates the client key: every record key re-wrapped, the old key destroyed",
+            ["client", "rotate-key", "acme"],
+            user="amy",
+        ),
+        Step(
+            "Bad input is one line and exit 2, nothing changes",
+            [
+                "secret",
+                "put",
+                "acme",
+                "office/bad",
+                "--type",
+                "network",
+                "--address",
+                "10.0.0.300",
+                "--from-stdin",
+            ],
+            stdin="password123\n",
+            expect=2,
+            user="bob",
+        ),
+        Step("Unknown record: exit 5", ["secret", "get", "acme", "office/nothing"], expect=5, user="bob"),
+        Step(
+            "A wrong TOTP code: one line, exit 3, counted towards the lockout",
+            ["login", "carl", "--password-stdin", "--totp", "000000"],
+            stdin=PASSWORDS["carl"] + "\n",
+            expect=3,
+            user="carl-retry",
+        ),
         # --- SLA end and crypto-shredding --------------------------------------------------
-        Step("amy adds a second client, globex, whose SLA has no grace period",
-             ["client", "add", "globex", "--sla-end", "+30d", "--grace-days", "0"], user="amy"),
+        Step(
+            "amy adds a second client, globex, whose SLA has no grace period",
+            ["client", "add", "globex", "--sla-end", "+30d", "--grace-days", "0"],
+            user="amy",
+        ),
         Step("", ["client", "assign", "globex", "bob"], user="amy"),
-        Step("bob stores globex's VPN access",
-             ["secret", "put", "globex", "vpn/gateway", "--type", "access", "--host", "vpn.globex.example",
-              "--username", "msp-admin", "--from-stdin"], stdin="globex-vpn-password\n", user="bob"),
-        Step("globex does not renew: amy ends the SLA now",
-             ["sla", "expire", "globex", "--reason", "contract not renewed"], user="amy"),
-        Step("Access is refused the moment the SLA ends (exit 7), before any sweep",
-             ["secret", "get", "globex", "vpn/gateway"], user="bob", expect=7),
-        Step("The scheduled sweep (cron or systemd timer, no login: the vault acts on its own) "
-             "crypto-shreds every client past its grace period",
-             ["sla", "sweep"]),
-        Step("globex is shredded: its keys are gone, so every copy anywhere is unreadable",
-             ["secret", "get", "globex", "vpn/gateway"], user="bob", expect=7),
-        Step("The signed shred certificate", ["sla", "certificate", "globex", "--out",
-                                             str(work / "globex-certificate.json")], user="amy"),
-        Step("The reviewer's copy of the audit public key", ["audit", "pubkey"], user="rita",
-             capture=_keep_pubkey),
-        Step("Anyone can verify the certificate offline with the public key",
-             lambda got: ["sla", "certificate", "--verify", str(work / "globex-certificate.json"),
-                          "--pubkey", got["pubkey"]]),
-        Step("acme is untouched", ["secret", "get", "acme", "office/wifi", "--field", "wifi_ssid"],
-             user="bob"),
+        Step(
+            "bob stores globex's VPN access",
+            [
+                "secret",
+                "put",
+                "globex",
+                "vpn/gateway",
+                "--type",
+                "access",
+                "--host",
+                "vpn.globex.example",
+                "--username",
+                "msp-admin",
+                "--from-stdin",
+            ],
+            stdin="globex-vpn-password\n",
+            user="bob",
+        ),
+        Step(
+            "globex does not renew: amy ends the SLA now",
+            ["sla", "expire", "globex", "--reason", "contract not renewed"],
+            user="amy",
+        ),
+        Step(
+            "Access is refused the moment the SLA ends (exit 7), before any sweep",
+            ["secret", "get", "globex", "vpn/gateway"],
+            user="bob",
+            expect=7,
+        ),
+        Step(
+            "The scheduled sweep (cron or systemd timer, no login: the vault acts on its own) "
+            "crypto-shreds every client past its grace period",
+            ["sla", "sweep"],
+        ),
+        Step(
+            "globex is shredded: its keys are gone, so every copy anywhere is unreadable",
+            ["secret", "get", "globex", "vpn/gateway"],
+            user="bob",
+            expect=7,
+        ),
+        Step(
+            "The signed shred certificate",
+            ["sla", "certificate", "globex", "--out", str(work / "globex-certificate.json")],
+            user="amy",
+        ),
+        Step(
+            "The reviewer's copy of the audit public key",
+            ["audit", "pubkey"],
+            user="rita",
+            capture=_keep_pubkey,
+        ),
+        Step(
+            "Anyone can verify the certificate offline with the public key",
+            lambda got: [
+                "sla",
+                "certificate",
+                "--verify",
+                str(work / "globex-certificate.json"),
+                "--pubkey",
+                got["pubkey"],
+            ],
+        ),
+        Step(
+            "acme is untouched", ["secret", "get", "acme", "office/wifi", "--field", "wifi_ssid"], user="bob"
+        ),
         # --- the security reviewer -----------------------------------------------------------
-        Step("rita reviews the access log: every read, refusal, login and shred",
-             ["audit", "log", "--limit", "12"], user="rita"),
-        Step("rita verifies the hash chain and the signed checkpoints", ["audit", "verify"],
-             user="rita"),
-        Step("rita exports the log for the SIEM and verifies the export offline",
-             ["audit", "export", "--format", "jsonl", "--out", str(work / "audit.jsonl")], user="rita"),
-        Step("", lambda got: ["audit", "verify", "--file", str(work / "audit.jsonl"),
-                              "--pubkey", got["pubkey"]]),
-        Step("rita's report: access per user and client, refusals, identity alarms, shreds",
-             ["audit", "report"], user="rita"),
-        Step("Check the whole vault: permissions, schema, every blob's authentication tag",
-             ["doctor"], user="alice"),
+        Step(
+            "rita reviews the access log: every read, refusal, login and shred",
+            ["audit", "log", "--limit", "12"],
+            user="rita",
+        ),
+        Step("rita verifies the hash chain and the signed checkpoints", ["audit", "verify"], user="rita"),
+        Step(
+            "rita exports the log for the SIEM and verifies the export offline",
+            ["audit", "export", "--format", "jsonl", "--out", str(work / "audit.jsonl")],
+            user="rita",
+        ),
+        Step(
+            "",
+            lambda got: ["audit", "verify", "--file", str(work / "audit.jsonl"), "--pubkey", got["pubkey"]],
+        ),
+        Step(
+            "rita's report: access per user and client, refusals, identity alarms, shreds",
+            ["audit", "report"],
+            user="rita",
+        ),
+        Step(
+            "Check the whole vault: permissions, schema, every blob's authentication tag",
+            ["doctor"],
+            user="alice",
+        ),
     ]
 
 
@@ -201,11 +357,15 @@ def demo_cmd(keep):
             who = f"({step.user}) " if step.user else ""
             if step.title:
                 click.secho(f"\n[{number}/{len(steps)}] {step.title}", bold=True)
-            click.echo(f"{who}$ cvault " + " ".join(args)
-                       + ("   (input on stdin)" if step.stdin else ""))
+            click.echo(f"{who}$ cvault " + " ".join(args) + ("   (input on stdin)" if step.stdin else ""))
             step_env = dict(env, CVAULT_SESSION_FILE=str(sessions / f"{step.user or 'nobody'}.json"))
-            proc = subprocess.run([sys.executable, "-m", "cli.main", *args], env=step_env,
-                                  input=step.stdin or "", capture_output=True, text=True)
+            proc = subprocess.run(
+                [sys.executable, "-m", "cli.main", *args],
+                env=step_env,
+                input=step.stdin or "",
+                capture_output=True,
+                text=True,
+            )
             if step.capture and proc.returncode == 0:
                 step.capture(got, proc.stdout)
             for line in (proc.stdout + proc.stderr).rstrip().splitlines():

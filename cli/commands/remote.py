@@ -15,11 +15,19 @@ def remote():
 @remote.command("set")
 @click.option("--tenant-id", required=True, help="Directory (tenant) id or domain.")
 @click.option("--client-id", required=True, help="Application (client) id of the app registration.")
-@click.option("--credential", type=click.Choice(["secret-file", "secret-env", "certificate", "device-code"]),
-              default="secret-file", show_default=True)
+@click.option(
+    "--credential",
+    type=click.Choice(["secret-file", "secret-env", "certificate", "device-code"]),
+    default="secret-file",
+    show_default=True,
+)
 @click.option("--secret-file", default="", help="secret-file: file (0600) holding the client secret.")
-@click.option("--secret-env", default="CVAULT_GRAPH_CLIENT_SECRET", show_default=True,
-              help="secret-env: environment variable holding the client secret.")
+@click.option(
+    "--secret-env",
+    default="CVAULT_GRAPH_CLIENT_SECRET",
+    show_default=True,
+    help="secret-env: environment variable holding the client secret.",
+)
 @click.option("--certificate-file", default="", help="certificate: PEM with the private key (0600).")
 @click.option("--certificate-thumbprint", default="", help="certificate: SHA-1 thumbprint (hex).")
 @click.option("--drive-id", default="", help="Drive id of the OneDrive or document library.")
@@ -36,8 +44,13 @@ def remote_set(state, as_json, no_instance_discovery, **options):
     """Configure the OneDrive replica (no secret is stored: only where to read it)."""
     options["instance_discovery"] = not no_instance_discovery
     data = state.vault().sync.configure(state.principal(), options)
-    emit(data, as_json, lambda d: click.echo(f"remote set: OneDrive {d['drive_id'] or d['site_hostname']}"
-                                             f" folder {d['root_folder']}"))
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(
+            f"remote set: OneDrive {d['drive_id'] or d['site_hostname']} folder {d['root_folder']}"
+        ),
+    )
 
 
 @remote.command("show")
@@ -46,8 +59,7 @@ def remote_set(state, as_json, no_instance_discovery, **options):
 def remote_show(state, as_json):
     """Show the remote configuration."""
     config = state.vault().sync.show_config(state.principal(allow_system=True, system_name="sync"))
-    emit(config, as_json,
-         lambda d: fields_block(d) if d else click.echo("no remote configured"))
+    emit(config, as_json, lambda d: fields_block(d) if d else click.echo("no remote configured"))
 
 
 @remote.command("remove")

@@ -19,11 +19,22 @@ from vault.kinds import KINDS, MAIN_SECRET, MULTILINE_FIELDS
 
 # non-secret field options: option name -> (field, multiple)
 FIELD_OPTIONS = [
-    ("--site", "site"), ("--hostname", "hostname"), ("--address", "addresses"),
-    ("--vlan", "vlan"), ("--gateway", "gateway"), ("--dns", "dns_servers"), ("--ssid", "wifi_ssid"),
-    ("--username", "username"), ("--display-name", "display_name"), ("--email", "email"),
-    ("--system", "system"), ("--url", "url"), ("--host", "host"), ("--port", "port"),
-    ("--protocol", "protocol"), ("--notes", "notes"),
+    ("--site", "site"),
+    ("--hostname", "hostname"),
+    ("--address", "addresses"),
+    ("--vlan", "vlan"),
+    ("--gateway", "gateway"),
+    ("--dns", "dns_servers"),
+    ("--ssid", "wifi_ssid"),
+    ("--username", "username"),
+    ("--display-name", "display_name"),
+    ("--email", "email"),
+    ("--system", "system"),
+    ("--url", "url"),
+    ("--host", "host"),
+    ("--port", "port"),
+    ("--protocol", "protocol"),
+    ("--notes", "notes"),
 ]
 MULTIPLE = {"addresses", "dns_servers"}
 INTEGER = {"vlan", "port"}
@@ -36,9 +47,13 @@ def secret():
 
 def _field_options(fn):
     for option, field in reversed(FIELD_OPTIONS):
-        fn = click.option(option, field, multiple=field in MULTIPLE,
-                          type=int if field in INTEGER else str,
-                          help=f"Field {field}" + (" (repeatable)" if field in MULTIPLE else "") + ".")(fn)
+        fn = click.option(
+            option,
+            field,
+            multiple=field in MULTIPLE,
+            type=int if field in INTEGER else str,
+            help=f"Field {field}" + (" (repeatable)" if field in MULTIPLE else "") + ".",
+        )(fn)
     return fn
 
 
@@ -58,17 +73,26 @@ def _read_file(path: str, what: str) -> str:
 @click.argument("path")
 @click.option("--type", "kind", type=click.Choice(KINDS), required=True, help="Record kind.")
 @click.option("--from-stdin", is_flag=True, help="Read the main secret field from standard input.")
-@click.option("--file", "value_file", type=click.Path(dir_okay=False),
-              help="Read the main secret field from this file.")
-@click.option("--fields-json", type=click.Path(dir_okay=False),
-              help="All fields at once, as a JSON object in this file.")
-@click.option("--secret-file", multiple=True, metavar="FIELD=PATH",
-              help="Read another secret field (api_token, ssh_private_key, ...) from a file.")
+@click.option(
+    "--file", "value_file", type=click.Path(dir_okay=False), help="Read the main secret field from this file."
+)
+@click.option(
+    "--fields-json",
+    type=click.Path(dir_okay=False),
+    help="All fields at once, as a JSON object in this file.",
+)
+@click.option(
+    "--secret-file",
+    multiple=True,
+    metavar="FIELD=PATH",
+    help="Read another secret field (api_token, ssh_private_key, ...) from a file.",
+)
 @_field_options
 @json_option
 @click.pass_obj
-def secret_put(state, client, path, kind, from_stdin, value_file, fields_json, secret_file,
-               as_json, **options):
+def secret_put(
+    state, client, path, kind, from_stdin, value_file, fields_json, secret_file, as_json, **options
+):
     """Store a new version of a record (values by prompt, stdin or file, never argv)."""
     fields: dict = {}
     if fields_json:
@@ -114,8 +138,9 @@ def secret_get(state, client, path, field, version, copy, totp, as_json):
     vault = state.vault()
     record = state.with_stepup(lambda p: vault.secrets.get(p, client, path, version=version), totp)
     if field is not None and field not in record.fields:
-        raise InvalidInput(f"{client}/{path} has no field {field!r} "
-                           f"(fields: {', '.join(sorted(record.fields))})")
+        raise InvalidInput(
+            f"{client}/{path} has no field {field!r} (fields: {', '.join(sorted(record.fields))})"
+        )
     if copy:
         from cli.clipboard import copy_with_timeout
 
@@ -123,18 +148,22 @@ def secret_get(state, client, path, field, version, copy, totp, as_json):
         if chosen not in record.fields:
             raise InvalidInput(f"{client}/{path} has no {chosen} to copy; use --field")
         seconds = copy_with_timeout(str(record.fields[chosen]))
-        click.echo(f"copied {chosen} of {client}/{path} to the clipboard; clears in {seconds} s",
-                   err=True)
+        click.echo(f"copied {chosen} of {client}/{path} to the clipboard; clears in {seconds} s", err=True)
         return
     if field is not None:
         value = record.fields[field]
-        emit({"field": field, "value": value}, as_json,
-             lambda d: click.echo(", ".join(map(str, value)) if isinstance(value, list) else value))
+        emit(
+            {"field": field, "value": value},
+            as_json,
+            lambda d: click.echo(", ".join(map(str, value)) if isinstance(value, list) else value),
+        )
         return
 
     def human(d):
-        click.echo(f"# {d['client']}/{d['path']}  ({d['kind']}, version {d['version']}, "
-                   f"{d['created_at']} by {d['created_by']})")
+        click.echo(
+            f"# {d['client']}/{d['path']}  ({d['kind']}, version {d['version']}, "
+            f"{d['created_at']} by {d['created_by']})"
+        )
         fields_block(d["fields"])
 
     emit(record.as_dict(), as_json, human)
@@ -147,8 +176,13 @@ def secret_get(state, client, path, field, version, copy, totp, as_json):
 def secret_list(state, client, as_json):
     """List a client's records (paths and kinds; no values)."""
     rows = state.vault().secrets.list(state.principal(), client)
-    emit(rows, as_json, lambda r: table(r, [("path", "path"), ("kind", "kind"),
-                                            ("version", "version"), ("updated_at", "updated")]))
+    emit(
+        rows,
+        as_json,
+        lambda r: table(
+            r, [("path", "path"), ("kind", "kind"), ("version", "version"), ("updated_at", "updated")]
+        ),
+    )
 
 
 @secret.command("history")
@@ -161,16 +195,26 @@ def secret_history(state, client, path, as_json):
     rows = state.vault().secrets.history(state.principal(), client, path)
     for r in rows:
         r["state"] = "deleted" if r["deleted"] else ("current" if r["current"] else "")
-    emit(rows, as_json, lambda r: table(r, [("version", "version"), ("created_at", "created"),
-                                            ("created_by", "by"), ("size", "bytes"),
-                                            ("state", "state")]))
+    emit(
+        rows,
+        as_json,
+        lambda r: table(
+            r,
+            [
+                ("version", "version"),
+                ("created_at", "created"),
+                ("created_by", "by"),
+                ("size", "bytes"),
+                ("state", "state"),
+            ],
+        ),
+    )
 
 
 @secret.command("rm")
 @click.argument("client")
 @click.argument("path")
-@click.option("--purge", is_flag=True,
-              help="Crypto-shred every version now (cannot be undone).")
+@click.option("--purge", is_flag=True, help="Crypto-shred every version now (cannot be undone).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation of --purge.")
 @json_option
 @click.pass_obj
@@ -182,12 +226,21 @@ def secret_rm(state, client, path, purge, yes, as_json):
         click.confirm(f"Destroy every version of {client}/{path} for good?", abort=True, err=True)
     data = state.vault().secrets.rm(state.principal(), client, path, purge=purge)
     if purge and not data.get("scrubbed", True):
-        click.echo("cvault: warning: another process kept the vault database open, so the "
-                   "destroyed keys' old pages are not yet overwritten; run 'cvault doctor' later "
-                   "to finish", err=True)
-    emit(data, as_json, lambda d: click.echo(
-        f"purged {d['client']}/{d['path']} ({d['versions_destroyed']} versions destroyed)"
-        if d["purged"] else f"deleted {d['client']}/{d['path']}"))
+        click.echo(
+            "cvault: warning: another process kept the vault database open, so the "
+            "destroyed keys' old pages are not yet overwritten; run 'cvault doctor' later "
+            "to finish",
+            err=True,
+        )
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(
+            f"purged {d['client']}/{d['path']} ({d['versions_destroyed']} versions destroyed)"
+            if d["purged"]
+            else f"deleted {d['client']}/{d['path']}"
+        ),
+    )
 
 
 @secret.command("import")

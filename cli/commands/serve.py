@@ -12,41 +12,100 @@ from vault.errors import InvalidInput
 
 
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind (plain HTTP only on 127.0.0.0/8 or ::1).")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind (plain HTTP only on 127.0.0.0/8 or ::1).",
+)
 @click.option("--port", type=click.IntRange(0, 65535), default=8443, show_default=True)
 @click.option("--tls-cert", type=click.Path(dir_okay=False), help="Server certificate (PEM, with chain).")
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="Its private key (PEM, 0600).")
-@click.option("--insecure-http", is_flag=True,
-              help="Plain HTTP, for tests and development on loopback only.")
-@click.option("--key-file", type=click.Path(dir_okay=False), envvar="CVAULT_KEY_FILE",
-              help="Unseal at start with this key file (else sealed until 'cvault operator unseal').")
-@click.option("--sweep-interval", type=click.FloatRange(min=0), default=300, show_default=True,
-              help="Seconds between SLA sweeps (0: off).")
-@click.option("--outbox-interval", type=click.FloatRange(min=0), default=60, show_default=True,
-              help="Seconds between OneDrive outbox drains (0: off).")
-@click.option("--checkpoint-interval", type=click.FloatRange(min=0), default=300, show_default=True,
-              help="Seconds between signed audit checkpoints (0: off).")
-@click.option("--login-burst", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Login/enroll/unseal attempts per client address at once ...")
-@click.option("--login-per-minute", type=click.FloatRange(min=0.01), default=10, show_default=True,
-              help="... then this many per minute.")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
-              default="info", show_default=True)
+@click.option("--insecure-http", is_flag=True, help="Plain HTTP, for tests and development on loopback only.")
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False),
+    envvar="CVAULT_KEY_FILE",
+    help="Unseal at start with this key file (else sealed until 'cvault operator unseal').",
+)
+@click.option(
+    "--sweep-interval",
+    type=click.FloatRange(min=0),
+    default=300,
+    show_default=True,
+    help="Seconds between SLA sweeps (0: off).",
+)
+@click.option(
+    "--outbox-interval",
+    type=click.FloatRange(min=0),
+    default=60,
+    show_default=True,
+    help="Seconds between OneDrive outbox drains (0: off).",
+)
+@click.option(
+    "--checkpoint-interval",
+    type=click.FloatRange(min=0),
+    default=300,
+    show_default=True,
+    help="Seconds between signed audit checkpoints (0: off).",
+)
+@click.option(
+    "--login-burst",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Login/enroll/unseal attempts per client address at once ...",
+)
+@click.option(
+    "--login-per-minute",
+    type=click.FloatRange(min=0.01),
+    default=10,
+    show_default=True,
+    help="... then this many per minute.",
+)
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
+)
 @click.pass_obj
-def serve_cmd(state, host, port, tls_cert, tls_key, insecure_http, key_file, sweep_interval,
-              outbox_interval, checkpoint_interval, login_burst, login_per_minute, log_level):
+def serve_cmd(
+    state,
+    host,
+    port,
+    tls_cert,
+    tls_key,
+    insecure_http,
+    key_file,
+    sweep_interval,
+    outbox_interval,
+    checkpoint_interval,
+    login_burst,
+    login_per_minute,
+    log_level,
+):
     """Serve this vault over an HTTPS JSON API (docs/service.md)."""
     from vault.server.app import ServiceSettings
     from vault.server.run import serve
 
     if state.addr:
         raise InvalidInput("cvault serve runs on the vault's host: unset --addr / CVAULT_ADDR")
-    settings = ServiceSettings(address_burst=login_burst, address_per_minute=login_per_minute,
-                               sweep_interval=sweep_interval, outbox_interval=outbox_interval,
-                               checkpoint_interval=checkpoint_interval)
-    serve(state.home, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
-          insecure_http=insecure_http, key_file=key_file, settings=settings, log_level=log_level)
+    settings = ServiceSettings(
+        address_burst=login_burst,
+        address_per_minute=login_per_minute,
+        sweep_interval=sweep_interval,
+        outbox_interval=outbox_interval,
+        checkpoint_interval=checkpoint_interval,
+    )
+    serve(
+        state.home,
+        host=host,
+        port=port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        insecure_http=insecure_http,
+        key_file=key_file,
+        settings=settings,
+        log_level=log_level,
+    )
 
 
 @click.group("operator")
@@ -63,10 +122,16 @@ def _transport(state):
 
 
 @operator.command("unseal")
-@click.option("--passphrase-file", type=click.Path(dir_okay=False),
-              help="Read the passphrase from this file (else a hidden prompt).")
-@click.option("--recovery-key-file", type=click.Path(dir_okay=False),
-              help="Unseal with the recovery key kept in this file instead.")
+@click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False),
+    help="Read the passphrase from this file (else a hidden prompt).",
+)
+@click.option(
+    "--recovery-key-file",
+    type=click.Path(dir_okay=False),
+    help="Unseal with the recovery key kept in this file instead.",
+)
 @json_option
 @click.pass_obj
 def operator_unseal(state, passphrase_file, recovery_key_file, as_json):
@@ -98,7 +163,10 @@ def operator_status(state, as_json):
     import sys
 
     data = _transport(state).request("GET", "/v1/health")
-    emit(data, as_json, lambda d: click.echo(f"service {d['status']}, "
-                                             f"{'sealed' if d['sealed'] else 'unsealed'}"))
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(f"service {d['status']}, {'sealed' if d['sealed'] else 'unsealed'}"),
+    )
     if data["sealed"]:
         sys.exit(8)

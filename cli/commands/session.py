@@ -20,8 +20,11 @@ from vault.errors import InvalidInput
 @click.argument("name")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--totp", "totp", metavar="CODE", help="The current TOTP code (asked for otherwise).")
-@click.option("--recovery-code", metavar="CODE",
-              help="Use one of your single-use recovery codes instead of a TOTP code.")
+@click.option(
+    "--recovery-code",
+    metavar="CODE",
+    help="Use one of your single-use recovery codes instead of a TOTP code.",
+)
 @json_option
 @click.pass_obj
 def login_cmd(state, name, password_stdin, totp, recovery_code, as_json):
@@ -38,10 +41,14 @@ def login_cmd(state, name, password_stdin, totp, recovery_code, as_json):
         totp = click.prompt("TOTP code", err=True)
     result = vault.users.login(name, password, totp=totp, recovery_code=recovery_code)
     data = result.as_dict()
-    data["session_file"] = str(save_token(vault.ctx.vault_id.hex(), name, result.token,
-                                          data["expires_at"]))
-    emit(data, as_json, lambda d: click.echo(
-        f"logged in as {d['user']} ({', '.join(d['roles'])}); session until {d['expires_at']}"))
+    data["session_file"] = str(save_token(vault.ctx.vault_id.hex(), name, result.token, data["expires_at"]))
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(
+            f"logged in as {d['user']} ({', '.join(d['roles'])}); session until {d['expires_at']}"
+        ),
+    )
 
 
 @click.command("logout")
@@ -60,8 +67,11 @@ def logout_cmd(state, as_json):
         state.vault().users.logout(principal)
     remove_token()
     data = {"logged_out": principal.name if principal else None}
-    emit(data, as_json, lambda d: click.echo(
-        f"logged out {d['logged_out']}" if d["logged_out"] else "not logged in"))
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(f"logged out {d['logged_out']}" if d["logged_out"] else "not logged in"),
+    )
 
 
 @click.command("whoami")
@@ -74,8 +84,11 @@ def whoami_cmd(state, as_json):
 
 
 @click.command("passwd")
-@click.option("--password-stdin", is_flag=True,
-              help="Read the current and the new password from standard input (two lines).")
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Read the current and the new password from standard input (two lines).",
+)
 @json_option
 @click.pass_obj
 def passwd_cmd(state, password_stdin, as_json):
@@ -91,5 +104,8 @@ def passwd_cmd(state, password_stdin, as_json):
         current = read_password(False, "Current password")
         new = read_password(False, "New password", confirm=True)
     vault.users.passwd(principal, current, new)
-    emit({"user": principal.name, "password_changed": True}, as_json,
-         lambda d: click.echo(f"password of {d['user']} changed; other sessions ended"))
+    emit(
+        {"user": principal.name, "password_changed": True},
+        as_json,
+        lambda d: click.echo(f"password of {d['user']} changed; other sessions ended"),
+    )

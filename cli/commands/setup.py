@@ -19,15 +19,26 @@ def prompt_new_passphrase() -> str:
 
 
 @click.command("init")
-@click.option("--passphrase-file", type=click.Path(dir_okay=False),
-              help="Read the passphrase from this file instead of a prompt.")
-@click.option("--key-file", type=click.Path(dir_okay=False),
-              help="Also create a key-file unseal slot; the new key file is written here (0600).")
+@click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False),
+    help="Read the passphrase from this file instead of a prompt.",
+)
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False),
+    help="Also create a key-file unseal slot; the new key file is written here (0600).",
+)
 @click.option("--no-passphrase", is_flag=True, help="Create no passphrase slot (needs --key-file).")
-@click.option("--admin", "admin", metavar="NAME",
-              help="Create and enroll the first admin (password, TOTP secret, recovery codes).")
-@click.option("--password-stdin", is_flag=True,
-              help="Read the first admin's new password from standard input.")
+@click.option(
+    "--admin",
+    "admin",
+    metavar="NAME",
+    help="Create and enroll the first admin (password, TOTP secret, recovery codes).",
+)
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the first admin's new password from standard input."
+)
 @json_option
 @click.pass_obj
 def init_cmd(state, passphrase_file, key_file, no_passphrase, admin, password_stdin, as_json):
@@ -57,14 +68,22 @@ def init_cmd(state, passphrase_file, key_file, no_passphrase, admin, password_st
         user_name(admin)
         admin_password = read_password(password_stdin, f"New password for {admin}", confirm=True)
         check_password_rules(admin_password)
-    vault, result = Vault.init(state.home, passphrase=passphrase, key_file=key_file,
-                               admin=admin, admin_password=admin_password)
+    vault, result = Vault.init(
+        state.home, passphrase=passphrase, key_file=key_file, admin=admin, admin_password=admin_password
+    )
     vault.close()
-    data = {"home": str(state.home), "vault_id": result.vault_id,
-            "recovery_key": result.recovery_key, "slots": result.slots}
+    data = {
+        "home": str(state.home),
+        "vault_id": result.vault_id,
+        "recovery_key": result.recovery_key,
+        "slots": result.slots,
+    }
     if result.admin:
-        data.update(admin=result.admin["name"], otpauth_uri=result.admin["otpauth_uri"],
-                    recovery_codes=result.admin["recovery_codes"])
+        data.update(
+            admin=result.admin["name"],
+            otpauth_uri=result.admin["otpauth_uri"],
+            recovery_codes=result.admin["recovery_codes"],
+        )
 
     def human(d):
         click.echo(f"Vault created at {d['home']}")
@@ -94,8 +113,10 @@ def doctor_cmd(state, as_json):
     report = vault.maintenance.doctor(state.principal(allow_system=True, system_name="doctor"))
 
     def human(d):
-        click.echo(f"checked {d['checked_records']} records, {d['checked_blobs']} blobs, "
-                   f"{d['audit_entries']} audit entries")
+        click.echo(
+            f"checked {d['checked_records']} records, {d['checked_blobs']} blobs, "
+            f"{d['audit_entries']} audit entries"
+        )
         for p in d["problems"]:
             click.echo(f"PROBLEM  {p}")
         for w in d["warnings"]:

@@ -16,17 +16,32 @@ def sla():
 
 
 def _human_view(d: dict) -> None:
-    fields_block({
-        "client": d["client"], "state": d["state"], "sla end": d["sla_end"],
-        "grace": f"{d['grace_days']} days",
-        **({"shred due": d["shred_due"]} if d.get("shred_due") else {}),
-        **({"shred request": (f"by {d['shred_request']['requested_by']} at "
-                              f"{d['shred_request']['requested_at']}: "
-                              f"{d['shred_request']['status']}")} if d.get("shred_request") else {}),
-        **({"shred": f"step {d['shred']['step']}, started {d['shred']['started_at']}"}
-           if d.get("shred") else {}),
-        **({"certificate": f"sha256 {d['certificate_sha256']}"} if d.get("certificate_sha256") else {}),
-    })
+    fields_block(
+        {
+            "client": d["client"],
+            "state": d["state"],
+            "sla end": d["sla_end"],
+            "grace": f"{d['grace_days']} days",
+            **({"shred due": d["shred_due"]} if d.get("shred_due") else {}),
+            **(
+                {
+                    "shred request": (
+                        f"by {d['shred_request']['requested_by']} at "
+                        f"{d['shred_request']['requested_at']}: "
+                        f"{d['shred_request']['status']}"
+                    )
+                }
+                if d.get("shred_request")
+                else {}
+            ),
+            **(
+                {"shred": f"step {d['shred']['step']}, started {d['shred']['started_at']}"}
+                if d.get("shred")
+                else {}
+            ),
+            **({"certificate": f"sha256 {d['certificate_sha256']}"} if d.get("certificate_sha256") else {}),
+        }
+    )
 
 
 @sla.command("show")
@@ -41,8 +56,12 @@ def sla_show(state, client, as_json):
 @sla.command("renew")
 @click.argument("client")
 @click.option("--until", required=True, help="New SLA end: ISO 8601 (2027-03-31T17:00+02:00) or +365d.")
-@click.option("--grace-days", type=click.IntRange(0, 3650), default=None,
-              help="Also change the grace period before shredding (days).")
+@click.option(
+    "--grace-days",
+    type=click.IntRange(0, 3650),
+    default=None,
+    help="Also change the grace period before shredding (days).",
+)
 @json_option
 @click.pass_obj
 def sla_renew(state, client, until, grace_days, as_json):
@@ -50,12 +69,14 @@ def sla_renew(state, client, until, grace_days, as_json):
     from vault.dates import parse_when
 
     vault = state.vault()
-    data = vault.sla.renew(state.principal(), client, parse_when(until, vault.ctx.now()),
-                           grace_days=grace_days)
+    data = vault.sla.renew(
+        state.principal(), client, parse_when(until, vault.ctx.now()), grace_days=grace_days
+    )
 
     def human(d):
-        click.echo(f"client {safe(d['client'])}: SLA renewed until {d['sla_end']} "
-                   f"(grace {d['grace_days']} days)")
+        click.echo(
+            f"client {safe(d['client'])}: SLA renewed until {d['sla_end']} (grace {d['grace_days']} days)"
+        )
         if d["cancelled_shred_request"]:
             click.echo("the pending early-shred request was cancelled")
 
@@ -70,8 +91,13 @@ def sla_renew(state, client, until, grace_days, as_json):
 def sla_expire(state, client, reason, as_json):
     """End the SLA now: access is refused at once; shredding follows after the grace period."""
     data = state.vault().sla.expire(state.principal(), client, reason=reason)
-    emit(data, as_json, lambda d: click.echo(
-        f"client {safe(d['client'])}: SLA ended at {d['sla_end']}; shred due {d['shred_due']}"))
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(
+            f"client {safe(d['client'])}: SLA ended at {d['sla_end']}; shred due {d['shred_due']}"
+        ),
+    )
 
 
 @sla.command("request-shred")
@@ -82,9 +108,14 @@ def sla_expire(state, client, reason, as_json):
 def sla_request_shred(state, client, reason, as_json):
     """Request an early shred (a second admin or account manager must approve it)."""
     data = state.vault().sla.request_shred(state.principal(), client, reason=reason)
-    emit(data, as_json, lambda d: click.echo(
-        f"early shred of {safe(d['client'])} requested; it needs approval by another admin or "
-        "account manager ('cvault sla approve-shred')"))
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(
+            f"early shred of {safe(d['client'])} requested; it needs approval by another admin or "
+            "account manager ('cvault sla approve-shred')"
+        ),
+    )
 
 
 @sla.command("approve-shred")
@@ -94,13 +125,19 @@ def sla_request_shred(state, client, reason, as_json):
 def sla_approve_shred(state, client, as_json):
     """Approve another person's early-shred request: the next sweep shreds the client."""
     data = state.vault().sla.approve_shred(state.principal(), client)
-    emit(data, as_json, lambda d: click.echo(
-        f"early shred of {safe(d['client'])} approved; the next 'cvault sla sweep' shreds it"))
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(
+            f"early shred of {safe(d['client'])} approved; the next 'cvault sla sweep' shreds it"
+        ),
+    )
 
 
 @sla.command("upcoming")
-@click.option("--within", default="30d", show_default=True,
-              help="Window: a duration such as 30d, 12w or 48h.")
+@click.option(
+    "--within", default="30d", show_default=True, help="Window: a duration such as 30d, 12w or 48h."
+)
 @json_option
 @click.pass_obj
 def sla_upcoming(state, within, as_json):
@@ -108,9 +145,21 @@ def sla_upcoming(state, within, as_json):
     from vault.dates import parse_duration
 
     rows = state.vault().sla.upcoming(state.principal(), parse_duration(within))
-    emit(rows, as_json, lambda r: table(r, [("at", "when"), ("client", "client"), ("event", "event"),
-                                            ("state", "state"), ("shred_due", "shred due")],
-                                        empty=f"nothing due within {within}"))
+    emit(
+        rows,
+        as_json,
+        lambda r: table(
+            r,
+            [
+                ("at", "when"),
+                ("client", "client"),
+                ("event", "event"),
+                ("state", "state"),
+                ("shred_due", "shred due"),
+            ],
+            empty=f"nothing due within {within}",
+        ),
+    )
 
 
 def sweep_principal(state):
@@ -150,16 +199,24 @@ def sla_sweep(state, dry_run, as_json):
     emit(data, as_json, human)
     if data["failed"]:
         first = data["failed"][0]
-        raise ShredIncomplete(f"{len(data['failed'])} shred(s) unfinished; {first['client']}: "
-                              f"{first['error']}")
+        raise ShredIncomplete(
+            f"{len(data['failed'])} shred(s) unfinished; {first['client']}: {first['error']}"
+        )
 
 
 @sla.command("certificate")
 @click.argument("client", required=False)
-@click.option("--out", type=click.Path(dir_okay=False),
-              help="Also write the certificate file (verifiable offline) here.")
-@click.option("--verify", "verify_file", type=click.Path(dir_okay=False),
-              help="Verify a certificate file offline instead (needs --pubkey; no vault needed).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="Also write the certificate file (verifiable offline) here.",
+)
+@click.option(
+    "--verify",
+    "verify_file",
+    type=click.Path(dir_okay=False),
+    help="Verify a certificate file offline instead (needs --pubkey; no vault needed).",
+)
 @click.option("--pubkey", help="Trusted audit public key: ed25519:<base64>, or a file holding it.")
 @json_option
 @click.pass_obj
@@ -196,10 +253,17 @@ def _verify(path: str, pubkey: str | None, as_json: bool) -> None:
         except (OSError, UnicodeDecodeError):
             raise InvalidInput(f"cannot read public key file {pubkey}") from None
     body = verify_document(load_certificate_file(path), parse_public_key_text(text))
-    data = {"valid": True, "client": body["client"]["name"], "client_id": body["client"]["id"],
-            "issued": body["timestamps"]["issued"]}
-    emit(data, as_json, lambda d: click.echo(
-        f"certificate valid: client {safe(d['client'])} shredded, issued {d['issued']}"))
+    data = {
+        "valid": True,
+        "client": body["client"]["name"],
+        "client_id": body["client"]["id"],
+        "issued": body["timestamps"]["issued"],
+    }
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(f"certificate valid: client {safe(d['client'])} shredded, issued {d['issued']}"),
+    )
 
 
 def _human_certificate(doc: dict) -> None:
@@ -223,19 +287,24 @@ def _human_certificate(doc: dict) -> None:
     }
     for b in blobs:
         if "deleted" in b:
-            lines[f"blobs {b['location']}"] = (f"{b['blobs']}: {b['deleted']} deleted, "
-                                               f"{b['already_absent']} already absent")
+            lines[f"blobs {b['location']}"] = (
+                f"{b['blobs']}: {b['deleted']} deleted, {b['already_absent']} already absent"
+            )
         else:
-            lines["blobs remote"] = (f"{b['blobs']}: {b['permanent_deletes_queued']} permanent deletes "
-                                     f"queued, {b['pending_at_issue']} pending at issue, "
-                                     f"{doc['live_status']['remote_deletes_pending']} pending now")
+            lines["blobs remote"] = (
+                f"{b['blobs']}: {b['permanent_deletes_queued']} permanent deletes "
+                f"queued, {b['pending_at_issue']} pending at issue, "
+                f"{doc['live_status']['remote_deletes_pending']} pending now"
+            )
     for key, value in c["timestamps"].items():
         lines[key.replace("_", " ")] = value
     v = c["verification"]
-    lines["verification"] = (f"{'passed' if v['ok'] else 'FAILED'}: client-key unwrap "
-                             f"{v['client_key_unwrap']}; {v['wrapped_key_search']['found']} of "
-                             f"{v['wrapped_key_search']['keys_searched']} wrapped keys found in "
-                             f"{', '.join(v['wrapped_key_search']['files'])}")
+    lines["verification"] = (
+        f"{'passed' if v['ok'] else 'FAILED'}: client-key unwrap "
+        f"{v['client_key_unwrap']}; {v['wrapped_key_search']['found']} of "
+        f"{v['wrapped_key_search']['keys_searched']} wrapped keys found in "
+        f"{', '.join(v['wrapped_key_search']['files'])}"
+    )
     lines["audit head"] = f"seq {c['audit_head']['seq']} sha256 {c['audit_head']['hash']}"
     lines["signature"] = doc["signature"]
     lines["signed by"] = doc["public_key"]

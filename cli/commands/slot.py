@@ -21,14 +21,21 @@ def slot():
 def slot_list(state, as_json):
     """List unseal slots (no secrets are shown)."""
     slots = state.vault(unseal=False).slots.list_slots()
-    emit(slots, as_json, lambda rows: table(rows, [("id", "id"), ("kind", "kind"),
-                                                   ("label", "label"), ("created_at", "created")]))
+    emit(
+        slots,
+        as_json,
+        lambda rows: table(
+            rows, [("id", "id"), ("kind", "kind"), ("label", "label"), ("created_at", "created")]
+        ),
+    )
 
 
 @slot.command("add")
 @click.option("--kind", type=click.Choice(["passphrase", "keyfile", "recovery"]), required=True)
 @click.option("--key-file", type=click.Path(dir_okay=False), help="keyfile: where to write the new key file.")
-@click.option("--passphrase-file", type=click.Path(dir_okay=False), help="passphrase: read it from this file.")
+@click.option(
+    "--passphrase-file", type=click.Path(dir_okay=False), help="passphrase: read it from this file."
+)
 @json_option
 @click.pass_obj
 def slot_add(state, kind, key_file, passphrase_file, as_json):

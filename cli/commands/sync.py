@@ -8,8 +8,9 @@ import click
 
 from cli.output import emit, json_option, progress
 
-workers_option = click.option("--workers", type=click.IntRange(1, 32), default=8, show_default=True,
-                              help="Concurrent transfers.")
+workers_option = click.option(
+    "--workers", type=click.IntRange(1, 32), default=8, show_default=True, help="Concurrent transfers."
+)
 
 
 @click.group("sync")
@@ -27,11 +28,19 @@ def sync_status(state, as_json):
 
     def human(d):
         remote = d["remote"]
-        click.echo("remote:  " + (f"OneDrive drive {remote['drive_id']} folder {remote['root_folder']}"
-                                  if remote else "none configured"))
+        click.echo(
+            "remote:  "
+            + (
+                f"OneDrive drive {remote['drive_id']} folder {remote['root_folder']}"
+                if remote
+                else "none configured"
+            )
+        )
         p = d["pending"]
-        click.echo(f"pending: {p['put']} uploads, {p['delete']} deletes ({p['failing']} failing)"
-                   + (f", oldest {p['oldest']}" if p["oldest"] else ""))
+        click.echo(
+            f"pending: {p['put']} uploads, {p['delete']} deletes ({p['failing']} failing)"
+            + (f", oldest {p['oldest']}" if p["oldest"] else "")
+        )
         if d["last_error"]:
             click.echo(f"last error: {d['last_error']}")
 
@@ -47,14 +56,21 @@ def sync_push(state, workers, force, as_json):
     """Upload queued blobs and carry out queued permanent deletes."""
     vault = state.vault()
     with progress("pushing") as update:
-        data = vault.sync.push(state.principal(allow_system=True, system_name="sync"), workers=workers, progress=update, force=force)
+        data = vault.sync.push(
+            state.principal(allow_system=True, system_name="sync"),
+            workers=workers,
+            progress=update,
+            force=force,
+        )
 
     def human(d):
         if d.get("skipped"):
             click.echo(f"push skipped: {d['skipped']}")
             return
-        click.echo(f"uploaded {d['uploaded']}, deleted {d['deleted']}, failed {d['failed']}; "
-                   f"still queued: {d['pending']['put']} uploads, {d['pending']['delete']} deletes")
+        click.echo(
+            f"uploaded {d['uploaded']}, deleted {d['deleted']}, failed {d['failed']}; "
+            f"still queued: {d['pending']['put']} uploads, {d['pending']['delete']} deletes"
+        )
         for e in d["errors"]:
             click.echo(f"  {e}")
 
@@ -71,7 +87,9 @@ def sync_pull(state, workers, as_json):
     """Restore missing or corrupt local blobs from the remote."""
     vault = state.vault()
     with progress("pulling") as update:
-        data = vault.sync.pull(state.principal(allow_system=True, system_name="sync"), workers=workers, progress=update)
+        data = vault.sync.pull(
+            state.principal(allow_system=True, system_name="sync"), workers=workers, progress=update
+        )
 
     def human(d):
         click.echo(f"checked {d['checked']}, restored {d['restored']}")
@@ -96,8 +114,12 @@ def sync_verify(state, as_json):
 
     def human(d):
         click.echo(f"checked {d['checked']}: {d['matching']} match")
-        for key, label in (("mismatched", "corrupt on the remote"), ("missing_remote", "missing on the remote"),
-                           ("pending_upload", "queued for upload"), ("extra_remote", "only on the remote")):
+        for key, label in (
+            ("mismatched", "corrupt on the remote"),
+            ("missing_remote", "missing on the remote"),
+            ("pending_upload", "queued for upload"),
+            ("extra_remote", "only on the remote"),
+        ):
             for name in d[key]:
                 click.echo(f"  {label}: {name}")
         click.echo("ok" if d["ok"] else "remote replica differs from the local store")

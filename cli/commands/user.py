@@ -41,8 +41,14 @@ def show_enrollment(d: dict) -> None:
 
 @user.command("add")
 @click.argument("name")
-@click.option("--role", "roles", multiple=True, required=True, type=click.Choice(ROLES),
-              help="Role to grant (repeatable).")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    required=True,
+    type=click.Choice(ROLES),
+    help="Role to grant (repeatable).",
+)
 @json_option
 @click.pass_obj
 def user_add(state, name, roles, as_json):
@@ -87,10 +93,19 @@ def user_enroll(state, name, code, password_stdin, as_json):
 def user_list(state, as_json):
     """List users with roles, state and training date."""
     rows = state.vault().users.list(state.principal())
-    emit(rows, as_json, lambda r: table(
-        [dict(x, roles=",".join(x["roles"])) for x in r],
-        [("name", "user"), ("roles", "roles"), ("state", "state"),
-         ("training_valid_until", "training until")]))
+    emit(
+        rows,
+        as_json,
+        lambda r: table(
+            [dict(x, roles=",".join(x["roles"])) for x in r],
+            [
+                ("name", "user"),
+                ("roles", "roles"),
+                ("state", "state"),
+                ("training_valid_until", "training until"),
+            ],
+        ),
+    )
 
 
 @user.command("show")
@@ -123,11 +138,11 @@ def _simple(name: str, method: str, help_text: str, done: str):
     return command
 
 
-user_disable = _simple("disable", "disable", "Disable a user (sessions end; nothing is deleted).",
-                       "user {name} disabled")
+user_disable = _simple(
+    "disable", "disable", "Disable a user (sessions end; nothing is deleted).", "user {name} disabled"
+)
 user_enable = _simple("enable", "enable", "Enable a disabled user.", "user {name} enabled")
-user_unlock = _simple("unlock", "unlock", "Unlock a user locked by failed attempts.",
-                      "user {name} unlocked")
+user_unlock = _simple("unlock", "unlock", "Unlock a user locked by failed attempts.", "user {name} unlocked")
 
 
 @user.command("reset-totp")
@@ -139,8 +154,10 @@ def user_reset_totp(state, name, as_json):
     data = state.vault().users.reset_totp(state.principal(), name)
 
     def human(d):
-        click.echo(f"TOTP of {d['name']} reset; sessions ended. Re-enrollment code "
-                   f"(one use, until {d['enrollment_expires_at']}):")
+        click.echo(
+            f"TOTP of {d['name']} reset; sessions ended. Re-enrollment code "
+            f"(one use, until {d['enrollment_expires_at']}):"
+        )
         click.echo(f"  {d['enrollment_code']}")
 
     emit(data, as_json, human)
@@ -170,8 +187,9 @@ def user_revoke(state, name, role, as_json):
 
 @user.command("train")
 @click.argument("name")
-@click.option("--until", "until", required=True,
-              help="Training attestation valid until: ISO 8601 or relative (+365d).")
+@click.option(
+    "--until", "until", required=True, help="Training attestation valid until: ISO 8601 or relative (+365d)."
+)
 @json_option
 @click.pass_obj
 def user_train(state, name, until, as_json):
@@ -180,20 +198,45 @@ def user_train(state, name, until, as_json):
 
     vault = state.vault()
     data = vault.users.train(state.principal(), name, parse_when(until, vault.ctx.now()))
-    emit(data, as_json, lambda d: click.echo(f"training of {d['name']} valid until "
-                                             f"{d['training_valid_until']}"))
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(f"training of {d['name']} valid until {d['training_valid_until']}"),
+    )
 
 
 def show_access(d: dict, key: str) -> None:
-    rows = [{"who": r[key], "can_read": "yes" if r["can_read"] else "no", "reason": r["reason"],
-             "assigned_until": (("ended " + (r["assignment"]["ended_at"] or r["assignment"]["until"]))
-                                if r["assignment"] and r["assignment"]["ended"]
-                                else (r["assignment"]["until"] or "no end") if r["assignment"] else "-"),
-             "training": r["training_valid_until"] or "-", "sla": r["sla_state"],
-             "account": r["account"]} for r in d["users" if key == "user" else "clients"]]
-    table(rows, [("who", key), ("can_read", "can read"), ("assigned_until", "assigned until"),
-                 ("training", "training until"), ("sla", "sla"), ("account", "account"),
-                 ("reason", "why")], empty="(no one)")
+    rows = [
+        {
+            "who": r[key],
+            "can_read": "yes" if r["can_read"] else "no",
+            "reason": r["reason"],
+            "assigned_until": (
+                ("ended " + (r["assignment"]["ended_at"] or r["assignment"]["until"]))
+                if r["assignment"] and r["assignment"]["ended"]
+                else (r["assignment"]["until"] or "no end")
+                if r["assignment"]
+                else "-"
+            ),
+            "training": r["training_valid_until"] or "-",
+            "sla": r["sla_state"],
+            "account": r["account"],
+        }
+        for r in d["users" if key == "user" else "clients"]
+    ]
+    table(
+        rows,
+        [
+            ("who", key),
+            ("can_read", "can read"),
+            ("assigned_until", "assigned until"),
+            ("training", "training until"),
+            ("sla", "sla"),
+            ("account", "account"),
+            ("reason", "why"),
+        ],
+        empty="(no one)",
+    )
 
 
 @user.command("access")
@@ -205,8 +248,10 @@ def user_access(state, name, as_json):
     data = state.vault().access.user_access(state.principal(), name)
 
     def human(d):
-        click.echo(f"{d['user']} ({', '.join(d['roles']) or 'no roles'}) at {d['at']}: can read "
-                   f"{', '.join(d['can_read']) or 'no client'}")
+        click.echo(
+            f"{d['user']} ({', '.join(d['roles']) or 'no roles'}) at {d['at']}: can read "
+            f"{', '.join(d['can_read']) or 'no client'}"
+        )
         show_access(d, "client")
 
     emit(data, as_json, human)

@@ -81,8 +81,15 @@ class _Handler(QuietHandler):
 
 
 class FakeAuthority:
-    def __init__(self, ssl_ctx, tokens: TokenRegistry | None = None, *, tenant: str = "contoso-tenant-id",
-                 expires_in: int = 3599, device_interval: int = 5) -> None:
+    def __init__(
+        self,
+        ssl_ctx,
+        tokens: TokenRegistry | None = None,
+        *,
+        tenant: str = "contoso-tenant-id",
+        expires_in: int = 3599,
+        device_interval: int = 5,
+    ) -> None:
         self.tokens = tokens or TokenRegistry()
         self.tenant = tenant
         self.expires_in = expires_in
@@ -111,15 +118,25 @@ class FakeAuthority:
     def stop(self) -> None:
         self.service.stop()
 
-    def register(self, client_id: str, *, secret: str | None = None, certificate_pem: bytes | None = None,
-                 public: bool = False) -> ClientApp:
+    def register(
+        self,
+        client_id: str,
+        *,
+        secret: str | None = None,
+        certificate_pem: bytes | None = None,
+        public: bool = False,
+    ) -> ClientApp:
         app = ClientApp(client_id, secret, certificate_pem, public)
         self.clients[client_id] = app
         return app
 
     def token_requests(self, grant_type: str | None = None) -> list[AuthorityLogEntry]:
-        return [e for e in self.log if e.path.endswith("/oauth2/v2.0/token")
-                and (grant_type is None or e.form.get("grant_type") == grant_type)]
+        return [
+            e
+            for e in self.log
+            if e.path.endswith("/oauth2/v2.0/token")
+            and (grant_type is None or e.form.get("grant_type") == grant_type)
+        ]
 
     # -- handling -----------------------------------------------------------------------------
 
@@ -127,8 +144,9 @@ class FakeAuthority:
         split = urlsplit(h.path)
         body = h.read_body()
         form = {k: v[0] for k, v in parse_qs(body.decode("ascii", "replace")).items()} if body else {}
-        entry = AuthorityLogEntry(h.command, split.path, {k: (v if k == "grant_type" else "...")
-                                                          for k, v in form.items()})
+        entry = AuthorityLogEntry(
+            h.command, split.path, {k: (v if k == "grant_type" else "...") for k, v in form.items()}
+        )
         with self._lock:
             self.log.append(entry)
         status, obj = self._route(h.command, split.path, form)
@@ -151,9 +169,11 @@ class FakeAuthority:
                 "tenant_region_scope": "EU",
             }
         if method == "GET" and path == "/common/discovery/instance":
-            return 200, {"tenant_discovery_endpoint":
-                         f"{self.authority_url}/v2.0/.well-known/openid-configuration",
-                         "api-version": "1.1", "metadata": []}
+            return 200, {
+                "tenant_discovery_endpoint": f"{self.authority_url}/v2.0/.well-known/openid-configuration",
+                "api-version": "1.1",
+                "metadata": [],
+            }
         if method == "POST" and path == f"/{t}/oauth2/v2.0/devicecode":
             return self._devicecode(form)
         if method == "POST" and path == f"/{t}/oauth2/v2.0/token":
@@ -162,9 +182,14 @@ class FakeAuthority:
 
     @staticmethod
     def _oauth_error(code: str, description: str, status: int = 400) -> tuple[int, dict]:
-        return status, {"error": code, "error_description": description, "error_codes": [0],
-                        "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
-                        "trace_id": secrets.token_hex(8), "correlation_id": secrets.token_hex(8)}
+        return status, {
+            "error": code,
+            "error_description": description,
+            "error_codes": [0],
+            "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+            "trace_id": secrets.token_hex(8),
+            "correlation_id": secrets.token_hex(8),
+        }
 
     def _devicecode(self, form: dict) -> tuple[int, dict]:
         app = self.clients.get(form.get("client_id", ""))
@@ -174,10 +199,15 @@ class FakeAuthority:
         user_code = secrets.token_hex(4).upper()
         self.devices[code] = DeviceCode(app.client_id, form.get("scope", ""))
         uri = "https://microsoft.com/devicelogin"
-        return 200, {"device_code": code, "user_code": user_code, "verification_uri": uri,
-                     "expires_in": 900, "interval": self.device_interval,
-                     "message": f"To sign in, use a web browser to open the page {uri} and enter the code "
-                                f"{user_code} to authenticate."}
+        return 200, {
+            "device_code": code,
+            "user_code": user_code,
+            "verification_uri": uri,
+            "expires_in": 900,
+            "interval": self.device_interval,
+            "message": f"To sign in, use a web browser to open the page {uri} and enter the code "
+            f"{user_code} to authenticate.",
+        }
 
     def _check_assertion(self, app: ClientApp, assertion: str) -> bool:
         import jwt  # PyJWT, installed with msal
@@ -194,34 +224,62 @@ class FakeAuthority:
             self.assertion_errors.append(repr(exc))
             return False
         # msal keeps the base64url padding on x5t; compare without it.
-        if str(header.get("x5t#S256", "")).rstrip("=") != _b64url(hashlib.sha256(der).digest()) and \
-                str(header.get("x5t", "")).rstrip("=") != _b64url(hashlib.sha1(der).digest()):
+        if str(header.get("x5t#S256", "")).rstrip("=") != _b64url(hashlib.sha256(der).digest()) and str(
+            header.get("x5t", "")
+        ).rstrip("=") != _b64url(hashlib.sha1(der).digest()):
             self.assertion_errors.append(f"thumbprint mismatch: {sorted(header)}")
             return False
         try:
-            jwt.decode(assertion, cert.public_key(), algorithms=["RS256", "PS256"],
-                       audience=f"{self.authority_url}/oauth2/v2.0/token", issuer=app.client_id)
+            jwt.decode(
+                assertion,
+                cert.public_key(),
+                algorithms=["RS256", "PS256"],
+                audience=f"{self.authority_url}/oauth2/v2.0/token",
+                issuer=app.client_id,
+            )
         except jwt.PyJWTError as exc:
             self.assertion_errors.append(repr(exc))
             return False
         return True
 
     def _access(self, scope: str) -> dict:
-        return {"token_type": "Bearer", "scope": scope, "expires_in": self.expires_in,
-                "ext_expires_in": self.expires_in, "access_token": self.tokens.issue()}
+        return {
+            "token_type": "Bearer",
+            "scope": scope,
+            "expires_in": self.expires_in,
+            "ext_expires_in": self.expires_in,
+            "access_token": self.tokens.issue(),
+        }
 
     def _user_tokens(self, app: ClientApp, scope: str) -> dict:
         uid, utid = "00000000-0000-0000-0000-0000000000aa", self.tenant
         now = int(time.time())
-        claims = {"aud": app.client_id, "iss": f"{self.authority_url}/v2.0", "iat": now, "nbf": now,
-                  "exp": now + 3600, "name": "Test Engineer", "oid": uid, "sub": "sub-" + uid,
-                  "tid": utid, "preferred_username": "engineer@contoso.example", "ver": "2.0"}
-        id_token = ".".join([_b64url(b'{"alg":"none","typ":"JWT"}'), _b64url(json.dumps(claims).encode()), ""])
+        claims = {
+            "aud": app.client_id,
+            "iss": f"{self.authority_url}/v2.0",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 3600,
+            "name": "Test Engineer",
+            "oid": uid,
+            "sub": "sub-" + uid,
+            "tid": utid,
+            "preferred_username": "engineer@contoso.example",
+            "ver": "2.0",
+        }
+        id_token = ".".join(
+            [_b64url(b'{"alg":"none","typ":"JWT"}'), _b64url(json.dumps(claims).encode()), ""]
+        )
         refresh = "fake-rt-" + secrets.token_urlsafe(24)
         self.refresh_tokens[refresh] = app.client_id
         out = self._access(scope)
-        out.update({"refresh_token": refresh, "id_token": id_token,
-                    "client_info": _b64url(json.dumps({"uid": uid, "utid": utid}).encode())})
+        out.update(
+            {
+                "refresh_token": refresh,
+                "id_token": id_token,
+                "client_info": _b64url(json.dumps({"uid": uid, "utid": utid}).encode()),
+            }
+        )
         return out
 
     def _token(self, form: dict) -> tuple[int, dict]:
@@ -235,8 +293,9 @@ class FakeAuthority:
                 return self._oauth_error("invalid_client", "AADSTS7000218: public client", 401)
             if "client_secret" in form:
                 if app.secret is None or not secrets.compare_digest(form["client_secret"], app.secret):
-                    return self._oauth_error("invalid_client", "AADSTS7000215: Invalid client secret provided.",
-                                             401)
+                    return self._oauth_error(
+                        "invalid_client", "AADSTS7000215: Invalid client secret provided.", 401
+                    )
             elif form.get("client_assertion_type") == JWT_BEARER and form.get("client_assertion"):
                 if not self._check_assertion(app, form["client_assertion"]):
                     return self._oauth_error("invalid_client", "AADSTS700027: Client assertion failed.", 401)

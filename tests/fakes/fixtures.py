@@ -23,8 +23,16 @@ from tests.fakes.graph_server import FakeGraph, TokenRegistry
 from tests.fakes.https import make_test_ca
 
 __all__ = [
-    "RecordingSleep", "RegistryTokenProvider", "test_ca", "token_registry", "fake_graph", "fake_authority",
-    "recording_sleep", "graph_tokens", "graph_client", "onedrive_backend",
+    "RecordingSleep",
+    "RegistryTokenProvider",
+    "test_ca",
+    "token_registry",
+    "fake_graph",
+    "fake_authority",
+    "recording_sleep",
+    "graph_tokens",
+    "graph_client",
+    "onedrive_backend",
 ]
 
 
@@ -104,8 +112,13 @@ def graph_tokens(token_registry):
 def graph_client(fake_graph, graph_tokens, recording_sleep, test_ca):
     from vault.backends.graph import GraphClient
 
-    client = GraphClient(graph_tokens, base_url=fake_graph.base_url, verify=str(test_ca.ca_path),
-                         sleep=recording_sleep, rng=random.Random(1234))
+    client = GraphClient(
+        graph_tokens,
+        base_url=fake_graph.base_url,
+        verify=str(test_ca.ca_path),
+        sleep=recording_sleep,
+        rng=random.Random(1234),
+    )
     yield client
     client.close()
 

@@ -37,8 +37,21 @@ from vault.backends.quickxor import quickxorhash
 
 FRAGMENT_UNIT = 320 * 1024
 SIMPLE_LIMIT = 4 * 1024 * 1024
-FAULT_KINDS = ("429", "503", "500", "502", "401", "403", "416", "expire_session", "reset", "reset_after",
-               "drop_mid_body", "truncate_body", "corrupt")
+FAULT_KINDS = (
+    "429",
+    "503",
+    "500",
+    "502",
+    "401",
+    "403",
+    "416",
+    "expire_session",
+    "reset",
+    "reset_after",
+    "drop_mid_body",
+    "truncate_body",
+    "corrupt",
+)
 
 
 class TokenRegistry:
@@ -91,8 +104,11 @@ class _Fault:
     path_contains: str | None = None
 
     def matches(self, port: str, method: str, path: str) -> bool:
-        return ((self.port is None or self.port == port) and (self.method is None or self.method == method)
-                and (self.path_contains is None or self.path_contains in path))
+        return (
+            (self.port is None or self.port == port)
+            and (self.method is None or self.method == method)
+            and (self.path_contains is None or self.path_contains in path)
+        )
 
 
 @dataclass
@@ -123,8 +139,19 @@ def _now() -> str:
 
 
 def _error(code: str, message: str) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message, "innerError": {
-        "date": _now(), "request-id": str(uuid.uuid4()), "client-request-id": str(uuid.uuid4())}}}).encode()
+    return json.dumps(
+        {
+            "error": {
+                "code": code,
+                "message": message,
+                "innerError": {
+                    "date": _now(),
+                    "request-id": str(uuid.uuid4()),
+                    "client-request-id": str(uuid.uuid4()),
+                },
+            }
+        }
+    ).encode()
 
 
 class _Handler(QuietHandler):
@@ -155,8 +182,15 @@ class _Handler(QuietHandler):
 class FakeGraph:
     """Fake Graph service: ``base_url`` (API) and a content origin for pre-authenticated URLs."""
 
-    def __init__(self, ssl_ctx, tokens: TokenRegistry | None = None, *, drive_id: str | None = None,
-                 page_size: int = 200, direct_download: bool = False) -> None:
+    def __init__(
+        self,
+        ssl_ctx,
+        tokens: TokenRegistry | None = None,
+        *,
+        drive_id: str | None = None,
+        page_size: int = 200,
+        direct_download: bool = False,
+    ) -> None:
         self.tokens = tokens or TokenRegistry()
         self.drive_id = drive_id or "b!" + secrets.token_urlsafe(24)
         self.page_size = page_size
@@ -197,16 +231,31 @@ class FakeGraph:
         self.api.stop()
         self.content.stop()
 
-    def inject(self, kind: str, times: int = 1, *, retry_after: str | None = None, port: str | None = None,
-               method: str | None = None, path_contains: str | None = None) -> None:
+    def inject(
+        self,
+        kind: str,
+        times: int = 1,
+        *,
+        retry_after: str | None = None,
+        port: str | None = None,
+        method: str | None = None,
+        path_contains: str | None = None,
+    ) -> None:
         """Answer the next ``times`` matching requests with fault ``kind`` (see FAULT_KINDS)."""
         if kind not in FAULT_KINDS:
             raise ValueError(kind)
         with self._lock:
             self._script.extend(_Fault(kind, retry_after, port, method, path_contains) for _ in range(times))
 
-    def random_faults(self, probability: float, kinds=("429", "503", "reset"), *, seed: int = 0,
-                      retry_after: dict[str, str | None] | None = None, ports=("api", "content")) -> None:
+    def random_faults(
+        self,
+        probability: float,
+        kinds=("429", "503", "reset"),
+        *,
+        seed: int = 0,
+        retry_after: dict[str, str | None] | None = None,
+        ports=("api", "content"),
+    ) -> None:
         with self._lock:
             self._probability = probability
             self._random_kinds = tuple(kinds)
@@ -271,7 +320,9 @@ class FakeGraph:
         split = urlsplit(h.path)
         query = parse_qs(split.query)
         record = RequestRecord(
-            method=h.command, path=split.path, port=port,
+            method=h.command,
+            path=split.path,
+            port=port,
             headers=frozenset(k.lower() for k in h.headers.keys()),
             has_authorization="authorization" in {k.lower() for k in h.headers.keys()},
             content_range=h.headers.get("Content-Range"),
@@ -317,8 +368,15 @@ class FakeGraph:
                 with self._lock:
                     session = self._sessions.get(m.group(1)) if m else None
                     nxt = session.next if session else 0
-                return send(416, json.dumps({"error": {"code": "invalidRange", "message": "injected 416"},
-                                             "nextExpectedRanges": [f"{nxt}-"]}).encode())
+                return send(
+                    416,
+                    json.dumps(
+                        {
+                            "error": {"code": "invalidRange", "message": "injected 416"},
+                            "nextExpectedRanges": [f"{nxt}-"],
+                        }
+                    ).encode(),
+                )
             if kind == "reset":
                 reset_connection(h)
         if port == "content":
@@ -326,9 +384,12 @@ class FakeGraph:
         else:
             auth = h.headers.get("Authorization") or ""
             if not auth.startswith("Bearer ") or not self.tokens.valid(auth[7:]):
-                status, payload, headers, ctype = 401, _error(
-                    "InvalidAuthenticationToken", self._echo(h, "Access token validation failure.")), {}, \
-                    "application/json"
+                status, payload, headers, ctype = (
+                    401,
+                    _error("InvalidAuthenticationToken", self._echo(h, "Access token validation failure.")),
+                    {},
+                    "application/json",
+                )
             else:
                 status, payload, headers, ctype = self._api(h, split.path, query, body, fault)
                 if status >= 400 and self.echo_token:
@@ -361,13 +422,19 @@ class FakeGraph:
         ("GET", re.compile(r"^/v1\.0/drives/(?P<d>[^/]+)/root:/(?P<p>.+?):/children$"), "_children"),
         ("GET", re.compile(r"^/v1\.0/drives/(?P<d>[^/]+)/root:/(?P<p>.+?):/content$"), "_get_content"),
         ("PUT", re.compile(r"^/v1\.0/drives/(?P<d>[^/]+)/root:/(?P<p>.+?):/content$"), "_put_content"),
-        ("POST", re.compile(r"^/v1\.0/drives/(?P<d>[^/]+)/root:/(?P<p>.+?):/createUploadSession$"),
-         "_create_session"),
+        (
+            "POST",
+            re.compile(r"^/v1\.0/drives/(?P<d>[^/]+)/root:/(?P<p>.+?):/createUploadSession$"),
+            "_create_session",
+        ),
         ("GET", re.compile(r"^/v1\.0/drives/(?P<d>[^/]+)/root:/(?P<p>.+?):?$"), "_meta"),
         ("GET", re.compile(r"^/v1\.0/drives/(?P<d>[^/]+)/items/(?P<i>[^/]+)$"), "_meta_by_id"),
         ("DELETE", re.compile(r"^/v1\.0/drives/(?P<d>[^/]+)/items/(?P<i>[^/]+)$"), "_recycle"),
-        ("POST", re.compile(r"^/v1\.0/drives/(?P<d>[^/]+)/items/(?P<i>[^/]+)/permanentDelete$"),
-         "_permanent_delete"),
+        (
+            "POST",
+            re.compile(r"^/v1\.0/drives/(?P<d>[^/]+)/items/(?P<i>[^/]+)/permanentDelete$"),
+            "_permanent_delete",
+        ),
     ]
 
     def _api(self, h, path, query, body, fault):
@@ -389,20 +456,29 @@ class FakeGraph:
         item = self._items[key]
         parent_id = self._items[item.parent].id if item.parent in self._items else "root"
         out = {
-            "id": item.id, "name": item.name, "eTag": f'"{{{item.id}}},{item.version}"',
-            "cTag": f'"c:{{{item.id}}},{item.version}"', "createdDateTime": item.created,
+            "id": item.id,
+            "name": item.name,
+            "eTag": f'"{{{item.id}}},{item.version}"',
+            "cTag": f'"c:{{{item.id}}},{item.version}"',
+            "createdDateTime": item.created,
             "lastModifiedDateTime": item.modified,
-            "parentReference": {"driveId": self.drive_id, "driveType": "business", "id": parent_id,
-                                "path": "/drive/root:" + ("/" + self._display_path(item.parent)
-                                                          if item.parent in self._items else "")},
+            "parentReference": {
+                "driveId": self.drive_id,
+                "driveType": "business",
+                "id": parent_id,
+                "path": "/drive/root:"
+                + ("/" + self._display_path(item.parent) if item.parent in self._items else ""),
+            },
         }
         if item.folder:
             out["folder"] = {"childCount": sum(1 for i in self._items.values() if i.parent == key)}
             out["size"] = 0
         else:
             out["size"] = len(item.content)
-            out["file"] = {"mimeType": "application/octet-stream",
-                           "hashes": {"quickXorHash": quickxorhash(item.content)}}
+            out["file"] = {
+                "mimeType": "application/octet-stream",
+                "hashes": {"quickXorHash": quickxorhash(item.content)},
+            }
         return out
 
     def _ensure_folder(self, parts: list[str]) -> str:
@@ -411,8 +487,14 @@ class FakeGraph:
             parent = key
             key = f"{key}/{part.lower()}" if key else part.lower()
             if key not in self._items:
-                item = Item(id=secrets.token_hex(8).upper(), name=part, parent=parent, folder=True,
-                            created=_now(), modified=_now())
+                item = Item(
+                    id=secrets.token_hex(8).upper(),
+                    name=part,
+                    parent=parent,
+                    folder=True,
+                    created=_now(),
+                    modified=_now(),
+                )
                 self._items[key] = item
                 self._by_id[item.id] = key
             elif not self._items[key].folder:
@@ -429,8 +511,15 @@ class FakeGraph:
             existing.version += 1
             existing.modified = _now()
         else:
-            item = Item(id=secrets.token_hex(8).upper(), name=parts[-1], parent=parent, folder=False,
-                        content=content, created=_now(), modified=_now())
+            item = Item(
+                id=secrets.token_hex(8).upper(),
+                name=parts[-1],
+                parent=parent,
+                folder=False,
+                content=content,
+                created=_now(),
+                modified=_now(),
+            )
             self._items[key] = item
             self._by_id[item.id] = key
         return key
@@ -471,12 +560,14 @@ class FakeGraph:
         skip = int((query.get("$skiptoken") or ["0"])[0])
         with self._lock:
             keys = sorted(k for k, item in self._items.items() if item.parent == key)
-            page = [self._item_json(k) for k in keys[skip: skip + top]]
+            page = [self._item_json(k) for k in keys[skip : skip + top]]
         out = {"value": page}
         if skip + top < len(keys):
             sel = (query.get("$select") or [""])[0]
-            out["@odata.nextLink"] = (f"{self.base_url}/drives/{quote(self.drive_id, safe='')}/{route}"
-                                      f"?$top={top}&$skiptoken={skip + top}" + (f"&$select={sel}" if sel else ""))
+            out["@odata.nextLink"] = (
+                f"{self.base_url}/drives/{quote(self.drive_id, safe='')}/{route}"
+                f"?$top={top}&$skiptoken={skip + top}" + (f"&$select={sel}" if sel else "")
+            )
         return self._json(200, out)
 
     def _put_content(self, p, body, fault, **_):
@@ -507,7 +598,7 @@ class FakeGraph:
             spec = json.loads(body or b"{}")
         except ValueError:
             return self._json(400, None, error=("invalidRequest", "bad JSON"))
-        behaviour = ((spec.get("item") or {}).get("@microsoft.graph.conflictBehavior") or "fail")
+        behaviour = (spec.get("item") or {}).get("@microsoft.graph.conflictBehavior") or "fail"
         with self._lock:
             if behaviour == "fail" and self._key(p) in self._items:
                 return self._json(409, None, error=("nameAlreadyExists", "The item already exists."))
@@ -515,16 +606,22 @@ class FakeGraph:
             session = Session(sid, secrets.token_urlsafe(24), p)
             session.corrupt = fault is not None and fault.kind == "corrupt"
             self._sessions[sid] = session
-        return self._json(200, {
-            "uploadUrl": f"{self.content.origin}/up/{sid}?tempauth={session.secret}",
-            "expirationDateTime": _now(), "nextExpectedRanges": ["0-"]})
+        return self._json(
+            200,
+            {
+                "uploadUrl": f"{self.content.origin}/up/{sid}?tempauth={session.secret}",
+                "expirationDateTime": _now(),
+                "nextExpectedRanges": ["0-"],
+            },
+        )
 
     # -- content port (pre-authenticated URLs) ------------------------------------------------
 
     def _content(self, h, path, query, body, record):
         if record.has_authorization:
-            return self._json(401, None, error=("unauthenticated",
-                                                "Pre-authenticated URLs must not carry Authorization."))
+            return self._json(
+                401, None, error=("unauthenticated", "Pre-authenticated URLs must not carry Authorization.")
+            )
         tempauth = (query.get("tempauth") or [""])[0]
         m = re.match(r"^/(up|dl)/([A-Za-z0-9_-]+)$", path)
         if not m:
@@ -541,8 +638,9 @@ class FakeGraph:
             if session is None or session.secret != tempauth:
                 return self._json(404, None, error=("itemNotFound", "The upload session was not found."))
             if h.command == "GET":
-                return self._json(200, {"expirationDateTime": _now(),
-                                        "nextExpectedRanges": [f"{session.next}-"]})
+                return self._json(
+                    200, {"expirationDateTime": _now(), "nextExpectedRanges": [f"{session.next}-"]}
+                )
             if h.command == "DELETE":
                 del self._sessions[ident]
                 return self._json(204, None)
@@ -560,20 +658,29 @@ class FakeGraph:
             elif session.total != total:
                 return self._json(400, None, error=("invalidRequest", "total size changed"))
             if start != session.next:
-                return self._json(416, {"error": {"code": "invalidRange",
-                                                  "message": "The uploaded fragment overlaps or skips data."},
-                                        "nextExpectedRanges": [f"{session.next}-"]})
+                return self._json(
+                    416,
+                    {
+                        "error": {
+                            "code": "invalidRange",
+                            "message": "The uploaded fragment overlaps or skips data.",
+                        },
+                        "nextExpectedRanges": [f"{session.next}-"],
+                    },
+                )
             last = end == total - 1
             if not last and length % FRAGMENT_UNIT:
-                return self._json(400, None, error=("invalidRequest",
-                                                    "Fragment size must be a multiple of 320 KiB."))
+                return self._json(
+                    400, None, error=("invalidRequest", "Fragment size must be a multiple of 320 KiB.")
+                )
             if length > 60 * 1024 * 1024:
                 return self._json(413, None, error=("requestTooLarge", "Fragment above 60 MiB."))
             session.received.append(body)
             session.next = end + 1
             if not last:
-                return self._json(202, {"expirationDateTime": _now(),
-                                        "nextExpectedRanges": [f"{session.next}-"]})
+                return self._json(
+                    202, {"expirationDateTime": _now(), "nextExpectedRanges": [f"{session.next}-"]}
+                )
             content = b"".join(session.received)
             if session.corrupt and content:
                 content = bytes([content[0] ^ 0xFF]) + content[1:]
@@ -606,4 +713,3 @@ class FakeGraph:
                 return self._json(404, None, error=("itemNotFound", "The resource could not be found."))
             self._remove(key)
             return self._json(204, None)
-

@@ -41,17 +41,22 @@ class Checkpoint(NamedTuple):
     signature: bytes = b""
 
     def body(self) -> dict:
-        return {"vault_id": self.vault_id.hex(), "seq": self.seq, "entry_hash": self.entry_hash.hex(),
-                "at": self.at, "kind": self.kind, "base_seq": self.base_seq,
-                "base_hash": None if self.base_hash is None else self.base_hash.hex()}
+        return {
+            "vault_id": self.vault_id.hex(),
+            "seq": self.seq,
+            "entry_hash": self.entry_hash.hex(),
+            "at": self.at,
+            "kind": self.kind,
+            "base_seq": self.base_seq,
+            "base_hash": None if self.base_hash is None else self.base_hash.hex(),
+        }
 
     def signing_input(self) -> bytes:
         return SIGNING_LABEL + _canonical(self.body())
 
     def as_dict(self) -> dict:
         """The JSON Lines checkpoint line (and the blob-store copy)."""
-        return {"type": "checkpoint", **self.body(),
-                "signature": base64.b64encode(self.signature).decode()}
+        return {"type": "checkpoint", **self.body(), "signature": base64.b64encode(self.signature).decode()}
 
     def to_json(self) -> str:
         return json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -63,8 +68,16 @@ class Checkpoint(NamedTuple):
     @classmethod
     def from_row(cls, vault_id: bytes, row) -> "Checkpoint":
         seq, entry_hash, at, kind, base_seq, base_hash, signature = row
-        return cls(vault_id, seq, bytes(entry_hash), at, kind, base_seq,
-                   None if base_hash is None else bytes(base_hash), bytes(signature))
+        return cls(
+            vault_id,
+            seq,
+            bytes(entry_hash),
+            at,
+            kind,
+            base_seq,
+            None if base_hash is None else bytes(base_hash),
+            bytes(signature),
+        )
 
     @classmethod
     def from_dict(cls, d) -> "Checkpoint":
@@ -92,8 +105,16 @@ class Checkpoint(NamedTuple):
             signature = base64.b64decode(d.get("signature") or "", validate=True)
         except (binascii.Error, TypeError):
             raise ValueError("bad signature encoding") from None
-        return cls(_hex(d.get("vault_id"), 16), seq, _hex(d.get("entry_hash"), 32), at, kind,
-                   base_seq, base_hash, signature)
+        return cls(
+            _hex(d.get("vault_id"), 16),
+            seq,
+            _hex(d.get("entry_hash"), 32),
+            at,
+            kind,
+            base_seq,
+            base_hash,
+            signature,
+        )
 
 
 def authentic_blob(data: bytes, name: str, vault_id: bytes, public_key: bytes) -> bool:
@@ -105,8 +126,11 @@ def authentic_blob(data: bytes, name: str, vault_id: bytes, public_key: bytes) -
         cp = Checkpoint.from_dict(json.loads(data))
     except (ValueError, UnicodeDecodeError):
         return False
-    return (cp.vault_id == vault_id and cp.blob_name == name
-            and verify_signature(public_key, cp.signature, cp.signing_input()))
+    return (
+        cp.vault_id == vault_id
+        and cp.blob_name == name
+        and verify_signature(public_key, cp.signature, cp.signing_input())
+    )
 
 
 def _hex(value, length: int) -> bytes:

@@ -31,15 +31,17 @@ def destroy_client_audit_key(conn, client_id: str) -> str | None:
     the client-key versions: the caller owns ``conn`` and the transaction, and is responsible for
     the SQLite secure_delete / WAL truncate / vacuum that follows. Idempotent (a resumed shred may
     call it again)."""
-    row = conn.execute("SELECT fingerprint FROM client_audit_keys WHERE client_id = ?",
-                       (client_id,)).fetchone()
+    row = conn.execute(
+        "SELECT fingerprint FROM client_audit_keys WHERE client_id = ?", (client_id,)
+    ).fetchone()
     conn.execute("DELETE FROM client_audit_keys WHERE client_id = ?", (client_id,))
     return row[0] if row else None
 
 
 def client_audit_key_fingerprint(conn, client_id: str) -> str | None:
-    row = conn.execute("SELECT fingerprint FROM client_audit_keys WHERE client_id = ?",
-                       (client_id,)).fetchone()
+    row = conn.execute(
+        "SELECT fingerprint FROM client_audit_keys WHERE client_id = ?", (client_id,)
+    ).fetchone()
     return row[0] if row else None
 
 
@@ -56,8 +58,9 @@ class DetailKeys:
         try:
             return self.keyring.unwrap_client_audit_key(bytes(wrapped), client_id)
         except CryptoError:
-            raise IntegrityFailure(f"integrity failure: audit-detail key of client {client_name} "
-                                   "failed authentication") from None
+            raise IntegrityFailure(
+                f"integrity failure: audit-detail key of client {client_name} failed authentication"
+            ) from None
 
     def seal(self, client_id: str, client_name: str, detail: str) -> tuple[bytes | None, str | None]:
         """Seal ``detail`` for the client; (None, None) if the client is being shredded or gone."""
@@ -71,10 +74,11 @@ class DetailKeys:
                     "INSERT OR IGNORE INTO client_audit_keys (client_id, wrapped, fingerprint,"
                     " created_at) SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM clients WHERE id = ?"
                     " AND shred_state IS NULL)",
-                    (client_id, wrapped, crypto.key_fingerprint(key),
-                     to_epoch(self.clock.now()), client_id))
-                row = conn.execute("SELECT wrapped FROM client_audit_keys WHERE client_id = ?",
-                                   (client_id,)).fetchone()
+                    (client_id, wrapped, crypto.key_fingerprint(key), to_epoch(self.clock.now()), client_id),
+                )
+                row = conn.execute(
+                    "SELECT wrapped FROM client_audit_keys WHERE client_id = ?", (client_id,)
+                ).fetchone()
             if row is None:
                 return None, None
         key = self._unwrap(row[0], client_id, client_name)
@@ -94,14 +98,14 @@ class DetailReader:
 
     def _key(self, client_id: str) -> bytes | None:
         if client_id not in self._cache:
-            row = self._keys.db.one("SELECT wrapped FROM client_audit_keys WHERE client_id = ?",
-                                    (client_id,))
+            row = self._keys.db.one("SELECT wrapped FROM client_audit_keys WHERE client_id = ?", (client_id,))
             if row is None:
                 self._cache[client_id] = None
             else:
                 try:
                     self._cache[client_id] = self._keys.keyring.unwrap_client_audit_key(
-                        bytes(row[0]), client_id)
+                        bytes(row[0]), client_id
+                    )
                 except CryptoError:
                     self._cache[client_id] = b""
         return self._cache[client_id]
@@ -115,7 +119,7 @@ class DetailReader:
             # details written before audit-detail keys existed were sealed under a client-key
             # version that rotation or a shred has destroyed since
             return SHREDDED
-        client_id = key_ref[len(KEY_REF_PREFIX):]
+        client_id = key_ref[len(KEY_REF_PREFIX) :]
         try:
             key = self._key(client_id)
         except VaultSealed:
@@ -125,7 +129,8 @@ class DetailReader:
         if not key:
             return UNREADABLE
         try:
-            return crypto.unseal(key, bytes(sealed), self._keys.keyring.audit_detail_aad(client_id)
-                                 ).decode("utf-8", "replace")
+            return crypto.unseal(key, bytes(sealed), self._keys.keyring.audit_detail_aad(client_id)).decode(
+                "utf-8", "replace"
+            )
         except CryptoError:
             return UNREADABLE

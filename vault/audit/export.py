@@ -21,8 +21,21 @@ import json
 from datetime import datetime
 from typing import Iterator
 
-CSV_COLUMNS = ("seq", "at", "actor", "action", "client", "outcome", "reason", "origin", "detail",
-               "detail_key", "detail_sealed", "prev_hash", "entry_hash")
+CSV_COLUMNS = (
+    "seq",
+    "at",
+    "actor",
+    "action",
+    "client",
+    "outcome",
+    "reason",
+    "origin",
+    "detail",
+    "detail_key",
+    "detail_sealed",
+    "prev_hash",
+    "entry_hash",
+)
 
 CEF_VENDOR = "cvault"
 CEF_PRODUCT = "client-config-vault"
@@ -93,14 +106,25 @@ def cef_severity(action: str, outcome: str) -> int:
 def cef_line(e: dict, version: str) -> str:
     at = datetime.fromisoformat(e["at"].replace("Z", "+00:00"))
     header = [
-        "CEF:0", cef_header_field(CEF_VENDOR), cef_header_field(CEF_PRODUCT), cef_header_field(version),
-        cef_header_field(e["action"]), cef_header_field(f"{e['action']} {e['outcome']}"),
+        "CEF:0",
+        cef_header_field(CEF_VENDOR),
+        cef_header_field(CEF_PRODUCT),
+        cef_header_field(version),
+        cef_header_field(e["action"]),
+        cef_header_field(f"{e['action']} {e['outcome']}"),
         str(cef_severity(e["action"], e["outcome"])),
     ]
-    ext = [("rt", int(at.timestamp() * 1000)), ("externalId", e["seq"]), ("suser", e["actor"]),
-           ("act", e["action"]), ("outcome", e["outcome"]), ("reason", e.get("reason"))]
-    for n, (label, key) in enumerate((("client", "client"), ("origin", "origin"),
-                                      ("detail", "detail"), ("entryHash", "entry_hash")), 1):
+    ext = [
+        ("rt", int(at.timestamp() * 1000)),
+        ("externalId", e["seq"]),
+        ("suser", e["actor"]),
+        ("act", e["action"]),
+        ("outcome", e["outcome"]),
+        ("reason", e.get("reason")),
+    ]
+    for n, (label, key) in enumerate(
+        (("client", "client"), ("origin", "origin"), ("detail", "detail"), ("entryHash", "entry_hash")), 1
+    ):
         if e.get(key) is not None:
             ext += [(f"cs{n}Label", label), (f"cs{n}", e[key])]
     body = " ".join(f"{k}={cef_ext_value(v)}" for k, v in ext if v is not None)

@@ -38,8 +38,10 @@ OUTCOMES = ("allow", "deny", "ok", "error")
 #: write a signed checkpoint at least every this many entries (SPEC 9)
 CHECKPOINT_EVERY = 100
 
-EVENT_COLUMNS = ("seq, at, actor, action, client, outcome, reason, origin, detail_sealed,"
-                 " detail_key, prev_hash, entry_hash")
+EVENT_COLUMNS = (
+    "seq, at, actor, action, client, outcome, reason, origin, detail_sealed,"
+    " detail_key, prev_hash, entry_hash"
+)
 CHECKPOINT_COLUMNS = "seq, entry_hash, at, kind, base_seq, base_hash, signature"
 
 
@@ -59,10 +61,16 @@ class AuditEntry(NamedTuple):
 
     def fields(self) -> dict:
         return {
-            "seq": self.seq, "at": self.at, "actor": self.actor, "action": self.action,
-            "client": self.client, "outcome": self.outcome, "reason": self.reason,
+            "seq": self.seq,
+            "at": self.at,
+            "actor": self.actor,
+            "action": self.action,
+            "client": self.client,
+            "outcome": self.outcome,
+            "reason": self.reason,
             "origin": self.origin,
-            "detail_sealed": _b64(self.detail_sealed), "detail_key": self.detail_key,
+            "detail_sealed": _b64(self.detail_sealed),
+            "detail_key": self.detail_key,
         }
 
 
@@ -87,8 +95,16 @@ class AuditLog:
     append; without an unsealed keyring no checkpoint is signed (the next append that finds the
     vault unsealed catches up), and without ``blobs`` no backend copy is made."""
 
-    def __init__(self, db, clock: Clock, vault_id: bytes, *, keyring=None, blobs=None,
-                 checkpoint_every: int = CHECKPOINT_EVERY):
+    def __init__(
+        self,
+        db,
+        clock: Clock,
+        vault_id: bytes,
+        *,
+        keyring=None,
+        blobs=None,
+        checkpoint_every: int = CHECKPOINT_EVERY,
+    ):
         self.db = db
         self.clock = clock
         self.vault_id = vault_id
@@ -105,9 +121,18 @@ class AuditLog:
 
     # --- events -----------------------------------------------------------------------------------
 
-    def append(self, *, actor: str, action: str, outcome: str, client: str | None = None,
-               reason: str | None = None, origin: str = "cli", detail_sealed: bytes | None = None,
-               detail_key: str | None = None) -> int:
+    def append(
+        self,
+        *,
+        actor: str,
+        action: str,
+        outcome: str,
+        client: str | None = None,
+        reason: str | None = None,
+        origin: str = "cli",
+        detail_sealed: bytes | None = None,
+        detail_key: str | None = None,
+    ) -> int:
         """Write one event in its own committed transaction; returns its sequence number."""
         if outcome not in OUTCOMES:
             raise ValueError(f"bad audit outcome {outcome}")
@@ -115,12 +140,14 @@ class AuditLog:
             if self.fail_injector is not None:
                 self.fail_injector()
             with self.db.write() as conn:
-                seq, digest = self._append(conn, actor, action, outcome, client, reason, origin,
-                                           detail_sealed, detail_key)
+                seq, digest = self._append(
+                    conn, actor, action, outcome, client, reason, origin, detail_sealed, detail_key
+                )
                 checkpoint = self._periodic_checkpoint(conn, seq, digest)
         except (sqlite3.Error, OSError) as exc:
-            raise AuditFailure(f"the audit log could not be written ({type(exc).__name__}); "
-                               "operation refused") from None
+            raise AuditFailure(
+                f"the audit log could not be written ({type(exc).__name__}); operation refused"
+            ) from None
         if checkpoint is not None:
             try:
                 self._copy_to_backend(checkpoint)
@@ -128,27 +155,54 @@ class AuditLog:
                 pass  # the signed row is in the table; the next checkpoint is copied again
         return seq
 
-    def _append(self, conn, actor, action, outcome, client, reason, origin, detail_sealed,
-                detail_key) -> tuple[int, bytes]:
+    def _append(
+        self, conn, actor, action, outcome, client, reason, origin, detail_sealed, detail_key
+    ) -> tuple[int, bytes]:
         last = conn.execute("SELECT seq, entry_hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
         if last:
             seq, prev = last[0] + 1, bytes(last[1])
         else:
             seq, prev = self._chain_start(conn)
-        entry = AuditEntry(seq, rfc3339(self.clock.now()), actor, action, client, outcome, reason,
-                           origin, detail_sealed, detail_key, prev, b"")
+        entry = AuditEntry(
+            seq,
+            rfc3339(self.clock.now()),
+            actor,
+            action,
+            client,
+            outcome,
+            reason,
+            origin,
+            detail_sealed,
+            detail_key,
+            prev,
+            b"",
+        )
         digest = chain_hash(prev, entry.fields())
         conn.execute(
             f"INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (seq, entry.at, actor, action, client, outcome, reason, origin, detail_sealed,
-             detail_key, prev, digest),
+            (
+                seq,
+                entry.at,
+                actor,
+                action,
+                client,
+                outcome,
+                reason,
+                origin,
+                detail_sealed,
+                detail_key,
+                prev,
+                digest,
+            ),
         )
         return seq, digest
 
     def _chain_start(self, conn) -> tuple[int, bytes]:
         """Where the next entry goes in an empty table: after the newest prune base, else seq 1."""
-        row = conn.execute("SELECT base_seq, base_hash FROM audit_checkpoints WHERE kind = 'prune'"
-                           " ORDER BY base_seq DESC LIMIT 1").fetchone()
+        row = conn.execute(
+            "SELECT base_seq, base_hash FROM audit_checkpoints WHERE kind = 'prune'"
+            " ORDER BY base_seq DESC LIMIT 1"
+        ).fetchone()
         if row:
             return row[0] + 1, bytes(row[1])
         return 1, genesis_hash(self.vault_id)
@@ -180,16 +234,26 @@ class AuditLog:
             # report the overdue checkpoint
             return None
 
-    def _write_checkpoint(self, conn, seq: int, digest: bytes, kind: str,
-                          base: tuple[int, bytes] | None = None) -> Checkpoint:
+    def _write_checkpoint(
+        self, conn, seq: int, digest: bytes, kind: str, base: tuple[int, bytes] | None = None
+    ) -> Checkpoint:
         from vault.audit.signing import AuditSigner
 
-        unsigned = Checkpoint(self.vault_id, seq, digest, rfc3339(self.clock.now()), kind,
-                              base[0] if base else None, base[1] if base else None)
+        unsigned = Checkpoint(
+            self.vault_id,
+            seq,
+            digest,
+            rfc3339(self.clock.now()),
+            kind,
+            base[0] if base else None,
+            base[1] if base else None,
+        )
         signature = AuditSigner(self.db, self.keyring).sign(unsigned.signing_input())
         cp = unsigned._replace(signature=signature)
-        conn.execute(f"INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
-                     (cp.seq, cp.entry_hash, cp.at, cp.kind, cp.base_seq, cp.base_hash, cp.signature))
+        conn.execute(
+            f"INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+            (cp.seq, cp.entry_hash, cp.at, cp.kind, cp.base_seq, cp.base_hash, cp.signature),
+        )
         return cp
 
     def _copy_to_backend(self, cp: Checkpoint) -> None:
@@ -199,8 +263,10 @@ class AuditLog:
             return
         self.blobs.put(cp.blob_name, cp.to_json().encode())
         with self.db.write() as conn:
-            conn.execute("INSERT INTO outbox (op, blob_name, queued_at) VALUES ('put', ?, ?)",
-                         (cp.blob_name, to_epoch(self.clock.now())))
+            conn.execute(
+                "INSERT INTO outbox (op, blob_name, queued_at) VALUES ('put', ?, ?)",
+                (cp.blob_name, to_epoch(self.clock.now())),
+            )
 
     def checkpoint(self, kind: str = "manual") -> Checkpoint:
         """Sign the current head now (SLA sweeps and shreds call this; exports too).
@@ -218,7 +284,9 @@ class AuditLog:
                 seq, digest = self.head(conn)
                 row = conn.execute(
                     f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE seq = ? AND kind != 'prune'"
-                    " ORDER BY id DESC LIMIT 1", (seq,)).fetchone()
+                    " ORDER BY id DESC LIMIT 1",
+                    (seq,),
+                ).fetchone()
                 if row is not None and bytes(row[1]) == digest:
                     return Checkpoint.from_row(self.vault_id, row)
                 cp = self._write_checkpoint(conn, seq, digest, kind)
@@ -237,8 +305,10 @@ class AuditLog:
 
     def checkpoints(self, conn=None) -> list[Checkpoint]:
         conn = conn or self.db.conn
-        return [Checkpoint.from_row(self.vault_id, r) for r in conn.execute(
-            f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY seq, id")]
+        return [
+            Checkpoint.from_row(self.vault_id, r)
+            for r in conn.execute(f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY seq, id")
+        ]
 
     def copy_to_backend(self, cp: Checkpoint) -> None:
         try:

@@ -29,22 +29,33 @@ ACTIONS: dict[str, tuple[str, frozenset[str] | None]] = {
 READ_ACTIONS = frozenset({"secret.get", "secret.export"})
 
 #: actions that change who can do what (listed under "admin changes")
-ADMIN_CHANGE_ACTIONS = frozenset({
-    "user.add", "user.enroll", "user.disable", "user.enable", "user.grant", "user.revoke",
-    "user.unlock", "user.reset_totp", "user.train", "client.assign", "client.unassign",
-})
+ADMIN_CHANGE_ACTIONS = frozenset(
+    {
+        "user.add",
+        "user.enroll",
+        "user.disable",
+        "user.enable",
+        "user.grant",
+        "user.revoke",
+        "user.unlock",
+        "user.reset_totp",
+        "user.train",
+        "client.assign",
+        "client.unassign",
+    }
+)
 ADMIN_CHANGE_PREFIXES = ("slot.",)
 
 #: a refusal "after an assignment ended" (vault.policy writes "<user>'s assignment to <client> has ended")
 ASSIGNMENT_ENDED = re.compile(r"assignment .*(ended|expired)", re.IGNORECASE)
 
 DEFAULTS = {
-    "audit_business_hours": "08:00-18:00",   # local time, [start, end)
+    "audit_business_hours": "08:00-18:00",  # local time, [start, end)
     "audit_business_days": "mon-fri",
-    "audit_timezone": "UTC",                 # an IANA zone, e.g. "Europe/London"
-    "audit_burst_reads": 20,                 # more than this many secret reads ...
-    "audit_burst_clients": 5,                # ... or reads of more than this many clients ...
-    "audit_burst_minutes": 10,               # ... by one user within this many minutes
+    "audit_timezone": "UTC",  # an IANA zone, e.g. "Europe/London"
+    "audit_burst_reads": 20,  # more than this many secret reads ...
+    "audit_burst_clients": 5,  # ... or reads of more than this many clients ...
+    "audit_burst_minutes": 10,  # ... by one user within this many minutes
 }
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -61,8 +72,15 @@ class Event:
 
     def brief(self, tz=None) -> dict:
         at = self.at.astimezone(tz) if tz is not None else self.at
-        return {"seq": self.seq, "at": at.isoformat(), "actor": self.actor, "action": self.action,
-                "client": self.client, "outcome": self.outcome, "reason": self.reason}
+        return {
+            "seq": self.seq,
+            "at": at.isoformat(),
+            "actor": self.actor,
+            "action": self.action,
+            "client": self.client,
+            "outcome": self.outcome,
+            "reason": self.reason,
+        }
 
 
 def matches(section: str, e: Event) -> bool:
@@ -97,8 +115,11 @@ class ReportSettings:
         except (ZoneInfoNotFoundError, ValueError):
             raise InvalidInput(f"setting audit_timezone: unknown time zone {s['audit_timezone']!r}") from None
         try:
-            reads, clients, minutes = (int(s["audit_burst_reads"]), int(s["audit_burst_clients"]),
-                                       int(s["audit_burst_minutes"]))
+            reads, clients, minutes = (
+                int(s["audit_burst_reads"]),
+                int(s["audit_burst_clients"]),
+                int(s["audit_burst_minutes"]),
+            )
         except (TypeError, ValueError):
             raise InvalidInput("settings audit_burst_*: whole numbers expected") from None
         if reads < 1 or clients < 1 or minutes < 1:
@@ -115,11 +136,14 @@ class ReportSettings:
         return self.end <= t < self.start  # hours spanning midnight, e.g. 22:00-06:00
 
     def describe(self) -> dict:
-        return {"business_hours": f"{self.start:%H:%M}-{self.end:%H:%M}",
-                "business_days": ",".join(_DAYS[d] for d in sorted(self.days)),
-                "timezone": str(self.tz), "burst_reads": self.burst_reads,
-                "burst_clients": self.burst_clients,
-                "burst_minutes": int(self.burst_window.total_seconds() // 60)}
+        return {
+            "business_hours": f"{self.start:%H:%M}-{self.end:%H:%M}",
+            "business_days": ",".join(_DAYS[d] for d in sorted(self.days)),
+            "timezone": str(self.tz),
+            "burst_reads": self.burst_reads,
+            "burst_clients": self.burst_clients,
+            "burst_minutes": int(self.burst_window.total_seconds() // 60),
+        }
 
 
 def _parse_days(text: str) -> frozenset[int]:
@@ -137,22 +161,34 @@ def _parse_days(text: str) -> frozenset[int]:
     return frozenset(days)
 
 
-def build_report(events: Iterable[Event], settings: ReportSettings, *, since: datetime,
-                 until: datetime, certificates: dict[str, dict] | None = None) -> dict:
+def build_report(
+    events: Iterable[Event],
+    settings: ReportSettings,
+    *,
+    since: datetime,
+    until: datetime,
+    certificates: dict[str, dict] | None = None,
+) -> dict:
     events = list(events)
     per_user: dict[str, Counter] = defaultdict(Counter)
     per_client: dict[str, Counter] = defaultdict(Counter)
     refusals: Counter = Counter()
-    identity: dict[str, Counter] = {k: Counter() for k in
-                                    ("failed_logins", "failed_stepups", "lockouts", "totp_replays",
-                                     "recovery_codes")}
+    identity: dict[str, Counter] = {
+        k: Counter()
+        for k in ("failed_logins", "failed_stepups", "lockouts", "totp_replays", "recovery_codes")
+    }
     off_hours, after_assignment, admin_changes, shreds = [], [], [], []
     reads_by_user: dict[str, list[Event]] = defaultdict(list)
 
     for e in events:
         if e.action.startswith("secret."):
-            kind = ("reads" if e.action in READ_ACTIONS else
-                    "writes" if e.action in ("secret.put", "secret.rm", "secret.import") else "other")
+            kind = (
+                "reads"
+                if e.action in READ_ACTIONS
+                else "writes"
+                if e.action in ("secret.put", "secret.rm", "secret.import")
+                else "other"
+            )
             if e.outcome == "allow":
                 per_user[e.actor][kind] += 1
                 if e.client:
@@ -172,10 +208,11 @@ def build_report(events: Iterable[Event], settings: ReportSettings, *, since: da
         for section in identity:
             if matches(section, e):
                 identity[section][e.actor] += 1
-        if (e.action in ADMIN_CHANGE_ACTIONS or e.action.startswith(ADMIN_CHANGE_PREFIXES)) \
-                and e.outcome in ("ok", "deny", "error") or \
-                (e.action in ADMIN_CHANGE_ACTIONS and e.outcome == "allow"
-                 and not _has_result(events, e)):
+        if (
+            (e.action in ADMIN_CHANGE_ACTIONS or e.action.startswith(ADMIN_CHANGE_PREFIXES))
+            and e.outcome in ("ok", "deny", "error")
+            or (e.action in ADMIN_CHANGE_ACTIONS and e.outcome == "allow" and not _has_result(events, e))
+        ):
             admin_changes.append(e)
         if matches("shreds", e):
             shreds.append(e)
@@ -183,9 +220,16 @@ def build_report(events: Iterable[Event], settings: ReportSettings, *, since: da
     def rows(counter_map: dict[str, Counter], key: str) -> list[dict]:
         out = []
         for name, c in sorted(counter_map.items()):
-            out.append({key: name, "reads": c["reads"], "writes": c["writes"], "other": c["other"],
-                        "denied": c["denied"],
-                        "total": c["reads"] + c["writes"] + c["other"] + c["denied"]})
+            out.append(
+                {
+                    key: name,
+                    "reads": c["reads"],
+                    "writes": c["writes"],
+                    "other": c["other"],
+                    "denied": c["denied"],
+                    "total": c["reads"] + c["writes"] + c["other"] + c["denied"],
+                }
+            )
         return out
 
     tz = settings.tz
@@ -195,14 +239,12 @@ def build_report(events: Iterable[Event], settings: ReportSettings, *, since: da
         "access_per_user": rows(per_user, "user"),
         "access_per_client": rows(per_client, "client"),
         "refusals_by_reason": [{"reason": r, "count": n} for r, n in refusals.most_common()],
-        "identity": {k: [{"user": u, "count": n} for u, n in sorted(v.items())]
-                     for k, v in identity.items()},
+        "identity": {k: [{"user": u, "count": n} for u, n in sorted(v.items())] for k, v in identity.items()},
         "off_hours_access": [e.brief(tz) for e in off_hours],
         "bursts": _bursts(reads_by_user, settings),
         "after_assignment_ended": [e.brief() for e in after_assignment],
         "admin_changes": [e.brief() for e in admin_changes],
-        "shreds": [{**e.brief(), "certificate": _certificate_for(e, certificates or {})}
-                   for e in shreds],
+        "shreds": [{**e.brief(), "certificate": _certificate_for(e, certificates or {})} for e in shreds],
     }
 
 
@@ -210,8 +252,12 @@ def _has_result(events: list[Event], e: Event) -> bool:
     """Whether an allow decision has a later ok/error event of the same action and actor (the
     result is listed instead, so one change is not listed twice)."""
     for other in events:
-        if other.seq > e.seq and other.action == e.action and other.actor == e.actor \
-                and other.outcome in ("ok", "error"):
+        if (
+            other.seq > e.seq
+            and other.action == e.action
+            and other.actor == e.actor
+            and other.outcome in ("ok", "error")
+        ):
             return True
     return False
 
@@ -237,8 +283,14 @@ def _bursts(reads_by_user: dict[str, list[Event]], s: ReportSettings) -> list[di
             hot = len(window) > s.burst_reads or len(clients) > s.burst_clients
             if hot:
                 if current is None:
-                    current = {"user": user, "start": window[0].at.isoformat(), "first_seq": window[0].seq,
-                               "reads": 0, "clients": set(), "kind": set()}
+                    current = {
+                        "user": user,
+                        "start": window[0].at.isoformat(),
+                        "first_seq": window[0].seq,
+                        "reads": 0,
+                        "clients": set(),
+                        "kind": set(),
+                    }
                     found.append(current)
                     seen = {w.seq for w in window}
                     current["reads"] = len(seen)

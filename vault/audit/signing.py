@@ -47,8 +47,9 @@ class AuditSigner:
         """The stored public key must belong to the sealed private key (someone able to write
         vault.db could otherwise swap both the key and a re-signed log)."""
         if not crypto.constant_time_equal(crypto.ed25519_public_key(self._private()), self.public_key()):
-            raise IntegrityFailure("integrity failure: the stored audit public key is not the "
-                                   "vault's audit key")
+            raise IntegrityFailure(
+                "integrity failure: the stored audit public key is not the vault's audit key"
+            )
 
     def _private(self) -> bytes:
         row = self.db.one("SELECT value FROM meta WHERE key = 'audit_private_sealed'")

@@ -43,22 +43,33 @@ _sha256 = hashlib.sha256
 Row = tuple
 
 
-_TEMPLATE = ('{"action":%s,"actor":%s,"at":%s,"client":%s,"detail_key":%s,"detail_sealed":%s,'
-             '"origin":%s,"outcome":%s,"reason":%s,"seq":%d}')
+_TEMPLATE = (
+    '{"action":%s,"actor":%s,"at":%s,"client":%s,"detail_key":%s,"detail_sealed":%s,'
+    '"origin":%s,"outcome":%s,"reason":%s,"seq":%d}'
+)
 
 
-def entry_bytes(seq, at, actor, action, client, outcome, reason, origin, detail_sealed_b64,
-                detail_key) -> bytes:
+def entry_bytes(
+    seq, at, actor, action, client, outcome, reason, origin, detail_sealed_b64, detail_key
+) -> bytes:
     """``canonical(fields)`` of an entry, byte-identical to json.dumps(sort_keys, (",", ":"),
     ensure_ascii) and several times faster. Raises TypeError/ValueError on a malformed field.
     (verify_chain inlines this expression; tests keep both identical to the definition.)"""
-    return (_TEMPLATE % (
-                _q(action), _q(actor), _q(at),
-                "null" if client is None else _q(client),
-                "null" if detail_key is None else _q(detail_key),
-                "null" if detail_sealed_b64 is None else _q(detail_sealed_b64),
-                _q(origin), _q(outcome),
-                "null" if reason is None else _q(reason), seq)).encode()
+    return (
+        _TEMPLATE
+        % (
+            _q(action),
+            _q(actor),
+            _q(at),
+            "null" if client is None else _q(client),
+            "null" if detail_key is None else _q(detail_key),
+            "null" if detail_sealed_b64 is None else _q(detail_sealed_b64),
+            _q(origin),
+            _q(outcome),
+            "null" if reason is None else _q(reason),
+            seq,
+        )
+    ).encode()
 
 
 def sha256_hex(text: str) -> str:
@@ -96,12 +107,19 @@ class Trailer:
     details_sha256: str
 
     def body(self) -> dict:
-        return {"vault_id": self.vault_id.hex(), "head_seq": self.head_seq, "entries": self.entries,
-                "header_sha256": self.header_sha256, "details_sha256": self.details_sha256}
+        return {
+            "vault_id": self.vault_id.hex(),
+            "head_seq": self.head_seq,
+            "entries": self.entries,
+            "header_sha256": self.header_sha256,
+            "details_sha256": self.details_sha256,
+        }
 
     def signing_input(self) -> bytes:
-        return TRAILER_LABEL + json.dumps(self.body(), sort_keys=True, separators=(",", ":"),
-                                          ensure_ascii=True).encode()
+        return (
+            TRAILER_LABEL
+            + json.dumps(self.body(), sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+        )
 
     def signed(self, signature: bytes) -> dict:
         return {"type": "trailer", **self.body(), "signature": base64.b64encode(signature).decode()}
@@ -126,21 +144,36 @@ class VerifyResult:
         return self
 
     def as_dict(self) -> dict:
-        return {"ok": self.ok, "problem": self.problem, "bad_seq": self.bad_seq,
-                "entries": self.entries, "first_seq": self.first_seq, "last_seq": self.last_seq,
-                "base_seq": self.base_seq, "checkpoints": self.checkpoints,
-                "signed_up_to": self.signed_up_to, "public_key": self.public_key,
-                "warnings": self.warnings}
+        return {
+            "ok": self.ok,
+            "problem": self.problem,
+            "bad_seq": self.bad_seq,
+            "entries": self.entries,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "base_seq": self.base_seq,
+            "checkpoints": self.checkpoints,
+            "signed_up_to": self.signed_up_to,
+            "public_key": self.public_key,
+            "warnings": self.warnings,
+        }
 
     def raise_for_problem(self) -> None:
         if not self.ok:
             raise IntegrityFailure(f"audit verify: {self.problem}")
 
 
-def verify_chain(rows: Iterable[Row], checkpoints: Iterable[Checkpoint], *, vault_id: bytes,
-                 public_key: bytes, total: int | None = None,
-                 progress: Callable[[int, int], None] | None = None,
-                 overdue_warning: bool = False, all_signatures: bool = False) -> VerifyResult:
+def verify_chain(
+    rows: Iterable[Row],
+    checkpoints: Iterable[Checkpoint],
+    *,
+    vault_id: bytes,
+    public_key: bytes,
+    total: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    overdue_warning: bool = False,
+    all_signatures: bool = False,
+) -> VerifyResult:
     """Walk the chain once, checking every link, every hash and every checkpoint on the way.
 
     Signatures: a checkpoint whose hash matches the chain adds nothing to the verdict unless it
@@ -211,10 +244,23 @@ def verify_chain(rows: Iterable[Row], checkpoints: Iterable[Checkpoint], *, vaul
                 return _diagnose(result, row, expected, prev, it)
             if sealed is not None and sealed.__class__ is not str_:
                 sealed = b64(sealed, newline=False).decode()
-            digest = sha(prev + (template % (
-                q(action), q(actor), q(at), "null" if client is None else q(client),
-                "null" if key is None else q(key), "null" if sealed is None else q(sealed),
-                q(origin), q(outcome), "null" if reason is None else q(reason), seq)).encode()
+            digest = sha(
+                prev
+                + (
+                    template
+                    % (
+                        q(action),
+                        q(actor),
+                        q(at),
+                        "null" if client is None else q(client),
+                        "null" if key is None else q(key),
+                        "null" if sealed is None else q(sealed),
+                        q(origin),
+                        q(outcome),
+                        "null" if reason is None else q(reason),
+                        seq,
+                    )
+                ).encode()
             ).digest()
         except (TypeError, ValueError, AttributeError):
             return result.fail(f"entry {expected} is malformed", expected)
@@ -225,8 +271,11 @@ def verify_chain(rows: Iterable[Row], checkpoints: Iterable[Checkpoint], *, vaul
                 if cp.entry_hash != digest:
                     if not sig_ok(cp):
                         return first_invalid()
-                    return result.fail(f"entries {last_mark + 1}-{seq} were rewritten: entry {seq} "
-                                       f"does not match signed checkpoint {seq}", last_mark + 1)
+                    return result.fail(
+                        f"entries {last_mark + 1}-{seq} were rewritten: entry {seq} "
+                        f"does not match signed checkpoint {seq}",
+                        last_mark + 1,
+                    )
             last_mark = seq
             mark_i += 1
             next_mark = pending[mark_i]
@@ -246,34 +295,40 @@ def verify_chain(rows: Iterable[Row], checkpoints: Iterable[Checkpoint], *, vaul
         valid = [cp.seq for cp in beyond if sig_ok(cp)]
         if not valid:
             return first_invalid()
-        return result.fail(f"entry {last + 1} missing: the log ends at entry {last} but signed "
-                           f"checkpoint {max(valid)} covers up to entry {max(valid)} "
-                           "(entries were truncated)", last + 1)
+        return result.fail(
+            f"entry {last + 1} missing: the log ends at entry {last} but signed "
+            f"checkpoint {max(valid)} covers up to entry {max(valid)} "
+            "(entries were truncated)",
+            last + 1,
+        )
     covering = marks.get(last_mark, [])
     if covering and not all(sig_ok(cp) for cp in covering):
         return first_invalid()
     result.signed_up_to = last_mark if (last_mark > base_seq or prunes) else None
     if result.entries and result.signed_up_to is None:
-        result.warnings.append("no signed checkpoint covers these entries: the chain proves their "
-                               "order, not their authenticity")
+        result.warnings.append(
+            "no signed checkpoint covers these entries: the chain proves their order, not their authenticity"
+        )
     elif result.signed_up_to is not None and last > result.signed_up_to:
         unsigned = last - result.signed_up_to
-        note = (f"entries {result.signed_up_to + 1}-{last} are after the last signed checkpoint: "
-                "truncation there is detectable only against a checkpoint kept elsewhere")
+        note = (
+            f"entries {result.signed_up_to + 1}-{last} are after the last signed checkpoint: "
+            "truncation there is detectable only against a checkpoint kept elsewhere"
+        )
         if overdue_warning and unsigned > CHECKPOINT_EVERY:
             note += f" (checkpoint overdue: {unsigned} entries unsigned)"
         result.warnings.append(note)
     return result
 
 
-def _diagnose(result: VerifyResult, row: Row, expected: int, prev: bytes,
-              rest: Iterator[Row]) -> VerifyResult:
+def _diagnose(
+    result: VerifyResult, row: Row, expected: int, prev: bytes, rest: Iterator[Row]
+) -> VerifyResult:
     seq = row[0]
     if type(seq) is not int:
         return result.fail(f"entry {expected} is malformed", expected)
     if seq < expected:
-        return result.fail(f"entry {seq} appears twice or out of order (an entry was inserted "
-                           "or moved)", seq)
+        return result.fail(f"entry {seq} appears twice or out of order (an entry was inserted or moved)", seq)
     if row[10] == prev:
         # it links to the previous entry: its own sequence number was changed
         return result.fail(f"entry {expected} was modified", expected)
@@ -319,15 +374,28 @@ def read_export(lines: Iterable[str]) -> ExportFile:
         kind = item.get("type") if isinstance(item, dict) else None
         if kind == "entry":
             try:
-                rows.append((item["seq"], item["at"], item["actor"], item["action"], item["client"],
-                             item["outcome"], item["reason"], item["origin"], item["detail_sealed"],
-                             item["detail_key"], bytes.fromhex(item["prev_hash"]),
-                             bytes.fromhex(item["entry_hash"])))
+                rows.append(
+                    (
+                        item["seq"],
+                        item["at"],
+                        item["actor"],
+                        item["action"],
+                        item["client"],
+                        item["outcome"],
+                        item["reason"],
+                        item["origin"],
+                        item["detail_sealed"],
+                        item["detail_key"],
+                        bytes.fromhex(item["prev_hash"]),
+                        bytes.fromhex(item["entry_hash"]),
+                    )
+                )
                 details.append((item["seq"], item.get("detail"), item.get("detail_chain")))
             except (KeyError, TypeError, ValueError):
                 seq = item.get("seq")
-                raise IntegrityFailure(f"audit verify: entry {seq if type(seq) is int else '?'} "
-                                       f"(line {number}) is malformed") from None
+                raise IntegrityFailure(
+                    f"audit verify: entry {seq if type(seq) is int else '?'} (line {number}) is malformed"
+                ) from None
         elif kind == "checkpoint":
             try:
                 checkpoints.append(Checkpoint.from_dict(item))
@@ -340,8 +408,10 @@ def read_export(lines: Iterable[str]) -> ExportFile:
         else:
             raise IntegrityFailure(f"audit verify: line {number} is not an entry, checkpoint or header")
     if header is None or header.get("format") != EXPORT_FORMAT:
-        raise InvalidInput("not a cvault audit export (JSON Lines with a header line); "
-                           "only --format jsonl exports can be verified")
+        raise InvalidInput(
+            "not a cvault audit export (JSON Lines with a header line); "
+            "only --format jsonl exports can be verified"
+        )
     if header.get("version") != EXPORT_VERSION:
         raise InvalidInput(f"unsupported audit export version {header.get('version')!r}")
     try:
@@ -350,18 +420,23 @@ def read_export(lines: Iterable[str]) -> ExportFile:
             raise ValueError
     except (KeyError, TypeError, ValueError):
         raise InvalidInput("the export header has no valid vault_id") from None
-    return ExportFile(header, header_line, vault_id, header.get("public_key"), checkpoints, rows,
-                      details, trailer)
+    return ExportFile(
+        header, header_line, vault_id, header.get("public_key"), checkpoints, rows, details, trailer
+    )
 
 
 def _after(rows: list[Row]) -> str:
     return f" (after entry {rows[-1][0]})" if rows else ""
 
 
-def verify_export(lines: Iterable[str], *, public_key_text: str | None = None,
-                  extra_checkpoints: Iterable[dict] = (),
-                  progress: Callable[[int, int], None] | None = None,
-                  all_signatures: bool = False) -> VerifyResult:
+def verify_export(
+    lines: Iterable[str],
+    *,
+    public_key_text: str | None = None,
+    extra_checkpoints: Iterable[dict] = (),
+    progress: Callable[[int, int], None] | None = None,
+    all_signatures: bool = False,
+) -> VerifyResult:
     """Offline verification of an export: no vault, no root key. ``public_key_text`` is the key
     the reviewer trusts (``cvault audit pubkey``); without it the key in the export's header is
     used and a warning says so. ``extra_checkpoints`` are checkpoints kept elsewhere (the blob
@@ -374,12 +449,15 @@ def verify_export(lines: Iterable[str], *, public_key_text: str | None = None,
         if not export.public_key_text:
             raise InvalidInput("the export carries no public key: give --pubkey")
         key_text = export.public_key_text
-        warnings.append("public key taken from the export itself: compare it with "
-                        "'cvault audit pubkey' from a copy you trust, or pass --pubkey")
+        warnings.append(
+            "public key taken from the export itself: compare it with "
+            "'cvault audit pubkey' from a copy you trust, or pass --pubkey"
+        )
     else:
         key_text = public_key_text
-        if export.public_key_text and parse_public_key_text(export.public_key_text) != \
-                parse_public_key_text(public_key_text):
+        if export.public_key_text and parse_public_key_text(export.public_key_text) != parse_public_key_text(
+            public_key_text
+        ):
             warnings.append("the export's header names a different public key; verified with --pubkey")
     public = parse_public_key_text(key_text)
     checkpoints = list(export.checkpoints)
@@ -388,14 +466,21 @@ def verify_export(lines: Iterable[str], *, public_key_text: str | None = None,
             checkpoints.append(Checkpoint.from_dict(d))
         except ValueError:
             raise InvalidInput("an external checkpoint file is malformed") from None
-    result = verify_chain(export.rows, checkpoints, vault_id=export.vault_id, public_key=public,
-                          total=len(export.rows), progress=progress,
-                          all_signatures=all_signatures)
+    result = verify_chain(
+        export.rows,
+        checkpoints,
+        vault_id=export.vault_id,
+        public_key=public,
+        total=len(export.rows),
+        progress=progress,
+        all_signatures=all_signatures,
+    )
     result.public_key = "ed25519:" + base64.b64encode(public).decode()
     result.warnings[:0] = warnings
     problem = _check_details(export, public)
-    if problem is not None and (result.ok or (problem[1] is not None and result.bad_seq is not None
-                                              and problem[1] < result.bad_seq)):
+    if problem is not None and (
+        result.ok or (problem[1] is not None and result.bad_seq is not None and problem[1] < result.bad_seq)
+    ):
         result.fail(*problem)
     return result
 
@@ -414,24 +499,32 @@ def _check_details(export: ExportFile, public: bytes) -> tuple[str, int | None] 
     t = export.trailer
     if t is None:
         nxt = last + 1 if type(last) is int else None
-        return (f"the export's signed trailer is missing: the file was cut after entry {last}"
-                if last is not None else "the export's signed trailer is missing"), nxt
+        return (
+            f"the export's signed trailer is missing: the file was cut after entry {last}"
+            if last is not None
+            else "the export's signed trailer is missing"
+        ), nxt
     try:
-        trailer = Trailer(bytes.fromhex(t["vault_id"]), t["head_seq"], t["entries"],
-                          t["header_sha256"], t["details_sha256"])
+        trailer = Trailer(
+            bytes.fromhex(t["vault_id"]), t["head_seq"], t["entries"], t["header_sha256"], t["details_sha256"]
+        )
         signature = base64.b64decode(t["signature"], validate=True)
     except (KeyError, TypeError, ValueError):
         return "the export's trailer is malformed", None
-    if trailer.vault_id != export.vault_id or \
-            not verify_signature(public, signature, trailer.signing_input()):
+    if trailer.vault_id != export.vault_id or not verify_signature(
+        public, signature, trailer.signing_input()
+    ):
         return "the export's trailer has an invalid signature", None
     header_text = json.dumps(export.header, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     if trailer.header_sha256 != sha256_hex(header_text):
         return "the export's header line was modified", None
-    if trailer.entries != len(export.details) or trailer.head_seq != (last if last is not None
-                                                                       else trailer.head_seq):
-        return (f"the export holds {len(export.details)} entries but its trailer signs "
-                f"{trailer.entries} up to entry {trailer.head_seq}"), None
+    if trailer.entries != len(export.details) or trailer.head_seq != (
+        last if last is not None else trailer.head_seq
+    ):
+        return (
+            f"the export holds {len(export.details)} entries but its trailer signs "
+            f"{trailer.entries} up to entry {trailer.head_seq}"
+        ), None
     if trailer.details_sha256 != chain.value.hex():
         return "the export's details do not match its signed trailer", None
     return None

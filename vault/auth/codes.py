@@ -23,7 +23,7 @@ def new_code() -> str:
     raw = crypto.random_bytes(CODE_CHARS)
     # 256 is a multiple of 32: taking each byte mod 32 is unbiased
     chars = "".join(ALPHABET[b % 32] for b in raw)
-    return "-".join(chars[i:i + 4] for i in range(0, CODE_CHARS, 4))
+    return "-".join(chars[i : i + 4] for i in range(0, CODE_CHARS, 4))
 
 
 def normalise(code: str) -> str:
@@ -31,8 +31,9 @@ def normalise(code: str) -> str:
 
 
 def hash_key(keyring) -> bytes:
-    return crypto.hkdf_sha256(keyring.purpose_key("totp-seal"), salt=keyring.vault_id,
-                              info=b"cvault/v1/auth-code-hash")
+    return crypto.hkdf_sha256(
+        keyring.purpose_key("totp-seal"), salt=keyring.vault_id, info=b"cvault/v1/auth-code-hash"
+    )
 
 
 def code_hash(key: bytes, kind: str, user_id: int, code: str) -> bytes:

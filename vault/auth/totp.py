@@ -51,8 +51,14 @@ def _otp(secret: str, digits: int, step: int, digest: str):
     return pyotp.TOTP(secret, digits=digits, interval=step, digest=_DIGESTS[digest])
 
 
-def code_at(secret: str, when: datetime | int | float, *, digits: int = DIGITS,
-            step: int = STEP_SECONDS, digest: str = "sha1") -> str:
+def code_at(
+    secret: str,
+    when: datetime | int | float,
+    *,
+    digits: int = DIGITS,
+    step: int = STEP_SECONDS,
+    digest: str = "sha1",
+) -> str:
     """The code for the step containing ``when`` (tests, the demo)."""
     return _otp(secret, digits, step, digest).generate_otp(time_step(when, step))
 
@@ -61,9 +67,16 @@ def well_formed(code: str, digits: int = DIGITS) -> bool:
     return isinstance(code, str) and len(code) == digits and code.isascii() and code.isdigit()
 
 
-def match_step(secret: str, code: str, when: datetime | int | float, *, digits: int = DIGITS,
-               step: int = STEP_SECONDS, drift: int = DRIFT_STEPS,
-               digest: str = "sha1") -> int | None:
+def match_step(
+    secret: str,
+    code: str,
+    when: datetime | int | float,
+    *,
+    digits: int = DIGITS,
+    step: int = STEP_SECONDS,
+    drift: int = DRIFT_STEPS,
+    digest: str = "sha1",
+) -> int | None:
     """The time step within ``drift`` steps of ``when`` whose code is ``code``, or None.
 
     Every candidate is computed and compared in constant time (no early exit that would tell
@@ -86,7 +99,8 @@ def provisioning_uri(secret: str, account: str, issuer: str = ISSUER) -> str:
     import pyotp
 
     return pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECONDS).provisioning_uri(
-        name=account, issuer_name=issuer)
+        name=account, issuer_name=issuer
+    )
 
 
 def secret_from_uri(uri: str) -> str:

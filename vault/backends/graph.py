@@ -83,9 +83,17 @@ class GraphErrorInfo:
         self.graph_code, self.graph_message, self.request_id = graph_code, graph_message, request_id
 
 
-def _make_error(cls, what: str, *, method: str, url: str, status: int | None = None,
-                graph_code: str | None = None, graph_message: str | None = None,
-                request_id: str | None = None):
+def _make_error(
+    cls,
+    what: str,
+    *,
+    method: str,
+    url: str,
+    status: int | None = None,
+    graph_code: str | None = None,
+    graph_message: str | None = None,
+    request_id: str | None = None,
+):
     parts = [f"Graph {method} {url}: {what}"]
     if status is not None:
         parts.append(f"HTTP {status}")
@@ -282,8 +290,9 @@ class GraphClient:
                 text = text.replace(known, "[redacted]")
         return _BEARER.sub("Bearer [redacted]", text)
 
-    def _error_from(self, cls, what: str, method: str, shown_url: str, resp: requests.Response | None,
-                    token: str | None):
+    def _error_from(
+        self, cls, what: str, method: str, shown_url: str, resp: requests.Response | None, token: str | None
+    ):
         code = message = request_id = None
         status = None
         if resp is not None:
@@ -303,19 +312,29 @@ class GraphClient:
                 if isinstance(inner, dict) and not request_id:
                     rid = inner.get("request-id")
                     request_id = str(rid)[:64] if rid else None
-        return _make_error(cls, what, method=method, url=shown_url, status=status, graph_code=code,
-                           graph_message=message, request_id=request_id)
+        return _make_error(
+            cls,
+            what,
+            method=method,
+            url=shown_url,
+            status=status,
+            graph_code=code,
+            graph_message=message,
+            request_id=request_id,
+        )
 
     def _raise_for(self, method: str, shown_url: str, resp: requests.Response, token: str | None = None):
         status = resp.status_code
         if status == 404 or status == 410:
             raise self._error_from(GraphNotFound, "not found", method, shown_url, resp, token)
         if status == 401:
-            raise self._error_from(GraphAuthenticationError, "access token rejected", method, shown_url,
-                                   resp, token)
+            raise self._error_from(
+                GraphAuthenticationError, "access token rejected", method, shown_url, resp, token
+            )
         if status in (408, 423, 429) or (status >= 500 and status not in _RETRY_STATUSES_PERMANENT_5XX):
-            raise self._error_from(GraphTransientError, "temporarily unavailable", method, shown_url,
-                                   resp, token)
+            raise self._error_from(
+                GraphTransientError, "temporarily unavailable", method, shown_url, resp, token
+            )
         raise self._error_from(GraphPermanentError, "request refused", method, shown_url, resp, token)
 
     def _send(
@@ -338,8 +357,12 @@ class GraphClient:
         the caller to map (it knows whether 404 means "gone" or "error").
         """
         if auth and not self._is_api_url(url):
-            raise _make_error(GraphPermanentError, "refusing to send the access token to a non-Graph host",
-                              method=method, url=redact_url(url))
+            raise _make_error(
+                GraphPermanentError,
+                "refusing to send the access token to a non-Graph host",
+                method=method,
+                url=redact_url(url),
+            )
         shown = redact_url(url) if auth else _preauth_label(url)
         attempt = 0
         refreshed = False
@@ -351,18 +374,34 @@ class GraphClient:
                 send_headers["Authorization"] = f"Bearer {token}"
             try:
                 resp = self._session.request(
-                    method, url, params=params, data=data, json=json_body, headers=send_headers,
-                    timeout=self.timeout, allow_redirects=False, verify=self.verify,
+                    method,
+                    url,
+                    params=params,
+                    data=data,
+                    json=json_body,
+                    headers=send_headers,
+                    timeout=self.timeout,
+                    allow_redirects=False,
+                    verify=self.verify,
                 )
             except requests.exceptions.SSLError as exc:
                 if "CERTIFICATE_VERIFY_FAILED" in str(exc) or not retry or attempt >= self.max_attempts:
-                    raise _make_error(GraphPermanentError if "CERTIFICATE_VERIFY_FAILED" in str(exc)
-                                      else GraphTransientError, "TLS failure", method=method, url=shown) from None
+                    raise _make_error(
+                        GraphPermanentError
+                        if "CERTIFICATE_VERIFY_FAILED" in str(exc)
+                        else GraphTransientError,
+                        "TLS failure",
+                        method=method,
+                        url=shown,
+                    ) from None
                 log.debug("Graph %s %s: TLS error, attempt %d", method, shown, attempt)
                 self._backoff(attempt, None)
                 continue
-            except (requests.ConnectionError, requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError) as exc:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
                 kind = "timed out" if isinstance(exc, requests.Timeout) else "connection failed"
                 if not retry or attempt >= self.max_attempts:
                     raise _make_error(GraphTransientError, kind, method=method, url=shown) from None
@@ -373,13 +412,21 @@ class GraphClient:
             log.debug("Graph %s %s -> %d", method, shown, status)
             if status == 401 and auth:
                 if refreshed:
-                    raise self._error_from(GraphAuthenticationError, "access token rejected after refresh",
-                                           method, shown, resp, token)
+                    raise self._error_from(
+                        GraphAuthenticationError,
+                        "access token rejected after refresh",
+                        method,
+                        shown,
+                        resp,
+                        token,
+                    )
                 refreshed = True
                 attempt -= 1  # the refresh is not a failed attempt
                 token = self._remember(self._tokens.token(force_refresh=True))
                 continue
-            retryable = status in (429, 408) or (status >= 500 and status not in _RETRY_STATUSES_PERMANENT_5XX)
+            retryable = status in (429, 408) or (
+                status >= 500 and status not in _RETRY_STATUSES_PERMANENT_5XX
+            )
             if retryable and retry:
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 if attempt >= self.max_attempts or (
@@ -394,11 +441,21 @@ class GraphClient:
         try:
             body = resp.json()
         except ValueError:
-            raise _make_error(GraphTransientError, "invalid JSON in answer", method=method, url=shown_url,
-                              status=resp.status_code) from None
+            raise _make_error(
+                GraphTransientError,
+                "invalid JSON in answer",
+                method=method,
+                url=shown_url,
+                status=resp.status_code,
+            ) from None
         if not isinstance(body, dict):
-            raise _make_error(GraphTransientError, "unexpected JSON in answer", method=method,
-                              url=shown_url, status=resp.status_code)
+            raise _make_error(
+                GraphTransientError,
+                "unexpected JSON in answer",
+                method=method,
+                url=shown_url,
+                status=resp.status_code,
+            )
         return body
 
     def _api(self, method: str, path: str, *, ok=(200,), not_found_ok: bool = False, **kwargs):
@@ -427,8 +484,14 @@ class GraphClient:
         resp = self._api("GET", api_path, not_found_ok=True)
         return None if resp is None else self._json("GET", api_path, resp)
 
-    def children(self, drive_id: str, path: str, *, page_size: int | None = None,
-                 select: str = "id,name,size,file,folder") -> Iterator[dict]:
+    def children(
+        self,
+        drive_id: str,
+        path: str,
+        *,
+        page_size: int | None = None,
+        select: str = "id,name,size,file,folder",
+    ) -> Iterator[dict]:
         """Children of the folder at ``path`` ("" for the drive root), following ``@odata.nextLink``.
 
         A missing folder has no children. Graph pages default to 200 items; ``page_size`` sets
@@ -452,8 +515,9 @@ class GraphClient:
             body = self._json("GET", redact_url(url), resp)
             value = body.get("value")
             if not isinstance(value, list):
-                raise _make_error(GraphTransientError, "children answer without value", method="GET",
-                                  url=redact_url(url))
+                raise _make_error(
+                    GraphTransientError, "children answer without value", method="GET", url=redact_url(url)
+                )
             yield from (v for v in value if isinstance(v, dict))
             url = body.get("@odata.nextLink")
             params = None  # the next link carries the query
@@ -468,20 +532,33 @@ class GraphClient:
                 return resp.content
             location = resp.headers.get("Location")
             if not location:
-                raise _make_error(GraphPermanentError, "redirect without Location", method="GET",
-                                  url=redact_url(self.api_url(api_path)), status=resp.status_code)
+                raise _make_error(
+                    GraphPermanentError,
+                    "redirect without Location",
+                    method="GET",
+                    url=redact_url(self.api_url(api_path)),
+                    status=resp.status_code,
+                )
             target = urljoin(resp.url or self.api_url(api_path), location)
             if urlsplit(target).scheme != "https":
-                raise _make_error(GraphPermanentError, "refusing a non-HTTPS download URL", method="GET",
-                                  url=redact_url(self.api_url(api_path)))
+                raise _make_error(
+                    GraphPermanentError,
+                    "refusing a non-HTTPS download URL",
+                    method="GET",
+                    url=redact_url(self.api_url(api_path)),
+                )
             got = self._send("GET", target, auth=False)
             if got.status_code == 200:
                 return got.content
             if got.status_code in (401, 403, 404, 410):
                 continue  # expired or revoked pre-authenticated URL: ask Graph for a fresh one
             self._raise_for("GET", _preauth_label(target), got)
-        raise _make_error(GraphTransientError, "download URL kept failing", method="GET",
-                          url=redact_url(self.api_url(api_path)))
+        raise _make_error(
+            GraphTransientError,
+            "download URL kept failing",
+            method="GET",
+            url=redact_url(self.api_url(api_path)),
+        )
 
     def delete_permanently(self, drive_id: str, path: str) -> bool:
         """Permanently delete the item at ``path`` (``POST /items/{id}/permanentDelete``: no recycle
@@ -492,8 +569,12 @@ class GraphClient:
             return False
         item_id = meta.get("id")
         if not isinstance(item_id, str) or not item_id:
-            raise _make_error(GraphTransientError, "item without id", method="GET",
-                              url=redact_url(self.api_url(self._item_path(drive_id, path))))
+            raise _make_error(
+                GraphTransientError,
+                "item without id",
+                method="GET",
+                url=redact_url(self.api_url(self._item_path(drive_id, path))),
+            )
         api_path = f"/drives/{quote(drive_id, safe='')}/items/{quote(item_id, safe='')}/permanentDelete"
         resp = self._api("POST", api_path, ok=(200, 204), not_found_ok=True)
         return resp is not None
@@ -517,8 +598,12 @@ class GraphClient:
             if got == expected:
                 return item
             log.debug("Graph upload %s: quickXorHash mismatch, retrying", path)
-        raise _make_error(GraphHashMismatch, "quickXorHash mismatch after upload", method="PUT",
-                          url=redact_url(self.api_url(self._item_path(drive_id, path))))
+        raise _make_error(
+            GraphHashMismatch,
+            "quickXorHash mismatch after upload",
+            method="PUT",
+            url=redact_url(self.api_url(self._item_path(drive_id, path))),
+        )
 
     def _hash_of(self, drive_id: str, path: str, item: dict | None) -> str | None:
         for candidate in (item, None):
@@ -532,8 +617,9 @@ class GraphClient:
 
     def _upload_simple(self, drive_id: str, path: str, data: bytes) -> dict:
         api_path = self._item_path(drive_id, path) + ":/content"
-        resp = self._api("PUT", api_path, ok=(200, 201), data=data,
-                         headers={"Content-Type": "application/octet-stream"})
+        resp = self._api(
+            "PUT", api_path, ok=(200, 201), data=data, headers={"Content-Type": "application/octet-stream"}
+        )
         return self._json("PUT", redact_url(self.api_url(api_path)), resp)
 
     def _create_session(self, drive_id: str, path: str) -> str:
@@ -543,8 +629,12 @@ class GraphClient:
         info = self._json("POST", redact_url(self.api_url(api_path)), resp)
         url = info.get("uploadUrl")
         if not isinstance(url, str) or urlsplit(url).scheme != "https":
-            raise _make_error(GraphTransientError, "upload session without an HTTPS uploadUrl",
-                              method="POST", url=redact_url(self.api_url(api_path)))
+            raise _make_error(
+                GraphTransientError,
+                "upload session without an HTTPS uploadUrl",
+                method="POST",
+                url=redact_url(self.api_url(api_path)),
+            )
         return url
 
     @staticmethod
@@ -589,13 +679,21 @@ class GraphClient:
             # Bound: every fragment may fail max_attempts times before we give up.
             for _step in range((total // self.fragment_size + 1) * (self.max_attempts + 1)):
                 end = min(offset + self.fragment_size, total)
-                headers = {"Content-Range": f"bytes {offset}-{end - 1}/{total}",
-                           "Content-Type": "application/octet-stream"}
+                headers = {
+                    "Content-Range": f"bytes {offset}-{end - 1}/{total}",
+                    "Content-Type": "application/octet-stream",
+                }
                 sent_last = sent_last or end == total
                 try:
                     try:
-                        resp = self._send("PUT", upload_url, auth=False, data=bytes(view[offset:end]),
-                                          headers=headers, retry=False)
+                        resp = self._send(
+                            "PUT",
+                            upload_url,
+                            auth=False,
+                            data=bytes(view[offset:end]),
+                            headers=headers,
+                            retry=False,
+                        )
                     except GraphTransientError:
                         failures += 1
                         if failures >= self.max_attempts:
@@ -617,7 +715,9 @@ class GraphClient:
                         failures += 1
                         offset = self._session_status(upload_url, total)
                         continue
-                    if status in (429, 408) or (status >= 500 and status not in _RETRY_STATUSES_PERMANENT_5XX):
+                    if status in (429, 408) or (
+                        status >= 500 and status not in _RETRY_STATUSES_PERMANENT_5XX
+                    ):
                         failures += 1
                         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                         if failures >= self.max_attempts or (
@@ -638,10 +738,15 @@ class GraphClient:
                     break
             else:
                 self._cancel_session(upload_url)
-                raise _make_error(GraphTransientError, "upload session made no progress", method="PUT",
-                                  url=label)
-        raise _make_error(GraphTransientError, "upload session kept expiring", method="PUT",
-                          url=redact_url(self.api_url(self._item_path(drive_id, path))))
+                raise _make_error(
+                    GraphTransientError, "upload session made no progress", method="PUT", url=label
+                )
+        raise _make_error(
+            GraphTransientError,
+            "upload session kept expiring",
+            method="PUT",
+            url=redact_url(self.api_url(self._item_path(drive_id, path))),
+        )
 
     # -- sites ---------------------------------------------------------------------------------
 
@@ -663,5 +768,9 @@ class GraphClient:
                 if isinstance(drive, dict) and drive.get("name") == library:
                     return str(drive["id"])
             url = body.get("@odata.nextLink")
-        raise _make_error(GraphPermanentError, f"no document library named {library!r}", method="GET",
-                          url=redact_url(self.api_url(f"/sites/{site_id}/drives")))
+        raise _make_error(
+            GraphPermanentError,
+            f"no document library named {library!r}",
+            method="GET",
+            url=redact_url(self.api_url(f"/sites/{site_id}/drives")),
+        )

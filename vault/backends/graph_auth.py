@@ -112,7 +112,9 @@ class SealedTokenCache:
                 except FileNotFoundError:
                     sealed = None
                 except OSError as exc:
-                    raise PermanentBackendError(f"token cache {self.path}: {exc.strerror or 'unreadable'}") from None
+                    raise PermanentBackendError(
+                        f"token cache {self.path}: {exc.strerror or 'unreadable'}"
+                    ) from None
                 if sealed:
                     try:
                         cache.deserialize(self._unseal(sealed).decode("utf-8"))
@@ -141,7 +143,7 @@ class SealedTokenCache:
             try:
                 view = memoryview(blob)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -156,14 +158,26 @@ class SealedTokenCache:
                 tmp.unlink()
             except OSError:
                 pass
-            raise PermanentBackendError(f"token cache {self.path}: write failed: {exc.strerror or exc}") from None
+            raise PermanentBackendError(
+                f"token cache {self.path}: write failed: {exc.strerror or exc}"
+            ) from None
 
 
 class _MsalProvider:
     """Shared plumbing: lazy msal app, one lock, cache persistence, error mapping."""
 
-    def __init__(self, tenant_id: str, client_id: str, *, authority_host: str, scopes, cache: SealedTokenCache | None,
-                 instance_discovery: bool, verify: bool | str, timeout: float | tuple[float, float]):
+    def __init__(
+        self,
+        tenant_id: str,
+        client_id: str,
+        *,
+        authority_host: str,
+        scopes,
+        cache: SealedTokenCache | None,
+        instance_discovery: bool,
+        verify: bool | str,
+        timeout: float | tuple[float, float],
+    ):
         self.tenant_id = tenant_id
         self.client_id = client_id
         self.authority = f"{authority_host.rstrip('/')}/{tenant_id}"
@@ -184,9 +198,12 @@ class _MsalProvider:
         return self._sealed.cache if self._sealed is not None else msal.SerializableTokenCache()
 
     def _kwargs(self) -> dict:
-        return dict(authority=self.authority, token_cache=self._msal_cache(),
-                    http_client=_http_client(_resolve_verify(self._verify), self._timeout),
-                    instance_discovery=False if not self._instance_discovery else None)
+        return dict(
+            authority=self.authority,
+            token_cache=self._msal_cache(),
+            http_client=_http_client(_resolve_verify(self._verify), self._timeout),
+            instance_discovery=False if not self._instance_discovery else None,
+        )
 
     def _call(self, fn: Callable[[], dict | None]) -> dict | None:
         """Run an msal call, turning network failures and msal's ValueErrors into backend errors."""
@@ -199,28 +216,49 @@ class _MsalProvider:
             raise TransientBackendError(f"Entra ID authority {self.authority} {kind}") from None
         except ValueError as exc:  # msal: authority discovery failed, bad credential format
             first = " ".join(str(exc).split())[:200]
-            raise TokenAcquisitionError(f"could not get a Microsoft Graph token from {self.authority}: {first}") from None
+            raise TokenAcquisitionError(
+                f"could not get a Microsoft Graph token from {self.authority}: {first}"
+            ) from None
 
     def _finish(self, result: dict | None) -> str:
         if self._sealed is not None:
             self._sealed.save_if_changed()
         if not result or "access_token" not in result:
             raise TokenAcquisitionError(
-                f"could not get a Microsoft Graph token from {self.authority}: {_describe(result or {})}")
+                f"could not get a Microsoft Graph token from {self.authority}: {_describe(result or {})}"
+            )
         return result["access_token"]
 
 
 class ClientCredentialsProvider(_MsalProvider):
     """App-only tokens (client credentials grant) for the Graph ``.default`` scope."""
 
-    def __init__(self, tenant_id: str, client_id: str, *, client_secret: str | None = None,
-                 private_key_pem: str | None = None, certificate_thumbprint: str | None = None,
-                 public_certificate_pem: str | None = None, authority_host: str = DEFAULT_AUTHORITY_HOST,
-                 scopes=GRAPH_DEFAULT_SCOPES, cache: SealedTokenCache | None = None,
-                 instance_discovery: bool = True, verify: bool | str = True,
-                 timeout: float | tuple[float, float] = (10.0, 30.0)):
-        super().__init__(tenant_id, client_id, authority_host=authority_host, scopes=scopes, cache=cache,
-                         instance_discovery=instance_discovery, verify=verify, timeout=timeout)
+    def __init__(
+        self,
+        tenant_id: str,
+        client_id: str,
+        *,
+        client_secret: str | None = None,
+        private_key_pem: str | None = None,
+        certificate_thumbprint: str | None = None,
+        public_certificate_pem: str | None = None,
+        authority_host: str = DEFAULT_AUTHORITY_HOST,
+        scopes=GRAPH_DEFAULT_SCOPES,
+        cache: SealedTokenCache | None = None,
+        instance_discovery: bool = True,
+        verify: bool | str = True,
+        timeout: float | tuple[float, float] = (10.0, 30.0),
+    ):
+        super().__init__(
+            tenant_id,
+            client_id,
+            authority_host=authority_host,
+            scopes=scopes,
+            cache=cache,
+            instance_discovery=instance_discovery,
+            verify=verify,
+            timeout=timeout,
+        )
         if bool(client_secret) == bool(private_key_pem):
             raise ValueError("give exactly one of client_secret or private_key_pem")
         if private_key_pem and not (certificate_thumbprint or public_certificate_pem):
@@ -244,8 +282,11 @@ class ClientCredentialsProvider(_MsalProvider):
         if self._app is None:
             import msal
 
-            self._app = self._call(lambda: msal.ConfidentialClientApplication(
-                self.client_id, client_credential=self._credential(), **self._kwargs()))
+            self._app = self._call(
+                lambda: msal.ConfidentialClientApplication(
+                    self.client_id, client_credential=self._credential(), **self._kwargs()
+                )
+            )
         return self._app
 
     def token(self, *, force_refresh: bool = False) -> str:
@@ -255,7 +296,9 @@ class ClientCredentialsProvider(_MsalProvider):
                 # acquire_token_for_client reads the cache first (msal >= 1.23); drop our cached
                 # access tokens so a token Graph just rejected is not handed out again.
                 cache = app.token_cache
-                for at in list(cache.search(cache.CredentialType.ACCESS_TOKEN, query={"client_id": self.client_id})):
+                for at in list(
+                    cache.search(cache.CredentialType.ACCESS_TOKEN, query={"client_id": self.client_id})
+                ):
                     cache.remove_at(at)
             return self._finish(self._call(lambda: app.acquire_token_for_client(scopes=self.scopes)))
 
@@ -269,13 +312,31 @@ class DeviceCodeProvider(_MsalProvider):
     ``sleep`` for the ``interval`` Entra asks, until the code's ``expires_in`` runs out.
     """
 
-    def __init__(self, tenant_id: str, client_id: str, *, prompt: Callable[[str], None] | None = None,
-                 authority_host: str = DEFAULT_AUTHORITY_HOST, scopes=DELEGATED_SCOPES,
-                 cache: SealedTokenCache | None = None, instance_discovery: bool = True,
-                 verify: bool | str = True, timeout: float | tuple[float, float] = (10.0, 30.0),
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic):
-        super().__init__(tenant_id, client_id, authority_host=authority_host, scopes=scopes, cache=cache,
-                         instance_discovery=instance_discovery, verify=verify, timeout=timeout)
+    def __init__(
+        self,
+        tenant_id: str,
+        client_id: str,
+        *,
+        prompt: Callable[[str], None] | None = None,
+        authority_host: str = DEFAULT_AUTHORITY_HOST,
+        scopes=DELEGATED_SCOPES,
+        cache: SealedTokenCache | None = None,
+        instance_discovery: bool = True,
+        verify: bool | str = True,
+        timeout: float | tuple[float, float] = (10.0, 30.0),
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        super().__init__(
+            tenant_id,
+            client_id,
+            authority_host=authority_host,
+            scopes=scopes,
+            cache=cache,
+            instance_discovery=instance_discovery,
+            verify=verify,
+            timeout=timeout,
+        )
         self._prompt = prompt
         self._sleep = sleep
         self._clock = clock
@@ -296,8 +357,11 @@ class DeviceCodeProvider(_MsalProvider):
             app = self._application()
             accounts = app.get_accounts()
             if accounts:
-                result = self._call(lambda: app.acquire_token_silent(self.scopes, account=accounts[0],
-                                                                     force_refresh=force_refresh))
+                result = self._call(
+                    lambda: app.acquire_token_silent(
+                        self.scopes, account=accounts[0], force_refresh=force_refresh
+                    )
+                )
                 if result and "access_token" in result:
                     return self._finish(result)
             return self._finish(self._device_flow(app))
@@ -313,7 +377,8 @@ class DeviceCodeProvider(_MsalProvider):
         flow = self._call(lambda: app.initiate_device_flow(scopes=self.scopes))
         if not flow or "user_code" not in flow:
             raise TokenAcquisitionError(
-                f"could not start device-code sign-in at {self.authority}: {_describe(flow or {})}")
+                f"could not start device-code sign-in at {self.authority}: {_describe(flow or {})}"
+            )
         self._prompt(str(flow.get("message") or flow.get("verification_uri")))
         interval = max(1, int(flow.get("interval", 5)))
         deadline = self._clock() + int(flow.get("expires_in", 900))
@@ -349,9 +414,15 @@ def read_secret_file(path: Path | str) -> str:
     return secret
 
 
-def provider_from_config(config, *, cache: SealedTokenCache | None = None,
-                         prompt: Callable[[str], None] | None = None, environ=None,
-                         verify: bool | str = True, sleep: Callable[[float], None] = time.sleep):
+def provider_from_config(
+    config,
+    *,
+    cache: SealedTokenCache | None = None,
+    prompt: Callable[[str], None] | None = None,
+    environ=None,
+    verify: bool | str = True,
+    sleep: Callable[[float], None] = time.sleep,
+):
     """The token provider a :class:`~vault.backends.onedrive_config.OneDriveConfig` describes.
 
     Reads the secret (file or environment variable) or the certificate PEM now, so a missing
@@ -359,31 +430,57 @@ def provider_from_config(config, *, cache: SealedTokenCache | None = None,
     config.validate()
     environ = os.environ if environ is None else environ
     timeout = (config.connect_timeout, config.read_timeout)
-    common = dict(authority_host=config.authority_host, cache=cache, instance_discovery=config.instance_discovery,
-                  verify=verify, timeout=timeout)
+    common = dict(
+        authority_host=config.authority_host,
+        cache=cache,
+        instance_discovery=config.instance_discovery,
+        verify=verify,
+        timeout=timeout,
+    )
     if config.credential == "device-code":
-        return DeviceCodeProvider(config.tenant_id, config.client_id, prompt=prompt, sleep=sleep,
-                                  scopes=config.delegated_scopes, **common)
+        return DeviceCodeProvider(
+            config.tenant_id,
+            config.client_id,
+            prompt=prompt,
+            sleep=sleep,
+            scopes=config.delegated_scopes,
+            **common,
+        )
     if config.credential == "secret-file":
-        return ClientCredentialsProvider(config.tenant_id, config.client_id,
-                                         client_secret=read_secret_file(config.secret_file),
-                                         scopes=config.scopes, **common)
+        return ClientCredentialsProvider(
+            config.tenant_id,
+            config.client_id,
+            client_secret=read_secret_file(config.secret_file),
+            scopes=config.scopes,
+            **common,
+        )
     if config.credential == "secret-env":
         secret = environ.get(config.secret_env, "").strip()
         if not secret:
-            raise PermanentBackendError(f"environment variable {config.secret_env} (client secret) is not set")
-        return ClientCredentialsProvider(config.tenant_id, config.client_id, client_secret=secret,
-                                         scopes=config.scopes, **common)
+            raise PermanentBackendError(
+                f"environment variable {config.secret_env} (client secret) is not set"
+            )
+        return ClientCredentialsProvider(
+            config.tenant_id, config.client_id, client_secret=secret, scopes=config.scopes, **common
+        )
     pem = read_secret_file(config.certificate_file)
     key_pem = _pem_block(pem, "PRIVATE KEY")
     cert_pem = _pem_block(pem, "CERTIFICATE")
     if key_pem is None:
         raise PermanentBackendError(f"{config.certificate_file} holds no private key")
     if not config.certificate_thumbprint and not cert_pem:
-        raise PermanentBackendError(f"{config.certificate_file} holds no certificate and no thumbprint is configured")
-    return ClientCredentialsProvider(config.tenant_id, config.client_id, private_key_pem=key_pem,
-                                     certificate_thumbprint=config.certificate_thumbprint or None,
-                                     public_certificate_pem=cert_pem, scopes=config.scopes, **common)
+        raise PermanentBackendError(
+            f"{config.certificate_file} holds no certificate and no thumbprint is configured"
+        )
+    return ClientCredentialsProvider(
+        config.tenant_id,
+        config.client_id,
+        private_key_pem=key_pem,
+        certificate_thumbprint=config.certificate_thumbprint or None,
+        public_certificate_pem=cert_pem,
+        scopes=config.scopes,
+        **common,
+    )
 
 
 _PEM = re.compile(r"-----BEGIN ([A-Z ]*)-----\r?\n.*?-----END \1-----", re.S)

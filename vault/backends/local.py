@@ -313,7 +313,7 @@ def _write_all(fd: int, data: bytes) -> None:
     if written < len(data):
         view = memoryview(data)[written:]
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
 
 
 def _run_parallel(fn, items: list, workers: int, what: str) -> list:

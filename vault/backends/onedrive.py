@@ -31,8 +31,14 @@ SHARD_CHARS = 2
 
 
 class OneDriveBackend:
-    def __init__(self, client: GraphClient, drive_id: str, root_folder: str = "cvault", *,
-                 list_page_size: int | None = None):
+    def __init__(
+        self,
+        client: GraphClient,
+        drive_id: str,
+        root_folder: str = "cvault",
+        *,
+        list_page_size: int | None = None,
+    ):
         self.client = client
         self.drive_id = drive_id
         self.root_folder = root_folder.strip("/")
@@ -42,15 +48,23 @@ class OneDriveBackend:
         self.location = f"onedrive:{drive_id[:12]}"
 
     @classmethod
-    def from_config(cls, config: OneDriveConfig, token_provider: TokenProvider, **client_options) -> "OneDriveBackend":
+    def from_config(
+        cls, config: OneDriveConfig, token_provider: TokenProvider, **client_options
+    ) -> "OneDriveBackend":
         """Build the client and backend from a validated config. ``client_options`` go to
         :class:`GraphClient` (``sleep``, ``rng``, ``verify``, ``fragment_size``...)."""
         config.validate()
         client = GraphClient(
-            token_provider, base_url=config.graph_base_url, connect_timeout=config.connect_timeout,
-            read_timeout=config.read_timeout, max_attempts=config.max_attempts, **client_options)
-        drive_id = config.drive_id or client.site_drive_id(config.site_hostname, config.site_path,
-                                                           config.library or None)
+            token_provider,
+            base_url=config.graph_base_url,
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
+            max_attempts=config.max_attempts,
+            **client_options,
+        )
+        drive_id = config.drive_id or client.site_drive_id(
+            config.site_hostname, config.site_path, config.library or None
+        )
         return cls(client, drive_id, config.root)
 
     def close(self) -> None:
@@ -96,16 +110,25 @@ class OneDriveBackend:
     def list_with_hashes(self) -> Iterator[tuple[str, str | None, int]]:
         """``(name, quickXorHash or None, size)`` for every blob, from the children listings (no
         extra request per blob), for ``cvault sync verify``. Items that are not blobs are skipped."""
-        for shard in self.client.children(self.drive_id, self.root_folder, page_size=self.list_page_size,
-                                          select="id,name,folder"):
+        for shard in self.client.children(
+            self.drive_id, self.root_folder, page_size=self.list_page_size, select="id,name,folder"
+        ):
             shard_name = shard.get("name")
             if "folder" not in shard or not isinstance(shard_name, str) or len(shard_name) != SHARD_CHARS:
                 continue
-            for child in self.client.children(self.drive_id, f"{self.root_folder}/{shard_name}",
-                                              page_size=self.list_page_size, select="id,name,size,file"):
+            for child in self.client.children(
+                self.drive_id,
+                f"{self.root_folder}/{shard_name}",
+                page_size=self.list_page_size,
+                select="id,name,size,file",
+            ):
                 name = child.get("name")
-                if "file" not in child or not isinstance(name, str) or not BLOB_NAME.match(name) \
-                        or name[:SHARD_CHARS] != shard_name.lower():
+                if (
+                    "file" not in child
+                    or not isinstance(name, str)
+                    or not BLOB_NAME.match(name)
+                    or name[:SHARD_CHARS] != shard_name.lower()
+                ):
                     continue
                 hashes = (child.get("file") or {}).get("hashes") or {}
                 size = child.get("size")

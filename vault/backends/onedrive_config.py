@@ -29,14 +29,19 @@ NATIONAL_CLOUDS = {
 }
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_DOMAIN = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
+_DOMAIN = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
 _DRIVE_ID = re.compile(r"^[A-Za-z0-9!_.-]{1,200}$")
 _THUMBPRINT = re.compile(r"^[0-9A-Fa-f]{40}$")  # SHA-1 hex, as the Entra portal shows it
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 # One folder name: OneDrive forbids " * : < > ? / \ |, leading/trailing spaces and trailing dots.
 _SEGMENT = re.compile(r"^[A-Za-z0-9_-]([A-Za-z0-9 _.-]{0,98}[A-Za-z0-9_-])?$")
-_RESERVED = {"con", "prn", "aux", "nul", ".lock", "desktop.ini", "forms"} | {f"com{i}" for i in range(10)} | {
-    f"lpt{i}" for i in range(10)}
+_RESERVED = (
+    {"con", "prn", "aux", "nul", ".lock", "desktop.ini", "forms"}
+    | {f"com{i}" for i in range(10)}
+    | {f"lpt{i}" for i in range(10)}
+)
 
 
 def _fail(message: str):
@@ -75,8 +80,11 @@ class OneDriveConfig:
 
     def validate(self) -> "OneDriveConfig":
         """Return self, or raise :class:`InvalidInput` with one line naming the first bad field."""
-        if not (_GUID.match(self.tenant_id) or _DOMAIN.match(self.tenant_id)
-                or self.tenant_id in ("organizations", "common")):
+        if not (
+            _GUID.match(self.tenant_id)
+            or _DOMAIN.match(self.tenant_id)
+            or self.tenant_id in ("organizations", "common")
+        ):
             _fail("tenant_id must be the directory (tenant) GUID or its domain name")
         if self.tenant_id in ("organizations", "common") and self.credential != "device-code":
             _fail("app-only credentials need the tenant GUID, not 'common' or 'organizations'")
@@ -109,11 +117,18 @@ class OneDriveConfig:
         _https_url(self.graph_base_url, "graph_base_url", path_required=True)
         for name in ("connect_timeout", "read_timeout"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or not 0 < value <= 600:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or not 0 < value <= 600
+            ):
                 _fail(f"{name} must be a number of seconds between 0 and 600")
-        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) \
-                or not 1 <= self.max_attempts <= 50:
+        if (
+            isinstance(self.max_attempts, bool)
+            or not isinstance(self.max_attempts, int)
+            or not 1 <= self.max_attempts <= 50
+        ):
             _fail("max_attempts must be an integer from 1 to 50")
         if not isinstance(self.instance_discovery, bool):
             _fail("instance_discovery must be true or false")
@@ -124,8 +139,12 @@ class OneDriveConfig:
         if not self.root_folder.strip("/") or len(segments) > 8:
             _fail("root_folder must be a folder path of 1 to 8 names, e.g. cvault/blobs")
         for seg in segments:
-            if not _SEGMENT.match(seg) or seg.lower() in _RESERVED or seg.startswith("~$") \
-                    or "_vti_" in seg.lower():
+            if (
+                not _SEGMENT.match(seg)
+                or seg.lower() in _RESERVED
+                or seg.startswith("~$")
+                or "_vti_" in seg.lower()
+            ):
                 _fail(f"root_folder name {seg!r} breaks OneDrive naming rules")
 
     @property

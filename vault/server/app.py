@@ -40,7 +40,7 @@ from vault.server.limits import BodyLimit, BodyTooLarge, RateLimiter
 log = logging.getLogger("cvault.server")
 
 UNSEAL_FAILURES_MAX = 20  # failed unseal attempts per window, from all addresses together
-UNSEAL_WINDOW = 600       # seconds
+UNSEAL_WINDOW = 600  # seconds
 
 ERROR_STATUSES = (400, 401, 403, 404, 409, 413, 422, 423, 429, 500, 502, 503)
 
@@ -128,23 +128,30 @@ class VaultPool:
                     getattr(vault, f"unseal_{how}")(secret)
                 except AuthenticationFailed:
                     self._unseal_failures.append(now)
-                    vault.ctx.audit.append(actor="operator", action="service.unseal", outcome="deny",
-                                           reason=f"wrong {how.replace('_', ' ')}",
-                                           origin=origin or "service")
+                    vault.ctx.audit.append(
+                        actor="operator",
+                        action="service.unseal",
+                        outcome="deny",
+                        reason=f"wrong {how.replace('_', ' ')}",
+                        origin=origin or "service",
+                    )
                     raise
                 self._root = vault.ctx.keyring.root()
                 if origin is not None:
-                    vault.ctx.audit.append(actor="operator", action="service.unseal", outcome="ok",
-                                           reason=f"unsealed with a {how.replace('_', ' ')}",
-                                           origin=origin)
+                    vault.ctx.audit.append(
+                        actor="operator",
+                        action="service.unseal",
+                        outcome="ok",
+                        reason=f"unsealed with a {how.replace('_', ' ')}",
+                        origin=origin,
+                    )
         finally:
             self._unseal_lock.release()
 
     @contextmanager
     def lease(self, *, unsealed: bool = True):
         if unsealed and self._root is None:
-            raise VaultSealed("vault sealed: an operator must unseal the service "
-                              "(cvault operator unseal)")
+            raise VaultSealed("vault sealed: an operator must unseal the service (cvault operator unseal)")
         with self._lock:
             vault = self._free.pop() if self._free else None
         if vault is None:
@@ -201,15 +208,20 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-def error_response(code: str, message: str, exit_code: int, status: int | None = None,
-                   headers: dict | None = None) -> Response:
+def error_response(
+    code: str, message: str, exit_code: int, status: int | None = None, headers: dict | None = None
+) -> Response:
     status = status or spec.status_for(code, exit_code)
     body = {"error": {"code": code, "message": message, "exit_code": exit_code}}
     headers = dict(headers or {})
     if status == 401:
         headers.setdefault("WWW-Authenticate", 'Bearer realm="cvault"')
-    return Response(json.dumps(body, ensure_ascii=False).encode(), status_code=status,
-                    media_type="application/json", headers=headers)
+    return Response(
+        json.dumps(body, ensure_ascii=False).encode(),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
 
 
 def api_error(code: str, message: str, headers: dict | None = None) -> Response:
@@ -250,8 +262,9 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RateLimited)
     async def rate_limited(request: Request, exc: RateLimited):
         seconds = max(1, int(exc.retry_after + 0.999))
-        return api_error("rate_limited", f"too many attempts: retry in {seconds} s",
-                         {"Retry-After": str(seconds)})
+        return api_error(
+            "rate_limited", f"too many attempts: retry in {seconds} s", {"Retry-After": str(seconds)}
+        )
 
     @app.exception_handler(RecursionError)
     async def too_deep(request: Request, exc: RecursionError):
@@ -373,8 +386,7 @@ def _encode(op: spec.Op, result) -> Any:
 def _call(vault, op: spec.Op, principal, args: dict, origin: str):
     if (op.service, op.method) == ("audit", "export_lines"):
         lines: list[str] = []
-        result = vault.audit.export(principal, args["format"], write=lines.append,
-                                    details=args["details"])
+        result = vault.audit.export(principal, args["format"], write=lines.append, details=args["details"])
         return {"lines": lines, "result": result}
     method = getattr(getattr(vault, op.service), op.method)
     if op.method in ("login", "enroll") and op.service == "users":
@@ -422,18 +434,23 @@ def create_app(pool: VaultPool, settings: ServiceSettings | None = None) -> Fast
             jobs.stop()
 
     app = FastAPI(
-        title="cvault service API", version="1",
+        title="cvault service API",
+        version="1",
         description="The cvault facade over HTTPS (docs/service.md). Every operation is "
-                    "`POST /v1/<service>/<method>` with a JSON body; errors are "
-                    '`{"error": {"code", "message", "exit_code"}}`.',
-        lifespan=lifespan, docs_url=None, redoc_url=None)
+        "`POST /v1/<service>/<method>` with a JSON body; errors are "
+        '`{"error": {"code", "message", "exit_code"}}`.',
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.pool = pool
     app.state.jobs = jobs
     app.state.settings = settings
     app.add_middleware(BodyLimit, limit=spec.MAX_BODY_BYTES)
     _install_error_handlers(app)
-    errors = {status: {"model": ErrorBody, "description": "error (docs/service.md)"}
-              for status in ERROR_STATUSES}
+    errors = {
+        status: {"model": ErrorBody, "description": "error (docs/service.md)"} for status in ERROR_STATUSES
+    }
 
     def limit_address(request: Request) -> None:
         host = request.client.host if request.client else "?"
@@ -445,8 +462,12 @@ def create_app(pool: VaultPool, settings: ServiceSettings | None = None) -> Fast
     def health() -> dict:
         return {"status": "ok", "sealed": pool.sealed}
 
-    @app.get("/v1/time", tags=["service"], responses=errors,
-             summary="The server's clock (relative dates are read against it)")
+    @app.get(
+        "/v1/time",
+        tags=["service"],
+        responses=errors,
+        summary="The server's clock (relative dates are read against it)",
+    )
     def server_time() -> dict:
         from vault.clock import SystemClock, rfc3339
 
@@ -456,20 +477,26 @@ def create_app(pool: VaultPool, settings: ServiceSettings | None = None) -> Fast
         passphrase: Optional[Text] = None
         recovery_key: Optional[Text] = None
 
-    @app.post("/v1/sys/unseal", tags=["service"], responses=errors,
-              summary="Unseal the service (operator): passphrase or recovery key")
+    @app.post(
+        "/v1/sys/unseal",
+        tags=["service"],
+        responses=errors,
+        summary="Unseal the service (operator): passphrase or recovery key",
+    )
     def unseal(request: Request, body: UnsealRequest) -> dict:
         limit_address(request)
-        given = [(k, v) for k, v in (("passphrase", body.passphrase),
-                                     ("recovery_key", body.recovery_key)) if v is not None]
+        given = [
+            (k, v)
+            for k, v in (("passphrase", body.passphrase), ("recovery_key", body.recovery_key))
+            if v is not None
+        ]
         if len(given) != 1:
             raise InvalidInput("give exactly one of passphrase or recovery_key")
         if _has_surrogates(given[0][1]):
             raise InvalidInput("invalid request: text must be valid Unicode")
         if pool.sealed:
             pool.unseal(*given[0], origin=origin_of(request))
-            log.info("service unsealed with a %s by %s", given[0][0].replace("_", " "),
-                     origin_of(request))
+            log.info("service unsealed with a %s by %s", given[0][0].replace("_", " "), origin_of(request))
         return {"sealed": pool.sealed}
 
     for op in spec.OPERATIONS:
@@ -477,8 +504,9 @@ def create_app(pool: VaultPool, settings: ServiceSettings | None = None) -> Fast
     return app
 
 
-def _add_route(app: FastAPI, op: spec.Op, pool: VaultPool, errors: dict, limit_address,
-               by_user: RateLimiter) -> None:
+def _add_route(
+    app: FastAPI, op: spec.Op, pool: VaultPool, errors: dict, limit_address, by_user: RateLimiter
+) -> None:
     model = request_model(op)
     rate_limited = op.service == "users" and op.method in ("login", "enroll")
 
@@ -502,14 +530,22 @@ def _add_route(app: FastAPI, op: spec.Op, pool: VaultPool, errors: dict, limit_a
             return _json(_encode(op, result))
 
     if model is not None:
+
         def endpoint(request: Request, body: model) -> Response:  # type: ignore[valid-type]
             return run(request, body)
     else:
+
         def endpoint(request: Request) -> Response:
             return run(request, None)
 
     endpoint.__name__ = op.operation_id
-    app.add_api_route(op.path, endpoint, methods=["POST"], tags=[op.service], summary=op.summary,
-                      operation_id=op.operation_id, responses=errors,
-                      response_class=Response)
-
+    app.add_api_route(
+        op.path,
+        endpoint,
+        methods=["POST"],
+        tags=[op.service],
+        summary=op.summary,
+        operation_id=op.operation_id,
+        responses=errors,
+        response_class=Response,
+    )

@@ -24,16 +24,21 @@ log = logging.getLogger("cvault.server.jobs")
 class BackgroundJobs:
     def __init__(self, pool, settings):
         self.pool = pool
-        self.jobs = [(name, float(interval), fn) for name, interval, fn in (
-            ("sla-sweep", settings.sweep_interval, self.sweep),
-            ("outbox", settings.outbox_interval, self.outbox),
-            ("audit-checkpoint", settings.checkpoint_interval, self.checkpoint),
-        ) if interval and interval > 0]
+        self.jobs = [
+            (name, float(interval), fn)
+            for name, interval, fn in (
+                ("sla-sweep", settings.sweep_interval, self.sweep),
+                ("outbox", settings.outbox_interval, self.outbox),
+                ("audit-checkpoint", settings.checkpoint_interval, self.checkpoint),
+            )
+            if interval and interval > 0
+        ]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: name -> {"runs", "failures", "last_error", "last_run"} (for tests and the status view)
-        self.state: dict[str, dict] = {name: {"runs": 0, "failures": 0, "last_error": None,
-                                              "last_run": None} for name, _, _ in self.jobs}
+        self.state: dict[str, dict] = {
+            name: {"runs": 0, "failures": 0, "last_error": None, "last_run": None} for name, _, _ in self.jobs
+        }
 
     # --- the jobs -----------------------------------------------------------------------------------
 
@@ -46,16 +51,19 @@ class BackgroundJobs:
     def sweep(self, vault) -> None:
         if vault.sla.due():
             result = vault.sla.sweep(self._system("sweep"))
-            log.info("sla sweep: %d shredded, %d unfinished", len(result["shredded"]),
-                     len(result["failed"]))
+            log.info("sla sweep: %d shredded, %d unfinished", len(result["shredded"]), len(result["failed"]))
 
     def outbox(self, vault) -> None:
         from vault.services.sync import remote_configured
 
         if remote_configured(vault.ctx) and any(vault.sync.pending()[k] for k in ("put", "delete")):
             result = vault.sync.push(self._system("sync"))
-            log.info("outbox: %d uploaded, %d deleted, %d failed", result["uploaded"],
-                     result["deleted"], result["failed"])
+            log.info(
+                "outbox: %d uploaded, %d deleted, %d failed",
+                result["uploaded"],
+                result["deleted"],
+                result["failed"],
+            )
 
     def checkpoint(self, vault) -> None:
         vault.ctx.audit.checkpoint("periodic")
@@ -78,8 +86,7 @@ class BackgroundJobs:
 
             st["failures"] += 1
             st["last_error"] = exc.code if isinstance(exc, VaultError) else type(exc).__name__
-            log.warning("background job %s failed (%s); retrying next round", name,
-                        st["last_error"])
+            log.warning("background job %s failed (%s); retrying next round", name, st["last_error"])
             return False
         st["last_error"] = None
         return True

@@ -93,10 +93,17 @@ async def _refuse(send, limit: int | None) -> None:
         status, code, exit_code = 413, "request_too_large", 2
         message = BodyTooLarge(limit).message
     body = json.dumps({"error": {"code": code, "message": message, "exit_code": exit_code}}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 

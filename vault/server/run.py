@@ -27,17 +27,30 @@ def is_loopback(host: str) -> bool:
 def check_bind(host: str, *, tls: bool, insecure_http: bool) -> None:
     if insecure_http:
         if not is_loopback(host):
-            raise InvalidInput(f"refusing plain HTTP on {host}: --insecure-http is for 127.0.0.0/8 "
-                               "and ::1 only; give --tls-cert and --tls-key")
+            raise InvalidInput(
+                f"refusing plain HTTP on {host}: --insecure-http is for 127.0.0.0/8 "
+                "and ::1 only; give --tls-cert and --tls-key"
+            )
         return
     if not tls:
-        raise InvalidInput("serving needs --tls-cert and --tls-key (HTTPS); plain HTTP "
-                           "(--insecure-http) is allowed on loopback only, for tests")
+        raise InvalidInput(
+            "serving needs --tls-cert and --tls-key (HTTPS); plain HTTP "
+            "(--insecure-http) is allowed on loopback only, for tests"
+        )
 
 
-def serve(home: Path | str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          tls_cert: str | None = None, tls_key: str | None = None, insecure_http: bool = False,
-          key_file: str | None = None, settings=None, log_level: str = "info") -> None:
+def serve(
+    home: Path | str,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    insecure_http: bool = False,
+    key_file: str | None = None,
+    settings=None,
+    log_level: str = "info",
+) -> None:
     tls = bool(tls_cert and tls_key)
     if bool(tls_cert) != bool(tls_key):
         raise InvalidInput("give both --tls-cert and --tls-key")
@@ -52,19 +65,35 @@ def serve(home: Path | str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_POR
 
     from vault.server.app import VaultPool, create_app
 
-    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     pool = VaultPool(home)
     if key_file:
         pool.unseal("key_file", key_file)
     app = create_app(pool, settings)
     scheme = "https" if tls else "http"
     shown = f"[{host}]" if ":" in host else host
-    print(f"cvault: serving {scheme}://{shown}:{port} ({'sealed: run cvault operator unseal' if pool.sealed else 'unsealed'})",
-          file=sys.stderr, flush=True)
-    config = uvicorn.Config(app, host=host, port=port, ssl_certfile=tls_cert, ssl_keyfile=tls_key,
-                            access_log=False, log_level=log_level, server_header=False,
-                            proxy_headers=False, timeout_keep_alive=30, lifespan="on")
+    print(
+        f"cvault: serving {scheme}://{shown}:{port} ({'sealed: run cvault operator unseal' if pool.sealed else 'unsealed'})",
+        file=sys.stderr,
+        flush=True,
+    )
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+        access_log=False,
+        log_level=log_level,
+        server_header=False,
+        proxy_headers=False,
+        timeout_keep_alive=30,
+        lifespan="on",
+    )
     try:
         uvicorn.Server(config).run()
     finally:

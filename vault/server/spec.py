@@ -61,11 +61,22 @@ class _Frozen:
 class Param(_Frozen):
     __slots__ = ("name", "type", "default", "bounds", "keyword")
 
-    def __init__(self, name: str, type: str, default: object = REQUIRED,
-                 bounds: tuple[int, int] | None = None, keyword: bool = False):
+    def __init__(
+        self,
+        name: str,
+        type: str,
+        default: object = REQUIRED,
+        bounds: tuple[int, int] | None = None,
+        keyword: bool = False,
+    ):
         #: ``keyword``: True if the facade takes it keyword-only (after ``*``)
-        for n, v in (("name", name), ("type", type), ("default", default), ("bounds", bounds),
-                     ("keyword", keyword)):
+        for n, v in (
+            ("name", name),
+            ("type", type),
+            ("default", default),
+            ("bounds", bounds),
+            ("keyword", keyword),
+        ):
             object.__setattr__(self, n, v)
 
     @property
@@ -80,10 +91,25 @@ class Op(_Frozen):
 
     __slots__ = ("service", "method", "params", "auth", "result", "summary", "local_only")
 
-    def __init__(self, service: str, method: str, params: tuple[Param, ...] = (), auth: bool = True,
-                 result: str = "json", summary: str = "", local_only: tuple[str, ...] = ()):
-        for n, v in (("service", service), ("method", method), ("params", params), ("auth", auth),
-                     ("result", result), ("summary", summary), ("local_only", local_only)):
+    def __init__(
+        self,
+        service: str,
+        method: str,
+        params: tuple[Param, ...] = (),
+        auth: bool = True,
+        result: str = "json",
+        summary: str = "",
+        local_only: tuple[str, ...] = (),
+    ):
+        for n, v in (
+            ("service", service),
+            ("method", method),
+            ("params", params),
+            ("auth", auth),
+            ("result", result),
+            ("summary", summary),
+            ("local_only", local_only),
+        ):
             object.__setattr__(self, n, v)
 
     @property
@@ -107,12 +133,27 @@ PROGRESS = ("progress",)
 
 OPERATIONS: tuple[Op, ...] = (
     # --- sessions (users.login and users.enroll need no token) --------------------------------
-    Op("users", "login", (P("name"), P("password"), K("totp"), K("recovery_code")), auth=False,
-       result="login", summary="Log in (password + TOTP or recovery code): a bearer session token"),
-    Op("users", "enroll", (P("name"), P("code"), P("password")), auth=False,
-       summary="Redeem an enrollment code: password, TOTP secret, recovery codes"),
-    Op("users", "step_up", (P("code", default=None), K("recovery_code")),
-       summary="Verify a fresh TOTP code for reading secrets"),
+    Op(
+        "users",
+        "login",
+        (P("name"), P("password"), K("totp"), K("recovery_code")),
+        auth=False,
+        result="login",
+        summary="Log in (password + TOTP or recovery code): a bearer session token",
+    ),
+    Op(
+        "users",
+        "enroll",
+        (P("name"), P("code"), P("password")),
+        auth=False,
+        summary="Redeem an enrollment code: password, TOTP secret, recovery codes",
+    ),
+    Op(
+        "users",
+        "step_up",
+        (P("code", default=None), K("recovery_code")),
+        summary="Verify a fresh TOTP code for reading secrets",
+    ),
     Op("users", "logout", result="none", summary="End this session"),
     Op("users", "whoami", summary="The session's user, roles and expiry times"),
     Op("users", "passwd", (P("current"), P("new")), result="none", summary="Change one's password"),
@@ -128,61 +169,123 @@ OPERATIONS: tuple[Op, ...] = (
     Op("users", "reset_totp", (P("name"),), summary="Reset a user's TOTP (re-enrollment code)"),
     Op("users", "train", (P("name"), P("until", "when")), summary="Record a training attestation"),
     # --- assignments and the who-can-reach-what view ----------------------------------------------
-    Op("access", "assign", (P("client_name"), P("user_name"), P("until", "when", None)),
-       summary="Assign an engineer to a client"),
+    Op(
+        "access",
+        "assign",
+        (P("client_name"), P("user_name"), P("until", "when", None)),
+        summary="Assign an engineer to a client",
+    ),
     Op("access", "unassign", (P("client_name"), P("user_name")), summary="End an assignment"),
     Op("access", "client_access", (P("client_name"),), summary="Who can read this client now"),
     Op("access", "user_access", (P("user_name"),), summary="Which clients this user can read now"),
     # --- clients --------------------------------------------------------------------------------------
-    Op("clients", "add", (P("name"), K("sla_end", "when", REQUIRED),
-                          K("grace_days", "int", None, (0, 3650))), summary="Create a client"),
+    Op(
+        "clients",
+        "add",
+        (P("name"), K("sla_end", "when", REQUIRED), K("grace_days", "int", None, (0, 3650))),
+        summary="Create a client",
+    ),
     Op("clients", "list", summary="List clients"),
     Op("clients", "show", (P("name"),), summary="Show one client"),
     Op("clients", "rotate_key", (P("name"),), local_only=PROGRESS, summary="Rotate a client key"),
     # --- secrets ----------------------------------------------------------------------------------------
-    Op("secrets", "put", (P("client_name"), P("path"), P("kind"), P("fields", "object")),
-       summary="Store a new version of a record"),
-    Op("secrets", "get", (P("client_name"), P("path"), P("version", "int", None, (1, 2**31))),
-       result="secret_record", summary="Read a record (the only operation returning values)"),
+    Op(
+        "secrets",
+        "put",
+        (P("client_name"), P("path"), P("kind"), P("fields", "object")),
+        summary="Store a new version of a record",
+    ),
+    Op(
+        "secrets",
+        "get",
+        (P("client_name"), P("path"), P("version", "int", None, (1, 2**31))),
+        result="secret_record",
+        summary="Read a record (the only operation returning values)",
+    ),
     Op("secrets", "list", (P("client_name"),), summary="List a client's records (no values)"),
     Op("secrets", "history", (P("client_name"), P("path")), summary="Kept versions of a record"),
-    Op("secrets", "rm", (P("client_name"), P("path"), K("purge", "bool", False)),
-       summary="Delete a record, or crypto-shred it with purge"),
-    Op("secrets", "import_records", (P("client_name"), P("lines", "strlist")), local_only=PROGRESS,
-       summary="Import JSON Lines records in one transaction"),
-    Op("secrets", "export_records", (P("client_name"),),
-       summary="A client's current records, decrypted (the CLI writes the export file)"),
+    Op(
+        "secrets",
+        "rm",
+        (P("client_name"), P("path"), K("purge", "bool", False)),
+        summary="Delete a record, or crypto-shred it with purge",
+    ),
+    Op(
+        "secrets",
+        "import_records",
+        (P("client_name"), P("lines", "strlist")),
+        local_only=PROGRESS,
+        summary="Import JSON Lines records in one transaction",
+    ),
+    Op(
+        "secrets",
+        "export_records",
+        (P("client_name"),),
+        summary="A client's current records, decrypted (the CLI writes the export file)",
+    ),
     # --- SLA --------------------------------------------------------------------------------------------
     Op("sla", "show", (P("name"),), summary="A client's SLA state"),
-    Op("sla", "renew", (P("name"), P("until", "when"), K("grace_days", "int", None, (0, 3650))),
-       summary="New SLA end"),
+    Op(
+        "sla",
+        "renew",
+        (P("name"), P("until", "when"), K("grace_days", "int", None, (0, 3650))),
+        summary="New SLA end",
+    ),
     Op("sla", "expire", (P("name"), K("reason", "str", REQUIRED)), summary="End the SLA now"),
-    Op("sla", "request_shred", (P("name"), K("reason", "str", REQUIRED)),
-       summary="Request an early shred"),
+    Op("sla", "request_shred", (P("name"), K("reason", "str", REQUIRED)), summary="Request an early shred"),
     Op("sla", "approve_shred", (P("name"),), summary="Approve another person's early shred"),
     Op("sla", "upcoming", (P("within", "duration", "30d"),), summary="SLA ends and shreds due soon"),
-    Op("sla", "sweep", (K("dry_run", "bool", False),), local_only=PROGRESS,
-       summary="Shred every client due"),
+    Op("sla", "sweep", (K("dry_run", "bool", False),), local_only=PROGRESS, summary="Shred every client due"),
     Op("sla", "certificate", (P("name"),), summary="A shredded client's signed certificate"),
     # --- audit --------------------------------------------------------------------------------------------
     Op("audit", "public_key", auth=False, summary="The vault's audit public key"),
     Op("audit", "checkpoint", summary="Sign the log's head now"),
-    Op("audit", "log", (K("user"), K("client"), K("action"), K("outcome"), K("since", "when"),
-                        K("until", "when"), K("limit", "int", 100, (0, 10**9))),
-       summary="Audit events matching the filters"),
-    Op("audit", "export_lines", (P("format"), K("details", "bool", True)),
-       summary="The whole log as lines (jsonl, csv, cef); the CLI writes them"),
-    Op("audit", "verify", (K("all_signatures", "bool", False),), result="verify_result",
-       local_only=PROGRESS,
-       summary="Verify the hash chain and signed checkpoints"),
+    Op(
+        "audit",
+        "log",
+        (
+            K("user"),
+            K("client"),
+            K("action"),
+            K("outcome"),
+            K("since", "when"),
+            K("until", "when"),
+            K("limit", "int", 100, (0, 10**9)),
+        ),
+        summary="Audit events matching the filters",
+    ),
+    Op(
+        "audit",
+        "export_lines",
+        (P("format"), K("details", "bool", True)),
+        summary="The whole log as lines (jsonl, csv, cef); the CLI writes them",
+    ),
+    Op(
+        "audit",
+        "verify",
+        (K("all_signatures", "bool", False),),
+        result="verify_result",
+        local_only=PROGRESS,
+        summary="Verify the hash chain and signed checkpoints",
+    ),
     Op("audit", "report", (K("since", "when"), K("until", "when")), summary="Access report"),
     Op("audit", "prune", (P("before", "when"),), summary="Delete old entries up to a checkpoint"),
     # --- sync (the service host's OneDrive replica) ----------------------------------------------
     Op("sync", "status", summary="Remote and outbox state"),
-    Op("sync", "push", (K("workers", "int", 8, (1, 64)), K("force", "bool", False)),
-       local_only=PROGRESS, summary="Drain the outbox"),
-    Op("sync", "pull", (K("workers", "int", 8, (1, 64)),), local_only=PROGRESS,
-       summary="Restore missing or corrupt local blobs"),
+    Op(
+        "sync",
+        "push",
+        (K("workers", "int", 8, (1, 64)), K("force", "bool", False)),
+        local_only=PROGRESS,
+        summary="Drain the outbox",
+    ),
+    Op(
+        "sync",
+        "pull",
+        (K("workers", "int", 8, (1, 64)),),
+        local_only=PROGRESS,
+        summary="Restore missing or corrupt local blobs",
+    ),
     Op("sync", "verify", (), local_only=PROGRESS, summary="Compare remote hashes with local"),
     # configure / remove_config are deliberately not served: the replica's credential paths and
     # endpoints are set on the service host only (`cvault remote set` there), so no API caller can

@@ -26,8 +26,9 @@ class AccessService:
     def __init__(self, ctx: VaultContext):
         self.ctx = ctx
 
-    def assign(self, principal: Principal, client_name: str, user_name: str,
-               until: datetime | None = None) -> dict:
+    def assign(
+        self, principal: Principal, client_name: str, user_name: str, until: datetime | None = None
+    ) -> dict:
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.CLIENT_ASSIGN, client=client, subject=user_name)
         now = self.ctx.now()
@@ -40,17 +41,29 @@ class AccessService:
                 raise NotFound(f"no user named {user_name!r}")
             if "engineer" not in identity.user_roles(conn, user.id):
                 raise InvalidInput(f"{user_name} is not an engineer; only engineers are assigned")
-            updated = conn.execute("UPDATE assignments SET ends_at = ? WHERE client_id = ? AND"
-                                   " user_id = ? AND ended_at IS NULL", (ends, client.id, user.id)).rowcount
+            updated = conn.execute(
+                "UPDATE assignments SET ends_at = ? WHERE client_id = ? AND user_id = ? AND ended_at IS NULL",
+                (ends, client.id, user.id),
+            ).rowcount
             if not updated:
-                conn.execute("INSERT INTO assignments (client_id, user_id, created_at, created_by,"
-                             " ends_at) VALUES (?, ?, ?, ?, ?)",
-                             (client.id, user.id, t, principal.name, ends))
+                conn.execute(
+                    "INSERT INTO assignments (client_id, user_id, created_at, created_by,"
+                    " ends_at) VALUES (?, ?, ?, ?, ?)",
+                    (client.id, user.id, t, principal.name, ends),
+                )
         until_text = rfc3339(until) if until is not None else "no end date"
-        self.ctx.record_outcome(principal, Action.CLIENT_ASSIGN, "ok", client=client,
-                                reason=f"{user_name} assigned to {client.name} ({until_text})")
-        return {"client": client.name, "user": user_name,
-                "until": rfc3339(until) if until is not None else None}
+        self.ctx.record_outcome(
+            principal,
+            Action.CLIENT_ASSIGN,
+            "ok",
+            client=client,
+            reason=f"{user_name} assigned to {client.name} ({until_text})",
+        )
+        return {
+            "client": client.name,
+            "user": user_name,
+            "until": rfc3339(until) if until is not None else None,
+        }
 
     def unassign(self, principal: Principal, client_name: str, user_name: str) -> dict:
         client = self.ctx.client(client_name)
@@ -60,13 +73,20 @@ class AccessService:
             user = identity.user_row(conn, user_name)
             if user is None:
                 raise NotFound(f"no user named {user_name!r}")
-            ended = conn.execute("UPDATE assignments SET ended_at = ?, ended_by = ? WHERE"
-                                 " client_id = ? AND user_id = ? AND ended_at IS NULL",
-                                 (t, principal.name, client.id, user.id)).rowcount
+            ended = conn.execute(
+                "UPDATE assignments SET ended_at = ?, ended_by = ? WHERE"
+                " client_id = ? AND user_id = ? AND ended_at IS NULL",
+                (t, principal.name, client.id, user.id),
+            ).rowcount
         if not ended:
             raise NotFound(f"{user_name} is not assigned to {client.name}")
-        self.ctx.record_outcome(principal, Action.CLIENT_UNASSIGN, "ok", client=client,
-                                reason=f"{user_name} unassigned from {client.name}")
+        self.ctx.record_outcome(
+            principal,
+            Action.CLIENT_UNASSIGN,
+            "ok",
+            client=client,
+            reason=f"{user_name} unassigned from {client.name}",
+        )
         return {"client": client.name, "user": user_name, "ended_at": rfc3339(from_epoch(t))}
 
     # --- who can reach what ---------------------------------------------------------------------
@@ -78,24 +98,48 @@ class AccessService:
         account = policy.AccountFacts(
             disabled=user.disabled,
             locked_until=from_epoch(user.locked_until) if user.locked_until is not None else None,
-            training_valid_until=(from_epoch(user.training_valid_until)
-                                  if user.training_valid_until is not None else None),
-            session_valid=True, stepup_at=now, roles=roles)
-        facts = policy.ClientFacts(name=client.name, state=client.state(now), assigned=assigned,
-                                   assignment_ends_at=ends, assignment_ended=ended)
-        decision = policy.decide(Principal(name=user.name, roles=roles), Action.SECRET_GET, now=now,
-                                 account=account, client=facts,
-                                 stepup_window_seconds=int(self.ctx.settings["stepup_window_seconds"]))
+            training_valid_until=(
+                from_epoch(user.training_valid_until) if user.training_valid_until is not None else None
+            ),
+            session_valid=True,
+            stepup_at=now,
+            roles=roles,
+        )
+        facts = policy.ClientFacts(
+            name=client.name,
+            state=client.state(now),
+            assigned=assigned,
+            assignment_ends_at=ends,
+            assignment_ended=ended,
+        )
+        decision = policy.decide(
+            Principal(name=user.name, roles=roles),
+            Action.SECRET_GET,
+            now=now,
+            account=account,
+            client=facts,
+            stepup_window_seconds=int(self.ctx.settings["stepup_window_seconds"]),
+        )
         locked = user.locked_until is not None and user.locked_until > t
         return {
-            "user": user.name, "client": client.name, "can_read": decision.allowed,
+            "user": user.name,
+            "client": client.name,
+            "can_read": decision.allowed,
             "reason": decision.reason if not decision.allowed else SESSION_NOTE,
-            "roles": sorted(roles), "assignment": view,
-            "training_valid_until": (rfc3339(from_epoch(user.training_valid_until))
-                                     if user.training_valid_until is not None else None),
-            "sla_state": client.state(now), "sla_end": rfc3339(client.sla_end),
-            "account": "disabled" if user.disabled else "locked" if locked else
-                       ("active" if user.password_hash else "enrollment pending"),
+            "roles": sorted(roles),
+            "assignment": view,
+            "training_valid_until": (
+                rfc3339(from_epoch(user.training_valid_until))
+                if user.training_valid_until is not None
+                else None
+            ),
+            "sla_state": client.state(now),
+            "sla_end": rfc3339(client.sla_end),
+            "account": "disabled"
+            if user.disabled
+            else "locked"
+            if locked
+            else ("active" if user.password_hash else "enrollment pending"),
         }
 
     def client_access(self, principal: Principal, client_name: str) -> dict:
@@ -108,10 +152,16 @@ class AccessService:
                 f"SELECT {identity.USER_COLUMNS} FROM users WHERE id IN"
                 " (SELECT user_id FROM user_roles WHERE role = 'engineer'"
                 "  UNION SELECT user_id FROM assignments WHERE client_id = ?) ORDER BY name",
-                (client.id,)).fetchall()
+                (client.id,),
+            ).fetchall()
             people = [self._row(conn, identity._user_from_row(r), client, now) for r in rows]
-        return {"client": client.name, "sla_state": client.state(now),
-                "sla_end": rfc3339(client.sla_end), "at": rfc3339(now), "users": people}
+        return {
+            "client": client.name,
+            "sla_state": client.state(now),
+            "sla_end": rfc3339(client.sla_end),
+            "at": rfc3339(now),
+            "users": people,
+        }
 
     def user_access(self, principal: Principal, user_name: str) -> dict:
         """Every client the user is or was assigned to: can they read it now, and why."""
@@ -121,10 +171,20 @@ class AccessService:
             user = identity.user_row(conn, user_name)
             if user is None:
                 raise NotFound(f"no user named {user_name!r}")
-            clients = [client_from_row(r) for r in conn.execute(
-                f"SELECT {CLIENT_COLUMNS} FROM clients WHERE id IN"
-                " (SELECT client_id FROM assignments WHERE user_id = ?) ORDER BY name", (user.id,))]
+            clients = [
+                client_from_row(r)
+                for r in conn.execute(
+                    f"SELECT {CLIENT_COLUMNS} FROM clients WHERE id IN"
+                    " (SELECT client_id FROM assignments WHERE user_id = ?) ORDER BY name",
+                    (user.id,),
+                )
+            ]
             rows = [self._row(conn, user, c, now) for c in clients]
             roles = sorted(identity.user_roles(conn, user.id))
-        return {"user": user.name, "roles": roles, "at": rfc3339(now),
-                "can_read": [r["client"] for r in rows if r["can_read"]], "clients": rows}
+        return {
+            "user": user.name,
+            "roles": roles,
+            "at": rfc3339(now),
+            "can_read": [r["client"] for r in rows if r["can_read"]],
+            "clients": rows,
+        }

@@ -70,8 +70,11 @@ class AuditService:
 
         signer = AuditSigner(self.ctx.db, self.ctx.keyring)
         raw = signer.public_key()
-        return {"public_key": signer.public_key_text(), "fingerprint": crypto.sha256(raw).hex()[:32],
-                "vault_id": self.ctx.vault_id.hex()}
+        return {
+            "public_key": signer.public_key_text(),
+            "fingerprint": crypto.sha256(raw).hex()[:32],
+            "vault_id": self.ctx.vault_id.hex(),
+        }
 
     # --- checkpoints ------------------------------------------------------------------------------
 
@@ -82,8 +85,18 @@ class AuditService:
 
     # --- listing ------------------------------------------------------------------------------------
 
-    def _query(self, *, user=None, client=None, action=None, outcome=None, since=None, until=None,
-               limit: int | None = None, after_seq: int | None = None):
+    def _query(
+        self,
+        *,
+        user=None,
+        client=None,
+        action=None,
+        outcome=None,
+        since=None,
+        until=None,
+        limit: int | None = None,
+        after_seq: int | None = None,
+    ):
         where, params = [], []
         if user:
             where.append("actor = ?")
@@ -125,29 +138,65 @@ class AuditService:
 
     @staticmethod
     def _entry_dict(row, reader) -> dict:
-        return {"seq": row[0], "at": row[1], "actor": row[2], "action": row[3], "client": row[4],
-                "outcome": row[5], "reason": row[6], "origin": row[7],
-                "detail": reader.open(row[8], row[9]) if reader else None,
-                "detail_key": row[9],
-                "detail_sealed": None if row[8] is None else base64.b64encode(bytes(row[8])).decode(),
-                "prev_hash": bytes(row[10]).hex(), "entry_hash": bytes(row[11]).hex()}
+        return {
+            "seq": row[0],
+            "at": row[1],
+            "actor": row[2],
+            "action": row[3],
+            "client": row[4],
+            "outcome": row[5],
+            "reason": row[6],
+            "origin": row[7],
+            "detail": reader.open(row[8], row[9]) if reader else None,
+            "detail_key": row[9],
+            "detail_sealed": None if row[8] is None else base64.b64encode(bytes(row[8])).decode(),
+            "prev_hash": bytes(row[10]).hex(),
+            "entry_hash": bytes(row[11]).hex(),
+        }
 
-    def log(self, principal: Principal, *, user: str | None = None, client: str | None = None,
-            action: str | None = None, outcome: str | None = None, since: datetime | None = None,
-            until: datetime | None = None, limit: int | None = 100) -> list[dict]:
+    def log(
+        self,
+        principal: Principal,
+        *,
+        user: str | None = None,
+        client: str | None = None,
+        action: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = 100,
+    ) -> list[dict]:
         """Events matching every filter given, oldest first; ``limit`` keeps the newest N."""
         self.ctx.authorize(principal, Action.AUDIT_LOG)
         reader = self.ctx.audit.details.reader()
         keep = ("seq", "at", "actor", "action", "client", "outcome", "reason", "origin", "detail")
-        return [{k: e[k] for k in keep} for e in (
-            self._entry_dict(r, reader) for r in self._query(
-                user=user, client=client, action=action, outcome=outcome, since=since,
-                until=until, limit=limit))]
+        return [
+            {k: e[k] for k in keep}
+            for e in (
+                self._entry_dict(r, reader)
+                for r in self._query(
+                    user=user,
+                    client=client,
+                    action=action,
+                    outcome=outcome,
+                    since=since,
+                    until=until,
+                    limit=limit,
+                )
+            )
+        ]
 
     # --- export -------------------------------------------------------------------------------------
 
-    def export(self, principal: Principal, format: str, *, out: Path | str | None = None,
-               write: Callable[[str], None] | None = None, details: bool = True) -> dict:
+    def export(
+        self,
+        principal: Principal,
+        format: str,
+        *,
+        out: Path | str | None = None,
+        write: Callable[[str], None] | None = None,
+        details: bool = True,
+    ) -> dict:
         """Write the whole log as JSON Lines (verifiable offline), CSV or CEF, to ``out`` (a new
         0600 file, never overwritten) or line by line to ``write``.
 
@@ -195,23 +244,36 @@ class AuditService:
         else:
             for line in lines:
                 write(line)
-        result = {"format": format, "entries": count["entries"], "head_seq": head.seq,
-                  "file": str(target) if target else None}
-        self.ctx.record_outcome(principal, Action.AUDIT_EXPORT, "ok",
-                                reason=f"exported {count['entries']} entries as {format}")
+        result = {
+            "format": format,
+            "entries": count["entries"],
+            "head_seq": head.seq,
+            "file": str(target) if target else None,
+        }
+        self.ctx.record_outcome(
+            principal, Action.AUDIT_EXPORT, "ok", reason=f"exported {count['entries']} entries as {format}"
+        )
         return result
 
     def _jsonl(self, principal: Principal, head: Checkpoint, entries: Iterator[dict]) -> Iterator[str]:
         signer = AuditSigner(self.ctx.db, self.ctx.keyring)
         checkpoints = [cp for cp in self.ctx.audit.checkpoints() if cp.seq <= head.seq]
         first = self.ctx.db.one("SELECT min(seq) FROM audit_events")[0]
-        header = fmt.jsonl_line({
-            "type": "header", "format": EXPORT_FORMAT, "version": EXPORT_VERSION,
-            "vault_id": self.ctx.vault_id.hex(), "public_key": signer.public_key_text(),
-            "genesis_hash": genesis_hash(self.ctx.vault_id).hex(),
-            "exported_at": rfc3339(self.ctx.now()), "exported_by": principal.name,
-            "first_seq": first, "last_seq": head.seq, "checkpoints": len(checkpoints),
-        })
+        header = fmt.jsonl_line(
+            {
+                "type": "header",
+                "format": EXPORT_FORMAT,
+                "version": EXPORT_VERSION,
+                "vault_id": self.ctx.vault_id.hex(),
+                "public_key": signer.public_key_text(),
+                "genesis_hash": genesis_hash(self.ctx.vault_id).hex(),
+                "exported_at": rfc3339(self.ctx.now()),
+                "exported_by": principal.name,
+                "first_seq": first,
+                "last_seq": head.seq,
+                "checkpoints": len(checkpoints),
+            }
+        )
         yield header
         for cp in checkpoints:
             yield fmt.jsonl_line(cp.as_dict())
@@ -226,40 +288,48 @@ class AuditService:
 
     # --- verify -------------------------------------------------------------------------------------
 
-    def verify(self, principal: Principal, progress: Progress | None = None, *,
-               all_signatures: bool = False) -> VerifyResult:
+    def verify(
+        self, principal: Principal, progress: Progress | None = None, *, all_signatures: bool = False
+    ) -> VerifyResult:
         """Verify the live log; the newest backend checkpoint copy is checked too (it catches a
         tail cut together with the checkpoint rows)."""
         self.ctx.authorize(principal, Action.AUDIT_VERIFY)
         result = verify_live(self.ctx, progress, all_signatures=all_signatures)
-        self.ctx.record_outcome(principal, Action.AUDIT_VERIFY, "ok" if result.ok else "error",
-                                reason="chain intact" if result.ok else result.problem)
+        self.ctx.record_outcome(
+            principal,
+            Action.AUDIT_VERIFY,
+            "ok" if result.ok else "error",
+            reason="chain intact" if result.ok else result.problem,
+        )
         return result
 
     # --- report -------------------------------------------------------------------------------------
 
-    def report(self, principal: Principal, *, since: datetime | None = None,
-               until: datetime | None = None) -> dict:
+    def report(
+        self, principal: Principal, *, since: datetime | None = None, until: datetime | None = None
+    ) -> dict:
         self.ctx.authorize(principal, Action.AUDIT_REPORT)
         now = self.ctx.now()
         since = since or parse_since("30d", now)
         until = until or now
         settings = ReportSettings.from_settings(self.ctx.settings)
-        events = (Event(r[0], _at(r[1]), r[2], r[3], r[4], r[5], r[6])
-                  for r in self._query(since=since, until=until))
-        return build_report(events, settings, since=since, until=until,
-                            certificates=self._certificates())
+        events = (
+            Event(r[0], _at(r[1]), r[2], r[3], r[4], r[5], r[6])
+            for r in self._query(since=since, until=until)
+        )
+        return build_report(events, settings, since=since, until=until, certificates=self._certificates())
 
     def _certificates(self) -> dict[str, dict]:
         try:
-            rows = self.ctx.db.all("SELECT c.digest, c.issued_at, k.name FROM shred_certificates c"
-                                   " LEFT JOIN clients k ON k.id = c.client_id")
+            rows = self.ctx.db.all(
+                "SELECT c.digest, c.issued_at, k.name FROM shred_certificates c"
+                " LEFT JOIN clients k ON k.id = c.client_id"
+            )
         except sqlite3.OperationalError:  # no SLA tables in this schema
             return {}
         from vault.clock import from_epoch
 
-        return {r[0]: {"digest": r[0], "issued_at": rfc3339(from_epoch(r[1])), "client": r[2]}
-                for r in rows}
+        return {r[0]: {"digest": r[0], "issued_at": rfc3339(from_epoch(r[1])), "client": r[2]} for r in rows}
 
     # --- retention ----------------------------------------------------------------------------------
 
@@ -274,17 +344,20 @@ class AuditService:
         keep_days = int(self.ctx.settings["audit_min_retention_days"])
         newest_allowed = self.ctx.now() - timedelta(days=keep_days)
         if before > newest_allowed:
-            raise InvalidInput(f"audit prune refused: entries younger than {keep_days} days are kept "
-                               f"(retention minimum); --before must be {rfc3339(newest_allowed)} "
-                               "or earlier")
+            raise InvalidInput(
+                f"audit prune refused: entries younger than {keep_days} days are kept "
+                f"(retention minimum); --before must be {rfc3339(newest_allowed)} "
+                "or earlier"
+            )
         check = verify_live(self.ctx)
         if not check.ok:
             raise IntegrityFailure(f"audit prune refused: the log does not verify ({check.problem})")
         with self.ctx.db.write() as conn:
             base = None
             for seq, entry_hash in conn.execute(
-                    "SELECT c.seq, c.entry_hash FROM audit_checkpoints c JOIN audit_events e"
-                    " ON e.seq = c.seq WHERE c.kind != 'prune' ORDER BY c.seq DESC").fetchall():
+                "SELECT c.seq, c.entry_hash FROM audit_checkpoints c JOIN audit_events e"
+                " ON e.seq = c.seq WHERE c.kind != 'prune' ORDER BY c.seq DESC"
+            ).fetchall():
                 at = conn.execute("SELECT at FROM audit_events WHERE seq = ?", (seq,)).fetchone()[0]
                 if _at(at) < before:
                     base = (seq, bytes(entry_hash))
@@ -296,17 +369,27 @@ class AuditService:
                 cp = self.ctx.audit.prune_checkpoint(conn, base)
                 pruned = conn.execute("DELETE FROM audit_events WHERE seq <= ?", (base[0],)).rowcount
                 conn.execute("DELETE FROM audit_checkpoints WHERE seq <= ?", (base[0],))
-                result = {"pruned": pruned, "base_seq": base[0], "before": rfc3339(before),
-                          "checkpoint_seq": cp.seq}
+                result = {
+                    "pruned": pruned,
+                    "base_seq": base[0],
+                    "before": rfc3339(before),
+                    "checkpoint_seq": cp.seq,
+                }
         if cp is not None:
             # the blob-store (and OneDrive) copies of older checkpoints are kept: they are the
             # reviewer's independent evidence of what the log held before the prune
             self.ctx.audit.copy_to_backend(cp)
             self.ctx.db.checkpoint_truncate()
-        self.ctx.record_outcome(principal, Action.AUDIT_PRUNE, "ok",
-                                reason=(f"pruned {result['pruned']} entries up to {result['base_seq']}"
-                                        if cp else "nothing to prune"))
+        self.ctx.record_outcome(
+            principal,
+            Action.AUDIT_PRUNE,
+            "ok",
+            reason=(
+                f"pruned {result['pruned']} entries up to {result['base_seq']}" if cp else "nothing to prune"
+            ),
+        )
         return result
+
 
 def latest_backend_checkpoint(ctx: VaultContext) -> Checkpoint | None:
     """The newest checkpoint copy in the blob store, or None."""
@@ -324,21 +407,36 @@ def latest_backend_checkpoint(ctx: VaultContext) -> Checkpoint | None:
     return None
 
 
-def verify_live(ctx: VaultContext, progress: Progress | None = None, *,
-                all_signatures: bool = False) -> VerifyResult:
+def verify_live(
+    ctx: VaultContext, progress: Progress | None = None, *, all_signatures: bool = False
+) -> VerifyResult:
     """Verify the vault's own log (no authorization: the callers have done it)."""
     external = latest_backend_checkpoint(ctx)  # read before the entries: it never runs ahead
     signer = AuditSigner(ctx.db, ctx.keyring)
     public = signer.public_key()
     if ctx.keyring.unsealed:
         signer.check_public_key()
-    return verify_database(ctx.db.path, ctx.vault_id, public, external=external, progress=progress,
-                           all_signatures=all_signatures, fallback=ctx.db.conn)
+    return verify_database(
+        ctx.db.path,
+        ctx.vault_id,
+        public,
+        external=external,
+        progress=progress,
+        all_signatures=all_signatures,
+        fallback=ctx.db.conn,
+    )
 
 
-def verify_database(path, vault_id: bytes, public: bytes, *, external: Checkpoint | None = None,
-                    progress: Progress | None = None, all_signatures: bool = False,
-                    fallback: sqlite3.Connection | None = None) -> VerifyResult:
+def verify_database(
+    path,
+    vault_id: bytes,
+    public: bytes,
+    *,
+    external: Checkpoint | None = None,
+    progress: Progress | None = None,
+    all_signatures: bool = False,
+    fallback: sqlite3.Connection | None = None,
+) -> VerifyResult:
     """Verify the log in the SQLite file at ``path`` in one read snapshot.
 
     Reads through its own connection with SQLite's own UTF-8 decoding (the vault connection's
@@ -359,19 +457,34 @@ def verify_database(path, vault_id: bytes, public: bytes, *, external: Checkpoin
     return result
 
 
-def _verify_with(conn: sqlite3.Connection, vault_id: bytes, public: bytes,
-                 external: Checkpoint | None, progress: Progress | None,
-                 all_signatures: bool) -> VerifyResult:
+def _verify_with(
+    conn: sqlite3.Connection,
+    vault_id: bytes,
+    public: bytes,
+    external: Checkpoint | None,
+    progress: Progress | None,
+    all_signatures: bool,
+) -> VerifyResult:
     conn.execute("BEGIN")  # one snapshot for the checkpoints and the entries
     try:
-        checkpoints = [Checkpoint.from_row(vault_id, r) for r in conn.execute(
-            f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY seq, id")]
+        checkpoints = [
+            Checkpoint.from_row(vault_id, r)
+            for r in conn.execute(f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY seq, id")
+        ]
         if external is not None:
             checkpoints.append(external)
         total = conn.execute("SELECT count(*) FROM audit_events").fetchone()[0]
         rows = conn.execute(f"SELECT {EVENT_COLUMNS} FROM audit_events ORDER BY seq")
-        return verify_chain(rows, checkpoints, vault_id=vault_id, public_key=public, total=total,
-                            progress=progress, overdue_warning=True, all_signatures=all_signatures)
+        return verify_chain(
+            rows,
+            checkpoints,
+            vault_id=vault_id,
+            public_key=public,
+            total=total,
+            progress=progress,
+            overdue_warning=True,
+            all_signatures=all_signatures,
+        )
     finally:
         conn.execute("COMMIT")
 

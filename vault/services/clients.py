@@ -33,8 +33,9 @@ class ClientService:
     def __init__(self, ctx: VaultContext):
         self.ctx = ctx
 
-    def add(self, principal: Principal, name: str, *, sla_end: datetime,
-            grace_days: int | None = None) -> dict:
+    def add(
+        self, principal: Principal, name: str, *, sla_end: datetime, grace_days: int | None = None
+    ) -> dict:
         names.client_name(name)
         grace = self.ctx.settings["default_grace_days"] if grace_days is None else grace_days
         if not 0 <= grace <= 3650:
@@ -51,21 +52,29 @@ class ClientService:
             conn.execute(
                 "INSERT INTO clients (id, name, created_at, created_by, sla_end, grace_days,"
                 " current_key_version) VALUES (?, ?, ?, ?, ?, ?, 1)",
-                (client_id, name, to_epoch(now), principal.name, to_epoch(sla_end), grace))
+                (client_id, name, to_epoch(now), principal.name, to_epoch(sla_end), grace),
+            )
             conn.execute(
                 "INSERT INTO client_keys (client_id, version, wrapped, fingerprint, created_at)"
                 " VALUES (?, 1, ?, ?, ?)",
-                (client_id, wrapped, crypto.key_fingerprint(key), to_epoch(now)))
+                (client_id, wrapped, crypto.key_fingerprint(key), to_epoch(now)),
+            )
         client = self.ctx.client(name)
-        self.ctx.record_outcome(principal, Action.CLIENT_ADD, "ok", client=client,
-                                reason=f"client created, SLA end {rfc3339(sla_end)}")
+        self.ctx.record_outcome(
+            principal,
+            Action.CLIENT_ADD,
+            "ok",
+            client=client,
+            reason=f"client created, SLA end {rfc3339(sla_end)}",
+        )
         return client_view(client, now)
 
     def list(self, principal: Principal) -> list[dict]:
         self.ctx.authorize(principal, Action.CLIENT_LIST)
         now = self.ctx.now()
-        rows = [client_from_row(r) for r in
-                self.ctx.db.all(f"SELECT {CLIENT_COLUMNS} FROM clients ORDER BY name")]
+        rows = [
+            client_from_row(r) for r in self.ctx.db.all(f"SELECT {CLIENT_COLUMNS} FROM clients ORDER BY name")
+        ]
         visible = self.visible_to(principal, rows)
         return [client_view(c, now) for c in visible]
 
@@ -81,8 +90,7 @@ class ClientService:
         self.ctx.authorize(principal, Action.CLIENT_SHOW, client=client)
         now = self.ctx.now()
         view = client_view(client, now)
-        view["records"] = self.ctx.db.one(
-            "SELECT count(*) FROM records WHERE client_id = ?", (client.id,))[0]
+        view["records"] = self.ctx.db.one("SELECT count(*) FROM records WHERE client_id = ?", (client.id,))[0]
         return view
 
     def rotate_key(self, principal: Principal, name: str, progress: Progress | None = None) -> dict:
@@ -103,45 +111,68 @@ class ClientService:
             conn.execute(
                 "INSERT INTO client_keys (client_id, version, wrapped, fingerprint, created_at)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (client.id, new_version, self.ctx.keyring.wrap_client_key(new_key, client.id, new_version),
-                 new.fingerprint, now))
+                (
+                    client.id,
+                    new_version,
+                    self.ctx.keyring.wrap_client_key(new_key, client.id, new_version),
+                    new.fingerprint,
+                    now,
+                ),
+            )
             records = conn.execute(
-                "SELECT id, meta_sealed FROM records WHERE client_id = ? ORDER BY id",
-                (client.id,)).fetchall()
+                "SELECT id, meta_sealed FROM records WHERE client_id = ? ORDER BY id", (client.id,)
+            ).fetchall()
             for done, (record_id, meta_sealed) in enumerate(records, 1):
                 try:
                     meta = old.unseal_meta(meta_sealed, record_id)
                 except CryptoError:
-                    raise IntegrityFailure(f"integrity failure: record {record_id} of client {name} "
-                                           "failed verification; key not rotated") from None
-                conn.execute("UPDATE records SET path_tag = ?, meta_sealed = ? WHERE id = ?",
-                             (new.path_tag(meta["path"]), new.seal_meta(meta, record_id), record_id))
+                    raise IntegrityFailure(
+                        f"integrity failure: record {record_id} of client {name} "
+                        "failed verification; key not rotated"
+                    ) from None
+                conn.execute(
+                    "UPDATE records SET path_tag = ?, meta_sealed = ? WHERE id = ?",
+                    (new.path_tag(meta["path"]), new.seal_meta(meta, record_id), record_id),
+                )
                 versions = conn.execute(
                     "SELECT version, wrapped_dek FROM record_versions WHERE record_id = ?"
-                    " AND wrapped_dek IS NOT NULL", (record_id,)).fetchall()
+                    " AND wrapped_dek IS NOT NULL",
+                    (record_id,),
+                ).fetchall()
                 for version, wrapped in versions:
                     try:
                         dek = old.unwrap_dek(wrapped, record_id, version)
                     except CryptoError:
                         raise IntegrityFailure(
                             f"integrity failure: {name}/{meta['path']} (version {version}) failed "
-                            "verification; key not rotated") from None
+                            "verification; key not rotated"
+                        ) from None
                     conn.execute(
                         "UPDATE record_versions SET wrapped_dek = ?, key_version = ?"
                         " WHERE record_id = ? AND version = ?",
-                        (new.wrap_dek(dek, record_id, version), new_version, record_id, version))
+                        (new.wrap_dek(dek, record_id, version), new_version, record_id, version),
+                    )
                 if progress:
                     progress(done, len(records))
-            conn.execute("UPDATE clients SET current_key_version = ? WHERE id = ?",
-                         (new_version, client.id))
-            conn.execute("DELETE FROM client_keys WHERE client_id = ? AND version < ?",
-                         (client.id, new_version))
+            conn.execute("UPDATE clients SET current_key_version = ? WHERE id = ?", (new_version, client.id))
+            conn.execute(
+                "DELETE FROM client_keys WHERE client_id = ? AND version < ?", (client.id, new_version)
+            )
         self.ctx.forget_client_keys(client.id)
         # the old wrapped key's page images may still sit in the WAL: fold it in and truncate
         self.ctx.db.checkpoint_truncate()
         client = self.ctx.client(name)
-        self.ctx.record_outcome(principal, Action.CLIENT_ROTATE_KEY, "ok", client=client,
-                                reason=f"client key rotated to version {new_version}; "
-                                       f"{len(records)} records re-wrapped; old version destroyed")
-        return {"name": name, "key_version": new_version, "records": len(records),
-                "fingerprint": new.fingerprint}
+        self.ctx.record_outcome(
+            principal,
+            Action.CLIENT_ROTATE_KEY,
+            "ok",
+            client=client,
+            reason=f"client key rotated to version {new_version}; "
+            f"{len(records)} records re-wrapped; old version destroyed",
+        )
+        return {
+            "name": name,
+            "key_version": new_version,
+            "records": len(records),
+            "fingerprint": new.fingerprint,
+        }

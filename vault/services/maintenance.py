@@ -26,9 +26,14 @@ class DoctorReport:
         return not self.problems
 
     def as_dict(self) -> dict:
-        return {"ok": self.ok, "problems": self.problems, "warnings": self.warnings,
-                "checked_blobs": self.checked_blobs, "checked_records": self.checked_records,
-                "audit_entries": self.audit_entries}
+        return {
+            "ok": self.ok,
+            "problems": self.problems,
+            "warnings": self.warnings,
+            "checked_blobs": self.checked_blobs,
+            "checked_records": self.checked_records,
+            "audit_entries": self.audit_entries,
+        }
 
 
 class MaintenanceService:
@@ -45,10 +50,16 @@ class MaintenanceService:
         self._audit_chain(report)
         # finish any scrub a purge or rotation could not complete (docs/sla.md, "scrub")
         if not self.ctx.db.scrub():
-            report.warnings.append("database scrub incomplete: another process keeps the vault "
-                                   "open; run 'cvault doctor' again later")
-        self.ctx.record_outcome(principal, Action.DOCTOR, "ok" if report.ok else "error",
-                                reason=f"{len(report.problems)} problems")
+            report.warnings.append(
+                "database scrub incomplete: another process keeps the vault "
+                "open; run 'cvault doctor' again later"
+            )
+        self.ctx.record_outcome(
+            principal,
+            Action.DOCTOR,
+            "ok" if report.ok else "error",
+            reason=f"{len(report.problems)} problems",
+        )
         return report
 
     def _permissions(self, report: DoctorReport) -> None:
@@ -82,18 +93,23 @@ class MaintenanceService:
                 try:
                     meta = keys.unseal_meta(meta_sealed, record_id)
                 except CryptoError:
-                    report.problems.append(f"integrity failure: record {record_id} of client "
-                                           f"{client.name}: encrypted path failed verification")
+                    report.problems.append(
+                        f"integrity failure: record {record_id} of client "
+                        f"{client.name}: encrypted path failed verification"
+                    )
                     continue
                 versions = self.ctx.db.all(
                     "SELECT version, wrapped_dek, blob_name, created_at, created_by FROM record_versions"
-                    " WHERE record_id = ? AND blob_name IS NOT NULL", (record_id,))
+                    " WHERE record_id = ? AND blob_name IS NOT NULL",
+                    (record_id,),
+                )
                 for version, *row in versions:
                     referenced.add(row[1])
                     report.checked_blobs += 1
                     try:
-                        secrets._open_version(client, keys, record_id, meta["path"], meta["kind"],
-                                              version, row)
+                        secrets._open_version(
+                            client, keys, record_id, meta["path"], meta["kind"], version, row
+                        )
                     except IntegrityFailure as exc:
                         report.problems.append(exc.message)
         return referenced

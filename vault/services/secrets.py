@@ -55,12 +55,14 @@ class SecretService:
 
     def _integrity(self, client: ClientRow, path: str, version: int | None = None) -> IntegrityFailure:
         return IntegrityFailure(
-            f"integrity failure: record {self._record_name(client, path, version)} failed verification")
+            f"integrity failure: record {self._record_name(client, path, version)} failed verification"
+        )
 
     def _find(self, conn, client: ClientRow, keys: ClientKeys, path: str):
         row = conn.execute(
             "SELECT id, meta_sealed, current_version FROM records WHERE client_id = ? AND path_tag = ?",
-            (client.id, keys.path_tag(path))).fetchone()
+            (client.id, keys.path_tag(path)),
+        ).fetchone()
         if row is None:
             return None
         try:
@@ -81,8 +83,9 @@ class SecretService:
 
     # --- writes ---------------------------------------------------------------------------------
 
-    def put(self, principal: Principal, client_name: str, path: str, kind: str,
-            fields: dict[str, Any]) -> dict:
+    def put(
+        self, principal: Principal, client_name: str, path: str, kind: str, fields: dict[str, Any]
+    ) -> dict:
         prepared = self._prepare(path, kind, fields)
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_PUT, client=client, detail=path)
@@ -91,41 +94,65 @@ class SecretService:
         self._delete_local(pruned)
         return {"client": client.name, "path": path, "kind": kind, "version": version}
 
-    def _write(self, conn, principal: Principal, client: ClientRow, prepared: _PreparedWrite,
-               *, durable: bool) -> tuple[int, list[str]]:
+    def _write(
+        self, conn, principal: Principal, client: ClientRow, prepared: _PreparedWrite, *, durable: bool
+    ) -> tuple[int, list[str]]:
         keys = self.ctx.client_keys(client, conn=conn)
         now = to_epoch(self.ctx.now())
         found = self._find(conn, client, keys, prepared.path)
         if found:
             record_id, meta, _ = found
             if meta["kind"] != prepared.kind:
-                raise InvalidInput(f"{client.name}/{prepared.path} is a {meta['kind']} record; "
-                                   f"remove it before storing a {prepared.kind} there")
-            version = conn.execute("SELECT max(version) FROM record_versions WHERE record_id = ?",
-                                   (record_id,)).fetchone()[0] + 1
+                raise InvalidInput(
+                    f"{client.name}/{prepared.path} is a {meta['kind']} record; "
+                    f"remove it before storing a {prepared.kind} there"
+                )
+            version = (
+                conn.execute(
+                    "SELECT max(version) FROM record_versions WHERE record_id = ?", (record_id,)
+                ).fetchone()[0]
+                + 1
+            )
         else:
             cur = conn.execute(
                 "INSERT INTO records (client_id, path_tag, meta_sealed, current_version, created_at,"
                 " updated_at) VALUES (?, ?, x'', 0, ?, ?)",
-                (client.id, keys.path_tag(prepared.path), now, now))
+                (client.id, keys.path_tag(prepared.path), now, now),
+            )
             record_id = cur.lastrowid
-            conn.execute("UPDATE records SET meta_sealed = ? WHERE id = ?",
-                         (keys.seal_meta({"path": prepared.path, "kind": prepared.kind}, record_id),
-                          record_id))
+            conn.execute(
+                "UPDATE records SET meta_sealed = ? WHERE id = ?",
+                (keys.seal_meta({"path": prepared.path, "kind": prepared.kind}, record_id), record_id),
+            )
             version = 1
         dek = crypto.new_key()
-        data = blobfmt.encrypt_record(dek, prepared.plaintext, vault_id=self.ctx.vault_id,
-                                      client_id=client.id_bytes, record_id=record_id,
-                                      record_version=version)
+        data = blobfmt.encrypt_record(
+            dek,
+            prepared.plaintext,
+            vault_id=self.ctx.vault_id,
+            client_id=client.id_bytes,
+            record_id=record_id,
+            record_version=version,
+        )
         name = self.ctx.keyring.blob_name(client.id, record_id, version)
         self.ctx.blobs.put(name, data, durable=durable)
         conn.execute(
             "INSERT INTO record_versions (record_id, version, key_version, wrapped_dek, blob_name,"
             " size, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (record_id, version, keys.version, keys.wrap_dek(dek, record_id, version), name,
-             len(data), now, principal.name))
-        conn.execute("UPDATE records SET current_version = ?, updated_at = ? WHERE id = ?",
-                     (version, now, record_id))
+            (
+                record_id,
+                version,
+                keys.version,
+                keys.wrap_dek(dek, record_id, version),
+                name,
+                len(data),
+                now,
+                principal.name,
+            ),
+        )
+        conn.execute(
+            "UPDATE records SET current_version = ?, updated_at = ? WHERE id = ?", (version, now, record_id)
+        )
         conn.execute("INSERT INTO outbox (op, blob_name, queued_at) VALUES ('put', ?, ?)", (name, now))
         return version, self._prune(conn, record_id, now)
 
@@ -134,19 +161,24 @@ class SecretService:
         keep = int(self.ctx.settings["keep_versions"])
         old = conn.execute(
             "SELECT version, blob_name FROM record_versions WHERE record_id = ?"
-            " ORDER BY version DESC LIMIT -1 OFFSET ?", (record_id, keep)).fetchall()
+            " ORDER BY version DESC LIMIT -1 OFFSET ?",
+            (record_id, keep),
+        ).fetchall()
         if not old:
             return []
-        conn.execute("DELETE FROM record_versions WHERE record_id = ? AND version <= ?",
-                     (record_id, old[0][0]))
+        conn.execute(
+            "DELETE FROM record_versions WHERE record_id = ? AND version <= ?", (record_id, old[0][0])
+        )
         blobs = [b for _, b in old if b]
         self._queue_deletes(conn, blobs, now)
         return blobs
 
     @staticmethod
     def _queue_deletes(conn, blob_names: list[str], now: int) -> None:
-        conn.executemany("INSERT INTO outbox (op, blob_name, queued_at) VALUES ('delete', ?, ?)",
-                         [(b, now) for b in blob_names])
+        conn.executemany(
+            "INSERT INTO outbox (op, blob_name, queued_at) VALUES ('delete', ?, ?)",
+            [(b, now) for b in blob_names],
+        )
 
     def _delete_local(self, blob_names: list[str]) -> None:
         for name in blob_names:
@@ -167,27 +199,44 @@ class SecretService:
                 raise NotFound(f"no record {client.name}/{path}")
             record_id, _, current = found
             if purge:
-                blobs = [r[0] for r in conn.execute(
-                    "SELECT blob_name FROM record_versions WHERE record_id = ? AND blob_name IS NOT NULL",
-                    (record_id,))]
+                blobs = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT blob_name FROM record_versions WHERE record_id = ? AND blob_name IS NOT NULL",
+                        (record_id,),
+                    )
+                ]
                 conn.execute("DELETE FROM record_versions WHERE record_id = ?", (record_id,))
                 conn.execute("DELETE FROM records WHERE id = ?", (record_id,))
                 self._queue_deletes(conn, blobs, now)
-                result = {"client": client.name, "path": path, "purged": True,
-                          "versions_destroyed": len(blobs)}
+                result = {
+                    "client": client.name,
+                    "path": path,
+                    "purged": True,
+                    "versions_destroyed": len(blobs),
+                }
             else:
-                marker = conn.execute("SELECT blob_name FROM record_versions WHERE record_id = ?"
-                                      " AND version = ?", (record_id, current)).fetchone()
+                marker = conn.execute(
+                    "SELECT blob_name FROM record_versions WHERE record_id = ? AND version = ?",
+                    (record_id, current),
+                ).fetchone()
                 if marker is not None and marker[0] is None:
                     raise NotFound(f"no record {client.name}/{path} (already deleted)")
-                version = conn.execute("SELECT max(version) FROM record_versions WHERE record_id = ?",
-                                       (record_id,)).fetchone()[0] + 1
+                version = (
+                    conn.execute(
+                        "SELECT max(version) FROM record_versions WHERE record_id = ?", (record_id,)
+                    ).fetchone()[0]
+                    + 1
+                )
                 conn.execute(
                     "INSERT INTO record_versions (record_id, version, key_version, wrapped_dek,"
                     " blob_name, size, created_at, created_by) VALUES (?, ?, ?, NULL, NULL, 0, ?, ?)",
-                    (record_id, version, keys.version, now, principal.name))
-                conn.execute("UPDATE records SET current_version = ?, updated_at = ? WHERE id = ?",
-                             (version, now, record_id))
+                    (record_id, version, keys.version, now, principal.name),
+                )
+                conn.execute(
+                    "UPDATE records SET current_version = ?, updated_at = ? WHERE id = ?",
+                    (version, now, record_id),
+                )
                 blobs = self._prune(conn, record_id, now)
                 result = {"client": client.name, "path": path, "purged": False, "version": version}
         self._delete_local(blobs)
@@ -195,15 +244,18 @@ class SecretService:
         if purge:
             # the destroyed keys' old page images must leave the WAL and the main file too
             result["scrubbed"] = self.ctx.db.scrub()
-            reason = ("record purged (crypto-shredded)" if result["scrubbed"] else
-                      "record purged (crypto-shredded); database scrub pending: another process "
-                      "kept the database open")
-        self.ctx.record_outcome(principal, Action.SECRET_RM, "ok", client=client, detail=path,
-                                reason=reason)
+            reason = (
+                "record purged (crypto-shredded)"
+                if result["scrubbed"]
+                else "record purged (crypto-shredded); database scrub pending: another process "
+                "kept the database open"
+            )
+        self.ctx.record_outcome(principal, Action.SECRET_RM, "ok", client=client, detail=path, reason=reason)
         return result
 
-    def import_records(self, principal: Principal, client_name: str, lines: Iterable[str],
-                       progress: Progress | None = None) -> dict:
+    def import_records(
+        self, principal: Principal, client_name: str, lines: Iterable[str], progress: Progress | None = None
+    ) -> dict:
         """Import JSON Lines ``{"path", "kind", "fields"}`` (the export format) in one transaction.
 
         Every line is validated before anything is written; a bad line names its number and nothing
@@ -229,15 +281,20 @@ class SecretService:
                 raise InvalidInput(f"line {number}: duplicate path {path}")
             seen.add(path)
         client = self.ctx.client(client_name)
-        self.ctx.authorize(principal, Action.SECRET_IMPORT, client=client,
-                           detail=f"{len(prepared)} records")
+        self.ctx.authorize(principal, Action.SECRET_IMPORT, client=client, detail=f"{len(prepared)} records")
         with self.ctx.db.write() as conn:
             pruned = self._write_many(conn, principal, client, prepared, progress)
         self._delete_local(pruned)
         return {"client": client.name, "imported": len(prepared)}
 
-    def _write_many(self, conn, principal: Principal, client: ClientRow,
-                    prepared: list[_PreparedWrite], progress: Progress | None) -> list[str]:
+    def _write_many(
+        self,
+        conn,
+        principal: Principal,
+        client: ClientRow,
+        prepared: list[_PreparedWrite],
+        progress: Progress | None,
+    ) -> list[str]:
         """The import's writes inside its transaction: the same rows, blobs and outbox entries as
         one :meth:`_write` per item, batched. Paths already stored get a new version through
         :meth:`_write`; new records get ids allocated up front (AUTOINCREMENT: above both the
@@ -277,28 +334,46 @@ class SecretService:
             try:
                 for record_id, (item, tag) in enumerate(fresh, first):
                     dek = new_key()
-                    data = encrypt(dek, item.plaintext, vault_id=vault_id, client_id=client_bytes,
-                                   record_id=record_id, record_version=1)
+                    data = encrypt(
+                        dek,
+                        item.plaintext,
+                        vault_id=vault_id,
+                        client_id=client_bytes,
+                        record_id=record_id,
+                        record_version=1,
+                    )
                     name = blob_name(client_id, record_id, 1)
                     writer.add(name, data)
-                    record_rows.append((record_id, client_id, tag,
-                                        keys.seal_record_meta(item.path, item.kind, record_id),
-                                        now, now))
-                    version_rows.append((record_id, key_version, keys.wrap_dek(dek, record_id, 1),
-                                         name, len(data), now, by))
+                    record_rows.append(
+                        (
+                            record_id,
+                            client_id,
+                            tag,
+                            keys.seal_record_meta(item.path, item.kind, record_id),
+                            now,
+                            now,
+                        )
+                    )
+                    version_rows.append(
+                        (record_id, key_version, keys.wrap_dek(dek, record_id, 1), name, len(data), now, by)
+                    )
                     outbox_rows.append((name, now))
                     done += 1
                     if progress:
                         progress(done, total)
                 conn.executemany(
                     "INSERT INTO records (id, client_id, path_tag, meta_sealed, current_version,"
-                    " created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?)", record_rows)
+                    " created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?)",
+                    record_rows,
+                )
                 conn.executemany(
                     "INSERT INTO record_versions (record_id, version, key_version, wrapped_dek,"
                     " blob_name, size, created_at, created_by) VALUES (?, 1, ?, ?, ?, ?, ?, ?)",
-                    version_rows)
-                conn.executemany("INSERT INTO outbox (op, blob_name, queued_at) VALUES ('put', ?, ?)",
-                                 outbox_rows)
+                    version_rows,
+                )
+                conn.executemany(
+                    "INSERT INTO outbox (op, blob_name, queued_at) VALUES ('put', ?, ?)", outbox_rows
+                )
                 writer.finish()
             except BaseException:
                 writer.abort()
@@ -311,16 +386,22 @@ class SecretService:
         """Which of ``tags`` already name a record of the client (batched indexed lookups)."""
         found: set[bytes] = set()
         for start in range(0, len(tags), 500):
-            batch = tags[start:start + 500]
-            found.update(bytes(r[0]) for r in conn.execute(
-                "SELECT path_tag FROM records WHERE client_id = ? AND path_tag IN"
-                f" ({','.join('?' * len(batch))})", (client.id, *batch)))
+            batch = tags[start : start + 500]
+            found.update(
+                bytes(r[0])
+                for r in conn.execute(
+                    "SELECT path_tag FROM records WHERE client_id = ? AND path_tag IN"
+                    f" ({','.join('?' * len(batch))})",
+                    (client.id, *batch),
+                )
+            )
         return found
 
     # --- reads ----------------------------------------------------------------------------------
 
-    def get(self, principal: Principal, client_name: str, path: str,
-            version: int | None = None) -> SecretRecord:
+    def get(
+        self, principal: Principal, client_name: str, path: str, version: int | None = None
+    ) -> SecretRecord:
         names.record_path(path)
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_GET, client=client, detail=path)
@@ -333,16 +414,21 @@ class SecretService:
             wanted = current if version is None else version
             row = conn.execute(
                 "SELECT wrapped_dek, blob_name, created_at, created_by FROM record_versions"
-                " WHERE record_id = ? AND version = ?", (record_id, wanted)).fetchone()
+                " WHERE record_id = ? AND version = ?",
+                (record_id, wanted),
+            ).fetchone()
         if row is None:
-            raise NotFound(f"no version {wanted} of {client.name}/{path} (kept: the last "
-                           f"{self.ctx.settings['keep_versions']})")
+            raise NotFound(
+                f"no version {wanted} of {client.name}/{path} (kept: the last "
+                f"{self.ctx.settings['keep_versions']})"
+            )
         if row[0] is None:
             raise NotFound(f"{client.name}/{path} was deleted (version {wanted})")
         return self._open_version(client, keys, record_id, path, meta["kind"], wanted, row)
 
-    def _open_version(self, client: ClientRow, keys: ClientKeys, record_id: int, path: str,
-                      kind: str, version: int, row) -> SecretRecord:
+    def _open_version(
+        self, client: ClientRow, keys: ClientKeys, record_id: int, path: str, kind: str, version: int, row
+    ) -> SecretRecord:
         wrapped, blob_name, created_at, created_by = row
         try:
             dek = keys.unwrap_dek(wrapped, record_id, version)
@@ -351,19 +437,27 @@ class SecretService:
         try:
             data = self.read_blob(blob_name)
         except BlobNotFound:
-            raise IntegrityFailure(f"integrity failure: record {self._record_name(client, path, version)}"
-                                   " is missing from the blob store (try 'cvault sync pull')") from None
+            raise IntegrityFailure(
+                f"integrity failure: record {self._record_name(client, path, version)}"
+                " is missing from the blob store (try 'cvault sync pull')"
+            ) from None
         try:
-            plaintext = blobfmt.decrypt_record(data, dek, vault_id=self.ctx.vault_id,
-                                               client_id=client.id_bytes, record_id=record_id,
-                                               record_version=version)
+            plaintext = blobfmt.decrypt_record(
+                data,
+                dek,
+                vault_id=self.ctx.vault_id,
+                client_id=client.id_bytes,
+                record_id=record_id,
+                record_version=version,
+            )
             doc = json.loads(plaintext)
             if doc.get("kind") != kind or not isinstance(doc.get("fields"), dict):
                 raise ValueError
         except (CryptoError, ValueError, AttributeError):
             raise self._integrity(client, path, version) from None
-        return SecretRecord(client.name, path, kind, version, doc["fields"],
-                            rfc3339(from_epoch(created_at)), created_by)
+        return SecretRecord(
+            client.name, path, kind, version, doc["fields"], rfc3339(from_epoch(created_at)), created_by
+        )
 
     def read_blob(self, name: str) -> bytes:
         """The local copy of a blob; a blob lost locally is restored from the remote replica."""
@@ -381,7 +475,9 @@ class SecretService:
         (None if no live record version uses that name). Used by sync to choose between copies."""
         row = self.ctx.db.one(
             "SELECT r.client_id, r.id, v.version, v.key_version, v.wrapped_dek FROM record_versions v"
-            " JOIN records r ON r.id = v.record_id WHERE v.blob_name = ?", (name,))
+            " JOIN records r ON r.id = v.record_id WHERE v.blob_name = ?",
+            (name,),
+        )
         if row is None:
             return None
         client_id, record_id, version, key_version, wrapped = row
@@ -389,8 +485,14 @@ class SecretService:
             client = self.ctx.client_by_id(client_id)
             keys = self.ctx.client_keys(client, version=key_version)
             dek = keys.unwrap_dek(wrapped, record_id, version)
-            blobfmt.decrypt_record(data, dek, vault_id=self.ctx.vault_id, client_id=client.id_bytes,
-                                   record_id=record_id, record_version=version)
+            blobfmt.decrypt_record(
+                data,
+                dek,
+                vault_id=self.ctx.vault_id,
+                client_id=client.id_bytes,
+                record_id=record_id,
+                record_version=version,
+            )
             return True
         except (CryptoError, IntegrityFailure, ClientUnavailable):
             return False
@@ -404,17 +506,26 @@ class SecretService:
             rows = conn.execute(
                 "SELECT r.id, r.meta_sealed, r.current_version, r.updated_at, v.blob_name"
                 " FROM records r JOIN record_versions v ON v.record_id = r.id"
-                " AND v.version = r.current_version WHERE r.client_id = ?", (client.id,)).fetchall()
+                " AND v.version = r.current_version WHERE r.client_id = ?",
+                (client.id,),
+            ).fetchall()
         for record_id, meta_sealed, current, updated, blob_name in rows:
             if blob_name is None:
                 continue  # deleted: a delete marker is the current version
             try:
                 meta = keys.unseal_meta(meta_sealed, record_id)
             except CryptoError:
-                raise IntegrityFailure(f"integrity failure: record {record_id} of client "
-                                       f"{client.name} failed verification") from None
-            out.append({"path": meta["path"], "kind": meta["kind"], "version": current,
-                        "updated_at": rfc3339(from_epoch(updated))})
+                raise IntegrityFailure(
+                    f"integrity failure: record {record_id} of client {client.name} failed verification"
+                ) from None
+            out.append(
+                {
+                    "path": meta["path"],
+                    "kind": meta["kind"],
+                    "version": current,
+                    "updated_at": rfc3339(from_epoch(updated)),
+                }
+            )
         out.sort(key=lambda r: r["path"])
         return out
 
@@ -429,10 +540,20 @@ class SecretService:
                 raise NotFound(f"no record {client.name}/{path}")
             rows = conn.execute(
                 "SELECT version, blob_name, size, created_at, created_by FROM record_versions"
-                " WHERE record_id = ? ORDER BY version", (found[0],)).fetchall()
-        return [{"version": v, "deleted": b is None, "size": s,
-                 "created_at": rfc3339(from_epoch(t)), "created_by": by,
-                 "current": v == found[2]} for v, b, s, t, by in rows]
+                " WHERE record_id = ? ORDER BY version",
+                (found[0],),
+            ).fetchall()
+        return [
+            {
+                "version": v,
+                "deleted": b is None,
+                "size": s,
+                "created_at": rfc3339(from_epoch(t)),
+                "created_by": by,
+                "current": v == found[2],
+            }
+            for v, b, s, t, by in rows
+        ]
 
     def export(self, principal: Principal, client_name: str, out: Path) -> dict:
         """Write the client's current records, decrypted, as JSON Lines to a new 0600 file."""
@@ -450,15 +571,17 @@ class SecretService:
                 "SELECT r.id, r.meta_sealed, r.current_version, v.wrapped_dek, v.blob_name,"
                 " v.created_at, v.created_by FROM records r JOIN record_versions v"
                 " ON v.record_id = r.id AND v.version = r.current_version WHERE r.client_id = ?",
-                (client.id,)).fetchall()
+                (client.id,),
+            ).fetchall()
         for record_id, meta_sealed, version, *row in rows:
             if row[0] is None:
                 continue
             try:
                 meta = keys.unseal_meta(meta_sealed, record_id)
             except CryptoError:
-                raise IntegrityFailure(f"integrity failure: record {record_id} of client "
-                                       f"{client.name} failed verification") from None
+                raise IntegrityFailure(
+                    f"integrity failure: record {record_id} of client {client.name} failed verification"
+                ) from None
             rec = self._open_version(client, keys, record_id, meta["path"], meta["kind"], version, row)
             records.append({"path": rec.path, "kind": rec.kind, "fields": rec.fields})
         records.sort(key=lambda r: r["path"])

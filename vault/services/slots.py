@@ -22,12 +22,20 @@ class SlotService:
 
     def list_slots(self) -> list[dict]:
         rows = self.ctx.db.all("SELECT id, kind, label, kdf_params, created_at FROM unseal_slots ORDER BY id")
-        return [{"id": r[0], "kind": r[1], "label": r[2],
-                 "kdf": json.loads(r[3]) if r[3] else None,
-                 "created_at": rfc3339(from_epoch(r[4]))} for r in rows]
+        return [
+            {
+                "id": r[0],
+                "kind": r[1],
+                "label": r[2],
+                "kdf": json.loads(r[3]) if r[3] else None,
+                "created_at": rfc3339(from_epoch(r[4])),
+            }
+            for r in rows
+        ]
 
-    def add_slot(self, kind: str, secret: bytes, *, label: str, kdf_params: dict | None = None,
-                 actor: str = "operator") -> int:
+    def add_slot(
+        self, kind: str, secret: bytes, *, label: str, kdf_params: dict | None = None, actor: str = "operator"
+    ) -> int:
         if kind not in keys.SLOT_KINDS:
             raise InvalidInput(f"unknown slot kind {kind!r}")
         root = self.ctx.keyring.root()
@@ -44,13 +52,14 @@ class SlotService:
             cur = conn.execute(
                 "INSERT INTO unseal_slots (kind, label, kdf_params, salt, wrapped_root, created_at)"
                 " VALUES (?, ?, ?, ?, x'', ?)",
-                (kind, label, json.dumps(kdf_params) if kdf_params else None, salt,
-                 to_epoch(self.ctx.now())))
+                (kind, label, json.dumps(kdf_params) if kdf_params else None, salt, to_epoch(self.ctx.now())),
+            )
             slot_id = cur.lastrowid
             wrapped = keys.wrap_root(root, kek, self.ctx.vault_id, slot_id, kind)
             conn.execute("UPDATE unseal_slots SET wrapped_root = ? WHERE id = ?", (wrapped, slot_id))
-        self.ctx.audit.append(actor=actor, action="slot.add", outcome="ok",
-                              reason=f"slot {slot_id} ({kind}) added")
+        self.ctx.audit.append(
+            actor=actor, action="slot.add", outcome="ok", reason=f"slot {slot_id} ({kind}) added"
+        )
         return slot_id
 
     def create_key_file_slot(self, path: Path, *, actor: str = "operator") -> int:
@@ -79,5 +88,6 @@ class SlotService:
             if count <= 1:
                 raise InvalidInput("refusing to remove the last unseal slot (the vault would be lost)")
             conn.execute("DELETE FROM unseal_slots WHERE id = ?", (slot_id,))
-        self.ctx.audit.append(actor=actor, action="slot.remove", outcome="ok",
-                              reason=f"slot {slot_id} ({row[0]}) removed")
+        self.ctx.audit.append(
+            actor=actor, action="slot.remove", outcome="ok", reason=f"slot {slot_id} ({row[0]}) removed"
+        )

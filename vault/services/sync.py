@@ -36,8 +36,8 @@ from vault.principal import Principal
 CONFIG_KEY = "remote.onedrive"
 PUSH_LOCK = "sync-push.lock"
 TOKEN_CACHE_NAME = "graph-token-cache.sealed"
-RETRY_BASE_SECONDS = 30     # first retry of a failed outbox item after 30 s ...
-RETRY_CAP_SECONDS = 3600    # ... doubling up to an hour
+RETRY_BASE_SECONDS = 30  # first retry of a failed outbox item after 30 s ...
+RETRY_CAP_SECONDS = 3600  # ... doubling up to an hour
 Progress = Callable[[int, int], None]
 
 
@@ -63,7 +63,7 @@ class SyncService:
         #: tests and the service may inject a ready backend (and GraphClient options)
         self.remote_override = None
         self.client_options: dict = {}  # GraphClient options (sleep, rng, ...)
-        self.auth_options: dict = {}    # token provider options (sleep, ...)
+        self.auth_options: dict = {}  # token provider options (sleep, ...)
 
     # --- configuration --------------------------------------------------------------------------
 
@@ -80,31 +80,44 @@ class SyncService:
         self._refuse_vault_files(config)
         self.ctx.authorize(principal, Action.SYNC)
         with self.ctx.db.write() as conn:
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                         (CONFIG_KEY, json.dumps(config.to_dict(), sort_keys=True)))
-        self.ctx.record_outcome(principal, Action.SYNC, "ok", reason="remote configured: "
-                                f"OneDrive drive {config.drive_id[:12] or config.site_hostname}")
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                (CONFIG_KEY, json.dumps(config.to_dict(), sort_keys=True)),
+            )
+        self.ctx.record_outcome(
+            principal,
+            Action.SYNC,
+            "ok",
+            reason=f"remote configured: OneDrive drive {config.drive_id[:12] or config.site_hostname}",
+        )
         self._remote = None
         return config.to_dict()
 
     def _refuse_remote_caller(self, principal: Principal) -> None:
         if principal.origin != "cli":
-            raise AccessDenied("access denied: the remote replica is configured on the vault's host "
-                               "only (cvault remote set there)")
+            raise AccessDenied(
+                "access denied: the remote replica is configured on the vault's host "
+                "only (cvault remote set there)"
+            )
 
     def _refuse_vault_files(self, config) -> None:
         """A credential path must not be the vault's own secret material (key file, passphrase
         file, anything in the vault folder): those would be sent as the OAuth client secret."""
         home = os.path.realpath(self.ctx.home.root)
-        unseal = {os.path.realpath(p) for p in (os.environ.get("CVAULT_KEY_FILE"),
-                                                 os.environ.get("CVAULT_PASSPHRASE_FILE")) if p}
+        unseal = {
+            os.path.realpath(p)
+            for p in (os.environ.get("CVAULT_KEY_FILE"), os.environ.get("CVAULT_PASSPHRASE_FILE"))
+            if p
+        }
         for path in (config.secret_file, config.certificate_file):
             if not path:
                 continue
             real = os.path.realpath(path)
             if real in unseal or os.path.commonpath([real, home]) == home:
-                raise InvalidInput("OneDrive configuration: the credential file must not be the "
-                                   "vault's key or passphrase file or lie in the vault folder")
+                raise InvalidInput(
+                    "OneDrive configuration: the credential file must not be the "
+                    "vault's key or passphrase file or lie in the vault folder"
+                )
 
     def show_config(self, principal: Principal) -> dict | None:
         """The replica configuration (paths and ids, never a secret), for admins."""
@@ -136,7 +149,8 @@ class SyncService:
         return SealedTokenCache(
             self.ctx.home.root / TOKEN_CACHE_NAME,
             seal=lambda data: keyring.seal_for(PURPOSE_TOKEN_CACHE_SEAL, data, "graph-token-cache"),
-            unseal=lambda data: keyring.unseal_for(PURPOSE_TOKEN_CACHE_SEAL, data, "graph-token-cache"))
+            unseal=lambda data: keyring.unseal_for(PURPOSE_TOKEN_CACHE_SEAL, data, "graph-token-cache"),
+        )
 
     def provider(self, prompt: Callable[[str], None] | None = None):
         from vault.backends.graph_auth import provider_from_config
@@ -178,7 +192,9 @@ class SyncService:
     # --- status ---------------------------------------------------------------------------------
 
     def pending(self) -> dict:
-        rows = self.ctx.db.all("SELECT op, count(*), sum(attempts > 0), min(queued_at) FROM outbox GROUP BY op")
+        rows = self.ctx.db.all(
+            "SELECT op, count(*), sum(attempts > 0), min(queued_at) FROM outbox GROUP BY op"
+        )
         out = {"put": 0, "delete": 0, "failing": 0, "oldest": None}
         for op, count, failing, oldest in rows:
             out[op] = count
@@ -192,12 +208,22 @@ class SyncService:
     def status(self, principal: Principal) -> dict:
         self.ctx.authorize(principal, Action.SYNC)
         config = self.config()
-        last_error = self.ctx.db.one("SELECT last_error FROM outbox WHERE last_error IS NOT NULL"
-                                     " ORDER BY id DESC LIMIT 1")
-        return {"remote": None if config is None else
-                {"kind": "onedrive", "drive_id": config.drive_id, "root_folder": config.root_folder,
-                 "graph_base_url": config.graph_base_url, "credential": config.credential},
-                "pending": self.pending(), "last_error": last_error[0] if last_error else None}
+        last_error = self.ctx.db.one(
+            "SELECT last_error FROM outbox WHERE last_error IS NOT NULL ORDER BY id DESC LIMIT 1"
+        )
+        return {
+            "remote": None
+            if config is None
+            else {
+                "kind": "onedrive",
+                "drive_id": config.drive_id,
+                "root_folder": config.root_folder,
+                "graph_base_url": config.graph_base_url,
+                "credential": config.credential,
+            },
+            "pending": self.pending(),
+            "last_error": last_error[0] if last_error else None,
+        }
 
     # --- push -----------------------------------------------------------------------------------
 
@@ -206,23 +232,36 @@ class SyncService:
         tasks: dict[str, _Task] = {}
         for row_id, op, name, attempts, next_at in rows:
             earlier = tasks.get(name)
-            tasks[name] = _Task(name, op, row_id, max(attempts, earlier.attempts if earlier else 0),
-                                max(next_at, earlier.next_at if earlier else 0))
+            tasks[name] = _Task(
+                name,
+                op,
+                row_id,
+                max(attempts, earlier.attempts if earlier else 0),
+                max(next_at, earlier.next_at if earlier else 0),
+            )
         return [t for t in tasks.values() if t.next_at <= now]
 
-    def push(self, principal: Principal, *, workers: int = 8, progress: Progress | None = None,
-             force: bool = False) -> dict:
+    def push(
+        self, principal: Principal, *, workers: int = 8, progress: Progress | None = None, force: bool = False
+    ) -> dict:
         """Drain the outbox. ``force`` ignores back-off times (retry everything now)."""
         self.ctx.authorize(principal, Action.SYNC)
         remote = self._require_remote()
         with exclusive(self.ctx.home.locks, PUSH_LOCK) as acquired:
             if not acquired:  # a second push could re-upload a blob the first one just deleted
-                return {"uploaded": 0, "deleted": 0, "failed": 0, "errors": [],
-                        "pending": self.pending(), "skipped": "another push is running"}
+                return {
+                    "uploaded": 0,
+                    "deleted": 0,
+                    "failed": 0,
+                    "errors": [],
+                    "pending": self.pending(),
+                    "skipped": "another push is running",
+                }
             return self._push(principal, remote, workers, progress, force)
 
-    def _push(self, principal: Principal, remote, workers: int, progress: Progress | None,
-              force: bool) -> dict:
+    def _push(
+        self, principal: Principal, remote, workers: int, progress: Progress | None, force: bool
+    ) -> dict:
         now = to_epoch(self.ctx.now())
         tasks = self._tasks(2**62 if force else now)
         done = {"uploaded": 0, "deleted": 0, "failed": 0, "errors": []}
@@ -255,26 +294,34 @@ class SyncService:
                 if progress:
                     progress(finished, len(tasks))
         done["pending"] = self.pending()
-        self.ctx.record_outcome(principal, Action.SYNC, "ok" if not done["failed"] else "error",
-                                reason=f"push: {done['uploaded']} uploaded, {done['deleted']} deleted,"
-                                       f" {done['failed']} failed")
+        self.ctx.record_outcome(
+            principal,
+            Action.SYNC,
+            "ok" if not done["failed"] else "error",
+            reason=f"push: {done['uploaded']} uploaded, {done['deleted']} deleted, {done['failed']} failed",
+        )
         return done
 
     def _settle(self, task: _Task, error: str | None, now: int) -> None:
         with self.ctx.db.write() as conn:
             if error is None:
-                conn.execute("DELETE FROM outbox WHERE blob_name = ? AND id <= ?", (task.blob_name, task.max_id))
+                conn.execute(
+                    "DELETE FROM outbox WHERE blob_name = ? AND id <= ?", (task.blob_name, task.max_id)
+                )
                 return
             delay = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** min(task.attempts, 10))
-            conn.execute("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
-                         " WHERE blob_name = ? AND id <= ?",
-                         (now + delay, error[:300], task.blob_name, task.max_id))
+            conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
+                " WHERE blob_name = ? AND id <= ?",
+                (now + delay, error[:300], task.blob_name, task.max_id),
+            )
 
     # --- pull and verify ------------------------------------------------------------------------
 
     def _referenced(self) -> set[str]:
-        names = {r[0] for r in self.ctx.db.all(
-            "SELECT blob_name FROM record_versions WHERE blob_name IS NOT NULL")}
+        names = {
+            r[0] for r in self.ctx.db.all("SELECT blob_name FROM record_versions WHERE blob_name IS NOT NULL")
+        }
         return names
 
     @staticmethod
@@ -292,8 +339,12 @@ class SyncService:
         from vault.audit.checkpoints import is_checkpoint_blob
 
         wanted = [n for n in sorted(listing) if n in referenced or is_checkpoint_blob(n)]
-        result = {"checked": 0, "restored": 0, "missing_remote": sorted(referenced - set(listing)),
-                  "errors": []}
+        result = {
+            "checked": 0,
+            "restored": 0,
+            "missing_remote": sorted(referenced - set(listing)),
+            "errors": [],
+        }
 
         from vault.services.secrets import SecretService
 
@@ -305,8 +356,9 @@ class SyncService:
                 local = self.ctx.blobs.get(name)
             except BlobNotFound:
                 local = None
-            if local is None or (self._hash(local) != listing[name]
-                                 and records.blob_is_authentic(name, local) is False):
+            if local is None or (
+                self._hash(local) != listing[name] and records.blob_is_authentic(name, local) is False
+            ):
                 need.append(name)  # a good local copy is never replaced
 
         def fetch(name: str) -> tuple[str, bytes | None, str | None]:
@@ -328,8 +380,12 @@ class SyncService:
                     result["errors"].append(f"{name}: {error}")
                 if progress:
                     progress(i, len(need))
-        self.ctx.record_outcome(principal, Action.SYNC, "ok" if not result["errors"] else "error",
-                                reason=f"pull: {result['restored']} restored of {result['checked']}")
+        self.ctx.record_outcome(
+            principal,
+            Action.SYNC,
+            "ok" if not result["errors"] else "error",
+            reason=f"pull: {result['restored']} restored of {result['checked']}",
+        )
         return result
 
     def _authentic(self, records, name: str, data: bytes) -> bool:
@@ -351,8 +407,14 @@ class SyncService:
         listing = {name: qx for name, qx, _ in remote.list_with_hashes()}
         local = sorted(self.ctx.blobs.list())
         queued = {r[0] for r in self.ctx.db.all("SELECT blob_name FROM outbox")}
-        result = {"checked": 0, "matching": 0, "mismatched": [], "missing_remote": [],
-                  "pending_upload": [], "extra_remote": sorted(set(listing) - set(local) - queued)}
+        result = {
+            "checked": 0,
+            "matching": 0,
+            "mismatched": [],
+            "missing_remote": [],
+            "pending_upload": [],
+            "extra_remote": sorted(set(listing) - set(local) - queued),
+        }
         for i, name in enumerate(local, 1):
             result["checked"] += 1
             if name not in listing:
@@ -364,9 +426,13 @@ class SyncService:
             if progress:
                 progress(i, len(local))
         result["ok"] = not (result["mismatched"] or result["missing_remote"])
-        self.ctx.record_outcome(principal, Action.SYNC, "ok" if result["ok"] else "error",
-                                reason=f"verify: {result['matching']} match, {len(result['mismatched'])}"
-                                       f" mismatched, {len(result['missing_remote'])} missing remotely")
+        self.ctx.record_outcome(
+            principal,
+            Action.SYNC,
+            "ok" if result["ok"] else "error",
+            reason=f"verify: {result['matching']} match, {len(result['mismatched'])}"
+            f" mismatched, {len(result['missing_remote'])} missing remotely",
+        )
         return result
 
     def fetch_lost_blob(self, name: str) -> bytes:
@@ -374,4 +440,3 @@ class SyncService:
         data = self._require_remote().get(name)
         self.ctx.blobs.put(name, data)
         return data
-

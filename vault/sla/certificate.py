@@ -46,8 +46,13 @@ def digest(body_text: str) -> str:
 
 
 def file_document(body_text: str, signature: bytes, public_key_text: str) -> dict:
-    return {"format": FILE_FORMAT, "certificate": json.loads(body_text), "body": body_text,
-            "signature": base64.b64encode(signature).decode(), "public_key": public_key_text}
+    return {
+        "format": FILE_FORMAT,
+        "certificate": json.loads(body_text),
+        "body": body_text,
+        "signature": base64.b64encode(signature).decode(),
+        "public_key": public_key_text,
+    }
 
 
 class BadCertificate(IntegrityFailure):

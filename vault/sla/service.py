@@ -36,10 +36,14 @@ SWEEP_LOCK = "sweep.lock"
 
 #: The due query of the sweep: must match the expression of index clients_shred_due (0004_sla.sql)
 #: exactly, so "nothing due" is one index range probe, whatever the number of clients.
-DUE_SQL = ("SELECT id, name FROM clients WHERE shred_state IS NULL"
-           " AND sla_end + grace_days * 86400 <= ? ORDER BY sla_end + grace_days * 86400")
-RESUME_SQL = ("SELECT j.client_id, c.name FROM shred_jobs j JOIN clients c ON c.id = j.client_id"
-              " WHERE j.step <> 'done' ORDER BY j.started_at")
+DUE_SQL = (
+    "SELECT id, name FROM clients WHERE shred_state IS NULL"
+    " AND sla_end + grace_days * 86400 <= ? ORDER BY sla_end + grace_days * 86400"
+)
+RESUME_SQL = (
+    "SELECT j.client_id, c.name FROM shred_jobs j JOIN clients c ON c.id = j.client_id"
+    " WHERE j.step <> 'done' ORDER BY j.started_at"
+)
 
 
 class SelfApproval(AccessDenied):
@@ -60,16 +64,19 @@ class SlaService:
 
     # --- helpers --------------------------------------------------------------------------------
 
-    def _refuse_if_shredded(self, principal: Principal, action: Action, client: ClientRow,
-                            what: str) -> None:
+    def _refuse_if_shredded(self, principal: Principal, action: Action, client: ClientRow, what: str) -> None:
         if client.shred_state is None:
             return
-        when = self.ctx.db.one("SELECT done_at, certified_at, started_at FROM shred_jobs"
-                               " WHERE client_id = ?", (client.id,))
+        when = self.ctx.db.one(
+            "SELECT done_at, certified_at, started_at FROM shred_jobs WHERE client_id = ?", (client.id,)
+        )
         on = next((rfc3339(from_epoch(t)) for t in (when or ()) if t), None)
         state = "shredded" if client.shred_state == "shredded" else "being shredded"
-        message = f"client {client.name} was {state}" + (f" on {on}" if on and state == "shredded" else "") \
+        message = (
+            f"client {client.name} was {state}"
+            + (f" on {on}" if on and state == "shredded" else "")
             + f"; {what}"
+        )
         self.ctx.record_outcome(principal, action, "deny", client=client, reason=message)
         raise ClientUnavailable(message)
 
@@ -77,15 +84,18 @@ class SlaService:
         return conn.execute(
             "SELECT id, requested_by, requested_at, reason, approved_by, approved_at, orig_sla_end,"
             " orig_grace_days FROM shred_requests WHERE client_id = ? AND cancelled_at IS NULL"
-            " AND executed_at IS NULL", (client_id,)).fetchone()
+            " AND executed_at IS NULL",
+            (client_id,),
+        ).fetchone()
 
     def _view(self, client: ClientRow, now: datetime) -> dict:
         conn = self.ctx.db.conn
         due = client.sla_end + timedelta(days=client.grace_days)
         request = self._open_request(conn, client.id)
         job = load_job(conn, client.id)
-        cert = self.ctx.db.one("SELECT digest, issued_at FROM shred_certificates WHERE client_id = ?",
-                               (client.id,))
+        cert = self.ctx.db.one(
+            "SELECT digest, issued_at FROM shred_certificates WHERE client_id = ?", (client.id,)
+        )
         return {
             "client": client.name,
             "id": client.id,
@@ -93,14 +103,25 @@ class SlaService:
             "sla_end": rfc3339(client.sla_end),
             "grace_days": client.grace_days,
             "shred_due": None if client.shred_state else rfc3339(due),
-            "shred_request": None if request is None else {
-                "requested_by": request[1], "requested_at": _iso(request[2]), "reason": request[3],
-                "approved_by": request[4], "approved_at": _iso(request[5]),
-                "status": "approved: the next sweep shreds the client" if request[4]
-                else "awaiting approval by a second admin or account manager"},
-            "shred": None if job is None else {
-                "step": job.step, "started_at": _iso(job.times["started_at"]),
-                "shredded_at": _iso(job.times["certified_at"])},
+            "shred_request": None
+            if request is None
+            else {
+                "requested_by": request[1],
+                "requested_at": _iso(request[2]),
+                "reason": request[3],
+                "approved_by": request[4],
+                "approved_at": _iso(request[5]),
+                "status": "approved: the next sweep shreds the client"
+                if request[4]
+                else "awaiting approval by a second admin or account manager",
+            },
+            "shred": None
+            if job is None
+            else {
+                "step": job.step,
+                "started_at": _iso(job.times["started_at"]),
+                "shredded_at": _iso(job.times["certified_at"]),
+            },
             "certificate_sha256": cert[0] if cert else None,
         }
 
@@ -111,16 +132,21 @@ class SlaService:
         self.ctx.authorize(principal, Action.SLA_SHOW, client=client)
         return self._view(client, self.ctx.now())
 
-    def renew(self, principal: Principal, name: str, until: datetime, *,
-              grace_days: int | None = None) -> dict:
+    def renew(
+        self, principal: Principal, name: str, until: datetime, *, grace_days: int | None = None
+    ) -> dict:
         """New SLA end (in the future). Cancels an open early-shred request. Refused once the
         client is shredding or shredded."""
         if grace_days is not None and not 0 <= grace_days <= MAX_GRACE_DAYS:
             raise InvalidInput(f"grace period must be 0 to {MAX_GRACE_DAYS} days")
         client = self.ctx.client(name)
         self.ctx.authorize(principal, Action.SLA_RENEW, client=client)
-        self._refuse_if_shredded(principal, Action.SLA_RENEW, client,
-                                 "a shredded client cannot be renewed (add it again as a new client)")
+        self._refuse_if_shredded(
+            principal,
+            Action.SLA_RENEW,
+            client,
+            "a shredded client cannot be renewed (add it again as a new client)",
+        )
         now = self.ctx.now()
         require_future(until, now, "the new SLA end")
         with self.ctx.db.write() as conn:
@@ -132,12 +158,16 @@ class SlaService:
             if grace is None:
                 # an approved early shred set grace to 0: give the client its grace period back
                 grace = request[7] if request is not None and request[7] is not None else client.grace_days
-            conn.execute("UPDATE clients SET sla_end = ?, grace_days = ? WHERE id = ?",
-                         (to_epoch(until), grace, client.id))
+            conn.execute(
+                "UPDATE clients SET sla_end = ?, grace_days = ? WHERE id = ?",
+                (to_epoch(until), grace, client.id),
+            )
             if request is not None:
-                conn.execute("UPDATE shred_requests SET cancelled_at = ?, cancelled_by = ?,"
-                             " cancel_reason = 'renewed' WHERE id = ?",
-                             (to_epoch(now), principal.name, request[0]))
+                conn.execute(
+                    "UPDATE shred_requests SET cancelled_at = ?, cancelled_by = ?,"
+                    " cancel_reason = 'renewed' WHERE id = ?",
+                    (to_epoch(now), principal.name, request[0]),
+                )
         reason = f"SLA end {rfc3339(client.sla_end)} -> {rfc3339(until)}, grace {grace} days"
         if request is not None:
             reason += "; early-shred request cancelled"
@@ -158,11 +188,18 @@ class SlaService:
         with self.ctx.db.write() as conn:
             client = self.ctx.client(name, conn)
             if client.state(now) != "active":
-                raise InvalidInput(f"client {name} is already {client.state(now).replace('_', ' ')} "
-                                   f"(SLA ended {rfc3339(client.sla_end)})")
+                raise InvalidInput(
+                    f"client {name} is already {client.state(now).replace('_', ' ')} "
+                    f"(SLA ended {rfc3339(client.sla_end)})"
+                )
             conn.execute("UPDATE clients SET sla_end = ? WHERE id = ?", (to_epoch(now), client.id))
-        self.ctx.record_outcome(principal, Action.SLA_EXPIRE, "ok", client=client,
-                                reason=f"SLA ended early (was {rfc3339(client.sla_end)}): {reason}")
+        self.ctx.record_outcome(
+            principal,
+            Action.SLA_EXPIRE,
+            "ok",
+            client=client,
+            reason=f"SLA ended early (was {rfc3339(client.sla_end)}): {reason}",
+        )
         return self._view(self.ctx.client(name), now)
 
     # --- early shred: two-person rule -----------------------------------------------------------
@@ -178,12 +215,22 @@ class SlaService:
         with self.ctx.db.write() as conn:
             open_request = self._open_request(conn, client.id)
             if open_request is not None:
-                raise InvalidInput(f"an early shred of {name} was already requested by "
-                                   f"{open_request[1]} at {_iso(open_request[2])}")
-            conn.execute("INSERT INTO shred_requests (client_id, requested_by, requested_at, reason)"
-                         " VALUES (?, ?, ?, ?)", (client.id, principal.name, now, reason))
-        self.ctx.record_outcome(principal, Action.SLA_REQUEST_SHRED, "ok", client=client,
-                                reason=f"early shred requested: {reason}")
+                raise InvalidInput(
+                    f"an early shred of {name} was already requested by "
+                    f"{open_request[1]} at {_iso(open_request[2])}"
+                )
+            conn.execute(
+                "INSERT INTO shred_requests (client_id, requested_by, requested_at, reason)"
+                " VALUES (?, ?, ?, ?)",
+                (client.id, principal.name, now, reason),
+            )
+        self.ctx.record_outcome(
+            principal,
+            Action.SLA_REQUEST_SHRED,
+            "ok",
+            client=client,
+            reason=f"early shred requested: {reason}",
+        )
         return self._view(client, self.ctx.now())
 
     def approve_shred(self, principal: Principal, name: str) -> dict:
@@ -195,8 +242,10 @@ class SlaService:
         with self.ctx.db.write() as conn:
             request = self._open_request(conn, client.id)
             if request is None:
-                raise NotFound(f"no early-shred request for {name} (an account manager runs "
-                               "'cvault sla request-shred' first)")
+                raise NotFound(
+                    f"no early-shred request for {name} (an account manager runs "
+                    "'cvault sla request-shred' first)"
+                )
             if request[4] is not None:
                 raise InvalidInput(f"the early shred of {name} was already approved by {request[4]}")
             if _same_person(request[1], principal):
@@ -204,21 +253,31 @@ class SlaService:
             else:
                 denied = False
                 client = self.ctx.client(name, conn)
-                conn.execute("UPDATE shred_requests SET approved_by = ?, approved_at = ?,"
-                             " orig_sla_end = ?, orig_grace_days = ? WHERE id = ?",
-                             (principal.name, to_epoch(now), to_epoch(client.sla_end),
-                              client.grace_days, request[0]))
-                conn.execute("UPDATE clients SET sla_end = min(sla_end, ?), grace_days = 0 WHERE id = ?",
-                             (to_epoch(now), client.id))
+                conn.execute(
+                    "UPDATE shred_requests SET approved_by = ?, approved_at = ?,"
+                    " orig_sla_end = ?, orig_grace_days = ? WHERE id = ?",
+                    (principal.name, to_epoch(now), to_epoch(client.sla_end), client.grace_days, request[0]),
+                )
+                conn.execute(
+                    "UPDATE clients SET sla_end = min(sla_end, ?), grace_days = 0 WHERE id = ?",
+                    (to_epoch(now), client.id),
+                )
         if denied:
-            message = (f"two-person rule: {principal.name} requested this shred and cannot approve "
-                       "it; another admin or account manager must")
-            self.ctx.record_outcome(principal, Action.SLA_APPROVE_SHRED, "deny", client=client,
-                                    reason=message)
+            message = (
+                f"two-person rule: {principal.name} requested this shred and cannot approve "
+                "it; another admin or account manager must"
+            )
+            self.ctx.record_outcome(
+                principal, Action.SLA_APPROVE_SHRED, "deny", client=client, reason=message
+            )
             raise SelfApproval(message)
-        self.ctx.record_outcome(principal, Action.SLA_APPROVE_SHRED, "ok", client=client,
-                                reason=f"early shred requested by {request[1]} approved; "
-                                       "SLA ended, shred due at the next sweep")
+        self.ctx.record_outcome(
+            principal,
+            Action.SLA_APPROVE_SHRED,
+            "ok",
+            client=client,
+            reason=f"early shred requested by {request[1]} approved; SLA ended, shred due at the next sweep",
+        )
         return self._view(self.ctx.client(name), now)
 
     # --- upcoming -------------------------------------------------------------------------------
@@ -230,7 +289,9 @@ class SlaService:
         horizon = to_epoch(now + within)
         rows = self.ctx.db.all(
             "SELECT name, sla_end, grace_days FROM clients WHERE shred_state IS NULL AND"
-            " (sla_end <= ? OR sla_end + grace_days * 86400 <= ?)", (horizon, horizon))
+            " (sla_end <= ? OR sla_end + grace_days * 86400 <= ?)",
+            (horizon, horizon),
+        )
         out = []
         for name, sla_end, grace in rows:
             due = sla_end + grace * DAY
@@ -241,13 +302,29 @@ class SlaService:
                 event, at = "shred_due", due
             else:
                 event, at = "shred_overdue", due
-            out.append({"client": name, "event": event, "at": rfc3339(from_epoch(at)),
-                        "sla_end": rfc3339(from_epoch(sla_end)), "grace_days": grace,
-                        "shred_due": rfc3339(from_epoch(due)),
-                        "state": "active" if sla_end > n else ("expired" if due > n else "shred_pending")})
+            out.append(
+                {
+                    "client": name,
+                    "event": event,
+                    "at": rfc3339(from_epoch(at)),
+                    "sla_end": rfc3339(from_epoch(sla_end)),
+                    "grace_days": grace,
+                    "shred_due": rfc3339(from_epoch(due)),
+                    "state": "active" if sla_end > n else ("expired" if due > n else "shred_pending"),
+                }
+            )
         for client_id, name in self.ctx.db.all(RESUME_SQL):
-            out.append({"client": name, "event": "shred_unfinished", "at": rfc3339(now),
-                        "sla_end": None, "grace_days": None, "shred_due": None, "state": "shredding"})
+            out.append(
+                {
+                    "client": name,
+                    "event": "shred_unfinished",
+                    "at": rfc3339(now),
+                    "sla_end": None,
+                    "grace_days": None,
+                    "shred_due": None,
+                    "state": "shredding",
+                }
+            )
         out.sort(key=lambda r: (r["at"], r["client"]))
         return out
 
@@ -260,8 +337,7 @@ class SlaService:
         fresh = [{"client": n, "id": i, "action": "shred"} for i, n in self.ctx.db.all(DUE_SQL, (when,))]
         return resume + fresh
 
-    def sweep(self, principal: Principal, *, dry_run: bool = False,
-              progress: Progress | None = None) -> dict:
+    def sweep(self, principal: Principal, *, dry_run: bool = False, progress: Progress | None = None) -> dict:
         """Shred every client due (idempotent; one sweep at a time per vault).
 
         A second sweep started while one runs does nothing and reports ``skipped`` (exit 0): the
@@ -269,12 +345,16 @@ class SlaService:
         self.ctx.authorize(principal, Action.SLA_SWEEP)
         now = self.ctx.now()
         if dry_run:
-            return {"dry_run": True, "due": self.due(now), "shredded": [], "failed": [],
-                    "skipped": None}
+            return {"dry_run": True, "due": self.due(now), "shredded": [], "failed": [], "skipped": None}
         with sweep_lock(self.ctx.home.locks) as acquired:
             if not acquired:
-                return {"dry_run": False, "due": [], "shredded": [], "failed": [],
-                        "skipped": "another sweep is running"}
+                return {
+                    "dry_run": False,
+                    "due": [],
+                    "shredded": [],
+                    "failed": [],
+                    "skipped": "another sweep is running",
+                }
             due = self.due(now)
             if not due:
                 self.ctx.audit.checkpoint()  # a signed head at every sweep (issue 4)
@@ -291,8 +371,12 @@ class SlaService:
                         done.append(item["client"])
                 if progress:
                     progress(count, len(due))
-        self.ctx.record_outcome(principal, Action.SLA_SWEEP, "error" if failed else "ok",
-                                reason=f"{len(done)} shredded, {len(failed)} unfinished")
+        self.ctx.record_outcome(
+            principal,
+            Action.SLA_SWEEP,
+            "error" if failed else "ok",
+            reason=f"{len(done)} shredded, {len(failed)} unfinished",
+        )
         self.ctx.audit.checkpoint()  # every sweep that acted leaves a signed head (issue 4)
         return {"dry_run": False, "due": due, "shredded": done, "failed": failed, "skipped": None}
 
@@ -300,14 +384,17 @@ class SlaService:
         client = self.ctx.client(item["client"])
         if item["action"] == "shred":
             # fail closed: the start is audited before anything changes
-            self.ctx.record_outcome(principal, Action.SLA_SWEEP, "ok", client=client,
-                                    reason="shred started (SLA ended and grace period passed, or "
-                                           "early shred approved)")
+            self.ctx.record_outcome(
+                principal,
+                Action.SLA_SWEEP,
+                "ok",
+                client=client,
+                reason="shred started (SLA ended and grace period passed, or early shred approved)",
+            )
             if shredder.begin(client.id, now) is None:
                 return False  # renewed in the meantime
         else:
-            self.ctx.record_outcome(principal, Action.SLA_SWEEP, "ok", client=client,
-                                    reason="shred resumed")
+            self.ctx.record_outcome(principal, Action.SLA_SWEEP, "ok", client=client, reason="shred resumed")
         shredder.run(client.id)
         return True
 
@@ -318,16 +405,21 @@ class SlaService:
         (``live_status`` is not signed: the signed body records the state at issue time)."""
         client = self.ctx.client(name)
         self.ctx.authorize(principal, Action.SLA_CERTIFICATE, client=client)
-        row = self.ctx.db.one("SELECT body, signature FROM shred_certificates WHERE client_id = ?",
-                              (client.id,))
+        row = self.ctx.db.one(
+            "SELECT body, signature FROM shred_certificates WHERE client_id = ?", (client.id,)
+        )
         if row is None:
             state = client.state(self.ctx.now())
             raise NotFound(f"no shred certificate for {name}: the client is {state.replace('_', ' ')}")
-        doc = certfmt.file_document(row[0], bytes(row[1]),
-                                    AuditSigner(self.ctx.db, self.ctx.keyring).public_key_text())
+        doc = certfmt.file_document(
+            row[0], bytes(row[1]), AuditSigner(self.ctx.db, self.ctx.keyring).public_key_text()
+        )
         pending = remote_pending(self.ctx.db.conn, client.id)
-        doc["live_status"] = {"at": rfc3339(self.ctx.now()), "remote_deletes_pending": pending,
-                              "note": "not signed; the certificate records the state at issue time"}
+        doc["live_status"] = {
+            "at": rfc3339(self.ctx.now()),
+            "remote_deletes_pending": pending,
+            "note": "not signed; the certificate records the state at issue time",
+        }
         return doc
 
 

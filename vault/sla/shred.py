@@ -79,22 +79,40 @@ class Job:
     times: dict
 
 
-JOB_COLUMNS = ("client_id, step, trigger, request_id, performed_by, sla_end, grace_days, manifest,"
-               " result, started_at, keys_destroyed_at, scrubbed_at, blobs_deleted_at, purged_at,"
-               " certified_at, done_at")
-TIME_COLUMNS = ("started_at", "keys_destroyed_at", "scrubbed_at", "blobs_deleted_at", "purged_at",
-                "certified_at", "done_at")
+JOB_COLUMNS = (
+    "client_id, step, trigger, request_id, performed_by, sla_end, grace_days, manifest,"
+    " result, started_at, keys_destroyed_at, scrubbed_at, blobs_deleted_at, purged_at,"
+    " certified_at, done_at"
+)
+TIME_COLUMNS = (
+    "started_at",
+    "keys_destroyed_at",
+    "scrubbed_at",
+    "blobs_deleted_at",
+    "purged_at",
+    "certified_at",
+    "done_at",
+)
 
 
 def _job(row) -> Job:
     times = {k: v for k, v in zip(TIME_COLUMNS, row[9:16])}
-    return Job(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]),
-               json.loads(row[8]) if row[8] else {}, times)
+    return Job(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        json.loads(row[7]),
+        json.loads(row[8]) if row[8] else {},
+        times,
+    )
 
 
 def load_job(conn, client_id: str) -> Job | None:
-    row = conn.execute(f"SELECT {JOB_COLUMNS} FROM shred_jobs WHERE client_id = ?",
-                       (client_id,)).fetchone()
+    row = conn.execute(f"SELECT {JOB_COLUMNS} FROM shred_jobs WHERE client_id = ?", (client_id,)).fetchone()
     return _job(row) if row else None
 
 
@@ -105,8 +123,10 @@ def _pause() -> None:
 
 
 def _table_exists(conn, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                        (name,)).fetchone() is not None
+    return (
+        conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+        is not None
+    )
 
 
 def _audit_key_destroyer():
@@ -126,7 +146,9 @@ def remote_pending(conn, client_id: str) -> int:
     an outbox row once the remote delete succeeded)."""
     return conn.execute(
         "SELECT count(*) FROM outbox o JOIN shred_blobs s ON s.blob_name = o.blob_name"
-        " WHERE s.client_id = ? AND o.op = 'delete'", (client_id,)).fetchone()[0]
+        " WHERE s.client_id = ? AND o.op = 'delete'",
+        (client_id,),
+    ).fetchone()[0]
 
 
 _SCAN = """
@@ -153,14 +175,20 @@ def count_in_files(files, needles: list[bytes]) -> int:
     another cvault process could then take itself for the last user of the database and delete
     the write-ahead log under our connection."""
     try:
-        done = subprocess.run([sys.executable, "-I", "-c", _SCAN], capture_output=True, text=True,
-                              timeout=300, check=True, env={"PATH": os.environ.get("PATH", "")},
-                              input=json.dumps({"files": [str(f) for f in files],
-                                                "needles": [n.hex() for n in needles]}))
+        done = subprocess.run(
+            [sys.executable, "-I", "-c", _SCAN],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+            env={"PATH": os.environ.get("PATH", "")},
+            input=json.dumps({"files": [str(f) for f in files], "needles": [n.hex() for n in needles]}),
+        )
         return int(done.stdout.strip())
     except (OSError, ValueError, subprocess.SubprocessError):
-        raise ShredIncomplete("shred paused: the verification scan of the database files failed; "
-                              "run 'cvault sla sweep' again") from None
+        raise ShredIncomplete(
+            "shred paused: the verification scan of the database files failed; run 'cvault sla sweep' again"
+        ) from None
 
 
 class Shredder:
@@ -182,57 +210,82 @@ class Shredder:
             existing = load_job(conn, client_id)
             if existing is not None:
                 return existing
-            row = conn.execute(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?",
-                               (client_id,)).fetchone()
+            row = conn.execute(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?", (client_id,)).fetchone()
             if row is None:
                 return None
             client = client_from_row(row)
-            if client.shred_state is not None or \
-                    to_epoch(client.sla_end) + client.grace_days * 86400 > due_at_most:
+            if (
+                client.shred_state is not None
+                or to_epoch(client.sla_end) + client.grace_days * 86400 > due_at_most
+            ):
                 return None
             request = conn.execute(
                 "SELECT id FROM shred_requests WHERE client_id = ? AND approved_at IS NOT NULL"
-                " AND cancelled_at IS NULL AND executed_at IS NULL", (client_id,)).fetchone()
+                " AND cancelled_at IS NULL AND executed_at IS NULL",
+                (client_id,),
+            ).fetchone()
             manifest = self._manifest(conn, client)
             conn.execute(
                 "INSERT INTO shred_jobs (client_id, step, trigger, request_id, performed_by, sla_end,"
                 " grace_days, manifest, result, started_at) VALUES (?, 'started', ?, ?, ?, ?, ?, ?, '{}', ?)",
-                (client_id, "early" if request else "sla", request[0] if request else None,
-                 self.principal.name, to_epoch(client.sla_end), client.grace_days,
-                 json.dumps(manifest, sort_keys=True), now))
+                (
+                    client_id,
+                    "early" if request else "sla",
+                    request[0] if request else None,
+                    self.principal.name,
+                    to_epoch(client.sla_end),
+                    client.grace_days,
+                    json.dumps(manifest, sort_keys=True),
+                    now,
+                ),
+            )
             conn.execute(
                 "INSERT OR IGNORE INTO shred_blobs (client_id, blob_name) SELECT ?, v.blob_name"
                 " FROM records r JOIN record_versions v ON v.record_id = r.id"
-                " WHERE r.client_id = ? AND v.blob_name IS NOT NULL", (client_id, client_id))
+                " WHERE r.client_id = ? AND v.blob_name IS NOT NULL",
+                (client_id, client_id),
+            )
             conn.execute("UPDATE clients SET shred_state = 'shredding' WHERE id = ?", (client_id,))
             if request:
                 conn.execute("UPDATE shred_requests SET executed_at = ? WHERE id = ?", (now, request[0]))
             return load_job(conn, client_id)
 
     def _manifest(self, conn, client: ClientRow) -> dict:
-        keys = conn.execute("SELECT version, fingerprint, wrapped FROM client_keys WHERE client_id = ?"
-                            " ORDER BY version", (client.id,)).fetchall()
+        keys = conn.execute(
+            "SELECT version, fingerprint, wrapped FROM client_keys WHERE client_id = ? ORDER BY version",
+            (client.id,),
+        ).fetchall()
         counts = conn.execute(
             "SELECT count(DISTINCT r.id), count(v.record_id), count(v.wrapped_dek), count(v.blob_name)"
             " FROM records r LEFT JOIN record_versions v ON v.record_id = r.id WHERE r.client_id = ?",
-            (client.id,)).fetchone()
-        dek_nonces = [bytes(r[0][:NONCE_LEN]).hex() for r in conn.execute(
-            "SELECT v.wrapped_dek FROM records r JOIN record_versions v ON v.record_id = r.id"
-            " WHERE r.client_id = ? AND v.wrapped_dek IS NOT NULL ORDER BY random() LIMIT ?",
-            (client.id, DEK_NONCE_SAMPLE))]
+            (client.id,),
+        ).fetchone()
+        dek_nonces = [
+            bytes(r[0][:NONCE_LEN]).hex()
+            for r in conn.execute(
+                "SELECT v.wrapped_dek FROM records r JOIN record_versions v ON v.record_id = r.id"
+                " WHERE r.client_id = ? AND v.wrapped_dek IS NOT NULL ORDER BY random() LIMIT ?",
+                (client.id, DEK_NONCE_SAMPLE),
+            )
+        ]
         audit_key = None
         if _table_exists(conn, "client_audit_keys"):
-            row = conn.execute("SELECT fingerprint, wrapped FROM client_audit_keys WHERE client_id = ?",
-                               (client.id,)).fetchone()
+            row = conn.execute(
+                "SELECT fingerprint, wrapped FROM client_audit_keys WHERE client_id = ?", (client.id,)
+            ).fetchone()
             if row:
                 audit_key = {"fingerprint": row[0], "nonce": bytes(row[1][:NONCE_LEN]).hex()}
         return {
             "client": {"id": client.id, "name": client.name, "created_at": to_epoch(client.created_at)},
-            "client_keys": [{"version": v, "fingerprint": fp, "nonce": bytes(w[:NONCE_LEN]).hex()}
-                            for v, fp, w in keys],
+            "client_keys": [
+                {"version": v, "fingerprint": fp, "nonce": bytes(w[:NONCE_LEN]).hex()} for v, fp, w in keys
+            ],
             "audit_detail_key": audit_key,
-            "records": counts[0], "record_versions": counts[1], "record_keys": counts[2],
-            "blobs": counts[3], "record_key_nonce_sample": dek_nonces,
+            "records": counts[0],
+            "record_versions": counts[1],
+            "record_keys": counts[2],
+            "blobs": counts[3],
+            "record_key_nonce_sample": dek_nonces,
         }
 
     # --- drive --------------------------------------------------------------------------------
@@ -258,9 +311,10 @@ class Shredder:
         merged = dict(job.result)
         merged.update(result or {})
         column = TIME_COLUMNS[STEPS.index(step)]
-        conn.execute(f"UPDATE shred_jobs SET step = ?, result = ?, {column} = ? WHERE client_id = ?"
-                     " AND step = ?", (step, json.dumps(merged, sort_keys=True),
-                                       to_epoch(self.ctx.now()), job.client_id, job.step))
+        conn.execute(
+            f"UPDATE shred_jobs SET step = ?, result = ?, {column} = ? WHERE client_id = ? AND step = ?",
+            (step, json.dumps(merged, sort_keys=True), to_epoch(self.ctx.now()), job.client_id, job.step),
+        )
 
     # --- (b) destroy every key, in one transaction ---------------------------------------------
 
@@ -268,21 +322,34 @@ class Shredder:
         destroy_audit_key = _audit_key_destroyer()
         with self.ctx.db.write() as conn:
             versions = conn.execute(
-                "DELETE FROM record_versions WHERE record_id IN"
-                " (SELECT id FROM records WHERE client_id = ?)", (job.client_id,)).rowcount
+                "DELETE FROM record_versions WHERE record_id IN (SELECT id FROM records WHERE client_id = ?)",
+                (job.client_id,),
+            ).rowcount
             records = conn.execute("DELETE FROM records WHERE client_id = ?", (job.client_id,)).rowcount
-            client_keys = conn.execute("DELETE FROM client_keys WHERE client_id = ?",
-                                       (job.client_id,)).rowcount
+            client_keys = conn.execute(
+                "DELETE FROM client_keys WHERE client_id = ?", (job.client_id,)
+            ).rowcount
             audit_key = 0
             if destroy_audit_key is not None:
                 destroy_audit_key(conn, job.client_id)
                 audit_key = 1 if job.manifest.get("audit_detail_key") else 0
             elif _table_exists(conn, "client_audit_keys"):
-                audit_key = conn.execute("DELETE FROM client_audit_keys WHERE client_id = ?",
-                                         (job.client_id,)).rowcount
-            self._advance(conn, job, "keys_destroyed", {"destroyed": {
-                "client_key_versions": client_keys, "record_versions": versions,
-                "records": records, "audit_detail_keys": audit_key}})
+                audit_key = conn.execute(
+                    "DELETE FROM client_audit_keys WHERE client_id = ?", (job.client_id,)
+                ).rowcount
+            self._advance(
+                conn,
+                job,
+                "keys_destroyed",
+                {
+                    "destroyed": {
+                        "client_key_versions": client_keys,
+                        "record_versions": versions,
+                        "records": records,
+                        "audit_detail_keys": audit_key,
+                    }
+                },
+            )
         self.ctx.forget_client_keys(job.client_id)
 
     # --- (c) no copy left in free pages, the WAL or a journal ----------------------------------
@@ -291,8 +358,10 @@ class Shredder:
         """checkpoint(TRUNCATE), VACUUM, checkpoint(TRUNCATE); raises if another process's open
         read keeps old pages alive in the WAL (the next sweep retries)."""
         if not self.ctx.db.scrub(CHECKPOINT_ATTEMPTS):
-            raise ShredIncomplete("shred paused: another process keeps the vault database open, so "
-                                  "its write-ahead log cannot be emptied; run 'cvault sla sweep' again")
+            raise ShredIncomplete(
+                "shred paused: another process keeps the vault database open, so "
+                "its write-ahead log cannot be emptied; run 'cvault sla sweep' again"
+            )
 
     def _scrub(self, job: Job) -> None:
         self.scrub_database()
@@ -302,8 +371,12 @@ class Shredder:
     # --- (d) blobs: local now, remote through the outbox --------------------------------------
 
     def _delete_blobs(self, job: Job) -> None:
-        names = [r[0] for r in self.ctx.db.all(
-            "SELECT blob_name FROM shred_blobs WHERE client_id = ?", (job.client_id,))]
+        names = [
+            r[0]
+            for r in self.ctx.db.all(
+                "SELECT blob_name FROM shred_blobs WHERE client_id = ?", (job.client_id,)
+            )
+        ]
         # one unlink per blob, no stat first (a name the unlink does not find was deleted by a
         # killed run, or never written: already absent), then one fsync per shard folder
         deleted, absent = self._delete_local_many(names)
@@ -311,15 +384,29 @@ class Shredder:
         with self.ctx.db.write() as conn:
             dropped = conn.execute(
                 "DELETE FROM outbox WHERE op = 'put' AND blob_name IN"
-                " (SELECT blob_name FROM shred_blobs WHERE client_id = ?)", (job.client_id,)).rowcount
+                " (SELECT blob_name FROM shred_blobs WHERE client_id = ?)",
+                (job.client_id,),
+            ).rowcount
             queued = conn.execute(
                 "INSERT INTO outbox (op, blob_name, queued_at) SELECT 'delete', blob_name, ?"
-                " FROM shred_blobs WHERE client_id = ?", (now, job.client_id)).rowcount
+                " FROM shred_blobs WHERE client_id = ?",
+                (now, job.client_id),
+            ).rowcount
             # after a kill, the rerun counts the blobs the killed run deleted as already absent
-            self._advance(conn, job, "blobs_deleted", {
-                "local_blobs": {"location": getattr(self.ctx.blobs, "location", "local"),
-                                "blobs": len(names), "deleted": deleted, "already_absent": absent},
-                "remote": {"delete_queued": queued, "uploads_dropped": dropped}})
+            self._advance(
+                conn,
+                job,
+                "blobs_deleted",
+                {
+                    "local_blobs": {
+                        "location": getattr(self.ctx.blobs, "location", "local"),
+                        "blobs": len(names),
+                        "deleted": deleted,
+                        "already_absent": absent,
+                    },
+                    "remote": {"delete_queued": queued, "uploads_dropped": dropped},
+                },
+            )
 
     def _delete_local_many(self, names: list[str]) -> tuple[int, int]:
         """Delete the local blobs; returns ``(deleted, already_absent)``, durable on return."""
@@ -347,12 +434,13 @@ class Shredder:
         they are staff history for the audit report, and they keep refusals saying "shredded"."""
         with self.ctx.db.write() as conn:
             straggling = conn.execute(
-                "DELETE FROM record_versions WHERE record_id IN"
-                " (SELECT id FROM records WHERE client_id = ?)", (job.client_id,)).rowcount
-            straggling += conn.execute("DELETE FROM records WHERE client_id = ?",
-                                       (job.client_id,)).rowcount
-            straggling += conn.execute("DELETE FROM client_keys WHERE client_id = ?",
-                                       (job.client_id,)).rowcount
+                "DELETE FROM record_versions WHERE record_id IN (SELECT id FROM records WHERE client_id = ?)",
+                (job.client_id,),
+            ).rowcount
+            straggling += conn.execute("DELETE FROM records WHERE client_id = ?", (job.client_id,)).rowcount
+            straggling += conn.execute(
+                "DELETE FROM client_keys WHERE client_id = ?", (job.client_id,)
+            ).rowcount
             self._advance(conn, job, "purged", {"purged_late_rows": straggling})
         if straggling:
             self.scrub_database()
@@ -367,14 +455,21 @@ class Shredder:
             "client_key_versions": db.one("SELECT count(*) FROM client_keys WHERE client_id = ?", (cid,))[0],
             "records": db.one("SELECT count(*) FROM records WHERE client_id = ?", (cid,))[0],
             "orphan_record_keys": db.one(
-                "SELECT count(*) FROM record_versions WHERE record_id NOT IN (SELECT id FROM records)")[0],
-            "audit_detail_keys": (db.one("SELECT count(*) FROM client_audit_keys WHERE client_id = ?",
-                                         (cid,))[0] if _table_exists(db.conn, "client_audit_keys") else 0),
+                "SELECT count(*) FROM record_versions WHERE record_id NOT IN (SELECT id FROM records)"
+            )[0],
+            "audit_detail_keys": (
+                db.one("SELECT count(*) FROM client_audit_keys WHERE client_id = ?", (cid,))[0]
+                if _table_exists(db.conn, "client_audit_keys")
+                else 0
+            ),
         }
         names = [r[0] for r in db.all("SELECT blob_name FROM shred_blobs WHERE client_id = ?", (cid,))]
         count_present = getattr(self.ctx.blobs, "count_present", None)
-        local_left = (count_present(names) if count_present is not None
-                      else sum(1 for n in names if self.ctx.blobs.exists(n)))
+        local_left = (
+            count_present(names)
+            if count_present is not None
+            else sum(1 for n in names if self.ctx.blobs.exists(n))
+        )
         # try to open the client's key the way every read does
         client = client_from_row(db.one(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?", (cid,)))
         self.ctx.forget_client_keys(cid)
@@ -389,18 +484,32 @@ class Shredder:
         if m.get("audit_detail_key"):
             nonces.append(m["audit_detail_key"]["nonce"])
         needles = [bytes.fromhex(n) for n in nonces]
-        files = sorted(p for p in self.ctx.home.root.iterdir()
-                       if p.is_file() and p.name.startswith(self.ctx.home.db_path.name))
+        files = sorted(
+            p
+            for p in self.ctx.home.root.iterdir()
+            if p.is_file() and p.name.startswith(self.ctx.home.db_path.name)
+        )
         found = count_in_files(files, needles)
-        ok = (unwrap.startswith("failed") and local_left == 0 and found == 0
-              and all(v == 0 for v in left.values()))
-        return {"ok": ok, "remaining_in_vault_db": left, "local_blobs_remaining": local_left,
-                "client_key_unwrap": unwrap,
-                "wrapped_key_search": {"keys_searched": len(needles), "found": found,
-                                       "files": [p.name for p in files],
-                                       "method": "the 96-bit nonce that starts every wrapped client "
-                                                 "key, audit-detail key and a sample of record keys, "
-                                                 "searched as bytes in every database file"}}
+        ok = (
+            unwrap.startswith("failed")
+            and local_left == 0
+            and found == 0
+            and all(v == 0 for v in left.values())
+        )
+        return {
+            "ok": ok,
+            "remaining_in_vault_db": left,
+            "local_blobs_remaining": local_left,
+            "client_key_unwrap": unwrap,
+            "wrapped_key_search": {
+                "keys_searched": len(needles),
+                "found": found,
+                "files": [p.name for p in files],
+                "method": "the 96-bit nonce that starts every wrapped client "
+                "key, audit-detail key and a sample of record keys, "
+                "searched as bytes in every database file",
+            },
+        }
 
     def _certify(self, job: Job) -> None:
         self.ctx.db.checkpoint_truncate()
@@ -409,9 +518,11 @@ class Shredder:
             self.scrub_database()  # e.g. a reader blocked an earlier checkpoint: clean and look again
             check = self.verify_destroyed(job)
         if not check["ok"]:
-            raise IntegrityFailure(f"integrity failure: shred verification of client "
-                                   f"{job.manifest['client']['name']} found key material left; "
-                                   "certificate not issued")
+            raise IntegrityFailure(
+                f"integrity failure: shred verification of client "
+                f"{job.manifest['client']['name']} found key material left; "
+                "certificate not issued"
+            )
         head = self._audit_head()
         now = self.ctx.now()
         body = self._certificate_body(job, check, head, now)
@@ -419,9 +530,11 @@ class Shredder:
         signer = AuditSigner(self.ctx.db, self.ctx.keyring)
         signature = signer.sign(certfmt.signing_input(text))
         with self.ctx.db.write() as conn:
-            conn.execute("INSERT OR IGNORE INTO shred_certificates (client_id, body, signature, digest,"
-                         " issued_at) VALUES (?, ?, ?, ?, ?)",
-                         (job.client_id, text, signature, certfmt.digest(text), to_epoch(now)))
+            conn.execute(
+                "INSERT OR IGNORE INTO shred_certificates (client_id, body, signature, digest,"
+                " issued_at) VALUES (?, ?, ?, ?, ?)",
+                (job.client_id, text, signature, certfmt.digest(text), to_epoch(now)),
+            )
             conn.execute("UPDATE clients SET shred_state = 'shredded' WHERE id = ?", (job.client_id,))
             self._advance(conn, job, "certified")
 
@@ -438,7 +551,9 @@ class Shredder:
         if job.request_id is not None:
             request = self.ctx.db.one(
                 "SELECT requested_by, requested_at, reason, approved_by, approved_at, orig_sla_end"
-                " FROM shred_requests WHERE id = ?", (job.request_id,))
+                " FROM shred_requests WHERE id = ?",
+                (job.request_id,),
+            )
         t = {k: (rfc3339(from_epoch(v)) if v else None) for k, v in job.times.items()}
         pending = remote_pending(self.ctx.db.conn, job.client_id)
         return {
@@ -446,10 +561,12 @@ class Shredder:
             "version": certfmt.CERT_VERSION,
             "vault_id": self.ctx.vault_id.hex(),
             "client": {"name": m["client"]["name"], "id": m["client"]["id"]},
-            "sla": {"end": rfc3339(from_epoch(job.sla_end)), "grace_days": job.grace_days,
-                    "shred_due": rfc3339(from_epoch(job.sla_end + job.grace_days * 86400)),
-                    "original_end": (rfc3339(from_epoch(request[5])) if request and request[5]
-                                     else None)},
+            "sla": {
+                "end": rfc3339(from_epoch(job.sla_end)),
+                "grace_days": job.grace_days,
+                "shred_due": rfc3339(from_epoch(job.sla_end + job.grace_days * 86400)),
+                "original_end": (rfc3339(from_epoch(request[5])) if request and request[5] else None),
+            },
             "trigger": "early shred" if job.trigger == "early" else "automatic sweep",
             "requested_by": request[0] if request else "automatic sweep",
             "requested_at": rfc3339(from_epoch(request[1])) if request else None,
@@ -458,28 +575,44 @@ class Shredder:
             "approved_at": rfc3339(from_epoch(request[4])) if request and request[4] else None,
             "performed_by": job.performed_by,
             "keys_destroyed": {
-                "client_keys": [{"version": k["version"], "fingerprint": k["fingerprint"]}
-                                for k in m["client_keys"]],
+                "client_keys": [
+                    {"version": k["version"], "fingerprint": k["fingerprint"]} for k in m["client_keys"]
+                ],
                 "record_keys": m["record_keys"],
-                "audit_detail_key": ({"fingerprint": m["audit_detail_key"]["fingerprint"]}
-                                     if m.get("audit_detail_key") else None),
+                "audit_detail_key": (
+                    {"fingerprint": m["audit_detail_key"]["fingerprint"]}
+                    if m.get("audit_detail_key")
+                    else None
+                ),
             },
             "destroyed": {
                 "records": m["records"],
                 "record_versions": m["record_versions"],
                 "encrypted_names": m["records"],
                 "blobs": [
-                    {"location": r["local_blobs"]["location"], "blobs": r["local_blobs"]["blobs"],
-                     "deleted": r["local_blobs"]["deleted"],
-                     "already_absent": r["local_blobs"]["already_absent"], "pending": 0},
-                    {"location": "remote replicas (outbox)", "blobs": m["blobs"],
-                     "permanent_deletes_queued": r["remote"]["delete_queued"],
-                     "pending_at_issue": pending},
+                    {
+                        "location": r["local_blobs"]["location"],
+                        "blobs": r["local_blobs"]["blobs"],
+                        "deleted": r["local_blobs"]["deleted"],
+                        "already_absent": r["local_blobs"]["already_absent"],
+                        "pending": 0,
+                    },
+                    {
+                        "location": "remote replicas (outbox)",
+                        "blobs": m["blobs"],
+                        "permanent_deletes_queued": r["remote"]["delete_queued"],
+                        "pending_at_issue": pending,
+                    },
                 ],
             },
-            "timestamps": {"shred_started": t["started_at"], "keys_destroyed": t["keys_destroyed_at"],
-                           "database_scrubbed": t["scrubbed_at"], "blobs_deleted": t["blobs_deleted_at"],
-                           "metadata_purged": t["purged_at"], "issued": rfc3339(now)},
+            "timestamps": {
+                "shred_started": t["started_at"],
+                "keys_destroyed": t["keys_destroyed_at"],
+                "database_scrubbed": t["scrubbed_at"],
+                "blobs_deleted": t["blobs_deleted_at"],
+                "metadata_purged": t["purged_at"],
+                "issued": rfc3339(now),
+            },
             "verification": check,
             "audit_head": head,
         }
@@ -491,17 +624,26 @@ class Shredder:
         digest = row[0]
         name = job.manifest["client"]["name"]
         if not self._event_written(name, digest):
-            self.ctx.audit.append(actor=self.principal.name, action="sla.shred", outcome="ok",
-                                  client=name, reason=f"client shredded; certificate sha256 {digest}",
-                                  origin=self.principal.origin)
+            self.ctx.audit.append(
+                actor=self.principal.name,
+                action="sla.shred",
+                outcome="ok",
+                client=name,
+                reason=f"client shredded; certificate sha256 {digest}",
+                origin=self.principal.origin,
+            )
         with self.ctx.db.write() as conn:
             self._advance(conn, job, "done")
         self.ctx.db.checkpoint_truncate()
 
     def _event_written(self, client_name: str, digest: str) -> bool:
         try:
-            return self.ctx.db.one(
-                "SELECT 1 FROM audit_events WHERE action = 'sla.shred' AND client = ? AND reason LIKE ?",
-                (client_name, f"%{digest}%")) is not None
+            return (
+                self.ctx.db.one(
+                    "SELECT 1 FROM audit_events WHERE action = 'sla.shred' AND client = ? AND reason LIKE ?",
+                    (client_name, f"%{digest}%"),
+                )
+                is not None
+            )
         except sqlite3.OperationalError:
             return False

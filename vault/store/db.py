@@ -72,7 +72,9 @@ class Database:
             os.close(fd)
         try:
             self.conn = sqlite3.connect(
-                self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
+                self.path,
+                isolation_level=None,
+                timeout=BUSY_TIMEOUT_MS / 1000,
                 check_same_thread=False,
             )
             # a tampered row may hold bytes that are not UTF-8 where text was expected (or text
