@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench._child import MARK
@@ -718,7 +718,7 @@ def main() -> int:
     out = args.out or (None if args.only else ROOT / "docs" / "performance.md")
     plot = out.parent / "performance-scaling.png" if out else None
 
-    started, t0, load0 = datetime.now(timezone.utc), time.perf_counter(), os.getloadavg()[0]
+    started, t0, load0 = datetime.now(UTC), time.perf_counter(), os.getloadavg()[0]
     commit = commit_id()  # the code being measured, read before the run
     outcomes = []
     for b in chosen:

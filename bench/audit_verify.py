@@ -29,18 +29,18 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vault import crypto  # noqa: E402
-from vault.audit.checkpoints import Checkpoint  # noqa: E402
-from vault.audit.log import CHECKPOINT_COLUMNS, EVENT_COLUMNS, genesis_hash  # noqa: E402
-from vault.audit.verify import entry_bytes  # noqa: E402
-from vault.clock import rfc3339  # noqa: E402
-from vault.services.audit import verify_database  # noqa: E402
-from vault.store.db import Database  # noqa: E402
+from vault import crypto
+from vault.audit.checkpoints import Checkpoint
+from vault.audit.log import CHECKPOINT_COLUMNS, EVENT_COLUMNS, genesis_hash
+from vault.audit.verify import entry_bytes
+from vault.clock import rfc3339
+from vault.services.audit import verify_database
+from vault.store.db import Database
 
 TARGET = 200_000
 ACTIONS = ["secret.get", "secret.put", "secret.list", "auth.login", "client.show", "audit.log"]
@@ -49,7 +49,7 @@ ACTIONS = ["secret.get", "secret.put", "secret.list", "auth.login", "client.show
 def build(db: Database, n: int, vault_id: bytes, private: bytes) -> list[bytes]:
     """Insert n chained entries and a signed checkpoint every 100; returns the canonical bytes."""
     rng = random.Random(1)
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     prev = genesis_hash(vault_id)
     canon: list[bytes] = []
     rows, cps = [], []

@@ -30,10 +30,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vault import crypto  # noqa: E402
-from vault.clock import UTC, FixedClock, to_epoch  # noqa: E402
-from vault.facade import Vault  # noqa: E402
-from vault.principal import Principal  # noqa: E402
+from vault import crypto
+from vault.clock import UTC, FixedClock, to_epoch
+from vault.facade import Vault
+from vault.principal import Principal
 
 RECORDS = 10_000
 CLIENTS = 10_000

@@ -63,7 +63,7 @@ class Transport:
         self._conn = None
         self.origin = f"{url.scheme}://{url.netloc}{self.base}"
 
-    def _connection(self) -> "_Connection":
+    def _connection(self) -> _Connection:
         if self._conn is None:
             ctx = None
             if self.https:
@@ -248,7 +248,7 @@ class _RemoteId:
 
 
 class RemoteContext:
-    def __init__(self, vault: "RemoteVault"):
+    def __init__(self, vault: RemoteVault):
         self._vault = vault
         self.vault_id = _RemoteId(vault.transport.origin)
 
@@ -288,7 +288,7 @@ class RemoteLogin:
 
 
 class RemoteService:
-    def __init__(self, vault: "RemoteVault", name: str):
+    def __init__(self, vault: RemoteVault, name: str):
         self._vault = vault
         self._name = name
         for op in spec.OPERATIONS:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from tests.people import Person, assign, person  # noqa: F401 - re-exported
+from tests.people import Person, assign, person
 
 
 @dataclass

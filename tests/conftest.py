@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fakes.fixtures import *  # noqa: F401,F403 - fake Graph and authority (tests/fakes)
+from tests.fakes.fixtures import *  # noqa: F403 - fake Graph and authority (tests/fakes)
 from tests.helpers import (
     Staff,
     VaultDir,

@@ -290,7 +290,7 @@ class StaffUser:
         when = when or vault.ctx.now()
         return vault.users.login(self.name, self.password, totp=self.code(when)).principal
 
-    def session_file(self, vdir: "VaultDir", folder: Path) -> Path:
+    def session_file(self, vdir: VaultDir, folder: Path) -> Path:
         """A session file for CLI subprocesses (a live session at the wall-clock time)."""
         import secrets as _secrets
 

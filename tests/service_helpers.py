@@ -39,7 +39,7 @@ class Service:
     def addr(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def client(self, token: str | None = None) -> "ApiClient":
+    def client(self, token: str | None = None) -> ApiClient:
         return ApiClient(self.port, self.ca.ca_path, token)
 
     def log(self) -> str:

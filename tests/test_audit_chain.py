@@ -479,12 +479,11 @@ def test_entries_are_never_rewritten_by_sqlite(busy):
         "SELECT typeof(prev_hash), typeof(entry_hash), typeof(seq) FROM audit_events WHERE seq = 2"
     )
     assert row == ("blob", "blob", "integer")
-    with pytest.raises(sqlite3.IntegrityError):
-        with v.ctx.db.write() as conn:
-            conn.execute(
-                "INSERT INTO audit_events (seq, at, actor, action, outcome, origin,"
-                " prev_hash, entry_hash) VALUES (2, 'x', 'x', 'x', 'ok', 'x', x'', x'')"
-            )
+    with pytest.raises(sqlite3.IntegrityError), v.ctx.db.write() as conn:
+        conn.execute(
+            "INSERT INTO audit_events (seq, at, actor, action, outcome, origin,"
+            " prev_hash, entry_hash) VALUES (2, 'x', 'x', 'x', 'ok', 'x', x'', x'')"
+        )
 
 
 @settings(max_examples=60, deadline=None)

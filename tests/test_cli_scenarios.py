@@ -72,7 +72,7 @@ class Runner:
     def cli(self, *args: str, input: str | None = None, env: dict | None = None, timeout: float = 60):
         return run_cli(*args, input=input, env=env or self.env(), timeout=timeout)
 
-    def as_user(self, user: str | None) -> "Runner":
+    def as_user(self, user: str | None) -> Runner:
         self.user = user
         return self
 

@@ -10,11 +10,11 @@ token, so the generated bodies reach the facade rather than stopping at the 401.
 from __future__ import annotations
 
 import pytest
-import schemathesis  # noqa: E402
-from hypothesis import HealthCheck, settings  # noqa: E402
+import schemathesis
+from hypothesis import HealthCheck, settings
 
-from tests.helpers import copy_vault, make_vault  # noqa: E402
-from tests.service_helpers import add_person, assign, new_session  # noqa: E402
+from tests.helpers import copy_vault, make_vault
+from tests.service_helpers import add_person, assign, new_session
 
 
 @pytest.fixture(scope="module")

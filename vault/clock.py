@@ -6,10 +6,10 @@ RFC 3339 strings in the audit log) so that SQLite comparisons are exact.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-UTC = timezone.utc
+UTC = UTC
 
 
 class Clock(Protocol):

@@ -90,7 +90,7 @@ class Vault:
         kdf_params: dict | None = None,
         admin: str | None = None,
         admin_password: str | None = None,
-    ) -> tuple["Vault", InitResult]:
+    ) -> tuple[Vault, InitResult]:
         """Create a vault with a recovery slot and a passphrase and/or key-file slot.
 
         With ``admin``, the first admin is created and enrolled at once (password
@@ -136,7 +136,7 @@ class Vault:
         return vault, InitResult(vault_id.hex(), recovery_text, vault.slots.list_slots(), enrolled)
 
     @classmethod
-    def open(cls, home: Path | str, *, clock: Clock | None = None) -> "Vault":
+    def open(cls, home: Path | str, *, clock: Clock | None = None) -> Vault:
         """Open (sealed). Refuses a missing vault and one whose files others can read."""
         vhome = VaultHome(home)
         vhome.require()
@@ -161,7 +161,7 @@ class Vault:
         self.ctx.keyring.seal()
         self.ctx.db.close()
 
-    def __enter__(self) -> "Vault":
+    def __enter__(self) -> Vault:
         return self
 
     def __exit__(self, *exc) -> None:

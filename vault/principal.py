@@ -28,7 +28,7 @@ class Principal(NamedTuple):
     origin: str = "cli"
 
     @classmethod
-    def system(cls, name: str = "system", origin: str = "cli") -> "Principal":
+    def system(cls, name: str = "system", origin: str = "cli") -> Principal:
         return cls(
             name=f"system:{name}" if not name.startswith("system") else name,
             roles=frozenset({SYSTEM_ROLE}),

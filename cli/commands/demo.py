@@ -15,9 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import click
 
@@ -34,13 +34,13 @@ PASSWORDS = {
 class Step:
     title: str
     #: argv after ``cvault``; a callable gets the values captured so far (codes, URIs)
-    args: list[str] | Callable[["Captured"], list[str]]
+    args: list[str] | Callable[[Captured], list[str]]
     stdin: str | None = None
     expect: int = 0
     #: whose session file the step uses (each person has their own CVAULT_SESSION_FILE)
     user: str | None = None
     #: called with the captured values and the step's stdout, to remember codes and URIs
-    capture: Callable[["Captured", str], None] | None = None
+    capture: Callable[[Captured, str], None] | None = None
 
 
 class Captured(dict):

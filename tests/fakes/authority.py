@@ -111,7 +111,7 @@ class FakeAuthority:
     def authority_url(self) -> str:
         return f"{self.host}/{self.tenant}"
 
-    def start(self) -> "FakeAuthority":
+    def start(self) -> FakeAuthority:
         self.service.start()
         return self
 

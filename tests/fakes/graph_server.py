@@ -135,7 +135,7 @@ class Session:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _error(code: str, message: str) -> bytes:
@@ -222,7 +222,7 @@ class FakeGraph:
     def base_url(self) -> str:
         return f"{self.api.origin}/v1.0"
 
-    def start(self) -> "FakeGraph":
+    def start(self) -> FakeGraph:
         self.api.start()
         self.content.start()
         return self

@@ -38,7 +38,7 @@ class TestCA:
 def make_test_ca(folder: Path) -> TestCA:
     """A CA plus a server certificate for 127.0.0.1 and localhost, valid for one day."""
     folder.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cvault test CA")])
     ca_cert = (
@@ -169,7 +169,7 @@ class HTTPSService:
     def origin(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def start(self) -> "HTTPSService":
+    def start(self) -> HTTPSService:
         self.thread.start()
         return self
 
@@ -182,7 +182,7 @@ class HTTPSService:
 class QuietHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format, *args):  # noqa: A002 - stdlib signature
+    def log_message(self, format, *args):
         pass
 
     def read_body(self) -> bytes:

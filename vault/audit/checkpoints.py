@@ -66,7 +66,7 @@ class Checkpoint(NamedTuple):
         return f"{BLOB_PREFIX}{self.seq}" + ("-prune" if self.kind == "prune" else "")
 
     @classmethod
-    def from_row(cls, vault_id: bytes, row) -> "Checkpoint":
+    def from_row(cls, vault_id: bytes, row) -> Checkpoint:
         seq, entry_hash, at, kind, base_seq, base_hash, signature = row
         return cls(
             vault_id,
@@ -80,7 +80,7 @@ class Checkpoint(NamedTuple):
         )
 
     @classmethod
-    def from_dict(cls, d) -> "Checkpoint":
+    def from_dict(cls, d) -> Checkpoint:
         """Parse a checkpoint line or blob; raises ValueError if any field is malformed."""
         if not isinstance(d, dict):
             raise ValueError("not an object")

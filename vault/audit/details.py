@@ -85,7 +85,7 @@ class DetailKeys:
         sealed = crypto.seal(key, detail.encode("utf-8"), self.keyring.audit_detail_aad(client_id))
         return sealed, KEY_REF_PREFIX + client_id
 
-    def reader(self) -> "DetailReader":
+    def reader(self) -> DetailReader:
         return DetailReader(self)
 
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Iterator
 
 CSV_COLUMNS = (
     "seq",

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Iterable
 
 from vault.errors import InvalidInput
 
@@ -100,7 +100,7 @@ class ReportSettings:
     burst_window: timedelta
 
     @classmethod
-    def from_settings(cls, settings: dict) -> "ReportSettings":
+    def from_settings(cls, settings: dict) -> ReportSettings:
         s = {**DEFAULTS, **{k: v for k, v in settings.items() if k in DEFAULTS}}
         try:
             a, b = str(s["audit_business_hours"]).split("-")

@@ -23,9 +23,9 @@ import base64
 import hashlib
 import json
 from binascii import b2a_base64
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii as _q
-from typing import Callable, Iterable, Iterator
 
 from vault.audit.checkpoints import Checkpoint
 from vault.audit.log import CHECKPOINT_EVERY, genesis_hash
@@ -139,7 +139,7 @@ class VerifyResult:
     public_key: str | None = None
     warnings: list[str] = field(default_factory=list)
 
-    def fail(self, problem: str, bad_seq: int | None) -> "VerifyResult":
+    def fail(self, problem: str, bad_seq: int | None) -> VerifyResult:
         self.ok, self.problem, self.bad_seq = False, problem, bad_seq
         return self
 

@@ -32,7 +32,8 @@ Retry, rate limiting and logging are wrappers around a backend, not part of one.
 from __future__ import annotations
 
 import re
-from typing import Iterator, Protocol, runtime_checkable
+from collections.abc import Iterator
+from typing import Protocol, runtime_checkable
 
 from vault.errors import InvalidInput
 

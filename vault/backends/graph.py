@@ -34,7 +34,8 @@ import random as _random
 import re
 import threading
 import time
-from typing import Any, Callable, Iterator, Mapping, Protocol
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import requests
@@ -249,7 +250,7 @@ class GraphClient:
         if self._owns_session:
             self._session.close()
 
-    def __enter__(self) -> "GraphClient":
+    def __enter__(self) -> GraphClient:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -29,8 +29,8 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from vault.errors import (
     CryptoError,

@@ -27,8 +27,8 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from vault.backends.base import BLOB_NAME, validate_blob_name
 from vault.errors import BlobNotFound, PermanentBackendError, TransientBackendError
@@ -155,7 +155,7 @@ class LocalBackend:
         except OSError as exc:
             raise _fail(exc, "write") from None
 
-    def bulk_writer(self) -> "BulkWriter":
+    def bulk_writer(self) -> BulkWriter:
         """Non-durable in-place writes of many new blobs on a background thread (bulk import);
         see :class:`BulkWriter`. The caller must :meth:`sync` after ``finish()``."""
         return BulkWriter(self)

@@ -20,7 +20,7 @@ Errors are :mod:`vault.backends.graph` exception classes, which subclass
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from vault.backends.base import BLOB_NAME, validate_blob_name
 from vault.backends.graph import GraphClient, GraphNotFound, TokenProvider
@@ -50,7 +50,7 @@ class OneDriveBackend:
     @classmethod
     def from_config(
         cls, config: OneDriveConfig, token_provider: TokenProvider, **client_options
-    ) -> "OneDriveBackend":
+    ) -> OneDriveBackend:
         """Build the client and backend from a validated config. ``client_options`` go to
         :class:`GraphClient` (``sleep``, ``rng``, ``verify``, ``fragment_size``...)."""
         config.validate()

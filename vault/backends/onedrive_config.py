@@ -78,7 +78,7 @@ class OneDriveConfig:
     read_timeout: float = 60.0
     max_attempts: int = 10
 
-    def validate(self) -> "OneDriveConfig":
+    def validate(self) -> OneDriveConfig:
         """Return self, or raise :class:`InvalidInput` with one line naming the first bad field."""
         if not (
             _GUID.match(self.tenant_id)
@@ -166,7 +166,7 @@ class OneDriveConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "OneDriveConfig":
+    def from_dict(cls, data: dict) -> OneDriveConfig:
         if not isinstance(data, dict):
             _fail("expected a JSON object")
         known = {f.name for f in fields(cls)}

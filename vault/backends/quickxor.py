@@ -98,7 +98,7 @@ class QuickXorHash:
         """The form Graph returns in ``file.hashes.quickXorHash``."""
         return base64.b64encode(self.digest()).decode("ascii")
 
-    def copy(self) -> "QuickXorHash":
+    def copy(self) -> QuickXorHash:
         other = QuickXorHash()
         other._columns, other._length = self._columns, self._length
         return other

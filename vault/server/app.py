@@ -474,8 +474,8 @@ def create_app(pool: VaultPool, settings: ServiceSettings | None = None) -> Fast
         return {"now": rfc3339((pool.clock or SystemClock()).now())}
 
     class UnsealRequest(_Strict):
-        passphrase: Optional[Text] = None
-        recovery_key: Optional[Text] = None
+        passphrase: Text | None = None
+        recovery_key: Text | None = None
 
     @app.post(
         "/v1/sys/unseal",

@@ -11,9 +11,9 @@ import base64
 import os
 import re
 import sqlite3
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable, Iterator
 
 from vault.audit import export as fmt
 from vault.audit.checkpoints import Checkpoint, is_checkpoint_blob, parse_blob_name

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Callable
 
 from vault import crypto, names
 from vault.clock import rfc3339, to_epoch

@@ -13,8 +13,9 @@ DEK -> read and decrypt the blob, checking that its header names this exact reco
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 from vault import blob as blobfmt
 from vault import crypto, names
@@ -32,7 +33,7 @@ from vault.home import write_private_file
 from vault.keys import ClientKeys
 from vault.policy import Action
 from vault.principal import Principal
-from vault.record_view import SecretRecord  # noqa: F401 - re-exported
+from vault.record_view import SecretRecord
 
 Progress = Callable[[int, int], None]
 

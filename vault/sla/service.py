@@ -15,8 +15,8 @@ An approved early shred ends the SLA at the approval time with no grace period, 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable
 
 from vault.audit.signing import AuditSigner
 from vault.clock import from_epoch, rfc3339, to_epoch

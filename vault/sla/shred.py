@@ -36,8 +36,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from vault.audit.signing import AuditSigner
 from vault.clock import from_epoch, rfc3339, to_epoch
