@@ -356,7 +356,7 @@ class RemoteVault:
 
     def decode(self, op: spec.Op, data):
         if op.result == "secret_record":
-            from vault.record_view import SecretRecord
+            from vault.records import SecretRecord
 
             return SecretRecord(**data)
         if op.result == "verify_result":
@@ -387,7 +387,7 @@ class RemoteVault:
         return login
 
     def _secrets_export(self, principal, client_name, out):
-        from vault.services.secrets import write_export
+        from vault.records.export import write_export
 
         return write_export(out, self.secrets.export_records(principal, client_name))
 

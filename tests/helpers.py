@@ -29,7 +29,7 @@ from pathlib import Path
 from vault.clock import UTC, FixedClock
 from vault.facade import Vault
 from vault.principal import ROLES, Principal
-from vault.services.identity import token_hash
+from vault.identity.sessions import token_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 6, 1, 9, 0, 0, tzinfo=UTC)
@@ -88,8 +88,8 @@ class VaultDir:
                 v.close()
         return proc
 
-    def open(self, clock=None) -> Vault:
-        v = Vault.open(self.home, clock=clock)
+    def open(self, clock=None, *, service_options: dict | None = None) -> Vault:
+        v = Vault.open(self.home, clock=clock, service_options=service_options)
         v.unseal_key_file(self.key_file)
         return v
 
@@ -208,7 +208,7 @@ def password_phc(password: str = TEST_PASSWORD) -> str:
 
 def totp_secret_for(name: str) -> str:
     """A known, per-user base32 TOTP secret (tests only)."""
-    from vault.auth.totp import base32_secret
+    from vault.identity.totp import base32_secret
 
     return base32_secret(f"cvault-test-totp-{name}".encode().ljust(20, b"*")[:20])
 
@@ -217,7 +217,7 @@ def totp_code(secret: str, when: datetime | None = None) -> str:
     """The valid code of ``secret`` at ``when`` (default: the wall clock, for CLI subprocesses)."""
     import time
 
-    from vault.auth.totp import code_at
+    from vault.identity.totp import code_at
 
     return code_at(secret, when if when is not None else time.time())
 

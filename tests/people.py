@@ -16,7 +16,7 @@ from pathlib import Path
 
 from vault.clock import SystemClock, to_epoch
 from vault.principal import Principal
-from vault.services.identity import new_token, token_hash
+from vault.identity.sessions import new_token, token_hash
 
 
 @dataclass

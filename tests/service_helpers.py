@@ -189,7 +189,7 @@ def add_person(vault, name: str, *roles: str, trained_days: int = 3650) -> int:
 def new_session(vault, user_id: int) -> str:
     """A live session (wall clock, fresh step-up) and its bearer token."""
     from vault.clock import SystemClock, to_epoch
-    from vault.services.identity import token_hash
+    from vault.identity.sessions import token_hash
 
     token = "cvs1_" + secrets.token_urlsafe(32)
     t = to_epoch(SystemClock().now())

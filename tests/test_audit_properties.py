@@ -268,7 +268,7 @@ def test_no_key_is_recreated_for_a_client_being_shredded(opened):
 
 
 def test_no_secret_password_code_or_token_is_ever_logged(vdir, tmp_path):
-    from vault.auth import totp
+    from vault.identity import totp
 
     clock = clock_at()
     v = vdir.open(clock)

@@ -13,7 +13,7 @@ from tests.helpers import (
     run_cli,
     totp_code,
 )
-from vault.auth.totp import secret_from_uri
+from vault.identity.totp import secret_from_uri
 
 
 def _one_line(proc, code, text):

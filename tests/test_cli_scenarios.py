@@ -35,7 +35,7 @@ class Totp:
         self.last = 0
 
     def code(self) -> str:
-        from vault.auth.totp import code_at
+        from vault.identity.totp import code_at
 
         now_step = int(time.time()) // 30
         step = max(self.last + 1, now_step)

@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import clock_at
-from vault.auth import codes, totp
+from vault.identity import codes, factors, lockout, totp
 from vault.errors import AuthenticationFailed, VaultLocked
-from vault.services import identity
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "rfc6238_totp_sha1.json").read_text())
 
@@ -145,9 +144,9 @@ def test_lockout_after_five_failures_doubling_to_an_hour(env):
 
 
 def test_lock_lengths():
-    assert [identity.lock_seconds(n) for n in range(1, 5)] == [0, 0, 0, 0]
-    assert [identity.lock_seconds(5 * k) for k in range(1, 8)] == [300, 600, 1200, 2400, 3600, 3600, 3600]
-    assert identity.lock_seconds(5 * 1000) == 3600
+    assert [lockout.lock_seconds(n) for n in range(1, 5)] == [0, 0, 0, 0]
+    assert [lockout.lock_seconds(5 * k) for k in range(1, 8)] == [300, 600, 1200, 2400, 3600, 3600, 3600]
+    assert lockout.lock_seconds(5 * 1000) == 3600
 
 
 def test_totp_and_password_failures_both_count(env):
@@ -218,7 +217,7 @@ def test_enrollment_code_once_expiring_and_counted(env):
         v.users.enroll("dora", code, "dora-password-123")
     with pytest.raises(AuthenticationFailed) as info:  # unknown user: same message
         v.users.enroll("nobody", code, "dora-password-123")
-    assert info.value.message == identity.ENROLL_FAILURE
+    assert info.value.message == factors.ENROLL_FAILURE
 
 
 def test_unknown_user_and_wrong_password_look_the_same(env):
@@ -227,7 +226,7 @@ def test_unknown_user_and_wrong_password_look_the_same(env):
         v.users.login("nobody", "whatever-password", totp="123456")
     with pytest.raises(AuthenticationFailed) as wrong:
         _login(v, s.bob, clock, password="not-bobs-password")
-    assert unknown.value.message == wrong.value.message == identity.GENERIC_FAILURE
+    assert unknown.value.message == wrong.value.message == lockout.GENERIC_FAILURE
     assert _audit(v, "auth.login")[0] == ("nobody", "deny", "unknown user")
 
 

@@ -104,11 +104,10 @@ def blob_files(vault, name: str) -> dict[str, bytes]:
 
 def every_dek_the_vault_can_produce(vault) -> list[bytes]:
     """Unwrap every record key still in the vault with every client key still in it."""
-    from vault.context import CLIENT_COLUMNS, client_from_row
+    from vault.store.clients import all_clients
 
     deks = []
-    for row in vault.ctx.db.all(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE shred_state IS NULL"):
-        client = client_from_row(row)
+    for client in all_clients(vault.ctx.db.conn, "shred_state IS NULL"):
         keys = vault.ctx.client_keys(client)
         for record_id, version, wrapped in vault.ctx.db.all(
             "SELECT v.record_id, v.version, v.wrapped_dek FROM records r JOIN record_versions v"

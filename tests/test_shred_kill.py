@@ -1,8 +1,8 @@
 """kill -9 at random points of a shred, then another sweep (SPEC 7, 12).
 
-Each run copies a vault where ``acme`` is due for shredding, starts ``cvault sla sweep`` in a
-subprocess with ``CVAULT_TEST_SHRED_PAUSE`` (a short sleep after every committed step, so that the
-kills land inside and between all the steps), SIGKILLs it after a random delay, and checks:
+Each run copies a vault where ``acme`` is due for shredding, starts the sweep in a subprocess
+(``tests/shred_child.py``: ``Shredder(pause=...)`` sleeps a little after every committed step, so
+that the kills land inside and between all the steps), SIGKILLs it after a random delay, and checks:
 
 * right after the kill, acme is never half-destroyed: either it is not marked at all and every
   record still decrypts, or it is shredding/shredded, refused to everyone, and its keys are all
@@ -102,11 +102,11 @@ def decryptable(vault, name: str) -> int:
     return opened
 
 
-def sweep(vdir, **extra):
+def paused_sweep(vdir):
     return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "sla", "sweep"],
+        [sys.executable, "-m", "tests.shred_child", str(vdir.home), str(vdir.key_file), str(PAUSE)],
         cwd=ROOT,
-        env=cli_env(vdir, **extra),
+        env=cli_env(vdir),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -114,7 +114,7 @@ def sweep(vdir, **extra):
 
 def one_run(template: VaultDir, base, delay: float) -> str:
     vdir = copy(template, base)
-    proc = sweep(vdir, CVAULT_TEST_SHRED_PAUSE=str(PAUSE))
+    proc = paused_sweep(vdir)
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
@@ -173,7 +173,7 @@ def test_kill_9_anywhere_in_a_shred_then_sweep_again(due_template, tmp_path):
     # calibrate: how long a full paused sweep takes here, start to exit
     probe = copy(due_template, tmp_path / "probe")
     start = time.monotonic()
-    proc = sweep(probe, CVAULT_TEST_SHRED_PAUSE=str(PAUSE))
+    proc = paused_sweep(probe)
     proc.communicate(timeout=60)
     total = time.monotonic() - start
     assert proc.returncode == 0

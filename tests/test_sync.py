@@ -44,9 +44,8 @@ def remote_config(authority, fake_graph, tmp_path, test_ca, monkeypatch):
 
 @pytest.fixture
 def vault(vdir, remote_config, recording_sleep):
-    v = vdir.open()
+    v = vdir.open(service_options={"sync": {"graph_options": {"sleep": recording_sleep}}})
     v.sync.configure(operator(), remote_config)
-    v.sync.client_options = {"sleep": recording_sleep}
     add_client(v, "acme")
     for i in range(12):
         v.secrets.put(operator(), "acme", f"site/{i}", "access", {"password": f"pw-{i}"})
@@ -176,9 +175,8 @@ def test_shred_deletes_remote_blobs_permanently_and_waits_while_the_remote_is_do
     from tests.helpers import clock_at
 
     clock = clock_at()
-    v = vdir.open(clock=clock)
+    v = vdir.open(clock=clock, service_options={"sync": {"graph_options": {"sleep": recording_sleep}}})
     v.sync.configure(operator(), {**remote_config, "max_attempts": 2})
-    v.sync.client_options = {"sleep": recording_sleep}
     add_client(v, "acme", grace_days=0)
     add_client(v, "globex")
     for i in range(5):
@@ -226,11 +224,10 @@ def test_shred_deletes_remote_blobs_permanently_and_waits_while_the_remote_is_do
 def test_device_code_sign_in_for_a_single_admin(vdir, authority, fake_graph, remote_config, recording_sleep):
     """Delegated device-code flow through real msal; the token cache is sealed at rest."""
     authority.register(CLIENT_ID, public=True)  # a public client: no secret
-    v = vdir.open()
+    sleep = {"sleep": recording_sleep}
+    v = vdir.open(service_options={"sync": {"graph_options": sleep, "auth_options": sleep}})
     config = {k: v_ for k, v_ in remote_config.items() if k != "secret_file"}
     v.sync.configure(operator(), {**config, "credential": "device-code"})
-    v.sync.auth_options = {"sleep": recording_sleep}
-    v.sync.client_options = {"sleep": recording_sleep}
     shown = []
     account = v.sync.sign_in(operator(), prompt=shown.append)
     assert account and shown and "code" in shown[0].lower()
@@ -268,7 +265,7 @@ def test_replica_configuration_is_host_only_and_never_points_at_vault_secrets(
 def test_one_push_at_a_time(vault):
     """A second push while one runs does nothing (it could re-upload a blob the first deleted)."""
     from vault.locks import exclusive
-    from vault.services.sync import PUSH_LOCK
+    from vault.sync.service import PUSH_LOCK
 
     with exclusive(vault.ctx.home.locks, PUSH_LOCK) as held:
         assert held

@@ -14,6 +14,7 @@ from vault.clock import UTC
 from vault.errors import InvalidInput
 
 _RELATIVE = re.compile(r"^([+-]?)(\d{1,6})([smhdw])$")
+_PLAIN_DURATION = re.compile(r"^\d{1,6}[smhdw]$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -56,6 +57,15 @@ def _parse_when(text: str, now: datetime) -> datetime:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.astimezone(UTC)
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """A point in the past for audit filters: ``30d`` (plain: that long ago), ``-30d``, ``+1d``,
+    ``now`` or ISO 8601 -> aware UTC."""
+    text = (text or "").strip()
+    if _PLAIN_DURATION.match(text):
+        return now - parse_duration(text)
+    return parse_when(text, now)
 
 
 def require_future(when: datetime, now: datetime, what: str) -> datetime:

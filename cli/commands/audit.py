@@ -51,7 +51,7 @@ def audit_pubkey(state, as_json):
 @click.pass_obj
 def audit_log(state, user, client, action, outcome, since, until, limit, as_json):
     """Show audit events, oldest first; record paths of shredded clients read [shredded]."""
-    from vault.services.audit import parse_since
+    from vault.dates import parse_since
 
     vault = state.vault()
     now = vault.ctx.now()
@@ -221,7 +221,7 @@ def audit_checkpoint(state, as_json):
 @click.pass_obj
 def audit_report(state, since, until, as_json):
     """Access per user and client, refusals, identity alarms, off-hours, bursts, admin changes, shreds."""
-    from vault.services.audit import parse_since
+    from vault.dates import parse_since
 
     vault = state.vault()
     now = vault.ctx.now()
@@ -316,7 +316,7 @@ def _print_report(d: dict) -> None:
 @click.pass_obj
 def audit_prune(state, before, yes, as_json):
     """Delete old entries up to a checkpoint; the log stays verifiable from a signed base."""
-    from vault.services.audit import parse_since
+    from vault.dates import parse_since
 
     vault = state.vault()
     when = parse_since(before, vault.ctx.now())

@@ -47,9 +47,7 @@ class Captured(dict):
     """Values a later step needs: enrollment codes, otpauth URIs (the demo plays every person)."""
 
     def totp(self, user: str) -> str:
-        from vault.auth import (
-            totp,  # the demo computes codes as an authenticator app would
-        )
+        from vault.identity import totp  # the demo computes codes as an authenticator app would
 
         return totp.code_at(totp.secret_from_uri(self[f"uri:{user}"]), time.time())
 

@@ -15,7 +15,7 @@ import click
 from cli.output import emit, fields_block, json_option, progress, table
 from cli.state import read_stdin_secret, totp_option
 from vault.errors import InvalidInput
-from vault.kinds import KINDS, MAIN_SECRET, MULTILINE_FIELDS
+from vault.records import KINDS, MAIN_SECRET, MULTILINE_FIELDS
 
 # non-secret field options: option name -> (field, multiple)
 FIELD_OPTIONS = [

@@ -62,8 +62,8 @@ def init_cmd(state, passphrase_file, key_file, no_passphrase, admin, password_st
         raise InvalidInput("--no-passphrase needs --key-file")
     admin_password = None
     if admin:
+        from vault.identity.factors import check_password_rules
         from vault.names import user_name
-        from vault.services.identity import check_password_rules
 
         user_name(admin)
         admin_password = read_password(password_stdin, f"New password for {admin}", confirm=True)

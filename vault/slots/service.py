@@ -14,6 +14,7 @@ from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.context import VaultContext
 from vault.errors import InvalidInput, NotFound
 from vault.home import write_private_file
+from vault.policy import AuditEvent
 
 
 class SlotService:
@@ -58,7 +59,10 @@ class SlotService:
             wrapped = keys.wrap_root(root, kek, self.ctx.vault_id, slot_id, kind)
             conn.execute("UPDATE unseal_slots SET wrapped_root = ? WHERE id = ?", (wrapped, slot_id))
         self.ctx.audit.append(
-            actor=actor, action="slot.add", outcome="ok", reason=f"slot {slot_id} ({kind}) added"
+            actor=actor,
+            action=AuditEvent.SLOT_ADD.value,
+            outcome="ok",
+            reason=f"slot {slot_id} ({kind}) added",
         )
         return slot_id
 
@@ -89,5 +93,8 @@ class SlotService:
                 raise InvalidInput("refusing to remove the last unseal slot (the vault would be lost)")
             conn.execute("DELETE FROM unseal_slots WHERE id = ?", (slot_id,))
         self.ctx.audit.append(
-            actor=actor, action="slot.remove", outcome="ok", reason=f"slot {slot_id} ({row[0]}) removed"
+            actor=actor,
+            action=AuditEvent.SLOT_REMOVE.value,
+            outcome="ok",
+            reason=f"slot {slot_id} ({row[0]}) removed",
         )

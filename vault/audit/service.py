@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import base64
 import os
-import re
-import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from vault.audit import export as fmt
-from vault.audit.checkpoints import Checkpoint, is_checkpoint_blob, parse_blob_name
-from vault.audit.log import CHECKPOINT_COLUMNS, EVENT_COLUMNS, genesis_hash
+from vault.audit.checkpoints import Checkpoint
+from vault.audit.live import verify_live
+from vault.audit.log import EVENT_COLUMNS, genesis_hash
 from vault.audit.report import Event, ReportSettings, build_report
 from vault.audit.signing import AuditSigner
 from vault.audit.verify import (
@@ -27,27 +26,17 @@ from vault.audit.verify import (
     Trailer,
     VerifyResult,
     sha256_hex,
-    verify_chain,
 )
-from vault.clock import rfc3339
+from vault.clock import from_epoch, rfc3339
 from vault.context import VaultContext
-from vault.dates import parse_duration, parse_when
-from vault.errors import BackendError, BlobNotFound, IntegrityFailure, InvalidInput
+from vault.dates import parse_since
+from vault.errors import IntegrityFailure, InvalidInput
 from vault.policy import Action
 from vault.principal import Principal
 
 Progress = Callable[[int, int], None]
 FORMATS = ("jsonl", "csv", "cef")
 OUTCOMES = ("allow", "deny", "ok", "error")
-_PLAIN_DURATION = re.compile(r"^\d{1,6}[smhdw]$")
-
-
-def parse_since(text: str, now: datetime) -> datetime:
-    """``30d`` (plain: that long ago), ``-30d``, ``+1d``, ``now`` or ISO 8601 -> aware UTC."""
-    text = (text or "").strip()
-    if _PLAIN_DURATION.match(text):
-        return now - parse_duration(text)
-    return parse_when(text, now)
 
 
 def _at(text: str) -> datetime:
@@ -320,15 +309,10 @@ class AuditService:
         return build_report(events, settings, since=since, until=until, certificates=self._certificates())
 
     def _certificates(self) -> dict[str, dict]:
-        try:
-            rows = self.ctx.db.all(
-                "SELECT c.digest, c.issued_at, k.name FROM shred_certificates c"
-                " LEFT JOIN clients k ON k.id = c.client_id"
-            )
-        except sqlite3.OperationalError:  # no SLA tables in this schema
-            return {}
-        from vault.clock import from_epoch
-
+        rows = self.ctx.db.all(
+            "SELECT c.digest, c.issued_at, k.name FROM shred_certificates c"
+            " LEFT JOIN clients k ON k.id = c.client_id"
+        )
         return {r[0]: {"digest": r[0], "issued_at": rfc3339(from_epoch(r[1])), "client": r[2]} for r in rows}
 
     # --- retention ----------------------------------------------------------------------------------
@@ -391,104 +375,6 @@ class AuditService:
         return result
 
 
-def latest_backend_checkpoint(ctx: VaultContext) -> Checkpoint | None:
-    """The newest checkpoint copy in the blob store, or None."""
-    try:
-        names = [(parse_blob_name(n), n) for n in ctx.blobs.list() if is_checkpoint_blob(n)]
-    except BackendError:
-        return None
-    for _, name in sorted((s, n) for s, n in names if s is not None)[::-1]:
-        try:
-            import json
-
-            return Checkpoint.from_dict(json.loads(ctx.blobs.get(name)))
-        except (BlobNotFound, BackendError, ValueError):
-            continue
-    return None
-
-
-def verify_live(
-    ctx: VaultContext, progress: Progress | None = None, *, all_signatures: bool = False
-) -> VerifyResult:
-    """Verify the vault's own log (no authorization: the callers have done it)."""
-    external = latest_backend_checkpoint(ctx)  # read before the entries: it never runs ahead
-    signer = AuditSigner(ctx.db, ctx.keyring)
-    public = signer.public_key()
-    if ctx.keyring.unsealed:
-        signer.check_public_key()
-    return verify_database(
-        ctx.db.path,
-        ctx.vault_id,
-        public,
-        external=external,
-        progress=progress,
-        all_signatures=all_signatures,
-        fallback=ctx.db.conn,
-    )
-
-
-def verify_database(
-    path,
-    vault_id: bytes,
-    public: bytes,
-    *,
-    external: Checkpoint | None = None,
-    progress: Progress | None = None,
-    all_signatures: bool = False,
-    fallback: sqlite3.Connection | None = None,
-) -> VerifyResult:
-    """Verify the log in the SQLite file at ``path`` in one read snapshot.
-
-    Reads through its own connection with SQLite's own UTF-8 decoding (the vault connection's
-    lenient text factory is a Python call per column: a third of the time on a large log); if a
-    row's text does not decode, the ``fallback`` (lenient) connection re-reads and reports it."""
-    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
-    try:
-        conn.execute("PRAGMA query_only=ON")
-        conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: one sequential pass over a large log
-        result = _verify_with(conn, vault_id, public, external, progress, all_signatures)
-    except sqlite3.OperationalError:
-        if fallback is None:
-            raise
-        result = _verify_with(fallback, vault_id, public, external, progress, all_signatures)
-    finally:
-        conn.close()
-    result.public_key = "ed25519:" + base64.b64encode(public).decode()
-    return result
-
-
-def _verify_with(
-    conn: sqlite3.Connection,
-    vault_id: bytes,
-    public: bytes,
-    external: Checkpoint | None,
-    progress: Progress | None,
-    all_signatures: bool,
-) -> VerifyResult:
-    conn.execute("BEGIN")  # one snapshot for the checkpoints and the entries
-    try:
-        checkpoints = [
-            Checkpoint.from_row(vault_id, r)
-            for r in conn.execute(f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY seq, id")
-        ]
-        if external is not None:
-            checkpoints.append(external)
-        total = conn.execute("SELECT count(*) FROM audit_events").fetchone()[0]
-        rows = conn.execute(f"SELECT {EVENT_COLUMNS} FROM audit_events ORDER BY seq")
-        return verify_chain(
-            rows,
-            checkpoints,
-            vault_id=vault_id,
-            public_key=public,
-            total=total,
-            progress=progress,
-            overdue_warning=True,
-            all_signatures=all_signatures,
-        )
-    finally:
-        conn.execute("COMMIT")
-
-
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -498,4 +384,3 @@ def _version() -> str:
         return "0"
 
 
-__all__ = ["AuditService", "verify_live", "verify_database", "parse_since"]

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from vault import blob as blobfmt
 from vault import crypto, names
 from vault.clock import from_epoch, rfc3339, to_epoch
-from vault.context import ClientRow, VaultContext
+from vault.context import VaultContext
 from vault.errors import (
     BlobNotFound,
     ClientUnavailable,
@@ -29,11 +29,15 @@ from vault.errors import (
     InvalidInput,
     NotFound,
 )
-from vault.home import write_private_file
 from vault.keys import ClientKeys
 from vault.policy import Action
 from vault.principal import Principal
-from vault.record_view import SecretRecord
+from vault.records import SecretRecord
+from vault.records.export import write_export
+from vault.store import outbox
+from vault.store import records as store
+from vault.store.clients import ClientRow
+from vault.store.records import VersionRow
 
 Progress = Callable[[int, int], None]
 
@@ -45,8 +49,11 @@ class _PreparedWrite(NamedTuple):
 
 
 class SecretService:
-    def __init__(self, ctx: VaultContext):
+    def __init__(self, ctx: VaultContext, *, fetch_lost_blob: Callable[[str], bytes | None] | None = None):
         self.ctx = ctx
+        #: restores a blob lost locally from the remote replica, None if there is none (the facade
+        #: passes the sync service's)
+        self._fetch_lost_blob = fetch_lost_blob
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -60,27 +67,24 @@ class SecretService:
         )
 
     def _find(self, conn, client: ClientRow, keys: ClientKeys, path: str):
-        row = conn.execute(
-            "SELECT id, meta_sealed, current_version FROM records WHERE client_id = ? AND path_tag = ?",
-            (client.id, keys.path_tag(path)),
-        ).fetchone()
+        row = store.find(conn, client.id, keys.path_tag(path))
         if row is None:
             return None
         try:
-            meta = keys.unseal_meta(row[1], row[0])
+            meta = keys.unseal_meta(row.meta_sealed, row.id)
         except CryptoError:
             raise self._integrity(client, path) from None
         if not crypto.constant_time_equal(meta.get("path", ""), path):
             raise self._integrity(client, path)
-        return row[0], meta, row[2]
+        return row.id, meta, row.current_version
 
     @staticmethod
     def _prepare(path: str, kind: str, fields: dict) -> _PreparedWrite:
-        from vault import records  # pydantic: write path only
+        from vault.records import validate  # pydantic: write path only
 
         names.record_path(path)
-        normalised = records.validate(kind, fields)
-        return _PreparedWrite(path, kind, records.encode(kind, normalised))
+        normalised = validate.validate(kind, fields)
+        return _PreparedWrite(path, kind, validate.encode(kind, normalised))
 
     # --- writes ---------------------------------------------------------------------------------
 
@@ -108,22 +112,11 @@ class SecretService:
                     f"{client.name}/{prepared.path} is a {meta['kind']} record; "
                     f"remove it before storing a {prepared.kind} there"
                 )
-            version = (
-                conn.execute(
-                    "SELECT max(version) FROM record_versions WHERE record_id = ?", (record_id,)
-                ).fetchone()[0]
-                + 1
-            )
+            version = store.next_version(conn, record_id)
         else:
-            cur = conn.execute(
-                "INSERT INTO records (client_id, path_tag, meta_sealed, current_version, created_at,"
-                " updated_at) VALUES (?, ?, x'', 0, ?, ?)",
-                (client.id, keys.path_tag(prepared.path), now, now),
-            )
-            record_id = cur.lastrowid
-            conn.execute(
-                "UPDATE records SET meta_sealed = ? WHERE id = ?",
-                (keys.seal_meta({"path": prepared.path, "kind": prepared.kind}, record_id), record_id),
+            record_id = store.insert_record(conn, client.id, keys.path_tag(prepared.path), now)
+            store.set_meta(
+                conn, record_id, keys.seal_meta({"path": prepared.path, "kind": prepared.kind}, record_id)
             )
             version = 1
         dek = crypto.new_key()
@@ -137,49 +130,19 @@ class SecretService:
         )
         name = self.ctx.keyring.blob_name(client.id, record_id, version)
         self.ctx.blobs.put(name, data, durable=durable)
-        conn.execute(
-            "INSERT INTO record_versions (record_id, version, key_version, wrapped_dek, blob_name,"
-            " size, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                record_id,
-                version,
-                keys.version,
-                keys.wrap_dek(dek, record_id, version),
-                name,
-                len(data),
-                now,
-                principal.name,
-            ),
+        wrapped = keys.wrap_dek(dek, record_id, version)
+        store.insert_version(
+            conn, VersionRow(record_id, version, keys.version, wrapped, name, len(data), now, principal.name)
         )
-        conn.execute(
-            "UPDATE records SET current_version = ?, updated_at = ? WHERE id = ?", (version, now, record_id)
-        )
-        conn.execute("INSERT INTO outbox (op, blob_name, queued_at) VALUES ('put', ?, ?)", (name, now))
+        store.set_current(conn, record_id, version, now)
+        outbox.queue_put(conn, (name,), now)
         return version, self._prune(conn, record_id, now)
 
     def _prune(self, conn, record_id: int, now: int) -> list[str]:
         """Destroy the keys of versions beyond the kept number; returns their blob names."""
-        keep = int(self.ctx.settings["keep_versions"])
-        old = conn.execute(
-            "SELECT version, blob_name FROM record_versions WHERE record_id = ?"
-            " ORDER BY version DESC LIMIT -1 OFFSET ?",
-            (record_id, keep),
-        ).fetchall()
-        if not old:
-            return []
-        conn.execute(
-            "DELETE FROM record_versions WHERE record_id = ? AND version <= ?", (record_id, old[0][0])
-        )
-        blobs = [b for _, b in old if b]
-        self._queue_deletes(conn, blobs, now)
+        blobs = store.prune(conn, record_id, int(self.ctx.settings["keep_versions"]))
+        outbox.queue_delete(conn, blobs, now)
         return blobs
-
-    @staticmethod
-    def _queue_deletes(conn, blob_names: list[str], now: int) -> None:
-        conn.executemany(
-            "INSERT INTO outbox (op, blob_name, queued_at) VALUES ('delete', ?, ?)",
-            [(b, now) for b in blob_names],
-        )
 
     def _delete_local(self, blob_names: list[str]) -> None:
         for name in blob_names:
@@ -200,16 +163,8 @@ class SecretService:
                 raise NotFound(f"no record {client.name}/{path}")
             record_id, _, current = found
             if purge:
-                blobs = [
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT blob_name FROM record_versions WHERE record_id = ? AND blob_name IS NOT NULL",
-                        (record_id,),
-                    )
-                ]
-                conn.execute("DELETE FROM record_versions WHERE record_id = ?", (record_id,))
-                conn.execute("DELETE FROM records WHERE id = ?", (record_id,))
-                self._queue_deletes(conn, blobs, now)
+                blobs = store.destroy(conn, record_id)
+                outbox.queue_delete(conn, blobs, now)
                 result = {
                     "client": client.name,
                     "path": path,
@@ -217,27 +172,14 @@ class SecretService:
                     "versions_destroyed": len(blobs),
                 }
             else:
-                marker = conn.execute(
-                    "SELECT blob_name FROM record_versions WHERE record_id = ? AND version = ?",
-                    (record_id, current),
-                ).fetchone()
-                if marker is not None and marker[0] is None:
+                marker = store.version(conn, record_id, current)
+                if marker is not None and marker[1] is None:
                     raise NotFound(f"no record {client.name}/{path} (already deleted)")
-                version = (
-                    conn.execute(
-                        "SELECT max(version) FROM record_versions WHERE record_id = ?", (record_id,)
-                    ).fetchone()[0]
-                    + 1
+                version = store.next_version(conn, record_id)
+                store.insert_version(
+                    conn, VersionRow(record_id, version, keys.version, None, None, 0, now, principal.name)
                 )
-                conn.execute(
-                    "INSERT INTO record_versions (record_id, version, key_version, wrapped_dek,"
-                    " blob_name, size, created_at, created_by) VALUES (?, ?, ?, NULL, NULL, 0, ?, ?)",
-                    (record_id, version, keys.version, now, principal.name),
-                )
-                conn.execute(
-                    "UPDATE records SET current_version = ?, updated_at = ? WHERE id = ?",
-                    (version, now, record_id),
-                )
+                store.set_current(conn, record_id, version, now)
                 blobs = self._prune(conn, record_id, now)
                 result = {"client": client.name, "path": path, "purged": False, "version": version}
         self._delete_local(blobs)
@@ -310,7 +252,7 @@ class SecretService:
         keys = self.ctx.client_keys(client, conn=conn)
         now = to_epoch(self.ctx.now())
         tags = [keys.path_tag(item.path) for item in prepared]
-        existing = self._existing_tags(conn, client, tags)
+        existing = store.existing_tags(conn, client.id, tags)
         pruned: list[str] = []
         done = 0
         fresh: list[tuple[_PreparedWrite, bytes]] = []
@@ -324,13 +266,13 @@ class SecretService:
             else:
                 fresh.append((item, tag))
         if fresh:
-            seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
-            top = conn.execute("SELECT max(id) FROM records").fetchone()[0]
-            first = max(seq[0] if seq else 0, top or 0) + 1
+            first = store.next_record_id(conn)
             vault_id, client_bytes, client_id = self.ctx.vault_id, client.id_bytes, client.id
             blob_name, encrypt = self.ctx.keyring.blob_name, blobfmt.encrypt_record
             new_key, key_version, by = crypto.new_key, keys.version, principal.name
-            record_rows, version_rows, outbox_rows = [], [], []
+            record_rows: list = []
+            version_rows: list[VersionRow] = []
+            outbox_names: list[str] = []
             writer = self.ctx.blobs.bulk_writer()
             try:
                 for record_id, (item, tag) in enumerate(fresh, first):
@@ -356,47 +298,30 @@ class SecretService:
                         )
                     )
                     version_rows.append(
-                        (record_id, key_version, keys.wrap_dek(dek, record_id, 1), name, len(data), now, by)
+                        VersionRow(
+                            record_id,
+                            1,
+                            key_version,
+                            keys.wrap_dek(dek, record_id, 1),
+                            name,
+                            len(data),
+                            now,
+                            by,
+                        )
                     )
-                    outbox_rows.append((name, now))
+                    outbox_names.append(name)
                     done += 1
                     if progress:
                         progress(done, total)
-                conn.executemany(
-                    "INSERT INTO records (id, client_id, path_tag, meta_sealed, current_version,"
-                    " created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?)",
-                    record_rows,
-                )
-                conn.executemany(
-                    "INSERT INTO record_versions (record_id, version, key_version, wrapped_dek,"
-                    " blob_name, size, created_at, created_by) VALUES (?, 1, ?, ?, ?, ?, ?, ?)",
-                    version_rows,
-                )
-                conn.executemany(
-                    "INSERT INTO outbox (op, blob_name, queued_at) VALUES ('put', ?, ?)", outbox_rows
-                )
+                store.insert_records(conn, record_rows)
+                store.insert_versions(conn, version_rows)
+                outbox.queue_put(conn, outbox_names, now)
                 writer.finish()
             except BaseException:
                 writer.abort()
                 raise
         self.ctx.blobs.sync()  # every blob durable before the caller's commit
         return pruned
-
-    @staticmethod
-    def _existing_tags(conn, client: ClientRow, tags: list[bytes]) -> set[bytes]:
-        """Which of ``tags`` already name a record of the client (batched indexed lookups)."""
-        found: set[bytes] = set()
-        for start in range(0, len(tags), 500):
-            batch = tags[start : start + 500]
-            found.update(
-                bytes(r[0])
-                for r in conn.execute(
-                    "SELECT path_tag FROM records WHERE client_id = ? AND path_tag IN"
-                    f" ({','.join('?' * len(batch))})",
-                    (client.id, *batch),
-                )
-            )
-        return found
 
     # --- reads ----------------------------------------------------------------------------------
 
@@ -413,11 +338,7 @@ class SecretService:
                 raise NotFound(f"no record {client.name}/{path}")
             record_id, meta, current = found
             wanted = current if version is None else version
-            row = conn.execute(
-                "SELECT wrapped_dek, blob_name, created_at, created_by FROM record_versions"
-                " WHERE record_id = ? AND version = ?",
-                (record_id, wanted),
-            ).fetchone()
+            row = store.version(conn, record_id, wanted)
         if row is None:
             raise NotFound(
                 f"no version {wanted} of {client.name}/{path} (kept: the last "
@@ -425,9 +346,9 @@ class SecretService:
             )
         if row[0] is None:
             raise NotFound(f"{client.name}/{path} was deleted (version {wanted})")
-        return self._open_version(client, keys, record_id, path, meta["kind"], wanted, row)
+        return self.open_version(client, keys, record_id, path, meta["kind"], wanted, row)
 
-    def _open_version(
+    def open_version(
         self, client: ClientRow, keys: ClientKeys, record_id: int, path: str, kind: str, version: int, row
     ) -> SecretRecord:
         wrapped, blob_name, created_at, created_by = row
@@ -465,20 +386,15 @@ class SecretService:
         try:
             return self.ctx.blobs.get(name)
         except BlobNotFound:
-            from vault.services.sync import remote_configured
-
-            if not remote_configured(self.ctx):
+            data = self._fetch_lost_blob(name) if self._fetch_lost_blob is not None else None
+            if data is None:
                 raise
-            return self.ctx.fetch_lost_blob(name)
+            return data
 
     def blob_is_authentic(self, name: str, data: bytes) -> bool | None:
         """Whether ``data`` is the authentic content of the record version stored as ``name``
         (None if no live record version uses that name). Used by sync to choose between copies."""
-        row = self.ctx.db.one(
-            "SELECT r.client_id, r.id, v.version, v.key_version, v.wrapped_dek FROM record_versions v"
-            " JOIN records r ON r.id = v.record_id WHERE v.blob_name = ?",
-            (name,),
-        )
+        row = store.by_blob_name(self.ctx.db.conn, name)
         if row is None:
             return None
         client_id, record_id, version, key_version, wrapped = row
@@ -504,13 +420,8 @@ class SecretService:
         out = []
         with self.ctx.db.read() as conn:
             keys = self.ctx.client_keys(client, conn=conn)
-            rows = conn.execute(
-                "SELECT r.id, r.meta_sealed, r.current_version, r.updated_at, v.blob_name"
-                " FROM records r JOIN record_versions v ON v.record_id = r.id"
-                " AND v.version = r.current_version WHERE r.client_id = ?",
-                (client.id,),
-            ).fetchall()
-        for record_id, meta_sealed, current, updated, blob_name in rows:
+            rows = store.current_versions(conn, client.id)
+        for record_id, meta_sealed, current, updated, _, blob_name, _, _ in rows:
             if blob_name is None:
                 continue  # deleted: a delete marker is the current version
             try:
@@ -539,11 +450,7 @@ class SecretService:
             found = self._find(conn, client, keys, path)
             if found is None:
                 raise NotFound(f"no record {client.name}/{path}")
-            rows = conn.execute(
-                "SELECT version, blob_name, size, created_at, created_by FROM record_versions"
-                " WHERE record_id = ? ORDER BY version",
-                (found[0],),
-            ).fetchall()
+            rows = store.versions(conn, found[0])
         return [
             {
                 "version": v,
@@ -568,13 +475,8 @@ class SecretService:
         records = []
         with self.ctx.db.read() as conn:
             keys = self.ctx.client_keys(client, conn=conn)
-            rows = conn.execute(
-                "SELECT r.id, r.meta_sealed, r.current_version, v.wrapped_dek, v.blob_name,"
-                " v.created_at, v.created_by FROM records r JOIN record_versions v"
-                " ON v.record_id = r.id AND v.version = r.current_version WHERE r.client_id = ?",
-                (client.id,),
-            ).fetchall()
-        for record_id, meta_sealed, version, *row in rows:
+            rows = store.current_versions(conn, client.id)
+        for record_id, meta_sealed, version, _, *row in rows:
             if row[0] is None:
                 continue
             try:
@@ -583,20 +485,7 @@ class SecretService:
                 raise IntegrityFailure(
                     f"integrity failure: record {record_id} of client {client.name} failed verification"
                 ) from None
-            rec = self._open_version(client, keys, record_id, meta["path"], meta["kind"], version, row)
+            rec = self.open_version(client, keys, record_id, meta["path"], meta["kind"], version, row)
             records.append({"path": rec.path, "kind": rec.kind, "fields": rec.fields})
         records.sort(key=lambda r: r["path"])
         return {"client": client.name, "records": records}
-
-
-def write_export(out: Path | str, exported: dict) -> dict:
-    """Write ``export_records`` output as JSON Lines to a new 0600 file (never overwritten)."""
-    records = exported["records"]
-    data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
-    try:
-        write_private_file(Path(out), data.encode("utf-8"), exclusive=True)
-    except FileExistsError:
-        raise InvalidInput(f"{out} already exists; refusing to overwrite it") from None
-    except OSError as exc:
-        raise InvalidInput(f"cannot write {out}: {exc.strerror}") from None
-    return {"client": exported["client"], "exported": len(records), "file": str(out)}

@@ -13,11 +13,13 @@ from datetime import datetime
 
 from vault import policy
 from vault.clock import from_epoch, rfc3339, to_epoch
-from vault.context import CLIENT_COLUMNS, ClientRow, VaultContext, client_from_row
+from vault.context import VaultContext
 from vault.errors import InvalidInput, NotFound
+from vault.identity import facts
 from vault.policy import Action
 from vault.principal import Principal
-from vault.services import identity
+from vault.store import clients as client_store
+from vault.store.clients import ClientRow
 
 SESSION_NOTE = "also needs a live session and a TOTP code within the step-up window"
 
@@ -36,10 +38,10 @@ class AccessService:
             raise InvalidInput("the assignment end must be in the future")
         t, ends = to_epoch(now), (to_epoch(until) if until is not None else None)
         with self.ctx.db.write() as conn:
-            user = identity.user_row(conn, user_name)
+            user = facts.user_row(conn, user_name)
             if user is None:
                 raise NotFound(f"no user named {user_name!r}")
-            if "engineer" not in identity.user_roles(conn, user.id):
+            if "engineer" not in facts.user_roles(conn, user.id):
                 raise InvalidInput(f"{user_name} is not an engineer; only engineers are assigned")
             updated = conn.execute(
                 "UPDATE assignments SET ends_at = ? WHERE client_id = ? AND user_id = ? AND ended_at IS NULL",
@@ -70,7 +72,7 @@ class AccessService:
         self.ctx.authorize(principal, Action.CLIENT_UNASSIGN, client=client)
         t = to_epoch(self.ctx.now())
         with self.ctx.db.write() as conn:
-            user = identity.user_row(conn, user_name)
+            user = facts.user_row(conn, user_name)
             if user is None:
                 raise NotFound(f"no user named {user_name!r}")
             ended = conn.execute(
@@ -91,33 +93,17 @@ class AccessService:
 
     # --- who can reach what ---------------------------------------------------------------------
 
-    def _row(self, conn, user: identity.UserRow, client: ClientRow, now: datetime) -> dict:
+    def _row(self, conn, user: facts.UserRow, client: ClientRow, now: datetime) -> dict:
         t = to_epoch(now)
-        roles = identity.user_roles(conn, user.id)
-        assigned, ends, ended, view = identity.assignment_state(conn, client.id, user.id, now)
-        account = policy.AccountFacts(
-            disabled=user.disabled,
-            locked_until=from_epoch(user.locked_until) if user.locked_until is not None else None,
-            training_valid_until=(
-                from_epoch(user.training_valid_until) if user.training_valid_until is not None else None
-            ),
-            session_valid=True,
-            stepup_at=now,
-            roles=roles,
-        )
-        facts = policy.ClientFacts(
-            name=client.name,
-            state=client.state(now),
-            assigned=assigned,
-            assignment_ends_at=ends,
-            assignment_ended=ended,
-        )
+        account = facts.assumed_reader_facts(conn, user, now)
+        roles = account.roles
+        _, _, _, view = facts.assignment_state(conn, client.id, user.id, now)
         decision = policy.decide(
             Principal(name=user.name, roles=roles),
             Action.SECRET_GET,
             now=now,
             account=account,
-            client=facts,
+            client=facts.client_facts(conn, client, user.id, now),
             stepup_window_seconds=int(self.ctx.settings["stepup_window_seconds"]),
         )
         locked = user.locked_until is not None and user.locked_until > t
@@ -148,13 +134,7 @@ class AccessService:
         self.ctx.authorize(principal, Action.ACCESS_VIEW, client=client)
         now = self.ctx.now().replace(microsecond=0)
         with self.ctx.db.read() as conn:
-            rows = conn.execute(
-                f"SELECT {identity.USER_COLUMNS} FROM users WHERE id IN"
-                " (SELECT user_id FROM user_roles WHERE role = 'engineer'"
-                "  UNION SELECT user_id FROM assignments WHERE client_id = ?) ORDER BY name",
-                (client.id,),
-            ).fetchall()
-            people = [self._row(conn, identity._user_from_row(r), client, now) for r in rows]
+            people = [self._row(conn, u, client, now) for u in facts.users_for_client(conn, client.id)]
         return {
             "client": client.name,
             "sla_state": client.state(now),
@@ -168,19 +148,14 @@ class AccessService:
         self.ctx.authorize(principal, Action.ACCESS_VIEW)
         now = self.ctx.now().replace(microsecond=0)
         with self.ctx.db.read() as conn:
-            user = identity.user_row(conn, user_name)
+            user = facts.user_row(conn, user_name)
             if user is None:
                 raise NotFound(f"no user named {user_name!r}")
-            clients = [
-                client_from_row(r)
-                for r in conn.execute(
-                    f"SELECT {CLIENT_COLUMNS} FROM clients WHERE id IN"
-                    " (SELECT client_id FROM assignments WHERE user_id = ?) ORDER BY name",
-                    (user.id,),
-                )
-            ]
+            clients = client_store.all_clients(
+                conn, "id IN (SELECT client_id FROM assignments WHERE user_id = ?)", (user.id,)
+            )
             rows = [self._row(conn, user, c, now) for c in clients]
-            roles = sorted(identity.user_roles(conn, user.id))
+            roles = sorted(facts.user_roles(conn, user.id))
         return {
             "user": user.name,
             "roles": roles,

@@ -1,13 +1,16 @@
-"""Remote replica (OneDrive) configuration and the persistent outbox (SPEC 8).
+"""Remote replica (OneDrive): configuration, push, pull and verify (SPEC 8).
 
 Every local blob write queues an ``outbox`` row ('put'); every destroyed version or shred queues a
-'delete'. ``push`` drains the outbox with concurrent workers: for each blob only its *last* queued
-operation matters (a put followed by a delete is just a delete). A failed operation stays queued
-with an attempt count, a back-off time and a one-line error; nothing is lost. ``pull`` restores
-missing or corrupt local blobs from the remote; ``verify`` compares remote quickXorHashes with the
-local blobs. Only ciphertext and opaque names ever reach the remote.
+'delete'. ``push`` drains the outbox (:mod:`vault.sync.outbox`) with concurrent workers. ``pull``
+restores missing or corrupt local blobs from the remote; ``verify`` compares remote quickXorHashes
+with the local blobs. Only ciphertext and opaque names ever reach the remote.
 
-The OneDrive modules (requests, msal) are imported only here, and only when a remote is configured.
+Collaborators are injected (the facade wires them): ``blob_verifier(name, data)`` says whether a
+copy is the authentic content of a record version (the secrets service's), so this module never
+imports the secrets service; ``remote`` replaces the configured OneDrive backend (tests, bench);
+``graph_options`` and ``auth_options`` go to the Graph client and the token provider (an injected
+``sleep``, ``rng``). The OneDrive modules (requests, msal) are imported only here, and only when a
+remote is configured.
 """
 
 from __future__ import annotations
@@ -16,40 +19,23 @@ import json
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
-from vault.clock import from_epoch, rfc3339, to_epoch
+from vault.backends.base import Backend, HashListingBackend
+from vault.clock import to_epoch
 from vault.context import VaultContext
-from vault.errors import (
-    AccessDenied,
-    BackendError,
-    BlobNotFound,
-    InvalidInput,
-    NotFound,
-    TransientBackendError,
-)
+from vault.errors import AccessDenied, BackendError, BlobNotFound, InvalidInput, NotFound
 from vault.keys import PURPOSE_TOKEN_CACHE_SEAL
 from vault.locks import exclusive
 from vault.policy import Action
 from vault.principal import Principal
+from vault.store import records as record_store
+from vault.sync import outbox
 
 CONFIG_KEY = "remote.onedrive"
 PUSH_LOCK = "sync-push.lock"
 TOKEN_CACHE_NAME = "graph-token-cache.sealed"
-RETRY_BASE_SECONDS = 30  # first retry of a failed outbox item after 30 s ...
-RETRY_CAP_SECONDS = 3600  # ... doubling up to an hour
 Progress = Callable[[int, int], None]
-
-
-@dataclass
-class _Task:
-    """The last queued operation of one blob, covering every outbox row up to ``max_id``."""
-
-    blob_name: str
-    op: str
-    max_id: int
-    attempts: int
-    next_at: int
+BlobVerifier = Callable[[str, bytes], "bool | None"]
 
 
 def remote_configured(ctx: VaultContext) -> bool:
@@ -57,13 +43,22 @@ def remote_configured(ctx: VaultContext) -> bool:
 
 
 class SyncService:
-    def __init__(self, ctx: VaultContext):
+    def __init__(
+        self,
+        ctx: VaultContext,
+        *,
+        blob_verifier: BlobVerifier | None = None,
+        remote: Backend | None = None,
+        graph_options: dict | None = None,
+        auth_options: dict | None = None,
+    ):
         self.ctx = ctx
-        self._remote = None
-        #: tests and the service may inject a ready backend (and GraphClient options)
-        self.remote_override = None
-        self.client_options: dict = {}  # GraphClient options (sleep, rng, ...)
-        self.auth_options: dict = {}  # token provider options (sleep, ...)
+        #: None: nothing is known to be authentic, so no remote copy replaces a local one
+        self._blob_verifier = blob_verifier or (lambda name, data: None)
+        self._given_remote = remote
+        self._remote: Backend | None = None
+        self._graph_options = dict(graph_options or {})
+        self._auth_options = dict(auth_options or {})
 
     # --- configuration --------------------------------------------------------------------------
 
@@ -158,19 +153,19 @@ class SyncService:
         config = self.config()
         if config is None:
             raise NotFound("no remote configured: run 'cvault remote set'")
-        return provider_from_config(config, cache=self.token_cache(), prompt=prompt, **self.auth_options)
+        return provider_from_config(config, cache=self.token_cache(), prompt=prompt, **self._auth_options)
 
-    def remote(self):
+    def remote(self) -> Backend | None:
         """The configured remote backend, or None."""
-        if self.remote_override is not None:
-            return self.remote_override
+        if self._given_remote is not None:
+            return self._given_remote
         if self._remote is None:
             config = self.config()
             if config is None:
                 return None
             from vault.backends.onedrive import OneDriveBackend
 
-            self._remote = OneDriveBackend.from_config(config, self.provider(), **self.client_options)
+            self._remote = OneDriveBackend.from_config(config, self.provider(), **self._graph_options)
         return self._remote
 
     def sign_in(self, principal: Principal, prompt: Callable[[str], None]) -> str:
@@ -183,7 +178,7 @@ class SyncService:
         self.ctx.record_outcome(principal, Action.SYNC, "ok", reason="remote device-code sign-in")
         return account
 
-    def _require_remote(self):
+    def _require_remote(self) -> Backend:
         remote = self.remote()
         if remote is None:
             raise NotFound("no remote configured: run 'cvault remote set'")
@@ -192,25 +187,11 @@ class SyncService:
     # --- status ---------------------------------------------------------------------------------
 
     def pending(self) -> dict:
-        rows = self.ctx.db.all(
-            "SELECT op, count(*), sum(attempts > 0), min(queued_at) FROM outbox GROUP BY op"
-        )
-        out = {"put": 0, "delete": 0, "failing": 0, "oldest": None}
-        for op, count, failing, oldest in rows:
-            out[op] = count
-            out["failing"] += failing or 0
-            if oldest is not None and (out["oldest"] is None or oldest < out["oldest"]):
-                out["oldest"] = oldest
-        if out["oldest"] is not None:
-            out["oldest"] = rfc3339(from_epoch(out["oldest"]))
-        return out
+        return outbox.pending(self.ctx.db.conn)
 
     def status(self, principal: Principal) -> dict:
         self.ctx.authorize(principal, Action.SYNC)
         config = self.config()
-        last_error = self.ctx.db.one(
-            "SELECT last_error FROM outbox WHERE last_error IS NOT NULL ORDER BY id DESC LIMIT 1"
-        )
         return {
             "remote": None
             if config is None
@@ -222,24 +203,10 @@ class SyncService:
                 "credential": config.credential,
             },
             "pending": self.pending(),
-            "last_error": last_error[0] if last_error else None,
+            "last_error": outbox.last_error(self.ctx.db.conn),
         }
 
     # --- push -----------------------------------------------------------------------------------
-
-    def _tasks(self, now: int) -> list[_Task]:
-        rows = self.ctx.db.all("SELECT id, op, blob_name, attempts, next_attempt_at FROM outbox ORDER BY id")
-        tasks: dict[str, _Task] = {}
-        for row_id, op, name, attempts, next_at in rows:
-            earlier = tasks.get(name)
-            tasks[name] = _Task(
-                name,
-                op,
-                row_id,
-                max(attempts, earlier.attempts if earlier else 0),
-                max(next_at, earlier.next_at if earlier else 0),
-            )
-        return [t for t in tasks.values() if t.next_at <= now]
 
     def push(
         self, principal: Principal, *, workers: int = 8, progress: Progress | None = None, force: bool = False
@@ -257,43 +224,9 @@ class SyncService:
                     "pending": self.pending(),
                     "skipped": "another push is running",
                 }
-            return self._push(principal, remote, workers, progress, force)
-
-    def _push(
-        self, principal: Principal, remote, workers: int, progress: Progress | None, force: bool
-    ) -> dict:
-        now = to_epoch(self.ctx.now())
-        tasks = self._tasks(2**62 if force else now)
-        done = {"uploaded": 0, "deleted": 0, "failed": 0, "errors": []}
-
-        def run(task: _Task) -> tuple[_Task, str | None, bool]:
-            try:
-                if task.op == "delete":
-                    remote.delete(task.blob_name)
-                else:
-                    remote.put(task.blob_name, self.ctx.blobs.get(task.blob_name))
-                return task, None, False
-            except BlobNotFound:
-                return task, "the local blob is missing (run 'cvault doctor')", False
-            except TransientBackendError as exc:
-                return task, exc.message, True
-            except BackendError as exc:
-                return task, exc.message, False
-
-        finished = 0
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for task, error, transient in pool.map(run, tasks):
-                finished += 1
-                self._settle(task, error, now)
-                if error is None:
-                    done["uploaded" if task.op == "put" else "deleted"] += 1
-                else:
-                    done["failed"] += 1
-                    if len(done["errors"]) < 5:
-                        done["errors"].append(f"{task.op} {task.blob_name}: {error}")
-                if progress:
-                    progress(finished, len(tasks))
-        done["pending"] = self.pending()
+            done = outbox.drain(
+                self.ctx.db, self.ctx.blobs, remote, to_epoch(self.ctx.now()), workers, progress, force=force
+            )
         self.ctx.record_outcome(
             principal,
             Action.SYNC,
@@ -302,27 +235,12 @@ class SyncService:
         )
         return done
 
-    def _settle(self, task: _Task, error: str | None, now: int) -> None:
-        with self.ctx.db.write() as conn:
-            if error is None:
-                conn.execute(
-                    "DELETE FROM outbox WHERE blob_name = ? AND id <= ?", (task.blob_name, task.max_id)
-                )
-                return
-            delay = min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** min(task.attempts, 10))
-            conn.execute(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
-                " WHERE blob_name = ? AND id <= ?",
-                (now + delay, error[:300], task.blob_name, task.max_id),
-            )
-
     # --- pull and verify ------------------------------------------------------------------------
 
-    def _referenced(self) -> set[str]:
-        names = {
-            r[0] for r in self.ctx.db.all("SELECT blob_name FROM record_versions WHERE blob_name IS NOT NULL")
-        }
-        return names
+    def _listing(self, remote: Backend) -> dict[str, str | None]:
+        if not isinstance(remote, HashListingBackend):
+            raise InvalidInput("this remote cannot list content hashes; pull and verify need them")
+        return {name: qx for name, qx, _ in remote.list_with_hashes()}
 
     @staticmethod
     def _hash(data: bytes) -> str:
@@ -334,8 +252,8 @@ class SyncService:
         """Restore every referenced blob that is missing or corrupt locally from the remote."""
         self.ctx.authorize(principal, Action.SYNC)
         remote = self._require_remote()
-        referenced = self._referenced()
-        listing = {name: qx for name, qx, _ in remote.list_with_hashes()}
+        referenced = record_store.blob_names(self.ctx.db.conn)
+        listing = self._listing(remote)
         from vault.audit.checkpoints import is_checkpoint_blob
 
         wanted = [n for n in sorted(listing) if n in referenced or is_checkpoint_blob(n)]
@@ -346,9 +264,6 @@ class SyncService:
             "errors": [],
         }
 
-        from vault.services.secrets import SecretService
-
-        records = SecretService(self.ctx)
         need = []
         for name in wanted:  # database and local reads stay on this thread
             result["checked"] += 1
@@ -357,7 +272,7 @@ class SyncService:
             except BlobNotFound:
                 local = None
             if local is None or (
-                self._hash(local) != listing[name] and records.blob_is_authentic(name, local) is False
+                self._hash(local) != listing[name] and self._blob_verifier(name, local) is False
             ):
                 need.append(name)  # a good local copy is never replaced
 
@@ -371,7 +286,7 @@ class SyncService:
             for i, (name, data, error) in enumerate(pool.map(fetch, need), 1):
                 if error is None and listing[name] and self._hash(data) != listing[name]:
                     error = "remote copy does not match its quickXorHash"
-                if error is None and not self._authentic(records, name, data):
+                if error is None and not self._authentic(name, data):
                     error = "remote copy failed verification"
                 if error is None:
                     self.ctx.blobs.put(name, data)
@@ -388,7 +303,7 @@ class SyncService:
         )
         return result
 
-    def _authentic(self, records, name: str, data: bytes) -> bool:
+    def _authentic(self, name: str, data: bytes) -> bool:
         """A record blob must decrypt under its record key; a checkpoint copy must carry the
         vault's audit signature. Anything else the remote offers is not restored."""
         from vault.audit.checkpoints import authentic_blob, is_checkpoint_blob
@@ -398,15 +313,14 @@ class SyncService:
 
             public = AuditSigner(self.ctx.db, self.ctx.keyring).public_key()
             return authentic_blob(data, name, self.ctx.vault_id, public)
-        return records.blob_is_authentic(name, data) is not False
+        return self._blob_verifier(name, data) is not False
 
     def verify(self, principal: Principal, *, progress: Progress | None = None) -> dict:
         """Compare the remote's quickXorHash of every blob with the local blob."""
         self.ctx.authorize(principal, Action.SYNC)
-        remote = self._require_remote()
-        listing = {name: qx for name, qx, _ in remote.list_with_hashes()}
+        listing = self._listing(self._require_remote())
         local = sorted(self.ctx.blobs.list())
-        queued = {r[0] for r in self.ctx.db.all("SELECT blob_name FROM outbox")}
+        queued = outbox.queued_names(self.ctx.db.conn)
         result = {
             "checked": 0,
             "matching": 0,
@@ -435,8 +349,11 @@ class SyncService:
         )
         return result
 
-    def fetch_lost_blob(self, name: str) -> bytes:
-        """Read path fallback: a blob lost locally is fetched from the remote and restored."""
+    def fetch_lost_blob(self, name: str) -> bytes | None:
+        """Read path fallback: a blob lost locally is fetched from the remote and restored
+        (None without a remote)."""
+        if self._given_remote is None and not remote_configured(self.ctx):
+            return None
         data = self._require_remote().get(name)
         self.ctx.blobs.put(name, data)
         return data

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from vault import blob as blobfmt
 from vault.audit.checkpoints import is_checkpoint_blob
-from vault.context import CLIENT_COLUMNS, VaultContext, client_from_row
-from vault.errors import BlobNotFound, CryptoError, IntegrityFailure
+from vault.audit.live import verify_live
+from vault.context import VaultContext
+from vault.errors import CryptoError, IntegrityFailure
 from vault.policy import Action
 from vault.principal import Principal
+from vault.store import clients as client_store
+from vault.store import records as record_store
 from vault.store.db import latest_schema_version
+
+if TYPE_CHECKING:
+    from vault.records.service import SecretService
 
 
 @dataclass
@@ -37,8 +43,11 @@ class DoctorReport:
 
 
 class MaintenanceService:
-    def __init__(self, ctx: VaultContext):
+    """``records``: the secrets service, which opens every kept version (the facade wires it)."""
+
+    def __init__(self, ctx: VaultContext, *, records: SecretService):
         self.ctx = ctx
+        self.records = records
 
     def doctor(self, principal: Principal) -> DoctorReport:
         self.ctx.authorize(principal, Action.DOCTOR)
@@ -70,16 +79,14 @@ class MaintenanceService:
         version = self.ctx.db.schema_version()
         if version != latest_schema_version():
             report.problems.append(f"schema: version {version}, expected {latest_schema_version()}")
-        check = self.ctx.db.one("PRAGMA integrity_check")[0]
+        check = self.ctx.db.scalar("PRAGMA integrity_check")
         if check != "ok":
             report.problems.append(f"schema: SQLite integrity check: {check}")
 
     def _records(self, report: DoctorReport) -> set[str]:
         """Open every kept version of every record: DEK unwrap, header and GCM tag."""
         referenced: set[str] = set()
-        secrets = _secret_service(self.ctx)
-        clients = [client_from_row(r) for r in self.ctx.db.all(f"SELECT {CLIENT_COLUMNS} FROM clients")]
-        for client in clients:
+        for client in client_store.all_clients(self.ctx.db.conn):
             if client.shred_state:
                 continue
             try:
@@ -87,8 +94,7 @@ class MaintenanceService:
             except IntegrityFailure as exc:
                 report.problems.append(exc.message)
                 continue
-            rows = self.ctx.db.all("SELECT id, meta_sealed FROM records WHERE client_id = ?", (client.id,))
-            for record_id, meta_sealed in rows:
+            for record_id, meta_sealed in record_store.of_client(self.ctx.db.conn, client.id):
                 report.checked_records += 1
                 try:
                     meta = keys.unseal_meta(meta_sealed, record_id)
@@ -98,16 +104,11 @@ class MaintenanceService:
                         f"{client.name}: encrypted path failed verification"
                     )
                     continue
-                versions = self.ctx.db.all(
-                    "SELECT version, wrapped_dek, blob_name, created_at, created_by FROM record_versions"
-                    " WHERE record_id = ? AND blob_name IS NOT NULL",
-                    (record_id,),
-                )
-                for version, *row in versions:
+                for version, *row in record_store.readable_versions(self.ctx.db.conn, record_id):
                     referenced.add(row[1])
                     report.checked_blobs += 1
                     try:
-                        secrets._open_version(
+                        self.records.open_version(
                             client, keys, record_id, meta["path"], meta["kind"], version, row
                         )
                     except IntegrityFailure as exc:
@@ -119,30 +120,14 @@ class MaintenanceService:
         for name in sorted(stored - referenced):
             if is_checkpoint_blob(name):
                 continue  # the audit checkpoints' backend copies (docs/audit.md)
-            if _is_record_blob(self.ctx, name):
-                report.warnings.append(f"orphan blob {name} (left by an interrupted write; harmless)")
+            # whatever it holds (a record blob or unknown content), no kept version refers to it
+            report.warnings.append(f"orphan blob {name} (left by an interrupted write; harmless)")
         for tmp in self.ctx.blobs.stray_temp_files():
             report.warnings.append(f"stray temporary file {tmp.name} (left by an interrupted write)")
 
     def _audit_chain(self, report: DoctorReport) -> None:
-        from vault.services.audit import verify_live
-
         result = verify_live(self.ctx)
         report.audit_entries = result.entries
         if not result.ok:
             report.problems.append(f"audit: {result.problem}")
         report.warnings.extend(f"audit: {w}" for w in result.warnings if "overdue" in w)
-
-
-def _secret_service(ctx: VaultContext):
-    from vault.services.secrets import SecretService
-
-    return SecretService(ctx)
-
-
-def _is_record_blob(ctx: VaultContext, name: str) -> bool:
-    try:
-        blobfmt.parse_header(ctx.blobs.get(name))
-        return True
-    except (CryptoError, BlobNotFound):
-        return True  # unknown content in the blob folder is reported as an orphan too

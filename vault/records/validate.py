@@ -1,11 +1,12 @@
 """Typed record kinds (SPEC 4), validated with pydantic on every write.
 
 Imported only where records are written or validated (put, import): ``secret get`` decodes the
-stored JSON document without loading pydantic, which keeps the read path fast.
+stored JSON document without loading pydantic, which keeps the read path fast. One model per kind
+of :data:`vault.records.FIELDS` (the fields, their order, types and roles; a test checks that the
+two agree), plus what a table cannot say: bounds, address and e-mail syntax.
 
 The stored plaintext is the canonical JSON document ``{"kind": KIND, "fields": {...}}`` with
-``None`` fields left out. :data:`MAIN_SECRET` names the field the hidden prompt, ``--from-stdin``
-or ``--file`` fills for each kind.
+``None`` fields left out.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vault.blob import MAX_PLAINTEXT
 from vault.errors import InvalidInput
-from vault.kinds import KINDS, MULTILINE_FIELDS
+from vault.records import KINDS, MULTILINE_FIELDS
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")

@@ -7,12 +7,16 @@ from datetime import datetime
 
 from vault import crypto, names
 from vault.clock import rfc3339, to_epoch
-from vault.context import CLIENT_COLUMNS, ClientRow, VaultContext, client_from_row
+from vault.context import VaultContext
 from vault.dates import require_future
 from vault.errors import ClientUnavailable, CryptoError, IntegrityFailure, InvalidInput
+from vault.identity.facts import visible_client_ids
 from vault.keys import ClientKeys
 from vault.policy import Action
 from vault.principal import Principal
+from vault.store import clients as store
+from vault.store import records as record_store
+from vault.store.clients import ClientRow
 
 Progress = Callable[[int, int], None]
 
@@ -54,11 +58,7 @@ class ClientService:
                 " current_key_version) VALUES (?, ?, ?, ?, ?, ?, 1)",
                 (client_id, name, to_epoch(now), principal.name, to_epoch(sla_end), grace),
             )
-            conn.execute(
-                "INSERT INTO client_keys (client_id, version, wrapped, fingerprint, created_at)"
-                " VALUES (?, 1, ?, ?, ?)",
-                (client_id, wrapped, crypto.key_fingerprint(key), to_epoch(now)),
-            )
+            store.insert_key(conn, client_id, 1, wrapped, crypto.key_fingerprint(key), to_epoch(now))
         client = self.ctx.client(name)
         self.ctx.record_outcome(
             principal,
@@ -72,16 +72,11 @@ class ClientService:
     def list(self, principal: Principal) -> list[dict]:
         self.ctx.authorize(principal, Action.CLIENT_LIST)
         now = self.ctx.now()
-        rows = [
-            client_from_row(r) for r in self.ctx.db.all(f"SELECT {CLIENT_COLUMNS} FROM clients ORDER BY name")
-        ]
-        visible = self.visible_to(principal, rows)
+        visible = self.visible_to(principal, store.all_clients(self.ctx.db.conn))
         return [client_view(c, now) for c in visible]
 
     def visible_to(self, principal: Principal, clients: list[ClientRow]) -> list[ClientRow]:
         """Engineers see their own clients only (SPEC 6); other roles see all."""
-        from vault.services.identity import visible_client_ids
-
         allowed = visible_client_ids(self.ctx, principal)
         return clients if allowed is None else [c for c in clients if c.id in allowed]
 
@@ -90,7 +85,7 @@ class ClientService:
         self.ctx.authorize(principal, Action.CLIENT_SHOW, client=client)
         now = self.ctx.now()
         view = client_view(client, now)
-        view["records"] = self.ctx.db.one("SELECT count(*) FROM records WHERE client_id = ?", (client.id,))[0]
+        view["records"] = record_store.count(self.ctx.db.conn, client.id)
         return view
 
     def rotate_key(self, principal: Principal, name: str, progress: Progress | None = None) -> dict:
@@ -108,20 +103,9 @@ class ClientService:
             new_version = client.key_version + 1
             new_key = crypto.new_key()
             new = ClientKeys(self.ctx.keyring, client.id, new_version, new_key)
-            conn.execute(
-                "INSERT INTO client_keys (client_id, version, wrapped, fingerprint, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (
-                    client.id,
-                    new_version,
-                    self.ctx.keyring.wrap_client_key(new_key, client.id, new_version),
-                    new.fingerprint,
-                    now,
-                ),
-            )
-            records = conn.execute(
-                "SELECT id, meta_sealed FROM records WHERE client_id = ? ORDER BY id", (client.id,)
-            ).fetchall()
+            wrapped = self.ctx.keyring.wrap_client_key(new_key, client.id, new_version)
+            store.insert_key(conn, client.id, new_version, wrapped, new.fingerprint, now)
+            records = record_store.of_client(conn, client.id)
             for done, (record_id, meta_sealed) in enumerate(records, 1):
                 try:
                     meta = old.unseal_meta(meta_sealed, record_id)
@@ -130,34 +114,24 @@ class ClientService:
                         f"integrity failure: record {record_id} of client {name} "
                         "failed verification; key not rotated"
                     ) from None
-                conn.execute(
-                    "UPDATE records SET path_tag = ?, meta_sealed = ? WHERE id = ?",
-                    (new.path_tag(meta["path"]), new.seal_meta(meta, record_id), record_id),
+                record_store.set_meta(
+                    conn, record_id, new.seal_meta(meta, record_id), new.path_tag(meta["path"])
                 )
-                versions = conn.execute(
-                    "SELECT version, wrapped_dek FROM record_versions WHERE record_id = ?"
-                    " AND wrapped_dek IS NOT NULL",
-                    (record_id,),
-                ).fetchall()
-                for version, wrapped in versions:
+                for version, wrapped_dek in record_store.wrapped_deks(conn, record_id):
                     try:
-                        dek = old.unwrap_dek(wrapped, record_id, version)
+                        dek = old.unwrap_dek(wrapped_dek, record_id, version)
                     except CryptoError:
                         raise IntegrityFailure(
                             f"integrity failure: {name}/{meta['path']} (version {version}) failed "
                             "verification; key not rotated"
                         ) from None
-                    conn.execute(
-                        "UPDATE record_versions SET wrapped_dek = ?, key_version = ?"
-                        " WHERE record_id = ? AND version = ?",
-                        (new.wrap_dek(dek, record_id, version), new_version, record_id, version),
+                    record_store.rewrap(
+                        conn, record_id, version, new.wrap_dek(dek, record_id, version), new_version
                     )
                 if progress:
                     progress(done, len(records))
             conn.execute("UPDATE clients SET current_key_version = ? WHERE id = ?", (new_version, client.id))
-            conn.execute(
-                "DELETE FROM client_keys WHERE client_id = ? AND version < ?", (client.id, new_version)
-            )
+            store.destroy_keys(conn, client.id, below_version=new_version)
         self.ctx.forget_client_keys(client.id)
         # the old wrapped key's page images may still sit in the WAL: fold it in and truncate
         self.ctx.db.checkpoint_truncate()
