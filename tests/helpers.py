@@ -28,8 +28,8 @@ from pathlib import Path
 
 from vault.clock import UTC, FixedClock
 from vault.facade import Vault
-from vault.principal import ROLES, Principal
 from vault.identity.sessions import token_hash
+from vault.principal import ROLES, Principal
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 6, 1, 9, 0, 0, tzinfo=UTC)

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from vault.clock import SystemClock, to_epoch
-from vault.principal import Principal
 from vault.identity.sessions import new_token, token_hash
+from vault.principal import Principal
 
 
 @dataclass

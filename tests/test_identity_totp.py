@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import clock_at
-from vault.identity import codes, factors, lockout, totp
 from vault.errors import AuthenticationFailed, VaultLocked
+from vault.identity import codes, factors, lockout, totp
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "rfc6238_totp_sha1.json").read_text())
 

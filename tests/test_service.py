@@ -26,7 +26,7 @@ from tests.service_helpers import (
     new_session,
     start_service,
 )
-from vault.server import spec
+from vault import api_spec as spec
 
 
 @pytest.fixture(scope="module")
@@ -76,21 +76,24 @@ def served(world, tmp_path):
 
 def test_operation_table_matches_facade_signatures():
     """Every API operation names a facade method with exactly these parameters (in order), so
-    the remote CLI's proxies bind arguments as the facade does. A facade change fails here."""
+    the service client's proxies bind arguments as the facade does. A facade change fails here."""
     from vault.facade import Vault
 
     classes = {name: service.service_class() for name, service in Vault.services().items()}
-    adapted = {("audit", "export_lines"): ("export", ["format", "details"])}
     for op in spec.OPERATIONS:
-        cls = classes[op.service]
-        method_name, expected = adapted.get((op.service, op.method), (op.method, None))
-        sig = inspect.signature(getattr(cls, method_name))
-        names = [n for n in sig.parameters if n not in ("self", "principal", "origin", *op.local_only)]
-        if expected is not None:
-            names = [n for n in names if n in expected]
-        assert names == [p.name for p in op.params], (op.service, op.method, names)
-        if (op.service, op.method) != ("sync", "config"):  # no principal, but a token required
-            assert ("principal" in sig.parameters) == op.auth, (op.service, op.method)
+        sig = inspect.signature(getattr(classes[op.service], op.facade_method))
+        dropped = {"self", "principal", *op.local_only}
+        if op.passes_origin:
+            assert "origin" in sig.parameters, op.name
+            dropped.add("origin")
+        if op.transport == "lines":
+            assert "write" in sig.parameters, op.name
+            dropped |= {"write", "out"}  # the server collects the lines; the client writes the file
+        names = [n for n in sig.parameters if n not in dropped]
+        assert names == [p.name for p in op.params], (op.name, names)
+        assert ("principal" in sig.parameters) == op.auth, op.name
+        for p in op.params:
+            assert (sig.parameters[p.name].kind is inspect.Parameter.KEYWORD_ONLY) == p.keyword, (op.name, p)
 
 
 def test_openapi_lists_every_operation_with_the_error_shape(served):
@@ -386,8 +389,9 @@ def test_background_sweep_and_checkpoints(world, tmp_path):
 
 
 def test_a_failing_job_is_logged_and_retried_not_fatal(world):
-    from vault.server.app import ServiceSettings, VaultPool
+    from vault.server.app import ServiceSettings
     from vault.server.jobs import BackgroundJobs
+    from vault.server.pool import VaultPool
 
     vdir, *_ = world
     pool = VaultPool(vdir.home)
@@ -501,11 +505,11 @@ def test_eight_clients_thousand_mixed_requests_each(served):
     print(f"8 x {per_client} requests in {elapsed:.1f} s ({8 * per_client / elapsed:.0f}/s)")
 
 
-def test_unseal_guessing_is_serialized_capped_and_audited(tmp_path, monkeypatch):
+def test_unseal_guessing_is_serialized_capped_and_audited(tmp_path):
     """Failed unseal attempts (any address) are audited and capped; right secret unseals."""
     from vault.errors import AuthenticationFailed, VaultLocked
     from vault.facade import Vault
-    from vault.server import app as server_app
+    from vault.server.pool import VaultPool
 
     v, _ = Vault.init(
         tmp_path / "vault",
@@ -513,8 +517,8 @@ def test_unseal_guessing_is_serialized_capped_and_audited(tmp_path, monkeypatch)
         kdf_params={"memory_kib": 65536, "iterations": 1, "lanes": 4},
     )
     v.close()
-    monkeypatch.setattr(server_app, "UNSEAL_FAILURES_MAX", 2)
-    pool = server_app.VaultPool(tmp_path / "vault")
+    now = [1000.0]
+    pool = VaultPool(tmp_path / "vault", unseal_failures_max=2, unseal_window=600, monotonic=lambda: now[0])
     for _ in range(2):
         with pytest.raises(AuthenticationFailed):
             pool.unseal("passphrase", "wrong guess", origin="api:198.51.100.9")
@@ -526,6 +530,6 @@ def test_unseal_guessing_is_serialized_capped_and_audited(tmp_path, monkeypatch)
     )
     assert [(a, o) for a, o, _, _ in events] == [("service.unseal", "deny")] * 2
     assert all("guess" not in r for *_, r in events)  # never the secret
-    monkeypatch.setattr(server_app, "UNSEAL_WINDOW", 0)  # the window has passed
+    now[0] += 600  # the window has passed
     pool.unseal("passphrase", "correct horse battery", origin="api:198.51.100.10")
     assert not pool.sealed

@@ -21,7 +21,8 @@ from tests.service_helpers import add_person, assign, new_session
 def api(tmp_path_factory):
     from datetime import timedelta
 
-    from vault.server.app import ServiceSettings, VaultPool, create_app
+    from vault.server.app import ServiceSettings, create_app
+    from vault.server.pool import VaultPool
 
     vdir = copy_vault(
         make_vault(tmp_path_factory.mktemp("st-template"), with_operator=False), tmp_path_factory.mktemp("st")

@@ -201,6 +201,11 @@ class Vault:
     # --- unsealing --------------------------------------------------------------------------------
 
     @property
+    def session_scope(self) -> str:
+        """What a session file is bound to: this vault's id (hex)."""
+        return self.ctx.vault_id.hex()
+
+    @property
     def unsealed(self) -> bool:
         return self.ctx.keyring.unsealed
 

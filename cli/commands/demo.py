@@ -21,6 +21,8 @@ from pathlib import Path
 
 import click
 
+from cli.state import host_only
+
 PASSWORDS = {
     "alice": "alice-demo-password",
     "amy": "amy-demo-password",
@@ -336,6 +338,7 @@ def story(work: Path) -> list[Step]:
     ]
 
 
+@host_only
 @click.command("demo")
 @click.option("--keep", is_flag=True, help="Keep the temporary vault folder and print its path.")
 def demo_cmd(keep):

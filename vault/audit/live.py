@@ -119,5 +119,3 @@ def _verify_with(
         )
     finally:
         conn.execute("COMMIT")
-
-

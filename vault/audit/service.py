@@ -29,7 +29,7 @@ from vault.audit.verify import (
 )
 from vault.clock import from_epoch, rfc3339
 from vault.context import VaultContext
-from vault.dates import parse_since
+from vault.dates import as_since
 from vault.errors import IntegrityFailure, InvalidInput
 from vault.policy import Action
 from vault.principal import Principal
@@ -151,11 +151,14 @@ class AuditService:
         client: str | None = None,
         action: str | None = None,
         outcome: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
         limit: int | None = 100,
     ) -> list[dict]:
         """Events matching every filter given, oldest first; ``limit`` keeps the newest N."""
+        now = self.ctx.now()
+        since = None if since is None else as_since(since, now)
+        until = None if until is None else as_since(until, now)
         self.ctx.authorize(principal, Action.AUDIT_LOG)
         reader = self.ctx.audit.details.reader()
         keep = ("seq", "at", "actor", "action", "client", "outcome", "reason", "origin", "detail")
@@ -295,12 +298,16 @@ class AuditService:
     # --- report -------------------------------------------------------------------------------------
 
     def report(
-        self, principal: Principal, *, since: datetime | None = None, until: datetime | None = None
+        self,
+        principal: Principal,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
     ) -> dict:
-        self.ctx.authorize(principal, Action.AUDIT_REPORT)
         now = self.ctx.now()
-        since = since or parse_since("30d", now)
-        until = until or now
+        since = as_since(since or "30d", now)
+        until = now if until is None else as_since(until, now)
+        self.ctx.authorize(principal, Action.AUDIT_REPORT)
         settings = ReportSettings.from_settings(self.ctx.settings)
         events = (
             Event(r[0], _at(r[1]), r[2], r[3], r[4], r[5], r[6])
@@ -317,13 +324,14 @@ class AuditService:
 
     # --- retention ----------------------------------------------------------------------------------
 
-    def prune(self, principal: Principal, before: datetime) -> dict:
+    def prune(self, principal: Principal, before: datetime | str) -> dict:
         """Delete the entries older than ``before`` up to the newest checkpoint among them.
 
         The log is verified first (pruning a damaged log would destroy the evidence). In one
         transaction: a prune checkpoint signing the head *and* the new base (the last deleted
         entry's seq and hash) is written, then the entries up to the base and the checkpoints
         they make unverifiable are deleted. The verifier starts from that signed base."""
+        before = as_since(before, self.ctx.now())
         self.ctx.authorize(principal, Action.AUDIT_PRUNE, detail=None)
         keep_days = int(self.ctx.settings["audit_min_retention_days"])
         newest_allowed = self.ctx.now() - timedelta(days=keep_days)
@@ -382,5 +390,3 @@ def _version() -> str:
         return version("client-config-vault")
     except PackageNotFoundError:
         return "0"
-
-

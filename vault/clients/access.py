@@ -14,6 +14,7 @@ from datetime import datetime
 from vault import policy
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.context import VaultContext
+from vault.dates import as_when
 from vault.errors import InvalidInput, NotFound
 from vault.identity import facts
 from vault.policy import Action
@@ -29,11 +30,16 @@ class AccessService:
         self.ctx = ctx
 
     def assign(
-        self, principal: Principal, client_name: str, user_name: str, until: datetime | None = None
+        self,
+        principal: Principal,
+        client_name: str,
+        user_name: str,
+        until: datetime | str | None = None,
     ) -> dict:
+        now = self.ctx.now()
+        until = None if until is None else as_when(until, now)
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.CLIENT_ASSIGN, client=client, subject=user_name)
-        now = self.ctx.now()
         if until is not None and until <= now:
             raise InvalidInput("the assignment end must be in the future")
         t, ends = to_epoch(now), (to_epoch(until) if until is not None else None)

@@ -8,7 +8,7 @@ from datetime import datetime
 from vault import crypto, names
 from vault.clock import rfc3339, to_epoch
 from vault.context import VaultContext
-from vault.dates import require_future
+from vault.dates import as_when, require_future
 from vault.errors import ClientUnavailable, CryptoError, IntegrityFailure, InvalidInput
 from vault.identity.facts import visible_client_ids
 from vault.keys import ClientKeys
@@ -38,14 +38,14 @@ class ClientService:
         self.ctx = ctx
 
     def add(
-        self, principal: Principal, name: str, *, sla_end: datetime, grace_days: int | None = None
+        self, principal: Principal, name: str, *, sla_end: datetime | str, grace_days: int | None = None
     ) -> dict:
         names.client_name(name)
         grace = self.ctx.settings["default_grace_days"] if grace_days is None else grace_days
         if not 0 <= grace <= 3650:
             raise InvalidInput("grace period must be 0 to 3650 days")
         now = self.ctx.now()
-        require_future(sla_end, now, "the SLA end")
+        sla_end = require_future(as_when(sla_end, now), now, "the SLA end")
         self.ctx.authorize(principal, Action.CLIENT_ADD, detail=None)
         client_id = crypto.random_bytes(16).hex()
         key = crypto.new_key()

@@ -9,6 +9,7 @@ from datetime import datetime
 
 from vault import names
 from vault.clock import from_epoch, rfc3339, to_epoch
+from vault.dates import as_when
 from vault.errors import InvalidInput
 from vault.identity.factors import FactorsMixin, check_password_rules
 from vault.identity.facts import UserRow, all_users, user_roles, user_row
@@ -241,8 +242,9 @@ class AdminMixin(FactorsMixin):
             f"TOTP of {name} reset; sessions ended; re-enrollment code issued",
         )
 
-    def train(self, principal: Principal, name: str, until: datetime) -> dict:
+    def train(self, principal: Principal, name: str, until: datetime | str) -> dict:
         """Record a data-handling training attestation valid until ``until``."""
+        until = as_when(until, self.ctx.now())
 
         def change(conn, user, t):
             conn.execute("UPDATE users SET training_valid_until = ? WHERE id = ?", (to_epoch(until), user.id))

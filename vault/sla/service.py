@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from vault.audit.signing import AuditSigner
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.context import VaultContext
-from vault.dates import require_future
+from vault.dates import as_duration, as_when, require_future
 from vault.errors import AccessDenied, ClientUnavailable, InvalidInput, NotFound
 from vault.locks import exclusive
 from vault.policy import Action
@@ -137,10 +137,11 @@ class SlaService:
         return self._view(client, self.ctx.now())
 
     def renew(
-        self, principal: Principal, name: str, until: datetime, *, grace_days: int | None = None
+        self, principal: Principal, name: str, until: datetime | str, *, grace_days: int | None = None
     ) -> dict:
         """New SLA end (in the future). Cancels an open early-shred request. Refused once the
         client is shredding or shredded."""
+        until = as_when(until, self.ctx.now())
         if grace_days is not None and not 0 <= grace_days <= MAX_GRACE_DAYS:
             raise InvalidInput(f"grace period must be 0 to {MAX_GRACE_DAYS} days")
         client = self.ctx.client(name)
@@ -286,8 +287,9 @@ class SlaService:
 
     # --- upcoming -------------------------------------------------------------------------------
 
-    def upcoming(self, principal: Principal, within: timedelta = timedelta(days=30)) -> list[dict]:
+    def upcoming(self, principal: Principal, within: timedelta | str = "30d") -> list[dict]:
         """SLA ends and shreds due within ``within`` (and shreds overdue or unfinished)."""
+        within = as_duration(within)
         self.ctx.authorize(principal, Action.SLA_UPCOMING)
         now = self.ctx.now()
         horizon = to_epoch(now + within)

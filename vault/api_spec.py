@@ -1,13 +1,21 @@
-"""The API's operation table: which facade methods the HTTP API exposes, and their arguments.
+"""The one operation registry: every operation of the facade's public surface, described once.
 
-One table drives both ends, so they cannot drift apart:
+Each :class:`Op` says which facade method it is, its parameters (type, bounds, keyword-only,
+default), whether it needs a session (``auth``), whether the caller's origin is passed, its
+rate-limit class, how its result travels, and its summary. Everything else is derived from it:
 
-* the server (:mod:`vault.server.app`) builds one ``POST /v1/<service>/<method>`` route per entry,
-  with a pydantic request model made from ``params`` (so ``/openapi.json`` lists every operation);
-* the remote CLI client (:mod:`cli.remote`) builds one proxy method per entry with the facade's
-  own signature (``principal`` first when ``auth``), doing one HTTPS request.
+* the HTTP server (:mod:`vault.server.routes`) builds one ``POST /v1/<service>/<method>`` route
+  per entry with a request model made from ``params``, and dispatches it with one generic call;
+* the OpenAPI document (``/openapi.json``) is FastAPI's description of those routes;
+* the service client (:mod:`cli.service_client`) builds one proxy method per entry with the
+  facade's own signature (``principal`` first when ``auth``), doing one HTTPS request;
+* the CLI takes types and bounds from it (``param("clients.add", "grace_days").bounds``);
+* the tests check the facade's signatures against it (``tests/server/test_registry.py``).
 
-This module imports nothing heavy: the remote CLI imports it on every command.
+Facade methods that are not here are host-only (slots, doctor, the replica's configuration and
+sign-in): the service client refuses them with one line.
+
+This module imports nothing heavy: the service client imports it on every command.
 
 Parameter types (JSON on the wire):
 
@@ -15,12 +23,17 @@ Parameter types (JSON on the wire):
 ``str``        a string
 ``int``        an integer within ``bounds``
 ``bool``       true / false
-``when``       a date: ISO 8601 or relative (``+90d``, ``now``), parsed by the *server* with
-               its own clock (the server clock is authoritative)
+``when``       a date as text: ISO 8601 or relative (``+90d``, ``now``), parsed by the
+               *service* with its own clock (the vault's clock is authoritative)
+``since``      like ``when``, and a plain duration means that long ago (``30d``)
 ``duration``   ``30d``, ``12h``, ``45m``, ``2w``
 ``strlist``    a list of strings
-``object``     a JSON object (a record's fields; the OneDrive settings)
+``object``     a JSON object (a record's fields)
 =============  ==========================================================================
+
+Result codecs (``result``): ``json`` (the facade's dicts and lists as they are), ``none``,
+``record`` (a :class:`vault.records.SecretRecord`), ``verify`` (a ``VerifyResult``) and
+``login`` (a login result: its token, and ``as_dict()`` without it).
 """
 
 from __future__ import annotations
@@ -85,11 +98,35 @@ class Param(_Frozen):
 
 
 class Op(_Frozen):
-    """``auth``: the facade method takes the acting principal first (the server derives it from
-    the token); ``result``: how the result travels (json | secret_record | verify_result | login
-    | none); ``local_only``: parameters the facade has but the API drops (progress callbacks)."""
+    """One operation.
 
-    __slots__ = ("service", "method", "params", "auth", "result", "summary", "local_only")
+    ``auth``: the facade method takes the acting principal first (the server derives it from the
+    bearer token). ``result``: the result codec (module docstring). ``local_only``: parameters the
+    facade has but the API drops (progress callbacks). ``facade_method``: the facade method when
+    it differs from ``method``. ``passes_origin``: the server passes ``origin=api:<address>`` (the
+    audit log's origin of an unauthenticated call). ``rate_limit``: ``"login"`` puts the call under
+    the per-address and per-user-name token buckets. ``transport``: ``"lines"`` when the facade
+    writes lines through a ``write`` callback: the server collects them and sends
+    ``{"lines": [...], "result": ...}``. ``client_side``: ``(facade method, adapter)``: a facade
+    method the service client provides on top of this operation with one of its adapters, doing
+    the local part itself (writing the export file).
+    ``returns``: the JSON schema of the result (the OpenAPI document's 200 response)."""
+
+    __slots__ = (
+        "service",
+        "method",
+        "params",
+        "auth",
+        "result",
+        "summary",
+        "local_only",
+        "facade_method",
+        "passes_origin",
+        "rate_limit",
+        "transport",
+        "client_side",
+        "returns",
+    )
 
     def __init__(
         self,
@@ -100,6 +137,12 @@ class Op(_Frozen):
         result: str = "json",
         summary: str = "",
         local_only: tuple[str, ...] = (),
+        facade_method: str | None = None,
+        passes_origin: bool = False,
+        rate_limit: str | None = None,
+        transport: str = "json",
+        client_side: tuple[str, str] | None = None,
+        returns: dict | None = None,
     ):
         for n, v in (
             ("service", service),
@@ -109,8 +152,18 @@ class Op(_Frozen):
             ("result", result),
             ("summary", summary),
             ("local_only", local_only),
+            ("facade_method", facade_method or method),
+            ("passes_origin", passes_origin),
+            ("rate_limit", rate_limit),
+            ("transport", transport),
+            ("client_side", client_side),
+            ("returns", returns),
         ):
             object.__setattr__(self, n, v)
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}.{self.method}"
 
     @property
     def path(self) -> str:
@@ -139,6 +192,8 @@ OPERATIONS: tuple[Op, ...] = (
         (P("name"), P("password"), K("totp"), K("recovery_code")),
         auth=False,
         result="login",
+        passes_origin=True,
+        rate_limit="login",
         summary="Log in (password + TOTP or recovery code): a bearer session token",
     ),
     Op(
@@ -146,6 +201,8 @@ OPERATIONS: tuple[Op, ...] = (
         "enroll",
         (P("name"), P("code"), P("password")),
         auth=False,
+        passes_origin=True,
+        rate_limit="login",
         summary="Redeem an enrollment code: password, TOTP secret, recovery codes",
     ),
     Op(
@@ -199,7 +256,7 @@ OPERATIONS: tuple[Op, ...] = (
         "secrets",
         "get",
         (P("client_name"), P("path"), P("version", "int", None, (1, 2**31))),
-        result="secret_record",
+        result="record",
         summary="Read a record (the only operation returning values)",
     ),
     Op("secrets", "list", (P("client_name"),), summary="List a client's records (no values)"),
@@ -221,6 +278,7 @@ OPERATIONS: tuple[Op, ...] = (
         "secrets",
         "export_records",
         (P("client_name"),),
+        client_side=("export", "export_file"),
         summary="A client's current records, decrypted (the CLI writes the export file)",
     ),
     # --- SLA --------------------------------------------------------------------------------------------
@@ -248,8 +306,8 @@ OPERATIONS: tuple[Op, ...] = (
             K("client"),
             K("action"),
             K("outcome"),
-            K("since", "when"),
-            K("until", "when"),
+            K("since", "since"),
+            K("until", "since"),
             K("limit", "int", 100, (0, 10**9)),
         ),
         summary="Audit events matching the filters",
@@ -258,18 +316,21 @@ OPERATIONS: tuple[Op, ...] = (
         "audit",
         "export_lines",
         (P("format"), K("details", "bool", True)),
+        facade_method="export",
+        transport="lines",
+        client_side=("export", "lines_to_file"),
         summary="The whole log as lines (jsonl, csv, cef); the CLI writes them",
     ),
     Op(
         "audit",
         "verify",
         (K("all_signatures", "bool", False),),
-        result="verify_result",
+        result="verify",
         local_only=PROGRESS,
         summary="Verify the hash chain and signed checkpoints",
     ),
-    Op("audit", "report", (K("since", "when"), K("until", "when")), summary="Access report"),
-    Op("audit", "prune", (P("before", "when"),), summary="Delete old entries up to a checkpoint"),
+    Op("audit", "report", (K("since", "since"), K("until", "since")), summary="Access report"),
+    Op("audit", "prune", (P("before", "since"),), summary="Delete old entries up to a checkpoint"),
     # --- sync (the service host's OneDrive replica) ----------------------------------------------
     Op("sync", "status", summary="Remote and outbox state"),
     Op(
@@ -293,8 +354,17 @@ OPERATIONS: tuple[Op, ...] = (
     Op("sync", "show_config", (), summary="The OneDrive configuration (no secrets), or null"),
 )
 
-BY_NAME: dict[tuple[str, str], Op] = {(op.service, op.method): op for op in OPERATIONS}
+BY_NAME: dict[str, Op] = {op.name: op for op in OPERATIONS}
 SERVICES: tuple[str, ...] = tuple(dict.fromkeys(op.service for op in OPERATIONS))
+
+
+def param(operation: str, name: str) -> Param:
+    """One parameter of an operation, e.g. ``param("clients.add", "grace_days").bounds``."""
+    for p in BY_NAME[operation].params:
+        if p.name == name:
+            return p
+    raise KeyError(f"{operation} has no parameter {name}")
+
 
 #: Error codes the API adds to the facade's own (``vault.errors``); docs/service.md has the table.
 API_ERRORS = {
