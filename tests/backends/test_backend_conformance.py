@@ -1,11 +1,11 @@
-"""Runs :mod:`tests.backend_conformance` against every backend: memory, local and OneDrive (the
+"""Runs :mod:`tests.backends.backend_conformance` against every backend: memory, local and OneDrive (the
 fake Graph over HTTPS)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.backend_conformance import BackendConformance
+from tests.backends.backend_conformance import BackendConformance
 from vault.backends.local import LocalBackend
 from vault.backends.memory import MemoryBackend
 

@@ -5,13 +5,13 @@ import json
 import subprocess
 import sys
 
+from tests.factories import totp_code
 from tests.helpers import (
     ROOT,
     cli_login,
     grep_tree,
     make_staff_vault,
     run_cli,
-    totp_code,
 )
 from vault.identity.totp import secret_from_uri
 
@@ -104,7 +104,7 @@ def test_onboarding_login_stepup_logout(staff, tmp_path):
 
 def test_stepup_through_the_cli(staff, tmp_path):
     vd = staff.vdir
-    env = vd.env(CVAULT_SESSION_FILE=str(staff.bob.session_file(vd, tmp_path)))
+    env = vd.env(CVAULT_SESSION_FILE=str(staff.bob.session_file(tmp_path, vault=vd)))
     assert (
         vd.cli(
             "secret", "put", "acme", "n", "--type", "note", "--from-stdin", input="hello-value\n", env=env
@@ -127,15 +127,15 @@ def test_stepup_through_the_cli(staff, tmp_path):
 
 def test_refusals_exit_4_with_one_line(staff, tmp_path):
     vd = staff.vdir
-    carl = vd.env(CVAULT_SESSION_FILE=str(staff.carl.session_file(vd, tmp_path)))
+    carl = vd.env(CVAULT_SESSION_FILE=str(staff.carl.session_file(tmp_path, vault=vd)))
     _one_line(
         vd.cli("secret", "get", "acme", "x", env=carl), 4, "access denied: carl is not assigned to acme"
     )
-    amy = vd.env(CVAULT_SESSION_FILE=str(staff.amy.session_file(vd, tmp_path)))
+    amy = vd.env(CVAULT_SESSION_FILE=str(staff.amy.session_file(tmp_path, vault=vd)))
     _one_line(vd.cli("user", "list", env=amy), 4, "access denied: amy has no role allowed to user.list")
     _one_line(vd.cli("client", "assign", "acme", "nobody", env=amy), 5, "no user named 'nobody'")
     assert vd.cli("client", "assign", "acme", "carl", "--until", "+30d", env=amy).returncode == 0
-    rita = vd.env(CVAULT_SESSION_FILE=str(staff.rita.session_file(vd, tmp_path)))
+    rita = vd.env(CVAULT_SESSION_FILE=str(staff.rita.session_file(tmp_path, vault=vd)))
     view = json.loads(vd.cli("client", "access", "acme", "--json", env=rita).stdout)
     assert {r["user"] for r in view["users"] if r["can_read"]} == {"bob", "carl"}
     uview = vd.cli("user", "access", "carl", env=rita)
@@ -145,7 +145,7 @@ def test_refusals_exit_4_with_one_line(staff, tmp_path):
 
 def test_admin_commands(staff, tmp_path):
     vd = staff.vdir
-    admin = vd.env(CVAULT_SESSION_FILE=str(staff.alice.session_file(vd, tmp_path)))
+    admin = vd.env(CVAULT_SESSION_FILE=str(staff.alice.session_file(tmp_path, vault=vd)))
     for args in (
         ["user", "grant", "carl", "--role", "security_reviewer"],
         ["user", "revoke", "carl", "--role", "security_reviewer"],
@@ -176,7 +176,7 @@ def test_admin_commands(staff, tmp_path):
 
 def test_session_file_of_another_vault_is_refused(staff, tmp_path):
     other = make_staff_vault(tmp_path / "other")
-    foreign = other.bob.session_file(other.vdir, tmp_path)
+    foreign = other.bob.session_file(tmp_path, vault=other.vdir)
     proc = staff.vdir.cli("client", "list", env=staff.vdir.env(CVAULT_SESSION_FILE=str(foreign)))
     _one_line(proc, 3, "not logged in to this vault")
 
@@ -285,7 +285,7 @@ def test_no_plaintext_credentials_in_the_vault_folder_or_output(tmp_path):
 
 def test_secret_get_imports_stay_light(staff, tmp_path):
     vd = staff.vdir
-    env = vd.env(CVAULT_SESSION_FILE=str(staff.bob.session_file(vd, tmp_path)))
+    env = vd.env(CVAULT_SESSION_FILE=str(staff.bob.session_file(tmp_path, vault=vd)))
     assert (
         vd.cli(
             "secret", "put", "acme", "n", "--type", "note", "--from-stdin", input="v\n", env=env

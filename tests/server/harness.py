@@ -1,5 +1,5 @@
 """Service-mode test plumbing: a real ``cvault serve`` subprocess on loopback HTTPS (test CA from
-tests/fakes/https.py), a small keep-alive JSON client, and staff with live session tokens.
+tests/fakes/https.py) and a small keep-alive JSON client. People and their tokens: tests/factories.py.
 """
 
 from __future__ import annotations
@@ -7,15 +7,13 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import secrets
 import signal
 import socket
 import ssl
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
-from datetime import timedelta
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.fakes.https import TestCA, make_test_ca
@@ -159,55 +157,3 @@ def assert_error_shape(body, code: str | None = None) -> dict:
     if code is not None:
         assert err["code"] == code, err
     return err
-
-
-# --- staff with session tokens (no Argon2 or TOTP round trip: straight into the tables) --------
-
-
-@dataclass
-class Staff:
-    tokens: dict[str, str] = field(default_factory=dict)
-
-
-def add_person(vault, name: str, *roles: str, trained_days: int = 3650) -> int:
-    from vault.clock import SystemClock, to_epoch
-
-    now = SystemClock().now()
-    with vault.ctx.db.write() as conn:
-        user_id = conn.execute(
-            "INSERT INTO users (name, password_hash, totp_active, training_valid_until, created_at,"
-            " created_by, enrolled_at) VALUES (?, 'x', 1, ?, ?, 'test', ?)",
-            (name, to_epoch(now + timedelta(days=trained_days)), to_epoch(now), to_epoch(now)),
-        ).lastrowid
-        conn.executemany(
-            "INSERT INTO user_roles (user_id, role, granted_at, granted_by) VALUES (?, ?, ?, 'test')",
-            [(user_id, r, to_epoch(now)) for r in roles],
-        )
-    return user_id
-
-
-def new_session(vault, user_id: int) -> str:
-    """A live session (wall clock, fresh step-up) and its bearer token."""
-    from vault.clock import SystemClock, to_epoch
-    from vault.identity.sessions import token_hash
-
-    token = "cvs1_" + secrets.token_urlsafe(32)
-    t = to_epoch(SystemClock().now())
-    with vault.ctx.db.write() as conn:
-        conn.execute(
-            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen, stepup_at,"
-            " origin) VALUES (?, ?, ?, ?, ?, 'cli')",
-            (token_hash(token), user_id, t, t, t),
-        )
-    return token
-
-
-def assign(vault, user_id: int, client_name: str) -> None:
-    from vault.clock import SystemClock, to_epoch
-
-    client = vault.ctx.client(client_name)
-    with vault.ctx.db.write() as conn:
-        conn.execute(
-            "INSERT INTO assignments (client_id, user_id, created_at, created_by) VALUES (?, ?, ?, 'test')",
-            (client.id, user_id, to_epoch(SystemClock().now())),
-        )

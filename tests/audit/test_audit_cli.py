@@ -8,14 +8,14 @@ import stat
 
 import pytest
 
-from tests.audit_helpers import cast, client_with_secrets
+from tests.factories import audit_cast, client_with_secrets
 from tests.helpers import ROOT, clock_at, run_cli
 
 
 @pytest.fixture
 def setup(vdir, tmp_path):
     v = vdir.open(clock_at())
-    c = cast(v)
+    c = audit_cast(v)
     client_with_secrets(v, c, paths=("office/firewall", "site/wifi"))
     sessions = {"reviewer": c.reviewer.session_file(tmp_path), "engineer": c.engineer.session_file(tmp_path)}
     vault_id = v.ctx.vault_id.hex()

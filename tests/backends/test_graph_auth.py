@@ -335,7 +335,7 @@ def test_hot_path_imports_neither_msal_nor_requests():
         "vault.backends.quickxor; bad = [m for m in ('msal', 'requests') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60
     )

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.audit_helpers import cast, client_with_secrets
+from tests.factories import audit_cast, client_with_secrets
 from tests.helpers import clock_at
 from vault.audit.report import ACTIONS, Event, ReportSettings, build_report
 from vault.clock import UTC
@@ -135,7 +135,7 @@ def test_bad_settings_are_one_clear_error():
 def test_report_over_a_real_vault(vdir):
     clock = clock_at(MON)
     v = vdir.open(clock)
-    c = cast(v)
+    c = audit_cast(v)
     client_with_secrets(v, c)
     clock.set(MON.replace(hour=22))
     v.secrets.get(c.engineer.principal(), "acme", "office/firewall")

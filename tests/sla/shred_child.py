@@ -2,7 +2,7 @@
 sweep`` (as ``system:sweep``), with a pause after every committed shred step so that the kills
 land inside and between all the steps.
 
-    python -m tests.shred_child HOME KEY_FILE PAUSE_SECONDS
+    python -m tests.sla.shred_child HOME KEY_FILE PAUSE_SECONDS
 """
 
 from __future__ import annotations

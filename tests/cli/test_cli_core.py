@@ -216,5 +216,5 @@ def test_cli_reference_is_current():
 
     from cli.reference import render
 
-    doc = Path(__file__).resolve().parent.parent / "docs" / "cli-reference.md"
+    doc = Path(__file__).resolve().parents[2] / "docs" / "cli-reference.md"
     assert doc.read_text() == render(), "run: python -m cli.reference"

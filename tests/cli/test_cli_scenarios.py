@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import VaultDir, copy_vault, make_vault, run_cli
-from tests.service_helpers import Service, start_service
+from tests.helpers import ROOT, VaultDir, copy_vault, make_vault, run_cli
+from tests.server.harness import Service, start_service
 
 PASSWORD = "correct horse battery"
 _TRANSCRIPTS: dict[str, list] = {}
@@ -332,7 +332,7 @@ def test_cli_story(runner, story_template, tmp_path):
 
 
 def test_local_only_commands_refuse_in_service_mode(tmp_path):
-    env = {"CVAULT_ADDR": "https://127.0.0.1:9", "PYTHONPATH": str(Path(__file__).parent.parent)}
+    env = {"CVAULT_ADDR": "https://127.0.0.1:9", "PYTHONPATH": str(ROOT)}
     for args in (["init"], ["slot", "list"], ["doctor"], ["demo"], ["serve"]):
         proc = run_cli(*args, env=env)
         assert proc.returncode == 2, (args, proc.stderr)

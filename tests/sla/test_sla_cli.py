@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-from tests.helpers import clock_at
-from tests.sla_people import add_client, cli_env, staff
+from tests.factories import sla_client, sla_staff
+from tests.helpers import cli_env, clock_at
 from vault.clock import UTC
 from vault.sla.service import sweep_lock
 
@@ -14,8 +14,8 @@ from vault.sla.service import sweep_lock
 def test_unattended_sweep_nothing_due_dry_run_and_lock(vdir):
     clock = clock_at(datetime.now(UTC).replace(microsecond=0) - timedelta(days=60))
     vault = vdir.open(clock)
-    people = staff(vault)
-    add_client(vault, people.manager, "beta", days=2000, records=1, engineer=people.engineer)
+    people = sla_staff(vault)
+    sla_client(vault, people.manager, "beta", days=2000, records=1, engineer=people.engineer)
     vault.close()
     env = cli_env(vdir)
     res = vdir.cli("sla", "sweep", env=env)
@@ -23,7 +23,7 @@ def test_unattended_sweep_nothing_due_dry_run_and_lock(vdir):
     vault = vdir.open(clock)
     for who in (people.manager, people.engineer):
         who.vault = vault
-    add_client(vault, people.manager, "acme", days=10, grace_days=5, records=2, engineer=people.engineer)
+    sla_client(vault, people.manager, "acme", days=10, grace_days=5, records=2, engineer=people.engineer)
     actor = vault.ctx.db.one(
         "SELECT actor FROM audit_events WHERE action = 'sla.sweep' ORDER BY seq DESC LIMIT 1"
     )[0]

@@ -12,7 +12,7 @@ from tests.helpers import clock_at
 from vault.errors import AuthenticationFailed, VaultLocked
 from vault.identity import codes, factors, lockout, totp
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "rfc6238_totp_sha1.json").read_text())
+VECTORS = json.loads((Path(__file__).parent.parent / "vectors" / "rfc6238_totp_sha1.json").read_text())
 
 
 @pytest.mark.parametrize("vector", VECTORS["vectors"], ids=lambda v: str(v["time"]))

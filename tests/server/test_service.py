@@ -18,14 +18,9 @@ from datetime import timedelta
 
 import pytest
 
+from tests.factories import assign, person
 from tests.helpers import make_vault, run_cli
-from tests.service_helpers import (
-    add_person,
-    assert_error_shape,
-    assign,
-    new_session,
-    start_service,
-)
+from tests.server.harness import assert_error_shape, start_service
 from vault import api_spec as spec
 
 
@@ -43,13 +38,13 @@ def world(svc_template, tmp_path):
     vdir = copy_vault(svc_template, tmp_path)
     v = vdir.open()
     ids = {
-        "maria": add_person(v, "maria", "account_manager"),
-        "eve": add_person(v, "eve", "engineer"),
-        "carl": add_person(v, "carl", "engineer"),
-        "rita": add_person(v, "rita", "security_reviewer"),
-        "ada": add_person(v, "ada", "admin"),
+        "maria": person(v, "maria", "account_manager"),
+        "eve": person(v, "eve", "engineer"),
+        "carl": person(v, "carl", "engineer"),
+        "rita": person(v, "rita", "security_reviewer"),
+        "ada": person(v, "ada", "admin"),
     }
-    tokens = {name: new_session(v, uid) for name, uid in ids.items()}
+    tokens = {name: who.token(v) for name, who in ids.items()}
     from vault.principal import Principal
 
     maria = v.users.resume(tokens["maria"])
@@ -120,14 +115,14 @@ def test_tokens_refused_401(served, svc_template, tmp_path):
 
     other = copy_vault(svc_template, tmp_path / "other")
     v = other.open()
-    foreign = new_session(v, add_person(v, "eve", "engineer"))
+    foreign = person(v, "eve", "engineer").token(v)
     v.close()
     # an expired token (absolute 8 h limit passed) and a disabled user's token
     v = vdir.open()
-    expired = new_session(v, ids["carl"])
+    expired = ids["carl"].token(v)
     with v.ctx.db.write() as conn:
         conn.execute(
-            "UPDATE sessions SET created_at = created_at - 9 * 3600 WHERE user_id = ?", (ids["carl"],)
+            "UPDATE sessions SET created_at = created_at - 9 * 3600 WHERE user_id = ?", (ids["carl"].user_id,)
         )
     v.users.disable(v.users.resume(tokens["ada"]), "maria")
     v.close()
@@ -430,9 +425,9 @@ def test_eight_clients_thousand_mixed_requests_each(served):
     v = vdir.open()
     engineers = []
     for i in range(8):
-        uid = add_person(v, f"eng{i}", "engineer")
-        assign(v, uid, "acme")
-        engineers.append(new_session(v, uid))
+        who = person(v, f"eng{i}", "engineer")
+        assign(v, who, "acme")
+        engineers.append(who.token(v))
     v.close()
     before = _decisions(vdir)
     per_client, errors, counts = 1000, [], {"ok": 0, "denied": 0}

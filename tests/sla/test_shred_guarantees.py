@@ -19,8 +19,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.helpers import T0, clock_at, files_under, grep_tree
-from tests.sla_people import add_client, cli_env, cli_session, staff
+from tests.factories import sla_client, sla_staff
+from tests.helpers import T0, cli_env, clock_at, files_under, grep_tree
 from vault import blob as blobfmt
 from vault.clock import UTC
 from vault.errors import ClientUnavailable, CryptoError
@@ -123,9 +123,9 @@ def shredded(vdir, tmp_path):
     """acme (9 records, some with several versions) shredded by the sweep; beta untouched."""
     clock = clock_at(T0)
     vault = vdir.open(clock)
-    people = staff(vault)
-    add_client(vault, people.manager, "acme", days=10, grace_days=5, records=6, engineer=people.engineer)
-    add_client(vault, people.manager, "beta", days=400, records=2, engineer=people.engineer)
+    people = sla_staff(vault)
+    sla_client(vault, people.manager, "acme", days=10, grace_days=5, records=6, engineer=people.engineer)
+    sla_client(vault, people.manager, "beta", days=400, records=2, engineer=people.engineer)
     p = people.engineer.principal()
     for i in range(3):
         vault.secrets.put(p, "acme", "site/rec0", "note", {"text": f"acme rotated {i}"})
@@ -271,14 +271,14 @@ def test_certificate_content_and_offline_verification(shredded, tmp_path):
 def test_cli_read_of_a_shredded_client_is_refused_in_one_line(shredded, tmp_path):
     vault, vdir, people, captured, saved, clock = shredded
     session = tmp_path / "session.json"
-    cli_session(vault, people.engineer, session, datetime.now(UTC))
+    people.engineer.session_file(session, vault=vault, at=datetime.now(UTC))
     env = cli_env(vdir, CVAULT_SESSION_FILE=str(session))
     res = vdir.cli("secret", "get", "acme", "site/rec0", env=env)
     assert res.returncode == 7, res.stderr
     assert res.stderr.count("\n") == 1 and "acme" in res.stderr and "shredded" in res.stderr
     assert res.stdout == ""
     # renewal after the shred: one clear line, exit 7
-    cli_session(vault, people.manager, session, datetime.now(UTC))
+    people.manager.session_file(session, vault=vault, at=datetime.now(UTC))
     res = vdir.cli("sla", "renew", "acme", "--until", "+30d", env=env)
     assert res.returncode == 7 and res.stderr.count("\n") == 1
     assert "cannot be renewed" in res.stderr
@@ -292,8 +292,8 @@ def test_cli_read_of_a_shredded_client_is_refused_in_one_line(shredded, tmp_path
 @pytest.fixture
 def one_client(vdir):
     vault = vdir.open(clock_at(T0))
-    people = staff(vault)
-    add_client(vault, people.manager, "acme", days=100, records=2, engineer=people.engineer)
+    people = sla_staff(vault)
+    sla_client(vault, people.manager, "acme", days=100, records=2, engineer=people.engineer)
     yield vault, vdir, people
     vault.close()
 

@@ -13,8 +13,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
+from tests.factories import assign, person
 from tests.helpers import copy_vault, make_vault
-from tests.service_helpers import add_person, assign, new_session
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +28,10 @@ def api(tmp_path_factory):
         make_vault(tmp_path_factory.mktemp("st-template"), with_operator=False), tmp_path_factory.mktemp("st")
     )
     v = vdir.open()
-    eve = add_person(v, "eve", "engineer")
-    maria = add_person(v, "maria", "account_manager")
-    token = new_session(v, eve)
-    v.clients.add(v.users.resume(new_session(v, maria)), "acme", sla_end=v.ctx.now() + timedelta(days=365))
+    eve = person(v, "eve", "engineer")
+    maria = person(v, "maria", "account_manager")
+    token = eve.token(v)
+    v.clients.add(v.users.resume(maria.token(v)), "acme", sla_end=v.ctx.now() + timedelta(days=365))
     assign(v, eve, "acme")
     v.close()
     pool = VaultPool(vdir.home)

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import pytest
 
+from tests.factories import sla_client, sla_staff
 from tests.helpers import T0, clock_at
-from tests.sla_people import add_client, staff
 from vault.clock import from_epoch
 from vault.dates import parse_when
 from vault.errors import AccessDenied, ClientUnavailable, InvalidInput, NotFound
@@ -23,11 +23,11 @@ SLA_DAYS, GRACE = 10, 5
 def world(vdir):
     clock = clock_at(T0)
     vault = vdir.open(clock)
-    people = staff(vault)
-    add_client(
+    people = sla_staff(vault)
+    sla_client(
         vault, people.manager, "acme", days=SLA_DAYS, grace_days=GRACE, records=2, engineer=people.engineer
     )
-    add_client(vault, people.manager, "beta", days=400, records=1, engineer=people.engineer)
+    sla_client(vault, people.manager, "beta", days=400, records=1, engineer=people.engineer)
     yield vault, clock, people
     vault.close()
 

@@ -98,6 +98,8 @@ while True:
 
 
 def _kill_at_random(vdir, script, delay_range):
+    """Start ``script``, wait for its first line (it is at work: a loaded machine may take longer
+    than any fixed delay just to start Python), then SIGKILL it after a random delay."""
     proc = subprocess.Popen(
         [sys.executable, "-c", script, str(vdir.home), str(vdir.key_file)],
         stdout=subprocess.PIPE,
@@ -106,10 +108,12 @@ def _kill_at_random(vdir, script, delay_range):
         cwd=ROOT,
         text=True,
     )
+    first = proc.stdout.readline()
+    assert first, proc.communicate()[1]  # it died before doing anything
     time.sleep(random.uniform(*delay_range))
     proc.send_signal(signal.SIGKILL)
     out, _ = proc.communicate()
-    return out.splitlines()
+    return [first.rstrip("\n"), *out.splitlines()]
 
 
 @pytest.mark.slow
@@ -120,7 +124,7 @@ def test_kill9_during_put_never_loses_an_acknowledged_write(vdir):
     v.close()
     acknowledged = {}
     for _ in range(30):
-        for line in _kill_at_random(vdir, PUTTER, (0.25, 0.6)):
+        for line in _kill_at_random(vdir, PUTTER, (0.0, 0.35)):
             slot, version, text = line.split()
             acknowledged[f"k/{slot}"] = (int(version), text)
         v = vdir.open()
@@ -147,7 +151,7 @@ def test_kill9_during_rotate_key(vdir):
     )
     v.close()
     for _ in range(30):
-        _kill_at_random(vdir, ROTATOR, (0.2, 0.7))
+        _kill_at_random(vdir, ROTATOR, (0.0, 0.5))
         v = vdir.open()
         versions = v.ctx.db.all("SELECT version FROM client_keys")
         assert len(versions) == 1  # never two live versions, never none

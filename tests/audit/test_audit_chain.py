@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.audit_helpers import cast, client_with_secrets
+from tests.factories import audit_cast, client_with_secrets
 from tests.helpers import ROOT, clock_at, run_cli
 from vault.audit.log import AuditEntry, canonical
 from vault.audit.verify import entry_bytes, verify_export
@@ -41,7 +41,7 @@ def busy(vdir):
     """A vault with ~260 events (checkpoints at 100 and 200), its cast and an open Vault."""
     clock = clock_at()
     v = vdir.open(clock)
-    c = cast(v)
+    c = audit_cast(v)
     client_with_secrets(v, c, paths=("office/firewall", "office/wifi", "home/router"))
     for i in range(230):
         clock.advance(7)

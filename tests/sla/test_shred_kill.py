@@ -1,7 +1,7 @@
 """kill -9 at random points of a shred, then another sweep (SPEC 7, 12).
 
 Each run copies a vault where ``acme`` is due for shredding, starts the sweep in a subprocess
-(``tests/shred_child.py``: ``Shredder(pause=...)`` sleeps a little after every committed step, so
+(``tests/sla/shred_child.py``: ``Shredder(pause=...)`` sleeps a little after every committed step, so
 that the kills land inside and between all the steps), SIGKILLs it after a random delay, and checks:
 
 * right after the kill, acme is never half-destroyed: either it is not marked at all and every
@@ -25,8 +25,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.helpers import ROOT, VaultDir, clock_at
-from tests.sla_people import add_client, cli_env, staff
+from tests.factories import sla_client, sla_staff
+from tests.helpers import ROOT, VaultDir, cli_env, clock_at
 from vault import blob as blobfmt
 from vault.audit.signing import AuditSigner
 from vault.clock import UTC
@@ -50,11 +50,11 @@ def due_template(vault_template, tmp_path_factory):
     # built 60 days ago: acme's SLA ended 50 days ago (grace 5), beta's ends in years
     clock = clock_at(datetime.now(UTC).replace(microsecond=0) - timedelta(days=60))
     vault = vdir.open(clock)
-    people = staff(vault)
-    add_client(
+    people = sla_staff(vault)
+    sla_client(
         vault, people.manager, "acme", days=10, grace_days=5, records=RECORDS, engineer=people.engineer
     )
-    add_client(vault, people.manager, "beta", days=2000, records=2, engineer=people.engineer)
+    sla_client(vault, people.manager, "beta", days=2000, records=2, engineer=people.engineer)
     vault.close()
     return vdir
 
@@ -104,7 +104,7 @@ def decryptable(vault, name: str) -> int:
 
 def paused_sweep(vdir):
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.shred_child", str(vdir.home), str(vdir.key_file), str(PAUSE)],
+        [sys.executable, "-m", "tests.sla.shred_child", str(vdir.home), str(vdir.key_file), str(PAUSE)],
         cwd=ROOT,
         env=cli_env(vdir),
         stdout=subprocess.PIPE,

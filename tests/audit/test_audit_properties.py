@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.audit_helpers import assign, cast, client_with_secrets, person
+from tests.factories import Person, assign, audit_cast, client_with_secrets, person
 from tests.helpers import ROOT, clock_at, run_cli
 from vault.audit.details import destroy_client_audit_key
 from vault.audit.export import cef_line, csv_lines
@@ -28,7 +28,7 @@ NASTY = 'evil\n{"seq":1,"type":"entry"}\r\x1b[31m|pipe\\back=eq\u2028\u202e'
 def opened(vdir):
     clock = clock_at()
     v = vdir.open(clock)
-    c = cast(v)
+    c = audit_cast(v)
     client_with_secrets(v, c, paths=("office/firewall", "site/wifi"))
     yield vdir, v, c
     v.close()
@@ -273,7 +273,7 @@ def test_no_secret_password_code_or_token_is_ever_logged(vdir, tmp_path):
     clock = clock_at()
     v = vdir.open(clock)
     admin = person(v, "ada", "admin")
-    c = cast(v)
+    c = audit_cast(v)
     v.clients.add(c.manager.principal(), "acme", sla_end=clock.now() + timedelta(days=365))
     secrets_seen: list[str] = []
 
@@ -302,7 +302,7 @@ def test_no_secret_password_code_or_token_is_ever_logged(vdir, tmp_path):
             "UPDATE users SET training_valid_until = ? WHERE name = 'bob'",
             (int((clock.now() + timedelta(days=365)).timestamp()),),
         )
-    assign(v, type(c.engineer)(v, "bob", login.principal.user_id, frozenset({"engineer"})), "acme")
+    assign(v, Person("bob", login.principal.user_id, frozenset({"engineer"})), "acme")
     p = v.users.resume(login.token)
     values = ["wifi-key-Zq8!x", "fw-admin-pass-7Hk", "api-token-ABCDEF123456"]
     secrets_seen += values
