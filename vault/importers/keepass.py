@@ -87,13 +87,16 @@ class KeePassSource(ImportSource):
             raise self.fail_file("not a KeePass 2 database, or its header is damaged") from None
         except PayloadChecksumError:
             raise self.fail_file("the database contents are damaged (checksum mismatch)") from None
-        except AssertionError:
-            # pykeepass checks the hash of an XML v2.0 key file with an assert
-            raise self.fail_file("the key file is damaged (its hash does not match its key)") from None
-        except ConstructError:
+        except (AssertionError, ConstructError, LxmlError, zlib.error, UnicodeDecodeError, ValueError):
+            if keyfile is not None and not _keyfile_readable(keyfile):
+                # pykeepass checks the hash of an XML v2.0 key file with an assert, and its hex
+                # with bytes.fromhex: tell a damaged key file from a damaged database
+                raise self.fail_file("the key file is damaged (not a key KeePass can read)") from None
+            # a cut-off or altered file fails somewhere in parsing, decryption (block length,
+            # padding), decompression or XML: all of them mean the same thing to the user
             raise self.fail_file("truncated or damaged KeePass database") from None
-        except (LxmlError, zlib.error, UnicodeDecodeError, ValueError, OSError):
-            raise self.fail_file("damaged KeePass database or unreadable key file") from None
+        except OSError:
+            raise self.fail_file("the database or its key file cannot be read") from None
 
     def _entries(self, report: ImportReport) -> Iterator[Draft | Skip]:
         kp = self._open()
@@ -199,6 +202,17 @@ class KeePassSource(ImportSource):
                 )
             draft.attachments.append(Attachment(name, bytes(binaries[int(ref_id)])))
         return draft
+
+
+def _keyfile_readable(keyfile: Any) -> bool:
+    from lxml.etree import LxmlError
+    from pykeepass.kdbx_parsing.common import compute_key_composite
+
+    try:
+        compute_key_composite(password=None, keyfile=keyfile)
+    except (AssertionError, AttributeError, LxmlError, ValueError, OSError):
+        return False
+    return True
 
 
 def _recycle_bin_uuid(root: Any) -> str | None:
