@@ -65,6 +65,9 @@ class BitwardenSource(ImportSource):
         top: dict[str, Any] = {}
         lists: dict[str, list[Any]] = {"folders": [], "collections": []}
         seen_items = False
+        complete = 0
+        if self.path.stat().st_size == 0:
+            raise self.fail_file("the file is empty")
         try:
             with self.path.open("rb") as raw:
                 stream = _json.events(raw)
@@ -76,13 +79,19 @@ class BitwardenSource(ImportSource):
                         lists[prefix.split(".")[0]].append(_json.build_value(stream, event, value))
                     elif prefix == "items" and event == "start_array":
                         seen_items = True
+                    elif prefix == "items.item" and event != "end_array":
                         _json.skip_value(stream, event)
-                    elif prefix == "items" and event != "null":
+                        complete += 1
+                    elif prefix == "items" and event not in ("null", "end_array"):
                         raise self.fail_file("'items' is not a list")
-                    elif prefix and "." not in prefix and event not in ("map_key", "end_map", "start_map"):
+                    elif (
+                        prefix
+                        and "." not in prefix
+                        and event not in ("map_key", "end_map", "start_map", "end_array")
+                    ):
                         top[prefix] = value
         except _json.JSON_ERRORS as exc:
-            raise self._bad_json(exc, 0) from None
+            raise self._bad_json(exc, complete) from None
         if top.get("encrypted") is True or "encKeyValidation_DO_NOT_EDIT" in top or "data" in top:
             raise self.fail_file(
                 "this is an encrypted export; cvault reads only unencrypted exports: export again in "
