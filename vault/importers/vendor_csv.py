@@ -79,13 +79,13 @@ class VendorCsvSource(ImportSource):
         draft.put_short("url", by_role.get("url"), overflow="url")
         draft.put("notes", by_role.get("notes"))
         draft.totp = by_role.get("totp")
-        if by_role.get("archived", "").strip().lower() in TRUE:
-            draft.tags.append("archived")
         for (name, role), value in zip(roles, values, strict=True):
             if role == "tag":
                 draft.tags.append(value)
             elif role in ("plain", "secret"):
                 draft.custom(name, value, secret=role == "secret")
+        if by_role.get("archived", "").strip().lower() in TRUE:
+            draft.tags.append("archived")
         return draft
 
 
