@@ -94,7 +94,8 @@ def _items(tmp_path, items, **top):
     ("content", "expected"),
     [
         (
-            '{"encrypted": false, "items": [{"type": 1, "name": "a", "login": {"password": "p1"}}, {"type": 1, "na',
+            '{"encrypted": false, "items": [{"type": 1, "name": "a", "login": {"password": "p1"}}, '
+            '{"type": 1, "na',
             "the file ends early (truncated?) after entry 1",
         ),
         ('{"encrypted": false, "items": [', "the file ends early"),

@@ -117,7 +117,7 @@ def test_generic_csv_network_kind_and_per_row_kind(tmp_path):
     assert records[0].fields["dns_servers"] == ["1.1.1.1", "9.9.9.9"]
     assert records[0].fields["wifi_key"] == "Wpa2-Passphrase!"
     assert records[1].kind == "note" and records[1].fields["text"] == "door code 4321"
-    assert [r.path for r in records] == ["row-1", "row-2"]  # no title column mapped
+    assert [r.path for r in records] == ["row 1", "row 2"]  # no title column mapped
 
 
 @pytest.mark.parametrize(
