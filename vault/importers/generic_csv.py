@@ -107,7 +107,7 @@ class GenericCsvSource(ImportSource):
                 )
             targets.extend((h, self.mapping[k]) for h, k in zip(header, keys, strict=True))
             if "title" not in self.mapping.values():
-                report.warnings.append("no column is mapped to 'title'; records are named 'row 1', 'row 2'...")
+                report.warnings.append("no column is mapped to 'title'; records are named 'row 1', 'row 2'")
 
         for row, where, values in CsvTable(self).rows(check):
             yield self._row(row, where, targets, values)
