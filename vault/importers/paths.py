@@ -8,7 +8,7 @@ title:
 1. Unicode NFKD, combining marks dropped (``Büro`` -> ``Buro``, ``ﬁ`` -> ``fi``);
 2. whitespace becomes a space, every other character outside the set becomes ``-``;
 3. a run of dashes and spaces collapses to one dash (one space if it holds no dash); leading
-   characters that may not start a segment and trailing spaces/dashes are removed; the result is
+   spaces, dots and dashes and trailing spaces and dashes are removed; the result is
    cut to 64 characters;
 4. a title left with no letter or digit (all emoji, Arabic, CJK...) becomes ``item-`` + the first
    10 hex digits of SHA-256 of the title, so it is stable across runs and distinct per title; an
@@ -30,7 +30,8 @@ from vault.names import record_path
 
 MAX_SEGMENT = 64
 _ALLOWED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 @+=,._-")
-_FIRST_ALLOWED = _ALLOWED - {" ", "."}
+# a segment may start with "-", but a leading dash is nearly always a replaced emoji or symbol
+_FIRST_ALLOWED = _ALLOWED - {" ", ".", "-"}
 _RUNS = re.compile(r"[ -]{2,}")
 
 
