@@ -143,18 +143,23 @@ def write_kdbx(
             groups[names] = kp.add_group(parent, names[-1])
         return groups[names]
 
+    from pykeepass.entry import Entry
+
     def add(entry: KpEntry, where: Any) -> Any:
-        e = kp.add_entry(
-            where,
-            entry.title,
-            entry.username or "",
-            entry.password or "",
+        # what kp.add_entry does, without its duplicate look-up: that look-up is an XPath query
+        # over the group per entry (quadratic for 10,000 entries) with the title inside the
+        # XPath string (a title with a double quote breaks it)
+        e = Entry(
+            title=entry.title,
+            username=entry.username or "",
+            password=entry.password or "",
             url=entry.url,
             notes=entry.notes,
             tags=entry.tags or None,
             otp=entry.otp,
-            force_creation=True,
+            kp=kp,
         )
+        where.append(e)
         for name, (value, protected) in entry.custom.items():
             if '"' in name:
                 # KeePass allows any field name; pykeepass's setter puts the name in an XPath

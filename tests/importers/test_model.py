@@ -141,7 +141,9 @@ def test_keyed_fingerprint_needs_a_real_key_and_depends_on_it():
 
 
 def test_repr_never_shows_secrets():
-    text = repr(_record(fields={"username": "admin", "password": "Hunter2-secret"}, totp="JBSWY3DPEHPK3PXPSEED"))
+    text = repr(
+        _record(fields={"username": "admin", "password": "Hunter2-secret"}, totp="JBSWY3DPEHPK3PXPSEED")
+    )
     assert "Hunter2-secret" not in text and "JBSWY3DPEHPK3PXPSEED" not in text and "1234" not in text
     assert "admin" in text and "serial" in text
 
