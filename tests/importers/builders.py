@@ -317,7 +317,10 @@ def write_csv(
 ) -> Path:
     """RFC 4180 CSV (CRLF by default, quotes where needed) as Excel and the vendors write it."""
     buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator=newline, quoting=csv.QUOTE_MINIMAL)
+    # csv's minimal quoting looks only at the characters of the line terminator: with a bare LF
+    # terminator a field holding a lone CR would go out unquoted, which RFC 4180 forbids
+    quoting = csv.QUOTE_MINIMAL if newline == "\r\n" else csv.QUOTE_ALL
+    writer = csv.writer(buffer, lineterminator=newline, quoting=quoting)
     writer.writerow(header)
     writer.writerows(rows)
     data = buffer.getvalue().encode("utf-8")

@@ -49,6 +49,11 @@ def events(raw: IO[bytes]) -> Iterator[Event]:
     return ijson.parse(stream, use_float=True)
 
 
+def items(raw: IO[bytes], prefix: str) -> Iterator[Any]:
+    """The values at ``prefix`` (``"items.item"``), one at a time, built by ijson's C backend."""
+    return ijson.items(_SkipBom(raw), prefix, use_float=True)
+
+
 def build_value(stream: Iterator[Event], event: str, value: Any) -> Any:
     """Build the JSON value that starts with (``event``, ``value``), consuming its events from
     ``stream``. Raises ValueError when the value has more than MAX_ITEM_EVENTS events."""

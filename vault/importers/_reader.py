@@ -161,7 +161,8 @@ class ImportSource:
         totp = self._place_totp(draft, report)
         try:
             fields = validate(draft.kind, draft.fields)
-            encode(draft.kind, fields)
+            if _may_exceed_limit(fields):
+                encode(draft.kind, fields)  # the 1 MiB record limit, exactly as the writer applies it
         except InvalidInput as exc:
             raise self.fail(where, title, exc.message) from None
         custom = self._clean_custom(draft)
@@ -243,6 +244,16 @@ class ImportSource:
             seen.add(unique.lower())
             out.append(Attachment(unique, item.data))
         return tuple(out)
+
+
+def _may_exceed_limit(fields: dict[str, Any]) -> bool:
+    """Whether the encoded record could reach 1 MiB: JSON escaping at most sextuples a character
+    (\\uXXXX) and UTF-8 takes at most 4 bytes, so below 1/6 MiB of text it cannot."""
+    size = sum(
+        len(k) + (len(v) if isinstance(v, str) else 64 * (len(v) if isinstance(v, list) else 1))
+        for k, v in fields.items()
+    )
+    return size * 6 + 1024 >= MAX_PLAINTEXT
 
 
 def _one_line(text: str, limit: int) -> str:

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from vault.errors import VaultError
-from vault.importers._reader import Draft, ImportSource, Skip
+from vault.importers._reader import Draft, ImportSource, Skip, describe
 from vault.importers.model import Attachment, ImportReport
 from vault.importers.totp import seed_with_settings
 
@@ -167,8 +167,8 @@ class KeePassSource(ImportSource):
             otp = seed_with_settings(get("TOTP Seed"), get("TOTP Settings") or None, title) or ""
             if not otp:
                 report.warnings.append(
-                    f"{where} ({title!r}): TOTP Settings {get('TOTP Settings')!r} are not standard TOTP; "
-                    "the seed is kept as a secret custom field"
+                    f"{where} ({describe(title)}): TOTP Settings {get('TOTP Settings')!r} are not "
+                    "standard TOTP; the seed is kept as a secret custom field"
                 )
         is_note = not (username or password or url or otp) and bool(notes)
         hint = "/".join(names) if names else None
@@ -188,7 +188,8 @@ class KeePassSource(ImportSource):
             draft.custom(key, value, secret=protected or key in OTP_KEYS)
         if any("{REF:" in value for value, _ in strings.values()):
             report.warnings.append(
-                f"{where} ({title!r}) uses a KeePass field reference ({{REF:...}}); imported as written"
+                f"{where} ({describe(title)}) uses a KeePass field reference ({{REF:...}}); "
+                "imported as written"
             )
         tags = element.findtext("Tags") or ""
         draft.tags = [t for t in tags.replace(",", ";").split(";") if t.strip()]

@@ -33,10 +33,15 @@ _ALLOWED = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ012345
 # a segment may start with "-", but a leading dash is nearly always a replaced emoji or symbol
 _FIRST_ALLOWED = _ALLOWED - {" ", ".", "-"}
 _RUNS = re.compile(r"[ -]{2,}")
+#: a title the steps below would return unchanged: allowed characters only, a proper first
+#: character, no trailing space or dash, at most 64 characters, at least one letter or digit
+_UNCHANGED = re.compile(r"^(?=[^\n]*[A-Za-z0-9])[A-Za-z0-9@+=,_][A-Za-z0-9 @+=,._-]{0,63}(?<![ -])$")
 
 
 def sanitize_segment(title: str) -> str:
     """The record path segment for ``title`` (steps 1-4 of the module docstring)."""
+    if _UNCHANGED.match(title) and not _RUNS.search(title):
+        return title  # most titles are already fine: skip the per-character walk
     decomposed = unicodedata.normalize("NFKD", title)
     chars = []
     for ch in decomposed:
