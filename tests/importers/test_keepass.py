@@ -217,3 +217,26 @@ def test_kdbx4_with_pykeepass_default_argon2(tmp_path):
     assert params["M"].value == 64 * 1024 * 1024
     records, _ = read_all("keepass", path, password=PASSWORD)
     assert records[0].fields["password"] == ENTRIES[0].password
+
+
+def test_without_pykeepass_the_reader_says_how_to_get_it(tmp_path, monkeypatch):
+    from vault.errors import VaultError
+
+    path = write_kdbx(tmp_path / "db.kdbx", ENTRIES[:1])
+    monkeypatch.setitem(__import__("sys").modules, "pykeepass", None)  # as if the extra were absent
+    with pytest.raises(VaultError) as err:
+        read_all("keepass", path, password="correct horse")
+    assert not isinstance(err.value, InvalidInput)
+    assert str(err.value) == "KeePass import needs pykeepass: pip install 'client-config-vault[keepass]'"
+
+
+def test_importing_the_package_loads_neither_pykeepass_nor_pydantic():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vault.importers, vault.importers.bitwarden, vault.importers.vendor_csv;"
+        "print(sorted(m for m in ('pykeepass', 'pydantic', 'lxml') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

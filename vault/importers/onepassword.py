@@ -256,7 +256,11 @@ class OnePasswordSource(ImportSource):
                 draft.custom(f"uri {n + 1}", url, secret=False)
 
     def _login_field(self, draft: Draft, field: dict[str, Any]) -> None:
-        value = _str(field.get("value")) if not isinstance(field.get("value"), dict) else ""
+        raw = field.get("value")
+        if isinstance(raw, dict):
+            # linked-account values arrive as an object (bitwarden/clients LoginFieldsEntity)
+            raw = raw.get("string") or raw.get("email_address")
+        value = _str(raw)
         if value == "":
             return
         designation = _str(field.get("designation"))
