@@ -15,7 +15,7 @@ import ijson
 
 Event = tuple[str, str, Any]
 
-#: the largest single item we build (a Bitwarden item or a 1Password item with its notes and
+#: the largest single item :func:`build_value` builds (a 1Password item with its notes and
 #: fields); a record is at most 1 MiB of fields (vault/blob.py MAX_PLAINTEXT), so 16 MiB of JSON
 #: for one item is already far beyond anything real and stops a crafted file from eating memory
 MAX_ITEM_EVENTS = 1_000_000
