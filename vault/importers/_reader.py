@@ -34,7 +34,7 @@ TOTP_KINDS = frozenset({"access", "account"})
 TOTP_PROBLEM = (
     "invalid TOTP seed: expected a base32 secret (at least 16 characters) or an otpauth://totp/ URI"
 )
-#: the Short fields of vault/records.py: one line, at most 256 characters
+#: the Short fields of vault/records/validate.py: one line, at most 256 characters
 SHORT_LIMIT = 256
 
 
@@ -155,7 +155,7 @@ class ImportSource:
     def _finish(
         self, draft: Draft, allocators: dict[str | None, PathAllocator], report: ImportReport
     ) -> ImportedRecord:
-        from vault.records import encode, validate  # pydantic: loaded only when importing
+        from vault.records.validate import encode, validate  # pydantic: loaded only when importing
 
         where, title = draft.where, draft.title
         totp = self._place_totp(draft, report)

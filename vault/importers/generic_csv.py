@@ -4,7 +4,7 @@
 ignored) to one of:
 
 - a field of the record kind (``username``, ``password``, ``url``, ``host``, ``port``,
-  ``wifi_ssid``...: the fields of vault/records.py for ``kind``);
+  ``wifi_ssid``...: the fields of vault.records.FIELDS for ``kind``);
 - ``title`` (the record name, from which the path is made), ``client`` (the client, optional),
   ``totp``, ``tags`` (split on ``;`` and ``,``), ``id`` (the source's identifier), ``kind`` (a column
   holding each row's kind);
@@ -26,7 +26,7 @@ from vault.errors import InvalidInput
 from vault.importers._csv import CsvTable, normalise
 from vault.importers._reader import Draft, ImportSource, Skip
 from vault.importers.model import ImportReport
-from vault.kinds import KINDS
+from vault.records import FIELDS, KINDS
 
 KIND_LIST = ", ".join(KINDS)
 SPECIAL = frozenset({"title", "client", "totp", "tags", "id", "kind", "ignore"})
@@ -37,10 +37,8 @@ _SPLIT_TAGS = re.compile(r"[;,]")
 
 
 def kind_fields() -> dict[str, frozenset[str]]:
-    """The fields of every kind, from the record models (vault/records.py)."""
-    from vault.records import MODELS
-
-    return {kind: frozenset(n for n in model.model_fields if n != "kind") for kind, model in MODELS.items()}
+    """The fields of every kind, from the one table (vault.records.FIELDS)."""
+    return {kind: frozenset(f.name for f in fields) for kind, fields in FIELDS.items()}
 
 
 class GenericCsvSource(ImportSource):

@@ -5,7 +5,7 @@ A reader turns one export file into a stream of :class:`ImportedRecord` values a
 :func:`vault.records.validate` for ``kind``, ``path`` passed :func:`vault.names.record_path`, the
 TOTP seed passed :func:`vault.importers.totp.validate_totp`. Nothing here writes to a vault.
 
-Secret values live only in ``fields`` (the kind's secret fields, :data:`vault.kinds.SECRET_FIELDS`),
+Secret values live only in ``fields`` (the kind's secret fields, :data:`vault.records.SECRET_FIELDS`),
 in custom fields marked ``secret``, in ``totp`` and in attachments. ``repr()`` of a record never
 shows them, and no message built from a record names them.
 """
@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Any
 
 from vault.blob import MAX_PLAINTEXT
-from vault.kinds import SECRET_FIELDS
+from vault.records import SECRET_FIELDS
 
 #: 25 MiB per attachment: the attachment limit of issue 16 (records engineers can live with)
 MAX_ATTACHMENT = 25 * 1024 * 1024

@@ -71,6 +71,10 @@ del F
 KINDS: tuple[str, ...] = tuple(FIELDS)
 #: the field a hidden prompt, --from-stdin or --file fills for each kind (SPEC 10)
 MAIN_SECRET: dict[str, str] = {kind: next(f.name for f in fs if f.main) for kind, fs in FIELDS.items()}
+#: each kind's secret fields (the importers keep exactly these out of everything but ``fields``)
+SECRET_FIELDS: dict[str, frozenset[str]] = {
+    kind: frozenset(f.name for f in fs if f.secret) for kind, fs in FIELDS.items()
+}
 #: fields that may span several lines (any kind)
 MULTILINE_FIELDS: frozenset[str] = frozenset(f.name for fs in FIELDS.values() for f in fs if f.multiline)
 
