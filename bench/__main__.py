@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import math
 import os
@@ -251,10 +252,8 @@ def machine() -> dict:
     except (OSError, AttributeError):
         pass
     os_name = platform.system()
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         os_name = re.search(r'PRETTY_NAME="([^"]+)"', Path("/etc/os-release").read_text()).group(1)
-    except (OSError, AttributeError):
-        pass
     versions = {}
     for tool, argv in (
         ("gpg", ["gpg", "--version"]),

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from vault import blob, crypto, keys
-from vault.errors import CryptoError
+from vault.errors import CryptoError, IntegrityFailure
 
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "format_v1.json").read_text())
 
@@ -46,9 +46,9 @@ def test_client_key_wrap_vector():
     key = ring.unwrap_client_key(bytes.fromhex(v["wrapped"]), v["client_id"], v["key_version"], "x")
     assert key.hex() == v["client_key"]
     # the same wrap under another version or client does not open
-    with pytest.raises(Exception):
+    with pytest.raises(IntegrityFailure):
         ring.unwrap_client_key(bytes.fromhex(v["wrapped"]), v["client_id"], 2, "x")
-    with pytest.raises(Exception):
+    with pytest.raises(IntegrityFailure):
         ring.unwrap_client_key(bytes.fromhex(v["wrapped"]), "00" * 16, 1, "x")
 
 

@@ -31,7 +31,8 @@ Roles = list[str] | tuple[str, ...]
 
 
 class LoginResultLike(Protocol):
-    token: str
+    @property
+    def token(self) -> str: ...
 
     def as_dict(self) -> dict: ...
 
@@ -257,15 +258,32 @@ class MaintenanceAPI(Protocol):
 
 
 class VaultAPI(Protocol):
-    users: UsersAPI
-    access: AccessAPI
-    clients: ClientsAPI
-    secrets: SecretsAPI
-    sla: SlaAPI
-    audit: AuditAPI
-    sync: SyncAPI
-    slots: SlotsAPI
-    maintenance: MaintenanceAPI
+    @property
+    def users(self) -> UsersAPI: ...
+
+    @property
+    def access(self) -> AccessAPI: ...
+
+    @property
+    def clients(self) -> ClientsAPI: ...
+
+    @property
+    def secrets(self) -> SecretsAPI: ...
+
+    @property
+    def sla(self) -> SlaAPI: ...
+
+    @property
+    def audit(self) -> AuditAPI: ...
+
+    @property
+    def sync(self) -> SyncAPI: ...
+
+    @property
+    def slots(self) -> SlotsAPI: ...
+
+    @property
+    def maintenance(self) -> MaintenanceAPI: ...
 
     @property
     def unsealed(self) -> bool: ...

@@ -38,6 +38,8 @@ Result codecs (``result``): ``json`` (the facade's dicts and lists as they are),
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 REQUIRED = object()
 API_PREFIX = "/v1"
 #: request bodies above this are refused with 413 (docs/service.md, "Limits")
@@ -46,120 +48,56 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 MAX_STRING = 4096
 INT64 = (-(2**63), 2**63 - 1)
 
-# Param and Op are plain slotted classes rather than dataclasses: ``cvault secret get`` in
-# service mode imports this module on every run, and ``dataclasses`` (with ``copy``) plus
-# building two dataclasses cost about 1.5 ms of its 25 ms budget (docs/performance.md).
+# Param and Op are NamedTuples rather than dataclasses: ``cvault secret get`` in service mode
+# imports this module on every run, and ``dataclasses`` (with ``copy``) plus building two
+# dataclasses cost about 1.5 ms of its 25 ms budget (docs/performance.md).
 
 
-class _Frozen:
-    __slots__ = ()
-
-    def __setattr__(self, name, value):
-        raise AttributeError(f"{type(self).__name__} is read-only")
-
-    def _values(self) -> tuple:
-        return tuple(getattr(self, n) for n in self.__slots__)
-
-    def __eq__(self, other):
-        return type(other) is type(self) and other._values() == self._values()
-
-    def __hash__(self):
-        return hash(self._values())
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
-        return f"{type(self).__name__}({args})"
-
-
-class Param(_Frozen):
-    __slots__ = ("name", "type", "default", "bounds", "keyword")
-
-    def __init__(
-        self,
-        name: str,
-        type: str,
-        default: object = REQUIRED,
-        bounds: tuple[int, int] | None = None,
-        keyword: bool = False,
-    ):
-        #: ``keyword``: True if the facade takes it keyword-only (after ``*``)
-        for n, v in (
-            ("name", name),
-            ("type", type),
-            ("default", default),
-            ("bounds", bounds),
-            ("keyword", keyword),
-        ):
-            object.__setattr__(self, n, v)
+class Param(NamedTuple):
+    name: str
+    type: str = "str"
+    default: object = REQUIRED
+    bounds: tuple[int, int] | None = None
+    #: True if the facade takes it keyword-only (after ``*``)
+    keyword: bool = False
 
     @property
     def required(self) -> bool:
         return self.default is REQUIRED
 
 
-class Op(_Frozen):
+class Op(NamedTuple):
     """One operation.
 
     ``auth``: the facade method takes the acting principal first (the server derives it from the
     bearer token). ``result``: the result codec (module docstring). ``local_only``: parameters the
-    facade has but the API drops (progress callbacks). ``facade_method``: the facade method when
-    it differs from ``method``. ``passes_origin``: the server passes ``origin=api:<address>`` (the
+    facade has but the API drops (progress callbacks). ``facade``: the facade method when it
+    differs from ``method``. ``passes_origin``: the server passes ``origin=api:<address>`` (the
     audit log's origin of an unauthenticated call). ``rate_limit``: ``"login"`` puts the call under
     the per-address and per-user-name token buckets. ``transport``: ``"lines"`` when the facade
     writes lines through a ``write`` callback: the server collects them and sends
     ``{"lines": [...], "result": ...}``. ``client_side``: ``(facade method, adapter)``: a facade
     method the service client provides on top of this operation with one of its adapters, doing
-    the local part itself (writing the export file).
-    ``returns``: the JSON schema of the result (the OpenAPI document's 200 response)."""
+    the local part itself (writing the export file). ``returns``: the JSON schema of the result
+    (the OpenAPI document's 200 response)."""
 
-    __slots__ = (
-        "service",
-        "method",
-        "params",
-        "auth",
-        "result",
-        "summary",
-        "local_only",
-        "facade_method",
-        "passes_origin",
-        "rate_limit",
-        "transport",
-        "client_side",
-        "returns",
-    )
+    service: str
+    method: str
+    params: tuple[Param, ...] = ()
+    auth: bool = True
+    result: str = "json"
+    summary: str = ""
+    local_only: tuple[str, ...] = ()
+    facade: str | None = None
+    passes_origin: bool = False
+    rate_limit: str | None = None
+    transport: str = "json"
+    client_side: tuple[str, str] | None = None
+    returns: dict[str, Any] | None = None
 
-    def __init__(
-        self,
-        service: str,
-        method: str,
-        params: tuple[Param, ...] = (),
-        auth: bool = True,
-        result: str = "json",
-        summary: str = "",
-        local_only: tuple[str, ...] = (),
-        facade_method: str | None = None,
-        passes_origin: bool = False,
-        rate_limit: str | None = None,
-        transport: str = "json",
-        client_side: tuple[str, str] | None = None,
-        returns: dict | None = None,
-    ):
-        for n, v in (
-            ("service", service),
-            ("method", method),
-            ("params", params),
-            ("auth", auth),
-            ("result", result),
-            ("summary", summary),
-            ("local_only", local_only),
-            ("facade_method", facade_method or method),
-            ("passes_origin", passes_origin),
-            ("rate_limit", rate_limit),
-            ("transport", transport),
-            ("client_side", client_side),
-            ("returns", returns),
-        ):
-            object.__setattr__(self, n, v)
+    @property
+    def facade_method(self) -> str:
+        return self.facade or self.method
 
     @property
     def name(self) -> str:
@@ -174,11 +112,17 @@ class Op(_Frozen):
         return f"{self.service}_{self.method}"
 
 
-def P(name: str, type_: str = "str", default: object = REQUIRED, bounds=None, keyword=False) -> Param:
+def P(
+    name: str,
+    type_: str = "str",
+    default: object = REQUIRED,
+    bounds: tuple[int, int] | None = None,
+    keyword: bool = False,
+) -> Param:
     return Param(name, type_, default, bounds, keyword)
 
 
-def K(name: str, type_: str = "str", default: object = None, bounds=None) -> Param:
+def K(name: str, type_: str = "str", default: object = None, bounds: tuple[int, int] | None = None) -> Param:
     return Param(name, type_, default, bounds, True)
 
 
@@ -316,7 +260,7 @@ OPERATIONS: tuple[Op, ...] = (
         "audit",
         "export_lines",
         (P("format"), K("details", "bool", True)),
-        facade_method="export",
+        facade="export",
         transport="lines",
         client_side=("export", "lines_to_file"),
         summary="The whole log as lines (jsonl, csv, cef); the CLI writes them",

@@ -264,7 +264,7 @@ def _human_certificate(doc: dict) -> None:
     keys = c["keys_destroyed"]
     blobs = c["destroyed"]["blobs"]
     lines = {
-        "certificate": "cvault shred certificate v%s" % c["version"],
+        "certificate": "cvault shred certificate v{}".format(c["version"]),
         "client": f"{c['client']['name']} ({c['client']['id']})",
         "sla end": c["sla"]["end"],
         "grace": f"{c['sla']['grace_days']} days (shred due {c['sla']['shred_due']})",

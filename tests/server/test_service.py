@@ -129,7 +129,7 @@ def test_tokens_refused_401(served, svc_template, tmp_path):
     for token in (foreign, expired, tokens["maria"], "cvs1_" + "A" * 43, "garbage", ""):
         status, body = service.client(token).post("/v1/clients/list")
         assert status == 401, (token, body)
-        assert_error_shape(body, "authentication_failed")["exit_code"] == 3
+        assert assert_error_shape(body, "authentication_failed")["exit_code"] == 3
     status, body = service.client().post("/v1/clients/list")  # no Authorization header at all
     assert status == 401 and assert_error_shape(body, "authentication_failed")
 
@@ -139,12 +139,14 @@ def test_tokens_refused_401(served, svc_template, tmp_path):
 
 def _raw(service, head: bytes, body: bytes = b"") -> tuple[int, dict]:
     ctx = ssl.create_default_context(cafile=str(service.ca.ca_path))
-    with socket.create_connection(("127.0.0.1", service.port), timeout=30) as sock:
-        with ctx.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
-            tls.sendall(head + body)
-            resp = http.client.HTTPResponse(tls)
-            resp.begin()
-            return resp.status, json.loads(resp.read())
+    with (
+        socket.create_connection(("127.0.0.1", service.port), timeout=30) as sock,
+        ctx.wrap_socket(sock, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(head + body)
+        resp = http.client.HTTPResponse(tls)
+        resp.begin()
+        return resp.status, json.loads(resp.read())
 
 
 def test_body_limit_413(served):
@@ -337,19 +339,32 @@ def test_sealed_until_the_operator_unseals(world, tmp_path):
 
 
 def test_plain_http_only_on_loopback(vdir):
-    for args, ok in (
-        (["--host", "0.0.0.0", "--insecure-http"], False),
-        (["--host", "10.1.2.3", "--insecure-http"], False),
-        (["--host", "localhost", "--insecure-http"], False),
-        (["--host", "0.0.0.0"], False),
-    ):
-        proc = vdir.cli("serve", "--port", "1", *args)
-        assert proc.returncode == 2, (args, proc.stderr)
-        assert proc.stderr.count("\n") == 1
+    """The bind rule as a table (host, TLS, --insecure-http -> allowed?), and the CLI refusing the
+    disallowed ones in one line, exit 2, before anything listens."""
+    from vault.errors import InvalidInput
     from vault.server.run import check_bind
 
-    check_bind("127.0.0.5", tls=False, insecure_http=True)
-    check_bind("::1", tls=False, insecure_http=True)
+    table = [
+        ("0.0.0.0", False, True, False),
+        ("10.1.2.3", False, True, False),
+        ("localhost", False, True, False),  # a name could resolve anywhere
+        ("0.0.0.0", False, False, False),  # no TLS and no --insecure-http
+        ("127.0.0.5", False, True, True),
+        ("::1", False, True, True),
+        ("[::1]", False, True, True),
+        ("0.0.0.0", True, False, True),  # HTTPS anywhere
+    ]
+    for host, tls, insecure, allowed in table:
+        if allowed:
+            check_bind(host, tls=tls, insecure_http=insecure)
+        else:
+            with pytest.raises(InvalidInput):
+                check_bind(host, tls=tls, insecure_http=insecure)
+    for host, _, insecure, allowed in table[:4]:
+        assert not allowed
+        proc = vdir.cli("serve", "--port", "1", "--host", host, *(["--insecure-http"] if insecure else []))
+        assert proc.returncode == 2, (host, proc.stderr)
+        assert proc.stderr.count("\n") == 1
 
 
 # --- background jobs ------------------------------------------------------------------------------------

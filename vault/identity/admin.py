@@ -71,7 +71,7 @@ class AdminMixin(FactorsMixin):
             )
         self._audit(actor, Action.USER_ADD, "ok", f"first admin {name} created", "cli")
         with self.ctx.db.read() as conn:
-            user = user_row(conn, name)
+            user = self._require_user(conn, name)
         return self._complete_enrollment(user, password, "cli")
 
     def _state(self, conn, user: UserRow, t: int) -> str:

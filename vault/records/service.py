@@ -12,6 +12,7 @@ DEK -> read and decrypt the blob, checking that its header names this exact reco
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -256,7 +257,7 @@ class SecretService:
         pruned: list[str] = []
         done = 0
         fresh: list[tuple[_PreparedWrite, bytes]] = []
-        for item, tag in zip(prepared, tags):
+        for item, tag in zip(prepared, tags, strict=True):
             if tag in existing:  # a new version of a stored record
                 _, gone = self._write(conn, principal, client, item, durable=False)
                 pruned.extend(gone)
@@ -441,7 +442,7 @@ class SecretService:
         out.sort(key=lambda r: r["path"])
         return out
 
-    def history(self, principal: Principal, client_name: str, path: str) -> list[dict]:
+    def history(self, principal: Principal, client_name: str, path: str) -> builtins.list[dict]:
         names.record_path(path)
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_HISTORY, client=client, detail=path)
@@ -472,7 +473,7 @@ class SecretService:
         fields}]}`` sorted by path (service mode: the remote CLI writes the file itself)."""
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_EXPORT, client=client, detail="export to file")
-        records = []
+        records: builtins.list[dict[str, Any]] = []
         with self.ctx.db.read() as conn:
             keys = self.ctx.client_keys(client, conn=conn)
             rows = store.current_versions(conn, client.id)

@@ -36,7 +36,8 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def annotation(p: spec.Param):
+def annotation(p: spec.Param) -> Any:
+    t: Any
     if p.type in ("str", "when", "since", "duration"):
         t = Text
     elif p.type == "int":
@@ -55,11 +56,11 @@ def annotation(p: spec.Param):
     return t
 
 
-def request_model(op: spec.Op):
+def request_model(op: spec.Op) -> type[Strict] | None:
     if not op.params:
         return None
     name = "".join(part.capitalize() for part in f"{op.service}_{op.method}".split("_")) + "Request"
-    fields = {p.name: (annotation(p), ... if p.required else p.default) for p in op.params}
+    fields: dict[str, Any] = {p.name: (annotation(p), ... if p.required else p.default) for p in op.params}
     return create_model(name, __base__=Strict, **fields)
 
 
@@ -159,14 +160,19 @@ def add_route(app: FastAPI, op: spec.Op, pool, limits: Limits) -> None:
                 raise InvalidInput("invalid request: a value is out of range") from None
             return json_response(result)
 
+    endpoint: Callable[..., Response]
     if model is not None:
 
-        def endpoint(request: Request, body: model) -> Response:  # type: ignore[valid-type]
+        def with_body(request: Request, body: model) -> Response:  # type: ignore[valid-type]
             return run(request, body)
+
+        endpoint = with_body
     else:
 
-        def endpoint(request: Request) -> Response:
+        def without_body(request: Request) -> Response:
             return run(request, None)
+
+        endpoint = without_body
 
     endpoint.__name__ = op.operation_id
     app.add_api_route(

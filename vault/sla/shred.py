@@ -99,7 +99,7 @@ TIME_COLUMNS = (
 
 
 def _job(row) -> Job:
-    times = {k: v for k, v in zip(TIME_COLUMNS, row[9:16])}
+    times = {k: v for k, v in zip(TIME_COLUMNS, row[9:16], strict=True)}
     return Job(
         row[0],
         row[1],
@@ -115,7 +115,7 @@ def _job(row) -> Job:
 
 
 def load_job(conn, client_id: str) -> Job | None:
-    row = conn.execute(f"SELECT {JOB_COLUMNS} FROM shred_jobs WHERE client_id = ?", (client_id,)).fetchone()
+    row = conn.execute(f"SELECT {JOB_COLUMNS} FROM shred_jobs WHERE client_id = ?", (client_id,)).fetchone()  # noqa: S608 - a constant column list; values are bound
     return _job(row) if row else None
 
 
@@ -143,7 +143,7 @@ def count_in_files(files, needles: list[bytes]) -> int:
     another cvault process could then take itself for the last user of the database and delete
     the write-ahead log under our connection."""
     try:
-        done = subprocess.run(
+        done = subprocess.run(  # noqa: S603 - this interpreter with a fixed script; data goes through stdin, no shell
             [sys.executable, "-I", "-c", _SCAN],
             capture_output=True,
             text=True,
@@ -258,8 +258,9 @@ class Shredder:
 
     # --- drive --------------------------------------------------------------------------------
 
-    def run(self, client_id: str) -> Job:
-        """Carry the started job through every remaining step; returns the finished job."""
+    def run(self, client_id: str) -> Job | None:
+        """Carry the started job through every remaining step; returns the finished job (None if
+        there was none to run)."""
         steps = {
             "started": self._destroy_keys,
             "keys_destroyed": self._scrub,
@@ -280,7 +281,7 @@ class Shredder:
         merged.update(result or {})
         column = TIME_COLUMNS[STEPS.index(step)]
         conn.execute(
-            f"UPDATE shred_jobs SET step = ?, result = ?, {column} = ? WHERE client_id = ? AND step = ?",
+            f"UPDATE shred_jobs SET step = ?, result = ?, {column} = ? WHERE client_id = ? AND step = ?",  # noqa: S608 - the column comes from the constant TIME_COLUMNS; values are bound
             (step, json.dumps(merged, sort_keys=True), to_epoch(self.ctx.now()), job.client_id, job.step),
         )
 
@@ -535,8 +536,13 @@ class Shredder:
     # --- (g) the certificate event -------------------------------------------------------------
 
     def _finish(self, job: Job) -> None:
-        row = self.ctx.db.one("SELECT digest FROM shred_certificates WHERE client_id = ?", (job.client_id,))
-        digest = row[0]
+        digest = self.ctx.db.one_or_raise(
+            "SELECT digest FROM shred_certificates WHERE client_id = ?",
+            (job.client_id,),
+            IntegrityFailure(
+                f"integrity failure: the shred certificate of {job.manifest['client']['name']} is gone"
+            ),
+        )[0]
         name = job.manifest["client"]["name"]
         if not self._event_written(name, digest):
             self.ctx.audit.append(

@@ -11,6 +11,8 @@ import sqlite3
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from vault.store.db import inserted_id
+
 #: the joined columns a reader needs to open a version (wrapped DEK, blob, who and when)
 OPEN_COLUMNS = "v.wrapped_dek, v.blob_name, v.created_at, v.created_by"
 
@@ -66,7 +68,7 @@ def existing_tags(conn: sqlite3.Connection, client_id: str, tags: list[bytes]) -
         found.update(
             bytes(r[0])
             for r in conn.execute(
-                "SELECT path_tag FROM records WHERE client_id = ? AND path_tag IN"
+                "SELECT path_tag FROM records WHERE client_id = ? AND path_tag IN"  # noqa: S608 - only "?" placeholders are generated; the tags are bound
                 f" ({','.join('?' * len(batch))})",
                 (client_id, *batch),
             )
@@ -81,7 +83,7 @@ def insert_record(conn: sqlite3.Connection, client_id: str, tag: bytes, now: int
         " updated_at) VALUES (?, ?, x'', 0, ?, ?)",
         (client_id, tag, now, now),
     )
-    return int(cur.lastrowid or 0)
+    return inserted_id(cur)
 
 
 def next_record_id(conn: sqlite3.Connection) -> int:
@@ -181,7 +183,7 @@ def current_versions(conn: sqlite3.Connection, client_id: str) -> list[tuple]:
     """Each record of the client with its current version: ``(id, meta_sealed, current_version,
     updated_at, wrapped_dek, blob_name, created_at, created_by)``."""
     return conn.execute(
-        "SELECT r.id, r.meta_sealed, r.current_version, r.updated_at, "
+        "SELECT r.id, r.meta_sealed, r.current_version, r.updated_at, "  # noqa: S608 - a constant column list; values are bound
         f"{OPEN_COLUMNS} FROM records r JOIN record_versions v"
         " ON v.record_id = r.id AND v.version = r.current_version WHERE r.client_id = ?",
         (client_id,),

@@ -36,14 +36,16 @@ def pending(conn) -> dict:
     rows = conn.execute(
         "SELECT op, count(*), sum(attempts > 0), min(queued_at) FROM outbox GROUP BY op"
     ).fetchall()
-    out = {"put": 0, "delete": 0, "failing": 0, "oldest": None}
+    out: dict[str, int | str | None] = {"put": 0, "delete": 0, "failing": 0}
+    failing_total = 0
+    oldest_at: int | None = None
     for op, count, failing, oldest in rows:
         out[op] = count
-        out["failing"] += failing or 0
-        if oldest is not None and (out["oldest"] is None or oldest < out["oldest"]):
-            out["oldest"] = oldest
-    if out["oldest"] is not None:
-        out["oldest"] = rfc3339(from_epoch(out["oldest"]))
+        failing_total += failing or 0
+        if oldest is not None and (oldest_at is None or oldest < oldest_at):
+            oldest_at = oldest
+    out["failing"] = failing_total
+    out["oldest"] = None if oldest_at is None else rfc3339(from_epoch(oldest_at))
     return out
 
 
