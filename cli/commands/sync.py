@@ -7,9 +7,14 @@ import sys
 import click
 
 from cli.output import emit, json_option, progress
+from vault import api_spec as spec
 
 workers_option = click.option(
-    "--workers", type=click.IntRange(1, 32), default=8, show_default=True, help="Concurrent transfers."
+    "--workers",
+    type=click.IntRange(*spec.param("sync.push", "workers").limits),
+    default=spec.param("sync.push", "workers").default,
+    show_default=True,
+    help="Concurrent transfers.",
 )
 
 

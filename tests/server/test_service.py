@@ -8,7 +8,6 @@ decision per request, no lost update, the chain still verifies).
 from __future__ import annotations
 
 import http.client
-import inspect
 import json
 import socket
 import ssl
@@ -64,31 +63,6 @@ def served(world, tmp_path):
     service = start_service(vdir, tmp_path / "service")
     yield service, vdir, ids, tokens
     service.stop()
-
-
-# --- the operation table matches the facade -----------------------------------------------------
-
-
-def test_operation_table_matches_facade_signatures():
-    """Every API operation names a facade method with exactly these parameters (in order), so
-    the service client's proxies bind arguments as the facade does. A facade change fails here."""
-    from vault.facade import Vault
-
-    classes = {name: service.service_class() for name, service in Vault.services().items()}
-    for op in spec.OPERATIONS:
-        sig = inspect.signature(getattr(classes[op.service], op.facade_method))
-        dropped = {"self", "principal", *op.local_only}
-        if op.passes_origin:
-            assert "origin" in sig.parameters, op.name
-            dropped.add("origin")
-        if op.transport == "lines":
-            assert "write" in sig.parameters, op.name
-            dropped |= {"write", "out"}  # the server collects the lines; the client writes the file
-        names = [n for n in sig.parameters if n not in dropped]
-        assert names == [p.name for p in op.params], (op.name, names)
-        assert ("principal" in sig.parameters) == op.auth, op.name
-        for p in op.params:
-            assert (sig.parameters[p.name].kind is inspect.Parameter.KEYWORD_ONLY) == p.keyword, (op.name, p)
 
 
 def test_openapi_lists_every_operation_with_the_error_shape(served):

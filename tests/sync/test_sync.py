@@ -5,41 +5,9 @@ import shutil
 
 import pytest
 
+from tests.fakes.fixtures import CLIENT_ID, SECRET
 from tests.helpers import add_client, operator
 from vault.errors import IntegrityFailure
-
-CLIENT_ID = "11111111-2222-3333-4444-555555555555"
-TENANT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
-SECRET = "graph-client-secret-value-123"
-
-
-@pytest.fixture
-def authority(test_ca, token_registry):
-    from tests.fakes.authority import FakeAuthority
-
-    a = FakeAuthority(test_ca.server_context(), token_registry, tenant=TENANT, device_interval=1).start()
-    a.register(CLIENT_ID, secret=SECRET)
-    yield a
-    a.stop()
-
-
-@pytest.fixture
-def remote_config(authority, fake_graph, tmp_path, test_ca, monkeypatch):
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(test_ca.ca_path))
-    secret_file = tmp_path / "graph.secret"
-    secret_file.write_text(SECRET + "\n")
-    secret_file.chmod(0o600)
-    return {
-        "tenant_id": TENANT,
-        "client_id": CLIENT_ID,
-        "credential": "secret-file",
-        "secret_file": str(secret_file),
-        "drive_id": fake_graph.drive_id,
-        "root_folder": "cvault",
-        "authority_host": authority.host,
-        "graph_base_url": fake_graph.base_url,
-        "instance_discovery": False,
-    }
 
 
 @pytest.fixture
