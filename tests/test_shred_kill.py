@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from tests.helpers import ROOT, VaultDir, clock_at
+from tests.helpers import ROOT, VaultDir, clock_at, copy_vault
 from tests.sla_people import add_client, cli_env, staff
 from vault import blob as blobfmt
 from vault.audit.signing import AuditSigner
@@ -43,10 +43,7 @@ PAUSE = 0.03  # seconds after each of the 7 steps
 @pytest.fixture(scope="module")
 def due_template(vault_template, tmp_path_factory):
     base = tmp_path_factory.mktemp("kill-template")
-    home = base / "vault"
-    shutil.copytree(vault_template.home, home)
-    shutil.copy2(vault_template.key_file, base / "vault.key")
-    vdir = VaultDir(home, base / "vault.key")
+    vdir = copy_vault(vault_template, base)
     # built 60 days ago: acme's SLA ended 50 days ago (grace 5), beta's ends in years
     clock = clock_at(datetime.now(UTC).replace(microsecond=0) - timedelta(days=60))
     vault = vdir.open(clock)
@@ -60,9 +57,7 @@ def due_template(vault_template, tmp_path_factory):
 
 
 def copy(template: VaultDir, base) -> VaultDir:
-    shutil.copytree(template.home, base / "vault")
-    shutil.copy2(template.key_file, base / "vault.key")
-    return VaultDir(base / "vault", base / "vault.key")
+    return copy_vault(template, base)
 
 
 def decryptable(vault, name: str) -> int:

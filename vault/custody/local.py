@@ -262,17 +262,25 @@ class LocalCustodian:
     ) -> list[Destroyed]:
         """Remove the secrets (all of the client's with ``every_version``), leaving tombstones."""
         versions = set(versions)
-        for version in versions:
-            check_item(client_id, version)
         check_item(client_id, 1)
+        if every_version:
+            with self._locked(exclusive=False):
+                state = _parse(self._readable_content())
+            versions |= {n for c, n in list(state.live) + list(state.destroyed) if c == client_id}
+        # a secret created between that read and the rewrite would be missed: destroy_many runs
+        # under the exclusive lock, and no secret of a client is created once its shred started
+        return self.destroy_many([(client_id, v) for v in sorted(versions)])
+
+    def destroy_many(self, items: Sequence[tuple[str, int]]) -> list[Destroyed]:
+        """Destroy many (client, version) pairs in one rewrite (a change of custodian)."""
+        for client_id, version in items:
+            check_item(client_id, version)
         now = to_epoch(self.clock.now())
         with self._locked(exclusive=True):
             self._recover()
             state = self._load()
-            if every_version:
-                versions |= {n for c, n in list(state.live) + list(state.destroyed) if c == client_id}
             receipts, changed = [], False
-            for version in sorted(versions):
+            for client_id, version in items:
                 key = (client_id, version)
                 if key in state.live:
                     secret = b64url_decode(state.live.pop(key))
