@@ -8,7 +8,9 @@ kills land inside and between all the steps), SIGKILLs it after a random delay, 
   record still decrypts, or it is shredding/shredded, refused to everyone, and its keys are all
   there (before step b commits) or all gone (after) -- never some;
 * the next sweep completes the shred: acme shredded, exactly one certificate, which verifies;
-  no local blob of acme left; beta still readable; the audit chain verifies.
+  no local blob of acme left; beta still readable; the audit chain verifies;
+* P1 still holds after the resumed shred: a copy of the vault folder taken before it, opened with
+  today's key file and today's custody file, opens none of acme's keys (and all of beta's).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from vault.sla.certificate import verify_document
 
 RUNS = 32
 RECORDS = 12
-PAUSE = 0.03  # seconds after each of the 7 steps
+PAUSE = 0.03  # seconds after each of the 8 steps
 
 
 @pytest.fixture(scope="module")
@@ -159,8 +161,47 @@ def one_run(template: VaultDir, base, delay: float) -> str:
         verify_document(doc, AuditSigner(vault.ctx.db, vault.ctx.keyring).public_key())
     finally:
         vault.close()
+    # --- P1: a copy of the folder from before the shred, with today's key file and custody ----
+    old = VaultDir(base / "old-copy", vdir.key_file)
+    shutil.copytree(template.home, old.home)
+    point_custody_at(old, vdir.custody_file)
+    vault = old.open()
+    try:
+        assert opens_nothing_of(vault, "acme")
+        assert decryptable(vault, "beta") == 2  # P2: the other client still restorable from it
+    finally:
+        vault.close()
     shutil.rmtree(base)
     return seen
+
+
+def point_custody_at(vdir: VaultDir, custody_file) -> None:
+    import json
+    import sqlite3
+
+    conn = sqlite3.connect(vdir.home / "vault.db")
+    with conn:
+        conn.execute(
+            "UPDATE custodians SET config = ? WHERE kind = 'local' AND retired_at IS NULL",
+            (json.dumps({"file": str(custody_file)}),),
+        )
+    conn.close()
+
+
+def opens_nothing_of(vault, name: str) -> bool:
+    """No client-key version of the client opens with the vault's keyring (policy bypassed)."""
+    from vault.errors import IntegrityFailure
+
+    client_id = vault.ctx.client(name).id
+    rows = vault.ctx.db.all("SELECT version, wrapped FROM client_keys WHERE client_id = ?", (client_id,))
+    assert rows, "the old copy should still hold the wrapped client keys"
+    for version, wrapped in rows:
+        try:
+            vault.ctx.keyring.unwrap_client_key(bytes(wrapped), client_id, version, name)
+        except IntegrityFailure:
+            continue
+        return False
+    return True
 
 
 @pytest.mark.slow
