@@ -34,11 +34,14 @@ COMMANDS = {
     "remote": "cli.commands.remote:remote",
     "serve": "cli.commands.serve:serve_cmd",
     "operator": "cli.commands.serve:operator",
+    "custody": "cli.commands.custody:custody",
+    "backup": "cli.commands.backup:backup",
+    "restore": "cli.commands.backup:restore_cmd",
 }
 
 
 #: commands that act on local files: refused in service mode (--addr), docs/service.md
-LOCAL_ONLY = frozenset({"init", "demo", "doctor", "slot", "serve", "remote"})
+LOCAL_ONLY = frozenset({"init", "demo", "doctor", "slot", "serve", "remote", "custody", "backup", "restore"})
 
 
 def _available(name: str) -> bool:

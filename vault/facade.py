@@ -81,6 +81,7 @@ class Vault:
 
         self.ctx = ctx
         ctx.fetch_lost_blob = lambda name: self.sync.fetch_lost_blob(name)
+        ctx.remote = lambda: self.sync.remote()  # the replica, for remote backups
         options = dict(custody_options or {})
         ctx.custody = CustodyManager(ctx, custody_file=custody_file, **options)
         ctx.keyring.custody_resolver = ctx.custody.resolve
