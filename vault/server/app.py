@@ -54,12 +54,17 @@ class VaultPool:
     A Vault holds one SQLite connection and per-object caches, so it must not serve two requests
     at once; opening one costs ~1 ms, so idle ones are kept (at most ``keep``) for reuse."""
 
-    def __init__(self, home: Path | str, *, clock=None, keep: int = 64):
+    def __init__(self, home: Path | str, *, clock=None, keep: int = 64, cache_seconds: float = 900.0):
+        from vault.custody.cache import BoundedCache
         from vault.facade import Vault
 
         self.home = Path(home)
         self.clock = clock
         self.keep = keep
+        #: unwrapped custody secrets and client keys, shared by the pooled vaults for at most
+        #: ``cache_seconds`` (docs/service.md, "Key cache"); a shred empties its client's entries
+        self.custody_cache = BoundedCache(cache_seconds)
+        self.key_cache = BoundedCache(cache_seconds)
         self._free: list = []
         self._lock = threading.Lock()
         self._root: bytes | None = None
@@ -69,7 +74,9 @@ class VaultPool:
         #: failures whatever the source address: UNSEAL_FAILURES_MAX per UNSEAL_WINDOW seconds
         self._unseal_lock = threading.Lock()
         self._unseal_failures: list[float] = []
-        probe = self._serialize(Vault.open(self.home, clock=clock))  # fails early: missing vault
+        probe = self._serialize(
+            self._cached(Vault.open(self.home, clock=clock, custody_options=self._custody()))
+        )
         self.vault_id = probe.ctx.vault_id.hex()
         self._free.append(probe)
 
@@ -77,10 +84,19 @@ class VaultPool:
     def sealed(self) -> bool:
         return self._root is None
 
+    def _custody(self) -> dict:
+        return {"cache": self.custody_cache}
+
+    def _cached(self, vault):
+        vault.ctx.client_key_cache = self.key_cache
+        return vault
+
     def _open(self):
         from vault.facade import Vault
 
-        return self._serialize(Vault.open(self.home, clock=self.clock))
+        return self._serialize(
+            self._cached(Vault.open(self.home, clock=self.clock, custody_options=self._custody()))
+        )
 
     def _serialize(self, vault):
         """Queue this process's writers on a Python lock before SQLite's write lock.
@@ -192,6 +208,14 @@ class ServiceSettings:
     sweep_interval: float = 300.0
     outbox_interval: float = 60.0
     checkpoint_interval: float = 300.0
+    #: backups (docs/sla.md section 6): a folder that keeps the newest ``backup_keep``, and/or the
+    #: OneDrive replica; one every ``backup_interval`` seconds and one after every shred or purge
+    backup_dir: str = ""
+    backup_remote: bool = False
+    backup_interval: float = 86400.0
+    backup_keep: int = 7
+    #: how long unwrapped custody secrets and client keys stay in memory
+    custody_cache_seconds: float = 900.0
     background: bool = True
 
 
