@@ -322,3 +322,21 @@ def test_copies_of_a_vault_keep_separate_custody(vault_template, tmp_path):
     b = copy_vault(vault_template, tmp_path / "b")
     assert a.custody_file != b.custody_file != vault_template.custody_file
     assert a.custody_file.parent == a.key_file.parent
+
+
+def test_doctor_destroys_again_what_an_old_custody_file_put_back(two_clients, tmp_path):
+    """Someone restores yesterday's custody file over today's: doctor notices the secret of the
+    shredded client and destroys it again (and says so)."""
+    vdir, clock = two_clients
+    yesterday = vdir.custody_file.read_bytes()
+    acme_id = vdir.open().ctx.client("acme").id
+    _shred_acme(vdir, clock)
+    vdir.custody_file.write_bytes(yesterday)
+    v = vdir.open(clock)
+    try:
+        report = v.maintenance.doctor(Principal.system("doctor"))
+        assert any("was destroyed" in p and acme_id in p for p in report.problems)
+        assert f"k {acme_id} ".encode() not in vdir.custody_file.read_bytes()
+        assert v.maintenance.doctor(Principal.system("doctor")).ok
+    finally:
+        v.close()
