@@ -225,6 +225,12 @@ class CustodyManager:
         made = self.custodian(custodian_id).create([(client_id, 1)])[0]
         return (1, made.secret), {"custodian_id": custodian_id, "ref": made.ref}
 
+    def create_first_many(self, client_ids: list[str]) -> dict:
+        """:meth:`create_first` for many new clients at once (one custody-file rewrite)."""
+        custodian_id = self.current_id()
+        made = self.custodian(custodian_id).create([(c, 1) for c in client_ids])
+        return {m.ref.client_id: ((1, m.secret), {"custodian_id": custodian_id, "ref": m.ref}) for m in made}
+
     def record_first(self, conn, client_id: str, made: dict, now: int) -> None:
         ref = made["ref"]
         conn.execute(
