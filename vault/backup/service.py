@@ -43,6 +43,7 @@ from vault.errors import (
     NotFound,
     VaultSealed,
 )
+from vault.home import fsync_dir
 from vault.policy import Action
 
 DEFAULT_KEEP = 7
@@ -135,7 +136,7 @@ class BackupService:
         try:
             info = self._write(partial, backup_id, now, progress)
             os.replace(partial, target)
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 partial.unlink()
@@ -265,16 +266,8 @@ def prune_folder(folder: Path, vault_id: bytes, keep: int) -> list[str]:
     for name in pruned:
         (folder / name).unlink(missing_ok=True)
     if pruned:
-        _fsync_dir(folder)
+        fsync_dir(folder)
     return pruned
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _custody_state(conn) -> dict:

@@ -53,6 +53,7 @@ from vault.custody.base import (
     check_item,
 )
 from vault.errors import InsecurePermissions, IntegrityFailure, InvalidInput
+from vault.home import fsync_dir
 
 MAGIC = b"cvault-custody-v1\n"
 _ZERO_CHUNK = bytes(64 * 1024)
@@ -104,14 +105,6 @@ def _parse(data: bytes) -> _State:
         else:
             raise ValueError("bad line")
     return state
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -446,11 +439,11 @@ class LocalCustodian:
         except (ValueError, IntegrityFailure):
             _zero_in_place(self._new)  # a torn write may hold secrets: zero before unlinking
             self._new.unlink()
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
             return
         _zero_in_place(self.path)
         os.replace(self._new, self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
 
     def _replace(self, state: _State, *, had_old: bool) -> None:
         data = state.encode()
@@ -461,10 +454,10 @@ class LocalCustodian:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
             if had_old:
                 _zero_in_place(self.path)
             os.replace(self._new, self.path)
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         except OSError as exc:
             raise CustodyRefused(f"{self.location}: write failed: {exc.strerror or exc}") from None

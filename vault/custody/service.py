@@ -776,35 +776,40 @@ class CustodyService:
             )
 
     def set_local(self, principal, file: str, progress: Progress | None = None) -> dict:
-        from vault.policy import Action
 
         self._host_only(principal)
         path = Path(file).expanduser().resolve()
+        env = os.environ.get(ENV_CUSTODY_FILE)
+        if env and Path(env).expanduser().resolve() != path:
+            # it would keep overriding the recorded path, and point every later command at the old file
+            raise InvalidInput(
+                f"{ENV_CUSTODY_FILE} points at {env}: unset it, or set it to {path}, before moving custody"
+            )
+        return self._switch(
+            principal, "local", {"file": str(path)}, f"the local custody file {path}", progress
+        )
+
+    def _switch(self, principal, kind: str, config: dict, where: str, progress: Progress | None) -> dict:
+        from vault.policy import Action
+
         self.ctx.authorize(principal, Action.CUSTODY_SET, detail=None)
-        result = self.ctx.custody.switch("local", {"file": str(path)}, progress)
+        result = self.ctx.custody.switch(kind, config, progress)
         self.ctx.record_outcome(
             principal,
             Action.CUSTODY_SET,
             "ok",
-            reason=f"custody moved to the local custody file {path}; {result['moved']} clients re-wrapped",
+            reason=f"custody moved to {where}; {result['moved']} clients re-wrapped",
         )
         return self.ctx.custody.describe()
 
     def set_keyvault(self, principal, settings: dict, progress: Progress | None = None) -> dict:
         from vault.custody.keyvault_config import KeyVaultCustodyConfig
-        from vault.policy import Action
 
         self._host_only(principal)
         try:
             config = KeyVaultCustodyConfig.from_dict(settings)
         except TypeError as exc:
             raise InvalidInput(f"Key Vault custody configuration: {exc}") from None
-        self.ctx.authorize(principal, Action.CUSTODY_SET, detail=None)
-        result = self.ctx.custody.switch("azure-keyvault", config.to_dict(), progress)
-        self.ctx.record_outcome(
-            principal,
-            Action.CUSTODY_SET,
-            "ok",
-            reason=f"custody moved to Azure Key Vault {config.origin}; {result['moved']} clients re-wrapped",
+        return self._switch(
+            principal, "azure-keyvault", config.to_dict(), f"Azure Key Vault {config.origin}", progress
         )
-        return self.ctx.custody.describe()
