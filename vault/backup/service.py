@@ -47,13 +47,15 @@ from vault.home import fsync_dir
 from vault.policy import Action
 
 DEFAULT_KEEP = 7
-NAME = re.compile(r"^cvault-([0-9a-f]{8})-(\d{8}T\d{6}Z)-([0-9a-f]{8})\.cvbk$")
+#: ``cvault-<vault id[:8]>-<UTC time>-<audit sequence>-<backup id[:8]>.cvbk``: sorting the names
+#: sorts the backups by age, also two taken in the same second (each writes an audit entry first)
+NAME = re.compile(r"^cvault-([0-9a-f]{8})-(\d{8}T\d{6}Z)-(\d{12})-([0-9a-f]{8})\.cvbk$")
 Progress = Callable[[int, int], None]
 
 
-def backup_name(vault_id: bytes, when: int, backup_id: bytes) -> str:
+def backup_name(vault_id: bytes, when: int, seq: int, backup_id: bytes) -> str:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when))
-    return f"cvault-{vault_id.hex()[:8]}-{stamp}-{backup_id.hex()[:8]}.cvbk"
+    return f"cvault-{vault_id.hex()[:8]}-{stamp}-{seq:012d}-{backup_id.hex()[:8]}.cvbk"
 
 
 def _slots(db) -> list[dict]:
@@ -118,7 +120,8 @@ class BackupService:
         self.ctx.authorize(principal, Action.BACKUP)
         now = to_epoch(self.ctx.now())
         backup_id = crypto.random_bytes(16)
-        name = backup_name(self.ctx.vault_id, now, backup_id)
+        seq = self.ctx.db.one("SELECT max(seq) FROM audit_events")[0] or 0
+        name = backup_name(self.ctx.vault_id, now, seq, backup_id)
         folder = None
         if remote:
             sync = self._remote()
