@@ -67,3 +67,24 @@ def test_a_zero_cache_keeps_nothing(vdir):
         assert len(pool.custody_cache) == 0 and len(pool.key_cache) == 0
     finally:
         pool.close()
+
+
+def test_remote_backups_use_upload_sessions_and_keep_the_newest(vdir, fake_graph, onedrive_backend):
+    """``--remote``: the backup goes to ``<root folder>-backups/`` on the replica, through an upload
+    session above 4 MiB, and only the newest ``keep`` stay (older ones permanently deleted)."""
+    v = vdir.open()
+    try:
+        v.sync.remote_override = onedrive_backend
+        add_client(v, "acme")
+        big = "x" * 900_000  # five records of ~0.9 MB: a backup above 4 MiB
+        for i in range(5):
+            v.secrets.put(operator(), "acme", f"big/{i}", "note", {"text": big + str(i)})
+        made = [v.backups.create(operator(), remote=True, keep=2) for _ in range(3)]
+    finally:
+        v.close()
+    assert all(m["bytes"] > 4 * 1024 * 1024 for m in made)
+    assert made[0]["file"].startswith("onedrive:cvault/blobs-backups/")
+    stored = sorted(p for p in fake_graph.files() if "blobs-backups/" in p)
+    assert len(stored) == 2 and made[0]["file"].split("/")[-1] not in " ".join(stored)
+    assert any(r.path.endswith(":/createUploadSession") for r in fake_graph.log)
+    assert made[2]["pruned"] == [made[0]["file"].split("/")[-1]]
