@@ -68,3 +68,18 @@ def test_custody_show_and_set_local(vdir, tmp_path):
     assert inside.returncode == 2
     human = vdir.cli("custody", "show", env=vdir.env(CVAULT_CUSTODY_FILE=str(new_file)))
     assert human.returncode == 0 and "clients under custody" in human.stdout
+
+
+def test_the_certificate_says_what_can_still_undo_the_shred(vdir):
+    v = vdir.open()
+    add_client(v, "acme", grace_days=0)
+    v.close()
+    assert vdir.cli("sla", "expire", "acme", "--reason", "ended").returncode == 0
+    swept = vdir.cli("sla", "sweep")
+    assert swept.returncode == 0, swept.stderr
+    cert = vdir.cli("sla", "certificate", "acme")
+    assert cert.returncode == 0, cert.stderr
+    assert "What can still undo this shred" in cert.stdout
+    assert str(vdir.custody_file) in cert.stdout and "custody 1" in cert.stdout
+    data = json.loads(vdir.cli("sla", "certificate", "acme", "--json").stdout)
+    assert data["certificate"]["can_still_undo"] and data["certificate"]["version"] == 2
