@@ -36,10 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vault import crypto
 from vault.audit.checkpoints import Checkpoint
+from vault.audit.live import verify_database
 from vault.audit.log import CHECKPOINT_COLUMNS, EVENT_COLUMNS, genesis_hash
 from vault.audit.verify import entry_bytes
 from vault.clock import rfc3339
-from vault.services.audit import verify_database
 from vault.store.db import Database
 
 TARGET = 200_000

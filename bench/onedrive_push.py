@@ -32,8 +32,15 @@ def run(runs: int = 3) -> list[Result]:
         for i in range(runs):
             fake = FakeGraph(ca.server_context(), tokens).start()
             try:
+                client = GraphClient(
+                    RegistryTokenProvider(tokens),
+                    base_url=fake.base_url,
+                    verify=str(ca.ca_path),
+                    pool_size=WORKERS * 2,
+                )
+                remote = OneDriveBackend(client, fake.drive_id, "cvault")
                 vd = make_vault(Path(tmp) / f"v{i}")
-                v = vd.open()
+                v = vd.open(service_options={"sync": {"remote": remote}})
                 add_client(v, "acme", days=30)
                 v.secrets.import_records(
                     operator(),
@@ -43,13 +50,6 @@ def run(runs: int = 3) -> list[Result]:
                         for n in range(BLOBS)
                     ],
                 )
-                client = GraphClient(
-                    RegistryTokenProvider(tokens),
-                    base_url=fake.base_url,
-                    verify=str(ca.ca_path),
-                    pool_size=WORKERS * 2,
-                )
-                v.sync.remote_override = OneDriveBackend(client, fake.drive_id, "cvault")
                 client.upload(fake.drive_id, "cvault/warmup/x", b"x")  # connection + folders warm
                 fake.latency = LATENCY
                 before = len(fake.log)

@@ -38,16 +38,16 @@ FLOOR = [sys.executable, "-c", "import click"]
 
 def prepare(base: Path):
     """A vault with an engineer assigned to acme (10 records) and a live session token."""
+    from tests.factories import assign, person
     from tests.helpers import make_vault
-    from tests.service_helpers import add_person, assign, new_session
 
     vdir = make_vault(base, with_operator=False)
     v = vdir.open()
-    manager = v.users.resume(new_session(v, add_person(v, "maria", "account_manager")))
+    manager = v.users.resume(person(v, "maria", "account_manager").token(v))
     v.clients.add(manager, "acme", sla_end=v.ctx.now() + timedelta(days=365))
-    eve = add_person(v, "eve", "engineer")
+    eve = person(v, "eve", "engineer")
     assign(v, eve, "acme")
-    token = new_session(v, eve)
+    token = eve.token(v)
     p = v.users.resume(token)
     for i in range(10):
         v.secrets.put(p, "acme", f"rec/{i}", "access", {"host": f"10.0.0.{i}", "password": f"pw-{i}"})
@@ -164,7 +164,7 @@ def remote_cli(service, vdir, token: str, runs: int = 20) -> Result:
 
 def run() -> list[Result]:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from tests.service_helpers import start_service
+    from tests.server.harness import start_service
 
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)

@@ -40,10 +40,6 @@ COMMANDS = {
 }
 
 
-#: commands that act on local files: refused in service mode (--addr), docs/service.md
-LOCAL_ONLY = frozenset({"init", "demo", "doctor", "slot", "serve", "remote", "custody", "backup", "restore"})
-
-
 def _available(name: str) -> bool:
     from importlib.util import find_spec
 
@@ -90,7 +86,9 @@ def cli(ctx: click.Context, home: str | None, addr: str | None, as_json: bool, d
     """
     ctx.obj = CliState(home=home, addr=addr, json=as_json, debug=debug)
     ctx.call_on_close(ctx.obj.close)
-    if addr and ctx.invoked_subcommand in LOCAL_ONLY:
+    # click has resolved (imported) the subcommand by now; host-only ones act on local files
+    command = ctx.command.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+    if addr and getattr(command, "host_only", False):
         from vault.errors import InvalidInput
 
         raise InvalidInput(

@@ -32,12 +32,13 @@ class CliState:
         Unseal order: ``CVAULT_KEY_FILE``; ``CVAULT_PASSPHRASE_FILE``; a hidden passphrase prompt
         when a terminal is attached. Otherwise the vault stays sealed (exit 8).
 
-        Service mode (``--addr``/``CVAULT_ADDR``): a :class:`cli.remote.RemoteVault` with the
-        facade's surface, one HTTPS request per call; the service is unsealed by its operator."""
+        Service mode (``--addr``/``CVAULT_ADDR``): a :class:`cli.service_client.client.ServiceVault`
+        with the facade's surface, one HTTPS request per call; the service is unsealed by its
+        operator."""
         if self._vault is None and self.addr:
-            from cli.remote import RemoteVault
+            from cli.service_client.client import ServiceVault
 
-            self._vault = RemoteVault(self.addr)
+            self._vault = ServiceVault(self.addr)
         if self._vault is None:
             from vault.facade import Vault
 
@@ -70,7 +71,7 @@ class CliState:
         from vault.principal import Principal
 
         vault = self.vault()
-        token, why = load_token(vault.ctx.vault_id.hex())
+        token, why = load_token(vault.session_scope)
         if token is None:
             if allow_system:
                 return Principal.system(system_name)
@@ -101,6 +102,13 @@ class CliState:
             self._vault.close()
             self._vault = None
         self._principal = None
+
+
+def host_only(command: click.Command) -> click.Command:
+    """Mark a command or group as acting on the vault's own files: ``cli.main`` refuses it in
+    service mode (``--addr``) with one line, exit 2 (docs/service.md)."""
+    command.host_only = True  # type: ignore[attr-defined]
+    return command
 
 
 def read_secret_file(path: str | Path, what: str) -> str:

@@ -8,8 +8,7 @@ Identity (docs/identity.md) for tests:
   that injected clocks can move freely; :func:`add_client` assigns it to the new client.
   ``VaultDir.cli`` runs as ``operator`` through a session file unless the test passes its own
   ``CVAULT_SESSION_FILE``.
-* :class:`StaffUser` / :func:`seed_user` give real users (Argon2 password, sealed TOTP secret) with
-  known passwords and TOTP secrets; ``totp_code(secret, when)`` computes a valid code;
+* People come from the one factory, :mod:`tests.factories` (``person(vault, name, *roles)``);
   ``cli_login(vdir, user, folder)`` logs in through the real CLI with the user's own session file.
   The ``staff`` fixture (tests/conftest.py) is a default-settings vault with alice (admin),
   amy (account_manager), bob (engineer, assigned to acme, trained), carl (engineer, trained, not
@@ -26,10 +25,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from tests.factories import FAR_FUTURE, Person, assign, insert_session, person, write_session_file
 from vault.clock import UTC, FixedClock
 from vault.facade import Vault
+from vault.identity.sessions import token_hash
 from vault.principal import ROLES, Principal
-from vault.services.identity import token_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 6, 1, 9, 0, 0, tzinfo=UTC)
@@ -92,10 +92,26 @@ class VaultDir:
                 v.close()
         return proc
 
-    def open(self, clock=None) -> Vault:
-        v = Vault.open(self.home, clock=clock)
+    def open(self, clock=None, *, service_options: dict | None = None) -> Vault:
+        v = Vault.open(self.home, clock=clock, service_options=service_options)
         v.unseal_key_file(self.key_file)
         return v
+
+
+def cli_env(vdir, **extra: str) -> dict:
+    """Environment for ``cvault`` subprocesses on this vault with no session unless one is given
+    (CVAULT_SESSION_FILE): the key file unseals, and the sweep then acts as ``system:sweep``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CVAULT_")}
+    env.update(
+        {
+            "CVAULT_HOME": str(vdir.home),
+            "CVAULT_KEY_FILE": str(vdir.key_file),
+            "CVAULT_SESSION_FILE": str(vdir.home.parent / "no-session.json"),
+            "PYTHONPATH": str(ROOT),
+            **extra,
+        }
+    )
+    return env
 
 
 def run_cli(
@@ -196,10 +212,8 @@ def add_client(
 def assign_operator(vault: Vault, client_name: str) -> None:
     """Assign the test operator to a client, as a second admin would (nobody may assign themselves,
     so the row is written directly, like the other seeded test state)."""
-    from tests.people import Person, assign
-
-    user_id = vault.ctx.db.one("SELECT id FROM users WHERE name = ?", (OPERATOR,))[0]
-    assign(vault, Person(vault, OPERATOR, user_id, frozenset(ROLES)), client_name)
+    user_id = vault.ctx.db.scalar("SELECT id FROM users WHERE name = ?", (OPERATOR,))
+    assign(vault, Person(OPERATOR, user_id, frozenset(ROLES)), client_name)
 
 
 def files_under(folder: Path) -> list[Path]:
@@ -232,37 +246,8 @@ def grep_tree(folder: Path, needle: bytes) -> list[Path]:
 
 OPERATOR = "operator"
 OPERATOR_TOKEN = "cvs1_test-operator-token-not-a-secret"
-TEST_PASSWORD = "correct-horse-battery-staple"
-FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
 #: session lifetimes of make_vault vaults: long enough for any injected clock (~300 years)
 LONG_SECONDS = 10**10
-
-_PHC: dict[str, str] = {}
-
-
-def password_phc(password: str = TEST_PASSWORD) -> str:
-    """Argon2id PHC of a test password, computed once per process (~70 ms each)."""
-    if password not in _PHC:
-        from vault.crypto import password_hash
-
-        _PHC[password] = password_hash(password)
-    return _PHC[password]
-
-
-def totp_secret_for(name: str) -> str:
-    """A known, per-user base32 TOTP secret (tests only)."""
-    from vault.auth.totp import base32_secret
-
-    return base32_secret(f"cvault-test-totp-{name}".encode().ljust(20, b"*")[:20])
-
-
-def totp_code(secret: str, when: datetime | None = None) -> str:
-    """The valid code of ``secret`` at ``when`` (default: the wall clock, for CLI subprocesses)."""
-    import time
-
-    from vault.auth.totp import code_at
-
-    return code_at(secret, when if when is not None else time.time())
 
 
 def vault_id_of(home: Path) -> str:
@@ -275,129 +260,15 @@ def vault_id_of(home: Path) -> str:
         conn.close()
 
 
-def write_session_file(path: Path, vault_id: str, user: str, token: str) -> Path:
-    import json
-
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(
-            {"vault_id": vault_id, "user": user, "token": token, "expires_at": "2100-01-01T00:00:00Z"}, fh
-        )
-    return path
-
-
 def user_exists(vault: Vault, name: str) -> bool:
     return vault.ctx.db.one("SELECT 1 FROM users WHERE name = ?", (name,)) is not None
 
 
-@dataclass
-class StaffUser:
-    """A real user of a test vault: Argon2 password, sealed TOTP secret, roles, training."""
-
-    name: str
-    user_id: int
-    roles: frozenset[str]
-    password: str = TEST_PASSWORD
-    totp_secret: str = ""
-
-    def code(self, when: datetime | None = None) -> str:
-        return totp_code(self.totp_secret, when)
-
-    def principal(self, vault: Vault, *, stepup: bool = True) -> Principal:
-        """A principal with a new live session at the vault's (injected) now, without a TOTP
-        round trip; ``stepup=False`` leaves the step-up empty."""
-        import secrets as _secrets
-
-        from vault.clock import to_epoch
-
-        now = vault.ctx.now()
-        t = to_epoch(now)
-        digest = token_hash("cvs1_" + _secrets.token_urlsafe(32))
-        with vault.ctx.db.write() as conn:
-            conn.execute(
-                "INSERT INTO sessions (token_hash, user_id, created_at, last_seen, stepup_at,"
-                " origin) VALUES (?, ?, ?, ?, ?, 'cli')",
-                (digest, self.user_id, t, t, t if stepup else None),
-            )
-        return Principal(
-            name=self.name,
-            roles=self.roles,
-            user_id=self.user_id,
-            session_id=digest,
-            session_created_at=now,
-            stepup_at=now if stepup else None,
-        )
-
-    def login(self, vault: Vault, when: datetime | None = None) -> Principal:
-        """A real login (password + TOTP at the vault's now) through the identity service."""
-        when = when or vault.ctx.now()
-        return vault.users.login(self.name, self.password, totp=self.code(when)).principal
-
-    def session_file(self, vdir: VaultDir, folder: Path) -> Path:
-        """A session file for CLI subprocesses (a live session at the wall-clock time)."""
-        import secrets as _secrets
-
-        from vault.clock import SystemClock, to_epoch
-
-        token = "cvs1_" + _secrets.token_urlsafe(32)
-        t = to_epoch(SystemClock().now())
-        v = vdir.open()
-        try:
-            with v.ctx.db.write() as conn:
-                conn.execute(
-                    "INSERT INTO sessions (token_hash, user_id, created_at, last_seen,"
-                    " stepup_at, origin) VALUES (?, ?, ?, ?, ?, 'cli')",
-                    (token_hash(token), self.user_id, t, t, t),
-                )
-        finally:
-            v.close()
-        return write_session_file(
-            folder / f"session-{self.name}.json", vault_id_of(vdir.home), self.name, token
-        )
-
-
-def seed_user(
-    vault: Vault,
-    name: str,
-    *roles: str,
-    trained_until: datetime | None = FAR_FUTURE,
-    password: str = TEST_PASSWORD,
-    totp_active: bool = True,
-) -> StaffUser:
-    """An enrolled user written straight into the identity tables (no enrollment round trip)."""
-    from vault.clock import to_epoch
-
-    now = to_epoch(vault.ctx.now())
-    secret = totp_secret_for(name)
-    with vault.ctx.db.write() as conn:
-        user_id = conn.execute(
-            "INSERT INTO users (name, password_hash, totp_active, training_valid_until, created_at,"
-            " created_by, enrolled_at) VALUES (?, ?, ?, ?, ?, 'test', ?)",
-            (
-                name,
-                password_phc(password),
-                int(totp_active),
-                to_epoch(trained_until) if trained_until else None,
-                now,
-                now,
-            ),
-        ).lastrowid
-        conn.execute(
-            "UPDATE users SET totp_sealed = ? WHERE id = ?",
-            (vault.users._seal_totp(user_id, secret), user_id),
-        )
-        conn.executemany(
-            "INSERT INTO user_roles (user_id, role, granted_at, granted_by) VALUES (?, ?, ?, 'test')",
-            [(user_id, r, now) for r in roles],
-        )
-    return StaffUser(name, user_id, frozenset(roles), password, secret)
-
-
-def seed_operator(vault: Vault) -> StaffUser:
+def seed_operator(vault: Vault) -> Person:
     """The ``operator`` user (all roles) and its fixed, long-lived session (see module docstring)."""
     import json
 
-    op = seed_user(vault, OPERATOR, *ROLES)
+    op = person(vault, OPERATOR, *ROLES, real_password=True, trained_until=FAR_FUTURE)
     with vault.ctx.db.write() as conn:
         row = conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
         settings = json.loads(row[0]) if row else {}
@@ -409,17 +280,13 @@ def seed_operator(vault: Vault) -> StaffUser:
         conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES ('settings', ?)", (json.dumps(settings),)
         )
-        conn.execute(
-            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen, stepup_at,"
-            " origin) VALUES (?, ?, 0, 0, 0, 'cli')",
-            (token_hash(OPERATOR_TOKEN), op.user_id),
-        )
+    insert_session(vault, op.user_id, OPERATOR_TOKEN, 0)
     vault.ctx.settings = vault.ctx.load_settings(vault.ctx.db)
     return op
 
 
 def cli_login(
-    vdir: VaultDir, user: StaffUser, folder: Path, *, code: str | None = None, extra: tuple[str, ...] = ()
+    vdir: VaultDir, user: Person, folder: Path, *, code: str | None = None, extra: tuple[str, ...] = ()
 ) -> tuple[subprocess.CompletedProcess, dict]:
     """Log ``user`` in through the real CLI with its own session file; returns (process, env)."""
     env = vdir.env(CVAULT_SESSION_FILE=str(folder / f"{user.name}.session.json"))
@@ -441,13 +308,13 @@ class Staff:
     """The cast of an identity test vault (default settings, clock at T0)."""
 
     vdir: VaultDir
-    alice: StaffUser  # admin
-    amy: StaffUser  # account_manager
-    bob: StaffUser  # engineer, assigned to acme, trained
-    carl: StaffUser  # engineer, trained, not assigned
-    rita: StaffUser  # security_reviewer
+    alice: Person  # admin
+    amy: Person  # account_manager
+    bob: Person  # engineer, assigned to acme, trained
+    carl: Person  # engineer, trained, not assigned
+    rita: Person  # security_reviewer
 
-    def users(self) -> dict[str, StaffUser]:
+    def users(self) -> dict[str, Person]:
         return {u.name: u for u in (self.alice, self.amy, self.bob, self.carl, self.rita)}
 
 
@@ -457,16 +324,20 @@ def make_staff_vault(base: Path, clock=None) -> Staff:
     home, key = base / "vault", base / "vault.key"
     v, _ = Vault.init(home, key_file=key, clock=clock)
     try:
-        alice = seed_user(v, "alice", "admin", trained_until=None)
-        amy = seed_user(v, "amy", "account_manager", trained_until=None)
-        bob = seed_user(v, "bob", "engineer")
-        carl = seed_user(v, "carl", "engineer")
-        rita = seed_user(v, "rita", "security_reviewer", trained_until=None)
+        real = {"real_password": True}
+        alice = person(v, "alice", "admin", trained_until=None, **real)
+        amy = person(v, "amy", "account_manager", trained_until=None, **real)
+        bob = person(v, "bob", "engineer", trained_until=FAR_FUTURE, **real)
+        carl = person(v, "carl", "engineer", trained_until=FAR_FUTURE, **real)
+        rita = person(v, "rita", "security_reviewer", trained_until=None, **real)
         v.clients.add(amy.principal(v), "acme", sla_end=v.ctx.now() + timedelta(days=365))
         v.access.assign(amy.principal(v), "acme", "bob")
     finally:
         v.close()
-    return Staff(VaultDir(home, key), alice, amy, bob, carl, rita)
+    people = [alice, amy, bob, carl, rita]
+    for p in people:
+        p.vault = None  # shared by every copy of the vault: callers name the vault
+    return Staff(VaultDir(home, key), *people)
 
 
 def copy_staff(template: Staff, base: Path) -> Staff:

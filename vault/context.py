@@ -1,6 +1,6 @@
 """Shared state of one open vault, and the authorize-then-audit pipeline every operation uses.
 
-The services in :mod:`vault.services` receive one :class:`VaultContext`. The rule of SPEC 2 is
+Each domain service (``vault/<domain>/service.py``) receives one :class:`VaultContext`. The rule of SPEC 2 is
 kept here, in :meth:`VaultContext.authorize`: gather the facts, let :mod:`vault.policy` decide,
 write the decision to the audit log (refusing if that fails), and only then let the caller act.
 """
@@ -8,13 +8,12 @@ write the decision to the audit log (refusing if that fails), and only then let 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
-from typing import NamedTuple
+from datetime import datetime
 
 from vault import policy
 from vault.audit.log import AuditLog
-from vault.backends.local import LocalBackend
-from vault.clock import Clock, from_epoch
+from vault.backends.base import BulkBackend
+from vault.clock import Clock
 from vault.errors import (
     AccessDenied,
     ClientUnavailable,
@@ -24,9 +23,12 @@ from vault.errors import (
     VaultSealed,
 )
 from vault.home import VaultHome
+from vault.identity import facts
 from vault.keys import ClientKeys, Keyring
-from vault.policy import Action, Decision
+from vault.policy import Action, AuditEvent, Decision
 from vault.principal import Principal
+from vault.store import clients as client_store
+from vault.store.clients import ClientRow
 from vault.store.db import Database
 
 DEFAULT_SETTINGS = {
@@ -39,37 +41,6 @@ DEFAULT_SETTINGS = {
 }
 
 
-class ClientRow(NamedTuple):
-    id: str
-    name: str
-    sla_end: datetime
-    grace_days: int
-    key_version: int
-    shred_state: str | None
-    created_at: datetime
-
-    @property
-    def id_bytes(self) -> bytes:
-        return bytes.fromhex(self.id)
-
-    def state(self, now: datetime) -> str:
-        """active -> expired (SLA end passed) -> shred_pending (grace passed) -> shredding/shredded."""
-        if self.shred_state:
-            return self.shred_state
-        if now < self.sla_end:
-            return "active"
-        if now < self.sla_end + timedelta(days=self.grace_days):
-            return "expired"
-        return "shred_pending"
-
-
-CLIENT_COLUMNS = "id, name, sla_end, grace_days, current_key_version, shred_state, created_at"
-
-
-def client_from_row(row) -> ClientRow:
-    return ClientRow(row[0], row[1], from_epoch(row[2]), row[3], row[4], row[5], from_epoch(row[6]))
-
-
 class VaultContext:
     def __init__(
         self,
@@ -77,7 +48,7 @@ class VaultContext:
         db: Database,
         clock: Clock,
         keyring: Keyring,
-        blobs: LocalBackend,
+        blobs: BulkBackend,
         settings: dict,
     ):
         self.home = home
@@ -90,8 +61,6 @@ class VaultContext:
         self._client_keys: dict[tuple[str, int], ClientKeys] = {}
         #: service mode: a shared, time-bounded cache replaces the per-command dict above
         self.client_key_cache = None
-        #: set by the facade: restores a blob lost locally from the remote replica
-        self.fetch_lost_blob = None
         #: set by the facade: the custody of this vault (vault.custody.service.CustodyManager)
         self.custody = None
 
@@ -113,24 +82,16 @@ class VaultContext:
     # --- clients and their keys ---------------------------------------------------------------
 
     def client(self, name: str, conn=None) -> ClientRow:
-        row = (
-            (conn or self.db.conn)
-            .execute(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE name = ?", (name,))
-            .fetchone()
-        )
-        if row is None:
+        client = client_store.by_name(conn or self.db.conn, name)
+        if client is None:
             raise NotFound(f"no client named {name!r}")
-        return client_from_row(row)
+        return client
 
     def client_by_id(self, client_id: str, conn=None) -> ClientRow:
-        row = (
-            (conn or self.db.conn)
-            .execute(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?", (client_id,))
-            .fetchone()
-        )
-        if row is None:
+        client = client_store.by_id(conn or self.db.conn, client_id)
+        if client is None:
             raise NotFound(f"no client with id {client_id}")
-        return client_from_row(row)
+        return client
 
     def client_keys(self, client: ClientRow, version: int | None = None, conn=None) -> ClientKeys:
         if client.shred_state:
@@ -142,22 +103,12 @@ class VaultContext:
         cached = shared.get(cache_key) if shared is not None else self._client_keys.get(cache_key)
         if cached is not None:
             return cached
-        row = (
-            (conn or self.db.conn)
-            .execute(
-                "SELECT wrapped FROM client_keys WHERE client_id = ? AND version = ?", (client.id, version)
-            )
-            .fetchone()
-        )
-        if row is None:
-            if client.shred_state:
-                raise ClientUnavailable(
-                    f"client {client.name} is {client.shred_state}: its keys were destroyed"
-                )
+        wrapped = client_store.wrapped_key(conn or self.db.conn, client.id, version)
+        if wrapped is None:
             raise IntegrityFailure(
                 f"integrity failure: key of client {client.name} (version {version}) is missing"
             )
-        key = self.keyring.unwrap_client_key(row[0], client.id, version, client.name, conn=conn)
+        key = self.keyring.unwrap_client_key(wrapped, client.id, version, client.name, conn=conn)
         keys = ClientKeys(self.keyring, client.id, version, key)
         if shared is not None:
             shared.put((client.id, version), keys)
@@ -186,15 +137,13 @@ class VaultContext:
             if client is not None:
                 client_facts = policy.ClientFacts(name=client.name, state=client.state(now))
             return None, client_facts
-        from vault.services import identity  # the identity tables' reader
-
         with self.db.read() as conn:
-            account, user_id, touch = identity.account_facts(conn, self.settings, principal, now)
+            account, user_id, touch = facts.account_facts(conn, self.settings, principal, now)
             client_facts = None
             if client is not None:
-                client_facts = identity.client_facts(conn, client, user_id, now)
-        if touch:
-            identity.touch_session(self.db, principal.session_id, now)
+                client_facts = facts.client_facts(conn, client, user_id, now)
+        if touch and principal.session_id:
+            facts.touch_session(self.db, principal.session_id, now)
         return account, client_facts
 
     def authorize(
@@ -241,7 +190,7 @@ class VaultContext:
     def record_outcome(
         self,
         principal: Principal,
-        action: Action,
+        action: Action | AuditEvent,
         outcome: str,
         *,
         client: ClientRow | None = None,

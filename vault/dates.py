@@ -1,5 +1,10 @@
 """Parsing of user-entered dates and durations (SPEC 10: ISO 8601 or relative forms like ``+90d``).
 
+Dates cross the facade's boundary as text (``"+90d"``) and the service parses them with its own
+clock (:func:`as_when`, :func:`as_since`, :func:`as_duration`): the CLI, the HTTP API and the
+service client then never need the vault's time. Library callers may pass ``datetime`` and
+``timedelta`` values as well.
+
 Naive inputs are read as UTC and said so in docs/cli.md; inputs with an offset are converted to UTC.
 A bare date (``2027-03-31``) means the *end* of that day is not implied: it means 00:00:00 UTC of
 that day, the moment the SLA stops being active.
@@ -14,6 +19,7 @@ from vault.clock import UTC
 from vault.errors import InvalidInput
 
 _RELATIVE = re.compile(r"^([+-]?)(\d{1,6})([smhdw])$")
+_PLAIN_DURATION = re.compile(r"^\d{1,6}[smhdw]$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -58,6 +64,15 @@ def _parse_when(text: str, now: datetime) -> datetime:
     return when.astimezone(UTC)
 
 
+def parse_since(text: str, now: datetime) -> datetime:
+    """A point in the past for audit filters: ``30d`` (plain: that long ago), ``-30d``, ``+1d``,
+    ``now`` or ISO 8601 -> aware UTC."""
+    text = (text or "").strip()
+    if _PLAIN_DURATION.match(text):
+        return now - parse_duration(text)
+    return parse_when(text, now)
+
+
 def require_future(when: datetime, now: datetime, what: str) -> datetime:
     """An SLA end (or similar) must be after ``now`` and within the supported range."""
     if when <= now:
@@ -65,3 +80,18 @@ def require_future(when: datetime, now: datetime, what: str) -> datetime:
     if when.year > MAX_YEAR:
         raise InvalidInput(f"{what} is out of range (before {MAX_YEAR + 1})")
     return when
+
+
+def as_when(value: datetime | str, now: datetime) -> datetime:
+    """A date given as a ``datetime`` or as text for :func:`parse_when`."""
+    return value if isinstance(value, datetime) else parse_when(value, now)
+
+
+def as_since(value: datetime | str, now: datetime) -> datetime:
+    """A date given as a ``datetime`` or as text for :func:`parse_since`."""
+    return value if isinstance(value, datetime) else parse_since(value, now)
+
+
+def as_duration(value: timedelta | str) -> timedelta:
+    """A duration given as a ``timedelta`` or as text for :func:`parse_duration`."""
+    return value if isinstance(value, timedelta) else parse_duration(value)

@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from vault import crypto, keys
 from vault.audit.signing import AuditSigner
@@ -38,19 +40,29 @@ FORMAT_VERSION = 1
 
 class _Service:
     """A facade service, created on first use: ``cvault secret get`` then imports only the
-    services it touches (docs/performance.md)."""
+    services it touches (docs/performance.md).
 
-    def __init__(self, target: str):
+    ``wiring(vault)`` gives the collaborators the service is built with (services reach each other
+    only through these, never by importing one another); ``Vault(service_options=...)`` adds
+    options per service name (tests inject a ready remote, a recording sleep)."""
+
+    def __init__(self, target: str, wiring: Callable[[Vault], dict[str, Any]] | None = None):
         self.target = target
+        self.wiring = wiring
 
     def __set_name__(self, owner, name: str) -> None:
         self.name = name
 
+    def service_class(self) -> type:
+        module, cls = self.target.split(":")
+        return getattr(importlib.import_module(module), cls)
+
     def __get__(self, vault, owner=None):
         if vault is None:
             return self
-        module, cls = self.target.split(":")
-        service = getattr(importlib.import_module(module), cls)(vault.ctx)
+        options = dict(self.wiring(vault)) if self.wiring else {}
+        options.update(vault.service_options.get(self.name, {}))
+        service = self.service_class()(vault.ctx, **options)
         vault.__dict__[self.name] = service  # later reads bypass the descriptor
         return service
 
@@ -64,27 +76,46 @@ class InitResult(NamedTuple):
 
 
 class Vault:
-    slots = _Service("vault.services.slots:SlotService")
-    clients = _Service("vault.services.clients:ClientService")
-    secrets = _Service("vault.services.secrets:SecretService")
-    maintenance = _Service("vault.services.maintenance:MaintenanceService")
-    audit = _Service("vault.services.audit:AuditService")
-    users = _Service("vault.services.identity:UserService")
-    access = _Service("vault.services.access:AccessService")
-    sync = _Service("vault.services.sync:SyncService")
+    slots = _Service("vault.slots.service:SlotService")
+    clients = _Service("vault.clients.service:ClientService")
+    # a blob lost locally is fetched from the replica: the sync service is created only then
+    secrets = _Service(
+        "vault.records.service:SecretService",
+        lambda v: {"fetch_lost_blob": lambda name: v.sync.fetch_lost_blob(name)},
+    )
+    maintenance = _Service("vault.maintenance.service:MaintenanceService", lambda v: {"records": v.secrets})
+    audit = _Service("vault.audit.service:AuditService")
+    users = _Service("vault.identity.service:UserService")
+    access = _Service("vault.clients.access:AccessService")
+    sync = _Service(
+        "vault.sync.service:SyncService",
+        lambda v: {"blob_verifier": lambda name, data: v.secrets.blob_is_authentic(name, data)},
+    )
     sla = _Service("vault.sla.service:SlaService")
     custody = _Service("vault.custody.service:CustodyService")
-    backups = _Service("vault.backup.service:BackupService")
+    # remote backups go to the replica: the sync service is created only then
+    backups = _Service("vault.backup.service:BackupService", lambda v: {"remote": lambda: v.sync.remote()})
 
-    def __init__(self, ctx: VaultContext, *, custody_file: Path | str | None = None, custody_options=None):
+    def __init__(
+        self,
+        ctx: VaultContext,
+        *,
+        service_options: dict[str, dict[str, Any]] | None = None,
+        custody_file: Path | str | None = None,
+        custody_options=None,
+    ):
         from vault.custody.service import CustodyManager
 
         self.ctx = ctx
-        ctx.fetch_lost_blob = lambda name: self.sync.fetch_lost_blob(name)
-        ctx.remote = lambda: self.sync.remote()  # the replica, for remote backups
-        options = dict(custody_options or {})
-        ctx.custody = CustodyManager(ctx, custody_file=custody_file, **options)
+        self.service_options = service_options or {}
+        # custody of the client keys (docs/sla.md section 6): the keyring asks it for S(c, n)
+        ctx.custody = CustodyManager(ctx, custody_file=custody_file, **dict(custody_options or {}))
         ctx.keyring.custody_resolver = ctx.custody.resolve
+
+    @classmethod
+    def services(cls) -> dict[str, _Service]:
+        """The facade's services by attribute name (the registry test reads their classes)."""
+        return {name: value for name, value in vars(cls).items() if isinstance(value, _Service)}
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -111,8 +142,8 @@ class Vault:
         if not passphrase and not key_file:
             raise InvalidInput("init needs a passphrase or a key file")
         if admin is not None:
+            from vault.identity.factors import check_password_rules
             from vault.names import user_name
-            from vault.services.identity import check_password_rules
 
             user_name(admin)
             check_password_rules(admin_password)  # before anything is created
@@ -159,6 +190,8 @@ class Vault:
         home: Path | str,
         *,
         clock: Clock | None = None,
+        write_lock: threading.RLock | None = None,
+        service_options: dict[str, dict[str, Any]] | None = None,
         custody_file: Path | str | None = None,
         custody_options=None,
     ) -> Vault:
@@ -169,7 +202,7 @@ class Vault:
         vhome = VaultHome(home)
         vhome.require()
         vhome.check_permissions()
-        db = Database(vhome.db_path)
+        db = Database(vhome.db_path, write_lock=write_lock)
         db.migrate()
         row = db.one("SELECT value FROM meta WHERE key = 'vault_id'")
         if row is None:
@@ -183,7 +216,9 @@ class Vault:
             LocalBackend(vhome.blobs),
             VaultContext.load_settings(db),
         )
-        return cls(ctx, custody_file=custody_file, custody_options=custody_options)
+        return cls(
+            ctx, service_options=service_options, custody_file=custody_file, custody_options=custody_options
+        )
 
     def close(self) -> None:
         self.ctx.keyring.seal()
@@ -198,6 +233,11 @@ class Vault:
         self.close()
 
     # --- unsealing --------------------------------------------------------------------------------
+
+    @property
+    def session_scope(self) -> str:
+        """What a session file is bound to: this vault's id (hex)."""
+        return self.ctx.vault_id.hex()
 
     @property
     def unsealed(self) -> bool:

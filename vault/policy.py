@@ -70,6 +70,26 @@ class Action(str, Enum):
     RESTORE = "backup.restore"
 
 
+class AuditEvent(str, Enum):
+    """Audit actions that are not authorization decisions of :data:`PERMISSIONS`: identity events,
+    unseal-slot changes, the service's unseal and the shred's certificate event. With
+    :class:`Action` they are every ``action`` the audit log holds (docs/audit.md)."""
+
+    AUTH_LOGIN = "auth.login"
+    AUTH_SESSION = "auth.session"
+    AUTH_STEPUP = "auth.stepup"
+    AUTH_LOGOUT = "auth.logout"
+    AUTH_PASSWD = "auth.passwd"
+    AUTH_ENROLL = "auth.enroll"
+    AUTH_LOCKOUT = "auth.lockout"
+    AUTH_TOTP_REPLAY = "auth.totp_replay"
+    AUTH_RECOVERY_CODE = "auth.recovery_code"
+    SLOT_ADD = "slot.add"
+    SLOT_REMOVE = "slot.remove"
+    SERVICE_UNSEAL = "service.unseal"
+    SLA_SHRED = "sla.shred"
+
+
 ADMIN, ACCOUNT_MANAGER, ENGINEER, REVIEWER = "admin", "account_manager", "engineer", "security_reviewer"
 _ = frozenset
 

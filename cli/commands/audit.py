@@ -51,18 +51,14 @@ def audit_pubkey(state, as_json):
 @click.pass_obj
 def audit_log(state, user, client, action, outcome, since, until, limit, as_json):
     """Show audit events, oldest first; record paths of shredded clients read [shredded]."""
-    from vault.services.audit import parse_since
-
-    vault = state.vault()
-    now = vault.ctx.now()
-    rows = vault.audit.log(
+    rows = state.vault().audit.log(
         state.principal(),
         user=user,
         client=client,
         action=action,
         outcome=outcome,
-        since=parse_since(since, now) if since else None,
-        until=parse_since(until, now) if until else None,
+        since=since or None,
+        until=until or None,
         limit=limit or None,
     )
     _emit_ascii(
@@ -221,13 +217,7 @@ def audit_checkpoint(state, as_json):
 @click.pass_obj
 def audit_report(state, since, until, as_json):
     """Access per user and client, refusals, identity alarms, off-hours, bursts, admin changes, shreds."""
-    from vault.services.audit import parse_since
-
-    vault = state.vault()
-    now = vault.ctx.now()
-    data = vault.audit.report(
-        state.principal(), since=parse_since(since, now), until=parse_since(until, now) if until else None
-    )
+    data = state.vault().audit.report(state.principal(), since=since, until=until or None)
     _emit_ascii(data, as_json, _print_report)
 
 
@@ -316,19 +306,14 @@ def _print_report(d: dict) -> None:
 @click.pass_obj
 def audit_prune(state, before, yes, as_json):
     """Delete old entries up to a checkpoint; the log stays verifiable from a signed base."""
-    from vault.services.audit import parse_since
-
     vault = state.vault()
-    when = parse_since(before, vault.ctx.now())
     if not yes:
         if not sys.stdin.isatty():
             from vault.errors import InvalidInput
 
             raise InvalidInput("audit prune deletes entries: confirm with --yes")
-        click.confirm(
-            f"Delete audit entries older than {when.isoformat()} (up to a checkpoint)?", abort=True, err=True
-        )
-    data = vault.audit.prune(state.principal(), when)
+        click.confirm(f"Delete audit entries older than {before} (up to a checkpoint)?", abort=True, err=True)
+    data = vault.audit.prune(state.principal(), before)
     emit(
         data,
         as_json,

@@ -7,9 +7,11 @@ import sys
 
 import click
 
+from cli.state import host_only
 from cli.output import emit, json_option, progress
 
 
+@host_only
 @click.group("backup", invoke_without_command=True)
 @click.option(
     "--out",
@@ -75,6 +77,7 @@ def backup_verify(file, pubkey, as_json):
     )
 
 
+@host_only
 @click.command("restore")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.output import emit, fields_block, json_option, progress, table
+from cli.render import show_access
 from cli.state import totp_option
 
 
@@ -26,12 +27,7 @@ def client():
 @click.pass_obj
 def client_add(state, name, sla_end, grace_days, as_json):
     """Create a client with its SLA end."""
-    from vault.dates import parse_when
-
-    vault = state.vault()
-    data = vault.clients.add(
-        state.principal(), name, sla_end=parse_when(sla_end, vault.ctx.now()), grace_days=grace_days
-    )
+    data = state.vault().clients.add(state.principal(), name, sla_end=sla_end, grace_days=grace_days)
     emit(data, as_json, lambda d: click.echo(f"client {d['name']} created (SLA ends {d['sla_end']})"))
 
 
@@ -105,12 +101,7 @@ def client_rotate(state, name, as_json):
 @click.pass_obj
 def client_assign(state, name, user, until, as_json):
     """Assign an engineer to the client (need-to-know), optionally until a date."""
-    from vault.dates import parse_when
-
-    vault = state.vault()
-    data = vault.access.assign(
-        state.principal(), name, user, until=parse_when(until, vault.ctx.now()) if until else None
-    )
+    data = state.vault().access.assign(state.principal(), name, user, until=until or None)
     emit(
         data,
         as_json,
@@ -137,8 +128,6 @@ def client_unassign(state, name, user, as_json):
 @click.pass_obj
 def client_access(state, name, as_json):
     """Who can read this client's secrets right now, and why (reviewers, admins)."""
-    from cli.commands.user import show_access
-
     data = state.vault().access.client_access(state.principal(), name)
 
     def human(d):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from cli.state import host_only
 from cli.output import emit, fields_block, json_option, progress
 
 
+@host_only
 @click.group("custody")
 def custody():
     """Show or change the custodian of the per-client custody secrets."""

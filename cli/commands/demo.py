@@ -21,6 +21,8 @@ from pathlib import Path
 
 import click
 
+from cli.state import host_only
+
 PASSWORDS = {
     "alice": "alice-demo-password",
     "amy": "amy-demo-password",
@@ -47,9 +49,7 @@ class Captured(dict):
     """Values a later step needs: enrollment codes, otpauth URIs (the demo plays every person)."""
 
     def totp(self, user: str) -> str:
-        from vault.auth import (
-            totp,  # the demo computes codes as an authenticator app would
-        )
+        from vault.identity import totp  # the demo computes codes as an authenticator app would
 
         return totp.code_at(totp.secret_from_uri(self[f"uri:{user}"]), time.time())
 
@@ -338,6 +338,7 @@ def story(work: Path) -> list[Step]:
     ]
 
 
+@host_only
 @click.command("demo")
 @click.option("--keep", is_flag=True, help="Keep the temporary vault folder and print its path.")
 def demo_cmd(keep):

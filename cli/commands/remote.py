@@ -5,8 +5,10 @@ from __future__ import annotations
 import click
 
 from cli.output import emit, fields_block, json_option
+from cli.state import host_only
 
 
+@host_only
 @click.group("remote")
 def remote():
     """Configure the OneDrive replica (Microsoft Graph, msal)."""

@@ -15,29 +15,7 @@ import click
 from cli.output import emit, fields_block, json_option, progress, table
 from cli.state import read_stdin_secret, totp_option
 from vault.errors import InvalidInput
-from vault.kinds import KINDS, MAIN_SECRET, MULTILINE_FIELDS
-
-# non-secret field options: option name -> (field, multiple)
-FIELD_OPTIONS = [
-    ("--site", "site"),
-    ("--hostname", "hostname"),
-    ("--address", "addresses"),
-    ("--vlan", "vlan"),
-    ("--gateway", "gateway"),
-    ("--dns", "dns_servers"),
-    ("--ssid", "wifi_ssid"),
-    ("--username", "username"),
-    ("--display-name", "display_name"),
-    ("--email", "email"),
-    ("--system", "system"),
-    ("--url", "url"),
-    ("--host", "host"),
-    ("--port", "port"),
-    ("--protocol", "protocol"),
-    ("--notes", "notes"),
-]
-MULTIPLE = {"addresses", "dns_servers"}
-INTEGER = {"vlan", "port"}
+from vault.records import KINDS, MAIN_SECRET, MULTILINE_FIELDS, cli_fields
 
 
 @click.group("secret")
@@ -46,15 +24,21 @@ def secret():
 
 
 def _field_options(fn):
-    for option, field in reversed(FIELD_OPTIONS):
+    """One option per non-secret field of vault.records.FIELDS (secret values never come
+    through argv)."""
+    for field in reversed(cli_fields()):
+        repeat = field.type == "list"
         fn = click.option(
-            option,
-            field,
-            multiple=field in MULTIPLE,
-            type=int if field in INTEGER else str,
-            help=f"Field {field}" + (" (repeatable)" if field in MULTIPLE else "") + ".",
+            field.cli,
+            field.name,
+            multiple=repeat,
+            type=int if field.type == "int" else str,
+            help=f"Field {field.name}" + (" (repeatable)" if repeat else "") + ".",
         )(fn)
     return fn
+
+
+_LIST_FIELDS = frozenset(f.name for f in cli_fields() if f.type == "list")
 
 
 def _read_file(path: str, what: str) -> str:
@@ -104,7 +88,7 @@ def secret_put(
             raise InvalidInput(f"{fields_json} must hold a JSON object of fields")
     for field, value in options.items():
         if value not in (None, ()):
-            fields[field] = list(value) if field in MULTIPLE else value
+            fields[field] = list(value) if field in _LIST_FIELDS else value
     for item in secret_file:
         field, sep, file_path = item.partition("=")
         if not sep or not field:

@@ -7,10 +7,11 @@ import os
 import click
 
 from cli.output import emit, json_option
-from cli.state import read_secret_file
+from cli.state import host_only, read_secret_file
 from vault.errors import InvalidInput
 
 
+@host_only
 @click.command("serve")
 @click.option(
     "--host",
@@ -115,8 +116,6 @@ def serve_cmd(
     from vault.server.app import ServiceSettings
     from vault.server.run import serve
 
-    if state.addr:
-        raise InvalidInput("cvault serve runs on the vault's host: unset --addr / CVAULT_ADDR")
     settings = ServiceSettings(
         address_burst=login_burst,
         address_per_minute=login_per_minute,
@@ -139,6 +138,7 @@ def serve_cmd(
         key_file=key_file,
         settings=settings,
         log_level=log_level,
+        announce=lambda line: click.echo(line, err=True),
     )
 
 
@@ -148,7 +148,7 @@ def operator():
 
 
 def _transport(state):
-    from cli.remote import Transport
+    from cli.service_client.transport import Transport
 
     if not state.addr:
         raise InvalidInput("give the service address with --addr URL or CVAULT_ADDR")

@@ -41,7 +41,7 @@ def login_cmd(state, name, password_stdin, totp, recovery_code, as_json):
         totp = click.prompt("TOTP code", err=True)
     result = vault.users.login(name, password, totp=totp, recovery_code=recovery_code)
     data = result.as_dict()
-    data["session_file"] = str(save_token(vault.ctx.vault_id.hex(), name, result.token, data["expires_at"]))
+    data["session_file"] = str(save_token(vault.session_scope, name, result.token, data["expires_at"]))
     emit(
         data,
         as_json,

@@ -7,17 +7,12 @@ import sys
 import click
 
 from cli.output import emit, json_option
-from cli.state import read_secret_file
+from cli.render import prompt_new_passphrase, show_enrollment
+from cli.state import host_only, read_secret_file
 from vault.errors import InvalidInput
 
 
-def prompt_new_passphrase() -> str:
-    value = click.prompt("New vault passphrase", hide_input=True, confirmation_prompt=True, err=True)
-    if len(value) < 8:
-        raise InvalidInput("passphrase too short: use at least 8 characters")
-    return value
-
-
+@host_only
 @click.command("init")
 @click.option(
     "--passphrase-file",
@@ -69,8 +64,8 @@ def init_cmd(state, passphrase_file, key_file, no_passphrase, admin, password_st
         raise InvalidInput("--no-passphrase needs --key-file")
     admin_password = None
     if admin:
+        from vault.identity.factors import check_password_rules
         from vault.names import user_name
-        from vault.services.identity import check_password_rules
 
         user_name(admin)
         admin_password = read_password(password_stdin, f"New password for {admin}", confirm=True)
@@ -110,8 +105,6 @@ def init_cmd(state, passphrase_file, key_file, no_passphrase, admin, password_st
         click.echo("Recovery key (shown once; store it offline, it opens the vault):")
         click.echo(f"  {d['recovery_key']}")
         if result.admin:
-            from cli.commands.user import show_enrollment
-
             click.echo("")
             show_enrollment(result.admin)
         else:
@@ -121,6 +114,7 @@ def init_cmd(state, passphrase_file, key_file, no_passphrase, admin, password_st
     emit(data, as_json, human)
 
 
+@host_only
 @click.command("doctor")
 @json_option
 @click.pass_obj

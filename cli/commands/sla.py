@@ -66,12 +66,7 @@ def sla_show(state, client, as_json):
 @click.pass_obj
 def sla_renew(state, client, until, grace_days, as_json):
     """Set a new SLA end (cancels a pending early-shred request)."""
-    from vault.dates import parse_when
-
-    vault = state.vault()
-    data = vault.sla.renew(
-        state.principal(), client, parse_when(until, vault.ctx.now()), grace_days=grace_days
-    )
+    data = state.vault().sla.renew(state.principal(), client, until, grace_days=grace_days)
 
     def human(d):
         click.echo(
@@ -142,9 +137,7 @@ def sla_approve_shred(state, client, as_json):
 @click.pass_obj
 def sla_upcoming(state, within, as_json):
     """SLA ends and shreds due soon (and shreds overdue or unfinished)."""
-    from vault.dates import parse_duration
-
-    rows = state.vault().sla.upcoming(state.principal(), parse_duration(within))
+    rows = state.vault().sla.upcoming(state.principal(), within)
     emit(
         rows,
         as_json,

@@ -7,9 +7,11 @@ import sys
 import click
 
 from cli.output import emit, json_option, table
-from cli.state import read_secret_file
+from cli.render import prompt_new_passphrase
+from cli.state import host_only, read_secret_file
 
 
+@host_only
 @click.group("slot")
 def slot():
     """Manage the unseal slots that each wrap the vault's root key."""
@@ -40,7 +42,6 @@ def slot_list(state, as_json):
 @click.pass_obj
 def slot_add(state, kind, key_file, passphrase_file, as_json):
     """Add an unseal slot (needs the vault unsealed by an existing slot)."""
-    from cli.commands.setup import prompt_new_passphrase
     from vault.errors import InvalidInput
 
     vault = state.vault()

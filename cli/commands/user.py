@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from cli.output import emit, fields_block, json_option, safe, table
+from cli.render import show_access, show_enrollment
 from cli.state import read_password
 from vault.principal import ROLES
 
@@ -16,27 +17,6 @@ from vault.principal import ROLES
 @click.group("user")
 def user():
     """Manage staff accounts: onboarding, roles, locks, TOTP, training."""
-
-
-def show_enrollment(d: dict) -> None:
-    """Human output of an enrollment: otpauth URI, QR code in the terminal, recovery codes."""
-    click.echo(f"Enrolled {d['name']}. Add this account to your authenticator app:")
-    click.echo("")
-    click.echo(f"  {d['otpauth_uri']}")
-    click.echo("")
-    import io
-
-    import segno  # lazily: only enrollment draws a QR code
-
-    buf = io.StringIO()
-    segno.make(d["otpauth_uri"], error="m").terminal(out=buf, compact=True)
-    click.echo(buf.getvalue().rstrip("\n"))
-    click.echo("")
-    click.echo("Recovery codes (each works once instead of a TOTP code; store them offline):")
-    for code in d["recovery_codes"]:
-        click.echo(f"  {code}")
-    click.echo("")
-    click.echo(f"The TOTP factor becomes active at your first login: cvault login {d['name']}")
 
 
 @user.command("add")
@@ -194,48 +174,11 @@ def user_revoke(state, name, role, as_json):
 @click.pass_obj
 def user_train(state, name, until, as_json):
     """Record a data-handling training attestation valid until a date."""
-    from vault.dates import parse_when
-
-    vault = state.vault()
-    data = vault.users.train(state.principal(), name, parse_when(until, vault.ctx.now()))
+    data = state.vault().users.train(state.principal(), name, until)
     emit(
         data,
         as_json,
         lambda d: click.echo(f"training of {d['name']} valid until {d['training_valid_until']}"),
-    )
-
-
-def show_access(d: dict, key: str) -> None:
-    rows = [
-        {
-            "who": r[key],
-            "can_read": "yes" if r["can_read"] else "no",
-            "reason": r["reason"],
-            "assigned_until": (
-                ("ended " + (r["assignment"]["ended_at"] or r["assignment"]["until"]))
-                if r["assignment"] and r["assignment"]["ended"]
-                else (r["assignment"]["until"] or "no end")
-                if r["assignment"]
-                else "-"
-            ),
-            "training": r["training_valid_until"] or "-",
-            "sla": r["sla_state"],
-            "account": r["account"],
-        }
-        for r in d["users" if key == "user" else "clients"]
-    ]
-    table(
-        rows,
-        [
-            ("who", key),
-            ("can_read", "can read"),
-            ("assigned_until", "assigned until"),
-            ("training", "training until"),
-            ("sla", "sla"),
-            ("account", "account"),
-            ("reason", "why"),
-        ],
-        empty="(no one)",
     )
 
 

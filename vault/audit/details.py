@@ -38,13 +38,6 @@ def destroy_client_audit_key(conn, client_id: str) -> str | None:
     return row[0] if row else None
 
 
-def client_audit_key_fingerprint(conn, client_id: str) -> str | None:
-    row = conn.execute(
-        "SELECT fingerprint FROM client_audit_keys WHERE client_id = ?", (client_id,)
-    ).fetchone()
-    return row[0] if row else None
-
-
 class DetailKeys:
     """Seal and open audit details; keys are read fresh for every call (a shred in another
     process must take effect at once), so nothing is cached between operations."""

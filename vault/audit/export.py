@@ -21,6 +21,8 @@ import json
 from collections.abc import Iterator
 from datetime import datetime
 
+from vault.policy import Action, AuditEvent
+
 CSV_COLUMNS = (
     "seq",
     "at",
@@ -92,13 +94,13 @@ def cef_ext_value(value) -> str:
 
 def cef_severity(action: str, outcome: str) -> int:
     """0-10: refusals and errors stand out; identity alarms and shreds above routine events."""
-    if action in ("auth.lockout", "auth.totp_replay"):
+    if action in (AuditEvent.AUTH_LOCKOUT, AuditEvent.AUTH_TOTP_REPLAY):
         return 8
     if outcome == "error":
         return 7
     if outcome == "deny":
         return 6
-    if action.startswith("sla.shred") or action == "audit.prune":
+    if action.startswith(AuditEvent.SLA_SHRED.value) or action == Action.AUDIT_PRUNE:
         return 5
     return 2
 

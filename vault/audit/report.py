@@ -14,19 +14,20 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
 from vault.errors import InvalidInput
+from vault.policy import Action, AuditEvent
 
 #: report section -> (action name or prefix ending in ".", outcomes counted; None = any outcome)
 ACTIONS: dict[str, tuple[str, frozenset[str] | None]] = {
-    "failed_logins": ("auth.login", frozenset({"deny", "error"})),
-    "failed_stepups": ("auth.stepup", frozenset({"deny", "error"})),
-    "lockouts": ("auth.lockout", None),
-    "totp_replays": ("auth.totp_replay", None),
-    "recovery_codes": ("auth.recovery_code", frozenset({"ok", "allow"})),
+    "failed_logins": (AuditEvent.AUTH_LOGIN.value, frozenset({"deny", "error"})),
+    "failed_stepups": (AuditEvent.AUTH_STEPUP.value, frozenset({"deny", "error"})),
+    "lockouts": (AuditEvent.AUTH_LOCKOUT.value, None),
+    "totp_replays": (AuditEvent.AUTH_TOTP_REPLAY.value, None),
+    "recovery_codes": (AuditEvent.AUTH_RECOVERY_CODE.value, frozenset({"ok", "allow"})),
     "secret_access": ("secret.", frozenset({"allow"})),
-    "secret_reads": ("secret.get", frozenset({"allow"})),
-    "shreds": ("sla.shred", None),  # "sla.shred" and any "sla.shred*" event
+    "secret_reads": (Action.SECRET_GET.value, frozenset({"allow"})),
+    "shreds": (AuditEvent.SLA_SHRED.value, None),  # "sla.shred" and any "sla.shred*" event
 }
-READ_ACTIONS = frozenset({"secret.get", "secret.export"})
+READ_ACTIONS = frozenset({Action.SECRET_GET.value, Action.SECRET_EXPORT.value})
 
 #: actions that change who can do what (listed under "admin changes")
 ADMIN_CHANGE_ACTIONS = frozenset(

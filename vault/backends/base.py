@@ -26,13 +26,26 @@ Errors: :class:`~vault.errors.BlobNotFound` (the name is not there; only ``get``
 :class:`~vault.errors.TransientBackendError` (the same call may succeed if retried: time-outs,
 throttling, 5xx) and :class:`~vault.errors.PermanentBackendError` (retrying will not help:
 permissions, quota, a refused request). Backends never raise anything else for I/O problems.
-Retry, rate limiting and logging are wrappers around a backend, not part of one.
+
+Optional capabilities are Protocols of their own (after restic's ``FreezeBackend``/``AsBackend``),
+so a caller states what it needs in its types instead of probing with ``getattr``:
+
+* :class:`BulkBackend` -- the vault's own blob store (:class:`~vault.backends.local.LocalBackend`):
+  non-durable writes and deletes made durable by one ``sync()``, a bulk writer for imports, bulk
+  deletes and presence counts for the shred. ``VaultContext.blobs`` is one.
+* :class:`HashListingBackend` -- a replica that lists names with a content hash in one call
+  (OneDrive's quickXorHash), which ``sync pull`` and ``sync verify`` need.
+
+Retries: the Graph client retries transient errors itself (``vault/backends/graph.py``: capped
+attempts, exponential back-off with jitter, ``Retry-After`` honoured); the outbox then retries
+what still failed, later (``vault/sync/outbox.py``). No backend here retries on its own.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from vault.errors import InvalidInput
@@ -60,3 +73,45 @@ class Backend(Protocol):
     def list(self) -> Iterator[str]: ...
 
     def exists(self, name: str) -> bool: ...
+
+
+class BulkWriter(Protocol):
+    """Many new blobs written in the background (the bulk import); durable after ``sync()``."""
+
+    def add(self, name: str, data: bytes) -> None: ...
+
+    def finish(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+@runtime_checkable
+class BulkBackend(Backend, Protocol):
+    """The vault's own blob store: the base contract plus non-durable writes made durable in bulk."""
+
+    def put(self, name: str, data: bytes, *, durable: bool = True) -> None: ...
+
+    def delete(self, name: str, *, durable: bool = True) -> None: ...
+
+    def sync(self) -> None:
+        """Make every earlier non-durable put and delete durable."""
+        ...
+
+    def bulk_writer(self) -> BulkWriter: ...
+
+    def delete_many(self, names: Iterable[str], *, durable: bool = True) -> tuple[int, int]:
+        """Delete many blobs; ``(deleted, already_absent)``."""
+        ...
+
+    def count_present(self, names: Iterable[str]) -> int: ...
+
+    def stray_temp_files(self) -> list[Path]:
+        """Files an interrupted write left behind (reported by doctor)."""
+        ...
+
+
+@runtime_checkable
+class HashListingBackend(Backend, Protocol):
+    """A replica that lists every blob with its content hash and size in one pass."""
+
+    def list_with_hashes(self) -> Iterator[tuple[str, str | None, int]]: ...

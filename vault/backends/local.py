@@ -108,9 +108,6 @@ class LocalBackend:
         _valid(name)
         return os.path.join(self._root_str, name[:2], name)
 
-    def _path(self, name: str) -> Path:
-        return Path(self._file(name))
-
     def _folder(self, shard: str) -> str:
         return os.path.join(self._root_str, shard)
 

@@ -96,8 +96,9 @@ def root_from_slots(slots: list[dict], vault_id: bytes, kind: str, secret: bytes
 
 
 class BackupService:
-    def __init__(self, ctx):
+    def __init__(self, ctx, *, remote: Callable[[], object] | None = None):
         self.ctx = ctx
+        self._remote_backend = remote  # the facade wires the sync service's replica in
 
     # --- taking a backup ------------------------------------------------------------------------
 
@@ -237,7 +238,7 @@ class BackupService:
     # --- the replica ----------------------------------------------------------------------------
 
     def _remote(self):
-        backend = self.ctx.remote() if getattr(self.ctx, "remote", None) else None
+        backend = self._remote_backend() if self._remote_backend is not None else None
         if backend is None:
             raise NotFound("no remote configured: run 'cvault remote set' (or use --out)")
         return backend

@@ -721,9 +721,9 @@ def destroy_items(custodian, items: list[tuple[str, int]]) -> list[Destroyed]:
 def rewrap_records(conn, client_id: str, client_name: str, old: ClientKeys, new: ClientKeys) -> int:
     """Re-seal every record name and re-wrap every record key of the client under ``new``
     (inside the caller's transaction); returns the number of records."""
-    records = conn.execute(
-        "SELECT id, meta_sealed FROM records WHERE client_id = ? ORDER BY id", (client_id,)
-    ).fetchall()
+    from vault.store import records as record_store
+
+    records = record_store.of_client(conn, client_id)
     for record_id, meta_sealed in records:
         try:
             meta = old.unseal_meta(meta_sealed, record_id)
@@ -732,16 +732,8 @@ def rewrap_records(conn, client_id: str, client_name: str, old: ClientKeys, new:
                 f"integrity failure: record {record_id} of client {client_name} failed verification; "
                 "key not rotated"
             ) from None
-        conn.execute(
-            "UPDATE records SET path_tag = ?, meta_sealed = ? WHERE id = ?",
-            (new.path_tag(meta["path"]), new.seal_meta(meta, record_id), record_id),
-        )
-        versions = conn.execute(
-            "SELECT version, wrapped_dek FROM record_versions WHERE record_id = ? AND wrapped_dek IS"
-            " NOT NULL",
-            (record_id,),
-        ).fetchall()
-        for version, wrapped in versions:
+        record_store.set_meta(conn, record_id, new.seal_meta(meta, record_id), new.path_tag(meta["path"]))
+        for version, wrapped in record_store.wrapped_deks(conn, record_id):
             try:
                 dek = old.unwrap_dek(wrapped, record_id, version)
             except CryptoError:
@@ -749,11 +741,7 @@ def rewrap_records(conn, client_id: str, client_name: str, old: ClientKeys, new:
                     f"integrity failure: {client_name}/{meta['path']} (version {version}) failed "
                     "verification; key not rotated"
                 ) from None
-            conn.execute(
-                "UPDATE record_versions SET wrapped_dek = ?, key_version = ? WHERE record_id = ? AND"
-                " version = ?",
-                (new.wrap_dek(dek, record_id, version), new.version, record_id, version),
-            )
+            record_store.rewrap(conn, record_id, version, new.wrap_dek(dek, record_id, version), new.version)
     return len(records)
 
 

@@ -1,6 +1,8 @@
 """Service mode (SPEC 11): the facade behind an HTTPS JSON API.
 
-``vault.server.spec`` is the light table of operations shared by the server and the remote CLI
-client (no FastAPI, no pydantic). ``vault.server.app`` (FastAPI) and ``vault.server.run``
-(uvicorn) are imported only by ``cvault serve``; nothing else may import them (docs/service.md).
+:mod:`vault.api_spec` is the light registry of operations shared by the server and the service
+client (no FastAPI, no pydantic). This package (FastAPI, uvicorn) is imported only by
+``cvault serve``: ``app`` (the application), ``routes`` (derived from the registry), ``errors``
+(the one error shape), ``pool`` (the vaults lent to requests), ``limits``, ``jobs`` (background
+work) and ``run`` (uvicorn).
 """

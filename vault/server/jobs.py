@@ -66,7 +66,7 @@ class BackgroundJobs:
             log.info("sla sweep: %d shredded, %d unfinished", len(result["shredded"]), len(result["failed"]))
 
     def outbox(self, vault) -> None:
-        from vault.services.sync import remote_configured
+        from vault.sync.service import remote_configured
 
         if remote_configured(vault.ctx) and any(vault.sync.pending()[k] for k in ("put", "delete")):
             result = vault.sync.push(self._system("sync"))

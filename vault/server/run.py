@@ -1,6 +1,7 @@
 """Run the service with uvicorn: HTTPS, loopback by default, plain HTTP only on loopback.
 
-``serve(...)`` is what ``cvault serve`` calls (click stays in ``cli.commands.serve``).
+``serve(...)`` is what ``cvault serve`` calls (click stays in ``cli.commands.serve``); the library
+never prints: the line that says where the service listens goes to ``announce``.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from vault.errors import InvalidInput
@@ -50,6 +52,7 @@ def serve(
     key_file: str | None = None,
     settings=None,
     log_level: str = "info",
+    announce: Callable[[str], None] = lambda line: None,
 ) -> None:
     tls = bool(tls_cert and tls_key)
     if bool(tls_cert) != bool(tls_key):
@@ -63,7 +66,8 @@ def serve(
 
     import uvicorn  # heavy: only here
 
-    from vault.server.app import VaultPool, create_app
+    from vault.server.app import create_app
+    from vault.server.pool import VaultPool
 
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
@@ -76,11 +80,8 @@ def serve(
     app = create_app(pool, settings)
     scheme = "https" if tls else "http"
     shown = f"[{host}]" if ":" in host else host
-    print(
-        f"cvault: serving {scheme}://{shown}:{port} ({'sealed: run cvault operator unseal' if pool.sealed else 'unsealed'})",
-        file=sys.stderr,
-        flush=True,
-    )
+    state = "sealed: run cvault operator unseal" if pool.sealed else "unsealed"
+    announce(f"cvault: serving {scheme}://{shown}:{port} ({state})")
     config = uvicorn.Config(
         app,
         host=host,

@@ -1,7 +1,7 @@
 """SLA lifecycle (SPEC 7): show, renew, expire, early shred with two-person approval, upcoming
 events, the sweep and shred certificates. The facade exposes it as ``vault.sla``.
 
-States (:meth:`vault.context.ClientRow.state`, computed from the stored SLA end, grace days and
+States (:meth:`vault.store.clients.ClientRow.state`, computed from the stored SLA end, grace days and
 shred state, so access is refused the moment the SLA end passes whether or not a sweep ran)::
 
     active --(SLA end)--> expired --(end + grace)--> shred_pending --(sweep)--> shredding --> shredded
@@ -20,14 +20,16 @@ from datetime import datetime, timedelta
 
 from vault.audit.signing import AuditSigner
 from vault.clock import from_epoch, rfc3339, to_epoch
-from vault.context import ClientRow, VaultContext
-from vault.dates import require_future
+from vault.context import VaultContext
+from vault.dates import as_duration, as_when, require_future
 from vault.errors import AccessDenied, ClientUnavailable, InvalidInput, NotFound
 from vault.locks import exclusive
 from vault.policy import Action
 from vault.principal import Principal
 from vault.sla import certificate as certfmt
-from vault.sla.shred import Shredder, ShredIncomplete, load_job, remote_pending
+from vault.sla.shred import Shredder, ShredIncomplete, load_job
+from vault.store.clients import ClientRow
+from vault.store.outbox import shred_deletes_pending
 
 Progress = Callable[[int, int], None]
 DAY = 86400
@@ -59,8 +61,10 @@ def _same_person(a_name: str, b: Principal) -> bool:
 
 
 class SlaService:
-    def __init__(self, ctx: VaultContext):
+    def __init__(self, ctx: VaultContext, *, shred_pause: Callable[[], None] | None = None):
         self.ctx = ctx
+        #: called after every committed shred step (tests slow the shred down to kill it mid-way)
+        self.shred_pause = shred_pause
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -133,10 +137,11 @@ class SlaService:
         return self._view(client, self.ctx.now())
 
     def renew(
-        self, principal: Principal, name: str, until: datetime, *, grace_days: int | None = None
+        self, principal: Principal, name: str, until: datetime | str, *, grace_days: int | None = None
     ) -> dict:
         """New SLA end (in the future). Cancels an open early-shred request. Refused once the
         client is shredding or shredded."""
+        until = as_when(until, self.ctx.now())
         if grace_days is not None and not 0 <= grace_days <= MAX_GRACE_DAYS:
             raise InvalidInput(f"grace period must be 0 to {MAX_GRACE_DAYS} days")
         client = self.ctx.client(name)
@@ -282,8 +287,9 @@ class SlaService:
 
     # --- upcoming -------------------------------------------------------------------------------
 
-    def upcoming(self, principal: Principal, within: timedelta = timedelta(days=30)) -> list[dict]:
+    def upcoming(self, principal: Principal, within: timedelta | str = "30d") -> list[dict]:
         """SLA ends and shreds due within ``within`` (and shreds overdue or unfinished)."""
+        within = as_duration(within)
         self.ctx.authorize(principal, Action.SLA_UPCOMING)
         now = self.ctx.now()
         horizon = to_epoch(now + within)
@@ -359,7 +365,7 @@ class SlaService:
             if not due:
                 self.ctx.audit.checkpoint()  # a signed head at every sweep (issue 4)
                 return {"dry_run": False, "due": [], "shredded": [], "failed": [], "skipped": None}
-            shredder = Shredder(self.ctx, principal)
+            shredder = Shredder(self.ctx, principal, pause=self.shred_pause)
             done, failed = [], []
             for count, item in enumerate(due, 1):
                 try:
@@ -414,7 +420,7 @@ class SlaService:
         doc = certfmt.file_document(
             row[0], bytes(row[1]), AuditSigner(self.ctx.db, self.ctx.keyring).public_key_text()
         )
-        pending = remote_pending(self.ctx.db.conn, client.id)
+        pending = shred_deletes_pending(self.ctx.db.conn, client.id)
         doc["live_status"] = {
             "at": rfc3339(self.ctx.now()),
             "remote_deletes_pending": pending,

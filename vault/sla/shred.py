@@ -23,28 +23,32 @@ shred, and a client is never half-destroyed::
 Only step (b) destroys anything that matters, and it is a single SQLite transaction: before its
 commit every key is intact, after it none is. Later steps only remove ciphertext that no key opens.
 
-``CVAULT_TEST_SHRED_PAUSE`` (seconds) makes the shred sleep after each committed step. The kill -9
-tests use it so that their kills land inside every step; it only delays, it never skips a step.
+``Shredder(pause=...)`` is called after each committed step: the kill -9 tests pass a short sleep
+(``tests/sla/shred_child.py``, run as a subprocess) so that their kills land inside every step; it
+only delays, it never skips a step.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
-import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vault.audit.details import destroy_client_audit_key
 from vault.audit.signing import AuditSigner
 from vault.clock import from_epoch, rfc3339, to_epoch
-from vault.context import CLIENT_COLUMNS, ClientRow, VaultContext, client_from_row
+from vault.context import VaultContext
 from vault.errors import ClientUnavailable, IntegrityFailure, VaultError
+from vault.policy import AuditEvent
 from vault.principal import Principal
 from vault.sla import certificate as certfmt
+from vault.store import clients as client_store
+from vault.store import outbox
+from vault.store import records as record_store
+from vault.store.clients import ClientRow
 
 STEPS = (
     "started",
@@ -56,7 +60,6 @@ STEPS = (
     "certified",
     "done",
 )
-PAUSE_ENV = "CVAULT_TEST_SHRED_PAUSE"
 #: wrapped-key nonces kept in the manifest so the certificate can prove the wrapped keys are gone
 #: from every vault file (the nonce is public: it is stored in the clear next to the ciphertext)
 DEK_NONCE_SAMPLE = 32
@@ -126,41 +129,6 @@ def load_job(conn, client_id: str) -> Job | None:
     return _job(row) if row else None
 
 
-def _pause() -> None:
-    value = os.environ.get(PAUSE_ENV)
-    if value:
-        time.sleep(float(value))
-
-
-def _table_exists(conn, name: str) -> bool:
-    return (
-        conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
-        is not None
-    )
-
-
-def _audit_key_destroyer():
-    """``vault.audit.details.destroy_client_audit_key`` when the audit package provides it."""
-    for module in ("vault.audit.details", "vault.audit"):
-        try:
-            fn = getattr(importlib.import_module(module), "destroy_client_audit_key", None)
-        except ImportError:
-            continue
-        if fn is not None:
-            return fn
-    return None
-
-
-def remote_pending(conn, client_id: str) -> int:
-    """Permanent remote deletes of this client's blobs still waiting in the outbox (sync removes
-    an outbox row once the remote delete succeeded)."""
-    return conn.execute(
-        "SELECT count(*) FROM outbox o JOIN shred_blobs s ON s.blob_name = o.blob_name"
-        " WHERE s.client_id = ? AND o.op = 'delete'",
-        (client_id,),
-    ).fetchone()[0]
-
-
 _SCAN = """
 import json, sys
 job = json.load(sys.stdin)
@@ -204,9 +172,11 @@ def count_in_files(files, needles: list[bytes]) -> int:
 class Shredder:
     """Runs (or resumes) the shred of one client. Used by the sweep only: it does not authorize."""
 
-    def __init__(self, ctx: VaultContext, principal: Principal):
+    def __init__(self, ctx: VaultContext, principal: Principal, *, pause: Callable[[], None] | None = None):
         self.ctx = ctx
         self.principal = principal
+        #: called after every committed step (the kill -9 tests slow the shred down with it)
+        self.pause = pause or (lambda: None)
 
     # --- (a) start ----------------------------------------------------------------------------
 
@@ -220,10 +190,9 @@ class Shredder:
             existing = load_job(conn, client_id)
             if existing is not None:
                 return existing
-            row = conn.execute(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?", (client_id,)).fetchone()
-            if row is None:
+            client = client_store.by_id(conn, client_id)
+            if client is None:
                 return None
-            client = client_from_row(row)
             if (
                 client.shred_state is not None
                 or to_epoch(client.sla_end) + client.grace_days * 86400 > due_at_most
@@ -281,12 +250,11 @@ class Shredder:
             )
         ]
         audit_key = None
-        if _table_exists(conn, "client_audit_keys"):
-            row = conn.execute(
-                "SELECT fingerprint, wrapped FROM client_audit_keys WHERE client_id = ?", (client.id,)
-            ).fetchone()
-            if row:
-                audit_key = {"fingerprint": row[0], "nonce": bytes(row[1][:NONCE_LEN]).hex()}
+        row = conn.execute(
+            "SELECT fingerprint, wrapped FROM client_audit_keys WHERE client_id = ?", (client.id,)
+        ).fetchone()
+        if row:
+            audit_key = {"fingerprint": row[0], "nonce": bytes(row[1][:NONCE_LEN]).hex()}
         return {
             "client": {"id": client.id, "name": client.name, "created_at": to_epoch(client.created_at)},
             "client_keys": [
@@ -325,7 +293,7 @@ class Shredder:
         job = load_job(self.ctx.db.conn, client_id)
         while job is not None and job.step != "done":
             steps[job.step](job)
-            _pause()
+            self.pause()
             job = load_job(self.ctx.db.conn, client_id)
         return job
 
@@ -341,26 +309,12 @@ class Shredder:
     # --- (b) destroy every key, in one transaction ---------------------------------------------
 
     def _destroy_keys(self, job: Job) -> None:
-        destroy_audit_key = _audit_key_destroyer()
         # nothing of the client stays in this process's memory from here on (service cache first)
         self.ctx.forget_client_keys(job.client_id)
         with self.ctx.db.write() as conn:
-            versions = conn.execute(
-                "DELETE FROM record_versions WHERE record_id IN (SELECT id FROM records WHERE client_id = ?)",
-                (job.client_id,),
-            ).rowcount
-            records = conn.execute("DELETE FROM records WHERE client_id = ?", (job.client_id,)).rowcount
-            client_keys = conn.execute(
-                "DELETE FROM client_keys WHERE client_id = ?", (job.client_id,)
-            ).rowcount
-            audit_key = 0
-            if destroy_audit_key is not None:
-                destroy_audit_key(conn, job.client_id)
-                audit_key = 1 if job.manifest.get("audit_detail_key") else 0
-            elif _table_exists(conn, "client_audit_keys"):
-                audit_key = conn.execute(
-                    "DELETE FROM client_audit_keys WHERE client_id = ?", (job.client_id,)
-                ).rowcount
+            destroyed = record_store.destroy_client(conn, job.client_id)
+            client_keys = client_store.destroy_keys(conn, job.client_id)
+            destroy_client_audit_key(conn, job.client_id)
             # the custody references (a Key Vault custodian's wrapped S among them) go with the keys
             custody_rows = conn.execute(
                 "DELETE FROM client_custody WHERE client_id = ?", (job.client_id,)
@@ -372,9 +326,9 @@ class Shredder:
                 {
                     "destroyed": {
                         "client_key_versions": client_keys,
-                        "record_versions": versions,
-                        "records": records,
-                        "audit_detail_keys": audit_key,
+                        "record_versions": destroyed.record_versions,
+                        "records": destroyed.records,
+                        "audit_detail_keys": 1 if job.manifest.get("audit_detail_key") else 0,
                         "custody_references": custody_rows,
                     }
                 },
@@ -427,19 +381,10 @@ class Shredder:
         ]
         # one unlink per blob, no stat first (a name the unlink does not find was deleted by a
         # killed run, or never written: already absent), then one fsync per shard folder
-        deleted, absent = self._delete_local_many(names)
+        deleted, absent = self.ctx.blobs.delete_many(names, durable=True)
         now = to_epoch(self.ctx.now())
         with self.ctx.db.write() as conn:
-            dropped = conn.execute(
-                "DELETE FROM outbox WHERE op = 'put' AND blob_name IN"
-                " (SELECT blob_name FROM shred_blobs WHERE client_id = ?)",
-                (job.client_id,),
-            ).rowcount
-            queued = conn.execute(
-                "INSERT INTO outbox (op, blob_name, queued_at) SELECT 'delete', blob_name, ?"
-                " FROM shred_blobs WHERE client_id = ?",
-                (now, job.client_id),
-            ).rowcount
+            dropped, queued = outbox.queue_shred_deletes(conn, job.client_id, now)
             # after a kill, the rerun counts the blobs the killed run deleted as already absent
             self._advance(
                 conn,
@@ -447,7 +392,7 @@ class Shredder:
                 "blobs_deleted",
                 {
                     "local_blobs": {
-                        "location": getattr(self.ctx.blobs, "location", "local"),
+                        "location": self.ctx.blobs.location,
                         "blobs": len(names),
                         "deleted": deleted,
                         "already_absent": absent,
@@ -455,23 +400,6 @@ class Shredder:
                     "remote": {"delete_queued": queued, "uploads_dropped": dropped},
                 },
             )
-
-    def _delete_local_many(self, names: list[str]) -> tuple[int, int]:
-        """Delete the local blobs; returns ``(deleted, already_absent)``, durable on return."""
-        blobs = self.ctx.blobs
-        delete_many = getattr(blobs, "delete_many", None)
-        if delete_many is not None:
-            return delete_many(names, durable=True)
-        deleted = absent = 0
-        for name in names:  # a store without bulk delete: one at a time, then one sync
-            if blobs.exists(name):
-                blobs.delete(name, durable=False)
-                deleted += 1
-            else:
-                absent += 1
-        if deleted:
-            blobs.sync()
-        return deleted, absent
 
     # --- (e) purge metadata, keep the tombstone ------------------------------------------------
 
@@ -481,14 +409,8 @@ class Shredder:
         (name, id, SLA end, grace, shred state) plus the job and certificate rows. Assignments stay:
         they are staff history for the audit report, and they keep refusals saying "shredded"."""
         with self.ctx.db.write() as conn:
-            straggling = conn.execute(
-                "DELETE FROM record_versions WHERE record_id IN (SELECT id FROM records WHERE client_id = ?)",
-                (job.client_id,),
-            ).rowcount
-            straggling += conn.execute("DELETE FROM records WHERE client_id = ?", (job.client_id,)).rowcount
-            straggling += conn.execute(
-                "DELETE FROM client_keys WHERE client_id = ?", (job.client_id,)
-            ).rowcount
+            straggling = sum(record_store.destroy_client(conn, job.client_id))
+            straggling += client_store.destroy_keys(conn, job.client_id)
             self._advance(conn, job, "purged", {"purged_late_rows": straggling})
         if straggling:
             self.scrub_database()
@@ -500,29 +422,22 @@ class Shredder:
         db = self.ctx.db
         cid = job.client_id
         left = {
-            "client_key_versions": db.one("SELECT count(*) FROM client_keys WHERE client_id = ?", (cid,))[0],
-            "records": db.one("SELECT count(*) FROM records WHERE client_id = ?", (cid,))[0],
-            "orphan_record_keys": db.one(
+            "client_key_versions": db.scalar("SELECT count(*) FROM client_keys WHERE client_id = ?", (cid,)),
+            "records": record_store.count(db.conn, cid),
+            "orphan_record_keys": db.scalar(
                 "SELECT count(*) FROM record_versions WHERE record_id NOT IN (SELECT id FROM records)"
-            )[0],
-            "audit_detail_keys": (
-                db.one("SELECT count(*) FROM client_audit_keys WHERE client_id = ?", (cid,))[0]
-                if _table_exists(db.conn, "client_audit_keys")
-                else 0
+            ),
+            "audit_detail_keys": db.scalar(
+                "SELECT count(*) FROM client_audit_keys WHERE client_id = ?", (cid,)
             ),
             "custody_references": db.one("SELECT count(*) FROM client_custody WHERE client_id = ?", (cid,))[
                 0
             ],
         }
         names = [r[0] for r in db.all("SELECT blob_name FROM shred_blobs WHERE client_id = ?", (cid,))]
-        count_present = getattr(self.ctx.blobs, "count_present", None)
-        local_left = (
-            count_present(names)
-            if count_present is not None
-            else sum(1 for n in names if self.ctx.blobs.exists(n))
-        )
+        local_left = self.ctx.blobs.count_present(names)
         # try to open the client's key the way every read does
-        client = client_from_row(db.one(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?", (cid,)))
+        client = self.ctx.client_by_id(cid)
         self.ctx.forget_client_keys(cid)
         try:
             self.ctx.client_keys(client)
@@ -610,7 +525,7 @@ class Shredder:
                 (job.request_id,),
             )
         t = {k: (rfc3339(from_epoch(v)) if v else None) for k, v in job.times.items()}
-        pending = remote_pending(self.ctx.db.conn, job.client_id)
+        pending = outbox.shred_deletes_pending(self.ctx.db.conn, job.client_id)
         return {
             "type": certfmt.CERT_TYPE,
             "version": certfmt.CERT_VERSION,
@@ -714,7 +629,7 @@ class Shredder:
         if not self._event_written(name, digest):
             self.ctx.audit.append(
                 actor=self.principal.name,
-                action="sla.shred",
+                action=AuditEvent.SLA_SHRED.value,
                 outcome="ok",
                 client=name,
                 reason=f"client shredded; certificate sha256 {digest}",
@@ -725,13 +640,10 @@ class Shredder:
         self.ctx.db.checkpoint_truncate()
 
     def _event_written(self, client_name: str, digest: str) -> bool:
-        try:
-            return (
-                self.ctx.db.one(
-                    "SELECT 1 FROM audit_events WHERE action = 'sla.shred' AND client = ? AND reason LIKE ?",
-                    (client_name, f"%{digest}%"),
-                )
-                is not None
+        return (
+            self.ctx.db.one(
+                "SELECT 1 FROM audit_events WHERE action = ? AND client = ? AND reason LIKE ?",
+                (AuditEvent.SLA_SHRED.value, client_name, f"%{digest}%"),
             )
-        except sqlite3.OperationalError:
-            return False
+            is not None
+        )

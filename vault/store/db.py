@@ -22,9 +22,11 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 from vault.errors import VaultError
 
@@ -62,8 +64,12 @@ def latest_schema_version() -> int:
 
 
 class Database:
-    def __init__(self, path: Path | str, *, create: bool = False):
+    """One SQLite connection. ``write_lock``: a lock every :meth:`write` takes before SQLite's own
+    (the service shares one among its pooled connections: ``vault.server.pool``)."""
+
+    def __init__(self, path: Path | str, *, create: bool = False, write_lock: threading.RLock | None = None):
         self.path = Path(path)
+        self.write_lock = write_lock
         if not create and not self.path.exists():
             raise FileNotFoundError(self.path)
         if create and not self.path.exists():
@@ -96,14 +102,15 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction holding the database write lock from its first statement."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
+        with self.write_lock if self.write_lock is not None else nullcontext():
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -119,6 +126,18 @@ class Database:
 
     def all(self, sql: str, params: tuple | dict = ()) -> list[tuple]:
         return self.conn.execute(sql, params).fetchall()
+
+    def one_or_raise(self, sql: str, params: tuple | dict, error: VaultError) -> tuple:
+        """The first row, or raise ``error`` (typically NotFound) if there is none."""
+        row = self.conn.execute(sql, params).fetchone()
+        if row is None:
+            raise error
+        return row
+
+    def scalar(self, sql: str, params: tuple | dict = ()) -> Any:
+        """The first column of the first row (None without a row): ``count(*)``, ``max(...)``."""
+        row = self.conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
 
     def close(self) -> None:
         self.conn.close()

@@ -1,0 +1,224 @@
+"""The service client's transport: one keep-alive HTTPS connection, JSON in, JSON out, the
+service's errors raised as the facade's exception classes.
+
+Light on purpose (``cvault secret get`` pays for every import): ``socket`` and ``ssl`` from the
+standard library with a minimal HTTP/1.1 exchange (:class:`Connection`), never requests, FastAPI
+or even ``http.client``. ``CVAULT_CACERT`` names a PEM bundle to trust (a private CA) instead of
+the system's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from urllib.parse import urlsplit
+
+from vault.errors import InvalidInput, VaultError
+
+TIMEOUT_SECONDS = 600  # a sweep or a sync push of many blobs is one long request
+
+
+class ServiceUnreachable(VaultError):
+    """the cvault service cannot be reached."""
+
+    exit_code = 9
+    code = "service_unreachable"
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Transport:
+    """One keep-alive HTTPS connection to the service; JSON in, JSON out, errors raised."""
+
+    def __init__(self, addr: str, cacert: str | None = None, timeout: float = TIMEOUT_SECONDS):
+        url = urlsplit(addr if "://" in addr else f"https://{addr}")
+        if url.scheme not in ("https", "http") or not url.hostname:
+            raise InvalidInput(f"invalid service address {addr!r}: use https://HOST:PORT")
+        if url.scheme == "http" and not _is_loopback(url.hostname):
+            raise InvalidInput(f"refusing plain HTTP to {url.hostname}: use https://")
+        self.https = url.scheme == "https"
+        self.host = url.hostname
+        self.port = url.port or (8443 if self.https else 80)
+        self.base = url.path.rstrip("/")
+        self.cacert = cacert if cacert is not None else os.environ.get("CVAULT_CACERT")
+        self.timeout = timeout
+        self.token: str | None = None
+        self._conn = None
+        self.origin = f"{url.scheme}://{url.netloc}{self.base}"
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            ctx = None
+            if self.https:
+                import ssl
+
+                if self.cacert:
+                    if not os.path.isfile(self.cacert):
+                        raise InvalidInput(f"CA certificate file {self.cacert} not found (CVAULT_CACERT)")
+                    ctx = ssl.create_default_context(cafile=self.cacert)
+                else:
+                    ctx = ssl.create_default_context()
+            self._conn = Connection(self.host, self.port, ctx, self.timeout)
+        return self._conn
+
+    def request(self, method: str, path: str, body: dict | None = None, *, auth: bool = False):
+        headers = {"Accept": "application/json"}
+        data = b""
+        if body is not None:
+            data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        if auth and self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            status, payload = self._connection().exchange(method, self.base + path, headers, data)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            self.close()
+            raise ServiceUnreachable(
+                f"cannot reach the cvault service at {self.origin}: {_reason(exc)}"
+            ) from None
+        if 200 <= status < 300:
+            try:
+                return json.loads(payload) if payload else None
+            except ValueError:
+                raise ServiceUnreachable(
+                    f"the service at {self.origin} sent a reply that is not JSON"
+                ) from None
+        raise _error_from(status, payload)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+
+class Connection:
+    """A minimal HTTP/1.1 client connection (keep-alive, Content-Length or chunked replies).
+
+    Not ``http.client``: importing it pulls in the ``email`` package, ~20 ms, which is most of
+    the remote ``secret get`` budget (docs/service.md, "Performance"). The service is ours and
+    speaks plain HTTP/1.1 through uvicorn, so this small subset is enough."""
+
+    MAX_HEADER = 64 * 1024
+    MAX_BODY = 256 * 1024 * 1024
+
+    def __init__(self, host: str, port: int, ctx, timeout: float):
+        import socket
+
+        # an ASCII name (or address) as bytes: getaddrinfo and ssl then skip the "idna" codec,
+        # whose import (encodings.idna, stringprep, unicodedata) is ~1 ms of every remote
+        # command; for an ASCII name the codec returns it unchanged anyway
+        try:
+            name = host.encode("ascii")
+        except UnicodeEncodeError:
+            name = host
+        sock = socket.create_connection((name, port), timeout=timeout)
+        if ctx is not None:
+            sock = ctx.wrap_socket(sock, server_hostname=name)
+        self.sock = sock
+        self.host = f"{host}:{port}"
+        self.buf = b""
+
+    def exchange(self, method: str, target: str, headers: dict, body: bytes) -> tuple[int, bytes]:
+        lines = [
+            f"{method} {target} HTTP/1.1",
+            f"Host: {self.host}",
+            f"Content-Length: {len(body)}",
+            "Connection: keep-alive",
+        ]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        head = self._until(b"\r\n\r\n", self.MAX_HEADER).decode("latin-1").split("\r\n")
+        parts = head[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+            raise ValueError("not an HTTP/1.1 reply")
+        fields = {}
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            fields[name.strip().lower()] = value.strip()
+        if "chunked" in fields.get("transfer-encoding", "").lower():
+            payload = b""
+            while True:
+                size = int(self._until(b"\r\n", 1024).split(b";")[0], 16)
+                if size == 0:
+                    self._until(b"\r\n", self.MAX_HEADER)
+                    break
+                payload += self._exactly(size + 2)[:-2]
+                if len(payload) > self.MAX_BODY:
+                    raise ValueError("reply too large")
+        else:
+            length = int(fields.get("content-length", "0"))
+            if not 0 <= length <= self.MAX_BODY:
+                raise ValueError("reply too large")
+            payload = self._exactly(length)
+        if fields.get("connection", "").lower() == "close":
+            self.close()
+        return int(parts[1]), payload
+
+    def _fill(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionResetError("the service closed the connection")
+        self.buf += data
+
+    def _until(self, marker: bytes, limit: int) -> bytes:
+        while marker not in self.buf:
+            if len(self.buf) > limit:
+                raise ValueError("reply header too large")
+            self._fill()
+        out, _, self.buf = self.buf.partition(marker)
+        return out
+
+    def _exactly(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _reason(exc: Exception) -> str:
+    text = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        text = "TLS certificate verify failed (set CVAULT_CACERT to your CA's PEM file)"
+    return str(text)
+
+
+def error_class(code: str, exit_code: int) -> type[VaultError]:
+    """The facade's exception class for an error code (so ``except StepUpRequired`` works);
+    for a code only the API has, a VaultError subclass carrying that code and exit code."""
+    seen: list[type] = [VaultError]
+    while seen:
+        cls = seen.pop()
+        if (
+            getattr(cls, "code", None) == code
+            and cls.exit_code == exit_code
+            and cls.__module__.startswith("vault.")
+        ):
+            return cls
+        seen.extend(cls.__subclasses__())
+    return type(
+        f"ServiceError_{code}", (VaultError,), {"code": code, "exit_code": exit_code, "__doc__": f"{code}."}
+    )
+
+
+def _error_from(status: int, payload: bytes) -> VaultError:
+    try:
+        err = json.loads(payload)["error"]
+        code, message, exit_code = str(err["code"]), str(err["message"]), int(err["exit_code"])
+    except (ValueError, KeyError, TypeError):
+        return ServiceUnreachable(f"the cvault service answered HTTP {status} without an error body")
+    return error_class(code, exit_code)(message)

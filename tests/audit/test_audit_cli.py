@@ -1,0 +1,161 @@
+"""``cvault audit ...`` end to end in subprocesses, as a reviewer would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from tests.factories import audit_cast, client_with_secrets
+from tests.helpers import ROOT, clock_at, run_cli
+
+
+@pytest.fixture
+def setup(vdir, tmp_path):
+    v = vdir.open(clock_at())
+    c = audit_cast(v)
+    client_with_secrets(v, c, paths=("office/firewall", "site/wifi"))
+    sessions = {"reviewer": c.reviewer.session_file(tmp_path), "engineer": c.engineer.session_file(tmp_path)}
+    vault_id = v.ctx.vault_id.hex()
+    v.close()
+
+    def cli(who: str, *args: str):
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": str(ROOT),
+            "HOME": str(tmp_path),
+            "CVAULT_HOME": str(vdir.home),
+            "CVAULT_KEY_FILE": str(vdir.key_file),
+            "CVAULT_SESSION_FILE": str(sessions[who]),
+        }
+        return run_cli(*args, env=env)
+
+    return cli, tmp_path, vault_id
+
+
+def test_pubkey_log_filters_and_json(setup):
+    cli, _, vault_id = setup
+    pub = cli("reviewer", "audit", "pubkey")
+    assert pub.returncode == 0 and pub.stdout.startswith("ed25519:")
+    assert json.loads(cli("reviewer", "audit", "pubkey", "--json").stdout)["vault_id"] == vault_id
+    r = cli("reviewer", "audit", "log", "--json", "--limit", "0")
+    rows = json.loads(r.stdout)
+    assert [row["seq"] for row in rows] == sorted(row["seq"] for row in rows)
+    assert {"seq", "at", "actor", "action", "client", "outcome", "reason", "origin", "detail"} <= set(rows[0])
+    puts = json.loads(
+        cli(
+            "reviewer",
+            "audit",
+            "log",
+            "--json",
+            "--user",
+            "eve",
+            "--action",
+            "secret.put",
+            "--client",
+            "acme",
+            "--outcome",
+            "allow",
+            "--limit",
+            "0",
+        ).stdout
+    )
+    assert [p["detail"] for p in puts] == ["office/firewall", "site/wifi"]
+    family = json.loads(
+        cli("reviewer", "audit", "log", "--json", "--action", "secret", "--limit", "0").stdout
+    )
+    assert {f["action"] for f in family} == {"secret.put"}
+    window = json.loads(
+        cli(
+            "reviewer",
+            "audit",
+            "log",
+            "--json",
+            "--since",
+            "2026-06-01T08:59:59Z",
+            "--until",
+            "2026-06-01T09:00:00Z",
+            "--limit",
+            "0",
+        ).stdout
+    )
+    assert window and all(w["at"].startswith("2026-06-01T09:00:00") for w in window)
+    assert (
+        json.loads(
+            cli("reviewer", "audit", "log", "--json", "--since", "2d", "--action", "secret.put").stdout
+        )
+        == []
+    )  # the fixture's events are months old
+    assert len(json.loads(cli("reviewer", "audit", "log", "--json", "--limit", "3").stdout)) == 3
+    human = cli("reviewer", "audit", "log", "--action", "secret.put")
+    assert human.returncode == 0 and "office/firewall" in human.stdout and "SEQ" in human.stdout
+
+
+def test_engineer_may_not_read_the_log(setup):
+    cli, _, _ = setup
+    r = cli("engineer", "audit", "log")
+    assert r.returncode == 4 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_export_and_offline_verify_with_the_printed_key(setup):
+    cli, tmp, _ = setup
+    out = tmp / "export.jsonl"
+    r = cli("reviewer", "audit", "export", "--format", "jsonl", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert cli("reviewer", "audit", "export", "--out", str(out)).returncode == 2  # never overwritten
+    key = tmp / "audit.pub"
+    key.write_text(cli("reviewer", "audit", "pubkey").stdout)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT), "HOME": str(tmp)}
+    ok = run_cli(
+        "--home", str(tmp / "nowhere"), "audit", "verify", "--file", str(out), "--pubkey", str(key), env=env
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith("audit verify: ok")
+    lines = out.read_text().splitlines()
+    entries = [i for i, line in enumerate(lines) if '"type":"entry"' in line]
+    del lines[entries[3]]
+    bad = tmp / "bad.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    failed = run_cli("audit", "verify", "--file", str(bad), "--pubkey", str(key), env=env)
+    assert failed.returncode == 6 and "entry 4 missing" in failed.stderr
+    csv_out = cli("reviewer", "audit", "export", "--format", "csv")
+    assert csv_out.returncode == 0 and csv_out.stdout.startswith("seq,at,actor,action")
+    cef = cli("reviewer", "audit", "export", "--format", "cef")
+    assert all(line.startswith("CEF:0|cvault|") for line in cef.stdout.splitlines())
+
+
+def no_minimum(vdir) -> None:
+    """Set the vault's audit retention minimum to 0 days (the settings row in meta)."""
+    import sqlite3
+
+    conn = sqlite3.connect(vdir.home / "vault.db")
+    row = conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
+    settings = {**(json.loads(row[0]) if row else {}), "audit_min_retention_days": 0}
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('settings', ?)", (json.dumps(settings),))
+    conn.commit()
+    conn.close()
+
+
+def test_live_verify_checkpoint_report_and_prune(setup, vdir):
+    cli, _, _ = setup
+    v = cli("reviewer", "audit", "verify")
+    assert v.returncode == 0 and "audit verify: ok" in v.stdout, v.stderr
+    cp = json.loads(cli("reviewer", "audit", "checkpoint", "--json").stdout)
+    assert cp["type"] == "checkpoint" and cp["kind"] == "manual"
+    rep = cli("reviewer", "audit", "report", "--since", "2026-01-01")
+    assert rep.returncode == 0 and "Access per user" in rep.stdout and "eve" in rep.stdout
+    data = json.loads(cli("reviewer", "audit", "report", "--json", "--since", "365d").stdout)
+    assert {"access_per_user", "bursts", "shreds", "off_hours_access"} <= set(data)
+    refused = cli("reviewer", "audit", "prune", "--before", "+1d")
+    assert refused.returncode == 2 and "--yes" in refused.stderr
+    recent = cli("reviewer", "audit", "prune", "--before", "+1d", "--yes")
+    assert recent.returncode == 2 and "retention minimum" in recent.stderr
+    no_minimum(vdir)  # a vault configured to keep no minimum retention
+    pruned = cli("reviewer", "audit", "prune", "--before", "now", "--yes", "--json")
+    assert pruned.returncode == 0, pruned.stderr
+    assert json.loads(pruned.stdout)["base_seq"] == cp["seq"]
+    again = cli("reviewer", "audit", "verify", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["base_seq"] == cp["seq"]

@@ -1,0 +1,149 @@
+"""``audit report``: every section from hand-made events, plus one run over a real vault."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from tests.factories import audit_cast, client_with_secrets
+from tests.helpers import clock_at
+from vault.audit.report import ACTIONS, Event, ReportSettings, build_report
+from vault.clock import UTC
+from vault.errors import InvalidInput
+
+MON = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)  # a Monday; Europe/London is UTC+1 (BST)
+
+
+class Log:
+    def __init__(self):
+        self.events: list[Event] = []
+
+    def add(self, at, actor, action, outcome="allow", client=None, reason=None):
+        self.events.append(Event(len(self.events) + 1, at, actor, action, client, outcome, reason))
+
+
+def report(log: Log, **settings):
+    s = ReportSettings.from_settings(settings)
+    return build_report(
+        log.events,
+        s,
+        since=MON - timedelta(days=30),
+        until=MON + timedelta(days=30),
+        certificates={"ab" * 32: {"digest": "ab" * 32, "client": "gone"}},
+    )
+
+
+def test_access_per_user_and_client_and_refusals():
+    log = Log()
+    log.add(MON, "eve", "secret.get", client="acme")
+    log.add(MON, "eve", "secret.put", client="acme")
+    log.add(MON, "eve", "secret.list", client="beta")
+    log.add(MON, "bob", "secret.get", "deny", "acme", "bob is not assigned to acme")
+    log.add(MON, "bob", "secret.get", "deny", "acme", "bob is not assigned to acme")
+    log.add(MON, "bob", "client.add", "deny", None, "bob has no role allowed to client.add")
+    r = report(log)
+    users = {u["user"]: u for u in r["access_per_user"]}
+    assert (users["eve"]["reads"], users["eve"]["writes"], users["eve"]["other"]) == (1, 1, 1)
+    assert users["bob"]["denied"] == 2
+    clients = {c["client"]: c for c in r["access_per_client"]}
+    assert clients["acme"]["total"] == 4 and clients["beta"]["other"] == 1
+    assert r["refusals_by_reason"][0] == {"reason": "bob is not assigned to acme", "count": 2}
+    assert len(r["refusals_by_reason"]) == 2
+
+
+def test_identity_sections_use_the_action_table():
+    log = Log()
+    for _ in range(3):
+        log.add(MON, "bob", ACTIONS["failed_logins"][0], "deny", reason="wrong password (failure 1)")
+    log.add(MON, "bob", "auth.login", "ok", reason="password + TOTP")
+    log.add(MON, "bob", ACTIONS["lockouts"][0], "deny", reason="locked for 5 minutes")
+    log.add(MON, "eve", ACTIONS["totp_replays"][0], "deny", reason="TOTP code already used")
+    log.add(MON, "eve", ACTIONS["recovery_codes"][0], "ok", reason="recovery code used; 9 left")
+    log.add(MON, "eve", ACTIONS["failed_stepups"][0], "deny", reason="wrong TOTP code")
+    log.add(MON, "eve", "auth.stepup", "ok", reason="TOTP verified for reading secrets")
+    r = report(log)["identity"]
+    assert r["failed_stepups"] == [{"user": "eve", "count": 1}]
+    assert r["failed_logins"] == [{"user": "bob", "count": 3}]
+    assert r["lockouts"] == [{"user": "bob", "count": 1}]
+    assert r["totp_replays"] == [{"user": "eve", "count": 1}]
+    assert r["recovery_codes"] == [{"user": "eve", "count": 1}]
+
+
+def test_off_hours_in_the_configured_time_zone():
+    log = Log()
+    log.add(MON.replace(hour=7, minute=30), "eve", "secret.get", client="acme")  # 08:30 London: in
+    log.add(MON.replace(hour=17, minute=30), "eve", "secret.get", client="acme")  # 18:30 London: off
+    log.add(MON.replace(hour=6, minute=59), "eve", "secret.get", client="acme")  # 07:59 London: off
+    log.add(MON + timedelta(days=5), "eve", "secret.get", client="acme")  # Saturday: off
+    log.add(MON.replace(hour=7, minute=30), "eve", "secret.get", "deny", "acme", "x")  # denials: not access
+    r = report(log, audit_timezone="Europe/London", audit_business_hours="08:00-18:00")
+    assert [e["seq"] for e in r["off_hours_access"]] == [2, 3, 4]
+    assert r["off_hours_access"][0]["at"].endswith("+01:00")  # shown in local time
+    utc = report(log)  # default: UTC, 08:00-18:00, mon-fri
+    assert [e["seq"] for e in utc["off_hours_access"]] == [1, 3, 4]
+
+
+def test_bursts_of_reads_and_of_clients():
+    log = Log()
+    for i in range(21):  # 21 reads in 10 minutes: more than 20
+        log.add(MON + timedelta(seconds=25 * i), "eve", "secret.get", client="acme")
+    for i in range(20):  # exactly 20 reads: not a burst
+        log.add(MON + timedelta(hours=2, seconds=25 * i), "bob", "secret.get", client="acme")
+    for i in range(6):  # 6 clients in 5 minutes: more than 5
+        log.add(MON + timedelta(hours=4, minutes=i), "carl", "secret.get", client=f"c{i}")
+    r = report(log)
+    bursts = {b["user"]: b for b in r["bursts"]}
+    assert set(bursts) == {"eve", "carl"}
+    assert bursts["eve"]["reads"] == 21 and "reads" in bursts["eve"]["kind"]
+    assert bursts["carl"]["clients"] == [f"c{i}" for i in range(6)] and "clients" in bursts["carl"]["kind"]
+    tighter = report(log, audit_burst_reads=5, audit_burst_minutes=3)
+    assert "bob" in {b["user"] for b in tighter["bursts"]}
+
+
+def test_attempts_after_assignment_ended_admin_changes_and_shreds():
+    log = Log()
+    log.add(MON, "eve", "secret.get", "deny", "acme", "eve's assignment to acme has ended")
+    log.add(MON, "eve", "secret.get", "deny", "acme", "eve is not assigned to acme")
+    log.add(MON, "ada", "user.grant", "allow", reason="role admin")
+    log.add(MON, "ada", "user.grant", "ok", reason="role engineer granted to eve")
+    log.add(MON, "ada", "user.list", "allow")
+    log.add(MON, "maria", "client.assign", "allow")
+    log.add(MON, "operator", "slot.add", "ok", reason="slot 3 added")
+    log.add(
+        MON, "system:sweep", "sla.shred", "ok", "gone", f"client shredded; certificate sha256 {'ab' * 32}"
+    )
+    log.add(MON, "system:sweep", "sla.shred_failed", "error", "other", "remote delete pending")
+    r = report(log)
+    assert [e["seq"] for e in r["after_assignment_ended"]] == [1]
+    assert [e["seq"] for e in r["admin_changes"]] == [4, 6, 7]  # the grant once; its result
+    assert [e["seq"] for e in r["shreds"]] == [8, 9]
+    assert r["shreds"][0]["certificate"]["digest"] == "ab" * 32 and r["shreds"][1]["certificate"] is None
+
+
+def test_bad_settings_are_one_clear_error():
+    for bad in (
+        {"audit_timezone": "Mars/Olympus"},
+        {"audit_business_hours": "9-5"},
+        {"audit_business_days": "someday"},
+        {"audit_burst_reads": 0},
+    ):
+        with pytest.raises(InvalidInput):
+            ReportSettings.from_settings(bad)
+
+
+def test_report_over_a_real_vault(vdir):
+    clock = clock_at(MON)
+    v = vdir.open(clock)
+    c = audit_cast(v)
+    client_with_secrets(v, c)
+    clock.set(MON.replace(hour=22))
+    v.secrets.get(c.engineer.principal(), "acme", "office/firewall")
+    with pytest.raises(Exception):
+        v.secrets.get(c.reviewer.principal(), "acme", "office/firewall")
+    r = v.audit.report(c.reviewer.principal())
+    users = {u["user"]: u for u in r["access_per_user"]}
+    assert users["eve"]["reads"] == 1 and users["eve"]["writes"] == 1
+    assert users["rita"]["denied"] == 1
+    assert [e["actor"] for e in r["off_hours_access"]] == ["eve"]
+    v.close()

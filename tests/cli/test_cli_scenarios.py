@@ -1,0 +1,339 @@
+"""The CLI story, twice: embedded, and against a real ``cvault serve`` on loopback HTTPS.
+
+One parametrized fixture yields a runner with the interface of ``VaultDir.cli``; the same story
+runs through it in both modes, checking exit codes and output at each step, and the served run's
+transcript (exit code and stdout of every step, timestamps, ids and keys normalised) must equal
+the embedded one. In served mode the CLI gets no ``CVAULT_HOME`` and no key file: only
+``CVAULT_ADDR`` and ``CVAULT_CACERT`` (the test CA), so every call really goes over HTTPS.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, VaultDir, copy_vault, make_vault, run_cli
+from tests.server.harness import Service, start_service
+
+PASSWORD = "correct horse battery"
+_TRANSCRIPTS: dict[str, list] = {}
+
+
+class Totp:
+    """Codes for one user, each for a later time step than the last (the replay rule)."""
+
+    def __init__(self, otpauth_uri: str):
+        from urllib.parse import parse_qs, urlsplit
+
+        self.secret = parse_qs(urlsplit(otpauth_uri).query)["secret"][0]
+        self.last = 0
+
+    def code(self) -> str:
+        from vault.identity.totp import code_at
+
+        now_step = int(time.time()) // 30
+        step = max(self.last + 1, now_step)
+        while step > int(time.time()) // 30 + 1:
+            time.sleep(0.5)
+        self.last = step
+        return code_at(self.secret, step * 30)
+
+
+@dataclass
+class Runner:
+    """``cli(*args, input=, env=, timeout=)`` like VaultDir.cli, in one of the two modes."""
+
+    mode: str
+    vdir: VaultDir
+    folder: Path
+    service: Service | None = None
+    user: str | None = None
+    totp: dict[str, Totp] = field(default_factory=dict)
+
+    def env(self, **extra: str) -> dict:
+        session = str(self.folder / f"session-{self.user or 'nobody'}.json")
+        if self.service is None:
+            return self.vdir.env(CVAULT_SESSION_FILE=session, **extra)
+        env = self.vdir.env(
+            CVAULT_ADDR=self.service.addr,
+            CVAULT_CACERT=str(self.service.ca.ca_path),
+            CVAULT_SESSION_FILE=session,
+            **extra,
+        )
+        del env["CVAULT_HOME"], env["CVAULT_KEY_FILE"]  # nothing local: all over HTTPS
+        return env
+
+    def cli(self, *args: str, input: str | None = None, env: dict | None = None, timeout: float = 60):
+        return run_cli(*args, input=input, env=env or self.env(), timeout=timeout)
+
+    def as_user(self, user: str | None) -> Runner:
+        self.user = user
+        return self
+
+    def db(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.vdir.home / "vault.db", timeout=30, isolation_level=None)
+
+
+def make_runner(mode: str, template: VaultDir, folder: Path) -> Runner:
+    folder.mkdir(parents=True, exist_ok=True)
+    vdir = copy_vault(template, folder)
+    runner = Runner(mode, vdir, folder)
+    v = vdir.open()
+    try:
+        enrolled = v.users.bootstrap_admin("ada", PASSWORD)
+    finally:
+        v.close()
+    runner.totp["ada"] = Totp(enrolled["otpauth_uri"])
+    if mode == "served":
+        # background jobs off: the story compares outputs (checkpoint counts); tests/test_service.py
+        # covers the jobs
+        runner.service = start_service(
+            vdir,
+            folder / "service",
+            "--sweep-interval",
+            "0",
+            "--checkpoint-interval",
+            "0",
+            "--outbox-interval",
+            "0",
+        )
+    return runner
+
+
+@pytest.fixture(scope="module")
+def story_template(tmp_path_factory) -> VaultDir:
+    """A vault with no users at all: the story's admin is its first one."""
+    return make_vault(tmp_path_factory.mktemp("story"), with_operator=False)
+
+
+@pytest.fixture(params=["embedded", "served"])
+def runner(request, story_template, tmp_path):
+    r = make_runner(request.param, story_template, tmp_path / request.param)
+    yield r
+    if r.service is not None:
+        r.service.stop()
+
+
+# --- the story ------------------------------------------------------------------------------------
+
+_NORMALISE = [
+    (re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)"), "<time>"),
+    (re.compile(r"ed25519:[A-Za-z0-9+/=]+"), "<pubkey>"),
+    (re.compile(r"\b[0-9a-f]{64}\b"), "<sha256>"),
+    (re.compile(r"\b[0-9a-f]{32}\b"), "<id>"),
+    (re.compile(r"\b[0-9a-f]{16,31}\b"), "<hex>"),
+    (re.compile(r"session-\w+\.json"), "<session file>"),
+    (re.compile(r"(?<=/)[^\s\"]*?/(embedded|served)/"), "<tmp>/"),
+]
+
+
+def normalise(text: str) -> str:
+    for pattern, repl in _NORMALISE:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def run_story(r: Runner) -> list[tuple[str, str, int, str]]:
+    """The whole story; returns the transcript (user, command, exit code, normalised stdout)."""
+    transcript: list[tuple[str, str, int, str]] = []
+
+    def step(
+        user: str | None,
+        *args: str,
+        code: int = 0,
+        input: str | None = None,
+        compare: bool = True,
+        has: str | None = None,
+    ):
+        proc = r.as_user(user).cli(*args, input=input)
+        where = f"[{r.mode}] {user}: cvault {' '.join(args)}"
+        assert proc.returncode == code, f"{where}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        if code:
+            assert proc.stderr.startswith("cvault: ") and proc.stderr.count("\n") == 1, (
+                f"{where}: not one error line: {proc.stderr!r}"
+            )
+        if has is not None:
+            assert has in proc.stdout + proc.stderr, f"{where}: {has!r} not in {proc.stdout!r}"
+        command = re.sub(r"(--totp|--code) \S+", r"\1 <code>", " ".join(args))
+        transcript.append(
+            (user or "-", command, proc.returncode, normalise(proc.stdout) if compare else "<not compared>")
+        )
+        return proc
+
+    def login(user: str):
+        return step(
+            user,
+            "login",
+            user,
+            "--password-stdin",
+            "--totp",
+            r.totp[user].code(),
+            input=PASSWORD + "\n",
+            has=f"logged in as {user}",
+        )
+
+    # --- admin logs in and onboards staff (user add + enroll) ---------------------------------
+    step(None, "client", "list", code=3)  # not logged in
+    login("ada")
+    step("ada", "whoami", has="admin")
+    for name, role in (("maria", "account_manager"), ("eve", "engineer"), ("rita", "security_reviewer")):
+        added = json.loads(step("ada", "--json", "user", "add", name, "--role", role, compare=False).stdout)
+        enrolled = json.loads(
+            step(
+                name,
+                "--json",
+                "user",
+                "enroll",
+                name,
+                "--code",
+                added["enrollment_code"],
+                "--password-stdin",
+                input=PASSWORD + "\n",
+                compare=False,
+            ).stdout
+        )
+        r.totp[name] = Totp(enrolled["otpauth_uri"])
+        login(name)
+    step("ada", "user", "train", "eve", "--until", "+365d", has="training of eve valid until")
+    step("ada", "user", "list")
+    # --- clients -----------------------------------------------------------------------------------
+    step("maria", "client", "add", "acme", "--sla-end", "+365d", has="client acme created")
+    step("maria", "client", "add", "globex", "--sla-end", "2099-01-01")
+    step("maria", "client", "add", "acme", "--sla-end", "+365d", code=2)  # exists already
+    step("maria", "client", "assign", "acme", "eve", has="eve assigned to acme")
+    step("maria", "client", "list", has="globex")
+    step("eve", "client", "list", has="acme")
+    step("eve", "client", "show", "acme", has="acme")
+    step("eve", "client", "show", "globex", code=4)  # not assigned
+    # --- secrets ------------------------------------------------------------------------------------
+    step(
+        "eve",
+        "secret",
+        "put",
+        "acme",
+        "office/firewall",
+        "--type",
+        "access",
+        "--from-stdin",
+        "--host",
+        "fw1.acme.example",
+        "--username",
+        "admin",
+        input="s3cret-one\n",
+        has="stored acme/office/firewall version 1",
+    )
+    step(
+        "eve",
+        "secret",
+        "put",
+        "acme",
+        "office/firewall",
+        "--type",
+        "access",
+        "--from-stdin",
+        "--host",
+        "fw1.acme.example",
+        "--username",
+        "admin",
+        input="s3cret-two\n",
+        has="version 2",
+    )
+    step(
+        "eve",
+        "secret",
+        "put",
+        "acme",
+        "wifi/guest",
+        "--type",
+        "note",
+        "--from-stdin",
+        input="guest wifi: ask reception\n",
+    )
+    step("eve", "secret", "get", "acme", "office/firewall", has="s3cret-two")
+    step(
+        "eve",
+        "secret",
+        "get",
+        "acme",
+        "office/firewall",
+        "--version",
+        "1",
+        "--field",
+        "password",
+        has="s3cret-one",
+    )
+    step("eve", "--json", "secret", "get", "acme", "office/firewall")
+    step("eve", "secret", "list", "acme", has="wifi/guest")
+    step("eve", "secret", "history", "acme", "office/firewall", has="current")
+    # step-up: the last TOTP is older than the window -> refused without a code, then given one
+    with r.db() as db:
+        db.execute(
+            "UPDATE sessions SET stepup_at = stepup_at - 3600 WHERE user_id ="
+            " (SELECT id FROM users WHERE name = 'eve')"
+        )
+    step("eve", "secret", "get", "acme", "office/firewall", code=3)
+    step(
+        "eve",
+        "secret",
+        "get",
+        "acme",
+        "office/firewall",
+        "--field",
+        "password",
+        "--totp",
+        r.totp["eve"].code(),
+        has="s3cret-two",
+    )
+    # refusals
+    step("eve", "secret", "get", "globex", "office/firewall", code=4)  # not assigned
+    step("maria", "secret", "get", "acme", "office/firewall", code=4)  # no engineer role
+    step("eve", "secret", "get", "acme", "no/such", code=5)
+    step("eve", "secret", "get", "nosuchclient", "a/b", code=5)
+    step("eve", "secret", "put", "acme", "bad\x01path", "--type", "note", "--from-stdin", input="x\n", code=2)
+    step("eve", "secret", "rm", "acme", "wifi/guest", has="deleted acme/wifi/guest")
+    step("eve", "secret", "get", "acme", "wifi/guest", code=5)
+    step("eve", "secret", "history", "acme", "wifi/guest", has="deleted")
+    # --- SLA: expired client -> exit 7 --------------------------------------------------------------
+    step("maria", "sla", "show", "acme", has="active")
+    step("maria", "sla", "expire", "acme", "--reason", "contract ended", has="SLA ended")
+    step("eve", "secret", "get", "acme", "office/firewall", code=7)
+    step("eve", "secret", "list", "acme", code=7)
+    step("maria", "sla", "renew", "acme", "--until", "+30d", has="renewed")
+    step("eve", "secret", "list", "acme", has="office/firewall")
+    # --- audit ----------------------------------------------------------------------------------------
+    step("rita", "audit", "log", "--client", "acme", "--outcome", "deny", has="secret.get")
+    step("rita", "audit", "verify", has="audit verify: ok")
+    step("eve", "audit", "log", code=4)
+    # --- the session ends ------------------------------------------------------------------------------
+    step("eve", "logout", has="logged out eve")
+    step("eve", "secret", "list", "acme", code=3)
+    return transcript
+
+
+@pytest.mark.slow
+def test_cli_story(runner, story_template, tmp_path):
+    transcript = run_story(runner)
+    _TRANSCRIPTS[runner.mode] = transcript
+    if runner.mode == "embedded":
+        return
+    embedded = _TRANSCRIPTS.get("embedded")
+    if embedded is None:  # the embedded run happened in another worker (pytest -n): run it here
+        other = make_runner("embedded", story_template, tmp_path / "embedded")
+        embedded = run_story(other)
+    assert len(embedded) == len(transcript)
+    for e, s in zip(embedded, transcript):
+        assert e == s, f"embedded and served differ:\n{e}\n{s}"
+
+
+def test_local_only_commands_refuse_in_service_mode(tmp_path):
+    env = {"CVAULT_ADDR": "https://127.0.0.1:9", "PYTHONPATH": str(ROOT)}
+    for args in (["init"], ["slot", "list"], ["doctor"], ["demo"], ["serve"]):
+        proc = run_cli(*args, env=env)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.count("\n") == 1 and "service mode" in proc.stderr

@@ -1,0 +1,264 @@
+"""The one people factory of the tests: staff written straight into the identity tables
+(0002_identity.sql), so that tests need no enrollment round trip and can move an injected clock by
+days.
+
+* :func:`person` creates a user with roles and training; with ``real_password=True`` the password
+  is a real Argon2id hash of ``TEST_PASSWORD`` (computed once per process) for tests that log in.
+  Every person has a known, sealed TOTP secret (``Person.code()`` computes a valid code).
+* :meth:`Person.principal` opens a fresh live session with a fresh step-up at the vault's current
+  (injected) time, as a login would; :meth:`Person.token` returns a real bearer token of a session
+  created at the wall-clock time a CLI subprocess or the service sees; :meth:`Person.session_file`
+  writes that token where ``CVAULT_SESSION_FILE`` points. :func:`insert_session` is the one
+  ``INSERT INTO sessions`` of the tests.
+* The casts (:func:`audit_cast`, :func:`sla_staff`) are the people the audit and SLA tests share.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from vault.clock import UTC, SystemClock, to_epoch
+from vault.identity.sessions import new_token, token_hash
+from vault.principal import Principal
+
+TEST_PASSWORD = "correct-horse-battery-staple"
+FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
+_DEFAULT = object()
+_PHC: dict[str, str] = {}
+
+
+def password_phc(password: str = TEST_PASSWORD) -> str:
+    """Argon2id PHC of a test password, computed once per process (~70 ms each)."""
+    if password not in _PHC:
+        from vault.crypto import password_hash
+
+        _PHC[password] = password_hash(password)
+    return _PHC[password]
+
+
+def totp_secret_for(name: str) -> str:
+    """A known, per-user base32 TOTP secret (tests only)."""
+    from vault.identity.totp import base32_secret
+
+    return base32_secret(f"cvault-test-totp-{name}".encode().ljust(20, b"*")[:20])
+
+
+def totp_code(secret: str, when: datetime | None = None) -> str:
+    """The valid code of ``secret`` at ``when`` (default: the wall clock, for CLI subprocesses)."""
+    import time
+
+    from vault.identity.totp import code_at
+
+    return code_at(secret, when if when is not None else time.time())
+
+
+def insert_session(vault, user_id: int, token: str, at: int, *, stepup: bool = True) -> str:
+    """The one INSERT INTO sessions of the tests; returns the stored token hash."""
+    digest = token_hash(token)
+    with vault.ctx.db.write() as conn:
+        conn.execute(
+            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen, stepup_at,"
+            " origin) VALUES (?, ?, ?, ?, ?, 'cli')",
+            (digest, user_id, at, at, at if stepup else None),
+        )
+    return digest
+
+
+def write_session_file(path: Path, vault_id: str, user: str, token: str) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(
+            {"vault_id": vault_id, "user": user, "token": token, "expires_at": "2100-01-01T00:00:00Z"}, fh
+        )
+    return Path(path)
+
+
+@dataclass
+class Person:
+    """A staff member of a test vault (one class for every test: library, CLI, service)."""
+
+    name: str
+    user_id: int
+    roles: frozenset[str]
+    password: str = TEST_PASSWORD
+    totp_secret: str = ""
+    #: the vault the person was written into (None for a template shared by vault copies)
+    vault: Any = field(default=None, repr=False, compare=False)
+
+    def _vault(self, vault):
+        chosen = vault if vault is not None else self.vault
+        if chosen is None:
+            raise ValueError(f"{self.name}: give the vault")
+        return chosen
+
+    def code(self, when: datetime | None = None) -> str:
+        return totp_code(self.totp_secret, when)
+
+    def principal(self, vault=None, *, at: datetime | None = None, stepup: bool = True) -> Principal:
+        """A principal with a new live session at ``at`` (default the vault's injected now) and,
+        unless ``stepup=False``, a fresh TOTP step-up."""
+        vault = self._vault(vault)
+        now = at or vault.ctx.now()
+        digest = insert_session(vault, self.user_id, new_token(), to_epoch(now), stepup=stepup)
+        return Principal(
+            name=self.name,
+            roles=self.roles,
+            user_id=self.user_id,
+            session_id=digest,
+            session_created_at=now,
+            stepup_at=now if stepup else None,
+        )
+
+    def token(self, vault=None, *, at: datetime | None = None) -> str:
+        """A bearer token of a live session created at ``at`` (default: the wall clock, which is
+        what a CLI subprocess and the service see)."""
+        token = new_token()
+        insert_session(self._vault(vault), self.user_id, token, to_epoch(at or SystemClock().now()))
+        return token
+
+    def session_file(self, target: Path, *, vault=None, at: datetime | None = None) -> Path:
+        """A session file (``CVAULT_SESSION_FILE``) holding a fresh token; ``target`` is the file
+        (``*.json``) or a folder. ``vault`` may be a VaultDir: it is opened for the write."""
+        target = Path(target)
+        path = target if target.suffix == ".json" else target / f"session-{self.name}.json"
+        vault = self._vault(vault)
+        opened = None
+        if not hasattr(vault, "ctx"):  # a VaultDir
+            vault = opened = vault.open()
+        try:
+            token = self.token(vault, at=at)
+            vault_id = vault.ctx.vault_id.hex()
+        finally:
+            if opened is not None:
+                opened.close()
+        return write_session_file(path, vault_id, self.name, token)
+
+    def login(self, vault=None, when: datetime | None = None) -> Principal:
+        """A real login (password + TOTP at the vault's now) through the identity service."""
+        vault = self._vault(vault)
+        when = when or vault.ctx.now()
+        return vault.users.login(self.name, self.password, totp=self.code(when)).principal
+
+
+def person(
+    vault,
+    name: str,
+    *roles: str,
+    trained_until: Any = _DEFAULT,
+    real_password: bool = False,
+    password: str = TEST_PASSWORD,
+    totp_active: bool = True,
+) -> Person:
+    """An enrolled user written straight into the identity tables. Trained for ten years from
+    now (or the wall clock, whichever is later) unless ``trained_until`` says otherwise (None:
+    never trained)."""
+    now = vault.ctx.now()
+    if trained_until is _DEFAULT:
+        trained_until = max(now, SystemClock().now()) + timedelta(days=3650)
+    phc = password_phc(password) if real_password else "x"
+    secret = totp_secret_for(name)
+    t = to_epoch(now)
+    with vault.ctx.db.write() as conn:
+        user_id = conn.execute(
+            "INSERT INTO users (name, password_hash, totp_active, training_valid_until, created_at,"
+            " created_by, enrolled_at) VALUES (?, ?, ?, ?, ?, 'test', ?)",
+            (name, phc, int(totp_active), to_epoch(trained_until) if trained_until else None, t, t),
+        ).lastrowid
+        conn.execute(
+            "UPDATE users SET totp_sealed = ? WHERE id = ?",
+            (vault.users._seal_totp(user_id, secret), user_id),
+        )
+        conn.executemany(
+            "INSERT INTO user_roles (user_id, role, granted_at, granted_by) VALUES (?, ?, ?, 'test')",
+            [(user_id, r, t) for r in roles],
+        )
+    return Person(name, user_id, frozenset(roles), password, secret, vault)
+
+
+def assign(vault, who: Person, client_name: str) -> None:
+    """Assign ``who`` to a client directly (nobody may assign themselves through the service)."""
+    client = vault.ctx.client(client_name)
+    with vault.ctx.db.write() as conn:
+        conn.execute(
+            "INSERT INTO assignments (client_id, user_id, created_at, created_by) VALUES (?, ?, ?, 'test')",
+            (client.id, who.user_id, to_epoch(vault.ctx.now())),
+        )
+
+
+# --- the casts ------------------------------------------------------------------------------------
+
+
+@dataclass
+class AuditCast:
+    manager: Person
+    engineer: Person
+    reviewer: Person
+
+
+def audit_cast(vault) -> AuditCast:
+    return AuditCast(
+        person(vault, "maria", "account_manager"),
+        person(vault, "eve", "engineer"),
+        person(vault, "rita", "security_reviewer"),
+    )
+
+
+def client_with_secrets(
+    vault,
+    c: AuditCast,
+    name: str = "acme",
+    paths=("office/firewall",),
+    value: str = "s3cr3t-value",
+    days: int = 3650,
+) -> None:
+    vault.clients.add(c.manager.principal(), name, sla_end=vault.ctx.now() + timedelta(days=days))
+    assign(vault, c.engineer, name)
+    p = c.engineer.principal()
+    for path in paths:
+        vault.secrets.put(p, name, path, "note", {"text": value})
+
+
+@dataclass
+class SlaStaff:
+    """Two account managers, an admin, an engineer assigned later."""
+
+    manager: Person
+    manager2: Person
+    admin: Person
+    engineer: Person
+
+
+def sla_staff(vault) -> SlaStaff:
+    return SlaStaff(
+        person(vault, "maria", "account_manager"),
+        person(vault, "mark", "account_manager"),
+        person(vault, "ada", "admin"),
+        person(vault, "eve", "engineer"),
+    )
+
+
+def sla_client(
+    vault,
+    who: Person,
+    name: str,
+    *,
+    days: float = 365,
+    grace_days: int | None = None,
+    records: int = 0,
+    engineer: Person | None = None,
+) -> dict:
+    """A client with ``records`` note records, written by ``engineer`` (assigned to it)."""
+    data = vault.clients.add(
+        who.principal(), name, sla_end=vault.ctx.now() + timedelta(days=days), grace_days=grace_days
+    )
+    if engineer is not None:
+        assign(vault, engineer, name)
+        p = engineer.principal()
+        for i in range(records):
+            vault.secrets.put(p, name, f"site/rec{i}", "note", {"text": f"{name} secret {i}"})
+    return data

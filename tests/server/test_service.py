@@ -1,0 +1,530 @@
+"""Service mode (issue 7, SPEC 11): a real ``cvault serve`` subprocess on loopback HTTPS.
+
+Auth (401 codes), the error shape, body and rate limits, bad input never reaching a 500, the seal
+and the operator's unseal, bind refusals, background jobs, and many concurrent clients (one audit
+decision per request, no lost update, the chain still verifies).
+"""
+
+from __future__ import annotations
+
+import http.client
+import inspect
+import json
+import socket
+import ssl
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+
+from tests.factories import assign, person
+from tests.helpers import make_vault, run_cli
+from tests.server.harness import assert_error_shape, start_service
+from vault import api_spec as spec
+
+
+@pytest.fixture(scope="module")
+def svc_template(tmp_path_factory):
+    return make_vault(tmp_path_factory.mktemp("svc"), with_operator=False)
+
+
+@pytest.fixture
+def world(svc_template, tmp_path):
+    """A vault with a manager, two engineers (eve assigned to acme), a reviewer and an admin;
+    ``tokens`` maps names to live bearer tokens."""
+    from tests.helpers import copy_vault
+
+    vdir = copy_vault(svc_template, tmp_path)
+    v = vdir.open()
+    ids = {
+        "maria": person(v, "maria", "account_manager"),
+        "eve": person(v, "eve", "engineer"),
+        "carl": person(v, "carl", "engineer"),
+        "rita": person(v, "rita", "security_reviewer"),
+        "ada": person(v, "ada", "admin"),
+    }
+    tokens = {name: who.token(v) for name, who in ids.items()}
+    from vault.principal import Principal
+
+    maria = v.users.resume(tokens["maria"])
+    v.clients.add(maria, "acme", sla_end=v.ctx.now() + timedelta(days=365))
+    v.clients.add(maria, "globex", sla_end=v.ctx.now() + timedelta(days=365))
+    assign(v, ids["eve"], "acme")
+    eve = v.users.resume(tokens["eve"])
+    v.secrets.put(eve, "acme", "office/firewall", "access", {"password": "pw-0", "host": "fw"})
+    assert isinstance(eve, Principal)
+    v.close()
+    return vdir, ids, tokens
+
+
+@pytest.fixture
+def served(world, tmp_path):
+    vdir, ids, tokens = world
+    service = start_service(vdir, tmp_path / "service")
+    yield service, vdir, ids, tokens
+    service.stop()
+
+
+# --- the operation table matches the facade -----------------------------------------------------
+
+
+def test_operation_table_matches_facade_signatures():
+    """Every API operation names a facade method with exactly these parameters (in order), so
+    the service client's proxies bind arguments as the facade does. A facade change fails here."""
+    from vault.facade import Vault
+
+    classes = {name: service.service_class() for name, service in Vault.services().items()}
+    for op in spec.OPERATIONS:
+        sig = inspect.signature(getattr(classes[op.service], op.facade_method))
+        dropped = {"self", "principal", *op.local_only}
+        if op.passes_origin:
+            assert "origin" in sig.parameters, op.name
+            dropped.add("origin")
+        if op.transport == "lines":
+            assert "write" in sig.parameters, op.name
+            dropped |= {"write", "out"}  # the server collects the lines; the client writes the file
+        names = [n for n in sig.parameters if n not in dropped]
+        assert names == [p.name for p in op.params], (op.name, names)
+        assert ("principal" in sig.parameters) == op.auth, op.name
+        for p in op.params:
+            assert (sig.parameters[p.name].kind is inspect.Parameter.KEYWORD_ONLY) == p.keyword, (op.name, p)
+
+
+def test_openapi_lists_every_operation_with_the_error_shape(served):
+    service, *_ = served
+    status, doc = service.client().get("/openapi.json")
+    assert status == 200
+    for op in spec.OPERATIONS:
+        entry = doc["paths"][op.path]["post"]
+        assert entry["operationId"] == op.operation_id
+        for status_code in ("400", "401", "413", "422", "429", "500", "503"):
+            ref = entry["responses"][status_code]["content"]["application/json"]["schema"]["$ref"]
+            assert ref.endswith("/ErrorBody")
+
+
+# --- authentication ---------------------------------------------------------------------------------
+
+
+def test_tokens_refused_401(served, svc_template, tmp_path):
+    service, vdir, ids, tokens = served
+    ok, body = service.client(tokens["eve"]).post("/v1/clients/list")
+    assert ok == 200 and [c["name"] for c in body] == ["acme"]
+    # a token of another vault (valid there)
+    from tests.helpers import copy_vault
+
+    other = copy_vault(svc_template, tmp_path / "other")
+    v = other.open()
+    foreign = person(v, "eve", "engineer").token(v)
+    v.close()
+    # an expired token (absolute 8 h limit passed) and a disabled user's token
+    v = vdir.open()
+    expired = ids["carl"].token(v)
+    with v.ctx.db.write() as conn:
+        conn.execute(
+            "UPDATE sessions SET created_at = created_at - 9 * 3600 WHERE user_id = ?", (ids["carl"].user_id,)
+        )
+    v.users.disable(v.users.resume(tokens["ada"]), "maria")
+    v.close()
+    for token in (foreign, expired, tokens["maria"], "cvs1_" + "A" * 43, "garbage", ""):
+        status, body = service.client(token).post("/v1/clients/list")
+        assert status == 401, (token, body)
+        assert_error_shape(body, "authentication_failed")["exit_code"] == 3
+    status, body = service.client().post("/v1/clients/list")  # no Authorization header at all
+    assert status == 401 and assert_error_shape(body, "authentication_failed")
+
+
+# --- error shape, limits, bad input ----------------------------------------------------------------
+
+
+def _raw(service, head: bytes, body: bytes = b"") -> tuple[int, dict]:
+    ctx = ssl.create_default_context(cafile=str(service.ca.ca_path))
+    with socket.create_connection(("127.0.0.1", service.port), timeout=30) as sock:
+        with ctx.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
+            tls.sendall(head + body)
+            resp = http.client.HTTPResponse(tls)
+            resp.begin()
+            return resp.status, json.loads(resp.read())
+
+
+def test_body_limit_413(served):
+    service, _, _, tokens = served
+    # a declared Content-Length over 2 MiB: refused before anything is read
+    head = (
+        f"POST /v1/secrets/put HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {tokens['eve']}\r\nContent-Length: {3 * 1024 * 1024}\r\n\r\n"
+    ).encode()
+    status, body = _raw(service, head)
+    assert status == 413 and assert_error_shape(body, "request_too_large")["exit_code"] == 2
+    # a chunked body that grows past 2 MiB: counted as it arrives
+    chunk = b"x" * (256 * 1024)
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(10)) + b"0\r\n\r\n"
+    head = (
+        f"POST /v1/secrets/put HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {tokens['eve']}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    status, body = _raw(service, head, chunks)
+    assert status == 413 and assert_error_shape(body, "request_too_large")
+    # just under the limit is read (and then refused for what it is, not for its size)
+    big = {
+        "client_name": "acme",
+        "path": "big/note",
+        "kind": "note",
+        "fields": {"text": "y" * (2 * 1024 * 1024 - 200)},
+    }
+    status, body = service.client(tokens["eve"]).post("/v1/secrets/put", big)
+    assert status == 400 and assert_error_shape(body, "invalid_input")  # the 1 MiB record limit
+
+
+HOSTILE = [
+    ("/v1/secrets/get", {"client_name": "acme", "path": "office/firewall", "version": 10**30}),
+    ("/v1/secrets/get", {"client_name": "acme", "path": "office/firewall", "version": "1; drop"}),
+    ("/v1/secrets/get", {"client_name": "acme\ud800", "path": "x"}),
+    ("/v1/secrets/get", {"client_name": 5, "path": None}),
+    ("/v1/secrets/get", {"client_name": "acme", "path": "office/firewall", "extra": 1}),
+    ("/v1/secrets/get", ["not", "an", "object"]),
+    ("/v1/secrets/get", "just a string"),
+    ("/v1/secrets/get", None),
+    ("/v1/secrets/put", {"client_name": "acme", "path": "a/b", "kind": "note", "fields": {"text": "\udfff"}}),
+    ("/v1/secrets/put", {"client_name": "acme", "path": "a/b", "kind": "nope", "fields": {}}),
+    (
+        "/v1/secrets/put",
+        {"client_name": "acme", "path": "../../etc", "kind": "note", "fields": {"text": "x"}},
+    ),
+    (
+        "/v1/secrets/put",
+        {"client_name": "acme", "path": "a/b", "kind": "access", "fields": {"port": 10**40, "password": "x"}},
+    ),
+    (
+        "/v1/secrets/put",
+        {
+            "client_name": "acme",
+            "path": "a/b",
+            "kind": "network",
+            "fields": {"addresses": ["300.1.1.1/99"], "wifi_key": [[[]]]},
+        },
+    ),
+    ("/v1/secrets/import-records", {"client_name": "acme", "lines": ["[" * 5000 + "]" * 5000]}),
+    ("/v1/secrets/import-records", {"client_name": "acme", "lines": ['{"path": 1}', "nan"]}),
+    ("/v1/clients/add", {"name": "new", "sla_end": "+999999w"}),
+    ("/v1/clients/add", {"name": "new", "sla_end": "9999-12-31T23:59:59", "grace_days": 3650}),
+    ("/v1/clients/add", {"name": "new\x00", "sla_end": "tomorrow"}),
+    ("/v1/clients/add", {"name": "x" * 5000, "sla_end": "+1d"}),
+    ("/v1/sla/upcoming", {"within": "999999w"}),
+    ("/v1/sla/renew", {"name": "acme", "until": "0001-01-01"}),
+    ("/v1/audit/log", {"since": "-999999w", "limit": -1}),
+    ("/v1/audit/log", {"since": "+999999w"}),
+    ("/v1/audit/export-lines", {"format": "xml"}),
+    ("/v1/users/add", {"name": "bob", "roles": ["god"]}),
+    ("/v1/users/login", {"name": "\ud800", "password": "x", "totp": "123456"}),
+    ("/v1/users/train", {"name": "eve", "until": "2026-02-30"}),
+    ("/v1/sync/configure", {"settings": {"tenant_id": []}}),
+    ("/v1/sync/push", {"workers": 0}),
+]
+
+
+def test_bad_input_never_reaches_a_500(served):
+    service, _, _, tokens = served
+    admin_like = {
+        "/v1/clients/add": "maria",
+        "/v1/sla/upcoming": "maria",
+        "/v1/sla/renew": "maria",
+        "/v1/audit/log": "rita",
+        "/v1/audit/export-lines": "rita",
+        "/v1/users/add": "ada",
+        "/v1/users/train": "ada",
+        "/v1/sync/configure": "ada",
+        "/v1/sync/push": "ada",
+    }
+    for path, body in HOSTILE:
+        client = service.client(tokens[admin_like.get(path, "eve")])
+        status, answer = client.request("POST", path, raw=json.dumps(body).encode())
+        assert status < 500, (path, body, status, answer)
+        if status >= 400:
+            assert_error_shape(answer)
+    # a far-future SLA end was accepted above: the views computing from it must not break
+    status, answer = service.client(tokens["maria"]).post("/v1/sla/show", {"name": "new"})
+    assert status < 500, answer
+    for raw in (b"{", b"\xff\xfe", b'{"client_name": "acme", "path": "a"' + b" " * 10, b"[" * 100_000):
+        status, answer = service.client(tokens["eve"]).request("POST", "/v1/secrets/get", raw=raw)
+        assert status in (400, 422), (raw[:20], status, answer)
+        assert_error_shape(answer)
+    status, answer = service.client(tokens["eve"]).request("GET", "/v1/secrets/get")
+    assert status == 405 and assert_error_shape(answer, "method_not_allowed")
+    status, answer = service.client().post("/v1/nothing/here", {})
+    assert status == 404 and assert_error_shape(answer, "unknown_endpoint")
+    assert "internal error" not in service.log()
+
+
+def test_login_rate_limits(world, tmp_path):
+    vdir, *_ = world
+    service = start_service(vdir, tmp_path / "svc", "--login-burst", "3", "--login-per-minute", "1")
+    try:
+        client = service.client()
+        answers = [
+            client.post(
+                "/v1/users/login", {"name": f"nobody{i}", "password": "wrong-password!", "totp": "123456"}
+            )
+            for i in range(4)
+        ]
+        assert [s for s, _ in answers[:3]] == [401, 401, 401]
+        status, body = answers[3]
+        assert status == 429 and assert_error_shape(body, "rate_limited")["exit_code"] == 8
+    finally:
+        service.stop()
+    # per user name (whatever the address): 5 at once by default
+    service = start_service(vdir, tmp_path / "svc2", "--login-burst", "100")
+    try:
+        statuses = [
+            service.client().post(
+                "/v1/users/login", {"name": "eve", "password": "wrong-password!", "totp": "123456"}
+            )[0]
+            for _ in range(6)
+        ]
+        assert statuses[-1] == 429 and 429 not in statuses[:5]
+    finally:
+        service.stop()
+
+
+# --- sealed service, operator unseal ------------------------------------------------------------------
+
+
+def test_sealed_until_the_operator_unseals(world, tmp_path):
+    vdir, _, tokens = world
+    v = vdir.open()
+    v.slots.add_slot(
+        "passphrase",
+        b"operator passphrase",
+        label="passphrase",
+        kdf_params={"memory_kib": 65536, "iterations": 1, "lanes": 4},
+    )
+    v.close()
+    service = start_service(vdir, tmp_path / "svc", unsealed=False)
+    try:
+        assert service.client().get("/v1/health") == (200, {"status": "ok", "sealed": True})
+        for op in spec.OPERATIONS:
+            status, body = service.client(tokens["eve"]).post(op.path, {})
+            assert status in (503, 422), (op.path, status, body)
+            if status == 503:
+                assert assert_error_shape(body, "vault_sealed")["exit_code"] == 8
+        env = {
+            "CVAULT_ADDR": service.addr,
+            "CVAULT_CACERT": str(service.ca.ca_path),
+            "PYTHONPATH": str(vdir.home.parent),
+        }
+        from tests.helpers import ROOT
+
+        env["PYTHONPATH"] = str(ROOT)
+        proc = run_cli("operator", "status", env=env)
+        assert proc.returncode == 8 and "sealed" in proc.stdout
+        wrong = tmp_path / "wrong"
+        wrong.write_text("not the passphrase\n")
+        proc = run_cli("operator", "unseal", "--passphrase-file", str(wrong), env=env)
+        assert proc.returncode == 3, proc.stderr
+        right = tmp_path / "right"
+        right.write_text("operator passphrase\n")
+        proc = run_cli("operator", "unseal", "--passphrase-file", str(right), env=env)
+        assert proc.returncode == 0 and "unsealed" in proc.stdout, proc.stderr
+        status, body = service.client(tokens["eve"]).post(
+            "/v1/secrets/get", {"client_name": "acme", "path": "office/firewall"}
+        )
+        assert status == 200 and body["fields"]["password"] == "pw-0"
+        assert run_cli("operator", "status", env=env).returncode == 0
+        log = service.log()
+        assert "operator passphrase" not in log and tokens["eve"] not in log and "pw-0" not in log
+    finally:
+        service.stop()
+
+
+def test_plain_http_only_on_loopback(vdir):
+    for args, ok in (
+        (["--host", "0.0.0.0", "--insecure-http"], False),
+        (["--host", "10.1.2.3", "--insecure-http"], False),
+        (["--host", "localhost", "--insecure-http"], False),
+        (["--host", "0.0.0.0"], False),
+    ):
+        proc = vdir.cli("serve", "--port", "1", *args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.count("\n") == 1
+    from vault.server.run import check_bind
+
+    check_bind("127.0.0.5", tls=False, insecure_http=True)
+    check_bind("::1", tls=False, insecure_http=True)
+
+
+# --- background jobs ------------------------------------------------------------------------------------
+
+
+def test_background_sweep_and_checkpoints(world, tmp_path):
+    vdir, ids, tokens = world
+    v = vdir.open()
+    maria = v.users.resume(tokens["maria"])
+    v.sla.renew(maria, "globex", v.ctx.now() + timedelta(days=1), grace_days=0)
+    v.sla.expire(maria, "globex", reason="test: shred at the next sweep")
+    v.close()
+    service = start_service(vdir, tmp_path / "svc", "--sweep-interval", "1", "--checkpoint-interval", "1")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            v = vdir.open()
+            try:
+                state = v.ctx.client("globex").shred_state
+                seq, _ = v.ctx.audit.head()
+                checkpointed = v.ctx.db.one("SELECT max(seq) FROM audit_checkpoints")[0] or 0
+            finally:
+                v.close()
+            if state == "shredded" and checkpointed >= seq - 5:
+                break
+            assert time.monotonic() < deadline, (state, seq, checkpointed, service.log()[-2000:])
+            time.sleep(0.3)
+        status, body = service.client(tokens["maria"]).post("/v1/sla/certificate", {"name": "globex"})
+        assert status == 200 and body["certificate"]["client"]["name"] == "globex"
+    finally:
+        service.stop()
+
+
+def test_a_failing_job_is_logged_and_retried_not_fatal(world):
+    from vault.server.app import ServiceSettings
+    from vault.server.jobs import BackgroundJobs
+    from vault.server.pool import VaultPool
+
+    vdir, *_ = world
+    pool = VaultPool(vdir.home)
+    pool.unseal("key_file", str(vdir.key_file))
+    jobs = BackgroundJobs(pool, ServiceSettings())
+    calls = []
+
+    def broken(vault):
+        calls.append(1)
+        raise RuntimeError("boom: something the job did not expect")
+
+    jobs.jobs = [("outbox", 0.01, broken)]
+    jobs.start()
+    time.sleep(0.3)
+    jobs.stop()
+    assert len(calls) >= 2 and jobs.state["outbox"]["failures"] == len(calls)
+    assert jobs.state["outbox"]["last_error"] == "RuntimeError"
+    assert jobs.run_once("audit-checkpoint") is False  # not configured in this instance
+    pool.close()
+
+
+# --- many sessions at once ------------------------------------------------------------------------------
+
+
+def _decisions(vdir) -> int:
+    v = vdir.open()
+    try:
+        return v.ctx.db.one("SELECT count(*) FROM audit_events WHERE outcome IN ('allow', 'deny')")[0]
+    finally:
+        v.close()
+
+
+@pytest.mark.slow
+def test_eight_clients_thousand_mixed_requests_each(served):
+    service, vdir, ids, tokens = served
+    v = vdir.open()
+    engineers = []
+    for i in range(8):
+        who = person(v, f"eng{i}", "engineer")
+        assign(v, who, "acme")
+        engineers.append(who.token(v))
+    v.close()
+    before = _decisions(vdir)
+    per_client, errors, counts = 1000, [], {"ok": 0, "denied": 0}
+    lock = threading.Lock()
+
+    def work(n: int) -> None:
+        client = service.client(engineers[n])
+        last = 0
+        try:
+            for i in range(per_client):
+                kind = i % 10
+                if kind < 6:  # read
+                    status, body = client.post(
+                        "/v1/secrets/get", {"client_name": "acme", "path": "office/firewall"}
+                    )
+                    ok = status == 200 and body["fields"]["password"] == "pw-0"
+                elif kind < 8:  # write a new version of this worker's own record
+                    last += 1
+                    status, body = client.post(
+                        "/v1/secrets/put",
+                        {
+                            "client_name": "acme",
+                            "path": f"load/w{n}",
+                            "kind": "note",
+                            "fields": {"text": f"{n}-{last}"},
+                        },
+                    )
+                    ok = status == 200 and body["version"] == last
+                elif kind == 8:
+                    status, body = client.post("/v1/secrets/list", {"client_name": "acme"})
+                    ok = status == 200
+                else:  # refused: not assigned to globex (one deny decision)
+                    status, body = client.post("/v1/secrets/list", {"client_name": "globex"})
+                    ok = status == 403 and body["error"]["code"] == "access_denied"
+                with lock:
+                    counts["ok" if status == 200 else "denied"] += 1
+                if not ok:
+                    errors.append((n, i, status, body))
+                    return
+            status, body = client.post("/v1/secrets/get", {"client_name": "acme", "path": f"load/w{n}"})
+            assert status == 200 and body["fields"]["text"] == f"{n}-{last}"  # no lost update
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append((n, "exception", repr(exc)))
+        finally:
+            client.close()
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - start
+    assert not errors, errors[:5]
+    assert counts == {"ok": 7200, "denied": 800}
+    # exactly one audit decision per request (+ the 8 final reads)
+    assert _decisions(vdir) - before == 8 * per_client + 8
+    log = service.log()
+    assert "database is locked" not in log and "internal error" not in log
+    v = vdir.open()
+    try:
+        from vault.audit.live import verify_live
+
+        result = verify_live(v.ctx)
+        assert result.ok, result.problem
+        history = v.secrets.history(v.users.resume(engineers[0]), "acme", "load/w0")
+        assert history[-1]["version"] == 200
+    finally:
+        v.close()
+    print(f"8 x {per_client} requests in {elapsed:.1f} s ({8 * per_client / elapsed:.0f}/s)")
+
+
+def test_unseal_guessing_is_serialized_capped_and_audited(tmp_path):
+    """Failed unseal attempts (any address) are audited and capped; right secret unseals."""
+    from vault.errors import AuthenticationFailed, VaultLocked
+    from vault.facade import Vault
+    from vault.server.pool import VaultPool
+
+    v, _ = Vault.init(
+        tmp_path / "vault",
+        passphrase="correct horse battery",
+        kdf_params={"memory_kib": 65536, "iterations": 1, "lanes": 4},
+    )
+    v.close()
+    now = [1000.0]
+    pool = VaultPool(tmp_path / "vault", unseal_failures_max=2, unseal_window=600, monotonic=lambda: now[0])
+    for _ in range(2):
+        with pytest.raises(AuthenticationFailed):
+            pool.unseal("passphrase", "wrong guess", origin="api:198.51.100.9")
+    with pytest.raises(VaultLocked):
+        pool.unseal("passphrase", "correct horse battery", origin="api:198.51.100.10")
+    assert pool.sealed
+    events = pool._free[0].ctx.db.all(
+        "SELECT action, outcome, origin, reason FROM audit_events WHERE action = 'service.unseal'"
+    )
+    assert [(a, o) for a, o, _, _ in events] == [("service.unseal", "deny")] * 2
+    assert all("guess" not in r for *_, r in events)  # never the secret
+    now[0] += 600  # the window has passed
+    pool.unseal("passphrase", "correct horse battery", origin="api:198.51.100.10")
+    assert not pool.sealed

@@ -1,0 +1,290 @@
+"""The OneDrive replica end to end: real msal against the fake authority, the fake Graph over HTTPS."""
+
+import json
+import shutil
+
+import pytest
+
+from tests.helpers import add_client, operator
+from vault.errors import IntegrityFailure
+
+CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+TENANT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+SECRET = "graph-client-secret-value-123"
+
+
+@pytest.fixture
+def authority(test_ca, token_registry):
+    from tests.fakes.authority import FakeAuthority
+
+    a = FakeAuthority(test_ca.server_context(), token_registry, tenant=TENANT, device_interval=1).start()
+    a.register(CLIENT_ID, secret=SECRET)
+    yield a
+    a.stop()
+
+
+@pytest.fixture
+def remote_config(authority, fake_graph, tmp_path, test_ca, monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(test_ca.ca_path))
+    secret_file = tmp_path / "graph.secret"
+    secret_file.write_text(SECRET + "\n")
+    secret_file.chmod(0o600)
+    return {
+        "tenant_id": TENANT,
+        "client_id": CLIENT_ID,
+        "credential": "secret-file",
+        "secret_file": str(secret_file),
+        "drive_id": fake_graph.drive_id,
+        "root_folder": "cvault",
+        "authority_host": authority.host,
+        "graph_base_url": fake_graph.base_url,
+        "instance_discovery": False,
+    }
+
+
+@pytest.fixture
+def vault(vdir, remote_config, recording_sleep):
+    v = vdir.open(service_options={"sync": {"graph_options": {"sleep": recording_sleep}}})
+    v.sync.configure(operator(), remote_config)
+    add_client(v, "acme")
+    for i in range(12):
+        v.secrets.put(operator(), "acme", f"site/{i}", "access", {"password": f"pw-{i}"})
+    yield v
+    v.close()
+
+
+def remote_blob_names(fake_graph):
+    return {path.rsplit("/", 1)[-1] for path in fake_graph.files()}
+
+
+def test_push_uploads_every_queued_blob_and_empties_the_outbox(vault, fake_graph):
+    assert vault.sync.pending()["put"] == 12
+    result = vault.sync.push(operator())
+    assert result["uploaded"] == 12 and result["failed"] == 0
+    assert vault.sync.pending() == {"put": 0, "delete": 0, "failing": 0, "oldest": None}
+    assert remote_blob_names(fake_graph) == set(vault.ctx.blobs.list())
+    assert vault.sync.verify(operator())["ok"]
+    # the remote copies are byte for byte the local ones, and ciphertext only
+    for path, data in fake_graph.files().items():
+        assert data == vault.ctx.blobs.get(path.rsplit("/", 1)[-1])
+        assert b"pw-" not in data
+
+
+def test_no_token_or_secret_in_the_vault_folder_or_audit(vault, vdir, fake_graph, token_registry):
+    vault.sync.push(operator())
+    for path in vdir.home.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert SECRET.encode() not in data
+            for token in token_registry.issued:
+                assert token.encode() not in data
+    cache = vdir.home / "graph-token-cache.sealed"
+    assert cache.exists() and (cache.stat().st_mode & 0o077) == 0
+
+
+def test_deletes_wait_in_the_outbox_while_the_remote_is_down(vault, fake_graph):
+    vault.sync.push(operator())
+    vault.secrets.rm(operator(), "acme", "site/3", purge=True)
+    assert vault.sync.pending()["delete"] == 1
+    fake_graph.down = "refuse"
+    result = vault.sync.push(operator())
+    assert result["failed"] == 1 and vault.sync.pending()["delete"] == 1
+    assert vault.sync.pending()["failing"] == 1
+    fake_graph.down = None
+    result = vault.sync.push(operator(), force=True)
+    assert result["deleted"] == 1 and vault.sync.pending()["delete"] == 0
+    assert remote_blob_names(fake_graph) == set(vault.ctx.blobs.list())
+    assert any("permanentDelete" in r.path for r in fake_graph.log)
+
+
+def test_pull_restores_a_wiped_local_store(vault, vdir):
+    vault.sync.push(operator())
+    before = {n: vault.ctx.blobs.get(n) for n in vault.ctx.blobs.list()}
+    shutil.rmtree(vdir.home / "blobs")
+    (vdir.home / "blobs").mkdir(mode=0o700)
+    result = vault.sync.pull(operator())
+    assert result["restored"] == 12 and not result["errors"]
+    assert {n: vault.ctx.blobs.get(n) for n in vault.ctx.blobs.list()} == before
+    assert vault.secrets.get(operator(), "acme", "site/7").fields["password"] == "pw-7"
+
+
+def test_a_lost_local_blob_is_restored_on_read(vault, vdir):
+    vault.sync.push(operator())
+    victim = next(p for p in (vdir.home / "blobs").rglob("*") if p.is_file())
+    victim.unlink()
+    for i in range(12):
+        assert vault.secrets.get(operator(), "acme", f"site/{i}").fields["password"] == f"pw-{i}"
+    assert victim.exists()
+
+
+def test_verify_reports_a_corrupted_remote_blob_and_pull_repairs_local(vault, fake_graph):
+    vault.sync.push(operator())
+    path = sorted(fake_graph.files())[0]
+    data = bytearray(fake_graph.files()[path])
+    data[-1] ^= 1
+    fake_graph.put_file(path, bytes(data))
+    report = vault.sync.verify(operator())
+    assert not report["ok"] and report["mismatched"] == [path.rsplit("/", 1)[-1]]
+    # a corrupted remote copy is never pulled over a good local one
+    assert vault.sync.pull(operator())["restored"] == 0
+
+
+def test_a_corrupted_remote_copy_restored_on_read_is_an_integrity_failure(vault, vdir, fake_graph):
+    vault.sync.push(operator())
+    path = sorted(fake_graph.files())[0]
+    name = path.rsplit("/", 1)[-1]
+    fake_graph.put_file(path, b"garbage" * 20)
+    local = next(p for p in (vdir.home / "blobs").rglob(name))
+    local.unlink()
+    failures = 0
+    for i in range(12):
+        try:
+            vault.secrets.get(operator(), "acme", f"site/{i}")
+        except IntegrityFailure:
+            failures += 1
+    assert failures == 1
+
+
+def test_sync_cli_status_push_verify(vdir, remote_config, fake_graph, test_ca):
+    v = vdir.open()
+    v.sync.configure(operator(), {**remote_config, "max_attempts": 2})  # bounded real back-off
+    add_client(v, "acme")
+    v.secrets.put(operator(), "acme", "x", "note", {"text": "hello"})
+    v.close()
+    env = vdir.env(REQUESTS_CA_BUNDLE=str(test_ca.ca_path))
+    status = json.loads(vdir.cli("sync", "status", "--json", env=env).stdout)
+    assert status["pending"]["put"] == 1 and status["remote"]["drive_id"] == fake_graph.drive_id
+    proc = vdir.cli("sync", "push", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "uploaded 1" in proc.stdout
+    proc = vdir.cli("sync", "verify", "--json", env=env)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["ok"]
+    fake_graph.down = "refuse"
+    proc = vdir.cli("sync", "push", env=env)
+    assert proc.returncode == 0  # nothing queued: nothing to do
+    v = vdir.open()
+    v.secrets.put(operator(), "acme", "y", "note", {"text": "again"})
+    v.close()
+    proc = vdir.cli("sync", "push", env=env)
+    assert proc.returncode == 9 and "Traceback" not in proc.stderr
+
+
+def test_shred_deletes_remote_blobs_permanently_and_waits_while_the_remote_is_down(
+    vdir, remote_config, fake_graph, recording_sleep
+):
+    from tests.helpers import clock_at
+
+    clock = clock_at()
+    v = vdir.open(clock=clock, service_options={"sync": {"graph_options": {"sleep": recording_sleep}}})
+    v.sync.configure(operator(), {**remote_config, "max_attempts": 2})
+    add_client(v, "acme", grace_days=0)
+    add_client(v, "globex")
+    for i in range(5):
+        v.secrets.put(operator(), "acme", f"a/{i}", "note", {"text": f"acme-{i}"})
+        v.secrets.put(operator(), "globex", f"g/{i}", "note", {"text": f"globex-{i}"})
+    v.sync.push(operator())
+    acme_blobs = {
+        r[0]
+        for r in v.ctx.db.all(
+            "SELECT v.blob_name FROM record_versions v JOIN records r ON r.id = v.record_id"
+            " JOIN clients c ON c.id = r.client_id WHERE c.name = 'acme'"
+        )
+    }
+    assert acme_blobs <= remote_blob_names(fake_graph)
+
+    v.sla.expire(operator(), "acme", reason="contract ended")
+    clock.advance(1)
+    result = v.sla.sweep(operator())
+    assert result["shredded"] == ["acme"]
+    cert = v.sla.certificate(operator(), "acme")
+    assert cert["certificate"]["destroyed"]["blobs"][1]["pending_at_issue"] == 5
+    assert cert["live_status"]["remote_deletes_pending"] == 5
+
+    fake_graph.down = "refuse"
+    failed = v.sync.push(operator())
+    assert sum(e.startswith("delete ") for e in failed["errors"]) == min(5, len(failed["errors"]))
+    assert v.sync.pending()["delete"] == 5
+    assert v.sla.certificate(operator(), "acme")["live_status"]["remote_deletes_pending"] == 5
+    assert acme_blobs <= remote_blob_names(fake_graph)  # still there while the remote is down
+
+    fake_graph.down = None
+    result = v.sync.push(operator(), force=True)
+    assert result["deleted"] == 5 and result["failed"] == 0, result
+    assert not (acme_blobs & remote_blob_names(fake_graph))
+    assert v.sla.certificate(operator(), "acme")["live_status"]["remote_deletes_pending"] == 0
+    permanent = [r for r in fake_graph.log if r.method == "POST" and r.path.endswith("/permanentDelete")]
+    assert len(permanent) >= 5
+    assert not fake_graph.recycle_bin  # permanentDelete bypasses the recycle bin
+    # the other client is untouched, locally and remotely
+    assert v.secrets.get(operator(), "globex", "g/3").fields["text"] == "globex-3"
+    assert v.sync.verify(operator())["ok"]
+    v.close()
+
+
+def test_device_code_sign_in_for_a_single_admin(vdir, authority, fake_graph, remote_config, recording_sleep):
+    """Delegated device-code flow through real msal; the token cache is sealed at rest."""
+    authority.register(CLIENT_ID, public=True)  # a public client: no secret
+    sleep = {"sleep": recording_sleep}
+    v = vdir.open(service_options={"sync": {"graph_options": sleep, "auth_options": sleep}})
+    config = {k: v_ for k, v_ in remote_config.items() if k != "secret_file"}
+    v.sync.configure(operator(), {**config, "credential": "device-code"})
+    shown = []
+    account = v.sync.sign_in(operator(), prompt=shown.append)
+    assert account and shown and "code" in shown[0].lower()
+    add_client(v, "acme")
+    v.secrets.put(operator(), "acme", "x", "note", {"text": "hello"})
+    assert v.sync.push(operator())["uploaded"] == 1  # the cached delegated token is used
+    cache = (vdir.home / "graph-token-cache.sealed").read_bytes()
+    assert b"access_token" not in cache and b"refresh_token" not in cache
+    v.close()
+
+
+def test_replica_configuration_is_host_only_and_never_points_at_vault_secrets(
+    vdir, remote_config, monkeypatch
+):
+    """An API caller (even an admin) cannot set the replica: it names files the service reads
+    and the endpoint it sends them to (a stolen key file would bypass every check)."""
+    from vault.errors import AccessDenied, InvalidInput
+
+    v = vdir.open()
+    api_admin = operator()._replace(origin="api:203.0.113.7")
+    with pytest.raises(AccessDenied, match="host only"):
+        v.sync.configure(api_admin, remote_config)
+    with pytest.raises(AccessDenied, match="host only"):
+        v.sync.remove_config(api_admin)
+    monkeypatch.setenv("CVAULT_KEY_FILE", str(vdir.key_file))
+    for path in (str(vdir.key_file), str(vdir.home / "vault.db")):
+        with pytest.raises(InvalidInput, match="must not be the vault's key"):
+            v.sync.configure(operator(), {**remote_config, "secret_file": path})
+    assert v.sync.config() is None
+    v.sync.configure(operator(), remote_config)  # from the host, with a proper secret file
+    assert v.sync.show_config(operator())["drive_id"] == remote_config["drive_id"]
+    v.close()
+
+
+def test_one_push_at_a_time(vault):
+    """A second push while one runs does nothing (it could re-upload a blob the first deleted)."""
+    from vault.locks import exclusive
+    from vault.sync.service import PUSH_LOCK
+
+    with exclusive(vault.ctx.home.locks, PUSH_LOCK) as held:
+        assert held
+        result = vault.sync.push(operator())
+    assert result["skipped"] == "another push is running" and result["uploaded"] == 0
+    assert vault.sync.pending()["put"] == 12
+    assert vault.sync.push(operator())["uploaded"] == 12
+
+
+def test_pull_restores_signed_checkpoint_copies_and_refuses_forged_ones(vault, vdir, fake_graph):
+    cp = vault.ctx.audit.checkpoint()
+    vault.sync.push(operator())
+    genuine = vdir.home / "blobs" / cp.blob_name[:2] / cp.blob_name
+    assert genuine.exists() and cp.blob_name in remote_blob_names(fake_graph)
+    genuine.unlink()
+    forged = cp._replace(seq=99999999)  # same signature, another head: does not verify
+    fake_graph.put_file(f"cvault/{forged.blob_name[:2]}/{forged.blob_name}", forged.to_json().encode())
+    result = vault.sync.pull(operator())
+    assert genuine.exists()
+    assert any(forged.blob_name in e and "failed verification" in e for e in result["errors"])
+    assert not (vdir.home / "blobs" / forged.blob_name[:2] / forged.blob_name).exists()
+    assert vault.audit.verify(operator()).ok

@@ -1,0 +1,282 @@
+"""The facade's surface as a type: :class:`VaultAPI`.
+
+Two implementations satisfy it: the embedded facade :class:`vault.facade.Vault` and the service
+client :class:`cli.service_client.client.ServiceVault`; ``CliState.vault()`` returns a
+``VaultAPI``, so mypy checks every command against both. The operations served over HTTPS are the
+registry's (:mod:`vault.api_spec`, checked against the facade by ``tests/server/test_registry.py``);
+the rest (slots, doctor, the replica's configuration and sign-in) are host-only: the service
+client refuses them.
+
+Dates and durations may be given as text (``"+90d"``, ``"30d"``): the service parses them with its
+own clock. Nothing here is imported at run time by anything but type checkers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from vault.audit.verify import VerifyResult
+    from vault.principal import Principal
+    from vault.records import SecretRecord
+
+Progress = Callable[[int, int], None]
+When = datetime | str
+#: ``list`` is also a method name of several services: these aliases keep it a type in their scope
+Rows = list[dict]
+Roles = list[str] | tuple[str, ...]
+
+
+class LoginResultLike(Protocol):
+    token: str
+
+    def as_dict(self) -> dict: ...
+
+
+class DoctorReportLike(Protocol):
+    @property
+    def ok(self) -> bool: ...
+
+    def as_dict(self) -> dict: ...
+
+
+class UsersAPI(Protocol):
+    def login(
+        self,
+        name: str,
+        password: str,
+        *,
+        totp: str | None = None,
+        recovery_code: str | None = None,
+        origin: str = "cli",
+    ) -> LoginResultLike: ...
+
+    def enroll(self, name: str, code: str, password: str, *, origin: str = "cli") -> dict: ...
+
+    def resume(self, token: str, *, origin: str = "cli") -> Principal: ...
+
+    def step_up(
+        self, principal: Principal, code: str | None = None, *, recovery_code: str | None = None
+    ) -> dict: ...
+
+    def logout(self, principal: Principal) -> None: ...
+
+    def whoami(self, principal: Principal) -> dict: ...
+
+    def passwd(self, principal: Principal, current: str, new: str) -> None: ...
+
+    def add(self, principal: Principal, name: str, roles: Roles) -> dict: ...
+
+    def list(self, principal: Principal) -> Rows: ...
+
+    def show(self, principal: Principal, name: str) -> dict: ...
+
+    def disable(self, principal: Principal, name: str) -> dict: ...
+
+    def enable(self, principal: Principal, name: str) -> dict: ...
+
+    def grant(self, principal: Principal, name: str, role: str) -> dict: ...
+
+    def revoke(self, principal: Principal, name: str, role: str) -> dict: ...
+
+    def unlock(self, principal: Principal, name: str) -> dict: ...
+
+    def reset_totp(self, principal: Principal, name: str) -> dict: ...
+
+    def train(self, principal: Principal, name: str, until: When) -> dict: ...
+
+
+class AccessAPI(Protocol):
+    def assign(
+        self, principal: Principal, client_name: str, user_name: str, until: When | None = None
+    ) -> dict: ...
+
+    def unassign(self, principal: Principal, client_name: str, user_name: str) -> dict: ...
+
+    def client_access(self, principal: Principal, client_name: str) -> dict: ...
+
+    def user_access(self, principal: Principal, user_name: str) -> dict: ...
+
+
+class ClientsAPI(Protocol):
+    def add(
+        self, principal: Principal, name: str, *, sla_end: When, grace_days: int | None = None
+    ) -> dict: ...
+
+    def list(self, principal: Principal) -> Rows: ...
+
+    def show(self, principal: Principal, name: str) -> dict: ...
+
+    def rotate_key(self, principal: Principal, name: str, progress: Progress | None = None) -> dict: ...
+
+
+class SecretsAPI(Protocol):
+    def put(
+        self, principal: Principal, client_name: str, path: str, kind: str, fields: dict[str, Any]
+    ) -> dict: ...
+
+    def get(
+        self, principal: Principal, client_name: str, path: str, version: int | None = None
+    ) -> SecretRecord: ...
+
+    def list(self, principal: Principal, client_name: str) -> Rows: ...
+
+    def history(self, principal: Principal, client_name: str, path: str) -> Rows: ...
+
+    def rm(self, principal: Principal, client_name: str, path: str, *, purge: bool = False) -> dict: ...
+
+    def import_records(
+        self,
+        principal: Principal,
+        client_name: str,
+        lines: Iterable[str],
+        progress: Progress | None = None,
+    ) -> dict: ...
+
+    def export_records(self, principal: Principal, client_name: str) -> dict: ...
+
+    def export(self, principal: Principal, client_name: str, out: Path) -> dict: ...
+
+
+class SlaAPI(Protocol):
+    def show(self, principal: Principal, name: str) -> dict: ...
+
+    def renew(
+        self, principal: Principal, name: str, until: When, *, grace_days: int | None = None
+    ) -> dict: ...
+
+    def expire(self, principal: Principal, name: str, *, reason: str) -> dict: ...
+
+    def request_shred(self, principal: Principal, name: str, *, reason: str) -> dict: ...
+
+    def approve_shred(self, principal: Principal, name: str) -> dict: ...
+
+    def upcoming(self, principal: Principal, within: timedelta | str = "30d") -> Rows: ...
+
+    def sweep(
+        self, principal: Principal, *, dry_run: bool = False, progress: Progress | None = None
+    ) -> dict: ...
+
+    def certificate(self, principal: Principal, name: str) -> dict: ...
+
+
+class AuditAPI(Protocol):
+    def public_key(self) -> dict: ...
+
+    def checkpoint(self, principal: Principal) -> dict: ...
+
+    def log(
+        self,
+        principal: Principal,
+        *,
+        user: str | None = None,
+        client: str | None = None,
+        action: str | None = None,
+        outcome: str | None = None,
+        since: When | None = None,
+        until: When | None = None,
+        limit: int | None = 100,
+    ) -> Rows: ...
+
+    def export(
+        self,
+        principal: Principal,
+        format: str,
+        *,
+        out: Path | str | None = None,
+        write: Callable[[str], None] | None = None,
+        details: bool = True,
+    ) -> dict: ...
+
+    def verify(
+        self, principal: Principal, progress: Progress | None = None, *, all_signatures: bool = False
+    ) -> VerifyResult: ...
+
+    def report(
+        self, principal: Principal, *, since: When | None = None, until: When | None = None
+    ) -> dict: ...
+
+    def prune(self, principal: Principal, before: When) -> dict: ...
+
+
+class SyncAPI(Protocol):
+    def status(self, principal: Principal) -> dict: ...
+
+    def push(
+        self,
+        principal: Principal,
+        *,
+        workers: int = 8,
+        progress: Progress | None = None,
+        force: bool = False,
+    ) -> dict: ...
+
+    def pull(self, principal: Principal, *, workers: int = 8, progress: Progress | None = None) -> dict: ...
+
+    def verify(self, principal: Principal, *, progress: Progress | None = None) -> dict: ...
+
+    def show_config(self, principal: Principal) -> dict | None: ...
+
+    # host-only (the service client refuses them)
+    def configure(self, principal: Principal, settings: dict) -> dict: ...
+
+    def remove_config(self, principal: Principal) -> None: ...
+
+    def sign_in(self, principal: Principal, prompt: Callable[[str], None]) -> str: ...
+
+
+class SlotsAPI(Protocol):
+    """Host-only: unseal slots."""
+
+    def list_slots(self) -> Rows: ...
+
+    def add_slot(
+        self,
+        kind: str,
+        secret: bytes,
+        *,
+        label: str,
+        kdf_params: dict | None = None,
+        actor: str = "operator",
+    ) -> int: ...
+
+    def create_key_file_slot(self, path: Path, *, actor: str = "operator") -> int: ...
+
+    def add_recovery_slot(self, *, actor: str = "operator") -> tuple[int, str]: ...
+
+    def remove(self, slot_id: int, *, actor: str = "operator") -> None: ...
+
+
+class MaintenanceAPI(Protocol):
+    """Host-only: ``cvault doctor``."""
+
+    def doctor(self, principal: Principal) -> DoctorReportLike: ...
+
+
+class VaultAPI(Protocol):
+    users: UsersAPI
+    access: AccessAPI
+    clients: ClientsAPI
+    secrets: SecretsAPI
+    sla: SlaAPI
+    audit: AuditAPI
+    sync: SyncAPI
+    slots: SlotsAPI
+    maintenance: MaintenanceAPI
+
+    @property
+    def unsealed(self) -> bool: ...
+
+    @property
+    def session_scope(self) -> str:
+        """What a session file is bound to (the vault id, or the service address)."""
+        ...
+
+    def unseal_key_file(self, path: Path | str) -> None: ...
+
+    def unseal_passphrase(self, passphrase: str) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,388 @@
+"""The one operation registry: every operation of the facade's public surface, described once.
+
+Each :class:`Op` says which facade method it is, its parameters (type, bounds, keyword-only,
+default), whether it needs a session (``auth``), whether the caller's origin is passed, its
+rate-limit class, how its result travels, and its summary. Everything else is derived from it:
+
+* the HTTP server (:mod:`vault.server.routes`) builds one ``POST /v1/<service>/<method>`` route
+  per entry with a request model made from ``params``, and dispatches it with one generic call;
+* the OpenAPI document (``/openapi.json``) is FastAPI's description of those routes;
+* the service client (:mod:`cli.service_client`) builds one proxy method per entry with the
+  facade's own signature (``principal`` first when ``auth``), doing one HTTPS request;
+* the CLI takes types and bounds from it (``param("clients.add", "grace_days").bounds``);
+* the tests check the facade's signatures against it (``tests/server/test_registry.py``).
+
+Facade methods that are not here are host-only (slots, doctor, the replica's configuration and
+sign-in): the service client refuses them with one line.
+
+This module imports nothing heavy: the service client imports it on every command.
+
+Parameter types (JSON on the wire):
+
+=============  ==========================================================================
+``str``        a string
+``int``        an integer within ``bounds``
+``bool``       true / false
+``when``       a date as text: ISO 8601 or relative (``+90d``, ``now``), parsed by the
+               *service* with its own clock (the vault's clock is authoritative)
+``since``      like ``when``, and a plain duration means that long ago (``30d``)
+``duration``   ``30d``, ``12h``, ``45m``, ``2w``
+``strlist``    a list of strings
+``object``     a JSON object (a record's fields)
+=============  ==========================================================================
+
+Result codecs (``result``): ``json`` (the facade's dicts and lists as they are), ``none``,
+``record`` (a :class:`vault.records.SecretRecord`), ``verify`` (a ``VerifyResult``) and
+``login`` (a login result: its token, and ``as_dict()`` without it).
+"""
+
+from __future__ import annotations
+
+REQUIRED = object()
+API_PREFIX = "/v1"
+#: request bodies above this are refused with 413 (docs/service.md, "Limits")
+MAX_BODY_BYTES = 2 * 1024 * 1024
+#: strings (names, paths, codes, dates) longer than this are refused by validation (422)
+MAX_STRING = 4096
+INT64 = (-(2**63), 2**63 - 1)
+
+# Param and Op are plain slotted classes rather than dataclasses: ``cvault secret get`` in
+# service mode imports this module on every run, and ``dataclasses`` (with ``copy``) plus
+# building two dataclasses cost about 1.5 ms of its 25 ms budget (docs/performance.md).
+
+
+class _Frozen:
+    __slots__ = ()
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def _values(self) -> tuple:
+        return tuple(getattr(self, n) for n in self.__slots__)
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other._values() == self._values()
+
+    def __hash__(self):
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"{type(self).__name__}({args})"
+
+
+class Param(_Frozen):
+    __slots__ = ("name", "type", "default", "bounds", "keyword")
+
+    def __init__(
+        self,
+        name: str,
+        type: str,
+        default: object = REQUIRED,
+        bounds: tuple[int, int] | None = None,
+        keyword: bool = False,
+    ):
+        #: ``keyword``: True if the facade takes it keyword-only (after ``*``)
+        for n, v in (
+            ("name", name),
+            ("type", type),
+            ("default", default),
+            ("bounds", bounds),
+            ("keyword", keyword),
+        ):
+            object.__setattr__(self, n, v)
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+class Op(_Frozen):
+    """One operation.
+
+    ``auth``: the facade method takes the acting principal first (the server derives it from the
+    bearer token). ``result``: the result codec (module docstring). ``local_only``: parameters the
+    facade has but the API drops (progress callbacks). ``facade_method``: the facade method when
+    it differs from ``method``. ``passes_origin``: the server passes ``origin=api:<address>`` (the
+    audit log's origin of an unauthenticated call). ``rate_limit``: ``"login"`` puts the call under
+    the per-address and per-user-name token buckets. ``transport``: ``"lines"`` when the facade
+    writes lines through a ``write`` callback: the server collects them and sends
+    ``{"lines": [...], "result": ...}``. ``client_side``: ``(facade method, adapter)``: a facade
+    method the service client provides on top of this operation with one of its adapters, doing
+    the local part itself (writing the export file).
+    ``returns``: the JSON schema of the result (the OpenAPI document's 200 response)."""
+
+    __slots__ = (
+        "service",
+        "method",
+        "params",
+        "auth",
+        "result",
+        "summary",
+        "local_only",
+        "facade_method",
+        "passes_origin",
+        "rate_limit",
+        "transport",
+        "client_side",
+        "returns",
+    )
+
+    def __init__(
+        self,
+        service: str,
+        method: str,
+        params: tuple[Param, ...] = (),
+        auth: bool = True,
+        result: str = "json",
+        summary: str = "",
+        local_only: tuple[str, ...] = (),
+        facade_method: str | None = None,
+        passes_origin: bool = False,
+        rate_limit: str | None = None,
+        transport: str = "json",
+        client_side: tuple[str, str] | None = None,
+        returns: dict | None = None,
+    ):
+        for n, v in (
+            ("service", service),
+            ("method", method),
+            ("params", params),
+            ("auth", auth),
+            ("result", result),
+            ("summary", summary),
+            ("local_only", local_only),
+            ("facade_method", facade_method or method),
+            ("passes_origin", passes_origin),
+            ("rate_limit", rate_limit),
+            ("transport", transport),
+            ("client_side", client_side),
+            ("returns", returns),
+        ):
+            object.__setattr__(self, n, v)
+
+    @property
+    def name(self) -> str:
+        return f"{self.service}.{self.method}"
+
+    @property
+    def path(self) -> str:
+        return f"{API_PREFIX}/{self.service}/{self.method.replace('_', '-')}"
+
+    @property
+    def operation_id(self) -> str:
+        return f"{self.service}_{self.method}"
+
+
+def P(name: str, type_: str = "str", default: object = REQUIRED, bounds=None, keyword=False) -> Param:
+    return Param(name, type_, default, bounds, keyword)
+
+
+def K(name: str, type_: str = "str", default: object = None, bounds=None) -> Param:
+    return Param(name, type_, default, bounds, True)
+
+
+PROGRESS = ("progress",)
+
+OPERATIONS: tuple[Op, ...] = (
+    # --- sessions (users.login and users.enroll need no token) --------------------------------
+    Op(
+        "users",
+        "login",
+        (P("name"), P("password"), K("totp"), K("recovery_code")),
+        auth=False,
+        result="login",
+        passes_origin=True,
+        rate_limit="login",
+        summary="Log in (password + TOTP or recovery code): a bearer session token",
+    ),
+    Op(
+        "users",
+        "enroll",
+        (P("name"), P("code"), P("password")),
+        auth=False,
+        passes_origin=True,
+        rate_limit="login",
+        summary="Redeem an enrollment code: password, TOTP secret, recovery codes",
+    ),
+    Op(
+        "users",
+        "step_up",
+        (P("code", default=None), K("recovery_code")),
+        summary="Verify a fresh TOTP code for reading secrets",
+    ),
+    Op("users", "logout", result="none", summary="End this session"),
+    Op("users", "whoami", summary="The session's user, roles and expiry times"),
+    Op("users", "passwd", (P("current"), P("new")), result="none", summary="Change one's password"),
+    # --- staff administration ---------------------------------------------------------------------
+    Op("users", "add", (P("name"), P("roles", "strlist")), summary="Add a user (enrollment code)"),
+    Op("users", "list", summary="List users"),
+    Op("users", "show", (P("name"),), summary="Show one user"),
+    Op("users", "disable", (P("name"),), summary="Disable a user"),
+    Op("users", "enable", (P("name"),), summary="Enable a user"),
+    Op("users", "grant", (P("name"), P("role")), summary="Grant a role"),
+    Op("users", "revoke", (P("name"), P("role")), summary="Revoke a role"),
+    Op("users", "unlock", (P("name"),), summary="Unlock a user"),
+    Op("users", "reset_totp", (P("name"),), summary="Reset a user's TOTP (re-enrollment code)"),
+    Op("users", "train", (P("name"), P("until", "when")), summary="Record a training attestation"),
+    # --- assignments and the who-can-reach-what view ----------------------------------------------
+    Op(
+        "access",
+        "assign",
+        (P("client_name"), P("user_name"), P("until", "when", None)),
+        summary="Assign an engineer to a client",
+    ),
+    Op("access", "unassign", (P("client_name"), P("user_name")), summary="End an assignment"),
+    Op("access", "client_access", (P("client_name"),), summary="Who can read this client now"),
+    Op("access", "user_access", (P("user_name"),), summary="Which clients this user can read now"),
+    # --- clients --------------------------------------------------------------------------------------
+    Op(
+        "clients",
+        "add",
+        (P("name"), K("sla_end", "when", REQUIRED), K("grace_days", "int", None, (0, 3650))),
+        summary="Create a client",
+    ),
+    Op("clients", "list", summary="List clients"),
+    Op("clients", "show", (P("name"),), summary="Show one client"),
+    Op("clients", "rotate_key", (P("name"),), local_only=PROGRESS, summary="Rotate a client key"),
+    # --- secrets ----------------------------------------------------------------------------------------
+    Op(
+        "secrets",
+        "put",
+        (P("client_name"), P("path"), P("kind"), P("fields", "object")),
+        summary="Store a new version of a record",
+    ),
+    Op(
+        "secrets",
+        "get",
+        (P("client_name"), P("path"), P("version", "int", None, (1, 2**31))),
+        result="record",
+        summary="Read a record (the only operation returning values)",
+    ),
+    Op("secrets", "list", (P("client_name"),), summary="List a client's records (no values)"),
+    Op("secrets", "history", (P("client_name"), P("path")), summary="Kept versions of a record"),
+    Op(
+        "secrets",
+        "rm",
+        (P("client_name"), P("path"), K("purge", "bool", False)),
+        summary="Delete a record, or crypto-shred it with purge",
+    ),
+    Op(
+        "secrets",
+        "import_records",
+        (P("client_name"), P("lines", "strlist")),
+        local_only=PROGRESS,
+        summary="Import JSON Lines records in one transaction",
+    ),
+    Op(
+        "secrets",
+        "export_records",
+        (P("client_name"),),
+        client_side=("export", "export_file"),
+        summary="A client's current records, decrypted (the CLI writes the export file)",
+    ),
+    # --- SLA --------------------------------------------------------------------------------------------
+    Op("sla", "show", (P("name"),), summary="A client's SLA state"),
+    Op(
+        "sla",
+        "renew",
+        (P("name"), P("until", "when"), K("grace_days", "int", None, (0, 3650))),
+        summary="New SLA end",
+    ),
+    Op("sla", "expire", (P("name"), K("reason", "str", REQUIRED)), summary="End the SLA now"),
+    Op("sla", "request_shred", (P("name"), K("reason", "str", REQUIRED)), summary="Request an early shred"),
+    Op("sla", "approve_shred", (P("name"),), summary="Approve another person's early shred"),
+    Op("sla", "upcoming", (P("within", "duration", "30d"),), summary="SLA ends and shreds due soon"),
+    Op("sla", "sweep", (K("dry_run", "bool", False),), local_only=PROGRESS, summary="Shred every client due"),
+    Op("sla", "certificate", (P("name"),), summary="A shredded client's signed certificate"),
+    # --- audit --------------------------------------------------------------------------------------------
+    Op("audit", "public_key", auth=False, summary="The vault's audit public key"),
+    Op("audit", "checkpoint", summary="Sign the log's head now"),
+    Op(
+        "audit",
+        "log",
+        (
+            K("user"),
+            K("client"),
+            K("action"),
+            K("outcome"),
+            K("since", "since"),
+            K("until", "since"),
+            K("limit", "int", 100, (0, 10**9)),
+        ),
+        summary="Audit events matching the filters",
+    ),
+    Op(
+        "audit",
+        "export_lines",
+        (P("format"), K("details", "bool", True)),
+        facade_method="export",
+        transport="lines",
+        client_side=("export", "lines_to_file"),
+        summary="The whole log as lines (jsonl, csv, cef); the CLI writes them",
+    ),
+    Op(
+        "audit",
+        "verify",
+        (K("all_signatures", "bool", False),),
+        result="verify",
+        local_only=PROGRESS,
+        summary="Verify the hash chain and signed checkpoints",
+    ),
+    Op("audit", "report", (K("since", "since"), K("until", "since")), summary="Access report"),
+    Op("audit", "prune", (P("before", "since"),), summary="Delete old entries up to a checkpoint"),
+    # --- sync (the service host's OneDrive replica) ----------------------------------------------
+    Op("sync", "status", summary="Remote and outbox state"),
+    Op(
+        "sync",
+        "push",
+        (K("workers", "int", 8, (1, 64)), K("force", "bool", False)),
+        local_only=PROGRESS,
+        summary="Drain the outbox",
+    ),
+    Op(
+        "sync",
+        "pull",
+        (K("workers", "int", 8, (1, 64)),),
+        local_only=PROGRESS,
+        summary="Restore missing or corrupt local blobs",
+    ),
+    Op("sync", "verify", (), local_only=PROGRESS, summary="Compare remote hashes with local"),
+    # configure / remove_config are deliberately not served: the replica's credential paths and
+    # endpoints are set on the service host only (`cvault remote set` there), so no API caller can
+    # point the OneDrive client at a file of the host (docs/service.md, docs/security.md)
+    Op("sync", "show_config", (), summary="The OneDrive configuration (no secrets), or null"),
+)
+
+BY_NAME: dict[str, Op] = {op.name: op for op in OPERATIONS}
+SERVICES: tuple[str, ...] = tuple(dict.fromkeys(op.service for op in OPERATIONS))
+
+
+def param(operation: str, name: str) -> Param:
+    """One parameter of an operation, e.g. ``param("clients.add", "grace_days").bounds``."""
+    for p in BY_NAME[operation].params:
+        if p.name == name:
+            return p
+    raise KeyError(f"{operation} has no parameter {name}")
+
+
+#: Error codes the API adds to the facade's own (``vault.errors``); docs/service.md has the table.
+API_ERRORS = {
+    # code: (HTTP status, CLI exit code)
+    "invalid_request": (422, 2),
+    "request_too_large": (413, 2),
+    "unknown_endpoint": (404, 2),
+    "method_not_allowed": (405, 2),
+    "rate_limited": (429, 8),
+    "internal_error": (500, 1),
+}
+
+
+def status_for(code: str, exit_code: int) -> int:
+    """HTTP status of a facade error: by its code where one is special, else by its exit code."""
+    special = {"locked": 423, "stepup_required": 401, "blob_not_found": 404}
+    if code in special:
+        return special[code]
+    if code in API_ERRORS:
+        return API_ERRORS[code][0]
+    return {2: 400, 3: 401, 4: 403, 5: 404, 6: 500, 7: 409, 8: 503, 9: 502}.get(exit_code, 500)

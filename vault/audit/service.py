@@ -1,0 +1,392 @@
+"""The security reviewer's tools (SPEC 9): log, export, verify, report, prune, checkpoints.
+
+Every operation takes the acting principal and is authorized and audited like any other
+(``policy.Action.AUDIT_*``: security reviewers). Offline verification of an export needs no vault
+and no principal: :func:`vault.audit.verify.verify_export`.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from vault.audit import export as fmt
+from vault.audit.checkpoints import Checkpoint
+from vault.audit.live import verify_live
+from vault.audit.log import EVENT_COLUMNS, genesis_hash
+from vault.audit.report import Event, ReportSettings, build_report
+from vault.audit.signing import AuditSigner
+from vault.audit.verify import (
+    EXPORT_FORMAT,
+    EXPORT_VERSION,
+    DetailsChain,
+    Trailer,
+    VerifyResult,
+    sha256_hex,
+)
+from vault.clock import from_epoch, rfc3339
+from vault.context import VaultContext
+from vault.dates import as_since
+from vault.errors import IntegrityFailure, InvalidInput
+from vault.policy import Action
+from vault.principal import Principal
+
+Progress = Callable[[int, int], None]
+FORMATS = ("jsonl", "csv", "cef")
+OUTCOMES = ("allow", "deny", "ok", "error")
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _sql_second(when: datetime) -> str:
+    """A prefix of every RFC 3339 form of that second: safe lower bound for a text comparison."""
+    return rfc3339(when.replace(microsecond=0)).rstrip("Z")
+
+
+class AuditService:
+    def __init__(self, ctx: VaultContext):
+        self.ctx = ctx
+
+    # --- public key (public information: no principal, works sealed) ----------------------------
+
+    def public_key(self) -> dict:
+        from vault import crypto
+
+        signer = AuditSigner(self.ctx.db, self.ctx.keyring)
+        raw = signer.public_key()
+        return {
+            "public_key": signer.public_key_text(),
+            "fingerprint": crypto.sha256(raw).hex()[:32],
+            "vault_id": self.ctx.vault_id.hex(),
+        }
+
+    # --- checkpoints ------------------------------------------------------------------------------
+
+    def checkpoint(self, principal: Principal) -> dict:
+        """Sign the head now (e.g. to keep a copy outside the vault's machine)."""
+        self.ctx.authorize(principal, Action.AUDIT_VERIFY, detail=None)
+        return self.ctx.audit.checkpoint().as_dict()
+
+    # --- listing ------------------------------------------------------------------------------------
+
+    def _query(
+        self,
+        *,
+        user=None,
+        client=None,
+        action=None,
+        outcome=None,
+        since=None,
+        until=None,
+        limit: int | None = None,
+        after_seq: int | None = None,
+    ):
+        where, params = [], []
+        if user:
+            where.append("actor = ?")
+            params.append(user)
+        if client:
+            where.append("client = ?")
+            params.append(client)
+        if action:
+            if action.endswith("*"):
+                action = action[:-1].rstrip(".")
+            where.append("(action = ? OR substr(action, 1, ?) = ?)")
+            params += [action, len(action) + 1, action + "."]
+        if outcome:
+            if outcome not in OUTCOMES:
+                raise InvalidInput(f"unknown outcome {outcome!r}: use {', '.join(OUTCOMES)}")
+            where.append("outcome = ?")
+            params.append(outcome)
+        if since is not None:
+            where.append("at >= ?")
+            params.append(_sql_second(since))
+        if until is not None:
+            where.append("at <= ?")
+            params.append(_sql_second(until) + "~")  # '~' sorts after 'Z' and '.'
+        if after_seq is not None:
+            where.append("seq > ?")
+            params.append(after_seq)
+        sql = f"SELECT {EVENT_COLUMNS} FROM audit_events"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if limit:
+            sql = f"SELECT * FROM ({sql} ORDER BY seq DESC LIMIT {int(limit)}) ORDER BY seq"
+        else:
+            sql += " ORDER BY seq"
+        for row in self.ctx.db.conn.execute(sql, params):
+            at = _at(row[1])
+            if (since is not None and at < since) or (until is not None and at > until):
+                continue
+            yield row
+
+    @staticmethod
+    def _entry_dict(row, reader) -> dict:
+        return {
+            "seq": row[0],
+            "at": row[1],
+            "actor": row[2],
+            "action": row[3],
+            "client": row[4],
+            "outcome": row[5],
+            "reason": row[6],
+            "origin": row[7],
+            "detail": reader.open(row[8], row[9]) if reader else None,
+            "detail_key": row[9],
+            "detail_sealed": None if row[8] is None else base64.b64encode(bytes(row[8])).decode(),
+            "prev_hash": bytes(row[10]).hex(),
+            "entry_hash": bytes(row[11]).hex(),
+        }
+
+    def log(
+        self,
+        principal: Principal,
+        *,
+        user: str | None = None,
+        client: str | None = None,
+        action: str | None = None,
+        outcome: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        limit: int | None = 100,
+    ) -> list[dict]:
+        """Events matching every filter given, oldest first; ``limit`` keeps the newest N."""
+        now = self.ctx.now()
+        since = None if since is None else as_since(since, now)
+        until = None if until is None else as_since(until, now)
+        self.ctx.authorize(principal, Action.AUDIT_LOG)
+        reader = self.ctx.audit.details.reader()
+        keep = ("seq", "at", "actor", "action", "client", "outcome", "reason", "origin", "detail")
+        return [
+            {k: e[k] for k in keep}
+            for e in (
+                self._entry_dict(r, reader)
+                for r in self._query(
+                    user=user,
+                    client=client,
+                    action=action,
+                    outcome=outcome,
+                    since=since,
+                    until=until,
+                    limit=limit,
+                )
+            )
+        ]
+
+    # --- export -------------------------------------------------------------------------------------
+
+    def export(
+        self,
+        principal: Principal,
+        format: str,
+        *,
+        out: Path | str | None = None,
+        write: Callable[[str], None] | None = None,
+        details: bool = True,
+    ) -> dict:
+        """Write the whole log as JSON Lines (verifiable offline), CSV or CEF, to ``out`` (a new
+        0600 file, never overwritten) or line by line to ``write``.
+
+        A fresh signed checkpoint of the head is taken first, so a JSON Lines export is covered
+        by a signature up to its last entry."""
+        if format not in FORMATS:
+            raise InvalidInput(f"unknown export format {format!r}: use {', '.join(FORMATS)}")
+        if (out is None) == (write is None):
+            raise InvalidInput("give an output file or a writer")
+        self.ctx.authorize(principal, Action.AUDIT_EXPORT, detail=None)
+        head = self.ctx.audit.checkpoint()
+        reader = self.ctx.audit.details.reader() if details else None
+        count = {"entries": 0}
+
+        def entries() -> Iterator[dict]:
+            for row in self._query(limit=None):
+                if row[0] > head.seq:
+                    break
+                count["entries"] += 1
+                e = self._entry_dict(row, reader)
+                if not details:
+                    e["detail"] = None
+                yield e
+
+        if format == "jsonl":
+            lines = self._jsonl(principal, head, entries())
+        elif format == "csv":
+            lines = fmt.csv_lines(entries())
+        else:
+            lines = fmt.cef_lines(entries(), _version())
+        target = None
+        if out is not None:
+            target = Path(out)
+            try:
+                fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                raise InvalidInput(f"{target} already exists; refusing to overwrite it") from None
+            except OSError as exc:
+                raise InvalidInput(f"cannot create {target}: {exc.strerror}") from None
+            with os.fdopen(fd, "w", encoding="ascii", errors="backslashreplace", newline="\n") as fh:
+                for line in lines:
+                    fh.write(line + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        else:
+            for line in lines:
+                write(line)
+        result = {
+            "format": format,
+            "entries": count["entries"],
+            "head_seq": head.seq,
+            "file": str(target) if target else None,
+        }
+        self.ctx.record_outcome(
+            principal, Action.AUDIT_EXPORT, "ok", reason=f"exported {count['entries']} entries as {format}"
+        )
+        return result
+
+    def _jsonl(self, principal: Principal, head: Checkpoint, entries: Iterator[dict]) -> Iterator[str]:
+        signer = AuditSigner(self.ctx.db, self.ctx.keyring)
+        checkpoints = [cp for cp in self.ctx.audit.checkpoints() if cp.seq <= head.seq]
+        first = self.ctx.db.one("SELECT min(seq) FROM audit_events")[0]
+        header = fmt.jsonl_line(
+            {
+                "type": "header",
+                "format": EXPORT_FORMAT,
+                "version": EXPORT_VERSION,
+                "vault_id": self.ctx.vault_id.hex(),
+                "public_key": signer.public_key_text(),
+                "genesis_hash": genesis_hash(self.ctx.vault_id).hex(),
+                "exported_at": rfc3339(self.ctx.now()),
+                "exported_by": principal.name,
+                "first_seq": first,
+                "last_seq": head.seq,
+                "checkpoints": len(checkpoints),
+            }
+        )
+        yield header
+        for cp in checkpoints:
+            yield fmt.jsonl_line(cp.as_dict())
+        details = DetailsChain(self.ctx.vault_id)
+        count = 0
+        for e in entries:
+            e["detail_chain"] = details.add(e["seq"], e["detail"]).hex()
+            count += 1
+            yield fmt.jsonl_line({"type": "entry", **e})
+        trailer = Trailer(self.ctx.vault_id, head.seq, count, sha256_hex(header), details.value.hex())
+        yield fmt.jsonl_line(trailer.signed(signer.sign(trailer.signing_input())))
+
+    # --- verify -------------------------------------------------------------------------------------
+
+    def verify(
+        self, principal: Principal, progress: Progress | None = None, *, all_signatures: bool = False
+    ) -> VerifyResult:
+        """Verify the live log; the newest backend checkpoint copy is checked too (it catches a
+        tail cut together with the checkpoint rows)."""
+        self.ctx.authorize(principal, Action.AUDIT_VERIFY)
+        result = verify_live(self.ctx, progress, all_signatures=all_signatures)
+        self.ctx.record_outcome(
+            principal,
+            Action.AUDIT_VERIFY,
+            "ok" if result.ok else "error",
+            reason="chain intact" if result.ok else result.problem,
+        )
+        return result
+
+    # --- report -------------------------------------------------------------------------------------
+
+    def report(
+        self,
+        principal: Principal,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+    ) -> dict:
+        now = self.ctx.now()
+        since = as_since(since or "30d", now)
+        until = now if until is None else as_since(until, now)
+        self.ctx.authorize(principal, Action.AUDIT_REPORT)
+        settings = ReportSettings.from_settings(self.ctx.settings)
+        events = (
+            Event(r[0], _at(r[1]), r[2], r[3], r[4], r[5], r[6])
+            for r in self._query(since=since, until=until)
+        )
+        return build_report(events, settings, since=since, until=until, certificates=self._certificates())
+
+    def _certificates(self) -> dict[str, dict]:
+        rows = self.ctx.db.all(
+            "SELECT c.digest, c.issued_at, k.name FROM shred_certificates c"
+            " LEFT JOIN clients k ON k.id = c.client_id"
+        )
+        return {r[0]: {"digest": r[0], "issued_at": rfc3339(from_epoch(r[1])), "client": r[2]} for r in rows}
+
+    # --- retention ----------------------------------------------------------------------------------
+
+    def prune(self, principal: Principal, before: datetime | str) -> dict:
+        """Delete the entries older than ``before`` up to the newest checkpoint among them.
+
+        The log is verified first (pruning a damaged log would destroy the evidence). In one
+        transaction: a prune checkpoint signing the head *and* the new base (the last deleted
+        entry's seq and hash) is written, then the entries up to the base and the checkpoints
+        they make unverifiable are deleted. The verifier starts from that signed base."""
+        before = as_since(before, self.ctx.now())
+        self.ctx.authorize(principal, Action.AUDIT_PRUNE, detail=None)
+        keep_days = int(self.ctx.settings["audit_min_retention_days"])
+        newest_allowed = self.ctx.now() - timedelta(days=keep_days)
+        if before > newest_allowed:
+            raise InvalidInput(
+                f"audit prune refused: entries younger than {keep_days} days are kept "
+                f"(retention minimum); --before must be {rfc3339(newest_allowed)} "
+                "or earlier"
+            )
+        check = verify_live(self.ctx)
+        if not check.ok:
+            raise IntegrityFailure(f"audit prune refused: the log does not verify ({check.problem})")
+        with self.ctx.db.write() as conn:
+            base = None
+            for seq, entry_hash in conn.execute(
+                "SELECT c.seq, c.entry_hash FROM audit_checkpoints c JOIN audit_events e"
+                " ON e.seq = c.seq WHERE c.kind != 'prune' ORDER BY c.seq DESC"
+            ).fetchall():
+                at = conn.execute("SELECT at FROM audit_events WHERE seq = ?", (seq,)).fetchone()[0]
+                if _at(at) < before:
+                    base = (seq, bytes(entry_hash))
+                    break
+            if base is None:
+                result = {"pruned": 0, "base_seq": None, "before": rfc3339(before)}
+                cp = None
+            else:
+                cp = self.ctx.audit.prune_checkpoint(conn, base)
+                pruned = conn.execute("DELETE FROM audit_events WHERE seq <= ?", (base[0],)).rowcount
+                conn.execute("DELETE FROM audit_checkpoints WHERE seq <= ?", (base[0],))
+                result = {
+                    "pruned": pruned,
+                    "base_seq": base[0],
+                    "before": rfc3339(before),
+                    "checkpoint_seq": cp.seq,
+                }
+        if cp is not None:
+            # the blob-store (and OneDrive) copies of older checkpoints are kept: they are the
+            # reviewer's independent evidence of what the log held before the prune
+            self.ctx.audit.copy_to_backend(cp)
+            self.ctx.db.checkpoint_truncate()
+        self.ctx.record_outcome(
+            principal,
+            Action.AUDIT_PRUNE,
+            "ok",
+            reason=(
+                f"pruned {result['pruned']} entries up to {result['base_seq']}" if cp else "nothing to prune"
+            ),
+        )
+        return result
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("client-config-vault")
+    except PackageNotFoundError:
+        return "0"

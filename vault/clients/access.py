@@ -1,0 +1,171 @@
+"""Need-to-know assignments and the "who can reach what" view (SPEC 6).
+
+``assign``/``unassign`` record which engineer may read which client's secrets (with an optional
+end date). The views answer, for reviewers and admins, who could read a client's secrets right now
+and why not: they run the very same :func:`vault.policy.decide` that guards ``secret get``, on the
+facts read now, assuming the person also holds a valid session with a fresh TOTP (the two facts
+that belong to a login, not to the account).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from vault import policy
+from vault.clock import from_epoch, rfc3339, to_epoch
+from vault.context import VaultContext
+from vault.dates import as_when
+from vault.errors import InvalidInput, NotFound
+from vault.identity import facts
+from vault.policy import Action
+from vault.principal import Principal
+from vault.store import clients as client_store
+from vault.store.clients import ClientRow
+
+SESSION_NOTE = "also needs a live session and a TOTP code within the step-up window"
+
+
+class AccessService:
+    def __init__(self, ctx: VaultContext):
+        self.ctx = ctx
+
+    def assign(
+        self,
+        principal: Principal,
+        client_name: str,
+        user_name: str,
+        until: datetime | str | None = None,
+    ) -> dict:
+        now = self.ctx.now()
+        until = None if until is None else as_when(until, now)
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.CLIENT_ASSIGN, client=client, subject=user_name)
+        if until is not None and until <= now:
+            raise InvalidInput("the assignment end must be in the future")
+        t, ends = to_epoch(now), (to_epoch(until) if until is not None else None)
+        with self.ctx.db.write() as conn:
+            user = facts.user_row(conn, user_name)
+            if user is None:
+                raise NotFound(f"no user named {user_name!r}")
+            if "engineer" not in facts.user_roles(conn, user.id):
+                raise InvalidInput(f"{user_name} is not an engineer; only engineers are assigned")
+            updated = conn.execute(
+                "UPDATE assignments SET ends_at = ? WHERE client_id = ? AND user_id = ? AND ended_at IS NULL",
+                (ends, client.id, user.id),
+            ).rowcount
+            if not updated:
+                conn.execute(
+                    "INSERT INTO assignments (client_id, user_id, created_at, created_by,"
+                    " ends_at) VALUES (?, ?, ?, ?, ?)",
+                    (client.id, user.id, t, principal.name, ends),
+                )
+        until_text = rfc3339(until) if until is not None else "no end date"
+        self.ctx.record_outcome(
+            principal,
+            Action.CLIENT_ASSIGN,
+            "ok",
+            client=client,
+            reason=f"{user_name} assigned to {client.name} ({until_text})",
+        )
+        return {
+            "client": client.name,
+            "user": user_name,
+            "until": rfc3339(until) if until is not None else None,
+        }
+
+    def unassign(self, principal: Principal, client_name: str, user_name: str) -> dict:
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.CLIENT_UNASSIGN, client=client)
+        t = to_epoch(self.ctx.now())
+        with self.ctx.db.write() as conn:
+            user = facts.user_row(conn, user_name)
+            if user is None:
+                raise NotFound(f"no user named {user_name!r}")
+            ended = conn.execute(
+                "UPDATE assignments SET ended_at = ?, ended_by = ? WHERE"
+                " client_id = ? AND user_id = ? AND ended_at IS NULL",
+                (t, principal.name, client.id, user.id),
+            ).rowcount
+        if not ended:
+            raise NotFound(f"{user_name} is not assigned to {client.name}")
+        self.ctx.record_outcome(
+            principal,
+            Action.CLIENT_UNASSIGN,
+            "ok",
+            client=client,
+            reason=f"{user_name} unassigned from {client.name}",
+        )
+        return {"client": client.name, "user": user_name, "ended_at": rfc3339(from_epoch(t))}
+
+    # --- who can reach what ---------------------------------------------------------------------
+
+    def _row(self, conn, user: facts.UserRow, client: ClientRow, now: datetime) -> dict:
+        t = to_epoch(now)
+        account = facts.assumed_reader_facts(conn, user, now)
+        roles = account.roles
+        _, _, _, view = facts.assignment_state(conn, client.id, user.id, now)
+        decision = policy.decide(
+            Principal(name=user.name, roles=roles),
+            Action.SECRET_GET,
+            now=now,
+            account=account,
+            client=facts.client_facts(conn, client, user.id, now),
+            stepup_window_seconds=int(self.ctx.settings["stepup_window_seconds"]),
+        )
+        locked = user.locked_until is not None and user.locked_until > t
+        return {
+            "user": user.name,
+            "client": client.name,
+            "can_read": decision.allowed,
+            "reason": decision.reason if not decision.allowed else SESSION_NOTE,
+            "roles": sorted(roles),
+            "assignment": view,
+            "training_valid_until": (
+                rfc3339(from_epoch(user.training_valid_until))
+                if user.training_valid_until is not None
+                else None
+            ),
+            "sla_state": client.state(now),
+            "sla_end": rfc3339(client.sla_end),
+            "account": "disabled"
+            if user.disabled
+            else "locked"
+            if locked
+            else ("active" if user.password_hash else "enrollment pending"),
+        }
+
+    def client_access(self, principal: Principal, client_name: str) -> dict:
+        """Every engineer, and everyone ever assigned to the client: can they read it now, why."""
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.ACCESS_VIEW, client=client)
+        now = self.ctx.now().replace(microsecond=0)
+        with self.ctx.db.read() as conn:
+            people = [self._row(conn, u, client, now) for u in facts.users_for_client(conn, client.id)]
+        return {
+            "client": client.name,
+            "sla_state": client.state(now),
+            "sla_end": rfc3339(client.sla_end),
+            "at": rfc3339(now),
+            "users": people,
+        }
+
+    def user_access(self, principal: Principal, user_name: str) -> dict:
+        """Every client the user is or was assigned to: can they read it now, and why."""
+        self.ctx.authorize(principal, Action.ACCESS_VIEW)
+        now = self.ctx.now().replace(microsecond=0)
+        with self.ctx.db.read() as conn:
+            user = facts.user_row(conn, user_name)
+            if user is None:
+                raise NotFound(f"no user named {user_name!r}")
+            clients = client_store.all_clients(
+                conn, "id IN (SELECT client_id FROM assignments WHERE user_id = ?)", (user.id,)
+            )
+            rows = [self._row(conn, user, c, now) for c in clients]
+            roles = sorted(facts.user_roles(conn, user.id))
+        return {
+            "user": user.name,
+            "roles": roles,
+            "at": rfc3339(now),
+            "can_read": [r["client"] for r in rows if r["can_read"]],
+            "clients": rows,
+        }

@@ -1,0 +1,129 @@
+"""Clients: creation with their SLA end, listing, and client-key rotation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from vault import crypto, names
+from vault.clock import rfc3339, to_epoch
+from vault.context import VaultContext
+from vault.dates import as_when, require_future
+from vault.errors import ClientUnavailable, InvalidInput
+from vault.identity.facts import visible_client_ids
+from vault.policy import Action
+from vault.principal import Principal
+from vault.store import clients as store
+from vault.store import records as record_store
+from vault.store.clients import ClientRow
+
+Progress = Callable[[int, int], None]
+
+
+def client_view(client: ClientRow, now: datetime) -> dict:
+    return {
+        "name": client.name,
+        "id": client.id,
+        "state": client.state(now),
+        "sla_end": rfc3339(client.sla_end),
+        "grace_days": client.grace_days,
+        "key_version": client.key_version,
+        "created_at": rfc3339(client.created_at),
+    }
+
+
+class ClientService:
+    def __init__(self, ctx: VaultContext):
+        self.ctx = ctx
+
+    def add(
+        self, principal: Principal, name: str, *, sla_end: datetime | str, grace_days: int | None = None
+    ) -> dict:
+        names.client_name(name)
+        grace = self.ctx.settings["default_grace_days"] if grace_days is None else grace_days
+        if not 0 <= grace <= 3650:
+            raise InvalidInput("grace period must be 0 to 3650 days")
+        now = self.ctx.now()
+        sla_end = require_future(as_when(sla_end, now), now, "the SLA end")
+        self.ctx.authorize(principal, Action.CLIENT_ADD, detail=None)
+        if self.ctx.db.one("SELECT 1 FROM clients WHERE name = ?", (name,)):
+            raise InvalidInput(f"a client named {name!r} already exists")
+        client_id = crypto.random_bytes(16).hex()
+        key = crypto.new_key()
+        # the custodian first (Key Vault down: nothing is created, exit 9); an aborted add leaves
+        # at most a custody secret that wraps nothing
+        custody, made = self.ctx.custody.create_first(client_id)
+        wrapped = self.ctx.keyring.wrap_client_key(key, client_id, 1, custody=custody)
+        with self.ctx.db.write() as conn:
+            if conn.execute("SELECT 1 FROM clients WHERE name = ?", (name,)).fetchone():
+                raise InvalidInput(f"a client named {name!r} already exists")
+            conn.execute(
+                "INSERT INTO clients (id, name, created_at, created_by, sla_end, grace_days,"
+                " current_key_version) VALUES (?, ?, ?, ?, ?, ?, 1)",
+                (client_id, name, to_epoch(now), principal.name, to_epoch(sla_end), grace),
+            )
+            self.ctx.custody.record_first(conn, client_id, made, to_epoch(now))
+            store.insert_key(conn, client_id, 1, wrapped, crypto.key_fingerprint(key), to_epoch(now))
+        client = self.ctx.client(name)
+        self.ctx.record_outcome(
+            principal,
+            Action.CLIENT_ADD,
+            "ok",
+            client=client,
+            reason=f"client created, SLA end {rfc3339(sla_end)}",
+        )
+        return client_view(client, now)
+
+    def list(self, principal: Principal) -> list[dict]:
+        self.ctx.authorize(principal, Action.CLIENT_LIST)
+        now = self.ctx.now()
+        visible = self.visible_to(principal, store.all_clients(self.ctx.db.conn))
+        return [client_view(c, now) for c in visible]
+
+    def visible_to(self, principal: Principal, clients: list[ClientRow]) -> list[ClientRow]:
+        """Engineers see their own clients only (SPEC 6); other roles see all."""
+        allowed = visible_client_ids(self.ctx, principal)
+        return clients if allowed is None else [c for c in clients if c.id in allowed]
+
+    def show(self, principal: Principal, name: str) -> dict:
+        client = self.ctx.client(name)
+        self.ctx.authorize(principal, Action.CLIENT_SHOW, client=client)
+        now = self.ctx.now()
+        view = client_view(client, now)
+        view["records"] = record_store.count(self.ctx.db.conn, client.id)
+        return view
+
+    def rotate_key(self, principal: Principal, name: str, progress: Progress | None = None) -> dict:
+        """New client-key version; re-wrap every record key, re-seal names; destroy the old version.
+
+        One transaction: a crash leaves the old version fully in force or the new one."""
+        client = self.ctx.client(name)
+        self.ctx.authorize(principal, Action.CLIENT_ROTATE_KEY, client=client)
+        if client.state(self.ctx.now()) in ("shredding", "shredded"):
+            raise ClientUnavailable(f"client {name} is {client.shred_state}")
+        # a new client-key version (every record key re-wrapped, names re-sealed) under a new
+        # custody version, old ones destroyed: the persisted custody rotation (docs/sla.md section 5)
+        with self.ctx.db.write() as conn:
+            client = self.ctx.client(name, conn)  # re-read under the write lock
+            self.ctx.client_keys(client, conn=conn)  # fails now if the current key does not open
+            self.ctx.custody.start_rotation(conn, client.id, "rotate", rotate_client_key=True)
+        self.ctx.custody.run_jobs([client.id], progress=progress)
+        self.ctx.forget_client_keys(client.id)
+        new_version = self.ctx.client(name).key_version
+        records = self.ctx.db.all("SELECT id FROM records WHERE client_id = ?", (client.id,))
+        new = self.ctx.client_keys(self.ctx.client(name))
+        client = self.ctx.client(name)
+        self.ctx.record_outcome(
+            principal,
+            Action.CLIENT_ROTATE_KEY,
+            "ok",
+            client=client,
+            reason=f"client key rotated to version {new_version}; "
+            f"{len(records)} records re-wrapped; old version destroyed",
+        )
+        return {
+            "name": name,
+            "key_version": new_version,
+            "records": len(records),
+            "fingerprint": new.fingerprint,
+        }

@@ -1,0 +1,222 @@
+"""Identity facts for the policy (SPEC 5, 6): read by :meth:`VaultContext.gather_facts` in one
+read snapshot for every decision, and by the access views.
+
+On the ``secret get`` path: imports nothing heavy and nothing above the store layer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import NamedTuple
+
+from vault import policy
+from vault.clock import from_epoch, rfc3339, to_epoch
+from vault.principal import Principal
+from vault.store.clients import ClientRow
+
+TOUCH_SECONDS = 60  # last_seen is rewritten at most once a minute (idle timeout precision)
+
+USER_COLUMNS = (
+    "id, name, password_hash, totp_sealed, totp_active, totp_last_step, failed_count,"
+    " locked_until, training_valid_until, disabled, created_at, enrolled_at"
+)
+
+
+class UserRow(NamedTuple):
+    id: int
+    name: str
+    password_hash: str | None
+    totp_sealed: bytes | None
+    totp_active: bool
+    totp_last_step: int | None
+    failed_count: int
+    locked_until: int | None
+    training_valid_until: int | None
+    disabled: bool
+    created_at: int
+    enrolled_at: int | None
+
+
+def user_from_row(row) -> UserRow:
+    return UserRow(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        bool(row[4]),
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        bool(row[9]),
+        row[10],
+        row[11],
+    )
+
+
+def minutes(seconds: int) -> str:
+    if seconds % 3600 == 0 and seconds >= 3600:
+        return f"{seconds // 3600} h"
+    return f"{max(1, -(-seconds // 60))} min"
+
+
+def user_row(conn, name: str) -> UserRow | None:
+    row = conn.execute(f"SELECT {USER_COLUMNS} FROM users WHERE name = ?", (name,)).fetchone()
+    return user_from_row(row) if row else None
+
+
+def user_roles(conn, user_id: int) -> frozenset[str]:
+    return frozenset(r[0] for r in conn.execute("SELECT role FROM user_roles WHERE user_id = ?", (user_id,)))
+
+
+def session_state(
+    conn, settings: dict, session_id: str | None, user_id: int, now: datetime
+) -> tuple[bool, str, datetime | None, bool]:
+    """(valid, reason if not, step-up time, last_seen needs a refresh)."""
+    if not session_id:
+        return False, "no session: log in first", None, False
+    row = conn.execute(
+        "SELECT user_id, created_at, last_seen, stepup_at, ended_at FROM sessions WHERE token_hash = ?",
+        (session_id,),
+    ).fetchone()
+    if row is None or row[0] != user_id:
+        return False, "no such session: log in again", None, False
+    _, created, last_seen, stepup, ended = row
+    t = to_epoch(now)
+    if ended is not None:
+        return False, "session ended: log in again", None, False
+    absolute, idle = int(settings["session_absolute_seconds"]), int(settings["session_idle_seconds"])
+    if t >= created + absolute:
+        return False, f"session expired ({minutes(absolute)} limit): log in again", None, False
+    if t - last_seen >= idle:
+        return False, f"session idle for {minutes(idle)}: log in again", None, False
+    return True, "", (from_epoch(stepup) if stepup is not None else None), t - last_seen >= TOUCH_SECONDS
+
+
+def account_facts(
+    conn, settings: dict, principal: Principal, now: datetime
+) -> tuple[policy.AccountFacts, int | None, bool]:
+    user = user_row(conn, principal.name)
+    if user is None:
+        return (
+            policy.AccountFacts(
+                disabled=True,
+                session_valid=False,
+                roles=frozenset(),
+                session_reason=f"{principal.name} is not a known user",
+            ),
+            None,
+            False,
+        )
+    valid, reason, stepup_at, touch = session_state(conn, settings, principal.session_id, user.id, now)
+    return (
+        policy.AccountFacts(
+            disabled=user.disabled,
+            locked_until=from_epoch(user.locked_until) if user.locked_until is not None else None,
+            training_valid_until=(
+                from_epoch(user.training_valid_until) if user.training_valid_until is not None else None
+            ),
+            session_valid=valid,
+            session_reason=reason,
+            stepup_at=stepup_at,
+            roles=user_roles(conn, user.id),
+        ),
+        user.id,
+        touch,
+    )
+
+
+def assignment_state(
+    conn, client_id: str, user_id: int | None, now: datetime
+) -> tuple[bool, datetime | None, bool, dict | None]:
+    """(assigned, ends_at, ended, view). An unassigned or lapsed assignment stays visible as
+    "ended" so that a refusal says so (and the audit report can count reads after the end)."""
+    if user_id is None:
+        return False, None, False, None
+    rows = conn.execute(
+        "SELECT created_at, created_by, ends_at, ended_at, ended_by FROM assignments"
+        " WHERE client_id = ? AND user_id = ? ORDER BY id DESC",
+        (client_id, user_id),
+    ).fetchall()
+    if not rows:
+        return False, None, False, None
+    open_rows = [r for r in rows if r[3] is None]
+    row = open_rows[0] if open_rows else rows[0]
+    created, by, ends_at, ended_at, ended_by = row
+    ends = from_epoch(ends_at) if ends_at is not None else None
+    ended = ended_at is not None or (ends is not None and now >= ends)
+    view = {
+        "since": rfc3339(from_epoch(created)),
+        "by": by,
+        "until": rfc3339(ends) if ends else None,
+        "ended_at": rfc3339(from_epoch(ended_at)) if ended_at is not None else None,
+        "ended": ended,
+    }
+    return True, ends, ended, view
+
+
+def client_facts(conn, client: ClientRow, user_id: int | None, now: datetime) -> policy.ClientFacts:
+    assigned, ends, ended, _ = assignment_state(conn, client.id, user_id, now)
+    return policy.ClientFacts(
+        name=client.name,
+        state=client.state(now),
+        assigned=assigned,
+        assignment_ends_at=ends,
+        assignment_ended=ended,
+    )
+
+
+def touch_session(db, session_id: str, now: datetime) -> None:
+    with db.write() as conn:
+        conn.execute(
+            "UPDATE sessions SET last_seen = max(last_seen, ?) WHERE token_hash = ? AND ended_at IS NULL",
+            (to_epoch(now), session_id),
+        )
+
+
+def visible_client_ids(ctx, principal: Principal) -> set[str] | None:
+    """None: the principal sees every client; otherwise the ids of its current assignments."""
+    if principal.kind != "user":
+        return None
+    now = ctx.now()
+    with ctx.db.read() as conn:
+        user = user_row(conn, principal.name)
+        if user is None:
+            return set()
+        if policy.sees_all_clients(user_roles(conn, user.id)):
+            return None
+        rows = conn.execute(
+            "SELECT client_id, ends_at FROM assignments WHERE user_id = ? AND ended_at IS NULL", (user.id,)
+        ).fetchall()
+    t = to_epoch(now)
+    return {cid for cid, ends in rows if ends is None or t < ends}
+
+
+def assumed_reader_facts(conn, user: UserRow, now: datetime) -> policy.AccountFacts:
+    """The account facts of ``user`` as they stand now, assuming a live session with a fresh
+    step-up (the two facts that belong to a login, not to the account): the access views."""
+    return policy.AccountFacts(
+        disabled=user.disabled,
+        locked_until=from_epoch(user.locked_until) if user.locked_until is not None else None,
+        training_valid_until=(
+            from_epoch(user.training_valid_until) if user.training_valid_until is not None else None
+        ),
+        session_valid=True,
+        stepup_at=now,
+        roles=user_roles(conn, user.id),
+    )
+
+
+def users_for_client(conn, client_id: str) -> list[UserRow]:
+    """Every engineer and everyone ever assigned to the client, by name."""
+    rows = conn.execute(
+        f"SELECT {USER_COLUMNS} FROM users WHERE id IN"
+        " (SELECT user_id FROM user_roles WHERE role = 'engineer'"
+        "  UNION SELECT user_id FROM assignments WHERE client_id = ?) ORDER BY name",
+        (client_id,),
+    ).fetchall()
+    return [user_from_row(r) for r in rows]
+
+
+def all_users(conn) -> list[UserRow]:
+    return [user_from_row(r) for r in conn.execute(f"SELECT {USER_COLUMNS} FROM users ORDER BY name")]

@@ -1,0 +1,234 @@
+"""Sessions (docs/identity.md, "Sessions"): login, resume, step-up, logout, whoami, passwd.
+
+A session token is 256 random bits (``cvs1_`` prefix), only its SHA-256 stored; sessions last 8 h
+at most and end after 30 min without use (settings).
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from vault import crypto
+from vault.clock import from_epoch, rfc3339, to_epoch
+from vault.errors import AccessDenied, AuthenticationFailed, InvalidInput
+from vault.identity.factors import FactorsMixin, audit_name, check_password_rules
+from vault.identity.facts import session_state, touch_session, user_roles, user_row
+from vault.identity.lockout import GENERIC_FAILURE
+from vault.policy import AuditEvent
+from vault.principal import Principal
+
+TOKEN_PREFIX = "cvs1_"
+
+
+def token_hash(token: str) -> str:
+    """SHA-256 of the token, hex. A plain hash is enough: the token is 256 random bits, so there
+    is nothing to guess offline (docs/identity.md, "Sessions")."""
+    return crypto.sha256(token.encode("utf-8")).hex()
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + base64.urlsafe_b64encode(crypto.random_bytes(32)).decode().rstrip("=")
+
+
+class LoginResult(NamedTuple):
+    token: str  # the bearer credential: give it to the user, never log or store it
+    principal: Principal
+    expires_at: datetime
+
+    def as_dict(self) -> dict:  # no token: callers store it in the session file themselves
+        return {
+            "user": self.principal.name,
+            "roles": sorted(self.principal.roles),
+            "expires_at": rfc3339(self.expires_at),
+        }
+
+
+class SessionsMixin(FactorsMixin):
+    def login(
+        self,
+        name: str,
+        password: str,
+        *,
+        totp: str | None = None,
+        recovery_code: str | None = None,
+        origin: str = "cli",
+    ) -> LoginResult:
+        """Password plus a TOTP code (or one recovery code) -> a new session."""
+        if totp is None and recovery_code is None:
+            raise InvalidInput("a TOTP code (or a recovery code) is needed to log in")
+        now, t = self._now()
+        with self.ctx.db.read() as conn:
+            user = user_row(conn, name)
+        if user is None or user.password_hash is None:
+            self._dummy_verify(password)
+            if user is None:
+                self._audit(audit_name(name), AuditEvent.AUTH_LOGIN, "deny", "unknown user", origin)
+                raise AuthenticationFailed(GENERIC_FAILURE)
+            self._fail(user, AuditEvent.AUTH_LOGIN, "not enrolled yet", origin)
+        self._check_not_locked(user, AuditEvent.AUTH_LOGIN, origin)
+        if not crypto.password_verify(password or "", user.password_hash):
+            self._fail(user, AuditEvent.AUTH_LOGIN, "wrong password", origin)
+        if recovery_code is not None:
+            self._use_recovery_code(user, recovery_code, "login", AuditEvent.AUTH_LOGIN, origin)
+            factor = "password + recovery code"
+        else:
+            self._accept_totp(user, totp, "login", AuditEvent.AUTH_LOGIN, origin)
+            factor = "password + TOTP"
+        if user.disabled:
+            self._audit(user.name, AuditEvent.AUTH_LOGIN, "deny", f"{name} is disabled", origin)
+            raise AccessDenied(f"access denied: {name} is disabled")
+        token = new_token()
+        digest = token_hash(token)
+        with self.ctx.db.write() as conn:
+            self._succeed(conn, user.id)
+            if recovery_code is None:
+                conn.execute("UPDATE users SET totp_active = 1 WHERE id = ?", (user.id,))
+            conn.execute(
+                "INSERT INTO sessions (token_hash, user_id, created_at, last_seen, stepup_at,"
+                " origin) VALUES (?, ?, ?, ?, ?, ?)",
+                (digest, user.id, t, t, t, origin),
+            )
+            roles = user_roles(conn, user.id)
+        activated = "" if user.totp_active or recovery_code is not None else "; TOTP factor activated"
+        self._audit(user.name, AuditEvent.AUTH_LOGIN, "ok", f"{factor}{activated}", origin)
+        expires = from_epoch(t + int(self.ctx.settings["session_absolute_seconds"]))
+        principal = Principal(
+            name=user.name,
+            roles=roles,
+            user_id=user.id,
+            session_id=digest,
+            session_created_at=now,
+            stepup_at=now,
+            origin=origin,
+        )
+        return LoginResult(token, principal, expires)
+
+    def resume(self, token: str, *, origin: str = "cli") -> Principal:
+        """The principal of a live session. Refuses (exit 3) an unknown, ended or expired one."""
+        if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+            raise AuthenticationFailed("not logged in: run cvault login NAME")
+        digest = token_hash(token)
+        now, t = self._now()
+        with self.ctx.db.read() as conn:
+            row = conn.execute(
+                "SELECT u.name, u.id, s.created_at, s.stepup_at FROM sessions s"
+                " JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
+                (digest,),
+            ).fetchone()
+            if row is None:
+                raise AuthenticationFailed("not logged in (unknown session): run cvault login NAME")
+            name, user_id, created, stepup = row
+            valid, reason, _, touch = session_state(conn, self.ctx.settings, digest, user_id, now)
+            roles = user_roles(conn, user_id)
+        if not valid:
+            if "ended" not in reason:
+                with self.ctx.db.write() as conn:
+                    conn.execute("UPDATE sessions SET ended_at = ? WHERE token_hash = ?", (t, digest))
+                self._audit(name, AuditEvent.AUTH_SESSION, "deny", reason.split(":")[0], origin)
+            raise AuthenticationFailed(f"{reason.split(':')[0]}: run cvault login {name}")
+        if touch:
+            touch_session(self.ctx.db, digest, now)
+        return Principal(
+            name=name,
+            roles=roles,
+            user_id=user_id,
+            session_id=digest,
+            session_created_at=from_epoch(created),
+            stepup_at=from_epoch(stepup) if stepup is not None else None,
+            origin=origin,
+        )
+
+    def step_up(
+        self, principal: Principal, code: str | None = None, *, recovery_code: str | None = None
+    ) -> dict:
+        """Verify a fresh TOTP code (or a recovery code) for the principal's session."""
+        if principal.kind != "user" or not principal.session_id:
+            raise AuthenticationFailed("not logged in: run cvault login NAME")
+        with self.ctx.db.read() as conn:
+            user = self._require_user(conn, principal.name)
+        self._check_not_locked(user, AuditEvent.AUTH_STEPUP, principal.origin)
+        message = "step-up failed: wrong or already used TOTP code"
+        if recovery_code is not None:
+            self._use_recovery_code(user, recovery_code, "step-up", AuditEvent.AUTH_STEPUP, principal.origin)
+        else:
+            self._accept_totp(user, code, "step-up", AuditEvent.AUTH_STEPUP, principal.origin, message)
+        now, t = self._now()
+        with self.ctx.db.write() as conn:
+            self._succeed(conn, user.id)
+            done = conn.execute(
+                "UPDATE sessions SET stepup_at = ?, last_seen = max(last_seen, ?)"
+                " WHERE token_hash = ? AND user_id = ? AND ended_at IS NULL",
+                (t, t, principal.session_id, user.id),
+            ).rowcount
+        if not done:
+            raise AuthenticationFailed(f"session ended: run cvault login {principal.name}")
+        self._audit(
+            user.name, AuditEvent.AUTH_STEPUP, "ok", "TOTP verified for reading secrets", principal.origin
+        )
+        window = int(self.ctx.settings["stepup_window_seconds"])
+        return {"user": user.name, "stepup_valid_until": rfc3339(now + timedelta(seconds=window))}
+
+    def logout(self, principal: Principal) -> None:
+        _, t = self._now()
+        with self.ctx.db.write() as conn:
+            conn.execute(
+                "UPDATE sessions SET ended_at = ? WHERE token_hash = ? AND ended_at IS NULL",
+                (t, principal.session_id),
+            )
+        self._audit(principal.name, AuditEvent.AUTH_LOGOUT, "ok", "session ended", principal.origin)
+
+    def whoami(self, principal: Principal) -> dict:
+        now, _ = self._now()
+        s = self.ctx.settings
+        with self.ctx.db.read() as conn:
+            user = self._require_user(conn, principal.name)
+            row = conn.execute(
+                "SELECT created_at, last_seen, stepup_at FROM sessions WHERE token_hash = ?",
+                (principal.session_id,),
+            ).fetchone()
+            roles = user_roles(conn, user.id)
+        created, last_seen, stepup = row if row else (to_epoch(now), to_epoch(now), None)
+        expires = min(
+            created + int(s["session_absolute_seconds"]), last_seen + int(s["session_idle_seconds"])
+        )
+        return {
+            "user": user.name,
+            "roles": sorted(roles),
+            "session_started_at": rfc3339(from_epoch(created)),
+            "session_expires_at": rfc3339(from_epoch(expires)),
+            "stepup_valid_until": (
+                rfc3339(from_epoch(stepup + int(s["stepup_window_seconds"]))) if stepup is not None else None
+            ),
+            "training_valid_until": (
+                rfc3339(from_epoch(user.training_valid_until))
+                if user.training_valid_until is not None
+                else None
+            ),
+        }
+
+    def passwd(self, principal: Principal, current: str, new: str) -> None:
+        """Change one's own password (the current one is needed); other sessions end."""
+        check_password_rules(new)
+        with self.ctx.db.read() as conn:
+            user = self._require_user(conn, principal.name)
+        self._check_not_locked(user, AuditEvent.AUTH_PASSWD, principal.origin)
+        if not user.password_hash or not crypto.password_verify(current or "", user.password_hash):
+            self._fail(user, AuditEvent.AUTH_PASSWD, "wrong current password", principal.origin)
+        phc = crypto.password_hash(new)
+        _, t = self._now()
+        with self.ctx.db.write() as conn:
+            self._succeed(conn, user.id)
+            conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (phc, user.id))
+            conn.execute(
+                "UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL AND token_hash != ?",
+                (t, user.id, principal.session_id or ""),
+            )
+        self._audit(
+            user.name,
+            AuditEvent.AUTH_PASSWD,
+            "ok",
+            "password changed; other sessions ended",
+            principal.origin,
+        )

@@ -1,0 +1,1 @@
+"""``cvault doctor`` (:mod:`.service`): the vault checked end to end."""

@@ -1,0 +1,188 @@
+"""``cvault doctor``: permissions, schema, every blob's header and tag, orphans, audit chain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from vault.audit.checkpoints import is_checkpoint_blob
+from vault.audit.live import verify_live
+from vault.context import VaultContext
+from vault.errors import CryptoError, IntegrityFailure
+from vault.policy import Action
+from vault.principal import Principal
+from vault.store import clients as client_store
+from vault.store import records as record_store
+from vault.store.db import latest_schema_version
+
+if TYPE_CHECKING:
+    from vault.records.service import SecretService
+
+
+@dataclass
+class DoctorReport:
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    checked_blobs: int = 0
+    checked_records: int = 0
+    audit_entries: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.ok,
+            "problems": self.problems,
+            "warnings": self.warnings,
+            "checked_blobs": self.checked_blobs,
+            "checked_records": self.checked_records,
+            "audit_entries": self.audit_entries,
+        }
+
+
+class MaintenanceService:
+    """``records``: the secrets service, which opens every kept version (the facade wires it)."""
+
+    def __init__(self, ctx: VaultContext, *, records: SecretService):
+        self.ctx = ctx
+        self.records = records
+
+    def doctor(self, principal: Principal) -> DoctorReport:
+        self.ctx.authorize(principal, Action.DOCTOR)
+        report = DoctorReport()
+        self._permissions(report)
+        self._schema(report)
+        self._custody(report)
+        referenced = self._records(report)
+        self._orphans(report, referenced)
+        self._audit_chain(report)
+        # finish any scrub a purge or rotation could not complete (docs/sla.md, "scrub")
+        if not self.ctx.db.scrub():
+            report.warnings.append(
+                "database scrub incomplete: another process keeps the vault "
+                "open; run 'cvault doctor' again later"
+            )
+        self.ctx.record_outcome(
+            principal,
+            Action.DOCTOR,
+            "ok" if report.ok else "error",
+            reason=f"{len(report.problems)} problems",
+        )
+        return report
+
+    def _custody(self, report: DoctorReport) -> None:
+        """Finish interrupted custody rotations; check the custody file; a custody file that holds
+        a secret the vault says was destroyed is a restored old copy (docs/sla.md section 6)."""
+        from vault.errors import BackendError
+
+        custody = self.ctx.custody
+        if custody is None:
+            return
+        if custody.pending_jobs():
+            try:
+                custody.run_jobs()
+            except BackendError as exc:
+                report.problems.append(f"custody: rotations pending, custodian unavailable: {exc}")
+        from vault.custody.local import LocalCustodian
+
+        try:
+            current = custody.custodian(custody.current_id())
+        except IntegrityFailure as exc:
+            report.problems.append(f"custody: {exc}")
+            return
+        if not isinstance(current, LocalCustodian):
+            return
+        problems = current.verify()
+        report.problems.extend(f"custody: {p}" for p in problems)
+        if problems:
+            return
+        live = current.live_items()
+        rows = self.ctx.db.all(
+            "SELECT client_id, version, state FROM client_custody WHERE custodian_id = ?",
+            (custody.current_id(),),
+        )
+        known = {(c, v): st for c, v, st in rows}
+        shredded = {r[0] for r in self.ctx.db.all("SELECT id FROM clients WHERE shred_state IS NOT NULL")}
+        for client_id, version in sorted(live):
+            state = known.get((client_id, version))
+            if client_id in shredded or state == "destroyed":
+                report.problems.append(
+                    f"custody: {current.location} holds a secret of client {client_id} (version {version}) "
+                    "that was destroyed: an old copy of the custody file was put back; destroying it again"
+                )
+                current.destroy(client_id, [version])
+            elif state is None:
+                report.warnings.append(
+                    f"custody: secret of unknown client {client_id} (version {version}) in"
+                    f" {current.location} "
+                    "(left by an interrupted client add; it wraps nothing)"
+                )
+        for (client_id, version), state in known.items():
+            if state == "current" and (client_id, version) not in live:
+                report.problems.append(
+                    f"custody: {current.location} lacks the current custody secret of client {client_id} "
+                    f"(version {version}): that client cannot be opened"
+                )
+
+    def _permissions(self, report: DoctorReport) -> None:
+        for path in self.ctx.home.check_blob_permissions():
+            report.problems.append(f"permissions: {path} is accessible by other users")
+
+    def _schema(self, report: DoctorReport) -> None:
+        version = self.ctx.db.schema_version()
+        if version != latest_schema_version():
+            report.problems.append(f"schema: version {version}, expected {latest_schema_version()}")
+        check = self.ctx.db.scalar("PRAGMA integrity_check")
+        if check != "ok":
+            report.problems.append(f"schema: SQLite integrity check: {check}")
+
+    def _records(self, report: DoctorReport) -> set[str]:
+        """Open every kept version of every record: DEK unwrap, header and GCM tag."""
+        referenced: set[str] = set()
+        for client in client_store.all_clients(self.ctx.db.conn):
+            if client.shred_state:
+                continue
+            try:
+                keys = self.ctx.client_keys(client)
+            except IntegrityFailure as exc:
+                report.problems.append(exc.message)
+                continue
+            for record_id, meta_sealed in record_store.of_client(self.ctx.db.conn, client.id):
+                report.checked_records += 1
+                try:
+                    meta = keys.unseal_meta(meta_sealed, record_id)
+                except CryptoError:
+                    report.problems.append(
+                        f"integrity failure: record {record_id} of client "
+                        f"{client.name}: encrypted path failed verification"
+                    )
+                    continue
+                for version, *row in record_store.readable_versions(self.ctx.db.conn, record_id):
+                    referenced.add(row[1])
+                    report.checked_blobs += 1
+                    try:
+                        self.records.open_version(
+                            client, keys, record_id, meta["path"], meta["kind"], version, row
+                        )
+                    except IntegrityFailure as exc:
+                        report.problems.append(exc.message)
+        return referenced
+
+    def _orphans(self, report: DoctorReport, referenced: set[str]) -> None:
+        stored = set(self.ctx.blobs.list())
+        for name in sorted(stored - referenced):
+            if is_checkpoint_blob(name):
+                continue  # the audit checkpoints' backend copies (docs/audit.md)
+            # whatever it holds (a record blob or unknown content), no kept version refers to it
+            report.warnings.append(f"orphan blob {name} (left by an interrupted write; harmless)")
+        for tmp in self.ctx.blobs.stray_temp_files():
+            report.warnings.append(f"stray temporary file {tmp.name} (left by an interrupted write)")
+
+    def _audit_chain(self, report: DoctorReport) -> None:
+        result = verify_live(self.ctx)
+        report.audit_entries = result.entries
+        if not result.ok:
+            report.problems.append(f"audit: {result.problem}")
+        report.warnings.extend(f"audit: {w}" for w in result.warnings if "overdue" in w)

@@ -1,0 +1,510 @@
+"""Client secrets: put, get, list, history, rm, import and export (SPEC 4).
+
+Write path: validate (pydantic, lazily imported) -> authorize + audit -> under the write lock:
+encrypt with a fresh DEK, write the blob atomically, insert the version row with the wrapped DEK,
+queue the upload, prune versions beyond the kept number (their DEKs are deleted, so their blobs are
+unreadable everywhere) -> commit -> delete the pruned blobs locally. A crash before the commit
+leaves at most an orphan blob, never a half-written record; after the commit the write is durable.
+
+Read path (kept free of pydantic and anything heavy): authorize + audit -> tag lookup -> unwrap the
+DEK -> read and decrypt the blob, checking that its header names this exact record version.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from vault import blob as blobfmt
+from vault import crypto, names
+from vault.clock import from_epoch, rfc3339, to_epoch
+from vault.context import VaultContext
+from vault.errors import (
+    BlobNotFound,
+    ClientUnavailable,
+    CryptoError,
+    IntegrityFailure,
+    InvalidInput,
+    NotFound,
+)
+from vault.keys import ClientKeys
+from vault.policy import Action
+from vault.principal import Principal
+from vault.records import SecretRecord
+from vault.records.export import write_export
+from vault.store import outbox
+from vault.store import records as store
+from vault.store.clients import ClientRow
+from vault.store.records import VersionRow
+
+Progress = Callable[[int, int], None]
+
+
+class _PreparedWrite(NamedTuple):
+    path: str
+    kind: str
+    plaintext: bytes
+
+
+class SecretService:
+    def __init__(self, ctx: VaultContext, *, fetch_lost_blob: Callable[[str], bytes | None] | None = None):
+        self.ctx = ctx
+        #: restores a blob lost locally from the remote replica, None if there is none (the facade
+        #: passes the sync service's)
+        self._fetch_lost_blob = fetch_lost_blob
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _record_name(self, client: ClientRow, path: str, version: int | None = None) -> str:
+        where = f"{client.name}/{path}"
+        return where if version is None else f"{where} (version {version})"
+
+    def _integrity(self, client: ClientRow, path: str, version: int | None = None) -> IntegrityFailure:
+        return IntegrityFailure(
+            f"integrity failure: record {self._record_name(client, path, version)} failed verification"
+        )
+
+    def _find(self, conn, client: ClientRow, keys: ClientKeys, path: str):
+        row = store.find(conn, client.id, keys.path_tag(path))
+        if row is None:
+            return None
+        try:
+            meta = keys.unseal_meta(row.meta_sealed, row.id)
+        except CryptoError:
+            raise self._integrity(client, path) from None
+        if not crypto.constant_time_equal(meta.get("path", ""), path):
+            raise self._integrity(client, path)
+        return row.id, meta, row.current_version
+
+    @staticmethod
+    def _prepare(path: str, kind: str, fields: dict) -> _PreparedWrite:
+        from vault.records import validate  # pydantic: write path only
+
+        names.record_path(path)
+        normalised = validate.validate(kind, fields)
+        return _PreparedWrite(path, kind, validate.encode(kind, normalised))
+
+    # --- writes ---------------------------------------------------------------------------------
+
+    def put(
+        self, principal: Principal, client_name: str, path: str, kind: str, fields: dict[str, Any]
+    ) -> dict:
+        prepared = self._prepare(path, kind, fields)
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.SECRET_PUT, client=client, detail=path)
+        with self.ctx.db.write() as conn:
+            version, pruned = self._write(conn, principal, client, prepared, durable=True)
+        self._delete_local(pruned)
+        return {"client": client.name, "path": path, "kind": kind, "version": version}
+
+    def _write(
+        self, conn, principal: Principal, client: ClientRow, prepared: _PreparedWrite, *, durable: bool
+    ) -> tuple[int, list[str]]:
+        keys = self.ctx.client_keys(client, conn=conn)
+        now = to_epoch(self.ctx.now())
+        found = self._find(conn, client, keys, prepared.path)
+        if found:
+            record_id, meta, _ = found
+            if meta["kind"] != prepared.kind:
+                raise InvalidInput(
+                    f"{client.name}/{prepared.path} is a {meta['kind']} record; "
+                    f"remove it before storing a {prepared.kind} there"
+                )
+            version = store.next_version(conn, record_id)
+        else:
+            record_id = store.insert_record(conn, client.id, keys.path_tag(prepared.path), now)
+            store.set_meta(
+                conn, record_id, keys.seal_meta({"path": prepared.path, "kind": prepared.kind}, record_id)
+            )
+            version = 1
+        dek = crypto.new_key()
+        data = blobfmt.encrypt_record(
+            dek,
+            prepared.plaintext,
+            vault_id=self.ctx.vault_id,
+            client_id=client.id_bytes,
+            record_id=record_id,
+            record_version=version,
+        )
+        name = self.ctx.keyring.blob_name(client.id, record_id, version)
+        self.ctx.blobs.put(name, data, durable=durable)
+        wrapped = keys.wrap_dek(dek, record_id, version)
+        store.insert_version(
+            conn, VersionRow(record_id, version, keys.version, wrapped, name, len(data), now, principal.name)
+        )
+        store.set_current(conn, record_id, version, now)
+        outbox.queue_put(conn, (name,), now)
+        return version, self._prune(conn, record_id, now)
+
+    def _prune(self, conn, record_id: int, now: int) -> list[str]:
+        """Destroy the keys of versions beyond the kept number; returns their blob names."""
+        blobs = store.prune(conn, record_id, int(self.ctx.settings["keep_versions"]))
+        outbox.queue_delete(conn, blobs, now)
+        return blobs
+
+    def _delete_local(self, blob_names: list[str]) -> None:
+        for name in blob_names:
+            self.ctx.blobs.delete(name)
+
+    def rm(self, principal: Principal, client_name: str, path: str, *, purge: bool = False) -> dict:
+        """Delete a record. Without ``purge`` a delete marker becomes the current version (the
+        older versions stay, within the kept number); with ``purge`` every version's key, the
+        encrypted path and every blob are destroyed: the record is crypto-shredded everywhere."""
+        names.record_path(path)
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.SECRET_RM, client=client, detail=path)
+        now = to_epoch(self.ctx.now())
+        with self.ctx.db.write() as conn:
+            keys = self.ctx.client_keys(client, conn=conn)
+            found = self._find(conn, client, keys, path)
+            if found is None:
+                raise NotFound(f"no record {client.name}/{path}")
+            record_id, _, current = found
+            if purge:
+                blobs = store.destroy(conn, record_id)
+                outbox.queue_delete(conn, blobs, now)
+                # copies and backups of the vault still hold the record key under the client key
+                # and custody version of today: rotate both and destroy the old ones (P1)
+                self.ctx.custody.start_rotation(conn, client.id, "purge", rotate_client_key=True)
+                result = {
+                    "client": client.name,
+                    "path": path,
+                    "purged": True,
+                    "versions_destroyed": len(blobs),
+                }
+            else:
+                marker = store.version(conn, record_id, current)
+                if marker is not None and marker[1] is None:
+                    raise NotFound(f"no record {client.name}/{path} (already deleted)")
+                version = store.next_version(conn, record_id)
+                store.insert_version(
+                    conn, VersionRow(record_id, version, keys.version, None, None, 0, now, principal.name)
+                )
+                store.set_current(conn, record_id, version, now)
+                blobs = self._prune(conn, record_id, now)
+                result = {"client": client.name, "path": path, "purged": False, "version": version}
+        self._delete_local(blobs)
+        reason = "record deleted"
+        pending = None
+        if purge:
+            from vault.errors import BackendError
+
+            try:
+                rotated = self.ctx.custody.run_jobs([client.id])
+            except BackendError as exc:
+                rotated, pending = {"done": 0}, exc
+            result["custody_rotated"] = rotated["done"] == 1
+            # the destroyed keys' old page images must leave the WAL and the main file too (the
+            # rotation scrubbed already when it finished)
+            result["scrubbed"] = rotated.get("scrubbed") or self.ctx.db.scrub()
+            reason = "record purged (crypto-shredded; client key and custody rotated)"
+            if not result["custody_rotated"]:
+                reason = "record purged (crypto-shredded); custody rotation pending"
+            if not result["scrubbed"]:
+                reason += "; database scrub pending: another process kept the database open"
+        self.ctx.record_outcome(principal, Action.SECRET_RM, "ok", client=client, detail=path, reason=reason)
+        if pending is not None:
+            from vault.custody.base import CustodyUnavailable
+
+            raise CustodyUnavailable(
+                f"record {client.name}/{path} purged from the vault, but its custody rotation is pending "
+                f"({pending}); copies and backups taken before still open it until a later command "
+                "finishes the rotation"
+            )
+        return result
+
+    def import_records(
+        self, principal: Principal, client_name: str, lines: Iterable[str], progress: Progress | None = None
+    ) -> dict:
+        """Import JSON Lines ``{"path", "kind", "fields"}`` (the export format) in one transaction.
+
+        Every line is validated before anything is written; a bad line names its number and nothing
+        is imported. Blobs are written without per-file fsync, then made durable with one sync
+        before the commit (``LocalBackend.sync``: one syncfs of the blob filesystem on Linux)."""
+        prepared: list[_PreparedWrite] = []
+        seen: set[str] = set()
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                if not isinstance(item, dict):
+                    raise ValueError
+                path, kind, fields = item["path"], item["kind"], item.get("fields", {})
+            except (ValueError, KeyError, TypeError):
+                raise InvalidInput(f"line {number}: not a JSON object with path, kind and fields") from None
+            try:
+                prepared.append(self._prepare(path, kind, fields))
+            except InvalidInput as exc:
+                raise InvalidInput(f"line {number}: {exc.message}") from None
+            if path in seen:
+                raise InvalidInput(f"line {number}: duplicate path {path}")
+            seen.add(path)
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.SECRET_IMPORT, client=client, detail=f"{len(prepared)} records")
+        with self.ctx.db.write() as conn:
+            pruned = self._write_many(conn, principal, client, prepared, progress)
+        self._delete_local(pruned)
+        return {"client": client.name, "imported": len(prepared)}
+
+    def _write_many(
+        self,
+        conn,
+        principal: Principal,
+        client: ClientRow,
+        prepared: list[_PreparedWrite],
+        progress: Progress | None,
+    ) -> list[str]:
+        """The import's writes inside its transaction: the same rows, blobs and outbox entries as
+        one :meth:`_write` per item, batched. Paths already stored get a new version through
+        :meth:`_write`; new records get ids allocated up front (AUTOINCREMENT: above both the
+        sequence and the largest id, exactly the ids one insert each would get), their rows are
+        inserted with three ``executemany`` and their blobs are written on a background thread
+        while the next ones are encrypted. Every blob is made durable by one sync before the
+        caller commits; a failure anywhere rolls the transaction back (the blobs already written
+        are orphans no row refers to)."""
+        total = len(prepared)
+        if not total:
+            return []
+        keys = self.ctx.client_keys(client, conn=conn)
+        now = to_epoch(self.ctx.now())
+        tags = [keys.path_tag(item.path) for item in prepared]
+        existing = store.existing_tags(conn, client.id, tags)
+        pruned: list[str] = []
+        done = 0
+        fresh: list[tuple[_PreparedWrite, bytes]] = []
+        for item, tag in zip(prepared, tags):
+            if tag in existing:  # a new version of a stored record
+                _, gone = self._write(conn, principal, client, item, durable=False)
+                pruned.extend(gone)
+                done += 1
+                if progress:
+                    progress(done, total)
+            else:
+                fresh.append((item, tag))
+        if fresh:
+            first = store.next_record_id(conn)
+            vault_id, client_bytes, client_id = self.ctx.vault_id, client.id_bytes, client.id
+            blob_name, encrypt = self.ctx.keyring.blob_name, blobfmt.encrypt_record
+            new_key, key_version, by = crypto.new_key, keys.version, principal.name
+            record_rows: list = []
+            version_rows: list[VersionRow] = []
+            outbox_names: list[str] = []
+            writer = self.ctx.blobs.bulk_writer()
+            try:
+                for record_id, (item, tag) in enumerate(fresh, first):
+                    dek = new_key()
+                    data = encrypt(
+                        dek,
+                        item.plaintext,
+                        vault_id=vault_id,
+                        client_id=client_bytes,
+                        record_id=record_id,
+                        record_version=1,
+                    )
+                    name = blob_name(client_id, record_id, 1)
+                    writer.add(name, data)
+                    record_rows.append(
+                        (
+                            record_id,
+                            client_id,
+                            tag,
+                            keys.seal_record_meta(item.path, item.kind, record_id),
+                            now,
+                            now,
+                        )
+                    )
+                    version_rows.append(
+                        VersionRow(
+                            record_id,
+                            1,
+                            key_version,
+                            keys.wrap_dek(dek, record_id, 1),
+                            name,
+                            len(data),
+                            now,
+                            by,
+                        )
+                    )
+                    outbox_names.append(name)
+                    done += 1
+                    if progress:
+                        progress(done, total)
+                store.insert_records(conn, record_rows)
+                store.insert_versions(conn, version_rows)
+                outbox.queue_put(conn, outbox_names, now)
+                writer.finish()
+            except BaseException:
+                writer.abort()
+                raise
+        self.ctx.blobs.sync()  # every blob durable before the caller's commit
+        return pruned
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    def get(
+        self, principal: Principal, client_name: str, path: str, version: int | None = None
+    ) -> SecretRecord:
+        names.record_path(path)
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.SECRET_GET, client=client, detail=path)
+        with self.ctx.db.read() as conn:
+            keys = self.ctx.client_keys(client, conn=conn)
+            found = self._find(conn, client, keys, path)
+            if found is None:
+                raise NotFound(f"no record {client.name}/{path}")
+            record_id, meta, current = found
+            wanted = current if version is None else version
+            row = store.version(conn, record_id, wanted)
+        if row is None:
+            raise NotFound(
+                f"no version {wanted} of {client.name}/{path} (kept: the last "
+                f"{self.ctx.settings['keep_versions']})"
+            )
+        if row[0] is None:
+            raise NotFound(f"{client.name}/{path} was deleted (version {wanted})")
+        return self.open_version(client, keys, record_id, path, meta["kind"], wanted, row)
+
+    def open_version(
+        self, client: ClientRow, keys: ClientKeys, record_id: int, path: str, kind: str, version: int, row
+    ) -> SecretRecord:
+        wrapped, blob_name, created_at, created_by = row
+        try:
+            dek = keys.unwrap_dek(wrapped, record_id, version)
+        except CryptoError:
+            raise self._integrity(client, path, version) from None
+        try:
+            data = self.read_blob(blob_name)
+        except BlobNotFound:
+            raise IntegrityFailure(
+                f"integrity failure: record {self._record_name(client, path, version)}"
+                " is missing from the blob store (try 'cvault sync pull')"
+            ) from None
+        try:
+            plaintext = blobfmt.decrypt_record(
+                data,
+                dek,
+                vault_id=self.ctx.vault_id,
+                client_id=client.id_bytes,
+                record_id=record_id,
+                record_version=version,
+            )
+            doc = json.loads(plaintext)
+            if doc.get("kind") != kind or not isinstance(doc.get("fields"), dict):
+                raise ValueError
+        except (CryptoError, ValueError, AttributeError):
+            raise self._integrity(client, path, version) from None
+        return SecretRecord(
+            client.name, path, kind, version, doc["fields"], rfc3339(from_epoch(created_at)), created_by
+        )
+
+    def read_blob(self, name: str) -> bytes:
+        """The local copy of a blob; a blob lost locally is restored from the remote replica."""
+        try:
+            return self.ctx.blobs.get(name)
+        except BlobNotFound:
+            data = self._fetch_lost_blob(name) if self._fetch_lost_blob is not None else None
+            if data is None:
+                raise
+            return data
+
+    def blob_is_authentic(self, name: str, data: bytes) -> bool | None:
+        """Whether ``data`` is the authentic content of the record version stored as ``name``
+        (None if no live record version uses that name). Used by sync to choose between copies."""
+        row = store.by_blob_name(self.ctx.db.conn, name)
+        if row is None:
+            return None
+        client_id, record_id, version, key_version, wrapped = row
+        try:
+            client = self.ctx.client_by_id(client_id)
+            keys = self.ctx.client_keys(client, version=key_version)
+            dek = keys.unwrap_dek(wrapped, record_id, version)
+            blobfmt.decrypt_record(
+                data,
+                dek,
+                vault_id=self.ctx.vault_id,
+                client_id=client.id_bytes,
+                record_id=record_id,
+                record_version=version,
+            )
+            return True
+        except (CryptoError, IntegrityFailure, ClientUnavailable):
+            return False
+
+    def list(self, principal: Principal, client_name: str) -> list[dict]:
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.SECRET_LIST, client=client)
+        out = []
+        with self.ctx.db.read() as conn:
+            keys = self.ctx.client_keys(client, conn=conn)
+            rows = store.current_versions(conn, client.id)
+        for record_id, meta_sealed, current, updated, _, blob_name, _, _ in rows:
+            if blob_name is None:
+                continue  # deleted: a delete marker is the current version
+            try:
+                meta = keys.unseal_meta(meta_sealed, record_id)
+            except CryptoError:
+                raise IntegrityFailure(
+                    f"integrity failure: record {record_id} of client {client.name} failed verification"
+                ) from None
+            out.append(
+                {
+                    "path": meta["path"],
+                    "kind": meta["kind"],
+                    "version": current,
+                    "updated_at": rfc3339(from_epoch(updated)),
+                }
+            )
+        out.sort(key=lambda r: r["path"])
+        return out
+
+    def history(self, principal: Principal, client_name: str, path: str) -> list[dict]:
+        names.record_path(path)
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.SECRET_HISTORY, client=client, detail=path)
+        with self.ctx.db.read() as conn:
+            keys = self.ctx.client_keys(client, conn=conn)
+            found = self._find(conn, client, keys, path)
+            if found is None:
+                raise NotFound(f"no record {client.name}/{path}")
+            rows = store.versions(conn, found[0])
+        return [
+            {
+                "version": v,
+                "deleted": b is None,
+                "size": s,
+                "created_at": rfc3339(from_epoch(t)),
+                "created_by": by,
+                "current": v == found[2],
+            }
+            for v, b, s, t, by in rows
+        ]
+
+    def export(self, principal: Principal, client_name: str, out: Path) -> dict:
+        """Write the client's current records, decrypted, as JSON Lines to a new 0600 file."""
+        return write_export(out, self.export_records(principal, client_name))
+
+    def export_records(self, principal: Principal, client_name: str) -> dict:
+        """The client's current records, decrypted: ``{"client", "records": [{path, kind,
+        fields}]}`` sorted by path (service mode: the remote CLI writes the file itself)."""
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.SECRET_EXPORT, client=client, detail="export to file")
+        records = []
+        with self.ctx.db.read() as conn:
+            keys = self.ctx.client_keys(client, conn=conn)
+            rows = store.current_versions(conn, client.id)
+        for record_id, meta_sealed, version, _, *row in rows:
+            if row[0] is None:
+                continue
+            try:
+                meta = keys.unseal_meta(meta_sealed, record_id)
+            except CryptoError:
+                raise IntegrityFailure(
+                    f"integrity failure: record {record_id} of client {client.name} failed verification"
+                ) from None
+            rec = self.open_version(client, keys, record_id, meta["path"], meta["kind"], version, row)
+            records.append({"path": rec.path, "kind": rec.kind, "fields": rec.fields})
+        records.sort(key=lambda r: r["path"])
+        return {"client": client.name, "records": records}

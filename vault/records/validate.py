@@ -1,0 +1,164 @@
+"""Typed record kinds (SPEC 4), validated with pydantic on every write.
+
+Imported only where records are written or validated (put, import): ``secret get`` decodes the
+stored JSON document without loading pydantic, which keeps the read path fast. One model per kind
+of :data:`vault.records.FIELDS` (the fields, their order, types and roles; a test checks that the
+two agree), plus what a table cannot say: bounds, address and e-mail syntax.
+
+The stored plaintext is the canonical JSON document ``{"kind": KIND, "fields": {...}}`` with
+``None`` fields left out.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from vault.blob import MAX_PLAINTEXT
+from vault.errors import InvalidInput
+from vault.records import KINDS, MULTILINE_FIELDS
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+Short = Annotated[str, Field(min_length=1, max_length=256)]
+Text = Annotated[str, Field(max_length=MAX_PLAINTEXT)]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_control_in_short_fields(cls, value: Any, info) -> Any:
+        # multi-line values (notes, keys, text) may hold newlines and tabs; nothing else may hold
+        # control characters
+        if isinstance(value, str) and info.field_name not in _MULTILINE and _CONTROL.search(value):
+            raise ValueError("control characters are not allowed")
+        if isinstance(value, str) and info.field_name not in _MULTILINE and "\n" in value:
+            raise ValueError("must be a single line")
+        return value
+
+
+_MULTILINE = MULTILINE_FIELDS
+
+
+class NetworkRecord(_Record):
+    kind: Literal["network"] = "network"
+    site: Short | None = None
+    hostname: Short | None = None
+    addresses: list[str] = Field(default_factory=list, max_length=256)
+    vlan: int | None = Field(default=None, ge=1, le=4094)
+    gateway: str | None = None
+    dns_servers: list[str] = Field(default_factory=list, max_length=16)
+    wifi_ssid: Annotated[str, Field(min_length=1, max_length=32)] | None = None  # 802.11: 32 octets
+    wifi_key: Annotated[str, Field(min_length=8, max_length=64)] | None = None  # WPA2 PSK: 8-63 or 64 hex
+    notes: Text | None = None
+
+    @field_validator("addresses")
+    @classmethod
+    def _cidrs(cls, values: list[str]) -> list[str]:
+        out = []
+        for v in values:
+            try:
+                out.append(str(ipaddress.ip_interface(v.strip())))
+            except ValueError:
+                raise ValueError(f"not an IP address or CIDR: {v!r}") from None
+        return out
+
+    @field_validator("gateway")
+    @classmethod
+    def _gateway(cls, value: str | None) -> str | None:
+        return None if value is None else _ip(value)
+
+    @field_validator("dns_servers")
+    @classmethod
+    def _dns(cls, values: list[str]) -> list[str]:
+        return [_ip(v) for v in values]
+
+
+class AccountRecord(_Record):
+    kind: Literal["account"] = "account"
+    username: Short
+    display_name: Short | None = None
+    email: Short | None = None
+    password: Text | None = None
+    mfa_notes: Text | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not _EMAIL.match(value):
+            raise ValueError("not an email address")
+        return value
+
+
+class AccessRecord(_Record):
+    kind: Literal["access"] = "access"
+    system: Short | None = None
+    url: Short | None = None
+    host: Short | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    protocol: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    username: Short | None = None
+    password: Text | None = None
+    api_token: Text | None = None
+    ssh_private_key: Text | None = None
+    notes: Text | None = None
+
+
+class NoteRecord(_Record):
+    kind: Literal["note"] = "note"
+    text: Text
+
+
+MODELS: dict[str, type[_Record]] = {
+    "network": NetworkRecord,
+    "account": AccountRecord,
+    "access": AccessRecord,
+    "note": NoteRecord,
+}
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        raise ValueError(f"not an IP address: {value!r}") from None
+
+
+def validate(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Validate fields for a kind; return the normalised fields (``None`` and empty lists dropped).
+
+    Raises InvalidInput with one line naming the first bad field, never echoing its value."""
+    model = MODELS.get(kind)
+    if model is None:
+        raise InvalidInput(f"unknown record type {kind!r}: use one of {', '.join(KINDS)}")
+    if not isinstance(fields, dict):
+        raise InvalidInput("record fields must be a JSON object")
+    try:
+        record = model(**{k: v for k, v in fields.items() if k != "kind"})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ())) or kind
+        msg = err.get("msg", "invalid").removeprefix("Value error, ")
+        raise InvalidInput(f"invalid {kind} record: {where}: {msg}") from None
+    except TypeError:
+        raise InvalidInput(f"invalid {kind} record") from None
+    data = record.model_dump(exclude_none=True)
+    data.pop("kind", None)
+    return {k: v for k, v in data.items() if v != []}
+
+
+def encode(kind: str, fields: dict[str, Any]) -> bytes:
+    """Canonical plaintext document for a validated record; enforces the 1 MiB limit."""
+    data = json.dumps(
+        {"kind": kind, "fields": fields}, ensure_ascii=False, separators=(",", ":"), sort_keys=True
+    ).encode("utf-8")
+    if len(data) > MAX_PLAINTEXT:
+        raise InvalidInput(f"record too large: {len(data)} bytes (limit 1 MiB)")
+    return data

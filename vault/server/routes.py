@@ -1,0 +1,181 @@
+"""The API's routes, derived from the registry (:mod:`vault.api_spec`): one
+``POST /v1/<service>/<method>`` per operation, a pydantic request model made from its parameters
+(it checks their *shape*: the facade checks their meaning, authorizes, audits and acts), and one
+generic dispatcher. No operation is named here.
+
+This module deliberately has no ``from __future__ import annotations``: FastAPI reads the route
+functions' annotations at runtime, and the request models are made per operation.
+"""
+
+import json
+from collections.abc import Callable
+from typing import Annotated, Any, Optional
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+
+from vault import api_spec as spec
+from vault.errors import AuthenticationFailed, InvalidInput
+from vault.server.errors import ERROR_RESPONSES, RateLimited
+from vault.server.limits import RateLimiter
+
+Text = Annotated[str, StringConstraints(max_length=spec.MAX_STRING)]
+
+#: how each result codec of the registry travels as JSON
+ENCODERS: dict[str, Callable[[Any], Any]] = {
+    "json": lambda result: result,
+    "none": lambda result: None,
+    "record": lambda result: result.as_dict(),
+    "verify": lambda result: result.as_dict(),
+    "login": lambda result: {**result.as_dict(), "token": result.token},
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def annotation(p: spec.Param):
+    if p.type in ("str", "when", "since", "duration"):
+        t = Text
+    elif p.type == "int":
+        lo, hi = p.bounds or spec.INT64
+        t = Annotated[int, Field(ge=lo, le=hi)]
+    elif p.type == "bool":
+        t = bool
+    elif p.type == "strlist":
+        t = list[Text]
+    elif p.type == "object":
+        t = dict[str, Any]
+    else:  # pragma: no cover - a typo in the table
+        raise ValueError(f"unknown parameter type {p.type}")
+    if not p.required and p.default is None:
+        t = Optional[t]  # noqa: UP045 - evaluated at runtime by pydantic
+    return t
+
+
+def request_model(op: spec.Op):
+    if not op.params:
+        return None
+    name = "".join(part.capitalize() for part in f"{op.service}_{op.method}".split("_")) + "Request"
+    fields = {p.name: (annotation(p), ... if p.required else p.default) for p in op.params}
+    return create_model(name, __base__=Strict, **fields)
+
+
+def has_surrogates(value) -> bool:
+    """Lone surrogates (``"\\ud800"`` in JSON) cannot be stored as UTF-8: refuse them up front."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(has_surrogates(k) or has_surrogates(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_surrogates(v) for v in value)
+    return False
+
+
+def arguments(op: spec.Op, body) -> dict:
+    """The facade's keyword arguments; dates and durations stay text (the service parses them)."""
+    if body is None:
+        return {}
+    args = {p.name: getattr(body, p.name) for p in op.params}
+    if has_surrogates(args):
+        raise InvalidInput("invalid request: text must be valid Unicode (no lone surrogates)")
+    return args
+
+
+def call(vault, op: spec.Op, principal, args: dict, origin: str):
+    """The one dispatcher: the facade method of ``op`` with the request's arguments."""
+    kwargs = dict(args)
+    if op.passes_origin:
+        kwargs["origin"] = origin
+    lines: list[str] | None = None
+    if op.transport == "lines":
+        lines = []
+        kwargs["write"] = lines.append
+    method = getattr(getattr(vault, op.service), op.facade_method)
+    result = method(principal, **kwargs) if op.auth else method(**kwargs)
+    if lines is not None:
+        return {"lines": lines, "result": result}
+    return ENCODERS[op.result](result)
+
+
+def json_response(data) -> Response:
+    return Response(json.dumps(data, ensure_ascii=False).encode(), media_type="application/json")
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationFailed("not logged in: run cvault login NAME")
+    return token.strip()
+
+
+def origin_of(request: Request) -> str:
+    return f"api:{request.client.host}" if request.client else "api"
+
+
+class Limits:
+    """The rate-limit classes of the registry (``Op.rate_limit``)."""
+
+    def __init__(self, by_address: RateLimiter, by_user: RateLimiter):
+        self.by_address = by_address
+        self.by_user = by_user
+
+    def address(self, request: Request) -> None:
+        host = request.client.host if request.client else "?"
+        wait = self.by_address.take(host)
+        if wait:
+            raise RateLimited(wait)
+
+    def check(self, op: spec.Op, request: Request, body) -> None:
+        if op.rate_limit == "login":  # per address, then per user name (whatever the address)
+            self.address(request)
+            wait = self.by_user.take(str(getattr(body, "name", ""))[:200])
+            if wait:
+                raise RateLimited(wait)
+
+
+def add_route(app: FastAPI, op: spec.Op, pool, limits: Limits) -> None:
+    model = request_model(op)
+
+    def run(request: Request, body) -> Response:
+        limits.check(op, request, body)
+        origin = origin_of(request)
+        with pool.lease() as vault:
+            principal = None
+            if op.auth:
+                principal = vault.users.resume(bearer_token(request), origin=origin)
+            args = arguments(op, body)
+            try:
+                result = call(vault, op, principal, args, origin)
+            except (OverflowError, UnicodeEncodeError):
+                # only an out-of-range number or unencodable text gets here: bad input
+                raise InvalidInput("invalid request: a value is out of range") from None
+            return json_response(result)
+
+    if model is not None:
+
+        def endpoint(request: Request, body: model) -> Response:  # type: ignore[valid-type]
+            return run(request, body)
+    else:
+
+        def endpoint(request: Request) -> Response:
+            return run(request, None)
+
+    endpoint.__name__ = op.operation_id
+    app.add_api_route(
+        op.path,
+        endpoint,
+        methods=["POST"],
+        tags=[op.service],
+        summary=op.summary,
+        operation_id=op.operation_id,
+        responses=ERROR_RESPONSES,
+        response_class=Response,
+    )

@@ -1,1 +1,0 @@
-"""The facade's services; each receives the shared :class:`vault.context.VaultContext`."""

@@ -1,0 +1,100 @@
+"""Unseal slots: list, add, remove (like LUKS key slots; SPEC 3).
+
+Managing slots needs the vault unsealed, which already proves possession of one unseal secret;
+every change is audited. The last slot can never be removed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vault import crypto, keys
+from vault.clock import from_epoch, rfc3339, to_epoch
+from vault.context import VaultContext
+from vault.errors import InvalidInput, NotFound
+from vault.home import write_private_file
+from vault.policy import AuditEvent
+
+
+class SlotService:
+    def __init__(self, ctx: VaultContext):
+        self.ctx = ctx
+
+    def list_slots(self) -> list[dict]:
+        rows = self.ctx.db.all("SELECT id, kind, label, kdf_params, created_at FROM unseal_slots ORDER BY id")
+        return [
+            {
+                "id": r[0],
+                "kind": r[1],
+                "label": r[2],
+                "kdf": json.loads(r[3]) if r[3] else None,
+                "created_at": rfc3339(from_epoch(r[4])),
+            }
+            for r in rows
+        ]
+
+    def add_slot(
+        self, kind: str, secret: bytes, *, label: str, kdf_params: dict | None = None, actor: str = "operator"
+    ) -> int:
+        if kind not in keys.SLOT_KINDS:
+            raise InvalidInput(f"unknown slot kind {kind!r}")
+        root = self.ctx.keyring.root()
+        salt = crypto.random_bytes(16)
+        if kind == "passphrase":
+            if len(secret) < 8:
+                raise InvalidInput("passphrase too short: use at least 8 characters")
+            kdf_params = kdf_params or crypto.calibrate_argon2id()
+        else:
+            kdf_params = None
+        kek = keys.slot_kek(kind, secret, salt, kdf_params)
+        with self.ctx.db.write() as conn:
+            # the row id is part of the wrap's associated data: reserve it first
+            cur = conn.execute(
+                "INSERT INTO unseal_slots (kind, label, kdf_params, salt, wrapped_root, created_at)"
+                " VALUES (?, ?, ?, ?, x'', ?)",
+                (kind, label, json.dumps(kdf_params) if kdf_params else None, salt, to_epoch(self.ctx.now())),
+            )
+            slot_id = cur.lastrowid
+            wrapped = keys.wrap_root(root, kek, self.ctx.vault_id, slot_id, kind)
+            conn.execute("UPDATE unseal_slots SET wrapped_root = ? WHERE id = ?", (wrapped, slot_id))
+        self.ctx.audit.append(
+            actor=actor,
+            action=AuditEvent.SLOT_ADD.value,
+            outcome="ok",
+            reason=f"slot {slot_id} ({kind}) added",
+        )
+        return slot_id
+
+    def create_key_file_slot(self, path: Path, *, actor: str = "operator") -> int:
+        """Write a new key file (0600, refusing to overwrite) and add its slot."""
+        secret, text = keys.new_key_file_text()
+        try:
+            Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_private_file(Path(path), text.encode(), exclusive=True)
+        except FileExistsError:
+            raise InvalidInput(f"key file {path} already exists; refusing to overwrite it") from None
+        except OSError as exc:
+            raise InvalidInput(f"cannot write key file {path}: {exc.strerror}") from None
+        return self.add_slot("keyfile", secret, label=f"key file {Path(path).name}", actor=actor)
+
+    def add_recovery_slot(self, *, actor: str = "operator") -> tuple[int, str]:
+        secret, text = keys.new_recovery_key()
+        return self.add_slot("recovery", secret, label="recovery key", actor=actor), text
+
+    def remove(self, slot_id: int, *, actor: str = "operator") -> None:
+        self.ctx.keyring.root()  # only an unsealed vault may change its slots
+        with self.ctx.db.write() as conn:
+            row = conn.execute("SELECT kind FROM unseal_slots WHERE id = ?", (slot_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no unseal slot {slot_id}")
+            count = conn.execute("SELECT count(*) FROM unseal_slots").fetchone()[0]
+            if count <= 1:
+                raise InvalidInput("refusing to remove the last unseal slot (the vault would be lost)")
+            conn.execute("DELETE FROM unseal_slots WHERE id = ?", (slot_id,))
+        self.ctx.audit.append(
+            actor=actor,
+            action=AuditEvent.SLOT_REMOVE.value,
+            outcome="ok",
+            reason=f"slot {slot_id} ({row[0]}) removed",
+        )

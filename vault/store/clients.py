@@ -1,0 +1,86 @@
+"""The ``clients`` table (0001_core.sql, 0004_sla.sql): one typed row and its queries.
+
+Read by the policy's facts, the secrets, SLA, shred, access and doctor code; written by the client
+service (create, rotate), the SLA service (renew, expire, approve) and the shred (state)."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from vault.clock import from_epoch
+
+CLIENT_COLUMNS = "id, name, sla_end, grace_days, current_key_version, shred_state, created_at"
+
+
+class ClientRow(NamedTuple):
+    id: str
+    name: str
+    sla_end: datetime
+    grace_days: int
+    key_version: int
+    shred_state: str | None
+    created_at: datetime
+
+    @property
+    def id_bytes(self) -> bytes:
+        return bytes.fromhex(self.id)
+
+    def state(self, now: datetime) -> str:
+        """active -> expired (SLA end passed) -> shred_pending (grace passed) -> shredding/shredded."""
+        if self.shred_state:
+            return self.shred_state
+        if now < self.sla_end:
+            return "active"
+        if now < self.sla_end + timedelta(days=self.grace_days):
+            return "expired"
+        return "shred_pending"
+
+
+def client_from_row(row: tuple) -> ClientRow:
+    return ClientRow(row[0], row[1], from_epoch(row[2]), row[3], row[4], row[5], from_epoch(row[6]))
+
+
+def by_name(conn: sqlite3.Connection, name: str) -> ClientRow | None:
+    row = conn.execute(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE name = ?", (name,)).fetchone()
+    return client_from_row(row) if row else None
+
+
+def by_id(conn: sqlite3.Connection, client_id: str) -> ClientRow | None:
+    row = conn.execute(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?", (client_id,)).fetchone()
+    return client_from_row(row) if row else None
+
+
+def all_clients(conn: sqlite3.Connection, where: str = "", params: tuple = ()) -> list[ClientRow]:
+    """Every client (``where``: an optional SQL condition on the clients table), by name."""
+    sql = f"SELECT {CLIENT_COLUMNS} FROM clients"
+    if where:
+        sql += f" WHERE {where}"
+    return [client_from_row(r) for r in conn.execute(sql + " ORDER BY name", params)]
+
+
+def wrapped_key(conn: sqlite3.Connection, client_id: str, version: int) -> bytes | None:
+    """The wrapped client key as stored (a tampered row may hold text: the unwrap refuses it)."""
+    row = conn.execute(
+        "SELECT wrapped FROM client_keys WHERE client_id = ? AND version = ?", (client_id, version)
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+def insert_key(
+    conn: sqlite3.Connection, client_id: str, version: int, wrapped: bytes, fingerprint: str, now: int
+) -> None:
+    conn.execute(
+        "INSERT INTO client_keys (client_id, version, wrapped, fingerprint, created_at) VALUES (?, ?, ?, ?, ?)",
+        (client_id, version, wrapped, fingerprint, now),
+    )
+
+
+def destroy_keys(conn: sqlite3.Connection, client_id: str, below_version: int | None = None) -> int:
+    """Delete the client's key versions (all, or those below ``below_version``); returns how many."""
+    if below_version is None:
+        return conn.execute("DELETE FROM client_keys WHERE client_id = ?", (client_id,)).rowcount
+    return conn.execute(
+        "DELETE FROM client_keys WHERE client_id = ? AND version < ?", (client_id, below_version)
+    ).rowcount

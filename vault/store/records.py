@@ -1,0 +1,240 @@
+"""The ``records`` and ``record_versions`` tables (0001_core.sql): encrypted names and versions.
+
+A record is ``(client_id, path_tag, meta_sealed, current_version)``; each version row holds the
+wrapped record key (DEK) and the blob name, or NULLs for a delete marker. Written by the secrets
+service (put, rm, import), the client-key rotation (re-wrap) and the shred (destroy); read by
+doctor and sync. :func:`insert_versions` is the one ``INSERT INTO record_versions``."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from typing import NamedTuple
+
+#: the joined columns a reader needs to open a version (wrapped DEK, blob, who and when)
+OPEN_COLUMNS = "v.wrapped_dek, v.blob_name, v.created_at, v.created_by"
+
+
+class RecordRow(NamedTuple):
+    id: int
+    meta_sealed: bytes
+    current_version: int
+
+
+class VersionRow(NamedTuple):
+    """One version as stored. ``wrapped_dek`` and ``blob_name`` are None for a delete marker."""
+
+    record_id: int
+    version: int
+    key_version: int
+    wrapped_dek: bytes | None
+    blob_name: str | None
+    size: int
+    created_at: int
+    created_by: str
+
+
+class DestroyCounts(NamedTuple):
+    record_versions: int
+    records: int
+
+
+def find(conn: sqlite3.Connection, client_id: str, tag: bytes) -> RecordRow | None:
+    row = conn.execute(
+        "SELECT id, meta_sealed, current_version FROM records WHERE client_id = ? AND path_tag = ?",
+        (client_id, tag),
+    ).fetchone()
+    return None if row is None else RecordRow(row[0], row[1], row[2])
+
+
+def of_client(conn: sqlite3.Connection, client_id: str) -> list[tuple[int, bytes]]:
+    """``(id, meta_sealed)`` of every record of the client, by id."""
+    return conn.execute(
+        "SELECT id, meta_sealed FROM records WHERE client_id = ? ORDER BY id", (client_id,)
+    ).fetchall()
+
+
+def count(conn: sqlite3.Connection, client_id: str) -> int:
+    return conn.execute("SELECT count(*) FROM records WHERE client_id = ?", (client_id,)).fetchone()[0]
+
+
+def existing_tags(conn: sqlite3.Connection, client_id: str, tags: list[bytes]) -> set[bytes]:
+    """Which of ``tags`` already name a record of the client (batched indexed lookups)."""
+    found: set[bytes] = set()
+    for start in range(0, len(tags), 500):
+        batch = tags[start : start + 500]
+        found.update(
+            bytes(r[0])
+            for r in conn.execute(
+                "SELECT path_tag FROM records WHERE client_id = ? AND path_tag IN"
+                f" ({','.join('?' * len(batch))})",
+                (client_id, *batch),
+            )
+        )
+    return found
+
+
+def insert_record(conn: sqlite3.Connection, client_id: str, tag: bytes, now: int) -> int:
+    """A new record row; its sealed name is set next (the row id is part of the name's AAD)."""
+    cur = conn.execute(
+        "INSERT INTO records (client_id, path_tag, meta_sealed, current_version, created_at,"
+        " updated_at) VALUES (?, ?, x'', 0, ?, ?)",
+        (client_id, tag, now, now),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def next_record_id(conn: sqlite3.Connection) -> int:
+    """The id the next insert would get (AUTOINCREMENT: above both the sequence and the largest id)."""
+    seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'records'").fetchone()
+    top = conn.execute("SELECT max(id) FROM records").fetchone()[0]
+    return max(seq[0] if seq else 0, top or 0) + 1
+
+
+def insert_records(conn: sqlite3.Connection, rows: Iterable[tuple[int, str, bytes, bytes, int, int]]) -> None:
+    """New records with ids allocated up front: ``(id, client_id, tag, meta_sealed, created, updated)``,
+    each at version 1 (the bulk import)."""
+    conn.executemany(
+        "INSERT INTO records (id, client_id, path_tag, meta_sealed, current_version,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?)",
+        rows,
+    )
+
+
+def set_meta(conn: sqlite3.Connection, record_id: int, meta_sealed: bytes, tag: bytes | None = None) -> None:
+    if tag is None:
+        conn.execute("UPDATE records SET meta_sealed = ? WHERE id = ?", (meta_sealed, record_id))
+    else:
+        conn.execute(
+            "UPDATE records SET path_tag = ?, meta_sealed = ? WHERE id = ?", (tag, meta_sealed, record_id)
+        )
+
+
+def set_current(conn: sqlite3.Connection, record_id: int, version: int, now: int) -> None:
+    conn.execute(
+        "UPDATE records SET current_version = ?, updated_at = ? WHERE id = ?", (version, now, record_id)
+    )
+
+
+def next_version(conn: sqlite3.Connection, record_id: int) -> int:
+    top = conn.execute(
+        "SELECT max(version) FROM record_versions WHERE record_id = ?", (record_id,)
+    ).fetchone()
+    return int(top[0] or 0) + 1
+
+
+def insert_versions(conn: sqlite3.Connection, rows: Iterable[VersionRow]) -> None:
+    """The one ``INSERT INTO record_versions`` (one version, or a batch)."""
+    conn.executemany(
+        "INSERT INTO record_versions (record_id, version, key_version, wrapped_dek, blob_name,"
+        " size, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+
+
+def insert_version(conn: sqlite3.Connection, row: VersionRow) -> None:
+    insert_versions(conn, (row,))
+
+
+def version(conn: sqlite3.Connection, record_id: int, number: int) -> tuple | None:
+    """``(wrapped_dek, blob_name, created_at, created_by)`` of one version, or None."""
+    return conn.execute(
+        "SELECT wrapped_dek, blob_name, created_at, created_by FROM record_versions"
+        " WHERE record_id = ? AND version = ?",
+        (record_id, number),
+    ).fetchone()
+
+
+def versions(conn: sqlite3.Connection, record_id: int) -> list[tuple]:
+    """``(version, blob_name, size, created_at, created_by)`` of every kept version, oldest first."""
+    return conn.execute(
+        "SELECT version, blob_name, size, created_at, created_by FROM record_versions"
+        " WHERE record_id = ? ORDER BY version",
+        (record_id,),
+    ).fetchall()
+
+
+def readable_versions(conn: sqlite3.Connection, record_id: int) -> list[tuple]:
+    """``(version, wrapped_dek, blob_name, created_at, created_by)`` of every version with a blob."""
+    return conn.execute(
+        "SELECT version, wrapped_dek, blob_name, created_at, created_by FROM record_versions"
+        " WHERE record_id = ? AND blob_name IS NOT NULL",
+        (record_id,),
+    ).fetchall()
+
+
+def wrapped_deks(conn: sqlite3.Connection, record_id: int) -> list[tuple[int, bytes]]:
+    return conn.execute(
+        "SELECT version, wrapped_dek FROM record_versions WHERE record_id = ? AND wrapped_dek IS NOT NULL",
+        (record_id,),
+    ).fetchall()
+
+
+def rewrap(conn: sqlite3.Connection, record_id: int, number: int, wrapped: bytes, key_version: int) -> None:
+    conn.execute(
+        "UPDATE record_versions SET wrapped_dek = ?, key_version = ? WHERE record_id = ? AND version = ?",
+        (wrapped, key_version, record_id, number),
+    )
+
+
+def current_versions(conn: sqlite3.Connection, client_id: str) -> list[tuple]:
+    """Each record of the client with its current version: ``(id, meta_sealed, current_version,
+    updated_at, wrapped_dek, blob_name, created_at, created_by)``."""
+    return conn.execute(
+        "SELECT r.id, r.meta_sealed, r.current_version, r.updated_at, "
+        f"{OPEN_COLUMNS} FROM records r JOIN record_versions v"
+        " ON v.record_id = r.id AND v.version = r.current_version WHERE r.client_id = ?",
+        (client_id,),
+    ).fetchall()
+
+
+def by_blob_name(conn: sqlite3.Connection, name: str) -> tuple | None:
+    """``(client_id, record_id, version, key_version, wrapped_dek)`` of the version stored as ``name``."""
+    return conn.execute(
+        "SELECT r.client_id, r.id, v.version, v.key_version, v.wrapped_dek FROM record_versions v"
+        " JOIN records r ON r.id = v.record_id WHERE v.blob_name = ?",
+        (name,),
+    ).fetchone()
+
+
+def blob_names(conn: sqlite3.Connection) -> set[str]:
+    """Every blob a kept version refers to."""
+    return {r[0] for r in conn.execute("SELECT blob_name FROM record_versions WHERE blob_name IS NOT NULL")}
+
+
+def prune(conn: sqlite3.Connection, record_id: int, keep: int) -> list[str]:
+    """Delete the versions beyond the newest ``keep`` (their DEKs with them); returns their blobs."""
+    old = conn.execute(
+        "SELECT version, blob_name FROM record_versions WHERE record_id = ?"
+        " ORDER BY version DESC LIMIT -1 OFFSET ?",
+        (record_id, keep),
+    ).fetchall()
+    if not old:
+        return []
+    conn.execute("DELETE FROM record_versions WHERE record_id = ? AND version <= ?", (record_id, old[0][0]))
+    return [b for _, b in old if b]
+
+
+def destroy(conn: sqlite3.Connection, record_id: int) -> list[str]:
+    """Delete one record and every version (``secret rm --purge``); returns the blob names."""
+    blobs = [
+        r[0]
+        for r in conn.execute(
+            "SELECT blob_name FROM record_versions WHERE record_id = ? AND blob_name IS NOT NULL",
+            (record_id,),
+        )
+    ]
+    conn.execute("DELETE FROM record_versions WHERE record_id = ?", (record_id,))
+    conn.execute("DELETE FROM records WHERE id = ?", (record_id,))
+    return blobs
+
+
+def destroy_client(conn: sqlite3.Connection, client_id: str) -> DestroyCounts:
+    """Delete every record key (versions) and encrypted name (records) of a client: shred steps
+    (b) and (e)."""
+    versions = conn.execute(
+        "DELETE FROM record_versions WHERE record_id IN (SELECT id FROM records WHERE client_id = ?)",
+        (client_id,),
+    ).rowcount
+    records = conn.execute("DELETE FROM records WHERE client_id = ?", (client_id,)).rowcount
+    return DestroyCounts(versions, records)

@@ -1,0 +1,1 @@
+"""The remote replica: configuration, pull and verify (:mod:`.service`), the outbox drain (:mod:`.outbox`)."""

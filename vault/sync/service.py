@@ -1,0 +1,359 @@
+"""Remote replica (OneDrive): configuration, push, pull and verify (SPEC 8).
+
+Every local blob write queues an ``outbox`` row ('put'); every destroyed version or shred queues a
+'delete'. ``push`` drains the outbox (:mod:`vault.sync.outbox`) with concurrent workers. ``pull``
+restores missing or corrupt local blobs from the remote; ``verify`` compares remote quickXorHashes
+with the local blobs. Only ciphertext and opaque names ever reach the remote.
+
+Collaborators are injected (the facade wires them): ``blob_verifier(name, data)`` says whether a
+copy is the authentic content of a record version (the secrets service's), so this module never
+imports the secrets service; ``remote`` replaces the configured OneDrive backend (tests, bench);
+``graph_options`` and ``auth_options`` go to the Graph client and the token provider (an injected
+``sleep``, ``rng``). The OneDrive modules (requests, msal) are imported only here, and only when a
+remote is configured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from vault.backends.base import Backend, HashListingBackend
+from vault.clock import to_epoch
+from vault.context import VaultContext
+from vault.errors import AccessDenied, BackendError, BlobNotFound, InvalidInput, NotFound
+from vault.keys import PURPOSE_TOKEN_CACHE_SEAL
+from vault.locks import exclusive
+from vault.policy import Action
+from vault.principal import Principal
+from vault.store import records as record_store
+from vault.sync import outbox
+
+CONFIG_KEY = "remote.onedrive"
+PUSH_LOCK = "sync-push.lock"
+TOKEN_CACHE_NAME = "graph-token-cache.sealed"
+Progress = Callable[[int, int], None]
+BlobVerifier = Callable[[str, bytes], "bool | None"]
+
+
+def remote_configured(ctx: VaultContext) -> bool:
+    return ctx.db.one("SELECT 1 FROM meta WHERE key = ?", (CONFIG_KEY,)) is not None
+
+
+class SyncService:
+    def __init__(
+        self,
+        ctx: VaultContext,
+        *,
+        blob_verifier: BlobVerifier | None = None,
+        remote: Backend | None = None,
+        graph_options: dict | None = None,
+        auth_options: dict | None = None,
+    ):
+        self.ctx = ctx
+        #: None: nothing is known to be authentic, so no remote copy replaces a local one
+        self._blob_verifier = blob_verifier or (lambda name, data: None)
+        self._given_remote = remote
+        self._remote: Backend | None = None
+        self._graph_options = dict(graph_options or {})
+        self._auth_options = dict(auth_options or {})
+
+    # --- configuration --------------------------------------------------------------------------
+
+    def configure(self, principal: Principal, settings: dict) -> dict:
+        """Set the replica. Only on the vault's own host: the configuration names files the
+        service reads (a client secret, a certificate) and the endpoints it sends them to."""
+        from vault.backends.onedrive_config import OneDriveConfig
+
+        self._refuse_remote_caller(principal)
+        try:
+            config = OneDriveConfig.from_dict(settings).validate()
+        except TypeError as exc:
+            raise InvalidInput(f"OneDrive configuration: {exc}") from None
+        self._refuse_vault_files(config)
+        self.ctx.authorize(principal, Action.SYNC)
+        with self.ctx.db.write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                (CONFIG_KEY, json.dumps(config.to_dict(), sort_keys=True)),
+            )
+        self.ctx.record_outcome(
+            principal,
+            Action.SYNC,
+            "ok",
+            reason=f"remote configured: OneDrive drive {config.drive_id[:12] or config.site_hostname}",
+        )
+        self._remote = None
+        return config.to_dict()
+
+    def _refuse_remote_caller(self, principal: Principal) -> None:
+        if principal.origin != "cli":
+            raise AccessDenied(
+                "access denied: the remote replica is configured on the vault's host "
+                "only (cvault remote set there)"
+            )
+
+    def _refuse_vault_files(self, config) -> None:
+        """A credential path must not be the vault's own secret material (key file, passphrase
+        file, anything in the vault folder): those would be sent as the OAuth client secret."""
+        home = os.path.realpath(self.ctx.home.root)
+        unseal = {
+            os.path.realpath(p)
+            for p in (os.environ.get("CVAULT_KEY_FILE"), os.environ.get("CVAULT_PASSPHRASE_FILE"))
+            if p
+        }
+        for path in (config.secret_file, config.certificate_file):
+            if not path:
+                continue
+            real = os.path.realpath(path)
+            if real in unseal or os.path.commonpath([real, home]) == home:
+                raise InvalidInput(
+                    "OneDrive configuration: the credential file must not be the "
+                    "vault's key or passphrase file or lie in the vault folder"
+                )
+
+    def show_config(self, principal: Principal) -> dict | None:
+        """The replica configuration (paths and ids, never a secret), for admins."""
+        self.ctx.authorize(principal, Action.SYNC)
+        config = self.config()
+        return None if config is None else config.to_dict()
+
+    def config(self):
+        row = self.ctx.db.one("SELECT value FROM meta WHERE key = ?", (CONFIG_KEY,))
+        if row is None:
+            return None
+        from vault.backends.onedrive_config import OneDriveConfig
+
+        return OneDriveConfig.from_dict(json.loads(row[0]))
+
+    def remove_config(self, principal: Principal) -> None:
+        self._refuse_remote_caller(principal)
+        self.ctx.authorize(principal, Action.SYNC)
+        with self.ctx.db.write() as conn:
+            conn.execute("DELETE FROM meta WHERE key = ?", (CONFIG_KEY,))
+        (self.ctx.home.root / TOKEN_CACHE_NAME).unlink(missing_ok=True)
+        self.ctx.record_outcome(principal, Action.SYNC, "ok", reason="remote removed")
+        self._remote = None
+
+    def token_cache(self):
+        from vault.backends.graph_auth import SealedTokenCache
+
+        keyring = self.ctx.keyring
+        return SealedTokenCache(
+            self.ctx.home.root / TOKEN_CACHE_NAME,
+            seal=lambda data: keyring.seal_for(PURPOSE_TOKEN_CACHE_SEAL, data, "graph-token-cache"),
+            unseal=lambda data: keyring.unseal_for(PURPOSE_TOKEN_CACHE_SEAL, data, "graph-token-cache"),
+        )
+
+    def provider(self, prompt: Callable[[str], None] | None = None):
+        from vault.backends.graph_auth import provider_from_config
+
+        config = self.config()
+        if config is None:
+            raise NotFound("no remote configured: run 'cvault remote set'")
+        return provider_from_config(config, cache=self.token_cache(), prompt=prompt, **self._auth_options)
+
+    def remote(self) -> Backend | None:
+        """The configured remote backend, or None."""
+        if self._given_remote is not None:
+            return self._given_remote
+        if self._remote is None:
+            config = self.config()
+            if config is None:
+                return None
+            from vault.backends.onedrive import OneDriveBackend
+
+            self._remote = OneDriveBackend.from_config(config, self.provider(), **self._graph_options)
+        return self._remote
+
+    def sign_in(self, principal: Principal, prompt: Callable[[str], None]) -> str:
+        """Delegated device-code sign-in for a single admin (credential ``device-code``)."""
+        self.ctx.authorize(principal, Action.SYNC)
+        provider = self.provider(prompt=prompt)
+        if not hasattr(provider, "sign_in"):
+            raise InvalidInput("the configured credential is not device-code; nothing to sign in")
+        account = provider.sign_in()
+        self.ctx.record_outcome(principal, Action.SYNC, "ok", reason="remote device-code sign-in")
+        return account
+
+    def _require_remote(self) -> Backend:
+        remote = self.remote()
+        if remote is None:
+            raise NotFound("no remote configured: run 'cvault remote set'")
+        return remote
+
+    # --- status ---------------------------------------------------------------------------------
+
+    def pending(self) -> dict:
+        return outbox.pending(self.ctx.db.conn)
+
+    def status(self, principal: Principal) -> dict:
+        self.ctx.authorize(principal, Action.SYNC)
+        config = self.config()
+        return {
+            "remote": None
+            if config is None
+            else {
+                "kind": "onedrive",
+                "drive_id": config.drive_id,
+                "root_folder": config.root_folder,
+                "graph_base_url": config.graph_base_url,
+                "credential": config.credential,
+            },
+            "pending": self.pending(),
+            "last_error": outbox.last_error(self.ctx.db.conn),
+        }
+
+    # --- push -----------------------------------------------------------------------------------
+
+    def push(
+        self, principal: Principal, *, workers: int = 8, progress: Progress | None = None, force: bool = False
+    ) -> dict:
+        """Drain the outbox. ``force`` ignores back-off times (retry everything now)."""
+        self.ctx.authorize(principal, Action.SYNC)
+        remote = self._require_remote()
+        with exclusive(self.ctx.home.locks, PUSH_LOCK) as acquired:
+            if not acquired:  # a second push could re-upload a blob the first one just deleted
+                return {
+                    "uploaded": 0,
+                    "deleted": 0,
+                    "failed": 0,
+                    "errors": [],
+                    "pending": self.pending(),
+                    "skipped": "another push is running",
+                }
+            done = outbox.drain(
+                self.ctx.db, self.ctx.blobs, remote, to_epoch(self.ctx.now()), workers, progress, force=force
+            )
+        self.ctx.record_outcome(
+            principal,
+            Action.SYNC,
+            "ok" if not done["failed"] else "error",
+            reason=f"push: {done['uploaded']} uploaded, {done['deleted']} deleted, {done['failed']} failed",
+        )
+        return done
+
+    # --- pull and verify ------------------------------------------------------------------------
+
+    def _listing(self, remote: Backend) -> dict[str, str | None]:
+        if not isinstance(remote, HashListingBackend):
+            raise InvalidInput("this remote cannot list content hashes; pull and verify need them")
+        return {name: qx for name, qx, _ in remote.list_with_hashes()}
+
+    @staticmethod
+    def _hash(data: bytes) -> str:
+        from vault.backends.quickxor import quickxorhash
+
+        return quickxorhash(data)
+
+    def pull(self, principal: Principal, *, workers: int = 8, progress: Progress | None = None) -> dict:
+        """Restore every referenced blob that is missing or corrupt locally from the remote."""
+        self.ctx.authorize(principal, Action.SYNC)
+        remote = self._require_remote()
+        referenced = record_store.blob_names(self.ctx.db.conn)
+        listing = self._listing(remote)
+        from vault.audit.checkpoints import is_checkpoint_blob
+
+        wanted = [n for n in sorted(listing) if n in referenced or is_checkpoint_blob(n)]
+        result = {
+            "checked": 0,
+            "restored": 0,
+            "missing_remote": sorted(referenced - set(listing)),
+            "errors": [],
+        }
+
+        need = []
+        for name in wanted:  # database and local reads stay on this thread
+            result["checked"] += 1
+            try:
+                local = self.ctx.blobs.get(name)
+            except BlobNotFound:
+                local = None
+            if local is None or (
+                self._hash(local) != listing[name] and self._blob_verifier(name, local) is False
+            ):
+                need.append(name)  # a good local copy is never replaced
+
+        def fetch(name: str) -> tuple[str, bytes | None, str | None]:
+            try:
+                return name, remote.get(name), None
+            except BackendError as exc:
+                return name, None, exc.message
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for i, (name, data, error) in enumerate(pool.map(fetch, need), 1):
+                if error is None and listing[name] and self._hash(data) != listing[name]:
+                    error = "remote copy does not match its quickXorHash"
+                if error is None and not self._authentic(name, data):
+                    error = "remote copy failed verification"
+                if error is None:
+                    self.ctx.blobs.put(name, data)
+                    result["restored"] += 1
+                else:
+                    result["errors"].append(f"{name}: {error}")
+                if progress:
+                    progress(i, len(need))
+        self.ctx.record_outcome(
+            principal,
+            Action.SYNC,
+            "ok" if not result["errors"] else "error",
+            reason=f"pull: {result['restored']} restored of {result['checked']}",
+        )
+        return result
+
+    def _authentic(self, name: str, data: bytes) -> bool:
+        """A record blob must decrypt under its record key; a checkpoint copy must carry the
+        vault's audit signature. Anything else the remote offers is not restored."""
+        from vault.audit.checkpoints import authentic_blob, is_checkpoint_blob
+
+        if is_checkpoint_blob(name):
+            from vault.audit.signing import AuditSigner
+
+            public = AuditSigner(self.ctx.db, self.ctx.keyring).public_key()
+            return authentic_blob(data, name, self.ctx.vault_id, public)
+        return self._blob_verifier(name, data) is not False
+
+    def verify(self, principal: Principal, *, progress: Progress | None = None) -> dict:
+        """Compare the remote's quickXorHash of every blob with the local blob."""
+        self.ctx.authorize(principal, Action.SYNC)
+        listing = self._listing(self._require_remote())
+        local = sorted(self.ctx.blobs.list())
+        queued = outbox.queued_names(self.ctx.db.conn)
+        result = {
+            "checked": 0,
+            "matching": 0,
+            "mismatched": [],
+            "missing_remote": [],
+            "pending_upload": [],
+            "extra_remote": sorted(set(listing) - set(local) - queued),
+        }
+        for i, name in enumerate(local, 1):
+            result["checked"] += 1
+            if name not in listing:
+                (result["pending_upload"] if name in queued else result["missing_remote"]).append(name)
+            elif listing[name] != self._hash(self.ctx.blobs.get(name)):
+                result["mismatched"].append(name)
+            else:
+                result["matching"] += 1
+            if progress:
+                progress(i, len(local))
+        result["ok"] = not (result["mismatched"] or result["missing_remote"])
+        self.ctx.record_outcome(
+            principal,
+            Action.SYNC,
+            "ok" if result["ok"] else "error",
+            reason=f"verify: {result['matching']} match, {len(result['mismatched'])}"
+            f" mismatched, {len(result['missing_remote'])} missing remotely",
+        )
+        return result
+
+    def fetch_lost_blob(self, name: str) -> bytes | None:
+        """Read path fallback: a blob lost locally is fetched from the remote and restored
+        (None without a remote)."""
+        if self._given_remote is None and not remote_configured(self.ctx):
+            return None
+        data = self._require_remote().get(name)
+        self.ctx.blobs.put(name, data)
+        return data
