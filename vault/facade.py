@@ -220,6 +220,30 @@ class Vault:
             ctx, service_options=service_options, custody_file=custody_file, custody_options=custody_options
         )
 
+    @classmethod
+    def restore(
+        cls,
+        file: Path | str,
+        home: Path | str,
+        *,
+        unseal: tuple[str, bytes],
+        custody_file: Path | str | None = None,
+        custody_options=None,
+        clock: Clock | None = None,
+    ) -> dict:
+        """Restore a ``cvault backup`` file into a new vault folder (docs/sla.md section 6)."""
+        from vault.backup.service import restore
+
+        return restore(
+            file,
+            home,
+            unseal=unseal,
+            open_vault=cls.open,
+            custody_file=custody_file,
+            custody_options=custody_options,
+            clock=clock,
+        )
+
     def close(self) -> None:
         self.ctx.keyring.seal()
         if self.ctx.custody is not None:

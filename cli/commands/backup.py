@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from cli.state import host_only
 from cli.output import emit, json_option, progress
+from cli.state import host_only
 
 
 @host_only
@@ -102,8 +102,8 @@ def restore_cmd(state, file, custody_file, recovery_key_file, as_json):
     (shredded, or a purge rotated it) are not restored: one line each says why."""
     from cli.state import read_secret_file
     from vault import keys
-    from vault.backup.service import restore
     from vault.errors import VaultSealed
+    from vault.facade import Vault
 
     key_file = os.environ.get("CVAULT_KEY_FILE")
     pass_file = os.environ.get("CVAULT_PASSPHRASE_FILE")
@@ -125,7 +125,7 @@ def restore_cmd(state, file, custody_file, recovery_key_file, as_json):
         raise VaultSealed(
             "vault sealed: set CVAULT_KEY_FILE or CVAULT_PASSPHRASE_FILE, or give --recovery-key-file"
         )
-    report = restore(file, state.home, unseal=unseal, custody_file=custody_file)
+    report = Vault.restore(file, state.home, unseal=unseal, custody_file=custody_file)
 
     def human(d):
         click.echo(f"restored backup {d['backup_id']} (taken {d['taken_at']}) into {d['home']}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from cli.state import host_only
 from cli.output import emit, fields_block, json_option, progress
+from cli.state import host_only
 
 
 @host_only

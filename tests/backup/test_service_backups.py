@@ -72,9 +72,11 @@ def test_a_zero_cache_keeps_nothing(vdir):
 def test_remote_backups_use_upload_sessions_and_keep_the_newest(vdir, fake_graph, onedrive_backend):
     """``--remote``: the backup goes to ``<root folder>-backups/`` on the replica, through an upload
     session above 4 MiB, and only the newest ``keep`` stay (older ones permanently deleted)."""
-    v = vdir.open()
+    from vault.facade import Vault
+
+    v = Vault.open(vdir.home, service_options={"sync": {"remote": onedrive_backend}})
+    v.unseal_key_file(vdir.key_file)
     try:
-        v.sync.remote_override = onedrive_backend
         add_client(v, "acme")
         big = "x" * 900_000  # five records of ~0.9 MB: a backup above 4 MiB
         for i in range(5):

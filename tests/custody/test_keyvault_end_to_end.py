@@ -73,10 +73,9 @@ def test_shred_deletes_and_purges_the_key_and_old_backups_lose_the_client(kv_vau
     assert any("Backup Key" in line for line in body["can_still_undo"])
     # the backup from before the shred: acme is gone for good, globex comes back
     from vault import keys
-    from vault.backup.service import restore
 
     secret = keys.parse_key_file_text(vdir.key_file.read_text())
-    report = restore(
+    report = Vault.restore(
         before["file"],
         tmp_path / "restored",
         unseal=("keyfile", secret),

@@ -299,6 +299,7 @@ def restore(
     home: Path | str,
     *,
     unseal: tuple[str, bytes],
+    open_vault: Callable,
     custody_file: Path | str | None = None,
     custody_options=None,
     clock=None,
@@ -307,12 +308,12 @@ def restore(
 
     ``unseal`` is ``(kind, secret)`` of the backed-up vault: ``("keyfile", bytes)``,
     ``("passphrase", UTF-8 bytes)`` or ``("recovery", bytes)``. The custodian is the one recorded in
-    the backup; ``custody_file`` says where the custody file is on this host. Returns the clients
-    restored and, with the reason, those that could not be."""
+    the backup; ``custody_file`` says where the custody file is on this host. ``open_vault`` is
+    ``Vault.open`` (the facade calls this as ``Vault.restore``). Returns the clients restored and,
+    with the reason, those that could not be."""
     from vault.audit.signing import AuditSigner
     from vault.backends.local import LocalBackend
     from vault.custody.base import CustodyDestroyed
-    from vault.facade import Vault
     from vault.home import VaultHome
     from vault.principal import Principal
 
@@ -341,7 +342,7 @@ def restore(
                     blobs.put(name, b"".join(chunks), durable=False)
             blobs.sync()
             reader.read_trailer()
-            vault = Vault.open(home, clock=clock, custody_file=custody_file, custody_options=custody_options)
+            vault = open_vault(home, clock=clock, custody_file=custody_file, custody_options=custody_options)
         except BaseException:
             _remove_tree(home)
             raise

@@ -84,7 +84,10 @@ class VaultPool:
         from vault.facade import Vault
 
         vault = Vault.open(
-            self.home, clock=self.clock, write_lock=self._write_lock, custody_options={"cache": self.custody_cache}
+            self.home,
+            clock=self.clock,
+            write_lock=self._write_lock,
+            custody_options={"cache": self.custody_cache},
         )
         vault.ctx.client_key_cache = self.key_cache
         return vault
