@@ -143,3 +143,17 @@ def test_custody_unavailable_error_names_the_vault(kv_vault, fake_keyvault):
 def test_vaultdir_helper_still_points_at_the_local_file_only_when_local(kv_vault):
     vdir, _, _, _ = kv_vault
     assert VaultDir(vdir.home, vdir.key_file).custody_file is None
+
+
+def test_the_audit_log_still_lists_with_key_vault_down(kv_vault, fake_keyvault):
+    _, open_vault, _, _ = kv_vault
+    v = open_vault()
+    try:
+        v.secrets.get(operator(), "globex", "vpn")  # an event with a sealed detail (the path)
+        v.ctx.custody.forget(v.ctx.client("globex").id)
+        fake_keyvault.down = "503"
+        events = v.audit.log(operator(), client="globex")
+        details = {e["detail"] for e in events if e["action"] == "secret.get"}
+        assert details == {"[custody unavailable]"}
+    finally:
+        v.close()
