@@ -227,7 +227,8 @@ class _MsalProvider:
             self._sealed.save_if_changed()
         if not result or "access_token" not in result:
             raise TokenAcquisitionError(
-                f"could not get an access token for {self.service} from {self.authority}: {_describe(result or {})}"
+                f"could not get an access token for {self.service} from {self.authority}: "
+                f"{_describe(result or {})}"
             )
         return result["access_token"]
 
