@@ -59,6 +59,10 @@ class VaultContext:
         self.settings = settings
         self.audit = AuditLog(db, clock, keyring.vault_id, keyring=keyring, blobs=blobs)
         self._client_keys: dict[tuple[str, int], ClientKeys] = {}
+        #: service mode: a shared, time-bounded cache replaces the per-command dict above
+        self.client_key_cache = None
+        #: set by the facade: the custody of this vault (vault.custody.service.CustodyManager)
+        self.custody = None
 
     @property
     def vault_id(self) -> bytes:
@@ -94,7 +98,9 @@ class VaultContext:
             # from the first shred step on, no one unwraps this client's key (SPEC 7; docs/sla.md)
             raise ClientUnavailable(f"client {client.name} is {client.shred_state}: its keys are destroyed")
         version = client.key_version if version is None else version
-        cached = self._client_keys.get((client.id, version))
+        shared = self.client_key_cache
+        cache_key = (client.id, version)
+        cached = shared.get(cache_key) if shared is not None else self._client_keys.get(cache_key)
         if cached is not None:
             return cached
         wrapped = client_store.wrapped_key(conn or self.db.conn, client.id, version)
@@ -102,14 +108,22 @@ class VaultContext:
             raise IntegrityFailure(
                 f"integrity failure: key of client {client.name} (version {version}) is missing"
             )
-        key = self.keyring.unwrap_client_key(wrapped, client.id, version, client.name)
+        key = self.keyring.unwrap_client_key(wrapped, client.id, version, client.name, conn=conn)
         keys = ClientKeys(self.keyring, client.id, version, key)
-        self._client_keys[(client.id, version)] = keys
+        if shared is not None:
+            shared.put((client.id, version), keys)
+        else:
+            self._client_keys[(client.id, version)] = keys
         return keys
 
     def forget_client_keys(self, client_id: str) -> None:
+        """Drop the client's unwrapped keys and custody secrets held in memory (a shred, a rotation)."""
         for k in [k for k in self._client_keys if k[0] == client_id]:
             del self._client_keys[k]
+        if self.client_key_cache is not None:
+            self.client_key_cache.forget_client(client_id)
+        if self.custody is not None:
+            self.custody.forget(client_id)
 
     # --- authorization ------------------------------------------------------------------------
 

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 from vault import crypto
 from vault.clock import to_epoch
-from vault.errors import CryptoError, IntegrityFailure, VaultSealed
+from vault.errors import BackendError, CryptoError, IntegrityFailure, VaultSealed
 
 KEY_REF_PREFIX = "audit:"
 SHREDDED = "[shredded]"
 UNREADABLE = "[unreadable]"
 SEALED = "[sealed]"
+CUSTODY_UNAVAILABLE = "[custody unavailable]"
+_UNAVAILABLE = object()  # a detail key the custodian could not be asked for just now
 
 
 def destroy_client_audit_key(conn, client_id: str) -> str | None:
@@ -87,7 +89,7 @@ class DetailReader:
 
     def __init__(self, keys: DetailKeys):
         self._keys = keys
-        self._cache: dict[str, bytes | None] = {}
+        self._cache: dict[str, object] = {}
 
     def _key(self, client_id: str) -> bytes | None:
         if client_id not in self._cache:
@@ -99,8 +101,12 @@ class DetailReader:
                     self._cache[client_id] = self._keys.keyring.unwrap_client_audit_key(
                         bytes(row[0]), client_id
                     )
-                except CryptoError:
+                except (CryptoError, IntegrityFailure):
+                    # IntegrityFailure: the client's custody secret is gone or does not match
                     self._cache[client_id] = b""
+                except BackendError:
+                    # the custodian (Key Vault) is unreachable: the log still lists, details say so
+                    self._cache[client_id] = _UNAVAILABLE
         return self._cache[client_id]
 
     def open(self, sealed: bytes | None, key_ref: str | None) -> str | None:
@@ -119,6 +125,8 @@ class DetailReader:
             return SEALED
         if key is None:
             return SHREDDED
+        if key is _UNAVAILABLE:
+            return CUSTODY_UNAVAILABLE
         if not key:
             return UNREADABLE
         try:
