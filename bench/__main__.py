@@ -72,6 +72,12 @@ REGISTRY = [
     Bench("service", 7, "service throughput, p99, remote secret get", {"quick": True}),
     Bench("peers", 8, "pass, age, rclone crypt side by side", {"quick": True}),
     Bench("scaling", 8, "secret get and sweep at 10 / 1,000 / 100,000", {"quick": True}, timeout=300),
+    Bench(
+        "custody",
+        14,
+        "shred of 1 of 10,000 clients under custody; backup of 100,000 records",
+        {"quick": True},
+    ),
 ]
 
 #: floors of scripts that print a number but not its description

@@ -77,11 +77,13 @@ def _add_clients(vd, count: int) -> float:
     start = time.perf_counter()
     now = to_epoch(v.ctx.now())
     rows, keys = [], []
-    for i in range(count):
-        cid = crypto.random_bytes(16).hex()
+    ids = [crypto.random_bytes(16).hex() for _ in range(count)]
+    custody = v.ctx.custody.create_first_many(ids)  # one custody-file rewrite for all
+    for i, cid in enumerate(ids):
         key = crypto.new_key()
         rows.append((cid, f"bulk-{i:06d}", now, now + DAY * (365 + i % 700), 30))
-        keys.append((cid, v.ctx.keyring.wrap_client_key(key, cid, 1), crypto.key_fingerprint(key), now))
+        wrapped = v.ctx.keyring.wrap_client_key(key, cid, 1, custody=custody[cid][0])
+        keys.append((cid, wrapped, crypto.key_fingerprint(key), now))
     with v.ctx.db.write() as conn:
         conn.executemany(
             "INSERT INTO clients (id, name, created_at, created_by, sla_end, grace_days,"
@@ -93,6 +95,8 @@ def _add_clients(vd, count: int) -> float:
             " VALUES (?, 1, ?, ?, ?)",
             keys,
         )
+        for cid in ids:
+            v.ctx.custody.record_first(conn, cid, custody[cid][1], now)
     elapsed = time.perf_counter() - start
     v.close()
     return elapsed

@@ -45,6 +45,7 @@ def _client_rows(vault: Vault, name: str, sla_end: int, grace: int) -> str:
     client_id = crypto.random_bytes(16).hex()
     key = crypto.new_key()
     now = to_epoch(vault.ctx.now())
+    custody, made = vault.ctx.custody.create_first(client_id)
     with vault.ctx.db.write() as conn:
         conn.execute(
             "INSERT INTO clients (id, name, created_at, created_by, sla_end, grace_days,"
@@ -56,11 +57,12 @@ def _client_rows(vault: Vault, name: str, sla_end: int, grace: int) -> str:
             " VALUES (?, 1, ?, ?, ?)",
             (
                 client_id,
-                vault.ctx.keyring.wrap_client_key(key, client_id, 1),
+                vault.ctx.keyring.wrap_client_key(key, client_id, 1, custody=custody),
                 crypto.key_fingerprint(key),
                 now,
             ),
         )
+        vault.ctx.custody.record_first(conn, client_id, made, now)
     return client_id
 
 

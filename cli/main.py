@@ -33,6 +33,9 @@ COMMANDS = {
     "remote": "cli.commands.remote:remote",
     "serve": "cli.commands.serve:serve_cmd",
     "operator": "cli.commands.serve:operator",
+    "custody": "cli.commands.custody:custody",
+    "backup": "cli.commands.backup:backup",
+    "restore": "cli.commands.backup:restore_cmd",
 }
 
 

@@ -42,6 +42,10 @@ class VaultDir:
     home: Path
     key_file: Path
 
+    @property
+    def custody_file(self) -> Path | None:
+        return custody_file_of(self.home)
+
     def env(self, **extra: str) -> dict:
         """Environment for a CLI subprocess; acts as ``operator`` unless CVAULT_SESSION_FILE is given."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CVAULT_")}
@@ -136,10 +140,49 @@ def make_vault(base: Path, clock=None, *, with_operator: bool = True) -> VaultDi
 
 
 def copy_vault(template: VaultDir, base: Path) -> VaultDir:
+    """A private copy: the vault folder, its key file *and* its custody file (pointed at by the
+    copy's vault.db, so that a shred in one copy never touches another copy's custody)."""
     home, key = base / "vault", base / "vault.key"
     shutil.copytree(template.home, home)
     shutil.copy2(template.key_file, key)
+    copy_custody(template, VaultDir(home, key))
     return VaultDir(home, key)
+
+
+def custody_file_of(home: Path) -> Path | None:
+    """The current local custody file a vault records (None for another custodian)."""
+    import json
+    import sqlite3
+
+    conn = sqlite3.connect(Path(home) / "vault.db")
+    try:
+        row = conn.execute(
+            "SELECT kind, config FROM custodians WHERE retired_at IS NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    finally:
+        conn.close()
+    return Path(json.loads(row[1])["file"]) if row and row[0] == "local" else None
+
+
+def copy_custody(source: VaultDir, target: VaultDir) -> None:
+    """Copy ``source``'s custody file next to ``target``'s key file and record it in ``target``."""
+    import json
+    import sqlite3
+
+    src = custody_file_of(source.home)
+    if src is None:
+        return
+    dst = target.key_file.with_name(target.key_file.stem + ".custody")
+    shutil.copy2(src, dst)
+    conn = sqlite3.connect(target.home / "vault.db")
+    try:
+        with conn:
+            conn.execute(
+                "UPDATE custodians SET config = ? WHERE kind = 'local' AND retired_at IS NULL",
+                (json.dumps({"file": str(dst.resolve())}),),
+            )
+    finally:
+        conn.close()
 
 
 def operator() -> Principal:

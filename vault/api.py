@@ -257,6 +257,32 @@ class MaintenanceAPI(Protocol):
     def doctor(self, principal: Principal) -> DoctorReportLike: ...
 
 
+class CustodyAPI(Protocol):
+    """Host-only: where the client keys' custody secrets live (docs/sla.md section 6)."""
+
+    def show(self, principal: Principal) -> dict: ...
+
+    def set_local(self, principal: Principal, file: str, progress: Progress | None = None) -> dict: ...
+
+    def set_keyvault(
+        self, principal: Principal, settings: dict, progress: Progress | None = None
+    ) -> dict: ...
+
+
+class BackupsAPI(Protocol):
+    """Host-only: encrypted backups of the whole vault."""
+
+    def create(
+        self,
+        principal: Principal,
+        *,
+        out: Path | str | None = None,
+        remote: bool = False,
+        keep: int | None = None,
+        progress: Progress | None = None,
+    ) -> dict: ...
+
+
 class VaultAPI(Protocol):
     @property
     def users(self) -> UsersAPI: ...
@@ -284,6 +310,12 @@ class VaultAPI(Protocol):
 
     @property
     def maintenance(self) -> MaintenanceAPI: ...
+
+    @property
+    def custody(self) -> CustodyAPI: ...
+
+    @property
+    def backups(self) -> BackupsAPI: ...
 
     @property
     def unsealed(self) -> bool: ...

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from vault import policy
 from vault.audit.log import AuditLog
@@ -30,6 +31,10 @@ from vault.principal import Principal
 from vault.store import clients as client_store
 from vault.store.clients import ClientRow
 from vault.store.db import Database
+
+if TYPE_CHECKING:
+    from vault.custody.cache import BoundedCache
+    from vault.custody.service import CustodyManager
 
 DEFAULT_SETTINGS = {
     "keep_versions": 10,  # SPEC 4: record versions kept
@@ -59,6 +64,20 @@ class VaultContext:
         self.settings = settings
         self.audit = AuditLog(db, clock, keyring.vault_id, keyring=keyring, blobs=blobs)
         self._client_keys: dict[tuple[str, int], ClientKeys] = {}
+        #: service mode: a shared, time-bounded cache replaces the per-command dict above
+        self.client_key_cache: BoundedCache | None = None
+        self._custody: CustodyManager | None = None
+
+    @property
+    def custody(self) -> CustodyManager:
+        """The custody of this vault's client keys (set by the facade when it opens the vault)."""
+        if self._custody is None:
+            raise VaultSealed("vault sealed: the custody of the client keys is not set up")
+        return self._custody
+
+    @custody.setter
+    def custody(self, manager: CustodyManager) -> None:
+        self._custody = manager
 
     @property
     def vault_id(self) -> bytes:
@@ -94,7 +113,9 @@ class VaultContext:
             # from the first shred step on, no one unwraps this client's key (SPEC 7; docs/sla.md)
             raise ClientUnavailable(f"client {client.name} is {client.shred_state}: its keys are destroyed")
         version = client.key_version if version is None else version
-        cached = self._client_keys.get((client.id, version))
+        shared = self.client_key_cache
+        cache_key = (client.id, version)
+        cached = shared.get(cache_key) if shared is not None else self._client_keys.get(cache_key)
         if cached is not None:
             return cached
         wrapped = client_store.wrapped_key(conn or self.db.conn, client.id, version)
@@ -102,14 +123,22 @@ class VaultContext:
             raise IntegrityFailure(
                 f"integrity failure: key of client {client.name} (version {version}) is missing"
             )
-        key = self.keyring.unwrap_client_key(wrapped, client.id, version, client.name)
+        key = self.keyring.unwrap_client_key(wrapped, client.id, version, client.name, conn=conn)
         keys = ClientKeys(self.keyring, client.id, version, key)
-        self._client_keys[(client.id, version)] = keys
+        if shared is not None:
+            shared.put((client.id, version), keys)
+        else:
+            self._client_keys[(client.id, version)] = keys
         return keys
 
     def forget_client_keys(self, client_id: str) -> None:
+        """Drop the client's unwrapped keys and custody secrets held in memory (a shred, a rotation)."""
         for k in [k for k in self._client_keys if k[0] == client_id]:
             del self._client_keys[k]
+        if self.client_key_cache is not None:
+            self.client_key_cache.forget_client(client_id)
+        if self._custody is not None:
+            self._custody.forget(client_id)
 
     # --- authorization ------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ checks policy, writes the audit event, then acts.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import threading
@@ -36,8 +37,11 @@ from vault.store.db import Database
 
 if TYPE_CHECKING:  # the services load on first use (_Service); these are for type checkers
     from vault.audit.service import AuditService
+    from vault.backends.base import Backend
+    from vault.backup.service import BackupService
     from vault.clients.access import AccessService
     from vault.clients.service import ClientService
+    from vault.custody.service import CustodyService
     from vault.identity.service import UserService
     from vault.maintenance.service import MaintenanceService
     from vault.records.service import SecretService
@@ -114,16 +118,36 @@ class Vault:
     users: _Service[UserService] = _Service("vault.identity.service:UserService")
     access: _Service[AccessService] = _Service("vault.clients.access:AccessService")
     sla: _Service[SlaService] = _Service("vault.sla.service:SlaService")
+    custody: _Service[CustodyService] = _Service("vault.custody.service:CustodyService")
+    # remote backups go to the replica: the sync service is created only then
+    backups: _Service[BackupService] = _Service(
+        "vault.backup.service:BackupService", lambda v: {"remote": v._remote}
+    )
 
-    def __init__(self, ctx: VaultContext, *, service_options: dict[str, dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        ctx: VaultContext,
+        *,
+        service_options: dict[str, dict[str, Any]] | None = None,
+        custody_file: Path | str | None = None,
+        custody_options: dict[str, Any] | None = None,
+    ):
+        from vault.custody.service import CustodyManager
+
         self.ctx = ctx
         self.service_options = service_options or {}
+        # custody of the client keys (docs/sla.md section 6): the keyring asks it for S(c, n)
+        ctx.custody = CustodyManager(ctx, custody_file=custody_file, **dict(custody_options or {}))
+        ctx.keyring.custody_resolver = ctx.custody.resolve
 
     def _fetch_lost_blob(self, name: str) -> bytes | None:
         return self.sync.fetch_lost_blob(name)
 
     def _blob_is_authentic(self, name: str, data: bytes) -> bool | None:
         return self.secrets.blob_is_authentic(name, data)
+
+    def _remote(self) -> Backend | None:
+        return self.sync.remote()
 
     @classmethod
     def services(cls) -> dict[str, _Service[Any]]:
@@ -143,8 +167,12 @@ class Vault:
         kdf_params: dict | None = None,
         admin: str | None = None,
         admin_password: str | None = None,
+        custody_file: Path | str | None = None,
+        custody_options=None,
     ) -> tuple[Vault, InitResult]:
-        """Create a vault with a recovery slot and a passphrase and/or key-file slot.
+        """Create a vault with a recovery slot and a passphrase and/or key-file slot, and its
+        local custody file (``custody_file``; by default next to the key file, or in the user
+        config folder; ``CVAULT_CUSTODY_FILE`` overrides the default).
 
         With ``admin``, the first admin is created and enrolled at once (password
         ``admin_password``); the result carries its otpauth URI and recovery codes."""
@@ -175,7 +203,12 @@ class Vault:
         ctx = VaultContext(
             vhome, db, clock, keyring, LocalBackend(vhome.blobs), VaultContext.load_settings(db)
         )
-        vault = cls(ctx)
+        from vault.custody.service import default_custody_file
+
+        custody_path = Path(custody_file) if custody_file else default_custody_file(vault_id, key_file)
+        vault = cls(ctx, custody_file=custody_path, custody_options=custody_options)
+        with db.write() as conn:
+            ctx.custody.init_local(custody_path, conn)
         recovery_secret, recovery_text = keys.new_recovery_key()
         vault.slots.add_slot("recovery", recovery_secret, label="recovery key")
         if passphrase:
@@ -198,8 +231,13 @@ class Vault:
         clock: Clock | None = None,
         write_lock: threading.RLock | None = None,
         service_options: dict[str, dict[str, Any]] | None = None,
+        custody_file: Path | str | None = None,
+        custody_options=None,
     ) -> Vault:
-        """Open (sealed). Refuses a missing vault and one whose files others can read."""
+        """Open (sealed). Refuses a missing vault and one whose files others can read.
+
+        ``custody_file`` (or ``CVAULT_CUSTODY_FILE``) says where the local custody file is when it
+        is not where the vault recorded it (a restored or moved vault)."""
         vhome = VaultHome(home)
         vhome.require()
         vhome.check_permissions()
@@ -217,10 +255,38 @@ class Vault:
             LocalBackend(vhome.blobs),
             VaultContext.load_settings(db),
         )
-        return cls(ctx, service_options=service_options)
+        return cls(
+            ctx, service_options=service_options, custody_file=custody_file, custody_options=custody_options
+        )
+
+    @classmethod
+    def restore(
+        cls,
+        file: Path | str,
+        home: Path | str,
+        *,
+        unseal: tuple[str, bytes],
+        custody_file: Path | str | None = None,
+        custody_options=None,
+        clock: Clock | None = None,
+    ) -> dict:
+        """Restore a ``cvault backup`` file into a new vault folder (docs/sla.md section 6)."""
+        from vault.backup.service import restore
+
+        return restore(
+            file,
+            home,
+            unseal=unseal,
+            open_vault=cls.open,
+            custody_file=custody_file,
+            custody_options=custody_options,
+            clock=clock,
+        )
 
     def close(self) -> None:
         self.ctx.keyring.seal()
+        if self.ctx.custody is not None:
+            self.ctx.custody.close()
         self.ctx.db.close()
 
     def __enter__(self) -> Vault:
@@ -240,7 +306,7 @@ class Vault:
     def unsealed(self) -> bool:
         return self.ctx.keyring.unsealed
 
-    def _unseal(self, kind: str, secret: bytes, what: str) -> None:
+    def _unseal(self, kind: str, secret: bytes, what: str, key_file: Path | None = None) -> None:
         rows = self.ctx.db.all(
             "SELECT id, kdf_params, salt, wrapped_root FROM unseal_slots WHERE kind = ? ORDER BY id", (kind,)
         )
@@ -253,8 +319,23 @@ class Vault:
             except CryptoError:
                 continue
             self.ctx.keyring.load_root(root)
+            self._after_unseal(key_file)
             return
         raise AuthenticationFailed(f"wrong {what}: no unseal slot opened")
+
+    def _after_unseal(self, key_file: Path | None) -> None:
+        """Bring a vault from before custody under custody (first unseal after the upgrade), and
+        finish custody rotations a crash interrupted (docs/sla.md section 5)."""
+        from vault.custody.service import is_custody_vault
+        from vault.errors import BackendError
+
+        custody = self.ctx.custody
+        if not is_custody_vault(self.ctx.db):
+            custody.migrate_legacy(key_file)
+        if custody.pending_jobs():
+            # the custodian unreachable: the jobs stay, doctor and the next command retry
+            with contextlib.suppress(BackendError):
+                custody.run_jobs()
 
     def unseal_passphrase(self, passphrase: str) -> None:
         self._unseal("passphrase", passphrase.encode("utf-8"), "passphrase")
@@ -267,7 +348,7 @@ class Vault:
             raise VaultSealed(f"vault sealed: key file {path} not found") from None
         except (OSError, UnicodeDecodeError):
             raise VaultSealed(f"vault sealed: key file {path} cannot be read") from None
-        self._unseal("keyfile", keys.parse_key_file_text(text), "key file")
+        self._unseal("keyfile", keys.parse_key_file_text(text), "key file", key_file=path)
 
     def unseal_recovery_key(self, recovery_key: str) -> None:
         self._unseal("recovery", keys.parse_recovery_key(recovery_key), "recovery key")

@@ -125,3 +125,12 @@ def write_private_file(path: Path, data: bytes, *, exclusive: bool = False) -> N
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def fsync_dir(folder: Path | str) -> None:
+    """Make a rename or unlink in ``folder`` durable (fsync of the directory itself)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

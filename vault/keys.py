@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from vault import crypto
@@ -37,6 +38,7 @@ PURPOSE_TOKEN_CACHE_SEAL = "token-cache-seal"  # noqa: S105 - an HKDF purpose la
 PURPOSE_AUDIT = "audit"
 PURPOSE_BLOB_NAME = "blob-name"
 PURPOSE_SESSION = "session"
+PURPOSE_BACKUP = "backup"
 PURPOSES = frozenset(
     {
         PURPOSE_CLIENT_KEY_WRAP,
@@ -45,8 +47,11 @@ PURPOSES = frozenset(
         PURPOSE_AUDIT,
         PURPOSE_BLOB_NAME,
         PURPOSE_SESSION,
+        PURPOSE_BACKUP,
     }
 )
+#: HKDF info of a client's custody wrap key (docs/format.md section 2, "custody")
+CUSTODY_WRAP_INFO = b"cvault/v1/client-key-wrap/custody"
 
 SLOT_KINDS = ("passphrase", "keyfile", "recovery")
 
@@ -201,40 +206,102 @@ class Keyring:
         return key
 
     # client keys -----------------------------------------------------------------------------
+    #
+    # A client's keys (every client-key version and its audit-detail key) are wrapped under the
+    # client's *custody wrap key* (docs/format.md section 2, "custody"):
+    #
+    #     K_wrap(c, n) = HKDF(ikm = K_client-key-wrap || S(c, n), salt = vault_id,
+    #                         info = "cvault/v1/client-key-wrap/custody" || LP(client_id) || LP(n))
+    #
+    # where S(c, n) is the client's custody secret of custody version n, held by the custodian
+    # outside the vault folder. Opening a client needs the root key *and* the custodian's current
+    # S(c, n); destroying S(c, n) makes every copy of the wrapped keys under it useless.
+    # ``custody_resolver(client_id, conn)`` returns (n, S) of the client's current version
+    # (vault.custody.service). Vaults from before custody (``legacy_client_wrap``) wrapped under
+    # K_client-key-wrap itself; that key is used only to migrate them (never as a fallback).
+
+    #: set by the facade: (client_id, conn) -> (version, secret)
+    custody_resolver: Callable[[str, Any], tuple[int, bytes]] | None = None
+    legacy_client_wrap = False  # True only while a pre-custody vault is being migrated
+
+    def custody_wrap_key(self, client_id: str, custody_version: int, custody_secret: bytes) -> bytes:
+        if len(custody_secret) != crypto.KEY_LEN:
+            raise IntegrityFailure(f"integrity failure: custody secret of client {client_id} is malformed")
+        return crypto.hkdf_sha256(
+            self.purpose_key(PURPOSE_CLIENT_KEY_WRAP) + custody_secret,
+            salt=self.vault_id,
+            info=CUSTODY_WRAP_INFO + _lp(client_id) + _lp_int(custody_version),
+        )
+
+    def client_wrap_key(
+        self, client_id: str, custody: tuple[int, bytes] | None = None, conn: Any = None
+    ) -> bytes:
+        """The key wrapping ``client_id``'s keys: under ``custody`` (version, S) if given, else the
+        client's current custody version from the resolver."""
+        if custody is None:
+            if self.legacy_client_wrap:
+                return self.purpose_key(PURPOSE_CLIENT_KEY_WRAP)
+            if self.custody_resolver is None:
+                raise VaultSealed("vault sealed: no custodian is available to open client keys")
+            custody = self.custody_resolver(client_id, conn)
+        return self.custody_wrap_key(client_id, *custody)
 
     def client_key_aad(self, client_id: str, version: int) -> bytes:
         return _aad("client-key", self.vault_id, client_id, version)
 
-    def wrap_client_key(self, client_key: bytes, client_id: str, version: int) -> bytes:
+    def wrap_client_key(
+        self,
+        client_key: bytes,
+        client_id: str,
+        version: int,
+        *,
+        custody: tuple[int, bytes] | None = None,
+        conn: Any = None,
+    ) -> bytes:
         return crypto.seal(
-            self.purpose_key(PURPOSE_CLIENT_KEY_WRAP), client_key, self.client_key_aad(client_id, version)
+            self.client_wrap_key(client_id, custody, conn),
+            client_key,
+            self.client_key_aad(client_id, version),
         )
 
-    def unwrap_client_key(self, wrapped: bytes, client_id: str, version: int, client_name: str) -> bytes:
+    def unwrap_client_key(
+        self,
+        wrapped: bytes,
+        client_id: str,
+        version: int,
+        client_name: str,
+        *,
+        custody: tuple[int, bytes] | None = None,
+        conn: Any = None,
+    ) -> bytes:
+        wrap_key = self.client_wrap_key(client_id, custody, conn)
         try:
-            return crypto.unseal(
-                self.purpose_key(PURPOSE_CLIENT_KEY_WRAP), wrapped, self.client_key_aad(client_id, version)
-            )
+            return crypto.unseal(wrap_key, wrapped, self.client_key_aad(client_id, version))
         except CryptoError:
             raise IntegrityFailure(
                 f"integrity failure: key of client {client_name} (version {version}) failed authentication"
             ) from None
 
     # per-client audit-detail keys (docs/audit.md section 4): not versioned, so they outlive
-    # client-key rotation; destroyed only with the client (vault.audit.details)
+    # client-key rotation; destroyed only with the client (vault.audit.details); wrapped under the
+    # same custody wrap key as the client keys
 
     def client_audit_key_aad(self, client_id: str) -> bytes:
         return _aad("client-audit-key", self.vault_id, client_id)
 
-    def wrap_client_audit_key(self, key: bytes, client_id: str) -> bytes:
+    def wrap_client_audit_key(
+        self, key: bytes, client_id: str, *, custody: tuple[int, bytes] | None = None, conn: Any = None
+    ) -> bytes:
         return crypto.seal(
-            self.purpose_key(PURPOSE_CLIENT_KEY_WRAP), key, self.client_audit_key_aad(client_id)
+            self.client_wrap_key(client_id, custody, conn), key, self.client_audit_key_aad(client_id)
         )
 
-    def unwrap_client_audit_key(self, wrapped: bytes, client_id: str) -> bytes:
+    def unwrap_client_audit_key(
+        self, wrapped: bytes, client_id: str, *, custody: tuple[int, bytes] | None = None, conn: Any = None
+    ) -> bytes:
         """Raises CryptoError; the caller names the client."""
         return crypto.unseal(
-            self.purpose_key(PURPOSE_CLIENT_KEY_WRAP), wrapped, self.client_audit_key_aad(client_id)
+            self.client_wrap_key(client_id, custody, conn), wrapped, self.client_audit_key_aad(client_id)
         )
 
     def audit_detail_aad(self, client_id: str) -> bytes:

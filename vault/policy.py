@@ -63,6 +63,11 @@ class Action(StrEnum):
     # vault operations (ciphertext only)
     SYNC = "sync"
     DOCTOR = "doctor"
+    # custody and backups (docs/sla.md section 6): keys and ciphertext, never a secret value
+    CUSTODY_SHOW = "custody.show"
+    CUSTODY_SET = "custody.set"
+    BACKUP = "backup"
+    RESTORE = "backup.restore"
 
 
 class AuditEvent(StrEnum):
@@ -130,6 +135,10 @@ PERMISSIONS: dict[Action, frozenset[str]] = {
     Action.AUDIT_PRUNE: _({REVIEWER}),
     Action.SYNC: _({ADMIN, SYSTEM_ROLE}),
     Action.DOCTOR: _({ADMIN, SYSTEM_ROLE}),
+    Action.CUSTODY_SHOW: _({ADMIN, REVIEWER}),
+    Action.CUSTODY_SET: _({ADMIN}),
+    Action.BACKUP: _({ADMIN, SYSTEM_ROLE}),
+    Action.RESTORE: _({ADMIN, SYSTEM_ROLE}),
 }
 
 #: Actions on one client's secrets: the role is necessary, need-to-know is also required.

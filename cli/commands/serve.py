@@ -51,6 +51,30 @@ from vault.errors import InvalidInput
     help="Seconds between signed audit checkpoints (0: off).",
 )
 @click.option(
+    "--backup-dir",
+    type=click.Path(file_okay=False),
+    default="",
+    help="Folder for scheduled backups (daily, and after every shred or purge).",
+)
+@click.option("--backup-remote", is_flag=True, help="Also upload scheduled backups to the OneDrive replica.")
+@click.option(
+    "--backup-interval",
+    type=click.FloatRange(min=60),
+    default=86400,
+    show_default=True,
+    help="Seconds between scheduled backups.",
+)
+@click.option(
+    "--backup-keep", type=click.IntRange(1, 1000), default=7, show_default=True, help="Backups kept."
+)
+@click.option(
+    "--key-cache-seconds",
+    type=click.FloatRange(min=0),
+    default=900,
+    show_default=True,
+    help="How long unwrapped custody secrets and client keys stay in memory (0: not at all).",
+)
+@click.option(
     "--login-burst",
     type=click.IntRange(min=1),
     default=10,
@@ -79,6 +103,11 @@ def serve_cmd(
     sweep_interval,
     outbox_interval,
     checkpoint_interval,
+    backup_dir,
+    backup_remote,
+    backup_interval,
+    backup_keep,
+    key_cache_seconds,
     login_burst,
     login_per_minute,
     log_level,
@@ -93,6 +122,11 @@ def serve_cmd(
         sweep_interval=sweep_interval,
         outbox_interval=outbox_interval,
         checkpoint_interval=checkpoint_interval,
+        backup_dir=backup_dir,
+        backup_remote=backup_remote,
+        backup_interval=backup_interval,
+        backup_keep=backup_keep,
+        custody_cache_seconds=key_cache_seconds,
     )
     serve(
         state.home,

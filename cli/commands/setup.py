@@ -34,9 +34,16 @@ from vault.errors import InvalidInput
 @click.option(
     "--password-stdin", is_flag=True, help="Read the first admin's new password from standard input."
 )
+@click.option(
+    "--custody-file",
+    type=click.Path(dir_okay=False),
+    envvar="CVAULT_CUSTODY_FILE",
+    help="Local custody file, outside the vault folder (default: next to the key file, else the "
+    "user config folder).",
+)
 @json_option
 @click.pass_obj
-def init_cmd(state, passphrase_file, key_file, no_passphrase, admin, password_stdin, as_json):
+def init_cmd(state, passphrase_file, key_file, no_passphrase, admin, password_stdin, custody_file, as_json):
     """Create a new vault and print its recovery key (shown once); with --admin, enroll the
     first admin."""
     from cli.state import read_password
@@ -64,14 +71,24 @@ def init_cmd(state, passphrase_file, key_file, no_passphrase, admin, password_st
         admin_password = read_password(password_stdin, f"New password for {admin}", confirm=True)
         check_password_rules(admin_password)
     vault, result = Vault.init(
-        state.home, passphrase=passphrase, key_file=key_file, admin=admin, admin_password=admin_password
+        state.home,
+        passphrase=passphrase,
+        key_file=key_file,
+        admin=admin,
+        admin_password=admin_password,
+        custody_file=custody_file,
     )
+    from vault.custody.local import LocalCustodian
+
+    custodian = vault.ctx.custody.custodian(vault.ctx.custody.current_id())
+    custody = custodian.path if isinstance(custodian, LocalCustodian) else None  # a new vault's is local
     vault.close()
     data = {
         "home": str(state.home),
         "vault_id": result.vault_id,
         "recovery_key": result.recovery_key,
         "slots": result.slots,
+        "custody_file": str(custody),
     }
     if result.admin:
         data.update(
@@ -84,6 +101,9 @@ def init_cmd(state, passphrase_file, key_file, no_passphrase, admin, password_st
         click.echo(f"Vault created at {d['home']}")
         for slot in d["slots"]:
             click.echo(f"  slot {slot['id']}: {slot['label']}")
+        click.echo(f"Custody file: {d['custody_file']}")
+        click.echo("  (opening any client needs it; keep it out of generic backups of the vault folder:")
+        click.echo("   docs/sla.md section 6)")
         click.echo("")
         click.echo("Recovery key (shown once; store it offline, it opens the vault):")
         click.echo(f"  {d['recovery_key']}")

@@ -265,7 +265,7 @@ def _human_certificate(doc: dict) -> None:
     keys = c["keys_destroyed"]
     blobs = c["destroyed"]["blobs"]
     lines = {
-        "certificate": "cvault shred certificate v{}".format(c["version"]),
+        "certificate": f"cvault shred certificate v{c['version']}",
         "client": f"{c['client']['name']} ({c['client']['id']})",
         "sla end": c["sla"]["end"],
         "grace": f"{c['sla']['grace_days']} days (shred due {c['sla']['shred_due']})",
@@ -299,7 +299,17 @@ def _human_certificate(doc: dict) -> None:
         f"{v['wrapped_key_search']['keys_searched']} wrapped keys found in "
         f"{', '.join(v['wrapped_key_search']['files'])}"
     )
+    for i, entry in enumerate(c.get("custody") or [], 1):
+        lines[f"custody {i}"] = (
+            f"v{entry['version']} {entry['destroyed']}; gone for good {entry['gone_for_good_at']}"
+        )
     lines["audit head"] = f"seq {c['audit_head']['seq']} sha256 {c['audit_head']['hash']}"
     lines["signature"] = doc["signature"]
     lines["signed by"] = doc["public_key"]
     fields_block(lines)
+    undo = c.get("can_still_undo") or []
+    if undo:
+        click.echo("")
+        click.echo("What can still undo this shred (destroy these; docs/sla.md section 6):")
+        for line in undo:
+            click.echo(f"  - {safe(line)}")

@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from vault.api import (
         AccessAPI,
         AuditAPI,
+        BackupsAPI,
         ClientsAPI,
+        CustodyAPI,
         MaintenanceAPI,
         SecretsAPI,
         SlaAPI,
@@ -233,6 +235,8 @@ class ServiceVault:
     sync: SyncAPI
     slots: SlotsAPI
     maintenance: MaintenanceAPI
+    custody: CustodyAPI
+    backups: BackupsAPI
 
     def __init__(self, addr: str, cacert: str | None = None):
         self.transport = Transport(addr, cacert)
@@ -241,6 +245,8 @@ class ServiceVault:
         # facade services with no operation in the registry
         self.slots = cast("SlotsAPI", _HostOnly("unseal slots"))
         self.maintenance = cast("MaintenanceAPI", _HostOnly("doctor"))
+        self.custody = cast("CustodyAPI", _HostOnly("custody"))
+        self.backups = cast("BackupsAPI", _HostOnly("backup"))
 
     def unseal_key_file(self, path: Path | str) -> None:
         raise InvalidInput(f"unsealing {HOST_ONLY}; the operator unseals the service")

@@ -248,7 +248,7 @@ class FakeAuthority:
             "scope": scope,
             "expires_in": self.expires_in,
             "ext_expires_in": self.expires_in,
-            "access_token": self.tokens.issue(),
+            "access_token": self.tokens.issue(scope=scope),
         }
 
     def _user_tokens(self, app: ClientApp, scope: str) -> dict:

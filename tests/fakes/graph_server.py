@@ -59,15 +59,22 @@ class TokenRegistry:
 
     def __init__(self) -> None:
         self._valid: set[str] = set()
+        self._scopes: dict[str, str | None] = {}
         self._lock = threading.Lock()
         self.issued: list[str] = []
 
-    def issue(self, prefix: str = "fake-at-") -> str:
+    def issue(self, prefix: str = "fake-at-", scope: str | None = None) -> str:
         token = prefix + secrets.token_urlsafe(32)
         with self._lock:
             self._valid.add(token)
+            self._scopes[token] = scope
             self.issued.append(token)
         return token
+
+    def scope_of(self, token: str) -> str | None:
+        """The scope the authority issued ``token`` for (its audience), None if not recorded."""
+        with self._lock:
+            return self._scopes.get(token)
 
     def revoke(self, token: str) -> None:
         with self._lock:

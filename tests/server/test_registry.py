@@ -22,6 +22,8 @@ PROTOCOLS = {
     "sync": api.SyncAPI,
     "slots": api.SlotsAPI,
     "maintenance": api.MaintenanceAPI,
+    "custody": api.CustodyAPI,
+    "backups": api.BackupsAPI,
 }
 
 

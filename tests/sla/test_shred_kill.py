@@ -8,7 +8,9 @@ that the kills land inside and between all the steps), SIGKILLs it after a rando
   record still decrypts, or it is shredding/shredded, refused to everyone, and its keys are all
   there (before step b commits) or all gone (after) -- never some;
 * the next sweep completes the shred: acme shredded, exactly one certificate, which verifies;
-  no local blob of acme left; beta still readable; the audit chain verifies.
+  no local blob of acme left; beta still readable; the audit chain verifies;
+* P1 still holds after the resumed shred: a copy of the vault folder taken before it, opened with
+  today's key file and today's custody file, opens none of acme's keys (and all of beta's).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from tests.factories import sla_client, sla_staff
-from tests.helpers import ROOT, VaultDir, cli_env, clock_at
+from tests.helpers import ROOT, VaultDir, cli_env, clock_at, copy_vault
 from vault import blob as blobfmt
 from vault.audit.signing import AuditSigner
 from vault.clock import UTC
@@ -37,16 +39,13 @@ from vault.sla.certificate import verify_document
 
 RUNS = 32
 RECORDS = 12
-PAUSE = 0.03  # seconds after each of the 7 steps
+PAUSE = 0.03  # seconds after each of the 8 steps
 
 
 @pytest.fixture(scope="module")
 def due_template(vault_template, tmp_path_factory):
     base = tmp_path_factory.mktemp("kill-template")
-    home = base / "vault"
-    shutil.copytree(vault_template.home, home)
-    shutil.copy2(vault_template.key_file, base / "vault.key")
-    vdir = VaultDir(home, base / "vault.key")
+    vdir = copy_vault(vault_template, base)
     # built 60 days ago: acme's SLA ended 50 days ago (grace 5), beta's ends in years
     clock = clock_at(datetime.now(UTC).replace(microsecond=0) - timedelta(days=60))
     vault = vdir.open(clock)
@@ -60,9 +59,7 @@ def due_template(vault_template, tmp_path_factory):
 
 
 def copy(template: VaultDir, base) -> VaultDir:
-    shutil.copytree(template.home, base / "vault")
-    shutil.copy2(template.key_file, base / "vault.key")
-    return VaultDir(base / "vault", base / "vault.key")
+    return copy_vault(template, base)
 
 
 def decryptable(vault, name: str) -> int:
@@ -164,8 +161,47 @@ def one_run(template: VaultDir, base, delay: float) -> str:
         verify_document(doc, AuditSigner(vault.ctx.db, vault.ctx.keyring).public_key())
     finally:
         vault.close()
+    # --- P1: a copy of the folder from before the shred, with today's key file and custody ----
+    old = VaultDir(base / "old-copy", vdir.key_file)
+    shutil.copytree(template.home, old.home)
+    point_custody_at(old, vdir.custody_file)
+    vault = old.open()
+    try:
+        assert opens_nothing_of(vault, "acme")
+        assert decryptable(vault, "beta") == 2  # P2: the other client still restorable from it
+    finally:
+        vault.close()
     shutil.rmtree(base)
     return seen
+
+
+def point_custody_at(vdir: VaultDir, custody_file) -> None:
+    import json
+    import sqlite3
+
+    conn = sqlite3.connect(vdir.home / "vault.db")
+    with conn:
+        conn.execute(
+            "UPDATE custodians SET config = ? WHERE kind = 'local' AND retired_at IS NULL",
+            (json.dumps({"file": str(custody_file)}),),
+        )
+    conn.close()
+
+
+def opens_nothing_of(vault, name: str) -> bool:
+    """No client-key version of the client opens with the vault's keyring (policy bypassed)."""
+    from vault.errors import IntegrityFailure
+
+    client_id = vault.ctx.client(name).id
+    rows = vault.ctx.db.all("SELECT version, wrapped FROM client_keys WHERE client_id = ?", (client_id,))
+    assert rows, "the old copy should still hold the wrapped client keys"
+    for version, wrapped in rows:
+        try:
+            vault.ctx.keyring.unwrap_client_key(bytes(wrapped), client_id, version, name)
+        except IntegrityFailure:
+            continue
+        return False
+    return True
 
 
 @pytest.mark.slow

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 from vault import crypto
 from vault.clock import to_epoch
-from vault.errors import CryptoError, IntegrityFailure, VaultSealed
+from vault.errors import BackendError, CryptoError, IntegrityFailure, VaultSealed
 
 KEY_REF_PREFIX = "audit:"
 SHREDDED = "[shredded]"
 UNREADABLE = "[unreadable]"
 SEALED = "[sealed]"
+CUSTODY_UNAVAILABLE = "[custody unavailable]"
+#: a detail key the custodian could not be asked for just now (never a real key: keys are 32 bytes)
+_UNAVAILABLE = b"unavailable"
 
 
 def destroy_client_audit_key(conn, client_id: str) -> str | None:
@@ -99,8 +102,12 @@ class DetailReader:
                     self._cache[client_id] = self._keys.keyring.unwrap_client_audit_key(
                         bytes(row[0]), client_id
                     )
-                except CryptoError:
+                except (CryptoError, IntegrityFailure):
+                    # IntegrityFailure: the client's custody secret is gone or does not match
                     self._cache[client_id] = b""
+                except BackendError:
+                    # the custodian (Key Vault) is unreachable: the log still lists, details say so
+                    self._cache[client_id] = _UNAVAILABLE
         return self._cache[client_id]
 
     def open(self, sealed: bytes | None, key_ref: str | None) -> str | None:
@@ -119,6 +126,8 @@ class DetailReader:
             return SEALED
         if key is None:
             return SHREDDED
+        if key is _UNAVAILABLE:
+            return CUSTODY_UNAVAILABLE
         if not key:
             return UNREADABLE
         try:

@@ -178,7 +178,9 @@ class _MsalProvider:
         instance_discovery: bool,
         verify: bool | str,
         timeout: float | tuple[float, float],
+        service: str = "Microsoft Graph",
     ):
+        self.service = service  # named in error messages: the Graph replica, or Key Vault custody
         self.tenant_id = tenant_id
         self.client_id = client_id
         self.authority = f"{authority_host.rstrip('/')}/{tenant_id}"
@@ -218,7 +220,7 @@ class _MsalProvider:
         except ValueError as exc:  # msal: authority discovery failed, bad credential format
             first = " ".join(str(exc).split())[:200]
             raise TokenAcquisitionError(
-                f"could not get a Microsoft Graph token from {self.authority}: {first}"
+                f"could not get an access token for {self.service} from {self.authority}: {first}"
             ) from None
 
     def _finish(self, result: dict | None) -> str:
@@ -226,7 +228,8 @@ class _MsalProvider:
             self._sealed.save_if_changed()
         if not result or "access_token" not in result:
             raise TokenAcquisitionError(
-                f"could not get a Microsoft Graph token from {self.authority}: {_describe(result or {})}"
+                f"could not get an access token for {self.service} from {self.authority}: "
+                f"{_describe(result or {})}"
             )
         return result["access_token"]
 
@@ -249,6 +252,7 @@ class ClientCredentialsProvider(_MsalProvider):
         instance_discovery: bool = True,
         verify: bool | str = True,
         timeout: float | tuple[float, float] = (10.0, 30.0),
+        service: str = "Microsoft Graph",
     ):
         super().__init__(
             tenant_id,
@@ -259,6 +263,7 @@ class ClientCredentialsProvider(_MsalProvider):
             instance_discovery=instance_discovery,
             verify=verify,
             timeout=timeout,
+            service=service,
         )
         if bool(client_secret) == bool(private_key_pem):
             raise ValueError("give exactly one of client_secret or private_key_pem")
@@ -327,6 +332,7 @@ class DeviceCodeProvider(_MsalProvider):
         timeout: float | tuple[float, float] = (10.0, 30.0),
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        service: str = "Microsoft Graph",
     ):
         super().__init__(
             tenant_id,
@@ -337,6 +343,7 @@ class DeviceCodeProvider(_MsalProvider):
             instance_discovery=instance_discovery,
             verify=verify,
             timeout=timeout,
+            service=service,
         )
         self._prompt = prompt
         self._sleep = sleep
@@ -423,8 +430,11 @@ def provider_from_config(
     environ=None,
     verify: bool | str = True,
     sleep: Callable[[float], None] = time.sleep,
+    service: str = "Microsoft Graph",
 ):
-    """The token provider a :class:`~vault.backends.onedrive_config.OneDriveConfig` describes.
+    """The token provider a :class:`~vault.backends.onedrive_config.OneDriveConfig` describes (or
+    any configuration with the same app-registration fields and ``scopes``, such as
+    :class:`~vault.custody.keyvault_config.KeyVaultCustodyConfig`, with ``service`` naming it).
 
     Reads the secret (file or environment variable) or the certificate PEM now, so a missing
     credential fails at start-up with one line, not at the first upload."""
@@ -437,6 +447,7 @@ def provider_from_config(
         instance_discovery=config.instance_discovery,
         verify=verify,
         timeout=timeout,
+        service=service,
     )
     if config.credential == "device-code":
         return DeviceCodeProvider(

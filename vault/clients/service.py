@@ -10,9 +10,8 @@ from vault import crypto, names
 from vault.clock import rfc3339, to_epoch
 from vault.context import VaultContext
 from vault.dates import as_when, require_future
-from vault.errors import ClientUnavailable, CryptoError, IntegrityFailure, InvalidInput
+from vault.errors import ClientUnavailable, InvalidInput
 from vault.identity.facts import visible_client_ids
-from vault.keys import ClientKeys
 from vault.policy import Action
 from vault.principal import Principal
 from vault.store import clients as store
@@ -48,9 +47,14 @@ class ClientService:
         now = self.ctx.now()
         sla_end = require_future(as_when(sla_end, now), now, "the SLA end")
         self.ctx.authorize(principal, Action.CLIENT_ADD, detail=None)
+        if self.ctx.db.one("SELECT 1 FROM clients WHERE name = ?", (name,)):
+            raise InvalidInput(f"a client named {name!r} already exists")
         client_id = crypto.random_bytes(16).hex()
         key = crypto.new_key()
-        wrapped = self.ctx.keyring.wrap_client_key(key, client_id, 1)
+        # the custodian first (Key Vault down: nothing is created, exit 9); an aborted add leaves
+        # at most a custody secret that wraps nothing
+        custody, made = self.ctx.custody.create_first(client_id)
+        wrapped = self.ctx.keyring.wrap_client_key(key, client_id, 1, custody=custody)
         with self.ctx.db.write() as conn:
             if conn.execute("SELECT 1 FROM clients WHERE name = ?", (name,)).fetchone():
                 raise InvalidInput(f"a client named {name!r} already exists")
@@ -59,6 +63,7 @@ class ClientService:
                 " current_key_version) VALUES (?, ?, ?, ?, ?, ?, 1)",
                 (client_id, name, to_epoch(now), principal.name, to_epoch(sla_end), grace),
             )
+            self.ctx.custody.record_first(conn, client_id, made, to_epoch(now))
             store.insert_key(conn, client_id, 1, wrapped, crypto.key_fingerprint(key), to_epoch(now))
         client = self.ctx.client(name)
         self.ctx.record_outcome(
@@ -97,45 +102,17 @@ class ClientService:
         self.ctx.authorize(principal, Action.CLIENT_ROTATE_KEY, client=client)
         if client.state(self.ctx.now()) in ("shredding", "shredded"):
             raise ClientUnavailable(f"client {name} is {client.shred_state}")
-        now = to_epoch(self.ctx.now())
+        # a new client-key version (every record key re-wrapped, names re-sealed) under a new
+        # custody version, old ones destroyed: the persisted custody rotation (docs/sla.md section 5)
         with self.ctx.db.write() as conn:
             client = self.ctx.client(name, conn)  # re-read under the write lock
-            old = self.ctx.client_keys(client, conn=conn)
-            new_version = client.key_version + 1
-            new_key = crypto.new_key()
-            new = ClientKeys(self.ctx.keyring, client.id, new_version, new_key)
-            wrapped = self.ctx.keyring.wrap_client_key(new_key, client.id, new_version)
-            store.insert_key(conn, client.id, new_version, wrapped, new.fingerprint, now)
-            records = record_store.of_client(conn, client.id)
-            for done, (record_id, meta_sealed) in enumerate(records, 1):
-                try:
-                    meta = old.unseal_meta(meta_sealed, record_id)
-                except CryptoError:
-                    raise IntegrityFailure(
-                        f"integrity failure: record {record_id} of client {name} "
-                        "failed verification; key not rotated"
-                    ) from None
-                record_store.set_meta(
-                    conn, record_id, new.seal_meta(meta, record_id), new.path_tag(meta["path"])
-                )
-                for version, wrapped_dek in record_store.wrapped_deks(conn, record_id):
-                    try:
-                        dek = old.unwrap_dek(wrapped_dek, record_id, version)
-                    except CryptoError:
-                        raise IntegrityFailure(
-                            f"integrity failure: {name}/{meta['path']} (version {version}) failed "
-                            "verification; key not rotated"
-                        ) from None
-                    record_store.rewrap(
-                        conn, record_id, version, new.wrap_dek(dek, record_id, version), new_version
-                    )
-                if progress:
-                    progress(done, len(records))
-            conn.execute("UPDATE clients SET current_key_version = ? WHERE id = ?", (new_version, client.id))
-            store.destroy_keys(conn, client.id, below_version=new_version)
+            self.ctx.client_keys(client, conn=conn)  # fails now if the current key does not open
+            self.ctx.custody.start_rotation(conn, client.id, "rotate", rotate_client_key=True)
+        self.ctx.custody.run_jobs([client.id], progress=progress)
         self.ctx.forget_client_keys(client.id)
-        # the old wrapped key's page images may still sit in the WAL: fold it in and truncate
-        self.ctx.db.checkpoint_truncate()
+        new_version = self.ctx.client(name).key_version
+        records = self.ctx.db.all("SELECT id FROM records WHERE client_id = ?", (client.id,))
+        new = self.ctx.client_keys(self.ctx.client(name))
         client = self.ctx.client(name)
         self.ctx.record_outcome(
             principal,

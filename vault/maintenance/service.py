@@ -54,6 +54,7 @@ class MaintenanceService:
         report = DoctorReport()
         self._permissions(report)
         self._schema(report)
+        self._custody(report)
         referenced = self._records(report)
         self._orphans(report, referenced)
         self._audit_chain(report)
@@ -70,6 +71,60 @@ class MaintenanceService:
             reason=f"{len(report.problems)} problems",
         )
         return report
+
+    def _custody(self, report: DoctorReport) -> None:
+        """Finish interrupted custody rotations; check the custody file; a custody file that holds
+        a secret the vault says was destroyed is a restored old copy (docs/sla.md section 6)."""
+        from vault.errors import BackendError
+
+        custody = self.ctx.custody
+        if custody is None:
+            return
+        if custody.pending_jobs():
+            try:
+                custody.run_jobs()
+            except BackendError as exc:
+                report.problems.append(f"custody: rotations pending, custodian unavailable: {exc}")
+        from vault.custody.local import LocalCustodian
+
+        try:
+            current = custody.custodian(custody.current_id())
+        except IntegrityFailure as exc:
+            report.problems.append(f"custody: {exc}")
+            return
+        if not isinstance(current, LocalCustodian):
+            return
+        problems = current.verify()
+        report.problems.extend(f"custody: {p}" for p in problems)
+        if problems:
+            return
+        live = current.live_items()
+        rows = self.ctx.db.all(
+            "SELECT client_id, version, state FROM client_custody WHERE custodian_id = ?",
+            (custody.current_id(),),
+        )
+        known = {(c, v): st for c, v, st in rows}
+        shredded = {r[0] for r in self.ctx.db.all("SELECT id FROM clients WHERE shred_state IS NOT NULL")}
+        for client_id, version in sorted(live):
+            state = known.get((client_id, version))
+            if client_id in shredded or state == "destroyed":
+                report.problems.append(
+                    f"custody: {current.location} holds a secret of client {client_id} (version {version}) "
+                    "that was destroyed: an old copy of the custody file was put back; destroying it again"
+                )
+                current.destroy(client_id, [version])
+            elif state is None:
+                report.warnings.append(
+                    f"custody: secret of unknown client {client_id} (version {version}) in"
+                    f" {current.location} "
+                    "(left by an interrupted client add; it wraps nothing)"
+                )
+        for (client_id, version), state in known.items():
+            if state == "current" and (client_id, version) not in live:
+                report.problems.append(
+                    f"custody: {current.location} lacks the current custody secret of client {client_id} "
+                    f"(version {version}): that client cannot be opened"
+                )
 
     def _permissions(self, report: DoctorReport) -> None:
         for path in self.ctx.home.check_blob_permissions():

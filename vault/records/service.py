@@ -166,6 +166,9 @@ class SecretService:
             if purge:
                 blobs = store.destroy(conn, record_id)
                 outbox.queue_delete(conn, blobs, now)
+                # copies and backups of the vault still hold the record key under the client key
+                # and custody version of today: rotate both and destroy the old ones (P1)
+                self.ctx.custody.start_rotation(conn, client.id, "purge", rotate_client_key=True)
                 result = {
                     "client": client.name,
                     "path": path,
@@ -185,16 +188,32 @@ class SecretService:
                 result = {"client": client.name, "path": path, "purged": False, "version": version}
         self._delete_local(blobs)
         reason = "record deleted"
+        pending = None
         if purge:
-            # the destroyed keys' old page images must leave the WAL and the main file too
-            result["scrubbed"] = self.ctx.db.scrub()
-            reason = (
-                "record purged (crypto-shredded)"
-                if result["scrubbed"]
-                else "record purged (crypto-shredded); database scrub pending: another process "
-                "kept the database open"
-            )
+            from vault.errors import BackendError
+
+            try:
+                rotated = self.ctx.custody.run_jobs([client.id])
+            except BackendError as exc:
+                rotated, pending = {"done": 0}, exc
+            result["custody_rotated"] = rotated["done"] == 1
+            # the destroyed keys' old page images must leave the WAL and the main file too (the
+            # rotation scrubbed already when it finished)
+            result["scrubbed"] = rotated.get("scrubbed") or self.ctx.db.scrub()
+            reason = "record purged (crypto-shredded; client key and custody rotated)"
+            if not result["custody_rotated"]:
+                reason = "record purged (crypto-shredded); custody rotation pending"
+            if not result["scrubbed"]:
+                reason += "; database scrub pending: another process kept the database open"
         self.ctx.record_outcome(principal, Action.SECRET_RM, "ok", client=client, detail=path, reason=reason)
+        if pending is not None:
+            from vault.custody.base import CustodyUnavailable
+
+            raise CustodyUnavailable(
+                f"record {client.name}/{path} purged from the vault, but its custody rotation is pending "
+                f"({pending}); copies and backups taken before still open it until a later command "
+                "finishes the rotation"
+            )
         return result
 
     def import_records(

@@ -44,6 +44,14 @@ class ServiceSettings:
     sweep_interval: float = 300.0
     outbox_interval: float = 60.0
     checkpoint_interval: float = 300.0
+    #: backups (docs/sla.md section 6): a folder that keeps the newest ``backup_keep``, and/or the
+    #: OneDrive replica; one every ``backup_interval`` seconds and one after every shred or purge
+    backup_dir: str = ""
+    backup_remote: bool = False
+    backup_interval: float = 86400.0
+    backup_keep: int = 7
+    #: how long unwrapped custody secrets and client keys stay in memory
+    custody_cache_seconds: float = 900.0
     background: bool = True
 
 

@@ -10,6 +10,10 @@ stops the thread or the server. While the service is sealed, jobs wait.
   so an idle vault does not write an audit entry every round; then ``sla.sweep``.
 * ``outbox`` (60 s): ``sync.push`` when a remote is configured.
 * ``audit-checkpoint`` (300 s): sign the head if it moved (``AuditLog.checkpoint`` is idempotent).
+* ``backup`` (checked every 30 s, with ``backup_dir`` or ``backup_remote``): a backup when
+  ``backup_interval`` (a day) passed since the last one, and at once after a shred or a record
+  purge destroyed custody (docs/sla.md section 6: old backups no longer open that client, so a
+  fresh one keeps every surviving client restorable).
 """
 
 from __future__ import annotations
@@ -30,9 +34,17 @@ class BackgroundJobs:
                 ("sla-sweep", settings.sweep_interval, self.sweep),
                 ("outbox", settings.outbox_interval, self.outbox),
                 ("audit-checkpoint", settings.checkpoint_interval, self.checkpoint),
+                (
+                    "backup",
+                    30.0 if (settings.backup_dir or settings.backup_remote) else 0,
+                    self.backup,
+                ),
             )
             if interval and interval > 0
         ]
+        self.settings = settings
+        self._last_backup: float | None = None
+        self._destroyed_seen: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         #: name -> {"runs", "failures", "last_error", "last_run"} (for tests and the status view)
@@ -67,6 +79,35 @@ class BackgroundJobs:
 
     def checkpoint(self, vault) -> None:
         vault.ctx.audit.checkpoint("periodic")
+
+    @staticmethod
+    def destroyed_count(vault) -> int:
+        """Sequence number of the last shred or record purge in the audit log (grows with each)."""
+        row = vault.ctx.db.one(
+            "SELECT max(seq) FROM audit_events WHERE (action = 'sla.shred' AND outcome = 'ok')"
+            " OR (action = 'secret.rm' AND outcome = 'ok' AND reason LIKE 'record purged%')"
+        )
+        return row[0] or 0
+
+    def backup(self, vault) -> None:
+        s = self.settings
+        destroyed = self.destroyed_count(vault)
+        now = time.monotonic()
+        due = self._last_backup is None or now - self._last_backup >= s.backup_interval
+        after_shred = self._destroyed_seen is not None and destroyed != self._destroyed_seen
+        if not (due or after_shred):
+            return
+        principal = self._system("backup")
+        if s.backup_dir:
+            result = vault.backups.create(principal, out=s.backup_dir, keep=s.backup_keep)
+            log.info(
+                "backup %s: %d bytes%s", result["file"], result["bytes"], " (after a shred)" * after_shred
+            )
+        if s.backup_remote:
+            result = vault.backups.create(principal, remote=True, keep=s.backup_keep)
+            log.info("backup %s: %d bytes", result["file"], result["bytes"])
+        self._last_backup = now
+        self._destroyed_seen = destroyed
 
     # --- the loop ---------------------------------------------------------------------------------
 

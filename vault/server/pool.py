@@ -50,10 +50,17 @@ class VaultPool:
         unseal_failures_max: int = UNSEAL_FAILURES_MAX,
         unseal_window: float = UNSEAL_WINDOW_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
+        cache_seconds: float = 900.0,
     ):
+        from vault.custody.cache import BoundedCache
+
         self.home = Path(home)
         self.clock = clock
         self.keep = keep
+        #: unwrapped custody secrets and client keys, shared by the pooled vaults for at most
+        #: ``cache_seconds`` (docs/service.md, "Key cache"); a shred empties its client's entries
+        self.custody_cache = BoundedCache(cache_seconds, monotonic=monotonic)
+        self.key_cache = BoundedCache(cache_seconds, monotonic=monotonic)
         self.unseal_failures_max = unseal_failures_max
         self.unseal_window = unseal_window
         self._monotonic = monotonic
@@ -76,7 +83,14 @@ class VaultPool:
     def _open(self) -> Vault:
         from vault.facade import Vault
 
-        return Vault.open(self.home, clock=self.clock, write_lock=self._write_lock)
+        vault = Vault.open(
+            self.home,
+            clock=self.clock,
+            write_lock=self._write_lock,
+            custody_options={"cache": self.custody_cache},
+        )
+        vault.ctx.client_key_cache = self.key_cache
+        return vault
 
     def unseal(self, how: str, secret: str, origin: str | None = None) -> None:
         """``how``: key_file (a path), passphrase or recovery_key. Raises like the facade.

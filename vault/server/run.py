@@ -74,7 +74,7 @@ def serve(
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    pool = VaultPool(home)
+    pool = VaultPool(home, cache_seconds=settings.custody_cache_seconds if settings else 900.0)
     if key_file:
         pool.unseal("key_file", key_file)
     app = create_app(pool, settings)

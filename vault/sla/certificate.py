@@ -28,7 +28,9 @@ from vault import crypto
 from vault.errors import CryptoError, IntegrityFailure, InvalidInput
 
 CERT_TYPE = "cvault-shred-certificate"
-CERT_VERSION = 1
+#: 2 adds "custody" (what the custodian destroyed) and "can_still_undo" (P3, docs/sla.md section 4)
+CERT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 FILE_FORMAT = "cvault-shred-certificate-file/v1"
 SIGNING_LABEL = b"cvault/v1/shred-certificate\x00"
 
@@ -80,6 +82,6 @@ def verify_document(doc: Any, public_key: bytes) -> dict:
         crypto.ed25519_verify(public_key, signature, signing_input(body_text))
     except CryptoError:
         raise BadCertificate() from None
-    if body.get("type") != CERT_TYPE or body.get("version") != CERT_VERSION:
+    if body.get("type") != CERT_TYPE or body.get("version") not in READABLE_VERSIONS:
         raise InvalidInput("unsupported shred certificate version")
     return body

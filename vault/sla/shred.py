@@ -50,7 +50,16 @@ from vault.store import outbox
 from vault.store import records as record_store
 from vault.store.clients import ClientRow
 
-STEPS = ("started", "keys_destroyed", "scrubbed", "blobs_deleted", "purged", "certified", "done")
+STEPS = (
+    "started",
+    "keys_destroyed",
+    "custody_destroyed",
+    "scrubbed",
+    "blobs_deleted",
+    "purged",
+    "certified",
+    "done",
+)
 #: wrapped-key nonces kept in the manifest so the certificate can prove the wrapped keys are gone
 #: from every vault file (the nonce is public: it is stored in the clear next to the ciphertext)
 DEK_NONCE_SAMPLE = 32
@@ -84,12 +93,13 @@ class Job:
 
 JOB_COLUMNS = (
     "client_id, step, trigger, request_id, performed_by, sla_end, grace_days, manifest,"
-    " result, started_at, keys_destroyed_at, scrubbed_at, blobs_deleted_at, purged_at,"
-    " certified_at, done_at"
+    " result, started_at, keys_destroyed_at, custody_destroyed_at, scrubbed_at, blobs_deleted_at,"
+    " purged_at, certified_at, done_at"
 )
 TIME_COLUMNS = (
     "started_at",
     "keys_destroyed_at",
+    "custody_destroyed_at",
     "scrubbed_at",
     "blobs_deleted_at",
     "purged_at",
@@ -99,7 +109,7 @@ TIME_COLUMNS = (
 
 
 def _job(row) -> Job:
-    times = {k: v for k, v in zip(TIME_COLUMNS, row[9:16], strict=True)}
+    times = dict(zip(TIME_COLUMNS, row[9 : 9 + len(TIME_COLUMNS)], strict=True))
     return Job(
         row[0],
         row[1],
@@ -194,6 +204,8 @@ class Shredder:
                 (client_id,),
             ).fetchone()
             manifest = self._manifest(conn, client)
+            # a custody rotation of this client is moot now: the shred destroys every version
+            conn.execute("DELETE FROM custody_jobs WHERE client_id = ?", (client_id,))
             conn.execute(
                 "INSERT INTO shred_jobs (client_id, step, trigger, request_id, performed_by, sla_end,"
                 " grace_days, manifest, result, started_at) VALUES (?, 'started', ?, ?, ?, ?, ?, ?, '{}', ?)",
@@ -254,6 +266,15 @@ class Shredder:
             "record_keys": counts[2],
             "blobs": counts[3],
             "record_key_nonce_sample": dek_nonces,
+            # every custody version not yet destroyed (pending ones too): step (b2) destroys them
+            "custody": self.ctx.custody.manifest(conn, client.id) if self.ctx.custody else [],
+            "custody_wrapped_nonces": [
+                bytes(w[:NONCE_LEN]).hex()
+                for (w,) in conn.execute(
+                    "SELECT wrapped FROM client_custody WHERE client_id = ? AND wrapped IS NOT NULL",
+                    (client.id,),
+                )
+            ],
         }
 
     # --- drive --------------------------------------------------------------------------------
@@ -263,7 +284,8 @@ class Shredder:
         there was none to run)."""
         steps = {
             "started": self._destroy_keys,
-            "keys_destroyed": self._scrub,
+            "keys_destroyed": self._destroy_custody,
+            "custody_destroyed": self._scrub,
             "scrubbed": self._delete_blobs,
             "blobs_deleted": self._purge,
             "purged": self._certify,
@@ -288,10 +310,16 @@ class Shredder:
     # --- (b) destroy every key, in one transaction ---------------------------------------------
 
     def _destroy_keys(self, job: Job) -> None:
+        # nothing of the client stays in this process's memory from here on (service cache first)
+        self.ctx.forget_client_keys(job.client_id)
         with self.ctx.db.write() as conn:
             destroyed = record_store.destroy_client(conn, job.client_id)
             client_keys = client_store.destroy_keys(conn, job.client_id)
             destroy_client_audit_key(conn, job.client_id)
+            # the custody references (a Key Vault custodian's wrapped S among them) go with the keys
+            custody_rows = conn.execute(
+                "DELETE FROM client_custody WHERE client_id = ?", (job.client_id,)
+            ).rowcount
             self._advance(
                 conn,
                 job,
@@ -302,10 +330,30 @@ class Shredder:
                         "record_versions": destroyed.record_versions,
                         "records": destroyed.records,
                         "audit_detail_keys": 1 if job.manifest.get("audit_detail_key") else 0,
+                        "custody_references": custody_rows,
                     }
                 },
             )
         self.ctx.forget_client_keys(job.client_id)
+
+    # --- (b2) destroy the custody secrets, wherever they are ------------------------------------
+
+    def _destroy_custody(self, job: Job) -> None:
+        """The custodian destroys every custody version of the client (the custody file entry, or
+        the Key Vault key: deleted and purged). Idempotent: a rerun finds them already gone. An
+        unreachable custodian pauses the shred here (the database keys are already gone)."""
+        from vault.errors import BackendError
+
+        entries = job.manifest.get("custody") or []
+        try:
+            receipts = self.ctx.custody.destroy_for_shred(job.client_id, entries) if entries else []
+        except BackendError as exc:
+            raise ShredIncomplete(
+                f"shred paused: the custodian could not destroy the custody secrets ({exc}); "
+                "run 'cvault sla sweep' again"
+            ) from None
+        with self.ctx.db.write() as conn:
+            self._advance(conn, job, "custody_destroyed", {"custody": [r.as_dict() for r in receipts]})
 
     # --- (c) no copy left in free pages, the WAL or a journal ----------------------------------
 
@@ -383,6 +431,9 @@ class Shredder:
             "audit_detail_keys": db.scalar(
                 "SELECT count(*) FROM client_audit_keys WHERE client_id = ?", (cid,)
             ),
+            "custody_references": db.scalar(
+                "SELECT count(*) FROM client_custody WHERE client_id = ?", (cid,)
+            ),
         }
         names = [r[0] for r in db.all("SELECT blob_name FROM shred_blobs WHERE client_id = ?", (cid,))]
         local_left = self.ctx.blobs.count_present(names)
@@ -396,7 +447,11 @@ class Shredder:
             unwrap = "failed: no client-key version left to unwrap"
         # the wrapped keys' public nonces must appear in no database file
         m = job.manifest
-        nonces = [k["nonce"] for k in m["client_keys"]] + list(m["record_key_nonce_sample"])
+        nonces = (
+            [k["nonce"] for k in m["client_keys"]]
+            + list(m["record_key_nonce_sample"])
+            + list(m.get("custody_wrapped_nonces") or [])
+        )
         if m.get("audit_detail_key"):
             nonces.append(m["audit_detail_key"]["nonce"])
         needles = [bytes.fromhex(n) for n in nonces]
@@ -521,9 +576,22 @@ class Shredder:
                     },
                 ],
             },
+            "custody": [
+                {
+                    "version": c["version"],
+                    "destroyed": c["what"],
+                    "destroyed_at": rfc3339(from_epoch(c["destroyed_at"])),
+                    "gone_for_good_at": (
+                        rfc3339(from_epoch(c["permanent_at"])) if c.get("permanent_at") else "unknown"
+                    ),
+                }
+                for c in r.get("custody", [])
+            ],
+            "can_still_undo": self._can_still_undo(job),
             "timestamps": {
                 "shred_started": t["started_at"],
                 "keys_destroyed": t["keys_destroyed_at"],
+                "custody_destroyed": t.get("custody_destroyed_at"),
                 "database_scrubbed": t["scrubbed_at"],
                 "blobs_deleted": t["blobs_deleted_at"],
                 "metadata_purged": t["purged_at"],
@@ -532,6 +600,26 @@ class Shredder:
             "verification": check,
             "audit_head": head,
         }
+
+    def _can_still_undo(self, job: Job) -> list[str]:
+        """P3: precisely what could still decrypt the client after this shred (docs/sla.md 6)."""
+        out: list[str] = []
+        for receipt in job.result.get("custody", []):
+            out += [line for line in receipt.get("residual", []) if line not in out]
+        created = job.manifest["client"].get("created_at") or 0
+        row = self.ctx.db.one("SELECT value FROM meta WHERE key = 'custody_migrated_at'")
+        if row is not None and created < int(row[0]):
+            out.append(
+                f"a copy of the vault folder, of vault.db or a backup made before "
+                f"{rfc3339(from_epoch(int(row[0])))} (before this vault used custody), together with "
+                "any unseal secret of this vault (key file, passphrase or recovery key)"
+            )
+        if not job.manifest.get("custody"):
+            out.append(
+                "a copy of vault.db made before the shred, together with any unseal secret of this vault: "
+                "this client had no custody secret"
+            )
+        return out
 
     # --- (g) the certificate event -------------------------------------------------------------
 

@@ -1,0 +1,803 @@
+"""Custody in a vault: which custodian, each client's custody versions, and the rotation jobs.
+
+:class:`CustodyManager` (one per open vault, ``ctx.custody``):
+
+* :meth:`~CustodyManager.resolve` is the keyring's ``custody_resolver``: (version, S) of the
+  client's current custody version, from the in-memory cache (service mode) or the custodian;
+* :meth:`~CustodyManager.create_first` makes S(c, 1) for a new client (before its row exists; an
+  aborted ``client add`` leaves at most an unused secret behind, which opens nothing);
+* rotation jobs (``custody_jobs``): a record purge, a client-key rotation or a change of custodian
+  move a client from custody version n to n+1 in persisted, resumable steps::
+
+      started    one transaction with the caller's change (e.g. the purge): the job row and the
+                 'pending' row of version n+1, recorded *before* the custodian makes anything
+      created    the custodian made S(c, n+1); its reference is stored
+      rewrapped  one transaction: every key of the client re-wrapped under version n+1 (with a new
+                 client-key version and every record key re-wrapped, for a purge or a rotation);
+                 n is 'retired', n+1 'current'
+      retired    the custodian destroyed S(c, n); then the database is scrubbed and the job row
+                 removed
+
+  :meth:`~CustodyManager.run_jobs` drives them; every command that unseals the vault and
+  ``doctor`` finish one a crash interrupted. Each step is idempotent; one runner at a time per
+  vault (``locks/custody.lock``).
+* :meth:`~CustodyManager.migrate_legacy` brings a vault from before custody (client keys wrapped
+  under the root-derived key alone) under the local custodian on its first unseal.
+
+:class:`CustodyService` is the facade's ``custody`` service: ``show``, ``set_local``,
+``set_keyvault``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from vault import crypto
+from vault.clock import from_epoch, rfc3339, to_epoch
+from vault.custody.base import Custodian, CustodyDestroyed, CustodyRef, CustodyUnavailable, Destroyed
+from vault.errors import AccessDenied, ClientUnavailable, CryptoError, IntegrityFailure, InvalidInput
+from vault.keys import ClientKeys
+
+ENV_CUSTODY_FILE = "CVAULT_CUSTODY_FILE"
+META_FORMAT = "custody_format"
+META_MIGRATED_AT = "custody_migrated_at"
+CUSTODY_FORMAT = 1
+LOCK_NAME = "custody.lock"
+#: clients re-wrapped per transaction when many move at once (a change of custodian): each commit
+#: is an fsync, so 10,000 clients in 20 commits instead of 10,000
+BATCH = 500
+KEYVAULT_TOKEN_CACHE = "keyvault-token-cache.sealed"  # noqa: S105 - a file name, not a token
+Progress = Callable[[int, int], None]
+
+
+def default_custody_file(vault_id: bytes, key_file: Path | str | None = None) -> Path:
+    """Next to the key file (``vault.key`` -> ``vault.custody``), else in the user config folder.
+
+    ``CVAULT_CUSTODY_FILE`` overrides both."""
+    env = os.environ.get(ENV_CUSTODY_FILE)
+    if env:
+        return Path(env).expanduser()
+    if key_file is not None:
+        key_file = Path(key_file).expanduser().resolve()
+        return key_file.with_name(key_file.stem + ".custody")
+    import platformdirs
+
+    return (
+        Path(platformdirs.user_config_dir("cvault", appauthor=False))
+        / "custody"
+        / f"{vault_id.hex()}.custody"
+    )
+
+
+def is_custody_vault(db) -> bool:
+    row = db.one("SELECT value FROM meta WHERE key = ?", (META_FORMAT,))
+    return row is not None and int(row[0]) >= CUSTODY_FORMAT
+
+
+class CustodyManager:
+    def __init__(self, ctx, *, cache=None, custody_file: Path | str | None = None, keyvault_options=None):
+        self.ctx = ctx
+        self.cache = cache  # vault.custody.cache.BoundedCache in service mode; per command otherwise
+        self._local: dict[tuple[str, int, str], bytes] = {}  # this object's own (one command) cache
+        self.custody_file = Path(custody_file) if custody_file else None
+        self.keyvault_options = dict(keyvault_options or {})
+        self._custodians: dict[int, Custodian] = {}
+
+    # --- custodians ------------------------------------------------------------------------------
+
+    def _row(self, custodian_id: int, conn=None):
+        row = (
+            (conn or self.ctx.db.conn)
+            .execute("SELECT id, kind, config, retired_at FROM custodians WHERE id = ?", (custodian_id,))
+            .fetchone()
+        )
+        if row is None:
+            raise IntegrityFailure(
+                f"integrity failure: custodian {custodian_id} is not recorded in the vault"
+            )
+        return row
+
+    def current_id(self, conn=None) -> int:
+        row = (
+            (conn or self.ctx.db.conn)
+            .execute("SELECT id FROM custodians WHERE retired_at IS NULL ORDER BY id DESC LIMIT 1")
+            .fetchone()
+        )
+        if row is None:
+            raise IntegrityFailure("integrity failure: the vault has no custodian")
+        return row[0]
+
+    def custodian(self, custodian_id: int, conn=None) -> Custodian:
+        """The custodian object of a ``custodians`` row (built once per manager)."""
+        found = self._custodians.get(custodian_id)
+        if found is not None:
+            return found
+        _, kind, config, retired = self._row(custodian_id, conn)
+        config = json.loads(config)
+        if kind == "local":
+            from vault.custody.local import LocalCustodian
+
+            path = config["file"]
+            if retired is None:  # the operator may have moved the current file (a new host)
+                path = self.custody_file or os.environ.get(ENV_CUSTODY_FILE) or path
+            found = LocalCustodian(
+                path, self.ctx.vault_id, vault_home=self.ctx.home.root, clock=self.ctx.clock
+            )
+        else:
+            found = self._keyvault(config)
+        self._custodians[custodian_id] = found
+        return found
+
+    def _keyvault(self, config: dict):
+        from vault.backends.graph_auth import SealedTokenCache
+        from vault.custody.keyvault import build_custodian
+        from vault.custody.keyvault_config import KeyVaultCustodyConfig
+        from vault.keys import PURPOSE_TOKEN_CACHE_SEAL
+
+        keyring = self.ctx.keyring
+        cache = SealedTokenCache(
+            self.ctx.home.root / KEYVAULT_TOKEN_CACHE,
+            seal=lambda data: keyring.seal_for(PURPOSE_TOKEN_CACHE_SEAL, data, "keyvault"),
+            unseal=lambda data: keyring.unseal_for(PURPOSE_TOKEN_CACHE_SEAL, data, "keyvault"),
+        )
+        options = dict(self.keyvault_options)
+        return build_custodian(
+            KeyVaultCustodyConfig.from_dict(config),
+            self.ctx.vault_id,
+            token_cache=cache,
+            clock=self.ctx.clock,
+            **options,
+        )
+
+    def close(self) -> None:
+        for custodian in self._custodians.values():
+            custodian.close()
+        self._custodians.clear()
+        self._local.clear()
+
+    # --- resolving a client's current custody ------------------------------------------------------
+
+    def _ref(self, client_id: str, row) -> CustodyRef:
+        version, _, fingerprint, key_id, wrapped = row
+        return CustodyRef(client_id, version, fingerprint or "", key_id, bytes(wrapped) if wrapped else None)
+
+    def resolve(self, client_id: str, conn=None) -> tuple[int, bytes]:
+        """(version, S) of the client's current custody version (the keyring's resolver)."""
+        row = (
+            (conn or self.ctx.db.conn)
+            .execute(
+                "SELECT version, custodian_id, fingerprint, key_id, wrapped FROM client_custody"
+                " WHERE client_id = ? AND state = 'current'",
+                (client_id,),
+            )
+            .fetchone()
+        )
+        if row is None:
+            raise CustodyDestroyed(
+                f"client {self._name(client_id, conn)} has no custody secret: its keys cannot be opened"
+            )
+        return row[0], self.secret(client_id, row, conn)
+
+    def _name(self, client_id: str, conn=None) -> str:
+        row = (
+            (conn or self.ctx.db.conn)
+            .execute("SELECT name FROM clients WHERE id = ?", (client_id,))
+            .fetchone()
+        )
+        return row[0] if row else client_id
+
+    def secret(self, client_id: str, row, conn=None) -> bytes:
+        """S of one ``client_custody`` row: from this command's memory, the service's bounded cache
+        (never both: a pooled service context must not keep secrets beyond the cache's bound), or
+        the custodian."""
+        version, custodian_id, fingerprint = row[0], row[1], row[2]
+        key = (client_id, version, fingerprint)
+        found = self._local.get(key) if self.cache is None else self.cache.get(key)
+        if found is not None:
+            return found
+        try:
+            found = self.custodian(custodian_id, conn).open(self._ref(client_id, row))
+        except IntegrityFailure as exc:  # CustodyDestroyed included: name the client, not its id
+            raise type(exc)(
+                str(exc).replace(f"client {client_id}", f"client {self._name(client_id, conn)}")
+            ) from None
+        if self.cache is None:
+            self._local[key] = found
+        else:
+            self.cache.put(key, found)
+        return found
+
+    def forget(self, client_id: str) -> None:
+        """Drop every cached secret of the client (a shred does this before destroying anything)."""
+        for key in [k for k in self._local if k[0] == client_id]:
+            del self._local[key]
+        if self.cache is not None:
+            self.cache.forget_client(client_id)
+
+    # --- new clients ------------------------------------------------------------------------------
+
+    def create_first(self, client_id: str) -> tuple[tuple[int, bytes], dict]:
+        """S(c, 1) from the current custodian; returns ((1, S), row values for :meth:`record_first`)."""
+        custodian_id = self.current_id()
+        made = self.custodian(custodian_id).create([(client_id, 1)])[0]
+        return (1, made.secret), {"custodian_id": custodian_id, "ref": made.ref}
+
+    def create_first_many(self, client_ids: list[str]) -> dict:
+        """:meth:`create_first` for many new clients at once (one custody-file rewrite)."""
+        custodian_id = self.current_id()
+        made = self.custodian(custodian_id).create([(c, 1) for c in client_ids])
+        return {m.ref.client_id: ((1, m.secret), {"custodian_id": custodian_id, "ref": m.ref}) for m in made}
+
+    def record_first(self, conn, client_id: str, made: dict, now: int) -> None:
+        ref = made["ref"]
+        conn.execute(
+            "INSERT INTO client_custody (client_id, version, custodian_id, state, fingerprint, key_id,"
+            " wrapped, created_at) VALUES (?, 1, ?, 'current', ?, ?, ?, ?)",
+            (client_id, made["custodian_id"], ref.fingerprint, ref.key_id, ref.wrapped, now),
+        )
+
+    # --- rotation jobs -------------------------------------------------------------------------------
+
+    def start_rotation(self, conn, client_id: str, reason: str, *, rotate_client_key: bool) -> int:
+        """Record a rotation inside the caller's transaction (step 'started'); returns n+1.
+
+        A job already open for the client is kept (one rotation destroys every older version)."""
+        state = conn.execute("SELECT shred_state FROM clients WHERE id = ?", (client_id,)).fetchone()
+        if state is None or state[0] is not None:
+            raise ClientUnavailable(f"client {client_id} is {state[0] if state else 'unknown'}")
+        job = conn.execute(
+            "SELECT to_version, rotate_client_key FROM custody_jobs WHERE client_id = ?", (client_id,)
+        ).fetchone()
+        now = to_epoch(self.ctx.now())
+        if job is not None:
+            if rotate_client_key and not job[1]:
+                conn.execute(
+                    "UPDATE custody_jobs SET rotate_client_key = 1 WHERE client_id = ?", (client_id,)
+                )
+            return job[0]
+        current = conn.execute(
+            "SELECT version FROM client_custody WHERE client_id = ? AND state = 'current'", (client_id,)
+        ).fetchone()
+        if current is None:
+            raise CustodyDestroyed(f"client {client_id} has no custody secret: its keys cannot be opened")
+        newest = conn.execute(
+            "SELECT max(version) FROM client_custody WHERE client_id = ?", (client_id,)
+        ).fetchone()
+        target = newest[0] + 1
+        custodian_id = self.current_id(conn)
+        conn.execute(
+            "INSERT INTO client_custody (client_id, version, custodian_id, state, created_at)"
+            " VALUES (?, ?, ?, 'pending', ?)",
+            (client_id, target, custodian_id, now),
+        )
+        conn.execute(
+            "INSERT INTO custody_jobs (client_id, reason, from_version, to_version, rotate_client_key, step,"
+            " started_at, updated_at) VALUES (?, ?, ?, ?, ?, 'started', ?, ?)",
+            (client_id, reason, current[0], target, 1 if rotate_client_key else 0, now, now),
+        )
+        return target
+
+    def pending_jobs(self) -> int:
+        return self.ctx.db.one("SELECT count(*) FROM custody_jobs")[0]
+
+    def run_jobs(self, client_ids: Iterable[str] | None = None, progress: Progress | None = None) -> dict:
+        """Drive open rotation jobs (all, or those of ``client_ids``) to the end.
+
+        Returns counts; raises CustodyUnavailable if the custodian cannot be reached (the jobs
+        stay, nothing is lost, the next command resumes them)."""
+        from vault.locks import exclusive
+
+        with exclusive(self.ctx.home.locks, LOCK_NAME) as mine:
+            if not mine:
+                return {"skipped": True, "done": 0}
+            wanted = None if client_ids is None else set(client_ids)
+            jobs = [
+                j
+                for j in self.ctx.db.all(
+                    "SELECT client_id, reason, from_version, to_version, rotate_client_key, step"
+                    " FROM custody_jobs"
+                    " ORDER BY started_at, client_id"
+                )
+                if wanted is None or j[0] in wanted
+            ]
+            if not jobs:
+                return {"skipped": False, "done": 0}
+            made = self._create_step([j for j in jobs if j[5] == "started"])
+            jobs = self._reload(jobs)
+            self._rewrap_step([j for j in jobs if j[5] == "created"], made, progress)
+            jobs = self._reload(jobs)
+            self._retire_step([j for j in jobs if j[5] == "rewrapped"])
+            jobs = self._reload(jobs)
+            done = [j[0] for j in jobs if j[5] == "retired"]
+            scrubbed = False
+            if done:
+                with self.ctx.db.write() as conn:
+                    conn.executemany(
+                        "DELETE FROM custody_jobs WHERE client_id = ? AND step = 'retired'",
+                        [(c,) for c in done],
+                    )
+                # the re-wrapped and deleted keys' old page images must leave the WAL and free pages
+                scrubbed = self.ctx.db.scrub()
+            return {"skipped": False, "done": len(done), "scrubbed": scrubbed}
+
+    def _reload(self, jobs) -> list:
+        ids = [j[0] for j in jobs]
+        rows = {
+            r[0]: r
+            for r in self.ctx.db.all(
+                "SELECT client_id, reason, from_version, to_version, rotate_client_key, step FROM"
+                " custody_jobs"
+            )
+        }
+        return [rows[c] for c in ids if c in rows]
+
+    def _advance(self, conn, client_id: str, old: str, new: str) -> bool:
+        return (
+            conn.execute(
+                "UPDATE custody_jobs SET step = ?, updated_at = ? WHERE client_id = ? AND step = ?",
+                (new, to_epoch(self.ctx.now()), client_id, old),
+            ).rowcount
+            == 1
+        )
+
+    def _create_step(self, jobs) -> dict:
+        """Ask each custodian for the new versions (batched per custodian)."""
+        made: dict[str, bytes] = {}
+        by_custodian: dict[int, list] = {}
+        for client_id, _, _, to_version, _, _ in jobs:
+            row = self.ctx.db.one(
+                "SELECT custodian_id FROM client_custody WHERE client_id = ? AND version = ? AND"
+                " state = 'pending'",
+                (client_id, to_version),
+            )
+            if row is not None:
+                by_custodian.setdefault(row[0], []).append((client_id, to_version))
+        for custodian_id, items in by_custodian.items():
+            created = self.custodian(custodian_id).create(items)
+            with self.ctx.db.write() as conn:
+                for item in created:
+                    ref = item.ref
+                    conn.execute(
+                        "UPDATE client_custody SET fingerprint = ?, key_id = ?, wrapped = ?"
+                        " WHERE client_id = ? AND version = ? AND state = 'pending'",
+                        (ref.fingerprint, ref.key_id, ref.wrapped, ref.client_id, ref.version),
+                    )
+                    if self._advance(conn, ref.client_id, "started", "created"):
+                        made[ref.client_id] = item.secret
+        return made
+
+    def _rewrap_step(self, jobs, made: dict, progress: Progress | None) -> None:
+        for start in range(0, len(jobs), BATCH):
+            batch = jobs[start : start + BATCH]
+            with self.ctx.db.write() as conn:
+                for done, job in enumerate(batch, start + 1):
+                    self._rewrap_one(conn, job, made)
+                    if progress:
+                        progress(done, len(jobs))
+            for job in batch:
+                self.forget(job[0])
+                self.ctx.forget_client_keys(job[0])
+
+    def _rewrap_one(self, conn, job, made: dict) -> None:
+        client_id, _, from_version, to_version, rotate_client_key, _ = job
+        client = conn.execute("SELECT name, shred_state FROM clients WHERE id = ?", (client_id,)).fetchone()
+        if client is None or client[1] is not None:
+            conn.execute(
+                "DELETE FROM custody_jobs WHERE client_id = ?", (client_id,)
+            )  # the shred owns it now
+            return
+        name = client[0]
+        new_row = conn.execute(
+            "SELECT version, custodian_id, fingerprint, key_id, wrapped FROM client_custody"
+            " WHERE client_id = ? AND version = ? AND state = 'pending'",
+            (client_id, to_version),
+        ).fetchone()
+        old_row = conn.execute(
+            "SELECT version, custodian_id, fingerprint, key_id, wrapped FROM client_custody"
+            " WHERE client_id = ? AND version = ? AND state = 'current'",
+            (client_id, from_version),
+        ).fetchone()
+        if new_row is None or old_row is None:
+            raise IntegrityFailure(f"integrity failure: custody rotation of client {name} lost its versions")
+        new_secret = made.get(client_id) or self.secret(client_id, new_row, conn)
+        old = (from_version, self.secret(client_id, old_row, conn))
+        new = (to_version, new_secret)
+        keyring = self.ctx.keyring
+        versions = conn.execute(
+            "SELECT version, wrapped FROM client_keys WHERE client_id = ? ORDER BY version", (client_id,)
+        ).fetchall()
+        if rotate_client_key:
+            current = conn.execute(
+                "SELECT current_key_version FROM clients WHERE id = ?", (client_id,)
+            ).fetchone()[0]
+            old_key = ClientKeys(
+                keyring,
+                client_id,
+                current,
+                keyring.unwrap_client_key(
+                    next(w for v, w in versions if v == current), client_id, current, name, custody=old
+                ),
+            )
+            new_version = max(v for v, _ in versions) + 1
+            new_key = crypto.new_key()
+            new_keys = ClientKeys(keyring, client_id, new_version, new_key)
+            conn.execute(
+                "INSERT INTO client_keys (client_id, version, wrapped, fingerprint, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (
+                    client_id,
+                    new_version,
+                    keyring.wrap_client_key(new_key, client_id, new_version, custody=new),
+                    new_keys.fingerprint,
+                    to_epoch(self.ctx.now()),
+                ),
+            )
+            rewrap_records(conn, client_id, name, old_key, new_keys)
+            conn.execute("UPDATE clients SET current_key_version = ? WHERE id = ?", (new_version, client_id))
+            conn.execute(
+                "DELETE FROM client_keys WHERE client_id = ? AND version < ?", (client_id, new_version)
+            )
+        else:
+            for version, wrapped in versions:
+                key = keyring.unwrap_client_key(bytes(wrapped), client_id, version, name, custody=old)
+                conn.execute(
+                    "UPDATE client_keys SET wrapped = ? WHERE client_id = ? AND version = ?",
+                    (keyring.wrap_client_key(key, client_id, version, custody=new), client_id, version),
+                )
+        audit = conn.execute(
+            "SELECT wrapped FROM client_audit_keys WHERE client_id = ?", (client_id,)
+        ).fetchone()
+        if audit is not None:
+            try:
+                key = keyring.unwrap_client_audit_key(bytes(audit[0]), client_id, custody=old)
+            except CryptoError:
+                raise IntegrityFailure(
+                    f"integrity failure: audit-detail key of client {name} failed authentication"
+                ) from None
+            conn.execute(
+                "UPDATE client_audit_keys SET wrapped = ? WHERE client_id = ?",
+                (keyring.wrap_client_audit_key(key, client_id, custody=new), client_id),
+            )
+        conn.execute(
+            "UPDATE client_custody SET state = 'retired' WHERE client_id = ? AND version = ?",
+            (client_id, from_version),
+        )
+        conn.execute(
+            "UPDATE client_custody SET state = 'current' WHERE client_id = ? AND version = ?",
+            (client_id, to_version),
+        )
+        self._advance(conn, client_id, "created", "rewrapped")
+
+    def _retire_step(self, jobs) -> None:
+        by_custodian: dict[int, list] = {}
+        for client_id, _, from_version, _, _, _ in jobs:
+            row = self.ctx.db.one(
+                "SELECT custodian_id FROM client_custody WHERE client_id = ? AND version = ?",
+                (client_id, from_version),
+            )
+            if row is not None:
+                by_custodian.setdefault(row[0], []).append((client_id, from_version))
+        for custodian_id, items in by_custodian.items():
+            receipts = destroy_items(self.custodian(custodian_id), items)
+            self._record_destroyed(receipts, advance=True)
+
+    def _record_destroyed(self, receipts: list[Destroyed], *, advance: bool) -> None:
+        with self.ctx.db.write() as conn:
+            for r in receipts:
+                conn.execute(
+                    "UPDATE client_custody SET state = 'destroyed', destroyed_at = ?, receipt = ?,"
+                    " wrapped = NULL"
+                    " WHERE client_id = ? AND version = ?",
+                    (r.destroyed_at, json.dumps(r.as_dict(), sort_keys=True), r.client_id, r.version),
+                )
+                if advance:
+                    self._advance(conn, r.client_id, "rewrapped", "retired")
+
+    # --- shredding ----------------------------------------------------------------------------------
+
+    def manifest(self, conn, client_id: str) -> list[dict]:
+        """Every custody version of the client not yet destroyed (the shred records this first)."""
+        return [
+            {"version": v, "custodian_id": c, "kind": k, "fingerprint": fp, "key_id": kid}
+            for v, c, k, fp, kid in conn.execute(
+                "SELECT cc.version, cc.custodian_id, cu.kind, cc.fingerprint, cc.key_id FROM"
+                " client_custody cc"
+                " JOIN custodians cu ON cu.id = cc.custodian_id WHERE cc.client_id = ? AND cc.state"
+                " <> 'destroyed'"
+                " ORDER BY cc.version",
+                (client_id,),
+            )
+        ]
+
+    def destroy_for_shred(self, client_id: str, entries: list[dict]) -> list[Destroyed]:
+        """Destroy every listed custody version (idempotent); the shred's custody step."""
+        self.forget(client_id)
+        by_custodian: dict[int, list[int]] = {}
+        for e in entries:
+            by_custodian.setdefault(e["custodian_id"], []).append(e["version"])
+        receipts = []
+        for custodian_id, versions in sorted(by_custodian.items()):
+            custodian = self.custodian(custodian_id)
+            # every_version also catches a secret a crash left behind that no row names (local)
+            receipts += custodian.destroy(client_id, versions, every_version=True)
+        return receipts
+
+    # --- a vault from before custody -----------------------------------------------------------------
+
+    def migrate_legacy(self, key_file: Path | str | None = None) -> dict | None:
+        """Put every live client of a pre-custody vault under the local custodian (first unseal).
+
+        Order: the custody file and S(c, 1) for every client first (idempotent: a rerun finds them
+        again), then one transaction re-wraps every client key and audit-detail key under
+        K_wrap(c, 1) and records the custody format. A crash anywhere leaves the old wrapping or
+        the new one, never a mix."""
+        db = self.ctx.db
+        if is_custody_vault(db):
+            return None
+        now = to_epoch(self.ctx.now())
+        path = self.custody_file or default_custody_file(self.ctx.vault_id, key_file)
+        from vault.custody.local import LocalCustodian
+
+        local = LocalCustodian(path, self.ctx.vault_id, vault_home=self.ctx.home.root, clock=self.ctx.clock)
+        local.create_file()
+        clients = db.all("SELECT id, name FROM clients WHERE shred_state IS NULL ORDER BY id")
+        made = {m.ref.client_id: m for m in local.create([(c, 1) for c, _ in clients])} if clients else {}
+        keyring = self.ctx.keyring
+        with db.write() as conn:
+            if conn.execute("SELECT 1 FROM meta WHERE key = ?", (META_FORMAT,)).fetchone():
+                return None  # another process migrated meanwhile
+            custodian_id = conn.execute(
+                "INSERT INTO custodians (kind, config, created_at) VALUES ('local', ?, ?)",
+                (json.dumps({"file": str(local.path)}), now),
+            ).lastrowid
+            for client_id, name in clients:
+                custody = (1, made[client_id].secret)
+                keyring.legacy_client_wrap = True
+                try:
+                    rows = conn.execute(
+                        "SELECT version, wrapped FROM client_keys WHERE client_id = ?", (client_id,)
+                    ).fetchall()
+                    keys = [(v, keyring.unwrap_client_key(bytes(w), client_id, v, name)) for v, w in rows]
+                    audit = conn.execute(
+                        "SELECT wrapped FROM client_audit_keys WHERE client_id = ?", (client_id,)
+                    ).fetchone()
+                    audit_key = None
+                    if audit is not None:
+                        try:
+                            audit_key = keyring.unwrap_client_audit_key(bytes(audit[0]), client_id)
+                        except CryptoError:
+                            raise IntegrityFailure(
+                                f"integrity failure: audit-detail key of client {name} failed authentication"
+                            ) from None
+                finally:
+                    keyring.legacy_client_wrap = False
+                for version, key in keys:
+                    conn.execute(
+                        "UPDATE client_keys SET wrapped = ? WHERE client_id = ? AND version = ?",
+                        (
+                            keyring.wrap_client_key(key, client_id, version, custody=custody),
+                            client_id,
+                            version,
+                        ),
+                    )
+                if audit_key is not None:
+                    conn.execute(
+                        "UPDATE client_audit_keys SET wrapped = ? WHERE client_id = ?",
+                        (keyring.wrap_client_audit_key(audit_key, client_id, custody=custody), client_id),
+                    )
+                ref = made[client_id].ref
+                conn.execute(
+                    "INSERT INTO client_custody (client_id, version, custodian_id, state,"
+                    " fingerprint, created_at)"
+                    " VALUES (?, 1, ?, 'current', ?, ?)",
+                    (client_id, custodian_id, ref.fingerprint, now),
+                )
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (META_FORMAT, CUSTODY_FORMAT))
+            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (META_MIGRATED_AT, now))
+        # the legacy wrapped keys' page images must not stay in the WAL or free pages
+        db.scrub()
+        return {"clients": len(clients), "custody_file": str(local.path)}
+
+    def init_local(self, path: Path | str, conn) -> None:
+        """A new vault's custodian (``init``): the custody file and its row (inside init's transaction)."""
+        from vault.custody.local import LocalCustodian
+
+        local = LocalCustodian(path, self.ctx.vault_id, vault_home=self.ctx.home.root, clock=self.ctx.clock)
+        local.create_file()
+        now = to_epoch(self.ctx.now())
+        conn.execute(
+            "INSERT INTO custodians (kind, config, created_at) VALUES ('local', ?, ?)",
+            (json.dumps({"file": str(local.path)}), now),
+        )
+        conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (META_FORMAT, CUSTODY_FORMAT))
+
+    # --- changing custodian --------------------------------------------------------------------------
+
+    def switch(self, kind: str, config: dict, progress: Progress | None = None) -> dict:
+        """Make a new custodian current and move every live client to it (resumable jobs), then
+        retire the old one once no client depends on it."""
+        now = to_epoch(self.ctx.now())
+        custodian = self._probe(kind, config)
+        with self.ctx.db.write() as conn:
+            old = self.current_id(conn)
+            new = conn.execute(
+                "INSERT INTO custodians (kind, config, created_at) VALUES (?, ?, ?)",
+                (kind, json.dumps(config, sort_keys=True), now),
+            ).lastrowid
+            self._custodians[new] = custodian
+            conn.execute("UPDATE custodians SET retired_at = ? WHERE id = ?", (now, old))
+            clients = [r[0] for r in conn.execute("SELECT id FROM clients WHERE shred_state IS NULL")]
+            for client_id in clients:
+                self.start_rotation(conn, client_id, "custodian", rotate_client_key=False)
+        result = self.run_jobs(progress=progress)
+        return {"custodian_id": new, "clients": len(clients), "moved": result["done"]}
+
+    def _probe(self, kind: str, config: dict):
+        """Build and check the new custodian before anything changes (a bad path or an
+        unreachable Key Vault fails here, with the vault untouched)."""
+        if kind == "local":
+            from vault.custody.local import LocalCustodian
+
+            local = LocalCustodian(
+                config["file"], self.ctx.vault_id, vault_home=self.ctx.home.root, clock=self.ctx.clock
+            )
+            local.create_file()
+            return local
+        custodian = self._keyvault(config)
+        # one round trip that needs a token and the keys/get permission: fails now if either is missing
+        custodian.client.get_key(custodian.key_name("0" * 32, 1))
+        return custodian
+
+    # --- inspection -----------------------------------------------------------------------------------
+
+    def describe(self) -> dict:
+        db = self.ctx.db
+        current = self.current_id()
+        counts = dict(
+            db.all(
+                "SELECT state, count(*) FROM client_custody GROUP BY state",
+            )
+        )
+        jobs = db.all("SELECT client_id, reason, step FROM custody_jobs ORDER BY started_at")
+        migrated = db.one("SELECT value FROM meta WHERE key = ?", (META_MIGRATED_AT,))
+        custodians = []
+        for cid, kind, config, created, retired in db.all(
+            "SELECT id, kind, config, created_at, retired_at FROM custodians ORDER BY id"
+        ):
+            entry = {
+                "id": cid,
+                "kind": kind,
+                "current": cid == current,
+                "created_at": rfc3339(from_epoch(created)),
+                "retired_at": rfc3339(from_epoch(retired)) if retired else None,
+            }
+            entry.update(_public_config(kind, json.loads(config)))
+            custodians.append(entry)
+        out = {
+            "custodian": next(c for c in custodians if c["current"]),
+            "custodians": custodians,
+            "clients_under_custody": counts.get("current", 0),
+            "versions_destroyed": counts.get("destroyed", 0),
+            "rotations_pending": [{"client_id": c, "reason": r, "step": s} for c, r, s in jobs],
+            "migrated_from_legacy_at": rfc3339(from_epoch(int(migrated[0]))) if migrated else None,
+        }
+        try:
+            out["custodian"]["status"] = self.custodian(current).describe()
+        except (CustodyUnavailable, IntegrityFailure, OSError) as exc:
+            out["custodian"]["status"] = {"error": str(exc)}
+        return out
+
+
+def _public_config(kind: str, config: dict) -> dict:
+    if kind == "local":
+        return {"file": config.get("file")}
+    keep = (
+        "vault_url",
+        "tenant_id",
+        "client_id",
+        "credential",
+        "authority_host",
+        "key_type",
+        "key_size",
+        "service",
+    )
+    return {k: config.get(k) for k in keep if config.get(k) not in (None, "")}
+
+
+def destroy_items(custodian, items: list[tuple[str, int]]) -> list[Destroyed]:
+    """Destroy (client, version) pairs: one rewrite for the local custodian, one call per key else."""
+    many = getattr(custodian, "destroy_many", None)
+    if many is not None:
+        return many(items)
+    out = []
+    for client_id, version in items:
+        out += custodian.destroy(client_id, [version])
+    return out
+
+
+def rewrap_records(conn, client_id: str, client_name: str, old: ClientKeys, new: ClientKeys) -> int:
+    """Re-seal every record name and re-wrap every record key of the client under ``new``
+    (inside the caller's transaction); returns the number of records."""
+    from vault.store import records as record_store
+
+    records = record_store.of_client(conn, client_id)
+    for record_id, meta_sealed in records:
+        try:
+            meta = old.unseal_meta(meta_sealed, record_id)
+        except CryptoError:
+            raise IntegrityFailure(
+                f"integrity failure: record {record_id} of client {client_name} failed verification; "
+                "key not rotated"
+            ) from None
+        record_store.set_meta(conn, record_id, new.seal_meta(meta, record_id), new.path_tag(meta["path"]))
+        for version, wrapped in record_store.wrapped_deks(conn, record_id):
+            try:
+                dek = old.unwrap_dek(wrapped, record_id, version)
+            except CryptoError:
+                raise IntegrityFailure(
+                    f"integrity failure: {client_name}/{meta['path']} (version {version}) failed "
+                    "verification; key not rotated"
+                ) from None
+            record_store.rewrap(conn, record_id, version, new.wrap_dek(dek, record_id, version), new.version)
+    return len(records)
+
+
+class CustodyService:
+    """``cvault custody show|set`` (admins; on the vault's own host only for ``set``)."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def show(self, principal) -> dict:
+        from vault.policy import Action
+
+        self.ctx.authorize(principal, Action.CUSTODY_SHOW)
+        return self.ctx.custody.describe()
+
+    def _host_only(self, principal) -> None:
+        if principal.origin != "cli":
+            raise AccessDenied(
+                "access denied: custody is configured on the vault's host only (cvault custody set there)"
+            )
+
+    def set_local(self, principal, file: str, progress: Progress | None = None) -> dict:
+
+        self._host_only(principal)
+        path = Path(file).expanduser().resolve()
+        env = os.environ.get(ENV_CUSTODY_FILE)
+        if env and Path(env).expanduser().resolve() != path:
+            # it would keep overriding the recorded path, and point every later command at the old file
+            raise InvalidInput(
+                f"{ENV_CUSTODY_FILE} points at {env}: unset it, or set it to {path}, before moving custody"
+            )
+        return self._switch(
+            principal, "local", {"file": str(path)}, f"the local custody file {path}", progress
+        )
+
+    def _switch(self, principal, kind: str, config: dict, where: str, progress: Progress | None) -> dict:
+        from vault.policy import Action
+
+        self.ctx.authorize(principal, Action.CUSTODY_SET, detail=None)
+        result = self.ctx.custody.switch(kind, config, progress)
+        self.ctx.record_outcome(
+            principal,
+            Action.CUSTODY_SET,
+            "ok",
+            reason=f"custody moved to {where}; {result['moved']} clients re-wrapped",
+        )
+        return self.ctx.custody.describe()
+
+    def set_keyvault(self, principal, settings: dict, progress: Progress | None = None) -> dict:
+        from vault.custody.keyvault_config import KeyVaultCustodyConfig
+
+        self._host_only(principal)
+        try:
+            config = KeyVaultCustodyConfig.from_dict(settings)
+        except TypeError as exc:
+            raise InvalidInput(f"Key Vault custody configuration: {exc}") from None
+        return self._switch(
+            principal, "azure-keyvault", config.to_dict(), f"Azure Key Vault {config.origin}", progress
+        )
