@@ -82,7 +82,7 @@ _ACCESS_ROW = obj(
         "account": STR,
     }
 )
-_PENDING = obj({"put": INT, "delete": INT, "failing": INT, "oldest": nullable(TIME)})
+_PENDING = obj({"put": INT, "delete": INT, "failing": INT, "needs_attention": INT, "oldest": nullable(TIME)})
 
 SCHEMAS: dict[str, Schema] = {
     "Login": obj({"user": STR, "roles": STRS, "expires_at": TIME, "token": STR}),
@@ -272,7 +272,7 @@ SCHEMAS: dict[str, Schema] = {
     "SyncStatus": obj({"remote": nullable(ANY_OBJECT), "pending": _PENDING, "last_error": nullable(STR)}),
     "Push": obj(
         {"uploaded": INT, "deleted": INT, "failed": INT, "errors": STRS, "pending": _PENDING},
-        {"skipped": STR, "needs_attention": INT},
+        {"skipped": STR},
     ),
     "Pull": obj({"checked": INT, "restored": INT, "missing_remote": STRS, "errors": STRS}),
     "SyncVerify": obj(

@@ -46,6 +46,11 @@ def sync_status(state, as_json):
             f"pending: {p['put']} uploads, {p['delete']} deletes ({p['failing']} failing)"
             + (f", oldest {p['oldest']}" if p["oldest"] else "")
         )
+        if p.get("needs_attention"):
+            click.echo(
+                f"needs attention: {p['needs_attention']} blob(s) failed permanently and are not "
+                "retried; fix the cause (the last error says it), then run 'cvault sync push --now'"
+            )
         if d["last_error"]:
             click.echo(f"last error: {d['last_error']}")
 

@@ -199,17 +199,26 @@ def _reason(exc: Exception) -> str:
 
 def error_class(code: str, exit_code: int) -> type[VaultError]:
     """The facade's exception class for an error code (so ``except StepUpRequired`` works);
-    for a code only the API has, a VaultError subclass carrying that code and exit code."""
-    seen: list[type[VaultError]] = [VaultError]
-    while seen:
-        cls = seen.pop()
+    for a code only the API has, a VaultError subclass carrying that code and exit code.
+
+    The classes of ``vault.errors`` win over subclasses elsewhere that share a code (the store's
+    ``SchemaError`` is an ``integrity_failure`` too): breadth first, the root module first."""
+    matches: list[type[VaultError]] = []
+    queue: list[type[VaultError]] = [VaultError]
+    while queue:
+        cls = queue.pop(0)
         if (
             getattr(cls, "code", None) == code
             and cls.exit_code == exit_code
             and cls.__module__.startswith("vault.")
         ):
+            matches.append(cls)
+        queue.extend(cls.__subclasses__())
+    for cls in matches:
+        if cls.__module__ == "vault.errors":
             return cls
-        seen.extend(cls.__subclasses__())
+    if matches:
+        return matches[0]
     return type(
         f"ServiceError_{code}", (VaultError,), {"code": code, "exit_code": exit_code, "__doc__": f"{code}."}
     )

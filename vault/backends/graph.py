@@ -297,8 +297,10 @@ class GraphClient:
     ):
         code = message = request_id = None
         status = None
+        retry_after = None
         if resp is not None:
             status = resp.status_code
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
             request_id = resp.headers.get("request-id")
             try:
                 body = resp.json()
@@ -314,7 +316,7 @@ class GraphClient:
                 if isinstance(inner, dict) and not request_id:
                     rid = inner.get("request-id")
                     request_id = str(rid)[:64] if rid else None
-        return _make_error(
+        exc = _make_error(
             cls,
             what,
             method=method,
@@ -324,6 +326,9 @@ class GraphClient:
             graph_message=message,
             request_id=request_id,
         )
+        if isinstance(exc, TransientBackendError):
+            exc.retry_after = retry_after  # the outbox waits at least this long (docs/onedrive.md)
+        return exc
 
     def _raise_for(self, method: str, shown_url: str, resp: requests.Response, token: str | None = None):
         status = resp.status_code
