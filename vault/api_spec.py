@@ -38,8 +38,6 @@ Result codecs (``result``): ``json`` (the facade's dicts and lists as they are),
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 REQUIRED = object()
 API_PREFIX = "/v1"
 #: request bodies above this are refused with 413 (docs/service.md, "Limits")
@@ -48,18 +46,54 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 MAX_STRING = 4096
 INT64: tuple[int, int] = (-(2**63), 2**63 - 1)
 
-# Param and Op are NamedTuples rather than dataclasses: ``cvault secret get`` in service mode
-# imports this module on every run, and ``dataclasses`` (with ``copy``) plus building two
-# dataclasses cost about 1.5 ms of its 25 ms budget (docs/performance.md).
+# Param and Op are plain slotted classes rather than dataclasses or NamedTuples: ``cvault secret
+# get`` in service mode imports this module on every run, and ``dataclasses`` (with ``copy``) plus
+# building two dataclasses cost about 1.5 ms of its 25 ms budget, a NamedTuple class about 0.1 ms
+# each (docs/performance.md). The class-level annotations are for type checkers.
 
 
-class Param(NamedTuple):
+class _Frozen:
+    __slots__: tuple[str, ...] = ()
+
+    def __init__(self, **values: object) -> None:
+        for name in self.__slots__:
+            object.__setattr__(self, name, values[name])
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def _values(self) -> tuple[object, ...]:
+        return tuple(getattr(self, n) for n in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Frozen) and type(other) is type(self) and other._values() == self._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"{type(self).__name__}({args})"
+
+
+class Param(_Frozen):
+    __slots__ = ("name", "type", "default", "bounds", "keyword")
     name: str
-    type: str = "str"
-    default: object = REQUIRED
-    bounds: tuple[int, int] | None = None
+    type: str
+    default: object
+    bounds: tuple[int, int] | None
     #: True if the facade takes it keyword-only (after ``*``)
-    keyword: bool = False
+    keyword: bool
+
+    def __init__(
+        self,
+        name: str,
+        type: str = "str",
+        default: object = REQUIRED,
+        bounds: tuple[int, int] | None = None,
+        keyword: bool = False,
+    ) -> None:
+        super().__init__(name=name, type=type, default=default, bounds=bounds, keyword=keyword)
 
     @property
     def required(self) -> bool:
@@ -71,7 +105,7 @@ class Param(NamedTuple):
         return self.bounds or INT64
 
 
-class Op(NamedTuple):
+class Op(_Frozen):
     """One operation.
 
     ``auth``: the facade method takes the acting principal first (the server derives it from the
@@ -87,19 +121,66 @@ class Op(NamedTuple):
     in :mod:`vault.api_schemas` (``"Name[]"``: a list of them; None: null), the OpenAPI
     document's 200 response."""
 
+    __slots__ = (
+        "service",
+        "method",
+        "params",
+        "auth",
+        "result",
+        "summary",
+        "local_only",
+        "facade",
+        "passes_origin",
+        "rate_limit",
+        "transport",
+        "client_side",
+        "returns",
+    )
     service: str
     method: str
-    params: tuple[Param, ...] = ()
-    auth: bool = True
-    result: str = "json"
-    summary: str = ""
-    local_only: tuple[str, ...] = ()
-    facade: str | None = None
-    passes_origin: bool = False
-    rate_limit: str | None = None
-    transport: str = "json"
-    client_side: tuple[str, str] | None = None
-    returns: str | None = None
+    params: tuple[Param, ...]
+    auth: bool
+    result: str
+    summary: str
+    local_only: tuple[str, ...]
+    facade: str | None
+    passes_origin: bool
+    rate_limit: str | None
+    transport: str
+    client_side: tuple[str, str] | None
+    returns: str | None
+
+    def __init__(
+        self,
+        service: str,
+        method: str,
+        params: tuple[Param, ...] = (),
+        auth: bool = True,
+        result: str = "json",
+        summary: str = "",
+        local_only: tuple[str, ...] = (),
+        facade: str | None = None,
+        passes_origin: bool = False,
+        rate_limit: str | None = None,
+        transport: str = "json",
+        client_side: tuple[str, str] | None = None,
+        returns: str | None = None,
+    ) -> None:
+        super().__init__(
+            service=service,
+            method=method,
+            params=params,
+            auth=auth,
+            result=result,
+            summary=summary,
+            local_only=local_only,
+            facade=facade,
+            passes_origin=passes_origin,
+            rate_limit=rate_limit,
+            transport=transport,
+            client_side=client_side,
+            returns=returns,
+        )
 
     @property
     def facade_method(self) -> str:

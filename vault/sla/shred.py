@@ -313,7 +313,7 @@ class Shredder:
         # nothing of the client stays in this process's memory from here on (service cache first)
         self.ctx.forget_client_keys(job.client_id)
         with self.ctx.db.write() as conn:
-            destroyed = record_store.destroy_client(conn, job.client_id)
+            versions, records = record_store.destroy_client(conn, job.client_id)
             client_keys = client_store.destroy_keys(conn, job.client_id)
             destroy_client_audit_key(conn, job.client_id)
             # the custody references (a Key Vault custodian's wrapped S among them) go with the keys
@@ -327,8 +327,8 @@ class Shredder:
                 {
                     "destroyed": {
                         "client_key_versions": client_keys,
-                        "record_versions": destroyed.record_versions,
-                        "records": destroyed.records,
+                        "record_versions": versions,
+                        "records": records,
                         "audit_detail_keys": 1 if job.manifest.get("audit_detail_key") else 0,
                         "custody_references": custody_rows,
                     }
