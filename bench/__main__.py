@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
 import math
 import os
@@ -50,6 +51,7 @@ class Bench:
 REGISTRY = [
     Bench("secret_get", 2, "cvault secret get latency (embedded)", {"runs": 10}),
     Bench("importcost", 2, "where secret get spends its time beyond the floor", {"quick": True}),
+    Bench("import_path", 15, "secret get's import path, local and service mode", {"quick": True}),
     Bench("secret_import", 2, "secret import of 10,000 records", {"runs": 1}),
     Bench(
         "audit_verify",
@@ -257,10 +259,8 @@ def machine() -> dict:
     except (OSError, AttributeError):
         pass
     os_name = platform.system()
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         os_name = re.search(r'PRETTY_NAME="([^"]+)"', Path("/etc/os-release").read_text()).group(1)
-    except (OSError, AttributeError):
-        pass
     versions = {}
     for tool, argv in (
         ("gpg", ["gpg", "--version"]),

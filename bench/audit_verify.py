@@ -60,7 +60,7 @@ def build(db: Database, n: int, vault_id: bytes, private: bytes) -> list[bytes]:
         action = ACTIONS[seq % len(ACTIONS)]
         client = clients[rng.randrange(200)] if action.startswith("secret") else None
         sealed = os.urandom(48) if client else None
-        key = f"audit:{'%032x' % rng.getrandbits(128)}" if client else None
+        key = f"audit:{f'{rng.getrandbits(128):032x}'}" if client else None
         outcome = "deny" if seq % 17 == 0 else "allow"
         reason = (
             "need-to-know: assigned, trained, SLA active"

@@ -155,7 +155,7 @@ def _read_results(ctx, peers: Peers, runs: int) -> list[Result]:
         "rclone cat (crypt)": "Go binary start, config from env, crypt name + content decrypt; "
         "no access control, no audit",
     }
-    for (name, _), s in zip(commands.items(), samples[1:]):
+    for (name, _), s in zip(commands.items(), samples[1:], strict=True):
         m = statistics.median(s)
         out.append(
             emit(

@@ -72,7 +72,7 @@ def build_big_client(vault: Vault, records: int) -> None:
     client_id = _client_rows(vault, "big", now - 40 * 86400, 30)
     blobs = vault.ctx.blobs
     with vault.ctx.db.write() as conn:
-        for i in range(1, records + 1):
+        for _i in range(1, records + 1):
             rid = conn.execute(
                 "INSERT INTO records (client_id, path_tag, meta_sealed, current_version,"
                 " created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?)",

@@ -71,6 +71,7 @@ def copy_with_timeout(value: str) -> int:
     )
     import json
 
+    assert clearer.stdin is not None  # stdin=PIPE
     clearer.stdin.write(json.dumps({"delay": delay, "digest": digest, "copy": copy, "paste": paste}).encode())
     clearer.stdin.close()
     return delay

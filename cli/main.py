@@ -22,7 +22,6 @@ COMMANDS = {
     "slot": "cli.commands.slot:slot",
     "client": "cli.commands.client:client",
     "secret": "cli.commands.secret:secret",
-    # later groups register here; a module that does not exist yet is simply not offered
     "user": "cli.commands.user:user",
     "login": "cli.commands.session:login_cmd",
     "logout": "cli.commands.session:logout_cmd",
@@ -40,28 +39,19 @@ COMMANDS = {
 }
 
 
-def _available(name: str) -> bool:
-    from importlib.util import find_spec
-
-    return find_spec(COMMANDS[name].split(":")[0]) is not None
-
-
 class LazyGroup(click.Group):
+    """Imports a command's module only when that command runs (or help lists it)."""
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({n for n in COMMANDS if _available(n)} | set(super().list_commands(ctx)))
+        return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         target = COMMANDS.get(name)
         if target is None:
-            return super().get_command(ctx, name)
+            return None
         module, attr = target.split(":")
-        try:
-            loaded = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            return super().get_command(ctx, name)
-        return getattr(loaded, attr)
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -87,7 +77,9 @@ def cli(ctx: click.Context, home: str | None, addr: str | None, as_json: bool, d
     ctx.obj = CliState(home=home, addr=addr, json=as_json, debug=debug)
     ctx.call_on_close(ctx.obj.close)
     # click has resolved (imported) the subcommand by now; host-only ones act on local files
-    command = ctx.command.get_command(ctx, ctx.invoked_subcommand) if ctx.invoked_subcommand else None
+    group = ctx.command
+    name = ctx.invoked_subcommand
+    command = group.get_command(ctx, name) if isinstance(group, click.Group) and name else None
     if addr and getattr(command, "host_only", False):
         from vault.errors import InvalidInput
 
@@ -118,7 +110,7 @@ def run(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
-    except Exception as exc:  # the one place that turns errors into output and exit codes
+    except Exception as exc:  # noqa: BLE001 - the one place that turns every error into one line and an exit code
         from vault.errors import VaultError
 
         if debug:

@@ -38,9 +38,11 @@ def table(rows: Sequence[dict], columns: Sequence[tuple[str, str]], empty: str =
         return
     cells = [[safe(r.get(key, "")) for key, _ in columns] for r in rows]
     widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (_, title) in enumerate(columns)]
-    click.echo("  ".join(title.upper().ljust(w) for (_, title), w in zip(columns, widths)).rstrip())
+    click.echo(
+        "  ".join(title.upper().ljust(w) for (_, title), w in zip(columns, widths, strict=True)).rstrip()
+    )
     for c in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip())
+        click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
 
 
 def fields_block(data: dict[str, Any]) -> None:

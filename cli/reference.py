@@ -31,7 +31,7 @@ def _walk(command: click.Command, path: list[str]):
 
 
 def _help(path: list[str], command: click.Command) -> str:
-    parent = None
+    parent: click.Context | None = None
     for depth in range(1, len(path) + 1):
         parent = click.Context(
             command if depth == len(path) else click.Command(path[depth - 1]),
@@ -40,6 +40,7 @@ def _help(path: list[str], command: click.Command) -> str:
             terminal_width=100,
             max_content_width=100,
         )
+    assert parent is not None  # path names at least the root command
     return command.get_help(parent).rstrip()
 
 

@@ -5,10 +5,17 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from vault.errors import InvalidInput, VaultSealed
+
+if TYPE_CHECKING:
+    from vault.api import VaultAPI
+    from vault.principal import Principal
+
+CommandT = TypeVar("CommandT", bound=click.Command)
 
 
 class CliState:
@@ -17,8 +24,8 @@ class CliState:
         self.addr = addr
         self.json = json
         self.debug = debug
-        self._vault = None
-        self._principal = None
+        self._vault: VaultAPI | None = None
+        self._principal: Principal | None = None
 
     @property
     def home(self) -> Path:
@@ -26,7 +33,7 @@ class CliState:
 
         return Path(self.home_arg) if self.home_arg else default_home()
 
-    def vault(self, *, unseal: bool = True):
+    def vault(self, *, unseal: bool = True) -> VaultAPI:
         """Open the vault (checks permissions and schema) and unseal it.
 
         Unseal order: ``CVAULT_KEY_FILE``; ``CVAULT_PASSPHRASE_FILE``; a hidden passphrase prompt
@@ -35,31 +42,32 @@ class CliState:
         Service mode (``--addr``/``CVAULT_ADDR``): a :class:`cli.service_client.client.ServiceVault`
         with the facade's surface, one HTTPS request per call; the service is unsealed by its
         operator."""
-        if self._vault is None and self.addr:
+        vault = self._vault
+        if vault is None and self.addr:
             from cli.service_client.client import ServiceVault
 
-            self._vault = ServiceVault(self.addr)
-        if self._vault is None:
+            vault = self._vault = ServiceVault(self.addr)
+        if vault is None:
             from vault.facade import Vault
 
-            self._vault = Vault.open(self.home)
-        if unseal and not self._vault.unsealed:
+            vault = self._vault = Vault.open(self.home)
+        if unseal and not vault.unsealed:
             key_file = os.environ.get("CVAULT_KEY_FILE")
             pass_file = os.environ.get("CVAULT_PASSPHRASE_FILE")
             if key_file:
-                self._vault.unseal_key_file(key_file)
+                vault.unseal_key_file(key_file)
             elif pass_file:
-                self._vault.unseal_passphrase(read_secret_file(pass_file, "passphrase"))
+                vault.unseal_passphrase(read_secret_file(pass_file, "passphrase"))
             elif sys.stdin.isatty():
-                self._vault.unseal_passphrase(click.prompt("Vault passphrase", hide_input=True, err=True))
+                vault.unseal_passphrase(click.prompt("Vault passphrase", hide_input=True, err=True))
             else:
                 raise VaultSealed(
                     "vault sealed: set CVAULT_KEY_FILE or CVAULT_PASSPHRASE_FILE, "
                     "or run in a terminal to type the passphrase"
                 )
-        return self._vault
+        return vault
 
-    def principal(self, *, allow_system: bool = False, system_name: str = "cli"):
+    def principal(self, *, allow_system: bool = False, system_name: str = "cli") -> Principal:
         """The logged-in user (session token file -> live session in this vault).
 
         No session: exit 3 "not logged in", unless ``allow_system`` (doctor, unattended sweep and
@@ -104,7 +112,7 @@ class CliState:
         self._principal = None
 
 
-def host_only(command: click.Command) -> click.Command:
+def host_only(command: CommandT) -> CommandT:
     """Mark a command or group as acting on the vault's own files: ``cli.main`` refuses it in
     service mode (``--addr``) with one line, exit 2 (docs/service.md)."""
     command.host_only = True  # type: ignore[attr-defined]

@@ -216,11 +216,20 @@ def client_with_secrets(
     value: str = "s3cr3t-value",
     days: int = 3650,
 ) -> None:
-    vault.clients.add(c.manager.principal(), name, sla_end=vault.ctx.now() + timedelta(days=days))
-    assign(vault, c.engineer, name)
-    p = c.engineer.principal()
-    for path in paths:
-        vault.secrets.put(p, name, path, "note", {"text": value})
+    """A client whose note records at ``paths`` (all holding ``value``) the engineer wrote."""
+    _client(vault, c.manager, name, days, None, c.engineer, [(path, value) for path in paths])
+
+
+def _client(vault, manager: Person, name: str, days: float, grace_days: int | None, engineer, notes) -> dict:
+    data = vault.clients.add(
+        manager.principal(), name, sla_end=vault.ctx.now() + timedelta(days=days), grace_days=grace_days
+    )
+    if engineer is not None:
+        assign(vault, engineer, name)
+        p = engineer.principal()
+        for path, text in notes:
+            vault.secrets.put(p, name, path, "note", {"text": text})
+    return data
 
 
 @dataclass
@@ -253,12 +262,5 @@ def sla_client(
     engineer: Person | None = None,
 ) -> dict:
     """A client with ``records`` note records, written by ``engineer`` (assigned to it)."""
-    data = vault.clients.add(
-        who.principal(), name, sla_end=vault.ctx.now() + timedelta(days=days), grace_days=grace_days
-    )
-    if engineer is not None:
-        assign(vault, engineer, name)
-        p = engineer.principal()
-        for i in range(records):
-            vault.secrets.put(p, name, f"site/rec{i}", "note", {"text": f"{name} secret {i}"})
-    return data
+    notes = [(f"site/rec{i}", f"{name} secret {i}") for i in range(records)]
+    return _client(vault, who, name, days, grace_days, engineer, notes)

@@ -31,7 +31,8 @@ Roles = list[str] | tuple[str, ...]
 
 
 class LoginResultLike(Protocol):
-    token: str
+    @property
+    def token(self) -> str: ...
 
     def as_dict(self) -> dict: ...
 
@@ -256,16 +257,65 @@ class MaintenanceAPI(Protocol):
     def doctor(self, principal: Principal) -> DoctorReportLike: ...
 
 
+class CustodyAPI(Protocol):
+    """Host-only: where the client keys' custody secrets live (docs/sla.md section 6)."""
+
+    def show(self, principal: Principal) -> dict: ...
+
+    def set_local(self, principal: Principal, file: str, progress: Progress | None = None) -> dict: ...
+
+    def set_keyvault(
+        self, principal: Principal, settings: dict, progress: Progress | None = None
+    ) -> dict: ...
+
+
+class BackupsAPI(Protocol):
+    """Host-only: encrypted backups of the whole vault."""
+
+    def create(
+        self,
+        principal: Principal,
+        *,
+        out: Path | str | None = None,
+        remote: bool = False,
+        keep: int | None = None,
+        progress: Progress | None = None,
+    ) -> dict: ...
+
+
 class VaultAPI(Protocol):
-    users: UsersAPI
-    access: AccessAPI
-    clients: ClientsAPI
-    secrets: SecretsAPI
-    sla: SlaAPI
-    audit: AuditAPI
-    sync: SyncAPI
-    slots: SlotsAPI
-    maintenance: MaintenanceAPI
+    @property
+    def users(self) -> UsersAPI: ...
+
+    @property
+    def access(self) -> AccessAPI: ...
+
+    @property
+    def clients(self) -> ClientsAPI: ...
+
+    @property
+    def secrets(self) -> SecretsAPI: ...
+
+    @property
+    def sla(self) -> SlaAPI: ...
+
+    @property
+    def audit(self) -> AuditAPI: ...
+
+    @property
+    def sync(self) -> SyncAPI: ...
+
+    @property
+    def slots(self) -> SlotsAPI: ...
+
+    @property
+    def maintenance(self) -> MaintenanceAPI: ...
+
+    @property
+    def custody(self) -> CustodyAPI: ...
+
+    @property
+    def backups(self) -> BackupsAPI: ...
 
     @property
     def unsealed(self) -> bool: ...

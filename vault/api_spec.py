@@ -44,26 +44,31 @@ API_PREFIX = "/v1"
 MAX_BODY_BYTES = 2 * 1024 * 1024
 #: strings (names, paths, codes, dates) longer than this are refused by validation (422)
 MAX_STRING = 4096
-INT64 = (-(2**63), 2**63 - 1)
+INT64: tuple[int, int] = (-(2**63), 2**63 - 1)
 
-# Param and Op are plain slotted classes rather than dataclasses: ``cvault secret get`` in
-# service mode imports this module on every run, and ``dataclasses`` (with ``copy``) plus
-# building two dataclasses cost about 1.5 ms of its 25 ms budget (docs/performance.md).
+# Param and Op are plain slotted classes rather than dataclasses or NamedTuples: ``cvault secret
+# get`` in service mode imports this module on every run, and ``dataclasses`` (with ``copy``) plus
+# building two dataclasses cost about 1.5 ms of its 25 ms budget, a NamedTuple class about 0.1 ms
+# each (docs/performance.md). The class-level annotations are for type checkers.
 
 
 class _Frozen:
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
 
-    def __setattr__(self, name, value):
+    def __init__(self, **values: object) -> None:
+        for name in self.__slots__:
+            object.__setattr__(self, name, values[name])
+
+    def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is read-only")
 
-    def _values(self) -> tuple:
+    def _values(self) -> tuple[object, ...]:
         return tuple(getattr(self, n) for n in self.__slots__)
 
-    def __eq__(self, other):
-        return type(other) is type(self) and other._values() == self._values()
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Frozen) and type(other) is type(self) and other._values() == self._values()
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self._values())
 
     def __repr__(self) -> str:
@@ -73,28 +78,31 @@ class _Frozen:
 
 class Param(_Frozen):
     __slots__ = ("name", "type", "default", "bounds", "keyword")
+    name: str
+    type: str
+    default: object
+    bounds: tuple[int, int] | None
+    #: True if the facade takes it keyword-only (after ``*``)
+    keyword: bool
 
     def __init__(
         self,
         name: str,
-        type: str,
+        type: str = "str",
         default: object = REQUIRED,
         bounds: tuple[int, int] | None = None,
         keyword: bool = False,
-    ):
-        #: ``keyword``: True if the facade takes it keyword-only (after ``*``)
-        for n, v in (
-            ("name", name),
-            ("type", type),
-            ("default", default),
-            ("bounds", bounds),
-            ("keyword", keyword),
-        ):
-            object.__setattr__(self, n, v)
+    ) -> None:
+        super().__init__(name=name, type=type, default=default, bounds=bounds, keyword=keyword)
 
     @property
     def required(self) -> bool:
         return self.default is REQUIRED
+
+    @property
+    def limits(self) -> tuple[int, int]:
+        """The bounds of an ``int`` (a signed 64-bit integer when the table gives none)."""
+        return self.bounds or INT64
 
 
 class Op(_Frozen):
@@ -102,15 +110,16 @@ class Op(_Frozen):
 
     ``auth``: the facade method takes the acting principal first (the server derives it from the
     bearer token). ``result``: the result codec (module docstring). ``local_only``: parameters the
-    facade has but the API drops (progress callbacks). ``facade_method``: the facade method when
-    it differs from ``method``. ``passes_origin``: the server passes ``origin=api:<address>`` (the
+    facade has but the API drops (progress callbacks). ``facade``: the facade method when it
+    differs from ``method``. ``passes_origin``: the server passes ``origin=api:<address>`` (the
     audit log's origin of an unauthenticated call). ``rate_limit``: ``"login"`` puts the call under
     the per-address and per-user-name token buckets. ``transport``: ``"lines"`` when the facade
     writes lines through a ``write`` callback: the server collects them and sends
     ``{"lines": [...], "result": ...}``. ``client_side``: ``(facade method, adapter)``: a facade
     method the service client provides on top of this operation with one of its adapters, doing
-    the local part itself (writing the export file).
-    ``returns``: the JSON schema of the result (the OpenAPI document's 200 response)."""
+    the local part itself (writing the export file). ``returns``: the name of the result's schema
+    in :mod:`vault.api_schemas` (``"Name[]"``: a list of them; None: null), the OpenAPI
+    document's 200 response."""
 
     __slots__ = (
         "service",
@@ -120,13 +129,26 @@ class Op(_Frozen):
         "result",
         "summary",
         "local_only",
-        "facade_method",
+        "facade",
         "passes_origin",
         "rate_limit",
         "transport",
         "client_side",
         "returns",
     )
+    service: str
+    method: str
+    params: tuple[Param, ...]
+    auth: bool
+    result: str
+    summary: str
+    local_only: tuple[str, ...]
+    facade: str | None
+    passes_origin: bool
+    rate_limit: str | None
+    transport: str
+    client_side: tuple[str, str] | None
+    returns: str | None
 
     def __init__(
         self,
@@ -137,29 +159,32 @@ class Op(_Frozen):
         result: str = "json",
         summary: str = "",
         local_only: tuple[str, ...] = (),
-        facade_method: str | None = None,
+        facade: str | None = None,
         passes_origin: bool = False,
         rate_limit: str | None = None,
         transport: str = "json",
         client_side: tuple[str, str] | None = None,
-        returns: dict | None = None,
-    ):
-        for n, v in (
-            ("service", service),
-            ("method", method),
-            ("params", params),
-            ("auth", auth),
-            ("result", result),
-            ("summary", summary),
-            ("local_only", local_only),
-            ("facade_method", facade_method or method),
-            ("passes_origin", passes_origin),
-            ("rate_limit", rate_limit),
-            ("transport", transport),
-            ("client_side", client_side),
-            ("returns", returns),
-        ):
-            object.__setattr__(self, n, v)
+        returns: str | None = None,
+    ) -> None:
+        super().__init__(
+            service=service,
+            method=method,
+            params=params,
+            auth=auth,
+            result=result,
+            summary=summary,
+            local_only=local_only,
+            facade=facade,
+            passes_origin=passes_origin,
+            rate_limit=rate_limit,
+            transport=transport,
+            client_side=client_side,
+            returns=returns,
+        )
+
+    @property
+    def facade_method(self) -> str:
+        return self.facade or self.method
 
     @property
     def name(self) -> str:
@@ -174,11 +199,17 @@ class Op(_Frozen):
         return f"{self.service}_{self.method}"
 
 
-def P(name: str, type_: str = "str", default: object = REQUIRED, bounds=None, keyword=False) -> Param:
+def P(
+    name: str,
+    type_: str = "str",
+    default: object = REQUIRED,
+    bounds: tuple[int, int] | None = None,
+    keyword: bool = False,
+) -> Param:
     return Param(name, type_, default, bounds, keyword)
 
 
-def K(name: str, type_: str = "str", default: object = None, bounds=None) -> Param:
+def K(name: str, type_: str = "str", default: object = None, bounds: tuple[int, int] | None = None) -> Param:
     return Param(name, type_, default, bounds, True)
 
 
@@ -194,6 +225,7 @@ OPERATIONS: tuple[Op, ...] = (
         result="login",
         passes_origin=True,
         rate_limit="login",
+        returns="Login",
         summary="Log in (password + TOTP or recovery code): a bearer session token",
     ),
     Op(
@@ -203,53 +235,101 @@ OPERATIONS: tuple[Op, ...] = (
         auth=False,
         passes_origin=True,
         rate_limit="login",
+        returns="Enrollment",
         summary="Redeem an enrollment code: password, TOTP secret, recovery codes",
     ),
     Op(
         "users",
         "step_up",
         (P("code", default=None), K("recovery_code")),
+        returns="StepUp",
         summary="Verify a fresh TOTP code for reading secrets",
     ),
     Op("users", "logout", result="none", summary="End this session"),
-    Op("users", "whoami", summary="The session's user, roles and expiry times"),
+    Op("users", "whoami", returns="WhoAmI", summary="The session's user, roles and expiry times"),
     Op("users", "passwd", (P("current"), P("new")), result="none", summary="Change one's password"),
     # --- staff administration ---------------------------------------------------------------------
-    Op("users", "add", (P("name"), P("roles", "strlist")), summary="Add a user (enrollment code)"),
-    Op("users", "list", summary="List users"),
-    Op("users", "show", (P("name"),), summary="Show one user"),
-    Op("users", "disable", (P("name"),), summary="Disable a user"),
-    Op("users", "enable", (P("name"),), summary="Enable a user"),
-    Op("users", "grant", (P("name"), P("role")), summary="Grant a role"),
-    Op("users", "revoke", (P("name"), P("role")), summary="Revoke a role"),
-    Op("users", "unlock", (P("name"),), summary="Unlock a user"),
-    Op("users", "reset_totp", (P("name"),), summary="Reset a user's TOTP (re-enrollment code)"),
-    Op("users", "train", (P("name"), P("until", "when")), summary="Record a training attestation"),
+    Op(
+        "users",
+        "add",
+        (P("name"), P("roles", "strlist")),
+        returns="EnrollmentCode",
+        summary="Add a user (enrollment code)",
+    ),
+    Op("users", "list", returns="UserView[]", summary="List users"),
+    Op("users", "show", (P("name"),), returns="UserDetail", summary="Show one user"),
+    Op("users", "disable", (P("name"),), returns="UserChange", summary="Disable a user"),
+    Op("users", "enable", (P("name"),), returns="UserChange", summary="Enable a user"),
+    Op("users", "grant", (P("name"), P("role")), returns="UserChange", summary="Grant a role"),
+    Op("users", "revoke", (P("name"), P("role")), returns="UserChange", summary="Revoke a role"),
+    Op("users", "unlock", (P("name"),), returns="UserChange", summary="Unlock a user"),
+    Op(
+        "users",
+        "reset_totp",
+        (P("name"),),
+        returns="EnrollmentCode",
+        summary="Reset a user's TOTP (re-enrollment code)",
+    ),
+    Op(
+        "users",
+        "train",
+        (P("name"), P("until", "when")),
+        returns="UserChange",
+        summary="Record a training attestation",
+    ),
     # --- assignments and the who-can-reach-what view ----------------------------------------------
     Op(
         "access",
         "assign",
         (P("client_name"), P("user_name"), P("until", "when", None)),
+        returns="Assignment",
         summary="Assign an engineer to a client",
     ),
-    Op("access", "unassign", (P("client_name"), P("user_name")), summary="End an assignment"),
-    Op("access", "client_access", (P("client_name"),), summary="Who can read this client now"),
-    Op("access", "user_access", (P("user_name"),), summary="Which clients this user can read now"),
+    Op(
+        "access",
+        "unassign",
+        (P("client_name"), P("user_name")),
+        returns="Assignment",
+        summary="End an assignment",
+    ),
+    Op(
+        "access",
+        "client_access",
+        (P("client_name"),),
+        returns="ClientAccess",
+        summary="Who can read this client now",
+    ),
+    Op(
+        "access",
+        "user_access",
+        (P("user_name"),),
+        returns="UserAccess",
+        summary="Which clients this user can read now",
+    ),
     # --- clients --------------------------------------------------------------------------------------
     Op(
         "clients",
         "add",
         (P("name"), K("sla_end", "when", REQUIRED), K("grace_days", "int", None, (0, 3650))),
+        returns="ClientView",
         summary="Create a client",
     ),
-    Op("clients", "list", summary="List clients"),
-    Op("clients", "show", (P("name"),), summary="Show one client"),
-    Op("clients", "rotate_key", (P("name"),), local_only=PROGRESS, summary="Rotate a client key"),
+    Op("clients", "list", returns="ClientView[]", summary="List clients"),
+    Op("clients", "show", (P("name"),), returns="ClientView", summary="Show one client"),
+    Op(
+        "clients",
+        "rotate_key",
+        (P("name"),),
+        local_only=PROGRESS,
+        returns="KeyRotation",
+        summary="Rotate a client key",
+    ),
     # --- secrets ----------------------------------------------------------------------------------------
     Op(
         "secrets",
         "put",
         (P("client_name"), P("path"), P("kind"), P("fields", "object")),
+        returns="Stored",
         summary="Store a new version of a record",
     ),
     Op(
@@ -257,14 +337,28 @@ OPERATIONS: tuple[Op, ...] = (
         "get",
         (P("client_name"), P("path"), P("version", "int", None, (1, 2**31))),
         result="record",
+        returns="SecretRecord",
         summary="Read a record (the only operation returning values)",
     ),
-    Op("secrets", "list", (P("client_name"),), summary="List a client's records (no values)"),
-    Op("secrets", "history", (P("client_name"), P("path")), summary="Kept versions of a record"),
+    Op(
+        "secrets",
+        "list",
+        (P("client_name"),),
+        returns="RecordListing[]",
+        summary="List a client's records (no values)",
+    ),
+    Op(
+        "secrets",
+        "history",
+        (P("client_name"), P("path")),
+        returns="RecordVersion[]",
+        summary="Kept versions of a record",
+    ),
     Op(
         "secrets",
         "rm",
         (P("client_name"), P("path"), K("purge", "bool", False)),
+        returns="Removed",
         summary="Delete a record, or crypto-shred it with purge",
     ),
     Op(
@@ -272,6 +366,7 @@ OPERATIONS: tuple[Op, ...] = (
         "import_records",
         (P("client_name"), P("lines", "strlist")),
         local_only=PROGRESS,
+        returns="Imported",
         summary="Import JSON Lines records in one transaction",
     ),
     Op(
@@ -279,25 +374,64 @@ OPERATIONS: tuple[Op, ...] = (
         "export_records",
         (P("client_name"),),
         client_side=("export", "export_file"),
+        returns="Export",
         summary="A client's current records, decrypted (the CLI writes the export file)",
     ),
     # --- SLA --------------------------------------------------------------------------------------------
-    Op("sla", "show", (P("name"),), summary="A client's SLA state"),
+    Op("sla", "show", (P("name"),), returns="SlaView", summary="A client's SLA state"),
     Op(
         "sla",
         "renew",
         (P("name"), P("until", "when"), K("grace_days", "int", None, (0, 3650))),
+        returns="SlaView",
         summary="New SLA end",
     ),
-    Op("sla", "expire", (P("name"), K("reason", "str", REQUIRED)), summary="End the SLA now"),
-    Op("sla", "request_shred", (P("name"), K("reason", "str", REQUIRED)), summary="Request an early shred"),
-    Op("sla", "approve_shred", (P("name"),), summary="Approve another person's early shred"),
-    Op("sla", "upcoming", (P("within", "duration", "30d"),), summary="SLA ends and shreds due soon"),
-    Op("sla", "sweep", (K("dry_run", "bool", False),), local_only=PROGRESS, summary="Shred every client due"),
-    Op("sla", "certificate", (P("name"),), summary="A shredded client's signed certificate"),
+    Op(
+        "sla",
+        "expire",
+        (P("name"), K("reason", "str", REQUIRED)),
+        returns="SlaView",
+        summary="End the SLA now",
+    ),
+    Op(
+        "sla",
+        "request_shred",
+        (P("name"), K("reason", "str", REQUIRED)),
+        returns="SlaView",
+        summary="Request an early shred",
+    ),
+    Op(
+        "sla",
+        "approve_shred",
+        (P("name"),),
+        returns="SlaView",
+        summary="Approve another person's early shred",
+    ),
+    Op(
+        "sla",
+        "upcoming",
+        (P("within", "duration", "30d"),),
+        returns="Upcoming[]",
+        summary="SLA ends and shreds due soon",
+    ),
+    Op(
+        "sla",
+        "sweep",
+        (K("dry_run", "bool", False),),
+        local_only=PROGRESS,
+        returns="Sweep",
+        summary="Shred every client due",
+    ),
+    Op(
+        "sla",
+        "certificate",
+        (P("name"),),
+        returns="Certificate",
+        summary="A shredded client's signed certificate",
+    ),
     # --- audit --------------------------------------------------------------------------------------------
-    Op("audit", "public_key", auth=False, summary="The vault's audit public key"),
-    Op("audit", "checkpoint", summary="Sign the log's head now"),
+    Op("audit", "public_key", auth=False, returns="PublicKey", summary="The vault's audit public key"),
+    Op("audit", "checkpoint", returns="Checkpoint", summary="Sign the log's head now"),
     Op(
         "audit",
         "log",
@@ -310,15 +444,17 @@ OPERATIONS: tuple[Op, ...] = (
             K("until", "since"),
             K("limit", "int", 100, (0, 10**9)),
         ),
+        returns="AuditEvent[]",
         summary="Audit events matching the filters",
     ),
     Op(
         "audit",
         "export_lines",
         (P("format"), K("details", "bool", True)),
-        facade_method="export",
+        facade="export",
         transport="lines",
         client_side=("export", "lines_to_file"),
+        returns="ExportLines",
         summary="The whole log as lines (jsonl, csv, cef); the CLI writes them",
     ),
     Op(
@@ -327,31 +463,59 @@ OPERATIONS: tuple[Op, ...] = (
         (K("all_signatures", "bool", False),),
         result="verify",
         local_only=PROGRESS,
+        returns="VerifyResult",
         summary="Verify the hash chain and signed checkpoints",
     ),
-    Op("audit", "report", (K("since", "since"), K("until", "since")), summary="Access report"),
-    Op("audit", "prune", (P("before", "since"),), summary="Delete old entries up to a checkpoint"),
+    Op(
+        "audit",
+        "report",
+        (K("since", "since"), K("until", "since")),
+        returns="Report",
+        summary="Access report",
+    ),
+    Op(
+        "audit",
+        "prune",
+        (P("before", "since"),),
+        returns="Prune",
+        summary="Delete old entries up to a checkpoint",
+    ),
     # --- sync (the service host's OneDrive replica) ----------------------------------------------
-    Op("sync", "status", summary="Remote and outbox state"),
+    Op("sync", "status", returns="SyncStatus", summary="Remote and outbox state"),
     Op(
         "sync",
         "push",
-        (K("workers", "int", 8, (1, 64)), K("force", "bool", False)),
+        (K("workers", "int", 8, (1, 32)), K("force", "bool", False)),
         local_only=PROGRESS,
+        returns="Push",
         summary="Drain the outbox",
     ),
     Op(
         "sync",
         "pull",
-        (K("workers", "int", 8, (1, 64)),),
+        (K("workers", "int", 8, (1, 32)),),
         local_only=PROGRESS,
+        returns="Pull",
         summary="Restore missing or corrupt local blobs",
     ),
-    Op("sync", "verify", (), local_only=PROGRESS, summary="Compare remote hashes with local"),
+    Op(
+        "sync",
+        "verify",
+        (),
+        local_only=PROGRESS,
+        returns="SyncVerify",
+        summary="Compare remote hashes with local",
+    ),
     # configure / remove_config are deliberately not served: the replica's credential paths and
     # endpoints are set on the service host only (`cvault remote set` there), so no API caller can
     # point the OneDrive client at a file of the host (docs/service.md, docs/security.md)
-    Op("sync", "show_config", (), summary="The OneDrive configuration (no secrets), or null"),
+    Op(
+        "sync",
+        "show_config",
+        (),
+        returns="RemoteConfig",
+        summary="The OneDrive configuration (no secrets), or null",
+    ),
 )
 
 BY_NAME: dict[str, Op] = {op.name: op for op in OPERATIONS}

@@ -82,9 +82,14 @@ def decrypt_record(
 
     Raises only CryptoError, whatever was wrong."""
     header = parse_header(blob)
-    expected = (vault_id, client_id, record_id, record_version)
-    actual = (header.vault_id, header.client_id, header.record_id, header.record_version)
-    if not all(crypto.constant_time_equal(_b(a), _b(e)) for a, e in zip(actual, expected)):
+    expected: tuple[bytes | int, ...] = (vault_id, client_id, record_id, record_version)
+    actual: tuple[bytes | int, ...] = (
+        header.vault_id,
+        header.client_id,
+        header.record_id,
+        header.record_version,
+    )
+    if not all(crypto.constant_time_equal(_b(a), _b(e)) for a, e in zip(actual, expected, strict=True)):
         raise CryptoError()
     plaintext = crypto.aead_decrypt(dek, header.nonce, bytes(blob[HEADER_LEN:]), bytes(blob[:HEADER_LEN]))
     if len(plaintext) > MAX_PLAINTEXT:

@@ -6,10 +6,9 @@ RFC 3339 strings in the audit log) so that SQLite comparisons are exact.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC as UTC  # re-exported: vault code imports UTC from here
+from datetime import datetime, timedelta
 from typing import Protocol
-
-UTC = UTC
 
 
 class Clock(Protocol):
@@ -35,7 +34,7 @@ class FixedClock:
     def set(self, when: datetime) -> None:
         self._now = when
 
-    def advance(self, seconds: float = 0, **kwargs) -> datetime:
+    def advance(self, seconds: float = 0, **kwargs: float) -> datetime:
         self._now = self._now + timedelta(seconds=seconds, **kwargs)
         return self._now
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from vault import policy
 from vault.audit.log import AuditLog
@@ -30,6 +31,10 @@ from vault.principal import Principal
 from vault.store import clients as client_store
 from vault.store.clients import ClientRow
 from vault.store.db import Database
+
+if TYPE_CHECKING:
+    from vault.custody.cache import BoundedCache
+    from vault.custody.service import CustodyManager
 
 DEFAULT_SETTINGS = {
     "keep_versions": 10,  # SPEC 4: record versions kept
@@ -60,9 +65,19 @@ class VaultContext:
         self.audit = AuditLog(db, clock, keyring.vault_id, keyring=keyring, blobs=blobs)
         self._client_keys: dict[tuple[str, int], ClientKeys] = {}
         #: service mode: a shared, time-bounded cache replaces the per-command dict above
-        self.client_key_cache = None
-        #: set by the facade: the custody of this vault (vault.custody.service.CustodyManager)
-        self.custody = None
+        self.client_key_cache: BoundedCache | None = None
+        self._custody: CustodyManager | None = None
+
+    @property
+    def custody(self) -> CustodyManager:
+        """The custody of this vault's client keys (set by the facade when it opens the vault)."""
+        if self._custody is None:
+            raise VaultSealed("vault sealed: the custody of the client keys is not set up")
+        return self._custody
+
+    @custody.setter
+    def custody(self, manager: CustodyManager) -> None:
+        self._custody = manager
 
     @property
     def vault_id(self) -> bytes:
@@ -122,8 +137,8 @@ class VaultContext:
             del self._client_keys[k]
         if self.client_key_cache is not None:
             self.client_key_cache.forget_client(client_id)
-        if self.custody is not None:
-            self.custody.forget(client_id)
+        if self._custody is not None:
+            self._custody.forget(client_id)
 
     # --- authorization ------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ try:  # hmac.compare_digest *is* this C function; importing it directly keeps Op
         _compare_digest as _bytes_eq,  # (~2 ms) off the `secret get` path
     )
 except ImportError:  # other Python implementations
-    from hmac import compare_digest as _bytes_eq
+    from hmac import compare_digest as _bytes_eq  # type: ignore[no-redef]
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -152,7 +152,7 @@ def argon2id(secret: bytes, *, salt: bytes, memory_kib: int, iterations: int, la
     ).derive(secret)
 
 
-def calibrate_argon2id(target_seconds: float = ARGON2_TARGET_SECONDS) -> dict:
+def calibrate_argon2id(target_seconds: float = ARGON2_TARGET_SECONDS) -> dict[str, int]:
     """Pick Argon2id iterations at 64 MiB so one derivation takes about ``target_seconds`` here."""
     import time
 
@@ -197,7 +197,7 @@ def password_verify(password: str, phc: str) -> bool:
     try:
         Argon2id.verify_phc_encoded(password.encode("utf-8"), phc)
         return True
-    except Exception:  # InvalidKey or a malformed stored hash: both mean "no"
+    except Exception:  # noqa: BLE001 - fail closed: InvalidKey or any malformed stored hash means "no"
         return False
 
 

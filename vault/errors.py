@@ -136,6 +136,8 @@ class TransientBackendError(BackendError):
     """storage backend temporarily unavailable; the operation can be retried."""
 
     code = "backend_transient"
+    #: seconds the store asked us to wait before retrying (a ``Retry-After``), if it said
+    retry_after: float | None = None
 
 
 class PermanentBackendError(BackendError):

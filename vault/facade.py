@@ -17,7 +17,7 @@ import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, overload
 
 from vault import crypto, keys
 from vault.audit.signing import AuditSigner
@@ -35,10 +35,27 @@ from vault.home import VaultHome
 from vault.keys import Keyring
 from vault.store.db import Database
 
+if TYPE_CHECKING:  # the services load on first use (_Service); these are for type checkers
+    from vault.audit.service import AuditService
+    from vault.backends.base import Backend
+    from vault.backup.service import BackupService
+    from vault.clients.access import AccessService
+    from vault.clients.service import ClientService
+    from vault.custody.service import CustodyService
+    from vault.identity.service import UserService
+    from vault.maintenance.service import MaintenanceService
+    from vault.records.service import SecretService
+    from vault.sla.service import SlaService
+    from vault.slots.service import SlotService
+    from vault.sync.service import SyncService
+
 FORMAT_VERSION = 1
 
 
-class _Service:
+ServiceT = TypeVar("ServiceT")
+
+
+class _Service(Generic[ServiceT]):
     """A facade service, created on first use: ``cvault secret get`` then imports only the
     services it touches (docs/performance.md).
 
@@ -50,19 +67,27 @@ class _Service:
         self.target = target
         self.wiring = wiring
 
-    def __set_name__(self, owner, name: str) -> None:
+    def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
-    def service_class(self) -> type:
+    def service_class(self) -> type[ServiceT]:
         module, cls = self.target.split(":")
-        return getattr(importlib.import_module(module), cls)
+        found: type[ServiceT] = getattr(importlib.import_module(module), cls)
+        return found
 
-    def __get__(self, vault, owner=None):
+    @overload
+    def __get__(self, vault: None, owner: type | None = None) -> _Service[ServiceT]: ...
+
+    @overload
+    def __get__(self, vault: Vault, owner: type | None = None) -> ServiceT: ...
+
+    def __get__(self, vault: Vault | None, owner: type | None = None) -> _Service[ServiceT] | ServiceT:
         if vault is None:
             return self
         options = dict(self.wiring(vault)) if self.wiring else {}
         options.update(vault.service_options.get(self.name, {}))
-        service = self.service_class()(vault.ctx, **options)
+        factory: Callable[..., ServiceT] = self.service_class()
+        service = factory(vault.ctx, **options)
         vault.__dict__[self.name] = service  # later reads bypass the descriptor
         return service
 
@@ -76,25 +101,28 @@ class InitResult(NamedTuple):
 
 
 class Vault:
-    slots = _Service("vault.slots.service:SlotService")
-    clients = _Service("vault.clients.service:ClientService")
-    # a blob lost locally is fetched from the replica: the sync service is created only then
-    secrets = _Service(
-        "vault.records.service:SecretService",
-        lambda v: {"fetch_lost_blob": lambda name: v.sync.fetch_lost_blob(name)},
+    slots: _Service[SlotService] = _Service("vault.slots.service:SlotService")
+    clients: _Service[ClientService] = _Service("vault.clients.service:ClientService")
+    # the collaborators are bound methods, so a service is created only when one is called: a blob
+    # lost locally is fetched from the replica, and only then is the sync service created
+    secrets: _Service[SecretService] = _Service(
+        "vault.records.service:SecretService", lambda v: {"fetch_lost_blob": v._fetch_lost_blob}
     )
-    maintenance = _Service("vault.maintenance.service:MaintenanceService", lambda v: {"records": v.secrets})
-    audit = _Service("vault.audit.service:AuditService")
-    users = _Service("vault.identity.service:UserService")
-    access = _Service("vault.clients.access:AccessService")
-    sync = _Service(
-        "vault.sync.service:SyncService",
-        lambda v: {"blob_verifier": lambda name, data: v.secrets.blob_is_authentic(name, data)},
+    sync: _Service[SyncService] = _Service(
+        "vault.sync.service:SyncService", lambda v: {"blob_verifier": v._blob_is_authentic}
     )
-    sla = _Service("vault.sla.service:SlaService")
-    custody = _Service("vault.custody.service:CustodyService")
+    maintenance: _Service[MaintenanceService] = _Service(
+        "vault.maintenance.service:MaintenanceService", lambda v: {"records": v.secrets}
+    )
+    audit: _Service[AuditService] = _Service("vault.audit.service:AuditService")
+    users: _Service[UserService] = _Service("vault.identity.service:UserService")
+    access: _Service[AccessService] = _Service("vault.clients.access:AccessService")
+    sla: _Service[SlaService] = _Service("vault.sla.service:SlaService")
+    custody: _Service[CustodyService] = _Service("vault.custody.service:CustodyService")
     # remote backups go to the replica: the sync service is created only then
-    backups = _Service("vault.backup.service:BackupService", lambda v: {"remote": lambda: v.sync.remote()})
+    backups: _Service[BackupService] = _Service(
+        "vault.backup.service:BackupService", lambda v: {"remote": v._remote}
+    )
 
     def __init__(
         self,
@@ -102,7 +130,7 @@ class Vault:
         *,
         service_options: dict[str, dict[str, Any]] | None = None,
         custody_file: Path | str | None = None,
-        custody_options=None,
+        custody_options: dict[str, Any] | None = None,
     ):
         from vault.custody.service import CustodyManager
 
@@ -112,8 +140,17 @@ class Vault:
         ctx.custody = CustodyManager(ctx, custody_file=custody_file, **dict(custody_options or {}))
         ctx.keyring.custody_resolver = ctx.custody.resolve
 
+    def _fetch_lost_blob(self, name: str) -> bytes | None:
+        return self.sync.fetch_lost_blob(name)
+
+    def _blob_is_authentic(self, name: str, data: bytes) -> bool | None:
+        return self.secrets.blob_is_authentic(name, data)
+
+    def _remote(self) -> Backend | None:
+        return self.sync.remote()
+
     @classmethod
-    def services(cls) -> dict[str, _Service]:
+    def services(cls) -> dict[str, _Service[Any]]:
         """The facade's services by attribute name (the registry test reads their classes)."""
         return {name: value for name, value in vars(cls).items() if isinstance(value, _Service)}
 
@@ -181,7 +218,9 @@ class Vault:
         if key_file is not None:
             vault.slots.create_key_file_slot(Path(key_file))
         AuditSigner(db, keyring).ensure()
-        enrolled = vault.users.bootstrap_admin(admin, admin_password) if admin is not None else None
+        enrolled = None
+        if admin is not None and admin_password is not None:  # the rules were checked above
+            enrolled = vault.users.bootstrap_admin(admin, admin_password)
         return vault, InitResult(vault_id.hex(), recovery_text, vault.slots.list_slots(), enrolled)
 
     @classmethod

@@ -19,6 +19,8 @@ from __future__ import annotations
 import base64
 import json
 import struct
+from collections.abc import Callable
+from typing import Any
 
 from vault import crypto
 from vault.errors import (
@@ -32,7 +34,7 @@ LABEL_PREFIX = b"cvault/v1/"
 
 PURPOSE_CLIENT_KEY_WRAP = "client-key-wrap"
 PURPOSE_TOTP_SEAL = "totp-seal"
-PURPOSE_TOKEN_CACHE_SEAL = "token-cache-seal"
+PURPOSE_TOKEN_CACHE_SEAL = "token-cache-seal"  # noqa: S105 - an HKDF purpose label, not a key
 PURPOSE_AUDIT = "audit"
 PURPOSE_BLOB_NAME = "blob-name"
 PURPOSE_SESSION = "session"
@@ -91,7 +93,7 @@ def slot_aad(vault_id: bytes, slot_id: int, kind: str) -> bytes:
     return _aad("slot", vault_id, slot_id, kind)
 
 
-def slot_kek(kind: str, secret: bytes, salt: bytes, kdf_params: dict | None) -> bytes:
+def slot_kek(kind: str, secret: bytes, salt: bytes, kdf_params: dict[str, Any] | None) -> bytes:
     """The key-encryption key of one unseal slot."""
     if kind == "passphrase":
         p = kdf_params or {}
@@ -164,7 +166,7 @@ class Keyring:
         self.vault_id = vault_id
         self._root: bytes | None = None
         self._purpose: dict[str, bytes] = {}
-        self._prefixes: dict[tuple, bytes] = {}
+        self._prefixes: dict[tuple[str, str], bytes] = {}
 
     @property
     def unsealed(self) -> bool:
@@ -218,7 +220,8 @@ class Keyring:
     # (vault.custody.service). Vaults from before custody (``legacy_client_wrap``) wrapped under
     # K_client-key-wrap itself; that key is used only to migrate them (never as a fallback).
 
-    custody_resolver = None  # set by the facade: (client_id, conn) -> (version, secret)
+    #: set by the facade: (client_id, conn) -> (version, secret)
+    custody_resolver: Callable[[str, Any], tuple[int, bytes]] | None = None
     legacy_client_wrap = False  # True only while a pre-custody vault is being migrated
 
     def custody_wrap_key(self, client_id: str, custody_version: int, custody_secret: bytes) -> bytes:
@@ -230,7 +233,9 @@ class Keyring:
             info=CUSTODY_WRAP_INFO + _lp(client_id) + _lp_int(custody_version),
         )
 
-    def client_wrap_key(self, client_id: str, custody: tuple[int, bytes] | None = None, conn=None) -> bytes:
+    def client_wrap_key(
+        self, client_id: str, custody: tuple[int, bytes] | None = None, conn: Any = None
+    ) -> bytes:
         """The key wrapping ``client_id``'s keys: under ``custody`` (version, S) if given, else the
         client's current custody version from the resolver."""
         if custody is None:
@@ -251,7 +256,7 @@ class Keyring:
         version: int,
         *,
         custody: tuple[int, bytes] | None = None,
-        conn=None,
+        conn: Any = None,
     ) -> bytes:
         return crypto.seal(
             self.client_wrap_key(client_id, custody, conn),
@@ -267,7 +272,7 @@ class Keyring:
         client_name: str,
         *,
         custody: tuple[int, bytes] | None = None,
-        conn=None,
+        conn: Any = None,
     ) -> bytes:
         wrap_key = self.client_wrap_key(client_id, custody, conn)
         try:
@@ -285,14 +290,14 @@ class Keyring:
         return _aad("client-audit-key", self.vault_id, client_id)
 
     def wrap_client_audit_key(
-        self, key: bytes, client_id: str, *, custody: tuple[int, bytes] | None = None, conn=None
+        self, key: bytes, client_id: str, *, custody: tuple[int, bytes] | None = None, conn: Any = None
     ) -> bytes:
         return crypto.seal(
             self.client_wrap_key(client_id, custody, conn), key, self.client_audit_key_aad(client_id)
         )
 
     def unwrap_client_audit_key(
-        self, wrapped: bytes, client_id: str, *, custody: tuple[int, bytes] | None = None, conn=None
+        self, wrapped: bytes, client_id: str, *, custody: tuple[int, bytes] | None = None, conn: Any = None
     ) -> bytes:
         """Raises CryptoError; the caller names the client."""
         return crypto.unseal(
@@ -301,19 +306,6 @@ class Keyring:
 
     def audit_detail_aad(self, client_id: str) -> bytes:
         return _aad("audit-detail", self.vault_id, client_id)
-
-    # record keys -----------------------------------------------------------------------------
-
-    def dek_aad(self, client_id: str, record_id: int, version: int, key_version: int) -> bytes:
-        return (
-            self._prefix("record-key", client_id)
-            + _INT_PREFIX
-            + _U64(record_id)
-            + _INT_PREFIX
-            + _U64(version)
-            + _INT_PREFIX
-            + _U64(key_version)
-        )
 
     # generic sealing of small secrets under a purpose key ------------------------------------
 
@@ -345,7 +337,7 @@ class ClientKeys:
         self.version = version
         self._key = key
         self._tag_key = crypto.hkdf_sha256(key, salt=keyring.vault_id, info=label("name-tag"))
-        self._sealer = None  # crypto.Sealer(key), built on first use
+        self._sealer: crypto.Sealer | None = None  # built on first use
         # constant prefixes of the per-record AADs (docs/format.md section 2)
         self._dek_prefix = keyring._prefix("record-key", client_id)
         self._dek_suffix = _lp_int(version)
@@ -371,10 +363,6 @@ class ClientKeys:
     def fingerprint(self) -> str:
         return crypto.key_fingerprint(self._key)
 
-    def raw_for_tests(self) -> bytes:
-        """The raw client key. Only the shredding tests use it, to prove the bytes are gone."""
-        return self._key
-
     def path_tag(self, path: str) -> bytes:
         return crypto.hmac_sha256(self._tag_key, path.encode("utf-8"))
 
@@ -385,7 +373,7 @@ class ClientKeys:
         """Raises CryptoError; the caller names the record."""
         return crypto.unseal(self._key, wrapped, self._dek_aad(record_id, version))
 
-    def seal_meta(self, meta: dict, record_id: int) -> bytes:
+    def seal_meta(self, meta: dict[str, Any], record_id: int) -> bytes:
         data = json.dumps(meta, separators=(",", ":"), sort_keys=True).encode()
         return self._seal(data, self._meta_aad(record_id))
 
@@ -395,22 +383,8 @@ class ClientKeys:
         data = ('{"kind":' + _json_str(kind) + ',"path":' + _json_str(path) + "}").encode()
         return self._seal(data, self._meta_aad(record_id))
 
-    def unseal_meta(self, sealed: bytes, record_id: int) -> dict:
+    def unseal_meta(self, sealed: bytes, record_id: int) -> dict[str, Any]:
         """Raises CryptoError; the caller names the record."""
         data = crypto.unseal(self._key, sealed, self._meta_aad(record_id))
-        return json.loads(data)
-
-    def seal_detail(self, plaintext: bytes, *context: bytes | str | int) -> bytes:
-        """Seal a client-revealing detail (e.g. an audit event's record path)."""
-        return crypto.seal(
-            self._key,
-            plaintext,
-            _aad("client-detail", self.keyring.vault_id, self.client_id, self.version, *context),
-        )
-
-    def unseal_detail(self, sealed: bytes, *context: bytes | str | int) -> bytes:
-        return crypto.unseal(
-            self._key,
-            sealed,
-            _aad("client-detail", self.keyring.vault_id, self.client_id, self.version, *context),
-        )
+        meta: dict[str, Any] = json.loads(data)
+        return meta

@@ -9,13 +9,13 @@ calls it gathers the facts and writes every decision, allow and deny, to the aud
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import NamedTuple
 
 from vault.principal import SYSTEM_ROLE, Principal
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     # staff administration (admin)
     USER_ADD = "user.add"
     USER_LIST = "user.list"
@@ -70,7 +70,7 @@ class Action(str, Enum):
     RESTORE = "backup.restore"
 
 
-class AuditEvent(str, Enum):
+class AuditEvent(StrEnum):
     """Audit actions that are not authorization decisions of :data:`PERMISSIONS`: identity events,
     unseal-slot changes, the service's unseal and the shred's certificate event. With
     :class:`Action` they are every ``action`` the audit log holds (docs/audit.md)."""
@@ -257,10 +257,13 @@ def decide(
             return Decision(False, "no client given", "denied")
         return _need_to_know(who, action, now, account, client, stepup_window_seconds)
 
-    if action in OWN_CLIENTS_ONLY and roles <= OWN_CLIENTS_ONLY[action]:
-        if client is None or not client.assigned or client.assignment_ended:
-            name = client.name if client else "that client"
-            return Decision(False, f"{who} is not assigned to {name}", "denied")
+    if (
+        action in OWN_CLIENTS_ONLY
+        and roles <= OWN_CLIENTS_ONLY[action]
+        and (client is None or not client.assigned or client.assignment_ended)
+    ):
+        name = client.name if client else "that client"
+        return Decision(False, f"{who} is not assigned to {name}", "denied")
     return Decision(True, f"role {sorted(roles)[0]}")
 
 
@@ -286,11 +289,12 @@ def _need_to_know(
         return Decision(False, f"{who}'s data-handling training expired", "denied")
     if client.state != "active":
         return Decision(False, f"client {client.name} is {client.state.replace('_', ' ')}", "client")
-    if action in STEP_UP:
-        if account.stepup_at is None or (now - account.stepup_at).total_seconds() >= stepup_window_seconds:
-            return Decision(
-                False,
-                f"step-up needed: TOTP not verified in the last {stepup_window_seconds // 60} minutes",
-                "stepup",
-            )
+    if action in STEP_UP and (
+        account.stepup_at is None or (now - account.stepup_at).total_seconds() >= stepup_window_seconds
+    ):
+        return Decision(
+            False,
+            f"step-up needed: TOTP not verified in the last {stepup_window_seconds // 60} minutes",
+            "stepup",
+        )
     return Decision(True, f"need-to-know: {who} assigned to {client.name}, trained, SLA active")

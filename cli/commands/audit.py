@@ -8,6 +8,7 @@ import sys
 import click
 
 from cli.output import emit, json_option, progress, safe, table, wants_json
+from vault import api_spec as spec
 
 
 def _emit_ascii(data, as_json: bool, human) -> None:
@@ -42,8 +43,9 @@ def audit_pubkey(state, as_json):
 @click.option("--until", help="Up to this time: ISO 8601 or a relative form.")
 @click.option(
     "--limit",
-    type=click.IntRange(min=0),
-    default=100,
+    # the lower bound and default from the registry; its upper bound only guards the API's integers
+    type=click.IntRange(min=spec.param("audit.log", "limit").limits[0]),
+    default=spec.param("audit.log", "limit").default,
     show_default=True,
     help="Show the newest N matching events (0: all).",
 )

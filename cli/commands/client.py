@@ -7,6 +7,7 @@ import click
 from cli.output import emit, fields_block, json_option, progress, table
 from cli.render import show_access
 from cli.state import totp_option
+from vault import api_spec as spec
 
 
 @click.group("client")
@@ -19,7 +20,7 @@ def client():
 @click.option("--sla-end", required=True, help="SLA end: ISO 8601 (2027-03-31) or relative (+365d).")
 @click.option(
     "--grace-days",
-    type=click.IntRange(0, 3650),
+    type=click.IntRange(*spec.param("clients.add", "grace_days").limits),
     default=None,
     help="Days between SLA end and automatic shredding (default 30).",
 )

@@ -29,7 +29,7 @@ def _field_options(fn):
     for field in reversed(cli_fields()):
         repeat = field.type == "list"
         fn = click.option(
-            field.cli,
+            field.cli or f"--{field.name}",
             field.name,
             multiple=repeat,
             type=int if field.type == "int" else str,
@@ -234,10 +234,7 @@ def secret_rm(state, client, path, purge, yes, as_json):
 @click.pass_obj
 def secret_import(state, client, file, as_json):
     """Import JSON Lines records ({"path","kind","fields"}) in one transaction."""
-    if file == "-":
-        lines = sys.stdin.read().splitlines()
-    else:
-        lines = _read_file(file, "import").splitlines()
+    lines = sys.stdin.read().splitlines() if file == "-" else _read_file(file, "import").splitlines()
     vault = state.vault()
     with progress("importing") as update:
         data = vault.secrets.import_records(state.principal(), client, lines, progress=update)

@@ -78,7 +78,10 @@ def init_cmd(state, passphrase_file, key_file, no_passphrase, admin, password_st
         admin_password=admin_password,
         custody_file=custody_file,
     )
-    custody = vault.ctx.custody.custodian(vault.ctx.custody.current_id()).path
+    from vault.custody.local import LocalCustodian
+
+    custodian = vault.ctx.custody.custodian(vault.ctx.custody.current_id())
+    custody = custodian.path if isinstance(custodian, LocalCustodian) else None  # a new vault's is local
     vault.close()
     data = {
         "home": str(state.home),

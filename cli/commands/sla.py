@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cli.output import emit, fields_block, json_option, progress, safe, table
+from vault import api_spec as spec
 
 
 @click.group("sla")
@@ -58,7 +59,7 @@ def sla_show(state, client, as_json):
 @click.option("--until", required=True, help="New SLA end: ISO 8601 (2027-03-31T17:00+02:00) or +365d.")
 @click.option(
     "--grace-days",
-    type=click.IntRange(0, 3650),
+    type=click.IntRange(*spec.param("sla.renew", "grace_days").limits),
     default=None,
     help="Also change the grace period before shredding (days).",
 )

@@ -7,9 +7,14 @@ import sys
 import click
 
 from cli.output import emit, json_option, progress
+from vault import api_spec as spec
 
 workers_option = click.option(
-    "--workers", type=click.IntRange(1, 32), default=8, show_default=True, help="Concurrent transfers."
+    "--workers",
+    type=click.IntRange(*spec.param("sync.push", "workers").limits),
+    default=spec.param("sync.push", "workers").default,
+    show_default=True,
+    help="Concurrent transfers.",
 )
 
 
@@ -41,6 +46,11 @@ def sync_status(state, as_json):
             f"pending: {p['put']} uploads, {p['delete']} deletes ({p['failing']} failing)"
             + (f", oldest {p['oldest']}" if p["oldest"] else "")
         )
+        if p.get("needs_attention"):
+            click.echo(
+                f"needs attention: {p['needs_attention']} blob(s) failed permanently and are not "
+                "retried; fix the cause (the last error says it), then run 'cvault sync push --now'"
+            )
         if d["last_error"]:
             click.echo(f"last error: {d['last_error']}")
 

@@ -20,11 +20,27 @@ import json
 import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from cli.service_client.transport import Transport
 from vault import api_spec as spec
 from vault.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from vault.api import (
+        AccessAPI,
+        AuditAPI,
+        BackupsAPI,
+        ClientsAPI,
+        CustodyAPI,
+        MaintenanceAPI,
+        SecretsAPI,
+        SlaAPI,
+        SlotsAPI,
+        SyncAPI,
+        UsersAPI,
+    )
 
 HOST_ONLY = "works on the vault's own host only, not in service mode (unset --addr / CVAULT_ADDR)"
 
@@ -158,7 +174,7 @@ class ServiceMethods:
                 kwargs.pop(name, None)
             if len(args) > len(names):
                 raise TypeError(f"{op.method}() takes {len(names)} arguments")
-            given = dict(zip(names, args))
+            given = dict(zip(names, args, strict=False))  # fewer positional arguments than parameters
             for key, value in kwargs.items():
                 if key not in names or key in given:
                     raise TypeError(f"{op.method}() got an unexpected argument {key!r}")
@@ -205,19 +221,34 @@ class _HostOnly:
 
 
 class ServiceVault:
-    """The facade's surface over HTTPS (see the module docstring)."""
+    """The facade's surface over HTTPS (see the module docstring). The services are built from
+    the registry at run time; these annotations say what they provide (``vault.api``), and
+    ``tests/server/test_registry.py`` checks the proxies against the facade."""
 
     unsealed = True  # the service is sealed or not; a sealed one answers vault_sealed (exit 8)
+    users: UsersAPI
+    access: AccessAPI
+    clients: ClientsAPI
+    secrets: SecretsAPI
+    sla: SlaAPI
+    audit: AuditAPI
+    sync: SyncAPI
+    slots: SlotsAPI
+    maintenance: MaintenanceAPI
+    custody: CustodyAPI
+    backups: BackupsAPI
 
     def __init__(self, addr: str, cacert: str | None = None):
         self.transport = Transport(addr, cacert)
         for name in spec.SERVICES:
             setattr(self, name, (ServiceUsers if name == "users" else ServiceMethods)(self, name))
         # facade services with no operation in the registry
-        self.slots = _HostOnly("unseal slots")
-        self.maintenance = _HostOnly("doctor")
+        self.slots = cast("SlotsAPI", _HostOnly("unseal slots"))
+        self.maintenance = cast("MaintenanceAPI", _HostOnly("doctor"))
+        self.custody = cast("CustodyAPI", _HostOnly("custody"))
+        self.backups = cast("BackupsAPI", _HostOnly("backup"))
 
-    def unseal_key_file(self, path) -> None:
+    def unseal_key_file(self, path: Path | str) -> None:
         raise InvalidInput(f"unsealing {HOST_ONLY}; the operator unseals the service")
 
     def unseal_passphrase(self, passphrase: str) -> None:

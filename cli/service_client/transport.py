@@ -9,6 +9,7 @@ the system's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from urllib.parse import urlsplit
@@ -50,7 +51,7 @@ class Transport:
         self.cacert = cacert if cacert is not None else os.environ.get("CVAULT_CACERT")
         self.timeout = timeout
         self.token: str | None = None
-        self._conn = None
+        self._conn: Connection | None = None
         self.origin = f"{url.scheme}://{url.netloc}{self.base}"
 
     def _connection(self) -> Connection:
@@ -116,11 +117,12 @@ class Connection:
         # an ASCII name (or address) as bytes: getaddrinfo and ssl then skip the "idna" codec,
         # whose import (encodings.idna, stringprep, unicodedata) is ~1 ms of every remote
         # command; for an ASCII name the codec returns it unchanged anyway
+        name: str | bytes
         try:
             name = host.encode("ascii")
         except UnicodeEncodeError:
             name = host
-        sock = socket.create_connection((name, port), timeout=timeout)
+        sock = socket.create_connection((name, port), timeout=timeout)  # type: ignore[arg-type]
         if ctx is not None:
             sock = ctx.wrap_socket(sock, server_hostname=name)
         self.sock = sock
@@ -184,10 +186,8 @@ class Connection:
         return out
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
 
 def _reason(exc: Exception) -> str:
@@ -199,17 +199,26 @@ def _reason(exc: Exception) -> str:
 
 def error_class(code: str, exit_code: int) -> type[VaultError]:
     """The facade's exception class for an error code (so ``except StepUpRequired`` works);
-    for a code only the API has, a VaultError subclass carrying that code and exit code."""
-    seen: list[type] = [VaultError]
-    while seen:
-        cls = seen.pop()
+    for a code only the API has, a VaultError subclass carrying that code and exit code.
+
+    The classes of ``vault.errors`` win over subclasses elsewhere that share a code (the store's
+    ``SchemaError`` is an ``integrity_failure`` too): breadth first, the root module first."""
+    matches: list[type[VaultError]] = []
+    queue: list[type[VaultError]] = [VaultError]
+    while queue:
+        cls = queue.pop(0)
         if (
             getattr(cls, "code", None) == code
             and cls.exit_code == exit_code
             and cls.__module__.startswith("vault.")
         ):
+            matches.append(cls)
+        queue.extend(cls.__subclasses__())
+    for cls in matches:
+        if cls.__module__ == "vault.errors":
             return cls
-        seen.extend(cls.__subclasses__())
+    if matches:
+        return matches[0]
     return type(
         f"ServiceError_{code}", (VaultError,), {"code": code, "exit_code": exit_code, "__doc__": f"{code}."}
     )

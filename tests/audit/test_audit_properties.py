@@ -19,7 +19,7 @@ from tests.helpers import ROOT, clock_at, run_cli
 from vault.audit.details import destroy_client_audit_key
 from vault.audit.export import cef_line, csv_lines
 from vault.audit.verify import verify_export
-from vault.errors import AuditFailure
+from vault.errors import AuditFailure, AuthenticationFailed, InvalidInput, NotFound
 
 NASTY = 'evil\n{"seq":1,"type":"entry"}\r\x1b[31m|pipe\\back=eq\u2028\u202e'
 
@@ -164,7 +164,7 @@ def test_jsonl_export_parses_line_by_line_and_is_private(opened, tmp_path):
     nasty = next(d for d in docs if d.get("seq") == seq and d["type"] == "entry")
     assert nasty["reason"] == NASTY
     assert verify_export(raw.decode().splitlines()).ok
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidInput, match="already exists"):
         v.audit.export(c.reviewer.principal(), "jsonl", out=out)  # never overwritten
 
 
@@ -217,7 +217,7 @@ def test_fail_injector_refuses_every_operation(opened):
         v.secrets.put(c.engineer.principal(), "acme", "x/y", "note", {"text": "t"})
     v.ctx.audit.fail_injector = None
     assert v.ctx.db.one("SELECT max(seq) FROM audit_events")[0] == before
-    with pytest.raises(Exception):
+    with pytest.raises(NotFound):
         v.secrets.get(c.engineer.principal(), "acme", "x/y")  # the put never happened
 
 
@@ -285,15 +285,15 @@ def test_no_secret_password_code_or_token_is_ever_logged(vdir, tmp_path):
     secrets_seen += [password, totp_secret, enrolled["otpauth_uri"], *enrolled["recovery_codes"]]
     codes_seen: list[str] = []
 
-    with pytest.raises(Exception):
+    with pytest.raises(AuthenticationFailed):
         v.users.login("bob", "wrong " + password, totp="000000")
-    with pytest.raises(Exception):
+    with pytest.raises(AuthenticationFailed):
         v.users.login("bob", password, totp="12345")  # malformed code
     code = totp.code_at(totp_secret, clock.now())
     codes_seen.append(code)
     login = v.users.login("bob", password, totp=code)
     secrets_seen += [login.token, login.principal.session_id]
-    with pytest.raises(Exception):
+    with pytest.raises(AuthenticationFailed):
         v.users.login("bob", password, totp=code)  # replay of the same step
     login2 = v.users.login("bob", password, recovery_code=enrolled["recovery_codes"][0])
     secrets_seen.append(login2.token)

@@ -10,7 +10,7 @@ from tests.factories import audit_cast, client_with_secrets
 from tests.helpers import clock_at
 from vault.audit.report import ACTIONS, Event, ReportSettings, build_report
 from vault.clock import UTC
-from vault.errors import InvalidInput
+from vault.errors import AccessDenied, InvalidInput
 
 MON = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)  # a Monday; Europe/London is UTC+1 (BST)
 
@@ -139,7 +139,7 @@ def test_report_over_a_real_vault(vdir):
     client_with_secrets(v, c)
     clock.set(MON.replace(hour=22))
     v.secrets.get(c.engineer.principal(), "acme", "office/firewall")
-    with pytest.raises(Exception):
+    with pytest.raises(AccessDenied):
         v.secrets.get(c.reviewer.principal(), "acme", "office/firewall")
     r = v.audit.report(c.reviewer.principal())
     users = {u["user"]: u for u in r["access_per_user"]}

@@ -80,17 +80,21 @@ class BackendConformance:
     def test_names_are_validated(self, backend):
         for name in BAD_NAMES:
             for call in (
-                lambda: backend.put(name, b"x"),
-                lambda: backend.get(name),
-                lambda: backend.delete(name),
-                lambda: backend.exists(name),
+                lambda name=name: backend.put(name, b"x"),
+                lambda name=name: backend.get(name),
+                lambda name=name: backend.delete(name),
+                lambda name=name: backend.exists(name),
             ):
                 with pytest.raises(InvalidInput):
                     call()
         assert list(backend.list()) == []
 
     def test_errors_are_backend_errors(self, backend):
-        assert issubclass(BlobNotFound, BackendError)
+        """What this backend raises for a missing blob is a BlobNotFound, hence a BackendError."""
+        with pytest.raises(BlobNotFound) as missing:
+            backend.get("never-stored")
+        assert isinstance(missing.value, BackendError)
+        assert "never-stored" not in backend.list()
 
     def test_concurrent_puts_of_distinct_names(self, backend):
         errors = []

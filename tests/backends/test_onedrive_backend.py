@@ -95,7 +95,7 @@ def test_chaos_500_blobs_with_30_percent_faults(fake_graph, graph_tokens, record
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda kv: backend.put(*kv), blobs.items()))
-        got = dict(zip(blobs, pool.map(backend.get, blobs)))
+        got = dict(zip(blobs, pool.map(backend.get, blobs), strict=True))
         listed = list(backend.list())
     elapsed = time.monotonic() - started
     fake_graph.clear_faults()

@@ -327,7 +327,7 @@ def test_cli_story(runner, story_template, tmp_path):
         other = make_runner("embedded", story_template, tmp_path / "embedded")
         embedded = run_story(other)
     assert len(embedded) == len(transcript)
-    for e, s in zip(embedded, transcript):
+    for e, s in zip(embedded, transcript, strict=True):
         assert e == s, f"embedded and served differ:\n{e}\n{s}"
 
 

@@ -48,6 +48,9 @@ def test_any_single_byte_change(offset, xor):
 @given(st.binary(max_size=300))
 def test_parse_header_raises_only_crypto_error(data):
     try:
-        blob.parse_header(data)
+        header = blob.parse_header(data)
     except CryptoError:
-        pass
+        return
+    # random bytes that parse must carry the magic, a readable version and the record type
+    assert data[: len(blob.MAGIC)] == blob.MAGIC and header.version in blob.READABLE_VERSIONS
+    assert header.blob_type == blob.TYPE_RECORD

@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, int]] = [
     ("vault.records.validate", 1),
     ("vault.api_spec", 1),
     ("vault.api", 1),
+    ("vault.api_schemas", 1),
     ("vault.importers*", 1),
     ("vault.backup.container", 1),
     ("vault.store*", 2),

@@ -52,7 +52,7 @@ def test_four_processes_put_and_get_at_once(vdir):
         for i in range(4)
     ]
     results = [p.communicate(timeout=120) for p in procs]
-    for proc, (out, err) in zip(procs, results):
+    for proc, (_, err) in zip(procs, results, strict=True):
         assert proc.returncode == 0, err
         assert "locked" not in err
     v = vdir.open()

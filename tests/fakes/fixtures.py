@@ -9,6 +9,9 @@
 * ``graph_client``: a :class:`~vault.backends.graph.GraphClient` on ``fake_graph`` with a
   registry-backed token provider, ``recording_sleep`` and a seeded RNG.
 * ``onedrive_backend``: an :class:`~vault.backends.onedrive.OneDriveBackend` over ``graph_client``.
+* ``authority``: the fake authority for tenant ``TENANT`` with the app ``CLIENT_ID`` registered;
+  ``remote_config``: a replica configuration (``cvault remote set`` settings) against both fakes,
+  with ``REQUESTS_CA_BUNDLE`` set for this process and its children.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ __all__ = [
     "graph_tokens",
     "graph_client",
     "onedrive_backend",
+    "authority",
+    "remote_config",
 ]
 
 
@@ -128,3 +133,37 @@ def onedrive_backend(graph_client, fake_graph):
     from vault.backends.onedrive import OneDriveBackend
 
     return OneDriveBackend(graph_client, fake_graph.drive_id, "cvault/blobs")
+
+
+# --- a OneDrive replica configuration against the fakes (sync and service tests) -------------
+
+CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+TENANT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+SECRET = "graph-client-secret-value-123"
+
+
+@pytest.fixture
+def authority(test_ca, token_registry):
+    a = FakeAuthority(test_ca.server_context(), token_registry, tenant=TENANT, device_interval=1).start()
+    a.register(CLIENT_ID, secret=SECRET)
+    yield a
+    a.stop()
+
+
+@pytest.fixture
+def remote_config(authority, fake_graph, tmp_path, test_ca, monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(test_ca.ca_path))
+    secret_file = tmp_path / "graph.secret"
+    secret_file.write_text(SECRET + "\n")
+    secret_file.chmod(0o600)
+    return {
+        "tenant_id": TENANT,
+        "client_id": CLIENT_ID,
+        "credential": "secret-file",
+        "secret_file": str(secret_file),
+        "drive_id": fake_graph.drive_id,
+        "root_folder": "cvault",
+        "authority_host": authority.host,
+        "graph_base_url": fake_graph.base_url,
+        "instance_discovery": False,
+    }

@@ -330,8 +330,8 @@ class FakeGraph:
             method=h.command,
             path=split.path,
             port=port,
-            headers=frozenset(k.lower() for k in h.headers.keys()),
-            has_authorization="authorization" in {k.lower() for k in h.headers.keys()},
+            headers=frozenset(k.lower() for k in h.headers),
+            has_authorization="authorization" in {k.lower() for k in h.headers},
             content_range=h.headers.get("Content-Range"),
             body_length=int(h.headers.get("Content-Length") or 0),
         )

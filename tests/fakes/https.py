@@ -7,6 +7,7 @@ in test code only; the vault itself uses ``vault.crypto``). Clients trust the CA
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import socket
@@ -107,14 +108,10 @@ class Drop(Exception):
 
 def reset_connection(handler: BaseHTTPRequestHandler) -> None:
     """Abort the TCP connection with an RST (SO_LINGER 0), as a crashed proxy would."""
-    try:
+    with contextlib.suppress(OSError):
         handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    try:
+    with contextlib.suppress(OSError):
         handler.connection.close()
-    except OSError:
-        pass
     handler.close_connection = True
     raise Drop()
 
@@ -143,10 +140,8 @@ class _TLSServer(ThreadingHTTPServer):
         try:
             self.RequestHandlerClass(tls, client_address, self)
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 tls.close()
-            except OSError:
-                pass
 
     def handle_error(self, request, client_address):
         pass  # dropped connections are part of the tests; keep stderr quiet

@@ -165,7 +165,7 @@ def test_never_more_than_100_failures_per_rolling_hour(env):
     v, clock, s = env
     admin = s.alice.principal(v)
     start = clock.now()
-    for block in range(20):  # 20 x 5 failures, an admin unlocking after each lock
+    for _block in range(20):  # 20 x 5 failures, an admin unlocking after each lock
         _fail_stepups(v, s.bob, clock, 5)
         clock.advance(30)
         v.users.unlock(admin, "bob")

@@ -8,7 +8,6 @@ decision per request, no lost update, the chain still verifies).
 from __future__ import annotations
 
 import http.client
-import inspect
 import json
 import socket
 import ssl
@@ -66,31 +65,6 @@ def served(world, tmp_path):
     service.stop()
 
 
-# --- the operation table matches the facade -----------------------------------------------------
-
-
-def test_operation_table_matches_facade_signatures():
-    """Every API operation names a facade method with exactly these parameters (in order), so
-    the service client's proxies bind arguments as the facade does. A facade change fails here."""
-    from vault.facade import Vault
-
-    classes = {name: service.service_class() for name, service in Vault.services().items()}
-    for op in spec.OPERATIONS:
-        sig = inspect.signature(getattr(classes[op.service], op.facade_method))
-        dropped = {"self", "principal", *op.local_only}
-        if op.passes_origin:
-            assert "origin" in sig.parameters, op.name
-            dropped.add("origin")
-        if op.transport == "lines":
-            assert "write" in sig.parameters, op.name
-            dropped |= {"write", "out"}  # the server collects the lines; the client writes the file
-        names = [n for n in sig.parameters if n not in dropped]
-        assert names == [p.name for p in op.params], (op.name, names)
-        assert ("principal" in sig.parameters) == op.auth, op.name
-        for p in op.params:
-            assert (sig.parameters[p.name].kind is inspect.Parameter.KEYWORD_ONLY) == p.keyword, (op.name, p)
-
-
 def test_openapi_lists_every_operation_with_the_error_shape(served):
     service, *_ = served
     status, doc = service.client().get("/openapi.json")
@@ -129,7 +103,7 @@ def test_tokens_refused_401(served, svc_template, tmp_path):
     for token in (foreign, expired, tokens["maria"], "cvs1_" + "A" * 43, "garbage", ""):
         status, body = service.client(token).post("/v1/clients/list")
         assert status == 401, (token, body)
-        assert_error_shape(body, "authentication_failed")["exit_code"] == 3
+        assert assert_error_shape(body, "authentication_failed")["exit_code"] == 3
     status, body = service.client().post("/v1/clients/list")  # no Authorization header at all
     assert status == 401 and assert_error_shape(body, "authentication_failed")
 
@@ -139,12 +113,14 @@ def test_tokens_refused_401(served, svc_template, tmp_path):
 
 def _raw(service, head: bytes, body: bytes = b"") -> tuple[int, dict]:
     ctx = ssl.create_default_context(cafile=str(service.ca.ca_path))
-    with socket.create_connection(("127.0.0.1", service.port), timeout=30) as sock:
-        with ctx.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
-            tls.sendall(head + body)
-            resp = http.client.HTTPResponse(tls)
-            resp.begin()
-            return resp.status, json.loads(resp.read())
+    with (
+        socket.create_connection(("127.0.0.1", service.port), timeout=30) as sock,
+        ctx.wrap_socket(sock, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(head + body)
+        resp = http.client.HTTPResponse(tls)
+        resp.begin()
+        return resp.status, json.loads(resp.read())
 
 
 def test_body_limit_413(served):
@@ -337,19 +313,32 @@ def test_sealed_until_the_operator_unseals(world, tmp_path):
 
 
 def test_plain_http_only_on_loopback(vdir):
-    for args, ok in (
-        (["--host", "0.0.0.0", "--insecure-http"], False),
-        (["--host", "10.1.2.3", "--insecure-http"], False),
-        (["--host", "localhost", "--insecure-http"], False),
-        (["--host", "0.0.0.0"], False),
-    ):
-        proc = vdir.cli("serve", "--port", "1", *args)
-        assert proc.returncode == 2, (args, proc.stderr)
-        assert proc.stderr.count("\n") == 1
+    """The bind rule as a table (host, TLS, --insecure-http -> allowed?), and the CLI refusing the
+    disallowed ones in one line, exit 2, before anything listens."""
+    from vault.errors import InvalidInput
     from vault.server.run import check_bind
 
-    check_bind("127.0.0.5", tls=False, insecure_http=True)
-    check_bind("::1", tls=False, insecure_http=True)
+    table = [
+        ("0.0.0.0", False, True, False),
+        ("10.1.2.3", False, True, False),
+        ("localhost", False, True, False),  # a name could resolve anywhere
+        ("0.0.0.0", False, False, False),  # no TLS and no --insecure-http
+        ("127.0.0.5", False, True, True),
+        ("::1", False, True, True),
+        ("[::1]", False, True, True),
+        ("0.0.0.0", True, False, True),  # HTTPS anywhere
+    ]
+    for host, tls, insecure, allowed in table:
+        if allowed:
+            check_bind(host, tls=tls, insecure_http=insecure)
+        else:
+            with pytest.raises(InvalidInput):
+                check_bind(host, tls=tls, insecure_http=insecure)
+    for host, _, insecure, allowed in table[:4]:
+        assert not allowed
+        proc = vdir.cli("serve", "--port", "1", "--host", host, *(["--insecure-http"] if insecure else []))
+        assert proc.returncode == 2, (host, proc.stderr)
+        assert proc.stderr.count("\n") == 1
 
 
 # --- background jobs ------------------------------------------------------------------------------------

@@ -5,41 +5,9 @@ import shutil
 
 import pytest
 
+from tests.fakes.fixtures import CLIENT_ID, SECRET
 from tests.helpers import add_client, operator
 from vault.errors import IntegrityFailure
-
-CLIENT_ID = "11111111-2222-3333-4444-555555555555"
-TENANT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
-SECRET = "graph-client-secret-value-123"
-
-
-@pytest.fixture
-def authority(test_ca, token_registry):
-    from tests.fakes.authority import FakeAuthority
-
-    a = FakeAuthority(test_ca.server_context(), token_registry, tenant=TENANT, device_interval=1).start()
-    a.register(CLIENT_ID, secret=SECRET)
-    yield a
-    a.stop()
-
-
-@pytest.fixture
-def remote_config(authority, fake_graph, tmp_path, test_ca, monkeypatch):
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(test_ca.ca_path))
-    secret_file = tmp_path / "graph.secret"
-    secret_file.write_text(SECRET + "\n")
-    secret_file.chmod(0o600)
-    return {
-        "tenant_id": TENANT,
-        "client_id": CLIENT_ID,
-        "credential": "secret-file",
-        "secret_file": str(secret_file),
-        "drive_id": fake_graph.drive_id,
-        "root_folder": "cvault",
-        "authority_host": authority.host,
-        "graph_base_url": fake_graph.base_url,
-        "instance_discovery": False,
-    }
 
 
 @pytest.fixture
@@ -61,7 +29,7 @@ def test_push_uploads_every_queued_blob_and_empties_the_outbox(vault, fake_graph
     assert vault.sync.pending()["put"] == 12
     result = vault.sync.push(operator())
     assert result["uploaded"] == 12 and result["failed"] == 0
-    assert vault.sync.pending() == {"put": 0, "delete": 0, "failing": 0, "oldest": None}
+    assert vault.sync.pending() == {"put": 0, "delete": 0, "failing": 0, "needs_attention": 0, "oldest": None}
     assert remote_blob_names(fake_graph) == set(vault.ctx.blobs.list())
     assert vault.sync.verify(operator())["ok"]
     # the remote copies are byte for byte the local ones, and ciphertext only
@@ -288,3 +256,92 @@ def test_pull_restores_signed_checkpoint_copies_and_refuses_forged_ones(vault, v
     assert any(forged.blob_name in e and "failed verification" in e for e in result["errors"])
     assert not (vdir.home / "blobs" / forged.blob_name[:2] / forged.blob_name).exists()
     assert vault.audit.verify(operator()).ok
+
+
+# --- failures: back-off, the store's Retry-After, and what needs attention (issue 15 item 3) -------
+
+
+@pytest.fixture
+def clocked(vdir, remote_config, recording_sleep):
+    from tests.helpers import clock_at
+
+    clock = clock_at()
+    v = vdir.open(clock=clock, service_options={"sync": {"graph_options": {"sleep": recording_sleep}}})
+    v.sync.configure(operator(), remote_config)
+    add_client(v, "acme")
+    v.secrets.put(operator(), "acme", "site/0", "note", {"text": "one blob"})
+    yield v, clock
+    v.close()
+
+
+def _puts(fake_graph) -> int:
+    return sum(1 for r in fake_graph.log if r.method == "PUT")
+
+
+def test_a_retry_after_longer_than_the_back_off_is_honoured(clocked, fake_graph):
+    """Graph says Retry-After: 301 (beyond what the client sleeps through): the outbox does not
+    try again after its own 31 s back-off, only once the 301 s have passed."""
+    v, clock = clocked
+    fake_graph.inject("429", retry_after="301", method="PUT")
+    first = v.sync.push(operator())
+    assert first["failed"] == 1 and first["pending"]["needs_attention"] == 0
+    puts = _puts(fake_graph)
+    clock.advance(31)
+    assert v.sync.push(operator())["failed"] == 0 and _puts(fake_graph) == puts  # not retried yet
+    clock.advance(300 - 31)
+    assert _puts(fake_graph) == puts and v.sync.push(operator())["uploaded"] == 0
+    clock.advance(2)  # 302 s after the 429
+    assert v.sync.push(operator())["uploaded"] == 1
+    assert v.sync.pending()["put"] == 0
+
+
+def test_a_short_retry_after_keeps_the_own_back_off(clocked, fake_graph):
+    """A Retry-After shorter than the back-off does not shorten it (30 s first, then doubling)."""
+    v, clock = clocked
+    fake_graph.inject("503", times=10, retry_after="0", method="PUT")  # exhausts the client's attempts
+    assert v.sync.push(operator())["failed"] == 1
+    clock.advance(29)
+    assert v.sync.push(operator())["uploaded"] == 0
+    clock.advance(2)
+    assert v.sync.push(operator())["uploaded"] == 1
+
+
+def test_a_permanent_error_stops_retrying_and_needs_attention(clocked, fake_graph, vdir, test_ca):
+    v, clock = clocked
+    fake_graph.inject("403", method="PUT")
+    result = v.sync.push(operator())
+    assert result["failed"] == 1 and result["pending"]["needs_attention"] == 1
+    status = v.sync.status(operator())
+    assert status["pending"]["needs_attention"] == 1 and "403" in status["last_error"]
+    puts = _puts(fake_graph)
+    for _ in range(3):  # a day, a week: never retried by itself
+        clock.advance(7 * 86400)
+        assert v.sync.push(operator())["failed"] == 0
+    assert _puts(fake_graph) == puts
+    shown = vdir.cli("sync", "status", env=vdir.env(REQUESTS_CA_BUNDLE=str(test_ca.ca_path)))
+    assert shown.returncode == 0 and "needs attention: 1 blob(s)" in shown.stdout, shown.stdout
+    # the operator fixed the cause: --now retries what needs attention too
+    fixed = v.sync.push(operator(), force=True)
+    assert fixed["uploaded"] == 1 and fixed["pending"]["needs_attention"] == 0
+
+
+def test_outbox_next_attempt_table():
+    """The retry policy as a table: (attempts so far, transient?, Retry-After) -> delay."""
+    from vault.sync.outbox import NEEDS_ATTENTION, Failure, Task, next_attempt
+
+    now = 1_000_000
+    table = [
+        (0, True, None, 30),
+        (1, True, None, 60),
+        (6, True, None, 1920),
+        (7, True, None, 3600),  # capped at an hour
+        (20, True, None, 3600),
+        (0, True, 301, 301),  # the store's wait when it is longer
+        (0, True, 0.2, 30),  # never shorter than the back-off
+        (0, True, 30.4, 31),  # whole seconds, rounded up
+        (3, True, 7200, 7200),
+    ]
+    for attempts, transient, retry_after, delay in table:
+        task = Task("blob", "put", 1, attempts, 0)
+        assert next_attempt(task, Failure("x", transient, retry_after), now) == now + delay, attempts
+    assert next_attempt(Task("b", "put", 1, 0, 0), Failure("403", False), now) == NEEDS_ATTENTION

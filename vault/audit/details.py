@@ -23,7 +23,8 @@ SHREDDED = "[shredded]"
 UNREADABLE = "[unreadable]"
 SEALED = "[sealed]"
 CUSTODY_UNAVAILABLE = "[custody unavailable]"
-_UNAVAILABLE = object()  # a detail key the custodian could not be asked for just now
+#: a detail key the custodian could not be asked for just now (never a real key: keys are 32 bytes)
+_UNAVAILABLE = b"unavailable"
 
 
 def destroy_client_audit_key(conn, client_id: str) -> str | None:
@@ -89,7 +90,7 @@ class DetailReader:
 
     def __init__(self, keys: DetailKeys):
         self._keys = keys
-        self._cache: dict[str, object] = {}
+        self._cache: dict[str, bytes | None] = {}
 
     def _key(self, client_id: str) -> bytes | None:
         if client_id not in self._cache:

@@ -18,9 +18,11 @@ caller refuses the operation it was about to perform.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import sqlite3
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 from vault import crypto
 from vault.audit.checkpoints import Checkpoint
@@ -32,6 +34,11 @@ from vault.errors import (
     VaultError,
     VaultSealed,
 )
+
+if TYPE_CHECKING:
+    from vault.backends.base import Backend
+    from vault.keys import Keyring
+    from vault.store.db import Database
 
 OUTCOMES = ("allow", "deny", "ok", "error")
 
@@ -91,18 +98,17 @@ def genesis_hash(vault_id: bytes) -> bytes:
 
 
 class AuditLog:
-    """The writer. ``keyring`` and ``blobs`` are optional so that a bare log (tests, tools) can
-    append; without an unsealed keyring no checkpoint is signed (the next append that finds the
-    vault unsealed catches up), and without ``blobs`` no backend copy is made."""
+    """The writer. While the keyring is sealed no checkpoint is signed (the next append that
+    finds the vault unsealed catches up); each checkpoint is also copied to ``blobs``."""
 
     def __init__(
         self,
-        db,
+        db: Database,
         clock: Clock,
         vault_id: bytes,
         *,
-        keyring=None,
-        blobs=None,
+        keyring: Keyring,
+        blobs: Backend,
         checkpoint_every: int = CHECKPOINT_EVERY,
     ):
         self.db = db
@@ -112,12 +118,10 @@ class AuditLog:
         self.blobs = blobs
         self.checkpoint_every = checkpoint_every
         #: test hook point for the fail-closed tests: a callable raising to simulate a write failure
-        self.fail_injector = None
-        self.details = None
-        if keyring is not None:
-            from vault.audit.details import DetailKeys
+        self.fail_injector: Callable[[], None] | None = None
+        from vault.audit.details import DetailKeys
 
-            self.details = DetailKeys(db, keyring, clock)
+        self.details = DetailKeys(db, keyring, clock)
 
     # --- events -----------------------------------------------------------------------------------
 
@@ -149,10 +153,9 @@ class AuditLog:
                 f"the audit log could not be written ({type(exc).__name__}); operation refused"
             ) from None
         if checkpoint is not None:
-            try:
+            # the signed row is in the table; the next checkpoint is copied again
+            with contextlib.suppress(BackendError, sqlite3.Error, OSError):
                 self._copy_to_backend(checkpoint)
-            except (BackendError, sqlite3.Error, OSError):
-                pass  # the signed row is in the table; the next checkpoint is copied again
         return seq
 
     def _append(
@@ -179,7 +182,7 @@ class AuditLog:
         )
         digest = chain_hash(prev, entry.fields())
         conn.execute(
-            f"INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 - a constant column list; values are bound
             (
                 seq,
                 entry.at,
@@ -219,7 +222,7 @@ class AuditLog:
     # --- checkpoints ------------------------------------------------------------------------------
 
     def _can_sign(self) -> bool:
-        return self.keyring is not None and self.keyring.unsealed
+        return self.keyring.unsealed
 
     def _periodic_checkpoint(self, conn, seq: int, digest: bytes) -> Checkpoint | None:
         if not self._can_sign():
@@ -251,7 +254,7 @@ class AuditLog:
         signature = AuditSigner(self.db, self.keyring).sign(unsigned.signing_input())
         cp = unsigned._replace(signature=signature)
         conn.execute(
-            f"INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+            f"INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?,?,?,?,?,?,?)",  # noqa: S608 - a constant column list; values are bound
             (cp.seq, cp.entry_hash, cp.at, cp.kind, cp.base_seq, cp.base_hash, cp.signature),
         )
         return cp
@@ -259,8 +262,6 @@ class AuditLog:
     def _copy_to_backend(self, cp: Checkpoint) -> None:
         """Put the checkpoint in the blob store (after its commit, so a copy always refers to
         committed entries) and queue it for the remote replica."""
-        if self.blobs is None:
-            return
         self.blobs.put(cp.blob_name, cp.to_json().encode())
         with self.db.write() as conn:
             conn.execute(
@@ -283,7 +284,7 @@ class AuditLog:
             with self.db.write() as conn:
                 seq, digest = self.head(conn)
                 row = conn.execute(
-                    f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE seq = ? AND kind != 'prune'"
+                    f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE seq = ? AND kind != 'prune'"  # noqa: S608 - a constant column list; values are bound
                     " ORDER BY id DESC LIMIT 1",
                     (seq,),
                 ).fetchone()
@@ -292,10 +293,8 @@ class AuditLog:
                 cp = self._write_checkpoint(conn, seq, digest, kind)
         except sqlite3.Error as exc:
             raise AuditFailure(f"the audit checkpoint could not be written ({type(exc).__name__})") from None
-        try:
+        with contextlib.suppress(BackendError, sqlite3.Error, OSError):
             self._copy_to_backend(cp)
-        except (BackendError, sqlite3.Error, OSError):
-            pass
         return cp
 
     def prune_checkpoint(self, conn, base: tuple[int, bytes]) -> Checkpoint:
@@ -307,7 +306,7 @@ class AuditLog:
         conn = conn or self.db.conn
         return [
             Checkpoint.from_row(self.vault_id, r)
-            for r in conn.execute(f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY seq, id")
+            for r in conn.execute(f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY seq, id")  # noqa: S608 - a constant column list; values are bound
         ]
 
     def copy_to_backend(self, cp: Checkpoint) -> None:

@@ -11,7 +11,7 @@ import re
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, time, timedelta, tzinfo
 
 from vault.errors import InvalidInput
 from vault.policy import Action, AuditEvent
@@ -95,7 +95,7 @@ class ReportSettings:
     start: time
     end: time
     days: frozenset[int]
-    tz: object
+    tz: tzinfo
     burst_reads: int
     burst_clients: int
     burst_window: timedelta

@@ -112,11 +112,11 @@ class AuditService:
         if after_seq is not None:
             where.append("seq > ?")
             params.append(after_seq)
-        sql = f"SELECT {EVENT_COLUMNS} FROM audit_events"
+        sql = f"SELECT {EVENT_COLUMNS} FROM audit_events"  # noqa: S608 - constant column list and conditions; every value is bound
         if where:
             sql += " WHERE " + " AND ".join(where)
         if limit:
-            sql = f"SELECT * FROM ({sql} ORDER BY seq DESC LIMIT {int(limit)}) ORDER BY seq"
+            sql = f"SELECT * FROM ({sql} ORDER BY seq DESC LIMIT {int(limit)}) ORDER BY seq"  # noqa: S608 - the limit is an int() of the validated parameter
         else:
             sql += " ORDER BY seq"
         for row in self.ctx.db.conn.execute(sql, params):
@@ -233,7 +233,7 @@ class AuditService:
                     fh.write(line + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
-        else:
+        elif write is not None:
             for line in lines:
                 write(line)
         result = {
@@ -250,7 +250,7 @@ class AuditService:
     def _jsonl(self, principal: Principal, head: Checkpoint, entries: Iterator[dict]) -> Iterator[str]:
         signer = AuditSigner(self.ctx.db, self.ctx.keyring)
         checkpoints = [cp for cp in self.ctx.audit.checkpoints() if cp.seq <= head.seq]
-        first = self.ctx.db.one("SELECT min(seq) FROM audit_events")[0]
+        first = self.ctx.db.scalar("SELECT min(seq) FROM audit_events")
         header = fmt.jsonl_line(
             {
                 "type": "header",

@@ -87,7 +87,7 @@ class DetailsChain:
         self.value = _sha256(b"cvault/v1/audit-export-details" + vault_id).digest()
 
     def add(self, seq: int, detail: str | None) -> bytes:
-        body = '{"detail":%s,"seq":%d}' % ("null" if detail is None else _q(detail), seq)
+        body = f'{{"detail":{"null" if detail is None else _q(detail)},"seq":{int(seq)}}}'
         self.value = _sha256(self.value + body.encode()).digest()
         return self.value
 
@@ -158,9 +158,9 @@ class VerifyResult:
             "warnings": self.warnings,
         }
 
-    def raise_for_problem(self) -> None:
-        if not self.ok:
-            raise IntegrityFailure(f"audit verify: {self.problem}")
+
+def _no_progress(done: int, total: int) -> None:
+    return None
 
 
 def verify_chain(
@@ -204,11 +204,13 @@ def verify_chain(
     result.checkpoints = len(cps)
 
     base_seq, base_hash = 0, genesis_hash(vault_id)
-    prunes = sorted((cp for cp in cps if cp.kind == "prune"), key=lambda c: c.base_seq)
+    prunes = sorted((cp for cp in cps if cp.kind == "prune"), key=lambda c: c.base_seq or 0)
     if prunes:
         prune = prunes[-1]
         if not sig_ok(prune):
             return first_invalid()
+        if prune.base_seq is None or prune.base_hash is None:
+            return result.fail(f"prune checkpoint {prune.seq} names no base entry", prune.seq)
         base_seq, base_hash = prune.base_seq, prune.base_hash
         for cp in cps:
             if cp.seq == base_seq and cp.entry_hash != base_hash and sig_ok(cp):
@@ -230,6 +232,7 @@ def verify_chain(
     next_mark = pending[0]
     step = PROGRESS_EVERY if progress is not None else -1
     next_report = base_seq + step if progress is not None else -1
+    report = progress or _no_progress
     template = _TEMPLATE
     q = _q
     b64 = b2a_base64
@@ -280,7 +283,7 @@ def verify_chain(
             mark_i += 1
             next_mark = pending[mark_i]
         if seq == next_report:
-            progress(seq - base_seq, total or 0)
+            report(seq - base_seq, total or 0)
             next_report += step
         prev = digest
         expected += 1
@@ -407,7 +410,7 @@ def read_export(lines: Iterable[str]) -> ExportFile:
             trailer = item
         else:
             raise IntegrityFailure(f"audit verify: line {number} is not an entry, checkpoint or header")
-    if header is None or header.get("format") != EXPORT_FORMAT:
+    if header is None or header_line is None or header.get("format") != EXPORT_FORMAT:
         raise InvalidInput(
             "not a cvault audit export (JSON Lines with a header line); "
             "only --format jsonl exports can be verified"

@@ -27,6 +27,7 @@ Retry policy (Graph docs "Microsoft Graph throttling guidance" and "Best practic
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import math
 import os
@@ -227,7 +228,7 @@ class GraphClient:
         self.max_session_restarts = max_session_restarts
         self._tokens = token_provider
         self._sleep = sleep
-        self._rng = rng if rng is not None else _random.Random()
+        self._rng = rng if rng is not None else _random.Random()  # noqa: S311 - back-off jitter, not a secret
         self._rng_lock = threading.Lock()
         # The last few bearer tokens sent, scrubbed from any server text that echoes one back.
         self._recent_tokens: collections.deque[str] = collections.deque(maxlen=8)
@@ -296,8 +297,10 @@ class GraphClient:
     ):
         code = message = request_id = None
         status = None
+        retry_after = None
         if resp is not None:
             status = resp.status_code
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
             request_id = resp.headers.get("request-id")
             try:
                 body = resp.json()
@@ -313,7 +316,7 @@ class GraphClient:
                 if isinstance(inner, dict) and not request_id:
                     rid = inner.get("request-id")
                     request_id = str(rid)[:64] if rid else None
-        return _make_error(
+        exc = _make_error(
             cls,
             what,
             method=method,
@@ -323,6 +326,9 @@ class GraphClient:
             graph_message=message,
             request_id=request_id,
         )
+        if isinstance(exc, TransientBackendError):
+            exc.retry_after = retry_after  # the outbox waits at least this long (docs/onedrive.md)
+        return exc
 
     def _raise_for(self, method: str, shown_url: str, resp: requests.Response, token: str | None = None):
         status = resp.status_code
@@ -502,9 +508,10 @@ class GraphClient:
             url = self.api_url(self._item_path(drive_id, path) + ":/children")
         else:
             url = self.api_url(f"/drives/{quote(drive_id, safe='')}/root/children")
-        params: dict[str, str] | None = {"$select": select}
+        query = {"$select": select}
         if page_size:
-            params["$top"] = str(page_size)
+            query["$top"] = str(page_size)
+        params: dict[str, str] | None = query
         pages = 0
         while url:
             pages += 1
@@ -520,7 +527,7 @@ class GraphClient:
                     GraphTransientError, "children answer without value", method="GET", url=redact_url(url)
                 )
             yield from (v for v in value if isinstance(v, dict))
-            url = body.get("@odata.nextLink")
+            url = body.get("@odata.nextLink") or ""
             params = None  # the next link carries the query
 
     def download(self, drive_id: str, path: str) -> bytes:
@@ -660,10 +667,8 @@ class GraphClient:
         return offset
 
     def _cancel_session(self, upload_url: str) -> None:
-        try:
+        with contextlib.suppress(GraphTransientError):  # sessions expire by themselves: a courtesy
             self._send("DELETE", upload_url, auth=False, retry=False)
-        except GraphTransientError:
-            pass  # sessions expire by themselves; cancelling is a courtesy
 
     def _upload_session(self, drive_id: str, path: str, data: bytes) -> dict:
         """Upload session: fragments of ``fragment_size`` (a 320 KiB multiple), no Authorization
@@ -768,7 +773,7 @@ class GraphClient:
             for drive in body.get("value") or []:
                 if isinstance(drive, dict) and drive.get("name") == library:
                     return str(drive["id"])
-            url = body.get("@odata.nextLink")
+            url = body.get("@odata.nextLink") or ""
         raise _make_error(
             GraphPermanentError,
             f"no document library named {library!r}",

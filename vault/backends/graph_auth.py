@@ -25,12 +25,14 @@ authority could not be reached.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from vault.errors import (
     CryptoError,
@@ -69,11 +71,13 @@ def _http_client(verify: bool | str, timeout):
     """The requests session msal uses. An explicit ``verify`` wins over the environment: requests
     otherwise lets REQUESTS_CA_BUNDLE override a session's own ``verify`` (psf/requests#3829).
     Proxy variables are still honoured; one retry on a broken connection, like msal's own default."""
-    import functools
-
     import requests
 
     class _Session(requests.Session):
+        def request(self, method, url, *args, **kwargs):
+            kwargs.setdefault("timeout", timeout)  # msal passes no timeout
+            return super().request(method, url, *args, **kwargs)
+
         def merge_environment_settings(self, url, proxies, stream, verify, cert):
             settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
             settings["verify"] = self.verify
@@ -82,7 +86,6 @@ def _http_client(verify: bool | str, timeout):
     session = _Session()
     session.verify = verify
     session.mount("https://", requests.adapters.HTTPAdapter(max_retries=1))
-    session.request = functools.partial(session.request, timeout=timeout)  # msal passes no timeout
     return session
 
 
@@ -154,10 +157,8 @@ class SealedTokenCache:
             finally:
                 os.close(dfd)
         except OSError as exc:
-            try:
+            with contextlib.suppress(OSError):
                 tmp.unlink()
-            except OSError:
-                pass
             raise PermanentBackendError(
                 f"token cache {self.path}: write failed: {exc.strerror or exc}"
             ) from None
@@ -188,7 +189,7 @@ class _MsalProvider:
         self._instance_discovery = instance_discovery
         self._verify = verify
         self._timeout = timeout
-        self._app = None
+        self._app: Any = None  # the msal application, built on first use
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:

@@ -24,14 +24,20 @@ once and work relative to its descriptor (``dir_fd``), so the kernel resolves on
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import errno
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from vault.backends.base import BLOB_NAME, validate_blob_name
 from vault.errors import BlobNotFound, PermanentBackendError, TransientBackendError
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 _TRANSIENT = {errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT}
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
@@ -58,7 +64,7 @@ def fsync_dir(path: Path | str) -> None:
         os.close(fd)
 
 
-_syncfs_fn = None  # None: not looked up yet; False: not available
+_syncfs_fn: tuple[Any, Callable[[], int]] | bool | None = None  # None: not looked up; False: none
 
 
 def _syncfs():
@@ -114,10 +120,8 @@ class LocalBackend:
     def _make_folder(self, folder: str) -> None:
         if not os.path.isdir(self._root_str):
             os.makedirs(self._root_str, mode=0o700, exist_ok=True)
-        try:
+        with contextlib.suppress(FileExistsError):
             os.mkdir(folder, 0o700)
-        except FileExistsError:
-            pass
         self._root_dirty = True
 
     def put(self, name: str, data: bytes, *, durable: bool = True) -> None:
@@ -295,7 +299,7 @@ class LocalBackend:
                 if not entry.name.startswith(".") and entry.is_file():
                     yield entry.name
 
-    def stray_temp_files(self) -> list[Path]:
+    def stray_temp_files(self) -> builtins.list[Path]:
         """Temporary files left by an interrupted put (reported by doctor)."""
         if not self.root.exists():
             return []
@@ -341,7 +345,7 @@ class BulkWriter:
         self.backend = backend
         self._chunk: list[tuple[str, bytes]] = []
         self._futures: list = []
-        self._pool = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def add(self, name: str, data: bytes) -> None:
         path = self.backend._file(name)

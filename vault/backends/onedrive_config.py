@@ -18,15 +18,7 @@ from vault.errors import InvalidInput
 CREDENTIAL_KINDS = ("secret-file", "secret-env", "certificate", "device-code")
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 DEFAULT_GRAPH_BASE_URL = "https://graph.microsoft.com/v1.0"
-DEFAULT_SECRET_ENV = "CVAULT_GRAPH_CLIENT_SECRET"
-
-#: National clouds (Microsoft Graph docs "National cloud deployments"): authority host, Graph URL.
-NATIONAL_CLOUDS = {
-    "global": ("https://login.microsoftonline.com", "https://graph.microsoft.com/v1.0"),
-    "us-gov-l4": ("https://login.microsoftonline.us", "https://graph.microsoft.us/v1.0"),
-    "us-gov-l5-dod": ("https://login.microsoftonline.us", "https://dod-graph.microsoft.us/v1.0"),
-    "china": ("https://login.chinacloudapi.cn", "https://microsoftgraph.chinacloudapi.cn/v1.0"),
-}
+DEFAULT_SECRET_ENV = "CVAULT_GRAPH_CLIENT_SECRET"  # noqa: S105 - the name of an environment variable, not its value
 
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _DOMAIN = re.compile(

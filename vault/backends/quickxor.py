@@ -62,7 +62,7 @@ class QuickXorHash:
 
     __slots__ = ("_columns", "_length")
 
-    def __init__(self, data: bytes = b"") -> None:
+    def __init__(self, data: bytes | bytearray | memoryview = b"") -> None:
         self._columns = 0  # XOR of the 160 columns, column i in byte i (little-endian int)
         self._length = 0
         if data:
@@ -85,7 +85,7 @@ class QuickXorHash:
     def digest(self) -> bytes:
         register = 0
         columns = self._columns.to_bytes(BLOCK, "little")
-        for column, offset in zip(columns, _OFFSETS):
+        for column, offset in zip(columns, _OFFSETS, strict=True):
             if column:
                 shifted = column << offset
                 register ^= (shifted | (shifted >> WIDTH_BITS)) & _MASK160

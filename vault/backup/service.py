@@ -127,7 +127,7 @@ class BackupService:
         if remote:
             sync = self._remote()
             target = self.ctx.home.root / f".{name}.tmp"
-        else:
+        elif out is not None:
             out = Path(out).expanduser()
             if out.is_dir():
                 folder, target = out, out / name
@@ -408,7 +408,7 @@ def _check_clients(vault, destroyed_error) -> dict:
                     "client_custody",
                     "custody_jobs",
                 ):
-                    conn.execute(f"DELETE FROM {table} WHERE client_id = ?", (client_id,))
+                    conn.execute(f"DELETE FROM {table} WHERE client_id = ?", (client_id,))  # noqa: S608 - the table names come from the constant tuple above; values are bound
                 conn.execute("UPDATE clients SET shred_state = 'shredded' WHERE id = ?", (client_id,))
                 ctx.blobs.delete_many(names, durable=True)
         ctx.db.scrub()

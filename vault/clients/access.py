@@ -102,7 +102,7 @@ class AccessService:
     def _row(self, conn, user: facts.UserRow, client: ClientRow, now: datetime) -> dict:
         t = to_epoch(now)
         account = facts.assumed_reader_facts(conn, user, now)
-        roles = account.roles
+        roles = account.roles or frozenset()
         _, _, _, view = facts.assignment_state(conn, client.id, user.id, now)
         decision = policy.decide(
             Principal(name=user.name, roles=roles),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from datetime import datetime
 
@@ -80,7 +81,7 @@ class ClientService:
         visible = self.visible_to(principal, store.all_clients(self.ctx.db.conn))
         return [client_view(c, now) for c in visible]
 
-    def visible_to(self, principal: Principal, clients: list[ClientRow]) -> list[ClientRow]:
+    def visible_to(self, principal: Principal, clients: builtins.list[ClientRow]) -> builtins.list[ClientRow]:
         """Engineers see their own clients only (SPEC 6); other roles see all."""
         allowed = visible_client_ids(self.ctx, principal)
         return clients if allowed is None else [c for c in clients if c.id in allowed]

@@ -146,7 +146,7 @@ class KeyVaultClient:
         self.max_retry_after = max_retry_after
         self._tokens = token_provider
         self._sleep = sleep
-        self._rng = rng if rng is not None else _random.Random()
+        self._rng = rng if rng is not None else _random.Random()  # noqa: S311 - back-off jitter, not a secret
         self._lock = threading.Lock()
         self._challenged = False
         #: the message of the last purge Key Vault refused with 403 (for the receipt)
@@ -348,7 +348,7 @@ class KeyVaultClient:
             "tags": tags,
         }
         try:
-            return self._call("POST", f"/keys/{self._name(name)}/create", body)
+            return self._call("POST", f"/keys/{self._name(name)}/create", body) or {}
         except _NotFound:
             raise self._error(KeyVaultRefused, "POST", f"/keys/{name}/create", "vault not found") from None
 
@@ -375,7 +375,7 @@ class KeyVaultClient:
     def _result(self, path: str, out: dict | None) -> tuple[str, bytes]:
         kid, value = (out or {}).get("kid"), (out or {}).get("value")
         try:
-            return str(kid), b64url_decode(value)
+            return str(kid), b64url_decode(str(value or ""))
         except ValueError:
             raise self._error(KeyVaultUnavailable, "POST", path, "answer without a base64url value") from None
 
@@ -436,7 +436,7 @@ class KeyVaultCustodian:
         self.vault_id = vault_id
         self.clock = clock or SystemClock()
         self._sleep = sleep
-        self._rng = rng if rng is not None else _random.Random()
+        self._rng = rng if rng is not None else _random.Random()  # noqa: S311 - back-off jitter, not a secret
         if client is None:
             if token_provider is None:
                 raise ValueError("KeyVaultCustodian needs a client or a token provider")

@@ -39,7 +39,7 @@ from vault.backends.onedrive_config import (
 from vault.errors import InvalidInput
 
 CREDENTIAL_KINDS = ("certificate", "secret-file", "secret-env")
-DEFAULT_SECRET_ENV = "CVAULT_KEYVAULT_CLIENT_SECRET"
+DEFAULT_SECRET_ENV = "CVAULT_KEYVAULT_CLIENT_SECRET"  # noqa: S105 - the name of an environment variable, not its value
 SERVICES = ("key-vault", "managed-hsm")
 #: key type -> (wrap algorithm, allowed sizes, services that offer it)
 KEY_TYPES = {

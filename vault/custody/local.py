@@ -330,7 +330,7 @@ class LocalCustodian:
             with self._locked(exclusive=False):
                 data = self._read(self.path)
                 try:
-                    state = _parse(data)
+                    state = _parse(data or b"")
                 except ValueError:
                     problems.append(f"{self.location} is damaged (its checksum does not match)")
                     return problems

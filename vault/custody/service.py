@@ -37,7 +37,7 @@ from pathlib import Path
 
 from vault import crypto
 from vault.clock import from_epoch, rfc3339, to_epoch
-from vault.custody.base import CustodyDestroyed, CustodyRef, CustodyUnavailable, Destroyed
+from vault.custody.base import Custodian, CustodyDestroyed, CustodyRef, CustodyUnavailable, Destroyed
 from vault.errors import AccessDenied, ClientUnavailable, CryptoError, IntegrityFailure, InvalidInput
 from vault.keys import ClientKeys
 
@@ -49,7 +49,7 @@ LOCK_NAME = "custody.lock"
 #: clients re-wrapped per transaction when many move at once (a change of custodian): each commit
 #: is an fsync, so 10,000 clients in 20 commits instead of 10,000
 BATCH = 500
-KEYVAULT_TOKEN_CACHE = "keyvault-token-cache.sealed"
+KEYVAULT_TOKEN_CACHE = "keyvault-token-cache.sealed"  # noqa: S105 - a file name, not a token
 Progress = Callable[[int, int], None]
 
 
@@ -81,10 +81,10 @@ class CustodyManager:
     def __init__(self, ctx, *, cache=None, custody_file: Path | str | None = None, keyvault_options=None):
         self.ctx = ctx
         self.cache = cache  # vault.custody.cache.BoundedCache in service mode; per command otherwise
-        self._local: dict[tuple[str, int], bytes] = {}  # this object's own (one command) cache
+        self._local: dict[tuple[str, int, str], bytes] = {}  # this object's own (one command) cache
         self.custody_file = Path(custody_file) if custody_file else None
         self.keyvault_options = dict(keyvault_options or {})
-        self._custodians: dict[int, object] = {}
+        self._custodians: dict[int, Custodian] = {}
 
     # --- custodians ------------------------------------------------------------------------------
 
@@ -110,7 +110,7 @@ class CustodyManager:
             raise IntegrityFailure("integrity failure: the vault has no custodian")
         return row[0]
 
-    def custodian(self, custodian_id: int, conn=None):
+    def custodian(self, custodian_id: int, conn=None) -> Custodian:
         """The custodian object of a ``custodians`` row (built once per manager)."""
         found = self._custodians.get(custodian_id)
         if found is not None:

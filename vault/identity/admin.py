@@ -9,7 +9,6 @@ from datetime import datetime
 
 from vault import names
 from vault.clock import from_epoch, rfc3339, to_epoch
-from vault.dates import as_when
 from vault.errors import InvalidInput
 from vault.identity.factors import FactorsMixin, check_password_rules
 from vault.identity.facts import UserRow, all_users, user_roles, user_row
@@ -71,7 +70,7 @@ class AdminMixin(FactorsMixin):
             )
         self._audit(actor, Action.USER_ADD, "ok", f"first admin {name} created", "cli")
         with self.ctx.db.read() as conn:
-            user = user_row(conn, name)
+            user = self._require_user(conn, name)
         return self._complete_enrollment(user, password, "cli")
 
     def _state(self, conn, user: UserRow, t: int) -> str:
@@ -244,6 +243,8 @@ class AdminMixin(FactorsMixin):
 
     def train(self, principal: Principal, name: str, until: datetime | str) -> dict:
         """Record a data-handling training attestation valid until ``until``."""
+        from vault.dates import as_when  # off the secret get path (the resume imports this module)
+
         until = as_when(until, self.ctx.now())
 
         def change(conn, user, t):

@@ -6,8 +6,9 @@ code's kind and the user id in the message. A keyed hash (not a fast plain hash)
 codes carry 60 bits: offline guessing against a stolen ``vault.db`` would be feasible with a plain
 hash, and is not without the root key. Checking compares hashes in constant time.
 
-Format: 12 characters of an unambiguous base32 alphabet in groups of four (``k7qm-3xwd-9hra``, Crockford base32),
-60 bits. Input is normalised (case, spaces and dashes ignored), so ``K7QM 3XWD 9HRA`` works too.
+Format: 12 characters of an unambiguous base32 alphabet in groups of four (``k7qm-3xwd-9hra``,
+Crockford base32), 60 bits. Input is normalised (case, spaces and dashes ignored), so
+``K7QM 3XWD 9HRA`` works too.
 """
 
 from __future__ import annotations

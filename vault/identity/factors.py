@@ -29,7 +29,7 @@ ENROLL_FAILURE = "enrollment failed: unknown user or wrong enrollment code"
 _DUMMY_PHC: list[str] = []
 
 
-def check_password_rules(password: str) -> None:
+def check_password_rules(password: str | None) -> None:
     if not isinstance(password, str) or len(password) < MIN_PASSWORD:
         raise InvalidInput(f"password too short: use at least {MIN_PASSWORD} characters")
     if len(password) > MAX_PASSWORD:

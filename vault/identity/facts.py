@@ -61,7 +61,7 @@ def minutes(seconds: int) -> str:
 
 
 def user_row(conn, name: str) -> UserRow | None:
-    row = conn.execute(f"SELECT {USER_COLUMNS} FROM users WHERE name = ?", (name,)).fetchone()
+    row = conn.execute(f"SELECT {USER_COLUMNS} FROM users WHERE name = ?", (name,)).fetchone()  # noqa: S608 - a constant column list; values are bound
     return user_from_row(row) if row else None
 
 
@@ -110,17 +110,7 @@ def account_facts(
         )
     valid, reason, stepup_at, touch = session_state(conn, settings, principal.session_id, user.id, now)
     return (
-        policy.AccountFacts(
-            disabled=user.disabled,
-            locked_until=from_epoch(user.locked_until) if user.locked_until is not None else None,
-            training_valid_until=(
-                from_epoch(user.training_valid_until) if user.training_valid_until is not None else None
-            ),
-            session_valid=valid,
-            session_reason=reason,
-            stepup_at=stepup_at,
-            roles=user_roles(conn, user.id),
-        ),
+        _account(conn, user, session_valid=valid, session_reason=reason, stepup_at=stepup_at),
         user.id,
         touch,
     )
@@ -192,25 +182,33 @@ def visible_client_ids(ctx, principal: Principal) -> set[str] | None:
     return {cid for cid, ends in rows if ends is None or t < ends}
 
 
-def assumed_reader_facts(conn, user: UserRow, now: datetime) -> policy.AccountFacts:
-    """The account facts of ``user`` as they stand now, assuming a live session with a fresh
-    step-up (the two facts that belong to a login, not to the account): the access views."""
+def _account(
+    conn, user: UserRow, *, session_valid: bool, session_reason: str = "", stepup_at: datetime | None
+) -> policy.AccountFacts:
+    """The account's own facts (disabled, lock, training, roles) with the session's."""
     return policy.AccountFacts(
         disabled=user.disabled,
         locked_until=from_epoch(user.locked_until) if user.locked_until is not None else None,
         training_valid_until=(
             from_epoch(user.training_valid_until) if user.training_valid_until is not None else None
         ),
-        session_valid=True,
-        stepup_at=now,
+        session_valid=session_valid,
+        session_reason=session_reason,
+        stepup_at=stepup_at,
         roles=user_roles(conn, user.id),
     )
+
+
+def assumed_reader_facts(conn, user: UserRow, now: datetime) -> policy.AccountFacts:
+    """The account facts of ``user`` as they stand now, assuming a live session with a fresh
+    step-up (the two facts that belong to a login, not to the account): the access views."""
+    return _account(conn, user, session_valid=True, stepup_at=now)
 
 
 def users_for_client(conn, client_id: str) -> list[UserRow]:
     """Every engineer and everyone ever assigned to the client, by name."""
     rows = conn.execute(
-        f"SELECT {USER_COLUMNS} FROM users WHERE id IN"
+        f"SELECT {USER_COLUMNS} FROM users WHERE id IN"  # noqa: S608 - a constant column list; values are bound
         " (SELECT user_id FROM user_roles WHERE role = 'engineer'"
         "  UNION SELECT user_id FROM assignments WHERE client_id = ?) ORDER BY name",
         (client_id,),
@@ -219,4 +217,4 @@ def users_for_client(conn, client_id: str) -> list[UserRow]:
 
 
 def all_users(conn) -> list[UserRow]:
-    return [user_from_row(r) for r in conn.execute(f"SELECT {USER_COLUMNS} FROM users ORDER BY name")]
+    return [user_from_row(r) for r in conn.execute(f"SELECT {USER_COLUMNS} FROM users ORDER BY name")]  # noqa: S608 - a constant column list; no input in the SQL

@@ -203,7 +203,12 @@ class BitwardenSource(ImportSource):
             name = _text(f.get("name")) or f"field {n}"
             kind = f.get("type", FIELD_TEXT)
             if kind == FIELD_LINKED:
-                target = LINKED_LOGIN.get(f.get("linkedId"), f"field {f.get('linkedId')}")
+                linked = f.get("linkedId")
+                target = (
+                    LINKED_LOGIN.get(linked, f"field {linked}")
+                    if isinstance(linked, int)
+                    else f"field {linked}"
+                )
                 draft.custom(name, f"linked to {target}", secret=False)
                 continue
             value = f.get("value")

@@ -12,6 +12,7 @@ DEK -> read and decrypt the blob, checking that its header names this exact reco
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -33,11 +34,10 @@ from vault.keys import ClientKeys
 from vault.policy import Action
 from vault.principal import Principal
 from vault.records import SecretRecord
-from vault.records.export import write_export
 from vault.store import outbox
 from vault.store import records as store
 from vault.store.clients import ClientRow
-from vault.store.records import VersionRow
+from vault.store.records import VersionRow, version_row
 
 Progress = Callable[[int, int], None]
 
@@ -70,13 +70,30 @@ class SecretService:
         row = store.find(conn, client.id, keys.path_tag(path))
         if row is None:
             return None
+        record_id, meta_sealed, current_version = row
         try:
-            meta = keys.unseal_meta(row.meta_sealed, row.id)
+            meta = keys.unseal_meta(meta_sealed, record_id)
         except CryptoError:
             raise self._integrity(client, path) from None
         if not crypto.constant_time_equal(meta.get("path", ""), path):
             raise self._integrity(client, path)
-        return row.id, meta, row.current_version
+        return record_id, meta, current_version
+
+    def _require(self, conn, client: ClientRow, keys: ClientKeys, path: str):
+        found = self._find(conn, client, keys, path)
+        if found is None:
+            raise NotFound(f"no record {client.name}/{path}")
+        return found
+
+    @staticmethod
+    def _meta(client: ClientRow, keys: ClientKeys, record_id: int, meta_sealed: bytes) -> dict[str, Any]:
+        """A listed record's encrypted name and kind (a listing names the record by its id)."""
+        try:
+            return keys.unseal_meta(meta_sealed, record_id)
+        except CryptoError:
+            raise IntegrityFailure(
+                f"integrity failure: record {record_id} of client {client.name} failed verification"
+            ) from None
 
     @staticmethod
     def _prepare(path: str, kind: str, fields: dict) -> _PreparedWrite:
@@ -132,7 +149,7 @@ class SecretService:
         self.ctx.blobs.put(name, data, durable=durable)
         wrapped = keys.wrap_dek(dek, record_id, version)
         store.insert_version(
-            conn, VersionRow(record_id, version, keys.version, wrapped, name, len(data), now, principal.name)
+            conn, version_row(record_id, version, keys.version, wrapped, name, len(data), now, principal.name)
         )
         store.set_current(conn, record_id, version, now)
         outbox.queue_put(conn, (name,), now)
@@ -158,9 +175,7 @@ class SecretService:
         now = to_epoch(self.ctx.now())
         with self.ctx.db.write() as conn:
             keys = self.ctx.client_keys(client, conn=conn)
-            found = self._find(conn, client, keys, path)
-            if found is None:
-                raise NotFound(f"no record {client.name}/{path}")
+            found = self._require(conn, client, keys, path)
             record_id, _, current = found
             if purge:
                 blobs = store.destroy(conn, record_id)
@@ -180,7 +195,7 @@ class SecretService:
                     raise NotFound(f"no record {client.name}/{path} (already deleted)")
                 version = store.next_version(conn, record_id)
                 store.insert_version(
-                    conn, VersionRow(record_id, version, keys.version, None, None, 0, now, principal.name)
+                    conn, version_row(record_id, version, keys.version, None, None, 0, now, principal.name)
                 )
                 store.set_current(conn, record_id, version, now)
                 blobs = self._prune(conn, record_id, now)
@@ -275,7 +290,7 @@ class SecretService:
         pruned: list[str] = []
         done = 0
         fresh: list[tuple[_PreparedWrite, bytes]] = []
-        for item, tag in zip(prepared, tags):
+        for item, tag in zip(prepared, tags, strict=True):
             if tag in existing:  # a new version of a stored record
                 _, gone = self._write(conn, principal, client, item, durable=False)
                 pruned.extend(gone)
@@ -317,7 +332,7 @@ class SecretService:
                         )
                     )
                     version_rows.append(
-                        VersionRow(
+                        version_row(
                             record_id,
                             1,
                             key_version,
@@ -352,9 +367,7 @@ class SecretService:
         self.ctx.authorize(principal, Action.SECRET_GET, client=client, detail=path)
         with self.ctx.db.read() as conn:
             keys = self.ctx.client_keys(client, conn=conn)
-            found = self._find(conn, client, keys, path)
-            if found is None:
-                raise NotFound(f"no record {client.name}/{path}")
+            found = self._require(conn, client, keys, path)
             record_id, meta, current = found
             wanted = current if version is None else version
             row = store.version(conn, record_id, wanted)
@@ -443,12 +456,7 @@ class SecretService:
         for record_id, meta_sealed, current, updated, _, blob_name, _, _ in rows:
             if blob_name is None:
                 continue  # deleted: a delete marker is the current version
-            try:
-                meta = keys.unseal_meta(meta_sealed, record_id)
-            except CryptoError:
-                raise IntegrityFailure(
-                    f"integrity failure: record {record_id} of client {client.name} failed verification"
-                ) from None
+            meta = self._meta(client, keys, record_id, meta_sealed)
             out.append(
                 {
                     "path": meta["path"],
@@ -460,15 +468,13 @@ class SecretService:
         out.sort(key=lambda r: r["path"])
         return out
 
-    def history(self, principal: Principal, client_name: str, path: str) -> list[dict]:
+    def history(self, principal: Principal, client_name: str, path: str) -> builtins.list[dict]:
         names.record_path(path)
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_HISTORY, client=client, detail=path)
         with self.ctx.db.read() as conn:
             keys = self.ctx.client_keys(client, conn=conn)
-            found = self._find(conn, client, keys, path)
-            if found is None:
-                raise NotFound(f"no record {client.name}/{path}")
+            found = self._require(conn, client, keys, path)
             rows = store.versions(conn, found[0])
         return [
             {
@@ -484,6 +490,8 @@ class SecretService:
 
     def export(self, principal: Principal, client_name: str, out: Path) -> dict:
         """Write the client's current records, decrypted, as JSON Lines to a new 0600 file."""
+        from vault.records.export import write_export
+
         return write_export(out, self.export_records(principal, client_name))
 
     def export_records(self, principal: Principal, client_name: str) -> dict:
@@ -491,19 +499,14 @@ class SecretService:
         fields}]}`` sorted by path (service mode: the remote CLI writes the file itself)."""
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_EXPORT, client=client, detail="export to file")
-        records = []
+        records: builtins.list[dict[str, Any]] = []
         with self.ctx.db.read() as conn:
             keys = self.ctx.client_keys(client, conn=conn)
             rows = store.current_versions(conn, client.id)
         for record_id, meta_sealed, version, _, *row in rows:
             if row[0] is None:
                 continue
-            try:
-                meta = keys.unseal_meta(meta_sealed, record_id)
-            except CryptoError:
-                raise IntegrityFailure(
-                    f"integrity failure: record {record_id} of client {client.name} failed verification"
-                ) from None
+            meta = self._meta(client, keys, record_id, meta_sealed)
             rec = self.open_version(client, keys, record_id, meta["path"], meta["kind"], version, row)
             records.append({"path": rec.path, "kind": rec.kind, "fields": rec.fields})
         records.sort(key=lambda r: r["path"])

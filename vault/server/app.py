@@ -16,15 +16,18 @@ functions' annotations at runtime.
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 
 from vault import api_spec as spec
+from vault.api_schemas import SCHEMAS
 from vault.errors import InvalidInput
 from vault.server.errors import ERROR_RESPONSES, install_error_handlers
 from vault.server.limits import BodyLimit, RateLimiter
 from vault.server.pool import VaultPool
-from vault.server.routes import Limits, Strict, Text, add_route, has_surrogates, origin_of
+from vault.server.routes import BEARER, Limits, Strict, Text, add_route, has_surrogates, origin_of
 
 log = logging.getLogger("cvault.server")
 
@@ -93,7 +96,13 @@ def create_app(pool: VaultPool, settings: ServiceSettings | None = None) -> Fast
     app.add_middleware(BodyLimit, limit=spec.MAX_BODY_BYTES)
     install_error_handlers(app)
 
-    @app.get("/v1/health", tags=["service"], responses=ERROR_RESPONSES, summary="Liveness and seal state")
+    @app.get(
+        "/v1/health",
+        tags=["service"],
+        responses=ERROR_RESPONSES,
+        summary="Liveness and seal state",
+        openapi_extra={"security": []},
+    )
     def health() -> dict:
         return {"status": "ok", "sealed": pool.sealed}
 
@@ -102,6 +111,7 @@ def create_app(pool: VaultPool, settings: ServiceSettings | None = None) -> Fast
         tags=["service"],
         responses=ERROR_RESPONSES,
         summary="Unseal the service (operator): passphrase or recovery key",
+        openapi_extra={"security": []},  # the secret is the passphrase itself
     )
     def unseal(request: Request, body: UnsealRequest) -> dict:
         limits.address(request)
@@ -121,4 +131,24 @@ def create_app(pool: VaultPool, settings: ServiceSettings | None = None) -> Fast
 
     for op in spec.OPERATIONS:
         add_route(app, op, pool, limits)
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document plus the result schemas and the bearer security scheme."""
+        if app.openapi_schema is None:
+            doc = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            components = doc.setdefault("components", {})
+            components.setdefault("schemas", {}).update(SCHEMAS)
+            components["securitySchemes"] = {
+                BEARER: {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a session token from POST /v1/users/login (docs/service.md)",
+                }
+            }
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented customisation
     return app

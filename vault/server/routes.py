@@ -16,11 +16,14 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 from vault import api_spec as spec
+from vault.api_schemas import response_schema
 from vault.errors import AuthenticationFailed, InvalidInput
 from vault.server.errors import ERROR_RESPONSES, RateLimited
 from vault.server.limits import RateLimiter
 
 Text = Annotated[str, StringConstraints(max_length=spec.MAX_STRING)]
+#: the name of the OpenAPI security scheme of the session token
+BEARER = "bearer"
 
 #: how each result codec of the registry travels as JSON
 ENCODERS: dict[str, Callable[[Any], Any]] = {
@@ -36,11 +39,12 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def annotation(p: spec.Param):
+def annotation(p: spec.Param) -> Any:
+    t: Any
     if p.type in ("str", "when", "since", "duration"):
         t = Text
     elif p.type == "int":
-        lo, hi = p.bounds or spec.INT64
+        lo, hi = p.limits
         t = Annotated[int, Field(ge=lo, le=hi)]
     elif p.type == "bool":
         t = bool
@@ -55,11 +59,11 @@ def annotation(p: spec.Param):
     return t
 
 
-def request_model(op: spec.Op):
+def request_model(op: spec.Op) -> type[Strict] | None:
     if not op.params:
         return None
     name = "".join(part.capitalize() for part in f"{op.service}_{op.method}".split("_")) + "Request"
-    fields = {p.name: (annotation(p), ... if p.required else p.default) for p in op.params}
+    fields: dict[str, Any] = {p.name: (annotation(p), ... if p.required else p.default) for p in op.params}
     return create_model(name, __base__=Strict, **fields)
 
 
@@ -159,16 +163,25 @@ def add_route(app: FastAPI, op: spec.Op, pool, limits: Limits) -> None:
                 raise InvalidInput("invalid request: a value is out of range") from None
             return json_response(result)
 
+    endpoint: Callable[..., Response]
     if model is not None:
 
-        def endpoint(request: Request, body: model) -> Response:  # type: ignore[valid-type]
+        def with_body(request: Request, body: model) -> Response:  # type: ignore[valid-type]
             return run(request, body)
+
+        endpoint = with_body
     else:
 
-        def endpoint(request: Request) -> Response:
+        def without_body(request: Request) -> Response:
             return run(request, None)
 
+        endpoint = without_body
+
     endpoint.__name__ = op.operation_id
+    ok = {
+        "description": "the result",
+        "content": {"application/json": {"schema": response_schema(op.returns)}},
+    }
     app.add_api_route(
         op.path,
         endpoint,
@@ -176,6 +189,8 @@ def add_route(app: FastAPI, op: spec.Op, pool, limits: Limits) -> None:
         tags=[op.service],
         summary=op.summary,
         operation_id=op.operation_id,
-        responses=ERROR_RESPONSES,
+        responses={200: ok, **ERROR_RESPONSES},
         response_class=Response,
+        # a session token for every operation that acts for a principal; none for the others
+        openapi_extra={"security": [{BEARER: []}] if op.auth else []},
     )

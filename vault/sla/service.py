@@ -319,7 +319,7 @@ class SlaService:
                     "state": "active" if sla_end > n else ("expired" if due > n else "shred_pending"),
                 }
             )
-        for client_id, name in self.ctx.db.all(RESUME_SQL):
+        for _client_id, name in self.ctx.db.all(RESUME_SQL):
             out.append(
                 {
                     "client": name,

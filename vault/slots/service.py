@@ -15,6 +15,7 @@ from vault.context import VaultContext
 from vault.errors import InvalidInput, NotFound
 from vault.home import write_private_file
 from vault.policy import AuditEvent
+from vault.store.db import inserted_id
 
 
 class SlotService:
@@ -55,7 +56,7 @@ class SlotService:
                 " VALUES (?, ?, ?, ?, x'', ?)",
                 (kind, label, json.dumps(kdf_params) if kdf_params else None, salt, to_epoch(self.ctx.now())),
             )
-            slot_id = cur.lastrowid
+            slot_id = inserted_id(cur)
             wrapped = keys.wrap_root(root, kek, self.ctx.vault_id, slot_id, kind)
             conn.execute("UPDATE unseal_slots SET wrapped_root = ? WHERE id = ?", (wrapped, slot_id))
         self.ctx.audit.append(

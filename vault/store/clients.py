@@ -43,18 +43,18 @@ def client_from_row(row: tuple) -> ClientRow:
 
 
 def by_name(conn: sqlite3.Connection, name: str) -> ClientRow | None:
-    row = conn.execute(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE name = ?", (name,)).fetchone()
+    row = conn.execute(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE name = ?", (name,)).fetchone()  # noqa: S608 - a constant column list; values are bound
     return client_from_row(row) if row else None
 
 
 def by_id(conn: sqlite3.Connection, client_id: str) -> ClientRow | None:
-    row = conn.execute(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?", (client_id,)).fetchone()
+    row = conn.execute(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?", (client_id,)).fetchone()  # noqa: S608 - a constant column list; values are bound
     return client_from_row(row) if row else None
 
 
 def all_clients(conn: sqlite3.Connection, where: str = "", params: tuple = ()) -> list[ClientRow]:
     """Every client (``where``: an optional SQL condition on the clients table), by name."""
-    sql = f"SELECT {CLIENT_COLUMNS} FROM clients"
+    sql = f"SELECT {CLIENT_COLUMNS} FROM clients"  # noqa: S608 - constant columns; callers pass a constant condition, values in params
     if where:
         sql += f" WHERE {where}"
     return [client_from_row(r) for r in conn.execute(sql + " ORDER BY name", params)]
@@ -72,7 +72,8 @@ def insert_key(
     conn: sqlite3.Connection, client_id: str, version: int, wrapped: bytes, fingerprint: str, now: int
 ) -> None:
     conn.execute(
-        "INSERT INTO client_keys (client_id, version, wrapped, fingerprint, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO client_keys (client_id, version, wrapped, fingerprint, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
         (client_id, version, wrapped, fingerprint, now),
     )
 

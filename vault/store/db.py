@@ -59,6 +59,13 @@ def migrations() -> list[tuple[int, Path]]:
     return found
 
 
+def inserted_id(cursor: sqlite3.Cursor) -> int:
+    """The row id an INSERT just created."""
+    if cursor.lastrowid is None:
+        raise SchemaError("the vault database did not return the new row's id")
+    return cursor.lastrowid
+
+
 def latest_schema_version() -> int:
     return len(migrations())
 

@@ -33,7 +33,7 @@ from vault.sync import outbox
 
 CONFIG_KEY = "remote.onedrive"
 PUSH_LOCK = "sync-push.lock"
-TOKEN_CACHE_NAME = "graph-token-cache.sealed"
+TOKEN_CACHE_NAME = "graph-token-cache.sealed"  # noqa: S105 - a file name, not a token
 Progress = Callable[[int, int], None]
 BlobVerifier = Callable[[str, bytes], "bool | None"]
 
@@ -257,16 +257,10 @@ class SyncService:
         from vault.audit.checkpoints import is_checkpoint_blob
 
         wanted = [n for n in sorted(listing) if n in referenced or is_checkpoint_blob(n)]
-        result = {
-            "checked": 0,
-            "restored": 0,
-            "missing_remote": sorted(referenced - set(listing)),
-            "errors": [],
-        }
-
+        errors: list[str] = []
+        restored = 0
         need = []
         for name in wanted:  # database and local reads stay on this thread
-            result["checked"] += 1
             try:
                 local = self.ctx.blobs.get(name)
             except BlobNotFound:
@@ -284,24 +278,30 @@ class SyncService:
 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             for i, (name, data, error) in enumerate(pool.map(fetch, need), 1):
-                if error is None and listing[name] and self._hash(data) != listing[name]:
-                    error = "remote copy does not match its quickXorHash"
-                if error is None and not self._authentic(name, data):
-                    error = "remote copy failed verification"
-                if error is None:
+                if data is not None and error is None:
+                    if listing[name] and self._hash(data) != listing[name]:
+                        error = "remote copy does not match its quickXorHash"
+                    elif not self._authentic(name, data):
+                        error = "remote copy failed verification"
+                if data is not None and error is None:
                     self.ctx.blobs.put(name, data)
-                    result["restored"] += 1
+                    restored += 1
                 else:
-                    result["errors"].append(f"{name}: {error}")
+                    errors.append(f"{name}: {error}")
                 if progress:
                     progress(i, len(need))
         self.ctx.record_outcome(
             principal,
             Action.SYNC,
-            "ok" if not result["errors"] else "error",
-            reason=f"pull: {result['restored']} restored of {result['checked']}",
+            "ok" if not errors else "error",
+            reason=f"pull: {restored} restored of {len(wanted)}",
         )
-        return result
+        return {
+            "checked": len(wanted),
+            "restored": restored,
+            "missing_remote": sorted(referenced - set(listing)),
+            "errors": errors,
+        }
 
     def _authentic(self, name: str, data: bytes) -> bool:
         """A record blob must decrypt under its record key; a checkpoint copy must carry the
@@ -321,33 +321,36 @@ class SyncService:
         listing = self._listing(self._require_remote())
         local = sorted(self.ctx.blobs.list())
         queued = outbox.queued_names(self.ctx.db.conn)
-        result = {
-            "checked": 0,
-            "matching": 0,
-            "mismatched": [],
-            "missing_remote": [],
-            "pending_upload": [],
-            "extra_remote": sorted(set(listing) - set(local) - queued),
-        }
+        matching = 0
+        mismatched: list[str] = []
+        missing_remote: list[str] = []
+        pending_upload: list[str] = []
         for i, name in enumerate(local, 1):
-            result["checked"] += 1
             if name not in listing:
-                (result["pending_upload"] if name in queued else result["missing_remote"]).append(name)
+                (pending_upload if name in queued else missing_remote).append(name)
             elif listing[name] != self._hash(self.ctx.blobs.get(name)):
-                result["mismatched"].append(name)
+                mismatched.append(name)
             else:
-                result["matching"] += 1
+                matching += 1
             if progress:
                 progress(i, len(local))
-        result["ok"] = not (result["mismatched"] or result["missing_remote"])
+        ok = not (mismatched or missing_remote)
         self.ctx.record_outcome(
             principal,
             Action.SYNC,
-            "ok" if result["ok"] else "error",
-            reason=f"verify: {result['matching']} match, {len(result['mismatched'])}"
-            f" mismatched, {len(result['missing_remote'])} missing remotely",
+            "ok" if ok else "error",
+            reason=f"verify: {matching} match, {len(mismatched)} mismatched,"
+            f" {len(missing_remote)} missing remotely",
         )
-        return result
+        return {
+            "checked": len(local),
+            "matching": matching,
+            "mismatched": mismatched,
+            "missing_remote": missing_remote,
+            "pending_upload": pending_upload,
+            "extra_remote": sorted(set(listing) - set(local) - queued),
+            "ok": ok,
+        }
 
     def fetch_lost_blob(self, name: str) -> bytes | None:
         """Read path fallback: a blob lost locally is fetched from the remote and restored

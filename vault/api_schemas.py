@@ -1,0 +1,300 @@
+"""JSON schemas of the operations' results: the 200 responses of the OpenAPI document.
+
+Each :class:`vault.api_spec.Op` names its result here (``returns="ClientView"``; a trailing ``[]``
+means a list of them). Only the server imports this module (the registry stays light for the
+service client). ``tests/server/test_openapi.py`` validates the document and every operation's
+real answer against these schemas, so a result that changes shape fails there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Schema = dict[str, Any]
+
+STR: Schema = {"type": "string"}
+INT: Schema = {"type": "integer"}
+BOOL: Schema = {"type": "boolean"}
+TIME: Schema = {"type": "string", "description": "RFC 3339 UTC time"}
+STRS: Schema = {"type": "array", "items": STR}
+
+
+def nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def obj(required: dict[str, Schema], optional: dict[str, Schema] | None = None, **extra: Any) -> Schema:
+    """An object with these properties (the required ones always present)."""
+    return {
+        "type": "object",
+        "properties": {**required, **(optional or {})},
+        "required": sorted(required),
+        **extra,
+    }
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+ANY_OBJECT: Schema = {"type": "object"}
+
+_CLIENT = {
+    "name": STR,
+    "id": STR,
+    "state": STR,
+    "sla_end": TIME,
+    "grace_days": INT,
+    "key_version": INT,
+    "created_at": TIME,
+}
+_USER = {
+    "name": STR,
+    "roles": STRS,
+    "state": STR,
+    "training_valid_until": nullable(TIME),
+    "totp_active": BOOL,
+    "created_at": TIME,
+    "enrolled_at": nullable(TIME),
+}
+_SLA = {
+    "client": STR,
+    "id": STR,
+    "state": STR,
+    "sla_end": TIME,
+    "grace_days": INT,
+    "shred_due": nullable(TIME),
+    "shred_request": nullable(ANY_OBJECT),
+    "shred": nullable(ANY_OBJECT),
+    "certificate_sha256": nullable(STR),
+}
+_ACCESS_ROW = obj(
+    {
+        "user": STR,
+        "client": STR,
+        "can_read": BOOL,
+        "reason": STR,
+        "roles": STRS,
+        "assignment": nullable(ANY_OBJECT),
+        "training_valid_until": nullable(TIME),
+        "sla_state": STR,
+        "sla_end": TIME,
+        "account": STR,
+    }
+)
+_PENDING = obj({"put": INT, "delete": INT, "failing": INT, "needs_attention": INT, "oldest": nullable(TIME)})
+
+SCHEMAS: dict[str, Schema] = {
+    "Login": obj({"user": STR, "roles": STRS, "expires_at": TIME, "token": STR}),
+    "Enrollment": obj({"name": STR, "otpauth_uri": STR, "recovery_codes": STRS, "totp_active": BOOL}),
+    "StepUp": obj({"user": STR, "stepup_valid_until": TIME}),
+    "WhoAmI": obj(
+        {
+            "user": STR,
+            "roles": STRS,
+            "session_started_at": TIME,
+            "session_expires_at": TIME,
+            "stepup_valid_until": nullable(TIME),
+            "training_valid_until": nullable(TIME),
+        }
+    ),
+    "EnrollmentCode": obj(
+        {"name": STR, "enrollment_code": STR, "enrollment_expires_at": TIME}, {"roles": STRS}
+    ),
+    "UserView": obj(_USER),
+    "UserDetail": obj(
+        {
+            **_USER,
+            "locked_until": nullable(TIME),
+            "consecutive_failures": INT,
+            "failures_last_hour": INT,
+            "recovery_codes_left": INT,
+            "active_sessions": INT,
+            "assignments": {
+                "type": "array",
+                "items": obj({"client": STR, "since": TIME, "until": nullable(TIME)}),
+            },
+        }
+    ),
+    "UserChange": obj(
+        {"name": STR},
+        {
+            "disabled": BOOL,
+            "roles": STRS,
+            "unlocked": BOOL,
+            "hourly_cap_in_force": BOOL,
+            "training_valid_until": TIME,
+        },
+    ),
+    "Assignment": obj({"client": STR, "user": STR}, {"until": nullable(TIME), "ended_at": TIME}),
+    "ClientAccess": obj(
+        {
+            "client": STR,
+            "sla_state": STR,
+            "sla_end": TIME,
+            "at": TIME,
+            "users": {"type": "array", "items": _ACCESS_ROW},
+        }
+    ),
+    "UserAccess": obj(
+        {
+            "user": STR,
+            "roles": STRS,
+            "at": TIME,
+            "can_read": STRS,
+            "clients": {"type": "array", "items": _ACCESS_ROW},
+        }
+    ),
+    "ClientView": obj(_CLIENT, {"records": INT}),
+    "KeyRotation": obj({"name": STR, "key_version": INT, "records": INT, "fingerprint": STR}),
+    "Stored": obj({"client": STR, "path": STR, "kind": STR, "version": INT}),
+    "SecretRecord": obj(
+        {
+            "client": STR,
+            "path": STR,
+            "kind": STR,
+            "version": INT,
+            "fields": ANY_OBJECT,
+            "created_at": TIME,
+            "created_by": STR,
+        }
+    ),
+    "RecordListing": obj({"path": STR, "kind": STR, "version": INT, "updated_at": TIME}),
+    "RecordVersion": obj(
+        {"version": INT, "deleted": BOOL, "size": INT, "created_at": TIME, "created_by": STR, "current": BOOL}
+    ),
+    "Removed": obj(
+        {"client": STR, "path": STR, "purged": BOOL},
+        {"version": INT, "versions_destroyed": INT, "scrubbed": BOOL},
+    ),
+    "Imported": obj({"client": STR, "imported": INT}),
+    "Export": obj(
+        {
+            "client": STR,
+            "records": {"type": "array", "items": obj({"path": STR, "kind": STR, "fields": ANY_OBJECT})},
+        }
+    ),
+    "SlaView": obj(_SLA, {"cancelled_shred_request": BOOL}),
+    "Upcoming": obj(
+        {
+            "client": STR,
+            "event": STR,
+            "at": TIME,
+            "sla_end": nullable(TIME),
+            "grace_days": nullable(INT),
+            "shred_due": nullable(TIME),
+            "state": STR,
+        }
+    ),
+    "Sweep": obj(
+        {
+            "dry_run": BOOL,
+            "due": {"type": "array", "items": obj({"client": STR, "id": STR, "action": STR})},
+            "shredded": STRS,
+            "failed": {"type": "array", "items": obj({"client": STR, "error": STR})},
+            "skipped": nullable(STR),
+        }
+    ),
+    "Certificate": obj(
+        {
+            "format": STR,
+            "certificate": ANY_OBJECT,
+            "body": STR,
+            "signature": STR,
+            "public_key": STR,
+            "live_status": obj({"at": TIME, "remote_deletes_pending": INT, "note": STR}),
+        }
+    ),
+    "PublicKey": obj({"public_key": STR, "fingerprint": STR, "vault_id": STR}),
+    "Checkpoint": obj(
+        {
+            "type": STR,
+            "vault_id": STR,
+            "seq": INT,
+            "entry_hash": STR,
+            "at": TIME,
+            "kind": STR,
+            "base_seq": nullable(INT),
+            "base_hash": nullable(STR),
+            "signature": STR,
+        }
+    ),
+    "AuditEvent": obj(
+        {
+            "seq": INT,
+            "at": TIME,
+            "actor": STR,
+            "action": STR,
+            "client": nullable(STR),
+            "outcome": STR,
+            "reason": nullable(STR),
+            "origin": nullable(STR),
+            "detail": nullable(STR),
+        }
+    ),
+    "ExportLines": obj(
+        {
+            "lines": STRS,
+            "result": obj({"format": STR, "entries": INT, "head_seq": INT, "file": nullable(STR)}),
+        }
+    ),
+    "VerifyResult": obj(
+        {
+            "ok": BOOL,
+            "problem": nullable(STR),
+            "bad_seq": nullable(INT),
+            "entries": INT,
+            "first_seq": nullable(INT),
+            "last_seq": nullable(INT),
+            "base_seq": nullable(INT),
+            "checkpoints": INT,
+            "signed_up_to": nullable(INT),
+            "public_key": nullable(STR),
+            "warnings": STRS,
+        }
+    ),
+    "Report": obj(
+        {
+            "window": obj({"since": TIME, "until": TIME, "events": INT}),
+            "settings": ANY_OBJECT,
+            "access_per_user": {"type": "array"},
+            "access_per_client": {"type": "array"},
+            "refusals_by_reason": {"type": "array", "items": obj({"reason": STR, "count": INT})},
+            "identity": ANY_OBJECT,
+            "off_hours_access": {"type": "array"},
+            "bursts": {"type": "array"},
+            "after_assignment_ended": {"type": "array"},
+            "admin_changes": {"type": "array"},
+            "shreds": {"type": "array"},
+        }
+    ),
+    "Prune": obj({"pruned": INT, "base_seq": nullable(INT), "before": TIME}, {"checkpoint_seq": INT}),
+    "SyncStatus": obj({"remote": nullable(ANY_OBJECT), "pending": _PENDING, "last_error": nullable(STR)}),
+    "Push": obj(
+        {"uploaded": INT, "deleted": INT, "failed": INT, "errors": STRS, "pending": _PENDING},
+        {"skipped": STR},
+    ),
+    "Pull": obj({"checked": INT, "restored": INT, "missing_remote": STRS, "errors": STRS}),
+    "SyncVerify": obj(
+        {
+            "checked": INT,
+            "matching": INT,
+            "mismatched": STRS,
+            "missing_remote": STRS,
+            "pending_upload": STRS,
+            "extra_remote": STRS,
+            "ok": BOOL,
+        }
+    ),
+    "RemoteConfig": nullable(ANY_OBJECT),
+    "Nothing": {"type": "null"},
+}
+
+
+def response_schema(returns: str | None) -> Schema:
+    """The 200 schema of an operation's ``returns`` (``"Name"`` or ``"Name[]"``; None: null)."""
+    if returns is None:
+        return ref("Nothing")
+    if returns.endswith("[]"):
+        return {"type": "array", "items": ref(returns[:-2])}
+    return ref(returns)
