@@ -88,6 +88,7 @@ SCHEMAS: dict[str, Schema] = {
     "Login": obj({"user": STR, "roles": STRS, "expires_at": TIME, "token": STR}),
     "Enrollment": obj({"name": STR, "otpauth_uri": STR, "recovery_codes": STRS, "totp_active": BOOL}),
     "StepUp": obj({"user": STR, "stepup_valid_until": TIME}),
+    "LogoutAll": obj({"user": STR, "sessions_ended": INT}),
     "WhoAmI": obj(
         {
             "user": STR,
@@ -184,6 +185,33 @@ SCHEMAS: dict[str, Schema] = {
             "grace_days": nullable(INT),
             "shred_due": nullable(TIME),
             "state": STR,
+        }
+    ),
+    "ClientOverview": obj(
+        {
+            "client": STR,
+            "state": STR,
+            "sla_end": TIME,
+            "days_left": INT,
+            "grace_days": INT,
+            "shred_due": nullable(TIME),
+            "engineers": STRS,
+            "records": INT,
+            "shred_request": nullable(
+                obj({"requested_by": STR, "requested_at": TIME, "approved_by": nullable(STR)})
+            ),
+        }
+    ),
+    "ShredRequest": obj(
+        {
+            "client": STR,
+            "kind": STR,
+            "requested_by": STR,
+            "requested_at": TIME,
+            "reason": STR,
+            "approved_by": nullable(STR),
+            "approved_at": nullable(TIME),
+            "yours": BOOL,
         }
     ),
     "Sweep": obj(

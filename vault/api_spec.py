@@ -246,6 +246,12 @@ OPERATIONS: tuple[Op, ...] = (
         summary="Verify a fresh TOTP code for reading secrets",
     ),
     Op("users", "logout", result="none", summary="End this session"),
+    Op(
+        "users",
+        "logout_all",
+        returns="LogoutAll",
+        summary="End every session of one's own (sign out everywhere)",
+    ),
     Op("users", "whoami", returns="WhoAmI", summary="The session's user, roles and expiry times"),
     Op("users", "passwd", (P("current"), P("new")), result="none", summary="Change one's password"),
     # --- staff administration ---------------------------------------------------------------------
@@ -416,6 +422,18 @@ OPERATIONS: tuple[Op, ...] = (
     ),
     Op(
         "sla",
+        "overview",
+        returns="ClientOverview[]",
+        summary="Every client with SLA state, days left, engineers, record count (the console's table)",
+    ),
+    Op(
+        "sla",
+        "requests",
+        returns="ShredRequest[]",
+        summary="Open early-shred requests (the approvals queue)",
+    ),
+    Op(
+        "sla",
         "sweep",
         (K("dry_run", "bool", False),),
         local_only=PROGRESS,
@@ -443,6 +461,7 @@ OPERATIONS: tuple[Op, ...] = (
             K("since", "since"),
             K("until", "since"),
             K("limit", "int", 100, (0, 10**9)),
+            K("before", "int", None, (1, 2**63 - 1)),
         ),
         returns="AuditEvent[]",
         summary="Audit events matching the filters",

@@ -147,19 +147,23 @@ def test_every_operation_answers_in_its_declared_schema(tmp_path, remote_config,
         call("maria", "sla.show", {"name": "acme"})
         call("maria", "sla.renew", {"name": "acme", "until": "+500d"})
         call("maria", "sla.upcoming", {"within": "1000d"})
+        call("maria", "sla.overview")
         call("maria", "sla.expire", {"name": "globex", "reason": "contract ended"})
         call("maria", "sla.request_shred", {"name": "globex", "reason": "client asked for erasure"})
+        call("maria", "sla.requests")
         call("ada", "sla.approve_shred", {"name": "globex"})
         call("maria", "sla.sweep", {})
         call("maria", "sla.certificate", {"name": "globex"})
         # the reviewer's tools
         call("rita", "audit.checkpoint")
         call("rita", "audit.log", {"limit": 5})
+        call("rita", "audit.log", {"limit": 5, "before": 10, "outcome": "ok"})
         call("rita", "audit.export_lines", {"format": "jsonl"})
         call("rita", "audit.verify", {})
         call("rita", "audit.report", {"since": "30d"})
         call("rita", "audit.prune", {"before": "2000-01-01"})
         call("eve", "users.logout")
+        call("maria", "users.logout_all")
     finally:
         service.stop()
     assert seen == set(spec.BY_NAME), set(spec.BY_NAME) - seen

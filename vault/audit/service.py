@@ -85,6 +85,7 @@ class AuditService:
         until=None,
         limit: int | None = None,
         after_seq: int | None = None,
+        before_seq: int | None = None,
     ):
         where, params = [], []
         if user:
@@ -112,6 +113,9 @@ class AuditService:
         if after_seq is not None:
             where.append("seq > ?")
             params.append(after_seq)
+        if before_seq is not None:
+            where.append("seq < ?")
+            params.append(before_seq)
         sql = f"SELECT {EVENT_COLUMNS} FROM audit_events"  # noqa: S608 - constant column list and conditions; every value is bound
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -154,8 +158,13 @@ class AuditService:
         since: datetime | str | None = None,
         until: datetime | str | None = None,
         limit: int | None = 100,
+        before: int | None = None,
     ) -> list[dict]:
-        """Events matching every filter given, oldest first; ``limit`` keeps the newest N."""
+        """Events matching every filter given, oldest first; ``limit`` keeps the newest N.
+
+        ``before``: only events with a sequence number below it (keyset paging, newest first:
+        the next page is ``before=<the smallest seq of this page>``; each page is one index
+        range scan, however deep, docs/console.md)."""
         now = self.ctx.now()
         since = None if since is None else as_since(since, now)
         until = None if until is None else as_since(until, now)
@@ -174,6 +183,7 @@ class AuditService:
                     since=since,
                     until=until,
                     limit=limit,
+                    before_seq=before,
                 )
             )
         ]

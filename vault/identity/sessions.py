@@ -179,6 +179,26 @@ class SessionsMixin(FactorsMixin):
             )
         self._audit(principal.name, AuditEvent.AUTH_LOGOUT, "ok", "session ended", principal.origin)
 
+    def logout_all(self, principal: Principal) -> dict:
+        """End every live session of the principal's user, this one included ("sign out
+        everywhere": the CLI's session files and the web console's cookies alike)."""
+        if principal.kind != "user" or principal.user_id is None:
+            raise AuthenticationFailed("not logged in: run cvault login NAME")
+        _, t = self._now()
+        with self.ctx.db.write() as conn:
+            ended = conn.execute(
+                "UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL",
+                (t, principal.user_id),
+            ).rowcount
+        self._audit(
+            principal.name,
+            AuditEvent.AUTH_LOGOUT,
+            "ok",
+            f"signed out everywhere: {ended} session(s) ended",
+            principal.origin,
+        )
+        return {"user": principal.name, "sessions_ended": ended}
+
     def whoami(self, principal: Principal) -> dict:
         now, _ = self._now()
         s = self.ctx.settings

@@ -132,6 +132,13 @@ def create_app(pool: VaultPool, settings: ServiceSettings | None = None) -> Fast
     for op in spec.OPERATIONS:
         add_route(app, op, pool, limits)
 
+    # the web console at / (docs/console.md): the same pool, facade, limits and error statuses
+    from vault.server.console.app import install as install_console
+    from vault.server.console.web import SecurityHeaders
+
+    install_console(app, pool, limits, settings)
+    app.add_middleware(SecurityHeaders)
+
     def openapi() -> dict[str, Any]:
         """FastAPI's document plus the result schemas and the bearer security scheme."""
         if app.openapi_schema is None:

@@ -28,6 +28,7 @@ from vault.policy import Action
 from vault.principal import Principal
 from vault.sla import certificate as certfmt
 from vault.sla.shred import Shredder, ShredIncomplete, load_job
+from vault.store import clients as store_clients
 from vault.store.clients import ClientRow
 from vault.store.outbox import shred_deletes_pending
 
@@ -284,6 +285,80 @@ class SlaService:
             reason=f"early shred requested by {request[1]} approved; SLA ended, shred due at the next sweep",
         )
         return self._view(self.ctx.client(name), now)
+
+    # --- the account manager's table and queue (the web console's clients and approvals pages) ---
+
+    def overview(self, principal: Principal) -> list[dict]:
+        """Every client with its SLA state, days left, grace, assigned engineers (open
+        assignments), record count and open early-shred request: three queries whatever the
+        number of clients (bench/console.py measures 10,000)."""
+        self.ctx.authorize(principal, Action.SLA_SHOW)
+        now = self.ctx.now()
+        n = to_epoch(now)
+        conn = self.ctx.db.conn
+        engineers: dict[str, list[str]] = {}
+        for client_id, user in conn.execute(
+            "SELECT a.client_id, u.name FROM assignments a JOIN users u ON u.id = a.user_id"
+            " WHERE a.ended_at IS NULL AND (a.ends_at IS NULL OR a.ends_at > ?) ORDER BY u.name",
+            (n,),
+        ):
+            engineers.setdefault(client_id, []).append(user)
+        records = dict(conn.execute("SELECT client_id, count(*) FROM records GROUP BY client_id").fetchall())
+        requests = {
+            row[0]: row[1:]
+            for row in conn.execute(
+                "SELECT client_id, requested_by, requested_at, approved_by FROM shred_requests"
+                " WHERE cancelled_at IS NULL AND executed_at IS NULL"
+            )
+        }
+        out = []
+        for client in store_clients.all_clients(conn):
+            end = to_epoch(client.sla_end)
+            request = requests.get(client.id)
+            out.append(
+                {
+                    "client": client.name,
+                    "state": client.state(now),
+                    "sla_end": rfc3339(client.sla_end),
+                    "days_left": (end - n) // DAY if end > n else -((n - end + DAY - 1) // DAY),
+                    "grace_days": client.grace_days,
+                    "shred_due": None if client.shred_state else _iso(end + client.grace_days * DAY),
+                    "engineers": engineers.get(client.id, []),
+                    "records": records.get(client.id, 0),
+                    "shred_request": None
+                    if request is None
+                    else {
+                        "requested_by": request[0],
+                        "requested_at": _iso(request[1]),
+                        "approved_by": request[2],
+                    },
+                }
+            )
+        return out
+
+    def requests(self, principal: Principal) -> list[dict]:
+        """Open early-shred requests (approved or awaiting a second person), oldest first;
+        ``yours`` marks the ones the principal made (someone else must approve them)."""
+        self.ctx.authorize(principal, Action.SLA_UPCOMING)
+        out = []
+        for name, by, at, reason, approved_by, approved_at in self.ctx.db.all(
+            "SELECT c.name, r.requested_by, r.requested_at, r.reason, r.approved_by, r.approved_at"
+            " FROM shred_requests r JOIN clients c ON c.id = r.client_id"
+            " WHERE r.cancelled_at IS NULL AND r.executed_at IS NULL ORDER BY r.requested_at, c.name"
+        ):
+            out.append(
+                {
+                    "client": name,
+                    "kind": "early_shred",
+                    "requested_by": by,
+                    "requested_at": _iso(at),
+                    "reason": reason,
+                    "approved_by": approved_by,
+                    "approved_at": _iso(approved_at),
+                    "yours": _same_person(by, principal),
+                }
+            )
+        return out
 
     # --- upcoming -------------------------------------------------------------------------------
 

@@ -1,0 +1,272 @@
+"""The web console's test world: one real ``cvault serve`` (HTTPS on loopback, test CA) per
+module, and one real browser (Debian's chromium driven by playwright) per session.
+
+People sign in with a real TOTP code: each is enrolled through the identity service (an admin's
+``users.add``, then ``users.enroll`` with the code), and the code is computed by pyotp from the
+seed in the otpauth URI the enrollment returned, as an authenticator app would.
+
+Without chromium the browser tests skip with one line (the README says how to install it);
+``.ci/run`` installs it, so in CI a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.factories import Person, assign
+from tests.helpers import assign_operator, make_vault, operator
+from tests.server.harness import Service, start_service
+from vault.identity.totp import secret_from_uri
+
+CHROMIUM = os.environ.get("CVAULT_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+INSTALL_HINT = "chromium not found at /usr/bin/chromium: install it with 'apt-get install -y chromium'"
+PASSWORDS = {
+    "ada": "ada's long password 1",
+    "maria": "maria's long password 2",
+    "eve": "eve's long password 3",
+    "rita": "rita's long password 4",
+    "sam": "sam's long password 5",
+}
+
+
+@dataclass
+class Member:
+    """A person of the console world: name, password, the TOTP seed from the enrollment and
+    the recovery codes it returned."""
+
+    name: str
+    password: str
+    seed: str
+    recovery_codes: list[str]
+    _used_steps: set[int] = field(default_factory=set)
+
+    def code(self) -> str:
+        """A valid TOTP code the vault has not seen (it refuses a step at or before the last one
+        used): the current time step, else the next one (inside the one-step drift window)."""
+        import pyotp
+
+        totp = pyotp.TOTP(self.seed)
+        now = time.time()
+        for offset in (0, 30):
+            step = int((now + offset) // 30)
+            if step > max(self._used_steps, default=0):
+                self._used_steps.add(step)
+                return totp.at(now + offset)
+        raise AssertionError(
+            f"{self.name}: two codes used within 30 s: use another person or a recovery code"
+        )
+
+    def wrong_code(self) -> str:
+        """A six-digit code that is valid in no step of the drift window."""
+        import pyotp
+
+        totp = pyotp.TOTP(self.seed)
+        now = time.time()
+        valid = {totp.at(now + offset) for offset in (-60, -30, 0, 30, 60)}
+        return next(
+            c
+            for c in ("000000", "111111", "222222", "333333", "444444", "555555", "666666")
+            if c not in valid
+        )
+
+
+@dataclass
+class World:
+    service: Service
+    vdir: object
+    members: dict[str, Member]
+    folder: Path
+
+    @property
+    def url(self) -> str:
+        return self.service.addr
+
+    def open(self):
+        """The vault, for checks a test makes next to the service (WAL: safe while it runs)."""
+        return self.vdir.open()
+
+    def events(self, limit: int = 200) -> list[dict]:
+        """The newest audit events, newest first, read straight from the vault's database."""
+        import sqlite3
+
+        conn = sqlite3.connect(f"file:{self.vdir.home / 'vault.db'}?mode=ro", uri=True)
+        try:
+            rows = conn.execute(
+                "SELECT seq, actor, action, client, outcome, reason, origin FROM audit_events"
+                " ORDER BY seq DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        finally:
+            conn.close()
+        keys = ("seq", "actor", "action", "client", "outcome", "reason", "origin")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def event(self, **match) -> dict | None:
+        """The newest event whose fields equal ``match`` (a value ending in ``*``: a prefix)."""
+        for e in self.events():
+            if all(
+                (str(e[k] or "").startswith(v[:-1]) if isinstance(v, str) and v.endswith("*") else e[k] == v)
+                for k, v in match.items()
+            ):
+                return e
+        return None
+
+    def token(self, user: str) -> str:
+        """A real session token of a new live session (for tests about something other than
+        signing in: a person can sign in with TOTP only once per 30-second step)."""
+        from tests.factories import insert_session
+        from vault.identity.sessions import new_token
+
+        v = self.open()
+        try:
+            token = new_token()
+            user_id = v.ctx.db.scalar("SELECT id FROM users WHERE name = ?", (user,))
+            insert_session(v, user_id, token, int(time.time()))
+            return token
+        finally:
+            v.close()
+
+    def set_stepup_age(self, user: str, seconds: int) -> None:
+        """Age the step-up of the user's live sessions (as if the last code was that long ago)."""
+        v = self.open()
+        try:
+            with v.ctx.db.write() as conn:
+                conn.execute(
+                    "UPDATE sessions SET stepup_at = ? WHERE ended_at IS NULL AND user_id ="
+                    " (SELECT id FROM users WHERE name = ?)",
+                    (int(time.time()) - seconds, user),
+                )
+        finally:
+            v.close()
+
+
+def enroll_people(v, admin_principal, specs: dict[str, tuple[str, ...]]) -> dict[str, Member]:
+    members = {}
+    for name, roles in specs.items():
+        added = v.users.add(admin_principal, name, list(roles))
+        done = v.users.enroll(name, added["enrollment_code"], PASSWORDS[name])
+        members[name] = Member(
+            name, PASSWORDS[name], secret_from_uri(done["otpauth_uri"]), done["recovery_codes"]
+        )
+    return members
+
+
+def build_world(folder: Path, *, clients: int = 3) -> World:
+    """A vault with the operator (all roles, for setting up) and ada (admin), maria (account
+    manager), eve (engineer on acme), rita (security reviewer), sam (account manager, the second
+    person of two-person rules); clients acme (with records), globex, initech."""
+    vdir = make_vault(folder)
+    v = vdir.open()
+    try:
+        op = operator()
+        members = enroll_people(
+            v,
+            op,
+            {
+                "ada": ("admin",),
+                "maria": ("account_manager",),
+                "eve": ("engineer",),
+                "rita": ("security_reviewer",),
+                "sam": ("account_manager",),
+            },
+        )
+        v.users.train(op, "eve", "+365d")
+        now = v.ctx.now()
+        for i, name in enumerate(("acme", "globex", "initech")[:clients]):
+            v.clients.add(op, name, sla_end=now + timedelta(days=20 + 40 * i), grace_days=30)
+        eve_id = v.ctx.db.scalar("SELECT id FROM users WHERE name = 'eve'")
+        assign(v, Person("eve", eve_id, frozenset({"engineer"})), "acme")
+        assign_operator(v, "acme")
+        v.secrets.put(
+            op,
+            "acme",
+            "office/firewall",
+            "access",
+            {"url": "https://fw.acme.test", "username": "admin", "password": "Fw-s3cret!"},
+        )
+        v.secrets.put(
+            op, "acme", "office/wifi", "network", {"wifi_ssid": "acme-office", "wifi_key": "wifi-key-9"}
+        )
+        # from here on the vault's default session and step-up lifetimes (the operator's set-up
+        # session is then expired: the console's people sign in for themselves)
+        with v.ctx.db.write() as conn:
+            settings = json.loads(conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()[0])
+            for key in ("session_absolute_seconds", "session_idle_seconds", "stepup_window_seconds"):
+                settings.pop(key, None)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'settings'", (json.dumps(settings),))
+    finally:
+        v.close()
+    service = start_service(vdir, folder / "service")
+    return World(service, vdir, members, folder)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    w = build_world(tmp_path_factory.mktemp("console"))
+    yield w
+    w.service.stop()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    # .ci/run sets CVAULT_REQUIRE_BROWSER: there a missing browser fails instead of skipping
+    missing = pytest.fail if os.environ.get("CVAULT_REQUIRE_BROWSER") else pytest.skip
+    if not Path(CHROMIUM).exists():
+        missing(INSTALL_HINT)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("playwright is not installed: pip install -e '.[test]'")
+    with sync_playwright() as p:
+        # launch() gives every run a fresh, temporary user-data-dir (deleted on close)
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def context(browser, world):
+    """A fresh browser profile (no cookies) that trusts nothing but sees the test CA's server."""
+    ctx = browser.new_context(
+        base_url=world.url, ignore_https_errors=True, viewport={"width": 1280, "height": 800}
+    )
+    ctx.set_default_timeout(10_000)
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def page(context):
+    return context.new_page()
+
+
+def sign_in(page, member: Member, *, code: str | None = None, recovery: str | None = None):
+    page.goto("/login")
+    page.get_by_label("Name").fill(member.name)
+    page.get_by_label("Password").fill(member.password)
+    if recovery is not None:
+        page.get_by_text("Use a recovery code instead").click()
+        page.get_by_label("Recovery code").fill(recovery)
+    else:
+        page.get_by_label("Code from your authenticator app").fill(code or member.code())
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()

@@ -1,0 +1,468 @@
+"""The console's pages (docs/console.md has the list, by role). Each handler takes a
+:class:`vault.server.console.web.Page`, calls the facade as ``page.principal`` and renders a
+template; the facade authorizes and audits every call, so a page shows exactly what its user may
+see and a refusal is the facade's own (shown with its reason on the error page, 403)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi.responses import Response
+
+from vault.errors import InvalidInput, NotFound, VaultError
+from vault.server.console import charts, web
+from vault.server.console.app import Console, Redirect
+
+PAGE_SIZE = 100
+AUDIT_PAGE = 50
+STATES = ("active", "expired", "shred_pending", "shredding", "shredded")
+CLIENT_SORTS = ("client", "state", "sla_end", "days_left", "grace_days", "records")
+OUTCOMES = ("allow", "deny", "ok", "error")
+EXPORT_TYPES = {
+    "jsonl": ("application/x-ndjson", "jsonl"),
+    "csv": ("text/csv; charset=utf-8", "csv"),
+    "cef": ("text/plain; charset=utf-8", "cef"),
+}
+
+
+def first_page(principal) -> str:
+    for role, path in (
+        ("account_manager", "/clients"),
+        ("security_reviewer", "/audit"),
+        ("admin", "/users"),
+        ("engineer", "/records"),
+    ):
+        if role in principal.roles:
+            return path
+    return "/account"
+
+
+def download(data: bytes, media_type: str, filename: str) -> Response:
+    return Response(
+        data, media_type=media_type, headers={"content-disposition": f'attachment; filename="{filename}"'}
+    )
+
+
+def query_string(**values: Any) -> str:
+    return urlencode({k: v for k, v in values.items() if v not in (None, "")})
+
+
+def register(c: Console) -> None:
+    r = c.render
+
+    # --- sign-in, sign-out, enrollment -------------------------------------------------------------
+
+    def login_form(p: web.Page) -> Response:
+        if p.principal is not None:
+            raise Redirect(first_page(p.principal))
+        return r(p, "login.html", next=web.safe_next(p.arg("next", "/")), error=None, name="")
+
+    def login(p: web.Page) -> Response:
+        name = p.form.get("name", "").strip()
+        code = p.form.get("code", "").strip()
+        recovery = p.form.get("recovery_code", "").strip()
+        nxt = web.safe_next(p.form.get("next", "/"))
+        try:
+            if not name or not p.form.get("password"):
+                raise InvalidInput("give your name and password")
+            if not code and not recovery:
+                raise InvalidInput("give the code from your authenticator app (or a recovery code)")
+            result = p.vault.users.login(
+                name,
+                p.form.get("password", ""),
+                totp=None if recovery else code,
+                recovery_code=recovery or None,
+                origin=p.origin,
+            )
+        except VaultError as exc:
+            from vault.server.console.app import spec
+
+            status = spec.status_for(exc.code, exc.exit_code)
+            return r(p, "login.html", status, next=nxt, error=exc.message, name=name[:200])
+        p.cookies[web.SESSION_COOKIE] = result.token
+        p.cookies[web.PRE_COOKIE] = None
+        raise Redirect(nxt if nxt != "/" else first_page(result.principal))
+
+    def logout(p: web.Page) -> Response:
+        p.vault.users.logout(p.principal)
+        p.cookies[web.SESSION_COOKIE] = None
+        raise Redirect("/login")
+
+    def logout_all(p: web.Page) -> Response:
+        p.vault.users.logout_all(p.principal)
+        p.cookies[web.SESSION_COOKIE] = None
+        raise Redirect("/login")
+
+    def enroll_form(p: web.Page) -> Response:
+        return r(p, "enroll.html", error=None, done=None, name="")
+
+    def enroll(p: web.Page) -> Response:
+        name = p.form.get("name", "").strip()
+        try:
+            if p.form.get("password", "") != p.form.get("password2", ""):
+                raise InvalidInput("the two passwords differ")
+            done = p.vault.users.enroll(
+                name, p.form.get("code", "").strip(), p.form.get("password", ""), origin=p.origin
+            )
+        except VaultError as exc:
+            return r(p, "enroll.html", 400, error=exc.message, done=None, name=name[:200])
+        return r(p, "enroll.html", done=done, qr=charts.qr_svg(done["otpauth_uri"]), error=None, name=name)
+
+    def home(p: web.Page) -> Response:
+        raise Redirect(first_page(p.principal))
+
+    def account(p: web.Page) -> Response:
+        return r(p, "account.html", me=p.vault.users.whoami(p.principal))
+
+    c.page("/login", login_form, signed_in=False)
+    c.page("/login", login, methods=("POST",), signed_in=False, rate_limit="login")
+    c.page("/enroll", enroll_form, signed_in=False)
+    c.page("/enroll", enroll, methods=("POST",), signed_in=False, rate_limit="login")
+    c.page("/logout", logout, methods=("POST",))
+    c.page("/logout-all", logout_all, methods=("POST",))
+    c.page("/", home)
+    c.page("/account", account)
+
+    # --- account managers ---------------------------------------------------------------------------
+
+    def clients(p: web.Page) -> Response:
+        rows = p.vault.sla.overview(p.principal)
+        q = p.arg("q").strip().lower()
+        state = p.arg("state")
+        engineer = p.arg("engineer").strip()
+        within = p.arg("within")
+        if q:
+            rows = [row for row in rows if q in row["client"].lower()]
+        if state in STATES:
+            rows = [row for row in rows if row["state"] == state]
+        if engineer:
+            rows = [row for row in rows if engineer in row["engineers"]]
+        if within.isdigit():
+            rows = [row for row in rows if row["state"] == "active" and row["days_left"] <= int(within)]
+        sort = p.arg("sort", "client")
+        sort = sort if sort in CLIENT_SORTS else "client"
+        desc = p.arg("dir") == "desc"
+        rows.sort(key=lambda row: (row[sort], row["client"]), reverse=desc)
+        total = len(rows)
+        pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
+        number = min(max(1, int(p.arg("page", "1")) if p.arg("page", "1").isdigit() else 1), pages)
+        shown = rows[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
+        keep = {
+            "q": q,
+            "state": state,
+            "engineer": engineer,
+            "within": within,
+            "sort": sort,
+            "dir": p.arg("dir"),
+        }
+
+        def link(**change):
+            return "/clients?" + query_string(**{**keep, **change})
+
+        return r(
+            p,
+            "clients.html",
+            rows=shown,
+            total=total,
+            number=number,
+            pages=pages,
+            f=keep,
+            states=STATES,
+            sorts=CLIENT_SORTS,
+            link=link,
+        )
+
+    def client_page(p: web.Page, name: str, *, error: str | None = None, status: int = 200) -> Response:
+        view = p.vault.sla.show(p.principal, name)
+        notice = DONE.get(p.arg("done"))
+        return r(p, "client.html", status, view=view, name=name, error=error, notice=notice)
+
+    def client_action(what: str):
+        def act(p: web.Page) -> Response:
+            name = p.query.get("name") or p.form.get("name", "")
+            try:
+                if what == "renew":
+                    grace = p.form.get("grace_days", "").strip()
+                    p.vault.sla.renew(
+                        p.principal,
+                        name,
+                        p.form.get("until", "").strip(),
+                        grace_days=int(grace) if grace.isdigit() else None,
+                    )
+                elif what == "expire":
+                    p.vault.sla.expire(p.principal, name, reason=p.form.get("reason", ""))
+                elif what == "request-shred":
+                    p.vault.sla.request_shred(p.principal, name, reason=p.form.get("reason", ""))
+                elif what == "approve-shred":
+                    p.vault.sla.approve_shred(p.principal, name)
+                    raise Redirect("/approvals?" + query_string(done="approved"))
+            except InvalidInput as exc:
+                return client_page(p, name, error=exc.message, status=400)
+            raise Redirect("/client?" + query_string(name=name, done=what))
+
+        return act
+
+    def client_get(p: web.Page) -> Response:
+        return client_page(p, p.arg("name"))
+
+    def approvals(p: web.Page) -> Response:
+        rows = p.vault.sla.requests(p.principal)
+        return r(p, "approvals.html", rows=rows, notice=DONE.get(p.arg("done")))
+
+    def upcoming(p: web.Page) -> Response:
+        days = p.arg("within", "30")
+        days = days if days in ("30", "60", "90") else "30"
+        rows = p.vault.sla.upcoming(p.principal, f"{days}d")
+        return r(p, "upcoming.html", rows=rows, days=days)
+
+    def certificate(p: web.Page) -> Response:
+        doc = p.vault.sla.certificate(p.principal, p.arg("name"))
+        return r(p, "certificate.html", doc=doc, name=p.arg("name"), body=certificate_body(doc))
+
+    def certificate_json(p: web.Page) -> Response:
+        name = p.arg("name")
+        doc = p.vault.sla.certificate(p.principal, name)
+        signed = {k: v for k, v in doc.items() if k != "live_status"}
+        data = (json.dumps(signed, indent=2, ensure_ascii=False) + "\n").encode()
+        return download(data, "application/json", f"shred-certificate-{safe_file(name)}.json")
+
+    c.page("/clients", clients)
+    c.page("/client", client_get)
+    for what in ("renew", "expire", "request-shred", "approve-shred"):
+        c.page(f"/client/{what}", client_action(what), methods=("POST",))
+    c.page("/approvals", approvals)
+    c.page("/upcoming", upcoming)
+    c.page("/certificate", certificate)
+    c.page("/certificate.json", certificate_json)
+
+    # --- security reviewers ---------------------------------------------------------------------------
+
+    def audit(p: web.Page) -> Response:
+        f = {k: p.arg(k).strip() for k in ("user", "client", "action", "outcome", "since", "until")}
+        before = p.arg("before")
+        rows = p.vault.audit.log(
+            p.principal,
+            user=f["user"] or None,
+            client=f["client"] or None,
+            action=f["action"] or None,
+            outcome=f["outcome"] or None,
+            since=f["since"] or None,
+            until=f["until"] or None,
+            limit=AUDIT_PAGE + 1,
+            before=int(before) if before.isdigit() and int(before) > 0 else None,
+        )
+        rows.reverse()  # newest first
+        more = len(rows) > AUDIT_PAGE
+        rows = rows[:AUDIT_PAGE]
+        older = "/audit?" + query_string(**f, before=rows[-1]["seq"]) if more and rows else None
+        newest = "/audit?" + query_string(**f) if before else None
+        return r(p, "audit.html", rows=rows, f=f, outcomes=OUTCOMES, older=older, newest=newest)
+
+    def report(p: web.Page) -> Response:
+        since = p.arg("since", "30d").strip() or "30d"
+        until = p.arg("until").strip() or None
+        rep = p.vault.audit.report(p.principal, since=since, until=until)
+        reads = p.vault.audit.log(
+            p.principal, action="secret.get", outcome="allow", since=since, until=until, limit=50_000
+        )
+        denials = p.vault.audit.log(p.principal, outcome="deny", since=since, until=until, limit=50_000)
+        drawn = {
+            "reads": charts.reads_per_day(reads),
+            "denials": charts.per_day(denials, "denials"),
+            "heat": charts.heat_map(reads),
+        }
+        return r(p, "report.html", rep=rep, charts=drawn, since=since, until=until or "")
+
+    def verify(p: web.Page) -> Response:
+        result = p.vault.audit.verify(p.principal)
+        key = p.vault.audit.public_key()
+        return r(p, "verify.html", result=result.as_dict(), key=key, notice=DONE.get(p.arg("done")))
+
+    def checkpoint(p: web.Page) -> Response:
+        p.vault.audit.checkpoint(p.principal)
+        raise Redirect("/verify?done=checkpoint")
+
+    def export(p: web.Page) -> Response:
+        fmt = p.form.get("format", "")
+        if fmt not in EXPORT_TYPES:
+            raise InvalidInput("choose jsonl, csv or cef")
+        lines: list[str] = []
+        p.vault.audit.export(p.principal, fmt, write=lines.append)
+        media, ext = EXPORT_TYPES[fmt]
+        data = "".join(line if line.endswith("\n") else line + "\n" for line in lines).encode()
+        return download(data, media, f"cvault-audit.{ext}")
+
+    def access(p: web.Page) -> Response:
+        names = sorted(row["name"] for row in p.vault.clients.list(p.principal))
+        total = len(names)
+        pages = max(1, (total + 49) // 50)
+        number = min(max(1, int(p.arg("page", "1")) if p.arg("page", "1").isdigit() else 1), pages)
+        shown = names[(number - 1) * 50 : number * 50]
+        matrix = [p.vault.access.client_access(p.principal, n) for n in shown]
+        people = sorted({u["user"] for m in matrix for u in m["users"]})
+        cells = {(m["client"], u["user"]): u for m in matrix for u in m["users"]}
+        return r(
+            p,
+            "access.html",
+            matrix=matrix,
+            people=people,
+            cells=cells,
+            number=number,
+            pages=pages,
+            total=total,
+        )
+
+    c.page("/audit", audit)
+    c.page("/report", report)
+    c.page("/verify", verify)
+    c.page("/verify/checkpoint", checkpoint, methods=("POST",))
+    c.page("/audit/export", export, methods=("POST",))
+    c.page("/access", access)
+
+    # --- admins ------------------------------------------------------------------------------------------
+
+    def users(p: web.Page) -> Response:
+        rows = p.vault.users.list(p.principal)
+        pending = [u for u in rows if "pending" in u["state"]]
+        return r(p, "users.html", rows=rows, pending=pending, roles=ROLES, added=None, error=None)
+
+    def user_add(p: web.Page) -> Response:
+        roles = [x for x in p.form.get("roles", "").split("\n") if x]
+        try:
+            added = p.vault.users.add(p.principal, p.form.get("name", "").strip(), roles)
+        except InvalidInput as exc:
+            rows = p.vault.users.list(p.principal)
+            pending = [u for u in rows if "pending" in u["state"]]
+            return r(
+                p, "users.html", 400, rows=rows, pending=pending, roles=ROLES, added=None, error=exc.message
+            )
+        return r(p, "enrollment_code.html", added=added, what="added")
+
+    def user_page(p: web.Page, name: str, *, error: str | None = None, status: int = 200) -> Response:
+        view = p.vault.users.show(p.principal, name)
+        return r(p, "user.html", status, view=view, roles=ROLES, error=error, notice=DONE.get(p.arg("done")))
+
+    def user_get(p: web.Page) -> Response:
+        return user_page(p, p.arg("name"))
+
+    def user_action(what: str):
+        def act(p: web.Page) -> Response:
+            name = p.query.get("name", "")
+            u = p.vault.users
+            try:
+                if what == "disable":
+                    u.disable(p.principal, name)
+                elif what == "enable":
+                    u.enable(p.principal, name)
+                elif what == "unlock":
+                    u.unlock(p.principal, name)
+                elif what == "grant":
+                    u.grant(p.principal, name, p.form.get("role", ""))
+                elif what == "revoke":
+                    u.revoke(p.principal, name, p.form.get("role", ""))
+                elif what == "train":
+                    u.train(p.principal, name, p.form.get("until", "").strip() or "+365d")
+                elif what == "reset-totp":
+                    added = u.reset_totp(p.principal, name)
+                    return r(p, "enrollment_code.html", added=added, what="reset")
+            except (InvalidInput, NotFound) as exc:
+                return user_page(p, name, error=exc.message, status=400)
+            except VaultError as exc:
+                if exc.exit_code == 4:  # a refusal: show the rule at the form that asked
+                    return user_page(p, name, error=exc.message, status=403)
+                raise
+            raise Redirect("/user?" + query_string(name=name, done=what))
+
+        return act
+
+    c.page("/users", users)
+    c.page("/users/add", user_add, methods=("POST",))
+    c.page("/user", user_get)
+    for what in ("disable", "enable", "unlock", "grant", "revoke", "train", "reset-totp"):
+        c.page(f"/user/{what}", user_action(what), methods=("POST",))
+
+    # --- engineers ---------------------------------------------------------------------------------------
+
+    def records(p: web.Page) -> Response:
+        q = p.arg("q").strip().lower()
+        only = p.arg("client").strip()
+        found = []
+        visible = [row["name"] for row in p.vault.clients.list(p.principal) if row["state"] == "active"]
+        for name in visible:
+            if only and name != only:
+                continue
+            for rec in p.vault.secrets.list(p.principal, name):
+                if not q or q in rec["path"].lower() or q in name.lower():
+                    found.append({**rec, "client": name})
+            if len(found) >= 500:
+                break
+        return r(p, "records.html", rows=found[:500], q=q, client=only, clients=visible)
+
+    def record(p: web.Page) -> Response:
+        from vault.records import FIELDS
+
+        client, path = p.arg("client"), p.arg("path", limit=1000)
+        listing = {rec["path"]: rec for rec in p.vault.secrets.list(p.principal, client)}
+        if path not in listing:
+            raise NotFound(f"no record {path!r} for {client}")
+        rec = listing[path]
+        fields = FIELDS.get(rec.get("kind", ""), ())
+        return r(p, "record.html", client=client, path=path, rec=rec, fields=fields)
+
+    def reveal(p: web.Page) -> Response:
+        got = p.vault.secrets.get(p.principal, p.form.get("client", ""), p.form.get("path", ""))
+        name = p.form.get("field", "")
+        if name not in got.fields:
+            value = None
+        else:
+            value = got.fields[name]
+            if isinstance(value, list):
+                value = "\n".join(str(v) for v in value)
+            elif value is not None:
+                value = str(value)
+        body = json.dumps({"field": name, "value": value, "version": got.version}, ensure_ascii=False)
+        return Response(body.encode(), media_type="application/json")
+
+    def step_up(p: web.Page) -> Response:
+        done = p.vault.users.step_up(p.principal, p.form.get("code", "").strip())
+        return Response(json.dumps(done).encode(), media_type="application/json")
+
+    c.page("/records", records)
+    c.page("/record", record)
+    c.page("/reveal", reveal, methods=("POST",), json_errors=True)
+    c.page("/step-up", step_up, methods=("POST",), json_errors=True)
+
+
+ROLES = ("admin", "account_manager", "engineer", "security_reviewer")
+
+#: the notices after a change (``?done=...``): fixed texts, never anything from the request
+DONE = {
+    "renew": "SLA renewed.",
+    "expire": "SLA ended; access is refused from now on and the grace period runs.",
+    "request-shred": "Early shred requested: a second person must approve it (Approvals).",
+    "approved": "Early shred approved: the next sweep shreds the client.",
+    "checkpoint": "Checkpoint signed.",
+    "disable": "User disabled.",
+    "enable": "User enabled.",
+    "unlock": "User unlocked.",
+    "grant": "Role granted.",
+    "revoke": "Role revoked.",
+    "train": "Training attestation recorded.",
+}
+
+
+def safe_file(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:100] or "client"
+
+
+def certificate_body(doc: dict) -> dict:
+    """The signed body of a certificate document, for the printable page."""
+    body = doc.get("certificate") or doc.get("body") or {}
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            body = {}
+    return body if isinstance(body, dict) else {}
