@@ -54,8 +54,10 @@ def migrations() -> list[tuple[int, Path]]:
             found.append((int(m.group(1)), path))
     found.sort()
     numbers = [n for n, _ in found]
-    if numbers != list(range(1, len(numbers) + 1)):
-        raise RuntimeError(f"migration numbers must be 1..N without gaps, got {numbers}")
+    # numbers are reserved per issue (docs/architecture.md): gaps are allowed while the issues
+    # land, a number never twice; a vault's user_version is the highest number applied
+    if len(set(numbers)) != len(numbers) or (numbers and numbers[0] != 1):
+        raise RuntimeError(f"migration numbers must be unique and start at 1, got {numbers}")
     return found
 
 
@@ -67,7 +69,8 @@ def inserted_id(cursor: sqlite3.Cursor) -> int:
 
 
 def latest_schema_version() -> int:
-    return len(migrations())
+    known = migrations()
+    return known[-1][0] if known else 0
 
 
 class Database:
@@ -161,17 +164,20 @@ class Database:
             current = self.schema_version()
         except sqlite3.DatabaseError as exc:
             raise SchemaError(f"the vault database is damaged: {_sqlite_reason(exc)}") from None
-        if current > len(known):
+        latest = known[-1][0] if known else 0
+        if current > latest:
             raise SchemaTooNew()
-        if current == len(known):
+        if current == latest:
             return current
         with self.write() as conn:
             current = conn.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
-            for number, path in known[current:]:
+            for number, path in known:
+                if number <= current:
+                    continue
                 for statement in _statements(path.read_text()):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={number}")
-        return len(known)
+        return latest
 
     def checkpoint_truncate(self, attempts: int = 5, wait: float = 0.2) -> bool:
         """Copy the WAL into the main file and truncate it to zero bytes.
