@@ -1,4 +1,4 @@
-"""The one entry point of the library: :class:`Vault` (SPEC 2).
+"""The one entry point of the library: :class:`Vault` (docs/spec.md §2).
 
     v = Vault.open(home)                 # sealed; permissions and schema checked
     v.unseal_key_file(path)              # or unseal_passphrase / unseal_recovery_key

@@ -6,7 +6,7 @@ Settings (why):
 * ``synchronous=FULL``: a commit is on disk before the CLI acknowledges a write (kill -9 and
   power loss never lose an acknowledged write).
 * ``secure_delete=ON``: deleted key material is overwritten with zeros in the page, not left in
-  free pages (crypto-shredding, SPEC 7).
+  free pages (crypto-shredding, docs/spec.md §7).
 * ``foreign_keys=ON``.
 
 Every write goes through :meth:`Database.write` which takes the write lock up front
