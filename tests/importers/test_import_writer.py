@@ -300,7 +300,7 @@ def test_the_cli_imports_keepass_with_a_dry_run_first_and_never_prints_a_secret(
     data = json.loads(again.stdout)
     assert [(len(c["new"]), c["unchanged"]) for c in data["clients"]] == [(0, 3), (0, 2)]
     for proc in (dry, real, again):
-        for _, _, _, password, notes in ENTRIES:
+        for _, _, _, password, _notes in ENTRIES:
             assert password not in proc.stdout + proc.stderr
     wrong = vdir.cli(*args, input="wrong password\n")
     assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1, wrong.stderr
