@@ -44,9 +44,7 @@ def regular_install(base: Path) -> Path:
     venv, wheels = base / "regular-venv", base / "wheels"
     quiet = {"check": True, "capture_output": True}
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
-    subprocess.run(
-        [*pip, "wheel", "--no-deps", "-w", str(wheels), str(ROOT)], **quiet
-    )
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(ROOT)], **quiet)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], **quiet)
     wheel = next(wheels.glob("*.whl"))
     vpip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "--quiet"]
