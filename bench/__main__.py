@@ -77,6 +77,13 @@ REGISTRY = [
     ),
     Bench("onedrive_push", 6, "sync push of 1,000 blobs, 50 ms latency", {"runs": 1}),
     Bench("service", 7, "service throughput, p99, remote secret get", {"quick": True}),
+    Bench(
+        "console",
+        19,
+        "web console: audit page of 1,000,000 events, clients page of 10,000, reveal",
+        {"events": 200_000, "clients": 10_000, "runs": 7},
+        timeout=300,
+    ),
     Bench("peers", 8, "pass, age, rclone crypt side by side", {"quick": True}),
     Bench("scaling", 8, "secret get and sweep at 10 / 1,000 / 100,000", {"quick": True}, timeout=300),
     Bench(

@@ -44,6 +44,7 @@ class Action(StrEnum):
     SLA_REQUEST_SHRED = "sla.request_shred"
     SLA_APPROVE_SHRED = "sla.approve_shred"
     SLA_UPCOMING = "sla.upcoming"
+    SLA_REQUESTS = "sla.requests"  # the approvals queue: open two-person requests
     SLA_SWEEP = "sla.sweep"
     SLA_CERTIFICATE = "sla.certificate"
     # secrets (need-to-know)
@@ -119,6 +120,7 @@ PERMISSIONS: dict[Action, frozenset[str]] = {
     Action.SLA_REQUEST_SHRED: _({ACCOUNT_MANAGER}),
     Action.SLA_APPROVE_SHRED: _({ADMIN, ACCOUNT_MANAGER}),
     Action.SLA_UPCOMING: _({ACCOUNT_MANAGER}),
+    Action.SLA_REQUESTS: _({ADMIN, ACCOUNT_MANAGER}),
     Action.SLA_SWEEP: _({ACCOUNT_MANAGER, SYSTEM_ROLE}),
     Action.SLA_CERTIFICATE: _({ACCOUNT_MANAGER, REVIEWER}),
     Action.SECRET_PUT: _({ENGINEER}),

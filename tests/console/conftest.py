@@ -143,6 +143,21 @@ class World:
         finally:
             v.close()
 
+    def as_user(self, context, user: str) -> None:
+        """Put a live session of ``user`` in a browser context's cookie jar."""
+        context.add_cookies(
+            [
+                {
+                    "name": "__Host-cvault_session",
+                    "value": self.token(user),
+                    "url": self.url,
+                    "secure": True,
+                    "httpOnly": True,
+                    "sameSite": "Strict",
+                }
+            ]
+        )
+
     def set_stepup_age(self, user: str, seconds: int) -> None:
         """Age the step-up of the user's live sessions (as if the last code was that long ago)."""
         v = self.open()

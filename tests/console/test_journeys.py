@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+expect = pytest.importorskip("playwright.sync_api").expect
+
 from tests.console.conftest import sign_in
 
 pytestmark = pytest.mark.usefixtures("browser")
@@ -67,3 +69,158 @@ def test_sign_out_everywhere_ends_every_session(browser, world):
     finally:
         first.close()
         second.close()
+
+
+def test_engineer_searches_opens_and_reveals_a_secret_with_a_step_up(page, world):
+    eve = world.members["eve"]
+    sign_in(page, eve)
+    assert page.url.endswith("/records")
+    page.get_by_label("Path or client contains").fill("fire")
+    page.get_by_role("button", name="Search").click()
+    rows = page.locator("#records tbody tr")
+    assert rows.count() == 1
+    rows.first.get_by_role("link", name="office/firewall").click()
+    value = page.locator("#value-password")
+    assert "Fw-s3cret!" not in page.content()  # masked until Reveal
+    page.get_by_role("button", name="Reveal password").click()
+    expect(value).to_have_text("Fw-s3cret!")
+    read = world.event(actor="eve", action="secret.get", client="acme")
+    assert read is not None and read["outcome"] == "allow" and read["origin"].startswith("web:")
+    # the step-up is older than the window: Reveal asks for a fresh code first
+    world.set_stepup_age("eve", 3600)
+    page.reload()
+    page.get_by_role("button", name="Reveal username").click()
+    page.get_by_label("Code", exact=True).wait_for()
+    page.get_by_label("Code", exact=True).fill(eve.wrong_code())
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.locator("#stepup-problem")).to_contain_text("step-up failed")
+    page.get_by_label("Code", exact=True).fill(eve.code())
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.locator("#value-username")).to_have_text("admin")
+    assert world.event(actor="eve", action="auth.stepup", outcome="ok") is not None
+    assert value.inner_text() != "Fw-s3cret!"  # the reload masked it again
+
+
+def test_an_engineer_is_refused_the_account_managers_pages(context, world):
+    world.as_user(context, "eve")
+    page = context.new_page()
+    for path in ("/clients", "/approvals", "/upcoming", "/client?name=acme"):
+        response = page.goto(path)
+        assert response.status == 403, path
+        assert "Refused" in page.locator("h1").inner_text()
+        assert "access denied" in page.locator("#problem").inner_text()
+    denied = world.event(actor="eve", action="sla.show", outcome="deny")
+    assert denied is not None
+
+
+def test_reviewer_filters_the_log_pages_back_and_downloads_an_export(context, world):
+    world.as_user(context, "rita")
+    page = context.new_page()
+    page.goto("/audit")
+    page.get_by_label("Action (e.g. secret.get, auth.*)").fill("auth.*")
+    page.get_by_role("button", name="Filter").click()
+    actions = page.locator("#events tbody tr td:nth-child(4)").all_inner_texts()
+    assert actions and all(a.startswith("auth.") for a in actions)
+    page.goto("/audit")
+    first_page = page.locator("#events tbody tr td:first-child").all_inner_texts()
+    assert len(first_page) == 50
+    page.locator("#older").click()
+    second = page.locator("#events tbody tr td:first-child").all_inner_texts()
+    assert second and int(second[0]) < int(first_page[-1])  # keyset paging, newest first
+    with page.expect_download() as got:
+        page.get_by_role("button", name="CSV").click()
+    path = got.value.path()
+    text = open(path, encoding="utf-8").read()
+    assert text.splitlines()[0].startswith("seq") and "auth.login" in text
+    assert world.event(actor="rita", action="audit.export", outcome="allow") is not None
+    # the report's charts are SVG drawn on the server; verification shows the key fingerprint
+    page.goto("/report")
+    assert page.locator("svg.chart").count() == 3
+    page.goto("/verify")
+    assert "verify" in page.locator("#verdict").inner_text()
+    v = world.open()
+    try:
+        fingerprint = v.audit.public_key()["fingerprint"]
+    finally:
+        v.close()
+    assert page.locator("#fingerprint").inner_text() == fingerprint
+    page.goto("/access")
+    assert "yes" in page.locator("#matrix").inner_text()
+
+
+def test_admin_adds_a_user_who_enrolls_and_signs_in(browser, page, world):
+    import pyotp
+
+    ada = world.members["ada"]
+    sign_in(page, ada)
+    assert page.url.endswith("/users")
+    page.get_by_label("Name", exact=True).fill("nina")
+    page.get_by_label("Engineer").check()
+    page.get_by_role("button", name="Add and issue an enrollment code").click()
+    code = page.locator("#enrollment-code").input_value()
+    assert code
+    assert world.event(actor="ada", action="user.add", outcome="ok") is not None
+    # nina enrolls in her own browser and signs in with a code from the seed she was shown
+    ctx = browser.new_context(base_url=world.url, ignore_https_errors=True)
+    try:
+        nina = ctx.new_page()
+        nina.goto("/enroll")
+        nina.get_by_label("Name").fill("nina")
+        nina.get_by_label("Enrollment code (from your admin)").fill(code)
+        nina.get_by_label("New password", exact=True).fill("nina's long password 6")
+        nina.get_by_label("New password again").fill("nina's long password 6")
+        nina.get_by_role("button", name="Enroll").click()
+        uri = nina.get_by_label("Authenticator key (otpauth URI)").input_value()
+        assert nina.locator(".qr svg").count() == 1
+        seed = pyotp.parse_uri(uri).secret
+        nina.goto("/login")
+        nina.get_by_label("Name").fill("nina")
+        nina.get_by_label("Password").fill("nina's long password 6")
+        nina.get_by_label("Code from your authenticator app").fill(pyotp.TOTP(seed).now())
+        nina.get_by_role("button", name="Sign in").click()
+        assert nina.url.endswith("/records")
+    finally:
+        ctx.close()
+    # the admin cannot grant herself a role: the rule is shown at the form that asked
+    page.goto("/user?name=ada")
+    page.get_by_label("Role", exact=True).first.select_option("engineer")
+    page.get_by_role("button", name="Grant").click()
+    assert "cannot grant themselves" in page.locator("#problem").inner_text()
+    assert world.event(actor="ada", action="user.grant", outcome="deny") is not None
+
+
+def test_early_shred_two_people_then_the_certificate(browser, context, world):
+    from vault.principal import Principal
+
+    world.as_user(context, "maria")
+    page = context.new_page()
+    page.goto("/client?name=initech")
+    page.get_by_label("Reason").last.fill("client asked for erasure")
+    page.get_by_role("button", name="Request shred").click()
+    page.goto("/approvals")
+    row = page.locator("#approvals tbody tr", has_text="initech")
+    assert "you asked" in row.inner_text()  # nobody approves their own request
+    other = browser.new_context(base_url=world.url, ignore_https_errors=True)
+    try:
+        world.as_user(other, "sam")
+        sam = other.new_page()
+        sam.goto("/approvals")
+        sam.get_by_role("button", name="Approve the early shred of initech").click()
+        assert "approved" in sam.locator("#notice").inner_text()
+    finally:
+        other.close()
+    v = world.open()
+    try:
+        v.sla.sweep(Principal.system("test-sweep"))
+    finally:
+        v.close()
+    page.goto("/client?name=initech")
+    page.get_by_role("link", name="View and print").click()
+    assert "Shred certificate: initech" in page.locator("h1").inner_text()
+    with page.expect_download() as got:
+        page.get_by_role("link", name="Download the signed JSON").click()
+    import json
+
+    doc = json.loads(open(got.value.path(), encoding="utf-8").read())
+    assert doc["certificate"]["client"]["name"] == "initech" and doc["signature"]
+    assert world.event(actor="maria", action="sla.certificate", outcome="allow") is not None

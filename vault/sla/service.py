@@ -339,7 +339,7 @@ class SlaService:
     def requests(self, principal: Principal) -> list[dict]:
         """Open early-shred requests (approved or awaiting a second person), oldest first;
         ``yours`` marks the ones the principal made (someone else must approve them)."""
-        self.ctx.authorize(principal, Action.SLA_UPCOMING)
+        self.ctx.authorize(principal, Action.SLA_REQUESTS)
         out = []
         for name, by, at, reason, approved_by, approved_at in self.ctx.db.all(
             "SELECT c.name, r.requested_by, r.requested_at, r.reason, r.approved_by, r.approved_at"

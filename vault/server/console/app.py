@@ -65,6 +65,8 @@ class Console:
         self.env.filters["minute"] = lambda v: (v or "").replace("T", " ")[:16]
         self.env.globals["role_label"] = ROLE_LABELS.get
         self.templates: dict[str, Any] = {}
+        #: every page's handler by (method, path): the routes' table (tests read it)
+        self.handlers: dict[tuple[str, str], Callable[[web.Page], Any]] = {}
 
     # --- rendering -------------------------------------------------------------------------------
 
@@ -99,6 +101,8 @@ class Console:
         json_errors: bool = False,
     ) -> None:
         """Add a route. ``handler(page)`` returns a Response (or raises :class:`Redirect`)."""
+        for method in methods:
+            self.handlers[(method, path)] = handler
 
         async def endpoint(request: Request) -> Response:
             post = request.method == "POST"

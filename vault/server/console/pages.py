@@ -338,6 +338,8 @@ def register(c: Console) -> None:
             return r(
                 p, "users.html", 400, rows=rows, pending=pending, roles=ROLES, added=None, error=exc.message
             )
+        if not added.get("enrollment_code"):  # two-person activation: a second admin approves
+            raise Redirect("/user?" + query_string(name=added["name"], done="added-pending"))
         return r(p, "enrollment_code.html", added=added, what="added")
 
     def user_page(p: web.Page, name: str, *, error: str | None = None, status: int = 200) -> Response:
@@ -409,7 +411,7 @@ def register(c: Console) -> None:
             raise NotFound(f"no record {path!r} for {client}")
         rec = listing[path]
         fields = FIELDS.get(rec.get("kind", ""), ())
-        return r(p, "record.html", client=client, path=path, rec=rec, fields=fields)
+        return r(p, "record.html", client=client, record_path=path, rec=rec, fields=fields)
 
     def reveal(p: web.Page) -> Response:
         got = p.vault.secrets.get(p.principal, p.form.get("client", ""), p.form.get("path", ""))
@@ -444,6 +446,8 @@ DONE = {
     "request-shred": "Early shred requested: a second person must approve it (Approvals).",
     "approved": "Early shred approved: the next sweep shreds the client.",
     "checkpoint": "Checkpoint signed.",
+    "added-pending": "User added. A second admin must approve the account before it can enroll.",
+    "approve-user": "Account approved.",
     "disable": "User disabled.",
     "enable": "User enabled.",
     "unlock": "User unlocked.",
