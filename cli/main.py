@@ -14,7 +14,7 @@ import click
 
 from cli.state import CliState
 
-#: command name -> "module:attribute" (SPEC 10)
+#: command name -> "module:attribute" (docs/spec.md §10)
 COMMANDS = {
     "init": "cli.commands.setup:init_cmd",
     "demo": "cli.commands.demo:demo_cmd",

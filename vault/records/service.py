@@ -1,4 +1,4 @@
-"""Client secrets: put, get, list, history, rm, import and export (SPEC 4).
+"""Client secrets: put, get, list, history, rm, import and export (docs/spec.md §4).
 
 Write path: validate (pydantic, lazily imported) -> authorize + audit -> under the write lock:
 encrypt with a fresh DEK, write the blob atomically, insert the version row with the wrapped DEK,

@@ -6,7 +6,7 @@ Settings (why):
 * ``synchronous=FULL``: a commit is on disk before the CLI acknowledges a write (kill -9 and
   power loss never lose an acknowledged write).
 * ``secure_delete=ON``: deleted key material is overwritten with zeros in the page, not left in
-  free pages (crypto-shredding, SPEC 7).
+  free pages (crypto-shredding, docs/spec.md §7).
 * ``foreign_keys=ON``.
 
 Every write goes through :meth:`Database.write` which takes the write lock up front
@@ -41,6 +41,9 @@ T = TypeVar("T")
 
 class SchemaTooNew(VaultError):
     """this vault was written by a newer cvault; upgrade cvault to open it."""
+
+    exit_code = 6
+    code = "integrity_failure"
 
 
 class SchemaError(VaultError):
@@ -199,16 +202,34 @@ class Database:
         except sqlite3.DatabaseError as exc:
             raise SchemaError(f"the vault database is damaged: {_sqlite_reason(exc)}") from None
         if current > len(known):
-            raise SchemaTooNew()
+            raise SchemaTooNew(
+                f"this vault's schema (version {current}) is newer than this cvault reads (up to"
+                f" {len(known)}): upgrade cvault to open it"
+            )
         if current == len(known):
             return current
-        with self.write() as conn:
-            current = conn.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
-            for number, path in known[current:]:
-                for statement in _statements(path.read_text()):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={number}")
+        if current == 0 and self._has_tables():
+            # a database with tables but no schema version: not written by any cvault release
+            raise SchemaError("the vault database has no cvault schema version: not a cvault vault")
+        try:
+            with self.write() as conn:
+                current = conn.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
+                for number, path in known[current:]:
+                    for statement in _statements(path.read_text()):
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version={number}")
+        except sqlite3.DatabaseError as exc:
+            # the recorded version does not describe the tables (an older number written over a
+            # newer schema, or a damaged file): refuse rather than guess
+            raise SchemaError(
+                f"the vault database's schema does not match its version {current}: upgrading it"
+                f" failed ({_sqlite_reason(exc)})"
+            ) from None
         return len(known)
+
+    def _has_tables(self) -> bool:
+        row = self.conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()
+        return bool(row[0])
 
     def checkpoint_truncate(self, attempts: int = 5, wait: float = 0.2) -> bool:
         """Copy the WAL into the main file and truncate it to zero bytes.
