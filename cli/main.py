@@ -22,6 +22,7 @@ COMMANDS = {
     "slot": "cli.commands.slot:slot",
     "client": "cli.commands.client:client",
     "secret": "cli.commands.secret:secret",
+    "import": "cli.commands.importing:import_cmd",
     "user": "cli.commands.user:user",
     "login": "cli.commands.session:login_cmd",
     "logout": "cli.commands.session:logout_cmd",

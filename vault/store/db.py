@@ -61,8 +61,10 @@ def migrations() -> list[tuple[int, Path]]:
             found.append((int(m.group(1)), path))
     found.sort()
     numbers = [n for n, _ in found]
-    if numbers != list(range(1, len(numbers) + 1)):
-        raise RuntimeError(f"migration numbers must be 1..N without gaps, got {numbers}")
+    # numbers are reserved per issue (docs/architecture.md): gaps are allowed while the issues
+    # land, a number never twice; a vault's user_version is the highest number applied
+    if len(set(numbers)) != len(numbers) or (numbers and numbers[0] != 1):
+        raise RuntimeError(f"migration numbers must be unique and start at 1, got {numbers}")
     return found
 
 
@@ -74,7 +76,8 @@ def inserted_id(cursor: sqlite3.Cursor) -> int:
 
 
 def latest_schema_version() -> int:
-    return len(migrations())
+    known = migrations()
+    return known[-1][0] if known else 0
 
 
 class Database:
@@ -201,12 +204,13 @@ class Database:
             current = self.schema_version()
         except sqlite3.DatabaseError as exc:
             raise SchemaError(f"the vault database is damaged: {_sqlite_reason(exc)}") from None
-        if current > len(known):
+        latest = known[-1][0] if known else 0
+        if current > latest:
             raise SchemaTooNew(
                 f"this vault's schema (version {current}) is newer than this cvault reads (up to"
-                f" {len(known)}): upgrade cvault to open it"
+                f" {latest}): upgrade cvault to open it"
             )
-        if current == len(known):
+        if current == latest:
             return current
         if current == 0 and self._has_tables():
             # a database with tables but no schema version: not written by any cvault release
@@ -214,7 +218,9 @@ class Database:
         try:
             with self.write() as conn:
                 current = conn.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
-                for number, path in known[current:]:
+                for number, path in known:
+                    if number <= current:
+                        continue
                     for statement in _statements(path.read_text()):
                         conn.execute(statement)
                     conn.execute(f"PRAGMA user_version={number}")
@@ -225,7 +231,7 @@ class Database:
                 f"the vault database's schema does not match its version {current}: upgrading it"
                 f" failed ({_sqlite_reason(exc)})"
             ) from None
-        return len(known)
+        return latest
 
     def _has_tables(self) -> bool:
         row = self.conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()
