@@ -36,6 +36,7 @@ COMMANDS = {
     "custody": "cli.commands.custody:custody",
     "backup": "cli.commands.backup:backup",
     "restore": "cli.commands.backup:restore_cmd",
+    "generate": "cli.commands.generate:generate_cmd",
 }
 
 
