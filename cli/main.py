@@ -14,7 +14,7 @@ import click
 
 from cli.state import CliState
 
-#: command name -> "module:attribute" (SPEC 10)
+#: command name -> "module:attribute" (docs/spec.md §10)
 COMMANDS = {
     "init": "cli.commands.setup:init_cmd",
     "demo": "cli.commands.demo:demo_cmd",
@@ -22,6 +22,7 @@ COMMANDS = {
     "slot": "cli.commands.slot:slot",
     "client": "cli.commands.client:client",
     "secret": "cli.commands.secret:secret",
+    "import": "cli.commands.importing:import_cmd",
     "user": "cli.commands.user:user",
     "login": "cli.commands.session:login_cmd",
     "logout": "cli.commands.session:logout_cmd",

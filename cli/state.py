@@ -88,7 +88,7 @@ class CliState:
         return self._principal
 
     def with_stepup(self, operation, totp: str | None = None):
-        """Run ``operation(principal)``; if it needs a fresh TOTP (step-up, SPEC 5), verify one
+        """Run ``operation(principal)``; if it needs a fresh TOTP (step-up, docs/spec.md §5), verify one
         from ``--totp`` or a prompt (terminal only) and run it once more. The one place in the CLI
         that handles step-up."""
         from vault.errors import StepUpRequired

@@ -1,4 +1,4 @@
-"""The key hierarchy (SPEC 3; byte-level details in docs/format.md).
+"""The key hierarchy (docs/spec.md §3; byte-level details in docs/format.md).
 
     unseal slot secret (passphrase -> Argon2id | key file | recovery key)
         -> slot KEK  --AES-256-GCM-->  root key R (32 random bytes)

@@ -1,4 +1,4 @@
-"""Unseal slots: list, add, remove (like LUKS key slots; SPEC 3).
+"""Unseal slots: list, add, remove (like LUKS key slots; docs/spec.md §3).
 
 Managing slots needs the vault unsealed, which already proves possession of one unseal secret;
 every change is audited. The last slot can never be removed.
