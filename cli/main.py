@@ -38,6 +38,7 @@ COMMANDS = {
     "backup": "cli.commands.backup:backup",
     "restore": "cli.commands.backup:restore_cmd",
     "generate": "cli.commands.generate:generate_cmd",
+    "agent": "cli.commands.agent:agent",
 }
 
 
@@ -76,7 +77,10 @@ def cli(ctx: click.Context, home: str | None, addr: str | None, as_json: bool, d
     5 not found, 6 integrity failure, 7 client expired or shredded, 8 vault sealed or locked,
     9 storage backend unavailable.
     """
-    ctx.obj = CliState(home=home, addr=addr, json=as_json, debug=debug)
+    if isinstance(ctx.obj, CliState):  # given by the caller (the agent runs commands this way)
+        ctx.obj.configure(home=home, addr=addr, json=as_json, debug=debug)
+    else:
+        ctx.obj = CliState(home=home, addr=addr, json=as_json, debug=debug)
     ctx.call_on_close(ctx.obj.close)
     # click has resolved (imported) the subcommand by now; host-only ones act on local files
     group = ctx.command
@@ -91,12 +95,14 @@ def cli(ctx: click.Context, home: str | None, addr: str | None, as_json: bool, d
         )
 
 
-def run(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code; every error becomes one line on stderr."""
+def run(argv: list[str] | None = None, *, obj: CliState | None = None) -> int:
+    """Run the CLI and return its exit code; every error becomes one line on stderr.
+
+    ``obj``: the state commands use instead of a new :class:`CliState` (the agent's)."""
     os.umask(0o077)  # anything the CLI creates is private to the user
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        rv = cli.main(args=argv, prog_name="cvault", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="cvault", standalone_mode=False, obj=obj)
     except SystemExit as exc:  # a command chose its exit code (doctor, sync, verify...)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except click.exceptions.Abort:

@@ -90,6 +90,7 @@ class AuditEvent(StrEnum):
     AUTH_RECOVERY_CODE = "auth.recovery_code"
     SLOT_ADD = "slot.add"
     SLOT_REMOVE = "slot.remove"
+    SLOT_MIGRATE = "slot.migrate"
     SERVICE_UNSEAL = "service.unseal"
     SLA_SHRED = "sla.shred"
 
