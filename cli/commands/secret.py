@@ -13,6 +13,7 @@ import sys
 import click
 
 from cli.output import emit, fields_block, json_option, progress, table, wants_json
+from cli.render import when
 from cli.state import read_stdin_secret, totp_option
 from vault.errors import InvalidInput, NotFound
 from vault.records import CUSTOM, KINDS, MAIN_SECRET, MULTILINE_FIELDS, TOTP, cli_fields, is_secret
@@ -327,9 +328,11 @@ def secret_get(state, client, path, field, version, copy, otp, reveal, totp, as_
     def human(d):
         click.echo(
             f"# {d['client']}/{d['path']}  ({d['kind']}, version {d['version']}, "
-            f"{d['created_at']} by {d['created_by']})"
+            f"{when(d['created_at'])} by {d['created_by']})"
         )
-        fields_block(_shown_fields(d["fields"], d["kind"], reveal=reveal or not sys.stdout.isatty()))
+        fields_block(
+            _shown_fields(d["fields"], d["kind"], reveal=reveal or not sys.stdout.isatty()), raw=True
+        )
 
     data = record.as_dict()
     if as_json or wants_json():
