@@ -335,12 +335,23 @@ class Vault:
         if not rows:
             raise VaultSealed(f"vault sealed: it has no {what} slot")
         for slot_id, params, salt, wrapped in rows:
-            kek = keys.slot_kek(kind, secret, salt, json.loads(params) if params else None)
+            kdf_params = json.loads(params) if params else None
             try:
-                root = keys.unwrap_root(wrapped, kek, self.ctx.vault_id, slot_id, kind)
+                root = keys.open_slot(
+                    kind,
+                    secret,
+                    salt=salt,
+                    kdf_params=kdf_params,
+                    wrapped=wrapped,
+                    vault_id=self.ctx.vault_id,
+                    slot_id=slot_id,
+                )
             except CryptoError:
                 continue
             self.ctx.keyring.load_root(root)
+            if not keys.slot_is_normalized(kind, kdf_params):
+                # a passphrase slot from before NFC normalisation (docs/format.md section 2.1)
+                self.slots.migrate_passphrase_slot(slot_id, secret)
             self._after_unseal(key_file)
             return
         raise AuthenticationFailed(f"wrong {what}: no unseal slot opened")
