@@ -3,13 +3,15 @@ code, do the task, see the audit event; and the refusals (docs/console.md)."""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 import pytest
 
-expect = pytest.importorskip("playwright.sync_api").expect
-
 from tests.console.conftest import sign_in
+
+expect = pytest.importorskip("playwright.sync_api").expect
 
 pytestmark = pytest.mark.usefixtures("browser")
 
@@ -130,7 +132,7 @@ def test_reviewer_filters_the_log_pages_back_and_downloads_an_export(context, wo
     with page.expect_download() as got:
         page.get_by_role("button", name="CSV").click()
     path = got.value.path()
-    text = open(path, encoding="utf-8").read()
+    text = Path(path).read_text(encoding="utf-8")
     assert text.splitlines()[0].startswith("seq") and "auth.login" in text
     assert world.event(actor="rita", action="audit.export", outcome="allow") is not None
     # the report's charts are SVG drawn on the server; verification shows the key fingerprint
@@ -219,8 +221,6 @@ def test_early_shred_two_people_then_the_certificate(browser, context, world):
     assert "Shred certificate: initech" in page.locator("h1").inner_text()
     with page.expect_download() as got:
         page.get_by_role("link", name="Download the signed JSON").click()
-    import json
-
-    doc = json.loads(open(got.value.path(), encoding="utf-8").read())
+    doc = json.loads(Path(got.value.path()).read_text(encoding="utf-8"))
     assert doc["certificate"]["client"]["name"] == "initech" and doc["signature"]
     assert world.event(actor="maria", action="sla.certificate", outcome="allow") is not None
