@@ -132,6 +132,10 @@ def test_every_operation_answers_in_its_declared_schema(tmp_path, remote_config,
         call("eve", "secrets.get", {"client_name": "acme", "path": "office/fw"})
         call("eve", "secrets.list", {"client_name": "acme"})
         call("eve", "secrets.history", {"client_name": "acme", "path": "office/fw"})
+        fw = {"client_name": "acme", "path": "office/fw"}
+        call("eve", "secrets.edit", {**fw, "set_fields": {"totp": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"}})
+        call("eve", "secrets.otp", fw)
+        call("eve", "secrets.restore", {**fw, "version": 1})
         lines = ['{"path": "a/b", "kind": "note", "fields": {"text": "t"}}']
         call("eve", "secrets.import_records", {"client_name": "acme", "lines": lines})
         call("eve", "secrets.export_records", {"client_name": "acme"})

@@ -392,6 +392,10 @@ def register(c: Console) -> None:
         only = p.arg("client").strip()
         found = []
         visible = [row["name"] for row in p.vault.clients.list(p.principal) if row["state"] == "active"]
+        search = getattr(p.vault.secrets, "search", None)
+        if q and search is not None:  # the records service's search (tags, non-secret fields)
+            hits = search(p.principal, q, client=only or None)
+            return r(p, "records.html", rows=hits[:500], q=q, client=only, clients=visible)
         for name in visible:
             if only and name != only:
                 continue
