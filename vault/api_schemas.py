@@ -149,7 +149,18 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "ClientView": obj(_CLIENT, {"records": INT}),
     "KeyRotation": obj({"name": STR, "key_version": INT, "records": INT, "fingerprint": STR}),
-    "Stored": obj({"client": STR, "path": STR, "kind": STR, "version": INT}),
+    "Stored": obj({"client": STR, "path": STR, "kind": STR, "version": INT}, {"restored_from": INT}),
+    "OtpCode": obj(
+        {
+            "client": STR,
+            "path": STR,
+            "code": STR,
+            "seconds_left": INT,
+            "period": INT,
+            "digits": INT,
+            "algorithm": STR,
+        }
+    ),
     "SecretRecord": obj(
         {
             "client": STR,
