@@ -239,7 +239,12 @@ class AuditAPI(Protocol):
     ) -> VerifyResult: ...
 
     def report(
-        self, principal: Principal, *, since: When | None = None, until: When | None = None
+        self,
+        principal: Principal,
+        *,
+        since: When | None = None,
+        until: When | None = None,
+        full: bool = False,
     ) -> dict: ...
 
     def prune(self, principal: Principal, before: When) -> dict: ...

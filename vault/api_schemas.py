@@ -279,6 +279,16 @@ SCHEMAS: dict[str, Schema] = {
             "after_assignment_ended": {"type": "array"},
             "admin_changes": {"type": "array"},
             "shreds": {"type": "array"},
+            "totals": obj(
+                {
+                    "off_hours_access": INT,
+                    "bursts": INT,
+                    "after_assignment_ended": INT,
+                    "admin_changes": INT,
+                    "shreds": INT,
+                }
+            ),
+            "truncated": STRS,
         }
     ),
     "Prune": obj({"pruned": INT, "base_seq": nullable(INT), "before": TIME}, {"checkpoint_seq": INT}),

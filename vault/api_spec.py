@@ -495,7 +495,7 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "audit",
         "report",
-        (K("since", "since"), K("until", "since")),
+        (K("since", "since"), K("until", "since"), K("full", "bool", False)),
         returns="Report",
         summary="Access report",
     ),
