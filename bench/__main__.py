@@ -51,6 +51,12 @@ class Bench:
 REGISTRY = [
     Bench("secret_get", 2, "cvault secret get latency (embedded)", {"runs": 10}),
     Bench("importcost", 2, "where secret get spends its time beyond the floor", {"quick": True}),
+    Bench(
+        "agent",
+        20,
+        "secret get through the resident agent vs pass show and the bare interpreter",
+        {"runs": 10},
+    ),
     Bench("import_path", 15, "secret get's import path, local and service mode", {"quick": True}),
     Bench("secret_import", 2, "secret import of 10,000 records", {"runs": 1}),
     Bench(

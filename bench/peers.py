@@ -67,6 +67,31 @@ def _run(argv: list[str], env: dict, stdin: bytes | None = None) -> bytes:
     return proc.stdout
 
 
+def init_pass_store(base: Path, env: dict) -> str:
+    """A throwaway GnuPG home (passphrase-less key, batch mode) and an empty ``pass`` store in
+    ``base``, named by ``env``'s GNUPGHOME and PASSWORD_STORE_DIR; returns the key's algorithm."""
+    Path(env["GNUPGHOME"]).mkdir(mode=0o700)
+    _run(
+        [
+            "gpg",
+            "--batch",
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "cvault bench <bench@example.invalid>",
+            "default",
+            "default",
+            "never",
+        ],
+        env,
+    )
+    listing = _run(["gpg", "--list-keys", "--with-colons"], env).decode()
+    fpr = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr"))
+    algo = next(line.split(":")[3] for line in listing.splitlines() if line.startswith("pub"))
+    _run(["pass", "init", fpr], env)
+    return {"1": "RSA", "22": "EdDSA"}.get(algo, f"algo {algo}")
+
+
 class Peers:
     """The three peers set up in ``base``, holding ``records`` read records under acme/rec/N."""
 
@@ -77,26 +102,7 @@ class Peers:
             PASSWORD_STORE_DIR=str(base / "store"),
             RCLONE_CONFIG=str(base / "rclone.conf"),
         )
-        (base / "gnupg").mkdir(mode=0o700)
-        _run(
-            [
-                "gpg",
-                "--batch",
-                "--passphrase",
-                "",
-                "--quick-gen-key",
-                "cvault bench <bench@example.invalid>",
-                "default",
-                "default",
-                "never",
-            ],
-            self.env,
-        )
-        listing = _run(["gpg", "--list-keys", "--with-colons"], self.env).decode()
-        fpr = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr"))
-        algo = next(line.split(":")[3] for line in listing.splitlines() if line.startswith("pub"))
-        self.gpg_key = {"1": "RSA", "22": "EdDSA"}.get(algo, f"algo {algo}")
-        _run(["pass", "init", fpr], self.env)
+        self.gpg_key = init_pass_store(base, self.env)
         self.identity = base / "age-identity.txt"
         _run(["age-keygen", "-o", str(self.identity)], self.env)
         self.recipient = _run(["age-keygen", "-y", str(self.identity)], self.env).decode().strip()

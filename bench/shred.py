@@ -1,4 +1,4 @@
-"""Benchmark: crypto-shredding a 10,000-record client, and a sweep with nothing due (SPEC 7, 12).
+"""Benchmark: crypto-shredding a 10,000-record client, and a sweep with nothing due (docs/spec.md §7, §12).
 
     /tmp/venv/bin/python bench/shred.py [--repeat N]
 

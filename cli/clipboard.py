@@ -36,7 +36,7 @@ def _tool():
 
 
 def clear_delay() -> int:
-    """30 s (SPEC 10); CVAULT_CLIPBOARD_CLEAR_SECONDS may shorten it, never lengthen it."""
+    """30 s (docs/spec.md §10); CVAULT_CLIPBOARD_CLEAR_SECONDS may shorten it, never lengthen it."""
     try:
         wanted = int(os.environ.get("CVAULT_CLIPBOARD_CLEAR_SECONDS", CLEAR_AFTER_SECONDS))
     except ValueError:

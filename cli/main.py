@@ -14,7 +14,7 @@ import click
 
 from cli.state import CliState
 
-#: command name -> "module:attribute" (SPEC 10)
+#: command name -> "module:attribute" (docs/spec.md §10)
 COMMANDS = {
     "init": "cli.commands.setup:init_cmd",
     "demo": "cli.commands.demo:demo_cmd",
@@ -22,6 +22,7 @@ COMMANDS = {
     "slot": "cli.commands.slot:slot",
     "client": "cli.commands.client:client",
     "secret": "cli.commands.secret:secret",
+    "import": "cli.commands.importing:import_cmd",
     "user": "cli.commands.user:user",
     "login": "cli.commands.session:login_cmd",
     "logout": "cli.commands.session:logout_cmd",
@@ -36,6 +37,7 @@ COMMANDS = {
     "custody": "cli.commands.custody:custody",
     "backup": "cli.commands.backup:backup",
     "restore": "cli.commands.backup:restore_cmd",
+    "agent": "cli.commands.agent:agent",
 }
 
 
@@ -74,7 +76,10 @@ def cli(ctx: click.Context, home: str | None, addr: str | None, as_json: bool, d
     5 not found, 6 integrity failure, 7 client expired or shredded, 8 vault sealed or locked,
     9 storage backend unavailable.
     """
-    ctx.obj = CliState(home=home, addr=addr, json=as_json, debug=debug)
+    if isinstance(ctx.obj, CliState):  # given by the caller (the agent runs commands this way)
+        ctx.obj.configure(home=home, addr=addr, json=as_json, debug=debug)
+    else:
+        ctx.obj = CliState(home=home, addr=addr, json=as_json, debug=debug)
     ctx.call_on_close(ctx.obj.close)
     # click has resolved (imported) the subcommand by now; host-only ones act on local files
     group = ctx.command
@@ -89,12 +94,14 @@ def cli(ctx: click.Context, home: str | None, addr: str | None, as_json: bool, d
         )
 
 
-def run(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code; every error becomes one line on stderr."""
+def run(argv: list[str] | None = None, *, obj: CliState | None = None) -> int:
+    """Run the CLI and return its exit code; every error becomes one line on stderr.
+
+    ``obj``: the state commands use instead of a new :class:`CliState` (the agent's)."""
     os.umask(0o077)  # anything the CLI creates is private to the user
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        rv = cli.main(args=argv, prog_name="cvault", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="cvault", standalone_mode=False, obj=obj)
     except SystemExit as exc:  # a command chose its exit code (doctor, sync, verify...)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except click.exceptions.Abort:

@@ -19,13 +19,20 @@ CommandT = TypeVar("CommandT", bound=click.Command)
 
 
 class CliState:
+    #: the audit origin of this process's sessions (the agent's state says ``agent``)
+    origin = "cli"
+
     def __init__(self, home: str | None, addr: str | None, json: bool, debug: bool):
+        self.configure(home=home, addr=addr, json=json, debug=debug)
+        self._vault: VaultAPI | None = None
+        self._principal: Principal | None = None
+
+    def configure(self, *, home: str | None, addr: str | None, json: bool, debug: bool) -> None:
+        """The global options of one command line."""
         self.home_arg = home
         self.addr = addr
         self.json = json
         self.debug = debug
-        self._vault: VaultAPI | None = None
-        self._principal: Principal | None = None
 
     @property
     def home(self) -> Path:
@@ -84,11 +91,11 @@ class CliState:
             if allow_system:
                 return Principal.system(system_name)
             raise AuthenticationFailed(why)
-        self._principal = vault.users.resume(token)
+        self._principal = vault.users.resume(token, origin=self.origin)
         return self._principal
 
     def with_stepup(self, operation, totp: str | None = None):
-        """Run ``operation(principal)``; if it needs a fresh TOTP (step-up, SPEC 5), verify one
+        """Run ``operation(principal)``; if it needs a fresh TOTP (step-up, docs/spec.md §5), verify one
         from ``--totp`` or a prompt (terminal only) and run it once more. The one place in the CLI
         that handles step-up."""
         from vault.errors import StepUpRequired

@@ -115,11 +115,17 @@ def cli_env(vdir, **extra: str) -> dict:
 
 
 def run_cli(
-    *args: str, input: str | bytes | None = None, env: dict | None = None, timeout: float = 60
+    *args: str,
+    input: str | bytes | None = None,
+    env: dict | None = None,
+    timeout: float = 60,
+    module: str = "cli.main",
 ) -> subprocess.CompletedProcess:
+    """``cvault ARGS`` in a subprocess; ``module="cli.launcher"`` is the console script's own entry
+    (it hands agent-served commands to a running agent)."""
     text = not isinstance(input, bytes)
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", module, *args],
         input=input,
         env=env,
         capture_output=True,

@@ -13,7 +13,8 @@ own clock. Nothing here is imported at run time by anything but type checkers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -146,6 +147,22 @@ class SecretsAPI(Protocol):
     def export_records(self, principal: Principal, client_name: str) -> dict: ...
 
     def export(self, principal: Principal, client_name: str, out: Path) -> dict: ...
+
+    def import_file(
+        self,
+        principal: Principal,
+        fmt: str,
+        path: str | os.PathLike[str],
+        *,
+        clients: Mapping[str, str] | None = None,
+        default_client: str | None = None,
+        password: str | None = None,
+        keyfile: str | os.PathLike[str] | bytes | None = None,
+        mapping: Mapping[str, str] | None = None,
+        kind: str = "access",
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> dict: ...
 
 
 class SlaAPI(Protocol):

@@ -31,7 +31,7 @@ READABLE_VERSIONS = (1,)
 TYPE_RECORD = 1
 HEADER = struct.Struct(">4sBB16s16sQI12s")
 HEADER_LEN = HEADER.size  # 62
-MAX_PLAINTEXT = 1024 * 1024  # SPEC 4: 1 MiB per record
+MAX_PLAINTEXT = 1024 * 1024  # docs/spec.md §4: 1 MiB per record
 
 
 class BlobHeader(NamedTuple):

@@ -1,8 +1,9 @@
 """Shared state of one open vault, and the authorize-then-audit pipeline every operation uses.
 
-Each domain service (``vault/<domain>/service.py``) receives one :class:`VaultContext`. The rule of SPEC 2 is
-kept here, in :meth:`VaultContext.authorize`: gather the facts, let :mod:`vault.policy` decide,
-write the decision to the audit log (refusing if that fails), and only then let the caller act.
+Each domain service (``vault/<domain>/service.py``) receives one :class:`VaultContext`. The rule
+of docs/spec.md §2 is kept here, in :meth:`VaultContext.authorize`: gather the facts, let
+:mod:`vault.policy` decide, write the decision to the audit log (refusing if that fails), and only
+then let the caller act.
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ if TYPE_CHECKING:
     from vault.custody.service import CustodyManager
 
 DEFAULT_SETTINGS = {
-    "keep_versions": 10,  # SPEC 4: record versions kept
-    "stepup_window_seconds": 900,  # SPEC 5: TOTP freshness for reading a secret
-    "session_absolute_seconds": 8 * 3600,  # SPEC 5: a session lives at most 8 h
-    "session_idle_seconds": 30 * 60,  # SPEC 5: ... and ends after 30 min without use
-    "default_grace_days": 30,  # SPEC 7
+    "keep_versions": 10,  # docs/spec.md §4: record versions kept
+    "stepup_window_seconds": 900,  # docs/spec.md §5: TOTP freshness for reading a secret
+    "session_absolute_seconds": 8 * 3600,  # docs/spec.md §5: a session lives at most 8 h
+    "session_idle_seconds": 30 * 60,  # docs/spec.md §5: ... and ends after 30 min without use
+    "default_grace_days": 30,  # docs/spec.md §7
     # issue 11: no client's grace period below this (client add, sla renew, sla expire); a change
     # is two-person (sla min-grace + sla approve-min-grace)
     "min_grace_days": 30,
@@ -113,7 +114,7 @@ class VaultContext:
 
     def client_keys(self, client: ClientRow, version: int | None = None, conn=None) -> ClientKeys:
         if client.shred_state:
-            # from the first shred step on, no one unwraps this client's key (SPEC 7; docs/sla.md)
+            # from the first shred step on, no one unwraps this client's key (docs/spec.md §7; docs/sla.md)
             raise ClientUnavailable(f"client {client.name} is {client.shred_state}: its keys are destroyed")
         version = client.key_version if version is None else version
         shared = self.client_key_cache

@@ -34,13 +34,13 @@ KEY_LEN = 32  # AES-256
 NONCE_LEN = 12  # 96-bit GCM nonce (NIST SP 800-38D 8.2.2 random construction)
 TAG_LEN = 16
 
-# Argon2id floor for the passphrase unseal slot (SPEC 3: >= 64 MiB, tuned to ~0.5 s).
+# Argon2id floor for the passphrase unseal slot (docs/spec.md §3: >= 64 MiB, tuned to ~0.5 s).
 ARGON2_MIN_MEMORY_KIB = 64 * 1024
 ARGON2_LANES = 4
 ARGON2_TARGET_SECONDS = 0.5
 ARGON2_MAX_ITERATIONS = 64
 
-# User password hashes (SPEC 5): Argon2id, 64 MiB, 3 passes; stored in PHC string form.
+# User password hashes (docs/spec.md §5): Argon2id, 64 MiB, 3 passes; stored in PHC string form.
 PASSWORD_ITERATIONS = 3
 
 

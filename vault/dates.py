@@ -1,4 +1,4 @@
-"""Parsing of user-entered dates and durations (SPEC 10: ISO 8601 or relative forms like ``+90d``).
+"""Parsing of user-entered dates and durations (docs/spec.md §10: ISO 8601 or relative forms like ``+90d``).
 
 Dates cross the facade's boundary as text (``"+90d"``) and the service parses them with its own
 clock (:func:`as_when`, :func:`as_since`, :func:`as_duration`): the CLI, the HTTP API and the

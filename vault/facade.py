@@ -1,4 +1,4 @@
-"""The one entry point of the library: :class:`Vault` (SPEC 2).
+"""The one entry point of the library: :class:`Vault` (docs/spec.md §2).
 
     v = Vault.open(home)                 # sealed; permissions and schema checked
     v.unseal_key_file(path)              # or unseal_passphrase / unseal_recovery_key
@@ -53,6 +53,27 @@ FORMAT_VERSION = 1
 
 
 ServiceT = TypeVar("ServiceT")
+
+
+def check_format_version(db: Database) -> None:
+    """The vault's ``meta.format_version`` must be the one this build writes: a newer or older
+    (or unreadable) one is refused with one line (exit 6), never guessed at."""
+    from vault.errors import IntegrityFailure
+
+    row = db.one("SELECT value FROM meta WHERE key = 'format_version'")
+    value = row[0] if row is not None else None
+    if type(value) is not int:
+        raise IntegrityFailure("integrity failure: the vault's format version is missing or unreadable")
+    if value > FORMAT_VERSION:
+        raise IntegrityFailure(
+            f"integrity failure: this vault's format version {value} is newer than this cvault reads"
+            f" ({FORMAT_VERSION}): upgrade cvault to open it"
+        )
+    if value < FORMAT_VERSION:
+        raise IntegrityFailure(
+            f"integrity failure: this vault's format version {value} is older than this cvault reads"
+            f" ({FORMAT_VERSION})"
+        )
 
 
 class _Service(Generic[ServiceT]):
@@ -255,6 +276,7 @@ class Vault:
         row = db.one("SELECT value FROM meta WHERE key = 'vault_id'")
         if row is None:
             raise NotFound(f"{vhome.root} is not an initialised cvault vault")
+        check_format_version(db)
         keyring = Keyring(bytes(row[0]))
         ctx = VaultContext(
             vhome,
@@ -322,12 +344,23 @@ class Vault:
         if not rows:
             raise VaultSealed(f"vault sealed: it has no {what} slot")
         for slot_id, params, salt, wrapped in rows:
-            kek = keys.slot_kek(kind, secret, salt, json.loads(params) if params else None)
+            kdf_params = json.loads(params) if params else None
             try:
-                root = keys.unwrap_root(wrapped, kek, self.ctx.vault_id, slot_id, kind)
+                root = keys.open_slot(
+                    kind,
+                    secret,
+                    salt=salt,
+                    kdf_params=kdf_params,
+                    wrapped=wrapped,
+                    vault_id=self.ctx.vault_id,
+                    slot_id=slot_id,
+                )
             except CryptoError:
                 continue
             self.ctx.keyring.load_root(root)
+            if not keys.slot_is_normalized(kind, kdf_params):
+                # a passphrase slot from before NFC normalisation (docs/format.md section 2.1)
+                self.slots.migrate_passphrase_slot(slot_id, secret)
             self._after_unseal(key_file)
             return
         raise AuthenticationFailed(f"wrong {what}: no unseal slot opened")

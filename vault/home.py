@@ -1,4 +1,4 @@
-"""The vault directory (SPEC 2): location, layout and the ssh-style permission check.
+"""The vault directory (docs/spec.md §2): location, layout and the ssh-style permission check.
 
 <home>/vault.db        SQLite metadata (0600), with -wal and -shm beside it
 <home>/blobs/          local blob store (0700 folders, 0600 files)

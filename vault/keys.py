@@ -1,4 +1,4 @@
-"""The key hierarchy (SPEC 3; byte-level details in docs/format.md).
+"""The key hierarchy (docs/spec.md §3; byte-level details in docs/format.md).
 
     unseal slot secret (passphrase -> Argon2id | key file | recovery key)
         -> slot KEK  --AES-256-GCM-->  root key R (32 random bytes)
@@ -20,7 +20,7 @@ import base64
 import json
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from vault import crypto
 from vault.errors import (
@@ -103,6 +103,67 @@ def slot_kek(kind: str, secret: bytes, salt: bytes, kdf_params: dict[str, Any] |
     if kind in ("keyfile", "recovery"):
         return crypto.hkdf_sha256(secret, salt=salt, info=label("slot", kind))
     raise ValueError(f"unknown slot kind {kind}")
+
+
+#: how a passphrase becomes bytes (docs/format.md section 2.1): Unicode NFC, then UTF-8. A slot
+#: records it in its kdf_params; a slot without the key was made before normalisation
+PASSPHRASE_NORMALIZATION: Final = "NFC"  # noqa: S105 - a Unicode normal form, not a password
+
+
+def passphrase_bytes(passphrase: str) -> bytes:
+    """The bytes Argon2id takes: the passphrase in Unicode normal form C, UTF-8 encoded, so the
+    same passphrase typed as precomposed or decomposed characters opens the same slot."""
+    import unicodedata  # the passphrase path only (a C module, cheap)
+
+    return unicodedata.normalize(PASSPHRASE_NORMALIZATION, passphrase).encode("utf-8")
+
+
+def slot_is_normalized(kind: str, kdf_params: dict[str, Any] | None) -> bool:
+    """False for a passphrase slot from before normalisation (migrated at its next unseal)."""
+    return kind != "passphrase" or (kdf_params or {}).get("normalize") == PASSPHRASE_NORMALIZATION
+
+
+def slot_secrets(kind: str, secret: bytes, kdf_params: dict[str, Any] | None) -> list[bytes]:
+    """The byte strings to try on one slot for the unseal secret ``secret`` (a passphrase: its
+    UTF-8 bytes as typed). A normalised passphrase slot takes NFC only; a slot made before
+    normalisation took the bytes as typed, in whatever form the keyboard produced, so the typed
+    bytes and both normal forms (C and D) are tried, each at most once."""
+    if kind != "passphrase":
+        return [secret]
+    try:
+        text = secret.decode("utf-8")
+    except UnicodeDecodeError:
+        return [secret]
+    nfc = passphrase_bytes(text)
+    if slot_is_normalized(kind, kdf_params):
+        return [nfc]
+    import unicodedata
+
+    candidates: list[bytes] = []
+    for candidate in (secret, nfc, unicodedata.normalize("NFD", text).encode("utf-8")):
+        if candidate not in candidates:
+            candidates.append(candidate)
+    return candidates
+
+
+def open_slot(
+    kind: str,
+    secret: bytes,
+    *,
+    salt: bytes,
+    kdf_params: dict[str, Any] | None,
+    wrapped: bytes,
+    vault_id: bytes,
+    slot_id: int,
+) -> bytes:
+    """The root key from one slot row; raises CryptoError if ``secret`` does not open it."""
+    for candidate in slot_secrets(kind, secret, kdf_params):
+        kek = slot_kek(kind, candidate, salt, kdf_params)
+        try:
+            return unwrap_root(wrapped, kek, vault_id, slot_id, kind)
+        except CryptoError:
+            continue
+    raise CryptoError()
 
 
 def wrap_root(root: bytes, kek: bytes, vault_id: bytes, slot_id: int, kind: str) -> bytes:

@@ -1,4 +1,4 @@
-"""Authorization: the one module that decides (SPEC 6). Deny by default; roles are additive.
+"""Authorization: the one module that decides (docs/spec.md §6). Deny by default; roles are additive.
 
 :data:`PERMISSIONS` is the whole role table. :func:`decide` is a pure function of the principal,
 the action and the facts gathered for it (assignment, training, SLA state, account state, session);
@@ -91,6 +91,7 @@ class AuditEvent(StrEnum):
     AUTH_RECOVERY_CODE = "auth.recovery_code"
     SLOT_ADD = "slot.add"
     SLOT_REMOVE = "slot.remove"
+    SLOT_MIGRATE = "slot.migrate"
     SERVICE_UNSEAL = "service.unseal"
     SLA_SHRED = "sla.shred"
 
@@ -98,7 +99,7 @@ class AuditEvent(StrEnum):
 ADMIN, ACCOUNT_MANAGER, ENGINEER, REVIEWER = "admin", "account_manager", "engineer", "security_reviewer"
 _ = frozenset
 
-#: The role table of SPEC 6. An action absent here is refused to everyone.
+#: The role table of docs/spec.md §6. An action absent here is refused to everyone.
 PERMISSIONS: dict[Action, frozenset[str]] = {
     Action.USER_ADD: _({ADMIN}),
     Action.USER_LIST: _({ADMIN}),
@@ -164,12 +165,12 @@ NEED_TO_KNOW: frozenset[Action] = frozenset(
     }
 )
 
-#: Reading a secret value needs a TOTP verified recently (step-up, SPEC 5).
+#: Reading a secret value needs a TOTP verified recently (step-up, docs/spec.md §5).
 STEP_UP: frozenset[Action] = frozenset({Action.SECRET_GET, Action.SECRET_EXPORT})
 
 #: Changes nobody may make to their own account: granting roles, recording training, unlocking,
 #: re-enabling, assigning to a client. Each needs a second person, so an admin cannot turn
-#: themselves into an engineer with need-to-know (SPEC 6: admin never implies reading secrets).
+#: themselves into an engineer with need-to-know (docs/spec.md §6: admin never implies reading secrets).
 NOT_ON_ONESELF: frozenset[Action] = frozenset(
     {
         Action.USER_GRANT,
@@ -191,7 +192,7 @@ LINEAGE_BOUND: frozenset[Action] = frozenset(
     {Action.USER_GRANT, Action.USER_TRAIN, Action.CLIENT_ASSIGN, Action.USER_CONFIRM}
 )
 
-#: Engineers see only the clients they are assigned to (SPEC 6: "list/show own").
+#: Engineers see only the clients they are assigned to (docs/spec.md §6: "list/show own").
 OWN_CLIENTS_ONLY: dict[Action, frozenset[str]] = {
     Action.CLIENT_SHOW: _({ENGINEER}),
 }

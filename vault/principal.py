@@ -1,4 +1,4 @@
-"""Who is acting. Every facade operation takes a Principal as its first argument (SPEC 2)."""
+"""Who is acting. Every facade operation takes a Principal as its first argument (docs/spec.md §2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``cvault audit log|verify|export|report|prune|checkpoint|pubkey`` (SPEC 9; docs/audit.md)."""
+"""``cvault audit log|verify|export|report|prune|checkpoint|pubkey`` (docs/spec.md §9; docs/audit.md)."""
 
 from __future__ import annotations
 

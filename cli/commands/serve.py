@@ -1,4 +1,4 @@
-"""``cvault serve`` (service mode, SPEC 11) and ``cvault operator unseal|status``."""
+"""``cvault serve`` (service mode, docs/spec.md §11) and ``cvault operator unseal|status``."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``cvault login | logout | whoami | passwd``: staff sessions (SPEC 5).
+"""``cvault login | logout | whoami | passwd``: staff sessions (docs/spec.md §5).
 
 Passwords come from a hidden prompt or ``--password-stdin``, never argv; one-time codes may be
 given as ``--totp CODE`` / ``--recovery-code CODE``. The session token is written to the session

@@ -1,4 +1,4 @@
-"""The audit chain, checkpoints, exports and the offline verifier (SPEC 9; docs/audit.md).
+"""The audit chain, checkpoints, exports and the offline verifier (docs/spec.md §9; docs/audit.md).
 
 Every kind of tampering with an export is detected and the first bad sequence number named;
 the untouched export verifies; the live log's tampering is detected too.

@@ -1,4 +1,4 @@
-"""The one conformance suite every storage backend runs (SPEC 8; restic's backend tests).
+"""The one conformance suite every storage backend runs (docs/spec.md §8; restic's backend tests).
 
 Subclass :class:`BackendConformance` in a test module that provides a ``backend`` fixture
 returning an empty backend; every test here then runs against it. Each test checks one sentence of

@@ -1,9 +1,10 @@
-"""The CLI story, twice: embedded, and against a real ``cvault serve`` on loopback HTTPS.
+"""The CLI story, three times: embedded, against a real ``cvault serve`` on loopback HTTPS, and
+through a resident ``cvault agent`` (the console script's import-light path: ``cli.launcher``).
 
 One parametrized fixture yields a runner with the interface of ``VaultDir.cli``; the same story
 runs through it in both modes, checking exit codes and output at each step, and the served run's
-transcript (exit code and stdout of every step, timestamps, ids and keys normalised) must equal
-the embedded one. In served mode the CLI gets no ``CVAULT_HOME`` and no key file: only
+and agent runs' transcripts (exit code and stdout of every step, timestamps, ids and keys
+normalised) must equal the embedded one. In served mode the CLI gets no ``CVAULT_HOME`` and no key file: only
 ``CVAULT_ADDR`` and ``CVAULT_CACERT`` (the test CA), so every call really goes over HTTPS.
 """
 
@@ -53,11 +54,14 @@ class Runner:
     vdir: VaultDir
     folder: Path
     service: Service | None = None
+    agent_socket: Path | None = None
     user: str | None = None
     totp: dict[str, Totp] = field(default_factory=dict)
 
     def env(self, **extra: str) -> dict:
         session = str(self.folder / f"session-{self.user or 'nobody'}.json")
+        if self.agent_socket is not None:
+            extra = {"CVAULT_AGENT_SOCK": str(self.agent_socket), **extra}
         if self.service is None:
             return self.vdir.env(CVAULT_SESSION_FILE=session, **extra)
         env = self.vdir.env(
@@ -70,7 +74,8 @@ class Runner:
         return env
 
     def cli(self, *args: str, input: str | None = None, env: dict | None = None, timeout: float = 60):
-        return run_cli(*args, input=input, env=env or self.env(), timeout=timeout)
+        entry = "cli.launcher" if self.agent_socket is not None else "cli.main"
+        return run_cli(*args, input=input, env=env or self.env(), timeout=timeout, module=entry)
 
     def as_user(self, user: str | None) -> Runner:
         self.user = user
@@ -103,6 +108,11 @@ def make_runner(mode: str, template: VaultDir, folder: Path) -> Runner:
             "--outbox-interval",
             "0",
         )
+    if mode == "agent":
+        (folder / "run").mkdir(mode=0o700)
+        runner.agent_socket = folder / "run" / "agent.sock"
+        started = runner.cli("agent", "start")
+        assert started.returncode == 0, started.stderr
     return runner
 
 
@@ -112,12 +122,14 @@ def story_template(tmp_path_factory) -> VaultDir:
     return make_vault(tmp_path_factory.mktemp("story"), with_operator=False)
 
 
-@pytest.fixture(params=["embedded", "served"])
+@pytest.fixture(params=["embedded", "served", "agent"])
 def runner(request, story_template, tmp_path):
     r = make_runner(request.param, story_template, tmp_path / request.param)
     yield r
     if r.service is not None:
         r.service.stop()
+    if r.agent_socket is not None:
+        r.cli("agent", "stop")
 
 
 # --- the story ------------------------------------------------------------------------------------
@@ -129,7 +141,7 @@ _NORMALISE = [
     (re.compile(r"\b[0-9a-f]{32}\b"), "<id>"),
     (re.compile(r"\b[0-9a-f]{16,31}\b"), "<hex>"),
     (re.compile(r"session-\w+\.json"), "<session file>"),
-    (re.compile(r"(?<=/)[^\s\"]*?/(embedded|served)/"), "<tmp>/"),
+    (re.compile(r"(?<=/)[^\s\"]*?/(embedded|served|agent)/"), "<tmp>/"),
 ]
 
 
@@ -333,6 +345,9 @@ def run_story(r: Runner) -> list[tuple[str, str, int, str]]:
 def test_cli_story(runner, story_template, tmp_path):
     transcript = run_story(runner)
     _TRANSCRIPTS[runner.mode] = transcript
+    if runner.mode == "agent":  # the agent really answered the story's reads
+        served = runner.db().execute("SELECT count(*) FROM audit_events WHERE origin = 'agent'").fetchone()[0]
+        assert served > 0
     if runner.mode == "embedded":
         return
     embedded = _TRANSCRIPTS.get("embedded")
@@ -341,7 +356,7 @@ def test_cli_story(runner, story_template, tmp_path):
         embedded = run_story(other)
     assert len(embedded) == len(transcript)
     for e, s in zip(embedded, transcript, strict=True):
-        assert e == s, f"embedded and served differ:\n{e}\n{s}"
+        assert e == s, f"embedded and {runner.mode} differ:\n{e}\n{s}"
 
 
 def test_local_only_commands_refuse_in_service_mode(tmp_path):

@@ -1,4 +1,4 @@
-"""No plaintext of any record value or path in any file of the vault directory (SPEC 3)."""
+"""No plaintext of any record value or path in any file of the vault directory (docs/spec.md §3)."""
 
 import json
 

@@ -51,6 +51,7 @@ LAYERS: list[tuple[str, int]] = [
     ("vault.context", 4),
     ("vault.identity.*", 5),
     ("vault.records.service", 5),
+    ("vault.records.importing", 5),
     ("vault.clients*", 5),
     ("vault.sync*", 5),
     ("vault.sla.*", 5),

@@ -1,4 +1,4 @@
-"""The role table of SPEC 6, pair by pair: policy.decide allows exactly what PERMISSIONS says."""
+"""The role table of docs/spec.md §6, pair by pair: policy.decide allows exactly what PERMISSIONS says."""
 
 from datetime import timedelta
 from pathlib import Path
@@ -32,7 +32,7 @@ def test_every_role_action_pair_follows_the_table(role, action):
 
 
 def test_table_matches_spec_6_rows():
-    """Spot checks of SPEC 6 itself, so a wrong edit of the table is caught by meaning too."""
+    """Spot checks of docs/spec.md §6 itself, so a wrong edit of the table is caught by meaning too."""
     secret_actions = [a for a in Action if a.value.startswith("secret.")]
     assert all(PERMISSIONS[a] == {"engineer"} for a in secret_actions)
     assert set(secret_actions) == set(policy.NEED_TO_KNOW)

@@ -1,4 +1,4 @@
-"""Each need-to-know condition alone turns an allowed read into a refusal (SPEC 6), with an
+"""Each need-to-know condition alone turns an allowed read into a refusal (docs/spec.md §6), with an
 injected clock; every decision is audited with its reason."""
 
 from datetime import timedelta
@@ -172,7 +172,7 @@ def test_who_can_reach_what(env):
 
 def test_an_admin_cannot_make_themselves_a_reader(env):
     """Two-person rule on privileges: nobody grants, trains, unlocks, enables or assigns themselves;
-    so an admin cannot turn into an assigned, trained engineer on their own (SPEC 6)."""
+    so an admin cannot turn into an assigned, trained engineer on their own (docs/spec.md §6)."""
     v, clock, s = env
     alice = s.alice.principal(v)
     with pytest.raises(AccessDenied, match="alice cannot grant themselves"):

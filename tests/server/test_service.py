@@ -1,4 +1,4 @@
-"""Service mode (issue 7, SPEC 11): a real ``cvault serve`` subprocess on loopback HTTPS.
+"""Service mode (issue 7, docs/spec.md §11): a real ``cvault serve`` subprocess on loopback HTTPS.
 
 Auth (401 codes), the error shape, body and rate limits, bad input never reaching a 500, the seal
 and the operator's unseal, bind refusals, background jobs, and many concurrent clients (one audit

@@ -1,4 +1,4 @@
-"""What a crypto-shred must make true (SPEC 7), checked on real files:
+"""What a crypto-shred must make true (docs/spec.md §7), checked on real files:
 
 * no key of the shredded client -- raw or wrapped, client keys, record keys, the audit-detail key,
   captured before the shred -- is left as bytes in ANY file of the vault folder;

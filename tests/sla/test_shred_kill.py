@@ -1,4 +1,4 @@
-"""kill -9 at random points of a shred, then another sweep (SPEC 7, 12).
+"""kill -9 at random points of a shred, then another sweep (docs/spec.md §7, §12).
 
 Each run copies a vault where ``acme`` is due for shredding, starts the sweep in a subprocess
 (``tests/sla/shred_child.py``: ``Shredder(pause=...)`` sleeps a little after every committed step, so

@@ -1,4 +1,4 @@
-"""SLA lifecycle (SPEC 7) through the library with an injected clock: states and their exact
+"""SLA lifecycle (docs/spec.md §7) through the library with an injected clock: states and their exact
 boundaries, renew / expire / upcoming, early shred with two-person approval, the sweep lock."""
 
 from __future__ import annotations

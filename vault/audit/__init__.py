@@ -1,1 +1,1 @@
-"""The tamper-evident audit log (SPEC 9; docs/audit.md)."""
+"""The tamper-evident audit log (docs/spec.md §9; docs/audit.md)."""

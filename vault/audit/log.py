@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 OUTCOMES = ("allow", "deny", "ok", "error")
 
-#: write a signed checkpoint at least every this many entries (SPEC 9)
+#: write a signed checkpoint at least every this many entries (docs/spec.md §9)
 CHECKPOINT_EVERY = 100
 
 EVENT_COLUMNS = (

@@ -1,4 +1,4 @@
-"""``cvault audit report``: what a security reviewer looks at (SPEC 9; docs/audit.md section 8).
+"""``cvault audit report``: what a security reviewer looks at (docs/spec.md §9; docs/audit.md section 8).
 
 A pure function of the events in the window and the settings, so every section is testable with
 hand-made events. The action names other components write are mapped in :data:`ACTIONS`, the one

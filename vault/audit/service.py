@@ -1,4 +1,4 @@
-"""The security reviewer's tools (SPEC 9): log, export, verify, report, prune, checkpoints.
+"""The security reviewer's tools (docs/spec.md §9): log, export, verify, report, prune, checkpoints.
 
 Every operation takes the acting principal and is authorized and audited like any other
 (``policy.Action.AUDIT_*``: security reviewers). Offline verification of an export needs no vault

@@ -1,4 +1,4 @@
-"""The storage backend contract (SPEC 8; after restic's ``internal/backend``).
+"""The storage backend contract (docs/spec.md §8; after restic's ``internal/backend``).
 
 A backend stores opaque, already-encrypted blobs under opaque names. It never sees a client name,
 a record path or a key. Names obey :func:`validate_blob_name`: lower-case ASCII letters, digits,

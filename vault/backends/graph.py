@@ -1,4 +1,4 @@
-"""A small Microsoft Graph client for OneDrive drive items, on ``requests`` (SPEC 8).
+"""A small Microsoft Graph client for OneDrive drive items, on ``requests`` (docs/spec.md §8).
 
 One object, :class:`GraphClient`, owns the HTTP session (after hvac's adapter): every request goes
 through :meth:`GraphClient._send`, which adds the bearer token *only* to URLs under the configured

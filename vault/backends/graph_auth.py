@@ -1,4 +1,4 @@
-"""Microsoft Graph access tokens through msal (SPEC 8): app-only and device-code providers.
+"""Microsoft Graph access tokens through msal (docs/spec.md §8): app-only and device-code providers.
 
 Both providers implement :class:`vault.backends.graph.TokenProvider` (``token(force_refresh=)``).
 ``msal`` (about 100 ms to import, and it pulls in ``requests``) is imported inside the methods that

@@ -1,4 +1,4 @@
-"""OneDrive / SharePoint document library backend (SPEC 8), over :mod:`vault.backends.graph`.
+"""OneDrive / SharePoint document library backend (docs/spec.md §8), over :mod:`vault.backends.graph`.
 
 Keeps the contract of :mod:`vault.backends.base`. Layout in the drive::
 

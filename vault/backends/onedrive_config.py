@@ -1,4 +1,4 @@
-"""Configuration of the OneDrive replica (SPEC 8): a plain dataclass, no I/O, no heavy imports.
+"""Configuration of the OneDrive replica (docs/spec.md §8): a plain dataclass, no I/O, no heavy imports.
 
 Loading and saving the JSON file is the caller's job; :meth:`OneDriveConfig.to_dict` and
 :meth:`OneDriveConfig.from_dict` give the dictionary form. Secrets are never stored here: the

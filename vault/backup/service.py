@@ -86,9 +86,14 @@ def root_from_slots(slots: list[dict], vault_id: bytes, kind: str, secret: bytes
         raise VaultSealed(f"the backup has no {kind} slot")
     for slot in matching:
         try:
-            kek = keys.slot_kek(kind, secret, base64.b64decode(slot["salt"]), slot.get("kdf_params"))
-            return keys.unwrap_root(
-                base64.b64decode(slot["wrapped_root"]), kek, vault_id, int(slot["id"]), kind
+            return keys.open_slot(
+                kind,
+                secret,
+                salt=base64.b64decode(slot["salt"]),
+                kdf_params=slot.get("kdf_params"),
+                wrapped=base64.b64decode(slot["wrapped_root"]),
+                vault_id=vault_id,
+                slot_id=int(slot["id"]),
             )
         except (CryptoError, ValueError, KeyError, TypeError):
             continue

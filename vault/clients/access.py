@@ -1,4 +1,4 @@
-"""Need-to-know assignments and the "who can reach what" view (SPEC 6).
+"""Need-to-know assignments and the "who can reach what" view (docs/spec.md §6).
 
 ``assign``/``unassign`` record which engineer may read which client's secrets (with an optional
 end date). The views answer, for reviewers and admins, who could read a client's secrets right now

@@ -96,7 +96,7 @@ class ClientService:
         return [client_view(c, now) for c in visible]
 
     def visible_to(self, principal: Principal, clients: builtins.list[ClientRow]) -> builtins.list[ClientRow]:
-        """Engineers see their own clients only (SPEC 6); other roles see all."""
+        """Engineers see their own clients only (docs/spec.md §6); other roles see all."""
         allowed = visible_client_ids(self.ctx, principal)
         return clients if allowed is None else [c for c in clients if c.id in allowed]
 

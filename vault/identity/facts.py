@@ -1,4 +1,4 @@
-"""Identity facts for the policy (SPEC 5, 6): read by :meth:`VaultContext.gather_facts` in one
+"""Identity facts for the policy (docs/spec.md §5, §6): read by :meth:`VaultContext.gather_facts` in one
 read snapshot for every decision, and by the access views.
 
 On the ``secret get`` path: imports nothing heavy and nothing above the store layer.

@@ -4,7 +4,7 @@ pyotp computes the codes; this module decides which time steps are acceptable. p
 only when a code is generated or checked, so the ``secret get`` path with a fresh step-up never
 loads it. pyotp is never allowed to read the wall clock: every call passes the time explicitly.
 
-Rules (SPEC 5): 30-second step, 6 digits, HMAC-SHA1 (what authenticator apps implement), and one
+Rules (docs/spec.md §5): 30-second step, 6 digits, HMAC-SHA1 (what authenticator apps implement), and one
 step of drift either way (RFC 6238 section 5.2 recommends at most one step of network delay).
 :func:`match_step` returns the *time step* that matched, so the caller can refuse a step that was
 already accepted for the same user (the replay rule).

@@ -1,4 +1,4 @@
-"""Record kinds and their fields, described once (SPEC 4), and a record as read.
+"""Record kinds and their fields, described once (docs/spec.md §4), and a record as read.
 
 Light on purpose (no pydantic): ``cvault secret get`` and the service client import it. The one
 table :data:`FIELDS` drives
@@ -88,7 +88,7 @@ FIELDS: dict[str, tuple[Field, ...]] = {
 del F
 
 KINDS: tuple[str, ...] = tuple(FIELDS)
-#: the field a hidden prompt, --from-stdin or --file fills for each kind (SPEC 10)
+#: the field a hidden prompt, --from-stdin or --file fills for each kind (docs/spec.md §10)
 MAIN_SECRET: dict[str, str] = {kind: next(f.name for f in fs if f.main) for kind, fs in FIELDS.items()}
 #: each kind's secret fields (the importers keep exactly these out of everything but ``fields``)
 SECRET_FIELDS: dict[str, frozenset[str]] = {

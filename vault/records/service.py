@@ -1,4 +1,4 @@
-"""Client secrets: put, get, list, history, rm, import and export (SPEC 4).
+"""Client secrets: put, get, list, history, rm, import and export (docs/spec.md §4).
 
 Write path: validate (pydantic, lazily imported) -> authorize + audit -> under the write lock:
 encrypt with a fresh DEK, write the blob atomically, insert the version row with the wrapped DEK,
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -263,6 +264,39 @@ class SecretService:
             pruned = self._write_many(conn, principal, client, prepared, progress)
         self._delete_local(pruned)
         return {"client": client.name, "imported": len(prepared)}
+
+    def import_file(
+        self,
+        principal: Principal,
+        fmt: str,
+        path: str | os.PathLike[str],
+        *,
+        clients: Mapping[str, str] | None = None,
+        default_client: str | None = None,
+        password: str | None = None,
+        keyfile: str | os.PathLike[str] | bytes | None = None,
+        mapping: Mapping[str, str] | None = None,
+        kind: str = "access",
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> dict:
+        """Import another tool's export file into one or many clients (``cvault import``; see
+        :mod:`vault.records.importing`). Host-only: not in the API registry (docs/import.md)."""
+        from vault.records.importing import Importer
+
+        return Importer(self).run(
+            principal,
+            fmt,
+            path,
+            clients=clients,
+            default_client=default_client,
+            password=password,
+            keyfile=keyfile,
+            mapping=mapping,
+            kind=kind,
+            dry_run=dry_run,
+            progress=progress,
+        )
 
     def _write_many(
         self,

@@ -1,4 +1,4 @@
-"""Typed record kinds (SPEC 4), validated with pydantic on every write.
+"""Typed record kinds (docs/spec.md §4), validated with pydantic on every write.
 
 Imported only where records are written or validated (put, import): ``secret get`` decodes the
 stored JSON document without loading pydantic, which keeps the read path fast. One model per kind

@@ -1,4 +1,4 @@
-"""Service mode (SPEC 11): the facade behind an HTTPS JSON API.
+"""Service mode (docs/spec.md §11): the facade behind an HTTPS JSON API.
 
 :mod:`vault.api_spec` is the light registry of operations shared by the server and the service
 client (no FastAPI, no pydantic). This package (FastAPI, uvicorn) is imported only by

@@ -1,4 +1,4 @@
-"""The HTTPS JSON API (SPEC 11): ``create_app(pool)`` builds the FastAPI application.
+"""The HTTPS JSON API (docs/spec.md §11): ``create_app(pool)`` builds the FastAPI application.
 
 A thin adapter over the facade, like the CLI: the routes are derived from the registry
 (:mod:`vault.server.routes`), the errors have one shape (:mod:`vault.server.errors`), the pool

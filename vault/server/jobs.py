@@ -1,7 +1,7 @@
-"""Background work of the service (SPEC 11): SLA sweep, OneDrive outbox, audit checkpoints.
+"""Background work of the service (docs/spec.md §11): SLA sweep, OneDrive outbox, audit checkpoints.
 
 One daemon thread, started and stopped by the app's lifespan. Each job runs on its own interval
-as the ``system`` principal (the operator unsealed the service, SPEC 3) with a Vault lent by the
+as the ``system`` principal (the operator unsealed the service, docs/spec.md §3) with a Vault lent by the
 pool, so it is one more SQLite connection among the requests'. A failing round is logged (the
 error's code and type, never a secret) and tried again at the next interval; nothing a job raises
 stops the thread or the server. While the service is sealed, jobs wait.

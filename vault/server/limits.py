@@ -1,10 +1,10 @@
 """Request limits of the service: the body size cap and the login rate limits.
 
 Numbers (docs/service.md, "Limits"): request bodies at most 2 MiB (a record is at most 1 MiB of
-JSON, SPEC 4, so 2 MiB leaves room for escaping; an import of more goes in several requests);
+JSON, docs/spec.md §4, so 2 MiB leaves room for escaping; an import of more goes in several requests);
 login, enroll and unseal attempts per client address and login attempts per user name limited by
 token buckets (defaults in :class:`vault.server.app.ServiceSettings`). Buckets live in memory:
-a restart forgets them, and the identity service's own lockout (5 failures, SPEC 5) still holds.
+a restart forgets them, and the identity service's own lockout (5 failures, docs/spec.md §5) still holds.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SLA lifecycle and crypto-shredding (SPEC 7; docs/sla.md).
+"""SLA lifecycle and crypto-shredding (docs/spec.md §7; docs/sla.md).
 
 * :mod:`vault.sla.service` -- ``show``, ``renew``, ``expire``, early-shred request/approval,
   ``upcoming``, the sweep and certificates: the facade's ``vault.sla``.

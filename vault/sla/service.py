@@ -1,4 +1,4 @@
-"""SLA lifecycle (SPEC 7): show, renew, expire, early shred with two-person approval, upcoming
+"""SLA lifecycle (docs/spec.md §7): show, renew, expire, early shred with two-person approval, upcoming
 events, the sweep and shred certificates. The facade exposes it as ``vault.sla``.
 
 States (:meth:`vault.store.clients.ClientRow.state`, computed from the stored SLA end, grace days and

@@ -1,4 +1,4 @@
-"""The persisted crypto-shred state machine of one client (SPEC 7; docs/sla.md, "Shred steps").
+"""The persisted crypto-shred state machine of one client (docs/spec.md §7; docs/sla.md, "Shred steps").
 
 One ``shred_jobs`` row per client records the step reached; every step is idempotent and ends by
 committing the next step name, so ``kill -9`` anywhere followed by another sweep completes the

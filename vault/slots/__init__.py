@@ -1,1 +1,1 @@
-"""Unseal slots (SPEC 3): :mod:`.service` lists, adds and removes them."""
+"""Unseal slots (docs/spec.md §3): :mod:`.service` lists, adds and removes them."""

@@ -1,4 +1,4 @@
-"""Unseal slots: list, add, remove (like LUKS key slots; SPEC 3).
+"""Unseal slots: list, add, remove (like LUKS key slots; docs/spec.md §3).
 
 Managing slots needs the vault unsealed, which already proves possession of one unseal secret;
 every change is audited. The last slot can never be removed.
@@ -45,7 +45,11 @@ class SlotService:
         if kind == "passphrase":
             if len(secret) < 8:
                 raise InvalidInput("passphrase too short: use at least 8 characters")
-            kdf_params = kdf_params or crypto.calibrate_argon2id()
+            secret = _normalized_passphrase(secret)
+            kdf_params = {
+                **(kdf_params or crypto.calibrate_argon2id()),
+                "normalize": keys.PASSPHRASE_NORMALIZATION,
+            }
         else:
             kdf_params = None
         kek = keys.slot_kek(kind, secret, salt, kdf_params)
@@ -66,6 +70,38 @@ class SlotService:
             reason=f"slot {slot_id} ({kind}) added",
         )
         return slot_id
+
+    def migrate_passphrase_slot(self, slot_id: int, secret: bytes, *, actor: str = "system:unseal") -> bool:
+        """Re-wrap a passphrase slot made before normalisation (the passphrase's bytes as typed)
+        under the NFC form of the passphrase that just opened it: a new salt, the same Argon2id
+        costs, ``normalize`` recorded (docs/format.md section 2.1). One transaction; a slot another
+        process migrated or changed meanwhile is left alone. True if this call migrated it."""
+        root = self.ctx.keyring.root()
+        row = self.ctx.db.one("SELECT kind, kdf_params, salt FROM unseal_slots WHERE id = ?", (slot_id,))
+        if row is None or row[0] != "passphrase":
+            return False
+        params = json.loads(row[1]) if row[1] else {}
+        if keys.slot_is_normalized("passphrase", params):
+            return False
+        params["normalize"] = keys.PASSPHRASE_NORMALIZATION
+        salt = crypto.random_bytes(16)
+        kek = keys.slot_kek("passphrase", _normalized_passphrase(secret), salt, params)
+        wrapped = keys.wrap_root(root, kek, self.ctx.vault_id, slot_id, "passphrase")
+        with self.ctx.db.write() as conn:
+            cur = conn.execute(
+                "UPDATE unseal_slots SET kdf_params = ?, salt = ?, wrapped_root = ?"
+                " WHERE id = ? AND salt = ?",
+                (json.dumps(params), salt, wrapped, slot_id, row[2]),
+            )
+            if cur.rowcount != 1:
+                return False
+        self.ctx.audit.append(
+            actor=actor,
+            action=AuditEvent.SLOT_MIGRATE.value,
+            outcome="ok",
+            reason=f"slot {slot_id} (passphrase) re-wrapped under its NFC-normalised passphrase",
+        )
+        return True
 
     def create_key_file_slot(self, path: Path, *, actor: str = "operator") -> int:
         """Write a new key file (0600, refusing to overwrite) and add its slot."""
@@ -99,3 +135,10 @@ class SlotService:
             outcome="ok",
             reason=f"slot {slot_id} ({row[0]}) removed",
         )
+
+
+def _normalized_passphrase(secret: bytes) -> bytes:
+    try:
+        return keys.passphrase_bytes(secret.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidInput("the passphrase is not valid UTF-8 text") from None

@@ -6,7 +6,7 @@ Settings (why):
 * ``synchronous=FULL``: a commit is on disk before the CLI acknowledges a write (kill -9 and
   power loss never lose an acknowledged write).
 * ``secure_delete=ON``: deleted key material is overwritten with zeros in the page, not left in
-  free pages (crypto-shredding, SPEC 7).
+  free pages (crypto-shredding, docs/spec.md §7).
 * ``foreign_keys=ON``.
 
 Every write goes through :meth:`Database.write` which takes the write lock up front
@@ -38,6 +38,9 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 class SchemaTooNew(VaultError):
     """this vault was written by a newer cvault; upgrade cvault to open it."""
 
+    exit_code = 6
+    code = "integrity_failure"
+
 
 class SchemaError(VaultError):
     """the vault database is damaged or not a cvault database."""
@@ -54,8 +57,10 @@ def migrations() -> list[tuple[int, Path]]:
             found.append((int(m.group(1)), path))
     found.sort()
     numbers = [n for n, _ in found]
-    if numbers != list(range(1, len(numbers) + 1)):
-        raise RuntimeError(f"migration numbers must be 1..N without gaps, got {numbers}")
+    # numbers are reserved per issue (docs/architecture.md): gaps are allowed while the issues
+    # land, a number never twice; a vault's user_version is the highest number applied
+    if len(set(numbers)) != len(numbers) or (numbers and numbers[0] != 1):
+        raise RuntimeError(f"migration numbers must be unique and start at 1, got {numbers}")
     return found
 
 
@@ -67,7 +72,8 @@ def inserted_id(cursor: sqlite3.Cursor) -> int:
 
 
 def latest_schema_version() -> int:
-    return len(migrations())
+    known = migrations()
+    return known[-1][0] if known else 0
 
 
 class Database:
@@ -161,17 +167,38 @@ class Database:
             current = self.schema_version()
         except sqlite3.DatabaseError as exc:
             raise SchemaError(f"the vault database is damaged: {_sqlite_reason(exc)}") from None
-        if current > len(known):
-            raise SchemaTooNew()
-        if current == len(known):
+        latest = known[-1][0] if known else 0
+        if current > latest:
+            raise SchemaTooNew(
+                f"this vault's schema (version {current}) is newer than this cvault reads (up to"
+                f" {latest}): upgrade cvault to open it"
+            )
+        if current == latest:
             return current
-        with self.write() as conn:
-            current = conn.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
-            for number, path in known[current:]:
-                for statement in _statements(path.read_text()):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version={number}")
-        return len(known)
+        if current == 0 and self._has_tables():
+            # a database with tables but no schema version: not written by any cvault release
+            raise SchemaError("the vault database has no cvault schema version: not a cvault vault")
+        try:
+            with self.write() as conn:
+                current = conn.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
+                for number, path in known:
+                    if number <= current:
+                        continue
+                    for statement in _statements(path.read_text()):
+                        conn.execute(statement)
+                    conn.execute(f"PRAGMA user_version={number}")
+        except sqlite3.DatabaseError as exc:
+            # the recorded version does not describe the tables (an older number written over a
+            # newer schema, or a damaged file): refuse rather than guess
+            raise SchemaError(
+                f"the vault database's schema does not match its version {current}: upgrading it"
+                f" failed ({_sqlite_reason(exc)})"
+            ) from None
+        return latest
+
+    def _has_tables(self) -> bool:
+        row = self.conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()
+        return bool(row[0])
 
     def checkpoint_truncate(self, attempts: int = 5, wait: float = 0.2) -> bool:
         """Copy the WAL into the main file and truncate it to zero bytes.

@@ -1,4 +1,4 @@
-"""Draining the outbox to the remote replica (``sync push``; SPEC 8).
+"""Draining the outbox to the remote replica (``sync push``; docs/spec.md §8).
 
 For each blob only its *last* queued operation matters (a put followed by a delete is just a
 delete). A failed operation stays queued with an attempt count, the time of its next attempt and a

@@ -1,4 +1,4 @@
-"""Remote replica (OneDrive): configuration, push, pull and verify (SPEC 8).
+"""Remote replica (OneDrive): configuration, push, pull and verify (docs/spec.md §8).
 
 Every local blob write queues an ``outbox`` row ('put'); every destroyed version or shred queues a
 'delete'. ``push`` drains the outbox (:mod:`vault.sync.outbox`) with concurrent workers. ``pull``

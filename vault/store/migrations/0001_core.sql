@@ -6,7 +6,7 @@ CREATE TABLE meta (
     value BLOB NOT NULL
 );
 
--- Unseal slots: each one an AES-256-GCM wrap of the root key (SPEC 3).
+-- Unseal slots: each one an AES-256-GCM wrap of the root key (docs/spec.md §3).
 CREATE TABLE unseal_slots (
     id           INTEGER PRIMARY KEY AUTOINCREMENT,
     kind         TEXT NOT NULL CHECK (kind IN ('passphrase', 'keyfile', 'recovery')),
@@ -61,7 +61,7 @@ CREATE TABLE record_versions (
 );
 CREATE INDEX record_versions_blob ON record_versions(blob_name);
 
--- Persistent outbox of blob operations for remote replicas (SPEC 8).
+-- Persistent outbox of blob operations for remote replicas (docs/spec.md §8).
 CREATE TABLE outbox (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     op              TEXT NOT NULL CHECK (op IN ('put', 'delete')),
@@ -73,7 +73,7 @@ CREATE TABLE outbox (
 );
 CREATE INDEX outbox_blob ON outbox(blob_name);
 
--- Audit events, hash-chained (SPEC 9; docs/audit.md).
+-- Audit events, hash-chained (docs/spec.md §9; docs/audit.md).
 CREATE TABLE audit_events (
     seq            INTEGER PRIMARY KEY,
     at             TEXT NOT NULL,        -- RFC 3339 UTC

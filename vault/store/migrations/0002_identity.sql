@@ -1,4 +1,4 @@
--- cvault identity and access (SPEC 5, 6; docs/identity.md). Times are integer Unix seconds, UTC.
+-- cvault identity and access (docs/spec.md §5, §6; docs/identity.md). Times are integer Unix seconds, UTC.
 -- No password, TOTP secret, code or session token is stored in plaintext: passwords as Argon2id
 -- PHC strings, TOTP secrets sealed under the root-derived "totp-seal" key (AAD binds the user id),
 -- enrollment and recovery codes as keyed HMAC-SHA256, session tokens as SHA-256.
@@ -44,7 +44,7 @@ CREATE TABLE recovery_codes (
 );
 CREATE INDEX recovery_codes_user ON recovery_codes(user_id);
 
--- Failed authentication attempts, for the rolling-hour cap (SPEC 5: <= 100 per hour).
+-- Failed authentication attempts, for the rolling-hour cap (docs/spec.md §5: <= 100 per hour).
 CREATE TABLE auth_failures (
     id      INTEGER PRIMARY KEY AUTOINCREMENT,
     user_id INTEGER NOT NULL REFERENCES users(id),

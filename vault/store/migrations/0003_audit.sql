@@ -1,4 +1,4 @@
--- Audit checkpoints and per-client audit-detail keys (SPEC 9; docs/audit.md).
+-- Audit checkpoints and per-client audit-detail keys (docs/spec.md §9; docs/audit.md).
 
 -- Signed checkpoints of the audit chain head. The signing input is defined in docs/audit.md
 -- section 3; a copy of each checkpoint is also put in the blob store as audit-checkpoint-<seq>.

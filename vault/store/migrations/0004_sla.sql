@@ -1,4 +1,4 @@
--- SLA lifecycle and crypto-shredding (SPEC 7; docs/sla.md). Times are integer Unix seconds, UTC.
+-- SLA lifecycle and crypto-shredding (docs/spec.md §7; docs/sla.md). Times are integer Unix seconds, UTC.
 
 -- "Nothing due" is one indexed range query (docs/sla.md, sweep): live clients by the moment their
 -- grace period ends. The expression must stay identical to the one in vault/sla/service.py.

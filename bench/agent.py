@@ -1,0 +1,152 @@
+"""``cvault secret get`` through a resident agent, as users run it (issue 20, docs/agent.md).
+
+Measured interleaved in one run, on a vault of 10 records with the operator's session:
+
+* the floor ``python -I -S -c pass`` (an interpreter that starts and does nothing);
+* ``pass show`` (bash + gpg with a warm gpg-agent), when ``pass`` and ``gpg`` are installed
+  (``bench/install-peers.sh``);
+* ``cvault secret get`` through the agent with a **regular** install (``pip install --no-deps .``
+  into a fresh venv: the console script with no editable-install import hook), and with the
+  editable install of the working tree, which adds its import hook (~9-13 ms) to every start;
+* ``cvault secret get`` without the agent (``CVAULT_NO_AGENT=1``), for reference.
+
+Targets: agent (regular install) median <= ``pass show`` median and <= 2.5 x the floor.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.common import (
+    ROOT,
+    Result,
+    clean_env,
+    compile_bytecode,
+    cvault_argv,
+    emit,
+    interleaved,
+    iqr,
+    time_command,
+)
+
+FLOOR = [sys.executable, "-I", "-S", "-c", "pass"]
+FLOOR_DESC = "python -I -S -c pass"
+
+
+def regular_install(base: Path) -> Path:
+    """The ``cvault`` console script of a regular (non-editable) install of this tree, no deps:
+    the agent's client path needs none (it imports only cli.launcher and cli.agent_protocol)."""
+    venv, wheels = base / "regular-venv", base / "wheels"
+    quiet = {"check": True, "capture_output": True}
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(ROOT)], **quiet)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], **quiet)
+    wheel = next(wheels.glob("*.whl"))
+    vpip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    subprocess.run([*vpip, "install", "--no-deps", "--no-index", str(wheel)], **quiet)
+    return venv / "bin" / "cvault"
+
+
+def _pass_store(base: Path):
+    if not (shutil.which("pass") and shutil.which("gpg")):
+        return None
+    from bench.peers import _run, init_pass_store
+
+    env = clean_env(GNUPGHOME=str(base / "gnupg"), PASSWORD_STORE_DIR=str(base / "store"))
+    init_pass_store(base, env)
+    _run(["pass", "insert", "-m", "acme/rec/0"], env, b"pw-0\n")
+    return env
+
+
+def run(runs: int = 30) -> list[Result]:
+    compile_bytecode()
+    from bench.fixtures import ready_vault
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        ctx = ready_vault(base, records=10)
+        run_dir = base / "run"
+        run_dir.mkdir(mode=0o700)
+        env = clean_env(**ctx.env, CVAULT_AGENT_SOCK=str(run_dir / "agent.sock"))
+        editable = cvault_argv()
+        regular = [str(regular_install(base))]
+        pass_env = _pass_store(base)
+        started = subprocess.run(editable + ["agent", "start"], env=env, capture_output=True, text=True)
+        if started.returncode != 0:
+            raise RuntimeError(f"agent start failed: {started.stderr}")
+        get = ["secret", "get", "acme", "rec/0", "--field", "password"]
+        try:
+            commands = [
+                lambda: time_command(FLOOR, clean_env()),
+                lambda: time_command(regular + get, env),
+                lambda: time_command(editable + get, env),
+                lambda: time_command(editable + get, {**env, "CVAULT_NO_AGENT": "1"}),
+            ]
+            if pass_env is not None:
+                commands.append(lambda: time_command(["pass", "show", "acme/rec/0"], pass_env))
+            samples = interleaved(runs, *commands)
+        finally:
+            subprocess.run(editable + ["agent", "stop"], env=env, capture_output=True)
+            if pass_env is not None:
+                subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=pass_env, capture_output=True)
+    floor = statistics.median(samples[0])
+    medians = [statistics.median(s) for s in samples]
+    pass_median = medians[4] if pass_env is not None else None
+    agent_regular = medians[1]
+    results = [
+        Result(
+            "secret get via agent (regular install)",
+            "s",
+            agent_regular,
+            iqr(samples[1]),
+            floor,
+            FLOOR_DESC,
+            agent_regular / floor,
+            "<= 2.5 x floor",
+            agent_regular / floor <= 2.5,
+        ),
+        Result(
+            "secret get via agent vs pass show",
+            "s",
+            agent_regular,
+            iqr(samples[1]),
+            pass_median,
+            "pass show (bash + gpg, warm gpg-agent)",
+            agent_regular / pass_median if pass_median else None,
+            "<= 1.0 x pass show",
+            agent_regular <= pass_median if pass_median else None,
+            "" if pass_median else "pass/gpg not installed (bench/install-peers.sh)",
+        ),
+        Result(
+            "secret get via agent (editable install)",
+            "s",
+            medians[2],
+            iqr(samples[2]),
+            floor,
+            FLOOR_DESC,
+            medians[2] / floor,
+            "reported (the editable import hook adds to every start)",
+            None,
+        ),
+        Result(
+            "secret get without agent (editable install)",
+            "s",
+            medians[3],
+            iqr(samples[3]),
+            floor,
+            FLOOR_DESC,
+            medians[3] / floor,
+            "reported",
+            None,
+        ),
+    ]
+    return [emit(r) for r in results]
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,349 @@
+"""``cvault agent``: the resident per-user agent and the import-light client path (docs/agent.md).
+
+Real parts: a real vault folder, the agent as a real daemon process started by ``cvault agent
+start``, the console script's entry (``python -m cli.launcher``) in real subprocesses, a real Unix
+socket. The idle lock uses an injected clock; the foreign-uid test forks a child that becomes
+``nobody`` (root only, as CI runs).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cli import agent_protocol
+from tests.helpers import ROOT, add_client, make_vault, run_cli
+from vault.errors import StepUpRequired
+
+
+def launcher(*args: str, env: dict, input: str | None = None) -> subprocess.CompletedProcess:
+    return run_cli(*args, env=env, input=input, module="cli.launcher")
+
+
+@pytest.fixture
+def vault_with_records(tmp_path):
+    vdir = make_vault(tmp_path)
+    v = vdir.open()
+    try:
+        add_client(v, "acme")
+        add_client(v, "globex")
+        from tests.helpers import operator
+
+        firewall = {"host": "10.0.0.1", "password": "pw\t1"}
+        v.secrets.put(operator(), "acme", "office/firewall", "access", firewall)
+        wifi = {"wifi_ssid": "ACME", "wifi_key": "k3y-of-acme"}
+        v.secrets.put(operator(), "acme", "office/wifi", "network", wifi)
+    finally:
+        v.close()
+    return vdir
+
+
+@pytest.fixture
+def agent_env(vault_with_records, tmp_path):
+    """The operator's environment with a private agent socket folder; the agent is stopped after."""
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    env = vault_with_records.env(CVAULT_AGENT_SOCK=str(run / "agent.sock"))
+    yield env
+    launcher("agent", "stop", env=env)
+
+
+def start(env: dict, *extra: str) -> None:
+    proc = launcher("agent", "start", *extra, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "agent started" in proc.stdout or "agent unlocked" in proc.stdout
+
+
+def agent_events(vdir) -> int:
+    with sqlite3.connect(vdir.home / "vault.db") as db:
+        return db.execute("SELECT count(*) FROM audit_events WHERE origin = 'agent'").fetchone()[0]
+
+
+COMMANDS = [
+    ("secret", "get", "acme", "office/firewall"),
+    ("secret", "get", "acme", "office/firewall", "--field", "password"),
+    ("--json", "secret", "get", "acme", "office/firewall"),
+    ("secret", "list", "acme"),
+    ("secret", "list", "acme", "--json"),
+    ("secret", "get", "acme", "no/such"),  # exit 5
+    ("secret", "get", "nosuch", "x"),  # exit 5
+    ("secret", "get", "acme"),  # usage error, exit 2
+]
+
+
+def test_agent_answers_exactly_as_the_cli(vault_with_records, agent_env):
+    without = {args: launcher(*args, env={**agent_env, "CVAULT_NO_AGENT": "1"}) for args in COMMANDS}
+    start(agent_env)
+    before = agent_events(vault_with_records)
+    for args in COMMANDS:
+        got = launcher(*args, env=agent_env)
+        want = without[args]
+        assert (got.returncode, got.stdout, got.stderr) == (want.returncode, want.stdout, want.stderr), args
+    assert {without[a].returncode for a in COMMANDS} >= {0, 2, 5}
+    # the reads went through the agent: audited with origin "agent"
+    assert agent_events(vault_with_records) > before
+
+
+def test_client_path_imports_no_heavy_module(vault_with_records, agent_env):
+    start(agent_env)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "from cli.launcher import main; main()"]
+        + ["secret", "get", "acme", "office/firewall"],
+        env=agent_env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "pw\\t1" in proc.stdout or "pw" in proc.stdout
+    imported = {
+        line.split("|")[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "cli.launcher" in imported and "cli.agent_protocol" in imported
+    heavy_roots = {"click", "cryptography", "sqlite3", "_sqlite3", "vault"}
+    heavy = {m for m in imported if m.split(".")[0] in heavy_roots}
+    assert not heavy, heavy
+    assert "socket" not in imported  # _socket only: the enums of socket cost 2.5 ms
+
+
+def test_locked_agent_answers_locked_and_start_unlocks(vault_with_records, agent_env):
+    start(agent_env)
+    assert launcher("agent", "lock", env=agent_env).returncode == 0
+    status = launcher("agent", "status", "--json", env=agent_env)
+    assert '"state": "locked"' in status.stdout
+    got = launcher("secret", "get", "acme", "office/firewall", "--field", "password", env=agent_env)
+    assert got.returncode == 8 and got.stdout == ""
+    assert got.stderr == "cvault: agent locked: run cvault agent start to unlock it\n"
+    start(agent_env)
+    got = launcher("secret", "get", "acme", "office/firewall", "--field", "password", env=agent_env)
+    assert (got.returncode, got.stdout) == (0, "pw\t1\n")
+
+
+def test_refusals_are_the_same_through_the_agent(staff, tmp_path):
+    """A revoked assignment and an expired session are refused through the agent exactly as without."""
+    from vault.clock import SystemClock
+
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    v = staff.vdir.open()
+    try:
+        bob_file = staff.bob.session_file(tmp_path / "bob.json", vault=v)
+        old = SystemClock().now().replace(year=2025)  # past the 8 h absolute limit
+        # two expired sessions: the first refusal ends the session it names
+        carl_files = [staff.carl.session_file(tmp_path / f"carl-{i}.json", vault=v, at=old) for i in (1, 2)]
+        staff.bob.vault = None
+    finally:
+        v.close()
+    base = staff.vdir.env(CVAULT_AGENT_SOCK=str(run / "agent.sock"))
+    bob = {**base, "CVAULT_SESSION_FILE": str(bob_file)}
+    carl = [{**base, "CVAULT_SESSION_FILE": str(f)} for f in carl_files]
+    try:
+        start(bob)
+        ok = launcher("secret", "list", "acme", env=bob)
+        assert ok.returncode == 0, ok.stderr
+        v = staff.vdir.open()
+        try:
+            v.access.unassign(staff.amy.principal(v), "acme", "bob")
+        finally:
+            v.close()
+        for env, again in ((bob, bob), (carl[0], carl[1])):
+            through = launcher("secret", "list", "acme", env=env)
+            direct = launcher("secret", "list", "acme", env={**again, "CVAULT_NO_AGENT": "1"})
+            assert through.returncode in (3, 4), through.stderr
+            assert (through.returncode, through.stdout, through.stderr) == (
+                direct.returncode,
+                direct.stdout,
+                direct.stderr,
+            )
+    finally:
+        launcher("agent", "stop", env=bob)
+
+
+def test_agent_for_another_vault_falls_back_to_the_cli(vault_with_records, agent_env, tmp_path):
+    start(agent_env)
+    other = make_vault(tmp_path / "other")
+    v = other.open()
+    try:
+        from tests.helpers import operator
+
+        add_client(v, "initech")
+        v.secrets.put(operator(), "initech", "db", "account", {"username": "sa", "password": "other-vault"})
+    finally:
+        v.close()
+    env = other.env(CVAULT_AGENT_SOCK=agent_env["CVAULT_AGENT_SOCK"])
+    before = agent_events(other)
+    got = launcher("secret", "get", "initech", "db", "--field", "password", env=env)
+    assert (got.returncode, got.stdout) == (0, "other-vault\n")
+    assert agent_events(other) == before  # the CLI itself answered
+
+
+def test_socket_folder_of_wrong_mode_is_not_used(vault_with_records, tmp_path):
+    """A folder others can enter may hold somebody else's socket: the client never talks to it."""
+    run = tmp_path / "open-run"
+    run.mkdir(mode=0o755)
+    os.chmod(run, 0o755)
+    with pytest.raises(agent_protocol.AgentUnavailable, match="private folder"):
+        agent_protocol.connect(str(run / "agent.sock"))
+    env = vault_with_records.env(CVAULT_AGENT_SOCK=str(run / "agent.sock"))
+    started = launcher("agent", "start", env=env)
+    assert started.returncode == 1 and "private folder" in started.stderr
+    got = launcher("secret", "get", "acme", "office/firewall", "--field", "password", env=env)
+    assert (got.returncode, got.stdout) == (0, "pw\t1\n")  # the CLI itself, no agent
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user (CI runs as root)")
+def test_another_uid_is_refused(vault_with_records, tmp_path):
+    """Even with the socket reachable (folder and socket opened up), another uid gets nothing."""
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="cvault-agent-test-", dir="/tmp")  # every parent enterable
+    path = os.path.join(folder, "agent.sock")
+    agent_env = vault_with_records.env(CVAULT_AGENT_SOCK=path)
+    try:
+        _refuse_other_uid(agent_env, path)
+    finally:
+        launcher("agent", "stop", env=agent_env)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _refuse_other_uid(agent_env: dict, path: str) -> None:
+    start(agent_env)
+    os.chmod(os.path.dirname(path), 0o755)
+    os.chmod(path, 0o666)
+    request = agent_protocol.encode_request(
+        "run", ["/", "000", "utf-8:strict", "0", "secret", "get", "acme", "office/firewall"]
+    )
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: become nobody, connect, report the reply
+        try:
+            os.close(read_fd)
+            os.setgid(65534)
+            os.setuid(65534)
+            import _socket
+
+            sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+            sock.settimeout(10)
+            sock.connect(path)
+            sock.sendall(request)
+            code, out, err, _ = agent_protocol.recv_reply(sock)
+            os.write(write_fd, f"{code}|".encode() + out + b"|" + err)
+        except BaseException as exc:  # noqa: BLE001 - the child reports whatever happened
+            os.write(write_fd, f"error|{type(exc).__name__}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as fh:
+        answer = fh.read()
+    os.waitpid(pid, 0)
+    assert answer.startswith(b"4|"), answer
+    assert b"pw" not in answer and b"not your agent" in answer
+    # and the owner is still served (the folder made private again)
+    os.chmod(os.path.dirname(path), 0o700)
+    got = launcher("secret", "get", "acme", "office/firewall", "--field", "password", env=agent_env)
+    assert (got.returncode, got.stdout) == (0, "pw\t1\n")
+
+
+def test_idle_lock_with_an_injected_clock(vault_with_records):
+    from cli.agent_daemon import Agent
+
+    now = [1000.0]
+    agent = Agent(home=vault_with_records.home, addr=None, cacert=None, idle_seconds=60, clock=lambda: now[0])
+    agent.unlock("key-file", str(vault_with_records.key_file))
+    try:
+        now[0] += 59
+        agent.tick()
+        assert agent.vault is not None
+        now[0] += 1
+        agent.tick()
+        assert agent.vault is None  # the root key is forgotten
+        assert "state=locked" in agent.status()
+    finally:
+        agent.lock()
+
+
+def test_stepup_needing_a_terminal_falls_back(vault_with_records):
+    from cli.agent_daemon import Agent, AgentFallback, AgentState
+
+    agent = Agent(home=vault_with_records.home, addr=None, cacert=None)
+    state = AgentState(agent, stdin_tty=True)
+    state._principal = object()  # type: ignore[assignment]
+
+    def needs_stepup(principal):
+        raise StepUpRequired("step-up required")
+
+    with pytest.raises(AgentFallback):
+        state.with_stepup(needs_stepup)
+    piped = AgentState(agent, stdin_tty=False)
+    piped._principal = object()  # type: ignore[assignment]
+    with pytest.raises(StepUpRequired, match="pass --totp CODE"):
+        piped.with_stepup(needs_stepup)
+
+
+def test_exit_with_session(vault_with_records, agent_env):
+    """--exit-with-session: the agent stops when the session leader that started it is gone."""
+    leader = subprocess.Popen(
+        [
+            "sh",
+            "-c",
+            f'"{sys.executable}" -m cli.launcher agent start --exit-with-session >/dev/null'
+            " && exec sleep 120",
+        ],
+        env=agent_env,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while launcher("agent", "status", env=agent_env).returncode != 0:
+            assert time.monotonic() < deadline, "agent did not start"
+            time.sleep(0.2)
+    finally:
+        leader.kill()
+        leader.wait()
+    deadline = time.monotonic() + 30
+    while launcher("agent", "status", env=agent_env).returncode == 0:
+        assert time.monotonic() < deadline, "agent outlived its session"
+        time.sleep(0.2)
+    assert not Path(agent_env["CVAULT_AGENT_SOCK"]).exists()
+
+
+def test_core_dumps_are_off_in_the_agent(vault_with_records, agent_env):
+    import json
+
+    start(agent_env)
+    pid = json.loads(launcher("agent", "status", "--json", env=agent_env).stdout)["pid"]
+    limits = Path(f"/proc/{pid}/limits").read_text()
+    core = next(line for line in limits.splitlines() if line.startswith("Max core file size"))
+    assert core.split()[4:6] == ["0", "0"], core
+
+
+def test_disable_core_dumps_makes_the_process_not_dumpable():
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            import ctypes
+
+            from cli.agent_daemon import disable_core_dumps
+
+            disable_core_dumps()
+            dumpable = ctypes.CDLL(None).prctl(3, 0, 0, 0, 0)  # PR_GET_DUMPABLE
+            os.write(write_fd, str(dumpable).encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as fh:
+        answer = fh.read()
+    os.waitpid(pid, 0)
+    assert answer == b"0"
