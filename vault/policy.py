@@ -59,6 +59,10 @@ class Action(StrEnum):
     SECRET_RM = "secret.rm"
     SECRET_IMPORT = "secret.import"
     SECRET_EXPORT = "secret.export"
+    SECRET_EDIT = "secret.edit"
+    SECRET_RESTORE = "secret.restore"
+    SECRET_SEARCH = "secret.search"
+    SECRET_ATTACH = "secret.attach"
     # audit
     AUDIT_LOG = "audit.log"
     AUDIT_VERIFY = "audit.verify"
@@ -139,6 +143,10 @@ PERMISSIONS: dict[Action, frozenset[str]] = {
     Action.SECRET_RM: _({ENGINEER}),
     Action.SECRET_IMPORT: _({ENGINEER}),
     Action.SECRET_EXPORT: _({ENGINEER}),
+    Action.SECRET_EDIT: _({ENGINEER}),
+    Action.SECRET_RESTORE: _({ENGINEER}),
+    Action.SECRET_SEARCH: _({ENGINEER}),
+    Action.SECRET_ATTACH: _({ENGINEER}),
     Action.AUDIT_LOG: _({REVIEWER}),
     Action.AUDIT_VERIFY: _({REVIEWER, SYSTEM_ROLE}),
     Action.AUDIT_EXPORT: _({REVIEWER}),
@@ -162,6 +170,10 @@ NEED_TO_KNOW: frozenset[Action] = frozenset(
         Action.SECRET_RM,
         Action.SECRET_IMPORT,
         Action.SECRET_EXPORT,
+        Action.SECRET_EDIT,
+        Action.SECRET_RESTORE,
+        Action.SECRET_SEARCH,
+        Action.SECRET_ATTACH,
     }
 )
 
@@ -278,7 +290,8 @@ def decide(
     held = principal.roles if account is None or account.roles is None else account.roles
     roles = allowed_roles(action) & held
     if not roles:
-        return Decision(False, f"{who} has no role allowed to {action.value}", "denied")
+        needed = " or ".join(sorted(allowed_roles(action))) or "no role"
+        return Decision(False, f"{who} has no role allowed to {action.value} (needs {needed})", "denied")
 
     if not principal.is_system:
         if account is None:
@@ -301,7 +314,7 @@ def decide(
         return Decision(
             False,
             f"{who} cannot {action.value.split('.')[1]} themselves: "
-            "another admin or account manager must do it",
+            f"another {' or '.join(sorted(allowed_roles(action))).replace('_', ' ')} must do it",
             "denied",
         )
     if two_person and action in LINEAGE_BOUND and subject is not None and who in subject_lineage:
