@@ -204,7 +204,8 @@ def user_reset_totp(state, name, as_json):
     def human(d):
         click.echo(
             f"TOTP of {d['name']} reset; sessions ended. Re-enrollment code "
-            f"(one use, until {when(d['enrollment_expires_at'])}; {d['name']} also needs their current password):"
+            f"(one use, until {when(d['enrollment_expires_at'])}; "
+            f"{d['name']} also needs their current password):"
         )
         click.echo(f"  {d['enrollment_code']}")
 
