@@ -48,6 +48,12 @@ from vault.errors import InvalidInput
     "user config folder).",
 )
 @click.option(
+    "--single-operator",
+    is_flag=True,
+    help="One-person shop: the two-person rules are off (the admin gets every role); doctor, "
+    "audit report and shred certificates say so. Needs --admin.",
+)
+@click.option(
     "--name",
     "vault_name",
     metavar="NAME",
@@ -83,6 +89,7 @@ def init_cmd(
     time_zone,
     qr_png,
     qr_svg,
+    single_operator,
     as_json,
 ):
     """Create a new vault and print its recovery key (shown once); with --admin, enroll the
@@ -90,6 +97,8 @@ def init_cmd(
     from cli.state import read_password
     from vault.facade import Vault
 
+    if single_operator and not admin:
+        raise InvalidInput("--single-operator needs --admin NAME (the one operator)")
     if password_stdin and not admin:
         raise InvalidInput("--password-stdin is for the first admin's password: add --admin NAME")
     if (qr_png or qr_svg) and not admin:
@@ -125,6 +134,7 @@ def init_cmd(
         admin_password=admin_password,
         custody_file=custody_file,
         settings=settings,
+        single_operator=single_operator,
     )
     from vault.custody.local import LocalCustodian
 
@@ -137,6 +147,7 @@ def init_cmd(
         "recovery_key": result.recovery_key,
         "slots": result.slots,
         "custody_file": str(custody),
+        "single_operator": single_operator,
     }
     if result.admin:
         data.update(
@@ -155,6 +166,10 @@ def init_cmd(
         click.echo("")
         click.echo("Recovery key (shown once; store it offline, it opens the vault):")
         click.echo(f"  {d['recovery_key']}")
+        if d["single_operator"]:
+            click.echo("")
+            click.echo("Single-operator vault: the two-person rules are off (doctor, the audit report and")
+            click.echo("every shred certificate say so).")
         if result.admin:
             click.echo("")
             show_enrollment(result.admin, qr_png, qr_svg)
