@@ -94,6 +94,8 @@ SCHEMAS: dict[str, Schema] = {
             "roles": STRS,
             "session_started_at": TIME,
             "session_expires_at": TIME,
+            "session_idle_expires_at": TIME,
+            "session_absolute_expires_at": TIME,
             "stepup_valid_until": nullable(TIME),
             "training_valid_until": nullable(TIME),
         }

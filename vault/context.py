@@ -9,8 +9,9 @@ then let the caller act.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from vault import policy
 from vault.audit.log import AuditLog
@@ -36,6 +37,8 @@ from vault.store.db import Database
 if TYPE_CHECKING:
     from vault.custody.cache import BoundedCache
     from vault.custody.service import CustodyManager
+
+T = TypeVar("T")
 
 DEFAULT_SETTINGS = {
     "keep_versions": 10,  # docs/spec.md §4: record versions kept
@@ -109,7 +112,24 @@ class VaultContext:
             raise NotFound(f"no client with id {client_id}")
         return client
 
+    def read_client(self, name: str, body: Callable[[Any, ClientRow, ClientKeys], T]) -> T:
+        """``body(conn, client, keys)`` in one read snapshot holding the client's row and its current
+        key version together (retried if a rotation overtook the snapshot: ``Database.read_retrying``).
+
+        The rule every reader follows (docs/architecture.md, "Key versions under concurrency"): the
+        key version comes from a client row read in the same snapshot (or write transaction) as the
+        records it opens, never from a row read before it."""
+
+        def run(conn, touch):
+            client = self.client(name, conn)
+            touch(client.id)
+            return body(conn, client, self.client_keys(client, conn=conn))
+
+        return self.db.read_retrying(run)
+
     def client_keys(self, client: ClientRow, version: int | None = None, conn=None) -> ClientKeys:
+        """The client's keys of ``version`` (default: the version ``client`` names). ``client`` and
+        ``conn`` must come from the same snapshot as whatever the keys will open or write."""
         if client.shred_state:
             # from the first shred step on, no one unwraps this client's key (docs/spec.md §7; docs/sla.md)
             raise ClientUnavailable(f"client {client.name} is {client.shred_state}: its keys are destroyed")

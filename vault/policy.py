@@ -233,7 +233,8 @@ def decide(
     held = principal.roles if account is None or account.roles is None else account.roles
     roles = allowed_roles(action) & held
     if not roles:
-        return Decision(False, f"{who} has no role allowed to {action.value}", "denied")
+        needed = " or ".join(sorted(allowed_roles(action))) or "no role"
+        return Decision(False, f"{who} has no role allowed to {action.value} (needs {needed})", "denied")
 
     if not principal.is_system:
         if account is None:
@@ -249,7 +250,7 @@ def decide(
         return Decision(
             False,
             f"{who} cannot {action.value.split('.')[1]} themselves: "
-            "another admin or account manager must do it",
+            f"another {' or '.join(sorted(allowed_roles(action))).replace('_', ' ')} must do it",
             "denied",
         )
 

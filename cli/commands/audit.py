@@ -8,6 +8,7 @@ import sys
 import click
 
 from cli.output import emit, json_option, progress, safe, table, wants_json
+from cli.render import when
 from vault import api_spec as spec
 
 
@@ -231,7 +232,7 @@ def _section(title: str) -> None:
 
 def _print_report(d: dict) -> None:
     w, s = d["window"], d["settings"]
-    click.echo(f"Audit report {w['since']} .. {w['until']} ({w['events']} events)")
+    click.echo(f"Audit report {when(w['since'])} .. {when(w['until'])} ({w['events']} events)")
     access_cols = [
         ("reads", "reads"),
         ("writes", "writes"),

@@ -13,6 +13,7 @@ import sys
 import click
 
 from cli.output import emit, fields_block, json_option, progress, table
+from cli.render import when
 from cli.state import read_stdin_secret, totp_option
 from vault.errors import InvalidInput
 from vault.records import KINDS, MAIN_SECRET, MULTILINE_FIELDS, cli_fields
@@ -146,9 +147,9 @@ def secret_get(state, client, path, field, version, copy, totp, as_json):
     def human(d):
         click.echo(
             f"# {d['client']}/{d['path']}  ({d['kind']}, version {d['version']}, "
-            f"{d['created_at']} by {d['created_by']})"
+            f"{when(d['created_at'])} by {d['created_by']})"
         )
-        fields_block(d["fields"])
+        fields_block(d["fields"], raw=True)
 
     emit(record.as_dict(), as_json, human)
 

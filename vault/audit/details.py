@@ -41,6 +41,14 @@ def destroy_client_audit_key(conn, client_id: str) -> str | None:
     return row[0] if row else None
 
 
+def _live(conn, client_id: str) -> bool:
+    """The client exists and its shred has not started."""
+    return (
+        conn.execute("SELECT 1 FROM clients WHERE id = ? AND shred_state IS NULL", (client_id,)).fetchone()
+        is not None
+    )
+
+
 class DetailKeys:
     """Seal and open audit details; keys are read fresh for every call (a shred in another
     process must take effect at once), so nothing is cached between operations."""
@@ -50,34 +58,54 @@ class DetailKeys:
         self.keyring = keyring
         self.clock = clock
 
-    def _unwrap(self, wrapped: bytes, client_id: str, client_name: str) -> bytes:
+    def _unwrap(self, wrapped: bytes, client_id: str, client_name: str, conn=None) -> bytes:
         try:
-            return self.keyring.unwrap_client_audit_key(bytes(wrapped), client_id)
+            return self.keyring.unwrap_client_audit_key(bytes(wrapped), client_id, conn=conn)
         except CryptoError:
             raise IntegrityFailure(
                 f"integrity failure: audit-detail key of client {client_name} failed authentication"
             ) from None
 
+    def key(self, client_id: str, client_name: str, conn=None) -> bytes | None:
+        """The client's audit-detail key (None if it has none): the wrapped key and the custody
+        version that opens it are read in one snapshot (a rotation re-wraps both at once), retried
+        if a rotation overtook it (``Database.read_retrying``)."""
+
+        def read(snapshot, touch):
+            row = snapshot.execute(
+                "SELECT wrapped FROM client_audit_keys WHERE client_id = ?", (client_id,)
+            ).fetchone()
+            if row is None:
+                return None
+            touch(client_id)
+            return self._unwrap(row[0], client_id, client_name, snapshot)
+
+        if conn is not None:
+            return read(conn, lambda _: None)
+        return self.db.read_retrying(read)
+
     def seal(self, client_id: str, client_name: str, detail: str) -> tuple[bytes | None, str | None]:
         """Seal ``detail`` for the client; (None, None) if the client is being shredded or gone."""
-        row = self.db.one("SELECT wrapped FROM client_audit_keys WHERE client_id = ?", (client_id,))
-        if row is None:
-            key = crypto.new_key()
-            wrapped = self.keyring.wrap_client_audit_key(key, client_id)
+        key = self.key(client_id, client_name)
+        if key is None:
             with self.db.write() as conn:
-                # never (re)create a key for a client whose shred has started
-                conn.execute(
-                    "INSERT OR IGNORE INTO client_audit_keys (client_id, wrapped, fingerprint,"
-                    " created_at) SELECT ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM clients WHERE id = ?"
-                    " AND shred_state IS NULL)",
-                    (client_id, wrapped, crypto.key_fingerprint(key), to_epoch(self.clock.now()), client_id),
-                )
-                row = conn.execute(
-                    "SELECT wrapped FROM client_audit_keys WHERE client_id = ?", (client_id,)
-                ).fetchone()
-            if row is None:
-                return None, None
-        key = self._unwrap(row[0], client_id, client_name)
+                # created and wrapped under the custody version current in this transaction (a
+                # rotation committed before it has moved the client to a new one)
+                key = self.key(client_id, client_name, conn)
+                if key is None:
+                    if not _live(conn, client_id):
+                        return None, None  # never (re)create a key for a client whose shred has started
+                    key = crypto.new_key()
+                    conn.execute(
+                        "INSERT INTO client_audit_keys (client_id, wrapped, fingerprint, created_at)"
+                        " VALUES (?, ?, ?, ?)",
+                        (
+                            client_id,
+                            self.keyring.wrap_client_audit_key(key, client_id, conn=conn),
+                            crypto.key_fingerprint(key),
+                            to_epoch(self.clock.now()),
+                        ),
+                    )
         sealed = crypto.seal(key, detail.encode("utf-8"), self.keyring.audit_detail_aad(client_id))
         return sealed, KEY_REF_PREFIX + client_id
 
@@ -94,20 +122,14 @@ class DetailReader:
 
     def _key(self, client_id: str) -> bytes | None:
         if client_id not in self._cache:
-            row = self._keys.db.one("SELECT wrapped FROM client_audit_keys WHERE client_id = ?", (client_id,))
-            if row is None:
-                self._cache[client_id] = None
-            else:
-                try:
-                    self._cache[client_id] = self._keys.keyring.unwrap_client_audit_key(
-                        bytes(row[0]), client_id
-                    )
-                except (CryptoError, IntegrityFailure):
-                    # IntegrityFailure: the client's custody secret is gone or does not match
-                    self._cache[client_id] = b""
-                except BackendError:
-                    # the custodian (Key Vault) is unreachable: the log still lists, details say so
-                    self._cache[client_id] = _UNAVAILABLE
+            try:
+                self._cache[client_id] = self._keys.key(client_id, client_id)
+            except IntegrityFailure:
+                # it fails authentication, or the client's custody secret is gone or does not match
+                self._cache[client_id] = b""
+            except BackendError:
+                # the custodian (Key Vault) is unreachable: the log still lists, details say so
+                self._cache[client_id] = _UNAVAILABLE
         return self._cache[client_id]
 
     def open(self, sealed: bytes | None, key_ref: str | None) -> str | None:

@@ -104,27 +104,34 @@ class ClientService:
             raise ClientUnavailable(f"client {name} is {client.shred_state}")
         # a new client-key version (every record key re-wrapped, names re-sealed) under a new
         # custody version, old ones destroyed: the persisted custody rotation (docs/sla.md section 5)
-        with self.ctx.db.write() as conn:
-            client = self.ctx.client(name, conn)  # re-read under the write lock
-            self.ctx.client_keys(client, conn=conn)  # fails now if the current key does not open
-            self.ctx.custody.start_rotation(conn, client.id, "rotate", rotate_client_key=True)
-        self.ctx.custody.run_jobs([client.id], progress=progress)
+        # One runner at a time (custody.runner): the job is recorded and driven to its end by this
+        # command while it holds the runner lock, so no other process resumes it half-way and this
+        # command reports its own rotation (docs/architecture.md, "Key versions under concurrency").
+        with self.ctx.custody.runner_or_busy():
+            with self.ctx.db.write() as conn:
+                client = self.ctx.client(name, conn)  # re-read under the write lock
+                self.ctx.client_keys(client, conn=conn)  # fails now if the current key does not open
+                self.ctx.custody.start_rotation(conn, client.id, "rotate", rotate_client_key=True)
+            self.ctx.custody.run_jobs([client.id], progress=progress)
         self.ctx.forget_client_keys(client.id)
-        new_version = self.ctx.client(name).key_version
-        records = self.ctx.db.all("SELECT id FROM records WHERE client_id = ?", (client.id,))
-        new = self.ctx.client_keys(self.ctx.client(name))
-        client = self.ctx.client(name)
+
+        def result(conn, client, keys):
+            count = conn.execute("SELECT count(*) FROM records WHERE client_id = ?", (client.id,)).fetchone()
+            return client, keys, count[0]
+
+        client, new, records = self.ctx.read_client(name, result)
+        new_version = client.key_version
         self.ctx.record_outcome(
             principal,
             Action.CLIENT_ROTATE_KEY,
             "ok",
             client=client,
             reason=f"client key rotated to version {new_version}; "
-            f"{len(records)} records re-wrapped; old version destroyed",
+            f"{records} records re-wrapped; old version destroyed",
         )
         return {
             "name": name,
             "key_version": new_version,
-            "records": len(records),
+            "records": records,
             "fingerprint": new.fingerprint,
         }

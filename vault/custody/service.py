@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from vault import crypto
@@ -49,6 +50,9 @@ LOCK_NAME = "custody.lock"
 #: clients re-wrapped per transaction when many move at once (a change of custodian): each commit
 #: is an fsync, so 10,000 clients in 20 commits instead of 10,000
 BATCH = 500
+#: how long a command that starts a rotation queues behind another one (a rotation of a large
+#: client, a custodian change) before it gives up with "try again"
+RUNNER_WAIT_SECONDS = 120.0
 KEYVAULT_TOKEN_CACHE = "keyvault-token-cache.sealed"  # noqa: S105 - a file name, not a token
 Progress = Callable[[int, int], None]
 
@@ -85,6 +89,7 @@ class CustodyManager:
         self.custody_file = Path(custody_file) if custody_file else None
         self.keyvault_options = dict(keyvault_options or {})
         self._custodians: dict[int, Custodian] = {}
+        self._running = False  # this manager holds the runner lock (:meth:`runner`)
 
     # --- custodians ------------------------------------------------------------------------------
 
@@ -280,6 +285,39 @@ class CustodyManager:
         )
         return target
 
+    @contextmanager
+    def runner(self, wait: float = 0.0) -> Iterator[bool]:
+        """Be the vault's one job runner (``locks/custody.lock``); yields whether this manager is.
+
+        A command that starts a rotation takes it *before* recording the job and keeps it until the
+        job is done (``wait``: how long to queue behind another runner), so no other process picks
+        up a live job as if a crash had left it: a rotation is seen finished or not started. Lock
+        order: this lock, then the database write lock, never the other way round."""
+        if self._running:
+            yield True
+            return
+        from vault.locks import exclusive
+
+        with exclusive(self.ctx.home.locks, LOCK_NAME, wait=wait) as mine:
+            if not mine:
+                yield False
+                return
+            self._running = True
+            try:
+                yield True
+            finally:
+                self._running = False
+
+    @contextmanager
+    def runner_or_busy(self) -> Iterator[None]:
+        """:meth:`runner`, queuing up to ``RUNNER_WAIT_SECONDS``; VaultLocked (exit 8) if still busy."""
+        with self.runner(wait=RUNNER_WAIT_SECONDS) as mine:
+            if not mine:
+                from vault.errors import VaultLocked
+
+                raise VaultLocked("another key rotation is running in this vault; try again")
+            yield
+
     def pending_jobs(self) -> int:
         return self.ctx.db.one("SELECT count(*) FROM custody_jobs")[0]
 
@@ -288,9 +326,7 @@ class CustodyManager:
 
         Returns counts; raises CustodyUnavailable if the custodian cannot be reached (the jobs
         stay, nothing is lost, the next command resumes them)."""
-        from vault.locks import exclusive
-
-        with exclusive(self.ctx.home.locks, LOCK_NAME) as mine:
+        with self.runner() as mine:
             if not mine:
                 return {"skipped": True, "done": 0}
             wanted = None if client_ids is None else set(client_ids)
@@ -621,6 +657,10 @@ class CustodyManager:
         retire the old one once no client depends on it."""
         now = to_epoch(self.ctx.now())
         custodian = self._probe(kind, config)
+        with self.runner_or_busy():
+            return self._switch_locked(kind, config, custodian, now, progress)
+
+    def _switch_locked(self, kind: str, config: dict, custodian, now: int, progress: Progress | None) -> dict:
         with self.ctx.db.write() as conn:
             old = self.current_id(conn)
             new = conn.execute(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from vault.audit.checkpoints import is_checkpoint_blob
 from vault.audit.live import verify_live
 from vault.context import VaultContext
-from vault.errors import CryptoError, IntegrityFailure
+from vault.errors import ClientUnavailable, CryptoError, IntegrityFailure
 from vault.policy import Action
 from vault.principal import Principal
 from vault.store import clients as client_store
@@ -141,15 +141,27 @@ class MaintenanceService:
     def _records(self, report: DoctorReport) -> set[str]:
         """Open every kept version of every record: DEK unwrap, header and GCM tag."""
         referenced: set[str] = set()
-        for client in client_store.all_clients(self.ctx.db.conn):
-            if client.shred_state:
+
+        def snapshot(conn, client, keys):
+            rows = [
+                (record_id, meta_sealed, record_store.readable_versions(conn, record_id))
+                for record_id, meta_sealed in record_store.of_client(conn, client.id)
+            ]
+            return client, keys, rows
+
+        for listed in client_store.all_clients(self.ctx.db.conn):
+            if listed.shred_state:
                 continue
             try:
-                keys = self.ctx.client_keys(client)
+                # the client's key version and its records from one snapshot (a rotation running
+                # beside doctor must not look like tampering)
+                client, keys, records = self.ctx.read_client(listed.name, snapshot)
+            except ClientUnavailable:
+                continue  # its shred started meanwhile
             except IntegrityFailure as exc:
                 report.problems.append(exc.message)
                 continue
-            for record_id, meta_sealed in record_store.of_client(self.ctx.db.conn, client.id):
+            for record_id, meta_sealed, versions in records:
                 report.checked_records += 1
                 try:
                     meta = keys.unseal_meta(meta_sealed, record_id)
@@ -159,7 +171,7 @@ class MaintenanceService:
                         f"{client.name}: encrypted path failed verification"
                     )
                     continue
-                for version, *row in record_store.readable_versions(self.ctx.db.conn, record_id):
+                for version, *row in versions:
                     referenced.add(row[1])
                     report.checked_blobs += 1
                     try:

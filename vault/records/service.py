@@ -120,6 +120,9 @@ class SecretService:
     def _write(
         self, conn, principal: Principal, client: ClientRow, prepared: _PreparedWrite, *, durable: bool
     ) -> tuple[int, list[str]]:
+        # the client row as of this write transaction: a rotation that committed since the caller
+        # read it has moved the client to a new key version (an old row would name a destroyed one)
+        client = self.ctx.client(client.name, conn)
         keys = self.ctx.client_keys(client, conn=conn)
         now = to_epoch(self.ctx.now())
         found = self._find(conn, client, keys, prepared.path)
@@ -173,8 +176,16 @@ class SecretService:
         names.record_path(path)
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_RM, client=client, detail=path)
+        if not purge:
+            return self._rm(principal, client, path, purge=False)
+        # a purge starts a rotation: record and drive it as the one runner (see ClientService.rotate_key)
+        with self.ctx.custody.runner_or_busy():
+            return self._rm(principal, client, path, purge=True)
+
+    def _rm(self, principal: Principal, client: ClientRow, path: str, *, purge: bool) -> dict:
         now = to_epoch(self.ctx.now())
         with self.ctx.db.write() as conn:
+            client = self.ctx.client(client.name, conn)  # as of this transaction (see _write)
             keys = self.ctx.client_keys(client, conn=conn)
             found = self._require(conn, client, keys, path)
             record_id, _, current = found
@@ -317,6 +328,7 @@ class SecretService:
         total = len(prepared)
         if not total:
             return []
+        client = self.ctx.client(client.name, conn)  # as of this transaction (see _write)
         keys = self.ctx.client_keys(client, conn=conn)
         now = to_epoch(self.ctx.now())
         tags = [keys.path_tag(item.path) for item in prepared]
@@ -399,12 +411,13 @@ class SecretService:
         names.record_path(path)
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_GET, client=client, detail=path)
-        with self.ctx.db.read() as conn:
-            keys = self.ctx.client_keys(client, conn=conn)
-            found = self._require(conn, client, keys, path)
-            record_id, meta, current = found
+
+        def read(conn, client: ClientRow, keys: ClientKeys):
+            record_id, meta, current = self._require(conn, client, keys, path)
             wanted = current if version is None else version
-            row = store.version(conn, record_id, wanted)
+            return client, keys, record_id, meta, wanted, store.version(conn, record_id, wanted)
+
+        client, keys, record_id, meta, wanted, row = self.ctx.read_client(client.name, read)
         if row is None:
             raise NotFound(
                 f"no version {wanted} of {client.name}/{path} (kept: the last "
@@ -458,13 +471,21 @@ class SecretService:
     def blob_is_authentic(self, name: str, data: bytes) -> bool | None:
         """Whether ``data`` is the authentic content of the record version stored as ``name``
         (None if no live record version uses that name). Used by sync to choose between copies."""
-        row = store.by_blob_name(self.ctx.db.conn, name)
-        if row is None:
-            return None
-        client_id, record_id, version, key_version, wrapped = row
+
+        def read(conn, touch):
+            row = store.by_blob_name(conn, name)
+            if row is None:
+                return None
+            client_id, record_id, version, key_version, wrapped = row
+            touch(client_id)
+            client = self.ctx.client_by_id(client_id, conn)
+            return client, record_id, version, self.ctx.client_keys(client, key_version, conn), wrapped
+
         try:
-            client = self.ctx.client_by_id(client_id)
-            keys = self.ctx.client_keys(client, version=key_version)
+            found = self.ctx.db.read_retrying(read)
+            if found is None:
+                return None
+            client, record_id, version, keys, wrapped = found
             dek = keys.unwrap_dek(wrapped, record_id, version)
             blobfmt.decrypt_record(
                 data,
@@ -482,9 +503,9 @@ class SecretService:
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_LIST, client=client)
         out = []
-        with self.ctx.db.read() as conn:
-            keys = self.ctx.client_keys(client, conn=conn)
-            rows = store.current_versions(conn, client.id)
+        client, keys, rows = self.ctx.read_client(
+            client.name, lambda conn, c, k: (c, k, store.current_versions(conn, c.id))
+        )
         for record_id, meta_sealed, current, updated, _, blob_name, _, _ in rows:
             if blob_name is None:
                 continue  # deleted: a delete marker is the current version
@@ -504,10 +525,12 @@ class SecretService:
         names.record_path(path)
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_HISTORY, client=client, detail=path)
-        with self.ctx.db.read() as conn:
-            keys = self.ctx.client_keys(client, conn=conn)
+
+        def read(conn, client: ClientRow, keys: ClientKeys):
             found = self._require(conn, client, keys, path)
-            rows = store.versions(conn, found[0])
+            return found, store.versions(conn, found[0])
+
+        found, rows = self.ctx.read_client(client.name, read)
         return [
             {
                 "version": v,
@@ -532,9 +555,9 @@ class SecretService:
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_EXPORT, client=client, detail="export to file")
         records: builtins.list[dict[str, Any]] = []
-        with self.ctx.db.read() as conn:
-            keys = self.ctx.client_keys(client, conn=conn)
-            rows = store.current_versions(conn, client.id)
+        client, keys, rows = self.ctx.read_client(
+            client.name, lambda conn, c, k: (c, k, store.current_versions(conn, c.id))
+        )
         for record_id, meta_sealed, version, _, *row in rows:
             if row[0] is None:
                 continue

@@ -60,6 +60,15 @@ def all_clients(conn: sqlite3.Connection, where: str = "", params: tuple = ()) -
     return [client_from_row(r) for r in conn.execute(sql + " ORDER BY name", params)]
 
 
+def key_state(conn: sqlite3.Connection, client_id: str) -> tuple | None:
+    """What a key rotation changes: (client-key version, current custody version, shred state)."""
+    return conn.execute(
+        "SELECT c.current_key_version, (SELECT version FROM client_custody WHERE client_id = c.id"
+        " AND state = 'current'), c.shred_state FROM clients c WHERE c.id = ?",
+        (client_id,),
+    ).fetchone()
+
+
 def wrapped_key(conn: sqlite3.Connection, client_id: str, version: int) -> bytes | None:
     """The wrapped client key as stored (a tampered row may hold text: the unwrap refuses it)."""
     row = conn.execute(

@@ -23,16 +23,20 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from vault.errors import VaultError
+from vault.errors import IntegrityFailure, VaultError
+from vault.store.clients import key_state
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 BUSY_TIMEOUT_MS = 30_000
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+#: a read is tried at most this often when key rotations keep overtaking its snapshot
+SNAPSHOT_ATTEMPTS = 4
+T = TypeVar("T")
 
 
 class SchemaTooNew(VaultError):
@@ -127,12 +131,45 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction: one consistent snapshot for several SELECTs."""
+        """A read transaction: one consistent snapshot for several SELECTs.
+
+        Inside a transaction already open on this connection (a write), that one is used: a write
+        transaction's snapshot is the newest there is."""
+        if self.conn.in_transaction:
+            yield self.conn
+            return
         self.conn.execute("BEGIN")
         try:
             yield self.conn
         finally:
             self.conn.execute("COMMIT")
+
+    def read_retrying(self, body: Callable[[sqlite3.Connection, Callable[[str], None]], T]) -> T:
+        """``body(conn, touch)`` in one read snapshot, again in a fresh one if it failed only because
+        a key rotation committed after the snapshot began (docs/architecture.md, "Key versions
+        under concurrency").
+
+        ``body`` calls ``touch(client_id)`` before it opens a client's keys. A rotation destroys
+        the old custody secret *after* its transaction commits, so a reader whose snapshot still
+        names the old version can find that secret gone: if the body raises IntegrityFailure and
+        the key state of a client it touched (client-key version, current custody version, shred
+        state) is different now, the failure was the stale snapshot, not tampering, and the body
+        runs again. Otherwise (or after ``SNAPSHOT_ATTEMPTS``) the failure stands. Inside an open
+        transaction nothing is retried (its snapshot cannot move)."""
+        nested = self.conn.in_transaction
+        for attempt in range(1, SNAPSHOT_ATTEMPTS + 1):
+            touched: list[str] = []
+            with self.read() as conn:
+                try:
+                    return body(conn, touched.append)
+                except IntegrityFailure as exc:
+                    if nested or not touched or attempt == SNAPSHOT_ATTEMPTS:
+                        raise
+                    seen = [key_state(conn, c) for c in touched]
+                    failure = exc
+            if [key_state(self.conn, c) for c in touched] == seen:
+                raise failure
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def one(self, sql: str, params: tuple | dict = ()) -> tuple | None:
         return self.conn.execute(sql, params).fetchone()
