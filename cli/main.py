@@ -37,6 +37,7 @@ COMMANDS = {
     "custody": "cli.commands.custody:custody",
     "backup": "cli.commands.backup:backup",
     "restore": "cli.commands.backup:restore_cmd",
+    "generate": "cli.commands.generate:generate_cmd",
     "agent": "cli.commands.agent:agent",
 }
 

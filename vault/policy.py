@@ -54,6 +54,10 @@ class Action(StrEnum):
     SECRET_RM = "secret.rm"
     SECRET_IMPORT = "secret.import"
     SECRET_EXPORT = "secret.export"
+    SECRET_EDIT = "secret.edit"
+    SECRET_RESTORE = "secret.restore"
+    SECRET_SEARCH = "secret.search"
+    SECRET_ATTACH = "secret.attach"
     # audit
     AUDIT_LOG = "audit.log"
     AUDIT_VERIFY = "audit.verify"
@@ -129,6 +133,10 @@ PERMISSIONS: dict[Action, frozenset[str]] = {
     Action.SECRET_RM: _({ENGINEER}),
     Action.SECRET_IMPORT: _({ENGINEER}),
     Action.SECRET_EXPORT: _({ENGINEER}),
+    Action.SECRET_EDIT: _({ENGINEER}),
+    Action.SECRET_RESTORE: _({ENGINEER}),
+    Action.SECRET_SEARCH: _({ENGINEER}),
+    Action.SECRET_ATTACH: _({ENGINEER}),
     Action.AUDIT_LOG: _({REVIEWER}),
     Action.AUDIT_VERIFY: _({REVIEWER, SYSTEM_ROLE}),
     Action.AUDIT_EXPORT: _({REVIEWER}),
@@ -152,6 +160,10 @@ NEED_TO_KNOW: frozenset[Action] = frozenset(
         Action.SECRET_RM,
         Action.SECRET_IMPORT,
         Action.SECRET_EXPORT,
+        Action.SECRET_EDIT,
+        Action.SECRET_RESTORE,
+        Action.SECRET_SEARCH,
+        Action.SECRET_ATTACH,
     }
 )
 

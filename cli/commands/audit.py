@@ -216,11 +216,12 @@ def audit_checkpoint(state, as_json):
     "--since", default="30d", show_default=True, help="Window start (30d = 30 days ago, or ISO 8601)."
 )
 @click.option("--until", help="Window end (default now).")
+@click.option("--full", is_flag=True, help="List every entry of every section (default: the first 100 each).")
 @json_option
 @click.pass_obj
-def audit_report(state, since, until, as_json):
+def audit_report(state, since, until, full, as_json):
     """Access per user and client, refusals, identity alarms, off-hours, bursts, admin changes, shreds."""
-    data = state.vault().audit.report(state.principal(), since=since, until=until or None)
+    data = state.vault().audit.report(state.principal(), since=since, until=until or None, full=full)
     _emit_ascii(data, as_json, _print_report)
 
 
@@ -228,6 +229,13 @@ def _section(title: str) -> None:
     click.echo("")
     click.echo(title)
     click.echo("-" * len(title))
+
+
+def _more(d: dict, section: str) -> None:
+    """The line under a section the report cut (docs/audit.md section 8)."""
+    hidden = d.get("totals", {}).get(section, 0) - len(d[section])
+    if hidden > 0:
+        click.echo(f"... and {hidden:,} more: --full lists them all")
 
 
 def _print_report(d: dict) -> None:
@@ -271,6 +279,7 @@ def _print_report(d: dict) -> None:
     ]
     _section(f"Off-hours access (outside {s['business_hours']} {s['business_days']}, {s['timezone']})")
     table(d["off_hours_access"], event_cols[:6])
+    _more(d, "off_hours_access")
     _section(
         f"Bursts (> {s['burst_reads']} reads or > {s['burst_clients']} clients in {s['burst_minutes']} min)"
     )
@@ -285,10 +294,13 @@ def _print_report(d: dict) -> None:
             ("kind", "why"),
         ],
     )
+    _more(d, "bursts")
     _section("Attempts after an assignment ended")
     table(d["after_assignment_ended"], event_cols)
+    _more(d, "after_assignment_ended")
     _section("Admin changes")
     table(d["admin_changes"], event_cols)
+    _more(d, "admin_changes")
     _section("Shreds")
     table(
         [{**e, "certificate": (e["certificate"] or {}).get("digest", "")} for e in d["shreds"]],
@@ -300,6 +312,7 @@ def _print_report(d: dict) -> None:
             ("certificate", "certificate sha256"),
         ],
     )
+    _more(d, "shreds")
 
 
 @audit.command("prune")
