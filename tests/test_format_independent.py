@@ -92,6 +92,10 @@ def made(tmp_path_factory):
         "admin",
         "--protocol",
         "https",
+        "--tag",
+        "edge",
+        "--custom",
+        "rack=R3 ünten",
         "--from-stdin",
         input="s3cond pässword\n",
     )
@@ -191,6 +195,8 @@ def _compare(result: dict, expected: list[dict], audit: list[dict]) -> None:
         )
     firewall = next(r for r in got if r["path"] == "office/firewall")
     assert firewall["version"] == 2 and firewall["fields"]["password"] == "s3cond pässword"
+    assert firewall["fields"]["tags"] == ["edge"]
+    assert firewall["fields"]["custom"] == {"rack": {"value": "R3 ünten", "secret": False}}
     details = {e["seq"]: e["detail"] for e in audit if e.get("detail")}
     assert {e["seq"]: e["detail"] for e in result["audit"]} == details
     assert "site b/wlan" in details.values()

@@ -296,3 +296,19 @@ def test_backup_frame_vector():
             frame[4:],
             container.frame_aad(VAULT_ID, bytes.fromhex(f["backup_id"]), crypto.sha256(header), 0, False),
         )
+
+
+def test_the_kinds_table_of_docs_format_is_the_fields_table():
+    """docs/format.md section 3 lists each kind's fields as vault/records/__init__.py has them."""
+    import re
+
+    from tests.helpers import ROOT
+    from vault.records import FIELDS
+
+    text = (ROOT / "docs" / "format.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `([a-z]+)` \| (.+) \|$", text, re.MULTILINE))
+    documented = {kind: re.findall(r"`([a-z_]+)`", rows[kind]) for kind in FIELDS}
+    assert documented == {kind: [f.name for f in fields] for kind, fields in FIELDS.items()}
+    for kind, fields in FIELDS.items():
+        secret = set(re.findall(r"\*\*`([a-z_]+)`\*\*", rows[kind]))
+        assert secret == {f.name for f in fields if f.secret}, kind
