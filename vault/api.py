@@ -230,6 +230,8 @@ class AuditAPI(Protocol):
         out: Path | str | None = None,
         write: Callable[[str], None] | None = None,
         details: bool = True,
+        after_seq: int | None = None,
+        since: datetime | str | None = None,
     ) -> dict: ...
 
     def verify(

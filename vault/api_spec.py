@@ -471,12 +471,17 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "audit",
         "export_lines",
-        (P("format"), K("details", "bool", True)),
+        (
+            P("format"),
+            K("details", "bool", True),
+            K("after_seq", "int", None, (0, 2**63 - 1)),
+            K("since", "since"),
+        ),
         facade="export",
         transport="lines",
         client_side=("export", "lines_to_file"),
         returns="ExportLines",
-        summary="The whole log as lines (jsonl, csv, cef); the CLI writes them",
+        summary="The log as lines (jsonl: whole; csv, cef: after a seq or since a time); the CLI writes them",
     ),
     Op(
         "audit",

@@ -139,7 +139,8 @@ PERMISSIONS: dict[Action, frozenset[str]] = {
     Action.SECRET_ATTACH: _({ENGINEER}),
     Action.AUDIT_LOG: _({REVIEWER}),
     Action.AUDIT_VERIFY: _({REVIEWER, SYSTEM_ROLE}),
-    Action.AUDIT_EXPORT: _({REVIEWER}),
+    # system: an unattended SIEM forwarder on the vault's host, holding the key file (docs/audit.md)
+    Action.AUDIT_EXPORT: _({REVIEWER, SYSTEM_ROLE}),
     Action.AUDIT_REPORT: _({REVIEWER}),
     Action.AUDIT_PRUNE: _({REVIEWER}),
     Action.SYNC: _({ADMIN, SYSTEM_ROLE}),
