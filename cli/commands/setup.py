@@ -41,14 +41,32 @@ from vault.errors import InvalidInput
     help="Local custody file, outside the vault folder (default: next to the key file, else the "
     "user config folder).",
 )
+@click.option(
+    "--single-operator",
+    is_flag=True,
+    help="One-person shop: the two-person rules are off (the admin gets every role); doctor, "
+    "audit report and shred certificates say so. Needs --admin.",
+)
 @json_option
 @click.pass_obj
-def init_cmd(state, passphrase_file, key_file, no_passphrase, admin, password_stdin, custody_file, as_json):
+def init_cmd(
+    state,
+    passphrase_file,
+    key_file,
+    no_passphrase,
+    admin,
+    password_stdin,
+    custody_file,
+    single_operator,
+    as_json,
+):
     """Create a new vault and print its recovery key (shown once); with --admin, enroll the
     first admin."""
     from cli.state import read_password
     from vault.facade import Vault
 
+    if single_operator and not admin:
+        raise InvalidInput("--single-operator needs --admin NAME (the one operator)")
     if password_stdin and not admin:
         raise InvalidInput("--password-stdin is for the first admin's password: add --admin NAME")
 
@@ -77,6 +95,7 @@ def init_cmd(state, passphrase_file, key_file, no_passphrase, admin, password_st
         admin=admin,
         admin_password=admin_password,
         custody_file=custody_file,
+        single_operator=single_operator,
     )
     from vault.custody.local import LocalCustodian
 
@@ -89,6 +108,7 @@ def init_cmd(state, passphrase_file, key_file, no_passphrase, admin, password_st
         "recovery_key": result.recovery_key,
         "slots": result.slots,
         "custody_file": str(custody),
+        "single_operator": single_operator,
     }
     if result.admin:
         data.update(
@@ -107,6 +127,10 @@ def init_cmd(state, passphrase_file, key_file, no_passphrase, admin, password_st
         click.echo("")
         click.echo("Recovery key (shown once; store it offline, it opens the vault):")
         click.echo(f"  {d['recovery_key']}")
+        if d["single_operator"]:
+            click.echo("")
+            click.echo("Single-operator vault: the two-person rules are off (doctor, the audit report and")
+            click.echo("every shred certificate say so).")
         if result.admin:
             click.echo("")
             show_enrollment(result.admin)
