@@ -90,6 +90,12 @@ class UsersAPI(Protocol):
 
     def reset_totp(self, principal: Principal, name: str) -> dict: ...
 
+    def approve(self, principal: Principal, name: str) -> dict: ...
+
+    def reset(self, principal: Principal, name: str) -> dict: ...
+
+    def confirm(self, principal: Principal, name: str) -> dict: ...
+
     def train(self, principal: Principal, name: str, until: When) -> dict: ...
 
 
@@ -237,6 +243,8 @@ class AuditAPI(Protocol):
         out: Path | str | None = None,
         write: Callable[[str], None] | None = None,
         details: bool = True,
+        after_seq: int | None = None,
+        since: datetime | str | None = None,
     ) -> dict: ...
 
     def verify(

@@ -99,20 +99,44 @@ def audit_log(state, user, client, action, outcome, since, until, limit, as_json
     help="New file to write (created 0600; never overwritten). Default: standard output.",
 )
 @click.option("--no-details", is_flag=True, help="Leave out the decrypted record paths.")
+@click.option(
+    "--after-seq",
+    type=click.IntRange(*spec.param("audit.export_lines", "after_seq").limits),
+    default=None,
+    metavar="N",
+    help="csv, cef: only entries after sequence number N (a forwarder passes the last one it "
+    "sent; --json prints head_seq for the next run).",
+)
+@click.option(
+    "--since",
+    default=None,
+    help="csv, cef: only entries from this time on: 30d, 12h, ISO 8601.",
+)
 @json_option
 @click.pass_obj
-def audit_export(state, fmt, out, no_details, as_json):
-    """Export the whole log (JSON Lines carry the checkpoints and the public key)."""
+def audit_export(state, fmt, out, no_details, after_seq, since, as_json):
+    """Export the log: JSON Lines (the whole log, with the checkpoints and the public key: verifiable
+    offline), CSV (RFC 4180) or CEF; csv and cef can start after an entry or a time."""
+    from vault.audit.export import line_end
+
     vault = state.vault()
+    options = {"details": not no_details, "after_seq": after_seq, "since": since}
+    # no session on the vault's host with its key file: an unattended forwarder (docs/audit.md 5)
+    principal = state.principal(allow_system=True, system_name="forwarder")
     if out:
-        data = vault.audit.export(state.principal(), fmt, out=out, details=not no_details)
+        data = vault.audit.export(principal, fmt, out=out, **options)
         emit(
             data,
             as_json,
             lambda d: click.echo(f"exported {d['entries']} entries ({d['format']}) to {d['file']}", err=True),
         )
     else:
-        vault.audit.export(state.principal(), fmt, write=click.echo, details=not no_details)
+        end = line_end(fmt)
+        data = vault.audit.export(
+            principal, fmt, write=lambda line: click.echo(line + end, nl=False), **options
+        )
+        if as_json:  # the lines are on stdout: the result goes to stderr
+            click.echo(json.dumps(data, sort_keys=True), err=True)
 
 
 def _print_result(d: dict) -> None:

@@ -198,9 +198,16 @@ class AuditService:
         out: Path | str | None = None,
         write: Callable[[str], None] | None = None,
         details: bool = True,
+        after_seq: int | None = None,
+        since: datetime | str | None = None,
     ) -> dict:
         """Write the whole log as JSON Lines (verifiable offline), CSV or CEF, to ``out`` (a new
-        0600 file, never overwritten) or line by line to ``write``.
+        0600 file, never overwritten) or line by line to ``write`` (each line without its end;
+        :func:`vault.audit.export.line_end` says which one the format uses).
+
+        ``after_seq`` / ``since`` (CSV and CEF, for a SIEM forwarder): only the entries after that
+        sequence number / from that time on; the result's ``head_seq`` is the ``after_seq`` of the
+        next run. A JSON Lines export is always the whole log, so that it verifies on its own.
 
         A fresh signed checkpoint of the head is taken first, so a JSON Lines export is covered
         by a signature up to its last entry."""
@@ -208,13 +215,21 @@ class AuditService:
             raise InvalidInput(f"unknown export format {format!r}: use {', '.join(FORMATS)}")
         if (out is None) == (write is None):
             raise InvalidInput("give an output file or a writer")
+        if format == "jsonl" and (after_seq is not None or since is not None):
+            raise InvalidInput(
+                "a jsonl export is the whole log (it verifies on its own): "
+                "--after-seq and --since are for csv and cef"
+            )
+        if after_seq is not None and after_seq < 0:
+            raise InvalidInput("--after-seq must be 0 or more")
+        start = as_since(since, self.ctx.now()) if since is not None else None
         self.ctx.authorize(principal, Action.AUDIT_EXPORT, detail=None)
         head = self.ctx.audit.checkpoint()
         reader = self.ctx.audit.details.reader() if details else None
         count = {"entries": 0}
 
         def entries() -> Iterator[dict]:
-            for row in self._query(limit=None):
+            for row in self._query(limit=None, after_seq=after_seq, since=start):
                 if row[0] > head.seq:
                     break
                 count["entries"] += 1
@@ -228,7 +243,7 @@ class AuditService:
         elif format == "csv":
             lines = fmt.csv_lines(entries())
         else:
-            lines = fmt.cef_lines(entries(), _version())
+            lines = fmt.cef_lines(entries(), _version(), self.ctx.vault_name, self.ctx.vault_id.hex())
         target = None
         if out is not None:
             target = Path(out)
@@ -238,9 +253,10 @@ class AuditService:
                 raise InvalidInput(f"{target} already exists; refusing to overwrite it") from None
             except OSError as exc:
                 raise InvalidInput(f"cannot create {target}: {exc.strerror}") from None
-            with os.fdopen(fd, "w", encoding="ascii", errors="backslashreplace", newline="\n") as fh:
+            end = fmt.line_end(format)
+            with os.fdopen(fd, "w", encoding="ascii", errors="backslashreplace", newline="") as fh:
                 for line in lines:
-                    fh.write(line + "\n")
+                    fh.write(line + end)
                 fh.flush()
                 os.fsync(fh.fileno())
         elif write is not None:
@@ -252,8 +268,13 @@ class AuditService:
             "head_seq": head.seq,
             "file": str(target) if target else None,
         }
+        span = f" after entry {after_seq}" if after_seq is not None else ""
+        span += f" since {rfc3339(start)}" if start is not None else ""
         self.ctx.record_outcome(
-            principal, Action.AUDIT_EXPORT, "ok", reason=f"exported {count['entries']} entries as {format}"
+            principal,
+            Action.AUDIT_EXPORT,
+            "ok",
+            reason=f"exported {count['entries']} entries as {format}{span}",
         )
         return result
 
