@@ -252,6 +252,7 @@ SCHEMAS: dict[str, Schema] = {
             "approved_by": nullable(STR),
             "approved_at": nullable(TIME),
             "yours": BOOL,
+            "cannot_approve": nullable(STR),
         }
     ),
     "Sweep": obj(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import Person, assign
+from tests.factories import Person, assign, onboard, person
 from tests.helpers import assign_operator, make_vault, operator
 from tests.server.harness import Service, start_service
 from vault.identity.totp import secret_from_uri
@@ -172,11 +172,13 @@ class World:
             v.close()
 
 
-def enroll_people(v, admin_principal, specs: dict[str, tuple[str, ...]]) -> dict[str, Member]:
+def enroll_people(v, requester, approver, specs: dict[str, tuple[str, ...]]) -> dict[str, Member]:
+    """Each account the way the product makes one: requested by one admin, approved (with the
+    enrollment code) by another, then enrolled by the person."""
     members = {}
     for name, roles in specs.items():
-        added = v.users.add(admin_principal, name, list(roles))
-        done = v.users.enroll(name, added["enrollment_code"], PASSWORDS[name])
+        approved = onboard(v, name, roles, requester=requester, approver=approver)
+        done = v.users.enroll(name, approved["enrollment_code"], PASSWORDS[name])
         members[name] = Member(
             name, PASSWORDS[name], secret_from_uri(done["otpauth_uri"]), done["recovery_codes"]
         )
@@ -184,16 +186,20 @@ def enroll_people(v, admin_principal, specs: dict[str, tuple[str, ...]]) -> dict
 
 
 def build_world(folder: Path, *, clients: int = 3) -> World:
-    """A vault with the operator (all roles, for setting up) and ada (admin), maria (account
+    """A vault with the operator (all roles, for setting up), hal and ian (admins made by the
+    factory, who onboard the others), and, enrolled for real: ada (admin), maria (account
     manager), eve (engineer on acme), rita (security reviewer), sam (account manager, the second
     person of two-person rules); clients acme (with records), globex, initech."""
     vdir = make_vault(folder)
     v = vdir.open()
     try:
         op = operator()
+        # hal and ian: admins written by the factory, the requester and approver of the accounts
+        hal, ian = person(v, "hal", "admin"), person(v, "ian", "admin")
         members = enroll_people(
             v,
-            op,
+            hal,
+            ian,
             {
                 "ada": ("admin",),
                 "maria": ("account_manager",),
@@ -202,7 +208,7 @@ def build_world(folder: Path, *, clients: int = 3) -> World:
                 "sam": ("account_manager",),
             },
         )
-        v.users.train(op, "eve", "+365d")
+        v.users.train(op, "eve", "+365d")  # the operator is outside eve's lineage
         now = v.ctx.now()
         for i, name in enumerate(("acme", "globex", "initech")[:clients]):
             v.clients.add(op, name, sla_end=now + timedelta(days=20 + 40 * i), grace_days=30)

@@ -159,9 +159,23 @@ def test_admin_adds_a_user_who_enrolls_and_signs_in(browser, page, world):
     page.get_by_label("Name", exact=True).fill("nina")
     page.get_by_label("Engineer").check()
     page.get_by_role("button", name="Add and issue an enrollment code").click()
-    code = page.locator("#enrollment-code").input_value()
-    assert code
+    assert "second admin must approve" in page.locator("#notice").inner_text()
     assert world.event(actor="ada", action="user.add", outcome="ok") is not None
+    # ada cannot approve her own request: the two-person rule is shown where it refuses
+    page.get_by_role("button", name="Approve the account (issues the enrollment code)").click()
+    assert page.locator("#problem").inner_text().startswith("access denied")
+    # a second admin approves and gets the enrollment code to hand over
+    ctx = browser.new_context(base_url=world.url, ignore_https_errors=True)
+    try:
+        world.as_user(ctx, "hal")
+        hal = ctx.new_page()
+        hal.goto("/approvals")
+        hal.locator("#accounts").get_by_role("link", name="nina").click()
+        hal.get_by_role("button", name="Approve the account (issues the enrollment code)").click()
+        code = hal.locator("#enrollment-code").input_value()
+        assert code
+    finally:
+        ctx.close()
     # nina enrolls in her own browser and signs in with a code from the seed she was shown
     ctx = browser.new_context(base_url=world.url, ignore_https_errors=True)
     try:

@@ -361,26 +361,38 @@ class SlaService:
 
     def requests(self, principal: Principal) -> list[dict]:
         """Open early-shred requests (approved or awaiting a second person), oldest first;
-        ``yours`` marks the ones the principal made (someone else must approve them)."""
+        ``yours`` marks the ones the principal made, ``cannot_approve`` says why the principal
+        may not approve one (the two-person rule of :func:`vault.policy.distinct_people`, or
+        None), so the queue shows the rule where it refuses."""
         self.ctx.authorize(principal, Action.SLA_REQUESTS)
         out = []
-        for name, by, at, reason, approved_by, approved_at in self.ctx.db.all(
-            "SELECT c.name, r.requested_by, r.requested_at, r.reason, r.approved_by, r.approved_at"
-            " FROM shred_requests r JOIN clients c ON c.id = r.client_id"
-            " WHERE r.cancelled_at IS NULL AND r.executed_at IS NULL ORDER BY r.requested_at, c.name"
-        ):
-            out.append(
-                {
-                    "client": name,
-                    "kind": "early_shred",
-                    "requested_by": by,
-                    "requested_at": _iso(at),
-                    "reason": reason,
-                    "approved_by": approved_by,
-                    "approved_at": _iso(approved_at),
-                    "yours": _same_person(by, principal),
-                }
-            )
+        with self.ctx.db.read() as conn:
+            single = facts.single_operator(conn)
+            for name, by, at, reason, approved_by, approved_at in conn.execute(
+                "SELECT c.name, r.requested_by, r.requested_at, r.reason, r.approved_by, r.approved_at"
+                " FROM shred_requests r JOIN clients c ON c.id = r.client_id"
+                " WHERE r.cancelled_at IS NULL AND r.executed_at IS NULL ORDER BY r.requested_at, c.name"
+            ).fetchall():
+                requester = facts.user_row(conn, by)
+                why_not = policy.distinct_people(
+                    principal.name,
+                    by,
+                    facts.lineage(conn, requester.id if requester else None),
+                    single_operator=single,
+                )
+                out.append(
+                    {
+                        "client": name,
+                        "kind": "early_shred",
+                        "requested_by": by,
+                        "requested_at": _iso(at),
+                        "reason": reason,
+                        "approved_by": approved_by,
+                        "approved_at": _iso(approved_at),
+                        "yours": by == principal.name,
+                        "cannot_approve": why_not,
+                    }
+                )
         return out
 
     # --- upcoming -------------------------------------------------------------------------------

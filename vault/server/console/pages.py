@@ -209,7 +209,12 @@ def register(c: Console) -> None:
 
     def approvals(p: web.Page) -> Response:
         rows = p.vault.sla.requests(p.principal)
-        return r(p, "approvals.html", rows=rows, notice=DONE.get(p.arg("done")))
+        accounts = []
+        if p.has("admin"):  # accounts awaiting a second admin (two-person activation and resets)
+            accounts = [
+                u for u in p.vault.users.list(p.principal) if u["state"] in ("pending_approval", "suspended")
+            ]
+        return r(p, "approvals.html", rows=rows, accounts=accounts, notice=DONE.get(p.arg("done")))
 
     def upcoming(p: web.Page) -> Response:
         days = p.arg("within", "30")
@@ -353,6 +358,7 @@ def register(c: Console) -> None:
         def act(p: web.Page) -> Response:
             name = p.query.get("name", "")
             u = p.vault.users
+            done = what
             try:
                 if what == "disable":
                     u.disable(p.principal, name)
@@ -368,21 +374,42 @@ def register(c: Console) -> None:
                     u.train(p.principal, name, p.form.get("until", "").strip() or "+365d")
                 elif what == "reset-totp":
                     added = u.reset_totp(p.principal, name)
+                    if not added.get("enrollment_code"):
+                        raise Redirect("/user?" + query_string(name=name, done="reset-pending"))
                     return r(p, "enrollment_code.html", added=added, what="reset")
+                elif what == "approve":
+                    added = u.approve(p.principal, name)
+                    return r(p, "enrollment_code.html", added=added, what="approved")
+                elif what == "reset":
+                    u.reset(p.principal, name)
+                    done = "reset-pending"
+                elif what == "confirm":
+                    u.confirm(p.principal, name)
             except (InvalidInput, NotFound) as exc:
                 return user_page(p, name, error=exc.message, status=400)
             except VaultError as exc:
                 if exc.exit_code == 4:  # a refusal: show the rule at the form that asked
                     return user_page(p, name, error=exc.message, status=403)
                 raise
-            raise Redirect("/user?" + query_string(name=name, done=what))
+            raise Redirect("/user?" + query_string(name=name, done=done))
 
         return act
 
     c.page("/users", users)
     c.page("/users/add", user_add, methods=("POST",))
     c.page("/user", user_get)
-    for what in ("disable", "enable", "unlock", "grant", "revoke", "train", "reset-totp"):
+    for what in (
+        "disable",
+        "enable",
+        "unlock",
+        "grant",
+        "revoke",
+        "train",
+        "reset-totp",
+        "approve",
+        "reset",
+        "confirm",
+    ):
         c.page(f"/user/{what}", user_action(what), methods=("POST",))
 
     # --- engineers ---------------------------------------------------------------------------------------
@@ -451,7 +478,8 @@ DONE = {
     "approved": "Early shred approved: the next sweep shreds the client.",
     "checkpoint": "Checkpoint signed.",
     "added-pending": "User added. A second admin must approve the account before it can enroll.",
-    "approve-user": "Account approved.",
+    "reset-pending": "Reset requested: a second admin must approve it.",
+    "confirm": "Roles and assignments confirmed.",
     "disable": "User disabled.",
     "enable": "User enabled.",
     "unlock": "User unlocked.",
