@@ -503,10 +503,12 @@ OPERATIONS: tuple[Op, ...] = (
             K("since", "since"),
             K("until", "since"),
             K("limit", "int", 100, (0, 10**9)),
+            K("after_seq", "int", None, (0, 2**62)),
             K("before", "int", None, (1, 2**63 - 1)),
         ),
         returns="AuditEvent[]",
-        summary="Audit events matching the filters",
+        summary="Audit events matching the filters (the newest N, or with after_seq the next N, or"
+        " with before the newest N below it: paging)",
     ),
     Op(
         "audit",

@@ -86,7 +86,10 @@ class AuditService:
         limit: int | None = None,
         after_seq: int | None = None,
         before_seq: int | None = None,
+        oldest: bool = False,
     ):
+        """Matching rows, oldest first: every one, the newest ``limit``, or with ``oldest`` the
+        first ``limit`` (paging forward from ``after_seq``)."""
         where, params = [], []
         if user:
             where.append("actor = ?")
@@ -119,7 +122,9 @@ class AuditService:
         sql = f"SELECT {EVENT_COLUMNS} FROM audit_events"  # noqa: S608 - constant column list and conditions; every value is bound
         if where:
             sql += " WHERE " + " AND ".join(where)
-        if limit:
+        if limit and oldest:
+            sql += f" ORDER BY seq LIMIT {int(limit)}"
+        elif limit:
             sql = f"SELECT * FROM ({sql} ORDER BY seq DESC LIMIT {int(limit)}) ORDER BY seq"  # noqa: S608 - the limit is an int() of the validated parameter
         else:
             sql += " ORDER BY seq"
@@ -158,9 +163,12 @@ class AuditService:
         since: datetime | str | None = None,
         until: datetime | str | None = None,
         limit: int | None = 100,
+        after_seq: int | None = None,
         before: int | None = None,
     ) -> list[dict]:
-        """Events matching every filter given, oldest first; ``limit`` keeps the newest N.
+        """Events matching every filter given, oldest first; ``limit`` keeps the newest N. With
+        ``after_seq``: the first ``limit`` events after that sequence number (a page; the CLI
+        pages through a whole log this way with bounded memory).
 
         ``before``: only events with a sequence number below it (keyset paging, newest first:
         the next page is ``before=<the smallest seq of this page>``; each page is one index
@@ -184,6 +192,8 @@ class AuditService:
                     until=until,
                     limit=limit,
                     before_seq=before,
+                    after_seq=after_seq,
+                    oldest=after_seq is not None,
                 )
             )
         ]
