@@ -235,7 +235,7 @@ def _refuse_other_uid(agent_env: dict, path: str) -> None:
             sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             sock.settimeout(10)
             sock.connect(path)
-            try:
+            try:  # noqa: SIM105 - the child keeps to builtins after setuid
                 sock.sendall(request)
             except BrokenPipeError:  # the agent refused before reading: its reply is buffered
                 pass
