@@ -13,7 +13,7 @@ import sys
 import click
 
 from cli.output import emit, fields_block, json_option, progress, table
-from cli.state import read_stdin_secret, totp_option
+from cli.state import totp_option
 from vault.errors import InvalidInput
 from vault.records import KINDS, MAIN_SECRET, MULTILINE_FIELDS, cli_fields
 
@@ -41,15 +41,67 @@ def _field_options(fn):
 _LIST_FIELDS = frozenset(f.name for f in cli_fields() if f.type == "list")
 
 
-def _read_file(path: str, what: str) -> str:
+def _read_bytes(path: str, what: str) -> bytes:
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = fh.read()
+        with open(path, "rb") as fh:
+            return fh.read()
     except FileNotFoundError:
         raise InvalidInput(f"{what} file {path} not found") from None
-    except (OSError, UnicodeDecodeError):
-        raise InvalidInput(f"{what} file {path} cannot be read as UTF-8 text") from None
-    return data[:-1] if data.endswith("\n") else data
+    except IsADirectoryError:
+        raise InvalidInput(f"{what} file {path} is a folder") from None
+    except OSError as exc:
+        raise InvalidInput(f"{what} file {path} cannot be read: {exc.strerror or exc}") from None
+
+
+def _text(data: bytes, what: str, source: str) -> str:
+    """The bytes as UTF-8 text, exactly (no newline translation); binary is refused, never altered."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(
+            f"{what} from {source} is not UTF-8 text: store binary values base64-encoded "
+            '(docs/cli.md, "Exact bytes")'
+        ) from None
+
+
+def secret_value(data: bytes, what: str, source: str, *, multiline: bool) -> str:
+    """A field value from a file's or standard input's bytes (docs/cli.md, "Exact bytes"): the
+    UTF-8 text byte for byte (``\\r\\n`` and a lone ``\\r`` kept), except the one final line feed a
+    shell or an editor adds; a single-line field also drops the ``\\r`` of a final ``\\r\\n``."""
+    text = _text(data, what, source)
+    if text.endswith("\n"):
+        text = text[:-1]
+        if not multiline and text.endswith("\r"):
+            text = text[:-1]
+    return text
+
+
+def _read_file(path: str, what: str, *, multiline: bool = True) -> str:
+    return secret_value(_read_bytes(path, what), what, f"file {path}", multiline=multiline)
+
+
+def _fields_json(path: str) -> dict:
+    text = _text(_read_bytes(path, "fields"), "fields", f"file {path}")
+    try:
+        fields = json.loads(text)
+    except RecursionError:
+        raise InvalidInput(f"{path}: JSON nested too deeply") from None
+    except ValueError:  # JSONDecodeError, and numbers with too many digits
+        raise InvalidInput(f"{path} is not valid JSON") from None
+    if not isinstance(fields, dict):
+        raise InvalidInput(f"{path} must hold a JSON object of fields")
+    return fields
+
+
+def _stdin_value(what: str, *, multiline: bool) -> str:
+    """The main field from standard input's bytes: all of it (multi-line fields) or its first line."""
+    data = sys.stdin.buffer.read()
+    if not multiline:
+        data = data.split(b"\n", 1)[0]
+    value = secret_value(data if multiline else data + b"\n", what, "standard input", multiline=multiline)
+    if not value:
+        raise InvalidInput(f"no {what} on standard input")
+    return value
 
 
 @secret.command("put")
@@ -78,14 +130,7 @@ def secret_put(
     state, client, path, kind, from_stdin, value_file, fields_json, secret_file, as_json, **options
 ):
     """Store a new version of a record (values by prompt, stdin or file, never argv)."""
-    fields: dict = {}
-    if fields_json:
-        try:
-            fields = json.loads(_read_file(fields_json, "fields"))
-        except json.JSONDecodeError:
-            raise InvalidInput(f"{fields_json} is not valid JSON") from None
-        if not isinstance(fields, dict):
-            raise InvalidInput(f"{fields_json} must hold a JSON object of fields")
+    fields: dict = _fields_json(fields_json) if fields_json else {}
     for field, value in options.items():
         if value not in (None, ()):
             fields[field] = list(value) if field in _LIST_FIELDS else value
@@ -93,14 +138,14 @@ def secret_put(
         field, sep, file_path = item.partition("=")
         if not sep or not field:
             raise InvalidInput("--secret-file takes FIELD=PATH")
-        fields[field] = _read_file(file_path, field)
+        fields[field] = _read_file(file_path, field, multiline=field in MULTILINE_FIELDS)
     main = MAIN_SECRET[kind]
     if from_stdin and value_file:
         raise InvalidInput("use either --from-stdin or --file, not both")
     if from_stdin:
-        fields[main] = read_stdin_secret(main, multiline=main in MULTILINE_FIELDS)
+        fields[main] = _stdin_value(main, multiline=main in MULTILINE_FIELDS)
     elif value_file:
-        fields[main] = _read_file(value_file, main)
+        fields[main] = _read_file(value_file, main, multiline=main in MULTILINE_FIELDS)
     elif main not in fields and sys.stdin.isatty():
         fields[main] = click.prompt(f"{main}", hide_input=True, confirmation_prompt=True, err=True)
     vault = state.vault()
@@ -234,7 +279,10 @@ def secret_rm(state, client, path, purge, yes, as_json):
 @click.pass_obj
 def secret_import(state, client, file, as_json):
     """Import JSON Lines records ({"path","kind","fields"}) in one transaction."""
-    lines = sys.stdin.read().splitlines() if file == "-" else _read_file(file, "import").splitlines()
+    data = sys.stdin.buffer.read() if file == "-" else _read_bytes(file, "import")
+    # JSON Lines: one record per line ending in \n (\r\n accepted); the values inside are JSON
+    # strings, so splitting on nothing else keeps every byte of them
+    lines = _text(data, "import", "standard input" if file == "-" else f"file {file}").split("\n")
     vault = state.vault()
     with progress("importing") as update:
         data = vault.secrets.import_records(state.principal(), client, lines, progress=update)

@@ -31,6 +31,8 @@ from vault.errors import (
     AuditFailure,
     BackendError,
     IntegrityFailure,
+    StorageFull,
+    StorageReadOnly,
     VaultError,
     VaultSealed,
 )
@@ -148,6 +150,18 @@ class AuditLog:
                     conn, actor, action, outcome, client, reason, origin, detail_sealed, detail_key
                 )
                 checkpoint = self._periodic_checkpoint(conn, seq, digest)
+        except (StorageFull, StorageReadOnly) as exc:
+            # say exactly why (exit 9): the audit rule needs this write before anything runs
+            if isinstance(exc, StorageFull):
+                raise StorageFull(
+                    f"no space left on the vault's storage: the audit event of {action} cannot be "
+                    "written, so the operation was refused; nothing was changed (free space and retry)"
+                ) from None
+            raise StorageReadOnly(
+                f"the vault's storage is read-only: the audit event of {action} must be written "
+                "before it runs, so it was refused; nothing was changed (copy the vault folder to "
+                "writable storage to use it)"
+            ) from None
         except (sqlite3.Error, OSError) as exc:
             raise AuditFailure(
                 f"the audit log could not be written ({type(exc).__name__}); operation refused"

@@ -41,6 +41,7 @@ from vault.store.clients import ClientRow
 from vault.store.records import VersionRow, version_row
 
 Progress = Callable[[int, int], None]
+MAX_VERSION = 2**31
 
 
 class _PreparedWrite(NamedTuple):
@@ -260,6 +261,8 @@ class SecretService:
                 if not isinstance(item, dict):
                     raise ValueError
                 path, kind, fields = item["path"], item["kind"], item.get("fields", {})
+            except RecursionError:
+                raise InvalidInput(f"line {number}: JSON nested too deeply") from None
             except (ValueError, KeyError, TypeError):
                 raise InvalidInput(f"line {number}: not a JSON object with path, kind and fields") from None
             try:
@@ -409,6 +412,9 @@ class SecretService:
         self, principal: Principal, client_name: str, path: str, version: int | None = None
     ) -> SecretRecord:
         names.record_path(path)
+        if version is not None and not 1 <= version <= MAX_VERSION:
+            # the registry's bound (vault.api_spec, secrets.get); SQLite's integers end at 2**63
+            raise InvalidInput(f"version must be 1 to {MAX_VERSION}")
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_GET, client=client, detail=path)
 
