@@ -37,6 +37,7 @@ COMMANDS = {
     "custody": "cli.commands.custody:custody",
     "backup": "cli.commands.backup:backup",
     "restore": "cli.commands.backup:restore_cmd",
+    "generate": "cli.commands.generate:generate_cmd",
     "agent": "cli.commands.agent:agent",
 }
 
@@ -53,7 +54,20 @@ class LazyGroup(click.Group):
             return None
         module, attr = target.split(":")
         command: click.Command = getattr(importlib.import_module(module), attr)
+        _full_short_help(command)
         return command
+
+
+def _full_short_help(command: click.Command) -> None:
+    """Give every command a short help that is its whole first paragraph, so that the lists of
+    ``cvault --help`` and ``cvault GROUP --help`` wrap the text instead of cutting it at 45
+    characters with "..." (click's default)."""
+    if command.short_help is None and command.help:
+        first = command.help.split("\n\n", 1)[0]
+        command.short_help = " ".join(first.split())
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _full_short_help(sub)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -107,8 +121,15 @@ def run(argv: list[str] | None = None, *, obj: CliState | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("cvault: aborted", err=True)
         return 1
+    except click.exceptions.UsageError as exc:
+        # one line, as every other error (docs/cli.md): what is wrong, and where help is
+        where = exc.ctx.command_path if exc.ctx is not None else "cvault"
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        message = message[:1].lower() + message[1:]
+        click.echo(f"cvault: {message} (see '{where} --help')", err=True)
+        return 2
     except click.exceptions.ClickException as exc:
-        exc.show()
+        click.echo(f"cvault: {' '.join(exc.format_message().split())}", err=True)
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code

@@ -32,31 +32,79 @@ def safe(text: Any) -> str:
     return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in s)
 
 
+def _width() -> int | None:
+    """The width tables must fit: ``COLUMNS`` when set, else the terminal's; ``None`` (no limit)
+    when stdout is not a terminal and ``COLUMNS`` is unset, so piped output keeps whole lines."""
+    import os
+
+    env = os.environ.get("COLUMNS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    if sys.stdout.isatty():
+        import shutil
+
+        return shutil.get_terminal_size().columns
+    return None
+
+
+def _fit(widths: list[int], limit: int | None, floor: int = 4) -> list[int]:
+    """Narrow the widest column, one character at a time (never below ``floor``), until the row
+    fits ``limit``: long free text wraps first, short columns keep their width."""
+    widths = list(widths)
+    if limit is None:
+        return widths
+    while sum(widths) + 2 * (len(widths) - 1) > limit:
+        i = max(range(len(widths)), key=lambda j: (widths[j], j))
+        if widths[i] <= floor:
+            break
+        widths[i] -= 1
+    return widths
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    if len(text) <= width:
+        return [text]
+    import textwrap
+
+    return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [""]
+
+
 def table(rows: Sequence[dict], columns: Sequence[tuple[str, str]], empty: str = "(none)") -> None:
+    """An aligned table; times in the one human format, ``-`` for none. It fits ``COLUMNS`` (or the
+    terminal) by wrapping the widest cells onto more lines: nothing is cut off."""
+    from cli.render import human_value
+
     if not rows:
         click.echo(empty)
         return
-    cells = [[safe(r.get(key, "")) for key, _ in columns] for r in rows]
-    widths = [max(len(title), *(len(c[i]) for c in cells)) for i, (_, title) in enumerate(columns)]
-    click.echo(
-        "  ".join(title.upper().ljust(w) for (_, title), w in zip(columns, widths, strict=True)).rstrip()
-    )
-    for c in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip())
+    titles = [title.upper() for _, title in columns]
+    cells = [[safe(human_value(r.get(key))) for key, _ in columns] for r in rows]
+    widths = _fit([max(len(title), *(len(c[i]) for c in cells)) for i, title in enumerate(titles)], _width())
+    for row in [titles, *cells]:
+        parts = [_wrap(v, w) for v, w in zip(row, widths, strict=True)]
+        for n in range(max(len(p) for p in parts)):
+            line = [(p[n] if n < len(p) else "").ljust(w) for p, w in zip(parts, widths, strict=True)]
+            click.echo("  ".join(line).rstrip())
 
 
-def fields_block(data: dict[str, Any]) -> None:
-    width = max((len(k) for k in data), default=0)
-    for key, value in data.items():
+def fields_block(data: dict[str, Any], raw: bool = False) -> None:
+    """``label  value`` lines. Facade data gets human labels (``sla_end`` -> ``sla end``) and values
+    (:func:`cli.render.human_value`); ``raw=True`` (a record's own fields) shows keys and values
+    exactly as stored, control characters escaped."""
+    from cli.render import human_value, label
+
+    shown = {k if raw else label(k): (v if raw else human_value(v)) for k, v in data.items()}
+    width = max((len(k) for k in shown), default=0)
+    for key, value in shown.items():
         if isinstance(value, list):
             value = ", ".join(map(str, value))
         text = str(value)
         if "\n" in text:
-            click.echo(f"{key}:")
+            click.echo(f"{safe(key)}:")
             for line in text.splitlines():
                 click.echo(f"  {safe(line)}")
         else:
-            click.echo(f"{key.ljust(width)}  {safe(text)}")
+            click.echo(f"{safe(key).ljust(width)}  {safe(text)}")
 
 
 @contextmanager

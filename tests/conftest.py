@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.fakes.fixtures import *  # noqa: F403 - fake Graph and authority (tests/fakes)
@@ -13,6 +15,11 @@ from tests.helpers import (
     make_staff_vault,
     make_vault,
 )
+
+# pytest-xdist's workers export COLUMNS=80; the CLI fits its tables to COLUMNS (docs/cli.md), so
+# a CLI subprocess would wrap differently under -n than without it. Tests that want a width set
+# COLUMNS themselves (tests/cli/test_human_output.py).
+os.environ.pop("COLUMNS", None)
 
 
 @pytest.fixture(scope="session")

@@ -117,8 +117,29 @@ class ClientsAPI(Protocol):
 
 class SecretsAPI(Protocol):
     def put(
-        self, principal: Principal, client_name: str, path: str, kind: str, fields: dict[str, Any]
+        self,
+        principal: Principal,
+        client_name: str,
+        path: str,
+        kind: str,
+        fields: dict[str, Any],
+        *,
+        replace: bool = False,
     ) -> dict: ...
+
+    def edit(
+        self,
+        principal: Principal,
+        client_name: str,
+        path: str,
+        *,
+        set_fields: dict[str, Any] | None = None,
+        unset: list[str] | tuple[str, ...] = (),
+    ) -> dict: ...
+
+    def restore(self, principal: Principal, client_name: str, path: str, *, version: int) -> dict: ...
+
+    def otp(self, principal: Principal, client_name: str, path: str) -> dict: ...
 
     def get(
         self, principal: Principal, client_name: str, path: str, version: int | None = None
@@ -136,6 +157,8 @@ class SecretsAPI(Protocol):
         client_name: str,
         lines: Iterable[str],
         progress: Progress | None = None,
+        *,
+        replace: bool = False,
     ) -> dict: ...
 
     def export_records(self, principal: Principal, client_name: str) -> dict: ...
@@ -207,6 +230,8 @@ class AuditAPI(Protocol):
         out: Path | str | None = None,
         write: Callable[[str], None] | None = None,
         details: bool = True,
+        after_seq: int | None = None,
+        since: datetime | str | None = None,
     ) -> dict: ...
 
     def verify(
@@ -214,7 +239,12 @@ class AuditAPI(Protocol):
     ) -> VerifyResult: ...
 
     def report(
-        self, principal: Principal, *, since: When | None = None, until: When | None = None
+        self,
+        principal: Principal,
+        *,
+        since: When | None = None,
+        until: When | None = None,
+        full: bool = False,
     ) -> dict: ...
 
     def prune(self, principal: Principal, before: When) -> dict: ...

@@ -94,6 +94,8 @@ SCHEMAS: dict[str, Schema] = {
             "roles": STRS,
             "session_started_at": TIME,
             "session_expires_at": TIME,
+            "session_idle_expires_at": TIME,
+            "session_absolute_expires_at": TIME,
             "stepup_valid_until": nullable(TIME),
             "training_valid_until": nullable(TIME),
         }
@@ -147,7 +149,18 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "ClientView": obj(_CLIENT, {"records": INT}),
     "KeyRotation": obj({"name": STR, "key_version": INT, "records": INT, "fingerprint": STR}),
-    "Stored": obj({"client": STR, "path": STR, "kind": STR, "version": INT}),
+    "Stored": obj({"client": STR, "path": STR, "kind": STR, "version": INT}, {"restored_from": INT}),
+    "OtpCode": obj(
+        {
+            "client": STR,
+            "path": STR,
+            "code": STR,
+            "seconds_left": INT,
+            "period": INT,
+            "digits": INT,
+            "algorithm": STR,
+        }
+    ),
     "SecretRecord": obj(
         {
             "client": STR,
@@ -266,6 +279,16 @@ SCHEMAS: dict[str, Schema] = {
             "after_assignment_ended": {"type": "array"},
             "admin_changes": {"type": "array"},
             "shreds": {"type": "array"},
+            "totals": obj(
+                {
+                    "off_hours_access": INT,
+                    "bursts": INT,
+                    "after_assignment_ended": INT,
+                    "admin_changes": INT,
+                    "shreds": INT,
+                }
+            ),
+            "truncated": STRS,
         }
     ),
     "Prune": obj({"pruned": INT, "base_seq": nullable(INT), "before": TIME}, {"checkpoint_seq": INT}),

@@ -328,9 +328,30 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "secrets",
         "put",
-        (P("client_name"), P("path"), P("kind"), P("fields", "object")),
+        (P("client_name"), P("path"), P("kind"), P("fields", "object"), K("replace", "bool", False)),
         returns="Stored",
-        summary="Store a new version of a record",
+        summary="Store a new version of a record (refuses to drop fields unless replace)",
+    ),
+    Op(
+        "secrets",
+        "edit",
+        (P("client_name"), P("path"), K("set_fields", "object", None), K("unset", "strlist", ())),
+        returns="Stored",
+        summary="A new version with only the given fields changed or unset",
+    ),
+    Op(
+        "secrets",
+        "restore",
+        (P("client_name"), P("path"), K("version", "int", REQUIRED, (1, 2**31))),
+        returns="Stored",
+        summary="Make an older version's content current (also undeletes)",
+    ),
+    Op(
+        "secrets",
+        "otp",
+        (P("client_name"), P("path")),
+        returns="OtpCode",
+        summary="The current TOTP code of a record's totp seed (a read; the seed stays)",
     ),
     Op(
         "secrets",
@@ -364,7 +385,7 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "secrets",
         "import_records",
-        (P("client_name"), P("lines", "strlist")),
+        (P("client_name"), P("lines", "strlist"), K("replace", "bool", False)),
         local_only=PROGRESS,
         returns="Imported",
         summary="Import JSON Lines records in one transaction",
@@ -450,12 +471,17 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "audit",
         "export_lines",
-        (P("format"), K("details", "bool", True)),
+        (
+            P("format"),
+            K("details", "bool", True),
+            K("after_seq", "int", None, (0, 2**63 - 1)),
+            K("since", "since"),
+        ),
         facade="export",
         transport="lines",
         client_side=("export", "lines_to_file"),
         returns="ExportLines",
-        summary="The whole log as lines (jsonl, csv, cef); the CLI writes them",
+        summary="The log as lines (jsonl: whole; csv, cef: after a seq or since a time); the CLI writes them",
     ),
     Op(
         "audit",
@@ -469,7 +495,7 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "audit",
         "report",
-        (K("since", "since"), K("until", "since")),
+        (K("since", "since"), K("until", "since"), K("full", "bool", False)),
         returns="Report",
         summary="Access report",
     ),

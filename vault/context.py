@@ -47,6 +47,14 @@ DEFAULT_SETTINGS = {
     "session_idle_seconds": 30 * 60,  # docs/spec.md §5: ... and ends after 30 min without use
     "default_grace_days": 30,  # docs/spec.md §7
     "audit_min_retention_days": 365,  # audit prune never deletes entries younger than this
+    # the vault's name (init --name): the TOTP issuer people see in their authenticator app and
+    # the CEF dvchost; None: "cvault-" and the first 8 hex digits of the vault id
+    "vault_name": None,
+    # the issuer of new TOTP secrets (init --totp-issuer); None: the vault's name
+    "totp_issuer": None,
+    # the time zone in which a date without a time (--sla-end 2027-03-31) means the end of that
+    # day (init --time-zone; docs/cli.md "Dates"); an IANA name
+    "time_zone": "UTC",
 }
 
 
@@ -89,6 +97,29 @@ class VaultContext:
 
     def now(self) -> datetime:
         return self.clock.now()
+
+    @property
+    def vault_name(self) -> str:
+        return str(self.settings.get("vault_name") or f"cvault-{self.vault_id.hex()[:8]}")
+
+    @property
+    def totp_issuer(self) -> str:
+        return str(self.settings.get("totp_issuer") or self.vault_name)
+
+    @property
+    def time_zone(self) -> str:
+        return str(self.settings.get("time_zone") or "UTC")
+
+    @staticmethod
+    def save_settings(conn, changes: dict) -> None:
+        """Merge ``changes`` into the stored settings (inside the caller's write transaction)."""
+        row = conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
+        stored = json.loads(row[0]) if row else {}
+        stored.update(changes)
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('settings', ?)",
+            (json.dumps(stored, sort_keys=True),),
+        )
 
     @staticmethod
     def load_settings(db: Database) -> dict:

@@ -54,6 +54,10 @@ class Action(StrEnum):
     SECRET_RM = "secret.rm"
     SECRET_IMPORT = "secret.import"
     SECRET_EXPORT = "secret.export"
+    SECRET_EDIT = "secret.edit"
+    SECRET_RESTORE = "secret.restore"
+    SECRET_SEARCH = "secret.search"
+    SECRET_ATTACH = "secret.attach"
     # audit
     AUDIT_LOG = "audit.log"
     AUDIT_VERIFY = "audit.verify"
@@ -129,9 +133,14 @@ PERMISSIONS: dict[Action, frozenset[str]] = {
     Action.SECRET_RM: _({ENGINEER}),
     Action.SECRET_IMPORT: _({ENGINEER}),
     Action.SECRET_EXPORT: _({ENGINEER}),
+    Action.SECRET_EDIT: _({ENGINEER}),
+    Action.SECRET_RESTORE: _({ENGINEER}),
+    Action.SECRET_SEARCH: _({ENGINEER}),
+    Action.SECRET_ATTACH: _({ENGINEER}),
     Action.AUDIT_LOG: _({REVIEWER}),
     Action.AUDIT_VERIFY: _({REVIEWER, SYSTEM_ROLE}),
-    Action.AUDIT_EXPORT: _({REVIEWER}),
+    # system: an unattended SIEM forwarder on the vault's host, holding the key file (docs/audit.md)
+    Action.AUDIT_EXPORT: _({REVIEWER, SYSTEM_ROLE}),
     Action.AUDIT_REPORT: _({REVIEWER}),
     Action.AUDIT_PRUNE: _({REVIEWER}),
     Action.SYNC: _({ADMIN, SYSTEM_ROLE}),
@@ -152,6 +161,10 @@ NEED_TO_KNOW: frozenset[Action] = frozenset(
         Action.SECRET_RM,
         Action.SECRET_IMPORT,
         Action.SECRET_EXPORT,
+        Action.SECRET_EDIT,
+        Action.SECRET_RESTORE,
+        Action.SECRET_SEARCH,
+        Action.SECRET_ATTACH,
     }
 )
 
@@ -233,7 +246,8 @@ def decide(
     held = principal.roles if account is None or account.roles is None else account.roles
     roles = allowed_roles(action) & held
     if not roles:
-        return Decision(False, f"{who} has no role allowed to {action.value}", "denied")
+        needed = " or ".join(sorted(allowed_roles(action))) or "no role"
+        return Decision(False, f"{who} has no role allowed to {action.value} (needs {needed})", "denied")
 
     if not principal.is_system:
         if account is None:
@@ -249,7 +263,7 @@ def decide(
         return Decision(
             False,
             f"{who} cannot {action.value.split('.')[1]} themselves: "
-            "another admin or account manager must do it",
+            f"another {' or '.join(sorted(allowed_roles(action))).replace('_', ' ')} must do it",
             "denied",
         )
 

@@ -8,6 +8,7 @@ import sys
 import click
 
 from cli.output import emit, json_option, progress
+from cli.render import when
 from cli.state import host_only
 
 
@@ -128,7 +129,7 @@ def restore_cmd(state, file, custody_file, recovery_key_file, as_json):
     report = Vault.restore(file, state.home, unseal=unseal, custody_file=custody_file)
 
     def human(d):
-        click.echo(f"restored backup {d['backup_id']} (taken {d['taken_at']}) into {d['home']}")
+        click.echo(f"restored backup {d['backup_id']} (taken {when(d['taken_at'])}) into {d['home']}")
         click.echo(f"clients restored: {len(d['restored'])}")
 
     emit(report, as_json, human)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.output import emit, fields_block, json_option, progress, table
-from cli.render import show_access
+from cli.render import show_access, when
 from cli.state import totp_option
 from vault import api_spec as spec
 
@@ -29,7 +29,7 @@ def client():
 def client_add(state, name, sla_end, grace_days, as_json):
     """Create a client with its SLA end."""
     data = state.vault().clients.add(state.principal(), name, sla_end=sla_end, grace_days=grace_days)
-    emit(data, as_json, lambda d: click.echo(f"client {d['name']} created (SLA ends {d['sla_end']})"))
+    emit(data, as_json, lambda d: click.echo(f"client {d['name']} created (SLA ends {when(d['sla_end'])})"))
 
 
 @client.command("list")
@@ -107,7 +107,7 @@ def client_assign(state, name, user, until, as_json):
         data,
         as_json,
         lambda d: click.echo(
-            f"{d['user']} assigned to {d['client']}" + (f" until {d['until']}" if d["until"] else "")
+            f"{d['user']} assigned to {d['client']}" + (f" until {when(d['until'])}" if d["until"] else "")
         ),
     )
 
@@ -134,7 +134,7 @@ def client_access(state, name, as_json):
     def human(d):
         readers = [r["user"] for r in d["users"] if r["can_read"]]
         click.echo(
-            f"client {d['client']} (SLA {d['sla_state']}, ends {d['sla_end']}) at {d['at']}: "
+            f"client {d['client']} (SLA {d['sla_state']}, ends {when(d['sla_end'])}) at {when(d['at'])}: "
             f"readable by {', '.join(readers) or 'no one'}"
         )
         show_access(d, "user")

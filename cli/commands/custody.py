@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.output import emit, fields_block, json_option, progress
+from cli.render import when
 from cli.state import host_only
 
 
@@ -29,7 +30,8 @@ def _human(d: dict) -> None:
         )
     if d.get("migrated_from_legacy_at"):
         click.echo(
-            f"under custody since    {d['migrated_from_legacy_at']} (copies from before open without it)"
+            f"under custody since    {when(d['migrated_from_legacy_at'])} "
+            "(copies from before open without it)"
         )
 
 

@@ -353,11 +353,15 @@ def demo_cmd(keep):
     failed = None
     try:
         steps = story(work)
+        # a step without a title continues the one before it: the counter counts titled steps
+        total = sum(1 for s in steps if s.title)
+        shown = 0
         for number, step in enumerate(steps, 1):
             args = step.args(got) if callable(step.args) else step.args
             who = f"({step.user}) " if step.user else ""
             if step.title:
-                click.secho(f"\n[{number}/{len(steps)}] {step.title}", bold=True)
+                shown += 1
+                click.secho(f"\n[{shown}/{total}] {step.title}", bold=True)
             click.echo(f"{who}$ cvault " + " ".join(args) + ("   (input on stdin)" if step.stdin else ""))
             step_env = dict(env, CVAULT_SESSION_FILE=str(sessions / f"{step.user or 'nobody'}.json"))
             proc = subprocess.run(

@@ -1,8 +1,8 @@
-"""``cvault secret put|get|list|history|rm|import``.
+"""``cvault secret put|edit|restore|get|list|history|rm|import``.
 
 Secret values never come through argv: the kind's main secret field comes from a hidden prompt,
-``--from-stdin`` or ``--file``; other secret fields from ``--secret-file FIELD=PATH`` or
-``--fields-json FILE``.
+``--from-stdin``, ``--file`` or ``--generate``; other secret fields (and secret custom fields) from
+``--secret-file FIELD=PATH``, ``--secret-custom NAME`` (hidden prompt) or ``--fields-json FILE``.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import sys
 
 import click
 
-from cli.output import emit, fields_block, json_option, progress, table
+from cli.output import emit, fields_block, json_option, progress, table, wants_json
+from cli.render import when
 from cli.state import totp_option
-from vault.errors import InvalidInput
-from vault.records import KINDS, MAIN_SECRET, MULTILINE_FIELDS, cli_fields
+from vault.errors import InvalidInput, NotFound
+from vault.records import CUSTOM, KINDS, MAIN_SECRET, MULTILINE_FIELDS, TOTP, cli_fields, is_secret
+from vault.records.generate import CHARSETS, DEFAULT_LENGTH, MAX_LENGTH, MIN_LENGTH
 
 
 @click.group("secret")
@@ -24,12 +26,14 @@ def secret():
 
 
 def _field_options(fn):
-    """One option per non-secret field of vault.records.FIELDS (secret values never come
-    through argv)."""
+    """One option per non-secret field of vault.records.FIELDS, named as the field (secret values
+    never come through argv); older names are aliases."""
     for field in reversed(cli_fields()):
         repeat = field.type == "list"
+        assert field.cli is not None  # cli_fields() holds only fields with an option
         fn = click.option(
-            field.cli or f"--{field.name}",
+            field.cli,
+            *field.aliases,
             field.name,
             multiple=repeat,
             type=int if field.type == "int" else str,
@@ -38,7 +42,57 @@ def _field_options(fn):
     return fn
 
 
+def _input_options(fn):
+    """The secret input channels ``put`` and ``edit`` share (values never come through argv)."""
+    options = [
+        click.option("--from-stdin", is_flag=True, help="Read the main secret field from standard input."),
+        click.option(
+            "--file",
+            "value_file",
+            type=click.Path(dir_okay=False),
+            help="Read the main secret field from this file.",
+        ),
+        click.option(
+            "--fields-json",
+            type=click.Path(dir_okay=False),
+            help="Fields as a JSON object in this file (custom: {NAME: {value, secret}}).",
+        ),
+        click.option(
+            "--secret-file",
+            multiple=True,
+            metavar="FIELD=PATH",
+            help="Read another secret field (api_token, ssh_private_key, totp, custom.NAME) from a file.",
+        ),
+        click.option(
+            "--custom",
+            "custom",
+            multiple=True,
+            metavar="NAME=VALUE",
+            help="A non-secret custom field (repeatable); secret ones: --secret-file custom.NAME=PATH.",
+        ),
+        click.option(
+            "--secret-custom",
+            multiple=True,
+            metavar="NAME",
+            help="A secret custom field, asked for with a hidden prompt (repeatable).",
+        ),
+        click.option("--generate", is_flag=True, help="Generate the main secret (a random password)."),
+        click.option(
+            "--length",
+            type=click.IntRange(MIN_LENGTH, MAX_LENGTH),
+            help=f"Length of a generated password (default {DEFAULT_LENGTH}).",
+        ),
+        click.option(
+            "--charset", type=click.Choice(sorted(CHARSETS)), help="Characters of a generated password."
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return _field_options(fn)
+
+
 _LIST_FIELDS = frozenset(f.name for f in cli_fields() if f.type == "list")
+_FIELD_NAMES = frozenset(f.name for f in cli_fields())
 
 
 def _read_bytes(path: str, what: str) -> bytes:
@@ -104,83 +158,211 @@ def _stdin_value(what: str, *, multiline: bool) -> str:
     return value
 
 
+def _gather(kind, options, *, ask_main: bool) -> dict:
+    """The fields given on the command line, by every channel (``put`` and ``edit``)."""
+    fields_json = options.pop("fields_json")
+    fields: dict = _fields_json(fields_json) if fields_json else {}
+    custom: dict = dict(fields.get(CUSTOM) or {}) if isinstance(fields.get(CUSTOM), dict) else {}
+    for item in options.pop("custom"):
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise InvalidInput("--custom takes NAME=VALUE")
+        custom[name] = {"value": value, "secret": False}
+    for name in options.pop("secret_custom"):
+        if not sys.stdin.isatty():
+            raise InvalidInput(
+                f"--secret-custom {name} needs a terminal; use --secret-file custom.{name}=PATH"
+            )
+        custom[name] = {"value": click.prompt(name, hide_input=True, err=True), "secret": True}
+    for item in options.pop("secret_file"):
+        field, sep, file_path = item.partition("=")
+        if not sep or not field:
+            raise InvalidInput("--secret-file takes FIELD=PATH")
+        if field.startswith("custom."):
+            custom[field[7:]] = {"value": _read_file(file_path, field), "secret": True}
+        elif field in _FIELD_NAMES:
+            raise InvalidInput(f"{field} is not a secret field: use --{field.replace('_', '-')}")
+        else:
+            fields[field] = _read_file(file_path, field, multiline=field in MULTILINE_FIELDS)
+    if custom:
+        fields[CUSTOM] = custom
+    from_stdin, value_file = options.pop("from_stdin"), options.pop("value_file")
+    generate, length, charset = options.pop("generate"), options.pop("length"), options.pop("charset")
+    for field, value in options.items():
+        if value not in (None, ()):
+            fields[field] = list(value) if field in _LIST_FIELDS else value
+    if kind is None:
+        return {"fields": fields, "main": (from_stdin, value_file, generate, length, charset)}
+    _fill_main(kind, fields, from_stdin, value_file, generate, length, charset, ask=ask_main)
+    return {"fields": fields}
+
+
+def _fill_main(kind, fields, from_stdin, value_file, generate, length, charset, *, ask: bool) -> None:
+    main = MAIN_SECRET[kind]
+    if sum(map(bool, (from_stdin, value_file, generate))) > 1:
+        raise InvalidInput("use one of --from-stdin, --file and --generate")
+    if (length is not None or charset is not None) and not generate:
+        raise InvalidInput("--length and --charset go with --generate")
+    if generate:
+        from vault.records.generate import for_kind
+
+        fields[main] = for_kind(kind, length, charset)
+    elif from_stdin:
+        fields[main] = _stdin_value(main, multiline=main in MULTILINE_FIELDS)
+    elif value_file:
+        fields[main] = _read_file(value_file, main, multiline=main in MULTILINE_FIELDS)
+    elif ask and main not in fields and sys.stdin.isatty():
+        fields[main] = click.prompt(f"{main}", hide_input=True, confirmation_prompt=True, err=True)
+
+
 @secret.command("put")
 @click.argument("client")
 @click.argument("path")
 @click.option("--type", "kind", type=click.Choice(KINDS), required=True, help="Record kind.")
-@click.option("--from-stdin", is_flag=True, help="Read the main secret field from standard input.")
-@click.option(
-    "--file", "value_file", type=click.Path(dir_okay=False), help="Read the main secret field from this file."
-)
-@click.option(
-    "--fields-json",
-    type=click.Path(dir_okay=False),
-    help="All fields at once, as a JSON object in this file.",
-)
-@click.option(
-    "--secret-file",
-    multiple=True,
-    metavar="FIELD=PATH",
-    help="Read another secret field (api_token, ssh_private_key, ...) from a file.",
-)
-@_field_options
+@click.option("--replace", is_flag=True, help="Store exactly these fields, dropping the others.")
+@_input_options
 @json_option
 @click.pass_obj
-def secret_put(
-    state, client, path, kind, from_stdin, value_file, fields_json, secret_file, as_json, **options
-):
-    """Store a new version of a record (values by prompt, stdin or file, never argv)."""
-    fields: dict = _fields_json(fields_json) if fields_json else {}
-    for field, value in options.items():
-        if value not in (None, ()):
-            fields[field] = list(value) if field in _LIST_FIELDS else value
-    for item in secret_file:
-        field, sep, file_path = item.partition("=")
-        if not sep or not field:
-            raise InvalidInput("--secret-file takes FIELD=PATH")
-        fields[field] = _read_file(file_path, field, multiline=field in MULTILINE_FIELDS)
-    main = MAIN_SECRET[kind]
-    if from_stdin and value_file:
-        raise InvalidInput("use either --from-stdin or --file, not both")
-    if from_stdin:
-        fields[main] = _stdin_value(main, multiline=main in MULTILINE_FIELDS)
-    elif value_file:
-        fields[main] = _read_file(value_file, main, multiline=main in MULTILINE_FIELDS)
-    elif main not in fields and sys.stdin.isatty():
-        fields[main] = click.prompt(f"{main}", hide_input=True, confirmation_prompt=True, err=True)
+def secret_put(state, client, path, kind, replace, as_json, **options):
+    """Store a record (values by prompt, stdin or file, never argv).
+
+    On an existing record, refuses to drop any field it holds unless --replace
+    (use 'secret edit' to change some fields)."""
+    fields = _gather(kind, options, ask_main=True)["fields"]
     vault = state.vault()
-    data = vault.secrets.put(state.principal(), client, path, kind, fields)
+    data = vault.secrets.put(state.principal(), client, path, kind, fields, replace=replace)
     emit(data, as_json, lambda d: click.echo(f"stored {d['client']}/{d['path']} version {d['version']}"))
+
+
+@secret.command("edit")
+@click.argument("client")
+@click.argument("path")
+@click.option(
+    "--unset",
+    multiple=True,
+    metavar="FIELD",
+    help="Remove this field (custom.NAME: a custom field; repeatable).",
+)
+@click.option("--prompt", "ask", is_flag=True, help="Ask for the main secret field with a hidden prompt.")
+@_input_options
+@json_option
+@click.pass_obj
+def secret_edit(state, client, path, unset, ask, as_json, **options):
+    """Change only the fields given, as a new version (the others stay)."""
+    gathered = _gather(None, options, ask_main=False)
+    fields = gathered["fields"]
+    from_stdin, value_file, generate, length, charset = gathered["main"]
+    vault = state.vault()
+    principal = state.principal()
+    if from_stdin or value_file or generate or ask or length is not None or charset is not None:
+        kind = next((r["kind"] for r in vault.secrets.list(principal, client) if r["path"] == path), None)
+        if kind is None:
+            raise NotFound(f"no record {client}/{path}")
+        if ask and not sys.stdin.isatty():
+            raise InvalidInput("--prompt needs a terminal; use --from-stdin or --file")
+        _fill_main(kind, fields, from_stdin, value_file, generate, length, charset, ask=ask)
+    data = vault.secrets.edit(principal, client, path, set_fields=fields, unset=list(unset))
+    emit(data, as_json, lambda d: click.echo(f"stored {d['client']}/{d['path']} version {d['version']}"))
+
+
+@secret.command("restore")
+@click.argument("client")
+@click.argument("path")
+@click.option(
+    "--version", "version", type=click.IntRange(min=1), required=True, help="The version to bring back."
+)
+@json_option
+@click.pass_obj
+def secret_restore(state, client, path, version, as_json):
+    """Make an older version's content the current version (also undeletes)."""
+    data = state.vault().secrets.restore(state.principal(), client, path, version=version)
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(
+            f"restored {d['client']}/{d['path']} version {d['restored_from']} as version {d['version']}"
+        ),
+    )
+
+
+MASK = "\u2022" * 8
+
+
+def _shown_fields(fields: dict, kind: str, *, reveal: bool) -> dict:
+    """The fields of the human view: custom fields as ``custom.NAME``, secret values masked unless
+    ``reveal``, the TOTP seed never (``--otp`` for its code, ``--field totp`` for the seed)."""
+    shown: dict = {}
+    for key, value in fields.items():
+        if key == CUSTOM:
+            for name, entry in value.items():
+                secret_value = entry.get("secret", True)
+                shown[f"custom.{name}"] = entry.get("value") if reveal or not secret_value else MASK
+        elif key == TOTP:
+            shown[key] = "(set: --otp for the code, --field totp for the seed)"
+        elif is_secret(kind, key) and not reveal:
+            shown[key] = MASK
+        else:
+            shown[key] = value
+    return shown
+
+
+def _field_value(record, field: str):
+    """``--field``: a built-in field, or a custom one as ``custom.NAME`` (or its bare name)."""
+    custom = record.fields.get(CUSTOM) or {}
+    if field in record.fields and field != CUSTOM:
+        return record.fields[field]
+    name = field[7:] if field.startswith("custom.") else field
+    if name in custom:
+        return custom[name].get("value")
+    available = sorted([k for k in record.fields if k != CUSTOM] + [f"custom.{n}" for n in custom])
+    raise InvalidInput(
+        f"{record.client}/{record.path} has no field {field!r} (fields: {', '.join(available)})"
+    )
 
 
 @secret.command("get")
 @click.argument("client")
 @click.argument("path")
-@click.option("--field", "field", help="Print only this field's raw value.")
+@click.option("--field", "field", help="Print only this field's raw value (custom fields: custom.NAME).")
 @click.option("--version", "version", type=click.IntRange(min=1), help="An older version.")
 @click.option("--copy", is_flag=True, help="Copy the value to the clipboard (cleared after 30 s).")
+@click.option("--otp", is_flag=True, help="Print the current code of the record's TOTP seed.")
+@click.option("--reveal", is_flag=True, help="Show secret fields in clear on a terminal.")
 @totp_option
 @json_option
 @click.pass_obj
-def secret_get(state, client, path, field, version, copy, totp, as_json):
-    """Read a record (all fields, or one with --field)."""
+def secret_get(state, client, path, field, version, copy, otp, reveal, totp, as_json):
+    """Read a record (all fields, or one with --field); secret fields masked on a terminal."""
     vault = state.vault()
-    record = state.with_stepup(lambda p: vault.secrets.get(p, client, path, version=version), totp)
-    if field is not None and field not in record.fields:
-        raise InvalidInput(
-            f"{client}/{path} has no field {field!r} (fields: {', '.join(sorted(record.fields))})"
+    if otp:
+        if field is not None or version is not None:
+            raise InvalidInput("--otp gives the current code; it takes no --field or --version")
+        code = state.with_stepup(lambda p: vault.secrets.otp(p, client, path), totp)
+        if copy:
+            from cli.clipboard import copy_with_timeout
+
+            seconds = copy_with_timeout(code["code"])
+            click.echo(f"copied the code of {client}/{path}; clears in {seconds} s", err=True)
+            return
+        tty = sys.stdout.isatty()
+        emit(
+            code,
+            as_json,
+            lambda d: click.echo(f"{d['code']}  ({d['seconds_left']} s left)" if tty else d["code"]),
         )
+        return
+    record = state.with_stepup(lambda p: vault.secrets.get(p, client, path, version=version), totp)
     if copy:
         from cli.clipboard import copy_with_timeout
 
         chosen = field or MAIN_SECRET[record.kind]
-        if chosen not in record.fields:
+        if field is None and chosen not in record.fields:
             raise InvalidInput(f"{client}/{path} has no {chosen} to copy; use --field")
-        seconds = copy_with_timeout(str(record.fields[chosen]))
+        seconds = copy_with_timeout(str(_field_value(record, chosen)))
         click.echo(f"copied {chosen} of {client}/{path} to the clipboard; clears in {seconds} s", err=True)
         return
     if field is not None:
-        value = record.fields[field]
+        value = _field_value(record, field)
         emit(
             {"field": field, "value": value},
             as_json,
@@ -191,11 +373,18 @@ def secret_get(state, client, path, field, version, copy, totp, as_json):
     def human(d):
         click.echo(
             f"# {d['client']}/{d['path']}  ({d['kind']}, version {d['version']}, "
-            f"{d['created_at']} by {d['created_by']})"
+            f"{when(d['created_at'])} by {d['created_by']})"
         )
-        fields_block(d["fields"])
+        fields_block(
+            _shown_fields(d["fields"], d["kind"], reveal=reveal or not sys.stdout.isatty()), raw=True
+        )
 
-    emit(record.as_dict(), as_json, human)
+    data = record.as_dict()
+    if as_json or wants_json():
+        fields = dict(data["fields"])
+        data["totp"] = fields.pop(TOTP, None) is not None
+        data["fields"] = fields
+    emit(data, as_json, human)
 
 
 @secret.command("list")
@@ -279,10 +468,10 @@ def secret_rm(state, client, path, purge, yes, as_json):
 @click.pass_obj
 def secret_import(state, client, file, as_json):
     """Import JSON Lines records ({"path","kind","fields"}) in one transaction."""
-    data = sys.stdin.buffer.read() if file == "-" else _read_bytes(file, "import")
+    raw = sys.stdin.buffer.read() if file == "-" else _read_bytes(file, "import")
     # JSON Lines: one record per line ending in \n (\r\n accepted); the values inside are JSON
     # strings, so splitting on nothing else keeps every byte of them
-    lines = _text(data, "import", "standard input" if file == "-" else f"file {file}").split("\n")
+    lines = _text(raw, "import", "standard input" if file == "-" else f"file {file}").split("\n")
     vault = state.vault()
     with progress("importing") as update:
         data = vault.secrets.import_records(state.principal(), client, lines, progress=update)

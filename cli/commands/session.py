@@ -12,6 +12,7 @@ import sys
 import click
 
 from cli.output import emit, fields_block, json_option
+from cli.render import when
 from cli.state import read_password, read_stdin_secret
 from vault.errors import InvalidInput
 
@@ -46,7 +47,7 @@ def login_cmd(state, name, password_stdin, totp, recovery_code, as_json):
         data,
         as_json,
         lambda d: click.echo(
-            f"logged in as {d['user']} ({', '.join(d['roles'])}); session until {d['expires_at']}"
+            f"logged in as {d['user']} ({', '.join(d['roles'])}); session until {when(d['expires_at'])}"
         ),
     )
 
@@ -80,7 +81,22 @@ def logout_cmd(state, as_json):
 def whoami_cmd(state, as_json):
     """Show the logged-in user, roles, and when the session and step-up expire."""
     data = state.vault().users.whoami(state.principal())
-    emit(data, as_json, fields_block)
+
+    def human(d):
+        fields_block(
+            {
+                "user": d["user"],
+                "roles": d["roles"],
+                "session started": d["session_started_at"],
+                # the idle expiry moves with every use; the absolute end does not
+                "session idle expiry": d.get("session_idle_expires_at", d["session_expires_at"]),
+                "session absolute end": d.get("session_absolute_expires_at", d["session_expires_at"]),
+                "step-up valid until": d["stepup_valid_until"],
+                "training valid until": d["training_valid_until"],
+            }
+        )
+
+    emit(data, as_json, human)
 
 
 @click.command("passwd")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cli.output import emit, fields_block, json_option, progress, safe, table
+from cli.render import when
 from vault import api_spec as spec
 
 
@@ -28,7 +29,7 @@ def _human_view(d: dict) -> None:
                 {
                     "shred request": (
                         f"by {d['shred_request']['requested_by']} at "
-                        f"{d['shred_request']['requested_at']}: "
+                        f"{when(d['shred_request']['requested_at'])}: "
                         f"{d['shred_request']['status']}"
                     )
                 }
@@ -36,7 +37,7 @@ def _human_view(d: dict) -> None:
                 else {}
             ),
             **(
-                {"shred": f"step {d['shred']['step']}, started {d['shred']['started_at']}"}
+                {"shred": f"step {d['shred']['step']}, started {when(d['shred']['started_at'])}"}
                 if d.get("shred")
                 else {}
             ),
@@ -71,7 +72,8 @@ def sla_renew(state, client, until, grace_days, as_json):
 
     def human(d):
         click.echo(
-            f"client {safe(d['client'])}: SLA renewed until {d['sla_end']} (grace {d['grace_days']} days)"
+            f"client {safe(d['client'])}: SLA renewed until {when(d['sla_end'])} "
+            f"(grace {d['grace_days']} days)"
         )
         if d["cancelled_shred_request"]:
             click.echo("the pending early-shred request was cancelled")
@@ -91,7 +93,7 @@ def sla_expire(state, client, reason, as_json):
         data,
         as_json,
         lambda d: click.echo(
-            f"client {safe(d['client'])}: SLA ended at {d['sla_end']}; shred due {d['shred_due']}"
+            f"client {safe(d['client'])}: SLA ended at {when(d['sla_end'])}; shred due {when(d['shred_due'])}"
         ),
     )
 
@@ -256,8 +258,21 @@ def _verify(path: str, pubkey: str | None, as_json: bool) -> None:
     emit(
         data,
         as_json,
-        lambda d: click.echo(f"certificate valid: client {safe(d['client'])} shredded, issued {d['issued']}"),
+        lambda d: click.echo(
+            f"certificate valid: client {safe(d['client'])} shredded, issued {when(d['issued'])}"
+        ),
     )
+
+
+_STEPS = [
+    "shred_started",
+    "keys_destroyed",
+    "custody_destroyed",
+    "database_scrubbed",
+    "blobs_deleted",
+    "metadata_purged",
+    "issued",
+]
 
 
 def _human_certificate(doc: dict) -> None:
@@ -268,10 +283,10 @@ def _human_certificate(doc: dict) -> None:
         "certificate": f"cvault shred certificate v{c['version']}",
         "client": f"{c['client']['name']} ({c['client']['id']})",
         "sla end": c["sla"]["end"],
-        "grace": f"{c['sla']['grace_days']} days (shred due {c['sla']['shred_due']})",
+        "grace": f"{c['sla']['grace_days']} days (shred due {when(c['sla']['shred_due'])})",
         "trigger": c["trigger"],
-        "requested by": c["requested_by"] + (f" at {c['requested_at']}" if c["requested_at"] else ""),
-        "approved by": c["approved_by"] + (f" at {c['approved_at']}" if c["approved_at"] else ""),
+        "requested by": c["requested_by"] + (f" at {when(c['requested_at'])}" if c["requested_at"] else ""),
+        "approved by": c["approved_by"] + (f" at {when(c['approved_at'])}" if c["approved_at"] else ""),
         "performed by": c["performed_by"],
         "client keys": ", ".join(f"v{k['version']} {k['fingerprint']}" for k in keys["client_keys"])
         or "(none)",
@@ -290,7 +305,14 @@ def _human_certificate(doc: dict) -> None:
                 f"queued, {b['pending_at_issue']} pending at issue, "
                 f"{doc['live_status']['remote_deletes_pending']} pending now"
             )
-    for key, value in c["timestamps"].items():
+
+    # in the order things happened (the stored document's keys are sorted by name); within one
+    # second, in the order of the shred's steps (docs/sla.md section 3)
+    def _moment(item: tuple[str, str | None]) -> tuple:
+        step = _STEPS.index(item[0]) if item[0] in _STEPS else len(_STEPS)
+        return (item[1] is None, when(item[1]), step)
+
+    for key, value in sorted(c["timestamps"].items(), key=_moment):
         lines[key.replace("_", " ")] = value
     v = c["verification"]
     lines["verification"] = (
@@ -301,7 +323,7 @@ def _human_certificate(doc: dict) -> None:
     )
     for i, entry in enumerate(c.get("custody") or [], 1):
         lines[f"custody {i}"] = (
-            f"v{entry['version']} {entry['destroyed']}; gone for good {entry['gone_for_good_at']}"
+            f"v{entry['version']} {entry['destroyed']}; gone for good {when(entry['gone_for_good_at'])}"
         )
     lines["audit head"] = f"seq {c['audit_head']['seq']} sha256 {c['audit_head']['hash']}"
     lines["signature"] = doc["signature"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from cli.output import emit, fields_block, json_option, safe, table
-from cli.render import show_access, show_enrollment
+from cli.render import show_access, show_enrollment, when
 from cli.state import read_password
 from vault.principal import ROLES
 
@@ -38,7 +38,7 @@ def user_add(state, name, roles, as_json):
 
     def human(d):
         click.echo(f"user {d['name']} added ({', '.join(d['roles'])})")
-        click.echo(f"enrollment code (one use, until {d['enrollment_expires_at']}):")
+        click.echo(f"enrollment code (one use, until {when(d['enrollment_expires_at'])}):")
         click.echo(f"  {d['enrollment_code']}")
         click.echo(f"give it to {d['name']} privately; they run: cvault user enroll {d['name']}")
 
@@ -101,7 +101,7 @@ def user_show(state, name, as_json):
         fields_block(shown)
         click.echo("assignments:" + ("" if d["assignments"] else " (none)"))
         for a in d["assignments"]:
-            click.echo(f"  {safe(a['client'])}  since {a['since']}  until {a['until'] or '-'}")
+            click.echo(f"  {safe(a['client'])}  since {when(a['since'])}  until {when(a['until'])}")
 
     emit(data, as_json, human)
 
@@ -136,7 +136,7 @@ def user_reset_totp(state, name, as_json):
     def human(d):
         click.echo(
             f"TOTP of {d['name']} reset; sessions ended. Re-enrollment code "
-            f"(one use, until {d['enrollment_expires_at']}):"
+            f"(one use, until {when(d['enrollment_expires_at'])}):"
         )
         click.echo(f"  {d['enrollment_code']}")
 
@@ -178,7 +178,7 @@ def user_train(state, name, until, as_json):
     emit(
         data,
         as_json,
-        lambda d: click.echo(f"training of {d['name']} valid until {d['training_valid_until']}"),
+        lambda d: click.echo(f"training of {d['name']} valid until {when(d['training_valid_until'])}"),
     )
 
 
@@ -192,7 +192,7 @@ def user_access(state, name, as_json):
 
     def human(d):
         click.echo(
-            f"{d['user']} ({', '.join(d['roles']) or 'no roles'}) at {d['at']}: can read "
+            f"{d['user']} ({', '.join(d['roles']) or 'no roles'}) at {when(d['at'])}: can read "
             f"{', '.join(d['can_read']) or 'no client'}"
         )
         show_access(d, "client")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import stat
 
 import click
@@ -210,6 +211,10 @@ def test_demo_runs_end_to_end():
     proc = run_cli("demo", env=env, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     assert "demo complete" in proc.stdout
+    # the step counter counts every titled step once, in order, up to its stated total (issue 17)
+    counters = re.findall(r"^\[(\d+)/(\d+)\] ", proc.stdout, re.M)
+    totals = {int(t) for _, t in counters}
+    assert len(totals) == 1 and [int(n) for n, _ in counters] == list(range(1, totals.pop() + 1))
 
 
 def test_cli_reference_is_current():

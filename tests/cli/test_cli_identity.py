@@ -132,7 +132,11 @@ def test_refusals_exit_4_with_one_line(staff, tmp_path):
         vd.cli("secret", "get", "acme", "x", env=carl), 4, "access denied: carl is not assigned to acme"
     )
     amy = vd.env(CVAULT_SESSION_FILE=str(staff.amy.session_file(tmp_path, vault=vd)))
-    _one_line(vd.cli("user", "list", env=amy), 4, "access denied: amy has no role allowed to user.list")
+    _one_line(
+        vd.cli("user", "list", env=amy),
+        4,
+        "access denied: amy has no role allowed to user.list (needs admin)",
+    )
     _one_line(vd.cli("client", "assign", "acme", "nobody", env=amy), 5, "no user named 'nobody'")
     assert vd.cli("client", "assign", "acme", "carl", "--until", "+30d", env=amy).returncode == 0
     rita = vd.env(CVAULT_SESSION_FILE=str(staff.rita.session_file(tmp_path, vault=vd)))

@@ -28,7 +28,7 @@ def test_no_plaintext_values_or_paths_on_disk(vdir, tmp_path):
     v.secrets.put(p, "acme", PATHS[1], "network", {"wifi_key": SECRET_VALUES[1], "wifi_ssid": "ssid-xyz"})
     v.secrets.put(p, "acme", PATHS[3], "note", {"text": SECRET_VALUES[4]})
     # updates, deletes, a purge, a rotation, an import
-    v.secrets.put(p, "acme", PATHS[0], "access", {"password": SECRET_VALUES[0] + "-v2"})
+    v.secrets.put(p, "acme", PATHS[0], "access", {"password": SECRET_VALUES[0] + "-v2"}, replace=True)
     v.secrets.rm(p, "acme", PATHS[1])
     v.secrets.put(p, "acme", PATHS[2], "access", {"api_token": SECRET_VALUES[2]})
     v.secrets.rm(p, "acme", PATHS[2], purge=True)

@@ -28,6 +28,8 @@ LAYERS: list[tuple[str, int]] = [
     ("vault.records", 1),
     ("vault.records.export", 1),
     ("vault.records.validate", 1),
+    ("vault.records.otp", 1),
+    ("vault.records.generate", 1),
     ("vault.api_spec", 1),
     ("vault.api", 1),
     ("vault.api_schemas", 1),

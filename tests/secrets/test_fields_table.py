@@ -20,6 +20,8 @@ def _base(annotation):
         return _base(args[0])
     if origin is list:
         return list
+    if origin is dict:
+        return dict
     return annotation
 
 
@@ -30,7 +32,7 @@ def test_models_match_the_table():
         assert [n for n in model if n != "kind"] == [f.name for f in fields], kind
         for f in fields:
             info = model[f.name]
-            expected = {"str": str, "int": int, "list": list}[f.type]
+            expected = {"str": str, "int": int, "list": list, "custom": dict}[f.type]
             assert _base(info.annotation) is expected, (kind, f.name, info.annotation)
             assert info.is_required() == f.required, (kind, f.name)
 
@@ -61,3 +63,24 @@ def test_secret_put_offers_exactly_the_tables_options():
     assert wanted <= offered
     secret_names = {f.name for fs in FIELDS.values() for f in fs if f.secret}
     assert not {o.lstrip("-").replace("-", "_") for o in offered} & secret_names
+
+
+def test_options_are_named_exactly_as_the_stored_fields():
+    for fields in FIELDS.values():
+        for f in fields:
+            if f.cli is not None:
+                assert f.cli == "--" + f.name.replace("_", "-"), f
+            for alias in f.aliases:
+                assert f.cli is not None and alias != f.cli, f
+
+
+def test_every_kind_has_tags_and_custom_fields_and_totp_where_accounts_live():
+    for kind, fields in FIELDS.items():
+        names = [f.name for f in fields]
+        assert "tags" in names and "custom" in names, kind
+    assert {k for k, fs in FIELDS.items() if "totp" in [f.name for f in fs]} == {"account", "access"}
+    from vault.records import SEARCH_FIELDS, SECRET_FIELDS
+
+    for kind in FIELDS:
+        assert not set(SEARCH_FIELDS[kind]) & SECRET_FIELDS[kind], kind  # never search a secret
+        assert "totp" not in SEARCH_FIELDS[kind]

@@ -190,14 +190,16 @@ class SessionsMixin(FactorsMixin):
             ).fetchone()
             roles = user_roles(conn, user.id)
         created, last_seen, stepup = row if row else (to_epoch(now), to_epoch(now), None)
-        expires = min(
-            created + int(s["session_absolute_seconds"]), last_seen + int(s["session_idle_seconds"])
-        )
+        absolute = created + int(s["session_absolute_seconds"])
+        idle = last_seen + int(s["session_idle_seconds"])
         return {
             "user": user.name,
             "roles": sorted(roles),
             "session_started_at": rfc3339(from_epoch(created)),
-            "session_expires_at": rfc3339(from_epoch(expires)),
+            # the earlier of the two: when the session ends if it is not used again
+            "session_expires_at": rfc3339(from_epoch(min(absolute, idle))),
+            "session_idle_expires_at": rfc3339(from_epoch(idle)),
+            "session_absolute_expires_at": rfc3339(from_epoch(absolute)),
             "stepup_valid_until": (
                 rfc3339(from_epoch(stepup + int(s["stepup_window_seconds"]))) if stepup is not None else None
             ),

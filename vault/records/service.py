@@ -48,6 +48,8 @@ class _PreparedWrite(NamedTuple):
     path: str
     kind: str
     plaintext: bytes
+    #: the validated fields (what a new version holds: checked against the current one)
+    fields: dict[str, Any]
 
 
 class SecretService:
@@ -103,23 +105,133 @@ class SecretService:
 
         names.record_path(path)
         normalised = validate.validate(kind, fields)
-        return _PreparedWrite(path, kind, validate.encode(kind, normalised))
+        return _PreparedWrite(path, kind, validate.encode(kind, normalised), normalised)
+
+    def _current_fields(
+        self, conn, client: ClientRow, keys: ClientKeys, record_id: int, path: str, kind: str, current: int
+    ) -> dict[str, Any] | None:
+        """The fields of the current version, or None when it is a delete marker."""
+        row = store.version(conn, record_id, current)
+        if row is None or row[0] is None:
+            return None
+        return dict(self.open_version(client, keys, record_id, path, kind, current, row).fields)
+
+    @staticmethod
+    def _refuse_drops(client: ClientRow, path: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """``put`` never drops a field of an existing record silently (issue 16)."""
+        from vault.records import field_keys
+
+        dropped = sorted(field_keys(old) - field_keys(new))
+        if dropped:
+            raise InvalidInput(
+                f"{client.name}/{path} already exists and this would drop {', '.join(dropped)}: "
+                "use 'secret edit' to change some fields, or --replace to store exactly these"
+            )
 
     # --- writes ---------------------------------------------------------------------------------
 
     def put(
-        self, principal: Principal, client_name: str, path: str, kind: str, fields: dict[str, Any]
+        self,
+        principal: Principal,
+        client_name: str,
+        path: str,
+        kind: str,
+        fields: dict[str, Any],
+        *,
+        replace: bool = False,
     ) -> dict:
+        """Store a new version. On an existing record this refuses (naming them) to drop any field
+        the current version holds, unless ``replace``: :meth:`edit` changes only some fields."""
         prepared = self._prepare(path, kind, fields)
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_PUT, client=client, detail=path)
         with self.ctx.db.write() as conn:
-            version, pruned = self._write(conn, principal, client, prepared, durable=True)
+            version, pruned = self._write(conn, principal, client, prepared, durable=True, replace=replace)
         self._delete_local(pruned)
         return {"client": client.name, "path": path, "kind": kind, "version": version}
 
+    def edit(
+        self,
+        principal: Principal,
+        client_name: str,
+        path: str,
+        *,
+        set_fields: dict[str, Any] | None = None,
+        unset: builtins.list[str] | tuple[str, ...] = (),
+    ) -> dict:
+        """A new version with only the fields given changed: ``set_fields`` replaces fields
+        (``custom`` merges by name), ``unset`` removes fields (``custom.NAME``: one custom field).
+        The record must exist and not be deleted (``restore`` brings a deleted one back)."""
+        from vault.records import CUSTOM
+
+        names.record_path(path)
+        changes = dict(set_fields or {})
+        removals = builtins.list(dict.fromkeys(unset))
+        if not changes and not removals:
+            raise InvalidInput("nothing to change: give field options, --fields-json or --unset")
+        for name in removals:
+            if name in changes or (name.startswith("custom.") and name[7:] in (changes.get(CUSTOM) or {})):
+                raise InvalidInput(f"field {name} is both set and unset")
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.SECRET_EDIT, client=client, detail=path)
+        with self.ctx.db.write() as conn:
+            client = self.ctx.client(client.name, conn)  # as of this transaction (see _write)
+            keys = self.ctx.client_keys(client, conn=conn)
+            record_id, meta, current = self._require(conn, client, keys, path)
+            kind = meta["kind"]
+            old = self._current_fields(conn, client, keys, record_id, path, kind, current)
+            if old is None:
+                raise NotFound(
+                    f"{client.name}/{path} was deleted (version {current}): "
+                    "'secret restore --version N' brings it back"
+                )
+            merged = merge_fields(old, changes, removals, where=f"{client.name}/{path}")
+            prepared = self._prepare(path, kind, merged)
+            version, pruned = self._write(conn, principal, client, prepared, durable=True, replace=True)
+        self._delete_local(pruned)
+        return {"client": client.name, "path": path, "kind": kind, "version": version}
+
+    def restore(self, principal: Principal, client_name: str, path: str, *, version: int) -> dict:
+        """Make version ``version``'s content the new current version (also undeletes)."""
+        names.record_path(path)
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(
+            principal, Action.SECRET_RESTORE, client=client, detail=f"{path} (version {version})"
+        )
+        with self.ctx.db.write() as conn:
+            client = self.ctx.client(client.name, conn)  # as of this transaction (see _write)
+            keys = self.ctx.client_keys(client, conn=conn)
+            record_id, meta, current = self._require(conn, client, keys, path)
+            kind = meta["kind"]
+            row = store.version(conn, record_id, version)
+            if row is None:
+                raise NotFound(
+                    f"no version {version} of {client.name}/{path} (kept: the last "
+                    f"{self.ctx.settings['keep_versions']}; see 'secret history')"
+                )
+            if row[0] is None:
+                raise InvalidInput(f"version {version} of {client.name}/{path} is a delete marker")
+            fields = dict(self.open_version(client, keys, record_id, path, kind, version, row).fields)
+            prepared = self._prepare(path, kind, fields)
+            new_version, pruned = self._write(conn, principal, client, prepared, durable=True, replace=True)
+        self._delete_local(pruned)
+        return {
+            "client": client.name,
+            "path": path,
+            "kind": kind,
+            "version": new_version,
+            "restored_from": version,
+        }
+
     def _write(
-        self, conn, principal: Principal, client: ClientRow, prepared: _PreparedWrite, *, durable: bool
+        self,
+        conn,
+        principal: Principal,
+        client: ClientRow,
+        prepared: _PreparedWrite,
+        *,
+        durable: bool,
+        replace: bool = False,
     ) -> tuple[int, list[str]]:
         # the client row as of this write transaction: a rotation that committed since the caller
         # read it has moved the client to a new key version (an old row would name a destroyed one)
@@ -128,12 +240,18 @@ class SecretService:
         now = to_epoch(self.ctx.now())
         found = self._find(conn, client, keys, prepared.path)
         if found:
-            record_id, meta, _ = found
+            record_id, meta, current = found
             if meta["kind"] != prepared.kind:
                 raise InvalidInput(
                     f"{client.name}/{prepared.path} is a {meta['kind']} record; "
                     f"remove it before storing a {prepared.kind} there"
                 )
+            if not replace:
+                old = self._current_fields(
+                    conn, client, keys, record_id, prepared.path, meta["kind"], current
+                )
+                if old is not None:
+                    self._refuse_drops(client, prepared.path, old, prepared.fields)
             version = store.next_version(conn, record_id)
         else:
             record_id = store.insert_record(conn, client.id, keys.path_tag(prepared.path), now)
@@ -244,7 +362,13 @@ class SecretService:
         return result
 
     def import_records(
-        self, principal: Principal, client_name: str, lines: Iterable[str], progress: Progress | None = None
+        self,
+        principal: Principal,
+        client_name: str,
+        lines: Iterable[str],
+        progress: Progress | None = None,
+        *,
+        replace: bool = False,
     ) -> dict:
         """Import JSON Lines ``{"path", "kind", "fields"}`` (the export format) in one transaction.
 
@@ -275,7 +399,7 @@ class SecretService:
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_IMPORT, client=client, detail=f"{len(prepared)} records")
         with self.ctx.db.write() as conn:
-            pruned = self._write_many(conn, principal, client, prepared, progress)
+            pruned = self._write_many(conn, principal, client, prepared, progress, replace=replace)
         self._delete_local(pruned)
         return {"client": client.name, "imported": len(prepared)}
 
@@ -319,6 +443,8 @@ class SecretService:
         client: ClientRow,
         prepared: list[_PreparedWrite],
         progress: Progress | None,
+        *,
+        replace: bool = False,
     ) -> list[str]:
         """The import's writes inside its transaction: the same rows, blobs and outbox entries as
         one :meth:`_write` per item, batched. Paths already stored get a new version through
@@ -327,7 +453,8 @@ class SecretService:
         inserted with three ``executemany`` and their blobs are written on a background thread
         while the next ones are encrypted. Every blob is made durable by one sync before the
         caller commits; a failure anywhere rolls the transaction back (the blobs already written
-        are orphans no row refers to)."""
+        are orphans no row refers to). A stored record whose current version has fields the line
+        lacks is refused (naming it) unless ``replace``, like :meth:`put`."""
         total = len(prepared)
         if not total:
             return []
@@ -341,7 +468,7 @@ class SecretService:
         fresh: list[tuple[_PreparedWrite, bytes]] = []
         for item, tag in zip(prepared, tags, strict=True):
             if tag in existing:  # a new version of a stored record
-                _, gone = self._write(conn, principal, client, item, durable=False)
+                _, gone = self._write(conn, principal, client, item, durable=False, replace=replace)
                 pruned.extend(gone)
                 done += 1
                 if progress:
@@ -432,6 +559,42 @@ class SecretService:
         if row[0] is None:
             raise NotFound(f"{client.name}/{path} was deleted (version {wanted})")
         return self.open_version(client, keys, record_id, path, meta["kind"], wanted, row)
+
+    def otp(self, principal: Principal, client_name: str, path: str) -> dict:
+        """The current RFC 6238 code of the record's ``totp`` seed (a read: step-up, audited like
+        ``get``); the seed itself never leaves the service."""
+        from vault.identity import totp as rfc6238
+        from vault.records import TOTP, otp
+
+        names.record_path(path)
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.SECRET_GET, client=client, detail=f"{path} (otp)")
+
+        def read(conn, client: ClientRow, keys: ClientKeys):
+            record_id, meta, current = self._require(conn, client, keys, path)
+            return client, keys, record_id, meta, current, store.version(conn, record_id, current)
+
+        client, keys, record_id, meta, current, row = self.ctx.read_client(client.name, read)
+        if row is None or row[0] is None:
+            raise NotFound(f"{client.name}/{path} was deleted (version {current})")
+        record = self.open_version(client, keys, record_id, path, meta["kind"], current, row)
+        seed = record.fields.get(TOTP)
+        if not isinstance(seed, str):
+            raise InvalidInput(f"{client.name}/{path} has no totp seed")
+        params = otp.parse(seed)
+        now = to_epoch(self.ctx.now())
+        code = rfc6238.code_at(
+            params.secret, now, digits=params.digits, step=params.period, digest=params.algorithm.lower()
+        )
+        return {
+            "client": client.name,
+            "path": path,
+            "code": code,
+            "seconds_left": params.period - now % params.period,
+            "period": params.period,
+            "digits": params.digits,
+            "algorithm": params.algorithm,
+        }
 
     def open_version(
         self, client: ClientRow, keys: ClientKeys, record_id: int, path: str, kind: str, version: int, row
@@ -574,3 +737,32 @@ class SecretService:
             records.append({"path": rec.path, "kind": rec.kind, "fields": rec.fields})
         records.sort(key=lambda r: r["path"])
         return {"client": client.name, "records": records}
+
+
+def merge_fields(
+    old: dict[str, Any], changes: dict[str, Any], removals: Iterable[str], *, where: str
+) -> dict[str, Any]:
+    """``old`` with ``changes`` applied (custom fields merged by name) and ``removals`` removed."""
+    from vault.records import CUSTOM
+
+    merged = dict(old)
+    for key, value in changes.items():
+        if key == CUSTOM and isinstance(value, dict) and isinstance(merged.get(CUSTOM), dict):
+            merged[CUSTOM] = {**merged[CUSTOM], **value}
+        else:
+            merged[key] = value
+    for name in removals:
+        if name.startswith("custom."):
+            custom = dict(merged.get(CUSTOM) or {})
+            if name[7:] not in custom:
+                raise InvalidInput(f"{where} has no custom field {name[7:]!r}")
+            del custom[name[7:]]
+            if custom:
+                merged[CUSTOM] = custom
+            else:
+                merged.pop(CUSTOM, None)
+        elif name in merged:
+            del merged[name]
+        else:
+            raise InvalidInput(f"{where} has no field {name!r}")
+    return merged

@@ -20,7 +20,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vault.blob import MAX_PLAINTEXT
 from vault.errors import InvalidInput
-from vault.records import KINDS, MULTILINE_FIELDS
+from vault.records import (
+    FIELDS,
+    KINDS,
+    MAX_CUSTOM_FIELDS,
+    MAX_CUSTOM_NAME,
+    MAX_TAG,
+    MAX_TAGS,
+    MULTILINE_FIELDS,
+    otp,
+)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -48,7 +57,66 @@ class _Record(BaseModel):
 _MULTILINE = MULTILINE_FIELDS
 
 
-class NetworkRecord(_Record):
+class CustomValue(BaseModel):
+    """One custom field: its value (may span lines) and whether it is a secret."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    value: Text
+    secret: bool = False
+
+    @field_validator("value")
+    @classmethod
+    def _no_control(cls, value: str) -> str:
+        if _CONTROL.search(value):
+            raise ValueError("control characters are not allowed")
+        return value
+
+
+Tag = Annotated[str, Field(min_length=1, max_length=MAX_TAG)]
+Tags = Annotated[list[Tag], Field(default_factory=list, max_length=MAX_TAGS)]
+Custom = Annotated[dict[str, CustomValue], Field(max_length=MAX_CUSTOM_FIELDS)]
+
+
+class _Common(_Record):
+    """Checks of the fields every kind has (tags, custom fields: vault.records._COMMON) and of the
+    TOTP seed; each model declares the fields themselves, in the order of the table."""
+
+    @field_validator("tags", check_fields=False)
+    @classmethod
+    def _tags(cls, values: list[str]) -> list[str]:
+        for tag in values:
+            if _CONTROL.search(tag) or "\n" in tag or "\t" in tag:
+                raise ValueError("a tag is one line without control characters")
+        # kept in the order given, once each (a tag is a label: --tag vpn twice is one tag)
+        return list(dict.fromkeys(values))
+
+    @field_validator("totp", check_fields=False)
+    @classmethod
+    def _totp(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                otp.parse(value)
+            except InvalidInput as exc:
+                raise ValueError(exc.message.removeprefix("invalid totp: ")) from None
+        return value
+
+    @field_validator("custom", check_fields=False)
+    @classmethod
+    def _custom_names(cls, value: dict | None) -> dict | None:
+        if not value:
+            return None
+        builtin = {f.name for fs in FIELDS.values() for f in fs}
+        for name in value:
+            if not 1 <= len(name) <= MAX_CUSTOM_NAME or _CONTROL.search(name) or "\n" in name:
+                raise ValueError(f"custom field names are 1-{MAX_CUSTOM_NAME} characters on one line")
+            if name != name.strip():
+                raise ValueError(f"custom field name {name!r} starts or ends with a space")
+            if name in builtin:
+                raise ValueError(f"custom field name {name!r} is a built-in field name")
+        return value
+
+
+class NetworkRecord(_Common):
     kind: Literal["network"] = "network"
     site: Short | None = None
     hostname: Short | None = None
@@ -59,6 +127,8 @@ class NetworkRecord(_Record):
     wifi_ssid: Annotated[str, Field(min_length=1, max_length=32)] | None = None  # 802.11: 32 octets
     wifi_key: Annotated[str, Field(min_length=8, max_length=64)] | None = None  # WPA2 PSK: 8-63 or 64 hex
     notes: Text | None = None
+    tags: Tags
+    custom: Custom | None = None
 
     @field_validator("addresses")
     @classmethod
@@ -82,13 +152,16 @@ class NetworkRecord(_Record):
         return [_ip(v) for v in values]
 
 
-class AccountRecord(_Record):
+class AccountRecord(_Common):
     kind: Literal["account"] = "account"
     username: Short
     display_name: Short | None = None
     email: Short | None = None
     password: Text | None = None
+    totp: Short | None = None
     mfa_notes: Text | None = None
+    tags: Tags
+    custom: Custom | None = None
 
     @field_validator("email")
     @classmethod
@@ -98,7 +171,7 @@ class AccountRecord(_Record):
         return value
 
 
-class AccessRecord(_Record):
+class AccessRecord(_Common):
     kind: Literal["access"] = "access"
     system: Short | None = None
     url: Short | None = None
@@ -109,12 +182,17 @@ class AccessRecord(_Record):
     password: Text | None = None
     api_token: Text | None = None
     ssh_private_key: Text | None = None
+    totp: Short | None = None
     notes: Text | None = None
+    tags: Tags
+    custom: Custom | None = None
 
 
-class NoteRecord(_Record):
+class NoteRecord(_Common):
     kind: Literal["note"] = "note"
     text: Text
+    tags: Tags
+    custom: Custom | None = None
 
 
 MODELS: dict[str, type[_Record]] = {
