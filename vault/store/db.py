@@ -360,7 +360,9 @@ def storage_error(
         if "unable to open" in text:
             return BackendError(f"the vault database cannot be opened on {where}")
         return None
-    if isinstance(exc, sqlite3.DatabaseError):  # malformed, not a database, a broken constraint
+    if isinstance(exc, sqlite3.IntegrityError):
+        return None  # a constraint the caller (or a trigger) enforces: the caller's to handle
+    if isinstance(exc, sqlite3.DatabaseError):  # malformed, not a database
         return SchemaError(f"integrity failure: the vault database is damaged ({_sqlite_reason(exc)})")
     if isinstance(exc, OSError):
         if exc.errno in _FULL:
