@@ -46,6 +46,9 @@ DEFAULT_SETTINGS = {
     "session_absolute_seconds": 8 * 3600,  # docs/spec.md §5: a session lives at most 8 h
     "session_idle_seconds": 30 * 60,  # docs/spec.md §5: ... and ends after 30 min without use
     "default_grace_days": 30,  # docs/spec.md §7
+    # issue 11: no client's grace period below this (client add, sla renew, sla expire); a change
+    # is two-person (sla min-grace + sla approve-min-grace)
+    "min_grace_days": 30,
     "audit_min_retention_days": 365,  # audit prune never deletes entries younger than this
     # the vault's name (init --name): the TOTP issuer people see in their authenticator app and
     # the CEF dvchost; None: "cvault-" and the first 8 hex digits of the vault id
@@ -109,6 +112,13 @@ class VaultContext:
     @property
     def time_zone(self) -> str:
         return str(self.settings.get("time_zone") or "UTC")
+
+    @property
+    def zone(self):
+        """The vault's time zone (``tzinfo``): where a bare end date ends (vault.dates.as_when)."""
+        from vault.settings import zone
+
+        return zone(self.time_zone)
 
     @staticmethod
     def save_settings(conn, changes: dict) -> None:
@@ -226,6 +236,11 @@ class VaultContext:
         an administrative action changes (nobody may grant, train or assign themselves)."""
         now = self.now()
         account, client_facts = self.gather_facts(principal, client, now)
+        subject_lineage: frozenset[str] = frozenset()
+        if subject is not None and action in policy.LINEAGE_BOUND:
+            with self.db.read() as conn:
+                subject_user = facts.user_row(conn, subject)
+                subject_lineage = facts.lineage(conn, subject_user.id if subject_user else None)
         decision = policy.decide(
             principal,
             action,
@@ -234,6 +249,7 @@ class VaultContext:
             client=client_facts,
             stepup_window_seconds=self.settings["stepup_window_seconds"],
             subject=subject,
+            subject_lineage=subject_lineage,
         )
         sealed, key_ref = self.seal_detail(client, detail)
         self.audit.append(
