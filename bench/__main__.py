@@ -64,6 +64,13 @@ REGISTRY = [
         {"entries": 100_000, "runs": 1},
         timeout=600,
     ),
+    Bench(
+        "secret_list",
+        20,
+        "secret list of 100,000 records through the CLI",
+        {"records": 20_000, "runs": 2},
+        timeout=600,
+    ),
     Bench("import_path", 15, "secret get's import path, local and service mode", {"quick": True}),
     Bench("secret_import", 2, "secret import of 10,000 records", {"runs": 1}),
     Bench("import_parse", 18, "parse of 10,000-entry KeePass and Bitwarden exports", {"runs": 1}),

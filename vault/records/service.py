@@ -665,18 +665,15 @@ class SecretService:
         client, keys, rows = self.ctx.read_client(
             client.name, lambda conn, c, k: (c, k, store.current_versions(conn, c.id))
         )
+        stamps: dict[int, str] = {}  # records written in one import share their second
         for record_id, meta_sealed, current, updated, _, blob_name, _, _ in rows:
             if blob_name is None:
                 continue  # deleted: a delete marker is the current version
             meta = self._meta(client, keys, record_id, meta_sealed)
-            out.append(
-                {
-                    "path": meta["path"],
-                    "kind": meta["kind"],
-                    "version": current,
-                    "updated_at": rfc3339(from_epoch(updated)),
-                }
-            )
+            stamp = stamps.get(updated)
+            if stamp is None:
+                stamp = stamps[updated] = rfc3339(from_epoch(updated))
+            out.append({"path": meta["path"], "kind": meta["kind"], "version": current, "updated_at": stamp})
         out.sort(key=lambda r: r["path"])
         return out
 
