@@ -591,7 +591,13 @@ API_ERRORS = {
 
 def status_for(code: str, exit_code: int) -> int:
     """HTTP status of a facade error: by its code where one is special, else by its exit code."""
-    special = {"locked": 423, "stepup_required": 401, "blob_not_found": 404}
+    special = {
+        "locked": 423,
+        "stepup_required": 401,
+        "blob_not_found": 404,
+        "busy": 503,
+        "password_check_unavailable": 503,
+    }
     if code in special:
         return special[code]
     if code in API_ERRORS:

@@ -143,12 +143,12 @@ class SlaService:
         if grace_days is not None and not 0 <= grace_days <= MAX_GRACE_DAYS:
             raise InvalidInput(f"grace period must be 0 to {MAX_GRACE_DAYS} days")
         floor = int(self.ctx.settings["min_grace_days"])
-        if grace_days is not None and grace_days < floor:
-            raise InvalidInput(
-                f"grace period below the vault's minimum of {floor} days (changing it takes two people)"
-            )
         client = self.ctx.client(name)
         self.ctx.authorize(principal, Action.SLA_RENEW, client=client)
+        if grace_days is not None and grace_days < floor:
+            message = f"grace period below the vault's minimum of {floor} days (changing it takes two people)"
+            self.ctx.record_outcome(principal, Action.SLA_RENEW, "deny", client=client, reason=message)
+            raise InvalidInput(message)
         self._refuse_if_shredded(
             principal,
             Action.SLA_RENEW,
