@@ -190,6 +190,7 @@ class Vault:
         admin_password: str | None = None,
         custody_file: Path | str | None = None,
         custody_options=None,
+        settings: dict | None = None,
         single_operator: bool = False,
     ) -> tuple[Vault, InitResult]:
         """Create a vault with a recovery slot and a passphrase and/or key-file slot, and its
@@ -226,6 +227,10 @@ class Vault:
             conn.execute("INSERT INTO meta (key, value) VALUES ('vault_id', ?)", (vault_id,))
             conn.execute("INSERT INTO meta (key, value) VALUES ('format_version', ?)", (FORMAT_VERSION,))
             conn.execute("INSERT INTO meta (key, value) VALUES ('created_at', ?)", (now,))
+            if settings:  # the vault's name, TOTP issuer, time zone (vault.settings.check_settings)
+                from vault.settings import check_settings
+
+                VaultContext.save_settings(conn, check_settings(**settings))
             if single_operator:
                 conn.execute("INSERT INTO meta (key, value) VALUES ('single_operator', '1')")
         keyring = Keyring(vault_id)

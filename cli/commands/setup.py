@@ -7,7 +7,13 @@ import sys
 import click
 
 from cli.output import emit, json_option
-from cli.render import prompt_new_passphrase, show_enrollment
+from cli.render import (
+    prompt_new_passphrase,
+    qr_file_options,
+    refuse_existing_qr_files,
+    show_enrollment,
+    write_qr_file,
+)
 from cli.state import host_only, read_secret_file
 from vault.errors import InvalidInput
 
@@ -47,6 +53,27 @@ from vault.errors import InvalidInput
     help="One-person shop: the two-person rules are off (the admin gets every role); doctor, "
     "audit report and shred certificates say so. Needs --admin.",
 )
+@click.option(
+    "--name",
+    "vault_name",
+    metavar="NAME",
+    help="The vault's name: the issuer people see in their authenticator app, the CEF dvchost "
+    "(default: cvault- and the first 8 hex digits of the vault id).",
+)
+@click.option(
+    "--totp-issuer",
+    metavar="TEXT",
+    help="The issuer of TOTP secrets in authenticator apps, if not the vault's name.",
+)
+@click.option(
+    "--time-zone",
+    metavar="ZONE",
+    default="UTC",
+    show_default=True,
+    help="IANA time zone in which a date without a time (--sla-end 2027-03-31) means the end of "
+    "that day (23:59:59 there).",
+)
+@qr_file_options
 @json_option
 @click.pass_obj
 def init_cmd(
@@ -57,6 +84,11 @@ def init_cmd(
     admin,
     password_stdin,
     custody_file,
+    vault_name,
+    totp_issuer,
+    time_zone,
+    qr_png,
+    qr_svg,
     single_operator,
     as_json,
 ):
@@ -69,6 +101,12 @@ def init_cmd(
         raise InvalidInput("--single-operator needs --admin NAME (the one operator)")
     if password_stdin and not admin:
         raise InvalidInput("--password-stdin is for the first admin's password: add --admin NAME")
+    if (qr_png or qr_svg) and not admin:
+        raise InvalidInput("--qr-png and --qr-svg draw the first admin's TOTP code: add --admin NAME")
+    refuse_existing_qr_files(qr_png, qr_svg)
+    from vault.settings import check_settings
+
+    settings = check_settings(vault_name=vault_name, totp_issuer=totp_issuer, time_zone=time_zone)
 
     passphrase = None
     if not no_passphrase:
@@ -95,6 +133,7 @@ def init_cmd(
         admin=admin,
         admin_password=admin_password,
         custody_file=custody_file,
+        settings=settings,
         single_operator=single_operator,
     )
     from vault.custody.local import LocalCustodian
@@ -133,12 +172,16 @@ def init_cmd(
             click.echo("every shred certificate say so).")
         if result.admin:
             click.echo("")
-            show_enrollment(result.admin)
+            show_enrollment(result.admin, qr_png, qr_svg)
         else:
             click.echo("")
             click.echo("No admin was enrolled (use 'cvault init --admin NAME' to create one).")
 
     emit(data, as_json, human)
+    if as_json and result.admin:
+        for path, kind in ((qr_png, "png"), (qr_svg, "svg")):
+            if path:
+                write_qr_file(result.admin["otpauth_uri"], path, kind)
 
 
 @host_only

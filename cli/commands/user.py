@@ -11,7 +11,14 @@ from __future__ import annotations
 import click
 
 from cli.output import emit, fields_block, json_option, safe, table
-from cli.render import show_access, show_enrollment, when
+from cli.render import (
+    qr_file_options,
+    refuse_existing_qr_files,
+    show_access,
+    show_enrollment,
+    when,
+    write_qr_file,
+)
 from cli.state import read_password
 from vault.principal import ROLES
 
@@ -116,14 +123,16 @@ def user_confirm(state, name, as_json):
 @click.argument("name")
 @click.option("--code", metavar="CODE", help="The enrollment code (asked for, hidden, otherwise).")
 @click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
+@qr_file_options
 @json_option
 @click.pass_obj
-def user_enroll(state, name, code, password_stdin, as_json):
+def user_enroll(state, name, code, password_stdin, qr_png, qr_svg, as_json):
     """Redeem your enrollment code: set a password, get your TOTP secret and recovery codes."""
     import sys
 
     from vault.errors import InvalidInput
 
+    refuse_existing_qr_files(qr_png, qr_svg)
     vault = state.vault()
     if code is None:
         if not sys.stdin.isatty():
@@ -131,7 +140,11 @@ def user_enroll(state, name, code, password_stdin, as_json):
         code = click.prompt("Enrollment code", hide_input=True, err=True)
     password = read_password(password_stdin, "New password", confirm=True)
     data = vault.users.enroll(name, code, password)
-    emit(data, as_json, show_enrollment)
+    emit(data, as_json, lambda d: show_enrollment(d, qr_png, qr_svg))
+    if as_json:
+        for path, kind in ((qr_png, "png"), (qr_svg, "svg")):
+            if path:
+                write_qr_file(data["otpauth_uri"], path, kind)
 
 
 @user.command("list")
@@ -237,7 +250,12 @@ def user_revoke(state, name, role, as_json):
 @user.command("train")
 @click.argument("name")
 @click.option(
-    "--until", "until", required=True, help="Training attestation valid until: ISO 8601 or relative (+365d)."
+    "--until",
+    "until",
+    required=True,
+    help="Training attestation valid until: ISO 8601 or relative (+365d). "
+    "A bare date (2027-03-31) means the end of that day "
+    "(23:59:59) in the vault's time zone (init --time-zone; default UTC).",
 )
 @json_option
 @click.pass_obj

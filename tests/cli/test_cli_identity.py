@@ -2,6 +2,7 @@
 secrets at rest, the import cost of ``secret get``, and the demo."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -55,9 +56,11 @@ def test_onboarding_login_stepup_logout(staff, tmp_path):
     )
     assert enrolled.returncode == 0, enrolled.stderr
     doc = json.loads(enrolled.stdout)
-    assert (
-        doc["otpauth_uri"].startswith("otpauth://totp/cvault:dora?") and "issuer=cvault" in doc["otpauth_uri"]
-    )
+    # the issuer is the vault's name (default cvault-<8 hex of the vault id>), with every parameter
+    assert re.fullmatch(
+        r"otpauth://totp/(cvault-[0-9a-f]{8}):dora\?secret=[A-Z2-7]+&issuer=\1&algorithm=SHA1&digits=6&period=30",
+        doc["otpauth_uri"],
+    ), doc["otpauth_uri"]
     assert len(doc["recovery_codes"]) == 10
     secret = secret_from_uri(doc["otpauth_uri"])
     # not logged in yet: exit 3, one line

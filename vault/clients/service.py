@@ -46,7 +46,7 @@ class ClientService:
         if not 0 <= grace <= 3650:
             raise InvalidInput("grace period must be 0 to 3650 days")
         now = self.ctx.now()
-        sla_end = require_future(as_when(sla_end, now), now, "the SLA end")
+        sla_end = require_future(as_when(sla_end, now, self.ctx.zone), now, "the SLA end")
         self.ctx.authorize(principal, Action.CLIENT_ADD, detail=None)
         if grace < floor:
             message = f"grace period below the vault's minimum of {floor} days (changing it takes two people)"

@@ -291,7 +291,7 @@ class FactorsMixin(LockoutMixin):
         )
         return {
             "name": user.name,
-            "otpauth_uri": totp.provisioning_uri(secret, user.name),
+            "otpauth_uri": totp.provisioning_uri(secret, user.name, self.ctx.totp_issuer),
             "recovery_codes": recovery,
             "totp_active": False,
         }
