@@ -57,6 +57,13 @@ REGISTRY = [
         "secret get through the resident agent vs pass show and the bare interpreter",
         {"runs": 10},
     ),
+    Bench(
+        "audit_report",
+        20,
+        "audit report over 1,000,000 events: seconds and peak memory",
+        {"entries": 100_000, "runs": 1},
+        timeout=600,
+    ),
     Bench("import_path", 15, "secret get's import path, local and service mode", {"quick": True}),
     Bench("secret_import", 2, "secret import of 10,000 records", {"runs": 1}),
     Bench(

@@ -23,7 +23,6 @@ import tempfile
 from pathlib import Path
 
 from bench.common import (
-    ROOT,
     Result,
     clean_env,
     compile_bytecode,
@@ -31,25 +30,12 @@ from bench.common import (
     emit,
     interleaved,
     iqr,
+    regular_install,
     time_command,
 )
 
 FLOOR = [sys.executable, "-I", "-S", "-c", "pass"]
 FLOOR_DESC = "python -I -S -c pass"
-
-
-def regular_install(base: Path) -> Path:
-    """The ``cvault`` console script of a regular (non-editable) install of this tree, no deps:
-    the agent's client path needs none (it imports only cli.launcher and cli.agent_protocol)."""
-    venv, wheels = base / "regular-venv", base / "wheels"
-    quiet = {"check": True, "capture_output": True}
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
-    subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(ROOT)], **quiet)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], **quiet)
-    wheel = next(wheels.glob("*.whl"))
-    vpip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "--quiet"]
-    subprocess.run([*vpip, "install", "--no-deps", "--no-index", str(wheel)], **quiet)
-    return venv / "bin" / "cvault"
 
 
 def _pass_store(base: Path):
@@ -74,7 +60,7 @@ def run(runs: int = 30) -> list[Result]:
         run_dir.mkdir(mode=0o700)
         env = clean_env(**ctx.env, CVAULT_AGENT_SOCK=str(run_dir / "agent.sock"))
         editable = cvault_argv()
-        regular = [str(regular_install(base))]
+        regular = [str(regular_install(base) / "cvault")]
         pass_env = _pass_store(base)
         started = subprocess.run(editable + ["agent", "start"], env=env, capture_output=True, text=True)
         if started.returncode != 0:

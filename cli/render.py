@@ -69,25 +69,102 @@ def prompt_new_passphrase() -> str:
     return value
 
 
-def show_enrollment(d: dict) -> None:
-    """Human output of an enrollment: otpauth URI, QR code in the terminal, recovery codes."""
+#: explicit colours for every cell of the QR code: black modules on a white ground whatever the
+#: terminal's theme (a light theme would otherwise invert a code drawn in its default colours)
+QR_COLOURS = "\x1b[30;107m"  # foreground black, background bright white
+QR_RESET = "\x1b[0m"
+QR_QUIET_ZONE = 4  # modules of light border on every side (ISO/IEC 18004 asks for 4)
+
+
+def qr_terminal_lines(uri: str) -> list[str]:
+    """The QR code of ``uri`` as terminal lines: two modules per character cell (half blocks),
+    a quiet zone of 4 modules, and explicit colours on every line, so phone scanners read it on
+    light and dark terminals alike (tests/identity/test_enrollment_qr.py decodes it)."""
+    import segno  # lazily: only enrollment draws a QR code
+
+    rows = [list(r) for r in segno.make(uri, error="m").matrix_iter(scale=1, border=QR_QUIET_ZONE)]
+    if len(rows) % 2:
+        rows.append([0] * len(rows[0]))
+    glyph = {(True, True): "\u2588", (True, False): "\u2580", (False, True): "\u2584", (False, False): " "}
+    lines = []
+    for top, bottom in zip(rows[0::2], rows[1::2], strict=True):
+        cells = "".join(glyph[(bool(a), bool(b))] for a, b in zip(top, bottom, strict=True))
+        lines.append(QR_COLOURS + cells + QR_RESET)
+    return lines
+
+
+def write_qr_file(uri: str, path: str, kind: str) -> str:
+    """Write the QR code as a PNG or SVG file (new, 0600: it holds the TOTP secret)."""
+    import io
+    from pathlib import Path
+
+    import segno
+
+    from vault.home import write_private_file
+
+    target = Path(path)
+    buf = io.BytesIO()
+    segno.make(uri, error="m").save(
+        buf, kind=kind, scale=8 if kind == "png" else 4, border=QR_QUIET_ZONE, dark="black", light="white"
+    )
+    try:
+        write_private_file(target, buf.getvalue(), exclusive=True)
+    except FileExistsError:
+        raise InvalidInput(f"{target} already exists; refusing to overwrite it") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {target}: {exc.strerror}") from None
+    return str(target)
+
+
+def refuse_existing_qr_files(*paths: str | None) -> None:
+    """Before enrolling: a QR file that exists (or whose folder does not) is refused now, not after
+    the one-time enrollment output was spent."""
+    from pathlib import Path
+
+    for path in paths:
+        if path and Path(path).exists():
+            raise InvalidInput(f"{path} already exists; refusing to overwrite it")
+        if path and not Path(path).resolve().parent.is_dir():
+            raise InvalidInput(f"cannot write {path}: no such folder")
+
+
+def show_enrollment(d: dict, qr_png: str | None = None, qr_svg: str | None = None) -> None:
+    """Human output of an enrollment: otpauth URI, QR code in the terminal (and in files when
+    asked), recovery codes."""
     click.echo(f"Enrolled {d['name']}. Add this account to your authenticator app:")
     click.echo("")
     click.echo(f"  {d['otpauth_uri']}")
     click.echo("")
-    import io
-
-    import segno  # lazily: only enrollment draws a QR code
-
-    buf = io.StringIO()
-    segno.make(d["otpauth_uri"], error="m").terminal(out=buf, compact=True)
-    click.echo(buf.getvalue().rstrip("\n"))
+    for line in qr_terminal_lines(d["otpauth_uri"]):
+        click.echo(line, color=True)  # the colours are the code's: kept even when piped
+    for path, kind in ((qr_png, "png"), (qr_svg, "svg")):
+        if path:
+            written = write_qr_file(d["otpauth_uri"], path, kind)
+            click.echo(
+                f"QR code written to {written} (0600; it holds the TOTP secret: delete it after scanning)"
+            )
     click.echo("")
     click.echo("Recovery codes (each works once instead of a TOTP code; store them offline):")
     for code in d["recovery_codes"]:
         click.echo(f"  {code}")
     click.echo("")
     click.echo(f"The TOTP factor becomes active at your first login: cvault login {d['name']}")
+
+
+def qr_file_options(command):
+    """``--qr-png FILE`` and ``--qr-svg FILE`` for the commands that enroll someone."""
+    command = click.option(
+        "--qr-svg",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="Also write the TOTP QR code as an SVG file (new, 0600; delete it after scanning).",
+    )(command)
+    return click.option(
+        "--qr-png",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="Also write the TOTP QR code as a PNG file (new, 0600; delete it after scanning).",
+    )(command)
 
 
 def show_access(d: dict, key: str) -> None:

@@ -10,6 +10,8 @@ days.
   created at the wall-clock time a CLI subprocess or the service sees; :meth:`Person.session_file`
   writes that token where ``CVAULT_SESSION_FILE`` points. :func:`insert_session` is the one
   ``INSERT INTO sessions`` of the tests.
+* :func:`onboard` adds an account the way the product does (issue 11: a request by one admin, the
+  approval, with the code, by another) and returns the approver's answer (its enrollment code).
 * The casts (:func:`audit_cast`, :func:`sla_staff`) are the people the audit and SLA tests share.
 """
 
@@ -169,6 +171,12 @@ def person(
             " created_by, enrolled_at) VALUES (?, ?, ?, ?, ?, 'test', ?)",
             (name, phc, int(totp_active), to_epoch(trained_until) if trained_until else None, t, t),
         ).lastrowid
+        # created outside the product (mode init, by "test"): nobody real is in its lineage
+        conn.execute(
+            "INSERT INTO account_requests (user_id, kind, requested_by, requested_at, approved_by,"
+            " approved_at, mode) VALUES (?, 'create', 'test', ?, 'test', ?, 'init')",
+            (user_id, t, t),
+        )
         conn.execute(
             "UPDATE users SET totp_sealed = ? WHERE id = ?",
             (vault.users._seal_totp(user_id, secret), user_id),
@@ -178,6 +186,14 @@ def person(
             [(user_id, r, t) for r in roles],
         )
     return Person(name, user_id, frozenset(roles), password, secret, vault)
+
+
+def onboard(vault, name: str, roles, *, requester: Person, approver: Person) -> dict:
+    """``user add`` by ``requester`` then ``user approve`` by ``approver`` through the identity
+    service; returns the approval (``enrollment_code``)."""
+    added = vault.users.add(requester.principal(vault), name, list(roles))
+    assert added["state"] == "pending_approval", added
+    return vault.users.approve(approver.principal(vault), name)
 
 
 def assign(vault, who: Person, client_name: str) -> None:

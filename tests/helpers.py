@@ -10,7 +10,7 @@ Identity (docs/identity.md) for tests:
   ``CVAULT_SESSION_FILE``.
 * People come from the one factory, :mod:`tests.factories` (``person(vault, name, *roles)``);
   ``cli_login(vdir, user, folder)`` logs in through the real CLI with the user's own session file.
-  The ``staff`` fixture (tests/conftest.py) is a default-settings vault with alice (admin),
+  The ``staff`` fixture (tests/conftest.py) is a default-settings vault with alice and ada (admins),
   amy (account_manager), bob (engineer, assigned to acme, trained), carl (engineer, trained, not
   assigned) and rita (security_reviewer).
 """
@@ -279,6 +279,9 @@ def seed_operator(vault: Vault) -> Person:
         row = conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
         settings = json.loads(row[0]) if row else {}
         settings.update(
+            # the shred tests end SLAs with short grace periods; the floor (issue 11) has its own
+            # tests in tests/identity/test_separation.py on default settings
+            min_grace_days=0,
             session_absolute_seconds=LONG_SECONDS,
             session_idle_seconds=LONG_SECONDS,
             stepup_window_seconds=LONG_SECONDS,
@@ -319,9 +322,10 @@ class Staff:
     bob: Person  # engineer, assigned to acme, trained
     carl: Person  # engineer, trained, not assigned
     rita: Person  # security_reviewer
+    ada: Person  # the second admin (two-person onboarding, issue 11)
 
     def users(self) -> dict[str, Person]:
-        return {u.name: u for u in (self.alice, self.amy, self.bob, self.carl, self.rita)}
+        return {u.name: u for u in (self.alice, self.amy, self.bob, self.carl, self.rita, self.ada)}
 
 
 def make_staff_vault(base: Path, clock=None) -> Staff:
@@ -336,11 +340,12 @@ def make_staff_vault(base: Path, clock=None) -> Staff:
         bob = person(v, "bob", "engineer", trained_until=FAR_FUTURE, **real)
         carl = person(v, "carl", "engineer", trained_until=FAR_FUTURE, **real)
         rita = person(v, "rita", "security_reviewer", trained_until=None, **real)
+        ada = person(v, "ada", "admin", trained_until=None, **real)
         v.clients.add(amy.principal(v), "acme", sla_end=v.ctx.now() + timedelta(days=365))
         v.access.assign(amy.principal(v), "acme", "bob")
     finally:
         v.close()
-    people = [alice, amy, bob, carl, rita]
+    people = [alice, amy, bob, carl, rita, ada]
     for p in people:
         p.vault = None  # shared by every copy of the vault: callers name the vault
     return Staff(VaultDir(home, key), *people)
@@ -354,4 +359,5 @@ def copy_staff(template: Staff, base: Path) -> Staff:
         template.bob,
         template.carl,
         template.rita,
+        template.ada,
     )

@@ -88,6 +88,12 @@ class UsersAPI(Protocol):
 
     def reset_totp(self, principal: Principal, name: str) -> dict: ...
 
+    def approve(self, principal: Principal, name: str) -> dict: ...
+
+    def reset(self, principal: Principal, name: str) -> dict: ...
+
+    def confirm(self, principal: Principal, name: str) -> dict: ...
+
     def train(self, principal: Principal, name: str, until: When) -> dict: ...
 
 
@@ -236,6 +242,8 @@ class AuditAPI(Protocol):
         out: Path | str | None = None,
         write: Callable[[str], None] | None = None,
         details: bool = True,
+        after_seq: int | None = None,
+        since: datetime | str | None = None,
     ) -> dict: ...
 
     def verify(
@@ -243,7 +251,12 @@ class AuditAPI(Protocol):
     ) -> VerifyResult: ...
 
     def report(
-        self, principal: Principal, *, since: When | None = None, until: When | None = None
+        self,
+        principal: Principal,
+        *,
+        since: When | None = None,
+        until: When | None = None,
+        full: bool = False,
     ) -> dict: ...
 
     def prune(self, principal: Principal, before: When) -> dict: ...

@@ -56,6 +56,9 @@ _USER = {
     "totp_active": BOOL,
     "created_at": TIME,
     "enrolled_at": nullable(TIME),
+    "requested_by": nullable(STR),
+    "approved_by": nullable(STR),
+    "pending": nullable(obj({"kind": STR, "requested_by": STR, "requested_at": TIME})),
 }
 _SLA = {
     "client": STR,
@@ -101,7 +104,18 @@ SCHEMAS: dict[str, Schema] = {
         }
     ),
     "EnrollmentCode": obj(
-        {"name": STR, "enrollment_code": STR, "enrollment_expires_at": TIME}, {"roles": STRS}
+        {"name": STR, "enrollment_code": STR, "enrollment_expires_at": TIME},
+        {"roles": STRS, "needs_current_password": BOOL, "kind": STR, "requested_by": STR, "approved_by": STR},
+    ),
+    "AccountRequest": obj(
+        {"name": STR, "state": STR, "requested_by": STR},
+        {
+            "roles": STRS,
+            "mode": STR,
+            "kind": STR,
+            "enrollment_code": STR,
+            "enrollment_expires_at": TIME,
+        },
     ),
     "UserView": obj(_USER),
     "UserDetail": obj(
@@ -112,6 +126,18 @@ SCHEMAS: dict[str, Schema] = {
             "failures_last_hour": INT,
             "recovery_codes_left": INT,
             "active_sessions": INT,
+            "lineage": STRS,
+            "creation_mode": nullable(STR),
+            "latest_reset": nullable(
+                obj(
+                    {
+                        "kind": STR,
+                        "requested_by": STR,
+                        "approved_by": nullable(STR),
+                        "confirmed_by": nullable(STR),
+                    }
+                )
+            ),
             "assignments": {
                 "type": "array",
                 "items": obj({"client": STR, "since": TIME, "until": nullable(TIME)}),
@@ -126,6 +152,7 @@ SCHEMAS: dict[str, Schema] = {
             "unlocked": BOOL,
             "hourly_cap_in_force": BOOL,
             "training_valid_until": TIME,
+            "suspended": BOOL,
         },
     ),
     "Assignment": obj({"client": STR, "user": STR}, {"until": nullable(TIME), "ended_at": TIME}),
@@ -283,6 +310,16 @@ SCHEMAS: dict[str, Schema] = {
             "after_assignment_ended": {"type": "array"},
             "admin_changes": {"type": "array"},
             "shreds": {"type": "array"},
+            "totals": obj(
+                {
+                    "off_hours_access": INT,
+                    "bursts": INT,
+                    "after_assignment_ended": INT,
+                    "admin_changes": INT,
+                    "shreds": INT,
+                }
+            ),
+            "truncated": STRS,
         }
     ),
     "Prune": obj({"pruned": INT, "base_seq": nullable(INT), "before": TIME}, {"checkpoint_seq": INT}),

@@ -20,7 +20,7 @@ every other one; retired type bytes are never reused.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from vault import crypto
 from vault.errors import CryptoError
@@ -99,3 +99,22 @@ def decrypt_record(
 
 def _b(value: bytes | int) -> bytes:
     return value if isinstance(value, bytes) else value.to_bytes(8, "big")
+
+
+def open_document(plaintext: bytes, kind: str) -> dict[str, Any]:
+    """Step 6 of docs/format.md section 3: the decrypted plaintext must be a JSON object whose
+    ``kind`` is the record's kind and whose ``fields`` is an object; returns the fields.
+
+    Raises only CryptoError (the caller names the record)."""
+    import json
+
+    try:
+        document = json.loads(plaintext)
+    except ValueError:
+        raise CryptoError() from None
+    if not isinstance(document, dict) or document.get("kind") != kind:
+        raise CryptoError()
+    fields = document.get("fields")
+    if not isinstance(fields, dict):
+        raise CryptoError()
+    return fields

@@ -46,7 +46,18 @@ DEFAULT_SETTINGS = {
     "session_absolute_seconds": 8 * 3600,  # docs/spec.md §5: a session lives at most 8 h
     "session_idle_seconds": 30 * 60,  # docs/spec.md §5: ... and ends after 30 min without use
     "default_grace_days": 30,  # docs/spec.md §7
+    # issue 11: no client's grace period below this (client add, sla renew, sla expire); a change
+    # is two-person (sla min-grace + sla approve-min-grace)
+    "min_grace_days": 30,
     "audit_min_retention_days": 365,  # audit prune never deletes entries younger than this
+    # the vault's name (init --name): the TOTP issuer people see in their authenticator app and
+    # the CEF dvchost; None: "cvault-" and the first 8 hex digits of the vault id
+    "vault_name": None,
+    # the issuer of new TOTP secrets (init --totp-issuer); None: the vault's name
+    "totp_issuer": None,
+    # the time zone in which a date without a time (--sla-end 2027-03-31) means the end of that
+    # day (init --time-zone; docs/cli.md "Dates"); an IANA name
+    "time_zone": "UTC",
 }
 
 
@@ -89,6 +100,29 @@ class VaultContext:
 
     def now(self) -> datetime:
         return self.clock.now()
+
+    @property
+    def vault_name(self) -> str:
+        return str(self.settings.get("vault_name") or f"cvault-{self.vault_id.hex()[:8]}")
+
+    @property
+    def totp_issuer(self) -> str:
+        return str(self.settings.get("totp_issuer") or self.vault_name)
+
+    @property
+    def time_zone(self) -> str:
+        return str(self.settings.get("time_zone") or "UTC")
+
+    @staticmethod
+    def save_settings(conn, changes: dict) -> None:
+        """Merge ``changes`` into the stored settings (inside the caller's write transaction)."""
+        row = conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
+        stored = json.loads(row[0]) if row else {}
+        stored.update(changes)
+        conn.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('settings', ?)",
+            (json.dumps(stored, sort_keys=True),),
+        )
 
     @staticmethod
     def load_settings(db: Database) -> dict:
@@ -195,6 +229,11 @@ class VaultContext:
         an administrative action changes (nobody may grant, train or assign themselves)."""
         now = self.now()
         account, client_facts = self.gather_facts(principal, client, now)
+        subject_lineage: frozenset[str] = frozenset()
+        if subject is not None and action in policy.LINEAGE_BOUND:
+            with self.db.read() as conn:
+                subject_user = facts.user_row(conn, subject)
+                subject_lineage = facts.lineage(conn, subject_user.id if subject_user else None)
         decision = policy.decide(
             principal,
             action,
@@ -203,6 +242,7 @@ class VaultContext:
             client=client_facts,
             stepup_window_seconds=self.settings["stepup_window_seconds"],
             subject=subject,
+            subject_lineage=subject_lineage,
         )
         sealed, key_ref = self.seal_detail(client, detail)
         self.audit.append(

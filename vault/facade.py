@@ -190,13 +190,21 @@ class Vault:
         admin_password: str | None = None,
         custody_file: Path | str | None = None,
         custody_options=None,
+        settings: dict | None = None,
+        single_operator: bool = False,
     ) -> tuple[Vault, InitResult]:
         """Create a vault with a recovery slot and a passphrase and/or key-file slot, and its
         local custody file (``custody_file``; by default next to the key file, or in the user
         config folder; ``CVAULT_CUSTODY_FILE`` overrides the default).
 
         With ``admin``, the first admin is created and enrolled at once (password
-        ``admin_password``); the result carries its otpauth URI and recovery codes."""
+        ``admin_password``); the result carries its otpauth URI and recovery codes.
+
+        ``single_operator``: a one-person shop. The two-person rules are off (docs/identity.md,
+        "Single-operator mode"): the admin gets every role and may vouch for themselves; doctor,
+        the audit report and every shred certificate say so. It cannot be turned off later."""
+        if single_operator and admin is None:
+            raise InvalidInput("--single-operator needs --admin NAME (the one operator)")
         if not passphrase and not key_file:
             raise InvalidInput("init needs a passphrase or a key file")
         if admin is not None:
@@ -219,6 +227,12 @@ class Vault:
             conn.execute("INSERT INTO meta (key, value) VALUES ('vault_id', ?)", (vault_id,))
             conn.execute("INSERT INTO meta (key, value) VALUES ('format_version', ?)", (FORMAT_VERSION,))
             conn.execute("INSERT INTO meta (key, value) VALUES ('created_at', ?)", (now,))
+            if settings:  # the vault's name, TOTP issuer, time zone (vault.settings.check_settings)
+                from vault.settings import check_settings
+
+                VaultContext.save_settings(conn, check_settings(**settings))
+            if single_operator:
+                conn.execute("INSERT INTO meta (key, value) VALUES ('single_operator', '1')")
         keyring = Keyring(vault_id)
         keyring.load_root(root)
         ctx = VaultContext(
@@ -241,7 +255,7 @@ class Vault:
         AuditSigner(db, keyring).ensure()
         enrolled = None
         if admin is not None and admin_password is not None:  # the rules were checked above
-            enrolled = vault.users.bootstrap_admin(admin, admin_password)
+            enrolled = vault.users.bootstrap_admin(admin, admin_password, single_operator=single_operator)
         return vault, InitResult(vault_id.hex(), recovery_text, vault.slots.list_slots(), enrolled)
 
     @classmethod

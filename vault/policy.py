@@ -27,6 +27,9 @@ class Action(StrEnum):
     USER_UNLOCK = "user.unlock"
     USER_RESET_TOTP = "user.reset_totp"
     USER_TRAIN = "user.train"
+    USER_APPROVE = "user.approve"
+    USER_RESET = "user.reset"
+    USER_CONFIRM = "user.confirm"
     # clients
     CLIENT_ADD = "client.add"
     CLIENT_EDIT = "client.edit"
@@ -46,6 +49,8 @@ class Action(StrEnum):
     SLA_UPCOMING = "sla.upcoming"
     SLA_SWEEP = "sla.sweep"
     SLA_CERTIFICATE = "sla.certificate"
+    SLA_SET_MIN_GRACE = "sla.set_min_grace"
+    SLA_APPROVE_MIN_GRACE = "sla.approve_min_grace"
     # secrets (need-to-know)
     SECRET_PUT = "secret.put"
     SECRET_GET = "secret.get"
@@ -109,7 +114,10 @@ PERMISSIONS: dict[Action, frozenset[str]] = {
     Action.USER_REVOKE: _({ADMIN}),
     Action.USER_UNLOCK: _({ADMIN}),
     Action.USER_RESET_TOTP: _({ADMIN}),
-    Action.USER_TRAIN: _({ADMIN}),
+    Action.USER_TRAIN: _({ADMIN, ACCOUNT_MANAGER}),
+    Action.USER_APPROVE: _({ADMIN}),
+    Action.USER_RESET: _({ADMIN}),
+    Action.USER_CONFIRM: _({ADMIN, ACCOUNT_MANAGER}),
     Action.CLIENT_ADD: _({ACCOUNT_MANAGER}),
     Action.CLIENT_EDIT: _({ACCOUNT_MANAGER}),
     Action.CLIENT_ROTATE_KEY: _({ACCOUNT_MANAGER}),
@@ -126,6 +134,8 @@ PERMISSIONS: dict[Action, frozenset[str]] = {
     Action.SLA_UPCOMING: _({ACCOUNT_MANAGER}),
     Action.SLA_SWEEP: _({ACCOUNT_MANAGER, SYSTEM_ROLE}),
     Action.SLA_CERTIFICATE: _({ACCOUNT_MANAGER, REVIEWER}),
+    Action.SLA_SET_MIN_GRACE: _({ADMIN, ACCOUNT_MANAGER}),
+    Action.SLA_APPROVE_MIN_GRACE: _({ADMIN, ACCOUNT_MANAGER}),
     Action.SECRET_PUT: _({ENGINEER}),
     Action.SECRET_GET: _({ENGINEER}),
     Action.SECRET_LIST: _({ENGINEER}),
@@ -139,7 +149,8 @@ PERMISSIONS: dict[Action, frozenset[str]] = {
     Action.SECRET_ATTACH: _({ENGINEER}),
     Action.AUDIT_LOG: _({REVIEWER}),
     Action.AUDIT_VERIFY: _({REVIEWER, SYSTEM_ROLE}),
-    Action.AUDIT_EXPORT: _({REVIEWER}),
+    # system: an unattended SIEM forwarder on the vault's host, holding the key file (docs/audit.md)
+    Action.AUDIT_EXPORT: _({REVIEWER, SYSTEM_ROLE}),
     Action.AUDIT_REPORT: _({REVIEWER}),
     Action.AUDIT_PRUNE: _({REVIEWER}),
     Action.SYNC: _({ADMIN, SYSTEM_ROLE}),
@@ -180,7 +191,18 @@ NOT_ON_ONESELF: frozenset[Action] = frozenset(
         Action.USER_UNLOCK,
         Action.USER_ENABLE,
         Action.CLIENT_ASSIGN,
+        Action.USER_CONFIRM,
+        Action.USER_APPROVE,
+        Action.USER_RESET,
     }
+)
+
+#: Rule 2 (docs/identity.md, "Separation of duties"): whoever requested or approved an account's
+#: creation or its latest factor reset held, or could have held, its enrollment code, so they may
+#: not vouch for it: grant it roles, record its training, assign it to a client, or re-confirm it
+#: after a full reset. A second, unrelated person must.
+LINEAGE_BOUND: frozenset[Action] = frozenset(
+    {Action.USER_GRANT, Action.USER_TRAIN, Action.CLIENT_ASSIGN, Action.USER_CONFIRM}
 )
 
 #: Engineers see only the clients they are assigned to (docs/spec.md §6: "list/show own").
@@ -200,6 +222,10 @@ class AccountFacts(NamedTuple):
     stepup_at: datetime | None = None
     #: the roles held right now (a grant or revoke takes effect at once); None: use the principal's
     roles: frozenset[str] | None = None
+    #: a full factor reset was approved and the account's roles are not re-confirmed yet
+    suspended: bool = False
+    #: the vault was made with ``init --single-operator``: the two-person rules are off
+    single_operator: bool = False
 
 
 class ClientFacts(NamedTuple):
@@ -210,6 +236,24 @@ class ClientFacts(NamedTuple):
     assigned: bool = False
     assignment_ends_at: datetime | None = None
     assignment_ended: bool = False
+
+
+def distinct_people(
+    actor: str, other: str, other_lineage: frozenset[str], *, single_operator: bool = False
+) -> str | None:
+    """Whether ``actor`` counts as a second person to ``other`` (the requester of an early shred
+    or a settings change): not the same name and not in ``other``'s lineage (who could hold
+    ``other``'s account). Returns the reason they do not, or None."""
+    if single_operator:
+        return None
+    if actor == other:
+        return f"{actor} made the request: another person must approve it"
+    if actor in other_lineage:
+        return (
+            f"{actor} requested or approved {other}'s account, so does not count as a second "
+            f"person to {other}: someone else must approve"
+        )
+    return None
 
 
 class Decision(NamedTuple):
@@ -238,9 +282,11 @@ def decide(
     client: ClientFacts | None = None,
     stepup_window_seconds: int = 900,
     subject: str | None = None,
+    subject_lineage: frozenset[str] = frozenset(),
 ) -> Decision:
     """Deny by default; the first failed condition is the reason. ``subject`` is the user an
-    administrative action changes, if any."""
+    administrative action changes, if any; ``subject_lineage`` who requested or approved its
+    creation and latest factor reset (:data:`LINEAGE_BOUND`)."""
     who = principal.name
     held = principal.roles if account is None or account.roles is None else account.roles
     roles = allowed_roles(action) & held
@@ -253,16 +299,30 @@ def decide(
             return Decision(False, f"no account facts for {who}", "denied")
         if account.disabled:
             return Decision(False, f"{who} is disabled", "denied")
-        if account.locked_until is not None and now < account.locked_until:
-            return Decision(False, f"{who} is locked", "denied")
+        # a lock stops new logins only: it never cuts a live session (a stranger's failed
+        # logins for a name must not take the account's owner offline)
         if not account.session_valid:
             return Decision(False, account.session_reason or f"{who} has no valid session", "denied")
+        if account.suspended:
+            return Decision(
+                False,
+                f"{who}'s roles are suspended after a factor reset until another person re-confirms them",
+                "denied",
+            )
 
-    if action in NOT_ON_ONESELF and subject is not None and subject == who:
+    two_person = not (account is not None and account.single_operator)
+    if two_person and action in NOT_ON_ONESELF and subject is not None and subject == who:
         return Decision(
             False,
             f"{who} cannot {action.value.split('.')[1]} themselves: "
             f"another {' or '.join(sorted(allowed_roles(action))).replace('_', ' ')} must do it",
+            "denied",
+        )
+    if two_person and action in LINEAGE_BOUND and subject is not None and who in subject_lineage:
+        return Decision(
+            False,
+            f"{who} requested or approved {subject}'s account (or its latest factor reset), so "
+            f"cannot {action.value.split('.')[1]} it: a third person must",
             "denied",
         )
 
@@ -312,3 +372,42 @@ def _need_to_know(
             "stepup",
         )
     return Decision(True, f"need-to-know: {who} assigned to {client.name}, trained, SLA active")
+
+
+def permission_table() -> str:
+    """The role table as Markdown (docs/identity.md, "Permission table"; regenerate it with
+    ``python -m cli.permissions``; ``tests/core/test_policy.py`` checks the doc holds it)."""
+    columns = (ADMIN, ACCOUNT_MANAGER, ENGINEER, REVIEWER, SYSTEM_ROLE)
+    lines = [
+        "| action | " + " | ".join(columns) + " | two-person rule |",
+        "|---|" + "---|" * (len(columns) + 1),
+    ]
+    for action in Action:
+        roles = allowed_roles(action)
+        cells = []
+        for role in columns:
+            if role not in roles:
+                cells.append("")
+            elif action in NEED_TO_KNOW:
+                cells.append("need-to-know")
+            elif role in OWN_CLIENTS_ONLY.get(action, frozenset()):
+                cells.append("own clients")
+            else:
+                cells.append("yes")
+        rules = []
+        if action in NOT_ON_ONESELF:
+            rules.append("not on oneself")
+        if action in LINEAGE_BOUND:
+            rules.append("not by the subject's lineage")
+        if action in SECOND_PERSON:
+            rules.append(SECOND_PERSON[action])
+        lines.append(f"| `{action.value}` | " + " | ".join(cells) + " | " + "; ".join(rules) + " |")
+    return "\n".join(line.replace("|  |", "| |").replace("|  |", "| |") for line in lines) + "\n"
+
+
+#: Actions that complete another person's request: who may not complete it (rule 1 and 4).
+SECOND_PERSON: dict[Action, str] = {
+    Action.USER_APPROVE: "not the requester",
+    Action.SLA_APPROVE_SHRED: "not the requester nor the requester's lineage",
+    Action.SLA_APPROVE_MIN_GRACE: "not the requester nor the requester's lineage",
+}

@@ -99,20 +99,44 @@ def audit_log(state, user, client, action, outcome, since, until, limit, as_json
     help="New file to write (created 0600; never overwritten). Default: standard output.",
 )
 @click.option("--no-details", is_flag=True, help="Leave out the decrypted record paths.")
+@click.option(
+    "--after-seq",
+    type=click.IntRange(*spec.param("audit.export_lines", "after_seq").limits),
+    default=None,
+    metavar="N",
+    help="csv, cef: only entries after sequence number N (a forwarder passes the last one it "
+    "sent; --json prints head_seq for the next run).",
+)
+@click.option(
+    "--since",
+    default=None,
+    help="csv, cef: only entries from this time on: 30d, 12h, ISO 8601.",
+)
 @json_option
 @click.pass_obj
-def audit_export(state, fmt, out, no_details, as_json):
-    """Export the whole log (JSON Lines carry the checkpoints and the public key)."""
+def audit_export(state, fmt, out, no_details, after_seq, since, as_json):
+    """Export the log: JSON Lines (the whole log, with the checkpoints and the public key: verifiable
+    offline), CSV (RFC 4180) or CEF; csv and cef can start after an entry or a time."""
+    from vault.audit.export import line_end
+
     vault = state.vault()
+    options = {"details": not no_details, "after_seq": after_seq, "since": since}
+    # no session on the vault's host with its key file: an unattended forwarder (docs/audit.md 5)
+    principal = state.principal(allow_system=True, system_name="forwarder")
     if out:
-        data = vault.audit.export(state.principal(), fmt, out=out, details=not no_details)
+        data = vault.audit.export(principal, fmt, out=out, **options)
         emit(
             data,
             as_json,
             lambda d: click.echo(f"exported {d['entries']} entries ({d['format']}) to {d['file']}", err=True),
         )
     else:
-        vault.audit.export(state.principal(), fmt, write=click.echo, details=not no_details)
+        end = line_end(fmt)
+        data = vault.audit.export(
+            principal, fmt, write=lambda line: click.echo(line + end, nl=False), **options
+        )
+        if as_json:  # the lines are on stdout: the result goes to stderr
+            click.echo(json.dumps(data, sort_keys=True), err=True)
 
 
 def _print_result(d: dict) -> None:
@@ -216,11 +240,12 @@ def audit_checkpoint(state, as_json):
     "--since", default="30d", show_default=True, help="Window start (30d = 30 days ago, or ISO 8601)."
 )
 @click.option("--until", help="Window end (default now).")
+@click.option("--full", is_flag=True, help="List every entry of every section (default: the first 100 each).")
 @json_option
 @click.pass_obj
-def audit_report(state, since, until, as_json):
+def audit_report(state, since, until, full, as_json):
     """Access per user and client, refusals, identity alarms, off-hours, bursts, admin changes, shreds."""
-    data = state.vault().audit.report(state.principal(), since=since, until=until or None)
+    data = state.vault().audit.report(state.principal(), since=since, until=until or None, full=full)
     _emit_ascii(data, as_json, _print_report)
 
 
@@ -228,6 +253,13 @@ def _section(title: str) -> None:
     click.echo("")
     click.echo(title)
     click.echo("-" * len(title))
+
+
+def _more(d: dict, section: str) -> None:
+    """The line under a section the report cut (docs/audit.md section 8)."""
+    hidden = d.get("totals", {}).get(section, 0) - len(d[section])
+    if hidden > 0:
+        click.echo(f"... and {hidden:,} more: --full lists them all")
 
 
 def _print_report(d: dict) -> None:
@@ -271,6 +303,7 @@ def _print_report(d: dict) -> None:
     ]
     _section(f"Off-hours access (outside {s['business_hours']} {s['business_days']}, {s['timezone']})")
     table(d["off_hours_access"], event_cols[:6])
+    _more(d, "off_hours_access")
     _section(
         f"Bursts (> {s['burst_reads']} reads or > {s['burst_clients']} clients in {s['burst_minutes']} min)"
     )
@@ -285,10 +318,13 @@ def _print_report(d: dict) -> None:
             ("kind", "why"),
         ],
     )
+    _more(d, "bursts")
     _section("Attempts after an assignment ended")
     table(d["after_assignment_ended"], event_cols)
+    _more(d, "after_assignment_ended")
     _section("Admin changes")
     table(d["admin_changes"], event_cols)
+    _more(d, "admin_changes")
     _section("Shreds")
     table(
         [{**e, "certificate": (e["certificate"] or {}).get("digest", "")} for e in d["shreds"]],
@@ -300,6 +336,7 @@ def _print_report(d: dict) -> None:
             ("certificate", "certificate sha256"),
         ],
     )
+    _more(d, "shreds")
 
 
 @audit.command("prune")

@@ -25,6 +25,8 @@ from cli.state import host_only
 
 PASSWORDS = {
     "alice": "alice-demo-password",
+    "ann": "ann-demo-password",
+    "mark": "mark-demo-password",
     "amy": "amy-demo-password",
     "bob": "bob-demo-password",
     "carl": "carl-demo-password",
@@ -77,19 +79,28 @@ def _keep_pubkey(got: Captured, out: str) -> None:
 def _onboard(user: str, role: str) -> list[Step]:
     return [
         Step(
-            f"The admin adds {user} ({role}): a one-time enrollment code, valid 24 h",
-            ["user", "add", user, "--role", role, "--json"],
+            f"alice requests an account for {user} ({role}): pending, no code yet",
+            ["user", "add", user, "--role", role],
             user="alice",
-            capture=_keep_code(user),
         ),
         Step(
-            f"{user} enrolls with the code: sets a password, gets the TOTP secret "
-            "(otpauth URI) and 10 recovery codes",
-            lambda got: ["user", "enroll", user, "--code", got[f"code:{user}"], "--password-stdin", "--json"],
-            stdin=PASSWORDS[user] + "\n",
-            capture=_keep_uri(user),
+            "ann, a second admin, approves it: the one-time enrollment code (24 h) goes to her",
+            ["user", "approve", user, "--json"],
+            user="ann",
+            capture=_keep_code(user),
         ),
+        _enroll(user),
     ]
+
+
+def _enroll(user: str) -> Step:
+    return Step(
+        f"{user} enrolls with the code: sets a password, gets the TOTP secret "
+        "(otpauth URI) and 10 recovery codes",
+        lambda got: ["user", "enroll", user, "--code", got[f"code:{user}"], "--password-stdin", "--json"],
+        stdin=PASSWORDS[user] + "\n",
+        capture=_keep_uri(user),
+    )
 
 
 def _login(user: str) -> Step:
@@ -117,11 +128,28 @@ def story(work: Path) -> list[Step]:
             capture=_keep_uri("alice"),
         ),
         _login("alice"),
+        Step(
+            "Bootstrap: with fewer than two enrolled admins, alice adds a second admin, ann, and "
+            "gets her code at once (audited as a bootstrap step, listed by doctor and audit report)",
+            ["user", "add", "ann", "--role", "admin", "--json"],
+            user="alice",
+            capture=_keep_code("ann"),
+        ),
+        _enroll("ann"),
+        _login("ann"),
         *_onboard("amy", "account_manager"),
+        Step(
+            "alice cannot approve a request she made herself (two-person rule): exit 4, audited",
+            ["user", "add", "mallory", "--role", "engineer"],
+            user="alice",
+        ),
+        Step("", ["user", "approve", "mallory"], user="alice", expect=4),
+        *_onboard("mark", "account_manager"),
         *_onboard("bob", "engineer"),
         *_onboard("carl", "engineer"),
         *_onboard("rita", "security_reviewer"),
         _login("amy"),
+        _login("mark"),
         _login("bob"),
         _login("carl"),
         _login("rita"),
@@ -136,11 +164,18 @@ def story(work: Path) -> list[Step]:
             user="amy",
         ),
         Step(
-            "alice records bob's and carl's data-handling training",
+            "alice requested bob's account and ann approved it, so neither may vouch for him "
+            "(record his training, assign him): exit 4",
             ["user", "train", "bob", "--until", "+365d"],
             user="alice",
+            expect=4,
         ),
-        Step("", ["user", "train", "carl", "--until", "+365d"], user="alice"),
+        Step(
+            "amy, the account manager, records bob's and carl's data-handling training",
+            ["user", "train", "bob", "--until", "+365d"],
+            user="amy",
+        ),
+        Step("", ["user", "train", "carl", "--until", "+365d"], user="amy"),
         Step(
             "bob stores the firewall's admin access (all fields from a JSON file)",
             ["secret", "put", "acme", "office/firewall", "--type", "access", "--fields-json", str(firewall)],
@@ -239,8 +274,14 @@ def story(work: Path) -> list[Step]:
         ),
         # --- SLA end and crypto-shredding --------------------------------------------------
         Step(
-            "amy adds a second client, globex, whose SLA has no grace period",
+            "No grace period below the vault's minimum (30 days): one person cannot shred at once",
             ["client", "add", "globex", "--sla-end", "+30d", "--grace-days", "0"],
+            user="amy",
+            expect=2,
+        ),
+        Step(
+            "amy adds a second client, globex",
+            ["client", "add", "globex", "--sla-end", "+30d"],
             user="amy",
         ),
         Step("", ["client", "assign", "globex", "bob"], user="amy"),
@@ -263,9 +304,20 @@ def story(work: Path) -> list[Step]:
             user="bob",
         ),
         Step(
-            "globex does not renew: amy ends the SLA now",
-            ["sla", "expire", "globex", "--reason", "contract not renewed"],
+            "globex leaves and asks for its data to be destroyed now: amy requests an early shred",
+            ["sla", "request-shred", "globex", "--reason", "client asked for deletion"],
             user="amy",
+        ),
+        Step(
+            "amy cannot approve her own request (exit 4)",
+            ["sla", "approve-shred", "globex"],
+            user="amy",
+            expect=4,
+        ),
+        Step(
+            "mark, a second account manager outside amy's lineage, approves: the SLA ends now",
+            ["sla", "approve-shred", "globex"],
+            user="mark",
         ),
         Step(
             "Access is refused the moment the SLA ends (exit 7), before any sweep",

@@ -7,7 +7,13 @@ import sys
 import click
 
 from cli.output import emit, json_option
-from cli.render import prompt_new_passphrase, show_enrollment
+from cli.render import (
+    prompt_new_passphrase,
+    qr_file_options,
+    refuse_existing_qr_files,
+    show_enrollment,
+    write_qr_file,
+)
 from cli.state import host_only, read_secret_file
 from vault.errors import InvalidInput
 
@@ -41,16 +47,66 @@ from vault.errors import InvalidInput
     help="Local custody file, outside the vault folder (default: next to the key file, else the "
     "user config folder).",
 )
+@click.option(
+    "--single-operator",
+    is_flag=True,
+    help="One-person shop: the two-person rules are off (the admin gets every role); doctor, "
+    "audit report and shred certificates say so. Needs --admin.",
+)
+@click.option(
+    "--name",
+    "vault_name",
+    metavar="NAME",
+    help="The vault's name: the issuer people see in their authenticator app, the CEF dvchost "
+    "(default: cvault- and the first 8 hex digits of the vault id).",
+)
+@click.option(
+    "--totp-issuer",
+    metavar="TEXT",
+    help="The issuer of TOTP secrets in authenticator apps, if not the vault's name.",
+)
+@click.option(
+    "--time-zone",
+    metavar="ZONE",
+    default="UTC",
+    show_default=True,
+    help="IANA time zone in which a date without a time (--sla-end 2027-03-31) means the end of "
+    "that day (23:59:59 there).",
+)
+@qr_file_options
 @json_option
 @click.pass_obj
-def init_cmd(state, passphrase_file, key_file, no_passphrase, admin, password_stdin, custody_file, as_json):
+def init_cmd(
+    state,
+    passphrase_file,
+    key_file,
+    no_passphrase,
+    admin,
+    password_stdin,
+    custody_file,
+    vault_name,
+    totp_issuer,
+    time_zone,
+    qr_png,
+    qr_svg,
+    single_operator,
+    as_json,
+):
     """Create a new vault and print its recovery key (shown once); with --admin, enroll the
     first admin."""
     from cli.state import read_password
     from vault.facade import Vault
 
+    if single_operator and not admin:
+        raise InvalidInput("--single-operator needs --admin NAME (the one operator)")
     if password_stdin and not admin:
         raise InvalidInput("--password-stdin is for the first admin's password: add --admin NAME")
+    if (qr_png or qr_svg) and not admin:
+        raise InvalidInput("--qr-png and --qr-svg draw the first admin's TOTP code: add --admin NAME")
+    refuse_existing_qr_files(qr_png, qr_svg)
+    from vault.settings import check_settings
+
+    settings = check_settings(vault_name=vault_name, totp_issuer=totp_issuer, time_zone=time_zone)
 
     passphrase = None
     if not no_passphrase:
@@ -77,6 +133,8 @@ def init_cmd(state, passphrase_file, key_file, no_passphrase, admin, password_st
         admin=admin,
         admin_password=admin_password,
         custody_file=custody_file,
+        settings=settings,
+        single_operator=single_operator,
     )
     from vault.custody.local import LocalCustodian
 
@@ -89,6 +147,7 @@ def init_cmd(state, passphrase_file, key_file, no_passphrase, admin, password_st
         "recovery_key": result.recovery_key,
         "slots": result.slots,
         "custody_file": str(custody),
+        "single_operator": single_operator,
     }
     if result.admin:
         data.update(
@@ -107,14 +166,22 @@ def init_cmd(state, passphrase_file, key_file, no_passphrase, admin, password_st
         click.echo("")
         click.echo("Recovery key (shown once; store it offline, it opens the vault):")
         click.echo(f"  {d['recovery_key']}")
+        if d["single_operator"]:
+            click.echo("")
+            click.echo("Single-operator vault: the two-person rules are off (doctor, the audit report and")
+            click.echo("every shred certificate say so).")
         if result.admin:
             click.echo("")
-            show_enrollment(result.admin)
+            show_enrollment(result.admin, qr_png, qr_svg)
         else:
             click.echo("")
             click.echo("No admin was enrolled (use 'cvault init --admin NAME' to create one).")
 
     emit(data, as_json, human)
+    if as_json and result.admin:
+        for path, kind in ((qr_png, "png"), (qr_svg, "svg")):
+            if path:
+                write_qr_file(result.admin["otpauth_uri"], path, kind)
 
 
 @host_only

@@ -1,7 +1,9 @@
-"""``cvault user add|enroll|list|show|disable|enable|grant|revoke|unlock|reset-totp|train|access``.
+"""``cvault user add|approve|enroll|list|show|disable|enable|grant|revoke|unlock|reset-totp|reset|
+confirm|train|access``.
 
-Everything but ``enroll`` is for admins (``access``: admins and security reviewers); ``enroll`` is
-run by the new user with the one-time enrollment code an admin gave them.
+Everything but ``enroll`` is for admins (``train`` and ``confirm``: also account managers;
+``access``: admins and security reviewers); ``enroll`` is run by the new user with the one-time
+enrollment code the approving admin gave them (docs/identity.md, "Separation of duties").
 """
 
 from __future__ import annotations
@@ -9,7 +11,14 @@ from __future__ import annotations
 import click
 
 from cli.output import emit, fields_block, json_option, safe, table
-from cli.render import show_access, show_enrollment, when
+from cli.render import (
+    qr_file_options,
+    refuse_existing_qr_files,
+    show_access,
+    show_enrollment,
+    when,
+    write_qr_file,
+)
 from cli.state import read_password
 from vault.principal import ROLES
 
@@ -32,31 +41,98 @@ def user():
 @json_option
 @click.pass_obj
 def user_add(state, name, roles, as_json):
-    """Add a user and print a one-time enrollment code (valid 24 h)."""
+    """Request a new account: pending until another admin runs 'user approve' (no code yet).
+
+    While the vault has fewer than two enrolled admins, adding an admin prints the code at once
+    (a bootstrap step, listed by doctor and the audit report); so does a single-operator vault."""
     vault = state.vault()
     data = vault.users.add(state.principal(), name, list(roles))
 
     def human(d):
-        click.echo(f"user {d['name']} added ({', '.join(d['roles'])})")
-        click.echo(f"enrollment code (one use, until {when(d['enrollment_expires_at'])}):")
-        click.echo(f"  {d['enrollment_code']}")
-        click.echo(f"give it to {d['name']} privately; they run: cvault user enroll {d['name']}")
+        if d["state"] == "pending_approval":
+            click.echo(f"user {d['name']} requested ({', '.join(d['roles'])}): pending approval")
+            click.echo(f"another admin runs: cvault user approve {d['name']}  (the code goes to them)")
+            return
+        how = " (bootstrap step: audited)" if d.get("mode") == "bootstrap" else ""
+        click.echo(f"user {d['name']} added ({', '.join(d['roles'])}){how}")
+        _show_code(d)
 
     emit(data, as_json, human)
+
+
+def _show_code(d: dict) -> None:
+    click.echo(f"enrollment code (one use, until {when(d['enrollment_expires_at'])}):")
+    click.echo(f"  {d['enrollment_code']}")
+    click.echo(f"give it to {d['name']} privately; they run: cvault user enroll {d['name']}")
+
+
+@user.command("approve")
+@click.argument("name")
+@json_option
+@click.pass_obj
+def user_approve(state, name, as_json):
+    """Approve another admin's account request or full reset: prints the enrollment code to you."""
+    data = state.vault().users.approve(state.principal(), name)
+
+    def human(d):
+        what = "account" if d["kind"] == "create" else "full reset"
+        click.echo(
+            f"{what} of {d['name']} ({', '.join(d['roles'])}) approved; requested by {d['requested_by']}"
+        )
+        if d["kind"] == "reset":
+            click.echo(
+                "its roles and assignments stay suspended until a third person runs: "
+                f"cvault user confirm {d['name']}"
+            )
+        _show_code(d)
+
+    emit(data, as_json, human)
+
+
+@user.command("reset")
+@click.argument("name")
+@json_option
+@click.pass_obj
+def user_reset(state, name, as_json):
+    """Request a full reset (password and TOTP); another admin approves it."""
+    data = state.vault().users.reset(state.principal(), name)
+
+    def human(d):
+        if d["state"] == "pending_approval":
+            click.echo(
+                f"full reset of {d['name']} requested: another admin runs: cvault user approve {d['name']}"
+            )
+        else:
+            click.echo(f"{d['name']} reset (single-operator vault); sessions ended")
+            _show_code(d)
+
+    emit(data, as_json, human)
+
+
+@user.command("confirm")
+@click.argument("name")
+@json_option
+@click.pass_obj
+def user_confirm(state, name, as_json):
+    """Re-confirm the roles and assignments of an account after its full reset (a third person)."""
+    data = state.vault().users.confirm(state.principal(), name)
+    emit(data, as_json, lambda d: click.echo(f"{d['name']}: roles {', '.join(d['roles'])} re-confirmed"))
 
 
 @user.command("enroll")
 @click.argument("name")
 @click.option("--code", metavar="CODE", help="The enrollment code (asked for, hidden, otherwise).")
 @click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
+@qr_file_options
 @json_option
 @click.pass_obj
-def user_enroll(state, name, code, password_stdin, as_json):
+def user_enroll(state, name, code, password_stdin, qr_png, qr_svg, as_json):
     """Redeem your enrollment code: set a password, get your TOTP secret and recovery codes."""
     import sys
 
     from vault.errors import InvalidInput
 
+    refuse_existing_qr_files(qr_png, qr_svg)
     vault = state.vault()
     if code is None:
         if not sys.stdin.isatty():
@@ -64,7 +140,11 @@ def user_enroll(state, name, code, password_stdin, as_json):
         code = click.prompt("Enrollment code", hide_input=True, err=True)
     password = read_password(password_stdin, "New password", confirm=True)
     data = vault.users.enroll(name, code, password)
-    emit(data, as_json, show_enrollment)
+    emit(data, as_json, lambda d: show_enrollment(d, qr_png, qr_svg))
+    if as_json:
+        for path, kind in ((qr_png, "png"), (qr_svg, "svg")):
+            if path:
+                write_qr_file(data["otpauth_uri"], path, kind)
 
 
 @user.command("list")
@@ -130,13 +210,15 @@ user_unlock = _simple("unlock", "unlock", "Unlock a user locked by failed attemp
 @json_option
 @click.pass_obj
 def user_reset_totp(state, name, as_json):
-    """Withdraw a user's TOTP secret and recovery codes; print a new enrollment code."""
+    """Withdraw a user's TOTP secret and recovery codes; print a re-enrollment code. The password
+    stays: re-enrolling needs the code and the user's current password."""
     data = state.vault().users.reset_totp(state.principal(), name)
 
     def human(d):
         click.echo(
             f"TOTP of {d['name']} reset; sessions ended. Re-enrollment code "
-            f"(one use, until {when(d['enrollment_expires_at'])}):"
+            f"(one use, until {when(d['enrollment_expires_at'])}; "
+            f"{d['name']} also needs their current password):"
         )
         click.echo(f"  {d['enrollment_code']}")
 

@@ -104,7 +104,17 @@ def export_file(call: Callable, principal, client_name: str, out) -> dict:
     return write_export(out, call(principal, client_name))
 
 
-def lines_to_file(call: Callable, principal, format: str, *, out=None, write=None, details: bool = True):
+def lines_to_file(
+    call: Callable,
+    principal,
+    format: str,
+    *,
+    out=None,
+    write=None,
+    details: bool = True,
+    after_seq: int | None = None,
+    since=None,
+):
     """``audit.export``: the service sends the lines, this side writes them (file or callback)."""
     from pathlib import Path
 
@@ -119,16 +129,19 @@ def lines_to_file(call: Callable, principal, format: str, *, out=None, write=Non
         except OSError as exc:
             raise InvalidInput(f"cannot create {out}: {exc.strerror}") from None
     try:
-        data = call(principal, format, details=details)
+        data = call(principal, format, details=details, after_seq=after_seq, since=since)
     except BaseException:
         if fd is not None:
             os.close(fd)
             os.unlink(out)
         raise
     if fd is not None:
-        with os.fdopen(fd, "w", encoding="ascii", errors="backslashreplace", newline="\n") as fh:
+        from vault.audit.export import line_end
+
+        end = line_end(format)
+        with os.fdopen(fd, "w", encoding="ascii", errors="backslashreplace", newline="") as fh:
             for line in data["lines"]:
-                fh.write(line + "\n")
+                fh.write(line + end)
             fh.flush()
             os.fsync(fh.fileno())
         return {**data["result"], "file": str(Path(out))}

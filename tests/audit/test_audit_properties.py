@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.factories import Person, assign, audit_cast, client_with_secrets, person
+from tests.factories import Person, assign, audit_cast, client_with_secrets, onboard, person
 from tests.helpers import ROOT, clock_at, run_cli
 from vault.audit.details import destroy_client_audit_key
 from vault.audit.export import cef_line, csv_lines
@@ -277,7 +277,8 @@ def test_no_secret_password_code_or_token_is_ever_logged(vdir, tmp_path):
     v.clients.add(c.manager.principal(), "acme", sla_end=clock.now() + timedelta(days=365))
     secrets_seen: list[str] = []
 
-    added = v.users.add(admin.principal(), "bob", ["engineer"])
+    second = person(v, "alma", "admin")
+    added = onboard(v, "bob", ["engineer"], requester=admin, approver=second)
     secrets_seen.append(added["enrollment_code"])
     password = "correct horse battery staple 42"
     enrolled = v.users.enroll("bob", added["enrollment_code"], password)

@@ -147,3 +147,60 @@ def test_report_over_a_real_vault(vdir):
     assert users["rita"]["denied"] == 1
     assert [e["actor"] for e in r["off_hours_access"]] == ["eve"]
     v.close()
+
+
+# --- streaming: one pass, bounded sections (issue 20 item 6) -----------------------------------
+
+
+def test_list_sections_are_capped_with_their_totals_and_full_lists_all():
+    log = Log()
+    saturday = MON + timedelta(days=5)
+    for i in range(250):  # 250 weekend reads by one user, 11 minutes apart (no burst)
+        log.add(saturday + timedelta(minutes=i * 11), "eve", "secret.get", client="acme")
+    r = report(log)
+    assert len(r["off_hours_access"]) == 100
+    assert r["totals"]["off_hours_access"] == 250
+    assert r["truncated"] == ["off_hours_access"]
+    assert [e["seq"] for e in r["off_hours_access"]] == list(range(1, 101))  # the first, in log order
+    s = ReportSettings.from_settings({})
+    everything = build_report(log.events, s, since=MON, until=MON + timedelta(days=30), full=True)
+    assert len(everything["off_hours_access"]) == 250 and everything["truncated"] == []
+
+
+def test_the_report_consumes_a_generator_once_in_bounded_memory():
+    """A million-event log must not be held: the report takes an iterator and keeps no event list."""
+    import tracemalloc
+
+    s = ReportSettings.from_settings({})
+
+    def peak(n):
+        tracemalloc.start()
+        build_report(
+            (
+                Event(i + 1, MON + timedelta(seconds=i), f"u{i % 7}", "secret.get", f"c{i % 5}", "allow", "")
+                for i in range(n)
+            ),
+            s,
+            since=MON,
+            until=MON + timedelta(days=30),
+        )
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    small, large = peak(2_000), peak(40_000)
+    assert large < small * 3, (small, large)  # 20 x the events, not 20 x the memory
+
+
+def test_admin_change_decisions_without_a_result_are_listed_once():
+    log = Log()
+    log.add(MON, "alice", "user.grant", "allow")
+    log.add(MON, "alice", "user.grant", "ok", reason="granted engineer to bob")
+    log.add(MON, "alice", "user.train", "allow")  # no result follows: listed itself
+    log.add(MON, "alice", "client.assign", "deny", reason="nobody assigns themselves")
+    r = report(log)
+    assert [(e["action"], e["outcome"]) for e in r["admin_changes"]] == [
+        ("user.grant", "ok"),
+        ("user.train", "allow"),
+        ("client.assign", "deny"),
+    ]

@@ -2,6 +2,7 @@
 secrets at rest, the import cost of ``secret get``, and the demo."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -26,7 +27,10 @@ def test_onboarding_login_stepup_logout(staff, tmp_path):
     vd = staff.vdir
     _, admin_env = cli_login(vd, staff.alice, tmp_path)
     added = json.loads(vd.cli("user", "add", "dora", "--role", "engineer", "--json", env=admin_env).stdout)
-    code = added["enrollment_code"]
+    assert added["state"] == "pending_approval" and "enrollment_code" not in added
+    _, second_env = cli_login(vd, staff.ada, tmp_path)
+    approved = json.loads(vd.cli("user", "approve", "dora", "--json", env=second_env).stdout)
+    code = approved["enrollment_code"]
     dora_env = vd.env(CVAULT_SESSION_FILE=str(tmp_path / "dora.json"))
     bad = vd.cli(
         "user",
@@ -52,9 +56,11 @@ def test_onboarding_login_stepup_logout(staff, tmp_path):
     )
     assert enrolled.returncode == 0, enrolled.stderr
     doc = json.loads(enrolled.stdout)
-    assert (
-        doc["otpauth_uri"].startswith("otpauth://totp/cvault:dora?") and "issuer=cvault" in doc["otpauth_uri"]
-    )
+    # the issuer is the vault's name (default cvault-<8 hex of the vault id>), with every parameter
+    assert re.fullmatch(
+        r"otpauth://totp/(cvault-[0-9a-f]{8}):dora\?secret=[A-Z2-7]+&issuer=\1&algorithm=SHA1&digits=6&period=30",
+        doc["otpauth_uri"],
+    ), doc["otpauth_uri"]
     assert len(doc["recovery_codes"]) == 10
     secret = secret_from_uri(doc["otpauth_uri"])
     # not logged in yet: exit 3, one line
@@ -164,6 +170,7 @@ def test_admin_commands(staff, tmp_path):
         proc = vd.cli(*args, env=admin)
         assert proc.returncode == 0, (args, proc.stderr)
     _one_line(vd.cli("user", "show", "nobody", env=admin), 5, "no user named 'nobody'")
+    assert vd.cli("user", "disable", "ada", env=admin).returncode == 0
     _one_line(vd.cli("user", "disable", "alice", env=admin), 2, "last active admin")
     actions = [r for r in vd.open().ctx.db.all("SELECT action, outcome FROM audit_events")]
     for action in (
@@ -264,7 +271,9 @@ def test_no_plaintext_credentials_in_the_vault_folder_or_output(tmp_path):
         )
         outputs.append(proc.stdout + proc.stderr)
     token = json.loads((tmp_path / "s.json").read_text())["token"]
-    add = run_cli("user", "add", "dora", "--role", "engineer", "--json", env=env)
+    # one enrolled admin: adding a second admin is a bootstrap step, the code printed at once
+    add = run_cli("user", "add", "dora", "--role", "admin", "--json", env=env)
+    assert json.loads(add.stdout)["mode"] == "bootstrap"
     enroll_code = json.loads(add.stdout)["enrollment_code"]
     outputs.append(run_cli("doctor", env=env).stdout)
     home = tmp_path / "v"

@@ -194,8 +194,8 @@ def run_story(r: Runner) -> list[tuple[str, str, int, str]]:
     step(None, "client", "list", code=3)  # not logged in
     login("ada")
     step("ada", "whoami", has="admin")
-    for name, role in (("maria", "account_manager"), ("eve", "engineer"), ("rita", "security_reviewer")):
-        added = json.loads(step("ada", "--json", "user", "add", name, "--role", role, compare=False).stdout)
+
+    def enroll(name: str, code: str):
         enrolled = json.loads(
             step(
                 name,
@@ -204,7 +204,7 @@ def run_story(r: Runner) -> list[tuple[str, str, int, str]]:
                 "enroll",
                 name,
                 "--code",
-                added["enrollment_code"],
+                code,
                 "--password-stdin",
                 input=PASSWORD + "\n",
                 compare=False,
@@ -212,7 +212,20 @@ def run_story(r: Runner) -> list[tuple[str, str, int, str]]:
         )
         r.totp[name] = Totp(enrolled["otpauth_uri"])
         login(name)
-    step("ada", "user", "train", "eve", "--until", "+365d", has="training of eve valid until")
+
+    # the second admin: a bootstrap step (fewer than two enrolled admins), the code at once
+    second = json.loads(step("ada", "--json", "user", "add", "alan", "--role", "admin", compare=False).stdout)
+    assert second["mode"] == "bootstrap"
+    enroll("alan", second["enrollment_code"])
+    # from now on every account is requested by one admin and approved by another
+    for name, role in (("maria", "account_manager"), ("eve", "engineer"), ("rita", "security_reviewer")):
+        step("ada", "user", "add", name, "--role", role, has="pending approval")
+        step("ada", "user", "approve", name, code=4)  # the requester cannot approve
+        approved = json.loads(step("alan", "--json", "user", "approve", name, compare=False).stdout)
+        enroll(name, approved["enrollment_code"])
+    # ada requested eve's account and alan approved it: neither may vouch for it (training)
+    step("ada", "user", "train", "eve", "--until", "+365d", code=4)
+    step("maria", "user", "train", "eve", "--until", "+365d", has="training of eve valid until")
     step("ada", "user", "list")
     # --- clients -----------------------------------------------------------------------------------
     step("maria", "client", "add", "acme", "--sla-end", "+365d", has="client acme created")

@@ -13,11 +13,11 @@ PENDING: set[tuple[str, str]] = set()
 #: "docs/spec.md §5, §6", "format.md section 2", "sla.md sections 3 and 5", "[sla.md](sla.md) §6"
 SECTION_REF = re.compile(
     r"(?:docs/)?\b([a-z][a-z0-9_-]*\.md)(?:\]\([^)\s]*\))?,? (?:§ ?|sections? )"
-    r"(\d+[a-z]?(?:(?:, | and | or |-)(?:§ ?)?\d+[a-z]?\b)*)"
+    r"(\d+(?:\.\d+)?[a-z]?(?:(?:, | and | or |-)(?:§ ?)?\d+(?:\.\d+)?[a-z]?\b)*)"
 )
-SECTION_NUMBER = re.compile(r"\d+[a-z]?")
-#: a numbered heading: "## 4a. Backup file", "## 6. Copies ..."
-HEADING = re.compile(r"^#{1,6} (\d+[a-z]?)[.\s]", re.MULTILINE)
+SECTION_NUMBER = re.compile(r"\d+(?:\.\d+)?[a-z]?")
+#: a numbered heading: "## 4a. Backup file", "## 6. Copies ...", "### 2.1 Unseal slots"
+HEADING = re.compile(r"^#{1,6} (\d+(?:\.\d+)?[a-z]?)\.?\s", re.MULTILINE)
 #: the old, out-of-tree form: "SPEC 5", "SPEC section 7"
 BARE_SPEC = re.compile(r"\bSPEC(?: section)? ?§? ?\d")
 

@@ -16,6 +16,7 @@ LAYERS: list[tuple[str, int]] = [
     ("vault.errors", 0),
     ("vault.clock", 0),
     ("vault.dates", 0),
+    ("vault.settings", 0),
     ("vault.names", 0),
     ("vault.principal", 0),
     ("vault.home", 0),

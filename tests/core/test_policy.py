@@ -1,6 +1,7 @@
 """The role table of docs/spec.md §6, pair by pair: policy.decide allows exactly what PERMISSIONS says."""
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -36,7 +37,10 @@ def test_table_matches_spec_6_rows():
     assert all(PERMISSIONS[a] == {"engineer"} for a in secret_actions)
     assert set(secret_actions) == set(policy.NEED_TO_KNOW)
     user_actions = [a for a in Action if a.value.startswith("user.")]
-    assert all(PERMISSIONS[a] == {"admin"} for a in user_actions)
+    # issue 11: account managers record training and re-confirm a reset account (a third person)
+    vouching = {Action.USER_TRAIN, Action.USER_CONFIRM}
+    assert all(PERMISSIONS[a] == {"admin"} for a in user_actions if a not in vouching)
+    assert all(PERMISSIONS[a] == {"admin", "account_manager"} for a in vouching)
     assert (
         PERMISSIONS[Action.CLIENT_ASSIGN]
         == PERMISSIONS[Action.CLIENT_UNASSIGN]
@@ -129,3 +133,9 @@ def test_privilege_changes_are_never_allowed_on_oneself():
     for action in NOT_ON_ONESELF:
         assert not policy.decide(admin, action, now=now, account=facts, subject="ann").allowed
         assert policy.decide(admin, action, now=now, account=facts, subject="bob").allowed
+
+
+def test_identity_doc_holds_the_generated_permission_table():
+    """docs/identity.md's table is `python -m cli.permissions` output: regenerate it after a change."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "identity.md").read_text()
+    assert policy.permission_table() in doc

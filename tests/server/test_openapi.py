@@ -66,6 +66,8 @@ def test_every_operation_answers_in_its_declared_schema(tmp_path, remote_config,
     vdir = make_vault(tmp_path / "world", with_operator=False)
     v = vdir.open()
     ada = person(v, "ada", "admin")
+    alan = person(v, "alan", "admin")
+    abe = person(v, "abe", "admin")  # a third admin: ada and alan made nina, so neither grants her roles
     maria = person(v, "maria", "account_manager")
     eve = person(v, "eve", "engineer")
     lena = person(v, "lena", "engineer", real_password=True)
@@ -73,7 +75,7 @@ def test_every_operation_answers_in_its_declared_schema(tmp_path, remote_config,
     v.sync.configure(v.users.resume(ada.token(v)), remote_config)  # on the host, as `remote set` does
     v.clients.add(v.users.resume(maria.token(v)), "acme", sla_end=v.ctx.now() + timedelta(days=365))
     assign(v, eve, "acme")
-    tokens = {p.name: p.token(v) for p in (ada, maria, eve, rita)}
+    tokens = {p.name: p.token(v) for p in (ada, alan, abe, maria, eve, rita)}
     v.close()
     service = start_service(vdir, tmp_path / "service")
     seen: set[str] = set()
@@ -99,22 +101,29 @@ def test_every_operation_answers_in_its_declared_schema(tmp_path, remote_config,
         call("eve", "users.whoami")
         # administration
         added = call("ada", "users.add", {"name": "nina", "roles": ["engineer"]})
+        assert added["state"] == "pending_approval"
+        approved = call("alan", "users.approve", {"name": "nina"})
         call(
             None,
             "users.enroll",
-            {"name": "nina", "code": added["enrollment_code"], "password": "nina's password 1"},
+            {"name": "nina", "code": approved["enrollment_code"], "password": "nina's password 1"},
         )
         call("ada", "users.list")
         call("ada", "users.show", {"name": "nina"})
-        call("ada", "users.grant", {"name": "nina", "role": "security_reviewer"})
+        call("abe", "users.grant", {"name": "nina", "role": "security_reviewer"})
         call("ada", "users.revoke", {"name": "nina", "role": "security_reviewer"})
         call("ada", "users.disable", {"name": "nina"})
         call("ada", "users.enable", {"name": "nina"})
         call("ada", "users.unlock", {"name": "nina"})
         call("ada", "users.reset_totp", {"name": "nina"})
+        call("ada", "users.reset", {"name": "nina"})
+        status, _ = service.client(tokens["ada"]).post(spec.BY_NAME["users.approve"].path, {"name": "nina"})
+        assert status == 403  # the requester of the reset cannot approve it
+        call("alan", "users.approve", {"name": "nina"})
+        call("maria", "users.confirm", {"name": "nina"})
         call("ada", "users.train", {"name": "eve", "until": "+365d"})
         # clients, assignments and who can read what
-        call("maria", "clients.add", {"name": "globex", "sla_end": "+400d", "grace_days": 0})
+        call("maria", "clients.add", {"name": "globex", "sla_end": "+400d", "grace_days": 30})
         call("maria", "clients.list")
         call("maria", "clients.show", {"name": "acme"})
         call("maria", "access.assign", {"client_name": "globex", "user_name": "eve", "until": "+30d"})

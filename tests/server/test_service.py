@@ -348,8 +348,9 @@ def test_background_sweep_and_checkpoints(world, tmp_path):
     vdir, ids, tokens = world
     v = vdir.open()
     maria = v.users.resume(tokens["maria"])
-    v.sla.renew(maria, "globex", v.ctx.now() + timedelta(days=1), grace_days=0)
-    v.sla.expire(maria, "globex", reason="test: shred at the next sweep")
+    # the early shred of two people (one account manager alone cannot shred: issue 11)
+    v.sla.request_shred(maria, "globex", reason="test: shred at the next sweep")
+    v.sla.approve_shred(v.users.resume(tokens["ada"]), "globex")
     v.close()
     service = start_service(vdir, tmp_path / "svc", "--sweep-interval", "1", "--checkpoint-interval", "1")
     try:

@@ -232,7 +232,10 @@ def test_certificate_content_and_offline_verification(shredded, tmp_path):
         "grace_days": 5,
         "shred_due": "2026-06-16T09:00:00Z",
         "original_end": None,
+        "set_by": people.manager.name,
+        "set_at": cert["sla"]["set_at"],
     }
+    assert cert["two_person_rules"] == "on"
     assert cert["requested_by"] == cert["approved_by"] == "automatic sweep"
     assert cert["destroyed"]["records"] == 9
     assert cert["destroyed"]["record_versions"] == len(saved) == 12

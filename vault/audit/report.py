@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, tzinfo
+from typing import NamedTuple
 
 from vault.errors import InvalidInput
 from vault.policy import Action, AuditEvent
@@ -61,8 +62,9 @@ DEFAULTS = {
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-@dataclass(frozen=True)
-class Event:
+class Event(NamedTuple):
+    """One audit event as the report reads it (a tuple: a million of them are made per report)."""
+
     seq: int
     at: datetime
     actor: str
@@ -84,6 +86,15 @@ class Event:
         }
 
 
+def _sections_by_action(action: str, outcome: str) -> tuple[str, ...]:
+    return tuple(
+        s for s in IDENTITY_SECTIONS if matches(s, Event(0, datetime.min, "", action, None, outcome, None))
+    )
+
+
+IDENTITY_SECTIONS = ("failed_logins", "failed_stepups", "lockouts", "totp_replays", "recovery_codes")
+
+
 def matches(section: str, e: Event) -> bool:
     name, outcomes = ACTIONS[section]
     hit = e.action.startswith(name) if name.endswith(".") or section == "shreds" else e.action == name
@@ -99,6 +110,7 @@ class ReportSettings:
     burst_reads: int
     burst_clients: int
     burst_window: timedelta
+    _minutes: dict[int, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: dict) -> ReportSettings:
@@ -128,6 +140,17 @@ class ReportSettings:
         return cls(start, end, days, tz, reads, clients, timedelta(minutes=minutes))
 
     def off_hours(self, when: datetime) -> bool:
+        """Whether ``when`` is outside business hours; constant within a UTC minute (business
+        hours are whole minutes and zone offsets too), so cached per minute."""
+        minute = int(when.timestamp()) // 60
+        cached = self._minutes.get(minute)
+        if cached is None:
+            if len(self._minutes) > 100_000:
+                self._minutes.clear()
+            cached = self._minutes[minute] = self._off_hours(when)
+        return cached
+
+    def _off_hours(self, when: datetime) -> bool:
         local = when.astimezone(self.tz)
         if local.weekday() not in self.days:
             return True
@@ -162,6 +185,75 @@ def _parse_days(text: str) -> frozenset[int]:
     return frozenset(days)
 
 
+_SHRED_PREFIX = ACTIONS["shreds"][0]
+#: entries listed per list section unless ``full``; the section's total is always given
+SECTION_LIMIT = 100
+LIST_SECTIONS = ("off_hours_access", "bursts", "after_assignment_ended", "admin_changes", "shreds")
+
+
+class _Capped:
+    """A list section that keeps its first ``limit`` entries (all with ``limit`` None) and counts
+    the rest: the report's memory does not grow with the log (docs/audit.md section 8)."""
+
+    def __init__(self, limit: int | None):
+        self.limit = limit
+        self.items: list = []
+        self.total = 0
+
+    def add(self, item) -> None:
+        self.total += 1
+        if self.limit is None or len(self.items) < self.limit:
+            self.items.append(item)
+
+
+class _BurstTracker:
+    """One user's sliding window over secret reads, fed in log order; each burst is reported once,
+    from its first read to its last. Memory: the reads inside one window, not the user's history."""
+
+    def __init__(self, user: str, s: ReportSettings, out: _Capped):
+        self.user, self.s, self.out = user, s, out
+        self.window: deque[Event] = deque()
+        self.clients: Counter = Counter()
+        self.current: dict | None = None
+
+    def add(self, e: Event) -> None:
+        s, window, clients = self.s, self.window, self.clients
+        window.append(e)
+        if e.client:
+            clients[e.client] += 1
+        while e.at - window[0].at > s.burst_window:
+            old = window.popleft()
+            if old.client:
+                clients[old.client] -= 1
+                if not clients[old.client]:
+                    del clients[old.client]
+        many_reads, many_clients = len(window) > s.burst_reads, len(clients) > s.burst_clients
+        if not (many_reads or many_clients):
+            self.current = None
+            return
+        current = self.current
+        if current is None:
+            current = self.current = {
+                "user": self.user,
+                "start": window[0].at.isoformat(),
+                "first_seq": window[0].seq,
+                "reads": len(window),
+                "clients": set(clients),
+                "kind": set(),
+            }
+            self.out.add(current)
+        else:
+            current["reads"] += 1
+            if e.client:
+                current["clients"].add(e.client)
+        current["end"] = e.at.isoformat()
+        current["last_seq"] = e.seq
+        if many_reads:
+            current["kind"].add(f"more than {s.burst_reads} reads")
+        if many_clients:
+            current["kind"].add(f"more than {s.burst_clients} clients")
+
+
 def build_report(
     events: Iterable[Event],
     settings: ReportSettings,
@@ -169,19 +261,27 @@ def build_report(
     since: datetime,
     until: datetime,
     certificates: dict[str, dict] | None = None,
+    full: bool = False,
 ) -> dict:
-    events = list(events)
+    """One pass over ``events`` (in log order), memory bounded by the number of users, clients and
+    refusal reasons and by :data:`SECTION_LIMIT` entries per list section (``full``: every entry).
+    Each list section's total is in ``totals``; ``truncated`` names the sections that were cut."""
+    limit = None if full else SECTION_LIMIT
     per_user: dict[str, Counter] = defaultdict(Counter)
     per_client: dict[str, Counter] = defaultdict(Counter)
     refusals: Counter = Counter()
-    identity: dict[str, Counter] = {
-        k: Counter()
-        for k in ("failed_logins", "failed_stepups", "lockouts", "totp_replays", "recovery_codes")
-    }
-    off_hours, after_assignment, admin_changes, shreds = [], [], [], []
-    reads_by_user: dict[str, list[Event]] = defaultdict(list)
+    identity: dict[str, Counter] = {k: Counter() for k in IDENTITY_SECTIONS}
+    identity_of: dict[tuple[str, str], tuple[str, ...]] = {}  # (action, outcome) -> its sections
+    sections = {name: _Capped(limit) for name in LIST_SECTIONS}
+    bursts: dict[str, _BurstTracker] = {}
+    # admin-change decisions ("allow") whose result (ok/error, same action and actor) has not come yet
+    pending_changes: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    changes: list[Event] = []  # the admin changes in log order: rare events, kept whole until the end
+    count = 0
+    tz = settings.tz
 
     for e in events:
+        count += 1
         if e.action.startswith("secret."):
             kind = (
                 "reads"
@@ -195,9 +295,12 @@ def build_report(
                 if e.client:
                     per_client[e.client][kind] += 1
                 if settings.off_hours(e.at):
-                    off_hours.append(e)
+                    sections["off_hours_access"].add(e.brief(tz))
                 if e.action in READ_ACTIONS:
-                    reads_by_user[e.actor].append(e)
+                    tracker = bursts.get(e.actor)
+                    if tracker is None:
+                        tracker = bursts[e.actor] = _BurstTracker(e.actor, settings, sections["bursts"])
+                    tracker.add(e)
             elif e.outcome == "deny":
                 per_user[e.actor]["denied"] += 1
                 if e.client:
@@ -205,18 +308,31 @@ def build_report(
         if e.outcome == "deny":
             refusals[e.reason or "(no reason)"] += 1
             if e.reason and ASSIGNMENT_ENDED.search(e.reason):
-                after_assignment.append(e)
-        for section in identity:
-            if matches(section, e):
-                identity[section][e.actor] += 1
-        if (
-            (e.action in ADMIN_CHANGE_ACTIONS or e.action.startswith(ADMIN_CHANGE_PREFIXES))
-            and e.outcome in ("ok", "deny", "error")
-            or (e.action in ADMIN_CHANGE_ACTIONS and e.outcome == "allow" and not _has_result(events, e))
-        ):
-            admin_changes.append(e)
-        if matches("shreds", e):
-            shreds.append(e)
+                sections["after_assignment_ended"].add(e.brief())
+        key = (e.action, e.outcome)
+        hits = identity_of.get(key)
+        if hits is None:
+            hits = identity_of[key] = _sections_by_action(*key)
+        for section in hits:
+            identity[section][e.actor] += 1
+        if e.action in ADMIN_CHANGE_ACTIONS or e.action.startswith(ADMIN_CHANGE_PREFIXES):
+            if e.outcome in ("ok", "deny", "error"):
+                changes.append(e)
+                if e.outcome in ("ok", "error"):  # the result of the earlier allow decisions
+                    pending_changes.pop((e.action, e.actor), None)
+            elif e.outcome == "allow" and e.action in ADMIN_CHANGE_ACTIONS:
+                pending_changes[(e.action, e.actor)].append(e)
+        if e.action.startswith(_SHRED_PREFIX) and matches("shreds", e):
+            sections["shreds"].add({**e.brief(), "certificate": _certificate_for(e, certificates or {})})
+
+    # an allow decision with no later result is listed itself (the result is listed instead, so
+    # one change is not listed twice)
+    changes.extend(e for pending in pending_changes.values() for e in pending)
+    for e in sorted(changes, key=lambda x: x.seq):
+        sections["admin_changes"].add(e.brief())
+    for b in sections["bursts"].items:
+        b["clients"] = sorted(b["clients"])
+        b["kind"] = " and ".join(sorted(b["kind"]))
 
     def rows(counter_map: dict[str, Counter], key: str) -> list[dict]:
         out = []
@@ -233,34 +349,17 @@ def build_report(
             )
         return out
 
-    tz = settings.tz
     return {
-        "window": {"since": since.isoformat(), "until": until.isoformat(), "events": len(events)},
+        "window": {"since": since.isoformat(), "until": until.isoformat(), "events": count},
         "settings": settings.describe(),
         "access_per_user": rows(per_user, "user"),
         "access_per_client": rows(per_client, "client"),
         "refusals_by_reason": [{"reason": r, "count": n} for r, n in refusals.most_common()],
         "identity": {k: [{"user": u, "count": n} for u, n in sorted(v.items())] for k, v in identity.items()},
-        "off_hours_access": [e.brief(tz) for e in off_hours],
-        "bursts": _bursts(reads_by_user, settings),
-        "after_assignment_ended": [e.brief() for e in after_assignment],
-        "admin_changes": [e.brief() for e in admin_changes],
-        "shreds": [{**e.brief(), "certificate": _certificate_for(e, certificates or {})} for e in shreds],
+        **{name: sec.items for name, sec in sections.items()},
+        "totals": {name: sec.total for name, sec in sections.items()},
+        "truncated": sorted(name for name, sec in sections.items() if len(sec.items) < sec.total),
     }
-
-
-def _has_result(events: list[Event], e: Event) -> bool:
-    """Whether an allow decision has a later ok/error event of the same action and actor (the
-    result is listed instead, so one change is not listed twice)."""
-    for other in events:
-        if (
-            other.seq > e.seq
-            and other.action == e.action
-            and other.actor == e.actor
-            and other.outcome in ("ok", "error")
-        ):
-            return True
-    return False
 
 
 def _certificate_for(e: Event, certificates: dict[str, dict]) -> dict | None:
@@ -268,47 +367,3 @@ def _certificate_for(e: Event, certificates: dict[str, dict]) -> dict | None:
         if e.reason and digest in e.reason:
             return cert
     return None
-
-
-def _bursts(reads_by_user: dict[str, list[Event]], s: ReportSettings) -> list[dict]:
-    """Sliding window per user; each burst is reported once, from its first read to its last."""
-    found = []
-    for user, reads in sorted(reads_by_user.items()):
-        window: deque[Event] = deque()
-        current: dict | None = None
-        for e in sorted(reads, key=lambda x: x.seq):
-            window.append(e)
-            while e.at - window[0].at > s.burst_window:
-                window.popleft()
-            clients = {w.client for w in window if w.client}
-            hot = len(window) > s.burst_reads or len(clients) > s.burst_clients
-            if hot:
-                if current is None:
-                    current = {
-                        "user": user,
-                        "start": window[0].at.isoformat(),
-                        "first_seq": window[0].seq,
-                        "reads": 0,
-                        "clients": set(),
-                        "kind": set(),
-                    }
-                    found.append(current)
-                    seen = {w.seq for w in window}
-                    current["reads"] = len(seen)
-                    current["clients"].update(clients)
-                else:
-                    current["reads"] += 1
-                    if e.client:
-                        current["clients"].add(e.client)
-                current["end"] = e.at.isoformat()
-                current["last_seq"] = e.seq
-                if len(window) > s.burst_reads:
-                    current["kind"].add(f"more than {s.burst_reads} reads")
-                if len(clients) > s.burst_clients:
-                    current["kind"].add(f"more than {s.burst_clients} clients")
-            else:
-                current = None
-    for b in found:
-        b["clients"] = sorted(b["clients"])
-        b["kind"] = " and ".join(sorted(b["kind"]))
-    return found

@@ -188,9 +188,16 @@ class AuditService:
         out: Path | str | None = None,
         write: Callable[[str], None] | None = None,
         details: bool = True,
+        after_seq: int | None = None,
+        since: datetime | str | None = None,
     ) -> dict:
         """Write the whole log as JSON Lines (verifiable offline), CSV or CEF, to ``out`` (a new
-        0600 file, never overwritten) or line by line to ``write``.
+        0600 file, never overwritten) or line by line to ``write`` (each line without its end;
+        :func:`vault.audit.export.line_end` says which one the format uses).
+
+        ``after_seq`` / ``since`` (CSV and CEF, for a SIEM forwarder): only the entries after that
+        sequence number / from that time on; the result's ``head_seq`` is the ``after_seq`` of the
+        next run. A JSON Lines export is always the whole log, so that it verifies on its own.
 
         A fresh signed checkpoint of the head is taken first, so a JSON Lines export is covered
         by a signature up to its last entry."""
@@ -198,13 +205,21 @@ class AuditService:
             raise InvalidInput(f"unknown export format {format!r}: use {', '.join(FORMATS)}")
         if (out is None) == (write is None):
             raise InvalidInput("give an output file or a writer")
+        if format == "jsonl" and (after_seq is not None or since is not None):
+            raise InvalidInput(
+                "a jsonl export is the whole log (it verifies on its own): "
+                "--after-seq and --since are for csv and cef"
+            )
+        if after_seq is not None and after_seq < 0:
+            raise InvalidInput("--after-seq must be 0 or more")
+        start = as_since(since, self.ctx.now()) if since is not None else None
         self.ctx.authorize(principal, Action.AUDIT_EXPORT, detail=None)
         head = self.ctx.audit.checkpoint()
         reader = self.ctx.audit.details.reader() if details else None
         count = {"entries": 0}
 
         def entries() -> Iterator[dict]:
-            for row in self._query(limit=None):
+            for row in self._query(limit=None, after_seq=after_seq, since=start):
                 if row[0] > head.seq:
                     break
                 count["entries"] += 1
@@ -218,7 +233,7 @@ class AuditService:
         elif format == "csv":
             lines = fmt.csv_lines(entries())
         else:
-            lines = fmt.cef_lines(entries(), _version())
+            lines = fmt.cef_lines(entries(), _version(), self.ctx.vault_name, self.ctx.vault_id.hex())
         target = None
         if out is not None:
             target = Path(out)
@@ -228,9 +243,10 @@ class AuditService:
                 raise InvalidInput(f"{target} already exists; refusing to overwrite it") from None
             except OSError as exc:
                 raise InvalidInput(f"cannot create {target}: {exc.strerror}") from None
-            with os.fdopen(fd, "w", encoding="ascii", errors="backslashreplace", newline="\n") as fh:
+            end = fmt.line_end(format)
+            with os.fdopen(fd, "w", encoding="ascii", errors="backslashreplace", newline="") as fh:
                 for line in lines:
-                    fh.write(line + "\n")
+                    fh.write(line + end)
                 fh.flush()
                 os.fsync(fh.fileno())
         elif write is not None:
@@ -242,8 +258,13 @@ class AuditService:
             "head_seq": head.seq,
             "file": str(target) if target else None,
         }
+        span = f" after entry {after_seq}" if after_seq is not None else ""
+        span += f" since {rfc3339(start)}" if start is not None else ""
         self.ctx.record_outcome(
-            principal, Action.AUDIT_EXPORT, "ok", reason=f"exported {count['entries']} entries as {format}"
+            principal,
+            Action.AUDIT_EXPORT,
+            "ok",
+            reason=f"exported {count['entries']} entries as {format}{span}",
         )
         return result
 
@@ -303,17 +324,36 @@ class AuditService:
         *,
         since: datetime | str | None = None,
         until: datetime | str | None = None,
+        full: bool = False,
     ) -> dict:
+        """The reviewer's report over the window, in one streaming pass (bounded memory); list
+        sections show their first 100 entries and their totals unless ``full``."""
         now = self.ctx.now()
         since = as_since(since or "30d", now)
         until = now if until is None else as_since(until, now)
         self.ctx.authorize(principal, Action.AUDIT_REPORT)
         settings = ReportSettings.from_settings(self.ctx.settings)
-        events = (
-            Event(r[0], _at(r[1]), r[2], r[3], r[4], r[5], r[6])
-            for r in self._query(since=since, until=until)
+        return build_report(
+            self._report_events(since, until),
+            settings,
+            since=since,
+            until=until,
+            certificates=self._certificates(),
+            full=full,
         )
-        return build_report(events, settings, since=since, until=until, certificates=self._certificates())
+
+    def _report_events(self, since: datetime, until: datetime) -> Iterator[Event]:
+        """The window's events as the report reads them: one SQLite cursor over the seven columns
+        it needs, oldest first, each time parsed once."""
+        rows = self.ctx.db.conn.execute(
+            "SELECT seq, at, actor, action, client, outcome, reason FROM audit_events"
+            " WHERE at >= ? AND at <= ? ORDER BY seq",
+            (_sql_second(since), _sql_second(until) + "~"),
+        )
+        for seq, at_text, actor, action, client, outcome, reason in rows:
+            at = _at(at_text)
+            if since <= at <= until:
+                yield Event(seq, at, actor, action, client, outcome, reason)
 
     def _certificates(self) -> dict[str, dict]:
         rows = self.ctx.db.all(

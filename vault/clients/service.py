@@ -41,9 +41,14 @@ class ClientService:
         self, principal: Principal, name: str, *, sla_end: datetime | str, grace_days: int | None = None
     ) -> dict:
         names.client_name(name)
-        grace = self.ctx.settings["default_grace_days"] if grace_days is None else grace_days
+        floor = int(self.ctx.settings["min_grace_days"])
+        grace = max(int(self.ctx.settings["default_grace_days"]), floor) if grace_days is None else grace_days
         if not 0 <= grace <= 3650:
             raise InvalidInput("grace period must be 0 to 3650 days")
+        if grace < floor:
+            raise InvalidInput(
+                f"grace period below the vault's minimum of {floor} days (changing it takes two people)"
+            )
         now = self.ctx.now()
         sla_end = require_future(as_when(sla_end, now), now, "the SLA end")
         self.ctx.authorize(principal, Action.CLIENT_ADD, detail=None)
@@ -60,8 +65,17 @@ class ClientService:
                 raise InvalidInput(f"a client named {name!r} already exists")
             conn.execute(
                 "INSERT INTO clients (id, name, created_at, created_by, sla_end, grace_days,"
-                " current_key_version) VALUES (?, ?, ?, ?, ?, ?, 1)",
-                (client_id, name, to_epoch(now), principal.name, to_epoch(sla_end), grace),
+                " current_key_version, sla_set_by, sla_set_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                (
+                    client_id,
+                    name,
+                    to_epoch(now),
+                    principal.name,
+                    to_epoch(sla_end),
+                    grace,
+                    principal.name,
+                    to_epoch(now),
+                ),
             )
             self.ctx.custody.record_first(conn, client_id, made, to_epoch(now))
             store.insert_key(conn, client_id, 1, wrapped, crypto.key_fingerprint(key), to_epoch(now))

@@ -9,17 +9,35 @@ from datetime import datetime
 
 from vault import names
 from vault.clock import from_epoch, rfc3339, to_epoch
-from vault.errors import InvalidInput
+from vault.errors import AccessDenied, InvalidInput
 from vault.identity.factors import FactorsMixin, check_password_rules
-from vault.identity.facts import UserRow, all_users, user_roles, user_row
+from vault.identity.facts import (
+    UserRow,
+    all_users,
+    creation,
+    enrolled_admins,
+    latest_reset,
+    lineage,
+    pending_request,
+    single_operator,
+    suspended,
+    user_roles,
+    user_row,
+)
 from vault.identity.lockout import HOURLY_CAP, failures_in_last_hour, lock_state
 from vault.policy import Action
 from vault.principal import ROLES, Principal
+from vault.store.db import inserted_id
 
 
 class AdminMixin(FactorsMixin):
     def add(self, principal: Principal, name: str, roles: list[str] | tuple[str, ...]) -> dict:
-        """Create a user with roles and a one-time enrollment code (returned once, stored hashed)."""
+        """Request a new account (docs/identity.md, "Separation of duties").
+
+        Two-person vaults: the account is *pending* and no code exists until a different admin
+        runs :meth:`approve` (the code goes to the approver). Bootstrap: while the vault has fewer
+        than two enrolled admins, an admin adding one more admin (and nothing else) gets the code
+        at once, audited as a bootstrap step. Single-operator vaults: the code at once."""
         names.user_name(name)
         roles = sorted(set(roles))
         if not roles:
@@ -32,28 +50,126 @@ class AdminMixin(FactorsMixin):
         with self.ctx.db.write() as conn:
             if user_row(conn, name) is not None:
                 raise InvalidInput(f"a user named {name!r} already exists")
-            user_id = conn.execute(
-                "INSERT INTO users (name, created_at, created_by) VALUES (?, ?, ?)", (name, t, principal.name)
-            ).lastrowid
+            mode = self._add_mode(conn, roles, t)
+            user_id = inserted_id(
+                conn.execute(
+                    "INSERT INTO users (name, created_at, created_by) VALUES (?, ?, ?)",
+                    (name, t, principal.name),
+                )
+            )
             conn.executemany(
                 "INSERT INTO user_roles (user_id, role, granted_at, granted_by) VALUES (?, ?, ?, ?)",
                 [(user_id, r, t, principal.name) for r in roles],
             )
-            code, expires = self._issue_enrollment(conn, user_id, principal.name, t)
+            approved = mode != "two_person"
+            conn.execute(
+                "INSERT INTO account_requests (user_id, kind, requested_by, requested_at, approved_by,"
+                " approved_at, mode) VALUES (?, 'create', ?, ?, ?, ?, ?)",
+                (
+                    user_id,
+                    principal.name,
+                    t,
+                    principal.name if approved else None,
+                    t if approved else None,
+                    mode,
+                ),
+            )
+            code = expires = None
+            if approved:
+                code, expires = self._issue_enrollment(conn, user_id, principal.name, t)
+        result: dict = {"name": name, "roles": roles, "requested_by": principal.name, "mode": mode}
+        if code is None:
+            self.ctx.record_outcome(
+                principal,
+                Action.USER_ADD,
+                "ok",
+                reason=f"user {name} requested with roles {', '.join(roles)}; pending approval by another "
+                "admin",
+            )
+            return dict(result, state="pending_approval")
+        what = {"bootstrap": "bootstrap step", "single_operator": "single-operator vault"}[mode]
         self.ctx.record_outcome(
             principal,
             Action.USER_ADD,
             "ok",
-            reason=f"user {name} added with roles {', '.join(roles)}; enrollment code issued",
+            reason=f"user {name} added with roles {', '.join(roles)} ({what}); enrollment code issued",
+        )
+        return dict(
+            result,
+            state="enrollment pending",
+            enrollment_code=code,
+            enrollment_expires_at=rfc3339(from_epoch(expires or t)),
+        )
+
+    def _add_mode(self, conn, roles: list[str], t: int) -> str:
+        if single_operator(conn):
+            return "single_operator"
+        if roles == ["admin"] and enrolled_admins(conn) < 2:
+            outstanding = conn.execute(
+                "SELECT count(*) FROM account_requests r JOIN users u ON u.id = r.user_id"
+                " JOIN enrollment e ON e.user_id = u.id"
+                " WHERE r.kind = 'create' AND r.mode = 'bootstrap' AND u.password_hash IS NULL"
+                " AND e.expires_at > ?",
+                (t,),
+            ).fetchone()[0]
+            if not outstanding:
+                return "bootstrap"
+        return "two_person"
+
+    def approve(self, principal: Principal, name: str) -> dict:
+        """A second admin approves a pending account creation or full reset: the enrollment code
+        is issued to the approver, who hands it to the person. The requester cannot approve."""
+        self.ctx.authorize(principal, Action.USER_APPROVE, subject=name)
+        _, t = self._now()
+        with self.ctx.db.write() as conn:
+            user = self._require_user(conn, name)
+            request = pending_request(conn, user.id)
+            if request is None:
+                raise InvalidInput(f"{name} has no request waiting for approval")
+            if request.requested_by == principal.name:
+                refusal = f"{principal.name} requested this and cannot approve it: another admin must"
+            else:
+                refusal = None
+                conn.execute(
+                    "UPDATE account_requests SET approved_by = ?, approved_at = ? WHERE id = ?",
+                    (principal.name, t, request.id),
+                )
+                if request.kind == "reset":
+                    self._clear_factors(conn, user.id, t, password=True)
+                code, expires = self._issue_enrollment(conn, user.id, principal.name, t)
+                roles = sorted(user_roles(conn, user.id))
+        if refusal is not None:
+            self.ctx.record_outcome(principal, Action.USER_APPROVE, "deny", reason=refusal)
+            raise AccessDenied(f"access denied: {refusal}")
+        what = "account" if request.kind == "create" else "full reset (roles and assignments suspended)"
+        self.ctx.record_outcome(
+            principal,
+            Action.USER_APPROVE,
+            "ok",
+            reason=f"{what} of {name} requested by {request.requested_by} approved; enrollment code issued",
         )
         return {
             "name": name,
             "roles": roles,
+            "kind": request.kind,
+            "requested_by": request.requested_by,
+            "approved_by": principal.name,
             "enrollment_code": code,
             "enrollment_expires_at": rfc3339(from_epoch(expires)),
         }
 
-    def bootstrap_admin(self, name: str, password: str, *, actor: str = "system:init") -> dict:
+    def _clear_factors(self, conn, user_id: int, t: int, *, password: bool) -> None:
+        sets = "totp_sealed = NULL, totp_active = 0" + (
+            ", password_hash = NULL, enrolled_at = NULL" if password else ""
+        )
+        conn.execute(f"UPDATE users SET {sets} WHERE id = ?", (user_id,))  # noqa: S608 - constant SQL
+        conn.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))
+        conn.execute("DELETE FROM enrollment WHERE user_id = ?", (user_id,))
+        conn.execute("UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL", (t, user_id))
+
+    def bootstrap_admin(
+        self, name: str, password: str, *, actor: str = "system:init", single_operator: bool = False
+    ) -> dict:
         """The first admin of a new vault, enrolled at once (``cvault init --admin``)."""
         names.user_name(name)
         check_password_rules(password)
@@ -61,14 +177,27 @@ class AdminMixin(FactorsMixin):
         with self.ctx.db.write() as conn:
             if conn.execute("SELECT count(*) FROM users").fetchone()[0]:
                 raise InvalidInput("this vault already has users; an admin adds more with 'user add'")
-            user_id = conn.execute(
-                "INSERT INTO users (name, created_at, created_by) VALUES (?, ?, ?)", (name, t, actor)
-            ).lastrowid
-            conn.execute(
-                "INSERT INTO user_roles (user_id, role, granted_at, granted_by) VALUES (?, 'admin', ?, ?)",
-                (user_id, t, actor),
+            user_id = inserted_id(
+                conn.execute(
+                    "INSERT INTO users (name, created_at, created_by) VALUES (?, ?, ?)", (name, t, actor)
+                )
             )
-        self._audit(actor, Action.USER_ADD, "ok", f"first admin {name} created", "cli")
+            roles = ROLES if single_operator else ("admin",)
+            conn.executemany(
+                "INSERT INTO user_roles (user_id, role, granted_at, granted_by) VALUES (?, ?, ?, ?)",
+                [(user_id, r, t, actor) for r in roles],
+            )
+            conn.execute(
+                "INSERT INTO account_requests (user_id, kind, requested_by, requested_at, approved_by,"
+                " approved_at, mode) VALUES (?, 'create', ?, ?, ?, ?, ?)",
+                (user_id, actor, t, actor, t, "single_operator" if single_operator else "init"),
+            )
+        what = (
+            f"single operator {name} created with every role"
+            if single_operator
+            else f"first admin {name} created"
+        )
+        self._audit(actor, Action.USER_ADD, "ok", what, "cli")
         with self.ctx.db.read() as conn:
             user = self._require_user(conn, name)
         return self._complete_enrollment(user, password, "cli")
@@ -76,6 +205,11 @@ class AdminMixin(FactorsMixin):
     def _state(self, conn, user: UserRow, t: int) -> str:
         if user.disabled:
             return "disabled"
+        made = creation(conn, user.id)
+        if made is not None and made.pending:
+            return "pending_approval"
+        if suspended(conn, user.id):
+            return "suspended"
         until = lock_state(conn, user, t)
         if until is not None and until > t:
             return "locked"
@@ -87,6 +221,8 @@ class AdminMixin(FactorsMixin):
         def when(v):
             return rfc3339(from_epoch(v)) if v is not None else None
 
+        made = creation(conn, user.id)
+        waiting = pending_request(conn, user.id)
         return {
             "name": user.name,
             "roles": sorted(user_roles(conn, user.id)),
@@ -95,6 +231,17 @@ class AdminMixin(FactorsMixin):
             "totp_active": user.totp_active,
             "created_at": when(user.created_at),
             "enrolled_at": when(user.enrolled_at),
+            "requested_by": made.requested_by if made else None,
+            "approved_by": made.approved_by if made else None,
+            "pending": (
+                {
+                    "kind": waiting.kind,
+                    "requested_by": waiting.requested_by,
+                    "requested_at": when(waiting.requested_at),
+                }
+                if waiting
+                else None
+            ),
         }
 
     def list(self, principal: Principal) -> list[dict]:
@@ -111,6 +258,19 @@ class AdminMixin(FactorsMixin):
             view = self._view(conn, user, t)
             until = lock_state(conn, user, t)
             view["locked_until"] = rfc3339(from_epoch(until)) if until and until > t else None
+            view["lineage"] = sorted(lineage(conn, user.id))
+            view["creation_mode"] = made.mode if (made := creation(conn, user.id)) else None
+            reset = latest_reset(conn, user.id)
+            view["latest_reset"] = (
+                {
+                    "kind": reset.kind,
+                    "requested_by": reset.requested_by,
+                    "approved_by": reset.approved_by,
+                    "confirmed_by": reset.confirmed_by,
+                }
+                if reset
+                else None
+            )
             view["consecutive_failures"] = user.failed_count
             view["failures_last_hour"] = failures_in_last_hour(conn, user.id, t)
             view["recovery_codes_left"] = conn.execute(
@@ -218,19 +378,26 @@ class AdminMixin(FactorsMixin):
         return self._admin_change(principal, Action.USER_UNLOCK, name, change, f"user {name} unlocked")
 
     def reset_totp(self, principal: Principal, name: str) -> dict:
-        """Withdraw the TOTP secret and recovery codes, end sessions, issue a new enrollment code."""
+        """Withdraw the TOTP secret and recovery codes, end sessions, issue a re-enrollment code.
+        The password stays: re-enrolling needs the code *and* the user's current password, so the
+        admin who holds the code cannot complete it (the user's own factor is still needed)."""
 
         def change(conn, user, t):
-            conn.execute("UPDATE users SET totp_sealed = NULL, totp_active = 0 WHERE id = ?", (user.id,))
-            conn.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user.id,))
+            if user.password_hash is None:
+                raise InvalidInput(f"{name} has no password yet: a full reset ('user reset') is needed")
+            self._clear_factors(conn, user.id, t, password=False)
             conn.execute(
-                "UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL", (t, user.id)
+                "INSERT INTO account_requests (user_id, kind, requested_by, requested_at, approved_by,"
+                " approved_at, mode, confirmed_by, confirmed_at)"
+                " VALUES (?, 'reset_totp', ?, ?, NULL, ?, ?, ?, ?)",
+                (user.id, principal.name, t, t, self._mode(conn), principal.name, t),
             )
             code, expires = self._issue_enrollment(conn, user.id, principal.name, t)
             return {
                 "name": name,
                 "enrollment_code": code,
                 "enrollment_expires_at": rfc3339(from_epoch(expires)),
+                "needs_current_password": True,
             }
 
         return self._admin_change(
@@ -238,7 +405,78 @@ class AdminMixin(FactorsMixin):
             Action.USER_RESET_TOTP,
             name,
             change,
-            f"TOTP of {name} reset; sessions ended; re-enrollment code issued",
+            f"TOTP of {name} reset; sessions ended; re-enrollment code issued (needs the current password)",
+        )
+
+    def _mode(self, conn) -> str:
+        return "single_operator" if single_operator(conn) else "two_person"
+
+    def reset(self, principal: Principal, name: str) -> dict:
+        """Request a full reset (password and TOTP) of an account: pending until another admin
+        approves (:meth:`approve`), which ends its sessions, clears its factors, issues the code to
+        the approver and suspends its roles and assignments until :meth:`confirm`. In a
+        single-operator vault it is done at once and nothing is suspended."""
+
+        def change(conn, user, t):
+            if pending_request(conn, user.id) is not None:
+                raise InvalidInput(f"{name} already has a request waiting for approval")
+            alone = single_operator(conn)
+            conn.execute(
+                "INSERT INTO account_requests (user_id, kind, requested_by, requested_at, approved_by,"
+                " approved_at, mode, confirmed_by, confirmed_at) VALUES (?, 'reset', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    user.id,
+                    principal.name,
+                    t,
+                    *(
+                        (principal.name, t, "single_operator", principal.name, t)
+                        if alone
+                        else (None, None, "two_person", None, None)
+                    ),
+                ),
+            )
+            if not alone:
+                return {
+                    "name": name,
+                    "kind": "reset",
+                    "state": "pending_approval",
+                    "requested_by": principal.name,
+                }
+            self._clear_factors(conn, user.id, t, password=True)
+            code, expires = self._issue_enrollment(conn, user.id, principal.name, t)
+            return {
+                "name": name,
+                "kind": "reset",
+                "state": "enrollment pending",
+                "requested_by": principal.name,
+                "enrollment_code": code,
+                "enrollment_expires_at": rfc3339(from_epoch(expires)),
+            }
+
+        return self._admin_change(
+            principal, Action.USER_RESET, name, change, f"full reset of {name} requested"
+        )
+
+    def confirm(self, principal: Principal, name: str) -> dict:
+        """Re-confirm the roles and assignments of an account suspended by a full reset; only
+        someone who neither requested nor approved that reset (nor the account's creation)."""
+
+        def change(conn, user, t):
+            if not suspended(conn, user.id):
+                raise InvalidInput(f"{name} is not suspended")
+            row = latest_reset(conn, user.id)
+            conn.execute(
+                "UPDATE account_requests SET confirmed_by = ?, confirmed_at = ? WHERE id = ?",
+                (principal.name, t, row.id if row else None),
+            )
+            return {"name": name, "roles": sorted(user_roles(conn, user.id)), "suspended": False}
+
+        return self._admin_change(
+            principal,
+            Action.USER_CONFIRM,
+            name,
+            change,
+            f"roles and assignments of {name} re-confirmed after a full reset",
         )
 
     def train(self, principal: Principal, name: str, until: datetime | str) -> dict:

@@ -155,7 +155,12 @@ class FactorsMixin(LockoutMixin):
         )
 
     def enroll(self, name: str, code: str, password: str, *, origin: str = "cli") -> dict:
-        """Redeem an enrollment code: set the password, issue the TOTP secret and recovery codes."""
+        """Redeem an enrollment code: set the password, issue the TOTP secret and recovery codes.
+
+        After a TOTP reset the account keeps its password: ``password`` must be the *current*
+        one, so whoever holds the re-enrollment code (the admin who reset it) cannot complete it.
+        Every path costs one Argon2id computation, so the time taken does not tell whether the
+        name exists; an unknown name is audited only as a keyed tag."""
         from vault.identity import codes
 
         check_password_rules(password)  # before the code is spent
@@ -164,7 +169,7 @@ class FactorsMixin(LockoutMixin):
             user = user_row(conn, name)
         if user is None:
             self._dummy_verify(password)
-            self._audit(audit_name(name), AuditEvent.AUTH_ENROLL, "deny", "unknown user", origin)
+            self._audit(self._unknown_name(name), AuditEvent.AUTH_ENROLL, "deny", "unknown user", origin)
             raise AuthenticationFailed(ENROLL_FAILURE)
         self._check_not_locked(user, AuditEvent.AUTH_ENROLL, origin)
         key = self._code_key()
@@ -178,8 +183,10 @@ class FactorsMixin(LockoutMixin):
             and crypto.constant_time_equal(codes.code_hash(key, "enroll", user.id, code), bytes(row[0]))
         )
         if not good:
+            self._dummy_verify(password)
             self._fail(user, AuditEvent.AUTH_ENROLL, "wrong enrollment code", origin, ENROLL_FAILURE)
         if t >= row[1]:
+            self._dummy_verify(password)
             self._fail(
                 user,
                 AuditEvent.AUTH_ENROLL,
@@ -188,12 +195,43 @@ class FactorsMixin(LockoutMixin):
                 "enrollment failed: the enrollment code has expired; ask an admin for a new one",
             )
         if user.disabled:
+            self._dummy_verify(password)
             self._audit(user.name, AuditEvent.AUTH_ENROLL, "deny", f"{name} is disabled", origin)
             raise AccessDenied(f"access denied: {name} is disabled")
-        return self._complete_enrollment(user, password, origin, code_hash=bytes(row[0]))
+        keep = None
+        if user.password_hash is not None:  # a TOTP reset: the current password proves the person
+            if not self._verify_password(user, password, AuditEvent.AUTH_ENROLL, origin):
+                self._fail(
+                    user,
+                    AuditEvent.AUTH_ENROLL,
+                    "wrong current password for re-enrollment",
+                    origin,
+                    "enrollment failed: after a TOTP reset, give your current password",
+                )
+            keep = user.password_hash
+        return self._complete_enrollment(user, password, origin, code_hash=bytes(row[0]), keep_hash=keep)
+
+    def _unknown_name(self, name: str) -> str:
+        """How an unknown typed name appears in the audit log: never in clear (it may be a
+        password typed into the name field), as a keyed tag that repeats for the same name."""
+        try:
+            tag = crypto.hmac_sha256(self._code_key(), b"unknown-name\x00" + name.encode("utf-8", "replace"))
+        except Exception:  # noqa: BLE001 - sealed or no key: no tag, still nothing in clear
+            return "(unknown user)"
+        return f"(unknown user {tag.hex()[:12]})"
+
+    def _verify_password(self, user: UserRow, password: str, event: AuditEvent, origin: str) -> bool:
+        """True for the right password, False for a wrong one; any other failure (the Argon2id
+        queue full, a broken library) raises without counting as a failed attempt."""
+        return crypto.password_verify(password or "", user.password_hash or "")
 
     def _complete_enrollment(
-        self, user: UserRow, password: str, origin: str, code_hash: bytes | None = None
+        self,
+        user: UserRow,
+        password: str,
+        origin: str,
+        code_hash: bytes | None = None,
+        keep_hash: str | None = None,
     ) -> dict:
         from vault.identity import codes, totp
 
@@ -201,7 +239,7 @@ class FactorsMixin(LockoutMixin):
         secret = totp.new_secret()
         recovery = [codes.new_code() for _ in range(codes.RECOVERY_CODES)]
         key = self._code_key()
-        phc = crypto.password_hash(password)
+        phc = keep_hash if keep_hash is not None else crypto.password_hash(password)
         with self.ctx.db.write() as conn:
             if code_hash is not None:  # spend the code under the write lock: one enrollment wins
                 spent = conn.execute(
@@ -233,7 +271,7 @@ class FactorsMixin(LockoutMixin):
         )
         return {
             "name": user.name,
-            "otpauth_uri": totp.provisioning_uri(secret, user.name),
+            "otpauth_uri": totp.provisioning_uri(secret, user.name, self.ctx.totp_issuer),
             "recovery_codes": recovery,
             "totp_active": False,
         }

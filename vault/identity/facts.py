@@ -173,6 +173,8 @@ def visible_client_ids(ctx, principal: Principal) -> set[str] | None:
         user = user_row(conn, principal.name)
         if user is None:
             return set()
+        if suspended(conn, user.id):
+            return set()
         if policy.sees_all_clients(user_roles(conn, user.id)):
             return None
         rows = conn.execute(
@@ -196,6 +198,8 @@ def _account(
         session_reason=session_reason,
         stepup_at=stepup_at,
         roles=user_roles(conn, user.id),
+        suspended=suspended(conn, user.id),
+        single_operator=single_operator(conn),
     )
 
 
@@ -218,3 +222,86 @@ def users_for_client(conn, client_id: str) -> list[UserRow]:
 
 def all_users(conn) -> list[UserRow]:
     return [user_from_row(r) for r in conn.execute(f"SELECT {USER_COLUMNS} FROM users ORDER BY name")]  # noqa: S608 - a constant column list; no input in the SQL
+
+
+# --- separation of duties (0006_separation.sql; docs/identity.md "Separation of duties") -------------
+
+REQUEST_COLUMNS = (
+    "id, kind, requested_by, requested_at, approved_by, approved_at, mode, confirmed_by, confirmed_at"
+)
+
+
+class AccountRequest(NamedTuple):
+    id: int
+    kind: str  # create | reset | reset_totp
+    requested_by: str
+    requested_at: int
+    approved_by: str | None
+    approved_at: int | None
+    mode: str  # two_person | bootstrap | single_operator | init
+    confirmed_by: str | None
+    confirmed_at: int | None
+
+    @property
+    def pending(self) -> bool:
+        return self.approved_at is None
+
+    def people(self) -> frozenset[str]:
+        """The named people of this step (system actors, such as ``system:init``, are no one)."""
+        return frozenset(n for n in (self.requested_by, self.approved_by) if n and ":" not in n)
+
+
+def single_operator(conn) -> bool:
+    """Whether the vault was made with ``init --single-operator`` (two-person rules off)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'single_operator'").fetchone()
+    return bool(row) and str(row[0]) == "1"
+
+
+def latest_request(conn, user_id: int, kinds: tuple[str, ...]) -> AccountRequest | None:
+    marks = ", ".join("?" for _ in kinds)
+    row = conn.execute(
+        f"SELECT {REQUEST_COLUMNS} FROM account_requests WHERE user_id = ? AND kind IN ({marks})"  # noqa: S608 - constant columns and placeholders; values are bound
+        " ORDER BY id DESC LIMIT 1",
+        (user_id, *kinds),
+    ).fetchone()
+    return AccountRequest(*row) if row else None
+
+
+def creation(conn, user_id: int) -> AccountRequest | None:
+    return latest_request(conn, user_id, ("create",))
+
+
+def latest_reset(conn, user_id: int) -> AccountRequest | None:
+    return latest_request(conn, user_id, ("reset", "reset_totp"))
+
+
+def pending_request(conn, user_id: int) -> AccountRequest | None:
+    """The account's request waiting for a second admin (a creation or a full reset), if any."""
+    row = latest_request(conn, user_id, ("create", "reset"))
+    return row if row is not None and row.pending else None
+
+
+def lineage(conn, user_id: int | None) -> frozenset[str]:
+    """Who requested or approved the account's creation and its latest factor reset: the people
+    who held (or could have held) its enrollment code, and so may not vouch for it (rule 2)."""
+    if user_id is None:
+        return frozenset()
+    people: set[str] = set()
+    for row in (creation(conn, user_id), latest_reset(conn, user_id)):
+        if row is not None:
+            people |= row.people()
+    return frozenset(people)
+
+
+def suspended(conn, user_id: int) -> bool:
+    """A full reset was approved and nobody outside its lineage has re-confirmed the account's
+    roles and assignments yet: they do not count (SPEC issue 11, item 3)."""
+    row = latest_request(conn, user_id, ("reset",))
+    return row is not None and row.approved_at is not None and row.confirmed_at is None
+
+
+def enrolled_admins(conn) -> int:
+    return conn.execute(
+        "SELECT count(*) FROM users u JOIN user_roles r ON r.user_id = u.id"
+        " WHERE r.role = 'admin' AND u.disabled = 0 AND u.password_hash IS NOT NULL"
+    ).fetchone()[0]

@@ -13,7 +13,7 @@ from typing import NamedTuple
 from vault import crypto
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.errors import AccessDenied, AuthenticationFailed, InvalidInput
-from vault.identity.factors import FactorsMixin, audit_name, check_password_rules
+from vault.identity.factors import FactorsMixin, check_password_rules
 from vault.identity.facts import session_state, touch_session, user_roles, user_row
 from vault.identity.lockout import GENERIC_FAILURE
 from vault.policy import AuditEvent
@@ -64,7 +64,7 @@ class SessionsMixin(FactorsMixin):
         if user is None or user.password_hash is None:
             self._dummy_verify(password)
             if user is None:
-                self._audit(audit_name(name), AuditEvent.AUTH_LOGIN, "deny", "unknown user", origin)
+                self._audit(self._unknown_name(name), AuditEvent.AUTH_LOGIN, "deny", "unknown user", origin)
                 raise AuthenticationFailed(GENERIC_FAILURE)
             self._fail(user, AuditEvent.AUTH_LOGIN, "not enrolled yet", origin)
         self._check_not_locked(user, AuditEvent.AUTH_LOGIN, origin)

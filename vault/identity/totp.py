@@ -95,12 +95,17 @@ def match_step(
 
 
 def provisioning_uri(secret: str, account: str, issuer: str = ISSUER) -> str:
-    """``otpauth://totp/cvault:NAME?secret=...&issuer=cvault`` for authenticator apps."""
-    import pyotp
+    """The Key URI an authenticator app reads, with every parameter spelled out:
+    ``otpauth://totp/ISSUER:NAME?secret=...&issuer=ISSUER&algorithm=SHA1&digits=6&period=30``.
 
-    return pyotp.TOTP(secret, digits=DIGITS, interval=STEP_SECONDS).provisioning_uri(
-        name=account, issuer_name=issuer
-    )
+    ``issuer`` is the vault's (its name unless configured: two vaults give two entries in the
+    app); it appears in the label and as the parameter, both percent-encoded."""
+    from urllib.parse import quote
+
+    label = quote(issuer, safe="") + ":" + quote(account, safe="")
+    query = f"secret={secret}&issuer={quote(issuer, safe='')}"
+    query += f"&algorithm=SHA1&digits={DIGITS}&period={STEP_SECONDS}"
+    return f"otpauth://totp/{label}?{query}"
 
 
 def secret_from_uri(uri: str) -> str:

@@ -609,13 +609,11 @@ class SecretService:
                 record_id=record_id,
                 record_version=version,
             )
-            doc = json.loads(plaintext)
-            if doc.get("kind") != kind or not isinstance(doc.get("fields"), dict):
-                raise ValueError
-        except (CryptoError, ValueError, AttributeError):
+            fields = blobfmt.open_document(plaintext, kind)
+        except CryptoError:
             raise self._integrity(client, path, version) from None
         return SecretRecord(
-            client.name, path, kind, version, doc["fields"], rfc3339(from_epoch(created_at)), created_by
+            client.name, path, kind, version, fields, rfc3339(from_epoch(created_at)), created_by
         )
 
     def read_blob(self, name: str) -> bytes:

@@ -68,6 +68,9 @@ class VaultPool:
         self._lock = threading.Lock()
         self._root: bytes | None = None
         self._write_lock = threading.RLock()
+        from vault.audit.log import GroupCommit
+
+        self.audit_group = GroupCommit()
         #: one unseal attempt at a time (each runs Argon2id with 64 MiB), and a global cap on
         #: failures whatever the source address
         self._unseal_lock = threading.Lock()
@@ -90,6 +93,7 @@ class VaultPool:
             custody_options={"cache": self.custody_cache},
         )
         vault.ctx.client_key_cache = self.key_cache
+        vault.ctx.audit.group = self.audit_group  # concurrent requests share audit commits
         return vault
 
     def unseal(self, how: str, secret: str, origin: str | None = None) -> None:

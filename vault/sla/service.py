@@ -18,11 +18,13 @@ import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from vault import policy
 from vault.audit.signing import AuditSigner
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.context import VaultContext
 from vault.dates import as_duration, as_when, require_future
 from vault.errors import AccessDenied, ClientUnavailable, InvalidInput, NotFound
+from vault.identity import facts
 from vault.locks import exclusive
 from vault.policy import Action
 from vault.principal import Principal
@@ -54,10 +56,6 @@ class SelfApproval(AccessDenied):
 
 def _iso(epoch: int | None) -> str | None:
     return None if epoch is None else rfc3339(from_epoch(epoch))
-
-
-def _same_person(a_name: str, b: Principal) -> bool:
-    return a_name == b.name
 
 
 class SlaService:
@@ -144,6 +142,11 @@ class SlaService:
         until = as_when(until, self.ctx.now())
         if grace_days is not None and not 0 <= grace_days <= MAX_GRACE_DAYS:
             raise InvalidInput(f"grace period must be 0 to {MAX_GRACE_DAYS} days")
+        floor = int(self.ctx.settings["min_grace_days"])
+        if grace_days is not None and grace_days < floor:
+            raise InvalidInput(
+                f"grace period below the vault's minimum of {floor} days (changing it takes two people)"
+            )
         client = self.ctx.client(name)
         self.ctx.authorize(principal, Action.SLA_RENEW, client=client)
         self._refuse_if_shredded(
@@ -163,9 +166,10 @@ class SlaService:
             if grace is None:
                 # an approved early shred set grace to 0: give the client its grace period back
                 grace = request[7] if request is not None and request[7] is not None else client.grace_days
+                grace = max(grace, floor)
             conn.execute(
-                "UPDATE clients SET sla_end = ?, grace_days = ? WHERE id = ?",
-                (to_epoch(until), grace, client.id),
+                "UPDATE clients SET sla_end = ?, grace_days = ?, sla_set_by = ?, sla_set_at = ? WHERE id = ?",
+                (to_epoch(until), grace, principal.name, to_epoch(now), client.id),
             )
             if request is not None:
                 conn.execute(
@@ -190,6 +194,7 @@ class SlaService:
         self.ctx.authorize(principal, Action.SLA_EXPIRE, client=client)
         self._refuse_if_shredded(principal, Action.SLA_EXPIRE, client, "nothing to expire")
         now = self.ctx.now()
+        floor = int(self.ctx.settings["min_grace_days"])
         with self.ctx.db.write() as conn:
             client = self.ctx.client(name, conn)
             if client.state(now) != "active":
@@ -197,7 +202,19 @@ class SlaService:
                     f"client {name} is already {client.state(now).replace('_', ' ')} "
                     f"(SLA ended {rfc3339(client.sla_end)})"
                 )
-            conn.execute("UPDATE clients SET sla_end = ? WHERE id = ?", (to_epoch(now), client.id))
+            # the grace period then runs in full: never below the vault's minimum, so that one
+            # person cannot end an SLA and shred at once (issue 11, "instant shred")
+            conn.execute(
+                "UPDATE clients SET sla_end = ?, grace_days = max(grace_days, ?), sla_set_by = ?,"
+                " sla_set_at = ? WHERE id = ?",
+                (
+                    to_epoch(now),
+                    floor,
+                    principal.name,
+                    to_epoch(now),
+                    client.id,
+                ),
+            )
         self.ctx.record_outcome(
             principal,
             Action.SLA_EXPIRE,
@@ -253,7 +270,15 @@ class SlaService:
                 )
             if request[4] is not None:
                 raise InvalidInput(f"the early shred of {name} was already approved by {request[4]}")
-            if _same_person(request[1], principal):
+            single = facts.single_operator(conn)
+            requester = facts.user_row(conn, request[1])
+            why_not = policy.distinct_people(
+                principal.name,
+                request[1],
+                facts.lineage(conn, requester.id if requester else None),
+                single_operator=single,
+            )
+            if why_not is not None:
                 denied = True
             else:
                 denied = False
@@ -264,14 +289,12 @@ class SlaService:
                     (principal.name, to_epoch(now), to_epoch(client.sla_end), client.grace_days, request[0]),
                 )
                 conn.execute(
-                    "UPDATE clients SET sla_end = min(sla_end, ?), grace_days = 0 WHERE id = ?",
-                    (to_epoch(now), client.id),
+                    "UPDATE clients SET sla_end = min(sla_end, ?), grace_days = 0, sla_set_by = ?,"
+                    " sla_set_at = ? WHERE id = ?",
+                    (to_epoch(now), principal.name, to_epoch(now), client.id),
                 )
         if denied:
-            message = (
-                f"two-person rule: {principal.name} requested this shred and cannot approve "
-                "it; another admin or account manager must"
-            )
+            message = f"two-person rule: {why_not}"
             self.ctx.record_outcome(
                 principal, Action.SLA_APPROVE_SHRED, "deny", client=client, reason=message
             )

@@ -527,6 +527,8 @@ class Shredder:
             )
         t = {k: (rfc3339(from_epoch(v)) if v else None) for k, v in job.times.items()}
         pending = outbox.shred_deletes_pending(self.ctx.db.conn, job.client_id)
+        set_row = self.ctx.db.one("SELECT sla_set_by, sla_set_at FROM clients WHERE id = ?", (job.client_id,))
+        alone = self.ctx.db.one("SELECT value FROM meta WHERE key = 'single_operator'")
         return {
             "type": certfmt.CERT_TYPE,
             "version": certfmt.CERT_VERSION,
@@ -537,7 +539,15 @@ class Shredder:
                 "grace_days": job.grace_days,
                 "shred_due": rfc3339(from_epoch(job.sla_end + job.grace_days * 86400)),
                 "original_end": (rfc3339(from_epoch(request[5])) if request and request[5] else None),
+                # issue 11: who last set the SLA end and grace period, and when
+                "set_by": set_row[0] if set_row else None,
+                "set_at": rfc3339(from_epoch(set_row[1])) if set_row and set_row[1] else None,
             },
+            "two_person_rules": (
+                "off: single-operator vault (one person may request and approve)"
+                if alone and str(alone[0]) == "1"
+                else "on"
+            ),
             "trigger": "early shred" if job.trigger == "early" else "automatic sweep",
             "requested_by": request[0] if request else "automatic sweep",
             "requested_at": rfc3339(from_epoch(request[1])) if request else None,

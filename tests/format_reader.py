@@ -1,0 +1,266 @@
+"""An independent reader of a cvault vault, written from docs/format.md alone.
+
+It imports nothing of cvault (``vault``, ``cli``): only ``cryptography`` (AES-GCM, HKDF, HMAC,
+Argon2id), ``hashlib``, ``sqlite3``, ``unicodedata`` and general standard-library modules (json,
+base64, argparse). ``tests/test_format_independent.py`` runs it in a subprocess on a vault the
+CLI made and compares what it decrypts with ``cvault secret get --json`` and ``cvault audit log
+--json``. Each step names the docs/format.md section it follows; when this reader and cvault
+disagree, one of them does not follow that document.
+
+    python tests/format_reader.py --home DIR --custody-file FILE (--key-file F | --passphrase-file F)
+
+prints ``{"records": [{"client", "path", "kind", "version", "fields"}...], "audit": [{"seq",
+"detail"}...]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import sqlite3
+import sys
+import unicodedata
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+# --- section 1: encodings ----------------------------------------------------------------------
+
+
+def lp(field: bytes | str | int) -> bytes:
+    if isinstance(field, int):
+        return (8).to_bytes(4, "big") + field.to_bytes(8, "big")
+    if isinstance(field, str):
+        field = field.encode("utf-8")
+    return len(field).to_bytes(4, "big") + field
+
+
+def aad(label: str, *fields: bytes | str | int) -> bytes:
+    return b"cvault/v1/" + label.encode("ascii") + b"".join(lp(f) for f in fields)
+
+
+def hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(ikm)
+
+
+def hmac_sha256(key: bytes, message: bytes) -> bytes:
+    mac = crypto_hmac.HMAC(key, hashes.SHA256())
+    mac.update(message)
+    return mac.finalize()
+
+
+def unseal(key: bytes, sealed: bytes, associated: bytes) -> bytes:
+    """``seal(K, P, A) = N || AES-256-GCM(K, N, P, A)``; raises cryptography's InvalidTag."""
+    sealed = bytes(sealed)
+    return AESGCM(key).decrypt(sealed[:12], sealed[12:], associated)
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# --- section 2.1: the root key from an unseal slot -----------------------------------------------
+
+
+def slot_inputs(kind: str, secret: bytes | str, kdf_params: dict | None) -> list[bytes]:
+    if kind != "passphrase":
+        return [secret]  # type: ignore[list-item]
+    assert isinstance(secret, str)
+    nfc = unicodedata.normalize("NFC", secret).encode("utf-8")
+    if (kdf_params or {}).get("normalize") == "NFC":
+        return [nfc]
+    # a slot from before normalisation: the typed bytes, then NFC, then NFD
+    out: list[bytes] = []
+    for candidate in (secret.encode("utf-8"), nfc, unicodedata.normalize("NFD", secret).encode("utf-8")):
+        if candidate not in out:
+            out.append(candidate)
+    return out
+
+
+def slot_kek(kind: str, secret: bytes, salt: bytes, kdf_params: dict | None) -> bytes:
+    if kind == "passphrase":
+        assert kdf_params is not None and kdf_params["memory_kib"] >= 65536
+        return Argon2id(
+            salt=salt,
+            length=32,
+            iterations=kdf_params["iterations"],
+            lanes=kdf_params["lanes"],
+            memory_cost=kdf_params["memory_kib"],
+        ).derive(secret)
+    return hkdf(secret, salt, b"cvault/v1/slot/" + kind.encode("ascii"))
+
+
+def root_key(db: sqlite3.Connection, vault_id: bytes, kind: str, secret: bytes | str) -> bytes:
+    rows = db.execute(
+        "SELECT id, kdf_params, salt, wrapped_root FROM unseal_slots WHERE kind = ? ORDER BY id", (kind,)
+    ).fetchall()
+    for slot_id, params, salt, wrapped in rows:
+        kdf_params = json.loads(params) if params else None
+        for candidate in slot_inputs(kind, secret, kdf_params):
+            kek = slot_kek(kind, candidate, bytes(salt), kdf_params)
+            try:
+                return unseal(kek, wrapped, aad("slot", vault_id, slot_id, kind))
+            except InvalidTag:  # the tag did not verify: try the next one
+                continue
+    raise SystemExit("no unseal slot opened")
+
+
+def key_file_secret(text: str) -> bytes:
+    text = text.strip()
+    prefix = "cvault-keyfile-v1:"
+    assert text.startswith(prefix), "not a key file"
+    secret = b64url_decode(text[len(prefix) :])
+    assert len(secret) == 32
+    return secret
+
+
+# --- section 2.3: custody ------------------------------------------------------------------------
+
+
+def read_custody_file(path: Path, vault_id: bytes) -> dict[tuple[str, int], bytes]:
+    data = path.read_bytes()
+    body, _, end = data.rstrip(b"\n").rpartition(b"\n")
+    body += b"\n"
+    assert end.startswith(b"end ") and end[4:].decode("ascii") == hashlib.sha256(body).hexdigest(), (
+        "torn file"
+    )
+    lines = body.decode("ascii").splitlines()
+    assert lines[0] == "cvault-custody-v1" and lines[1] == "vault " + vault_id.hex()
+    assert lines[2].startswith("generation ")
+    secrets = {}
+    for line in lines[3:]:
+        parts = line.split(" ")
+        if parts[0] == "k":
+            secrets[(parts[1], int(parts[2]))] = b64url_decode(parts[3])
+        else:
+            assert parts[0] == "x", line
+    return secrets
+
+
+def custody_wrap_key(
+    k_client_key_wrap: bytes, secret: bytes, vault_id: bytes, client_id: str, n: int
+) -> bytes:
+    return hkdf(
+        k_client_key_wrap + secret, vault_id, b"cvault/v1/client-key-wrap/custody" + lp(client_id) + lp(n)
+    )
+
+
+# --- section 3: the record blob ------------------------------------------------------------------
+
+
+def open_blob(
+    data: bytes, dek: bytes, vault_id: bytes, client_id: str, record_id: int, version: int, kind: str
+):
+    assert len(data) >= 78  # step 1
+    assert data[0:4] == b"CVLT" and data[4] == 1 and data[5] == 1  # step 2
+    header = data[:62]
+    assert header[6:22] == vault_id and header[22:38] == bytes.fromhex(client_id)  # step 3
+    assert (
+        int.from_bytes(header[38:46], "big") == record_id and int.from_bytes(header[46:50], "big") == version
+    )
+    document = json.loads(AESGCM(dek).decrypt(header[50:62], data[62:], header))  # step 5
+    assert isinstance(document, dict) and document["kind"] == kind  # step 6
+    assert isinstance(document["fields"], dict)
+    return document["fields"]
+
+
+# --- section 5: reading a vault, step by step ----------------------------------------------------
+
+
+def read_vault(home: Path, custody_file: Path, kind: str, secret: bytes | str) -> dict:
+    db = sqlite3.connect(f"file:{home / 'vault.db'}?mode=ro", uri=True)  # step 1
+    vault_id = bytes(db.execute("SELECT value FROM meta WHERE key = 'vault_id'").fetchone()[0])
+    root = root_key(db, vault_id, kind, secret)  # step 2
+    k_ckw = hkdf(root, vault_id, b"cvault/v1/client-key-wrap")  # step 3
+    custody = read_custody_file(custody_file, vault_id)  # step 4
+    records, audit_keys = [], {}
+    for client_id, name, current_key_version in db.execute(
+        "SELECT id, name, current_key_version FROM clients WHERE shred_state IS NULL ORDER BY name"
+    ).fetchall():
+        (n,) = db.execute(
+            "SELECT version FROM client_custody WHERE client_id = ? AND state = 'current'", (client_id,)
+        ).fetchone()
+        k_wrap = custody_wrap_key(k_ckw, custody[(client_id, n)], vault_id, client_id, n)
+        client_keys = {  # step 5
+            v: unseal(k_wrap, wrapped, aad("client-key", vault_id, client_id, v))
+            for v, wrapped in db.execute(
+                "SELECT version, wrapped FROM client_keys WHERE client_id = ?", (client_id,)
+            )
+        }
+        row = db.execute("SELECT wrapped FROM client_audit_keys WHERE client_id = ?", (client_id,)).fetchone()
+        if row is not None:
+            audit_keys[client_id] = unseal(k_wrap, row[0], aad("client-audit-key", vault_id, client_id))
+        ck = client_keys[current_key_version]
+        tag_key = hkdf(ck, vault_id, b"cvault/v1/name-tag")
+        for record_id, path_tag, meta_sealed, current in db.execute(  # step 6
+            "SELECT id, path_tag, meta_sealed, current_version FROM records WHERE client_id = ? ORDER BY id",
+            (client_id,),
+        ).fetchall():
+            meta = json.loads(
+                unseal(
+                    ck, meta_sealed, aad("record-meta", vault_id, client_id, record_id, current_key_version)
+                )
+            )
+            assert hmac_sha256(tag_key, meta["path"].encode("utf-8")) == bytes(path_tag)
+            key_version, wrapped_dek, blob_name = db.execute(
+                "SELECT key_version, wrapped_dek, blob_name FROM record_versions"
+                " WHERE record_id = ? AND version = ?",
+                (record_id, current),
+            ).fetchone()
+            if wrapped_dek is None:
+                continue  # a delete marker
+            dek = unseal(
+                client_keys[key_version],
+                wrapped_dek,
+                aad("record-key", vault_id, client_id, record_id, current, key_version),
+            )
+            data = (home / "blobs" / blob_name[:2] / blob_name).read_bytes()
+            fields = open_blob(data, dek, vault_id, client_id, record_id, current, meta["kind"])
+            records.append(
+                {
+                    "client": name,
+                    "path": meta["path"],
+                    "kind": meta["kind"],
+                    "version": current,
+                    "fields": fields,
+                }
+            )
+    audit = []
+    for seq, detail_sealed, detail_key in db.execute(  # step 7
+        "SELECT seq, detail_sealed, detail_key FROM audit_events WHERE detail_sealed IS NOT NULL ORDER BY seq"
+    ):
+        client_id = detail_key.removeprefix("audit:")
+        if detail_key.startswith("audit:") and client_id in audit_keys:
+            detail = unseal(audit_keys[client_id], detail_sealed, aad("audit-detail", vault_id, client_id))
+            audit.append({"seq": seq, "detail": detail.decode("utf-8")})
+    db.close()
+    return {"records": records, "audit": audit}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--custody-file", type=Path, required=True)
+    unseal_with = parser.add_mutually_exclusive_group(required=True)
+    unseal_with.add_argument("--key-file", type=Path)
+    unseal_with.add_argument("--passphrase-file", type=Path)
+    args = parser.parse_args(argv)
+    if args.key_file:
+        kind, secret = "keyfile", key_file_secret(args.key_file.read_text())
+    else:
+        kind, secret = "passphrase", args.passphrase_file.read_text(encoding="utf-8").splitlines()[0]
+    result = read_vault(args.home, args.custody_file, kind, secret)
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in {"vault", "cli", "tests"})
+    assert not loaded, f"the independent reader imported cvault: {loaded}"
+    json.dump(result, sys.stdout, ensure_ascii=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Vault-wide settings chosen at ``init`` (docs/cli.md): the vault's name, the TOTP issuer and the
+time zone of date-only inputs. Stored in the ``settings`` JSON of ``meta`` next to the policy
+settings (vault.context.DEFAULT_SETTINGS); checked here before anything is created."""
+
+from __future__ import annotations
+
+from datetime import tzinfo
+
+from vault.clock import UTC
+from vault.errors import InvalidInput
+
+MAX_NAME = 64
+
+
+def _name(value: str | None, what: str) -> str | None:
+    if value is None:
+        return None
+    text = value.strip()
+    if not text or len(text) > MAX_NAME or not text.isprintable() or ":" in text:
+        raise InvalidInput(
+            f"invalid {what}: 1 to {MAX_NAME} printable characters, no ':' (authenticator apps "
+            "split the account label at the colon)"
+        )
+    return text
+
+
+def zone(name: str) -> tzinfo:
+    """The ``tzinfo`` of an IANA time zone name (``UTC``, ``Europe/Amsterdam``)."""
+    if name in ("UTC", "Z", "Etc/UTC"):
+        return UTC
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidInput(f"unknown time zone {name!r}: use an IANA name such as Europe/Amsterdam") from None
+
+
+def check_settings(
+    *, vault_name: str | None = None, totp_issuer: str | None = None, time_zone: str | None = None
+) -> dict:
+    """The settings ``init`` stores, validated; only those given."""
+    out: dict = {}
+    if (name := _name(vault_name, "vault name")) is not None:
+        out["vault_name"] = name
+    if (issuer := _name(totp_issuer, "TOTP issuer")) is not None:
+        out["totp_issuer"] = issuer
+    if time_zone is not None:
+        zone(time_zone)
+        out["time_zone"] = time_zone
+    return out
