@@ -103,7 +103,8 @@ def test_each_client_searched_is_one_audited_decision(staffed):
     assert [(c, o) for c, o, _ in decisions] == [("acme", "allow"), ("globex", "allow"), ("acme", "ok")]
     # the term is kept, sealed under the client's audit-detail key, for the clients it matched in
     sealed = v.ctx.db.all(
-        "SELECT detail_sealed FROM audit_events WHERE action = 'secret.search' AND outcome = 'ok' AND seq > ?",
+        "SELECT detail_sealed FROM audit_events"
+        " WHERE action = 'secret.search' AND outcome = 'ok' AND seq > ?",
         (before,),
     )
     assert len(sealed) == 1 and sealed[0][0] and b"fw.acme" not in sealed[0][0]
