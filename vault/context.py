@@ -113,6 +113,13 @@ class VaultContext:
     def time_zone(self) -> str:
         return str(self.settings.get("time_zone") or "UTC")
 
+    @property
+    def zone(self):
+        """The vault's time zone (``tzinfo``): where a bare end date ends (vault.dates.as_when)."""
+        from vault.settings import zone
+
+        return zone(self.time_zone)
+
     @staticmethod
     def save_settings(conn, changes: dict) -> None:
         """Merge ``changes`` into the stored settings (inside the caller's write transaction)."""

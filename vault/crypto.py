@@ -246,3 +246,99 @@ def key_fingerprint(key: bytes) -> str:
     Used in shred certificates and slot listings; reveals nothing usable about the key.
     """
     return sha256(b"cvault/v1/fingerprint\x00" + key).hex()[:16]
+
+
+# --- TLS certificates for `cvault serve --self-signed` (development, first contact) ----------------
+
+
+def self_signed_tls(
+    names: list[str], addresses: list[str], *, days: int, now_epoch: int, ca_label: str
+) -> tuple[bytes, bytes, bytes]:
+    """A fresh CA and a server certificate it signs, for ``cvault serve --self-signed``.
+
+    ECDSA P-256, SHA-256. The server certificate names every host name (``names``) and IP
+    address (``addresses``) in its subjectAltName, is valid for ``days``, and is for TLS server
+    authentication only; the CA (basicConstraints CA, pathlen 0) signs only it. The CA's private
+    key is not returned: it is dropped here, so nothing can issue another certificate under it.
+    Returns ``(ca_pem, server_cert_pem, server_key_pem)``; the key is unencrypted PKCS#8 PEM for
+    the server, written 0600 by the caller."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    start = datetime.datetime.fromtimestamp(now_epoch - 300, datetime.UTC)
+    end = start + datetime.timedelta(days=days)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_label[:64])])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
+    sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in addresses]
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, (names or addresses or ["cvault"])[0])])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    del ca_key
+    return (
+        ca.public_bytes(serialization.Encoding.PEM),
+        cert.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    )
+
+
+def tls_certificate_names(cert_pem: bytes) -> tuple[list[str], list[str], int]:
+    """The DNS names and IP addresses of a certificate's subjectAltName, and its expiry (epoch)."""
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return [], [], int(cert.not_valid_after_utc.timestamp())
+    names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
+    addresses = [str(a) for a in san.get_values_for_type(x509.IPAddress)]
+    return names, addresses, int(cert.not_valid_after_utc.timestamp())

@@ -6,20 +6,23 @@ service client then never need the vault's time. Library callers may pass ``date
 ``timedelta`` values as well.
 
 Naive inputs are read as UTC and said so in docs/cli.md; inputs with an offset are converted to UTC.
-A bare date (``2027-03-31``) means the *end* of that day is not implied: it means 00:00:00 UTC of
-that day, the moment the SLA stops being active.
+A bare date (``2027-03-31``) given where an *end* is asked for (an SLA end, an assignment's or a
+training's ``--until``: :func:`as_when` with ``end_of_day_in``) means the end of that day,
+23:59:59, in the vault's time zone (``init --time-zone``, default UTC): "through the 31st", as
+an account manager means it. Elsewhere (``--since``) a bare date is 00:00:00 UTC of that day.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 
 from vault.clock import UTC
 from vault.errors import InvalidInput
 
 _RELATIVE = re.compile(r"^([+-]?)(\d{1,6})([smhdw])$")
 _PLAIN_DURATION = re.compile(r"^\d{1,6}[smhdw]$")
+_BARE_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
@@ -82,9 +85,30 @@ def require_future(when: datetime, now: datetime, what: str) -> datetime:
     return when
 
 
-def as_when(value: datetime | str, now: datetime) -> datetime:
-    """A date given as a ``datetime`` or as text for :func:`parse_when`."""
-    return value if isinstance(value, datetime) else parse_when(value, now)
+def end_of_day(text: str, zone: tzinfo) -> datetime | None:
+    """``2027-03-31`` -> 2027-03-31T23:59:59 in ``zone``, as aware UTC; None for any other text."""
+    text = (text or "").strip()
+    if not _BARE_DATE.match(text):
+        return None
+    try:
+        day = datetime.strptime(text, "%Y-%m-%d")
+    except ValueError:
+        raise InvalidInput(f"invalid date {text!r}: use ISO 8601 (2027-03-31) or +90d") from None
+    if not 1970 <= day.year <= MAX_YEAR:
+        raise InvalidInput(f"date {text!r} is out of range (1970 to {MAX_YEAR})")
+    return day.replace(hour=23, minute=59, second=59, tzinfo=zone).astimezone(UTC)
+
+
+def as_when(value: datetime | str, now: datetime, end_of_day_in: tzinfo | None = None) -> datetime:
+    """A date given as a ``datetime`` or as text for :func:`parse_when`. With ``end_of_day_in``
+    (an end date), a bare date means the end of that day in that time zone."""
+    if isinstance(value, datetime):
+        return value
+    if end_of_day_in is not None:
+        end = end_of_day(value, end_of_day_in)
+        if end is not None:
+            return end
+    return parse_when(value, now)
 
 
 def as_since(value: datetime | str, now: datetime) -> datetime:

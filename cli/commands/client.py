@@ -17,7 +17,13 @@ def client():
 
 @client.command("add")
 @click.argument("name")
-@click.option("--sla-end", required=True, help="SLA end: ISO 8601 (2027-03-31) or relative (+365d).")
+@click.option(
+    "--sla-end",
+    required=True,
+    help="SLA end: ISO 8601 (2027-03-31, 2027-03-31T17:00+02:00) or relative (+365d). "
+    "A bare date (2027-03-31) means the end of that day "
+    "(23:59:59) in the vault's time zone (init --time-zone; default UTC).",
+)
 @click.option(
     "--grace-days",
     type=click.IntRange(*spec.param("clients.add", "grace_days").limits),
@@ -97,7 +103,13 @@ def client_rotate(state, name, as_json):
 @client.command("assign")
 @click.argument("name")
 @click.argument("user")
-@click.option("--until", "until", help="Assignment end: ISO 8601 or relative (+90d); default none.")
+@click.option(
+    "--until",
+    "until",
+    help="Assignment end: ISO 8601 or relative (+90d); default none. "
+    "A bare date (2027-03-31) means the end of that day "
+    "(23:59:59) in the vault's time zone (init --time-zone; default UTC).",
+)
 @json_option
 @click.pass_obj
 def client_assign(state, name, user, until, as_json):

@@ -24,6 +24,19 @@ from vault.errors import InvalidInput
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="Its private key (PEM, 0600).")
 @click.option("--insecure-http", is_flag=True, help="Plain HTTP, for tests and development on loopback only.")
 @click.option(
+    "--self-signed",
+    is_flag=True,
+    help="Development and first contact: make (or reuse) a CA and a certificate naming the bind "
+    "address in <vault>/tls/, and print the CA file for CVAULT_CACERT. Production: --tls-cert.",
+)
+@click.option(
+    "--san",
+    "sans",
+    multiple=True,
+    metavar="NAME",
+    help="With --self-signed: one more host name or address the certificate names (repeatable).",
+)
+@click.option(
     "--key-file",
     type=click.Path(dir_okay=False),
     envvar="CVAULT_KEY_FILE",
@@ -99,6 +112,8 @@ def serve_cmd(
     tls_cert,
     tls_key,
     insecure_http,
+    self_signed,
+    sans,
     key_file,
     sweep_interval,
     outbox_interval,
@@ -115,6 +130,32 @@ def serve_cmd(
     """Serve this vault over an HTTPS JSON API (docs/service.md)."""
     from vault.server.app import ServiceSettings
     from vault.server.run import serve
+
+    if sans and not self_signed:
+        raise InvalidInput("--san is for --self-signed")
+    if self_signed:
+        if tls_cert or tls_key or insecure_http:
+            raise InvalidInput(
+                "--self-signed makes its own certificate: leave out --tls-cert, --tls-key, --insecure-http"
+            )
+        import time
+
+        from vault.server.tls import ensure_self_signed
+
+        made = ensure_self_signed(state.home, host, tuple(sans), int(time.time()))
+        tls_cert, tls_key = str(made.cert), str(made.key)
+        first = made.names[0] if host in ("0.0.0.0", "::") and made.names else host
+        shown = f"[{first}]" if ":" in first else first
+        where = ", ".join(made.names + made.addresses)
+        click.echo(
+            f"cvault: {'new' if made.created else 'reusing the'} self-signed certificate for {where}",
+            err=True,
+        )
+        if made.replaced:
+            click.echo("cvault: a new CA: CLIs that trusted the older ca.pem need this one", err=True)
+        click.echo("cvault: on each engineer's machine (copy the CA file there):", err=True)
+        click.echo(f"  export CVAULT_CACERT={made.ca}", err=True)
+        click.echo(f"  export CVAULT_ADDR=https://{shown}:{port}", err=True)
 
     settings = ServiceSettings(
         address_burst=login_burst,

@@ -57,7 +57,13 @@ def sla_show(state, client, as_json):
 
 @sla.command("renew")
 @click.argument("client")
-@click.option("--until", required=True, help="New SLA end: ISO 8601 (2027-03-31T17:00+02:00) or +365d.")
+@click.option(
+    "--until",
+    required=True,
+    help="New SLA end: ISO 8601 (2027-03-31T17:00+02:00) or +365d. "
+    "A bare date (2027-03-31) means the end of that day "
+    "(23:59:59) in the vault's time zone (init --time-zone; default UTC).",
+)
 @click.option(
     "--grace-days",
     type=click.IntRange(*spec.param("sla.renew", "grace_days").limits),

@@ -250,7 +250,12 @@ def user_revoke(state, name, role, as_json):
 @user.command("train")
 @click.argument("name")
 @click.option(
-    "--until", "until", required=True, help="Training attestation valid until: ISO 8601 or relative (+365d)."
+    "--until",
+    "until",
+    required=True,
+    help="Training attestation valid until: ISO 8601 or relative (+365d). "
+    "A bare date (2027-03-31) means the end of that day "
+    "(23:59:59) in the vault's time zone (init --time-zone; default UTC).",
 )
 @json_option
 @click.pass_obj

@@ -82,7 +82,7 @@ class Transport:
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
             self.close()
             raise ServiceUnreachable(
-                f"cannot reach the cvault service at {self.origin}: {_reason(exc)}"
+                f"cannot reach the cvault service at {self.origin}: {_reason(exc, self.host, self.cacert)}"
             ) from None
         if 200 <= status < 300:
             try:
@@ -190,10 +190,25 @@ class Connection:
             self.sock.close()
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: Exception, host: str = "", cacert: str | None = None) -> str:
+    """One line naming the real cause of a failed connection; for a certificate that does not
+    verify, OpenSSL's own reason (name or address mismatch, unknown CA, expired) and what to do."""
     text = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
     if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-        text = "TLS certificate verify failed (set CVAULT_CACERT to your CA's PEM file)"
+        why = str(getattr(exc, "verify_message", "") or "").rstrip(".")
+        lowered = why.lower()
+        if "mismatch" in lowered or "hostname" in lowered:
+            hint = (
+                f"the certificate does not name {host} in its subjectAltName (the CN is not used): "
+                "make one that does, or use cvault serve --self-signed (docs/service.md)"
+            )
+        elif "expired" in lowered or "not yet valid" in lowered:
+            hint = "renew the service's certificate"
+        elif cacert:
+            hint = f"CVAULT_CACERT={cacert} does not hold the CA that signed the service's certificate"
+        else:
+            hint = "set CVAULT_CACERT to your CA's PEM file"
+        text = f"TLS certificate verify failed: {why or 'not trusted'} ({hint})"
     return str(text)
 
 

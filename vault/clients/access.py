@@ -37,7 +37,7 @@ class AccessService:
         until: datetime | str | None = None,
     ) -> dict:
         now = self.ctx.now()
-        until = None if until is None else as_when(until, now)
+        until = None if until is None else as_when(until, now, self.ctx.zone)
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.CLIENT_ASSIGN, client=client, subject=user_name)
         if until is not None and until <= now:

@@ -50,7 +50,7 @@ class ClientService:
                 f"grace period below the vault's minimum of {floor} days (changing it takes two people)"
             )
         now = self.ctx.now()
-        sla_end = require_future(as_when(sla_end, now), now, "the SLA end")
+        sla_end = require_future(as_when(sla_end, now, self.ctx.zone), now, "the SLA end")
         self.ctx.authorize(principal, Action.CLIENT_ADD, detail=None)
         if self.ctx.db.one("SELECT 1 FROM clients WHERE name = ?", (name,)):
             raise InvalidInput(f"a client named {name!r} already exists")

@@ -483,7 +483,7 @@ class AdminMixin(FactorsMixin):
         """Record a data-handling training attestation valid until ``until``."""
         from vault.dates import as_when  # off the secret get path (the resume imports this module)
 
-        until = as_when(until, self.ctx.now())
+        until = as_when(until, self.ctx.now(), self.ctx.zone)
 
         def change(conn, user, t):
             conn.execute("UPDATE users SET training_valid_until = ? WHERE id = ?", (to_epoch(until), user.id))

@@ -139,7 +139,7 @@ class SlaService:
     ) -> dict:
         """New SLA end (in the future). Cancels an open early-shred request. Refused once the
         client is shredding or shredded."""
-        until = as_when(until, self.ctx.now())
+        until = as_when(until, self.ctx.now(), self.ctx.zone)
         if grace_days is not None and not 0 <= grace_days <= MAX_GRACE_DAYS:
             raise InvalidInput(f"grace period must be 0 to {MAX_GRACE_DAYS} days")
         floor = int(self.ctx.settings["min_grace_days"])
