@@ -66,6 +66,7 @@ REGISTRY = [
     ),
     Bench("import_path", 15, "secret get's import path, local and service mode", {"quick": True}),
     Bench("secret_import", 2, "secret import of 10,000 records", {"runs": 1}),
+    Bench("import_parse", 18, "parse of 10,000-entry KeePass and Bitwarden exports", {"runs": 1}),
     Bench(
         "audit_verify",
         4,

@@ -231,6 +231,7 @@ class AuditAPI(Protocol):
         since: When | None = None,
         until: When | None = None,
         limit: int | None = 100,
+        after_seq: int | None = None,
     ) -> Rows: ...
 
     def export(

@@ -485,9 +485,10 @@ OPERATIONS: tuple[Op, ...] = (
             K("since", "since"),
             K("until", "since"),
             K("limit", "int", 100, (0, 10**9)),
+            K("after_seq", "int", None, (0, 2**62)),
         ),
         returns="AuditEvent[]",
-        summary="Audit events matching the filters",
+        summary="Audit events matching the filters (the newest N, or with after_seq the next N: paging)",
     ),
     Op(
         "audit",

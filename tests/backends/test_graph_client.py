@@ -52,6 +52,34 @@ def test_large_upload_uses_session_with_320k_fragments(graph_client, fake_graph)
     assert any(r.path.endswith(":/createUploadSession") for r in fake_graph.log)
 
 
+def test_upload_file_streams_one_fragment_at_a_time(graph_client, fake_graph, tmp_path, monkeypatch):
+    """A file (a backup) is sent from disk fragment by fragment: never read whole into memory."""
+    import os
+
+    from vault.backends import graph as graph_module
+
+    data = blob(4 * MiB + 12345, 5)
+    path = tmp_path / "big.cvbk"
+    path.write_bytes(data)
+    reads: list[int] = []
+    real_pread = os.pread
+
+    def pread(fd, n, offset):
+        reads.append(n)
+        return real_pread(fd, n, offset)
+
+    monkeypatch.setattr(graph_module.os, "pread", pread)
+    item = graph_client.upload_file(fake_graph.drive_id, "f/file", path)
+    assert fake_graph.files()["f/file"] == data
+    assert item["file"]["hashes"]["quickXorHash"] == quickxorhash(data)
+    assert reads and max(reads) <= graph_client.fragment_size and sum(reads) == len(data)
+    assert any(r.path.endswith(":/createUploadSession") for r in fake_graph.log)
+    small = tmp_path / "small"
+    small.write_bytes(b"abc")
+    graph_client.upload_file(fake_graph.drive_id, "f/small", small)
+    assert fake_graph.files()["f/small"] == b"abc"
+
+
 def test_fragment_size_must_be_a_320k_multiple(graph_tokens):
     with pytest.raises(ValueError):
         GraphClient(graph_tokens, fragment_size=FRAGMENT_UNIT + 1)

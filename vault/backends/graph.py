@@ -42,7 +42,7 @@ from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from vault.backends.quickxor import quickxorhash
+from vault.backends.quickxor import QuickXorHash, quickxorhash
 from vault.errors import BlobNotFound, PermanentBackendError, TransientBackendError
 
 log = logging.getLogger(__name__)
@@ -596,12 +596,42 @@ class GraphClient:
         ``max_hash_retries`` times, then raises :class:`GraphHashMismatch`.
         """
         data = bytes(data)
-        expected = quickxorhash(data)
+        view = memoryview(data)
+        return self._upload(
+            drive_id, path, len(data), lambda start, end: bytes(view[start:end]), quickxorhash(data)
+        )
+
+    def upload_file(self, drive_id: str, path: str, file: str | os.PathLike[str]) -> dict:
+        """:meth:`upload` of a file, streamed: memory stays bounded by one fragment whatever the
+        file's size (a backup of a large vault). The file must not change while it is sent."""
+        with open(file, "rb") as fh:
+            fd = os.fstat(fh.fileno())
+            digest = QuickXorHash()
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+
+            def read(start: int, end: int) -> bytes:
+                parts, at = [], start
+                while at < end:
+                    piece = os.pread(fh.fileno(), end - at, at)
+                    if not piece:
+                        raise _make_error(
+                            GraphTransientError, "the file being uploaded shrank", method="PUT", url=path
+                        )
+                    parts.append(piece)
+                    at += len(piece)
+                return b"".join(parts)
+
+            return self._upload(drive_id, path, fd.st_size, read, digest.b64digest())
+
+    def _upload(
+        self, drive_id: str, path: str, total: int, read: Callable[[int, int], bytes], expected: str
+    ) -> dict:
         for _ in range(self.max_hash_retries + 1):
-            if len(data) <= self.simple_upload_limit:
-                item = self._upload_simple(drive_id, path, data)
+            if total <= self.simple_upload_limit:
+                item = self._upload_simple(drive_id, path, read(0, total))
             else:
-                item = self._upload_session(drive_id, path, data)
+                item = self._upload_session(drive_id, path, total, read, expected)
             got = self._hash_of(drive_id, path, item)
             if got == expected:
                 return item
@@ -670,12 +700,12 @@ class GraphClient:
         with contextlib.suppress(GraphTransientError):  # sessions expire by themselves: a courtesy
             self._send("DELETE", upload_url, auth=False, retry=False)
 
-    def _upload_session(self, drive_id: str, path: str, data: bytes) -> dict:
+    def _upload_session(
+        self, drive_id: str, path: str, total: int, read: Callable[[int, int], bytes], expected: str
+    ) -> dict:
         """Upload session: fragments of ``fragment_size`` (a 320 KiB multiple), no Authorization
         header on the upload URL. On 416, a dropped connection or a 5xx we GET the session status
         and resume from ``nextExpectedRanges``; on 404 (expired or lost session) we start again."""
-        total = len(data)
-        view = memoryview(data)
         for _restart in range(self.max_session_restarts + 1):
             upload_url = self._create_session(drive_id, path)
             label = _preauth_label(upload_url)
@@ -696,7 +726,7 @@ class GraphClient:
                             "PUT",
                             upload_url,
                             auth=False,
-                            data=bytes(view[offset:end]),
+                            data=read(offset, end),
                             headers=headers,
                             retry=False,
                         )
@@ -739,7 +769,7 @@ class GraphClient:
                     if sent_last:
                         # The last fragment may have been committed and its answer lost.
                         done = self.item(drive_id, path)
-                        if done is not None and self._hash_of(drive_id, path, done) == quickxorhash(data):
+                        if done is not None and self._hash_of(drive_id, path, done) == expected:
                             return done
                     break
             else:

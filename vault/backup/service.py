@@ -252,7 +252,7 @@ class BackupService:
         """Upload (sessions above 4 MiB, GraphClient.upload), then keep the newest ``keep``."""
         folder = f"{backend.root_folder}-backups"
         client, drive = backend.client, backend.drive_id
-        client.upload(drive, f"{folder}/{name}", local.read_bytes())
+        client.upload_file(drive, f"{folder}/{name}", local)  # streamed: one fragment in memory
         mine = sorted(
             child["name"]
             for child in client.children(drive, folder)
