@@ -210,7 +210,12 @@ class SlaAPI(Protocol):
     def upcoming(self, principal: Principal, within: timedelta | str = "30d") -> Rows: ...
 
     def sweep(
-        self, principal: Principal, *, dry_run: bool = False, progress: Progress | None = None
+        self,
+        principal: Principal,
+        *,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+        every: timedelta | str | None = None,
     ) -> dict: ...
 
     def certificate(self, principal: Principal, name: str) -> dict: ...

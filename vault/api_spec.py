@@ -473,7 +473,7 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "sla",
         "sweep",
-        (K("dry_run", "bool", False),),
+        (K("dry_run", "bool", False), K("every", "duration")),
         local_only=PROGRESS,
         returns="Sweep",
         summary="Shred every client due",
