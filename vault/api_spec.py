@@ -369,6 +369,20 @@ OPERATIONS: tuple[Op, ...] = (
     ),
     Op(
         "secrets",
+        "search",
+        (P("term"), K("client", "str", None), K("kind", "str", None)),
+        returns="SearchHit[]",
+        summary="Records matching a term across the clients the caller may read now (no values)",
+    ),
+    Op(
+        "secrets",
+        "list_all",
+        (),
+        returns="RecordListingAll[]",
+        summary="The records of every client the caller may read now (no values)",
+    ),
+    Op(
+        "secrets",
         "otp",
         (P("client_name"), P("path")),
         returns="OtpCode",
@@ -459,7 +473,7 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "sla",
         "sweep",
-        (K("dry_run", "bool", False),),
+        (K("dry_run", "bool", False), K("every", "duration")),
         local_only=PROGRESS,
         returns="Sweep",
         summary="Shred every client due",
