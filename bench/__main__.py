@@ -95,6 +95,13 @@ REGISTRY = [
     Bench("peers", 8, "pass, age, rclone crypt side by side", {"quick": True}),
     Bench("scaling", 8, "secret get and sweep at 10 / 1,000 / 100,000", {"quick": True}, timeout=300),
     Bench(
+        "records",
+        16,
+        "secret search over 100 clients x 1,000 records; completion; 25 MiB attachments",
+        {"runs": 3, "clients": 20, "records": 1000},
+        timeout=600,
+    ),
+    Bench(
         "custody",
         14,
         "shred of 1 of 10,000 clients under custody; backup of 100,000 records",
