@@ -29,6 +29,8 @@ def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -
 def safe(text: Any) -> str:
     """Escape control characters so no stored value can forge terminal output."""
     s = "" if text is None else str(text)
+    if s.isprintable():  # the common case, in C: nothing to escape
+        return s
     return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in s)
 
 
@@ -72,19 +74,45 @@ def _wrap(text: str, width: int) -> list[str]:
 def table(rows: Sequence[dict], columns: Sequence[tuple[str, str]], empty: str = "(none)") -> None:
     """An aligned table; times in the one human format, ``-`` for none. It fits ``COLUMNS`` (or the
     terminal) by wrapping the widest cells onto more lines: nothing is cut off."""
-    from cli.render import human_value
-
     if not rows:
         click.echo(empty)
         return
-    titles = [title.upper() for _, title in columns]
-    cells = [[safe(human_value(r.get(key))) for key, _ in columns] for r in rows]
-    widths = _fit([max(len(title), *(len(c[i]) for c in cells)) for i, title in enumerate(titles)], _width())
-    for row in [titles, *cells]:
-        parts = [_wrap(v, w) for v, w in zip(row, widths, strict=True)]
-        for n in range(max(len(p) for p in parts)):
-            line = [(p[n] if n < len(p) else "").ljust(w) for p, w in zip(parts, widths, strict=True)]
-            click.echo("  ".join(line).rstrip())
+    StreamingTable(columns).rows(rows)
+
+
+class StreamingTable:
+    """:func:`table` for rows that arrive in pages: the column widths come from the first page
+    (and the titles), later cells wrap to them; nothing is held beyond one page."""
+
+    def __init__(self, columns: Sequence[tuple[str, str]]):
+        self.columns = columns
+        self.widths: list[int] | None = None
+        self.empty = True
+
+    def rows(self, rows: Sequence[dict]) -> None:
+        from cli.render import human_value
+
+        if not rows:
+            return
+        cells = [[safe(human_value(r.get(key))) for key, _ in self.columns] for r in rows]
+        lines = cells
+        if self.widths is None:
+            titles = [title.upper() for _, title in self.columns]
+            natural = [max(len(t), *(len(c[i]) for c in cells)) for i, t in enumerate(titles)]
+            self.widths = _fit(natural, _width())
+            lines = [titles, *cells]
+        self.empty = False
+        out = []
+        widths = self.widths
+        for row in lines:
+            if all(len(v) <= w for v, w in zip(row, widths, strict=True)):  # no cell wraps
+                out.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+                continue
+            parts = [_wrap(v, w) for v, w in zip(row, widths, strict=True)]
+            for n in range(max(len(p) for p in parts)):
+                line = [(p[n] if n < len(p) else "").ljust(w) for p, w in zip(parts, widths, strict=True)]
+                out.append("  ".join(line).rstrip())
+        click.echo("\n".join(out))  # one write per page, not one per line
 
 
 def fields_block(data: dict[str, Any], raw: bool = False) -> None:

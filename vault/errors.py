@@ -137,6 +137,13 @@ class StorageReadOnly(BackendError):
     code = "storage_read_only"
 
 
+class Busy(VaultError):
+    """busy: too many password checks are waiting; try again in a moment (not counted as a failure)."""
+
+    exit_code = EXIT_BACKEND
+    code = "busy"
+
+
 class BlobNotFound(BackendError):
     """blob not found in the storage backend."""
 

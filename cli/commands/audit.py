@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from cli.output import emit, json_option, progress, safe, table, wants_json
+from cli.output import StreamingTable, emit, json_option, progress, safe, table, wants_json
 from cli.render import when
 from vault import api_spec as spec
 
@@ -54,34 +54,58 @@ def audit_pubkey(state, as_json):
 @click.pass_obj
 def audit_log(state, user, client, action, outcome, since, until, limit, as_json):
     """Show audit events, oldest first; record paths of shredded clients read [shredded]."""
-    rows = state.vault().audit.log(
-        state.principal(),
-        user=user,
-        client=client,
-        action=action,
-        outcome=outcome,
-        since=since or None,
-        until=until or None,
-        limit=limit or None,
-    )
-    _emit_ascii(
-        rows,
-        as_json,
-        lambda r: table(
-            r,
-            [
-                ("seq", "seq"),
-                ("at", "time"),
-                ("actor", "actor"),
-                ("action", "action"),
-                ("client", "client"),
-                ("outcome", "outcome"),
-                ("reason", "reason"),
-                ("detail", "detail"),
-            ],
-            empty="(no matching events)",
-        ),
-    )
+    filters = {
+        "user": user,
+        "client": client,
+        "action": action,
+        "outcome": outcome,
+        "since": since or None,
+        "until": until or None,
+    }
+    if not limit:  # the whole (filtered) log: paged, printed as it comes, memory bounded
+        _stream_log(state, filters, as_json)
+        return
+    rows = state.vault().audit.log(state.principal(), **filters, limit=limit)
+    _emit_ascii(rows, as_json, lambda r: table(r, LOG_COLUMNS, empty="(no matching events)"))
+
+
+LOG_COLUMNS = [
+    ("seq", "seq"),
+    ("at", "time"),
+    ("actor", "actor"),
+    ("action", "action"),
+    ("client", "client"),
+    ("outcome", "outcome"),
+    ("reason", "reason"),
+    ("detail", "detail"),
+]
+#: events per request when ``audit log --limit 0`` pages through the log (each page is one
+#: audited ``audit.log`` decision)
+LOG_PAGE = 5000
+
+
+def _stream_log(state, filters: dict, as_json: bool) -> None:
+    """``--limit 0``: page forward with ``after_seq`` (one request per page, in both modes) and
+    print each page as it arrives: the same output as one big answer, in bounded memory."""
+    vault, principal = state.vault(), state.principal()
+    json_out, after, first = wants_json(as_json), 0, True
+    printer = StreamingTable(LOG_COLUMNS)
+    while True:
+        page = vault.audit.log(principal, **filters, limit=LOG_PAGE, after_seq=after)
+        if json_out:
+            for row in page:
+                item = json.dumps(row, indent=2, sort_keys=True, ensure_ascii=True).replace("\n", "\n  ")
+                click.echo(("[\n  " if first else ",\n  ") + item, nl=False)
+                first = False
+        else:
+            printer.rows(page)
+        if len(page) < LOG_PAGE:
+            break
+        after = page[-1]["seq"]
+    if json_out:
+        click.echo("[]" if first else "\n]")
+    elif printer.empty:
+        click.echo("(no matching events)")
 
 
 @audit.command("export")

@@ -388,17 +388,47 @@ def secret_get(state, client, path, field, version, copy, otp, reveal, totp, as_
 
 
 @secret.command("list")
-@click.argument("client")
+@click.argument("client", required=False)
+@click.option("--all", "all_clients", is_flag=True, help="Every client you may read now.")
 @json_option
 @click.pass_obj
-def secret_list(state, client, as_json):
-    """List a client's records (paths and kinds; no values)."""
-    rows = state.vault().secrets.list(state.principal(), client)
+def secret_list(state, client, all_clients, as_json):
+    """List a client's records, or with --all every readable client's (paths and kinds; no values)."""
+    if all_clients == (client is not None):
+        raise InvalidInput("give a CLIENT or --all")
+    vault = state.vault()
+    if all_clients:
+        rows = vault.secrets.list_all(state.principal())
+        columns = [("client", "client"), ("path", "path"), ("kind", "kind"), ("version", "version")]
+    else:
+        rows = vault.secrets.list(state.principal(), client)
+        columns = [("path", "path"), ("kind", "kind"), ("version", "version")]
+    emit(rows, as_json, lambda r: table(r, [*columns, ("updated_at", "updated")]))
+
+
+@secret.command("search")
+@click.argument("term")
+@click.option("--client", help="Search only this client.")
+@click.option("--kind", type=click.Choice(KINDS), help="Only records of this kind.")
+@json_option
+@click.pass_obj
+def secret_search(state, term, client, kind, as_json):
+    """Find records by path, kind, tags, custom field names and non-secret fields, across every
+    client you may read now (never matches or prints a secret value)."""
+    rows = state.vault().secrets.search(state.principal(), term, client=client, kind=kind)
     emit(
         rows,
         as_json,
         lambda r: table(
-            r, [("path", "path"), ("kind", "kind"), ("version", "version"), ("updated_at", "updated")]
+            [{**row, "matched": ", ".join(row["matched"])} for row in r],
+            [
+                ("client", "client"),
+                ("path", "path"),
+                ("kind", "kind"),
+                ("matched", "matched"),
+                ("version", "version"),
+            ],
+            empty="(no matches)",
         ),
     )
 

@@ -159,3 +159,38 @@ def test_live_verify_checkpoint_report_and_prune(setup, vdir):
     assert json.loads(pruned.stdout)["base_seq"] == cp["seq"]
     again = cli("reviewer", "audit", "verify", "--json")
     assert again.returncode == 0 and json.loads(again.stdout)["base_seq"] == cp["seq"]
+
+
+def test_audit_log_limit_0_pages_through_the_whole_log_with_the_same_output(tmp_path, monkeypatch, capsys):
+    """``--limit 0`` pages with after_seq (issue 20 item 6): the JSON is the same array one request
+    would give (five pages of 5 here), and the table lists every event once."""
+    import json as _json
+
+    from cli.commands import audit as audit_cmd
+    from cli.main import run
+    from tests.helpers import add_client, make_vault
+
+    vdir = make_vault(tmp_path)
+    v = vdir.open()
+    try:
+        add_client(v, "acme")
+        for i in range(23):
+            v.ctx.audit.append(actor=f"u{i}", action="secret.get", outcome="allow", client="acme")
+    finally:
+        v.close()
+    for key, value in vdir.env().items():
+        if key.startswith("CVAULT_"):
+            monkeypatch.setenv(key, value)
+    assert run(["--json", "audit", "log", "--limit", "100000"]) == 0
+    one_answer = _json.loads(capsys.readouterr().out)
+    monkeypatch.setattr(audit_cmd, "LOG_PAGE", 5)
+    assert run(["--json", "audit", "log", "--limit", "0"]) == 0
+    paged = capsys.readouterr().out
+    rows = _json.loads(paged)
+    # the same events (the paged run's own audit.log decisions come after them)
+    assert rows[: len(one_answer)] == one_answer
+    assert len({r["seq"] for r in rows}) == len(rows)
+    assert paged.rstrip("\n") == _json.dumps(rows, indent=2, sort_keys=True, ensure_ascii=True)
+    assert run(["audit", "log", "--limit", "0", "--client", "acme"]) == 0
+    table = capsys.readouterr().out
+    assert table.count("secret.get") == 23 and table.count("SEQ") == 1

@@ -256,6 +256,43 @@ class AuditLog:
                 self._copy_to_backend(checkpoint)
         return seqs
 
+    def append_many(self, events: list[dict]) -> list[int]:
+        """Write several events (each the keyword arguments of :meth:`append`) in one committed
+        transaction, chained in order: one decision per client of a search, one fsync."""
+        for event in events:
+            if event["outcome"] not in OUTCOMES:
+                raise ValueError(f"bad audit outcome {event['outcome']}")
+        checkpoints = []
+        seqs = []
+        try:
+            if self.fail_injector is not None:
+                self.fail_injector()
+            with self.db.write() as conn:
+                for e in events:
+                    seq, digest = self._append(
+                        conn,
+                        e["actor"],
+                        e["action"],
+                        e["outcome"],
+                        e.get("client"),
+                        e.get("reason"),
+                        e.get("origin", "cli"),
+                        e.get("detail_sealed"),
+                        e.get("detail_key"),
+                    )
+                    seqs.append(seq)
+                    checkpoint = self._periodic_checkpoint(conn, seq, digest)
+                    if checkpoint is not None:
+                        checkpoints.append(checkpoint)
+        except (sqlite3.Error, OSError) as exc:
+            raise AuditFailure(
+                f"the audit log could not be written ({type(exc).__name__}); operation refused"
+            ) from None
+        for checkpoint in checkpoints:
+            with contextlib.suppress(BackendError, sqlite3.Error, OSError):
+                self._copy_to_backend(checkpoint)
+        return seqs
+
     def _append(
         self, conn, actor, action, outcome, client, reason, origin, detail_sealed, detail_key
     ) -> tuple[int, bytes]:

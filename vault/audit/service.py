@@ -85,7 +85,10 @@ class AuditService:
         until=None,
         limit: int | None = None,
         after_seq: int | None = None,
+        oldest: bool = False,
     ):
+        """Matching rows, oldest first: every one, the newest ``limit``, or with ``oldest`` the
+        first ``limit`` (paging forward from ``after_seq``)."""
         where, params = [], []
         if user:
             where.append("actor = ?")
@@ -115,7 +118,9 @@ class AuditService:
         sql = f"SELECT {EVENT_COLUMNS} FROM audit_events"  # noqa: S608 - constant column list and conditions; every value is bound
         if where:
             sql += " WHERE " + " AND ".join(where)
-        if limit:
+        if limit and oldest:
+            sql += f" ORDER BY seq LIMIT {int(limit)}"
+        elif limit:
             sql = f"SELECT * FROM ({sql} ORDER BY seq DESC LIMIT {int(limit)}) ORDER BY seq"  # noqa: S608 - the limit is an int() of the validated parameter
         else:
             sql += " ORDER BY seq"
@@ -154,8 +159,11 @@ class AuditService:
         since: datetime | str | None = None,
         until: datetime | str | None = None,
         limit: int | None = 100,
+        after_seq: int | None = None,
     ) -> list[dict]:
-        """Events matching every filter given, oldest first; ``limit`` keeps the newest N."""
+        """Events matching every filter given, oldest first; ``limit`` keeps the newest N. With
+        ``after_seq``: the first ``limit`` events after that sequence number (a page; the CLI
+        pages through a whole log this way with bounded memory)."""
         now = self.ctx.now()
         since = None if since is None else as_since(since, now)
         until = None if until is None else as_since(until, now)
@@ -174,6 +182,8 @@ class AuditService:
                     since=since,
                     until=until,
                     limit=limit,
+                    after_seq=after_seq,
+                    oldest=after_seq is not None,
                 )
             )
         ]
