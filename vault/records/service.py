@@ -737,7 +737,9 @@ class SecretService:
             held = stored.get(client.id)
             if held is None and client.id not in nonempty:
                 continue  # no records
-            keys = self.ctx.client_keys(client)
+            # the keys of the client's current version, read in one snapshot (a rotation may have
+            # moved it on since ``clients`` was read: docs/architecture.md)
+            client, keys = self.ctx.read_client(client.name, lambda conn, c, k: (c, k))
             if held is not None and held[0] == keys.version:
                 try:
                     document = keys.unseal_index(held[1])
@@ -756,6 +758,7 @@ class SecretService:
 
         now = to_epoch(self.ctx.now())
         with self.ctx.db.write() as conn:
+            client = self.ctx.client(client.name, conn)  # as of this transaction (see _write)
             keys = self.ctx.client_keys(client, conn=conn)
             entries = []
             for record_id, meta_sealed, current, updated, *row in store.current_versions(conn, client.id):
