@@ -8,6 +8,7 @@ socket. The idle lock uses an injected clock; the foreign-uid test forks a child
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -235,10 +236,10 @@ def _refuse_other_uid(agent_env: dict, path: str) -> None:
             sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             sock.settimeout(10)
             sock.connect(path)
-            try:
+            with contextlib.suppress(
+                BrokenPipeError
+            ):  # the agent refused before reading: its reply is buffered
                 sock.sendall(request)
-            except BrokenPipeError:  # the agent refused before reading: its reply is buffered
-                pass
             code, out, err, _ = agent_protocol.recv_reply(sock)
             os.write(write_fd, f"{code}|".encode() + out + b"|" + err)
         except BaseException as exc:  # noqa: BLE001 - the child reports whatever happened
