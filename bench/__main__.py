@@ -64,6 +64,13 @@ REGISTRY = [
         {"entries": 100_000, "runs": 1},
         timeout=600,
     ),
+    Bench(
+        "secret_list",
+        20,
+        "secret list of 100,000 records through the CLI",
+        {"records": 20_000, "runs": 2},
+        timeout=600,
+    ),
     Bench("import_path", 15, "secret get's import path, local and service mode", {"quick": True}),
     Bench("secret_import", 2, "secret import of 10,000 records", {"runs": 1}),
     Bench("import_parse", 18, "parse of 10,000-entry KeePass and Bitwarden exports", {"runs": 1}),
@@ -94,6 +101,13 @@ REGISTRY = [
     ),
     Bench("peers", 8, "pass, age, rclone crypt side by side", {"quick": True}),
     Bench("scaling", 8, "secret get and sweep at 10 / 1,000 / 100,000", {"quick": True}, timeout=300),
+    Bench(
+        "records",
+        16,
+        "secret search over 100 clients x 1,000 records; completion; 25 MiB attachments",
+        {"runs": 3, "clients": 20, "records": 1000},
+        timeout=600,
+    ),
     Bench(
         "custody",
         14,

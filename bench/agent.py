@@ -60,7 +60,7 @@ def run(runs: int = 30) -> list[Result]:
         run_dir.mkdir(mode=0o700)
         env = clean_env(**ctx.env, CVAULT_AGENT_SOCK=str(run_dir / "agent.sock"))
         editable = cvault_argv()
-        regular = [str(regular_install(base) / "cvault")]
+        regular = [str(regular_install(base, with_deps=False) / "cvault")]
         pass_env = _pass_store(base)
         started = subprocess.run(editable + ["agent", "start"], env=env, capture_output=True, text=True)
         if started.returncode != 0:
@@ -131,7 +131,82 @@ def run(runs: int = 30) -> list[Result]:
             None,
         ),
     ]
+    results += remote(runs)
     return [emit(r) for r in results]
+
+
+def remote(runs: int) -> list[Result]:
+    """Remote mode: the agent holds one kept-alive HTTPS connection to a real ``cvault serve``.
+    Target: median <= 2 x ``python -I -S -c pass`` + one loopback TLS round trip: the same
+    ``secrets/get`` request on a kept-alive connection, measured here in-process (the service's
+    own work for the read, audit fsync included, is in the round trip)."""
+    import json
+    import time
+
+    from bench.service import prepare
+    from tests.server.harness import start_service
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        vdir, token = prepare(base)
+        service = start_service(vdir, base / "svc", "--sweep-interval", "0", "--outbox-interval", "0")
+        try:
+            session = base / "session.json"
+            session.write_text(
+                json.dumps(
+                    {
+                        "vault_id": f"service:{service.addr}",
+                        "user": "eve",
+                        "token": token,
+                        "expires_at": "2099-01-01T00:00:00Z",
+                    }
+                )
+            )
+            session.chmod(0o600)
+            run_dir = base / "run"
+            run_dir.mkdir(mode=0o700)
+            env = clean_env(
+                CVAULT_ADDR=service.addr,
+                CVAULT_CACERT=str(service.ca.ca_path),
+                CVAULT_SESSION_FILE=str(session),
+                CVAULT_AGENT_SOCK=str(run_dir / "agent.sock"),
+            )
+            regular = [str(regular_install(base, with_deps=False) / "cvault")]
+            started = subprocess.run(
+                cvault_argv() + ["agent", "start"], env=env, capture_output=True, text=True
+            )
+            if started.returncode != 0:
+                raise RuntimeError(f"agent start failed: {started.stderr}")
+            client = service.client(token)
+            body = {"client_name": "acme", "path": "rec/0"}
+            client.post("/v1/secrets/get", body)
+            trips = []
+            for _ in range(30):  # the same read as one request on a kept-alive TLS connection
+                t = time.perf_counter()
+                client.post("/v1/secrets/get", body)
+                trips.append(time.perf_counter() - t)
+            client.close()
+            get = ["secret", "get", "acme", "rec/0", "--field", "password"]
+            floor, agent = interleaved(
+                runs, lambda: time_command(FLOOR, clean_env()), lambda: time_command(regular + get, env)
+            )
+        finally:
+            subprocess.run(cvault_argv() + ["agent", "stop"], env=env, capture_output=True)
+            service.stop()
+    f, a, rtt = statistics.median(floor), statistics.median(agent), statistics.median(trips)
+    return [
+        Result(
+            "remote secret get via agent (regular install)",
+            "s",
+            a,
+            iqr(agent),
+            2 * f + rtt,
+            f"2 x python -I -S -c pass + the read's own TLS round trip ({rtt * 1000:.1f} ms)",
+            a / (2 * f + rtt),
+            "<= 1.0 x (2 x floor + round trip)",
+            a <= 2 * f + rtt,
+        )
+    ]
 
 
 if __name__ == "__main__":

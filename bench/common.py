@@ -93,15 +93,12 @@ def compile_bytecode() -> None:
         compileall.compile_dir(str(ROOT / package), quiet=2)
 
 
-def regular_install(base: Path) -> Path:
+def regular_install(base: Path, *, with_deps: bool = True) -> Path:
     """The ``bin`` folder of a regular (non-editable) install of this tree in a fresh venv under
     ``base``: the console script and an interpreter with no editable-install import hook (which
-    adds ~9-13 ms to every start and hid a miss of the secret get target). Dependencies come from
-    the running environment's site-packages through a ``.pth`` line (its own ``.pth`` files, the
-    editable hook among them, are not processed from there)."""
-    import site
-    import sysconfig
-
+    adds ~9-13 ms to every start and hid a miss of the secret get target), its dependencies
+    installed beside it as a user's would be (``with_deps=False``: none, for the agent's client
+    path, which imports none)."""
     venv, wheels = base / "regular-venv", base / "wheels"
     quiet = {"check": True, "capture_output": True}
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
@@ -109,24 +106,7 @@ def regular_install(base: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], **quiet)
     wheel = next(wheels.glob("*.whl"))
     python = venv / "bin" / "python"
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "--disable-pip-version-check",
-            "--quiet",
-            "install",
-            "--no-deps",
-            "--no-index",
-            str(wheel),
-        ],
-        **quiet,
-    )
-    target = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], **quiet, text=True
-    ).stdout.strip()
-    deps = [p for p in {sysconfig.get_paths()["purelib"], *site.getsitepackages()} if Path(p).is_dir()]
-    (Path(target) / "zz-bench-deps.pth").write_text("".join(f"{p}\n" for p in deps))
-    subprocess.run([str(python), "-m", "compileall", "-q", target], capture_output=True)
+    install = [str(python), "-m", "pip", "--disable-pip-version-check", "--quiet", "install", str(wheel)]
+    subprocess.run(install if with_deps else [*install, "--no-deps", "--no-index"], **quiet)
+    subprocess.run([str(python), "-m", "compileall", "-q", str(venv / "lib")], capture_output=True)
     return venv / "bin"

@@ -147,6 +147,7 @@ class Agent:
         self.vault: Any = None
         self.last_used = clock()
         self.stopping = False
+        self.served = 0  # commands run (status shows it)
 
     # --- what this agent serves -----------------------------------------------------------------
 
@@ -198,7 +199,9 @@ class Agent:
         mode = f"service {self.addr}" if self.addr else f"vault {self.home}"
         state = "unlocked" if self.vault is not None else "locked"
         idle_left = max(0, int(self.idle_seconds - (self.clock() - self.last_used))) if self.vault else 0
-        return f"state={state}\nmode={mode}\npid={os.getpid()}\nidle_lock_in={idle_left}\n"
+        return (
+            f"state={state}\nmode={mode}\npid={os.getpid()}\nidle_lock_in={idle_left}\nserved={self.served}\n"
+        )
 
     # --- requests ---------------------------------------------------------------------------------
 
@@ -258,6 +261,7 @@ class Agent:
             os.chdir(cwd)
             sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
             code = run(argv, obj=AgentState(self, stdin.isatty()))
+            self.served += 1
         except AgentFallback:
             return agent_protocol.encode_reply(0, fallback=True)
         except OSError:  # the client's folder is gone: let it run the command itself

@@ -145,6 +145,12 @@ def run(argv: list[str] | None = None, *, obj: CliState | None = None) -> int:
             import traceback
 
             traceback.print_exc()
+        if not isinstance(exc, VaultError):
+            # a full or read-only disk, a damaged database file, a number SQLite cannot hold,
+            # input nested too deeply: the documented line and exit code, not "internal error"
+            from vault.store.db import storage_error
+
+            exc = storage_error(exc) or exc
         if isinstance(exc, VaultError):
             click.echo(f"cvault: {exc.message}", err=True)
             return exc.exit_code

@@ -29,6 +29,8 @@ def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -
 def safe(text: Any) -> str:
     """Escape control characters so no stored value can forge terminal output."""
     s = "" if text is None else str(text)
+    if s.isprintable():  # the common case, in C: nothing to escape
+        return s
     return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in s)
 
 
@@ -100,13 +102,17 @@ class StreamingTable:
             self.widths = _fit(natural, _width())
             lines = [titles, *cells]
         self.empty = False
+        out = []
+        widths = self.widths
         for row in lines:
-            parts = [_wrap(v, w) for v, w in zip(row, self.widths, strict=True)]
+            if all(len(v) <= w for v, w in zip(row, widths, strict=True)):  # no cell wraps
+                out.append("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+                continue
+            parts = [_wrap(v, w) for v, w in zip(row, widths, strict=True)]
             for n in range(max(len(p) for p in parts)):
-                line = [
-                    (p[n] if n < len(p) else "").ljust(w) for p, w in zip(parts, self.widths, strict=True)
-                ]
-                click.echo("  ".join(line).rstrip())
+                line = [(p[n] if n < len(p) else "").ljust(w) for p, w in zip(parts, widths, strict=True)]
+                out.append("  ".join(line).rstrip())
+        click.echo("\n".join(out))  # one write per page, not one per line
 
 
 def fields_block(data: dict[str, Any], raw: bool = False) -> None:

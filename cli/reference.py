@@ -39,6 +39,10 @@ def _help(path: list[str], command: click.Command) -> str:
             parent=parent,
             terminal_width=100,
             max_content_width=100,
+            # the root group's settings, as a real run has them (click caches each command's help
+            # option from the first context it sees: without this the output would depend on
+            # whether the command already ran in this process)
+            help_option_names=cli.context_settings.get("help_option_names") if depth == 1 else None,
         )
     assert parent is not None  # path names at least the root command
     return command.get_help(parent).rstrip()

@@ -149,6 +149,12 @@ class SecretsAPI(Protocol):
 
     def otp(self, principal: Principal, client_name: str, path: str) -> dict: ...
 
+    def search(
+        self, principal: Principal, term: str, *, client: str | None = None, kind: str | None = None
+    ) -> Rows: ...
+
+    def list_all(self, principal: Principal) -> Rows: ...
+
     def get(
         self, principal: Principal, client_name: str, path: str, version: int | None = None
     ) -> SecretRecord: ...
@@ -210,7 +216,12 @@ class SlaAPI(Protocol):
     def requests(self, principal: Principal) -> Rows: ...
 
     def sweep(
-        self, principal: Principal, *, dry_run: bool = False, progress: Progress | None = None
+        self,
+        principal: Principal,
+        *,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+        every: timedelta | str | None = None,
     ) -> dict: ...
 
     def certificate(self, principal: Principal, name: str) -> dict: ...

@@ -201,6 +201,10 @@ SCHEMAS: dict[str, Schema] = {
         }
     ),
     "RecordListing": obj({"path": STR, "kind": STR, "version": INT, "updated_at": TIME}),
+    "RecordListingAll": obj({"client": STR, "path": STR, "kind": STR, "version": INT, "updated_at": TIME}),
+    "SearchHit": obj(
+        {"client": STR, "path": STR, "kind": STR, "version": INT, "updated_at": TIME, "matched": STRS}
+    ),
     "RecordVersion": obj(
         {"version": INT, "deleted": BOOL, "size": INT, "created_at": TIME, "created_by": STR, "current": BOOL}
     ),

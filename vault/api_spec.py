@@ -375,6 +375,20 @@ OPERATIONS: tuple[Op, ...] = (
     ),
     Op(
         "secrets",
+        "search",
+        (P("term"), K("client", "str", None), K("kind", "str", None)),
+        returns="SearchHit[]",
+        summary="Records matching a term across the clients the caller may read now (no values)",
+    ),
+    Op(
+        "secrets",
+        "list_all",
+        (),
+        returns="RecordListingAll[]",
+        summary="The records of every client the caller may read now (no values)",
+    ),
+    Op(
+        "secrets",
         "otp",
         (P("client_name"), P("path")),
         returns="OtpCode",
@@ -477,7 +491,7 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "sla",
         "sweep",
-        (K("dry_run", "bool", False),),
+        (K("dry_run", "bool", False), K("every", "duration")),
         local_only=PROGRESS,
         returns="Sweep",
         summary="Shred every client due",
@@ -612,7 +626,13 @@ API_ERRORS = {
 
 def status_for(code: str, exit_code: int) -> int:
     """HTTP status of a facade error: by its code where one is special, else by its exit code."""
-    special = {"locked": 423, "stepup_required": 401, "blob_not_found": 404}
+    special = {
+        "locked": 423,
+        "stepup_required": 401,
+        "blob_not_found": 404,
+        "busy": 503,
+        "password_check_unavailable": 503,
+    }
     if code in special:
         return special[code]
     if code in API_ERRORS:

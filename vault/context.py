@@ -270,6 +270,74 @@ class VaultContext:
             raise AccessDenied(f"access denied: {decision.reason}")
         return decision
 
+    def authorize_each(
+        self, principal: Principal, action: Action, clients: list[ClientRow]
+    ) -> list[ClientRow]:
+        """One decision per client (``secret search``): the account's facts read once, each
+        client's need-to-know decided and audited, every decision in one audit transaction (fail
+        closed: if it cannot be written, nothing is returned). Returns the clients allowed; the
+        others are simply absent (a search does not tell which clients exist)."""
+        if not clients:
+            return []
+        now = self.now()
+        account, _ = self.gather_facts(principal, None, now)
+        client_facts: list[policy.ClientFacts | None] = []
+        if principal.kind == "user":
+            with self.db.read() as conn:
+                user = facts.user_row(conn, principal.name)
+                user_id = user.id if user is not None else None
+                client_facts = [facts.client_facts(conn, c, user_id, now) for c in clients]
+        else:
+            client_facts = [policy.ClientFacts(name=c.name, state=c.state(now)) for c in clients]
+        events, allowed = [], []
+        for client, cfacts in zip(clients, client_facts, strict=True):
+            decision = policy.decide(
+                principal,
+                action,
+                now=now,
+                account=account,
+                client=cfacts,
+                stepup_window_seconds=self.settings["stepup_window_seconds"],
+            )
+            events.append(
+                {
+                    "actor": principal.name,
+                    "action": action.value,
+                    "outcome": "allow" if decision.allowed else "deny",
+                    "client": client.name,
+                    "reason": decision.reason,
+                    "origin": principal.origin,
+                }
+            )
+            if decision.allowed:
+                allowed.append(client)
+        self.audit.append_many(events)
+        return allowed
+
+    def record_outcomes(
+        self, principal: Principal, action: Action, outcomes: list[tuple[ClientRow, str]]
+    ) -> None:
+        """``ok`` results for several clients, each with its own sealed detail, in one audit
+        transaction (a search's matches)."""
+        if not outcomes:
+            return
+        events = []
+        for client, detail in outcomes:
+            sealed, key_ref = self.seal_detail(client, detail)
+            events.append(
+                {
+                    "actor": principal.name,
+                    "action": action.value,
+                    "outcome": "ok",
+                    "client": client.name,
+                    "reason": "search matched",
+                    "origin": principal.origin,
+                    "detail_sealed": sealed,
+                    "detail_key": key_ref,
+                }
+            )
+        self.audit.append_many(events)
+
     def record_outcome(
         self,
         principal: Principal,

@@ -14,6 +14,9 @@ Everything else calls these functions. Rules kept here:
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -28,7 +31,7 @@ except ImportError:  # other Python implementations
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from vault.errors import CryptoError
+from vault.errors import Busy, CryptoError
 
 KEY_LEN = 32  # AES-256
 NONCE_LEN = 12  # 96-bit GCM nonce (NIST SP 800-38D 8.2.2 random construction)
@@ -140,6 +143,42 @@ def constant_time_equal(a: bytes | str, b: bytes | str) -> bool:
 
 # --- Argon2id ------------------------------------------------------------------------------------
 
+#: Argon2id runs one derivation at a time in the process (64 MiB each; and two at once deadlocked
+#: some cryptography releases, docs/dependencies.md). At most ARGON2_QUEUE calls wait for their
+#: turn, each at most ARGON2_WAIT_SECONDS; past either, :class:`vault.errors.Busy` (exit 9, HTTP
+#: 503), which no caller counts as a failed login.
+ARGON2_QUEUE = 16
+ARGON2_WAIT_SECONDS = 20.0
+_argon2_turn_lock = threading.Lock()
+_argon2_gate = threading.Lock()
+_argon2_waiting = [0]
+
+
+@contextmanager
+def argon2_turn() -> Iterator[None]:
+    """Hold the process's one Argon2id slot (a bounded queue; :class:`Busy` when full)."""
+    with _argon2_gate:
+        if _argon2_waiting[0] >= ARGON2_QUEUE:
+            raise Busy()
+        _argon2_waiting[0] += 1
+    try:
+        got = _argon2_turn_lock.acquire(timeout=ARGON2_WAIT_SECONDS)
+    finally:
+        with _argon2_gate:
+            _argon2_waiting[0] -= 1
+    if not got:
+        raise Busy()
+    try:
+        yield
+    finally:
+        _argon2_turn_lock.release()
+
+
+class PasswordCheckUnavailable(Busy):
+    """password check unavailable (the Argon2id library failed): try again; nothing was counted."""
+
+    code = "password_check_unavailable"
+
 
 def argon2id(secret: bytes, *, salt: bytes, memory_kib: int, iterations: int, lanes: int) -> bytes:
     """Argon2id (RFC 9106) key derivation, 32-byte output."""
@@ -147,9 +186,10 @@ def argon2id(secret: bytes, *, salt: bytes, memory_kib: int, iterations: int, la
 
     if memory_kib < ARGON2_MIN_MEMORY_KIB:
         raise ValueError("Argon2id memory below the 64 MiB floor")
-    return Argon2id(
-        salt=salt, length=KEY_LEN, iterations=iterations, lanes=lanes, memory_cost=memory_kib
-    ).derive(secret)
+    with argon2_turn():
+        return Argon2id(
+            salt=salt, length=KEY_LEN, iterations=iterations, lanes=lanes, memory_cost=memory_kib
+        ).derive(secret)
 
 
 def calibrate_argon2id(target_seconds: float = ARGON2_TARGET_SECONDS) -> dict[str, int]:
@@ -181,24 +221,34 @@ def password_hash(password: str) -> str:
     """Argon2id PHC string (``$argon2id$v=19$m=65536,t=3,p=4$salt$hash``)."""
     from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
-    return Argon2id(
-        salt=random_bytes(16),
-        length=KEY_LEN,
-        iterations=PASSWORD_ITERATIONS,
-        lanes=ARGON2_LANES,
-        memory_cost=ARGON2_MIN_MEMORY_KIB,
-    ).derive_phc_encoded(password.encode("utf-8"))
+    with argon2_turn():
+        return Argon2id(
+            salt=random_bytes(16),
+            length=KEY_LEN,
+            iterations=PASSWORD_ITERATIONS,
+            lanes=ARGON2_LANES,
+            memory_cost=ARGON2_MIN_MEMORY_KIB,
+        ).derive_phc_encoded(password.encode("utf-8"))
 
 
 def password_verify(password: str, phc: str) -> bool:
-    """Constant-time verification of a password against its PHC string."""
+    """Constant-time verification of a password against its PHC string.
+
+    True: the right password. False: a wrong one (``InvalidKey``, which is also what a malformed
+    stored hash raises). Anything else -- the queue full (:class:`Busy`), the library failing --
+    raises: the caller fails closed *without* counting a failed attempt, so a broken or
+    overloaded Argon2id never locks accounts whose owners typed the right password."""
+    from cryptography.exceptions import InvalidKey
     from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
-    try:
-        Argon2id.verify_phc_encoded(password.encode("utf-8"), phc)
-        return True
-    except Exception:  # noqa: BLE001 - fail closed: InvalidKey or any malformed stored hash means "no"
-        return False
+    with argon2_turn():
+        try:
+            Argon2id.verify_phc_encoded(password.encode("utf-8"), phc)
+            return True
+        except InvalidKey:
+            return False
+        except Exception:  # noqa: BLE001 - any other failure is not a wrong password: fail closed
+            raise PasswordCheckUnavailable() from None
 
 
 # --- Ed25519 -------------------------------------------------------------------------------------

@@ -125,6 +125,25 @@ class BackendError(VaultError):
     code = "backend_unavailable"
 
 
+class StorageFull(BackendError):
+    """no space left on the vault's storage; nothing was written: free space and retry."""
+
+    code = "storage_full"
+
+
+class StorageReadOnly(BackendError):
+    """the vault's storage is read-only; nothing was written."""
+
+    code = "storage_read_only"
+
+
+class Busy(VaultError):
+    """busy: too many password checks are waiting; try again in a moment (not counted as a failure)."""
+
+    exit_code = EXIT_BACKEND
+    code = "busy"
+
+
 class BlobNotFound(BackendError):
     """blob not found in the storage backend."""
 

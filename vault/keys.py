@@ -444,6 +444,17 @@ class ClientKeys:
         data = ('{"kind":' + _json_str(kind) + ',"path":' + _json_str(path) + "}").encode()
         return self._seal(data, self._meta_aad(record_id))
 
+    def _index_aad(self) -> bytes:
+        return self.keyring._prefix("search-index", self.client_id) + self._meta_suffix
+
+    def seal_index(self, document: bytes) -> bytes:
+        """The client's search index (vault.records.search), sealed under this key version."""
+        return self._seal(document, self._index_aad())
+
+    def unseal_index(self, sealed: bytes) -> bytes:
+        """Raises CryptoError (the caller rebuilds the index)."""
+        return crypto.unseal(self._key, sealed, self._index_aad())
+
     def unseal_meta(self, sealed: bytes, record_id: int) -> dict[str, Any]:
         """Raises CryptoError; the caller names the record."""
         data = crypto.unseal(self._key, sealed, self._meta_aad(record_id))

@@ -6,9 +6,11 @@ import re
 
 from vault.errors import InvalidInput
 
-CLIENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-]?$")
-USER_NAME = re.compile(r"^[a-z][a-z0-9._-]{0,31}$")
-PATH_SEGMENT = re.compile(r"^[A-Za-z0-9@+=,_-][A-Za-z0-9 @+=,._-]{0,63}$")
+# matched with fullmatch (issue 11: "$" also matches before a trailing newline, so "carl\n" was a
+# second user); a client name neither starts nor ends with a space ("acme " is not another client)
+CLIENT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-])?")
+USER_NAME = re.compile(r"[a-z][a-z0-9._-]{0,31}")
+PATH_SEGMENT = re.compile(r"[A-Za-z0-9@+=,_-][A-Za-z0-9 @+=,._-]{0,63}")
 MAX_PATH = 256
 
 
@@ -17,13 +19,13 @@ def _printable(text: str) -> bool:
 
 
 def client_name(name: str) -> str:
-    if not isinstance(name, str) or not _printable(name) or not CLIENT_NAME.match(name):
+    if not isinstance(name, str) or not _printable(name) or not CLIENT_NAME.fullmatch(name):
         raise InvalidInput("invalid client name: 1-64 letters, digits, space, '.', '_' or '-'")
     return name
 
 
 def user_name(name: str) -> str:
-    if not isinstance(name, str) or not USER_NAME.match(name):
+    if not isinstance(name, str) or not USER_NAME.fullmatch(name):
         raise InvalidInput(
             "invalid user name: 1-32 lower-case letters, digits, '.', '_' or '-', starting with a letter"
         )
@@ -35,7 +37,7 @@ def record_path(path: str) -> str:
     if not isinstance(path, str) or not path or len(path) > MAX_PATH or not _printable(path):
         raise InvalidInput("invalid record path: 1-256 printable characters like office/firewall")
     segments = path.split("/")
-    if len(segments) > 8 or any(s in (".", "..") or not PATH_SEGMENT.match(s) for s in segments):
+    if len(segments) > 8 or any(s in (".", "..") or not PATH_SEGMENT.fullmatch(s) for s in segments):
         raise InvalidInput(
             "invalid record path: segments of letters, digits, ' @+=,._-' "
             "separated by '/', no empty, '.' or '..' segment"

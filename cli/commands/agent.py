@@ -45,6 +45,7 @@ def _status() -> dict:
         "mode": fields.get("mode"),
         "pid": int(fields["pid"]) if fields.get("pid", "").isdigit() else None,
         "idle_lock_in_seconds": int(fields.get("idle_lock_in", "0") or 0),
+        "served": int(fields.get("served", "0") or 0),
     }
 
 

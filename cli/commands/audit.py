@@ -45,7 +45,7 @@ def audit_pubkey(state, as_json):
 @click.option(
     "--limit",
     # the lower bound and default from the registry; its upper bound only guards the API's integers
-    type=click.IntRange(min=spec.param("audit.log", "limit").limits[0]),
+    type=click.IntRange(*spec.param("audit.log", "limit").limits),
     default=spec.param("audit.log", "limit").default,
     show_default=True,
     help="Show the newest N matching events (0: all).",

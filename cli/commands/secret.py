@@ -14,7 +14,7 @@ import click
 
 from cli.output import emit, fields_block, json_option, progress, table, wants_json
 from cli.render import when
-from cli.state import read_stdin_secret, totp_option
+from cli.state import totp_option
 from vault.errors import InvalidInput, NotFound
 from vault.records import CUSTOM, KINDS, MAIN_SECRET, MULTILINE_FIELDS, TOTP, cli_fields, is_secret
 from vault.records.generate import CHARSETS, DEFAULT_LENGTH, MAX_LENGTH, MIN_LENGTH
@@ -95,28 +95,73 @@ _LIST_FIELDS = frozenset(f.name for f in cli_fields() if f.type == "list")
 _FIELD_NAMES = frozenset(f.name for f in cli_fields())
 
 
-def _read_file(path: str, what: str) -> str:
+def _read_bytes(path: str, what: str) -> bytes:
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = fh.read()
+        with open(path, "rb") as fh:
+            return fh.read()
     except FileNotFoundError:
         raise InvalidInput(f"{what} file {path} not found") from None
-    except (OSError, UnicodeDecodeError):
-        raise InvalidInput(f"{what} file {path} cannot be read as UTF-8 text") from None
-    return data[:-1] if data.endswith("\n") else data
+    except IsADirectoryError:
+        raise InvalidInput(f"{what} file {path} is a folder") from None
+    except OSError as exc:
+        raise InvalidInput(f"{what} file {path} cannot be read: {exc.strerror or exc}") from None
+
+
+def _text(data: bytes, what: str, source: str) -> str:
+    """The bytes as UTF-8 text, exactly (no newline translation); binary is refused, never altered."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(
+            f"{what} from {source} is not UTF-8 text: store binary values base64-encoded "
+            '(docs/cli.md, "Exact bytes")'
+        ) from None
+
+
+def secret_value(data: bytes, what: str, source: str, *, multiline: bool) -> str:
+    """A field value from a file's or standard input's bytes (docs/cli.md, "Exact bytes"): the
+    UTF-8 text byte for byte (``\\r\\n`` and a lone ``\\r`` kept), except the one final line feed a
+    shell or an editor adds; a single-line field also drops the ``\\r`` of a final ``\\r\\n``."""
+    text = _text(data, what, source)
+    if text.endswith("\n"):
+        text = text[:-1]
+        if not multiline and text.endswith("\r"):
+            text = text[:-1]
+    return text
+
+
+def _read_file(path: str, what: str, *, multiline: bool = True) -> str:
+    return secret_value(_read_bytes(path, what), what, f"file {path}", multiline=multiline)
+
+
+def _fields_json(path: str) -> dict:
+    text = _text(_read_bytes(path, "fields"), "fields", f"file {path}")
+    try:
+        fields = json.loads(text)
+    except RecursionError:
+        raise InvalidInput(f"{path}: JSON nested too deeply") from None
+    except ValueError:  # JSONDecodeError, and numbers with too many digits
+        raise InvalidInput(f"{path} is not valid JSON") from None
+    if not isinstance(fields, dict):
+        raise InvalidInput(f"{path} must hold a JSON object of fields")
+    return fields
+
+
+def _stdin_value(what: str, *, multiline: bool) -> str:
+    """The main field from standard input's bytes: all of it (multi-line fields) or its first line."""
+    data = sys.stdin.buffer.read()
+    if not multiline:
+        data = data.split(b"\n", 1)[0]
+    value = secret_value(data if multiline else data + b"\n", what, "standard input", multiline=multiline)
+    if not value:
+        raise InvalidInput(f"no {what} on standard input")
+    return value
 
 
 def _gather(kind, options, *, ask_main: bool) -> dict:
     """The fields given on the command line, by every channel (``put`` and ``edit``)."""
-    fields: dict = {}
     fields_json = options.pop("fields_json")
-    if fields_json:
-        try:
-            fields = json.loads(_read_file(fields_json, "fields"))
-        except json.JSONDecodeError:
-            raise InvalidInput(f"{fields_json} is not valid JSON") from None
-        if not isinstance(fields, dict):
-            raise InvalidInput(f"{fields_json} must hold a JSON object of fields")
+    fields: dict = _fields_json(fields_json) if fields_json else {}
     custom: dict = dict(fields.get(CUSTOM) or {}) if isinstance(fields.get(CUSTOM), dict) else {}
     for item in options.pop("custom"):
         name, sep, value = item.partition("=")
@@ -138,7 +183,7 @@ def _gather(kind, options, *, ask_main: bool) -> dict:
         elif field in _FIELD_NAMES:
             raise InvalidInput(f"{field} is not a secret field: use --{field.replace('_', '-')}")
         else:
-            fields[field] = _read_file(file_path, field)
+            fields[field] = _read_file(file_path, field, multiline=field in MULTILINE_FIELDS)
     if custom:
         fields[CUSTOM] = custom
     from_stdin, value_file = options.pop("from_stdin"), options.pop("value_file")
@@ -163,9 +208,9 @@ def _fill_main(kind, fields, from_stdin, value_file, generate, length, charset, 
 
         fields[main] = for_kind(kind, length, charset)
     elif from_stdin:
-        fields[main] = read_stdin_secret(main, multiline=main in MULTILINE_FIELDS)
+        fields[main] = _stdin_value(main, multiline=main in MULTILINE_FIELDS)
     elif value_file:
-        fields[main] = _read_file(value_file, main)
+        fields[main] = _read_file(value_file, main, multiline=main in MULTILINE_FIELDS)
     elif ask and main not in fields and sys.stdin.isatty():
         fields[main] = click.prompt(f"{main}", hide_input=True, confirmation_prompt=True, err=True)
 
@@ -343,17 +388,47 @@ def secret_get(state, client, path, field, version, copy, otp, reveal, totp, as_
 
 
 @secret.command("list")
-@click.argument("client")
+@click.argument("client", required=False)
+@click.option("--all", "all_clients", is_flag=True, help="Every client you may read now.")
 @json_option
 @click.pass_obj
-def secret_list(state, client, as_json):
-    """List a client's records (paths and kinds; no values)."""
-    rows = state.vault().secrets.list(state.principal(), client)
+def secret_list(state, client, all_clients, as_json):
+    """List a client's records, or with --all every readable client's (paths and kinds; no values)."""
+    if all_clients == (client is not None):
+        raise InvalidInput("give a CLIENT or --all")
+    vault = state.vault()
+    if all_clients:
+        rows = vault.secrets.list_all(state.principal())
+        columns = [("client", "client"), ("path", "path"), ("kind", "kind"), ("version", "version")]
+    else:
+        rows = vault.secrets.list(state.principal(), client)
+        columns = [("path", "path"), ("kind", "kind"), ("version", "version")]
+    emit(rows, as_json, lambda r: table(r, [*columns, ("updated_at", "updated")]))
+
+
+@secret.command("search")
+@click.argument("term")
+@click.option("--client", help="Search only this client.")
+@click.option("--kind", type=click.Choice(KINDS), help="Only records of this kind.")
+@json_option
+@click.pass_obj
+def secret_search(state, term, client, kind, as_json):
+    """Find records by path, kind, tags, custom field names and non-secret fields, across every
+    client you may read now (never matches or prints a secret value)."""
+    rows = state.vault().secrets.search(state.principal(), term, client=client, kind=kind)
     emit(
         rows,
         as_json,
         lambda r: table(
-            r, [("path", "path"), ("kind", "kind"), ("version", "version"), ("updated_at", "updated")]
+            [{**row, "matched": ", ".join(row["matched"])} for row in r],
+            [
+                ("client", "client"),
+                ("path", "path"),
+                ("kind", "kind"),
+                ("matched", "matched"),
+                ("version", "version"),
+            ],
+            empty="(no matches)",
         ),
     )
 
@@ -423,7 +498,10 @@ def secret_rm(state, client, path, purge, yes, as_json):
 @click.pass_obj
 def secret_import(state, client, file, as_json):
     """Import JSON Lines records ({"path","kind","fields"}) in one transaction."""
-    lines = sys.stdin.read().splitlines() if file == "-" else _read_file(file, "import").splitlines()
+    raw = sys.stdin.buffer.read() if file == "-" else _read_bytes(file, "import")
+    # JSON Lines: one record per line ending in \n (\r\n accepted); the values inside are JSON
+    # strings, so splitting on nothing else keeps every byte of them
+    lines = _text(raw, "import", "standard input" if file == "-" else f"file {file}").split("\n")
     vault = state.vault()
     with progress("importing") as update:
         data = vault.secrets.import_records(state.principal(), client, lines, progress=update)

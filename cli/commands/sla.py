@@ -172,17 +172,27 @@ def sweep_principal(state):
 
 @sla.command("sweep")
 @click.option("--dry-run", is_flag=True, help="List what would be shredded; change nothing.")
+@click.option(
+    "--every",
+    metavar="DURATION",
+    default="1h",
+    show_default=True,
+    help="How often this sweep is scheduled (cron, timer): doctor warns when the last successful "
+    "sweep is older than that.",
+)
 @json_option
 @click.pass_obj
-def sla_sweep(state, dry_run, as_json):
+def sla_sweep(state, dry_run, every, as_json):
     """Shred every client due (idempotent; one sweep at a time; exit 0 when nothing is due).
 
-    A sweep started while another runs exits 0 at once, saying so."""
+    A sweep started while another runs exits 0 at once, saying so. A shred left unfinished
+    exits 1 with one line on stderr (the next sweep resumes it). Every run prints one line with
+    its time, for the timer's or cron's log."""
     from vault.sla.shred import ShredIncomplete
 
     vault = state.vault()
     with progress("shredding") as update:
-        data = vault.sla.sweep(sweep_principal(state), dry_run=dry_run, progress=update)
+        data = vault.sla.sweep(sweep_principal(state), dry_run=dry_run, progress=update, every=every)
 
     def human(d):
         if d["skipped"]:
@@ -197,6 +207,16 @@ def sla_sweep(state, dry_run, as_json):
         else:
             for name in d["shredded"]:
                 click.echo(f"shredded {safe(name)} (certificate: cvault sla certificate {safe(name)})")
+        if not d["dry_run"] and not d["skipped"]:
+            # one line per run on stderr, with its time: what a cron log or the journal keeps
+            import datetime
+
+            stamp = when(datetime.datetime.now(datetime.UTC))
+            outcome = f"{len(d['failed'])} unfinished" if d["failed"] else "ok"
+            click.echo(
+                f"cvault sla sweep {stamp}: {len(d['shredded'])} shredded, {outcome}",
+                err=True,
+            )
 
     emit(data, as_json, human)
     if data["failed"]:

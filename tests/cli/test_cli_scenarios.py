@@ -296,6 +296,28 @@ def run_story(r: Runner) -> list[tuple[str, str, int, str]]:
     step("eve", "--json", "secret", "get", "acme", "office/firewall")
     step("eve", "secret", "list", "acme", has="wifi/guest")
     step("eve", "secret", "history", "acme", "office/firewall", has="current")
+    # no silent field loss, edit, restore, search across clients (issue 16)
+    step(
+        "eve",
+        "secret",
+        "put",
+        "acme",
+        "office/firewall",
+        "--type",
+        "access",
+        "--port",
+        "8443",
+        "--from-stdin",
+        input="s3cret-three\n",
+        code=2,
+    )  # would drop host and username
+    step(
+        "eve", "secret", "edit", "acme", "office/firewall", "--port", "8443", "--tag", "vpn", has="version 3"
+    )
+    step("eve", "secret", "restore", "acme", "office/firewall", "--version", "2", has="as version 4")
+    step("eve", "secret", "edit", "acme", "office/firewall", "--tag", "vpn", has="version 5")
+    step("eve", "--json", "secret", "search", "VPN", has="office/firewall")
+    step("eve", "secret", "list", "--all", has="wifi/guest")
     # step-up: the last TOTP is older than the window -> refused without a code, then given one
     with r.db() as db:
         db.execute(

@@ -38,8 +38,39 @@ def test_no_plaintext_values_or_paths_on_disk(vdir, tmp_path):
         "acme",
         [json.dumps({"path": "imported/one", "kind": "note", "fields": {"text": "imported-secret-text"}})],
     )
+    # issue 16: tags, custom fields (secret and not), a TOTP seed, edits, restores and a search
+    # (which builds and stores the sealed per-client index)
+    v.secrets.put(
+        p,
+        "acme",
+        "m365/global-admin",
+        "account",
+        {
+            "username": "ga-unique-user",
+            "totp": "JBSWY3DPEHPK3PXPJBSWY3DP",
+            "tags": ["tag-unique-vpn"],
+            "custom": {
+                "custom-name-unique": {"value": "custom-plain-value", "secret": False},
+                "Recovery PIN": {"value": "custom-secret-value", "secret": True},
+            },
+        },
+    )
+    v.secrets.edit(p, "acme", "m365/global-admin", set_fields={"display_name": "display-unique"})
+    v.secrets.restore(p, "acme", "m365/global-admin", version=1)
+    assert v.secrets.search(p, "tag-unique")
     v.close()  # -wal/-shm may remain; they are checked too when present
     needles = SECRET_VALUES + PATHS + ["ssid-xyz", "imported-secret-text", "imported/one"]
+    needles += [
+        "m365/global-admin",
+        "ga-unique-user",
+        "JBSWY3DPEHPK3PXPJBSWY3DP",
+        "tag-unique-vpn",
+        "custom-name-unique",
+        "custom-plain-value",
+        "custom-secret-value",
+        "display-unique",
+        "search 'tag-unique'",
+    ]
     for needle in needles:
         for encoding in ("utf-8", "utf-16-le"):
             hits = grep_tree(vdir.home, needle.encode(encoding))

@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, int]] = [
     ("vault.records.validate", 1),
     ("vault.records.otp", 1),
     ("vault.records.generate", 1),
+    ("vault.records.search", 1),
     ("vault.api_spec", 1),
     ("vault.api", 1),
     ("vault.api_schemas", 1),

@@ -37,8 +37,9 @@ class Service:
     def addr(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def client(self, token: str | None = None) -> ApiClient:
-        return ApiClient(self.port, self.ca.ca_path, token)
+    def client(self, token: str | None = None, *, source: str | None = None) -> ApiClient:
+        """``source``: another loopback address to send from (127.0.0.2: "another machine")."""
+        return ApiClient(self.port, self.ca.ca_path, token, source=source)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -109,9 +110,10 @@ def start_service(
 class ApiClient:
     """One keep-alive HTTPS connection; ``post(path, body) -> (status, json)``."""
 
-    def __init__(self, port: int, cafile: Path, token: str | None = None):
+    def __init__(self, port: int, cafile: Path, token: str | None = None, *, source: str | None = None):
         self.port = port
         self.token = token
+        self.source = source
         self.ctx = ssl.create_default_context(cafile=str(cafile))
         self.conn: http.client.HTTPSConnection | None = None
 
@@ -119,7 +121,13 @@ class ApiClient:
         self, method: str, path: str, body=None, *, raw: bytes | None = None, headers: dict | None = None
     ) -> tuple[int, object]:
         if self.conn is None:
-            self.conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=60)
+            self.conn = http.client.HTTPSConnection(
+                "127.0.0.1",
+                self.port,
+                context=self.ctx,
+                timeout=60,
+                source_address=(self.source, 0) if self.source else None,
+            )
         h = {"Content-Type": "application/json"}
         if self.token:
             h["Authorization"] = f"Bearer {self.token}"

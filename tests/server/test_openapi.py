@@ -141,10 +141,14 @@ def test_every_operation_answers_in_its_declared_schema(tmp_path, remote_config,
         call("eve", "secrets.get", {"client_name": "acme", "path": "office/fw"})
         call("eve", "secrets.list", {"client_name": "acme"})
         call("eve", "secrets.history", {"client_name": "acme", "path": "office/fw"})
-        fw = {"client_name": "acme", "path": "office/fw"}
-        call("eve", "secrets.edit", {**fw, "set_fields": {"totp": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"}})
-        call("eve", "secrets.otp", fw)
-        call("eve", "secrets.restore", {**fw, "version": 1})
+        edit = {"client_name": "acme", "path": "office/fw", "set_fields": {"host": "fw.acme"}, "unset": []}
+        call("eve", "secrets.edit", edit)
+        call("eve", "secrets.restore", {"client_name": "acme", "path": "office/fw", "version": 1})
+        call("eve", "secrets.search", {"term": "office"})
+        call("eve", "secrets.list_all")
+        totp = {"username": "admin", "totp": "JBSWY3DPEHPK3PXPJBSWY3DP"}
+        call("eve", "secrets.put", {"client_name": "acme", "path": "m/a", "kind": "account", "fields": totp})
+        call("eve", "secrets.otp", {"client_name": "acme", "path": "m/a"})
         lines = ['{"path": "a/b", "kind": "note", "fields": {"text": "t"}}']
         call("eve", "secrets.import_records", {"client_name": "acme", "lines": lines})
         call("eve", "secrets.export_records", {"client_name": "acme"})

@@ -504,17 +504,47 @@ def test_unseal_guessing_is_serialized_capped_and_audited(tmp_path):
     v.close()
     now = [1000.0]
     pool = VaultPool(tmp_path / "vault", unseal_failures_max=2, unseal_window=600, monotonic=lambda: now[0])
-    for _ in range(2):
+    for n in range(2):
         with pytest.raises(AuthenticationFailed):
-            pool.unseal("passphrase", "wrong guess", origin="api:198.51.100.9")
-    with pytest.raises(VaultLocked):
-        pool.unseal("passphrase", "correct horse battery", origin="api:198.51.100.10")
+            pool.unseal("passphrase", "wrong guess", origin=f"api:198.51.100.{n}", source=f"198.51.100.{n}")
+    with pytest.raises(VaultLocked):  # the cap over all network sources together
+        pool.unseal("passphrase", "correct horse battery", origin="api:198.51.100.10", source="198.51.100.10")
     assert pool.sealed
     events = pool._free[0].ctx.db.all(
         "SELECT action, outcome, origin, reason FROM audit_events WHERE action = 'service.unseal'"
     )
-    assert [(a, o) for a, o, _, _ in events] == [("service.unseal", "deny")] * 2
+    assert [(a, o) for a, o, _, _ in events] == [("service.unseal", "deny")] * 3  # 2 wrong, 1 throttled
     assert all("guess" not in r for *_, r in events)  # never the secret
     now[0] += 600  # the window has passed
-    pool.unseal("passphrase", "correct horse battery", origin="api:198.51.100.10")
+    pool.unseal("passphrase", "correct horse battery", origin="api:198.51.100.10", source="198.51.100.10")
     assert not pool.sealed
+
+
+def test_network_junk_never_locks_the_hosts_own_unseal(tmp_path):
+    """Issue 11, attack 5: 25 junk unseal attempts from the network (and from another loopback
+    address) leave the operator's correct unseal on the host working; each refusal is audited."""
+    from vault.errors import AuthenticationFailed, VaultLocked
+    from vault.facade import Vault
+    from vault.server.pool import VaultPool
+
+    v, _ = Vault.init(
+        tmp_path / "vault",
+        passphrase="correct horse battery",
+        kdf_params={"memory_kib": 65536, "iterations": 1, "lanes": 4},
+    )
+    v.close()
+    pool = VaultPool(tmp_path / "vault", monotonic=lambda: 1000.0)
+    refused = 0
+    for n in range(25):
+        source = "127.0.0.2" if n % 5 == 0 else f"2001:db8:{n}::1"
+        try:
+            pool.unseal("passphrase", f"junk {n}", origin=f"api:{source}", source=source)
+        except (AuthenticationFailed, VaultLocked):
+            refused += 1
+    assert refused == 25 and pool.sealed
+    pool.unseal("passphrase", "correct horse battery", origin="api:127.0.0.1", source="127.0.0.1")
+    assert not pool.sealed
+    denied = pool._free[0].ctx.db.one(
+        "SELECT count(*) FROM audit_events WHERE action = 'service.unseal' AND outcome = 'deny'"
+    )[0]
+    assert denied == 25

@@ -36,6 +36,8 @@ from vault.errors import (
     AuditFailure,
     BackendError,
     IntegrityFailure,
+    StorageFull,
+    StorageReadOnly,
     VaultError,
     VaultSealed,
 )
@@ -231,12 +233,62 @@ class AuditLog:
                     checkpoint = self._periodic_checkpoint(conn, seq, digest)
                     if checkpoint is not None:
                         checkpoints.append(checkpoint)
+        except (StorageFull, StorageReadOnly) as exc:
+            # say exactly why (exit 9): the audit rule needs this write before anything runs
+            action = ", ".join(sorted({event[1] for event in events}))
+            if isinstance(exc, StorageFull):
+                raise StorageFull(
+                    f"no space left on the vault's storage: the audit event of {action} cannot be "
+                    "written, so the operation was refused; nothing was changed (free space and retry)"
+                ) from None
+            raise StorageReadOnly(
+                f"the vault's storage is read-only: the audit event of {action} must be written "
+                "before it runs, so it was refused; nothing was changed (copy the vault folder to "
+                "writable storage to use it)"
+            ) from None
         except (sqlite3.Error, OSError) as exc:
             raise AuditFailure(
                 f"the audit log could not be written ({type(exc).__name__}); operation refused"
             ) from None
         for checkpoint in checkpoints:
             # the signed row is in the table; the next checkpoint is copied again
+            with contextlib.suppress(BackendError, sqlite3.Error, OSError):
+                self._copy_to_backend(checkpoint)
+        return seqs
+
+    def append_many(self, events: list[dict]) -> list[int]:
+        """Write several events (each the keyword arguments of :meth:`append`) in one committed
+        transaction, chained in order: one decision per client of a search, one fsync."""
+        for event in events:
+            if event["outcome"] not in OUTCOMES:
+                raise ValueError(f"bad audit outcome {event['outcome']}")
+        checkpoints = []
+        seqs = []
+        try:
+            if self.fail_injector is not None:
+                self.fail_injector()
+            with self.db.write() as conn:
+                for e in events:
+                    seq, digest = self._append(
+                        conn,
+                        e["actor"],
+                        e["action"],
+                        e["outcome"],
+                        e.get("client"),
+                        e.get("reason"),
+                        e.get("origin", "cli"),
+                        e.get("detail_sealed"),
+                        e.get("detail_key"),
+                    )
+                    seqs.append(seq)
+                    checkpoint = self._periodic_checkpoint(conn, seq, digest)
+                    if checkpoint is not None:
+                        checkpoints.append(checkpoint)
+        except (sqlite3.Error, OSError) as exc:
+            raise AuditFailure(
+                f"the audit log could not be written ({type(exc).__name__}); operation refused"
+            ) from None
+        for checkpoint in checkpoints:
             with contextlib.suppress(BackendError, sqlite3.Error, OSError):
                 self._copy_to_backend(checkpoint)
         return seqs

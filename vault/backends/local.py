@@ -34,7 +34,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vault.backends.base import BLOB_NAME, validate_blob_name
-from vault.errors import BlobNotFound, PermanentBackendError, TransientBackendError
+from vault.errors import (
+    BlobNotFound,
+    PermanentBackendError,
+    StorageFull,
+    StorageReadOnly,
+    TransientBackendError,
+)
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -52,6 +58,10 @@ _DELETE_WORKERS = 4
 
 
 def _fail(exc: OSError, what: str):
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageFull(f"no space left on the blob store's storage ({what}); nothing was written")
+    if exc.errno == errno.EROFS:
+        return StorageReadOnly(f"the blob store's storage is read-only ({what}); nothing was written")
     cls = TransientBackendError if exc.errno in _TRANSIENT else PermanentBackendError
     return cls(f"local blob store: {what} failed: {exc.strerror or exc}")
 
@@ -142,7 +152,12 @@ class LocalBackend:
                 _write_all(fd, data)
                 if durable:
                     os.fsync(fd)
-            finally:
+            except OSError:
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)  # nothing half-written is left (a full disk gets its space back)
+                raise
+            else:
                 os.close(fd)
             if durable:
                 os.replace(tmp, path)

@@ -45,13 +45,13 @@ class ClientService:
         grace = max(int(self.ctx.settings["default_grace_days"]), floor) if grace_days is None else grace_days
         if not 0 <= grace <= 3650:
             raise InvalidInput("grace period must be 0 to 3650 days")
-        if grace < floor:
-            raise InvalidInput(
-                f"grace period below the vault's minimum of {floor} days (changing it takes two people)"
-            )
         now = self.ctx.now()
         sla_end = require_future(as_when(sla_end, now, self.ctx.zone), now, "the SLA end")
         self.ctx.authorize(principal, Action.CLIENT_ADD, detail=None)
+        if grace < floor:
+            message = f"grace period below the vault's minimum of {floor} days (changing it takes two people)"
+            self.ctx.record_outcome(principal, Action.CLIENT_ADD, "deny", reason=message)
+            raise InvalidInput(message)
         if self.ctx.db.one("SELECT 1 FROM clients WHERE name = ?", (name,)):
             raise InvalidInput(f"a client named {name!r} already exists")
         client_id = crypto.random_bytes(16).hex()

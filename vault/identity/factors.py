@@ -154,6 +154,26 @@ class FactorsMixin(LockoutMixin):
             origin,
         )
 
+    def _spend_recovery_code(self, conn, user: UserRow, code: str | None, t: int) -> tuple[bool, int]:
+        """In the caller's write transaction: mark one unused recovery code of ``user`` used if
+        ``code`` is one (each compared in constant time). Returns (matched, codes left)."""
+        from vault.identity import codes
+
+        rows = conn.execute(
+            "SELECT id, code_hash FROM recovery_codes WHERE user_id = ? AND used_at IS NULL", (user.id,)
+        ).fetchall()
+        if not code or not codes.well_formed(code):
+            return False, len(rows)
+        wanted = codes.code_hash(self._code_key(), "recovery", user.id, code)
+        match = None
+        for row_id, stored in rows:
+            if crypto.constant_time_equal(bytes(stored), wanted) and match is None:
+                match = row_id
+        if match is None:
+            return False, len(rows)
+        conn.execute("UPDATE recovery_codes SET used_at = ? WHERE id = ? AND used_at IS NULL", (t, match))
+        return True, len(rows) - 1
+
     def enroll(self, name: str, code: str, password: str, *, origin: str = "cli") -> dict:
         """Redeem an enrollment code: set the password, issue the TOTP secret and recovery codes.
 

@@ -65,6 +65,31 @@ def lock_state(conn, user: UserRow, t: int) -> int | None:
     return until
 
 
+def record_failure(conn, user_id: int, t: int, kind: str) -> tuple[int, str | None]:
+    """In the caller's write transaction: count one failed attempt of ``kind``, lock the account
+    if due. Returns (consecutive failures now, why it locked or None)."""
+    count = conn.execute("SELECT failed_count FROM users WHERE id = ?", (user_id,)).fetchone()[0] + 1
+    conn.execute("INSERT INTO auth_failures (user_id, at, kind) VALUES (?, ?, ?)", (user_id, t, kind))
+    conn.execute(
+        "DELETE FROM auth_failures WHERE user_id = ? AND at <= ?", (user_id, t - KEEP_FAILURES_SECONDS)
+    )
+    lock = lock_seconds(count)
+    current = conn.execute("SELECT locked_until FROM users WHERE id = ?", (user_id,)).fetchone()[0]
+    until = current if current is not None and current > t else None
+    why = None
+    if lock:
+        until = max(until or 0, t + lock)
+        why = f"locked for {minutes(lock)} after {count} consecutive failures"
+    hourly = failures_in_last_hour(conn, user_id, t)
+    if hourly >= HOURLY_CAP:
+        cap = cap_until(conn, user_id, t)
+        if cap > (until or 0):
+            until = cap
+            why = f"locked for {minutes(cap - t)}: {hourly} failures in the last hour"
+    conn.execute("UPDATE users SET failed_count = ?, locked_until = ? WHERE id = ?", (count, until, user_id))
+    return count, why
+
+
 class LockoutMixin:
     def __init__(self, ctx):
         self.ctx = ctx
@@ -109,34 +134,16 @@ class LockoutMixin:
         """Count one failed attempt, lock if due, audit, and raise. Never returns."""
         _, t = self._now()
         with self.ctx.db.write() as conn:
-            count = conn.execute("SELECT failed_count FROM users WHERE id = ?", (user.id,)).fetchone()[0] + 1
-            conn.execute(
-                "INSERT INTO auth_failures (user_id, at, kind) VALUES (?, ?, ?)", (user.id, t, event.value)
-            )
-            conn.execute(
-                "DELETE FROM auth_failures WHERE user_id = ? AND at <= ?",
-                (user.id, t - KEEP_FAILURES_SECONDS),
-            )
-            lock = lock_seconds(count)
-            current = conn.execute("SELECT locked_until FROM users WHERE id = ?", (user.id,)).fetchone()[0]
-            until = current if current is not None and current > t else None
-            why = None
-            if lock:
-                until = max(until or 0, t + lock)
-                why = f"locked for {minutes(lock)} after {count} consecutive failures"
-            hourly = failures_in_last_hour(conn, user.id, t)
-            if hourly >= HOURLY_CAP:
-                cap = cap_until(conn, user.id, t)
-                if cap > (until or 0):
-                    until = cap
-                    why = f"locked for {minutes(cap - t)}: {hourly} failures in the last hour"
-            conn.execute(
-                "UPDATE users SET failed_count = ?, locked_until = ? WHERE id = ?", (count, until, user.id)
-            )
+            count, why = record_failure(conn, user.id, t, event.value)
+        self._audit_failure(user, event, reason, origin, count, why)
+        raise AuthenticationFailed(message)
+
+    def _audit_failure(
+        self, user: UserRow, event: AuditEvent, reason: str, origin: str, count: int, why: str | None
+    ) -> None:
         self._audit(user.name, event, "deny", f"{reason} (failure {count})", origin)
         if why:
             self._audit(user.name, AuditEvent.AUTH_LOCKOUT, "deny", why, origin)
-        raise AuthenticationFailed(message)
 
     def _succeed(self, conn, user_id: int) -> None:
         conn.execute("UPDATE users SET failed_count = 0, locked_until = NULL WHERE id = ?", (user_id,))

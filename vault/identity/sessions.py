@@ -12,13 +12,17 @@ from typing import NamedTuple
 
 from vault import crypto
 from vault.clock import from_epoch, rfc3339, to_epoch
-from vault.errors import AccessDenied, AuthenticationFailed, InvalidInput
+from vault.errors import AccessDenied, AuthenticationFailed, InvalidInput, VaultLocked
 from vault.identity.factors import FactorsMixin, check_password_rules
-from vault.identity.facts import session_state, touch_session, user_roles, user_row
-from vault.identity.lockout import GENERIC_FAILURE
+from vault.identity.facts import minutes, session_state, touch_session, user_roles, user_row
+from vault.identity.lockout import GENERIC_FAILURE, HOURLY_CAP, failures_in_last_hour, record_failure
 from vault.policy import AuditEvent
 from vault.principal import Principal
 
+#: wrong step-up codes one session may try per window (issue 11: the check and the count are one
+#: write transaction)
+STEPUP_MAX_FAILURES = 5
+STEPUP_WINDOW_SECONDS = 15 * 60
 TOKEN_PREFIX = "cvs1_"  # noqa: S105 - the public prefix of every token, not a token
 
 
@@ -143,30 +147,98 @@ class SessionsMixin(FactorsMixin):
     def step_up(
         self, principal: Principal, code: str | None = None, *, recovery_code: str | None = None
     ) -> dict:
-        """Verify a fresh TOTP code (or a recovery code) for the principal's session."""
+        """Verify a fresh TOTP code (or a recovery code) for the principal's session.
+
+        The throttle check, the code check and the failure count happen in **one** write
+        transaction, so parallel guesses cannot all pass the check before any is counted. A
+        session gets at most :data:`STEPUP_MAX_FAILURES` wrong codes per
+        :data:`STEPUP_WINDOW_SECONDS` (then exit 8 / HTTP 423 until the window passes; logging in
+        again opens a new session). Failures also count towards the account's login lockout, but
+        the account's lock does not stop a live session's step-up (a stranger's failed logins
+        must not take the owner offline); the rolling-hour cap does."""
+        from vault.identity import totp
+
         if principal.kind != "user" or not principal.session_id:
             raise AuthenticationFailed("not logged in: run cvault login NAME")
-        with self.ctx.db.read() as conn:
-            user = self._require_user(conn, principal.name)
-        self._check_not_locked(user, AuditEvent.AUTH_STEPUP, principal.origin)
-        message = "step-up failed: wrong or already used TOTP code"
-        if recovery_code is not None:
-            self._use_recovery_code(user, recovery_code, "step-up", AuditEvent.AUTH_STEPUP, principal.origin)
-        else:
-            self._accept_totp(user, code, "step-up", AuditEvent.AUTH_STEPUP, principal.origin, message)
         now, t = self._now()
+        origin = principal.origin
+        kind = f"{AuditEvent.AUTH_STEPUP.value}:{principal.session_id[:16]}"
+        replayed = False
+        left = None
+        why = None
+        count = 0
         with self.ctx.db.write() as conn:
-            self._succeed(conn, user.id)
-            done = conn.execute(
-                "UPDATE sessions SET stepup_at = ?, last_seen = max(last_seen, ?)"
-                " WHERE token_hash = ? AND user_id = ? AND ended_at IS NULL",
-                (t, t, principal.session_id, user.id),
-            ).rowcount
-        if not done:
+            user = self._require_user(conn, principal.name)
+            recent = conn.execute(
+                "SELECT count(*) FROM auth_failures WHERE user_id = ? AND kind = ? AND at > ?",
+                (user.id, kind, t - STEPUP_WINDOW_SECONDS),
+            ).fetchone()[0]
+            if recent >= STEPUP_MAX_FAILURES or failures_in_last_hour(conn, user.id, t) >= HOURLY_CAP:
+                outcome = "throttled"
+            else:
+                if recovery_code is not None:
+                    ok, left = self._spend_recovery_code(conn, user, recovery_code, t)
+                    reason = "wrong or used recovery code (step-up)"
+                else:
+                    given = (code or "").strip().replace(" ", "")
+                    step = (
+                        totp.match_step(self._unseal_totp(user), given, now)
+                        if totp.well_formed(given)
+                        else None
+                    )
+                    ok = step is not None and bool(
+                        conn.execute(
+                            "UPDATE users SET totp_last_step = ? WHERE id = ? AND"
+                            " (totp_last_step IS NULL OR totp_last_step < ?)",
+                            (step, user.id, step),
+                        ).rowcount
+                    )
+                    replayed = step is not None and not ok
+                    reason = "TOTP code replayed" if replayed else "wrong or malformed TOTP code"
+                if ok:
+                    self._succeed(conn, user.id)
+                    done = conn.execute(
+                        "UPDATE sessions SET stepup_at = ?, last_seen = max(last_seen, ?)"
+                        " WHERE token_hash = ? AND user_id = ? AND ended_at IS NULL",
+                        (t, t, principal.session_id, user.id),
+                    ).rowcount
+                    outcome = "ok" if done else "ended"
+                else:
+                    count, why = record_failure(conn, user.id, t, kind)
+                    outcome = "failed"
+        if outcome == "throttled":
+            self._audit(
+                user.name, AuditEvent.AUTH_STEPUP, "deny", "step-up throttled for this session", origin
+            )
+            raise VaultLocked(
+                f"step-up locked for this session after {STEPUP_MAX_FAILURES} wrong codes; "
+                f"wait {minutes(STEPUP_WINDOW_SECONDS)} or log in again"
+            )
+        if outcome == "failed":
+            if replayed:
+                self._audit(
+                    user.name,
+                    AuditEvent.AUTH_TOTP_REPLAY,
+                    "deny",
+                    "TOTP time step already used (request: step-up)",
+                    origin,
+                )
+            if recovery_code is not None:
+                self._audit_failure(user, AuditEvent.AUTH_RECOVERY_CODE, reason, origin, count, why)
+                raise AuthenticationFailed(GENERIC_FAILURE)
+            self._audit_failure(user, AuditEvent.AUTH_STEPUP, reason, origin, count, why)
+            raise AuthenticationFailed("step-up failed: wrong or already used TOTP code")
+        if outcome == "ended":
             raise AuthenticationFailed(f"session ended: run cvault login {principal.name}")
-        self._audit(
-            user.name, AuditEvent.AUTH_STEPUP, "ok", "TOTP verified for reading secrets", principal.origin
-        )
+        if recovery_code is not None:
+            self._audit(
+                user.name,
+                AuditEvent.AUTH_RECOVERY_CODE,
+                "ok",
+                f"recovery code used for step-up; {left} left",
+                origin,
+            )
+        self._audit(user.name, AuditEvent.AUTH_STEPUP, "ok", "TOTP verified for reading secrets", origin)
         window = int(self.ctx.settings["stepup_window_seconds"])
         return {"user": user.name, "stepup_valid_until": rfc3339(now + timedelta(seconds=window))}
 

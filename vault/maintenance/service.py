@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,7 @@ class MaintenanceService:
         referenced = self._records(report)
         self._orphans(report, referenced)
         self._audit_chain(report)
+        self._sweep_schedule(report)
         # finish any scrub a purge or rotation could not complete (docs/sla.md, "scrub")
         if not self.ctx.db.scrub():
             report.warnings.append(
@@ -191,6 +193,30 @@ class MaintenanceService:
             report.warnings.append(f"orphan blob {name} (left by an interrupted write; harmless)")
         for tmp in self.ctx.blobs.stray_temp_files():
             report.warnings.append(f"stray temporary file {tmp.name} (left by an interrupted write)")
+
+    def _sweep_schedule(self, report: DoctorReport) -> None:
+        """Warn when the last sweep that finished everything is older than its schedule (plus 15
+        minutes for a timer's random delay and the run itself): the one job that must never
+        stop silently (docs/sla.md section 2)."""
+        from vault.clock import from_epoch, rfc3339, to_epoch
+
+        last = self.ctx.db.one("SELECT value FROM meta WHERE key = 'last_sweep'")
+        info = json.loads(last[0]) if last else {}
+        every = int(info.get("every_seconds") or 3600)
+        if not info.get("ok_at"):
+            report.warnings.append(
+                "sweep: no successful SLA sweep recorded yet; schedule 'cvault sla sweep --every 1h' "
+                "(cron or the systemd timer, docs/sla.md section 2) or run cvault serve"
+            )
+            return
+        age = to_epoch(self.ctx.now()) - int(info["ok_at"])
+        if age > every + 900:
+            failing = " (the last run left shreds unfinished)" if info.get("run_ok") is False else ""
+            report.warnings.append(
+                f"sweep overdue: the last successful SLA sweep was at {rfc3339(from_epoch(info['ok_at']))}, "
+                f"{age // 60} min ago, for a schedule of every {every // 60} min{failing}: check the "
+                "timer or cron job and its log (docs/sla.md section 2)"
+            )
 
     def _audit_chain(self, report: DoctorReport) -> None:
         result = verify_live(self.ctx)

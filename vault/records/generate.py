@@ -10,19 +10,20 @@ positions).
 
 from __future__ import annotations
 
-import secrets
-import string
-
 from vault.errors import InvalidInput
 
 DEFAULT_LENGTH = 24
 MIN_LENGTH, MAX_LENGTH = 8, 128
 #: punctuation without quotes, backslash and backtick (they break shells and config files)
 SYMBOLS = "!#$%&()*+,-./:;<=>?@[]^_{|}~"
+# spelled out rather than taken from :mod:`string`: the CLI imports these names for its options
+# on every ``secret`` command, ``secret get`` included, and ``secrets`` (with hmac, _hashlib and
+# random) loads only when a password is generated
+_LOWER, _UPPER, _DIGITS = "abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "0123456789"
 CHARSETS: dict[str, tuple[str, ...]] = {
-    "full": (string.ascii_lowercase, string.ascii_uppercase, string.digits, SYMBOLS),
-    "alnum": (string.ascii_lowercase, string.ascii_uppercase, string.digits),
-    "digits": (string.digits,),
+    "full": (_LOWER, _UPPER, _DIGITS, SYMBOLS),
+    "alnum": (_LOWER, _UPPER, _DIGITS),
+    "digits": (_DIGITS,),
     "hex": ("0123456789abcdef",),
 }
 #: the charset used for each kind's main secret when none is given
@@ -38,6 +39,8 @@ def generate(length: int = DEFAULT_LENGTH, charset: str = "full") -> str:
         raise InvalidInput(f"unknown charset {charset!r}: use one of {', '.join(CHARSETS)}")
     if not MIN_LENGTH <= length <= MAX_LENGTH:
         raise InvalidInput(f"--length must be {MIN_LENGTH}-{MAX_LENGTH}")
+    import secrets
+
     alphabet = "".join(classes)
     while True:
         value = "".join(secrets.choice(alphabet) for _ in range(length))

@@ -249,6 +249,8 @@ class Importer:
     def _plan(self, client: ClientRow, items: list[_Item]) -> _ClientPlan:
         plan = _ClientPlan(client, [], [], [], [])
         with self.ctx.db.read() as conn:
+            # the key version from this snapshot (docs/architecture.md, "Key versions under concurrency")
+            client = self.ctx.client(client.name, conn)
             keys = self.ctx.client_keys(client, conn=conn)
             origins = dict(
                 conn.execute(
@@ -301,7 +303,7 @@ class Importer:
         prepared = [i.prepared for i in plan.new] + [i.prepared for i, _ in plan.changed]
         with self.ctx.db.write() as conn:
             pruned = self.secrets._write_many(conn, principal, plan.client, prepared, progress)
-            keys = self.ctx.client_keys(plan.client, conn=conn)
+            keys = self.ctx.client_keys(self.ctx.client(plan.client.name, conn), conn=conn)
             origins = []
             for item in [*plan.new, *(i for i, _ in plan.changed)]:
                 found = store.find(conn, plan.client.id, keys.path_tag(item.path))

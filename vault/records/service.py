@@ -41,6 +41,7 @@ from vault.store.clients import ClientRow
 from vault.store.records import VersionRow, version_row
 
 Progress = Callable[[int, int], None]
+MAX_VERSION = 2**31
 
 
 class _PreparedWrite(NamedTuple):
@@ -174,6 +175,7 @@ class SecretService:
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_EDIT, client=client, detail=path)
         with self.ctx.db.write() as conn:
+            client = self.ctx.client(client.name, conn)  # as of this transaction (see _write)
             keys = self.ctx.client_keys(client, conn=conn)
             record_id, meta, current = self._require(conn, client, keys, path)
             kind = meta["kind"]
@@ -197,6 +199,7 @@ class SecretService:
             principal, Action.SECRET_RESTORE, client=client, detail=f"{path} (version {version})"
         )
         with self.ctx.db.write() as conn:
+            client = self.ctx.client(client.name, conn)  # as of this transaction (see _write)
             keys = self.ctx.client_keys(client, conn=conn)
             record_id, meta, current = self._require(conn, client, keys, path)
             kind = meta["kind"]
@@ -252,10 +255,9 @@ class SecretService:
             version = store.next_version(conn, record_id)
         else:
             record_id = store.insert_record(conn, client.id, keys.path_tag(prepared.path), now)
-            store.set_meta(
-                conn, record_id, keys.seal_meta({"path": prepared.path, "kind": prepared.kind}, record_id)
-            )
             version = 1
+        # the sealed name also carries the version's searchable terms (vault.records.search)
+        store.set_meta(conn, record_id, keys.seal_meta(_meta_doc(prepared), record_id))
         dek = crypto.new_key()
         data = blobfmt.encrypt_record(
             dek,
@@ -382,6 +384,8 @@ class SecretService:
                 if not isinstance(item, dict):
                     raise ValueError
                 path, kind, fields = item["path"], item["kind"], item.get("fields", {})
+            except RecursionError:
+                raise InvalidInput(f"line {number}: JSON nested too deeply") from None
             except (ValueError, KeyError, TypeError):
                 raise InvalidInput(f"line {number}: not a JSON object with path, kind and fields") from None
             try:
@@ -497,7 +501,7 @@ class SecretService:
                             record_id,
                             client_id,
                             tag,
-                            keys.seal_record_meta(item.path, item.kind, record_id),
+                            keys.seal_meta(_meta_doc(item), record_id),
                             now,
                             now,
                         )
@@ -534,6 +538,9 @@ class SecretService:
         self, principal: Principal, client_name: str, path: str, version: int | None = None
     ) -> SecretRecord:
         names.record_path(path)
+        if version is not None and not 1 <= version <= MAX_VERSION:
+            # the registry's bound (vault.api_spec, secrets.get); SQLite's integers end at 2**63
+            raise InvalidInput(f"version must be 1 to {MAX_VERSION}")
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_GET, client=client, detail=path)
 
@@ -561,10 +568,12 @@ class SecretService:
         names.record_path(path)
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_GET, client=client, detail=f"{path} (otp)")
-        with self.ctx.db.read() as conn:
-            keys = self.ctx.client_keys(client, conn=conn)
+
+        def read(conn, client: ClientRow, keys: ClientKeys):
             record_id, meta, current = self._require(conn, client, keys, path)
-            row = store.version(conn, record_id, current)
+            return client, keys, record_id, meta, current, store.version(conn, record_id, current)
+
+        client, keys, record_id, meta, current, row = self.ctx.read_client(client.name, read)
         if row is None or row[0] is None:
             raise NotFound(f"{client.name}/{path} was deleted (version {current})")
         record = self.open_version(client, keys, record_id, path, meta["kind"], current, row)
@@ -665,18 +674,15 @@ class SecretService:
         client, keys, rows = self.ctx.read_client(
             client.name, lambda conn, c, k: (c, k, store.current_versions(conn, c.id))
         )
+        stamps: dict[int, str] = {}  # records written in one import share their second
         for record_id, meta_sealed, current, updated, _, blob_name, _, _ in rows:
             if blob_name is None:
                 continue  # deleted: a delete marker is the current version
             meta = self._meta(client, keys, record_id, meta_sealed)
-            out.append(
-                {
-                    "path": meta["path"],
-                    "kind": meta["kind"],
-                    "version": current,
-                    "updated_at": rfc3339(from_epoch(updated)),
-                }
-            )
+            stamp = stamps.get(updated)
+            if stamp is None:
+                stamp = stamps[updated] = rfc3339(from_epoch(updated))
+            out.append({"path": meta["path"], "kind": meta["kind"], "version": current, "updated_at": stamp})
         out.sort(key=lambda r: r["path"])
         return out
 
@@ -702,6 +708,136 @@ class SecretService:
             for v, b, s, t, by in rows
         ]
 
+    # --- search and the listing across clients ---------------------------------------------------
+
+    def _searchable_clients(self, principal: Principal, client_name: str | None) -> builtins.list[ClientRow]:
+        """The clients a search or ``list --all`` decides on: the one named, or every client the
+        principal can see (an engineer: their current assignments), shredded ones excluded."""
+        from vault.identity import facts
+        from vault.store import clients as client_store
+
+        if client_name is not None:
+            return [self.ctx.client(client_name)]
+        visible = facts.visible_client_ids(self.ctx, principal)
+        with self.ctx.db.read() as conn:
+            rows = client_store.all_clients(conn)
+        return [c for c in rows if not c.shred_state and (visible is None or c.id in visible)]
+
+    def _indexes(self, clients: builtins.list[ClientRow]) -> Iterable[tuple[ClientRow, bytes]]:
+        """Each client's search index document, rebuilt (and stored) where missing: the triggers
+        of 0009_records.sql delete a client's index whenever its records change."""
+        from vault.records.search import check as check_index
+
+        ids = [c.id for c in clients]
+        with self.ctx.db.read() as conn:
+            stored = store.search_indexes(conn, ids)
+            missing = [i for i in ids if i not in stored]
+            nonempty = store.with_records(conn, missing) if missing else set()
+        for client in clients:
+            held = stored.get(client.id)
+            if held is None and client.id not in nonempty:
+                continue  # no records
+            # the keys of the client's current version, read in one snapshot (a rotation may have
+            # moved it on since ``clients`` was read: docs/architecture.md)
+            client, keys = self.ctx.read_client(client.name, lambda conn, c, k: (c, k))
+            if held is not None and held[0] == keys.version:
+                try:
+                    document = keys.unseal_index(held[1])
+                    check_index(document)
+                except (CryptoError, ValueError):
+                    pass  # a damaged, foreign or older index: rebuilt from the records below
+                else:
+                    yield client, document
+                    continue
+            yield client, self._rebuild_index(client)
+
+    def _rebuild_index(self, client: ClientRow) -> bytes:
+        """The client's index from its records' sealed metadata; a record written before the
+        metadata held search terms is opened once and its metadata upgraded."""
+        from vault.records import search
+
+        now = to_epoch(self.ctx.now())
+        with self.ctx.db.write() as conn:
+            client = self.ctx.client(client.name, conn)  # as of this transaction (see _write)
+            keys = self.ctx.client_keys(client, conn=conn)
+            entries = []
+            for record_id, meta_sealed, current, updated, *row in store.current_versions(conn, client.id):
+                if row[1] is None:
+                    continue  # deleted
+                meta = self._meta(client, keys, record_id, meta_sealed)
+                if "s" not in meta:
+                    rec = self.open_version(client, keys, record_id, meta["path"], meta["kind"], current, row)
+                    meta["s"] = search.terms_of(rec.kind, dict(rec.fields))
+                    store.set_meta(conn, record_id, keys.seal_meta(meta, record_id))
+                entries.append((meta["path"], meta["kind"], current, updated, meta["s"]))
+            document = search.build(entries)
+            store.put_search_index(conn, client.id, keys.version, keys.seal_index(document), now)
+        return document
+
+    def search(
+        self, principal: Principal, term: str, *, client: str | None = None, kind: str | None = None
+    ) -> builtins.list[dict]:
+        """Records whose path, kind, custom field names or non-secret fields contain ``term``
+        (case-insensitive), across every client the principal may read now: one audited
+        need-to-know decision per client searched; the others are absent. Never opens a secret
+        field, never returns a value."""
+        from vault.records import KINDS
+        from vault.records.search import match
+
+        if not isinstance(term, str) or not term.strip():
+            raise InvalidInput("give a search term")
+        if len(term) > 256 or any(ord(ch) < 32 for ch in term):
+            raise InvalidInput("a search term is one line of at most 256 characters")
+        if kind is not None and kind not in KINDS:
+            raise InvalidInput(f"unknown record type {kind!r}: use one of {', '.join(KINDS)}")
+        candidates = self._searchable_clients(principal, client)
+        allowed = self.ctx.authorize_each(principal, Action.SECRET_SEARCH, candidates)
+        out = []
+        found: builtins.list[tuple[ClientRow, int]] = []
+        for c, document in self._indexes(allowed):
+            try:
+                hits = match(document, term, kind)
+            except ValueError:  # an index this build cannot read: rebuilt from the records
+                hits = match(self._rebuild_index(c), term, kind)
+            for hit in hits:
+                hit["client"] = c.name
+                hit["updated_at"] = rfc3339(from_epoch(hit["updated_at"]))
+            out.extend(hits)
+            if hits:
+                found.append((c, len(hits)))
+        # what was searched, sealed for each client it matched in (the decisions above carry no
+        # detail: sealing the term for every client searched would cost a key unwrap each)
+        self.ctx.record_outcomes(
+            principal,
+            Action.SECRET_SEARCH,
+            [(c, f"search {term!r}: {n} match{'es' if n != 1 else ''}") for c, n in found],
+        )
+        out.sort(key=lambda r: (r["client"], r["path"]))
+        return out
+
+    def list_all(self, principal: Principal) -> builtins.list[dict]:
+        """``secret list --all``: the records of every client the principal may read now (one
+        audited decision per client, like search), from the search indexes."""
+        from vault.records.search import entries
+
+        allowed = self.ctx.authorize_each(
+            principal, Action.SECRET_LIST, self._searchable_clients(principal, None)
+        )
+        out = []
+        for c, document in self._indexes(allowed):
+            for path, kind, version, updated in entries(document):
+                out.append(
+                    {
+                        "client": c.name,
+                        "path": path,
+                        "kind": kind,
+                        "version": version,
+                        "updated_at": rfc3339(from_epoch(updated)),
+                    }
+                )
+        out.sort(key=lambda r: (r["client"], r["path"]))
+        return out
+
     def export(self, principal: Principal, client_name: str, out: Path) -> dict:
         """Write the client's current records, decrypted, as JSON Lines to a new 0600 file."""
         from vault.records.export import write_export
@@ -725,6 +861,12 @@ class SecretService:
             records.append({"path": rec.path, "kind": rec.kind, "fields": rec.fields})
         records.sort(key=lambda r: r["path"])
         return {"client": client.name, "records": records}
+
+
+def _meta_doc(prepared: _PreparedWrite) -> dict[str, Any]:
+    from vault.records.search import terms_of
+
+    return {"path": prepared.path, "kind": prepared.kind, "s": terms_of(prepared.kind, prepared.fields)}
 
 
 def merge_fields(

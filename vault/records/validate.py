@@ -32,6 +32,7 @@ from vault.records import (
 )
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 Short = Annotated[str, Field(min_length=1, max_length=256)]
@@ -209,6 +210,18 @@ def _ip(value: str) -> str:
         raise ValueError(f"not an IP address: {value!r}") from None
 
 
+def _surrogates(value: Any, depth: int = 0) -> bool:
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if depth > 4:
+        return False  # deeper than any field's type: the model refuses it anyway
+    if isinstance(value, dict):
+        return any(_surrogates(k, depth + 1) or _surrogates(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_surrogates(v, depth + 1) for v in value)
+    return False
+
+
 def validate(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
     """Validate fields for a kind; return the normalised fields (``None`` and empty lists dropped).
 
@@ -218,6 +231,9 @@ def validate(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput(f"unknown record type {kind!r}: use one of {', '.join(KINDS)}")
     if not isinstance(fields, dict):
         raise InvalidInput("record fields must be a JSON object")
+    if _surrogates(fields):
+        # a lone surrogate ("\ud800" in JSON) is not text and cannot be stored as UTF-8
+        raise InvalidInput(f"invalid {kind} record: text must be valid Unicode (no lone surrogates)")
     try:
         record = model(**{k: v for k, v in fields.items() if k != "kind"})
     except ValidationError as exc:

@@ -125,7 +125,7 @@ def create_app(pool: VaultPool, settings: ServiceSettings | None = None) -> Fast
         if has_surrogates(given[0][1]):
             raise InvalidInput("invalid request: text must be valid Unicode")
         if pool.sealed:
-            pool.unseal(*given[0], origin=origin_of(request))
+            pool.unseal(*given[0], origin=origin_of(request), source=limits.source(request))
             log.info("service unsealed with a %s by %s", given[0][0].replace("_", " "), origin_of(request))
         return {"sealed": pool.sealed}
 

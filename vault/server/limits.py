@@ -107,6 +107,33 @@ async def _refuse(send, limit: int | None) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def source_key(host: str | None) -> str:
+    """The throttling key of a client address: the address itself for IPv4, its /64 for IPv6 (one
+    host usually holds a whole /64, so per-address buckets would be free to multiply)."""
+    import ipaddress
+
+    if not host:
+        return "?"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:100]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+def is_loopback(host: str | None) -> bool:
+    import ipaddress
+
+    try:
+        return bool(host) and ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
+
+
 class RateLimiter:
     """Token buckets per key: ``burst`` attempts at once, refilled at ``rate`` per second.
 
@@ -132,6 +159,14 @@ class RateLimiter:
             if len(self._buckets) > MAX_BUCKETS:
                 self._prune(now)
             return 0.0
+
+    def wait(self, key: str) -> float:
+        """Seconds until ``key`` has a token (0: it has one now); spends nothing."""
+        now = self.clock()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
 
     def _prune(self, now: float) -> None:
         full_after = self.burst / self.rate

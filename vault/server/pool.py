@@ -18,8 +18,10 @@ from vault.principal import SYSTEM_ROLE, Principal
 if TYPE_CHECKING:
     from vault.facade import Vault
 
-#: failed unseal attempts per window, from all addresses together (docs/service.md, "Unseal")
+#: failed unseal attempts per window from all non-loopback sources together, and from any one
+#: source (docs/service.md, "Unseal"); the host's own loopback path is never locked by the others
 UNSEAL_FAILURES_MAX = 20
+UNSEAL_FAILURES_PER_SOURCE = 5
 UNSEAL_WINDOW_SECONDS = 600
 #: the one unseal attempt running at a time is waited for at most this long
 UNSEAL_WAIT_SECONDS = 10
@@ -74,7 +76,7 @@ class VaultPool:
         #: one unseal attempt at a time (each runs Argon2id with 64 MiB), and a global cap on
         #: failures whatever the source address
         self._unseal_lock = threading.Lock()
-        self._unseal_failures: list[float] = []
+        self._unseal_failures: dict[str, list[float]] = {}
         probe = self._open()  # fails early: missing vault
         self.vault_id = probe.ctx.vault_id.hex()
         self._free.append(probe)
@@ -96,22 +98,56 @@ class VaultPool:
         vault.ctx.audit.group = self.audit_group  # concurrent requests share audit commits
         return vault
 
-    def unseal(self, how: str, secret: str, origin: str | None = None) -> None:
+    def unseal(self, how: str, secret: str, origin: str | None = None, source: str | None = None) -> None:
         """``how``: key_file (a path), passphrase or recovery_key. Raises like the facade.
 
-        Serialized (Argon2id costs 64 MiB per attempt), capped globally against guessing from many
-        addresses; every failure, and every unseal through the API (``origin`` given), is written
-        to the audit log (which works while sealed). The key-file unseal at start is in the
-        service log."""
+        Serialized (Argon2id costs 64 MiB per attempt). Failures are throttled per ``source`` (an
+        address, an IPv6 /64: at most UNSEAL_FAILURES_PER_SOURCE per window) and, against guessing
+        from many addresses, for all non-loopback sources together; a loopback source (the host
+        itself) is never locked by failures from elsewhere, so network junk cannot lock the
+        operator out (issue 11). Every failure and throttled attempt, and every unseal through the
+        API (``origin`` given), is written to the audit log (which works while sealed). The
+        key-file unseal at start is in the service log."""
         if how not in UNSEAL_HOW:
             raise ValueError(f"unknown unseal method {how}")
         if not self._unseal_lock.acquire(timeout=UNSEAL_WAIT_SECONDS):
             raise VaultLocked("another unseal attempt is running; try again")
         try:
+            from vault.server.limits import is_loopback
+
             now = self._monotonic()
-            self._unseal_failures = [t for t in self._unseal_failures if now - t < self.unseal_window]
-            if len(self._unseal_failures) >= self.unseal_failures_max:
-                raise VaultLocked("unseal locked: too many failed attempts; wait and try again")
+            key = source or "host"
+            for k in list(self._unseal_failures):
+                kept = [t for t in self._unseal_failures[k] if now - t < self.unseal_window]
+                if kept:
+                    self._unseal_failures[k] = kept
+                else:
+                    del self._unseal_failures[k]
+            local = key == "host" or is_loopback(key)
+            remote_failures = sum(
+                len(v) for k, v in self._unseal_failures.items() if not (k == "host" or is_loopback(k))
+            )
+            refusal = None
+            if len(self._unseal_failures.get(key, ())) >= min(
+                UNSEAL_FAILURES_PER_SOURCE, self.unseal_failures_max
+            ):
+                refusal = "unseal locked for this address: too many failed attempts; wait and try again"
+            elif not local and remote_failures >= self.unseal_failures_max:
+                refusal = (
+                    "unseal locked: too many failed attempts from the network; unseal on the host itself"
+                )
+            if refusal is not None:
+                with self.lease(unsealed=False) as vault:
+                    who = Principal(
+                        name="operator",
+                        roles=frozenset({SYSTEM_ROLE}),
+                        kind="system",
+                        origin=origin or "service",
+                    )
+                    vault.ctx.record_outcome(
+                        who, AuditEvent.SERVICE_UNSEAL, "deny", reason="throttled: " + refusal.split(":")[0]
+                    )
+                raise VaultLocked(refusal)
             with self.lease(unsealed=False) as vault:
                 if vault.unsealed:
                     return
@@ -122,7 +158,7 @@ class VaultPool:
                 try:
                     getattr(vault, f"unseal_{how}")(secret)
                 except AuthenticationFailed:
-                    self._unseal_failures.append(now)
+                    self._unseal_failures.setdefault(key, []).append(now)
                     vault.ctx.record_outcome(
                         operator, AuditEvent.SERVICE_UNSEAL, "deny", reason=f"wrong {what}"
                     )

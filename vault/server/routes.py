@@ -17,9 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_mod
 
 from vault import api_spec as spec
 from vault.api_schemas import response_schema
-from vault.errors import AuthenticationFailed, InvalidInput
+from vault.errors import AuthenticationFailed, InvalidInput, VaultLocked
 from vault.server.errors import ERROR_RESPONSES, RateLimited
-from vault.server.limits import RateLimiter
+from vault.server.limits import RateLimiter, source_key
 
 Text = Annotated[str, StringConstraints(max_length=spec.MAX_STRING)]
 #: the name of the OpenAPI security scheme of the session token
@@ -131,18 +131,33 @@ class Limits:
         self.by_address = by_address
         self.by_user = by_user
 
+    @staticmethod
+    def source(request: Request) -> str:
+        return source_key(request.client.host if request.client else None)
+
     def address(self, request: Request) -> None:
-        host = request.client.host if request.client else "?"
-        wait = self.by_address.take(host)
+        """Unseal attempts: every attempt spends a token of its source (an address, an IPv6 /64)."""
+        wait = self.by_address.take(self.source(request))
         if wait:
             raise RateLimited(wait)
 
     def check(self, op: spec.Op, request: Request, body) -> None:
-        if op.rate_limit == "login":  # per address, then per user name (whatever the address)
-            self.address(request)
-            wait = self.by_user.take(str(getattr(body, "name", ""))[:200])
+        """Failed-login throttling (issue 11): a login or enrollment is refused while its source
+        or its user name has no token left; only a *failed* attempt spends one
+        (:meth:`failed`), so a stranger's junk never throttles a right password from elsewhere
+        for long, and correct logins are never throttled."""
+        if op.rate_limit == "login":
+            wait = max(
+                self.by_address.wait(self.source(request)),
+                self.by_user.wait(str(getattr(body, "name", ""))[:200]),
+            )
             if wait:
                 raise RateLimited(wait)
+
+    def failed(self, op: spec.Op, request: Request, body) -> None:
+        if op.rate_limit == "login":
+            self.by_address.take(self.source(request))
+            self.by_user.take(str(getattr(body, "name", ""))[:200])
 
 
 def add_route(app: FastAPI, op: spec.Op, pool, limits: Limits) -> None:
@@ -158,6 +173,9 @@ def add_route(app: FastAPI, op: spec.Op, pool, limits: Limits) -> None:
             args = arguments(op, body)
             try:
                 result = call(vault, op, principal, args, origin)
+            except (AuthenticationFailed, VaultLocked):
+                limits.failed(op, request, body)
+                raise
             except (OverflowError, UnicodeEncodeError):
                 # only an out-of-range number or unencodable text gets here: bad input
                 raise InvalidInput("invalid request: a value is out of range") from None

@@ -144,12 +144,12 @@ class SlaService:
         if grace_days is not None and not 0 <= grace_days <= MAX_GRACE_DAYS:
             raise InvalidInput(f"grace period must be 0 to {MAX_GRACE_DAYS} days")
         floor = int(self.ctx.settings["min_grace_days"])
-        if grace_days is not None and grace_days < floor:
-            raise InvalidInput(
-                f"grace period below the vault's minimum of {floor} days (changing it takes two people)"
-            )
         client = self.ctx.client(name)
         self.ctx.authorize(principal, Action.SLA_RENEW, client=client)
+        if grace_days is not None and grace_days < floor:
+            message = f"grace period below the vault's minimum of {floor} days (changing it takes two people)"
+            self.ctx.record_outcome(principal, Action.SLA_RENEW, "deny", client=client, reason=message)
+            raise InvalidInput(message)
         self._refuse_if_shredded(
             principal,
             Action.SLA_RENEW,
@@ -453,13 +453,25 @@ class SlaService:
         fresh = [{"client": n, "id": i, "action": "shred"} for i, n in self.ctx.db.all(DUE_SQL, (when,))]
         return resume + fresh
 
-    def sweep(self, principal: Principal, *, dry_run: bool = False, progress: Progress | None = None) -> dict:
+    def sweep(
+        self,
+        principal: Principal,
+        *,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+        every: timedelta | str | None = None,
+    ) -> dict:
         """Shred every client due (idempotent; one sweep at a time per vault).
 
         A second sweep started while one runs does nothing and reports ``skipped`` (exit 0): the
-        running one will shred everything due, and cron or the timer runs again later."""
+        running one will shred everything due, and cron or the timer runs again later.
+
+        ``every``: how often this sweep is scheduled (cron, the timer, the service); a sweep that
+        finishes with nothing unfinished records its time and schedule, and ``doctor`` warns
+        when that is older than the schedule (docs/sla.md section 2)."""
         self.ctx.authorize(principal, Action.SLA_SWEEP)
         now = self.ctx.now()
+        schedule = as_duration(every) if every is not None else None
         if dry_run:
             return {"dry_run": True, "due": self.due(now), "shredded": [], "failed": [], "skipped": None}
         with sweep_lock(self.ctx.home.locks) as acquired:
@@ -474,6 +486,7 @@ class SlaService:
             due = self.due(now)
             if not due:
                 self.ctx.audit.checkpoint()  # a signed head at every sweep (issue 4)
+                self.record_sweep(ok=True, schedule=schedule)
                 return {"dry_run": False, "due": [], "shredded": [], "failed": [], "skipped": None}
             shredder = Shredder(self.ctx, principal, pause=self.shred_pause)
             done, failed = [], []
@@ -494,7 +507,32 @@ class SlaService:
             reason=f"{len(done)} shredded, {len(failed)} unfinished",
         )
         self.ctx.audit.checkpoint()  # every sweep that acted leaves a signed head (issue 4)
+        self.record_sweep(ok=not failed, schedule=schedule)
         return {"dry_run": False, "due": due, "shredded": done, "failed": failed, "skipped": None}
+
+    def record_sweep(self, *, ok: bool, schedule: timedelta | None = None) -> None:
+        """Remember the last sweep (and the last one that left nothing unfinished) with its
+        schedule, in ``meta``: bookkeeping for ``doctor``, not an audit event (the sweep's own
+        audit entries are that). The service calls it for its rounds that find nothing due."""
+        now = to_epoch(self.ctx.now())
+        with self.ctx.db.write() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'last_sweep'").fetchone()
+            last = json.loads(row[0]) if row else {}
+            last["run_at"] = now
+            last["run_ok"] = ok
+            if ok:
+                last["ok_at"] = now
+            if schedule is not None:
+                last["every_seconds"] = int(schedule.total_seconds())
+            conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('last_sweep', ?)",
+                (json.dumps(last, sort_keys=True),),
+            )
+
+    def last_sweep(self) -> dict:
+        """``{"run_at", "run_ok", "ok_at", "every_seconds"}`` as far as recorded (epoch seconds)."""
+        row = self.ctx.db.one("SELECT value FROM meta WHERE key = 'last_sweep'")
+        return json.loads(row[0]) if row else {}
 
     def _shred_one(self, principal: Principal, shredder: Shredder, item: dict, now: int) -> bool:
         client = self.ctx.client(item["client"])

@@ -19,16 +19,26 @@ newer than this code is refused rather than guessed at.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vault.errors import IntegrityFailure, VaultError
+from vault.errors import (
+    BackendError,
+    IntegrityFailure,
+    InvalidInput,
+    StorageFull,
+    StorageReadOnly,
+    VaultError,
+    VaultLocked,
+)
 from vault.store.clients import key_state
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -93,18 +103,25 @@ class Database:
             # create the file 0600 before SQLite does, so -wal and -shm inherit the mode
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
             os.close(fd)
+        #: the vault is on read-only storage (a mounted backup, a snapshot): opened for reading only
+        self.read_only = not create and on_read_only_storage(self.path)
         try:
             self.conn = sqlite3.connect(
-                self.path,
+                self._read_only_uri() if self.read_only else self.path,
                 isolation_level=None,
                 timeout=BUSY_TIMEOUT_MS / 1000,
                 check_same_thread=False,
+                uri=self.read_only,
             )
             # a tampered row may hold bytes that are not UTF-8 where text was expected (or text
             # where a blob was): decode leniently so that the integrity checks, not the driver,
             # report it
             self.conn.text_factory = _lenient_text
             self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            if self.read_only:
+                self.conn.execute("PRAGMA foreign_keys=ON")
+                self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opens now
+                return
             mode = self.conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise SchemaError("the vault database could not be switched to WAL mode")
@@ -112,22 +129,51 @@ class Database:
             self.conn.execute("PRAGMA secure_delete=ON")
             self.conn.execute("PRAGMA foreign_keys=ON")
         except sqlite3.DatabaseError as exc:
+            translated = storage_error(exc, path=self.path)
+            if isinstance(translated, BackendError):
+                raise translated from None
             raise SchemaError(f"the vault database cannot be opened: {_sqlite_reason(exc)}") from None
+
+    def _read_only_uri(self) -> str:
+        """SQLite's read-only open of a WAL database: with its ``-wal`` and ``-shm`` files as they
+        are; without any ``-wal`` (a cleanly closed vault) as immutable (no locks, no ``-shm``
+        to create). A ``-wal`` holding commits but no ``-shm`` beside it cannot be read on
+        read-only storage: refused rather than read without those commits."""
+        quoted = urllib.parse.quote(str(self.path.resolve()))
+        wal = Path(f"{self.path}-wal")
+        shm = Path(f"{self.path}-shm")
+        has_wal = wal.exists() and wal.stat().st_size > 0
+        if has_wal and not shm.exists():
+            raise StorageReadOnly(
+                f"the vault at {self.path.parent} is on read-only storage and its write-ahead log "
+                f"cannot be read without {shm.name}: copy the vault folder to writable storage"
+            )
+        return f"file:{quoted}?mode=ro" + ("" if has_wal else "&immutable=1")
 
     # --- transactions ------------------------------------------------------------------------------
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction holding the database write lock from its first statement."""
+        """A write transaction holding the database write lock from its first statement.
+
+        All or nothing: a failure anywhere, the commit included, rolls it back. A full or
+        read-only disk becomes :class:`StorageFull` / :class:`StorageReadOnly` (exit 9) and a
+        damaged file an integrity failure (exit 6), not a driver exception (``storage_error``)."""
         with self.write_lock if self.write_lock is not None else nullcontext():
-            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise storage_error(exc, path=self.path) or exc from None
             try:
                 yield self.conn
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
-            else:
                 self.conn.execute("COMMIT")
+            except BaseException as exc:
+                if self.conn.in_transaction:
+                    with suppress(sqlite3.Error):
+                        self.conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error | OSError):
+                    raise storage_error(exc, path=self.path) or exc from None
+                raise
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -259,6 +305,76 @@ class Database:
             return False
         self.conn.execute("VACUUM")
         return self.checkpoint_truncate(attempts, wait)
+
+
+def on_read_only_storage(path: Path) -> bool:
+    """The vault's database cannot be written here: a read-only mount, or no write permission on
+    the file or its folder (SQLite needs both, for the ``-wal`` and ``-shm`` files)."""
+    folder = path.parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return True
+    except OSError:
+        return False
+    return not (os.access(folder, os.W_OK) and os.access(path, os.W_OK))
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+#: below this many free bytes a failed write is taken for a full disk
+_LOW_SPACE = 1 << 20
+
+
+def _no_space(path: Path) -> bool:
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < _LOW_SPACE
+
+
+def storage_error(
+    exc: BaseException, where: str = "the vault's storage", path: Path | None = None
+) -> VaultError | None:
+    """The user-facing error for a storage-level failure, or None if ``exc`` is not one.
+
+    One place for every layer (the database, the local blob store, the CLI's and the service's
+    error handlers): disk full -> StorageFull, read-only -> StorageReadOnly (exit 9), a damaged
+    database file -> integrity failure (exit 6), an integer SQLite cannot hold -> invalid input
+    (exit 2). Messages name the condition, never data. ``path``: the file being written, whose
+    file system is asked for its free space when SQLite reports a plain "disk I/O error" (what
+    it says when the write-ahead log cannot grow on a full disk)."""
+    if isinstance(exc, VaultError):
+        return exc
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        if "full" in text:
+            return StorageFull(f"no space left on {where} (database or disk is full); nothing was written")
+        if "readonly" in text or "read-only" in text:
+            return StorageReadOnly(f"{where} is read-only; nothing was written")
+        if "disk i/o" in text:
+            if path is not None and _no_space(path):
+                return StorageFull(f"no space left on {where} (disk full); nothing was written")
+            return BackendError(f"disk I/O error on {where}")
+        if "locked" in text or "busy" in text:
+            return VaultLocked("the vault database is locked by another process; try again")
+        if "unable to open" in text:
+            return BackendError(f"the vault database cannot be opened on {where}")
+        return None
+    if isinstance(exc, sqlite3.IntegrityError):
+        return None  # a constraint the caller (or a trigger) enforces: the caller's to handle
+    if isinstance(exc, sqlite3.DatabaseError):  # malformed, not a database
+        return SchemaError(f"integrity failure: the vault database is damaged ({_sqlite_reason(exc)})")
+    if isinstance(exc, OSError):
+        if exc.errno in _FULL:
+            return StorageFull(f"no space left on {where}; nothing was written")
+        if exc.errno == errno.EROFS:
+            return StorageReadOnly(f"{where} is read-only; nothing was written")
+        return None
+    if isinstance(exc, OverflowError):
+        return InvalidInput("a number is out of range")
+    if isinstance(exc, RecursionError):
+        return InvalidInput("input nested too deeply")
+    return None
 
 
 def _lenient_text(raw: bytes) -> str:

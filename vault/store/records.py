@@ -230,9 +230,56 @@ def destroy(conn: sqlite3.Connection, record_id: int) -> list[str]:
 def destroy_client(conn: sqlite3.Connection, client_id: str) -> tuple[int, int]:
     """Delete every record key (versions) and encrypted name (records) of a client: shred steps
     (b) and (e). Returns ``(record_versions, records)`` deleted."""
+    conn.execute(
+        "DELETE FROM attachment_refs WHERE record_id IN (SELECT id FROM records WHERE client_id = ?)",
+        (client_id,),
+    )
+    destroy_search_index(conn, client_id)
     versions = conn.execute(
         "DELETE FROM record_versions WHERE record_id IN (SELECT id FROM records WHERE client_id = ?)",
         (client_id,),
     ).rowcount
     records = conn.execute("DELETE FROM records WHERE client_id = ?", (client_id,)).rowcount
     return versions, records
+
+
+# --- the search index (0009_records.sql) -------------------------------------------------------
+
+
+def search_indexes(conn: sqlite3.Connection, client_ids: list[str]) -> dict[str, tuple[int, bytes]]:
+    """``client_id -> (key_version, sealed)`` of the stored indexes (a client whose records
+    changed since has none: the triggers of 0009_records.sql delete it)."""
+    out: dict[str, tuple[int, bytes]] = {}
+    for start in range(0, len(client_ids), 500):
+        batch = client_ids[start : start + 500]
+        for client_id, key_version, sealed in conn.execute(
+            "SELECT client_id, key_version, sealed FROM search_index"  # noqa: S608 - only "?" placeholders are generated
+            f" WHERE client_id IN ({','.join('?' * len(batch))})",
+            batch,
+        ):
+            out[client_id] = (key_version, bytes(sealed))
+    return out
+
+
+def with_records(conn: sqlite3.Connection, client_ids: list[str]) -> set[str]:
+    """Which of the clients have at least one record (indexed lookups)."""
+    return {
+        cid
+        for cid in client_ids
+        if conn.execute("SELECT 1 FROM records WHERE client_id = ? LIMIT 1", (cid,)).fetchone()
+    }
+
+
+def put_search_index(
+    conn: sqlite3.Connection, client_id: str, key_version: int, sealed: bytes, now: int
+) -> None:
+    conn.execute(
+        "INSERT INTO search_index (client_id, key_version, sealed, built_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (client_id) DO UPDATE SET key_version = excluded.key_version,"
+        " sealed = excluded.sealed, built_at = excluded.built_at",
+        (client_id, key_version, sealed, now),
+    )
+
+
+def destroy_search_index(conn: sqlite3.Connection, client_id: str) -> int:
+    return conn.execute("DELETE FROM search_index WHERE client_id = ?", (client_id,)).rowcount

@@ -1,0 +1,49 @@
+"""Bad input is exit 2 with one line, never "internal error" (issue 13, item 6): the replays."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.cli.inproc import cvault
+from tests.helpers import add_client
+
+
+@pytest.fixture
+def env(vdir):
+    v = vdir.open()
+    add_client(v, "acme")
+    v.close()
+    return vdir.env()
+
+
+def _one_line_exit_2(got) -> None:
+    assert got.code == 2, (got.code, got.stderr)
+    assert "internal error" not in got.stderr and "Traceback" not in got.stderr, got.stderr
+    # one line from cvault ("cvault: ..."), or click's usage block ending in its one "Error:" line
+    lines = [line for line in got.stderr.strip().splitlines() if line]
+    assert len(lines) == 1 or lines[-1].startswith("Error: "), got.stderr
+
+
+def test_fields_json_and_import_lines_1000_levels_deep(env, tmp_path):
+    deep = "[" * 1000 + "]" * 1000
+    src = tmp_path / "deep.json"
+    src.write_text('{"text": ' + deep + "}")
+    _one_line_exit_2(cvault(env, "secret", "put", "acme", "d/1", "--type", "note", "--fields-json", str(src)))
+    src.write_text("[" * 100_000)
+    _one_line_exit_2(cvault(env, "secret", "put", "acme", "d/1", "--type", "note", "--fields-json", str(src)))
+    src.write_text('{"text": ' + "9" * 100_000 + "}")  # more digits than int() takes
+    _one_line_exit_2(cvault(env, "secret", "put", "acme", "d/1", "--type", "note", "--fields-json", str(src)))
+    lines = tmp_path / "deep.jsonl"
+    lines.write_text('{"path": "a", "kind": "note", "fields": {"text": ' + deep + "}}\n")
+    _one_line_exit_2(cvault(env, "secret", "import", "acme", str(lines)))
+    lines.write_text("[" * 100_000 + "\n")
+    _one_line_exit_2(cvault(env, "secret", "import", "acme", str(lines)))
+
+
+def test_integers_past_sqlite(env, vdir):
+    for big in ("9223372036854775808", "9223372036854775807", "99999999999999999999999"):
+        _one_line_exit_2(cvault(env, "audit", "log", "--limit", big))
+        _one_line_exit_2(cvault(env, "secret", "get", "acme", "x", "--version", big))
+    # and through a real process
+    got = vdir.cli("audit", "log", "--limit", "9223372036854775808")
+    assert got.returncode == 2 and "internal error" not in got.stderr

@@ -1,0 +1,199 @@
+"""``secret search`` and ``secret list --all`` (issue 16): need-to-know per client at that moment
+(assignment ended, SLA expired, training lapsed: the client is absent), one audited decision per
+client searched, never a match on or an output of a secret value, and a sealed index that is
+never stale."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.factories import assign
+from tests.helpers import add_client, clock_at, make_vault, operator
+from vault.errors import InvalidInput
+from vault.records import search as index
+
+SECRETS = ("hunter2-Secret", "PIN-7741", "JBSWY3DPEHPK3PXPJBSWY3DP", "ssh-key-body")
+
+
+def _fill(v, principal, client):
+    v.secrets.put(
+        principal,
+        client,
+        "office/firewall",
+        "access",
+        {
+            "host": f"fw.{client}.test",
+            "username": "admin",
+            "password": SECRETS[0],
+            "totp": SECRETS[2],
+            "ssh_private_key": SECRETS[3],
+            "tags": ["VPN", "prod"],
+            "custom": {
+                "Serial": {"value": "FG-100", "secret": False},
+                "PIN": {"value": SECRETS[1], "secret": True},
+            },
+        },
+    )
+    v.secrets.put(
+        principal, client, "wifi/guest", "network", {"wifi_ssid": "Guest-VPN", "wifi_key": "k" * 12}
+    )
+    v.secrets.put(principal, client, "notes/vpn", "note", {"text": "the vpn runbook"})
+
+
+@pytest.fixture
+def staffed(staff):
+    v = staff.vdir.open(clock=clock_at())
+    amy = staff.amy.principal(v)
+    v.clients.add(amy, "globex", sla_end=v.ctx.now() + timedelta(days=30))
+    v.clients.add(amy, "initech", sla_end=v.ctx.now() + timedelta(days=365))
+    assign(v, staff.bob, "globex")  # bob: acme and globex; carl: nobody
+    bob = staff.bob.principal(v)
+    for client in ("acme", "globex"):
+        _fill(v, bob, client)
+    assign(v, staff.carl, "initech")
+    _fill(v, staff.carl.principal(v), "initech")
+    yield staff, v
+    v.close()
+
+
+def _clients(hits):
+    return sorted({h["client"] for h in hits})
+
+
+def _decisions(v, since: int):
+    return v.ctx.db.all(
+        "SELECT client, outcome, reason FROM audit_events"
+        " WHERE action = 'secret.search' AND seq > ? ORDER BY seq",
+        (since,),
+    )
+
+
+def _head(v) -> int:
+    return v.ctx.db.scalar("SELECT coalesce(max(seq), 0) FROM audit_events")
+
+
+def test_search_finds_non_secret_terms_only_in_readable_clients(staffed):
+    staff, v = staffed
+    bob = staff.bob.principal(v)
+    hits = v.secrets.search(bob, "vpn")
+    assert _clients(hits) == ["acme", "globex"]  # initech (not assigned) is absent, not "denied"
+    by_path = {h["path"]: h["matched"] for h in hits if h["client"] == "acme"}
+    assert by_path == {"office/firewall": ["tags"], "wifi/guest": ["wifi_ssid"], "notes/vpn": ["path"]}
+    assert v.secrets.search(bob, "fg-1")[0]["matched"] == ["custom.Serial"]
+    assert {h["path"] for h in v.secrets.search(bob, "pin")} == {"office/firewall"}  # a custom field's name
+    for secret in SECRETS:
+        assert v.secrets.search(bob, secret) == []
+        assert v.secrets.search(bob, secret[2:9]) == []
+    assert v.secrets.search(bob, "runbook") == []  # a note's text is its secret
+    assert [h["path"] for h in v.secrets.search(bob, "VPN", kind="network")] == ["wifi/guest", "wifi/guest"]
+    assert _clients(v.secrets.search(bob, "vpn", client="globex")) == ["globex"]
+    assert json.dumps(v.secrets.search(bob, "a")).count(SECRETS[0]) == 0
+
+
+def test_each_client_searched_is_one_audited_decision(staffed):
+    staff, v = staffed
+    before = _head(v)
+    v.secrets.search(staff.bob.principal(v), "fw.acme")
+    decisions = _decisions(v, before)
+    assert [(c, o) for c, o, _ in decisions] == [("acme", "allow"), ("globex", "allow"), ("acme", "ok")]
+    # the term is kept, sealed under the client's audit-detail key, for the clients it matched in
+    sealed = v.ctx.db.all(
+        "SELECT detail_sealed FROM audit_events"
+        " WHERE action = 'secret.search' AND outcome = 'ok' AND seq > ?",
+        (before,),
+    )
+    assert len(sealed) == 1 and sealed[0][0] and b"fw.acme" not in sealed[0][0]
+    before = _head(v)
+    assert v.secrets.search(staff.bob.principal(v), "vpn", client="initech") == []
+    assert [(c, o) for c, o, _ in _decisions(v, before)] == [("initech", "deny")]
+
+
+def test_search_follows_need_to_know_at_that_moment(staffed):
+    staff, v = staffed
+    amy = staff.amy.principal(v)
+    # the assignment ends
+    v.access.unassign(amy, "globex", "bob")
+    assert _clients(v.secrets.search(staff.bob.principal(v), "vpn")) == ["acme"]
+    assign(v, staff.bob, "globex")
+    assert _clients(v.secrets.search(staff.bob.principal(v), "vpn")) == ["acme", "globex"]
+    # the SLA lapses (globex ends in 30 days; its grace does not give need-to-know)
+    v.ctx.clock.advance(days=31)
+    before = _head(v)
+    assert _clients(v.secrets.search(staff.bob.principal(v), "vpn")) == ["acme"]
+    assert ("globex", "deny") in [(c, o) for c, o, _ in _decisions(v, before)]
+    assert [r["client"] for r in v.secrets.list_all(staff.bob.principal(v))] == ["acme"] * 3
+    # training lapses: nothing at all
+    with v.ctx.db.write() as conn:
+        conn.execute("UPDATE users SET training_valid_until = ? WHERE name = 'bob'", (0,))
+    assert v.secrets.search(staff.bob.principal(v), "vpn") == []
+    assert v.secrets.list_all(staff.bob.principal(v)) == []
+    # other roles search nothing (admin never implies reading secrets)
+    assert v.secrets.search(staff.alice.principal(v), "vpn") == []
+
+
+def test_the_index_follows_every_change_and_is_sealed(tmp_path):
+    vd = make_vault(tmp_path, clock=clock_at())
+    v = vd.open(clock=clock_at())
+    try:
+        add_client(v, "acme")
+        p = operator()
+        v.secrets.put(p, "acme", "a/one", "access", {"host": "alpha.test", "password": "x"})
+        assert [h["path"] for h in v.secrets.search(p, "alpha")] == ["a/one"]
+        v.secrets.edit(p, "acme", "a/one", set_fields={"host": "beta.test"})
+        assert v.secrets.search(p, "alpha") == [] and len(v.secrets.search(p, "beta")) == 1
+        v.secrets.restore(p, "acme", "a/one", version=1)
+        assert len(v.secrets.search(p, "alpha")) == 1
+        v.secrets.rm(p, "acme", "a/one")
+        assert v.secrets.search(p, "alpha") == []
+        v.secrets.restore(p, "acme", "a/one", version=1)
+        assert len(v.secrets.search(p, "alpha")) == 1
+        v.clients.rotate_key(p, "acme")
+        assert len(v.secrets.search(p, "alpha")) == 1  # rebuilt under the new key version
+        sealed = v.ctx.db.scalar("SELECT sealed FROM search_index")
+        assert b"alpha" not in sealed and b"a/one" not in sealed
+        # a tampered index is rebuilt from the records, never trusted
+        with v.ctx.db.write() as conn:
+            conn.execute("UPDATE search_index SET sealed = ?", (sealed[:-1] + bytes([sealed[-1] ^ 1]),))
+        assert len(v.secrets.search(p, "alpha")) == 1
+        v.secrets.rm(p, "acme", "a/one", purge=True)
+        assert v.secrets.search(p, "alpha") == [] and v.secrets.list_all(p) == []
+    finally:
+        v.close()
+
+
+def test_bad_terms_are_refused(staffed):
+    staff, v = staffed
+    bob = staff.bob.principal(v)
+    for bad in ("", "   ", "x" * 257, "a\nb"):
+        with pytest.raises(InvalidInput):
+            v.secrets.search(bob, bad)
+    with pytest.raises(InvalidInput, match="unknown record type"):
+        v.secrets.search(bob, "x", kind="card")
+
+
+_word = st.text(alphabet="abcXYZ-ß.é", min_size=1, max_size=6)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_word, st.lists(_word, max_size=3), _word), min_size=1, max_size=6), _word)
+def test_index_match_equals_a_naive_scan(records, term):
+    entries = [
+        (f"p/{i}-{path}", "access", 1, 0, {"host": host, "tags": tags})
+        for i, (path, tags, host) in enumerate(records)
+    ]
+    document = index.build(entries)
+    got = {h["path"]: h["matched"] for h in index.match(document, term)}
+    want = {}
+    for path, _, _, _, terms in entries:
+        fields = {"path": [path], "kind": ["access"], "host": [terms["host"]], "tags": terms["tags"]}
+        matched = sorted(
+            n for n, values in fields.items() if any(term.casefold() in x.casefold() for x in values)
+        )
+        if matched:
+            want[path] = matched
+    assert got == want

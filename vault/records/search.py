@@ -1,0 +1,166 @@
+"""``secret search``: the non-secret terms of a record and a client's sealed search index.
+
+What is searchable (and nothing else): the path, the kind, and the kind's ``search`` fields of
+:data:`vault.records.FIELDS` (host, URL, username, SSID, site, tags, ...), custom field names, and
+the values of non-secret custom fields (their first :data:`MAX_TERM` characters). Secret fields,
+secret custom values and TOTP seeds never enter the index.
+
+The terms of a record are kept in its sealed metadata (``meta["s"]``, written with every version:
+the index can be rebuilt from the metadata alone, without opening a record's secret fields). The
+per-client index is one document, one line per live record, each line a JSON array
+``[path, kind, version, updated_at, [[field, text], ...]]`` (JSON keeps every value on its line);
+it is sealed under the client key by the secrets service (docs/format.md, "Search index").
+Matching is a case-insensitive (``str.casefold``) substring test on each line, confirmed on the
+parsed fields, so a term never matches the JSON punctuation around them.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from typing import Any
+
+from vault.records import CUSTOM, SEARCH_FIELDS
+
+#: the first bytes of an index document (docs/format.md, "Search index")
+MAGIC = b"CVSI1"
+_LEN = struct.Struct(">I")
+#: longest text of one field kept in the index (custom values can be long; the rest is not searched)
+MAX_TERM = 512
+
+
+def terms_of(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The searchable terms of a record's fields: ``{field: text or [texts]}``, custom fields as
+    ``{"custom": {NAME: value or None (secret)}}``. Never holds a secret value."""
+    terms: dict[str, Any] = {}
+    for name in SEARCH_FIELDS[kind]:
+        value = fields.get(name)
+        if value is None or name == CUSTOM:
+            continue
+        if isinstance(value, list):
+            terms[name] = [str(v)[:MAX_TERM] for v in value]
+        else:
+            terms[name] = str(value)[:MAX_TERM]
+    custom = fields.get(CUSTOM)
+    if isinstance(custom, dict) and custom:
+        terms[CUSTOM] = {
+            n: (None if e.get("secret", True) else str(e.get("value", ""))[:MAX_TERM])
+            for n, e in custom.items()
+        }
+    return terms
+
+
+def _pairs(path: str, kind: str, terms: dict[str, Any]) -> list[list[str]]:
+    pairs = [["path", path], ["kind", kind]]
+    for name, value in terms.items():
+        if name == CUSTOM:
+            for custom_name, custom_value in value.items():
+                pairs.append([f"custom.{custom_name}", custom_name])
+                if custom_value is not None:
+                    pairs.append([f"custom.{custom_name}", custom_value])
+        elif isinstance(value, list):
+            pairs.extend([name, v] for v in value)
+        else:
+            pairs.append([name, value])
+    return pairs
+
+
+def build(records: list[tuple[str, str, int, int, dict[str, Any]]]) -> bytes:
+    """One client's index document from ``(path, kind, version, updated_at, terms)`` per live
+    record: ``MAGIC || u32 len(A) || A || B`` where A is the zlib-compressed scan section (one
+    casefolded line per record, its texts joined by U+001F, newlines as U+001E) and B the
+    zlib-compressed JSON lines naming the fields, in the same order. U+001E and U+001F cannot
+    occur in a term (control characters are refused). Only A is decompressed unless a term hits."""
+    records = sorted(records)
+    scan, rows = [], []
+    for path, kind, version, updated_at, terms in records:
+        pairs = _pairs(path, kind, terms)
+        scan.append("\x1f".join(v for _, v in pairs).casefold().replace("\n", "\x1e").replace("\r", "\x1e"))
+        rows.append(
+            json.dumps([path, kind, version, updated_at, pairs], ensure_ascii=False, separators=(",", ":"))
+        )
+    a = zlib.compress("\n".join(scan).encode("utf-8"), 1)
+    b = zlib.compress("\n".join(rows).encode("utf-8"), 1)
+    return MAGIC + _LEN.pack(len(a)) + a + b
+
+
+def _sections(document: bytes) -> tuple[bytes, bytes]:
+    """The compressed scan and rows sections; ValueError for anything not built by :func:`build`."""
+    if not document.startswith(MAGIC) or len(document) < len(MAGIC) + _LEN.size:
+        raise ValueError("not a search index")
+    (n,) = _LEN.unpack_from(document, len(MAGIC))
+    start = len(MAGIC) + _LEN.size
+    if start + n > len(document):
+        raise ValueError("not a search index")
+    return document[start : start + n], document[start + n :]
+
+
+def check(document: bytes) -> None:
+    """ValueError unless ``document`` has the layout of this format (cheap: nothing decompressed)."""
+    _sections(document)
+
+
+def _inflate(data: bytes) -> str:
+    try:
+        return zlib.decompress(data).decode("utf-8")
+    except (zlib.error, UnicodeDecodeError):
+        raise ValueError("not a search index") from None
+
+
+def _rows(compressed: bytes) -> list[str]:
+    return _inflate(compressed).split("\n")
+
+
+def entries(document: bytes) -> list[tuple[str, str, int, int]]:
+    """``(path, kind, version, updated_at)`` of every record of an index document."""
+    _, rows = _sections(document)
+    out = []
+    for line in _rows(rows):
+        if line:
+            path, kind, version, updated_at, _ = json.loads(line)
+            out.append((path, kind, version, updated_at))
+    return out
+
+
+def match(document: bytes, term: str, kind: str | None = None) -> list[dict[str, Any]]:
+    """The records of one client's index matching ``term`` (case-insensitive): ``{path, kind,
+    version, updated_at, matched: [field names]}``, by path."""
+    wanted = term.casefold()
+    if not wanted or any(ord(c) < 32 for c in wanted):
+        return []
+    packed_scan, packed_rows = _sections(document)
+    scan = _inflate(packed_scan)
+    hits: list[int] = []
+    line, last = 0, 0
+    pos = scan.find(wanted)
+    while pos != -1:
+        line += scan.count("\n", last, pos)
+        last = pos
+        hits.append(line)
+        end = scan.find("\n", pos)
+        if end == -1:
+            break
+        pos = scan.find(wanted, end)
+    if not hits:
+        return []
+    lines = _rows(packed_rows)
+    if len(lines) <= hits[-1]:
+        raise ValueError("not a search index")
+    out = []
+    for n in hits:
+        path, record_kind, version, updated_at, pairs = json.loads(lines[n])
+        if kind is not None and record_kind != kind:
+            continue
+        matched = sorted({name for name, value in pairs if wanted in value.casefold()})
+        if matched:
+            out.append(
+                {
+                    "path": path,
+                    "kind": record_kind,
+                    "version": version,
+                    "updated_at": updated_at,
+                    "matched": matched,
+                }
+            )
+    return out
