@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from cli import agent_protocol
+from cli.launcher import ENV_NAMES
 from cli.state import CliState
 from vault.errors import EXIT_DENIED, InvalidInput, StepUpRequired, VaultError, VaultSealed
 
@@ -255,7 +256,7 @@ class Agent:
 
         saved_env, saved_streams = dict(os.environ), (sys.stdin, sys.stdout, sys.stderr)
         try:
-            for name in [k for k in os.environ if k.startswith("CVAULT_") or k in _REQUEST_ENV]:
+            for name in [k for k in os.environ if k.startswith("CVAULT_") or k in ENV_NAMES]:
                 del os.environ[name]
             os.environ.update(env)
             os.chdir(cwd)
@@ -289,22 +290,6 @@ class Agent:
                 with contextlib.suppress(OSError):
                     self.handle(conn)
         self.lock()
-
-
-_REQUEST_ENV = {
-    "HOME",
-    "XDG_CONFIG_HOME",
-    "XDG_DATA_HOME",
-    "XDG_CACHE_HOME",
-    "COLUMNS",
-    "LINES",
-    "NO_COLOR",
-    "TERM",
-    "TZ",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-}
 
 
 def _alive(pid: int) -> bool:

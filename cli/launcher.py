@@ -19,8 +19,9 @@ AGENT_COMMANDS = {("secret", "get"), ("secret", "list"), ("secret", "search")}
 _LOCAL_ONLY_OPTIONS = {"--copy", "-h", "--help", "--version"}
 _GLOBAL_WITH_VALUE = {"--home", "--addr", "--profile"}
 _GLOBAL_FLAGS = {"--json", "--debug"}
-#: the environment a command may depend on, passed to the agent (names only of files, no secrets)
-_ENV_NAMES = {
+#: the environment a command may depend on, passed to the agent (names only of files, no secrets);
+#: the agent replaces exactly these (and CVAULT_*) for each command
+ENV_NAMES = {
     "HOME",
     "XDG_CONFIG_HOME",
     "XDG_DATA_HOME",
@@ -56,7 +57,7 @@ def agent_eligible(argv: list[str]) -> bool:
 def run_request_fields(argv: list[str]) -> list[str]:
     """The ``run`` request: cwd, terminal flags, stdout encoding, the environment, then argv."""
     ttys = "".join("1" if _isatty(fd) else "0" for fd in (0, 1, 2))
-    env = {k: v for k, v in os.environ.items() if k in _ENV_NAMES or k.startswith("CVAULT_")}
+    env = {k: v for k, v in os.environ.items() if k in ENV_NAMES or k.startswith("CVAULT_")}
     if ttys[1] == "1" and "COLUMNS" not in env:  # the agent cannot ask this terminal its size
         try:
             size = os.get_terminal_size(1)
