@@ -45,10 +45,19 @@ def time_step(when: datetime | int | float, step: int = STEP_SECONDS) -> int:
     return _epoch(when) // step
 
 
+#: the shortest seed a code is computed for: 80 bits, what vault.records.otp accepts for the seeds
+#: of other services (authenticator apps take them; our own users' secrets are SECRET_BYTES).
+#: pyotp >= 2.10 refuses seeds under 112 bits by default (a ValueError, once an "internal error")
+MIN_SEED_BITS = 80
+
+
 def _otp(secret: str, digits: int, step: int, digest: str):
     import pyotp  # lazily: only when a code is checked or generated
 
-    return pyotp.TOTP(secret, digits=digits, interval=step, digest=_DIGESTS[digest])
+    class Totp(pyotp.TOTP):
+        min_secret_length_bits = MIN_SEED_BITS  # pyotp's own default (>= 2.10): 112
+
+    return Totp(secret, digits=digits, interval=step, digest=_DIGESTS[digest])
 
 
 def code_at(
