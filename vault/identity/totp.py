@@ -45,22 +45,22 @@ def time_step(when: datetime | int | float, step: int = STEP_SECONDS) -> int:
     return _epoch(when) // step
 
 
-_SEED_CLASSES: dict[int, type] = {}
+_SEED_CLASSES: dict[int, type] = {}  # pyotp.TOTP subclasses by minimum secret length
 
 
 def _otp(secret: str, digits: int, step: int, digest: str, min_secret_bits: int | None = None):
     import pyotp  # lazily: only when a code is checked or generated
 
-    cls = pyotp.TOTP
+    cls: type[pyotp.TOTP] = pyotp.TOTP
     if min_secret_bits is not None:
         # pyotp refuses secrets under 112 bits (its ``min_secret_length_bits``, the documented
         # hook for subclasses); a record's seed is a client account's, issued by someone else, and
         # as short as 80 bits (vault.records.otp), so its codes are computed with that minimum
-        cls = _SEED_CLASSES.get(min_secret_bits)
-        if cls is None:
-            cls = _SEED_CLASSES[min_secret_bits] = type(
+        if min_secret_bits not in _SEED_CLASSES:
+            _SEED_CLASSES[min_secret_bits] = type(
                 "SeedTOTP", (pyotp.TOTP,), {"min_secret_length_bits": min_secret_bits}
             )
+        cls = _SEED_CLASSES[min_secret_bits]
     return cls(secret, digits=digits, interval=step, digest=_DIGESTS[digest])
 
 
