@@ -17,7 +17,7 @@ import json
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from vault import crypto, keys
 from vault.audit.signing import AuditSigner
@@ -34,6 +34,7 @@ from vault.errors import (
 from vault.home import VaultHome
 from vault.keys import Keyring
 from vault.store.db import Database
+from vault.tuples import NamedTuple
 
 if TYPE_CHECKING:  # the services load on first use (_Service); these are for type checkers
     from vault.audit.service import AuditService

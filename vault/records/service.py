@@ -17,7 +17,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from vault import blob as blobfmt
 from vault import crypto, names
@@ -39,6 +39,7 @@ from vault.store import outbox
 from vault.store import records as store
 from vault.store.clients import ClientRow
 from vault.store.records import VersionRow, version_row
+from vault.tuples import NamedTuple
 
 Progress = Callable[[int, int], None]
 MAX_VERSION = 2**31
