@@ -80,13 +80,8 @@ def _full_short_help(command: click.Command) -> None:
 @click.option("--addr", envvar="CVAULT_ADDR", help="URL of a cvault service (service mode).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
-# an explicit message and help keep click from looking up translations (gettext, locale) on every run
-@click.version_option(
-    package_name="client-config-vault",
-    prog_name="cvault",
-    message="%(prog)s %(version)s",
-    help="Show the version and exit.",
-)
+# an explicit message keeps click from loading gettext/locale on every run
+@click.version_option(package_name="client-config-vault", prog_name="cvault", message="%(prog)s %(version)s")
 @click.pass_context
 def cli(ctx: click.Context, home: str | None, addr: str | None, as_json: bool, debug: bool) -> None:
     """cvault: encrypted client-configuration vault for managed service providers.

@@ -171,3 +171,54 @@ def test_lazy_option_sets_build_the_same_options():
         assert name in shared
     assert put_names.index("site") < put_names.index("from_stdin") < put_names.index("as_json")
     assert put.params is put.params  # built once
+
+
+#: modules ``cvault secret get`` (without an agent) must not load: each was measured on the path
+#: and made lazy (docs/performance.md, "Where secret get spends its time")
+NOT_ON_THE_GET_PATH = {
+    "pathlib",  # with urllib.parse and ipaddress: ~16 M instructions, 6 % of the command
+    "urllib.parse",
+    "ipaddress",
+    "vault.records.generate",  # put/edit's options only
+    "hashlib",  # OpenSSL's second copy: 12 M instructions
+}
+
+
+def test_secret_get_loads_none_of_the_lazy_modules(tmp_path):
+    """A real ``cvault secret get`` process (no agent) on a real vault: none of the modules made
+    lazy for issue 20 comes back on the path, and the read still answers."""
+    import os
+    import subprocess
+    import sys
+    import sysconfig
+
+    from tests.helpers import ROOT, add_client, make_vault, operator
+
+    vdir = make_vault(tmp_path)
+    v = vdir.open()
+    try:
+        add_client(v, "acme")
+        v.secrets.put(operator(), "acme", "office/firewall", "access", {"host": "h", "password": "pw-1"})
+    finally:
+        v.close()
+    # -S: as a regular install runs (the editable install's import hook loads pathlib itself);
+    # the source tree and the dependencies come through PYTHONPATH instead
+    path = os.pathsep.join([str(ROOT), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    proc = subprocess.run(
+        [sys.executable, "-S", "-X", "importtime", "-c", "from cli.launcher import main; main()"]
+        + ["secret", "get", "acme", "office/firewall", "--field", "password"],
+        env=vdir.env(CVAULT_NO_AGENT="1", PYTHONPATH=path),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout == "pw-1\n"
+    imported = {
+        line.split("|")[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "vault.policy" in imported and "vault.tuples" in imported  # the read path did run
+    assert not imported & NOT_ON_THE_GET_PATH, imported & NOT_ON_THE_GET_PATH
