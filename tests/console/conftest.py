@@ -189,9 +189,10 @@ CLIENTS = {
 def build_world(folder: Path, *, clients: int = len(CLIENTS)) -> World:
     """A vault with the operator (all roles, for setting up), hal and ian (admins made by the
     factory, who onboard the others), and, enrolled for real: ada (admin), maria (account
-    manager), eve (engineer on acme and umbrella), rita (security reviewer), sam (account
-    manager, the second person of two-person rules), tom (engineer, whom the admin journey
-    manages); the clients of :data:`CLIENTS` (the first ``clients`` of them)."""
+    manager), eve (engineer on acme and umbrella, and on globex through team desk), rita
+    (security reviewer), sam (account manager, the second person of two-person rules), tom
+    (engineer, whom the admin journey manages); the clients of :data:`CLIENTS` (the first
+    ``clients`` of them)."""
     vdir = make_vault(folder)
     v = vdir.open()
     try:
@@ -219,6 +220,10 @@ def build_world(folder: Path, *, clients: int = len(CLIENTS)) -> World:
         eve = Person("eve", eve_id, frozenset({"engineer"}))
         assign(v, eve, "acme")
         assign_operator(v, "acme")
+        if clients > 1:  # team desk (eve) reaches globex: the console shows team paths
+            v.teams.add(op, "desk", description="service desk")
+            v.teams.member_add(op, "desk", "eve")
+            v.teams.assign(op, "globex", "desk")
         v.secrets.put(
             op,
             "acme",
