@@ -182,6 +182,7 @@ class VaultPool:
         root = self._root
         if root is not None and not vault.unsealed:
             vault.ctx.keyring.load_root(root)
+            vault.ctx.ensure_row_macs()  # the marker and the settings this vault reads are authentic
         try:
             yield vault
         finally:
