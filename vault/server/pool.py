@@ -182,7 +182,11 @@ class VaultPool:
         root = self._root
         if root is not None and not vault.unsealed:
             vault.ctx.keyring.load_root(root)
-            vault.ctx.ensure_row_macs()  # the marker and the settings this vault reads are authentic
+            try:
+                vault.ctx.ensure_row_macs()  # the marker and the settings it reads are authentic
+            except BaseException:
+                vault.close()
+                raise
         try:
             yield vault
         finally:
