@@ -347,15 +347,19 @@ class VaultContext:
         if not clients:
             return []
         now = self.now()
-        account, _ = self.gather_facts(principal, None, now)
         client_facts: list[policy.ClientFacts | None] = []
-        if principal.kind == "user":
-            with self.db.read() as conn:
-                user = facts.user_row(conn, principal.name)
-                user_id = user.id if user is not None else None
-                client_facts = [facts.client_facts(conn, c, user_id, now) for c in clients]
-        else:
-            client_facts = [policy.ClientFacts(name=c.name, state=c.state(now)) for c in clients]
+        try:
+            account, _ = self.gather_facts(principal, None, now)
+            if principal.kind == "user":
+                with self.db.read() as conn:
+                    user = facts.user_row(conn, principal.name)
+                    user_id = user.id if user is not None else None
+                    client_facts = [facts.client_facts(conn, c, user_id, now) for c in clients]
+            else:
+                client_facts = [policy.ClientFacts(name=c.name, state=c.state(now)) for c in clients]
+        except rowmac.RowTampered as exc:
+            self.integrity_alarm(principal, exc, action.value)
+            raise
         events, allowed = [], []
         for client, cfacts in zip(clients, client_facts, strict=True):
             decision = policy.decide(
