@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 from vault import crypto
 from vault.clock import from_epoch, rfc3339, to_epoch
@@ -31,6 +30,7 @@ from vault.identity.lockout import GENERIC_FAILURE, HOURLY_CAP, failures_in_last
 from vault.policy import AuditEvent
 from vault.principal import Principal
 from vault.store import rowmac
+from vault.tuples import NamedTuple
 
 #: wrong step-up codes one session may try per window (issue 11: the check and the count are one
 #: write transaction)

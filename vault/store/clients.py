@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 from vault.clock import from_epoch
 from vault.store import rowmac
+from vault.tuples import NamedTuple
 
 #: every read of a client row checks its MAC (vault.store.rowmac: id, name, SLA end, grace, key
 #: version, shred state)
