@@ -63,6 +63,13 @@ def serve(
     for what, path in (("TLS certificate", tls_cert), ("TLS key", tls_key)):
         if path and not Path(path).is_file():
             raise InvalidInput(f"{what} file {path} not found")
+    if tls_key:
+        from vault.home import read_private_file
+
+        read_private_file(tls_key, "TLS private key")  # refused when others can read it
+    from vault.hardening import forbid_core_dumps
+
+    forbid_core_dumps()  # before any passphrase or key is in this process (issue 11)
 
     import uvicorn  # heavy: only here
 

@@ -1,5 +1,5 @@
 """Separation of duties (issue 11) through the HTTP API of a real ``cvault serve`` on loopback:
-the attacks of tests/identity/test_separation.py replayed over HTTPS, each refused with its
+the attacks of tests/identity/test_insider_attacks_cli.py replayed over HTTPS, each refused with its
 documented status and audited; six simultaneous logins; a stranger's failed logins; unseal junk.
 
 "Another machine" is another loopback source address (127.0.0.2)."""
