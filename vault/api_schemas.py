@@ -220,6 +220,16 @@ SCHEMAS: dict[str, Schema] = {
         }
     ),
     "SlaView": obj(_SLA, {"cancelled_shred_request": BOOL}),
+    "MinGrace": obj(
+        {
+            "min_grace_days": INT,
+            "pending": nullable(obj({"value": INT, "requested_by": STR, "requested_at": TIME})),
+            "last_change": nullable(
+                obj({"value": INT, "requested_by": STR, "approved_by": STR, "approved_at": TIME})
+            ),
+        },
+        {"state": STR},
+    ),
     "Upcoming": obj(
         {
             "client": STR,

@@ -139,6 +139,13 @@ class VaultContext:
             settings.update(json.loads(row[0]))
         return settings
 
+    def min_grace_days(self, conn=None) -> int:
+        """The vault-wide minimum grace period, read from the database each time (it changes by
+        a two-person approval in another process or another pooled connection: never cached)."""
+        row = (conn or self.db.conn).execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
+        stored = json.loads(row[0]) if row else {}
+        return int(stored.get("min_grace_days", DEFAULT_SETTINGS["min_grace_days"]) or 0)
+
     # --- clients and their keys ---------------------------------------------------------------
 
     def client(self, name: str, conn=None) -> ClientRow:

@@ -227,6 +227,30 @@ def test_instant_shred_through_the_cli_is_refused(staff, tmp_path):
         v.close()
 
 
+def test_the_minimum_grace_period_changes_only_with_a_second_person(staff, tmp_path):
+    """amy cannot lower the floor alone (request, then her own approval: exit 4, audited); a
+    second person's approval applies it to the next sla renew, in another process."""
+    vd, amy = staff.vdir, staff.amy
+    requested = json.loads(_cli(vd, amy, tmp_path, "--json", "sla", "min-grace", "0").stdout)
+    assert requested["state"] == "pending_approval" and requested["min_grace_days"] == 30
+    assert requested["pending"]["value"] == 0 and requested["pending"]["requested_by"] == "amy"
+    _refused(_cli(vd, amy, tmp_path, "sla", "approve-min-grace"), 4)
+    _refused(_cli(vd, amy, tmp_path, "sla", "renew", "acme", "--until", "+365d", "--grace-days", "0"), 2)
+    _refused(_cli(vd, staff.bob, tmp_path, "sla", "approve-min-grace"), 4)  # no role for it
+    approved = json.loads(_cli(vd, staff.ada, tmp_path, "--json", "sla", "approve-min-grace").stdout)
+    assert approved["min_grace_days"] == 0 and approved["last_change"]["approved_by"] == "ada"
+    renewed = _cli(vd, amy, tmp_path, "sla", "renew", "acme", "--until", "+365d", "--grace-days", "0")
+    assert renewed.returncode == 0, renewed.stderr
+    v = vd.open()
+    try:
+        denied = _audit(v, "sla.approve_min_grace", "deny")
+        assert any("two-person rule" in r[2] for r in denied) and denied[0][0] == "amy"
+        assert [r[0] for r in _audit(v, "sla.approve_min_grace", "ok")] == ["ada"]
+        assert any("30 -> 0" in r[2] for r in _audit(v, "sla.set_min_grace", "ok"))
+    finally:
+        v.close()
+
+
 def test_shred_approver_outside_the_requesters_lineage(env):
     v, clock, s = env
     code = onboard(v, "mona", ["account_manager"], requester=s.alice, approver=s.ada)["enrollment_code"]

@@ -40,7 +40,7 @@ class ClientService:
     def add(
         self, principal: Principal, name: str, *, sla_end: datetime | str, grace_days: int | None = None
     ) -> dict:
-        floor = int(self.ctx.settings["min_grace_days"])
+        floor = self.ctx.min_grace_days()
         grace = max(int(self.ctx.settings["default_grace_days"]), floor) if grace_days is None else grace_days
         if not 0 <= grace <= 3650:
             raise InvalidInput("grace period must be 0 to 3650 days")
