@@ -349,6 +349,15 @@ SCHEMAS: dict[str, Schema] = {
             "after_assignment_ended": {"type": "array"},
             "admin_changes": {"type": "array"},
             "shreds": {"type": "array"},
+            "separation_of_duties": obj(
+                {
+                    "single_operator": BOOL,
+                    "bootstrap_steps": {
+                        "type": "array",
+                        "items": obj({"user": STR, "activated_by": STR, "at": TIME}),
+                    },
+                }
+            ),
             "totals": obj(
                 {
                     "off_hours_access": INT,

@@ -112,6 +112,18 @@ def test_bootstrap_only_for_the_second_admin_and_listed(tmp_path):
         third = v.users.add(p, "third", ["admin"])  # one bootstrap code outstanding: no second one
         assert third["state"] == "pending_approval"
         assert any("bootstrap step" in r[2] for r in _audit(v, "user.add", "ok"))
+        # listed by doctor and by every audit report, whatever its window
+        assert any(
+            w.startswith("bootstrap step: admin second was activated by root")
+            for w in v.maintenance.doctor(p).warnings
+        )
+        from tests.factories import person
+
+        reviewer = person(v, "rev", "security_reviewer").principal(v)
+        report = v.audit.report(reviewer, since="1d")
+        steps = report["separation_of_duties"]["bootstrap_steps"]
+        assert [(s["user"], s["activated_by"]) for s in steps] == [("second", "root")]
+        assert report["separation_of_duties"]["single_operator"] is False
     finally:
         v.close()
 
@@ -145,6 +157,16 @@ def test_single_operator_vault_says_so_and_needs_no_second_person(tmp_path):
             ["admin", "account_manager", "engineer", "security_reviewer"]
         )
         v.users.train(p, "solo", "+365d")  # alone: the operator vouches for themselves
+        assert any(w.startswith("single-operator vault") for w in v.maintenance.doctor(p).warnings)
+        assert v.audit.report(p)["separation_of_duties"]["single_operator"] is True
+        # one person requests and approves an early shred; the certificate says so
+        v.clients.add(p, "solo-client", sla_end="+365d")
+        v.sla.request_shred(p, "solo-client", reason="the client left")
+        v.sla.approve_shred(p, "solo-client")
+        v.sla.sweep(p)
+        cert = v.sla.certificate(p, "solo-client")["certificate"]
+        assert cert["two_person_rules"].startswith("off: single-operator vault")
+        assert cert["sla"]["set_by"] == "solo" and cert["approved_by"] == "solo"
     finally:
         v.close()
 
