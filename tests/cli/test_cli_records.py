@@ -172,3 +172,19 @@ def test_shown_fields_mask_secret_custom_fields_and_never_show_the_seed():
     revealed = _shown_fields(fields, "account", reveal=True)
     assert revealed["password"] == "p" and revealed["custom.PIN"] == "1"
     assert "JBSWY" not in json.dumps(revealed)
+
+
+def test_a_short_seed_edit_accepts_gives_a_code_not_an_internal_error(vdir, tmp_path):
+    """The bug report: an 80-bit base32 seed passed ``secret edit`` and then ``--otp`` said
+    "internal error" (pyotp wants 112 bits). Now what a write accepts, --otp computes."""
+    _ok(vdir.cli("client", "add", "acme", "--sla-end", "+30d"))
+    _ok(vdir.cli("secret", "put", "acme", "m365/admin", "--type", "account", "--username", "a"))
+    seed = tmp_path / "seed"
+    seed.write_text("JBSWY3DPEHPK3PXP\n")  # 16 characters: 80 bits
+    _ok(vdir.cli("secret", "edit", "acme", "m365/admin", "--secret-file", "totp=" + str(seed)))
+    got = vdir.cli("secret", "get", "acme", "m365/admin", "--otp")
+    assert got.returncode == 0, got.stderr
+    assert len(got.stdout.strip()) == 6 and got.stdout.strip().isdigit()
+    seed.write_text("JBSWY3DP\n")  # 40 bits: refused at write time, one line
+    bad = vdir.cli("secret", "edit", "acme", "m365/admin", "--secret-file", "totp=" + str(seed))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "JBSWY3DP" not in bad.stderr
