@@ -59,7 +59,8 @@ def login_cmd(state, name, password_stdin, totp, recovery_code, recovery_code_st
     if totp is None and recovery_code is None:
         if not sys.stdin.isatty() or password_stdin:
             raise InvalidInput("no TOTP code: pass --totp CODE (or --recovery-code-stdin)")
-        typed = click.prompt("TOTP code (or a recovery code)", hide_input=True, err=True).strip()
+        # a recovery code may be typed here instead (its form differs from six digits)
+        typed = click.prompt("TOTP code", hide_input=True, err=True).strip()
         if codes.well_formed(typed):
             recovery_code = typed
         else:

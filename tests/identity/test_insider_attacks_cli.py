@@ -305,6 +305,58 @@ def test_strangers_failed_logins_leave_the_live_session_working(env):
     v.users.whoami(bob)
 
 
+def test_strangers_failed_cli_logins_leave_bobs_session_working(staff, tmp_path):
+    """Six wrong `cvault login bob` from a stranger lock bob's logins (exit 3, then 8); bob's
+    session file from before still reads acme."""
+    vd, bob = staff.vdir, staff.bob
+    env = vd.env(CVAULT_SESSION_FILE=str(bob.session_file(tmp_path, vault=vd)))
+    stranger = vd.env(CVAULT_SESSION_FILE=str(tmp_path / "stranger.json"))
+    codes = [
+        vd.cli(
+            "login", "bob", "--password-stdin", "--totp", "123456", input="guess-guess-1\n", env=stranger
+        ).returncode
+        for _ in range(6)
+    ]
+    assert codes[:5] == [3] * 5 and codes[5] == 8, codes
+    listed = vd.cli("--json", "secret", "list", "acme", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert vd.cli("whoami", env=env).returncode == 0
+    v = vd.open()
+    try:
+        assert any("locked" in r[2] for r in _audit(v, "auth.lockout"))
+    finally:
+        v.close()
+
+
+def test_six_simultaneous_cli_logins_all_succeed(staff, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    vd = staff.vdir
+    people = list(staff.users().values())
+    procs = []
+    for p in people:
+        env = vd.env(CVAULT_SESSION_FILE=str(tmp_path / f"{p.name}.json"))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "login", p.name, "--password-stdin", "--totp", p.code()],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                cwd=ROOT,
+                text=True,
+            )
+        )
+    for p, proc in zip(people, procs, strict=True):
+        proc.stdin.write(p.password + "\n")
+        proc.stdin.close()
+    results = [proc.wait(timeout=120) for proc in procs]
+    assert results == [0] * len(people), [proc.stderr.read() for proc in procs]
+
+
 def test_parallel_stepup_guesses_count_exactly(staff):
     """Twelve simultaneous wrong step-ups on one session: five are evaluated, the rest throttled."""
     clock = clock_at()
