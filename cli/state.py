@@ -176,7 +176,11 @@ def warn_code_in_argv(what: str, option: str) -> None:
 
 
 def read_stdin_secret(what: str, *, multiline: bool = False) -> str:
-    data = sys.stdin.read()
+    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+    try:
+        data = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"the {what} on standard input is not UTF-8 text") from None
     if not multiline:
         data = data.splitlines()[0] if data else ""
     elif data.endswith("\n"):

@@ -77,6 +77,7 @@ def serve(
     import uvicorn  # heavy: only here
 
     from vault.server.app import create_app
+    from vault.server.http import JsonErrorH11Protocol
     from vault.server.pool import VaultPool
 
     logging.basicConfig(
@@ -111,6 +112,7 @@ def serve(
         # (the process is gone within 10 s, issue 11; an Argon2id wait ends at its own timeout)
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
         lifespan="on",
+        http=JsonErrorH11Protocol,  # malformed requests answered in the API's error shape
     )
     from vault import crypto
 
