@@ -171,7 +171,6 @@ def edit_template(world_template, tmp_path_factory):
 @example(edit=("sessions", "user_id", 4, 0, "int", 1, 2, "", False))
 @example(edit=("record_versions", "wrapped_dek", 1, 0, "null", 1, 0, "", False))
 @example(edit=("records", "client_id", 0, 2, "other_row", 1, 0, "", False))
-@example(edit=("team_assignments", "team_id", 0, 0, "null", 1, 0, "", False))
 def test_a_single_row_edit_never_grants_or_rolls_back(edit_template, tmp_path_factory, edit):
     template, tokens = edit_template
     base = tmp_path_factory.mktemp("edit")
