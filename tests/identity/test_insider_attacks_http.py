@@ -81,6 +81,41 @@ def test_sock_puppet_over_http(served):
     assert any("mallory" in r[1] for r in _audit(vdir, "user.train", "deny"))
 
 
+def test_a_minted_account_manager_cannot_have_its_shred_approved_by_its_makers_over_http(served):
+    """alice requests an account manager, ada approves it: mona exists, and neither alice nor
+    ada counts as the second person to mona's early-shred request (403, audited)."""
+    import time
+
+    from vault.identity import totp
+
+    service, vdir, tokens, _, _ = served
+    assert (
+        _post(service, tokens["alice"], "users.add", {"name": "mona", "roles": ["account_manager"]})[0] == 200
+    )
+    status, approved = _post(service, tokens["ada"], "users.approve", {"name": "mona"})
+    assert status == 200
+    status, enrolled = _post(
+        service,
+        None,
+        "users.enroll",
+        {"name": "mona", "code": approved["enrollment_code"], "password": "mona-password-123"},
+    )
+    assert status == 200, enrolled
+    code = totp.code_at(totp.secret_from_uri(enrolled["otpauth_uri"]), time.time())
+    status, login = _post(
+        service, None, "users.login", {"name": "mona", "password": "mona-password-123", "totp": code}
+    )
+    assert status == 200, login
+    assert _post(service, tokens["amy"], "clients.add", {"name": "initech", "sla_end": "+365d"})[0] == 200
+    status, _ = _post(service, login["token"], "sla.request_shred", {"name": "initech", "reason": "now"})
+    assert status == 200
+    for maker in ("ada", "alice"):
+        status, body = _post(service, tokens[maker], "sla.approve_shred", {"name": "initech"})
+        assert status == 403 and body["error"]["exit_code"] == 4, (maker, body)
+    denied = _audit(vdir, "sla.approve_shred", "deny")
+    assert any("does not count as a second person" in r[1] for r in denied)
+
+
 def test_reset_takeover_over_http(served):
     service, vdir, tokens, _, staff = served
     status, reset = _post(service, tokens["alice"], "users.reset_totp", {"name": "carl"})
