@@ -39,6 +39,7 @@ def made(tmp_path_factory):
     home, key = base / "vault", base / "vault.key"
     pass_file = base / "passphrase"
     pass_file.write_text(unicodedata.normalize("NFC", PASSPHRASE) + "\n", encoding="utf-8")
+    pass_file.chmod(0o600)  # cvault refuses secret files others can read
     env = {k: v for k, v in os.environ.items() if not k.startswith("CVAULT_")}
     init = subprocess.run(
         [sys.executable, "-m", "cli.main", "--home", str(home), "init", "--key-file", str(key)]
@@ -187,6 +188,9 @@ def _compare(result: dict, expected: list[dict], audit: list[dict]) -> None:
     want = sorted(expected, key=key)
     assert [key(r) for r in got] == [key(r) for r in want]
     assert len(got) == 4  # the deleted and the purged records are not read
+    # docs/format.md section 7: the reader checked the row MAC of every row a decision reads
+    # (the users, sessions, clients, records and versions at least)
+    assert result["row_macs"] > 20, result["row_macs"]
     for mine, theirs in zip(got, want, strict=True):
         assert (mine["kind"], mine["version"], mine["fields"]) == (
             theirs["kind"],

@@ -523,6 +523,27 @@ OPERATIONS: tuple[Op, ...] = (
     ),
     Op(
         "sla",
+        "min_grace",
+        (),
+        returns="MinGrace",
+        summary="The vault's minimum grace period and a pending change",
+    ),
+    Op(
+        "sla",
+        "request_min_grace",
+        (P("days", "int", REQUIRED, (0, 3650)),),
+        returns="MinGrace",
+        summary="Request a change of the minimum grace period (two-person)",
+    ),
+    Op(
+        "sla",
+        "approve_min_grace",
+        (),
+        returns="MinGrace",
+        summary="Approve another person's change of the minimum grace period",
+    ),
+    Op(
+        "sla",
         "upcoming",
         (P("within", "duration", "30d"),),
         returns="Upcoming[]",
@@ -668,6 +689,7 @@ def param(operation: str, name: str) -> Param:
 API_ERRORS = {
     # code: (HTTP status, CLI exit code)
     "invalid_request": (422, 2),
+    "malformed_request": (400, 2),
     "request_too_large": (413, 2),
     "unknown_endpoint": (404, 2),
     "method_not_allowed": (405, 2),

@@ -127,6 +127,27 @@ def hmac_sha256(key: bytes, message: bytes) -> bytes:
     return mac.finalize()
 
 
+MAC_LEN = 32  # HMAC-SHA256
+
+
+class Mac:
+    """HMAC-SHA256 under one key, the key schedule computed once (row MACs: many short messages
+    under the one row-MAC key). ``verify`` compares in constant time."""
+
+    __slots__ = ("_base",)
+
+    def __init__(self, key: bytes):
+        self._base = _hmac.HMAC(key, hashes.SHA256())
+
+    def mac(self, message: bytes) -> bytes:
+        h = self._base.copy()
+        h.update(message)
+        return h.finalize()
+
+    def verify(self, message: bytes, tag: bytes) -> bool:
+        return _bytes_eq(self.mac(message), tag)
+
+
 def sha256(data: bytes) -> bytes:
     digest = hashes.Hash(hashes.SHA256())
     digest.update(data)
@@ -152,6 +173,15 @@ ARGON2_WAIT_SECONDS = 20.0
 _argon2_turn_lock = threading.Lock()
 _argon2_gate = threading.Lock()
 _argon2_waiting = [0]
+#: set when the process stops (``cvault serve`` on SIGTERM): waiters give up at once with Busy
+_argon2_closing = threading.Event()
+_ARGON2_POLL_SECONDS = 0.05
+
+
+def argon2_close() -> None:
+    """The process is stopping: every call waiting for its Argon2id turn, and every later one,
+    raises :class:`Busy` (HTTP 503) instead of waiting (the one running finishes)."""
+    _argon2_closing.set()
 
 
 @contextmanager
@@ -162,11 +192,18 @@ def argon2_turn() -> Iterator[None]:
             raise Busy()
         _argon2_waiting[0] += 1
     try:
-        got = _argon2_turn_lock.acquire(timeout=ARGON2_WAIT_SECONDS)
+        got = False
+        waited = 0.0
+        while not got and not _argon2_closing.is_set() and waited < ARGON2_WAIT_SECONDS:
+            got = _argon2_turn_lock.acquire(timeout=_ARGON2_POLL_SECONDS)
+            waited += _ARGON2_POLL_SECONDS
     finally:
         with _argon2_gate:
             _argon2_waiting[0] -= 1
     if not got:
+        raise Busy()
+    if _argon2_closing.is_set():
+        _argon2_turn_lock.release()
         raise Busy()
     try:
         yield
