@@ -173,6 +173,41 @@ def test_six_simultaneous_logins_all_succeed(served):
     assert answers == [200] * len(racers)
 
 
+@pytest.mark.slow
+def test_a_full_argon2_queue_answers_503_busy_and_counts_nothing(served):
+    """Thirty simultaneous logins (one Argon2id at a time, at most 16 waiting): the overflow is
+    answered 503 busy (exit 9) at once, nothing hangs, and no account counts a failure."""
+    service, vdir, _, _, staff = served
+    n = 30
+    clients = [service.client(source=f"127.0.6.{i + 1}") for i in range(n)]
+    for c in clients:
+        assert c.get("/v1/health")[0] == 200  # connected before the start line
+    answers: list[tuple[int, object]] = []
+    barrier = threading.Barrier(n)
+
+    def login(i):
+        barrier.wait()
+        answers.append(
+            clients[i].post(_path("users.login"), {"name": f"nobody-{i}", "password": "x" * 12, "totp": "1"})
+        )
+        clients[i].close()
+
+    threads = [threading.Thread(target=login, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    statuses = sorted(status for status, _ in answers)
+    assert len(statuses) == n and set(statuses) <= {401, 503}, statuses
+    busy = [body for status, body in answers if status == 503]
+    assert busy and all(b["error"]["code"] == "busy" and b["error"]["exit_code"] == 9 for b in busy)
+    p = staff.rita  # a correct login right after works (nobody else logs rita in here)
+    status, _ = service.client().post(
+        _path("users.login"), {"name": p.name, "password": p.password, "totp": p.code()}
+    )
+    assert status == 200
+
+
 def test_strangers_failed_logins_leave_bobs_session_working(served):
     service, vdir, _, _, staff = served
     bob = staff.bob
