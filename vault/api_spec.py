@@ -508,6 +508,13 @@ OPERATIONS: tuple[Op, ...] = (
     Op("audit", "checkpoint", returns="Checkpoint", summary="Sign the log's head now"),
     Op(
         "audit",
+        "recover",
+        (P("acknowledge", "int", bounds=(1, 2**62)),),
+        returns="Recovery",
+        summary="Acknowledge an integrity alarm (admin, step-up): sign the head as a recovery checkpoint",
+    ),
+    Op(
+        "audit",
         "log",
         (
             K("user"),
