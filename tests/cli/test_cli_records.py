@@ -201,3 +201,19 @@ def _on_a_terminal(vdir, *args) -> str:
     os.close(master)
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
     return out.decode()
+
+
+def test_a_short_seed_edit_accepts_gives_a_code_not_an_internal_error(vdir, tmp_path):
+    """The bug report: an 80-bit base32 seed passed ``secret edit`` and then ``--otp`` said
+    "internal error" (pyotp wants 112 bits). Now what a write accepts, --otp computes."""
+    _ok(vdir.cli("client", "add", "acme", "--sla-end", "+30d"))
+    _ok(vdir.cli("secret", "put", "acme", "m365/admin", "--type", "account", "--username", "a"))
+    seed = tmp_path / "seed"
+    seed.write_text("JBSWY3DPEHPK3PXP\n")  # 16 characters: 80 bits
+    _ok(vdir.cli("secret", "edit", "acme", "m365/admin", "--secret-file", "totp=" + str(seed)))
+    got = vdir.cli("secret", "get", "acme", "m365/admin", "--otp")
+    assert got.returncode == 0, got.stderr
+    assert len(got.stdout.strip()) == 6 and got.stdout.strip().isdigit()
+    seed.write_text("JBSWY3DP\n")  # 40 bits: refused at write time, one line
+    bad = vdir.cli("secret", "edit", "acme", "m365/admin", "--secret-file", "totp=" + str(seed))
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "JBSWY3DP" not in bad.stderr

@@ -548,3 +548,24 @@ def test_network_junk_never_locks_the_hosts_own_unseal(tmp_path):
         "SELECT count(*) FROM audit_events WHERE action = 'service.unseal' AND outcome = 'deny'"
     )[0]
     assert denied == 25
+
+
+def test_a_short_totp_seed_gives_a_code_over_the_api_not_a_500(served):
+    """issue 16: ``secrets.otp`` answered 500 for a seed of 80-111 bits that ``secrets.edit``
+    accepted; what a write accepts now gives a code, and a bad seed is a 400 at write time."""
+    service, _, _, tokens = served
+    eve = service.client(tokens["eve"])
+    status, answer = eve.post(
+        "/v1/secrets/edit",
+        {"client_name": "acme", "path": "office/firewall", "set_fields": {"totp": "JBSWY3DPEHPK3PXP"}},
+    )
+    assert status == 200, answer
+    status, answer = eve.post("/v1/secrets/otp", {"client_name": "acme", "path": "office/firewall"})
+    assert status == 200, answer
+    assert len(answer["code"]) == 6 and answer["code"].isdigit()
+    status, answer = eve.post(
+        "/v1/secrets/edit",
+        {"client_name": "acme", "path": "office/firewall", "set_fields": {"totp": "JBSWY3DP"}},
+    )
+    assert status == 400 and assert_error_shape(answer)
+    assert "internal error" not in service.log()

@@ -45,10 +45,23 @@ def time_step(when: datetime | int | float, step: int = STEP_SECONDS) -> int:
     return _epoch(when) // step
 
 
-def _otp(secret: str, digits: int, step: int, digest: str):
+_SEED_CLASSES: dict[int, type] = {}  # pyotp.TOTP subclasses by minimum secret length
+
+
+def _otp(secret: str, digits: int, step: int, digest: str, min_secret_bits: int | None = None):
     import pyotp  # lazily: only when a code is checked or generated
 
-    return pyotp.TOTP(secret, digits=digits, interval=step, digest=_DIGESTS[digest])
+    cls: type[pyotp.TOTP] = pyotp.TOTP
+    if min_secret_bits is not None:
+        # pyotp refuses secrets under 112 bits (its ``min_secret_length_bits``, the documented
+        # hook for subclasses); a record's seed is a client account's, issued by someone else, and
+        # as short as 80 bits (vault.records.otp), so its codes are computed with that minimum
+        if min_secret_bits not in _SEED_CLASSES:
+            _SEED_CLASSES[min_secret_bits] = type(
+                "SeedTOTP", (pyotp.TOTP,), {"min_secret_length_bits": min_secret_bits}
+            )
+        cls = _SEED_CLASSES[min_secret_bits]
+    return cls(secret, digits=digits, interval=step, digest=_DIGESTS[digest])
 
 
 def code_at(
@@ -58,9 +71,13 @@ def code_at(
     digits: int = DIGITS,
     step: int = STEP_SECONDS,
     digest: str = "sha1",
+    min_secret_bits: int | None = None,
 ) -> str:
-    """The code for the step containing ``when`` (tests, the demo)."""
-    return _otp(secret, digits, step, digest).generate_otp(time_step(when, step))
+    """The code for the step containing ``when`` (records' seeds, tests, the demo).
+
+    ``min_secret_bits``: the shortest secret accepted (default: pyotp's); raises ValueError for a
+    secret pyotp cannot use (the message never holds the secret)."""
+    return _otp(secret, digits, step, digest, min_secret_bits).generate_otp(time_step(when, step))
 
 
 def well_formed(code: str, digits: int = DIGITS) -> bool:

@@ -136,6 +136,10 @@ class MaintenanceService:
         version = self.ctx.db.schema_version()
         if version != latest_schema_version():
             report.problems.append(f"schema: version {version}, expected {latest_schema_version()}")
+        pending = self.ctx.db.pending_migrations()
+        if pending:
+            missing = ", ".join(f"{n:04d}" for n in pending)
+            report.problems.append(f"schema: migrations not applied: {missing}")
         check = self.ctx.db.scalar("PRAGMA integrity_check")
         if check != "ok":
             report.problems.append(f"schema: SQLite integrity check: {check}")

@@ -580,11 +580,25 @@ class SecretService:
         seed = record.fields.get(TOTP)
         if not isinstance(seed, str):
             raise InvalidInput(f"{client.name}/{path} has no totp seed")
-        params = otp.parse(seed)
+        # the rules the write path checked (vault.records.validate); a seed stored under other
+        # rules is one clear line, never an internal error
+        where = f"{client.name}/{path}"
+        try:
+            params = otp.parse(seed)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{where}: the stored totp seed cannot give a code ({exc.message})") from None
         now = to_epoch(self.ctx.now())
-        code = rfc6238.code_at(
-            params.secret, now, digits=params.digits, step=params.period, digest=params.algorithm.lower()
-        )
+        try:
+            code = rfc6238.code_at(
+                params.secret,
+                now,
+                digits=params.digits,
+                step=params.period,
+                digest=params.algorithm.lower(),
+                min_secret_bits=otp.MIN_SECRET_BYTES * 8,
+            )
+        except (ValueError, TypeError, KeyError):
+            raise InvalidInput(f"{where}: the stored totp seed cannot give a code") from None
         return {
             "client": client.name,
             "path": path,

@@ -12,9 +12,15 @@ Settings (why):
 Every write goes through :meth:`Database.write` which takes the write lock up front
 (``BEGIN IMMEDIATE``), so a read-then-write transaction never deadlocks or fails mid-way.
 
-Migrations are the files ``migrations/NNNN_name.sql``, applied in number order inside one
-transaction each; ``PRAGMA user_version`` records the last one applied. A vault whose schema is
-newer than this code is refused rather than guessed at.
+Migrations are the files ``migrations/NNNN_name.sql``. The set of numbers applied is recorded in
+the table ``schema_migrations`` (one row per number, written in the same transaction as the
+migration itself), and every known number not in it is applied, lowest first: numbers are
+reserved per issue and land in any order, so a vault that already has 0016 still gets a 0015
+that landed after it. ``PRAGMA user_version`` keeps the highest number applied (what builds
+before ``schema_migrations`` read). A vault from before the table (only ``user_version``) had
+every known number up to its version applied: the table is filled with those on first open.
+A vault with a migration this code does not know (a newer cvault wrote it) is refused rather than
+guessed at (exit 6), and so is one whose ``user_version`` disagrees with its table.
 """
 
 from __future__ import annotations
@@ -71,8 +77,8 @@ def migrations() -> list[tuple[int, Path]]:
             found.append((int(m.group(1)), path))
     found.sort()
     numbers = [n for n, _ in found]
-    # numbers are reserved per issue (docs/architecture.md): gaps are allowed while the issues
-    # land, a number never twice; a vault's user_version is the highest number applied
+    # numbers are reserved per issue (docs/architecture.md): gaps are allowed and numbers land in
+    # any order (schema_migrations records the set applied), a number never twice
     if len(set(numbers)) != len(numbers) or (numbers and numbers[0] != 1):
         raise RuntimeError(f"migration numbers must be unique and start at 1, got {numbers}")
     return found
@@ -243,33 +249,61 @@ class Database:
     def schema_version(self) -> int:
         return self.conn.execute("PRAGMA user_version").fetchone()[0]
 
+    def applied_migrations(self, conn: sqlite3.Connection | None = None) -> set[int] | None:
+        """The migration numbers recorded in ``schema_migrations`` (None: a vault from before the
+        table)."""
+        conn = conn or self.conn
+        if not conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        ).fetchone():
+            return None
+        return {int(r[0]) for r in conn.execute("SELECT number FROM schema_migrations")}
+
+    def pending_migrations(self) -> list[int]:
+        """Known migration numbers not applied to this vault (empty once :meth:`migrate` ran)."""
+        applied = self.applied_migrations() or set()
+        return [n for n, _ in migrations() if n not in applied]
+
     def migrate(self) -> int:
-        """Apply pending migrations; returns the schema version now in force."""
+        """Apply every known migration not applied yet (lowest first); returns the highest number
+        now applied (``PRAGMA user_version``)."""
         known = migrations()
         try:
             current = self.schema_version()
+            applied = self.applied_migrations()
         except sqlite3.DatabaseError as exc:
             raise SchemaError(f"the vault database is damaged: {_sqlite_reason(exc)}") from None
-        latest = known[-1][0] if known else 0
-        if current > latest:
-            raise SchemaTooNew(
-                f"this vault's schema (version {current}) is newer than this cvault reads (up to"
-                f" {latest}): upgrade cvault to open it"
-            )
-        if current == latest:
+        self._check_versions(known, current, applied)
+        numbers = {n for n, _ in known}
+        if applied is not None and numbers <= applied:
             return current
-        if current == 0 and self._has_tables():
+        if current == 0 and applied is None and self._has_tables():
             # a database with tables but no schema version: not written by any cvault release
             raise SchemaError("the vault database has no cvault schema version: not a cvault vault")
         try:
             with self.write() as conn:
-                current = conn.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
+                # re-read under the lock: another process may have migrated meanwhile
+                current = conn.execute("PRAGMA user_version").fetchone()[0]
+                applied = self.applied_migrations(conn)
+                self._check_versions(known, current, applied)
+                if applied is None:
+                    conn.execute("CREATE TABLE schema_migrations (number INTEGER PRIMARY KEY) WITHOUT ROWID")
+                    # a vault from before the table: the old runner applied every number up to
+                    # its user_version, in order
+                    applied = {n for n in numbers if n <= current}
+                    conn.executemany(
+                        "INSERT INTO schema_migrations (number) VALUES (?)",
+                        [(n,) for n in sorted(applied)],
+                    )
                 for number, path in known:
-                    if number <= current:
+                    if number in applied:
                         continue
                     for statement in _statements(path.read_text()):
                         conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version={number}")
+                    conn.execute("INSERT INTO schema_migrations (number) VALUES (?)", (number,))
+                    applied.add(number)
+                    current = max(current, number)
+                    conn.execute(f"PRAGMA user_version={current}")
         except sqlite3.DatabaseError as exc:
             # the recorded version does not describe the tables (an older number written over a
             # newer schema, or a damaged file): refuse rather than guess
@@ -277,7 +311,27 @@ class Database:
                 f"the vault database's schema does not match its version {current}: upgrading it"
                 f" failed ({_sqlite_reason(exc)})"
             ) from None
-        return latest
+        return current
+
+    @staticmethod
+    def _check_versions(known: list[tuple[int, Path]], current: int, applied: set[int] | None) -> None:
+        """Refuse a vault a newer cvault wrote, and one whose two records of its schema disagree."""
+        numbers = {n for n, _ in known}
+        latest = max(numbers, default=0)
+        unknown = sorted((applied or set()) - numbers)
+        if current > latest or unknown:
+            newest = max([current, *unknown])
+            raise SchemaTooNew(
+                f"this vault's schema (version {newest}) is newer than this cvault reads (up to"
+                f" {latest}): upgrade cvault to open it"
+            )
+        if applied is not None and current != max(applied, default=0):
+            if current == 0:
+                raise SchemaError("the vault database has no cvault schema version: not a cvault vault")
+            raise SchemaError(
+                f"the vault database's schema does not match its version {current}: its recorded"
+                f" migrations end at {max(applied, default=0)}"
+            )
 
     def _has_tables(self) -> bool:
         row = self.conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()
