@@ -379,3 +379,47 @@ def test_with_onedrive_copies_are_pushed_and_a_folder_rollback_fails_verify(worl
     verify = cli("rita", "--json", "audit", "verify", extra_env=env_ca)
     assert verify.returncode == 6, verify.stdout + verify.stderr
     assert "entries were truncated" in json.loads(verify.stdout)["problem"]
+
+
+# --- a vault from before the mark -------------------------------------------------------------------
+
+
+def test_a_vault_from_before_the_mark_gets_one_at_its_first_unsealed_append(tmp_path):
+    """The pre-row-MAC fixture vault (main at 9aa0ac5) has no mark and an audit key sealed
+    under the old context: the first unsealed append writes the first mark (a checkpoint that
+    signs the newest old checkpoint's digest) and re-seals the key, so from then on deleting the
+    mark is an alarm."""
+    import tarfile
+
+    from vault.audit.signing import AuditSigner
+    from vault.errors import AuditAlarm
+    from vault.facade import Vault
+    from vault.principal import Principal
+
+    with tarfile.open(Path(__file__).parent / "fixtures" / "pre_rowmac_vault.tar.gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    home, key, custody = tmp_path / "vault", tmp_path / "vault.key", tmp_path / "vault.custody"
+    for path in (home, *home.rglob("*")):
+        path.chmod(0o700 if path.is_dir() else 0o600)
+    for path in (key, custody):
+        path.chmod(0o600)
+    v = Vault.open(home, custody_file=custody)
+    try:
+        assert v.ctx.db.one("SELECT 1 FROM meta WHERE key = 'audit_mark'") is None
+        old_newest = v.ctx.audit.checkpoints()[-1] if v.ctx.audit.checkpoints() else None
+        v.unseal_key_file(key)
+        assert AuditSigner(v.ctx.db, v.ctx.keyring).marked(v.ctx.db.conn) is False
+        system = Principal.system("doctor")
+        assert v.maintenance.doctor(system).ok
+        assert v.ctx.db.one("SELECT 1 FROM meta WHERE key = 'audit_mark'") is not None
+        assert AuditSigner(v.ctx.db, v.ctx.keyring).marked(v.ctx.db.conn) is True
+        first_new = next(cp for cp in v.ctx.audit.checkpoints() if cp.prev is not None)
+        if old_newest is not None:
+            assert first_new.prev == old_newest.digest()
+        assert v.audit.verify(system).ok
+        with v.ctx.db.write() as conn:
+            conn.execute("DELETE FROM meta WHERE key = 'audit_mark'")
+        with pytest.raises(AuditAlarm, match="high-water mark is missing"):
+            v.ctx.audit.append(actor="system:x", action="secret.list", outcome="allow")
+    finally:
+        v.close()

@@ -148,9 +148,20 @@ class GroupCommit:
                 self._leading = True  # lead the next batch (it holds this event unless > max_batch wait)
                 batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
             try:
-                seqs = log.append_batch([w.event for w in batch])
-                for w, seq in zip(batch, seqs, strict=True):
-                    w.seq = seq
+                try:
+                    seqs = log.append_batch([w.event for w in batch])
+                    for w, seq in zip(batch, seqs, strict=True):
+                        w.seq = seq
+                except AuditAlarm:
+                    if len(batch) == 1:
+                        raise
+                    # an alarm refuses each event on its own: the exempt ones (signing in, the
+                    # operator's audit log, verify, doctor, recover) are still written
+                    for w in batch:
+                        try:
+                            w.seq = log.append_batch([w.event])[0]
+                        except BaseException as exc:  # noqa: BLE001 - this waiter's own failure
+                            w.error = exc
             except BaseException as exc:  # noqa: BLE001 - every waiter of the batch gets the failure
                 for w in batch:
                     w.error = exc
