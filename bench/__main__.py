@@ -93,6 +93,13 @@ REGISTRY = [
     Bench("onedrive_push", 6, "sync push of 1,000 blobs, 50 ms latency", {"runs": 1}),
     Bench("service", 7, "service throughput, p99, remote secret get", {"quick": True}),
     Bench(
+        "rotation_cost",
+        13,
+        "the key-rotation concurrency fix before and after: secret get vs floor, service reads",
+        {"runs": 8, "rounds": 1, "seconds": 3.0},
+        timeout=420,
+    ),
+    Bench(
         "console",
         19,
         "web console: audit page of 1,000,000 events, clients page of 10,000, reveal",

@@ -14,10 +14,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import os
 import threading
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from vault import crypto, keys
 from vault.audit.signing import AuditSigner
@@ -34,13 +34,17 @@ from vault.errors import (
 from vault.home import VaultHome
 from vault.keys import Keyring
 from vault.store.db import Database
+from vault.tuples import NamedTuple
 
 if TYPE_CHECKING:  # the services load on first use (_Service); these are for type checkers
+    from pathlib import Path
+
     from vault.audit.service import AuditService
     from vault.backends.base import Backend
     from vault.backup.service import BackupService
     from vault.clients.access import AccessService
     from vault.clients.service import ClientService
+    from vault.clients.teams import TeamService
     from vault.custody.service import CustodyService
     from vault.identity.service import UserService
     from vault.maintenance.service import MaintenanceService
@@ -140,6 +144,7 @@ class Vault:
     audit: _Service[AuditService] = _Service("vault.audit.service:AuditService")
     users: _Service[UserService] = _Service("vault.identity.service:UserService")
     access: _Service[AccessService] = _Service("vault.clients.access:AccessService")
+    teams: _Service[TeamService] = _Service("vault.clients.teams:TeamService")
     sla: _Service[SlaService] = _Service("vault.sla.service:SlaService")
     custody: _Service[CustodyService] = _Service("vault.custody.service:CustodyService")
     # remote backups go to the replica: the sync service is created only then
@@ -227,6 +232,8 @@ class Vault:
 
             user_name(admin)
             check_password_rules(admin_password)  # before anything is created
+        from pathlib import Path
+
         if key_file is not None and Path(key_file).exists():
             raise InvalidInput(f"key file {key_file} already exists; refusing to overwrite it")
         vhome = VaultHome(home)
@@ -295,11 +302,11 @@ class Vault:
         vhome = VaultHome(home)
         vhome.require()
         vhome.check_permissions()
-        db = Database(vhome.db_path, write_lock=write_lock)
+        db = Database(vhome.db_file, write_lock=write_lock)
         db.migrate()
         row = db.one("SELECT value FROM meta WHERE key = 'vault_id'")
         if row is None:
-            raise NotFound(f"{vhome.root} is not an initialised cvault vault")
+            raise NotFound(f"{vhome.root_dir} is not an initialised cvault vault")
         check_format_version(db)
         keyring = Keyring(bytes(row[0]))
         ctx = VaultContext(
@@ -307,7 +314,7 @@ class Vault:
             db,
             clock or SystemClock(),
             keyring,
-            LocalBackend(vhome.blobs),
+            LocalBackend(vhome.blobs_dir),
             VaultContext.load_settings(db),
         )
         return cls(
@@ -361,7 +368,7 @@ class Vault:
     def unsealed(self) -> bool:
         return self.ctx.keyring.unsealed
 
-    def _unseal(self, kind: str, secret: bytes, what: str, key_file: Path | None = None) -> None:
+    def _unseal(self, kind: str, secret: bytes, what: str, key_file: Path | str | None = None) -> None:
         rows = self.ctx.db.all(
             "SELECT id, kdf_params, salt, wrapped_root FROM unseal_slots WHERE kind = ? ORDER BY id", (kind,)
         )
@@ -389,7 +396,7 @@ class Vault:
             return
         raise AuthenticationFailed(f"wrong {what}: no unseal slot opened")
 
-    def _after_unseal(self, key_file: Path | None) -> None:
+    def _after_unseal(self, key_file: Path | str | None) -> None:
         """Bring a vault from before custody under custody (first unseal after the upgrade), and
         finish custody rotations a crash interrupted (docs/sla.md section 5)."""
         from vault.custody.service import is_custody_vault
@@ -407,9 +414,10 @@ class Vault:
         self._unseal("passphrase", passphrase.encode("utf-8"), "passphrase")
 
     def unseal_key_file(self, path: Path | str) -> None:
-        path = Path(path)
+        path = os.fspath(path)
         try:
-            text = path.read_text()
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
         except FileNotFoundError:
             raise VaultSealed(f"vault sealed: key file {path} not found") from None
         except (OSError, UnicodeDecodeError):

@@ -8,14 +8,97 @@ calls it gathers the facts and writes every decision, allow and deny, to the aud
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
-from enum import StrEnum
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from vault.principal import SYSTEM_ROLE, Principal
+from vault.tuples import NamedTuple
 
 
-class Action(StrEnum):
+class _ConstantsType(type):
+    """Metaclass of :class:`_StrConstants`: iteration in definition order, ``len``, lookup by value
+    (``Action("secret.get")``) and by name (``Action["SECRET_GET"]``)."""
+
+    _members_: dict[str, Any]
+    _by_value_: dict[str, Any]
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> _ConstantsType:
+        cls = super().__new__(mcs, name, bases, namespace)
+        members: dict[str, Any] = {}
+        for key, value in namespace.items():
+            if not key.startswith("_") and type(value) is str:
+                member: Any = str.__new__(cls, value)  # type: ignore[arg-type]
+                member._name_ = key
+                members[key] = member
+                type.__setattr__(cls, key, member)
+        cls._members_ = members
+        cls._by_value_ = {str.__str__(m): m for m in members.values()}
+        return cls
+
+    def __iter__(cls) -> Iterator[Any]:
+        return iter(cls._members_.values())
+
+    def __len__(cls) -> int:
+        return len(cls._members_)
+
+    def __contains__(cls, value: object) -> bool:
+        return isinstance(value, str) and value in cls._by_value_
+
+    def __call__(cls, value: object) -> Any:
+        if isinstance(value, str) and value in cls._by_value_:
+            return cls._by_value_[value]
+        raise ValueError(f"{value!r} is not a valid {cls.__name__}")
+
+    def __getitem__(cls, name: str) -> Any:
+        return cls._members_[name]
+
+
+class _LightStrEnum(str, metaclass=_ConstantsType):
+    """What cvault uses of :class:`enum.StrEnum`, for :class:`Action` and :class:`AuditEvent`:
+    members are instances, ``str`` equal to their value (hashing, JSON, SQLite, f-strings as the
+    value), with ``.value`` and ``.name``; iteration, ``len``, ``Action(value)``, ``Action[name]``,
+    pickling to the same member. Python 3.11's enum machinery takes about 10 M instructions (~3 ms)
+    to build these ~90 members, 7 % of a whole ``cvault secret get`` (docs/performance.md); this
+    takes a tenth of that. Type checkers see StrEnum itself (``_StrConstants``);
+    ``tests/core/test_fast_paths.py`` checks the behaviour matches StrEnum's."""
+
+    _name_: str
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
+
+    @property
+    def name(self) -> str:
+        return self._name_
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return str.__format__(str.__str__(self), spec)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}.{self._name_}: {str.__repr__(self)}>"
+
+    def __reduce_ex__(self, protocol: object) -> tuple[Any, tuple[str]]:
+        return type(self), (str.__str__(self),)
+
+    def __copy__(self) -> _LightStrEnum:
+        return self
+
+    def __deepcopy__(self, memo: object) -> _LightStrEnum:
+        return self
+
+
+if TYPE_CHECKING:
+    from enum import StrEnum as _StrConstants
+else:
+    _StrConstants = _LightStrEnum
+
+
+class Action(_StrConstants):
     # staff administration (admin)
     USER_ADD = "user.add"
     USER_LIST = "user.list"
@@ -38,6 +121,15 @@ class Action(StrEnum):
     CLIENT_ROTATE_KEY = "client.rotate_key"
     CLIENT_ASSIGN = "client.assign"
     CLIENT_UNASSIGN = "client.unassign"
+    CLIENT_ASSIGN_TEAM = "client.assign_team"
+    CLIENT_UNASSIGN_TEAM = "client.unassign_team"
+    # teams (docs/identity.md, "Teams")
+    TEAM_ADD = "team.add"
+    TEAM_LIST = "team.list"
+    TEAM_SHOW = "team.show"
+    TEAM_RM = "team.rm"
+    TEAM_MEMBER_ADD = "team.member_add"
+    TEAM_MEMBER_RM = "team.member_rm"
     # who can reach what
     ACCESS_VIEW = "access.view"
     # SLA lifecycle
@@ -81,7 +173,7 @@ class Action(StrEnum):
     RESTORE = "backup.restore"
 
 
-class AuditEvent(StrEnum):
+class AuditEvent(_StrConstants):
     """Audit actions that are not authorization decisions of :data:`PERMISSIONS`: identity events,
     unseal-slot changes, the service's unseal and the shred's certificate event. With
     :class:`Action` they are every ``action`` the audit log holds (docs/audit.md)."""
@@ -127,6 +219,14 @@ PERMISSIONS: dict[Action, frozenset[str]] = {
     Action.CLIENT_SHOW: _({ACCOUNT_MANAGER, ENGINEER, REVIEWER}),
     Action.CLIENT_ASSIGN: _({ADMIN, ACCOUNT_MANAGER}),
     Action.CLIENT_UNASSIGN: _({ADMIN, ACCOUNT_MANAGER}),
+    Action.CLIENT_ASSIGN_TEAM: _({ADMIN, ACCOUNT_MANAGER}),
+    Action.CLIENT_UNASSIGN_TEAM: _({ADMIN, ACCOUNT_MANAGER}),
+    Action.TEAM_ADD: _({ADMIN, ACCOUNT_MANAGER}),
+    Action.TEAM_LIST: _({ADMIN, ACCOUNT_MANAGER, REVIEWER}),
+    Action.TEAM_SHOW: _({ADMIN, ACCOUNT_MANAGER, REVIEWER}),
+    Action.TEAM_RM: _({ADMIN, ACCOUNT_MANAGER}),
+    Action.TEAM_MEMBER_ADD: _({ADMIN, ACCOUNT_MANAGER}),
+    Action.TEAM_MEMBER_RM: _({ADMIN, ACCOUNT_MANAGER}),
     Action.ACCESS_VIEW: _({ADMIN, REVIEWER}),
     Action.SLA_SHOW: _({ACCOUNT_MANAGER}),
     Action.SLA_RENEW: _({ACCOUNT_MANAGER}),
@@ -213,6 +313,30 @@ LINEAGE_BOUND: frozenset[Action] = frozenset(
     {Action.USER_GRANT, Action.USER_TRAIN, Action.CLIENT_ASSIGN, Action.USER_CONFIRM}
 )
 
+#: Actions that give people need-to-know through a team (docs/identity.md, "Teams"): adding a
+#: member (the new member) and assigning a team to a client (every current member). The rules of
+#: a direct assignment apply to each of those people: nobody adds themselves to a team, nobody
+#: assigns a team they belong to, and nobody vouches so for an account whose lineage they are in.
+TEAM_BOUND: frozenset[Action] = frozenset({Action.TEAM_MEMBER_ADD, Action.CLIENT_ASSIGN_TEAM})
+
+
+class Reach(NamedTuple):
+    """One person a team action gives need-to-know: their name and lineage (:func:`facts.lineage`)."""
+
+    name: str
+    lineage: frozenset[str] = frozenset()
+
+
+class TeamPath(NamedTuple):
+    """Need-to-know through a team: the acting user is (or was) a member of ``team``, which is (or
+    was) assigned to the client."""
+
+    team: str
+    member: bool  # the membership is open and the team not removed
+    assignment_ends_at: datetime | None = None
+    assignment_ended: bool = False
+
+
 #: Engineers see only the clients they are assigned to (docs/spec.md §6: "list/show own").
 OWN_CLIENTS_ONLY: dict[Action, frozenset[str]] = {
     Action.CLIENT_SHOW: _({ENGINEER}),
@@ -244,6 +368,8 @@ class ClientFacts(NamedTuple):
     assigned: bool = False
     assignment_ends_at: datetime | None = None
     assignment_ended: bool = False
+    #: need-to-know through teams (each path checked like a direct assignment)
+    teams: tuple[TeamPath, ...] = ()
 
 
 def distinct_people(
@@ -291,10 +417,12 @@ def decide(
     stepup_window_seconds: int = 900,
     subject: str | None = None,
     subject_lineage: frozenset[str] = frozenset(),
+    reaches: tuple[Reach, ...] = (),
 ) -> Decision:
     """Deny by default; the first failed condition is the reason. ``subject`` is the user an
     administrative action changes, if any; ``subject_lineage`` who requested or approved its
-    creation and latest factor reset (:data:`LINEAGE_BOUND`)."""
+    creation and latest factor reset (:data:`LINEAGE_BOUND`). ``reaches``: the people a team
+    action gives need-to-know (:data:`TEAM_BOUND`)."""
     who = principal.name
     held = principal.roles if account is None or account.roles is None else account.roles
     roles = allowed_roles(action) & held
@@ -334,6 +462,27 @@ def decide(
             "denied",
         )
 
+    if two_person and action in TEAM_BOUND:
+        for person in reaches:
+            if person.name == who:
+                what = (
+                    "add themselves to a team"
+                    if action is Action.TEAM_MEMBER_ADD
+                    else "assign a team they are a member of"
+                )
+                return Decision(
+                    False,
+                    f"{who} cannot {what}: another admin or account manager must do it",
+                    "denied",
+                )
+            if who in person.lineage:
+                return Decision(
+                    False,
+                    f"{who} requested or approved {person.name}'s account (or its latest factor "
+                    f"reset), so cannot give it need-to-know through a team: a third person must",
+                    "denied",
+                )
+
     if (
         action in ADMIN_STEP_UP
         and not principal.is_system
@@ -357,7 +506,7 @@ def decide(
     if (
         action in OWN_CLIENTS_ONLY
         and roles <= OWN_CLIENTS_ONLY[action]
-        and (client is None or not client.assigned or client.assignment_ended)
+        and (client is None or not assignment_path(client, now)[0])
     ):
         name = client.name if client else "that client"
         return Decision(False, f"{who} is not assigned to {name}", "denied")
@@ -374,12 +523,9 @@ def _need_to_know(
 ) -> Decision:
     if account is None:
         return Decision(False, f"no account facts for {who}", "denied")
-    if not client.assigned:
-        return Decision(False, f"{who} is not assigned to {client.name}", "denied")
-    if client.assignment_ended or (
-        client.assignment_ends_at is not None and now >= client.assignment_ends_at
-    ):
-        return Decision(False, f"{who}'s assignment to {client.name} has ended", "denied")
+    reached, via = assignment_path(client, now)
+    if not reached:
+        return Decision(False, _no_path(who, client), "denied")
     if account.training_valid_until is None:
         return Decision(False, f"{who} has no data-handling training on record", "denied")
     if now >= account.training_valid_until:
@@ -394,7 +540,39 @@ def _need_to_know(
             f"step-up needed: TOTP not verified in the last {stepup_window_seconds // 60} minutes",
             "stepup",
         )
-    return Decision(True, f"need-to-know: {who} assigned to {client.name}, trained, SLA active")
+    through = f" through team {via}" if via else ""
+    return Decision(True, f"need-to-know: {who} assigned to {client.name}{through}, trained, SLA active")
+
+
+def assignment_path(client: ClientFacts, now: datetime) -> tuple[bool, str | None]:
+    """Whether an assignment gives need-to-know on the client at ``now``: (yes or no, the team it
+    goes through, or None for a direct assignment)."""
+    if (
+        client.assigned
+        and not client.assignment_ended
+        and (client.assignment_ends_at is None or now < client.assignment_ends_at)
+    ):
+        return True, None
+    for path in client.teams:
+        if (
+            path.member
+            and not path.assignment_ended
+            and (path.assignment_ends_at is None or now < path.assignment_ends_at)
+        ):
+            return True, path.team
+    return False, None
+
+
+def _no_path(who: str, client: ClientFacts) -> str:
+    """Why no assignment, direct or through a team, gives ``who`` need-to-know on the client."""
+    if client.assigned:
+        return f"{who}'s assignment to {client.name} has ended"
+    for path in client.teams:
+        if not path.member:
+            return f"{who} is no longer a member of team {path.team}, assigned to {client.name}"
+    if client.teams:
+        return f"team {client.teams[0].team}'s assignment to {client.name} has ended"
+    return f"{who} is not assigned to {client.name}"
 
 
 def permission_table() -> str:
@@ -422,6 +600,8 @@ def permission_table() -> str:
             rules.append("not on oneself")
         if action in LINEAGE_BOUND:
             rules.append("not by the subject's lineage")
+        if action in TEAM_BOUND:
+            rules.append("not by a member of the team nor a member's lineage")
         if action in SECOND_PERSON:
             rules.append(SECOND_PERSON[action])
         if action in ADMIN_STEP_UP:

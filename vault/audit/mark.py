@@ -32,11 +32,12 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from vault import crypto
 from vault.errors import AuditAlarm, CryptoError
 from vault.keys import PURPOSE_AUDIT
+from vault.tuples import NamedTuple
 
 if TYPE_CHECKING:
     from vault.audit.checkpoints import Checkpoint

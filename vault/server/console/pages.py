@@ -328,10 +328,27 @@ def register(c: Console) -> None:
 
     # --- admins ------------------------------------------------------------------------------------------
 
+    def team_map(p: web.Page) -> dict[str, list[str]]:
+        """user name -> the teams they belong to now (the users page's Teams column)."""
+        out: dict[str, list[str]] = {}
+        for team in p.vault.teams.list(p.principal):
+            for member in team["members"]:
+                out.setdefault(member, []).append(team["name"])
+        return out
+
     def users(p: web.Page) -> Response:
         rows = p.vault.users.list(p.principal)
         pending = [u for u in rows if "pending" in u["state"]]
-        return r(p, "users.html", rows=rows, pending=pending, roles=ROLES, added=None, error=None)
+        return r(
+            p,
+            "users.html",
+            rows=rows,
+            pending=pending,
+            roles=ROLES,
+            added=None,
+            error=None,
+            teams=team_map(p),
+        )
 
     def user_add(p: web.Page) -> Response:
         roles = [x for x in p.form.get("roles", "").split("\n") if x]
@@ -341,7 +358,15 @@ def register(c: Console) -> None:
             rows = p.vault.users.list(p.principal)
             pending = [u for u in rows if "pending" in u["state"]]
             return r(
-                p, "users.html", 400, rows=rows, pending=pending, roles=ROLES, added=None, error=exc.message
+                p,
+                "users.html",
+                400,
+                rows=rows,
+                pending=pending,
+                roles=ROLES,
+                added=None,
+                error=exc.message,
+                teams=team_map(p),
             )
         if not added.get("enrollment_code"):  # two-person activation: a second admin approves
             raise Redirect("/user?" + query_string(name=added["name"], done="added-pending"))
@@ -349,6 +374,10 @@ def register(c: Console) -> None:
 
     def user_page(p: web.Page, name: str, *, error: str | None = None, status: int = 200) -> Response:
         view = p.vault.users.show(p.principal, name)
+        view["teams"] = [
+            f"{t['team']} ({', '.join(t['clients']) or 'no client'})"
+            for t in p.vault.teams.memberships(p.principal, name)
+        ]
         return r(p, "user.html", status, view=view, roles=ROLES, error=error, notice=DONE.get(p.arg("done")))
 
     def user_get(p: web.Page) -> Response:
@@ -415,23 +444,21 @@ def register(c: Console) -> None:
     # --- engineers ---------------------------------------------------------------------------------------
 
     def records(p: web.Page) -> Response:
-        q = p.arg("q").strip().lower()
+        """The engineer's records: ``secrets.search`` (paths, types, tags and non-secret fields;
+        never a secret value) or, with no term, ``secrets.list_all``: each one audited
+        need-to-know decision per client, exactly as ``secret search`` / ``secret list --all``."""
+        q = p.arg("q").strip()
         only = p.arg("client").strip()
-        found = []
         visible = [row["name"] for row in p.vault.clients.list(p.principal) if row["state"] == "active"]
-        search = getattr(p.vault.secrets, "search", None)
-        if q and search is not None:  # the records service's search (tags, non-secret fields)
-            hits = search(p.principal, q, client=only or None)
-            return r(p, "records.html", rows=hits[:500], q=q, client=only, clients=visible)
-        for name in visible:
-            if only and name != only:
-                continue
-            for rec in p.vault.secrets.list(p.principal, name):
-                if not q or q in rec["path"].lower() or q in name.lower():
-                    found.append({**rec, "client": name})
-            if len(found) >= 500:
-                break
-        return r(p, "records.html", rows=found[:500], q=q, client=only, clients=visible)
+        error = None
+        try:
+            if q:
+                rows = p.vault.secrets.search(p.principal, q, client=only or None)
+            else:
+                rows = [r for r in p.vault.secrets.list_all(p.principal) if not only or r["client"] == only]
+        except InvalidInput as exc:
+            rows, error = [], exc.message
+        return r(p, "records.html", rows=rows[:500], q=q, client=only, clients=visible, error=error)
 
     def record(p: web.Page) -> Response:
         from vault.records import FIELDS
