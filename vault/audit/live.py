@@ -28,18 +28,23 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]
 
 
-def latest_backend_checkpoint(ctx: VaultContext, backend=None) -> Checkpoint | None:
-    """The newest checkpoint copy in the blob store (or in ``backend``: the replica), or None."""
+def latest_backend_checkpoint(ctx: VaultContext, backend=None, listing=None) -> Checkpoint | None:
+    """The newest checkpoint copy in the blob store (or in ``backend``: the replica, whose
+    ``listing`` may be given), or None."""
     store = ctx.blobs if backend is None else backend
     try:
-        names = [(parse_blob_name(n), n) for n in store.list() if is_checkpoint_blob(n)]
+        names = [
+            (parse_blob_name(n), n)
+            for n in (store.list() if listing is None else listing)
+            if is_checkpoint_blob(n)
+        ]
     except BackendError:
         return None
     for _, name in sorted((s, n) for s, n in names if s is not None)[::-1]:
         try:
             return Checkpoint.from_dict(json.loads(store.get(name)))
         except (BlobNotFound, BackendError, ValueError):
-            continue
+            continue  # a copy that does not parse: the next older one
     return None
 
 
@@ -54,10 +59,10 @@ def replica_checkpoint(ctx: VaultContext) -> tuple[Checkpoint | None, str | None
     if remote is None:
         return None, None
     try:
-        remote.list()
-    except BackendError as exc:
+        names = remote.list()
+    except VaultError as exc:
         return None, f"the replica's checkpoint copies could not be read ({exc.code})"
-    return latest_backend_checkpoint(ctx, remote), None
+    return latest_backend_checkpoint(ctx, remote, names), None
 
 
 def verify_live(

@@ -579,11 +579,16 @@ class AuditLog:
                 (cp.blob_name, to_epoch(self.clock.now())),
             ).lastrowid
         if self.group is None and self.remote is not None:
-            remote = self.remote()
-            if remote is not None:
-                remote.put(cp.blob_name, data)
-                with self.db.write() as conn:
-                    conn.execute("DELETE FROM outbox WHERE blob_name = ? AND id <= ?", (cp.blob_name, row_id))
+            # the replica unreachable, throttling or refusing the token: the queued row stays for
+            # the next `sync push` (the operation that wrote the checkpoint is not failed by it)
+            with contextlib.suppress(VaultError, OSError, sqlite3.Error):
+                remote = self.remote()
+                if remote is not None:
+                    remote.put(cp.blob_name, data)
+                    with self.db.write() as conn:
+                        conn.execute(
+                            "DELETE FROM outbox WHERE blob_name = ? AND id <= ?", (cp.blob_name, row_id)
+                        )
 
     def start(self) -> Checkpoint:
         """At ``init``: sign the empty log (seq 0, the genesis hash) and write the first mark."""
