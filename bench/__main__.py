@@ -50,6 +50,13 @@ class Bench:
 
 REGISTRY = [
     Bench("secret_get", 2, "cvault secret get latency (embedded)", {"runs": 10}),
+    Bench(
+        "doctor",
+        12,
+        "doctor on 100,000 records and 1,000,000 audit entries; the row-MAC check vs a bare SELECT",
+        {"records": 5_000, "events": 50_000, "runs": 1},
+        timeout=900,
+    ),
     Bench("importcost", 2, "where secret get spends its time beyond the floor", {"quick": True}),
     Bench(
         "agent",

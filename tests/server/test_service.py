@@ -17,7 +17,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.factories import assign, person
+from tests.factories import assign, edit_rows, person
 from tests.helpers import make_vault, run_cli
 from tests.server.harness import assert_error_shape, start_service
 from vault import api_spec as spec
@@ -94,10 +94,7 @@ def test_tokens_refused_401(served, svc_template, tmp_path):
     # an expired token (absolute 8 h limit passed) and a disabled user's token
     v = vdir.open()
     expired = ids["carl"].token(v)
-    with v.ctx.db.write() as conn:
-        conn.execute(
-            "UPDATE sessions SET created_at = created_at - 9 * 3600 WHERE user_id = ?", (ids["carl"].user_id,)
-        )
+    edit_rows(v, "sessions", "created_at = created_at - 9 * 3600", (), "user_id = ?", (ids["carl"].user_id,))
     v.users.disable(v.users.resume(tokens["ada"]), "maria")
     v.close()
     for token in (foreign, expired, tokens["maria"], "cvs1_" + "A" * 43, "garbage", ""):
