@@ -149,9 +149,12 @@ def assert_alarm(result, first_bad: int) -> None:
 # --- attack 5, embedded -----------------------------------------------------------------------------
 
 
-def test_cutting_the_tail_with_every_checkpoint_copy_raises_the_alarm(world):
+def test_cutting_the_tail_with_every_checkpoint_copy_raises_the_alarm(world, tmp_path):
     vdir, cli, _, _ = world
     assert cli("eve", "secret", "list", "acme").returncode == 0
+    export = tmp_path / "before.jsonl"
+    assert cli("rita", "audit", "export", "--format", "jsonl", "--out", str(export)).returncode == 0
+    key = cli("rita", "audit", "pubkey").stdout.strip()
     delete_checkpoints_everywhere(vdir)
     cut_tail(vdir, 120)
     assert_alarm(cli("eve", "secret", "list", "acme"), 121)
@@ -164,6 +167,27 @@ def test_cutting_the_tail_with_every_checkpoint_copy_raises_the_alarm(world):
     doctor = cli(None, "doctor")
     assert doctor.returncode == 6 and "first bad entry 121" in doctor.stdout + doctor.stderr
     assert _signed_rows(vdir) == 0
+    # offline: the same cut made to an export (checkpoint lines dropped, entries after 120 cut,
+    # with or without its trailer) fails verification with the real key
+    lines = export.read_text().splitlines()
+    kept = [lines[0]] + [
+        line for line in lines[1:-1] if '"type":"entry"' in line and json.loads(line)["seq"] <= 120
+    ]
+    for forged in (kept, [*kept, lines[-1]]):
+        path = tmp_path / f"forged-{len(forged)}.jsonl"
+        path.write_text("\n".join(forged) + "\n")
+        offline = run_cli(
+            "--home",
+            str(tmp_path / "nowhere"),
+            "audit",
+            "verify",
+            "--file",
+            str(path),
+            "--pubkey",
+            key,
+            env={"PYTHONPATH": str(ROOT)},
+        )
+        assert offline.returncode == 6, offline.stderr
 
 
 def test_rebuilding_the_chain_from_genesis_raises_the_alarm(world):
@@ -386,7 +410,8 @@ def test_with_onedrive_copies_are_pushed_and_a_folder_rollback_fails_verify(worl
 
 def test_a_vault_from_before_the_mark_gets_one_at_its_first_unsealed_append(tmp_path):
     """The pre-row-MAC fixture vault (main at 9aa0ac5) has no mark and an audit key sealed
-    under the old context: the first unsealed append writes the first mark (a checkpoint that
+    under the old context: the first unsealed append (the unseal's row-MAC backfill event)
+    writes the first mark (a checkpoint that
     signs the newest old checkpoint's digest) and re-seals the key, so from then on deleting the
     mark is an alarm."""
     import tarfile
@@ -407,12 +432,13 @@ def test_a_vault_from_before_the_mark_gets_one_at_its_first_unsealed_append(tmp_
     try:
         assert v.ctx.db.one("SELECT 1 FROM meta WHERE key = 'audit_mark'") is None
         old_newest = v.ctx.audit.checkpoints()[-1] if v.ctx.audit.checkpoints() else None
-        v.unseal_key_file(key)
-        assert AuditSigner(v.ctx.db, v.ctx.keyring).marked(v.ctx.db.conn) is False
+        sealed_key = v.ctx.db.one("SELECT value FROM meta WHERE key = 'audit_private_sealed'")[0]
+        v.unseal_key_file(key)  # the unseal's own audit events (row-MAC backfill) are the first
         system = Principal.system("doctor")
         assert v.maintenance.doctor(system).ok
         assert v.ctx.db.one("SELECT 1 FROM meta WHERE key = 'audit_mark'") is not None
         assert AuditSigner(v.ctx.db, v.ctx.keyring).marked(v.ctx.db.conn) is True
+        assert v.ctx.db.one("SELECT value FROM meta WHERE key = 'audit_private_sealed'")[0] != sealed_key
         first_new = next(cp for cp in v.ctx.audit.checkpoints() if cp.prev is not None)
         if old_newest is not None:
             assert first_new.prev == old_newest.digest()
