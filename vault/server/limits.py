@@ -17,6 +17,8 @@ import time
 MAX_BUCKETS = 10_000
 #: after the limit, at most this much more of a body is read and dropped before answering 413
 DRAIN_BYTES = 8 * 1024 * 1024
+#: request bodies above the ordinary limit (attachments) read at the same time, at most
+MAX_LARGE_BODIES = 2
 
 
 class BodyTooLarge(Exception):
@@ -29,27 +31,50 @@ class BodyLimit:
     """Pure ASGI middleware: refuse bodies over ``limit`` bytes with 413.
 
     A declared Content-Length over the limit is refused before anything is read; a chunked body
-    is counted as it arrives and :class:`BodyTooLarge` raised (the app turns it into a 413)."""
+    is counted as it arrives and :class:`BodyTooLarge` raised (the app turns it into a 413).
 
-    def __init__(self, app, limit: int):
+    ``overrides``: a larger limit for some paths (``Op.body_limit``: attachments). Those requests
+    must carry a bearer token (checked for its presence here, for validity by the route) and at
+    most :data:`MAX_LARGE_BODIES` of them are read at a time; more wait for none: they get a 429."""
+
+    def __init__(self, app, limit: int, overrides: dict[str, int] | None = None):
         self.app = app
         self.limit = limit
+        self.overrides = dict(overrides or {})
+        self.large_in_flight = 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.overrides.get(scope.get("path", ""), self.limit)
+        large = limit > self.limit
+        headers = dict(scope.get("headers", ()))
+        if large and not headers.get(b"authorization", b"").lower().startswith(b"bearer "):
+            limit, large = self.limit, False  # no token: the ordinary limit (then 401)
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = -1
-                if declared > self.limit or declared < 0:
-                    await _refuse(send, self.limit if declared > self.limit else None)
+                if declared > limit or declared < 0:
+                    await _refuse(send, limit if declared > limit else None)
                     return
+        if large and self.large_in_flight >= MAX_LARGE_BODIES:
+            await _refuse(send, None, busy=True)
+            return
+        if large:
+            self.large_in_flight += 1
+            try:
+                await self._run(scope, receive, send, limit)
+            finally:
+                self.large_in_flight -= 1
+        else:
+            await self._run(scope, receive, send, limit)
+
+    async def _run(self, scope, receive, send, limit: int) -> None:
         seen = 0
-        limit = self.limit
 
         async def counted():
             nonlocal seen
@@ -86,8 +111,11 @@ class BodyLimit:
                 await _refuse(send, limit)
 
 
-async def _refuse(send, limit: int | None) -> None:
-    if limit is None:
+async def _refuse(send, limit: int | None, *, busy: bool = False) -> None:
+    if busy:
+        status, code, exit_code = 429, "rate_limited", 8
+        message = f"at most {MAX_LARGE_BODIES} attachment uploads at a time: retry shortly"
+    elif limit is None:
         status, code, exit_code, message = 400, "invalid_request", 2, "invalid Content-Length"
     else:
         status, code, exit_code = 413, "request_too_large", 2
