@@ -49,18 +49,31 @@ def _width() -> int | None:
     return None
 
 
-def _fit(widths: list[int], limit: int | None, floor: int = 4) -> list[int]:
-    """Narrow the widest column, one character at a time (never below ``floor``), until the row
-    fits ``limit``: long free text wraps first, short columns keep their width."""
+def _fit(widths: list[int], limit: int | None, floors: list[int] | None = None) -> list[int]:
+    """Narrow the widest column, one character at a time, until the row fits ``limit``: long
+    free text wraps first, short columns keep their width. A column first keeps its longest word
+    (up to 20 characters: a time, a name) whole; only if the table still does not fit do columns
+    narrow further, down to 4."""
     widths = list(widths)
     if limit is None:
         return widths
-    while sum(widths) + 2 * (len(widths) - 1) > limit:
-        i = max(range(len(widths)), key=lambda j: (widths[j], j))
-        if widths[i] <= floor:
-            break
-        widths[i] -= 1
+    for floor in (floors or [4] * len(widths)), [4] * len(widths):
+        while sum(widths) + 2 * (len(widths) - 1) > limit:
+            wider = [j for j in range(len(widths)) if widths[j] > floor[j]]
+            if not wider:
+                break
+            i = max(wider, key=lambda j: (widths[j], j))
+            widths[i] -= 1
     return widths
+
+
+def _word_floors(titles: list[str], cells: list[list[str]]) -> list[int]:
+    """Per column: its longest word (title included), at most 20 and at least 4 characters."""
+    floors = []
+    for i, title in enumerate(titles):
+        longest = max((len(w) for c in cells for w in c[i].split()), default=0)
+        floors.append(max(4, min(20, max(longest, len(title)))))
+    return floors
 
 
 def _wrap(text: str, width: int) -> list[str]:
@@ -99,7 +112,7 @@ class StreamingTable:
         if self.widths is None:
             titles = [title.upper() for _, title in self.columns]
             natural = [max(len(t), *(len(c[i]) for c in cells)) for i, t in enumerate(titles)]
-            self.widths = _fit(natural, _width())
+            self.widths = _fit(natural, _width(), _word_floors(titles, cells))
             lines = [titles, *cells]
         self.empty = False
         out = []

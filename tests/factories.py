@@ -59,6 +59,23 @@ def totp_code(secret: str, when: datetime | None = None) -> str:
     return code_at(secret, when if when is not None else time.time())
 
 
+def unused_code(secret: str, used_steps: set[int]) -> str:
+    """A valid code (wall clock) of a time step the vault has not seen from this person: it
+    refuses a step at or before the last one used, so a person who signs in twice within 30 s
+    types the next step's code (inside the one-step drift window). ``used_steps`` remembers."""
+    import time
+
+    from vault.identity.totp import code_at
+
+    now = time.time()
+    for offset in (0, 30):
+        step = int((now + offset) // 30)
+        if step > max(used_steps, default=0):
+            used_steps.add(step)
+            return code_at(secret, now + offset)
+    raise AssertionError("two codes within 30 s: use another person or a recovery code")
+
+
 def insert_session(vault, user_id: int, token: str, at: int, *, stepup: bool = True) -> str:
     """The one INSERT INTO sessions of the tests; returns the stored token hash."""
     digest = token_hash(token)

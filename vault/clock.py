@@ -52,3 +52,8 @@ def rfc3339(when: datetime) -> str:
     when = when.astimezone(UTC)
     fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if when.microsecond else "%Y-%m-%dT%H:%M:%SZ"
     return when.strftime(fmt)
+
+
+def rfc3339_seconds(when: datetime) -> str:
+    """:func:`rfc3339` to the second: the one time format of text people read (audit reasons)."""
+    return rfc3339(when.replace(microsecond=0))

@@ -17,7 +17,8 @@ from cli.state import host_only
 @click.option(
     "--out",
     type=click.Path(),
-    help="A new backup file, or a folder that keeps the newest --keep backups of this vault.",
+    help="A new backup file, or a folder (existing, or a path ending in / made 0700) that keeps "
+    "the newest --keep backups of this vault.",
 )
 @click.option("--remote", is_flag=True, help="Upload to the OneDrive replica (<root folder>-backups/).")
 @click.option(

@@ -150,6 +150,19 @@ def test_retention_keeps_the_newest(filled, tmp_path):
     assert len(left) == 2 and names[0] not in left and names[2] in left
 
 
+def test_a_trailing_slash_names_a_new_folder(filled, tmp_path):
+    """``--out ~/cvault-backups/`` on a fresh machine (the README's line) makes the folder (0700)
+    and a named backup in it, not a file called cvault-backups."""
+    import stat
+
+    folder = tmp_path / "new" / "backups"
+    made = _backup(filled, "--out", f"{folder}/", "--keep", "7")
+    assert folder.is_dir() and stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert Path(made["file"]).parent == folder and made["file"].endswith(".cvbk")
+    without = tmp_path / "plain"
+    assert Path(_backup(filled, "--out", str(without))["file"]) == without and without.is_file()
+
+
 def test_refusals(filled, tmp_path):
     made = _backup(filled, "--out", str(tmp_path / "b.cvbk"))
     # a non-empty target

@@ -85,6 +85,22 @@ def test_tables_fit_columns_without_losing_a_word(vdir):
     )
 
 
+def test_a_narrow_audit_log_wraps_free_text_and_keeps_every_time_whole(vdir):
+    """At 100 columns the audit log's reasons wrap, its times do not (the README walkthrough's
+    terminal), and a reason names a time in the one format (no microseconds)."""
+    assert vdir.cli("client", "add", "acme", "--sla-end", "+365d").returncode == 0
+    assert vdir.cli("sla", "expire", "acme", "--reason", "contract ended early by both").returncode == 0
+    log = vdir.cli("audit", "log", "--client", "acme", env=vdir.env(COLUMNS="100"))
+    assert log.returncode == 0, log.stderr
+    lines = log.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 100, log.stdout
+    times = ONE_FORMAT.findall(log.stdout)
+    assert len(times) >= 3, log.stdout  # every event's time, and the times in the reasons
+    assert not OTHER_FORMATS.search(log.stdout), log.stdout
+    for line in lines[1:]:
+        assert not re.match(r"\s+Z\b", line), log.stdout  # no time's last character on a line of its own
+
+
 @pytest.mark.parametrize(
     ("args", "where"),
     [

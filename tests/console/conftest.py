@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import Person, assign, onboard, person
+from tests.factories import Person, assign, onboard, person, unused_code
 from tests.helpers import assign_operator, make_vault, operator
 from tests.server.harness import Service, start_service
 from vault.identity.totp import secret_from_uri
@@ -58,20 +58,8 @@ class Member:
     _used_steps: set[int] = field(default_factory=set)
 
     def code(self) -> str:
-        """A valid TOTP code the vault has not seen (it refuses a step at or before the last one
-        used): the current time step, else the next one (inside the one-step drift window)."""
-        import pyotp
-
-        totp = pyotp.TOTP(self.seed)
-        now = time.time()
-        for offset in (0, 30):
-            step = int((now + offset) // 30)
-            if step > max(self._used_steps, default=0):
-                self._used_steps.add(step)
-                return totp.at(now + offset)
-        raise AssertionError(
-            f"{self.name}: two codes used within 30 s: use another person or a recovery code"
-        )
+        """A valid TOTP code the vault has not seen (tests.factories.unused_code)."""
+        return unused_code(self.seed, self._used_steps)
 
     def wrong_code(self) -> str:
         """A six-digit code that is valid in no step of the drift window."""

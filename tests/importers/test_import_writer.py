@@ -194,7 +194,7 @@ def test_a_record_made_by_hand_is_never_overwritten(two_clients, tmp_path):
     assert v.secrets.get(operator(), "acme", "Firewall").fields["password"] == "typed by hand"
 
 
-@pytest.mark.parametrize("fmt", ["bitwarden", "keepass", "itglue"])
+@pytest.mark.parametrize("fmt", sorted(SOURCES))
 def test_a_malformed_entry_is_named_and_nothing_is_imported(fmt, two_clients, tmp_path):
     _, v = two_clients
     if fmt == "bitwarden":
@@ -210,10 +210,29 @@ def test_a_malformed_entry_is_named_and_nothing_is_imported(fmt, two_clients, tm
         data[len(data) // 2] ^= 0xFF  # one flipped byte in the encrypted payload
         path.write_bytes(bytes(data))
         where = "KeePass"
-    else:
+    elif fmt == "1password":
+        path, options = _onepassword(tmp_path)
+        import zipfile
+
+        with zipfile.ZipFile(path) as archive:
+            members = {n: archive.read(n) for n in archive.namelist()}
+        doc = json.loads(members["export.data"])
+        doc["accounts"][0]["vaults"][1]["items"][1]["details"]["loginFields"][0]["value"] = "a\x07b"
+        members["export.data"] = json.dumps(doc).encode()
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, data in members.items():
+                archive.writestr(name, data)
+        where = "entry 5"
+    elif fmt == "itglue":
         path, options = _itglue(tmp_path)
         path.write_bytes(path.read_bytes() + b'9,Globex,Broken,,,,u,"unterminated\r\n')
         where = "row"
+    else:  # hudu, csv: a row with a control character in a one-line field, the last row
+        path, options = SOURCES[fmt](tmp_path)
+        path.write_bytes(path.read_bytes() + b"Globex,Switch,ro\x07ot,Gl0bex-sw,\r\n")
+        if fmt == "hudu":
+            path.write_bytes(path.read_bytes().replace(b"Globex,Switch,ro", b"99,Globex,Switch,ro"))
+        where = "row 6"
     with pytest.raises(InvalidInput) as caught:
         v.secrets.import_file(operator(), fmt, path, clients=_clients_map(fmt), **options)
     message = caught.value.message
@@ -259,7 +278,9 @@ def test_need_to_know_is_checked_on_every_client_before_any_write(vdir, tmp_path
         v.close()
 
 
-def test_extras_are_kept_in_the_notes_until_records_hold_them(two_clients, tmp_path):
+def test_extras_land_in_the_records_own_fields(two_clients, tmp_path):
+    """TOTP seeds, custom fields and tags go into the record kinds' fields (issue 16), a custom
+    field named like a built-in field is renamed, a seed on a note becomes a secret custom field."""
     _, v = two_clients
     item = bitwarden_login(
         1,
@@ -268,13 +289,52 @@ def test_extras_are_kept_in_the_notes_until_records_hold_them(two_clients, tmp_p
         "p",
         notes="own notes",
         totp="JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
-        fields=[{"name": "pin", "value": "4711", "type": 1}],
+        fields=[
+            {"name": "pin", "value": "4711 ünï", "type": 1},
+            {"name": "rack", "value": "R2", "type": 0},
+            {"name": "host", "value": "10.0.0.1", "type": 0},
+        ],
     )
     path = write_json(tmp_path / "bw.json", {"encrypted": False, "folders": [], "items": [item]})
     v.secrets.import_file(operator(), "bitwarden", path, default_client="acme")
-    notes = v.secrets.get(operator(), "acme", "With extras").fields["notes"]
-    assert notes.startswith("own notes\n\n--- imported")
-    assert "totp: JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP" in notes and "pin: 4711" in notes
+    fields = v.secrets.get(operator(), "acme", "With extras").fields
+    assert fields["notes"] == "own notes"
+    assert fields["totp"] == "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    assert fields["custom"] == {
+        "pin": {"value": "4711 ünï", "secret": True},
+        "rack": {"value": "R2", "secret": False},
+        "host (imported)": {"value": "10.0.0.1", "secret": False},
+    }
+    again = v.secrets.import_file(operator(), "bitwarden", path, default_client="acme")
+    assert again["clients"][0]["unchanged"] == 1  # the mapping is stable: a re-run changes nothing
+
+    entries = [
+        KpEntry("Tagged", "admin", "pw", tags=["vpn", "core"], group=("Clients", "Acme Corp")),
+    ]
+    kdbx = write_kdbx(tmp_path / "t.kdbx", entries, password="pw")
+    v.secrets.import_file(operator(), "keepass", kdbx, default_client="globex", password="pw")
+    assert v.secrets.get(operator(), "globex", "Tagged").fields["tags"] == ["vpn", "core"]
+
+    from vault.importers import ImportedRecord
+    from vault.records.importing import record_fields
+
+    seeded_note = ImportedRecord(
+        1,
+        "n",
+        "n",
+        None,
+        "n",
+        "note",
+        {"text": "t"},
+        tags=tuple(f"t{i}" for i in range(70)),
+        totp="JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+    )
+    fields, _ = record_fields(seeded_note)
+    assert fields["custom"]["one-time password"] == {
+        "value": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
+        "secret": True,
+    }
+    assert len(fields["tags"]) == 64 and fields["custom"]["tags (imported)"]["value"].startswith("t64, t65")
 
 
 def test_the_cli_imports_keepass_with_a_dry_run_first_and_never_prints_a_secret(vdir, tmp_path):
@@ -306,3 +366,58 @@ def test_the_cli_imports_keepass_with_a_dry_run_first_and_never_prints_a_secret(
     assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1, wrong.stderr
     assert "wrong password or key file" in wrong.stderr
     assert vdir.cli("--addr", "https://127.0.0.1:9", *args).returncode == 2  # host-only
+
+
+@pytest.mark.slow  # 10,000 records written, then read back and re-run: about 20 s
+def test_10000_entries_through_the_cli_count_read_back_and_rerun(vdir, tmp_path):
+    """A 10,000-entry Bitwarden export into 50 clients through a real ``cvault import``: counts
+    match, every password reads back exactly, a second run writes nothing, and the progress
+    callback reaches the total once per record, in order."""
+    n_entries, n_clients = 10_000, 5
+    v = vdir.open()
+    try:
+        for c in range(n_clients):
+            add_client(v, f"c{c}")
+    finally:
+        v.close()
+    folders = [{"id": f"f{c}", "name": f"Client {c}"} for c in range(n_clients)]
+    items = [
+        bitwarden_login(
+            n, f"Server {n % 9_900}", f"user{n}", f' pw-{n}-"q",ü-𝄞 ', folderId=f"f{n % n_clients}"
+        )
+        for n in range(n_entries)
+    ]
+    path = write_json(tmp_path / "bw.json", {"encrypted": False, "folders": folders, "items": items})
+    args = ["import", "--from", "bitwarden", str(path), "--json"]
+    for c in range(n_clients):
+        args += ["--client-map", f"Client {c}=c{c}"]
+    first = vdir.cli(*args)
+    assert first.returncode == 0, first.stderr
+    data = json.loads(first.stdout)
+    assert data["read"] == data["mapped"] == n_entries
+    assert sum(len(c["new"]) for c in data["clients"]) == n_entries
+    assert "pw-" not in first.stdout + first.stderr
+    second = json.loads(vdir.cli(*args).stdout)
+    assert sum(c["unchanged"] for c in second["clients"]) == n_entries
+    assert not any(c["written"] for c in second["clients"])
+    v = vdir.open()
+    try:
+        got = {}
+        for c in range(n_clients):
+            assert all(r["version"] == 1 for r in v.secrets.list(operator(), f"c{c}"))
+            for rec in v.secrets.export_records(operator(), f"c{c}")["records"]:
+                got[rec["fields"]["username"]] = rec["fields"]["password"]
+        assert got == {f"user{n}": f' pw-{n}-"q",ü-𝄞 ' for n in range(n_entries)}
+        seen: list[tuple[int, int]] = []
+        v.secrets.import_file(
+            operator(),
+            "bitwarden",
+            path,
+            clients={f"Client {c}": f"c{c}" for c in range(n_clients)},
+            dry_run=True,
+            progress=lambda done, total: seen.append((done, total)),
+        )
+        assert seen[-1] == (n_entries, n_entries)
+        assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    finally:
+        v.close()

@@ -133,7 +133,12 @@ class BackupService:
             sync = self._remote()
             target = self.ctx.home.root / f".{name}.tmp"
         elif out is not None:
+            # a trailing slash names a folder, made (0700) if it does not exist yet: never a
+            # file called like the folder the user meant
+            as_folder = str(out).endswith(("/", os.sep))
             out = Path(out).expanduser()
+            if as_folder and not out.exists():
+                out.mkdir(mode=0o700, parents=True)
             if out.is_dir():
                 folder, target = out, out / name
             else:

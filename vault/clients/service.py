@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from vault import crypto, names
-from vault.clock import rfc3339, to_epoch
+from vault.clock import rfc3339, rfc3339_seconds, to_epoch
 from vault.context import VaultContext
 from vault.dates import as_when, require_future
 from vault.errors import ClientUnavailable, InvalidInput
@@ -85,7 +85,7 @@ class ClientService:
             Action.CLIENT_ADD,
             "ok",
             client=client,
-            reason=f"client created, SLA end {rfc3339(sla_end)}",
+            reason=f"client created, SLA end {rfc3339_seconds(sla_end)}",
         )
         return client_view(client, now)
 

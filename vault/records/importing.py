@@ -25,9 +25,9 @@ them into one or many clients:
    (``import_origins``: record id, version, format; no content, no fingerprint). ``dry_run``
    stops after the plan.
 
-Extras the record kinds cannot hold yet (custom fields, tags, TOTP seeds; issue 16) are kept in the
-kind's notes field as a labelled block, so no value of the file is lost; attachments are counted
-and reported as not imported.
+Custom fields, tags and TOTP seeds go into the record kinds' own fields (issue 16:
+:func:`record_fields`); attachments are counted and reported as not imported until records hold
+them.
 """
 
 from __future__ import annotations
@@ -49,10 +49,6 @@ if TYPE_CHECKING:
     from vault.store.clients import ClientRow
 
 Progress = Callable[[int, int], None]
-
-#: the field extras go into when the kind has no place for them (issue 16 adds real ones)
-EXTRAS_FIELD = {"access": "notes", "network": "notes", "account": "mfa_notes", "note": "text"}
-EXTRAS_HEADING = "--- imported"
 
 
 class _Item(NamedTuple):
@@ -83,27 +79,40 @@ def client_for(hint: str | None, clients: Mapping[str, str], default_client: str
     return default_client
 
 
-def fold_extras(record: ImportedRecord) -> tuple[dict[str, Any], int]:
-    """The record's fields with custom fields, tags and TOTP kept in the notes field (until the
-    record kinds have their own, issue 16); returns (fields, attachments not kept)."""
+def record_fields(record: ImportedRecord) -> tuple[dict[str, Any], int]:
+    """The record's fields with its extras in the record kinds' own fields (issue 16): the TOTP
+    seed in ``totp`` (a secret custom field ``one-time password`` on a kind without one), custom
+    fields in ``custom`` (a name that is a built-in field name gets `` (imported)``), tags in
+    ``tags`` (past the 64 a record holds, the rest in a custom field ``tags (imported)``). Returns
+    (fields, attachments not kept: records cannot hold attachments yet)."""
+    from vault.records import CUSTOM, FIELDS, MAX_CUSTOM_NAME, MAX_TAGS, TOTP
+
     fields = dict(record.fields)
-    lines: list[str] = []
+    names = {f.name for f in FIELDS[record.kind]}
+    builtin = {f.name for fs in FIELDS.values() for f in fs}
+    custom: dict[str, dict[str, Any]] = {}
+
+    def add(name: str, value: str, secret: bool) -> None:
+        base = f"{name[: MAX_CUSTOM_NAME - 11]} (imported)" if name in builtin else name
+        unique, n = base, 1
+        while unique in custom or unique in builtin:
+            n += 1
+            unique = f"{base[: MAX_CUSTOM_NAME - 6]} ({n})"
+        custom[unique] = {"value": value, "secret": secret}
+
+    for item in record.custom_fields:
+        add(item.name, item.value, item.secret)
     if record.totp:
-        lines.append(f"totp: {record.totp}")
-    for custom in record.custom_fields:
-        value = custom.value
-        if "\n" in value or "\r" in value:
-            lines.append(f"{custom.name}:")
-            lines.append(value)
+        if TOTP in names:
+            fields[TOTP] = record.totp
         else:
-            lines.append(f"{custom.name}: {value}")
+            add("one-time password", record.totp, True)
     if record.tags:
-        lines.append("tags: " + ", ".join(record.tags))
-    if lines:
-        target = EXTRAS_FIELD[record.kind]
-        block = EXTRAS_HEADING + " (custom fields, tags, TOTP) ---\n" + "\n".join(lines)
-        current = fields.get(target)
-        fields[target] = f"{current}\n\n{block}" if current else block
+        fields["tags"] = list(record.tags[:MAX_TAGS])
+        if len(record.tags) > MAX_TAGS:
+            add("tags", ", ".join(record.tags[MAX_TAGS:]), False)
+    if custom:
+        fields[CUSTOM] = custom
     return fields, len(record.attachments)
 
 
@@ -179,7 +188,7 @@ class Importer:
                     renames.append(
                         {"entry": record.index, "title": record.title, "client": name, "path": where}
                     )
-                fields, dropped = fold_extras(record)
+                fields, dropped = record_fields(record)
                 attachments_dropped += dropped
                 try:
                     prepared = self.secrets._prepare(where, record.kind, fields)

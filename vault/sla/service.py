@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from vault import policy
 from vault.audit.signing import AuditSigner
-from vault.clock import from_epoch, rfc3339, to_epoch
+from vault.clock import from_epoch, rfc3339, rfc3339_seconds, to_epoch
 from vault.context import VaultContext
 from vault.dates import as_duration, as_when, require_future
 from vault.errors import AccessDenied, ClientUnavailable, InvalidInput, NotFound
@@ -221,7 +221,7 @@ class SlaService:
             Action.SLA_EXPIRE,
             "ok",
             client=client,
-            reason=f"SLA ended early (was {rfc3339(client.sla_end)}): {reason}",
+            reason=f"SLA ended early (was {rfc3339_seconds(client.sla_end)}): {reason}",
         )
         return self._view(self.ctx.client(name), now)
 
