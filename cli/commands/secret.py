@@ -12,6 +12,7 @@ import sys
 
 import click
 
+from cli.completion import complete_client, complete_path
 from cli.output import emit, fields_block, json_option, progress, table, wants_json
 from cli.render import when
 from cli.state import totp_option
@@ -216,8 +217,8 @@ def _fill_main(kind, fields, from_stdin, value_file, generate, length, charset, 
 
 
 @secret.command("put")
-@click.argument("client")
-@click.argument("path")
+@click.argument("client", shell_complete=complete_client)
+@click.argument("path", shell_complete=complete_path)
 @click.option("--type", "kind", type=click.Choice(KINDS), required=True, help="Record kind.")
 @click.option("--replace", is_flag=True, help="Store exactly these fields, dropping the others.")
 @_input_options
@@ -235,8 +236,8 @@ def secret_put(state, client, path, kind, replace, as_json, **options):
 
 
 @secret.command("edit")
-@click.argument("client")
-@click.argument("path")
+@click.argument("client", shell_complete=complete_client)
+@click.argument("path", shell_complete=complete_path)
 @click.option(
     "--unset",
     multiple=True,
@@ -266,8 +267,8 @@ def secret_edit(state, client, path, unset, ask, as_json, **options):
 
 
 @secret.command("restore")
-@click.argument("client")
-@click.argument("path")
+@click.argument("client", shell_complete=complete_client)
+@click.argument("path", shell_complete=complete_path)
 @click.option(
     "--version", "version", type=click.IntRange(min=1), required=True, help="The version to bring back."
 )
@@ -321,8 +322,8 @@ def _field_value(record, field: str):
 
 
 @secret.command("get")
-@click.argument("client")
-@click.argument("path")
+@click.argument("client", shell_complete=complete_client)
+@click.argument("path", shell_complete=complete_path)
 @click.option("--field", "field", help="Print only this field's raw value (custom fields: custom.NAME).")
 @click.option("--version", "version", type=click.IntRange(min=1), help="An older version.")
 @click.option("--copy", is_flag=True, help="Copy the value to the clipboard (cleared after 30 s).")
@@ -447,8 +448,8 @@ def _write_attachment(state, vault, client, path, name, version, out, totp, as_j
 
 
 @secret.command("attach")
-@click.argument("client")
-@click.argument("path")
+@click.argument("client", shell_complete=complete_client)
+@click.argument("path", shell_complete=complete_path)
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--name", "name", help="The attachment's name (default: the file's name).")
 @json_option
@@ -489,8 +490,8 @@ def secret_attach(state, client, path, file, name, as_json):
 
 
 @secret.command("detach")
-@click.argument("client")
-@click.argument("path")
+@click.argument("client", shell_complete=complete_client)
+@click.argument("path", shell_complete=complete_path)
 @click.argument("name")
 @json_option
 @click.pass_obj
@@ -505,7 +506,7 @@ def secret_detach(state, client, path, name, as_json):
 
 
 @secret.command("list")
-@click.argument("client", required=False)
+@click.argument("client", required=False, shell_complete=complete_client)
 @click.option("--all", "all_clients", is_flag=True, help="Every client you may read now.")
 @json_option
 @click.pass_obj
@@ -551,8 +552,8 @@ def secret_search(state, term, client, kind, as_json):
 
 
 @secret.command("history")
-@click.argument("client")
-@click.argument("path")
+@click.argument("client", shell_complete=complete_client)
+@click.argument("path", shell_complete=complete_path)
 @json_option
 @click.pass_obj
 def secret_history(state, client, path, as_json):
@@ -577,8 +578,8 @@ def secret_history(state, client, path, as_json):
 
 
 @secret.command("rm")
-@click.argument("client")
-@click.argument("path")
+@click.argument("client", shell_complete=complete_client)
+@click.argument("path", shell_complete=complete_path)
 @click.option("--purge", is_flag=True, help="Crypto-shred every version now (cannot be undone).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation of --purge.")
 @json_option

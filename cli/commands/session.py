@@ -26,15 +26,28 @@ from vault.errors import InvalidInput
     metavar="CODE",
     help="Use one of your single-use recovery codes instead of a TOTP code.",
 )
+@click.option("--yes", is_flag=True, help="Replace another user's session without asking.")
 @json_option
 @click.pass_obj
-def login_cmd(state, name, password_stdin, totp, recovery_code, as_json):
-    """Log in with password and TOTP code; starts a session (8 h, 30 min idle)."""
-    from cli.session_file import save_token
+def login_cmd(state, name, password_stdin, totp, recovery_code, yes, as_json):
+    """Log in with password and TOTP code; starts a session (8 h, 30 min idle).
+
+    Replacing another user's session asks first on a terminal, and needs --yes otherwise (or
+    use --profile NAME to keep both)."""
+    from cli.session_file import save_token, session_user
 
     if totp is not None and recovery_code is not None:
         raise InvalidInput("use either --totp or --recovery-code, not both")
     vault = state.vault()
+    current = session_user(vault.session_scope)[0]
+    if current is not None and current != name and not yes:
+        # (expired or not: the file is another user's; asking costs nothing)
+        if not sys.stdin.isatty() or password_stdin:
+            raise InvalidInput(
+                f"this would replace {current}'s session: add --yes, or log in under another "
+                "profile (--profile NAME)"
+            )
+        click.confirm(f"Replace {current}'s session with {name}'s?", abort=True, err=True)
     password = read_password(password_stdin)
     if totp is None and recovery_code is None:
         if not sys.stdin.isatty() or password_stdin:
@@ -67,6 +80,9 @@ def logout_cmd(state, as_json):
     if principal is not None:
         state.vault().users.logout(principal)
     remove_token()
+    from cli.completion import clear_cache
+
+    clear_cache()  # the completion cache is the session's
     data = {"logged_out": principal.name if principal else None}
     emit(
         data,
