@@ -24,6 +24,7 @@ COMMANDS = {
     "secret": "cli.commands.secret:secret",
     "import": "cli.commands.importing:import_cmd",
     "user": "cli.commands.user:user",
+    "team": "cli.commands.team:team",
     "login": "cli.commands.session:login_cmd",
     "logout": "cli.commands.session:logout_cmd",
     "whoami": "cli.commands.session:whoami_cmd",

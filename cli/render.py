@@ -171,6 +171,21 @@ def qr_file_options(command):
     )(command)
 
 
+def _team_paths(paths: list[dict]) -> str:
+    """``noc (until 2027-01-01)``, ``desk (left)``, ``ops (ended)``: every team path of a row."""
+    out = []
+    for p in paths:
+        state = (
+            "left"
+            if not p["member"]
+            else "ended"
+            if p["ended"]
+            else (f"until {when(p['until'])}" if p["until"] else "no end")
+        )
+        out.append(f"{p['team']} ({state})")
+    return ", ".join(out) or "-"
+
+
 def show_access(d: dict, key: str) -> None:
     from cli.output import table
 
@@ -186,6 +201,7 @@ def show_access(d: dict, key: str) -> None:
                 if r["assignment"]
                 else "-"
             ),
+            "teams": _team_paths(r.get("teams") or []),
             "training": when(r["training_valid_until"]),
             "sla": r["sla_state"],
             "account": r["account"],
@@ -198,6 +214,7 @@ def show_access(d: dict, key: str) -> None:
             ("who", key),
             ("can_read", "can read"),
             ("assigned_until", "assigned until"),
+            ("teams", "through teams"),
             ("training", "training until"),
             ("sla", "sla"),
             ("account", "account"),

@@ -79,12 +79,15 @@ _ACCESS_ROW = obj(
         "reason": STR,
         "roles": STRS,
         "assignment": nullable(ANY_OBJECT),
+        "teams": {"type": "array", "items": ANY_OBJECT},
+        "via": nullable(STR),
         "training_valid_until": nullable(TIME),
         "sla_state": STR,
         "sla_end": TIME,
         "account": STR,
     }
 )
+_TEAM_MEMBER = obj({"user": STR, "since": TIME, "by": STR}, {"left_at": TIME, "removed_by": STR})
 _PENDING = obj({"put": INT, "delete": INT, "failing": INT, "needs_attention": INT, "oldest": nullable(TIME)})
 
 SCHEMAS: dict[str, Schema] = {
@@ -157,6 +160,38 @@ SCHEMAS: dict[str, Schema] = {
         },
     ),
     "Assignment": obj({"client": STR, "user": STR}, {"until": nullable(TIME), "ended_at": TIME}),
+    "TeamView": obj(
+        {"name": STR, "description": STR, "created_at": TIME}, {"members": STRS, "clients": STRS}
+    ),
+    "TeamDetail": obj(
+        {
+            "name": STR,
+            "description": STR,
+            "created_at": TIME,
+            "created_by": STR,
+            "members": {"type": "array", "items": _TEAM_MEMBER},
+            "former_members": {"type": "array", "items": _TEAM_MEMBER},
+            "clients": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "client": STR,
+                        "since": TIME,
+                        "by": STR,
+                        "until": nullable(TIME),
+                        "ended_at": nullable(TIME),
+                        "ended": BOOL,
+                    }
+                ),
+            },
+        }
+    ),
+    "TeamRemoved": obj({"name": STR, "removed_at": TIME, "clients_ended": STRS}),
+    "TeamMembership": obj({"team": STR, "user": STR}, {"since": TIME, "left_at": TIME, "clients": STRS}),
+    "TeamAssignment": obj(
+        {"client": STR, "team": STR}, {"until": nullable(TIME), "ended_at": TIME, "members": STRS}
+    ),
+    "UserTeam": obj({"team": STR, "since": TIME, "clients": STRS}),
     "ClientAccess": obj(
         {
             "client": STR,

@@ -346,6 +346,58 @@ OPERATIONS: tuple[Op, ...] = (
         returns="UserAccess",
         summary="Which clients this user can read now",
     ),
+    # --- teams (docs/identity.md, "Teams") -----------------------------------------------------------
+    Op(
+        "teams",
+        "add",
+        (P("name"), K("description", "str", "")),
+        returns="TeamView",
+        summary="Create a team",
+    ),
+    Op("teams", "list", returns="TeamView[]", summary="List teams with their members and clients"),
+    Op(
+        "teams",
+        "show",
+        (P("name"),),
+        returns="TeamDetail",
+        summary="A team: members, former members, clients",
+    ),
+    Op("teams", "rm", (P("name"),), returns="TeamRemoved", summary="Remove a team (its access ends)"),
+    Op(
+        "teams",
+        "member_add",
+        (P("team"), P("user_name")),
+        returns="TeamMembership",
+        summary="Add an engineer to a team (not oneself; not by the engineer's lineage)",
+    ),
+    Op(
+        "teams",
+        "member_rm",
+        (P("team"), P("user_name")),
+        returns="TeamMembership",
+        summary="Remove a member from a team",
+    ),
+    Op(
+        "teams",
+        "assign",
+        (P("client_name"), P("team"), P("until", "when", None)),
+        returns="TeamAssignment",
+        summary="Assign a team to a client (not by a member nor a member's lineage)",
+    ),
+    Op(
+        "teams",
+        "unassign",
+        (P("client_name"), P("team")),
+        returns="TeamAssignment",
+        summary="End a team's assignment to a client",
+    ),
+    Op(
+        "teams",
+        "memberships",
+        (P("user_name"),),
+        returns="UserTeam[]",
+        summary="The teams a user belongs to, with the clients each reaches",
+    ),
     # --- clients --------------------------------------------------------------------------------------
     Op(
         "clients",

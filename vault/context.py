@@ -231,9 +231,11 @@ class VaultContext:
         client: ClientRow | None = None,
         detail: str | None = None,
         subject: str | None = None,
+        reaches: tuple[policy.Reach, ...] = (),
     ) -> Decision:
         """Decide, audit the decision (fail closed), and raise if denied. ``subject``: the user
-        an administrative action changes (nobody may grant, train or assign themselves)."""
+        an administrative action changes (nobody may grant, train or assign themselves);
+        ``reaches``: the people a team action gives need-to-know (policy.TEAM_BOUND)."""
         now = self.now()
         account, client_facts = self.gather_facts(principal, client, now)
         subject_lineage: frozenset[str] = frozenset()
@@ -250,6 +252,7 @@ class VaultContext:
             stepup_window_seconds=self.settings["stepup_window_seconds"],
             subject=subject,
             subject_lineage=subject_lineage,
+            reaches=reaches,
         )
         sealed, key_ref = self.seal_detail(client, detail)
         self.audit.append(

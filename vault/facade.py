@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # the services load on first use (_Service); these are for ty
     from vault.backup.service import BackupService
     from vault.clients.access import AccessService
     from vault.clients.service import ClientService
+    from vault.clients.teams import TeamService
     from vault.custody.service import CustodyService
     from vault.identity.service import UserService
     from vault.maintenance.service import MaintenanceService
@@ -138,6 +139,7 @@ class Vault:
     audit: _Service[AuditService] = _Service("vault.audit.service:AuditService")
     users: _Service[UserService] = _Service("vault.identity.service:UserService")
     access: _Service[AccessService] = _Service("vault.clients.access:AccessService")
+    teams: _Service[TeamService] = _Service("vault.clients.teams:TeamService")
     sla: _Service[SlaService] = _Service("vault.sla.service:SlaService")
     custody: _Service[CustodyService] = _Service("vault.custody.service:CustodyService")
     # remote backups go to the replica: the sync service is created only then

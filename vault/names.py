@@ -32,6 +32,15 @@ def user_name(name: str) -> str:
     return name
 
 
+def team_name(name: str) -> str:
+    """A team: like a user name (``noc``, ``service-desk``)."""
+    if not isinstance(name, str) or not USER_NAME.fullmatch(name):
+        raise InvalidInput(
+            "invalid team name: 1-32 lower-case letters, digits, '.', '_' or '-', starting with a letter"
+        )
+    return name
+
+
 def record_path(path: str) -> str:
     """``office/firewall``: 1-8 segments, each 1-64 printable characters; no '.', '..' or empty."""
     if not isinstance(path, str) or not path or len(path) > MAX_PATH or not _printable(path):

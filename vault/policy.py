@@ -38,6 +38,15 @@ class Action(StrEnum):
     CLIENT_ROTATE_KEY = "client.rotate_key"
     CLIENT_ASSIGN = "client.assign"
     CLIENT_UNASSIGN = "client.unassign"
+    CLIENT_ASSIGN_TEAM = "client.assign_team"
+    CLIENT_UNASSIGN_TEAM = "client.unassign_team"
+    # teams (docs/identity.md, "Teams")
+    TEAM_ADD = "team.add"
+    TEAM_LIST = "team.list"
+    TEAM_SHOW = "team.show"
+    TEAM_RM = "team.rm"
+    TEAM_MEMBER_ADD = "team.member_add"
+    TEAM_MEMBER_RM = "team.member_rm"
     # who can reach what
     ACCESS_VIEW = "access.view"
     # SLA lifecycle
@@ -126,6 +135,14 @@ PERMISSIONS: dict[Action, frozenset[str]] = {
     Action.CLIENT_SHOW: _({ACCOUNT_MANAGER, ENGINEER, REVIEWER}),
     Action.CLIENT_ASSIGN: _({ADMIN, ACCOUNT_MANAGER}),
     Action.CLIENT_UNASSIGN: _({ADMIN, ACCOUNT_MANAGER}),
+    Action.CLIENT_ASSIGN_TEAM: _({ADMIN, ACCOUNT_MANAGER}),
+    Action.CLIENT_UNASSIGN_TEAM: _({ADMIN, ACCOUNT_MANAGER}),
+    Action.TEAM_ADD: _({ADMIN, ACCOUNT_MANAGER}),
+    Action.TEAM_LIST: _({ADMIN, ACCOUNT_MANAGER, REVIEWER}),
+    Action.TEAM_SHOW: _({ADMIN, ACCOUNT_MANAGER, REVIEWER}),
+    Action.TEAM_RM: _({ADMIN, ACCOUNT_MANAGER}),
+    Action.TEAM_MEMBER_ADD: _({ADMIN, ACCOUNT_MANAGER}),
+    Action.TEAM_MEMBER_RM: _({ADMIN, ACCOUNT_MANAGER}),
     Action.ACCESS_VIEW: _({ADMIN, REVIEWER}),
     Action.SLA_SHOW: _({ACCOUNT_MANAGER}),
     Action.SLA_RENEW: _({ACCOUNT_MANAGER}),
@@ -207,6 +224,30 @@ LINEAGE_BOUND: frozenset[Action] = frozenset(
     {Action.USER_GRANT, Action.USER_TRAIN, Action.CLIENT_ASSIGN, Action.USER_CONFIRM}
 )
 
+#: Actions that give people need-to-know through a team (docs/identity.md, "Teams"): adding a
+#: member (the new member) and assigning a team to a client (every current member). The rules of
+#: a direct assignment apply to each of those people: nobody adds themselves to a team, nobody
+#: assigns a team they belong to, and nobody vouches so for an account whose lineage they are in.
+TEAM_BOUND: frozenset[Action] = frozenset({Action.TEAM_MEMBER_ADD, Action.CLIENT_ASSIGN_TEAM})
+
+
+class Reach(NamedTuple):
+    """One person a team action gives need-to-know: their name and lineage (:func:`facts.lineage`)."""
+
+    name: str
+    lineage: frozenset[str] = frozenset()
+
+
+class TeamPath(NamedTuple):
+    """Need-to-know through a team: the acting user is (or was) a member of ``team``, which is (or
+    was) assigned to the client."""
+
+    team: str
+    member: bool  # the membership is open and the team not removed
+    assignment_ends_at: datetime | None = None
+    assignment_ended: bool = False
+
+
 #: Engineers see only the clients they are assigned to (docs/spec.md §6: "list/show own").
 OWN_CLIENTS_ONLY: dict[Action, frozenset[str]] = {
     Action.CLIENT_SHOW: _({ENGINEER}),
@@ -238,6 +279,8 @@ class ClientFacts(NamedTuple):
     assigned: bool = False
     assignment_ends_at: datetime | None = None
     assignment_ended: bool = False
+    #: need-to-know through teams (each path checked like a direct assignment)
+    teams: tuple[TeamPath, ...] = ()
 
 
 def distinct_people(
@@ -285,10 +328,12 @@ def decide(
     stepup_window_seconds: int = 900,
     subject: str | None = None,
     subject_lineage: frozenset[str] = frozenset(),
+    reaches: tuple[Reach, ...] = (),
 ) -> Decision:
     """Deny by default; the first failed condition is the reason. ``subject`` is the user an
     administrative action changes, if any; ``subject_lineage`` who requested or approved its
-    creation and latest factor reset (:data:`LINEAGE_BOUND`)."""
+    creation and latest factor reset (:data:`LINEAGE_BOUND`). ``reaches``: the people a team
+    action gives need-to-know (:data:`TEAM_BOUND`)."""
     who = principal.name
     held = principal.roles if account is None or account.roles is None else account.roles
     roles = allowed_roles(action) & held
@@ -328,6 +373,27 @@ def decide(
             "denied",
         )
 
+    if two_person and action in TEAM_BOUND:
+        for person in reaches:
+            if person.name == who:
+                what = (
+                    "add themselves to a team"
+                    if action is Action.TEAM_MEMBER_ADD
+                    else "assign a team they are a member of"
+                )
+                return Decision(
+                    False,
+                    f"{who} cannot {what}: another admin or account manager must do it",
+                    "denied",
+                )
+            if who in person.lineage:
+                return Decision(
+                    False,
+                    f"{who} requested or approved {person.name}'s account (or its latest factor "
+                    f"reset), so cannot give it need-to-know through a team: a third person must",
+                    "denied",
+                )
+
     if action in NEED_TO_KNOW:
         if client is None:
             return Decision(False, "no client given", "denied")
@@ -336,7 +402,7 @@ def decide(
     if (
         action in OWN_CLIENTS_ONLY
         and roles <= OWN_CLIENTS_ONLY[action]
-        and (client is None or not client.assigned or client.assignment_ended)
+        and (client is None or not assignment_path(client, now)[0])
     ):
         name = client.name if client else "that client"
         return Decision(False, f"{who} is not assigned to {name}", "denied")
@@ -353,12 +419,9 @@ def _need_to_know(
 ) -> Decision:
     if account is None:
         return Decision(False, f"no account facts for {who}", "denied")
-    if not client.assigned:
-        return Decision(False, f"{who} is not assigned to {client.name}", "denied")
-    if client.assignment_ended or (
-        client.assignment_ends_at is not None and now >= client.assignment_ends_at
-    ):
-        return Decision(False, f"{who}'s assignment to {client.name} has ended", "denied")
+    reached, via = assignment_path(client, now)
+    if not reached:
+        return Decision(False, _no_path(who, client), "denied")
     if account.training_valid_until is None:
         return Decision(False, f"{who} has no data-handling training on record", "denied")
     if now >= account.training_valid_until:
@@ -373,7 +436,39 @@ def _need_to_know(
             f"step-up needed: TOTP not verified in the last {stepup_window_seconds // 60} minutes",
             "stepup",
         )
-    return Decision(True, f"need-to-know: {who} assigned to {client.name}, trained, SLA active")
+    through = f" through team {via}" if via else ""
+    return Decision(True, f"need-to-know: {who} assigned to {client.name}{through}, trained, SLA active")
+
+
+def assignment_path(client: ClientFacts, now: datetime) -> tuple[bool, str | None]:
+    """Whether an assignment gives need-to-know on the client at ``now``: (yes or no, the team it
+    goes through, or None for a direct assignment)."""
+    if (
+        client.assigned
+        and not client.assignment_ended
+        and (client.assignment_ends_at is None or now < client.assignment_ends_at)
+    ):
+        return True, None
+    for path in client.teams:
+        if (
+            path.member
+            and not path.assignment_ended
+            and (path.assignment_ends_at is None or now < path.assignment_ends_at)
+        ):
+            return True, path.team
+    return False, None
+
+
+def _no_path(who: str, client: ClientFacts) -> str:
+    """Why no assignment, direct or through a team, gives ``who`` need-to-know on the client."""
+    if client.assigned:
+        return f"{who}'s assignment to {client.name} has ended"
+    for path in client.teams:
+        if not path.member:
+            return f"{who} is no longer a member of team {path.team}, assigned to {client.name}"
+    if client.teams:
+        return f"team {client.teams[0].team}'s assignment to {client.name} has ended"
+    return f"{who} is not assigned to {client.name}"
 
 
 def permission_table() -> str:
@@ -401,6 +496,8 @@ def permission_table() -> str:
             rules.append("not on oneself")
         if action in LINEAGE_BOUND:
             rules.append("not by the subject's lineage")
+        if action in TEAM_BOUND:
+            rules.append("not by a member of the team nor a member's lineage")
         if action in SECOND_PERSON:
             rules.append(SECOND_PERSON[action])
         lines.append(f"| `{action.value}` | " + " | ".join(cells) + " | " + "; ".join(rules) + " |")

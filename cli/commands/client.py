@@ -8,6 +8,7 @@ from cli.output import emit, fields_block, json_option, progress, table
 from cli.render import show_access, when
 from cli.state import totp_option
 from vault import api_spec as spec
+from vault.errors import InvalidInput
 
 
 @click.group("client")
@@ -102,7 +103,8 @@ def client_rotate(state, name, as_json):
 
 @client.command("assign")
 @click.argument("name")
-@click.argument("user")
+@click.argument("user", required=False)
+@click.option("--team", "team", metavar="TEAM", help="Assign a team instead of one engineer.")
 @click.option(
     "--until",
     "until",
@@ -112,27 +114,43 @@ def client_rotate(state, name, as_json):
 )
 @json_option
 @click.pass_obj
-def client_assign(state, name, user, until, as_json):
-    """Assign an engineer to the client (need-to-know), optionally until a date."""
-    data = state.vault().access.assign(state.principal(), name, user, until=until or None)
+def client_assign(state, name, user, team, until, as_json):
+    """Assign an engineer (USER) or a team (--team) to the client (need-to-know), optionally until
+    a date. Each member of a team still needs their own training and the SLA."""
+    if (user is None) == (team is None):
+        raise InvalidInput("give either USER or --team TEAM")
+    if team is not None:
+        data = state.vault().teams.assign(state.principal(), name, team, until=until or None)
+        who = f"team {data['team']}"
+    else:
+        data = state.vault().access.assign(state.principal(), name, user, until=until or None)
+        who = data["user"]
     emit(
         data,
         as_json,
         lambda d: click.echo(
-            f"{d['user']} assigned to {d['client']}" + (f" until {when(d['until'])}" if d["until"] else "")
+            f"{who} assigned to {d['client']}" + (f" until {when(d['until'])}" if d["until"] else "")
         ),
     )
 
 
 @client.command("unassign")
 @click.argument("name")
-@click.argument("user")
+@click.argument("user", required=False)
+@click.option("--team", "team", metavar="TEAM", help="End a team's assignment instead.")
 @json_option
 @click.pass_obj
-def client_unassign(state, name, user, as_json):
-    """End an engineer's assignment to the client."""
-    data = state.vault().access.unassign(state.principal(), name, user)
-    emit(data, as_json, lambda d: click.echo(f"{d['user']} unassigned from {d['client']}"))
+def client_unassign(state, name, user, team, as_json):
+    """End an engineer's (USER) or a team's (--team) assignment to the client."""
+    if (user is None) == (team is None):
+        raise InvalidInput("give either USER or --team TEAM")
+    if team is not None:
+        data = state.vault().teams.unassign(state.principal(), name, team)
+        who = f"team {data['team']}"
+    else:
+        data = state.vault().access.unassign(state.principal(), name, user)
+        who = data["user"]
+    emit(data, as_json, lambda d: click.echo(f"{who} unassigned from {d['client']}"))
 
 
 @client.command("access")

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
         SlaAPI,
         SlotsAPI,
         SyncAPI,
+        TeamsAPI,
         UsersAPI,
     )
 
@@ -252,6 +253,7 @@ class ServiceVault:
     unsealed = True  # the service is sealed or not; a sealed one answers vault_sealed (exit 8)
     users: UsersAPI
     access: AccessAPI
+    teams: TeamsAPI
     clients: ClientsAPI
     secrets: SecretsAPI
     sla: SlaAPI

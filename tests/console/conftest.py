@@ -177,7 +177,8 @@ def build_world(folder: Path, *, clients: int = 3) -> World:
     """A vault with the operator (all roles, for setting up), hal and ian (admins made by the
     factory, who onboard the others), and, enrolled for real: ada (admin), maria (account
     manager), eve (engineer on acme), rita (security reviewer), sam (account manager, the second
-    person of two-person rules); clients acme (with records), globex, initech."""
+    person of two-person rules); clients acme (with records), globex, initech; team desk (eve),
+    assigned to globex."""
     vdir = make_vault(folder)
     v = vdir.open()
     try:
@@ -203,6 +204,10 @@ def build_world(folder: Path, *, clients: int = 3) -> World:
         eve_id = v.ctx.db.scalar("SELECT id FROM users WHERE name = 'eve'")
         assign(v, Person("eve", eve_id, frozenset({"engineer"})), "acme")
         assign_operator(v, "acme")
+        if clients > 1:  # team desk (eve) reaches globex: the console shows team paths
+            v.teams.add(op, "desk", description="service desk")
+            v.teams.member_add(op, "desk", "eve")
+            v.teams.assign(op, "globex", "desk")
         v.secrets.put(
             op,
             "acme",

@@ -115,6 +115,23 @@ def test_an_engineer_is_refused_the_account_managers_pages(context, world):
     assert denied is not None
 
 
+def test_team_membership_and_team_paths_are_shown(context, world):
+    """issue 18 item 2: the admin users page shows each person's teams, the user page the clients
+    each team reaches, and the who-can-reach-what matrix the team a yes goes through."""
+    world.as_user(context, "ada")
+    page = context.new_page()
+    page.goto("/users")
+    row = page.locator("#users tbody tr", has_text="eve")
+    assert "desk" in row.inner_text()
+    page.goto("/user?name=eve")
+    assert "desk (globex)" in page.locator("dl.facts").inner_text()
+    world.as_user(context, "rita")
+    page.goto("/access")
+    matrix = page.locator("#matrix").inner_text()
+    assert "(team desk)" in matrix
+    assert world.event(actor="rita", action="access.view", outcome="allow") is not None
+
+
 def test_reviewer_filters_the_log_pages_back_and_downloads_an_export(context, world):
     world.as_user(context, "rita")
     page = context.new_page()

@@ -130,6 +130,17 @@ def test_every_operation_answers_in_its_declared_schema(tmp_path, remote_config,
         call("maria", "access.unassign", {"client_name": "globex", "user_name": "eve"})
         call("rita", "access.client_access", {"client_name": "acme"})
         call("rita", "access.user_access", {"user_name": "eve"})
+        # teams
+        call("maria", "teams.add", {"name": "noc", "description": "network operations"})
+        call("maria", "teams.member_add", {"team": "noc", "user_name": "eve"})
+        call("maria", "teams.assign", {"client_name": "globex", "team": "noc", "until": "+30d"})
+        call("rita", "teams.list")
+        call("rita", "teams.show", {"name": "noc"})
+        call("ada", "teams.memberships", {"user_name": "eve"})
+        call("rita", "access.client_access", {"client_name": "globex"})
+        call("maria", "teams.unassign", {"client_name": "globex", "team": "noc"})
+        call("maria", "teams.member_rm", {"team": "noc", "user_name": "eve"})
+        call("maria", "teams.rm", {"name": "noc"})
         # secrets
         record = {
             "client_name": "acme",

@@ -15,6 +15,7 @@ from vault.facade import Vault
 PROTOCOLS = {
     "users": api.UsersAPI,
     "access": api.AccessAPI,
+    "teams": api.TeamsAPI,
     "clients": api.ClientsAPI,
     "secrets": api.SecretsAPI,
     "sla": api.SlaAPI,

@@ -44,12 +44,20 @@ ADMIN_CHANGE_ACTIONS = frozenset(
         "user.train",
         "client.assign",
         "client.unassign",
+        "client.assign_team",
+        "client.unassign_team",
+        # team changes: a membership gives need-to-know (docs/identity.md, "Teams")
+        "team.add",
+        "team.rm",
+        "team.member_add",
+        "team.member_rm",
     }
 )
 ADMIN_CHANGE_PREFIXES = ("slot.",)
 
 #: a refusal "after an assignment ended" (vault.policy writes "<user>'s assignment to <client> has ended")
-ASSIGNMENT_ENDED = re.compile(r"assignment .*(ended|expired)", re.IGNORECASE)
+#: or, through a team, "<user> is no longer a member of team <team>" / "team <t>'s assignment ... ended"
+ASSIGNMENT_ENDED = re.compile(r"assignment .*(ended|expired)|no longer a member of team", re.IGNORECASE)
 
 DEFAULTS = {
     "audit_business_hours": "08:00-18:00",  # local time, [start, end)

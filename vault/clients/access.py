@@ -104,14 +104,16 @@ class AccessService:
         account = facts.assumed_reader_facts(conn, user, now)
         roles = account.roles or frozenset()
         _, _, _, view = facts.assignment_state(conn, client.id, user.id, now)
+        client_facts = facts.client_facts(conn, client, user.id, now)
         decision = policy.decide(
             Principal(name=user.name, roles=roles),
             Action.SECRET_GET,
             now=now,
             account=account,
-            client=facts.client_facts(conn, client, user.id, now),
+            client=client_facts,
             stepup_window_seconds=int(self.ctx.settings["stepup_window_seconds"]),
         )
+        reached, via = policy.assignment_path(client_facts, now)
         locked = user.locked_until is not None and user.locked_until > t
         return {
             "user": user.name,
@@ -120,6 +122,9 @@ class AccessService:
             "reason": decision.reason if not decision.allowed else SESSION_NOTE,
             "roles": sorted(roles),
             "assignment": view,
+            # need-to-know through teams: every team path, open or ended, and the one that counts
+            "teams": [v for _, v in facts.team_paths(conn, client.id, user.id, now)],
+            "via": (f"team {via}" if via else "direct") if reached else None,
             "training_valid_until": (
                 rfc3339(from_epoch(user.training_valid_until))
                 if user.training_valid_until is not None
@@ -135,7 +140,8 @@ class AccessService:
         }
 
     def client_access(self, principal: Principal, client_name: str) -> dict:
-        """Every engineer, and everyone ever assigned to the client: can they read it now, why."""
+        """Every engineer, and everyone ever assigned to the client (directly or through a team):
+        can they read it now, why, and through which path."""
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.ACCESS_VIEW, client=client)
         now = self.ctx.now().replace(microsecond=0)
@@ -150,7 +156,8 @@ class AccessService:
         }
 
     def user_access(self, principal: Principal, user_name: str) -> dict:
-        """Every client the user is or was assigned to: can they read it now, and why."""
+        """Every client the user is or was assigned to, directly or through a team: can they
+        read it now, and why."""
         self.ctx.authorize(principal, Action.ACCESS_VIEW)
         now = self.ctx.now().replace(microsecond=0)
         with self.ctx.db.read() as conn:
@@ -158,7 +165,11 @@ class AccessService:
             if user is None:
                 raise NotFound(f"no user named {user_name!r}")
             clients = client_store.all_clients(
-                conn, "id IN (SELECT client_id FROM assignments WHERE user_id = ?)", (user.id,)
+                conn,
+                "id IN (SELECT client_id FROM assignments WHERE user_id = ?"
+                " UNION SELECT a.client_id FROM team_assignments a JOIN team_members m"
+                " ON m.team_id = a.team_id WHERE m.user_id = ?)",
+                (user.id, user.id),
             )
             rows = [self._row(conn, user, c, now) for c in clients]
             roles = sorted(facts.user_roles(conn, user.id))

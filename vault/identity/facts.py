@@ -153,7 +153,91 @@ def client_facts(conn, client: ClientRow, user_id: int | None, now: datetime) ->
         assigned=assigned,
         assignment_ends_at=ends,
         assignment_ended=ended,
+        teams=tuple(p for p, _ in team_paths(conn, client.id, user_id, now)),
     )
+
+
+# --- teams (0011_moving_in.sql; docs/identity.md "Teams") ---------------------------------------------
+# The team tables are policy facts: when the row-MAC API of issue 12 lands, these reads are where
+# their MACs are checked (teams, team_members, team_assignments).
+
+
+def team_paths(
+    conn, client_id: str, user_id: int | None, now: datetime
+) -> list[tuple[policy.TeamPath, dict]]:
+    """Every team the user is or was a member of that is or was assigned to the client, with a
+    view for the access views: (path, {team, member, member_since, left_at, since, by, until,
+    ended_at, ended}). Open rows win over ended ones (the latest of each)."""
+    if user_id is None:
+        return []
+    rows = conn.execute(
+        "SELECT t.id, t.name, t.removed_at,"
+        " (SELECT max(m.id) FROM team_members m WHERE m.team_id = t.id AND m.user_id = ?"
+        "  AND m.removed_at IS NULL),"
+        " (SELECT max(m.id) FROM team_members m WHERE m.team_id = t.id AND m.user_id = ?)"
+        " FROM teams t WHERE t.id IN (SELECT team_id FROM team_assignments WHERE client_id = ?)"
+        " AND t.id IN (SELECT team_id FROM team_members WHERE user_id = ?) ORDER BY t.name, t.id",
+        (user_id, user_id, client_id, user_id),
+    ).fetchall()
+    t = to_epoch(now)
+    out: list[tuple[policy.TeamPath, dict]] = []
+    for team_id, name, removed_at, open_member, last_member in rows:
+        member_row = conn.execute(
+            "SELECT added_at, removed_at FROM team_members WHERE id = ?", (open_member or last_member,)
+        ).fetchone()
+        assignment = conn.execute(
+            "SELECT created_at, created_by, ends_at, ended_at FROM team_assignments"
+            " WHERE client_id = ? AND team_id = ? ORDER BY (ended_at IS NULL) DESC, id DESC LIMIT 1",
+            (client_id, team_id),
+        ).fetchone()
+        created, by, ends_at, ended_at = assignment
+        member = open_member is not None and removed_at is None
+        ended = ended_at is not None or (ends_at is not None and t >= ends_at)
+        path = policy.TeamPath(
+            team=name,
+            member=member,
+            assignment_ends_at=from_epoch(ends_at) if ends_at is not None else None,
+            assignment_ended=ended,
+        )
+        left = member_row[1] if member_row[1] is not None else removed_at
+        view = {
+            "team": name,
+            "member": member,
+            "member_since": rfc3339(from_epoch(member_row[0])),
+            "left_at": rfc3339(from_epoch(left)) if left is not None and not member else None,
+            "since": rfc3339(from_epoch(created)),
+            "by": by,
+            "until": rfc3339(from_epoch(ends_at)) if ends_at is not None else None,
+            "ended_at": rfc3339(from_epoch(ended_at)) if ended_at is not None else None,
+            "ended": ended,
+        }
+        out.append((path, view))
+    return out
+
+
+def team_client_ids(conn, user_id: int, now: datetime) -> set[str]:
+    """The clients the user reaches through a team right now (open membership, live team, open
+    team assignment not past its end)."""
+    rows = conn.execute(
+        "SELECT a.client_id, a.ends_at FROM team_assignments a"
+        " JOIN teams t ON t.id = a.team_id AND t.removed_at IS NULL"
+        " JOIN team_members m ON m.team_id = a.team_id AND m.user_id = ? AND m.removed_at IS NULL"
+        " WHERE a.ended_at IS NULL",
+        (user_id,),
+    ).fetchall()
+    t = to_epoch(now)
+    return {cid for cid, ends in rows if ends is None or t < ends}
+
+
+def team_reaches(conn, team_id: int) -> tuple[policy.Reach, ...]:
+    """The team's current members with their lineages: the people assigning the team gives
+    need-to-know (policy.TEAM_BOUND)."""
+    rows = conn.execute(
+        "SELECT u.id, u.name FROM team_members m JOIN users u ON u.id = m.user_id"
+        " WHERE m.team_id = ? AND m.removed_at IS NULL ORDER BY u.name",
+        (team_id,),
+    ).fetchall()
+    return tuple(policy.Reach(name, lineage(conn, uid)) for uid, name in rows)
 
 
 def touch_session(db, session_id: str, now: datetime) -> None:
@@ -180,8 +264,9 @@ def visible_client_ids(ctx, principal: Principal) -> set[str] | None:
         rows = conn.execute(
             "SELECT client_id, ends_at FROM assignments WHERE user_id = ? AND ended_at IS NULL", (user.id,)
         ).fetchall()
+        through_teams = team_client_ids(conn, user.id, now)
     t = to_epoch(now)
-    return {cid for cid, ends in rows if ends is None or t < ends}
+    return {cid for cid, ends in rows if ends is None or t < ends} | through_teams
 
 
 def _account(
@@ -210,12 +295,14 @@ def assumed_reader_facts(conn, user: UserRow, now: datetime) -> policy.AccountFa
 
 
 def users_for_client(conn, client_id: str) -> list[UserRow]:
-    """Every engineer and everyone ever assigned to the client, by name."""
+    """Every engineer and everyone ever assigned to the client, directly or through a team, by name."""
     rows = conn.execute(
         f"SELECT {USER_COLUMNS} FROM users WHERE id IN"  # noqa: S608 - a constant column list; values are bound
         " (SELECT user_id FROM user_roles WHERE role = 'engineer'"
-        "  UNION SELECT user_id FROM assignments WHERE client_id = ?) ORDER BY name",
-        (client_id,),
+        "  UNION SELECT user_id FROM assignments WHERE client_id = ?"
+        "  UNION SELECT m.user_id FROM team_members m JOIN team_assignments a ON a.team_id = m.team_id"
+        "  WHERE a.client_id = ?) ORDER BY name",
+        (client_id, client_id),
     ).fetchall()
     return [user_from_row(r) for r in rows]
 

@@ -328,10 +328,27 @@ def register(c: Console) -> None:
 
     # --- admins ------------------------------------------------------------------------------------------
 
+    def team_map(p: web.Page) -> dict[str, list[str]]:
+        """user name -> the teams they belong to now (the users page's Teams column)."""
+        out: dict[str, list[str]] = {}
+        for team in p.vault.teams.list(p.principal):
+            for member in team["members"]:
+                out.setdefault(member, []).append(team["name"])
+        return out
+
     def users(p: web.Page) -> Response:
         rows = p.vault.users.list(p.principal)
         pending = [u for u in rows if "pending" in u["state"]]
-        return r(p, "users.html", rows=rows, pending=pending, roles=ROLES, added=None, error=None)
+        return r(
+            p,
+            "users.html",
+            rows=rows,
+            pending=pending,
+            roles=ROLES,
+            added=None,
+            error=None,
+            teams=team_map(p),
+        )
 
     def user_add(p: web.Page) -> Response:
         roles = [x for x in p.form.get("roles", "").split("\n") if x]
@@ -341,7 +358,15 @@ def register(c: Console) -> None:
             rows = p.vault.users.list(p.principal)
             pending = [u for u in rows if "pending" in u["state"]]
             return r(
-                p, "users.html", 400, rows=rows, pending=pending, roles=ROLES, added=None, error=exc.message
+                p,
+                "users.html",
+                400,
+                rows=rows,
+                pending=pending,
+                roles=ROLES,
+                added=None,
+                error=exc.message,
+                teams=team_map(p),
             )
         if not added.get("enrollment_code"):  # two-person activation: a second admin approves
             raise Redirect("/user?" + query_string(name=added["name"], done="added-pending"))
@@ -349,6 +374,10 @@ def register(c: Console) -> None:
 
     def user_page(p: web.Page, name: str, *, error: str | None = None, status: int = 200) -> Response:
         view = p.vault.users.show(p.principal, name)
+        view["teams"] = [
+            f"{t['team']} ({', '.join(t['clients']) or 'no client'})"
+            for t in p.vault.teams.memberships(p.principal, name)
+        ]
         return r(p, "user.html", status, view=view, roles=ROLES, error=error, notice=DONE.get(p.arg("done")))
 
     def user_get(p: web.Page) -> Response:
