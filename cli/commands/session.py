@@ -32,8 +32,8 @@ from vault.errors import InvalidInput
 def login_cmd(state, name, password_stdin, totp, recovery_code, yes, as_json):
     """Log in with password and TOTP code; starts a session (8 h, 30 min idle).
 
-    Replacing another user's session asks first on a terminal, and needs --yes otherwise (or
-    use --profile NAME to keep both)."""
+    Replacing another user's session is announced first on a terminal, and needs --yes otherwise
+    (or use --profile NAME to keep both)."""
     from cli.session_file import save_token, session_user
 
     if totp is not None and recovery_code is not None:
@@ -41,13 +41,18 @@ def login_cmd(state, name, password_stdin, totp, recovery_code, yes, as_json):
     vault = state.vault()
     current = session_user(vault.session_scope)[0]
     if current is not None and current != name and not yes:
-        # (expired or not: the file is another user's; asking costs nothing)
+        # (expired or not, the file is another user's) a person at a terminal is told before
+        # anything is asked, and can stop there (Ctrl-C at the password prompt); a script is
+        # refused: it must say --yes or use its own profile
         if not sys.stdin.isatty() or password_stdin:
             raise InvalidInput(
                 f"this would replace {current}'s session: add --yes, or log in under another "
                 "profile (--profile NAME)"
             )
-        click.confirm(f"Replace {current}'s session with {name}'s?", abort=True, err=True)
+        click.echo(
+            f"cvault: warning: this replaces {current}'s session (use --profile NAME to keep both)",
+            err=True,
+        )
     password = read_password(password_stdin)
     if totp is None and recovery_code is None:
         if not sys.stdin.isatty() or password_stdin:
