@@ -15,9 +15,12 @@ from __future__ import annotations
 import json
 import os
 import stat
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vault.errors import AuthenticationFailed
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 FILE_NAME = "session.json"
 #: a profile name: letters, digits, ``.``, ``_``, ``-`` (it becomes part of a file name)
@@ -41,25 +44,32 @@ def check_profile(name: str) -> str:
     return name
 
 
-def session_path() -> Path:
-    """The session file: ``CVAULT_SESSION_FILE`` (or ``session.json`` in the user config folder);
-    with a profile, ``session-NAME.json`` in that same folder: one session per profile."""
+def session_file() -> str:
+    """Where the session file is (a string: ``secret get`` never loads pathlib): with a profile,
+    ``session-NAME.json`` in the folder of the default one (one session per profile)."""
     env = os.environ.get("CVAULT_SESSION_FILE")
     if env:
-        path = Path(env).expanduser()
+        path = os.path.expanduser(env)
     else:
         import platformdirs  # only without CVAULT_SESSION_FILE
 
-        path = Path(platformdirs.user_config_dir("cvault", appauthor=False)) / FILE_NAME
+        path = os.path.join(platformdirs.user_config_dir("cvault", appauthor=False), FILE_NAME)
     name = profile()
-    return path if name is None else path.with_name(f"session-{name}.json")
+    return path if name is None else os.path.join(os.path.dirname(path), f"session-{name}.json")
+
+
+def session_path() -> Path:
+    from pathlib import Path
+
+    return Path(session_file())
 
 
 def session_user(vault_id: str) -> tuple[str | None, str | None]:
     """``(user, expires_at)`` of the session file's session for this vault, or ``(None, None)``
     when there is none (no file, another vault, unreadable): what ``login`` would replace."""
     try:
-        doc = json.loads(session_path().read_text(encoding="utf-8"))
+        with open(session_file(), encoding="utf-8") as fh:
+            doc = json.loads(fh.read())
     except (OSError, ValueError, UnicodeDecodeError):
         return None, None
     if not isinstance(doc, dict) or doc.get("vault_id") != vault_id or not isinstance(doc.get("user"), str):
@@ -70,14 +80,15 @@ def session_user(vault_id: str) -> tuple[str | None, str | None]:
 
 def load_token(vault_id: str) -> tuple[str | None, str | None]:
     """(token, None) for this vault, or (None, why not) when there is no usable session file."""
-    path = session_path()
+    path = session_file()
     try:
-        st = path.stat()
+        st = os.stat(path)
         if stat.S_IMODE(st.st_mode) & 0o077:
             raise AuthenticationFailed(
                 f"session file {path} is accessible by other users: delete it and run cvault login NAME"
             )
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as fh:
+            doc = json.loads(fh.read())
     except FileNotFoundError:
         return None, "not logged in: run cvault login NAME"
     except (OSError, ValueError, UnicodeDecodeError):

@@ -30,12 +30,16 @@ class BodyTooLarge(Exception):
 class BodyLimit:
     """Pure ASGI middleware: refuse bodies over ``limit`` bytes with 413.
 
-    A declared Content-Length over the limit is refused before anything is read; a chunked body
-    is counted as it arrives and :class:`BodyTooLarge` raised (the app turns it into a 413).
+    A declared Content-Length over the limit is refused without passing anything on: the body is
+    read and dropped first when it is at most :data:`DRAIN_BYTES` over (closing a connection with
+    unread data resets it, and a client still writing would never read the 413), not read at all
+    when the client waits for ``100 Continue`` or declares more. A chunked body is counted as it
+    arrives and :class:`BodyTooLarge` raised (the app turns it into a 413).
 
     ``overrides``: a larger limit for some paths (``Op.body_limit``: attachments). Those requests
-    must carry a bearer token (checked for its presence here, for validity by the route) and at
-    most :data:`MAX_LARGE_BODIES` of them are read at a time; more wait for none: they get a 429."""
+    must carry a bearer token (checked for its presence here, for validity by the route; without
+    one the ordinary limit applies) and at most :data:`MAX_LARGE_BODIES` of them are read at a
+    time; more get a 429."""
 
     def __init__(self, app, limit: int, overrides: dict[str, int] | None = None):
         self.app = app
@@ -48,30 +52,44 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self.overrides.get(scope.get("path", ""), self.limit)
-        large = limit > self.limit
-        headers = dict(scope.get("headers", ()))
-        if large and not headers.get(b"authorization", b"").lower().startswith(b"bearer "):
-            limit, large = self.limit, False  # no token: the ordinary limit (then 401)
+        expects_continue = False
+        declared = None
+        bearer = False
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = -1
-                if declared > limit or declared < 0:
-                    await _refuse(send, limit if declared > limit else None)
-                    return
-        if large and self.large_in_flight >= MAX_LARGE_BODIES:
+            elif name == b"expect" and value.lower() == b"100-continue":
+                expects_continue = True
+            elif name == b"authorization" and value.lower().startswith(b"bearer "):
+                bearer = True
+        if limit > self.limit and not bearer:
+            limit = self.limit  # no token: the ordinary limit (then 401)
+        if declared is not None and (declared > limit or declared < 0):
+            if declared < 0:
+                await _refuse(send, None)
+                return
+            if not expects_continue and declared <= limit + DRAIN_BYTES:
+                # the client is sending the body now: read (and drop) it first, so the 413 is
+                # what it reads, not a connection reset while it is still writing
+                message = await receive()
+                while message["type"] == "http.request" and message.get("more_body"):
+                    message = await receive()
+            await _refuse(send, limit)
+            return
+        if limit <= self.limit:
+            await self._run(scope, receive, send, limit)
+            return
+        if self.large_in_flight >= MAX_LARGE_BODIES:
             await _refuse(send, None, busy=True)
             return
-        if large:
-            self.large_in_flight += 1
-            try:
-                await self._run(scope, receive, send, limit)
-            finally:
-                self.large_in_flight -= 1
-        else:
+        self.large_in_flight += 1
+        try:
             await self._run(scope, receive, send, limit)
+        finally:
+            self.large_in_flight -= 1
 
     async def _run(self, scope, receive, send, limit: int) -> None:
         seen = 0
