@@ -81,6 +81,41 @@ def test_sock_puppet_over_http(served):
     assert any("mallory" in r[1] for r in _audit(vdir, "user.train", "deny"))
 
 
+def test_a_minted_account_manager_cannot_have_its_shred_approved_by_its_makers_over_http(served):
+    """alice requests an account manager, ada approves it: mona exists, and neither alice nor
+    ada counts as the second person to mona's early-shred request (403, audited)."""
+    import time
+
+    from vault.identity import totp
+
+    service, vdir, tokens, _, _ = served
+    assert (
+        _post(service, tokens["alice"], "users.add", {"name": "mona", "roles": ["account_manager"]})[0] == 200
+    )
+    status, approved = _post(service, tokens["ada"], "users.approve", {"name": "mona"})
+    assert status == 200
+    status, enrolled = _post(
+        service,
+        None,
+        "users.enroll",
+        {"name": "mona", "code": approved["enrollment_code"], "password": "mona-password-123"},
+    )
+    assert status == 200, enrolled
+    code = totp.code_at(totp.secret_from_uri(enrolled["otpauth_uri"]), time.time())
+    status, login = _post(
+        service, None, "users.login", {"name": "mona", "password": "mona-password-123", "totp": code}
+    )
+    assert status == 200, login
+    assert _post(service, tokens["amy"], "clients.add", {"name": "initech", "sla_end": "+365d"})[0] == 200
+    status, _ = _post(service, login["token"], "sla.request_shred", {"name": "initech", "reason": "now"})
+    assert status == 200
+    for maker in ("ada", "alice"):
+        status, body = _post(service, tokens[maker], "sla.approve_shred", {"name": "initech"})
+        assert status == 403 and body["error"]["exit_code"] == 4, (maker, body)
+    denied = _audit(vdir, "sla.approve_shred", "deny")
+    assert any("does not count as a second person" in r[1] for r in denied)
+
+
 def test_reset_takeover_over_http(served):
     service, vdir, tokens, _, staff = served
     status, reset = _post(service, tokens["alice"], "users.reset_totp", {"name": "carl"})
@@ -136,6 +171,41 @@ def test_six_simultaneous_logins_all_succeed(served):
     for t in threads:
         t.join(timeout=120)
     assert answers == [200] * len(racers)
+
+
+@pytest.mark.slow
+def test_a_full_argon2_queue_answers_503_busy_and_counts_nothing(served):
+    """Thirty simultaneous logins (one Argon2id at a time, at most 16 waiting): the overflow is
+    answered 503 busy (exit 9) at once, nothing hangs, and no account counts a failure."""
+    service, vdir, _, _, staff = served
+    n = 30
+    clients = [service.client(source=f"127.0.6.{i + 1}") for i in range(n)]
+    for c in clients:
+        assert c.get("/v1/health")[0] == 200  # connected before the start line
+    answers: list[tuple[int, object]] = []
+    barrier = threading.Barrier(n)
+
+    def login(i):
+        barrier.wait()
+        answers.append(
+            clients[i].post(_path("users.login"), {"name": f"nobody-{i}", "password": "x" * 12, "totp": "1"})
+        )
+        clients[i].close()
+
+    threads = [threading.Thread(target=login, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    statuses = sorted(status for status, _ in answers)
+    assert len(statuses) == n and set(statuses) <= {401, 503}, statuses
+    busy = [body for status, body in answers if status == 503]
+    assert busy and all(b["error"]["code"] == "busy" and b["error"]["exit_code"] == 9 for b in busy)
+    p = staff.rita  # a correct login right after works (nobody else logs rita in here)
+    status, _ = service.client().post(
+        _path("users.login"), {"name": p.name, "password": p.password, "totp": p.code()}
+    )
+    assert status == 200
 
 
 def test_strangers_failed_logins_leave_bobs_session_working(served):
