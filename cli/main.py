@@ -6,6 +6,7 @@ click, the ``secret`` commands and the vault core, nothing else.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -125,6 +126,20 @@ def cli(
         )
 
 
+#: errors of a path itself (not of the storage under it: storage_error has those, exit 9)
+_PATH_ERRNOS = {
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENAMETOOLONG,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ELOOP,
+    errno.EINVAL,
+    errno.ENXIO,
+}
+
+
 def run(argv: list[str] | None = None, *, obj: CliState | None = None) -> int:
     """Run the CLI and return its exit code; every error becomes one line on stderr.
 
@@ -171,6 +186,12 @@ def run(argv: list[str] | None = None, *, obj: CliState | None = None) -> int:
         if isinstance(exc, VaultError):
             click.echo(f"cvault: {exc.message}", err=True)
             return exc.exit_code
+        if isinstance(exc, OSError) and exc.filename is not None and exc.errno in _PATH_ERRNOS:
+            # a path the user gave that the system refuses (too long, a folder, no permission...)
+            name = os.fsdecode(exc.filename)
+            shown = name if len(name) <= 120 else name[:60] + "..." + name[-20:]
+            click.echo(f"cvault: {shown!r}: {os.strerror(exc.errno).lower()}", err=True)
+            return 2
         click.echo(f"cvault: internal error: {type(exc).__name__} (run with --debug for details)", err=True)
         return 1
     return rv if isinstance(rv, int) else 0
