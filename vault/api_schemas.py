@@ -233,8 +233,15 @@ SCHEMAS: dict[str, Schema] = {
             "fields": ANY_OBJECT,
             "created_at": TIME,
             "created_by": STR,
+            "attachments": {
+                "type": "array",
+                "items": obj({"name": STR, "size": INT, "added_at": TIME, "added_by": STR}),
+            },
         }
     ),
+    "Attached": obj({"client": STR, "path": STR, "name": STR, "size": INT, "version": INT}),
+    "Detached": obj({"client": STR, "path": STR, "name": STR, "version": INT}),
+    "Attachment": obj({"client": STR, "path": STR, "name": STR, "size": INT, "version": INT, "data": STR}),
     "RecordListing": obj({"path": STR, "kind": STR, "version": INT, "updated_at": TIME}),
     "RecordListingAll": obj({"client": STR, "path": STR, "kind": STR, "version": INT, "updated_at": TIME}),
     "SearchHit": obj(
@@ -245,7 +252,7 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "Removed": obj(
         {"client": STR, "path": STR, "purged": BOOL},
-        {"version": INT, "versions_destroyed": INT, "scrubbed": BOOL},
+        {"version": INT, "versions_destroyed": INT, "attachments_destroyed": INT, "scrubbed": BOOL},
     ),
     "Imported": obj({"client": STR, "imported": INT}),
     "Export": obj(
@@ -255,6 +262,16 @@ SCHEMAS: dict[str, Schema] = {
         }
     ),
     "SlaView": obj(_SLA, {"cancelled_shred_request": BOOL}),
+    "MinGrace": obj(
+        {
+            "min_grace_days": INT,
+            "pending": nullable(obj({"value": INT, "requested_by": STR, "requested_at": TIME})),
+            "last_change": nullable(
+                obj({"value": INT, "requested_by": STR, "approved_by": STR, "approved_at": TIME})
+            ),
+        },
+        {"state": STR},
+    ),
     "Upcoming": obj(
         {
             "client": STR,
@@ -385,6 +402,15 @@ SCHEMAS: dict[str, Schema] = {
             "after_assignment_ended": {"type": "array"},
             "admin_changes": {"type": "array"},
             "shreds": {"type": "array"},
+            "separation_of_duties": obj(
+                {
+                    "single_operator": BOOL,
+                    "bootstrap_steps": {
+                        "type": "array",
+                        "items": obj({"user": STR, "activated_by": STR, "at": TIME}),
+                    },
+                }
+            ),
             "totals": obj(
                 {
                     "off_hours_access": INT,

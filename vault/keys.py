@@ -240,6 +240,9 @@ class Keyring:
         return self._root is not None
 
     def load_root(self, root: bytes) -> None:
+        from vault.hardening import forbid_core_dumps
+
+        forbid_core_dumps()  # no core file may hold the root key (issue 11)
         self._root = root
         self._purpose.clear()
         self._sealers.clear()
@@ -421,6 +424,18 @@ class Keyring:
             self._prefix("blob-name", client_id) + _INT_PREFIX + _U64(record_id) + _INT_PREFIX + _U64(version)
         )
         # HMAC-SHA256 in one C call (same bytes as crypto.hmac_sha256)
+        return crypto.hmac_sha256(self.purpose_key(PURPOSE_BLOB_NAME), message).hex()[:40]
+
+    def attachment_blob_name(self, client_id: str, record_id: int, attachment_id: int) -> str:
+        """An attachment's blob name: :meth:`blob_name`'s keyed hash under its own label, so it
+        can never equal a record version's name (docs/format.md, "Attachments")."""
+        message = (
+            self._prefix("attachment-name", client_id)
+            + _INT_PREFIX
+            + _U64(record_id)
+            + _INT_PREFIX
+            + _U64(attachment_id)
+        )
         return crypto.hmac_sha256(self.purpose_key(PURPOSE_BLOB_NAME), message).hex()[:40]
 
 

@@ -36,10 +36,9 @@ def test_onboarding_login_stepup_logout(staff, tmp_path):
         "user",
         "enroll",
         "dora",
-        "--code",
-        "0000-0000-0000",
+        "--code-stdin",
         "--password-stdin",
-        input="dora-password-123\n",
+        input="0000-0000-0000\ndora-password-123\n",
         env=dora_env,
     )
     _one_line(bad, 3, "enrollment failed")
@@ -47,11 +46,10 @@ def test_onboarding_login_stepup_logout(staff, tmp_path):
         "user",
         "enroll",
         "dora",
-        "--code",
-        code,
+        "--code-stdin",
         "--password-stdin",
         "--json",
-        input="dora-password-123\n",
+        input=f"{code}\ndora-password-123\n",
         env=dora_env,
     )
     assert enrolled.returncode == 0, enrolled.stderr
@@ -220,9 +218,19 @@ def test_init_with_admin_then_login(tmp_path):
     # the same code again (replay): refused, one line
     again = run_cli("login", "ada", "--password-stdin", "--totp", code, input="ada-password-123\n", env=env)
     _one_line(again, 3, "authentication failed")
-    # unknown user: the same message, exit 3
+    # unknown user: the same message, exit 3 (--yes: ada's session is in this file, and without a
+    # terminal login refuses to replace another user's session before it checks anything)
     _one_line(
-        run_cli("login", "nobody", "--password-stdin", "--totp", "123456", input="whatever-pass\n", env=env),
+        run_cli(
+            "login",
+            "nobody",
+            "--password-stdin",
+            "--totp",
+            "123456",
+            "--yes",
+            input="whatever-pass\n",
+            env=env,
+        ),
         3,
         "authentication failed",
     )
