@@ -39,8 +39,11 @@ PURPOSE_AUDIT = "audit"
 PURPOSE_BLOB_NAME = "blob-name"
 PURPOSE_SESSION = "session"
 PURPOSE_BACKUP = "backup"
+#: the HMAC secrets of PSA integrations (POST /v1/sla/contract-events; docs/sla.md)
+PURPOSE_INTEGRATION_SEAL = "integration-seal"
 PURPOSES = frozenset(
     {
+        PURPOSE_INTEGRATION_SEAL,
         PURPOSE_CLIENT_KEY_WRAP,
         PURPOSE_TOTP_SEAL,
         PURPOSE_TOKEN_CACHE_SEAL,
