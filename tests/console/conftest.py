@@ -43,6 +43,7 @@ PASSWORDS = {
     "eve": "eve's long password 3",
     "rita": "rita's long password 4",
     "sam": "sam's long password 5",
+    "tom": "tom's long password 6",
 }
 
 
@@ -173,12 +174,25 @@ def enroll_people(v, requester, approver, specs: dict[str, tuple[str, ...]]) -> 
     return members
 
 
-def build_world(folder: Path, *, clients: int = 3) -> World:
+#: the world's clients: SLA end in days, and which test may change it (each mutating test has its
+#: own, so the tests need no order and can share one world per session, or run in parallel)
+CLIENTS = {
+    "acme": 20,  # eve's records; read-only
+    "globex": 60,  # renewed by the account manager's journey
+    "initech": 100,  # shredded early by two people
+    "umbrella": 150,  # eve's too; expired by the account manager (then refused to eve)
+    "hooli": 300,  # read-only: the sort's first row, never in the upcoming windows
+    "stark": 10,  # shredded while the world is built: its certificate page is always there
+}
+
+
+def build_world(folder: Path, *, clients: int = len(CLIENTS)) -> World:
     """A vault with the operator (all roles, for setting up), hal and ian (admins made by the
     factory, who onboard the others), and, enrolled for real: ada (admin), maria (account
-    manager), eve (engineer on acme), rita (security reviewer), sam (account manager, the second
-    person of two-person rules); clients acme (with records), globex, initech; team desk (eve),
-    assigned to globex."""
+    manager), eve (engineer on acme and umbrella, and on globex through team desk), rita
+    (security reviewer), sam (account manager, the second person of two-person rules), tom
+    (engineer, whom the admin journey manages); the clients of :data:`CLIENTS` (the first
+    ``clients`` of them)."""
     vdir = make_vault(folder)
     v = vdir.open()
     try:
@@ -195,14 +209,16 @@ def build_world(folder: Path, *, clients: int = 3) -> World:
                 "eve": ("engineer",),
                 "rita": ("security_reviewer",),
                 "sam": ("account_manager",),
+                "tom": ("engineer",),
             },
         )
         v.users.train(op, "eve", "+365d")  # the operator is outside eve's lineage
         now = v.ctx.now()
-        for i, name in enumerate(("acme", "globex", "initech")[:clients]):
-            v.clients.add(op, name, sla_end=now + timedelta(days=20 + 40 * i), grace_days=30)
+        for name, days in list(CLIENTS.items())[:clients]:
+            v.clients.add(op, name, sla_end=now + timedelta(days=days), grace_days=30)
         eve_id = v.ctx.db.scalar("SELECT id FROM users WHERE name = 'eve'")
-        assign(v, Person("eve", eve_id, frozenset({"engineer"})), "acme")
+        eve = Person("eve", eve_id, frozenset({"engineer"}))
+        assign(v, eve, "acme")
         assign_operator(v, "acme")
         if clients > 1:  # team desk (eve) reaches globex: the console shows team paths
             v.teams.add(op, "desk", description="service desk")
@@ -218,6 +234,18 @@ def build_world(folder: Path, *, clients: int = 3) -> World:
         v.secrets.put(
             op, "acme", "office/wifi", "network", {"wifi_ssid": "acme-office", "wifi_key": "wifi-key-9"}
         )
+        if "umbrella" in list(CLIENTS)[:clients]:
+            assign(v, eve, "umbrella")
+            assign_operator(v, "umbrella")
+            v.secrets.put(
+                op, "umbrella", "dc/ldap", "access", {"username": "svc-ldap", "password": "Ldap-s3cret!"}
+            )
+        if "stark" in list(CLIENTS)[:clients]:
+            from vault.principal import Principal
+
+            v.sla.request_shred(op, "stark", reason="left, asked for erasure")
+            v.sla.approve_shred(hal.principal(v), "stark")
+            v.sla.sweep(Principal.system("test-sweep"))
         # from here on the vault's default session and step-up lifetimes (the operator's set-up
         # session is then expired: the console's people sign in for themselves)
         with v.ctx.db.write() as conn:
@@ -231,8 +259,9 @@ def build_world(folder: Path, *, clients: int = 3) -> World:
     return World(service, vdir, members, folder)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def world(tmp_path_factory):
+    """One world per test session (per xdist worker): the browser tests share it."""
     w = build_world(tmp_path_factory.mktemp("console"))
     yield w
     w.service.stop()

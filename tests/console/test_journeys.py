@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.console.conftest import sign_in
+from tests.console.conftest import CLIENTS, sign_in
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
@@ -21,7 +21,7 @@ def test_account_manager_signs_in_sees_the_clients_table_and_renews(page, world)
     sign_in(page, maria)
     assert page.url.endswith("/clients")
     table = page.locator("#clients")
-    assert table.locator("tbody tr").count() == 3
+    assert table.locator("tbody tr").count() == len(CLIENTS)
     acme = table.locator("tbody tr", has_text="acme")
     assert "eve" in acme.inner_text()  # assigned engineers
     assert re.search(r"\b2\b", acme.locator("td").nth(6).inner_text())  # record count
@@ -31,7 +31,7 @@ def test_account_manager_signs_in_sees_the_clients_table_and_renews(page, world)
     assert page.locator("#clients tbody tr").count() == 1
     page.goto("/clients?sort=days_left&dir=desc")
     first = page.locator("#clients tbody tr").first.inner_text()
-    assert first.startswith("initech")
+    assert first.startswith("hooli")
     # the login is in the audit log with the console's origin
     login = world.event(actor="maria", action="auth.login", outcome="ok")
     assert login is not None and login["origin"].startswith("web:")
@@ -77,10 +77,17 @@ def test_engineer_searches_opens_and_reveals_a_secret_with_a_step_up(page, world
     eve = world.members["eve"]
     sign_in(page, eve)
     assert page.url.endswith("/records")
-    page.get_by_label("Path or client contains").fill("fire")
+    listed = page.locator("#records tbody").inner_text()  # every record of her clients
+    assert "office/firewall" in listed and "office/wifi" in listed
+    search = page.get_by_label("Search: path, type, tags or non-secret fields")
+    search.fill("Fw-s3cret")  # a secret value is never searched
+    page.get_by_role("button", name="Search").click()
+    assert page.locator("#records tbody").inner_text().strip() == "No record matches."
+    search.fill("fw.acme.test")  # a non-secret field (the url) is
     page.get_by_role("button", name="Search").click()
     rows = page.locator("#records tbody tr")
     assert rows.count() == 1
+    assert world.event(actor="eve", action="secret.search", client="acme", outcome="allow") is not None
     rows.first.get_by_role("link", name="office/firewall").click()
     value = page.locator("#value-password")
     assert "Fw-s3cret!" not in page.content()  # masked until Reveal
@@ -255,3 +262,163 @@ def test_early_shred_two_people_then_the_certificate(browser, context, world):
     doc = json.loads(Path(got.value.path()).read_text(encoding="utf-8"))
     assert doc["certificate"]["client"]["name"] == "initech" and doc["signature"]
     assert world.event(actor="maria", action="sla.certificate", outcome="allow") is not None
+
+
+def test_account_manager_expires_a_client_and_the_engineer_is_refused_at_once(browser, context, world):
+    """Expire with a reason (audited with it); from that moment the engineer assigned to the
+    client no longer sees it among her records and opening its record is refused (exit 7's
+    status, 409), audited as a denial; the upcoming page shows its shred in the grace period."""
+    world.as_user(context, "maria")
+    page = context.new_page()
+    page.goto("/client?name=umbrella")
+    page.locator("#expire-reason").fill("contract not renewed")
+    page.get_by_role("button", name="Expire").click()
+    assert "SLA ended" in page.locator("#notice").inner_text()
+    assert page.locator(".state").inner_text() == "expired"
+    e = world.event(actor="maria", action="sla.expire", client="umbrella", outcome="ok")
+    assert e is not None and "contract not renewed" in e["reason"]
+    page.goto("/upcoming?within=30")
+    row = page.locator("#upcoming tbody tr", has_text="umbrella")
+    assert "shred" in row.inner_text()  # the grace period ends within 30 days
+    eve = browser.new_context(base_url=world.url, ignore_https_errors=True)
+    try:
+        world.as_user(eve, "eve")
+        engineer = eve.new_page()
+        engineer.goto("/records")
+        listed = engineer.locator("#records tbody").inner_text()
+        assert "acme" in listed and "umbrella" not in listed
+        response = engineer.goto("/record?client=umbrella&path=dc%2Fldap")
+        assert response.status == 409, response.status  # the API's status for client_expired
+        assert "expired" in engineer.locator("#problem").inner_text()
+        assert "Ldap-s3cret!" not in engineer.content()
+    finally:
+        eve.close()
+    denied = world.event(actor="eve", client="umbrella", outcome="deny")
+    assert denied is not None and denied["action"].startswith("secret.")
+
+
+def test_upcoming_expiries_in_30_60_and_90_days(context, world):
+    world.as_user(context, "maria")
+    page = context.new_page()
+    shown = {}
+    for days in ("30", "60", "90"):
+        page.goto("/upcoming")
+        page.get_by_role("link", name=f"{days} days").click()
+        assert page.locator("h1").inner_text() == f"Upcoming in {days} days"
+        assert page.locator(f'a[href="/upcoming?within={days}"]').get_attribute("aria-current") == "page"
+        shown[days] = page.locator("#upcoming tbody").inner_text()
+    assert "acme" in shown["30"] and "acme" in shown["90"]  # its SLA ends in 20 days
+    assert all("hooli" not in text for text in shown.values())  # 300 days away
+    assert "initech" not in shown["30"]
+
+
+def test_a_stale_csrf_token_is_refused_in_the_browser(context, world):
+    """The form was loaded in one session; the person signed in again (a new session, so a new
+    CSRF token) and submits the old page: refused, nothing changes, the page says to reload."""
+    world.as_user(context, "maria")
+    page = context.new_page()
+    page.goto("/client?name=hooli")
+    before = page.locator("dl.facts").inner_text()
+    world.as_user(context, "maria")  # a new session cookie replaces the one the form was made for
+    page.get_by_label("New SLA end (a date, or +365d)").fill("+900d")
+    page.get_by_role("button", name="Renew").click()
+    assert page.locator("h1").inner_text() == "Refused"
+    assert "reload the page" in page.locator("#problem").inner_text()
+    assert world.event(action="sla.renew", client="hooli") is None
+    page.goto("/client?name=hooli")
+    assert page.locator("dl.facts").inner_text() == before
+
+
+def test_the_engineer_copies_a_value_and_the_clipboard_clears(browser, world):
+    """Copy puts the revealed value on the clipboard; 30 s later (the page's clock, fast-forwarded)
+    the clipboard is empty again, and after 60 s the value is masked. Every reveal is one audited
+    secret.get."""
+    ctx = browser.new_context(base_url=world.url, ignore_https_errors=True)
+    try:
+        ctx.grant_permissions(["clipboard-read", "clipboard-write"], origin=world.url)
+        world.as_user(ctx, "eve")
+        page = ctx.new_page()
+        page.clock.install()
+        reads = len([e for e in world.events() if e["actor"] == "eve" and e["action"] == "secret.get"])
+        page.goto("/record?client=acme&path=office%2Fwifi")
+        page.get_by_role("button", name="Reveal wifi ssid").click()
+        expect(page.locator("#value-wifi_ssid")).to_have_text("acme-office")
+        page.get_by_role("button", name="Reveal wifi key").click()
+        expect(page.locator("#value-wifi_key")).to_have_text("wifi-key-9")
+        page.get_by_role("button", name="Copy wifi key").click()
+        expect(page.locator("#copied")).to_contain_text("cleared in 30 seconds")
+        assert page.evaluate("navigator.clipboard.readText()") == "wifi-key-9"
+        page.clock.run_for(30_000)
+        expect(page.locator("#copied")).to_have_text("Clipboard cleared.")
+        assert page.evaluate("navigator.clipboard.readText()") == ""
+        page.clock.run_for(30_000)
+        expect(page.locator("#value-wifi_key")).to_have_text("••••••••")
+        after = [e for e in world.events() if e["actor"] == "eve" and e["action"] == "secret.get"]
+        assert len(after) == reads + 2  # one audited read per reveal
+        assert all(e["outcome"] == "allow" and e["origin"].startswith("web:") for e in after[:2])
+    finally:
+        ctx.close()
+
+
+def test_admin_manages_a_user_and_the_two_person_rules_show_where_they_refuse(browser, context, world):
+    """ada (an admin outside tom's lineage) records his training, grants and revokes a role,
+    disables and enables him, unlocks him after five wrong passwords and resets his TOTP; hal,
+    who requested tom's account, is refused his training with the rule named at the form."""
+    from vault.errors import AuthenticationFailed
+
+    v = world.open()
+    try:
+        for _ in range(5):  # five wrong passwords in a row lock the account
+            with pytest.raises(AuthenticationFailed):
+                v.users.login("tom", "not tom's password", totp="000000", origin="test")
+    finally:
+        v.close()
+    world.as_user(context, "ada")
+    page = context.new_page()
+    page.goto("/users")
+    page.locator("#users").get_by_role("link", name="tom").click()
+    assert page.locator("h1").inner_text() == "tom"
+
+    def act(button: str, notice: str) -> None:
+        page.get_by_role("button", name=button, exact=True).click()
+        assert notice in page.locator("#notice").inner_text(), page.locator("main").inner_text()
+
+    assert page.locator("dl.facts").get_by_text("Locked until").count() == 1
+    act("Unlock", "User unlocked.")
+    assert world.event(actor="ada", action="user.unlock", outcome="ok") is not None
+    page.get_by_label("Valid until (a date or +365d)").fill("+200d")
+    act("Record attestation", "Training attestation recorded.")
+    page.locator("#grant-role").select_option("security_reviewer")
+    act("Grant", "Role granted.")
+    assert "Security reviewer" in page.locator("dl.facts").inner_text()
+    page.locator("#revoke-role").select_option("security_reviewer")
+    act("Revoke", "Role revoked.")
+    act("Disable", "User disabled.")
+    assert page.locator("#user-state").inner_text() == "disabled"
+    act("Enable", "User enabled.")
+    assert page.locator("#user-state").inner_text() != "disabled"
+    page.get_by_role("button", name="Reset TOTP (new enrollment code)").click()
+    assert page.locator("#enrollment-code").input_value()
+    for action in (
+        "user.train",
+        "user.grant",
+        "user.revoke",
+        "user.disable",
+        "user.enable",
+        "user.reset_totp",
+    ):
+        assert world.event(actor="ada", action=action, outcome="ok") is not None, action
+    # hal requested tom's account: his lineage may not vouch for tom's training
+    other = browser.new_context(base_url=world.url, ignore_https_errors=True)
+    try:
+        world.as_user(other, "hal")
+        hal = other.new_page()
+        hal.goto("/user?name=tom")
+        hal.get_by_label("Valid until (a date or +365d)").fill("+365d")
+        hal.get_by_role("button", name="Record attestation").click()
+        problem = hal.locator("#problem").inner_text()
+        assert "hal requested or approved tom's account" in problem and "a third person must" in problem
+        assert hal.locator("h1").inner_text() == "tom"  # shown at the form that asked
+    finally:
+        other.close()
+    assert world.event(actor="hal", action="user.train", outcome="deny") is not None

@@ -7,12 +7,12 @@ On the ``secret get`` path: imports nothing heavy and nothing above the store la
 from __future__ import annotations
 
 from datetime import datetime
-from typing import NamedTuple
 
 from vault import policy
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.principal import Principal
 from vault.store.clients import ClientRow
+from vault.tuples import NamedTuple
 
 TOUCH_SECONDS = 60  # last_seen is rewritten at most once a minute (idle timeout precision)
 

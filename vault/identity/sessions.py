@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 from vault import crypto
 from vault.clock import from_epoch, rfc3339, to_epoch
@@ -18,6 +17,7 @@ from vault.identity.facts import minutes, session_state, touch_session, user_rol
 from vault.identity.lockout import GENERIC_FAILURE, HOURLY_CAP, failures_in_last_hour, record_failure
 from vault.policy import AuditEvent
 from vault.principal import Principal
+from vault.tuples import NamedTuple
 
 #: wrong step-up codes one session may try per window (issue 11: the check and the count are one
 #: write transaction)

@@ -16,8 +16,7 @@ import builtins
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from vault import blob as blobfmt
 from vault import crypto, names
@@ -39,6 +38,10 @@ from vault.store import outbox
 from vault.store import records as store
 from vault.store.clients import ClientRow
 from vault.store.records import VersionRow, version_row
+from vault.tuples import NamedTuple
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 Progress = Callable[[int, int], None]
 MAX_VERSION = 2**31

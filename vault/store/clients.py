@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 from vault.clock import from_epoch
+from vault.tuples import NamedTuple
 
 CLIENT_COLUMNS = "id, name, sla_end, grace_days, current_key_version, shred_state, created_at"
 

@@ -444,23 +444,21 @@ def register(c: Console) -> None:
     # --- engineers ---------------------------------------------------------------------------------------
 
     def records(p: web.Page) -> Response:
-        q = p.arg("q").strip().lower()
+        """The engineer's records: ``secrets.search`` (paths, types, tags and non-secret fields;
+        never a secret value) or, with no term, ``secrets.list_all``: each one audited
+        need-to-know decision per client, exactly as ``secret search`` / ``secret list --all``."""
+        q = p.arg("q").strip()
         only = p.arg("client").strip()
-        found = []
         visible = [row["name"] for row in p.vault.clients.list(p.principal) if row["state"] == "active"]
-        search = getattr(p.vault.secrets, "search", None)
-        if q and search is not None:  # the records service's search (tags, non-secret fields)
-            hits = search(p.principal, q, client=only or None)
-            return r(p, "records.html", rows=hits[:500], q=q, client=only, clients=visible)
-        for name in visible:
-            if only and name != only:
-                continue
-            for rec in p.vault.secrets.list(p.principal, name):
-                if not q or q in rec["path"].lower() or q in name.lower():
-                    found.append({**rec, "client": name})
-            if len(found) >= 500:
-                break
-        return r(p, "records.html", rows=found[:500], q=q, client=only, clients=visible)
+        error = None
+        try:
+            if q:
+                rows = p.vault.secrets.search(p.principal, q, client=only or None)
+            else:
+                rows = [r for r in p.vault.secrets.list_all(p.principal) if not only or r["client"] == only]
+        except InvalidInput as exc:
+            rows, error = [], exc.message
+        return r(p, "records.html", rows=rows[:500], q=q, client=only, clients=visible, error=error)
 
     def record(p: web.Page) -> Response:
         from vault.records import FIELDS
