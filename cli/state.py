@@ -150,7 +150,11 @@ def read_secret_file(path: str | Path, what: str) -> str:
 
 
 def read_stdin_secret(what: str, *, multiline: bool = False) -> str:
-    data = sys.stdin.read()
+    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+    try:
+        data = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"the {what} on standard input is not UTF-8 text") from None
     if not multiline:
         data = data.splitlines()[0] if data else ""
     elif data.endswith("\n"):

@@ -244,7 +244,11 @@ class Vault:
             if settings:  # the vault's name, TOTP issuer, time zone (vault.settings.check_settings)
                 from vault.settings import check_settings
 
-                VaultContext.save_settings(conn, check_settings(**settings))
+                # written before the keys exist: ensure_row_macs below MACs it with the other rows
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('settings', ?)",
+                    (json.dumps(check_settings(**settings), sort_keys=True),),
+                )
             if single_operator:
                 conn.execute("INSERT INTO meta (key, value) VALUES ('single_operator', '1')")
         keyring = Keyring(vault_id)
@@ -256,6 +260,7 @@ class Vault:
 
         custody_path = Path(custody_file) if custody_file else default_custody_file(vault_id, key_file)
         vault = cls(ctx, custody_file=custody_path, custody_options=custody_options)
+        ctx.ensure_row_macs("system:init")  # every row from here on carries its MAC (issue 12)
         with db.write() as conn:
             ctx.custody.init_local(custody_path, conn)
         recovery_secret, recovery_text = keys.new_recovery_key()
@@ -390,6 +395,8 @@ class Vault:
         from vault.custody.service import is_custody_vault
         from vault.errors import BackendError
 
+        # the rows' MACs (the first unseal after the upgrade adds them) and authentic settings
+        self.ctx.ensure_row_macs()
         custody = self.ctx.custody
         if not is_custody_vault(self.ctx.db):
             custody.migrate_legacy(key_file)

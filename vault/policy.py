@@ -197,6 +197,10 @@ class AuditEvent(_StrConstants):
     SLOT_MIGRATE = "slot.migrate"
     SERVICE_UNSEAL = "service.unseal"
     SLA_SHRED = "sla.shred"
+    #: the vault's rows got their MACs (init, or the first unseal after the upgrade: issue 12)
+    INTEGRITY_ROW_MACS = "integrity.row_macs"
+    #: a row a decision read failed its MAC (vault.store.rowmac): refused, exit 6
+    INTEGRITY_ROW_FAILURE = "integrity.row_failure"
 
 
 ADMIN, ACCOUNT_MANAGER, ENGINEER, REVIEWER = "admin", "account_manager", "engineer", "security_reviewer"

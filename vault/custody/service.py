@@ -41,6 +41,7 @@ from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.custody.base import Custodian, CustodyDestroyed, CustodyRef, CustodyUnavailable, Destroyed
 from vault.errors import AccessDenied, ClientUnavailable, CryptoError, IntegrityFailure, InvalidInput
 from vault.keys import ClientKeys
+from vault.store import rowmac
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -477,7 +478,7 @@ class CustodyManager:
                 ),
             )
             rewrap_records(conn, client_id, name, old_key, new_keys)
-            conn.execute("UPDATE clients SET current_key_version = ? WHERE id = ?", (new_version, client_id))
+            rowmac.update(conn, "clients", "current_key_version = ?", (new_version,), "id = ?", (client_id,))
             conn.execute(
                 "DELETE FROM client_keys WHERE client_id = ? AND version < ?", (client_id, new_version)
             )

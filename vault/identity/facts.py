@@ -11,14 +11,17 @@ from datetime import datetime
 from vault import policy
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.principal import Principal
+from vault.store import rowmac
 from vault.store.clients import ClientRow
 from vault.tuples import NamedTuple
 
 TOUCH_SECONDS = 60  # last_seen is rewritten at most once a minute (idle timeout precision)
 
+#: every read of a user row checks its MAC (vault.store.rowmac: id, name, disabled, lock, training,
+#: enrolled)
 USER_COLUMNS = (
     "id, name, password_hash, totp_sealed, totp_active, totp_last_step, failed_count,"
-    " locked_until, training_valid_until, disabled, created_at, enrolled_at"
+    " locked_until, training_valid_until, disabled, created_at, enrolled_at, mac"
 )
 
 
@@ -37,7 +40,9 @@ class UserRow(NamedTuple):
     enrolled_at: int | None
 
 
-def user_from_row(row) -> UserRow:
+def user_from_row(conn, row) -> UserRow:
+    """A row of ``SELECT USER_COLUMNS``, its MAC checked (RowTampered if it fails)."""
+    rowmac.check(conn, "users", (row[0], row[1], row[9], row[7], row[8], row[2] is None), row[12])
     return UserRow(
         row[0],
         row[1],
@@ -62,29 +67,37 @@ def minutes(seconds: int) -> str:
 
 def user_row(conn, name: str) -> UserRow | None:
     row = conn.execute(f"SELECT {USER_COLUMNS} FROM users WHERE name = ?", (name,)).fetchone()  # noqa: S608 - a constant column list; values are bound
-    return user_from_row(row) if row else None
+    return user_from_row(conn, row) if row else None
+
+
+def user_by_id(conn, user_id: int) -> UserRow | None:
+    row = conn.execute(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone()  # noqa: S608 - a constant column list; values are bound
+    return user_from_row(conn, row) if row else None
 
 
 def user_roles(conn, user_id: int) -> frozenset[str]:
-    return frozenset(r[0] for r in conn.execute("SELECT role FROM user_roles WHERE user_id = ?", (user_id,)))
+    """The user's roles, each row's MAC checked."""
+    return frozenset(r[2] for r in rowmac.select(conn, "user_roles", "user_id = ?", (user_id,)))
 
 
 def session_state(
     conn, settings: dict, session_id: str | None, user_id: int, now: datetime
 ) -> tuple[bool, str, datetime | None, bool]:
-    """(valid, reason if not, step-up time, last_seen needs a refresh)."""
+    """(valid, reason if not, step-up time, last_seen needs a refresh). The row's MAC is checked
+    (RowTampered: a row forged, edited or moved to another user), and its times are bounded by
+    now: a session that claims to start, be used or be stepped up later than now is refused."""
     if not session_id:
         return False, "no session: log in first", None, False
-    row = conn.execute(
-        "SELECT user_id, created_at, last_seen, stepup_at, ended_at FROM sessions WHERE token_hash = ?",
-        (session_id,),
-    ).fetchone()
-    if row is None or row[0] != user_id:
+    rows = rowmac.select(conn, "sessions", "token_hash = ?", (session_id,))
+    if not rows or rows[0][2] != user_id:
         return False, "no such session: log in again", None, False
-    _, created, last_seen, stepup, ended = row
+    _, _, _, created, last_seen, stepup, ended, _ = rows[0]
     t = to_epoch(now)
     if ended is not None:
         return False, "session ended: log in again", None, False
+    if created > t or (stepup is not None and stepup > t):
+        return False, "session times are later than now (clock moved back?): log in again", None, False
+    last_seen = min(last_seen, t)  # used "later than now" (the clock moved back) counts as now
     absolute, idle = int(settings["session_absolute_seconds"]), int(settings["session_idle_seconds"])
     if t >= created + absolute:
         return False, f"session expired ({minutes(absolute)} limit): log in again", None, False
@@ -123,16 +136,17 @@ def assignment_state(
     "ended" so that a refusal says so (and the audit report can count reads after the end)."""
     if user_id is None:
         return False, None, False, None
-    rows = conn.execute(
-        "SELECT created_at, created_by, ends_at, ended_at, ended_by FROM assignments"
-        " WHERE client_id = ? AND user_id = ? ORDER BY id DESC",
-        (client_id, user_id),
-    ).fetchall()
+    rows = [
+        (r[4], r[5], r[6], r[7])
+        for r in rowmac.select(
+            conn, "assignments", "client_id = ? AND user_id = ?", (client_id, user_id), order="id DESC"
+        )
+    ]
     if not rows:
         return False, None, False, None
     open_rows = [r for r in rows if r[3] is None]
     row = open_rows[0] if open_rows else rows[0]
-    created, by, ends_at, ended_at, ended_by = row
+    created, by, ends_at, ended_at = row
     ends = from_epoch(ends_at) if ends_at is not None else None
     ended = ended_at is not None or (ends is not None and now >= ends)
     view = {
@@ -158,8 +172,15 @@ def client_facts(conn, client: ClientRow, user_id: int | None, now: datetime) ->
 
 
 # --- teams (0011_moving_in.sql; docs/identity.md "Teams") ---------------------------------------------
-# The team tables are policy facts: when the row-MAC API of issue 12 lands, these reads are where
-# their MACs are checked (teams, team_members, team_assignments).
+# The team tables are policy facts: every row these functions use has its MAC checked
+# (vault.store.rowmac: teams, team_members, team_assignments); a planted or edited row is an
+# integrity failure, never a path to a client.
+
+
+def _team(conn, team_id: int) -> tuple | None:
+    """``(rowid, id, name, removed_at)`` of the team, its MAC checked."""
+    rows = rowmac.select(conn, "teams", "id = ?", (team_id,))
+    return rows[0] if rows else None
 
 
 def team_paths(
@@ -170,28 +191,28 @@ def team_paths(
     ended_at, ended}). Open rows win over ended ones (the latest of each)."""
     if user_id is None:
         return []
-    rows = conn.execute(
-        "SELECT t.id, t.name, t.removed_at,"
-        " (SELECT max(m.id) FROM team_members m WHERE m.team_id = t.id AND m.user_id = ?"
-        "  AND m.removed_at IS NULL),"
-        " (SELECT max(m.id) FROM team_members m WHERE m.team_id = t.id AND m.user_id = ?)"
-        " FROM teams t WHERE t.id IN (SELECT team_id FROM team_assignments WHERE client_id = ?)"
-        " AND t.id IN (SELECT team_id FROM team_members WHERE user_id = ?) ORDER BY t.name, t.id",
-        (user_id, user_id, client_id, user_id),
-    ).fetchall()
+    memberships: dict[int, list[tuple]] = {}
+    for row in rowmac.select(conn, "team_members", "user_id = ?", (user_id,), order="id"):
+        memberships.setdefault(row[2], []).append(row)
     t = to_epoch(now)
+    found = []
+    for team_id, rows in memberships.items():
+        assignments = rowmac.select(
+            conn, "team_assignments", "client_id = ? AND team_id = ?", (client_id, team_id), order="id"
+        )
+        if not assignments:
+            continue
+        team = _team(conn, team_id)
+        if team is None:
+            continue
+        found.append((team[2], team_id, team[3], rows, assignments))
     out: list[tuple[policy.TeamPath, dict]] = []
-    for team_id, name, removed_at, open_member, last_member in rows:
-        member_row = conn.execute(
-            "SELECT added_at, removed_at FROM team_members WHERE id = ?", (open_member or last_member,)
-        ).fetchone()
-        assignment = conn.execute(
-            "SELECT created_at, created_by, ends_at, ended_at FROM team_assignments"
-            " WHERE client_id = ? AND team_id = ? ORDER BY (ended_at IS NULL) DESC, id DESC LIMIT 1",
-            (client_id, team_id),
-        ).fetchone()
-        created, by, ends_at, ended_at = assignment
-        member = open_member is not None and removed_at is None
+    for name, _, removed_at, rows, assignments in sorted(found, key=lambda f: (f[0], f[1])):
+        open_rows = [r for r in rows if r[5] is None]
+        member_row = open_rows[-1] if open_rows else rows[-1]
+        open_assignments = [a for a in assignments if a[7] is None]
+        _, _, _, _, created, by, ends_at, ended_at = (open_assignments or assignments)[-1]
+        member = bool(open_rows) and removed_at is None
         ended = ended_at is not None or (ends_at is not None and t >= ends_at)
         path = policy.TeamPath(
             team=name,
@@ -199,11 +220,11 @@ def team_paths(
             assignment_ends_at=from_epoch(ends_at) if ends_at is not None else None,
             assignment_ended=ended,
         )
-        left = member_row[1] if member_row[1] is not None else removed_at
+        left = member_row[5] if member_row[5] is not None else removed_at
         view = {
             "team": name,
             "member": member,
-            "member_since": rfc3339(from_epoch(member_row[0])),
+            "member_since": rfc3339(from_epoch(member_row[4])),
             "left_at": rfc3339(from_epoch(left)) if left is not None and not member else None,
             "since": rfc3339(from_epoch(created)),
             "by": by,
@@ -218,34 +239,51 @@ def team_paths(
 def team_client_ids(conn, user_id: int, now: datetime) -> set[str]:
     """The clients the user reaches through a team right now (open membership, live team, open
     team assignment not past its end)."""
-    rows = conn.execute(
-        "SELECT a.client_id, a.ends_at FROM team_assignments a"
-        " JOIN teams t ON t.id = a.team_id AND t.removed_at IS NULL"
-        " JOIN team_members m ON m.team_id = a.team_id AND m.user_id = ? AND m.removed_at IS NULL"
-        " WHERE a.ended_at IS NULL",
-        (user_id,),
-    ).fetchall()
     t = to_epoch(now)
-    return {cid for cid, ends in rows if ends is None or t < ends}
+    out: set[str] = set()
+    for row in rowmac.select(conn, "team_members", "user_id = ? AND removed_at IS NULL", (user_id,)):
+        team = _team(conn, row[2])
+        if team is None or team[3] is not None:
+            continue
+        for a in rowmac.select(conn, "team_assignments", "team_id = ? AND ended_at IS NULL", (row[2],)):
+            if a[6] is None or t < a[6]:
+                out.add(a[2])
+    return out
 
 
 def team_reaches(conn, team_id: int) -> tuple[policy.Reach, ...]:
     """The team's current members with their lineages: the people assigning the team gives
     need-to-know (policy.TEAM_BOUND)."""
-    rows = conn.execute(
-        "SELECT u.id, u.name FROM team_members m JOIN users u ON u.id = m.user_id"
-        " WHERE m.team_id = ? AND m.removed_at IS NULL ORDER BY u.name",
-        (team_id,),
-    ).fetchall()
-    return tuple(policy.Reach(name, lineage(conn, uid)) for uid, name in rows)
+    users = []
+    for row in rowmac.select(conn, "team_members", "team_id = ? AND removed_at IS NULL", (team_id,)):
+        user = user_by_id(conn, row[3])
+        if user is not None:
+            users.append(user)
+    return tuple(policy.Reach(u.name, lineage(conn, u.id)) for u in sorted(users, key=lambda u: u.name))
 
 
 def touch_session(db, session_id: str, now: datetime) -> None:
     with db.write() as conn:
-        conn.execute(
-            "UPDATE sessions SET last_seen = max(last_seen, ?) WHERE token_hash = ? AND ended_at IS NULL",
-            (to_epoch(now), session_id),
+        rowmac.update(
+            conn,
+            "sessions",
+            "last_seen = max(last_seen, ?)",
+            (to_epoch(now),),
+            "token_hash = ? AND ended_at IS NULL",
+            (session_id,),
         )
+
+
+def end_sessions(conn, user_id: int, at: int, *, keep: str = "") -> int:
+    """End every live session of the user (but ``keep``); returns how many."""
+    return rowmac.update(
+        conn,
+        "sessions",
+        "ended_at = ?",
+        (at,),
+        "user_id = ? AND ended_at IS NULL AND token_hash != ?",
+        (user_id, keep),
+    )
 
 
 def visible_client_ids(ctx, principal: Principal) -> set[str] | None:
@@ -261,9 +299,10 @@ def visible_client_ids(ctx, principal: Principal) -> set[str] | None:
             return set()
         if policy.sees_all_clients(user_roles(conn, user.id)):
             return None
-        rows = conn.execute(
-            "SELECT client_id, ends_at FROM assignments WHERE user_id = ? AND ended_at IS NULL", (user.id,)
-        ).fetchall()
+        rows = [
+            (r[2], r[6])
+            for r in rowmac.select(conn, "assignments", "user_id = ? AND ended_at IS NULL", (user.id,))
+        ]
         through_teams = team_client_ids(conn, user.id, now)
     t = to_epoch(now)
     return {cid for cid, ends in rows if ends is None or t < ends} | through_teams
@@ -304,11 +343,11 @@ def users_for_client(conn, client_id: str) -> list[UserRow]:
         "  WHERE a.client_id = ?) ORDER BY name",
         (client_id, client_id),
     ).fetchall()
-    return [user_from_row(r) for r in rows]
+    return [user_from_row(conn, r) for r in rows]
 
 
 def all_users(conn) -> list[UserRow]:
-    return [user_from_row(r) for r in conn.execute(f"SELECT {USER_COLUMNS} FROM users ORDER BY name")]  # noqa: S608 - a constant column list; no input in the SQL
+    return [user_from_row(conn, r) for r in conn.execute(f"SELECT {USER_COLUMNS} FROM users ORDER BY name")]  # noqa: S608 - a constant column list; no input in the SQL
 
 
 # --- separation of duties (0006_separation.sql; docs/identity.md "Separation of duties") -------------
@@ -339,19 +378,24 @@ class AccountRequest(NamedTuple):
 
 
 def single_operator(conn) -> bool:
-    """Whether the vault was made with ``init --single-operator`` (two-person rules off)."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'single_operator'").fetchone()
-    return bool(row) and str(row[0]) == "1"
+    """Whether the vault was made with ``init --single-operator`` (two-person rules off); the
+    row's MAC is checked (a row inserted by a file writer would turn the two-person rules off)."""
+    value = rowmac.meta_value(conn, "single_operator")
+    return value is not None and str(value) == "1"
 
 
 def latest_request(conn, user_id: int, kinds: tuple[str, ...]) -> AccountRequest | None:
     marks = ", ".join("?" for _ in kinds)
     row = conn.execute(
-        f"SELECT {REQUEST_COLUMNS} FROM account_requests WHERE user_id = ? AND kind IN ({marks})"  # noqa: S608 - constant columns and placeholders; values are bound
-        " ORDER BY id DESC LIMIT 1",
+        f"SELECT {REQUEST_COLUMNS}, user_id, mac FROM account_requests WHERE user_id = ?"  # noqa: S608 - constant columns and placeholders; values are bound
+        f" AND kind IN ({marks}) ORDER BY id DESC LIMIT 1",
         (user_id, *kinds),
     ).fetchone()
-    return AccountRequest(*row) if row else None
+    if row is None:
+        return None
+    request = AccountRequest(*row[:9])
+    rowmac.check(conn, "account_requests", (request.id, row[9], *request[1:]), row[10])
+    return request
 
 
 def creation(conn, user_id: int) -> AccountRequest | None:
@@ -388,7 +432,11 @@ def suspended(conn, user_id: int) -> bool:
 
 
 def enrolled_admins(conn) -> int:
-    return conn.execute(
-        "SELECT count(*) FROM users u JOIN user_roles r ON r.user_id = u.id"
-        " WHERE r.role = 'admin' AND u.disabled = 0 AND u.password_hash IS NOT NULL"
-    ).fetchone()[0]
+    """Enabled, enrolled admins (fewer than two: bootstrap mode), every row it counts authentic."""
+    admins = {r[1] for r in rowmac.select(conn, "user_roles", "role = 'admin'")}
+    count = 0
+    for user_id in admins:
+        user = user_by_id(conn, user_id)
+        if user is not None:
+            count += not user.disabled and user.password_hash is not None
+    return count

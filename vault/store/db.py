@@ -109,6 +109,14 @@ def latest_schema_version() -> int:
     return known[-1][0] if known else 0
 
 
+class VaultConnection(sqlite3.Connection):
+    """A vault's SQLite connection. ``keyring``: the vault's keyring (set by ``VaultContext``),
+    which the row MACs of the rows it reads and writes are checked and made with
+    (``vault.store.rowmac``); None on a connection that opens no vault's rows."""
+
+    keyring: Any = None
+
+
 class Database:
     """One SQLite connection. ``write_lock``: a lock every :meth:`write` takes before SQLite's own
     (the service shares one among its pooled connections: ``vault.server.pool``)."""
@@ -126,12 +134,13 @@ class Database:
         #: the vault is on read-only storage (a mounted backup, a snapshot): opened for reading only
         self.read_only = not create and on_read_only_storage(self.file)
         try:
-            self.conn = sqlite3.connect(
+            self.conn: VaultConnection = sqlite3.connect(
                 self._read_only_uri() if self.read_only else self.file,
                 isolation_level=None,
                 timeout=BUSY_TIMEOUT_MS / 1000,
                 check_same_thread=False,
                 uri=self.read_only,
+                factory=VaultConnection,
             )
             # a tampered row may hold bytes that are not UTF-8 where text was expected (or text
             # where a blob was): decode leniently so that the integrity checks, not the driver,
