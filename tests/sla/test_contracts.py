@@ -89,8 +89,10 @@ def test_import_extends_shortens_and_ends_like_sla_expire(world):
 def test_an_ended_contract_never_shortens_the_grace_below_the_minimum(world):
     v, clock, people, _ = world
     sla_client(v, people.manager, "delta", days=30, grace_days=7, records=1, engineer=people.engineer)
+    from vault.store import rowmac
+
     with v.ctx.db.write() as conn:  # a client made before the floor was raised
-        conn.execute("UPDATE clients SET grace_days = 0 WHERE name = 'delta'")
+        rowmac.update(conn, "clients", "grace_days = ?", (0,), "name = ?", ("delta",))
     v.contracts.import_contracts(people.manager.principal(), _csv("delta,2000-01-01,"))
     assert v.ctx.client("delta").grace_days == 7  # sla expire's max(grace, minimum)
 
