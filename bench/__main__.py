@@ -50,6 +50,13 @@ class Bench:
 
 REGISTRY = [
     Bench("secret_get", 2, "cvault secret get latency (embedded)", {"runs": 10}),
+    Bench(
+        "doctor",
+        12,
+        "doctor on 100,000 records and 1,000,000 audit entries; the row-MAC check vs a bare SELECT",
+        {"records": 5_000, "events": 50_000, "runs": 1},
+        timeout=900,
+    ),
     Bench("importcost", 2, "where secret get spends its time beyond the floor", {"quick": True}),
     Bench(
         "agent",
@@ -92,6 +99,13 @@ REGISTRY = [
     ),
     Bench("onedrive_push", 6, "sync push of 1,000 blobs, 50 ms latency", {"runs": 1}),
     Bench("service", 7, "service throughput, p99, remote secret get", {"quick": True}),
+    Bench(
+        "rotation_cost",
+        13,
+        "the key-rotation concurrency fix before and after: secret get vs floor, service reads",
+        {"runs": 8, "rounds": 1, "seconds": 3.0},
+        timeout=420,
+    ),
     Bench(
         "console",
         19,

@@ -34,6 +34,7 @@ from vault import crypto
 from vault.clock import UTC, FixedClock, to_epoch
 from vault.facade import Vault
 from vault.principal import Principal
+from vault.store import rowmac
 
 RECORDS = 10_000
 CLIENTS = 10_000
@@ -63,6 +64,7 @@ def _client_rows(vault: Vault, name: str, sla_end: int, grace: int) -> str:
             ),
         )
         vault.ctx.custody.record_first(conn, client_id, made, now)
+        rowmac.stamp(conn, "clients", "id = ?", (client_id,))  # synthesized: MACed as the backfill would
     return client_id
 
 
@@ -86,6 +88,8 @@ def build_big_client(vault: Vault, records: int) -> None:
             )
             conn.execute("INSERT INTO outbox (op, blob_name, queued_at) VALUES ('put', ?, ?)", (name, now))
             blobs.put(name, os.urandom(BLOB_SIZE), durable=False)
+        for table in ("records", "record_versions"):  # synthesized rows: MACed as the backfill would
+            rowmac.stamp(conn, table, "mac IS NULL")
         blobs.sync()
 
 
@@ -109,6 +113,7 @@ def build_many_clients(vault: Vault, count: int) -> None:
             " VALUES (?, 1, ?, ?, ?)",
             keys,
         )
+        rowmac.stamp(conn, "clients", "mac IS NULL")  # synthesized rows: MACed as the backfill would
 
 
 def floor_delete(base: Path, records: int) -> float:

@@ -13,32 +13,43 @@ from __future__ import annotations
 import json
 import os
 import stat
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vault.errors import AuthenticationFailed
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 FILE_NAME = "session.json"
 
 
-def session_path() -> Path:
+def session_file() -> str:
+    """Where the session file is (a string: ``secret get`` never loads pathlib)."""
     env = os.environ.get("CVAULT_SESSION_FILE")
     if env:
-        return Path(env).expanduser()
+        return os.path.expanduser(env)
     import platformdirs  # only without CVAULT_SESSION_FILE
 
-    return Path(platformdirs.user_config_dir("cvault", appauthor=False)) / FILE_NAME
+    return os.path.join(platformdirs.user_config_dir("cvault", appauthor=False), FILE_NAME)
+
+
+def session_path() -> Path:
+    from pathlib import Path
+
+    return Path(session_file())
 
 
 def load_token(vault_id: str) -> tuple[str | None, str | None]:
     """(token, None) for this vault, or (None, why not) when there is no usable session file."""
-    path = session_path()
+    path = session_file()
     try:
-        st = path.stat()
+        st = os.stat(path)
         if stat.S_IMODE(st.st_mode) & 0o077:
             raise AuthenticationFailed(
                 f"session file {path} is accessible by other users: delete it and run cvault login NAME"
             )
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as fh:
+            doc = json.loads(fh.read())
     except FileNotFoundError:
         return None, "not logged in: run cvault login NAME"
     except (OSError, ValueError, UnicodeDecodeError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import click
@@ -12,6 +11,8 @@ import click
 from vault.errors import InvalidInput, VaultSealed
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from vault.api import VaultAPI
     from vault.principal import Principal
 
@@ -36,9 +37,16 @@ class CliState:
 
     @property
     def home(self) -> Path:
-        from vault.home import default_home
+        from pathlib import Path
 
-        return Path(self.home_arg) if self.home_arg else default_home()
+        return Path(self.home_dir)
+
+    @property
+    def home_dir(self) -> str:
+        """The vault folder as a string (opening it for ``secret get`` never loads pathlib)."""
+        from vault.home import default_home_dir
+
+        return self.home_arg or default_home_dir()
 
     def vault(self, *, unseal: bool = True) -> VaultAPI:
         """Open the vault (checks permissions and schema) and unseal it.
@@ -57,7 +65,7 @@ class CliState:
         if vault is None:
             from vault.facade import Vault
 
-            vault = self._vault = Vault.open(self.home)
+            vault = self._vault = Vault.open(self.home_dir)
         if unseal and not vault.unsealed:
             key_file = os.environ.get("CVAULT_KEY_FILE")
             pass_file = os.environ.get("CVAULT_PASSPHRASE_FILE")
@@ -129,7 +137,8 @@ def host_only(command: CommandT) -> CommandT:
 def read_secret_file(path: str | Path, what: str) -> str:
     """Read a secret from a file: the first line, without its newline."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
     except FileNotFoundError:
         raise InvalidInput(f"{what} file {path} not found") from None
     except (OSError, UnicodeDecodeError):
@@ -141,7 +150,11 @@ def read_secret_file(path: str | Path, what: str) -> str:
 
 
 def read_stdin_secret(what: str, *, multiline: bool = False) -> str:
-    data = sys.stdin.read()
+    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode()
+    try:
+        data = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"the {what} on standard input is not UTF-8 text") from None
     if not multiline:
         data = data.splitlines()[0] if data else ""
     elif data.endswith("\n"):

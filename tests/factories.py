@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from vault.clock import UTC, SystemClock, to_epoch
-from vault.identity.sessions import new_token, token_hash
+from vault.identity.sessions import new_token
 from vault.principal import Principal
 
 TEST_PASSWORD = "correct-horse-battery-staple"
@@ -77,15 +77,23 @@ def unused_code(secret: str, used_steps: set[int]) -> str:
 
 
 def insert_session(vault, user_id: int, token: str, at: int, *, stepup: bool = True) -> str:
-    """The one INSERT INTO sessions of the tests; returns the stored token hash."""
-    digest = token_hash(token)
+    """A session row of the tests, written the product's way (vault.identity.sessions.insert_session:
+    token MAC and row MAC); returns the stored token hash."""
+    from vault.identity.sessions import insert_session as insert
+
     with vault.ctx.db.write() as conn:
-        conn.execute(
-            "INSERT INTO sessions (token_hash, user_id, created_at, last_seen, stepup_at,"
-            " origin) VALUES (?, ?, ?, ?, ?, 'cli')",
-            (digest, user_id, at, at, at if stepup else None),
+        return insert(
+            conn, vault.ctx.keyring, token, user_id, at, stepup_at=at if stepup else None, origin="cli"
         )
-    return digest
+
+
+def edit_rows(vault, table: str, sets: str, set_params: tuple, where: str, where_params: tuple = ()) -> int:
+    """Change rows a decision reads the product's way (their MACs checked, then made again):
+    tests that set up a state (a lapsed training, an old step-up) without a file writer's edit."""
+    from vault.store import rowmac
+
+    with vault.ctx.db.write() as conn:
+        return rowmac.update(conn, table, sets, set_params, where, where_params)
 
 
 def write_session_file(path: Path, vault_id: str, user: str, token: str) -> Path:
@@ -182,26 +190,45 @@ def person(
     phc = password_phc(password) if real_password else "x"
     secret = totp_secret_for(name)
     t = to_epoch(now)
+    from vault.store import rowmac
+
     with vault.ctx.db.write() as conn:
-        user_id = conn.execute(
-            "INSERT INTO users (name, password_hash, totp_active, training_valid_until, created_at,"
-            " created_by, enrolled_at) VALUES (?, ?, ?, ?, ?, 'test', ?)",
-            (name, phc, int(totp_active), to_epoch(trained_until) if trained_until else None, t, t),
-        ).lastrowid
+        user_id = rowmac.insert(
+            conn,
+            "users",
+            {
+                "name": name,
+                "password_hash": phc,
+                "totp_active": int(totp_active),
+                "training_valid_until": to_epoch(trained_until) if trained_until else None,
+                "created_at": t,
+                "created_by": "test",
+                "enrolled_at": t,
+            },
+        )
+        assert user_id is not None
         # created outside the product (mode init, by "test"): nobody real is in its lineage
-        conn.execute(
-            "INSERT INTO account_requests (user_id, kind, requested_by, requested_at, approved_by,"
-            " approved_at, mode) VALUES (?, 'create', 'test', ?, 'test', ?, 'init')",
-            (user_id, t, t),
+        rowmac.insert(
+            conn,
+            "account_requests",
+            {
+                "user_id": user_id,
+                "kind": "create",
+                "requested_by": "test",
+                "requested_at": t,
+                "approved_by": "test",
+                "approved_at": t,
+                "mode": "init",
+            },
         )
         conn.execute(
             "UPDATE users SET totp_sealed = ? WHERE id = ?",
             (vault.users._seal_totp(user_id, secret), user_id),
         )
-        conn.executemany(
-            "INSERT INTO user_roles (user_id, role, granted_at, granted_by) VALUES (?, ?, ?, 'test')",
-            [(user_id, r, t) for r in roles],
-        )
+        for r in roles:
+            rowmac.insert(
+                conn, "user_roles", {"user_id": user_id, "role": r, "granted_at": t, "granted_by": "test"}
+            )
     return Person(name, user_id, frozenset(roles), password, secret, vault)
 
 
@@ -215,11 +242,19 @@ def onboard(vault, name: str, roles, *, requester: Person, approver: Person) -> 
 
 def assign(vault, who: Person, client_name: str) -> None:
     """Assign ``who`` to a client directly (nobody may assign themselves through the service)."""
+    from vault.store import rowmac
+
     client = vault.ctx.client(client_name)
     with vault.ctx.db.write() as conn:
-        conn.execute(
-            "INSERT INTO assignments (client_id, user_id, created_at, created_by) VALUES (?, ?, ?, 'test')",
-            (client.id, who.user_id, to_epoch(vault.ctx.now())),
+        rowmac.insert(
+            conn,
+            "assignments",
+            {
+                "client_id": client.id,
+                "user_id": who.user_id,
+                "created_at": to_epoch(vault.ctx.now()),
+                "created_by": "test",
+            },
         )
 
 

@@ -10,7 +10,7 @@ disagree, one of them does not follow that document.
     python tests/format_reader.py --home DIR --custody-file FILE (--key-file F | --passphrase-file F)
 
 prints ``{"records": [{"client", "path", "kind", "version", "fields"}...], "audit": [{"seq",
-"detail"}...]}``.
+"detail"}...], "row_macs": N}`` (N: the rows whose section-7 MAC it checked).
 """
 
 from __future__ import annotations
@@ -171,6 +171,50 @@ def open_blob(
     return document["fields"]
 
 
+# --- section 7: row MACs -------------------------------------------------------------------------
+
+ROW_MAC_COLUMNS = {
+    "meta": "key, value",
+    "users": "id, name, disabled, locked_until, training_valid_until, password_hash IS NULL",
+    "user_roles": "user_id, role, granted_at, granted_by",
+    "sessions": "token_hash, user_id, created_at, last_seen, stepup_at, ended_at, token_mac",
+    "assignments": "id, client_id, user_id, created_at, created_by, ends_at, ended_at",
+    "clients": "id, name, sla_end, grace_days, current_key_version, shred_state",
+    "records": "id, client_id, path_tag, current_version",
+    "record_versions": "record_id, version, wrapped_dek IS NULL, blob_name, size, created_at, created_by",
+    "account_requests": "id, user_id, kind, requested_by, requested_at, approved_by, approved_at, mode,"
+    " confirmed_by, confirmed_at",
+}
+
+
+def row_mac_message(table: str, values) -> bytes:
+    out = b"cvault/v1/row-mac" + len(table).to_bytes(4, "big") + table.encode("ascii")
+    for v in values:
+        if v is None:
+            out += b"\x00"
+        elif isinstance(v, int):
+            out += b"\x01" + v.to_bytes(8, "big", signed=True)
+        elif isinstance(v, str):
+            data = v.encode("utf-8")
+            out += b"\x02" + len(data).to_bytes(4, "big") + data
+        else:
+            data = bytes(v)
+            out += b"\x03" + len(data).to_bytes(4, "big") + data
+    return out
+
+
+def check_row_macs(db: sqlite3.Connection, root: bytes, vault_id: bytes) -> int:
+    """Every row of section 7's tables carries the MAC of its covered columns; returns how many."""
+    k_row = hkdf(root, vault_id, b"cvault/v1/row-mac")
+    checked = 0
+    for table, columns in ROW_MAC_COLUMNS.items():
+        where = " WHERE key IN ('settings', 'single_operator', 'row_macs')" if table == "meta" else ""
+        for row in db.execute(f"SELECT {columns}, mac FROM {table}{where}"):
+            assert hmac_sha256(k_row, row_mac_message(table, row[:-1])) == row[-1], (table, row[0])
+            checked += 1
+    return checked
+
+
 # --- section 5: reading a vault, step by step ----------------------------------------------------
 
 
@@ -178,6 +222,7 @@ def read_vault(home: Path, custody_file: Path, kind: str, secret: bytes | str) -
     db = sqlite3.connect(f"file:{home / 'vault.db'}?mode=ro", uri=True)  # step 1
     vault_id = bytes(db.execute("SELECT value FROM meta WHERE key = 'vault_id'").fetchone()[0])
     root = root_key(db, vault_id, kind, secret)  # step 2
+    row_macs = check_row_macs(db, root, vault_id)  # section 7
     k_ckw = hkdf(root, vault_id, b"cvault/v1/client-key-wrap")  # step 3
     custody = read_custody_file(custody_file, vault_id)  # step 4
     records, audit_keys = [], {}
@@ -241,7 +286,7 @@ def read_vault(home: Path, custody_file: Path, kind: str, secret: bytes | str) -
             detail = unseal(audit_keys[client_id], detail_sealed, aad("audit-detail", vault_id, client_id))
             audit.append({"seq": seq, "detail": detail.decode("utf-8")})
     db.close()
-    return {"records": records, "audit": audit}
+    return {"records": records, "audit": audit, "row_macs": row_macs}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -272,22 +272,19 @@ def user_exists(vault: Vault, name: str) -> bool:
 
 def seed_operator(vault: Vault) -> Person:
     """The ``operator`` user (all roles) and its fixed, long-lived session (see module docstring)."""
-    import json
 
     op = person(vault, OPERATOR, *ROLES, real_password=True, trained_until=FAR_FUTURE)
     with vault.ctx.db.write() as conn:
-        row = conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
-        settings = json.loads(row[0]) if row else {}
-        settings.update(
-            # the shred tests end SLAs with short grace periods; the floor (issue 11) has its own
-            # tests in tests/identity/test_separation.py on default settings
-            min_grace_days=0,
-            session_absolute_seconds=LONG_SECONDS,
-            session_idle_seconds=LONG_SECONDS,
-            stepup_window_seconds=LONG_SECONDS,
-        )
-        conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('settings', ?)", (json.dumps(settings),)
+        vault.ctx.save_settings(
+            conn,
+            {
+                # the shred tests end SLAs with short grace periods; the floor (issue 11) has its
+                # own tests in tests/identity/test_separation.py on default settings
+                "min_grace_days": 0,
+                "session_absolute_seconds": LONG_SECONDS,
+                "session_idle_seconds": LONG_SECONDS,
+                "stepup_window_seconds": LONG_SECONDS,
+            },
         )
     insert_session(vault, op.user_id, OPERATOR_TOKEN, 0)
     vault.ctx.settings = vault.ctx.load_settings(vault.ctx.db)

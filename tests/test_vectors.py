@@ -252,6 +252,35 @@ def test_vectors_of_what_purpose_keys_seal():
     assert crypto.hmac_sha256(bytes.fromhex(h["hash_key"]), bytes.fromhex(h["message"])).hex() == h["hash"]
     s = VECTORS["session_token_hash"]
     assert token_hash(s["token"]) == s["token_hash"]
+    m = VECTORS["session_token_mac"]
+    assert ring.session_token_mac(m["token"], m["user_id"]).hex() == m["token_mac"]
+    assert (
+        crypto.hmac_sha256(bytes.fromhex(m["session_key"]), bytes.fromhex(m["message"])).hex()
+        == m["token_mac"]
+    )
+
+
+def test_row_mac_vectors():
+    """docs/format.md section 7: the encoding byte for byte, the MAC, and a changed value fails."""
+    from vault.store import rowmac
+
+    v = VECTORS["row_mac"]
+    key = bytes.fromhex(v["row_mac_key"])
+    assert _ring().purpose_key(keys.PURPOSE_ROW_MAC) == key
+    macer = crypto.Mac(key)
+    for row in v["rows"]:
+        assert list(rowmac.TABLES[row["table"]].columns) == row["columns"]
+        values = [
+            bytes.fromhex(x) if row["table"] == "records" and i == 2 else x
+            for i, x in enumerate(row["values"])
+        ]
+        message = rowmac.encode(row["table"], values)
+        assert message.hex() == row["message"]
+        assert crypto.hmac_sha256(key, message).hex() == row["mac"]
+        assert macer.verify(message, bytes.fromhex(row["mac"]))
+        changed = list(values)
+        changed[0] = changed[0] + 1 if isinstance(changed[0], int) else changed[0] + "x"
+        assert not macer.verify(rowmac.encode(row["table"], changed), bytes.fromhex(row["mac"]))
 
 
 def test_audit_detail_vector():

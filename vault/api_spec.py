@@ -668,6 +668,7 @@ def param(operation: str, name: str) -> Param:
 API_ERRORS = {
     # code: (HTTP status, CLI exit code)
     "invalid_request": (422, 2),
+    "malformed_request": (400, 2),
     "request_too_large": (413, 2),
     "unknown_endpoint": (404, 2),
     "method_not_allowed": (405, 2),

@@ -20,10 +20,11 @@ every other one; retired type bytes are never reused.
 from __future__ import annotations
 
 import struct
-from typing import Any, NamedTuple
+from typing import Any
 
 from vault import crypto
 from vault.errors import CryptoError
+from vault.tuples import NamedTuple
 
 MAGIC = b"CVLT"
 FORMAT_VERSION = 1

@@ -8,6 +8,7 @@ then let the caller act.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -31,6 +32,7 @@ from vault.keys import ClientKeys, Keyring
 from vault.policy import Action, AuditEvent, Decision
 from vault.principal import Principal
 from vault.store import clients as client_store
+from vault.store import rowmac
 from vault.store.clients import ClientRow
 from vault.store.db import Database
 
@@ -73,6 +75,7 @@ class VaultContext:
     ):
         self.home = home
         self.db = db
+        db.conn.keyring = keyring  # the row MACs (vault.store.rowmac) use the vault's keys
         self.clock = clock
         self.keyring = keyring
         self.blobs = blobs
@@ -122,14 +125,74 @@ class VaultContext:
 
     @staticmethod
     def save_settings(conn, changes: dict) -> None:
-        """Merge ``changes`` into the stored settings (inside the caller's write transaction)."""
-        row = conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
-        stored = json.loads(row[0]) if row else {}
+        """Merge ``changes`` into the stored settings (inside the caller's write transaction; the
+        stored row's MAC is checked first, and the new row MACed: vault.store.rowmac)."""
+        value = rowmac.meta_value(conn, "settings")
+        stored = json.loads(value) if value else {}
         stored.update(changes)
-        conn.execute(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES ('settings', ?)",
-            (json.dumps(stored, sort_keys=True),),
-        )
+        rowmac.put_meta(conn, "settings", json.dumps(stored, sort_keys=True))
+
+    def ensure_row_macs(self, actor: str = "system:upgrade") -> None:
+        """At every unseal (and at init): the vault's rows carry MACs (issue 12), and the settings
+        in force are the authentic ones.
+
+        A vault from before row MACs (no marker) gets them now, once, in one transaction: every
+        row of every table of ``rowmac.TABLES`` is MACed, sessions from before are ended, and an
+        ``integrity.row_macs`` audit event says so. A vault whose audit log already holds that
+        event but whose marker is gone had its MACs stripped: an integrity failure, never a second
+        backfill (which would MAC whatever was written meanwhile)."""
+        with self.db.read() as conn:
+            if rowmac.enabled(conn):
+                self.settings = self._verified_settings(conn)
+                return
+        if self.db.read_only:
+            raise IntegrityFailure(
+                "integrity failure: this vault's rows carry no MACs yet; open it once on writable"
+                " storage with this cvault"
+            )
+        counts = None
+        with self.db.write() as conn:
+            if not rowmac.enabled(conn):
+                earlier = conn.execute(
+                    "SELECT seq FROM audit_events WHERE action = ? ORDER BY seq LIMIT 1",
+                    (AuditEvent.INTEGRITY_ROW_MACS.value,),
+                ).fetchone()
+                if earlier is not None:
+                    raise rowmac.RowTampered(
+                        "integrity failure: this vault's row MACs were removed (they were added at"
+                        f" audit event {earlier[0]}); run cvault doctor"
+                    )
+                counts = rowmac.backfill(conn, int(self.now().timestamp()))
+            self.settings = self._verified_settings(conn)
+        if counts is not None:
+            ended = counts.pop("sessions_ended")
+            self.audit.append(
+                actor=actor,
+                action=AuditEvent.INTEGRITY_ROW_MACS.value,
+                outcome="ok",
+                reason=f"row MACs added to {sum(counts.values())} rows; {ended} session(s) from before ended",
+                origin="cli",
+            )
+
+    @staticmethod
+    def _verified_settings(conn) -> dict:
+        settings = dict(DEFAULT_SETTINGS)
+        value = rowmac.meta_value(conn, "settings")
+        if value:
+            settings.update(json.loads(value))
+        return settings
+
+    def integrity_alarm(self, principal: Principal | None, exc: IntegrityFailure, action: str) -> None:
+        """Audit a row that failed its MAC while deciding or serving ``action`` (the message names
+        the table and the row id, never a value). Best effort: the refusal stands either way."""
+        with contextlib.suppress(Exception):  # the integrity failure is what the caller reports
+            self.audit.append(
+                actor=principal.name if principal is not None else "system",
+                action=AuditEvent.INTEGRITY_ROW_FAILURE.value,
+                outcome="error",
+                reason=f"{action}: {exc.message}"[:500],
+                origin=principal.origin if principal is not None else "cli",
+            )
 
     @staticmethod
     def load_settings(db: Database) -> dict:
@@ -237,12 +300,16 @@ class VaultContext:
         an administrative action changes (nobody may grant, train or assign themselves);
         ``reaches``: the people a team action gives need-to-know (policy.TEAM_BOUND)."""
         now = self.now()
-        account, client_facts = self.gather_facts(principal, client, now)
-        subject_lineage: frozenset[str] = frozenset()
-        if subject is not None and action in policy.LINEAGE_BOUND:
-            with self.db.read() as conn:
-                subject_user = facts.user_row(conn, subject)
-                subject_lineage = facts.lineage(conn, subject_user.id if subject_user else None)
+        try:
+            account, client_facts = self.gather_facts(principal, client, now)
+            subject_lineage: frozenset[str] = frozenset()
+            if subject is not None and action in policy.LINEAGE_BOUND:
+                with self.db.read() as conn:
+                    subject_user = facts.user_row(conn, subject)
+                    subject_lineage = facts.lineage(conn, subject_user.id if subject_user else None)
+        except rowmac.RowTampered as exc:
+            self.integrity_alarm(principal, exc, action.value)
+            raise
         decision = policy.decide(
             principal,
             action,
@@ -283,15 +350,19 @@ class VaultContext:
         if not clients:
             return []
         now = self.now()
-        account, _ = self.gather_facts(principal, None, now)
         client_facts: list[policy.ClientFacts | None] = []
-        if principal.kind == "user":
-            with self.db.read() as conn:
-                user = facts.user_row(conn, principal.name)
-                user_id = user.id if user is not None else None
-                client_facts = [facts.client_facts(conn, c, user_id, now) for c in clients]
-        else:
-            client_facts = [policy.ClientFacts(name=c.name, state=c.state(now)) for c in clients]
+        try:
+            account, _ = self.gather_facts(principal, None, now)
+            if principal.kind == "user":
+                with self.db.read() as conn:
+                    user = facts.user_row(conn, principal.name)
+                    user_id = user.id if user is not None else None
+                    client_facts = [facts.client_facts(conn, c, user_id, now) for c in clients]
+            else:
+                client_facts = [policy.ClientFacts(name=c.name, state=c.state(now)) for c in clients]
+        except rowmac.RowTampered as exc:
+            self.integrity_alarm(principal, exc, action.value)
+            raise
         events, allowed = [], []
         for client, cfacts in zip(clients, client_facts, strict=True):
             decision = policy.decide(

@@ -127,6 +127,27 @@ def hmac_sha256(key: bytes, message: bytes) -> bytes:
     return mac.finalize()
 
 
+MAC_LEN = 32  # HMAC-SHA256
+
+
+class Mac:
+    """HMAC-SHA256 under one key, the key schedule computed once (row MACs: many short messages
+    under the one row-MAC key). ``verify`` compares in constant time."""
+
+    __slots__ = ("_base",)
+
+    def __init__(self, key: bytes):
+        self._base = _hmac.HMAC(key, hashes.SHA256())
+
+    def mac(self, message: bytes) -> bytes:
+        h = self._base.copy()
+        h.update(message)
+        return h.finalize()
+
+    def verify(self, message: bytes, tag: bytes) -> bool:
+        return _bytes_eq(self.mac(message), tag)
+
+
 def sha256(data: bytes) -> bytes:
     digest = hashes.Hash(hashes.SHA256())
     digest.update(data)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import os
 import threading
 from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from vault import crypto, keys
 from vault.audit.signing import AuditSigner
@@ -34,8 +34,11 @@ from vault.errors import (
 from vault.home import VaultHome
 from vault.keys import Keyring
 from vault.store.db import Database
+from vault.tuples import NamedTuple
 
 if TYPE_CHECKING:  # the services load on first use (_Service); these are for type checkers
+    from pathlib import Path
+
     from vault.audit.service import AuditService
     from vault.backends.base import Backend
     from vault.backup.service import BackupService
@@ -215,6 +218,8 @@ class Vault:
 
             user_name(admin)
             check_password_rules(admin_password)  # before anything is created
+        from pathlib import Path
+
         if key_file is not None and Path(key_file).exists():
             raise InvalidInput(f"key file {key_file} already exists; refusing to overwrite it")
         vhome = VaultHome(home)
@@ -232,7 +237,11 @@ class Vault:
             if settings:  # the vault's name, TOTP issuer, time zone (vault.settings.check_settings)
                 from vault.settings import check_settings
 
-                VaultContext.save_settings(conn, check_settings(**settings))
+                # written before the keys exist: ensure_row_macs below MACs it with the other rows
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('settings', ?)",
+                    (json.dumps(check_settings(**settings), sort_keys=True),),
+                )
             if single_operator:
                 conn.execute("INSERT INTO meta (key, value) VALUES ('single_operator', '1')")
         keyring = Keyring(vault_id)
@@ -244,6 +253,7 @@ class Vault:
 
         custody_path = Path(custody_file) if custody_file else default_custody_file(vault_id, key_file)
         vault = cls(ctx, custody_file=custody_path, custody_options=custody_options)
+        ctx.ensure_row_macs("system:init")  # every row from here on carries its MAC (issue 12)
         with db.write() as conn:
             ctx.custody.init_local(custody_path, conn)
         recovery_secret, recovery_text = keys.new_recovery_key()
@@ -278,11 +288,11 @@ class Vault:
         vhome = VaultHome(home)
         vhome.require()
         vhome.check_permissions()
-        db = Database(vhome.db_path, write_lock=write_lock)
+        db = Database(vhome.db_file, write_lock=write_lock)
         db.migrate()
         row = db.one("SELECT value FROM meta WHERE key = 'vault_id'")
         if row is None:
-            raise NotFound(f"{vhome.root} is not an initialised cvault vault")
+            raise NotFound(f"{vhome.root_dir} is not an initialised cvault vault")
         check_format_version(db)
         keyring = Keyring(bytes(row[0]))
         ctx = VaultContext(
@@ -290,7 +300,7 @@ class Vault:
             db,
             clock or SystemClock(),
             keyring,
-            LocalBackend(vhome.blobs),
+            LocalBackend(vhome.blobs_dir),
             VaultContext.load_settings(db),
         )
         return cls(
@@ -344,7 +354,7 @@ class Vault:
     def unsealed(self) -> bool:
         return self.ctx.keyring.unsealed
 
-    def _unseal(self, kind: str, secret: bytes, what: str, key_file: Path | None = None) -> None:
+    def _unseal(self, kind: str, secret: bytes, what: str, key_file: Path | str | None = None) -> None:
         rows = self.ctx.db.all(
             "SELECT id, kdf_params, salt, wrapped_root FROM unseal_slots WHERE kind = ? ORDER BY id", (kind,)
         )
@@ -372,12 +382,14 @@ class Vault:
             return
         raise AuthenticationFailed(f"wrong {what}: no unseal slot opened")
 
-    def _after_unseal(self, key_file: Path | None) -> None:
+    def _after_unseal(self, key_file: Path | str | None) -> None:
         """Bring a vault from before custody under custody (first unseal after the upgrade), and
         finish custody rotations a crash interrupted (docs/sla.md section 5)."""
         from vault.custody.service import is_custody_vault
         from vault.errors import BackendError
 
+        # the rows' MACs (the first unseal after the upgrade adds them) and authentic settings
+        self.ctx.ensure_row_macs()
         custody = self.ctx.custody
         if not is_custody_vault(self.ctx.db):
             custody.migrate_legacy(key_file)
@@ -390,9 +402,10 @@ class Vault:
         self._unseal("passphrase", passphrase.encode("utf-8"), "passphrase")
 
     def unseal_key_file(self, path: Path | str) -> None:
-        path = Path(path)
+        path = os.fspath(path)
         try:
-            text = path.read_text()
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
         except FileNotFoundError:
             raise VaultSealed(f"vault sealed: key file {path} not found") from None
         except (OSError, UnicodeDecodeError):

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vault.errors import InsecurePermissions, NotFound
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DB_NAME = "vault.db"
 BLOBS_DIR = "blobs"
@@ -20,18 +23,39 @@ CONFIG_NAME = "config.json"
 LOCKS_DIR = "locks"
 
 
-def default_home() -> Path:
+def default_home_dir() -> str:
+    """``$CVAULT_HOME``, else the platform's user data folder."""
     env = os.environ.get("CVAULT_HOME")
     if env:
-        return Path(env)
+        return env
     import platformdirs  # only when no home is given (keeps the scripted path light)
 
-    return Path(platformdirs.user_data_dir("cvault", appauthor=False))
+    return str(platformdirs.user_data_dir("cvault", appauthor=False))
+
+
+def default_home() -> Path:
+    from pathlib import Path
+
+    return Path(default_home_dir())
 
 
 class VaultHome:
+    """The vault folder. Its locations are kept as strings and given as :class:`pathlib.Path` on
+    request: opening a vault for ``cvault secret get`` never loads :mod:`pathlib` (with the
+    ``urllib.parse`` and ``ipaddress`` it imports, about 6 % of the command: docs/performance.md)."""
+
     def __init__(self, root: Path | str):
-        self.root = Path(root).expanduser()
+        self.root_dir = os.path.expanduser(os.fspath(root))
+        self.db_file = os.path.join(self.root_dir, DB_NAME)
+        self.blobs_dir = os.path.join(self.root_dir, BLOBS_DIR)
+        self.locks_dir = os.path.join(self.root_dir, LOCKS_DIR)
+        self.config_file = os.path.join(self.root_dir, CONFIG_NAME)
+
+    @property
+    def root(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.root_dir)
 
     @property
     def db_path(self) -> Path:
@@ -50,7 +74,7 @@ class VaultHome:
         return self.root / LOCKS_DIR
 
     def exists(self) -> bool:
-        return self.db_path.exists()
+        return os.path.exists(self.db_file)
 
     def create(self) -> None:
         """Create the folder tree with private modes (refuses a non-empty existing vault)."""
@@ -62,21 +86,15 @@ class VaultHome:
             sub.mkdir(mode=0o700, exist_ok=True)
 
     def require(self) -> None:
-        if not self.db_path.exists():
-            raise NotFound(f"no vault at {self.root}: run 'cvault init' or set --home/CVAULT_HOME")
+        if not os.path.exists(self.db_file):
+            raise NotFound(f"no vault at {self.root_dir}: run 'cvault init' or set --home/CVAULT_HOME")
 
     def check_permissions(self) -> None:
         """Refuse a vault that other users can read or write (as ssh does with private keys)."""
-        problems = []
-        for path in (self.root, self.blobs, self.locks):
-            if path.exists() and _group_or_other(path):
-                problems.append(path)
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            path = self.root / (DB_NAME + suffix)
-            if path.exists() and _group_or_other(path):
-                problems.append(path)
-        if self.config_path.exists() and _group_or_other(self.config_path):
-            problems.append(self.config_path)
+        candidates = [self.root_dir, self.blobs_dir, self.locks_dir]
+        candidates += [self.db_file + suffix for suffix in ("", "-wal", "-shm", "-journal")]
+        candidates.append(self.config_file)
+        problems = [path for path in candidates if _group_or_other(path, missing_ok=True)]
         if problems:
             raise InsecurePermissions(
                 f"refusing to open the vault: {problems[0]} is accessible by other users "
@@ -102,12 +120,20 @@ class InvalidHome(NotFound):
     code = "error"
 
 
-def _group_or_other(path: Path) -> bool:
-    return bool(stat.S_IMODE(path.stat().st_mode) & 0o077)
+def _group_or_other(path: Path | str, *, missing_ok: bool = False) -> bool:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if missing_ok:
+            return False
+        raise
+    return bool(stat.S_IMODE(mode) & 0o077)
 
 
 def write_private_file(path: Path, data: bytes, *, exclusive: bool = False) -> None:
     """Create (or replace) a file readable by its owner only, atomically, with fsync."""
+    from pathlib import Path
+
     path = Path(path)
     if exclusive:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

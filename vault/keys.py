@@ -39,6 +39,8 @@ PURPOSE_AUDIT = "audit"
 PURPOSE_BLOB_NAME = "blob-name"
 PURPOSE_SESSION = "session"
 PURPOSE_BACKUP = "backup"
+#: row MACs of the rows a decision reads (vault.store.rowmac; docs/format.md "Row MACs")
+PURPOSE_ROW_MAC = "row-mac"
 PURPOSES = frozenset(
     {
         PURPOSE_CLIENT_KEY_WRAP,
@@ -48,6 +50,7 @@ PURPOSES = frozenset(
         PURPOSE_BLOB_NAME,
         PURPOSE_SESSION,
         PURPOSE_BACKUP,
+        PURPOSE_ROW_MAC,
     }
 )
 #: HKDF info of a client's custody wrap key (docs/format.md section 2, "custody")
@@ -228,6 +231,7 @@ class Keyring:
         self._root: bytes | None = None
         self._purpose: dict[str, bytes] = {}
         self._prefixes: dict[tuple[str, str], bytes] = {}
+        self._row_macer: crypto.Mac | None = None
 
     @property
     def unsealed(self) -> bool:
@@ -236,10 +240,27 @@ class Keyring:
     def load_root(self, root: bytes) -> None:
         self._root = root
         self._purpose.clear()
+        self._row_macer = None
 
     def seal(self) -> None:
         self._root = None
         self._purpose.clear()
+        self._row_macer = None
+
+    def row_macer(self) -> crypto.Mac:
+        """HMAC-SHA256 under the row-MAC purpose key (vault.store.rowmac)."""
+        macer = self._row_macer
+        if macer is None:
+            macer = self._row_macer = crypto.Mac(self.purpose_key(PURPOSE_ROW_MAC))
+        return macer
+
+    # sessions (docs/identity.md, "Sessions"): the row stores a keyed MAC of the bearer token that
+    # binds the user id, so a row forged or moved to another user fails when the token is shown
+
+    def session_token_mac(self, token: str, user_id: int) -> bytes:
+        return crypto.hmac_sha256(
+            self.purpose_key(PURPOSE_SESSION), _aad("session-token", self.vault_id, token, user_id)
+        )
 
     def _prefix(self, label_name: str, client_id: str) -> bytes:
         """``AAD(label, vault_id, client_id)``, the constant start of a client's per-record AADs

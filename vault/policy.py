@@ -8,14 +8,97 @@ calls it gathers the facts and writes every decision, allow and deny, to the aud
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
-from enum import StrEnum
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from vault.principal import SYSTEM_ROLE, Principal
+from vault.tuples import NamedTuple
 
 
-class Action(StrEnum):
+class _ConstantsType(type):
+    """Metaclass of :class:`_StrConstants`: iteration in definition order, ``len``, lookup by value
+    (``Action("secret.get")``) and by name (``Action["SECRET_GET"]``)."""
+
+    _members_: dict[str, Any]
+    _by_value_: dict[str, Any]
+
+    def __new__(mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any]) -> _ConstantsType:
+        cls = super().__new__(mcs, name, bases, namespace)
+        members: dict[str, Any] = {}
+        for key, value in namespace.items():
+            if not key.startswith("_") and type(value) is str:
+                member: Any = str.__new__(cls, value)  # type: ignore[arg-type]
+                member._name_ = key
+                members[key] = member
+                type.__setattr__(cls, key, member)
+        cls._members_ = members
+        cls._by_value_ = {str.__str__(m): m for m in members.values()}
+        return cls
+
+    def __iter__(cls) -> Iterator[Any]:
+        return iter(cls._members_.values())
+
+    def __len__(cls) -> int:
+        return len(cls._members_)
+
+    def __contains__(cls, value: object) -> bool:
+        return isinstance(value, str) and value in cls._by_value_
+
+    def __call__(cls, value: object) -> Any:
+        if isinstance(value, str) and value in cls._by_value_:
+            return cls._by_value_[value]
+        raise ValueError(f"{value!r} is not a valid {cls.__name__}")
+
+    def __getitem__(cls, name: str) -> Any:
+        return cls._members_[name]
+
+
+class _LightStrEnum(str, metaclass=_ConstantsType):
+    """What cvault uses of :class:`enum.StrEnum`, for :class:`Action` and :class:`AuditEvent`:
+    members are instances, ``str`` equal to their value (hashing, JSON, SQLite, f-strings as the
+    value), with ``.value`` and ``.name``; iteration, ``len``, ``Action(value)``, ``Action[name]``,
+    pickling to the same member. Python 3.11's enum machinery takes about 10 M instructions (~3 ms)
+    to build these ~90 members, 7 % of a whole ``cvault secret get`` (docs/performance.md); this
+    takes a tenth of that. Type checkers see StrEnum itself (``_StrConstants``);
+    ``tests/core/test_fast_paths.py`` checks the behaviour matches StrEnum's."""
+
+    _name_: str
+
+    @property
+    def value(self) -> str:
+        return str.__str__(self)
+
+    @property
+    def name(self) -> str:
+        return self._name_
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return str.__format__(str.__str__(self), spec)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}.{self._name_}: {str.__repr__(self)}>"
+
+    def __reduce_ex__(self, protocol: object) -> tuple[Any, tuple[str]]:
+        return type(self), (str.__str__(self),)
+
+    def __copy__(self) -> _LightStrEnum:
+        return self
+
+    def __deepcopy__(self, memo: object) -> _LightStrEnum:
+        return self
+
+
+if TYPE_CHECKING:
+    from enum import StrEnum as _StrConstants
+else:
+    _StrConstants = _LightStrEnum
+
+
+class Action(_StrConstants):
     # staff administration (admin)
     USER_ADD = "user.add"
     USER_LIST = "user.list"
@@ -89,7 +172,7 @@ class Action(StrEnum):
     RESTORE = "backup.restore"
 
 
-class AuditEvent(StrEnum):
+class AuditEvent(_StrConstants):
     """Audit actions that are not authorization decisions of :data:`PERMISSIONS`: identity events,
     unseal-slot changes, the service's unseal and the shred's certificate event. With
     :class:`Action` they are every ``action`` the audit log holds (docs/audit.md)."""
@@ -108,6 +191,10 @@ class AuditEvent(StrEnum):
     SLOT_MIGRATE = "slot.migrate"
     SERVICE_UNSEAL = "service.unseal"
     SLA_SHRED = "sla.shred"
+    #: the vault's rows got their MACs (init, or the first unseal after the upgrade: issue 12)
+    INTEGRITY_ROW_MACS = "integrity.row_macs"
+    #: a row a decision read failed its MAC (vault.store.rowmac): refused, exit 6
+    INTEGRITY_ROW_FAILURE = "integrity.row_failure"
 
 
 ADMIN, ACCOUNT_MANAGER, ENGINEER, REVIEWER = "admin", "account_manager", "engineer", "security_reviewer"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import NamedTuple
+
+from vault.tuples import NamedTuple
 
 ROLES = ("admin", "account_manager", "engineer", "security_reviewer")
 SYSTEM_ROLE = "system"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 
 import click
 
@@ -17,7 +18,6 @@ from cli.render import when
 from cli.state import totp_option
 from vault.errors import InvalidInput, NotFound
 from vault.records import CUSTOM, KINDS, MAIN_SECRET, MULTILINE_FIELDS, TOTP, cli_fields, is_secret
-from vault.records.generate import CHARSETS, DEFAULT_LENGTH, MAX_LENGTH, MIN_LENGTH
 
 
 @click.group("secret")
@@ -42,8 +42,53 @@ def _field_options(fn):
     return fn
 
 
+class _OptionSet:
+    """A placeholder in a command's parameter list for a shared set of options, built on first use."""
+
+    def __init__(self, build: Callable[[], list[click.Parameter]]):
+        self.build = build
+
+
+class LazyOptionsCommand(click.Command):
+    """A command whose shared option sets (:class:`_OptionSet`) are built when something first
+    reads its parameters (parsing, help, the reference): ``put`` and ``edit`` carry about 60
+    options that ``cvault secret get`` would otherwise build on every run (docs/performance.md)."""
+
+    _params: list[click.Parameter]
+
+    @property
+    def params(self) -> list[click.Parameter]:
+        params = self._params
+        if any(isinstance(p, _OptionSet) for p in params):
+            built: list[click.Parameter] = []
+            for p in params:
+                built.extend(p.build() if isinstance(p, _OptionSet) else [p])
+            self._params = params = built
+        return params
+
+    @params.setter
+    def params(self, value: list[click.Parameter]) -> None:
+        self._params = value
+
+
 def _input_options(fn):
-    """The secret input channels ``put`` and ``edit`` share (values never come through argv)."""
+    """The secret input channels ``put`` and ``edit`` share (values never come through argv), as
+    one lazily built option set (the command needs ``cls=LazyOptionsCommand``)."""
+
+    def build() -> list[click.Parameter]:
+        def holder():
+            """Collects the options in click's decorator order."""
+
+        _build_input_options(holder)
+        return list(reversed(holder.__click_params__))  # type: ignore[attr-defined]
+
+    fn.__dict__.setdefault("__click_params__", []).append(_OptionSet(build))
+    return fn
+
+
+def _build_input_options(fn):
+    from vault.records.generate import CHARSETS, DEFAULT_LENGTH, MAX_LENGTH, MIN_LENGTH
+
     options = [
         click.option("--from-stdin", is_flag=True, help="Read the main secret field from standard input."),
         click.option(
@@ -215,7 +260,7 @@ def _fill_main(kind, fields, from_stdin, value_file, generate, length, charset, 
         fields[main] = click.prompt(f"{main}", hide_input=True, confirmation_prompt=True, err=True)
 
 
-@secret.command("put")
+@secret.command("put", cls=LazyOptionsCommand)
 @click.argument("client")
 @click.argument("path")
 @click.option("--type", "kind", type=click.Choice(KINDS), required=True, help="Record kind.")
@@ -234,7 +279,7 @@ def secret_put(state, client, path, kind, replace, as_json, **options):
     emit(data, as_json, lambda d: click.echo(f"stored {d['client']}/{d['path']} version {d['version']}"))
 
 
-@secret.command("edit")
+@secret.command("edit", cls=LazyOptionsCommand)
 @click.argument("client")
 @click.argument("path")
 @click.option(

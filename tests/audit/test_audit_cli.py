@@ -129,14 +129,12 @@ def test_export_and_offline_verify_with_the_printed_key(setup):
 
 def no_minimum(vdir) -> None:
     """Set the vault's audit retention minimum to 0 days (the settings row in meta)."""
-    import sqlite3
-
-    conn = sqlite3.connect(vdir.home / "vault.db")
-    row = conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()
-    settings = {**(json.loads(row[0]) if row else {}), "audit_min_retention_days": 0}
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('settings', ?)", (json.dumps(settings),))
-    conn.commit()
-    conn.close()
+    v = vdir.open()  # the settings row is MACed (issue 12): written the product's way
+    try:
+        with v.ctx.db.write() as conn:
+            v.ctx.save_settings(conn, {"audit_min_retention_days": 0})
+    finally:
+        v.close()
 
 
 def test_live_verify_checkpoint_report_and_prune(setup, vdir):

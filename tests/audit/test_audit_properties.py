@@ -14,12 +14,13 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from tests.factories import Person, assign, audit_cast, client_with_secrets, onboard, person
+from tests.factories import Person, assign, audit_cast, client_with_secrets, edit_rows, onboard, person
 from tests.helpers import ROOT, clock_at, run_cli
 from vault.audit.details import destroy_client_audit_key
 from vault.audit.export import cef_line, csv_lines
 from vault.audit.verify import verify_export
 from vault.errors import AuditFailure, AuthenticationFailed, InvalidInput, NotFound
+from vault.store import rowmac
 
 NASTY = 'evil\n{"seq":1,"type":"entry"}\r\x1b[31m|pipe\\back=eq\u2028\u202e'
 
@@ -258,7 +259,7 @@ def test_no_key_is_recreated_for_a_client_being_shredded(opened):
     client = v.ctx.client("acme")
     with v.ctx.db.write() as conn:
         destroy_client_audit_key(conn, client.id)
-        conn.execute("UPDATE clients SET shred_state = 'shredding' WHERE id = ?", (client.id,))
+        rowmac.update(conn, "clients", "shred_state = 'shredding'", (), "id = ?", (client.id,))
     sealed, ref = v.ctx.audit.details.seal(client.id, client.name, "office/firewall")
     assert (sealed, ref) == (None, None)
     assert v.ctx.db.one("SELECT count(*) FROM client_audit_keys WHERE client_id = ?", (client.id,))[0] == 0
@@ -298,11 +299,13 @@ def test_no_secret_password_code_or_token_is_ever_logged(vdir, tmp_path):
         v.users.login("bob", password, totp=code)  # replay of the same step
     login2 = v.users.login("bob", password, recovery_code=enrolled["recovery_codes"][0])
     secrets_seen.append(login2.token)
-    with v.ctx.db.write() as conn:
-        conn.execute(
-            "UPDATE users SET training_valid_until = ? WHERE name = 'bob'",
-            (int((clock.now() + timedelta(days=365)).timestamp()),),
-        )
+    edit_rows(
+        v,
+        "users",
+        "training_valid_until = ?",
+        (int((clock.now() + timedelta(days=365)).timestamp()),),
+        "name = 'bob'",
+    )
     assign(v, Person("bob", login.principal.user_id, frozenset({"engineer"})), "acme")
     p = v.users.resume(login.token)
     values = ["wifi-key-Zq8!x", "fw-admin-pass-7Hk", "api-token-ABCDEF123456"]

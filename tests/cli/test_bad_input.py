@@ -47,3 +47,12 @@ def test_integers_past_sqlite(env, vdir):
     # and through a real process
     got = vdir.cli("audit", "log", "--limit", "9223372036854775808")
     assert got.returncode == 2 and "internal error" not in got.stderr
+
+
+def test_passwords_on_standard_input_that_are_not_utf8(env):
+    """Found by tests/cli/test_fuzz.py: "internal error: UnicodeDecodeError"."""
+    login = ("login", "operator", "--password-stdin", "--totp", "000000")
+    for argv in (("passwd", "--password-stdin"), login):
+        got = cvault(env, *argv, input=b"\xff\xfe secret\n")
+        assert got.code == 2 and "not UTF-8" in got.stderr, (argv, got.code, got.stderr)
+        _one_line_exit_2(got)

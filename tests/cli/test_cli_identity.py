@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from tests.factories import totp_code
+from tests.factories import edit_rows, totp_code
 from tests.helpers import (
     ROOT,
     cli_login,
@@ -118,8 +118,7 @@ def test_stepup_through_the_cli(staff, tmp_path):
         == 0
     )
     v = vd.open()
-    with v.ctx.db.write() as conn:  # the step-up is 20 minutes old
-        conn.execute("UPDATE sessions SET stepup_at = stepup_at - 1200")
+    edit_rows(v, "sessions", "stepup_at = stepup_at - 1200", (), "1")  # the step-up is 20 minutes old
     v.close()
     stale = vd.cli("secret", "get", "acme", "n", env=env)
     _one_line(stale, 3, "step-up needed")

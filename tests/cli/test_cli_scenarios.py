@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.factories import edit_rows
 from tests.helpers import ROOT, VaultDir, copy_vault, make_vault, run_cli
 from tests.server.harness import Service, start_service
 
@@ -319,11 +320,17 @@ def run_story(r: Runner) -> list[tuple[str, str, int, str]]:
     step("eve", "--json", "secret", "search", "VPN", has="office/firewall")
     step("eve", "secret", "list", "--all", has="wifi/guest")
     # step-up: the last TOTP is older than the window -> refused without a code, then given one
-    with r.db() as db:
-        db.execute(
-            "UPDATE sessions SET stepup_at = stepup_at - 3600 WHERE user_id ="
-            " (SELECT id FROM users WHERE name = 'eve')"
+    v = r.vdir.open()
+    try:
+        edit_rows(
+            v,
+            "sessions",
+            "stepup_at = stepup_at - 3600",
+            (),
+            "user_id = (SELECT id FROM users WHERE name = 'eve')",
         )
+    finally:
+        v.close()
     step("eve", "secret", "get", "acme", "office/firewall", code=3)
     step(
         "eve",

@@ -58,11 +58,14 @@ def test_stdin_round_trip(world, text):
     put = cvault(
         env, "secret", "put", "acme", path, "--type", "note", "--from-stdin", input=text.encode() + b"\n"
     )
-    if text == "\n":
-        assert put.code == 2  # nothing on standard input but its line feed
-        return
-    assert put.code == 0, put.stderr
+    assert put.code == 0, put.stderr  # "\n\n" too: the value is the "\n" before the final one
     assert _get(env, path) == text
+
+
+def test_stdin_with_only_its_line_feed_is_refused(world):
+    vdir, env = world
+    put = cvault(env, "secret", "put", "acme", "stdin/empty", "--type", "note", "--from-stdin", input=b"\n")
+    assert put.code == 2 and len(put.stderr.strip().splitlines()) == 1, put.stderr
 
 
 @FAST

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import Person, assign, onboard, person, unused_code
+from tests.factories import Person, assign, edit_rows, onboard, person, unused_code
 from tests.helpers import assign_operator, make_vault, operator
 from tests.server.harness import Service, start_service
 from vault.identity.totp import secret_from_uri
@@ -152,12 +152,14 @@ class World:
         """Age the step-up of the user's live sessions (as if the last code was that long ago)."""
         v = self.open()
         try:
-            with v.ctx.db.write() as conn:
-                conn.execute(
-                    "UPDATE sessions SET stepup_at = ? WHERE ended_at IS NULL AND user_id ="
-                    " (SELECT id FROM users WHERE name = ?)",
-                    (int(time.time()) - seconds, user),
-                )
+            edit_rows(
+                v,
+                "sessions",
+                "stepup_at = ?",
+                (int(time.time()) - seconds,),
+                "ended_at IS NULL AND user_id = (SELECT id FROM users WHERE name = ?)",
+                (user,),
+            )
         finally:
             v.close()
 
@@ -250,11 +252,13 @@ def build_world(folder: Path, *, clients: int = len(CLIENTS)) -> World:
             v.sla.sweep(Principal.system("test-sweep"))
         # from here on the vault's default session and step-up lifetimes (the operator's set-up
         # session is then expired: the console's people sign in for themselves)
-        with v.ctx.db.write() as conn:
-            settings = json.loads(conn.execute("SELECT value FROM meta WHERE key = 'settings'").fetchone()[0])
+        from vault.store import rowmac
+
+        with v.ctx.db.write() as conn:  # the settings row is MACed: written the product's way
+            settings = json.loads(rowmac.meta_value(conn, "settings"))
             for key in ("session_absolute_seconds", "session_idle_seconds", "stepup_window_seconds"):
                 settings.pop(key, None)
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'settings'", (json.dumps(settings),))
+            rowmac.put_meta(conn, "settings", json.dumps(settings, sort_keys=True))
     finally:
         v.close()
     service = start_service(vdir, folder / "service")

@@ -5,6 +5,7 @@ from datetime import timedelta
 
 import pytest
 
+from tests.factories import edit_rows
 from tests.helpers import clock_at
 from vault.context import StepUpRequired
 from vault.errors import AccessDenied, ClientUnavailable, VaultLocked
@@ -94,10 +95,8 @@ def test_user_locked_keeps_live_session(env):
     """A lock stops new logins only: the owner's live session keeps working (issue 11, item 5)."""
     v, clock, s = env
     p = s.bob.principal(v)
-    with v.ctx.db.write() as conn:  # locked by failures elsewhere (see test_identity_totp)
-        conn.execute(
-            "UPDATE users SET locked_until = ? WHERE name = 'bob'", (int(clock.now().timestamp()) + 300,)
-        )
+    # locked by failures elsewhere (see test_identity_totp)
+    edit_rows(v, "users", "locked_until = ?", (int(clock.now().timestamp()) + 300,), "name = 'bob'")
     assert _read(v, p) == "s3cret"
     with pytest.raises(VaultLocked):
         v.users.login("bob", s.bob.password, totp=s.bob.code(clock.now()))

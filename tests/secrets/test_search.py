@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.factories import assign
+from tests.factories import assign, edit_rows
 from tests.helpers import add_client, clock_at, make_vault, operator
 from vault.errors import InvalidInput
 from vault.records import search as index
@@ -128,8 +128,7 @@ def test_search_follows_need_to_know_at_that_moment(staffed):
     assert ("globex", "deny") in [(c, o) for c, o, _ in _decisions(v, before)]
     assert [r["client"] for r in v.secrets.list_all(staff.bob.principal(v))] == ["acme"] * 3
     # training lapses: nothing at all
-    with v.ctx.db.write() as conn:
-        conn.execute("UPDATE users SET training_valid_until = ? WHERE name = 'bob'", (0,))
+    edit_rows(v, "users", "training_valid_until = ?", (0,), "name = 'bob'")
     assert v.secrets.search(staff.bob.principal(v), "vpn") == []
     assert v.secrets.list_all(staff.bob.principal(v)) == []
     # other roles search nothing (admin never implies reading secrets)

@@ -288,6 +288,35 @@ def _backup_frame() -> dict:
     }
 
 
+#: rows of the kinds row MACs cover (docs/format.md section 7): integers, NULL, text, a blob, a
+#: boolean expression (the delete marker), UTF-8 text beyond ASCII
+ROW_MAC_ROWS = [
+    ("users", [3, "zoë", 0, None, 1893456000, False]),
+    ("records", [42, CLIENT_ID_HEX, bytes(range(32)), 3]),
+    ("record_versions", [42, 2, True, None, 0, 1780300800, "eve"]),
+    ("meta", ["single_operator", "1"]),
+]
+
+
+def _row_macs(ring: keys.Keyring) -> dict:
+    from vault.store import rowmac
+
+    macer = crypto.Mac(ring.purpose_key(keys.PURPOSE_ROW_MAC))
+    rows = []
+    for table, values in ROW_MAC_ROWS:
+        message = rowmac.encode(table, values)
+        rows.append(
+            {
+                "table": table,
+                "columns": list(rowmac.TABLES[table].columns),
+                "values": [v.hex() if isinstance(v, bytes) else v for v in values],
+                "message": message.hex(),
+                "mac": macer.mac(message).hex(),
+            }
+        )
+    return {"row_mac_key": ring.purpose_key(keys.PURPOSE_ROW_MAC).hex(), "rows": rows}
+
+
 def build() -> dict:
     ring = _ring()
     purpose = {p: ring.purpose_key(p).hex() for p in sorted(keys.PURPOSES)}
@@ -403,6 +432,14 @@ def build() -> dict:
             "hash": codes.code_hash(code_key, "recovery", 1, "K7QM-3XWD-9HRA").hex(),
         },
         "session_token_hash": {"token": token, "token_hash": token_hash(token)},
+        "session_token_mac": {
+            "session_key": ring.purpose_key(keys.PURPOSE_SESSION).hex(),
+            "token": token,
+            "user_id": 7,
+            "message": keys._aad("session-token", VAULT_ID, token, 7).hex(),
+            "token_mac": ring.session_token_mac(token, 7).hex(),
+        },
+        "row_mac": _row_macs(ring),
         "audit_signing_key": {
             "private": private.hex(),
             "public": public.hex(),

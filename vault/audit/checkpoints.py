@@ -18,7 +18,8 @@ import base64
 import binascii
 import json
 import re
-from typing import NamedTuple
+
+from vault.tuples import NamedTuple
 
 SIGNING_LABEL = b"cvault/v1/audit-checkpoint\x00"
 KINDS = ("periodic", "manual", "prune")

@@ -27,7 +27,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 from vault import crypto
 from vault.audit.checkpoints import Checkpoint
@@ -41,6 +41,7 @@ from vault.errors import (
     VaultError,
     VaultSealed,
 )
+from vault.tuples import NamedTuple
 
 if TYPE_CHECKING:
     from vault.backends.base import Backend

@@ -12,10 +12,10 @@ from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, tzinfo
-from typing import NamedTuple
 
 from vault.errors import InvalidInput
 from vault.policy import Action, AuditEvent
+from vault.tuples import NamedTuple
 
 #: report section -> (action name or prefix ending in ".", outcomes counted; None = any outcome)
 ACTIONS: dict[str, tuple[str, frozenset[str] | None]] = {

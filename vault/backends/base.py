@@ -45,10 +45,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
-from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from vault.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 BLOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
 

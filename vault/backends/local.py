@@ -30,7 +30,6 @@ import errno
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vault.backends.base import BLOB_NAME, validate_blob_name
@@ -44,6 +43,7 @@ from vault.errors import (
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
 
 _TRANSIENT = {errno.EAGAIN, errno.EINTR, errno.EBUSY, errno.ETIMEDOUT}
 _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
@@ -113,12 +113,17 @@ class LocalBackend:
     location = "local"
 
     def __init__(self, root: Path | str):
-        self.root = Path(root)
-        self._root_str = os.fspath(self.root)
+        self._root_str = os.fspath(root)
         # non-durable changes since the last sync(): shard folders, files written, new folders
         self._dirty_dirs: set[str] = set()
         self._dirty_files: list[str] = []
         self._root_dirty = False
+
+    @property
+    def root(self) -> Path:
+        from pathlib import Path  # off the read path (``secret get`` never loads pathlib)
+
+        return Path(self._root_str)
 
     def _file(self, name: str) -> str:
         _valid(name)

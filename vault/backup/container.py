@@ -39,10 +39,11 @@ import io
 import json
 import struct
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, NamedTuple
+from typing import BinaryIO
 
 from vault import crypto
 from vault.errors import CryptoError, IntegrityFailure, InvalidInput
+from vault.tuples import NamedTuple
 
 MAGIC = b"CVBK"
 TRAILER_MAGIC = b"CVBT"

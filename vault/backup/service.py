@@ -45,6 +45,7 @@ from vault.errors import (
 )
 from vault.home import fsync_dir
 from vault.policy import Action
+from vault.store import rowmac
 
 DEFAULT_KEEP = 7
 #: ``cvault-<vault id[:8]>-<UTC time>-<audit sequence>-<backup id[:8]>.cvbk``: sorting the names
@@ -419,7 +420,7 @@ def _check_clients(vault, destroyed_error) -> dict:
                     "custody_jobs",
                 ):
                     conn.execute(f"DELETE FROM {table} WHERE client_id = ?", (client_id,))  # noqa: S608 - the table names come from the constant tuple above; values are bound
-                conn.execute("UPDATE clients SET shred_state = 'shredded' WHERE id = ?", (client_id,))
+                rowmac.update(conn, "clients", "shred_state = 'shredded'", (), "id = ?", (client_id,))
                 ctx.blobs.delete_many(names, durable=True)
         ctx.db.scrub()
     return {"restored": restored, "not_restorable": lost}

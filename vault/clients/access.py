@@ -20,6 +20,7 @@ from vault.identity import facts
 from vault.policy import Action
 from vault.principal import Principal
 from vault.store import clients as client_store
+from vault.store import rowmac
 from vault.store.clients import ClientRow
 
 SESSION_NOTE = "also needs a live session and a TOTP code within the step-up window"
@@ -49,15 +50,25 @@ class AccessService:
                 raise NotFound(f"no user named {user_name!r}")
             if "engineer" not in facts.user_roles(conn, user.id):
                 raise InvalidInput(f"{user_name} is not an engineer; only engineers are assigned")
-            updated = conn.execute(
-                "UPDATE assignments SET ends_at = ? WHERE client_id = ? AND user_id = ? AND ended_at IS NULL",
-                (ends, client.id, user.id),
-            ).rowcount
+            updated = rowmac.update(
+                conn,
+                "assignments",
+                "ends_at = ?",
+                (ends,),
+                "client_id = ? AND user_id = ? AND ended_at IS NULL",
+                (client.id, user.id),
+            )
             if not updated:
-                conn.execute(
-                    "INSERT INTO assignments (client_id, user_id, created_at, created_by,"
-                    " ends_at) VALUES (?, ?, ?, ?, ?)",
-                    (client.id, user.id, t, principal.name, ends),
+                rowmac.insert(
+                    conn,
+                    "assignments",
+                    {
+                        "client_id": client.id,
+                        "user_id": user.id,
+                        "created_at": t,
+                        "created_by": principal.name,
+                        "ends_at": ends,
+                    },
                 )
         until_text = rfc3339(until) if until is not None else "no end date"
         self.ctx.record_outcome(
@@ -81,11 +92,14 @@ class AccessService:
             user = facts.user_row(conn, user_name)
             if user is None:
                 raise NotFound(f"no user named {user_name!r}")
-            ended = conn.execute(
-                "UPDATE assignments SET ended_at = ?, ended_by = ? WHERE"
-                " client_id = ? AND user_id = ? AND ended_at IS NULL",
-                (t, principal.name, client.id, user.id),
-            ).rowcount
+            ended = rowmac.update(
+                conn,
+                "assignments",
+                "ended_at = ?, ended_by = ?",
+                (t, principal.name),
+                "client_id = ? AND user_id = ? AND ended_at IS NULL",
+                (client.id, user.id),
+            )
         if not ended:
             raise NotFound(f"{user_name} is not assigned to {client.name}")
         self.ctx.record_outcome(

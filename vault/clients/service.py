@@ -16,6 +16,7 @@ from vault.policy import Action
 from vault.principal import Principal
 from vault.store import clients as store
 from vault.store import records as record_store
+from vault.store import rowmac
 from vault.store.clients import ClientRow
 
 Progress = Callable[[int, int], None]
@@ -63,19 +64,20 @@ class ClientService:
         with self.ctx.db.write() as conn:
             if conn.execute("SELECT 1 FROM clients WHERE name = ?", (name,)).fetchone():
                 raise InvalidInput(f"a client named {name!r} already exists")
-            conn.execute(
-                "INSERT INTO clients (id, name, created_at, created_by, sla_end, grace_days,"
-                " current_key_version, sla_set_by, sla_set_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
-                (
-                    client_id,
-                    name,
-                    to_epoch(now),
-                    principal.name,
-                    to_epoch(sla_end),
-                    grace,
-                    principal.name,
-                    to_epoch(now),
-                ),
+            rowmac.insert(
+                conn,
+                "clients",
+                {
+                    "id": client_id,
+                    "name": name,
+                    "created_at": to_epoch(now),
+                    "created_by": principal.name,
+                    "sla_end": to_epoch(sla_end),
+                    "grace_days": grace,
+                    "current_key_version": 1,
+                    "sla_set_by": principal.name,
+                    "sla_set_at": to_epoch(now),
+                },
             )
             self.ctx.custody.record_first(conn, client_id, made, to_epoch(now))
             store.insert_key(conn, client_id, 1, wrapped, crypto.key_fingerprint(key), to_epoch(now))

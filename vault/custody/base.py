@@ -25,7 +25,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from vault.errors import (
     IntegrityFailure,
@@ -33,6 +33,7 @@ from vault.errors import (
     TransientBackendError,
     VaultSealed,
 )
+from vault.tuples import NamedTuple
 
 #: bytes of one custody secret S(c, n): a full AES-256 key's worth of entropy
 SECRET_LEN = 32

@@ -36,7 +36,7 @@ import os
 import stat
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vault import crypto
 from vault.clock import Clock, SystemClock, from_epoch, rfc3339, to_epoch
@@ -54,6 +54,9 @@ from vault.custody.base import (
 )
 from vault.errors import InsecurePermissions, IntegrityFailure, InvalidInput
 from vault.home import fsync_dir
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 MAGIC = b"cvault-custody-v1\n"
 _ZERO_CHUNK = bytes(64 * 1024)
@@ -142,25 +145,39 @@ class LocalCustodian:
         vault_home: Path | str | None = None,
         clock: Clock | None = None,
     ):
-        self.path = Path(path).expanduser().resolve()
+        # strings, given as Paths on request: reading a client key never loads pathlib
+        self._file = os.path.realpath(os.path.expanduser(os.fspath(path)))
         self.vault_id = vault_id
         self._vault_hex = vault_id.hex()
         self.clock = clock or SystemClock()
         if vault_home is not None:
-            home = Path(vault_home).expanduser().resolve()
-            if self.path == home or home in self.path.parents:
+            home = os.path.realpath(os.path.expanduser(os.fspath(vault_home)))
+            inside = home if home.endswith(os.sep) else home + os.sep
+            if self._file == home or self._file.startswith(inside):
                 # a copy of the vault folder must never carry the custody file along (P1)
-                raise InvalidInput(f"the custody file {self.path} must be outside the vault folder {home}")
-        self._new = self.path.with_name(self.path.name + ".new")
-        self._lock_path = self.path.with_name(self.path.name + ".lock")
+                raise InvalidInput(f"the custody file {self._file} must be outside the vault folder {home}")
+        self._new_file = self._file + ".new"
+        self._lock_file = self._file + ".lock"
         self._header = MAGIC + f"vault {self._vault_hex}\n".encode("ascii")
 
+    @property
+    def path(self) -> Path:
+        from pathlib import Path
+
+        return Path(self._file)
+
+    @property
+    def _new(self) -> Path:
+        from pathlib import Path
+
+        return Path(self._new_file)
+
     def __repr__(self) -> str:
-        return f"LocalCustodian(path={str(self.path)!r})"
+        return f"LocalCustodian(path={self._file!r})"
 
     @property
     def location(self) -> str:
-        return f"custody file {self.path}"
+        return f"custody file {self._file}"
 
     # --- creation -------------------------------------------------------------------------------
 
@@ -187,7 +204,7 @@ class LocalCustodian:
         """S for ``ref``; CustodyDestroyed if this file no longer (or never) held it."""
         check_item(ref.client_id, ref.version)
         with self._locked(exclusive=False):
-            data = self._read(self.path, missing_ok=True)
+            data = self._read(self._file, missing_ok=True)
             if data is None or not data.startswith(self._header):
                 # after a crash mid-rewrite the complete new content is in <file>.new
                 data = self._readable_content()
@@ -205,7 +222,7 @@ class LocalCustodian:
         ):
             raise IntegrityFailure(
                 f"integrity failure: custody secret of client {ref.client_id} (version {ref.version}) "
-                f"in {self.path} does not match the vault"
+                f"in {self._file} does not match the vault"
             )
         return secret
 
@@ -350,15 +367,15 @@ class LocalCustodian:
     @contextmanager
     def _locked(self, *, exclusive: bool):
         try:
-            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(self._lock_file, os.O_RDWR | os.O_CREAT, 0o600)
         except FileNotFoundError:
             raise CustodyMissing(
-                f"custody file folder {self.path.parent} does not exist: the vault's client keys "
+                f"custody file folder {os.path.dirname(self._file)} does not exist: the vault's client keys "
                 "cannot be opened (set CVAULT_CUSTODY_FILE to where the custody file is)"
             ) from None
         except OSError as exc:
             if exclusive or exc.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
-                raise CustodyMissing(f"custody lock {self._lock_path}: {exc.strerror}") from None
+                raise CustodyMissing(f"custody lock {self._lock_file}: {exc.strerror}") from None
             fd = None  # read-only medium: readers go without the lock
         try:
             if fd is not None:
@@ -368,7 +385,7 @@ class LocalCustodian:
             if fd is not None:
                 os.close(fd)  # closing drops the flock
 
-    def _read(self, path: Path, *, missing_ok: bool = False) -> bytes | None:
+    def _read(self, path: Path | str, *, missing_ok: bool = False) -> bytes | None:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
@@ -398,14 +415,14 @@ class LocalCustodian:
 
     def _readable_content(self) -> bytes:
         """The current complete content: ``<file>``, or ``<file>.new`` after a crash mid-rewrite."""
-        data = self._read(self.path, missing_ok=True)
+        data = self._read(self._file, missing_ok=True)
         if data is not None:
             try:
                 _parse(data)
                 return self._check_vault(data)
             except ValueError:
                 pass
-        new = self._read(self._new, missing_ok=True)
+        new = self._read(self._new_file, missing_ok=True)
         if new is not None:
             try:
                 _parse(new)
@@ -413,7 +430,7 @@ class LocalCustodian:
             except ValueError:
                 pass
         if data is None:
-            self._read(self.path)  # raises CustodyMissing with the path
+            self._read(self._file)  # raises CustodyMissing with the path
         raise IntegrityFailure(f"integrity failure: {self.location} is damaged (its checksum does not match)")
 
     def _check_vault(self, data: bytes) -> bytes:

@@ -34,13 +34,17 @@ import json
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vault import crypto
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.custody.base import Custodian, CustodyDestroyed, CustodyRef, CustodyUnavailable, Destroyed
 from vault.errors import AccessDenied, ClientUnavailable, CryptoError, IntegrityFailure, InvalidInput
 from vault.keys import ClientKeys
+from vault.store import rowmac
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 ENV_CUSTODY_FILE = "CVAULT_CUSTODY_FILE"
 META_FORMAT = "custody_format"
@@ -61,6 +65,8 @@ def default_custody_file(vault_id: bytes, key_file: Path | str | None = None) ->
     """Next to the key file (``vault.key`` -> ``vault.custody``), else in the user config folder.
 
     ``CVAULT_CUSTODY_FILE`` overrides both."""
+    from pathlib import Path
+
     env = os.environ.get(ENV_CUSTODY_FILE)
     if env:
         return Path(env).expanduser()
@@ -86,7 +92,7 @@ class CustodyManager:
         self.ctx = ctx
         self.cache = cache  # vault.custody.cache.BoundedCache in service mode; per command otherwise
         self._local: dict[tuple[str, int, str], bytes] = {}  # this object's own (one command) cache
-        self.custody_file = Path(custody_file) if custody_file else None
+        self.custody_file = os.fspath(custody_file) if custody_file else None
         self.keyvault_options = dict(keyvault_options or {})
         self._custodians: dict[int, Custodian] = {}
         self._running = False  # this manager holds the runner lock (:meth:`runner`)
@@ -129,7 +135,7 @@ class CustodyManager:
             if retired is None:  # the operator may have moved the current file (a new host)
                 path = self.custody_file or os.environ.get(ENV_CUSTODY_FILE) or path
             found = LocalCustodian(
-                path, self.ctx.vault_id, vault_home=self.ctx.home.root, clock=self.ctx.clock
+                path, self.ctx.vault_id, vault_home=self.ctx.home.root_dir, clock=self.ctx.clock
             )
         else:
             found = self._keyvault(config)
@@ -472,7 +478,7 @@ class CustodyManager:
                 ),
             )
             rewrap_records(conn, client_id, name, old_key, new_keys)
-            conn.execute("UPDATE clients SET current_key_version = ? WHERE id = ?", (new_version, client_id))
+            rowmac.update(conn, "clients", "current_key_version = ?", (new_version,), "id = ?", (client_id,))
             conn.execute(
                 "DELETE FROM client_keys WHERE client_id = ? AND version < ?", (client_id, new_version)
             )
@@ -806,6 +812,8 @@ class CustodyService:
     def set_local(self, principal, file: str, progress: Progress | None = None) -> dict:
 
         self._host_only(principal)
+        from pathlib import Path
+
         path = Path(file).expanduser().resolve()
         env = os.environ.get(ENV_CUSTODY_FILE)
         if env and Path(env).expanduser().resolve() != path:

@@ -15,19 +15,21 @@ from vault.identity.facts import (
     UserRow,
     all_users,
     creation,
+    end_sessions,
     enrolled_admins,
     latest_reset,
     lineage,
     pending_request,
     single_operator,
     suspended,
+    user_by_id,
     user_roles,
     user_row,
 )
 from vault.identity.lockout import HOURLY_CAP, failures_in_last_hour, lock_state
 from vault.policy import Action
 from vault.principal import ROLES, Principal
-from vault.store.db import inserted_id
+from vault.store import rowmac
 
 
 class AdminMixin(FactorsMixin):
@@ -51,28 +53,17 @@ class AdminMixin(FactorsMixin):
             if user_row(conn, name) is not None:
                 raise InvalidInput(f"a user named {name!r} already exists")
             mode = self._add_mode(conn, roles, t)
-            user_id = inserted_id(
-                conn.execute(
-                    "INSERT INTO users (name, created_at, created_by) VALUES (?, ?, ?)",
-                    (name, t, principal.name),
-                )
-            )
-            conn.executemany(
-                "INSERT INTO user_roles (user_id, role, granted_at, granted_by) VALUES (?, ?, ?, ?)",
-                [(user_id, r, t, principal.name) for r in roles],
-            )
+            user_id = self._insert_user(conn, name, t, principal.name, roles)
             approved = mode != "two_person"
-            conn.execute(
-                "INSERT INTO account_requests (user_id, kind, requested_by, requested_at, approved_by,"
-                " approved_at, mode) VALUES (?, 'create', ?, ?, ?, ?, ?)",
-                (
-                    user_id,
-                    principal.name,
-                    t,
-                    principal.name if approved else None,
-                    t if approved else None,
-                    mode,
-                ),
+            self._insert_request(
+                conn,
+                user_id,
+                "create",
+                principal.name,
+                t,
+                mode,
+                approved_by=principal.name if approved else None,
+                approved_at=t if approved else None,
             )
             code = expires = None
             if approved:
@@ -99,6 +90,28 @@ class AdminMixin(FactorsMixin):
             state="enrollment pending",
             enrollment_code=code,
             enrollment_expires_at=rfc3339(from_epoch(expires or t)),
+        )
+
+    @staticmethod
+    def _insert_user(conn, name: str, t: int, by: str, roles) -> int:
+        """A new user row and its role rows, each MACed (vault.store.rowmac)."""
+        user_id = rowmac.insert(conn, "users", {"name": name, "created_at": t, "created_by": by})
+        if user_id is None:  # pragma: no cover - a plain INSERT inserts or raises
+            raise InvalidInput(f"a user named {name!r} already exists")
+        for role in roles:
+            rowmac.insert(
+                conn, "user_roles", {"user_id": user_id, "role": role, "granted_at": t, "granted_by": by}
+            )
+        return user_id
+
+    @staticmethod
+    def _insert_request(conn, user_id: int, kind: str, by: str, t: int, mode: str, **rest) -> None:
+        """The one ``INSERT INTO account_requests`` (MACed): ``rest`` are approved_by/_at,
+        confirmed_by/_at."""
+        rowmac.insert(
+            conn,
+            "account_requests",
+            {"user_id": user_id, "kind": kind, "requested_by": by, "requested_at": t, "mode": mode, **rest},
         )
 
     def _add_mode(self, conn, roles: list[str], t: int) -> str:
@@ -130,9 +143,13 @@ class AdminMixin(FactorsMixin):
                 refusal = f"{principal.name} requested this and cannot approve it: another admin must"
             else:
                 refusal = None
-                conn.execute(
-                    "UPDATE account_requests SET approved_by = ?, approved_at = ? WHERE id = ?",
-                    (principal.name, t, request.id),
+                rowmac.update(
+                    conn,
+                    "account_requests",
+                    "approved_by = ?, approved_at = ?",
+                    (principal.name, t),
+                    "id = ?",
+                    (request.id,),
                 )
                 if request.kind == "reset":
                     self._clear_factors(conn, user.id, t, password=True)
@@ -162,10 +179,10 @@ class AdminMixin(FactorsMixin):
         sets = "totp_sealed = NULL, totp_active = 0" + (
             ", password_hash = NULL, enrolled_at = NULL" if password else ""
         )
-        conn.execute(f"UPDATE users SET {sets} WHERE id = ?", (user_id,))  # noqa: S608 - constant SQL
+        rowmac.update(conn, "users", sets, (), "id = ?", (user_id,))
         conn.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user_id,))
         conn.execute("DELETE FROM enrollment WHERE user_id = ?", (user_id,))
-        conn.execute("UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL", (t, user_id))
+        end_sessions(conn, user_id, t)
 
     def bootstrap_admin(
         self, name: str, password: str, *, actor: str = "system:init", single_operator: bool = False
@@ -177,20 +194,17 @@ class AdminMixin(FactorsMixin):
         with self.ctx.db.write() as conn:
             if conn.execute("SELECT count(*) FROM users").fetchone()[0]:
                 raise InvalidInput("this vault already has users; an admin adds more with 'user add'")
-            user_id = inserted_id(
-                conn.execute(
-                    "INSERT INTO users (name, created_at, created_by) VALUES (?, ?, ?)", (name, t, actor)
-                )
-            )
             roles = ROLES if single_operator else ("admin",)
-            conn.executemany(
-                "INSERT INTO user_roles (user_id, role, granted_at, granted_by) VALUES (?, ?, ?, ?)",
-                [(user_id, r, t, actor) for r in roles],
-            )
-            conn.execute(
-                "INSERT INTO account_requests (user_id, kind, requested_by, requested_at, approved_by,"
-                " approved_at, mode) VALUES (?, 'create', ?, ?, ?, ?, ?)",
-                (user_id, actor, t, actor, t, "single_operator" if single_operator else "init"),
+            user_id = self._insert_user(conn, name, t, actor, roles)
+            self._insert_request(
+                conn,
+                user_id,
+                "create",
+                actor,
+                t,
+                "single_operator" if single_operator else "init",
+                approved_by=actor,
+                approved_at=t,
             )
         what = (
             f"single operator {name} created with every role"
@@ -307,20 +321,19 @@ class AdminMixin(FactorsMixin):
         return result
 
     def _other_admins(self, conn, user_id: int) -> int:
-        return conn.execute(
-            "SELECT count(*) FROM user_roles r JOIN users u ON u.id = r.user_id"
-            " WHERE r.role = 'admin' AND u.disabled = 0 AND u.id != ?",
-            (user_id,),
-        ).fetchone()[0]
+        """Enabled admins other than ``user_id`` (each row's MAC checked)."""
+        count = 0
+        for _, other, *_ in rowmac.select(conn, "user_roles", "role = 'admin' AND user_id != ?", (user_id,)):
+            user = user_by_id(conn, other)
+            count += user is not None and not user.disabled
+        return count
 
     def disable(self, principal: Principal, name: str) -> dict:
         def change(conn, user, t):
             if "admin" in user_roles(conn, user.id) and not self._other_admins(conn, user.id):
                 raise InvalidInput(f"refusing to disable {name}: the last active admin")
-            conn.execute("UPDATE users SET disabled = 1 WHERE id = ?", (user.id,))
-            conn.execute(
-                "UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL", (t, user.id)
-            )
+            rowmac.update(conn, "users", "disabled = 1", (), "id = ?", (user.id,))
+            end_sessions(conn, user.id, t)
             return {"name": name, "disabled": True}
 
         return self._admin_change(
@@ -329,7 +342,7 @@ class AdminMixin(FactorsMixin):
 
     def enable(self, principal: Principal, name: str) -> dict:
         def change(conn, user, t):
-            conn.execute("UPDATE users SET disabled = 0 WHERE id = ?", (user.id,))
+            rowmac.update(conn, "users", "disabled = 0", (), "id = ?", (user.id,))
             return {"name": name, "disabled": False}
 
         return self._admin_change(principal, Action.USER_ENABLE, name, change, f"user {name} enabled")
@@ -339,10 +352,11 @@ class AdminMixin(FactorsMixin):
             raise InvalidInput(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
 
         def change(conn, user, t):
-            conn.execute(
-                "INSERT OR IGNORE INTO user_roles (user_id, role, granted_at, granted_by)"
-                " VALUES (?, ?, ?, ?)",
-                (user.id, role, t, principal.name),
+            rowmac.insert(
+                conn,
+                "user_roles",
+                {"user_id": user.id, "role": role, "granted_at": t, "granted_by": principal.name},
+                or_ignore=True,
             )
             return {"name": name, "roles": sorted(user_roles(conn, user.id))}
 
@@ -371,7 +385,7 @@ class AdminMixin(FactorsMixin):
         """Clear the lock and the consecutive-failure count (the rolling-hour cap still applies)."""
 
         def change(conn, user, t):
-            conn.execute("UPDATE users SET failed_count = 0, locked_until = NULL WHERE id = ?", (user.id,))
+            rowmac.update(conn, "users", "failed_count = 0, locked_until = NULL", (), "id = ?", (user.id,))
             capped = failures_in_last_hour(conn, user.id, t) >= HOURLY_CAP
             return {"name": name, "unlocked": True, "hourly_cap_in_force": capped}
 
@@ -386,11 +400,16 @@ class AdminMixin(FactorsMixin):
             if user.password_hash is None:
                 raise InvalidInput(f"{name} has no password yet: a full reset ('user reset') is needed")
             self._clear_factors(conn, user.id, t, password=False)
-            conn.execute(
-                "INSERT INTO account_requests (user_id, kind, requested_by, requested_at, approved_by,"
-                " approved_at, mode, confirmed_by, confirmed_at)"
-                " VALUES (?, 'reset_totp', ?, ?, NULL, ?, ?, ?, ?)",
-                (user.id, principal.name, t, t, self._mode(conn), principal.name, t),
+            self._insert_request(
+                conn,
+                user.id,
+                "reset_totp",
+                principal.name,
+                t,
+                self._mode(conn),
+                approved_at=t,
+                confirmed_by=principal.name,
+                confirmed_at=t,
             )
             code, expires = self._issue_enrollment(conn, user.id, principal.name, t)
             return {
@@ -421,20 +440,21 @@ class AdminMixin(FactorsMixin):
             if pending_request(conn, user.id) is not None:
                 raise InvalidInput(f"{name} already has a request waiting for approval")
             alone = single_operator(conn)
-            conn.execute(
-                "INSERT INTO account_requests (user_id, kind, requested_by, requested_at, approved_by,"
-                " approved_at, mode, confirmed_by, confirmed_at) VALUES (?, 'reset', ?, ?, ?, ?, ?, ?, ?)",
-                (
+            if alone:
+                self._insert_request(
+                    conn,
                     user.id,
+                    "reset",
                     principal.name,
                     t,
-                    *(
-                        (principal.name, t, "single_operator", principal.name, t)
-                        if alone
-                        else (None, None, "two_person", None, None)
-                    ),
-                ),
-            )
+                    "single_operator",
+                    approved_by=principal.name,
+                    approved_at=t,
+                    confirmed_by=principal.name,
+                    confirmed_at=t,
+                )
+            else:
+                self._insert_request(conn, user.id, "reset", principal.name, t, "two_person")
             if not alone:
                 return {
                     "name": name,
@@ -465,9 +485,13 @@ class AdminMixin(FactorsMixin):
             if not suspended(conn, user.id):
                 raise InvalidInput(f"{name} is not suspended")
             row = latest_reset(conn, user.id)
-            conn.execute(
-                "UPDATE account_requests SET confirmed_by = ?, confirmed_at = ? WHERE id = ?",
-                (principal.name, t, row.id if row else None),
+            rowmac.update(
+                conn,
+                "account_requests",
+                "confirmed_by = ?, confirmed_at = ?",
+                (principal.name, t),
+                "id = ?",
+                (row.id if row else None,),
             )
             return {"name": name, "roles": sorted(user_roles(conn, user.id)), "suspended": False}
 
@@ -486,7 +510,7 @@ class AdminMixin(FactorsMixin):
         until = as_when(until, self.ctx.now(), self.ctx.zone)
 
         def change(conn, user, t):
-            conn.execute("UPDATE users SET training_valid_until = ? WHERE id = ?", (to_epoch(until), user.id))
+            rowmac.update(conn, "users", "training_valid_until = ?", (to_epoch(until),), "id = ?", (user.id,))
             return {"name": name, "training_valid_until": rfc3339(until)}
 
         return self._admin_change(

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from vault import crypto, names
 from vault.errors import AccessDenied, AuthenticationFailed, CryptoError, IntegrityFailure, InvalidInput
-from vault.identity.facts import UserRow, user_row
+from vault.identity.facts import UserRow, end_sessions, user_row
 from vault.identity.lockout import GENERIC_FAILURE, LockoutMixin
 from vault.policy import AuditEvent
+from vault.store import rowmac
 
 ENROLL_SECONDS = 24 * 3600
 MIN_PASSWORD = 12
@@ -267,20 +268,21 @@ class FactorsMixin(LockoutMixin):
                 ).rowcount
                 if not spent:
                     raise AuthenticationFailed(ENROLL_FAILURE)
-            conn.execute(
-                "UPDATE users SET password_hash = ?, totp_sealed = ?, totp_active = 0,"
-                " totp_last_step = NULL, enrolled_at = ?, failed_count = 0, locked_until = NULL"
-                " WHERE id = ?",
-                (phc, self._seal_totp(user.id, secret), t, user.id),
+            rowmac.update(
+                conn,
+                "users",
+                "password_hash = ?, totp_sealed = ?, totp_active = 0, totp_last_step = NULL,"
+                " enrolled_at = ?, failed_count = 0, locked_until = NULL",
+                (phc, self._seal_totp(user.id, secret), t),
+                "id = ?",
+                (user.id,),
             )
             conn.execute("DELETE FROM recovery_codes WHERE user_id = ?", (user.id,))
             conn.executemany(
                 "INSERT INTO recovery_codes (user_id, code_hash) VALUES (?, ?)",
                 [(user.id, codes.code_hash(key, "recovery", user.id, c)) for c in recovery],
             )
-            conn.execute(
-                "UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL", (t, user.id)
-            )
+            end_sessions(conn, user.id, t)
         self._audit(
             user.name,
             AuditEvent.AUTH_ENROLL,

@@ -7,18 +7,21 @@ On the ``secret get`` path: imports nothing heavy and nothing above the store la
 from __future__ import annotations
 
 from datetime import datetime
-from typing import NamedTuple
 
 from vault import policy
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.principal import Principal
+from vault.store import rowmac
 from vault.store.clients import ClientRow
+from vault.tuples import NamedTuple
 
 TOUCH_SECONDS = 60  # last_seen is rewritten at most once a minute (idle timeout precision)
 
+#: every read of a user row checks its MAC (vault.store.rowmac: id, name, disabled, lock, training,
+#: enrolled)
 USER_COLUMNS = (
     "id, name, password_hash, totp_sealed, totp_active, totp_last_step, failed_count,"
-    " locked_until, training_valid_until, disabled, created_at, enrolled_at"
+    " locked_until, training_valid_until, disabled, created_at, enrolled_at, mac"
 )
 
 
@@ -37,7 +40,9 @@ class UserRow(NamedTuple):
     enrolled_at: int | None
 
 
-def user_from_row(row) -> UserRow:
+def user_from_row(conn, row) -> UserRow:
+    """A row of ``SELECT USER_COLUMNS``, its MAC checked (RowTampered if it fails)."""
+    rowmac.check(conn, "users", (row[0], row[1], row[9], row[7], row[8], row[2] is None), row[12])
     return UserRow(
         row[0],
         row[1],
@@ -62,29 +67,37 @@ def minutes(seconds: int) -> str:
 
 def user_row(conn, name: str) -> UserRow | None:
     row = conn.execute(f"SELECT {USER_COLUMNS} FROM users WHERE name = ?", (name,)).fetchone()  # noqa: S608 - a constant column list; values are bound
-    return user_from_row(row) if row else None
+    return user_from_row(conn, row) if row else None
+
+
+def user_by_id(conn, user_id: int) -> UserRow | None:
+    row = conn.execute(f"SELECT {USER_COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone()  # noqa: S608 - a constant column list; values are bound
+    return user_from_row(conn, row) if row else None
 
 
 def user_roles(conn, user_id: int) -> frozenset[str]:
-    return frozenset(r[0] for r in conn.execute("SELECT role FROM user_roles WHERE user_id = ?", (user_id,)))
+    """The user's roles, each row's MAC checked."""
+    return frozenset(r[2] for r in rowmac.select(conn, "user_roles", "user_id = ?", (user_id,)))
 
 
 def session_state(
     conn, settings: dict, session_id: str | None, user_id: int, now: datetime
 ) -> tuple[bool, str, datetime | None, bool]:
-    """(valid, reason if not, step-up time, last_seen needs a refresh)."""
+    """(valid, reason if not, step-up time, last_seen needs a refresh). The row's MAC is checked
+    (RowTampered: a row forged, edited or moved to another user), and its times are bounded by
+    now: a session that claims to start, be used or be stepped up later than now is refused."""
     if not session_id:
         return False, "no session: log in first", None, False
-    row = conn.execute(
-        "SELECT user_id, created_at, last_seen, stepup_at, ended_at FROM sessions WHERE token_hash = ?",
-        (session_id,),
-    ).fetchone()
-    if row is None or row[0] != user_id:
+    rows = rowmac.select(conn, "sessions", "token_hash = ?", (session_id,))
+    if not rows or rows[0][2] != user_id:
         return False, "no such session: log in again", None, False
-    _, created, last_seen, stepup, ended = row
+    _, _, _, created, last_seen, stepup, ended, _ = rows[0]
     t = to_epoch(now)
     if ended is not None:
         return False, "session ended: log in again", None, False
+    if created > t or (stepup is not None and stepup > t):
+        return False, "session times are later than now (clock moved back?): log in again", None, False
+    last_seen = min(last_seen, t)  # used "later than now" (the clock moved back) counts as now
     absolute, idle = int(settings["session_absolute_seconds"]), int(settings["session_idle_seconds"])
     if t >= created + absolute:
         return False, f"session expired ({minutes(absolute)} limit): log in again", None, False
@@ -123,16 +136,17 @@ def assignment_state(
     "ended" so that a refusal says so (and the audit report can count reads after the end)."""
     if user_id is None:
         return False, None, False, None
-    rows = conn.execute(
-        "SELECT created_at, created_by, ends_at, ended_at, ended_by FROM assignments"
-        " WHERE client_id = ? AND user_id = ? ORDER BY id DESC",
-        (client_id, user_id),
-    ).fetchall()
+    rows = [
+        (r[4], r[5], r[6], r[7])
+        for r in rowmac.select(
+            conn, "assignments", "client_id = ? AND user_id = ?", (client_id, user_id), order="id DESC"
+        )
+    ]
     if not rows:
         return False, None, False, None
     open_rows = [r for r in rows if r[3] is None]
     row = open_rows[0] if open_rows else rows[0]
-    created, by, ends_at, ended_at, ended_by = row
+    created, by, ends_at, ended_at = row
     ends = from_epoch(ends_at) if ends_at is not None else None
     ended = ended_at is not None or (ends is not None and now >= ends)
     view = {
@@ -242,10 +256,26 @@ def team_reaches(conn, team_id: int) -> tuple[policy.Reach, ...]:
 
 def touch_session(db, session_id: str, now: datetime) -> None:
     with db.write() as conn:
-        conn.execute(
-            "UPDATE sessions SET last_seen = max(last_seen, ?) WHERE token_hash = ? AND ended_at IS NULL",
-            (to_epoch(now), session_id),
+        rowmac.update(
+            conn,
+            "sessions",
+            "last_seen = max(last_seen, ?)",
+            (to_epoch(now),),
+            "token_hash = ? AND ended_at IS NULL",
+            (session_id,),
         )
+
+
+def end_sessions(conn, user_id: int, at: int, *, keep: str = "") -> int:
+    """End every live session of the user (but ``keep``); returns how many."""
+    return rowmac.update(
+        conn,
+        "sessions",
+        "ended_at = ?",
+        (at,),
+        "user_id = ? AND ended_at IS NULL AND token_hash != ?",
+        (user_id, keep),
+    )
 
 
 def visible_client_ids(ctx, principal: Principal) -> set[str] | None:
@@ -261,9 +291,10 @@ def visible_client_ids(ctx, principal: Principal) -> set[str] | None:
             return set()
         if policy.sees_all_clients(user_roles(conn, user.id)):
             return None
-        rows = conn.execute(
-            "SELECT client_id, ends_at FROM assignments WHERE user_id = ? AND ended_at IS NULL", (user.id,)
-        ).fetchall()
+        rows = [
+            (r[2], r[6])
+            for r in rowmac.select(conn, "assignments", "user_id = ? AND ended_at IS NULL", (user.id,))
+        ]
         through_teams = team_client_ids(conn, user.id, now)
     t = to_epoch(now)
     return {cid for cid, ends in rows if ends is None or t < ends} | through_teams
@@ -304,11 +335,11 @@ def users_for_client(conn, client_id: str) -> list[UserRow]:
         "  WHERE a.client_id = ?) ORDER BY name",
         (client_id, client_id),
     ).fetchall()
-    return [user_from_row(r) for r in rows]
+    return [user_from_row(conn, r) for r in rows]
 
 
 def all_users(conn) -> list[UserRow]:
-    return [user_from_row(r) for r in conn.execute(f"SELECT {USER_COLUMNS} FROM users ORDER BY name")]  # noqa: S608 - a constant column list; no input in the SQL
+    return [user_from_row(conn, r) for r in conn.execute(f"SELECT {USER_COLUMNS} FROM users ORDER BY name")]  # noqa: S608 - a constant column list; no input in the SQL
 
 
 # --- separation of duties (0006_separation.sql; docs/identity.md "Separation of duties") -------------
@@ -339,19 +370,24 @@ class AccountRequest(NamedTuple):
 
 
 def single_operator(conn) -> bool:
-    """Whether the vault was made with ``init --single-operator`` (two-person rules off)."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'single_operator'").fetchone()
-    return bool(row) and str(row[0]) == "1"
+    """Whether the vault was made with ``init --single-operator`` (two-person rules off); the
+    row's MAC is checked (a row inserted by a file writer would turn the two-person rules off)."""
+    value = rowmac.meta_value(conn, "single_operator")
+    return value is not None and str(value) == "1"
 
 
 def latest_request(conn, user_id: int, kinds: tuple[str, ...]) -> AccountRequest | None:
     marks = ", ".join("?" for _ in kinds)
     row = conn.execute(
-        f"SELECT {REQUEST_COLUMNS} FROM account_requests WHERE user_id = ? AND kind IN ({marks})"  # noqa: S608 - constant columns and placeholders; values are bound
-        " ORDER BY id DESC LIMIT 1",
+        f"SELECT {REQUEST_COLUMNS}, user_id, mac FROM account_requests WHERE user_id = ?"  # noqa: S608 - constant columns and placeholders; values are bound
+        f" AND kind IN ({marks}) ORDER BY id DESC LIMIT 1",
         (user_id, *kinds),
     ).fetchone()
-    return AccountRequest(*row) if row else None
+    if row is None:
+        return None
+    request = AccountRequest(*row[:9])
+    rowmac.check(conn, "account_requests", (request.id, row[9], *request[1:]), row[10])
+    return request
 
 
 def creation(conn, user_id: int) -> AccountRequest | None:
@@ -388,7 +424,11 @@ def suspended(conn, user_id: int) -> bool:
 
 
 def enrolled_admins(conn) -> int:
-    return conn.execute(
-        "SELECT count(*) FROM users u JOIN user_roles r ON r.user_id = u.id"
-        " WHERE r.role = 'admin' AND u.disabled = 0 AND u.password_hash IS NOT NULL"
-    ).fetchone()[0]
+    """Enabled, enrolled admins (fewer than two: bootstrap mode), every row it counts authentic."""
+    admins = {r[1] for r in rowmac.select(conn, "user_roles", "role = 'admin'")}
+    count = 0
+    for user_id in admins:
+        user = user_by_id(conn, user_id)
+        if user is not None:
+            count += not user.disabled and user.password_hash is not None
+    return count

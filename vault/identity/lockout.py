@@ -16,6 +16,7 @@ from vault.clock import to_epoch
 from vault.errors import AuthenticationFailed, NotFound, VaultLocked
 from vault.identity.facts import UserRow, minutes, user_row
 from vault.policy import Action, AuditEvent
+from vault.store import rowmac
 
 LOCK_AFTER = 5
 LOCK_BASE_SECONDS = 5 * 60
@@ -86,7 +87,7 @@ def record_failure(conn, user_id: int, t: int, kind: str) -> tuple[int, str | No
         if cap > (until or 0):
             until = cap
             why = f"locked for {minutes(cap - t)}: {hourly} failures in the last hour"
-    conn.execute("UPDATE users SET failed_count = ?, locked_until = ? WHERE id = ?", (count, until, user_id))
+    rowmac.update(conn, "users", "failed_count = ?, locked_until = ?", (count, until), "id = ?", (user_id,))
     return count, why
 
 
@@ -146,4 +147,4 @@ class LockoutMixin:
             self._audit(user.name, AuditEvent.AUTH_LOCKOUT, "deny", why, origin)
 
     def _succeed(self, conn, user_id: int) -> None:
-        conn.execute("UPDATE users SET failed_count = 0, locked_until = NULL WHERE id = ?", (user_id,))
+        rowmac.update(conn, "users", "failed_count = 0, locked_until = NULL", (), "id = ?", (user_id,))

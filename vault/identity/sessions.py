@@ -1,23 +1,36 @@
 """Sessions (docs/identity.md, "Sessions"): login, resume, step-up, logout, whoami, passwd.
 
-A session token is 256 random bits (``cvs1_`` prefix), only its SHA-256 stored; sessions last 8 h
-at most and end after 30 min without use (settings).
+A session token is 256 random bits (``cvs1_`` prefix). The row is found by the token's SHA-256
+(``token_hash``, the session id) and holds ``token_mac``, an HMAC of the token and the user id
+under the ``session`` purpose key, checked whenever the token is shown (``resume``); the row's own
+MAC (vault.store.rowmac) covers the id, the user, every time and the token MAC, so a row inserted,
+edited or moved to another user by someone who can write the file is refused (issue 12).
+Sessions last 8 h at most and end after 30 min without use (settings).
 """
 
 from __future__ import annotations
 
 import base64
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 from vault import crypto
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.errors import AccessDenied, AuthenticationFailed, InvalidInput, VaultLocked
 from vault.identity.factors import FactorsMixin, check_password_rules
-from vault.identity.facts import minutes, session_state, touch_session, user_roles, user_row
+from vault.identity.facts import (
+    end_sessions,
+    minutes,
+    session_state,
+    touch_session,
+    user_by_id,
+    user_roles,
+    user_row,
+)
 from vault.identity.lockout import GENERIC_FAILURE, HOURLY_CAP, failures_in_last_hour, record_failure
 from vault.policy import AuditEvent
 from vault.principal import Principal
+from vault.store import rowmac
+from vault.tuples import NamedTuple
 
 #: wrong step-up codes one session may try per window (issue 11: the check and the count are one
 #: write transaction)
@@ -34,6 +47,28 @@ def token_hash(token: str) -> str:
 
 def new_token() -> str:
     return TOKEN_PREFIX + base64.urlsafe_b64encode(crypto.random_bytes(32)).decode().rstrip("=")
+
+
+def insert_session(
+    conn, keyring, token: str, user_id: int, at: int, *, stepup_at: int | None, origin: str
+) -> str:
+    """The one ``INSERT INTO sessions``: the token's hash (the session id), its keyed MAC binding
+    the user, and the row's MAC. Returns the session id."""
+    digest = token_hash(token)
+    rowmac.insert(
+        conn,
+        "sessions",
+        {
+            "token_hash": digest,
+            "user_id": user_id,
+            "created_at": at,
+            "last_seen": at,
+            "stepup_at": stepup_at,
+            "origin": origin,
+            "token_mac": keyring.session_token_mac(token, user_id),
+        },
+    )
+    return digest
 
 
 class LoginResult(NamedTuple):
@@ -89,11 +124,7 @@ class SessionsMixin(FactorsMixin):
             self._succeed(conn, user.id)
             if recovery_code is None:
                 conn.execute("UPDATE users SET totp_active = 1 WHERE id = ?", (user.id,))
-            conn.execute(
-                "INSERT INTO sessions (token_hash, user_id, created_at, last_seen, stepup_at,"
-                " origin) VALUES (?, ?, ?, ?, ?, ?)",
-                (digest, user.id, t, t, t, origin),
-            )
+            insert_session(conn, self.ctx.keyring, token, user.id, t, stepup_at=t, origin=origin)
             roles = user_roles(conn, user.id)
         activated = "" if user.totp_active or recovery_code is not None else "; TOTP factor activated"
         self._audit(user.name, AuditEvent.AUTH_LOGIN, "ok", f"{factor}{activated}", origin)
@@ -114,22 +145,41 @@ class SessionsMixin(FactorsMixin):
         if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             raise AuthenticationFailed("not logged in: run cvault login NAME")
         digest = token_hash(token)
+        try:
+            return self._resume(token, digest, origin)
+        except rowmac.RowTampered as exc:
+            self.ctx.integrity_alarm(None, exc, AuditEvent.AUTH_SESSION.value)
+            raise
+
+    def _resume(self, token: str, digest: str, origin: str) -> Principal:
         now, t = self._now()
         with self.ctx.db.read() as conn:
-            row = conn.execute(
-                "SELECT u.name, u.id, s.created_at, s.stepup_at FROM sessions s"
-                " JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?",
-                (digest,),
-            ).fetchone()
-            if row is None:
+            rows = rowmac.select(conn, "sessions", "token_hash = ?", (digest,))
+            if not rows:
                 raise AuthenticationFailed("not logged in (unknown session): run cvault login NAME")
-            name, user_id, created, stepup = row
+            _, _, user_id, created, _, stepup, ended, token_mac = rows[0]
+            if token_mac is None and ended is not None:
+                # a session from before keyed token MACs, ended by the upgrade (rowmac.backfill)
+                raise AuthenticationFailed("session ended: run cvault login NAME")
+            if not isinstance(token_mac, bytes) or not crypto.constant_time_equal(
+                token_mac, self.ctx.keyring.session_token_mac(token, user_id)
+            ):
+                # an authentic row whose token MAC does not match the token shown: a row built
+                # for another token (the MAC covers user and token: cannot happen by accident)
+                raise rowmac.RowTampered(
+                    "integrity failure: a sessions row does not match its token (edited outside"
+                    " cvault?); run cvault doctor"
+                )
+            user = user_by_id(conn, user_id)  # the user row's MAC checked too
+            if user is None:
+                raise AuthenticationFailed("not logged in (unknown session): run cvault login NAME")
+            name = user.name
             valid, reason, _, touch = session_state(conn, self.ctx.settings, digest, user_id, now)
             roles = user_roles(conn, user_id)
         if not valid:
             if "ended" not in reason:
                 with self.ctx.db.write() as conn:
-                    conn.execute("UPDATE sessions SET ended_at = ? WHERE token_hash = ?", (t, digest))
+                    rowmac.update(conn, "sessions", "ended_at = ?", (t,), "token_hash = ?", (digest,))
                 self._audit(name, AuditEvent.AUTH_SESSION, "deny", reason.split(":")[0], origin)
             raise AuthenticationFailed(f"{reason.split(':')[0]}: run cvault login {name}")
         if touch:
@@ -197,11 +247,14 @@ class SessionsMixin(FactorsMixin):
                     reason = "TOTP code replayed" if replayed else "wrong or malformed TOTP code"
                 if ok:
                     self._succeed(conn, user.id)
-                    done = conn.execute(
-                        "UPDATE sessions SET stepup_at = ?, last_seen = max(last_seen, ?)"
-                        " WHERE token_hash = ? AND user_id = ? AND ended_at IS NULL",
-                        (t, t, principal.session_id, user.id),
-                    ).rowcount
+                    done = rowmac.update(
+                        conn,
+                        "sessions",
+                        "stepup_at = ?, last_seen = max(last_seen, ?)",
+                        (t, t),
+                        "token_hash = ? AND user_id = ? AND ended_at IS NULL",
+                        (principal.session_id, user.id),
+                    )
                     outcome = "ok" if done else "ended"
                 else:
                     count, why = record_failure(conn, user.id, t, kind)
@@ -245,9 +298,13 @@ class SessionsMixin(FactorsMixin):
     def logout(self, principal: Principal) -> None:
         _, t = self._now()
         with self.ctx.db.write() as conn:
-            conn.execute(
-                "UPDATE sessions SET ended_at = ? WHERE token_hash = ? AND ended_at IS NULL",
-                (t, principal.session_id),
+            rowmac.update(
+                conn,
+                "sessions",
+                "ended_at = ?",
+                (t,),
+                "token_hash = ? AND ended_at IS NULL",
+                (principal.session_id,),
             )
         self._audit(principal.name, AuditEvent.AUTH_LOGOUT, "ok", "session ended", principal.origin)
 
@@ -258,10 +315,7 @@ class SessionsMixin(FactorsMixin):
             raise AuthenticationFailed("not logged in: run cvault login NAME")
         _, t = self._now()
         with self.ctx.db.write() as conn:
-            ended = conn.execute(
-                "UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL",
-                (t, principal.user_id),
-            ).rowcount
+            ended = end_sessions(conn, principal.user_id, t)
         self._audit(
             principal.name,
             AuditEvent.AUTH_LOGOUT,
@@ -276,12 +330,9 @@ class SessionsMixin(FactorsMixin):
         s = self.ctx.settings
         with self.ctx.db.read() as conn:
             user = self._require_user(conn, principal.name)
-            row = conn.execute(
-                "SELECT created_at, last_seen, stepup_at FROM sessions WHERE token_hash = ?",
-                (principal.session_id,),
-            ).fetchone()
+            rows = rowmac.select(conn, "sessions", "token_hash = ?", (principal.session_id or "",))
             roles = user_roles(conn, user.id)
-        created, last_seen, stepup = row if row else (to_epoch(now), to_epoch(now), None)
+        created, last_seen, stepup = rows[0][3:6] if rows else (to_epoch(now), to_epoch(now), None)
         absolute = created + int(s["session_absolute_seconds"])
         idle = last_seen + int(s["session_idle_seconds"])
         return {
@@ -315,10 +366,7 @@ class SessionsMixin(FactorsMixin):
         with self.ctx.db.write() as conn:
             self._succeed(conn, user.id)
             conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (phc, user.id))
-            conn.execute(
-                "UPDATE sessions SET ended_at = ? WHERE user_id = ? AND ended_at IS NULL AND token_hash != ?",
-                (t, user.id, principal.session_id or ""),
-            )
+            end_sessions(conn, user.id, t, keep=principal.session_id or "")
         self._audit(
             user.name,
             AuditEvent.AUTH_PASSWD,

@@ -18,7 +18,9 @@ table :data:`FIELDS` drives
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
+
+from vault.tuples import NamedTuple
 
 
 class Field:

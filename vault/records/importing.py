@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from vault import crypto
 from vault.clock import to_epoch
@@ -42,6 +42,7 @@ from vault.errors import InvalidInput, NotFound
 from vault.policy import Action
 from vault.principal import Principal
 from vault.store import records as store
+from vault.tuples import NamedTuple
 
 if TYPE_CHECKING:
     from vault.importers import ImportedRecord

@@ -13,10 +13,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 from vault.errors import InvalidInput
+from vault.tuples import NamedTuple
 
 MIN_SECRET_BYTES = 10  # 80 bits
 _BASE32 = re.compile(r"^[A-Z2-7]+=*$")

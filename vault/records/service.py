@@ -16,8 +16,7 @@ import builtins
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from vault import blob as blobfmt
 from vault import crypto, names
@@ -39,6 +38,11 @@ from vault.store import outbox
 from vault.store import records as store
 from vault.store.clients import ClientRow
 from vault.store.records import VersionRow, version_row
+from vault.store.rowmac import RowTampered
+from vault.tuples import NamedTuple
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 Progress = Callable[[int, int], None]
 MAX_VERSION = 2**31
@@ -549,7 +553,11 @@ class SecretService:
             wanted = current if version is None else version
             return client, keys, record_id, meta, wanted, store.version(conn, record_id, wanted)
 
-        client, keys, record_id, meta, wanted, row = self.ctx.read_client(client.name, read)
+        try:
+            client, keys, record_id, meta, wanted, row = self.ctx.read_client(client.name, read)
+        except RowTampered as exc:
+            self.ctx.integrity_alarm(principal, exc, Action.SECRET_GET.value)
+            raise
         if row is None:
             raise NotFound(
                 f"no version {wanted} of {client.name}/{path} (kept: the last "
@@ -573,7 +581,11 @@ class SecretService:
             record_id, meta, current = self._require(conn, client, keys, path)
             return client, keys, record_id, meta, current, store.version(conn, record_id, current)
 
-        client, keys, record_id, meta, current, row = self.ctx.read_client(client.name, read)
+        try:
+            client, keys, record_id, meta, current, row = self.ctx.read_client(client.name, read)
+        except RowTampered as exc:
+            self.ctx.integrity_alarm(principal, exc, Action.SECRET_GET.value)
+            raise
         if row is None or row[0] is None:
             raise NotFound(f"{client.name}/{path} was deleted (version {current})")
         record = self.open_version(client, keys, record_id, path, meta["kind"], current, row)

@@ -28,8 +28,11 @@ class BodyTooLarge(Exception):
 class BodyLimit:
     """Pure ASGI middleware: refuse bodies over ``limit`` bytes with 413.
 
-    A declared Content-Length over the limit is refused before anything is read; a chunked body
-    is counted as it arrives and :class:`BodyTooLarge` raised (the app turns it into a 413)."""
+    A declared Content-Length over the limit is refused without passing anything on: the body is
+    read and dropped first when it is at most :data:`DRAIN_BYTES` over (closing a connection with
+    unread data resets it, and a client still writing would never read the 413), not read at all
+    when the client waits for ``100 Continue`` or declares more. A chunked body is counted as it
+    arrives and :class:`BodyTooLarge` raised (the app turns it into a 413)."""
 
     def __init__(self, app, limit: int):
         self.app = app
@@ -39,15 +42,28 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        expects_continue = False
+        declared = None
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = -1
-                if declared > self.limit or declared < 0:
-                    await _refuse(send, self.limit if declared > self.limit else None)
-                    return
+            elif name == b"expect" and value.lower() == b"100-continue":
+                expects_continue = True
+        if declared is not None and (declared > self.limit or declared < 0):
+            if declared < 0:
+                await _refuse(send, None)
+                return
+            if not expects_continue and declared <= self.limit + DRAIN_BYTES:
+                # the client is sending the body now: read (and drop) it first, so the 413 is
+                # what it reads, not a connection reset while it is still writing
+                message = await receive()
+                while message["type"] == "http.request" and message.get("more_body"):
+                    message = await receive()
+            await _refuse(send, self.limit)
+            return
         seen = 0
         limit = self.limit
 

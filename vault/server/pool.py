@@ -182,6 +182,11 @@ class VaultPool:
         root = self._root
         if root is not None and not vault.unsealed:
             vault.ctx.keyring.load_root(root)
+            try:
+                vault.ctx.ensure_row_macs()  # the marker and the settings it reads are authentic
+            except BaseException:
+                vault.close()
+                raise
         try:
             yield vault
         finally:

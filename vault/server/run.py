@@ -67,6 +67,7 @@ def serve(
     import uvicorn  # heavy: only here
 
     from vault.server.app import create_app
+    from vault.server.http import JsonErrorH11Protocol
     from vault.server.pool import VaultPool
 
     logging.basicConfig(
@@ -94,6 +95,7 @@ def serve(
         proxy_headers=False,
         timeout_keep_alive=30,
         lifespan="on",
+        http=JsonErrorH11Protocol,  # malformed requests answered in the API's error shape
     )
     try:
         uvicorn.Server(config).run()

@@ -31,6 +31,7 @@ from vault.principal import Principal
 from vault.sla import certificate as certfmt
 from vault.sla.shred import Shredder, ShredIncomplete, load_job
 from vault.store import clients as store_clients
+from vault.store import rowmac
 from vault.store.clients import ClientRow
 from vault.store.outbox import shred_deletes_pending
 
@@ -168,9 +169,13 @@ class SlaService:
                 # an approved early shred set grace to 0: give the client its grace period back
                 grace = request[7] if request is not None and request[7] is not None else client.grace_days
                 grace = max(grace, floor)
-            conn.execute(
-                "UPDATE clients SET sla_end = ?, grace_days = ?, sla_set_by = ?, sla_set_at = ? WHERE id = ?",
-                (to_epoch(until), grace, principal.name, to_epoch(now), client.id),
+            rowmac.update(
+                conn,
+                "clients",
+                "sla_end = ?, grace_days = ?, sla_set_by = ?, sla_set_at = ?",
+                (to_epoch(until), grace, principal.name, to_epoch(now)),
+                "id = ?",
+                (client.id,),
             )
             if request is not None:
                 conn.execute(
@@ -205,16 +210,13 @@ class SlaService:
                 )
             # the grace period then runs in full: never below the vault's minimum, so that one
             # person cannot end an SLA and shred at once (issue 11, "instant shred")
-            conn.execute(
-                "UPDATE clients SET sla_end = ?, grace_days = max(grace_days, ?), sla_set_by = ?,"
-                " sla_set_at = ? WHERE id = ?",
-                (
-                    to_epoch(now),
-                    floor,
-                    principal.name,
-                    to_epoch(now),
-                    client.id,
-                ),
+            rowmac.update(
+                conn,
+                "clients",
+                "sla_end = ?, grace_days = max(grace_days, ?), sla_set_by = ?, sla_set_at = ?",
+                (to_epoch(now), floor, principal.name, to_epoch(now)),
+                "id = ?",
+                (client.id,),
             )
         self.ctx.record_outcome(
             principal,
@@ -289,10 +291,13 @@ class SlaService:
                     " orig_sla_end = ?, orig_grace_days = ? WHERE id = ?",
                     (principal.name, to_epoch(now), to_epoch(client.sla_end), client.grace_days, request[0]),
                 )
-                conn.execute(
-                    "UPDATE clients SET sla_end = min(sla_end, ?), grace_days = 0, sla_set_by = ?,"
-                    " sla_set_at = ? WHERE id = ?",
-                    (to_epoch(now), principal.name, to_epoch(now), client.id),
+                rowmac.update(
+                    conn,
+                    "clients",
+                    "sla_end = min(sla_end, ?), grace_days = 0, sla_set_by = ?, sla_set_at = ?",
+                    (to_epoch(now), principal.name, to_epoch(now)),
+                    "id = ?",
+                    (client.id,),
                 )
         if denied:
             message = f"two-person rule: {why_not}"

@@ -46,7 +46,7 @@ from vault.policy import AuditEvent
 from vault.principal import Principal
 from vault.sla import certificate as certfmt
 from vault.store import clients as client_store
-from vault.store import outbox
+from vault.store import outbox, rowmac
 from vault.store import records as record_store
 from vault.store.clients import ClientRow
 
@@ -226,7 +226,7 @@ class Shredder:
                 " WHERE r.client_id = ? AND v.blob_name IS NOT NULL",
                 (client_id, client_id),
             )
-            conn.execute("UPDATE clients SET shred_state = 'shredding' WHERE id = ?", (client_id,))
+            rowmac.update(conn, "clients", "shred_state = 'shredding'", (), "id = ?", (client_id,))
             if request:
                 conn.execute("UPDATE shred_requests SET executed_at = ? WHERE id = ?", (now, request[0]))
             return load_job(conn, client_id)
@@ -506,7 +506,7 @@ class Shredder:
                 " issued_at) VALUES (?, ?, ?, ?, ?)",
                 (job.client_id, text, signature, certfmt.digest(text), to_epoch(now)),
             )
-            conn.execute("UPDATE clients SET shred_state = 'shredded' WHERE id = ?", (job.client_id,))
+            rowmac.update(conn, "clients", "shred_state = 'shredded'", (), "id = ?", (job.client_id,))
             self._advance(conn, job, "certified")
 
     def _audit_head(self) -> dict:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 from vault.clock import from_epoch
+from vault.store import rowmac
+from vault.tuples import NamedTuple
 
-CLIENT_COLUMNS = "id, name, sla_end, grace_days, current_key_version, shred_state, created_at"
+#: every read of a client row checks its MAC (vault.store.rowmac: id, name, SLA end, grace, key
+#: version, shred state)
+CLIENT_COLUMNS = "id, name, sla_end, grace_days, current_key_version, shred_state, created_at, mac"
 
 
 class ClientRow(NamedTuple):
@@ -38,18 +41,20 @@ class ClientRow(NamedTuple):
         return "shred_pending"
 
 
-def client_from_row(row: tuple) -> ClientRow:
+def client_from_row(conn: sqlite3.Connection, row: tuple) -> ClientRow:
+    """A row of ``SELECT CLIENT_COLUMNS``, its MAC checked (RowTampered if it fails)."""
+    rowmac.check(conn, "clients", row[:6], row[7])
     return ClientRow(row[0], row[1], from_epoch(row[2]), row[3], row[4], row[5], from_epoch(row[6]))
 
 
 def by_name(conn: sqlite3.Connection, name: str) -> ClientRow | None:
     row = conn.execute(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE name = ?", (name,)).fetchone()  # noqa: S608 - a constant column list; values are bound
-    return client_from_row(row) if row else None
+    return client_from_row(conn, row) if row else None
 
 
 def by_id(conn: sqlite3.Connection, client_id: str) -> ClientRow | None:
     row = conn.execute(f"SELECT {CLIENT_COLUMNS} FROM clients WHERE id = ?", (client_id,)).fetchone()  # noqa: S608 - a constant column list; values are bound
-    return client_from_row(row) if row else None
+    return client_from_row(conn, row) if row else None
 
 
 def all_clients(conn: sqlite3.Connection, where: str = "", params: tuple = ()) -> list[ClientRow]:
@@ -57,7 +62,7 @@ def all_clients(conn: sqlite3.Connection, where: str = "", params: tuple = ()) -
     sql = f"SELECT {CLIENT_COLUMNS} FROM clients"  # noqa: S608 - constant columns; callers pass a constant condition, values in params
     if where:
         sql += f" WHERE {where}"
-    return [client_from_row(r) for r in conn.execute(sql + " ORDER BY name", params)]
+    return [client_from_row(conn, r) for r in conn.execute(sql + " ORDER BY name", params)]
 
 
 def key_state(conn: sqlite3.Connection, client_id: str) -> tuple | None:

@@ -30,11 +30,9 @@ import os
 import re
 import sqlite3
 import threading
-import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from vault.errors import (
     BackendError,
@@ -47,7 +45,11 @@ from vault.errors import (
 )
 from vault.store.clients import key_state
 
-MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+if TYPE_CHECKING:
+    from pathlib import Path
+
+#: (a string: opening a vault for ``secret get`` never loads pathlib, docs/performance.md)
+MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), "migrations")
 BUSY_TIMEOUT_MS = 30_000
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 #: a read is tried at most this often when key rotations keep overtaking its snapshot
@@ -69,12 +71,17 @@ class SchemaError(VaultError):
     code = "integrity_failure"
 
 
-def migrations() -> list[tuple[int, Path]]:
+def migration_numbers() -> set[int]:
+    """The numbers of the migrations this cvault knows (``migrations()`` without their files)."""
+    return {n for n, _ in _migration_names()}
+
+
+def _migration_names() -> list[tuple[int, str]]:
     found = []
-    for path in MIGRATIONS_DIR.iterdir():
-        m = _MIGRATION_NAME.match(path.name)
+    for name in os.listdir(MIGRATIONS_DIR):
+        m = _MIGRATION_NAME.match(name)
         if m:
-            found.append((int(m.group(1)), path))
+            found.append((int(m.group(1)), name))
     found.sort()
     numbers = [n for n, _ in found]
     # numbers are reserved per issue (docs/architecture.md): gaps are allowed and numbers land in
@@ -82,6 +89,12 @@ def migrations() -> list[tuple[int, Path]]:
     if len(set(numbers)) != len(numbers) or (numbers and numbers[0] != 1):
         raise RuntimeError(f"migration numbers must be unique and start at 1, got {numbers}")
     return found
+
+
+def migrations() -> list[tuple[int, Path]]:
+    from pathlib import Path
+
+    return [(n, Path(MIGRATIONS_DIR) / name) for n, name in _migration_names()]
 
 
 def inserted_id(cursor: sqlite3.Cursor) -> int:
@@ -96,28 +109,38 @@ def latest_schema_version() -> int:
     return known[-1][0] if known else 0
 
 
+class VaultConnection(sqlite3.Connection):
+    """A vault's SQLite connection. ``keyring``: the vault's keyring (set by ``VaultContext``),
+    which the row MACs of the rows it reads and writes are checked and made with
+    (``vault.store.rowmac``); None on a connection that opens no vault's rows."""
+
+    keyring: Any = None
+
+
 class Database:
     """One SQLite connection. ``write_lock``: a lock every :meth:`write` takes before SQLite's own
     (the service shares one among its pooled connections: ``vault.server.pool``)."""
 
     def __init__(self, path: Path | str, *, create: bool = False, write_lock: threading.RLock | None = None):
-        self.path = Path(path)
+        #: the database file (``path`` gives it as a Path)
+        self.file = os.fspath(path)
         self.write_lock = write_lock
-        if not create and not self.path.exists():
-            raise FileNotFoundError(self.path)
-        if create and not self.path.exists():
+        if not create and not os.path.exists(self.file):
+            raise FileNotFoundError(self.file)
+        if create and not os.path.exists(self.file):
             # create the file 0600 before SQLite does, so -wal and -shm inherit the mode
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            fd = os.open(self.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
             os.close(fd)
         #: the vault is on read-only storage (a mounted backup, a snapshot): opened for reading only
-        self.read_only = not create and on_read_only_storage(self.path)
+        self.read_only = not create and on_read_only_storage(self.file)
         try:
-            self.conn = sqlite3.connect(
-                self._read_only_uri() if self.read_only else self.path,
+            self.conn: VaultConnection = sqlite3.connect(
+                self._read_only_uri() if self.read_only else self.file,
                 isolation_level=None,
                 timeout=BUSY_TIMEOUT_MS / 1000,
                 check_same_thread=False,
                 uri=self.read_only,
+                factory=VaultConnection,
             )
             # a tampered row may hold bytes that are not UTF-8 where text was expected (or text
             # where a blob was): decode leniently so that the integrity checks, not the driver,
@@ -140,11 +163,20 @@ class Database:
                 raise translated from None
             raise SchemaError(f"the vault database cannot be opened: {_sqlite_reason(exc)}") from None
 
+    @property
+    def path(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.file)
+
     def _read_only_uri(self) -> str:
         """SQLite's read-only open of a WAL database: with its ``-wal`` and ``-shm`` files as they
         are; without any ``-wal`` (a cleanly closed vault) as immutable (no locks, no ``-shm``
         to create). A ``-wal`` holding commits but no ``-shm`` beside it cannot be read on
         read-only storage: refused rather than read without those commits."""
+        import urllib.parse
+        from pathlib import Path
+
         quoted = urllib.parse.quote(str(self.path.resolve()))
         wal = Path(f"{self.path}-wal")
         shm = Path(f"{self.path}-shm")
@@ -267,16 +299,16 @@ class Database:
     def migrate(self) -> int:
         """Apply every known migration not applied yet (lowest first); returns the highest number
         now applied (``PRAGMA user_version``)."""
-        known = migrations()
+        numbers = migration_numbers()
         try:
             current = self.schema_version()
             applied = self.applied_migrations()
         except sqlite3.DatabaseError as exc:
             raise SchemaError(f"the vault database is damaged: {_sqlite_reason(exc)}") from None
-        self._check_versions(known, current, applied)
-        numbers = {n for n, _ in known}
+        self._check_versions(numbers, current, applied)
         if applied is not None and numbers <= applied:
             return current
+        known = migrations()
         if current == 0 and applied is None and self._has_tables():
             # a database with tables but no schema version: not written by any cvault release
             raise SchemaError("the vault database has no cvault schema version: not a cvault vault")
@@ -285,7 +317,7 @@ class Database:
                 # re-read under the lock: another process may have migrated meanwhile
                 current = conn.execute("PRAGMA user_version").fetchone()[0]
                 applied = self.applied_migrations(conn)
-                self._check_versions(known, current, applied)
+                self._check_versions(numbers, current, applied)
                 if applied is None:
                     conn.execute("CREATE TABLE schema_migrations (number INTEGER PRIMARY KEY) WITHOUT ROWID")
                     # a vault from before the table: the old runner applied every number up to
@@ -314,9 +346,8 @@ class Database:
         return current
 
     @staticmethod
-    def _check_versions(known: list[tuple[int, Path]], current: int, applied: set[int] | None) -> None:
+    def _check_versions(numbers: set[int], current: int, applied: set[int] | None) -> None:
         """Refuse a vault a newer cvault wrote, and one whose two records of its schema disagree."""
-        numbers = {n for n, _ in known}
         latest = max(numbers, default=0)
         unknown = sorted((applied or set()) - numbers)
         if current > latest or unknown:
@@ -361,10 +392,10 @@ class Database:
         return self.checkpoint_truncate(attempts, wait)
 
 
-def on_read_only_storage(path: Path) -> bool:
+def on_read_only_storage(path: Path | str) -> bool:
     """The vault's database cannot be written here: a read-only mount, or no write permission on
     the file or its folder (SQLite needs both, for the ``-wal`` and ``-shm`` files)."""
-    folder = path.parent
+    folder = os.path.dirname(os.fspath(path)) or "."
     try:
         if os.statvfs(folder).f_flag & os.ST_RDONLY:
             return True

@@ -3,14 +3,20 @@
 A record is ``(client_id, path_tag, meta_sealed, current_version)``; each version row holds the
 wrapped record key (DEK) and the blob name, or NULLs for a delete marker. Written by the secrets
 service (put, rm, import), the client-key rotation (re-wrap) and the shred (destroy); read by
-doctor and sync. :func:`insert_versions` is the one ``INSERT INTO record_versions``."""
+doctor and sync. :func:`insert_versions` is the one ``INSERT INTO record_versions``.
+
+Both tables' rows carry MACs (vault.store.rowmac): a record's id, client, path tag and current
+version; a version's ids, whether it is a delete marker, its blob, size, time and author. Every
+write here makes them, and the reads that decide what ``secret get`` (and export, list) return
+check them: a rolled-back current version, a version turned into a delete marker or a record moved
+to another client is an integrity failure, not an old value or "no such record"."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
 
-from vault.store.db import inserted_id
+from vault.store import rowmac
 
 #: the joined columns a reader needs to open a version (wrapped DEK, blob, who and when)
 OPEN_COLUMNS = "v.wrapped_dek, v.blob_name, v.created_at, v.created_by"
@@ -38,11 +44,17 @@ def version_row(
 
 
 def find(conn: sqlite3.Connection, client_id: str, tag: bytes) -> RecordRow | None:
-    row = conn.execute(
-        "SELECT id, meta_sealed, current_version FROM records WHERE client_id = ? AND path_tag = ?",
-        (client_id, tag),
-    ).fetchone()
-    return None if row is None else (row[0], row[1], row[2])
+    """The client's record named by ``tag``, its MAC checked. Found by the tag alone (index
+    records_path_tag): a tag is keyed by the client's own key, so a row holding it under another
+    client id was moved there, and fails its MAC (an integrity failure, not "no such record")."""
+    found = None
+    for rid, cid, meta_sealed, current, tag_mac in conn.execute(
+        "SELECT id, client_id, meta_sealed, current_version, mac FROM records WHERE path_tag = ?", (tag,)
+    ):
+        rowmac.check(conn, "records", (rid, cid, tag, current), tag_mac)
+        if cid == client_id:
+            found = (rid, meta_sealed, current)
+    return found
 
 
 def of_client(conn: sqlite3.Connection, client_id: str) -> list[tuple[int, bytes]]:
@@ -73,13 +85,22 @@ def existing_tags(conn: sqlite3.Connection, client_id: str, tags: list[bytes]) -
 
 
 def insert_record(conn: sqlite3.Connection, client_id: str, tag: bytes, now: int) -> int:
-    """A new record row; its sealed name is set next (the row id is part of the name's AAD)."""
-    cur = conn.execute(
-        "INSERT INTO records (client_id, path_tag, meta_sealed, current_version, created_at,"
-        " updated_at) VALUES (?, ?, x'', 0, ?, ?)",
-        (client_id, tag, now, now),
+    """A new record row (MACed); its sealed name is set next (the row id is part of the name's AAD)."""
+    rid = rowmac.insert(
+        conn,
+        "records",
+        {
+            "client_id": client_id,
+            "path_tag": tag,
+            "meta_sealed": b"",
+            "current_version": 0,
+            "created_at": now,
+            "updated_at": now,
+        },
     )
-    return inserted_id(cur)
+    if rid is None:  # pragma: no cover - a plain INSERT inserts or raises
+        raise sqlite3.IntegrityError("record not inserted")
+    return rid
 
 
 def next_record_id(conn: sqlite3.Connection) -> int:
@@ -92,10 +113,11 @@ def next_record_id(conn: sqlite3.Connection) -> int:
 def insert_records(conn: sqlite3.Connection, rows: Iterable[tuple[int, str, bytes, bytes, int, int]]) -> None:
     """New records with ids allocated up front: ``(id, client_id, tag, meta_sealed, created, updated)``,
     each at version 1 (the bulk import)."""
+    macer = rowmac.macer(conn)
     conn.executemany(
         "INSERT INTO records (id, client_id, path_tag, meta_sealed, current_version,"
-        " created_at, updated_at) VALUES (?, ?, ?, ?, 1, ?, ?)",
-        rows,
+        " created_at, updated_at, mac) VALUES (?, ?, ?, ?, 1, ?, ?, ?)",
+        ((*r, macer.mac(rowmac.encode("records", (r[0], r[1], r[2], 1)))) for r in rows),
     )
 
 
@@ -103,14 +125,14 @@ def set_meta(conn: sqlite3.Connection, record_id: int, meta_sealed: bytes, tag: 
     if tag is None:
         conn.execute("UPDATE records SET meta_sealed = ? WHERE id = ?", (meta_sealed, record_id))
     else:
-        conn.execute(
-            "UPDATE records SET path_tag = ?, meta_sealed = ? WHERE id = ?", (tag, meta_sealed, record_id)
+        rowmac.update(
+            conn, "records", "path_tag = ?, meta_sealed = ?", (tag, meta_sealed), "id = ?", (record_id,)
         )
 
 
 def set_current(conn: sqlite3.Connection, record_id: int, version: int, now: int) -> None:
-    conn.execute(
-        "UPDATE records SET current_version = ?, updated_at = ? WHERE id = ?", (version, now, record_id)
+    rowmac.update(
+        conn, "records", "current_version = ?, updated_at = ?", (version, now), "id = ?", (record_id,)
     )
 
 
@@ -122,12 +144,18 @@ def next_version(conn: sqlite3.Connection, record_id: int) -> int:
 
 
 def insert_versions(conn: sqlite3.Connection, rows: Iterable[VersionRow]) -> None:
-    """The one ``INSERT INTO record_versions`` (one version, or a batch)."""
+    """The one ``INSERT INTO record_versions`` (one version, or a batch), each row MACed."""
+    macer = rowmac.macer(conn)
     conn.executemany(
         "INSERT INTO record_versions (record_id, version, key_version, wrapped_dek, blob_name,"
-        " size, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        rows,
+        " size, created_at, created_by, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ((*r, macer.mac(rowmac.encode("record_versions", _version_values(r)))) for r in rows),
     )
+
+
+def _version_values(r: VersionRow) -> tuple:
+    """The MACed values of a version row (rowmac.TABLES order)."""
+    return (r[0], r[1], r[3] is None, r[4], r[5], r[6], r[7])
 
 
 def insert_version(conn: sqlite3.Connection, row: VersionRow) -> None:
@@ -135,12 +163,18 @@ def insert_version(conn: sqlite3.Connection, row: VersionRow) -> None:
 
 
 def version(conn: sqlite3.Connection, record_id: int, number: int) -> tuple | None:
-    """``(wrapped_dek, blob_name, created_at, created_by)`` of one version, or None."""
-    return conn.execute(
-        "SELECT wrapped_dek, blob_name, created_at, created_by FROM record_versions"
+    """``(wrapped_dek, blob_name, created_at, created_by)`` of one version, or None; the row's
+    MAC checked (a version turned into a delete marker is an integrity failure)."""
+    row = conn.execute(
+        "SELECT wrapped_dek, blob_name, created_at, created_by, size, mac FROM record_versions"
         " WHERE record_id = ? AND version = ?",
         (record_id, number),
     ).fetchone()
+    if row is None:
+        return None
+    wrapped, blob, created, by, size, tag = row
+    rowmac.check(conn, "record_versions", (record_id, number, wrapped is None, blob, size, created, by), tag)
+    return wrapped, blob, created, by
 
 
 def versions(conn: sqlite3.Connection, record_id: int) -> list[tuple]:
@@ -177,13 +211,27 @@ def rewrap(conn: sqlite3.Connection, record_id: int, number: int, wrapped: bytes
 
 def current_versions(conn: sqlite3.Connection, client_id: str) -> list[tuple]:
     """Each record of the client with its current version: ``(id, meta_sealed, current_version,
-    updated_at, wrapped_dek, blob_name, created_at, created_by)``."""
-    return conn.execute(
+    updated_at, wrapped_dek, blob_name, created_at, created_by)``; both rows' MACs checked. A
+    record whose current version row is missing is an integrity failure, not left out."""
+    out = []
+    for row in conn.execute(
         "SELECT r.id, r.meta_sealed, r.current_version, r.updated_at, "  # noqa: S608 - a constant column list; values are bound
-        f"{OPEN_COLUMNS} FROM records r JOIN record_versions v"
-        " ON v.record_id = r.id AND v.version = r.current_version WHERE r.client_id = ?",
+        f"{OPEN_COLUMNS}, r.path_tag, r.mac, v.size, v.mac, v.version FROM records r LEFT JOIN"
+        " record_versions v ON v.record_id = r.id AND v.version = r.current_version WHERE r.client_id = ?",
         (client_id,),
-    ).fetchall()
+    ):
+        rid, _, current, _, wrapped, blob, created, by, tag, record_mac, size, version_mac, number = row
+        rowmac.check(conn, "records", (rid, client_id, tag, current), record_mac)
+        if number is None:
+            raise rowmac.RowTampered(
+                f"integrity failure: record {rid} of client {client_id}: its current version"
+                f" {current} is missing; run cvault doctor"
+            )
+        rowmac.check(
+            conn, "record_versions", (rid, current, wrapped is None, blob, size, created, by), version_mac
+        )
+        out.append(row[:8])
+    return out
 
 
 def by_blob_name(conn: sqlite3.Connection, name: str) -> tuple | None:

@@ -21,12 +21,12 @@ import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from vault.backends.base import Backend, BulkBackend
 from vault.clock import from_epoch, rfc3339
 from vault.errors import BackendError, BlobNotFound, TransientBackendError
 from vault.store.db import Database
+from vault.tuples import NamedTuple
 
 RETRY_BASE_SECONDS = 30  # first retry of a failed outbox item after 30 s ...
 RETRY_CAP_SECONDS = 3600  # ... doubling up to an hour

@@ -13,3 +13,9 @@ ALTER TABLE record_versions ADD COLUMN mac BLOB;
 ALTER TABLE account_requests ADD COLUMN mac BLOB;
 ALTER TABLE shred_requests ADD COLUMN mac BLOB;
 ALTER TABLE setting_requests ADD COLUMN mac BLOB;
+-- Sessions: a keyed MAC of the bearer token under the "session" purpose key, binding the user id
+-- (docs/identity.md, "Sessions"); sessions from before it are ended at the backfill.
+ALTER TABLE sessions ADD COLUMN token_mac BLOB;
+-- `secret get` finds a record by its path tag alone, so a record moved to another client (its
+-- client_id edited) is an integrity failure, not "no such record".
+CREATE INDEX records_path_tag ON records(path_tag);

@@ -1,0 +1,224 @@
+"""The light stand-ins on the ``cvault secret get`` path behave as what they replace (issue 20).
+
+``vault.tuples.NamedTuple`` must make the same classes as ``typing.NamedTuple`` and
+``vault.policy``'s ``Action``/``AuditEvent`` must behave as ``enum.StrEnum`` wherever cvault uses
+them; the CLI's lazily built option sets must give the same commands as before.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import pickle
+import sqlite3
+import typing
+from datetime import datetime
+from enum import StrEnum
+
+import pytest
+
+from vault import tuples
+from vault.policy import Action, AuditEvent
+
+
+class Plain(tuples.NamedTuple):
+    """A documented row."""
+
+    name: str
+    when: datetime | None = None
+    count: int = 0
+
+    @property
+    def shout(self) -> str:
+        return self.name.upper()
+
+    @classmethod
+    def blank(cls) -> Plain:
+        return cls("")
+
+
+class Typed(typing.NamedTuple):
+    """A documented row."""
+
+    name: str
+    when: datetime | None = None
+    count: int = 0
+
+    @property
+    def shout(self) -> str:
+        return self.name.upper()
+
+    @classmethod
+    def blank(cls) -> Typed:
+        return cls("")
+
+
+CALLS: list[tuple[tuple, dict]] = [
+    (("a",), {}),
+    (("a", None, 3), {}),
+    (("a",), {"count": 2}),
+    ((), {"name": "b", "when": datetime(2026, 1, 2)}),
+]
+
+
+@pytest.mark.parametrize(("args", "kwargs"), CALLS)
+def test_named_tuple_matches_typing(args, kwargs):
+    ours, theirs = Plain(*args, **kwargs), Typed(*args, **kwargs)
+    assert tuple(ours) == tuple(theirs)
+    assert ours == theirs and hash(ours) == hash(theirs)
+    assert repr(ours).removeprefix("Plain") == repr(theirs).removeprefix("Typed")
+    assert ours._asdict() == theirs._asdict()
+    assert ours._replace(count=9) == theirs._replace(count=9)
+    assert ours.shout == theirs.shout
+    assert isinstance(ours, tuple)
+    assert pickle.loads(pickle.dumps(ours)) == ours and type(pickle.loads(pickle.dumps(ours))) is Plain
+    assert copy.deepcopy(ours) == ours
+    name, when, count = ours
+    assert (name, when, count) == (ours.name, ours.when, ours.count)
+
+
+def test_named_tuple_class_attributes_match_typing():
+    assert Plain._fields == Typed._fields
+    assert Plain._field_defaults == Typed._field_defaults
+    assert Plain.__match_args__ == Typed.__match_args__
+    assert Plain.__doc__ == Typed.__doc__ == "A documented row."
+    assert Plain.__module__ == __name__ and Plain.__qualname__ == "Plain"
+    assert Plain._make(["x", None, 1]) == Typed._make(["x", None, 1])
+    assert Plain.blank() == ("", None, 0)
+    assert type(Plain.blank()) is Plain
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [((), {}), (("a", None, 1, 2), {}), (("a",), {"name": "b"}), (("a",), {"other": 1})],
+)
+def test_named_tuple_refuses_bad_calls_as_typing_does(args, kwargs):
+    with pytest.raises(TypeError):
+        Typed(*args, **kwargs)
+    with pytest.raises(TypeError):
+        Plain(*args, **kwargs)
+
+
+def test_named_tuple_refuses_bad_definitions():
+    with pytest.raises(TypeError):
+
+        class Bad(tuples.NamedTuple):  # a field without default after one with
+            a: int = 0
+            b: int  # type: ignore[misc]
+
+    with pytest.raises(AttributeError):
+
+        class Worse(tuples.NamedTuple):
+            a: int
+
+            def _asdict(self):  # type: ignore[override]
+                return {}
+
+    with pytest.raises(ValueError):
+        Plain("a")._replace(nope=1)
+    with pytest.raises(TypeError):
+        Plain._make(["only one"])
+
+
+class EAction(StrEnum):
+    SECRET_GET = "secret.get"
+    SECRET_PUT = "secret.put"
+
+
+def test_actions_behave_as_str_enum():
+    ours, theirs = Action.SECRET_GET, EAction.SECRET_GET
+    assert ours == theirs == "secret.get" and hash(ours) == hash(theirs) == hash("secret.get")
+    assert str(ours) == str(theirs) and f"{ours}" == f"{theirs}" and f"{ours:>12}" == f"{theirs:>12}"
+    assert ours.value == theirs.value and type(ours.value) is str
+    assert ours.name == theirs.name == "SECRET_GET"
+    assert repr(ours) == repr(theirs).replace("EAction", "Action")
+    assert json.dumps({ours: ours}) == json.dumps({theirs: theirs})
+    assert isinstance(ours, Action) and isinstance(ours, str)
+    assert Action("secret.get") is ours and Action["SECRET_GET"] is ours and Action(ours) is ours
+    assert pickle.loads(pickle.dumps(ours)) is ours
+    assert copy.copy(ours) is ours and copy.deepcopy(ours) is ours
+    assert sqlite3.connect(":memory:").execute("SELECT ?", (ours,)).fetchone() == ("secret.get",)
+    with pytest.raises(ValueError):
+        Action("secret.nope")
+    with pytest.raises(KeyError):
+        Action["NOPE"]
+
+
+def test_members_are_every_constant_in_definition_order():
+    source = (Action.__module__, "Action")
+    assert source == ("vault.policy", "Action")
+    names = [m.name for m in Action]
+    assert names[:3] == ["USER_ADD", "USER_LIST", "USER_SHOW"]
+    assert len(Action) == len(names) == len(set(names))
+    assert all(getattr(Action, n) is m for n, m in zip(names, Action, strict=True))
+    assert set(Action).isdisjoint(set(AuditEvent))
+    assert AuditEvent.AUTH_LOGIN in list(AuditEvent) and Action.SECRET_GET not in list(AuditEvent)
+    assert "auth.login" in AuditEvent and "secret.get" not in AuditEvent
+
+
+def test_lazy_option_sets_build_the_same_options():
+    """put and edit build their shared options on first use, in the order they are declared."""
+    from cli.commands.secret import LazyOptionsCommand, secret
+
+    put = secret.commands["put"]
+    edit = secret.commands["edit"]
+    assert isinstance(put, LazyOptionsCommand) and isinstance(edit, LazyOptionsCommand)
+    put_names = [p.name for p in put.params]
+    edit_names = [p.name for p in edit.params]
+    shared = [n for n in put_names if n in edit_names]
+    assert put_names[:4] == ["client", "path", "kind", "replace"]
+    for name in ("from_stdin", "value_file", "fields_json", "generate", "length", "charset", "username"):
+        assert name in shared
+    assert put_names.index("site") < put_names.index("from_stdin") < put_names.index("as_json")
+    assert put.params is put.params  # built once
+
+
+#: modules ``cvault secret get`` (without an agent) must not load: each was measured on the path
+#: and made lazy (docs/performance.md, "Where secret get spends its time")
+NOT_ON_THE_GET_PATH = {
+    "pathlib",  # with urllib.parse and ipaddress: ~16 M instructions, 6 % of the command
+    "urllib.parse",
+    "ipaddress",
+    "vault.records.generate",  # put/edit's options only
+    "hashlib",  # OpenSSL's second copy: 12 M instructions
+}
+
+
+def test_secret_get_loads_none_of_the_lazy_modules(tmp_path):
+    """A real ``cvault secret get`` process (no agent) on a real vault: none of the modules made
+    lazy for issue 20 comes back on the path, and the read still answers."""
+    import os
+    import subprocess
+    import sys
+    import sysconfig
+
+    from tests.helpers import ROOT, add_client, make_vault, operator
+
+    vdir = make_vault(tmp_path)
+    v = vdir.open()
+    try:
+        add_client(v, "acme")
+        v.secrets.put(operator(), "acme", "office/firewall", "access", {"host": "h", "password": "pw-1"})
+    finally:
+        v.close()
+    # -S: as a regular install runs (the editable install's import hook loads pathlib itself);
+    # the source tree and the dependencies come through PYTHONPATH instead
+    path = os.pathsep.join([str(ROOT), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+    proc = subprocess.run(
+        [sys.executable, "-S", "-X", "importtime", "-c", "from cli.launcher import main; main()"]
+        + ["secret", "get", "acme", "office/firewall", "--field", "password"],
+        env=vdir.env(CVAULT_NO_AGENT="1", PYTHONPATH=path),
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout == "pw-1\n"
+    imported = {
+        line.split("|")[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert "vault.policy" in imported and "vault.tuples" in imported  # the read path did run
+    assert not imported & NOT_ON_THE_GET_PATH, imported & NOT_ON_THE_GET_PATH

@@ -1,0 +1,40 @@
+"""The file-writer cast (issue 12): see tests/integrity/test_file_writer.py."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from tests.factories import assign, person
+from tests.helpers import make_vault
+
+
+@pytest.fixture(scope="session")
+def world_template(tmp_path_factory):
+    vdir = make_vault(tmp_path_factory.mktemp("filewriter"), with_operator=False)
+    v = vdir.open()
+    try:
+        people = {
+            "maria": person(v, "maria", "account_manager"),
+            "eve": person(v, "eve", "engineer"),
+            "carl": person(v, "carl", "engineer"),
+            "rita": person(v, "rita", "security_reviewer"),
+            "ada": person(v, "ada", "admin"),
+        }
+        maria = people["maria"].principal(v)
+        v.clients.add(maria, "acme", sla_end=v.ctx.now() + timedelta(days=365))
+        v.clients.add(maria, "globex", sla_end=v.ctx.now() + timedelta(days=365))
+        assign(v, people["eve"], "acme")
+        assign(v, people["carl"], "globex")
+        eve = people["eve"].principal(v)
+        v.secrets.put(eve, "acme", "office/firewall", "note", {"text": "pw-old-1"})
+        v.secrets.put(eve, "acme", "office/firewall", "note", {"text": "pw-current-2"})
+        v.secrets.put(eve, "acme", "office/gone", "note", {"text": "deleted-value"})
+        v.secrets.rm(eve, "acme", "office/gone")
+        v.secrets.put(people["carl"].principal(v), "globex", "net/core", "note", {"text": "globex-core"})
+        ids = {name: p.user_id for name, p in people.items()}
+        ids["vault_id"] = v.ctx.vault_id.hex()
+    finally:
+        v.close()
+    return vdir, people, ids

@@ -1,0 +1,352 @@
+"""Row MACs: the rows a decision reads carry a MAC under a root-derived key (issue 12).
+
+Someone who can write ``vault.db`` but holds no unseal secret (docs/security.md, attacker A4) must
+not be able to edit it into granting access. Every row whose values the policy (or ``secret get``)
+reads carries, in its ``mac`` column, ``HMAC-SHA256(K_row, encoding)`` where ``K_row`` is the
+purpose key ``row-mac`` (``vault.keys.PURPOSE_ROW_MAC``: HKDF of the root key) and the encoding
+(docs/format.md, "Row MACs") is canonical: the table name, then each covered column of
+:data:`TABLES` in order, each value typed and length-prefixed. A row whose MAC is missing or wrong
+is an integrity failure (:class:`RowTampered`, exit 6), never a value.
+
+API (every module that writes or reads such a row uses it; ``conn`` is a connection of
+:class:`vault.store.db.Database`, which carries the vault's keyring: sealed, every call raises
+VaultSealed)::
+
+    from vault.store import rowmac
+
+    # a new row, MACed by its rowid (ids known only now); None if OR IGNORE ignored it
+    rowid = rowmac.insert(conn, "users", {"name": name, "created_at": t, "created_by": who})
+    # change covered columns: verify the rows' MACs, update, MAC them again (never MAC a row
+    # whose old MAC failed: that would launder a tampered value)
+    rowmac.update(conn, "users", "disabled = ?", (1,), "id = ?", (user_id,))
+    # a read: the covered values as read (in TABLES order) and the stored mac
+    rowmac.check(conn, "users", (uid, name, disabled, locked, trained), mac)
+    # verified rows of the covered columns (plus rowid first), for reads that need no others
+    rows = rowmac.select(conn, "assignments", "user_id = ? AND ended_at IS NULL", (uid,))
+    # the MAC of values in hand (bulk inserts that write the mac column themselves)
+    tag = rowmac.mac(conn, "records", (record_id, client_id, path_tag, 1))
+
+A table joins by adding a ``mac BLOB`` column in its migration and a :class:`Table` entry to
+:data:`TABLES` (the columns: its ids and every value a decision reads; a column that changes
+often and decides nothing is better left out). :func:`backfill` (the first unseal after the
+upgrade, vault.facade) MACs every row of every table once; ``doctor`` checks them all
+(:func:`verify_table`).
+
+What a row MAC cannot tell: a row deleted, or a whole row replaced by an older authentic copy of
+itself (a rollback of that row, or of the whole folder): docs/security.md, "File writer".
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
+
+from vault import crypto
+from vault.errors import IntegrityFailure, VaultSealed
+
+LABEL = b"cvault/v1/row-mac"
+_U32 = struct.Struct(">I").pack
+_I64 = struct.Struct(">q").pack
+_NULL, _INT, _TEXT, _BLOB = b"\x00", b"\x01", b"\x02", b"\x03"
+
+
+class Table(NamedTuple):
+    name: str
+    #: SQL expressions over the table's columns, in MAC order (ids first)
+    columns: tuple[str, ...]
+    #: how a failure names the row: the column giving its id
+    id_column: str
+
+    @property
+    def select(self) -> str:
+        return ", ".join(self.columns)
+
+
+#: every table whose rows carry a MAC, and what the MAC covers (docs/format.md, "Row MACs")
+TABLES: dict[str, Table] = {
+    t.name: t
+    for t in (
+        # the policy's meta facts: single-operator mode, the settings (session lengths, step-up
+        # window, minimum grace) and the row-MAC marker itself
+        Table("meta", ("key", "value"), "key"),
+        Table(
+            "users",
+            ("id", "name", "disabled", "locked_until", "training_valid_until", "password_hash IS NULL"),
+            "id",
+        ),
+        Table("user_roles", ("user_id", "role", "granted_at", "granted_by"), "user_id"),
+        Table(
+            "sessions",
+            ("token_hash", "user_id", "created_at", "last_seen", "stepup_at", "ended_at", "token_mac"),
+            "user_id",
+        ),
+        Table(
+            "assignments",
+            ("id", "client_id", "user_id", "created_at", "created_by", "ends_at", "ended_at"),
+            "id",
+        ),
+        Table(
+            "clients",
+            ("id", "name", "sla_end", "grace_days", "current_key_version", "shred_state"),
+            "name",
+        ),
+        Table("records", ("id", "client_id", "path_tag", "current_version"), "id"),
+        Table(
+            "record_versions",
+            (
+                "record_id",
+                "version",
+                "wrapped_dek IS NULL",  # the delete marker
+                "blob_name",
+                "size",
+                "created_at",
+                "created_by",
+            ),
+            "record_id",
+        ),
+        Table(
+            "account_requests",
+            (
+                "id",
+                "user_id",
+                "kind",
+                "requested_by",
+                "requested_at",
+                "approved_by",
+                "approved_at",
+                "mode",
+                "confirmed_by",
+                "confirmed_at",
+            ),
+            "id",
+        ),
+    )
+}
+
+#: the meta rows that are MACed (others are written before the keys exist or decide nothing)
+META_KEYS = ("settings", "single_operator", "row_macs")
+#: meta key of the marker that this vault's rows carry MACs (written at init or by the backfill)
+MARKER = "row_macs"
+
+
+class RowTampered(IntegrityFailure):
+    """integrity failure: a row of the vault database failed authentication."""
+
+
+# --- the encoding and the MAC --------------------------------------------------------------------
+
+
+def encode(table: str, values: Sequence[Any]) -> bytes:
+    """The canonical bytes a row MAC covers (docs/format.md, "Row MACs"). Raises TypeError for a
+    value of a type no covered column holds (a tampered REAL, say): the caller fails closed."""
+    out = [LABEL, _U32(len(table)), table.encode("ascii")]
+    for value in values:
+        if value is None:
+            out.append(_NULL)
+        elif type(value) is int or type(value) is bool:
+            out.append(_INT + _I64(int(value)))
+        elif type(value) is str:
+            data = value.encode("utf-8", "surrogateescape")  # the bytes as stored
+            out.append(_TEXT + _U32(len(data)) + data)
+        elif isinstance(value, bytes | bytearray | memoryview):
+            data = bytes(value)
+            out.append(_BLOB + _U32(len(data)) + data)
+        else:
+            raise TypeError(f"no row-MAC encoding for {type(value).__name__}")
+    return b"".join(out)
+
+
+def macer(conn: Any) -> crypto.Mac:
+    """The row-MAC key's HMAC (bulk writers: ``macer(conn).mac(encode(table, values))``)."""
+    keyring = getattr(conn, "keyring", None)
+    if keyring is None or not keyring.unsealed:
+        raise VaultSealed("vault sealed: the row-MAC key is not available")
+    return keyring.row_macer()
+
+
+def mac(conn: Any, table: str, values: Sequence[Any]) -> bytes:
+    return macer(conn).mac(encode(table, values))
+
+
+def _valid(m: crypto.Mac, table: str, values: Sequence[Any], tag: Any) -> bool:
+    if not isinstance(tag, bytes) or len(tag) != crypto.MAC_LEN:
+        return False
+    try:
+        message = encode(table, values)
+    except (TypeError, OverflowError, struct.error):
+        return False
+    return m.verify(message, tag)
+
+
+def _failure(table: str, values: Sequence[Any]) -> RowTampered:
+    spec = TABLES[table]
+    index = spec.columns.index(spec.id_column)
+    ident = values[index] if index < len(values) else "?"
+    if isinstance(ident, bytes | bytearray):
+        ident = bytes(ident).hex()[:16]
+    return RowTampered(
+        f"integrity failure: a {table} row ({spec.id_column} {str(ident)[:64]}) failed authentication"
+        " (edited outside cvault?); run cvault doctor"
+    )
+
+
+def check(conn: Any, table: str, values: Sequence[Any], tag: Any) -> None:
+    """Raise :class:`RowTampered` unless ``tag`` is the MAC of ``values`` (the covered columns of
+    ``table`` as read, in :data:`TABLES` order). Constant-time comparison."""
+    if not _valid(macer(conn), table, values, tag):
+        raise _failure(table, values)
+
+
+def select(conn: Any, table: str, where: str, params: tuple = (), order: str = "") -> list[tuple]:
+    """``(rowid, *covered columns)`` of the rows matching ``where``, each verified."""
+    spec = TABLES[table]
+    m = macer(conn)
+    sql = f"SELECT rowid, {spec.select}, mac FROM {table} WHERE {where}"  # noqa: S608 - table and columns are constants of TABLES; values are bound
+    if order:
+        sql += f" ORDER BY {order}"
+    out = []
+    for row in conn.execute(sql, params):
+        values = row[1:-1]
+        if not _valid(m, table, values, row[-1]):
+            raise _failure(table, values)
+        out.append(row[:-1])
+    return out
+
+
+def insert(conn: Any, table: str, values: dict[str, Any], *, or_ignore: bool = False) -> int | None:
+    """``INSERT INTO table`` one row and MAC it, by the rowid SQLite gave it (never by a
+    condition: a row a file writer planted for an id not yet used must not get a MAC). Returns
+    the rowid (the INTEGER PRIMARY KEY where there is one), None if ``or_ignore`` ignored it."""
+    columns = ", ".join(values)
+    marks = ", ".join("?" * len(values))
+    verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
+    cursor = conn.execute(f"{verb} INTO {table} ({columns}) VALUES ({marks})", tuple(values.values()))
+    if cursor.rowcount != 1:
+        return None
+    rowid = cursor.lastrowid
+    stamp(conn, table, "rowid = ?", (rowid,))
+    return int(rowid)
+
+
+def stamp(conn: Any, table: str, where: str, params: tuple = ()) -> int:
+    """MAC the rows matching ``where`` from their stored values: the row :func:`insert` just
+    wrote (by rowid), the one-time :func:`backfill`, tests' fixtures. Never for a row that had a
+    MAC (use :func:`update`, which verifies it first), nor by a condition a planted row could
+    match. Returns how many rows were stamped."""
+    if not conn.in_transaction:
+        raise RuntimeError("rowmac.stamp runs inside a write transaction")
+    spec = TABLES[table]
+    m = macer(conn)
+    rows = conn.execute(f"SELECT rowid, {spec.select} FROM {table} WHERE {where}", params).fetchall()  # noqa: S608 - constants of TABLES; values are bound
+    updates = []
+    for row in rows:
+        try:
+            updates.append((m.mac(encode(table, row[1:])), row[0]))
+        except (TypeError, OverflowError, struct.error):
+            raise _failure(table, row[1:]) from None
+    conn.executemany(f"UPDATE {table} SET mac = ? WHERE rowid = ?", updates)  # noqa: S608 - a constant table name
+    return len(updates)
+
+
+def update(conn: Any, table: str, sets: str, set_params: tuple, where: str, where_params: tuple = ()) -> int:
+    """``UPDATE table SET sets WHERE where`` for authenticated rows: each matching row's MAC is
+    verified first (a failure raises and changes nothing), then the rows are updated and MACed
+    again. Returns how many rows changed."""
+    if not conn.in_transaction:
+        raise RuntimeError("rowmac.update runs inside a write transaction")
+    rowids = [r[0] for r in select(conn, table, where, where_params)]
+    if not rowids:
+        return 0
+    for start in range(0, len(rowids), 500):
+        batch = rowids[start : start + 500]
+        marks = ",".join("?" * len(batch))
+        conn.execute(f"UPDATE {table} SET {sets} WHERE rowid IN ({marks})", (*set_params, *batch))  # noqa: S608 - constant SQL from the caller; values are bound
+        stamp(conn, table, f"rowid IN ({marks})", tuple(batch))
+    return len(rowids)
+
+
+def verify_table(conn: Any, table: str, *, batch: int = 10_000) -> Iterator[str]:
+    """doctor: one line per row of ``table`` whose MAC fails (every row is read once)."""
+    spec = TABLES[table]
+    m = macer(conn)
+    where = f" WHERE key IN ({','.join('?' * len(META_KEYS))})" if table == "meta" else ""
+    params = META_KEYS if table == "meta" else ()
+    cursor = conn.execute(f"SELECT {spec.select}, mac FROM {table}{where}", params)  # noqa: S608 - constants of TABLES
+    while True:
+        rows = cursor.fetchmany(batch)
+        if not rows:
+            return
+        for row in rows:
+            if not _valid(m, table, row[:-1], row[-1]):
+                yield str(_failure(table, row[:-1]))
+
+
+def count_rows(conn: Any) -> int:
+    """How many rows carry a MAC (doctor's rate)."""
+    total = 0
+    for table in TABLES:
+        if table == "meta":
+            total += conn.execute(
+                f"SELECT count(*) FROM meta WHERE key IN ({','.join('?' * len(META_KEYS))})",  # noqa: S608 - placeholders only
+                META_KEYS,
+            ).fetchone()[0]
+        else:
+            total += conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608 - constants of TABLES
+    return total
+
+
+# --- the marker and the backfill ------------------------------------------------------------------
+
+
+def enabled(conn: Any) -> bool:
+    """Whether this vault's rows carry MACs: the marker row exists (and is authentic: raises
+    RowTampered if not)."""
+    row = conn.execute("SELECT key, value, mac FROM meta WHERE key = ?", (MARKER,)).fetchone()
+    if row is None:
+        return False
+    check(conn, "meta", row[:2], row[2])
+    return True
+
+
+def backfill(conn: Any, now: int) -> dict[str, int]:
+    """MAC every row of every table (inside the caller's write transaction) and write the marker:
+    the first unseal of a vault from before row MACs (and ``init``). Sessions from before carry no
+    keyed token MAC: they are ended (their users log in again). Returns the counts."""
+    if not conn.in_transaction:
+        raise RuntimeError("rowmac.backfill runs inside a write transaction")
+    ended = conn.execute(
+        "UPDATE sessions SET ended_at = ? WHERE token_mac IS NULL AND ended_at IS NULL", (now,)
+    ).rowcount
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, 1)", (MARKER,))
+    counts = {}
+    for table in TABLES:
+        if table == "meta":
+            counts[table] = stamp(conn, "meta", f"key IN ({','.join('?' * len(META_KEYS))})", META_KEYS)
+        else:
+            counts[table] = stamp(conn, table, "1")
+    counts["sessions_ended"] = ended
+    return counts
+
+
+def meta_value(conn: Any, key: str) -> Any:
+    """A MACed meta row's value (None without the row); raises RowTampered if it fails."""
+    if key not in META_KEYS:
+        raise ValueError(f"meta key {key} carries no MAC")
+    row = conn.execute("SELECT key, value, mac FROM meta WHERE key = ?", (key,)).fetchone()
+    if row is None:
+        return None
+    check(conn, "meta", row[:2], row[2])
+    return row[1]
+
+
+def put_meta(conn: Any, key: str, value: Any) -> None:
+    """Write a MACed meta row (inside a write transaction). An existing row is verified first."""
+    if key not in META_KEYS:
+        raise ValueError(f"meta key {key} carries no MAC")
+    meta_value(conn, key)
+    conn.execute(
+        "INSERT INTO meta (key, value, mac) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE"
+        " SET value = excluded.value, mac = excluded.mac",
+        (key, value, mac(conn, "meta", (key, value))),
+    )
