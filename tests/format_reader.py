@@ -182,6 +182,9 @@ ROW_MAC_COLUMNS = {
     "clients": "id, name, sla_end, grace_days, current_key_version, shred_state",
     "records": "id, client_id, path_tag, current_version",
     "record_versions": "record_id, version, wrapped_dek IS NULL, blob_name, size, created_at, created_by",
+    "teams": "id, name, removed_at",
+    "team_members": "id, team_id, user_id, added_at, removed_at",
+    "team_assignments": "id, client_id, team_id, created_at, created_by, ends_at, ended_at",
     "account_requests": "id, user_id, kind, requested_by, requested_at, approved_by, approved_at, mode,"
     " confirmed_by, confirmed_at",
 }

@@ -26,6 +26,8 @@ def world_template(tmp_path_factory):
         v.clients.add(maria, "acme", sla_end=v.ctx.now() + timedelta(days=365))
         v.clients.add(maria, "globex", sla_end=v.ctx.now() + timedelta(days=365))
         assign(v, people["eve"], "acme")
+        v.teams.add(maria, "acme-ops")  # a team assigned to acme, nobody in it yet
+        v.teams.assign(maria, "acme", "acme-ops")
         assign(v, people["carl"], "globex")
         eve = people["eve"].principal(v)
         v.secrets.put(eve, "acme", "office/firewall", "note", {"text": "pw-old-1"})

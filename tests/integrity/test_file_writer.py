@@ -4,7 +4,8 @@ with plain ``sqlite3`` statements. Each attack is replayed on the file and must 
 a running ``cvault serve`` (docs/security.md, "File writer (A4)").
 
 The cast (``world``): maria (account manager), eve (engineer, assigned to acme, trained), carl
-(engineer, trained, assigned to globex only), rita (security reviewer), ada (admin). acme holds
+(engineer, trained, assigned to globex only), rita (security reviewer), ada (admin); the team
+acme-ops is assigned to acme and has no members. acme holds
 office/firewall (version 1 ``pw-old-1``, version 2 ``pw-current-2``) and office/gone (deleted:
 version 1 ``deleted-value``, version 2 a delete marker); globex holds net/core.
 """
@@ -137,6 +138,12 @@ def attack(world: World, name: str) -> tuple[str, tuple[str, ...], str | None]:
             _copy_assignment(world, "rita"),
         )
         return "rita", get, None
+    if name == "team_member_planted":  # carl put into the team assigned to acme
+        world.sql(
+            "INSERT INTO team_members (team_id, user_id, added_at, added_by) SELECT id,"
+            f" {ids['carl']}, created_at, 'maria' FROM teams WHERE name = 'acme-ops'"
+        )
+        return "carl", get, None
     if name == "rollback_current_version":
         rid = world.record_id("office/firewall")
         world.sql(f"UPDATE records SET current_version = current_version - 1 WHERE id = {rid}")
@@ -167,6 +174,7 @@ ATTACKS = [
     "future_timestamps",
     "copied_assignment",
     "copied_role_and_training",
+    "team_member_planted",
     "rollback_current_version",
     "deleted_record_revived",
     "current_version_made_a_delete_marker",
@@ -249,6 +257,7 @@ SERVED = [
     "forged_session",
     "copied_assignment",
     "copied_role_and_training",
+    "team_member_planted",
     "rollback_current_version",
     "current_version_made_a_delete_marker",
     "client_id_changed",

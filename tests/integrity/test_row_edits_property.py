@@ -56,6 +56,11 @@ TARGETS = [
     ("account_requests", "kind"),
     ("account_requests", "user_id"),
     ("meta", "value"),
+    ("teams", "removed_at"),
+    ("team_members", "user_id"),
+    ("team_members", "removed_at"),
+    ("team_assignments", "client_id"),
+    ("team_assignments", "ended_at"),
 ]
 
 

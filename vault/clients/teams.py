@@ -25,6 +25,7 @@ from vault.errors import InvalidInput, NotFound
 from vault.identity import facts
 from vault.policy import Action, Reach
 from vault.principal import Principal
+from vault.store import rowmac
 
 MAX_DESCRIPTION = 256
 
@@ -139,9 +140,10 @@ class TeamService:
         with self.ctx.db.write() as conn:
             if conn.execute("SELECT 1 FROM teams WHERE name = ? AND removed_at IS NULL", (name,)).fetchone():
                 raise InvalidInput(f"a team named {name!r} already exists")
-            conn.execute(
-                "INSERT INTO teams (name, description, created_at, created_by) VALUES (?, ?, ?, ?)",
-                (name, description, t, principal.name),
+            rowmac.insert(
+                conn,
+                "teams",
+                {"name": name, "description": description, "created_at": t, "created_by": principal.name},
             )
         self.ctx.record_outcome(principal, Action.TEAM_ADD, "ok", reason=f"team {name} created")
         return {"name": name, "description": description, "created_at": rfc3339(from_epoch(t))}
@@ -154,18 +156,23 @@ class TeamService:
         with self.ctx.db.write() as conn:
             team_id = self._team_id(conn, name)
             clients = self._clients_of(conn, team_id)
-            conn.execute(
-                "UPDATE teams SET removed_at = ?, removed_by = ? WHERE id = ?", (t, principal.name, team_id)
+            who = (t, principal.name)
+            rowmac.update(conn, "teams", "removed_at = ?, removed_by = ?", who, "id = ?", (team_id,))
+            rowmac.update(
+                conn,
+                "team_members",
+                "removed_at = ?, removed_by = ?",
+                who,
+                "team_id = ? AND removed_at IS NULL",
+                (team_id,),
             )
-            conn.execute(
-                "UPDATE team_members SET removed_at = ?, removed_by = ?"
-                " WHERE team_id = ? AND removed_at IS NULL",
-                (t, principal.name, team_id),
-            )
-            conn.execute(
-                "UPDATE team_assignments SET ended_at = ?, ended_by = ?"
-                " WHERE team_id = ? AND ended_at IS NULL",
-                (t, principal.name, team_id),
+            rowmac.update(
+                conn,
+                "team_assignments",
+                "ended_at = ?, ended_by = ?",
+                who,
+                "team_id = ? AND ended_at IS NULL",
+                (team_id,),
             )
         reached = f" (its assignments to {', '.join(clients)} ended)" if clients else ""
         self.ctx.record_outcome(principal, Action.TEAM_RM, "ok", reason=f"team {name} removed{reached}")
@@ -189,9 +196,10 @@ class TeamService:
                 (team_id, user.id),
             ).fetchone():
                 raise InvalidInput(f"{user_name} is already a member of team {team}")
-            conn.execute(
-                "INSERT INTO team_members (team_id, user_id, added_at, added_by) VALUES (?, ?, ?, ?)",
-                (team_id, user.id, t, principal.name),
+            rowmac.insert(
+                conn,
+                "team_members",
+                {"team_id": team_id, "user_id": user.id, "added_at": t, "added_by": principal.name},
             )
             clients = self._clients_of(conn, team_id)
         reaches = f" (reaches {', '.join(clients)})" if clients else " (reaches no client yet)"
@@ -208,11 +216,14 @@ class TeamService:
             user = facts.user_row(conn, user_name)
             if user is None:
                 raise NotFound(f"no user named {user_name!r}")
-            ended = conn.execute(
-                "UPDATE team_members SET removed_at = ?, removed_by = ?"
-                " WHERE team_id = ? AND user_id = ? AND removed_at IS NULL",
-                (t, principal.name, team_id, user.id),
-            ).rowcount
+            ended = rowmac.update(
+                conn,
+                "team_members",
+                "removed_at = ?, removed_by = ?",
+                (t, principal.name),
+                "team_id = ? AND user_id = ? AND removed_at IS NULL",
+                (team_id, user.id),
+            )
             if not ended:
                 raise NotFound(f"{user_name} is not a member of team {team}")
         self.ctx.record_outcome(
@@ -240,16 +251,25 @@ class TeamService:
             if facts.team_reaches(conn, team_id) != reaches:
                 # a member joined between the check and the write: decide again on the new set
                 raise InvalidInput(f"team {team}'s members changed meanwhile: run the command again")
-            updated = conn.execute(
-                "UPDATE team_assignments SET ends_at = ?"
-                " WHERE client_id = ? AND team_id = ? AND ended_at IS NULL",
-                (ends, client.id, team_id),
-            ).rowcount
+            updated = rowmac.update(
+                conn,
+                "team_assignments",
+                "ends_at = ?",
+                (ends,),
+                "client_id = ? AND team_id = ? AND ended_at IS NULL",
+                (client.id, team_id),
+            )
             if not updated:
-                conn.execute(
-                    "INSERT INTO team_assignments (client_id, team_id, created_at, created_by, ends_at)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (client.id, team_id, t, principal.name, ends),
+                rowmac.insert(
+                    conn,
+                    "team_assignments",
+                    {
+                        "client_id": client.id,
+                        "team_id": team_id,
+                        "created_at": t,
+                        "created_by": principal.name,
+                        "ends_at": ends,
+                    },
                 )
         until_text = rfc3339(until) if until is not None else "no end date"
         members = ", ".join(r.name for r in reaches) or "no members yet"
@@ -273,11 +293,14 @@ class TeamService:
         t = to_epoch(self.ctx.now())
         with self.ctx.db.write() as conn:
             team_id = self._team_id(conn, team)
-            ended = conn.execute(
-                "UPDATE team_assignments SET ended_at = ?, ended_by = ?"
-                " WHERE client_id = ? AND team_id = ? AND ended_at IS NULL",
-                (t, principal.name, client.id, team_id),
-            ).rowcount
+            ended = rowmac.update(
+                conn,
+                "team_assignments",
+                "ended_at = ?, ended_by = ?",
+                (t, principal.name),
+                "client_id = ? AND team_id = ? AND ended_at IS NULL",
+                (client.id, team_id),
+            )
         if not ended:
             raise NotFound(f"team {team} is not assigned to {client.name}")
         self.ctx.record_outcome(

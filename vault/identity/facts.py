@@ -172,8 +172,15 @@ def client_facts(conn, client: ClientRow, user_id: int | None, now: datetime) ->
 
 
 # --- teams (0011_moving_in.sql; docs/identity.md "Teams") ---------------------------------------------
-# The team tables are policy facts: when the row-MAC API of issue 12 lands, these reads are where
-# their MACs are checked (teams, team_members, team_assignments).
+# The team tables are policy facts: every row these functions use has its MAC checked
+# (vault.store.rowmac: teams, team_members, team_assignments); a planted or edited row is an
+# integrity failure, never a path to a client.
+
+
+def _team(conn, team_id: int) -> tuple | None:
+    """``(rowid, id, name, removed_at)`` of the team, its MAC checked."""
+    rows = rowmac.select(conn, "teams", "id = ?", (team_id,))
+    return rows[0] if rows else None
 
 
 def team_paths(
@@ -184,28 +191,28 @@ def team_paths(
     ended_at, ended}). Open rows win over ended ones (the latest of each)."""
     if user_id is None:
         return []
-    rows = conn.execute(
-        "SELECT t.id, t.name, t.removed_at,"
-        " (SELECT max(m.id) FROM team_members m WHERE m.team_id = t.id AND m.user_id = ?"
-        "  AND m.removed_at IS NULL),"
-        " (SELECT max(m.id) FROM team_members m WHERE m.team_id = t.id AND m.user_id = ?)"
-        " FROM teams t WHERE t.id IN (SELECT team_id FROM team_assignments WHERE client_id = ?)"
-        " AND t.id IN (SELECT team_id FROM team_members WHERE user_id = ?) ORDER BY t.name, t.id",
-        (user_id, user_id, client_id, user_id),
-    ).fetchall()
+    memberships: dict[int, list[tuple]] = {}
+    for row in rowmac.select(conn, "team_members", "user_id = ?", (user_id,), order="id"):
+        memberships.setdefault(row[2], []).append(row)
     t = to_epoch(now)
+    found = []
+    for team_id, rows in memberships.items():
+        assignments = rowmac.select(
+            conn, "team_assignments", "client_id = ? AND team_id = ?", (client_id, team_id), order="id"
+        )
+        if not assignments:
+            continue
+        team = _team(conn, team_id)
+        if team is None:
+            continue
+        found.append((team[2], team_id, team[3], rows, assignments))
     out: list[tuple[policy.TeamPath, dict]] = []
-    for team_id, name, removed_at, open_member, last_member in rows:
-        member_row = conn.execute(
-            "SELECT added_at, removed_at FROM team_members WHERE id = ?", (open_member or last_member,)
-        ).fetchone()
-        assignment = conn.execute(
-            "SELECT created_at, created_by, ends_at, ended_at FROM team_assignments"
-            " WHERE client_id = ? AND team_id = ? ORDER BY (ended_at IS NULL) DESC, id DESC LIMIT 1",
-            (client_id, team_id),
-        ).fetchone()
-        created, by, ends_at, ended_at = assignment
-        member = open_member is not None and removed_at is None
+    for name, _, removed_at, rows, assignments in sorted(found, key=lambda f: (f[0], f[1])):
+        open_rows = [r for r in rows if r[5] is None]
+        member_row = open_rows[-1] if open_rows else rows[-1]
+        open_assignments = [a for a in assignments if a[7] is None]
+        _, _, _, _, created, by, ends_at, ended_at = (open_assignments or assignments)[-1]
+        member = bool(open_rows) and removed_at is None
         ended = ended_at is not None or (ends_at is not None and t >= ends_at)
         path = policy.TeamPath(
             team=name,
@@ -213,11 +220,11 @@ def team_paths(
             assignment_ends_at=from_epoch(ends_at) if ends_at is not None else None,
             assignment_ended=ended,
         )
-        left = member_row[1] if member_row[1] is not None else removed_at
+        left = member_row[5] if member_row[5] is not None else removed_at
         view = {
             "team": name,
             "member": member,
-            "member_since": rfc3339(from_epoch(member_row[0])),
+            "member_since": rfc3339(from_epoch(member_row[4])),
             "left_at": rfc3339(from_epoch(left)) if left is not None and not member else None,
             "since": rfc3339(from_epoch(created)),
             "by": by,
@@ -232,26 +239,27 @@ def team_paths(
 def team_client_ids(conn, user_id: int, now: datetime) -> set[str]:
     """The clients the user reaches through a team right now (open membership, live team, open
     team assignment not past its end)."""
-    rows = conn.execute(
-        "SELECT a.client_id, a.ends_at FROM team_assignments a"
-        " JOIN teams t ON t.id = a.team_id AND t.removed_at IS NULL"
-        " JOIN team_members m ON m.team_id = a.team_id AND m.user_id = ? AND m.removed_at IS NULL"
-        " WHERE a.ended_at IS NULL",
-        (user_id,),
-    ).fetchall()
     t = to_epoch(now)
-    return {cid for cid, ends in rows if ends is None or t < ends}
+    out: set[str] = set()
+    for row in rowmac.select(conn, "team_members", "user_id = ? AND removed_at IS NULL", (user_id,)):
+        team = _team(conn, row[2])
+        if team is None or team[3] is not None:
+            continue
+        for a in rowmac.select(conn, "team_assignments", "team_id = ? AND ended_at IS NULL", (row[2],)):
+            if a[6] is None or t < a[6]:
+                out.add(a[2])
+    return out
 
 
 def team_reaches(conn, team_id: int) -> tuple[policy.Reach, ...]:
     """The team's current members with their lineages: the people assigning the team gives
     need-to-know (policy.TEAM_BOUND)."""
-    rows = conn.execute(
-        "SELECT u.id, u.name FROM team_members m JOIN users u ON u.id = m.user_id"
-        " WHERE m.team_id = ? AND m.removed_at IS NULL ORDER BY u.name",
-        (team_id,),
-    ).fetchall()
-    return tuple(policy.Reach(name, lineage(conn, uid)) for uid, name in rows)
+    users = []
+    for row in rowmac.select(conn, "team_members", "team_id = ? AND removed_at IS NULL", (team_id,)):
+        user = user_by_id(conn, row[3])
+        if user is not None:
+            users.append(user)
+    return tuple(policy.Reach(u.name, lineage(conn, u.id)) for u in sorted(users, key=lambda u: u.name))
 
 
 def touch_session(db, session_id: str, now: datetime) -> None:
@@ -432,3 +440,19 @@ def enrolled_admins(conn) -> int:
         if user is not None:
             count += not user.disabled and user.password_hash is not None
     return count
+
+
+def separation_facts(conn) -> dict:
+    """What weakens the two-person rules, for ``doctor`` and every ``audit report`` (issue 11):
+    whether the vault is single-operator, and every bootstrap step ever taken (an admin account
+    activated by one admin alone while the vault had fewer than two enrolled admins)."""
+    rows = conn.execute(
+        "SELECT u.name, r.requested_by, r.requested_at FROM account_requests r"
+        " JOIN users u ON u.id = r.user_id WHERE r.mode = 'bootstrap' ORDER BY r.id"
+    ).fetchall()
+    return {
+        "single_operator": single_operator(conn),
+        "bootstrap_steps": [
+            {"user": name, "activated_by": by, "at": rfc3339(from_epoch(at))} for name, by, at in rows
+        ],
+    }

@@ -105,6 +105,14 @@ TABLES: dict[str, Table] = {
             ),
             "record_id",
         ),
+        # teams (0011_moving_in.sql; docs/identity.md "Teams"): need-to-know through a team
+        Table("teams", ("id", "name", "removed_at"), "id"),
+        Table("team_members", ("id", "team_id", "user_id", "added_at", "removed_at"), "id"),
+        Table(
+            "team_assignments",
+            ("id", "client_id", "team_id", "created_at", "created_by", "ends_at", "ended_at"),
+            "id",
+        ),
         Table(
             "account_requests",
             (
