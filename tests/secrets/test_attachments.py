@@ -302,3 +302,17 @@ def test_a_25_mib_attachment_replicates_through_an_upload_session_and_restores(
         assert v.secrets.blob_is_authentic(blob_name, remote[blob_name]) is True
     finally:
         v.close()
+
+
+def test_cli_out_dash_writes_the_exact_bytes_to_standard_output(vdir, tmp_path):
+    assert vdir.cli("client", "add", "acme", "--sla-end", "+30d").returncode == 0
+    assert vdir.cli("secret", "put", "acme", "fw", "--type", "access", input="pw\n").returncode == 0
+    data = bytes(range(256)) * 4 + b"\r\n\x1b]0;title\x07 no newline at the end"
+    src = tmp_path / "blob.bin"
+    src.write_bytes(data)
+    assert vdir.cli("secret", "attach", "acme", "fw", str(src), "--name", "b.bin").returncode == 0
+    got = vdir.cli("secret", "get", "acme", "fw", "--attachment", "b.bin", "--out", "-", input=b"")
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == data
+    both = vdir.cli("secret", "get", "acme", "fw", "--attachment", "b.bin")
+    assert both.returncode == 2 and "go together" in both.stderr
