@@ -7,6 +7,10 @@
 2. Remote ``cvault secret get`` (a CLI process talking to the service) against the floor
    ``python -c "import click"`` measured in the same run: target median <= floor + 25 ms.
 
+3. Six parallel logins (issue 11: Argon2id runs one at a time in the process, so six logins
+   queue) against one login measured in the same run: target <= 6 x one login (the queue adds
+   no cost of its own), all six succeed.
+
 Run: ``python -m bench.service`` (about a minute). Prints one JSON line per result.
 """
 
@@ -186,6 +190,67 @@ def scaling(service, vdir, token: str, seconds: float = 5.0) -> list[Result]:
     return results
 
 
+LOGIN_ROUNDS = 3
+
+
+def login_people(vdir) -> list:
+    """People with real (Argon2id) passwords: one per login, since a TOTP time step is accepted
+    once per user (5 single logins, then LOGIN_ROUNDS rounds of six)."""
+    from tests.factories import person
+
+    v = vdir.open()
+    try:
+        return [person(v, f"login{i}", "engineer", real_password=True) for i in range(5 + 6 * LOGIN_ROUNDS)]
+    finally:
+        v.close()
+
+
+def parallel_logins(service, people: list) -> Result:
+    from vault import api_spec as spec
+
+    path = spec.BY_NAME["users.login"].path
+
+    def login(p, statuses: list[int]) -> None:
+        client = service.client()
+        try:
+            statuses.append(client.post(path, {"name": p.name, "password": p.password, "totp": p.code()})[0])
+        finally:
+            client.close()
+
+    singles: list[float] = []
+    statuses: list[int] = []
+    for p in people[:5]:
+        start = time.perf_counter()
+        login(p, statuses)
+        singles.append(time.perf_counter() - start)
+    rounds: list[float] = []
+    for r in range(LOGIN_ROUNDS):
+        group = people[5 + 6 * r : 11 + 6 * r]
+        threads = [threading.Thread(target=login, args=(p, statuses)) for p in group]
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        rounds.append(time.perf_counter() - start)
+    one, six = statistics.median(singles), statistics.median(rounds)
+    ok = statuses == [200] * len(statuses)
+    return emit(
+        Result(
+            "six parallel logins (cvault serve)",
+            "s",
+            six,
+            iqr(rounds),
+            one,
+            "one login, same service, same run",
+            six / one,
+            "<= 6 x one login, all succeed",
+            ok and six <= 6 * one,
+            f"{len(statuses)} logins, {statuses.count(200)} succeeded",
+        )
+    )
+
+
 def remote_cli(service, vdir, token: str, runs: int = 20) -> Result:
     compile_bytecode()
     session = vdir.home.parent / "bench-session.json"
@@ -229,11 +294,13 @@ def run() -> list[Result]:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         vdir, token = prepare(base)
+        people = login_people(vdir)
         service = start_service(vdir, base / "service", "--sweep-interval", "0", "--outbox-interval", "0")
         try:
             results = throughput(service, token)
             results += scaling(service, vdir, token)
             results.append(remote_cli(service, vdir, token))
+            results.append(parallel_logins(service, people))
         finally:
             service.stop()
     return results

@@ -48,16 +48,9 @@ class AgentFallback(BaseException):
 
 def disable_core_dumps() -> None:
     """No core file and no ptrace attach by other processes of the user (Linux: not dumpable)."""
-    import resource
+    from vault.hardening import forbid_core_dumps
 
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
-    except (OSError, AttributeError):  # not Linux: the rlimit is what there is
-        pass
+    forbid_core_dumps()
 
 
 class _Stream(io.TextIOWrapper):

@@ -34,6 +34,17 @@ def safe(text: Any) -> str:
     return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in s)
 
 
+def for_terminal(text: Any, raw: bool = False) -> str:
+    """A stored value printed on its own (``secret get --field``): on a terminal, control
+    characters are escaped (ESC shows as the four characters ``\\x1b``: a stored escape sequence cannot
+    rewrite the screen, retitle the window or fake a prompt) and line breaks kept; piped, or with
+    ``--raw``, the value exactly as stored (issue 11)."""
+    s = "" if text is None else str(text)
+    if raw or not sys.stdout.isatty():
+        return s
+    return "\n".join(safe(line) for line in s.split("\n"))
+
+
 def _width() -> int | None:
     """The width tables must fit: ``COLUMNS`` when set, else the terminal's; ``None`` (no limit)
     when stdout is not a terminal and ``COLUMNS`` is unset, so piped output keeps whole lines."""

@@ -135,10 +135,12 @@ def host_only(command: CommandT) -> CommandT:
 
 
 def read_secret_file(path: str | Path, what: str) -> str:
-    """Read a secret from a file: the first line, without its newline."""
+    """Read a secret from a file: the first line, without its newline. Refused (exit 8) when
+    the file's group or others may read it (issue 11), as the key file and vault.db are."""
+    from vault.home import read_private_file
+
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        text = read_private_file(path, f"{what} file").decode("utf-8")
     except FileNotFoundError:
         raise InvalidInput(f"{what} file {path} not found") from None
     except (OSError, UnicodeDecodeError):
@@ -147,6 +149,30 @@ def read_secret_file(path: str | Path, what: str) -> str:
     if not value:
         raise InvalidInput(f"{what} file {path} is empty")
     return value
+
+
+def read_stdin_lines(*whats: str) -> list[str]:
+    """Several secrets from standard input, one a line, in the order given (``user enroll
+    --code-stdin --password-stdin``: the code, then the password)."""
+    data = sys.stdin.read().splitlines()
+    out = []
+    for i, what in enumerate(whats):
+        value = data[i] if i < len(data) else ""
+        if not value:
+            raise InvalidInput(f"no {what} on standard input (line {i + 1})")
+        out.append(value)
+    return out
+
+
+def warn_code_in_argv(what: str, option: str) -> None:
+    """A one-time code typed on the command line is in the shell's history and, while the
+    command runs, in the process list; if the command fails it stays valid (issue 11)."""
+    click.echo(
+        f"cvault: warning: the {what} given with {option} stays valid until it is used, and the "
+        "command line may be in your shell history and the process list (use the prompt or "
+        f"{option}-stdin)",
+        err=True,
+    )
 
 
 def read_stdin_secret(what: str, *, multiline: bool = False) -> str:

@@ -279,7 +279,7 @@ def seed_operator(vault: Vault) -> Person:
             conn,
             {
                 # the shred tests end SLAs with short grace periods; the floor (issue 11) has its
-                # own tests in tests/identity/test_separation.py on default settings
+                # own tests in tests/identity/test_insider_attacks_cli.py on default settings
                 "min_grace_days": 0,
                 "session_absolute_seconds": LONG_SECONDS,
                 "session_idle_seconds": LONG_SECONDS,
@@ -358,3 +358,31 @@ def copy_staff(template: Staff, base: Path) -> Staff:
         template.rita,
         template.ada,
     )
+
+
+def on_a_terminal(vdir, *args: str, env: dict | None = None) -> str:
+    """Run the CLI with stdout on a pseudo-terminal (``isatty()`` true); its output."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        env=env or vdir.env(),
+    )
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    proc.wait(timeout=60)
+    os.close(master)
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    return out.decode()

@@ -39,6 +39,7 @@ def made(tmp_path_factory):
     home, key = base / "vault", base / "vault.key"
     pass_file = base / "passphrase"
     pass_file.write_text(unicodedata.normalize("NFC", PASSPHRASE) + "\n", encoding="utf-8")
+    pass_file.chmod(0o600)  # cvault refuses secret files others can read
     env = {k: v for k, v in os.environ.items() if not k.startswith("CVAULT_")}
     init = subprocess.run(
         [sys.executable, "-m", "cli.main", "--home", str(home), "init", "--key-file", str(key)]

@@ -255,6 +255,16 @@ SCHEMAS: dict[str, Schema] = {
         }
     ),
     "SlaView": obj(_SLA, {"cancelled_shred_request": BOOL}),
+    "MinGrace": obj(
+        {
+            "min_grace_days": INT,
+            "pending": nullable(obj({"value": INT, "requested_by": STR, "requested_at": TIME})),
+            "last_change": nullable(
+                obj({"value": INT, "requested_by": STR, "approved_by": STR, "approved_at": TIME})
+            ),
+        },
+        {"state": STR},
+    ),
     "Upcoming": obj(
         {
             "client": STR,
@@ -374,6 +384,15 @@ SCHEMAS: dict[str, Schema] = {
             "after_assignment_ended": {"type": "array"},
             "admin_changes": {"type": "array"},
             "shreds": {"type": "array"},
+            "separation_of_duties": obj(
+                {
+                    "single_operator": BOOL,
+                    "bootstrap_steps": {
+                        "type": "array",
+                        "items": obj({"user": STR, "activated_by": STR, "at": TIME}),
+                    },
+                }
+            ),
             "totals": obj(
                 {
                     "off_hours_access": INT,

@@ -202,6 +202,13 @@ class VaultContext:
             settings.update(json.loads(row[0]))
         return settings
 
+    def min_grace_days(self, conn=None) -> int:
+        """The vault-wide minimum grace period, read from the database each time (it changes by
+        a two-person approval in another process or another pooled connection: never cached)."""
+        value = rowmac.meta_value(conn or self.db.conn, "settings")  # its MAC checked (issue 12)
+        stored = json.loads(value) if value else {}
+        return int(stored.get("min_grace_days", DEFAULT_SETTINGS["min_grace_days"]) or 0)
+
     # --- clients and their keys ---------------------------------------------------------------
 
     def client(self, name: str, conn=None) -> ClientRow:

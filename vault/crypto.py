@@ -173,6 +173,15 @@ ARGON2_WAIT_SECONDS = 20.0
 _argon2_turn_lock = threading.Lock()
 _argon2_gate = threading.Lock()
 _argon2_waiting = [0]
+#: set when the process stops (``cvault serve`` on SIGTERM): waiters give up at once with Busy
+_argon2_closing = threading.Event()
+_ARGON2_POLL_SECONDS = 0.05
+
+
+def argon2_close() -> None:
+    """The process is stopping: every call waiting for its Argon2id turn, and every later one,
+    raises :class:`Busy` (HTTP 503) instead of waiting (the one running finishes)."""
+    _argon2_closing.set()
 
 
 @contextmanager
@@ -183,11 +192,18 @@ def argon2_turn() -> Iterator[None]:
             raise Busy()
         _argon2_waiting[0] += 1
     try:
-        got = _argon2_turn_lock.acquire(timeout=ARGON2_WAIT_SECONDS)
+        got = False
+        waited = 0.0
+        while not got and not _argon2_closing.is_set() and waited < ARGON2_WAIT_SECONDS:
+            got = _argon2_turn_lock.acquire(timeout=_ARGON2_POLL_SECONDS)
+            waited += _ARGON2_POLL_SECONDS
     finally:
         with _argon2_gate:
             _argon2_waiting[0] -= 1
     if not got:
+        raise Busy()
+    if _argon2_closing.is_set():
+        _argon2_turn_lock.release()
         raise Busy()
     try:
         yield

@@ -402,10 +402,11 @@ class Vault:
         self._unseal("passphrase", passphrase.encode("utf-8"), "passphrase")
 
     def unseal_key_file(self, path: Path | str) -> None:
+        from vault.home import read_private_file
+
         path = os.fspath(path)
         try:
-            with open(path, encoding="utf-8") as fh:
-                text = fh.read()
+            text = read_private_file(path, "key file").decode("utf-8")
         except FileNotFoundError:
             raise VaultSealed(f"vault sealed: key file {path} not found") from None
         except (OSError, UnicodeDecodeError):

@@ -130,6 +130,25 @@ def _group_or_other(path: Path | str, *, missing_ok: bool = False) -> bool:
     return bool(stat.S_IMODE(mode) & 0o077)
 
 
+def read_private_file(path: Path | str, what: str) -> bytes:
+    """The bytes of a secret-bearing file (an unseal key file, a passphrase file, a TLS private
+    key), refused (:class:`InsecurePermissions`, exit 8) when its group or others may read or
+    write it, as ``vault.db`` is. The mode is checked on the opened file (no race with a chmod
+    or a swapped path). ``OSError`` (missing, unreadable) goes to the caller, which names it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+            raise InsecurePermissions(
+                f"refusing to use the {what} {path}: it is accessible by other users (chmod 600 it)"
+            )
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def write_private_file(path: Path, data: bytes, *, exclusive: bool = False) -> None:
     """Create (or replace) a file readable by its owner only, atomically, with fsync."""
     from pathlib import Path

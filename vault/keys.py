@@ -238,6 +238,9 @@ class Keyring:
         return self._root is not None
 
     def load_root(self, root: bytes) -> None:
+        from vault.hardening import forbid_core_dumps
+
+        forbid_core_dumps()  # no core file may hold the root key (issue 11)
         self._root = root
         self._purpose.clear()
         self._row_macer = None

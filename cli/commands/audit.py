@@ -296,6 +296,14 @@ def _print_report(d: dict) -> None:
         ("denied", "denied"),
         ("total", "total"),
     ]
+    sod = d.get("separation_of_duties") or {}
+    if sod.get("single_operator"):
+        click.echo("SINGLE-OPERATOR VAULT: the two-person rules are off (init --single-operator)")
+    for step in sod.get("bootstrap_steps", []):
+        click.echo(
+            f"bootstrap step: admin {safe(step['user'])} activated by {safe(step['activated_by'])} "
+            f"alone, {when(step['at'])}"
+        )
     _section("Access per user")
     table(d["access_per_user"], [("user", "user"), *access_cols])
     _section("Access per client")

@@ -112,10 +112,10 @@ def restore_cmd(state, file, custody_file, recovery_key_file, as_json):
     if recovery_key_file:
         unseal = ("recovery", keys.parse_recovery_key(read_secret_file(recovery_key_file, "recovery key")))
     elif key_file:
-        try:
-            from pathlib import Path
+        from vault.home import read_private_file
 
-            text = Path(key_file).read_text()
+        try:
+            text = read_private_file(key_file, "key file").decode("utf-8")
         except (OSError, UnicodeDecodeError):
             raise VaultSealed(f"vault sealed: key file {key_file} cannot be read") from None
         unseal = ("keyfile", keys.parse_key_file_text(text))

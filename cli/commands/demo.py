@@ -39,7 +39,8 @@ class Step:
     title: str
     #: argv after ``cvault``; a callable gets the values captured so far (codes, URIs)
     args: list[str] | Callable[[Captured], list[str]]
-    stdin: str | None = None
+    #: standard input; a callable gets the values captured so far (an enrollment code)
+    stdin: str | Callable[[Captured], str] | None = None
     expect: int = 0
     #: whose session file the step uses (each person has their own CVAULT_SESSION_FILE)
     user: str | None = None
@@ -97,8 +98,9 @@ def _enroll(user: str) -> Step:
     return Step(
         f"{user} enrolls with the code: sets a password, gets the TOTP secret "
         "(otpauth URI) and 10 recovery codes",
-        lambda got: ["user", "enroll", user, "--code", got[f"code:{user}"], "--password-stdin", "--json"],
-        stdin=PASSWORDS[user] + "\n",
+        ["user", "enroll", user, "--code-stdin", "--password-stdin", "--json"],
+        # the code on stdin, not argv: on the command line it would stay valid until used
+        stdin=lambda got: got[f"code:{user}"] + "\n" + PASSWORDS[user] + "\n",
         capture=_keep_uri(user),
     )
 
@@ -419,7 +421,7 @@ def demo_cmd(keep):
             proc = subprocess.run(
                 [sys.executable, "-m", "cli.main", *args],
                 env=step_env,
-                input=step.stdin or "",
+                input=(step.stdin(got) if callable(step.stdin) else step.stdin) or "",
                 capture_output=True,
                 text=True,
             )

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import click
 
-from cli.output import emit, fields_block, json_option, progress, table, wants_json
+from cli.output import emit, fields_block, for_terminal, json_option, progress, table, wants_json
 from cli.render import when
 from cli.state import totp_option
 from vault.errors import InvalidInput, NotFound
@@ -373,10 +373,15 @@ def _field_value(record, field: str):
 @click.option("--copy", is_flag=True, help="Copy the value to the clipboard (cleared after 30 s).")
 @click.option("--otp", is_flag=True, help="Print the current code of the record's TOTP seed.")
 @click.option("--reveal", is_flag=True, help="Show secret fields in clear on a terminal.")
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="With --field on a terminal: print control characters as stored (else escaped).",
+)
 @totp_option
 @json_option
 @click.pass_obj
-def secret_get(state, client, path, field, version, copy, otp, reveal, totp, as_json):
+def secret_get(state, client, path, field, version, copy, otp, reveal, raw, totp, as_json):
     """Read a record (all fields, or one with --field); secret fields masked on a terminal."""
     vault = state.vault()
     if otp:
@@ -411,7 +416,12 @@ def secret_get(state, client, path, field, version, copy, otp, reveal, totp, as_
         emit(
             {"field": field, "value": value},
             as_json,
-            lambda d: click.echo(", ".join(map(str, value)) if isinstance(value, list) else value),
+            # color=True: click would strip escape sequences from piped output; a pipe gets the
+            # value exactly as stored, a terminal the escaped form (for_terminal)
+            lambda d: click.echo(
+                for_terminal(", ".join(map(str, value)) if isinstance(value, list) else value, raw),
+                color=True,
+            ),
         )
         return
 

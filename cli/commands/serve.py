@@ -102,6 +102,11 @@ from vault.errors import InvalidInput
     help="... then this many per minute.",
 )
 @click.option(
+    "--unseal-socket",
+    type=click.Path(dir_okay=False),
+    help="The host's own unseal socket (default <vault>/unseal.sock; 'cvault operator unseal --local').",
+)
+@click.option(
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
 )
 @click.pass_obj
@@ -125,6 +130,7 @@ def serve_cmd(
     key_cache_seconds,
     login_burst,
     login_per_minute,
+    unseal_socket,
     log_level,
 ):
     """Serve this vault over an HTTPS JSON API (docs/service.md)."""
@@ -180,6 +186,7 @@ def serve_cmd(
         settings=settings,
         log_level=log_level,
         announce=lambda line: click.echo(line, err=True),
+        unseal_socket=unseal_socket,
     )
 
 
@@ -198,6 +205,18 @@ def _transport(state):
 
 @operator.command("unseal")
 @click.option(
+    "--local",
+    is_flag=True,
+    help="Unseal the service running on this host through its unseal socket (never locked by "
+    "network junk; run as the service's user).",
+)
+@click.option(
+    "--socket",
+    "socket_path",
+    type=click.Path(dir_okay=False),
+    help="With --local: the socket (default <vault>/unseal.sock, as cvault serve --unseal-socket).",
+)
+@click.option(
     "--passphrase-file",
     type=click.Path(dir_okay=False),
     help="Read the passphrase from this file (else a hidden prompt).",
@@ -209,13 +228,16 @@ def _transport(state):
 )
 @json_option
 @click.pass_obj
-def operator_unseal(state, passphrase_file, recovery_key_file, as_json):
-    """Send the passphrase (or recovery key) to a sealed service over HTTPS."""
+def operator_unseal(state, local, socket_path, passphrase_file, recovery_key_file, as_json):
+    """Send the passphrase (or recovery key) to a sealed service over HTTPS, or with --local
+    through the service's unseal socket on this host."""
     import sys
 
     if passphrase_file and recovery_key_file:
         raise InvalidInput("use either --passphrase-file or --recovery-key-file")
-    transport = _transport(state)
+    if socket_path and not local:
+        raise InvalidInput("--socket is for --local")
+    transport = None if local else _transport(state)
     if recovery_key_file:
         body = {"recovery_key": read_secret_file(recovery_key_file, "recovery key")}
     elif passphrase_file:
@@ -226,7 +248,16 @@ def operator_unseal(state, passphrase_file, recovery_key_file, as_json):
         body = {"passphrase": click.prompt("Vault passphrase", hide_input=True, err=True)}
     else:
         raise InvalidInput("no passphrase: use --passphrase-file or run in a terminal")
-    data = transport.request("POST", "/v1/sys/unseal", body)
+    if transport is None:
+        from cli.service_client.transport import error_class
+        from vault.server.host_unseal import default_socket, unseal_over_socket
+
+        data = unseal_over_socket(socket_path or default_socket(state.home), body)
+        if "error" in data:
+            err = data["error"]
+            raise error_class(str(err["code"]), int(err["exit_code"]))(str(err["message"]))
+    else:
+        data = transport.request("POST", "/v1/sys/unseal", body)
     emit(data, as_json, lambda d: click.echo("service unsealed" if not d["sealed"] else "still sealed"))
 
 

@@ -1,8 +1,9 @@
 """``cvault login | logout | whoami | passwd``: staff sessions (docs/spec.md §5).
 
-Passwords come from a hidden prompt or ``--password-stdin``, never argv; one-time codes may be
-given as ``--totp CODE`` / ``--recovery-code CODE``. The session token is written to the session
-file (cli.session_file), never printed.
+Passwords come from a hidden prompt or ``--password-stdin``, never argv. A TOTP code may be
+given as ``--totp CODE`` (it is dead within a minute); a recovery code comes from the prompt or
+``--recovery-code-stdin`` (``--recovery-code CODE`` works, with a warning: it stays valid until used).
+The session token is written to the session file (cli.session_file), never printed.
 """
 
 from __future__ import annotations
@@ -24,22 +25,46 @@ from vault.errors import InvalidInput
 @click.option(
     "--recovery-code",
     metavar="CODE",
-    help="Use one of your single-use recovery codes instead of a TOTP code.",
+    help="Use one of your single-use recovery codes instead of a TOTP code (on the command line "
+    "it stays valid until used: prefer the prompt or --recovery-code-stdin).",
+)
+@click.option(
+    "--recovery-code-stdin",
+    is_flag=True,
+    help="Read a recovery code from standard input (after the password with --password-stdin).",
 )
 @json_option
 @click.pass_obj
-def login_cmd(state, name, password_stdin, totp, recovery_code, as_json):
-    """Log in with password and TOTP code; starts a session (8 h, 30 min idle)."""
+def login_cmd(state, name, password_stdin, totp, recovery_code, recovery_code_stdin, as_json):
+    """Log in with password and TOTP code; starts a session (8 h, 30 min idle). At the prompt a
+    recovery code may be typed instead of the TOTP code."""
     from cli.session_file import save_token
+    from cli.state import read_stdin_lines, warn_code_in_argv
+    from vault.identity import codes
 
-    if totp is not None and recovery_code is not None:
-        raise InvalidInput("use either --totp or --recovery-code, not both")
+    given = [x for x in (totp is not None, recovery_code is not None, recovery_code_stdin) if x]
+    if len(given) > 1:
+        raise InvalidInput("use one of --totp, --recovery-code or --recovery-code-stdin")
     vault = state.vault()
-    password = read_password(password_stdin)
+    if recovery_code_stdin:
+        if password_stdin:
+            password, recovery_code = read_stdin_lines("password", "recovery code")
+        else:
+            password = read_password(False)
+            (recovery_code,) = read_stdin_lines("recovery code")
+    else:
+        if recovery_code is not None:
+            warn_code_in_argv("recovery code", "--recovery-code")
+        password = read_password(password_stdin)
     if totp is None and recovery_code is None:
         if not sys.stdin.isatty() or password_stdin:
-            raise InvalidInput("no TOTP code: pass --totp CODE (or --recovery-code CODE)")
-        totp = click.prompt("TOTP code", err=True)
+            raise InvalidInput("no TOTP code: pass --totp CODE (or --recovery-code-stdin)")
+        # a recovery code may be typed here instead (its form differs from six digits)
+        typed = click.prompt("TOTP code", hide_input=True, err=True).strip()
+        if codes.well_formed(typed):
+            recovery_code = typed
+        else:
+            totp = typed
     result = vault.users.login(name, password, totp=totp, recovery_code=recovery_code)
     data = result.as_dict()
     data["session_file"] = str(save_token(vault.session_scope, name, result.token, data["expires_at"]))

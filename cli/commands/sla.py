@@ -1,4 +1,5 @@
-"""``cvault sla show|renew|expire|request-shred|approve-shred|upcoming|sweep|certificate``."""
+"""``cvault sla show|renew|expire|request-shred|approve-shred|min-grace|approve-min-grace|upcoming|sweep|
+certificate``."""
 
 from __future__ import annotations
 
@@ -361,3 +362,40 @@ def _human_certificate(doc: dict) -> None:
         click.echo("What can still undo this shred (destroy these; docs/sla.md section 6):")
         for line in undo:
             click.echo(f"  - {safe(line)}")
+
+
+@sla.command("min-grace")
+@click.argument(
+    "days", required=False, type=click.IntRange(*spec.param("sla.request_min_grace", "days").limits)
+)
+@json_option
+@click.pass_obj
+def sla_min_grace(state, days, as_json):
+    """Show the vault's minimum grace period, or request a change to DAYS (a second person,
+    outside your lineage, approves it with 'cvault sla approve-min-grace')."""
+    vault = state.vault()
+    if days is None:
+        data = vault.sla.min_grace(state.principal())
+    else:
+        data = vault.sla.request_min_grace(state.principal(), days)
+
+    def human(d):
+        click.echo(f"minimum grace period: {d['min_grace_days']} days")
+        if d["pending"]:
+            p = d["pending"]
+            click.echo(
+                f"pending change to {p['value']} days, requested by {safe(p['requested_by'])} "
+                f"{when(p['requested_at'])}: another admin or account manager runs "
+                "'cvault sla approve-min-grace'"
+            )
+
+    emit(data, as_json, human)
+
+
+@sla.command("approve-min-grace")
+@json_option
+@click.pass_obj
+def sla_approve_min_grace(state, as_json):
+    """Approve another person's pending change of the minimum grace period."""
+    data = state.vault().sla.approve_min_grace(state.principal())
+    emit(data, as_json, lambda d: click.echo(f"minimum grace period now {d['min_grace_days']} days"))

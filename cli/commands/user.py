@@ -121,24 +121,49 @@ def user_confirm(state, name, as_json):
 
 @user.command("enroll")
 @click.argument("name")
-@click.option("--code", metavar="CODE", help="The enrollment code (asked for, hidden, otherwise).")
+@click.option(
+    "--code",
+    metavar="CODE",
+    help="The enrollment code (asked for, hidden, otherwise). On the command line it stays valid "
+    "until used: prefer the prompt or --code-stdin.",
+)
+@click.option(
+    "--code-stdin",
+    is_flag=True,
+    help="Read the enrollment code from standard input (first line; the password on the next "
+    "with --password-stdin).",
+)
 @click.option("--password-stdin", is_flag=True, help="Read the new password from standard input.")
 @qr_file_options
 @json_option
 @click.pass_obj
-def user_enroll(state, name, code, password_stdin, qr_png, qr_svg, as_json):
+def user_enroll(state, name, code, code_stdin, password_stdin, qr_png, qr_svg, as_json):
     """Redeem your enrollment code: set a password, get your TOTP secret and recovery codes."""
     import sys
 
+    from cli.state import read_stdin_lines, warn_code_in_argv
     from vault.errors import InvalidInput
 
+    if code is not None and code_stdin:
+        raise InvalidInput("use either --code or --code-stdin")
     refuse_existing_qr_files(qr_png, qr_svg)
     vault = state.vault()
-    if code is None:
+    password = None
+    if code_stdin:
+        if password_stdin:
+            code, password = read_stdin_lines("enrollment code", "password")
+        else:
+            (code,) = read_stdin_lines("enrollment code")
+    elif code is None:
         if not sys.stdin.isatty():
-            raise InvalidInput("no enrollment code: pass --code CODE or run in a terminal")
+            raise InvalidInput("no enrollment code: use --code-stdin or run in a terminal")
         code = click.prompt("Enrollment code", hide_input=True, err=True)
-    password = read_password(password_stdin, "New password", confirm=True)
+    else:
+        warn_code_in_argv("enrollment code", "--code")
+    if password is None:
+        if code_stdin and not sys.stdin.isatty():
+            raise InvalidInput("no password: with --code-stdin, give --password-stdin too")
+        password = read_password(password_stdin, "New password", confirm=True)
     data = vault.users.enroll(name, code, password)
     emit(data, as_json, lambda d: show_enrollment(d, qr_png, qr_svg))
     if as_json:

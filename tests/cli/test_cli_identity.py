@@ -36,10 +36,9 @@ def test_onboarding_login_stepup_logout(staff, tmp_path):
         "user",
         "enroll",
         "dora",
-        "--code",
-        "0000-0000-0000",
+        "--code-stdin",
         "--password-stdin",
-        input="dora-password-123\n",
+        input="0000-0000-0000\ndora-password-123\n",
         env=dora_env,
     )
     _one_line(bad, 3, "enrollment failed")
@@ -47,11 +46,10 @@ def test_onboarding_login_stepup_logout(staff, tmp_path):
         "user",
         "enroll",
         "dora",
-        "--code",
-        code,
+        "--code-stdin",
         "--password-stdin",
         "--json",
-        input="dora-password-123\n",
+        input=f"{code}\ndora-password-123\n",
         env=dora_env,
     )
     assert enrolled.returncode == 0, enrolled.stderr

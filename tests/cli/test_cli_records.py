@@ -5,12 +5,9 @@ custom fields, tags, --otp, --generate and masking."""
 from __future__ import annotations
 
 import json
-import os
-import pty
-import subprocess
-import sys
 
 from cli.commands.secret import MASK, _shown_fields
+from tests.helpers import on_a_terminal
 
 
 def _ok(proc):
@@ -158,9 +155,9 @@ def test_masking_on_a_terminal_only(vdir):
     )
     piped = _ok(vdir.cli("secret", "get", "acme", "x")).stdout
     assert "hunter2-secret" in piped  # pipes unchanged
-    shown = _on_a_terminal(vdir, "secret", "get", "acme", "x")
+    shown = on_a_terminal(vdir, "secret", "get", "acme", "x")
     assert "hunter2-secret" not in shown and MASK in shown and "h" in shown
-    assert "hunter2-secret" in _on_a_terminal(vdir, "secret", "get", "acme", "x", "--reveal")
+    assert "hunter2-secret" in on_a_terminal(vdir, "secret", "get", "acme", "x", "--reveal")
 
 
 def test_shown_fields_mask_secret_custom_fields_and_never_show_the_seed():
@@ -175,32 +172,6 @@ def test_shown_fields_mask_secret_custom_fields_and_never_show_the_seed():
     revealed = _shown_fields(fields, "account", reveal=True)
     assert revealed["password"] == "p" and revealed["custom.PIN"] == "1"
     assert "JBSWY" not in json.dumps(revealed)
-
-
-def _on_a_terminal(vdir, *args) -> str:
-    """Run the CLI with stdout on a pseudo-terminal; its output."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=slave,
-        stderr=subprocess.PIPE,
-        env=vdir.env(),
-    )
-    os.close(slave)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(master, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    proc.wait(timeout=60)
-    os.close(master)
-    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
-    return out.decode()
 
 
 def test_a_short_seed_edit_accepts_gives_a_code_not_an_internal_error(vdir, tmp_path):

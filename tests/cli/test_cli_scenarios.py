@@ -204,10 +204,9 @@ def run_story(r: Runner) -> list[tuple[str, str, int, str]]:
                 "user",
                 "enroll",
                 name,
-                "--code",
-                code,
+                "--code-stdin",
                 "--password-stdin",
-                input=PASSWORD + "\n",
+                input=code + "\n" + PASSWORD + "\n",
                 compare=False,
             ).stdout
         )

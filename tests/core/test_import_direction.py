@@ -22,6 +22,7 @@ LAYERS: list[tuple[str, int]] = [
     ("vault.home", 0),
     ("vault.locks", 0),
     ("vault.crypto", 0),
+    ("vault.hardening", 0),
     ("vault.tuples", 0),
     ("vault", 0),
     ("vault.blob", 1),

@@ -155,6 +155,7 @@ def test_the_cli_opens_an_nfc_vault_with_an_nfd_passphrase_file(tmp_path):
     Vault.init(home, passphrase=NFC, kdf_params=FAST)[0].close()
     typed = tmp_path / "typed"
     typed.write_text(NFD + "\n", encoding="utf-8")
+    typed.chmod(0o600)  # cvault refuses secret files others can read
     env = {"CVAULT_HOME": str(home), "CVAULT_PASSPHRASE_FILE": str(typed), "PATH": "/usr/bin:/bin"}
     proc = run_cli("slot", "list", "--json", env=env)
     assert proc.returncode == 0, proc.stderr

@@ -36,6 +36,7 @@ def test_wrong_passphrase(pass_vault, tmp_path):
     base, _ = pass_vault
     wrong = tmp_path / "wrong"
     wrong.write_text("not the passphrase\n")
+    wrong.chmod(0o600)  # cvault refuses secret files others can read
     proc = run_cli("client", "list", env=_env(base / "vault", CVAULT_PASSPHRASE_FILE=str(wrong)))
     _one_line(proc, 3, "wrong passphrase")
 
@@ -44,6 +45,7 @@ def test_right_passphrase_and_recovery_key(pass_vault, tmp_path):
     base, recovery = pass_vault
     right = tmp_path / "right"
     right.write_text("correct horse battery\n")
+    right.chmod(0o600)  # cvault refuses secret files others can read
     # doctor runs without a session (system principal): this checks the unseal alone
     proc = run_cli(
         "doctor",
@@ -74,6 +76,7 @@ def test_key_file_of_another_vault(vdir, tmp_path):
 def test_garbage_key_file(vdir, tmp_path):
     bad = tmp_path / "bad.key"
     bad.write_text("hello\n")
+    bad.chmod(0o600)  # cvault refuses secret files others can read
     proc = run_cli("client", "list", env=vdir.env(CVAULT_KEY_FILE=str(bad)))
     _one_line(proc, 3, "not a cvault key file")
 

@@ -99,6 +99,7 @@ def make_test_ca(folder: Path) -> TestCA:
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
     )
+    key_path.chmod(0o600)  # cvault serve refuses a TLS key others can read (issue 11)
     return TestCA(ca_path, cert_path, key_path)
 
 

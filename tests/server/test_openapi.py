@@ -182,6 +182,10 @@ def test_every_operation_answers_in_its_declared_schema(tmp_path, remote_config,
         call("ada", "sla.approve_shred", {"name": "globex"})
         call("maria", "sla.sweep", {})
         call("maria", "sla.certificate", {"name": "globex"})
+        # the minimum grace period: requested by one, approved by another (issue 11)
+        call("maria", "sla.request_min_grace", {"days": 45})
+        call("maria", "sla.min_grace")
+        call("ada", "sla.approve_min_grace")
         # the reviewer's tools
         call("rita", "audit.checkpoint")
         call("rita", "audit.log", {"limit": 5})

@@ -294,10 +294,12 @@ def test_sealed_until_the_operator_unseals(world, tmp_path):
         assert proc.returncode == 8 and "sealed" in proc.stdout
         wrong = tmp_path / "wrong"
         wrong.write_text("not the passphrase\n")
+        wrong.chmod(0o600)  # cvault refuses secret files others can read
         proc = run_cli("operator", "unseal", "--passphrase-file", str(wrong), env=env)
         assert proc.returncode == 3, proc.stderr
         right = tmp_path / "right"
         right.write_text("operator passphrase\n")
+        right.chmod(0o600)  # cvault refuses secret files others can read
         proc = run_cli("operator", "unseal", "--passphrase-file", str(right), env=env)
         assert proc.returncode == 0 and "unsealed" in proc.stdout, proc.stderr
         status, body = service.client(tokens["eve"]).post(

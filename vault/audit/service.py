@@ -353,7 +353,7 @@ class AuditService:
         until = now if until is None else as_since(until, now)
         self.ctx.authorize(principal, Action.AUDIT_REPORT)
         settings = ReportSettings.from_settings(self.ctx.settings)
-        return build_report(
+        report = build_report(
             self._report_events(since, until),
             settings,
             since=since,
@@ -361,6 +361,12 @@ class AuditService:
             certificates=self._certificates(),
             full=full,
         )
+        from vault.identity.facts import separation_facts
+
+        with self.ctx.db.read() as conn:
+            # whatever the window: a single-operator vault and every bootstrap step, forever
+            report["separation_of_duties"] = separation_facts(conn)
+        return report
 
     def _report_events(self, since: datetime, until: datetime) -> Iterator[Event]:
         """The window's events as the report reads them: one SQLite cursor over the seven columns

@@ -41,14 +41,18 @@ class ClientService:
     def add(
         self, principal: Principal, name: str, *, sla_end: datetime | str, grace_days: int | None = None
     ) -> dict:
-        names.client_name(name)
-        floor = int(self.ctx.settings["min_grace_days"])
+        floor = self.ctx.min_grace_days()
         grace = max(int(self.ctx.settings["default_grace_days"]), floor) if grace_days is None else grace_days
         if not 0 <= grace <= 3650:
             raise InvalidInput("grace period must be 0 to 3650 days")
         now = self.ctx.now()
         sla_end = require_future(as_when(sla_end, now, self.ctx.zone), now, "the SLA end")
         self.ctx.authorize(principal, Action.CLIENT_ADD, detail=None)
+        try:
+            names.client_name(name)
+        except InvalidInput as refused:  # "acme ", "acme\n": audited, the name itself not
+            self.ctx.record_outcome(principal, Action.CLIENT_ADD, "deny", reason=refused.message)
+            raise
         if grace < floor:
             message = f"grace period below the vault's minimum of {floor} days (changing it takes two people)"
             self.ctx.record_outcome(principal, Action.CLIENT_ADD, "deny", reason=message)

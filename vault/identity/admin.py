@@ -40,7 +40,6 @@ class AdminMixin(FactorsMixin):
         runs :meth:`approve` (the code goes to the approver). Bootstrap: while the vault has fewer
         than two enrolled admins, an admin adding one more admin (and nothing else) gets the code
         at once, audited as a bootstrap step. Single-operator vaults: the code at once."""
-        names.user_name(name)
         roles = sorted(set(roles))
         if not roles:
             raise InvalidInput("give at least one --role")
@@ -48,6 +47,11 @@ class AdminMixin(FactorsMixin):
             if role not in ROLES:
                 raise InvalidInput(f"unknown role {role!r} (roles: {', '.join(ROLES)})")
         self.ctx.authorize(principal, Action.USER_ADD)
+        try:
+            names.user_name(name)
+        except InvalidInput as refused:  # "carl\n", "carl ": audited, the name itself not
+            self.ctx.record_outcome(principal, Action.USER_ADD, "deny", reason=refused.message)
+            raise
         _, t = self._now()
         with self.ctx.db.write() as conn:
             if user_row(conn, name) is not None:

@@ -14,7 +14,14 @@ pyotp loads only when a code is checked, Argon2 only when a password is.
 from __future__ import annotations
 
 from vault import crypto, names
-from vault.errors import AccessDenied, AuthenticationFailed, CryptoError, IntegrityFailure, InvalidInput
+from vault.errors import (
+    AccessDenied,
+    AuthenticationFailed,
+    CryptoError,
+    IntegrityFailure,
+    InvalidInput,
+    VaultLocked,
+)
 from vault.identity.facts import UserRow, end_sessions, user_row
 from vault.identity.lockout import GENERIC_FAILURE, LockoutMixin
 from vault.policy import AuditEvent
@@ -192,7 +199,11 @@ class FactorsMixin(LockoutMixin):
             self._dummy_verify(password)
             self._audit(self._unknown_name(name), AuditEvent.AUTH_ENROLL, "deny", "unknown user", origin)
             raise AuthenticationFailed(ENROLL_FAILURE)
-        self._check_not_locked(user, AuditEvent.AUTH_ENROLL, origin)
+        try:
+            self._check_not_locked(user, AuditEvent.AUTH_ENROLL, origin)
+        except VaultLocked:
+            self._dummy_verify(password)  # a locked account answers in the same time too
+            raise
         key = self._code_key()
         with self.ctx.db.read() as conn:
             row = conn.execute(

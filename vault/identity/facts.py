@@ -440,3 +440,19 @@ def enrolled_admins(conn) -> int:
         if user is not None:
             count += not user.disabled and user.password_hash is not None
     return count
+
+
+def separation_facts(conn) -> dict:
+    """What weakens the two-person rules, for ``doctor`` and every ``audit report`` (issue 11):
+    whether the vault is single-operator, and every bootstrap step ever taken (an admin account
+    activated by one admin alone while the vault had fewer than two enrolled admins)."""
+    rows = conn.execute(
+        "SELECT u.name, r.requested_by, r.requested_at FROM account_requests r"
+        " JOIN users u ON u.id = r.user_id WHERE r.mode = 'bootstrap' ORDER BY r.id"
+    ).fetchall()
+    return {
+        "single_operator": single_operator(conn),
+        "bootstrap_steps": [
+            {"user": name, "activated_by": by, "at": rfc3339(from_epoch(at))} for name, by, at in rows
+        ],
+    }

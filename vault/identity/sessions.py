@@ -26,7 +26,7 @@ from vault.identity.facts import (
     user_roles,
     user_row,
 )
-from vault.identity.lockout import GENERIC_FAILURE, HOURLY_CAP, failures_in_last_hour, record_failure
+from vault.identity.lockout import GENERIC_FAILURE, record_failure
 from vault.policy import AuditEvent
 from vault.principal import Principal
 from vault.store import rowmac
@@ -205,7 +205,9 @@ class SessionsMixin(FactorsMixin):
         :data:`STEPUP_WINDOW_SECONDS` (then exit 8 / HTTP 423 until the window passes; logging in
         again opens a new session). Failures also count towards the account's login lockout, but
         the account's lock does not stop a live session's step-up (a stranger's failed logins
-        must not take the owner offline); the rolling-hour cap does."""
+        must not take the owner offline), nor does the rolling-hour cap (strangers' failed
+        logins count there too): each guess needs a live session, which needs the password and a
+        TOTP code, and each session is limited on its own."""
         from vault.identity import totp
 
         if principal.kind != "user" or not principal.session_id:
@@ -223,7 +225,7 @@ class SessionsMixin(FactorsMixin):
                 "SELECT count(*) FROM auth_failures WHERE user_id = ? AND kind = ? AND at > ?",
                 (user.id, kind, t - STEPUP_WINDOW_SECONDS),
             ).fetchone()[0]
-            if recent >= STEPUP_MAX_FAILURES or failures_in_last_hour(conn, user.id, t) >= HOURLY_CAP:
+            if recent >= STEPUP_MAX_FAILURES:
                 outcome = "throttled"
             else:
                 if recovery_code is not None:

@@ -64,6 +64,7 @@ class MaintenanceService:
         self._orphans(report, referenced)
         self._audit_chain(report)
         self._sweep_schedule(report)
+        self._separation(report)
         # finish any scrub a purge or rotation could not complete (docs/sla.md, "scrub")
         if not self.ctx.db.scrub():
             report.warnings.append(
@@ -77,6 +78,23 @@ class MaintenanceService:
             reason=f"{len(report.problems)} problems",
         )
         return report
+
+    def _separation(self, report: DoctorReport) -> None:
+        """The two-person rules' standing (issue 11): listed every time, never a problem."""
+        from vault.identity.facts import separation_facts
+
+        with self.ctx.db.read() as conn:
+            sod = separation_facts(conn)
+        if sod["single_operator"]:
+            report.warnings.append(
+                "single-operator vault (init --single-operator): the two-person rules are off; "
+                "one person may request and approve everything"
+            )
+        for step in sod["bootstrap_steps"]:
+            report.warnings.append(
+                f"bootstrap step: admin {step['user']} was activated by {step['activated_by']} alone "
+                f"at {step['at']} (fewer than two enrolled admins then)"
+            )
 
     def _custody(self, report: DoctorReport) -> None:
         """Finish interrupted custody rotations; check the custody file; a custody file that holds

@@ -104,8 +104,10 @@ class VaultPool:
         Serialized (Argon2id costs 64 MiB per attempt). Failures are throttled per ``source`` (an
         address, an IPv6 /64: at most UNSEAL_FAILURES_PER_SOURCE per window) and, against guessing
         from many addresses, for all non-loopback sources together; a loopback source (the host
-        itself) is never locked by failures from elsewhere, so network junk cannot lock the
-        operator out (issue 11). Every failure and throttled attempt, and every unseal through the
+        itself) is never locked by failures from elsewhere, and ``source="host"`` (the Unix
+        socket of :mod:`vault.server.host_unseal`, and the key file at start) is never locked at
+        all, so network junk cannot lock the operator out (issue 11). Every failure and
+        throttled attempt, and every unseal through the
         API (``origin`` given), is written to the audit log (which works while sealed). The
         key-file unseal at start is in the service log."""
         if how not in UNSEAL_HOW:
@@ -128,7 +130,9 @@ class VaultPool:
                 len(v) for k, v in self._unseal_failures.items() if not (k == "host" or is_loopback(k))
             )
             refusal = None
-            if len(self._unseal_failures.get(key, ())) >= min(
+            if key == "host":
+                pass  # the host socket (vault.server.host_unseal): never locked by anyone
+            elif len(self._unseal_failures.get(key, ())) >= min(
                 UNSEAL_FAILURES_PER_SOURCE, self.unseal_failures_max
             ):
                 refusal = "unseal locked for this address: too many failed attempts; wait and try again"

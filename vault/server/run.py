@@ -16,6 +16,8 @@ from vault.errors import InvalidInput
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8443
+#: seconds in-flight requests get after SIGTERM (docs/service.md, "Stopping")
+GRACEFUL_SECONDS = 5
 
 
 def is_loopback(host: str) -> bool:
@@ -53,6 +55,7 @@ def serve(
     settings=None,
     log_level: str = "info",
     announce: Callable[[str], None] = lambda line: None,
+    unseal_socket: str | None = None,
 ) -> None:
     tls = bool(tls_cert and tls_key)
     if bool(tls_cert) != bool(tls_key):
@@ -63,6 +66,13 @@ def serve(
     for what, path in (("TLS certificate", tls_cert), ("TLS key", tls_key)):
         if path and not Path(path).is_file():
             raise InvalidInput(f"{what} file {path} not found")
+    if tls_key:
+        from vault.home import read_private_file
+
+        read_private_file(tls_key, "TLS private key")  # refused when others can read it
+    from vault.hardening import forbid_core_dumps
+
+    forbid_core_dumps()  # before any passphrase or key is in this process (issue 11)
 
     import uvicorn  # heavy: only here
 
@@ -79,10 +89,14 @@ def serve(
     if key_file:
         pool.unseal("key_file", key_file)
     app = create_app(pool, settings)
+    from vault.server.host_unseal import HostUnseal, default_socket
+
+    host_unseal = HostUnseal(pool, unseal_socket or default_socket(home))
+    host_unseal.start()
     scheme = "https" if tls else "http"
     shown = f"[{host}]" if ":" in host else host
     state = "sealed: run cvault operator unseal" if pool.sealed else "unsealed"
-    announce(f"cvault: serving {scheme}://{shown}:{port} ({state})")
+    announce(f"cvault: serving {scheme}://{shown}:{port} ({state}); host unseal socket {host_unseal.path}")
     config = uvicorn.Config(
         app,
         host=host,
@@ -94,10 +108,30 @@ def serve(
         server_header=False,
         proxy_headers=False,
         timeout_keep_alive=30,
+        # SIGTERM: stop accepting, give in-flight requests this long, then close what is left
+        # (the process is gone within 10 s, issue 11; an Argon2id wait ends at its own timeout)
+        timeout_graceful_shutdown=GRACEFUL_SECONDS,
         lifespan="on",
         http=JsonErrorH11Protocol,  # malformed requests answered in the API's error shape
     )
+    from vault import crypto
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            # requests waiting for Argon2id answer 503 busy at once instead of holding the
+            # process (each would wait its turn: seconds apiece); the running one finishes
+            crypto.argon2_close()
+            super().handle_exit(sig, frame)
+
+        async def shutdown(self, sockets=None) -> None:
+            # here, not after run(): uvicorn re-raises the SIGTERM it handled once serve() ends,
+            # so code after run() never runs on a signal
+            await super().shutdown(sockets=sockets)
+            host_unseal.stop()
+            pool.close()
+
     try:
-        uvicorn.Server(config).run()
+        Server(config).run()
     finally:
+        host_unseal.stop()
         pool.close()

@@ -144,7 +144,7 @@ class SlaService:
         until = as_when(until, self.ctx.now(), self.ctx.zone)
         if grace_days is not None and not 0 <= grace_days <= MAX_GRACE_DAYS:
             raise InvalidInput(f"grace period must be 0 to {MAX_GRACE_DAYS} days")
-        floor = int(self.ctx.settings["min_grace_days"])
+        floor = self.ctx.min_grace_days()
         client = self.ctx.client(name)
         self.ctx.authorize(principal, Action.SLA_RENEW, client=client)
         if grace_days is not None and grace_days < floor:
@@ -200,7 +200,7 @@ class SlaService:
         self.ctx.authorize(principal, Action.SLA_EXPIRE, client=client)
         self._refuse_if_shredded(principal, Action.SLA_EXPIRE, client, "nothing to expire")
         now = self.ctx.now()
-        floor = int(self.ctx.settings["min_grace_days"])
+        floor = self.ctx.min_grace_days()
         with self.ctx.db.write() as conn:
             client = self.ctx.client(name, conn)
             if client.state(now) != "active":
@@ -313,6 +313,113 @@ class SlaService:
             reason=f"early shred requested by {request[1]} approved; SLA ended, shred due at the next sweep",
         )
         return self._view(self.ctx.client(name), now)
+
+    # --- the vault-wide minimum grace period: two-person ----------------------------------------
+
+    def _min_grace_view(self, conn) -> dict:
+        row = conn.execute(
+            "SELECT value, requested_by, requested_at FROM setting_requests WHERE name = 'min_grace_days'"
+            " AND approved_at IS NULL AND cancelled_at IS NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        last = conn.execute(
+            "SELECT value, requested_by, approved_by, approved_at FROM setting_requests"
+            " WHERE name = 'min_grace_days' AND approved_at IS NOT NULL ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return {
+            "min_grace_days": self.ctx.min_grace_days(conn),
+            "pending": (
+                {"value": row[0], "requested_by": row[1], "requested_at": _iso(row[2])} if row else None
+            ),
+            "last_change": (
+                {
+                    "value": last[0],
+                    "requested_by": last[1],
+                    "approved_by": last[2],
+                    "approved_at": _iso(last[3]),
+                }
+                if last
+                else None
+            ),
+        }
+
+    def min_grace(self, principal: Principal) -> dict:
+        """The vault's minimum grace period, a pending change and the last approved one."""
+        self.ctx.authorize(principal, Action.SLA_REQUESTS)
+        with self.ctx.db.read() as conn:
+            return self._min_grace_view(conn)
+
+    def request_min_grace(self, principal: Principal, days: int) -> dict:
+        """Ask to change the minimum grace period (issue 11): nothing changes until a second
+        person, outside the requester's lineage, approves (:meth:`approve_min_grace`). A new
+        request replaces a pending one."""
+        if not isinstance(days, int) or not 0 <= days <= MAX_GRACE_DAYS:
+            raise InvalidInput(f"minimum grace period must be 0 to {MAX_GRACE_DAYS} days")
+        self.ctx.authorize(principal, Action.SLA_SET_MIN_GRACE)
+        t = to_epoch(self.ctx.now())
+        with self.ctx.db.write() as conn:
+            current = self.ctx.min_grace_days(conn)
+            if days == current:
+                raise InvalidInput(f"the minimum grace period is already {days} days")
+            conn.execute(
+                "UPDATE setting_requests SET cancelled_at = ? WHERE name = 'min_grace_days'"
+                " AND approved_at IS NULL AND cancelled_at IS NULL",
+                (t,),
+            )
+            conn.execute(
+                "INSERT INTO setting_requests (name, value, requested_by, requested_at)"
+                " VALUES ('min_grace_days', ?, ?, ?)",
+                (days, principal.name, t),
+            )
+            view = self._min_grace_view(conn)
+        self.ctx.record_outcome(
+            principal,
+            Action.SLA_SET_MIN_GRACE,
+            "ok",
+            reason=f"minimum grace period {current} -> {days} days requested; pending a second person",
+        )
+        return dict(view, state="pending_approval")
+
+    def approve_min_grace(self, principal: Principal) -> dict:
+        """A second person approves the pending change: it applies at once to later ``client
+        add`` and ``sla renew`` (grace periods already set stay as they are)."""
+        self.ctx.authorize(principal, Action.SLA_APPROVE_MIN_GRACE)
+        t = to_epoch(self.ctx.now())
+        why_not = None
+        with self.ctx.db.write() as conn:
+            row = conn.execute(
+                "SELECT id, value, requested_by FROM setting_requests WHERE name = 'min_grace_days'"
+                " AND approved_at IS NULL AND cancelled_at IS NULL ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+            if row is None:
+                raise NotFound("no pending change of the minimum grace period ('cvault sla min-grace DAYS')")
+            request_id, days, by = row
+            requester = facts.user_row(conn, by)
+            why_not = policy.distinct_people(
+                principal.name,
+                by,
+                facts.lineage(conn, requester.id if requester else None),
+                single_operator=facts.single_operator(conn),
+            )
+            before = self.ctx.min_grace_days(conn)
+            if why_not is None:
+                conn.execute(
+                    "UPDATE setting_requests SET approved_by = ?, approved_at = ? WHERE id = ?",
+                    (principal.name, t, request_id),
+                )
+                self.ctx.save_settings(conn, {"min_grace_days": days})
+            view = self._min_grace_view(conn)
+        if why_not is not None:
+            message = f"two-person rule: {why_not}"
+            self.ctx.record_outcome(principal, Action.SLA_APPROVE_MIN_GRACE, "deny", reason=message)
+            raise SelfApproval(message)
+        self.ctx.settings["min_grace_days"] = days
+        self.ctx.record_outcome(
+            principal,
+            Action.SLA_APPROVE_MIN_GRACE,
+            "ok",
+            reason=f"minimum grace period {before} -> {days} days (requested by {by})",
+        )
+        return dict(view, state="approved")
 
     # --- the account manager's table and queue (the web console's clients and approvals pages) ---
 

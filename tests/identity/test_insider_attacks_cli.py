@@ -1,7 +1,7 @@
 """Separation of duties (issue 11): no single insider reads, takes over or shreds alone.
 
 Each attack of the issue is replayed here through the library and the real CLI (subprocesses);
-tests/server/test_separation_api.py replays them through the HTTP API. Each refusal is checked
+tests/identity/test_insider_attacks_http.py replays them through the HTTP API. Each refusal is checked
 for its exit code and for its audit event. Times come from an injected clock where the library is
 used; nothing sleeps."""
 
@@ -58,10 +58,9 @@ def test_sock_puppet_through_the_cli(staff, tmp_path):
         "user",
         "enroll",
         "mallory",
-        "--code",
-        "0000-0000-0000",
+        "--code-stdin",
         "--password-stdin",
-        input="mallory-password-1\n",
+        input="0000-0000-0000\nmallory-password-1\n",
     )
     _refused(enroll, 3)  # a pending account has no code at all
     _refused(_cli(vd, alice, tmp_path, "user", "train", "mallory", "--until", "+365d"), 4)
@@ -113,6 +112,18 @@ def test_bootstrap_only_for_the_second_admin_and_listed(tmp_path):
         third = v.users.add(p, "third", ["admin"])  # one bootstrap code outstanding: no second one
         assert third["state"] == "pending_approval"
         assert any("bootstrap step" in r[2] for r in _audit(v, "user.add", "ok"))
+        # listed by doctor and by every audit report, whatever its window
+        assert any(
+            w.startswith("bootstrap step: admin second was activated by root")
+            for w in v.maintenance.doctor(p).warnings
+        )
+        from tests.factories import person
+
+        reviewer = person(v, "rev", "security_reviewer").principal(v)
+        report = v.audit.report(reviewer, since="1d")
+        steps = report["separation_of_duties"]["bootstrap_steps"]
+        assert [(s["user"], s["activated_by"]) for s in steps] == [("second", "root")]
+        assert report["separation_of_duties"]["single_operator"] is False
     finally:
         v.close()
 
@@ -146,6 +157,16 @@ def test_single_operator_vault_says_so_and_needs_no_second_person(tmp_path):
             ["admin", "account_manager", "engineer", "security_reviewer"]
         )
         v.users.train(p, "solo", "+365d")  # alone: the operator vouches for themselves
+        assert any(w.startswith("single-operator vault") for w in v.maintenance.doctor(p).warnings)
+        assert v.audit.report(p)["separation_of_duties"]["single_operator"] is True
+        # one person requests and approves an early shred; the certificate says so
+        v.clients.add(p, "solo-client", sla_end="+365d")
+        v.sla.request_shred(p, "solo-client", reason="the client left")
+        v.sla.approve_shred(p, "solo-client")
+        v.sla.sweep(p)
+        cert = v.sla.certificate(p, "solo-client")["certificate"]
+        assert cert["two_person_rules"].startswith("off: single-operator vault")
+        assert cert["sla"]["set_by"] == "solo" and cert["approved_by"] == "solo"
     finally:
         v.close()
 
@@ -161,10 +182,9 @@ def test_reset_totp_cannot_be_completed_by_the_admin(staff, tmp_path):
         "user",
         "enroll",
         "bob",
-        "--code",
-        reset["enrollment_code"],
+        "--code-stdin",
         "--password-stdin",
-        input="alices-choice-pw\n",
+        input=reset["enrollment_code"] + "\n" + "alices-choice-pw\n",
     )
     _refused(takeover, 3)
     v = vd.open()
@@ -177,10 +197,9 @@ def test_reset_totp_cannot_be_completed_by_the_admin(staff, tmp_path):
         "user",
         "enroll",
         "bob",
-        "--code",
-        reset["enrollment_code"],
+        "--code-stdin",
         "--password-stdin",
-        input=staff.bob.password + "\n",
+        input=reset["enrollment_code"] + "\n" + staff.bob.password + "\n",
     )
     assert done.returncode == 0, done.stderr
 
@@ -230,6 +249,30 @@ def test_instant_shred_through_the_cli_is_refused(staff, tmp_path):
         v.close()
 
 
+def test_the_minimum_grace_period_changes_only_with_a_second_person(staff, tmp_path):
+    """amy cannot lower the floor alone (request, then her own approval: exit 4, audited); a
+    second person's approval applies it to the next sla renew, in another process."""
+    vd, amy = staff.vdir, staff.amy
+    requested = json.loads(_cli(vd, amy, tmp_path, "--json", "sla", "min-grace", "0").stdout)
+    assert requested["state"] == "pending_approval" and requested["min_grace_days"] == 30
+    assert requested["pending"]["value"] == 0 and requested["pending"]["requested_by"] == "amy"
+    _refused(_cli(vd, amy, tmp_path, "sla", "approve-min-grace"), 4)
+    _refused(_cli(vd, amy, tmp_path, "sla", "renew", "acme", "--until", "+365d", "--grace-days", "0"), 2)
+    _refused(_cli(vd, staff.bob, tmp_path, "sla", "approve-min-grace"), 4)  # no role for it
+    approved = json.loads(_cli(vd, staff.ada, tmp_path, "--json", "sla", "approve-min-grace").stdout)
+    assert approved["min_grace_days"] == 0 and approved["last_change"]["approved_by"] == "ada"
+    renewed = _cli(vd, amy, tmp_path, "sla", "renew", "acme", "--until", "+365d", "--grace-days", "0")
+    assert renewed.returncode == 0, renewed.stderr
+    v = vd.open()
+    try:
+        denied = _audit(v, "sla.approve_min_grace", "deny")
+        assert any("two-person rule" in r[2] for r in denied) and denied[0][0] == "amy"
+        assert [r[0] for r in _audit(v, "sla.approve_min_grace", "ok")] == ["ada"]
+        assert any("30 -> 0" in r[2] for r in _audit(v, "sla.set_min_grace", "ok"))
+    finally:
+        v.close()
+
+
 def test_shred_approver_outside_the_requesters_lineage(env):
     v, clock, s = env
     code = onboard(v, "mona", ["account_manager"], requester=s.alice, approver=s.ada)["enrollment_code"]
@@ -260,6 +303,58 @@ def test_strangers_failed_logins_leave_the_live_session_working(env):
             v.users.login("bob", "not bobs password", totp="123456")
     assert v.secrets.list(bob, "acme") is not None
     v.users.whoami(bob)
+
+
+def test_strangers_failed_cli_logins_leave_bobs_session_working(staff, tmp_path):
+    """Six wrong `cvault login bob` from a stranger lock bob's logins (exit 3, then 8); bob's
+    session file from before still reads acme."""
+    vd, bob = staff.vdir, staff.bob
+    env = vd.env(CVAULT_SESSION_FILE=str(bob.session_file(tmp_path, vault=vd)))
+    stranger = vd.env(CVAULT_SESSION_FILE=str(tmp_path / "stranger.json"))
+    codes = [
+        vd.cli(
+            "login", "bob", "--password-stdin", "--totp", "123456", input="guess-guess-1\n", env=stranger
+        ).returncode
+        for _ in range(6)
+    ]
+    assert codes[:5] == [3] * 5 and codes[5] == 8, codes
+    listed = vd.cli("--json", "secret", "list", "acme", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert vd.cli("whoami", env=env).returncode == 0
+    v = vd.open()
+    try:
+        assert any("locked" in r[2] for r in _audit(v, "auth.lockout"))
+    finally:
+        v.close()
+
+
+def test_six_simultaneous_cli_logins_all_succeed(staff, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    vd = staff.vdir
+    people = list(staff.users().values())
+    procs = []
+    for p in people:
+        env = vd.env(CVAULT_SESSION_FILE=str(tmp_path / f"{p.name}.json"))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "login", p.name, "--password-stdin", "--totp", p.code()],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                cwd=ROOT,
+                text=True,
+            )
+        )
+    for p, proc in zip(people, procs, strict=True):
+        proc.stdin.write(p.password + "\n")
+        proc.stdin.close()
+    results = [proc.wait(timeout=120) for proc in procs]
+    assert results == [0] * len(people), [proc.stderr.read() for proc in procs]
 
 
 def test_parallel_stepup_guesses_count_exactly(staff):
@@ -344,3 +439,224 @@ def test_user_names_match_in_full(bad):
 def test_client_names_match_in_full(bad):
     with pytest.raises(InvalidInput):
         names.client_name(bad)
+
+
+@pytest.mark.parametrize(
+    ("command", "bad"),
+    [(("user", "add"), "carl\n"), (("user", "add"), "carl "), (("client", "add"), "acme ")],
+)
+def test_names_with_whitespace_are_refused_and_audited_through_the_cli(staff, tmp_path, command, bad):
+    """``carl\\n`` was a second carl and ``acme `` a second acme: refused (exit 2), audited
+    without the typed name."""
+    vd = staff.vdir
+    who = staff.alice if command[0] == "user" else staff.amy
+    extra = ("--role", "engineer") if command[0] == "user" else ("--sla-end", "+365d")
+    _refused(_cli(vd, who, tmp_path, *command, bad, *extra), 2)
+    v = vd.open()
+    try:
+        action = "user.add" if command[0] == "user" else "client.add"
+        denied = _audit(v, action, "deny")
+        assert denied and "invalid" in denied[-1][2] and bad.strip() not in denied[-1][2]
+        table = "users" if command[0] == "user" else "clients"
+        assert v.ctx.db.one(f"SELECT count(*) FROM {table} WHERE name = ?", (bad,))[0] == 0
+    finally:
+        v.close()
+
+
+def test_a_password_typed_as_a_name_is_never_logged(staff, tmp_path):
+    """A password typed into the name field (one that looks like a name, too) is in no audit
+    entry and no error line, for login and for enrollment."""
+    vd = staff.vdir
+    for typed in ("hunter-two-horse.9", "Hunter 2 Horse!"):
+        login = vd.cli("login", typed, "--password-stdin", "--totp", "123456", input="whatever-pw-12\n")
+        _refused(login, 3)
+        enroll = vd.cli(
+            "user",
+            "enroll",
+            typed,
+            "--code-stdin",
+            "--password-stdin",
+            input="AAAA-BBBB-CCCC\nwhatever-pw-12\n",
+        )
+        assert enroll.returncode in (2, 3), enroll.stderr
+        assert typed not in login.stderr + enroll.stderr
+    v = vd.open()
+    try:
+        rows = v.ctx.db.all("SELECT actor, reason FROM audit_events")
+        text = json.dumps(rows)
+        assert "hunter-two-horse.9" not in text and "Hunter 2 Horse!" not in text
+        assert any(r[0].startswith("(unknown user ") for r in rows)
+    finally:
+        v.close()
+
+
+def test_a_locked_account_costs_the_same_argon2_at_enrollment(env, monkeypatch):
+    v, clock, s = env
+    for _ in range(5):
+        with pytest.raises(AuthenticationFailed):
+            v.users.login("carl", "not carls password", totp="123456")
+    calls: list[str] = []
+    real_verify = crypto.password_verify
+    monkeypatch.setattr(crypto, "password_verify", lambda p, h: calls.append("verify") or real_verify(p, h))
+    v.users._dummy_verify("warm-up-password")
+    calls.clear()
+    with pytest.raises(VaultLocked):
+        v.users.enroll("carl", "0000-0000-0000", "some-password-123")
+    assert calls == ["verify"]
+
+
+# --- 6. one-time codes on the command line --------------------------------------------------------
+
+
+def test_one_time_codes_by_stdin_and_a_warning_for_argv(staff, tmp_path):
+    vd = staff.vdir
+    argv = vd.cli(
+        "user", "enroll", "bob", "--code", "AAAA-BBBB-CCCC", "--password-stdin", input="bobs-new-password\n"
+    )
+    assert argv.returncode == 3
+    warning, error = argv.stderr.splitlines()
+    assert "stays valid until it is used" in warning and error.startswith("cvault: enrollment failed")
+    stdin = vd.cli(
+        "user",
+        "enroll",
+        "bob",
+        "--code-stdin",
+        "--password-stdin",
+        input="AAAA-BBBB-CCCC\nbobs-new-password\n",
+    )
+    _refused(stdin, 3)  # one line: no warning
+    # a recovery code from stdin, after the password, logs in
+    v = vd.open()
+    try:
+        code = onboard(v, "dora", ["engineer"], requester=staff.alice, approver=staff.ada)["enrollment_code"]
+        recovery = v.users.enroll("dora", code, "dora-password-123")["recovery_codes"]
+    finally:
+        v.close()
+    env = vd.env(CVAULT_SESSION_FILE=str(tmp_path / "dora.json"))
+    login = vd.cli(
+        "login",
+        "dora",
+        "--password-stdin",
+        "--recovery-code-stdin",
+        input=f"dora-password-123\n{recovery[0]}\n",
+        env=env,
+    )
+    assert login.returncode == 0 and login.stderr == "", login.stderr
+    again = vd.cli(
+        "login",
+        "dora",
+        "--password-stdin",
+        "--recovery-code",
+        recovery[1],
+        input="dora-password-123\n",
+        env=env,
+    )
+    assert again.returncode == 0 and "stays valid until it is used" in again.stderr
+
+
+# --- 6. stored escape sequences on the terminal ---------------------------------------------------
+
+
+def test_secret_get_field_escapes_control_characters_on_a_terminal(staff, tmp_path):
+    from tests.helpers import on_a_terminal
+
+    vd = staff.vdir
+    evil = "line one\nok\x1b]0;owned\x07\x1b[2J\r fake prompt$ "
+    v = vd.open()
+    try:
+        v.secrets.put(staff.bob.principal(v), "acme", "evil", "note", {"text": evil})
+    finally:
+        v.close()
+    env = vd.env(CVAULT_SESSION_FILE=str(staff.bob.session_file(tmp_path, vault=vd)))
+    shown = on_a_terminal(vd, "secret", "get", "acme", "evil", "--field", "text", env=env)
+    assert "\x1b" not in shown and "\x07" not in shown and "\\x1b]0;owned\\x07" in shown
+    assert "line one\r\nok" in shown  # line breaks kept (the terminal turns \n into \r\n)
+    raw = on_a_terminal(vd, "secret", "get", "acme", "evil", "--field", "text", "--raw", env=env)
+    assert "\x1b]0;owned\x07" in raw
+    piped = vd.cli("secret", "get", "acme", "evil", "--field", "text", env=env)
+    assert "ok\x1b]0;owned\x07\x1b[2J" in piped.stdout  # a pipe gets the value as stored
+
+
+# --- 6. core dumps and files others can read --------------------------------------------------------
+
+_CORE_PROBE = """
+import sys
+from vault.facade import Vault
+from vault.hardening import core_dumps_forbidden
+v = Vault.open(sys.argv[1])
+before = core_dumps_forbidden()
+v.unseal_key_file(sys.argv[2])
+print(before, core_dumps_forbidden())
+"""
+
+
+def test_an_unsealed_process_cannot_dump_core(staff):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    vd = staff.vdir
+    out = subprocess.run(
+        [sys.executable, "-c", _CORE_PROBE, str(vd.home), str(vd.key_file)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert out.stdout.split() == ["False", "True"], out.stderr
+
+
+def test_secret_files_others_can_read_are_refused(staff, tmp_path):
+    import os
+    import shutil
+
+    vd = staff.vdir
+    loose_key = tmp_path / "loose.key"
+    shutil.copy(vd.key_file, loose_key)
+    for mode in (0o640, 0o604):
+        os.chmod(loose_key, mode)
+        env = vd.env(CVAULT_KEY_FILE=str(loose_key))
+        proc = vd.cli("client", "list", env=env)
+        _refused(proc, 8)
+        assert "accessible by other users" in proc.stderr and "loose.key" in proc.stderr
+    os.chmod(loose_key, 0o600)
+    assert vd.cli("client", "list", env=vd.env(CVAULT_KEY_FILE=str(loose_key))).returncode in (0, 3)
+    phrase = tmp_path / "phrase.txt"
+    phrase.write_text("a passphrase here\n")
+    os.chmod(phrase, 0o644)
+    env = {k: v for k, v in vd.env().items() if k != "CVAULT_KEY_FILE"}
+    env["CVAULT_PASSPHRASE_FILE"] = str(phrase)
+    proc = vd.cli("client", "list", env=env)
+    _refused(proc, 8)
+    assert "passphrase file" in proc.stderr and "accessible by other users" in proc.stderr
+    tls_key = tmp_path / "server.key"
+    tls_key.write_text("-----BEGIN PRIVATE KEY-----\n")
+    os.chmod(tls_key, 0o644)
+    cert = tmp_path / "server.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    proc = vd.cli("serve", "--port", "0", "--tls-cert", str(cert), "--tls-key", str(tls_key))
+    _refused(proc, 8)
+    assert "TLS private key" in proc.stderr
+
+
+# --- 5. step-up and other people's failures -----------------------------------------------------------
+
+
+def test_strangers_failures_in_the_hour_never_block_a_live_sessions_step_up(env):
+    """100 failures in the last hour lock new logins (the rolling cap); bob's live session still
+    steps up with his code: the guesses were not his session's."""
+    v, clock, s = env
+    bob = s.bob.login(v)
+    uid = v.ctx.db.one("SELECT id FROM users WHERE name = 'bob'")[0]
+    from vault.clock import to_epoch
+
+    t = to_epoch(clock.now())
+    with v.ctx.db.write() as conn:
+        conn.executemany(
+            "INSERT INTO auth_failures (user_id, at, kind) VALUES (?, ?, 'auth.login')", [(uid, t)] * 100
+        )
+    with pytest.raises(VaultLocked):
+        s.bob.login(v)
+    clock.advance(60)
+    assert v.users.step_up(bob, s.bob.code(clock.now()))["user"] == "bob"
