@@ -59,6 +59,13 @@ REGISTRY = [
     ),
     Bench("importcost", 2, "where secret get spends its time beyond the floor", {"quick": True}),
     Bench(
+        "instructions",
+        20,
+        "secret get (no agent) in instructions executed vs the import floor (valgrind)",
+        {"runs": 1},
+        timeout=600,
+    ),
+    Bench(
         "agent",
         20,
         "secret get through the resident agent vs pass show and the bare interpreter",
@@ -343,6 +350,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value * 1000:.1f} ms" if abs(value) < 1 else f"{value:.2f} s"
     if unit.endswith("/s"):
         return f"{value:,.0f} {unit}"
+    if unit == "instructions":
+        return f"{value / 1e6:,.1f} M instructions"
     return f"{value:g} {unit}"
 
 

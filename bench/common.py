@@ -100,7 +100,10 @@ def regular_install(base: Path, *, with_deps: bool = True) -> Path:
     installed beside it as a user's would be (``with_deps=False``: none, for the agent's client
     path, which imports none)."""
     venv, wheels = base / "regular-venv", base / "wheels"
-    quiet = {"check": True, "capture_output": True}
+    # without PYTHONPATH: ``python -m bench`` runs each module with the working tree on it, and
+    # pip would then take the package for installed already and leave the venv without it
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    quiet = {"check": True, "capture_output": True, "env": env}
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
     subprocess.run([*pip, "wheel", "--no-deps", "-w", str(wheels), str(ROOT)], **quiet)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], **quiet)
@@ -108,5 +111,5 @@ def regular_install(base: Path, *, with_deps: bool = True) -> Path:
     python = venv / "bin" / "python"
     install = [str(python), "-m", "pip", "--disable-pip-version-check", "--quiet", "install", str(wheel)]
     subprocess.run(install if with_deps else [*install, "--no-deps", "--no-index"], **quiet)
-    subprocess.run([str(python), "-m", "compileall", "-q", str(venv / "lib")], capture_output=True)
+    subprocess.run([str(python), "-m", "compileall", "-q", str(venv / "lib")], capture_output=True, env=env)
     return venv / "bin"

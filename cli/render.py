@@ -18,9 +18,9 @@ import click
 from vault.errors import InvalidInput
 
 #: the one human form itself (the facade's own rfc3339 output): returned as it is
-_HUMAN_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+_HUMAN_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 #: an ISO 8601 date-time as the facade returns them (offset or Z, optional fraction)
-_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$")
+_ISO_TIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$"
 
 
 def when(value: Any) -> str:
@@ -28,11 +28,11 @@ def when(value: Any) -> str:
     ``-``; text that is not an ISO 8601 date-time is returned unchanged."""
     if value is None or value == "":
         return "-"
-    if isinstance(value, str) and _HUMAN_TIME.fullmatch(value):
+    if isinstance(value, str) and re.fullmatch(_HUMAN_TIME, value):
         return value
     if isinstance(value, datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-    elif isinstance(value, str) and _ISO_TIME.match(value.strip()):
+    elif isinstance(value, str) and re.match(_ISO_TIME, value.strip()):
         text = value.strip()
         try:
             moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)

@@ -171,6 +171,16 @@ class SecretsAPI(Protocol):
 
     def otp(self, principal: Principal, client_name: str, path: str) -> dict: ...
 
+    def attach(
+        self, principal: Principal, client_name: str, path: str, data: bytes, *, name: str
+    ) -> dict: ...
+
+    def detach(self, principal: Principal, client_name: str, path: str, *, name: str) -> dict: ...
+
+    def attachment(
+        self, principal: Principal, client_name: str, path: str, name: str, version: int | None = None
+    ) -> dict: ...
+
     def search(
         self, principal: Principal, term: str, *, client: str | None = None, kind: str | None = None
     ) -> Rows: ...

@@ -233,8 +233,15 @@ SCHEMAS: dict[str, Schema] = {
             "fields": ANY_OBJECT,
             "created_at": TIME,
             "created_by": STR,
+            "attachments": {
+                "type": "array",
+                "items": obj({"name": STR, "size": INT, "added_at": TIME, "added_by": STR}),
+            },
         }
     ),
+    "Attached": obj({"client": STR, "path": STR, "name": STR, "size": INT, "version": INT}),
+    "Detached": obj({"client": STR, "path": STR, "name": STR, "version": INT}),
+    "Attachment": obj({"client": STR, "path": STR, "name": STR, "size": INT, "version": INT, "data": STR}),
     "RecordListing": obj({"path": STR, "kind": STR, "version": INT, "updated_at": TIME}),
     "RecordListingAll": obj({"client": STR, "path": STR, "kind": STR, "version": INT, "updated_at": TIME}),
     "SearchHit": obj(
@@ -245,7 +252,7 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "Removed": obj(
         {"client": STR, "path": STR, "purged": BOOL},
-        {"version": INT, "versions_destroyed": INT, "scrubbed": BOOL},
+        {"version": INT, "versions_destroyed": INT, "attachments_destroyed": INT, "scrubbed": BOOL},
     ),
     "Imported": obj({"client": STR, "imported": INT}),
     "Export": obj(

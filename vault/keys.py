@@ -409,6 +409,18 @@ class Keyring:
         # HMAC-SHA256 in one C call (same bytes as crypto.hmac_sha256)
         return crypto.hmac_sha256(self.purpose_key(PURPOSE_BLOB_NAME), message).hex()[:40]
 
+    def attachment_blob_name(self, client_id: str, record_id: int, attachment_id: int) -> str:
+        """An attachment's blob name: :meth:`blob_name`'s keyed hash under its own label, so it
+        can never equal a record version's name (docs/format.md, "Attachments")."""
+        message = (
+            self._prefix("attachment-name", client_id)
+            + _INT_PREFIX
+            + _U64(record_id)
+            + _INT_PREFIX
+            + _U64(attachment_id)
+        )
+        return crypto.hmac_sha256(self.purpose_key(PURPOSE_BLOB_NAME), message).hex()[:40]
+
 
 _json_str = json.encoder.encode_basestring_ascii  # what json.dumps uses for str (ensure_ascii)
 

@@ -8,10 +8,20 @@ from vault.errors import InvalidInput
 
 # matched with fullmatch (issue 11: "$" also matches before a trailing newline, so "carl\n" was a
 # second user); a client name neither starts nor ends with a space ("acme " is not another client)
-CLIENT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-])?")
-USER_NAME = re.compile(r"[a-z][a-z0-9._-]{0,31}")
-PATH_SEGMENT = re.compile(r"[A-Za-z0-9@+=,_-][A-Za-z0-9 @+=,._-]{0,63}")
+CLIENT_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9 ._-]{0,62}[A-Za-z0-9._-])?"
+USER_NAME = r"[a-z][a-z0-9._-]{0,31}"
+PATH_SEGMENT = r"[A-Za-z0-9@+=,_-][A-Za-z0-9 @+=,._-]{0,63}"
 MAX_PATH = 256
+#: each pattern is compiled when first used: a command compiles only the ones it checks
+#: (``secret get``: none of the user ones; docs/performance.md)
+_COMPILED: dict[str, re.Pattern[str]] = {}
+
+
+def _fullmatch(pattern: str, text: str) -> bool:
+    compiled = _COMPILED.get(pattern)
+    if compiled is None:
+        compiled = _COMPILED[pattern] = re.compile(pattern)
+    return compiled.fullmatch(text) is not None
 
 
 def _printable(text: str) -> bool:
@@ -19,13 +29,13 @@ def _printable(text: str) -> bool:
 
 
 def client_name(name: str) -> str:
-    if not isinstance(name, str) or not _printable(name) or not CLIENT_NAME.fullmatch(name):
+    if not isinstance(name, str) or not _printable(name) or not _fullmatch(CLIENT_NAME, name):
         raise InvalidInput("invalid client name: 1-64 letters, digits, space, '.', '_' or '-'")
     return name
 
 
 def user_name(name: str) -> str:
-    if not isinstance(name, str) or not USER_NAME.fullmatch(name):
+    if not isinstance(name, str) or not _fullmatch(USER_NAME, name):
         raise InvalidInput(
             "invalid user name: 1-32 lower-case letters, digits, '.', '_' or '-', starting with a letter"
         )
@@ -34,7 +44,7 @@ def user_name(name: str) -> str:
 
 def team_name(name: str) -> str:
     """A team: like a user name (``noc``, ``service-desk``)."""
-    if not isinstance(name, str) or not USER_NAME.fullmatch(name):
+    if not isinstance(name, str) or not _fullmatch(USER_NAME, name):
         raise InvalidInput(
             "invalid team name: 1-32 lower-case letters, digits, '.', '_' or '-', starting with a letter"
         )
@@ -46,7 +56,7 @@ def record_path(path: str) -> str:
     if not isinstance(path, str) or not path or len(path) > MAX_PATH or not _printable(path):
         raise InvalidInput("invalid record path: 1-256 printable characters like office/firewall")
     segments = path.split("/")
-    if len(segments) > 8 or any(s in (".", "..") or not PATH_SEGMENT.fullmatch(s) for s in segments):
+    if len(segments) > 8 or any(s in (".", "..") or not _fullmatch(PATH_SEGMENT, s) for s in segments):
         raise InvalidInput(
             "invalid record path: segments of letters, digits, ' @+=,._-' "
             "separated by '/', no empty, '.' or '..' segment"

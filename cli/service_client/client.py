@@ -60,6 +60,10 @@ def _wire(p: spec.Param, value):
         return f"{seconds}s"
     if p.type == "strlist":
         return [str(v) for v in value]
+    if p.type == "bytes":
+        import base64
+
+        return base64.b64encode(value).decode()
     if hasattr(value, "__fspath__"):
         return os.fspath(value)
     return value
@@ -88,6 +92,12 @@ def _verify_result(data: dict):
     return VerifyResult(**data)
 
 
+def _attachment(data: dict) -> dict:
+    import base64
+
+    return {**data, "data": base64.b64decode(data["data"])}
+
+
 #: how each result codec of the registry is rebuilt from JSON
 DECODERS: dict[str, Callable[[Any], Any]] = {
     "json": lambda data: data,
@@ -95,6 +105,7 @@ DECODERS: dict[str, Callable[[Any], Any]] = {
     "record": _record,
     "verify": _verify_result,
     "login": ServiceLogin,
+    "attachment": _attachment,
 }
 
 

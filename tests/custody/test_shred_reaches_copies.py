@@ -255,7 +255,7 @@ def test_a_vault_from_before_custody_is_migrated_on_first_unseal(tmp_path):
         custody = tmp_path / "vault.custody"  # next to the key file
         assert custody.exists() and (custody.stat().st_mode & 0o077) == 0
         # its sessions (SHA-256 only, from before keyed token MACs) were ended by the upgrade
-        # (issue 12, docs/format.md section 7): the operator signs in again
+        # (issue 12, docs/format.md section 8): the operator signs in again
         with pytest.raises(Exception, match="session ended"):
             v.secrets.get(operator(), "acme", "x")
         from tests.factories import insert_session

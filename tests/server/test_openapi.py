@@ -160,6 +160,10 @@ def test_every_operation_answers_in_its_declared_schema(tmp_path, remote_config,
         totp = {"username": "admin", "totp": "JBSWY3DPEHPK3PXPJBSWY3DP"}
         call("eve", "secrets.put", {"client_name": "acme", "path": "m/a", "kind": "account", "fields": totp})
         call("eve", "secrets.otp", {"client_name": "acme", "path": "m/a"})
+        attach = {"client_name": "acme", "path": "m/a", "name": "n.txt", "data": "aGVsbG8="}
+        call("eve", "secrets.attach", attach)
+        call("eve", "secrets.attachment", {"client_name": "acme", "path": "m/a", "name": "n.txt"})
+        call("eve", "secrets.detach", {"client_name": "acme", "path": "m/a", "name": "n.txt"})
         lines = ['{"path": "a/b", "kind": "note", "fields": {"text": "t"}}']
         call("eve", "secrets.import_records", {"client_name": "acme", "lines": lines})
         call("eve", "secrets.export_records", {"client_name": "acme"})

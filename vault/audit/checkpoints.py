@@ -24,7 +24,8 @@ from vault.tuples import NamedTuple
 SIGNING_LABEL = b"cvault/v1/audit-checkpoint\x00"
 KINDS = ("periodic", "manual", "prune")
 BLOB_PREFIX = "audit-checkpoint-"
-_BLOB_NAME = re.compile(r"^audit-checkpoint-(\d{1,19})(-prune)?$")
+#: compiled on first use (re's cache), not at import on every command
+_BLOB_NAME = r"^audit-checkpoint-(\d{1,19})(-prune)?$"
 
 
 def _canonical(obj: dict) -> bytes:
@@ -145,7 +146,7 @@ def _hex(value, length: int) -> bytes:
 
 def parse_blob_name(name: str) -> int | None:
     """The sequence number of a checkpoint blob name, or None for any other blob."""
-    m = _BLOB_NAME.match(name)
+    m = re.match(_BLOB_NAME, name)
     return int(m.group(1)) if m else None
 
 

@@ -93,7 +93,11 @@ def create_app(pool: VaultPool, settings: ServiceSettings | None = None) -> Fast
     app.state.pool = pool
     app.state.jobs = jobs
     app.state.settings = settings
-    app.add_middleware(BodyLimit, limit=spec.MAX_BODY_BYTES)
+    app.add_middleware(
+        BodyLimit,
+        limit=spec.MAX_BODY_BYTES,
+        overrides={op.path: op.body_limit for op in spec.OPERATIONS if op.body_limit},
+    )
     install_error_handlers(app)
 
     @app.get(
