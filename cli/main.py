@@ -31,6 +31,7 @@ COMMANDS = {
     "whoami": "cli.commands.session:whoami_cmd",
     "passwd": "cli.commands.session:passwd_cmd",
     "sla": "cli.commands.sla:sla",
+    "integration": "cli.commands.integration:integration",
     "audit": "cli.commands.audit:audit",
     "sync": "cli.commands.sync:sync",
     "remote": "cli.commands.remote:remote",

@@ -133,6 +133,18 @@ class TeamsAPI(Protocol):
     def memberships(self, principal: Principal, user_name: str) -> Rows: ...
 
 
+class ContractsAPI(Protocol):
+    def import_contracts(self, principal: Principal, lines: list[str], *, dry_run: bool = False) -> dict: ...
+
+
+class IntegrationsAPI(Protocol):
+    def add(self, principal: Principal, name: str) -> dict: ...
+
+    def list(self, principal: Principal) -> Rows: ...
+
+    def rm(self, principal: Principal, name: str) -> dict: ...
+
+
 class ClientsAPI(Protocol):
     def add(
         self, principal: Principal, name: str, *, sla_end: When, grace_days: int | None = None
@@ -402,6 +414,12 @@ class VaultAPI(Protocol):
 
     @property
     def teams(self) -> TeamsAPI: ...
+
+    @property
+    def contracts(self) -> ContractsAPI: ...
+
+    @property
+    def integrations(self) -> IntegrationsAPI: ...
 
     @property
     def clients(self) -> ClientsAPI: ...

@@ -192,6 +192,48 @@ SCHEMAS: dict[str, Schema] = {
         {"client": STR, "team": STR}, {"until": nullable(TIME), "ended_at": TIME, "members": STRS}
     ),
     "UserTeam": obj({"team": STR, "since": TIME, "clients": STRS}),
+    "ContractImport": obj(
+        {
+            "dry_run": BOOL,
+            "rows": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "client": STR,
+                        "where": STR,
+                        "new_sla_end": TIME,
+                        "change": STR,
+                        "sla_end": nullable(TIME),
+                        "state": nullable(STR),
+                    }
+                ),
+            },
+            "unknown_clients": STRS,
+            "counts": {"type": "object", "additionalProperties": INT},
+            "applied": INT,
+        }
+    ),
+    "IntegrationSecret": obj({"name": STR, "secret": STR, "created_at": TIME}),
+    "IntegrationView": obj(
+        {
+            "name": STR,
+            "created_at": TIME,
+            "created_by": STR,
+            "last_event_at": nullable(TIME),
+            "events": INT,
+        }
+    ),
+    "IntegrationRemoved": obj({"name": STR, "removed_at": TIME}),
+    "ContractEventResult": obj(
+        {
+            "event_id": STR,
+            "integration": STR,
+            "client": STR,
+            "change": STR,
+            "sla_end": TIME,
+            "state": STR,
+        }
+    ),
     "ClientAccess": obj(
         {
             "client": STR,

@@ -398,6 +398,29 @@ OPERATIONS: tuple[Op, ...] = (
         returns="UserTeam[]",
         summary="The teams a user belongs to, with the clients each reaches",
     ),
+    # --- contract dates from the PSA (docs/sla.md, "Contract dates from the PSA") ---------------------
+    Op(
+        "contracts",
+        "import_contracts",
+        (P("lines", "strlist"), K("dry_run", "bool", False)),
+        returns="ContractImport",
+        summary="SLA ends from a PSA export (CSV or JSON lines): the diff, applied unless dry_run",
+    ),
+    Op(
+        "integrations",
+        "add",
+        (P("name"),),
+        returns="IntegrationSecret",
+        summary="A PSA integration and its HMAC secret (shown once)",
+    ),
+    Op("integrations", "list", returns="IntegrationView[]", summary="PSA integrations (no secrets)"),
+    Op(
+        "integrations",
+        "rm",
+        (P("name"),),
+        returns="IntegrationRemoved",
+        summary="Remove a PSA integration (its secret is destroyed)",
+    ),
     # --- clients --------------------------------------------------------------------------------------
     Op(
         "clients",
@@ -742,6 +765,7 @@ def status_for(code: str, exit_code: int) -> int:
         "blob_not_found": 404,
         "busy": 503,
         "password_check_unavailable": 503,
+        "replayed": 409,
     }
     if code in special:
         return special[code]

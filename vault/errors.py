@@ -76,6 +76,13 @@ class NotFound(VaultError):
     code = "not_found"
 
 
+class Replayed(VaultError):
+    """Already received: a signed event id seen before (HTTP 409)."""
+
+    exit_code = EXIT_AUTH
+    code = "replayed"
+
+
 class IntegrityFailure(VaultError):
     """integrity failure: data failed authentication."""
 

@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # the services load on first use (_Service); these are for ty
     from vault.identity.service import UserService
     from vault.maintenance.service import MaintenanceService
     from vault.records.service import SecretService
+    from vault.sla.contracts import ContractService, IntegrationService
     from vault.sla.service import SlaService
     from vault.slots.service import SlotService
     from vault.sync.service import SyncService
@@ -144,6 +145,12 @@ class Vault:
     access: _Service[AccessService] = _Service("vault.clients.access:AccessService")
     teams: _Service[TeamService] = _Service("vault.clients.teams:TeamService")
     sla: _Service[SlaService] = _Service("vault.sla.service:SlaService")
+    contracts: _Service[ContractService] = _Service(
+        "vault.sla.contracts:ContractService", lambda v: {"sla": v.sla}
+    )
+    integrations: _Service[IntegrationService] = _Service(
+        "vault.sla.contracts:IntegrationService", lambda v: {"contracts": v.contracts}
+    )
     custody: _Service[CustodyService] = _Service("vault.custody.service:CustodyService")
     # remote backups go to the replica: the sync service is created only then
     backups: _Service[BackupService] = _Service(

@@ -39,10 +39,13 @@ PURPOSE_AUDIT = "audit"
 PURPOSE_BLOB_NAME = "blob-name"
 PURPOSE_SESSION = "session"
 PURPOSE_BACKUP = "backup"
+#: the HMAC secrets of PSA integrations (POST /v1/sla/contract-events; docs/sla.md)
+PURPOSE_INTEGRATION_SEAL = "integration-seal"
 #: row MACs of the rows a decision reads (vault.store.rowmac; docs/format.md "Row MACs")
 PURPOSE_ROW_MAC = "row-mac"
 PURPOSES = frozenset(
     {
+        PURPOSE_INTEGRATION_SEAL,
         PURPOSE_CLIENT_KEY_WRAP,
         PURPOSE_TOTP_SEAL,
         PURPOSE_TOKEN_CACHE_SEAL,

@@ -144,6 +144,12 @@ class Action(_StrConstants):
     SLA_CERTIFICATE = "sla.certificate"
     SLA_SET_MIN_GRACE = "sla.set_min_grace"
     SLA_APPROVE_MIN_GRACE = "sla.approve_min_grace"
+    SLA_IMPORT = "sla.import"  # contract dates from a PSA export (each change is a renew or expire)
+    SLA_CONTRACT_EVENT = "sla.contract_event"  # a signed PSA webhook event
+    # PSA integrations (the webhook's HMAC secrets)
+    INTEGRATION_ADD = "integration.add"
+    INTEGRATION_LIST = "integration.list"
+    INTEGRATION_RM = "integration.rm"
     # secrets (need-to-know)
     SECRET_PUT = "secret.put"
     SECRET_GET = "secret.get"
@@ -198,6 +204,9 @@ class AuditEvent(_StrConstants):
 
 
 ADMIN, ACCOUNT_MANAGER, ENGINEER, REVIEWER = "admin", "account_manager", "engineer", "security_reviewer"
+#: the role of a PSA integration's principal (``integration:NAME``, authenticated by the HMAC
+#: signature of its webhook events): it may move an SLA end and nothing else
+INTEGRATION = "integration"
 _ = frozenset
 
 #: The role table of docs/spec.md §6. An action absent here is refused to everyone.
@@ -232,8 +241,13 @@ PERMISSIONS: dict[Action, frozenset[str]] = {
     Action.TEAM_MEMBER_RM: _({ADMIN, ACCOUNT_MANAGER}),
     Action.ACCESS_VIEW: _({ADMIN, REVIEWER}),
     Action.SLA_SHOW: _({ACCOUNT_MANAGER}),
-    Action.SLA_RENEW: _({ACCOUNT_MANAGER}),
-    Action.SLA_EXPIRE: _({ACCOUNT_MANAGER}),
+    Action.SLA_RENEW: _({ACCOUNT_MANAGER, INTEGRATION}),
+    Action.SLA_EXPIRE: _({ACCOUNT_MANAGER, INTEGRATION}),
+    Action.SLA_IMPORT: _({ACCOUNT_MANAGER}),
+    Action.SLA_CONTRACT_EVENT: _({INTEGRATION}),
+    Action.INTEGRATION_ADD: _({ADMIN}),
+    Action.INTEGRATION_LIST: _({ADMIN, ACCOUNT_MANAGER, REVIEWER}),
+    Action.INTEGRATION_RM: _({ADMIN}),
     Action.SLA_REQUEST_SHRED: _({ACCOUNT_MANAGER}),
     Action.SLA_APPROVE_SHRED: _({ADMIN, ACCOUNT_MANAGER}),
     Action.SLA_UPCOMING: _({ACCOUNT_MANAGER}),
@@ -561,7 +575,7 @@ def _no_path(who: str, client: ClientFacts) -> str:
 def permission_table() -> str:
     """The role table as Markdown (docs/identity.md, "Permission table"; regenerate it with
     ``python -m cli.permissions``; ``tests/core/test_policy.py`` checks the doc holds it)."""
-    columns = (ADMIN, ACCOUNT_MANAGER, ENGINEER, REVIEWER, SYSTEM_ROLE)
+    columns = (ADMIN, ACCOUNT_MANAGER, ENGINEER, REVIEWER, SYSTEM_ROLE, INTEGRATION)
     lines = [
         "| action | " + " | ".join(columns) + " | two-person rule |",
         "|---|" + "---|" * (len(columns) + 1),

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
         AuditAPI,
         BackupsAPI,
         ClientsAPI,
+        ContractsAPI,
         CustodyAPI,
+        IntegrationsAPI,
         MaintenanceAPI,
         SecretsAPI,
         SlaAPI,
@@ -254,6 +256,8 @@ class ServiceVault:
     users: UsersAPI
     access: AccessAPI
     teams: TeamsAPI
+    contracts: ContractsAPI
+    integrations: IntegrationsAPI
     clients: ClientsAPI
     secrets: SecretsAPI
     sla: SlaAPI

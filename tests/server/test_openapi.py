@@ -180,6 +180,12 @@ def test_every_operation_answers_in_its_declared_schema(tmp_path, remote_config,
         call("maria", "sla.renew", {"name": "acme", "until": "+500d"})
         call("maria", "sla.upcoming", {"within": "1000d"})
         call("maria", "sla.overview")
+        contracts = ["client,contract_end", "acme,+600d", "initech,+30d"]
+        call("maria", "contracts.import_contracts", {"lines": contracts, "dry_run": True})
+        call("maria", "contracts.import_contracts", {"lines": contracts})
+        call("ada", "integrations.add", {"name": "halopsa"})
+        call("rita", "integrations.list")
+        call("ada", "integrations.rm", {"name": "halopsa"})
         call("maria", "sla.expire", {"name": "globex", "reason": "contract ended"})
         call("maria", "sla.request_shred", {"name": "globex", "reason": "client asked for erasure"})
         call("maria", "sla.requests")
