@@ -298,6 +298,15 @@ class Shredder:
             "certified": self._finish,
         }
         job = load_job(self.ctx.db.conn, client_id)
+        if job is not None and STEPS.index(job.step) < STEPS.index("purged"):
+            # a job is started in the transaction that marks the client's (MACed) row as
+            # shredding: a job row beside a live client was planted (issue 12), never obeyed
+            client = client_store.by_id(self.ctx.db.conn, client_id)
+            if client is None or client.shred_state is None:
+                raise rowmac.RowTampered(
+                    f"integrity failure: a shred job for client {client_id} whose client row is not"
+                    " being shredded (edited outside cvault?); run cvault doctor"
+                )
         while job is not None and job.step != "done":
             steps[job.step](job)
             self.pause()
