@@ -6,6 +6,7 @@ click, the ``secret`` commands and the vault core, nothing else.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -30,6 +31,7 @@ COMMANDS = {
     "whoami": "cli.commands.session:whoami_cmd",
     "passwd": "cli.commands.session:passwd_cmd",
     "sla": "cli.commands.sla:sla",
+    "integration": "cli.commands.integration:integration",
     "audit": "cli.commands.audit:audit",
     "sync": "cli.commands.sync:sync",
     "remote": "cli.commands.remote:remote",
@@ -40,6 +42,7 @@ COMMANDS = {
     "restore": "cli.commands.backup:restore_cmd",
     "generate": "cli.commands.generate:generate_cmd",
     "agent": "cli.commands.agent:agent",
+    "completion": "cli.commands.completion:completion_cmd",
 }
 
 
@@ -79,18 +82,33 @@ def _full_short_help(command: click.Command) -> None:
     help="Vault folder (default: $CVAULT_HOME or the platform's user data folder).",
 )
 @click.option("--addr", envvar="CVAULT_ADDR", help="URL of a cvault service (service mode).")
+@click.option(
+    "--profile",
+    envvar="CVAULT_PROFILE",
+    metavar="NAME",
+    help="Session profile: one login per profile (default: $CVAULT_PROFILE or none).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 # an explicit message keeps click from loading gettext/locale on every run
 @click.version_option(package_name="client-config-vault", prog_name="cvault", message="%(prog)s %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, home: str | None, addr: str | None, as_json: bool, debug: bool) -> None:
+def cli(
+    ctx: click.Context, home: str | None, addr: str | None, profile: str | None, as_json: bool, debug: bool
+) -> None:
     """cvault: encrypted client-configuration vault for managed service providers.
 
     Exit codes: 0 ok, 1 error, 2 usage or invalid input, 3 authentication failed, 4 access denied,
     5 not found, 6 integrity failure, 7 client expired or shredded, 8 vault sealed or locked,
     9 storage backend unavailable.
     """
+    if profile:
+        from cli.session_file import check_profile
+
+        # the session file functions read it from the environment (cli.session_file.profile)
+        os.environ["CVAULT_PROFILE"] = check_profile(profile)
+    else:
+        os.environ.pop("CVAULT_PROFILE", None)
     if isinstance(ctx.obj, CliState):  # given by the caller (the agent runs commands this way)
         ctx.obj.configure(home=home, addr=addr, json=as_json, debug=debug)
     else:
@@ -107,6 +125,20 @@ def cli(ctx: click.Context, home: str | None, addr: str | None, as_json: bool, d
             f"cvault {ctx.invoked_subcommand} works on the vault's own host only, "
             "not in service mode (unset --addr / CVAULT_ADDR)"
         )
+
+
+#: errors of a path itself (not of the storage under it: storage_error has those, exit 9)
+_PATH_ERRNOS = {
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENAMETOOLONG,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ELOOP,
+    errno.EINVAL,
+    errno.ENXIO,
+}
 
 
 def run(argv: list[str] | None = None, *, obj: CliState | None = None) -> int:
@@ -155,6 +187,12 @@ def run(argv: list[str] | None = None, *, obj: CliState | None = None) -> int:
         if isinstance(exc, VaultError):
             click.echo(f"cvault: {exc.message}", err=True)
             return exc.exit_code
+        if isinstance(exc, OSError) and exc.filename is not None and exc.errno in _PATH_ERRNOS:
+            # a path the user gave that the system refuses (too long, a folder, no permission...)
+            name = os.fsdecode(exc.filename)
+            shown = name if len(name) <= 120 else name[:60] + "..." + name[-20:]
+            click.echo(f"cvault: {shown!r}: {os.strerror(exc.errno).lower()}", err=True)
+            return 2
         click.echo(f"cvault: internal error: {type(exc).__name__} (run with --debug for details)", err=True)
         return 1
     return rv if isinstance(rv, int) else 0

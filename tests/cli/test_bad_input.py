@@ -56,3 +56,17 @@ def test_passwords_on_standard_input_that_are_not_utf8(env):
         got = cvault(env, *argv, input=b"\xff\xfe secret\n")
         assert got.code == 2 and "not UTF-8" in got.stderr, (argv, got.code, got.stderr)
         _one_line_exit_2(got)
+
+
+def test_paths_the_system_refuses(env, tmp_path):
+    """Found by tests/cli/test_fuzz.py: a file name over the system's limit was "internal error:
+    OSError"; any path the system refuses is one line naming it, exit 2."""
+    export = tmp_path / "export.jsonl"
+    export.write_text("")
+    for argv in (
+        ("audit", "verify", "--file", str(export), "--pubkey", "x" * 300),
+        ("secret", "put", "acme", "p/1", "--type", "note", "--file", str(tmp_path / ("y" * 300))),
+        ("secret", "put", "acme", "p/1", "--type", "note", "--file", str(tmp_path)),
+    ):
+        got = cvault(env, *argv)
+        _one_line_exit_2(got)

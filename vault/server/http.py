@@ -8,7 +8,8 @@ path), an illegal request line or header, headers over h11's size limit, an unsu
 ``Transfer-Encoding``, a malformed chunk. Each is answered here with
 ``{"error": {"code": "malformed_request", "message", "exit_code": 2}}`` and the status h11 hints
 (400; 431 for oversized headers; 501 for a transfer coding other than chunked), then the
-connection is closed (h11 cannot find the next request after a framing error).
+connection is closed once the client stops sending (h11 cannot find the next request after a
+framing error).
 
 The message is one of a few fixed lines: h11's own messages may quote the offending bytes, and
 those may be anything, a secret included. Imported only by :mod:`vault.server.run` (uvicorn is
@@ -25,6 +26,9 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from vault import api_spec as spec
 
 CODE = "malformed_request"
+#: after an error answer, at most this much more is read and dropped, for at most this long
+LINGER_BYTES = 1024 * 1024
+LINGER_SECONDS = 2.0
 #: h11's default limit on a request line plus headers (bytes)
 MAX_HEAD_BYTES = 16 * 1024
 MESSAGES = {
@@ -57,12 +61,32 @@ class _Connection(h11.Connection):
 
 
 class JsonErrorH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol whose parse-error answer is the API's JSON error."""
+    """uvicorn's h11 protocol whose parse-error answer is the API's JSON error.
+
+    After that answer the connection lingers: what the client is still sending is read and
+    dropped (up to :data:`LINGER_BYTES`, for at most :data:`LINGER_SECONDS`) before it is closed,
+    because closing with unread data resets the connection and a client still writing (a 64 KiB
+    header, say) would never read the answer."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self._lingering = 0  # bytes still to drop after an error answer (0: not answered)
         limit = self.config.h11_max_incomplete_event_size
         self.conn = _Connection(h11.SERVER, limit if limit is not None else MAX_HEAD_BYTES)
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            self._lingering = max(0, self._lingering - len(data)) or -1
+            if self._lingering < 0:
+                self.transport.close()
+            return
+        super().data_received(data)
+
+    def shutdown(self) -> None:
+        if self._lingering:  # answered already; h11 is in its error state
+            self.transport.close()
+            return
+        super().shutdown()
 
     def send_400_response(self, msg: str) -> None:
         status = getattr(self.conn, "error_status", 400)
@@ -84,4 +108,5 @@ class JsonErrorH11Protocol(H11Protocol):
             head = b"HTTP/1.1 %d %s\r\n" % (status, reason.get(status, b"Bad Request"))
             head += b"".join(b"%s: %s\r\n" % pair for pair in headers) + b"\r\n"
             self.transport.write(head + body)
-        self.transport.close()
+        self._lingering = LINGER_BYTES
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
