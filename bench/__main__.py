@@ -89,6 +89,13 @@ REGISTRY = [
     Bench("secret_import", 2, "secret import of 10,000 records", {"runs": 1}),
     Bench("import_parse", 18, "parse of 10,000-entry KeePass and Bitwarden exports", {"runs": 1}),
     Bench(
+        "import_cli",
+        18,
+        "cvault import of 10,000-entry KeePass and Bitwarden exports vs secret import",
+        {"runs": 1},
+        timeout=900,
+    ),
+    Bench(
         "audit_verify",
         4,
         "audit verify of a 1,000,000-entry log",

@@ -52,6 +52,7 @@ def run(runs: int = 30, records: int = 10) -> list[Result]:
             runs, lambda: time_command(READ_FLOOR, clean_env()), lambda: time_command(get, env)
         )
         results = [_result(f"secret get ({records} records, editable install)", floor, got)]
+        results.append(mac_cost(ctx))
         base = Path(tmp) / "realistic"
         base.mkdir()
         real = realistic_vault(base)
@@ -82,6 +83,55 @@ def _result(name: str, floor: list[float], got: list[float]) -> Result:
             ratio,
             "<= 1.3 x floor",
             ratio <= 1.3,
+        )
+    )
+
+
+def mac_cost(ctx, reads: int = 200) -> Result:
+    """What the row MACs (issue 12) add to one ``secret get``: the same read in-process through
+    the library (resume the session, authorize, open the record), counting the HMACs made and
+    verified and the time spent in them."""
+    import time
+
+    from tests.helpers import VaultDir, operator
+    from vault import crypto
+
+    spent = [0.0, 0]
+    plain = crypto.Mac.mac
+
+    def timed(self, message):
+        t = time.perf_counter()
+        try:
+            return plain(self, message)
+        finally:
+            spent[0] += time.perf_counter() - t
+            spent[1] += 1
+
+    v = VaultDir(ctx.home, ctx.key_file).open()
+    try:
+        crypto.Mac.mac = timed  # type: ignore[method-assign]
+        start = time.perf_counter()
+        for _ in range(reads):
+            v.secrets.get(operator(), "acme", "rec/0")
+        total = time.perf_counter() - start
+    finally:
+        crypto.Mac.mac = plain  # type: ignore[method-assign]
+        v.close()
+    per_mac = spent[0] / max(1, spent[1])
+    per_get = spent[0] / reads
+    return emit(
+        Result(
+            "secret get: row-MAC work per read (in-process)",
+            "s",
+            per_get,
+            0.0,
+            total / reads,
+            "the whole in-process read (authorize, audit write, decrypt)",
+            per_get / (total / reads),
+            "microseconds",
+            per_get < 0.001,
+            f"{spent[1] / reads:.0f} HMACs per read, {per_mac * 1e6:.1f} us each: {per_get * 1e6:.0f} us of"
+            f" {total / reads * 1e3:.2f} ms",
         )
     )
 

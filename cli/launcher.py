@@ -15,8 +15,9 @@ import sys
 
 #: (group, command) pairs the agent serves; each only reads (the agent never prompts)
 AGENT_COMMANDS = {("secret", "get"), ("secret", "list"), ("secret", "search")}
-#: options that need this process itself (the clipboard tool, help text): always the full CLI
-_LOCAL_ONLY_OPTIONS = {"--copy", "-h", "--help", "--version"}
+#: options that need this process itself (the clipboard tool, a file written or binary output,
+#: help text): always the full CLI
+_LOCAL_ONLY_OPTIONS = {"--copy", "--attachment", "--out", "-h", "--help", "--version"}
 _GLOBAL_WITH_VALUE = {"--home", "--addr", "--profile"}
 _GLOBAL_FLAGS = {"--json", "--debug"}
 #: the environment a command may depend on, passed to the agent (names only of files, no secrets);

@@ -31,6 +31,7 @@ COMMANDS = {
     "whoami": "cli.commands.session:whoami_cmd",
     "passwd": "cli.commands.session:passwd_cmd",
     "sla": "cli.commands.sla:sla",
+    "integration": "cli.commands.integration:integration",
     "audit": "cli.commands.audit:audit",
     "sync": "cli.commands.sync:sync",
     "remote": "cli.commands.remote:remote",
@@ -41,6 +42,7 @@ COMMANDS = {
     "restore": "cli.commands.backup:restore_cmd",
     "generate": "cli.commands.generate:generate_cmd",
     "agent": "cli.commands.agent:agent",
+    "completion": "cli.commands.completion:completion_cmd",
 }
 
 
@@ -80,18 +82,33 @@ def _full_short_help(command: click.Command) -> None:
     help="Vault folder (default: $CVAULT_HOME or the platform's user data folder).",
 )
 @click.option("--addr", envvar="CVAULT_ADDR", help="URL of a cvault service (service mode).")
+@click.option(
+    "--profile",
+    envvar="CVAULT_PROFILE",
+    metavar="NAME",
+    help="Session profile: one login per profile (default: $CVAULT_PROFILE or none).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
 # an explicit message keeps click from loading gettext/locale on every run
 @click.version_option(package_name="client-config-vault", prog_name="cvault", message="%(prog)s %(version)s")
 @click.pass_context
-def cli(ctx: click.Context, home: str | None, addr: str | None, as_json: bool, debug: bool) -> None:
+def cli(
+    ctx: click.Context, home: str | None, addr: str | None, profile: str | None, as_json: bool, debug: bool
+) -> None:
     """cvault: encrypted client-configuration vault for managed service providers.
 
     Exit codes: 0 ok, 1 error, 2 usage or invalid input, 3 authentication failed, 4 access denied,
     5 not found, 6 integrity failure, 7 client expired or shredded, 8 vault sealed or locked,
     9 storage backend unavailable.
     """
+    if profile:
+        from cli.session_file import check_profile
+
+        # the session file functions read it from the environment (cli.session_file.profile)
+        os.environ["CVAULT_PROFILE"] = check_profile(profile)
+    else:
+        os.environ.pop("CVAULT_PROFILE", None)
     if isinstance(ctx.obj, CliState):  # given by the caller (the agent runs commands this way)
         ctx.obj.configure(home=home, addr=addr, json=as_json, debug=debug)
     else:

@@ -2,7 +2,9 @@
 
 Location: ``CVAULT_SESSION_FILE`` if set (read without importing platformdirs: the ``secret get``
 hot path), else ``session.json`` in the platform's user config folder (``platformdirs``,
-imported lazily). The file is created 0600 in a 0700 folder and holds JSON
+imported lazily); with a profile (``--profile NAME`` / ``CVAULT_PROFILE``)
+``session-NAME.json`` in the same folder, so that each profile keeps its own session. The file
+is created 0600 in a 0700 folder and holds JSON
 ``{"vault_id", "user", "token", "expires_at"}``; the vault id makes a token from another vault fail
 cleanly ("not logged in to this vault") instead of being sent to the wrong vault. The vault itself
 stores only the token's SHA-256 (docs/identity.md).
@@ -21,22 +23,59 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 FILE_NAME = "session.json"
+#: a profile name: letters, digits, ``.``, ``_``, ``-`` (it becomes part of a file name)
+_PROFILE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def profile() -> str | None:
+    """The session profile: ``--profile NAME`` (which sets ``CVAULT_PROFILE`` for the command)
+    or ``CVAULT_PROFILE``; None for the default session."""
+    name = os.environ.get("CVAULT_PROFILE") or None
+    if name is not None:
+        check_profile(name)
+    return name
+
+
+def check_profile(name: str) -> str:
+    from vault.errors import InvalidInput
+
+    if not 1 <= len(name) <= 64 or not set(name) <= _PROFILE_CHARS or name.startswith("."):
+        raise InvalidInput("a profile name is 1-64 letters, digits, '.', '_' or '-' (not starting with '.')")
+    return name
 
 
 def session_file() -> str:
-    """Where the session file is (a string: ``secret get`` never loads pathlib)."""
+    """Where the session file is (a string: ``secret get`` never loads pathlib): with a profile,
+    ``session-NAME.json`` in the folder of the default one (one session per profile)."""
     env = os.environ.get("CVAULT_SESSION_FILE")
     if env:
-        return os.path.expanduser(env)
-    import platformdirs  # only without CVAULT_SESSION_FILE
+        path = os.path.expanduser(env)
+    else:
+        import platformdirs  # only without CVAULT_SESSION_FILE
 
-    return os.path.join(platformdirs.user_config_dir("cvault", appauthor=False), FILE_NAME)
+        path = os.path.join(platformdirs.user_config_dir("cvault", appauthor=False), FILE_NAME)
+    name = profile()
+    return path if name is None else os.path.join(os.path.dirname(path), f"session-{name}.json")
 
 
 def session_path() -> Path:
     from pathlib import Path
 
     return Path(session_file())
+
+
+def session_user(vault_id: str) -> tuple[str | None, str | None]:
+    """``(user, expires_at)`` of the session file's session for this vault, or ``(None, None)``
+    when there is none (no file, another vault, unreadable): what ``login`` would replace."""
+    try:
+        with open(session_file(), encoding="utf-8") as fh:
+            doc = json.loads(fh.read())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None, None
+    if not isinstance(doc, dict) or doc.get("vault_id") != vault_id or not isinstance(doc.get("user"), str):
+        return None, None
+    expires = doc.get("expires_at")
+    return doc["user"], expires if isinstance(expires, str) else None
 
 
 def load_token(vault_id: str) -> tuple[str | None, str | None]:

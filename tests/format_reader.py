@@ -10,7 +10,7 @@ disagree, one of them does not follow that document.
     python tests/format_reader.py --home DIR --custody-file FILE (--key-file F | --passphrase-file F)
 
 prints ``{"records": [{"client", "path", "kind", "version", "fields"}...], "audit": [{"seq",
-"detail"}...], "row_macs": N}`` (N: the rows whose section-7 MAC it checked).
+"detail"}...], "row_macs": N}`` (N: the rows whose section-8 MAC it checked).
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def open_blob(
     return document["fields"]
 
 
-# --- section 7: row MACs -------------------------------------------------------------------------
+# --- section 8: row MACs -------------------------------------------------------------------------
 
 ROW_MAC_COLUMNS = {
     "meta": "key, value",
@@ -207,7 +207,7 @@ def row_mac_message(table: str, values) -> bytes:
 
 
 def check_row_macs(db: sqlite3.Connection, root: bytes, vault_id: bytes) -> int:
-    """Every row of section 7's tables carries the MAC of its covered columns; returns how many."""
+    """Every row of section 8's tables carries the MAC of its covered columns; returns how many."""
     k_row = hkdf(root, vault_id, b"cvault/v1/row-mac")
     checked = 0
     for table, columns in ROW_MAC_COLUMNS.items():
@@ -225,7 +225,7 @@ def read_vault(home: Path, custody_file: Path, kind: str, secret: bytes | str) -
     db = sqlite3.connect(f"file:{home / 'vault.db'}?mode=ro", uri=True)  # step 1
     vault_id = bytes(db.execute("SELECT value FROM meta WHERE key = 'vault_id'").fetchone()[0])
     root = root_key(db, vault_id, kind, secret)  # step 2
-    row_macs = check_row_macs(db, root, vault_id)  # section 7
+    row_macs = check_row_macs(db, root, vault_id)  # section 8
     k_ckw = hkdf(root, vault_id, b"cvault/v1/client-key-wrap")  # step 3
     custody = read_custody_file(custody_file, vault_id)  # step 4
     records, audit_keys = [], {}

@@ -188,7 +188,7 @@ def _compare(result: dict, expected: list[dict], audit: list[dict]) -> None:
     want = sorted(expected, key=key)
     assert [key(r) for r in got] == [key(r) for r in want]
     assert len(got) == 4  # the deleted and the purged records are not read
-    # docs/format.md section 7: the reader checked the row MAC of every row a decision reads
+    # docs/format.md section 8: the reader checked the row MAC of every row a decision reads
     # (the users, sessions, clients, records and versions at least)
     assert result["row_macs"] > 20, result["row_macs"]
     for mine, theirs in zip(got, want, strict=True):

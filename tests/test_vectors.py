@@ -261,7 +261,7 @@ def test_vectors_of_what_purpose_keys_seal():
 
 
 def test_row_mac_vectors():
-    """docs/format.md section 7: the encoding byte for byte, the MAC, and a changed value fails."""
+    """docs/format.md section 8: the encoding byte for byte, the MAC, and a changed value fails."""
     from vault.store import rowmac
 
     v = VECTORS["row_mac"]

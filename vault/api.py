@@ -133,6 +133,18 @@ class TeamsAPI(Protocol):
     def memberships(self, principal: Principal, user_name: str) -> Rows: ...
 
 
+class ContractsAPI(Protocol):
+    def import_contracts(self, principal: Principal, lines: list[str], *, dry_run: bool = False) -> dict: ...
+
+
+class IntegrationsAPI(Protocol):
+    def add(self, principal: Principal, name: str) -> dict: ...
+
+    def list(self, principal: Principal) -> Rows: ...
+
+    def rm(self, principal: Principal, name: str) -> dict: ...
+
+
 class ClientsAPI(Protocol):
     def add(
         self, principal: Principal, name: str, *, sla_end: When, grace_days: int | None = None
@@ -170,6 +182,16 @@ class SecretsAPI(Protocol):
     def restore(self, principal: Principal, client_name: str, path: str, *, version: int) -> dict: ...
 
     def otp(self, principal: Principal, client_name: str, path: str) -> dict: ...
+
+    def attach(
+        self, principal: Principal, client_name: str, path: str, data: bytes, *, name: str
+    ) -> dict: ...
+
+    def detach(self, principal: Principal, client_name: str, path: str, *, name: str) -> dict: ...
+
+    def attachment(
+        self, principal: Principal, client_name: str, path: str, name: str, version: int | None = None
+    ) -> dict: ...
 
     def search(
         self, principal: Principal, term: str, *, client: str | None = None, kind: str | None = None
@@ -259,6 +281,8 @@ class AuditAPI(Protocol):
     def public_key(self) -> dict: ...
 
     def checkpoint(self, principal: Principal) -> dict: ...
+
+    def recover(self, principal: Principal, acknowledge: int) -> dict: ...
 
     def log(
         self,
@@ -392,6 +416,12 @@ class VaultAPI(Protocol):
 
     @property
     def teams(self) -> TeamsAPI: ...
+
+    @property
+    def contracts(self) -> ContractsAPI: ...
+
+    @property
+    def integrations(self) -> IntegrationsAPI: ...
 
     @property
     def clients(self) -> ClientsAPI: ...

@@ -192,6 +192,48 @@ SCHEMAS: dict[str, Schema] = {
         {"client": STR, "team": STR}, {"until": nullable(TIME), "ended_at": TIME, "members": STRS}
     ),
     "UserTeam": obj({"team": STR, "since": TIME, "clients": STRS}),
+    "ContractImport": obj(
+        {
+            "dry_run": BOOL,
+            "rows": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "client": STR,
+                        "where": STR,
+                        "new_sla_end": TIME,
+                        "change": STR,
+                        "sla_end": nullable(TIME),
+                        "state": nullable(STR),
+                    }
+                ),
+            },
+            "unknown_clients": STRS,
+            "counts": {"type": "object", "additionalProperties": INT},
+            "applied": INT,
+        }
+    ),
+    "IntegrationSecret": obj({"name": STR, "secret": STR, "created_at": TIME}),
+    "IntegrationView": obj(
+        {
+            "name": STR,
+            "created_at": TIME,
+            "created_by": STR,
+            "last_event_at": nullable(TIME),
+            "events": INT,
+        }
+    ),
+    "IntegrationRemoved": obj({"name": STR, "removed_at": TIME}),
+    "ContractEventResult": obj(
+        {
+            "event_id": STR,
+            "integration": STR,
+            "client": STR,
+            "change": STR,
+            "sla_end": TIME,
+            "state": STR,
+        }
+    ),
     "ClientAccess": obj(
         {
             "client": STR,
@@ -233,8 +275,15 @@ SCHEMAS: dict[str, Schema] = {
             "fields": ANY_OBJECT,
             "created_at": TIME,
             "created_by": STR,
+            "attachments": {
+                "type": "array",
+                "items": obj({"name": STR, "size": INT, "added_at": TIME, "added_by": STR}),
+            },
         }
     ),
+    "Attached": obj({"client": STR, "path": STR, "name": STR, "size": INT, "version": INT}),
+    "Detached": obj({"client": STR, "path": STR, "name": STR, "version": INT}),
+    "Attachment": obj({"client": STR, "path": STR, "name": STR, "size": INT, "version": INT, "data": STR}),
     "RecordListing": obj({"path": STR, "kind": STR, "version": INT, "updated_at": TIME}),
     "RecordListingAll": obj({"client": STR, "path": STR, "kind": STR, "version": INT, "updated_at": TIME}),
     "SearchHit": obj(
@@ -245,7 +294,7 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "Removed": obj(
         {"client": STR, "path": STR, "purged": BOOL},
-        {"version": INT, "versions_destroyed": INT, "scrubbed": BOOL},
+        {"version": INT, "versions_destroyed": INT, "attachments_destroyed": INT, "scrubbed": BOOL},
     ),
     "Imported": obj({"client": STR, "imported": INT}),
     "Export": obj(
@@ -320,10 +369,20 @@ SCHEMAS: dict[str, Schema] = {
             "body": STR,
             "signature": STR,
             "public_key": STR,
+            "public_key_fingerprint": STR,
             "live_status": obj({"at": TIME, "remote_deletes_pending": INT, "note": STR}),
         }
     ),
-    "PublicKey": obj({"public_key": STR, "fingerprint": STR, "vault_id": STR}),
+    "PublicKey": obj(
+        {
+            "public_key": STR,
+            "fingerprint": STR,
+            "vault_id": STR,
+            "verified": BOOL,
+            "stored_key_matches": nullable(BOOL),
+        }
+    ),
+    "Recovery": obj({"recovered": BOOL, "first_bad_seq": INT, "problem": STR, "checkpoint_seq": INT}),
     "Checkpoint": obj(
         {
             "type": STR,
@@ -335,7 +394,8 @@ SCHEMAS: dict[str, Schema] = {
             "base_seq": nullable(INT),
             "base_hash": nullable(STR),
             "signature": STR,
-        }
+        },
+        {"prev": STR, "recovery": ANY_OBJECT},
     ),
     "AuditEvent": obj(
         {

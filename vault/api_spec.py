@@ -29,11 +29,13 @@ Parameter types (JSON on the wire):
 ``duration``   ``30d``, ``12h``, ``45m``, ``2w``
 ``strlist``    a list of strings
 ``object``     a JSON object (a record's fields)
+``bytes``      bytes, as standard base64 text (an attachment's content)
 =============  ==========================================================================
 
 Result codecs (``result``): ``json`` (the facade's dicts and lists as they are), ``none``,
-``record`` (a :class:`vault.records.SecretRecord`), ``verify`` (a ``VerifyResult``) and
-``login`` (a login result: its token, and ``as_dict()`` without it).
+``record`` (a :class:`vault.records.SecretRecord`), ``verify`` (a ``VerifyResult``),
+``login`` (a login result: its token, and ``as_dict()`` without it) and ``attachment`` (a dict
+whose ``data`` is bytes: base64 text on the wire).
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ API_PREFIX = "/v1"
 MAX_BODY_BYTES = 2 * 1024 * 1024
 #: strings (names, paths, codes, dates) longer than this are refused by validation (422)
 MAX_STRING = 4096
+#: an attachment is at most 25 MiB (vault.blob.MAX_ATTACHMENT); as base64 in a JSON body it takes
+#: 4/3 of that plus the other parameters: the one route allowed a larger body (Op.body_limit;
+#: docs/service.md, "Limits")
+MAX_ATTACHMENT_BYTES = 25 * 1024 * 1024
+MAX_BASE64 = (MAX_ATTACHMENT_BYTES + 2) // 3 * 4
+ATTACH_BODY_BYTES = MAX_BASE64 + 64 * 1024
 INT64: tuple[int, int] = (-(2**63), 2**63 - 1)
 
 # Param and Op are plain slotted classes rather than dataclasses or NamedTuples: ``cvault secret
@@ -119,7 +127,8 @@ class Op(_Frozen):
     method the service client provides on top of this operation with one of its adapters, doing
     the local part itself (writing the export file). ``returns``: the name of the result's schema
     in :mod:`vault.api_schemas` (``"Name[]"``: a list of them; None: null), the OpenAPI
-    document's 200 response."""
+    document's 200 response. ``body_limit``: the largest request body of this operation when
+    it is not :data:`MAX_BODY_BYTES` (attachments)."""
 
     __slots__ = (
         "service",
@@ -135,6 +144,7 @@ class Op(_Frozen):
         "transport",
         "client_side",
         "returns",
+        "body_limit",
     )
     service: str
     method: str
@@ -149,6 +159,7 @@ class Op(_Frozen):
     transport: str
     client_side: tuple[str, str] | None
     returns: str | None
+    body_limit: int | None
 
     def __init__(
         self,
@@ -165,6 +176,7 @@ class Op(_Frozen):
         transport: str = "json",
         client_side: tuple[str, str] | None = None,
         returns: str | None = None,
+        body_limit: int | None = None,
     ) -> None:
         super().__init__(
             service=service,
@@ -180,6 +192,7 @@ class Op(_Frozen):
             transport=transport,
             client_side=client_side,
             returns=returns,
+            body_limit=body_limit,
         )
 
     @property
@@ -385,6 +398,29 @@ OPERATIONS: tuple[Op, ...] = (
         returns="UserTeam[]",
         summary="The teams a user belongs to, with the clients each reaches",
     ),
+    # --- contract dates from the PSA (docs/sla.md, "Contract dates from the PSA") ---------------------
+    Op(
+        "contracts",
+        "import_contracts",
+        (P("lines", "strlist"), K("dry_run", "bool", False)),
+        returns="ContractImport",
+        summary="SLA ends from a PSA export (CSV or JSON lines): the diff, applied unless dry_run",
+    ),
+    Op(
+        "integrations",
+        "add",
+        (P("name"),),
+        returns="IntegrationSecret",
+        summary="A PSA integration and its HMAC secret (shown once)",
+    ),
+    Op("integrations", "list", returns="IntegrationView[]", summary="PSA integrations (no secrets)"),
+    Op(
+        "integrations",
+        "rm",
+        (P("name"),),
+        returns="IntegrationRemoved",
+        summary="Remove a PSA integration (its secret is destroyed)",
+    ),
     # --- clients --------------------------------------------------------------------------------------
     Op(
         "clients",
@@ -445,6 +481,29 @@ OPERATIONS: tuple[Op, ...] = (
         (P("client_name"), P("path")),
         returns="OtpCode",
         summary="The current TOTP code of a record's totp seed (a read; the seed stays)",
+    ),
+    Op(
+        "secrets",
+        "attach",
+        (P("client_name"), P("path"), P("data", "bytes"), K("name", "str", REQUIRED)),
+        returns="Attached",
+        body_limit=ATTACH_BODY_BYTES,
+        summary="Attach a file (at most 25 MiB, base64) to a record, as a new version",
+    ),
+    Op(
+        "secrets",
+        "detach",
+        (P("client_name"), P("path"), K("name", "str", REQUIRED)),
+        returns="Detached",
+        summary="A new version without one attachment (older versions keep it)",
+    ),
+    Op(
+        "secrets",
+        "attachment",
+        (P("client_name"), P("path"), P("name"), P("version", "int", None, (1, 2**31))),
+        result="attachment",
+        returns="Attachment",
+        summary="Read an attached file (a read, like get; its bytes as base64)",
     ),
     Op(
         "secrets",
@@ -581,6 +640,13 @@ OPERATIONS: tuple[Op, ...] = (
     Op("audit", "checkpoint", returns="Checkpoint", summary="Sign the log's head now"),
     Op(
         "audit",
+        "recover",
+        (P("acknowledge", "int", bounds=(1, 2**62)),),
+        returns="Recovery",
+        summary="Acknowledge an integrity alarm (admin, step-up): sign the head as a recovery checkpoint",
+    ),
+    Op(
+        "audit",
         "log",
         (
             K("user"),
@@ -706,6 +772,7 @@ def status_for(code: str, exit_code: int) -> int:
         "blob_not_found": 404,
         "busy": 503,
         "password_check_unavailable": 503,
+        "replayed": 409,
     }
     if code in special:
         return special[code]

@@ -3,13 +3,17 @@
     offset  size  field
     0       4     magic b"CVLT"
     4       1     format version (1)
-    5       1     blob type (1 = record version)
+    5       1     blob type (1 = record version, 2 = attachment)
     6       16    vault id
     22      16    client id
     38      8     record id, unsigned big-endian
-    46      4     record version, unsigned big-endian
+    46      4     record version (type 1) or attachment id (type 2), unsigned big-endian
     50      12    AES-GCM nonce
-    62      n+16  AES-256-GCM ciphertext of the record document, then the 16-byte tag
+    62      n+16  AES-256-GCM ciphertext of the record document (type 1) or of the attached file's
+                  bytes (type 2), then the 16-byte tag
+
+An attachment (type 2) has its own key, kept only inside the encrypted document of each record
+version that lists it; its id is the record version that added it.
 
 The associated data is the whole 62-byte header, so no header field can change undetected; the
 record key (DEK) is unique per record version, so a blob moved to another record, client or
@@ -30,9 +34,11 @@ MAGIC = b"CVLT"
 FORMAT_VERSION = 1
 READABLE_VERSIONS = (1,)
 TYPE_RECORD = 1
+TYPE_ATTACHMENT = 2
 HEADER = struct.Struct(">4sBB16s16sQI12s")
 HEADER_LEN = HEADER.size  # 62
 MAX_PLAINTEXT = 1024 * 1024  # docs/spec.md §4: 1 MiB per record
+MAX_ATTACHMENT = 25 * 1024 * 1024  # issue 16: 25 MiB per attached file
 
 
 class BlobHeader(NamedTuple):
@@ -64,16 +70,45 @@ def encrypt_record(
     return header + crypto.aead_encrypt(dek, nonce, plaintext, header)
 
 
-def parse_header(blob: bytes) -> BlobHeader:
-    """Parse and check the header; any malformed input raises CryptoError (never anything else)."""
+def parse_header(blob: bytes, blob_type: int = TYPE_RECORD) -> BlobHeader:
+    """Parse and check the header (of a blob of ``blob_type``); any malformed input raises
+    CryptoError (never anything else)."""
     if not isinstance(blob, (bytes, bytearray)) or len(blob) < HEADER_LEN + crypto.TAG_LEN:
         raise CryptoError()
-    magic, version, blob_type, vault_id, client_id, record_id, record_version, nonce = HEADER.unpack_from(
-        blob, 0
-    )
-    if magic != MAGIC or version not in READABLE_VERSIONS or blob_type != TYPE_RECORD:
+    magic, version, kind, vault_id, client_id, record_id, record_version, nonce = HEADER.unpack_from(blob, 0)
+    if magic != MAGIC or version not in READABLE_VERSIONS or kind != blob_type:
         raise CryptoError()
-    return BlobHeader(vault_id, client_id, record_id, record_version, nonce, version, blob_type)
+    return BlobHeader(vault_id, client_id, record_id, record_version, nonce, version, kind)
+
+
+def encrypt_attachment(
+    key: bytes,
+    data: bytes,
+    *,
+    vault_id: bytes,
+    client_id: bytes,
+    record_id: int,
+    attachment_id: int,
+    nonce: bytes | None = None,
+) -> bytes:
+    """An attached file's blob (type 2): the same layout as a record version's, under the
+    attachment's own key; the header (the AAD) names the client, the record and the attachment."""
+    if len(data) > MAX_ATTACHMENT:
+        raise ValueError("attachment larger than 25 MiB")
+    nonce = nonce or crypto.new_nonce()
+    header = HEADER.pack(
+        MAGIC, FORMAT_VERSION, TYPE_ATTACHMENT, vault_id, client_id, record_id, attachment_id, nonce
+    )
+    return header + crypto.aead_encrypt(key, nonce, data, header)
+
+
+def decrypt_attachment(
+    blob: bytes, key: bytes, *, vault_id: bytes, client_id: bytes, record_id: int, attachment_id: int
+) -> bytes:
+    """Verify the header names this attachment, then decrypt. Raises only CryptoError."""
+    return _decrypt(
+        blob, key, (vault_id, client_id, record_id, attachment_id), TYPE_ATTACHMENT, MAX_ATTACHMENT
+    )
 
 
 def decrypt_record(
@@ -82,8 +117,11 @@ def decrypt_record(
     """Verify the header is the one expected for this record version, then decrypt.
 
     Raises only CryptoError, whatever was wrong."""
-    header = parse_header(blob)
-    expected: tuple[bytes | int, ...] = (vault_id, client_id, record_id, record_version)
+    return _decrypt(blob, dek, (vault_id, client_id, record_id, record_version), TYPE_RECORD, MAX_PLAINTEXT)
+
+
+def _decrypt(blob: bytes, key: bytes, expected: tuple[bytes | int, ...], blob_type: int, limit: int) -> bytes:
+    header = parse_header(blob, blob_type)
     actual: tuple[bytes | int, ...] = (
         header.vault_id,
         header.client_id,
@@ -92,8 +130,8 @@ def decrypt_record(
     )
     if not all(crypto.constant_time_equal(_b(a), _b(e)) for a, e in zip(actual, expected, strict=True)):
         raise CryptoError()
-    plaintext = crypto.aead_decrypt(dek, header.nonce, bytes(blob[HEADER_LEN:]), bytes(blob[:HEADER_LEN]))
-    if len(plaintext) > MAX_PLAINTEXT:
+    plaintext = crypto.aead_decrypt(key, header.nonce, bytes(blob[HEADER_LEN:]), bytes(blob[:HEADER_LEN]))
+    if len(plaintext) > limit:
         raise CryptoError()
     return plaintext
 
@@ -107,6 +145,24 @@ def open_document(plaintext: bytes, kind: str) -> dict[str, Any]:
     ``kind`` is the record's kind and whose ``fields`` is an object; returns the fields.
 
     Raises only CryptoError (the caller names the record)."""
+    return open_document_parts(plaintext, kind)[0]
+
+
+#: an attachment entry of a record document: name -> JSON type (docs/format.md, "Attachments")
+ATTACHMENT_ENTRY = {
+    "name": str,
+    "id": int,
+    "size": int,
+    "key": str,
+    "blob": str,
+    "added_at": int,
+    "added_by": str,
+}
+
+
+def open_document_parts(plaintext: bytes, kind: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """:func:`open_document`, and the document's ``attachments`` (absent: none), each entry
+    checked against :data:`ATTACHMENT_ENTRY`. Raises only CryptoError."""
     import json
 
     try:
@@ -118,4 +174,14 @@ def open_document(plaintext: bytes, kind: str) -> dict[str, Any]:
     fields = document.get("fields")
     if not isinstance(fields, dict):
         raise CryptoError()
-    return fields
+    attachments = document.get("attachments", [])
+    if not isinstance(attachments, list):
+        raise CryptoError()
+    for entry in attachments:
+        if not isinstance(entry, dict) or set(entry) != set(ATTACHMENT_ENTRY):
+            raise CryptoError()
+        for name, typ in ATTACHMENT_ENTRY.items():
+            value = entry[name]
+            if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+                raise CryptoError()
+    return fields, attachments

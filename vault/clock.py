@@ -49,9 +49,9 @@ def from_epoch(seconds: int | float) -> datetime:
 
 def rfc3339(when: datetime) -> str:
     """UTC RFC 3339 with a Z suffix and second precision (microseconds when present)."""
-    when = when.astimezone(UTC)
-    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if when.microsecond else "%Y-%m-%dT%H:%M:%SZ"
-    return when.strftime(fmt)
+    # isoformat (C, several times faster than strftime: lists of 10,000 clients format 20,000
+    # times) gives exactly these two forms for a naive datetime
+    return when.astimezone(UTC).replace(tzinfo=None).isoformat() + "Z"
 
 
 def rfc3339_seconds(when: datetime) -> str:

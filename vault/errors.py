@@ -76,11 +76,26 @@ class NotFound(VaultError):
     code = "not_found"
 
 
+class Replayed(VaultError):
+    """Already received: a signed event id seen before (HTTP 409)."""
+
+    exit_code = EXIT_AUTH
+    code = "replayed"
+
+
 class IntegrityFailure(VaultError):
     """integrity failure: data failed authentication."""
 
     exit_code = EXIT_INTEGRITY
     code = "integrity_failure"
+
+
+class AuditAlarm(IntegrityFailure):
+    """integrity alarm: the audit log no longer extends its high-water mark."""
+
+    def __init__(self, message: str | None = None, first_bad_seq: int | None = None):
+        super().__init__(message)
+        self.first_bad_seq = first_bad_seq
 
 
 class ClientUnavailable(VaultError):

@@ -144,6 +144,12 @@ class Action(_StrConstants):
     SLA_CERTIFICATE = "sla.certificate"
     SLA_SET_MIN_GRACE = "sla.set_min_grace"
     SLA_APPROVE_MIN_GRACE = "sla.approve_min_grace"
+    SLA_IMPORT = "sla.import"  # contract dates from a PSA export (each change is a renew or expire)
+    SLA_CONTRACT_EVENT = "sla.contract_event"  # a signed PSA webhook event
+    # PSA integrations (the webhook's HMAC secrets)
+    INTEGRATION_ADD = "integration.add"
+    INTEGRATION_LIST = "integration.list"
+    INTEGRATION_RM = "integration.rm"
     # secrets (need-to-know)
     SECRET_PUT = "secret.put"
     SECRET_GET = "secret.get"
@@ -162,6 +168,7 @@ class Action(_StrConstants):
     AUDIT_EXPORT = "audit.export"
     AUDIT_REPORT = "audit.report"
     AUDIT_PRUNE = "audit.prune"
+    AUDIT_RECOVER = "audit.recover"  # acknowledge an integrity alarm (docs/audit.md section 3)
     # vault operations (ciphertext only)
     SYNC = "sync"
     DOCTOR = "doctor"
@@ -198,6 +205,9 @@ class AuditEvent(_StrConstants):
 
 
 ADMIN, ACCOUNT_MANAGER, ENGINEER, REVIEWER = "admin", "account_manager", "engineer", "security_reviewer"
+#: the role of a PSA integration's principal (``integration:NAME``, authenticated by the HMAC
+#: signature of its webhook events): it may move an SLA end and nothing else
+INTEGRATION = "integration"
 _ = frozenset
 
 #: The role table of docs/spec.md §6. An action absent here is refused to everyone.
@@ -232,8 +242,13 @@ PERMISSIONS: dict[Action, frozenset[str]] = {
     Action.TEAM_MEMBER_RM: _({ADMIN, ACCOUNT_MANAGER}),
     Action.ACCESS_VIEW: _({ADMIN, REVIEWER}),
     Action.SLA_SHOW: _({ACCOUNT_MANAGER}),
-    Action.SLA_RENEW: _({ACCOUNT_MANAGER}),
-    Action.SLA_EXPIRE: _({ACCOUNT_MANAGER}),
+    Action.SLA_RENEW: _({ACCOUNT_MANAGER, INTEGRATION}),
+    Action.SLA_EXPIRE: _({ACCOUNT_MANAGER, INTEGRATION}),
+    Action.SLA_IMPORT: _({ACCOUNT_MANAGER}),
+    Action.SLA_CONTRACT_EVENT: _({INTEGRATION}),
+    Action.INTEGRATION_ADD: _({ADMIN}),
+    Action.INTEGRATION_LIST: _({ADMIN, ACCOUNT_MANAGER, REVIEWER}),
+    Action.INTEGRATION_RM: _({ADMIN}),
     Action.SLA_REQUEST_SHRED: _({ACCOUNT_MANAGER}),
     Action.SLA_APPROVE_SHRED: _({ADMIN, ACCOUNT_MANAGER}),
     Action.SLA_UPCOMING: _({ACCOUNT_MANAGER}),
@@ -259,6 +274,7 @@ PERMISSIONS: dict[Action, frozenset[str]] = {
     Action.AUDIT_EXPORT: _({REVIEWER, SYSTEM_ROLE}),
     Action.AUDIT_REPORT: _({REVIEWER}),
     Action.AUDIT_PRUNE: _({REVIEWER}),
+    Action.AUDIT_RECOVER: _({ADMIN}),
     Action.SYNC: _({ADMIN, SYSTEM_ROLE}),
     Action.DOCTOR: _({ADMIN, SYSTEM_ROLE}),
     Action.CUSTODY_SHOW: _({ADMIN, REVIEWER}),
@@ -286,6 +302,10 @@ NEED_TO_KNOW: frozenset[Action] = frozenset(
 
 #: Reading a secret value needs a TOTP verified recently (step-up, docs/spec.md §5).
 STEP_UP: frozenset[Action] = frozenset({Action.SECRET_GET, Action.SECRET_EXPORT})
+
+#: Administrative actions that also need a TOTP verified recently: acknowledging an integrity
+#: alarm restarts what the audit signature proves (docs/audit.md section 3).
+ADMIN_STEP_UP: frozenset[Action] = frozenset({Action.AUDIT_RECOVER})
 
 #: Changes nobody may make to their own account: granting roles, recording training, unlocking,
 #: re-enabling, assigning to a client. Each needs a second person, so an admin cannot turn
@@ -481,6 +501,21 @@ def decide(
                     "denied",
                 )
 
+    if (
+        action in ADMIN_STEP_UP
+        and not principal.is_system
+        and (
+            account is None
+            or account.stepup_at is None
+            or ((now - account.stepup_at).total_seconds() >= stepup_window_seconds)
+        )
+    ):
+        return Decision(
+            False,
+            f"step-up needed: TOTP not verified in the last {stepup_window_seconds // 60} minutes",
+            "stepup",
+        )
+
     if action in NEED_TO_KNOW:
         if client is None:
             return Decision(False, "no client given", "denied")
@@ -561,7 +596,7 @@ def _no_path(who: str, client: ClientFacts) -> str:
 def permission_table() -> str:
     """The role table as Markdown (docs/identity.md, "Permission table"; regenerate it with
     ``python -m cli.permissions``; ``tests/core/test_policy.py`` checks the doc holds it)."""
-    columns = (ADMIN, ACCOUNT_MANAGER, ENGINEER, REVIEWER, SYSTEM_ROLE)
+    columns = (ADMIN, ACCOUNT_MANAGER, ENGINEER, REVIEWER, SYSTEM_ROLE, INTEGRATION)
     lines = [
         "| action | " + " | ".join(columns) + " | two-person rule |",
         "|---|" + "---|" * (len(columns) + 1),
@@ -587,6 +622,8 @@ def permission_table() -> str:
             rules.append("not by a member of the team nor a member's lineage")
         if action in SECOND_PERSON:
             rules.append(SECOND_PERSON[action])
+        if action in ADMIN_STEP_UP:
+            rules.append("TOTP step-up")
         lines.append(f"| `{action.value}` | " + " | ".join(cells) + " | " + "; ".join(rules) + " |")
     return "\n".join(line.replace("|  |", "| |").replace("|  |", "| |") for line in lines) + "\n"
 

@@ -1,4 +1,4 @@
-"""``cvault secret put|edit|restore|get|list|history|rm|import``.
+"""``cvault secret put|edit|restore|attach|detach|get|list|search|history|rm|import``.
 
 Secret values never come through argv: the kind's main secret field comes from a hidden prompt,
 ``--from-stdin``, ``--file`` or ``--generate``; other secret fields (and secret custom fields) from
@@ -18,6 +18,20 @@ from cli.render import when
 from cli.state import totp_option
 from vault.errors import InvalidInput, NotFound
 from vault.records import CUSTOM, KINDS, MAIN_SECRET, MULTILINE_FIELDS, TOTP, cli_fields, is_secret
+
+
+def complete_client(ctx, param, incomplete):
+    """Client names for shell completion (cli.completion, imported only when completing)."""
+    from cli.completion import complete_client as complete
+
+    return complete(ctx, param, incomplete)
+
+
+def complete_path(ctx, param, incomplete):
+    """Record paths of the CLIENT argument for shell completion (cli.completion)."""
+    from cli.completion import complete_path as complete
+
+    return complete(ctx, param, incomplete)
 
 
 @click.group("secret")
@@ -261,8 +275,8 @@ def _fill_main(kind, fields, from_stdin, value_file, generate, length, charset, 
 
 
 @secret.command("put", cls=LazyOptionsCommand)
-@click.argument("client")
-@click.argument("path")
+@click.argument("client", shell_complete=complete_client)
+@click.argument("path", shell_complete=complete_path)
 @click.option("--type", "kind", type=click.Choice(KINDS), required=True, help="Record kind.")
 @click.option("--replace", is_flag=True, help="Store exactly these fields, dropping the others.")
 @_input_options
@@ -280,8 +294,8 @@ def secret_put(state, client, path, kind, replace, as_json, **options):
 
 
 @secret.command("edit", cls=LazyOptionsCommand)
-@click.argument("client")
-@click.argument("path")
+@click.argument("client", shell_complete=complete_client)
+@click.argument("path", shell_complete=complete_path)
 @click.option(
     "--unset",
     multiple=True,
@@ -311,8 +325,8 @@ def secret_edit(state, client, path, unset, ask, as_json, **options):
 
 
 @secret.command("restore")
-@click.argument("client")
-@click.argument("path")
+@click.argument("client", shell_complete=complete_client)
+@click.argument("path", shell_complete=complete_path)
 @click.option(
     "--version", "version", type=click.IntRange(min=1), required=True, help="The version to bring back."
 )
@@ -366,8 +380,8 @@ def _field_value(record, field: str):
 
 
 @secret.command("get")
-@click.argument("client")
-@click.argument("path")
+@click.argument("client", shell_complete=complete_client)
+@click.argument("path", shell_complete=complete_path)
 @click.option("--field", "field", help="Print only this field's raw value (custom fields: custom.NAME).")
 @click.option("--version", "version", type=click.IntRange(min=1), help="An older version.")
 @click.option("--copy", is_flag=True, help="Copy the value to the clipboard (cleared after 30 s).")
@@ -378,12 +392,28 @@ def _field_value(record, field: str):
     is_flag=True,
     help="With --field on a terminal: print control characters as stored (else escaped).",
 )
+@click.option("--attachment", "attachment", metavar="NAME", help="Write this attached file to --out.")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Where --attachment writes the file (a new 0600 file; - for standard output).",
+)
 @totp_option
 @json_option
 @click.pass_obj
-def secret_get(state, client, path, field, version, copy, otp, reveal, raw, totp, as_json):
-    """Read a record (all fields, or one with --field); secret fields masked on a terminal."""
+def secret_get(state, client, path, field, version, copy, otp, reveal, raw, attachment, out, totp, as_json):
+    """Read a record (all fields, or one with --field); secret fields masked on a terminal.
+
+    Attached files are listed; --attachment NAME --out FILE writes one."""
     vault = state.vault()
+    if attachment is not None or out is not None:
+        if attachment is None or out is None:
+            raise InvalidInput("--attachment NAME and --out FILE go together")
+        if field is not None or copy or otp:
+            raise InvalidInput("--attachment takes no --field, --copy or --otp")
+        _write_attachment(state, vault, client, path, attachment, version, out, totp, as_json)
+        return
     if otp:
         if field is not None or version is not None:
             raise InvalidInput("--otp gives the current code; it takes no --field or --version")
@@ -430,9 +460,12 @@ def secret_get(state, client, path, field, version, copy, otp, reveal, raw, totp
             f"# {d['client']}/{d['path']}  ({d['kind']}, version {d['version']}, "
             f"{when(d['created_at'])} by {d['created_by']})"
         )
-        fields_block(
-            _shown_fields(d["fields"], d["kind"], reveal=reveal or not sys.stdout.isatty()), raw=True
-        )
+        shown = _shown_fields(d["fields"], d["kind"], reveal=reveal or not sys.stdout.isatty())
+        for n, a in enumerate(d.get("attachments") or [], 1):
+            shown[f"attachment {n}"] = (
+                f"{a['name']} ({_size(a['size'])}, {when(a['added_at'])} by {a['added_by']})"
+            )
+        fields_block(shown, raw=True)
 
     data = record.as_dict()
     if as_json or wants_json():
@@ -442,8 +475,106 @@ def secret_get(state, client, path, field, version, copy, otp, reveal, raw, totp
     emit(data, as_json, human)
 
 
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / 1048576:.1f} MiB"
+
+
+def _write_attachment(state, vault, client, path, name, version, out, totp, as_json) -> None:
+    """``secret get --attachment NAME --out FILE``: the bytes exactly, to a new 0600 file (never
+    over an existing one) or to standard output."""
+    import os
+
+    if out != "-" and os.path.lexists(out):
+        raise InvalidInput(f"{out} already exists: give a new file name (nothing is overwritten)")
+    got = state.with_stepup(lambda p: vault.secrets.attachment(p, client, path, name, version), totp)
+    data = got.pop("data")
+    if out == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    from vault.home import write_private_file
+
+    try:
+        write_private_file(out, data, exclusive=True)
+    except FileExistsError:
+        raise InvalidInput(f"{out} already exists: give a new file name (nothing is overwritten)") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {out}: {exc.strerror or exc}") from None
+    got["out"] = out
+    emit(
+        got,
+        as_json,
+        lambda d: click.echo(
+            f"wrote {d['name']} of {d['client']}/{d['path']} to {out} ({_size(d['size'])})", err=True
+        ),
+    )
+
+
+@secret.command("attach")
+@click.argument("client", shell_complete=complete_client)
+@click.argument("path", shell_complete=complete_path)
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--name", "name", help="The attachment's name (default: the file's name).")
+@json_option
+@click.pass_obj
+def secret_attach(state, client, path, file, name, as_json):
+    """Attach a file (at most 25 MiB) to a record, as a new version; encrypted with its own key.
+
+    A file of the same name is replaced; older versions keep theirs."""
+    import os
+
+    from vault.blob import MAX_ATTACHMENT
+
+    if file == "-":
+        if name is None:
+            raise InvalidInput("an attachment from standard input needs --name")
+        data = sys.stdin.buffer.read(MAX_ATTACHMENT + 1)
+    else:
+        try:
+            size = os.stat(file).st_size
+        except FileNotFoundError:
+            raise InvalidInput(f"file {file} not found") from None
+        except OSError as exc:
+            raise InvalidInput(f"file {file} cannot be read: {exc.strerror or exc}") from None
+        if size > MAX_ATTACHMENT:
+            raise InvalidInput(f"{file} is {size / 1048576:.1f} MiB: at most 25 MiB per attachment")
+        data = _read_bytes(file, "attachment")
+    if len(data) > MAX_ATTACHMENT:
+        raise InvalidInput(f"{file} is over 25 MiB: at most 25 MiB per attachment")
+    label = name if name is not None else os.path.basename(file)
+    result = state.vault().secrets.attach(state.principal(), client, path, data, name=label)
+    emit(
+        result,
+        as_json,
+        lambda d: click.echo(
+            f"attached {d['name']} ({_size(d['size'])}) to {d['client']}/{d['path']} version {d['version']}"
+        ),
+    )
+
+
+@secret.command("detach")
+@click.argument("client", shell_complete=complete_client)
+@click.argument("path", shell_complete=complete_path)
+@click.argument("name")
+@json_option
+@click.pass_obj
+def secret_detach(state, client, path, name, as_json):
+    """Remove an attachment, as a new version (older versions keep it: restore brings it back)."""
+    result = state.vault().secrets.detach(state.principal(), client, path, name=name)
+    emit(
+        result,
+        as_json,
+        lambda d: click.echo(f"detached {d['name']} from {d['client']}/{d['path']} version {d['version']}"),
+    )
+
+
 @secret.command("list")
-@click.argument("client", required=False)
+@click.argument("client", required=False, shell_complete=complete_client)
 @click.option("--all", "all_clients", is_flag=True, help="Every client you may read now.")
 @json_option
 @click.pass_obj
@@ -489,8 +620,8 @@ def secret_search(state, term, client, kind, as_json):
 
 
 @secret.command("history")
-@click.argument("client")
-@click.argument("path")
+@click.argument("client", shell_complete=complete_client)
+@click.argument("path", shell_complete=complete_path)
 @json_option
 @click.pass_obj
 def secret_history(state, client, path, as_json):
@@ -515,8 +646,8 @@ def secret_history(state, client, path, as_json):
 
 
 @secret.command("rm")
-@click.argument("client")
-@click.argument("path")
+@click.argument("client", shell_complete=complete_client)
+@click.argument("path", shell_complete=complete_path)
 @click.option("--purge", is_flag=True, help="Crypto-shred every version now (cannot be undone).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation of --purge.")
 @json_option

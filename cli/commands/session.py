@@ -33,12 +33,16 @@ from vault.errors import InvalidInput
     is_flag=True,
     help="Read a recovery code from standard input (after the password with --password-stdin).",
 )
+@click.option("--yes", is_flag=True, help="Replace another user's session without asking.")
 @json_option
 @click.pass_obj
-def login_cmd(state, name, password_stdin, totp, recovery_code, recovery_code_stdin, as_json):
+def login_cmd(state, name, password_stdin, totp, recovery_code, recovery_code_stdin, yes, as_json):
     """Log in with password and TOTP code; starts a session (8 h, 30 min idle). At the prompt a
-    recovery code may be typed instead of the TOTP code."""
-    from cli.session_file import save_token
+    recovery code may be typed instead of the TOTP code.
+
+    Replacing another user's session is announced first on a terminal, and needs --yes otherwise
+    (or use --profile NAME to keep both)."""
+    from cli.session_file import save_token, session_user
     from cli.state import read_stdin_lines, warn_code_in_argv
     from vault.identity import codes
 
@@ -46,6 +50,20 @@ def login_cmd(state, name, password_stdin, totp, recovery_code, recovery_code_st
     if len(given) > 1:
         raise InvalidInput("use one of --totp, --recovery-code or --recovery-code-stdin")
     vault = state.vault()
+    current = session_user(vault.session_scope)[0]
+    if current is not None and current != name and not yes:
+        # (expired or not, the file is another user's) a person at a terminal is told before
+        # anything is asked, and can stop there (Ctrl-C at the password prompt); a script is
+        # refused: it must say --yes or use its own profile
+        if not sys.stdin.isatty() or password_stdin:
+            raise InvalidInput(
+                f"this would replace {current}'s session: add --yes, or log in under another "
+                "profile (--profile NAME)"
+            )
+        click.echo(
+            f"cvault: warning: this replaces {current}'s session (use --profile NAME to keep both)",
+            err=True,
+        )
     if recovery_code_stdin:
         if password_stdin:
             password, recovery_code = read_stdin_lines("password", "recovery code")
@@ -92,6 +110,9 @@ def logout_cmd(state, as_json):
     if principal is not None:
         state.vault().users.logout(principal)
     remove_token()
+    from cli.completion import clear_cache
+
+    clear_cache()  # the completion cache is the session's
     data = {"logged_out": principal.name if principal else None}
     emit(
         data,

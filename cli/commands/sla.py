@@ -1,5 +1,5 @@
 """``cvault sla show|renew|expire|request-shred|approve-shred|min-grace|approve-min-grace|upcoming|sweep|
-certificate``."""
+certificate|import``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import click
 from cli.output import emit, fields_block, json_option, progress, safe, table
 from cli.render import when
 from vault import api_spec as spec
+from vault.errors import InvalidInput
 
 
 @click.group("sla")
@@ -399,3 +400,43 @@ def sla_approve_min_grace(state, as_json):
     """Approve another person's pending change of the minimum grace period."""
     data = state.vault().sla.approve_min_grace(state.principal())
     emit(data, as_json, lambda d: click.echo(f"minimum grace period now {d['min_grace_days']} days"))
+
+
+@sla.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="Show the diff per client; change nothing.")
+@json_option
+@click.pass_obj
+def sla_import(state, file, dry_run, as_json):
+    """SLA ends from a PSA export: CSV (client, contract_end[, renewal]) or a JSON array.
+
+    Every row is checked before anything changes. A later end renews, an earlier one shortens, an
+    end in the past expires the SLA exactly like `sla expire` (the shred waits for the grace
+    period). Unknown clients are listed, never created."""
+    try:
+        text = Path(file).read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{file}: not UTF-8 text") from None
+    data = state.vault().contracts.import_contracts(state.principal(), text.splitlines(), dry_run=dry_run)
+
+    def human(d):
+        if d["dry_run"]:
+            click.echo("dry run: nothing changed")
+        verbs = {
+            "extend": "renewed",
+            "shorten": "shortened",
+            "end": "ended (like sla expire)",
+            "unchanged": "unchanged",
+            "shredded": "skipped: shredded",
+            "unknown_client": "unknown client (not created)",
+        }
+        for r in d["rows"]:
+            change = verbs[r["change"]]
+            if r["change"] in ("extend", "shorten", "end"):
+                change = ("would be " if d["dry_run"] else "") + change
+                change += f": {when(r['sla_end'])} -> {when(r['new_sla_end'])}"
+            click.echo(f"{safe(r['client'])} ({r['where']}): {change}")
+        if d["unknown_clients"]:
+            click.echo("unknown clients: " + ", ".join(safe(c) for c in d["unknown_clients"]), err=True)
+
+    emit(data, as_json, human)

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
         AuditAPI,
         BackupsAPI,
         ClientsAPI,
+        ContractsAPI,
         CustodyAPI,
+        IntegrationsAPI,
         MaintenanceAPI,
         SecretsAPI,
         SlaAPI,
@@ -60,6 +62,10 @@ def _wire(p: spec.Param, value):
         return f"{seconds}s"
     if p.type == "strlist":
         return [str(v) for v in value]
+    if p.type == "bytes":
+        import base64
+
+        return base64.b64encode(value).decode()
     if hasattr(value, "__fspath__"):
         return os.fspath(value)
     return value
@@ -88,6 +94,12 @@ def _verify_result(data: dict):
     return VerifyResult(**data)
 
 
+def _attachment(data: dict) -> dict:
+    import base64
+
+    return {**data, "data": base64.b64decode(data["data"])}
+
+
 #: how each result codec of the registry is rebuilt from JSON
 DECODERS: dict[str, Callable[[Any], Any]] = {
     "json": lambda data: data,
@@ -95,6 +107,7 @@ DECODERS: dict[str, Callable[[Any], Any]] = {
     "record": _record,
     "verify": _verify_result,
     "login": ServiceLogin,
+    "attachment": _attachment,
 }
 
 
@@ -243,6 +256,8 @@ class ServiceVault:
     users: UsersAPI
     access: AccessAPI
     teams: TeamsAPI
+    contracts: ContractsAPI
+    integrations: IntegrationsAPI
     clients: ClientsAPI
     secrets: SecretsAPI
     sla: SlaAPI

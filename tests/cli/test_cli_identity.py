@@ -218,9 +218,19 @@ def test_init_with_admin_then_login(tmp_path):
     # the same code again (replay): refused, one line
     again = run_cli("login", "ada", "--password-stdin", "--totp", code, input="ada-password-123\n", env=env)
     _one_line(again, 3, "authentication failed")
-    # unknown user: the same message, exit 3
+    # unknown user: the same message, exit 3 (--yes: ada's session is in this file, and without a
+    # terminal login refuses to replace another user's session before it checks anything)
     _one_line(
-        run_cli("login", "nobody", "--password-stdin", "--totp", "123456", input="whatever-pass\n", env=env),
+        run_cli(
+            "login",
+            "nobody",
+            "--password-stdin",
+            "--totp",
+            "123456",
+            "--yes",
+            input="whatever-pass\n",
+            env=env,
+        ),
         3,
         "authentication failed",
     )

@@ -44,6 +44,7 @@ PASSWORDS = {
     "rita": "rita's long password 4",
     "sam": "sam's long password 5",
     "tom": "tom's long password 6",
+    "uma": "uma's long password 7",
 }
 
 
@@ -193,8 +194,8 @@ def build_world(folder: Path, *, clients: int = len(CLIENTS)) -> World:
     factory, who onboard the others), and, enrolled for real: ada (admin), maria (account
     manager), eve (engineer on acme and umbrella, and on globex through team desk), rita
     (security reviewer), sam (account manager, the second person of two-person rules), tom
-    (engineer, whom the admin journey manages); the clients of :data:`CLIENTS` (the first
-    ``clients`` of them)."""
+    (engineer, whom the admin journey manages), uma (engineer, whom the team journey moves); the
+    clients of :data:`CLIENTS` (the first ``clients`` of them)."""
     vdir = make_vault(folder)
     v = vdir.open()
     try:
@@ -212,6 +213,7 @@ def build_world(folder: Path, *, clients: int = len(CLIENTS)) -> World:
                 "rita": ("security_reviewer",),
                 "sam": ("account_manager",),
                 "tom": ("engineer",),
+                "uma": ("engineer",),
             },
         )
         v.users.train(op, "eve", "+365d")  # the operator is outside eve's lineage

@@ -161,22 +161,15 @@ def test_pages_need_a_session_and_a_json_post_is_refused(world):
 
 
 def test_the_2_mib_limit_holds_for_the_console(world):
-    """A declared body over 2 MiB is refused with 413 before a byte of it is read."""
-    conn = http.client.HTTPSConnection(
-        "127.0.0.1",
-        world.service.port,
-        context=ssl.create_default_context(cafile=str(world.service.ca.ca_path)),
-        timeout=30,
-    )
-    try:
-        conn.putrequest("POST", "/login")
-        conn.putheader("Content-Type", "application/x-www-form-urlencoded")
-        conn.putheader("Content-Length", str(2 * 1024 * 1024 + 1))
-        conn.endheaders()
-        resp = conn.getresponse()
-        assert resp.status == 413
-    finally:
-        conn.close()
+    """A form post over 2 MiB, sent in full as a browser sends it, is answered 413 (the API's
+    limit, the same middleware: docs/service.md, bodies over the limit are read, then refused)
+    and the sign-in it carried never happens."""
+    b = Browserish(world)
+    _, html = b.request("GET", "/login")
+    form = {"csrf": b.csrf(html), "name": "rita", "password": "x" * (2 * 1024 * 1024), "code": "123456"}
+    resp, _ = b.request("POST", "/login", form)
+    assert resp.status == 413
+    assert world.event(actor="rita", action="auth.login") is None  # nobody else signs rita in here
 
 
 def test_sign_in_is_rate_limited_per_user_name(world):

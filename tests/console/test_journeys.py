@@ -422,3 +422,35 @@ def test_admin_manages_a_user_and_the_two_person_rules_show_where_they_refuse(br
     finally:
         other.close()
     assert world.event(actor="hal", action="user.train", outcome="deny") is not None
+
+
+def test_admin_adds_and_removes_a_team_member_with_the_lineage_rule_shown(browser, context, world):
+    """Team membership from the user page: hal, who requested uma's account, may not put her in a
+    team (his lineage would make her an engineer with need-to-know), shown at the form; ada may,
+    the team's clients appear, and she removes her again. Each change is audited."""
+    other = browser.new_context(base_url=world.url, ignore_https_errors=True)
+    try:
+        world.as_user(other, "hal")
+        hal = other.new_page()
+        hal.goto("/user?name=uma")
+        hal.locator("#team-add").select_option("desk")
+        hal.get_by_role("button", name="Add to team").click()
+        problem = hal.locator("#problem").inner_text()
+        assert "access denied" in problem and "uma" in problem, problem
+        assert hal.locator("h1").inner_text() == "uma"
+    finally:
+        other.close()
+    assert world.event(actor="hal", action="team.member_add", outcome="deny") is not None
+    world.as_user(context, "ada")
+    page = context.new_page()
+    page.goto("/user?name=uma")
+    page.locator("#team-add").select_option("desk")
+    page.get_by_role("button", name="Add to team").click()
+    assert "Added to the team" in page.locator("#notice").inner_text()
+    assert "desk (globex)" in page.locator("dl.facts").inner_text()
+    assert world.event(actor="ada", action="team.member_add", outcome="ok") is not None
+    page.locator("#team-rm").select_option("desk")
+    page.get_by_role("button", name="Remove from team").click()
+    assert "Removed from the team." in page.locator("#notice").inner_text()
+    assert "desk" not in page.locator("dl.facts").inner_text()
+    assert world.event(actor="ada", action="team.member_rm", outcome="ok") is not None

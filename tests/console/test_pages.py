@@ -20,7 +20,7 @@ PAGES = {
         "/account",
     ],
     "rita": ["/audit", "/audit?outcome=ok", "/report", "/verify", "/access"],
-    "ada": ["/users", "/user?name=eve", "/approvals"],
+    "ada": ["/users", "/user?name=eve", "/user?name=uma", "/approvals"],
     "eve": [
         "/records",
         "/records?q=wifi",

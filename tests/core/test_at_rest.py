@@ -58,6 +58,12 @@ def test_no_plaintext_values_or_paths_on_disk(vdir, tmp_path):
     v.secrets.edit(p, "acme", "m365/global-admin", set_fields={"display_name": "display-unique"})
     v.secrets.restore(p, "acme", "m365/global-admin", version=1)
     assert v.secrets.search(p, "tag-unique")
+    # attachments: their bytes and names, on a record with custom fields and tags
+    v.secrets.attach(
+        p, "acme", "m365/global-admin", b"attached-plaintext-bytes " * 4000, name="att-name-unique.cfg"
+    )
+    v.secrets.attach(p, "acme", "m365/global-admin", b"second-attached-file", name="second-att.txt")
+    v.secrets.detach(p, "acme", "m365/global-admin", name="second-att.txt")
     v.close()  # -wal/-shm may remain; they are checked too when present
     needles = SECRET_VALUES + PATHS + ["ssid-xyz", "imported-secret-text", "imported/one"]
     needles += [
@@ -70,6 +76,10 @@ def test_no_plaintext_values_or_paths_on_disk(vdir, tmp_path):
         "custom-secret-value",
         "display-unique",
         "search 'tag-unique'",
+        "attached-plaintext-bytes",
+        "att-name-unique",
+        "second-attached-file",
+        "second-att.txt",
     ]
     for needle in needles:
         for encoding in ("utf-8", "utf-16-le"):

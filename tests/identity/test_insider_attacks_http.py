@@ -505,3 +505,31 @@ def test_the_host_socket_unseals_after_junk_from_everywhere(tmp_path):
         db.close()
     assert ("ok", "host") in [(r[0], r[1]) for r in rows]
     assert len([r for r in rows if r[1] == "host" and r[0] == "deny"]) == 6
+
+
+def test_a_second_service_never_takes_over_a_live_unseal_socket(tmp_path):
+    """The socket of a running service is not replaced by a second one (which would cut the
+    first service's host path); a stale socket file is."""
+    import socket as sockets
+
+    from vault.errors import InvalidInput
+    from vault.server.host_unseal import HostUnseal
+
+    class Sealed:
+        sealed = True
+
+    path = tmp_path / "unseal.sock"
+    first = HostUnseal(Sealed(), path)
+    first.start()
+    try:
+        with pytest.raises(InvalidInput, match="already listens"):
+            HostUnseal(Sealed(), path).start()
+    finally:
+        first.stop()
+    stale = sockets.socket(sockets.AF_UNIX)
+    stale.bind(str(path))
+    stale.close()  # a socket file nobody listens on
+    again = HostUnseal(Sealed(), path)
+    again.start()
+    again.stop()
+    assert not path.exists()

@@ -305,3 +305,23 @@ def _undo(world: World, before: sqlite3.Connection) -> None:
     finally:
         live.close()
         before.close()
+
+
+def test_a_planted_shred_job_destroys_nothing(world):
+    """A ``shred_jobs`` row inserted for a live client would have the next sweep destroy its keys
+    and custody secrets (outside the folder, beyond the file writer's reach): the client's own
+    MACed row says it is not being shredded, so the sweep refuses (exit 6) and nothing is lost."""
+    world.sql(
+        "INSERT INTO shred_jobs (client_id, step, trigger, performed_by, sla_end, grace_days, manifest,"
+        " started_at) SELECT id, 'started', 'sla', 'system:sweep', sla_end, grace_days, '{}', 0"
+        " FROM clients WHERE name = 'acme'"
+    )
+    env = world.vdir.env(CVAULT_SESSION_FILE=str(world.folder / "no-session.json"))
+    sweep = world.vdir.cli("sla", "sweep", env=env)
+    assert_refused_exit_6(sweep)
+    assert "shred job" in sweep.stderr
+    ok = world.cli_as("eve", "secret", "get", "acme", "office/firewall", "--field", "text")
+    assert ok.returncode == 0 and ok.stdout.strip() == "pw-current-2", ok.stderr
+    assert world.scalar(
+        "SELECT count(*) FROM client_keys WHERE client_id = (SELECT id FROM clients WHERE name = 'acme')"
+    )

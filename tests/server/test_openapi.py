@@ -160,6 +160,10 @@ def test_every_operation_answers_in_its_declared_schema(tmp_path, remote_config,
         totp = {"username": "admin", "totp": "JBSWY3DPEHPK3PXPJBSWY3DP"}
         call("eve", "secrets.put", {"client_name": "acme", "path": "m/a", "kind": "account", "fields": totp})
         call("eve", "secrets.otp", {"client_name": "acme", "path": "m/a"})
+        attach = {"client_name": "acme", "path": "m/a", "name": "n.txt", "data": "aGVsbG8="}
+        call("eve", "secrets.attach", attach)
+        call("eve", "secrets.attachment", {"client_name": "acme", "path": "m/a", "name": "n.txt"})
+        call("eve", "secrets.detach", {"client_name": "acme", "path": "m/a", "name": "n.txt"})
         lines = ['{"path": "a/b", "kind": "note", "fields": {"text": "t"}}']
         call("eve", "secrets.import_records", {"client_name": "acme", "lines": lines})
         call("eve", "secrets.export_records", {"client_name": "acme"})
@@ -176,6 +180,12 @@ def test_every_operation_answers_in_its_declared_schema(tmp_path, remote_config,
         call("maria", "sla.renew", {"name": "acme", "until": "+500d"})
         call("maria", "sla.upcoming", {"within": "1000d"})
         call("maria", "sla.overview")
+        contracts = ["client,contract_end", "acme,+600d", "initech,+30d"]
+        call("maria", "contracts.import_contracts", {"lines": contracts, "dry_run": True})
+        call("maria", "contracts.import_contracts", {"lines": contracts})
+        call("ada", "integrations.add", {"name": "halopsa"})
+        call("rita", "integrations.list")
+        call("ada", "integrations.rm", {"name": "halopsa"})
         call("maria", "sla.expire", {"name": "globex", "reason": "contract ended"})
         call("maria", "sla.request_shred", {"name": "globex", "reason": "client asked for erasure"})
         call("maria", "sla.requests")
@@ -194,6 +204,14 @@ def test_every_operation_answers_in_its_declared_schema(tmp_path, remote_config,
         call("rita", "audit.verify", {})
         call("rita", "audit.report", {"since": "30d"})
         call("rita", "audit.prune", {"before": "2000-01-01"})
+        # an integrity alarm (the newest checkpoint deleted from the file), acknowledged by an admin
+        import sqlite3
+
+        db = sqlite3.connect(vdir.home / "vault.db", isolation_level=None)
+        newest = db.execute("SELECT id, seq FROM audit_checkpoints ORDER BY id DESC LIMIT 1").fetchone()
+        db.execute("DELETE FROM audit_checkpoints WHERE id = ?", (newest[0],))
+        db.close()
+        call("ada", "audit.recover", {"acknowledge": max(newest[1], 1)})
         call("eve", "users.logout")
         call("maria", "users.logout_all")
     finally:

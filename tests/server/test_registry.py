@@ -16,6 +16,8 @@ PROTOCOLS = {
     "users": api.UsersAPI,
     "access": api.AccessAPI,
     "teams": api.TeamsAPI,
+    "contracts": api.ContractsAPI,
+    "integrations": api.IntegrationsAPI,
     "clients": api.ClientsAPI,
     "secrets": api.SecretsAPI,
     "sla": api.SlaAPI,

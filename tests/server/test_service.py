@@ -570,3 +570,55 @@ def test_a_short_totp_seed_gives_a_code_over_the_api_not_a_500(served):
     )
     assert status == 400 and assert_error_shape(answer)
     assert "internal error" not in service.log()
+
+
+@pytest.mark.slow
+def test_attachments_over_the_api_with_their_own_body_limit(served):
+    """issue 16 item 5 in service mode: ``secrets.attach`` takes a 25 MiB file as base64 under its
+    own body limit (every other route keeps 2 MiB), ``secrets.attachment`` gives it back, a
+    tampered blob is the integrity error (exit 6), and a body over the attachment limit, or a
+    large body without a token, is refused before the vault sees it."""
+    import base64
+    import os
+
+    from vault import api_spec as spec
+
+    service, vdir, _, tokens = served
+    eve = service.client(tokens["eve"])
+    data = os.urandom(25 * 1024 * 1024)
+    body = {"client_name": "acme", "path": "office/firewall", "name": "config.tgz"}
+    status, answer = eve.post("/v1/secrets/attach", {**body, "data": base64.b64encode(data).decode()})
+    assert status == 200, answer
+    assert answer["size"] == len(data) and answer["version"] == 2
+    status, answer = eve.post("/v1/secrets/get", {"client_name": "acme", "path": "office/firewall"})
+    assert status == 200 and [a["name"] for a in answer["attachments"]] == ["config.tgz"]
+    status, answer = eve.post("/v1/secrets/attachment", body)
+    assert status == 200 and base64.b64decode(answer["data"]) == data
+    # one byte over 25 MiB: the service refuses it with the one-line message (400), not a 500
+    status, answer = eve.post("/v1/secrets/attach", {**body, "data": base64.b64encode(data + b"!").decode()})
+    assert status in (400, 422) and assert_error_shape(answer)
+    # a declared body over the attachment route's limit, or a large one without a token: 413
+    head = (
+        f"POST /v1/secrets/attach HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {tokens['eve']}\r\nContent-Length: {spec.ATTACH_BODY_BYTES + 1}\r\n"
+        "Expect: 100-continue\r\n\r\n"
+    ).encode()
+    status, answer = _raw(service, head)
+    assert status == 413 and assert_error_shape(answer, "request_too_large")
+    head = (
+        f"POST /v1/secrets/attach HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {3 * 1024 * 1024}\r\nExpect: 100-continue\r\n\r\n"
+    ).encode()
+    status, answer = _raw(service, head)
+    assert status == 413 and assert_error_shape(answer, "request_too_large")
+    # tamper with the stored blob: the integrity error's shape and exit code
+    v = vdir.open()
+    ((blob_name,),) = v.ctx.db.all("SELECT DISTINCT blob_name FROM attachment_refs")
+    stored = bytearray(v.ctx.blobs.get(blob_name))
+    stored[-5] ^= 1
+    v.ctx.blobs.put(blob_name, bytes(stored))
+    v.close()
+    status, answer = eve.post("/v1/secrets/attachment", body)
+    error = assert_error_shape(answer)  # integrity failures are 500 with exit code 6 (docs/service.md)
+    assert status == 500 and error["exit_code"] == 6 and "integrity failure: attachment" in error["message"]
+    assert "internal error" not in service.log()

@@ -288,7 +288,7 @@ def _backup_frame() -> dict:
     }
 
 
-#: rows of the kinds row MACs cover (docs/format.md section 7): integers, NULL, text, a blob, a
+#: rows of the kinds row MACs cover (docs/format.md section 8): integers, NULL, text, a blob, a
 #: boolean expression (the delete marker), UTF-8 text beyond ASCII
 ROW_MAC_ROWS = [
     ("users", [3, "zoë", 0, None, 1893456000, False]),

@@ -403,10 +403,17 @@ def _check_clients(vault, destroyed_error) -> dict:
                     r[0]
                     for r in conn.execute(
                         "SELECT v.blob_name FROM records r JOIN record_versions v ON v.record_id = r.id"
-                        " WHERE r.client_id = ? AND v.blob_name IS NOT NULL",
-                        (client_id,),
+                        " WHERE r.client_id = ? AND v.blob_name IS NOT NULL"
+                        " UNION SELECT a.blob_name FROM records r JOIN attachment_refs a"
+                        " ON a.record_id = r.id WHERE r.client_id = ?",
+                        (client_id, client_id),
                     )
                 ]
+                conn.execute(
+                    "DELETE FROM attachment_refs WHERE record_id IN (SELECT id FROM records WHERE"
+                    " client_id = ?)",
+                    (client_id,),
+                )
                 conn.execute(
                     "DELETE FROM record_versions WHERE record_id IN (SELECT id FROM records WHERE"
                     " client_id = ?)",

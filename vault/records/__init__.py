@@ -182,6 +182,8 @@ class SecretRecord(NamedTuple):
     fields: dict[str, Any]
     created_at: str
     created_by: str
+    #: the version's attachments: ``{"name", "size", "added_at", "added_by"}`` each (never a key)
+    attachments: tuple[dict[str, Any], ...] | list[dict[str, Any]] = ()
 
     def as_dict(self) -> dict:
         return {
@@ -192,4 +194,5 @@ class SecretRecord(NamedTuple):
             "fields": self.fields,
             "created_at": self.created_at,
             "created_by": self.created_by,
+            "attachments": list(self.attachments),
         }

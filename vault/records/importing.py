@@ -85,7 +85,7 @@ def record_fields(record: ImportedRecord) -> tuple[dict[str, Any], int]:
     seed in ``totp`` (a secret custom field ``one-time password`` on a kind without one), custom
     fields in ``custom`` (a name that is a built-in field name gets `` (imported)``), tags in
     ``tags`` (past the 64 a record holds, the rest in a custom field ``tags (imported)``). Returns
-    (fields, attachments not kept: records cannot hold attachments yet)."""
+    (fields, attachments not kept: the import does not carry them; ``secret attach`` does)."""
     from vault.records import CUSTOM, FIELDS, MAX_CUSTOM_NAME, MAX_TAGS, TOTP
 
     fields = dict(record.fields)
@@ -240,7 +240,8 @@ class Importer:
         summary["renames"] = summary["renames"] + renames
         if attachments_dropped:
             summary["warnings"].append(
-                f"{attachments_dropped} attachment(s) not imported: records cannot hold attachments yet"
+                f"{attachments_dropped} attachment(s) not imported: "
+                "add them with 'cvault secret attach CLIENT PATH FILE'"
             )
         return {
             "format": fmt,

@@ -54,6 +54,9 @@ class _PreparedWrite(NamedTuple):
     plaintext: bytes
     #: the validated fields (what a new version holds: checked against the current one)
     fields: dict[str, Any]
+    #: the attachment entries the new version lists (docs/format.md "Attachments"); None: those
+    #: of the current version, carried over (no write drops an attachment silently)
+    attachments: list[dict[str, Any]] | None = None
 
 
 class SecretService:
@@ -115,10 +118,18 @@ class SecretService:
         self, conn, client: ClientRow, keys: ClientKeys, record_id: int, path: str, kind: str, current: int
     ) -> dict[str, Any] | None:
         """The fields of the current version, or None when it is a delete marker."""
+        doc = self._current_doc(conn, client, keys, record_id, path, kind, current)
+        return None if doc is None else doc[0]
+
+    def _current_doc(
+        self, conn, client: ClientRow, keys: ClientKeys, record_id: int, path: str, kind: str, current: int
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """The fields and attachment entries of the current version (None: a delete marker)."""
         row = store.version(conn, record_id, current)
         if row is None or row[0] is None:
             return None
-        return dict(self.open_version(client, keys, record_id, path, kind, current, row).fields)
+        record, entries = self._open(client, keys, record_id, path, kind, current, row)
+        return dict(record.fields), entries
 
     @staticmethod
     def _refuse_drops(client: ClientRow, path: str, old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -183,14 +194,14 @@ class SecretService:
             keys = self.ctx.client_keys(client, conn=conn)
             record_id, meta, current = self._require(conn, client, keys, path)
             kind = meta["kind"]
-            old = self._current_fields(conn, client, keys, record_id, path, kind, current)
-            if old is None:
+            doc = self._current_doc(conn, client, keys, record_id, path, kind, current)
+            if doc is None:
                 raise NotFound(
                     f"{client.name}/{path} was deleted (version {current}): "
                     "'secret restore --version N' brings it back"
                 )
-            merged = merge_fields(old, changes, removals, where=f"{client.name}/{path}")
-            prepared = self._prepare(path, kind, merged)
+            merged = merge_fields(doc[0], changes, removals, where=f"{client.name}/{path}")
+            prepared = self._prepare(path, kind, merged)._replace(attachments=doc[1])
             version, pruned = self._write(conn, principal, client, prepared, durable=True, replace=True)
         self._delete_local(pruned)
         return {"client": client.name, "path": path, "kind": kind, "version": version}
@@ -215,8 +226,9 @@ class SecretService:
                 )
             if row[0] is None:
                 raise InvalidInput(f"version {version} of {client.name}/{path} is a delete marker")
-            fields = dict(self.open_version(client, keys, record_id, path, kind, version, row).fields)
-            prepared = self._prepare(path, kind, fields)
+            record, entries = self._open(client, keys, record_id, path, kind, version, row)
+            # version N's attachments too: their blobs are kept while N is (attachment_refs)
+            prepared = self._prepare(path, kind, dict(record.fields))._replace(attachments=entries)
             new_version, pruned = self._write(conn, principal, client, prepared, durable=True, replace=True)
         self._delete_local(pruned)
         return {
@@ -226,6 +238,165 @@ class SecretService:
             "version": new_version,
             "restored_from": version,
         }
+
+    # --- attachments (docs/format.md "Attachments") ----------------------------------------------
+
+    def attach(self, principal: Principal, client_name: str, path: str, data: bytes, *, name: str) -> dict:
+        """Attach a file (at most 25 MiB) to a record, as a new version listing it: its own key
+        (kept only in the record version's encrypted document), an opaque blob name, a header
+        binding it to client, record and attachment. A file of the same name is replaced (the
+        older versions keep the old one)."""
+        from vault.records import validate
+
+        names.record_path(path)
+        name = validate.attachment_name(name)
+        if not isinstance(data, (bytes, bytearray)):
+            raise InvalidInput("an attachment is bytes")
+        if len(data) > blobfmt.MAX_ATTACHMENT:
+            raise InvalidInput(
+                f"attachment {name} is {len(data) / 1048576:.1f} MiB: at most 25 MiB per attachment"
+            )
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.SECRET_PUT, client=client, detail=f"{path} (attach {name})")
+        now = to_epoch(self.ctx.now())
+        with self.ctx.db.write() as conn:
+            client = self.ctx.client(client.name, conn)  # as of this transaction (see _write)
+            keys = self.ctx.client_keys(client, conn=conn)
+            record_id, meta, current = self._require(conn, client, keys, path)
+            kind = meta["kind"]
+            doc = self._deleted_or_doc(conn, client, keys, record_id, path, kind, current)
+            entries = [a for a in doc[1] if a["name"] != name]
+            if len(entries) >= validate.MAX_ATTACHMENTS:
+                raise InvalidInput(
+                    f"{client.name}/{path} has {len(entries)} attachments: at most {validate.MAX_ATTACHMENTS}"
+                )
+            attachment_id = store.next_version(conn, record_id)  # the version that adds it
+            key = crypto.new_key()
+            blob = blobfmt.encrypt_attachment(
+                key,
+                bytes(data),
+                vault_id=self.ctx.vault_id,
+                client_id=client.id_bytes,
+                record_id=record_id,
+                attachment_id=attachment_id,
+            )
+            blob_name = self.ctx.keyring.attachment_blob_name(client.id, record_id, attachment_id)
+            self.ctx.blobs.put(blob_name, blob, durable=True)  # blob before row (docs/architecture.md)
+            outbox.queue_put(conn, (blob_name,), now)
+            import base64
+
+            entries.append(
+                {
+                    "name": name,
+                    "id": attachment_id,
+                    "size": len(data),
+                    "key": base64.b64encode(key).decode(),
+                    "blob": blob_name,
+                    "added_at": now,
+                    "added_by": principal.name,
+                }
+            )
+            prepared = self._prepare(path, kind, doc[0])._replace(attachments=entries)
+            version, pruned = self._write(conn, principal, client, prepared, durable=True, replace=True)
+        self._delete_local(pruned)
+        return {"client": client.name, "path": path, "name": name, "size": len(data), "version": version}
+
+    def detach(self, principal: Principal, client_name: str, path: str, *, name: str) -> dict:
+        """A new version without the attachment ``name`` (older versions keep it, and restore
+        brings it back, until they are pruned or the record is purged)."""
+        names.record_path(path)
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.SECRET_PUT, client=client, detail=f"{path} (detach {name})")
+        with self.ctx.db.write() as conn:
+            client = self.ctx.client(client.name, conn)  # as of this transaction (see _write)
+            keys = self.ctx.client_keys(client, conn=conn)
+            record_id, meta, current = self._require(conn, client, keys, path)
+            kind = meta["kind"]
+            fields, entries = self._deleted_or_doc(conn, client, keys, record_id, path, kind, current)
+            kept = [a for a in entries if a["name"] != name]
+            if len(kept) == len(entries):
+                raise NotFound(f"{client.name}/{path} has no attachment {name!r}")
+            prepared = self._prepare(path, kind, fields)._replace(attachments=kept)
+            version, pruned = self._write(conn, principal, client, prepared, durable=True, replace=True)
+        self._delete_local(pruned)
+        return {"client": client.name, "path": path, "name": name, "version": version}
+
+    def attachment(
+        self, principal: Principal, client_name: str, path: str, name: str, version: int | None = None
+    ) -> dict:
+        """An attached file's bytes (a read: step-up, audited like ``get``): ``{"client", "path",
+        "name", "size", "version", "data"}``. A blob that fails verification is an integrity
+        failure (exit 6), naming the record and the attachment."""
+        names.record_path(path)
+        if version is not None and not 1 <= version <= MAX_VERSION:
+            raise InvalidInput(f"version must be 1 to {MAX_VERSION}")
+        client = self.ctx.client(client_name)
+        self.ctx.authorize(principal, Action.SECRET_GET, client=client, detail=f"{path} (attachment {name})")
+
+        def read(conn, client: ClientRow, keys: ClientKeys):
+            record_id, meta, current = self._require(conn, client, keys, path)
+            wanted = current if version is None else version
+            return client, keys, record_id, meta, wanted, store.version(conn, record_id, wanted)
+
+        client, keys, record_id, meta, wanted, row = self.ctx.read_client(client.name, read)
+        if row is None:
+            raise NotFound(f"no version {wanted} of {client.name}/{path}")
+        if row[0] is None:
+            raise NotFound(f"{client.name}/{path} was deleted (version {wanted})")
+        _, entries = self._open(client, keys, record_id, path, meta["kind"], wanted, row)
+        entry = next((a for a in entries if a["name"] == name), None)
+        if entry is None:
+            listed = ", ".join(a["name"] for a in entries) or "none"
+            raise NotFound(f"{client.name}/{path} has no attachment {name!r} (attachments: {listed})")
+        return {
+            "client": client.name,
+            "path": path,
+            "name": name,
+            "size": entry["size"],
+            "version": wanted,
+            "data": self._open_attachment(client, record_id, path, entry),
+        }
+
+    def _open_attachment(self, client: ClientRow, record_id: int, path: str, entry: dict[str, Any]) -> bytes:
+        import base64
+        import binascii
+
+        failed = IntegrityFailure(
+            f"integrity failure: attachment {entry['name']!r} of {client.name}/{path} failed verification"
+        )
+        try:
+            key = base64.b64decode(entry["key"], validate=True)
+            data = self.read_blob(entry["blob"])
+        except (binascii.Error, ValueError):
+            raise failed from None
+        except BlobNotFound:
+            raise IntegrityFailure(
+                f"integrity failure: attachment {entry['name']!r} of {client.name}/{path}"
+                " is missing from the blob store (try 'cvault sync pull')"
+            ) from None
+        try:
+            plaintext = blobfmt.decrypt_attachment(
+                data,
+                key,
+                vault_id=self.ctx.vault_id,
+                client_id=client.id_bytes,
+                record_id=record_id,
+                attachment_id=entry["id"],
+            )
+        except CryptoError:
+            raise failed from None
+        if len(plaintext) != entry["size"]:
+            raise failed
+        return plaintext
+
+    def _deleted_or_doc(self, conn, client: ClientRow, keys: ClientKeys, record_id, path, kind, current):
+        doc = self._current_doc(conn, client, keys, record_id, path, kind, current)
+        if doc is None:
+            raise NotFound(
+                f"{client.name}/{path} was deleted (version {current}): "
+                "'secret restore --version N' brings it back"
+            )
+        return doc
 
     def _write(
         self,
@@ -250,22 +421,29 @@ class SecretService:
                     f"{client.name}/{prepared.path} is a {meta['kind']} record; "
                     f"remove it before storing a {prepared.kind} there"
                 )
-            if not replace:
-                old = self._current_fields(
-                    conn, client, keys, record_id, prepared.path, meta["kind"], current
-                )
-                if old is not None:
-                    self._refuse_drops(client, prepared.path, old, prepared.fields)
+            attachments = prepared.attachments
+            if not replace or attachments is None:
+                old = self._current_doc(conn, client, keys, record_id, prepared.path, meta["kind"], current)
+                if old is not None and not replace:
+                    self._refuse_drops(client, prepared.path, old[0], prepared.fields)
+                if attachments is None:
+                    attachments = old[1] if old is not None else []
             version = store.next_version(conn, record_id)
         else:
             record_id = store.insert_record(conn, client.id, keys.path_tag(prepared.path), now)
             version = 1
+            attachments = prepared.attachments or []
+        plaintext = prepared.plaintext
+        if attachments:
+            from vault.records import validate
+
+            plaintext = validate.encode(prepared.kind, prepared.fields, attachments)
         # the sealed name also carries the version's searchable terms (vault.records.search)
         store.set_meta(conn, record_id, keys.seal_meta(_meta_doc(prepared), record_id))
         dek = crypto.new_key()
         data = blobfmt.encrypt_record(
             dek,
-            prepared.plaintext,
+            plaintext,
             vault_id=self.ctx.vault_id,
             client_id=client.id_bytes,
             record_id=record_id,
@@ -277,6 +455,10 @@ class SecretService:
         store.insert_version(
             conn, version_row(record_id, version, keys.version, wrapped, name, len(data), now, principal.name)
         )
+        if attachments:
+            store.insert_attachment_refs(
+                conn, record_id, version, [(a["blob"], a["size"]) for a in attachments]
+            )
         store.set_current(conn, record_id, version, now)
         outbox.queue_put(conn, (name,), now)
         return version, self._prune(conn, record_id, now)
@@ -312,7 +494,8 @@ class SecretService:
             found = self._require(conn, client, keys, path)
             record_id, _, current = found
             if purge:
-                blobs = store.destroy(conn, record_id)
+                versions, attached = store.destroy(conn, record_id)
+                blobs = versions + attached
                 outbox.queue_delete(conn, blobs, now)
                 # copies and backups of the vault still hold the record key under the client key
                 # and custody version of today: rotate both and destroy the old ones (P1)
@@ -321,7 +504,8 @@ class SecretService:
                     "client": client.name,
                     "path": path,
                     "purged": True,
-                    "versions_destroyed": len(blobs),
+                    "versions_destroyed": len(versions),
+                    "attachments_destroyed": len(attached),
                 }
             else:
                 marker = store.version(conn, record_id, current)
@@ -624,6 +808,12 @@ class SecretService:
     def open_version(
         self, client: ClientRow, keys: ClientKeys, record_id: int, path: str, kind: str, version: int, row
     ) -> SecretRecord:
+        return self._open(client, keys, record_id, path, kind, version, row)[0]
+
+    def _open(
+        self, client: ClientRow, keys: ClientKeys, record_id: int, path: str, kind: str, version: int, row
+    ) -> tuple[SecretRecord, builtins.list[dict[str, Any]]]:
+        """The record as read, and its attachment entries with their keys (these stay here)."""
         wrapped, blob_name, created_at, created_by = row
         try:
             dek = keys.unwrap_dek(wrapped, record_id, version)
@@ -645,12 +835,22 @@ class SecretService:
                 record_id=record_id,
                 record_version=version,
             )
-            fields = blobfmt.open_document(plaintext, kind)
+            fields, entries = blobfmt.open_document_parts(plaintext, kind)
         except CryptoError:
             raise self._integrity(client, path, version) from None
-        return SecretRecord(
-            client.name, path, kind, version, fields, rfc3339(from_epoch(created_at)), created_by
+        listing = tuple(
+            {
+                "name": a["name"],
+                "size": a["size"],
+                "added_at": rfc3339(from_epoch(a["added_at"])),
+                "added_by": a["added_by"],
+            }
+            for a in entries
         )
+        record = SecretRecord(
+            client.name, path, kind, version, fields, rfc3339(from_epoch(created_at)), created_by, listing
+        )
+        return record, entries
 
     def read_blob(self, name: str) -> bytes:
         """The local copy of a blob; a blob lost locally is restored from the remote replica."""
@@ -678,7 +878,7 @@ class SecretService:
         try:
             found = self.ctx.db.read_retrying(read)
             if found is None:
-                return None
+                return self._attachment_is_authentic(name, data)
             client, record_id, version, keys, wrapped = found
             dek = keys.unwrap_dek(wrapped, record_id, version)
             blobfmt.decrypt_record(
@@ -692,6 +892,45 @@ class SecretService:
             return True
         except (CryptoError, IntegrityFailure, ClientUnavailable):
             return False
+
+    def _attachment_is_authentic(self, name: str, data: bytes) -> bool | None:
+        """:meth:`blob_is_authentic` for an attachment blob: found through the newest kept
+        version listing it, whose document holds its key. Raises CryptoError if it fails."""
+        import base64
+
+        def read(conn, touch):
+            row = store.by_attachment_blob(conn, name)
+            if row is None:
+                return None
+            client_id, record_id, version = row
+            touch(client_id)
+            client = self.ctx.client_by_id(client_id, conn)
+            meta_sealed = conn.execute(
+                "SELECT meta_sealed FROM records WHERE id = ?", (record_id,)
+            ).fetchone()[0]
+            keys = self.ctx.client_keys(client, conn=conn)
+            return client, record_id, version, keys, meta_sealed, store.version(conn, record_id, version)
+
+        found = self.ctx.db.read_retrying(read)
+        if found is None:
+            return None
+        client, record_id, version, keys, meta_sealed, row = found
+        if row is None or row[0] is None:
+            return False
+        meta = self._meta(client, keys, record_id, meta_sealed)
+        _, entries = self._open(client, keys, record_id, meta["path"], meta["kind"], version, row)
+        entry = next((a for a in entries if a["blob"] == name), None)
+        if entry is None:
+            return False
+        blobfmt.decrypt_attachment(
+            data,
+            base64.b64decode(entry["key"]),
+            vault_id=self.ctx.vault_id,
+            client_id=client.id_bytes,
+            record_id=record_id,
+            attachment_id=entry["id"],
+        )
+        return True
 
     def list(self, principal: Principal, client_name: str) -> list[dict]:
         client = self.ctx.client(client_name)

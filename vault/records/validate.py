@@ -248,11 +248,34 @@ def validate(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if v != []}
 
 
-def encode(kind: str, fields: dict[str, Any]) -> bytes:
-    """Canonical plaintext document for a validated record; enforces the 1 MiB limit."""
-    data = json.dumps(
-        {"kind": kind, "fields": fields}, ensure_ascii=False, separators=(",", ":"), sort_keys=True
-    ).encode("utf-8")
+def encode(kind: str, fields: dict[str, Any], attachments: list[dict[str, Any]] | None = None) -> bytes:
+    """Canonical plaintext document for a validated record (with the entries of its attachments,
+    docs/format.md "Attachments", when it has any); enforces the 1 MiB limit."""
+    document: dict[str, Any] = {"kind": kind, "fields": fields}
+    if attachments:
+        document["attachments"] = attachments
+    data = json.dumps(document, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
     if len(data) > MAX_PLAINTEXT:
         raise InvalidInput(f"record too large: {len(data)} bytes (limit 1 MiB)")
     return data
+
+
+#: at most this many attachments per record version (their entries live in its 1 MiB document)
+MAX_ATTACHMENTS = 100
+MAX_ATTACHMENT_NAME = 255
+
+
+def attachment_name(name: object) -> str:
+    """An attachment's name as given (a file name: one line, no folder separators), or
+    InvalidInput. The name is stored only inside the encrypted record document."""
+    if not isinstance(name, str) or not name:
+        raise InvalidInput("an attachment needs a name (--name)")
+    if len(name) > MAX_ATTACHMENT_NAME:
+        raise InvalidInput(f"attachment name longer than {MAX_ATTACHMENT_NAME} characters")
+    if name in (".", "..") or any(ch in "/\\" or ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise InvalidInput("an attachment name is a file name: one line, without / or \\")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("an attachment name must be valid Unicode") from None
+    return name

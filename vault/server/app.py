@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
 
 from vault import api_spec as spec
 from vault.api_schemas import SCHEMAS
@@ -27,7 +28,33 @@ from vault.errors import InvalidInput
 from vault.server.errors import ERROR_RESPONSES, install_error_handlers
 from vault.server.limits import BodyLimit, RateLimiter
 from vault.server.pool import VaultPool
-from vault.server.routes import BEARER, Limits, Strict, Text, add_route, has_surrogates, origin_of
+from vault.server.routes import (
+    BEARER,
+    Limits,
+    Strict,
+    Text,
+    add_route,
+    has_surrogates,
+    json_response,
+    origin_of,
+)
+
+CONTRACT_EVENTS_PATH = "/v1/sla/contract-events"
+#: the body of a contract event (docs/sla.md): the signature covers its exact bytes
+CONTRACT_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["id", "client", "contract_end"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+        "client": {"type": "string"},
+        "contract_end": {"type": "string", "description": "ISO 8601 date or time"},
+        "renewal": {"type": ["string", "null"], "description": "end of an agreed renewal term"},
+    },
+}
+CONTRACT_EVENT_OK = {
+    "description": "the event was applied",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ContractEventResult"}}},
+}
 
 log = logging.getLogger("cvault.server")
 
@@ -93,7 +120,11 @@ def create_app(pool: VaultPool, settings: ServiceSettings | None = None) -> Fast
     app.state.pool = pool
     app.state.jobs = jobs
     app.state.settings = settings
-    app.add_middleware(BodyLimit, limit=spec.MAX_BODY_BYTES)
+    app.add_middleware(
+        BodyLimit,
+        limit=spec.MAX_BODY_BYTES,
+        overrides={op.path: op.body_limit for op in spec.OPERATIONS if op.body_limit},
+    )
     install_error_handlers(app)
 
     @app.get(
@@ -131,6 +162,39 @@ def create_app(pool: VaultPool, settings: ServiceSettings | None = None) -> Fast
 
     for op in spec.OPERATIONS:
         add_route(app, op, pool, limits)
+
+    # PSA webhooks (docs/sla.md, "Contract events"): authenticated by the HMAC signature of the raw
+    # body, not by a session, so it is not a registry operation; documented here for the OpenAPI
+    @app.post(
+        CONTRACT_EVENTS_PATH,
+        tags=["sla"],
+        summary="A PSA's signed contract event (HMAC-SHA256; docs/sla.md)",
+        responses={200: CONTRACT_EVENT_OK, **ERROR_RESPONSES},
+        response_class=Response,
+        openapi_extra={
+            "security": [],
+            "parameters": [
+                {"name": h, "in": "header", "required": True, "schema": {"type": "string", "maxLength": 256}}
+                for h in ("X-Cvault-Integration", "X-Cvault-Timestamp", "X-Cvault-Signature")
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": CONTRACT_EVENT_SCHEMA}},
+            },
+        },
+    )
+    async def contract_event(request: Request) -> Response:
+        from starlette.concurrency import run_in_threadpool
+
+        body = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        origin = origin_of(request)
+
+        def work() -> dict:
+            with pool.lease() as vault:
+                return vault.integrations.receive(body, headers, origin=origin)
+
+        return json_response(await run_in_threadpool(work))
 
     # the web console at / (docs/console.md): the same pool, facade, limits and error statuses
     from vault.server.console.app import install as install_console

@@ -55,6 +55,18 @@ def _addressable(path: Path):
         os.close(fd)
 
 
+def _listening(path: Path) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with _addressable(path) as address:
+            probe.connect(address)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
 def _peer_allowed(conn: socket.socket) -> bool:
     if not sys.platform.startswith("linux"):
         return True  # the socket file's mode (0600, in the 0700 vault folder) is the check
@@ -88,6 +100,12 @@ class HostUnseal:
 
     def start(self) -> None:
         if self.path.exists() or self.path.is_symlink():
+            if _listening(self.path):
+                from vault.errors import InvalidInput
+
+                raise InvalidInput(
+                    f"another cvault serve already listens on {self.path} (give --unseal-socket PATH)"
+                )
             self.path.unlink()  # a stale socket of an earlier run
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)

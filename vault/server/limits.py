@@ -17,6 +17,8 @@ import time
 MAX_BUCKETS = 10_000
 #: after the limit, at most this much more of a body is read and dropped before answering 413
 DRAIN_BYTES = 8 * 1024 * 1024
+#: request bodies above the ordinary limit (attachments) read at the same time, at most
+MAX_LARGE_BODIES = 2
 
 
 class BodyTooLarge(Exception):
@@ -32,18 +34,27 @@ class BodyLimit:
     read and dropped first when it is at most :data:`DRAIN_BYTES` over (closing a connection with
     unread data resets it, and a client still writing would never read the 413), not read at all
     when the client waits for ``100 Continue`` or declares more. A chunked body is counted as it
-    arrives and :class:`BodyTooLarge` raised (the app turns it into a 413)."""
+    arrives and :class:`BodyTooLarge` raised (the app turns it into a 413).
 
-    def __init__(self, app, limit: int):
+    ``overrides``: a larger limit for some paths (``Op.body_limit``: attachments). Those requests
+    must carry a bearer token (checked for its presence here, for validity by the route; without
+    one the ordinary limit applies) and at most :data:`MAX_LARGE_BODIES` of them are read at a
+    time; more get a 429."""
+
+    def __init__(self, app, limit: int, overrides: dict[str, int] | None = None):
         self.app = app
         self.limit = limit
+        self.overrides = dict(overrides or {})
+        self.large_in_flight = 0
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.overrides.get(scope.get("path", ""), self.limit)
         expects_continue = False
         declared = None
+        bearer = False
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
@@ -52,20 +63,36 @@ class BodyLimit:
                     declared = -1
             elif name == b"expect" and value.lower() == b"100-continue":
                 expects_continue = True
-        if declared is not None and (declared > self.limit or declared < 0):
+            elif name == b"authorization" and value.lower().startswith(b"bearer "):
+                bearer = True
+        if limit > self.limit and not bearer:
+            limit = self.limit  # no token: the ordinary limit (then 401)
+        if declared is not None and (declared > limit or declared < 0):
             if declared < 0:
                 await _refuse(send, None)
                 return
-            if not expects_continue and declared <= self.limit + DRAIN_BYTES:
+            if not expects_continue and declared <= limit + DRAIN_BYTES:
                 # the client is sending the body now: read (and drop) it first, so the 413 is
                 # what it reads, not a connection reset while it is still writing
                 message = await receive()
                 while message["type"] == "http.request" and message.get("more_body"):
                     message = await receive()
-            await _refuse(send, self.limit)
+            await _refuse(send, limit)
             return
+        if limit <= self.limit:
+            await self._run(scope, receive, send, limit)
+            return
+        if self.large_in_flight >= MAX_LARGE_BODIES:
+            await _refuse(send, None, busy=True)
+            return
+        self.large_in_flight += 1
+        try:
+            await self._run(scope, receive, send, limit)
+        finally:
+            self.large_in_flight -= 1
+
+    async def _run(self, scope, receive, send, limit: int) -> None:
         seen = 0
-        limit = self.limit
 
         async def counted():
             nonlocal seen
@@ -102,8 +129,11 @@ class BodyLimit:
                 await _refuse(send, limit)
 
 
-async def _refuse(send, limit: int | None) -> None:
-    if limit is None:
+async def _refuse(send, limit: int | None, *, busy: bool = False) -> None:
+    if busy:
+        status, code, exit_code = 429, "rate_limited", 8
+        message = f"at most {MAX_LARGE_BODIES} attachment uploads at a time: retry shortly"
+    elif limit is None:
         status, code, exit_code, message = 400, "invalid_request", 2, "invalid Content-Length"
     else:
         status, code, exit_code = 413, "request_too_large", 2

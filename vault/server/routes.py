@@ -7,6 +7,8 @@ This module deliberately has no ``from __future__ import annotations``: FastAPI 
 functions' annotations at runtime, and the request models are made per operation.
 """
 
+import base64
+import binascii
 import json
 from collections.abc import Callable
 from typing import Annotated, Any, Optional
@@ -32,6 +34,7 @@ ENCODERS: dict[str, Callable[[Any], Any]] = {
     "record": lambda result: result.as_dict(),
     "verify": lambda result: result.as_dict(),
     "login": lambda result: {**result.as_dict(), "token": result.token},
+    "attachment": lambda result: {**result, "data": base64.b64encode(result["data"]).decode()},
 }
 
 
@@ -52,6 +55,8 @@ def annotation(p: spec.Param) -> Any:
         t = list[Text]
     elif p.type == "object":
         t = dict[str, Any]
+    elif p.type == "bytes":
+        t = Annotated[str, StringConstraints(max_length=spec.MAX_BASE64)]
     else:  # pragma: no cover - a typo in the table
         raise ValueError(f"unknown parameter type {p.type}")
     if not p.required and p.default is None:
@@ -89,6 +94,12 @@ def arguments(op: spec.Op, body) -> dict:
     args = {p.name: getattr(body, p.name) for p in op.params}
     if has_surrogates(args):
         raise InvalidInput("invalid request: text must be valid Unicode (no lone surrogates)")
+    for p in op.params:
+        if p.type == "bytes":
+            try:
+                args[p.name] = base64.b64decode(args[p.name], validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidInput(f"invalid request: {p.name} must be base64") from None
     return args
 
 

@@ -226,6 +226,11 @@ class Shredder:
                 " WHERE r.client_id = ? AND v.blob_name IS NOT NULL",
                 (client_id, client_id),
             )
+            conn.execute(  # and the attached files (issue 16)
+                "INSERT OR IGNORE INTO shred_blobs (client_id, blob_name) SELECT DISTINCT ?, a.blob_name"
+                " FROM records r JOIN attachment_refs a ON a.record_id = r.id WHERE r.client_id = ?",
+                (client_id, client_id),
+            )
             rowmac.update(conn, "clients", "shred_state = 'shredding'", (), "id = ?", (client_id,))
             if request:
                 conn.execute("UPDATE shred_requests SET executed_at = ? WHERE id = ?", (now, request[0]))
@@ -264,7 +269,8 @@ class Shredder:
             "records": counts[0],
             "record_versions": counts[1],
             "record_keys": counts[2],
-            "blobs": counts[3],
+            "blobs": counts[3] + record_store.client_attachment_count(conn, client.id),
+            "attachments": record_store.client_attachment_count(conn, client.id),
             "record_key_nonce_sample": dek_nonces,
             # every custody version not yet destroyed (pending ones too): step (b2) destroys them
             "custody": self.ctx.custody.manifest(conn, client.id) if self.ctx.custody else [],
@@ -292,6 +298,15 @@ class Shredder:
             "certified": self._finish,
         }
         job = load_job(self.ctx.db.conn, client_id)
+        if job is not None and STEPS.index(job.step) < STEPS.index("purged"):
+            # a job is started in the transaction that marks the client's (MACed) row as
+            # shredding: a job row beside a live client was planted (issue 12), never obeyed
+            client = client_store.by_id(self.ctx.db.conn, client_id)
+            if client is None or client.shred_state is None:
+                raise rowmac.RowTampered(
+                    f"integrity failure: a shred job for client {client_id} whose client row is not"
+                    " being shredded (edited outside cvault?); run cvault doctor"
+                )
         while job is not None and job.step != "done":
             steps[job.step](job)
             self.pause()
@@ -427,6 +442,9 @@ class Shredder:
             "records": record_store.count(db.conn, cid),
             "orphan_record_keys": db.scalar(
                 "SELECT count(*) FROM record_versions WHERE record_id NOT IN (SELECT id FROM records)"
+            ),
+            "orphan_attachment_refs": db.scalar(
+                "SELECT count(*) FROM attachment_refs WHERE record_id NOT IN (SELECT id FROM records)"
             ),
             "audit_detail_keys": db.scalar(
                 "SELECT count(*) FROM client_audit_keys WHERE client_id = ?", (cid,)
@@ -569,6 +587,7 @@ class Shredder:
             "destroyed": {
                 "records": m["records"],
                 "record_versions": m["record_versions"],
+                "attachments": m.get("attachments", 0),
                 "encrypted_names": m["records"],
                 "blobs": [
                     {

@@ -244,8 +244,10 @@ def by_blob_name(conn: sqlite3.Connection, name: str) -> tuple | None:
 
 
 def blob_names(conn: sqlite3.Connection) -> set[str]:
-    """Every blob a kept version refers to."""
-    return {r[0] for r in conn.execute("SELECT blob_name FROM record_versions WHERE blob_name IS NOT NULL")}
+    """Every blob a kept version refers to (its own, and the attachments it lists)."""
+    names = {r[0] for r in conn.execute("SELECT blob_name FROM record_versions WHERE blob_name IS NOT NULL")}
+    names.update(r[0] for r in conn.execute("SELECT DISTINCT blob_name FROM attachment_refs"))
+    return names
 
 
 def prune(conn: sqlite3.Connection, record_id: int, keep: int) -> list[str]:
@@ -258,11 +260,16 @@ def prune(conn: sqlite3.Connection, record_id: int, keep: int) -> list[str]:
     if not old:
         return []
     conn.execute("DELETE FROM record_versions WHERE record_id = ? AND version <= ?", (record_id, old[0][0]))
-    return [b for _, b in old if b]
+    # the attachments only the pruned versions listed go with them
+    before = attachment_blobs(conn, record_id)
+    conn.execute("DELETE FROM attachment_refs WHERE record_id = ? AND version <= ?", (record_id, old[0][0]))
+    gone = sorted(before - attachment_blobs(conn, record_id))
+    return [b for _, b in old if b] + gone
 
 
-def destroy(conn: sqlite3.Connection, record_id: int) -> list[str]:
-    """Delete one record and every version (``secret rm --purge``); returns the blob names."""
+def destroy(conn: sqlite3.Connection, record_id: int) -> tuple[list[str], list[str]]:
+    """Delete one record, every version and its attachment references (``secret rm --purge``);
+    returns the blob names of the versions and of the attachments."""
     blobs = [
         r[0]
         for r in conn.execute(
@@ -270,9 +277,52 @@ def destroy(conn: sqlite3.Connection, record_id: int) -> list[str]:
             (record_id,),
         )
     ]
+    attached = sorted(attachment_blobs(conn, record_id))
+    conn.execute("DELETE FROM attachment_refs WHERE record_id = ?", (record_id,))
     conn.execute("DELETE FROM record_versions WHERE record_id = ?", (record_id,))
     conn.execute("DELETE FROM records WHERE id = ?", (record_id,))
-    return blobs
+    return blobs, attached
+
+
+# --- attachments (0009_records.sql: attachment_refs) ---------------------------------------------
+
+
+def attachment_blobs(conn: sqlite3.Connection, record_id: int) -> set[str]:
+    """The attachment blobs the record's kept versions list."""
+    return {
+        r[0]
+        for r in conn.execute(
+            "SELECT DISTINCT blob_name FROM attachment_refs WHERE record_id = ?", (record_id,)
+        )
+    }
+
+
+def insert_attachment_refs(
+    conn: sqlite3.Connection, record_id: int, version: int, refs: Iterable[tuple[str, int]]
+) -> None:
+    """Which attachment blobs ``(blob_name, size)`` a new version lists (its document holds their keys)."""
+    conn.executemany(
+        "INSERT INTO attachment_refs (record_id, version, blob_name, size) VALUES (?, ?, ?, ?)",
+        [(record_id, version, name, size) for name, size in refs],
+    )
+
+
+def by_attachment_blob(conn: sqlite3.Connection, name: str) -> tuple | None:
+    """``(client_id, record_id, version)`` of the newest kept version listing attachment ``name``."""
+    return conn.execute(
+        "SELECT r.client_id, r.id, a.version FROM attachment_refs a JOIN records r ON r.id = a.record_id"
+        " WHERE a.blob_name = ? ORDER BY a.version DESC LIMIT 1",
+        (name,),
+    ).fetchone()
+
+
+def client_attachment_count(conn: sqlite3.Connection, client_id: str) -> int:
+    """How many distinct attachment blobs the client's records list (the shred certificate)."""
+    return conn.execute(
+        "SELECT count(DISTINCT a.blob_name) FROM attachment_refs a JOIN records r ON r.id = a.record_id"
+        " WHERE r.client_id = ?",
+        (client_id,),
+    ).fetchone()[0]
 
 
 def destroy_client(conn: sqlite3.Connection, client_id: str) -> tuple[int, int]:

@@ -374,11 +374,21 @@ def register(c: Console) -> None:
 
     def user_page(p: web.Page, name: str, *, error: str | None = None, status: int = 200) -> Response:
         view = p.vault.users.show(p.principal, name)
-        view["teams"] = [
-            f"{t['team']} ({', '.join(t['clients']) or 'no client'})"
-            for t in p.vault.teams.memberships(p.principal, name)
-        ]
-        return r(p, "user.html", status, view=view, roles=ROLES, error=error, notice=DONE.get(p.arg("done")))
+        memberships = p.vault.teams.memberships(p.principal, name)
+        view["teams"] = [f"{t['team']} ({', '.join(t['clients']) or 'no client'})" for t in memberships]
+        member_of = [t["team"] for t in memberships]
+        other_teams = [t["name"] for t in p.vault.teams.list(p.principal) if t["name"] not in member_of]
+        return r(
+            p,
+            "user.html",
+            status,
+            view=view,
+            roles=ROLES,
+            member_of=member_of,
+            other_teams=other_teams,
+            error=error,
+            notice=DONE.get(p.arg("done")),
+        )
 
     def user_get(p: web.Page) -> Response:
         return user_page(p, p.arg("name"))
@@ -414,6 +424,10 @@ def register(c: Console) -> None:
                     done = "reset-pending"
                 elif what == "confirm":
                     u.confirm(p.principal, name)
+                elif what == "team-add":
+                    p.vault.teams.member_add(p.principal, p.form.get("team", ""), name)
+                elif what == "team-rm":
+                    p.vault.teams.member_rm(p.principal, p.form.get("team", ""), name)
             except (InvalidInput, NotFound) as exc:
                 return user_page(p, name, error=exc.message, status=400)
             except VaultError as exc:
@@ -438,6 +452,8 @@ def register(c: Console) -> None:
         "approve",
         "reset",
         "confirm",
+        "team-add",
+        "team-rm",
     ):
         c.page(f"/user/{what}", user_action(what), methods=("POST",))
 
@@ -513,6 +529,8 @@ DONE = {
     "grant": "Role granted.",
     "revoke": "Role revoked.",
     "train": "Training attestation recorded.",
+    "team-add": "Added to the team: need-to-know on its clients follows (training still applies).",
+    "team-rm": "Removed from the team.",
 }
 
 

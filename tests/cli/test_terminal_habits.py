@@ -1,0 +1,154 @@
+"""Terminal habits (issue 16 item 7): one session per profile, ``login`` never silently replaces
+another user's session, and ``--copy`` over SSH (no clipboard tool) through OSC 52, cleared by a
+detached child, wrapped for tmux and screen. Real subprocesses; the terminal is a real pty."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+
+import pytest
+
+from cli.clipboard import osc52
+from tests.helpers import ROOT
+
+
+def _login(vd, person, env, *extra):
+    return vd.cli(
+        "login",
+        person.name,
+        "--password-stdin",
+        "--totp",
+        person.code(),
+        *extra,
+        input=person.password + "\n",
+        env=env,
+    )
+
+
+def test_one_session_per_profile_and_no_silent_replacement(staff, tmp_path):
+    vd = staff.vdir
+    env = vd.env(CVAULT_SESSION_FILE=str(tmp_path / "session.json"))
+    env.pop("CVAULT_PROFILE", None)
+    first = _login(vd, staff.bob, env)
+    assert first.returncode == 0, first.stderr
+    # another user, same session file, no terminal: refused, one line, bob's session untouched
+    refused = _login(vd, staff.carl, env)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "would replace bob's session" in refused.stderr and "--profile" in refused.stderr
+    who = json.loads(vd.cli("whoami", "--json", env=env).stdout)
+    assert who["user"] == "bob"
+    # a profile keeps its own session next to the default one
+    carl = _login(vd, staff.carl, env, "--json")
+    assert carl.returncode == 2  # (same refusal: the code is not spent by a refusal)
+    profiled = vd.cli(
+        "--profile",
+        "second",
+        "login",
+        staff.carl.name,
+        "--password-stdin",
+        "--totp",
+        staff.carl.code(),
+        input=staff.carl.password + "\n",
+        env=env,
+    )
+    assert profiled.returncode == 0, profiled.stderr
+    assert (tmp_path / "session-second.json").exists()
+    assert (tmp_path / "session-second.json").stat().st_mode & 0o077 == 0
+    assert json.loads(vd.cli("whoami", "--json", env=env).stdout)["user"] == "bob"
+    assert json.loads(vd.cli("--profile", "second", "whoami", "--json", env=env).stdout)["user"] == "carl"
+    assert (
+        json.loads(vd.cli("whoami", "--json", env={**env, "CVAULT_PROFILE": "second"}).stdout)["user"]
+        == "carl"
+    )
+    # --yes replaces on purpose
+    replaced = _login(vd, staff.rita, env, "--yes")
+    assert replaced.returncode == 0, replaced.stderr
+    assert json.loads(vd.cli("whoami", "--json", env=env).stdout)["user"] == "rita"
+    assert json.loads(vd.cli("--profile", "second", "whoami", "--json", env=env).stdout)["user"] == "carl"
+    # logout ends only that profile's session
+    assert vd.cli("--profile", "second", "logout", env=env).returncode == 0
+    assert not (tmp_path / "session-second.json").exists()
+    assert json.loads(vd.cli("whoami", "--json", env=env).stdout)["user"] == "rita"
+    for bad in ("../x", "", ".hidden", "a" * 65, "sp ace"):
+        proc = (
+            vd.cli("--profile", bad, "whoami", env=env)
+            if bad
+            else vd.cli("whoami", env={**env, "CVAULT_PROFILE": "a/b"})
+        )
+        assert proc.returncode == 2 and "profile name" in proc.stderr, (bad, proc.stderr)
+
+
+def _run_in_pty(args: list[str], env: dict, until: list[bytes]) -> bytes:
+    """Run ``cvault ARGS`` with a pty as its terminal (stdout and stderr); read what reaches the
+    terminal until every marker in ``until`` has been seen (the detached clearer writes last)."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=ROOT,
+        close_fds=True,
+    )
+    # the test keeps the terminal open, as a user's stays open after the command (the detached
+    # clearer opens it by name later)
+    seen = b""
+    try:
+        while not all(m in seen for m in until):
+            ready, _, _ = select.select([master], [], [], 30)
+            if not ready:
+                break  # the assertion below names what is missing
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        proc.wait(timeout=30)
+        os.close(slave)
+        os.close(master)
+    assert proc.returncode == 0, seen
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("extra_env", "label"),
+    [
+        ({}, "plain"),
+        ({"TMUX": "/tmp/tmux-1000/default,1,0"}, "tmux"),
+        ({"STY": "123.pts-0", "TERM": "screen"}, "screen"),
+    ],
+)
+def test_copy_without_a_clipboard_tool_uses_osc52_and_clears(vdir, tmp_path, extra_env, label):
+    assert vdir.cli("client", "add", "acme", "--sla-end", "+30d").returncode == 0
+    put = vdir.cli(
+        "secret", "put", "acme", "ssh/box", "--type", "access", "--from-stdin", input="osc-secret-1\n"
+    )
+    assert put.returncode == 0, put.stderr
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    env = vdir.env(PATH=str(empty_bin), CVAULT_CLIPBOARD_CLEAR_SECONDS="0")
+    env.update({"TERM": "xterm", **extra_env})
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "TMUX", "STY"):
+        if name not in extra_env:
+            env.pop(name, None)
+    wanted = osc52(b"osc-secret-1", env)
+    cleared = osc52(b"", env)
+    seen = _run_in_pty(["secret", "get", "acme", "ssh/box", "--copy"], env, [wanted, cleared])
+    assert wanted in seen and cleared in seen, (label, seen)
+    assert seen.index(wanted) < seen.rindex(cleared)
+    assert b"osc-secret-1" not in seen.replace(wanted, b"")  # only inside the (base64) sequence
+    if label == "tmux":
+        assert seen.count(b"\x1bPtmux;") == 2
+    # without a terminal and without a tool: the one documented line, exit 1
+    proc = vdir.cli("secret", "get", "acme", "ssh/box", "--copy", env=env)
+    assert proc.returncode == 1 and "no clipboard available" in proc.stderr

@@ -1,0 +1,412 @@
+"""SLA dates from the PSA (issue 18 item 3; docs/sla.md, "Contract dates from the PSA").
+
+Two ways in, one rule for applying a contract date to a client (:meth:`ContractService.apply`):
+
+* ``cvault sla import FILE`` (:meth:`ContractService.import_contracts`): a CSV or JSON export with
+  ``client``, ``contract_end`` and an optional ``renewal``; ``--dry-run`` shows the diff. Every row
+  is checked before anything changes; unknown clients are listed, never created.
+* ``POST /v1/sla/contract-events`` (:meth:`IntegrationService.receive`): a PSA's webhook, signed
+  with HMAC-SHA256 under a per-integration secret (``cvault integration add``), replay-protected by
+  a timestamp window and the event id, each event audited as the integration.
+
+The new SLA end is ``renewal`` when given (the end of an agreed renewal term), else
+``contract_end``. A later end is a renewal (``sla renew``); an earlier end still in the future
+shortens the SLA (``sla renew`` to that date); an end at or before now is ``sla expire`` exactly:
+access stops at once and the shred waits for the grace period, never below the vault's minimum
+(issue 11). Each change goes through those operations, so it is authorized and audited as they are.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from vault import crypto, names
+from vault.clock import from_epoch, rfc3339, to_epoch
+from vault.context import VaultContext
+from vault.dates import as_when
+from vault.errors import AuthenticationFailed, IntegrityFailure, InvalidInput, NotFound, Replayed, VaultError
+from vault.policy import INTEGRATION, Action
+from vault.principal import Principal
+
+if TYPE_CHECKING:
+    from vault.sla.service import SlaService
+
+MAX_ROWS = 10_000
+#: a signed event older or newer than this (seconds) is refused (replay and clock skew)
+TIMESTAMP_WINDOW = 300
+#: the event ids kept per integration for replay protection outlive the window twice over
+EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+SECRET_BYTES = 32
+#: request headers of a contract event (docs/sla.md spells the scheme out)
+H_INTEGRATION = "x-cvault-integration"
+H_TIMESTAMP = "x-cvault-timestamp"
+H_SIGNATURE = "x-cvault-signature"
+
+_COLUMNS = {
+    "client": "client",
+    "customer": "client",
+    "contract_end": "contract_end",
+    "contract end": "contract_end",
+    "end": "contract_end",
+    "end_date": "contract_end",
+    "renewal": "renewal",
+    "renewal_date": "renewal",
+    "renewal date": "renewal",
+}
+
+
+class Contract(NamedTuple):
+    where: str  # "row 3", "item 2", "event evt-1"
+    client: str
+    contract_end: str
+    renewal: str | None
+
+
+def parse_contracts(lines: list[str]) -> list[Contract]:
+    """Rows of a CSV (header: ``client``, ``contract_end``, optional ``renewal``; a few spellings
+    accepted) or a JSON array of objects with those keys. One line naming the row on error."""
+    text = "\n".join(lines).lstrip("\ufeff")
+    if not text.strip():
+        raise InvalidInput("the contract file is empty")
+    if text.lstrip().startswith("["):
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise InvalidInput(f"contract file: not valid JSON (line {exc.lineno})") from None  # type: ignore[attr-defined]
+        if not isinstance(doc, list):
+            raise InvalidInput("contract file: JSON must be an array of objects")
+        return [_contract(f"item {n}", item) for n, item in enumerate(doc, 1)][: _bounded(len(doc))]
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader)
+    except (csv.Error, StopIteration):
+        raise InvalidInput("contract file: no CSV header") from None
+    keys = [_COLUMNS.get(h.strip().lower()) for h in header]
+    if "client" not in keys or "contract_end" not in keys:
+        raise InvalidInput(
+            "contract file: the CSV header needs 'client' and 'contract_end' (and may have 'renewal')"
+        )
+    out: list[Contract] = []
+    try:
+        for n, row in enumerate(reader, 2):
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                raise InvalidInput(
+                    f"contract file: line {n} has {len(row)} columns, the header {len(header)}"
+                )
+            item = {k: v for k, v in zip(keys, row, strict=True) if k}
+            out.append(_contract(f"line {n}", item))
+            _bounded(len(out))
+    except csv.Error as exc:
+        raise InvalidInput(f"contract file: CSV error on line {reader.line_num}: {exc}") from None
+    return out
+
+
+def _bounded(n: int) -> int:
+    if n > MAX_ROWS:
+        raise InvalidInput(f"contract file: more than {MAX_ROWS} rows")
+    return n
+
+
+def _contract(where: str, item: Any) -> Contract:
+    if not isinstance(item, dict):
+        raise InvalidInput(f"contract file: {where} is not an object")
+    client, end, renewal = item.get("client"), item.get("contract_end"), item.get("renewal")
+    for name, value in (("client", client), ("contract_end", end)):
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidInput(f"contract file: {where} has no {name}")
+    if renewal is not None and not isinstance(renewal, str):
+        raise InvalidInput(f"contract file: {where}: renewal must be a date")
+    assert isinstance(client, str) and isinstance(end, str)  # noqa: S101 - narrowed above
+    return Contract(where, client.strip(), end.strip(), (renewal or "").strip() or None)
+
+
+class ContractService:
+    """Applies contract dates; used by ``sla import`` and by the webhook."""
+
+    def __init__(self, ctx: VaultContext, sla: SlaService):
+        self.ctx = ctx
+        self.sla = sla
+
+    def _target(self, contract: Contract, now: datetime) -> datetime:
+        try:
+            end = as_when(contract.contract_end, now, self.ctx.zone)
+            renewal = as_when(contract.renewal, now, self.ctx.zone) if contract.renewal else None
+        except InvalidInput as exc:
+            raise InvalidInput(f"{contract.where} ({contract.client}): {exc.message}") from None
+        return renewal if renewal is not None and renewal > end else end
+
+    def plan(self, contract: Contract, now: datetime) -> dict:
+        """What applying the contract would do: ``change`` is ``extend``, ``shorten``, ``end``,
+        ``unchanged``, ``unknown_client`` or ``shredded``."""
+        target = self._target(contract, now)
+        row = {"client": contract.client, "where": contract.where, "new_sla_end": rfc3339(target)}
+        try:
+            client = self.ctx.client(contract.client)
+        except (NotFound, InvalidInput):
+            return {**row, "change": "unknown_client", "sla_end": None, "state": None}
+        state = client.state(now)
+        row.update(sla_end=rfc3339(client.sla_end), state=state)
+        if client.shred_state is not None:
+            change = "shredded"
+        elif to_epoch(target) == to_epoch(client.sla_end) or (target <= now and state != "active"):
+            change = "unchanged"  # already ended: an earlier end changes nothing (nor the grace)
+        elif target <= now:
+            change = "end"
+        elif target > client.sla_end:
+            change = "extend"
+        else:
+            change = "shorten"
+        return {**row, "change": change}
+
+    def apply(self, principal: Principal, plan: dict, why: str) -> dict:
+        """Carry out one planned change through ``sla renew`` / ``sla expire``."""
+        if plan["change"] in ("extend", "shorten"):
+            self.sla.renew(principal, plan["client"], plan["new_sla_end"])
+        elif plan["change"] == "end":
+            self.sla.expire(principal, plan["client"], reason=why)
+        return plan
+
+    def import_contracts(self, principal: Principal, lines: list[str], *, dry_run: bool = False) -> dict:
+        """``sla import FILE``: every row parsed and planned first (a bad row: one line, nothing
+        changed), then each change applied (unless ``dry_run``). Unknown clients are listed."""
+        contracts = parse_contracts(list(lines))
+        now = self.ctx.now()
+        plans = [self.plan(c, now) for c in contracts]
+        seen: set[str] = set()
+        for p in plans:
+            if p["client"] in seen:
+                raise InvalidInput(f"contract file: {p['where']}: client {p['client']} appears twice")
+            seen.add(p["client"])
+        counts: dict[str, int] = {}
+        for p in plans:
+            counts[p["change"]] = counts.get(p["change"], 0) + 1
+        detail = ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+        self.ctx.authorize(
+            principal,
+            Action.SLA_IMPORT,
+            detail=f"{'dry run: ' if dry_run else ''}{len(plans)} rows: {detail}",
+        )
+        applied = []
+        if not dry_run:
+            for p in plans:
+                if p["change"] in ("extend", "shorten", "end"):
+                    applied.append(self.apply(principal, p, f"contract ended (sla import, {p['where']})"))
+        return {
+            "dry_run": dry_run,
+            "rows": plans,
+            "unknown_clients": [p["client"] for p in plans if p["change"] == "unknown_client"],
+            "counts": counts,
+            "applied": len(applied),
+        }
+
+
+class IntegrationService:
+    """PSA integrations: per-integration HMAC secrets, and the signed contract events."""
+
+    def __init__(self, ctx: VaultContext, contracts: ContractService):
+        self.ctx = ctx
+        self.contracts = contracts
+
+    def _seal(self, integration_id: int, secret: bytes) -> bytes:
+        return self.ctx.keyring.seal_for("integration-seal", secret, "integration", integration_id)
+
+    def _unseal(self, integration_id: int, sealed: bytes) -> bytes:
+        from vault.errors import CryptoError
+
+        try:
+            return self.ctx.keyring.unseal_for("integration-seal", sealed, "integration", integration_id)
+        except CryptoError:
+            raise IntegrityFailure(
+                f"integrity failure: the secret of integration {integration_id} failed authentication"
+            ) from None
+
+    def add(self, principal: Principal, name: str) -> dict:
+        """A new integration and its secret, returned once (64 hex digits); stored sealed."""
+        names.team_name(name)  # same shape as a user or team name: halopsa, connectwise-prod
+        self.ctx.authorize(principal, Action.INTEGRATION_ADD)
+        secret = crypto.random_bytes(SECRET_BYTES)
+        t = to_epoch(self.ctx.now())
+        with self.ctx.db.write() as conn:
+            if conn.execute("SELECT 1 FROM integrations WHERE name = ?", (name,)).fetchone():
+                raise InvalidInput(
+                    f"an integration named {name!r} exists (remove it first to replace its secret)"
+                )
+            integration_id = conn.execute(
+                "INSERT INTO integrations (name, secret_sealed, created_at, created_by)"
+                " VALUES (?, x'', ?, ?)",
+                (name, t, principal.name),
+            ).lastrowid
+            assert integration_id is not None  # noqa: S101 - an INSERT's row id
+            conn.execute(
+                "UPDATE integrations SET secret_sealed = ? WHERE id = ?",
+                (self._seal(integration_id, secret), integration_id),
+            )
+        self.ctx.record_outcome(principal, Action.INTEGRATION_ADD, "ok", reason=f"integration {name} added")
+        return {"name": name, "secret": secret.hex(), "created_at": rfc3339(from_epoch(t))}
+
+    def list(self, principal: Principal) -> list[dict]:
+        self.ctx.authorize(principal, Action.INTEGRATION_LIST)
+        rows = self.ctx.db.all(
+            "SELECT i.name, i.created_at, i.created_by,"
+            " (SELECT max(received_at) FROM integration_events e WHERE e.integration_id = i.id),"
+            " (SELECT count(*) FROM integration_events e WHERE e.integration_id = i.id)"
+            " FROM integrations i WHERE i.disabled_at IS NULL ORDER BY i.name"
+        )
+        return [
+            {
+                "name": n,
+                "created_at": rfc3339(from_epoch(c)),
+                "created_by": by,
+                "last_event_at": rfc3339(from_epoch(last)) if last is not None else None,
+                "events": count,
+            }
+            for n, c, by, last, count in rows
+        ]
+
+    def rm(self, principal: Principal, name: str) -> dict:
+        """Remove an integration: its secret is destroyed; its events' audit entries stay."""
+        self.ctx.authorize(principal, Action.INTEGRATION_RM)
+        t = to_epoch(self.ctx.now())
+        with self.ctx.db.write() as conn:
+            found = conn.execute(
+                "UPDATE integrations SET disabled_at = ?, disabled_by = ?, secret_sealed = x'',"
+                " name = name || '#removed-' || id WHERE name = ? AND disabled_at IS NULL",
+                (t, principal.name, name),
+            ).rowcount
+        if not found:
+            raise NotFound(f"no integration named {name!r}")
+        self.ctx.record_outcome(principal, Action.INTEGRATION_RM, "ok", reason=f"integration {name} removed")
+        return {"name": name, "removed_at": rfc3339(from_epoch(t))}
+
+    # --- the webhook ------------------------------------------------------------------------------
+
+    def _refuse(
+        self, actor: str, origin: str, reason: str, exc: VaultError, client: str | None = None
+    ) -> None:
+        self.ctx.audit.append(
+            actor=actor,
+            action=Action.SLA_CONTRACT_EVENT.value,
+            outcome="deny",
+            client=client,
+            reason=reason,
+            origin=origin,
+        )
+        raise exc
+
+    def receive(self, body: bytes, headers: dict[str, str], *, origin: str = "api") -> dict:
+        """One signed contract event (docs/sla.md spells the scheme out): 401 for an unknown
+        integration, a bad signature or a timestamp outside the window, 409 for an event id seen
+        before; each refusal and each event audited as ``integration:NAME``."""
+        name = headers.get(H_INTEGRATION, "")
+        actor = f"integration:{name}" if EVENT_ID.fullmatch(name) else "integration:?"
+        row = None
+        if EVENT_ID.fullmatch(name):
+            row = self.ctx.db.one(
+                "SELECT id, secret_sealed FROM integrations WHERE name = ? AND disabled_at IS NULL", (name,)
+            )
+        if row is None:
+            self._refuse(
+                actor,
+                origin,
+                "unknown integration",
+                AuthenticationFailed("unknown integration or bad signature"),
+            )
+        assert row is not None  # noqa: S101 - refused above
+        integration_id, sealed = row
+        secret = self._unseal(integration_id, sealed)
+        stamp = headers.get(H_TIMESTAMP, "")
+        given = headers.get(H_SIGNATURE, "")
+        expected = "v1=" + crypto.hmac_sha256(secret, stamp.encode("ascii", "replace") + b"." + body).hex()
+        if not crypto.constant_time_equal(given.strip().encode("ascii", "replace"), expected.encode()):
+            self._refuse(
+                actor, origin, "bad signature", AuthenticationFailed("unknown integration or bad signature")
+            )
+        now = self.ctx.now()
+        if not stamp.isdigit() or abs(to_epoch(now) - int(stamp)) > TIMESTAMP_WINDOW:
+            self._refuse(
+                actor,
+                origin,
+                f"timestamp outside the {TIMESTAMP_WINDOW} s window",
+                AuthenticationFailed(
+                    f"the event's timestamp is not within {TIMESTAMP_WINDOW} s of the vault's clock"
+                ),
+            )
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+        if (
+            not isinstance(doc, dict)
+            or not isinstance(doc.get("id"), str)
+            or not EVENT_ID.fullmatch(doc["id"])
+        ):
+            self._refuse(
+                actor,
+                origin,
+                "malformed event",
+                InvalidInput("the event must be a JSON object with an 'id' (1-128 of A-Z a-z 0-9 . _ : -)"),
+            )
+        assert isinstance(doc, dict)  # noqa: S101 - refused above
+        event_id = doc["id"]
+        try:
+            contract = _contract(f"event {event_id}", doc)
+        except InvalidInput as exc:
+            self._refuse(actor, origin, f"event {event_id}: malformed", exc)
+        principal = Principal(name=actor, roles=frozenset({INTEGRATION}), kind="system", origin=origin)
+        with self.ctx.db.write() as conn:
+            # claimed first, in its own transaction: two deliveries of one id cannot both apply
+            claimed = conn.execute(
+                "INSERT OR IGNORE INTO integration_events (integration_id, event_id, received_at)"
+                " VALUES (?, ?, ?)",
+                (integration_id, event_id, to_epoch(now)),
+            ).rowcount
+            conn.execute(
+                "DELETE FROM integration_events WHERE integration_id = ? AND received_at < ?",
+                (integration_id, to_epoch(now) - 30 * 86400),
+            )
+        if not claimed:
+            self._refuse(
+                actor,
+                origin,
+                f"event {event_id} replayed",
+                Replayed(f"event {event_id} was already received"),
+            )
+        try:
+            plan = self.contracts.plan(contract, now)
+        except InvalidInput as exc:
+            self._refuse(actor, origin, f"event {event_id}: {exc.message}", exc)
+        if plan["change"] == "unknown_client":
+            self._refuse(
+                actor,
+                origin,
+                f"event {event_id}: unknown client",
+                NotFound(f"no client named {contract.client!r}"),
+            )
+        self.ctx.authorize(
+            principal, Action.SLA_CONTRACT_EVENT, client=self.ctx.client(contract.client), detail=None
+        )
+        self.contracts.apply(principal, plan, f"contract ended (event {event_id} from {name})")
+        self.ctx.audit.append(
+            actor=actor,
+            action=Action.SLA_CONTRACT_EVENT.value,
+            outcome="ok",
+            client=plan["client"],
+            reason=f"event {event_id}: {plan['change']} (SLA end {plan['sla_end']} -> {plan['new_sla_end']})",
+            origin=origin,
+        )
+        after = self.ctx.client(plan["client"])
+        return {
+            "event_id": event_id,
+            "integration": name,
+            "client": plan["client"],
+            "change": plan["change"],
+            "sla_end": rfc3339(after.sla_end),
+            "state": after.state(self.ctx.now()),
+        }
