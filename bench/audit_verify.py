@@ -18,10 +18,11 @@ docs/audit.md section 3), so the checkpoint-chain walk is in the timed verifier.
 
 ``mark_check_us`` (issue 12 item 3): what the high-water mark costs each audited operation, on a
 real vault made by ``Vault.init``: the check before an append (``AuditLog._guard``: the alarm and
-mark rows, two entry lookups, the newest checkpoint's digest) timed over 2,000 calls, against the
-whole append of one event (``append_us``, median of 200: its transaction and fsync are the floor
-the check adds to); ``mark_share`` = one over the other. Target: a few microseconds, under 5 % of
-an append.
+mark rows, two entry lookups, the newest checkpoint's digest) and moving the mark after it
+(``mark_write_us``: seal and write the meta row), each timed over 2,000 calls, against the whole
+append of one event (``append_us``, median of 200: its transaction and fsync are the floor the
+mark adds to); ``mark_share`` = (check + write) / append. Target: tens of microseconds, under
+10 % of an append.
 
 Usage: python bench/audit_verify.py [--entries N] [--runs R]
 """
@@ -153,14 +154,22 @@ def mark_check(base: Path, calls: int = 2000, appends: int = 200) -> dict:
             for _ in range(calls):
                 log._guard(conn, ["secret.get"])
             check = (time.perf_counter() - t) / calls
+        with vault.ctx.db.write() as conn:  # moving the mark: sealed and written once per commit
+            mark = guard.mark
+            t = time.perf_counter()
+            for i in range(calls):
+                log.marks.write(conn, mark._replace(head_seq=mark.head_seq + 1 + i % 2))
+            move = (time.perf_counter() - t) / calls
+            log.marks.write(conn, mark)
     finally:
         vault.close()
     append = statistics.median(append_times)
     return {
         "mark_check_us": round(check * 1e6, 1),
+        "mark_write_us": round(move * 1e6, 1),
         "append_us": round(append * 1e6, 1),
-        "mark_share": round(check / append, 4),
-        "mark_meets_target": check / append < 0.05,
+        "mark_share": round((check + move) / append, 4),
+        "mark_meets_target": (check + move) / append < 0.1,
     }
 
 
