@@ -778,4 +778,6 @@ def status_for(code: str, exit_code: int) -> int:
         return special[code]
     if code in API_ERRORS:
         return API_ERRORS[code][0]
-    return {2: 400, 3: 401, 4: 403, 5: 404, 6: 500, 7: 409, 8: 503, 9: 502}.get(exit_code, 500)
+    # 6, an integrity failure, is 409 and never a 500 (issue 12): the stored state conflicts with
+    # its authentication, a condition no retry clears and no generic 5xx handler should swallow
+    return {2: 400, 3: 401, 4: 403, 5: 404, 6: 409, 7: 409, 8: 503, 9: 502}.get(exit_code, 500)
