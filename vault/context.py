@@ -162,6 +162,17 @@ class VaultContext:
                         "integrity failure: this vault's row MACs were removed (they were added at"
                         f" audit event {earlier[0]}); run cvault doctor"
                     )
+                # the audit event and the marker are plain rows a file writer can rename and
+                # delete (independent review F1); what it cannot forge: the audit key sealed under
+                # the high-water-mark context (vault.audit.signing: a vault gets its mark only
+                # after its rows got MACs) and, defence in depth, MACs left on any row
+                from vault.audit.signing import AuditSigner
+
+                if AuditSigner(self.db, self.keyring).marked(conn) or rowmac.any_mac(conn):
+                    raise rowmac.RowTampered(
+                        "integrity failure: this vault's row MACs were removed (its sealed audit key shows"
+                        " they were added); run cvault doctor"
+                    )
                 counts = rowmac.backfill(conn, int(self.now().timestamp()))
             self.settings = self._verified_settings(conn)
         if counts is not None:

@@ -157,3 +157,26 @@ def test_stripping_the_macs_does_not_get_a_second_backfill(old_vault):
     assert len(proc.stderr.strip().splitlines()) == 1 and "row MACs were removed" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert _query(vdir.home, "SELECT count(*) FROM users WHERE mac IS NOT NULL") == [(0,)]
+
+
+@pytest.mark.parametrize("strip_macs", [False, True], ids=["macs-kept", "macs-nulled"])
+def test_renaming_the_backfill_event_too_gets_no_second_backfill(old_vault, strip_macs):
+    """Independent review F1: the marker and the ``integrity.row_macs`` audit event are plain
+    rows; a file writer who deletes the one and renames the other had the next unseal MAC every
+    planted row. What decides now is what the writer cannot forge (the audit key sealed under the
+    high-water-mark context, and any MAC left on a row): an integrity failure, nothing MACed."""
+    vdir, cast = old_vault
+    vdir.open(clock=clock_at(T0 + timedelta(hours=1))).close()
+    rita = cast["users"]["rita"]
+    _sql(
+        vdir.home,
+        "DELETE FROM meta WHERE key = 'row_macs'",
+        "UPDATE audit_events SET action = 'x.renamed' WHERE action = 'integrity.row_macs'",
+        *([f"UPDATE {table} SET mac = NULL" for table in rowmac.TABLES] if strip_macs else []),
+        f"UPDATE users SET disabled = 1 WHERE id = {rita}",
+    )
+    with pytest.raises(IntegrityFailure, match="row MACs were removed"):
+        vdir.open(clock=clock_at(T0 + timedelta(hours=2)))
+    assert _query(vdir.home, "SELECT value FROM meta WHERE key = 'row_macs'") == []
+    if strip_macs:
+        assert _query(vdir.home, f"SELECT mac FROM users WHERE id = {rita}") == [(None,)]

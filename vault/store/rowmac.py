@@ -318,6 +318,15 @@ def enabled(conn: Any) -> bool:
     return True
 
 
+def any_mac(conn: Any) -> bool:
+    """Whether any row of any covered table carries a MAC: a vault that never had row MACs has
+    none, so a backfill is refused when one is there (a stripped marker, not an upgrade)."""
+    for table in TABLES:
+        if conn.execute(f"SELECT 1 FROM {table} WHERE mac IS NOT NULL LIMIT 1").fetchone():  # noqa: S608 - constants of TABLES
+            return True
+    return False
+
+
 def backfill(conn: Any, now: int) -> dict[str, int]:
     """MAC every row of every table (inside the caller's write transaction) and write the marker:
     the first unseal of a vault from before row MACs (and ``init``). Sessions from before carry no
