@@ -40,10 +40,11 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from vault import crypto
 from vault.errors import IntegrityFailure, VaultSealed
+from vault.tuples import NamedTuple  # on the secret get path: no compiled class (vault/tuples.py)
 
 LABEL = b"cvault/v1/row-mac"
 _U32 = struct.Struct(">I").pack
