@@ -13,6 +13,16 @@ line::
 ``ratio`` = floor throughput / verifier throughput (how many times slower than bare hashing).
 ``all_signatures`` is the throughput of ``audit verify --all-signatures`` (one run), which also
 checks the signature of every checkpoint the chain matched (10,000 Ed25519 verifications).
+The checkpoints are chained as the vault writes them (each signs the previous one's digest,
+docs/audit.md section 3), so the checkpoint-chain walk is in the timed verifier.
+
+``mark_check_us`` (issue 12 item 3): what the high-water mark costs each audited operation, on a
+real vault made by ``Vault.init``: the check before an append (``AuditLog._guard``: the alarm and
+mark rows, two entry lookups, the newest checkpoint's digest) and moving the mark after it
+(``mark_write_us``: seal and write the meta row), each timed over 2,000 calls, against the whole
+append of one event (``append_us``, median of 200: its transaction and fsync are the floor the
+mark adds to); ``mark_share`` = (check + write) / append. Target: tens of microseconds, under
+10 % of an append.
 
 Usage: python bench/audit_verify.py [--entries N] [--runs R]
 """
@@ -35,7 +45,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vault import crypto
-from vault.audit.checkpoints import Checkpoint
+from vault.audit.checkpoints import Checkpoint, checkpoint_genesis
 from vault.audit.live import verify_database
 from vault.audit.log import CHECKPOINT_COLUMNS, EVENT_COLUMNS, genesis_hash
 from vault.audit.verify import entry_bytes
@@ -53,6 +63,7 @@ def build(db: Database, n: int, vault_id: bytes, private: bytes) -> list[bytes]:
     prev = genesis_hash(vault_id)
     canon: list[bytes] = []
     rows, cps = [], []
+    prev_cp = checkpoint_genesis(vault_id)
     users = [f"user{i}" for i in range(40)]
     clients = [f"client-{i}" for i in range(200)]
     for seq in range(1, n + 1):
@@ -84,9 +95,10 @@ def build(db: Database, n: int, vault_id: bytes, private: bytes) -> list[bytes]:
         canon.append(c)
         rows.append((seq, at, actor, action, client, outcome, reason, "cli", sealed, key, prev, digest))
         if seq % 100 == 0:
-            cp = Checkpoint(vault_id, seq, digest, at, "periodic")
+            cp = Checkpoint(vault_id, seq, digest, at, "periodic", prev=prev_cp)
             sig = crypto.ed25519_sign(private, cp.signing_input())
-            cps.append((seq, digest, at, "periodic", None, None, sig))
+            cps.append((seq, digest, at, "periodic", None, None, sig, prev_cp, None))
+            prev_cp = cp.digest()
         prev = digest
         if len(rows) >= 50_000:
             _flush(db, rows, cps)
@@ -97,7 +109,9 @@ def build(db: Database, n: int, vault_id: bytes, private: bytes) -> list[bytes]:
 def _flush(db: Database, rows: list, cps: list) -> None:
     with db.write() as conn:
         conn.executemany(f"INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        conn.executemany(f"INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?,?,?,?,?,?,?)", cps)
+        conn.executemany(
+            f"INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", cps
+        )
     rows.clear()
     cps.clear()
 
@@ -121,6 +135,44 @@ def verify_run(db: Database, vault_id: bytes, public: bytes, all_signatures: boo
     return elapsed
 
 
+def mark_check(base: Path, calls: int = 2000, appends: int = 200) -> dict:
+    """Microseconds of the high-water-mark check per append, and of one whole append."""
+    from vault.facade import Vault
+
+    vault, _ = Vault.init(base / "vault", key_file=base / "key")
+    log = vault.ctx.audit
+    try:
+        append_times = []
+        for _ in range(appends):
+            t = time.perf_counter()
+            log.append(actor="bench", action="secret.get", outcome="allow", reason="bench")
+            append_times.append(time.perf_counter() - t)
+        with vault.ctx.db.read() as conn:
+            guard = log._guard(conn, ["secret.get"])
+            assert guard.sign and guard.mark is not None, "the bench vault has no mark"
+            t = time.perf_counter()
+            for _ in range(calls):
+                log._guard(conn, ["secret.get"])
+            check = (time.perf_counter() - t) / calls
+        with vault.ctx.db.write() as conn:  # moving the mark: sealed and written once per commit
+            mark = guard.mark
+            t = time.perf_counter()
+            for i in range(calls):
+                log.marks.write(conn, mark._replace(head_seq=mark.head_seq + 1 + i % 2))
+            move = (time.perf_counter() - t) / calls
+            log.marks.write(conn, mark)
+    finally:
+        vault.close()
+    append = statistics.median(append_times)
+    return {
+        "mark_check_us": round(check * 1e6, 1),
+        "mark_write_us": round(move * 1e6, 1),
+        "append_us": round(append * 1e6, 1),
+        "mark_share": round((check + move) / append, 4),
+        "mark_meets_target": (check + move) / append < 0.1,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--entries", type=int, default=1_000_000)
@@ -141,6 +193,7 @@ def main() -> None:
             verify_times.append(verify_run(db, vault_id, public))
         strict = verify_run(db, vault_id, public, all_signatures=True)  # --all-signatures, once
         db.close()
+        marks = mark_check(Path(tmp))
     median = n / statistics.median(verify_times)
     floor = n / statistics.median(floor_times)
     print(
@@ -159,6 +212,7 @@ def main() -> None:
                 "build_seconds": round(build_s, 1),
                 "all_signatures": round(n / strict),  # every checkpoint signature checked (one run)
                 "floor_is": "bare hashlib.sha256 chain over the same precomputed canonical bytes",
+                **marks,
             }
         )
     )

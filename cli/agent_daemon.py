@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from cli import agent_protocol
-from cli.launcher import ENV_NAMES
+from cli.launcher import ENV_NAMES, agent_eligible
 from cli.state import CliState
 from vault.errors import EXIT_DENIED, InvalidInput, StepUpRequired, VaultError, VaultSealed
 
@@ -239,7 +239,17 @@ class Agent:
             enc, _, errors = encoding.partition(":")
         except (ValueError, IndexError):
             return agent_protocol.encode_reply(2, err=b"cvault: agent: malformed request\n")
-        env = dict(p.split("=", 1) for p in pairs if "=" in p)
+        if not agent_eligible(argv):
+            # the client decides what it sends, and any process of this uid can be the client:
+            # only the commands the agent is for (cli.launcher.AGENT_COMMANDS) run here, never
+            # slot, user, client or vault administration (which could mint a lasting key)
+            refusal = b"cvault: agent: this command is not served by the agent\n"
+            return agent_protocol.encode_reply(2, err=refusal)
+        env = {
+            k: v
+            for k, v in (p.split("=", 1) for p in pairs if "=" in p)
+            if k in ENV_NAMES or k.startswith("CVAULT_")
+        }
         stdin, stdout, stderr = (
             _TerminalInput(ttys[0:1] == "1"),
             _Stream(ttys[1:2] == "1", enc or "utf-8", errors or "strict"),

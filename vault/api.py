@@ -282,6 +282,8 @@ class AuditAPI(Protocol):
 
     def checkpoint(self, principal: Principal) -> dict: ...
 
+    def recover(self, principal: Principal, acknowledge: int) -> dict: ...
+
     def log(
         self,
         principal: Principal,

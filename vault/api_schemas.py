@@ -369,10 +369,20 @@ SCHEMAS: dict[str, Schema] = {
             "body": STR,
             "signature": STR,
             "public_key": STR,
+            "public_key_fingerprint": STR,
             "live_status": obj({"at": TIME, "remote_deletes_pending": INT, "note": STR}),
         }
     ),
-    "PublicKey": obj({"public_key": STR, "fingerprint": STR, "vault_id": STR}),
+    "PublicKey": obj(
+        {
+            "public_key": STR,
+            "fingerprint": STR,
+            "vault_id": STR,
+            "verified": BOOL,
+            "stored_key_matches": nullable(BOOL),
+        }
+    ),
+    "Recovery": obj({"recovered": BOOL, "first_bad_seq": INT, "problem": STR, "checkpoint_seq": INT}),
     "Checkpoint": obj(
         {
             "type": STR,
@@ -384,7 +394,8 @@ SCHEMAS: dict[str, Schema] = {
             "base_seq": nullable(INT),
             "base_hash": nullable(STR),
             "signature": STR,
-        }
+        },
+        {"prev": STR, "recovery": ANY_OBJECT},
     ),
     "AuditEvent": obj(
         {

@@ -640,6 +640,13 @@ OPERATIONS: tuple[Op, ...] = (
     Op("audit", "checkpoint", returns="Checkpoint", summary="Sign the log's head now"),
     Op(
         "audit",
+        "recover",
+        (P("acknowledge", "int", bounds=(1, 2**62)),),
+        returns="Recovery",
+        summary="Acknowledge an integrity alarm (admin, step-up): sign the head as a recovery checkpoint",
+    ),
+    Op(
+        "audit",
         "log",
         (
             K("user"),
@@ -771,4 +778,6 @@ def status_for(code: str, exit_code: int) -> int:
         return special[code]
     if code in API_ERRORS:
         return API_ERRORS[code][0]
-    return {2: 400, 3: 401, 4: 403, 5: 404, 6: 500, 7: 409, 8: 503, 9: 502}.get(exit_code, 500)
+    # 6, an integrity failure, is 409 and never a 500 (issue 12): the stored state conflicts with
+    # its authentication, a condition no retry clears and no generic 5xx handler should swallow
+    return {2: 400, 3: 401, 4: 403, 5: 404, 6: 409, 7: 409, 8: 503, 9: 502}.get(exit_code, 500)

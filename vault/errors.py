@@ -90,6 +90,14 @@ class IntegrityFailure(VaultError):
     code = "integrity_failure"
 
 
+class AuditAlarm(IntegrityFailure):
+    """integrity alarm: the audit log no longer extends its high-water mark."""
+
+    def __init__(self, message: str | None = None, first_bad_seq: int | None = None):
+        super().__init__(message)
+        self.first_bad_seq = first_bad_seq
+
+
 class ClientUnavailable(VaultError):
     """the client's SLA is not active."""
 

@@ -124,6 +124,8 @@ class InitResult(NamedTuple):
     slots: list[dict]
     #: the first admin's enrollment (otpauth URI, recovery codes): shown once, never stored
     admin: dict | None = None
+    #: the audit key's fingerprint (vault.audit.signing.fingerprint): note it where reviewers find it
+    audit_fingerprint: str = ""
 
 
 class Vault:
@@ -172,6 +174,18 @@ class Vault:
         # custody of the client keys (docs/sla.md section 6): the keyring asks it for S(c, n)
         ctx.custody = CustodyManager(ctx, custody_file=custody_file, **dict(custody_options or {}))
         ctx.keyring.custody_resolver = ctx.custody.resolve
+        # checkpoint copies reach the replica (docs/audit.md section 3); verify compares with it
+        ctx.audit.remote = self._replica
+
+    def _replica(self) -> Backend | None:
+        """The replica if one is configured (or injected), else None; no sync service is created
+        for a vault without one."""
+        from vault.sync.service import remote_configured
+
+        injected = "sync" in self.__dict__ or self.service_options.get("sync", {}).get("remote")
+        if not injected and not remote_configured(self.ctx):
+            return None
+        return self.sync.remote()
 
     def _fetch_lost_blob(self, name: str) -> bytes | None:
         return self.sync.fetch_lost_blob(name)
@@ -271,11 +285,16 @@ class Vault:
             )
         if key_file is not None:
             vault.slots.create_key_file_slot(Path(key_file))
-        AuditSigner(db, keyring).ensure()
+        public = AuditSigner(db, keyring).ensure()
+        ctx.audit.start()  # the signed empty log and the first high-water mark
         enrolled = None
         if admin is not None and admin_password is not None:  # the rules were checked above
             enrolled = vault.users.bootstrap_admin(admin, admin_password, single_operator=single_operator)
-        return vault, InitResult(vault_id.hex(), recovery_text, vault.slots.list_slots(), enrolled)
+        from vault.audit.signing import fingerprint
+
+        return vault, InitResult(
+            vault_id.hex(), recovery_text, vault.slots.list_slots(), enrolled, fingerprint(public)
+        )
 
     @classmethod
     def open(

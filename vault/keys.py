@@ -233,6 +233,8 @@ class Keyring:
         self.vault_id = vault_id
         self._root: bytes | None = None
         self._purpose: dict[str, bytes] = {}
+        self._sealers: dict[str, crypto.Sealer] = {}
+        self._aads: dict[tuple[str, ...], bytes] = {}  # public values only
         self._prefixes: dict[tuple[str, str], bytes] = {}
         self._row_macer: crypto.Mac | None = None
 
@@ -246,11 +248,13 @@ class Keyring:
         forbid_core_dumps()  # no core file may hold the root key (issue 11)
         self._root = root
         self._purpose.clear()
+        self._sealers.clear()
         self._row_macer = None
 
     def seal(self) -> None:
         self._root = None
         self._purpose.clear()
+        self._sealers.clear()
         self._row_macer = None
 
     def row_macer(self) -> crypto.Mac:
@@ -403,6 +407,19 @@ class Keyring:
     def unseal_for(self, purpose: str, sealed: bytes, *context: bytes | str | int) -> bytes:
         """Raises CryptoError; the caller names what failed."""
         return crypto.unseal(self.purpose_key(purpose), sealed, _aad(purpose, self.vault_id, *context))
+
+    def purpose_sealer(self, purpose: str, *context: bytes | str | int) -> tuple[crypto.Sealer, bytes]:
+        """(a reused AES-GCM context under the purpose key, the AAD of ``context``): exactly the
+        bytes of :meth:`seal_for` / :meth:`unseal_for`, for a value sealed on every append (the
+        audit high-water mark)."""
+        sealer = self._sealers.get(purpose)
+        if sealer is None:
+            sealer = self._sealers[purpose] = crypto.Sealer(self.purpose_key(purpose))
+        key = (purpose, *map(str, context))
+        aad = self._aads.get(key)
+        if aad is None:
+            aad = self._aads[key] = _aad(purpose, self.vault_id, *context)
+        return sealer, aad
 
     def blob_name(self, client_id: str, record_id: int, version: int) -> str:
         """Opaque, deterministic blob name: keyed hash of the ids, 40 hex chars (160 bits)."""

@@ -168,6 +168,7 @@ class Action(_StrConstants):
     AUDIT_EXPORT = "audit.export"
     AUDIT_REPORT = "audit.report"
     AUDIT_PRUNE = "audit.prune"
+    AUDIT_RECOVER = "audit.recover"  # acknowledge an integrity alarm (docs/audit.md section 3)
     # vault operations (ciphertext only)
     SYNC = "sync"
     DOCTOR = "doctor"
@@ -273,6 +274,7 @@ PERMISSIONS: dict[Action, frozenset[str]] = {
     Action.AUDIT_EXPORT: _({REVIEWER, SYSTEM_ROLE}),
     Action.AUDIT_REPORT: _({REVIEWER}),
     Action.AUDIT_PRUNE: _({REVIEWER}),
+    Action.AUDIT_RECOVER: _({ADMIN}),
     Action.SYNC: _({ADMIN, SYSTEM_ROLE}),
     Action.DOCTOR: _({ADMIN, SYSTEM_ROLE}),
     Action.CUSTODY_SHOW: _({ADMIN, REVIEWER}),
@@ -300,6 +302,10 @@ NEED_TO_KNOW: frozenset[Action] = frozenset(
 
 #: Reading a secret value needs a TOTP verified recently (step-up, docs/spec.md §5).
 STEP_UP: frozenset[Action] = frozenset({Action.SECRET_GET, Action.SECRET_EXPORT})
+
+#: Administrative actions that also need a TOTP verified recently: acknowledging an integrity
+#: alarm restarts what the audit signature proves (docs/audit.md section 3).
+ADMIN_STEP_UP: frozenset[Action] = frozenset({Action.AUDIT_RECOVER})
 
 #: Changes nobody may make to their own account: granting roles, recording training, unlocking,
 #: re-enabling, assigning to a client. Each needs a second person, so an admin cannot turn
@@ -495,6 +501,21 @@ def decide(
                     "denied",
                 )
 
+    if (
+        action in ADMIN_STEP_UP
+        and not principal.is_system
+        and (
+            account is None
+            or account.stepup_at is None
+            or ((now - account.stepup_at).total_seconds() >= stepup_window_seconds)
+        )
+    ):
+        return Decision(
+            False,
+            f"step-up needed: TOTP not verified in the last {stepup_window_seconds // 60} minutes",
+            "stepup",
+        )
+
     if action in NEED_TO_KNOW:
         if client is None:
             return Decision(False, "no client given", "denied")
@@ -601,6 +622,8 @@ def permission_table() -> str:
             rules.append("not by a member of the team nor a member's lineage")
         if action in SECOND_PERSON:
             rules.append(SECOND_PERSON[action])
+        if action in ADMIN_STEP_UP:
+            rules.append("TOTP step-up")
         lines.append(f"| `{action.value}` | " + " | ".join(cells) + " | " + "; ".join(rules) + " |")
     return "\n".join(line.replace("|  |", "| |").replace("|  |", "| |") for line in lines) + "\n"
 

@@ -27,12 +27,75 @@ def audit():
 
 
 @audit.command("pubkey")
+@click.option(
+    "--unverified",
+    is_flag=True,
+    help="Print the key stored in the clear even though it cannot be checked (sealed vault).",
+)
 @json_option
 @click.pass_obj
-def audit_pubkey(state, as_json):
-    """Print the vault's audit public key (give it to reviewers for offline verification)."""
-    data = state.vault(unseal=False).audit.public_key()
-    emit(data, as_json, lambda d: click.echo(d["public_key"]))
+def audit_pubkey(state, unverified, as_json):
+    """Print the vault's audit public key (give it to reviewers for offline verification).
+
+    Unsealed, the key is derived from the sealed private key. Sealed, only the clear copy in
+    vault.db is available, which anyone able to write the folder can replace: the command says
+    so and exits 8 unless --unverified."""
+    from vault.errors import VaultSealed
+
+    vault = state.vault(unseal=False)
+    if not vault.unsealed and not unverified:
+        try:
+            vault = state.vault()
+        except VaultSealed:
+            raise VaultSealed(
+                "vault sealed: the stored audit public key is unverified (anyone who can write the "
+                "vault folder can replace it); unseal to derive it from the sealed private key, "
+                "or pass --unverified"
+            ) from None
+    data = vault.audit.public_key()
+
+    def human(d):
+        click.echo(d["public_key"])
+        click.echo(f"fingerprint {d['fingerprint']}", err=True)
+        if not d["verified"]:
+            click.echo("warning: unverified: read from vault.db while sealed", err=True)
+        elif d.get("stored_key_matches") is False:
+            click.echo(
+                "warning: the copy of this key stored in vault.db was replaced; this key is the "
+                "one derived from the sealed private key (run 'cvault doctor')",
+                err=True,
+            )
+
+    emit(data, as_json, human)
+
+
+@audit.command("recover")
+@click.option(
+    "--acknowledge",
+    "acknowledge",
+    required=True,
+    type=click.IntRange(*spec.param("audit.recover", "acknowledge").limits),
+    metavar="N",
+    help="The first bad entry the integrity alarm names (it is in the alarm's line).",
+)
+@click.option("--totp", help="TOTP code for the step-up (prompted on a terminal).")
+@json_option
+@click.pass_obj
+def audit_recover(state, acknowledge, totp, as_json):
+    """Acknowledge an integrity alarm (admin, TOTP step-up): sign the head again and resume.
+
+    Nothing in the log is changed; the recovery checkpoint names the alarm, and 'audit verify'
+    reports it from then on (docs/audit.md section 3)."""
+    vault = state.vault()
+    data = state.with_stepup(lambda p: vault.audit.recover(p, acknowledge), totp)
+    emit(
+        data,
+        as_json,
+        lambda d: click.echo(
+            f"integrity alarm acknowledged (first bad entry {d['first_bad_seq']}); "
+            f"signed again from entry {d['checkpoint_seq']}"
+        ),
+    )
 
 
 @audit.command("log")
@@ -201,14 +264,29 @@ def _print_result(d: dict) -> None:
     is_flag=True,
     help="Check every checkpoint's signature, not only those the verdict depends on.",
 )
+@click.option(
+    "--trust-embedded-key",
+    is_flag=True,
+    help="With --file and no --pubkey: verify with the key inside the export (whoever rewrote "
+    "the export could have replaced it; compare its fingerprint with the one noted at init).",
+)
 @json_option
 @click.pass_obj
-def audit_verify(state, file, pubkey, checkpoint_files, all_signatures, as_json):
+def audit_verify(state, file, pubkey, checkpoint_files, all_signatures, trust_embedded_key, as_json):
     """Verify the hash chain and the signed checkpoints; names the first bad entry (exit 6)."""
     from vault.errors import IntegrityFailure, InvalidInput
 
-    if file is None and (pubkey or checkpoint_files):
-        raise InvalidInput("--pubkey and --checkpoint need --file (the live log uses the vault's key)")
+    if file is None and (pubkey or checkpoint_files or trust_embedded_key):
+        raise InvalidInput(
+            "--pubkey, --checkpoint and --trust-embedded-key need --file (the live log uses the vault's key)"
+        )
+    if file is not None and not pubkey and not trust_embedded_key:
+        raise InvalidInput(
+            "audit verify --file needs --pubkey KEY (from 'cvault audit pubkey' run by someone you "
+            "trust), or --trust-embedded-key to use the key inside the export"
+        )
+    if file is not None and pubkey and trust_embedded_key:
+        raise InvalidInput("give --pubkey or --trust-embedded-key, not both")
     if file is not None:
         from pathlib import Path
 

@@ -148,6 +148,7 @@ def init_cmd(
         "slots": result.slots,
         "custody_file": str(custody),
         "single_operator": single_operator,
+        "audit_key_fingerprint": result.audit_fingerprint,
     }
     if result.admin:
         data.update(
@@ -166,6 +167,10 @@ def init_cmd(
         click.echo("")
         click.echo("Recovery key (shown once; store it offline, it opens the vault):")
         click.echo(f"  {d['recovery_key']}")
+        click.echo("")
+        click.echo(f"Audit key fingerprint: {d['audit_key_fingerprint']}")
+        click.echo("  (note it where reviewers can find it: exports and certificates carry it, and")
+        click.echo("   'cvault audit pubkey' must show the same: docs/audit.md section 6)")
         if d["single_operator"]:
             click.echo("")
             click.echo("Single-operator vault: the two-person rules are off (doctor, the audit report and")

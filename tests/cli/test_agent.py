@@ -391,3 +391,31 @@ def test_remote_mode_agent_answers_exactly_as_the_remote_cli(vault_with_records,
     finally:
         launcher("agent", "stop", env=env)
         service.stop()
+
+
+def test_a_same_uid_client_cannot_make_the_agent_run_administration(vault_with_records, agent_env, tmp_path):
+    """Independent review F2: the allow-list was only applied by the client, so any process of
+    the user could send ``slot add --kind keyfile`` to an unlocked agent and mint a lasting key
+    that survives the idle lock. The agent itself refuses every command it is not for."""
+
+    def slots() -> int:
+        with sqlite3.connect(vault_with_records.home / "vault.db") as db:
+            return db.execute("SELECT count(*) FROM unseal_slots").fetchone()[0]
+
+    before = slots()
+    start(agent_env)
+    sock = agent_env["CVAULT_AGENT_SOCK"]
+    key_file = tmp_path / "minted.key"
+    env_pairs = [f"CVAULT_HOME={agent_env['CVAULT_HOME']}"]
+    for argv in (
+        ["slot", "add", "--kind", "keyfile", "--key-file", str(key_file)],
+        ["slot", "add", "--kind", "recovery"],
+        ["user", "list"],
+        ["--json", "secret", "get", "acme", "office/firewall", "--copy"],
+    ):
+        fields = [str(tmp_path), "000", "utf-8:strict", str(len(env_pairs)), *env_pairs, *argv]
+        code, out, err, fallback = agent_protocol.call("run", fields, sock)
+        assert (code, fallback) == (2, False), (argv, out, err)
+        assert b"not served by the agent" in err
+    assert not key_file.exists()
+    assert slots() == before

@@ -294,6 +294,18 @@ WALKTHROUGH: list[Step] = [
             None if (walk.home / "audit.cef").read_text().startswith("CEF:") else pytest.fail("not CEF")
         ),
     ),
+    Step(
+        "cvault audit pubkey > audit.pub",
+        says=(r"fingerprint SHA256:[0-9a-f]{32}",),
+        check=lambda walk, ran: (
+            None if (walk.home / "audit.pub").read_text().startswith("ed25519:") else pytest.fail("no key")
+        ),
+    ),
+    Step("cvault audit export --format jsonl --out audit.jsonl", says=(r"exported \d+ entries \(jsonl\)",)),
+    Step(
+        "cvault audit verify --file audit.jsonl --pubkey audit.pub",
+        says=(r"audit verify: ok: \d+ entries",),
+    ),
 ]
 
 

@@ -185,6 +185,22 @@ def test_sign_in_is_rate_limited_per_user_name(world):
     assert 429 in statuses and resp.getheader("retry-after")
 
 
+def test_a_strangers_junk_posts_never_lock_a_sign_in(world):
+    """Independent review F3: every POST to /login spent the name's and the address's tokens
+    before the CSRF check, so five junk posts (no token, no password) locked the user out of the
+    console and the API alike. Only a failed sign-in that passed the CSRF check spends one now."""
+    stranger = Browserish(world)
+    for _ in range(12):
+        resp, _ = stranger.request("POST", "/login", {"name": "victim-name"})
+        assert resp.status == 403  # refused as a stale form, nothing spent
+    b = Browserish(world)
+    _, html = b.request("GET", "/login")
+    resp, _ = b.request(
+        "POST", "/login", {"csrf": b.csrf(html), "name": "victim-name", "password": "x", "code": "123456"}
+    )
+    assert resp.status == 401  # a real attempt is evaluated, not throttled
+
+
 def test_static_assets_cannot_escape_their_folder(world):
     b = Browserish(world)
     for path in ("/static/..%2Fapp.py", "/static/../web.py", "/static/nope.css"):

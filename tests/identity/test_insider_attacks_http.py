@@ -6,6 +6,7 @@ documented status and audited; six simultaneous logins; a stranger's failed logi
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 
@@ -533,3 +534,53 @@ def test_a_second_service_never_takes_over_a_live_unseal_socket(tmp_path):
     again.start()
     again.stop()
     assert not path.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user (CI runs as root)")
+def test_the_local_unseal_sends_nothing_to_another_users_socket(tmp_path):
+    """Independent review F5: with --unseal-socket in a shared folder, another user who binds the
+    path while serve is down would have received the passphrase. The client checks the peer's uid
+    (SO_PEERCRED) and sends nothing to a listener of another user."""
+    import socket as socket_mod
+    import tempfile
+
+    from vault.errors import AccessDenied
+    from vault.server.host_unseal import unseal_over_socket
+
+    folder = tempfile.mkdtemp(prefix="cvault-unseal-squat-", dir="/tmp")
+    os.chmod(folder, 0o777)
+    path = os.path.join(folder, "unseal.sock")
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the squatter: nobody binds the path and records whatever it is sent
+        try:
+            os.close(read_fd)
+            os.setgid(65534)
+            os.setuid(65534)
+            squat = socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_STREAM)
+            squat.bind(path)
+            squat.listen(1)
+            os.write(write_fd, b"ready\n")
+            squat.settimeout(20)
+            conn, _ = squat.accept()
+            conn.settimeout(5)
+            got = b""
+            try:
+                while chunk := conn.recv(4096):
+                    got += chunk
+            except OSError:
+                pass
+            os.write(write_fd, b"got:" + got)
+        except BaseException as exc:  # noqa: BLE001 - the child reports whatever happened
+            os.write(write_fd, f"error:{type(exc).__name__}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as fh:
+        assert fh.readline() == b"ready\n"
+        with pytest.raises(AccessDenied, match="another user"):
+            unseal_over_socket(path, {"passphrase": "correct horse battery"}, timeout=10)
+        answer = fh.read()
+    os.waitpid(pid, 0)
+    assert answer.startswith(b"got:"), answer
+    assert b"correct horse" not in answer and answer == b"got:"

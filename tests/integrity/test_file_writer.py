@@ -277,7 +277,7 @@ def test_attacks_on_a_running_service_are_refused(served_world):
         who, _, token = attack(world, name)
         status, reply = service.client(token or world.tokens[who]).post("/v1/secrets/get", body)
         err = assert_error_shape(reply, "integrity_failure")
-        assert err["exit_code"] == 6 and status == 500, (name, status, reply)
+        assert err["exit_code"] == 6 and status == 409, (name, status, reply)
         assert "failed authentication" in err["message"] or "does not match" in err["message"], err
         text = json.dumps(reply)
         for value in SECRETS:

@@ -120,6 +120,46 @@ def test_a_failed_batch_fails_every_request_in_it(tmp_path):
         v.close()
 
 
+def test_an_integrity_alarm_in_a_batch_refuses_each_event_on_its_own(tmp_path):
+    """A batch mixing signing-in events with others under a raised alarm (docs/audit.md section
+    3): the others are refused (exit 6), the sign-ins are still written, and nothing is signed."""
+    from vault.errors import AuditAlarm
+
+    vdir = make_vault(tmp_path)
+    group = GroupCommit()
+    vaults = _pooled(vdir, 5, group)
+    leader, others = vaults[0], vaults[1:]
+    with sqlite3.connect(vdir.home / "vault.db") as db:  # a file writer deletes the newest checkpoint
+        db.execute("DELETE FROM audit_checkpoints WHERE id = (SELECT max(id) FROM audit_checkpoints)")
+    signed = leader.ctx.db.one("SELECT count(*) FROM audit_checkpoints")[0]
+    _hold_first_batch_until(group, leader, queued=len(others))
+    results: dict[int, object] = {}
+
+    def append(i: int, v: Vault, action: str) -> None:
+        try:
+            results[i] = v.ctx.audit.append(actor=f"u{i}", action=action, outcome="allow")
+        except AuditAlarm as exc:
+            results[i] = exc
+
+    t0 = threading.Thread(target=append, args=(0, leader, "auth.login"))
+    t0.start()
+    while not group._leading:
+        time.sleep(0.001)
+    actions = ["auth.login", "secret.get", "auth.stepup", "secret.list"]
+    threads = [threading.Thread(target=append, args=(i + 1, v, actions[i])) for i, v in enumerate(others)]
+    for t in threads:
+        t.start()
+    for t in [t0, *threads]:
+        t.join(60)
+    assert isinstance(results[0], int)  # the held leader's sign-in: written, unsigned
+    assert isinstance(results[1], int) and isinstance(results[3], int)  # the sign-ins of the batch
+    for i in (2, 4):
+        assert isinstance(results[i], AuditAlarm) and results[i].exit_code == 6
+    assert leader.ctx.db.one("SELECT count(*) FROM audit_checkpoints")[0] == signed
+    for v in vaults:
+        v.close()
+
+
 @pytest.mark.slow
 def test_kill_9_leaves_no_answered_read_without_its_durable_event(tmp_path):
     vdir = make_vault(tmp_path)

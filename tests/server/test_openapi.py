@@ -204,6 +204,14 @@ def test_every_operation_answers_in_its_declared_schema(tmp_path, remote_config,
         call("rita", "audit.verify", {})
         call("rita", "audit.report", {"since": "30d"})
         call("rita", "audit.prune", {"before": "2000-01-01"})
+        # an integrity alarm (the newest checkpoint deleted from the file), acknowledged by an admin
+        import sqlite3
+
+        db = sqlite3.connect(vdir.home / "vault.db", isolation_level=None)
+        newest = db.execute("SELECT id, seq FROM audit_checkpoints ORDER BY id DESC LIMIT 1").fetchone()
+        db.execute("DELETE FROM audit_checkpoints WHERE id = ?", (newest[0],))
+        db.close()
+        call("ada", "audit.recover", {"acknowledge": max(newest[1], 1)})
         call("eve", "users.logout")
         call("maria", "users.logout_all")
     finally:

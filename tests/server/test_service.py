@@ -619,6 +619,6 @@ def test_attachments_over_the_api_with_their_own_body_limit(served):
     v.ctx.blobs.put(blob_name, bytes(stored))
     v.close()
     status, answer = eve.post("/v1/secrets/attachment", body)
-    error = assert_error_shape(answer)  # integrity failures are 500 with exit code 6 (docs/service.md)
-    assert status == 500 and error["exit_code"] == 6 and "integrity failure: attachment" in error["message"]
+    error = assert_error_shape(answer)  # integrity failures are 409 with exit code 6 (docs/service.md)
+    assert status == 409 and error["exit_code"] == 6 and "integrity failure: attachment" in error["message"]
     assert "internal error" not in service.log()

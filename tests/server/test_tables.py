@@ -85,7 +85,7 @@ def test_rate_limiter_refusals_spend_nothing():
         (AccessDenied, 403),
         (NotFound, 404),
         (BlobNotFound, 404),
-        (IntegrityFailure, 500),
+        (IntegrityFailure, 409),
         (ClientUnavailable, 409),
         (VaultSealed, 503),
         (VaultLocked, 423),

@@ -10,6 +10,13 @@ where ``body`` is the JSON object ``{"at", "base_hash", "base_seq", "entry_hash"
 "vault_id"}`` (hashes and vault id as lower-case hex, ``null`` for the absent prune fields) and
 ``canonical`` is the audit log's encoding: keys sorted, separators ``,`` ``:``, ASCII only. The
 label keeps a checkpoint signature from ever being valid as a shred-certificate signature.
+
+Checkpoints written by this version also sign ``"prev"``: the hash (:meth:`Checkpoint.digest`,
+SHA-256 of the signing input) of the checkpoint written before it, or of
+:func:`checkpoint_genesis` for a vault's first one, so the signed checkpoints form a chain of their
+own and a deleted checkpoint is missing from it (docs/audit.md section 3). A recovery checkpoint
+(``cvault audit recover``) also signs ``"recovery"``: the integrity alarm it acknowledges.
+Checkpoints from before (no ``prev`` key) verify as they always did.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import binascii
 import json
 import re
 
+from vault import crypto
 from vault.tuples import NamedTuple
 
 SIGNING_LABEL = b"cvault/v1/audit-checkpoint\x00"
@@ -41,9 +49,13 @@ class Checkpoint(NamedTuple):
     base_seq: int | None = None
     base_hash: bytes | None = None
     signature: bytes = b""
+    #: digest of the previous checkpoint (None: a checkpoint from before the checkpoint chain)
+    prev: bytes | None = None
+    #: a recovery checkpoint: the alarm it acknowledges ({"first_bad_seq", "mark_seq", "problem"})
+    recovery: dict | None = None
 
     def body(self) -> dict:
-        return {
+        body = {
             "vault_id": self.vault_id.hex(),
             "seq": self.seq,
             "entry_hash": self.entry_hash.hex(),
@@ -52,9 +64,18 @@ class Checkpoint(NamedTuple):
             "base_seq": self.base_seq,
             "base_hash": None if self.base_hash is None else self.base_hash.hex(),
         }
+        if self.prev is not None:
+            body["prev"] = self.prev.hex()
+        if self.recovery is not None:
+            body["recovery"] = self.recovery
+        return body
 
     def signing_input(self) -> bytes:
         return SIGNING_LABEL + _canonical(self.body())
+
+    def digest(self) -> bytes:
+        """What the next checkpoint's ``prev`` names: SHA-256 of this one's signing input."""
+        return crypto.sha256(self.signing_input())
 
     def as_dict(self) -> dict:
         """The JSON Lines checkpoint line (and the blob-store copy)."""
@@ -69,7 +90,7 @@ class Checkpoint(NamedTuple):
 
     @classmethod
     def from_row(cls, vault_id: bytes, row) -> Checkpoint:
-        seq, entry_hash, at, kind, base_seq, base_hash, signature = row
+        seq, entry_hash, at, kind, base_seq, base_hash, signature, prev, recovery = row
         return cls(
             vault_id,
             seq,
@@ -79,6 +100,8 @@ class Checkpoint(NamedTuple):
             base_seq,
             None if base_hash is None else bytes(base_hash),
             bytes(signature),
+            None if prev is None else bytes(prev),
+            None if recovery is None else json.loads(recovery),
         )
 
     @classmethod
@@ -107,6 +130,10 @@ class Checkpoint(NamedTuple):
             signature = base64.b64decode(d.get("signature") or "", validate=True)
         except (binascii.Error, TypeError):
             raise ValueError("bad signature encoding") from None
+        prev = _hex(d["prev"], 32) if "prev" in d else None
+        recovery = d.get("recovery")
+        if "recovery" in d and not _valid_recovery(recovery):
+            raise ValueError("bad recovery")
         return cls(
             _hex(d.get("vault_id"), 16),
             seq,
@@ -116,7 +143,24 @@ class Checkpoint(NamedTuple):
             base_seq,
             base_hash,
             signature,
+            prev,
+            recovery,
         )
+
+
+def _valid_recovery(value) -> bool:
+    return (
+        isinstance(value, dict)
+        and set(value) == {"first_bad_seq", "mark_seq", "problem"}
+        and type(value["first_bad_seq"]) is int
+        and type(value["mark_seq"]) is int
+        and isinstance(value["problem"], str)
+    )
+
+
+def checkpoint_genesis(vault_id: bytes) -> bytes:
+    """The ``prev`` of a vault's first checkpoint."""
+    return crypto.sha256(b"cvault/v1/audit-checkpoint-genesis" + vault_id)
 
 
 def authentic_blob(data: bytes, name: str, vault_id: bytes, public_key: bytes) -> bool:

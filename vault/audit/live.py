@@ -2,7 +2,9 @@
 
 The chain itself is checked by :mod:`vault.audit.verify` (which also verifies exports offline);
 this module reads the live database in one snapshot and adds the newest checkpoint copy of the
-blob store, which catches a tail cut together with the checkpoint rows.
+blob store and, when one is configured, of the OneDrive replica, which catch a tail cut together
+with the checkpoint rows (the replica also a whole-folder rollback: docs/security.md). Unsealed,
+the high-water mark is checked as well (vault/audit/mark.py).
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from vault import crypto
 from vault.audit.checkpoints import Checkpoint, is_checkpoint_blob, parse_blob_name
 from vault.audit.log import CHECKPOINT_COLUMNS, EVENT_COLUMNS
 from vault.audit.signing import AuditSigner
 from vault.audit.verify import VerifyResult, verify_chain
-from vault.errors import BackendError, BlobNotFound
+from vault.errors import BackendError, BlobNotFound, VaultError
 
 if TYPE_CHECKING:
     from vault.context import VaultContext
@@ -25,30 +28,56 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]
 
 
-def latest_backend_checkpoint(ctx: VaultContext) -> Checkpoint | None:
-    """The newest checkpoint copy in the blob store, or None."""
+def latest_backend_checkpoint(ctx: VaultContext, backend=None, listing=None) -> Checkpoint | None:
+    """The newest checkpoint copy in the blob store (or in ``backend``: the replica, whose
+    ``listing`` may be given), or None."""
+    store = ctx.blobs if backend is None else backend
     try:
-        names = [(parse_blob_name(n), n) for n in ctx.blobs.list() if is_checkpoint_blob(n)]
+        names = [
+            (parse_blob_name(n), n)
+            for n in (store.list() if listing is None else listing)
+            if is_checkpoint_blob(n)
+        ]
     except BackendError:
         return None
     for _, name in sorted((s, n) for s, n in names if s is not None)[::-1]:
         try:
-            return Checkpoint.from_dict(json.loads(ctx.blobs.get(name)))
+            return Checkpoint.from_dict(json.loads(store.get(name)))
         except (BlobNotFound, BackendError, ValueError):
-            continue
+            continue  # a copy that does not parse: the next older one
     return None
+
+
+def replica_checkpoint(ctx: VaultContext) -> tuple[Checkpoint | None, str | None]:
+    """(newest checkpoint copy on the replica, None) when one is configured; (None, why) when it
+    cannot be read; (None, None) without a replica."""
+    hook = ctx.audit.remote
+    try:
+        remote = hook() if hook is not None else None
+    except VaultError as exc:
+        return None, f"the replica's checkpoint copies could not be read ({exc.code})"
+    if remote is None:
+        return None, None
+    try:
+        names = remote.list()
+    except VaultError as exc:
+        return None, f"the replica's checkpoint copies could not be read ({exc.code})"
+    return latest_backend_checkpoint(ctx, remote, names), None
 
 
 def verify_live(
     ctx: VaultContext, progress: Progress | None = None, *, all_signatures: bool = False
 ) -> VerifyResult:
     """Verify the vault's own log (no authorization: the callers have done it)."""
-    external = latest_backend_checkpoint(ctx)  # read before the entries: it never runs ahead
+    # the copies are read before the entries: they never run ahead of what was committed
+    external = [cp for cp in (latest_backend_checkpoint(ctx),) if cp is not None]
+    remote_cp, remote_problem = replica_checkpoint(ctx)
+    if remote_cp is not None:
+        external.append(remote_cp)
     signer = AuditSigner(ctx.db, ctx.keyring)
-    public = signer.public_key()
-    if ctx.keyring.unsealed:
-        signer.check_public_key()
-    return verify_database(
+    # unsealed: the key derived from the sealed private key, never the clear copy alone
+    public = signer.trusted_public_key()[0]
+    result = verify_database(
         ctx.db.path,
         ctx.vault_id,
         public,
@@ -57,6 +86,17 @@ def verify_live(
         all_signatures=all_signatures,
         fallback=ctx.db.conn,
     )
+    if ctx.keyring.unsealed:
+        if not crypto.constant_time_equal(public, signer.public_key()) and result.ok:
+            result.fail("the stored audit public key is not the vault's audit key (meta was edited)", None)
+        alarm = ctx.audit.check_mark()
+        if alarm is not None and (
+            result.ok or result.bad_seq is None or (alarm.first_bad_seq or 0) < result.bad_seq
+        ):
+            result.fail(alarm.message, alarm.first_bad_seq)
+    if remote_problem:
+        result.warnings.append(remote_problem)
+    return result
 
 
 def verify_database(
@@ -64,7 +104,7 @@ def verify_database(
     vault_id: bytes,
     public: bytes,
     *,
-    external: Checkpoint | None = None,
+    external: list[Checkpoint] | None = None,
     progress: Progress | None = None,
     all_signatures: bool = False,
     fallback: sqlite3.Connection | None = None,
@@ -93,7 +133,7 @@ def _verify_with(
     conn: sqlite3.Connection,
     vault_id: bytes,
     public: bytes,
-    external: Checkpoint | None,
+    external: list[Checkpoint] | None,
     progress: Progress | None,
     all_signatures: bool,
 ) -> VerifyResult:
@@ -103,8 +143,7 @@ def _verify_with(
             Checkpoint.from_row(vault_id, r)
             for r in conn.execute(f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY seq, id")  # noqa: S608 - a constant column list; no input in the SQL
         ]
-        if external is not None:
-            checkpoints.append(external)
+        checkpoints.extend(external or ())
         total = conn.execute("SELECT count(*) FROM audit_events").fetchone()[0]
         rows = conn.execute(f"SELECT {EVENT_COLUMNS} FROM audit_events ORDER BY seq")  # noqa: S608 - a constant column list; no input in the SQL
         return verify_chain(

@@ -30,9 +30,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vault import crypto
-from vault.audit.checkpoints import Checkpoint
+from vault.audit import mark as hwm
+from vault.audit.checkpoints import Checkpoint, checkpoint_genesis
 from vault.clock import Clock, rfc3339, to_epoch
 from vault.errors import (
+    AuditAlarm,
     AuditFailure,
     BackendError,
     IntegrityFailure,
@@ -57,7 +59,7 @@ EVENT_COLUMNS = (
     "seq, at, actor, action, client, outcome, reason, origin, detail_sealed,"
     " detail_key, prev_hash, entry_hash"
 )
-CHECKPOINT_COLUMNS = "seq, entry_hash, at, kind, base_seq, base_hash, signature"
+CHECKPOINT_COLUMNS = "seq, entry_hash, at, kind, base_seq, base_hash, signature, prev_checkpoint, recovery"
 
 
 class AuditEntry(NamedTuple):
@@ -147,9 +149,20 @@ class GroupCommit:
                 self._leading = True  # lead the next batch (it holds this event unless > max_batch wait)
                 batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
             try:
-                seqs = log.append_batch([w.event for w in batch])
-                for w, seq in zip(batch, seqs, strict=True):
-                    w.seq = seq
+                try:
+                    seqs = log.append_batch([w.event for w in batch])
+                    for w, seq in zip(batch, seqs, strict=True):
+                        w.seq = seq
+                except AuditAlarm:
+                    if len(batch) == 1:
+                        raise
+                    # an alarm refuses each event on its own: the exempt ones (signing in, the
+                    # operator's audit log, verify, doctor, recover) are still written
+                    for w in batch:
+                        try:
+                            w.seq = log.append_batch([w.event])[0]
+                        except BaseException as exc:  # noqa: BLE001 - this waiter's own failure
+                            w.error = exc
             except BaseException as exc:  # noqa: BLE001 - every waiter of the batch gets the failure
                 for w in batch:
                     w.error = exc
@@ -169,9 +182,22 @@ class GroupCommit:
         return w.seq
 
 
+class _Guard(NamedTuple):
+    """What the mark check of one write transaction decided (:meth:`AuditLog._guard`)."""
+
+    sign: bool  # checkpoints may be signed and the mark moved
+    mark: hwm.Mark | None  # the mark the log extends (None: a vault from before the mark)
+
+
+_NO_SIGNING = _Guard(False, None)
+
+
 class AuditLog:
     """The writer. While the keyring is sealed no checkpoint is signed (the next append that
-    finds the vault unsealed catches up); each checkpoint is also copied to ``blobs``."""
+    finds the vault unsealed catches up); each checkpoint is also copied to ``blobs``.
+
+    Unsealed, every write transaction first checks the high-water mark (vault/audit/mark.py)
+    and moves it forward in the same transaction."""
 
     def __init__(
         self,
@@ -193,6 +219,10 @@ class AuditLog:
         self.fail_injector: Callable[[], None] | None = None
         #: shared by every connection of one process to this vault (the service's pool), or None
         self.group: GroupCommit | None = None
+        #: the OneDrive replica when one is configured, or None (set by the facade): a CLI process
+        #: pushes each checkpoint copy at once; the service's outbox job pushes them
+        self.remote: Callable[[], Backend | None] | None = None
+        self.marks = hwm.MarkStore(keyring)
         from vault.audit.details import DetailKeys
 
         self.details = DetailKeys(db, keyring, clock)
@@ -221,19 +251,27 @@ class AuditLog:
 
     def append_batch(self, events: list[tuple]) -> list[int]:
         """Write ``events`` (``append``'s fields, in order) in one committed transaction; their
-        sequence numbers. Raises AuditFailure (nothing written) if the transaction fails."""
-        checkpoints = []
+        sequence numbers. Raises AuditFailure (nothing written) if the transaction fails, and
+        AuditAlarm (nothing written) if the log does not extend its high-water mark."""
+        checkpoints: list[Checkpoint] = []
         try:
             if self.fail_injector is not None:
                 self.fail_injector()
             with self.db.write() as conn:
+                guard = self._guard(conn, [event[1] for event in events])
                 seqs = []
+                seq, digest = 0, b""
                 for event in events:
                     seq, digest = self._append(conn, *event)
                     seqs.append(seq)
-                    checkpoint = self._periodic_checkpoint(conn, seq, digest)
+                    checkpoint = self._periodic_checkpoint(conn, seq, digest, guard)
                     if checkpoint is not None:
                         checkpoints.append(checkpoint)
+                        guard = guard._replace(mark=self.marks.read(conn))
+                self._advance(conn, guard, seq, digest, checkpoints)
+        except AuditAlarm as exc:
+            self._record_alarm(exc)
+            raise
         except (StorageFull, StorageReadOnly) as exc:
             # say exactly why (exit 9): the audit rule needs this write before anything runs
             action = ", ".join(sorted({event[1] for event in events}))
@@ -251,10 +289,7 @@ class AuditLog:
             raise AuditFailure(
                 f"the audit log could not be written ({type(exc).__name__}); operation refused"
             ) from None
-        for checkpoint in checkpoints:
-            # the signed row is in the table; the next checkpoint is copied again
-            with contextlib.suppress(BackendError, sqlite3.Error, OSError):
-                self._copy_to_backend(checkpoint)
+        self._copy_all(checkpoints)
         return seqs
 
     def append_many(self, events: list[dict]) -> list[int]:
@@ -263,36 +298,130 @@ class AuditLog:
         for event in events:
             if event["outcome"] not in OUTCOMES:
                 raise ValueError(f"bad audit outcome {event['outcome']}")
-        checkpoints = []
-        seqs = []
-        try:
-            if self.fail_injector is not None:
-                self.fail_injector()
-            with self.db.write() as conn:
-                for e in events:
-                    seq, digest = self._append(
-                        conn,
-                        e["actor"],
-                        e["action"],
-                        e["outcome"],
-                        e.get("client"),
-                        e.get("reason"),
-                        e.get("origin", "cli"),
-                        e.get("detail_sealed"),
-                        e.get("detail_key"),
-                    )
-                    seqs.append(seq)
-                    checkpoint = self._periodic_checkpoint(conn, seq, digest)
-                    if checkpoint is not None:
-                        checkpoints.append(checkpoint)
-        except (sqlite3.Error, OSError) as exc:
-            raise AuditFailure(
-                f"the audit log could not be written ({type(exc).__name__}); operation refused"
-            ) from None
+        return self.append_batch(
+            [
+                (
+                    e["actor"],
+                    e["action"],
+                    e["outcome"],
+                    e.get("client"),
+                    e.get("reason"),
+                    e.get("origin", "cli"),
+                    e.get("detail_sealed"),
+                    e.get("detail_key"),
+                )
+                for e in events
+            ]
+        )
+
+    def _copy_all(self, checkpoints: list[Checkpoint]) -> None:
         for checkpoint in checkpoints:
+            # the signed row is in the table; the next checkpoint is copied again
             with contextlib.suppress(BackendError, sqlite3.Error, OSError):
                 self._copy_to_backend(checkpoint)
-        return seqs
+
+    # --- the high-water mark (vault/audit/mark.py) -----------------------------------------------
+
+    def _guard(self, conn, actions: list[str]) -> _Guard:
+        """Inside the write transaction, before anything is appended: may this transaction sign
+        and move the mark? Raises AuditAlarm when the log does not extend the mark (or an alarm
+        is raised already), unless every action is one of :data:`vault.audit.mark.ALARM_EXEMPT`:
+        those are written, unsigned, and the alarm is recorded in the same transaction."""
+        exempt = bool(actions) and all(hwm.is_exempt(a) for a in actions)
+        sealed_mark, raw_alarm = self.marks.rows(conn)
+        raised = hwm.read_alarm(conn, raw_alarm)
+        if raised is not None:
+            if exempt:
+                return _NO_SIGNING
+            raise AuditAlarm(raised["message"], raised["first_bad_seq"])
+        if not self._can_sign():
+            return _NO_SIGNING
+        try:
+            mark = self.marks.read(conn, sealed_mark, fetch=False)
+            if mark is None:
+                from vault.audit.signing import AuditSigner
+
+                marked = AuditSigner(self.db, self.keyring).marked(conn)
+                if marked is None:
+                    return _NO_SIGNING  # inside init, before the audit key exists
+                if not marked:
+                    return _Guard(True, None)  # a vault from before the mark: written at this append
+                first = self._chain_start(conn)[0]
+                raise hwm._alarm("the audit high-water mark is missing from vault.db", first)
+            alarm = hwm.find_break(
+                conn,
+                self.vault_id,
+                mark,
+                lambda: self._start(conn),
+                self.marks.newest_digest(conn, self.vault_id),
+            )
+            if alarm is not None:
+                raise alarm
+        except AuditAlarm as alarm:
+            if not exempt:
+                raise
+            hwm.store_alarm(conn, alarm, getattr(alarm, "problem", ""))
+            return _NO_SIGNING
+        return _Guard(True, mark)
+
+    def _record_alarm(self, alarm: AuditAlarm) -> None:
+        """The transaction that found the break was rolled back: record the alarm on its own."""
+        with contextlib.suppress(sqlite3.Error, OSError, VaultError), self.db.write() as conn:
+            hwm.store_alarm(conn, alarm, getattr(alarm, "problem", ""))
+
+    def _advance(self, conn, guard: _Guard, seq: int, digest: bytes, checkpoints: list[Checkpoint]) -> None:
+        """After this transaction's appends: move the mark's head (a vault from before the mark
+        gets its first checkpoint and mark here)."""
+        if not guard.sign or not seq:
+            return
+        if guard.mark is None:
+            checkpoints.append(self._write_checkpoint(conn, seq, digest, "manual", guard=guard))
+            return
+        if guard.mark.head_seq != seq:
+            self.marks.write(conn, guard.mark._replace(head_seq=seq, head_hash=digest))
+
+    def _start(self, conn) -> tuple[int, bytes]:
+        seq, prev = self._chain_start(conn)
+        return seq - 1, prev
+
+    def _newest_checkpoint(self, conn) -> Checkpoint | None:
+        row = conn.execute(
+            f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY id DESC LIMIT 1"  # noqa: S608 - a constant column list
+        ).fetchone()
+        return None if row is None else Checkpoint.from_row(self.vault_id, row)
+
+    def alarm(self) -> dict | None:
+        """The raised integrity alarm, or None."""
+        return hwm.read_alarm(self.db.conn)
+
+    def check_mark(self, conn=None) -> AuditAlarm | None:
+        """For ``audit verify`` and ``doctor`` (unsealed): the raised alarm, or the break the
+        mark check finds now, or None. Writes nothing."""
+        conn = conn or self.db.conn
+        raised = hwm.read_alarm(conn)
+        if raised is not None:
+            return AuditAlarm(raised["message"], raised["first_bad_seq"])
+        if not self._can_sign():
+            return None
+        try:
+            mark = self.marks.read(conn)
+            if mark is None:
+                from vault.audit.signing import AuditSigner
+
+                if not AuditSigner(self.db, self.keyring).marked(conn):
+                    return None
+                return hwm._alarm(
+                    "the audit high-water mark is missing from vault.db", self._chain_start(conn)[0]
+                )
+            return hwm.find_break(
+                conn,
+                self.vault_id,
+                mark,
+                lambda: self._start(conn),
+                self.marks.newest_digest(conn, self.vault_id),
+            )
+        except AuditAlarm as alarm:
+            return alarm
 
     def _append(
         self, conn, actor, action, outcome, client, reason, origin, detail_sealed, detail_key
@@ -360,24 +489,51 @@ class AuditLog:
     def _can_sign(self) -> bool:
         return self.keyring.unsealed
 
-    def _periodic_checkpoint(self, conn, seq: int, digest: bytes) -> Checkpoint | None:
-        if not self._can_sign():
+    def _periodic_checkpoint(self, conn, seq: int, digest: bytes, guard: _Guard) -> Checkpoint | None:
+        if not guard.sign:
             return None
-        last = conn.execute("SELECT max(seq) FROM audit_checkpoints").fetchone()[0]
-        if seq - (last or 0) < self.checkpoint_every:
+        last = conn.execute("SELECT max(seq) FROM audit_checkpoints").fetchone()[0] or 0
+        # at every multiple of checkpoint_every, and after that many unsigned entries (a sealed
+        # stretch caught up)
+        if seq - last < self.checkpoint_every and (seq % self.checkpoint_every or seq <= last):
             return None
         try:
-            return self._write_checkpoint(conn, seq, digest, "periodic")
+            return self._write_checkpoint(conn, seq, digest, "periodic", guard=guard)
+        except AuditAlarm:
+            raise
         except (IntegrityFailure, VaultSealed):
             # a damaged audit key must not stop every operation; `audit verify` and `doctor`
             # report the overdue checkpoint
             return None
 
     def _write_checkpoint(
-        self, conn, seq: int, digest: bytes, kind: str, base: tuple[int, bytes] | None = None
+        self,
+        conn,
+        seq: int,
+        digest: bytes,
+        kind: str,
+        base: tuple[int, bytes] | None = None,
+        *,
+        guard: _Guard,
+        recovery: dict | None = None,
     ) -> Checkpoint:
+        """Sign (seq, digest) with the previous checkpoint's digest, and move the mark to it.
+        Unless this is a recovery, the entries since the mark's checkpoint are re-hashed first:
+        nothing is signed over a chain that does not extend the mark."""
         from vault.audit.signing import AuditSigner
 
+        signer = AuditSigner(self.db, self.keyring)
+        mark = guard.mark
+        if mark is not None and recovery is None:
+            alarm = hwm.check_segment(conn, (mark.cp_seq, mark.cp_entry_hash), seq)
+            if alarm is not None:
+                raise alarm
+            prev = mark.cp_digest
+        elif mark is not None:
+            prev = mark.cp_digest
+        else:
+            newest = self._newest_checkpoint(conn)
+            prev = newest.digest() if newest is not None else checkpoint_genesis(self.vault_id)
         unsigned = Checkpoint(
             self.vault_id,
             seq,
@@ -386,24 +542,61 @@ class AuditLog:
             kind,
             base[0] if base else None,
             base[1] if base else None,
+            b"",
+            prev,
+            recovery,
         )
-        signature = AuditSigner(self.db, self.keyring).sign(unsigned.signing_input())
-        cp = unsigned._replace(signature=signature)
+        cp = unsigned._replace(signature=signer.sign(unsigned.signing_input()))
         conn.execute(
-            f"INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?,?,?,?,?,?,?)",  # noqa: S608 - a constant column list; values are bound
-            (cp.seq, cp.entry_hash, cp.at, cp.kind, cp.base_seq, cp.base_hash, cp.signature),
+            f"INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",  # noqa: S608 - a constant column list; values are bound
+            (
+                cp.seq,
+                cp.entry_hash,
+                cp.at,
+                cp.kind,
+                cp.base_seq,
+                cp.base_hash,
+                cp.signature,
+                cp.prev,
+                None if recovery is None else json.dumps(recovery, sort_keys=True),
+            ),
         )
+        if mark is None:
+            signer.reseal_marked(conn)
+        head_seq, head_hash = self.head(conn)
+        self.marks.write(conn, hwm.Mark.at_checkpoint(cp, head_seq, head_hash))
         return cp
 
     def _copy_to_backend(self, cp: Checkpoint) -> None:
         """Put the checkpoint in the blob store (after its commit, so a copy always refers to
-        committed entries) and queue it for the remote replica."""
-        self.blobs.put(cp.blob_name, cp.to_json().encode())
+        committed entries) and queue it for the remote replica; a CLI process with a replica
+        configured pushes it at once (the queued row is then settled)."""
+        data = cp.to_json().encode()
+        self.blobs.put(cp.blob_name, data)
         with self.db.write() as conn:
-            conn.execute(
+            row_id = conn.execute(
                 "INSERT INTO outbox (op, blob_name, queued_at) VALUES ('put', ?, ?)",
                 (cp.blob_name, to_epoch(self.clock.now())),
-            )
+            ).lastrowid
+        if self.group is None and self.remote is not None:
+            # the replica unreachable, throttling or refusing the token: the queued row stays for
+            # the next `sync push` (the operation that wrote the checkpoint is not failed by it)
+            with contextlib.suppress(VaultError, OSError, sqlite3.Error):
+                remote = self.remote()
+                if remote is not None:
+                    remote.put(cp.blob_name, data)
+                    with self.db.write() as conn:
+                        conn.execute(
+                            "DELETE FROM outbox WHERE blob_name = ? AND id <= ?", (cp.blob_name, row_id)
+                        )
+
+    def start(self) -> Checkpoint:
+        """At ``init``: sign the empty log (seq 0, the genesis hash) and write the first mark."""
+        with self.db.write() as conn:
+            seq, digest = self.head(conn)
+            cp = self._write_checkpoint(conn, seq, digest, "manual", guard=_Guard(True, None))
+        self._copy_all([cp])
+        return cp
 
     def checkpoint(self, kind: str = "manual") -> Checkpoint:
         """Sign the current head now (SLA sweeps and shreds call this; exports too).
@@ -411,13 +604,15 @@ class AuditLog:
         Idempotent: if the head already has a checkpoint, that one is returned. Needs the vault
         unsealed (the audit signing key is sealed under the root key). The blob-store copy is
         made before returning; if the store fails, the signed row is still committed and the next
-        checkpoint is copied (callers such as the shred are not failed by a full disk)."""
+        checkpoint is copied (callers such as the shred are not failed by a full disk).
+        Raises AuditAlarm if the log does not extend its high-water mark."""
         if kind not in ("manual", "periodic"):
             raise ValueError(f"bad checkpoint kind {kind}")
         if not self._can_sign():
             raise VaultSealed("vault sealed: a checkpoint needs the audit signing key")
         try:
             with self.db.write() as conn:
+                guard = self._guard(conn, [])
                 seq, digest = self.head(conn)
                 row = conn.execute(
                     f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE seq = ? AND kind != 'prune'"  # noqa: S608 - a constant column list; values are bound
@@ -426,17 +621,56 @@ class AuditLog:
                 ).fetchone()
                 if row is not None and bytes(row[1]) == digest:
                     return Checkpoint.from_row(self.vault_id, row)
-                cp = self._write_checkpoint(conn, seq, digest, kind)
+                cp = self._write_checkpoint(conn, seq, digest, kind, guard=guard)
+        except AuditAlarm as exc:
+            self._record_alarm(exc)
+            raise
         except sqlite3.Error as exc:
             raise AuditFailure(f"the audit checkpoint could not be written ({type(exc).__name__})") from None
-        with contextlib.suppress(BackendError, sqlite3.Error, OSError):
-            self._copy_to_backend(cp)
+        self._copy_all([cp])
         return cp
 
     def prune_checkpoint(self, conn, base: tuple[int, bytes]) -> Checkpoint:
         """Inside the prune's transaction: sign the head together with the new chain base."""
+        guard = self._guard(conn, [])
+        if not guard.sign:
+            raise VaultSealed("vault sealed: a prune checkpoint needs the audit signing key")
         seq, digest = self.head(conn)
-        return self._write_checkpoint(conn, seq, digest, "prune", base)
+        return self._write_checkpoint(conn, seq, digest, "prune", base, guard=guard)
+
+    def recover(self, acknowledged: int) -> tuple[Checkpoint, dict]:
+        """``cvault audit recover`` (after its authorization and audit event): sign the head as a
+        recovery checkpoint naming the alarm it acknowledges, restart the mark there and clear
+        the alarm. The entries before stay as they are; the verifier reports the recovery."""
+        from vault.errors import InvalidInput
+
+        if not self._can_sign():
+            raise VaultSealed("vault sealed: recovery signs a checkpoint with the audit key")
+        with self.db.write() as conn:
+            raised = hwm.read_alarm(conn)
+            if raised is None:
+                raise InvalidInput("no integrity alarm is raised: there is nothing to recover")
+            if acknowledged != raised["first_bad_seq"]:
+                raise InvalidInput(
+                    f"--acknowledge must be the first bad entry the alarm names "
+                    f"({raised['first_bad_seq']}): {raised['message']}"
+                )
+            try:
+                old = self.marks.read(conn)
+            except AuditAlarm:
+                old = None
+            seq, digest = self.head(conn)
+            recovery = {
+                "first_bad_seq": raised["first_bad_seq"],
+                "mark_seq": old.cp_seq if old is not None else 0,
+                "problem": raised["problem"] or raised["message"],
+            }
+            cp = self._write_checkpoint(
+                conn, seq, digest, "manual", guard=_Guard(True, old), recovery=recovery
+            )
+            conn.execute("DELETE FROM meta WHERE key = ?", (hwm.ALARM_KEY,))
+        self._copy_all([cp])
+        return cp, raised
 
     def checkpoints(self, conn=None) -> list[Checkpoint]:
         conn = conn or self.db.conn

@@ -55,15 +55,25 @@ class AuditService:
     # --- public key (public information: no principal, works sealed) ----------------------------
 
     def public_key(self) -> dict:
-        from vault import crypto
+        """The key reviewers verify with. Unsealed it is derived from the sealed private key
+        (``verified``); the clear copy in meta, which anyone who can write vault.db can replace,
+        is only what a sealed vault can offer (``verified`` false: docs/audit.md section 3)."""
+        from vault.audit.signing import fingerprint
 
         signer = AuditSigner(self.ctx.db, self.ctx.keyring)
-        raw = signer.public_key()
-        return {
-            "public_key": signer.public_key_text(),
-            "fingerprint": crypto.sha256(raw).hex()[:32],
+        raw, verified = signer.trusted_public_key()
+        data = {
+            "public_key": "ed25519:" + base64.b64encode(raw).decode(),
+            "fingerprint": fingerprint(raw),
             "vault_id": self.ctx.vault_id.hex(),
+            "verified": verified,
+            "stored_key_matches": None,
         }
+        if verified:
+            from vault import crypto
+
+            data["stored_key_matches"] = crypto.constant_time_equal(raw, signer.public_key())
+        return data
 
     # --- checkpoints ------------------------------------------------------------------------------
 
@@ -71,6 +81,33 @@ class AuditService:
         """Sign the head now (e.g. to keep a copy outside the vault's machine)."""
         self.ctx.authorize(principal, Action.AUDIT_VERIFY, detail=None)
         return self.ctx.audit.checkpoint().as_dict()
+
+    def recover(self, principal: Principal, acknowledge: int) -> dict:
+        """Acknowledge the raised integrity alarm (admin, TOTP step-up; docs/audit.md section 3):
+        the head is signed as a recovery checkpoint that names the alarm, the high-water mark
+        restarts there and signing resumes. Nothing in the log is changed or deleted; the verifier
+        reports the recovery from then on. Audited (the decision, then the result)."""
+        self.ctx.authorize(principal, Action.AUDIT_RECOVER, detail=None)
+        try:
+            cp, alarm = self.ctx.audit.recover(acknowledge)
+        except InvalidInput as exc:
+            self.ctx.record_outcome(principal, Action.AUDIT_RECOVER, "error", reason=exc.message[:300])
+            raise
+        self.ctx.record_outcome(
+            principal,
+            Action.AUDIT_RECOVER,
+            "ok",
+            reason=(
+                f"integrity alarm acknowledged (first bad entry {alarm['first_bad_seq']}): "
+                f"{alarm['problem'] or alarm['message']}"
+            )[:500],
+        )
+        return {
+            "recovered": True,
+            "first_bad_seq": alarm["first_bad_seq"],
+            "problem": alarm["problem"] or alarm["message"],
+            "checkpoint_seq": cp.seq,
+        }
 
     # --- listing ------------------------------------------------------------------------------------
 
@@ -289,7 +326,10 @@ class AuditService:
         return result
 
     def _jsonl(self, principal: Principal, head: Checkpoint, entries: Iterator[dict]) -> Iterator[str]:
+        from vault.audit.signing import fingerprint
+
         signer = AuditSigner(self.ctx.db, self.ctx.keyring)
+        public = signer.trusted_public_key()[0]
         checkpoints = [cp for cp in self.ctx.audit.checkpoints() if cp.seq <= head.seq]
         first = self.ctx.db.scalar("SELECT min(seq) FROM audit_events")
         header = fmt.jsonl_line(
@@ -298,7 +338,8 @@ class AuditService:
                 "format": EXPORT_FORMAT,
                 "version": EXPORT_VERSION,
                 "vault_id": self.ctx.vault_id.hex(),
-                "public_key": signer.public_key_text(),
+                "public_key": "ed25519:" + base64.b64encode(public).decode(),
+                "public_key_fingerprint": fingerprint(public),
                 "genesis_hash": genesis_hash(self.ctx.vault_id).hex(),
                 "exported_at": rfc3339(self.ctx.now()),
                 "exported_by": principal.name,

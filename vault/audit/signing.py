@@ -3,6 +3,15 @@
 The private key is stored only sealed under the root-derived ``audit`` purpose key (meta row
 ``audit_private_sealed``); the public key is stored in the clear (``audit_public_key``) so that a
 reviewer can print it without unsealing, and verify exports and certificates offline with it alone.
+Anyone who can write ``vault.db`` can replace that clear copy, so the key handed to reviewers
+(:meth:`AuditSigner.trusted_public_key`) is derived from the sealed private key whenever the vault
+is unsealed, and a sealed ``audit pubkey`` says it is unverified (docs/audit.md section 3).
+
+Since the audit high-water mark (vault/audit/mark.py) the private key is sealed with the context
+``("audit-signing-key", "marked")``: a vault whose key opens under it must have a mark, so deleting
+the mark row is an integrity alarm, not a fresh start. A key sealed under the old context
+``("audit-signing-key",)`` belongs to a vault from before the mark; it is re-sealed when the mark is
+first written (the first unsealed append after the upgrade).
 """
 
 from __future__ import annotations
@@ -12,6 +21,15 @@ import base64
 from vault import crypto
 from vault.errors import CryptoError, IntegrityFailure
 from vault.keys import PURPOSE_AUDIT, Keyring
+
+_LEGACY_CONTEXT: tuple[str, ...] = ("audit-signing-key",)
+_MARKED_CONTEXT: tuple[str, ...] = ("audit-signing-key", "marked")
+
+
+def fingerprint(public: bytes) -> str:
+    """The audit key's fingerprint (printed at init, in export headers, on certificates):
+    ``SHA256:`` and the first 32 hex digits of SHA-256 of the 32-byte public key."""
+    return "SHA256:" + crypto.sha256(public).hex()[:32]
 
 
 class AuditSigner:
@@ -25,7 +43,7 @@ class AuditSigner:
         if existing:
             return bytes(existing[0])
         private, public = crypto.ed25519_generate()
-        sealed = self.keyring.seal_for(PURPOSE_AUDIT, private, "audit-signing-key")
+        sealed = self.keyring.seal_for(PURPOSE_AUDIT, private, *_MARKED_CONTEXT)
         with self.db.write() as conn:
             if conn.execute("SELECT 1 FROM meta WHERE key = 'audit_public_key'").fetchone():
                 return self.public_key()
@@ -43,6 +61,16 @@ class AuditSigner:
         """``ed25519:<base64>``: the form printed by ``cvault audit pubkey`` and taken by --pubkey."""
         return "ed25519:" + base64.b64encode(self.public_key()).decode()
 
+    def trusted_public_key(self) -> tuple[bytes, bool]:
+        """(key, verified): derived from the sealed private key when the vault is unsealed (the
+        clear copy in meta may have been replaced), else the clear copy, unverified."""
+        if self.keyring.unsealed:
+            return crypto.ed25519_public_key(self._private()), True
+        return self.public_key(), False
+
+    def trusted_public_key_text(self) -> str:
+        return "ed25519:" + base64.b64encode(self.trusted_public_key()[0]).decode()
+
     def check_public_key(self) -> None:
         """The stored public key must belong to the sealed private key (someone able to write
         vault.db could otherwise swap both the key and a re-signed log)."""
@@ -51,14 +79,41 @@ class AuditSigner:
                 "integrity failure: the stored audit public key is not the vault's audit key"
             )
 
-    def _private(self) -> bytes:
-        row = self.db.one("SELECT value FROM meta WHERE key = 'audit_private_sealed'")
+    def _private(self, conn=None) -> bytes:
+        return self._open(conn)[0]
+
+    def _open(self, conn=None) -> tuple[bytes, bool]:
+        """(private key, marked): whether it is sealed under the context of a vault with a mark."""
+        row = (
+            (conn or self.db.conn)
+            .execute("SELECT value FROM meta WHERE key = 'audit_private_sealed'")
+            .fetchone()
+        )
         if row is None:
             raise IntegrityFailure("integrity failure: the vault has no audit key")
-        try:
-            return self.keyring.unseal_for(PURPOSE_AUDIT, bytes(row[0]), "audit-signing-key")
-        except CryptoError:
-            raise IntegrityFailure("integrity failure: the audit signing key failed authentication") from None
+        for context, marked in ((_MARKED_CONTEXT, True), (_LEGACY_CONTEXT, False)):
+            try:
+                return self.keyring.unseal_for(PURPOSE_AUDIT, bytes(row[0]), *context), marked
+            except CryptoError:
+                continue
+        raise IntegrityFailure("integrity failure: the audit signing key failed authentication")
+
+    def marked(self, conn) -> bool | None:
+        """Whether this vault's key says it has a high-water mark (see the module docstring);
+        None while the vault has no audit key yet (inside ``init``)."""
+        if conn.execute("SELECT 1 FROM meta WHERE key = 'audit_private_sealed'").fetchone() is None:
+            return None
+        return self._open(conn)[1]
+
+    def reseal_marked(self, conn) -> None:
+        """Inside the transaction that writes the first mark: re-seal the key under the marked
+        context, so from now on a missing mark is an alarm."""
+        private, marked = self._open(conn)
+        if not marked:
+            conn.execute(
+                "UPDATE meta SET value = ? WHERE key = 'audit_private_sealed'",
+                (self.keyring.seal_for(PURPOSE_AUDIT, private, *_MARKED_CONTEXT),),
+            )
 
     def sign(self, message: bytes) -> bytes:
         return crypto.ed25519_sign(self._private(), message)

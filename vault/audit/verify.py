@@ -307,6 +307,11 @@ def verify_chain(
     covering = marks.get(last_mark, [])
     if covering and not all(sig_ok(cp) for cp in covering):
         return first_invalid()
+    broken = _checkpoint_links(cps, vault_id, base_seq, bool(prunes), sig_ok, result.warnings)
+    if broken is not None:
+        if broken[1] is None:
+            return first_invalid()
+        return result.fail(*broken)
     result.signed_up_to = last_mark if (last_mark > base_seq or prunes) else None
     if result.entries and result.signed_up_to is None:
         result.warnings.append(
@@ -322,6 +327,65 @@ def verify_chain(
             note += f" (checkpoint overdue: {unsigned} entries unsigned)"
         result.warnings.append(note)
     return result
+
+
+def _checkpoint_links(
+    cps: list[Checkpoint],
+    vault_id: bytes,
+    base_seq: int,
+    pruned: bool,
+    sig_ok: Callable[[Checkpoint], bool],
+    warnings: list[str],
+) -> tuple[str, int | None] | None:
+    """The signed checkpoints form a chain of their own (each signs the previous one's digest,
+    docs/audit.md section 3): a deleted checkpoint is a missing link. Checkpoints from before the
+    chain (no ``prev``) are skipped; the first one after the newest prune base may follow a
+    pruned one; a recovery checkpoint restarts the chain (and is reported). Returns (problem,
+    first bad seq), (problem, None) for an invalid signature, or None."""
+    from vault.audit.checkpoints import checkpoint_genesis
+
+    seen: set[bytes] = set()
+    ordered: list[Checkpoint] = []
+    for cp in sorted(cps, key=lambda c: c.seq):  # stable: creation order within one seq
+        if cp.seq < base_seq or (pruned and cp.seq == base_seq and cp.kind != "prune"):
+            continue
+        digest = cp.digest()
+        if digest not in seen:
+            seen.add(digest)
+            ordered.append(cp)
+    for i, cp in enumerate(ordered):
+        if cp.recovery is not None:
+            if not sig_ok(cp):
+                return "", None
+            r = cp.recovery
+            warnings.append(
+                f"the log was recovered at entry {cp.seq} after an integrity alarm (first bad entry "
+                f"{r['first_bad_seq']}: {r['problem']}): entries {r['first_bad_seq']}-{cp.seq} are "
+                "not proven by any signature made before the alarm"
+            )
+            continue
+        if cp.prev is None:
+            continue
+        if i == 0:
+            if pruned or cp.prev == checkpoint_genesis(vault_id):
+                continue
+            if not sig_ok(cp):
+                return "", None
+            return (
+                f"signed checkpoints missing before checkpoint {cp.seq}: it signs a previous "
+                "checkpoint that is not in the log (checkpoints were deleted)",
+                base_seq + 1,
+            )
+        before = ordered[i - 1]
+        if cp.prev != before.digest():
+            if not sig_ok(cp):
+                return "", None
+            return (
+                f"signed checkpoint missing after checkpoint {before.seq}: checkpoint {cp.seq} "
+                "signs a previous checkpoint that is not in the log (checkpoints were deleted)",
+                before.seq + 1,
+            )
+    return None
 
 
 def _diagnose(
@@ -452,9 +516,12 @@ def verify_export(
         if not export.public_key_text:
             raise InvalidInput("the export carries no public key: give --pubkey")
         key_text = export.public_key_text
+        from vault.audit.signing import fingerprint
+
         warnings.append(
-            "public key taken from the export itself: compare it with "
-            "'cvault audit pubkey' from a copy you trust, or pass --pubkey"
+            "public key taken from the export itself (fingerprint "
+            f"{fingerprint(parse_public_key_text(key_text))}): compare it with the fingerprint "
+            "noted at init or 'cvault audit pubkey' from a copy you trust, or pass --pubkey"
         )
     else:
         key_text = public_key_text

@@ -274,4 +274,6 @@ class MaintenanceService:
         report.audit_entries = result.entries
         if not result.ok:
             report.problems.append(f"audit: {result.problem}")
-        report.warnings.extend(f"audit: {w}" for w in result.warnings if "overdue" in w)
+        report.warnings.extend(
+            f"audit: {w}" for w in result.warnings if "overdue" in w or "recovered" in w or "replica" in w
+        )

@@ -170,8 +170,9 @@ class HostUnseal:
 
 
 def unseal_over_socket(path: Path | str, body: dict, timeout: float = 120.0) -> dict:
-    """The client side (``cvault operator unseal --local``): one request, one answer."""
-    from vault.errors import VaultSealed
+    """The client side (``cvault operator unseal --local``): one request, one answer, sent only
+    to a listener of this user (or root): the same ``SO_PEERCRED`` rule as the service's."""
+    from vault.errors import AccessDenied, VaultSealed
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
@@ -185,6 +186,12 @@ def unseal_over_socket(path: Path | str, body: dict, timeout: float = 120.0) -> 
             ) from None
         except PermissionError:
             raise VaultSealed(f"cannot reach {path}: run this as the service's user") from None
+        if not _peer_allowed(sock):
+            # a socket bound by another user (a shared --unseal-socket folder while serve was
+            # down) gets no passphrase: only this user's (or root's) service is answered
+            raise AccessDenied(
+                f"access denied: {path} is held by another user, not the service; nothing was sent"
+            )
         sock.sendall(json.dumps(body).encode() + b"\n")
         line = _read_line(sock)
     finally:

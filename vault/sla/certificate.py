@@ -6,7 +6,8 @@ A certificate file is one JSON object (docs/sla.md, "Certificate format")::
      "certificate": { ...the certificate body... },
      "body": "<the canonical JSON text of the body, exactly as signed>",
      "signature": "<base64 Ed25519 signature>",
-     "public_key": "ed25519:<base64>"}   # informational: verify against a key you trust
+     "public_key": "ed25519:<base64>",   # informational: verify against a key you trust
+     "public_key_fingerprint": "SHA256:<32 hex>"}   # compare with the one noted at init
 
 Canonical body = JSON with keys sorted, separators ``,`` and ``:``, ASCII only (non-ASCII escaped),
 UTF-8 bytes. Signature input = ``b"cvault/v1/shred-certificate\\x00" || canonical body``: the
@@ -48,12 +49,15 @@ def digest(body_text: str) -> str:
 
 
 def file_document(body_text: str, signature: bytes, public_key_text: str) -> dict:
+    from vault.audit.signing import fingerprint, parse_public_key_text
+
     return {
         "format": FILE_FORMAT,
         "certificate": json.loads(body_text),
         "body": body_text,
         "signature": base64.b64encode(signature).decode(),
         "public_key": public_key_text,
+        "public_key_fingerprint": fingerprint(parse_public_key_text(public_key_text)),
     }
 
 

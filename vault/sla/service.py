@@ -678,7 +678,7 @@ class SlaService:
             state = client.state(self.ctx.now())
             raise NotFound(f"no shred certificate for {name}: the client is {state.replace('_', ' ')}")
         doc = certfmt.file_document(
-            row[0], bytes(row[1]), AuditSigner(self.ctx.db, self.ctx.keyring).public_key_text()
+            row[0], bytes(row[1]), AuditSigner(self.ctx.db, self.ctx.keyring).trusted_public_key_text()
         )
         pending = shred_deletes_pending(self.ctx.db.conn, client.id)
         doc["live_status"] = {

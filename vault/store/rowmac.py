@@ -44,7 +44,7 @@ from typing import Any
 
 from vault import crypto
 from vault.errors import IntegrityFailure, VaultSealed
-from vault.tuples import NamedTuple  # on the secret get path: no compiled class (vault/tuples.py)
+from vault.tuples import NamedTuple
 
 LABEL = b"cvault/v1/row-mac"
 _U32 = struct.Struct(">I").pack

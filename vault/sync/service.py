@@ -311,7 +311,7 @@ class SyncService:
         if is_checkpoint_blob(name):
             from vault.audit.signing import AuditSigner
 
-            public = AuditSigner(self.ctx.db, self.ctx.keyring).public_key()
+            public = AuditSigner(self.ctx.db, self.ctx.keyring).trusted_public_key()[0]
             return authentic_blob(data, name, self.ctx.vault_id, public)
         return self._blob_verifier(name, data) is not False
 

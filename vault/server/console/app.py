@@ -113,9 +113,14 @@ class Console:
                 except VaultError as exc:
                     form = exc
             if rate_limit == "login" and isinstance(form, dict):
+                # as the API (routes.Limits.check/failed): a source or name with no token left
+                # waits; only a *failed* sign-in spends one (in _run), so a stranger's junk posts
+                # (no CSRF token, no password) never lock anyone out (independent review F3)
                 try:
-                    self.limits.address(request)
-                    wait = self.limits.by_user.take(form.get("name", "")[:200])
+                    wait = max(
+                        self.limits.by_address.wait(self.limits.source(request)),
+                        self.limits.by_user.wait(form.get("name", "")[:200]),
+                    )
                     if wait:
                         raise RateLimited(wait)
                 except RateLimited as exc:
@@ -129,7 +134,9 @@ class Console:
                     )
                     response.headers["retry-after"] = str(seconds)
                     return response
-            return await run_in_threadpool(self._run, request, handler, form, post, signed_in, json_errors)
+            return await run_in_threadpool(
+                self._run, request, handler, form, post, signed_in, json_errors, rate_limit == "login"
+            )
 
         endpoint.__name__ = "console_" + (
             path.strip("/").replace("/", "_").replace("{", "").replace("}", "") or "home"
@@ -137,7 +144,14 @@ class Console:
         self.app.add_api_route(path, endpoint, methods=list(methods), include_in_schema=False)
 
     def _run(
-        self, request: Request, handler, form, post: bool, signed_in: bool, json_errors: bool
+        self,
+        request: Request,
+        handler,
+        form,
+        post: bool,
+        signed_in: bool,
+        json_errors: bool,
+        throttled: bool = False,
     ) -> Response:
         origin = f"web:{request.client.host}" if request.client else "web"
         cookies: dict[str, str | None] = {}
@@ -198,6 +212,10 @@ class Console:
                 response = RedirectResponse("/login", status_code=303)
             else:
                 response = self.error_page(page, exc)
+        if throttled and page is not None and page.attempt_failed:
+            # a sign-in that reached its handler (same origin, CSRF checked) and failed
+            self.limits.by_address.take(self.limits.source(request))
+            self.limits.by_user.take(str(page.form.get("name", ""))[:200])
         absolute = int(self.pool_setting("session_absolute_seconds"))
         for name, value in cookies.items():
             response.headers.append(

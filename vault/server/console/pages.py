@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from fastapi.responses import Response
 
-from vault.errors import InvalidInput, NotFound, VaultError
+from vault.errors import AuthenticationFailed, InvalidInput, NotFound, VaultError, VaultLocked
 from vault.server.console import charts, web
 from vault.server.console.app import Console, Redirect
 
@@ -79,6 +79,7 @@ def register(c: Console) -> None:
         except VaultError as exc:
             from vault.server.console.app import spec
 
+            p.attempt_failed = isinstance(exc, AuthenticationFailed | VaultLocked)
             status = spec.status_for(exc.code, exc.exit_code)
             return r(p, "login.html", status, next=nxt, error=exc.message, name=name[:200])
         p.cookies[web.SESSION_COOKIE] = result.token
@@ -107,6 +108,7 @@ def register(c: Console) -> None:
                 name, p.form.get("code", "").strip(), p.form.get("password", ""), origin=p.origin
             )
         except VaultError as exc:
+            p.attempt_failed = isinstance(exc, AuthenticationFailed | VaultLocked)
             return r(p, "enroll.html", 400, error=exc.message, done=None, name=name[:200])
         return r(p, "enroll.html", done=done, qr=charts.qr_svg(done["otpauth_uri"]), error=None, name=name)
 

@@ -110,6 +110,9 @@ class Page:
     cookies: dict[str, str | None] = field(default_factory=dict)
     #: what the layout shows in the header: the signed-in user's name and roles
     user: dict | None = None
+    #: set by the sign-in and enrollment handlers when the attempt itself failed (a wrong
+    #: password or code, a locked account): only then does it spend a rate-limit token
+    attempt_failed: bool = False
 
     def has(self, role: str) -> bool:
         return self.principal is not None and role in self.principal.roles

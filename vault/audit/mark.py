@@ -1,0 +1,297 @@
+"""The audit high-water mark and the integrity alarm (docs/audit.md section 3, "High-water mark").
+
+Someone who can write ``vault.db`` but holds no unseal secret can delete the newest signed
+checkpoints, their blob copies and the outbox rows, then cut or rebuild the chain (the genesis
+hash needs only the vault id): the log they leave is self-consistent. The mark is what they
+cannot rebuild. It is the meta row ``audit_mark``::
+
+    seal_for("audit", mark, "audit-high-water-mark")
+    mark = u64 cp_seq || cp_entry_hash || cp_digest || u64 head_seq || head_hash   (112 bytes)
+
+sealed under the root-derived audit purpose key: the last signed checkpoint (its sequence number,
+the entry hash it signs and its digest, which the next checkpoint signs as ``prev``) and the head
+of the log the last time an unsealed process appended. It is rewritten in the same transaction as
+every unsealed append and every checkpoint, so it always describes a state the log had.
+
+Before appending or signing (unsealed), :func:`find_break` checks that the log still extends the
+mark: the entries at ``cp_seq`` and ``head_seq`` exist with the recorded hashes, and the newest
+checkpoint is the mark's. Before signing, the entries after the last checkpoint are re-hashed too
+(:func:`check_segment`). A break raises :class:`~vault.errors.AuditAlarm` (exit 6, one line with
+the first bad sequence number) and records the alarm in meta row ``audit_alarm``; from then on
+every append is refused and nothing is signed until an admin runs ``cvault audit recover
+--acknowledge N`` (:data:`ALARM_EXEMPT` are still written, unsigned: signing in, and what the
+operator needs to look and recover). Deleting the alarm row does not help: the break is found again.
+
+A missing mark row is an alarm as well when the audit key is sealed under the "marked" context
+(every vault made or upgraded by this version: vault.audit.signing); only a vault from before the
+mark gets its first mark, at its first unsealed append after the upgrade.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from vault import crypto
+from vault.errors import AuditAlarm, CryptoError
+from vault.keys import PURPOSE_AUDIT
+from vault.tuples import NamedTuple
+
+if TYPE_CHECKING:
+    from vault.audit.checkpoints import Checkpoint
+    from vault.keys import Keyring
+
+_PACK = struct.Struct(">Q32s32sQ32s")
+
+MARK_KEY = "audit_mark"
+ALARM_KEY = "audit_alarm"
+_CONTEXT = "audit-high-water-mark"
+
+#: actions still appended (never signed) while an alarm is raised: signing in and stepping up,
+#: and what the operator needs to investigate and recover
+ALARM_EXEMPT = frozenset({"audit.recover", "audit.verify", "audit.log", "doctor"})
+RECOVER_COMMAND = "cvault audit recover --acknowledge"
+
+
+def is_exempt(action: str) -> bool:
+    return action in ALARM_EXEMPT or action.startswith("auth.")
+
+
+class Mark(NamedTuple):
+    cp_seq: int
+    cp_entry_hash: bytes
+    cp_digest: bytes
+    head_seq: int
+    head_hash: bytes
+
+    def encode(self) -> bytes:
+        """112 bytes: u64 cp_seq || cp_entry_hash || cp_digest || u64 head_seq || head_hash."""
+        return _PACK.pack(self.cp_seq, self.cp_entry_hash, self.cp_digest, self.head_seq, self.head_hash)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Mark:
+        return cls(*_PACK.unpack(data))
+
+    @classmethod
+    def at_checkpoint(cls, cp: Checkpoint, head_seq: int, head_hash: bytes) -> Mark:
+        return cls(cp.seq, cp.entry_hash, cp.digest(), head_seq, head_hash)
+
+
+class MarkStore:
+    """Reads and writes the sealed mark; the last value seen is kept, keyed by its sealed bytes,
+    so an append that finds the row it wrote itself costs no decryption."""
+
+    def __init__(self, keyring: Keyring):
+        self.keyring = keyring
+        self._seen: tuple[bytes, Mark] | None = None
+        self._cp_seen: tuple[tuple[int, bytes], bytes] | None = None
+
+    def rows(self, conn) -> tuple[bytes | None, str | None]:
+        """(sealed mark, raw alarm) in one query."""
+        mark = alarm = None
+        for key, value in conn.execute(
+            "SELECT key, value FROM meta WHERE key IN (?, ?)", (MARK_KEY, ALARM_KEY)
+        ).fetchall():
+            if key == MARK_KEY:
+                mark = bytes(value)
+            else:
+                alarm = value
+        return mark, alarm
+
+    def read(self, conn, sealed: bytes | None = None, *, fetch: bool = True) -> Mark | None:
+        if fetch:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (MARK_KEY,)).fetchone()
+            sealed = None if row is None else bytes(row[0])
+        if sealed is None:
+            return None
+        seen = self._seen
+        if seen is not None and seen[0] == sealed:
+            return seen[1]
+        sealer, aad = self.keyring.purpose_sealer(PURPOSE_AUDIT, _CONTEXT)
+        try:
+            mark = Mark.decode(sealer.unseal(sealed, aad))
+        except (CryptoError, struct.error):
+            raise AuditAlarm(
+                alarm_line("the audit high-water mark failed authentication (vault.db was edited)", 1),
+                1,
+            ) from None
+        self._seen = (sealed, mark)
+        return mark
+
+    def newest_digest(self, conn, vault_id: bytes) -> bytes | None:
+        """The digest of the newest checkpoint row (None: no checkpoint), remembered by the row's
+        id and signature: the check before every append mostly meets the same checkpoint."""
+        from vault.audit.checkpoints import Checkpoint
+        from vault.audit.log import CHECKPOINT_COLUMNS
+
+        row = conn.execute("SELECT id, signature FROM audit_checkpoints ORDER BY id DESC LIMIT 1").fetchone()
+        if row is None:
+            return None
+        key = (row[0], bytes(row[1]))
+        seen = self._cp_seen
+        if seen is not None and seen[0] == key:
+            return seen[1]
+        full = conn.execute(
+            f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE id = ?",  # noqa: S608 - a constant column list; values are bound
+            (row[0],),
+        ).fetchone()
+        digest = Checkpoint.from_row(vault_id, full).digest()
+        self._cp_seen = (key, digest)
+        return digest
+
+    def write(self, conn, mark: Mark) -> None:
+        sealer, aad = self.keyring.purpose_sealer(PURPOSE_AUDIT, _CONTEXT)
+        sealed = sealer.seal(mark.encode(), aad)
+        if not conn.execute("UPDATE meta SET value = ? WHERE key = ?", (sealed, MARK_KEY)).rowcount:
+            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (MARK_KEY, sealed))
+        self._seen = (sealed, mark)
+
+
+def alarm_line(problem: str, first_bad_seq: int) -> str:
+    return (
+        f"integrity alarm: the audit log does not extend its high-water mark: {problem}; "
+        f"first bad entry {first_bad_seq}; nothing is signed until an admin runs "
+        f"'{RECOVER_COMMAND} {first_bad_seq}' (docs/audit.md section 3)"
+    )
+
+
+def read_alarm(conn, raw: str | None | bool = False) -> dict | None:
+    """The raised alarm: {"message", "first_bad_seq", "problem"}, or None. ``raw``: the row's
+    value already read (None: no row), else it is read here."""
+    if raw is False:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (ALARM_KEY,)).fetchone()
+        raw = None if row is None else row[0]
+    if raw is None:
+        return None
+    try:
+        alarm = json.loads(raw)  # type: ignore[arg-type]
+        if isinstance(alarm, dict) and type(alarm.get("first_bad_seq")) is int:
+            return {
+                "message": str(alarm.get("message", "")),
+                "first_bad_seq": alarm["first_bad_seq"],
+                "problem": str(alarm.get("problem", "")),
+            }
+    except (ValueError, TypeError):
+        pass
+    return {"message": alarm_line("the recorded alarm is unreadable", 1), "first_bad_seq": 1, "problem": ""}
+
+
+def store_alarm(conn, alarm: AuditAlarm, problem: str) -> None:
+    if conn.execute("SELECT 1 FROM meta WHERE key = ?", (ALARM_KEY,)).fetchone():
+        return  # the first alarm stays: it names the first break found
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?)",
+        (
+            ALARM_KEY,
+            json.dumps(
+                {"message": alarm.message, "first_bad_seq": alarm.first_bad_seq, "problem": problem},
+                sort_keys=True,
+            ),
+        ),
+    )
+
+
+def _entry_hash(conn, seq: int, start: Callable[[], tuple[int, bytes]]) -> bytes | None:
+    """entry_hash of ``seq``; the chain start's hash for the base (0: genesis, or a prune base)."""
+    row = conn.execute("SELECT entry_hash FROM audit_events WHERE seq = ?", (seq,)).fetchone()
+    if row is not None:
+        return bytes(row[0])
+    base = start()
+    return base[1] if seq == base[0] else None
+
+
+def find_break(
+    conn, vault_id: bytes, mark: Mark, start: Callable[[], tuple[int, bytes]], newest_digest: bytes | None
+) -> AuditAlarm | None:
+    """The first way the log fails to extend ``mark``, or None. ``start()``: (seq, hash) before
+    the first entry (the genesis or the newest prune base), asked only when needed;
+    ``newest_digest``: the digest of the newest checkpoint row, or None."""
+    for seq, want in ((mark.cp_seq, mark.cp_entry_hash), (mark.head_seq, mark.head_hash)):
+        have = _entry_hash(conn, seq, start)
+        if have is None:
+            last_row = conn.execute("SELECT seq FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
+            last = last_row[0] if last_row else start()[0]
+            if last < seq:
+                problem = (
+                    f"entry {last + 1} missing: the log ends at entry {last} but the mark "
+                    f"records entry {mark.head_seq} (entries were deleted)"
+                )
+                return _alarm(problem, last + 1)
+            first = _first_missing(conn, start()[0], seq)
+            return _alarm(f"entry {first} missing", first)
+        if not crypto.constant_time_equal(have, want):
+            first = _first_unproven(conn, vault_id, seq, start())
+            problem = f"entries {first}-{seq} were rewritten: entry {seq} does not match the mark"
+            return _alarm(problem, first)
+    if newest_digest is None or not crypto.constant_time_equal(newest_digest, mark.cp_digest):
+        return _alarm(f"signed checkpoint {mark.cp_seq} is missing from vault.db", max(mark.cp_seq, 1))
+    return None
+
+
+def check_segment(conn, after: tuple[int, bytes], head_seq: int) -> AuditAlarm | None:
+    """Re-hash the entries after the last checkpoint up to ``head_seq`` before signing them
+    (the verifier's canonical bytes: vault.audit.verify.entry_bytes)."""
+    import base64
+
+    from vault.audit.log import EVENT_COLUMNS
+    from vault.audit.verify import entry_bytes
+
+    expected, prev = after[0] + 1, after[1]
+    for row in conn.execute(
+        f"SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq > ? AND seq <= ? ORDER BY seq",  # noqa: S608 - a constant column list; values are bound
+        (after[0], head_seq),
+    ):
+        seq = row[0]
+        if seq != expected:
+            return _alarm(f"entry {expected} missing", expected)
+        sealed = None if row[8] is None else base64.b64encode(bytes(row[8])).decode()
+        try:
+            digest = crypto.sha256(
+                prev
+                + entry_bytes(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], sealed, row[9])
+            )
+        except (TypeError, ValueError):
+            return _alarm(f"entry {seq} is malformed", seq)
+        if bytes(row[10]) != prev or digest != bytes(row[11]):
+            return _alarm(f"entry {seq} was modified", seq)
+        prev = bytes(row[11])
+        expected += 1
+    if expected <= head_seq:
+        return _alarm(f"entry {expected} missing", expected)
+    return None
+
+
+def _alarm(problem: str, first_bad_seq: int) -> AuditAlarm:
+    alarm = AuditAlarm(alarm_line(problem, first_bad_seq), first_bad_seq)
+    alarm.problem = problem  # type: ignore[attr-defined]
+    return alarm
+
+
+def _first_missing(conn, base: int, upto: int) -> int:
+    expected = base + 1
+    for (seq,) in conn.execute(
+        "SELECT seq FROM audit_events WHERE seq > ? AND seq <= ? ORDER BY seq", (base, upto)
+    ):
+        if seq != expected:
+            return expected
+        expected += 1
+    return expected
+
+
+def _first_unproven(conn, vault_id: bytes, upto: int, start: tuple[int, bytes]) -> int:
+    """The entry after the newest checkpoint (< ``upto``) that still matches the log: the first
+    entry nothing left in the vault proves (the start of the chain if no checkpoint does)."""
+    from vault.audit.checkpoints import Checkpoint
+    from vault.audit.log import CHECKPOINT_COLUMNS
+
+    for row in conn.execute(
+        f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE seq < ? ORDER BY seq DESC",  # noqa: S608 - a constant column list; values are bound
+        (upto,),
+    ):
+        cp = Checkpoint.from_row(vault_id, row)
+        have = _entry_hash(conn, cp.seq, lambda: start)
+        if have is not None and crypto.constant_time_equal(have, cp.entry_hash):
+            return cp.seq + 1
+    return start[0] + 1
