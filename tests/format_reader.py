@@ -185,6 +185,9 @@ ROW_MAC_COLUMNS = {
     "teams": "id, name, removed_at",
     "team_members": "id, team_id, user_id, added_at, removed_at",
     "team_assignments": "id, client_id, team_id, created_at, created_by, ends_at, ended_at",
+    "shred_requests": "id, client_id, requested_by, requested_at, reason, approved_by, approved_at,"
+    " orig_sla_end, orig_grace_days, cancelled_by, cancelled_at, cancel_reason, executed_at",
+    "setting_requests": "id, name, value, requested_by, requested_at, approved_by, approved_at, cancelled_at",
     "account_requests": "id, user_id, kind, requested_by, requested_at, approved_by, approved_at, mode,"
     " confirmed_by, confirmed_at",
 }

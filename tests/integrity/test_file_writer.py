@@ -325,3 +325,19 @@ def test_a_planted_shred_job_destroys_nothing(world):
     assert world.scalar(
         "SELECT count(*) FROM client_keys WHERE client_id = (SELECT id FROM clients WHERE name = 'acme')"
     )
+
+
+def test_a_planted_shred_request_cannot_be_approved_by_one_person(world):
+    """Independent review F4: ``shred_requests`` rows carried no MAC, so one account manager who
+    can also write the file could plant a request "from" a colleague and approve it alone (an
+    early shred with no second person). The request's MAC fails: exit 6, the SLA untouched."""
+    before = world.scalar("SELECT sla_end || '/' || grace_days FROM clients WHERE name = 'acme'")
+    world.sql(
+        "INSERT INTO shred_requests (client_id, requested_by, requested_at, reason)"
+        " SELECT id, 'eve', CAST(strftime('%s') AS INTEGER), 'planted' FROM clients WHERE name = 'acme'"
+    )
+    approve = world.cli_as("maria", "sla", "approve-shred", "acme")
+    assert_refused_exit_6(approve)
+    assert world.scalar("SELECT sla_end || '/' || grace_days FROM clients WHERE name = 'acme'") == before
+    ok = world.cli_as("eve", "secret", "get", "acme", "office/firewall", "--field", "text")
+    assert ok.returncode == 0 and ok.stdout.strip() == "pw-current-2", ok.stderr

@@ -85,12 +85,19 @@ class SlaService:
         raise ClientUnavailable(message)
 
     def _open_request(self, conn, client_id: str):
-        return conn.execute(
-            "SELECT id, requested_by, requested_at, reason, approved_by, approved_at, orig_sla_end,"
-            " orig_grace_days FROM shred_requests WHERE client_id = ? AND cancelled_at IS NULL"
-            " AND executed_at IS NULL",
+        """The client's open early-shred request, its row MAC checked (who asked decides who may
+        approve): (id, requested_by, requested_at, reason, approved_by, approved_at,
+        orig_sla_end, orig_grace_days), or None."""
+        rows = rowmac.select(
+            conn,
+            "shred_requests",
+            "client_id = ? AND cancelled_at IS NULL AND executed_at IS NULL",
             (client_id,),
-        ).fetchone()
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return (r[1], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
 
     def _view(self, client: ClientRow, now: datetime) -> dict:
         conn = self.ctx.db.conn
@@ -178,10 +185,13 @@ class SlaService:
                 (client.id,),
             )
             if request is not None:
-                conn.execute(
-                    "UPDATE shred_requests SET cancelled_at = ?, cancelled_by = ?,"
-                    " cancel_reason = 'renewed' WHERE id = ?",
-                    (to_epoch(now), principal.name, request[0]),
+                rowmac.update(
+                    conn,
+                    "shred_requests",
+                    "cancelled_at = ?, cancelled_by = ?, cancel_reason = 'renewed'",
+                    (to_epoch(now), principal.name),
+                    "id = ?",
+                    (request[0],),
                 )
         reason = f"SLA end {rfc3339(client.sla_end)} -> {rfc3339(until)}, grace {grace} days"
         if request is not None:
@@ -244,10 +254,15 @@ class SlaService:
                     f"an early shred of {name} was already requested by "
                     f"{open_request[1]} at {_iso(open_request[2])}"
                 )
-            conn.execute(
-                "INSERT INTO shred_requests (client_id, requested_by, requested_at, reason)"
-                " VALUES (?, ?, ?, ?)",
-                (client.id, principal.name, now, reason),
+            rowmac.insert(
+                conn,
+                "shred_requests",
+                {
+                    "client_id": client.id,
+                    "requested_by": principal.name,
+                    "requested_at": now,
+                    "reason": reason,
+                },
             )
         self.ctx.record_outcome(
             principal,
@@ -286,10 +301,13 @@ class SlaService:
             else:
                 denied = False
                 client = self.ctx.client(name, conn)
-                conn.execute(
-                    "UPDATE shred_requests SET approved_by = ?, approved_at = ?,"
-                    " orig_sla_end = ?, orig_grace_days = ? WHERE id = ?",
-                    (principal.name, to_epoch(now), to_epoch(client.sla_end), client.grace_days, request[0]),
+                rowmac.update(
+                    conn,
+                    "shred_requests",
+                    "approved_by = ?, approved_at = ?, orig_sla_end = ?, orig_grace_days = ?",
+                    (principal.name, to_epoch(now), to_epoch(client.sla_end), client.grace_days),
+                    "id = ?",
+                    (request[0],),
                 )
                 rowmac.update(
                     conn,
@@ -360,15 +378,17 @@ class SlaService:
             current = self.ctx.min_grace_days(conn)
             if days == current:
                 raise InvalidInput(f"the minimum grace period is already {days} days")
-            conn.execute(
-                "UPDATE setting_requests SET cancelled_at = ? WHERE name = 'min_grace_days'"
-                " AND approved_at IS NULL AND cancelled_at IS NULL",
+            rowmac.update(
+                conn,
+                "setting_requests",
+                "cancelled_at = ?",
                 (t,),
+                "name = 'min_grace_days' AND approved_at IS NULL AND cancelled_at IS NULL",
             )
-            conn.execute(
-                "INSERT INTO setting_requests (name, value, requested_by, requested_at)"
-                " VALUES ('min_grace_days', ?, ?, ?)",
-                (days, principal.name, t),
+            rowmac.insert(
+                conn,
+                "setting_requests",
+                {"name": "min_grace_days", "value": days, "requested_by": principal.name, "requested_at": t},
             )
             view = self._min_grace_view(conn)
         self.ctx.record_outcome(
@@ -386,13 +406,16 @@ class SlaService:
         t = to_epoch(self.ctx.now())
         why_not = None
         with self.ctx.db.write() as conn:
-            row = conn.execute(
-                "SELECT id, value, requested_by FROM setting_requests WHERE name = 'min_grace_days'"
-                " AND approved_at IS NULL AND cancelled_at IS NULL ORDER BY id DESC LIMIT 1"
-            ).fetchone()
-            if row is None:
+            pending = rowmac.select(
+                conn,
+                "setting_requests",
+                "name = 'min_grace_days' AND approved_at IS NULL AND cancelled_at IS NULL",
+                order="id DESC",
+            )
+            if not pending:
                 raise NotFound("no pending change of the minimum grace period ('cvault sla min-grace DAYS')")
-            request_id, days, by = row
+            # the value and who asked decide what applies and who may approve: MAC checked
+            request_id, days, by = pending[0][1], pending[0][3], pending[0][4]
             requester = facts.user_row(conn, by)
             why_not = policy.distinct_people(
                 principal.name,
@@ -402,9 +425,13 @@ class SlaService:
             )
             before = self.ctx.min_grace_days(conn)
             if why_not is None:
-                conn.execute(
-                    "UPDATE setting_requests SET approved_by = ?, approved_at = ? WHERE id = ?",
-                    (principal.name, t, request_id),
+                rowmac.update(
+                    conn,
+                    "setting_requests",
+                    "approved_by = ?, approved_at = ?",
+                    (principal.name, t),
+                    "id = ?",
+                    (request_id,),
                 )
                 self.ctx.save_settings(conn, {"min_grace_days": days})
             view = self._min_grace_view(conn)

@@ -233,7 +233,7 @@ class Shredder:
             )
             rowmac.update(conn, "clients", "shred_state = 'shredding'", (), "id = ?", (client_id,))
             if request:
-                conn.execute("UPDATE shred_requests SET executed_at = ? WHERE id = ?", (now, request[0]))
+                rowmac.update(conn, "shred_requests", "executed_at = ?", (now,), "id = ?", (request[0],))
             return load_job(conn, client_id)
 
     def _manifest(self, conn, client: ClientRow) -> dict:

@@ -114,6 +114,40 @@ TABLES: dict[str, Table] = {
             ("id", "client_id", "team_id", "created_at", "created_by", "ends_at", "ended_at"),
             "id",
         ),
+        # two-person requests (early shred, minimum grace): who asked decides who may approve
+        Table(
+            "shred_requests",
+            (
+                "id",
+                "client_id",
+                "requested_by",
+                "requested_at",
+                "reason",
+                "approved_by",
+                "approved_at",
+                "orig_sla_end",
+                "orig_grace_days",
+                "cancelled_by",
+                "cancelled_at",
+                "cancel_reason",
+                "executed_at",
+            ),
+            "id",
+        ),
+        Table(
+            "setting_requests",
+            (
+                "id",
+                "name",
+                "value",
+                "requested_by",
+                "requested_at",
+                "approved_by",
+                "approved_at",
+                "cancelled_at",
+            ),
+            "id",
+        ),
         Table(
             "account_requests",
             (
