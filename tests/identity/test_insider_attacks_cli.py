@@ -468,7 +468,9 @@ def test_a_password_typed_as_a_name_is_never_logged(staff, tmp_path):
     entry and no error line, for login and for enrollment."""
     vd = staff.vdir
     for typed in ("hunter-two-horse.9", "Hunter 2 Horse!"):
-        login = vd.cli("login", typed, "--password-stdin", "--totp", "123456", input="whatever-pw-12\n")
+        login = vd.cli(
+            "login", typed, "--yes", "--password-stdin", "--totp", "123456", input="whatever-pw-12\n"
+        )
         _refused(login, 3)
         enroll = vd.cli(
             "user",

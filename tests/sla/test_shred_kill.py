@@ -157,8 +157,9 @@ def one_run(template: VaultDir, base, delay: float) -> str:
         report = vault.maintenance.doctor(Principal.system("doctor"))
         assert report.ok, report.problems
         body, sig = vault.ctx.db.one("SELECT body, signature FROM shred_certificates")
-        doc = certfmt.file_document(body, bytes(sig), "")
-        verify_document(doc, AuditSigner(vault.ctx.db, vault.ctx.keyring).public_key())
+        signer = AuditSigner(vault.ctx.db, vault.ctx.keyring)
+        doc = certfmt.file_document(body, bytes(sig), signer.public_key_text())
+        verify_document(doc, signer.public_key())
     finally:
         vault.close()
     # --- P1: a copy of the folder from before the shred, with today's key file and custody ----
