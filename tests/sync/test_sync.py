@@ -7,6 +7,7 @@ import pytest
 
 from tests.fakes.fixtures import CLIENT_ID, SECRET
 from tests.helpers import add_client, operator
+from vault.audit.checkpoints import is_checkpoint_blob
 from vault.errors import IntegrityFailure
 
 
@@ -25,10 +26,23 @@ def remote_blob_names(fake_graph):
     return {path.rsplit("/", 1)[-1] for path in fake_graph.files()}
 
 
+def record_blobs(names) -> set[str]:
+    """The record blobs among ``names``: the blob store also holds the audit checkpoint copies,
+    which are queued for the replica as well (docs/audit.md section 3)."""
+    return {n for n in names if not is_checkpoint_blob(n)}
+
+
+def queued(v) -> list[str]:
+    return [r[0] for r in v.ctx.db.all("SELECT blob_name FROM outbox WHERE op = 'put'")]
+
+
 def test_push_uploads_every_queued_blob_and_empties_the_outbox(vault, fake_graph):
-    assert vault.sync.pending()["put"] == 12
+    # every blob is queued: the 12 record blobs and the checkpoint copies written so far
+    local = set(vault.ctx.blobs.list())
+    assert len(record_blobs(local)) == 12 and local - record_blobs(local)
+    assert set(queued(vault)) == local and vault.sync.pending()["put"] == len(local)
     result = vault.sync.push(operator())
-    assert result["uploaded"] == 12 and result["failed"] == 0
+    assert result["uploaded"] == len(local) and result["failed"] == 0
     assert vault.sync.pending() == {"put": 0, "delete": 0, "failing": 0, "needs_attention": 0, "oldest": None}
     assert remote_blob_names(fake_graph) == set(vault.ctx.blobs.list())
     assert vault.sync.verify(operator())["ok"]
@@ -71,7 +85,8 @@ def test_pull_restores_a_wiped_local_store(vault, vdir):
     shutil.rmtree(vdir.home / "blobs")
     (vdir.home / "blobs").mkdir(mode=0o700)
     result = vault.sync.pull(operator())
-    assert result["restored"] == 12 and not result["errors"]
+    # the 12 record blobs and the checkpoint copies
+    assert len(record_blobs(before)) == 12 and result["restored"] == len(before) and not result["errors"]
     assert {n: vault.ctx.blobs.get(n) for n in vault.ctx.blobs.list()} == before
     assert vault.secrets.get(operator(), "acme", "site/7").fields["password"] == "pw-7"
 
@@ -118,13 +133,16 @@ def test_sync_cli_status_push_verify(vdir, remote_config, fake_graph, test_ca):
     v.sync.configure(operator(), {**remote_config, "max_attempts": 2})  # bounded real back-off
     add_client(v, "acme")
     v.secrets.put(operator(), "acme", "x", "note", {"text": "hello"})
+    waiting = queued(v)  # the record blob and the checkpoint copies written so far
+    assert len(record_blobs(waiting)) == 1
     v.close()
     env = vdir.env(REQUESTS_CA_BUNDLE=str(test_ca.ca_path))
     status = json.loads(vdir.cli("sync", "status", "--json", env=env).stdout)
-    assert status["pending"]["put"] == 1 and status["remote"]["drive_id"] == fake_graph.drive_id
+    assert status["pending"]["put"] == len(waiting) and status["remote"]["drive_id"] == fake_graph.drive_id
     proc = vdir.cli("sync", "push", env=env)
     assert proc.returncode == 0, proc.stderr
-    assert "uploaded 1" in proc.stdout
+    assert f"uploaded {len(waiting)}" in proc.stdout
+    assert set(waiting) <= remote_blob_names(fake_graph)
     proc = vdir.cli("sync", "verify", "--json", env=env)
     assert proc.returncode == 0 and json.loads(proc.stdout)["ok"]
     fake_graph.down = "refuse"
@@ -201,7 +219,11 @@ def test_device_code_sign_in_for_a_single_admin(vdir, authority, fake_graph, rem
     assert account and shown and "code" in shown[0].lower()
     add_client(v, "acme")
     v.secrets.put(operator(), "acme", "x", "note", {"text": "hello"})
-    assert v.sync.push(operator())["uploaded"] == 1  # the cached delegated token is used
+    waiting = queued(v)
+    assert len(record_blobs(waiting)) == 1
+    # the cached delegated token is used: the record blob and the queued checkpoint copies
+    assert v.sync.push(operator())["uploaded"] == len(waiting)
+    assert set(waiting) <= remote_blob_names(fake_graph)
     cache = (vdir.home / "graph-token-cache.sealed").read_bytes()
     assert b"access_token" not in cache and b"refresh_token" not in cache
     v.close()
@@ -239,8 +261,9 @@ def test_one_push_at_a_time(vault):
         assert held
         result = vault.sync.push(operator())
     assert result["skipped"] == "another push is running" and result["uploaded"] == 0
-    assert vault.sync.pending()["put"] == 12
-    assert vault.sync.push(operator())["uploaded"] == 12
+    waiting = queued(vault)  # the 12 record blobs and the checkpoint copies, all still queued
+    assert len(record_blobs(waiting)) == 12 and vault.sync.pending()["put"] == len(waiting)
+    assert vault.sync.push(operator())["uploaded"] == len(waiting)
 
 
 def test_pull_restores_signed_checkpoint_copies_and_refuses_forged_ones(vault, vdir, fake_graph):
@@ -255,6 +278,13 @@ def test_pull_restores_signed_checkpoint_copies_and_refuses_forged_ones(vault, v
     assert genuine.exists()
     assert any(forged.blob_name in e and "failed verification" in e for e in result["errors"])
     assert not (vdir.home / "blobs" / forged.blob_name[:2] / forged.blob_name).exists()
+    # audit verify reads the replica's newest copy too (docs/audit.md section 3): the forged one
+    # left there is reported, never taken as the vault's newest signed checkpoint
+    report = vault.audit.verify(operator())
+    assert not report.ok and f"checkpoint {forged.seq} has an invalid signature" in report.problem
+    # once it is gone, the log restored next to the genuine copy verifies against the replica
+    vault.sync.remote().delete(forged.blob_name)
+    assert forged.blob_name not in remote_blob_names(fake_graph)
     assert vault.audit.verify(operator()).ok
 
 
@@ -282,7 +312,8 @@ def test_a_retry_after_longer_than_the_back_off_is_honoured(clocked, fake_graph)
     """Graph says Retry-After: 301 (beyond what the client sleeps through): the outbox does not
     try again after its own 31 s back-off, only once the 301 s have passed."""
     v, clock = clocked
-    fake_graph.inject("429", retry_after="301", method="PUT")
+    (blob,) = record_blobs(queued(v))  # not the checkpoint copy queued with it
+    fake_graph.inject("429", retry_after="301", method="PUT", path_contains=blob)
     first = v.sync.push(operator())
     assert first["failed"] == 1 and first["pending"]["needs_attention"] == 0
     puts = _puts(fake_graph)
@@ -298,7 +329,9 @@ def test_a_retry_after_longer_than_the_back_off_is_honoured(clocked, fake_graph)
 def test_a_short_retry_after_keeps_the_own_back_off(clocked, fake_graph):
     """A Retry-After shorter than the back-off does not shorten it (30 s first, then doubling)."""
     v, clock = clocked
-    fake_graph.inject("503", times=10, retry_after="0", method="PUT")  # exhausts the client's attempts
+    (blob,) = record_blobs(queued(v))  # not the checkpoint copy queued with it
+    # exhausts the client's attempts
+    fake_graph.inject("503", times=10, retry_after="0", method="PUT", path_contains=blob)
     assert v.sync.push(operator())["failed"] == 1
     clock.advance(29)
     assert v.sync.push(operator())["uploaded"] == 0
