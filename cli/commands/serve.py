@@ -102,6 +102,13 @@ from vault.errors import InvalidInput
     help="... then this many per minute.",
 )
 @click.option(
+    "--argon2-queue",
+    type=click.IntRange(min=1, max=1024),
+    default=16,
+    show_default=True,
+    help="Logins waiting for their Argon2id turn (one runs at a time); more are answered 503 busy.",
+)
+@click.option(
     "--unseal-socket",
     type=click.Path(dir_okay=False),
     help="The host's own unseal socket (default <vault>/unseal.sock; 'cvault operator unseal --local').",
@@ -130,6 +137,7 @@ def serve_cmd(
     key_cache_seconds,
     login_burst,
     login_per_minute,
+    argon2_queue,
     unseal_socket,
     log_level,
 ):
@@ -163,6 +171,9 @@ def serve_cmd(
         click.echo(f"  export CVAULT_CACERT={made.ca}", err=True)
         click.echo(f"  export CVAULT_ADDR=https://{shown}:{port}", err=True)
 
+    from vault import crypto
+
+    crypto.ARGON2_QUEUE = argon2_queue  # read at each call (vault.crypto.argon2_turn)
     settings = ServiceSettings(
         address_burst=login_burst,
         address_per_minute=login_per_minute,

@@ -13,6 +13,8 @@ import json
 import threading
 import time
 
+from vault.server.http import MAX_HEAD_BYTES, malformed_body
+
 #: at most this many buckets are kept; full, idle buckets are dropped first
 MAX_BUCKETS = 10_000
 #: after the limit, at most this much more of a body is read and dropped before answering 413
@@ -50,6 +52,11 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if _head_bytes(scope) > MAX_HEAD_BYTES:
+            # h11 enforces its head limit only on a head that arrives in pieces; one that arrives
+            # whole in a single read is parsed whatever its size: the same 431 either way
+            await _refuse_head(send)
             return
         limit = self.overrides.get(scope.get("path", ""), self.limit)
         expects_continue = False
@@ -127,6 +134,27 @@ class BodyLimit:
             if not state["answered"]:
                 state["answered"] = True
                 await _refuse(send, limit)
+
+
+def _head_bytes(scope) -> int:
+    """The size of the request line and headers as they came (each header line ``name: value``)."""
+    size = (
+        len(scope.get("method", ""))
+        + len(scope.get("raw_path") or b"")
+        + len(scope.get("query_string") or b"")
+    )
+    return size + sum(len(name) + len(value) + 4 for name, value in scope.get("headers", ()))
+
+
+async def _refuse_head(send) -> None:
+    body = malformed_body(431)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 431, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _refuse(send, limit: int | None, *, busy: bool = False) -> None:
