@@ -386,3 +386,21 @@ def on_a_terminal(vdir, *args: str, env: dict | None = None) -> str:
     os.close(master)
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
     return out.decode()
+
+
+def sealed_or_unsealed_env(vdir: VaultDir, home: Path, session: Path | None, *, sealed: bool) -> dict:
+    """A bare CLI environment (no inherited CVAULT_*): sealed leaves out the key file, and no
+    session file means nobody is signed in."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(ROOT),
+        "HOME": str(home),
+        "CVAULT_HOME": str(vdir.home),
+    }
+    if not sealed:
+        env["CVAULT_KEY_FILE"] = str(vdir.key_file)
+    if vdir.custody_file is not None:
+        env["CVAULT_CUSTODY_FILE"] = str(vdir.custody_file)
+    if session is not None:
+        env["CVAULT_SESSION_FILE"] = str(session)
+    return env

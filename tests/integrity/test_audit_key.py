@@ -16,7 +16,7 @@ import sqlite3
 import pytest
 
 from tests.factories import person
-from tests.helpers import ROOT, run_cli
+from tests.helpers import ROOT, run_cli, sealed_or_unsealed_env
 from vault import crypto
 from vault.audit.signing import fingerprint
 from vault.audit.verify import Trailer, sha256_hex
@@ -34,18 +34,7 @@ def world(vdir, tmp_path):
     attacker_private, attacker_public = crypto.ed25519_generate()
 
     def cli(*args: str, sealed: bool = False, who: bool = True):
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "PYTHONPATH": str(ROOT),
-            "HOME": str(tmp_path),
-            "CVAULT_HOME": str(vdir.home),
-        }
-        if not sealed:
-            env["CVAULT_KEY_FILE"] = str(vdir.key_file)
-        if vdir.custody_file is not None:
-            env["CVAULT_CUSTODY_FILE"] = str(vdir.custody_file)
-        if who:
-            env["CVAULT_SESSION_FILE"] = str(session)
+        env = sealed_or_unsealed_env(vdir, tmp_path, session if who else None, sealed=sealed)
         return run_cli(*args, env=env)
 
     return vdir, cli, real, (attacker_private, attacker_public), rita

@@ -29,7 +29,7 @@ from tests.factories import (
     person,
     write_session_file,
 )
-from tests.helpers import ROOT, run_cli
+from tests.helpers import ROOT, run_cli, sealed_or_unsealed_env
 from vault.audit.log import genesis_hash
 from vault.audit.verify import entry_bytes
 from vault.identity.sessions import new_token
@@ -68,18 +68,7 @@ def world(vdir, tmp_path):
     v.close()
 
     def cli(who: str | None, *args: str, sealed: bool = False, extra_env: dict | None = None):
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "PYTHONPATH": str(ROOT),
-            "HOME": str(tmp_path),
-            "CVAULT_HOME": str(vdir.home),
-        }
-        if not sealed:
-            env["CVAULT_KEY_FILE"] = str(vdir.key_file)
-        if vdir.custody_file is not None:
-            env["CVAULT_CUSTODY_FILE"] = str(vdir.custody_file)
-        if who:
-            env["CVAULT_SESSION_FILE"] = str(sessions[who])
+        env = sealed_or_unsealed_env(vdir, tmp_path, sessions[who] if who else None, sealed=sealed)
         return run_cli(*args, env={**env, **(extra_env or {})})
 
     return vdir, cli, vault_id, {"eve": eve, "rita": rita, "ada": ada}
