@@ -28,6 +28,8 @@ def when(value: Any) -> str:
     ``-``; text that is not an ISO 8601 date-time is returned unchanged."""
     if value is None or value == "":
         return "-"
+    if isinstance(value, str) and not value[:4].isdigit() and not value[:1].isspace():
+        return value  # not a date-time (paths, names, kinds: most cells of a table)
     if isinstance(value, str) and re.fullmatch(_HUMAN_TIME, value):
         return value
     if isinstance(value, datetime):
