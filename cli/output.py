@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -10,7 +9,16 @@ from typing import Any
 
 import click
 
+from cli.text import json_text, safe
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+#: ``--totp CODE`` for commands that read secret values (step-up, handled by CliState.with_stepup)
+totp_option = click.option(
+    "--totp",
+    "totp",
+    metavar="CODE",
+    help="TOTP code for step-up, if the last one is older than the window (asked for in a terminal).",
+)
 
 
 def wants_json(as_json: bool = False) -> bool:
@@ -21,61 +29,9 @@ def wants_json(as_json: bool = False) -> bool:
 
 def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -> None:
     if wants_json(as_json) or human is None:
-        click.echo(dumps(data))
+        click.echo(json_text(data))
     else:
         human(data)
-
-
-def dumps(data: Any) -> str:
-    """``json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)``, byte for byte. With an
-    indent the json module encodes in Python, object by object (2.2 s for the 100,000 records of a
-    ``secret list --json``); a list of flat objects of strings, integers, booleans and nulls (the
-    listings) is written here with the C string encoder instead (tests/cli/test_json_shapes.py
-    compares the two on generated listings)."""
-    if isinstance(data, list) and data and all(type(row) is dict for row in data):
-        from json.encoder import encode_basestring
-
-        items = []
-        for row in data:
-            fields = []
-            for key in sorted(row):
-                value = row[key]
-                kind = type(value)
-                if kind is str:
-                    text = encode_basestring(value)
-                elif kind is int:
-                    text = int.__repr__(value)
-                elif value is None:
-                    text = "null"
-                elif kind is bool:
-                    text = "true" if value else "false"
-                else:
-                    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
-                if type(key) is not str:
-                    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
-                fields.append(f"    {encode_basestring(key)}: {text}")
-            items.append("  {\n" + ",\n".join(fields) + "\n  }" if fields else "  {}")
-        return "[\n" + ",\n".join(items) + "\n]"
-    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
-
-
-def safe(text: Any) -> str:
-    """Escape control characters so no stored value can forge terminal output."""
-    s = "" if text is None else str(text)
-    if s.isprintable():  # the common case, in C: nothing to escape
-        return s
-    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in s)
-
-
-def for_terminal(text: Any, raw: bool = False) -> str:
-    """A stored value printed on its own (``secret get --field``): on a terminal, control
-    characters are escaped (ESC shows as the four characters ``\\x1b``: a stored escape sequence cannot
-    rewrite the screen, retitle the window or fake a prompt) and line breaks kept; piped, or with
-    ``--raw``, the value exactly as stored (issue 11)."""
-    s = "" if text is None else str(text)
-    if raw or not sys.stdout.isatty():
-        return s
-    return "\n".join(safe(line) for line in s.split("\n"))
 
 
 def _width() -> int | None:

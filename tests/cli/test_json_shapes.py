@@ -25,7 +25,7 @@ def test_a_changed_schema_changes_the_block(monkeypatch):
 
 
 def test_the_listing_encoder_writes_exactly_what_json_dumps_writes():
-    """cli.output.dumps writes lists of flat objects itself (secret list --json of 100,000
+    """cli.text.json_text writes lists of flat objects itself (secret list --json of 100,000
     records): byte for byte json.dumps(indent=2, sort_keys=True, ensure_ascii=False), whatever the
     text (control characters, quotes, non-ASCII, surrogates) and values."""
     import json
@@ -33,7 +33,7 @@ def test_the_listing_encoder_writes_exactly_what_json_dumps_writes():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from cli.output import dumps
+    from cli.text import json_text as dumps
 
     scalars = st.one_of(st.text(), st.integers(), st.booleans(), st.none(), st.floats(allow_nan=False))
     values = st.one_of(
