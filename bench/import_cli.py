@@ -55,7 +55,7 @@ def _lines_per_client(
         client = client_for(record.client_hint, mapping, None)
         assert client is not None
         where, _ = allocators.setdefault(client, PathAllocator()).allocate(record.path)
-        fields, _ = record_fields(record)
+        fields = record_fields(record)
         out.setdefault(client, []).append(json.dumps({"path": where, "kind": record.kind, "fields": fields}))
     return out
 
