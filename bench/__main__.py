@@ -123,7 +123,7 @@ REGISTRY = [
     Bench(
         "console",
         19,
-        "web console: audit page of 1,000,000 events, clients pages of 10,000, reveal (wall, server CPU, floor)",
+        "web console: audit page of 1,000,000 events, clients pages of 10,000, reveal (wall, CPU, floor)",
         {"events": 200_000, "clients": 10_000, "runs": 7},
         timeout=600,
     ),
