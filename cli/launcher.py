@@ -95,17 +95,28 @@ def try_agent(argv: list[str]) -> int | None:
     return code
 
 
+def _leave(code: int) -> None:
+    """Flush and exit without interpreter teardown, as :func:`cli.main.main` does."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):
+        code = code or 1
+    os._exit(code)
+
+
 def main() -> None:
     argv = sys.argv[1:]
     if os.environ.get("CVAULT_NO_AGENT") != "1" and agent_eligible(argv):
         code = try_agent(argv)
         if code is not None:
-            try:
-                sys.stdout.flush()
-                sys.stderr.flush()
-            except (BrokenPipeError, ValueError):
-                code = code or 1
-            os._exit(code)
+            _leave(code)
+    # ``secret get --field``/``--json`` without click (cli.fastget): the same read, the same bytes
+    from cli.fastget import try_fast
+
+    code = try_fast(argv)
+    if code is not None:
+        _leave(code)
     from cli.main import main as cli_main
 
     cli_main()

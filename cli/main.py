@@ -6,7 +6,6 @@ click, the ``secret`` commands and the vault core, nothing else.
 
 from __future__ import annotations
 
-import errno
 import importlib
 import os
 import sys
@@ -127,20 +126,6 @@ def cli(
         )
 
 
-#: errors of a path itself (not of the storage under it: storage_error has those, exit 9)
-_PATH_ERRNOS = {
-    errno.ENOENT,
-    errno.ENOTDIR,
-    errno.EISDIR,
-    errno.ENAMETOOLONG,
-    errno.EACCES,
-    errno.EPERM,
-    errno.ELOOP,
-    errno.EINVAL,
-    errno.ENXIO,
-}
-
-
 def run(argv: list[str] | None = None, *, obj: CliState | None = None) -> int:
     """Run the CLI and return its exit code; every error becomes one line on stderr.
 
@@ -166,35 +151,10 @@ def run(argv: list[str] | None = None, *, obj: CliState | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except KeyboardInterrupt:
-        click.echo("cvault: interrupted", err=True)
-        return 130
-    except BrokenPipeError:
-        return 1
-    except Exception as exc:  # noqa: BLE001 - the one place that turns every error into one line and an exit code
-        from vault.errors import VaultError
+    except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - the one place that turns every error into one line and an exit code
+        from cli.errors import report
 
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        if not isinstance(exc, VaultError):
-            # a full or read-only disk, a damaged database file, a number SQLite cannot hold,
-            # input nested too deeply: the documented line and exit code, not "internal error"
-            from vault.store.db import storage_error
-
-            exc = storage_error(exc) or exc
-        if isinstance(exc, VaultError):
-            click.echo(f"cvault: {exc.message}", err=True)
-            return exc.exit_code
-        if isinstance(exc, OSError) and exc.filename is not None and exc.errno in _PATH_ERRNOS:
-            # a path the user gave that the system refuses (too long, a folder, no permission...)
-            name = os.fsdecode(exc.filename)
-            shown = name if len(name) <= 120 else name[:60] + "..." + name[-20:]
-            click.echo(f"cvault: {shown!r}: {os.strerror(exc.errno).lower()}", err=True)
-            return 2
-        click.echo(f"cvault: internal error: {type(exc).__name__} (run with --debug for details)", err=True)
-        return 1
+        return report(exc, debug, lambda line: click.echo(line, err=True))
     return rv if isinstance(rv, int) else 0
 
 

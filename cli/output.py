@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -10,7 +9,16 @@ from typing import Any
 
 import click
 
+from cli.text import json_text, safe
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+#: ``--totp CODE`` for commands that read secret values (step-up, handled by CliState.with_stepup)
+totp_option = click.option(
+    "--totp",
+    "totp",
+    metavar="CODE",
+    help="TOTP code for step-up, if the last one is older than the window (asked for in a terminal).",
+)
 
 
 def wants_json(as_json: bool = False) -> bool:
@@ -21,28 +29,9 @@ def wants_json(as_json: bool = False) -> bool:
 
 def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -> None:
     if wants_json(as_json) or human is None:
-        click.echo(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False))
+        click.echo(json_text(data))
     else:
         human(data)
-
-
-def safe(text: Any) -> str:
-    """Escape control characters so no stored value can forge terminal output."""
-    s = "" if text is None else str(text)
-    if s.isprintable():  # the common case, in C: nothing to escape
-        return s
-    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in s)
-
-
-def for_terminal(text: Any, raw: bool = False) -> str:
-    """A stored value printed on its own (``secret get --field``): on a terminal, control
-    characters are escaped (ESC shows as the four characters ``\\x1b``: a stored escape sequence cannot
-    rewrite the screen, retitle the window or fake a prompt) and line breaks kept; piped, or with
-    ``--raw``, the value exactly as stored (issue 11)."""
-    s = "" if text is None else str(text)
-    if raw or not sys.stdout.isatty():
-        return s
-    return "\n".join(safe(line) for line in s.split("\n"))
 
 
 def _width() -> int | None:

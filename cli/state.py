@@ -6,17 +6,18 @@ import os
 import sys
 from typing import TYPE_CHECKING, TypeVar
 
-import click
-
 from vault.errors import InvalidInput, VaultSealed
 
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import click
+
     from vault.api import VaultAPI
     from vault.principal import Principal
 
-CommandT = TypeVar("CommandT", bound=click.Command)
+# click is imported where a prompt needs it: ``cvault secret get`` (cli.fastget) runs without it
+CommandT = TypeVar("CommandT", bound="click.Command")
 
 
 class CliState:
@@ -74,6 +75,8 @@ class CliState:
             elif pass_file:
                 vault.unseal_passphrase(read_secret_file(pass_file, "passphrase"))
             elif sys.stdin.isatty():
+                import click
+
                 vault.unseal_passphrase(click.prompt("Vault passphrase", hide_input=True, err=True))
             else:
                 raise VaultSealed(
@@ -116,6 +119,8 @@ class CliState:
             if code is None:
                 if not sys.stdin.isatty():
                     raise StepUpRequired(f"{exc.message}; pass --totp CODE") from None
+                import click
+
                 code = click.prompt("TOTP code (step-up)", err=True)
             self.vault().users.step_up(principal, code)
         return operation(principal)
@@ -167,6 +172,8 @@ def read_stdin_lines(*whats: str) -> list[str]:
 def warn_code_in_argv(what: str, option: str) -> None:
     """A one-time code typed on the command line is in the shell's history and, while the
     command runs, in the process list; if the command fails it stays valid (issue 11)."""
+    import click
+
     click.echo(
         f"cvault: warning: the {what} given with {option} stays valid until it is used, and the "
         "command line may be in your shell history and the process list (use the prompt or "
@@ -190,19 +197,12 @@ def read_stdin_secret(what: str, *, multiline: bool = False) -> str:
     return data
 
 
-#: ``--totp CODE`` for commands that read secret values (step-up, handled by CliState.with_stepup)
-totp_option = click.option(
-    "--totp",
-    "totp",
-    metavar="CODE",
-    help="TOTP code for step-up, if the last one is older than the window (asked for in a terminal).",
-)
-
-
 def read_password(password_stdin: bool, prompt: str = "Password", *, confirm: bool = False) -> str:
     """A password from standard input (first line) or a hidden prompt; never from argv."""
     if password_stdin:
         return read_stdin_secret("password")
     if not sys.stdin.isatty():
         raise InvalidInput("no password: use --password-stdin or run in a terminal")
+    import click
+
     return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)

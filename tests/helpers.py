@@ -135,6 +135,44 @@ def run_cli(
     )
 
 
+#: the console script (cli.launcher), writing the modules loaded to stderr as it leaves by os._exit
+_MODULES_AT_EXIT = """
+import json, os, sys
+leave = os._exit
+def report(code):
+    sys.stderr.write("\\nmodules:" + json.dumps(sorted(sys.modules)))
+    sys.stderr.flush()
+    leave(code)
+os._exit = report
+sys.argv[0] = "cvault"
+from cli.launcher import main
+main()
+"""
+
+
+def cli_modules(
+    *args: str, env: dict, python_flags: tuple[str, ...] = ()
+) -> tuple[subprocess.CompletedProcess, set[str]]:
+    """Run ``cvault ARGS`` through the console script's entry in a subprocess; its result (stderr
+    without the report) and every module it had loaded when it left (what a command costs to
+    start is mostly what it imports: tests/core/test_fast_paths.py)."""
+    proc = subprocess.run(
+        [sys.executable, *python_flags, "-c", _MODULES_AT_EXIT, *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    stderr, _, report = proc.stderr.rpartition("\nmodules:")
+    if not report.startswith("["):
+        raise AssertionError(f"cvault {' '.join(args)} did not leave through os._exit: {proc.stderr[-2000:]}")
+    proc.stderr = stderr
+    import json
+
+    return proc, set(json.loads(report))
+
+
 def make_vault(base: Path, clock=None, *, with_operator: bool = True) -> VaultDir:
     """A new vault; with the all-roles ``operator`` user and its long-lived session by default."""
     home, key = base / "vault", base / "vault.key"

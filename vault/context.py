@@ -141,10 +141,17 @@ class VaultContext:
         ``integrity.row_macs`` audit event says so. A vault whose audit log already holds that
         event but whose marker is gone had its MACs stripped: an integrity failure, never a second
         backfill (which would MAC whatever was written meanwhile)."""
+        pending: tuple[str, ...] = ()
         with self.db.read() as conn:
             if rowmac.enabled(conn):
                 self.settings = self._verified_settings(conn)
-                return
+                pending = rowmac.pending_tables(conn)
+                if not pending or self.db.read_only:
+                    # read-only: the tables still without MACs fail closed when read
+                    return
+        if pending:
+            self._upgrade_row_macs(actor, pending)
+            return
         if self.db.read_only:
             raise IntegrityFailure(
                 "integrity failure: this vault's rows carry no MACs yet; open it once on writable"
@@ -184,6 +191,30 @@ class VaultContext:
                 reason=f"row MACs added to {sum(counts.values())} rows; {ended} session(s) from before ended",
                 origin="cli",
             )
+
+    def _upgrade_row_macs(self, actor: str, tables: tuple[str, ...]) -> None:
+        """A vault whose rows got MACs before ``tables`` joined (rowmac.COVERAGE) gets theirs now,
+        once, audited like the first backfill (docs/format.md "Row MACs", "Coverage")."""
+        from vault.sla.contracts import verify_integration_row
+
+        def verify_row(table: str, row: tuple) -> None:
+            if table == "integrations":
+                verify_integration_row(self.keyring, row[1:])
+
+        with self.db.write() as conn:
+            if not rowmac.pending_tables(conn):
+                return  # another process upgraded meanwhile
+            counts = rowmac.upgrade(conn, verify_row)
+        self.audit.append(
+            actor=actor,
+            action=AuditEvent.INTEGRITY_ROW_MACS.value,
+            outcome="ok",
+            reason=(
+                f"row MACs added to {sum(counts.values())} rows of {', '.join(tables)}"
+                f" (coverage {rowmac.COVERAGE})"
+            ),
+            origin="cli",
+        )
 
     @staticmethod
     def _verified_settings(conn) -> dict:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
-from cli.output import emit, fields_block, json_option, progress, table
+from cli.output import emit, fields_block, json_option, progress, table, totp_option
 from cli.render import show_access, when
-from cli.state import totp_option
 from vault import api_spec as spec
 from vault.errors import InvalidInput
 

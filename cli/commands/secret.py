@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import click
 
-from cli.output import emit, fields_block, for_terminal, json_option, progress, table, wants_json
+from cli.fastget import field_text, field_value, record_json
+from cli.output import emit, fields_block, json_option, progress, table, totp_option, wants_json
 from cli.render import when
-from cli.state import totp_option
 from vault.errors import InvalidInput, NotFound
 from vault.records import CUSTOM, KINDS, MAIN_SECRET, MULTILINE_FIELDS, TOTP, cli_fields, is_secret
 
@@ -400,20 +400,6 @@ def _shown_fields(fields: dict, kind: str, *, reveal: bool) -> dict:
     return shown
 
 
-def _field_value(record, field: str):
-    """``--field``: a built-in field, or a custom one as ``custom.NAME`` (or its bare name)."""
-    custom = record.fields.get(CUSTOM) or {}
-    if field in record.fields and field != CUSTOM:
-        return record.fields[field]
-    name = field[7:] if field.startswith("custom.") else field
-    if name in custom:
-        return custom[name].get("value")
-    available = sorted([k for k in record.fields if k != CUSTOM] + [f"custom.{n}" for n in custom])
-    raise InvalidInput(
-        f"{record.client}/{record.path} has no field {field!r} (fields: {', '.join(available)})"
-    )
-
-
 @secret.command("get")
 @click.argument("client", shell_complete=complete_client)
 @click.argument("path", shell_complete=complete_path)
@@ -473,20 +459,17 @@ def secret_get(state, client, path, field, version, copy, otp, reveal, raw, atta
         chosen = field or MAIN_SECRET[record.kind]
         if field is None and chosen not in record.fields:
             raise InvalidInput(f"{client}/{path} has no {chosen} to copy; use --field")
-        seconds = copy_with_timeout(str(_field_value(record, chosen)))
+        seconds = copy_with_timeout(str(field_value(record, chosen)))
         click.echo(f"copied {chosen} of {client}/{path} to the clipboard; clears in {seconds} s", err=True)
         return
     if field is not None:
-        value = _field_value(record, field)
+        value = field_value(record, field)
+        # color=True: click would strip escape sequences from piped output; a pipe gets the
+        # value exactly as stored, a terminal the escaped form (cli.text.for_terminal)
         emit(
             {"field": field, "value": value},
             as_json,
-            # color=True: click would strip escape sequences from piped output; a pipe gets the
-            # value exactly as stored, a terminal the escaped form (for_terminal)
-            lambda d: click.echo(
-                for_terminal(", ".join(map(str, value)) if isinstance(value, list) else value, raw),
-                color=True,
-            ),
+            lambda d: click.echo(field_text(value, raw), color=True),
         )
         return
 
@@ -502,12 +485,8 @@ def secret_get(state, client, path, field, version, copy, otp, reveal, raw, atta
             )
         fields_block(shown, raw=True)
 
-    data = record.as_dict()
-    if as_json or wants_json():
-        fields = dict(data["fields"])
-        data["totp"] = fields.pop(TOTP, None) is not None
-        data["fields"] = fields
-    emit(data, as_json, human)
+    # the JSON form is made by the function cvault secret get without click uses (cli.fastget)
+    emit(record_json(record) if as_json or wants_json() else record.as_dict(), as_json, human)
 
 
 def _size(n: int) -> str:

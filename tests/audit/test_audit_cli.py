@@ -192,3 +192,31 @@ def test_audit_log_limit_0_pages_through_the_whole_log_with_the_same_output(tmp_
     assert run(["audit", "log", "--limit", "0", "--client", "acme"]) == 0
     table = capsys.readouterr().out
     assert table.count("secret.get") == 23 and table.count("SEQ") == 1
+
+
+def test_report_sections_are_capped_with_a_count_line_and_full_lists_all(vdir):
+    """Issue 20 item 6: a cut section says how many it left out ("... and N more: --full ..."),
+    --full lists every entry and drops the line; --json has the totals."""
+    from datetime import datetime, timedelta
+
+    from tests.helpers import add_client, operator
+    from vault.clock import UTC
+
+    saturday = datetime.now(UTC) - timedelta(days=3)
+    saturday -= timedelta(days=(saturday.weekday() - 5) % 7)  # the last Saturday 3+ days ago
+    clock = clock_at(saturday.replace(hour=12, minute=0, second=0, microsecond=0))
+    v = vdir.open(clock)
+    add_client(v, "acme")
+    v.secrets.put(operator(), "acme", "office/fw", "note", {"text": "x"})
+    for _ in range(103):  # weekend reads: off-hours
+        v.secrets.get(operator(), "acme", "office/fw")
+        clock.advance(minutes=11)
+    v.close()
+    cut = vdir.cli("audit", "report", "--since", "10d")
+    assert cut.returncode == 0, cut.stderr
+    assert "... and 4 more: --full lists them all" in cut.stdout  # 103 reads and the put
+    full = vdir.cli("audit", "report", "--since", "10d", "--full")
+    assert full.returncode == 0 and "more: --full" not in full.stdout
+    data = json.loads(vdir.cli("audit", "report", "--since", "10d", "--json").stdout)
+    assert data["totals"]["off_hours_access"] == 104 and len(data["off_hours_access"]) == 100
+    assert data["truncated"] == ["off_hours_access"]

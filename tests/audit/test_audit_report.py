@@ -8,8 +8,8 @@ import pytest
 
 from tests.factories import audit_cast, client_with_secrets
 from tests.helpers import clock_at
-from vault.audit.report import ACTIONS, Event, ReportSettings, build_report
-from vault.clock import UTC
+from vault.audit.report import ACTIONS, Event, ReportSettings, build_report, report_from_db
+from vault.clock import UTC, rfc3339
 from vault.errors import AccessDenied, InvalidInput
 
 MON = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)  # a Monday; Europe/London is UTC+1 (BST)
@@ -167,29 +167,73 @@ def test_list_sections_are_capped_with_their_totals_and_full_lists_all():
     assert len(everything["off_hours_access"]) == 250 and everything["truncated"] == []
 
 
-def test_the_report_consumes_a_generator_once_in_bounded_memory():
-    """A million-event log must not be held: the report takes an iterator and keeps no event list."""
+def _log_db(path, n: int):
+    """A vault database (every migration) holding ``n`` secret reads by 7 users of 5 clients,
+    spread over the same two days whatever ``n`` (the minutes with access do not grow with it)."""
+    from vault.store.db import Database
+
+    db = Database(path, create=True)
+    db.migrate()
+    with db.write() as conn:
+        conn.executemany(
+            "INSERT INTO audit_events (seq, at, actor, action, client, outcome, reason, origin,"
+            " prev_hash, entry_hash) VALUES (?, ?, ?, 'secret.get', ?, 'allow', '', 'cli', x'', x'')",
+            (
+                (i + 1, rfc3339(MON + timedelta(seconds=i * 172_800 / n)), f"u{i % 7}", f"c{i % 5}")
+                for i in range(n)
+            ),
+        )
+    return db
+
+
+def test_the_report_holds_no_python_object_per_event(tmp_path):
+    """A million-event log must not be held: the report over a real vault database is SQL
+    aggregates, so its Python memory does not grow with the number of events."""
     import tracemalloc
 
     s = ReportSettings.from_settings({})
 
     def peak(n):
+        db = _log_db(tmp_path / f"{n}.db", n)
         tracemalloc.start()
-        build_report(
-            (
-                Event(i + 1, MON + timedelta(seconds=i), f"u{i % 7}", "secret.get", f"c{i % 5}", "allow", "")
-                for i in range(n)
-            ),
-            s,
-            since=MON,
-            until=MON + timedelta(days=30),
-        )
+        with db.read() as conn:
+            r = report_from_db(conn, s, since=MON, until=MON + timedelta(days=30))
         _, top = tracemalloc.get_traced_memory()
         tracemalloc.stop()
+        db.close()
+        assert r["window"]["events"] == n and sum(u["reads"] for u in r["access_per_user"]) == n
         return top
 
     small, large = peak(2_000), peak(40_000)
     assert large < small * 3, (small, large)  # 20 x the events, not 20 x the memory
+
+
+def test_the_report_counts_from_the_report_index(tmp_path):
+    """The counting sections read the window's range of audit_events_at_report (migration 0020),
+    which holds every column they group by: no table row is read per event."""
+    db = _log_db(tmp_path / "plan.db", 10)
+    plan = " ".join(
+        str(row)
+        for row in db.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT actor, client, action, outcome, count(*) FROM audit_events"
+            " WHERE at >= ? AND at <= ? AND action >= 'secret.' AND action < 'secret/'"
+            " AND outcome IN ('allow', 'deny') GROUP BY actor, client, action, outcome",
+            ("2026", "2027"),
+        )
+    )
+    db.close()
+    assert "COVERING INDEX audit_events_at_report" in plan, plan
+
+
+def test_the_window_is_whole_seconds():
+    """docs/audit.md section 8: events from since's second up to and including until's."""
+    log = Log()
+    log.add(MON.replace(microsecond=100), "eve", "secret.get", client="acme")
+    log.add(MON.replace(second=1, microsecond=999_999), "eve", "secret.get", client="acme")
+    log.add(MON.replace(second=2), "eve", "secret.get", client="acme")
+    s = ReportSettings.from_settings({})
+    r = build_report(log.events, s, since=MON.replace(microsecond=500), until=MON.replace(second=1))
+    assert r["window"]["events"] == 2
 
 
 def test_admin_change_decisions_without_a_result_are_listed_once():

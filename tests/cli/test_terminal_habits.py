@@ -152,3 +152,90 @@ def test_copy_without_a_clipboard_tool_uses_osc52_and_clears(vdir, tmp_path, ext
     # without a terminal and without a tool: the one documented line, exit 1
     proc = vdir.cli("secret", "get", "acme", "ssh/box", "--copy", env=env)
     assert proc.returncode == 1 and "no clipboard available" in proc.stderr
+
+
+def _login_on_a_terminal(vd, person, env, *extra: str, answer: bytes | None = None) -> tuple[int, bytes]:
+    """``cvault login PERSON`` with a real pty as its controlling terminal (stdin, stdout,
+    stderr and /dev/tty, where the hidden password prompt reads): waits for the prompt, then
+    types ``answer`` (default: the password and Enter); returns the exit code and everything the
+    terminal showed."""
+    import fcntl
+    import pty
+    import termios
+
+    master, slave = pty.openpty()
+
+    def controlling_terminal() -> None:  # in the child, after setsid (start_new_session)
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "login", person.name, "--totp", person.code(), *extra],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=ROOT,
+        close_fds=True,
+        start_new_session=True,
+        preexec_fn=controlling_terminal,  # the test process starts no threads
+    )
+    os.close(slave)
+    seen, typed = b"", False
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 60)
+            if not ready:
+                break  # the assertions name what is missing
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed its side of the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+            if not typed and b"Password:" in seen:
+                os.write(master, answer if answer is not None else person.password.encode() + b"\r")
+                typed = True
+    finally:
+        proc.wait(timeout=60)
+        os.close(master)
+    return proc.returncode, seen
+
+
+def test_login_on_a_terminal_warns_before_replacing_another_users_session(staff, tmp_path):
+    """Issue 16 item 7 (docs/cli.md): on a terminal, logging in as carl over bob's session says
+    so before the password prompt; Ctrl-C there keeps bob's session; --yes replaces without the
+    warning; without a terminal the same login is refused unless --yes."""
+    vd = staff.vdir
+    env = vd.env(CVAULT_SESSION_FILE=str(tmp_path / "session.json"), TERM="xterm")
+    env.pop("CVAULT_PROFILE", None)
+    assert _login(vd, staff.bob, env).returncode == 0
+
+    def whoami() -> str:
+        return json.loads(vd.cli("whoami", "--json", env=env).stdout)["user"]
+
+    warning = b"cvault: warning: this replaces bob's session (use --profile NAME to keep both)"
+    # Ctrl-C at the prompt (the terminal's interrupt character): nothing replaced
+    code, seen = _login_on_a_terminal(vd, staff.carl, env, answer=b"\x03")
+    assert code != 0 and warning in seen, seen
+    assert seen.index(warning) < seen.index(b"Password:")  # told before anything is asked
+    assert whoami() == "bob"
+    # the warning, then the password typed at the hidden prompt: carl's session replaces bob's
+    code, seen = _login_on_a_terminal(vd, staff.carl, env)
+    assert code == 0, seen
+    assert warning in seen and seen.index(warning) < seen.index(b"Password:")
+    assert b"logged in as carl" in seen
+    assert staff.carl.password.encode() not in seen  # the prompt does not echo
+    assert whoami() == "carl"
+    # --yes: replaced on purpose, no warning
+    code, seen = _login_on_a_terminal(vd, staff.rita, env, "--yes")
+    assert code == 0, seen
+    assert b"warning" not in seen and b"logged in as rita" in seen
+    assert whoami() == "rita"
+    # no terminal (a pipe): refused with exit 2 and one line unless --yes
+    refused = _login(vd, staff.alice, env)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "would replace rita's session" in refused.stderr
+    assert whoami() == "rita"
+    assert _login(vd, staff.alice, env, "--yes").returncode == 0  # (bob's code was spent above)
+    assert whoami() == "alice"

@@ -35,7 +35,14 @@ def world_template(tmp_path_factory):
         v.secrets.put(eve, "acme", "office/gone", "note", {"text": "deleted-value"})
         v.secrets.rm(eve, "acme", "office/gone")
         v.secrets.put(people["carl"].principal(v), "globex", "net/core", "note", {"text": "globex-core"})
+        # PSA integrations (docs/sla.md): halopsa and connectwise sign contract events; oldpsa was
+        # removed (its secret destroyed). The secrets are what a PSA holds, not the attacker
+        ada = people["ada"].principal(v)
+        integration_secrets = {n: v.integrations.add(ada, n)["secret"] for n in ("halopsa", "connectwise")}
+        v.integrations.add(ada, "oldpsa")
+        v.integrations.rm(ada, "oldpsa")
         ids = {name: p.user_id for name, p in people.items()}
+        ids["integration_secrets"] = integration_secrets
         ids["vault_id"] = v.ctx.vault_id.hex()
     finally:
         v.close()

@@ -5,7 +5,9 @@ return anything but the current value (docs/security.md, "File writer (A4)").
 
 The cast is the file-writer world (tests/integrity/conftest.py): carl, rita and maria are refused
 acme's secrets, eve is refused globex's; eve reads acme/office/firewall = ``pw-current-2`` (version
-1 held ``pw-old-1``) and acme/office/gone is deleted (its version 1 held ``deleted-value``).
+1 held ``pw-old-1``) and acme/office/gone is deleted (its version 1 held ``deleted-value``). The
+PSA integrations halopsa and connectwise sign contract events with their own secrets; oldpsa was
+removed: no edit lets one sign as another, or the removed one sign at all.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import copy_vault
+from vault.clock import to_epoch
 from vault.errors import VaultError
 
 #: (table, column) pairs a decision or ``secret get`` reads
@@ -61,6 +64,10 @@ TARGETS = [
     ("team_members", "removed_at"),
     ("team_assignments", "client_id"),
     ("team_assignments", "ended_at"),
+    ("integrations", "id"),
+    ("integrations", "name"),
+    ("integrations", "secret_sealed"),
+    ("integrations", "disabled_at"),
 ]
 
 
@@ -132,6 +139,23 @@ def _read(v, tokens, who, client, path):
     return _outcome(call)
 
 
+def _event(v, secrets, who: str, key: bytes, n: int):
+    """A contract event for acme named as integration ``who``, signed under ``key`` (docs/sla.md)."""
+    import hashlib
+    import hmac
+    import json
+
+    body = json.dumps({"id": f"evt-prop-{n}", "client": "acme", "contract_end": "2031-03-31"}).encode()
+    stamp = str(to_epoch(v.ctx.now()))
+    signature = "v1=" + hmac.new(key, stamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    headers = {"x-cvault-integration": who, "x-cvault-timestamp": stamp, "x-cvault-signature": signature}
+    return _outcome(lambda: v.integrations.receive(body, headers))
+
+
+def _refused(got) -> bool:
+    return isinstance(got, type) and issubclass(got, VaultError)
+
+
 REFUSED = [
     ("carl", "acme", "office/firewall"),
     ("rita", "acme", "office/firewall"),
@@ -151,7 +175,7 @@ def edit_template(world_template, tmp_path_factory):
         tokens = {name: people[name].token(v) for name in ("eve", "carl", "rita", "maria")}
     finally:
         v.close()
-    return mine, tokens
+    return mine, tokens, ids["integration_secrets"]
 
 
 @pytest.mark.slow
@@ -171,8 +195,15 @@ def edit_template(world_template, tmp_path_factory):
 @example(edit=("sessions", "user_id", 4, 0, "int", 1, 2, "", False))
 @example(edit=("record_versions", "wrapped_dek", 1, 0, "null", 1, 0, "", False))
 @example(edit=("records", "client_id", 0, 2, "other_row", 1, 0, "", False))
+# integrations (rows: halopsa, connectwise, oldpsa removed): connectwise renamed halopsa's way is
+# refused by UNIQUE, so: halopsa given connectwise's sealed secret; connectwise renamed; oldpsa
+# enabled again; a copy of halopsa's row (mac included) under another name
+@example(edit=("integrations", "secret_sealed", 0, 1, "other_row", 1, 0, "", False))
+@example(edit=("integrations", "name", 1, 0, "text", 1, 0, "autotask", False))
+@example(edit=("integrations", "disabled_at", 2, 0, "null", 1, 0, "", False))
+@example(edit=("integrations", "name", 0, 0, "text", 1, 0, "autotask", True))
 def test_a_single_row_edit_never_grants_or_rolls_back(edit_template, tmp_path_factory, edit):
-    template, tokens = edit_template
+    template, tokens, integration_secrets = edit_template
     base = tmp_path_factory.mktemp("edit")
     shutil.rmtree(base)
     base.mkdir()
@@ -194,5 +225,16 @@ def test_a_single_row_edit_never_grants_or_rolls_back(edit_template, tmp_path_fa
         )
         gone = _read(v, tokens, "eve", "acme", "office/gone")
         assert isinstance(gone, type) and issubclass(gone, VaultError), (edit, what, gone)
+        # the integrations: connectwise's secret never signs as halopsa (nor as a name the vault
+        # never added), the removed oldpsa never signs (its secret is gone: the empty key), and
+        # halopsa's own events are accepted as halopsa or refused
+        secrets = {n: bytes.fromhex(s) for n, s in integration_secrets.items()}
+        for n, (who, key) in enumerate(
+            [("halopsa", secrets["connectwise"]), ("autotask", secrets["connectwise"]), ("oldpsa", b"")]
+        ):
+            got = _event(v, secrets, who, key, n)
+            assert _refused(got), (edit, what, who, got)
+        own = _event(v, secrets, "halopsa", secrets["halopsa"], 9)
+        assert _refused(own) or own["integration"] == "halopsa", (edit, what, own)
     finally:
         v.close()

@@ -622,3 +622,56 @@ def test_attachments_over_the_api_with_their_own_body_limit(served):
     error = assert_error_shape(answer)  # integrity failures are 409 with exit code 6 (docs/service.md)
     assert status == 409 and error["exit_code"] == 6 and "integrity failure: attachment" in error["message"]
     assert "internal error" not in service.log()
+
+
+def _open_upload(service, token: str, size: int, sent: int) -> ssl.SSLSocket:
+    """An attachment upload that declares ``size`` bytes, sends ``sent`` of them and stalls."""
+    ctx = ssl.create_default_context(cafile=str(service.ca.ca_path))
+    sock = socket.create_connection(("127.0.0.1", service.port), timeout=30)
+    tls = ctx.wrap_socket(sock, server_hostname="127.0.0.1")
+    tls.sendall(
+        f"POST /v1/secrets/attach HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Length: {size}\r\n\r\n".encode()
+        + b'{"client_name": "acme", "data": "'
+        + b"A" * (sent - 33)
+    )
+    return tls
+
+
+def test_junk_tokens_cannot_hold_the_attachment_upload_slots(served):
+    """Review F6 replayed: two stalled 30 MiB uploads with junk bearer tokens used to hold both
+    large-body slots (the token was checked only by the route, after the body), so a real
+    user's upload was answered 429 meanwhile. The token is now resumed before a slot is granted:
+    the junk uploads are answered 401 at once, holding nothing, and eve's upload goes through
+    while they are still open; two stalled uploads of a *live* session do hold the slots (429
+    for a third), which shows the slots still exist and only live sessions get them."""
+    import base64
+
+    service, _, _, tokens = served
+    size = 30 * 1024 * 1024
+    junk = [_open_upload(service, token, size, 16 * 1024) for token in ("cvs1_" + "A" * 43, "garbage")]
+    try:
+        body = {"client_name": "acme", "path": "office/firewall", "name": "notes.txt"}
+        data = base64.b64encode(b"while strangers stall").decode()
+        status, answer = service.client(tokens["eve"]).post("/v1/secrets/attach", {**body, "data": data})
+        assert status == 200, answer
+        for tls in junk:
+            resp = http.client.HTTPResponse(tls)
+            resp.begin()
+            assert resp.status == 401
+            assert assert_error_shape(json.loads(resp.read()), "authentication_failed")["exit_code"] == 3
+    finally:
+        for tls in junk:
+            tls.close()
+    held = [_open_upload(service, tokens["carl"], size, 16 * 1024) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # both stalled uploads admitted (each resumed carl's session first)
+            status, answer = service.client(tokens["eve"]).post("/v1/secrets/attach", {**body, "data": data})
+            if status == 429 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert status == 429 and assert_error_shape(answer, "rate_limited")
+    finally:
+        for tls in held:
+            tls.close()

@@ -7,6 +7,7 @@ table of this module.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
@@ -262,6 +263,34 @@ class _BurstTracker:
             current["kind"].add(f"more than {s.burst_clients} clients")
 
 
+#: the secret actions a read, a write; every other ``secret.*`` action is "other"
+WRITE_ACTIONS = frozenset({"secret.put", "secret.rm", "secret.import"})
+#: the columns of a listed event, in :class:`Event` order
+_ROW = "seq, at, actor, action, client, outcome, reason"
+_SECRET = "action >= 'secret.' AND action < 'secret/'"  # noqa: S105 - SQL: every action starting "secret."
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _event(row) -> Event:
+    seq, at, actor, action, client, outcome, reason = row
+    return Event(seq, _when(at), actor, action, client, outcome, reason)
+
+
+def window_bounds(since: datetime, until: datetime) -> tuple[str, str]:
+    """The text bounds of the window in whole seconds: every event from ``since``'s second up to
+    and including ``until``'s (``at`` is RFC 3339 UTC text, which sorts by time to the second;
+    '~' sorts after 'Z' and '.')."""
+    from vault.clock import rfc3339
+
+    def second(when: datetime) -> str:
+        return rfc3339(when.replace(microsecond=0)).rstrip("Z")
+
+    return second(since), second(until) + "~"
+
+
 def build_report(
     events: Iterable[Event],
     settings: ReportSettings,
@@ -271,52 +300,174 @@ def build_report(
     certificates: dict[str, dict] | None = None,
     full: bool = False,
 ) -> dict:
-    """One pass over ``events`` (in log order), memory bounded by the number of users, clients and
-    refusal reasons and by :data:`SECTION_LIMIT` entries per list section (``full``: every entry).
-    Each list section's total is in ``totals``; ``truncated`` names the sections that were cut."""
+    """The report over hand-made ``events`` (tests, tools): they are loaded into an in-memory
+    table of the log's columns and reported by :func:`report_from_db`, the one implementation."""
+    import sqlite3
+
+    from vault.clock import rfc3339
+
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute(
+            "CREATE TABLE audit_events (seq INTEGER PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL,"
+            " action TEXT NOT NULL, client TEXT, outcome TEXT NOT NULL, reason TEXT)"
+        )
+        conn.execute(
+            "CREATE INDEX audit_events_at_report ON audit_events(at, action, outcome, actor, client)"
+        )
+        conn.executemany(
+            f"INSERT INTO audit_events ({_ROW}) VALUES (?, ?, ?, ?, ?, ?, ?)",  # noqa: S608 - constant columns
+            ((e.seq, rfc3339(e.at), e.actor, e.action, e.client, e.outcome, e.reason) for e in events),
+        )
+        return report_from_db(conn, settings, since=since, until=until, certificates=certificates, full=full)
+    finally:
+        conn.close()
+
+
+def report_from_db(
+    conn,
+    settings: ReportSettings,
+    *,
+    since: datetime,
+    until: datetime,
+    certificates: dict[str, dict] | None = None,
+    full: bool = False,
+) -> dict:
+    """The report over the window's events of ``conn``'s ``audit_events`` (one read snapshot).
+
+    The counting sections are SQL aggregates over the window's range of the index
+    ``audit_events_at_report`` (no Python object per event); Python sees only what it lists or
+    decides on: the secret reads (bursts), the refusals' distinct reasons, the admin changes and
+    shreds (rare), the first off-hours accesses, and one row per minute with secret access.
+    Memory is bounded by the numbers of users, clients, reasons and minutes in the window and by
+    :data:`SECTION_LIMIT` entries per list section (``full``: every entry). Each list section's
+    total is in ``totals``; ``truncated`` names the sections that were cut."""
     limit = None if full else SECTION_LIMIT
+    lo, hi = window_bounds(since, until)
+    win = "at >= ? AND at <= ?"
+    span = (lo, hi)
+    tz = settings.tz
+    sections = {name: _Capped(limit) for name in LIST_SECTIONS}
+
+    def q(sql: str, *params):
+        return conn.execute(sql, (*span, *params))
+
+    count = q(f"SELECT count(*) FROM audit_events WHERE {win}").fetchone()[0]  # noqa: S608 - constant
+
+    # access per user and client: one GROUP BY over the secret decisions
     per_user: dict[str, Counter] = defaultdict(Counter)
     per_client: dict[str, Counter] = defaultdict(Counter)
-    refusals: Counter = Counter()
+    for actor, client, action, outcome, n in q(
+        f"SELECT actor, client, action, outcome, count(*) FROM audit_events WHERE {win} AND {_SECRET}"  # noqa: S608 - constant
+        " AND outcome IN ('allow', 'deny') GROUP BY actor, client, action, outcome"
+    ):
+        if outcome == "deny":
+            kind = "denied"
+        else:
+            kind = "reads" if action in READ_ACTIONS else "writes" if action in WRITE_ACTIONS else "other"
+        per_user[actor][kind] += n
+        if client:
+            per_client[client][kind] += n
+
+    # refusals by reason (most first, ties in the order they first happened)
+    refusals = q(
+        f"SELECT coalesce(reason, '(no reason)') AS r, count(*), min(seq) FROM audit_events"  # noqa: S608 - constant
+        f" WHERE {win} AND outcome = 'deny' GROUP BY r ORDER BY count(*) DESC, min(seq)"
+    ).fetchall()
+    ended = [r for r, _n, _s in refusals if ASSIGNMENT_ENDED.search(r)]
+    if ended:
+        sections["after_assignment_ended"].total = sum(n for r, n, _s in refusals if r in set(ended))
+        _list(
+            sections["after_assignment_ended"],
+            q(
+                f"SELECT {_ROW} FROM audit_events WHERE {win} AND outcome = 'deny'"  # noqa: S608 - constant
+                " AND reason IN (SELECT value FROM json_each(?)) ORDER BY seq" + _limit(limit),
+                json.dumps(ended),
+            ),
+            lambda e: e.brief(),
+        )
+
+    # off-hours access: the minutes with secret access, each decided once by the settings
+    off_minutes, off_total = set(), 0
+    for minute, n in q(
+        f"SELECT substr(at, 1, 16) AS m, count(*) FROM audit_events WHERE {win} AND {_SECRET}"  # noqa: S608 - constant
+        " AND outcome = 'allow' GROUP BY m"
+    ):
+        if settings.off_hours(_when(minute + ":00+00:00")):
+            off_minutes.add(minute)
+            off_total += n
+    off = sections["off_hours_access"]
+    off.total = off_total
+    if off_total:
+        # in log order straight from the table ("+at": not through the time index, whose order
+        # would need a sort of the whole window), so the scan stops at the first ``limit``
+        for row in q(
+            f"SELECT {_ROW} FROM audit_events WHERE +at >= ? AND +at <= ? AND {_SECRET}"  # noqa: S608 - constant
+            " AND outcome = 'allow' ORDER BY seq"
+        ):
+            if row[1][:16] in off_minutes:
+                off.items.append(_event(row).brief(tz))
+                if limit is not None and len(off.items) >= limit:
+                    break
+
+    # bursts: each user's secret reads through a sliding window, in log order
+    bursts: dict[str, _BurstTracker] = {}
+    reads = f"{win} AND action IN ({', '.join(repr(a) for a in sorted(READ_ACTIONS))}) AND outcome = 'allow'"
+    # only users who may have one are walked: a burst at a read needs at least k = min(reads,
+    # clients) earlier reads in its window, so a read at least k back (in log order) no more
+    # than the window's length earlier (plus a second: julianday is a float); SQL finds them
+    k = min(settings.burst_reads, settings.burst_clients)
+    seconds = settings.burst_window.total_seconds() + 1
+    suspects = [
+        actor
+        for (actor,) in q(
+            "SELECT DISTINCT actor FROM (SELECT actor, julianday(at) AS t, max(julianday(at)) OVER"  # noqa: S608 - constant and int()
+            f" (PARTITION BY actor ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING AND {int(k)} PRECEDING)"
+            f" AS back FROM audit_events WHERE {reads}) WHERE (t - back) * 86400.0 <= ?",
+            seconds,
+        )
+    ]
+    for seq, at, actor, client in (
+        q(
+            f"SELECT seq, at, actor, client FROM audit_events WHERE {reads}"  # noqa: S608 - constant
+            " AND actor IN (SELECT value FROM json_each(?)) ORDER BY seq",
+            json.dumps(suspects),
+        )
+        if suspects
+        else ()
+    ):
+        tracker = bursts.get(actor)
+        if tracker is None:
+            tracker = bursts[actor] = _BurstTracker(actor, settings, sections["bursts"])
+        tracker.add(Event(seq, _when(at), actor, "", client, "allow", None))
+
+    # the rare events, in one scan: identity alarms, admin changes, shreds
     identity: dict[str, Counter] = {k: Counter() for k in IDENTITY_SECTIONS}
     identity_of: dict[tuple[str, str], tuple[str, ...]] = {}  # (action, outcome) -> its sections
-    sections = {name: _Capped(limit) for name in LIST_SECTIONS}
-    bursts: dict[str, _BurstTracker] = {}
-    # admin-change decisions ("allow") whose result (ok/error, same action and actor) has not come yet
+    # (SQL conditions and their parameters: the identity sections' action and outcomes, the admin
+    # changes' names and prefixes, the shreds' prefix)
+    rare: list[str] = []
+    params: list[str] = []
+    for section_name in IDENTITY_SECTIONS:
+        name, outcomes = ACTIONS[section_name]
+        rare.append("action = ?" + ("" if outcomes is None else f" AND outcome IN ({_marks(outcomes)})"))
+        params += [name, *sorted(outcomes or ())]
+    rare.append(f"action IN ({_marks(ADMIN_CHANGE_ACTIONS)})")
+    params += sorted(ADMIN_CHANGE_ACTIONS)
+    for prefix in (*ADMIN_CHANGE_PREFIXES, _SHRED_PREFIX):
+        rare.append("action >= ? AND action < ?")
+        params += [prefix, prefix + "\uffff"]  # every action that starts with the prefix
+    # an admin-change decision ("allow") is listed only when no result (ok/error, same action and
+    # actor) follows it, so that one change is not listed twice
     pending_changes: dict[tuple[str, str], list[Event]] = defaultdict(list)
     changes: list[Event] = []  # the admin changes in log order: rare events, kept whole until the end
-    count = 0
-    tz = settings.tz
-
-    for e in events:
-        count += 1
-        if e.action.startswith("secret."):
-            kind = (
-                "reads"
-                if e.action in READ_ACTIONS
-                else "writes"
-                if e.action in ("secret.put", "secret.rm", "secret.import")
-                else "other"
-            )
-            if e.outcome == "allow":
-                per_user[e.actor][kind] += 1
-                if e.client:
-                    per_client[e.client][kind] += 1
-                if settings.off_hours(e.at):
-                    sections["off_hours_access"].add(e.brief(tz))
-                if e.action in READ_ACTIONS:
-                    tracker = bursts.get(e.actor)
-                    if tracker is None:
-                        tracker = bursts[e.actor] = _BurstTracker(e.actor, settings, sections["bursts"])
-                    tracker.add(e)
-            elif e.outcome == "deny":
-                per_user[e.actor]["denied"] += 1
-                if e.client:
-                    per_client[e.client]["denied"] += 1
-        if e.outcome == "deny":
-            refusals[e.reason or "(no reason)"] += 1
-            if e.reason and ASSIGNMENT_ENDED.search(e.reason):
-                sections["after_assignment_ended"].add(e.brief())
+    for row in q(
+        f"SELECT {_ROW} FROM audit_events WHERE {win} AND ("  # noqa: S608 - constant conditions
+        + " OR ".join(f"({c})" for c in rare)
+        + ") ORDER BY seq",
+        *params,
+    ):
+        e = _event(row)
         key = (e.action, e.outcome)
         hits = identity_of.get(key)
         if hits is None:
@@ -332,12 +483,10 @@ def build_report(
                 pending_changes[(e.action, e.actor)].append(e)
         if e.action.startswith(_SHRED_PREFIX) and matches("shreds", e):
             sections["shreds"].add({**e.brief(), "certificate": _certificate_for(e, certificates or {})})
-
-    # an allow decision with no later result is listed itself (the result is listed instead, so
-    # one change is not listed twice)
     changes.extend(e for pending in pending_changes.values() for e in pending)
     for e in sorted(changes, key=lambda x: x.seq):
         sections["admin_changes"].add(e.brief())
+
     for b in sections["bursts"].items:
         b["clients"] = sorted(b["clients"])
         b["kind"] = " and ".join(sorted(b["kind"]))
@@ -362,12 +511,28 @@ def build_report(
         "settings": settings.describe(),
         "access_per_user": rows(per_user, "user"),
         "access_per_client": rows(per_client, "client"),
-        "refusals_by_reason": [{"reason": r, "count": n} for r, n in refusals.most_common()],
+        "refusals_by_reason": [{"reason": r, "count": n} for r, n, _s in refusals],
         "identity": {k: [{"user": u, "count": n} for u, n in sorted(v.items())] for k, v in identity.items()},
         **{name: sec.items for name, sec in sections.items()},
         "totals": {name: sec.total for name, sec in sections.items()},
         "truncated": sorted(name for name, sec in sections.items() if len(sec.items) < sec.total),
     }
+
+
+def _marks(values) -> str:
+    return ", ".join("?" for _ in values)
+
+
+def _limit(limit: int | None) -> str:
+    return "" if limit is None else f" LIMIT {int(limit)}"
+
+
+def _list(section: _Capped, rows, brief) -> None:
+    """Fill a list section whose total is counted already from rows in log order."""
+    for row in rows:
+        section.items.append(brief(_event(row)))
+        if section.limit is not None and len(section.items) >= section.limit:
+            break
 
 
 def _certificate_for(e: Event, certificates: dict[str, dict]) -> dict | None:

@@ -17,7 +17,7 @@ from vault.audit import export as fmt
 from vault.audit.checkpoints import Checkpoint
 from vault.audit.live import verify_live
 from vault.audit.log import EVENT_COLUMNS, genesis_hash
-from vault.audit.report import Event, ReportSettings, build_report
+from vault.audit.report import ReportSettings, report_from_db
 from vault.audit.signing import AuditSigner
 from vault.audit.verify import (
     EXPORT_FORMAT,
@@ -387,40 +387,24 @@ class AuditService:
         until: datetime | str | None = None,
         full: bool = False,
     ) -> dict:
-        """The reviewer's report over the window, in one streaming pass (bounded memory); list
-        sections show their first 100 entries and their totals unless ``full``."""
+        """The reviewer's report over the window (whole seconds), as SQL aggregates over one read
+        snapshot (bounded memory: vault.audit.report.report_from_db); list sections show their
+        first 100 entries and their totals unless ``full``."""
         now = self.ctx.now()
         since = as_since(since or "30d", now)
         until = now if until is None else as_since(until, now)
         self.ctx.authorize(principal, Action.AUDIT_REPORT)
         settings = ReportSettings.from_settings(self.ctx.settings)
-        report = build_report(
-            self._report_events(since, until),
-            settings,
-            since=since,
-            until=until,
-            certificates=self._certificates(),
-            full=full,
-        )
+        certificates = self._certificates()
         from vault.identity.facts import separation_facts
 
-        with self.ctx.db.read() as conn:
+        with self.ctx.db.read() as conn:  # one snapshot for every section
+            report = report_from_db(
+                conn, settings, since=since, until=until, certificates=certificates, full=full
+            )
             # whatever the window: a single-operator vault and every bootstrap step, forever
             report["separation_of_duties"] = separation_facts(conn)
         return report
-
-    def _report_events(self, since: datetime, until: datetime) -> Iterator[Event]:
-        """The window's events as the report reads them: one SQLite cursor over the seven columns
-        it needs, oldest first, each time parsed once."""
-        rows = self.ctx.db.conn.execute(
-            "SELECT seq, at, actor, action, client, outcome, reason FROM audit_events"
-            " WHERE at >= ? AND at <= ? ORDER BY seq",
-            (_sql_second(since), _sql_second(until) + "~"),
-        )
-        for seq, at_text, actor, action, client, outcome, reason in rows:
-            at = _at(at_text)
-            if since <= at <= until:
-                yield Event(seq, at, actor, action, client, outcome, reason)
 
     def _certificates(self) -> dict[str, dict]:
         rows = self.ctx.db.all(

@@ -120,10 +120,30 @@ def create_app(pool: VaultPool, settings: ServiceSettings | None = None) -> Fast
     app.state.pool = pool
     app.state.jobs = jobs
     app.state.settings = settings
+
+    async def admit(scope: dict, token: str) -> bool:
+        """A large-body slot only for a live session's token (review F6): ``users.resume``, as
+        the route will do again; anything else (unknown, ended, sealed, an error) is no."""
+        from starlette.concurrency import run_in_threadpool
+
+        client = scope.get("client")
+        origin = f"api:{client[0]}" if client else "api"
+
+        def check() -> bool:
+            try:
+                with pool.lease() as vault:
+                    vault.users.resume(token, origin=origin)
+                return True
+            except Exception:  # noqa: BLE001 - fail closed: no slot; the route answers the error
+                return False
+
+        return await run_in_threadpool(check)
+
     app.add_middleware(
         BodyLimit,
         limit=spec.MAX_BODY_BYTES,
         overrides={op.path: op.body_limit for op in spec.OPERATIONS if op.body_limit},
+        admit=admit,
     )
     install_error_handlers(app)
 

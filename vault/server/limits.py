@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Awaitable, Callable
 
 from vault.server.http import MAX_HEAD_BYTES, malformed_body
 
@@ -39,14 +40,24 @@ class BodyLimit:
     arrives and :class:`BodyTooLarge` raised (the app turns it into a 413).
 
     ``overrides``: a larger limit for some paths (``Op.body_limit``: attachments). Those requests
-    must carry a bearer token (checked for its presence here, for validity by the route; without
-    one the ordinary limit applies) and at most :data:`MAX_LARGE_BODIES` of them are read at a
-    time; more get a 429."""
+    must carry the bearer token of a live session: ``admit(scope, token)`` (an awaitable, the service's
+    ``users.resume``) is asked before a byte of the body is read, and only a token it accepts
+    gets the larger limit and one of the :data:`MAX_LARGE_BODIES` slots (more at a time get a
+    429). Without a token, or with one it refuses, the ordinary limit applies, and a declared
+    body over it is answered 401 (not logged in) when a token was shown: a stranger with a junk
+    token cannot hold a slot (independent review F6; docs/security.md guarantee 28)."""
 
-    def __init__(self, app, limit: int, overrides: dict[str, int] | None = None):
+    def __init__(
+        self,
+        app,
+        limit: int,
+        overrides: dict[str, int] | None = None,
+        admit: Callable[[dict, str], Awaitable[bool]] | None = None,
+    ):
         self.app = app
         self.limit = limit
         self.overrides = dict(overrides or {})
+        self.admit = admit
         self.large_in_flight = 0
 
     async def __call__(self, scope, receive, send):
@@ -61,7 +72,7 @@ class BodyLimit:
         limit = self.overrides.get(scope.get("path", ""), self.limit)
         expects_continue = False
         declared = None
-        bearer = False
+        bearer: str | None = None
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
@@ -71,9 +82,12 @@ class BodyLimit:
             elif name == b"expect" and value.lower() == b"100-continue":
                 expects_continue = True
             elif name == b"authorization" and value.lower().startswith(b"bearer "):
-                bearer = True
-        if limit > self.limit and not bearer:
-            limit = self.limit  # no token: the ordinary limit (then 401)
+                bearer = value[7:].strip().decode("latin-1")
+        refused_token = False
+        if limit > self.limit and not (bearer and self.admit is not None and await self.admit(scope, bearer)):
+            # no token, or not a live session's: the ordinary limit (then 401 from the route)
+            refused_token = bool(bearer)
+            limit = self.limit
         if declared is not None and (declared > limit or declared < 0):
             if declared < 0:
                 await _refuse(send, None)
@@ -84,7 +98,7 @@ class BodyLimit:
                 message = await receive()
                 while message["type"] == "http.request" and message.get("more_body"):
                     message = await receive()
-            await _refuse(send, limit)
+            await _refuse(send, limit, unauthenticated=refused_token)
             return
         if limit <= self.limit:
             await self._run(scope, receive, send, limit)
@@ -157,8 +171,11 @@ async def _refuse_head(send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _refuse(send, limit: int | None, *, busy: bool = False) -> None:
-    if busy:
+async def _refuse(send, limit: int | None, *, busy: bool = False, unauthenticated: bool = False) -> None:
+    if unauthenticated:
+        status, code, exit_code = 401, "authentication_failed", 3
+        message = "not logged in (the session is unknown, ended or expired): run cvault login NAME"
+    elif busy:
         status, code, exit_code = 429, "rate_limited", 8
         message = f"at most {MAX_LARGE_BODIES} attachment uploads at a time: retry shortly"
     elif limit is None:

@@ -32,8 +32,10 @@ from vault.dates import as_when
 from vault.errors import AuthenticationFailed, IntegrityFailure, InvalidInput, NotFound, Replayed, VaultError
 from vault.policy import INTEGRATION, Action
 from vault.principal import Principal
+from vault.store import rowmac
 
 if TYPE_CHECKING:
+    from vault.keys import Keyring
     from vault.sla.service import SlaService
 
 MAX_ROWS = 10_000
@@ -207,6 +209,37 @@ class ContractService:
         }
 
 
+def _unseal_secret(keyring: Keyring, integration_id: int, sealed: bytes) -> bytes:
+    from vault.errors import CryptoError
+
+    try:
+        return keyring.unseal_for("integration-seal", sealed, "integration", integration_id)
+    except CryptoError:
+        raise IntegrityFailure(
+            f"integrity failure: the secret of integration {integration_id} failed authentication"
+        ) from None
+
+
+def verify_integration_row(keyring: Keyring, values: tuple) -> None:
+    """Before an integration row from before its row MAC gets one (rowmac.upgrade): its sealed
+    secret opens under its own id (a row a file writer planted, or whose secret it copied from
+    another row, cannot), and a row without a secret is a removed one."""
+    integration_id, _name, sealed, _at, _by, disabled_at = values
+    if not isinstance(sealed, bytes) or type(integration_id) is not int:
+        raise rowmac.RowTampered(
+            f"integrity failure: an integrations row (id {str(integration_id)[:16]}) is malformed;"
+            " run cvault doctor"
+        )
+    if sealed == b"":
+        if disabled_at is None:
+            raise rowmac.RowTampered(
+                f"integrity failure: integration {integration_id} has no secret but is enabled;"
+                " run cvault doctor"
+            )
+        return
+    _unseal_secret(keyring, integration_id, sealed)
+
+
 class IntegrationService:
     """PSA integrations: per-integration HMAC secrets, and the signed contract events."""
 
@@ -218,14 +251,7 @@ class IntegrationService:
         return self.ctx.keyring.seal_for("integration-seal", secret, "integration", integration_id)
 
     def _unseal(self, integration_id: int, sealed: bytes) -> bytes:
-        from vault.errors import CryptoError
-
-        try:
-            return self.ctx.keyring.unseal_for("integration-seal", sealed, "integration", integration_id)
-        except CryptoError:
-            raise IntegrityFailure(
-                f"integrity failure: the secret of integration {integration_id} failed authentication"
-            ) from None
+        return _unseal_secret(self.ctx.keyring, integration_id, sealed)
 
     def add(self, principal: Principal, name: str) -> dict:
         """A new integration and its secret, returned once (64 hex digits); stored sealed."""
@@ -238,27 +264,40 @@ class IntegrationService:
                 raise InvalidInput(
                     f"an integration named {name!r} exists (remove it first to replace its secret)"
                 )
-            integration_id = conn.execute(
-                "INSERT INTO integrations (name, secret_sealed, created_at, created_by)"
-                " VALUES (?, x'', ?, ?)",
-                (name, t, principal.name),
-            ).lastrowid
-            assert integration_id is not None  # noqa: S101 - an INSERT's row id
-            conn.execute(
-                "UPDATE integrations SET secret_sealed = ? WHERE id = ?",
-                (self._seal(integration_id, secret), integration_id),
+            # the id first (the seal binds it), the secret then: both MACed (rowmac)
+            integration_id = rowmac.insert(
+                conn,
+                "integrations",
+                {"name": name, "secret_sealed": b"", "created_at": t, "created_by": principal.name},
+            )
+            assert integration_id is not None  # noqa: S101 - a plain INSERT's row id
+            rowmac.update(
+                conn,
+                "integrations",
+                "secret_sealed = ?",
+                (self._seal(integration_id, secret),),
+                "id = ?",
+                (integration_id,),
             )
         self.ctx.record_outcome(principal, Action.INTEGRATION_ADD, "ok", reason=f"integration {name} added")
         return {"name": name, "secret": secret.hex(), "created_at": rfc3339(from_epoch(t))}
 
     def list(self, principal: Principal) -> list[dict]:
         self.ctx.authorize(principal, Action.INTEGRATION_LIST)
-        rows = self.ctx.db.all(
-            "SELECT i.name, i.created_at, i.created_by,"
-            " (SELECT max(received_at) FROM integration_events e WHERE e.integration_id = i.id),"
-            " (SELECT count(*) FROM integration_events e WHERE e.integration_id = i.id)"
-            " FROM integrations i WHERE i.disabled_at IS NULL ORDER BY i.name"
-        )
+        with self.ctx.db.read() as conn:
+            listed = rowmac.select(conn, "integrations", "disabled_at IS NULL", order="name")
+            rows = [
+                (
+                    name,
+                    at,
+                    by,
+                    *conn.execute(
+                        "SELECT max(received_at), count(*) FROM integration_events WHERE integration_id = ?",
+                        (integration_id,),
+                    ).fetchone(),
+                )
+                for _rowid, integration_id, name, _sealed, at, by, _disabled in listed
+            ]
         return [
             {
                 "name": n,
@@ -275,17 +314,36 @@ class IntegrationService:
         self.ctx.authorize(principal, Action.INTEGRATION_RM)
         t = to_epoch(self.ctx.now())
         with self.ctx.db.write() as conn:
-            found = conn.execute(
-                "UPDATE integrations SET disabled_at = ?, disabled_by = ?, secret_sealed = x'',"
-                " name = name || '#removed-' || id WHERE name = ? AND disabled_at IS NULL",
-                (t, principal.name, name),
-            ).rowcount
+            found = rowmac.update(
+                conn,
+                "integrations",
+                "disabled_at = ?, disabled_by = ?, secret_sealed = x'', name = name || '#removed-' || id",
+                (t, principal.name),
+                "name = ? AND disabled_at IS NULL",
+                (name,),
+            )
         if not found:
             raise NotFound(f"no integration named {name!r}")
         self.ctx.record_outcome(principal, Action.INTEGRATION_RM, "ok", reason=f"integration {name} removed")
         return {"name": name, "removed_at": rfc3339(from_epoch(t))}
 
     # --- the webhook ------------------------------------------------------------------------------
+
+    def _enabled(self, actor: str, origin: str, name: str) -> tuple[int, bytes] | None:
+        """``(id, sealed secret)`` of the enabled integration ``name``, its row MAC verified: a
+        row a file writer edited or planted is an integrity failure (409 integrity_failure),
+        audited as such and as a refused event, never a verified sender."""
+        try:
+            with self.ctx.db.read() as conn:
+                rows = rowmac.select(conn, "integrations", "name = ? AND disabled_at IS NULL", (name,))
+        except rowmac.RowTampered as exc:
+            principal = Principal(name=actor, roles=frozenset({INTEGRATION}), kind="system", origin=origin)
+            self.ctx.integrity_alarm(principal, exc, Action.SLA_CONTRACT_EVENT.value)
+            self._refuse(actor, origin, "integrity failure: the integration's row failed authentication", exc)
+        if not rows:
+            return None
+        _rowid, integration_id, _name, sealed, *_ = rows[0]
+        return integration_id, sealed
 
     def _refuse(
         self, actor: str, origin: str, reason: str, exc: VaultError, client: str | None = None
@@ -308,9 +366,7 @@ class IntegrationService:
         actor = f"integration:{name}" if EVENT_ID.fullmatch(name) else "integration:?"
         row = None
         if EVENT_ID.fullmatch(name):
-            row = self.ctx.db.one(
-                "SELECT id, secret_sealed FROM integrations WHERE name = ? AND disabled_at IS NULL", (name,)
-            )
+            row = self._enabled(actor, origin, name)
         if row is None:
             self._refuse(
                 actor,

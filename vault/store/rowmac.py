@@ -164,13 +164,27 @@ TABLES: dict[str, Table] = {
             ),
             "id",
         ),
+        # PSA integrations (0011_moving_in.sql; docs/sla.md "Contract events"): which names may
+        # sign contract events, with which sealed secret, and whether they are still enabled.
+        # Covered since coverage 2 (:data:`COVERAGE`): an older vault gets these on its next unseal
+        Table(
+            "integrations",
+            ("id", "name", "secret_sealed", "created_at", "created_by", "disabled_at"),
+            "id",
+        ),
     )
 }
 
 #: the meta rows that are MACed (others are written before the keys exist or decide nothing)
 META_KEYS = ("settings", "single_operator", "row_macs")
-#: meta key of the marker that this vault's rows carry MACs (written at init or by the backfill)
+#: meta key of the marker that this vault's rows carry MACs (written at init or by the backfill);
+#: its value is the coverage: which tables carry them
 MARKER = "row_macs"
+#: the coverage this build writes: 1 = the tables of issue 12 and the teams; 2 = also integrations
+COVERAGE = 2
+#: the tables each coverage added after the first: a vault at an older coverage gets their MACs on
+#: its next unseal (:func:`upgrade`), under the rules of :func:`backfill`
+ADDED = {2: ("integrations",)}
 
 
 class RowTampered(IntegrityFailure):
@@ -379,7 +393,7 @@ def backfill(conn: Any, now: int) -> dict[str, int]:
     ended = conn.execute(
         "UPDATE sessions SET ended_at = ? WHERE token_mac IS NULL AND ended_at IS NULL", (now,)
     ).rowcount
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, 1)", (MARKER,))
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (MARKER, COVERAGE))
     counts = {}
     for table in TABLES:
         if table == "meta":
@@ -387,6 +401,56 @@ def backfill(conn: Any, now: int) -> dict[str, int]:
         else:
             counts[table] = stamp(conn, table, "1")
     counts["sessions_ended"] = ended
+    return counts
+
+
+def coverage(conn: Any) -> int:
+    """The marker's coverage (0 without a marker; raises RowTampered if it fails its MAC)."""
+    value = meta_value(conn, MARKER)
+    if value is None:
+        return 0
+    if type(value) is not int or not 1 <= value <= COVERAGE:
+        raise RowTampered(
+            f"integrity failure: this vault's row-MAC marker says coverage {str(value)[:16]!r}, which"
+            " this cvault does not know (written by a newer cvault?); run cvault doctor"
+        )
+    return value
+
+
+def pending_tables(conn: Any) -> tuple[str, ...]:
+    """The tables the vault's coverage does not MAC yet (empty: up to date, or no marker)."""
+    have = coverage(conn)
+    if have == 0:
+        return ()
+    return tuple(t for level in range(have + 1, COVERAGE + 1) for t in ADDED.get(level, ()))
+
+
+def upgrade(conn: Any, verify_row: Any = None) -> dict[str, int]:
+    """MAC the rows of the tables added since the vault's coverage, and raise the marker to
+    :data:`COVERAGE` (inside the caller's write transaction; the first unseal after an upgrade).
+
+    The rules of :func:`backfill`: a table that already has a MAC on any row had them added
+    already, so the marker was rolled back (an older authentic copy of its row): an integrity
+    failure, nothing MACed. ``verify_row(table, row)`` (``row``: rowid and covered values) may
+    check each row against what a file writer cannot forge before it is MACed (an integration's
+    sealed secret is bound to its id) and raise. Returns the counts per table."""
+    if not conn.in_transaction:
+        raise RuntimeError("rowmac.upgrade runs inside a write transaction")
+    tables = pending_tables(conn)
+    counts: dict[str, int] = {}
+    for table in tables:
+        if conn.execute(f"SELECT 1 FROM {table} WHERE mac IS NOT NULL LIMIT 1").fetchone():  # noqa: S608 - constants of TABLES
+            raise RowTampered(
+                f"integrity failure: the {table} rows carry MACs but the vault's row-MAC marker says"
+                " they were never added (the marker was rolled back?); run cvault doctor"
+            )
+        if verify_row is not None:
+            spec = TABLES[table]
+            for row in conn.execute(f"SELECT rowid, {spec.select} FROM {table}"):  # noqa: S608 - constants of TABLES
+                verify_row(table, row)
+        counts[table] = stamp(conn, table, "1")
+    if tables:
+        put_meta(conn, MARKER, COVERAGE)
     return counts
 
 

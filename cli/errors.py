@@ -1,0 +1,59 @@
+"""The one error report of the CLI: an exception becomes one line on stderr and an exit code.
+
+Used by :func:`cli.main.run` (after click's own exceptions) and by :mod:`cli.fastget` (``cvault
+secret get`` without click), so that both print the same line and exit with the same code. It
+imports neither click nor the vault core until an error needs them."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Callable
+
+#: errors of a path itself (not of the storage under it: storage_error has those, exit 9)
+_PATH_ERRNOS = {
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENAMETOOLONG,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ELOOP,
+    errno.EINVAL,
+    errno.ENXIO,
+}
+
+
+def report(exc: BaseException, debug: bool, echo_err: Callable[[str], None]) -> int:
+    """Write the one line for ``exc`` with ``echo_err`` and return the exit code. Called from
+    the ``except`` block that caught ``exc`` (``--debug`` prints its traceback)."""
+    if isinstance(exc, KeyboardInterrupt):
+        echo_err("cvault: interrupted")
+        return 130
+    if isinstance(exc, BrokenPipeError):
+        return 1
+    if not isinstance(exc, Exception):
+        raise exc
+    from vault.errors import VaultError
+
+    if debug:
+        import traceback
+
+        traceback.print_exc()
+    if not isinstance(exc, VaultError):
+        # a full or read-only disk, a damaged database file, a number SQLite cannot hold,
+        # input nested too deeply: the documented line and exit code, not "internal error"
+        from vault.store.db import storage_error
+
+        exc = storage_error(exc) or exc
+    if isinstance(exc, VaultError):
+        echo_err(f"cvault: {exc.message}")
+        return exc.exit_code
+    if isinstance(exc, OSError) and exc.filename is not None and exc.errno in _PATH_ERRNOS:
+        # a path the user gave that the system refuses (too long, a folder, no permission...)
+        name = os.fsdecode(exc.filename)
+        shown = name if len(name) <= 120 else name[:60] + "..." + name[-20:]
+        echo_err(f"cvault: {shown!r}: {os.strerror(exc.errno).lower()}")
+        return 2
+    echo_err(f"cvault: internal error: {type(exc).__name__} (run with --debug for details)")
+    return 1
