@@ -5,6 +5,7 @@ bytes."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 
@@ -13,6 +14,37 @@ def json_text(data: Any) -> str:
     import json
 
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+#: the one human form itself (the facade's own rfc3339 output): returned as it is
+_HUMAN_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+#: an ISO 8601 date-time as the facade returns them (offset or Z, optional fraction)
+_ISO_TIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$"
+
+
+def when(value: Any) -> str:
+    """The human form of a point in time: ``2027-03-31T23:59:59Z`` (UTC, seconds). ``None`` is
+    ``-``; text that is not an ISO 8601 date-time is returned unchanged (docs/cli.md "Output")."""
+    import re
+    from datetime import UTC, datetime
+
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, str) and re.fullmatch(_HUMAN_TIME, value):
+        return value
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+    elif isinstance(value, str) and re.match(_ISO_TIME, value.strip()):
+        text = value.strip()
+        try:
+            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError:
+            return value
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    else:
+        return str(value)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def safe(text: Any) -> str:
@@ -32,6 +64,29 @@ def for_terminal(text: Any, raw: bool = False) -> str:
     if raw or not sys.stdout.isatty():
         return s
     return "\n".join(safe(line) for line in s.split("\n"))
+
+
+def fields_block(data: dict[str, Any], raw: bool, echo: Callable[[str], object]) -> None:
+    """``label  value`` lines. Facade data gets human labels (``sla_end`` -> ``sla end``) and values
+    (:func:`cli.render.human_value`); ``raw=True`` (a record's own fields) shows keys and values
+    exactly as stored, control characters escaped."""
+    if raw:
+        shown = data
+    else:
+        from cli.render import human_value, label
+
+        shown = {label(k): human_value(v) for k, v in data.items()}
+    width = max((len(k) for k in shown), default=0)
+    for key, value in shown.items():
+        if isinstance(value, list):
+            value = ", ".join(map(str, value))
+        text = str(value)
+        if "\n" in text:
+            echo(f"{safe(key)}:")
+            for line in text.splitlines():
+                echo(f"  {safe(line)}")
+        else:
+            echo(f"{safe(key).ljust(width)}  {safe(text)}")
 
 
 def echo(text: str, *, err: bool = False, color: bool | None = None) -> None:

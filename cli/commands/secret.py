@@ -13,11 +13,10 @@ from collections.abc import Callable
 
 import click
 
-from cli.fastget import field_text, field_value, record_json
-from cli.output import emit, fields_block, json_option, progress, table, totp_option, wants_json
-from cli.render import when
+from cli.fastget import field_text, field_value, record_human, record_json, size_text
+from cli.output import emit, json_option, progress, table, totp_option, wants_json
 from vault.errors import InvalidInput, NotFound
-from vault.records import CUSTOM, KINDS, MAIN_SECRET, MULTILINE_FIELDS, TOTP, cli_fields, is_secret
+from vault.records import CUSTOM, KINDS, MAIN_SECRET, MULTILINE_FIELDS, cli_fields
 
 
 def complete_client(ctx, param, incomplete):
@@ -379,27 +378,6 @@ def secret_restore(state, client, path, version, as_json):
     )
 
 
-MASK = "\u2022" * 8
-
-
-def _shown_fields(fields: dict, kind: str, *, reveal: bool) -> dict:
-    """The fields of the human view: custom fields as ``custom.NAME``, secret values masked unless
-    ``reveal``, the TOTP seed never (``--otp`` for its code, ``--field totp`` for the seed)."""
-    shown: dict = {}
-    for key, value in fields.items():
-        if key == CUSTOM:
-            for name, entry in value.items():
-                secret_value = entry.get("secret", True)
-                shown[f"custom.{name}"] = entry.get("value") if reveal or not secret_value else MASK
-        elif key == TOTP:
-            shown[key] = "(set: --otp for the code, --field totp for the seed)"
-        elif is_secret(kind, key) and not reveal:
-            shown[key] = MASK
-        else:
-            shown[key] = value
-    return shown
-
-
 @secret.command("get")
 @click.argument("client", shell_complete=complete_client)
 @click.argument("path", shell_complete=complete_path)
@@ -473,28 +451,12 @@ def secret_get(state, client, path, field, version, copy, otp, reveal, raw, atta
         )
         return
 
-    def human(d):
-        click.echo(
-            f"# {d['client']}/{d['path']}  ({d['kind']}, version {d['version']}, "
-            f"{when(d['created_at'])} by {d['created_by']})"
-        )
-        shown = _shown_fields(d["fields"], d["kind"], reveal=reveal or not sys.stdout.isatty())
-        for n, a in enumerate(d.get("attachments") or [], 1):
-            shown[f"attachment {n}"] = (
-                f"{a['name']} ({_size(a['size'])}, {when(a['added_at'])} by {a['added_by']})"
-            )
-        fields_block(shown, raw=True)
-
     # the JSON form is made by the function cvault secret get without click uses (cli.fastget)
-    emit(record_json(record) if as_json or wants_json() else record.as_dict(), as_json, human)
-
-
-def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n} bytes"
-    if n < 1024 * 1024:
-        return f"{n / 1024:.1f} KiB"
-    return f"{n / 1048576:.1f} MiB"
+    emit(
+        record_json(record) if as_json or wants_json() else record.as_dict(),
+        as_json,
+        lambda d: record_human(d, reveal, click.echo),
+    )
 
 
 def _write_attachment(state, vault, client, path, name, version, out, totp, as_json) -> None:
@@ -524,7 +486,7 @@ def _write_attachment(state, vault, client, path, name, version, out, totp, as_j
         got,
         as_json,
         lambda d: click.echo(
-            f"wrote {d['name']} of {d['client']}/{d['path']} to {out} ({_size(d['size'])})", err=True
+            f"wrote {d['name']} of {d['client']}/{d['path']} to {out} ({size_text(d['size'])})", err=True
         ),
     )
 
@@ -566,7 +528,8 @@ def secret_attach(state, client, path, file, name, as_json):
         result,
         as_json,
         lambda d: click.echo(
-            f"attached {d['name']} ({_size(d['size'])}) to {d['client']}/{d['path']} version {d['version']}"
+            f"attached {d['name']} ({size_text(d['size'])}) to {d['client']}/{d['path']}"
+            f" version {d['version']}"
         ),
     )
 

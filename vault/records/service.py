@@ -271,36 +271,54 @@ class SecretService:
                 raise InvalidInput(
                     f"{client.name}/{path} has {len(entries)} attachments: at most {validate.MAX_ATTACHMENTS}"
                 )
-            attachment_id = store.next_version(conn, record_id)  # the version that adds it
-            key = crypto.new_key()
-            blob = blobfmt.encrypt_attachment(
-                key,
-                bytes(data),
-                vault_id=self.ctx.vault_id,
-                client_id=client.id_bytes,
-                record_id=record_id,
-                attachment_id=attachment_id,
-            )
-            blob_name = self.ctx.keyring.attachment_blob_name(client.id, record_id, attachment_id)
-            self.ctx.blobs.put(blob_name, blob, durable=True)  # blob before row (docs/architecture.md)
-            outbox.queue_put(conn, (blob_name,), now)
-            import base64
-
             entries.append(
-                {
-                    "name": name,
-                    "id": attachment_id,
-                    "size": len(data),
-                    "key": base64.b64encode(key).decode(),
-                    "blob": blob_name,
-                    "added_at": now,
-                    "added_by": principal.name,
-                }
+                self._store_attachment(conn, principal, client, record_id, name, data, now, durable=True)
             )
             prepared = self._prepare(path, kind, doc[0])._replace(attachments=entries)
             version, pruned = self._write(conn, principal, client, prepared, durable=True, replace=True)
         self._delete_local(pruned)
         return {"client": client.name, "path": path, "name": name, "size": len(data), "version": version}
+
+    def _store_attachment(
+        self,
+        conn,
+        principal: Principal,
+        client: ClientRow,
+        record_id: int,
+        name: str,
+        data: bytes,
+        now: int,
+        *,
+        durable: bool,
+    ) -> dict[str, Any]:
+        """Encrypt one attached file under its own key and write its blob (before the row that
+        lists it: docs/architecture.md), queued for upload; returns the entry the next version of
+        the record lists (docs/format.md "Attachments"). Its id is the number of that version:
+        the caller writes it next, in this transaction (``attach``, and the import's writer)."""
+        import base64
+
+        attachment_id = store.next_version(conn, record_id)  # the version that adds it
+        key = crypto.new_key()
+        blob = blobfmt.encrypt_attachment(
+            key,
+            bytes(data),
+            vault_id=self.ctx.vault_id,
+            client_id=client.id_bytes,
+            record_id=record_id,
+            attachment_id=attachment_id,
+        )
+        blob_name = self.ctx.keyring.attachment_blob_name(client.id, record_id, attachment_id)
+        self.ctx.blobs.put(blob_name, blob, durable=durable)
+        outbox.queue_put(conn, (blob_name,), now)
+        return {
+            "name": name,
+            "id": attachment_id,
+            "size": len(data),
+            "key": base64.b64encode(key).decode(),
+            "blob": blob_name,
+            "added_at": now,
+            "added_by": principal.name,
+        }
 
     def detach(self, principal: Principal, client_name: str, path: str, *, name: str) -> dict:
         """A new version without the attachment ``name`` (older versions keep it, and restore
