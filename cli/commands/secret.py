@@ -154,9 +154,17 @@ _FIELD_NAMES = frozenset(f.name for f in cli_fields())
 
 
 def _read_bytes(path: str, what: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
+    with _open_input(path, what) as fh:
+        try:
             return fh.read()
+        except OSError as exc:
+            raise InvalidInput(f"{what} file {path} cannot be read: {exc.strerror or exc}") from None
+
+
+def _open_input(path: str, what: str):
+    """A file the user named, open for reading bytes, or one line saying why it cannot be."""
+    try:
+        return open(path, "rb")
     except FileNotFoundError:
         raise InvalidInput(f"{what} file {path} not found") from None
     except IsADirectoryError:
@@ -174,6 +182,33 @@ def _text(data: bytes, what: str, source: str) -> str:
             f"{what} from {source} is not UTF-8 text: store binary values base64-encoded "
             '(docs/cli.md, "Exact bytes")'
         ) from None
+
+
+def _input_size(fh) -> int:
+    """The size of a regular file being imported (0: a pipe or a terminal, no progress bar)."""
+    import os
+    import stat
+
+    try:
+        st = os.fstat(fh.fileno())
+    except (OSError, ValueError):
+        return 0
+    return st.st_size if stat.S_ISREG(st.st_mode) else 0
+
+
+def _stream_lines(fh, source: str, update: Callable[[int], None] | None):
+    """An import's lines, read as a stream (never the whole input in memory): split on ``\n``
+    alone (JSON Lines; a ``\r`` before it is JSON whitespace), each decoded as UTF-8 exactly
+    (``\n`` never occurs inside a multi-byte UTF-8 sequence, so line by line is the same as the
+    whole). Non-UTF-8 input is refused with the line of :func:`_text`."""
+    done = 0
+    for number, raw in enumerate(fh, 1):
+        done += len(raw)
+        if update is not None and number % 1000 == 0:
+            update(done)
+        yield _text(raw, "import", source)
+    if update is not None:
+        update(done)
 
 
 def secret_value(data: bytes, what: str, source: str, *, multiline: bool) -> str:
@@ -626,11 +661,15 @@ def secret_rm(state, client, path, purge, yes, as_json):
 @click.pass_obj
 def secret_import(state, client, file, as_json):
     """Import JSON Lines records ({"path","kind","fields"}) in one transaction."""
-    raw = sys.stdin.buffer.read() if file == "-" else _read_bytes(file, "import")
-    # JSON Lines: one record per line ending in \n (\r\n accepted); the values inside are JSON
-    # strings, so splitting on nothing else keeps every byte of them
-    lines = _text(raw, "import", "standard input" if file == "-" else f"file {file}").split("\n")
-    vault = state.vault()
-    with progress("importing") as update:
-        data = vault.secrets.import_records(state.principal(), client, lines, progress=update)
+    source = "standard input" if file == "-" else f"file {file}"
+    fh = sys.stdin.buffer if file == "-" else _open_input(file, "import")
+    try:
+        vault = state.vault()
+        with progress("importing") as update:
+            size = _input_size(fh)
+            lines = _stream_lines(fh, source, (lambda done: update(done, size)) if size else None)
+            data = vault.secrets.import_records(state.principal(), client, lines)
+    finally:
+        if fh is not sys.stdin.buffer:
+            fh.close()
     emit(data, as_json, lambda d: click.echo(f"imported {d['imported']} records into {d['client']}"))
