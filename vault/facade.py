@@ -431,6 +431,13 @@ class Vault:
 
         # the rows' MACs (the first unseal after the upgrade adds them) and authentic settings
         if upgrade:
+            from vault.sla.contracts import verify_integration_row
+
+            def verify_row(table: str, row: tuple) -> None:
+                if table == "integrations":
+                    verify_integration_row(self.ctx.keyring, row[1:])
+
+            self.ctx.verify_upgraded_row = verify_row
             self.upgraded = self.ctx.upgrade_format()
         else:
             self.ctx.ensure_row_macs()
