@@ -195,11 +195,11 @@ class VaultContext:
     def _upgrade_row_macs(self, actor: str, tables: tuple[str, ...]) -> None:
         """A vault whose rows got MACs before ``tables`` joined (rowmac.COVERAGE) gets theirs now,
         once, audited like the first backfill (docs/format.md "Row MACs", "Coverage")."""
-        from vault.sla.contracts import verify_integration_row
+        from vault.store import integrations
 
         def verify_row(table: str, row: tuple) -> None:
             if table == "integrations":
-                verify_integration_row(self.keyring, row[1:])
+                integrations.verify_row(self.keyring, row[1:])
 
         with self.db.write() as conn:
             if not rowmac.pending_tables(conn):
