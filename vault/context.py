@@ -490,6 +490,6 @@ class VaultContext:
         if detail is None or client is None or client.shred_state:
             return None, None
         try:
-            return self.audit.details.seal(client.id, client.name, detail)
+            return self.audit.details.seal(client.id, client.name, detail, cache=self.client_key_cache)
         except VaultSealed:
             return None, None
