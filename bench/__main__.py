@@ -598,7 +598,11 @@ GAPS = {
         "commits. If the target is missed again, look at CPU contention (load average above)."
     ),
     "service": (
-        "Throughput on 2 cores is bound by one Python process doing TLS, JSON and the audit write per read."
+        "Throughput on 2 cores is bound by one Python process (one GIL) doing TLS, HTTP and the "
+        "read's ~35 SQL statements in 5 transactions with ~12 row-MAC checks and its audit append: "
+        "the notes of each 'service reads at N connection(s)' line give the service's CPU ms per "
+        "read; 2,000 reads/s needs about 0.5 ms in one process (docs/performance.md, 'Service "
+        "reads', has the profile and what would move it: several processes on one audit chain)."
     ),
     "remote cvault secret get": (
         "Already done (2026-11-25): the remote client imports no dataclasses, no server module "

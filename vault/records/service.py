@@ -883,21 +883,40 @@ class SecretService:
         return True
 
     def list(self, principal: Principal, client_name: str) -> list[dict]:
+        """The client's live records (path, kind, version, updated_at). The records' rows are read
+        and their row MACs checked as before (an edited, planted or revived row is exit 6), but the
+        names come from the client's sealed search index: one unseal instead of one metadata
+        unseal per record (100,000 records: docs/performance.md). An index that does not list
+        exactly the live records (path tag, version, updated_at) (dropped by a change since, or an
+        older copy put back) is rebuilt from the records' metadata first."""
+        from collections import Counter
+
+        from vault.records.search import entries
+
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_LIST, client=client)
-        out = []
-        client, keys, rows = self.ctx.read_client(
-            client.name, lambda conn, c, k: (c, k, store.current_versions(conn, c.id))
-        )
+
+        def read(conn, c: ClientRow, k: ClientKeys):
+            rows = store.current_versions(conn, c.id)  # every row MAC checked
+            tags = dict(conn.execute("SELECT id, path_tag FROM records WHERE client_id = ?", (c.id,)))
+            return c, k, rows, tags
+
+        client, keys, rows, tags = self.ctx.read_client(client.name, read)
+        # each live record as (path tag, version, updated): what the index must list exactly
+        live = Counter((bytes(tags[rid]), v, u) for rid, _, v, u, _, blob, _, _ in rows if blob)
+        listed: builtins.list[tuple[str, str, int, int]] = []
+        if live:
+            for c, document in self._indexes([client]):
+                listed = entries(document)
+                if Counter((keys.path_tag(p), v, u) for p, _, v, u in listed) != live:
+                    listed = entries(self._rebuild_index(c))
+        out: builtins.list[dict] = []
         stamps: dict[int, str] = {}  # records written in one import share their second
-        for record_id, meta_sealed, current, updated, _, blob_name, _, _ in rows:
-            if blob_name is None:
-                continue  # deleted: a delete marker is the current version
-            meta = self._meta(client, keys, record_id, meta_sealed)
+        for path, kind, version, updated in listed:
             stamp = stamps.get(updated)
             if stamp is None:
                 stamp = stamps[updated] = rfc3339(from_epoch(updated))
-            out.append({"path": meta["path"], "kind": meta["kind"], "version": current, "updated_at": stamp})
+            out.append({"path": path, "kind": kind, "version": version, "updated_at": stamp})
         out.sort(key=lambda r: r["path"])
         return out
 
