@@ -195,11 +195,11 @@ class VaultContext:
     def _upgrade_row_macs(self, actor: str, tables: tuple[str, ...]) -> None:
         """A vault whose rows got MACs before ``tables`` joined (rowmac.COVERAGE) gets theirs now,
         once, audited like the first backfill (docs/format.md "Row MACs", "Coverage")."""
-        from vault.sla.contracts import verify_integration_row
+        from vault.store import integrations
 
         def verify_row(table: str, row: tuple) -> None:
             if table == "integrations":
-                verify_integration_row(self.keyring, row[1:])
+                integrations.verify_row(self.keyring, row[1:])
 
         with self.db.write() as conn:
             if not rowmac.pending_tables(conn):
@@ -490,6 +490,6 @@ class VaultContext:
         if detail is None or client is None or client.shred_state:
             return None, None
         try:
-            return self.audit.details.seal(client.id, client.name, detail)
+            return self.audit.details.seal(client.id, client.name, detail, cache=self.client_key_cache)
         except VaultSealed:
             return None, None
