@@ -133,9 +133,6 @@ class VaultContext:
         stored.update(changes)
         rowmac.put_meta(conn, "settings", json.dumps(stored, sort_keys=True))
 
-    #: (table, row) -> None or raises: a row checked before ``cvault upgrade`` MACs it
-    verify_upgraded_row: Callable[[str, tuple], None] | None = None
-
     def ensure_row_macs(self, actor: str = "system:upgrade", *, upgrade: bool = False) -> None:
         """At every unseal (and at init): the vault's rows carry MACs (issue 12), and the settings
         in force are the authentic ones.
@@ -294,10 +291,12 @@ class VaultContext:
 
     def _upgrade_row_macs(self, actor: str, tables: tuple[str, ...]) -> None:
         """A vault whose rows got MACs before ``tables`` joined (rowmac.COVERAGE) gets theirs now,
-        once, audited like the first backfill (docs/format.md "Row MACs", "Coverage"). Each row
-        is first checked by :attr:`verify_upgraded_row` (set by the facade, the layer that knows
-        what a file writer cannot forge in each table: an integration's sealed secret)."""
-        verify_row = self.verify_upgraded_row
+        once, audited like the first backfill (docs/format.md "Row MACs", "Coverage")."""
+        from vault.store import integrations
+
+        def verify_row(table: str, row: tuple) -> None:
+            if table == "integrations":
+                integrations.verify_row(self.keyring, row[1:])
 
         with self.db.write() as conn:
             if not rowmac.pending_tables(conn):

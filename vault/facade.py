@@ -27,6 +27,7 @@ from vault.context import VaultContext
 from vault.errors import (
     AuthenticationFailed,
     CryptoError,
+    IntegrityFailure,
     InvalidInput,
     NotFound,
     VaultSealed,
@@ -322,6 +323,11 @@ class Vault:
         if row is None:
             raise NotFound(f"{vhome.root_dir} is not an initialised cvault vault")
         check_format_version(db)
+        if not isinstance(row[0], bytes) or len(row[0]) != 16:
+            # the vault id binds every key and AAD: anything but the 16 bytes init wrote is an
+            # edited file (a write-capable attacker, A4), one line and exit 6, never a traceback
+            db.close()
+            raise IntegrityFailure("integrity failure: meta.vault_id is not a vault id; run cvault doctor")
         keyring = Keyring(bytes(row[0]))
         ctx = VaultContext(
             vhome,
@@ -431,13 +437,6 @@ class Vault:
 
         # the rows' MACs (the first unseal after the upgrade adds them) and authentic settings
         if upgrade:
-            from vault.sla.contracts import verify_integration_row
-
-            def verify_row(table: str, row: tuple) -> None:
-                if table == "integrations":
-                    verify_integration_row(self.ctx.keyring, row[1:])
-
-            self.ctx.verify_upgraded_row = verify_row
             self.upgraded = self.ctx.upgrade_format()
         else:
             self.ctx.ensure_row_macs()

@@ -250,3 +250,14 @@ def test_rolling_the_marker_back_gets_no_second_upgrade(world):
     with pytest.raises(IntegrityFailure, match="marker was rolled back"):
         world.vdir.open(upgrade=True)
     assert _query(world.db, "SELECT mac FROM integrations WHERE name = 'autotask'") == [(None,)]
+
+
+@pytest.mark.parametrize("value", ["-1", "'x'", "x'00'"])
+def test_an_edited_vault_id_is_one_line_exit_6(world, value):
+    """Found by the property test above (a ``meta.value`` edit of the ``vault_id`` row): the
+    vault id binds every key; anything but 16 bytes is an edited file, exit 6 and one line."""
+    world.sql(f"UPDATE meta SET value = {value} WHERE key = 'vault_id'")
+    proc = world.cli_as("maria", "integration", "list")
+    assert proc.returncode == 6 and proc.stderr.strip() == (
+        "cvault: integrity failure: meta.vault_id is not a vault id; run cvault doctor"
+    ), proc.stderr
