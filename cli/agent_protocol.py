@@ -18,8 +18,6 @@ by ``out_len`` bytes of standard output and ``err_len`` bytes of standard error;
 holds another vault) and the client must run it itself, else ``-``.
 """
 
-from __future__ import annotations
-
 import _socket
 import os
 import stat

@@ -5,20 +5,19 @@ click costs ~119 M instructions to import, 60 % of the import floor and more tha
 (:mod:`cli.launcher`) runs the read here instead of through click; the read itself is the click
 command's own code (:class:`cli.state.CliState`: open, unseal, session, step-up), its output is
 made by the same functions (:func:`field_value`, :func:`field_text`, :func:`record_json`,
-:func:`cli.text.json_text`) and every error goes through the CLI's one error report
+:func:`record_human`, :mod:`cli.text`) and every error goes through the CLI's one error report
 (:func:`cli.errors.report`).
 
 Served (everything else runs the full click CLI, exactly as before)::
 
-    cvault [--json] [--home DIR] [--profile NAME] secret get CLIENT PATH --field NAME [...]
-    cvault ... secret get CLIENT PATH --json [...]
+    cvault [--json] [--home DIR] [--profile NAME] secret get CLIENT PATH [...]
 
 with ``--field``, ``--version N``, ``--totp CODE`` (each at most once, ``--opt VALUE`` or
 ``--opt=VALUE``), ``--json``, ``--raw``, ``--reveal``, in any order around the two arguments.
 :func:`parse` declines (None) whatever click could read differently or that needs click's own
 output: a third argument, an unknown or repeated option, a value or argument starting with ``-``,
 ``--`` , help, ``--debug`` (its traceback shows click's frames), ``--copy``/``--otp``/
-``--attachment``/``--out``, the human view (no ``--field`` and no ``--json``), service mode
+``--attachment``/``--out``, service mode
 (``--addr``/``CVAULT_ADDR``), shell completion, and streams click would re-wrap (an ASCII
 encoding). tests/cli/test_fastget.py runs both paths over many command lines, good and bad, and
 compares exit codes, stdout and stderr byte for byte.
@@ -28,6 +27,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from vault.tuples import NamedTuple
@@ -51,6 +51,7 @@ class GetRequest(NamedTuple):
     #: ``cvault --json``: the state's own flag (the command's ``--json`` is not)
     global_json: bool
     raw: bool
+    reveal: bool
     home: str | None
     profile: str | None
 
@@ -125,8 +126,6 @@ def parse(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.envir
         return None
     as_json = gjson or "--json" in flags
     field = seen.get("--field")
-    if field is None and not as_json:
-        return None  # the human view: the click command draws it
     # click reads these from the environment when the option is not given (empty means unset)
     if environ.get("CVAULT_ADDR") or "_CVAULT_COMPLETE" in environ:
         return None
@@ -139,6 +138,7 @@ def parse(argv: list[str], environ: os._Environ[str] | dict[str, str] = os.envir
         as_json=as_json,
         global_json=gjson,
         raw="--raw" in flags,
+        reveal="--reveal" in flags,
         home=home if home is not None else environ.get("CVAULT_HOME") or None,
         profile=profile if profile is not None else environ.get("CVAULT_PROFILE") or None,
     )
@@ -199,6 +199,55 @@ def record_json(record: Record) -> dict:
     return data
 
 
+#: a masked secret value in the human view
+MASK = "\u2022" * 8
+
+
+def shown_fields(fields: dict, kind: str, *, reveal: bool) -> dict:
+    """The fields of the human view: custom fields as ``custom.NAME``, secret values masked unless
+    ``reveal``, the TOTP seed never (``--otp`` for its code, ``--field totp`` for the seed)."""
+    from vault.records import CUSTOM, TOTP, is_secret
+
+    shown: dict = {}
+    for key, value in fields.items():
+        if key == CUSTOM:
+            for name, entry in value.items():
+                secret_value = entry.get("secret", True)
+                shown[f"custom.{name}"] = entry.get("value") if reveal or not secret_value else MASK
+        elif key == TOTP:
+            shown[key] = "(set: --otp for the code, --field totp for the seed)"
+        elif is_secret(kind, key) and not reveal:
+            shown[key] = MASK
+        else:
+            shown[key] = value
+    return shown
+
+
+def size_text(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / 1048576:.1f} MiB"
+
+
+def record_human(d: dict, reveal: bool, echo: Callable[[str], object]) -> None:
+    """The human view of a record (``secret get`` without ``--field``/``--json``): a header line,
+    then its fields, secrets masked on a terminal unless ``reveal``, and its attachments."""
+    from cli.text import fields_block, when
+
+    echo(
+        f"# {d['client']}/{d['path']}  ({d['kind']}, version {d['version']}, "
+        f"{when(d['created_at'])} by {d['created_by']})"
+    )
+    shown = shown_fields(d["fields"], d["kind"], reveal=reveal or not sys.stdout.isatty())
+    for n, a in enumerate(d.get("attachments") or [], 1):
+        shown[f"attachment {n}"] = (
+            f"{a['name']} ({size_text(a['size'])}, {when(a['added_at'])} by {a['added_by']})"
+        )
+    fields_block(shown, True, echo)
+
+
 def run(request: GetRequest) -> int:
     """Run the read as the click command does and return the exit code (output written)."""
     from cli.errors import report
@@ -230,8 +279,10 @@ def run(request: GetRequest) -> int:
                     echo(json_text({"field": request.field, "value": value}))
                 else:
                     echo(field_text(value, request.raw), color=True)
-            else:
+            elif request.as_json:
                 echo(json_text(record_json(record)))
+            else:
+                record_human(record.as_dict(), request.reveal, echo)
         finally:
             state.close()  # click's call_on_close
     except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - as cli.main.run: one line and an exit code

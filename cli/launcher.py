@@ -8,8 +8,6 @@ else, and every case the agent declines (no agent, another vault, a prompt neede
 and ``--json`` shapes are the CLI's own either way: the agent runs the same click commands.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 

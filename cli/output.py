@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from cli.text import fields_block as text_fields_block
 from cli.text import json_text, safe
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
@@ -32,6 +33,12 @@ def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -
         click.echo(json_text(data))
     else:
         human(data)
+
+
+def emit_line(data: Any, as_json: bool, line: Callable[[Any], str]) -> None:
+    """:func:`emit` for the commands whose human output is one line built from the result (team
+    and membership changes, role grants, enable/disable...)."""
+    emit(data, as_json, lambda d: click.echo(line(d)))
 
 
 def _width() -> int | None:
@@ -129,23 +136,8 @@ class StreamingTable:
 
 
 def fields_block(data: dict[str, Any], raw: bool = False) -> None:
-    """``label  value`` lines. Facade data gets human labels (``sla_end`` -> ``sla end``) and values
-    (:func:`cli.render.human_value`); ``raw=True`` (a record's own fields) shows keys and values
-    exactly as stored, control characters escaped."""
-    from cli.render import human_value, label
-
-    shown = {k if raw else label(k): (v if raw else human_value(v)) for k, v in data.items()}
-    width = max((len(k) for k in shown), default=0)
-    for key, value in shown.items():
-        if isinstance(value, list):
-            value = ", ".join(map(str, value))
-        text = str(value)
-        if "\n" in text:
-            click.echo(f"{safe(key)}:")
-            for line in text.splitlines():
-                click.echo(f"  {safe(line)}")
-        else:
-            click.echo(f"{safe(key).ljust(width)}  {safe(text)}")
+    """``label  value`` lines (:func:`cli.text.fields_block`, written with click.echo)."""
+    text_fields_block(data, raw, click.echo)
 
 
 @contextmanager

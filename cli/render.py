@@ -9,40 +9,13 @@ with ``+00:00`` or with microseconds). ``--json`` output is left exactly as the 
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import click
 
+from cli.text import when
 from vault.errors import InvalidInput
-
-#: the one human form itself (the facade's own rfc3339 output): returned as it is
-_HUMAN_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
-#: an ISO 8601 date-time as the facade returns them (offset or Z, optional fraction)
-_ISO_TIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$"
-
-
-def when(value: Any) -> str:
-    """The human form of a point in time: ``2027-03-31T23:59:59Z`` (UTC, seconds). ``None`` is
-    ``-``; text that is not an ISO 8601 date-time is returned unchanged."""
-    if value is None or value == "":
-        return "-"
-    if isinstance(value, str) and re.fullmatch(_HUMAN_TIME, value):
-        return value
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-    elif isinstance(value, str) and re.match(_ISO_TIME, value.strip()):
-        text = value.strip()
-        try:
-            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-        except ValueError:
-            return value
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-    else:
-        return str(value)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def human_value(value: Any) -> str:

@@ -5,14 +5,78 @@ bytes."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
 
 def json_text(data: Any) -> str:
-    """The one ``--json`` rendering: indented, keys sorted, non-ASCII kept."""
+    """The one ``--json`` rendering: indented, keys sorted, non-ASCII kept
+    (``json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)``, byte for byte).
+
+    With an indent the json module encodes in Python, object by object (2.2 s for the 100,000
+    records of a ``secret list --json``); a list of flat objects of strings, integers, booleans
+    and nulls (the listings) is written here with the C string encoder instead
+    (tests/cli/test_json_shapes.py compares the two on generated data)."""
     import json
 
+    if isinstance(data, list) and data and all(type(row) is dict for row in data):
+        from json.encoder import encode_basestring
+
+        items = []
+        for row in data:
+            fields = []
+            for key in sorted(row):
+                value = row[key]
+                kind = type(value)
+                if kind is str:
+                    text = encode_basestring(value)
+                elif kind is int:
+                    text = int.__repr__(value)
+                elif value is None:
+                    text = "null"
+                elif kind is bool:
+                    text = "true" if value else "false"
+                else:
+                    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+                if type(key) is not str:
+                    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+                fields.append(f"    {encode_basestring(key)}: {text}")
+            items.append("  {\n" + ",\n".join(fields) + "\n  }" if fields else "  {}")
+        return "[\n" + ",\n".join(items) + "\n]"
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+#: the one human form itself (the facade's own rfc3339 output): returned as it is
+_HUMAN_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+#: an ISO 8601 date-time as the facade returns them (offset or Z, optional fraction)
+_ISO_TIME = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?$"
+
+
+def when(value: Any) -> str:
+    """The human form of a point in time: ``2027-03-31T23:59:59Z`` (UTC, seconds). ``None`` is
+    ``-``; text that is not an ISO 8601 date-time is returned unchanged (docs/cli.md "Output")."""
+    import re
+    from datetime import UTC, datetime
+
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, str) and not value[:4].isdigit() and not value[:1].isspace():
+        return value  # not a date-time (paths, names, kinds: most cells of a table)
+    if isinstance(value, str) and re.fullmatch(_HUMAN_TIME, value):
+        return value
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+    elif isinstance(value, str) and re.match(_ISO_TIME, value.strip()):
+        text = value.strip()
+        try:
+            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError:
+            return value
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+    else:
+        return str(value)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def safe(text: Any) -> str:
@@ -32,6 +96,29 @@ def for_terminal(text: Any, raw: bool = False) -> str:
     if raw or not sys.stdout.isatty():
         return s
     return "\n".join(safe(line) for line in s.split("\n"))
+
+
+def fields_block(data: dict[str, Any], raw: bool, echo: Callable[[str], object]) -> None:
+    """``label  value`` lines. Facade data gets human labels (``sla_end`` -> ``sla end``) and values
+    (:func:`cli.render.human_value`); ``raw=True`` (a record's own fields) shows keys and values
+    exactly as stored, control characters escaped."""
+    if raw:
+        shown = data
+    else:
+        from cli.render import human_value, label
+
+        shown = {label(k): human_value(v) for k, v in data.items()}
+    width = max((len(k) for k in shown), default=0)
+    for key, value in shown.items():
+        if isinstance(value, list):
+            value = ", ".join(map(str, value))
+        text = str(value)
+        if "\n" in text:
+            echo(f"{safe(key)}:")
+            for line in text.splitlines():
+                echo(f"  {safe(line)}")
+        else:
+            echo(f"{safe(key).ljust(width)}  {safe(text)}")
 
 
 def echo(text: str, *, err: bool = False, color: bool | None = None) -> None:

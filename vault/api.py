@@ -261,7 +261,19 @@ class SlaAPI(Protocol):
 
     def upcoming(self, principal: Principal, within: timedelta | str = "30d") -> Rows: ...
 
-    def overview(self, principal: Principal) -> Rows: ...
+    def overview(
+        self,
+        principal: Principal,
+        *,
+        name_contains: str = "",
+        state: str = "",
+        engineer: str = "",
+        within_days: int | None = None,
+        sort: str = "client",
+        descending: bool = False,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> dict: ...
 
     def requests(self, principal: Principal) -> Rows: ...
 

@@ -333,17 +333,24 @@ SCHEMAS: dict[str, Schema] = {
             "days_left": INT,
             "grace_days": INT,
             "shred_due": nullable(TIME),
-            "engineers": STRS,
+            "engineers": {
+                "type": "array",
+                "items": obj({"user": STR, "team": nullable(STR)}),
+                "description": "who reaches the client now: directly (team null) or through a team",
+            },
             "records": INT,
             "shred_request": nullable(
                 obj({"requested_by": STR, "requested_at": TIME, "approved_by": nullable(STR)})
             ),
         }
     ),
-    "ShredRequest": obj(
+    "ClientOverviewPage": obj(
+        {"total": INT, "offset": INT, "rows": {"type": "array", "items": ref("ClientOverview")}}
+    ),
+    "TwoPersonRequest": obj(
         {
-            "client": STR,
-            "kind": STR,
+            "client": nullable(STR),
+            "kind": {"type": "string", "enum": ["early_shred", "setting"]},
             "requested_by": STR,
             "requested_at": TIME,
             "reason": STR,
@@ -351,7 +358,8 @@ SCHEMAS: dict[str, Schema] = {
             "approved_at": nullable(TIME),
             "yours": BOOL,
             "cannot_approve": nullable(STR),
-        }
+        },
+        {"setting": STR, "value": INT, "current": nullable(INT)},
     ),
     "Sweep": obj(
         {

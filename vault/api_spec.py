@@ -611,14 +611,24 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "sla",
         "overview",
-        returns="ClientOverview[]",
-        summary="Every client with SLA state, days left, engineers, record count (the console's table)",
+        (
+            K("name_contains", "str", ""),
+            K("state", "str", ""),
+            K("engineer", "str", ""),
+            K("within_days", "int", None, (0, 3650)),
+            K("sort", "str", "client"),
+            K("descending", "bool", False),
+            K("offset", "int", 0, (0, 2**31)),
+            K("limit", "int", None, (0, 2**31)),
+        ),
+        returns="ClientOverviewPage",
+        summary="A page of clients with SLA state, days left, engineers, record count (the console's table)",
     ),
     Op(
         "sla",
         "requests",
-        returns="ShredRequest[]",
-        summary="Open early-shred requests (the approvals queue)",
+        returns="TwoPersonRequest[]",
+        summary="Open two-person requests: early shreds and setting changes (the approvals queue)",
     ),
     Op(
         "sla",

@@ -60,6 +60,18 @@ def new_nonce() -> bytes:
     return os.urandom(NONCE_LEN)
 
 
+def fresh_keys(count: int, *, nonces: int) -> Iterator[tuple[bytes, ...]]:
+    """``count`` tuples ``(key, nonce_1, ..., nonce_n)``, sliced from one read of the OS CSPRNG
+    (a bulk import: one ``os.urandom`` call per batch instead of one per key and nonce). Each
+    slice is fresh random bytes, used once: the same keys and nonces, in distribution, as
+    :func:`new_key` and :func:`new_nonce` called one by one (never a counter)."""
+    size = KEY_LEN + nonces * NONCE_LEN
+    pool = os.urandom(count * size)
+    for base in range(0, count * size, size):
+        at = base + KEY_LEN
+        yield (pool[base:at], *(pool[at + i * NONCE_LEN : at + (i + 1) * NONCE_LEN] for i in range(nonces)))
+
+
 # --- AEAD -------------------------------------------------------------------------------------
 
 
@@ -96,8 +108,9 @@ class Sealer:
     def __init__(self, key: bytes):
         self._aead = AESGCM(key)
 
-    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
-        nonce = new_nonce()
+    def seal(self, plaintext: bytes, aad: bytes, nonce: bytes | None = None) -> bytes:
+        """``nonce``: fresh random bytes from :func:`fresh_keys` (a bulk import), never reused."""
+        nonce = nonce or new_nonce()
         return nonce + self._aead.encrypt(nonce, plaintext, aad)
 
     def unseal(self, sealed: bytes, aad: bytes) -> bytes:

@@ -237,6 +237,7 @@ class Keyring:
         self._aads: dict[tuple[str, ...], bytes] = {}  # public values only
         self._prefixes: dict[tuple[str, str], bytes] = {}
         self._row_macer: crypto.Mac | None = None
+        self._blob_macer: crypto.Mac | None = None
 
     @property
     def unsealed(self) -> bool:
@@ -250,12 +251,14 @@ class Keyring:
         self._purpose.clear()
         self._sealers.clear()
         self._row_macer = None
+        self._blob_macer = None
 
     def seal(self) -> None:
         self._root = None
         self._purpose.clear()
         self._sealers.clear()
         self._row_macer = None
+        self._blob_macer = None
 
     def row_macer(self) -> crypto.Mac:
         """HMAC-SHA256 under the row-MAC purpose key (vault.store.rowmac)."""
@@ -426,8 +429,11 @@ class Keyring:
         message = (
             self._prefix("blob-name", client_id) + _INT_PREFIX + _U64(record_id) + _INT_PREFIX + _U64(version)
         )
-        # HMAC-SHA256 in one C call (same bytes as crypto.hmac_sha256)
-        return crypto.hmac_sha256(self.purpose_key(PURPOSE_BLOB_NAME), message).hex()[:40]
+        # HMAC-SHA256 with the key schedule kept (same bytes as crypto.hmac_sha256)
+        macer = self._blob_macer
+        if macer is None:
+            macer = self._blob_macer = crypto.Mac(self.purpose_key(PURPOSE_BLOB_NAME))
+        return macer.mac(message).hex()[:40]
 
     def attachment_blob_name(self, client_id: str, record_id: int, attachment_id: int) -> str:
         """An attachment's blob name: :meth:`blob_name`'s keyed hash under its own label, so it
@@ -443,6 +449,9 @@ class Keyring:
 
 
 _json_str = json.encoder.encode_basestring_ascii  # what json.dumps uses for str (ensure_ascii)
+#: ``json.dumps(meta, separators=(",", ":"), sort_keys=True)``, the encoder built once (a bulk
+#: import seals one name per record; json.dumps would build an encoder each time)
+_META_JSON = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode
 
 
 class ClientKeys:
@@ -454,6 +463,7 @@ class ClientKeys:
         self.version = version
         self._key = key
         self._tag_key = crypto.hkdf_sha256(key, salt=keyring.vault_id, info=label("name-tag"))
+        self._tag_mac: crypto.Mac | None = None  # built on the second tag (a bulk import)
         self._sealer: crypto.Sealer | None = None  # built on first use
         # constant prefixes of the per-record AADs (docs/format.md section 2)
         self._dek_prefix = keyring._prefix("record-key", client_id)
@@ -461,12 +471,13 @@ class ClientKeys:
         self._meta_prefix = keyring._prefix("record-meta", client_id)
         self._meta_suffix = _lp_int(version)
 
-    def _seal(self, plaintext: bytes, aad: bytes) -> bytes:
+    def _seal(self, plaintext: bytes, aad: bytes, nonce: bytes | None = None) -> bytes:
         """Same bytes as ``crypto.seal(self._key, plaintext, aad)``, with the client key's
-        AES-GCM context reused for every wrap and seal under it."""
+        AES-GCM context reused for every wrap and seal under it (``nonce``: fresh random bytes
+        from ``crypto.fresh_keys``, bulk import only)."""
         if self._sealer is None:
             self._sealer = crypto.Sealer(self._key)
-        return self._sealer.seal(plaintext, aad)
+        return self._sealer.seal(plaintext, aad, nonce)
 
     def _dek_aad(self, record_id: int, version: int) -> bytes:
         return (
@@ -481,18 +492,21 @@ class ClientKeys:
         return crypto.key_fingerprint(self._key)
 
     def path_tag(self, path: str) -> bytes:
-        return crypto.hmac_sha256(self._tag_key, path.encode("utf-8"))
+        macer = self._tag_mac
+        if macer is None:
+            macer = self._tag_mac = crypto.Mac(self._tag_key)
+        return macer.mac(path.encode("utf-8"))
 
-    def wrap_dek(self, dek: bytes, record_id: int, version: int) -> bytes:
-        return self._seal(dek, self._dek_aad(record_id, version))
+    def wrap_dek(self, dek: bytes, record_id: int, version: int, nonce: bytes | None = None) -> bytes:
+        return self._seal(dek, self._dek_aad(record_id, version), nonce)
 
     def unwrap_dek(self, wrapped: bytes, record_id: int, version: int) -> bytes:
         """Raises CryptoError; the caller names the record."""
         return crypto.unseal(self._key, wrapped, self._dek_aad(record_id, version))
 
-    def seal_meta(self, meta: dict[str, Any], record_id: int) -> bytes:
-        data = json.dumps(meta, separators=(",", ":"), sort_keys=True).encode()
-        return self._seal(data, self._meta_aad(record_id))
+    def seal_meta(self, meta: dict[str, Any], record_id: int, nonce: bytes | None = None) -> bytes:
+        data = _META_JSON(meta).encode()
+        return self._seal(data, self._meta_aad(record_id), nonce)
 
     def seal_record_meta(self, path: str, kind: str, record_id: int) -> bytes:
         """``seal_meta({"path": path, "kind": kind}, record_id)`` without the generic JSON

@@ -114,6 +114,7 @@ def _human(d: dict) -> None:
         click.echo(
             f"{safe(c['client'])}: {len(c['new'])} new, {len(c['changed'])} changed, "
             f"{c['unchanged']} unchanged, {len(c['conflicts'])} conflicts"
+            + (f"; {c['attachments']} attachments" if c["attachments"] else "")
             + (f" ({verb} written)" if d["dry_run"] and (c["new"] or c["changed"]) else "")
         )
         if d["dry_run"]:

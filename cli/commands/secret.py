@@ -13,11 +13,10 @@ from collections.abc import Callable
 
 import click
 
-from cli.fastget import field_text, field_value, record_json
-from cli.output import emit, fields_block, json_option, progress, table, totp_option, wants_json
-from cli.render import when
+from cli.fastget import field_text, field_value, record_human, record_json, size_text
+from cli.output import emit, json_option, progress, table, totp_option, wants_json
 from vault.errors import InvalidInput, NotFound
-from vault.records import CUSTOM, KINDS, MAIN_SECRET, MULTILINE_FIELDS, TOTP, cli_fields, is_secret
+from vault.records import CUSTOM, KINDS, MAIN_SECRET, MULTILINE_FIELDS, cli_fields
 
 
 def complete_client(ctx, param, incomplete):
@@ -155,9 +154,17 @@ _FIELD_NAMES = frozenset(f.name for f in cli_fields())
 
 
 def _read_bytes(path: str, what: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
+    with _open_input(path, what) as fh:
+        try:
             return fh.read()
+        except OSError as exc:
+            raise InvalidInput(f"{what} file {path} cannot be read: {exc.strerror or exc}") from None
+
+
+def _open_input(path: str, what: str):
+    """A file the user named, open for reading bytes, or one line saying why it cannot be."""
+    try:
+        return open(path, "rb")
     except FileNotFoundError:
         raise InvalidInput(f"{what} file {path} not found") from None
     except IsADirectoryError:
@@ -175,6 +182,33 @@ def _text(data: bytes, what: str, source: str) -> str:
             f"{what} from {source} is not UTF-8 text: store binary values base64-encoded "
             '(docs/cli.md, "Exact bytes")'
         ) from None
+
+
+def _input_size(fh) -> int:
+    """The size of a regular file being imported (0: a pipe or a terminal, no progress bar)."""
+    import os
+    import stat
+
+    try:
+        st = os.fstat(fh.fileno())
+    except (OSError, ValueError):
+        return 0
+    return st.st_size if stat.S_ISREG(st.st_mode) else 0
+
+
+def _stream_lines(fh, source: str, update: Callable[[int], None] | None):
+    """An import's lines, read as a stream (never the whole input in memory): split on ``\n``
+    alone (JSON Lines; a ``\r`` before it is JSON whitespace), each decoded as UTF-8 exactly
+    (``\n`` never occurs inside a multi-byte UTF-8 sequence, so line by line is the same as the
+    whole). Non-UTF-8 input is refused with the line of :func:`_text`."""
+    done = 0
+    for number, raw in enumerate(fh, 1):
+        done += len(raw)
+        if update is not None and number % 1000 == 0:
+            update(done)
+        yield _text(raw, "import", source)
+    if update is not None:
+        update(done)
 
 
 def secret_value(data: bytes, what: str, source: str, *, multiline: bool) -> str:
@@ -344,27 +378,6 @@ def secret_restore(state, client, path, version, as_json):
     )
 
 
-MASK = "\u2022" * 8
-
-
-def _shown_fields(fields: dict, kind: str, *, reveal: bool) -> dict:
-    """The fields of the human view: custom fields as ``custom.NAME``, secret values masked unless
-    ``reveal``, the TOTP seed never (``--otp`` for its code, ``--field totp`` for the seed)."""
-    shown: dict = {}
-    for key, value in fields.items():
-        if key == CUSTOM:
-            for name, entry in value.items():
-                secret_value = entry.get("secret", True)
-                shown[f"custom.{name}"] = entry.get("value") if reveal or not secret_value else MASK
-        elif key == TOTP:
-            shown[key] = "(set: --otp for the code, --field totp for the seed)"
-        elif is_secret(kind, key) and not reveal:
-            shown[key] = MASK
-        else:
-            shown[key] = value
-    return shown
-
-
 @secret.command("get")
 @click.argument("client", shell_complete=complete_client)
 @click.argument("path", shell_complete=complete_path)
@@ -438,28 +451,12 @@ def secret_get(state, client, path, field, version, copy, otp, reveal, raw, atta
         )
         return
 
-    def human(d):
-        click.echo(
-            f"# {d['client']}/{d['path']}  ({d['kind']}, version {d['version']}, "
-            f"{when(d['created_at'])} by {d['created_by']})"
-        )
-        shown = _shown_fields(d["fields"], d["kind"], reveal=reveal or not sys.stdout.isatty())
-        for n, a in enumerate(d.get("attachments") or [], 1):
-            shown[f"attachment {n}"] = (
-                f"{a['name']} ({_size(a['size'])}, {when(a['added_at'])} by {a['added_by']})"
-            )
-        fields_block(shown, raw=True)
-
     # the JSON form is made by the function cvault secret get without click uses (cli.fastget)
-    emit(record_json(record) if as_json or wants_json() else record.as_dict(), as_json, human)
-
-
-def _size(n: int) -> str:
-    if n < 1024:
-        return f"{n} bytes"
-    if n < 1024 * 1024:
-        return f"{n / 1024:.1f} KiB"
-    return f"{n / 1048576:.1f} MiB"
+    emit(
+        record_json(record) if as_json or wants_json() else record.as_dict(),
+        as_json,
+        lambda d: record_human(d, reveal, click.echo),
+    )
 
 
 def _write_attachment(state, vault, client, path, name, version, out, totp, as_json) -> None:
@@ -489,7 +486,7 @@ def _write_attachment(state, vault, client, path, name, version, out, totp, as_j
         got,
         as_json,
         lambda d: click.echo(
-            f"wrote {d['name']} of {d['client']}/{d['path']} to {out} ({_size(d['size'])})", err=True
+            f"wrote {d['name']} of {d['client']}/{d['path']} to {out} ({size_text(d['size'])})", err=True
         ),
     )
 
@@ -531,7 +528,8 @@ def secret_attach(state, client, path, file, name, as_json):
         result,
         as_json,
         lambda d: click.echo(
-            f"attached {d['name']} ({_size(d['size'])}) to {d['client']}/{d['path']} version {d['version']}"
+            f"attached {d['name']} ({size_text(d['size'])}) to {d['client']}/{d['path']}"
+            f" version {d['version']}"
         ),
     )
 
@@ -663,11 +661,15 @@ def secret_rm(state, client, path, purge, yes, as_json):
 @click.pass_obj
 def secret_import(state, client, file, as_json):
     """Import JSON Lines records ({"path","kind","fields"}) in one transaction."""
-    raw = sys.stdin.buffer.read() if file == "-" else _read_bytes(file, "import")
-    # JSON Lines: one record per line ending in \n (\r\n accepted); the values inside are JSON
-    # strings, so splitting on nothing else keeps every byte of them
-    lines = _text(raw, "import", "standard input" if file == "-" else f"file {file}").split("\n")
-    vault = state.vault()
-    with progress("importing") as update:
-        data = vault.secrets.import_records(state.principal(), client, lines, progress=update)
+    source = "standard input" if file == "-" else f"file {file}"
+    fh = sys.stdin.buffer if file == "-" else _open_input(file, "import")
+    try:
+        vault = state.vault()
+        with progress("importing") as update:
+            size = _input_size(fh)
+            lines = _stream_lines(fh, source, (lambda done: update(done, size)) if size else None)
+            data = vault.secrets.import_records(state.principal(), client, lines)
+    finally:
+        if fh is not sys.stdin.buffer:
+            fh.close()
     emit(data, as_json, lambda d: click.echo(f"imported {d['imported']} records into {d['client']}"))

@@ -296,9 +296,10 @@ class ServiceVault:
 def _session_user(token: str) -> str | None:
     """The user name saved next to this token by ``cvault login`` (for messages only)."""
     try:
-        from cli.session_file import session_path
+        from cli.session_file import session_file
 
-        doc = json.loads(session_path().read_text(encoding="utf-8"))
+        with open(session_file(), encoding="utf-8") as fh:  # a str path: no pathlib on this path
+            doc = json.loads(fh.read())
     except (OSError, ValueError, ImportError):
         return None
     return doc.get("user") if isinstance(doc, dict) and doc.get("token") == token else None

@@ -55,6 +55,10 @@ class Transport:
         self.origin = f"{url.scheme}://{url.netloc}{self.base}"
 
     def _connection(self) -> Connection:
+        if self._conn is not None and self._conn.closed_by_peer():
+            # the service closes a keep-alive connection after 30 s without a request
+            # (vault/server/run.py); a resident agent's next read would fail on it: reconnect
+            self.close()
         if self._conn is None:
             ctx = None
             if self.https:
@@ -123,6 +127,8 @@ class Connection:
         except UnicodeEncodeError:
             name = host
         sock = socket.create_connection((name, port), timeout=timeout)  # type: ignore[arg-type]
+        # each request is one write, but no write of ours should ever wait for an ACK (Nagle)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if ctx is not None:
             sock = ctx.wrap_socket(sock, server_hostname=name)
         self.sock = sock
@@ -164,6 +170,19 @@ class Connection:
         if fields.get("connection", "").lower() == "close":
             self.close()
         return int(parts[1]), payload
+
+    def closed_by_peer(self) -> bool:
+        """True when the service has closed this idle connection (or sent anything unasked: a TLS
+        alert). Between two exchanges nothing is due, so a readable socket means it is gone."""
+        import select
+
+        if self.buf:
+            return True
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        return bool(readable)
 
     def _fill(self) -> None:
         data = self.sock.recv(65536)

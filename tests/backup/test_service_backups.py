@@ -90,3 +90,44 @@ def test_remote_backups_use_upload_sessions_and_keep_the_newest(vdir, fake_graph
     assert len(stored) == 2 and made[0]["file"].split("/")[-1] not in " ".join(stored)
     assert any(r.path.endswith(":/createUploadSession") for r in fake_graph.log)
     assert made[2]["pruned"] == [made[0]["file"].split("/")[-1]]
+
+
+def test_a_shred_elsewhere_stops_the_cached_audit_detail_key_at_once(vdir):
+    """The service keeps each client's unwrapped audit-detail key in the shared key cache
+    (vault/audit/details.py). A shred run by another process cannot empty that cache, so the
+    fresh client row of every request decides: once the shred has started, no detail is sealed
+    with the cached key and the read is refused."""
+    import sqlite3
+
+    import pytest
+
+    from vault.audit.details import CACHE_TAG
+    from vault.errors import ClientUnavailable
+
+    pool, _ = _pool(vdir)
+    try:
+        with pool.lease() as v:
+            add_client(v, "acme", days=10, grace_days=0)
+            v.secrets.put(operator(), "acme", "a", "note", {"text": "a1"})
+            acme = v.ctx.client("acme").id
+            assert v.secrets.get(operator(), "acme", "a").fields["text"] == "a1"
+        assert pool.key_cache.get((acme, CACHE_TAG)) is not None  # the read sealed its path with it
+        other = vdir.open()  # another process's vault: the service's cache is not its to empty
+        try:
+            other.sla.expire(operator(), "acme", reason="ended")
+            other.sla.sweep(Principal.system("sweep"))
+        finally:
+            other.close()
+        assert pool.key_cache.get((acme, CACHE_TAG)) is not None
+        with pool.lease() as v:
+            before = v.ctx.audit.head()[0]
+            with pytest.raises(ClientUnavailable):
+                v.secrets.get(operator(), "acme", "a")
+        with sqlite3.connect(vdir.home / "vault.db") as db:
+            rows = db.execute(
+                "SELECT outcome, detail_sealed FROM audit_events WHERE seq > ? AND action = 'secret.get'",
+                (before,),
+            ).fetchall()
+        assert rows == [("deny", None)]
+    finally:
+        pool.close()

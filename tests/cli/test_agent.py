@@ -419,3 +419,215 @@ def test_a_same_uid_client_cannot_make_the_agent_run_administration(vault_with_r
         assert b"not served by the agent" in err
     assert not key_file.exists()
     assert slots() == before
+
+
+def test_peer_check_refuses_another_uid_without_root(vault_with_records):
+    """The daemon's own check, on a real Unix socket pair (SO_PEERCRED gives our uid): an agent
+    that serves another uid than the peer's answers exit 4 and reads nothing. Runs without root;
+    ``test_another_uid_is_refused`` is the real second user."""
+    import socket
+
+    from cli.agent_daemon import Agent
+
+    for owner, want in ((os.getuid() + 1, 4), (os.getuid(), 0)):
+        agent = Agent(home=vault_with_records.home, addr=None, cacert=None, owner_uid=owner)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with ours, theirs:
+            theirs.sendall(agent_protocol.encode_request("status", []))
+            agent.handle(ours)
+            code, out, err, fallback = agent_protocol.recv_reply(theirs)
+        assert (code, fallback) == (want, False)
+        if want == 4:
+            assert (out, err) == (b"", b"cvault: agent: not your agent\n")
+        else:
+            assert b"state=locked" in out
+
+
+def test_client_refuses_an_agent_of_another_uid(tmp_path, monkeypatch):
+    """The client checks the agent's uid too: a socket served by another uid is not its agent."""
+    import socket
+
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    path = str(run / "agent.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with listener:
+        listener.bind(path)
+        listener.listen(1)
+        with contextlib.closing(agent_protocol.connect(path)):
+            pass  # our own uid: accepted
+        monkeypatch.setattr(agent_protocol, "peer_uid", lambda sock: os.getuid() + 1)
+        with pytest.raises(agent_protocol.AgentUnavailable, match="belongs to another user"):
+            agent_protocol.connect(path)
+
+
+def test_a_request_after_the_idle_time_finds_the_agent_locked(vault_with_records):
+    """The idle time is judged when a request arrives, not only between accept timeouts (accept
+    waits up to 2 s): the first request after it is answered "locked" (injected clock, the
+    loop's own per-connection step on a real socket pair)."""
+    import socket
+
+    from cli.agent_daemon import LOCKED_MESSAGE, Agent
+
+    now = [1000.0]
+    agent = Agent(home=vault_with_records.home, addr=None, cacert=None, idle_seconds=60, clock=lambda: now[0])
+    agent.unlock("key-file", str(vault_with_records.key_file))
+    env = [f"{k}={v}" for k, v in vault_with_records.env().items() if k.startswith("CVAULT_")]
+    request = ["/", "000", "utf-8:strict", str(len(env)), *env, "secret", "get", "acme", "office/firewall"]
+
+    def get() -> tuple[int, bytes, bytes, bool]:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with ours, theirs:
+            theirs.sendall(agent_protocol.encode_request("run", [*request, "--field", "password"]))
+            agent.serve(ours)
+            return agent_protocol.recv_reply(theirs)
+
+    try:
+        now[0] += 59
+        assert get()[:2] == (0, b"pw\t1\n")
+        now[0] += 60  # no tick in between: the request itself comes after the idle time
+        assert get() == (8, b"", LOCKED_MESSAGE.encode(), False)
+        assert agent.vault is None
+    finally:
+        agent.lock()
+
+
+def test_idle_option_reaches_the_daemon(vault_with_records, agent_env):
+    import json
+
+    start(agent_env, "--idle", "90s")
+    status = json.loads(launcher("agent", "status", "--json", env=agent_env).stdout)
+    assert status["state"] == "unlocked"
+    assert 0 < status["idle_lock_in_seconds"] <= 90
+
+
+def test_agent_environment_is_the_clients_per_command_and_put_back(vault_with_records, monkeypatch):
+    """Each command sees exactly the client's CVAULT_* and ENV_NAMES values; after it the agent's
+    own environment is as before (also a variable the command set itself: CVAULT_PROFILE)."""
+    from cli import agent_daemon
+
+    monkeypatch.setenv("CVAULT_AGENT_ONLY", "agent's")
+    monkeypatch.setenv("TERM", "agent-term")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("UNRELATED", "kept")
+    before = dict(os.environ)
+    seen = {}
+
+    def fake_run(argv, obj):
+        seen.update({k: os.environ.get(k) for k in ("CVAULT_AGENT_ONLY", "TERM", "NO_COLOR", "UNRELATED")})
+        os.environ["CVAULT_PROFILE"] = "set-by-the-command"
+        return 0
+
+    monkeypatch.setattr("cli.main.run", fake_run)
+    monkeypatch.chdir(vault_with_records.home)  # the agent leaves each command in /
+    agent = agent_daemon.Agent(home=vault_with_records.home, addr=None, cacert=None)
+    pairs = ["TERM=client-term", "NO_COLOR=1"]
+    reply = agent.run(["/", "000", "utf-8:strict", str(len(pairs)), *pairs, "secret", "list", "acme"])
+    assert reply.startswith(b"0 ")
+    assert seen == {"CVAULT_AGENT_ONLY": None, "TERM": "client-term", "NO_COLOR": "1", "UNRELATED": "kept"}
+    assert dict(os.environ) == before
+
+
+def test_a_kept_alive_connection_the_service_closed_is_opened_again(tmp_path):
+    """The service closes a keep-alive connection after 30 s without a request; a resident agent
+    in remote mode then sent its next read on the dead connection and answered exit 9 ("cannot
+    reach the cvault service"). The transport sees the close and connects again. Here a real
+    HTTPS server closes each connection after one answer (without ``Connection: close``), as the
+    idle timeout does."""
+    import threading
+
+    from cli.service_client.transport import Transport
+    from tests.fakes.https import HTTPSService, QuietHandler, make_test_ca
+
+    closed = threading.Event()
+    connections = []
+
+    class OneAnswer(QuietHandler):
+        def do_GET(self):
+            connections.append(self.client_address)
+            self.send_bytes(200, b'{"status": "ok"}')
+            self.close_connection = True
+
+        def finish(self):
+            super().finish()
+            self.connection.close()
+            closed.set()
+
+    ca = make_test_ca(tmp_path / "tls")
+    server = HTTPSService(OneAnswer, ca.server_context(), None, "one-answer").start()
+    transport = Transport(server.origin, str(ca.ca_path))
+    try:
+        for _ in range(3):
+            closed.clear()
+            assert transport.request("GET", "/v1/health") == {"status": "ok"}
+            assert closed.wait(30)  # the server has closed this connection
+        assert len(connections) == 3
+    finally:
+        transport.close()
+        server.stop()
+
+
+def test_remote_mode_refusals_and_lock_are_the_same_through_the_agent(staff, tmp_path):
+    """Service mode: a revoked assignment and an expired session are refused through the agent
+    exactly as by the remote CLI without it (the service decides; the agent holds only the
+    connection), and a locked agent answers "locked", exit 8."""
+    import json
+
+    from cli.agent_daemon import LOCKED_MESSAGE
+    from tests.factories import write_session_file
+    from tests.server.harness import start_service
+    from vault.clock import SystemClock
+
+    service = start_service(staff.vdir, tmp_path / "svc")
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    scope = f"service:{service.addr}"
+    v = staff.vdir.open()
+    try:
+        bob_file = write_session_file(tmp_path / "bob.json", scope, "bob", staff.bob.token(v))
+        old = SystemClock().now().replace(year=2025)  # past the 8 h absolute limit
+        carl_files = [
+            write_session_file(tmp_path / f"carl-{i}.json", scope, "carl", staff.carl.token(v, at=old))
+            for i in (1, 2)
+        ]
+        staff.bob.vault = staff.carl.vault = None
+    finally:
+        v.close()
+    base = {
+        k: v
+        for k, v in staff.vdir.env(
+            CVAULT_ADDR=service.addr,
+            CVAULT_CACERT=str(service.ca.ca_path),
+            CVAULT_AGENT_SOCK=str(run / "agent.sock"),
+        ).items()
+        if k not in ("CVAULT_HOME", "CVAULT_KEY_FILE", "CVAULT_SESSION_FILE")
+    }
+    bob = {**base, "CVAULT_SESSION_FILE": str(bob_file)}
+    carl = [{**base, "CVAULT_SESSION_FILE": str(f)} for f in carl_files]
+    try:
+        start(bob)
+        ok = launcher("secret", "list", "acme", env=bob)
+        assert ok.returncode == 0, ok.stderr
+        v = staff.vdir.open()
+        try:
+            v.access.unassign(staff.amy.principal(v), "acme", "bob")
+        finally:
+            v.close()
+        served = json.loads(launcher("agent", "status", "--json", env=bob).stdout)["served"]
+        for env, again in ((bob, bob), (carl[0], carl[1])):
+            through = launcher("secret", "list", "acme", env=env)
+            direct = launcher("secret", "list", "acme", env={**again, "CVAULT_NO_AGENT": "1"})
+            assert through.returncode in (3, 4), through.stderr
+            assert (through.returncode, through.stdout, through.stderr) == (
+                direct.returncode,
+                direct.stdout,
+                direct.stderr,
+            )
+        after = json.loads(launcher("agent", "status", "--json", env=bob).stdout)["served"]
+        assert after == served + 2  # both refusals came from the agent, not from a fallback
+        assert launcher("agent", "lock", env=bob).returncode == 0
+        locked = launcher("secret", "list", "acme", env=bob)
+        assert (locked.returncode, locked.stdout, locked.stderr) == (8, "", LOCKED_MESSAGE)
+    finally:
+        launcher("agent", "stop", env=bob)
+        service.stop()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from cli.commands.secret import MASK, _shown_fields
+from cli.fastget import MASK, shown_fields
 from tests.helpers import on_a_terminal
 
 
@@ -167,9 +167,9 @@ def test_shown_fields_mask_secret_custom_fields_and_never_show_the_seed():
         "totp": "JBSWY3DPEHPK3PXPJBSWY3DP",
         "custom": {"PIN": {"value": "1", "secret": True}, "Serial": {"value": "S", "secret": False}},
     }
-    shown = _shown_fields(fields, "account", reveal=False)
+    shown = shown_fields(fields, "account", reveal=False)
     assert shown["password"] == MASK and shown["custom.PIN"] == MASK and shown["custom.Serial"] == "S"
-    revealed = _shown_fields(fields, "account", reveal=True)
+    revealed = shown_fields(fields, "account", reveal=True)
     assert revealed["password"] == "p" and revealed["custom.PIN"] == "1"
     assert "JBSWY" not in json.dumps(revealed)
 

@@ -1,11 +1,14 @@
-"""The CLI story, three times: embedded, against a real ``cvault serve`` on loopback HTTPS, and
-through a resident ``cvault agent`` (the console script's import-light path: ``cli.launcher``).
+"""The CLI story, four times: embedded, against a real ``cvault serve`` on loopback HTTPS, and
+through a resident ``cvault agent`` (the console script's import-light path: ``cli.launcher``) in
+each of the two (the agent holding the vault, and the agent holding a connection to the service).
 
 One parametrized fixture yields a runner with the interface of ``VaultDir.cli``; the same story
 runs through it in both modes, checking exit codes and output at each step, and the served run's
 and agent runs' transcripts (exit code and stdout of every step, timestamps, ids and keys
-normalised) must equal the embedded one. In served mode the CLI gets no ``CVAULT_HOME`` and no key file: only
-``CVAULT_ADDR`` and ``CVAULT_CACERT`` (the test CA), so every call really goes over HTTPS.
+normalised) must equal the embedded one; through an agent, every step's standard error must also
+equal the one of the same mode without it. In served mode the CLI gets no ``CVAULT_HOME`` and no
+key file: only ``CVAULT_ADDR`` and ``CVAULT_CACERT`` (the test CA), so every call really goes over
+HTTPS.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from tests.server.harness import Service, start_service
 
 PASSWORD = "correct horse battery"
 _TRANSCRIPTS: dict[str, list] = {}
+_ERRORS: dict[str, list[str]] = {}
 
 
 class Totp:
@@ -58,6 +62,8 @@ class Runner:
     agent_socket: Path | None = None
     user: str | None = None
     totp: dict[str, Totp] = field(default_factory=dict)
+    #: each step's normalised stderr (through the agent it must equal the run without it)
+    errors: list[str] = field(default_factory=list)
 
     def env(self, **extra: str) -> dict:
         session = str(self.folder / f"session-{self.user or 'nobody'}.json")
@@ -96,7 +102,7 @@ def make_runner(mode: str, template: VaultDir, folder: Path) -> Runner:
     finally:
         v.close()
     runner.totp["ada"] = Totp(enrolled["otpauth_uri"])
-    if mode == "served":
+    if mode in ("served", "served-agent"):
         # background jobs off: the story compares outputs (checkpoint counts); tests/test_service.py
         # covers the jobs
         runner.service = start_service(
@@ -109,7 +115,7 @@ def make_runner(mode: str, template: VaultDir, folder: Path) -> Runner:
             "--outbox-interval",
             "0",
         )
-    if mode == "agent":
+    if mode in ("agent", "served-agent"):
         (folder / "run").mkdir(mode=0o700)
         runner.agent_socket = folder / "run" / "agent.sock"
         started = runner.cli("agent", "start")
@@ -123,7 +129,7 @@ def story_template(tmp_path_factory) -> VaultDir:
     return make_vault(tmp_path_factory.mktemp("story"), with_operator=False)
 
 
-@pytest.fixture(params=["embedded", "served", "agent"])
+@pytest.fixture(params=["embedded", "served", "agent", "served-agent"])
 def runner(request, story_template, tmp_path):
     r = make_runner(request.param, story_template, tmp_path / request.param)
     yield r
@@ -142,7 +148,7 @@ _NORMALISE = [
     (re.compile(r"\b[0-9a-f]{32}\b"), "<id>"),
     (re.compile(r"\b[0-9a-f]{16,31}\b"), "<hex>"),
     (re.compile(r"session-\w+\.json"), "<session file>"),
-    (re.compile(r"(?<=/)[^\s\"]*?/(embedded|served|agent)/"), "<tmp>/"),
+    (re.compile(r"(?<=/)[^\s\"]*?/(embedded|served-agent|served|agent)/"), "<tmp>/"),
 ]
 
 
@@ -177,6 +183,7 @@ def run_story(r: Runner) -> list[tuple[str, str, int, str]]:
         transcript.append(
             (user or "-", command, proc.returncode, normalise(proc.stdout) if compare else "<not compared>")
         )
+        r.errors.append(normalise(proc.stderr) if compare else "<not compared>")
         return proc
 
     def login(user: str):
@@ -369,19 +376,39 @@ def run_story(r: Runner) -> list[tuple[str, str, int, str]]:
     return transcript
 
 
+def _run_of(mode: str, story_template: VaultDir, tmp_path: Path) -> tuple[list, list[str]]:
+    """The transcript and standard errors of ``mode``'s run: this worker's, or one made here
+    (under pytest -n that run may have happened in another worker)."""
+    if mode not in _TRANSCRIPTS:
+        other = make_runner(mode, story_template, tmp_path / mode)
+        try:
+            _TRANSCRIPTS[mode] = run_story(other)
+        finally:
+            if other.service is not None:
+                other.service.stop()
+        _ERRORS[mode] = other.errors
+    return _TRANSCRIPTS[mode], _ERRORS[mode]
+
+
 @pytest.mark.slow
 def test_cli_story(runner, story_template, tmp_path):
     transcript = run_story(runner)
-    _TRANSCRIPTS[runner.mode] = transcript
+    _TRANSCRIPTS[runner.mode], _ERRORS[runner.mode] = transcript, runner.errors
     if runner.mode == "agent":  # the agent really answered the story's reads
         served = runner.db().execute("SELECT count(*) FROM audit_events WHERE origin = 'agent'").fetchone()[0]
         assert served > 0
+    if runner.mode == "served-agent":  # (the service records the API origin: ask the agent)
+        assert json.loads(runner.cli("agent", "status", "--json").stdout)["served"] > 0
+    if runner.mode in ("agent", "served-agent"):
+        # through the agent, the standard error of every step is also the one without it
+        plain = "embedded" if runner.mode == "agent" else "served"
+        errors = _run_of(plain, story_template, tmp_path)[1]
+        assert len(errors) == len(runner.errors)
+        for step_no, (want, got) in enumerate(zip(errors, runner.errors, strict=True)):
+            assert want == got, f"step {step_no}: {plain} and {runner.mode} stderr differ:\n{want!r}\n{got!r}"
     if runner.mode == "embedded":
         return
-    embedded = _TRANSCRIPTS.get("embedded")
-    if embedded is None:  # the embedded run happened in another worker (pytest -n): run it here
-        other = make_runner("embedded", story_template, tmp_path / "embedded")
-        embedded = run_story(other)
+    embedded = _run_of("embedded", story_template, tmp_path)[0]
     assert len(embedded) == len(transcript)
     for e, s in zip(embedded, transcript, strict=True):
         assert e == s, f"embedded and {runner.mode} differ:\n{e}\n{s}"

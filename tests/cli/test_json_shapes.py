@@ -22,3 +22,32 @@ def test_a_changed_schema_changes_the_block(monkeypatch):
     changed["Attached"] = api_schemas.obj({"client": api_schemas.STR})
     monkeypatch.setattr(api_schemas, "SCHEMAS", changed)
     assert json_shapes.render() != before
+
+
+def test_the_listing_encoder_writes_exactly_what_json_dumps_writes():
+    """cli.text.json_text writes lists of flat objects itself (secret list --json of 100,000
+    records): byte for byte json.dumps(indent=2, sort_keys=True, ensure_ascii=False), whatever the
+    text (control characters, quotes, non-ASCII, surrogates) and values."""
+    import json
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from cli.text import json_text as dumps
+
+    scalars = st.one_of(st.text(), st.integers(), st.booleans(), st.none(), st.floats(allow_nan=False))
+    values = st.one_of(
+        scalars, st.lists(scalars, max_size=3), st.dictionaries(st.text(), scalars, max_size=2)
+    )
+    listings = st.one_of(
+        st.lists(st.dictionaries(st.text(), scalars, max_size=6), max_size=6),
+        st.lists(st.dictionaries(st.text(), values, max_size=4), max_size=4),
+        values,
+    )
+
+    @settings(max_examples=400, deadline=None)
+    @given(listings)
+    def same(data):
+        assert dumps(data) == json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+
+    same()

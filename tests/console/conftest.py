@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -92,6 +94,15 @@ class World:
         """The vault, for checks a test makes next to the service (WAL: safe while it runs)."""
         return self.vdir.open()
 
+    @contextmanager
+    def vault(self) -> Iterator:
+        """:meth:`open`, closed afterwards."""
+        v = self.open()
+        try:
+            yield v
+        finally:
+            v.close()
+
     def events(self, limit: int = 200) -> list[dict]:
         """The newest audit events, newest first, read straight from the vault's database."""
         import sqlite3
@@ -124,14 +135,11 @@ class World:
         from tests.factories import insert_session
         from vault.identity.sessions import new_token
 
-        v = self.open()
-        try:
+        with self.vault() as v:
             token = new_token()
             user_id = v.ctx.db.scalar("SELECT id FROM users WHERE name = ?", (user,))
             insert_session(v, user_id, token, int(time.time()))
             return token
-        finally:
-            v.close()
 
     def as_user(self, context, user: str) -> None:
         """Put a live session of ``user`` in a browser context's cookie jar."""
@@ -148,10 +156,25 @@ class World:
             ]
         )
 
+    def page_as(self, context, user: str):
+        """A new page of ``context`` signed in as ``user`` (:meth:`as_user`)."""
+        self.as_user(context, user)
+        return context.new_page()
+
+    @contextmanager
+    def other_browser(self, browser, user: str | None = None) -> Iterator:
+        """A page in a browser profile of its own (a second person next to the test's
+        ``context``), signed in as ``user`` if given; the profile is closed afterwards."""
+        ctx = browser.new_context(base_url=self.url, ignore_https_errors=True)
+        ctx.set_default_timeout(10_000)
+        try:
+            yield self.page_as(ctx, user) if user else ctx.new_page()
+        finally:
+            ctx.close()
+
     def set_stepup_age(self, user: str, seconds: int) -> None:
         """Age the step-up of the user's live sessions (as if the last code was that long ago)."""
-        v = self.open()
-        try:
+        with self.vault() as v:
             edit_rows(
                 v,
                 "sessions",
@@ -160,8 +183,6 @@ class World:
                 "ended_at IS NULL AND user_id = (SELECT id FROM users WHERE name = ?)",
                 (user,),
             )
-        finally:
-            v.close()
 
 
 def enroll_people(v, requester, approver, specs: dict[str, tuple[str, ...]]) -> dict[str, Member]:

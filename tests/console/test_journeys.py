@@ -23,8 +23,20 @@ def test_account_manager_signs_in_sees_the_clients_table_and_renews(page, world)
     table = page.locator("#clients")
     assert table.locator("tbody tr").count() == len(CLIENTS)
     acme = table.locator("tbody tr", has_text="acme")
-    assert "eve" in acme.inner_text()  # assigned engineers
+    assert acme.locator("td.engineers").inner_text() == "eve, operator"  # assigned directly
+    # through team desk: the path "who can reach what" names (issue 18 item 2)
+    assert (
+        "eve (team desk)" in table.locator("tbody tr", has_text="globex").locator("td.engineers").inner_text()
+    )
     assert re.search(r"\b2\b", acme.locator("td").nth(6).inner_text())  # record count
+    page.get_by_label("Engineer").fill("eve")  # reaches acme and umbrella directly, globex via desk
+    page.get_by_role("button", name="Filter").click()
+    assert sorted(page.locator("#clients tbody tr td:first-child a").all_inner_texts()) == [
+        "acme",
+        "globex",
+        "umbrella",
+    ]
+    page.get_by_label("Engineer").fill("")
     # filters and sort
     page.get_by_label("Name contains").fill("glob")
     page.get_by_role("button", name="Filter").click()
@@ -54,10 +66,7 @@ def test_a_wrong_code_is_refused_and_audited(page, world):
 
 def test_sign_out_everywhere_ends_every_session(browser, world):
     maria = world.members["maria"]
-    first = browser.new_context(base_url=world.url, ignore_https_errors=True)
-    second = browser.new_context(base_url=world.url, ignore_https_errors=True)
-    try:
-        a, b = first.new_page(), second.new_page()
+    with world.other_browser(browser) as a, world.other_browser(browser) as b:
         sign_in(a, maria)
         sign_in(b, maria, recovery=maria.recovery_codes[0])  # the recovery-code fallback
         assert b.url.endswith("/clients")
@@ -68,9 +77,6 @@ def test_sign_out_everywhere_ends_every_session(browser, world):
         b.goto("/clients")  # the other browser's session ended too
         assert b.url.split("?")[0].endswith("/login")
         assert world.event(actor="maria", action="auth.logout", reason="signed out everywhere*") is not None
-    finally:
-        first.close()
-        second.close()
 
 
 def test_engineer_searches_opens_and_reveals_a_secret_with_a_step_up(page, world):
@@ -111,8 +117,7 @@ def test_engineer_searches_opens_and_reveals_a_secret_with_a_step_up(page, world
 
 
 def test_an_engineer_is_refused_the_account_managers_pages(context, world):
-    world.as_user(context, "eve")
-    page = context.new_page()
+    page = world.page_as(context, "eve")
     for path in ("/clients", "/approvals", "/upcoming", "/client?name=acme"):
         response = page.goto(path)
         assert response.status == 403, path
@@ -125,8 +130,7 @@ def test_an_engineer_is_refused_the_account_managers_pages(context, world):
 def test_team_membership_and_team_paths_are_shown(context, world):
     """issue 18 item 2: the admin users page shows each person's teams, the user page the clients
     each team reaches, and the who-can-reach-what matrix the team a yes goes through."""
-    world.as_user(context, "ada")
-    page = context.new_page()
+    page = world.page_as(context, "ada")
     page.goto("/users")
     row = page.locator("#users tbody tr", has_text="eve")
     assert "desk" in row.inner_text()
@@ -140,8 +144,7 @@ def test_team_membership_and_team_paths_are_shown(context, world):
 
 
 def test_reviewer_filters_the_log_pages_back_and_downloads_an_export(context, world):
-    world.as_user(context, "rita")
-    page = context.new_page()
+    page = world.page_as(context, "rita")
     page.goto("/audit")
     page.get_by_label("Action (e.g. secret.get, auth.*)").fill("auth.*")
     page.get_by_role("button", name="Filter").click()
@@ -157,18 +160,15 @@ def test_reviewer_filters_the_log_pages_back_and_downloads_an_export(context, wo
         page.get_by_role("button", name="CSV").click()
     path = got.value.path()
     text = Path(path).read_text(encoding="utf-8")
-    assert text.splitlines()[0].startswith("seq") and "auth.login" in text
+    assert text.splitlines()[0].startswith("seq") and ",user.add," in text  # the world was onboarded
     assert world.event(actor="rita", action="audit.export", outcome="allow") is not None
     # the report's charts are SVG drawn on the server; verification shows the key fingerprint
     page.goto("/report")
     assert page.locator("svg.chart").count() == 3
     page.goto("/verify")
     assert "verify" in page.locator("#verdict").inner_text()
-    v = world.open()
-    try:
+    with world.vault() as v:
         fingerprint = v.audit.public_key()["fingerprint"]
-    finally:
-        v.close()
     assert page.locator("#fingerprint").inner_text() == fingerprint
     page.goto("/access")
     assert "yes" in page.locator("#matrix").inner_text()
@@ -189,21 +189,14 @@ def test_admin_adds_a_user_who_enrolls_and_signs_in(browser, page, world):
     page.get_by_role("button", name="Approve the account (issues the enrollment code)").click()
     assert page.locator("#problem").inner_text().startswith("access denied")
     # a second admin approves and gets the enrollment code to hand over
-    ctx = browser.new_context(base_url=world.url, ignore_https_errors=True)
-    try:
-        world.as_user(ctx, "hal")
-        hal = ctx.new_page()
+    with world.other_browser(browser, "hal") as hal:
         hal.goto("/approvals")
         hal.locator("#accounts").get_by_role("link", name="nina").click()
         hal.get_by_role("button", name="Approve the account (issues the enrollment code)").click()
         code = hal.locator("#enrollment-code").input_value()
         assert code
-    finally:
-        ctx.close()
     # nina enrolls in her own browser and signs in with a code from the seed she was shown
-    ctx = browser.new_context(base_url=world.url, ignore_https_errors=True)
-    try:
-        nina = ctx.new_page()
+    with world.other_browser(browser) as nina:
         nina.goto("/enroll")
         nina.get_by_label("Name").fill("nina")
         nina.get_by_label("Enrollment code (from your admin)").fill(code)
@@ -219,8 +212,6 @@ def test_admin_adds_a_user_who_enrolls_and_signs_in(browser, page, world):
         nina.get_by_label("Code from your authenticator app").fill(pyotp.TOTP(seed).now())
         nina.get_by_role("button", name="Sign in").click()
         assert nina.url.endswith("/records")
-    finally:
-        ctx.close()
     # the admin cannot grant herself a role: the rule is shown at the form that asked
     page.goto("/user?name=ada")
     page.get_by_label("Role", exact=True).first.select_option("engineer")
@@ -232,28 +223,19 @@ def test_admin_adds_a_user_who_enrolls_and_signs_in(browser, page, world):
 def test_early_shred_two_people_then_the_certificate(browser, context, world):
     from vault.principal import Principal
 
-    world.as_user(context, "maria")
-    page = context.new_page()
+    page = world.page_as(context, "maria")
     page.goto("/client?name=initech")
     page.get_by_label("Reason").last.fill("client asked for erasure")
     page.get_by_role("button", name="Request shred").click()
     page.goto("/approvals")
     row = page.locator("#approvals tbody tr", has_text="initech")
     assert "you asked" in row.inner_text()  # nobody approves their own request
-    other = browser.new_context(base_url=world.url, ignore_https_errors=True)
-    try:
-        world.as_user(other, "sam")
-        sam = other.new_page()
+    with world.other_browser(browser, "sam") as sam:
         sam.goto("/approvals")
         sam.get_by_role("button", name="Approve the early shred of initech").click()
         assert "approved" in sam.locator("#notice").inner_text()
-    finally:
-        other.close()
-    v = world.open()
-    try:
+    with world.vault() as v:
         v.sla.sweep(Principal.system("test-sweep"))
-    finally:
-        v.close()
     page.goto("/client?name=initech")
     page.get_by_role("link", name="View and print").click()
     assert "Shred certificate: initech" in page.locator("h1").inner_text()
@@ -268,8 +250,7 @@ def test_account_manager_expires_a_client_and_the_engineer_is_refused_at_once(br
     """Expire with a reason (audited with it); from that moment the engineer assigned to the
     client no longer sees it among her records and opening its record is refused (exit 7's
     status, 409), audited as a denial; the upcoming page shows its shred in the grace period."""
-    world.as_user(context, "maria")
-    page = context.new_page()
+    page = world.page_as(context, "maria")
     page.goto("/client?name=umbrella")
     page.locator("#expire-reason").fill("contract not renewed")
     page.get_by_role("button", name="Expire").click()
@@ -280,10 +261,7 @@ def test_account_manager_expires_a_client_and_the_engineer_is_refused_at_once(br
     page.goto("/upcoming?within=30")
     row = page.locator("#upcoming tbody tr", has_text="umbrella")
     assert "shred" in row.inner_text()  # the grace period ends within 30 days
-    eve = browser.new_context(base_url=world.url, ignore_https_errors=True)
-    try:
-        world.as_user(eve, "eve")
-        engineer = eve.new_page()
+    with world.other_browser(browser, "eve") as engineer:
         engineer.goto("/records")
         listed = engineer.locator("#records tbody").inner_text()
         assert "acme" in listed and "umbrella" not in listed
@@ -291,15 +269,12 @@ def test_account_manager_expires_a_client_and_the_engineer_is_refused_at_once(br
         assert response.status == 409, response.status  # the API's status for client_expired
         assert "expired" in engineer.locator("#problem").inner_text()
         assert "Ldap-s3cret!" not in engineer.content()
-    finally:
-        eve.close()
     denied = world.event(actor="eve", client="umbrella", outcome="deny")
     assert denied is not None and denied["action"].startswith("secret.")
 
 
 def test_upcoming_expiries_in_30_60_and_90_days(context, world):
-    world.as_user(context, "maria")
-    page = context.new_page()
+    page = world.page_as(context, "maria")
     shown = {}
     for days in ("30", "60", "90"):
         page.goto("/upcoming")
@@ -315,8 +290,7 @@ def test_upcoming_expiries_in_30_60_and_90_days(context, world):
 def test_a_stale_csrf_token_is_refused_in_the_browser(context, world):
     """The form was loaded in one session; the person signed in again (a new session, so a new
     CSRF token) and submits the old page: refused, nothing changes, the page says to reload."""
-    world.as_user(context, "maria")
-    page = context.new_page()
+    page = world.page_as(context, "maria")
     page.goto("/client?name=hooli")
     before = page.locator("dl.facts").inner_text()
     world.as_user(context, "maria")  # a new session cookie replaces the one the form was made for
@@ -333,11 +307,8 @@ def test_the_engineer_copies_a_value_and_the_clipboard_clears(browser, world):
     """Copy puts the revealed value on the clipboard; 30 s later (the page's clock, fast-forwarded)
     the clipboard is empty again, and after 60 s the value is masked. Every reveal is one audited
     secret.get."""
-    ctx = browser.new_context(base_url=world.url, ignore_https_errors=True)
-    try:
-        ctx.grant_permissions(["clipboard-read", "clipboard-write"], origin=world.url)
-        world.as_user(ctx, "eve")
-        page = ctx.new_page()
+    with world.other_browser(browser, "eve") as page:
+        page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=world.url)
         page.clock.install()
         reads = len([e for e in world.events() if e["actor"] == "eve" and e["action"] == "secret.get"])
         page.goto("/record?client=acme&path=office%2Fwifi")
@@ -356,8 +327,6 @@ def test_the_engineer_copies_a_value_and_the_clipboard_clears(browser, world):
         after = [e for e in world.events() if e["actor"] == "eve" and e["action"] == "secret.get"]
         assert len(after) == reads + 2  # one audited read per reveal
         assert all(e["outcome"] == "allow" and e["origin"].startswith("web:") for e in after[:2])
-    finally:
-        ctx.close()
 
 
 def test_admin_manages_a_user_and_the_two_person_rules_show_where_they_refuse(browser, context, world):
@@ -366,15 +335,11 @@ def test_admin_manages_a_user_and_the_two_person_rules_show_where_they_refuse(br
     who requested tom's account, is refused his training with the rule named at the form."""
     from vault.errors import AuthenticationFailed
 
-    v = world.open()
-    try:
+    with world.vault() as v:
         for _ in range(5):  # five wrong passwords in a row lock the account
             with pytest.raises(AuthenticationFailed):
                 v.users.login("tom", "not tom's password", totp="000000", origin="test")
-    finally:
-        v.close()
-    world.as_user(context, "ada")
-    page = context.new_page()
+    page = world.page_as(context, "ada")
     page.goto("/users")
     page.locator("#users").get_by_role("link", name="tom").click()
     assert page.locator("h1").inner_text() == "tom"
@@ -409,18 +374,13 @@ def test_admin_manages_a_user_and_the_two_person_rules_show_where_they_refuse(br
     ):
         assert world.event(actor="ada", action=action, outcome="ok") is not None, action
     # hal requested tom's account: his lineage may not vouch for tom's training
-    other = browser.new_context(base_url=world.url, ignore_https_errors=True)
-    try:
-        world.as_user(other, "hal")
-        hal = other.new_page()
+    with world.other_browser(browser, "hal") as hal:
         hal.goto("/user?name=tom")
         hal.get_by_label("Valid until (a date or +365d)").fill("+365d")
         hal.get_by_role("button", name="Record attestation").click()
         problem = hal.locator("#problem").inner_text()
         assert "hal requested or approved tom's account" in problem and "a third person must" in problem
         assert hal.locator("h1").inner_text() == "tom"  # shown at the form that asked
-    finally:
-        other.close()
     assert world.event(actor="hal", action="user.train", outcome="deny") is not None
 
 
@@ -428,21 +388,15 @@ def test_admin_adds_and_removes_a_team_member_with_the_lineage_rule_shown(browse
     """Team membership from the user page: hal, who requested uma's account, may not put her in a
     team (his lineage would make her an engineer with need-to-know), shown at the form; ada may,
     the team's clients appear, and she removes her again. Each change is audited."""
-    other = browser.new_context(base_url=world.url, ignore_https_errors=True)
-    try:
-        world.as_user(other, "hal")
-        hal = other.new_page()
+    with world.other_browser(browser, "hal") as hal:
         hal.goto("/user?name=uma")
         hal.locator("#team-add").select_option("desk")
         hal.get_by_role("button", name="Add to team").click()
         problem = hal.locator("#problem").inner_text()
         assert "access denied" in problem and "uma" in problem, problem
         assert hal.locator("h1").inner_text() == "uma"
-    finally:
-        other.close()
     assert world.event(actor="hal", action="team.member_add", outcome="deny") is not None
-    world.as_user(context, "ada")
-    page = context.new_page()
+    page = world.page_as(context, "ada")
     page.goto("/user?name=uma")
     page.locator("#team-add").select_option("desk")
     page.get_by_role("button", name="Add to team").click()
@@ -454,3 +408,46 @@ def test_admin_adds_and_removes_a_team_member_with_the_lineage_rule_shown(browse
     assert "Removed from the team." in page.locator("#notice").inner_text()
     assert "desk" not in page.locator("dl.facts").inner_text()
     assert world.event(actor="ada", action="team.member_rm", outcome="ok") is not None
+
+
+def test_a_setting_change_needs_a_second_person_and_the_requester_is_refused(browser, context, world):
+    """issue 19 item 2 with issue 11 item 4: a pending change of the minimum grace period (`sla
+    min-grace`) is in the approvals queue; its requester's own approval is refused by the facade
+    (403, audited) with the two-person rule shown at the request's row; a second account manager
+    approves it from the console, audited as `sla approve-min-grace` is."""
+    with world.vault() as v:
+        before = v.ctx.min_grace_days()  # the world's vault was made with its own minimum
+    assert before < 21  # so every grace period of the world stays above the new minimum
+    page = world.page_as(context, "maria")
+    page.goto("/approvals")
+    assert f"{before} days" in page.locator("#min-grace").inner_text()
+    page.get_by_label("New minimum (days)").fill("21")
+    page.get_by_role("button", name="Request the change").click()
+    assert "second person must approve" in page.locator("#notice").inner_text()
+    row = page.locator("#approvals tbody tr", has_text="minimum grace period")
+    assert f"{before} -> 21 days" in row.inner_text() and "you asked" in row.inner_text()
+    assert world.event(actor="maria", action="sla.set_min_grace", outcome="ok") is not None
+    # maria tries anyway: the facade refuses, and the rule is shown at the row that asked
+    response_status = []
+    page.on("response", lambda r: response_status.append(r.status) if r.url.endswith("/approve") else None)
+    row.get_by_role("button", name="Approve the change of the minimum grace period").click()
+    page.wait_for_load_state()
+    assert response_status == [403]
+    refused_row = page.locator("#approvals tbody tr", has_text="minimum grace period")
+    problem = refused_row.locator("#problem").inner_text()
+    assert problem == "two-person rule: maria made the request: another person must approve it"
+    assert f"{before} days" in page.locator("#min-grace").inner_text()  # nothing changed
+    denied = world.event(actor="maria", action="sla.approve_min_grace")
+    assert denied is not None and denied["outcome"] == "deny" and "two-person rule" in denied["reason"]
+    with world.other_browser(browser, "sam") as sam:
+        sam.goto("/approvals")
+        sam_row = sam.locator("#approvals tbody tr", has_text="minimum grace period")
+        assert "you asked" not in sam_row.inner_text()
+        sam_row.get_by_role("button", name="Approve the change of the minimum grace period").click()
+        assert "Change approved" in sam.locator("#notice").inner_text()
+        assert "21 days" in sam.locator("#min-grace").inner_text()
+        assert sam.locator("#approvals tbody tr", has_text="minimum grace period").count() == 0
+    approved = world.event(actor="sam", action="sla.approve_min_grace", outcome="ok")
+    assert approved is not None and f"{before} -> 21 days (requested by maria)" in approved["reason"]
+    with world.vault() as v:
+        assert v.ctx.min_grace_days() == 21

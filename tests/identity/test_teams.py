@@ -139,7 +139,7 @@ def test_the_lineage_rule_applies_to_team_membership_and_team_assignment(env):
     with pytest.raises(AccessDenied, match="requested or approved mallory's account"):
         v.teams.assign(s.ada.principal(v), "acme", "noc")
     denied = v.ctx.db.all(
-        "SELECT actor FROM audit_events WHERE action = 'team.member_add' AND outcome = 'deny'"
+        "SELECT actor FROM audit_events WHERE action = 'team.member_add' AND outcome = 'deny' ORDER BY seq"
     )
     assert [r[0] for r in denied] == ["alice", "ada"]
 

@@ -329,7 +329,7 @@ def test_extras_land_in_the_records_own_fields(two_clients, tmp_path):
         tags=tuple(f"t{i}" for i in range(70)),
         totp="JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
     )
-    fields, _ = record_fields(seeded_note)
+    fields = record_fields(seeded_note)
     assert fields["custom"]["one-time password"] == {
         "value": "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP",
         "secret": True,

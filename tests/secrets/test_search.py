@@ -196,3 +196,45 @@ def test_index_match_equals_a_naive_scan(records, term):
         if matched:
             want[path] = matched
     assert got == want
+
+
+def test_secret_list_reads_the_index_but_never_an_older_copy_of_it(vdir):
+    """secret list takes the names from the client's sealed search index (one unseal, issue 20
+    item 6): an older copy of the index put back into vault.db (it lacks a record added since, and
+    lists one deleted since) is not believed; the list is rebuilt from the records themselves."""
+    v = vdir.open()
+    add_client(v, "acme")
+    op = operator()
+    v.secrets.put(op, "acme", "a/one", "note", {"text": "1"})
+    v.secrets.put(op, "acme", "a/two", "note", {"text": "2"})
+    assert [r["path"] for r in v.secrets.list(op, "acme")] == ["a/one", "a/two"]
+    old = v.ctx.db.all("SELECT client_id, key_version, sealed, built_at FROM search_index")
+    assert len(old) == 1  # the listing built and stored the index
+    v.secrets.put(op, "acme", "a/three", "note", {"text": "3"})
+    v.secrets.rm(op, "acme", "a/one")
+    with v.ctx.db.write() as conn:  # the attacker's write: the older sealed index back
+        conn.execute("DELETE FROM search_index")
+        conn.execute("INSERT INTO search_index VALUES (?, ?, ?, ?)", old[0])
+    assert [r["path"] for r in v.secrets.list(op, "acme")] == ["a/three", "a/two"]
+    assert [r["path"] for r in v.secrets.list(op, "acme")] == ["a/three", "a/two"]  # from the rebuilt one
+    v.close()
+
+
+def test_secret_list_from_the_index_still_refuses_an_edited_record_row(vdir):
+    """The listing believes its index only while the records rows agree with it; a row edited to
+    an older version (a rollback by someone who can write vault.db) sends it through the rebuild,
+    whose row-MAC check refuses (exit 6), as before the index was used."""
+    from vault.store.rowmac import RowTampered
+
+    v = vdir.open()
+    add_client(v, "acme")
+    op = operator()
+    v.secrets.put(op, "acme", "a/one", "note", {"text": "1"})
+    v.secrets.put(op, "acme", "a/one", "note", {"text": "2"}, replace=True)
+    assert [r["version"] for r in v.secrets.list(op, "acme")] == [2]  # (builds the index)
+    with v.ctx.db.write() as conn:
+        conn.execute("DROP TRIGGER search_index_stale_update")  # the attacker keeps the index too
+        conn.execute("UPDATE records SET current_version = 1")
+    with pytest.raises(RowTampered):
+        v.secrets.list(op, "acme")
+    v.close()

@@ -179,7 +179,7 @@ def test_every_operation_answers_in_its_declared_schema(tmp_path, remote_config,
         call("maria", "sla.show", {"name": "acme"})
         call("maria", "sla.renew", {"name": "acme", "until": "+500d"})
         call("maria", "sla.upcoming", {"within": "1000d"})
-        call("maria", "sla.overview")
+        call("maria", "sla.overview", {"engineer": "eve", "sort": "days_left", "limit": 10})
         contracts = ["client,contract_end", "acme,+600d", "initech,+30d"]
         call("maria", "contracts.import_contracts", {"lines": contracts, "dry_run": True})
         call("maria", "contracts.import_contracts", {"lines": contracts})

@@ -49,9 +49,17 @@ def _live(conn, client_id: str) -> bool:
     )
 
 
+#: the entry of a client's unwrapped audit-detail key in the service's shared key cache
+CACHE_TAG = "audit-detail"
+
+
 class DetailKeys:
-    """Seal and open audit details; keys are read fresh for every call (a shred in another
-    process must take effect at once), so nothing is cached between operations."""
+    """Seal and open audit details. Keys are read fresh for every call (a shred in another
+    process must take effect at once), except in the service, where :meth:`seal` keeps the
+    unwrapped key in the pool's shared key cache (``cache``, the cache of the client keys) under
+    the same rule as the client keys: the caller has checked the client row it read for this
+    request (no shred started: ``VaultContext.seal_detail``), and a shred drops the client's
+    entries before it destroys anything (docs/service.md, "Key cache")."""
 
     def __init__(self, db, keyring, clock):
         self.db = db
@@ -84,8 +92,23 @@ class DetailKeys:
             return read(conn, lambda _: None)
         return self.db.read_retrying(read)
 
-    def seal(self, client_id: str, client_name: str, detail: str) -> tuple[bytes | None, str | None]:
-        """Seal ``detail`` for the client; (None, None) if the client is being shredded or gone."""
+    def seal(
+        self, client_id: str, client_name: str, detail: str, cache=None
+    ) -> tuple[bytes | None, str | None]:
+        """Seal ``detail`` for the client; (None, None) if the client is being shredded or gone.
+        ``cache``: the service's shared key cache (see the class), or None."""
+        key = cache.get((client_id, CACHE_TAG)) if cache is not None else None
+        if key is None:
+            key = self._seal_key(client_id, client_name)
+            if key is None:
+                return None, None
+            if cache is not None:
+                cache.put((client_id, CACHE_TAG), key)
+        sealed = crypto.seal(key, detail.encode("utf-8"), self.keyring.audit_detail_aad(client_id))
+        return sealed, KEY_REF_PREFIX + client_id
+
+    def _seal_key(self, client_id: str, client_name: str) -> bytes | None:
+        """The client's audit-detail key, created if it has none; None if its shred has started."""
         key = self.key(client_id, client_name)
         if key is None:
             with self.db.write() as conn:
@@ -94,7 +117,7 @@ class DetailKeys:
                 key = self.key(client_id, client_name, conn)
                 if key is None:
                     if not _live(conn, client_id):
-                        return None, None  # never (re)create a key for a client whose shred has started
+                        return None  # never (re)create a key for a client whose shred has started
                     key = crypto.new_key()
                     conn.execute(
                         "INSERT INTO client_audit_keys (client_id, wrapped, fingerprint, created_at)"
@@ -106,8 +129,7 @@ class DetailKeys:
                             to_epoch(self.clock.now()),
                         ),
                     )
-        sealed = crypto.seal(key, detail.encode("utf-8"), self.keyring.audit_detail_aad(client_id))
-        return sealed, KEY_REF_PREFIX + client_id
+        return key
 
     def reader(self) -> DetailReader:
         return DetailReader(self)

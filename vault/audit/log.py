@@ -108,29 +108,36 @@ def genesis_hash(vault_id: bytes) -> bytes:
 
 
 class _Waiting:
-    __slots__ = ("done", "error", "event", "seq")
+    __slots__ = ("done", "error", "event", "seq", "wake")
 
     def __init__(self, event: tuple):
         self.event = event
         self.done = False
         self.seq = 0
         self.error: BaseException | None = None
+        #: set once: when this event's batch is committed (``done``), or when this waiter is
+        #: handed the lead of the next batch
+        self.wake = threading.Event()
 
 
 class GroupCommit:
     """Leader/follower group commit of audit events for one process (the service's pool).
 
     A request's ``append`` queues its event. If no batch is being written, it becomes the leader:
-    it takes every queued event, writes them in one transaction on its own connection (one commit,
-    one fsync: ``synchronous=FULL``), then wakes the others. A request whose event missed that
-    batch waits for the next one, which one of the waiting requests leads. Every ``append``
-    returns only after the commit that holds its own event, or raises the batch's AuditFailure:
-    fail closed is per event, as without batching.
+    it takes every queued event (up to ``max_batch``), writes them in one transaction on its own
+    connection (one commit, one fsync: ``synchronous=FULL``), then wakes exactly the requests of
+    that batch, each on its own event (no herd: a waiter whose event is still queued sleeps on),
+    and hands the lead to the oldest request still queued, whose batch starts with its own event.
+    Every ``append`` returns only after the commit that holds its own event, or raises the
+    batch's AuditFailure: fail closed is per event, as without batching.
+
+    Invariant: the queue is never left non-empty without a leader (``_leading``), so no event
+    waits for a commit nobody is making.
     """
 
     def __init__(self, max_batch: int = 256):
         self.max_batch = max_batch
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._queue: list[_Waiting] = []
         self._leading = False
         self.batches = 0  # for tests and the benchmark: commits made
@@ -138,42 +145,53 @@ class GroupCommit:
 
     def append(self, log: AuditLog, event: tuple) -> int:
         me = _Waiting(event)
-        with self._cond:
+        with self._lock:
             self._queue.append(me)
-        while True:
-            with self._cond:
-                while not me.done and self._leading:
-                    self._cond.wait()
-                if me.done:
-                    return self._result(me)
-                self._leading = True  # lead the next batch (it holds this event unless > max_batch wait)
-                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-            try:
-                try:
-                    seqs = log.append_batch([w.event for w in batch])
-                    for w, seq in zip(batch, seqs, strict=True):
-                        w.seq = seq
-                except AuditAlarm:
-                    if len(batch) == 1:
-                        raise
-                    # an alarm refuses each event on its own: the exempt ones (signing in, the
-                    # operator's audit log, verify, doctor, recover) are still written
-                    for w in batch:
-                        try:
-                            w.seq = log.append_batch([w.event])[0]
-                        except BaseException as exc:  # noqa: BLE001 - this waiter's own failure
-                            w.error = exc
-            except BaseException as exc:  # noqa: BLE001 - every waiter of the batch gets the failure
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            me.wake.wait()
+            if me.done:
+                return self._result(me)
+            # handed the lead: the queue starts with this event
+        with self._lock:
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+        try:
+            self._write(log, batch)
+        finally:
+            with self._lock:
                 for w in batch:
-                    w.error = exc
-            finally:
-                with self._cond:
-                    for w in batch:
-                        w.done = True
-                    self.batches += 1
-                    self.events += len(batch)
-                    self._leading = False
-                    self._cond.notify_all()
+                    w.done = True
+                self.batches += 1
+                self.events += len(batch)
+                successor = self._queue[0] if self._queue else None
+                self._leading = successor is not None
+            for w in batch:
+                w.wake.set()
+            if successor is not None:
+                successor.wake.set()
+        return self._result(me)
+
+    @staticmethod
+    def _write(log: AuditLog, batch: list[_Waiting]) -> None:
+        try:
+            try:
+                seqs = log.append_batch([w.event for w in batch])
+                for w, seq in zip(batch, seqs, strict=True):
+                    w.seq = seq
+            except AuditAlarm:
+                if len(batch) == 1:
+                    raise
+                # an alarm refuses each event on its own: the exempt ones (signing in, the
+                # operator's audit log, verify, doctor, recover) are still written
+                for w in batch:
+                    try:
+                        w.seq = log.append_batch([w.event])[0]
+                    except BaseException as exc:  # noqa: BLE001 - this waiter's own failure
+                        w.error = exc
+        except BaseException as exc:  # noqa: BLE001 - every waiter of the batch gets the failure
+            for w in batch:
+                w.error = exc
 
     @staticmethod
     def _result(w: _Waiting) -> int:
@@ -223,6 +241,12 @@ class AuditLog:
         #: pushes each checkpoint copy at once; the service's outbox job pushes them
         self.remote: Callable[[], Backend | None] | None = None
         self.marks = hwm.MarkStore(keyring)
+        #: set only by ``cvault upgrade`` (VaultContext.upgrade_format): a vault whose audit key
+        #: is from before the mark gets its first mark at this append, never silently otherwise
+        self.allow_first_mark = False
+        #: set only by ``Vault.init`` until its signed empty log exists: the one time appends run
+        #: before the vault has an audit key (a vault without one later had it deleted: review R5)
+        self.initializing = False
         from vault.audit.details import DetailKeys
 
         self.details = DetailKeys(db, keyring, clock)
@@ -261,10 +285,13 @@ class AuditLog:
                 guard = self._guard(conn, [event[1] for event in events])
                 seqs = []
                 seq, digest = 0, b""
+                last: tuple[int, bytes] | None = None  # the batch's newest entry: no re-read
+                signed = None  # the newest checkpoint's seq, read once per batch
                 for event in events:
-                    seq, digest = self._append(conn, *event)
+                    seq, digest = self._append(conn, *event, last=last)
+                    last = (seq, digest)
                     seqs.append(seq)
-                    checkpoint = self._periodic_checkpoint(conn, seq, digest, guard)
+                    checkpoint, signed = self._periodic_checkpoint(conn, seq, digest, guard, signed)
                     if checkpoint is not None:
                         checkpoints.append(checkpoint)
                         guard = guard._replace(mark=self.marks.read(conn))
@@ -343,9 +370,21 @@ class AuditLog:
 
                 marked = AuditSigner(self.db, self.keyring).marked(conn)
                 if marked is None:
+                    if not self.initializing:  # the key rows were deleted (review R5)
+                        raise hwm._alarm("the audit key is missing from vault.db", self._chain_start(conn)[0])
                     return _NO_SIGNING  # inside init, before the audit key exists
                 if not marked:
-                    return _Guard(True, None)  # a vault from before the mark: written at this append
+                    if self.allow_first_mark:
+                        return _Guard(True, None)  # cvault upgrade: the first mark at this append
+                    # a legacy-sealed key is a vault from before the mark, or an older copy of the
+                    # key row put back (review R5): only the operator's explicit upgrade decides
+                    from vault.errors import UpgradeRequired
+
+                    raise UpgradeRequired(
+                        "vault sealed: this vault's audit key is from before the audit high-water"
+                        " mark (an older cvault, or an older copy of the key row put back); an"
+                        " operator checks the vault and runs 'cvault upgrade' (docs/format.md, \"Upgrades\")"
+                    )
                 first = self._chain_start(conn)[0]
                 raise hwm._alarm("the audit high-water mark is missing from vault.db", first)
             alarm = hwm.find_break(
@@ -408,7 +447,10 @@ class AuditLog:
             if mark is None:
                 from vault.audit.signing import AuditSigner
 
-                if not AuditSigner(self.db, self.keyring).marked(conn):
+                marked = AuditSigner(self.db, self.keyring).marked(conn)
+                if marked is None and self.has_history(conn):
+                    return hwm._alarm("the audit key is missing from vault.db", self._chain_start(conn)[0])
+                if not marked:
                     return None
                 return hwm._alarm(
                     "the audit high-water mark is missing from vault.db", self._chain_start(conn)[0]
@@ -424,9 +466,25 @@ class AuditLog:
             return alarm
 
     def _append(
-        self, conn, actor, action, outcome, client, reason, origin, detail_sealed, detail_key
+        self,
+        conn,
+        actor,
+        action,
+        outcome,
+        client,
+        reason,
+        origin,
+        detail_sealed,
+        detail_key,
+        *,
+        last: tuple[int, bytes] | None = None,
     ) -> tuple[int, bytes]:
-        last = conn.execute("SELECT seq, entry_hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
+        """``last``: the (seq, entry_hash) this transaction wrote just before (a batch), else the
+        newest row is read."""
+        if last is None:
+            last = conn.execute(
+                "SELECT seq, entry_hash FROM audit_events ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
         if last:
             seq, prev = last[0] + 1, bytes(last[1])
         else:
@@ -465,6 +523,15 @@ class AuditLog:
         )
         return seq, digest
 
+    @staticmethod
+    def has_history(conn) -> bool:
+        """Whether the log holds any entry or checkpoint: past ``init`` (a vault without an audit
+        key then had it deleted: independent review R1/R5)."""
+        return (
+            conn.execute("SELECT 1 FROM audit_events LIMIT 1").fetchone() is not None
+            or conn.execute("SELECT 1 FROM audit_checkpoints LIMIT 1").fetchone() is not None
+        )
+
     def _chain_start(self, conn) -> tuple[int, bytes]:
         """Where the next entry goes in an empty table: after the newest prune base, else seq 1."""
         row = conn.execute(
@@ -489,22 +556,27 @@ class AuditLog:
     def _can_sign(self) -> bool:
         return self.keyring.unsealed
 
-    def _periodic_checkpoint(self, conn, seq: int, digest: bytes, guard: _Guard) -> Checkpoint | None:
+    def _periodic_checkpoint(
+        self, conn, seq: int, digest: bytes, guard: _Guard, last: int | None = None
+    ) -> tuple[Checkpoint | None, int | None]:
+        """The checkpoint written after entry ``seq`` (or None), and the newest checkpoint's seq
+        (``last``: as returned for the previous entry of the same transaction; None reads it)."""
         if not guard.sign:
-            return None
-        last = conn.execute("SELECT max(seq) FROM audit_checkpoints").fetchone()[0] or 0
+            return None, last
+        if last is None:
+            last = conn.execute("SELECT max(seq) FROM audit_checkpoints").fetchone()[0] or 0
         # at every multiple of checkpoint_every, and after that many unsigned entries (a sealed
         # stretch caught up)
         if seq - last < self.checkpoint_every and (seq % self.checkpoint_every or seq <= last):
-            return None
+            return None, last
         try:
-            return self._write_checkpoint(conn, seq, digest, "periodic", guard=guard)
+            return self._write_checkpoint(conn, seq, digest, "periodic", guard=guard), seq
         except AuditAlarm:
             raise
         except (IntegrityFailure, VaultSealed):
             # a damaged audit key must not stop every operation; `audit verify` and `doctor`
             # report the overdue checkpoint
-            return None
+            return None, None
 
     def _write_checkpoint(
         self,

@@ -50,6 +50,8 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 #: blobs handed to one background write task (bulk import)
 _BULK_CHUNK = 256
+#: chunks queued at most before the importer waits for the writer (bounds the import's memory)
+_BULK_PENDING = 16
 #: background threads that create bulk-imported blob files (file creation is kernel time that
 #: overlaps the encryption and SQL of the import; more threads only contend for the 2 cores)
 _WRITE_WORKERS = 2
@@ -384,6 +386,17 @@ class BulkWriter:
             self._pool = ThreadPoolExecutor(max_workers=_WRITE_WORKERS, thread_name_prefix="cvault-blobs")
         self._futures.append(self._pool.submit(self._write_chunk, self._chunk))
         self._chunk = []
+        # bounded memory: when the files are created more slowly than the caller encrypts, the
+        # caller waits for the oldest chunks instead of queueing the whole import
+        while len(self._futures) > _BULK_PENDING:
+            self._result(self._futures.pop(0))
+
+    @staticmethod
+    def _result(future) -> None:
+        try:
+            future.result()
+        except OSError as exc:
+            raise _fail(exc, "write") from None
 
     def _write_chunk(self, chunk: list[tuple[str, bytes]]) -> None:
         backend = self.backend
@@ -413,10 +426,7 @@ class BulkWriter:
         self._submit()
         try:
             for future in self._futures:
-                try:
-                    future.result()
-                except OSError as exc:
-                    raise _fail(exc, "write") from None
+                self._result(future)
         finally:
             self.abort()
 

@@ -9,7 +9,7 @@ that belong to a login, not to the account).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, tzinfo
 
 from vault import policy
 from vault.clock import from_epoch, rfc3339, to_epoch
@@ -26,6 +26,34 @@ from vault.store.clients import ClientRow
 SESSION_NOTE = "also needs a live session and a TOTP code within the step-up window"
 
 
+# --- the assignment window, shared by engineers' and teams' assignments ---------------------------
+
+
+def assignment_until(until: datetime | str | None, now: datetime, zone: tzinfo) -> datetime | None:
+    """An assignment's end as given (ISO 8601 or relative, in the vault's zone), or None."""
+    return None if until is None else as_when(until, now, zone)
+
+
+def require_future(until: datetime | None, now: datetime) -> None:
+    if until is not None and until <= now:
+        raise InvalidInput("the assignment end must be in the future")
+
+
+def until_text(until: datetime | None) -> str:
+    return rfc3339(until) if until is not None else "no end date"
+
+
+def open_assignment(
+    conn, table: str, holder: dict[str, object], *, by: str, at: int, until: datetime | None
+) -> None:
+    """Inside a write transaction: the open assignment of ``holder`` (client and user, or client
+    and team) in ``table`` gets the new end, or a new one is opened; both MACed (rowmac)."""
+    ends = to_epoch(until) if until is not None else None
+    where = " AND ".join(f"{column} = ?" for column in holder) + " AND ended_at IS NULL"
+    if not rowmac.update(conn, table, "ends_at = ?", (ends,), where, tuple(holder.values())):
+        rowmac.insert(conn, table, {**holder, "created_at": at, "created_by": by, "ends_at": ends})
+
+
 class AccessService:
     def __init__(self, ctx: VaultContext):
         self.ctx = ctx
@@ -38,45 +66,30 @@ class AccessService:
         until: datetime | str | None = None,
     ) -> dict:
         now = self.ctx.now()
-        until = None if until is None else as_when(until, now, self.ctx.zone)
+        until = assignment_until(until, now, self.ctx.zone)
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.CLIENT_ASSIGN, client=client, subject=user_name)
-        if until is not None and until <= now:
-            raise InvalidInput("the assignment end must be in the future")
-        t, ends = to_epoch(now), (to_epoch(until) if until is not None else None)
+        require_future(until, now)
         with self.ctx.db.write() as conn:
             user = facts.user_row(conn, user_name)
             if user is None:
                 raise NotFound(f"no user named {user_name!r}")
             if "engineer" not in facts.user_roles(conn, user.id):
                 raise InvalidInput(f"{user_name} is not an engineer; only engineers are assigned")
-            updated = rowmac.update(
+            open_assignment(
                 conn,
                 "assignments",
-                "ends_at = ?",
-                (ends,),
-                "client_id = ? AND user_id = ? AND ended_at IS NULL",
-                (client.id, user.id),
+                {"client_id": client.id, "user_id": user.id},
+                by=principal.name,
+                at=to_epoch(now),
+                until=until,
             )
-            if not updated:
-                rowmac.insert(
-                    conn,
-                    "assignments",
-                    {
-                        "client_id": client.id,
-                        "user_id": user.id,
-                        "created_at": t,
-                        "created_by": principal.name,
-                        "ends_at": ends,
-                    },
-                )
-        until_text = rfc3339(until) if until is not None else "no end date"
         self.ctx.record_outcome(
             principal,
             Action.CLIENT_ASSIGN,
             "ok",
             client=client,
-            reason=f"{user_name} assigned to {client.name} ({until_text})",
+            reason=f"{user_name} assigned to {client.name} ({until_text(until)})",
         )
         return {
             "client": client.name,

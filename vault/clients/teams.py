@@ -18,9 +18,9 @@ import builtins
 from datetime import datetime
 
 from vault import names
+from vault.clients.access import assignment_until, open_assignment, require_future, until_text
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.context import VaultContext
-from vault.dates import as_when
 from vault.errors import InvalidInput, NotFound
 from vault.identity import facts
 from vault.policy import Action, Reach
@@ -237,48 +237,33 @@ class TeamService:
         """Give the team's members need-to-know on the client (each still needs their own
         training and the SLA), optionally until a date."""
         now = self.ctx.now()
-        until = None if until is None else as_when(until, now, self.ctx.zone)
+        until = assignment_until(until, now, self.ctx.zone)
         client = self.ctx.client(client_name)
         with self.ctx.db.read() as conn:
             team_id = self._team_id(conn, team)
             reaches = facts.team_reaches(conn, team_id)
         self.ctx.authorize(principal, Action.CLIENT_ASSIGN_TEAM, client=client, reaches=reaches)
-        if until is not None and until <= now:
-            raise InvalidInput("the assignment end must be in the future")
-        t, ends = to_epoch(now), (to_epoch(until) if until is not None else None)
+        require_future(until, now)
         with self.ctx.db.write() as conn:
             team_id = self._team_id(conn, team)
             if facts.team_reaches(conn, team_id) != reaches:
                 # a member joined between the check and the write: decide again on the new set
                 raise InvalidInput(f"team {team}'s members changed meanwhile: run the command again")
-            updated = rowmac.update(
+            open_assignment(
                 conn,
                 "team_assignments",
-                "ends_at = ?",
-                (ends,),
-                "client_id = ? AND team_id = ? AND ended_at IS NULL",
-                (client.id, team_id),
+                {"client_id": client.id, "team_id": team_id},
+                by=principal.name,
+                at=to_epoch(now),
+                until=until,
             )
-            if not updated:
-                rowmac.insert(
-                    conn,
-                    "team_assignments",
-                    {
-                        "client_id": client.id,
-                        "team_id": team_id,
-                        "created_at": t,
-                        "created_by": principal.name,
-                        "ends_at": ends,
-                    },
-                )
-        until_text = rfc3339(until) if until is not None else "no end date"
         members = ", ".join(r.name for r in reaches) or "no members yet"
         self.ctx.record_outcome(
             principal,
             Action.CLIENT_ASSIGN_TEAM,
             "ok",
             client=client,
-            reason=f"team {team} assigned to {client.name} ({until_text}; members: {members})",
+            reason=f"team {team} assigned to {client.name} ({until_text(until)}; members: {members})",
         )
         return {
             "client": client.name,

@@ -84,7 +84,14 @@ def default_custody_file(vault_id: bytes, key_file: Path | str | None = None) ->
 
 def is_custody_vault(db) -> bool:
     row = db.one("SELECT value FROM meta WHERE key = ?", (META_FORMAT,))
-    return row is not None and int(row[0]) >= CUSTODY_FORMAT
+    if row is None:
+        return False
+    try:
+        return int(row[0]) >= CUSTODY_FORMAT
+    except (TypeError, ValueError):  # edited outside cvault: fail closed, one line (exit 6)
+        raise IntegrityFailure(
+            "integrity failure: the vault's custody format marker is damaged; run cvault doctor"
+        ) from None
 
 
 class CustodyManager:

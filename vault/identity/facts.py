@@ -236,6 +236,77 @@ def team_paths(
     return out
 
 
+def open_paths(conn, client_ids: list[str], now: datetime) -> dict[str, dict[str, policy.ClientFacts]]:
+    """For each of ``client_ids``: every user with an open direct assignment or an open team path
+    to it, by name, with the need-to-know facts of those paths (for
+    :func:`vault.policy.assignment_path`, which says whether and through which team they reach
+    it). Batched (a handful of queries for a page of clients, whatever its size), every row's MAC
+    checked as for a decision: the console's clients table."""
+    out: dict[str, dict[str, policy.ClientFacts]] = {cid: {} for cid in client_ids}
+    if not client_ids:
+        return out
+    t = to_epoch(now)
+    marks = ", ".join("?" * len(client_ids))
+    direct: dict[tuple[str, int], int | None] = {}
+    for _, _, client_id, user_id, _, _, ends_at, _ in rowmac.select(
+        conn, "assignments", f"client_id IN ({marks}) AND ended_at IS NULL", tuple(client_ids)
+    ):
+        direct[(client_id, user_id)] = ends_at
+    team_rows = rowmac.select(
+        conn,
+        "team_assignments",
+        f"client_id IN ({marks}) AND ended_at IS NULL",
+        tuple(client_ids),
+        order="id",
+    )
+    team_ids = sorted({a[3] for a in team_rows})
+    teams: dict[int, str] = {}
+    members: dict[int, set[int]] = {}
+    if team_ids:
+        tmarks = ", ".join("?" * len(team_ids))
+        teams = {
+            row[1]: row[2]
+            for row in rowmac.select(
+                conn, "teams", f"id IN ({tmarks}) AND removed_at IS NULL", tuple(team_ids)
+            )
+        }
+        for row in rowmac.select(
+            conn, "team_members", f"team_id IN ({tmarks}) AND removed_at IS NULL", tuple(team_ids)
+        ):
+            members.setdefault(row[2], set()).add(row[3])
+    paths: dict[tuple[str, int], list[policy.TeamPath]] = {}
+    for _, _, client_id, team_id, _, _, ends_at, _ in team_rows:
+        if team_id not in teams:
+            continue
+        for user_id in members.get(team_id, ()):
+            paths.setdefault((client_id, user_id), []).append(
+                policy.TeamPath(
+                    team=teams[team_id],
+                    member=True,
+                    assignment_ends_at=from_epoch(ends_at) if ends_at is not None else None,
+                    assignment_ended=ends_at is not None and t >= ends_at,
+                )
+            )
+    user_ids = sorted({u for _, u in direct} | {u for _, u in paths})
+    if not user_ids:
+        return out
+    umarks = ", ".join("?" * len(user_ids))
+    names = {row[1]: row[2] for row in rowmac.select(conn, "users", f"id IN ({umarks})", tuple(user_ids))}
+    for client_id, user_id in sorted(set(direct) | set(paths)):
+        if user_id not in names:
+            continue
+        ends = direct.get((client_id, user_id))
+        out[client_id][names[user_id]] = policy.ClientFacts(
+            name="",
+            state="",
+            assigned=(client_id, user_id) in direct,
+            assignment_ends_at=from_epoch(ends) if ends is not None else None,
+            assignment_ended=ends is not None and t >= ends,
+            teams=tuple(sorted(paths.get((client_id, user_id), ()), key=lambda p: p.team)),
+        )
+    return out
+
+
 def team_client_ids(conn, user_id: int, now: datetime) -> set[str]:
     """The clients the user reaches through a team right now (open membership, live team, open
     team assignment not past its end)."""

@@ -8,6 +8,7 @@ into validated :class:`~vault.importers.model.ImportedRecord` values and keeps t
 
 from __future__ import annotations
 
+import abc
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -98,7 +99,7 @@ def describe(title: str, limit: int = 48) -> str:
     return repr(text)
 
 
-class ImportSource:
+class ImportSource(abc.ABC):
     """One export file of one format. :meth:`records` may be called more than once (for a dry
     run and then the real import): each call reads the file again and starts a new report."""
 
@@ -113,8 +114,10 @@ class ImportSource:
 
     # -- for format modules -------------------------------------------------------------------
 
+    @abc.abstractmethod
     def _entries(self, report: ImportReport) -> Iterator[Draft | Skip]:
-        raise NotImplementedError
+        """The format's pass over the file: a :class:`Draft` per entry to import, a
+        :class:`Skip` per entry deliberately left out, in source order."""
 
     def fail(self, where: str, title: str | None, problem: str) -> InvalidInput:
         """The one-line error for a bad entry: format, entry number and title, the problem."""

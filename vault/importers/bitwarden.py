@@ -135,6 +135,16 @@ class BitwardenSource(ImportSource):
             else:
                 self._ssh_key(draft, item.get("sshKey"))
         self._custom_fields(draft, item.get("fields"))
+        listed = item.get("attachments")
+        if isinstance(listed, list) and listed:
+            # a JSON export carries no file contents (bitwarden/clients CipherExport has no
+            # attachments; `bw list items` output lists them by id and URL only): counted, warned
+            report.attachments_missing += len(listed)
+            report.warnings.append(
+                f"{where} ({describe(title)}): {len(listed)} attachment(s) listed but not in the"
+                " export (a Bitwarden JSON export holds no file contents): download them from"
+                " Bitwarden and add them with 'cvault secret attach CLIENT PATH FILE'"
+            )
         return draft
 
     def _hint(

@@ -168,6 +168,8 @@ class ImportReport:
     renames: list[Rename] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     complete: bool = False
+    #: attachments the source lists but does not carry (a Bitwarden JSON export): not imported
+    attachments_missing: int = 0
 
     def counts(self, source_type: str) -> TypeCounts:
         return self.by_type.setdefault(source_type, TypeCounts())
@@ -212,6 +214,7 @@ class ImportReport:
                 for r in self.renames
             ],
             "warnings": list(self.warnings),
+            "attachments_not_imported": self.attachments_missing,
         }
 
 

@@ -26,8 +26,12 @@ them into one or many clients:
    stops after the plan.
 
 Custom fields, tags and TOTP seeds go into the record kinds' own fields (issue 16:
-:func:`record_fields`); attachments are counted and reported as not imported until records hold
-them.
+:func:`record_fields`). Attachments go through the path of ``secret attach``
+(:meth:`SecretService._store_attachment`: their own key, an opaque blob name, a header binding
+client, record and attachment; at most 25 MiB and 100 per record), one new version per file after
+the record's own, in the client's one transaction: a record the file gives two attachments is
+written as versions 1 (its fields), 2 (the first file) and 3 (both). "Unchanged" compares them
+too: names, sizes and the decrypted bytes.
 """
 
 from __future__ import annotations
@@ -80,12 +84,12 @@ def client_for(hint: str | None, clients: Mapping[str, str], default_client: str
     return default_client
 
 
-def record_fields(record: ImportedRecord) -> tuple[dict[str, Any], int]:
+def record_fields(record: ImportedRecord) -> dict[str, Any]:
     """The record's fields with its extras in the record kinds' own fields (issue 16): the TOTP
     seed in ``totp`` (a secret custom field ``one-time password`` on a kind without one), custom
     fields in ``custom`` (a name that is a built-in field name gets `` (imported)``), tags in
-    ``tags`` (past the 64 a record holds, the rest in a custom field ``tags (imported)``). Returns
-    (fields, attachments not kept: the import does not carry them; ``secret attach`` does)."""
+    ``tags`` (past the 64 a record holds, the rest in a custom field ``tags (imported)``).
+    Attachments are not fields: the writer stores them (:meth:`Importer._attach`)."""
     from vault.records import CUSTOM, FIELDS, MAX_CUSTOM_NAME, MAX_TAGS, TOTP
 
     fields = dict(record.fields)
@@ -114,7 +118,28 @@ def record_fields(record: ImportedRecord) -> tuple[dict[str, Any], int]:
             add("tags", ", ".join(record.tags[MAX_TAGS:]), False)
     if custom:
         fields[CUSTOM] = custom
-    return fields, len(record.attachments)
+    return fields
+
+
+def check_attachments(record: ImportedRecord, source: str) -> None:
+    """The limits of ``secret attach`` (issue 16), before anything is written: a name it takes,
+    at most 25 MiB each (the readers refuse larger ones first), at most 100 per record. One line
+    naming the entry."""
+    from vault.blob import MAX_ATTACHMENT
+    from vault.records import validate
+
+    where = f"{source}: entry {record.index} ({record.title[:48]!r})"
+    if len(record.attachments) > validate.MAX_ATTACHMENTS:
+        raise InvalidInput(
+            f"{where}: {len(record.attachments)} attachments: at most {validate.MAX_ATTACHMENTS} per record"
+        )
+    for item in record.attachments:
+        try:
+            validate.attachment_name(item.name)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{where}: attachment {item.name[:48]!r}: {exc.message}") from None
+        if len(item.data) > MAX_ATTACHMENT:
+            raise InvalidInput(f"{where}: attachment {item.name[:48]!r} is larger than 25 MiB")
 
 
 class Importer:
@@ -179,7 +204,6 @@ class Importer:
         # paths per client, then the plaintext each record becomes
         items: dict[str, list[_Item]] = {}
         renames: list[dict[str, Any]] = []
-        attachments_dropped = 0
         for name, recs in targets.items():
             allocator = PathAllocator()
             out: list[_Item] = []
@@ -189,15 +213,15 @@ class Importer:
                     renames.append(
                         {"entry": record.index, "title": record.title, "client": name, "path": where}
                     )
-                fields, dropped = record_fields(record)
-                attachments_dropped += dropped
+                check_attachments(record, report.source)
                 try:
-                    prepared = self.secrets._prepare(where, record.kind, fields)
+                    prepared = self.secrets._prepare(where, record.kind, record_fields(record))
                 except InvalidInput as exc:
                     raise InvalidInput(
                         f"{report.source}: entry {record.index} ({record.title[:48]!r}): {exc.message}"
                     ) from None
-                out.append(_Item(record, where, prepared))
+                # the version with the fields lists none; the file's attachments follow it
+                out.append(_Item(record, where, prepared._replace(attachments=[])))
             items[name] = out
 
         # 3. need-to-know on every client before anything is written
@@ -238,11 +262,6 @@ class Importer:
                 )
         summary = report.as_dict()
         summary["renames"] = summary["renames"] + renames
-        if attachments_dropped:
-            summary["warnings"].append(
-                f"{attachments_dropped} attachment(s) not imported: "
-                "add them with 'cvault secret attach CLIENT PATH FILE'"
-            )
         return {
             "format": fmt,
             "file": os.fspath(path),
@@ -254,7 +273,7 @@ class Importer:
             "clients": results,
             "renames": summary["renames"],
             "warnings": summary["warnings"],
-            "attachments_not_imported": attachments_dropped,
+            "attachments_not_imported": summary["attachments_not_imported"],
         }
 
     def _plan(self, client: ClientRow, items: list[_Item]) -> _ClientPlan:
@@ -303,11 +322,22 @@ class Importer:
         raises IntegrityFailure: never taken as "changed" and overwritten)."""
         from vault.records import validate
 
-        current = self.secrets.open_version(
-            client, keys, record_id, item.path, item.record.kind, version, row
-        )
+        kind = item.record.kind
+        current, entries = self.secrets._open(client, keys, record_id, item.path, kind, version, row)
         stored = validate.encode(current.kind, current.fields)
-        return crypto.constant_time_equal(stored, item.prepared.plaintext)
+        if not crypto.constant_time_equal(stored, item.prepared.plaintext):
+            return False
+        wanted = {a.name: a.data for a in item.record.attachments}
+        if sorted(wanted) != sorted(e["name"] for e in entries):
+            return False
+        for entry in entries:
+            data = wanted[entry["name"]]
+            if entry["size"] != len(data):
+                return False
+            opened = self.secrets._open_attachment(client, record_id, item.path, entry)
+            if not crypto.constant_time_equal(opened, data):
+                return False
+        return True
 
     def _write(self, principal: Principal, fmt: str, plan: _ClientPlan, progress: Progress) -> None:
         now = to_epoch(self.ctx.now())
@@ -316,11 +346,19 @@ class Importer:
             pruned = self.secrets._write_many(conn, principal, plan.client, prepared, progress)
             keys = self.ctx.client_keys(self.ctx.client(plan.client.name, conn), conn=conn)
             origins = []
+            attached = False
             for item in [*plan.new, *(i for i, _ in plan.changed)]:
                 found = store.find(conn, plan.client.id, keys.path_tag(item.path))
                 if found is None:  # pragma: no cover - written just above in this transaction
                     raise InvalidInput(f"import of {plan.client.name}/{item.path} was not written")
-                origins.append((found[0], found[2], fmt, now, principal.name))
+                version = found[2]
+                if item.record.attachments:
+                    version, gone = self._attach(conn, principal, plan.client, found[0], item, now)
+                    pruned.extend(gone)
+                    attached = True
+                origins.append((found[0], version, fmt, now, principal.name))
+            if attached:
+                self.ctx.blobs.sync()  # the attachment blobs durable before the commit, like the rest
             # a record found unchanged is confirmed as imported at its current version
             origins += [(rid, version, fmt, now, principal.name) for _, rid, version in plan.unchanged]
             conn.executemany(
@@ -332,6 +370,28 @@ class Importer:
             )
         self.secrets._delete_local(pruned)
 
+    def _attach(
+        self, conn: Any, principal: Principal, client: ClientRow, record_id: int, item: _Item, now: int
+    ) -> tuple[int, list[str]]:
+        """The file's attachments of one record just written, as ``secret attach`` adds them: one
+        new version per file, each listing the files so far. Returns (the last version, the
+        blobs its pruning freed)."""
+        entries: list[dict[str, Any]] = []
+        pruned: list[str] = []
+        version = 0
+        for attachment in item.record.attachments:
+            entries.append(
+                self.secrets._store_attachment(
+                    conn, principal, client, record_id, attachment.name, attachment.data, now, durable=False
+                )
+            )
+            prepared = item.prepared._replace(attachments=list(entries))
+            version, gone = self.secrets._write(
+                conn, principal, client, prepared, durable=False, replace=True
+            )
+            pruned.extend(gone)
+        return version, pruned
+
     @staticmethod
     def _summary(plan: _ClientPlan, written: bool) -> dict[str, Any]:
         return {
@@ -341,6 +401,7 @@ class Importer:
             "changed": [
                 {"path": i.path, "kind": i.record.kind, "entry": i.record.index} for i, _ in plan.changed
             ],
+            "attachments": sum(len(i.record.attachments) for i in [*plan.new, *(i for i, _ in plan.changed)]),
             "unchanged": len(plan.unchanged),
             "conflicts": [
                 {"path": i.path, "entry": i.record.index, "reason": why} for i, why in plan.conflicts

@@ -13,9 +13,10 @@ DEK -> read and decrypt the blob, checking that its header names this exact reco
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from typing import TYPE_CHECKING, Any
 
 from vault import blob as blobfmt
@@ -270,36 +271,54 @@ class SecretService:
                 raise InvalidInput(
                     f"{client.name}/{path} has {len(entries)} attachments: at most {validate.MAX_ATTACHMENTS}"
                 )
-            attachment_id = store.next_version(conn, record_id)  # the version that adds it
-            key = crypto.new_key()
-            blob = blobfmt.encrypt_attachment(
-                key,
-                bytes(data),
-                vault_id=self.ctx.vault_id,
-                client_id=client.id_bytes,
-                record_id=record_id,
-                attachment_id=attachment_id,
-            )
-            blob_name = self.ctx.keyring.attachment_blob_name(client.id, record_id, attachment_id)
-            self.ctx.blobs.put(blob_name, blob, durable=True)  # blob before row (docs/architecture.md)
-            outbox.queue_put(conn, (blob_name,), now)
-            import base64
-
             entries.append(
-                {
-                    "name": name,
-                    "id": attachment_id,
-                    "size": len(data),
-                    "key": base64.b64encode(key).decode(),
-                    "blob": blob_name,
-                    "added_at": now,
-                    "added_by": principal.name,
-                }
+                self._store_attachment(conn, principal, client, record_id, name, data, now, durable=True)
             )
             prepared = self._prepare(path, kind, doc[0])._replace(attachments=entries)
             version, pruned = self._write(conn, principal, client, prepared, durable=True, replace=True)
         self._delete_local(pruned)
         return {"client": client.name, "path": path, "name": name, "size": len(data), "version": version}
+
+    def _store_attachment(
+        self,
+        conn,
+        principal: Principal,
+        client: ClientRow,
+        record_id: int,
+        name: str,
+        data: bytes,
+        now: int,
+        *,
+        durable: bool,
+    ) -> dict[str, Any]:
+        """Encrypt one attached file under its own key and write its blob (before the row that
+        lists it: docs/architecture.md), queued for upload; returns the entry the next version of
+        the record lists (docs/format.md "Attachments"). Its id is the number of that version:
+        the caller writes it next, in this transaction (``attach``, and the import's writer)."""
+        import base64
+
+        attachment_id = store.next_version(conn, record_id)  # the version that adds it
+        key = crypto.new_key()
+        blob = blobfmt.encrypt_attachment(
+            key,
+            bytes(data),
+            vault_id=self.ctx.vault_id,
+            client_id=client.id_bytes,
+            record_id=record_id,
+            attachment_id=attachment_id,
+        )
+        blob_name = self.ctx.keyring.attachment_blob_name(client.id, record_id, attachment_id)
+        self.ctx.blobs.put(blob_name, blob, durable=durable)
+        outbox.queue_put(conn, (blob_name,), now)
+        return {
+            "name": name,
+            "id": attachment_id,
+            "size": len(data),
+            "key": base64.b64encode(key).decode(),
+            "blob": blob_name,
+            "added_at": now,
+            "added_by": principal.name,
+        }
 
     def detach(self, principal: Principal, client_name: str, path: str, *, name: str) -> dict:
         """A new version without the attachment ``name`` (older versions keep it, and restore
@@ -559,36 +578,42 @@ class SecretService:
     ) -> dict:
         """Import JSON Lines ``{"path", "kind", "fields"}`` (the export format) in one transaction.
 
-        Every line is validated before anything is written; a bad line names its number and nothing
-        is imported. Blobs are written without per-file fsync, then made durable with one sync
-        before the commit (``LocalBackend.sync``: one syncfs of the blob filesystem on Linux)."""
-        prepared: list[_PreparedWrite] = []
-        seen: set[str] = set()
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                if not isinstance(item, dict):
-                    raise ValueError
-                path, kind, fields = item["path"], item["kind"], item.get("fields", {})
-            except RecursionError:
-                raise InvalidInput(f"line {number}: JSON nested too deeply") from None
-            except (ValueError, KeyError, TypeError):
-                raise InvalidInput(f"line {number}: not a JSON object with path, kind and fields") from None
-            try:
-                prepared.append(self._prepare(path, kind, fields))
-            except InvalidInput as exc:
-                raise InvalidInput(f"line {number}: {exc.message}") from None
-            if path in seen:
-                raise InvalidInput(f"line {number}: duplicate path {path}")
-            seen.add(path)
+        ``lines`` is read once, as a stream (a file object, a generator): records are validated,
+        encrypted and inserted :data:`IMPORT_BATCH` at a time, so memory stays bounded whatever
+        the size of the input (docs/performance.md, "secret import"). A bad line names its number
+        and nothing is imported: the transaction rolls back and the blobs already written for it
+        are deleted (nothing refers to them). An input of at most one batch is validated whole
+        before the decision is taken, as before; a longer one is authorized after its first batch
+        validated ("streamed import") and its count audited with the outcome. Blobs are written
+        without per-file fsync, then made durable with one sync before the commit
+        (``LocalBackend.sync``: one syncfs of the blob filesystem on Linux)."""
+        total = len(lines) if isinstance(lines, Sized) else 0
+        batches = _parsed_batches(self._prepare, lines)
+        first = next(batches, [])
+        second = next(batches, None)
+        streamed = second is not None
         client = self.ctx.client(client_name)
-        self.ctx.authorize(principal, Action.SECRET_IMPORT, client=client, detail=f"{len(prepared)} records")
+        detail = "streamed import" if streamed else f"{len(first)} records"
+        self.ctx.authorize(principal, Action.SECRET_IMPORT, client=client, detail=detail)
         with self.ctx.db.write() as conn:
-            pruned = self._write_many(conn, principal, client, prepared, progress, replace=replace)
-        self._delete_local(pruned)
-        return {"client": client.name, "imported": len(prepared)}
+            bulk = _BulkWrite(self, conn, principal, client, progress, total, replace=replace)
+            try:
+                bulk.add(first)
+                if second is not None:
+                    bulk.add(second)
+                    del second
+                    for batch in batches:
+                        bulk.add(batch)
+                bulk.finish()
+            except BaseException:
+                bulk.abort()  # inside the write lock: no other writer can have reused a name yet
+                raise
+        self._delete_local(bulk.pruned)
+        if streamed:
+            self.ctx.record_outcome(
+                principal, Action.SECRET_IMPORT, "ok", client=client, detail=f"{bulk.count} records"
+            )
+        return {"client": client.name, "imported": bulk.count}
 
     def import_file(
         self,
@@ -633,92 +658,17 @@ class SecretService:
         *,
         replace: bool = False,
     ) -> list[str]:
-        """The import's writes inside its transaction: the same rows, blobs and outbox entries as
-        one :meth:`_write` per item, batched. Paths already stored get a new version through
-        :meth:`_write`; new records get ids allocated up front (AUTOINCREMENT: above both the
-        sequence and the largest id, exactly the ids one insert each would get), their rows are
-        inserted with three ``executemany`` and their blobs are written on a background thread
-        while the next ones are encrypted. Every blob is made durable by one sync before the
-        caller commits; a failure anywhere rolls the transaction back (the blobs already written
-        are orphans no row refers to). A stored record whose current version has fields the line
-        lacks is refused (naming it) unless ``replace``, like :meth:`put`."""
-        total = len(prepared)
-        if not total:
-            return []
-        client = self.ctx.client(client.name, conn)  # as of this transaction (see _write)
-        keys = self.ctx.client_keys(client, conn=conn)
-        now = to_epoch(self.ctx.now())
-        tags = [keys.path_tag(item.path) for item in prepared]
-        existing = store.existing_tags(conn, client.id, tags)
-        pruned: list[str] = []
-        done = 0
-        fresh: list[tuple[_PreparedWrite, bytes]] = []
-        for item, tag in zip(prepared, tags, strict=True):
-            if tag in existing:  # a new version of a stored record
-                _, gone = self._write(conn, principal, client, item, durable=False, replace=replace)
-                pruned.extend(gone)
-                done += 1
-                if progress:
-                    progress(done, total)
-            else:
-                fresh.append((item, tag))
-        if fresh:
-            first = store.next_record_id(conn)
-            vault_id, client_bytes, client_id = self.ctx.vault_id, client.id_bytes, client.id
-            blob_name, encrypt = self.ctx.keyring.blob_name, blobfmt.encrypt_record
-            new_key, key_version, by = crypto.new_key, keys.version, principal.name
-            record_rows: list = []
-            version_rows: list[VersionRow] = []
-            outbox_names: list[str] = []
-            writer = self.ctx.blobs.bulk_writer()
-            try:
-                for record_id, (item, tag) in enumerate(fresh, first):
-                    dek = new_key()
-                    data = encrypt(
-                        dek,
-                        item.plaintext,
-                        vault_id=vault_id,
-                        client_id=client_bytes,
-                        record_id=record_id,
-                        record_version=1,
-                    )
-                    name = blob_name(client_id, record_id, 1)
-                    writer.add(name, data)
-                    record_rows.append(
-                        (
-                            record_id,
-                            client_id,
-                            tag,
-                            keys.seal_meta(_meta_doc(item), record_id),
-                            now,
-                            now,
-                        )
-                    )
-                    version_rows.append(
-                        version_row(
-                            record_id,
-                            1,
-                            key_version,
-                            keys.wrap_dek(dek, record_id, 1),
-                            name,
-                            len(data),
-                            now,
-                            by,
-                        )
-                    )
-                    outbox_names.append(name)
-                    done += 1
-                    if progress:
-                        progress(done, total)
-                store.insert_records(conn, record_rows)
-                store.insert_versions(conn, version_rows)
-                outbox.queue_put(conn, outbox_names, now)
-                writer.finish()
-            except BaseException:
-                writer.abort()
-                raise
-        self.ctx.blobs.sync()  # every blob durable before the caller's commit
-        return pruned
+        """The import's writes inside its transaction (:class:`_BulkWrite`, in batches); returns
+        the blobs of versions pruned, to delete after the commit."""
+        bulk = _BulkWrite(self, conn, principal, client, progress, len(prepared), replace=replace)
+        try:
+            for start in range(0, len(prepared), IMPORT_BATCH):
+                bulk.add(prepared[start : start + IMPORT_BATCH])
+            bulk.finish()
+        except BaseException:
+            bulk.abort()
+            raise
+        return bulk.pruned
 
     # --- reads ----------------------------------------------------------------------------------
 
@@ -933,21 +883,42 @@ class SecretService:
         return True
 
     def list(self, principal: Principal, client_name: str) -> list[dict]:
+        """The client's live records (path, kind, version, updated_at), from the client's sealed
+        search index: one unseal instead of one metadata unseal and two row-MAC checks per record
+        (100,000 records: docs/performance.md). The index is believed only when it lists exactly
+        the live records' (path tag, version, updated_at) as the records table has them; otherwise
+        (dropped by a change since, an older copy put back, an edited row) it is rebuilt from the
+        records' metadata, which checks every row MAC (exit 6 on an edited row)."""
+        from collections import Counter
+
+        from vault.records.search import entries
+
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_LIST, client=client)
-        out = []
-        client, keys, rows = self.ctx.read_client(
-            client.name, lambda conn, c, k: (c, k, store.current_versions(conn, c.id))
-        )
+
+        def read(conn, c: ClientRow, k: ClientKeys):
+            return c, k, store.live_records(conn, c.id)
+
+        client, keys, rows = self.ctx.read_client(client.name, read)
+        # each live record as (path tag, version, updated): what the index must list exactly; any
+        # difference (a change since, an older index put back, an edited row) goes through the
+        # rebuild, which reads the records' metadata and checks every row MAC
+        live = Counter(rows)
+        listed: builtins.list[tuple[str, str, int, int]] = []
+        if not live:  # really none? (every row read and MAC-checked: an empty client is cheap)
+            self.ctx.read_client(client.name, lambda conn, c, k: store.current_versions(conn, c.id))
+        else:
+            for c, document in self._indexes([client]):
+                listed = entries(document)
+                if Counter((keys.path_tag(p), v, u) for p, _, v, u in listed) != live:
+                    listed = entries(self._rebuild_index(c))
+        out: builtins.list[dict] = []
         stamps: dict[int, str] = {}  # records written in one import share their second
-        for record_id, meta_sealed, current, updated, _, blob_name, _, _ in rows:
-            if blob_name is None:
-                continue  # deleted: a delete marker is the current version
-            meta = self._meta(client, keys, record_id, meta_sealed)
+        for path, kind, version, updated in listed:
             stamp = stamps.get(updated)
             if stamp is None:
                 stamp = stamps[updated] = rfc3339(from_epoch(updated))
-            out.append({"path": meta["path"], "kind": meta["kind"], "version": current, "updated_at": stamp})
+            out.append({"path": path, "kind": kind, "version": version, "updated_at": stamp})
         out.sort(key=lambda r: r["path"])
         return out
 
@@ -1126,6 +1097,172 @@ class SecretService:
             records.append({"path": rec.path, "kind": rec.kind, "fields": rec.fields})
         records.sort(key=lambda r: r["path"])
         return {"client": client.name, "records": records}
+
+
+#: records validated, encrypted and inserted at a time by a bulk import (bounds its memory)
+IMPORT_BATCH = 2000
+
+
+def _parsed_batches(
+    prepare: Callable[[str, str, dict], _PreparedWrite], lines: Iterable[str]
+) -> Iterator[list[_PreparedWrite]]:
+    """The import's lines, validated, :data:`IMPORT_BATCH` at a time. A bad line raises
+    InvalidInput naming its number (blank lines count, and are skipped); so does a path given
+    twice (only the paths are kept across batches)."""
+    seen: set[str] = set()
+    batch: list[_PreparedWrite] = []
+    loads = json.loads
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            item = loads(line)
+            if not isinstance(item, dict):
+                raise ValueError
+            path, kind, fields = item["path"], item["kind"], item.get("fields", {})
+        except RecursionError:
+            raise InvalidInput(f"line {number}: JSON nested too deeply") from None
+        except (ValueError, KeyError, TypeError):
+            raise InvalidInput(f"line {number}: not a JSON object with path, kind and fields") from None
+        try:
+            batch.append(prepare(path, kind, fields))
+        except InvalidInput as exc:
+            raise InvalidInput(f"line {number}: {exc.message}") from None
+        if path in seen:
+            raise InvalidInput(f"line {number}: duplicate path {path}")
+        seen.add(path)
+        if len(batch) >= IMPORT_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _BulkWrite:
+    """A bulk import's writes inside its transaction, one batch at a time: the same rows, blobs
+    and outbox entries as one :meth:`SecretService._write` per record. Paths already stored get
+    a new version through ``_write``; new records get ids allocated up front (AUTOINCREMENT: above
+    both the sequence and the largest id, exactly the ids one insert each would get), their rows
+    are inserted with three ``executemany`` per batch, and their blobs are written on a
+    background thread while the next ones are encrypted. Each record version still gets its own
+    key and nonces, from one OS CSPRNG read per batch (:func:`vault.crypto.fresh_keys`).
+
+    ``finish()`` makes every blob durable by one sync before the caller commits; ``abort()``
+    (the transaction is rolling back) stops the writer and deletes the blobs written, which no
+    row refers to. A stored record whose current version has fields the line lacks is refused
+    (naming it) unless ``replace``, like :meth:`SecretService.put`."""
+
+    def __init__(
+        self,
+        service: SecretService,
+        conn,
+        principal: Principal,
+        client: ClientRow,
+        progress: Progress | None,
+        total: int,
+        *,
+        replace: bool,
+    ):
+        ctx = service.ctx
+        self.service, self.conn, self.principal = service, conn, principal
+        self.client = ctx.client(client.name, conn)  # as of this transaction (see _write)
+        self.keys = ctx.client_keys(self.client, conn=conn)
+        self.now = to_epoch(ctx.now())
+        self.progress, self.total, self.replace = progress, total, replace
+        self.count = 0
+        self.pruned: list[str] = []
+        #: the new records' blobs written so far, as (first record id, count) runs at version 1
+        #: (abort() deletes them; a new version of a stored record written before a failure is
+        #: left as an orphan, which doctor reports)
+        self._runs: list[tuple[int, int]] = []
+        self._writer: Any = None
+
+    def add(self, batch: list[_PreparedWrite]) -> None:
+        if not batch:
+            return
+        service, conn, client, keys, now = self.service, self.conn, self.client, self.keys, self.now
+        progress, total = self.progress, self.total
+        path_tag = keys.path_tag
+        tags = [path_tag(item.path) for item in batch]
+        existing = store.existing_tags(conn, client.id, tags)
+        fresh: list[tuple[_PreparedWrite, bytes]] = []
+        for item, tag in zip(batch, tags, strict=True):
+            if tag in existing:  # a new version of a stored record
+                _, gone = service._write(
+                    self.conn, self.principal, client, item, durable=False, replace=self.replace
+                )
+                self.pruned.extend(gone)
+                self.count += 1
+                if progress:
+                    progress(self.count, total)
+            else:
+                fresh.append((item, tag))
+        if not fresh:
+            return
+        ctx = service.ctx
+        first = store.next_record_id(conn)
+        self._runs.append((first, len(fresh)))
+        if self._writer is None:
+            self._writer = ctx.blobs.bulk_writer()
+        add_blob = self._writer.add
+        vault_id, client_bytes, client_id = ctx.vault_id, client.id_bytes, client.id
+        blob_name, encrypt = ctx.keyring.blob_name, blobfmt.encrypt_record
+        wrap_dek, seal_meta = keys.wrap_dek, keys.seal_meta
+        key_version, by = keys.version, self.principal.name
+        record_rows: list = []
+        version_rows: list[VersionRow] = []
+        names: list[str] = []
+        material = crypto.fresh_keys(len(fresh), nonces=3)
+        for record_id, (item, tag), (dek, blob_nonce, wrap_nonce, meta_nonce) in zip(
+            range(first, first + len(fresh)), fresh, material, strict=True
+        ):
+            data = encrypt(
+                dek,
+                item.plaintext,
+                vault_id=vault_id,
+                client_id=client_bytes,
+                record_id=record_id,
+                record_version=1,
+                nonce=blob_nonce,
+            )
+            name = blob_name(client_id, record_id, 1)
+            add_blob(name, data)
+            record_rows.append(
+                (record_id, client_id, tag, seal_meta(_meta_doc(item), record_id, nonce=meta_nonce), now, now)
+            )
+            version_rows.append(
+                version_row(
+                    record_id,
+                    1,
+                    key_version,
+                    wrap_dek(dek, record_id, 1, nonce=wrap_nonce),
+                    name,
+                    len(data),
+                    now,
+                    by,
+                )
+            )
+            names.append(name)
+            self.count += 1
+            if progress:
+                progress(self.count, total)
+        store.insert_records(conn, record_rows)
+        store.insert_versions(conn, version_rows)
+        outbox.queue_put(conn, names, now)
+
+    def finish(self) -> None:
+        if self._writer is not None:
+            self._writer.finish()
+        self.service.ctx.blobs.sync()  # every blob durable before the caller's commit
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.abort()
+        blob_name, client_id = self.service.ctx.keyring.blob_name, self.client.id
+        for first, n in self._runs:
+            for record_id in range(first, first + n):
+                with contextlib.suppress(Exception):
+                    self.service.ctx.blobs.delete(blob_name(client_id, record_id, 1), durable=False)
 
 
 def _meta_doc(prepared: _PreparedWrite) -> dict[str, Any]:

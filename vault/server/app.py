@@ -30,6 +30,7 @@ from vault.server.limits import BodyLimit, RateLimiter
 from vault.server.pool import VaultPool
 from vault.server.routes import (
     BEARER,
+    FastDispatch,
     Limits,
     Strict,
     Text,
@@ -139,6 +140,9 @@ def create_app(pool: VaultPool, settings: ServiceSettings | None = None) -> Fast
 
         return await run_in_threadpool(check)
 
+    # innermost of ours: well-formed registry calls skip FastAPI's request handling (filled below)
+    fast_routes: dict = {}
+    app.add_middleware(FastDispatch, routes=fast_routes, handlers=lambda: app.exception_handlers)
     app.add_middleware(
         BodyLimit,
         limit=spec.MAX_BODY_BYTES,
@@ -181,7 +185,7 @@ def create_app(pool: VaultPool, settings: ServiceSettings | None = None) -> Fast
         return {"sealed": pool.sealed}
 
     for op in spec.OPERATIONS:
-        add_route(app, op, pool, limits)
+        add_route(app, op, pool, limits, fast_routes)
 
     # PSA webhooks (docs/sla.md, "Contract events"): authenticated by the HMAC signature of the raw
     # body, not by a session, so it is not a registry operation; documented here for the OpenAPI

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
 
 from vault import api_spec as spec
 from vault.api_schemas import response_schema
@@ -171,7 +171,93 @@ class Limits:
             self.by_user.take(str(getattr(body, "name", ""))[:200])
 
 
-def add_route(app: FastAPI, op: spec.Op, pool, limits: Limits) -> None:
+class FastDispatch:
+    """Pure ASGI middleware (the innermost of ours, inside :class:`vault.server.limits.BodyLimit`
+    and the security headers): a registry operation whose request is well formed goes straight to
+    its dispatcher (the same ``run`` and request model its FastAPI route has) instead of through
+    FastAPI's routing and request handling, which cost about as much CPU as the operation's own
+    reads (docs/performance.md, "Service reads").
+
+    Only the plain case is taken: ``POST`` to an operation's path with a body, ``Content-Type:
+    application/json``, a JSON object that its request model accepts. Anything else (another
+    content type, invalid JSON, a failed validation, a client that went away) is handed to
+    FastAPI unchanged, the body replayed, so every error keeps the one answer FastAPI gives it
+    (tests/server/test_http_edges.py and the fuzz tests). An operation's own errors are answered
+    by the application's exception handlers (``vault.server.errors``), looked up as Starlette
+    does; a body over the limit raises BodyTooLarge out of ``receive`` as before."""
+
+    def __init__(self, app, routes: dict, handlers: Callable[[], dict]):
+        self.app = app
+        #: path -> (request model, the route's run(request, body))
+        self.routes = routes
+        self.handlers = handlers
+
+    async def __call__(self, scope, receive, send):
+        route = (
+            self.routes.get(scope.get("path", ""))
+            if scope["type"] == "http" and scope.get("method") == "POST"
+            else None
+        )
+        if route is None or not _json_content(scope):
+            await self.app(scope, receive, send)
+            return
+        model, run = route
+        messages = []
+        more = True
+        while more:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            more = message.get("more_body", False)
+        body = None
+        if not more:
+            try:
+                data = json.loads(b"".join(m.get("body", b"") for m in messages))
+                body = model.model_validate(data) if isinstance(data, dict) else None
+            except (ValueError, RecursionError, ValidationError):
+                body = None  # FastAPI answers it, in its own words
+        if body is None:
+            await self.app(scope, _replay(messages, receive), send)
+            return
+        from starlette.concurrency import run_in_threadpool
+
+        request = Request(scope, receive)
+        try:
+            response = await run_in_threadpool(run, request, body)
+        except Exception as exc:  # noqa: BLE001 - answered by the application's handler for it
+            response = await self._handle(request, exc)
+        await response(scope, receive, send)
+
+    async def _handle(self, request: Request, exc: Exception) -> Response:
+        handlers = self.handlers()
+        for cls in type(exc).__mro__:
+            if cls in handlers:
+                return await handlers[cls](request, exc)
+        raise exc  # pragma: no cover - vault.server.errors has a handler for Exception
+
+
+def _json_content(scope) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            return value.split(b";", 1)[0].strip().lower() == b"application/json"
+    return False
+
+
+def _replay(messages: list, receive):
+    """``receive`` that gives ``messages`` again first."""
+    pending = list(messages)
+
+    async def replayed():
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed
+
+
+def add_route(app: FastAPI, op: spec.Op, pool, limits: Limits, fast: dict | None = None) -> None:
+    """The operation's FastAPI route; with ``fast``, also its entry for :class:`FastDispatch`."""
     model = request_model(op)
 
     def run(request: Request, body) -> Response:
@@ -207,6 +293,8 @@ def add_route(app: FastAPI, op: spec.Op, pool, limits: Limits) -> None:
         endpoint = without_body
 
     endpoint.__name__ = op.operation_id
+    if fast is not None and model is not None:
+        fast[op.path] = (model, run)
     ok = {
         "description": "the result",
         "content": {"application/json": {"schema": response_schema(op.returns)}},

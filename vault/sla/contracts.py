@@ -29,13 +29,13 @@ from vault import crypto, names
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.context import VaultContext
 from vault.dates import as_when
-from vault.errors import AuthenticationFailed, IntegrityFailure, InvalidInput, NotFound, Replayed, VaultError
+from vault.errors import AuthenticationFailed, InvalidInput, NotFound, Replayed, VaultError
 from vault.policy import INTEGRATION, Action
 from vault.principal import Principal
 from vault.store import rowmac
+from vault.store.integrations import unseal_secret
 
 if TYPE_CHECKING:
-    from vault.keys import Keyring
     from vault.sla.service import SlaService
 
 MAX_ROWS = 10_000
@@ -209,37 +209,6 @@ class ContractService:
         }
 
 
-def _unseal_secret(keyring: Keyring, integration_id: int, sealed: bytes) -> bytes:
-    from vault.errors import CryptoError
-
-    try:
-        return keyring.unseal_for("integration-seal", sealed, "integration", integration_id)
-    except CryptoError:
-        raise IntegrityFailure(
-            f"integrity failure: the secret of integration {integration_id} failed authentication"
-        ) from None
-
-
-def verify_integration_row(keyring: Keyring, values: tuple) -> None:
-    """Before an integration row from before its row MAC gets one (rowmac.upgrade): its sealed
-    secret opens under its own id (a row a file writer planted, or whose secret it copied from
-    another row, cannot), and a row without a secret is a removed one."""
-    integration_id, _name, sealed, _at, _by, disabled_at = values
-    if not isinstance(sealed, bytes) or type(integration_id) is not int:
-        raise rowmac.RowTampered(
-            f"integrity failure: an integrations row (id {str(integration_id)[:16]}) is malformed;"
-            " run cvault doctor"
-        )
-    if sealed == b"":
-        if disabled_at is None:
-            raise rowmac.RowTampered(
-                f"integrity failure: integration {integration_id} has no secret but is enabled;"
-                " run cvault doctor"
-            )
-        return
-    _unseal_secret(keyring, integration_id, sealed)
-
-
 class IntegrationService:
     """PSA integrations: per-integration HMAC secrets, and the signed contract events."""
 
@@ -251,7 +220,7 @@ class IntegrationService:
         return self.ctx.keyring.seal_for("integration-seal", secret, "integration", integration_id)
 
     def _unseal(self, integration_id: int, sealed: bytes) -> bytes:
-        return _unseal_secret(self.ctx.keyring, integration_id, sealed)
+        return unseal_secret(self.ctx.keyring, integration_id, sealed)
 
     def add(self, principal: Principal, name: str) -> dict:
         """A new integration and its secret, returned once (64 hex digits); stored sealed."""

@@ -52,6 +52,39 @@ RESUME_SQL = (
 )
 
 
+STATES = ("active", "expired", "shred_pending", "shredding", "shredded")
+#: a client's state in SQL: :meth:`ClientRow.state` on the stored columns at ``:now`` (epoch)
+STATE_SQL = (
+    "(CASE WHEN c.shred_state IS NOT NULL THEN c.shred_state WHEN :now < c.sla_end THEN 'active'"
+    " WHEN :now < c.sla_end + c.grace_days * 86400 THEN 'expired' ELSE 'shred_pending' END)"
+)
+#: whole days left until the SLA end (negative: days since), as the overview's ``days_left``
+DAYS_LEFT_SQL = (
+    "(CASE WHEN c.sla_end > :now THEN (c.sla_end - :now) / 86400"
+    " ELSE -((:now - c.sla_end + 86399) / 86400) END)"
+)
+#: the clients user ``:uid`` reaches now: an open direct assignment or an open team path
+#: (open membership, live team, open team assignment), as :func:`vault.policy.assignment_path`
+REACHED_BY_SQL = (
+    "SELECT client_id FROM assignments WHERE user_id = :uid AND ended_at IS NULL"
+    " AND (ends_at IS NULL OR ends_at > :now)"
+    " UNION SELECT a.client_id FROM team_assignments a JOIN team_members m ON m.team_id = a.team_id"
+    " JOIN teams t ON t.id = a.team_id WHERE m.user_id = :uid AND m.removed_at IS NULL"
+    " AND t.removed_at IS NULL AND a.ended_at IS NULL AND (a.ends_at IS NULL OR a.ends_at > :now)"
+)
+#: the two-person vault settings (``setting_requests.name``) as the approvals queue names them
+SETTING_LABELS = {"min_grace_days": "minimum grace period"}
+#: the overview's sort keys (then by name); days left orders as the SLA end does
+OVERVIEW_SORTS = {
+    "client": "c.name",
+    "state": STATE_SQL,
+    "sla_end": "c.sla_end",
+    "days_left": "c.sla_end",
+    "grace_days": "c.grace_days",
+    "records": "(SELECT count(*) FROM records r WHERE r.client_id = c.id)",
+}
+
+
 class SelfApproval(AccessDenied):
     """two-person rule: an early shred must be approved by someone other than its requester."""
 
@@ -468,34 +501,80 @@ class SlaService:
 
     # --- the account manager's table and queue (the web console's clients and approvals pages) ---
 
-    def overview(self, principal: Principal) -> list[dict]:
-        """Every client with its SLA state, days left, grace, assigned engineers (open
-        assignments), record count and open early-shred request: three queries whatever the
-        number of clients (bench/console.py measures 10,000)."""
+    def overview(
+        self,
+        principal: Principal,
+        *,
+        name_contains: str = "",
+        state: str = "",
+        engineer: str = "",
+        within_days: int | None = None,
+        sort: str = "client",
+        descending: bool = False,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> dict:
+        """A page of the client table: SLA state, days left, grace, the engineers who reach each
+        client (directly, or ``team`` through a team: :func:`vault.policy.assignment_path`, as
+        "who can reach what"), record count and open early-shred request.
+
+        Filters (name contains, case-insensitive; a state; an engineer who reaches it; active with
+        at most ``within_days`` left), the sort (:data:`OVERVIEW_SORTS`, then by name) and the
+        page (``offset``, ``limit``) are one SQL query over the clients table, so the cost of a
+        page does not grow with the number of clients shown elsewhere (bench/console.py: 10,000);
+        the shown rows are then read with their row MACs checked, as every decision reads them.
+        ``total``: how many clients match the filters."""
         self.ctx.authorize(principal, Action.SLA_SHOW)
+        if sort not in OVERVIEW_SORTS:
+            raise InvalidInput(f"sort by one of: {', '.join(OVERVIEW_SORTS)}")
+        if state and state not in STATES:
+            raise InvalidInput(f"state is one of: {', '.join(STATES)}")
+        if offset < 0 or (limit is not None and limit < 0) or (within_days is not None and within_days < 0):
+            raise InvalidInput("offset, limit and within_days are not negative")
         now = self.ctx.now()
         n = to_epoch(now)
-        conn = self.ctx.db.conn
-        engineers: dict[str, list[str]] = {}
-        for client_id, user in conn.execute(
-            "SELECT a.client_id, u.name FROM assignments a JOIN users u ON u.id = a.user_id"
-            " WHERE a.ended_at IS NULL AND (a.ends_at IS NULL OR a.ends_at > ?) ORDER BY u.name",
-            (n,),
-        ):
-            engineers.setdefault(client_id, []).append(user)
-        records = dict(conn.execute("SELECT client_id, count(*) FROM records GROUP BY client_id").fetchall())
-        requests = {
-            row[0]: row[1:]
-            for row in conn.execute(
-                "SELECT client_id, requested_by, requested_at, approved_by FROM shred_requests"
-                " WHERE cancelled_at IS NULL AND executed_at IS NULL"
+        params: dict = {"now": n, "q": name_contains.strip().lower(), "state": state}
+        where = ["(:q = '' OR instr(lower(c.name), :q) > 0)", f"(:state = '' OR {STATE_SQL} = :state)"]
+        if within_days is not None:
+            where.append(f"(c.shred_state IS NULL AND :now < c.sla_end AND {DAYS_LEFT_SQL} <= :within)")
+            params["within"] = within_days
+        with self.ctx.db.read() as conn:
+            if engineer.strip():
+                user = facts.user_row(conn, engineer.strip())
+                params["uid"] = user.id if user else -1
+                where.append(f"c.id IN ({REACHED_BY_SQL})")
+            condition = " AND ".join(where)
+            direction = "DESC" if descending else "ASC"
+            total = conn.execute(f"SELECT count(*) FROM clients c WHERE {condition}", params).fetchone()[0]  # noqa: S608 - constant SQL fragments; values are bound
+            page = [
+                row[0]
+                for row in conn.execute(
+                    f"SELECT c.id FROM clients c WHERE {condition}"  # noqa: S608 - constant SQL fragments; values are bound
+                    f" ORDER BY {OVERVIEW_SORTS[sort]} {direction}, c.name {direction}"
+                    " LIMIT :limit OFFSET :offset",
+                    {**params, "limit": -1 if limit is None else limit, "offset": offset},
+                )
+            ]
+            marks = ", ".join("?" * len(page)) or "NULL"
+            by_id = {c.id: c for c in store_clients.all_clients(conn, f"id IN ({marks})", tuple(page))}
+            counted = conn.execute(
+                f"SELECT client_id, count(*) FROM records WHERE client_id IN ({marks}) GROUP BY client_id",  # noqa: S608
+                tuple(page),
             )
-        }
-        out = []
-        for client in store_clients.all_clients(conn):
+            records = dict(counted.fetchall())
+            reach = facts.open_paths(conn, page, now)
+            requests = {cid: self._open_request(conn, cid) for cid in page}
+        rows = []
+        for cid in page:
+            client = by_id[cid]
             end = to_epoch(client.sla_end)
-            request = requests.get(client.id)
-            out.append(
+            request = requests[cid]
+            engineers = []
+            for who, path in sorted(reach[cid].items()):
+                reached, via = policy.assignment_path(path, now)
+                if reached:
+                    engineers.append({"user": who, "team": via})
+            rows.append(
                 {
                     "client": client.name,
                     "state": client.state(now),
@@ -503,40 +582,46 @@ class SlaService:
                     "days_left": (end - n) // DAY if end > n else -((n - end + DAY - 1) // DAY),
                     "grace_days": client.grace_days,
                     "shred_due": None if client.shred_state else _iso(end + client.grace_days * DAY),
-                    "engineers": engineers.get(client.id, []),
-                    "records": records.get(client.id, 0),
+                    "engineers": engineers,
+                    "records": records.get(cid, 0),
                     "shred_request": None
                     if request is None
                     else {
-                        "requested_by": request[0],
-                        "requested_at": _iso(request[1]),
-                        "approved_by": request[2],
+                        "requested_by": request[1],
+                        "requested_at": _iso(request[2]),
+                        "approved_by": request[4],
                     },
                 }
             )
-        return out
+        return {"total": total, "offset": offset, "rows": rows}
 
     def requests(self, principal: Principal) -> list[dict]:
-        """Open early-shred requests (approved or awaiting a second person), oldest first;
-        ``yours`` marks the ones the principal made, ``cannot_approve`` says why the principal
+        """Every open two-person request of the SLA service, oldest first: early shreds
+        (``kind`` ``early_shred``; approved or awaiting a second person) and pending changes of
+        vault settings (``kind`` ``setting``: ``setting`` names it, ``value`` the value asked,
+        ``current`` the value now; today the minimum grace period, ``sla min-grace``).
+        ``yours`` marks the ones the principal made; ``cannot_approve`` says why the principal
         may not approve one (the two-person rule of :func:`vault.policy.distinct_people`, or
         None), so the queue shows the rule where it refuses."""
         self.ctx.authorize(principal, Action.SLA_REQUESTS)
         out = []
         with self.ctx.db.read() as conn:
             single = facts.single_operator(conn)
-            for name, by, at, reason, approved_by, approved_at in conn.execute(
-                "SELECT c.name, r.requested_by, r.requested_at, r.reason, r.approved_by, r.approved_at"
-                " FROM shred_requests r JOIN clients c ON c.id = r.client_id"
-                " WHERE r.cancelled_at IS NULL AND r.executed_at IS NULL ORDER BY r.requested_at, c.name"
-            ).fetchall():
+
+            def why_not(by: str) -> str | None:
                 requester = facts.user_row(conn, by)
-                why_not = policy.distinct_people(
+                return policy.distinct_people(
                     principal.name,
                     by,
                     facts.lineage(conn, requester.id if requester else None),
                     single_operator=single,
                 )
+
+            for name, by, at, reason, approved_by, approved_at in conn.execute(
+                "SELECT c.name, r.requested_by, r.requested_at, r.reason, r.approved_by, r.approved_at"
+                " FROM shred_requests r JOIN clients c ON c.id = r.client_id"
+                " WHERE r.cancelled_at IS NULL AND r.executed_at IS NULL ORDER BY r.requested_at, c.name"
+            ).fetchall():
                 out.append(
                     {
                         "client": name,
@@ -547,9 +632,31 @@ class SlaService:
                         "approved_by": approved_by,
                         "approved_at": _iso(approved_at),
                         "yours": by == principal.name,
-                        "cannot_approve": why_not,
+                        "cannot_approve": why_not(by),
                     }
                 )
+            # who asked decides who may approve: the rows' MACs checked, as approve_min_grace does
+            for _, _, setting, value, by, at, _, _, _ in rowmac.select(
+                conn, "setting_requests", "approved_at IS NULL AND cancelled_at IS NULL", order="id"
+            ):
+                current = self.ctx.min_grace_days(conn) if setting == "min_grace_days" else None
+                out.append(
+                    {
+                        "client": None,
+                        "kind": "setting",
+                        "setting": setting,
+                        "value": value,
+                        "current": current,
+                        "requested_by": by,
+                        "requested_at": _iso(at),
+                        "reason": f"{SETTING_LABELS.get(setting, setting)}: {current} -> {value} days",
+                        "approved_by": None,
+                        "approved_at": None,
+                        "yours": by == principal.name,
+                        "cannot_approve": why_not(by),
+                    }
+                )
+        out.sort(key=lambda r: (r["requested_at"] or "", r["client"] or ""))
         return out
 
     # --- upcoming -------------------------------------------------------------------------------

@@ -209,6 +209,21 @@ def rewrap(conn: sqlite3.Connection, record_id: int, number: int, wrapped: bytes
     )
 
 
+def live_records(conn: sqlite3.Connection, client_id: str) -> list[tuple[bytes, int, int]]:
+    """``(path_tag, current_version, updated_at)`` of each record of the client whose current
+    version is not a delete marker; no row MAC checked (``secret list`` compares these with the
+    sealed search index and rebuilds it through :func:`current_versions` on any difference)."""
+    return [
+        (bytes(tag), current, updated)
+        for tag, current, updated in conn.execute(
+            "SELECT r.path_tag, r.current_version, r.updated_at FROM records r JOIN record_versions v"
+            " ON v.record_id = r.id AND v.version = r.current_version"
+            " WHERE r.client_id = ? AND v.blob_name IS NOT NULL",
+            (client_id,),
+        )
+    ]
+
+
 def current_versions(conn: sqlite3.Connection, client_id: str) -> list[tuple]:
     """Each record of the client with its current version: ``(id, meta_sealed, current_version,
     updated_at, wrapped_dek, blob_name, created_at, created_by)``; both rows' MACs checked. A

@@ -197,21 +197,30 @@ class RowTampered(IntegrityFailure):
 def encode(table: str, values: Sequence[Any]) -> bytes:
     """The canonical bytes a row MAC covers (docs/format.md, "Row MACs"). Raises TypeError for a
     value of a type no covered column holds (a tampered REAL, say): the caller fails closed."""
-    out = [LABEL, _U32(len(table)), table.encode("ascii")]
+    prefix = _PREFIXES.get(table)
+    if prefix is None:
+        prefix = _PREFIXES[table] = LABEL + _U32(len(table)) + table.encode("ascii")
+    out = [prefix]
+    append = out.append
     for value in values:
-        if value is None:
-            out.append(_NULL)
-        elif type(value) is int or type(value) is bool:
-            out.append(_INT + _I64(int(value)))
-        elif type(value) is str:
+        kind = type(value)
+        if kind is int or kind is bool:
+            append(_INT + _I64(value))
+        elif value is None:
+            append(_NULL)
+        elif kind is str:
             data = value.encode("utf-8", "surrogateescape")  # the bytes as stored
-            out.append(_TEXT + _U32(len(data)) + data)
+            append(_TEXT + _U32(len(data)) + data)
         elif isinstance(value, bytes | bytearray | memoryview):
             data = bytes(value)
-            out.append(_BLOB + _U32(len(data)) + data)
+            append(_BLOB + _U32(len(data)) + data)
         else:
             raise TypeError(f"no row-MAC encoding for {type(value).__name__}")
     return b"".join(out)
+
+
+#: ``LABEL || u32 len(table) || table`` of each table (constant: built once)
+_PREFIXES: dict[str, bytes] = {}
 
 
 def macer(conn: Any) -> crypto.Mac:

@@ -14,11 +14,11 @@ from fastapi.responses import Response
 from vault.errors import AuthenticationFailed, InvalidInput, NotFound, VaultError, VaultLocked
 from vault.server.console import charts, web
 from vault.server.console.app import Console, Redirect
+from vault.sla.service import OVERVIEW_SORTS as CLIENT_SORTS
+from vault.sla.service import SETTING_LABELS, STATES
 
 PAGE_SIZE = 100
 AUDIT_PAGE = 50
-STATES = ("active", "expired", "shred_pending", "shredding", "shredded")
-CLIENT_SORTS = ("client", "state", "sla_end", "days_left", "grace_days", "records")
 OUTCOMES = ("allow", "deny", "ok", "error")
 EXPORT_TYPES = {
     "jsonl": ("application/x-ndjson", "jsonl"),
@@ -130,27 +130,40 @@ def register(c: Console) -> None:
     # --- account managers ---------------------------------------------------------------------------
 
     def clients(p: web.Page) -> Response:
-        rows = p.vault.sla.overview(p.principal)
+        """``sla.overview`` filters, sorts and pages in SQL: a page costs the same at 10,000
+        clients as at 100 (docs/performance.md)."""
         q = p.arg("q").strip().lower()
         state = p.arg("state")
+        state = state if state in STATES else ""
         engineer = p.arg("engineer").strip()
         within = p.arg("within")
-        if q:
-            rows = [row for row in rows if q in row["client"].lower()]
-        if state in STATES:
-            rows = [row for row in rows if row["state"] == state]
-        if engineer:
-            rows = [row for row in rows if engineer in row["engineers"]]
-        if within.isdigit():
-            rows = [row for row in rows if row["state"] == "active" and row["days_left"] <= int(within)]
+        within = within if within in ("30", "60", "90") else ""
         sort = p.arg("sort", "client")
         sort = sort if sort in CLIENT_SORTS else "client"
         desc = p.arg("dir") == "desc"
-        rows.sort(key=lambda row: (row[sort], row["client"]), reverse=desc)
-        total = len(rows)
+        wanted = int(p.arg("page", "1")) if p.arg("page", "1").isdigit() else 1
+
+        def fetch(number: int) -> dict:
+            return p.vault.sla.overview(
+                p.principal,
+                name_contains=q,
+                state=state,
+                engineer=engineer,
+                within_days=int(within) if within else None,
+                sort=sort,
+                descending=desc,
+                offset=(number - 1) * PAGE_SIZE,
+                limit=PAGE_SIZE,
+            )
+
+        number = max(1, min(wanted, 10**6))
+        got = fetch(number)
+        total = got["total"]
         pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
-        number = min(max(1, int(p.arg("page", "1")) if p.arg("page", "1").isdigit() else 1), pages)
-        shown = rows[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
+        if number > pages:  # past the last page (the filters changed): show the last one
+            number = pages
+            got = fetch(number)
+        shown = got["rows"]
         keep = {
             "q": q,
             "state": state,
@@ -197,9 +210,6 @@ def register(c: Console) -> None:
                     p.vault.sla.expire(p.principal, name, reason=p.form.get("reason", ""))
                 elif what == "request-shred":
                     p.vault.sla.request_shred(p.principal, name, reason=p.form.get("reason", ""))
-                elif what == "approve-shred":
-                    p.vault.sla.approve_shred(p.principal, name)
-                    raise Redirect("/approvals?" + query_string(done="approved"))
             except InvalidInput as exc:
                 return client_page(p, name, error=exc.message, status=400)
             raise Redirect("/client?" + query_string(name=name, done=what))
@@ -209,14 +219,68 @@ def register(c: Console) -> None:
     def client_get(p: web.Page) -> Response:
         return client_page(p, p.arg("name"))
 
-    def approvals(p: web.Page) -> Response:
+    def approvals_page(
+        p: web.Page, *, refused: dict | None = None, form_error: str | None = None, status: int = 200
+    ) -> Response:
+        """Every two-person request awaiting someone else: early shreds and setting changes
+        (``sla.requests``) and, for admins, accounts awaiting a second admin (``users.list``: a
+        pending creation or full reset, or roles suspended until a re-confirmation).
+        ``refused``: the request an approval was refused for, with the rule (shown at its row)."""
         rows = p.vault.sla.requests(p.principal)
         accounts = []
-        if p.has("admin"):  # accounts awaiting a second admin (two-person activation and resets)
+        if p.has("admin"):
             accounts = [
-                u for u in p.vault.users.list(p.principal) if u["state"] in ("pending_approval", "suspended")
+                u for u in p.vault.users.list(p.principal) if u.get("pending") or u["state"] == "suspended"
             ]
-        return r(p, "approvals.html", rows=rows, accounts=accounts, notice=DONE.get(p.arg("done")))
+        return r(
+            p,
+            "approvals.html",
+            status,
+            rows=rows,
+            accounts=accounts,
+            refused=refused,
+            form_error=form_error,
+            min_grace=p.vault.sla.min_grace(p.principal),
+            setting_labels=SETTING_LABELS,
+            notice=DONE.get(p.arg("done")),
+        )
+
+    def approvals(p: web.Page) -> Response:
+        return approvals_page(p)
+
+    def approve(p: web.Page) -> Response:
+        """Approve one request of the queue through the facade (``sla.approve_shred``,
+        ``sla.approve_min_grace``): the same policy, two-person rule and audit event as the CLI's
+        ``sla approve-shred`` / ``sla approve-min-grace``. A refusal (the viewer's own request,
+        or the requester's lineage) is shown at the request's row with the rule, 403."""
+        kind, client, setting = p.form.get("kind", ""), p.form.get("client", ""), p.form.get("setting", "")
+        try:
+            if kind == "early_shred":
+                p.vault.sla.approve_shred(p.principal, client)
+            elif kind == "setting" and setting in APPROVE_SETTING:
+                APPROVE_SETTING[setting](p.vault.sla, p.principal)
+            else:
+                raise InvalidInput("choose a request of the queue to approve")
+        except VaultError as exc:
+            if exc.exit_code not in (2, 4, 5):  # bad input, a refusal, gone meanwhile: at the row
+                raise
+            refused = {"kind": kind, "client": client, "setting": setting, "message": exc.message}
+            return approvals_page(p, refused=refused, status=403 if exc.exit_code == 4 else 400)
+        raise Redirect("/approvals?" + query_string(done="approved" if kind == "early_shred" else "setting"))
+
+    def request_min_grace(p: web.Page) -> Response:
+        """``sla.request_min_grace`` (``cvault sla min-grace DAYS``): pending until a second
+        person approves it from this queue."""
+        days = p.form.get("days", "").strip()
+        try:
+            if not days.isdigit():
+                raise InvalidInput("give the new minimum grace period in whole days")
+            p.vault.sla.request_min_grace(p.principal, int(days))
+        except VaultError as exc:
+            if exc.exit_code not in (2, 4):
+                raise
+            return approvals_page(p, form_error=exc.message, status=403 if exc.exit_code == 4 else 400)
+        raise Redirect("/approvals?" + query_string(done="min-grace-requested"))
 
     def upcoming(p: web.Page) -> Response:
         days = p.arg("within", "30")
@@ -237,9 +301,11 @@ def register(c: Console) -> None:
 
     c.page("/clients", clients)
     c.page("/client", client_get)
-    for what in ("renew", "expire", "request-shred", "approve-shred"):
+    for what in ("renew", "expire", "request-shred"):
         c.page(f"/client/{what}", client_action(what), methods=("POST",))
     c.page("/approvals", approvals)
+    c.page("/approvals/approve", approve, methods=("POST",))
+    c.page("/approvals/request-min-grace", request_min_grace, methods=("POST",))
     c.page("/upcoming", upcoming)
     c.page("/certificate", certificate)
     c.page("/certificate.json", certificate_json)
@@ -515,12 +581,17 @@ def register(c: Console) -> None:
 
 ROLES = ("admin", "account_manager", "engineer", "security_reviewer")
 
+#: the approval of each two-person setting (``setting_requests.name``) in the facade
+APPROVE_SETTING = {"min_grace_days": lambda sla, principal: sla.approve_min_grace(principal)}
+
 #: the notices after a change (``?done=...``): fixed texts, never anything from the request
 DONE = {
     "renew": "SLA renewed.",
     "expire": "SLA ended; access is refused from now on and the grace period runs.",
     "request-shred": "Early shred requested: a second person must approve it (Approvals).",
     "approved": "Early shred approved: the next sweep shreds the client.",
+    "setting": "Change approved: it applies from now on.",
+    "min-grace-requested": "Change of the minimum grace period requested: a second person must approve it.",
     "checkpoint": "Checkpoint signed.",
     "added-pending": "User added. A second admin must approve the account before it can enroll.",
     "reset-pending": "Reset requested: a second admin must approve it.",
