@@ -19,6 +19,7 @@ COMMANDS = {
     "init": "cli.commands.setup:init_cmd",
     "demo": "cli.commands.demo:demo_cmd",
     "doctor": "cli.commands.setup:doctor_cmd",
+    "upgrade": "cli.commands.setup:upgrade_cmd",
     "slot": "cli.commands.slot:slot",
     "client": "cli.commands.client:client",
     "secret": "cli.commands.secret:secret",

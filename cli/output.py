@@ -35,6 +35,12 @@ def emit(data: Any, as_json: bool, human: Callable[[Any], None] | None = None) -
         human(data)
 
 
+def emit_line(data: Any, as_json: bool, line: Callable[[Any], str]) -> None:
+    """:func:`emit` for the commands whose human output is one line built from the result (team
+    and membership changes, role grants, enable/disable...)."""
+    emit(data, as_json, lambda d: click.echo(line(d)))
+
+
 def _width() -> int | None:
     """The width tables must fit: ``COLUMNS`` when set, else the terminal's; ``None`` (no limit)
     when stdout is not a terminal and ``COLUMNS`` is unset, so piped output keeps whole lines."""

@@ -49,7 +49,7 @@ class CliState:
 
         return self.home_arg or default_home_dir()
 
-    def vault(self, *, unseal: bool = True) -> VaultAPI:
+    def vault(self, *, unseal: bool = True, upgrade: bool = False) -> VaultAPI:
         """Open the vault (checks permissions and schema) and unseal it.
 
         Unseal order: ``CVAULT_KEY_FILE``; ``CVAULT_PASSPHRASE_FILE``; a hidden passphrase prompt
@@ -70,14 +70,15 @@ class CliState:
         if unseal and not vault.unsealed:
             key_file = os.environ.get("CVAULT_KEY_FILE")
             pass_file = os.environ.get("CVAULT_PASSPHRASE_FILE")
+            how = {"upgrade": True} if upgrade else {}  # cvault upgrade only (vault.context.upgrade_format)
             if key_file:
-                vault.unseal_key_file(key_file)
+                vault.unseal_key_file(key_file, **how)
             elif pass_file:
-                vault.unseal_passphrase(read_secret_file(pass_file, "passphrase"))
+                vault.unseal_passphrase(read_secret_file(pass_file, "passphrase"), **how)
             elif sys.stdin.isatty():
                 import click
 
-                vault.unseal_passphrase(click.prompt("Vault passphrase", hide_input=True, err=True))
+                vault.unseal_passphrase(click.prompt("Vault passphrase", hide_input=True, err=True), **how)
             else:
                 raise VaultSealed(
                     "vault sealed: set CVAULT_KEY_FILE or CVAULT_PASSPHRASE_FILE, "

@@ -92,9 +92,10 @@ class VaultDir:
                 v.close()
         return proc
 
-    def open(self, clock=None, *, service_options: dict | None = None) -> Vault:
+    def open(self, clock=None, *, service_options: dict | None = None, upgrade: bool = False) -> Vault:
+        """Open and unseal; ``upgrade``: as ``cvault upgrade`` does (vault.context.upgrade_format)."""
         v = Vault.open(self.home, clock=clock, service_options=service_options)
-        v.unseal_key_file(self.key_file)
+        v.unseal_key_file(self.key_file, upgrade=upgrade)
         return v
 
 

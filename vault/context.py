@@ -24,6 +24,7 @@ from vault.errors import (
     IntegrityFailure,
     NotFound,
     StepUpRequired,
+    UpgradeRequired,
     VaultSealed,
 )
 from vault.home import VaultHome
@@ -132,15 +133,21 @@ class VaultContext:
         stored.update(changes)
         rowmac.put_meta(conn, "settings", json.dumps(stored, sort_keys=True))
 
-    def ensure_row_macs(self, actor: str = "system:upgrade") -> None:
+    def ensure_row_macs(self, actor: str = "system:upgrade", *, upgrade: bool = False) -> None:
         """At every unseal (and at init): the vault's rows carry MACs (issue 12), and the settings
         in force are the authentic ones.
 
-        A vault from before row MACs (no marker) gets them now, once, in one transaction: every
-        row of every table of ``rowmac.TABLES`` is MACed, sessions from before are ended, and an
-        ``integrity.row_macs`` audit event says so. A vault whose audit log already holds that
-        event but whose marker is gone had its MACs stripped: an integrity failure, never a second
-        backfill (which would MAC whatever was written meanwhile)."""
+        Older state is never authenticated automatically (independent review R1): whether a vault
+        is "from before" row MACs or a coverage level can only be read from rows a file writer
+        can delete or put back, so an automatic backfill at unseal would MAC whatever he planted.
+        Without ``upgrade`` a vault with rows still to MAC stays sealed (:class:`UpgradeRequired`,
+        exit 8) until an operator checks it and runs ``cvault upgrade`` (:meth:`upgrade_format`);
+        ``init`` passes ``upgrade`` for its empty vault. With ``upgrade``: every row of every
+        table of ``rowmac.TABLES`` is MACed in one transaction, sessions from before are ended,
+        and an ``integrity.row_macs`` audit event says so, unless the vault shows it had MACs (a
+        MAC left on a row, the audit event, an audit key sealed under the mark's context, or no
+        audit key at all beside audit events): then it is an integrity failure, never a
+        backfill."""
         pending: tuple[str, ...] = ()
         with self.db.read() as conn:
             if rowmac.enabled(conn):
@@ -150,36 +157,31 @@ class VaultContext:
                     # read-only: the tables still without MACs fail closed when read
                     return
         if pending:
+            if not upgrade:
+                raise UpgradeRequired(
+                    f"vault sealed: the {', '.join(pending)} rows of this vault carry no MACs yet"
+                    " (written by an older cvault, or their MACs were removed); an operator checks"
+                    " the vault and runs 'cvault upgrade' (docs/format.md, \"Upgrades\")"
+                )
             self._upgrade_row_macs(actor, pending)
             return
         if self.db.read_only:
             raise IntegrityFailure(
-                "integrity failure: this vault's rows carry no MACs yet; open it once on writable"
+                "integrity failure: this vault's rows carry no MACs yet; run cvault upgrade once on writable"
                 " storage with this cvault"
+            )
+        with self.db.read() as conn:
+            self._refuse_stripped_row_macs(conn)
+        if not upgrade:
+            raise UpgradeRequired(
+                "vault sealed: this vault's rows carry no MACs (written by a cvault from before row"
+                " MACs, or their MACs were removed); an operator checks the vault and runs"
+                " 'cvault upgrade' (docs/format.md, \"Upgrades\")"
             )
         counts = None
         with self.db.write() as conn:
             if not rowmac.enabled(conn):
-                earlier = conn.execute(
-                    "SELECT seq FROM audit_events WHERE action = ? ORDER BY seq LIMIT 1",
-                    (AuditEvent.INTEGRITY_ROW_MACS.value,),
-                ).fetchone()
-                if earlier is not None:
-                    raise rowmac.RowTampered(
-                        "integrity failure: this vault's row MACs were removed (they were added at"
-                        f" audit event {earlier[0]}); run cvault doctor"
-                    )
-                # the audit event and the marker are plain rows a file writer can rename and
-                # delete (independent review F1); what it cannot forge: the audit key sealed under
-                # the high-water-mark context (vault.audit.signing: a vault gets its mark only
-                # after its rows got MACs) and, defence in depth, MACs left on any row
-                from vault.audit.signing import AuditSigner
-
-                if AuditSigner(self.db, self.keyring).marked(conn) or rowmac.any_mac(conn):
-                    raise rowmac.RowTampered(
-                        "integrity failure: this vault's row MACs were removed (its sealed audit key shows"
-                        " they were added); run cvault doctor"
-                    )
+                self._refuse_stripped_row_macs(conn)
                 counts = rowmac.backfill(conn, int(self.now().timestamp()))
             self.settings = self._verified_settings(conn)
         if counts is not None:
@@ -191,6 +193,101 @@ class VaultContext:
                 reason=f"row MACs added to {sum(counts.values())} rows; {ended} session(s) from before ended",
                 origin="cli",
             )
+
+    def _refuse_stripped_row_macs(self, conn) -> None:
+        """A vault without the row-MAC marker that shows it had row MACs: an integrity failure,
+        never a backfill (which would MAC whatever was written meanwhile)."""
+        earlier = conn.execute(
+            "SELECT seq FROM audit_events WHERE action = ? ORDER BY seq LIMIT 1",
+            (AuditEvent.INTEGRITY_ROW_MACS.value,),
+        ).fetchone()
+        if earlier is not None:
+            raise rowmac.RowTampered(
+                "integrity failure: this vault's row MACs were removed (they were added at"
+                f" audit event {earlier[0]}); run cvault doctor"
+            )
+        # the audit event and the marker are plain rows a file writer can rename and delete
+        # (independent review F1); what it cannot forge: the audit key sealed under the
+        # high-water-mark context (vault.audit.signing: a vault gets its mark only after its rows
+        # got MACs) and, defence in depth, MACs left on any row; a missing audit key beside audit
+        # events is a deleted one (review R1), not a new vault
+        from vault.audit.signing import AuditSigner
+
+        marked = AuditSigner(self.db, self.keyring).marked(conn)
+        has_mark = conn.execute("SELECT 1 FROM meta WHERE key = 'audit_mark'").fetchone() is not None
+        if marked or has_mark or rowmac.any_mac(conn):
+            raise rowmac.RowTampered(
+                "integrity failure: this vault's row MACs were removed (its audit mark, sealed audit"
+                " key or a MAC left on a row shows they were added); run cvault doctor"
+            )
+        if marked is None and self.audit.has_history(conn):
+            raise rowmac.RowTampered(
+                "integrity failure: this vault's audit key is missing from vault.db; run cvault doctor"
+            )
+
+    def upgrade_summary(self) -> dict:
+        """What ``cvault upgrade`` would authenticate (readable sealed): per MACed table the rows
+        that carry no MAC yet, the roles those users hold, and the audit log's size."""
+        with self.db.read() as conn:
+            unmaced = {
+                table: conn.execute(f"SELECT count(*) FROM {table} WHERE mac IS NULL").fetchone()[0]  # noqa: S608 - constants of TABLES
+                for table in rowmac.TABLES
+            }
+            roles = dict(
+                conn.execute("SELECT role, count(*) FROM user_roles GROUP BY role ORDER BY role").fetchall()
+            )
+            events = conn.execute("SELECT count(*) FROM audit_events").fetchone()[0]
+            checkpoints = conn.execute("SELECT count(*) FROM audit_checkpoints").fetchone()[0]
+        return {
+            "rows_without_mac": {t: n for t, n in unmaced.items() if n},
+            "roles": roles,
+            "audit_entries": events,
+            "audit_checkpoints": checkpoints,
+        }
+
+    def upgrade_format(self, actor: str = "system:upgrade") -> list[str]:
+        """``cvault upgrade`` (unsealed, by whoever holds the unseal secret): authenticate the
+        state an older cvault left, once, after the operator checked it (docs/format.md,
+        "Upgrades"). Refused (integrity failure) when the audit log does not verify against its
+        signed checkpoints: nothing is authenticated over a log that was edited. Returns what was
+        done, in words (empty: nothing to do)."""
+        from vault.audit.live import verify_live
+        from vault.audit.signing import AuditSigner
+
+        with self.db.read() as conn:
+            has_history = self.audit.has_history(conn)
+            marked = AuditSigner(self.db, self.keyring).marked(conn)
+        if marked is None and has_history:
+            raise IntegrityFailure("integrity failure: this vault's audit key is missing from vault.db")
+        if has_history:
+            checked = verify_live(self, None, all_signatures=True)
+            if not checked.ok:
+                raise IntegrityFailure(
+                    f"integrity failure: the audit log does not verify ({checked.problem}); nothing upgraded"
+                )
+        count_sql = "SELECT count(*) FROM audit_events WHERE action = ?"
+        before = self.db.all(count_sql, (AuditEvent.INTEGRITY_ROW_MACS.value,))
+        done: list[str] = []
+        self.audit.allow_first_mark = True
+        try:
+            self.ensure_row_macs(actor, upgrade=True)
+            if self.db.all(count_sql, (AuditEvent.INTEGRITY_ROW_MACS.value,)) != before:
+                done.append("row MACs added")
+            if marked is False:
+                with self.db.read() as conn:
+                    still_legacy = AuditSigner(self.db, self.keyring).marked(conn) is False
+                if still_legacy:  # no append above: the mark is written by this one
+                    self.audit.append(
+                        actor=actor,
+                        action=AuditEvent.INTEGRITY_ROW_MACS.value,
+                        outcome="ok",
+                        reason="upgrade: the audit key is re-sealed for the high-water mark; no row changed",
+                        origin="cli",
+                    )
+                done.append("audit high-water mark written")
+        finally:
+            self.audit.allow_first_mark = False
+        return done
 
     def _upgrade_row_macs(self, actor: str, tables: tuple[str, ...]) -> None:
         """A vault whose rows got MACs before ``tables`` joined (rowmac.COVERAGE) gets theirs now,

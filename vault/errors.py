@@ -112,6 +112,13 @@ class VaultSealed(VaultError):
     code = "vault_sealed"
 
 
+class UpgradeRequired(VaultSealed):
+    """the vault stays sealed until an operator runs ``cvault upgrade``: it holds state from an
+    older cvault that must be authenticated once, explicitly (docs/format.md, "Upgrades")."""
+
+    code = "upgrade_required"
+
+
 class VaultLocked(VaultError):
     """the vault or account is locked."""
 

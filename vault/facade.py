@@ -275,7 +275,8 @@ class Vault:
 
         custody_path = Path(custody_file) if custody_file else default_custody_file(vault_id, key_file)
         vault = cls(ctx, custody_file=custody_path, custody_options=custody_options)
-        ctx.ensure_row_macs("system:init")  # every row from here on carries its MAC (issue 12)
+        ctx.audit.initializing = True  # until audit.start(): appends before the audit key exists
+        ctx.ensure_row_macs("system:init", upgrade=True)  # every row from here on carries its MAC
         with db.write() as conn:
             ctx.custody.init_local(custody_path, conn)
         recovery_secret, recovery_text = keys.new_recovery_key()
@@ -288,6 +289,7 @@ class Vault:
             vault.slots.create_key_file_slot(Path(key_file))
         public = AuditSigner(db, keyring).ensure()
         ctx.audit.start()  # the signed empty log and the first high-water mark
+        ctx.audit.initializing = False
         enrolled = None
         if admin is not None and admin_password is not None:  # the rules were checked above
             enrolled = vault.users.bootstrap_admin(admin, admin_password, single_operator=single_operator)
@@ -386,7 +388,15 @@ class Vault:
     def unsealed(self) -> bool:
         return self.ctx.keyring.unsealed
 
-    def _unseal(self, kind: str, secret: bytes, what: str, key_file: Path | str | None = None) -> None:
+    def _unseal(
+        self,
+        kind: str,
+        secret: bytes,
+        what: str,
+        key_file: Path | str | None = None,
+        *,
+        upgrade: bool = False,
+    ) -> None:
         rows = self.ctx.db.all(
             "SELECT id, kdf_params, salt, wrapped_root FROM unseal_slots WHERE kind = ? ORDER BY id", (kind,)
         )
@@ -410,18 +420,26 @@ class Vault:
             if not keys.slot_is_normalized(kind, kdf_params):
                 # a passphrase slot from before NFC normalisation (docs/format.md section 2.1)
                 self.slots.migrate_passphrase_slot(slot_id, secret)
-            self._after_unseal(key_file)
+            try:
+                self._after_unseal(key_file, upgrade)
+            except BaseException:
+                self.ctx.keyring.seal()  # refused after the slot opened: the vault stays sealed
+                raise
             return
         raise AuthenticationFailed(f"wrong {what}: no unseal slot opened")
 
-    def _after_unseal(self, key_file: Path | str | None) -> None:
+    def _after_unseal(self, key_file: Path | str | None, upgrade: bool = False) -> None:
         """Bring a vault from before custody under custody (first unseal after the upgrade), and
-        finish custody rotations a crash interrupted (docs/sla.md section 5)."""
+        finish custody rotations a crash interrupted (docs/sla.md section 5). ``upgrade``: the
+        operator's explicit ``cvault upgrade`` (the only way older state gets authenticated)."""
         from vault.custody.service import is_custody_vault
         from vault.errors import BackendError
 
         # the rows' MACs (the first unseal after the upgrade adds them) and authentic settings
-        self.ctx.ensure_row_macs()
+        if upgrade:
+            self.upgraded = self.ctx.upgrade_format()
+        else:
+            self.ctx.ensure_row_macs()
         custody = self.ctx.custody
         if not is_custody_vault(self.ctx.db):
             custody.migrate_legacy(key_file)
@@ -430,10 +448,10 @@ class Vault:
             with contextlib.suppress(BackendError):
                 custody.run_jobs()
 
-    def unseal_passphrase(self, passphrase: str) -> None:
-        self._unseal("passphrase", passphrase.encode("utf-8"), "passphrase")
+    def unseal_passphrase(self, passphrase: str, *, upgrade: bool = False) -> None:
+        self._unseal("passphrase", passphrase.encode("utf-8"), "passphrase", upgrade=upgrade)
 
-    def unseal_key_file(self, path: Path | str) -> None:
+    def unseal_key_file(self, path: Path | str, *, upgrade: bool = False) -> None:
         from vault.home import read_private_file
 
         path = os.fspath(path)
@@ -443,7 +461,7 @@ class Vault:
             raise VaultSealed(f"vault sealed: key file {path} not found") from None
         except (OSError, UnicodeDecodeError):
             raise VaultSealed(f"vault sealed: key file {path} cannot be read") from None
-        self._unseal("keyfile", keys.parse_key_file_text(text), "key file", key_file=path)
+        self._unseal("keyfile", keys.parse_key_file_text(text), "key file", key_file=path, upgrade=upgrade)
 
-    def unseal_recovery_key(self, recovery_key: str) -> None:
-        self._unseal("recovery", keys.parse_recovery_key(recovery_key), "recovery key")
+    def unseal_recovery_key(self, recovery_key: str, *, upgrade: bool = False) -> None:
+        self._unseal("recovery", keys.parse_recovery_key(recovery_key), "recovery key", upgrade=upgrade)

@@ -1,4 +1,4 @@
-"""``cvault init`` and ``cvault doctor``."""
+"""``cvault init``, ``cvault doctor`` and ``cvault upgrade``."""
 
 from __future__ import annotations
 
@@ -212,3 +212,39 @@ def doctor_cmd(state, as_json):
     emit(report.as_dict(), as_json, human)
     if not report.ok:
         sys.exit(6)
+
+
+@host_only
+@click.command("upgrade")
+@click.option("--yes", is_flag=True, help="Authenticate without asking (after checking the summary).")
+@json_option
+@click.pass_obj
+def upgrade_cmd(state, yes, as_json):
+    """Authenticate, once, the rows and audit key an older cvault left (docs/format.md "Upgrades").
+
+    Nothing older is ever authenticated automatically: a file writer could have stripped the MACs
+    to have them recomputed over rows he planted. Check the summary first."""
+    vault = state.vault(unseal=False)
+    summary = vault.ctx.upgrade_summary()
+    if not as_json:
+        without = ", ".join(f"{t} {n}" for t, n in summary["rows_without_mac"].items()) or "none"
+        roles = ", ".join(f"{r} {n}" for r, n in summary["roles"].items()) or "none"
+        click.echo(f"rows without a MAC: {without}", err=True)
+        click.echo(f"roles held: {roles}", err=True)
+        click.echo(
+            f"audit log: {summary['audit_entries']} entries, {summary['audit_checkpoints']} checkpoints",
+            err=True,
+        )
+    if not yes:
+        if not sys.stdin.isatty():
+            raise InvalidInput(
+                "cvault upgrade authenticates these rows as they are: check them, then run it with --yes"
+            )
+        click.confirm("Authenticate these rows as they are now?", abort=True, err=True)
+    vault = state.vault(upgrade=True)
+    done = getattr(vault, "upgraded", [])
+    emit(
+        {"upgraded": done, **summary},
+        as_json,
+        lambda d: click.echo("; ".join(d["upgraded"]) if d["upgraded"] else "nothing to upgrade"),
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cli.output import emit, json_option, safe, table
+from cli.output import emit, emit_line, json_option, safe, table
 from cli.render import when
 
 
@@ -21,7 +21,7 @@ def team():
 def team_add(state, name, description, as_json):
     """Create a team."""
     data = state.vault().teams.add(state.principal(), name, description=description)
-    emit(data, as_json, lambda d: click.echo(f"team {d['name']} created"))
+    emit_line(data, as_json, lambda d: f"team {d['name']} created")
 
 
 @team.command("list")
@@ -81,7 +81,7 @@ def team_show(state, name, as_json):
 def team_rm(state, name, as_json):
     """Remove a team: its memberships and client assignments end (access through it stops)."""
     data = state.vault().teams.rm(state.principal(), name)
-    emit(data, as_json, lambda d: click.echo(f"team {d['name']} removed"))
+    emit_line(data, as_json, lambda d: f"team {d['name']} removed")
 
 
 @team.group("member")
@@ -97,10 +97,10 @@ def member():
 def member_add(state, team_name, user, as_json):
     """Add an engineer to a team (nobody adds themselves)."""
     data = state.vault().teams.member_add(state.principal(), team_name, user)
-    emit(
+    emit_line(
         data,
         as_json,
-        lambda d: click.echo(
+        lambda d: (
             f"{d['user']} added to team {d['team']}"
             + (f" (reaches {', '.join(d['clients'])})" if d["clients"] else "")
         ),
@@ -115,4 +115,4 @@ def member_add(state, team_name, user, as_json):
 def member_rm(state, team_name, user, as_json):
     """Remove a member from a team (their access through it stops at once)."""
     data = state.vault().teams.member_rm(state.principal(), team_name, user)
-    emit(data, as_json, lambda d: click.echo(f"{d['user']} removed from team {d['team']}"))
+    emit_line(data, as_json, lambda d: f"{d['user']} removed from team {d['team']}")

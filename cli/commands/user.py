@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from cli.output import emit, fields_block, json_option, safe, table
+from cli.output import emit, emit_line, fields_block, json_option, safe, table
 from cli.render import (
     qr_file_options,
     refuse_existing_qr_files,
@@ -218,7 +218,7 @@ def _simple(name: str, method: str, help_text: str, done: str):
     @click.pass_obj
     def command(state, name, as_json):
         data = getattr(state.vault().users, method)(state.principal(), name)
-        emit(data, as_json, lambda d: click.echo(done.format(**d)))
+        emit_line(data, as_json, lambda d: done.format(**d))
 
     return command
 
@@ -258,7 +258,7 @@ def user_reset_totp(state, name, as_json):
 def user_grant(state, name, role, as_json):
     """Grant a role."""
     data = state.vault().users.grant(state.principal(), name, role)
-    emit(data, as_json, lambda d: click.echo(f"{d['name']}: {', '.join(d['roles'])}"))
+    emit_line(data, as_json, lambda d: f"{d['name']}: {', '.join(d['roles'])}")
 
 
 @user.command("revoke")
@@ -269,7 +269,7 @@ def user_grant(state, name, role, as_json):
 def user_revoke(state, name, role, as_json):
     """Revoke a role."""
     data = state.vault().users.revoke(state.principal(), name, role)
-    emit(data, as_json, lambda d: click.echo(f"{d['name']}: {', '.join(d['roles']) or '(no roles)'}"))
+    emit_line(data, as_json, lambda d: f"{d['name']}: {', '.join(d['roles']) or '(no roles)'}")
 
 
 @user.command("train")
@@ -287,10 +287,8 @@ def user_revoke(state, name, role, as_json):
 def user_train(state, name, until, as_json):
     """Record a data-handling training attestation valid until a date."""
     data = state.vault().users.train(state.principal(), name, until)
-    emit(
-        data,
-        as_json,
-        lambda d: click.echo(f"training of {d['name']} valid until {when(d['training_valid_until'])}"),
+    emit_line(
+        data, as_json, lambda d: f"training of {d['name']} valid until {when(d['training_valid_until'])}"
     )
 
 

@@ -192,7 +192,11 @@ def _query(db: Path, sql: str, params: tuple = ()):
 def test_a_vault_at_coverage_1_gets_integration_macs_at_the_next_unseal(world):
     _as_coverage_1(world)
     assert _query(world.db, "SELECT count(*) FROM integrations WHERE mac IS NOT NULL") == [(0,)]
-    v = world.vdir.open()  # unsealed: the upgrade
+    from vault.errors import UpgradeRequired
+
+    with pytest.raises(UpgradeRequired, match="integrations rows of this vault carry no MACs"):
+        world.vdir.open()  # never automatically (review R1): the operator's cvault upgrade
+    v = world.vdir.open(upgrade=True)
     try:
         with v.ctx.db.read() as conn:
             assert rowmac.coverage(conn) == rowmac.COVERAGE
@@ -216,18 +220,18 @@ def test_a_forged_row_before_the_upgrade_is_not_given_a_mac(world):
     _as_coverage_1(world)
     attack(world, "planted")
     with pytest.raises(IntegrityFailure, match="secret of integration .* failed authentication"):
-        world.vdir.open()
+        world.vdir.open(upgrade=True)
     assert _query(world.db, "SELECT count(*) FROM integrations WHERE mac IS NOT NULL") == [(0,)]
     assert _query(world.db, "SELECT value FROM meta WHERE key = 'row_macs'") == [(1,)]
-    proc = world.cli_as("maria", "integration", "list")
-    assert_refused_exit_6(proc)
+    proc = world.cli_as("maria", "integration", "list")  # still sealed until upgraded: exit 8
+    assert proc.returncode == 8 and "cvault upgrade" in proc.stderr, proc.stderr
 
 
 def test_a_revived_row_before_the_upgrade_is_not_given_a_mac(world):
     _as_coverage_1(world)
     attack(world, "revived")
     with pytest.raises(IntegrityFailure, match="has no secret but is enabled"):
-        world.vdir.open()
+        world.vdir.open(upgrade=True)
     assert _query(world.db, "SELECT count(*) FROM integrations WHERE mac IS NOT NULL") == [(0,)]
 
 
@@ -235,7 +239,7 @@ def test_rolling_the_marker_back_gets_no_second_upgrade(world):
     """The marker row at coverage 1 is an authentic older copy: put back after the upgrade (to
     have a planted row MACed), it meets rows that carry MACs already: an integrity failure."""
     old_marker = _as_coverage_1(world)
-    world.vdir.open().close()
+    world.vdir.open(upgrade=True).close()
     world.sql(
         "UPDATE meta SET value = ?, mac = ? WHERE key = 'row_macs'", params=(old_marker[1], old_marker[2])
     )
@@ -244,7 +248,7 @@ def test_rolling_the_marker_back_gets_no_second_upgrade(world):
         " SELECT 'autotask', secret_sealed, created_at, created_by FROM integrations WHERE name = 'halopsa'"
     )
     with pytest.raises(IntegrityFailure, match="marker was rolled back"):
-        world.vdir.open()
+        world.vdir.open(upgrade=True)
     assert _query(world.db, "SELECT mac FROM integrations WHERE name = 'autotask'") == [(None,)]
 
 

@@ -1,7 +1,8 @@
 """A vault written by cvault before row MACs (tests/integrity/fixtures/pre_rowmac_vault.tar.gz, made
 by main at 9aa0ac5: schema 0013, sessions as SHA-256 only) opens with this build, gets its MACs
 on the first unseal (once), and is then protected like a new one (issue 12; docs/format.md, "Row
-MACs")."""
+MACs"), and only through the operator's explicit ``cvault upgrade``: nothing older is ever
+authenticated automatically (independent review R1; docs/format.md "Upgrades")."""
 
 from __future__ import annotations
 
@@ -73,7 +74,30 @@ def test_the_fixture_is_a_vault_from_before_row_macs(old_vault):
     assert "mac" not in {r[1] for r in _query(vdir.home, "PRAGMA table_info(users)")}
 
 
-def test_an_old_vault_gets_its_macs_at_the_first_unseal(old_vault):
+def test_an_old_vault_stays_sealed_until_the_operator_upgrades_it(old_vault):
+    """Review R1: an automatic backfill at unseal MACs whatever a file writer planted after
+    stripping the MACs, so the unseal refuses (exit 8, one line naming ``cvault upgrade``) and
+    leaves the vault sealed and unchanged."""
+    from vault.errors import UpgradeRequired
+
+    vdir, _cast = old_vault
+    v = Vault.open(vdir.home, clock=clock_at(T0 + timedelta(hours=1)))
+    try:
+        with pytest.raises(UpgradeRequired, match="cvault upgrade"):
+            v.unseal_key_file(vdir.key_file)
+        assert not v.unsealed
+    finally:
+        v.close()
+    assert _query(vdir.home, "SELECT count(*) FROM users WHERE mac IS NOT NULL") == [(0,)]
+    assert _query(vdir.home, "SELECT count(*) FROM audit_events WHERE action = 'integrity.row_macs'") == [
+        (0,)
+    ]
+    proc = run_cli("client", "list", env=vdir.env(CVAULT_SESSION_FILE=str(vdir.home.parent / "x.json")))
+    assert proc.returncode == 8, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "cvault upgrade" in proc.stderr, proc.stderr
+
+
+def test_an_old_vault_gets_its_macs_at_the_operators_upgrade(old_vault):
     vdir, cast = old_vault
     clock = clock_at(T0 + timedelta(hours=1))
     v = Vault.open(vdir.home, clock=clock)
@@ -81,7 +105,7 @@ def test_an_old_vault_gets_its_macs_at_the_first_unseal(old_vault):
         # opened (sealed): the schema is upgraded, the rows have no MAC yet
         assert v.ctx.db.applied_migrations() == {n for n, _ in migrations()}
         assert _query(vdir.home, "SELECT count(*) FROM users WHERE mac IS NOT NULL") == [(0,)]
-        v.unseal_key_file(vdir.key_file)
+        v.unseal_key_file(vdir.key_file, upgrade=True)
         # unsealed: every row of every MACed table has a valid MAC, and the marker is there
         with v.ctx.db.read() as conn:
             assert rowmac.enabled(conn)
@@ -112,6 +136,17 @@ def test_an_old_vault_gets_its_macs_at_the_first_unseal(old_vault):
 def test_an_upgraded_vault_through_the_cli(old_vault, tmp_path):
     vdir, cast = old_vault
     env = vdir.env(CVAULT_SESSION_FILE=str(tmp_path / "none.json"))
+    refused = run_cli("upgrade", env=env)  # not a terminal: the summary, then "run it with --yes"
+    assert refused.returncode == 2, refused.stderr
+    assert "rows without a MAC: " in refused.stderr and "with --yes" in refused.stderr
+    assert _query(vdir.home, "SELECT count(*) FROM users WHERE mac IS NOT NULL") == [(0,)]
+    upgraded = run_cli("--json", "upgrade", "--yes", env=env)
+    assert upgraded.returncode == 0, upgraded.stderr
+    result = json.loads(upgraded.stdout)
+    assert result["upgraded"] == ["row MACs added", "audit high-water mark written"], result
+    assert result["rows_without_mac"]["users"] > 0 and result["roles"], result
+    again = run_cli("--json", "upgrade", "--yes", env=env)
+    assert again.returncode == 0 and json.loads(again.stdout)["upgraded"] == [], again.stderr
     doctor = run_cli("--json", "doctor", env=env)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
     report = json.loads(doctor.stdout)
@@ -138,7 +173,7 @@ def test_stripping_the_macs_does_not_get_a_second_backfill(old_vault):
     """A file writer who deletes the marker and every MAC (to have cvault MAC edited rows on the
     next unseal) gets an integrity failure: the audit log says the MACs were added already."""
     vdir, cast = old_vault
-    vdir.open(clock=clock_at(T0 + timedelta(hours=1))).close()
+    vdir.open(clock=clock_at(T0 + timedelta(hours=1)), upgrade=True).close()
     bob = cast["users"]["bob"]
     _sql(
         vdir.home,
@@ -166,7 +201,7 @@ def test_renaming_the_backfill_event_too_gets_no_second_backfill(old_vault, stri
     planted row. What decides now is what the writer cannot forge (the audit key sealed under the
     high-water-mark context, and any MAC left on a row): an integrity failure, nothing MACed."""
     vdir, cast = old_vault
-    vdir.open(clock=clock_at(T0 + timedelta(hours=1))).close()
+    vdir.open(clock=clock_at(T0 + timedelta(hours=1)), upgrade=True).close()
     rita = cast["users"]["rita"]
     _sql(
         vdir.home,

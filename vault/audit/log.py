@@ -241,6 +241,12 @@ class AuditLog:
         #: pushes each checkpoint copy at once; the service's outbox job pushes them
         self.remote: Callable[[], Backend | None] | None = None
         self.marks = hwm.MarkStore(keyring)
+        #: set only by ``cvault upgrade`` (VaultContext.upgrade_format): a vault whose audit key
+        #: is from before the mark gets its first mark at this append, never silently otherwise
+        self.allow_first_mark = False
+        #: set only by ``Vault.init`` until its signed empty log exists: the one time appends run
+        #: before the vault has an audit key (a vault without one later had it deleted: review R5)
+        self.initializing = False
         from vault.audit.details import DetailKeys
 
         self.details = DetailKeys(db, keyring, clock)
@@ -364,9 +370,21 @@ class AuditLog:
 
                 marked = AuditSigner(self.db, self.keyring).marked(conn)
                 if marked is None:
+                    if not self.initializing:  # the key rows were deleted (review R5)
+                        raise hwm._alarm("the audit key is missing from vault.db", self._chain_start(conn)[0])
                     return _NO_SIGNING  # inside init, before the audit key exists
                 if not marked:
-                    return _Guard(True, None)  # a vault from before the mark: written at this append
+                    if self.allow_first_mark:
+                        return _Guard(True, None)  # cvault upgrade: the first mark at this append
+                    # a legacy-sealed key is a vault from before the mark, or an older copy of the
+                    # key row put back (review R5): only the operator's explicit upgrade decides
+                    from vault.errors import UpgradeRequired
+
+                    raise UpgradeRequired(
+                        "vault sealed: this vault's audit key is from before the audit high-water"
+                        " mark (an older cvault, or an older copy of the key row put back); an"
+                        " operator checks the vault and runs 'cvault upgrade' (docs/format.md, \"Upgrades\")"
+                    )
                 first = self._chain_start(conn)[0]
                 raise hwm._alarm("the audit high-water mark is missing from vault.db", first)
             alarm = hwm.find_break(
@@ -429,7 +447,10 @@ class AuditLog:
             if mark is None:
                 from vault.audit.signing import AuditSigner
 
-                if not AuditSigner(self.db, self.keyring).marked(conn):
+                marked = AuditSigner(self.db, self.keyring).marked(conn)
+                if marked is None and self.has_history(conn):
+                    return hwm._alarm("the audit key is missing from vault.db", self._chain_start(conn)[0])
+                if not marked:
                     return None
                 return hwm._alarm(
                     "the audit high-water mark is missing from vault.db", self._chain_start(conn)[0]
@@ -501,6 +522,15 @@ class AuditLog:
             ),
         )
         return seq, digest
+
+    @staticmethod
+    def has_history(conn) -> bool:
+        """Whether the log holds any entry or checkpoint: past ``init`` (a vault without an audit
+        key then had it deleted: independent review R1/R5)."""
+        return (
+            conn.execute("SELECT 1 FROM audit_events LIMIT 1").fetchone() is not None
+            or conn.execute("SELECT 1 FROM audit_checkpoints LIMIT 1").fetchone() is not None
+        )
 
     def _chain_start(self, conn) -> tuple[int, bytes]:
         """Where the next entry goes in an empty table: after the newest prune base, else seq 1."""
