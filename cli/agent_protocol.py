@@ -42,13 +42,22 @@ def socket_path() -> str:
     return os.path.join("/tmp", f"cvault-{os.getuid()}", "agent.sock")
 
 
+def is_private_folder(folder: str, *, others: int = 0o077) -> bool:
+    """Whether ``folder`` is a real folder (not a symlink) owned by this user that group and
+    others have none of the ``others`` mode bits on (0o077: no access; 0o022: no writing).
+    ``FileNotFoundError`` goes to the caller. Shared by the agent and by the session file and
+    completion cache writers (``cli.session_file``, ``cli.completion``)."""
+    st = os.lstat(folder)
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not stat.S_IMODE(st.st_mode) & others
+
+
 def check_private_folder(folder: str) -> None:
     """Raise AgentUnavailable unless ``folder`` is a real folder of ours that only we can use."""
     try:
-        st = os.lstat(folder)
+        private = is_private_folder(folder)
     except FileNotFoundError:
         raise AgentUnavailable("no agent running") from None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) & 0o077:
+    if not private:
         raise AgentUnavailable(f"agent folder {folder} is not a private folder of this user (0700)")
 
 

@@ -117,10 +117,12 @@ def _refresh(ctx, session: dict) -> dict[str, list[str]]:
     }
     path = cache_path()
     try:
+        from cli.agent_protocol import is_private_folder
         from vault.home import write_private_file
 
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_private_file(path, json.dumps(doc).encode())
+        if is_private_folder(str(path.parent), others=0o022):  # else no cache (review R8)
+            write_private_file(path, json.dumps(doc).encode())
     except OSError:
         pass
     return out

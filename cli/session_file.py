@@ -104,10 +104,18 @@ def load_token(vault_id: str) -> tuple[str | None, str | None]:
 
 
 def save_token(vault_id: str, user: str, token: str, expires_at: str) -> Path:
+    from cli.agent_protocol import is_private_folder
+    from vault.errors import InsecurePermissions
     from vault.home import write_private_file
 
     path = session_path()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not is_private_folder(str(path.parent), others=0o022):
+        # another user could swap the file under us (review R8): the token is never written there
+        raise InsecurePermissions(
+            f"refusing to write the session file in {path.parent}: the folder is not owned by this user"
+            " or others may write it (chmod 700 it, or set CVAULT_SESSION_FILE)"
+        )
     data = json.dumps({"vault_id": vault_id, "user": user, "token": token, "expires_at": expires_at}).encode()
     write_private_file(path, data)
     return path

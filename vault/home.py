@@ -162,13 +162,18 @@ def write_private_file(path: Path, data: bytes, *, exclusive: bool = False) -> N
         finally:
             os.close(fd)
         return
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # A random name created O_EXCL|O_NOFOLLOW: nothing planted in the folder (a symlink or a file
+    # at a guessable name) can receive the bytes (review R8); 0600 applies because the file is new.
+    tmp = path.with_name(f".{path.name}.tmp-{os.urandom(8).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         os.write(fd, data)
         os.fsync(fd)
-    finally:
+    except BaseException:
         os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
     os.replace(tmp, path)
 
 
