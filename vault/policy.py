@@ -391,19 +391,31 @@ class ClientFacts(NamedTuple):
 
 
 def distinct_people(
-    actor: str, other: str, other_lineage: frozenset[str], *, single_operator: bool = False
+    actor: str,
+    other: str,
+    other_lineage: frozenset[str],
+    *,
+    single_operator: bool = False,
+    actor_lineage: frozenset[str] = frozenset(),
 ) -> str | None:
-    """Whether ``actor`` counts as a second person to ``other`` (the requester of an early shred
-    or a settings change): not the same name and not in ``other``'s lineage (who could hold
-    ``other``'s account). Returns the reason they do not, or None."""
+    """Whether ``actor`` counts as a second person to ``other`` (the requester of an early shred,
+    a settings change, an account creation or reset): not the same name, not in ``other``'s
+    lineage (who could hold ``other``'s account) and ``other`` not in ``actor``'s (review R9:
+    alice's second account is no second person to alice). Callers pass the transitive lineages
+    (:func:`vault.identity.facts.lineage_closure`). Returns the reason they do not, or None."""
     if single_operator:
         return None
     if actor == other:
         return f"{actor} made the request: another person must approve it"
     if actor in other_lineage:
         return (
-            f"{actor} requested or approved {other}'s account, so does not count as a second "
-            f"person to {other}: someone else must approve"
+            f"{actor} requested or approved {other}'s account (or an account in its lineage), so "
+            f"does not count as a second person to {other}: someone else must approve"
+        )
+    if other in actor_lineage:
+        return (
+            f"{other} requested or approved {actor}'s account (or an account in its lineage), so "
+            f"{actor} does not count as a second person to {other}: someone else must approve"
         )
     return None
 
@@ -630,7 +642,7 @@ def permission_table() -> str:
 
 #: Actions that complete another person's request: who may not complete it (rule 1 and 4).
 SECOND_PERSON: dict[Action, str] = {
-    Action.USER_APPROVE: "not the requester",
-    Action.SLA_APPROVE_SHRED: "not the requester nor the requester's lineage",
-    Action.SLA_APPROVE_MIN_GRACE: "not the requester nor the requester's lineage",
+    Action.USER_APPROVE: "not the requester; outside each other's lineage (transitive)",
+    Action.SLA_APPROVE_SHRED: "not the requester; outside each other's lineage (transitive)",
+    Action.SLA_APPROVE_MIN_GRACE: "not the requester; outside each other's lineage (transitive)",
 }

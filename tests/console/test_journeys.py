@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.console.conftest import CLIENTS, sign_in
+from tests.factories import person
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
@@ -188,8 +189,12 @@ def test_admin_adds_a_user_who_enrolls_and_signs_in(browser, page, world):
     # ada cannot approve her own request: the two-person rule is shown where it refuses
     page.get_by_role("button", name="Approve the account (issues the enrollment code)").click()
     assert page.locator("#problem").inner_text().startswith("access denied")
-    # a second admin approves and gets the enrollment code to hand over
-    with world.other_browser(browser, "hal") as hal:
+    # a second admin approves and gets the enrollment code to hand over: not hal, who made ada's
+    # account (review R9: no second person to ada), but an admin outside her lineage
+    with world.vault() as v:
+        if not v.ctx.db.scalar("SELECT count(*) FROM users WHERE name = 'kim'"):
+            person(v, "kim", "admin")
+    with world.other_browser(browser, "kim") as hal:
         hal.goto("/approvals")
         hal.locator("#accounts").get_by_role("link", name="nina").click()
         hal.get_by_role("button", name="Approve the account (issues the enrollment code)").click()

@@ -46,6 +46,49 @@ def _refused(proc, code):
 # --- 1. sock puppet -------------------------------------------------------------------------------
 
 
+def _enrolled(v, name, code, roles):
+    from tests.factories import Person
+
+    v.users.enroll(name, code, f"{name}-password-123")
+    return Person(name, v.ctx.db.one("SELECT id FROM users WHERE name = ?", (name,))[0], frozenset(roles))
+
+
+def test_a_second_account_of_the_same_person_is_no_second_person(env):
+    """Review R9: ada approves alice's second admin account alice2 once, in good faith. From
+    then on alice2 approves nothing alice asks (an admin mallory, a full reset of bob), alice
+    approves nothing alice2 asks, and an admin made by alice + ada cannot re-confirm the reset
+    alice asked for: the lineages are compared both ways, transitively. Each refusal is audited."""
+    v, _, s = env
+    alice, ada = s.alice, s.ada
+    code = onboard(v, "alice2", ["admin"], requester=alice, approver=ada)["enrollment_code"]
+    alice2 = _enrolled(v, "alice2", code, ["admin"])
+    v.users.add(alice.principal(v), "mallory", ["admin"])
+    with pytest.raises(AccessDenied, match="second person"):
+        v.users.approve(alice2.principal(v), "mallory")
+    v.users.add(alice2.principal(v), "mallory2", ["admin"])
+    with pytest.raises(AccessDenied, match="second person"):
+        v.users.approve(alice.principal(v), "mallory2")
+    v.users.reset(alice.principal(v), "bob")
+    with pytest.raises(AccessDenied, match="second person"):
+        v.users.approve(alice2.principal(v), "bob")
+    assert v.ctx.db.one("SELECT password_hash IS NOT NULL FROM users WHERE name = 'bob'")[0]
+    assert len(_audit(v, "user.approve", "deny")) == 3
+    # ada, outside both lineages, approves: mallory (made by alice + ada) cannot re-confirm bob
+    mallory = _enrolled(
+        v, "mallory", v.users.approve(ada.principal(v), "mallory")["enrollment_code"], ["admin"]
+    )
+    v.users.enroll("bob", v.users.approve(ada.principal(v), "bob")["enrollment_code"], "bob-is-back-123")
+    with pytest.raises(AccessDenied, match="second person"):
+        v.users.confirm(mallory.principal(v), "bob")
+    assert _audit(v, "user.confirm", "deny")
+    with v.ctx.db.read() as conn:
+        from vault.identity.facts import lineage_closure, suspended
+
+        assert suspended(conn, s.bob.user_id)
+        assert {"alice", "ada"} <= lineage_closure(conn, "mallory")
+        assert {"alice", "ada"} <= lineage_closure(conn, "alice2")
+
+
 def test_sock_puppet_through_the_cli(staff, tmp_path):
     """One admin creates mallory, tries to approve, enroll, train, assign: every step refused."""
     vd, alice = staff.vdir, staff.alice

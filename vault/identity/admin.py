@@ -20,6 +20,7 @@ from vault.identity.facts import (
     latest_reset,
     lineage,
     pending_request,
+    second_person,
     single_operator,
     suspended,
     user_by_id,
@@ -143,9 +144,12 @@ class AdminMixin(FactorsMixin):
             request = pending_request(conn, user.id)
             if request is None:
                 raise InvalidInput(f"{name} has no request waiting for approval")
-            if request.requested_by == principal.name:
+            # review R9: not the requester, and outside each other's lineage, transitively
+            # (alice's second account alice2 is no second person to alice)
+            refusal = second_person(conn, principal.name, request.requested_by)
+            if refusal is not None and request.requested_by == principal.name:
                 refusal = f"{principal.name} requested this and cannot approve it: another admin must"
-            else:
+            if refusal is None:
                 refusal = None
                 rowmac.update(
                     conn,
@@ -484,6 +488,19 @@ class AdminMixin(FactorsMixin):
     def confirm(self, principal: Principal, name: str) -> dict:
         """Re-confirm the roles and assignments of an account suspended by a full reset; only
         someone who neither requested nor approved that reset (nor the account's creation)."""
+
+        self.ctx.authorize(principal, Action.USER_CONFIRM, subject=name)
+        with self.ctx.db.read() as conn:
+            user = self._require_user(conn, name)
+            reset = latest_reset(conn, user.id)
+            # review R9: the confirmer is a second person to whoever requested and approved the
+            # reset, transitively (mallory, made by alice + alice2, cannot re-confirm for them)
+            refusal = None
+            for person in sorted(reset.people()) if reset is not None else ():
+                refusal = refusal or second_person(conn, principal.name, person)
+        if refusal is not None:
+            self.ctx.record_outcome(principal, Action.USER_CONFIRM, "deny", reason=refusal)
+            raise AccessDenied(f"access denied: {refusal}")
 
         def change(conn, user, t):
             if not suspended(conn, user.id):

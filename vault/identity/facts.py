@@ -495,6 +495,49 @@ def lineage(conn, user_id: int | None) -> frozenset[str]:
     return frozenset(people)
 
 
+def lineage_closure(conn, name: str | None, *, bootstrap: bool = True) -> frozenset[str]:
+    """The transitive lineage of the account ``name`` (review R9): its :func:`lineage`, the
+    lineages of those people's accounts, and so on (every row read MAC-checked). Someone in it
+    may hold, or have handed out, an account that vouches for ``name``: alice's second account
+    alice2 (approved once, in good faith) has alice in its closure, so alice2 is no second
+    person to alice, nor an account alice2 created to her."""
+    seen: set[str] = set()
+    frontier = [name] if name else []
+    while frontier:
+        user = user_row(conn, frontier.pop())
+        if user is None:
+            continue
+        steps = (creation(conn, user.id), latest_reset(conn, user.id))
+        people = {
+            p
+            for row in steps
+            if row is not None and (bootstrap or row.mode != "bootstrap")
+            for p in row.people()
+        }
+        for person in people:
+            if person not in seen:
+                seen.add(person)
+                frontier.append(person)
+    seen.discard(name or "")
+    return frozenset(seen)
+
+
+def second_person(conn, actor: str, requester: str, *, alone: bool | None = None) -> str | None:
+    """:func:`vault.policy.distinct_people` on the two people's transitive lineages: why ``actor``
+    is no second person to ``requester`` (or None). The one rule of every second-person action
+    (:data:`vault.policy.SECOND_PERSON`, and the re-confirmation after a reset)."""
+    return policy.distinct_people(
+        actor,
+        requester,
+        lineage_closure(conn, requester),
+        single_operator=single_operator(conn) if alone is None else alone,
+        # the second admin of a new vault is made by the first alone (bootstrap, reported by
+        # doctor and every audit report): that step does not bar it from approving the first's
+        # requests, or a two-admin shop could approve nothing
+        actor_lineage=lineage_closure(conn, actor, bootstrap=False),
+    )
+
+
 def suspended(conn, user_id: int) -> bool:
     """A full reset was approved and nobody outside its lineage has re-confirmed the account's
     roles and assignments yet: they do not count (SPEC issue 11, item 3)."""

@@ -326,13 +326,7 @@ class SlaService:
             if request[4] is not None:
                 raise InvalidInput(f"the early shred of {name} was already approved by {request[4]}")
             single = facts.single_operator(conn)
-            requester = facts.user_row(conn, request[1])
-            why_not = policy.distinct_people(
-                principal.name,
-                request[1],
-                facts.lineage(conn, requester.id if requester else None),
-                single_operator=single,
-            )
+            why_not = facts.second_person(conn, principal.name, request[1], alone=single)
             if why_not is not None:
                 denied = True
             else:
@@ -464,13 +458,7 @@ class SlaService:
                     f"the pending change (requested by {by}) is not to {days} days: it was replaced "
                     "after you looked; nothing approved ('cvault sla min-grace' shows it)"
                 )
-            requester = facts.user_row(conn, by)
-            why_not = policy.distinct_people(
-                principal.name,
-                by,
-                facts.lineage(conn, requester.id if requester else None),
-                single_operator=facts.single_operator(conn),
-            )
+            why_not = facts.second_person(conn, principal.name, by)
             before = self.ctx.min_grace_days(conn)
             if why_not is None and mismatch is None:
                 rowmac.update(
@@ -609,13 +597,7 @@ class SlaService:
             single = facts.single_operator(conn)
 
             def why_not(by: str) -> str | None:
-                requester = facts.user_row(conn, by)
-                return policy.distinct_people(
-                    principal.name,
-                    by,
-                    facts.lineage(conn, requester.id if requester else None),
-                    single_operator=single,
-                )
+                return facts.second_person(conn, principal.name, by, alone=single)
 
             for name, by, at, reason, approved_by, approved_at in conn.execute(
                 "SELECT c.name, r.requested_by, r.requested_at, r.reason, r.approved_by, r.approved_at"
