@@ -597,7 +597,7 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "sla",
         "approve_min_grace",
-        (),
+        (P("days", "int", REQUIRED, (0, 3650)),),
         returns="MinGrace",
         summary="Approve another person's change of the minimum grace period",
     ),

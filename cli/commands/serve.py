@@ -109,6 +109,27 @@ from vault.errors import InvalidInput
     help="Logins waiting for their Argon2id turn (one runs at a time); more are answered 503 busy.",
 )
 @click.option(
+    "--head-timeout",
+    type=click.FloatRange(min=0.1, max=300),
+    default=10,
+    show_default=True,
+    help="Seconds a request head may take to arrive; then 408 and the connection is closed.",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(min=0.1, max=3600),
+    default=120,
+    show_default=True,
+    help="Seconds a request body may take after its head; then 408 and closed.",
+)
+@click.option(
+    "--max-connections",
+    type=click.IntRange(min=1, max=100000),
+    default=512,
+    show_default=True,
+    help="Connections served at once; more are answered 503 busy (keep below LimitNOFILE).",
+)
+@click.option(
     "--unseal-socket",
     type=click.Path(dir_okay=False),
     help="The host's own unseal socket (default <vault>/unseal.sock; 'cvault operator unseal --local').",
@@ -138,6 +159,9 @@ def serve_cmd(
     login_burst,
     login_per_minute,
     argon2_queue,
+    head_timeout,
+    body_timeout,
+    max_connections,
     unseal_socket,
     log_level,
 ):
@@ -185,6 +209,9 @@ def serve_cmd(
         backup_interval=backup_interval,
         backup_keep=backup_keep,
         custody_cache_seconds=key_cache_seconds,
+        head_timeout=head_timeout,
+        body_timeout=body_timeout,
+        max_connections=max_connections,
     )
     serve(
         state.home,

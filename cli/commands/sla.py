@@ -387,18 +387,20 @@ def sla_min_grace(state, days, as_json):
             click.echo(
                 f"pending change to {p['value']} days, requested by {safe(p['requested_by'])} "
                 f"{when(p['requested_at'])}: another admin or account manager runs "
-                "'cvault sla approve-min-grace'"
+                f"'cvault sla approve-min-grace {p['value']}'"
             )
 
     emit(data, as_json, human)
 
 
 @sla.command("approve-min-grace")
+@click.argument("days", type=click.IntRange(*spec.param("sla.approve_min_grace", "days").limits))
 @json_option
 @click.pass_obj
-def sla_approve_min_grace(state, as_json):
-    """Approve another person's pending change of the minimum grace period."""
-    data = state.vault().sla.approve_min_grace(state.principal())
+def sla_approve_min_grace(state, days, as_json):
+    """Approve another person's pending change of the minimum grace period to DAYS (the value
+    'cvault sla min-grace' shows): refused, exit 4, if the pending change is to anything else."""
+    data = state.vault().sla.approve_min_grace(state.principal(), days)
     emit(data, as_json, lambda d: click.echo(f"minimum grace period now {d['min_grace_days']} days"))
 
 

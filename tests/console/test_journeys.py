@@ -442,12 +442,29 @@ def test_a_setting_change_needs_a_second_person_and_the_requester_is_refused(bro
     with world.other_browser(browser, "sam") as sam:
         sam.goto("/approvals")
         sam_row = sam.locator("#approvals tbody tr", has_text="minimum grace period")
-        assert "you asked" not in sam_row.inner_text()
+        assert "you asked" not in sam_row.inner_text() and "-> 21 days" in sam_row.inner_text()
+        # review R2, bait-and-switch: maria replaces her request after sam's page showed 21 days;
+        # sam's Approve names 21, so it is refused at the row (403, audited) and nothing changes
+        page.goto("/approvals")
+        page.get_by_label("New minimum (days)").fill("22")
+        page.get_by_role("button", name="Request the change").click()
+        assert "second person must approve" in page.locator("#notice").inner_text()
+        swapped = []
+        sam.on("response", lambda r: swapped.append(r.status) if r.url.endswith("/approve") else None)
+        sam_row.get_by_role("button", name="Approve the change of the minimum grace period").click()
+        sam.wait_for_load_state()
+        assert swapped == [403]
+        sam_row = sam.locator("#approvals tbody tr", has_text="minimum grace period")
+        assert "replaced after you looked" in sam_row.locator("#problem").inner_text()
+        assert f"{before} days" in sam.locator("#min-grace").inner_text()
+        assert "-> 22 days" in sam_row.inner_text()  # the page now shows what is pending
+        refusal = world.event(actor="sam", action="sla.approve_min_grace", outcome="deny")
+        assert refusal is not None and "not to 21 days" in refusal["reason"]
         sam_row.get_by_role("button", name="Approve the change of the minimum grace period").click()
         assert "Change approved" in sam.locator("#notice").inner_text()
-        assert "21 days" in sam.locator("#min-grace").inner_text()
+        assert "22 days" in sam.locator("#min-grace").inner_text()
         assert sam.locator("#approvals tbody tr", has_text="minimum grace period").count() == 0
     approved = world.event(actor="sam", action="sla.approve_min_grace", outcome="ok")
-    assert approved is not None and f"{before} -> 21 days (requested by maria)" in approved["reason"]
+    assert approved is not None and f"{before} -> 22 days (requested by maria)" in approved["reason"]
     with world.vault() as v:
-        assert v.ctx.min_grace_days() == 21
+        assert v.ctx.min_grace_days() == 22

@@ -249,6 +249,46 @@ def test_instant_shred_through_the_cli_is_refused(staff, tmp_path):
         v.close()
 
 
+def test_the_approver_gets_the_minimum_grace_she_reviewed(env):
+    """Review R2, bait-and-switch: amy asks for 60 days, ada looks (60 pending), amy replaces the
+    request with 0 days; ada's approval names 60, so nothing applies (exit 4, audited) and the
+    floor stays 30. Approving the value she now sees (0) is a new, informed decision."""
+    v, _, s = env
+    amy, ada = s.amy.principal(v), s.ada.principal(v)
+    v.sla.request_min_grace(amy, 60)
+    assert v.sla.min_grace(ada)["pending"]["value"] == 60  # what ada reviewed
+    v.sla.request_min_grace(amy, 0)  # amy swaps it before ada approves
+    with pytest.raises(AccessDenied) as refused:
+        v.sla.approve_min_grace(ada, 60)
+    assert refused.value.exit_code == 4 and "replaced" in str(refused.value)
+    view = v.sla.min_grace(ada)
+    assert view["min_grace_days"] == 30 and view["pending"]["value"] == 0
+    assert v.ctx.min_grace_days(v.ctx.db.conn) == 30
+    denied = _audit(v, "sla.approve_min_grace", "deny")
+    assert [r[0] for r in denied] == ["ada"] and "not to 60 days" in denied[0][2]
+    assert not _audit(v, "sla.approve_min_grace", "ok")
+    with pytest.raises(InvalidInput):
+        v.sla.approve_min_grace(ada, -1)
+    assert v.sla.approve_min_grace(ada, 0)["min_grace_days"] == 0
+
+
+def test_approve_min_grace_names_the_value_through_the_cli(staff, tmp_path):
+    """The CLI needs DAYS (exit 2 without it) and refuses another value with one line, exit 4."""
+    vd, amy, ada = staff.vdir, staff.amy, staff.ada
+    assert _cli(vd, amy, tmp_path, "sla", "min-grace", "60").returncode == 0
+    shown = _cli(vd, ada, tmp_path, "sla", "min-grace")
+    assert "'cvault sla approve-min-grace 60'" in shown.stdout, shown.stdout
+    assert _cli(vd, amy, tmp_path, "sla", "min-grace", "0").returncode == 0
+    _refused(_cli(vd, ada, tmp_path, "sla", "approve-min-grace"), 2)
+    _refused(_cli(vd, ada, tmp_path, "sla", "approve-min-grace", "60"), 4)
+    v = vd.open()
+    try:
+        assert v.ctx.min_grace_days(v.ctx.db.conn) == 30
+        assert any("not to 60 days" in r[2] for r in _audit(v, "sla.approve_min_grace", "deny"))
+    finally:
+        v.close()
+
+
 def test_the_minimum_grace_period_changes_only_with_a_second_person(staff, tmp_path):
     """amy cannot lower the floor alone (request, then her own approval: exit 4, audited); a
     second person's approval applies it to the next sla renew, in another process."""
@@ -256,10 +296,10 @@ def test_the_minimum_grace_period_changes_only_with_a_second_person(staff, tmp_p
     requested = json.loads(_cli(vd, amy, tmp_path, "--json", "sla", "min-grace", "0").stdout)
     assert requested["state"] == "pending_approval" and requested["min_grace_days"] == 30
     assert requested["pending"]["value"] == 0 and requested["pending"]["requested_by"] == "amy"
-    _refused(_cli(vd, amy, tmp_path, "sla", "approve-min-grace"), 4)
+    _refused(_cli(vd, amy, tmp_path, "sla", "approve-min-grace", "0"), 4)
     _refused(_cli(vd, amy, tmp_path, "sla", "renew", "acme", "--until", "+365d", "--grace-days", "0"), 2)
-    _refused(_cli(vd, staff.bob, tmp_path, "sla", "approve-min-grace"), 4)  # no role for it
-    approved = json.loads(_cli(vd, staff.ada, tmp_path, "--json", "sla", "approve-min-grace").stdout)
+    _refused(_cli(vd, staff.bob, tmp_path, "sla", "approve-min-grace", "0"), 4)  # no role for it
+    approved = json.loads(_cli(vd, staff.ada, tmp_path, "--json", "sla", "approve-min-grace", "0").stdout)
     assert approved["min_grace_days"] == 0 and approved["last_change"]["approved_by"] == "ada"
     renewed = _cli(vd, amy, tmp_path, "sla", "renew", "acme", "--until", "+365d", "--grace-days", "0")
     assert renewed.returncode == 0, renewed.stderr

@@ -441,7 +441,7 @@ def test_the_minimum_grace_period_needs_a_second_person_over_http(served):
     service, vdir, tokens, _, _ = served
     status, body = _post(service, tokens["amy"], "sla.request_min_grace", {"days": 1})
     assert status == 200 and body["state"] == "pending_approval" and body["min_grace_days"] == 30
-    status, body = _post(service, tokens["amy"], "sla.approve_min_grace", {})
+    status, body = _post(service, tokens["amy"], "sla.approve_min_grace", {"days": 1})
     assert status == 403 and body["error"]["exit_code"] == 4
     status, body = _post(service, tokens["amy"], "sla.min_grace", {})
     assert status == 200 and body["min_grace_days"] == 30 and body["pending"]["value"] == 1
@@ -449,6 +449,20 @@ def test_the_minimum_grace_period_needs_a_second_person_over_http(served):
     # asking for the value it already has is refused (exit 2)
     status, body = _post(service, tokens["amy"], "sla.request_min_grace", {"days": 30})
     assert status == 400
+
+
+def test_approve_min_grace_over_http_names_the_value(served):
+    """Review R2 over HTTP: ``days`` is required (422, exit 2, without it), and another value than the
+    pending one is refused (403, exit 4) and changes nothing."""
+    service, vdir, tokens, _, _ = served
+    assert _post(service, tokens["amy"], "sla.request_min_grace", {"days": 60})[0] == 200
+    assert _post(service, tokens["amy"], "sla.request_min_grace", {"days": 0})[0] == 200
+    status, body = _post(service, tokens["ada"], "sla.approve_min_grace", {})
+    assert status == 422 and body["error"]["exit_code"] == 2, body
+    status, body = _post(service, tokens["ada"], "sla.approve_min_grace", {"days": 60})
+    assert status == 403 and body["error"]["exit_code"] == 4
+    status, body = _post(service, tokens["amy"], "sla.min_grace", {})
+    assert body["min_grace_days"] == 30 and body["pending"]["value"] == 0
 
 
 # --- 5. the host's own unseal path -----------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 
 from tests.helpers import OPERATOR_TOKEN, add_client, make_vault
 from tests.server.harness import assert_error_shape, start_service
+from vault import api_spec as spec
 
 MiB = 1024 * 1024
 
@@ -165,3 +166,62 @@ def test_after_all_that_the_service_is_fine(service):
         api.close()
     log = service.log()
     assert "Traceback" not in log and "internal error" not in log, log[-2000:]
+
+
+# --- review R3: slowloris ---------------------------------------------------------------------------
+
+
+def _held_answer(tls: ssl.SSLSocket) -> bytes:
+    """Everything the service sends before it closes the connection."""
+    tls.settimeout(60)  # a bound on a broken service, not a measurement
+    got = b""
+    while chunk := tls.recv(65536):
+        got += chunk
+    return got
+
+
+def test_half_sent_requests_are_answered_408_and_closed(tmp_path):
+    """Review R3: 20 connections each send half a head (or a head and half a body) and stall;
+    while they are held /v1/health answers, and each is answered 408 in the JSON error shape and
+    closed by the (injected, 1 s) deadlines, not held forever."""
+    vdir = make_vault(tmp_path)
+    svc = start_service(vdir, tmp_path / "service", "--head-timeout", "1", "--body-timeout", "1")
+    try:
+        login = spec.BY_NAME["users.login"].path.encode()
+        held = []
+        for n in range(20):
+            tls = tls_socket(svc)
+            if n % 2:
+                tls.sendall(b"POST " + login + b" HTTP/1.1\r\nHost: x\r\n")  # no end of head
+            else:
+                tls.sendall(head(login, b"Content-Type: application/json", b"Content-Length: 100") + b"{")
+            held.append(tls)
+        status, _ = svc.client().get("/v1/health")
+        assert status == 200
+        for tls in held:
+            answer = _held_answer(tls)
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+            body = json.loads(answer.split(b"\r\n\r\n", 1)[1])
+            assert_error_shape(body, "malformed_request")
+            tls.close()
+        assert svc.client().get("/v1/health")[0] == 200
+        assert "Traceback" not in svc.log()
+    finally:
+        svc.stop()
+
+
+def test_past_the_connection_limit_is_503_in_the_json_shape(tmp_path):
+    """Review R3: connections past --max-connections are answered 503 busy in the error shape."""
+    vdir = make_vault(tmp_path)
+    svc = start_service(vdir, tmp_path / "service", "--max-connections", "3")
+    try:
+        held = [tls_socket(svc) for _ in range(3)]
+        for tls in held:
+            tls.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")
+        status, headers, body = exchange(svc, b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert status == 503
+        json_error(status, headers, body, "busy")
+        for tls in held:
+            tls.close()
+    finally:
+        svc.stop()

@@ -195,7 +195,7 @@ def test_every_operation_answers_in_its_declared_schema(tmp_path, remote_config,
         # the minimum grace period: requested by one, approved by another (issue 11)
         call("maria", "sla.request_min_grace", {"days": 45})
         call("maria", "sla.min_grace")
-        call("ada", "sla.approve_min_grace")
+        call("ada", "sla.approve_min_grace", {"days": 45})
         # the reviewer's tools
         call("rita", "audit.checkpoint")
         call("rita", "audit.log", {"limit": 5})

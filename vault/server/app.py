@@ -81,6 +81,11 @@ class ServiceSettings:
     #: how long unwrapped custody secrets and client keys stay in memory
     custody_cache_seconds: float = 900.0
     background: bool = True
+    #: review R3 (slowloris): seconds a request head / body may take to arrive (then 408 and
+    #: close), and the connections served at once (more: 503 in the JSON error shape)
+    head_timeout: float = 10.0
+    body_timeout: float = 120.0
+    max_connections: int = 512
 
 
 class UnsealRequest(Strict):

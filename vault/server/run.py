@@ -75,9 +75,10 @@ def serve(
     forbid_core_dumps()  # before any passphrase or key is in this process (issue 11)
 
     import uvicorn  # heavy: only here
+    from uvicorn.protocols.http import h11_impl
 
     from vault.server.app import create_app
-    from vault.server.http import JsonErrorH11Protocol
+    from vault.server.http import JsonErrorH11Protocol, OncePerMinute, json_service_unavailable
     from vault.server.pool import VaultPool
 
     logging.basicConfig(
@@ -112,8 +113,14 @@ def serve(
         # (the process is gone within 10 s, issue 11; an Argon2id wait ends at its own timeout)
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
         lifespan="on",
-        http=JsonErrorH11Protocol,  # malformed requests answered in the API's error shape
+        # malformed requests answered in the API's error shape; half-sent ones 408 (review R3)
+        http=JsonErrorH11Protocol.with_deadlines(
+            settings.head_timeout if settings else 10.0, settings.body_timeout if settings else 120.0
+        ),
+        limit_concurrency=settings.max_connections if settings else 512,
     )
+    h11_impl.service_unavailable = json_service_unavailable  # uvicorn's 503, in the JSON shape
+    logging.getLogger("asyncio").addFilter(OncePerMinute())
     from vault import crypto
 
     class Server(uvicorn.Server):

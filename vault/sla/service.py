@@ -89,6 +89,10 @@ class SelfApproval(AccessDenied):
     """two-person rule: an early shred must be approved by someone other than its requester."""
 
 
+class ApprovalMismatch(AccessDenied):
+    """the pending request is not the one you reviewed: look again before approving."""
+
+
 def _iso(epoch: int | None) -> str | None:
     return None if epoch is None else rfc3339(from_epoch(epoch))
 
@@ -432,9 +436,14 @@ class SlaService:
         )
         return dict(view, state="pending_approval")
 
-    def approve_min_grace(self, principal: Principal) -> dict:
+    def approve_min_grace(self, principal: Principal, days: int) -> dict:
         """A second person approves the pending change: it applies at once to later ``client
-        add`` and ``sla renew`` (grace periods already set stay as they are)."""
+        add`` and ``sla renew`` (grace periods already set stay as they are). The approver names
+        the value she reviewed (``days``): if the pending request asks for anything else (the
+        requester replaced it after she looked, review R2) nothing changes, the refusal is
+        audited and :class:`ApprovalMismatch` (exit 4, HTTP 403) is raised."""
+        if not isinstance(days, int) or isinstance(days, bool) or not 0 <= days <= MAX_GRACE_DAYS:
+            raise InvalidInput(f"minimum grace period must be 0 to {MAX_GRACE_DAYS} days")
         self.ctx.authorize(principal, Action.SLA_APPROVE_MIN_GRACE)
         t = to_epoch(self.ctx.now())
         why_not = None
@@ -448,7 +457,13 @@ class SlaService:
             if not pending:
                 raise NotFound("no pending change of the minimum grace period ('cvault sla min-grace DAYS')")
             # the value and who asked decide what applies and who may approve: MAC checked
-            request_id, days, by = pending[0][1], pending[0][3], pending[0][4]
+            request_id, pending_days, by = pending[0][1], pending[0][3], pending[0][4]
+            mismatch = None
+            if pending_days != days:
+                mismatch = (
+                    f"the pending change (requested by {by}) is not to {days} days: it was replaced "
+                    "after you looked; nothing approved ('cvault sla min-grace' shows it)"
+                )
             requester = facts.user_row(conn, by)
             why_not = policy.distinct_people(
                 principal.name,
@@ -457,7 +472,7 @@ class SlaService:
                 single_operator=facts.single_operator(conn),
             )
             before = self.ctx.min_grace_days(conn)
-            if why_not is None:
+            if why_not is None and mismatch is None:
                 rowmac.update(
                     conn,
                     "setting_requests",
@@ -468,6 +483,9 @@ class SlaService:
                 )
                 self.ctx.save_settings(conn, {"min_grace_days": days})
             view = self._min_grace_view(conn)
+        if mismatch is not None:
+            self.ctx.record_outcome(principal, Action.SLA_APPROVE_MIN_GRACE, "deny", reason=mismatch)
+            raise ApprovalMismatch(mismatch)
         if why_not is not None:
             message = f"two-person rule: {why_not}"
             self.ctx.record_outcome(principal, Action.SLA_APPROVE_MIN_GRACE, "deny", reason=message)

@@ -258,7 +258,11 @@ def register(c: Console) -> None:
             if kind == "early_shred":
                 p.vault.sla.approve_shred(p.principal, client)
             elif kind == "setting" and setting in APPROVE_SETTING:
-                APPROVE_SETTING[setting](p.vault.sla, p.principal)
+                value = p.form.get("value", "").strip()
+                if not value.isdigit():
+                    raise InvalidInput("choose a request of the queue to approve")
+                # the value the page showed: a request replaced since is refused (review R2)
+                APPROVE_SETTING[setting](p.vault.sla, p.principal, int(value))
             else:
                 raise InvalidInput("choose a request of the queue to approve")
         except VaultError as exc:
@@ -582,7 +586,7 @@ def register(c: Console) -> None:
 ROLES = ("admin", "account_manager", "engineer", "security_reviewer")
 
 #: the approval of each two-person setting (``setting_requests.name``) in the facade
-APPROVE_SETTING = {"min_grace_days": lambda sla, principal: sla.approve_min_grace(principal)}
+APPROVE_SETTING = {"min_grace_days": lambda sla, principal, value: sla.approve_min_grace(principal, value)}
 
 #: the notices after a change (``?done=...``): fixed texts, never anything from the request
 DONE = {
