@@ -60,6 +60,7 @@ class MaintenanceService:
         self._schema(report)
         self._row_macs(report)
         self._custody(report)
+        self._jobs_missing(report)
         referenced = self._records(report)
         self._orphans(report, referenced)
         self._audit_chain(report)
@@ -94,6 +95,30 @@ class MaintenanceService:
             report.warnings.append(
                 f"bootstrap step: admin {step['user']} was activated by {step['activated_by']} alone "
                 f"at {step['at']} (fewer than two enrolled admins then)"
+            )
+
+    def _jobs_missing(self, report: DoctorReport) -> None:
+        """A job row deleted outside cvault (independent review R11): a shred or a custody rotation
+        whose job row is gone stops silently, and an old custody version (which opens the copies
+        and backups from before) stays alive. Named here; the fix is the operator's."""
+        shredding = self.ctx.db.all(
+            "SELECT name FROM clients WHERE shred_state = 'shredding'"
+            " AND id NOT IN (SELECT client_id FROM shred_jobs) ORDER BY name"
+        )
+        for (name,) in shredding:
+            report.problems.append(
+                f"shred: client {name} is being shredded but its shred job is missing (deleted"
+                " outside cvault?); its custody secret may still exist"
+            )
+        orphans = self.ctx.db.all(
+            "SELECT c.name, cc.version, cc.state FROM client_custody cc JOIN clients c ON c.id = cc.client_id"
+            " WHERE cc.state IN ('pending', 'retired')"
+            " AND cc.client_id NOT IN (SELECT client_id FROM custody_jobs) ORDER BY c.name, cc.version"
+        )
+        for name, version, state in orphans:
+            report.problems.append(
+                f"custody: client {name} has custody version {version} {state} but no rotation job"
+                " (deleted outside cvault?): an old custody version may still be alive"
             )
 
     def _custody(self, report: DoctorReport) -> None:

@@ -23,7 +23,7 @@ from vault.audit.signing import AuditSigner
 from vault.clock import from_epoch, rfc3339, rfc3339_seconds, to_epoch
 from vault.context import VaultContext
 from vault.dates import as_duration, as_when, require_future
-from vault.errors import AccessDenied, ClientUnavailable, InvalidInput, NotFound
+from vault.errors import AccessDenied, ClientUnavailable, IntegrityFailure, InvalidInput, NotFound
 from vault.identity import facts
 from vault.locks import exclusive
 from vault.policy import Action
@@ -759,6 +759,11 @@ class SlaService:
                     finished = self._shred_one(principal, shredder, item, to_epoch(now))
                 except ShredIncomplete as exc:
                     failed.append({"client": item["client"], "error": exc.message})
+                except IntegrityFailure as exc:
+                    # a tampered shred job, or a custody step the custodian contradicts (review
+                    # R11): audited, refused (exit 6), never certified
+                    self.ctx.integrity_alarm(principal, exc, Action.SLA_SWEEP.value)
+                    raise
                 else:
                     if finished:
                         done.append(item["client"])

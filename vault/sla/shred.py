@@ -124,9 +124,27 @@ def _job(row) -> Job:
     )
 
 
+#: how many leading columns of JOB_COLUMNS the row MAC covers (rowmac.TABLES["shred_jobs"])
+_COVERED = len(rowmac.TABLES["shred_jobs"].columns)
+
+
 def load_job(conn, client_id: str) -> Job | None:
-    row = conn.execute(f"SELECT {JOB_COLUMNS} FROM shred_jobs WHERE client_id = ?", (client_id,)).fetchone()  # noqa: S608 - a constant column list; values are bound
-    return _job(row) if row else None
+    """The client's shred job, its row MAC verified (independent review R11: the step, manifest
+    and result are obeyed, so a row edited outside cvault is an integrity failure, never a step)."""
+    row = conn.execute(
+        f"SELECT {JOB_COLUMNS}, mac FROM shred_jobs WHERE client_id = ?",  # noqa: S608 - a constant column list; values are bound
+        (client_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    try:
+        rowmac.check(conn, "shred_jobs", row[:_COVERED], row[-1])
+    except rowmac.RowTampered:
+        raise rowmac.RowTampered(
+            f"integrity failure: the shred job of client {str(client_id)[:64]} failed authentication"
+            " (edited outside cvault?); run cvault doctor"
+        ) from None
+    return _job(row[:-1])
 
 
 _SCAN = """
@@ -206,19 +224,21 @@ class Shredder:
             manifest = self._manifest(conn, client)
             # a custody rotation of this client is moot now: the shred destroys every version
             conn.execute("DELETE FROM custody_jobs WHERE client_id = ?", (client_id,))
-            conn.execute(
-                "INSERT INTO shred_jobs (client_id, step, trigger, request_id, performed_by, sla_end,"
-                " grace_days, manifest, result, started_at) VALUES (?, 'started', ?, ?, ?, ?, ?, ?, '{}', ?)",
-                (
-                    client_id,
-                    "early" if request else "sla",
-                    request[0] if request else None,
-                    self.principal.name,
-                    to_epoch(client.sla_end),
-                    client.grace_days,
-                    json.dumps(manifest, sort_keys=True),
-                    now,
-                ),
+            rowmac.insert(
+                conn,
+                "shred_jobs",
+                {
+                    "client_id": client_id,
+                    "step": "started",
+                    "trigger": "early" if request else "sla",
+                    "request_id": request[0] if request else None,
+                    "performed_by": self.principal.name,
+                    "sla_end": to_epoch(client.sla_end),
+                    "grace_days": client.grace_days,
+                    "manifest": json.dumps(manifest, sort_keys=True),
+                    "result": "{}",
+                    "started_at": now,
+                },
             )
             conn.execute(
                 "INSERT OR IGNORE INTO shred_blobs (client_id, blob_name) SELECT ?, v.blob_name"
@@ -317,9 +337,13 @@ class Shredder:
         merged = dict(job.result)
         merged.update(result or {})
         column = TIME_COLUMNS[STEPS.index(step)]
-        conn.execute(
-            f"UPDATE shred_jobs SET step = ?, result = ?, {column} = ? WHERE client_id = ? AND step = ?",  # noqa: S608 - the column comes from the constant TIME_COLUMNS; values are bound
-            (step, json.dumps(merged, sort_keys=True), to_epoch(self.ctx.now()), job.client_id, job.step),
+        rowmac.update(
+            conn,
+            "shred_jobs",
+            f"step = ?, result = ?, {column} = ?",
+            (step, json.dumps(merged, sort_keys=True), to_epoch(self.ctx.now())),
+            "client_id = ? AND step = ?",
+            (job.client_id, job.step),
         )
 
     # --- (b) destroy every key, in one transaction ---------------------------------------------
@@ -500,7 +524,56 @@ class Shredder:
             },
         }
 
+    def custody_gone(self, job: Job) -> list[dict]:
+        """Before certifying (independent review R11): the custody step's receipts are in the
+        (MACed) job result for every custody version of the manifest, and the custodian, asked
+        again, finds every one of them already destroyed (its destroy is idempotent: a version it
+        finds alive is destroyed now, and the certificate is refused, audited, exit 6: the custody
+        step was skipped; its receipts go into the job, so the next sweep asks again and, every
+        version now found gone, certifies). An unreachable custodian pauses the shred here.
+        Returns the receipts."""
+        from vault.errors import BackendError
+
+        entries = job.manifest.get("custody") or []
+        receipts = job.result.get("custody") or []
+        got = {(r.get("client_id"), r.get("version")) for r in receipts if isinstance(r, dict)}
+        missing = sorted(e["version"] for e in entries if (job.client_id, e["version"]) not in got)
+        problem = None
+        if missing:
+            problem = f"no custodian receipt for custody version(s) {missing}"
+        found: list[dict] = []
+        if entries and self.ctx.custody is not None:
+            try:
+                found = [r.as_dict() for r in self.ctx.custody.destroy_for_shred(job.client_id, entries)]
+            except BackendError as exc:
+                raise ShredIncomplete(
+                    f"shred paused: the custodian could not confirm the custody secrets are gone ({exc});"
+                    " run 'cvault sla sweep' again"
+                ) from None
+            alive = sorted(r["version"] for r in found if not r["already_absent"])
+            if alive:
+                problem = f"the custodian still held custody version(s) {alive} (destroyed now)"
+        if problem is not None:
+            if found:  # what the custodian did now is the receipt: the next sweep re-asks it
+                with self.ctx.db.write() as conn:
+                    merged = dict(job.result, custody=found)
+                    rowmac.update(
+                        conn,
+                        "shred_jobs",
+                        "result = ?",
+                        (json.dumps(merged, sort_keys=True),),
+                        "client_id = ? AND step = ?",
+                        (job.client_id, job.step),
+                    )
+            refusal = IntegrityFailure(
+                f"integrity failure: the shred of client {job.manifest['client']['name']} skipped its"
+                f" custody step: {problem}; certificate not issued (run cvault doctor)"
+            )
+            raise refusal  # the sweep audits it (integrity.row_failure) and exits 6
+        return found
+
     def _certify(self, job: Job) -> None:
+        self.custody_gone(job)
         self.ctx.db.checkpoint_truncate()
         check = self.verify_destroyed(job)
         if not check["ok"]:

@@ -172,6 +172,24 @@ TABLES: dict[str, Table] = {
             ("id", "name", "secret_sealed", "created_at", "created_by", "disabled_at"),
             "id",
         ),
+        # the shred state machine (vault/sla/shred.py; independent review R11): the step says which
+        # destructions are done, the manifest what to destroy, the result the custodian's
+        # receipts the certificate requires. The step times decide nothing. Covered since coverage 3
+        Table(
+            "shred_jobs",
+            (
+                "client_id",
+                "step",
+                "trigger",
+                "request_id",
+                "performed_by",
+                "sla_end",
+                "grace_days",
+                "manifest",
+                "result",
+            ),
+            "client_id",
+        ),
     )
 }
 
@@ -180,11 +198,12 @@ META_KEYS = ("settings", "single_operator", "row_macs")
 #: meta key of the marker that this vault's rows carry MACs (written at init or by the backfill);
 #: its value is the coverage: which tables carry them
 MARKER = "row_macs"
-#: the coverage this build writes: 1 = the tables of issue 12 and the teams; 2 = also integrations
-COVERAGE = 2
+#: the coverage this build writes: 1 = the tables of issue 12 and the teams; 2 = also integrations;
+#: 3 = also shred_jobs (independent review R11)
+COVERAGE = 3
 #: the tables each coverage added after the first: a vault at an older coverage gets their MACs on
 #: its next unseal (:func:`upgrade`), under the rules of :func:`backfill`
-ADDED = {2: ("integrations",)}
+ADDED = {2: ("integrations",), 3: ("shred_jobs",)}
 
 
 class RowTampered(IntegrityFailure):
