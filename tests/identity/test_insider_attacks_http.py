@@ -365,6 +365,54 @@ def test_failed_logins_throttled_per_account(served):
     assert status == 200
 
 
+def test_parallel_logins_for_one_account_check_at_most_five(staff_template, tmp_path):
+    """Review R4: 16 simultaneous logins for one account from 16 addresses, the right password
+    and code last: at most five passwords are checked (the tokens are reserved before Argon2id,
+    one login per account at a time, the rest 429), and none succeeds once the account locked."""
+    vdir = copy_vault(staff_template.vdir, tmp_path)
+    v = vdir.open()
+    try:
+        target = person(v, "victim", "engineer", real_password=True)
+    finally:
+        v.close()
+    service = start_service(vdir, tmp_path / "service")
+    n = 16
+    statuses: list = [None] * n
+    barrier = threading.Barrier(n)
+
+    def guess(i):
+        client = service.client(source=f"127.0.3.{i + 1}")
+        body = {"name": target.name, "password": f"guess-number-{i:04d}", "totp": "123456"}
+        if i == n - 1:
+            body = {"name": target.name, "password": target.password, "totp": target.code()}
+        barrier.wait()
+        statuses[i] = client.post(_path("users.login"), body)[0]
+        client.close()
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(n)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        service.stop()
+    db = sqlite3.connect(vdir.home / "vault.db")
+    try:
+        order = db.execute(
+            "SELECT action, outcome, reason FROM audit_events WHERE actor = 'victim'"
+            " AND action IN ('auth.login', 'auth.lockout') ORDER BY seq"
+        ).fetchall()
+    finally:
+        db.close()
+    checked = [r for r in order if r[0] == "auth.login" and r[2].startswith("wrong password")]
+    assert len(checked) <= 5, (len(checked), statuses, order)
+    assert all(s in (200, 401, 423, 429) for s in statuses), statuses
+    kinds = [(a, o) for a, o, _ in order]
+    if ("auth.lockout", "deny") in kinds and ("auth.login", "ok") in kinds:  # never after the lock
+        assert kinds.index(("auth.login", "ok")) < kinds.index(("auth.lockout", "deny")), order
+
+
 def test_failed_logins_throttled_per_source(staff_template, tmp_path):
     """One address guessing many names: refused (429) after its burst, before any check;
     another address logs in. (A bucket refilling once per 100 min: no clock in the count.)"""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 
 from pydantic import BaseModel, ConfigDict
 
@@ -62,7 +63,11 @@ def _call(raw: bytes, content_type: bytes = b"application/json", chunks: int = 1
         "query_string": b"",
     }
     middleware = FastDispatch(fallback, {"/v1/x/y": (Body, run)}, lambda: {})
-    asyncio.run(middleware(scope, receive, send))
+    # in a thread of its own: a browser test earlier in this worker may leave an event loop
+    # running in the main thread, where asyncio.run refuses to start another
+    worker = threading.Thread(target=asyncio.run, args=(middleware(scope, receive, send),))
+    worker.start()
+    worker.join()
     return reached, answers
 
 

@@ -26,7 +26,7 @@ from vault.identity.facts import (
     user_roles,
     user_row,
 )
-from vault.identity.lockout import GENERIC_FAILURE, record_failure
+from vault.identity.lockout import GENERIC_FAILURE, lock_state, record_failure
 from vault.policy import AuditEvent
 from vault.principal import Principal
 from vault.store import rowmac
@@ -121,11 +121,30 @@ class SessionsMixin(FactorsMixin):
         token = new_token()
         digest = token_hash(token)
         with self.ctx.db.write() as conn:
-            self._succeed(conn, user.id)
-            if recovery_code is None:
-                conn.execute("UPDATE users SET totp_active = 1 WHERE id = ?", (user.id,))
-            insert_session(conn, self.ctx.keyring, token, user.id, t, stepup_at=t, origin=origin)
-            roles = user_roles(conn, user.id)
+            # review R4: the account may have locked while this attempt waited for Argon2id
+            # (parallel guesses): read the lock again under the write lock and refuse
+            fresh = user_row(conn, user.name)
+            locked_until = lock_state(conn, fresh, t) if fresh is not None else t + 1
+            if locked_until is None or locked_until <= t:
+                locked_until = None
+                self._succeed(conn, user.id)
+                if recovery_code is None:
+                    conn.execute("UPDATE users SET totp_active = 1 WHERE id = ?", (user.id,))
+                insert_session(conn, self.ctx.keyring, token, user.id, t, stepup_at=t, origin=origin)
+                roles = user_roles(conn, user.id)
+        if locked_until is not None:
+            left = minutes(locked_until - t)
+            self._audit(
+                user.name,
+                AuditEvent.AUTH_LOGIN,
+                "deny",
+                f"account locked for {left} more (locked meanwhile)",
+                origin,
+            )
+            raise VaultLocked(
+                f"account {user.name} is locked for {left} more after too many failed attempts "
+                "(an admin can unlock it)"
+            )
         activated = "" if user.totp_active or recovery_code is not None else "; TOTP factor activated"
         self._audit(user.name, AuditEvent.AUTH_LOGIN, "ok", f"{factor}{activated}", origin)
         expires = from_epoch(t + int(self.ctx.settings["session_absolute_seconds"]))

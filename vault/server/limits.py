@@ -251,6 +251,14 @@ class RateLimiter:
                 self._prune(now)
             return 0.0
 
+    def give_back(self, key: str) -> None:
+        """Refund a token :meth:`take` spent (a reserved attempt that did not fail)."""
+        now = self.clock()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            self._buckets[key] = (min(float(self.burst), tokens + 1), now)
+
     def wait(self, key: str) -> float:
         """Seconds until ``key`` has a token (0: it has one now); spends nothing."""
         now = self.clock()

@@ -10,7 +10,9 @@ functions' annotations at runtime, and the request models are made per operation
 import base64
 import binascii
 import json
+import threading
 from collections.abc import Callable
+from contextlib import contextmanager
 from typing import Annotated, Any, Optional
 
 from fastapi import FastAPI, Request
@@ -141,6 +143,9 @@ class Limits:
     def __init__(self, by_address: RateLimiter, by_user: RateLimiter):
         self.by_address = by_address
         self.by_user = by_user
+        #: user names with a login being checked now: one at a time per account (review R4)
+        self._in_flight: set[str] = set()
+        self._in_flight_lock = threading.Lock()
 
     @staticmethod
     def source(request: Request) -> str:
@@ -152,23 +157,49 @@ class Limits:
         if wait:
             raise RateLimited(wait)
 
-    def check(self, op: spec.Op, request: Request, body) -> None:
-        """Failed-login throttling (issue 11): a login or enrollment is refused while its source
-        or its user name has no token left; only a *failed* attempt spends one
-        (:meth:`failed`), so a stranger's junk never throttles a right password from elsewhere
-        for long, and correct logins are never throttled."""
-        if op.rate_limit == "login":
-            wait = max(
-                self.by_address.wait(self.source(request)),
-                self.by_user.wait(str(getattr(body, "name", ""))[:200]),
-            )
+    @contextmanager
+    def reserve(self, source: str, name: str):
+        """Failed-login throttling (issue 11, review R4): a login *reserves* a token of its
+        source and of its user name before anything is checked (refused, 429, when either has
+        none), and at most one attempt per user name is checked at once (a second one
+        meanwhile: 429, nothing checked). Yields a one-item list; the caller sets ``[0] = True``
+        when the attempt failed (wrong password or code, locked): only then are the tokens kept,
+        so correct logins are never throttled and parallel guesses cannot all pass the check
+        before any of them is counted. The API (:meth:`attempt`) and the console's sign-in use it."""
+        with self._in_flight_lock:
+            if name in self._in_flight:
+                raise RateLimited(1.0)
+            wait = self.by_address.take(source)
             if wait:
                 raise RateLimited(wait)
+            wait = self.by_user.take(name)
+            if wait:
+                self.by_address.give_back(source)
+                raise RateLimited(wait)
+            self._in_flight.add(name)
+        failed = [False]
+        try:
+            yield failed
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.discard(name)
+            if not failed[0]:
+                self.by_address.give_back(source)
+                self.by_user.give_back(name)
 
-    def failed(self, op: spec.Op, request: Request, body) -> None:
-        if op.rate_limit == "login":
-            self.by_address.take(self.source(request))
-            self.by_user.take(str(getattr(body, "name", ""))[:200])
+    @contextmanager
+    def attempt(self, op: spec.Op, request: Request, body):
+        """:meth:`reserve` for a login or enrollment of the API; a failure is
+        :class:`AuthenticationFailed`/:class:`VaultLocked` raised by the body."""
+        if op.rate_limit != "login":
+            yield
+            return
+        with self.reserve(self.source(request), str(getattr(body, "name", ""))[:200]) as failed:
+            try:
+                yield
+            except (AuthenticationFailed, VaultLocked):
+                failed[0] = True
+                raise
 
 
 class FastDispatch:
@@ -261,18 +292,14 @@ def add_route(app: FastAPI, op: spec.Op, pool, limits: Limits, fast: dict | None
     model = request_model(op)
 
     def run(request: Request, body) -> Response:
-        limits.check(op, request, body)
         origin = origin_of(request)
-        with pool.lease() as vault:
+        with limits.attempt(op, request, body), pool.lease() as vault:
             principal = None
             if op.auth:
                 principal = vault.users.resume(bearer_token(request), origin=origin)
             args = arguments(op, body)
             try:
                 result = call(vault, op, principal, args, origin)
-            except (AuthenticationFailed, VaultLocked):
-                limits.failed(op, request, body)
-                raise
             except (OverflowError, UnicodeEncodeError):
                 # only an out-of-range number or unencodable text gets here: bad input
                 raise InvalidInput("invalid request: a value is out of range") from None

@@ -113,7 +113,7 @@ class Console:
                 except VaultError as exc:
                     form = exc
             if rate_limit == "login" and isinstance(form, dict):
-                # as the API (routes.Limits.check/failed): a source or name with no token left
+                # as the API (routes.Limits.reserve): a source or name with no token left
                 # waits; only a *failed* sign-in spends one (in _run), so a stranger's junk posts
                 # (no CSRF token, no password) never lock anyone out (independent review F3)
                 try:
@@ -124,16 +124,7 @@ class Console:
                     if wait:
                         raise RateLimited(wait)
                 except RateLimited as exc:
-                    seconds = max(1, int(exc.retry_after + 0.999))
-                    response = self.render(
-                        None,
-                        "error.html",
-                        429,
-                        status=429,
-                        error=TooMany(f"too many attempts: retry in {seconds} s"),
-                    )
-                    response.headers["retry-after"] = str(seconds)
-                    return response
+                    return self.too_many(exc)
             return await run_in_threadpool(
                 self._run, request, handler, form, post, signed_in, json_errors, rate_limit == "login"
             )
@@ -142,6 +133,14 @@ class Console:
             path.strip("/").replace("/", "_").replace("{", "").replace("}", "") or "home"
         )
         self.app.add_api_route(path, endpoint, methods=list(methods), include_in_schema=False)
+
+    def too_many(self, exc: RateLimited) -> Response:
+        seconds = max(1, int(exc.retry_after + 0.999))
+        response = self.render(
+            None, "error.html", 429, status=429, error=TooMany(f"too many attempts: retry in {seconds} s")
+        )
+        response.headers["retry-after"] = str(seconds)
+        return response
 
     def _run(
         self,
@@ -195,7 +194,21 @@ class Console:
                     given = form.get(web.CSRF_FIELD) or request.headers.get(web.CSRF_HEADER, "")
                     if not given or not crypto.constant_time_equal(given, csrf):
                         raise web.FormError()
-                response = handler(page)
+                if throttled and isinstance(form, dict):
+                    # review R4: tokens reserved before the password is checked, one sign-in
+                    # per account at a time (as the API: routes.Limits.reserve); after the CSRF
+                    # check, so junk posts spend nothing (independent review F3)
+                    name = str(form.get("name", ""))[:200]
+                    try:
+                        with self.limits.reserve(self.limits.source(request), name) as failed:
+                            try:
+                                response = handler(page)
+                            finally:
+                                failed[0] = page.attempt_failed
+                    except RateLimited as exc:
+                        return self.too_many(exc)
+                else:
+                    response = handler(page)
         except Redirect as r:
             response = RedirectResponse(r.location, status_code=303)
         except VaultError as exc:
@@ -212,10 +225,6 @@ class Console:
                 response = RedirectResponse("/login", status_code=303)
             else:
                 response = self.error_page(page, exc)
-        if throttled and page is not None and page.attempt_failed:
-            # a sign-in that reached its handler (same origin, CSRF checked) and failed
-            self.limits.by_address.take(self.limits.source(request))
-            self.limits.by_user.take(str(page.form.get("name", ""))[:200])
         absolute = int(self.pool_setting("session_absolute_seconds"))
         for name, value in cookies.items():
             response.headers.append(
