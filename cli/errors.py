@@ -2,7 +2,11 @@
 
 Used by :func:`cli.main.run` (after click's own exceptions) and by :mod:`cli.fastget` (``cvault
 secret get`` without click), so that both print the same line and exit with the same code. It
-imports neither click nor the vault core until an error needs them."""
+imports neither click nor the vault core until an error needs them.
+
+Every line is printed with its C0/C1 control characters (and other non-printable ones: line
+separators, bidi controls) escaped, whatever the message holds: no message can carry a terminal
+escape sequence or a second line (review R6; the rule of :func:`vault.audit.export.escape_controls`)."""
 
 from __future__ import annotations
 
@@ -24,9 +28,22 @@ _PATH_ERRNOS = {
 }
 
 
+def safe_line(text: str) -> str:
+    """``text`` with every non-printable character written as an escape (``\\x1b``, ``\\n``)."""
+    if text.isprintable():
+        return text
+    from vault.audit.export import escape_controls
+
+    return escape_controls(text)
+
+
 def report(exc: BaseException, debug: bool, echo_err: Callable[[str], None]) -> int:
     """Write the one line for ``exc`` with ``echo_err`` and return the exit code. Called from
     the ``except`` block that caught ``exc`` (``--debug`` prints its traceback)."""
+    return _report(exc, debug, lambda line: echo_err(safe_line(line)))
+
+
+def _report(exc: BaseException, debug: bool, echo_err: Callable[[str], None]) -> int:
     if isinstance(exc, KeyboardInterrupt):
         echo_err("cvault: interrupted")
         return 130

@@ -248,3 +248,17 @@ def test_admin_change_decisions_without_a_result_are_listed_once():
         ("user.train", "allow"),
         ("client.assign", "deny"),
     ]
+
+
+def test_an_audit_recovery_is_listed_with_the_admin_changes():
+    """Review R12: recovery is one admin's act (docs/security.md non-guarantee); a reviewer sees
+    each one (refused or done) in `audit report`."""
+    log = Log()
+    log.add(MON, "ada", "audit.recover", "allow")
+    log.add(MON, "ada", "audit.recover", "ok", reason="integrity alarm acknowledged (first bad entry 121): x")
+    log.add(MON, "eve", "audit.recover", "deny")
+    r = report(log)
+    assert [(e["seq"], e["action"], e["outcome"]) for e in r["admin_changes"]] == [
+        (2, "audit.recover", "ok"),
+        (3, "audit.recover", "deny"),
+    ], r["admin_changes"]

@@ -70,3 +70,34 @@ def test_paths_the_system_refuses(env, tmp_path):
     ):
         got = cvault(env, *argv)
         _one_line_exit_2(got)
+
+
+def test_no_error_line_carries_a_terminal_escape(tmp_path):
+    """Review R6: every line cli.errors prints has its C0/C1 controls escaped, on the click path
+    and on the fast path of ``secret get``. The message here names a folder the user gave."""
+    import os
+
+    from tests.helpers import run_cli
+
+    folder = tmp_path / "v\x1b]52;c;Y3VybA==\x07\x9b31m\nforged line"
+    folder.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CVAULT_")}
+    env.update({"CVAULT_HOME": str(folder), "PYTHONIOENCODING": "utf-8"})
+    for args in (("secret", "list", "acme"), ("secret", "get", "acme", "x/y")):
+        got = run_cli(*args, env=env)
+        assert got.returncode != 0, got
+        assert got.stderr.startswith("cvault: no vault at "), got.stderr
+        assert not any(ch in got.stderr for ch in "\x1b\x07\x9b"), repr(got.stderr)
+        assert got.stderr.count("\n") == 1 and "\\x1b]52" in got.stderr, repr(got.stderr)
+
+
+def test_the_error_report_escapes_c0_and_c1_controls():
+    from cli.errors import report
+    from vault.errors import NotFound
+
+    lines: list[str] = []
+    try:
+        raise NotFound("no user named 'a\x1b[2J\x9b\u2028b'")
+    except NotFound as exc:
+        assert report(exc, False, lines.append) == 5
+    assert lines == ["cvault: no user named 'a\\x1b[2J\\x9b\\u2028b'"], lines

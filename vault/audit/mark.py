@@ -88,16 +88,16 @@ class MarkStore:
         self._seen: tuple[bytes, Mark] | None = None
         self._cp_seen: tuple[tuple[int, bytes], bytes] | None = None
 
-    def rows(self, conn) -> tuple[bytes | None, str | None]:
-        """(sealed mark, raw alarm) in one query."""
+    def rows(self, conn) -> tuple[bytes | None, tuple | None]:
+        """(sealed mark, the alarm row's (value, mac)) in one query."""
         mark = alarm = None
-        for key, value in conn.execute(
-            "SELECT key, value FROM meta WHERE key IN (?, ?)", (MARK_KEY, ALARM_KEY)
+        for key, value, tag in conn.execute(
+            "SELECT key, value, mac FROM meta WHERE key IN (?, ?)", (MARK_KEY, ALARM_KEY)
         ).fetchall():
             if key == MARK_KEY:
                 mark = bytes(value)
             else:
-                alarm = value
+                alarm = (value, tag)
         return mark, alarm
 
     def read(self, conn, sealed: bytes | None = None, *, fetch: bool = True) -> Mark | None:
@@ -157,40 +157,76 @@ def alarm_line(problem: str, first_bad_seq: int) -> str:
     )
 
 
-def read_alarm(conn, raw: str | None | bool = False) -> dict | None:
-    """The raised alarm: {"message", "first_bad_seq", "problem"}, or None. ``raw``: the row's
-    value already read (None: no row), else it is read here."""
+#: the line of an alarm row that fails its MAC (planted or damaged) or cannot be checked (sealed):
+#: still an alarm (fail closed), but nothing of the row is shown or believed (review R6)
+UNREADABLE = "an integrity alarm is recorded but its record fails authentication (planted or damaged)"
+UNREADABLE_LINE = (
+    f"integrity alarm: {UNREADABLE}; nothing is signed until an admin runs 'cvault audit verify' for the"
+    f" first bad entry N, then '{RECOVER_COMMAND} N' (docs/audit.md section 3)"
+)
+UNCHECKED_LINE = (
+    "integrity alarm: an integrity alarm is recorded (its record is checked when the vault is unsealed);"
+    " an admin runs 'cvault audit verify' (docs/audit.md section 3)"
+)
+
+
+def _alarm_value(first_bad_seq: int, problem: str) -> str:
+    return json.dumps({"first_bad_seq": first_bad_seq, "problem": problem}, sort_keys=True)
+
+
+def read_alarm(conn, raw: tuple | None | bool = False) -> dict | None:
+    """The raised alarm, or None: ``{"first_bad_seq", "problem", "message", "authentic"}``.
+    ``raw``: the row's ``(value, mac)`` already read (None: no row), else it is read here.
+
+    The row is ``{"first_bad_seq", "problem"}`` MACed with the row-MAC key (vault.store.rowmac,
+    table "meta"); the message is always built here from the template :func:`alarm_line`, never
+    stored. A row whose MAC is missing or wrong (a file writer planted or edited it) is an alarm
+    that says so (:data:`UNREADABLE`, ``authentic`` False, ``first_bad_seq`` 1): nothing of it is
+    shown or signed. Sealed (no row-MAC key), ``authentic`` is None and the line says the record
+    is checked once unsealed."""
+    from vault.errors import VaultSealed
+    from vault.store import rowmac
+
     if raw is False:
-        row = conn.execute("SELECT value FROM meta WHERE key = ?", (ALARM_KEY,)).fetchone()
-        raw = None if row is None else row[0]
+        row = conn.execute("SELECT value, mac FROM meta WHERE key = ?", (ALARM_KEY,)).fetchone()
+        raw = None if row is None else (row[0], row[1])
     if raw is None:
         return None
+    value, tag = raw  # type: ignore[misc]
+    unreadable = {"first_bad_seq": 1, "problem": UNREADABLE, "message": UNREADABLE_LINE, "authentic": False}
     try:
-        alarm = json.loads(raw)  # type: ignore[arg-type]
-        if isinstance(alarm, dict) and type(alarm.get("first_bad_seq")) is int:
-            return {
-                "message": str(alarm.get("message", "")),
-                "first_bad_seq": alarm["first_bad_seq"],
-                "problem": str(alarm.get("problem", "")),
-            }
+        rowmac.check(conn, "meta", (ALARM_KEY, value), tag)
+    except VaultSealed:
+        return {**unreadable, "message": UNCHECKED_LINE, "authentic": None}
+    except rowmac.RowTampered:
+        return unreadable
+    try:
+        alarm = json.loads(value)
     except (ValueError, TypeError):
-        pass
-    return {"message": alarm_line("the recorded alarm is unreadable", 1), "first_bad_seq": 1, "problem": ""}
+        return unreadable
+    if not (
+        isinstance(alarm, dict)
+        and type(alarm.get("first_bad_seq")) is int
+        and alarm["first_bad_seq"] >= 0
+        and isinstance(alarm.get("problem"), str)
+    ):
+        return unreadable
+    seq, problem = alarm["first_bad_seq"], alarm["problem"]
+    return {"first_bad_seq": seq, "problem": problem, "message": alarm_line(problem, seq), "authentic": True}
 
 
 def store_alarm(conn, alarm: AuditAlarm, problem: str) -> None:
-    if conn.execute("SELECT 1 FROM meta WHERE key = ?", (ALARM_KEY,)).fetchone():
-        return  # the first alarm stays: it names the first break found
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?)",
-        (
-            ALARM_KEY,
-            json.dumps(
-                {"message": alarm.message, "first_bad_seq": alarm.first_bad_seq, "problem": problem},
-                sort_keys=True,
-            ),
-        ),
-    )
+    """Record the alarm (MACed; the first authentic alarm stays: it names the first break found).
+    A row that fails its MAC is replaced by the real one."""
+    from vault.store import rowmac
+
+    existing = read_alarm(conn)
+    if existing is not None and (existing["authentic"] is not False or not problem):
+        return  # an alarm raised from the row itself (no problem found) never rewrites it
+    value = _alarm_value(alarm.first_bad_seq or 1, problem or "the audit log does not extend its mark")
+    tag = rowmac.mac(conn, "meta", (ALARM_KEY, value))
+    conn.execute("DELETE FROM meta WHERE key = ?", (ALARM_KEY,))
+    conn.execute("INSERT INTO meta (key, value, mac) VALUES (?, ?, ?)", (ALARM_KEY, value, tag))
 
 
 def _entry_hash(conn, seq: int, start: Callable[[], tuple[int, bytes]]) -> bytes | None:

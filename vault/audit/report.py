@@ -34,6 +34,7 @@ READ_ACTIONS = frozenset({Action.SECRET_GET.value, Action.SECRET_EXPORT.value})
 #: actions that change who can do what (listed under "admin changes")
 ADMIN_CHANGE_ACTIONS = frozenset(
     {
+        "audit.recover",  # one admin restarts the audit signature (review R12: docs/security.md)
         "user.add",
         "user.enroll",
         "user.disable",

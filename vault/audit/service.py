@@ -98,14 +98,13 @@ class AuditService:
             Action.AUDIT_RECOVER,
             "ok",
             reason=(
-                f"integrity alarm acknowledged (first bad entry {alarm['first_bad_seq']}): "
-                f"{alarm['problem'] or alarm['message']}"
+                f"integrity alarm acknowledged (first bad entry {alarm['first_bad_seq']}): {alarm['problem']}"
             )[:500],
         )
         return {
             "recovered": True,
             "first_bad_seq": alarm["first_bad_seq"],
-            "problem": alarm["problem"] or alarm["message"],
+            "problem": alarm["problem"],
             "checkpoint_seq": cp.seq,
         }
 

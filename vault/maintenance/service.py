@@ -112,7 +112,7 @@ class MaintenanceService:
             )
         orphans = self.ctx.db.all(
             "SELECT c.name, cc.version, cc.state FROM client_custody cc JOIN clients c ON c.id = cc.client_id"
-            " WHERE cc.state IN ('pending', 'retired')"
+            " WHERE cc.state IN ('pending', 'retired') AND c.shred_state IS NULL"  # a shred destroys them
             " AND cc.client_id NOT IN (SELECT client_id FROM custody_jobs) ORDER BY c.name, cc.version"
         )
         for name, version, state in orphans:
