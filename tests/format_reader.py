@@ -190,6 +190,14 @@ ROW_MAC_COLUMNS = {
     "setting_requests": "id, name, value, requested_by, requested_at, approved_by, approved_at, cancelled_at",
     "account_requests": "id, user_id, kind, requested_by, requested_at, approved_by, approved_at, mode,"
     " confirmed_by, confirmed_at",
+    "integrations": "id, name, secret_sealed, created_at, created_by, disabled_at",  # coverage 2
+    "shred_jobs": "client_id, step, trigger, request_id, performed_by, sla_end, grace_days, manifest,"
+    " result",  # coverage 3
+    # coverage 4
+    "custodians": "id, kind, config, created_at, retired_at",
+    "client_custody": "client_id, version, custodian_id, state, fingerprint, key_id, wrapped,"
+    " destroyed_at, receipt",
+    "custody_jobs": "client_id, reason, from_version, to_version, rotate_client_key, step",
 }
 
 

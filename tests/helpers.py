@@ -211,21 +211,43 @@ def custody_file_of(home: Path) -> Path | None:
 
 def copy_custody(source: VaultDir, target: VaultDir) -> None:
     """Copy ``source``'s custody file next to ``target``'s key file and record it in ``target``."""
-    import json
-    import sqlite3
 
     src = custody_file_of(source.home)
     if src is None:
         return
     dst = target.key_file.with_name(target.key_file.stem + ".custody")
     shutil.copy2(src, dst)
-    conn = sqlite3.connect(target.home / "vault.db")
+    point_custody_at(target.home, target.key_file, dst.resolve())
+
+
+def point_custody_at(home: Path, key_file: Path, custody_file: Path) -> None:
+    """Record ``custody_file`` as the current local custodian's (a moved vault folder), the row
+    MACed again as cvault would (the custodian row carries a row MAC since coverage 4), with the
+    independent reader's section-8 MAC (tests/format_reader.py) from the key file."""
+    import json
+    import sqlite3
+
+    from tests import format_reader as fr
+
+    conn = sqlite3.connect(Path(home) / "vault.db")
     try:
+        vault_id = bytes(conn.execute("SELECT value FROM meta WHERE key = 'vault_id'").fetchone()[0])
+        root = fr.root_key(conn, vault_id, "keyfile", fr.key_file_secret(Path(key_file).read_text()))
+        k_row = fr.hkdf(root, vault_id, b"cvault/v1/row-mac")
+        config = json.dumps({"file": str(custody_file)})
+        rows = conn.execute(
+            "SELECT id, kind, created_at, retired_at, mac FROM custodians"
+            " WHERE kind = 'local' AND retired_at IS NULL"
+        ).fetchall()
         with conn:
-            conn.execute(
-                "UPDATE custodians SET config = ? WHERE kind = 'local' AND retired_at IS NULL",
-                (json.dumps({"file": str(dst.resolve())}),),
-            )
+            for cid, kind, created, retired, old_mac in rows:
+                values = (cid, kind, config, created, retired)
+                mac = (
+                    None
+                    if old_mac is None
+                    else fr.hmac_sha256(k_row, fr.row_mac_message("custodians", values))
+                )
+                conn.execute("UPDATE custodians SET config = ?, mac = ? WHERE id = ?", (config, mac, cid))
     finally:
         conn.close()
 
@@ -443,3 +465,14 @@ def sealed_or_unsealed_env(vdir: VaultDir, home: Path, session: Path | None, *, 
     if session is not None:
         env["CVAULT_SESSION_FILE"] = str(session)
     return env
+
+
+def as_coverage(conn, level: int) -> None:
+    """Make a vault look written by the cvault of row-MAC coverage ``level`` (inside a write
+    transaction of the open vault): the marker says ``level`` and the tables added since carry no
+    MACs (vault.store.rowmac.ADDED), as that cvault left them."""
+    from vault.store import rowmac
+
+    rowmac.put_meta(conn, rowmac.MARKER, level)
+    for table in rowmac.pending_tables(conn):
+        conn.execute(f"UPDATE {table} SET mac = NULL")

@@ -302,6 +302,13 @@ class VaultContext:
             if not rowmac.pending_tables(conn):
                 return  # another process upgraded meanwhile
             counts = rowmac.upgrade(conn, verify_row)
+            if "custody_jobs" in tables:
+                # the rows just MACed: a rotation whose step its custody versions contradict (a
+                # row put back from an older copy) is refused, nothing MACed (rolled back)
+                from vault.custody.rows import check_step, load_jobs
+
+                for job in load_jobs(conn):
+                    check_step(conn, job, job.client_id)
         self.audit.append(
             actor=actor,
             action=AuditEvent.INTEGRITY_ROW_MACS.value,

@@ -28,16 +28,6 @@ from vault.principal import Principal
 DATA = Path(__file__).parent / "data"
 
 
-def _point_custody_at(home: Path, custody_file: Path) -> None:
-    conn = sqlite3.connect(home / "vault.db")
-    with conn:
-        conn.execute(
-            "UPDATE custodians SET config = ? WHERE kind = 'local' AND retired_at IS NULL",
-            (json.dumps({"file": str(custody_file)}),),
-        )
-    conn.close()
-
-
 def _old_copy(vdir: VaultDir, base: Path) -> VaultDir:
     """A raw copy of the folder (a nightly backup, a VM snapshot): the same custody file path."""
     home = base / "old-copy"

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from tests.factories import sla_client, sla_staff
-from tests.helpers import ROOT, VaultDir, cli_env, clock_at, copy_vault
+from tests.helpers import ROOT, VaultDir, cli_env, clock_at, copy_vault, point_custody_at
 from vault import blob as blobfmt
 from vault.audit.signing import AuditSigner
 from vault.clock import UTC
@@ -165,7 +165,7 @@ def one_run(template: VaultDir, base, delay: float) -> str:
     # --- P1: a copy of the folder from before the shred, with today's key file and custody ----
     old = VaultDir(base / "old-copy", vdir.key_file)
     shutil.copytree(template.home, old.home)
-    point_custody_at(old, vdir.custody_file)
+    point_custody_at(old.home, old.key_file, vdir.custody_file)
     vault = old.open()
     try:
         assert opens_nothing_of(vault, "acme")
@@ -174,19 +174,6 @@ def one_run(template: VaultDir, base, delay: float) -> str:
         vault.close()
     shutil.rmtree(base)
     return seen
-
-
-def point_custody_at(vdir: VaultDir, custody_file) -> None:
-    import json
-    import sqlite3
-
-    conn = sqlite3.connect(vdir.home / "vault.db")
-    with conn:
-        conn.execute(
-            "UPDATE custodians SET config = ? WHERE kind = 'local' AND retired_at IS NULL",
-            (json.dumps({"file": str(custody_file)}),),
-        )
-    conn.close()
 
 
 def opens_nothing_of(vault, name: str) -> bool:

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 from vault import crypto
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.custody.base import Custodian, CustodyDestroyed, CustodyRef, CustodyUnavailable, Destroyed
+from vault.custody.rows import Job, check_step, load_jobs, load_versions
 from vault.errors import AccessDenied, ClientUnavailable, CryptoError, IntegrityFailure, InvalidInput
 from vault.keys import ClientKeys
 from vault.store import rowmac
@@ -107,26 +108,21 @@ class CustodyManager:
     # --- custodians ------------------------------------------------------------------------------
 
     def _row(self, custodian_id: int, conn=None):
-        row = (
-            (conn or self.ctx.db.conn)
-            .execute("SELECT id, kind, config, retired_at FROM custodians WHERE id = ?", (custodian_id,))
-            .fetchone()
-        )
-        if row is None:
+        """(id, kind, config, retired_at) of a custodian, its row MAC verified (coverage 4: where
+        custody secrets are created and destroyed is a decision)."""
+        rows = rowmac.select(conn or self.ctx.db.conn, "custodians", "id = ?", (custodian_id,))
+        if not rows:
             raise IntegrityFailure(
                 f"integrity failure: custodian {custodian_id} is not recorded in the vault"
             )
-        return row
+        _, cid, kind, config, _, retired = rows[0]
+        return cid, kind, config, retired
 
     def current_id(self, conn=None) -> int:
-        row = (
-            (conn or self.ctx.db.conn)
-            .execute("SELECT id FROM custodians WHERE retired_at IS NULL ORDER BY id DESC LIMIT 1")
-            .fetchone()
-        )
-        if row is None:
+        rows = rowmac.select(conn or self.ctx.db.conn, "custodians", "retired_at IS NULL", (), "id DESC")
+        if not rows:
             raise IntegrityFailure("integrity failure: the vault has no custodian")
-        return row[0]
+        return rows[0][1]
 
     def custodian(self, custodian_id: int, conn=None) -> Custodian:
         """The custodian object of a ``custodians`` row (built once per manager)."""
@@ -184,15 +180,8 @@ class CustodyManager:
 
     def resolve(self, client_id: str, conn=None) -> tuple[int, bytes]:
         """(version, S) of the client's current custody version (the keyring's resolver)."""
-        row = (
-            (conn or self.ctx.db.conn)
-            .execute(
-                "SELECT version, custodian_id, fingerprint, key_id, wrapped FROM client_custody"
-                " WHERE client_id = ? AND state = 'current'",
-                (client_id,),
-            )
-            .fetchone()
-        )
+        found = load_versions(conn or self.ctx.db.conn, "client_id = ? AND state = 'current'", (client_id,))
+        row = found[0].ref_row if found else None
         if row is None:
             raise CustodyDestroyed(
                 f"client {self._name(client_id, conn)} has no custody secret: its keys cannot be opened"
@@ -251,10 +240,19 @@ class CustodyManager:
 
     def record_first(self, conn, client_id: str, made: dict, now: int) -> None:
         ref = made["ref"]
-        conn.execute(
-            "INSERT INTO client_custody (client_id, version, custodian_id, state, fingerprint, key_id,"
-            " wrapped, created_at) VALUES (?, 1, ?, 'current', ?, ?, ?, ?)",
-            (client_id, made["custodian_id"], ref.fingerprint, ref.key_id, ref.wrapped, now),
+        rowmac.insert(
+            conn,
+            "client_custody",
+            {
+                "client_id": client_id,
+                "version": 1,
+                "custodian_id": made["custodian_id"],
+                "state": "current",
+                "fingerprint": ref.fingerprint,
+                "key_id": ref.key_id,
+                "wrapped": ref.wrapped,
+                "created_at": now,
+            },
         )
 
     # --- rotation jobs -------------------------------------------------------------------------------
@@ -266,35 +264,45 @@ class CustodyManager:
         state = conn.execute("SELECT shred_state FROM clients WHERE id = ?", (client_id,)).fetchone()
         if state is None or state[0] is not None:
             raise ClientUnavailable(f"client {client_id} is {state[0] if state else 'unknown'}")
-        job = conn.execute(
-            "SELECT to_version, rotate_client_key FROM custody_jobs WHERE client_id = ?", (client_id,)
-        ).fetchone()
+        open_jobs = load_jobs(conn, "client_id = ?", (client_id,))
         now = to_epoch(self.ctx.now())
-        if job is not None:
-            if rotate_client_key and not job[1]:
-                conn.execute(
-                    "UPDATE custody_jobs SET rotate_client_key = 1 WHERE client_id = ?", (client_id,)
+        if open_jobs:
+            job = open_jobs[0]
+            if rotate_client_key and not job.rotate_client_key:
+                rowmac.update(
+                    conn, "custody_jobs", "rotate_client_key = 1", (), "client_id = ?", (client_id,)
                 )
-            return job[0]
-        current = conn.execute(
-            "SELECT version FROM client_custody WHERE client_id = ? AND state = 'current'", (client_id,)
-        ).fetchone()
-        if current is None:
+            return job.to_version
+        known = load_versions(conn, "client_id = ?", (client_id,))
+        current = [v for v in known if v.state == "current"]
+        if not current:
             raise CustodyDestroyed(f"client {client_id} has no custody secret: its keys cannot be opened")
-        newest = conn.execute(
-            "SELECT max(version) FROM client_custody WHERE client_id = ?", (client_id,)
-        ).fetchone()
-        target = newest[0] + 1
+        target = max(v.version for v in known) + 1
         custodian_id = self.current_id(conn)
-        conn.execute(
-            "INSERT INTO client_custody (client_id, version, custodian_id, state, created_at)"
-            " VALUES (?, ?, ?, 'pending', ?)",
-            (client_id, target, custodian_id, now),
+        rowmac.insert(
+            conn,
+            "client_custody",
+            {
+                "client_id": client_id,
+                "version": target,
+                "custodian_id": custodian_id,
+                "state": "pending",
+                "created_at": now,
+            },
         )
-        conn.execute(
-            "INSERT INTO custody_jobs (client_id, reason, from_version, to_version, rotate_client_key, step,"
-            " started_at, updated_at) VALUES (?, ?, ?, ?, ?, 'started', ?, ?)",
-            (client_id, reason, current[0], target, 1 if rotate_client_key else 0, now, now),
+        rowmac.insert(
+            conn,
+            "custody_jobs",
+            {
+                "client_id": client_id,
+                "reason": reason,
+                "from_version": current[0].version,
+                "to_version": target,
+                "rotate_client_key": 1 if rotate_client_key else 0,
+                "step": "started",
+                "started_at": now,
+                "updated_at": now,
+            },
         )
         return target
 
@@ -338,57 +346,71 @@ class CustodyManager:
         """Drive open rotation jobs (all, or those of ``client_ids``) to the end.
 
         Returns counts; raises CustodyUnavailable if the custodian cannot be reached (the jobs
-        stay, nothing is lost, the next command resumes them)."""
+        stay, nothing is lost, the next command resumes them). A job, custody version or custodian
+        row that fails its MAC, or a job whose step its versions contradict (:func:`check_step`),
+        is never obeyed: audited (``integrity.row_failure``) and raised (RowTampered, exit 6); the
+        command that unsealed the vault goes on without the rotations (vault.facade), doctor
+        names the row."""
         with self.runner() as mine:
             if not mine:
                 return {"skipped": True, "done": 0}
-            wanted = None if client_ids is None else set(client_ids)
-            jobs = [
-                j
-                for j in self.ctx.db.all(
-                    "SELECT client_id, reason, from_version, to_version, rotate_client_key, step"
-                    " FROM custody_jobs"
-                    " ORDER BY started_at, client_id"
-                )
-                if wanted is None or j[0] in wanted
-            ]
-            if not jobs:
-                return {"skipped": False, "done": 0}
-            made = self._create_step([j for j in jobs if j[5] == "started"])
-            jobs = self._reload(jobs)
-            self._rewrap_step([j for j in jobs if j[5] == "created"], made, progress)
-            jobs = self._reload(jobs)
-            self._retire_step([j for j in jobs if j[5] == "rewrapped"])
-            jobs = self._reload(jobs)
-            done = [j[0] for j in jobs if j[5] == "retired"]
-            scrubbed = False
-            if done:
-                with self.ctx.db.write() as conn:
-                    conn.executemany(
-                        "DELETE FROM custody_jobs WHERE client_id = ? AND step = 'retired'",
-                        [(c,) for c in done],
-                    )
-                # the re-wrapped and deleted keys' old page images must leave the WAL and free pages
-                scrubbed = self.ctx.db.scrub()
-            return {"skipped": False, "done": len(done), "scrubbed": scrubbed}
+            try:
+                return self._run_jobs(client_ids, progress)
+            except rowmac.RowTampered as exc:
+                self.ctx.integrity_alarm(None, exc, "custody.rotation")
+                raise
 
-    def _reload(self, jobs) -> list:
-        ids = [j[0] for j in jobs]
-        rows = {
-            r[0]: r
-            for r in self.ctx.db.all(
-                "SELECT client_id, reason, from_version, to_version, rotate_client_key, step FROM"
-                " custody_jobs"
-            )
-        }
+    def _run_jobs(self, client_ids: Iterable[str] | None, progress: Progress | None) -> dict:
+        """The body of :meth:`run_jobs`, under the runner lock."""
+        wanted = None if client_ids is None else sorted(set(client_ids))
+        jobs = self._load(wanted)
+        if not jobs:
+            return {"skipped": False, "done": 0}
+        made = self._create_step([j for j in jobs if j[5] == "started"])
+        jobs = self._reload(jobs)
+        self._rewrap_step([j for j in jobs if j[5] == "created"], made, progress)
+        jobs = self._reload(jobs)
+        self._retire_step([j for j in jobs if j[5] == "rewrapped"])
+        jobs = self._reload(jobs)
+        done = [j[0] for j in jobs if j[5] == "retired"]
+        scrubbed = False
+        if done:
+            with self.ctx.db.write() as conn:
+                conn.executemany(
+                    "DELETE FROM custody_jobs WHERE client_id = ? AND step = 'retired'",
+                    [(c,) for c in done],
+                )
+            # the re-wrapped and deleted keys' old page images must leave the WAL and free pages
+            scrubbed = self.ctx.db.scrub()
+        return {"skipped": False, "done": len(done), "scrubbed": scrubbed}
+
+    def _load(self, client_ids: list[str] | None) -> list[Job]:
+        """The open jobs (all, or those of ``client_ids``), each row's MAC verified and its step
+        checked against its custody versions (:func:`check_step`)."""
+        conn = self.ctx.db.conn
+        where, params = "1", tuple[str, ...]()
+        if client_ids is not None:
+            where, params = f"client_id IN ({','.join('?' * len(client_ids))})", tuple(client_ids)
+        found = load_jobs(conn, where, params)
+        for job in found:
+            check_step(conn, job, self._name(job.client_id, conn))
+        return found
+
+    def _reload(self, done: list[Job]) -> list[Job]:
+        ids = [j.client_id for j in done]
+        rows = {j.client_id: j for j in self._load(ids)} if ids else {}
         return [rows[c] for c in ids if c in rows]
 
     def _advance(self, conn, client_id: str, old: str, new: str) -> bool:
         return (
-            conn.execute(
-                "UPDATE custody_jobs SET step = ?, updated_at = ? WHERE client_id = ? AND step = ?",
-                (new, to_epoch(self.ctx.now()), client_id, old),
-            ).rowcount
+            rowmac.update(
+                conn,
+                "custody_jobs",
+                "step = ?, updated_at = ?",
+                (new, to_epoch(self.ctx.now())),
+                "client_id = ? AND step = ?",
+                (client_id, old),
+            )
             == 1
         )
 
@@ -397,22 +419,25 @@ class CustodyManager:
         made: dict[str, bytes] = {}
         by_custodian: dict[int, list] = {}
         for client_id, _, _, to_version, _, _ in jobs:
-            row = self.ctx.db.one(
-                "SELECT custodian_id FROM client_custody WHERE client_id = ? AND version = ? AND"
-                " state = 'pending'",
+            row = load_versions(
+                self.ctx.db.conn,
+                "client_id = ? AND version = ? AND state = 'pending'",
                 (client_id, to_version),
             )
-            if row is not None:
-                by_custodian.setdefault(row[0], []).append((client_id, to_version))
+            if row:
+                by_custodian.setdefault(row[0].custodian_id, []).append((client_id, to_version))
         for custodian_id, items in by_custodian.items():
             created = self.custodian(custodian_id).create(items)
             with self.ctx.db.write() as conn:
                 for item in created:
                     ref = item.ref
-                    conn.execute(
-                        "UPDATE client_custody SET fingerprint = ?, key_id = ?, wrapped = ?"
-                        " WHERE client_id = ? AND version = ? AND state = 'pending'",
-                        (ref.fingerprint, ref.key_id, ref.wrapped, ref.client_id, ref.version),
+                    rowmac.update(
+                        conn,
+                        "client_custody",
+                        "fingerprint = ?, key_id = ?, wrapped = ?",
+                        (ref.fingerprint, ref.key_id, ref.wrapped),
+                        "client_id = ? AND version = ? AND state = 'pending'",
+                        (ref.client_id, ref.version),
                     )
                     if self._advance(conn, ref.client_id, "started", "created"):
                         made[ref.client_id] = item.secret
@@ -439,16 +464,14 @@ class CustodyManager:
             )  # the shred owns it now
             return
         name = client[0]
-        new_row = conn.execute(
-            "SELECT version, custodian_id, fingerprint, key_id, wrapped FROM client_custody"
-            " WHERE client_id = ? AND version = ? AND state = 'pending'",
-            (client_id, to_version),
-        ).fetchone()
-        old_row = conn.execute(
-            "SELECT version, custodian_id, fingerprint, key_id, wrapped FROM client_custody"
-            " WHERE client_id = ? AND version = ? AND state = 'current'",
-            (client_id, from_version),
-        ).fetchone()
+        pending = load_versions(
+            conn, "client_id = ? AND version = ? AND state = 'pending'", (client_id, to_version)
+        )
+        live = load_versions(
+            conn, "client_id = ? AND version = ? AND state = 'current'", (client_id, from_version)
+        )
+        new_row = pending[0].ref_row if pending else None
+        old_row = live[0].ref_row if live else None
         if new_row is None or old_row is None:
             raise IntegrityFailure(f"integrity failure: custody rotation of client {name} lost its versions")
         new_secret = made.get(client_id) or self.secret(client_id, new_row, conn)
@@ -510,12 +533,20 @@ class CustodyManager:
                 "UPDATE client_audit_keys SET wrapped = ? WHERE client_id = ?",
                 (keyring.wrap_client_audit_key(key, client_id, custody=new), client_id),
             )
-        conn.execute(
-            "UPDATE client_custody SET state = 'retired' WHERE client_id = ? AND version = ?",
+        rowmac.update(
+            conn,
+            "client_custody",
+            "state = 'retired'",
+            (),
+            "client_id = ? AND version = ?",
             (client_id, from_version),
         )
-        conn.execute(
-            "UPDATE client_custody SET state = 'current' WHERE client_id = ? AND version = ?",
+        rowmac.update(
+            conn,
+            "client_custody",
+            "state = 'current'",
+            (),
+            "client_id = ? AND version = ?",
             (client_id, to_version),
         )
         self._advance(conn, client_id, "created", "rewrapped")
@@ -523,12 +554,9 @@ class CustodyManager:
     def _retire_step(self, jobs) -> None:
         by_custodian: dict[int, list] = {}
         for client_id, _, from_version, _, _, _ in jobs:
-            row = self.ctx.db.one(
-                "SELECT custodian_id FROM client_custody WHERE client_id = ? AND version = ?",
-                (client_id, from_version),
-            )
-            if row is not None:
-                by_custodian.setdefault(row[0], []).append((client_id, from_version))
+            row = load_versions(self.ctx.db.conn, "client_id = ? AND version = ?", (client_id, from_version))
+            if row:
+                by_custodian.setdefault(row[0].custodian_id, []).append((client_id, from_version))
         for custodian_id, items in by_custodian.items():
             receipts = destroy_items(self.custodian(custodian_id), items)
             self._record_destroyed(receipts, advance=True)
@@ -536,11 +564,13 @@ class CustodyManager:
     def _record_destroyed(self, receipts: list[Destroyed], *, advance: bool) -> None:
         with self.ctx.db.write() as conn:
             for r in receipts:
-                conn.execute(
-                    "UPDATE client_custody SET state = 'destroyed', destroyed_at = ?, receipt = ?,"
-                    " wrapped = NULL"
-                    " WHERE client_id = ? AND version = ?",
-                    (r.destroyed_at, json.dumps(r.as_dict(), sort_keys=True), r.client_id, r.version),
+                rowmac.update(
+                    conn,
+                    "client_custody",
+                    "state = 'destroyed', destroyed_at = ?, receipt = ?, wrapped = NULL",
+                    (r.destroyed_at, json.dumps(r.as_dict(), sort_keys=True)),
+                    "client_id = ? AND version = ?",
+                    (r.client_id, r.version),
                 )
                 if advance:
                     self._advance(conn, r.client_id, "rewrapped", "retired")
@@ -550,15 +580,14 @@ class CustodyManager:
     def manifest(self, conn, client_id: str) -> list[dict]:
         """Every custody version of the client not yet destroyed (the shred records this first)."""
         return [
-            {"version": v, "custodian_id": c, "kind": k, "fingerprint": fp, "key_id": kid}
-            for v, c, k, fp, kid in conn.execute(
-                "SELECT cc.version, cc.custodian_id, cu.kind, cc.fingerprint, cc.key_id FROM"
-                " client_custody cc"
-                " JOIN custodians cu ON cu.id = cc.custodian_id WHERE cc.client_id = ? AND cc.state"
-                " <> 'destroyed'"
-                " ORDER BY cc.version",
-                (client_id,),
-            )
+            {
+                "version": v.version,
+                "custodian_id": v.custodian_id,
+                "kind": self._row(v.custodian_id, conn)[1],
+                "fingerprint": v.fingerprint,
+                "key_id": v.key_id,
+            }
+            for v in load_versions(conn, "client_id = ? AND state <> 'destroyed'", (client_id,), "version")
         ]
 
     def destroy_for_shred(self, client_id: str, entries: list[dict]) -> list[Destroyed]:
@@ -598,10 +627,11 @@ class CustodyManager:
         with db.write() as conn:
             if conn.execute("SELECT 1 FROM meta WHERE key = ?", (META_FORMAT,)).fetchone():
                 return None  # another process migrated meanwhile
-            custodian_id = conn.execute(
-                "INSERT INTO custodians (kind, config, created_at) VALUES ('local', ?, ?)",
-                (json.dumps({"file": str(local.path)}), now),
-            ).lastrowid
+            custodian_id = rowmac.insert(
+                conn,
+                "custodians",
+                {"kind": "local", "config": json.dumps({"file": str(local.path)}), "created_at": now},
+            )
             for client_id, name in clients:
                 custody = (1, made[client_id].secret)
                 keyring.legacy_client_wrap = True
@@ -638,11 +668,17 @@ class CustodyManager:
                         (keyring.wrap_client_audit_key(audit_key, client_id, custody=custody), client_id),
                     )
                 ref = made[client_id].ref
-                conn.execute(
-                    "INSERT INTO client_custody (client_id, version, custodian_id, state,"
-                    " fingerprint, created_at)"
-                    " VALUES (?, 1, ?, 'current', ?, ?)",
-                    (client_id, custodian_id, ref.fingerprint, now),
+                rowmac.insert(
+                    conn,
+                    "client_custody",
+                    {
+                        "client_id": client_id,
+                        "version": 1,
+                        "custodian_id": custodian_id,
+                        "state": "current",
+                        "fingerprint": ref.fingerprint,
+                        "created_at": now,
+                    },
                 )
             conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (META_FORMAT, CUSTODY_FORMAT))
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (META_MIGRATED_AT, now))
@@ -657,9 +693,10 @@ class CustodyManager:
         local = LocalCustodian(path, self.ctx.vault_id, vault_home=self.ctx.home.root, clock=self.ctx.clock)
         local.create_file()
         now = to_epoch(self.ctx.now())
-        conn.execute(
-            "INSERT INTO custodians (kind, config, created_at) VALUES ('local', ?, ?)",
-            (json.dumps({"file": str(local.path)}), now),
+        rowmac.insert(
+            conn,
+            "custodians",
+            {"kind": "local", "config": json.dumps({"file": str(local.path)}), "created_at": now},
         )
         conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (META_FORMAT, CUSTODY_FORMAT))
 
@@ -676,12 +713,15 @@ class CustodyManager:
     def _switch_locked(self, kind: str, config: dict, custodian, now: int, progress: Progress | None) -> dict:
         with self.ctx.db.write() as conn:
             old = self.current_id(conn)
-            new = conn.execute(
-                "INSERT INTO custodians (kind, config, created_at) VALUES (?, ?, ?)",
-                (kind, json.dumps(config, sort_keys=True), now),
-            ).lastrowid
+            new = rowmac.insert(
+                conn,
+                "custodians",
+                {"kind": kind, "config": json.dumps(config, sort_keys=True), "created_at": now},
+            )
+            if new is None:  # a plain INSERT inserts or raises
+                raise RuntimeError("the custodian row was not inserted")
             self._custodians[new] = custodian
-            conn.execute("UPDATE custodians SET retired_at = ? WHERE id = ?", (now, old))
+            rowmac.update(conn, "custodians", "retired_at = ?", (now,), "id = ?", (old,))
             clients = [r[0] for r in conn.execute("SELECT id FROM clients WHERE shred_state IS NULL")]
             for client_id in clients:
                 self.start_rotation(conn, client_id, "custodian", rotate_client_key=False)
@@ -717,9 +757,7 @@ class CustodyManager:
         jobs = db.all("SELECT client_id, reason, step FROM custody_jobs ORDER BY started_at")
         migrated = db.one("SELECT value FROM meta WHERE key = ?", (META_MIGRATED_AT,))
         custodians = []
-        for cid, kind, config, created, retired in db.all(
-            "SELECT id, kind, config, created_at, retired_at FROM custodians ORDER BY id"
-        ):
+        for _, cid, kind, config, created, retired in rowmac.select(db.conn, "custodians", "1", (), "id"):
             entry = {
                 "id": cid,
                 "kind": kind,

@@ -134,6 +134,8 @@ class MaintenanceService:
                 custody.run_jobs()
             except BackendError as exc:
                 report.problems.append(f"custody: rotations pending, custodian unavailable: {exc}")
+            except IntegrityFailure as exc:  # a job row edited or put back (audited by run_jobs)
+                report.problems.append(f"custody: rotation not run: {exc}")
         from vault.custody.local import LocalCustodian
 
         try:
@@ -148,11 +150,14 @@ class MaintenanceService:
         if problems:
             return
         live = current.live_items()
-        rows = self.ctx.db.all(
-            "SELECT client_id, version, state FROM client_custody WHERE custodian_id = ?",
-            (custody.current_id(),),
-        )
-        known = {(c, v): st for c, v, st in rows}
+        from vault.custody.rows import load_versions
+
+        try:  # the states decide what is destroyed below: only authentic ones (coverage 4)
+            rows = load_versions(self.ctx.db.conn, "custodian_id = ?", (custody.current_id(),))
+        except IntegrityFailure as exc:
+            report.problems.append(f"custody: {exc}")
+            return
+        known = {(v.client_id, v.version): v.state for v in rows}
         shredded = {r[0] for r in self.ctx.db.all("SELECT id FROM clients WHERE shred_state IS NOT NULL")}
         for client_id, version in sorted(live):
             state = known.get((client_id, version))

@@ -190,6 +190,31 @@ TABLES: dict[str, Table] = {
             ),
             "client_id",
         ),
+        # custody (0005_custody.sql; docs/sla.md section 6): where each custody secret is created
+        # and destroyed, which version opens a client's keys and which ones a rotation or a shred
+        # destroys, and the rotations' steps. The bookkeeping times (created_at of a version, a
+        # job's started_at/updated_at) decide nothing. Covered since coverage 4
+        Table("custodians", ("id", "kind", "config", "created_at", "retired_at"), "id"),
+        Table(
+            "client_custody",
+            (
+                "client_id",
+                "version",
+                "custodian_id",
+                "state",
+                "fingerprint",
+                "key_id",
+                "wrapped",
+                "destroyed_at",
+                "receipt",
+            ),
+            "client_id",
+        ),
+        Table(
+            "custody_jobs",
+            ("client_id", "reason", "from_version", "to_version", "rotate_client_key", "step"),
+            "client_id",
+        ),
     )
 }
 
@@ -199,11 +224,11 @@ META_KEYS = ("settings", "single_operator", "row_macs")
 #: its value is the coverage: which tables carry them
 MARKER = "row_macs"
 #: the coverage this build writes: 1 = the tables of issue 12 and the teams; 2 = also integrations;
-#: 3 = also shred_jobs (independent review R11)
-COVERAGE = 3
+#: 3 = also shred_jobs (independent review R11); 4 = also custodians, client_custody, custody_jobs
+COVERAGE = 4
 #: the tables each coverage added after the first: a vault at an older coverage gets their MACs on
 #: its next unseal (:func:`upgrade`), under the rules of :func:`backfill`
-ADDED = {2: ("integrations",), 3: ("shred_jobs",)}
+ADDED = {2: ("integrations",), 3: ("shred_jobs",), 4: ("custodians", "client_custody", "custody_jobs")}
 
 
 class RowTampered(IntegrityFailure):
