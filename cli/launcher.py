@@ -93,8 +93,11 @@ def try_agent(argv: list[str]) -> int | None:
     return code
 
 
-def _leave(code: int) -> None:
-    """Flush and exit without interpreter teardown, as :func:`cli.main.main` does."""
+def leave(code: int) -> None:
+    """Flush stdout and stderr and exit without interpreter teardown (every way out of the
+    ``cvault`` process: the agent's answer, :mod:`cli.fastget`, :func:`cli.main.main`). Nothing is
+    left to clean up by then, and tearing down the loaded modules would cost ~10 ms on every
+    ``cvault secret get`` (docs/performance.md). A closed or broken output is exit 1 at least."""
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -108,13 +111,13 @@ def main() -> None:
     if os.environ.get("CVAULT_NO_AGENT") != "1" and agent_eligible(argv):
         code = try_agent(argv)
         if code is not None:
-            _leave(code)
+            leave(code)
     # ``secret get --field``/``--json`` without click (cli.fastget): the same read, the same bytes
     from cli.fastget import try_fast
 
     code = try_fast(argv)
     if code is not None:
-        _leave(code)
+        leave(code)
     from cli.main import main as cli_main
 
     cli_main()

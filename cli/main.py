@@ -165,13 +165,9 @@ def main(argv: list[str] | None = None) -> None:
     By the time ``run`` returns, click has closed the vault (its database connection is closed,
     every transaction committed) and nothing is left to clean up; tearing down the ~150 loaded
     modules would still cost about 10 ms on every ``cvault secret get`` (docs/performance.md)."""
-    code = run(argv)
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (BrokenPipeError, ValueError):
-        code = code or 1
-    os._exit(code)
+    from cli.launcher import leave  # loaded already when bin/cvault started this process
+
+    leave(run(argv))
 
 
 if __name__ == "__main__":

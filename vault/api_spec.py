@@ -227,6 +227,14 @@ def K(name: str, type_: str = "str", default: object = None, bounds: tuple[int, 
 
 
 PROGRESS = ("progress",)
+#: parameters several operations share, each stated once (the library's own checks:
+#: vault.sla.service.MAX_GRACE_DAYS, vault.records.service.MAX_VERSION; tests/server/test_registry.py)
+GRACE_BOUNDS: tuple[int, int] = (0, 3650)
+VERSION_BOUNDS: tuple[int, int] = (1, 2**31)
+GRACE_DAYS = K("grace_days", "int", None, GRACE_BOUNDS)
+MIN_GRACE_DAYS = P("days", "int", REQUIRED, GRACE_BOUNDS)
+VERSION = P("version", "int", None, VERSION_BOUNDS)
+WORKERS = K("workers", "int", 8, (1, 32))
 
 OPERATIONS: tuple[Op, ...] = (
     # --- sessions (users.login and users.enroll need no token) --------------------------------
@@ -425,7 +433,7 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "clients",
         "add",
-        (P("name"), K("sla_end", "when", REQUIRED), K("grace_days", "int", None, (0, 3650))),
+        (P("name"), K("sla_end", "when", REQUIRED), GRACE_DAYS),
         returns="ClientView",
         summary="Create a client",
     ),
@@ -457,7 +465,7 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "secrets",
         "restore",
-        (P("client_name"), P("path"), K("version", "int", REQUIRED, (1, 2**31))),
+        (P("client_name"), P("path"), K("version", "int", REQUIRED, VERSION_BOUNDS)),
         returns="Stored",
         summary="Make an older version's content current (also undeletes)",
     ),
@@ -500,7 +508,7 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "secrets",
         "attachment",
-        (P("client_name"), P("path"), P("name"), P("version", "int", None, (1, 2**31))),
+        (P("client_name"), P("path"), P("name"), VERSION),
         result="attachment",
         returns="Attachment",
         summary="Read an attached file (a read, like get; its bytes as base64)",
@@ -508,7 +516,7 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "secrets",
         "get",
-        (P("client_name"), P("path"), P("version", "int", None, (1, 2**31))),
+        (P("client_name"), P("path"), VERSION),
         result="record",
         returns="SecretRecord",
         summary="Read a record (the only operation returning values)",
@@ -555,7 +563,7 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "sla",
         "renew",
-        (P("name"), P("until", "when"), K("grace_days", "int", None, (0, 3650))),
+        (P("name"), P("until", "when"), GRACE_DAYS),
         returns="SlaView",
         summary="New SLA end",
     ),
@@ -590,14 +598,14 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "sla",
         "request_min_grace",
-        (P("days", "int", REQUIRED, (0, 3650)),),
+        (MIN_GRACE_DAYS,),
         returns="MinGrace",
         summary="Request a change of the minimum grace period (two-person)",
     ),
     Op(
         "sla",
         "approve_min_grace",
-        (P("days", "int", REQUIRED, (0, 3650)),),
+        (MIN_GRACE_DAYS,),
         returns="MinGrace",
         summary="Approve another person's change of the minimum grace period",
     ),
@@ -716,7 +724,7 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "sync",
         "push",
-        (K("workers", "int", 8, (1, 32)), K("force", "bool", False)),
+        (WORKERS, K("force", "bool", False)),
         local_only=PROGRESS,
         returns="Push",
         summary="Drain the outbox",
@@ -724,7 +732,7 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "sync",
         "pull",
-        (K("workers", "int", 8, (1, 32)),),
+        (WORKERS,),
         local_only=PROGRESS,
         returns="Pull",
         summary="Restore missing or corrupt local blobs",

@@ -125,3 +125,20 @@ def test_the_cli_takes_its_bounds_from_the_registry(module, command, option, ope
     low, high = spec.param(operation, parameter).limits
     assert got.min == low
     assert got.max == (high if upper else None)
+
+
+def test_the_shared_parameters_state_the_librarys_own_bounds():
+    """The registry states each shared bound once (vault.api_spec GRACE_BOUNDS, VERSION_BOUNDS):
+    they are the library's own checks, so the API refuses exactly what the facade would."""
+    from vault.records.service import MAX_VERSION
+    from vault.sla.service import MAX_GRACE_DAYS
+
+    assert spec.GRACE_BOUNDS == (0, MAX_GRACE_DAYS)
+    assert spec.VERSION_BOUNDS == (1, MAX_VERSION)
+    for name in ("clients.add", "sla.renew"):
+        assert spec.param(name, "grace_days") is spec.GRACE_DAYS
+    for name in ("sla.request_min_grace", "sla.approve_min_grace"):
+        assert spec.param(name, "days") is spec.MIN_GRACE_DAYS
+    for name in ("secrets.get", "secrets.attachment"):
+        assert spec.param(name, "version") is spec.VERSION
+    assert spec.param("secrets.restore", "version").limits == spec.VERSION_BOUNDS
