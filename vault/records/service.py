@@ -513,7 +513,7 @@ class SecretService:
             found = self._require(conn, client, keys, path)
             record_id, _, current = found
             if purge:
-                versions, attached = store.destroy(conn, record_id)
+                destroyed, versions, attached = store.destroy(conn, record_id)
                 blobs = versions + attached
                 outbox.queue_delete(conn, blobs, now)
                 # copies and backups of the vault still hold the record key under the client key
@@ -523,7 +523,7 @@ class SecretService:
                     "client": client.name,
                     "path": path,
                     "purged": True,
-                    "versions_destroyed": len(versions),
+                    "versions_destroyed": destroyed,
                     "attachments_destroyed": len(attached),
                 }
             else:
@@ -763,14 +763,21 @@ class SecretService:
     def _open(
         self, client: ClientRow, keys: ClientKeys, record_id: int, path: str, kind: str, version: int, row
     ) -> tuple[SecretRecord, builtins.list[dict[str, Any]]]:
-        """The record as read, and its attachment entries with their keys (these stay here)."""
-        wrapped, blob_name, created_at, created_by = row
+        """The record as read, and its attachment entries with their keys (these stay here).
+        ``row`` is :data:`vault.store.records.OPEN_COLUMNS`."""
+        wrapped, blob_name, created_at, created_by, pack_offset, size = row
         try:
             dek = keys.unwrap_dek(wrapped, record_id, version)
         except CryptoError:
             raise self._integrity(client, path, version) from None
         try:
-            data = self.read_blob(blob_name)
+            if pack_offset is None:
+                data = self.read_blob(blob_name)
+            else:
+                packed = self.read_packed(blob_name, pack_offset, size)
+                if packed is None:
+                    raise self._integrity(client, path, version)
+                data = packed
         except BlobNotFound:
             raise IntegrityFailure(
                 f"integrity failure: record {self._record_name(client, path, version)}"
@@ -812,33 +819,60 @@ class SecretService:
                 raise
             return data
 
+    def read_packed(self, name: str, offset: Any, size: Any) -> bytes | None:
+        """A packed version's bytes: ``size`` bytes at ``offset`` of the pack ``name`` (a pack
+        lost locally is restored from the remote replica, like a blob). None for a place no
+        writer gives (the row MAC refuses an edited one first wherever the row is read for a
+        decision); a short pack gives fewer bytes, which then fail to decrypt."""
+        if type(offset) is not int or type(size) is not int or offset < 0 or not 0 < size <= _MAX_PACKED:
+            return None
+        try:
+            return self.ctx.blobs.get_range(name, offset, size)
+        except BlobNotFound:
+            data = self._fetch_lost_blob(name) if self._fetch_lost_blob is not None else None
+            if data is None:
+                raise
+            return bytes(data[offset : offset + size])
+
     def blob_is_authentic(self, name: str, data: bytes) -> bool | None:
         """Whether ``data`` is the authentic content of the record version stored as ``name``
-        (None if no live record version uses that name). Used by sync to choose between copies."""
+        (None if no live record version uses that name). Used by sync to choose between copies.
+        A pack is authentic when every version stored in it opens from its place in ``data``."""
 
         def read(conn, touch):
-            row = store.by_blob_name(conn, name)
-            if row is None:
+            rows = store.by_blob_name(conn, name)
+            if not rows:
                 return None
-            client_id, record_id, version, key_version, wrapped = row
-            touch(client_id)
-            client = self.ctx.client_by_id(client_id, conn)
-            return client, record_id, version, self.ctx.client_keys(client, key_version, conn), wrapped
+            out = []
+            for client_id, record_id, version, key_version, wrapped, offset, size in rows:
+                touch(client_id)
+                client = self.ctx.client_by_id(client_id, conn)
+                keys = self.ctx.client_keys(client, key_version, conn)
+                out.append((client, record_id, version, keys, wrapped, offset, size))
+            return out
 
         try:
             found = self.ctx.db.read_retrying(read)
             if found is None:
                 return self._attachment_is_authentic(name, data)
-            client, record_id, version, keys, wrapped = found
-            dek = keys.unwrap_dek(wrapped, record_id, version)
-            blobfmt.decrypt_record(
-                data,
-                dek,
-                vault_id=self.ctx.vault_id,
-                client_id=client.id_bytes,
-                record_id=record_id,
-                record_version=version,
-            )
+            for client, record_id, version, keys, wrapped, offset, size in found:
+                if offset is not None:
+                    if type(offset) is not int or type(size) is not int or offset < 0 or size <= 0:
+                        return False
+                    part = bytes(data[offset : offset + size])
+                elif len(found) > 1:
+                    return False  # a blob of its own is one version's only
+                else:
+                    part = data
+                dek = keys.unwrap_dek(wrapped, record_id, version)
+                blobfmt.decrypt_record(
+                    part,
+                    dek,
+                    vault_id=self.ctx.vault_id,
+                    client_id=client.id_bytes,
+                    record_id=record_id,
+                    record_version=version,
+                )
             return True
         except (CryptoError, IntegrityFailure, ClientUnavailable):
             return False
@@ -1101,6 +1135,11 @@ class SecretService:
 
 #: records validated, encrypted and inserted at a time by a bulk import (bounds its memory)
 IMPORT_BATCH = 2000
+#: a pack is closed once it holds this many bytes (a batch of large records makes several packs;
+#: a batch of typical ones, ~200 bytes each, one of ~0.5 MB)
+_PACK_BYTES = 8 * 1024 * 1024
+#: a packed version is one record blob: header, at most 1 MiB of document, tag
+_MAX_PACKED = blobfmt.HEADER_LEN + blobfmt.MAX_PLAINTEXT + crypto.TAG_LEN
 
 
 def _parsed_batches(
@@ -1143,14 +1182,15 @@ class _BulkWrite:
     and outbox entries as one :meth:`SecretService._write` per record. Paths already stored get
     a new version through ``_write``; new records get ids allocated up front (AUTOINCREMENT: above
     both the sequence and the largest id, exactly the ids one insert each would get), their rows
-    are inserted with three ``executemany`` per batch, and their blobs are written on a
-    background thread while the next ones are encrypted. Each record version still gets its own
-    key and nonces, from one OS CSPRNG read per batch (:func:`vault.crypto.fresh_keys`).
+    are inserted with one ``executemany`` per table per batch, and their blobs go into one pack
+    per batch (docs/format.md section 9: one file, one outbox row; each version still a record
+    blob of its own, with its own key and nonces from one OS CSPRNG read per batch,
+    :func:`vault.crypto.fresh_keys`, and its row giving its place in the pack under the row MAC).
 
-    ``finish()`` makes every blob durable by one sync before the caller commits; ``abort()``
-    (the transaction is rolling back) stops the writer and deletes the blobs written, which no
-    row refers to. A stored record whose current version has fields the line lacks is refused
-    (naming it) unless ``replace``, like :meth:`SecretService.put`."""
+    ``finish()`` makes every pack durable by one sync before the caller commits; ``abort()``
+    (the transaction is rolling back) deletes the packs written, which no row refers to. A
+    stored record whose current version has fields the line lacks is refused (naming it) unless
+    ``replace``, like :meth:`SecretService.put`."""
 
     def __init__(
         self,
@@ -1171,11 +1211,9 @@ class _BulkWrite:
         self.progress, self.total, self.replace = progress, total, replace
         self.count = 0
         self.pruned: list[str] = []
-        #: the new records' blobs written so far, as (first record id, count) runs at version 1
-        #: (abort() deletes them; a new version of a stored record written before a failure is
-        #: left as an orphan, which doctor reports)
-        self._runs: list[tuple[int, int]] = []
-        self._writer: Any = None
+        #: the packs written so far (abort() deletes them; a new version of a stored record
+        #: written before a failure is left as an orphan, which doctor reports)
+        self._packs: list[str] = []
 
     def add(self, batch: list[_PreparedWrite]) -> None:
         if not batch:
@@ -1201,17 +1239,15 @@ class _BulkWrite:
             return
         ctx = service.ctx
         first = store.next_record_id(conn)
-        self._runs.append((first, len(fresh)))
-        if self._writer is None:
-            self._writer = ctx.blobs.bulk_writer()
-        add_blob = self._writer.add
         vault_id, client_bytes, client_id = ctx.vault_id, client.id_bytes, client.id
-        blob_name, encrypt = ctx.keyring.blob_name, blobfmt.encrypt_record
+        encrypt = blobfmt.encrypt_record
         wrap_dek, seal_meta = keys.wrap_dek, keys.seal_meta
         key_version, by = keys.version, self.principal.name
         record_rows: list = []
         version_rows: list[VersionRow] = []
-        names: list[str] = []
+        packs: list[str] = []  # this batch's packs, for the outbox
+        header = blobfmt.pack_header(vault_id, client_bytes)
+        pack, parts, offset = "", [header], _PACK_BYTES  # a pack starts at the first record
         material = crypto.fresh_keys(len(fresh), nonces=3)
         for record_id, (item, tag), (dek, blob_nonce, wrap_nonce, meta_nonce) in zip(
             range(first, first + len(fresh)), fresh, material, strict=True
@@ -1225,8 +1261,13 @@ class _BulkWrite:
                 record_version=1,
                 nonce=blob_nonce,
             )
-            name = blob_name(client_id, record_id, 1)
-            add_blob(name, data)
+            if offset >= _PACK_BYTES:  # start a pack (named by its first record)
+                if pack:
+                    self._write_pack(pack, parts)
+                pack, parts, offset = ctx.keyring.pack_name(client_id, record_id), [header], len(header)
+                packs.append(pack)
+                self._packs.append(pack)
+            parts.append(data)
             record_rows.append(
                 (record_id, client_id, tag, seal_meta(_meta_doc(item), record_id, nonce=meta_nonce), now, now)
             )
@@ -1236,33 +1277,34 @@ class _BulkWrite:
                     1,
                     key_version,
                     wrap_dek(dek, record_id, 1, nonce=wrap_nonce),
-                    name,
+                    pack,
                     len(data),
                     now,
                     by,
+                    offset,
                 )
             )
-            names.append(name)
+            offset += len(data)
             self.count += 1
             if progress:
                 progress(self.count, total)
+        self._write_pack(pack, parts)
+        del parts
         store.insert_records(conn, record_rows)
         store.insert_versions(conn, version_rows)
-        outbox.queue_put(conn, names, now)
+        outbox.queue_put(conn, packs, now)
+
+    def _write_pack(self, name: str, parts: list[bytes]) -> None:
+        # in place without fsync: no committed row refers to the name before finish() syncs
+        self.service.ctx.blobs.put(name, b"".join(parts), durable=False)
 
     def finish(self) -> None:
-        if self._writer is not None:
-            self._writer.finish()
-        self.service.ctx.blobs.sync()  # every blob durable before the caller's commit
+        self.service.ctx.blobs.sync()  # every pack durable before the caller's commit
 
     def abort(self) -> None:
-        if self._writer is not None:
-            self._writer.abort()
-        blob_name, client_id = self.service.ctx.keyring.blob_name, self.client.id
-        for first, n in self._runs:
-            for record_id in range(first, first + n):
-                with contextlib.suppress(Exception):
-                    self.service.ctx.blobs.delete(blob_name(client_id, record_id, 1), durable=False)
+        for name in self._packs:
+            with contextlib.suppress(Exception):
+                self.service.ctx.blobs.delete(name, durable=False)
 
 
 def _meta_doc(prepared: _PreparedWrite) -> dict[str, Any]:
