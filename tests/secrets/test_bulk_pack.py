@@ -281,3 +281,23 @@ def test_a_shred_deletes_the_packs_and_certifies_them(packed):
     assert packs <= queued
     assert v.secrets.get(operator(), "globex", "solo").fields["password"] == "globex-pw"
     assert v.maintenance.doctor(Principal.system("cli")).ok
+
+
+def test_the_bulk_rows_carry_the_macs_of_the_generic_encoding(packed):
+    """insert_records / insert_versions encode the values a batch shares once; the MACs are
+    exactly those of rowmac.encode (what every reader and doctor check)."""
+    from vault.store import rowmac
+
+    vd, v = packed
+    conn = v.ctx.db.conn
+    for table in ("records", "record_versions"):
+        assert list(rowmac.verify_table(conn, table)) == []
+    m = rowmac.macer(conn)
+    for rid, version, name, offset, size in _rows(v)[:50]:
+        created, by, tag = v.ctx.db.one(
+            "SELECT created_at, created_by, mac FROM record_versions WHERE record_id = ? AND version = ?",
+            (rid, version),
+        )
+        values = (rid, version, False, name, size, created, by, offset)
+        assert m.verify(rowmac.encode("record_versions", values), bytes(tag))
+        assert not m.verify(rowmac.encode("record_versions", values[:-1]), bytes(tag))

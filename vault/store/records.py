@@ -58,17 +58,28 @@ def version_row(
 
 
 def find(conn: sqlite3.Connection, client_id: str, tag: bytes) -> RecordRow | None:
-    """The client's record named by ``tag``, its MAC checked. Found by the tag alone (index
-    records_path_tag): a tag is keyed by the client's own key, so a row holding it under another
-    client id was moved there, and fails its MAC (an integrity failure, not "no such record")."""
-    found = None
-    for rid, cid, meta_sealed, current, tag_mac in conn.execute(
-        "SELECT id, client_id, meta_sealed, current_version, mac FROM records WHERE path_tag = ?", (tag,)
+    """The client's record named by ``tag``, its MAC checked: one seek of the ``UNIQUE
+    (client_id, path_tag)`` index. When the client has none, every client is looked at for the
+    tag (one seek each, the same index): a tag is keyed by the client's own key, so a row holding
+    it under another client id was moved there, and fails its MAC (an integrity failure, not
+    "no such record"; docs/format.md section 8). Migration 0024 dropped the index on the tag
+    alone that this second lookup used before: a bulk import paid one random index write per
+    record for it."""
+    row = conn.execute(
+        "SELECT id, meta_sealed, current_version, mac FROM records WHERE client_id = ? AND path_tag = ?",
+        (client_id, tag),
+    ).fetchone()
+    if row is not None:
+        rid, meta_sealed, current, tag_mac = row
+        rowmac.check(conn, "records", (rid, client_id, tag, current), tag_mac)
+        return rid, meta_sealed, current
+    for rid, cid, current, tag_mac in conn.execute(
+        "SELECT id, client_id, current_version, mac FROM records"
+        " WHERE client_id IN (SELECT id FROM clients) AND path_tag = ?",
+        (tag,),
     ):
         rowmac.check(conn, "records", (rid, cid, tag, current), tag_mac)
-        if cid == client_id:
-            found = (rid, meta_sealed, current)
-    return found
+    return None
 
 
 def of_client(conn: sqlite3.Connection, client_id: str) -> list[tuple[int, bytes]]:
@@ -127,11 +138,21 @@ def next_record_id(conn: sqlite3.Connection) -> int:
 def insert_records(conn: sqlite3.Connection, rows: Iterable[tuple[int, str, bytes, bytes, int, int]]) -> None:
     """New records with ids allocated up front: ``(id, client_id, tag, meta_sealed, created, updated)``,
     each at version 1 (the bulk import)."""
-    macer = rowmac.macer(conn)
+    mac = rowmac.macer(conn).mac
+    head, tail = rowmac.table_prefix("records"), rowmac.encode_value(1)
+    int_value, blob_value, encode_value = rowmac.int_value, rowmac.blob_value, rowmac.encode_value
+    clients: dict[str, bytes] = {}  # E(client_id), once per batch
+    out = []
+    for r in rows:
+        client = clients.get(r[1])
+        if client is None:
+            client = clients[r[1]] = encode_value(r[1])
+        # rowmac.encode("records", (id, client_id, path_tag, 1)), the shared parts encoded once
+        out.append((*r, mac(head + int_value(r[0]) + client + blob_value(r[2]) + tail)))
     conn.executemany(
         "INSERT INTO records (id, client_id, path_tag, meta_sealed, current_version,"
         " created_at, updated_at, mac) VALUES (?, ?, ?, ?, 1, ?, ?, ?)",
-        ((*r, macer.mac(rowmac.encode("records", (r[0], r[1], r[2], 1)))) for r in rows),
+        out,
     )
 
 
@@ -159,11 +180,40 @@ def next_version(conn: sqlite3.Connection, record_id: int) -> int:
 
 def insert_versions(conn: sqlite3.Connection, rows: Iterable[VersionRow]) -> None:
     """The one ``INSERT INTO record_versions`` (one version, or a batch), each row MACed."""
-    macer = rowmac.macer(conn)
+    mac = rowmac.macer(conn).mac
+    head, int_value, encode_value = (
+        rowmac.table_prefix("record_versions"),
+        rowmac.int_value,
+        rowmac.encode_value,
+    )
+    shared: dict[tuple, tuple[bytes, bytes]] = {}  # the values a pack's rows share, encoded once
+    out = []
+    for r in rows:
+        # rowmac.encode("record_versions", _version_values(r)), the shared parts encoded once
+        if r[8] is None:  # a blob of its own (a NULL pack_offset is left out)
+            message = rowmac.encode("record_versions", _version_values(r))
+        else:
+            key = (r[3] is None, r[4], r[6], r[7])
+            parts = shared.get(key)
+            if parts is None:
+                parts = shared[key] = (
+                    encode_value(key[0]) + encode_value(r[4]),
+                    encode_value(r[6]) + encode_value(r[7]),
+                )
+            message = (
+                head
+                + int_value(r[0])
+                + int_value(r[1])
+                + parts[0]
+                + int_value(r[5])
+                + parts[1]
+                + int_value(r[8])
+            )
+        out.append((*r, mac(message)))
     conn.executemany(
         "INSERT INTO record_versions (record_id, version, key_version, wrapped_dek, blob_name,"
         " size, created_at, created_by, pack_offset, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        ((*r, macer.mac(rowmac.encode("record_versions", _version_values(r)))) for r in rows),
+        out,
     )
 
 

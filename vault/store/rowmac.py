@@ -252,6 +252,28 @@ def encode(table: str, values: Sequence[Any]) -> bytes:
 _PREFIXES: dict[str, bytes] = {}
 
 
+def table_prefix(table: str) -> bytes:
+    """The constant start of every encoding of ``table`` (``encode(table, ())``)."""
+    return encode(table, ())
+
+
+def encode_value(value: Any) -> bytes:
+    """``E(value)``, one value's part of :func:`encode` (bulk writers: the encoding of a row is
+    ``table_prefix(table) + E(v1) + ... + E(vn)``, so values shared by a batch are encoded once;
+    a NULL_TAIL table's trailing NULL is left out by the caller)."""
+    return encode("", (value,))[len(_PREFIXES[""]) :]
+
+
+def int_value(value: int) -> bytes:
+    """``E(value)`` of an integer (the bulk writers' per-row values)."""
+    return _INT + _I64(value)
+
+
+def blob_value(value: bytes) -> bytes:
+    """``E(value)`` of bytes."""
+    return _BLOB + _U32(len(value)) + value
+
+
 def macer(conn: Any) -> crypto.Mac:
     """The row-MAC key's HMAC (bulk writers: ``macer(conn).mac(encode(table, values))``)."""
     keyring = getattr(conn, "keyring", None)
