@@ -334,6 +334,57 @@ def test_login_buckets_are_global_across_workers(tmp_path):
     assert len(served_by) == 2  # both workers answered some: the count is not per worker
 
 
+def test_the_connection_cap_holds_for_all_workers_together(tmp_path):
+    """``--max-connections 3`` (uvicorn's limit counts the connection asking: one process serves
+    two at once) with two workers: each serves one, so of eight kept-alive connections at most
+    two are served (the rest answered 503 busy), however the kernel spread them, as with one
+    process; not two per worker."""
+    vdir, _, _ = _vault_with_records(tmp_path, 1)
+    service = start_service(vdir, tmp_path / "svc", "--workers", "2", "--max-connections", "3")
+    try:
+        wait_for_workers(service, 2)
+        clients = [service.client() for _ in range(8)]
+        statuses = []
+        for c in clients:  # one after another; the served ones stay open (keep-alive)
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    statuses.append(c.get("/v1/health")[0])
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    c.close()  # a worker still starting: its backlog holds the connection
+        for c in clients:
+            c.close()
+    finally:
+        service.stop()
+    assert set(statuses) <= {200, 503} and 1 <= statuses.count(200) <= 2, statuses
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path):
+    """kill -9 of the supervisor: each worker sees its socketpair closed and stops (no orphan
+    holding the root key)."""
+    vdir, _, _ = _vault_with_records(tmp_path, 1)
+    service = start_service(vdir, tmp_path / "svc", "--workers", "2")
+    pids = wait_for_workers(service, 2)
+    service.proc.kill()
+    service.proc.wait(10)
+    deadline = time.monotonic() + 30
+    alive = set(pids)
+    while alive and time.monotonic() < deadline:
+        alive = {p for p in alive if Path(f"/proc/{p}").exists() and "Z" not in _state(p)}
+        time.sleep(0.05)
+    assert not alive, alive
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
 @pytest.mark.slow
 def test_background_jobs_run_once_not_once_per_worker(tmp_path):
     """The scheduled backup (its first round 5 s after the jobs start, then daily): with two

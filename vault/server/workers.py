@@ -443,8 +443,8 @@ def supervise(
     # the bounds are divided between the workers, at least one each: their sums stay the bounds
     if workers > crypto.ARGON2_QUEUE:
         raise InvalidInput("--argon2-queue must be at least --workers (each worker queues one or more)")
-    if settings.max_connections < workers:
-        raise InvalidInput("--max-connections must be at least --workers")
+    if settings.max_connections <= workers:
+        raise InvalidInput("--max-connections must be more than --workers")
     setup_logging(log_level)
     crypto.argon2_share_host(os.path.join(VaultHome(home).locks, "argon2"))  # its unseals too
     pool = VaultPool(home, cache_seconds=settings.custody_cache_seconds, host_write_lock=True)
@@ -473,7 +473,8 @@ def supervise(
             "settings": asdict(settings),
             # the bounds divided between the workers: their sums stay the configured ones
             "argon2_queue": max(1, crypto.ARGON2_QUEUE // workers),
-            "max_connections": max(1, settings.max_connections // workers),
+            # uvicorn's limit counts the connection asking: a limit of L serves L - 1 at once
+            "max_connections": (settings.max_connections - 1) // workers + 1,
         }
         supervisor = Supervisor(pool, limits, Slots(MAX_LARGE_BODIES), listeners, config, workers)
 
