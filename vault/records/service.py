@@ -1071,6 +1071,7 @@ class SecretService:
         allowed = self.ctx.authorize_each(principal, Action.SECRET_SEARCH, candidates)
         out = []
         found: builtins.list[tuple[ClientRow, int]] = []
+        stamps = _Stamps()
         for c, document in self._indexes(allowed):
             try:
                 hits = match(document, term, kind)
@@ -1078,7 +1079,7 @@ class SecretService:
                 hits = match(self._rebuild_index(c), term, kind)
             for hit in hits:
                 hit["client"] = c.name
-                hit["updated_at"] = rfc3339(from_epoch(hit["updated_at"]))
+                hit["updated_at"] = stamps[hit["updated_at"]]
             out.extend(hits)
             if hits:
                 found.append((c, len(hits)))
@@ -1222,6 +1223,11 @@ class _BulkWrite:
         #: the packs written so far (abort() deletes them; a new version of a stored record
         #: written before a failure is left as an orphan, which doctor reports)
         self._packs: list[str] = []
+        #: whether the client had records when the import began: if not, no line can name a
+        #: stored record (the import refuses a path given twice), so no batch needs the lookup
+        #: of its tags (one random index probe per record); the UNIQUE (client_id, path_tag)
+        #: constraint still refuses a stored tag, rolling the import back
+        self._had_records = bool(store.with_records(conn, [self.client.id]))
 
     def add(self, batch: list[_PreparedWrite]) -> None:
         if not batch:
@@ -1230,7 +1236,7 @@ class _BulkWrite:
         progress, total = self.progress, self.total
         path_tag = keys.path_tag
         tags = [path_tag(item.path) for item in batch]
-        existing = store.existing_tags(conn, client.id, tags)
+        existing = store.existing_tags(conn, client.id, tags) if self._had_records else set()
         fresh: list[tuple[_PreparedWrite, bytes]] = []
         for item, tag in zip(batch, tags, strict=True):
             if tag in existing:  # a new version of a stored record
