@@ -15,9 +15,9 @@ def json_text(data: Any) -> str:
 
     With an indent the json module encodes in Python, object by object (2.2 s for the 100,000
     records of a ``secret list --json``); a list of flat objects of strings, integers, booleans
-    and nulls (the listings) is written here with the C string encoder instead, column by column
-    when every object has the same keys (tests/cli/test_json_shapes.py compares the two on
-    generated data)."""
+    and nulls, or lists of them (the listings, search hits), is written here with the C string
+    encoder instead, column by column when every object has the same keys
+    (tests/cli/test_json_shapes.py compares the two on generated data)."""
     import json
 
     if isinstance(data, list) and data and all(type(row) is dict for row in data):
@@ -43,6 +43,20 @@ def _json_scalar(value: Any) -> str | None:
     return None
 
 
+def _json_member(value: Any) -> str | None:
+    """A member of a listed object as json.dumps(indent=2) writes it there: a scalar, or a list
+    of scalars (a search hit's ``matched`` fields), one element a line; ``None`` for anything
+    else."""
+    if type(value) is not list:
+        return _json_scalar(value)
+    if not value:
+        return "[]"
+    items = list(map(_json_scalar, value))
+    if None in items:
+        return None
+    return "[\n      " + ",\n      ".join(items) + "\n    ]"  # type: ignore[arg-type]  # no None left
+
+
 def _listing(data: list[dict]) -> str | None:
     """:func:`json_text` of a non-empty list of dicts of scalars, or ``None`` (anything else)."""
     from json.encoder import encode_basestring
@@ -59,7 +73,7 @@ def _listing(data: list[dict]) -> str | None:
             elif kinds == {int}:
                 texts.append(list(map(int.__repr__, values)))
             else:
-                column = list(map(_json_scalar, values))
+                column = list(map(_json_member, values))
                 if None in column:
                     return None
                 texts.append(column)  # type: ignore[arg-type]  # no None left
@@ -75,7 +89,7 @@ def _listing(data: list[dict]) -> str | None:
     for row in data:
         fields = []
         for key in sorted(row):
-            text = _json_scalar(row[key])
+            text = _json_member(row[key])
             if text is None or type(key) is not str:
                 return None
             fields.append(f"    {encode_basestring(key)}: {text}")

@@ -49,7 +49,11 @@ def test_the_listing_encoder_writes_exactly_what_json_dumps_writes():
     # scalar in a column, a float (not written by the fast path) and braces in the key names
     names = st.lists(st.text(alphabet='ab{}"\\\x00\u00e9', max_size=3), min_size=1, max_size=4, unique=True)
     shared = names.flatmap(
-        lambda keys: st.lists(st.fixed_dictionaries({k: scalars for k in keys}), min_size=1, max_size=6)
+        lambda keys: st.lists(
+            st.fixed_dictionaries({k: st.one_of(scalars, st.lists(scalars, max_size=3)) for k in keys}),
+            min_size=1,
+            max_size=6,
+        )
     )
     columns = names.flatmap(
         lambda keys: st.lists(

@@ -334,6 +334,59 @@ def test_login_buckets_are_global_across_workers(tmp_path):
     assert len(served_by) == 2  # both workers answered some: the count is not per worker
 
 
+@pytest.mark.slow
+def test_a_worker_killed_mid_login_leaves_no_login_in_flight(tmp_path):
+    """Twelve logins for twelve names queue for the host's one Argon2id turn; the worker serving
+    some of them is killed with SIGKILL while they wait. Their reservations were the supervisor's:
+    it ends them (counted as failed) when the worker's socketpair closes, so each name can be
+    tried again at once (401, checked), not 429 "a login for this name is in flight" forever."""
+    from vault import api_spec as spec
+
+    vdir, _, _ = _vault_with_records(tmp_path, 1)
+    service = start_service(vdir, tmp_path / "svc", "--workers", "2")
+    login = spec.BY_NAME["users.login"].path
+    try:
+        wait_for_workers(service, 2)
+        names = [f"queued{n}" for n in range(12)]
+        clients = [service.client(source=f"127.0.8.{n + 1}") for n in range(12)]
+        pids = [serving_pid(service, c) for c in clients]
+        victim = pids[-1]
+        answers: list = []
+        barrier = threading.Barrier(13)
+
+        def attempt(n):
+            barrier.wait()
+            try:
+                answers.append(
+                    clients[n].post(login, {"name": names[n], "password": "x" * 12, "totp": "1"})[0]
+                )
+            except OSError:
+                answers.append("killed")
+            clients[n].close()
+
+        threads = [threading.Thread(target=attempt, args=(n,)) for n in range(12)]
+        for t in threads:
+            t.start()
+        barrier.wait()
+        deadline = time.monotonic() + 60
+        while not answers and time.monotonic() < deadline:  # the first derivation is done
+            time.sleep(0.01)
+        os.kill(victim, signal.SIGKILL)
+        for t in threads:
+            t.join(120)
+        cut = [names[n] for n in range(12) if pids[n] == victim]
+        wait_for_workers(service, 2, old={victim})
+        again = []
+        for n, name in enumerate(cut):
+            client = service.client(source=f"127.0.9.{n + 1}")
+            again.append(client.post(login, {"name": name, "password": "x" * 12, "totp": "1"})[0])
+            client.close()
+    finally:
+        service.stop()
+    assert "killed" in answers, answers  # some logins were cut off with their worker
+    assert again and set(again) == {401}, again
+
+
 def test_the_connection_cap_holds_for_all_workers_together(tmp_path):
     """``--max-connections 3`` (uvicorn's limit counts the connection asking: one process serves
     two at once) with two workers: each serves one, so of eight kept-alive connections at most

@@ -1071,6 +1071,7 @@ class SecretService:
         allowed = self.ctx.authorize_each(principal, Action.SECRET_SEARCH, candidates)
         out = []
         found: builtins.list[tuple[ClientRow, int]] = []
+        stamps = _Stamps()
         for c, document in self._indexes(allowed):
             try:
                 hits = match(document, term, kind)
@@ -1078,7 +1079,7 @@ class SecretService:
                 hits = match(self._rebuild_index(c), term, kind)
             for hit in hits:
                 hit["client"] = c.name
-                hit["updated_at"] = rfc3339(from_epoch(hit["updated_at"]))
+                hit["updated_at"] = stamps[hit["updated_at"]]
             out.extend(hits)
             if hits:
                 found.append((c, len(hits)))
