@@ -301,3 +301,30 @@ def test_the_bulk_rows_carry_the_macs_of_the_generic_encoding(packed):
         values = (rid, version, False, name, size, created, by, offset)
         assert m.verify(rowmac.encode("record_versions", values), bytes(tag))
         assert not m.verify(rowmac.encode("record_versions", values[:-1]), bytes(tag))
+
+
+def test_a_failure_of_the_inserts_thread_imports_nothing_and_leaves_no_pack(tmp_path, monkeypatch):
+    """A batch's inserts run on their own thread while the next batch is encrypted; what they
+    raise reaches the import (fail closed): the transaction rolls back, the packs are deleted."""
+    import sqlite3
+
+    from vault.store import records as record_store
+
+    vd = make_vault(tmp_path, clock=clock_at())
+    v = vd.open(clock=clock_at())
+    try:
+        add_client(v, "acme")
+        before = _record_blobs(v)
+        outbox_rows = v.ctx.db.all("SELECT count(*) FROM outbox")
+        monkeypatch.setattr(
+            record_store,
+            "INSERT_VERSIONS",
+            record_store.INSERT_VERSIONS.replace("pack_offset,", "pack_ofset,"),
+        )
+        with pytest.raises(sqlite3.OperationalError):
+            v.secrets.import_records(operator(), "acme", (_line(i) for i in range(N)))
+        assert v.ctx.db.all("SELECT count(*) FROM records") == [(0,)]
+        assert v.ctx.db.all("SELECT count(*) FROM outbox") == outbox_rows
+        assert _record_blobs(v) == before
+    finally:
+        v.close()

@@ -334,6 +334,59 @@ def test_login_buckets_are_global_across_workers(tmp_path):
     assert len(served_by) == 2  # both workers answered some: the count is not per worker
 
 
+@pytest.mark.slow
+def test_a_worker_killed_mid_login_leaves_no_login_in_flight(tmp_path):
+    """Twelve logins for twelve names queue for the host's one Argon2id turn; the worker serving
+    some of them is killed with SIGKILL while they wait. Their reservations were the supervisor's:
+    it ends them (counted as failed) when the worker's socketpair closes, so each name can be
+    tried again at once (401, checked), not 429 "a login for this name is in flight" forever."""
+    from vault import api_spec as spec
+
+    vdir, _, _ = _vault_with_records(tmp_path, 1)
+    service = start_service(vdir, tmp_path / "svc", "--workers", "2")
+    login = spec.BY_NAME["users.login"].path
+    try:
+        wait_for_workers(service, 2)
+        names = [f"queued{n}" for n in range(12)]
+        clients = [service.client(source=f"127.0.8.{n + 1}") for n in range(12)]
+        pids = [serving_pid(service, c) for c in clients]
+        victim = pids[-1]
+        answers: list = []
+        barrier = threading.Barrier(13)
+
+        def attempt(n):
+            barrier.wait()
+            try:
+                answers.append(
+                    clients[n].post(login, {"name": names[n], "password": "x" * 12, "totp": "1"})[0]
+                )
+            except OSError:
+                answers.append("killed")
+            clients[n].close()
+
+        threads = [threading.Thread(target=attempt, args=(n,)) for n in range(12)]
+        for t in threads:
+            t.start()
+        barrier.wait()
+        deadline = time.monotonic() + 60
+        while not answers and time.monotonic() < deadline:  # the first derivation is done
+            time.sleep(0.01)
+        os.kill(victim, signal.SIGKILL)
+        for t in threads:
+            t.join(120)
+        cut = [names[n] for n in range(12) if pids[n] == victim]
+        wait_for_workers(service, 2, old={victim})
+        again = []
+        for n, name in enumerate(cut):
+            client = service.client(source=f"127.0.9.{n + 1}")
+            again.append(client.post(login, {"name": name, "password": "x" * 12, "totp": "1"})[0])
+            client.close()
+    finally:
+        service.stop()
+    assert "killed" in answers, answers  # some logins were cut off with their worker
+    assert again and set(again) == {401}, again
+
+
 def test_the_connection_cap_holds_for_all_workers_together(tmp_path):
     """``--max-connections 3`` (uvicorn's limit counts the connection asking: one process serves
     two at once) with two workers: each serves one, so of eight kept-alive connections at most
@@ -405,3 +458,35 @@ def test_background_jobs_run_once_not_once_per_worker(tmp_path):
         service.stop()
     files = sorted(p.name for p in backups.iterdir())
     assert len([f for f in files if not f.startswith(".")]) == 1, files
+
+
+def test_bad_worker_options_are_one_line_and_create_nothing(tmp_path):
+    """Refused before anything is bound or written: one line, exit 2 (a usage error) or exit 5 (no
+    vault), no traceback, and no folder made where no vault is."""
+    from tests.helpers import run_cli
+
+    vdir, _, _ = _vault_with_records(tmp_path, 1)
+    base = [
+        "--home",
+        str(vdir.home),
+        "serve",
+        "--insecure-http",
+        "--port",
+        "0",
+        "--key-file",
+        str(vdir.key_file),
+    ]
+    cases = [
+        (["--workers", "2", "--argon2-queue", "1"], 2, "--argon2-queue must be at least --workers"),
+        (["--workers", "2", "--max-connections", "2"], 2, "--max-connections must be more than --workers"),
+        (["--workers", "0"], 2, "--workers"),
+    ]
+    for extra, code, words in cases:
+        proc = run_cli(*base, *extra)
+        assert proc.returncode == code, (extra, proc.stderr)
+        assert words in proc.stderr and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    missing = tmp_path / "no-vault-here"
+    proc = run_cli("--home", str(missing), "serve", "--insecure-http", "--port", "0", "--workers", "2")
+    assert proc.returncode == 5 and "no vault at" in proc.stderr and "Traceback" not in proc.stderr
+    assert not missing.exists()

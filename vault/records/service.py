@@ -1228,6 +1228,14 @@ class _BulkWrite:
         #: of its tags (one random index probe per record); the UNIQUE (client_id, path_tag)
         #: constraint still refuses a stored tag, rolling the import back
         self._had_records = bool(store.with_records(conn, [self.client.id]))
+        #: the id the next new record gets (allocated up front, batch after batch: inside the
+        #: write lock nothing else inserts records); None until the first batch asks the table
+        self._next_id: int | None = None
+        #: the previous batch's inserts, running on their own thread while this batch is
+        #: encrypted (SQLite releases the GIL while it steps); joined before anything else uses
+        #: the connection, before the commit and before a rollback
+        self._sql: Any = None
+        self._sql_error: BaseException | None = None
 
     def add(self, batch: list[_PreparedWrite]) -> None:
         if not batch:
@@ -1236,6 +1244,9 @@ class _BulkWrite:
         progress, total = self.progress, self.total
         path_tag = keys.path_tag
         tags = [path_tag(item.path) for item in batch]
+        if self._had_records:  # the lookups and new versions below use the connection
+            self._wait()
+            self._next_id = None
         existing = store.existing_tags(conn, client.id, tags) if self._had_records else set()
         fresh: list[tuple[_PreparedWrite, bytes]] = []
         for item, tag in zip(batch, tags, strict=True):
@@ -1252,7 +1263,11 @@ class _BulkWrite:
         if not fresh:
             return
         ctx = service.ctx
-        first = store.next_record_id(conn)
+        first = self._next_id
+        if first is None:
+            self._wait()
+            first = store.next_record_id(conn)
+        self._next_id = first + len(fresh)
         vault_id, client_bytes, client_id = ctx.vault_id, client.id_bytes, client.id
         encrypt = blobfmt.encrypt_record
         wrap_dek, seal_meta = keys.wrap_dek, keys.seal_meta
@@ -1304,18 +1319,47 @@ class _BulkWrite:
                 progress(self.count, total)
         self._write_pack(pack, parts)
         del parts
-        store.insert_records(conn, record_rows)
-        store.insert_versions(conn, version_rows)
-        outbox.queue_put(conn, packs, now)
+        records, versions = store.maced_records(conn, record_rows), store.maced_versions(conn, version_rows)
+        del record_rows, version_rows
+        self._wait()
+        self._start(records, versions, [(name, now) for name in packs])
+
+    def _start(self, records: list, versions: list, queued: list) -> None:
+        import threading
+
+        conn = self.conn
+
+        def run() -> None:
+            try:
+                conn.executemany(store.INSERT_RECORDS, records)
+                conn.executemany(store.INSERT_VERSIONS, versions)
+                outbox.queue_puts(conn, queued)
+            except BaseException as exc:  # noqa: BLE001 - handed to the importing thread by _wait
+                self._sql_error = exc
+
+        self._sql = threading.Thread(target=run, name="cvault-import-sql", daemon=True)
+        self._sql.start()
+
+    def _wait(self) -> None:
+        """Join the running inserts; raise what they raised."""
+        if self._sql is not None:
+            self._sql.join()
+            self._sql = None
+        error, self._sql_error = self._sql_error, None
+        if error is not None:
+            raise error
 
     def _write_pack(self, name: str, parts: list[bytes]) -> None:
         # in place without fsync: no committed row refers to the name before finish() syncs
         self.service.ctx.blobs.put(name, b"".join(parts), durable=False)
 
     def finish(self) -> None:
+        self._wait()
         self.service.ctx.blobs.sync()  # every pack durable before the caller's commit
 
     def abort(self) -> None:
+        with contextlib.suppress(BaseException):
+            self._wait()  # nothing may still be writing when the transaction rolls back
         for name in self._packs:
             with contextlib.suppress(Exception):
                 self.service.ctx.blobs.delete(name, durable=False)

@@ -65,6 +65,8 @@ QUICK_DEATHS_MAX = 5
 STOP_WAIT_SECONDS = 9.0
 #: seconds a worker may take to take the root key
 PUSH_TIMEOUT = 60.0
+#: seconds a worker waits for the supervisor's answer (an unseal: its lock, then Argon2id)
+CALL_TIMEOUT = 120.0
 
 _ROOT, _SEALED, _CONFIG, _ACK = b"R", b"S", b"C", b"k"
 
@@ -77,16 +79,22 @@ class Channel:
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
+        self.sock.settimeout(CALL_TIMEOUT)
         self._lock = threading.Lock()
+        self._broken = False
 
     def call(self, *message):
         data = json.dumps(message).encode()
         with self._lock:
-            try:
-                self.sock.send(data)
-                answer = self.sock.recv(MESSAGE_MAX)
-            except OSError:
-                answer = b""
+            answer = b""
+            if not self._broken:
+                try:
+                    self.sock.send(data)
+                    answer = self.sock.recv(MESSAGE_MAX)
+                except OSError:  # gone, or no answer in time: a late one would answer the next
+                    self._broken = True
+                    log.warning("no answer from the supervisor: this worker stops")
+                    os.kill(os.getpid(), signal.SIGTERM)  # the supervisor starts another
         if not answer:
             # fail closed: without the supervisor there are no global limits to check
             raise VaultSealed("the service is stopping (its supervisor is gone)")
@@ -224,6 +232,16 @@ def worker_main() -> None:
 # --- the supervisor ----------------------------------------------------------------------------------
 
 
+class _Held:
+    """What one worker holds in the supervisor's limits: logins in flight, upload slots."""
+
+    def __init__(self) -> None:
+        from collections import Counter
+
+        self.logins: Counter[tuple[str, str]] = Counter()
+        self.slots = 0
+
+
 class _Worker:
     def __init__(self, slot: int, proc: subprocess.Popen, calls: socket.socket, push: socket.socket):
         self.slot = slot
@@ -272,7 +290,7 @@ class Supervisor:
 
     # requests of the workers ----------------------------------------------------------------------
 
-    def _answer(self, message: list) -> dict:
+    def _answer(self, message: list, held: _Held) -> dict:
         op, args = message[0], message[1:]
         try:
             if op in ("take", "give_back", "wait"):
@@ -280,14 +298,22 @@ class Supervisor:
                 return {"ok": getattr(bucket, op)(str(args[1]))}
             if op == "begin":
                 self.limits.begin(str(args[0]), str(args[1]))
+                held.logins[(str(args[0]), str(args[1]))] += 1
                 return {"ok": None}
             if op == "end":
-                self.limits.end(str(args[0]), str(args[1]), bool(args[2]))
+                key = (str(args[0]), str(args[1]))
+                if held.logins[key] > 0:  # only what this worker reserved
+                    held.logins[key] -= 1
+                    self.limits.end(*key, bool(args[2]))
                 return {"ok": None}
             if op == "slot_take":
-                return {"ok": self.slots.take()}
+                taken = self.slots.take()
+                held.slots += taken
+                return {"ok": taken}
             if op == "slot_give":
-                self.slots.give_back()
+                if held.slots > 0:
+                    held.slots -= 1
+                    self.slots.give_back()
                 return {"ok": None}
             if op == "unseal":
                 how, secret, origin, source = args
@@ -305,22 +331,32 @@ class Supervisor:
             return {"error": {"code": "error", "message": "internal error in the service", "exit_code": 1}}
 
     def _serve_calls(self, calls: socket.socket) -> None:
-        while True:
-            try:
-                data = calls.recv(MESSAGE_MAX)
-            except OSError:
-                return
-            if not data:
-                return  # the worker is gone
-            try:
-                message = json.loads(data)
-                answer = self._answer(message if isinstance(message, list) and message else [None])
-            except ValueError:
-                answer = {"error": {"code": "error", "message": "bad request", "exit_code": 1}}
-            try:
-                calls.send(json.dumps(answer).encode())
-            except OSError:
-                return
+        held = _Held()
+        try:
+            while True:
+                try:
+                    data = calls.recv(MESSAGE_MAX)
+                except OSError:
+                    return
+                if not data:
+                    return  # the worker is gone
+                try:
+                    message = json.loads(data)
+                    answer = self._answer(message if isinstance(message, list) and message else [None], held)
+                except ValueError:
+                    answer = {"error": {"code": "error", "message": "bad request", "exit_code": 1}}
+                try:
+                    calls.send(json.dumps(answer).encode())
+                except OSError:
+                    return
+        finally:
+            # a worker that died (kill -9) mid-login or mid-upload: its logins count as failed
+            # (their tokens stay spent) and are no longer in flight; its upload slots are free
+            for (source, name), count in held.logins.items():
+                for _ in range(count):
+                    self.limits.end(source, name, True)
+            for _ in range(held.slots):
+                self.slots.give_back()
 
     # the workers' lives ---------------------------------------------------------------------------
 
@@ -446,8 +482,9 @@ def supervise(
     if settings.max_connections <= workers:
         raise InvalidInput("--max-connections must be more than --workers")
     setup_logging(log_level)
-    crypto.argon2_share_host(os.path.join(VaultHome(home).locks, "argon2"))  # its unseals too
     pool = VaultPool(home, cache_seconds=settings.custody_cache_seconds, host_write_lock=True)
+    # (after the pool: a missing vault is refused as without workers; the pool made locks/)
+    crypto.argon2_share_host(os.path.join(VaultHome(home).locks, "argon2"))  # its unseals too
     if key_file:
         pool.unseal("key_file", key_file)
     limits = Limits(

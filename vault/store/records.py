@@ -135,9 +135,24 @@ def next_record_id(conn: sqlite3.Connection) -> int:
     return max(seq[0] if seq else 0, top or 0) + 1
 
 
+INSERT_RECORDS = (
+    "INSERT INTO records (id, client_id, path_tag, meta_sealed, current_version,"
+    " created_at, updated_at, mac) VALUES (?, ?, ?, ?, 1, ?, ?, ?)"
+)
+INSERT_VERSIONS = (
+    "INSERT INTO record_versions (record_id, version, key_version, wrapped_dek, blob_name,"
+    " size, created_at, created_by, pack_offset, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def insert_records(conn: sqlite3.Connection, rows: Iterable[tuple[int, str, bytes, bytes, int, int]]) -> None:
     """New records with ids allocated up front: ``(id, client_id, tag, meta_sealed, created, updated)``,
     each at version 1 (the bulk import)."""
+    conn.executemany(INSERT_RECORDS, maced_records(conn, rows))
+
+
+def maced_records(conn: sqlite3.Connection, rows: Iterable[tuple[int, str, bytes, bytes, int, int]]) -> list:
+    """:func:`insert_records`'s parameters (each row with its MAC) for :data:`INSERT_RECORDS`."""
     mac = rowmac.macer(conn).mac
     head, tail = rowmac.table_prefix("records"), rowmac.encode_value(1)
     int_value, blob_value, encode_value = rowmac.int_value, rowmac.blob_value, rowmac.encode_value
@@ -149,11 +164,7 @@ def insert_records(conn: sqlite3.Connection, rows: Iterable[tuple[int, str, byte
             client = clients[r[1]] = encode_value(r[1])
         # rowmac.encode("records", (id, client_id, path_tag, 1)), the shared parts encoded once
         out.append((*r, mac(head + int_value(r[0]) + client + blob_value(r[2]) + tail)))
-    conn.executemany(
-        "INSERT INTO records (id, client_id, path_tag, meta_sealed, current_version,"
-        " created_at, updated_at, mac) VALUES (?, ?, ?, ?, 1, ?, ?, ?)",
-        out,
-    )
+    return out
 
 
 def set_meta(conn: sqlite3.Connection, record_id: int, meta_sealed: bytes, tag: bytes | None = None) -> None:
@@ -180,6 +191,12 @@ def next_version(conn: sqlite3.Connection, record_id: int) -> int:
 
 def insert_versions(conn: sqlite3.Connection, rows: Iterable[VersionRow]) -> None:
     """The one ``INSERT INTO record_versions`` (one version, or a batch), each row MACed."""
+    conn.executemany(INSERT_VERSIONS, maced_versions(conn, rows))
+
+
+def maced_versions(conn: sqlite3.Connection, rows: Iterable[VersionRow]) -> list:
+    """:func:`insert_versions`'s parameters (each row with its MAC) for :data:`INSERT_VERSIONS`
+    (the bulk import runs them itself, on its SQL thread)."""
     mac = rowmac.macer(conn).mac
     head, int_value, encode_value = (
         rowmac.table_prefix("record_versions"),
@@ -210,11 +227,7 @@ def insert_versions(conn: sqlite3.Connection, rows: Iterable[VersionRow]) -> Non
                 + int_value(r[8])
             )
         out.append((*r, mac(message)))
-    conn.executemany(
-        "INSERT INTO record_versions (record_id, version, key_version, wrapped_dek, blob_name,"
-        " size, created_at, created_by, pack_offset, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        out,
-    )
+    return out
 
 
 def _version_values(r: VersionRow) -> tuple:
