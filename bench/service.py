@@ -155,9 +155,19 @@ end
 
 
 def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) the process has used so far, all its threads (/proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds (user + system) the process and its live children have used so far, all their
+    threads (/proc): with ``--workers N`` the supervisor and its workers."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _wrk(service, token: str, conns: int, seconds: float, script: Path) -> tuple[int, float, float, float]:
@@ -179,7 +189,7 @@ def _wrk(service, token: str, conns: int, seconds: float, script: Path) -> tuple
     return int(got["reqs"]), float(got["secs"]), float(got["p50"]), float(got["p99"])
 
 
-def scaling(service, vdir, token: str, seconds: float = 5.0) -> list[Result]:
+def scaling(service, vdir, token: str, seconds: float = 5.0, workers: int = 2) -> list[Result]:
     """Reads/s and p99 at 1, 4 and 16 keep-alive connections (issue 20: >= 2,000 reads/s with p99
     <= 20 ms at 16, not falling as connections grow), the service's CPU time per read (its
     /proc CPU seconds over the reads: the number that does not depend on how loaded the shared
@@ -188,7 +198,10 @@ def scaling(service, vdir, token: str, seconds: float = 5.0) -> list[Result]:
 
     The load generator is wrk (/usr/bin/wrk, Lua script ``WRK_SCRIPT``) when installed, else the
     Python keep-alive clients of :func:`_load` (threads in this process: they take a good part of
-    the 2 cores from the service, so that fallback understates the service)."""
+    the 2 cores from the service, so that fallback understates the service).
+
+    ``workers``: the service's ``--workers`` (2, one per core, is the run the target is judged
+    on; the 1-worker run is reported beside it under its own names)."""
     import shutil
     import sqlite3
 
@@ -214,6 +227,7 @@ def scaling(service, vdir, token: str, seconds: float = 5.0) -> list[Result]:
     if use_wrk:
         _wrk(service, token, 4, 1.0, script)  # warm-up: pooled connections, caches
     results, rates = [], {}
+    label = "" if workers == 2 else f" ({workers} worker{'s' * (workers != 1)})"
     for conns in (1, 4, 16):
         before = events()
         cpu0 = process_cpu(pid)
@@ -240,7 +254,7 @@ def scaling(service, vdir, token: str, seconds: float = 5.0) -> list[Result]:
         results.append(
             emit(
                 Result(
-                    f"service reads at {conns} connection(s)",
+                    f"service reads at {conns} connection(s){label}",
                     "reads/s",
                     rates[conns],
                     0.0,
@@ -248,20 +262,20 @@ def scaling(service, vdir, token: str, seconds: float = 5.0) -> list[Result]:
                     "",
                     None,
                     ">= 2000 reads/s, p99 <= 20 ms, one audit event per read"
-                    if conns == 16
+                    if conns == 16 and not label
                     else "one audit event per read",
-                    (rates[conns] >= 2000 and p99 <= 0.020 and exact) if conns == 16 else exact,
+                    (rates[conns] >= 2000 and p99 <= 0.020 and exact) if conns == 16 and not label else exact,
                     f"p99 {p99 * 1000:.1f} ms; service CPU {cpu / max(reads, 1) * 1000:.2f} ms per read"
                     f" ({cpu / elapsed:.2f} cores); {reads} reads, {written} secret.get audit events"
                     f" ({audit_note}); load generator {generator};"
-                    f" load average {os.getloadavg()[0]:.1f}",
+                    f" --workers {workers}; load average {os.getloadavg()[0]:.1f}",
                 )
             )
         )
     results.append(
         emit(
             Result(
-                "service reads scale with connections (16 vs 1)",
+                f"service reads scale with connections (16 vs 1){label}",
                 "x",
                 rates[16] / rates[1],
                 0.0,
@@ -382,14 +396,21 @@ def run() -> list[Result]:
         base = Path(tmp)
         vdir, token = prepare(base)
         people = login_people(vdir)
-        service = start_service(vdir, base / "service", "--sweep-interval", "0", "--outbox-interval", "0")
+        quiet = ("--sweep-interval", "0", "--outbox-interval", "0")
+        # one worker per core (docs/service.md "Worker processes"): the run the targets are judged on
+        service = start_service(vdir, base / "service", *quiet, "--workers", "2")
         try:
             results = throughput(service, token)
-            results += scaling(service, vdir, token)
+            results += scaling(service, vdir, token, workers=2)
             results.append(remote_cli(service, vdir, token))
             results.append(parallel_logins(service, people))
         finally:
             service.stop()
+        one = start_service(vdir, base / "service-1", *quiet, "--workers", "1")
+        try:
+            results += scaling(one, vdir, token, workers=1)
+        finally:
+            one.stop()
     return results
 
 

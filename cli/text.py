@@ -15,35 +15,86 @@ def json_text(data: Any) -> str:
 
     With an indent the json module encodes in Python, object by object (2.2 s for the 100,000
     records of a ``secret list --json``); a list of flat objects of strings, integers, booleans
-    and nulls (the listings) is written here with the C string encoder instead
+    and nulls, or lists of them (the listings, search hits), is written here with the C string
+    encoder instead, column by column when every object has the same keys
     (tests/cli/test_json_shapes.py compares the two on generated data)."""
     import json
 
     if isinstance(data, list) and data and all(type(row) is dict for row in data):
-        from json.encoder import encode_basestring
-
-        items = []
-        for row in data:
-            fields = []
-            for key in sorted(row):
-                value = row[key]
-                kind = type(value)
-                if kind is str:
-                    text = encode_basestring(value)
-                elif kind is int:
-                    text = int.__repr__(value)
-                elif value is None:
-                    text = "null"
-                elif kind is bool:
-                    text = "true" if value else "false"
-                else:
-                    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
-                if type(key) is not str:
-                    return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
-                fields.append(f"    {encode_basestring(key)}: {text}")
-            items.append("  {\n" + ",\n".join(fields) + "\n  }" if fields else "  {}")
-        return "[\n" + ",\n".join(items) + "\n]"
+        text = _listing(data)
+        if text is not None:
+            return text
     return json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def _json_scalar(value: Any) -> str | None:
+    """A string, integer, boolean or null as json.dumps writes it; ``None`` for anything else."""
+    from json.encoder import encode_basestring
+
+    kind = type(value)
+    if kind is str:
+        return encode_basestring(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    return None
+
+
+def _json_member(value: Any) -> str | None:
+    """A member of a listed object as json.dumps(indent=2) writes it there: a scalar, or a list
+    of scalars (a search hit's ``matched`` fields), one element a line; ``None`` for anything
+    else."""
+    if type(value) is not list:
+        return _json_scalar(value)
+    if not value:
+        return "[]"
+    items = list(map(_json_scalar, value))
+    if None in items:
+        return None
+    return "[\n      " + ",\n      ".join(items) + "\n    ]"  # type: ignore[arg-type]  # no None left
+
+
+def _listing(data: list[dict]) -> str | None:
+    """:func:`json_text` of a non-empty list of dicts of scalars, or ``None`` (anything else)."""
+    from json.encoder import encode_basestring
+
+    first = data[0].keys()
+    if first and all(type(k) is str for k in first) and all(map(first.__eq__, map(dict.keys, data))):
+        keys = sorted(first)
+        texts = []
+        for key in keys:
+            values = [row[key] for row in data]
+            kinds = set(map(type, values))
+            if kinds == {str}:
+                texts.append(list(map(encode_basestring, values)))
+            elif kinds == {int}:
+                texts.append(list(map(int.__repr__, values)))
+            else:
+                column = list(map(_json_member, values))
+                if None in column:
+                    return None
+                texts.append(column)  # type: ignore[arg-type]  # no None left
+        pattern = (  # a format string: the braces of the object and of the key names doubled
+            "  {{\n"
+            + ",\n".join(
+                "    " + encode_basestring(k).replace("{", "{{").replace("}", "}}") + ": {}" for k in keys
+            )
+            + "\n  }}"
+        )
+        return "[\n" + ",\n".join(map(pattern.format, *texts)) + "\n]"
+    items = []
+    for row in data:
+        fields = []
+        for key in sorted(row):
+            text = _json_member(row[key])
+            if text is None or type(key) is not str:
+                return None
+            fields.append(f"    {encode_basestring(key)}: {text}")
+        items.append("  {\n" + ",\n".join(fields) + "\n  }" if fields else "  {}")
+    return "[\n" + ",\n".join(items) + "\n]"
 
 
 #: the one human form itself (the facade's own rfc3339 output): returned as it is

@@ -181,7 +181,8 @@ ROW_MAC_COLUMNS = {
     "assignments": "id, client_id, user_id, created_at, created_by, ends_at, ended_at",
     "clients": "id, name, sla_end, grace_days, current_key_version, shred_state",
     "records": "id, client_id, path_tag, current_version",
-    "record_versions": "record_id, version, wrapped_dek IS NULL, blob_name, size, created_at, created_by",
+    "record_versions": "record_id, version, wrapped_dek IS NULL, blob_name, size, created_at, created_by,"
+    " pack_offset",
     "teams": "id, name, removed_at",
     "team_members": "id, team_id, user_id, added_at, removed_at",
     "team_assignments": "id, client_id, team_id, created_at, created_by, ends_at, ended_at",
@@ -202,6 +203,8 @@ ROW_MAC_COLUMNS = {
 
 
 def row_mac_message(table: str, values) -> bytes:
+    if table == "record_versions" and values[-1] is None:  # section 8: a NULL pack_offset is left out
+        values = values[:-1]
     out = b"cvault/v1/row-mac" + len(table).to_bytes(4, "big") + table.encode("ascii")
     for v in values:
         if v is None:
@@ -268,8 +271,8 @@ def read_vault(home: Path, custody_file: Path, kind: str, secret: bytes | str) -
                 )
             )
             assert hmac_sha256(tag_key, meta["path"].encode("utf-8")) == bytes(path_tag)
-            key_version, wrapped_dek, blob_name = db.execute(
-                "SELECT key_version, wrapped_dek, blob_name FROM record_versions"
+            key_version, wrapped_dek, blob_name, pack_offset, size = db.execute(
+                "SELECT key_version, wrapped_dek, blob_name, pack_offset, size FROM record_versions"
                 " WHERE record_id = ? AND version = ?",
                 (record_id, current),
             ).fetchone()
@@ -281,6 +284,11 @@ def read_vault(home: Path, custody_file: Path, kind: str, secret: bytes | str) -
                 aad("record-key", vault_id, client_id, record_id, current, key_version),
             )
             data = (home / "blobs" / blob_name[:2] / blob_name).read_bytes()
+            if pack_offset is not None:  # section 9: a packed version, a record blob inside a pack
+                assert data[0:4] == b"CVPK" and data[4] == 1
+                assert data[5:21] == vault_id and data[21:37] == bytes.fromhex(client_id)
+                data = data[pack_offset : pack_offset + size]
+                assert len(data) == size
             fields = open_blob(data, dek, vault_id, client_id, record_id, current, meta["kind"])
             records.append(
                 {

@@ -149,6 +149,23 @@ def made(tmp_path_factory):
         input="gone\n",
     )
     _cli(vdir, "secret", "rm", "globex", "users/leaver", "--purge", "--yes")
+    # a bulk import: its versions are packed (docs/format.md section 9)
+    imports = vdir.home.parent / "imports.jsonl"
+    imports.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "path": f"bulk/dev-{i}",
+                    "kind": "access",
+                    "fields": {"host": f"h{i}", "password": f"p-ü{i}"},
+                }
+            )
+            + "\n"
+            for i in range(3)
+        ),
+        encoding="utf-8",
+    )
+    _cli(vdir, "secret", "import", "globex", str(imports))
     expected = []
     for client in ("acme", "globex"):
         for row in json.loads(_cli(vdir, "secret", "list", client, "--json").stdout):
@@ -187,7 +204,8 @@ def _compare(result: dict, expected: list[dict], audit: list[dict]) -> None:
     got = sorted(result["records"], key=key)
     want = sorted(expected, key=key)
     assert [key(r) for r in got] == [key(r) for r in want]
-    assert len(got) == 4  # the deleted and the purged records are not read
+    assert len(got) == 7  # the deleted and the purged records are not read; 3 packed ones are
+    assert {r["fields"]["password"] for r in got if r["path"].startswith("bulk/")} == {"p-ü0", "p-ü1", "p-ü2"}
     # docs/format.md section 8: the reader checked the row MAC of every row a decision reads
     # (the users, sessions, clients, records and versions at least)
     assert result["row_macs"] > 20, result["row_macs"]

@@ -41,6 +41,21 @@ MAX_PLAINTEXT = 1024 * 1024  # docs/spec.md §4: 1 MiB per record
 MAX_ATTACHMENT = 25 * 1024 * 1024  # issue 16: 25 MiB per attached file
 
 
+#: a pack (docs/format.md section 9): many record versions of one client in one blob, written by
+#: the bulk import only. Each version is a complete type-1 blob as above, at the offset and of the
+#: length its ``record_versions`` row gives (``pack_offset``, ``size``: both under the row MAC).
+#: The pack header names the vault and the client for a reader; it is not associated data of
+#: anything (each version's own header is), so an edited pack header makes nothing readable.
+PACK_MAGIC = b"CVPK"
+PACK_VERSION = 1
+PACK_HEADER = struct.Struct(">4sB16s16s")
+PACK_HEADER_LEN = PACK_HEADER.size  # 37
+
+
+def pack_header(vault_id: bytes, client_id: bytes) -> bytes:
+    return PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION, vault_id, client_id)
+
+
 class BlobHeader(NamedTuple):
     vault_id: bytes
     client_id: bytes

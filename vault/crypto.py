@@ -189,6 +189,16 @@ _argon2_waiting = [0]
 #: set when the process stops (``cvault serve`` on SIGTERM): waiters give up at once with Busy
 _argon2_closing = threading.Event()
 _ARGON2_POLL_SECONDS = 0.05
+#: ``cvault serve --workers N``: the descriptor of ``<vault>/locks/argon2``, whose ``flock`` makes
+#: the one derivation at a time host-wide (every worker opens the file itself, so the locks
+#: exclude each other); empty: one at a time in this process only
+_argon2_host_lock: list[int] = []
+
+
+def argon2_share_host(path: str) -> None:
+    """Make the one-at-a-time Argon2id turn host-wide: an ``flock`` on ``path`` besides the
+    in-process lock (the service's worker processes, docs/service.md "Worker processes")."""
+    _argon2_host_lock[:] = [os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)]
 
 
 def argon2_close() -> None:
@@ -218,8 +228,28 @@ def argon2_turn() -> Iterator[None]:
     if _argon2_closing.is_set():
         _argon2_turn_lock.release()
         raise Busy()
+    host = _argon2_host_lock[0] if _argon2_host_lock else None
     try:
-        yield
+        if host is not None:
+            import fcntl
+
+            held = False
+            while not held and not _argon2_closing.is_set() and waited < ARGON2_WAIT_SECONDS:
+                try:
+                    fcntl.flock(host, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    held = True
+                except BlockingIOError:
+                    _argon2_closing.wait(_ARGON2_POLL_SECONDS)
+                    waited += _ARGON2_POLL_SECONDS
+            if not held:
+                raise Busy()
+        try:
+            yield
+        finally:
+            if host is not None:
+                import fcntl
+
+                fcntl.flock(host, fcntl.LOCK_UN)
     finally:
         _argon2_turn_lock.release()
 

@@ -194,3 +194,30 @@ class CryptoError(Exception):
     was being opened convert it into :class:`IntegrityFailure` (or AuthenticationFailed for an unseal
     slot) naming that object, never the failed check.
     """
+
+
+def error_class(code: str, exit_code: int) -> type[VaultError]:
+    """The facade's exception class for an error code (so ``except StepUpRequired`` works);
+    for a code only the API has, a VaultError subclass carrying that code and exit code.
+
+    The classes of ``vault.errors`` win over subclasses elsewhere that share a code (the store's
+    ``SchemaError`` is an ``integrity_failure`` too): breadth first, the root module first."""
+    matches: list[type[VaultError]] = []
+    queue: list[type[VaultError]] = [VaultError]
+    while queue:
+        cls = queue.pop(0)
+        if (
+            getattr(cls, "code", None) == code
+            and cls.exit_code == exit_code
+            and cls.__module__.startswith("vault.")
+        ):
+            matches.append(cls)
+        queue.extend(cls.__subclasses__())
+    for cls in matches:
+        if cls.__module__ == "vault.errors":
+            return cls
+    if matches:
+        return matches[0]
+    return type(
+        f"ServiceError_{code}", (VaultError,), {"code": code, "exit_code": exit_code, "__doc__": f"{code}."}
+    )

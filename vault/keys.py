@@ -435,6 +435,13 @@ class Keyring:
             macer = self._blob_macer = crypto.Mac(self.purpose_key(PURPOSE_BLOB_NAME))
         return macer.mac(message).hex()[:40]
 
+    def pack_name(self, client_id: str, first_record_id: int) -> str:
+        """A pack's blob name (docs/format.md section 9): :meth:`blob_name`'s keyed hash under its
+        own label over the client and the first record id the pack holds (record ids are never
+        reused), so it can never equal a record version's or an attachment's name."""
+        message = self._prefix("pack-name", client_id) + _INT_PREFIX + _U64(first_record_id)
+        return crypto.hmac_sha256(self.purpose_key(PURPOSE_BLOB_NAME), message).hex()[:40]
+
     def attachment_blob_name(self, client_id: str, record_id: int, attachment_id: int) -> str:
         """An attachment's blob name: :meth:`blob_name`'s keyed hash under its own label, so it
         can never equal a record version's name (docs/format.md, "Attachments")."""

@@ -130,6 +130,14 @@ from vault.errors import InvalidInput
     help="Connections served at once; more are answered 503 busy (keep below LimitNOFILE).",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Worker processes serving the API (one per core is the recommendation; 1: this process "
+    "serves). Limits, the seal state and the background jobs stay one for all.",
+)
+@click.option(
     "--unseal-socket",
     type=click.Path(dir_okay=False),
     help="The host's own unseal socket (default <vault>/unseal.sock; 'cvault operator unseal --local').",
@@ -162,6 +170,7 @@ def serve_cmd(
     head_timeout,
     body_timeout,
     max_connections,
+    workers,
     unseal_socket,
     log_level,
 ):
@@ -225,6 +234,7 @@ def serve_cmd(
         log_level=log_level,
         announce=lambda line: click.echo(line, err=True),
         unseal_socket=unseal_socket,
+        workers=workers,
     )
 
 

@@ -45,9 +45,34 @@ def test_the_listing_encoder_writes_exactly_what_json_dumps_writes():
         values,
     )
 
+    # listings whose objects share their keys (the column-by-column path), with every kind of
+    # scalar in a column, a float (not written by the fast path) and braces in the key names
+    names = st.lists(st.text(alphabet='ab{}"\\\x00\u00e9', max_size=3), min_size=1, max_size=4, unique=True)
+    shared = names.flatmap(
+        lambda keys: st.lists(
+            st.fixed_dictionaries({k: st.one_of(scalars, st.lists(scalars, max_size=3)) for k in keys}),
+            min_size=1,
+            max_size=6,
+        )
+    )
+    columns = names.flatmap(
+        lambda keys: st.lists(
+            st.fixed_dictionaries({k: st.one_of(st.text(), st.integers()) for k in keys}),
+            min_size=1,
+            max_size=6,
+        )
+    )
+
     @settings(max_examples=400, deadline=None)
-    @given(listings)
+    @given(st.one_of(listings, shared, columns))
     def same(data):
         assert dumps(data) == json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
 
     same()
+    rows = [
+        {"path": f"a/{i}", "kind": "access", "version": i, "updated_at": "2026-12-02T20:07:19Z"}
+        for i in range(3)
+    ]
+    assert dumps(rows) == json.dumps(rows, indent=2, sort_keys=True, ensure_ascii=False)
+    rows[1] = {**rows[1], "version": True}  # a boolean among integers: still the same bytes
+    assert dumps(rows) == json.dumps(rows, indent=2, sort_keys=True, ensure_ascii=False)

@@ -178,13 +178,14 @@ def test_six_simultaneous_logins_all_succeed(served):
 
 
 @pytest.mark.slow
-def test_a_full_argon2_queue_answers_503_busy_and_counts_nothing(staff_template, tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])  # --workers 2: the limits stay global (issue 20)
+def test_a_full_argon2_queue_answers_503_busy_and_counts_nothing(staff_template, tmp_path, workers):
     """Thirty simultaneous logins (one Argon2id at a time, at most one waiting: ``--argon2-queue
     1``, so the overflow does not depend on how fast this machine derives): the overflow is
     answered 503 busy (exit 9) at once, nothing hangs, and no account counts a failure."""
     staff = staff_template
     vdir = copy_vault(staff.vdir, tmp_path / "copy")
-    service = start_service(vdir, tmp_path / "svc", "--argon2-queue", "1")
+    service = start_service(vdir, tmp_path / "svc", "--argon2-queue", workers, "--workers", workers)
     try:
         _overflow_then_a_correct_login(service, staff)
     finally:
@@ -244,7 +245,8 @@ def test_strangers_failed_logins_leave_bobs_session_working(served):
     assert _audit(vdir, "auth.login", "deny")
 
 
-def test_unseal_junk_from_elsewhere_never_locks_the_operator(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])  # --workers 2: the limits stay global (issue 20)
+def test_unseal_junk_from_elsewhere_never_locks_the_operator(tmp_path, workers):
     from tests.helpers import VaultDir
     from vault.facade import Vault
 
@@ -256,11 +258,17 @@ def test_unseal_junk_from_elsewhere_never_locks_the_operator(tmp_path):
         kdf_params={"memory_kib": 65536, "iterations": 1, "lanes": 4},
     )
     v.close()
-    service = start_service(VaultDir(home, tmp_path / "vault.key"), tmp_path / "svc", unsealed=False)
+    service = start_service(
+        VaultDir(home, tmp_path / "vault.key"), tmp_path / "svc", "--workers", workers, unsealed=False
+    )
     try:
-        junk = service.client(source="127.0.0.2")
-        statuses = [junk.post("/v1/sys/unseal", {"passphrase": f"junk {n}"})[0] for n in range(25)]
+        statuses = []
+        for n in range(25):  # a new connection each: with --workers 2 they reach both workers
+            junk = service.client(source="127.0.0.2")
+            statuses.append(junk.post("/v1/sys/unseal", {"passphrase": f"junk {n}"})[0])
+            junk.close()
         assert set(statuses) <= {401, 423, 429}, statuses
+        assert statuses.count(401) == 5, statuses  # five failures per source, then locked
         status, body = service.client().post("/v1/sys/unseal", {"passphrase": "operator passphrase 1"})
         assert (status, body) == (200, {"sealed": False})
     finally:
@@ -272,14 +280,15 @@ def test_unseal_junk_from_elsewhere_never_locks_the_operator(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigterm_stops_the_service_with_logins_in_flight(staff_template, tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])  # --workers 2: the limits stay global (issue 20)
+def test_sigterm_stops_the_service_with_logins_in_flight(staff_template, tmp_path, workers):
     """Twelve logins from twelve addresses queue for Argon2id (one at a time); SIGTERM: the
     process is gone within 10 s, every request got an answer or a closed connection."""
     import signal
     import subprocess
 
     vdir = copy_vault(staff_template.vdir, tmp_path)
-    service = start_service(vdir, tmp_path / "svc")
+    service = start_service(vdir, tmp_path / "svc", "--workers", workers)
     names = [f"ghost{n}" for n in range(12)]  # unknown names: each still costs one Argon2id
     outcomes: list[object] = []
     started = threading.Barrier(len(names) + 1)
@@ -368,7 +377,8 @@ def test_failed_logins_throttled_per_account(served):
     assert status == 200
 
 
-def test_parallel_logins_for_one_account_check_at_most_five(staff_template, tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])  # --workers 2: the limits stay global (issue 20)
+def test_parallel_logins_for_one_account_check_at_most_five(staff_template, tmp_path, workers):
     """Review R4: 16 simultaneous logins for one account from 16 addresses, the right password
     and code last: at most five passwords are checked (the tokens are reserved before Argon2id,
     one login per account at a time, the rest 429), and none succeeds once the account locked."""
@@ -378,7 +388,7 @@ def test_parallel_logins_for_one_account_check_at_most_five(staff_template, tmp_
         target = person(v, "victim", "engineer", real_password=True)
     finally:
         v.close()
-    service = start_service(vdir, tmp_path / "service")
+    service = start_service(vdir, tmp_path / "service", "--workers", workers)
     n = 16
     statuses: list = [None] * n
     barrier = threading.Barrier(n)
@@ -416,18 +426,23 @@ def test_parallel_logins_for_one_account_check_at_most_five(staff_template, tmp_
         assert kinds.index(("auth.login", "ok")) < kinds.index(("auth.lockout", "deny")), order
 
 
-def test_failed_logins_throttled_per_source(staff_template, tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])  # --workers 2: the limits stay global (issue 20)
+def test_failed_logins_throttled_per_source(staff_template, tmp_path, workers):
     """One address guessing many names: refused (429) after its burst, before any check;
     another address logs in. (A bucket refilling once per 100 min: no clock in the count.)"""
     vdir = copy_vault(staff_template.vdir, tmp_path)
-    service = start_service(vdir, tmp_path / "svc", "--login-burst", "4", "--login-per-minute", "0.01")
+    service = start_service(
+        vdir, tmp_path / "svc", "--login-burst", "4", "--login-per-minute", "0.01", "--workers", workers
+    )
     try:
-        sprayer = service.client(source="127.0.2.1")
-        sprayed = [
-            sprayer.post(_path("users.login"), {"name": f"nobody{n}", "password": "x" * 12, "totp": "1"})
-            for n in range(6)
-        ]
-        assert [s for s, _ in sprayed] == [401] * 4 + [429] * 2, sprayed
+        sprayed = []
+        for n in range(10):  # a new connection each: with --workers 2 they reach both workers
+            sprayer = service.client(source="127.0.2.1")
+            sprayed.append(
+                sprayer.post(_path("users.login"), {"name": f"nobody{n}", "password": "x" * 12, "totp": "1"})
+            )
+            sprayer.close()
+        assert [s for s, _ in sprayed] == [401] * 4 + [429] * 6, sprayed
         assert sprayed[-1][1]["error"]["code"] == "rate_limited"
         bob = staff_template.bob
         status, _ = service.client(source="127.0.2.3").post(
@@ -519,7 +534,8 @@ def test_approve_min_grace_over_http_names_the_value(served):
 # --- 5. the host's own unseal path -----------------------------------------------------------------
 
 
-def test_the_host_socket_unseals_after_junk_from_everywhere(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])  # --workers 2: the limits stay global (issue 20)
+def test_the_host_socket_unseals_after_junk_from_everywhere(tmp_path, workers):
     """25 junk unseals from the network *and* from loopback (what a reverse proxy on the host
     forwards): the HTTP path is locked for them, the host socket still unseals."""
     from tests.helpers import VaultDir, run_cli
@@ -535,7 +551,9 @@ def test_the_host_socket_unseals_after_junk_from_everywhere(tmp_path):
     v.close()
     vdir = VaultDir(home, tmp_path / "vault.key")
     sock = tmp_path / "host.sock"
-    service = start_service(vdir, tmp_path / "svc", "--unseal-socket", str(sock), unsealed=False)
+    service = start_service(
+        vdir, tmp_path / "svc", "--unseal-socket", str(sock), "--workers", workers, unsealed=False
+    )
     try:
         statuses = []
         for n in range(25):

@@ -5,6 +5,7 @@ never stale."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import timedelta
 
@@ -185,7 +186,7 @@ def test_index_match_equals_a_naive_scan(records, term):
         (f"p/{i}-{path}", "access", 1, 0, {"host": host, "tags": tags})
         for i, (path, tags, host) in enumerate(records)
     ]
-    document = index.build(entries)
+    document = index.build(entries, lambda path: hashlib.sha256(path.encode()).digest())
     got = {h["path"]: h["matched"] for h in index.match(document, term)}
     want = {}
     for path, _, _, _, terms in entries:
@@ -236,5 +237,54 @@ def test_secret_list_from_the_index_still_refuses_an_edited_record_row(vdir):
         conn.execute("DROP TRIGGER search_index_stale_update")  # the attacker keeps the index too
         conn.execute("UPDATE records SET current_version = 1")
     with pytest.raises(RowTampered):
+        v.secrets.list(op, "acme")
+    v.close()
+
+
+def test_secret_list_rebuilds_an_index_of_the_older_format(vdir):
+    """An index written before the listing section (CVSI1: scan and rows sections only), sealed
+    under the right key, is not read by this build: secret list rebuilds it from the records
+    (MAC-checked) and stores the current format, and lists the same records."""
+    import struct
+
+    v = vdir.open()
+    add_client(v, "acme")
+    op = operator()
+    v.secrets.put(op, "acme", "a/one", "note", {"text": "1"})
+    v.secrets.put(op, "acme", "a/two", "access", {"host": "alpha.test", "password": "x"})
+    want = v.secrets.list(op, "acme")
+    client = v.ctx.client("acme")
+    keys = v.ctx.client_keys(client)
+    document = keys.unseal_index(v.ctx.db.scalar("SELECT sealed FROM search_index"))
+    scan, _, _, rows = index._layout(document)
+    older = b"CVSI1" + struct.pack(">I", len(scan)) + scan + rows
+    with v.ctx.db.write() as conn:
+        conn.execute("UPDATE search_index SET sealed = ?", (keys.seal_index(older),))
+    assert v.secrets.list(op, "acme") == want
+    rebuilt = keys.unseal_index(v.ctx.db.scalar("SELECT sealed FROM search_index"))
+    assert rebuilt.startswith(index.MAGIC)
+    assert [e[:3] for e in index.entries(rebuilt)] == [(r["path"], r["kind"], r["version"]) for r in want]
+    assert [h["path"] for h in v.secrets.search(op, "alpha")] == ["a/two"]
+    v.close()
+
+
+def test_secret_list_from_the_index_reports_a_missing_version_row(vdir):
+    """A record whose current version row was deleted from vault.db (the index kept) is not
+    listed from the index: the live records no longer match it, and the rebuild refuses the
+    record with the missing row (exit 6), as before the index was used."""
+    from vault.errors import IntegrityFailure
+
+    v = vdir.open()
+    add_client(v, "acme")
+    op = operator()
+    v.secrets.put(op, "acme", "a/one", "note", {"text": "1"})
+    v.secrets.put(op, "acme", "a/two", "note", {"text": "2"})
+    assert len(v.secrets.list(op, "acme")) == 2  # (builds the index)
+    with v.ctx.db.write() as conn:
+        conn.execute(
+            "DELETE FROM record_versions WHERE record_id = (SELECT MIN(id) FROM records) AND version = 1"
+        )
+    assert v.ctx.db.scalar("SELECT COUNT(*) FROM search_index") == 1  # the index is still there
+    with pytest.raises(IntegrityFailure):
         v.secrets.list(op, "acme")
     v.close()

@@ -293,7 +293,10 @@ def _backup_frame() -> dict:
 ROW_MAC_ROWS = [
     ("users", [3, "zoë", 0, None, 1893456000, False]),
     ("records", [42, CLIENT_ID_HEX, bytes(range(32)), 3]),
-    ("record_versions", [42, 2, True, None, 0, 1780300800, "eve"]),
+    # a NULL pack_offset is left out of the encoding (rowmac.NULL_TAIL): the MAC of every
+    # version from before migration 0024; a packed version's offset is the last value
+    ("record_versions", [42, 2, True, None, 0, 1780300800, "eve", None]),
+    ("record_versions", [43, 1, False, "0f" * 20, 412, 1780300800, "eve", 37]),
     ("meta", ["single_operator", "1"]),
 ]
 

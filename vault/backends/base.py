@@ -95,6 +95,10 @@ class BulkBackend(Backend, Protocol):
 
     def delete(self, name: str, *, durable: bool = True) -> None: ...
 
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        """Part of a blob (a packed record version); shorter if the blob is."""
+        ...
+
     def sync(self) -> None:
         """Make every earlier non-durable put and delete durable."""
         ...

@@ -231,6 +231,31 @@ class LocalBackend:
         except OSError as exc:
             raise _fail(exc, "read") from None
 
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of the blob from ``offset`` (a packed record version): fewer if the
+        file is shorter (the caller's decryption then fails closed)."""
+        path = self._file(name)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {name} not found in {self.location}") from None
+        except OSError as exc:
+            raise _fail(exc, "read") from None
+        try:
+            chunks = []
+            while length > 0:
+                data = os.pread(fd, length, offset)
+                if not data:
+                    break
+                chunks.append(data)
+                offset += len(data)
+                length -= len(data)
+            return b"".join(chunks)
+        except OSError as exc:
+            raise _fail(exc, "read") from None
+        finally:
+            os.close(fd)
+
     def delete(self, name: str, *, durable: bool = True) -> None:
         """Permanent, idempotent. ``durable=False`` skips the folder fsync; the caller must
         :meth:`sync` later (a shred deletes thousands of blobs, then syncs once)."""

@@ -26,7 +26,7 @@ from vault import api_spec as spec
 from vault.api_schemas import SCHEMAS
 from vault.errors import InvalidInput
 from vault.server.errors import ERROR_RESPONSES, install_error_handlers
-from vault.server.limits import BodyLimit, RateLimiter
+from vault.server.limits import BodyLimit, RateLimiter, Slots
 from vault.server.pool import VaultPool
 from vault.server.routes import (
     BEARER,
@@ -93,12 +93,22 @@ class UnsealRequest(Strict):
     recovery_key: Text | None = None
 
 
-def create_app(pool: VaultPool, settings: ServiceSettings | None = None) -> FastAPI:
-    """The FastAPI application over ``pool``. Background jobs start in its lifespan."""
+def create_app(
+    pool: VaultPool,
+    settings: ServiceSettings | None = None,
+    *,
+    limits: Limits | None = None,
+    slots: Slots | None = None,
+) -> FastAPI:
+    """The FastAPI application over ``pool``. Background jobs start in its lifespan.
+
+    ``limits`` and ``slots``: the login throttles and the attachment upload slots when they are
+    not this process's own (a worker of ``cvault serve --workers N`` asks its supervisor:
+    :mod:`vault.server.workers`); by default made here from ``settings``."""
     from vault.server.jobs import BackgroundJobs
 
     settings = settings or ServiceSettings()
-    limits = Limits(
+    limits = limits or Limits(
         RateLimiter(settings.address_burst, settings.address_per_minute / 60),
         RateLimiter(settings.user_burst, settings.user_per_minute / 60),
     )
@@ -153,6 +163,7 @@ def create_app(pool: VaultPool, settings: ServiceSettings | None = None) -> Fast
         limit=spec.MAX_BODY_BYTES,
         overrides={op.path: op.body_limit for op in spec.OPERATIONS if op.body_limit},
         admit=admit,
+        slots=slots,
     )
     install_error_handlers(app)
 

@@ -30,6 +30,26 @@ class BodyTooLarge(Exception):
         super().__init__(self.message)
 
 
+class Slots:
+    """At most ``size`` holders at a time; :meth:`take` does not wait (False: all taken)."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.used >= self.size:
+                return False
+            self.used += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self.used = max(0, self.used - 1)
+
+
 class BodyLimit:
     """Pure ASGI middleware: refuse bodies over ``limit`` bytes with 413.
 
@@ -53,12 +73,15 @@ class BodyLimit:
         limit: int,
         overrides: dict[str, int] | None = None,
         admit: Callable[[dict, str], Awaitable[bool]] | None = None,
+        slots: Slots | None = None,
     ):
         self.app = app
         self.limit = limit
         self.overrides = dict(overrides or {})
         self.admit = admit
-        self.large_in_flight = 0
+        #: the attachment upload slots (:class:`Slots`; shared by every worker process with
+        #: ``cvault serve --workers N``: :class:`vault.server.workers.SharedSlots`)
+        self.large: Slots = slots if slots is not None else Slots(MAX_LARGE_BODIES)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -103,14 +126,13 @@ class BodyLimit:
         if limit <= self.limit:
             await self._run(scope, receive, send, limit)
             return
-        if self.large_in_flight >= MAX_LARGE_BODIES:
+        if not self.large.take():
             await _refuse(send, None, busy=True)
             return
-        self.large_in_flight += 1
         try:
             await self._run(scope, receive, send, limit)
         finally:
-            self.large_in_flight -= 1
+            self.large.give_back()
 
     async def _run(self, scope, receive, send, limit: int) -> None:
         seen = 0

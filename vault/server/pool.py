@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vault.clock import Clock
 from vault.errors import AuthenticationFailed, VaultLocked, VaultSealed
@@ -53,6 +53,7 @@ class VaultPool:
         unseal_window: float = UNSEAL_WINDOW_SECONDS,
         monotonic: Callable[[], float] = time.monotonic,
         cache_seconds: float = 900.0,
+        host_write_lock: bool = False,
     ):
         from vault.custody.cache import BoundedCache
 
@@ -69,7 +70,20 @@ class VaultPool:
         self._free: list[Vault] = []
         self._lock = threading.Lock()
         self._root: bytes | None = None
-        self._write_lock = threading.RLock()
+        self._write_lock: Any = threading.RLock()
+        if host_write_lock:
+            # several worker processes on this vault (vault.server.workers): queue in the kernel
+            from vault.home import VaultHome
+            from vault.locks import HostWriteLock
+
+            self._write_lock = HostWriteLock(VaultHome(self.home).locks)
+        #: ``cvault serve --workers N``: every unseal is asked of the supervisor, which runs it
+        #: (its throttle and its one-at-a-time lock are the service's) and hands the root key to
+        #: every worker (:mod:`vault.server.workers`); None: this process unseals by itself
+        self.unseal_via: Callable[[str, str, str | None, str | None], None] | None = None
+        #: called with the root key after a successful unseal, inside the unseal lock (the
+        #: supervisor hands it to its workers before the unseal is answered)
+        self.on_unsealed: Callable[[bytes], None] | None = None
         from vault.audit.log import GroupCommit
 
         self.audit_group = GroupCommit()
@@ -112,6 +126,9 @@ class VaultPool:
         key-file unseal at start is in the service log."""
         if how not in UNSEAL_HOW:
             raise ValueError(f"unknown unseal method {how}")
+        if self.unseal_via is not None:
+            self.unseal_via(how, secret, origin, source)
+            return
         if not self._unseal_lock.acquire(timeout=UNSEAL_WAIT_SECONDS):
             raise VaultLocked("another unseal attempt is running; try again")
         try:
@@ -168,12 +185,25 @@ class VaultPool:
                     )
                     raise
                 self._root = vault.ctx.keyring.root()
+                if self.on_unsealed is not None:
+                    self.on_unsealed(self._root)
                 if origin is not None:
                     vault.ctx.record_outcome(
                         operator, AuditEvent.SERVICE_UNSEAL, "ok", reason=f"unsealed with a {what}"
                     )
         finally:
             self._unseal_lock.release()
+
+    @property
+    def root(self) -> bytes | None:
+        """The unsealed root key (None while sealed): what the supervisor of ``cvault serve
+        --workers N`` hands to a worker it starts (never written anywhere)."""
+        return self._root
+
+    def load_root(self, root: bytes) -> None:
+        """Take the root key another process of the service unsealed with (a worker's share of
+        the supervisor's unseal, :mod:`vault.server.workers`); pooled vaults load it when lent."""
+        self._root = bytes(root)
 
     @contextmanager
     def lease(self, *, unsealed: bool = True) -> Iterator[Vault]:

@@ -166,6 +166,17 @@ class Limits:
         when the attempt failed (wrong password or code, locked): only then are the tokens kept,
         so correct logins are never throttled and parallel guesses cannot all pass the check
         before any of them is counted. The API (:meth:`attempt`) and the console's sign-in use it."""
+        self.begin(source, name)
+        failed = [False]
+        try:
+            yield failed
+        finally:
+            self.end(source, name, failed[0])
+
+    def begin(self, source: str, name: str) -> None:
+        """The check-and-reserve step of :meth:`reserve` (raises RateLimited), atomic: with
+        several worker processes the supervisor runs it for all of them
+        (:class:`vault.server.workers.SharedLimits`), so the limits stay global."""
         with self._in_flight_lock:
             if name in self._in_flight:
                 raise RateLimited(1.0)
@@ -177,15 +188,14 @@ class Limits:
                 self.by_address.give_back(source)
                 raise RateLimited(wait)
             self._in_flight.add(name)
-        failed = [False]
-        try:
-            yield failed
-        finally:
-            with self._in_flight_lock:
-                self._in_flight.discard(name)
-            if not failed[0]:
-                self.by_address.give_back(source)
-                self.by_user.give_back(name)
+
+    def end(self, source: str, name: str, failed: bool) -> None:
+        """The attempt of :meth:`begin` is over: a failed one keeps its tokens."""
+        with self._in_flight_lock:
+            self._in_flight.discard(name)
+        if not failed:
+            self.by_address.give_back(source)
+            self.by_user.give_back(name)
 
     @contextmanager
     def attempt(self, op: spec.Op, request: Request, body):

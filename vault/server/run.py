@@ -43,20 +43,8 @@ def check_bind(host: str, *, tls: bool, insecure_http: bool) -> None:
         )
 
 
-def serve(
-    home: Path | str,
-    *,
-    host: str = DEFAULT_HOST,
-    port: int = DEFAULT_PORT,
-    tls_cert: str | None = None,
-    tls_key: str | None = None,
-    insecure_http: bool = False,
-    key_file: str | None = None,
-    settings=None,
-    log_level: str = "info",
-    announce: Callable[[str], None] = lambda line: None,
-    unseal_socket: str | None = None,
-) -> None:
+def check_options(host: str, tls_cert: str | None, tls_key: str | None, insecure_http: bool) -> bool:
+    """Refuse a bad combination of bind and TLS options in one line; returns whether TLS is on."""
     tls = bool(tls_cert and tls_key)
     if bool(tls_cert) != bool(tls_key):
         raise InvalidInput("give both --tls-cert and --tls-key")
@@ -70,25 +58,63 @@ def serve(
         from vault.home import read_private_file
 
         read_private_file(tls_key, "TLS private key")  # refused when others can read it
-    from vault.hardening import forbid_core_dumps
+    return tls
 
-    forbid_core_dumps()  # before any passphrase or key is in this process (issue 11)
 
-    import uvicorn  # heavy: only here
-    from uvicorn.protocols.http import h11_impl
-
-    from vault.server.app import create_app
-    from vault.server.http import JsonErrorH11Protocol, OncePerMinute, json_service_unavailable
-    from vault.server.pool import VaultPool
-
+def setup_logging(log_level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def serve(
+    home: Path | str,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    insecure_http: bool = False,
+    key_file: str | None = None,
+    settings=None,
+    log_level: str = "info",
+    announce: Callable[[str], None] = lambda line: None,
+    unseal_socket: str | None = None,
+    workers: int = 1,
+) -> None:
+    """``workers`` > 1: a supervisor process and that many worker processes on one listener
+    (:mod:`vault.server.workers`, docs/service.md "Worker processes"); 1: this process serves."""
+    tls = check_options(host, tls_cert, tls_key, insecure_http)
+    from vault.hardening import forbid_core_dumps
+
+    forbid_core_dumps()  # before any passphrase or key is in this process (issue 11)
+    if workers > 1:
+        from vault.server.workers import supervise
+
+        supervise(
+            home,
+            workers=workers,
+            host=host,
+            port=port,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            key_file=key_file,
+            settings=settings,
+            log_level=log_level,
+            announce=announce,
+            unseal_socket=unseal_socket,
+        )
+        return
+    from vault.server.pool import VaultPool
+
+    setup_logging(log_level)
     pool = VaultPool(home, cache_seconds=settings.custody_cache_seconds if settings else 900.0)
     if key_file:
         pool.unseal("key_file", key_file)
+    from vault.server.app import create_app
+
     app = create_app(pool, settings)
     from vault.server.host_unseal import HostUnseal, default_socket
 
@@ -98,6 +124,46 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     state = "sealed: run cvault operator unseal" if pool.sealed else "unsealed"
     announce(f"cvault: serving {scheme}://{shown}:{port} ({state}); host unseal socket {host_unseal.path}")
+
+    def stopped() -> None:
+        host_unseal.stop()
+        pool.close()
+
+    server = make_server(
+        app,
+        settings,
+        host=host,
+        port=port,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        log_level=log_level,
+        on_shutdown=stopped,
+    )
+    try:
+        server.run()
+    finally:
+        stopped()
+
+
+def make_server(
+    app,
+    settings,
+    *,
+    host: str,
+    port: int,
+    tls_cert: str | None,
+    tls_key: str | None,
+    log_level: str,
+    on_shutdown: Callable[[], None],
+    max_connections: int | None = None,
+):
+    """The uvicorn server of the service (one process's): the service's HTTP protocol, deadlines,
+    connection cap and SIGTERM handling. ``on_shutdown`` runs at the end of its shutdown."""
+    import uvicorn  # heavy: only here
+    from uvicorn.protocols.http import h11_impl
+
+    from vault.server.http import JsonErrorH11Protocol, OncePerMinute, json_service_unavailable
+
     config = uvicorn.Config(
         app,
         host=host,
@@ -117,7 +183,7 @@ def serve(
         http=JsonErrorH11Protocol.with_deadlines(
             settings.head_timeout if settings else 10.0, settings.body_timeout if settings else 120.0
         ),
-        limit_concurrency=settings.max_connections if settings else 512,
+        limit_concurrency=max_connections or (settings.max_connections if settings else 512),
     )
     h11_impl.service_unavailable = json_service_unavailable  # uvicorn's 503, in the JSON shape
     logging.getLogger("asyncio").addFilter(OncePerMinute())
@@ -134,11 +200,6 @@ def serve(
             # here, not after run(): uvicorn re-raises the SIGTERM it handled once serve() ends,
             # so code after run() never runs on a signal
             await super().shutdown(sockets=sockets)
-            host_unseal.stop()
-            pool.close()
+            on_shutdown()
 
-    try:
-        Server(config).run()
-    finally:
-        host_unseal.stop()
-        pool.close()
+    return Server(config)

@@ -262,7 +262,8 @@ class Shredder:
             (client.id,),
         ).fetchall()
         counts = conn.execute(
-            "SELECT count(DISTINCT r.id), count(v.record_id), count(v.wrapped_dek), count(v.blob_name)"
+            "SELECT count(DISTINCT r.id), count(v.record_id), count(v.wrapped_dek),"
+            " count(DISTINCT v.blob_name)"  # files: a pack holds many versions
             " FROM records r LEFT JOIN record_versions v ON v.record_id = r.id WHERE r.client_id = ?",
             (client.id,),
         ).fetchone()

@@ -16,6 +16,11 @@ def queue_put(conn: sqlite3.Connection, names: Iterable[str], now: int) -> None:
     )
 
 
+def queue_puts(conn: sqlite3.Connection, rows: list[tuple[str, int]]) -> None:
+    """:func:`queue_put` of ``(name, now)`` rows built by the caller (the bulk import's SQL thread)."""
+    conn.executemany("INSERT INTO outbox (op, blob_name, queued_at) VALUES ('put', ?, ?)", rows)
+
+
 def queue_delete(conn: sqlite3.Connection, names: Iterable[str], now: int) -> None:
     conn.executemany(
         "INSERT INTO outbox (op, blob_name, queued_at) VALUES ('delete', ?, ?)", [(n, now) for n in names]

@@ -18,16 +18,19 @@ from collections.abc import Iterable
 
 from vault.store import rowmac
 
-#: the joined columns a reader needs to open a version (wrapped DEK, blob, who and when)
-OPEN_COLUMNS = "v.wrapped_dek, v.blob_name, v.created_at, v.created_by"
+#: the joined columns a reader needs to open a version (wrapped DEK, blob, who and when, and where
+#: in its pack a packed version is: ``pack_offset`` NULL for a blob of its own; ``size`` bytes)
+OPEN_COLUMNS = "v.wrapped_dek, v.blob_name, v.created_at, v.created_by, v.pack_offset, v.size"
 
 # Rows are plain tuples, not NamedTuples: this module is on the ``secret get`` path, and creating a
 # NamedTuple class costs about 0.1 ms at import (docs/performance.md).
 #: ``(id, meta_sealed, current_version)``
 RecordRow = tuple[int, bytes, int]
-#: ``(record_id, version, key_version, wrapped_dek, blob_name, size, created_at, created_by)``;
-#: ``wrapped_dek`` and ``blob_name`` are None for a delete marker
-VersionRow = tuple[int, int, int, bytes | None, str | None, int, int, str]
+#: ``(record_id, version, key_version, wrapped_dek, blob_name, size, created_at, created_by,
+#: pack_offset)``; ``wrapped_dek`` and ``blob_name`` are None for a delete marker; ``pack_offset``
+#: is None for a version stored as a blob of its own, else where it starts in the pack
+#: ``blob_name`` (docs/format.md section 9)
+VersionRow = tuple[int, int, int, bytes | None, str | None, int, int, str, int | None]
 
 
 def version_row(
@@ -39,22 +42,44 @@ def version_row(
     size: int,
     created_at: int,
     created_by: str,
+    pack_offset: int | None = None,
 ) -> VersionRow:
-    return (record_id, version, key_version, wrapped_dek, blob_name, size, created_at, created_by)
+    return (
+        record_id,
+        version,
+        key_version,
+        wrapped_dek,
+        blob_name,
+        size,
+        created_at,
+        created_by,
+        pack_offset,
+    )
 
 
 def find(conn: sqlite3.Connection, client_id: str, tag: bytes) -> RecordRow | None:
-    """The client's record named by ``tag``, its MAC checked. Found by the tag alone (index
-    records_path_tag): a tag is keyed by the client's own key, so a row holding it under another
-    client id was moved there, and fails its MAC (an integrity failure, not "no such record")."""
-    found = None
-    for rid, cid, meta_sealed, current, tag_mac in conn.execute(
-        "SELECT id, client_id, meta_sealed, current_version, mac FROM records WHERE path_tag = ?", (tag,)
+    """The client's record named by ``tag``, its MAC checked: one seek of the ``UNIQUE
+    (client_id, path_tag)`` index. When the client has none, every client is looked at for the
+    tag (one seek each, the same index): a tag is keyed by the client's own key, so a row holding
+    it under another client id was moved there, and fails its MAC (an integrity failure, not
+    "no such record"; docs/format.md section 8). Migration 0024 dropped the index on the tag
+    alone that this second lookup used before: a bulk import paid one random index write per
+    record for it."""
+    row = conn.execute(
+        "SELECT id, meta_sealed, current_version, mac FROM records WHERE client_id = ? AND path_tag = ?",
+        (client_id, tag),
+    ).fetchone()
+    if row is not None:
+        rid, meta_sealed, current, tag_mac = row
+        rowmac.check(conn, "records", (rid, client_id, tag, current), tag_mac)
+        return rid, meta_sealed, current
+    for rid, cid, current, tag_mac in conn.execute(
+        "SELECT id, client_id, current_version, mac FROM records"
+        " WHERE client_id IN (SELECT id FROM clients) AND path_tag = ?",
+        (tag,),
     ):
         rowmac.check(conn, "records", (rid, cid, tag, current), tag_mac)
-        if cid == client_id:
-            found = (rid, meta_sealed, current)
-    return found
+    return None
 
 
 def of_client(conn: sqlite3.Connection, client_id: str) -> list[tuple[int, bytes]]:
@@ -110,15 +135,36 @@ def next_record_id(conn: sqlite3.Connection) -> int:
     return max(seq[0] if seq else 0, top or 0) + 1
 
 
+INSERT_RECORDS = (
+    "INSERT INTO records (id, client_id, path_tag, meta_sealed, current_version,"
+    " created_at, updated_at, mac) VALUES (?, ?, ?, ?, 1, ?, ?, ?)"
+)
+INSERT_VERSIONS = (
+    "INSERT INTO record_versions (record_id, version, key_version, wrapped_dek, blob_name,"
+    " size, created_at, created_by, pack_offset, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 def insert_records(conn: sqlite3.Connection, rows: Iterable[tuple[int, str, bytes, bytes, int, int]]) -> None:
     """New records with ids allocated up front: ``(id, client_id, tag, meta_sealed, created, updated)``,
     each at version 1 (the bulk import)."""
-    macer = rowmac.macer(conn)
-    conn.executemany(
-        "INSERT INTO records (id, client_id, path_tag, meta_sealed, current_version,"
-        " created_at, updated_at, mac) VALUES (?, ?, ?, ?, 1, ?, ?, ?)",
-        ((*r, macer.mac(rowmac.encode("records", (r[0], r[1], r[2], 1)))) for r in rows),
-    )
+    conn.executemany(INSERT_RECORDS, maced_records(conn, rows))
+
+
+def maced_records(conn: sqlite3.Connection, rows: Iterable[tuple[int, str, bytes, bytes, int, int]]) -> list:
+    """:func:`insert_records`'s parameters (each row with its MAC) for :data:`INSERT_RECORDS`."""
+    mac = rowmac.macer(conn).mac
+    head, tail = rowmac.table_prefix("records"), rowmac.encode_value(1)
+    int_value, blob_value, encode_value = rowmac.int_value, rowmac.blob_value, rowmac.encode_value
+    clients: dict[str, bytes] = {}  # E(client_id), once per batch
+    out = []
+    for r in rows:
+        client = clients.get(r[1])
+        if client is None:
+            client = clients[r[1]] = encode_value(r[1])
+        # rowmac.encode("records", (id, client_id, path_tag, 1)), the shared parts encoded once
+        out.append((*r, mac(head + int_value(r[0]) + client + blob_value(r[2]) + tail)))
+    return out
 
 
 def set_meta(conn: sqlite3.Connection, record_id: int, meta_sealed: bytes, tag: bytes | None = None) -> None:
@@ -145,17 +191,48 @@ def next_version(conn: sqlite3.Connection, record_id: int) -> int:
 
 def insert_versions(conn: sqlite3.Connection, rows: Iterable[VersionRow]) -> None:
     """The one ``INSERT INTO record_versions`` (one version, or a batch), each row MACed."""
-    macer = rowmac.macer(conn)
-    conn.executemany(
-        "INSERT INTO record_versions (record_id, version, key_version, wrapped_dek, blob_name,"
-        " size, created_at, created_by, mac) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        ((*r, macer.mac(rowmac.encode("record_versions", _version_values(r)))) for r in rows),
+    conn.executemany(INSERT_VERSIONS, maced_versions(conn, rows))
+
+
+def maced_versions(conn: sqlite3.Connection, rows: Iterable[VersionRow]) -> list:
+    """:func:`insert_versions`'s parameters (each row with its MAC) for :data:`INSERT_VERSIONS`
+    (the bulk import runs them itself, on its SQL thread)."""
+    mac = rowmac.macer(conn).mac
+    head, int_value, encode_value = (
+        rowmac.table_prefix("record_versions"),
+        rowmac.int_value,
+        rowmac.encode_value,
     )
+    shared: dict[tuple, tuple[bytes, bytes]] = {}  # the values a pack's rows share, encoded once
+    out = []
+    for r in rows:
+        # rowmac.encode("record_versions", _version_values(r)), the shared parts encoded once
+        if r[8] is None:  # a blob of its own (a NULL pack_offset is left out)
+            message = rowmac.encode("record_versions", _version_values(r))
+        else:
+            key = (r[3] is None, r[4], r[6], r[7])
+            parts = shared.get(key)
+            if parts is None:
+                parts = shared[key] = (
+                    encode_value(key[0]) + encode_value(r[4]),
+                    encode_value(r[6]) + encode_value(r[7]),
+                )
+            message = (
+                head
+                + int_value(r[0])
+                + int_value(r[1])
+                + parts[0]
+                + int_value(r[5])
+                + parts[1]
+                + int_value(r[8])
+            )
+        out.append((*r, mac(message)))
+    return out
 
 
 def _version_values(r: VersionRow) -> tuple:
     """The MACed values of a version row (rowmac.TABLES order)."""
-    return (r[0], r[1], r[3] is None, r[4], r[5], r[6], r[7])
+    return (r[0], r[1], r[3] is None, r[4], r[5], r[6], r[7], r[8])
 
 
 def insert_version(conn: sqlite3.Connection, row: VersionRow) -> None:
@@ -163,18 +240,21 @@ def insert_version(conn: sqlite3.Connection, row: VersionRow) -> None:
 
 
 def version(conn: sqlite3.Connection, record_id: int, number: int) -> tuple | None:
-    """``(wrapped_dek, blob_name, created_at, created_by)`` of one version, or None; the row's
-    MAC checked (a version turned into a delete marker is an integrity failure)."""
+    """``(wrapped_dek, blob_name, created_at, created_by, pack_offset, size)`` of one version
+    (:data:`OPEN_COLUMNS`), or None; the row's MAC checked (a version turned into a delete marker,
+    or a packed version's offset or length edited, is an integrity failure)."""
     row = conn.execute(
-        "SELECT wrapped_dek, blob_name, created_at, created_by, size, mac FROM record_versions"
+        "SELECT wrapped_dek, blob_name, created_at, created_by, pack_offset, size, mac FROM record_versions"
         " WHERE record_id = ? AND version = ?",
         (record_id, number),
     ).fetchone()
     if row is None:
         return None
-    wrapped, blob, created, by, size, tag = row
-    rowmac.check(conn, "record_versions", (record_id, number, wrapped is None, blob, size, created, by), tag)
-    return wrapped, blob, created, by
+    wrapped, blob, created, by, offset, size, tag = row
+    rowmac.check(
+        conn, "record_versions", (record_id, number, wrapped is None, blob, size, created, by, offset), tag
+    )
+    return row[:6]
 
 
 def versions(conn: sqlite3.Connection, record_id: int) -> list[tuple]:
@@ -187,10 +267,11 @@ def versions(conn: sqlite3.Connection, record_id: int) -> list[tuple]:
 
 
 def readable_versions(conn: sqlite3.Connection, record_id: int) -> list[tuple]:
-    """``(version, wrapped_dek, blob_name, created_at, created_by)`` of every version with a blob."""
+    """``(version, wrapped_dek, blob_name, created_at, created_by, pack_offset, size)`` of every
+    version with a blob (the version, then :data:`OPEN_COLUMNS`)."""
     return conn.execute(
-        "SELECT version, wrapped_dek, blob_name, created_at, created_by FROM record_versions"
-        " WHERE record_id = ? AND blob_name IS NOT NULL",
+        "SELECT version, wrapped_dek, blob_name, created_at, created_by, pack_offset, size"
+        " FROM record_versions WHERE record_id = ? AND blob_name IS NOT NULL",
         (record_id,),
     ).fetchall()
 
@@ -212,30 +293,34 @@ def rewrap(conn: sqlite3.Connection, record_id: int, number: int, wrapped: bytes
 def live_records(conn: sqlite3.Connection, client_id: str) -> list[tuple[bytes, int, int]]:
     """``(path_tag, current_version, updated_at)`` of each record of the client whose current
     version is not a delete marker; no row MAC checked (``secret list`` compares these with the
-    sealed search index and rebuilds it through :func:`current_versions` on any difference)."""
-    return [
-        (bytes(tag), current, updated)
-        for tag, current, updated in conn.execute(
-            "SELECT r.path_tag, r.current_version, r.updated_at FROM records r JOIN record_versions v"
-            " ON v.record_id = r.id AND v.version = r.current_version"
-            " WHERE r.client_id = ? AND v.blob_name IS NOT NULL",
-            (client_id,),
-        )
-    ]
+    sealed search index and rebuilds it through :func:`current_versions` on any difference).
+
+    The records rows are read in table order (``records_client``, 0028_listfast.sql), the
+    current version row's existence from the primary key of ``record_versions`` (a record whose
+    current version row is missing is left out: the index then no longer matches and the rebuild
+    reports the missing row), and the delete markers from their partial index."""
+    return conn.execute(
+        "SELECT r.path_tag, r.current_version, r.updated_at FROM records r INDEXED BY records_client"
+        " JOIN record_versions v"
+        " ON v.record_id = r.id AND v.version = r.current_version WHERE r.client_id = ? AND NOT EXISTS"
+        " (SELECT 1 FROM record_versions m INDEXED BY record_versions_markers WHERE m.record_id = r.id"
+        " AND m.version = r.current_version AND m.blob_name IS NULL)",
+        (client_id,),
+    ).fetchall()
 
 
 def current_versions(conn: sqlite3.Connection, client_id: str) -> list[tuple]:
     """Each record of the client with its current version: ``(id, meta_sealed, current_version,
-    updated_at, wrapped_dek, blob_name, created_at, created_by)``; both rows' MACs checked. A
-    record whose current version row is missing is an integrity failure, not left out."""
+    updated_at, *OPEN_COLUMNS)``; both rows' MACs checked. A record whose current version row is
+    missing is an integrity failure, not left out."""
     out = []
     for row in conn.execute(
         "SELECT r.id, r.meta_sealed, r.current_version, r.updated_at, "  # noqa: S608 - a constant column list; values are bound
-        f"{OPEN_COLUMNS}, r.path_tag, r.mac, v.size, v.mac, v.version FROM records r LEFT JOIN"
+        f"{OPEN_COLUMNS}, r.path_tag, r.mac, v.mac, v.version FROM records r LEFT JOIN"
         " record_versions v ON v.record_id = r.id AND v.version = r.current_version WHERE r.client_id = ?",
         (client_id,),
     ):
-        rid, _, current, _, wrapped, blob, created, by, tag, record_mac, size, version_mac, number = row
+        rid, _, current, _, wrapped, blob, created, by, offset, size, tag, record_mac, v_mac, number = row
         rowmac.check(conn, "records", (rid, client_id, tag, current), record_mac)
         if number is None:
             raise rowmac.RowTampered(
@@ -243,19 +328,38 @@ def current_versions(conn: sqlite3.Connection, client_id: str) -> list[tuple]:
                 f" {current} is missing; run cvault doctor"
             )
         rowmac.check(
-            conn, "record_versions", (rid, current, wrapped is None, blob, size, created, by), version_mac
+            conn,
+            "record_versions",
+            (rid, current, wrapped is None, blob, size, created, by, offset),
+            v_mac,
         )
-        out.append(row[:8])
+        out.append(row[:10])
     return out
 
 
-def by_blob_name(conn: sqlite3.Connection, name: str) -> tuple | None:
-    """``(client_id, record_id, version, key_version, wrapped_dek)`` of the version stored as ``name``."""
+def by_blob_name(conn: sqlite3.Connection, name: str) -> list[tuple]:
+    """``(client_id, record_id, version, key_version, wrapped_dek, pack_offset, size)`` of the
+    version stored as ``name``, or of every version stored in the pack ``name`` (empty: none)."""
     return conn.execute(
-        "SELECT r.client_id, r.id, v.version, v.key_version, v.wrapped_dek FROM record_versions v"
-        " JOIN records r ON r.id = v.record_id WHERE v.blob_name = ?",
+        "SELECT r.client_id, r.id, v.version, v.key_version, v.wrapped_dek, v.pack_offset, v.size"
+        " FROM record_versions v JOIN records r ON r.id = v.record_id WHERE v.blob_name = ?",
         (name,),
-    ).fetchone()
+    ).fetchall()
+
+
+def unreferenced(conn: sqlite3.Connection, names: Iterable[str]) -> list[str]:
+    """Which of ``names`` no version row refers to any more, each once, in order: the blobs of
+    destroyed versions to delete. A version's own blob is unreferenced once its row is gone; a
+    pack only when no version stored in it is left (docs/format.md section 9)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            continue
+        seen.add(name)
+        if not conn.execute("SELECT 1 FROM record_versions WHERE blob_name = ? LIMIT 1", (name,)).fetchone():
+            out.append(name)
+    return out
 
 
 def blob_names(conn: sqlite3.Connection) -> set[str]:
@@ -279,12 +383,13 @@ def prune(conn: sqlite3.Connection, record_id: int, keep: int) -> list[str]:
     before = attachment_blobs(conn, record_id)
     conn.execute("DELETE FROM attachment_refs WHERE record_id = ? AND version <= ?", (record_id, old[0][0]))
     gone = sorted(before - attachment_blobs(conn, record_id))
-    return [b for _, b in old if b] + gone
+    return unreferenced(conn, [b for _, b in old if b]) + gone
 
 
-def destroy(conn: sqlite3.Connection, record_id: int) -> tuple[list[str], list[str]]:
+def destroy(conn: sqlite3.Connection, record_id: int) -> tuple[int, list[str], list[str]]:
     """Delete one record, every version and its attachment references (``secret rm --purge``);
-    returns the blob names of the versions and of the attachments."""
+    returns how many versions with a blob were destroyed, the blobs to delete (each version's
+    own; a pack only once no version stored in it is left) and the attachments' blobs."""
     blobs = [
         r[0]
         for r in conn.execute(
@@ -296,7 +401,7 @@ def destroy(conn: sqlite3.Connection, record_id: int) -> tuple[list[str], list[s
     conn.execute("DELETE FROM attachment_refs WHERE record_id = ?", (record_id,))
     conn.execute("DELETE FROM record_versions WHERE record_id = ?", (record_id,))
     conn.execute("DELETE FROM records WHERE id = ?", (record_id,))
-    return blobs, attached
+    return len(blobs), unreferenced(conn, blobs), attached
 
 
 # --- attachments (0009_records.sql: attachment_refs) ---------------------------------------------

@@ -103,6 +103,9 @@ TABLES: dict[str, Table] = {
                 "size",
                 "created_at",
                 "created_by",
+                # a packed version's place in its pack (migration 0024); not encoded when NULL,
+                # so every version written before (and every unpacked one) keeps its MAC
+                "pack_offset",
             ),
             "record_id",
         ),
@@ -218,6 +221,11 @@ TABLES: dict[str, Table] = {
     )
 }
 
+#: tables whose last covered column is left out of the encoding when it is NULL (a column added
+#: later whose NULL means "as before": the rows written before keep their MACs, and a row with a
+#: value is MACed over one more value, so the value can be neither added, edited nor removed)
+NULL_TAIL = frozenset({"record_versions"})
+
 #: the meta rows that are MACed (others are written before the keys exist or decide nothing)
 META_KEYS = ("settings", "single_operator", "row_macs")
 #: meta key of the marker that this vault's rows carry MACs (written at init or by the backfill);
@@ -244,6 +252,8 @@ def encode(table: str, values: Sequence[Any]) -> bytes:
     prefix = _PREFIXES.get(table)
     if prefix is None:
         prefix = _PREFIXES[table] = LABEL + _U32(len(table)) + table.encode("ascii")
+    if values and values[-1] is None and table in NULL_TAIL:
+        values = values[:-1]
     out = [prefix]
     append = out.append
     for value in values:
@@ -265,6 +275,28 @@ def encode(table: str, values: Sequence[Any]) -> bytes:
 
 #: ``LABEL || u32 len(table) || table`` of each table (constant: built once)
 _PREFIXES: dict[str, bytes] = {}
+
+
+def table_prefix(table: str) -> bytes:
+    """The constant start of every encoding of ``table`` (``encode(table, ())``)."""
+    return encode(table, ())
+
+
+def encode_value(value: Any) -> bytes:
+    """``E(value)``, one value's part of :func:`encode` (bulk writers: the encoding of a row is
+    ``table_prefix(table) + E(v1) + ... + E(vn)``, so values shared by a batch are encoded once;
+    a NULL_TAIL table's trailing NULL is left out by the caller)."""
+    return encode("", (value,))[len(_PREFIXES[""]) :]
+
+
+def int_value(value: int) -> bytes:
+    """``E(value)`` of an integer (the bulk writers' per-row values)."""
+    return _INT + _I64(value)
+
+
+def blob_value(value: bytes) -> bytes:
+    """``E(value)`` of bytes."""
+    return _BLOB + _U32(len(value)) + value
 
 
 def macer(conn: Any) -> crypto.Mac:
