@@ -57,8 +57,8 @@ class HostWriteLock:
     def __init__(self, locks_dir):
         import threading
 
-        os.makedirs(locks_dir, mode=0o700, exist_ok=True)
-        self._fd = os.open(os.path.join(locks_dir, "write"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._dir = os.fspath(locks_dir)
+        self._fd = -1  # opened at the first write: a missing vault is refused before, as ever
         self._lock = threading.RLock()
         self._depth = 0
 
@@ -66,6 +66,10 @@ class HostWriteLock:
         self._lock.acquire()
         if self._depth == 0:
             try:
+                if self._fd < 0:
+                    os.makedirs(self._dir, mode=0o700, exist_ok=True)
+                    path = os.path.join(self._dir, "write")
+                    self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 fcntl.flock(self._fd, fcntl.LOCK_EX)
             except BaseException:
                 self._lock.release()

@@ -458,3 +458,35 @@ def test_background_jobs_run_once_not_once_per_worker(tmp_path):
         service.stop()
     files = sorted(p.name for p in backups.iterdir())
     assert len([f for f in files if not f.startswith(".")]) == 1, files
+
+
+def test_bad_worker_options_are_one_line_and_create_nothing(tmp_path):
+    """Refused before anything is bound or written: one line, exit 2 (a usage error) or exit 5 (no
+    vault), no traceback, and no folder made where no vault is."""
+    from tests.helpers import run_cli
+
+    vdir, _, _ = _vault_with_records(tmp_path, 1)
+    base = [
+        "--home",
+        str(vdir.home),
+        "serve",
+        "--insecure-http",
+        "--port",
+        "0",
+        "--key-file",
+        str(vdir.key_file),
+    ]
+    cases = [
+        (["--workers", "2", "--argon2-queue", "1"], 2, "--argon2-queue must be at least --workers"),
+        (["--workers", "2", "--max-connections", "2"], 2, "--max-connections must be more than --workers"),
+        (["--workers", "0"], 2, "--workers"),
+    ]
+    for extra, code, words in cases:
+        proc = run_cli(*base, *extra)
+        assert proc.returncode == code, (extra, proc.stderr)
+        assert words in proc.stderr and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    missing = tmp_path / "no-vault-here"
+    proc = run_cli("--home", str(missing), "serve", "--insecure-http", "--port", "0", "--workers", "2")
+    assert proc.returncode == 5 and "no vault at" in proc.stderr and "Traceback" not in proc.stderr
+    assert not missing.exists()

@@ -482,8 +482,9 @@ def supervise(
     if settings.max_connections <= workers:
         raise InvalidInput("--max-connections must be more than --workers")
     setup_logging(log_level)
-    crypto.argon2_share_host(os.path.join(VaultHome(home).locks, "argon2"))  # its unseals too
     pool = VaultPool(home, cache_seconds=settings.custody_cache_seconds, host_write_lock=True)
+    # (after the pool: a missing vault is refused as without workers; the pool made locks/)
+    crypto.argon2_share_host(os.path.join(VaultHome(home).locks, "argon2"))  # its unseals too
     if key_file:
         pool.unseal("key_file", key_file)
     limits = Limits(
