@@ -171,6 +171,103 @@ def test_bootstrap_only_for_the_second_admin_and_listed(tmp_path):
         v.close()
 
 
+@pytest.mark.parametrize("lower", ["disable", "revoke"])
+def test_one_admin_cannot_reopen_the_bootstrap_window(env, lower):
+    """Review2 S1: alice disables ada (or revokes ada's admin role) so that the vault has one
+    enrolled admin, then asks for admin accounts alice2 and alice3 (the reviewer's takeover of bob
+    and the min-grace-0 replay). The bootstrap window of a new vault never re-opens: each account
+    is a two-person request that stays pending (no code to alice), alice approves neither it nor
+    her own minimum grace 0, and bob is never taken over. Every refusal is audited."""
+    v, _, s = env
+    alice = s.alice
+    v.secrets.put(s.bob.principal(v), "acme", "office/firewall", "note", {"text": "bobs-secret"})
+    if lower == "disable":
+        v.users.disable(alice.principal(v), "ada")
+    else:
+        v.users.revoke(alice.principal(v), "ada", "admin")
+    for name in ("alice2", "alice3"):
+        added = v.users.add(alice.principal(v), name, ["admin"])
+        assert added["mode"] == "two_person" and added["state"] == "pending_approval", added
+        assert "enrollment_code" not in added
+        with pytest.raises(AccessDenied, match="cannot approve"):
+            v.users.approve(alice.principal(v), name)
+    v.sla.request_min_grace(alice.principal(v), 0)
+    with pytest.raises(AccessDenied):
+        v.sla.approve_min_grace(alice.principal(v), 0)
+    v.users.reset(alice.principal(v), "bob")
+    with pytest.raises(AccessDenied):
+        v.users.approve(alice.principal(v), "bob")
+    assert v.ctx.min_grace_days(v.ctx.db.conn) == 30
+    assert v.ctx.db.one("SELECT count(*) FROM enrollment")[0] == 0  # no code was ever issued
+    assert len(_audit(v, "user.approve", "deny")) == 3
+    assert _audit(v, "sla.approve_min_grace", "deny")
+    with v.ctx.db.read() as conn:
+        from vault.identity.facts import bootstrap_open
+
+        assert not bootstrap_open(conn)
+
+
+def test_one_admin_cannot_reopen_the_bootstrap_window_through_the_cli(staff, tmp_path):
+    """Review2 S1 through the real CLI: ``user disable ada`` then ``user add alice2 --role admin``
+    prints no enrollment code (a pending two-person request) and ``sla approve-min-grace 0`` by
+    the requester is refused, exit 4, one line; the minimum grace stays 30 days."""
+    vd, alice = staff.vdir, staff.alice
+    assert _cli(vd, alice, tmp_path, "user", "disable", "ada").returncode == 0
+    p = _cli(vd, alice, tmp_path, "--json", "user", "add", "alice2", "--role", "admin")
+    assert p.returncode == 0, p.stderr
+    added = json.loads(p.stdout)
+    assert added["mode"] == "two_person" and "enrollment_code" not in added, added
+    assert _cli(vd, alice, tmp_path, "sla", "min-grace", "0").returncode == 0
+    _refused(_cli(vd, alice, tmp_path, "sla", "approve-min-grace", "0"), 4)
+    _refused(_cli(vd, alice, tmp_path, "user", "approve", "alice2"), 4)
+    v = vd.open()
+    try:
+        assert v.ctx.min_grace_days(v.ctx.db.conn) == 30
+    finally:
+        v.close()
+
+
+def test_the_bootstrap_window_is_a_one_time_state_of_a_new_vault(tmp_path):
+    """Review2 S1 from ``cvault init``: root makes the second admin alone (the one bootstrap step)
+    and that admin approves root's requests (the README's two-admin flow). Once two admins have
+    enrolled, disabling one re-opens nothing, even with the MACed ``two_admins`` meta row deleted
+    by a file writer (the enrolled bootstrap creation row still closes it). A later admin made by
+    one person alone (a row of mode bootstrap planted as a vault used before the fix would hold)
+    is no second person to its maker: only the vault's first bootstrap step is exempt."""
+    from vault.facade import Vault
+    from vault.identity.facts import bootstrap_open, second_person
+    from vault.store import rowmac
+
+    v, _ = Vault.init(
+        tmp_path / "v", key_file=tmp_path / "k", admin="root", admin_password="root-password-12"
+    )
+    try:
+        root = _init_admin_principal(v, "root")
+        boot = v.users.add(root, "second", ["admin"])
+        assert boot["mode"] == "bootstrap"
+        second = _enrolled(v, "second", boot["enrollment_code"], ["admin"])
+        with v.ctx.db.read() as conn:
+            assert rowmac.meta_value(conn, "two_admins") == "1" and not bootstrap_open(conn)
+        v.users.add(root, "eng", ["engineer"])
+        assert v.users.approve(second.principal(v), "eng")["enrollment_code"]  # README flow
+        v.users.disable(root, "second")
+        with v.ctx.db.write() as conn:
+            conn.execute("DELETE FROM meta WHERE key = 'two_admins'")  # a file writer
+        again = v.users.add(root, "third", ["admin"])
+        assert again["mode"] == "two_person" and "enrollment_code" not in again
+        with v.ctx.db.write() as conn:  # as the hole left it: root made "late" alone
+            t = v.ctx.db.one("SELECT max(requested_at) FROM account_requests")[0]
+            uid = v.users._insert_user(conn, "late", t, "root", ["admin"])
+            v.users._insert_request(
+                conn, uid, "create", "root", t, "bootstrap", approved_by="root", approved_at=t
+            )
+        with v.ctx.db.read() as conn:
+            assert second_person(conn, "second", "root") is None
+            assert "second person" in (second_person(conn, "late", "root") or "")
+    finally:
+        v.close()
+
+
 def _init_admin_principal(v, name):
     from tests.factories import insert_session
     from vault.clock import to_epoch

@@ -14,11 +14,13 @@ from vault.identity.factors import FactorsMixin, check_password_rules
 from vault.identity.facts import (
     UserRow,
     all_users,
+    bootstrap_open,
     creation,
     end_sessions,
     enrolled_admins,
     latest_reset,
     lineage,
+    note_admins,
     pending_request,
     second_person,
     single_operator,
@@ -122,7 +124,9 @@ class AdminMixin(FactorsMixin):
     def _add_mode(self, conn, roles: list[str], t: int) -> str:
         if single_operator(conn):
             return "single_operator"
-        if roles == ["admin"] and enrolled_admins(conn) < 2:
+        note_admins(conn)
+        # review2 S1: a one-time state of a new vault, never re-opened by disabling an admin
+        if roles == ["admin"] and enrolled_admins(conn) < 2 and bootstrap_open(conn):
             outstanding = conn.execute(
                 "SELECT count(*) FROM account_requests r JOIN users u ON u.id = r.user_id"
                 " JOIN enrollment e ON e.user_id = u.id"
@@ -324,7 +328,9 @@ class AdminMixin(FactorsMixin):
         _, t = self._now()
         with self.ctx.db.write() as conn:
             user = self._require_user(conn, name)
+            note_admins(conn)  # review2 S1: before an admin is disabled or revoked ...
             result = change(conn, user, t)
+            note_admins(conn)  # ... and after one is granted or enabled
         self.ctx.record_outcome(principal, action, "ok", reason=reason)
         return result
 

@@ -495,12 +495,62 @@ def lineage(conn, user_id: int | None) -> frozenset[str]:
     return frozenset(people)
 
 
-def lineage_closure(conn, name: str | None, *, bootstrap: bool = True) -> frozenset[str]:
+def first_bootstrap(conn) -> int | None:
+    """The id of the vault's one bootstrap step that counts (review2 S1): its first bootstrap
+    creation whose account enrolled (the original second admin, made by the first alone). Every
+    row read is MAC-checked, so a file writer cannot move the exemption to another row."""
+    for row in rowmac.select(conn, "account_requests", "kind = 'create' AND mode = 'bootstrap'", order="id"):
+        user = user_by_id(conn, row[2])  # (rowid, id, user_id, ...)
+        if user is not None and (user.password_hash is not None or _reset_since(conn, user.id, row[1])):
+            return int(row[1])
+    return None
+
+
+def _reset_since(conn, user_id: int, request_id: int) -> bool:
+    """Whether a reset was requested for the account after its creation: it had enrolled (a full
+    reset clears the password until the person enrolls again)."""
+    return bool(rowmac.select(conn, "account_requests", "user_id = ? AND id > ?", (user_id, request_id)))
+
+
+#: MACed meta key written the first time the vault is seen with two enrolled admins (review2 S1)
+TWO_ADMINS = "two_admins"
+
+
+def note_admins(conn) -> None:
+    """Inside a write transaction: record, once, that the vault has two enrolled admins (called
+    wherever the admins can change: enrollment, ``user add``, and every admin change, before and
+    after it). The bootstrap window never re-opens after that (:func:`bootstrap_open`)."""
+    if rowmac.meta_value(conn, TWO_ADMINS) is None and enrolled_admins(conn) >= 2:
+        rowmac.put_meta(conn, TWO_ADMINS, "1")
+
+
+def bootstrap_open(conn) -> bool:
+    """Whether ``user add --role admin`` may still be a bootstrap step (review2 S1): only while
+    the vault has never had two enrolled admins. Decided from authenticated state, never from the
+    current count of enabled admins alone (one admin lowers it by disabling or revoking the
+    other): the MACed meta row :data:`TWO_ADMINS`, and, should a file writer delete that row, the
+    MACed creation rows: a bootstrap-made admin that enrolled, or two enrolled accounts that
+    hold the admin role and were made outside the two-person flow (init rows: the first admin, and
+    every account of a vault older than the separation of duties)."""
+    if rowmac.meta_value(conn, TWO_ADMINS) is not None or first_bootstrap(conn) is not None:
+        return False
+    admins = {r[1] for r in rowmac.select(conn, "user_roles", "role = 'admin'")}
+    made_alone = 0
+    for user_id in admins:
+        made = creation(conn, user_id)
+        user = user_by_id(conn, user_id)
+        if made is not None and made.mode == "init" and user is not None and user.password_hash is not None:
+            made_alone += 1
+    return made_alone < 2
+
+
+def lineage_closure(conn, name: str | None, *, exempt: int | None = None) -> frozenset[str]:
     """The transitive lineage of the account ``name`` (review R9): its :func:`lineage`, the
     lineages of those people's accounts, and so on (every row read MAC-checked). Someone in it
     may hold, or have handed out, an account that vouches for ``name``: alice's second account
     alice2 (approved once, in good faith) has alice in its closure, so alice2 is no second
-    person to alice, nor an account alice2 created to her."""
+    person to alice, nor an account alice2 created to her. ``exempt``: the id of one request
+    row left out (the vault's first bootstrap step, :func:`first_bootstrap`)."""
     seen: set[str] = set()
     frontier = [name] if name else []
     while frontier:
@@ -508,18 +558,24 @@ def lineage_closure(conn, name: str | None, *, bootstrap: bool = True) -> frozen
         if user is None:
             continue
         steps = (creation(conn, user.id), latest_reset(conn, user.id))
-        people = {
-            p
-            for row in steps
-            if row is not None and (bootstrap or row.mode != "bootstrap")
-            for p in row.people()
-        }
+        counted = [row for row in steps if row is not None and (exempt is None or row.id != exempt)]
+        people = {p for row in counted for p in row.people()}
         for person in people:
             if person not in seen:
                 seen.add(person)
                 frontier.append(person)
     seen.discard(name or "")
     return frozenset(seen)
+
+
+def actor_closure(conn, actor: str) -> frozenset[str]:
+    """The vouching actor's transitive lineage, the one rule of every vouching action (review R9,
+    review2 S3): the second-person actions, rule 2 (:data:`vault.policy.LINEAGE_BOUND`) and the
+    team rule (:data:`vault.policy.TEAM_BOUND`). The vault's first bootstrap step alone is left
+    out: the second admin of a new vault is made by the first alone (reported by doctor and every
+    audit report), and that one step does not bar it from approving the first's requests, or a
+    two-admin shop could approve nothing. Any later admin made by one person counts (review2 S1)."""
+    return lineage_closure(conn, actor, exempt=first_bootstrap(conn))
 
 
 def second_person(conn, actor: str, requester: str, *, alone: bool | None = None) -> str | None:
@@ -531,10 +587,7 @@ def second_person(conn, actor: str, requester: str, *, alone: bool | None = None
         requester,
         lineage_closure(conn, requester),
         single_operator=single_operator(conn) if alone is None else alone,
-        # the second admin of a new vault is made by the first alone (bootstrap, reported by
-        # doctor and every audit report): that step does not bar it from approving the first's
-        # requests, or a two-admin shop could approve nothing
-        actor_lineage=lineage_closure(conn, actor, bootstrap=False),
+        actor_lineage=actor_closure(conn, actor),
     )
 
 

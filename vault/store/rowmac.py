@@ -201,8 +201,9 @@ TABLES: dict[str, Table] = {
 #: value is MACed over one more value, so the value can be neither added, edited nor removed)
 NULL_TAIL = frozenset({"record_versions"})
 
-#: the meta rows that are MACed (others are written before the keys exist or decide nothing)
-META_KEYS = ("settings", "single_operator", "row_macs")
+#: the meta rows that are MACed (others are written before the keys exist or decide nothing);
+#: ``two_admins``: the vault has had two enrolled admins, the bootstrap window is closed (review2 S1)
+META_KEYS = ("settings", "single_operator", "row_macs", "two_admins")
 #: meta key of the marker that this vault's rows carry MACs (written at init or by the backfill);
 #: its value is the coverage: which tables carry them
 MARKER = "row_macs"
