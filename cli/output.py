@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -186,12 +187,34 @@ def cell(value: Any) -> str:
     return safe(human_value(value))
 
 
+#: the vault's own form of a time with microseconds (audit events' ``at``), ASCII digits only
+_MICRO_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+
+
 class _Cells(dict):
     """``memo[value]``: :func:`cell` of ``value``, computed once per distinct text (the times of a
-    listing repeat: records written in one import share their second)."""
+    listing repeat: records written in one import share their second). A time in the vault's
+    microsecond form (``2026-12-02T20:40:41.311577Z``: every audit event's differs) is computed
+    once per second: its cell is that of the same second with ``.000000`` (six ASCII digits
+    parse whatever they are, and the human form drops them), unless that second does not parse
+    (then ``when`` returns the text unchanged, and so each such text is its own cell)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds: dict[str, str | None] = {}
 
     def __missing__(self, value: str) -> str:
-        text = self[value] = cell(value)
+        text = None
+        if _MICRO_TIME.fullmatch(value):
+            second = value[:19]
+            if second not in self.seconds:
+                whole = second + ".000000Z"
+                human = cell(whole)
+                self.seconds[second] = None if human == whole else human
+            text = self.seconds[second]
+        if text is None:
+            text = cell(value)
+        self[value] = text
         return text
 
 

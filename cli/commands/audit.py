@@ -219,9 +219,19 @@ def audit_export(state, fmt, out, no_details, after_seq, since, as_json):
         )
     else:
         end = line_end(fmt)
-        data = vault.audit.export(
-            principal, fmt, write=lambda line: click.echo(line + end, nl=False), **options
-        )
+        chunk: list[str] = []  # one write per 512 lines, not one (and a flush) per line
+
+        def write(line: str) -> None:
+            chunk.append(line + end)
+            if len(chunk) >= 512:
+                click.echo("".join(chunk), nl=False)
+                chunk.clear()
+
+        try:
+            data = vault.audit.export(principal, fmt, write=write, **options)
+        finally:  # what was exported before a failure is printed, as line by line
+            if chunk:
+                click.echo("".join(chunk), nl=False)
         if as_json:  # the lines are on stdout: the result goes to stderr
             click.echo(json.dumps(data, sort_keys=True), err=True)
 

@@ -21,6 +21,11 @@ times = st.one_of(
     st.datetimes(),
     st.just("2026-12-02 20:07"),
     st.just("2026-13-45T99:99:99Z"),  # looks like a time, is not one
+    # audit events' form, with microseconds: one cell per second on the fast path
+    st.datetimes(timezones=st.just(UTC)).map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
+    st.sampled_from(
+        ["2026-02-30T00:00:00.000001Z", "2026-13-45T99:99:99.123456Z", "2026-02-28T23:59:59.999999Z"]
+    ),
 )
 texts = st.one_of(
     st.text(),
@@ -40,8 +45,24 @@ plain_rows = st.lists(
     min_size=1,
     max_size=8,
 )
+audit_rows = st.lists(  # the audit log's times: many in one second, some that do not parse
+    st.fixed_dictionaries(
+        {
+            "path": st.from_regex(r"[a-z]{1,8}", fullmatch=True),
+            "kind": st.just("access"),
+            "version": st.integers(min_value=1, max_value=9),
+            "updated_at": st.builds(
+                lambda second, micro: f"{second}.{micro:06d}Z",
+                st.sampled_from(["2026-12-02T20:40:41", "2026-02-30T00:00:00", "2026-02-28T23:59:59"]),
+                st.integers(min_value=0, max_value=999_999),
+            ),
+        }
+    ),
+    min_size=1,
+    max_size=8,
+)
 mixed_rows = st.lists(st.fixed_dictionaries({k: values for k, _ in COLUMNS}), min_size=1, max_size=8)
-pages = st.lists(st.one_of(plain_rows, mixed_rows), min_size=1, max_size=3)
+pages = st.lists(st.one_of(plain_rows, audit_rows, mixed_rows), min_size=1, max_size=3)
 widths = st.one_of(st.none(), st.integers(min_value=1, max_value=120))
 
 
