@@ -36,7 +36,8 @@ def env(tmp_path):
 
 
 def end_session(vault, session_id: str) -> None:
-    edit_rows(vault, "sessions", "ended_at = ?", (to_epoch(vault.ctx.now()),), "token_hash = ?", (session_id,))
+    at = to_epoch(vault.ctx.now())
+    edit_rows(vault, "sessions", "ended_at = ?", (at,), "token_hash = ?", (session_id,))
 
 
 def test_decision_reuses_the_rows_resume_read(env):
