@@ -68,7 +68,7 @@ PUSH_TIMEOUT = 60.0
 #: seconds a worker waits for the supervisor's answer (an unseal: its lock, then Argon2id)
 CALL_TIMEOUT = 120.0
 
-_ROOT, _SEALED, _CONFIG, _ACK = b"R", b"S", b"C", b"k"
+_ROOT, _SEALED, _CONFIG, _ACK, _FORGET = b"R", b"S", b"C", b"k", b"F"
 
 
 # --- the worker's side -----------------------------------------------------------------------------
@@ -176,7 +176,11 @@ def _follow(push: socket.socket, pool) -> None:
             log.warning("the supervisor is gone: this worker stops")
             os.kill(os.getpid(), signal.SIGTERM)
             return
-        _take_state(message, pool)
+        if message[:1] == _FORGET:
+            dropped = pool.forget_here(message[1:].decode())
+            log.info("worker %d dropped %d cached key entries of a forgotten client", os.getpid(), dropped)
+        else:
+            _take_state(message, pool)
         with contextlib.suppress(OSError):
             push.send(_ACK)
 
@@ -208,6 +212,7 @@ def worker_main() -> None:
     settings.background = False  # the supervisor runs the background jobs, once
     pool = VaultPool(cfg["home"], cache_seconds=settings.custody_cache_seconds, host_write_lock=True)
     pool.unseal_via = channel.unseal
+    pool.on_forget = lambda client_id: channel.call("forget", client_id)
     _take_state(state, pool)
     del state
     threading.Thread(target=_follow, args=(push, pool), name="cvault-worker-state", daemon=True).start()
@@ -269,6 +274,7 @@ class Supervisor:
         self._state_lock = threading.Lock()
         self.stopping = threading.Event()
         pool.on_unsealed = self._hand_out
+        pool.on_forget = self._forget_everywhere
 
     # the root key -------------------------------------------------------------------------------
 
@@ -287,6 +293,24 @@ class Supervisor:
             for worker in list(self.workers.values()):
                 if worker.proc.poll() is None:
                     self._give_state(worker, root)
+
+    def _forget_everywhere(self, client_id: str) -> None:
+        """A shred or a key rotation forgot a client's cached keys in one process: every worker
+        drops its copies (and acknowledges) before that process goes on destroying."""
+        with self._state_lock:
+            for worker in list(self.workers.values()):
+                if worker.proc.poll() is not None:
+                    continue
+                try:
+                    worker.push.settimeout(PUSH_TIMEOUT)
+                    worker.push.send(_FORGET + client_id.encode())
+                    worker.push.recv(1)
+                except OSError:
+                    log.warning(
+                        "worker %d did not drop a forgotten client's keys; it is restarted", worker.slot
+                    )
+                    with contextlib.suppress(OSError):
+                        worker.proc.kill()
 
     # requests of the workers ----------------------------------------------------------------------
 
@@ -314,6 +338,10 @@ class Supervisor:
                 if held.slots > 0:
                     held.slots -= 1
                     self.slots.give_back()
+                return {"ok": None}
+            if op == "forget":
+                self.pool.forget_here(str(args[0]))  # the supervisor's own copies (its jobs')
+                self._forget_everywhere(str(args[0]))
                 return {"ok": None}
             if op == "unseal":
                 how, secret, origin, source = args
