@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -86,6 +86,9 @@ class VaultContext:
         #: service mode: a shared, time-bounded cache replaces the per-command dict above
         self.client_key_cache: BoundedCache | None = None
         self._custody: CustodyManager | None = None
+        #: inside one_request(): the account rows users.resume read, for the first decision
+        self._one_request = False
+        self._lent: facts.AccountSnapshot | None = None
 
     @property
     def custody(self) -> CustodyManager:
@@ -471,18 +474,50 @@ class VaultContext:
 
     # --- authorization ------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def one_request(self) -> Iterator[None]:
+        """One service request: the account rows ``users.resume`` reads (user, session, roles,
+        MAC-checked) serve the request's first decision instead of being read again
+        (docs/service.md, "One read"). Forgotten when the request ends: never across requests."""
+        self._one_request, self._lent = True, None
+        try:
+            yield
+        finally:
+            self._one_request, self._lent = False, None
+
+    def lend_account(self, snapshot: facts.AccountSnapshot) -> None:
+        """``users.resume``'s rows, kept for the next decision only inside :meth:`one_request`."""
+        self._lent = snapshot if self._one_request else None
+
+    def _borrow_account(self, principal: Principal) -> facts.AccountSnapshot | None:
+        """The lent rows, once, if they are this principal's session's and nothing was written on
+        this connection since they were read (a write may have changed them): else None (read)."""
+        lent, self._lent = self._lent, None
+        if (
+            lent is None
+            or lent.session_id != principal.session_id
+            or lent.user.name != principal.name
+            or lent.user.id != principal.user_id
+            or lent.writes != self.db.writes
+        ):
+            return None
+        return lent
+
     def gather_facts(
         self, principal: Principal, client: ClientRow | None, now: datetime
     ) -> tuple[policy.AccountFacts | None, policy.ClientFacts | None]:
         """Read the facts the policy needs, fresh, for this one decision (one read snapshot):
-        account state, roles, training, session (absolute + idle), step-up time, assignment."""
+        account state, roles, training, session (absolute + idle), step-up time, assignment.
+        Inside :meth:`one_request` the user, session and roles rows are the ones ``users.resume``
+        read for this request moments before (:meth:`_borrow_account`)."""
+        lent = self._borrow_account(principal) if self._lent is not None else None
         if principal.kind != "user":
             client_facts = None
             if client is not None:
                 client_facts = policy.ClientFacts(name=client.name, state=client.state(now))
             return None, client_facts
         with self.db.read() as conn:
-            account, user_id, touch = facts.account_facts(conn, self.settings, principal, now)
+            account, user_id, touch = facts.account_facts(conn, self.settings, principal, now, lent)
             client_facts = None
             if client is not None:
                 client_facts = facts.client_facts(conn, client, user_id, now)
