@@ -443,3 +443,15 @@ def sealed_or_unsealed_env(vdir: VaultDir, home: Path, session: Path | None, *, 
     if session is not None:
         env["CVAULT_SESSION_FILE"] = str(session)
     return env
+
+
+def cli_upgrade(run, *extra: str) -> subprocess.CompletedProcess:
+    """``cvault upgrade`` as its documented flow off a terminal: the summary (exit 2, naming its
+    digest), then ``cvault upgrade --yes --digest DIGEST``. ``run(*argv)`` runs the CLI."""
+    import re
+
+    looked = run("upgrade")
+    named = re.search(r"--digest ([0-9a-f]{32})", looked.stderr)
+    if looked.returncode != 2 or named is None:
+        return looked  # refused before the summary's question (sealed, integrity failure ...)
+    return run(*extra, "upgrade", "--yes", "--digest", named.group(1))

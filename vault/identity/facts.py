@@ -80,15 +80,36 @@ def user_roles(conn, user_id: int) -> frozenset[str]:
     return frozenset(r[2] for r in rowmac.select(conn, "user_roles", "user_id = ?", (user_id,)))
 
 
+class AccountSnapshot(NamedTuple):
+    """The account rows ``users.resume`` read for one request, each MAC-checked (the user row, the
+    session row, the roles), lent to that request's first authorization decision so it does not
+    read them again (docs/service.md, "One read"). Only inside ``VaultContext.one_request()``,
+    never across requests, and only while nothing was written on the connection since
+    (``writes``: ``Database.writes`` when taken)."""
+
+    session_id: str
+    user: UserRow
+    session: tuple
+    roles: frozenset[str]
+    writes: int
+
+
 def session_state(
-    conn, settings: dict, session_id: str | None, user_id: int, now: datetime
+    conn,
+    settings: dict,
+    session_id: str | None,
+    user_id: int,
+    now: datetime,
+    rows: list | None = None,
 ) -> tuple[bool, str, datetime | None, bool]:
     """(valid, reason if not, step-up time, last_seen needs a refresh). The row's MAC is checked
     (RowTampered: a row forged, edited or moved to another user), and its times are bounded by
-    now: a session that claims to start, be used or be stepped up later than now is refused."""
+    now: a session that claims to start, be used or be stepped up later than now is refused.
+    ``rows``: the session's rows as ``rowmac.select`` gave them in this snapshot already."""
     if not session_id:
         return False, "no session: log in first", None, False
-    rows = rowmac.select(conn, "sessions", "token_hash = ?", (session_id,))
+    if rows is None:
+        rows = rowmac.select(conn, "sessions", "token_hash = ?", (session_id,))
     if not rows or rows[0][2] != user_id:
         return False, "no such session: log in again", None, False
     _, _, _, created, last_seen, stepup, ended, _ = rows[0]
@@ -107,8 +128,20 @@ def session_state(
 
 
 def account_facts(
-    conn, settings: dict, principal: Principal, now: datetime
+    conn, settings: dict, principal: Principal, now: datetime, snapshot: AccountSnapshot | None = None
 ) -> tuple[policy.AccountFacts, int | None, bool]:
+    """The account's facts for one decision. ``snapshot``: this request's rows from
+    ``users.resume`` (the caller checked it is for this principal's session and still current);
+    the rest (requests, the single-operator mark) is read here."""
+    if snapshot is not None:
+        lent = snapshot.user
+        valid, reason, stepup_at, touch = session_state(
+            conn, settings, principal.session_id, lent.id, now, rows=[snapshot.session]
+        )
+        account = _account(
+            conn, lent, session_valid=valid, session_reason=reason, stepup_at=stepup_at, roles=snapshot.roles
+        )
+        return account, lent.id, touch
     user = user_row(conn, principal.name)
     if user is None:
         return (
@@ -380,9 +413,16 @@ def visible_client_ids(ctx, principal: Principal) -> set[str] | None:
 
 
 def _account(
-    conn, user: UserRow, *, session_valid: bool, session_reason: str = "", stepup_at: datetime | None
+    conn,
+    user: UserRow,
+    *,
+    session_valid: bool,
+    session_reason: str = "",
+    stepup_at: datetime | None,
+    roles: frozenset[str] | None = None,
 ) -> policy.AccountFacts:
-    """The account's own facts (disabled, lock, training, roles) with the session's."""
+    """The account's own facts (disabled, lock, training, roles) with the session's. ``roles``:
+    read in this request already (an :class:`AccountSnapshot`)."""
     return policy.AccountFacts(
         disabled=user.disabled,
         locked_until=from_epoch(user.locked_until) if user.locked_until is not None else None,
@@ -392,7 +432,7 @@ def _account(
         session_valid=session_valid,
         session_reason=session_reason,
         stepup_at=stepup_at,
-        roles=user_roles(conn, user.id),
+        roles=user_roles(conn, user.id) if roles is None else roles,
         suspended=suspended(conn, user.id),
         single_operator=single_operator(conn),
     )
