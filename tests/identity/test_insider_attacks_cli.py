@@ -371,6 +371,40 @@ def test_full_reset_needs_approval_and_suspends_until_a_third_person(env):
 # --- 3. instant shred -----------------------------------------------------------------------------
 
 
+def test_confirm_after_a_totp_reset_checks_and_stamps_the_full_reset(staff, tmp_path):
+    """Review2 S8: ada resets bob, alice approves (she held bob's code), bob enrolls, then ada
+    resets bob's TOTP. ``user confirm bob`` by alice is still judged against the *full* reset:
+    refused, exit 4, audited; bob stays suspended. A third admin outside the reset's lineage
+    confirms, the full reset's row is the one stamped, and bob is no longer suspended."""
+    from tests.factories import person
+    from vault.identity import facts
+
+    vd, s = staff.vdir, staff
+    v = vd.open(clock=clock_at())
+    try:
+        v.users.reset(s.ada.principal(v), "bob")
+        code = v.users.approve(s.alice.principal(v), "bob")["enrollment_code"]
+        v.users.enroll("bob", code, "bob-new-password-1")
+        v.users.reset_totp(s.ada.principal(v), "bob")
+        third = person(v, "adm3", "admin")
+    finally:
+        v.close()
+    _refused(_cli(vd, s.alice, tmp_path, "user", "confirm", "bob"), 4)
+    v = vd.open(clock=clock_at())
+    try:
+        with v.ctx.db.read() as conn:
+            assert facts.suspended(conn, s.bob.user_id)
+        assert [r[0] for r in _audit(v, "user.confirm", "deny")] == ["alice"]
+        assert not _audit(v, "user.confirm", "ok")
+        assert v.users.confirm(third.principal(v), "bob")["suspended"] is False
+        with v.ctx.db.read() as conn:
+            assert not facts.suspended(conn, s.bob.user_id)
+            assert facts.full_reset(conn, s.bob.user_id).confirmed_by == "adm3"
+            assert facts.latest_request(conn, s.bob.user_id, ("reset_totp",)).confirmed_by != "adm3"
+    finally:
+        v.close()
+
+
 def test_instant_shred_through_the_cli_is_refused(staff, tmp_path):
     vd, amy = staff.vdir, staff.amy
     _refused(_cli(vd, amy, tmp_path, "sla", "renew", "acme", "--until", "+365d", "--grace-days", "0"), 2)

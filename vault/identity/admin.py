@@ -18,6 +18,7 @@ from vault.identity.facts import (
     creation,
     end_sessions,
     enrolled_admins,
+    full_reset,
     latest_reset,
     lineage,
     note_admins,
@@ -498,7 +499,8 @@ class AdminMixin(FactorsMixin):
         self.ctx.authorize(principal, Action.USER_CONFIRM, subject=name)
         with self.ctx.db.read() as conn:
             user = self._require_user(conn, name)
-            reset = latest_reset(conn, user.id)
+            # review2 S8: the full reset that suspends the account, never a later reset-totp
+            reset = full_reset(conn, user.id)
             # review R9: the confirmer is a second person to whoever requested and approved the
             # reset, transitively (mallory, made by alice + alice2, cannot re-confirm for them)
             refusal = None
@@ -511,14 +513,16 @@ class AdminMixin(FactorsMixin):
         def change(conn, user, t):
             if not suspended(conn, user.id):
                 raise InvalidInput(f"{name} is not suspended")
-            row = latest_reset(conn, user.id)
+            row = full_reset(conn, user.id)
+            if row is None or reset is None or row.id != reset.id:  # another reset since the check
+                raise InvalidInput(f"{name} was reset again meanwhile: confirm again")
             rowmac.update(
                 conn,
                 "account_requests",
                 "confirmed_by = ?, confirmed_at = ?",
                 (principal.name, t),
                 "id = ?",
-                (row.id if row else None,),
+                (row.id,),
             )
             return {"name": name, "roles": sorted(user_roles(conn, user.id)), "suspended": False}
 

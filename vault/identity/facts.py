@@ -631,10 +631,16 @@ def second_person(conn, actor: str, requester: str, *, alone: bool | None = None
     )
 
 
+def full_reset(conn, user_id: int) -> AccountRequest | None:
+    """The account's latest *full* reset (a ``reset-totp`` after it suspends nothing and is not
+    the row a re-confirmation checks or stamps, review2 S8)."""
+    return latest_request(conn, user_id, ("reset",))
+
+
 def suspended(conn, user_id: int) -> bool:
     """A full reset was approved and nobody outside its lineage has re-confirmed the account's
     roles and assignments yet: they do not count (SPEC issue 11, item 3)."""
-    row = latest_request(conn, user_id, ("reset",))
+    row = full_reset(conn, user_id)
     return row is not None and row.approved_at is not None and row.confirmed_at is None
 
 
