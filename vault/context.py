@@ -542,10 +542,16 @@ class VaultContext:
         try:
             account, client_facts = self.gather_facts(principal, client, now)
             subject_lineage: frozenset[str] = frozenset()
+            subject_holders: frozenset[str] = frozenset()
+            actor_chain: frozenset[str] = frozenset()
             if subject is not None and action in policy.LINEAGE_BOUND:
                 with self.db.read() as conn:
                     subject_user = facts.user_row(conn, subject)
                     subject_lineage = facts.lineage(conn, subject_user.id if subject_user else None)
+                    subject_holders = facts.code_holders(conn, subject_user.id if subject_user else None)
+            if (subject is not None and action in policy.LINEAGE_BOUND) or action in policy.TEAM_BOUND:
+                with self.db.read() as conn:  # review2 S3
+                    actor_chain = facts.requester_chain(conn, principal.name)
         except rowmac.RowTampered as exc:
             self.integrity_alarm(principal, exc, action.value)
             raise
@@ -559,6 +565,8 @@ class VaultContext:
             subject=subject,
             subject_lineage=subject_lineage,
             reaches=reaches,
+            actor_chain=actor_chain,
+            subject_holders=subject_holders,
         )
         sealed, key_ref = self.seal_detail(client, detail)
         self.audit.append(

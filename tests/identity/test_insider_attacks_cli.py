@@ -89,6 +89,52 @@ def test_a_second_account_of_the_same_person_is_no_second_person(env):
         assert {"alice", "ada"} <= lineage_closure(conn, "alice2")
 
 
+def test_a_second_account_does_not_vouch_for_an_account_whose_code_alice_held(env):
+    """Review2 S3: ada approves alice's second admin account alice2 once (R9's premise); ada asks
+    for a new hire nina and alice approves (alice holds nina's code and enrolls first). alice2
+    may not train or assign nina (rule 2), nor add nina to a team or assign that team (the team
+    rule): alice asked for alice2 and was handed nina's code. Each refusal is audited; amy, an
+    account manager outside it, trains and assigns nina."""
+    v, _, s = env
+    alice, ada, amy = s.alice, s.ada, s.amy
+    v.secrets.put(s.bob.principal(v), "acme", "office/firewall", "note", {"text": "bobs-secret"})
+    alice2 = _enrolled(
+        v,
+        "alice2",
+        onboard(v, "alice2", ["admin"], requester=alice, approver=ada)["enrollment_code"],
+        ["admin"],
+    )
+    nina = _enrolled(
+        v,
+        "nina",
+        onboard(v, "nina", ["engineer"], requester=ada, approver=alice)["enrollment_code"],
+        ["engineer"],
+    )
+    with pytest.raises(AccessDenied, match="a third person must"):
+        v.users.train(alice2.principal(v), "nina", "+365d")
+    with pytest.raises(AccessDenied, match="a third person must"):
+        v.access.assign(alice2.principal(v), "acme", "nina")
+    with pytest.raises(AccessDenied, match="a third person must"):
+        v.users.grant(alice2.principal(v), "nina", "security_reviewer")
+    v.teams.add(alice2.principal(v), "noc", description="network operations")
+    with pytest.raises(AccessDenied, match="a third person must"):
+        v.teams.member_add(alice2.principal(v), "noc", "nina")
+    v.teams.member_add(amy.principal(v), "noc", "nina")  # amy: outside alice's chain
+    with pytest.raises(AccessDenied, match="a third person must"):
+        v.teams.assign(alice2.principal(v), "acme", "noc")
+    assert len(_audit(v, "user.train", "deny")) == 1
+    assert len(_audit(v, "client.assign", "deny")) == 1
+    assert len(_audit(v, "team.member_add", "deny")) == 1
+    assert _audit(v, "client.assign_team", "deny")
+    from vault.errors import VaultError
+
+    with pytest.raises(VaultError):  # nina reads nothing of acme: nobody vouched for her yet
+        v.secrets.get(nina.principal(v), "acme", "office/firewall")
+    v.users.train(amy.principal(v), "nina", "+365d")
+    v.access.assign(amy.principal(v), "acme", "nina")
+    assert v.secrets.get(nina.principal(v), "acme", "office/firewall").fields["text"] == "bobs-secret"
+
+
 def test_sock_puppet_through_the_cli(staff, tmp_path):
     """One admin creates mallory, tries to approve, enroll, train, assign: every step refused."""
     vd, alice = staff.vdir, staff.alice

@@ -363,7 +363,13 @@ def team_reaches(conn, team_id: int) -> tuple[policy.Reach, ...]:
         user = user_by_id(conn, row[3])
         if user is not None:
             users.append(user)
-    return tuple(policy.Reach(u.name, lineage(conn, u.id)) for u in sorted(users, key=lambda u: u.name))
+    return tuple(reach(conn, u) for u in sorted(users, key=lambda u: u.name))
+
+
+def reach(conn, user: UserRow) -> policy.Reach:
+    """One person a team action gives need-to-know, with the lineage and the code holders the
+    team rule compares with the actor (:data:`vault.policy.TEAM_BOUND`)."""
+    return policy.Reach(user.name, lineage(conn, user.id), code_holders(conn, user.id))
 
 
 def touch_session(db, session_id: str, now: datetime) -> None:
@@ -605,6 +611,45 @@ def lineage_closure(conn, name: str | None, *, exempt: int | None = None) -> fro
                 seen.add(person)
                 frontier.append(person)
     seen.discard(name or "")
+    return frozenset(seen)
+
+
+def code_holders(conn, user_id: int | None) -> frozenset[str]:
+    """Who was handed the account's enrollment code at its creation and latest full reset: the
+    approver (a bootstrap or single-operator step: its requester). Review2 S3."""
+    if user_id is None:
+        return frozenset()
+    out: set[str] = set()
+    for row in (creation(conn, user_id), full_reset(conn, user_id)):
+        if row is None or row.mode == "init":  # made outside the two-person flow: no code handed
+            continue
+        holder = row.requested_by if row.mode in ("bootstrap", "single_operator") else row.approved_by
+        if holder and ":" not in holder:
+            out.add(holder)
+    return frozenset(out)
+
+
+def requester_chain(conn, name: str) -> frozenset[str]:
+    """Who asked for the account ``name``, who asked for theirs, and so on (every row
+    MAC-checked; the vault's first bootstrap step left out, as in :func:`actor_closure`). The
+    person an account was asked for by may be its holder (review R9: alice asks for her own
+    second account alice2), so the rule-2 and team actions compare this chain with the subject's
+    code holders (review2 S3)."""
+    exempt = first_bootstrap(conn)
+    seen: set[str] = set()
+    frontier = [name]
+    while frontier:
+        user = user_row(conn, frontier.pop())
+        if user is None:
+            continue
+        for row in (creation(conn, user.id), latest_reset(conn, user.id)):
+            if row is None or row.id == exempt or row.mode == "init":
+                continue
+            person = row.requested_by
+            if person and ":" not in person and person not in seen:
+                seen.add(person)
+                frontier.append(person)
+    seen.discard(name)
     return frozenset(seen)
 
 
