@@ -598,11 +598,13 @@ GAPS = {
         "commits. If the target is missed again, look at CPU contention (load average above)."
     ),
     "service": (
-        "Throughput on 2 cores is bound by one Python process (one GIL) doing TLS, HTTP and the "
-        "read's ~35 SQL statements in 5 transactions with ~12 row-MAC checks and its audit append: "
-        "the notes of each 'service reads at N connection(s)' line give the service's CPU ms per "
-        "read; 2,000 reads/s needs about 0.5 ms in one process (docs/performance.md, 'Service "
-        "reads', has the profile and what would move it: several processes on one audit chain)."
+        "The bench runs `cvault serve --workers 2` (one process per core, docs/service.md "
+        "'Worker processes'); the '(1 worker)' rows are the one-process service beside it. The "
+        "notes of each 'service reads at N connection(s)' line give the CPU ms per read of the "
+        "whole process tree: 2,000 reads/s on 2 cores needs at most ~1.0 ms with the load "
+        "generator; two workers measured 1.48-1.53 ms (2026-12-02), the user CPU of one request "
+        "(TLS, HTTP, the ASGI stack, the read's SQL and row MACs, its audit append). "
+        "docs/performance.md, 'Issue 20, the service target: worker processes', has the profile."
     ),
     "remote cvault secret get": (
         "Already done (2026-11-25): the remote client imports no dataclasses, no server module "

@@ -95,7 +95,7 @@ class AgentState(CliState):
         self.agent = agent
         self.stdin_tty = stdin_tty
 
-    def vault(self, *, unseal: bool = True, upgrade: bool = False):
+    def vault(self, *, unseal: bool = True, upgrade: bool = False, upgrade_digest: str | None = None):
         agent = self.agent
         if not agent.serves(self.addr, None if self.addr else self.home):
             raise AgentFallback

@@ -49,7 +49,9 @@ class CliState:
 
         return self.home_arg or default_home_dir()
 
-    def vault(self, *, unseal: bool = True, upgrade: bool = False) -> VaultAPI:
+    def vault(
+        self, *, unseal: bool = True, upgrade: bool = False, upgrade_digest: str | None = None
+    ) -> VaultAPI:
         """Open the vault (checks permissions and schema) and unseal it.
 
         Unseal order: ``CVAULT_KEY_FILE``; ``CVAULT_PASSPHRASE_FILE``; a hidden passphrase prompt
@@ -70,7 +72,8 @@ class CliState:
         if unseal and not vault.unsealed:
             key_file = os.environ.get("CVAULT_KEY_FILE")
             pass_file = os.environ.get("CVAULT_PASSPHRASE_FILE")
-            how = {"upgrade": True} if upgrade else {}  # cvault upgrade only (vault.context.upgrade_format)
+            # cvault upgrade only (vault.context.upgrade_format), bound to the summary's digest
+            how: dict = {"upgrade": True, "upgrade_digest": upgrade_digest} if upgrade else {}
             if key_file:
                 vault.unseal_key_file(key_file, **how)
             elif pass_file:

@@ -476,3 +476,15 @@ def as_coverage(conn, level: int) -> None:
     rowmac.put_meta(conn, rowmac.MARKER, level)
     for table in rowmac.pending_tables(conn):
         conn.execute(f"UPDATE {table} SET mac = NULL")
+
+
+def cli_upgrade(run, *extra: str) -> subprocess.CompletedProcess:
+    """``cvault upgrade`` as its documented flow off a terminal: the summary (exit 2, naming its
+    digest), then ``cvault upgrade --yes --digest DIGEST``. ``run(*argv)`` runs the CLI."""
+    import re
+
+    looked = run("upgrade")
+    named = re.search(r"--digest ([0-9a-f]{32})", looked.stderr)
+    if looked.returncode != 2 or named is None:
+        return looked  # refused before the summary's question (sealed, integrity failure ...)
+    return run(*extra, "upgrade", "--yes", "--digest", named.group(1))

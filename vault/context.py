@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -86,6 +86,9 @@ class VaultContext:
         #: service mode: a shared, time-bounded cache replaces the per-command dict above
         self.client_key_cache: BoundedCache | None = None
         self._custody: CustodyManager | None = None
+        #: inside one_request(): the account rows users.resume read, for the first decision
+        self._one_request = False
+        self._lent: facts.AccountSnapshot | None = None
 
     @property
     def custody(self) -> CustodyManager:
@@ -133,7 +136,9 @@ class VaultContext:
         stored.update(changes)
         rowmac.put_meta(conn, "settings", json.dumps(stored, sort_keys=True))
 
-    def ensure_row_macs(self, actor: str = "system:upgrade", *, upgrade: bool = False) -> None:
+    def ensure_row_macs(
+        self, actor: str = "system:upgrade", *, upgrade: bool = False, expected_digest: str | None = None
+    ) -> None:
         """At every unseal (and at init): the vault's rows carry MACs (issue 12), and the settings
         in force are the authentic ones.
 
@@ -147,7 +152,8 @@ class VaultContext:
         and an ``integrity.row_macs`` audit event says so, unless the vault shows it had MACs (a
         MAC left on a row, the audit event, an audit key sealed under the mark's context, or no
         audit key at all beside audit events): then it is an integrity failure, never a
-        backfill."""
+        backfill. ``expected_digest``: the :func:`rowmac.upgrade_digest` of the summary the
+        operator checked; the MACs are added only if the rows are still exactly those (review S6)."""
         pending: tuple[str, ...] = ()
         with self.db.read() as conn:
             if rowmac.enabled(conn):
@@ -156,6 +162,7 @@ class VaultContext:
                 if not pending or self.db.read_only:
                     # read-only: the tables still without MACs fail closed when read
                     return
+                self._refuse_rolled_back_coverage(conn)
         if pending:
             if not upgrade:
                 raise UpgradeRequired(
@@ -163,7 +170,7 @@ class VaultContext:
                     " (written by an older cvault, or their MACs were removed); an operator checks"
                     " the vault and runs 'cvault upgrade' (docs/format.md, \"Upgrades\")"
                 )
-            self._upgrade_row_macs(actor, pending)
+            self._upgrade_row_macs(actor, pending, expected_digest)
             return
         if self.db.read_only:
             raise IntegrityFailure(
@@ -182,6 +189,7 @@ class VaultContext:
         with self.db.write() as conn:
             if not rowmac.enabled(conn):
                 self._refuse_stripped_row_macs(conn)
+                self._refuse_unchecked_rows(conn, expected_digest)
                 counts = rowmac.backfill(conn, int(self.now().timestamp()))
             self.settings = self._verified_settings(conn)
         if counts is not None:
@@ -225,6 +233,46 @@ class VaultContext:
                 "integrity failure: this vault's audit key is missing from vault.db; run cvault doctor"
             )
 
+    @staticmethod
+    def _refuse_unchecked_rows(conn, expected_digest: str | None) -> None:
+        """Inside the upgrade's write transaction: the rows about to be MACed are exactly the ones
+        the operator's summary showed (review S6: rows planted between the summary and ``--yes``,
+        or while the prompt waited, were authenticated). ``None``: the library caller (``init``,
+        tests) authenticates what is there, in this one transaction."""
+        if expected_digest is None:
+            return
+        import hmac
+
+        now = rowmac.upgrade_digest(conn)
+        if not hmac.compare_digest(now.encode("ascii"), expected_digest.encode("utf-8", "replace")):
+            raise IntegrityFailure(
+                "integrity failure: the rows to authenticate changed since the summary you checked"
+                " (its digest no longer matches); nothing upgraded: run cvault upgrade again and check"
+                " the new summary"
+            )
+
+    @staticmethod
+    def _refuse_rolled_back_coverage(conn) -> None:
+        """A marker below a coverage the audit log records as reached was put back from an older
+        copy (review S2): its tables' MACs were stripped to have planted rows MACed by an upgrade.
+        Every coverage upgrade names its coverage in its ``integrity.row_macs`` event (a vault
+        that got its first MACs at a coverage never had an authentic marker below it);
+        ``cvault upgrade`` verifies the log against its signed checkpoints before it gets here."""
+        import re
+
+        have = rowmac.coverage(conn)
+        for (reason,) in conn.execute(
+            "SELECT reason FROM audit_events WHERE action = ? AND outcome = 'ok'",
+            (AuditEvent.INTEGRITY_ROW_MACS.value,),
+        ):
+            reached = re.search(r"\(coverage (\d+)\)", reason or "")
+            if reached and int(reached.group(1)) > have:
+                raise rowmac.RowTampered(
+                    f"integrity failure: this vault's row-MAC marker says coverage {have}, but its audit"
+                    f" log records coverage {int(reached.group(1))} (an older copy of the marker was put"
+                    " back); nothing upgraded: run cvault doctor"
+                )
+
     def upgrade_summary(self) -> dict:
         """What ``cvault upgrade`` would authenticate (readable sealed): per MACed table the rows
         that carry no MAC yet, the roles those users hold, and the audit log's size."""
@@ -236,16 +284,25 @@ class VaultContext:
             roles = dict(
                 conn.execute("SELECT role, count(*) FROM user_roles GROUP BY role ORDER BY role").fetchall()
             )
+            holders: dict[str, list[str]] = {}
+            for role, name in conn.execute(
+                "SELECT r.role, u.name FROM user_roles r JOIN users u ON u.id = r.user_id"
+                " ORDER BY r.role, u.name"
+            ):
+                holders.setdefault(role, []).append(name)
             events = conn.execute("SELECT count(*) FROM audit_events").fetchone()[0]
             checkpoints = conn.execute("SELECT count(*) FROM audit_checkpoints").fetchone()[0]
+            digest = rowmac.upgrade_digest(conn)
         return {
             "rows_without_mac": {t: n for t, n in unmaced.items() if n},
             "roles": roles,
+            "role_holders": holders,
+            "digest": digest,
             "audit_entries": events,
             "audit_checkpoints": checkpoints,
         }
 
-    def upgrade_format(self, actor: str = "system:upgrade") -> list[str]:
+    def upgrade_format(self, actor: str = "system:upgrade", expected_digest: str | None = None) -> list[str]:
         """``cvault upgrade`` (unsealed, by whoever holds the unseal secret): authenticate the
         state an older cvault left, once, after the operator checked it (docs/format.md,
         "Upgrades"). Refused (integrity failure) when the audit log does not verify against its
@@ -270,7 +327,7 @@ class VaultContext:
         done: list[str] = []
         self.audit.allow_first_mark = True
         try:
-            self.ensure_row_macs(actor, upgrade=True)
+            self.ensure_row_macs(actor, upgrade=True, expected_digest=expected_digest)
             if self.db.all(count_sql, (AuditEvent.INTEGRITY_ROW_MACS.value,)) != before:
                 done.append("row MACs added")
             if marked is False:
@@ -289,7 +346,9 @@ class VaultContext:
             self.audit.allow_first_mark = False
         return done
 
-    def _upgrade_row_macs(self, actor: str, tables: tuple[str, ...]) -> None:
+    def _upgrade_row_macs(
+        self, actor: str, tables: tuple[str, ...], expected_digest: str | None = None
+    ) -> None:
         """A vault whose rows got MACs before ``tables`` joined (rowmac.COVERAGE) gets theirs now,
         once, audited like the first backfill (docs/format.md "Row MACs", "Coverage")."""
         from vault.store import integrations
@@ -301,6 +360,8 @@ class VaultContext:
         with self.db.write() as conn:
             if not rowmac.pending_tables(conn):
                 return  # another process upgraded meanwhile
+            self._refuse_rolled_back_coverage(conn)
+            self._refuse_unchecked_rows(conn, expected_digest)
             counts = rowmac.upgrade(conn, verify_row)
             if "custody_jobs" in tables:
                 # the rows just MACed: a rotation whose step its custody versions contradict (a
@@ -420,18 +481,50 @@ class VaultContext:
 
     # --- authorization ------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def one_request(self) -> Iterator[None]:
+        """One service request: the account rows ``users.resume`` reads (user, session, roles,
+        MAC-checked) serve the request's first decision instead of being read again
+        (docs/service.md, "One read"). Forgotten when the request ends: never across requests."""
+        self._one_request, self._lent = True, None
+        try:
+            yield
+        finally:
+            self._one_request, self._lent = False, None
+
+    def lend_account(self, snapshot: facts.AccountSnapshot) -> None:
+        """``users.resume``'s rows, kept for the next decision only inside :meth:`one_request`."""
+        self._lent = snapshot if self._one_request else None
+
+    def _borrow_account(self, principal: Principal) -> facts.AccountSnapshot | None:
+        """The lent rows, once, if they are this principal's session's and nothing was written on
+        this connection since they were read (a write may have changed them): else None (read)."""
+        lent, self._lent = self._lent, None
+        if (
+            lent is None
+            or lent.session_id != principal.session_id
+            or lent.user.name != principal.name
+            or lent.user.id != principal.user_id
+            or lent.writes != self.db.writes
+        ):
+            return None
+        return lent
+
     def gather_facts(
         self, principal: Principal, client: ClientRow | None, now: datetime
     ) -> tuple[policy.AccountFacts | None, policy.ClientFacts | None]:
         """Read the facts the policy needs, fresh, for this one decision (one read snapshot):
-        account state, roles, training, session (absolute + idle), step-up time, assignment."""
+        account state, roles, training, session (absolute + idle), step-up time, assignment.
+        Inside :meth:`one_request` the user, session and roles rows are the ones ``users.resume``
+        read for this request moments before (:meth:`_borrow_account`)."""
+        lent = self._borrow_account(principal) if self._lent is not None else None
         if principal.kind != "user":
             client_facts = None
             if client is not None:
                 client_facts = policy.ClientFacts(name=client.name, state=client.state(now))
             return None, client_facts
         with self.db.read() as conn:
-            account, user_id, touch = facts.account_facts(conn, self.settings, principal, now)
+            account, user_id, touch = facts.account_facts(conn, self.settings, principal, now, lent)
             client_facts = None
             if client is not None:
                 client_facts = facts.client_facts(conn, client, user_id, now)
@@ -456,10 +549,16 @@ class VaultContext:
         try:
             account, client_facts = self.gather_facts(principal, client, now)
             subject_lineage: frozenset[str] = frozenset()
+            subject_holders: frozenset[str] = frozenset()
+            actor_chain: frozenset[str] = frozenset()
             if subject is not None and action in policy.LINEAGE_BOUND:
                 with self.db.read() as conn:
                     subject_user = facts.user_row(conn, subject)
                     subject_lineage = facts.lineage(conn, subject_user.id if subject_user else None)
+                    subject_holders = facts.code_holders(conn, subject_user.id if subject_user else None)
+            if (subject is not None and action in policy.LINEAGE_BOUND) or action in policy.TEAM_BOUND:
+                with self.db.read() as conn:  # review2 S3
+                    actor_chain = facts.requester_chain(conn, principal.name)
         except rowmac.RowTampered as exc:
             self.integrity_alarm(principal, exc, action.value)
             raise
@@ -473,6 +572,8 @@ class VaultContext:
             subject=subject,
             subject_lineage=subject_lineage,
             reaches=reaches,
+            actor_chain=actor_chain,
+            subject_holders=subject_holders,
         )
         sealed, key_ref = self.seal_detail(client, detail)
         self.audit.append(

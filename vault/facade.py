@@ -396,6 +396,7 @@ class Vault:
         key_file: Path | str | None = None,
         *,
         upgrade: bool = False,
+        upgrade_digest: str | None = None,
     ) -> None:
         rows = self.ctx.db.all(
             "SELECT id, kdf_params, salt, wrapped_root FROM unseal_slots WHERE kind = ? ORDER BY id", (kind,)
@@ -421,23 +422,26 @@ class Vault:
                 # a passphrase slot from before NFC normalisation (docs/format.md section 2.1)
                 self.slots.migrate_passphrase_slot(slot_id, secret)
             try:
-                self._after_unseal(key_file, upgrade)
+                self._after_unseal(key_file, upgrade, upgrade_digest)
             except BaseException:
                 self.ctx.keyring.seal()  # refused after the slot opened: the vault stays sealed
                 raise
             return
         raise AuthenticationFailed(f"wrong {what}: no unseal slot opened")
 
-    def _after_unseal(self, key_file: Path | str | None, upgrade: bool = False) -> None:
+    def _after_unseal(
+        self, key_file: Path | str | None, upgrade: bool = False, upgrade_digest: str | None = None
+    ) -> None:
         """Bring a vault from before custody under custody (first unseal after the upgrade), and
         finish custody rotations a crash interrupted (docs/sla.md section 5). ``upgrade``: the
-        operator's explicit ``cvault upgrade`` (the only way older state gets authenticated)."""
+        operator's explicit ``cvault upgrade`` (the only way older state gets authenticated);
+        ``upgrade_digest``: the digest of the summary the operator checked (review S6)."""
         from vault.custody.service import is_custody_vault
         from vault.errors import BackendError, IntegrityFailure
 
         # the rows' MACs (the first unseal after the upgrade adds them) and authentic settings
         if upgrade:
-            self.upgraded = self.ctx.upgrade_format()
+            self.upgraded = self.ctx.upgrade_format(expected_digest=upgrade_digest)
         else:
             self.ctx.ensure_row_macs()
         custody = self.ctx.custody
@@ -451,10 +455,20 @@ class Vault:
             with contextlib.suppress(BackendError, IntegrityFailure):
                 custody.run_jobs()
 
-    def unseal_passphrase(self, passphrase: str, *, upgrade: bool = False) -> None:
-        self._unseal("passphrase", passphrase.encode("utf-8"), "passphrase", upgrade=upgrade)
+    def unseal_passphrase(
+        self, passphrase: str, *, upgrade: bool = False, upgrade_digest: str | None = None
+    ) -> None:
+        self._unseal(
+            "passphrase",
+            passphrase.encode("utf-8"),
+            "passphrase",
+            upgrade=upgrade,
+            upgrade_digest=upgrade_digest,
+        )
 
-    def unseal_key_file(self, path: Path | str, *, upgrade: bool = False) -> None:
+    def unseal_key_file(
+        self, path: Path | str, *, upgrade: bool = False, upgrade_digest: str | None = None
+    ) -> None:
         from vault.home import read_private_file
 
         path = os.fspath(path)
@@ -464,7 +478,22 @@ class Vault:
             raise VaultSealed(f"vault sealed: key file {path} not found") from None
         except (OSError, UnicodeDecodeError):
             raise VaultSealed(f"vault sealed: key file {path} cannot be read") from None
-        self._unseal("keyfile", keys.parse_key_file_text(text), "key file", key_file=path, upgrade=upgrade)
+        self._unseal(
+            "keyfile",
+            keys.parse_key_file_text(text),
+            "key file",
+            key_file=path,
+            upgrade=upgrade,
+            upgrade_digest=upgrade_digest,
+        )
 
-    def unseal_recovery_key(self, recovery_key: str, *, upgrade: bool = False) -> None:
-        self._unseal("recovery", keys.parse_recovery_key(recovery_key), "recovery key", upgrade=upgrade)
+    def unseal_recovery_key(
+        self, recovery_key: str, *, upgrade: bool = False, upgrade_digest: str | None = None
+    ) -> None:
+        self._unseal(
+            "recovery",
+            keys.parse_recovery_key(recovery_key),
+            "recovery key",
+            upgrade=upgrade,
+            upgrade_digest=upgrade_digest,
+        )

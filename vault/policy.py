@@ -343,6 +343,8 @@ class Reach(NamedTuple):
 
     name: str
     lineage: frozenset[str] = frozenset()
+    #: who was handed its enrollment code (:func:`facts.code_holders`, review2 S3)
+    holders: frozenset[str] = frozenset()
 
 
 class TeamPath(NamedTuple):
@@ -420,6 +422,19 @@ def distinct_people(
     return None
 
 
+def held_by_the_actors_maker(
+    actor: str, subject: str, actor_chain: frozenset[str], subject_holders: frozenset[str]
+) -> str | None:
+    """Review2 S3, the actor side of rule 2 and the team rule made transitive: someone who asked
+    for the actor's account (or for an account up its chain) was handed ``subject``'s enrollment
+    code. Then one person may hold both (alice's second account alice2 vouching for nina, whose
+    code alice held). Returns the reason, or None."""
+    both = sorted(actor_chain & subject_holders)
+    if not both:
+        return None
+    return f"{both[0]} asked for {actor}'s account (or one up its lineage) and was handed {subject}'s code"
+
+
 class Decision(NamedTuple):
     allowed: bool
     reason: str
@@ -448,11 +463,16 @@ def decide(
     subject: str | None = None,
     subject_lineage: frozenset[str] = frozenset(),
     reaches: tuple[Reach, ...] = (),
+    actor_chain: frozenset[str] = frozenset(),
+    subject_holders: frozenset[str] = frozenset(),
 ) -> Decision:
     """Deny by default; the first failed condition is the reason. ``subject`` is the user an
     administrative action changes, if any; ``subject_lineage`` who requested or approved its
     creation and latest factor reset (:data:`LINEAGE_BOUND`). ``reaches``: the people a team
-    action gives need-to-know (:data:`TEAM_BOUND`)."""
+    action gives need-to-know (:data:`TEAM_BOUND`). ``actor_chain``: who asked for the actor's
+    account, transitively (:func:`vault.identity.facts.requester_chain`); ``subject_holders``:
+    who was handed the subject's enrollment code (review2 S3: alice's second account alice2 does
+    not vouch for an account whose code alice held)."""
     who = principal.name
     held = principal.roles if account is None or account.roles is None else account.roles
     roles = allowed_roles(action) & held
@@ -492,6 +512,15 @@ def decide(
             "denied",
         )
 
+    if two_person and action in LINEAGE_BOUND and subject is not None:
+        why = held_by_the_actors_maker(who, subject, actor_chain, subject_holders)
+        if why is not None:
+            return Decision(
+                False,
+                f"{why}, so {who} cannot {action.value.split('.')[1]} it: a third person must",
+                "denied",
+            )
+
     if two_person and action in TEAM_BOUND:
         for person in reaches:
             if person.name == who:
@@ -510,6 +539,13 @@ def decide(
                     False,
                     f"{who} requested or approved {person.name}'s account (or its latest factor "
                     f"reset), so cannot give it need-to-know through a team: a third person must",
+                    "denied",
+                )
+            why = held_by_the_actors_maker(who, person.name, actor_chain, person.holders)
+            if why is not None:
+                return Decision(
+                    False,
+                    f"{why}, so {who} cannot give it need-to-know through a team: a third person must",
                     "denied",
                 )
 

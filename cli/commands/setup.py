@@ -15,6 +15,7 @@ from cli.render import (
     write_qr_file,
 )
 from cli.state import host_only, read_secret_file
+from cli.text import safe
 from vault.errors import InvalidInput
 
 
@@ -214,34 +215,55 @@ def doctor_cmd(state, as_json):
         sys.exit(6)
 
 
+#: role holders the upgrade summary names per role (the rest are counted; --json lists all)
+_HOLDERS_SHOWN = 20
+
+
 @host_only
 @click.command("upgrade")
-@click.option("--yes", is_flag=True, help="Authenticate without asking (after checking the summary).")
+@click.option("--yes", is_flag=True, help="Authenticate without asking; needs --digest.")
+@click.option(
+    "--digest",
+    "digest",
+    metavar="DIGEST",
+    help="The digest the summary printed: only the rows that summary showed are authenticated.",
+)
 @json_option
 @click.pass_obj
-def upgrade_cmd(state, yes, as_json):
+def upgrade_cmd(state, yes, digest, as_json):
     """Authenticate, once, the rows and audit key an older cvault left (docs/format.md "Upgrades").
 
     Nothing older is ever authenticated automatically: a file writer could have stripped the MACs
-    to have them recomputed over rows he planted. Check the summary first."""
+    to have them recomputed over rows he planted. Check the summary first; the upgrade then
+    authenticates exactly the rows it showed (its digest), or nothing."""
     vault = state.vault(unseal=False)
     summary = vault.ctx.upgrade_summary()
     if not as_json:
         without = ", ".join(f"{t} {n}" for t, n in summary["rows_without_mac"].items()) or "none"
-        roles = ", ".join(f"{r} {n}" for r, n in summary["roles"].items()) or "none"
         click.echo(f"rows without a MAC: {without}", err=True)
-        click.echo(f"roles held: {roles}", err=True)
+        for role, names in summary["role_holders"].items():
+            shown = ", ".join(safe(n) for n in names[:_HOLDERS_SHOWN])
+            more = f" and {len(names) - _HOLDERS_SHOWN} more (--json)" if len(names) > _HOLDERS_SHOWN else ""
+            click.echo(f"{role} ({len(names)}): {shown}{more}", err=True)
         click.echo(
             f"audit log: {summary['audit_entries']} entries, {summary['audit_checkpoints']} checkpoints",
             err=True,
         )
+        click.echo(f"digest: {summary['digest']}", err=True)
+    if yes and digest is None:
+        raise InvalidInput(
+            "cvault upgrade --yes needs --digest DIGEST, the digest its summary printed (run cvault"
+            " upgrade to see it): only the rows that summary showed are authenticated"
+        )
     if not yes:
         if not sys.stdin.isatty():
             raise InvalidInput(
-                "cvault upgrade authenticates these rows as they are: check them, then run it with --yes"
+                "cvault upgrade authenticates these rows as they are: check them, then run"
+                f" cvault upgrade --yes --digest {summary['digest']}"
             )
         click.confirm("Authenticate these rows as they are now?", abort=True, err=True)
-    vault = state.vault(upgrade=True)
+        digest = summary["digest"]
+    vault = state.vault(upgrade=True, upgrade_digest=digest)
     done = getattr(vault, "upgraded", [])
     emit(
         {"upgraded": done, **summary},

@@ -16,7 +16,7 @@ import sqlite3
 
 import pytest
 
-from tests.helpers import add_client, as_coverage
+from tests.helpers import add_client, as_coverage, cli_upgrade
 from vault.errors import BackendError, IntegrityFailure, UpgradeRequired
 from vault.principal import Principal
 from vault.store import rowmac
@@ -257,7 +257,7 @@ def test_a_vault_at_coverage_3_needs_cvault_upgrade_for_its_custody_macs(vdir, m
         UpgradeRequired, match="custodians, client_custody, custody_jobs rows of this vault carry no MACs"
     ):
         vdir.open()
-    proc = vdir.cli("upgrade", "--yes")
+    proc = cli_upgrade(vdir.cli)
     assert proc.returncode == 0, proc.stderr
     assert "custody_jobs 1" in proc.stderr and "client_custody 2" in proc.stderr, proc.stderr
     vault = vdir.open()

@@ -89,6 +89,52 @@ def test_a_second_account_of_the_same_person_is_no_second_person(env):
         assert {"alice", "ada"} <= lineage_closure(conn, "alice2")
 
 
+def test_a_second_account_does_not_vouch_for_an_account_whose_code_alice_held(env):
+    """Review2 S3: ada approves alice's second admin account alice2 once (R9's premise); ada asks
+    for a new hire nina and alice approves (alice holds nina's code and enrolls first). alice2
+    may not train or assign nina (rule 2), nor add nina to a team or assign that team (the team
+    rule): alice asked for alice2 and was handed nina's code. Each refusal is audited; amy, an
+    account manager outside it, trains and assigns nina."""
+    v, _, s = env
+    alice, ada, amy = s.alice, s.ada, s.amy
+    v.secrets.put(s.bob.principal(v), "acme", "office/firewall", "note", {"text": "bobs-secret"})
+    alice2 = _enrolled(
+        v,
+        "alice2",
+        onboard(v, "alice2", ["admin"], requester=alice, approver=ada)["enrollment_code"],
+        ["admin"],
+    )
+    nina = _enrolled(
+        v,
+        "nina",
+        onboard(v, "nina", ["engineer"], requester=ada, approver=alice)["enrollment_code"],
+        ["engineer"],
+    )
+    with pytest.raises(AccessDenied, match="a third person must"):
+        v.users.train(alice2.principal(v), "nina", "+365d")
+    with pytest.raises(AccessDenied, match="a third person must"):
+        v.access.assign(alice2.principal(v), "acme", "nina")
+    with pytest.raises(AccessDenied, match="a third person must"):
+        v.users.grant(alice2.principal(v), "nina", "security_reviewer")
+    v.teams.add(alice2.principal(v), "noc", description="network operations")
+    with pytest.raises(AccessDenied, match="a third person must"):
+        v.teams.member_add(alice2.principal(v), "noc", "nina")
+    v.teams.member_add(amy.principal(v), "noc", "nina")  # amy: outside alice's chain
+    with pytest.raises(AccessDenied, match="a third person must"):
+        v.teams.assign(alice2.principal(v), "acme", "noc")
+    assert len(_audit(v, "user.train", "deny")) == 1
+    assert len(_audit(v, "client.assign", "deny")) == 1
+    assert len(_audit(v, "team.member_add", "deny")) == 1
+    assert _audit(v, "client.assign_team", "deny")
+    from vault.errors import VaultError
+
+    with pytest.raises(VaultError):  # nina reads nothing of acme: nobody vouched for her yet
+        v.secrets.get(nina.principal(v), "acme", "office/firewall")
+    v.users.train(amy.principal(v), "nina", "+365d")
+    v.access.assign(amy.principal(v), "acme", "nina")
+    assert v.secrets.get(nina.principal(v), "acme", "office/firewall").fields["text"] == "bobs-secret"
+
+
 def test_sock_puppet_through_the_cli(staff, tmp_path):
     """One admin creates mallory, tries to approve, enroll, train, assign: every step refused."""
     vd, alice = staff.vdir, staff.alice
@@ -167,6 +213,103 @@ def test_bootstrap_only_for_the_second_admin_and_listed(tmp_path):
         steps = report["separation_of_duties"]["bootstrap_steps"]
         assert [(s["user"], s["activated_by"]) for s in steps] == [("second", "root")]
         assert report["separation_of_duties"]["single_operator"] is False
+    finally:
+        v.close()
+
+
+@pytest.mark.parametrize("lower", ["disable", "revoke"])
+def test_one_admin_cannot_reopen_the_bootstrap_window(env, lower):
+    """Review2 S1: alice disables ada (or revokes ada's admin role) so that the vault has one
+    enrolled admin, then asks for admin accounts alice2 and alice3 (the reviewer's takeover of bob
+    and the min-grace-0 replay). The bootstrap window of a new vault never re-opens: each account
+    is a two-person request that stays pending (no code to alice), alice approves neither it nor
+    her own minimum grace 0, and bob is never taken over. Every refusal is audited."""
+    v, _, s = env
+    alice = s.alice
+    v.secrets.put(s.bob.principal(v), "acme", "office/firewall", "note", {"text": "bobs-secret"})
+    if lower == "disable":
+        v.users.disable(alice.principal(v), "ada")
+    else:
+        v.users.revoke(alice.principal(v), "ada", "admin")
+    for name in ("alice2", "alice3"):
+        added = v.users.add(alice.principal(v), name, ["admin"])
+        assert added["mode"] == "two_person" and added["state"] == "pending_approval", added
+        assert "enrollment_code" not in added
+        with pytest.raises(AccessDenied, match="cannot approve"):
+            v.users.approve(alice.principal(v), name)
+    v.sla.request_min_grace(alice.principal(v), 0)
+    with pytest.raises(AccessDenied):
+        v.sla.approve_min_grace(alice.principal(v), 0)
+    v.users.reset(alice.principal(v), "bob")
+    with pytest.raises(AccessDenied):
+        v.users.approve(alice.principal(v), "bob")
+    assert v.ctx.min_grace_days(v.ctx.db.conn) == 30
+    assert v.ctx.db.one("SELECT count(*) FROM enrollment")[0] == 0  # no code was ever issued
+    assert len(_audit(v, "user.approve", "deny")) == 3
+    assert _audit(v, "sla.approve_min_grace", "deny")
+    with v.ctx.db.read() as conn:
+        from vault.identity.facts import bootstrap_open
+
+        assert not bootstrap_open(conn)
+
+
+def test_one_admin_cannot_reopen_the_bootstrap_window_through_the_cli(staff, tmp_path):
+    """Review2 S1 through the real CLI: ``user disable ada`` then ``user add alice2 --role admin``
+    prints no enrollment code (a pending two-person request) and ``sla approve-min-grace 0`` by
+    the requester is refused, exit 4, one line; the minimum grace stays 30 days."""
+    vd, alice = staff.vdir, staff.alice
+    assert _cli(vd, alice, tmp_path, "user", "disable", "ada").returncode == 0
+    p = _cli(vd, alice, tmp_path, "--json", "user", "add", "alice2", "--role", "admin")
+    assert p.returncode == 0, p.stderr
+    added = json.loads(p.stdout)
+    assert added["mode"] == "two_person" and "enrollment_code" not in added, added
+    assert _cli(vd, alice, tmp_path, "sla", "min-grace", "0").returncode == 0
+    _refused(_cli(vd, alice, tmp_path, "sla", "approve-min-grace", "0"), 4)
+    _refused(_cli(vd, alice, tmp_path, "user", "approve", "alice2"), 4)
+    v = vd.open()
+    try:
+        assert v.ctx.min_grace_days(v.ctx.db.conn) == 30
+    finally:
+        v.close()
+
+
+def test_the_bootstrap_window_is_a_one_time_state_of_a_new_vault(tmp_path):
+    """Review2 S1 from ``cvault init``: root makes the second admin alone (the one bootstrap step)
+    and that admin approves root's requests (the README's two-admin flow). Once two admins have
+    enrolled, disabling one re-opens nothing, even with the MACed ``two_admins`` meta row deleted
+    by a file writer (the enrolled bootstrap creation row still closes it). A later admin made by
+    one person alone (a row of mode bootstrap planted as a vault used before the fix would hold)
+    is no second person to its maker: only the vault's first bootstrap step is exempt."""
+    from vault.facade import Vault
+    from vault.identity.facts import bootstrap_open, second_person
+    from vault.store import rowmac
+
+    v, _ = Vault.init(
+        tmp_path / "v", key_file=tmp_path / "k", admin="root", admin_password="root-password-12"
+    )
+    try:
+        root = _init_admin_principal(v, "root")
+        boot = v.users.add(root, "second", ["admin"])
+        assert boot["mode"] == "bootstrap"
+        second = _enrolled(v, "second", boot["enrollment_code"], ["admin"])
+        with v.ctx.db.read() as conn:
+            assert rowmac.meta_value(conn, "two_admins") == "1" and not bootstrap_open(conn)
+        v.users.add(root, "eng", ["engineer"])
+        assert v.users.approve(second.principal(v), "eng")["enrollment_code"]  # README flow
+        v.users.disable(root, "second")
+        with v.ctx.db.write() as conn:
+            conn.execute("DELETE FROM meta WHERE key = 'two_admins'")  # a file writer
+        again = v.users.add(root, "third", ["admin"])
+        assert again["mode"] == "two_person" and "enrollment_code" not in again
+        with v.ctx.db.write() as conn:  # as the hole left it: root made "late" alone
+            t = v.ctx.db.one("SELECT max(requested_at) FROM account_requests")[0]
+            uid = v.users._insert_user(conn, "late", t, "root", ["admin"])
+            v.users._insert_request(
+                conn, uid, "create", "root", t, "bootstrap", approved_by="root", approved_at=t
+            )
+        with v.ctx.db.read() as conn:
+            assert second_person(conn, "second", "root") is None
+            assert "second person" in (second_person(conn, "late", "root") or "")
     finally:
         v.close()
 
@@ -272,6 +415,40 @@ def test_full_reset_needs_approval_and_suspends_until_a_third_person(env):
 
 
 # --- 3. instant shred -----------------------------------------------------------------------------
+
+
+def test_confirm_after_a_totp_reset_checks_and_stamps_the_full_reset(staff, tmp_path):
+    """Review2 S8: ada resets bob, alice approves (she held bob's code), bob enrolls, then ada
+    resets bob's TOTP. ``user confirm bob`` by alice is still judged against the *full* reset:
+    refused, exit 4, audited; bob stays suspended. A third admin outside the reset's lineage
+    confirms, the full reset's row is the one stamped, and bob is no longer suspended."""
+    from tests.factories import person
+    from vault.identity import facts
+
+    vd, s = staff.vdir, staff
+    v = vd.open(clock=clock_at())
+    try:
+        v.users.reset(s.ada.principal(v), "bob")
+        code = v.users.approve(s.alice.principal(v), "bob")["enrollment_code"]
+        v.users.enroll("bob", code, "bob-new-password-1")
+        v.users.reset_totp(s.ada.principal(v), "bob")
+        third = person(v, "adm3", "admin")
+    finally:
+        v.close()
+    _refused(_cli(vd, s.alice, tmp_path, "user", "confirm", "bob"), 4)
+    v = vd.open(clock=clock_at())
+    try:
+        with v.ctx.db.read() as conn:
+            assert facts.suspended(conn, s.bob.user_id)
+        assert [r[0] for r in _audit(v, "user.confirm", "deny")] == ["alice"]
+        assert not _audit(v, "user.confirm", "ok")
+        assert v.users.confirm(third.principal(v), "bob")["suspended"] is False
+        with v.ctx.db.read() as conn:
+            assert not facts.suspended(conn, s.bob.user_id)
+            assert facts.full_reset(conn, s.bob.user_id).confirmed_by == "adm3"
+            assert facts.latest_request(conn, s.bob.user_id, ("reset_totp",)).confirmed_by != "adm3"
+    finally:
+        v.close()
 
 
 def test_instant_shred_through_the_cli_is_refused(staff, tmp_path):

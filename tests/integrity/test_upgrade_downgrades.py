@@ -86,14 +86,14 @@ def test_putting_back_the_legacy_sealed_audit_key_gets_no_second_backfill(old_va
 
 def test_the_planted_grant_never_reads_through_the_cli(old_vault, tmp_path):
     """End to end: after the strip, every command exits 6 with one line; rita reads nothing."""
-    from tests.helpers import run_cli
+    from tests.helpers import cli_upgrade, run_cli
 
     vdir, cast = old_vault
     vdir.open(clock=clock_at(T0 + timedelta(hours=1)), upgrade=True).close()
     _strip_and_plant(vdir, cast, [DELETE_AUDIT_KEY])
     env = vdir.env(CVAULT_SESSION_FILE=str(tmp_path / "none.json"))
-    for argv in (("client", "list"), ("upgrade", "--yes")):
-        proc = run_cli(*argv, env=env)
+    for proc in (run_cli("client", "list", env=env), cli_upgrade(lambda *argv: run_cli(*argv, env=env))):
+        argv = proc.args
         assert proc.returncode == 6, (argv, proc.stderr)
         assert "Traceback" not in proc.stderr, proc.stderr
         assert proc.stderr.splitlines()[-1].startswith("cvault: integrity failure: "), proc.stderr

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.factories import Person, write_session_file
-from tests.helpers import ROOT, T0, VaultDir, clock_at, run_cli
+from tests.helpers import ROOT, T0, VaultDir, cli_upgrade, clock_at, run_cli
 from vault.errors import AuthenticationFailed, IntegrityFailure, NotFound
 from vault.facade import Vault
 from vault.store import rowmac
@@ -138,14 +138,14 @@ def test_an_upgraded_vault_through_the_cli(old_vault, tmp_path):
     env = vdir.env(CVAULT_SESSION_FILE=str(tmp_path / "none.json"))
     refused = run_cli("upgrade", env=env)  # not a terminal: the summary, then "run it with --yes"
     assert refused.returncode == 2, refused.stderr
-    assert "rows without a MAC: " in refused.stderr and "with --yes" in refused.stderr
+    assert "rows without a MAC: " in refused.stderr and "upgrade --yes --digest " in refused.stderr
     assert _query(vdir.home, "SELECT count(*) FROM users WHERE mac IS NOT NULL") == [(0,)]
-    upgraded = run_cli("--json", "upgrade", "--yes", env=env)
+    upgraded = cli_upgrade(lambda *argv: run_cli("--json", *argv, env=env))
     assert upgraded.returncode == 0, upgraded.stderr
     result = json.loads(upgraded.stdout)
     assert result["upgraded"] == ["row MACs added", "audit high-water mark written"], result
     assert result["rows_without_mac"]["users"] > 0 and result["roles"], result
-    again = run_cli("--json", "upgrade", "--yes", env=env)
+    again = cli_upgrade(lambda *argv: run_cli("--json", *argv, env=env))
     assert again.returncode == 0 and json.loads(again.stdout)["upgraded"] == [], again.stderr
     doctor = run_cli("--json", "doctor", env=env)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr

@@ -288,3 +288,25 @@ def test_secret_list_from_the_index_reports_a_missing_version_row(vdir):
     with pytest.raises(IntegrityFailure):
         v.secrets.list(op, "acme")
     v.close()
+
+
+def test_index_match_names_the_fields_of_odd_values():
+    """A hit names exactly the fields that hold the term (casefolded: ß is ss), also for a value
+    that holds a line break or U+001F (the scan section's separators), and only for its kind."""
+    entries = [
+        ("p/a", "access", 1, 0, {"host": "alpha\nbeta", "tags": ["beta"]}),
+        ("p/b", "access", 1, 0, {"host": "gamma\x1fbeta", "tags": ["x"]}),
+        ("p/c", "note", 2, 5, {"tags": ["Straße"]}),
+    ]
+    document = index.build(entries, lambda path: hashlib.sha256(path.encode()).digest())
+    got = {h["path"]: h["matched"] for h in index.match(document, "beta")}
+    assert got == {"p/a": ["host", "tags"], "p/b": ["host"]}
+    assert [(h["path"], h["matched"]) for h in index.match(document, "STRASSE")] == [("p/c", ["tags"])]
+    assert index.match(document, "beta", kind="note") == []
+    assert index.match(document, "strasse")[0] == {
+        "path": "p/c",
+        "kind": "note",
+        "version": 2,
+        "updated_at": 5,
+        "matched": ["tags"],
+    }

@@ -387,6 +387,37 @@ def test_a_worker_killed_mid_login_leaves_no_login_in_flight(tmp_path):
     assert again and set(again) == {401}, again
 
 
+def test_a_key_rotation_in_one_worker_empties_every_workers_key_cache(tmp_path):
+    """Both workers read a record (each caches the client's unwrapped key); the key is rotated
+    through one of them, which destroys the old version: the other worker has dropped its cached
+    copy before the rotation is answered (its log line counts the entries), and both still read.
+    The same path runs for a shred (``forget_client_keys``), wherever it runs."""
+    import re
+
+    from vault import api_spec as spec
+
+    vdir, paths, _ = _vault_with_records(tmp_path, 1)
+    service = start_service(vdir, tmp_path / "svc", "--workers", "2", "--log-level", "info")
+    read = {"client_name": "acme", "path": paths[0]}
+    try:
+        wait_for_workers(service, 2)
+        clients = one_client_per_worker(service, OPERATOR_TOKEN)
+        for c in clients.values():
+            assert c.post("/v1/secrets/get", read)[0] == 200
+        (rotator, first), (other, second) = sorted(clients.items())
+        status, body = first.post(spec.BY_NAME["clients.rotate_key"].path, {"name": "acme"})
+        assert status == 200, body
+        dropped = [
+            int(n) for n in re.findall(rf"worker {other} dropped (\d+) cached key entries", service.log())
+        ]
+        assert dropped and max(dropped) >= 1, service.log()[-2000:]
+        for c in (first, second):
+            assert c.post("/v1/secrets/get", read)[0] == 200
+            c.close()
+    finally:
+        service.stop()
+
+
 def test_the_connection_cap_holds_for_all_workers_together(tmp_path):
     """``--max-connections 3`` (uvicorn's limit counts the connection asking: one process serves
     two at once) with two workers: each serves one, so of eight kept-alive connections at most

@@ -23,7 +23,7 @@ from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.context import VaultContext
 from vault.errors import InvalidInput, NotFound
 from vault.identity import facts
-from vault.policy import Action, Reach
+from vault.policy import Action
 from vault.principal import Principal
 from vault.store import rowmac
 
@@ -184,7 +184,7 @@ class TeamService:
             user = facts.user_row(conn, user_name)
             if user is None:
                 raise NotFound(f"no user named {user_name!r}")
-            reach = Reach(user.name, facts.lineage(conn, user.id))
+            reach = facts.reach(conn, user)
         self.ctx.authorize(principal, Action.TEAM_MEMBER_ADD, subject=user_name, reaches=(reach,))
         t = to_epoch(self.ctx.now())
         with self.ctx.db.write() as conn:

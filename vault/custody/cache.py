@@ -37,6 +37,8 @@ class BoundedCache:
         self._monotonic = monotonic
         self._entries: OrderedDict[tuple, tuple[float, object]] = OrderedDict()
         self._lock = threading.Lock()
+        #: called with the client id after :meth:`forget_client` (the service's other processes)
+        self.on_forget: Callable[[str], None] | None = None
 
     def __len__(self) -> int:
         with self._lock:
@@ -65,13 +67,17 @@ class BoundedCache:
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 
-    def forget_client(self, client_id: str) -> int:
-        """Drop every entry of ``client_id``; returns how many were dropped."""
+    def forget_client(self, client_id: str, *, share: bool = True) -> int:
+        """Drop every entry of ``client_id``; returns how many were dropped. ``share``: also tell
+        :attr:`on_forget` (``cvault serve --workers N``: every other process drops its copies,
+        before this returns)."""
         with self._lock:
             keys = [k for k in self._entries if k and k[0] == client_id]
             for k in keys:
                 del self._entries[k]
-            return len(keys)
+        if share and self.on_forget is not None:
+            self.on_forget(client_id)
+        return len(keys)
 
     def clear(self) -> None:
         with self._lock:

@@ -14,11 +14,14 @@ from vault.identity.factors import FactorsMixin, check_password_rules
 from vault.identity.facts import (
     UserRow,
     all_users,
+    bootstrap_open,
     creation,
     end_sessions,
     enrolled_admins,
+    full_reset,
     latest_reset,
     lineage,
+    note_admins,
     pending_request,
     second_person,
     single_operator,
@@ -122,7 +125,9 @@ class AdminMixin(FactorsMixin):
     def _add_mode(self, conn, roles: list[str], t: int) -> str:
         if single_operator(conn):
             return "single_operator"
-        if roles == ["admin"] and enrolled_admins(conn) < 2:
+        note_admins(conn)
+        # review2 S1: a one-time state of a new vault, never re-opened by disabling an admin
+        if roles == ["admin"] and enrolled_admins(conn) < 2 and bootstrap_open(conn):
             outstanding = conn.execute(
                 "SELECT count(*) FROM account_requests r JOIN users u ON u.id = r.user_id"
                 " JOIN enrollment e ON e.user_id = u.id"
@@ -324,7 +329,9 @@ class AdminMixin(FactorsMixin):
         _, t = self._now()
         with self.ctx.db.write() as conn:
             user = self._require_user(conn, name)
+            note_admins(conn)  # review2 S1: before an admin is disabled or revoked ...
             result = change(conn, user, t)
+            note_admins(conn)  # ... and after one is granted or enabled
         self.ctx.record_outcome(principal, action, "ok", reason=reason)
         return result
 
@@ -492,7 +499,8 @@ class AdminMixin(FactorsMixin):
         self.ctx.authorize(principal, Action.USER_CONFIRM, subject=name)
         with self.ctx.db.read() as conn:
             user = self._require_user(conn, name)
-            reset = latest_reset(conn, user.id)
+            # review2 S8: the full reset that suspends the account, never a later reset-totp
+            reset = full_reset(conn, user.id)
             # review R9: the confirmer is a second person to whoever requested and approved the
             # reset, transitively (mallory, made by alice + alice2, cannot re-confirm for them)
             refusal = None
@@ -505,14 +513,16 @@ class AdminMixin(FactorsMixin):
         def change(conn, user, t):
             if not suspended(conn, user.id):
                 raise InvalidInput(f"{name} is not suspended")
-            row = latest_reset(conn, user.id)
+            row = full_reset(conn, user.id)
+            if row is None or reset is None or row.id != reset.id:  # another reset since the check
+                raise InvalidInput(f"{name} was reset again meanwhile: confirm again")
             rowmac.update(
                 conn,
                 "account_requests",
                 "confirmed_by = ?, confirmed_at = ?",
                 (principal.name, t),
                 "id = ?",
-                (row.id if row else None,),
+                (row.id,),
             )
             return {"name": name, "roles": sorted(user_roles(conn, user.id)), "suspended": False}
 

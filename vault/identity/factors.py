@@ -22,7 +22,7 @@ from vault.errors import (
     InvalidInput,
     VaultLocked,
 )
-from vault.identity.facts import UserRow, end_sessions, user_row
+from vault.identity.facts import UserRow, end_sessions, note_admins, user_row
 from vault.identity.lockout import GENERIC_FAILURE, LockoutMixin
 from vault.policy import AuditEvent
 from vault.store import rowmac
@@ -294,6 +294,7 @@ class FactorsMixin(LockoutMixin):
                 [(user.id, codes.code_hash(key, "recovery", user.id, c)) for c in recovery],
             )
             end_sessions(conn, user.id, t)
+            note_admins(conn)  # review2 S1: the second admin enrolled closes the bootstrap window
         self._audit(
             user.name,
             AuditEvent.AUTH_ENROLL,

@@ -80,15 +80,36 @@ def user_roles(conn, user_id: int) -> frozenset[str]:
     return frozenset(r[2] for r in rowmac.select(conn, "user_roles", "user_id = ?", (user_id,)))
 
 
+class AccountSnapshot(NamedTuple):
+    """The account rows ``users.resume`` read for one request, each MAC-checked (the user row, the
+    session row, the roles), lent to that request's first authorization decision so it does not
+    read them again (docs/service.md, "One read"). Only inside ``VaultContext.one_request()``,
+    never across requests, and only while nothing was written on the connection since
+    (``writes``: ``Database.writes`` when taken)."""
+
+    session_id: str
+    user: UserRow
+    session: tuple
+    roles: frozenset[str]
+    writes: int
+
+
 def session_state(
-    conn, settings: dict, session_id: str | None, user_id: int, now: datetime
+    conn,
+    settings: dict,
+    session_id: str | None,
+    user_id: int,
+    now: datetime,
+    rows: list | None = None,
 ) -> tuple[bool, str, datetime | None, bool]:
     """(valid, reason if not, step-up time, last_seen needs a refresh). The row's MAC is checked
     (RowTampered: a row forged, edited or moved to another user), and its times are bounded by
-    now: a session that claims to start, be used or be stepped up later than now is refused."""
+    now: a session that claims to start, be used or be stepped up later than now is refused.
+    ``rows``: the session's rows as ``rowmac.select`` gave them in this snapshot already."""
     if not session_id:
         return False, "no session: log in first", None, False
-    rows = rowmac.select(conn, "sessions", "token_hash = ?", (session_id,))
+    if rows is None:
+        rows = rowmac.select(conn, "sessions", "token_hash = ?", (session_id,))
     if not rows or rows[0][2] != user_id:
         return False, "no such session: log in again", None, False
     _, _, _, created, last_seen, stepup, ended, _ = rows[0]
@@ -107,8 +128,20 @@ def session_state(
 
 
 def account_facts(
-    conn, settings: dict, principal: Principal, now: datetime
+    conn, settings: dict, principal: Principal, now: datetime, snapshot: AccountSnapshot | None = None
 ) -> tuple[policy.AccountFacts, int | None, bool]:
+    """The account's facts for one decision. ``snapshot``: this request's rows from
+    ``users.resume`` (the caller checked it is for this principal's session and still current);
+    the rest (requests, the single-operator mark) is read here."""
+    if snapshot is not None:
+        lent = snapshot.user
+        valid, reason, stepup_at, touch = session_state(
+            conn, settings, principal.session_id, lent.id, now, rows=[snapshot.session]
+        )
+        account = _account(
+            conn, lent, session_valid=valid, session_reason=reason, stepup_at=stepup_at, roles=snapshot.roles
+        )
+        return account, lent.id, touch
     user = user_row(conn, principal.name)
     if user is None:
         return (
@@ -330,7 +363,13 @@ def team_reaches(conn, team_id: int) -> tuple[policy.Reach, ...]:
         user = user_by_id(conn, row[3])
         if user is not None:
             users.append(user)
-    return tuple(policy.Reach(u.name, lineage(conn, u.id)) for u in sorted(users, key=lambda u: u.name))
+    return tuple(reach(conn, u) for u in sorted(users, key=lambda u: u.name))
+
+
+def reach(conn, user: UserRow) -> policy.Reach:
+    """One person a team action gives need-to-know, with the lineage and the code holders the
+    team rule compares with the actor (:data:`vault.policy.TEAM_BOUND`)."""
+    return policy.Reach(user.name, lineage(conn, user.id), code_holders(conn, user.id))
 
 
 def touch_session(db, session_id: str, now: datetime) -> None:
@@ -380,9 +419,16 @@ def visible_client_ids(ctx, principal: Principal) -> set[str] | None:
 
 
 def _account(
-    conn, user: UserRow, *, session_valid: bool, session_reason: str = "", stepup_at: datetime | None
+    conn,
+    user: UserRow,
+    *,
+    session_valid: bool,
+    session_reason: str = "",
+    stepup_at: datetime | None,
+    roles: frozenset[str] | None = None,
 ) -> policy.AccountFacts:
-    """The account's own facts (disabled, lock, training, roles) with the session's."""
+    """The account's own facts (disabled, lock, training, roles) with the session's. ``roles``:
+    read in this request already (an :class:`AccountSnapshot`)."""
     return policy.AccountFacts(
         disabled=user.disabled,
         locked_until=from_epoch(user.locked_until) if user.locked_until is not None else None,
@@ -392,7 +438,7 @@ def _account(
         session_valid=session_valid,
         session_reason=session_reason,
         stepup_at=stepup_at,
-        roles=user_roles(conn, user.id),
+        roles=user_roles(conn, user.id) if roles is None else roles,
         suspended=suspended(conn, user.id),
         single_operator=single_operator(conn),
     )
@@ -495,12 +541,62 @@ def lineage(conn, user_id: int | None) -> frozenset[str]:
     return frozenset(people)
 
 
-def lineage_closure(conn, name: str | None, *, bootstrap: bool = True) -> frozenset[str]:
+def first_bootstrap(conn) -> int | None:
+    """The id of the vault's one bootstrap step that counts (review2 S1): its first bootstrap
+    creation whose account enrolled (the original second admin, made by the first alone). Every
+    row read is MAC-checked, so a file writer cannot move the exemption to another row."""
+    for row in rowmac.select(conn, "account_requests", "kind = 'create' AND mode = 'bootstrap'", order="id"):
+        user = user_by_id(conn, row[2])  # (rowid, id, user_id, ...)
+        if user is not None and (user.password_hash is not None or _reset_since(conn, user.id, row[1])):
+            return int(row[1])
+    return None
+
+
+def _reset_since(conn, user_id: int, request_id: int) -> bool:
+    """Whether a reset was requested for the account after its creation: it had enrolled (a full
+    reset clears the password until the person enrolls again)."""
+    return bool(rowmac.select(conn, "account_requests", "user_id = ? AND id > ?", (user_id, request_id)))
+
+
+#: MACed meta key written the first time the vault is seen with two enrolled admins (review2 S1)
+TWO_ADMINS = "two_admins"
+
+
+def note_admins(conn) -> None:
+    """Inside a write transaction: record, once, that the vault has two enrolled admins (called
+    wherever the admins can change: enrollment, ``user add``, and every admin change, before and
+    after it). The bootstrap window never re-opens after that (:func:`bootstrap_open`)."""
+    if rowmac.meta_value(conn, TWO_ADMINS) is None and enrolled_admins(conn) >= 2:
+        rowmac.put_meta(conn, TWO_ADMINS, "1")
+
+
+def bootstrap_open(conn) -> bool:
+    """Whether ``user add --role admin`` may still be a bootstrap step (review2 S1): only while
+    the vault has never had two enrolled admins. Decided from authenticated state, never from the
+    current count of enabled admins alone (one admin lowers it by disabling or revoking the
+    other): the MACed meta row :data:`TWO_ADMINS`, and, should a file writer delete that row, the
+    MACed creation rows: a bootstrap-made admin that enrolled, or two enrolled accounts that
+    hold the admin role and were made outside the two-person flow (init rows: the first admin, and
+    every account of a vault older than the separation of duties)."""
+    if rowmac.meta_value(conn, TWO_ADMINS) is not None or first_bootstrap(conn) is not None:
+        return False
+    admins = {r[1] for r in rowmac.select(conn, "user_roles", "role = 'admin'")}
+    made_alone = 0
+    for user_id in admins:
+        made = creation(conn, user_id)
+        user = user_by_id(conn, user_id)
+        if made is not None and made.mode == "init" and user is not None and user.password_hash is not None:
+            made_alone += 1
+    return made_alone < 2
+
+
+def lineage_closure(conn, name: str | None, *, exempt: int | None = None) -> frozenset[str]:
     """The transitive lineage of the account ``name`` (review R9): its :func:`lineage`, the
     lineages of those people's accounts, and so on (every row read MAC-checked). Someone in it
     may hold, or have handed out, an account that vouches for ``name``: alice's second account
     alice2 (approved once, in good faith) has alice in its closure, so alice2 is no second
-    person to alice, nor an account alice2 created to her."""
+    person to alice, nor an account alice2 created to her. ``exempt``: the id of one request
+    row left out (the vault's first bootstrap step, :func:`first_bootstrap`)."""
     seen: set[str] = set()
     frontier = [name] if name else []
     while frontier:
@@ -508,18 +604,63 @@ def lineage_closure(conn, name: str | None, *, bootstrap: bool = True) -> frozen
         if user is None:
             continue
         steps = (creation(conn, user.id), latest_reset(conn, user.id))
-        people = {
-            p
-            for row in steps
-            if row is not None and (bootstrap or row.mode != "bootstrap")
-            for p in row.people()
-        }
+        counted = [row for row in steps if row is not None and (exempt is None or row.id != exempt)]
+        people = {p for row in counted for p in row.people()}
         for person in people:
             if person not in seen:
                 seen.add(person)
                 frontier.append(person)
     seen.discard(name or "")
     return frozenset(seen)
+
+
+def code_holders(conn, user_id: int | None) -> frozenset[str]:
+    """Who was handed the account's enrollment code at its creation and latest full reset: the
+    approver (a bootstrap or single-operator step: its requester). Review2 S3."""
+    if user_id is None:
+        return frozenset()
+    out: set[str] = set()
+    for row in (creation(conn, user_id), full_reset(conn, user_id)):
+        if row is None or row.mode == "init":  # made outside the two-person flow: no code handed
+            continue
+        holder = row.requested_by if row.mode in ("bootstrap", "single_operator") else row.approved_by
+        if holder and ":" not in holder:
+            out.add(holder)
+    return frozenset(out)
+
+
+def requester_chain(conn, name: str) -> frozenset[str]:
+    """Who asked for the account ``name``, who asked for theirs, and so on (every row
+    MAC-checked; the vault's first bootstrap step left out, as in :func:`actor_closure`). The
+    person an account was asked for by may be its holder (review R9: alice asks for her own
+    second account alice2), so the rule-2 and team actions compare this chain with the subject's
+    code holders (review2 S3)."""
+    exempt = first_bootstrap(conn)
+    seen: set[str] = set()
+    frontier = [name]
+    while frontier:
+        user = user_row(conn, frontier.pop())
+        if user is None:
+            continue
+        for row in (creation(conn, user.id), latest_reset(conn, user.id)):
+            if row is None or row.id == exempt or row.mode == "init":
+                continue
+            person = row.requested_by
+            if person and ":" not in person and person not in seen:
+                seen.add(person)
+                frontier.append(person)
+    seen.discard(name)
+    return frozenset(seen)
+
+
+def actor_closure(conn, actor: str) -> frozenset[str]:
+    """The vouching actor's transitive lineage, the one rule of every vouching action (review R9,
+    review2 S3): the second-person actions, rule 2 (:data:`vault.policy.LINEAGE_BOUND`) and the
+    team rule (:data:`vault.policy.TEAM_BOUND`). The vault's first bootstrap step alone is left
+    out: the second admin of a new vault is made by the first alone (reported by doctor and every
+    audit report), and that one step does not bar it from approving the first's requests, or a
+    two-admin shop could approve nothing. Any later admin made by one person counts (review2 S1)."""
+    return lineage_closure(conn, actor, exempt=first_bootstrap(conn))
 
 
 def second_person(conn, actor: str, requester: str, *, alone: bool | None = None) -> str | None:
@@ -531,17 +672,20 @@ def second_person(conn, actor: str, requester: str, *, alone: bool | None = None
         requester,
         lineage_closure(conn, requester),
         single_operator=single_operator(conn) if alone is None else alone,
-        # the second admin of a new vault is made by the first alone (bootstrap, reported by
-        # doctor and every audit report): that step does not bar it from approving the first's
-        # requests, or a two-admin shop could approve nothing
-        actor_lineage=lineage_closure(conn, actor, bootstrap=False),
+        actor_lineage=actor_closure(conn, actor),
     )
+
+
+def full_reset(conn, user_id: int) -> AccountRequest | None:
+    """The account's latest *full* reset (a ``reset-totp`` after it suspends nothing and is not
+    the row a re-confirmation checks or stamps, review2 S8)."""
+    return latest_request(conn, user_id, ("reset",))
 
 
 def suspended(conn, user_id: int) -> bool:
     """A full reset was approved and nobody outside its lineage has re-confirmed the account's
     roles and assignments yet: they do not count (SPEC issue 11, item 3)."""
-    row = latest_request(conn, user_id, ("reset",))
+    row = full_reset(conn, user_id)
     return row is not None and row.approved_at is not None and row.confirmed_at is None
 
 

@@ -18,6 +18,7 @@ from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.errors import AccessDenied, AuthenticationFailed, InvalidInput, VaultLocked
 from vault.identity.factors import FactorsMixin, check_password_rules
 from vault.identity.facts import (
+    AccountSnapshot,
     end_sessions,
     minutes,
     session_state,
@@ -193,7 +194,7 @@ class SessionsMixin(FactorsMixin):
             if user is None:
                 raise AuthenticationFailed("not logged in (unknown session): run cvault login NAME")
             name = user.name
-            valid, reason, _, touch = session_state(conn, self.ctx.settings, digest, user_id, now)
+            valid, reason, _, touch = session_state(conn, self.ctx.settings, digest, user_id, now, rows=rows)
             roles = user_roles(conn, user_id)
         if not valid:
             if "ended" not in reason:
@@ -201,8 +202,12 @@ class SessionsMixin(FactorsMixin):
                     rowmac.update(conn, "sessions", "ended_at = ?", (t,), "token_hash = ?", (digest,))
                 self._audit(name, AuditEvent.AUTH_SESSION, "deny", reason.split(":")[0], origin)
             raise AuthenticationFailed(f"{reason.split(':')[0]}: run cvault login {name}")
+        session = rows[0]
         if touch:
             touch_session(self.ctx.db, digest, now)
+            # the row as it now stands (last_seen = max(last_seen, now)), for this request's decision
+            session = (*session[:4], max(session[4], to_epoch(now)), *session[5:])
+        self.ctx.lend_account(AccountSnapshot(digest, user, session, roles, self.ctx.db.writes))
         return Principal(
             name=name,
             roles=roles,

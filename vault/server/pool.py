@@ -64,6 +64,11 @@ class VaultPool:
         #: ``cache_seconds`` (docs/service.md, "Key cache"); a shred empties its client's entries
         self.custody_cache = BoundedCache(cache_seconds, monotonic=monotonic)
         self.key_cache = BoundedCache(cache_seconds, monotonic=monotonic)
+        #: ``cvault serve --workers N``: told the client id when a shred or rotation here forgets a
+        #: client's cached keys, so every other process of the service drops its copies too
+        #: (:mod:`vault.server.workers`) before the shred goes on
+        self.on_forget: Callable[[str], None] | None = None
+        self.custody_cache.on_forget = self.key_cache.on_forget = self._forgotten
         self.unseal_failures_max = unseal_failures_max
         self.unseal_window = unseal_window
         self._monotonic = monotonic
@@ -193,6 +198,17 @@ class VaultPool:
                     )
         finally:
             self._unseal_lock.release()
+
+    def _forgotten(self, client_id: str) -> None:
+        if self.on_forget is not None:
+            self.on_forget(client_id)
+
+    def forget_here(self, client_id: str) -> int:
+        """Drop this process's cached keys and custody secrets of a client another process of the
+        service forgot (not passed on again); returns how many entries were dropped."""
+        return self.key_cache.forget_client(client_id, share=False) + self.custody_cache.forget_client(
+            client_id, share=False
+        )
 
     @property
     def root(self) -> bytes | None:

@@ -303,7 +303,7 @@ def add_route(app: FastAPI, op: spec.Op, pool, limits: Limits, fast: dict | None
 
     def run(request: Request, body) -> Response:
         origin = origin_of(request)
-        with limits.attempt(op, request, body), pool.lease() as vault:
+        with limits.attempt(op, request, body), pool.lease() as vault, vault.ctx.one_request():
             principal = None
             if op.auth:
                 principal = vault.users.resume(bearer_token(request), origin=origin)

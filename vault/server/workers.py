@@ -6,8 +6,8 @@ the service can run several. docs/service.md "Worker processes" has the design; 
 * The **supervisor** (the process ``cvault serve`` started) binds the TCP listener and the host
   unseal socket, then starts each worker as a fresh interpreter (``subprocess``, not ``fork``:
   nothing of a process with threads and open SQLite connections is copied) that inherits the
-  listener and two ``SOCK_SEQPACKET`` socketpairs, and restarts a worker that dies. SIGTERM stops
-  all. It serves no HTTP itself.
+  listener and three ``SOCK_SEQPACKET`` socketpairs (its calls, the supervisor's pushes, its
+  unseals), and restarts a worker that dies. SIGTERM stops all. It serves no HTTP itself.
 * Each **worker** runs the usual uvicorn server (:func:`vault.server.run.make_server`) on the
   inherited listener: the kernel hands each new connection to one of them.
 * **One seal state.** Every unseal (the API's ``sys/unseal`` in any worker, the host socket, the
@@ -54,7 +54,7 @@ log = logging.getLogger("cvault.server")
 #: the most one message on a socketpair holds (an unseal request: a passphrase, as JSON)
 MESSAGE_MAX = 64 * 1024
 #: the environment variable that tells a worker its inherited descriptors (listener, calls,
-#: pushes); popped at once
+#: pushes, unseal calls); popped at once
 FDS_VARIABLE = "CVAULT_WORKER_FDS"
 #: a worker that dies this soon after its start, this many times in a row, ends the service (a
 #: configuration that cannot work: restarting it forever would hide that)
@@ -68,7 +68,7 @@ PUSH_TIMEOUT = 60.0
 #: seconds a worker waits for the supervisor's answer (an unseal: its lock, then Argon2id)
 CALL_TIMEOUT = 120.0
 
-_ROOT, _SEALED, _CONFIG, _ACK = b"R", b"S", b"C", b"k"
+_ROOT, _SEALED, _CONFIG, _ACK, _FORGET = b"R", b"S", b"C", b"k", b"F"
 
 
 # --- the worker's side -----------------------------------------------------------------------------
@@ -176,7 +176,11 @@ def _follow(push: socket.socket, pool) -> None:
             log.warning("the supervisor is gone: this worker stops")
             os.kill(os.getpid(), signal.SIGTERM)
             return
-        _take_state(message, pool)
+        if message[:1] == _FORGET:
+            dropped = pool.forget_here(message[1:].decode())
+            log.info("worker %d dropped %d cached key entries of a forgotten client", os.getpid(), dropped)
+        else:
+            _take_state(message, pool)
         with contextlib.suppress(OSError):
             push.send(_ACK)
 
@@ -186,7 +190,7 @@ def worker_main() -> None:
     from vault.hardening import forbid_core_dumps
 
     forbid_core_dumps()  # before the root key is in this process
-    listen_fd, call_fd, push_fd = (int(x) for x in os.environ.pop(FDS_VARIABLE).split(","))
+    listen_fd, call_fd, push_fd, unseal_fd = (int(x) for x in os.environ.pop(FDS_VARIABLE).split(","))
     push = socket.socket(fileno=push_fd)
     channel = Channel(socket.socket(fileno=call_fd))
     config = push.recv(MESSAGE_MAX)
@@ -207,7 +211,10 @@ def worker_main() -> None:
     settings = ServiceSettings(**cfg["settings"])
     settings.background = False  # the supervisor runs the background jobs, once
     pool = VaultPool(cfg["home"], cache_seconds=settings.custody_cache_seconds, host_write_lock=True)
-    pool.unseal_via = channel.unseal
+    # an unseal (seconds: its lock, then Argon2id) on a socketpair of its own, so the limits'
+    # quick calls of this worker's other requests never wait behind it
+    pool.unseal_via = Channel(socket.socket(fileno=unseal_fd)).unseal
+    pool.on_forget = lambda client_id: channel.call("forget", client_id)
     _take_state(state, pool)
     del state
     threading.Thread(target=_follow, args=(push, pool), name="cvault-worker-state", daemon=True).start()
@@ -243,11 +250,13 @@ class _Held:
 
 
 class _Worker:
-    def __init__(self, slot: int, proc: subprocess.Popen, calls: socket.socket, push: socket.socket):
+    def __init__(self, slot: int, proc: subprocess.Popen, *sockets: socket.socket):
+        calls, push, unseals = sockets
         self.slot = slot
         self.proc = proc
         self.calls = calls
         self.push = push
+        self.unseals = unseals
         self.started = time.monotonic()
 
 
@@ -269,6 +278,7 @@ class Supervisor:
         self._state_lock = threading.Lock()
         self.stopping = threading.Event()
         pool.on_unsealed = self._hand_out
+        pool.on_forget = self._forget_everywhere
 
     # the root key -------------------------------------------------------------------------------
 
@@ -287,6 +297,24 @@ class Supervisor:
             for worker in list(self.workers.values()):
                 if worker.proc.poll() is None:
                     self._give_state(worker, root)
+
+    def _forget_everywhere(self, client_id: str) -> None:
+        """A shred or a key rotation forgot a client's cached keys in one process: every worker
+        drops its copies (and acknowledges) before that process goes on destroying."""
+        with self._state_lock:
+            for worker in list(self.workers.values()):
+                if worker.proc.poll() is not None:
+                    continue
+                try:
+                    worker.push.settimeout(PUSH_TIMEOUT)
+                    worker.push.send(_FORGET + client_id.encode())
+                    worker.push.recv(1)
+                except OSError:
+                    log.warning(
+                        "worker %d did not drop a forgotten client's keys; it is restarted", worker.slot
+                    )
+                    with contextlib.suppress(OSError):
+                        worker.proc.kill()
 
     # requests of the workers ----------------------------------------------------------------------
 
@@ -314,6 +342,10 @@ class Supervisor:
                 if held.slots > 0:
                     held.slots -= 1
                     self.slots.give_back()
+                return {"ok": None}
+            if op == "forget":
+                self.pool.forget_here(str(args[0]))  # the supervisor's own copies (its jobs')
+                self._forget_everywhere(str(args[0]))
                 return {"ok": None}
             if op == "unseal":
                 how, secret, origin, source = args
@@ -363,7 +395,13 @@ class Supervisor:
     def start(self, slot: int) -> _Worker:
         calls, worker_calls = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         push, worker_push = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        fds = (self.listeners[slot].fileno(), worker_calls.fileno(), worker_push.fileno())
+        unseals, worker_unseals = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        fds = (
+            self.listeners[slot].fileno(),
+            worker_calls.fileno(),
+            worker_push.fileno(),
+            worker_unseals.fileno(),
+        )
         env = dict(os.environ)
         env[FDS_VARIABLE] = ",".join(str(fd) for fd in fds)
         with self._state_lock:
@@ -373,13 +411,14 @@ class Supervisor:
                 env=env,
                 close_fds=True,
             )
-            worker_calls.close()
-            worker_push.close()
-            worker = _Worker(slot, proc, calls, push)
+            for s in (worker_calls, worker_push, worker_unseals):
+                s.close()
+            worker = _Worker(slot, proc, calls, push, unseals)
             self.workers[slot] = worker
-            threading.Thread(
-                target=self._serve_calls, args=(calls,), name=f"cvault-worker-{slot}-calls", daemon=True
-            ).start()
+            for what, sock in (("calls", calls), ("unseals", unseals)):
+                threading.Thread(
+                    target=self._serve_calls, args=(sock,), name=f"cvault-worker-{slot}-{what}", daemon=True
+                ).start()
             with contextlib.suppress(OSError):  # it died at once: restarted by the watch loop
                 push.send(_CONFIG + json.dumps({**self.config, "slot": slot}).encode())
             self._give_state(worker, self.pool.root)
@@ -395,7 +434,7 @@ class Supervisor:
                     continue
                 lived = time.monotonic() - worker.started
                 quick = quick + 1 if lived < QUICK_DEATH_SECONDS else 0
-                for s in (worker.calls, worker.push):
+                for s in (worker.calls, worker.push, worker.unseals):
                     s.close()
                 if quick >= QUICK_DEATHS_MAX:
                     log.error("workers keep exiting at start (%s); the service stops", code)
@@ -418,7 +457,7 @@ class Supervisor:
                 worker.proc.kill()
                 worker.proc.wait(5)
         for worker in self.workers.values():
-            for s in (worker.calls, worker.push):
+            for s in (worker.calls, worker.push, worker.unseals):
                 s.close()
 
 

@@ -137,6 +137,9 @@ class Database:
         #: the database file (``path`` gives it as a Path)
         self.file = os.fspath(path)
         self.write_lock = write_lock
+        #: write transactions begun on this connection (vault.identity.facts.AccountSnapshot: a
+        #: request's account rows are lent to its decision only if nothing was written in between)
+        self.writes = 0
         if not create and not os.path.exists(self.file):
             raise FileNotFoundError(self.file)
         if create and not os.path.exists(self.file):
@@ -209,6 +212,7 @@ class Database:
         All or nothing: a failure anywhere, the commit included, rolls it back. A full or
         read-only disk becomes :class:`StorageFull` / :class:`StorageReadOnly` (exit 9) and a
         damaged file an integrity failure (exit 6), not a driver exception (``storage_error``)."""
+        self.writes += 1
         with self.write_lock if self.write_lock is not None else nullcontext():
             try:
                 self.conn.execute("BEGIN IMMEDIATE")

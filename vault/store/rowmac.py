@@ -226,8 +226,9 @@ TABLES: dict[str, Table] = {
 #: value is MACed over one more value, so the value can be neither added, edited nor removed)
 NULL_TAIL = frozenset({"record_versions"})
 
-#: the meta rows that are MACed (others are written before the keys exist or decide nothing)
-META_KEYS = ("settings", "single_operator", "row_macs")
+#: the meta rows that are MACed (others are written before the keys exist or decide nothing);
+#: ``two_admins``: the vault has had two enrolled admins, the bootstrap window is closed (review2 S1)
+META_KEYS = ("settings", "single_operator", "row_macs", "two_admins")
 #: meta key of the marker that this vault's rows carry MACs (written at init or by the backfill);
 #: its value is the coverage: which tables carry them
 MARKER = "row_macs"
@@ -528,6 +529,43 @@ def upgrade(conn: Any, verify_row: Any = None) -> dict[str, int]:
     if tables:
         put_meta(conn, MARKER, COVERAGE)
     return counts
+
+
+def upgrade_digest(conn: Any) -> str:
+    """A digest of exactly what ``cvault upgrade`` would authenticate now (independent review S6),
+    readable sealed (the summary is shown before the passphrase is asked): SHA-256 over the
+    marker's value as stored and, for each table an upgrade would MAC (every covered table
+    without a marker, else the ones the marker's coverage lacks), each row's rowid and the
+    canonical bytes its MAC would cover, in rowid order. The summary prints it; the upgrade
+    recomputes it inside the write transaction that adds the MACs (after the marker was verified)
+    and refuses on any difference, so a row planted or changed after the operator checked the
+    summary is never authenticated. 32 hex digits (128 bits)."""
+    import hashlib  # not on the read path (tests/core/test_fast_paths.py)
+
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (MARKER,)).fetchone()
+    have = None if row is None else row[0]
+    digest = hashlib.sha256(b"cvault/v1/upgrade-digest\0")
+    digest.update(encode_value(have) if have is None or type(have) in (int, str, bytes) else b"?")
+    if have is None:
+        tables: tuple[str, ...] = tuple(TABLES)
+    elif type(have) is int and 1 <= have <= COVERAGE:
+        tables = tuple(t for level in range(have + 1, COVERAGE + 1) for t in ADDED.get(level, ()))
+    else:
+        tables = ()  # a marker this build does not know: the upgrade refuses it anyway
+    for table in tables:
+        spec = TABLES[table]
+        where, params = (
+            ("key IN (" + ",".join("?" * len(META_KEYS)) + ")", META_KEYS) if table == "meta" else ("1", ())
+        )
+        digest.update(table_prefix(table))
+        query = f"SELECT rowid, {spec.select} FROM {table} WHERE {where} ORDER BY rowid"  # noqa: S608 - constants of TABLES
+        for found in conn.execute(query, params):
+            try:
+                data = encode(table, found[1:])
+            except TypeError:
+                raise _failure(table, found[1:]) from None
+            digest.update(struct.pack(">qI", found[0], len(data)) + data)
+    return digest.hexdigest()[:32]
 
 
 def meta_value(conn: Any, key: str) -> Any:
