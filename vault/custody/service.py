@@ -578,7 +578,11 @@ class CustodyManager:
     # --- shredding ----------------------------------------------------------------------------------
 
     def manifest(self, conn, client_id: str) -> list[dict]:
-        """Every custody version of the client not yet destroyed (the shred records this first)."""
+        """Every custody version of the client not yet destroyed (the shred records this first).
+
+        Every version row of the client is read and MAC-checked, and the state is judged after
+        the check: a row a file writer marked ``destroyed`` fails its MAC instead of leaving the
+        manifest, and the custodian is never skipped (independent review 2, S7)."""
         return [
             {
                 "version": v.version,
@@ -587,7 +591,8 @@ class CustodyManager:
                 "fingerprint": v.fingerprint,
                 "key_id": v.key_id,
             }
-            for v in load_versions(conn, "client_id = ? AND state <> 'destroyed'", (client_id,), "version")
+            for v in load_versions(conn, "client_id = ?", (client_id,), "version")
+            if v.state != "destroyed"
         ]
 
     def destroy_for_shred(self, client_id: str, entries: list[dict]) -> list[Destroyed]:
