@@ -163,7 +163,10 @@ def read_secret_file(path: str | Path, what: str) -> str:
 def read_stdin_lines(*whats: str) -> list[str]:
     """Several secrets from standard input, one a line, in the order given (``user enroll
     --code-stdin --password-stdin``: the code, then the password)."""
-    data = sys.stdin.read().splitlines()
+    try:
+        data = sys.stdin.read().splitlines()
+    except UnicodeDecodeError:
+        raise InvalidInput(f"the {whats[0]} on standard input is not UTF-8 text") from None
     out = []
     for i, what in enumerate(whats):
         value = data[i] if i < len(data) else ""

@@ -58,6 +58,17 @@ def test_passwords_on_standard_input_that_are_not_utf8(env):
         _one_line_exit_2(got)
 
 
+def test_an_enrollment_code_on_standard_input_that_is_not_utf8(env):
+    """Found by tests/cli/test_fuzz.py in the final CI run: "internal error: UnicodeDecodeError"."""
+    for argv in (
+        ("user", "enroll", "nope", "--code-stdin"),
+        ("user", "enroll", "nope", "--code-stdin", "--password-stdin"),
+    ):
+        got = cvault(env, *argv, input=b"\xa1\x80")
+        assert got.code == 2 and "not UTF-8" in got.stderr, (argv, got.code, got.stderr)
+        _one_line_exit_2(got)
+
+
 def test_paths_the_system_refuses(env, tmp_path):
     """Found by tests/cli/test_fuzz.py: a file name over the system's limit was "internal error:
     OSError"; any path the system refuses is one line naming it, exit 2."""
