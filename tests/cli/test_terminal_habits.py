@@ -159,17 +159,19 @@ def _login_on_a_terminal(vd, person, env, *extra: str, answer: bytes | None = No
     stderr and /dev/tty, where the hidden password prompt reads): waits for the prompt, then
     types ``answer`` (default: the password and Enter); returns the exit code and everything the
     terminal showed."""
-    import fcntl
     import pty
-    import termios
 
     master, slave = pty.openpty()
 
-    def controlling_terminal() -> None:  # in the child, after setsid (start_new_session)
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
+    # the child makes the pty its controlling terminal itself, then execs the CLI: a preexec_fn
+    # would run between fork and exec in a test process that may have threads (other tests in
+    # the same xdist worker start some), where it can deadlock
+    take_terminal = (
+        "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0);"
+        " os.execv(sys.executable, [sys.executable, '-m', 'cli.main', *sys.argv[1:]])"
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "login", person.name, "--totp", person.code(), *extra],
+        [sys.executable, "-c", take_terminal, "login", person.name, "--totp", person.code(), *extra],
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -177,7 +179,6 @@ def _login_on_a_terminal(vd, person, env, *extra: str, answer: bytes | None = No
         cwd=ROOT,
         close_fds=True,
         start_new_session=True,
-        preexec_fn=controlling_terminal,  # the test process starts no threads
     )
     os.close(slave)
     seen, typed = b"", False
