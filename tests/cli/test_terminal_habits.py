@@ -165,9 +165,12 @@ def _login_on_a_terminal(vd, person, env, *extra: str, answer: bytes | None = No
 
     # the child makes the pty its controlling terminal itself, then execs the CLI: a preexec_fn
     # would run between fork and exec in a test process that may have threads (other tests in
-    # the same xdist worker start some), where it can deadlock
+    # the same xdist worker start some), where it can deadlock; and Ctrl-C is the default
+    # SIGINT of a user's terminal, whatever disposition the test process inherited (an ignored
+    # SIGINT is inherited across exec, and then Ctrl-C never reaches the prompt)
     take_terminal = (
-        "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0);"
+        "import fcntl, os, signal, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0);"
+        " signal.signal(signal.SIGINT, signal.SIG_DFL);"
         " os.execv(sys.executable, [sys.executable, '-m', 'cli.main', *sys.argv[1:]])"
     )
     proc = subprocess.Popen(
