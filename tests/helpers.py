@@ -184,11 +184,28 @@ def make_vault(base: Path, clock=None, *, with_operator: bool = True) -> VaultDi
     return VaultDir(home, key)
 
 
+def copy_folder(src: Path, dst: Path, attempts: int = 3) -> None:
+    """``shutil.copytree`` of a vault folder whose last SQLite connection may still be closing
+    (a connection the garbage collector ends removes ``vault.db-wal``/``-shm`` mid-copy): collect
+    first, and copy again from scratch if a file vanished under the copy."""
+    import gc
+
+    for attempt in range(attempts):
+        gc.collect()
+        try:
+            shutil.copytree(src, dst)
+            return
+        except shutil.Error:
+            shutil.rmtree(dst, ignore_errors=True)
+            if attempt == attempts - 1:
+                raise
+
+
 def copy_vault(template: VaultDir, base: Path) -> VaultDir:
     """A private copy: the vault folder, its key file *and* its custody file (pointed at by the
     copy's vault.db, so that a shred in one copy never touches another copy's custody)."""
     home, key = base / "vault", base / "vault.key"
-    shutil.copytree(template.home, home)
+    copy_folder(template.home, home)
     shutil.copy2(template.key_file, key)
     copy_custody(template, VaultDir(home, key))
     return VaultDir(home, key)

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from tests.factories import sla_client, sla_staff
-from tests.helpers import ROOT, VaultDir, cli_env, clock_at, copy_vault, point_custody_at
+from tests.helpers import ROOT, VaultDir, cli_env, clock_at, copy_folder, copy_vault, point_custody_at
 from vault import blob as blobfmt
 from vault.audit.signing import AuditSigner
 from vault.clock import UTC
@@ -164,7 +164,7 @@ def one_run(template: VaultDir, base, delay: float) -> str:
         vault.close()
     # --- P1: a copy of the folder from before the shred, with today's key file and custody ----
     old = VaultDir(base / "old-copy", vdir.key_file)
-    shutil.copytree(template.home, old.home)
+    copy_folder(template.home, old.home)
     point_custody_at(old.home, old.key_file, vdir.custody_file)
     vault = old.open()
     try:
