@@ -189,6 +189,10 @@ _argon2_waiting = [0]
 #: set when the process stops (``cvault serve`` on SIGTERM): waiters give up at once with Busy
 _argon2_closing = threading.Event()
 _ARGON2_POLL_SECONDS = 0.05
+#: how often a worker retries the host-wide ``flock`` while another process derives (a failed
+#: non-blocking ``flock`` is one system call; a coarse poll left each hand-off idle for half of it,
+#: which made six parallel logins across ``--workers 2`` slower than six in a row)
+_ARGON2_HOST_POLL_SECONDS = 0.005
 #: ``cvault serve --workers N``: the descriptor of ``<vault>/locks/argon2``, whose ``flock`` makes
 #: the one derivation at a time host-wide (every worker opens the file itself, so the locks
 #: exclude each other); empty: one at a time in this process only
@@ -239,8 +243,8 @@ def argon2_turn() -> Iterator[None]:
                     fcntl.flock(host, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     held = True
                 except BlockingIOError:
-                    _argon2_closing.wait(_ARGON2_POLL_SECONDS)
-                    waited += _ARGON2_POLL_SECONDS
+                    _argon2_closing.wait(_ARGON2_HOST_POLL_SECONDS)
+                    waited += _ARGON2_HOST_POLL_SECONDS
             if not held:
                 raise Busy()
         try:
