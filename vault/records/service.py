@@ -657,9 +657,10 @@ class SecretService:
         progress: Progress | None,
         *,
         replace: bool = False,
-    ) -> list[str]:
+    ) -> _BulkWrite:
         """The import's writes inside its transaction (:class:`_BulkWrite`, in batches); returns
-        the blobs of versions pruned, to delete after the commit."""
+        the finished bulk write: its ``pruned`` blobs (to delete after the commit) and the
+        ``created`` records' ids."""
         bulk = _BulkWrite(self, conn, principal, client, progress, len(prepared), replace=replace)
         try:
             for start in range(0, len(prepared), IMPORT_BATCH):
@@ -668,7 +669,7 @@ class SecretService:
         except BaseException:
             bulk.abort()
             raise
-        return bulk.pruned
+        return bulk
 
     # --- reads ----------------------------------------------------------------------------------
 
@@ -1240,6 +1241,9 @@ class _BulkWrite:
         self.progress, self.total, self.replace = progress, total, replace
         self.count = 0
         self.pruned: list[str] = []
+        #: path -> id of each record this bulk write created (at version 1); a stored record
+        #: given a new version is not listed
+        self.created: dict[str, int] = {}
         #: the packs written so far (abort() deletes them; a new version of a stored record
         #: written before a failure is left as an orphan, which doctor reports)
         self._packs: list[str] = []
@@ -1317,6 +1321,7 @@ class _BulkWrite:
                 packs.append(pack)
                 self._packs.append(pack)
             parts.append(data)
+            self.created[item.path] = record_id
             record_rows.append(
                 (record_id, client_id, tag, seal_meta(_meta_doc(item), record_id, nonce=meta_nonce), now, now)
             )
