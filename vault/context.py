@@ -317,6 +317,10 @@ class VaultContext:
             marked = AuditSigner(self.db, self.keyring).marked(conn)
         if marked is None and has_history:
             raise IntegrityFailure("integrity failure: this vault's audit key is missing from vault.db")
+        signed_up_to = 0  # the last entry a signed checkpoint (a row or a copy) proves
+        # the head before the verification reads its snapshot: an entry appended after this makes
+        # the first mark refuse (vault.audit.log.AuditLog._unproven_before_mark)
+        head = self.audit.head()
         if has_history:
             # before the first mark signs the head (review S4): every checkpoint's signature, the
             # chain from its start to the head, every blob-store copy and the replica's newest
@@ -334,11 +338,12 @@ class VaultContext:
                     ' it from a backup taken before the edit: docs/format.md, "Upgrades")',
                     checked.bad_seq,
                 )
+            signed_up_to = checked.signed_up_to or 0
         count_sql = "SELECT count(*) FROM audit_events WHERE action = ?"
         before = self.db.all(count_sql, (AuditEvent.INTEGRITY_ROW_MACS.value,))
         done: list[str] = []
         if marked is False:
-            self.audit.first_mark_over = self.audit.head()
+            self.audit.first_mark_over = (*head, signed_up_to)
         try:
             self.ensure_row_macs(actor, upgrade=True, expected_digest=expected_digest)
             if self.db.all(count_sql, (AuditEvent.INTEGRITY_ROW_MACS.value,)) != before:

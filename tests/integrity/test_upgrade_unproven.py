@@ -213,3 +213,59 @@ def test_a_rebuilt_log_with_every_trace_deleted_is_signed_only_as_unproven(tmp_p
     assert any(
         w.startswith("entries 101-250 were written by a cvault from before") for w in result["warnings"]
     )
+
+
+def test_a_checkpoint_copy_that_outlives_its_deleted_row_still_proves_its_entries(tmp_path):
+    """Checkpoint 200's row deleted, its blob-store copy kept, the entries untouched: the copy
+    still signs 101-200, so only 201-250 are signed as unproven (not 101-250)."""
+    vdir, cast = unpack_old_vault(tmp_path, PRE_MARK)
+    delete_checkpoint(vdir.home, 200, copy_too=False)
+    upgraded = _upgrade(vdir, tmp_path)
+    assert upgraded.returncode == 0, upgraded.stderr
+    mark_seq, unproven = _first_mark(vdir.home)
+    assert unproven == {"first_seq": 201, "last_seq": 250}
+    result = _verify(vdir, cast, tmp_path)
+    assert result["ok"] and result["signed_up_to"] == mark_seq, result
+    assert result["unproven"] == [
+        {"first_seq": 201, "last_seq": 250, "checkpoint": mark_seq, "reason": "upgrade"}
+    ]
+
+
+def test_an_entry_appended_after_the_upgrade_verified_the_log_is_not_signed(tmp_path, monkeypatch):
+    """A file writer appends an entry (a correct chain extension) between the upgrade's
+    verification and its first mark: the first mark is refused (integrity failure, nothing
+    signed, the key not re-sealed, no alarm stored); the next upgrade verifies the log as it
+    is then and signs the appended entry as unproven."""
+    import vault.audit.live as live
+    from vault.errors import IntegrityFailure
+
+    vdir, cast = unpack_old_vault(tmp_path, PRE_MARK)
+    real = live.verify_live
+
+    def verify_then_append(ctx, *args, **kwargs):
+        result = real(ctx, *args, **kwargs)
+        conn = _db(vdir.home)
+        try:
+            row = conn.execute(f"SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq = 250").fetchone()
+            fields = (251, row[1], "bob", "secret.get", "acme", "allow", "planted", "cli", None, None)
+            digest = hashlib.sha256(row[11] + entry_bytes(*fields)).digest()
+            conn.execute(
+                f"INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*fields, row[11], digest),
+            )
+        finally:
+            conn.close()
+        return result
+
+    monkeypatch.setattr(live, "verify_live", verify_then_append)
+    sealed_key = _one(vdir.home, "SELECT value FROM meta WHERE key = 'audit_private_sealed'")[0]
+    with pytest.raises(IntegrityFailure, match="changed after cvault upgrade verified it"):
+        vdir.open(upgrade=True)
+    assert _one(vdir.home, "SELECT value FROM meta WHERE key = 'audit_private_sealed'")[0] == sealed_key
+    assert _one(vdir.home, "SELECT count(*) FROM meta WHERE key IN ('audit_mark', 'audit_alarm')") == (0,)
+    assert _one(vdir.home, "SELECT count(*), max(seq) FROM audit_checkpoints") == (2, 200)
+    monkeypatch.setattr(live, "verify_live", real)
+    vdir.open(upgrade=True).close()
+    mark_seq, unproven = _first_mark(vdir.home)
+    assert unproven == {"first_seq": 201, "last_seq": 251} and mark_seq == 252
+    assert _verify(vdir, cast, tmp_path)["unproven"][0]["last_seq"] == 251

@@ -248,10 +248,11 @@ class AuditLog:
         self.remote: Callable[[], Backend | None] | None = None
         self.marks = hwm.MarkStore(keyring)
         #: set only by ``cvault upgrade`` (VaultContext.upgrade_format) once it has verified the
-        #: whole log: the head (seq, entry_hash) it verified. A vault whose audit key is from
-        #: before the mark gets its first mark at the next append, over that head and nothing
-        #: else (review S4), never silently otherwise
-        self.first_mark_over: tuple[int, bytes] | None = None
+        #: whole log: the head it verified (seq, entry_hash) and the last entry a signed
+        #: checkpoint (a row or a copy) proved. A vault whose audit key is from before the mark
+        #: gets its first mark at the next append, over that head and nothing else (review S4),
+        #: never silently otherwise
+        self.first_mark_over: tuple[int, bytes, int] | None = None
         #: set only by ``Vault.init`` until its signed empty log exists: the one time appends run
         #: before the vault has an audit key (a vault without one later had it deleted: review R5)
         self.initializing = False
@@ -424,19 +425,22 @@ class AuditLog:
 
     def _unproven_before_mark(self, conn) -> tuple[int, int] | None:
         """Inside the transaction of a vault's first mark (``cvault upgrade``): the head must still
-        be the one the upgrade verified (else the alarm: the log changed in between); returns
-        the entries after the newest old checkpoint up to that head, which no signature proves
-        (review S4), or None when that checkpoint covers the head."""
+        be the one the upgrade verified (else an integrity failure: the log changed in between,
+        e.g. a file writer appended); returns
+        the entries after the newest old checkpoint that matched (its row or a copy) up to that
+        head, which no signature proves (review S4), or None when that checkpoint is the head."""
         verified = self.first_mark_over
         assert verified is not None  # noqa: S101 - only called when set
+        verified_seq, verified_hash, signed = verified
         head_seq, head_hash = self.head(conn)
-        if head_seq != verified[0] or not crypto.constant_time_equal(head_hash, verified[1]):
-            raise hwm._alarm(
-                f"the log changed after cvault upgrade verified it (head {verified[0]}, now {head_seq})",
-                min(head_seq, verified[0]) + 1,
+        if head_seq != verified_seq or not crypto.constant_time_equal(head_hash, verified_hash):
+            # nothing is signed (the transaction rolls back); no alarm is stored: the next
+            # cvault upgrade verifies the log as it is then
+            raise IntegrityFailure(
+                f"integrity failure: the audit log changed after cvault upgrade verified it (its head"
+                f" was entry {verified_seq}, now {head_seq}); nothing signed: run cvault upgrade again"
             )
-        signed = conn.execute("SELECT max(seq) FROM audit_checkpoints").fetchone()[0]
-        first = max(self._chain_start(conn)[0], (signed or 0) + 1)
+        first = max(self._chain_start(conn)[0], signed + 1)
         return (first, head_seq) if first <= head_seq else None
 
     def _record_alarm(self, alarm: AuditAlarm) -> None:
