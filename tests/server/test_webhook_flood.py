@@ -37,7 +37,10 @@ STRANGER = "127.0.0.2"
 
 
 @pytest.fixture
-def world(staff_template, tmp_path):
+def world(staff_template, tmp_path, request):
+    """A service with the halopsa integration and the client globex; ``request.param``: its
+    ``--workers`` (default 1)."""
+    workers = getattr(request, "param", "1")
     vdir = copy_vault(staff_template.vdir, tmp_path)
     v = vdir.open()
     try:
@@ -47,7 +50,14 @@ def world(staff_template, tmp_path):
     finally:
         v.close()
     service = start_service(
-        vdir, tmp_path / "service", "--webhook-burst", str(BURST), "--webhook-per-minute", "0.01"
+        vdir,
+        tmp_path / "service",
+        "--webhook-burst",
+        str(BURST),
+        "--webhook-per-minute",
+        "0.01",
+        "--workers",
+        workers,
     )
     yield service, vdir, secret
     service.stop()
@@ -102,13 +112,18 @@ def _summarised(summaries, what: str) -> int:
     return total
 
 
+@pytest.mark.parametrize("world", ["1", "2"], indirect=True, ids=["one-process", "workers-2"])
 def test_a_flood_from_one_source_is_429_after_the_burst_and_writes_a_bounded_audit(world):
+    """With ``--workers 2`` every request comes on a new connection (the kernel spreads them
+    over both workers): the buckets and the counts are the supervisor's, so the bounds are the
+    same as with one process, not twice them."""
     service, vdir, secret = world
     flood = 200
     stranger = service.client(source=STRANGER)
     statuses, retry_after = [], []
     for n in range(flood):
         status, body = _bad(stranger, n)
+        stranger.close()
         statuses.append(status)
         if status == 429:
             assert assert_error_shape(body, "rate_limited")["exit_code"] == 8
