@@ -3,7 +3,7 @@ custody rows (row-MAC coverage 4: ``custodians``, ``client_custody``, ``custody_
 ``cvault custody show`` and the backup's custody summary read. Both read every row through the
 MAC-verifying select: the edit is an integrity failure (exit 6, one line naming the table, no
 traceback), audited as ``integrity.row_failure``, and no backup file is written
-(docs/security.md guarantee 45)."""
+(docs/security.md guarantee 46)."""
 
 from __future__ import annotations
 

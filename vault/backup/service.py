@@ -295,7 +295,7 @@ def prune_folder(folder: Path, vault_id: bytes, keep: int) -> list[str]:
 def _custody_state(conn) -> dict:
     """Which custodian held which client's current custody version when the backup was taken:
     every row MAC-checked (an edited or planted custodian or custody row raises RowTampered and
-    no backup is written, docs/security.md guarantee 45)."""
+    no backup is written, docs/security.md guarantee 46)."""
     custodians = [
         {"id": i, "kind": k, "config": json.loads(c), "retired": r is not None}
         for _, i, k, c, _, r in rowmac.select(conn, "custodians", "1", (), "id")
