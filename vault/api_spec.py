@@ -228,10 +228,23 @@ def K(name: str, type_: str = "str", default: object = None, bounds: tuple[int, 
 
 PROGRESS = ("progress",)
 #: parameters several operations share, each stated once (the library's own checks:
-#: vault.sla.service.MAX_GRACE_DAYS, vault.records.service.MAX_VERSION; tests/server/test_registry.py)
+#: :func:`grace_days_refusal` for client add, sla renew and the minimum grace period,
+#: vault.records.service.MAX_VERSION; tests/server/test_registry.py)
 GRACE_BOUNDS: tuple[int, int] = (0, 3650)
 VERSION_BOUNDS: tuple[int, int] = (1, 2**31)
 GRACE_DAYS = K("grace_days", "int", None, GRACE_BOUNDS)
+
+
+def grace_days_refusal(days: object, what: str = "grace period") -> str | None:
+    """The one line refusing ``days`` as a grace period (``what``: which one), or None when it
+    is an integer within :data:`GRACE_BOUNDS`: the library's check, so the API, the CLI and the
+    facade refuse exactly the same values with the same words."""
+    low, high = GRACE_BOUNDS
+    if isinstance(days, int) and not isinstance(days, bool) and low <= days <= high:
+        return None
+    return f"{what} must be {low} to {high} days"
+
+
 MIN_GRACE_DAYS = P("days", "int", REQUIRED, GRACE_BOUNDS)
 VERSION = P("version", "int", None, VERSION_BOUNDS)
 WORKERS = K("workers", "int", 8, (1, 32))

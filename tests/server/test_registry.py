@@ -131,9 +131,7 @@ def test_the_shared_parameters_state_the_librarys_own_bounds():
     """The registry states each shared bound once (vault.api_spec GRACE_BOUNDS, VERSION_BOUNDS):
     they are the library's own checks, so the API refuses exactly what the facade would."""
     from vault.records.service import MAX_VERSION
-    from vault.sla.service import MAX_GRACE_DAYS
 
-    assert spec.GRACE_BOUNDS == (0, MAX_GRACE_DAYS)
     assert spec.VERSION_BOUNDS == (1, MAX_VERSION)
     for name in ("clients.add", "sla.renew"):
         assert spec.param(name, "grace_days") is spec.GRACE_DAYS
@@ -142,3 +140,26 @@ def test_the_shared_parameters_state_the_librarys_own_bounds():
     for name in ("secrets.get", "secrets.attachment"):
         assert spec.param(name, "version") is spec.VERSION
     assert spec.param("secrets.restore", "version").limits == spec.VERSION_BOUNDS
+
+
+def test_the_library_refuses_grace_periods_by_the_registrys_bounds(tmp_path):
+    """The grace bound is written once (spec.GRACE_BOUNDS): client add, sla renew and the minimum
+    grace period refuse one past it, with the bound in the message, and accept the bound itself."""
+    from tests.helpers import add_client, make_vault, operator
+    from vault.errors import InvalidInput
+
+    low, high = spec.GRACE_BOUNDS
+    v = make_vault(tmp_path).open()
+    try:
+        message = f"must be {low} to {high} days"
+        for days in (low - 1, high + 1, True):
+            with pytest.raises(InvalidInput, match=f"^grace period {message}$"):
+                v.clients.add(operator(), f"c{days}", sla_end="+30d", grace_days=days)
+            with pytest.raises(InvalidInput, match=f"^minimum grace period {message}$"):
+                v.sla.request_min_grace(operator(), days)
+        add_client(v, "acme", grace_days=high)
+        with pytest.raises(InvalidInput, match=f"^grace period {message}$"):
+            v.sla.renew(operator(), "acme", "+60d", grace_days=high + 1)
+        assert v.sla.renew(operator(), "acme", "+60d", grace_days=high)
+    finally:
+        v.close()

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from vault import crypto, names
+from vault.api_spec import grace_days_refusal
 from vault.clock import rfc3339, rfc3339_seconds, to_epoch
 from vault.context import VaultContext
 from vault.dates import as_when, require_future
@@ -43,8 +44,9 @@ class ClientService:
     ) -> dict:
         floor = self.ctx.min_grace_days()
         grace = max(int(self.ctx.settings["default_grace_days"]), floor) if grace_days is None else grace_days
-        if not 0 <= grace <= 3650:
-            raise InvalidInput("grace period must be 0 to 3650 days")
+        refusal = grace_days_refusal(grace)
+        if refusal:
+            raise InvalidInput(refusal)
         now = self.ctx.now()
         sla_end = require_future(as_when(sla_end, now, self.ctx.zone), now, "the SLA end")
         self.ctx.authorize(principal, Action.CLIENT_ADD, detail=None)

@@ -149,13 +149,31 @@ class KeePassSource(ImportSource):
     ) -> Draft:
         where = f"entry {index}"
         strings: dict[str, tuple[str, bool]] = {}
-        for item in element.findall("String"):
-            key = item.findtext("Key")
-            value_el = item.find("Value")
-            if key is None or value_el is None:
-                continue
-            protected = (value_el.get("Protected") or "").lower() == "true"
-            strings[key] = (value_el.text or "", protected)
+        # one pass over the entry's children (each findall/findtext would walk them again: the
+        # largest part of reading a big database after its key derivation)
+        uuid_text: str | None = None
+        tags_text: str | None = None
+        binary_items: list[Any] = []
+        for child in element:
+            tag = child.tag
+            if tag == "String":
+                key = None
+                value_el = None
+                for part in child:
+                    if part.tag == "Key" and key is None:
+                        key = part.text or ""
+                    elif part.tag == "Value" and value_el is None:
+                        value_el = part
+                if key is None or value_el is None:
+                    continue
+                protected = (value_el.get("Protected") or "").lower() == "true"
+                strings[key] = (value_el.text or "", protected)
+            elif tag == "UUID" and uuid_text is None:
+                uuid_text = child.text or ""
+            elif tag == "Tags" and tags_text is None:
+                tags_text = child.text or ""
+            elif tag == "Binary":
+                binary_items.append(child)
         title = strings.get("Title", ("", False))[0]
 
         def get(key: str) -> str:
@@ -172,7 +190,7 @@ class KeePassSource(ImportSource):
                 )
         is_note = not (username or password or url or otp) and bool(notes)
         hint = "/".join(names) if names else None
-        source_id = _uuid(element.findtext("UUID")) or where
+        source_id = _uuid(uuid_text) or where
         draft = Draft(index, where, "entry", source_id, title, hint, "note" if is_note else "access")
         if is_note:
             draft.fields["text"] = notes
@@ -191,9 +209,9 @@ class KeePassSource(ImportSource):
                 f"{where} ({describe(title)}) uses a KeePass field reference ({{REF:...}}); "
                 "imported as written"
             )
-        tags = element.findtext("Tags") or ""
+        tags = tags_text or ""
         draft.tags = [t for t in tags.replace(",", ";").split(";") if t.strip()]
-        for item in element.findall("Binary"):
+        for item in binary_items:
             name = item.findtext("Key") or "attachment"
             ref = item.find("Value")
             ref_id = ref.get("Ref") if ref is not None else None

@@ -289,8 +289,12 @@ class Importer:
                     (client.id,),
                 ).fetchall()
             )
-            for item in items:
-                found = self.secrets._find(conn, client, keys, item.path)
+            # one batched index lookup for the file's paths; a record is opened only where its
+            # tag is stored (like secret import's bulk write: a path not stored is new)
+            tags = [keys.path_tag(item.path) for item in items]
+            stored = store.existing_tags(conn, client.id, tags)
+            for item, tag in zip(items, tags, strict=True):
+                found = self.secrets._find(conn, client, keys, item.path) if tag in stored else None
                 if found is None:
                     plan.new.append(item)
                     continue
@@ -343,20 +347,25 @@ class Importer:
         now = to_epoch(self.ctx.now())
         prepared = [i.prepared for i in plan.new] + [i.prepared for i, _ in plan.changed]
         with self.ctx.db.write() as conn:
-            pruned = self.secrets._write_many(conn, principal, plan.client, prepared, progress)
+            bulk = self.secrets._write_many(conn, principal, plan.client, prepared, progress)
+            pruned = bulk.pruned
             keys = self.ctx.client_keys(self.ctx.client(plan.client.name, conn), conn=conn)
             origins = []
             attached = False
             for item in [*plan.new, *(i for i, _ in plan.changed)]:
-                found = store.find(conn, plan.client.id, keys.path_tag(item.path))
-                if found is None:  # pragma: no cover - written just above in this transaction
-                    raise InvalidInput(f"import of {plan.client.name}/{item.path} was not written")
-                version = found[2]
+                record_id = bulk.created.get(item.path)
+                if record_id is not None:
+                    version = 1
+                else:  # a stored record the bulk write gave a new version
+                    found = store.find(conn, plan.client.id, keys.path_tag(item.path))
+                    if found is None:  # pragma: no cover - written just above in this transaction
+                        raise InvalidInput(f"import of {plan.client.name}/{item.path} was not written")
+                    record_id, version = found[0], found[2]
                 if item.record.attachments:
-                    version, gone = self._attach(conn, principal, plan.client, found[0], item, now)
+                    version, gone = self._attach(conn, principal, plan.client, record_id, item, now)
                     pruned.extend(gone)
                     attached = True
-                origins.append((found[0], version, fmt, now, principal.name))
+                origins.append((record_id, version, fmt, now, principal.name))
             if attached:
                 self.ctx.blobs.sync()  # the attachment blobs durable before the commit, like the rest
             # a record found unchanged is confirmed as imported at its current version

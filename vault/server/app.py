@@ -28,7 +28,7 @@ from vault.api_schemas import SCHEMAS
 from vault.errors import InvalidInput
 from vault.server.errors import ERROR_RESPONSES, install_error_handlers
 from vault.server.handoff import Handoff
-from vault.server.limits import BodyLimit, RateLimiter, Slots
+from vault.server.limits import BodyLimit, Slots
 from vault.server.pool import VaultPool
 from vault.server.routes import (
     BEARER,
@@ -54,6 +54,9 @@ CONTRACT_EVENT_SCHEMA = {
         "renewal": {"type": ["string", "null"], "description": "end of an agreed renewal term"},
     },
 }
+#: a contract event is a few hundred bytes; a larger body is refused 413 before it is read
+#: (review S5: a stranger's 1 GB POST is not read into memory; docs/sla.md)
+CONTRACT_EVENT_MAX_BODY = 64 * 1024
 CONTRACT_EVENT_OK = {
     "description": "the event was applied",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ContractEventResult"}}},
@@ -70,6 +73,13 @@ class ServiceSettings:
     #: login attempts per user name (whatever the address): burst, then per minute
     user_burst: int = 5
     user_per_minute: float = 5.0
+    #: refused PSA webhook requests (review S5; docs/sla.md, "Contract events") per source and
+    #: per claimed integration: burst, then per minute; past them a source is answered 429
+    #: unread and refusals are summarised, one audit event per key every
+    #: ``webhook_summary_interval`` seconds
+    webhook_burst: int = 20
+    webhook_per_minute: float = 10.0
+    webhook_summary_interval: float = 60.0
     #: background jobs (seconds; 0 disables one)
     sweep_interval: float = 300.0
     outbox_interval: float = 60.0
@@ -124,11 +134,8 @@ def create_app(
     from vault.server.jobs import BackgroundJobs
 
     settings = settings or ServiceSettings()
-    limits = limits or Limits(
-        RateLimiter(settings.address_burst, settings.address_per_minute / 60),
-        RateLimiter(settings.user_burst, settings.user_per_minute / 60),
-    )
-    jobs = BackgroundJobs(pool, settings)
+    limits = limits or Limits.from_settings(settings)
+    jobs = BackgroundJobs(pool, settings, limits)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -185,7 +192,13 @@ def create_app(
         headers=lambda scope, raw: secure_headers(raw, False, scope.get("scheme") == "https"),
         handoff=Handoff(),
     )
-    app.add_middleware(BodyLimit, limit=spec.MAX_BODY_BYTES, overrides=overrides, admit=admit, slots=slots)
+    app.add_middleware(
+        BodyLimit,
+        limit=spec.MAX_BODY_BYTES,
+        overrides={CONTRACT_EVENTS_PATH: CONTRACT_EVENT_MAX_BODY, **overrides},
+        admit=admit,
+        slots=slots,
+    )
     install_error_handlers(app)
 
     @app.get(
@@ -247,13 +260,19 @@ def create_app(
     async def contract_event(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
 
+        # review S5: a source whose refusals spent its bucket is answered 429 before its body
+        # is read, its signature checked or the database touched (the drop is summarised)
+        source = limits.source(request)
+        await run_in_threadpool(limits.webhook_admit, source)
         body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
         origin = origin_of(request)
 
         def work() -> dict:
             with pool.lease() as vault:
-                return vault.integrations.receive(body, headers, origin=origin)
+                return vault.integrations.receive(
+                    body, headers, origin=origin, refused=lambda name: limits.webhook_refused(source, name)
+                )
 
         return json_response(await run_in_threadpool(work))
 

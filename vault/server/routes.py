@@ -23,7 +23,7 @@ from vault import api_spec as spec
 from vault.api_schemas import response_schema
 from vault.errors import AuthenticationFailed, InvalidInput, VaultLocked
 from vault.server.errors import ERROR_RESPONSES, RateLimited
-from vault.server.limits import RateLimiter, source_key
+from vault.server.limits import Dropped, RateLimiter, source_key
 
 Text = Annotated[str, StringConstraints(max_length=spec.MAX_STRING)]
 #: the name of the OpenAPI security scheme of the session token
@@ -138,11 +138,23 @@ def origin_of(request: Request) -> str:
 
 
 class Limits:
-    """The rate-limit classes of the registry (``Op.rate_limit``)."""
+    """The rate-limit classes of the registry (``Op.rate_limit``), and the refusal throttle of
+    the PSA webhook (:meth:`webhook_admit`, :meth:`webhook_refused`)."""
 
-    def __init__(self, by_address: RateLimiter, by_user: RateLimiter):
+    def __init__(
+        self,
+        by_address: RateLimiter,
+        by_user: RateLimiter,
+        by_webhook: RateLimiter | None = None,
+        dropped: Dropped | None = None,
+    ):
         self.by_address = by_address
         self.by_user = by_user
+        #: refused webhook requests per source (``source:ADDRESS``) and per claimed integration
+        #: (``integration:NAME``, ``integration:?`` for every unknown name together)
+        self.by_webhook = by_webhook if by_webhook is not None else RateLimiter(20, 10 / 60)
+        #: refused webhook requests not audited one by one, for the summary events
+        self.dropped = dropped if dropped is not None else Dropped()
         #: user names with a login being checked now: one at a time per account (review R4)
         self._in_flight: set[str] = set()
         self._in_flight_lock = threading.Lock()
@@ -196,6 +208,38 @@ class Limits:
         if not failed:
             self.by_address.give_back(source)
             self.by_user.give_back(name)
+
+    @classmethod
+    def from_settings(cls, settings) -> "Limits":
+        """The limits of a :class:`vault.server.app.ServiceSettings` (per minute: per second)."""
+        return cls(
+            RateLimiter(settings.address_burst, settings.address_per_minute / 60),
+            RateLimiter(settings.user_burst, settings.user_per_minute / 60),
+            RateLimiter(settings.webhook_burst, settings.webhook_per_minute / 60),
+        )
+
+    def webhook_admit(self, source: str) -> None:
+        """Before a webhook request is looked at (review S5): a source whose refusals have spent
+        its bucket is answered 429 (raises RateLimited) with nothing read, checked or written;
+        the drop is counted for its summary event. Spends nothing."""
+        wait = self.by_webhook.wait("source:" + source)
+        if wait:
+            self.dropped.add("source:" + source)
+            raise RateLimited(wait)
+
+    def webhook_refused(self, source: str, integration: str) -> bool:
+        """A webhook request from ``source`` claiming ``integration`` (``"?"``: no such one) was
+        checked and refused: it spends a token of the source and of the claimed integration.
+        True: it gets its own audit event; False (either bucket empty): it is counted for the
+        summary event instead, so neither one source nor many sources claiming one name write
+        more than a bucket's worth of refusal events."""
+        if self.by_webhook.take("source:" + source):
+            self.dropped.add("source:" + source)
+            return False
+        if self.by_webhook.take("integration:" + integration):
+            self.dropped.add("integration:" + integration)
+            return False
+        return True
 
     @contextmanager
     def attempt(self, op: spec.Op, request: Request, body):

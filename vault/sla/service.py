@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from vault import policy
+from vault.api_spec import grace_days_refusal
 from vault.audit.signing import AuditSigner
 from vault.clock import from_epoch, rfc3339, rfc3339_seconds, to_epoch
 from vault.context import VaultContext
@@ -37,7 +38,6 @@ from vault.store.outbox import shred_deletes_pending
 
 Progress = Callable[[int, int], None]
 DAY = 86400
-MAX_GRACE_DAYS = 3650
 SWEEP_LOCK = "sweep.lock"
 
 #: The due query of the sweep: must match the expression of index clients_shred_due (0004_sla.sql)
@@ -186,8 +186,9 @@ class SlaService:
         """New SLA end (in the future). Cancels an open early-shred request. Refused once the
         client is shredding or shredded."""
         until = as_when(until, self.ctx.now(), self.ctx.zone)
-        if grace_days is not None and not 0 <= grace_days <= MAX_GRACE_DAYS:
-            raise InvalidInput(f"grace period must be 0 to {MAX_GRACE_DAYS} days")
+        refusal = None if grace_days is None else grace_days_refusal(grace_days)
+        if refusal:
+            raise InvalidInput(refusal)
         floor = self.ctx.min_grace_days()
         client = self.ctx.client(name)
         self.ctx.authorize(principal, Action.SLA_RENEW, client=client)
@@ -401,8 +402,9 @@ class SlaService:
         """Ask to change the minimum grace period (issue 11): nothing changes until a second
         person, outside the requester's lineage, approves (:meth:`approve_min_grace`). A new
         request replaces a pending one."""
-        if not isinstance(days, int) or not 0 <= days <= MAX_GRACE_DAYS:
-            raise InvalidInput(f"minimum grace period must be 0 to {MAX_GRACE_DAYS} days")
+        refusal = grace_days_refusal(days, "minimum grace period")
+        if refusal:
+            raise InvalidInput(refusal)
         self.ctx.authorize(principal, Action.SLA_SET_MIN_GRACE)
         t = to_epoch(self.ctx.now())
         with self.ctx.db.write() as conn:
@@ -436,8 +438,9 @@ class SlaService:
         the value she reviewed (``days``): if the pending request asks for anything else (the
         requester replaced it after she looked, review R2) nothing changes, the refusal is
         audited and :class:`ApprovalMismatch` (exit 4, HTTP 403) is raised."""
-        if not isinstance(days, int) or isinstance(days, bool) or not 0 <= days <= MAX_GRACE_DAYS:
-            raise InvalidInput(f"minimum grace period must be 0 to {MAX_GRACE_DAYS} days")
+        refusal = grace_days_refusal(days, "minimum grace period")
+        if refusal:
+            raise InvalidInput(refusal)
         self.ctx.authorize(principal, Action.SLA_APPROVE_MIN_GRACE)
         t = to_epoch(self.ctx.now())
         why_not = None
