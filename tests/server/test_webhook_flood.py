@@ -28,7 +28,7 @@ from tests.server.test_http_edges import tls_socket
 from vault.server.app import CONTRACT_EVENT_MAX_BODY, ServiceSettings, VaultPool
 from vault.server.errors import RateLimited
 from vault.server.jobs import BackgroundJobs
-from vault.server.limits import Dropped, RateLimiter
+from vault.server.limits import MAX_BUCKETS, Dropped, RateLimiter
 from vault.server.routes import Limits
 
 PATH = "/v1/sla/contract-events"
@@ -37,7 +37,10 @@ STRANGER = "127.0.0.2"
 
 
 @pytest.fixture
-def world(staff_template, tmp_path):
+def world(staff_template, tmp_path, request):
+    """A service with the halopsa integration and the client globex; ``request.param``: its
+    ``--workers`` (default 1)."""
+    workers = getattr(request, "param", "1")
     vdir = copy_vault(staff_template.vdir, tmp_path)
     v = vdir.open()
     try:
@@ -47,7 +50,14 @@ def world(staff_template, tmp_path):
     finally:
         v.close()
     service = start_service(
-        vdir, tmp_path / "service", "--webhook-burst", str(BURST), "--webhook-per-minute", "0.01"
+        vdir,
+        tmp_path / "service",
+        "--webhook-burst",
+        str(BURST),
+        "--webhook-per-minute",
+        "0.01",
+        "--workers",
+        workers,
     )
     yield service, vdir, secret
     service.stop()
@@ -102,13 +112,18 @@ def _summarised(summaries, what: str) -> int:
     return total
 
 
+@pytest.mark.parametrize("world", ["1", "2"], indirect=True, ids=["one-process", "workers-2"])
 def test_a_flood_from_one_source_is_429_after_the_burst_and_writes_a_bounded_audit(world):
+    """With ``--workers 2`` every request comes on a new connection (the kernel spreads them
+    over both workers): the buckets and the counts are the supervisor's, so the bounds are the
+    same as with one process, not twice them."""
     service, vdir, secret = world
     flood = 200
     stranger = service.client(source=STRANGER)
     statuses, retry_after = [], []
     for n in range(flood):
         status, body = _bad(stranger, n)
+        stranger.close()
         statuses.append(status)
         if status == 429:
             assert assert_error_shape(body, "rate_limited")["exit_code"] == 8
@@ -217,3 +232,24 @@ def test_one_summary_event_per_source_per_window(vdir):
         ("integration:?", "api:192.0.2.7", "throttled: 40 refused requests from 192.0.2.7 in 30 s"),
         ("integration:?", "api:192.0.2.7", "throttled: 1 refused request from 192.0.2.7 in 1 s"),
     ]
+
+
+def test_past_the_table_size_new_sources_are_counted_together_not_forgotten(vdir):
+    dropped = Dropped(lambda: 0.0)
+    for n in range(MAX_BUCKETS):
+        dropped.add(f"source:10.{n // 65536}.{n // 256 % 256}.{n % 256}")
+    dropped.add("source:203.0.113.1", 7)
+    dropped.add("source:203.0.113.2")
+    drained = dict((key, count) for key, count, _ in dropped.drain())
+    assert len(drained) == MAX_BUCKETS + 1 and drained["*"] == 8 and "source:203.0.113.1" not in drained
+    assert dropped.drain() == []
+    v = vdir.open()
+    try:
+        v.integrations.record_throttled("*", 8, 60.0)
+    finally:
+        v.close()
+    assert _denials(vdir)[-1] == (
+        "integration:?",
+        "api",
+        "throttled: 8 refused requests from other sources (too many to count apart) in 60 s",
+    )

@@ -134,12 +134,17 @@ class SharedLimits(Limits):
     so N workers still allow the configured attempts in all, not N times them."""
 
     def __init__(self, channel: Channel):
-        super().__init__(SharedRateLimiter(channel, "address"), SharedRateLimiter(channel, "user"))
+        super().__init__(
+            SharedRateLimiter(channel, "address"),
+            SharedRateLimiter(channel, "user"),
+            SharedRateLimiter(channel, "webhook"),
+        )
         self.channel = channel
 
     def begin(self, source: str, name: str) -> None:
         self.channel.call("begin", source, name)
 
+    # one call each (the supervisor checks, spends and counts the drop at once)
     def webhook_admit(self, source: str) -> None:
         self.channel.call("webhook_admit", source)
 
@@ -329,7 +334,10 @@ class Supervisor:
         op, args = message[0], message[1:]
         try:
             if op in ("take", "give_back", "wait"):
-                bucket: RateLimiter = self.limits.by_address if args[0] == "address" else self.limits.by_user
+                bucket: RateLimiter = {
+                    "address": self.limits.by_address,
+                    "webhook": self.limits.by_webhook,
+                }.get(str(args[0]), self.limits.by_user)
                 return {"ok": getattr(bucket, op)(str(args[1]))}
             if op == "webhook_admit":
                 self.limits.webhook_admit(str(args[0]))
