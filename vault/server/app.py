@@ -13,6 +13,7 @@ This module deliberately has no ``from __future__ import annotations``: FastAPI 
 functions' annotations at runtime.
 """
 
+import functools
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from vault import api_spec as spec
 from vault.api_schemas import SCHEMAS
 from vault.errors import InvalidInput
 from vault.server.errors import ERROR_RESPONSES, install_error_handlers
+from vault.server.handoff import Handoff
 from vault.server.limits import BodyLimit, Slots
 from vault.server.pool import VaultPool
 from vault.server.routes import (
@@ -98,6 +100,20 @@ class ServiceSettings:
     max_connections: int = 512
 
 
+class ServiceApp(FastAPI):
+    """The service's FastAPI application; its registry calls are answered by ``fast``
+    (:class:`vault.server.routes.FastDispatch`, outside every middleware) when they are plain,
+    everything else by FastAPI through the middleware stack."""
+
+    fast: FastDispatch | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self.fast is not None:
+            await self.fast(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 class UnsealRequest(Strict):
     passphrase: Text | None = None
     recovery_key: Text | None = None
@@ -130,7 +146,7 @@ def create_app(
         finally:
             jobs.stop()
 
-    app = FastAPI(
+    app = ServiceApp(
         title="cvault service API",
         version="1",
         description="The cvault facade over HTTPS (docs/service.md). Every operation is "
@@ -162,16 +178,24 @@ def create_app(
 
         return await run_in_threadpool(check)
 
-    # innermost of ours: well-formed registry calls skip FastAPI's request handling (filled below)
+    # well-formed registry calls skip the middleware stack and FastAPI's request handling
+    # (filled below); the operations with a larger body limit (and its slots) are not taken
+    from vault.server.console.web import secure_headers
+
     fast_routes: dict = {}
-    app.add_middleware(FastDispatch, routes=fast_routes, handlers=lambda: app.exception_handlers)
+    overrides = {op.path: op.body_limit for op in spec.OPERATIONS if op.body_limit}
+    app.fast = FastDispatch(
+        functools.partial(FastAPI.__call__, app),
+        fast_routes,
+        lambda: app.exception_handlers,
+        limit=spec.MAX_BODY_BYTES,
+        headers=lambda scope, raw: secure_headers(raw, False, scope.get("scheme") == "https"),
+        handoff=Handoff(),
+    )
     app.add_middleware(
         BodyLimit,
         limit=spec.MAX_BODY_BYTES,
-        overrides={
-            CONTRACT_EVENTS_PATH: CONTRACT_EVENT_MAX_BODY,
-            **{op.path: op.body_limit for op in spec.OPERATIONS if op.body_limit},
-        },
+        overrides={CONTRACT_EVENTS_PATH: CONTRACT_EVENT_MAX_BODY, **overrides},
         admit=admit,
         slots=slots,
     )
@@ -211,7 +235,7 @@ def create_app(
         return {"sealed": pool.sealed}
 
     for op in spec.OPERATIONS:
-        add_route(app, op, pool, limits, fast_routes)
+        add_route(app, op, pool, limits, None if op.path in overrides else fast_routes)
 
     # PSA webhooks (docs/sla.md, "Contract events"): authenticated by the HMAC signature of the raw
     # body, not by a session, so it is not a registry operation; documented here for the OpenAPI
