@@ -269,3 +269,65 @@ def test_an_entry_appended_after_the_upgrade_verified_the_log_is_not_signed(tmp_
     mark_seq, unproven = _first_mark(vdir.home)
     assert unproven == {"first_seq": 201, "last_seq": 251} and mark_seq == 252
     assert _verify(vdir, cast, tmp_path)["unproven"][0]["last_seq"] == 251
+
+
+# --- the replica: the copy outside the machine ---------------------------------------------------------
+
+
+def _open_with_replica(vdir, replica):
+    from vault.facade import Vault
+
+    return Vault.open(vdir.home, service_options={"sync": {"remote": replica}})
+
+
+def test_a_rebuilt_log_is_refused_when_only_the_replica_holds_the_newer_checkpoint(
+    tmp_path, onedrive_backend
+):
+    """Checkpoint 200 deleted everywhere on the machine (row, outbox, blob copy) and 101-250
+    rebuilt: the OneDrive replica (a real client against the loopback Graph fake) still holds the
+    copy the old cvault pushed, so the upgrade refuses (the alarm, first bad entry 101) and
+    leaves the vault as it was."""
+    from vault.errors import AuditAlarm
+
+    vdir, cast = unpack_old_vault(tmp_path, PRE_MARK)
+    onedrive_backend.put("audit-checkpoint-200", next(vdir.home.rglob("audit-checkpoint-200")).read_bytes())
+    rebuild_after(vdir.home, bytes.fromhex(cast["vault_id"]), start=101, edit_seq=150, keep=250)
+    delete_checkpoint(vdir.home, 200, copy_too=True)
+    before = _legacy_state(vdir.home)
+    v = _open_with_replica(vdir, onedrive_backend)
+    try:
+        with pytest.raises(
+            AuditAlarm, match="does not match signed checkpoint 200; first bad entry 101;"
+        ) as err:
+            v.unseal_key_file(vdir.key_file, upgrade=True)
+        assert err.value.first_bad_seq == 101 and "\n" not in err.value.message
+        assert not v.unsealed
+    finally:
+        v.close()
+    assert _legacy_state(vdir.home) == before
+
+
+def test_an_unreadable_replica_refuses_the_upgrade(tmp_path, onedrive_backend, fake_graph):
+    """A replica that is configured but cannot be listed (403) may hold the newer checkpoint: the
+    upgrade refuses (exit 6, nothing upgraded) instead of signing without it, and goes through
+    once the replica answers (the honest vault: 201-250 unproven)."""
+    from vault.errors import IntegrityFailure
+
+    vdir, _ = unpack_old_vault(tmp_path, PRE_MARK)
+    before = _legacy_state(vdir.home)
+    fake_graph.inject("403", times=50, method="GET")
+    v = _open_with_replica(vdir, onedrive_backend)
+    try:
+        with pytest.raises(IntegrityFailure, match="replica's checkpoint copies could not be read") as err:
+            v.unseal_key_file(vdir.key_file, upgrade=True)
+        assert err.value.exit_code == 6 and "nothing upgraded" in err.value.message
+    finally:
+        v.close()
+    assert _legacy_state(vdir.home) == before
+    fake_graph.clear_faults()
+    v = _open_with_replica(vdir, onedrive_backend)
+    try:
+        v.unseal_key_file(vdir.key_file, upgrade=True)
+    finally:
+        v.close()
+    assert _first_mark(vdir.home)[1] == {"first_seq": 201, "last_seq": 250}

@@ -64,7 +64,7 @@ def replica_checkpoint(ctx: VaultContext) -> tuple[Checkpoint | None, str | None
     if remote is None:
         return None, None
     try:
-        names = remote.list()
+        names = list(remote.list())  # a lazy listing fails here, not silently as "no copy"
     except VaultError as exc:
         return None, f"the replica's checkpoint copies could not be read ({exc.code})"
     return latest_backend_checkpoint(ctx, remote, names), None
