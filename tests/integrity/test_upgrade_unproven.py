@@ -104,8 +104,7 @@ def _upgrade(vdir, tmp_path):
     return cli_upgrade(lambda *argv: run_cli("--json", *argv, env=env))
 
 
-def _verify(vdir, cast, tmp_path) -> dict:
-    """``cvault audit verify --json`` run by rita (security reviewer) after the upgrade."""
+def _rita_env(vdir, cast, tmp_path) -> dict:
     rita = Person("rita", cast["users"]["rita"], frozenset({"security_reviewer"}))
     v = vdir.open()
     try:
@@ -113,7 +112,12 @@ def _verify(vdir, cast, tmp_path) -> dict:
     finally:
         v.close()
     session = write_session_file(tmp_path / "rita.json", cast["vault_id"], "rita", token)
-    proc = run_cli("--json", "audit", "verify", env=vdir.env(CVAULT_SESSION_FILE=str(session)))
+    return vdir.env(CVAULT_SESSION_FILE=str(session))
+
+
+def _verify(vdir, cast, tmp_path, *argv: str) -> dict:
+    """``cvault audit verify --json [argv]`` run by rita (security reviewer) after the upgrade."""
+    proc = run_cli("--json", "audit", "verify", *argv, env=_rita_env(vdir, cast, tmp_path))
     assert "Traceback" not in proc.stderr, proc.stderr
     result = json.loads(proc.stdout)
     assert proc.returncode == (0 if result["ok"] else 6), (proc.returncode, proc.stderr)
@@ -155,11 +159,21 @@ def test_an_honest_vault_from_before_the_mark_upgrades_and_names_what_no_signatu
     assert result["unproven"] == [
         {"first_seq": signed + 1, "last_seq": head, "checkpoint": mark_seq, "reason": "upgrade"}
     ]
-    assert (
+    warning = (
         f"entries {signed + 1}-{head} were written by a cvault from before the audit high-water mark after"
         f" its newest signed checkpoint: no signature proves them (cvault upgrade signed them as unproven"
         f" in checkpoint {mark_seq})"
-    ) in result["warnings"], result["warnings"]
+    )
+    assert warning in result["warnings"], result["warnings"]
+    # an export carries the first mark's signed range: verified offline, it says the same
+    export = tmp_path / "audit.jsonl"
+    exported = run_cli(
+        "audit", "export", "--format", "jsonl", "--out", str(export), env=_rita_env(vdir, cast, tmp_path)
+    )
+    assert exported.returncode == 0, exported.stderr
+    offline = _verify(vdir, cast, tmp_path, "--file", str(export), "--pubkey", result["public_key"])
+    assert offline["ok"] and warning in offline["warnings"], offline
+    assert offline["unproven"] == result["unproven"]
 
 
 # --- the attack: a log rebuilt before the upgrade ------------------------------------------------------
