@@ -7,20 +7,10 @@ traceback), audited as ``integrity.row_failure``, and no backup file is written
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from tests.helpers import add_client
-
-
-def _sql(vdir, sql: str, params: tuple = ()) -> list[tuple]:
-    db = sqlite3.connect(vdir.home / "vault.db")
-    try:
-        with db:
-            return db.execute(sql, params).fetchall()
-    finally:
-        db.close()
+from tests.helpers import file_sql as _sql
 
 
 def _alarms(vdir) -> list[str]:
