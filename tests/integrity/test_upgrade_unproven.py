@@ -17,7 +17,6 @@ subprocesses.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import sqlite3
@@ -27,9 +26,10 @@ import pytest
 
 from tests.factories import Person, write_session_file
 from tests.helpers import ROOT, cli_upgrade, run_cli
+from tests.integrity.test_audit_mark import rebuild_after
 from tests.integrity.test_upgrade_row_macs import FIXTURE as PRE_ROWMAC
 from tests.integrity.test_upgrade_row_macs import unpack_old_vault
-from vault.audit.log import EVENT_COLUMNS, genesis_hash
+from vault.audit.log import EVENT_COLUMNS
 from vault.audit.verify import entry_bytes
 
 pytestmark = pytest.mark.slow
@@ -45,31 +45,6 @@ def _one(home: Path, sql: str):
     conn = _db(home)
     try:
         return conn.execute(sql).fetchone()
-    finally:
-        conn.close()
-
-
-def rebuild_after(home: Path, vault_id: bytes, *, start: int, edit_seq: int, keep: int) -> None:
-    """The attacker's rewrite: cut after ``keep``, change entry ``edit_seq`` (its reason) and
-    recompute every hash from entry ``start`` on, linked to the entry before it (or the genesis
-    hash): the log is self-consistent again."""
-    conn = _db(home)
-    try:
-        conn.execute("DELETE FROM audit_events WHERE seq > ?", (keep,))
-        conn.execute("UPDATE audit_events SET reason = 'forged: nothing was read' WHERE seq = ?", (edit_seq,))
-        before = conn.execute("SELECT entry_hash FROM audit_events WHERE seq = ?", (start - 1,)).fetchone()
-        prev = bytes(before[0]) if before else genesis_hash(vault_id)
-        rows = conn.execute(
-            f"SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq >= ? ORDER BY seq",
-            (start,),
-        ).fetchall()
-        for row in rows:
-            sealed = None if row[8] is None else base64.b64encode(row[8]).decode()
-            digest = hashlib.sha256(prev + entry_bytes(*row[:8], sealed, row[9])).digest()
-            conn.execute(
-                "UPDATE audit_events SET prev_hash = ?, entry_hash = ? WHERE seq = ?", (prev, digest, row[0])
-            )
-            prev = digest
     finally:
         conn.close()
 
