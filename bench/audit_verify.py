@@ -97,7 +97,7 @@ def build(db: Database, n: int, vault_id: bytes, private: bytes) -> list[bytes]:
         if seq % 100 == 0:
             cp = Checkpoint(vault_id, seq, digest, at, "periodic", prev=prev_cp)
             sig = crypto.ed25519_sign(private, cp.signing_input())
-            cps.append((seq, digest, at, "periodic", None, None, sig, prev_cp, None))
+            cps.append((seq, digest, at, "periodic", None, None, sig, prev_cp, None, None))
             prev_cp = cp.digest()
         prev = digest
         if len(rows) >= 50_000:
@@ -110,7 +110,7 @@ def _flush(db: Database, rows: list, cps: list) -> None:
     with db.write() as conn:
         conn.executemany(f"INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         conn.executemany(
-            f"INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", cps
+            f"INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", cps
         )
     rows.clear()
     cps.clear()

@@ -403,7 +403,7 @@ SCHEMAS: dict[str, Schema] = {
             "base_hash": nullable(STR),
             "signature": STR,
         },
-        {"prev": STR, "recovery": ANY_OBJECT},
+        {"prev": STR, "recovery": ANY_OBJECT, "unproven": obj({"first_seq": INT, "last_seq": INT})},
     ),
     "AuditEvent": obj(
         {
@@ -437,6 +437,17 @@ SCHEMAS: dict[str, Schema] = {
             "signed_up_to": nullable(INT),
             "public_key": nullable(STR),
             "warnings": STRS,
+            "unproven": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "first_seq": INT,
+                        "last_seq": INT,
+                        "checkpoint": INT,
+                        "reason": {"type": "string", "enum": ["recovery", "upgrade"]},
+                    }
+                ),
+            },
         }
     ),
     "Report": obj(

@@ -56,6 +56,65 @@ def pack_header(vault_id: bytes, client_id: bytes) -> bytes:
     return PACK_HEADER.pack(PACK_MAGIC, PACK_VERSION, vault_id, client_id)
 
 
+#: the smallest record blob: a header and a tag (an empty plaintext)
+MIN_BLOB = HEADER_LEN + crypto.TAG_LEN
+
+
+def pack_framing(
+    data: bytes, vault_id: bytes, client_id: bytes, kept: list[tuple[int, int, int, int]]
+) -> int:
+    """Check that the pack ``data`` is its header and its record blobs back to back, nothing
+    else (docs/format.md section 9, "Framing"), given ``kept``: ``(record_id, version, offset,
+    size)`` of every version stored in it that is kept. A pack holds the first versions of
+    consecutive records, so the blob at each place has a known header: a kept one is ``size``
+    bytes at its row's offset; a destroyed one (pruned or purged: its row is gone) between two
+    kept ones is framed by its own header (magic, format, type, vault, client, record id,
+    version 1: 50 exact bytes) and ends where the next record's header starts. Trailing bytes,
+    a gap, an overlap, a blob out of order or an edited pack header raise CryptoError. Returns
+    the record id of the pack's first blob (the pack's name is keyed on it: the caller checks)."""
+    if not isinstance(data, (bytes, bytearray)) or not kept:
+        raise CryptoError()
+    if not crypto.constant_time_equal(bytes(data[:PACK_HEADER_LEN]), pack_header(vault_id, client_id)):
+        raise CryptoError()
+
+    def prefix(record_id: int, version: int = 1) -> bytes:
+        fixed = (MAGIC, FORMAT_VERSION, TYPE_RECORD, vault_id, client_id, record_id, version)
+        return HEADER.pack(*fixed, bytes(crypto.NONCE_LEN))[: HEADER_LEN - crypto.NONCE_LEN]
+
+    end = len(data)
+    if end < PACK_HEADER_LEN + MIN_BLOB:
+        raise CryptoError()
+    first: int = HEADER.unpack_from(data, PACK_HEADER_LEN)[5]  # the first blob's record id
+    pos, next_id = PACK_HEADER_LEN, first
+
+    def skip_destroyed(record_id: int, limit: int, last: bool) -> int:
+        """Past the destroyed blob of ``record_id`` at ``pos``: where the next one starts."""
+        if not data.startswith(prefix(record_id), pos):
+            raise CryptoError()
+        if last:  # the next blob is the one at ``limit`` (a kept one, or the end of the pack)
+            if limit - pos < MIN_BLOB:
+                raise CryptoError()
+            return limit
+        found = data.find(prefix(record_id + 1), pos + MIN_BLOB, limit)
+        if found < 0:
+            raise CryptoError()
+        return found
+
+    for record_id, version, offset, size in sorted(kept, key=lambda place: place[2]):
+        if record_id < next_id or offset < pos or size < MIN_BLOB or offset + size > end:
+            raise CryptoError()
+        for gone in range(next_id, record_id):  # destroyed versions between the kept ones
+            pos = skip_destroyed(gone, offset, gone == record_id - 1)
+        if pos != offset or not data.startswith(prefix(record_id, version), offset):
+            raise CryptoError()
+        pos, next_id = offset + size, record_id + 1
+    while pos < end:  # destroyed versions after the last kept one, each framed the same way
+        following = data.find(prefix(next_id + 1), pos + MIN_BLOB)
+        pos = skip_destroyed(next_id, end if following < 0 else following, True)
+        next_id += 1
+    return first
+
+
 class BlobHeader(NamedTuple):
     vault_id: bytes
     client_id: bytes

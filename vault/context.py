@@ -20,6 +20,7 @@ from vault.backends.base import BulkBackend
 from vault.clock import Clock
 from vault.errors import (
     AccessDenied,
+    AuditAlarm,
     ClientUnavailable,
     IntegrityFailure,
     NotFound,
@@ -316,16 +317,33 @@ class VaultContext:
             marked = AuditSigner(self.db, self.keyring).marked(conn)
         if marked is None and has_history:
             raise IntegrityFailure("integrity failure: this vault's audit key is missing from vault.db")
+        signed_up_to = 0  # the last entry a signed checkpoint (a row or a copy) proves
+        # the head before the verification reads its snapshot: an entry appended after this makes
+        # the first mark refuse (vault.audit.log.AuditLog._unproven_before_mark)
+        head = self.audit.head()
         if has_history:
-            checked = verify_live(self, None, all_signatures=True)
+            # before the first mark signs the head (review S4): every checkpoint's signature, the
+            # chain from its start to the head, every blob-store copy and the replica's newest
+            # copy; the log must extend the newest signed checkpoint found anywhere
+            checked = verify_live(self, None, all_signatures=True, complete=True)
             if not checked.ok:
-                raise IntegrityFailure(
-                    f"integrity failure: the audit log does not verify ({checked.problem}); nothing upgraded"
+                if checked.bad_seq is None:
+                    raise IntegrityFailure(
+                        f"integrity failure: the audit log does not verify ({checked.problem}); nothing"
+                        ' upgraded (docs/format.md, "Upgrades")'
+                    )
+                raise AuditAlarm(
+                    f"integrity alarm: the audit log does not verify: {checked.problem}; first bad entry"
+                    f" {checked.bad_seq}; nothing upgraded, the vault stays on its old format (restore"
+                    ' it from a backup taken before the edit: docs/format.md, "Upgrades")',
+                    checked.bad_seq,
                 )
+            signed_up_to = checked.signed_up_to or 0
         count_sql = "SELECT count(*) FROM audit_events WHERE action = ?"
         before = self.db.all(count_sql, (AuditEvent.INTEGRITY_ROW_MACS.value,))
         done: list[str] = []
-        self.audit.allow_first_mark = True
+        if marked is False:
+            self.audit.first_mark_over = (*head, signed_up_to)
         try:
             self.ensure_row_macs(actor, upgrade=True, expected_digest=expected_digest)
             if self.db.all(count_sql, (AuditEvent.INTEGRITY_ROW_MACS.value,)) != before:
@@ -343,7 +361,7 @@ class VaultContext:
                     )
                 done.append("audit high-water mark written")
         finally:
-            self.audit.allow_first_mark = False
+            self.audit.first_mark_over = None
         return done
 
     def _upgrade_row_macs(

@@ -102,6 +102,27 @@ from vault.errors import InvalidInput
     help="... then this many per minute.",
 )
 @click.option(
+    "--webhook-burst",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Refused PSA webhook requests per source (and per claimed integration) at once ...",
+)
+@click.option(
+    "--webhook-per-minute",
+    type=click.FloatRange(min=0.01),
+    default=10,
+    show_default=True,
+    help="... then this many per minute; past that 429 unread, summarised in the audit log.",
+)
+@click.option(
+    "--webhook-summary-interval",
+    type=click.FloatRange(min=1),
+    default=60,
+    show_default=True,
+    help="Seconds between the audit events that summarise throttled webhook requests.",
+)
+@click.option(
     "--argon2-queue",
     type=click.IntRange(min=1, max=1024),
     default=16,
@@ -166,6 +187,9 @@ def serve_cmd(
     key_cache_seconds,
     login_burst,
     login_per_minute,
+    webhook_burst,
+    webhook_per_minute,
+    webhook_summary_interval,
     argon2_queue,
     head_timeout,
     body_timeout,
@@ -210,6 +234,9 @@ def serve_cmd(
     settings = ServiceSettings(
         address_burst=login_burst,
         address_per_minute=login_per_minute,
+        webhook_burst=webhook_burst,
+        webhook_per_minute=webhook_per_minute,
+        webhook_summary_interval=webhook_summary_interval,
         sweep_interval=sweep_interval,
         outbox_interval=outbox_interval,
         checkpoint_interval=checkpoint_interval,

@@ -12,11 +12,10 @@ audited ``integrity.row_failure``, nothing rotated, the old version not destroye
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from tests.helpers import add_client, as_coverage, cli_upgrade
+from tests.helpers import file_sql as _sql
 from vault.errors import BackendError, IntegrityFailure, UpgradeRequired
 from vault.principal import Principal
 from vault.store import rowmac
@@ -24,15 +23,6 @@ from vault.store import rowmac
 JOB_COLUMNS = (
     "client_id, reason, from_version, to_version, rotate_client_key, step, started_at, updated_at, mac"
 )
-
-
-def _sql(vdir, sql: str, params: tuple = ()):
-    db = sqlite3.connect(vdir.home / "vault.db")
-    try:
-        with db:
-            return db.execute(sql, params).fetchall()
-    finally:
-        db.close()
 
 
 def _states(vdir, client_id: str) -> list[tuple]:

@@ -44,7 +44,13 @@ def _query(home: Path, sql: str):
 
 @pytest.fixture
 def old_vault(tmp_path) -> tuple[VaultDir, dict]:
-    with tarfile.open(FIXTURE) as tar:
+    return unpack_old_vault(tmp_path, FIXTURE)
+
+
+def unpack_old_vault(tmp_path: Path, archive: Path) -> tuple[VaultDir, dict]:
+    """An archive made by a fixtures/make_*.py script: the vault folder, its key and custody
+    files and cast.json, with the permissions and custody path this copy needs."""
+    with tarfile.open(archive) as tar:
         tar.extractall(tmp_path, filter="data")
     home, key = tmp_path / "vault", tmp_path / "vault.key"
     for path in (home, *home.rglob("*"), key, tmp_path / "vault.custody"):

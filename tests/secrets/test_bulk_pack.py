@@ -328,3 +328,37 @@ def test_a_failure_of_the_inserts_thread_imports_nothing_and_leaves_no_pack(tmp_
         assert _record_blobs(v) == before
     finally:
         v.close()
+
+
+def test_a_pack_is_authentic_only_when_its_framing_accounts_for_every_byte(tmp_path):
+    """docs/format.md section 9, "Framing": destroyed versions (first, middle, last) stay framed
+    by their own headers, so the pack is still authentic; one byte more or less anywhere is not."""
+    vd = make_vault(tmp_path, clock=clock_at())
+    v = vd.open(clock=clock_at())
+    try:
+        add_client(v, "acme")
+        v.secrets.import_records(operator(), "acme", [_line(i) for i in range(6)])
+        [pack] = {r[2] for r in _rows(v)}
+        good = _pack_file(vd, pack).read_bytes()
+        assert v.secrets.blob_is_authentic(pack, good) is True
+        for i in (0, 2):  # the first, one between: their bytes stay in the pack
+            v.secrets.rm(operator(), "acme", f"site/0/dev-{i}", purge=True)
+            assert v.secrets.blob_is_authentic(pack, good) is True
+        assert v.secrets.blob_is_authentic(pack, good + b"\0") is False
+        assert v.secrets.blob_is_authentic(pack, good[:-1]) is False
+        places = sorted((r[3], r[4]) for r in _rows(v))
+        gone = places[0][0] + places[0][1]  # site/0/dev-2's destroyed blob follows the first kept one
+        for forged in (
+            good[:gone] + b"\0" + good[gone + 1 :],  # its header
+            good[:gone] + b"\0" * 78 + good[gone:],  # a gap before it
+            good[: blobfmt.PACK_HEADER_LEN] + good[blobfmt.PACK_HEADER_LEN + 1 :],
+        ):
+            assert v.secrets.blob_is_authentic(pack, forged) is False
+        # the last one destroyed: still framed (where its bytes end is written nowhere any more,
+        # docs/security.md non-guarantee "destroyed tail of a pack")
+        v.secrets.rm(operator(), "acme", "site/0/dev-5", purge=True)
+        assert v.secrets.blob_is_authentic(pack, good) is True
+        assert v.secrets.blob_is_authentic(pack, good[:-1]) is True
+        assert v.secrets.blob_is_authentic(pack, good[: places[-1][0] - 1]) is False  # into dev-4
+    finally:
+        v.close()

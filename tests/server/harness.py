@@ -116,6 +116,7 @@ class ApiClient:
         self.source = source
         self.ctx = ssl.create_default_context(cafile=str(cafile))
         self.conn: http.client.HTTPSConnection | None = None
+        self.headers: dict[str, str] = {}
 
     def request(
         self, method: str, path: str, body=None, *, raw: bytes | None = None, headers: dict | None = None
@@ -140,6 +141,8 @@ class ApiClient:
         except (http.client.HTTPException, OSError):
             self.close()
             raise
+        #: the last answer's headers (``Retry-After`` of a 429)
+        self.headers = {k.lower(): v for k, v in resp.getheaders()}
         if resp.getheader("connection", "").lower() == "close":
             self.close()
         return resp.status, (json.loads(payload) if payload else None)

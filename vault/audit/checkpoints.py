@@ -15,7 +15,10 @@ Checkpoints written by this version also sign ``"prev"``: the hash (:meth:`Check
 SHA-256 of the signing input) of the checkpoint written before it, or of
 :func:`checkpoint_genesis` for a vault's first one, so the signed checkpoints form a chain of their
 own and a deleted checkpoint is missing from it (docs/audit.md section 3). A recovery checkpoint
-(``cvault audit recover``) also signs ``"recovery"``: the integrity alarm it acknowledges.
+(``cvault audit recover``) also signs ``"recovery"``: the integrity alarm it acknowledges. The
+first checkpoint ``cvault upgrade`` signs over a log an older cvault wrote also signs
+``"unproven"``: ``{"first_seq", "last_seq"}``, the entries that older cvault wrote after its newest
+checkpoint, which no signature proves (docs/audit.md section 3, "A vault from before the mark").
 Checkpoints from before (no ``prev`` key) verify as they always did.
 """
 
@@ -53,6 +56,9 @@ class Checkpoint(NamedTuple):
     prev: bytes | None = None
     #: a recovery checkpoint: the alarm it acknowledges ({"first_bad_seq", "mark_seq", "problem"})
     recovery: dict | None = None
+    #: the first mark of an upgraded vault: the entries no older signature proves
+    #: ({"first_seq", "last_seq"})
+    unproven: dict | None = None
 
     def body(self) -> dict:
         body = {
@@ -68,6 +74,8 @@ class Checkpoint(NamedTuple):
             body["prev"] = self.prev.hex()
         if self.recovery is not None:
             body["recovery"] = self.recovery
+        if self.unproven is not None:
+            body["unproven"] = self.unproven
         return body
 
     def signing_input(self) -> bytes:
@@ -90,7 +98,7 @@ class Checkpoint(NamedTuple):
 
     @classmethod
     def from_row(cls, vault_id: bytes, row) -> Checkpoint:
-        seq, entry_hash, at, kind, base_seq, base_hash, signature, prev, recovery = row
+        seq, entry_hash, at, kind, base_seq, base_hash, signature, prev, recovery, unproven = row
         return cls(
             vault_id,
             seq,
@@ -102,6 +110,7 @@ class Checkpoint(NamedTuple):
             bytes(signature),
             None if prev is None else bytes(prev),
             None if recovery is None else json.loads(recovery),
+            None if unproven is None else json.loads(unproven),
         )
 
     @classmethod
@@ -134,6 +143,9 @@ class Checkpoint(NamedTuple):
         recovery = d.get("recovery")
         if "recovery" in d and not _valid_recovery(recovery):
             raise ValueError("bad recovery")
+        unproven = d.get("unproven")
+        if "unproven" in d and not _valid_unproven(unproven, seq):
+            raise ValueError("bad unproven")
         return cls(
             _hex(d.get("vault_id"), 16),
             seq,
@@ -145,7 +157,18 @@ class Checkpoint(NamedTuple):
             signature,
             prev,
             recovery,
+            unproven,
         )
+
+
+def _valid_unproven(value, seq: int) -> bool:
+    return (
+        isinstance(value, dict)
+        and set(value) == {"first_seq", "last_seq"}
+        and type(value["first_seq"]) is int
+        and type(value["last_seq"]) is int
+        and 1 <= value["first_seq"] <= value["last_seq"] <= seq
+    )
 
 
 def _valid_recovery(value) -> bool:

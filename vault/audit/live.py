@@ -15,7 +15,7 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from vault import crypto
@@ -36,6 +36,12 @@ Progress = Callable[[int, int], None]
 def latest_backend_checkpoint(ctx: VaultContext, backend=None, listing=None) -> Checkpoint | None:
     """The newest checkpoint copy in the blob store (or in ``backend``: the replica, whose
     ``listing`` may be given), or None."""
+    return next(backend_checkpoints(ctx, backend, listing), None)
+
+
+def backend_checkpoints(ctx: VaultContext, backend=None, listing=None) -> Iterator[Checkpoint]:
+    """The checkpoint copies in the blob store (or in ``backend``), newest first; a copy that
+    does not parse is skipped (the next older one counts)."""
     store = ctx.blobs if backend is None else backend
     try:
         names = [
@@ -44,13 +50,12 @@ def latest_backend_checkpoint(ctx: VaultContext, backend=None, listing=None) -> 
             if is_checkpoint_blob(n)
         ]
     except BackendError:
-        return None
+        return
     for _, name in sorted((s, n) for s, n in names if s is not None)[::-1]:
         try:
-            return Checkpoint.from_dict(json.loads(store.get(name)))
+            yield Checkpoint.from_dict(json.loads(store.get(name)))
         except (BlobNotFound, BackendError, ValueError):
-            continue  # a copy that does not parse: the next older one
-    return None
+            continue
 
 
 def replica_checkpoint(ctx: VaultContext) -> tuple[Checkpoint | None, str | None]:
@@ -64,18 +69,27 @@ def replica_checkpoint(ctx: VaultContext) -> tuple[Checkpoint | None, str | None
     if remote is None:
         return None, None
     try:
-        names = remote.list()
+        names = list(remote.list())  # a lazy listing fails here, not silently as "no copy"
     except VaultError as exc:
         return None, f"the replica's checkpoint copies could not be read ({exc.code})"
     return latest_backend_checkpoint(ctx, remote, names), None
 
 
 def verify_live(
-    ctx: VaultContext, progress: Progress | None = None, *, all_signatures: bool = False
+    ctx: VaultContext,
+    progress: Progress | None = None,
+    *,
+    all_signatures: bool = False,
+    complete: bool = False,
 ) -> VerifyResult:
-    """Verify the vault's own log (no authorization: the callers have done it)."""
+    """Verify the vault's own log (no authorization: the callers have done it). ``complete``
+    (``cvault upgrade``, before a vault's first mark): every blob-store copy, not only the
+    newest, and a replica that is configured but cannot be read fails verification."""
     # the copies are read before the entries: they never run ahead of what was committed
-    external = [cp for cp in (latest_backend_checkpoint(ctx),) if cp is not None]
+    if complete:
+        external = list(backend_checkpoints(ctx))
+    else:
+        external = [cp for cp in (latest_backend_checkpoint(ctx),) if cp is not None]
     remote_cp, remote_problem = replica_checkpoint(ctx)
     if remote_cp is not None:
         external.append(remote_cp)
@@ -100,6 +114,8 @@ def verify_live(
         ):
             result.fail(alarm.message, alarm.first_bad_seq)
     if remote_problem:
+        if complete and result.ok:
+            result.fail(remote_problem, None)
         result.warnings.append(remote_problem)
     return result
 

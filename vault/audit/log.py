@@ -59,7 +59,9 @@ EVENT_COLUMNS = (
     "seq, at, actor, action, client, outcome, reason, origin, detail_sealed,"
     " detail_key, prev_hash, entry_hash"
 )
-CHECKPOINT_COLUMNS = "seq, entry_hash, at, kind, base_seq, base_hash, signature, prev_checkpoint, recovery"
+CHECKPOINT_COLUMNS = (
+    "seq, entry_hash, at, kind, base_seq, base_hash, signature, prev_checkpoint, recovery, unproven"
+)
 
 
 class AuditEntry(NamedTuple):
@@ -205,6 +207,10 @@ class _Guard(NamedTuple):
 
     sign: bool  # checkpoints may be signed and the mark moved
     mark: hwm.Mark | None  # the mark the log extends (None: a vault from before the mark)
+    #: the first mark of a vault from before the mark (cvault upgrade): the entries its older
+    #: cvault wrote after its newest checkpoint, (first, last), which that checkpoint signs as
+    #: unproven; None: there are none
+    unproven: tuple[int, int] | None = None
 
 
 _NO_SIGNING = _Guard(False, None)
@@ -241,9 +247,12 @@ class AuditLog:
         #: pushes each checkpoint copy at once; the service's outbox job pushes them
         self.remote: Callable[[], Backend | None] | None = None
         self.marks = hwm.MarkStore(keyring)
-        #: set only by ``cvault upgrade`` (VaultContext.upgrade_format): a vault whose audit key
-        #: is from before the mark gets its first mark at this append, never silently otherwise
-        self.allow_first_mark = False
+        #: set only by ``cvault upgrade`` (VaultContext.upgrade_format) once it has verified the
+        #: whole log: the head it verified (seq, entry_hash) and the last entry a signed
+        #: checkpoint (a row or a copy) proved. A vault whose audit key is from before the mark
+        #: gets its first mark at the next append, over that head and nothing else (review S4),
+        #: never silently otherwise
+        self.first_mark_over: tuple[int, bytes, int] | None = None
         #: set only by ``Vault.init`` until its signed empty log exists: the one time appends run
         #: before the vault has an audit key (a vault without one later had it deleted: review R5)
         self.initializing = False
@@ -384,8 +393,9 @@ class AuditLog:
                         raise hwm._alarm("the audit key is missing from vault.db", self._chain_start(conn)[0])
                     return _NO_SIGNING  # inside init, before the audit key exists
                 if not marked:
-                    if self.allow_first_mark:
-                        return _Guard(True, None)  # cvault upgrade: the first mark at this append
+                    if self.first_mark_over is not None:
+                        # cvault upgrade: the first mark at this append, over the log it verified
+                        return _Guard(True, None, self._unproven_before_mark(conn))
                     # a legacy-sealed key is a vault from before the mark, or an older copy of the
                     # key row put back (review R5): only the operator's explicit upgrade decides
                     from vault.errors import UpgradeRequired
@@ -412,6 +422,26 @@ class AuditLog:
             hwm.store_alarm(conn, alarm, getattr(alarm, "problem", ""))
             return _NO_SIGNING
         return _Guard(True, mark)
+
+    def _unproven_before_mark(self, conn) -> tuple[int, int] | None:
+        """Inside the transaction of a vault's first mark (``cvault upgrade``): the head must still
+        be the one the upgrade verified (else an integrity failure: the log changed in between,
+        e.g. a file writer appended); returns
+        the entries after the newest old checkpoint that matched (its row or a copy) up to that
+        head, which no signature proves (review S4), or None when that checkpoint is the head."""
+        verified = self.first_mark_over
+        assert verified is not None  # noqa: S101 - only called when set
+        verified_seq, verified_hash, signed = verified
+        head_seq, head_hash = self.head(conn)
+        if head_seq != verified_seq or not crypto.constant_time_equal(head_hash, verified_hash):
+            # nothing is signed (the transaction rolls back); no alarm is stored: the next
+            # cvault upgrade verifies the log as it is then
+            raise IntegrityFailure(
+                f"integrity failure: the audit log changed after cvault upgrade verified it (its head"
+                f" was entry {verified_seq}, now {head_seq}); nothing signed: run cvault upgrade again"
+            )
+        first = max(self._chain_start(conn)[0], signed + 1)
+        return (first, head_seq) if first <= head_seq else None
 
     def _record_alarm(self, alarm: AuditAlarm) -> None:
         """The transaction that found the break was rolled back: record the alarm on its own."""
@@ -630,6 +660,7 @@ class AuditLog:
         else:
             newest = self._newest_checkpoint(conn)
             prev = newest.digest() if newest is not None else checkpoint_genesis(self.vault_id)
+        unproven = guard.unproven if mark is None else None
         unsigned = Checkpoint(
             self.vault_id,
             seq,
@@ -641,10 +672,11 @@ class AuditLog:
             b"",
             prev,
             recovery,
+            None if unproven is None else {"first_seq": unproven[0], "last_seq": unproven[1]},
         )
         cp = unsigned._replace(signature=signer.sign(unsigned.signing_input()))
         conn.execute(
-            f"INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",  # noqa: S608 - a constant column list; values are bound
+            f"INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 - a constant column list; values are bound
             (
                 cp.seq,
                 cp.entry_hash,
@@ -655,6 +687,7 @@ class AuditLog:
                 cp.signature,
                 cp.prev,
                 None if recovery is None else json.dumps(recovery, sort_keys=True),
+                None if cp.unproven is None else json.dumps(cp.unproven, sort_keys=True),
             ),
         )
         if mark is None:

@@ -139,6 +139,11 @@ class VerifyResult:
     signed_up_to: int | None = None
     public_key: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: ranges of entries that verify but that no signature made when they were written proves:
+    #: ``{"first_seq", "last_seq", "checkpoint", "reason"}``, reason ``"recovery"`` (after an
+    #: integrity alarm, ``audit recover``) or ``"upgrade"`` (written by a cvault from before the
+    #: audit high-water mark after its newest checkpoint; ``checkpoint``: the one that says so)
+    unproven: list[dict] = field(default_factory=list)
 
     def fail(self, problem: str, bad_seq: int | None) -> VerifyResult:
         self.ok, self.problem, self.bad_seq = False, problem, bad_seq
@@ -157,6 +162,7 @@ class VerifyResult:
             "signed_up_to": self.signed_up_to,
             "public_key": self.public_key,
             "warnings": self.warnings,
+            "unproven": self.unproven,
         }
 
 
@@ -281,7 +287,7 @@ def verify_chain(
     covering = marks.get(last_mark, [])
     if covering and not all(sig_ok(cp) for cp in covering):
         return first_invalid()
-    broken = _checkpoint_links(cps, vault_id, base_seq, bool(prunes), sig_ok, result.warnings)
+    broken = _checkpoint_links(cps, vault_id, base_seq, bool(prunes), sig_ok, result)
     if broken is not None:
         if broken[1] is None:
             return first_invalid()
@@ -419,13 +425,14 @@ def _checkpoint_links(
     base_seq: int,
     pruned: bool,
     sig_ok: Callable[[Checkpoint], bool],
-    warnings: list[str],
+    result: VerifyResult,
 ) -> tuple[str, int | None] | None:
     """The signed checkpoints form a chain of their own (each signs the previous one's digest,
     docs/audit.md section 3): a deleted checkpoint is a missing link. Checkpoints from before the
     chain (no ``prev``) are skipped; the first one after the newest prune base may follow a
-    pruned one; a recovery checkpoint restarts the chain (and is reported). Returns (problem,
-    first bad seq), (problem, None) for an invalid signature, or None."""
+    pruned one; a recovery checkpoint restarts the chain (and is reported). An upgrade's first
+    mark that signs entries as unproven is reported too (``result.unproven`` and a warning).
+    Returns (problem, first bad seq), (problem, None) for an invalid signature, or None."""
     from vault.audit.checkpoints import checkpoint_genesis
 
     seen: set[bytes] = set()
@@ -442,12 +449,33 @@ def _checkpoint_links(
             if not sig_ok(cp):
                 return "", None
             r = cp.recovery
-            warnings.append(
+            result.warnings.append(
                 f"the log was recovered at entry {cp.seq} after an integrity alarm (first bad entry "
                 f"{r['first_bad_seq']}: {r['problem']}): entries {r['first_bad_seq']}-{cp.seq} are "
                 "not proven by any signature made before the alarm"
             )
+            result.unproven.append(
+                {
+                    "first_seq": r["first_bad_seq"],
+                    "last_seq": cp.seq,
+                    "checkpoint": cp.seq,
+                    "reason": "recovery",
+                }
+            )
             continue
+        if cp.unproven is not None:
+            if not sig_ok(cp):
+                return "", None
+            first, last = max(cp.unproven["first_seq"], base_seq + 1), cp.unproven["last_seq"]
+            if first <= last:
+                result.warnings.append(
+                    f"entries {first}-{last} were written by a cvault from before the audit high-water"
+                    f" mark after its newest signed checkpoint: no signature proves them (cvault upgrade"
+                    f" signed them as unproven in checkpoint {cp.seq})"
+                )
+                result.unproven.append(
+                    {"first_seq": first, "last_seq": last, "checkpoint": cp.seq, "reason": "upgrade"}
+                )
         if cp.prev is None:
             continue
         if i == 0:

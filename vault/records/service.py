@@ -838,7 +838,9 @@ class SecretService:
     def blob_is_authentic(self, name: str, data: bytes) -> bool | None:
         """Whether ``data`` is the authentic content of the record version stored as ``name``
         (None if no live record version uses that name). Used by sync to choose between copies.
-        A pack is authentic when every version stored in it opens from its place in ``data``."""
+        A pack is authentic when its framing accounts for every byte of ``data`` (no trailing
+        bytes, no gap: :func:`vault.blob.pack_framing`), its name is the one keyed on its first
+        record, and every version kept in it opens from its place in ``data``."""
 
         def read(conn, touch):
             rows = store.by_blob_name(conn, name)
@@ -856,10 +858,11 @@ class SecretService:
             found = self.ctx.db.read_retrying(read)
             if found is None:
                 return self._attachment_is_authentic(name, data)
+            packed = [f for f in found if f[5] is not None]
+            if packed and not self._pack_is_framed(name, data, packed, len(found)):
+                return False
             for client, record_id, version, keys, wrapped, offset, size in found:
                 if offset is not None:
-                    if type(offset) is not int or type(size) is not int or offset < 0 or size <= 0:
-                        return False
                     part = bytes(data[offset : offset + size])
                 elif len(found) > 1:
                     return False  # a blob of its own is one version's only
@@ -877,6 +880,23 @@ class SecretService:
             return True
         except (CryptoError, IntegrityFailure, ClientUnavailable):
             return False
+
+    def _pack_is_framed(self, name: str, data: bytes, packed: builtins.list[tuple], rows: int) -> bool:
+        """Whether the pack ``data`` holds exactly its header and its record blobs (``packed``:
+        the versions stored in it, as :meth:`blob_is_authentic` reads them; ``rows``: how many
+        rows name it) and is named by its first record. Raises CryptoError for bad framing."""
+        clients = {f[0].id for f in packed}
+        if rows != len(packed) or len(clients) != 1:
+            return False  # a pack is one client's, and never also a blob of its own
+        places = []
+        for _, record_id, version, _, _, offset, size in packed:
+            if type(offset) is not int or type(size) is not int or offset < 0 or size <= 0:
+                return False
+            places.append((record_id, version, offset, size))
+        client = packed[0][0]
+        first = blobfmt.pack_framing(data, self.ctx.vault_id, client.id_bytes, places)
+        expected = self.ctx.keyring.pack_name(client.id, first)
+        return crypto.constant_time_equal(expected.encode(), name.encode())
 
     def _attachment_is_authentic(self, name: str, data: bytes) -> bool | None:
         """:meth:`blob_is_authentic` for an attachment blob: found through the newest kept

@@ -13,6 +13,7 @@ This module deliberately has no ``from __future__ import annotations``: FastAPI 
 functions' annotations at runtime.
 """
 
+import functools
 import logging
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ from vault import api_spec as spec
 from vault.api_schemas import SCHEMAS
 from vault.errors import InvalidInput
 from vault.server.errors import ERROR_RESPONSES, install_error_handlers
-from vault.server.limits import BodyLimit, RateLimiter, Slots
+from vault.server.handoff import Handoff
+from vault.server.limits import BodyLimit, Slots
 from vault.server.pool import VaultPool
 from vault.server.routes import (
     BEARER,
@@ -52,6 +54,9 @@ CONTRACT_EVENT_SCHEMA = {
         "renewal": {"type": ["string", "null"], "description": "end of an agreed renewal term"},
     },
 }
+#: a contract event is a few hundred bytes; a larger body is refused 413 before it is read
+#: (review S5: a stranger's 1 GB POST is not read into memory; docs/sla.md)
+CONTRACT_EVENT_MAX_BODY = 64 * 1024
 CONTRACT_EVENT_OK = {
     "description": "the event was applied",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ContractEventResult"}}},
@@ -68,6 +73,13 @@ class ServiceSettings:
     #: login attempts per user name (whatever the address): burst, then per minute
     user_burst: int = 5
     user_per_minute: float = 5.0
+    #: refused PSA webhook requests (review S5; docs/sla.md, "Contract events") per source and
+    #: per claimed integration: burst, then per minute; past them a source is answered 429
+    #: unread and refusals are summarised, one audit event per key every
+    #: ``webhook_summary_interval`` seconds
+    webhook_burst: int = 20
+    webhook_per_minute: float = 10.0
+    webhook_summary_interval: float = 60.0
     #: background jobs (seconds; 0 disables one)
     sweep_interval: float = 300.0
     outbox_interval: float = 60.0
@@ -86,6 +98,20 @@ class ServiceSettings:
     head_timeout: float = 10.0
     body_timeout: float = 120.0
     max_connections: int = 512
+
+
+class ServiceApp(FastAPI):
+    """The service's FastAPI application; its registry calls are answered by ``fast``
+    (:class:`vault.server.routes.FastDispatch`, outside every middleware) when they are plain,
+    everything else by FastAPI through the middleware stack."""
+
+    fast: FastDispatch | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self.fast is not None:
+            await self.fast(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 class UnsealRequest(Strict):
@@ -108,11 +134,8 @@ def create_app(
     from vault.server.jobs import BackgroundJobs
 
     settings = settings or ServiceSettings()
-    limits = limits or Limits(
-        RateLimiter(settings.address_burst, settings.address_per_minute / 60),
-        RateLimiter(settings.user_burst, settings.user_per_minute / 60),
-    )
-    jobs = BackgroundJobs(pool, settings)
+    limits = limits or Limits.from_settings(settings)
+    jobs = BackgroundJobs(pool, settings, limits)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -123,7 +146,7 @@ def create_app(
         finally:
             jobs.stop()
 
-    app = FastAPI(
+    app = ServiceApp(
         title="cvault service API",
         version="1",
         description="The cvault facade over HTTPS (docs/service.md). Every operation is "
@@ -155,13 +178,24 @@ def create_app(
 
         return await run_in_threadpool(check)
 
-    # innermost of ours: well-formed registry calls skip FastAPI's request handling (filled below)
+    # well-formed registry calls skip the middleware stack and FastAPI's request handling
+    # (filled below); the operations with a larger body limit (and its slots) are not taken
+    from vault.server.console.web import secure_headers
+
     fast_routes: dict = {}
-    app.add_middleware(FastDispatch, routes=fast_routes, handlers=lambda: app.exception_handlers)
+    overrides = {op.path: op.body_limit for op in spec.OPERATIONS if op.body_limit}
+    app.fast = FastDispatch(
+        functools.partial(FastAPI.__call__, app),
+        fast_routes,
+        lambda: app.exception_handlers,
+        limit=spec.MAX_BODY_BYTES,
+        headers=lambda scope, raw: secure_headers(raw, False, scope.get("scheme") == "https"),
+        handoff=Handoff(),
+    )
     app.add_middleware(
         BodyLimit,
         limit=spec.MAX_BODY_BYTES,
-        overrides={op.path: op.body_limit for op in spec.OPERATIONS if op.body_limit},
+        overrides={CONTRACT_EVENTS_PATH: CONTRACT_EVENT_MAX_BODY, **overrides},
         admit=admit,
         slots=slots,
     )
@@ -201,7 +235,7 @@ def create_app(
         return {"sealed": pool.sealed}
 
     for op in spec.OPERATIONS:
-        add_route(app, op, pool, limits, fast_routes)
+        add_route(app, op, pool, limits, None if op.path in overrides else fast_routes)
 
     # PSA webhooks (docs/sla.md, "Contract events"): authenticated by the HMAC signature of the raw
     # body, not by a session, so it is not a registry operation; documented here for the OpenAPI
@@ -226,13 +260,19 @@ def create_app(
     async def contract_event(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
 
+        # review S5: a source whose refusals spent its bucket is answered 429 before its body
+        # is read, its signature checked or the database touched (the drop is summarised)
+        source = limits.source(request)
+        await run_in_threadpool(limits.webhook_admit, source)
         body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
         origin = origin_of(request)
 
         def work() -> dict:
             with pool.lease() as vault:
-                return vault.integrations.receive(body, headers, origin=origin)
+                return vault.integrations.receive(
+                    body, headers, origin=origin, refused=lambda name: limits.webhook_refused(source, name)
+                )
 
         return json_response(await run_in_threadpool(work))
 

@@ -10,6 +10,9 @@ stops the thread or the server. While the service is sealed, jobs wait.
   so an idle vault does not write an audit entry every round; then ``sla.sweep``.
 * ``outbox`` (60 s): ``sync.push`` when a remote is configured.
 * ``audit-checkpoint`` (300 s): sign the head if it moved (``AuditLog.checkpoint`` is idempotent).
+* ``webhook-summary`` (60 s, ``webhook_summary_interval``, and once more at stop): one audit
+  event per source / claimed integration for the PSA webhook refusals the throttle counted
+  instead of auditing them one by one (review S5, docs/sla.md "Contract events").
 * ``backup`` (checked every 30 s, with ``backup_dir`` or ``backup_remote``): a backup when
   ``backup_interval`` (a day) passed since the last one, and at once after a shred or a record
   purge destroyed custody (docs/sla.md section 6: old backups no longer open that client, so a
@@ -27,8 +30,11 @@ log = logging.getLogger("cvault.server.jobs")
 
 
 class BackgroundJobs:
-    def __init__(self, pool, settings):
+    def __init__(self, pool, settings, limits=None):
         self.pool = pool
+        #: the service's :class:`vault.server.routes.Limits` (the supervisor's with --workers):
+        #: their dropped webhook refusals are summarised by ``webhook-summary``
+        self.limits = limits
         self.jobs = [
             (name, float(interval), fn)
             for name, interval, fn in (
@@ -40,6 +46,7 @@ class BackgroundJobs:
                     30.0 if (settings.backup_dir or settings.backup_remote) else 0,
                     self.backup,
                 ),
+                ("webhook-summary", settings.webhook_summary_interval if limits else 0, self.webhook_summary),
             )
             if interval and interval > 0
         ]
@@ -83,6 +90,18 @@ class BackgroundJobs:
 
     def checkpoint(self, vault) -> None:
         vault.ctx.audit.checkpoint("periodic")
+
+    def webhook_summary(self, vault) -> None:
+        """One audit event per source (and per claimed integration) for the webhook refusals of
+        the last interval that were throttled instead of audited one by one (review S5)."""
+        dropped = self.limits.dropped.drain()
+        for n, (key, count, seconds) in enumerate(dropped):
+            try:
+                vault.integrations.record_throttled(key, count, seconds)
+            except Exception:
+                for again, count_again, _ in dropped[n:]:  # not lost: summarised next round
+                    self.limits.dropped.add(again, count_again)
+                raise
 
     @staticmethod
     def destroyed_count(vault) -> int:
@@ -159,3 +178,5 @@ class BackgroundJobs:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+            # the refusals throttled since the last round are summarised before the service ends
+            self.run_once("webhook-summary")

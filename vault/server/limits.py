@@ -26,7 +26,8 @@ MAX_LARGE_BODIES = 2
 
 class BodyTooLarge(Exception):
     def __init__(self, limit: int):
-        self.message = f"request body too large: at most {limit // (1024 * 1024)} MiB"
+        size = f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit // 1024} KiB"
+        self.message = f"request body too large: at most {size}"
         super().__init__(self.message)
 
 
@@ -296,3 +297,31 @@ class RateLimiter:
                 del self._buckets[key]
         while len(self._buckets) > MAX_BUCKETS:  # under attack: forget the oldest
             del self._buckets[min(self._buckets, key=lambda k: self._buckets[k][1])]
+
+
+class Dropped:
+    """Counts of requests refused without an audit event of their own, per key (a webhook
+    source, a claimed integration: :meth:`vault.server.routes.Limits.webhook_admit`), until
+    :meth:`drain` hands them to the one summary event per key and window (docs/sla.md,
+    "Contract events"). At most :data:`MAX_BUCKETS` keys: past that, new keys add to ``"*"``
+    (a distributed flood is then summarised as one line, not forgotten)."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self._counts: dict[str, list[float]] = {}  # key -> [count, first drop at]
+        self._lock = threading.Lock()
+
+    def add(self, key: str, count: int = 1) -> None:
+        now = self.clock()
+        with self._lock:
+            if key not in self._counts and len(self._counts) >= MAX_BUCKETS:
+                key = "*"
+            entry = self._counts.setdefault(key, [0, now])
+            entry[0] += count
+
+    def drain(self) -> list[tuple[str, int, float]]:
+        """``(key, count, seconds since its first drop)`` of every key with drops; forgets them."""
+        now = self.clock()
+        with self._lock:
+            counts, self._counts = self._counts, {}
+        return [(key, int(n), max(0.0, now - first)) for key, (n, first) in sorted(counts.items())]

@@ -13,7 +13,7 @@ import json
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, NamedTuple, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -23,7 +23,7 @@ from vault import api_spec as spec
 from vault.api_schemas import response_schema
 from vault.errors import AuthenticationFailed, InvalidInput, VaultLocked
 from vault.server.errors import ERROR_RESPONSES, RateLimited
-from vault.server.limits import RateLimiter, source_key
+from vault.server.limits import Dropped, RateLimiter, source_key
 
 Text = Annotated[str, StringConstraints(max_length=spec.MAX_STRING)]
 #: the name of the OpenAPI security scheme of the session token
@@ -138,11 +138,23 @@ def origin_of(request: Request) -> str:
 
 
 class Limits:
-    """The rate-limit classes of the registry (``Op.rate_limit``)."""
+    """The rate-limit classes of the registry (``Op.rate_limit``), and the refusal throttle of
+    the PSA webhook (:meth:`webhook_admit`, :meth:`webhook_refused`)."""
 
-    def __init__(self, by_address: RateLimiter, by_user: RateLimiter):
+    def __init__(
+        self,
+        by_address: RateLimiter,
+        by_user: RateLimiter,
+        by_webhook: RateLimiter | None = None,
+        dropped: Dropped | None = None,
+    ):
         self.by_address = by_address
         self.by_user = by_user
+        #: refused webhook requests per source (``source:ADDRESS``) and per claimed integration
+        #: (``integration:NAME``, ``integration:?`` for every unknown name together)
+        self.by_webhook = by_webhook if by_webhook is not None else RateLimiter(20, 10 / 60)
+        #: refused webhook requests not audited one by one, for the summary events
+        self.dropped = dropped if dropped is not None else Dropped()
         #: user names with a login being checked now: one at a time per account (review R4)
         self._in_flight: set[str] = set()
         self._in_flight_lock = threading.Lock()
@@ -197,6 +209,38 @@ class Limits:
             self.by_address.give_back(source)
             self.by_user.give_back(name)
 
+    @classmethod
+    def from_settings(cls, settings) -> "Limits":
+        """The limits of a :class:`vault.server.app.ServiceSettings` (per minute: per second)."""
+        return cls(
+            RateLimiter(settings.address_burst, settings.address_per_minute / 60),
+            RateLimiter(settings.user_burst, settings.user_per_minute / 60),
+            RateLimiter(settings.webhook_burst, settings.webhook_per_minute / 60),
+        )
+
+    def webhook_admit(self, source: str) -> None:
+        """Before a webhook request is looked at (review S5): a source whose refusals have spent
+        its bucket is answered 429 (raises RateLimited) with nothing read, checked or written;
+        the drop is counted for its summary event. Spends nothing."""
+        wait = self.by_webhook.wait("source:" + source)
+        if wait:
+            self.dropped.add("source:" + source)
+            raise RateLimited(wait)
+
+    def webhook_refused(self, source: str, integration: str) -> bool:
+        """A webhook request from ``source`` claiming ``integration`` (``"?"``: no such one) was
+        checked and refused: it spends a token of the source and of the claimed integration.
+        True: it gets its own audit event; False (either bucket empty): it is counted for the
+        summary event instead, so neither one source nor many sources claiming one name write
+        more than a bucket's worth of refusal events."""
+        if self.by_webhook.take("source:" + source):
+            self.dropped.add("source:" + source)
+            return False
+        if self.by_webhook.take("integration:" + integration):
+            self.dropped.add("integration:" + integration)
+            return False
+        return True
+
     @contextmanager
     def attempt(self, op: spec.Op, request: Request, body):
         """:meth:`reserve` for a login or enrollment of the API; a failure is
@@ -213,25 +257,46 @@ class Limits:
 
 
 class FastDispatch:
-    """Pure ASGI middleware (the innermost of ours, inside :class:`vault.server.limits.BodyLimit`
-    and the security headers): a registry operation whose request is well formed goes straight to
-    its dispatcher (the same ``run`` and request model its FastAPI route has) instead of through
-    FastAPI's routing and request handling, which cost about as much CPU as the operation's own
-    reads (docs/performance.md, "Service reads").
+    """Pure ASGI: a registry operation whose request is well formed goes straight to its
+    dispatcher (the same ``run`` and request model its FastAPI route has) instead of through the
+    ASGI middleware stack and FastAPI's routing and request handling, which cost about as much
+    CPU as the operation's own reads (docs/performance.md, "Service reads" and "the request path
+    below the ASGI stack").
 
     Only the plain case is taken: ``POST`` to an operation's path with a body, ``Content-Type:
     application/json``, a JSON object that its request model accepts. Anything else (another
     content type, invalid JSON, a failed validation, a client that went away) is handed to
-    FastAPI unchanged, the body replayed, so every error keeps the one answer FastAPI gives it
+    ``app`` unchanged, the body replayed, so every error keeps the one answer FastAPI gives it
     (tests/server/test_http_edges.py and the fuzz tests). An operation's own errors are answered
     by the application's exception handlers (``vault.server.errors``), looked up as Starlette
-    does; a body over the limit raises BodyTooLarge out of ``receive`` as before."""
+    does.
 
-    def __init__(self, app, routes: dict, handlers: Callable[[], dict]):
+    The service runs it outside every middleware (:class:`vault.server.app.ServiceApp`), so it
+    does itself what those do to the requests it takes: with ``limit`` it takes only a request
+    whose ``Content-Length`` is declared and within ``limit`` and whose head is within the
+    head limit (anything else, chunked or too large, goes to ``app``, whose
+    :class:`vault.server.limits.BodyLimit` answers it as before), and ``headers(scope, raw)``
+    gives the answer's headers (the security headers of
+    :func:`vault.server.console.web.secure_headers`). ``handoff``: what runs the operation in a
+    thread (:class:`vault.server.handoff.Handoff`; Starlette's ``run_in_threadpool`` without)."""
+
+    def __init__(
+        self,
+        app,
+        routes: dict,
+        handlers: Callable[[], dict],
+        *,
+        limit: int | None = None,
+        headers: Callable[[dict, list], list] | None = None,
+        handoff=None,
+    ):
         self.app = app
         #: path -> (request model, the route's run(request, body))
         self.routes = routes
         self.handlers = handlers
+        self.limit = limit
+        self.headers = headers
+        self.handoff = handoff
 
     async def __call__(self, scope, receive, send):
         route = (
@@ -239,7 +304,7 @@ class FastDispatch:
             if scope["type"] == "http" and scope.get("method") == "POST"
             else None
         )
-        if route is None or not _json_content(scope):
+        if route is None or not self._takes(scope):
             await self.app(scope, receive, send)
             return
         model, run = route
@@ -261,14 +326,41 @@ class FastDispatch:
         if body is None:
             await self.app(scope, _replay(messages, receive), send)
             return
-        from starlette.concurrency import run_in_threadpool
-
-        request = Request(scope, receive)
+        request = LeanRequest(scope)
         try:
-            response = await run_in_threadpool(run, request, body)
+            if self.handoff is not None:
+                response = await self.handoff.run(run, request, body)
+            else:
+                from starlette.concurrency import run_in_threadpool
+
+                response = await run_in_threadpool(run, request, body)
         except Exception as exc:  # noqa: BLE001 - answered by the application's handler for it
-            response = await self._handle(request, exc)
-        await response(scope, receive, send)
+            response = await self._handle(Request(scope, receive), exc)
+        if self.headers is None:
+            await response(scope, receive, send)
+            return
+        raw = self.headers(scope, response.raw_headers)
+        await send({"type": "http.response.start", "status": response.status_code, "headers": raw})
+        await send({"type": "http.response.body", "body": response.body})
+
+    def _takes(self, scope) -> bool:
+        """``Content-Type: application/json``; with ``limit``, a declared body within it and a
+        head within the head limit (what :class:`vault.server.limits.BodyLimit` lets through)."""
+        json_type: bool | None = None  # the first Content-Type decides
+        declared = -1 if self.limit is not None else 0
+        head = len(scope.get("method", "")) + len(scope.get("raw_path") or b"")
+        head += len(scope.get("query_string") or b"")
+        for name, value in scope.get("headers", ()):
+            head += len(name) + len(value) + 4
+            if name == b"content-type" and json_type is None:
+                json_type = value.split(b";", 1)[0].strip().lower() == b"application/json"
+            elif name == b"content-length" and self.limit is not None:
+                declared = int(value) if value.isdigit() else -1
+        if self.limit is None:
+            return bool(json_type)
+        from vault.server.http import MAX_HEAD_BYTES
+
+        return bool(json_type) and 0 <= declared <= self.limit and head <= MAX_HEAD_BYTES
 
     async def _handle(self, request: Request, exc: Exception) -> Response:
         handlers = self.handlers()
@@ -278,11 +370,38 @@ class FastDispatch:
         raise exc  # pragma: no cover - vault.server.errors has a handler for Exception
 
 
-def _json_content(scope) -> bool:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-type":
-            return value.split(b";", 1)[0].strip().lower() == b"application/json"
-    return False
+class _Address(NamedTuple):
+    host: str
+    port: int
+
+
+class LeanRequest:
+    """What a route's ``run`` reads of its request (the client's address, a header), without a
+    Starlette ``Request``: :func:`origin_of`, :func:`bearer_token` and :class:`Limits` take
+    either."""
+
+    __slots__ = ("scope", "client", "headers")
+
+    def __init__(self, scope):
+        self.scope = scope
+        client = scope.get("client")
+        self.client = _Address(client[0], client[1]) if client else None
+        self.headers = _LeanHeaders(scope.get("headers", ()))
+
+
+class _LeanHeaders:
+    __slots__ = ("raw",)
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        """The first header of that name, as Starlette's ``Headers.get``."""
+        wanted = key.lower().encode("latin-1")
+        for name, value in self.raw:
+            if name == wanted:
+                return value.decode("latin-1")
+        return default
 
 
 def _replay(messages: list, receive):

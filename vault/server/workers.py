@@ -17,7 +17,8 @@ the service can run several. docs/service.md "Worker processes" has the design; 
   before it serves. The key travels only over these inherited sockets: never a file, argv, the
   environment or a log line.
 * **Global limits.** The login/enroll/unseal token buckets, "one login per user name at a time"
-  (review R4) and the attachment upload slots live in the supervisor; a worker asks it
+  (review R4), the PSA webhook's refusal buckets and their drop counts (review S5) and the
+  attachment upload slots live in the supervisor; a worker asks it
   (:class:`SharedLimits`, :class:`SharedSlots`: one small request and answer on its socketpair).
   The Argon2id turn is host-wide (an ``flock``: :func:`vault.crypto.argon2_share_host`) and its
   queue bound and ``--max-connections`` are divided between the workers, so their sums stay the
@@ -133,11 +134,22 @@ class SharedLimits(Limits):
     so N workers still allow the configured attempts in all, not N times them."""
 
     def __init__(self, channel: Channel):
-        super().__init__(SharedRateLimiter(channel, "address"), SharedRateLimiter(channel, "user"))
+        super().__init__(
+            SharedRateLimiter(channel, "address"),
+            SharedRateLimiter(channel, "user"),
+            SharedRateLimiter(channel, "webhook"),
+        )
         self.channel = channel
 
     def begin(self, source: str, name: str) -> None:
         self.channel.call("begin", source, name)
+
+    # one call each (the supervisor checks, spends and counts the drop at once)
+    def webhook_admit(self, source: str) -> None:
+        self.channel.call("webhook_admit", source)
+
+    def webhook_refused(self, source: str, integration: str) -> bool:
+        return bool(self.channel.call("webhook_refused", source, integration))
 
     def end(self, source: str, name: str, failed: bool) -> None:
         self.channel.call("end", source, name, failed)
@@ -322,8 +334,16 @@ class Supervisor:
         op, args = message[0], message[1:]
         try:
             if op in ("take", "give_back", "wait"):
-                bucket: RateLimiter = self.limits.by_address if args[0] == "address" else self.limits.by_user
+                bucket: RateLimiter = {
+                    "address": self.limits.by_address,
+                    "webhook": self.limits.by_webhook,
+                }.get(str(args[0]), self.limits.by_user)
                 return {"ok": getattr(bucket, op)(str(args[1]))}
+            if op == "webhook_admit":
+                self.limits.webhook_admit(str(args[0]))
+                return {"ok": None}
+            if op == "webhook_refused":
+                return {"ok": self.limits.webhook_refused(str(args[0]), str(args[1]))}
             if op == "begin":
                 self.limits.begin(str(args[0]), str(args[1]))
                 held.logins[(str(args[0]), str(args[1]))] += 1
@@ -526,14 +546,11 @@ def supervise(
     crypto.argon2_share_host(os.path.join(VaultHome(home).locks, "argon2"))  # its unseals too
     if key_file:
         pool.unseal("key_file", key_file)
-    limits = Limits(
-        RateLimiter(settings.address_burst, settings.address_per_minute / 60),
-        RateLimiter(settings.user_burst, settings.user_per_minute / 60),
-    )
+    limits = Limits.from_settings(settings)
     host_unseal = HostUnseal(pool, unseal_socket or default_socket(home))
     host_unseal.start()  # refuses a second service on this vault before anything is bound
     listeners: list[socket.socket] = []
-    jobs = BackgroundJobs(pool, settings)
+    jobs = BackgroundJobs(pool, settings, limits)
     supervisor = None
     caught: list[int] = []
     try:

@@ -22,8 +22,9 @@ import csv
 import io
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from vault import crypto, names
 from vault.clock import from_epoch, rfc3339, to_epoch
@@ -298,7 +299,9 @@ class IntegrationService:
 
     # --- the webhook ------------------------------------------------------------------------------
 
-    def _enabled(self, actor: str, origin: str, name: str) -> tuple[int, bytes] | None:
+    def _enabled(
+        self, actor: str, origin: str, name: str, refused: Callable[[str], bool] | None
+    ) -> tuple[int, bytes] | None:
         """``(id, sealed secret)`` of the enabled integration ``name``, its row MAC verified: a
         row a file writer edited or planted is an integrity failure (409 integrity_failure),
         audited as such and as a refused event, never a verified sender."""
@@ -306,40 +309,85 @@ class IntegrationService:
             with self.ctx.db.read() as conn:
                 rows = rowmac.select(conn, "integrations", "name = ? AND disabled_at IS NULL", (name,))
         except rowmac.RowTampered as exc:
-            principal = Principal(name=actor, roles=frozenset({INTEGRATION}), kind="system", origin=origin)
-            self.ctx.integrity_alarm(principal, exc, Action.SLA_CONTRACT_EVENT.value)
-            self._refuse(actor, origin, "integrity failure: the integration's row failed authentication", exc)
+            audit = refused is None or refused(name)
+            if audit:
+                principal = Principal(
+                    name=actor, roles=frozenset({INTEGRATION}), kind="system", origin=origin
+                )
+                self.ctx.integrity_alarm(principal, exc, Action.SLA_CONTRACT_EVENT.value)
+            reason = "integrity failure: the integration's row failed authentication"
+            self._refuse(actor, origin, reason, exc, audit=audit)
         if not rows:
             return None
         _rowid, integration_id, _name, sealed, *_ = rows[0]
         return integration_id, sealed
 
     def _refuse(
-        self, actor: str, origin: str, reason: str, exc: VaultError, client: str | None = None
-    ) -> None:
+        self, actor: str, origin: str, reason: str, exc: VaultError, *, audit: bool = True
+    ) -> NoReturn:
+        """Audit a refused event (unless ``audit`` is False: the service's throttle counts it for
+        a summary event instead, :meth:`record_throttled`) and raise ``exc``."""
+        if audit:
+            self.ctx.audit.append(
+                actor=actor,
+                action=Action.SLA_CONTRACT_EVENT.value,
+                outcome="deny",
+                reason=reason,
+                origin=origin,
+            )
+        raise exc
+
+    def record_throttled(self, key: str, count: int, seconds: float) -> None:
+        """The one audit event that stands for ``count`` refused webhook requests not audited one
+        by one over the last ``seconds`` (review S5): ``key`` is ``source:ADDRESS`` (refusals of
+        one source past its limit, answered 429 unread), ``integration:NAME`` (refusals claiming
+        one integration past its limit, ``?``: unknown names) or ``*`` (sources past the
+        throttle's table size). ``sla.contract_event`` ``deny``, reason ``throttled: ...``."""
+        kind, _, value = key.partition(":")
+        seconds = max(1, int(seconds + 0.999))
+        if kind == "source":
+            actor, origin = "integration:?", f"api:{value}"
+            what = f"from {value}"
+        elif kind == "integration":
+            actor, origin = f"integration:{value}", "api"
+            what = "claiming an unknown integration" if value == "?" else f"claiming integration {value}"
+        else:
+            actor, origin, what = "integration:?", "api", "from other sources (too many to count apart)"
         self.ctx.audit.append(
             actor=actor,
             action=Action.SLA_CONTRACT_EVENT.value,
             outcome="deny",
-            client=client,
-            reason=reason,
+            reason=f"throttled: {count} refused request{'s' * (count != 1)} {what} in {seconds} s",
             origin=origin,
         )
-        raise exc
 
-    def receive(self, body: bytes, headers: dict[str, str], *, origin: str = "api") -> dict:
+    def receive(
+        self,
+        body: bytes,
+        headers: dict[str, str],
+        *,
+        origin: str = "api",
+        refused: Callable[[str], bool] | None = None,
+    ) -> dict:
         """One signed contract event (docs/sla.md spells the scheme out): 401 for an unknown
         integration, a bad signature or a timestamp outside the window, 409 for an event id seen
-        before; each refusal and each event audited as ``integration:NAME``."""
+        before; each refusal and each event audited as ``integration:NAME``.
+
+        ``refused(name)``: asked at each refusal with the claimed integration's name (``"?"``
+        when there is no such integration) before its audit event is written; False: not
+        written (the service's throttle counts it for a summary, :meth:`record_throttled`)."""
         name = headers.get(H_INTEGRATION, "")
         actor = f"integration:{name}" if EVENT_ID.fullmatch(name) else "integration:?"
         row = None
         if EVENT_ID.fullmatch(name):
-            row = self._enabled(actor, origin, name)
+            row = self._enabled(actor, origin, name, refused)
+        claimed_name = name if row is not None else "?"
+
+        def refuse(reason: str, exc: VaultError) -> NoReturn:
+            self._refuse(actor, origin, reason, exc, audit=refused is None or refused(claimed_name))
+
         if row is None:
-            self._refuse(
-                actor,
-                origin,
+            refuse(
                 "unknown integration",
                 AuthenticationFailed("unknown integration or bad signature"),
             )
@@ -350,14 +398,10 @@ class IntegrationService:
         given = headers.get(H_SIGNATURE, "")
         expected = "v1=" + crypto.hmac_sha256(secret, stamp.encode("ascii", "replace") + b"." + body).hex()
         if not crypto.constant_time_equal(given.strip().encode("ascii", "replace"), expected.encode()):
-            self._refuse(
-                actor, origin, "bad signature", AuthenticationFailed("unknown integration or bad signature")
-            )
+            refuse("bad signature", AuthenticationFailed("unknown integration or bad signature"))
         now = self.ctx.now()
         if not stamp.isdigit() or abs(to_epoch(now) - int(stamp)) > TIMESTAMP_WINDOW:
-            self._refuse(
-                actor,
-                origin,
+            refuse(
                 f"timestamp outside the {TIMESTAMP_WINDOW} s window",
                 AuthenticationFailed(
                     f"the event's timestamp is not within {TIMESTAMP_WINDOW} s of the vault's clock"
@@ -372,9 +416,7 @@ class IntegrationService:
             or not isinstance(doc.get("id"), str)
             or not EVENT_ID.fullmatch(doc["id"])
         ):
-            self._refuse(
-                actor,
-                origin,
+            refuse(
                 "malformed event",
                 InvalidInput("the event must be a JSON object with an 'id' (1-128 of A-Z a-z 0-9 . _ : -)"),
             )
@@ -383,7 +425,7 @@ class IntegrationService:
         try:
             contract = _contract(f"event {event_id}", doc)
         except InvalidInput as exc:
-            self._refuse(actor, origin, f"event {event_id}: malformed", exc)
+            refuse(f"event {event_id}: malformed", exc)
         principal = Principal(name=actor, roles=frozenset({INTEGRATION}), kind="system", origin=origin)
         with self.ctx.db.write() as conn:
             # claimed first, in its own transaction: two deliveries of one id cannot both apply
@@ -397,20 +439,16 @@ class IntegrationService:
                 (integration_id, to_epoch(now) - 30 * 86400),
             )
         if not claimed:
-            self._refuse(
-                actor,
-                origin,
+            refuse(
                 f"event {event_id} replayed",
                 Replayed(f"event {event_id} was already received"),
             )
         try:
             plan = self.contracts.plan(contract, now)
         except InvalidInput as exc:
-            self._refuse(actor, origin, f"event {event_id}: {exc.message}", exc)
+            refuse(f"event {event_id}: {exc.message}", exc)
         if plan["change"] == "unknown_client":
-            self._refuse(
-                actor,
-                origin,
+            refuse(
                 f"event {event_id}: unknown client",
                 NotFound(f"no client named {contract.client!r}"),
             )

@@ -353,10 +353,14 @@ class SyncService:
         }
 
     def fetch_lost_blob(self, name: str) -> bytes | None:
-        """Read path fallback: a blob lost locally is fetched from the remote and restored
-        (None without a remote)."""
+        """Read path fallback: a blob lost locally is fetched from the remote (None without a
+        remote) and restored only if it is authentic (:meth:`_authentic`, as ``pull`` checks it:
+        a pack's framing and every version in it), so a poisoned replica never lands a file in
+        the local blob store. The copy is returned either way: the reader opens its own version
+        from it under AEAD, and a forged one fails there as an integrity failure (exit 6)."""
         if self._given_remote is None and not remote_configured(self.ctx):
             return None
         data = self._require_remote().get(name)
-        self.ctx.blobs.put(name, data)
+        if self._authentic(name, data):
+            self.ctx.blobs.put(name, data)
         return data

@@ -83,15 +83,28 @@ class SecurityHeaders:
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control"]
-                headers.extend(SECURITY_HEADERS)
-                headers.append((b"cache-control", b"no-cache" if static else b"no-store"))
-                if https:
-                    headers.append(HSTS)
-                message = {**message, "headers": headers}
+                message = {**message, "headers": secure_headers(message.get("headers", []), static, https)}
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def secure_headers(headers, static: bool, https: bool) -> list:
+    """A response's headers with the security headers of :class:`SecurityHeaders` (its one
+    definition: the service's fast dispatch, outside this middleware, adds them with it too)."""
+    kept = [(k, v) for k, v in headers if k.lower() != b"cache-control"]
+    return kept + list(_TAILS[static, https])
+
+
+_TAILS = {
+    (static, https): (
+        *SECURITY_HEADERS,
+        (b"cache-control", b"no-cache" if static else b"no-store"),
+        *((HSTS,) if https else ()),
+    )
+    for static in (False, True)
+    for https in (False, True)
+}
 
 
 @dataclass
