@@ -17,7 +17,6 @@ subprocesses.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import sqlite3
@@ -27,9 +26,10 @@ import pytest
 
 from tests.factories import Person, write_session_file
 from tests.helpers import ROOT, cli_upgrade, run_cli
+from tests.integrity.test_audit_mark import rebuild_after
 from tests.integrity.test_upgrade_row_macs import FIXTURE as PRE_ROWMAC
 from tests.integrity.test_upgrade_row_macs import unpack_old_vault
-from vault.audit.log import EVENT_COLUMNS, genesis_hash
+from vault.audit.log import EVENT_COLUMNS
 from vault.audit.verify import entry_bytes
 
 pytestmark = pytest.mark.slow
@@ -45,31 +45,6 @@ def _one(home: Path, sql: str):
     conn = _db(home)
     try:
         return conn.execute(sql).fetchone()
-    finally:
-        conn.close()
-
-
-def rebuild_after(home: Path, vault_id: bytes, *, start: int, edit_seq: int, keep: int) -> None:
-    """The attacker's rewrite: cut after ``keep``, change entry ``edit_seq`` (its reason) and
-    recompute every hash from entry ``start`` on, linked to the entry before it (or the genesis
-    hash): the log is self-consistent again."""
-    conn = _db(home)
-    try:
-        conn.execute("DELETE FROM audit_events WHERE seq > ?", (keep,))
-        conn.execute("UPDATE audit_events SET reason = 'forged: nothing was read' WHERE seq = ?", (edit_seq,))
-        before = conn.execute("SELECT entry_hash FROM audit_events WHERE seq = ?", (start - 1,)).fetchone()
-        prev = bytes(before[0]) if before else genesis_hash(vault_id)
-        rows = conn.execute(
-            f"SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq >= ? ORDER BY seq",
-            (start,),
-        ).fetchall()
-        for row in rows:
-            sealed = None if row[8] is None else base64.b64encode(row[8]).decode()
-            digest = hashlib.sha256(prev + entry_bytes(*row[:8], sealed, row[9])).digest()
-            conn.execute(
-                "UPDATE audit_events SET prev_hash = ?, entry_hash = ? WHERE seq = ?", (prev, digest, row[0])
-            )
-            prev = digest
     finally:
         conn.close()
 
@@ -104,8 +79,7 @@ def _upgrade(vdir, tmp_path):
     return cli_upgrade(lambda *argv: run_cli("--json", *argv, env=env))
 
 
-def _verify(vdir, cast, tmp_path) -> dict:
-    """``cvault audit verify --json`` run by rita (security reviewer) after the upgrade."""
+def _rita_env(vdir, cast, tmp_path) -> dict:
     rita = Person("rita", cast["users"]["rita"], frozenset({"security_reviewer"}))
     v = vdir.open()
     try:
@@ -113,7 +87,12 @@ def _verify(vdir, cast, tmp_path) -> dict:
     finally:
         v.close()
     session = write_session_file(tmp_path / "rita.json", cast["vault_id"], "rita", token)
-    proc = run_cli("--json", "audit", "verify", env=vdir.env(CVAULT_SESSION_FILE=str(session)))
+    return vdir.env(CVAULT_SESSION_FILE=str(session))
+
+
+def _verify(vdir, cast, tmp_path, *argv: str) -> dict:
+    """``cvault audit verify --json [argv]`` run by rita (security reviewer) after the upgrade."""
+    proc = run_cli("--json", "audit", "verify", *argv, env=_rita_env(vdir, cast, tmp_path))
     assert "Traceback" not in proc.stderr, proc.stderr
     result = json.loads(proc.stdout)
     assert proc.returncode == (0 if result["ok"] else 6), (proc.returncode, proc.stderr)
@@ -155,11 +134,21 @@ def test_an_honest_vault_from_before_the_mark_upgrades_and_names_what_no_signatu
     assert result["unproven"] == [
         {"first_seq": signed + 1, "last_seq": head, "checkpoint": mark_seq, "reason": "upgrade"}
     ]
-    assert (
+    warning = (
         f"entries {signed + 1}-{head} were written by a cvault from before the audit high-water mark after"
         f" its newest signed checkpoint: no signature proves them (cvault upgrade signed them as unproven"
         f" in checkpoint {mark_seq})"
-    ) in result["warnings"], result["warnings"]
+    )
+    assert warning in result["warnings"], result["warnings"]
+    # an export carries the first mark's signed range: verified offline, it says the same
+    export = tmp_path / "audit.jsonl"
+    exported = run_cli(
+        "audit", "export", "--format", "jsonl", "--out", str(export), env=_rita_env(vdir, cast, tmp_path)
+    )
+    assert exported.returncode == 0, exported.stderr
+    offline = _verify(vdir, cast, tmp_path, "--file", str(export), "--pubkey", result["public_key"])
+    assert offline["ok"] and warning in offline["warnings"], offline
+    assert offline["unproven"] == result["unproven"]
 
 
 # --- the attack: a log rebuilt before the upgrade ------------------------------------------------------
