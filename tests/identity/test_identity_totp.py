@@ -144,6 +144,29 @@ def test_lockout_after_five_failures_doubling_to_an_hour(env):
     ]
 
 
+def test_a_guess_that_waited_while_the_account_locked_gets_no_verdict(env, monkeypatch):
+    """review4 R4-5: a guess read the (unlocked) account, then waited for its Argon2id turn
+    while parallel guesses locked it. It is refused as locked and not counted, as the right
+    password is then, so the answer says nothing of the guess (before: checked, "wrong password",
+    a sixth verdict in a burst that guarantee 34 limits to five)."""
+    from vault import crypto
+
+    v, clock, s = env
+    real = crypto.password_verify
+
+    def parallel_guesses_lock_it_meanwhile(password, phc):
+        monkeypatch.setattr(crypto, "password_verify", real)
+        _fail_stepups(v, s.bob, clock, 5)
+        return real(password, phc)
+
+    monkeypatch.setattr(crypto, "password_verify", parallel_guesses_lock_it_meanwhile)
+    with pytest.raises(VaultLocked) as info:
+        _login(v, s.bob, clock, password="a wrong guess here")
+    assert info.value.exit_code == 8
+    assert v.ctx.db.one("SELECT failed_count FROM users WHERE name = 'bob'")[0] == 5
+    assert [r[2] for r in _audit(v, "auth.login")] == ["account locked for 5 min more (locked meanwhile)"]
+
+
 def test_lock_lengths():
     assert [lockout.lock_seconds(n) for n in range(1, 5)] == [0, 0, 0, 0]
     assert [lockout.lock_seconds(5 * k) for k in range(1, 8)] == [300, 600, 1200, 2400, 3600, 3600, 3600]

@@ -6,9 +6,13 @@ documented status and audited; six simultaneous logins; a stranger's failed logi
 
 from __future__ import annotations
 
+import http.client
 import os
+import re
 import sqlite3
+import ssl
 import threading
+from urllib.parse import urlencode
 
 import pytest
 
@@ -424,6 +428,85 @@ def test_parallel_logins_for_one_account_check_at_most_five(staff_template, tmp_
     kinds = [(a, o) for a, o, _ in order]
     if ("auth.lockout", "deny") in kinds and ("auth.login", "ok") in kinds:  # never after the lock
         assert kinds.index(("auth.login", "ok")) < kinds.index(("auth.lockout", "deny")), order
+
+
+class _ConsoleBrowser:
+    """One HTTPS client of the web console with a cookie jar, from its own loopback address."""
+
+    def __init__(self, service, source: str):
+        self.port, self.source = service.port, source
+        self.ctx = ssl.create_default_context(cafile=str(service.ca.ca_path))
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, form: dict | None = None):
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", self.port, context=self.ctx, timeout=120, source_address=(self.source, 0)
+        )
+        host = f"127.0.0.1:{self.port}"
+        headers = {"Host": host}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        body = None
+        if form is not None:
+            body = urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            headers["Origin"] = f"https://{host}"
+        conn.request(method, path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read().decode("utf-8", "replace")
+        for value in resp.headers.get_all("set-cookie") or []:
+            name, _, rest = value.partition("=")
+            self.cookies[name] = rest.split(";", 1)[0]
+        conn.close()
+        return resp.status, data
+
+
+@pytest.mark.parametrize("path", ["/login", "/enroll"])
+def test_console_sign_in_throttles_the_name_it_signs_in(staff_template, tmp_path, path):
+    """review4 R4-5: the console throttled the name as posted but signed in the stripped name,
+    so 16 spellings of one name (spaces around it) were 16 buckets and 16 in-flight slots: all
+    16 simultaneous guesses reached the account. The name is normalised once, before the
+    throttle: one sign-in of the account at a time, the rest 429 unchecked (at most five)."""
+    vdir = copy_vault(staff_template.vdir, tmp_path)
+    v = vdir.open()
+    try:
+        target = person(v, "victim", "engineer", real_password=True)
+    finally:
+        v.close()
+    service = start_service(vdir, tmp_path / "service")
+    n = 16
+    statuses: list = [None] * n
+    barrier = threading.Barrier(n)
+    variants = [" " * a + target.name + "\t" * b for a in range(4) for b in range(4)]
+
+    def guess(i):
+        b = _ConsoleBrowser(service, f"127.0.5.{i + 1}")
+        _, html = b.request("GET", path)
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', html).group(1)
+        form = {"csrf": csrf, "name": variants[i], "password": f"guess-number-{i:04d}", "code": "123456"}
+        if path == "/enroll":
+            form = {**form, "password2": form["password"], "code": "ABCD-EFGH-JKLM"}
+        barrier.wait()
+        statuses[i] = b.request("POST", path, form)[0]
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(n)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+    finally:
+        service.stop()
+    action = "auth.login" if path == "/login" else "auth.enroll"
+    db = sqlite3.connect(vdir.home / "vault.db")
+    try:
+        reached = db.execute(
+            "SELECT reason FROM audit_events WHERE actor = 'victim' AND action = ?", (action,)
+        ).fetchall()
+    finally:
+        db.close()
+    assert 1 <= len(reached) <= 5, (reached, statuses)
+    assert 429 in statuses, statuses
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])  # --workers 2: the limits stay global (issue 20)

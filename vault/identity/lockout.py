@@ -14,7 +14,7 @@ from typing import NoReturn
 
 from vault.clock import to_epoch
 from vault.errors import AuthenticationFailed, NotFound, VaultLocked
-from vault.identity.facts import UserRow, minutes, user_row
+from vault.identity.facts import UserRow, minutes, user_by_id, user_row
 from vault.policy import Action, AuditEvent
 from vault.store import rowmac
 
@@ -123,19 +123,35 @@ class LockoutMixin:
         with self.ctx.db.read() as conn:
             until = lock_state(conn, user, t)
         if until is not None and until > t:
-            self._audit(user.name, event, "deny", f"account locked for {minutes(until - t)} more", origin)
-            raise VaultLocked(
-                f"account {user.name} is locked for {minutes(until - t)} more after "
-                "too many failed attempts (an admin can unlock it)"
-            )
+            self._refuse_locked(user, event, origin, until - t)
+
+    def _refuse_locked(
+        self, user: UserRow, event: AuditEvent, origin: str, left: int, note: str = ""
+    ) -> NoReturn:
+        self._audit(user.name, event, "deny", f"account locked for {minutes(left)} more{note}", origin)
+        raise VaultLocked(
+            f"account {user.name} is locked for {minutes(left)} more after "
+            "too many failed attempts (an admin can unlock it)"
+        )
 
     def _fail(
         self, user: UserRow, event: AuditEvent, reason: str, origin: str, message: str = GENERIC_FAILURE
     ) -> NoReturn:
-        """Count one failed attempt, lock if due, audit, and raise. Never returns."""
+        """Count one failed attempt, lock if due, audit, and raise. Never returns.
+
+        review4 R4-5: the lock is read again first, under the write lock. A guess that waited
+        for its Argon2id turn while parallel guesses locked the account is refused as locked,
+        uncounted, exactly as a right guess is then (sessions.login): the answer tells nothing
+        of the guess, so a burst gets at most as many verdicts as the lock allows."""
         _, t = self._now()
         with self.ctx.db.write() as conn:
-            count, why = record_failure(conn, user.id, t, event.value)
+            fresh = user_by_id(conn, user.id)
+            until = lock_state(conn, fresh, t) if fresh is not None else None
+            if until is None or until <= t:
+                until = None
+                count, why = record_failure(conn, user.id, t, event.value)
+        if until is not None:
+            self._refuse_locked(user, event, origin, until - t, " (locked meanwhile)")
         self._audit_failure(user, event, reason, origin, count, why)
         raise AuthenticationFailed(message)
 

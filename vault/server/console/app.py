@@ -113,6 +113,10 @@ class Console:
                 except VaultError as exc:
                     form = exc
             if rate_limit == "login" and isinstance(form, dict):
+                # review4 R4-5: the name is normalised once, here, so the throttle below, the
+                # reservation in _run and the page's sign-in all see the one account name (a
+                # name posted with spaces around it is not a fresh bucket and in-flight slot)
+                form["name"] = str(form.get("name", "")).strip()
                 # as the API (routes.Limits.reserve): a source or name with no token left
                 # waits; only a *failed* sign-in spends one (in _run), so a stranger's junk posts
                 # (no CSRF token, no password) never lock anyone out (independent review F3)
@@ -198,7 +202,7 @@ class Console:
                     # review R4: tokens reserved before the password is checked, one sign-in
                     # per account at a time (as the API: routes.Limits.reserve); after the CSRF
                     # check, so junk posts spend nothing (independent review F3)
-                    name = str(form.get("name", ""))[:200]
+                    name = form.get("name", "")[:200]  # stripped in endpoint (R4-5)
                     try:
                         with self.limits.reserve(self.limits.source(request), name) as failed:
                             try:
