@@ -881,6 +881,27 @@ class SecretService:
         except (CryptoError, IntegrityFailure, ClientUnavailable):
             return False
 
+    def pack_is_framed(self, name: str, data: bytes) -> bool:
+        """doctor: whether ``data``, the pack stored as ``name``, is framed (its header, its name,
+        every byte accounted for: :func:`vault.blob.pack_framing`). No version is opened here:
+        doctor opens each kept version itself."""
+
+        def read(conn, touch):
+            out = []
+            for client_id, record_id, version, _, _, offset, size in store.by_blob_name(conn, name):
+                touch(client_id)
+                out.append(
+                    (self.ctx.client_by_id(client_id, conn), record_id, version, None, None, offset, size)
+                )
+            return out
+
+        try:
+            found = self.ctx.db.read_retrying(read)
+            packed = [f for f in found if f[5] is not None]
+            return bool(packed) and self._pack_is_framed(name, data, packed, len(found))
+        except (CryptoError, IntegrityFailure, ClientUnavailable):
+            return False
+
     def _pack_is_framed(self, name: str, data: bytes, packed: builtins.list[tuple], rows: int) -> bool:
         """Whether the pack ``data`` holds exactly its header and its record blobs (``packed``:
         the versions stored in it, as :meth:`blob_is_authentic` reads them; ``rows``: how many
