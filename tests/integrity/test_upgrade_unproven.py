@@ -140,6 +140,10 @@ def test_an_honest_vault_from_before_the_mark_upgrades_and_names_what_no_signatu
         f" in checkpoint {mark_seq})"
     )
     assert warning in result["warnings"], result["warnings"]
+    doctor = run_cli("--json", "doctor", env=vdir.env(CVAULT_SESSION_FILE=str(tmp_path / "none.json")))
+    assert doctor.returncode == 0 and f"audit: {warning}" in json.loads(doctor.stdout)["warnings"], (
+        doctor.stdout
+    )
     # an export carries the first mark's signed range: verified offline, it says the same
     export = tmp_path / "audit.jsonl"
     exported = run_cli(
