@@ -199,6 +199,7 @@ ROW_MAC_COLUMNS = {
     "client_custody": "client_id, version, custodian_id, state, fingerprint, key_id, wrapped,"
     " destroyed_at, receipt",
     "custody_jobs": "client_id, reason, from_version, to_version, rotate_client_key, step",
+    "import_origins": "record_id, version, source",  # coverage 5
 }
 
 

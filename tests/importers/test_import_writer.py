@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import add_client, grep_tree, operator
+from tests.helpers import add_client, file_sql, grep_tree, operator
 from tests.importers.builders import (
     KpEntry,
     bitwarden_login,
@@ -24,7 +24,7 @@ from tests.importers.builders import (
     write_json,
     write_kdbx,
 )
-from vault.errors import InvalidInput
+from vault.errors import IntegrityFailure, InvalidInput
 
 #: (group, title, username, password, notes): unicode, an empty user name, a duplicate title in
 #: one group, the same title in another group, quotes, commas and backslashes, spaces kept
@@ -192,6 +192,46 @@ def test_a_record_made_by_hand_is_never_overwritten(two_clients, tmp_path):
     result = v.secrets.import_file(operator(), "bitwarden", path, clients=MAP)
     assert result["clients"][0]["conflicts"][0]["reason"] == "a record not written by an import is there"
     assert v.secrets.get(operator(), "acme", "Firewall").fields["password"] == "typed by hand"
+
+
+@pytest.mark.parametrize("forgery", ["edited", "planted"])
+def test_a_forged_import_origin_never_lets_an_import_overwrite_an_edit(vdir, tmp_path, forgery):
+    """review4 R4-7: the import origin says "written by the last import, not edited since" and so
+    decides whether a re-run overwrites. It was unMACed: the file writer set it to the version
+    edited in cvault (or planted one for a record typed by hand) and the same file, imported
+    again, put the file's old password back as the current version. It carries a row MAC now
+    (coverage 5): the re-run is an integrity failure (exit 6) and writes nothing."""
+    v = vdir.open()
+    add_client(v, "acme")
+    add_client(v, "globex")
+    path, _ = _bitwarden(tmp_path)
+    if forgery == "planted":  # a record typed by hand, never imported
+        v.secrets.put(operator(), "globex", "Firewall", "access", {"password": "typed-in-cvault"})
+    v.secrets.import_file(operator(), "bitwarden", path, clients=MAP)
+    if forgery == "edited":  # rotated in cvault after the move-in: version 2
+        fields = dict(v.secrets.get(operator(), "globex", "Firewall").fields, password="typed-in-cvault")
+        v.secrets.put(operator(), "globex", "Firewall", "access", fields)
+    current = v.secrets.get(operator(), "globex", "Firewall")
+    record_id = v.ctx.db.scalar(
+        "SELECT r.id FROM records r JOIN clients c ON c.id = r.client_id"
+        " WHERE c.name = 'globex' AND r.current_version = ?",
+        (current.version,),
+    )
+    v.close()
+    file_sql(
+        vdir,
+        "INSERT INTO import_origins (record_id, version, source, imported_at, imported_by)"
+        " VALUES (?, ?, 'bitwarden', 0, 'op')"
+        " ON CONFLICT(record_id) DO UPDATE SET version = excluded.version",
+        (record_id, current.version),
+    )
+    v = vdir.open()
+    try:
+        with pytest.raises(IntegrityFailure):
+            v.secrets.import_file(operator(), "bitwarden", path, clients=MAP)  # the same file again
+        assert v.secrets.get(operator(), "globex", "Firewall").fields["password"] == "typed-in-cvault"
+    finally:
+        v.close()
 
 
 @pytest.mark.parametrize("fmt", sorted(SOURCES))

@@ -46,6 +46,7 @@ from vault.errors import InvalidInput, NotFound
 from vault.policy import Action
 from vault.principal import Principal
 from vault.store import records as store
+from vault.store import rowmac
 from vault.tuples import NamedTuple
 
 if TYPE_CHECKING:
@@ -282,13 +283,16 @@ class Importer:
             # the key version from this snapshot (docs/architecture.md, "Key versions under concurrency")
             client = self.ctx.client(client.name, conn)
             keys = self.ctx.client_keys(client, conn=conn)
-            origins = dict(
-                conn.execute(
-                    "SELECT o.record_id, o.version FROM import_origins o JOIN records r ON r.id = o.record_id"
-                    " WHERE r.client_id = ?",
+            # each origin's row MAC verified (review4 R4-7: it decides whether a re-run overwrites)
+            origins = {
+                row[1]: row[2]
+                for row in rowmac.select(
+                    conn,
+                    "import_origins",
+                    "record_id IN (SELECT id FROM records WHERE client_id = ?)",
                     (client.id,),
-                ).fetchall()
-            )
+                )
+            }
             # one batched index lookup for the file's paths; a record is opened only where its
             # tag is stored (like secret import's bulk write: a path not stored is new)
             tags = [keys.path_tag(item.path) for item in items]
@@ -370,12 +374,14 @@ class Importer:
                 self.ctx.blobs.sync()  # the attachment blobs durable before the commit, like the rest
             # a record found unchanged is confirmed as imported at its current version
             origins += [(rid, version, fmt, now, principal.name) for _, rid, version in plan.unchanged]
+            # each row MACed over the values meant (review4 R4-7: the origin decides whether a
+            # re-run overwrites; a stored row was verified by _plan and is replaced whole)
             conn.executemany(
-                "INSERT INTO import_origins (record_id, version, source, imported_at, imported_by)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(record_id) DO UPDATE SET version = excluded.version,"
+                "INSERT INTO import_origins (record_id, version, source, imported_at, imported_by, mac)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(record_id) DO UPDATE SET version = excluded.version,"
                 " source = excluded.source, imported_at = excluded.imported_at,"
-                " imported_by = excluded.imported_by",
-                origins,
+                " imported_by = excluded.imported_by, mac = excluded.mac",
+                [(*o, rowmac.mac(conn, "import_origins", o[:3])) for o in origins],
             )
         self.secrets._delete_local(pruned)
 

@@ -218,6 +218,9 @@ TABLES: dict[str, Table] = {
             ("client_id", "reason", "from_version", "to_version", "rotate_client_key", "step"),
             "client_id",
         ),
+        # the import origin (0011_moving_in.sql; docs/import.md "Writing"): the version the last
+        # import wrote decides whether a re-run may overwrite the record. Covered since coverage 5
+        Table("import_origins", ("record_id", "version", "source"), "record_id"),
     )
 }
 
@@ -233,11 +236,17 @@ META_KEYS = ("settings", "single_operator", "row_macs", "two_admins")
 #: its value is the coverage: which tables carry them
 MARKER = "row_macs"
 #: the coverage this build writes: 1 = the tables of issue 12 and the teams; 2 = also integrations;
-#: 3 = also shred_jobs (independent review R11); 4 = also custodians, client_custody, custody_jobs
-COVERAGE = 4
+#: 3 = also shred_jobs (independent review R11); 4 = also custodians, client_custody, custody_jobs;
+#: 5 = also import_origins (review4 R4-7)
+COVERAGE = 5
 #: the tables each coverage added after the first: a vault at an older coverage gets their MACs on
 #: its next unseal (:func:`upgrade`), under the rules of :func:`backfill`
-ADDED = {2: ("integrations",), 3: ("shred_jobs",), 4: ("custodians", "client_custody", "custody_jobs")}
+ADDED = {
+    2: ("integrations",),
+    3: ("shred_jobs",),
+    4: ("custodians", "client_custody", "custody_jobs"),
+    5: ("import_origins",),
+}
 
 
 class RowTampered(IntegrityFailure):
