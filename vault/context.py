@@ -268,8 +268,8 @@ class VaultContext:
         if mark is not None and mark.coverage > have:
             raise rowmac.RowTampered(
                 f"integrity failure: this vault's row-MAC marker says coverage {have}, but its audit"
-                f" high-water mark records coverage {mark.coverage} (an older copy of the marker was"
-                " put back); nothing upgraded: run cvault doctor"
+                f" log records coverage {mark.coverage} in its high-water mark (an older copy of the"
+                " marker was put back); nothing upgraded: run cvault doctor"
             )
         for (reason,) in conn.execute(
             "SELECT reason FROM audit_events WHERE action = ? AND outcome = 'ok'",
