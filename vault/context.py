@@ -339,6 +339,8 @@ class VaultContext:
                     checked.bad_seq,
                 )
             signed_up_to = checked.signed_up_to or 0
+        if marked is False:
+            self._refuse_put_back_audit_key()
         count_sql = "SELECT count(*) FROM audit_events WHERE action = ?"
         before = self.db.all(count_sql, (AuditEvent.INTEGRITY_ROW_MACS.value,))
         done: list[str] = []
@@ -363,6 +365,21 @@ class VaultContext:
         finally:
             self.audit.first_mark_over = None
         return done
+
+    def _refuse_put_back_audit_key(self) -> None:
+        """An audit key sealed as before the mark beside a checkpoint that signs ``prev`` (a row
+        or a blob-store copy): only a vault with a mark writes those (the key is re-sealed in the
+        transaction of the first one), so the key row was put back from an older copy (review
+        R5) and the first mark would sign whatever log is there now."""
+        from vault.audit.live import backend_checkpoints
+
+        for cp in (*self.audit.checkpoints(), *backend_checkpoints(self)):
+            if cp.prev is not None:
+                raise IntegrityFailure(
+                    f"integrity failure: this vault's audit key is sealed as before the audit high-water"
+                    f" mark, but checkpoint {cp.seq} was signed by a cvault with the mark (an older copy of"
+                    " the key row was put back); nothing upgraded: run cvault doctor"
+                )
 
     def _upgrade_row_macs(
         self, actor: str, tables: tuple[str, ...], expected_digest: str | None = None

@@ -323,5 +323,7 @@ class MaintenanceService:
         if not result.ok:
             report.problems.append(f"audit: {result.problem}")
         report.warnings.extend(
-            f"audit: {w}" for w in result.warnings if "overdue" in w or "recovered" in w or "replica" in w
+            f"audit: {w}"
+            for w in result.warnings
+            if "overdue" in w or "recovered" in w or "replica" in w or "no signature proves" in w
         )
