@@ -252,16 +252,25 @@ class VaultContext:
                 " the new summary"
             )
 
-    @staticmethod
-    def _refuse_rolled_back_coverage(conn) -> None:
-        """A marker below a coverage the audit log records as reached was put back from an older
+    def _refuse_rolled_back_coverage(self, conn) -> None:
+        """A marker below a coverage the vault records as reached was put back from an older
         copy (review S2): its tables' MACs were stripped to have planted rows MACed by an upgrade.
-        Every coverage upgrade names its coverage in its ``integrity.row_macs`` event (a vault
-        that got its first MACs at a coverage never had an authentic marker below it);
-        ``cvault upgrade`` verifies the log against its signed checkpoints before it gets here."""
+        The record that cannot be pruned or deleted without an alarm is the sealed audit mark's
+        coverage (review4 R4-1: ``audit prune`` deletes old events): every mark written since
+        the marker said N carries N. Defence in depth, and for a vault whose mark predates that
+        fact: every coverage upgrade names its coverage in its ``integrity.row_macs`` event (a
+        vault that got its first MACs at a coverage never had an authentic marker below it);
+        ``cvault upgrade`` verifies the log and the mark before it gets here."""
         import re
 
         have = rowmac.coverage(conn)
+        mark = self.audit.marks.read(conn)
+        if mark is not None and mark.coverage > have:
+            raise rowmac.RowTampered(
+                f"integrity failure: this vault's row-MAC marker says coverage {have}, but its audit"
+                f" log records coverage {mark.coverage} in its high-water mark (an older copy of the"
+                " marker was put back); nothing upgraded: run cvault doctor"
+            )
         for (reason,) in conn.execute(
             "SELECT reason FROM audit_events WHERE action = ? AND outcome = 'ok'",
             (AuditEvent.INTEGRITY_ROW_MACS.value,),
