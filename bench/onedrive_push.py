@@ -6,7 +6,6 @@ Target (issue 6): at most 1.5 x (1,000 x 50 ms / 8) with 8 workers, one request 
 
 from __future__ import annotations
 
-import json
 import statistics
 import tempfile
 import time
@@ -42,21 +41,18 @@ def run(runs: int = 3) -> list[Result]:
                 vd = make_vault(Path(tmp) / f"v{i}")
                 v = vd.open(service_options={"sync": {"remote": remote}})
                 add_client(v, "acme", days=30)
-                v.secrets.import_records(
-                    operator(),
-                    "acme",
-                    [
-                        json.dumps({"path": f"r/{n}", "kind": "note", "fields": {"text": f"t{n}"}})
-                        for n in range(BLOBS)
-                    ],
-                )
+                # one blob file each: 1,000 separate writes (a bulk import packs its records
+                # into one file, docs/format.md section 9, which would leave two uploads)
+                for n in range(BLOBS):
+                    v.secrets.put(operator(), "acme", f"r/{n}", "note", {"text": f"t{n}"})
                 client.upload(fake.drive_id, "cvault/warmup/x", b"x")  # connection + folders warm
                 fake.latency = LATENCY
                 before = len(fake.log)
                 start = time.perf_counter()
                 result = v.sync.push(operator(), workers=WORKERS)
                 samples.append(time.perf_counter() - start)
-                assert result["uploaded"] == BLOBS and result["failed"] == 0, result
+                # the 1,000 blobs and the audit checkpoint copies their writes signed
+                assert BLOBS <= result["uploaded"] <= BLOBS + 20 and result["failed"] == 0, result
                 requests_per_blob.append((len(fake.log) - before) / BLOBS)
                 client.close()
                 v.close()

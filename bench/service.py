@@ -23,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 
 from bench.common import (
@@ -42,16 +41,12 @@ FLOOR = [sys.executable, "-c", "import click"]
 
 def prepare(base: Path):
     """A vault with an engineer assigned to acme (10 records) and a live session token."""
-    from tests.factories import assign, person
+    from tests.factories import engineer_on_acme
     from tests.helpers import make_vault
 
     vdir = make_vault(base, with_operator=False)
     v = vdir.open()
-    manager = v.users.resume(person(v, "maria", "account_manager").token(v))
-    v.clients.add(manager, "acme", sla_end=v.ctx.now() + timedelta(days=365))
-    eve = person(v, "eve", "engineer")
-    assign(v, eve, "acme")
-    token = eve.token(v)
+    token = engineer_on_acme(v)
     p = v.users.resume(token)
     for i in range(10):
         v.secrets.put(p, "acme", f"rec/{i}", "access", {"host": f"10.0.0.{i}", "password": f"pw-{i}"})

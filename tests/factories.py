@@ -240,6 +240,16 @@ def onboard(vault, name: str, roles, *, requester: Person, approver: Person) -> 
     return vault.users.approve(approver.principal(vault), name)
 
 
+def engineer_on_acme(vault) -> str:
+    """The usual one-request cast: maria (account manager) adds acme (SLA a year out), eve
+    (engineer, trained) is assigned to it; returns eve's live session token."""
+    manager = vault.users.resume(person(vault, "maria", "account_manager").token(vault))
+    vault.clients.add(manager, "acme", sla_end=vault.ctx.now() + timedelta(days=365))
+    eve = person(vault, "eve", "engineer")
+    assign(vault, eve, "acme")
+    return eve.token(vault)
+
+
 def assign(vault, who: Person, client_name: str) -> None:
     """Assign ``who`` to a client directly (nobody may assign themselves through the service)."""
     from vault.store import rowmac

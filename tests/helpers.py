@@ -344,6 +344,19 @@ def vault_id_of(home: Path) -> str:
         conn.close()
 
 
+def file_sql(vdir: VaultDir, sql: str, params: tuple = ()) -> list[tuple]:
+    """The file writer (attacker A4): one statement with plain sqlite3 on the vault's database
+    file, no key, committed; the rows it returns."""
+    import sqlite3
+
+    db = sqlite3.connect(vdir.home / "vault.db")
+    try:
+        with db:
+            return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
+
+
 def user_exists(vault: Vault, name: str) -> bool:
     return vault.ctx.db.one("SELECT 1 FROM users WHERE name = ?", (name,)) is not None
 

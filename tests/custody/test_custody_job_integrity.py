@@ -12,11 +12,10 @@ audited ``integrity.row_failure``, nothing rotated, the old version not destroye
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from tests.helpers import add_client, as_coverage, cli_upgrade
+from tests.helpers import file_sql as _sql
 from vault.errors import BackendError, IntegrityFailure, UpgradeRequired
 from vault.principal import Principal
 from vault.store import rowmac
@@ -24,15 +23,6 @@ from vault.store import rowmac
 JOB_COLUMNS = (
     "client_id, reason, from_version, to_version, rotate_client_key, step, started_at, updated_at, mac"
 )
-
-
-def _sql(vdir, sql: str, params: tuple = ()):
-    db = sqlite3.connect(vdir.home / "vault.db")
-    try:
-        with db:
-            return db.execute(sql, params).fetchall()
-    finally:
-        db.close()
 
 
 def _states(vdir, client_id: str) -> list[tuple]:
@@ -213,17 +203,23 @@ def test_an_honest_paused_rotation_resumes(vdir, monkeypatch):
         vault.close()
 
 
-def test_the_cli_refuses_the_rotation_exit_6_and_other_commands_go_on(vdir, monkeypatch):
-    """Through the CLI: every command's unseal audits the refused job and goes on (the rest of the
-    vault is served); the command that rotates that client refuses it, exit 6, one line."""
+def _edited_paused_rotation(vdir, monkeypatch, edit: str) -> tuple[str, list[tuple]]:
+    """globex's rotation paused at ``rewrapped`` (acme beside it, untouched), then the file
+    writer's ``edit`` of its job row: globex's id and its custody versions as they are then."""
     vault = vdir.open()
     try:
         client_id = _rotation_at(vault, "rewrapped", monkeypatch)
         add_client(vault, "acme")
     finally:
         vault.close()
-    _sql(vdir, "UPDATE custody_jobs SET step = 'retired'")
-    before = _states(vdir, client_id)
+    _sql(vdir, edit)
+    return client_id, _states(vdir, client_id)
+
+
+def test_the_cli_refuses_the_rotation_exit_6_and_other_commands_go_on(vdir, monkeypatch):
+    """Through the CLI: every command's unseal audits the refused job and goes on (the rest of the
+    vault is served); the command that rotates that client refuses it, exit 6, one line."""
+    client_id, before = _edited_paused_rotation(vdir, monkeypatch, "UPDATE custody_jobs SET step = 'retired'")
     listed = vdir.cli("client", "list")
     assert listed.returncode == 0, listed.stderr
     proc = vdir.cli("client", "rotate-key", "globex")
@@ -309,14 +305,7 @@ def test_the_service_answers_409_integrity_failure_for_the_refused_rotation(vdir
     from tests.helpers import OPERATOR_TOKEN
     from tests.server.harness import assert_error_shape, start_service
 
-    vault = vdir.open()
-    try:
-        client_id = _rotation_at(vault, "rewrapped", monkeypatch)
-        add_client(vault, "acme")
-    finally:
-        vault.close()
-    _sql(vdir, "UPDATE custody_jobs SET from_version = 0")
-    before = _states(vdir, client_id)
+    client_id, before = _edited_paused_rotation(vdir, monkeypatch, "UPDATE custody_jobs SET from_version = 0")
     service = start_service(vdir, tmp_path / "service")
     try:
         api = service.client(OPERATOR_TOKEN)

@@ -7,11 +7,9 @@ files; the second vault handle is a second connection, as another request or pro
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
-from tests.factories import assign, edit_rows, person
+from tests.factories import edit_rows, engineer_on_acme, person
 from tests.helpers import make_vault
 from vault.clock import to_epoch
 from vault.errors import AccessDenied, AuthenticationFailed
@@ -23,11 +21,7 @@ REFUSED = (AccessDenied, AuthenticationFailed)
 def env(tmp_path):
     vdir = make_vault(tmp_path, with_operator=False)
     v = vdir.open()
-    manager = v.users.resume(person(v, "maria", "account_manager").token(v))
-    v.clients.add(manager, "acme", sla_end=v.ctx.now() + timedelta(days=365))
-    eve = person(v, "eve", "engineer")
-    assign(v, eve, "acme")
-    token = eve.token(v)
+    token = engineer_on_acme(v)
     v.secrets.put(v.users.resume(token), "acme", "rec/1", "access", {"password": "pw-1"})
     other = vdir.open()
     yield v, other, token

@@ -105,21 +105,33 @@ def cut_tail(vdir, keep: int) -> None:
 def rebuild_from_genesis(vdir, vault_id: bytes, keep: int, edit_seq: int) -> None:
     """The attacker's rewrite: change entry ``edit_seq`` (an allow becomes a deny), cut after
     ``keep`` and recompute every hash from the genesis hash, which needs only the vault id."""
-    with _db(vdir) as db:
-        db.execute("DELETE FROM audit_events WHERE seq > ?", (keep,))
-        db.execute("UPDATE audit_events SET reason = 'forged' WHERE seq = ?", (edit_seq,))
-        rows = db.execute(
+    rebuild_after(vdir.home, vault_id, start=1, edit_seq=edit_seq, keep=keep)
+
+
+def rebuild_after(home: Path, vault_id: bytes, *, start: int, edit_seq: int, keep: int) -> None:
+    """Cut after ``keep``, change entry ``edit_seq`` (its reason) and recompute every hash from
+    entry ``start`` on, linked to the entry before it (or the genesis hash): the log is
+    self-consistent again."""
+    conn = sqlite3.connect(home / "vault.db", isolation_level=None)
+    try:
+        conn.execute("DELETE FROM audit_events WHERE seq > ?", (keep,))
+        conn.execute("UPDATE audit_events SET reason = 'forged' WHERE seq = ?", (edit_seq,))
+        before = conn.execute("SELECT entry_hash FROM audit_events WHERE seq = ?", (start - 1,)).fetchone()
+        prev = bytes(before[0]) if before else genesis_hash(vault_id)
+        rows = conn.execute(
             "SELECT seq, at, actor, action, client, outcome, reason, origin, detail_sealed,"
-            " detail_key, prev_hash, entry_hash FROM audit_events ORDER BY seq"
+            " detail_key, prev_hash, entry_hash FROM audit_events WHERE seq >= ? ORDER BY seq",
+            (start,),
         ).fetchall()
-        prev = genesis_hash(vault_id)
         for row in rows:
             sealed = None if row[8] is None else base64.b64encode(row[8]).decode()
             digest = hashlib.sha256(prev + entry_bytes(*row[:8], sealed, row[9])).digest()
-            db.execute(
+            conn.execute(
                 "UPDATE audit_events SET prev_hash = ?, entry_hash = ? WHERE seq = ?", (prev, digest, row[0])
             )
             prev = digest
+    finally:
+        conn.close()
 
 
 def _signed_rows(vdir) -> int:

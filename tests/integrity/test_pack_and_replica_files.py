@@ -160,3 +160,28 @@ def test_a_poisoned_replica_pack_is_read_from_but_never_stored(replicated, fake_
     proc = vdir.cli("secret", "get", "acme", "bulk/1", "--field", "password", env=env)
     assert proc.returncode == 0 and proc.stdout.strip() == "pw-1", (proc.stdout, proc.stderr)
     assert not _local(vdir, pack).exists()
+
+
+@pytest.mark.parametrize("where", ["appended", "header"])
+def test_doctor_reports_a_local_pack_with_bytes_its_framing_does_not_account_for(vdir, where):
+    """Bytes appended to the local pack (every version still opens from its place) or its own
+    header edited: ``cvault doctor`` names the pack, exit 6; the untouched pack is clean."""
+    v = vdir.open()
+    try:
+        add_client(v, "acme")
+        v.secrets.import_records(operator(), "acme", LINES)
+        [(pack,)] = v.ctx.db.all(
+            "SELECT DISTINCT blob_name FROM record_versions WHERE pack_offset IS NOT NULL"
+        )
+    finally:
+        v.close()
+    clean = vdir.cli("doctor")
+    assert clean.returncode == 0, clean.stdout
+    good = _local(vdir, pack).read_bytes()
+    forged = good + b"planted" if where == "appended" else good[:4] + b"\x02" + good[5:]
+    _local(vdir, pack).write_bytes(forged)
+    proc = vdir.cli("doctor")
+    assert proc.returncode == 6, (proc.stdout, proc.stderr)
+    assert f"pack {pack} holds bytes its framing does not account for" in proc.stdout
+    assert "failed verification" not in proc.stdout  # every version still opens
+    _no_traceback(proc)

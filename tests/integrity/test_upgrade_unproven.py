@@ -17,7 +17,6 @@ subprocesses.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import sqlite3
@@ -27,9 +26,10 @@ import pytest
 
 from tests.factories import Person, write_session_file
 from tests.helpers import ROOT, cli_upgrade, run_cli
+from tests.integrity.test_audit_mark import rebuild_after
 from tests.integrity.test_upgrade_row_macs import FIXTURE as PRE_ROWMAC
 from tests.integrity.test_upgrade_row_macs import unpack_old_vault
-from vault.audit.log import EVENT_COLUMNS, genesis_hash
+from vault.audit.log import EVENT_COLUMNS
 from vault.audit.verify import entry_bytes
 
 pytestmark = pytest.mark.slow
@@ -45,31 +45,6 @@ def _one(home: Path, sql: str):
     conn = _db(home)
     try:
         return conn.execute(sql).fetchone()
-    finally:
-        conn.close()
-
-
-def rebuild_after(home: Path, vault_id: bytes, *, start: int, edit_seq: int, keep: int) -> None:
-    """The attacker's rewrite: cut after ``keep``, change entry ``edit_seq`` (its reason) and
-    recompute every hash from entry ``start`` on, linked to the entry before it (or the genesis
-    hash): the log is self-consistent again."""
-    conn = _db(home)
-    try:
-        conn.execute("DELETE FROM audit_events WHERE seq > ?", (keep,))
-        conn.execute("UPDATE audit_events SET reason = 'forged: nothing was read' WHERE seq = ?", (edit_seq,))
-        before = conn.execute("SELECT entry_hash FROM audit_events WHERE seq = ?", (start - 1,)).fetchone()
-        prev = bytes(before[0]) if before else genesis_hash(vault_id)
-        rows = conn.execute(
-            f"SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq >= ? ORDER BY seq",
-            (start,),
-        ).fetchall()
-        for row in rows:
-            sealed = None if row[8] is None else base64.b64encode(row[8]).decode()
-            digest = hashlib.sha256(prev + entry_bytes(*row[:8], sealed, row[9])).digest()
-            conn.execute(
-                "UPDATE audit_events SET prev_hash = ?, entry_hash = ? WHERE seq = ?", (prev, digest, row[0])
-            )
-            prev = digest
     finally:
         conn.close()
 
@@ -104,8 +79,7 @@ def _upgrade(vdir, tmp_path):
     return cli_upgrade(lambda *argv: run_cli("--json", *argv, env=env))
 
 
-def _verify(vdir, cast, tmp_path) -> dict:
-    """``cvault audit verify --json`` run by rita (security reviewer) after the upgrade."""
+def _rita_env(vdir, cast, tmp_path) -> dict:
     rita = Person("rita", cast["users"]["rita"], frozenset({"security_reviewer"}))
     v = vdir.open()
     try:
@@ -113,7 +87,12 @@ def _verify(vdir, cast, tmp_path) -> dict:
     finally:
         v.close()
     session = write_session_file(tmp_path / "rita.json", cast["vault_id"], "rita", token)
-    proc = run_cli("--json", "audit", "verify", env=vdir.env(CVAULT_SESSION_FILE=str(session)))
+    return vdir.env(CVAULT_SESSION_FILE=str(session))
+
+
+def _verify(vdir, cast, tmp_path, *argv: str) -> dict:
+    """``cvault audit verify --json [argv]`` run by rita (security reviewer) after the upgrade."""
+    proc = run_cli("--json", "audit", "verify", *argv, env=_rita_env(vdir, cast, tmp_path))
     assert "Traceback" not in proc.stderr, proc.stderr
     result = json.loads(proc.stdout)
     assert proc.returncode == (0 if result["ok"] else 6), (proc.returncode, proc.stderr)
@@ -155,11 +134,25 @@ def test_an_honest_vault_from_before_the_mark_upgrades_and_names_what_no_signatu
     assert result["unproven"] == [
         {"first_seq": signed + 1, "last_seq": head, "checkpoint": mark_seq, "reason": "upgrade"}
     ]
-    assert (
+    warning = (
         f"entries {signed + 1}-{head} were written by a cvault from before the audit high-water mark after"
         f" its newest signed checkpoint: no signature proves them (cvault upgrade signed them as unproven"
         f" in checkpoint {mark_seq})"
-    ) in result["warnings"], result["warnings"]
+    )
+    assert warning in result["warnings"], result["warnings"]
+    doctor = run_cli("--json", "doctor", env=vdir.env(CVAULT_SESSION_FILE=str(tmp_path / "none.json")))
+    assert doctor.returncode == 0 and f"audit: {warning}" in json.loads(doctor.stdout)["warnings"], (
+        doctor.stdout
+    )
+    # an export carries the first mark's signed range: verified offline, it says the same
+    export = tmp_path / "audit.jsonl"
+    exported = run_cli(
+        "audit", "export", "--format", "jsonl", "--out", str(export), env=_rita_env(vdir, cast, tmp_path)
+    )
+    assert exported.returncode == 0, exported.stderr
+    offline = _verify(vdir, cast, tmp_path, "--file", str(export), "--pubkey", result["public_key"])
+    assert offline["ok"] and warning in offline["warnings"], offline
+    assert offline["unproven"] == result["unproven"]
 
 
 # --- the attack: a log rebuilt before the upgrade ------------------------------------------------------
@@ -269,3 +262,100 @@ def test_an_entry_appended_after_the_upgrade_verified_the_log_is_not_signed(tmp_
     mark_seq, unproven = _first_mark(vdir.home)
     assert unproven == {"first_seq": 201, "last_seq": 251} and mark_seq == 252
     assert _verify(vdir, cast, tmp_path)["unproven"][0]["last_seq"] == 251
+
+
+# --- the replica: the copy outside the machine ---------------------------------------------------------
+
+
+def _open_with_replica(vdir, replica):
+    from vault.facade import Vault
+
+    return Vault.open(vdir.home, service_options={"sync": {"remote": replica}})
+
+
+def test_a_rebuilt_log_is_refused_when_only_the_replica_holds_the_newer_checkpoint(
+    tmp_path, onedrive_backend
+):
+    """Checkpoint 200 deleted everywhere on the machine (row, outbox, blob copy) and 101-250
+    rebuilt: the OneDrive replica (a real client against the loopback Graph fake) still holds the
+    copy the old cvault pushed, so the upgrade refuses (the alarm, first bad entry 101) and
+    leaves the vault as it was."""
+    from vault.errors import AuditAlarm
+
+    vdir, cast = unpack_old_vault(tmp_path, PRE_MARK)
+    onedrive_backend.put("audit-checkpoint-200", next(vdir.home.rglob("audit-checkpoint-200")).read_bytes())
+    rebuild_after(vdir.home, bytes.fromhex(cast["vault_id"]), start=101, edit_seq=150, keep=250)
+    delete_checkpoint(vdir.home, 200, copy_too=True)
+    before = _legacy_state(vdir.home)
+    v = _open_with_replica(vdir, onedrive_backend)
+    try:
+        with pytest.raises(
+            AuditAlarm, match="does not match signed checkpoint 200; first bad entry 101;"
+        ) as err:
+            v.unseal_key_file(vdir.key_file, upgrade=True)
+        assert err.value.first_bad_seq == 101 and "\n" not in err.value.message
+        assert not v.unsealed
+    finally:
+        v.close()
+    assert _legacy_state(vdir.home) == before
+
+
+def test_an_unreadable_replica_refuses_the_upgrade(tmp_path, onedrive_backend, fake_graph):
+    """A replica that is configured but cannot be listed (403) may hold the newer checkpoint: the
+    upgrade refuses (exit 6, nothing upgraded) instead of signing without it, and goes through
+    once the replica answers (the honest vault: 201-250 unproven)."""
+    from vault.errors import IntegrityFailure
+
+    vdir, _ = unpack_old_vault(tmp_path, PRE_MARK)
+    before = _legacy_state(vdir.home)
+    fake_graph.inject("403", times=50, method="GET")
+    v = _open_with_replica(vdir, onedrive_backend)
+    try:
+        with pytest.raises(IntegrityFailure, match="replica's checkpoint copies could not be read") as err:
+            v.unseal_key_file(vdir.key_file, upgrade=True)
+        assert err.value.exit_code == 6 and "nothing upgraded" in err.value.message
+    finally:
+        v.close()
+    assert _legacy_state(vdir.home) == before
+    fake_graph.clear_faults()
+    v = _open_with_replica(vdir, onedrive_backend)
+    try:
+        v.unseal_key_file(vdir.key_file, upgrade=True)
+    finally:
+        v.close()
+    assert _first_mark(vdir.home)[1] == {"first_seq": 201, "last_seq": 250}
+
+
+def test_the_key_put_back_as_before_the_mark_beside_marked_checkpoints_is_refused(tmp_path):
+    """Review R5 meets S4: after the upgrade the vault signs its first mark (251) and the
+    checkpoints 300 and 400, each with ``prev``; a file writer rewrites entries 401-450, deletes
+    the mark and puts back the audit key row as it was sealed before the upgrade, so the vault
+    looks like one from before the mark again. The log still verifies (400 matches; without this
+    check 401-450 would only be signed as unproven), but a checkpoint signed with ``prev`` shows
+    the vault had a mark: the next upgrade refuses (exit 6) and signs nothing."""
+    vdir, cast = unpack_old_vault(tmp_path, PRE_MARK)
+    legacy_key = _one(vdir.home, "SELECT value FROM meta WHERE key = 'audit_private_sealed'")[0]
+    assert _upgrade(vdir, tmp_path).returncode == 0
+    v = vdir.open()
+    try:
+        while v.ctx.audit.head()[0] < 450:
+            v.ctx.audit.append(actor="bob", action="secret.list", outcome="allow", client="acme")
+    finally:
+        v.close()
+    assert (
+        _one(vdir.home, "SELECT max(seq) FROM audit_checkpoints WHERE prev_checkpoint IS NOT NULL")[0] == 400
+    )
+    rebuild_after(vdir.home, bytes.fromhex(cast["vault_id"]), start=401, edit_seq=420, keep=450)
+    conn = _db(vdir.home)
+    try:
+        conn.execute("DELETE FROM meta WHERE key IN ('audit_mark', 'audit_alarm')")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'audit_private_sealed'", (legacy_key,))
+    finally:
+        conn.close()
+    signed = _one(vdir.home, "SELECT count(*) FROM audit_checkpoints")
+    refused = _upgrade(vdir, tmp_path)
+    assert refused.returncode == 6, (refused.returncode, refused.stderr)
+    line = refused.stderr.strip().splitlines()[-1]
+    assert "checkpoint 251 was signed by a cvault with the mark" in line and "nothing upgraded" in line, line
+    assert _one(vdir.home, "SELECT count(*) FROM audit_checkpoints") == signed
+    assert _one(vdir.home, "SELECT value FROM meta WHERE key = 'audit_private_sealed'")[0] == legacy_key

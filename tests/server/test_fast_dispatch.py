@@ -94,18 +94,12 @@ def test_everything_else_reaches_fastapi_with_the_body_intact():
 
 
 def test_fast_and_fastapi_paths_answer_alike(tmp_path):
-    from datetime import timedelta
-
-    from tests.factories import assign, person
+    from tests.factories import engineer_on_acme
     from tests.helpers import make_vault
 
     vdir = make_vault(tmp_path, with_operator=False)
     v = vdir.open()
-    manager = v.users.resume(person(v, "maria", "account_manager").token(v))
-    v.clients.add(manager, "acme", sla_end=v.ctx.now() + timedelta(days=365))
-    eve = person(v, "eve", "engineer")
-    assign(v, eve, "acme")
-    token = eve.token(v)
+    token = engineer_on_acme(v)
     v.secrets.put(v.users.resume(token), "acme", "fw", "access", {"password": "pw-0"})
     v.close()
     service = start_service(vdir, tmp_path / "svc")

@@ -12,7 +12,6 @@ import http.client
 import json
 import ssl
 import threading
-from datetime import timedelta
 
 import pytest
 from pydantic import BaseModel, ConfigDict
@@ -154,16 +153,12 @@ def _answer(port: int, cafile, token: str, content_type: str):
 def test_the_fast_answer_has_the_headers_of_the_middleware_stack(tmp_path):
     """Over real HTTPS: the fast path's 200 and 404 carry exactly the headers of the same answer
     through FastAPI and the middlewares (security headers, HSTS, no-store), in any order."""
-    from tests.factories import assign, person
+    from tests.factories import engineer_on_acme
     from tests.helpers import make_vault
 
     vdir = make_vault(tmp_path, with_operator=False)
     v = vdir.open()
-    manager = v.users.resume(person(v, "maria", "account_manager").token(v))
-    v.clients.add(manager, "acme", sla_end=v.ctx.now() + timedelta(days=365))
-    eve = person(v, "eve", "engineer")
-    assign(v, eve, "acme")
-    token = eve.token(v)
+    token = engineer_on_acme(v)
     v.secrets.put(v.users.resume(token), "acme", "fw", "access", {"password": "pw-0"})
     v.close()
     service = start_service(vdir, tmp_path / "svc")

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import sqlite3
+import sys
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -19,10 +22,12 @@ from vault import crypto
 from vault.audit.checkpoints import Checkpoint, is_checkpoint_blob, parse_blob_name
 from vault.audit.log import CHECKPOINT_COLUMNS, EVENT_COLUMNS
 from vault.audit.signing import AuditSigner
-from vault.audit.verify import VerifyResult, verify_chain
+from vault.audit.verify import Span, SpanMismatch, VerifyResult, verify_chain
 from vault.errors import BackendError, BlobNotFound, VaultError
 
 if TYPE_CHECKING:
+    import subprocess
+
     from vault.context import VaultContext
 
 Progress = Callable[[int, int], None]
@@ -64,7 +69,7 @@ def replica_checkpoint(ctx: VaultContext) -> tuple[Checkpoint | None, str | None
     if remote is None:
         return None, None
     try:
-        names = remote.list()
+        names = list(remote.list())  # a lazy listing fails here, not silently as "no copy"
     except VaultError as exc:
         return None, f"the replica's checkpoint copies could not be read ({exc.code})"
     return latest_backend_checkpoint(ctx, remote, names), None
@@ -134,11 +139,11 @@ def verify_database(
     try:
         conn.execute("PRAGMA query_only=ON")
         conn.execute("PRAGMA cache_size=-32768")  # 32 MiB: one sequential pass over a large log
-        result = _verify_with(conn, vault_id, public, external, progress, all_signatures)
+        result = _verify_with(conn, path, vault_id, public, external, progress, all_signatures)
     except sqlite3.OperationalError:
         if fallback is None:
             raise
-        result = _verify_with(fallback, vault_id, public, external, progress, all_signatures)
+        result = _verify_with(fallback, None, vault_id, public, external, progress, all_signatures)
     finally:
         conn.close()
     result.public_key = "ed25519:" + base64.b64encode(public).decode()
@@ -147,6 +152,7 @@ def verify_database(
 
 def _verify_with(
     conn: sqlite3.Connection,
+    path,
     vault_id: bytes,
     public: bytes,
     external: list[Checkpoint] | None,
@@ -161,16 +167,126 @@ def _verify_with(
         ]
         checkpoints.extend(external or ())
         total = conn.execute("SELECT count(*) FROM audit_events").fetchone()[0]
-        rows = conn.execute(f"SELECT {EVENT_COLUMNS} FROM audit_events ORDER BY seq")  # noqa: S608 - a constant column list; no input in the SQL
-        return verify_chain(
-            rows,
-            checkpoints,
-            vault_id=vault_id,
-            public_key=public,
-            total=total,
-            progress=progress,
-            overdue_warning=True,
-            all_signatures=all_signatures,
-        )
+
+        def walk(rows, tail=None) -> VerifyResult:
+            return verify_chain(
+                rows,
+                checkpoints,
+                vault_id=vault_id,
+                public_key=public,
+                total=total,
+                progress=progress,
+                overdue_warning=True,
+                all_signatures=all_signatures,
+                tail=tail,
+            )
+
+        helper = _SpanHelper.start(conn, path, checkpoints, total) if path is not None else None
+        if helper is not None:
+            try:
+                head = conn.execute(
+                    f"SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq < ? ORDER BY seq",  # noqa: S608 - a constant column list; the bound is bound
+                    (helper.first,),
+                )
+                return walk(head, helper.result)
+            except SpanMismatch:
+                pass  # one walk over the whole log names the problem
+            finally:
+                helper.stop()
+        return walk(conn.execute(f"SELECT {EVENT_COLUMNS} FROM audit_events ORDER BY seq"))  # noqa: S608 - a constant column list; no input in the SQL
     finally:
         conn.execute("COMMIT")
+
+
+#: a log of at least this many entries is verified on two cores (vault.audit.span); below it a
+#: child process's start (~0.1 s) would cost more than it saves
+PARALLEL_MIN = 200_000
+
+
+class _SpanHelper:
+    """The child process that walks the second half of the log (vault.audit.span)."""
+
+    def __init__(self, proc: subprocess.Popen, first: int, last: int):
+        self.proc, self.first, self.last = proc, first, last
+        self.started = time.monotonic()
+
+    @classmethod
+    def start(
+        cls, conn: sqlite3.Connection, path: str, checkpoints: list[Checkpoint], total: int
+    ) -> _SpanHelper | None:
+        if total < PARALLEL_MIN or (os.cpu_count() or 1) < 2:
+            return None
+        import subprocess
+
+        middle = conn.execute(
+            "SELECT seq FROM audit_events ORDER BY seq LIMIT 1 OFFSET ?", (total // 2,)
+        ).fetchone()
+        last = conn.execute("SELECT max(seq) FROM audit_events").fetchone()
+        if middle is None or type(middle[0]) is not int or last is None or type(last[0]) is not int:
+            return None
+        first, end = middle[0], last[0]
+        marks: dict[str, list[str]] = {}
+        for cp in checkpoints:
+            if first <= cp.seq <= end:
+                marks.setdefault(str(cp.seq), []).append(cp.entry_hash.hex())
+        request = json.dumps({"path": os.fspath(path), "first": first, "last": end, "marks": marks})
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - this interpreter, a constant program; the request goes on stdin
+                [
+                    sys.executable,
+                    "-I",
+                    "-c",
+                    "import sys; sys.path.insert(0, sys.argv[1]); from vault.audit.span import main; main()",
+                    root,
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+        except OSError:
+            return None
+        helper = cls(proc, first, end)
+        try:
+            assert proc.stdin is not None  # noqa: S101 - stdin=PIPE
+            proc.stdin.write(request.encode())
+            proc.stdin.close()
+            proc.stdin = None  # sent: communicate() then only reads the answer
+        except OSError:
+            helper.stop()
+            return None
+        return helper
+
+    def result(self) -> Span | None:
+        """The child's span, once it has answered (None: it failed, or found a problem)."""
+        # generous: the child walks as many entries as the parent just did
+        timeout = 30 + 4 * (time.monotonic() - self.started)
+        import subprocess
+
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+            answer = json.loads(out)
+        except (subprocess.TimeoutExpired, ValueError, OSError):
+            return None
+        if not isinstance(answer, dict) or answer.get("ok") is not True or self.proc.returncode != 0:
+            return None
+        if answer.get("first") != self.first or answer.get("last") != self.last:
+            return None
+        try:
+            return Span(
+                int(answer["first"]),
+                int(answer["last"]),
+                bytes.fromhex(answer["link"]),
+                bytes.fromhex(answer["head"]),
+                int(answer["last_mark"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stdin):
+            if stream is not None:
+                stream.close()

@@ -31,6 +31,7 @@ from vault.audit.checkpoints import Checkpoint
 from vault.audit.log import CHECKPOINT_EVERY, genesis_hash
 from vault.audit.signing import verify_signature
 from vault.errors import IntegrityFailure, InvalidInput
+from vault.tuples import NamedTuple
 
 EXPORT_FORMAT = "cvault-audit-export"
 EXPORT_VERSION = 1
@@ -179,6 +180,7 @@ def verify_chain(
     progress: Callable[[int, int], None] | None = None,
     overdue_warning: bool = False,
     all_signatures: bool = False,
+    tail: Callable[[], Span | None] | None = None,
 ) -> VerifyResult:
     """Walk the chain once, checking every link, every hash and every checkpoint on the way.
 
@@ -229,16 +231,137 @@ def verify_chain(
 
     expected, prev = base_seq + 1, base_hash
     last_mark = base_seq  # last checkpoint passed: a rewrite is pinned to the span after it
+    pending = sorted(marks)
+    pending.append(-1)
+    step = PROGRESS_EVERY if progress is not None else -1
+    walked = walk_entries(
+        rows,
+        result,
+        marks,
+        pending,
+        WalkState(expected, prev, last_mark, 0),
+        sig_ok,
+        first_invalid,
+        progress or _no_progress,
+        base_seq + step if progress is not None else -1,
+        step,
+        base_seq,
+        total,
+    )
+    if isinstance(walked, VerifyResult):
+        if tail is not None:  # the problem is named by the one walk over the whole log
+            raise SpanMismatch
+        return walked
+    if tail is not None:
+        # the entries after ``rows``, walked by a helper (vault.audit.live): they must start where
+        # these end and link to the last of them; otherwise (or when the helper failed) the
+        # caller walks the whole log here, which names the problem
+        span = tail()
+        if span is None or span.first != walked.expected or span.link != walked.prev:
+            raise SpanMismatch
+        mark_i, passed = walked.mark_i, 0
+        while pending[mark_i] != -1 and pending[mark_i] <= span.last:
+            passed = pending[mark_i]
+            mark_i += 1
+        if passed != span.last_mark:  # the helper passed other checkpoints than these
+            raise SpanMismatch
+        walked = WalkState(span.last + 1, span.head, passed or walked.last_mark, mark_i)
+    expected, prev, last_mark, mark_i = walked
+    last = expected - 1
+    result.entries = last - base_seq
+    result.first_seq = base_seq + 1 if result.entries else None
+    result.last_seq = last if result.entries else None
+    if progress is not None:
+        progress(result.entries, total or result.entries)
+    beyond = [cp for s in pending[mark_i:-1] for cp in marks[s]]
+    if beyond:
+        valid = [cp.seq for cp in beyond if sig_ok(cp)]
+        if not valid:
+            return first_invalid()
+        return result.fail(
+            f"entry {last + 1} missing: the log ends at entry {last} but signed "
+            f"checkpoint {max(valid)} covers up to entry {max(valid)} "
+            "(entries were truncated)",
+            last + 1,
+        )
+    covering = marks.get(last_mark, [])
+    if covering and not all(sig_ok(cp) for cp in covering):
+        return first_invalid()
+    broken = _checkpoint_links(cps, vault_id, base_seq, bool(prunes), sig_ok, result)
+    if broken is not None:
+        if broken[1] is None:
+            return first_invalid()
+        return result.fail(*broken)
+    result.signed_up_to = last_mark if (last_mark > base_seq or prunes) else None
+    if result.entries and result.signed_up_to is None:
+        result.warnings.append(
+            "no signed checkpoint covers these entries: the chain proves their order, not their authenticity"
+        )
+    elif result.signed_up_to is not None and last > result.signed_up_to:
+        unsigned = last - result.signed_up_to
+        note = (
+            f"entries {result.signed_up_to + 1}-{last} are after the last signed checkpoint: "
+            "truncation there is detectable only against a checkpoint kept elsewhere"
+        )
+        if overdue_warning and unsigned > CHECKPOINT_EVERY:
+            note += f" (checkpoint overdue: {unsigned} entries unsigned)"
+        result.warnings.append(note)
+    return result
+
+
+class WalkState(NamedTuple):
+    """Where a walk over consecutive entries stopped: the next sequence number expected, the
+    stored hash of the last entry, the last checkpoint passed and the index of the next one in
+    ``pending``."""
+
+    expected: int
+    prev: bytes
+    last_mark: int
+    mark_i: int
+
+
+@dataclass
+class Span:
+    """What a helper process established about entries ``first``..``last`` of a log
+    (vault.audit.live): every entry's hash is right and links to the entry before it, every
+    checkpoint among them matches its entry; ``link`` is the stored link of entry ``first``,
+    ``head`` the stored hash of entry ``last``, ``last_mark`` the last checkpoint among them (or
+    0)."""
+
+    first: int
+    last: int
+    link: bytes
+    head: bytes
+    last_mark: int
+
+
+class SpanMismatch(Exception):
+    """A helper's span does not continue the entries walked here (or the helper failed): the
+    caller verifies the whole log in one walk instead."""
+
+
+def walk_entries(
+    rows: Iterable[Row],
+    result: VerifyResult,
+    marks: dict[int, list[Checkpoint]],
+    pending: list[int],
+    start: WalkState,
+    sig_ok: Callable[[Checkpoint], bool],
+    first_invalid: Callable[[], VerifyResult],
+    report: Callable[[int, int], None],
+    next_report: int,
+    step: int,
+    base_seq: int,
+    total: int | None,
+) -> VerifyResult | WalkState:
+    """Walk consecutive entries from ``at``: every link, every hash, every checkpoint on the way
+    (``pending``: their sequence numbers in order, ending with -1). Returns where it stopped, or
+    the failed result."""
+    expected, prev, last_mark, mark_i = start
+    next_mark = pending[mark_i]
     # the hot loop: one SHA-256 per entry and as little Python around it as possible (the
     # canonical form of entry_bytes() is inlined; checkpoints and progress are compared by
     # sequence number instead of looked up)
-    pending = sorted(marks)
-    pending.append(-1)
-    mark_i = 0
-    next_mark = pending[0]
-    step = PROGRESS_EVERY if progress is not None else -1
-    next_report = base_seq + step if progress is not None else -1
-    report = progress or _no_progress
     template = _TEMPLATE
     q = _q
     b64 = b2a_base64
@@ -293,46 +416,7 @@ def verify_chain(
             next_report += step
         prev = digest
         expected += 1
-    last = expected - 1
-    result.entries = last - base_seq
-    result.first_seq = base_seq + 1 if result.entries else None
-    result.last_seq = last if result.entries else None
-    if progress is not None:
-        progress(result.entries, total or result.entries)
-    beyond = [cp for s in pending[mark_i:-1] for cp in marks[s]]
-    if beyond:
-        valid = [cp.seq for cp in beyond if sig_ok(cp)]
-        if not valid:
-            return first_invalid()
-        return result.fail(
-            f"entry {last + 1} missing: the log ends at entry {last} but signed "
-            f"checkpoint {max(valid)} covers up to entry {max(valid)} "
-            "(entries were truncated)",
-            last + 1,
-        )
-    covering = marks.get(last_mark, [])
-    if covering and not all(sig_ok(cp) for cp in covering):
-        return first_invalid()
-    broken = _checkpoint_links(cps, vault_id, base_seq, bool(prunes), sig_ok, result)
-    if broken is not None:
-        if broken[1] is None:
-            return first_invalid()
-        return result.fail(*broken)
-    result.signed_up_to = last_mark if (last_mark > base_seq or prunes) else None
-    if result.entries and result.signed_up_to is None:
-        result.warnings.append(
-            "no signed checkpoint covers these entries: the chain proves their order, not their authenticity"
-        )
-    elif result.signed_up_to is not None and last > result.signed_up_to:
-        unsigned = last - result.signed_up_to
-        note = (
-            f"entries {result.signed_up_to + 1}-{last} are after the last signed checkpoint: "
-            "truncation there is detectable only against a checkpoint kept elsewhere"
-        )
-        if overdue_warning and unsigned > CHECKPOINT_EVERY:
-            note += f" (checkpoint overdue: {unsigned} entries unsigned)"
-        result.warnings.append(note)
-    return result
+    return WalkState(expected, prev, last_mark, mark_i)
 
 
 def _checkpoint_links(

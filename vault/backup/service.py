@@ -34,6 +34,7 @@ from pathlib import Path
 from vault import crypto, keys
 from vault.backup import container as bc
 from vault.clock import from_epoch, rfc3339, to_epoch
+from vault.custody.rows import load_versions
 from vault.errors import (
     AuthenticationFailed,
     BackendError,
@@ -46,6 +47,7 @@ from vault.errors import (
 from vault.home import fsync_dir
 from vault.policy import Action
 from vault.store import rowmac
+from vault.store.db import VaultConnection
 
 DEFAULT_KEEP = 7
 #: ``cvault-<vault id[:8]>-<UTC time>-<audit sequence>-<backup id[:8]>.cvbk``: sorting the names
@@ -149,7 +151,11 @@ class BackupService:
         started = time.perf_counter()
         partial = target.with_name(f".{target.name}.partial")
         try:
-            info = self._write(partial, backup_id, now, progress)
+            try:
+                info = self._write(partial, backup_id, now, progress)
+            except rowmac.RowTampered as exc:
+                self.ctx.integrity_alarm(principal, exc, Action.BACKUP.value)
+                raise
             os.replace(partial, target)
             fsync_dir(target.parent)
         finally:
@@ -193,10 +199,11 @@ class BackupService:
         fd = os.open(snapshot, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.close(fd)
         try:
-            dest = sqlite3.connect(snapshot)
+            dest = sqlite3.connect(snapshot, factory=VaultConnection)
+            dest.keyring = ctx.keyring  # the summary's rows are MAC-checked on the snapshot itself
             try:
                 ctx.db.conn.backup(dest)  # one consistent snapshot, online
-                clients = dest.execute("SELECT count(*) FROM clients WHERE shred_state IS NULL").fetchone()[0]
+                clients = len(rowmac.select(dest, "clients", "shred_state IS NULL"))
                 custody = _custody_state(dest)
                 head = dest.execute(
                     "SELECT seq, entry_hash FROM audit_events ORDER BY seq DESC LIMIT 1"
@@ -286,17 +293,24 @@ def prune_folder(folder: Path, vault_id: bytes, keep: int) -> list[str]:
 
 
 def _custody_state(conn) -> dict:
-    """Which custodian held which client's current custody version when the backup was taken."""
+    """Which custodian held which client's current custody version when the backup was taken:
+    every row MAC-checked (an edited or planted custodian or custody row raises RowTampered and
+    no backup is written, docs/security.md guarantee 46)."""
     custodians = [
         {"id": i, "kind": k, "config": json.loads(c), "retired": r is not None}
-        for i, k, c, r in conn.execute("SELECT id, kind, config, retired_at FROM custodians ORDER BY id")
+        for _, i, k, c, _, r in rowmac.select(conn, "custodians", "1", (), "id")
     ]
+    # every version row is read and verified, the current ones kept here: a condition in the
+    # select would leave an edited state (a current version marked destroyed) unread
     clients = [
-        {"client_id": c, "version": v, "custodian_id": cu, "fingerprint": fp}
-        for c, v, cu, fp in conn.execute(
-            "SELECT client_id, version, custodian_id, fingerprint FROM client_custody WHERE state = 'current'"
-            " ORDER BY client_id"
-        )
+        {
+            "client_id": v.client_id,
+            "version": v.version,
+            "custodian_id": v.custodian_id,
+            "fingerprint": v.fingerprint,
+        }
+        for v in load_versions(conn, "1", (), "client_id, version")
+        if v.state == "current"
     ]
     fmt = conn.execute("SELECT value FROM meta WHERE key = 'custody_format'").fetchone()
     return {"format": int(fmt[0]) if fmt else None, "custodians": custodians, "clients": clients}

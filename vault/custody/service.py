@@ -752,17 +752,20 @@ class CustodyManager:
     # --- inspection -----------------------------------------------------------------------------------
 
     def describe(self) -> dict:
+        """What ``custody show`` (and ``custody set``) print: every custodian, custody version
+        and rotation job it counts is read with its row MAC verified, in one snapshot (an edited
+        or planted row raises RowTampered: the caller audits the alarm)."""
         db = self.ctx.db
-        current = self.current_id()
-        counts = dict(
-            db.all(
-                "SELECT state, count(*) FROM client_custody GROUP BY state",
-            )
-        )
-        jobs = db.all("SELECT client_id, reason, step FROM custody_jobs ORDER BY started_at")
-        migrated = db.one("SELECT value FROM meta WHERE key = ?", (META_MIGRATED_AT,))
+        with db.read() as conn:
+            current = self.current_id(conn)
+            counts: dict[str, int] = {}
+            for v in load_versions(conn, "1"):
+                counts[v.state] = counts.get(v.state, 0) + 1
+            jobs = [(j.client_id, j.reason, j.step) for j in load_jobs(conn)]
+            migrated = conn.execute("SELECT value FROM meta WHERE key = ?", (META_MIGRATED_AT,)).fetchone()
+            rows = rowmac.select(conn, "custodians", "1", (), "id")
         custodians = []
-        for _, cid, kind, config, created, retired in rowmac.select(db.conn, "custodians", "1", (), "id"):
+        for _, cid, kind, config, created, retired in rows:
             entry = {
                 "id": cid,
                 "kind": kind,
@@ -772,8 +775,9 @@ class CustodyManager:
             }
             entry.update(_public_config(kind, json.loads(config)))
             custodians.append(entry)
+        custodian = next(c for c in custodians if c["current"])
         out = {
-            "custodian": next(c for c in custodians if c["current"]),
+            "custodian": custodian,
             "custodians": custodians,
             "clients_under_custody": counts.get("current", 0),
             "versions_destroyed": counts.get("destroyed", 0),
@@ -781,9 +785,9 @@ class CustodyManager:
             "migrated_from_legacy_at": rfc3339(from_epoch(int(migrated[0]))) if migrated else None,
         }
         try:
-            out["custodian"]["status"] = self.custodian(current).describe()
+            custodian["status"] = self.custodian(current).describe()
         except (CustodyUnavailable, IntegrityFailure, OSError) as exc:
-            out["custodian"]["status"] = {"error": str(exc)}
+            custodian["status"] = {"error": str(exc)}
         return out
 
 
@@ -851,7 +855,11 @@ class CustodyService:
         from vault.policy import Action
 
         self.ctx.authorize(principal, Action.CUSTODY_SHOW)
-        return self.ctx.custody.describe()
+        try:
+            return self.ctx.custody.describe()
+        except rowmac.RowTampered as exc:
+            self.ctx.integrity_alarm(principal, exc, Action.CUSTODY_SHOW.value)
+            raise
 
     def _host_only(self, principal) -> None:
         if principal.origin != "cli":
