@@ -21,6 +21,7 @@ MIGRATIONS = (
     ("0025_custody_macs.sql", 1629),
     ("0028_listfast.sql", 1008),
     ("0031_markseal.sql", 526),
+    ("0037_import_origin_macs.sql", 421),
 )
 #: (type, name, tbl_name, sql) of every object in sqlite_master
 OBJECTS = (
@@ -249,7 +250,7 @@ OBJECTS = (
         "table",
         "import_origins",
         "import_origins",
-        "CREATE TABLE import_origins (\n    record_id   INTEGER PRIMARY KEY REFERENCES records(id) ON DELETE CASCADE,\n    version     INTEGER NOT NULL,\n    source      TEXT NOT NULL,      -- the format (bitwarden, keepass, 1password, itglue, hudu, csv)\n    imported_at INTEGER NOT NULL,\n    imported_by TEXT NOT NULL\n)",
+        "CREATE TABLE import_origins (\n    record_id   INTEGER PRIMARY KEY REFERENCES records(id) ON DELETE CASCADE,\n    version     INTEGER NOT NULL,\n    source      TEXT NOT NULL,      -- the format (bitwarden, keepass, 1password, itglue, hudu, csv)\n    imported_at INTEGER NOT NULL,\n    imported_by TEXT NOT NULL\n, mac BLOB)",
     ),
     (
         "table",
