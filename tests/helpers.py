@@ -504,8 +504,8 @@ def as_coverage(conn, level: int) -> None:
     from vault.store import rowmac
 
     rowmac.put_meta(conn, rowmac.MARKER, level)
-    for table in rowmac.pending_tables(conn):
-        conn.execute(f"UPDATE {table} SET mac = NULL")
+    for table, where, params in rowmac.pending_rows(conn):
+        conn.execute(f"UPDATE {table} SET mac = NULL WHERE {where}", params)
 
 
 def cli_upgrade(run, *extra: str) -> subprocess.CompletedProcess:
