@@ -230,6 +230,12 @@ def test_record_key_meta_tag_and_blob_name_vectors():
         == b["name"]
     )
     assert b["local_path"] == f"blobs/{b['name'][:2]}/{b['name']}"
+    p = VECTORS["pack_name"]  # docs/format.md section 9, "Name"
+    assert ring.pack_name(CID, p["first_record_id"], p["count"], p["length"]) == p["name"]
+    assert ring.pack_name_v1(CID, p["first_record_id"]) == p["name_v1"]
+    key = bytes.fromhex(b["blob_name_key"])
+    for message, name in ((p["message"], p["name"]), (p["message_v1"], p["name_v1"])):
+        assert crypto.hmac_sha256(key, bytes.fromhex(message)).hex()[:40] == name
 
 
 def test_vectors_of_what_purpose_keys_seal():

@@ -62,7 +62,7 @@ MIN_BLOB = HEADER_LEN + crypto.TAG_LEN
 
 def pack_framing(
     data: bytes, vault_id: bytes, client_id: bytes, kept: list[tuple[int, int, int, int]]
-) -> int:
+) -> tuple[int, int]:
     """Check that the pack ``data`` is its header and its record blobs back to back, nothing
     else (docs/format.md section 9, "Framing"), given ``kept``: ``(record_id, version, offset,
     size)`` of every version stored in it that is kept. A pack holds the first versions of
@@ -71,7 +71,8 @@ def pack_framing(
     kept ones is framed by its own header (magic, format, type, vault, client, record id,
     version 1: 50 exact bytes) and ends where the next record's header starts. Trailing bytes,
     a gap, an overlap, a blob out of order or an edited pack header raise CryptoError. Returns
-    the record id of the pack's first blob (the pack's name is keyed on it: the caller checks)."""
+    the record id of the pack's first blob and how many blobs it holds (the pack's name is keyed
+    on them and on its length: the caller checks)."""
     if not isinstance(data, (bytes, bytearray)) or not kept:
         raise CryptoError()
     if not crypto.constant_time_equal(bytes(data[:PACK_HEADER_LEN]), pack_header(vault_id, client_id)):
@@ -112,7 +113,7 @@ def pack_framing(
         following = data.find(prefix(next_id + 1), pos + MIN_BLOB)
         pos = skip_destroyed(next_id, end if following < 0 else following, True)
         next_id += 1
-    return first
+    return first, next_id - first
 
 
 class BlobHeader(NamedTuple):

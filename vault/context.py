@@ -271,16 +271,25 @@ class VaultContext:
                 " the new summary"
             )
 
-    @staticmethod
-    def _refuse_rolled_back_coverage(conn) -> None:
-        """A marker below a coverage the audit log records as reached was put back from an older
+    def _refuse_rolled_back_coverage(self, conn) -> None:
+        """A marker below a coverage the vault records as reached was put back from an older
         copy (review S2): its tables' MACs were stripped to have planted rows MACed by an upgrade.
-        Every coverage upgrade names its coverage in its ``integrity.row_macs`` event (a vault
-        that got its first MACs at a coverage never had an authentic marker below it);
-        ``cvault upgrade`` verifies the log against its signed checkpoints before it gets here."""
+        The record that cannot be pruned or deleted without an alarm is the sealed audit mark's
+        coverage (review4 R4-1: ``audit prune`` deletes old events): every mark written since
+        the marker said N carries N. Defence in depth, and for a vault whose mark predates that
+        fact: every coverage upgrade names its coverage in its ``integrity.row_macs`` event (a
+        vault that got its first MACs at a coverage never had an authentic marker below it);
+        ``cvault upgrade`` verifies the log and the mark before it gets here."""
         import re
 
         have = rowmac.coverage(conn)
+        mark = self.audit.marks.read(conn)
+        if mark is not None and mark.coverage > have:
+            raise rowmac.RowTampered(
+                f"integrity failure: this vault's row-MAC marker says coverage {have}, but its audit"
+                f" log records coverage {mark.coverage} in its high-water mark (an older copy of the"
+                " marker was put back); nothing upgraded: run cvault doctor"
+            )
         for (reason,) in conn.execute(
             "SELECT reason FROM audit_events WHERE action = ? AND outcome = 'ok'",
             (AuditEvent.INTEGRITY_ROW_MACS.value,),
@@ -364,6 +373,8 @@ class VaultContext:
                     checked.bad_seq,
                 )
             signed_up_to = checked.signed_up_to or 0
+        if marked is False:
+            self._refuse_put_back_audit_key()
         count_sql = "SELECT count(*) FROM audit_events WHERE action = ?"
         before = self.db.all(count_sql, (AuditEvent.INTEGRITY_ROW_MACS.value,))
         done: list[str] = []
@@ -388,6 +399,21 @@ class VaultContext:
         finally:
             self.audit.first_mark_over = None
         return done
+
+    def _refuse_put_back_audit_key(self) -> None:
+        """An audit key sealed as before the mark beside a checkpoint that signs ``prev`` (a row
+        or a blob-store copy): only a vault with a mark writes those (the key is re-sealed in the
+        transaction of the first one), so the key row was put back from an older copy (review
+        R5) and the first mark would sign whatever log is there now."""
+        from vault.audit.live import backend_checkpoints
+
+        for cp in (*self.audit.checkpoints(), *backend_checkpoints(self)):
+            if cp.prev is not None:
+                raise IntegrityFailure(
+                    f"integrity failure: this vault's audit key is sealed as before the audit high-water"
+                    f" mark, but checkpoint {cp.seq} was signed by a cvault with the mark (an older copy of"
+                    " the key row was put back); nothing upgraded: run cvault doctor"
+                )
 
     def _upgrade_row_macs(
         self, actor: str, tables: tuple[str, ...], expected_digest: str | None = None

@@ -435,10 +435,20 @@ class Keyring:
             macer = self._blob_macer = crypto.Mac(self.purpose_key(PURPOSE_BLOB_NAME))
         return macer.mac(message).hex()[:40]
 
-    def pack_name(self, client_id: str, first_record_id: int) -> str:
+    def pack_name(self, client_id: str, first_record_id: int, count: int, length: int) -> str:
         """A pack's blob name (docs/format.md section 9): :meth:`blob_name`'s keyed hash under its
-        own label over the client and the first record id the pack holds (record ids are never
-        reused), so it can never equal a record version's or an attachment's name."""
+        own label over the client, the first record id the pack holds (record ids are never
+        reused), how many record blobs it holds and its length in bytes, so it can never equal a
+        record version's or an attachment's name, and the name (under the row MAC of every
+        version in the pack) authenticates the pack's whole framing."""
+        message = self._prefix("pack-name-2", client_id)
+        for value in (first_record_id, count, length):
+            message += _INT_PREFIX + _U64(value)
+        return crypto.hmac_sha256(self.purpose_key(PURPOSE_BLOB_NAME), message).hex()[:40]
+
+    def pack_name_v1(self, client_id: str, first_record_id: int) -> str:
+        """The name of a pack written before names covered its count and length (label
+        "pack-name", the first record id only): still read; docs/security.md non-guarantee 23."""
         message = self._prefix("pack-name", client_id) + _INT_PREFIX + _U64(first_record_id)
         return crypto.hmac_sha256(self.purpose_key(PURPOSE_BLOB_NAME), message).hex()[:40]
 

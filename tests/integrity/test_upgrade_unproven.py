@@ -140,6 +140,10 @@ def test_an_honest_vault_from_before_the_mark_upgrades_and_names_what_no_signatu
         f" in checkpoint {mark_seq})"
     )
     assert warning in result["warnings"], result["warnings"]
+    doctor = run_cli("--json", "doctor", env=vdir.env(CVAULT_SESSION_FILE=str(tmp_path / "none.json")))
+    assert doctor.returncode == 0 and f"audit: {warning}" in json.loads(doctor.stdout)["warnings"], (
+        doctor.stdout
+    )
     # an export carries the first mark's signed range: verified offline, it says the same
     export = tmp_path / "audit.jsonl"
     exported = run_cli(
@@ -320,3 +324,38 @@ def test_an_unreadable_replica_refuses_the_upgrade(tmp_path, onedrive_backend, f
     finally:
         v.close()
     assert _first_mark(vdir.home)[1] == {"first_seq": 201, "last_seq": 250}
+
+
+def test_the_key_put_back_as_before_the_mark_beside_marked_checkpoints_is_refused(tmp_path):
+    """Review R5 meets S4: after the upgrade the vault signs its first mark (251) and the
+    checkpoints 300 and 400, each with ``prev``; a file writer rewrites entries 401-450, deletes
+    the mark and puts back the audit key row as it was sealed before the upgrade, so the vault
+    looks like one from before the mark again. The log still verifies (400 matches; without this
+    check 401-450 would only be signed as unproven), but a checkpoint signed with ``prev`` shows
+    the vault had a mark: the next upgrade refuses (exit 6) and signs nothing."""
+    vdir, cast = unpack_old_vault(tmp_path, PRE_MARK)
+    legacy_key = _one(vdir.home, "SELECT value FROM meta WHERE key = 'audit_private_sealed'")[0]
+    assert _upgrade(vdir, tmp_path).returncode == 0
+    v = vdir.open()
+    try:
+        while v.ctx.audit.head()[0] < 450:
+            v.ctx.audit.append(actor="bob", action="secret.list", outcome="allow", client="acme")
+    finally:
+        v.close()
+    assert (
+        _one(vdir.home, "SELECT max(seq) FROM audit_checkpoints WHERE prev_checkpoint IS NOT NULL")[0] == 400
+    )
+    rebuild_after(vdir.home, bytes.fromhex(cast["vault_id"]), start=401, edit_seq=420, keep=450)
+    conn = _db(vdir.home)
+    try:
+        conn.execute("DELETE FROM meta WHERE key IN ('audit_mark', 'audit_alarm')")
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'audit_private_sealed'", (legacy_key,))
+    finally:
+        conn.close()
+    signed = _one(vdir.home, "SELECT count(*) FROM audit_checkpoints")
+    refused = _upgrade(vdir, tmp_path)
+    assert refused.returncode == 6, (refused.returncode, refused.stderr)
+    line = refused.stderr.strip().splitlines()[-1]
+    assert "checkpoint 251 was signed by a cvault with the mark" in line and "nothing upgraded" in line, line
+    assert _one(vdir.home, "SELECT count(*) FROM audit_checkpoints") == signed
+    assert _one(vdir.home, "SELECT value FROM meta WHERE key = 'audit_private_sealed'")[0] == legacy_key

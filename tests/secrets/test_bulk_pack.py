@@ -354,11 +354,40 @@ def test_a_pack_is_authentic_only_when_its_framing_accounts_for_every_byte(tmp_p
             good[: blobfmt.PACK_HEADER_LEN] + good[blobfmt.PACK_HEADER_LEN + 1 :],
         ):
             assert v.secrets.blob_is_authentic(pack, forged) is False
-        # the last one destroyed: still framed (where its bytes end is written nowhere any more,
-        # docs/security.md non-guarantee "destroyed tail of a pack")
+        # the last one destroyed too: its row (its length) is gone, but the pack's name covers
+        # its count and length, so the destroyed tail cannot grow, shrink or go
         v.secrets.rm(operator(), "acme", "site/0/dev-5", purge=True)
         assert v.secrets.blob_is_authentic(pack, good) is True
-        assert v.secrets.blob_is_authentic(pack, good[:-1]) is True
-        assert v.secrets.blob_is_authentic(pack, good[: places[-1][0] - 1]) is False  # into dev-4
+        for forged in (good + b"\0", good[:-1], good[: places[-1][0]]):  # dev-5 cut off whole
+            assert v.secrets.blob_is_authentic(pack, forged) is False
+    finally:
+        v.close()
+
+
+def test_a_pack_named_before_names_covered_its_length_keeps_the_destroyed_tail_residual(tmp_path):
+    """A pack an older cvault wrote is named by its first record alone (keys.pack_name_v1): it is
+    still read and its framing still checked, but bytes after a destroyed last version are not
+    seen (docs/security.md non-guarantee 23); with its last version kept, they are."""
+    from vault.store import rowmac
+
+    vd = make_vault(tmp_path, clock=clock_at())
+    v = vd.open(clock=clock_at())
+    try:
+        add_client(v, "acme")
+        v.secrets.import_records(operator(), "acme", [_line(i) for i in range(3)])
+        [pack] = {r[2] for r in _rows(v)}
+        client = v.ctx.client("acme")
+        old = v.ctx.keyring.pack_name_v1(client.id, _rows(v)[0][0])
+        with v.ctx.db.write() as conn:  # the rows as the older cvault wrote them (MACed)
+            rowmac.update(conn, "record_versions", "blob_name = ?", (old,), "blob_name = ?", (pack,))
+        good = _pack_file(vd, pack).read_bytes()
+        v.ctx.blobs.put(old, good)
+        _pack_file(vd, pack).unlink()
+        assert v.secrets.get(operator(), "acme", "site/0/dev-2").fields["password"] == "pw-2"
+        assert v.secrets.blob_is_authentic(old, good) is True
+        assert v.secrets.blob_is_authentic(old, good + b"\0") is False
+        v.secrets.rm(operator(), "acme", "site/0/dev-2", purge=True)
+        assert v.secrets.blob_is_authentic(old, good + b"\0") is True  # the residual
+        assert v.secrets.blob_is_authentic(old, good[:40] + b"\0" + good[41:]) is False
     finally:
         v.close()

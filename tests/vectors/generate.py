@@ -415,6 +415,15 @@ def build() -> dict:
             "local_path": f"blobs/{ring.blob_name(CLIENT_ID_HEX, RECORD_ID, RECORD_VERSION)[:2]}/"
             f"{ring.blob_name(CLIENT_ID_HEX, RECORD_ID, RECORD_VERSION)}",
         },
+        "pack_name": {
+            "message": keys._aad("pack-name-2", VAULT_ID, CLIENT_ID_HEX, RECORD_ID, 3, 400).hex(),
+            "first_record_id": RECORD_ID,
+            "count": 3,
+            "length": 400,
+            "name": ring.pack_name(CLIENT_ID_HEX, RECORD_ID, 3, 400),
+            "message_v1": keys._aad("pack-name", VAULT_ID, CLIENT_ID_HEX, RECORD_ID).hex(),
+            "name_v1": ring.pack_name_v1(CLIENT_ID_HEX, RECORD_ID),
+        },
         "blob": _blob_vectors(),
         "totp_seal": {
             "user_id": 1,

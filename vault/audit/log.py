@@ -456,8 +456,41 @@ class AuditLog:
         if guard.mark is None:
             checkpoints.append(self._write_checkpoint(conn, seq, digest, "manual", guard=guard))
             return
-        if guard.mark.head_seq != seq:
-            self.marks.write(conn, guard.mark._replace(head_seq=seq, head_hash=digest))
+        mark = self._with_facts(conn, guard.mark._replace(head_seq=seq, head_hash=digest))
+        if mark != guard.mark:
+            self.marks.write(conn, mark)
+
+    def bootstrap_closed(self, conn) -> bool:
+        """The mark's one-way fact that the vault had two enrolled admins (review4 R4-6). A mark
+        that fails authentication raises the alarm (fail closed); no mark yet: False."""
+        mark = self.marks.read(conn)
+        return mark is not None and mark.bootstrap_closed
+
+    @staticmethod
+    def _with_facts(conn, mark: hwm.Mark) -> hwm.Mark:
+        """``mark`` with its one-way facts raised to what the vault's authentic rows show now
+        (review4 R4-1, R4-6): the row-MAC marker's coverage, and whether the MACed ``two_admins``
+        row exists. Nothing is read once both are final. A row failing its MAC raises nothing
+        (the mark keeps what it had; whoever reads the row refuses it)."""
+        from vault.errors import VaultSealed
+        from vault.identity.facts import TWO_ADMINS
+        from vault.store import rowmac
+
+        if mark.saturated(rowmac.COVERAGE):
+            return mark
+        coverage, closed = 0, False
+        for key, value, tag in conn.execute(
+            "SELECT key, value, mac FROM meta WHERE key IN (?, ?)", (rowmac.MARKER, TWO_ADMINS)
+        ).fetchall():
+            try:
+                rowmac.check(conn, "meta", (key, value), tag)
+            except (rowmac.RowTampered, VaultSealed):
+                continue
+            if key == rowmac.MARKER and type(value) is int and 1 <= value <= rowmac.COVERAGE:
+                coverage = value
+            elif key == TWO_ADMINS:
+                closed = True
+        return mark.with_facts(coverage, closed)
 
     def _start(self, conn) -> tuple[int, bytes]:
         seq, prev = self._chain_start(conn)
@@ -693,7 +726,7 @@ class AuditLog:
         if mark is None:
             signer.reseal_marked(conn)
         head_seq, head_hash = self.head(conn)
-        self.marks.write(conn, hwm.Mark.at_checkpoint(cp, head_seq, head_hash))
+        self.marks.write(conn, self._with_facts(conn, hwm.Mark.at_checkpoint(cp, head_seq, head_hash, mark)))
         return cp
 
     def _copy_to_backend(self, cp: Checkpoint) -> None:

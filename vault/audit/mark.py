@@ -6,12 +6,21 @@ hash needs only the vault id): the log they leave is self-consistent. The mark i
 cannot rebuild. It is the meta row ``audit_mark``::
 
     seal_for("audit", mark, "audit-high-water-mark")
-    mark = u64 cp_seq || cp_entry_hash || cp_digest || u64 head_seq || head_hash   (112 bytes)
+    mark = u64 cp_seq || cp_entry_hash || cp_digest || u64 head_seq || head_hash
+           || u8 coverage || u8 flags                                            (114 bytes)
 
 sealed under the root-derived audit purpose key: the last signed checkpoint (its sequence number,
 the entry hash it signs and its digest, which the next checkpoint signs as ``prev``) and the head
 of the log the last time an unsealed process appended. It is rewritten in the same transaction as
 every unsealed append and every checkpoint, so it always describes a state the log had.
+
+It also carries the vault's one-way facts (review4 R4-1, R4-6), which no row may be the only record
+of, since a row can be deleted or put back from an older copy (and ``audit prune`` deletes old
+events): ``coverage``, the highest row-MAC coverage the vault's authentic marker ever had, and
+``flags`` bit :data:`BOOTSTRAP_CLOSED`, set once the MACed ``two_admins`` row existed. Each write
+carries them forward and only raises them (:meth:`Mark.with_facts`). Deleting or rolling back the
+mark is itself an alarm, so neither fact can be lowered without one. A 112-byte mark (written
+before these facts) reads as coverage 0, no flags, and gains them at its next write.
 
 Before appending or signing (unsealed), :func:`find_break` checks that the log still extends the
 mark: the entries at ``cp_seq`` and ``head_seq`` exist with the recorded hashes, and the newest
@@ -44,6 +53,11 @@ if TYPE_CHECKING:
     from vault.keys import Keyring
 
 _PACK = struct.Struct(">Q32s32sQ32s")
+_PACK_FACTS = struct.Struct(">Q32s32sQ32sBB")
+
+#: ``Mark.flags``: the vault has had two enrolled admins (the MACed ``two_admins`` row existed);
+#: the bootstrap window (vault.identity.facts.bootstrap_open) never re-opens
+BOOTSTRAP_CLOSED = 1
 
 MARK_KEY = "audit_mark"
 ALARM_KEY = "audit_alarm"
@@ -65,18 +79,42 @@ class Mark(NamedTuple):
     cp_digest: bytes
     head_seq: int
     head_hash: bytes
+    coverage: int = 0
+    flags: int = 0
 
     def encode(self) -> bytes:
-        """112 bytes: u64 cp_seq || cp_entry_hash || cp_digest || u64 head_seq || head_hash."""
-        return _PACK.pack(self.cp_seq, self.cp_entry_hash, self.cp_digest, self.head_seq, self.head_hash)
+        """114 bytes: u64 cp_seq || cp_entry_hash || cp_digest || u64 head_seq || head_hash ||
+        u8 coverage || u8 flags."""
+        return _PACK_FACTS.pack(*self)
 
     @classmethod
     def decode(cls, data: bytes) -> Mark:
-        return cls(*_PACK.unpack(data))
+        if len(data) == _PACK.size:  # written before the one-way facts: none recorded yet
+            return cls(*_PACK.unpack(data))
+        return cls(*_PACK_FACTS.unpack(data))
 
     @classmethod
-    def at_checkpoint(cls, cp: Checkpoint, head_seq: int, head_hash: bytes) -> Mark:
-        return cls(cp.seq, cp.entry_hash, cp.digest(), head_seq, head_hash)
+    def at_checkpoint(
+        cls, cp: Checkpoint, head_seq: int, head_hash: bytes, facts: Mark | None = None
+    ) -> Mark:
+        """The mark at a new checkpoint; ``facts``: the previous mark, whose one-way facts it keeps."""
+        coverage, flags = (facts.coverage, facts.flags) if facts is not None else (0, 0)
+        return cls(cp.seq, cp.entry_hash, cp.digest(), head_seq, head_hash, coverage, flags)
+
+    @property
+    def bootstrap_closed(self) -> bool:
+        return bool(self.flags & BOOTSTRAP_CLOSED)
+
+    def saturated(self, top_coverage: int) -> bool:
+        """Whether both facts are at their final value (nothing left to raise)."""
+        return self.coverage >= top_coverage and self.bootstrap_closed
+
+    def with_facts(self, coverage: int, bootstrap_closed: bool) -> Mark:
+        """This mark with its facts raised to what the vault shows now (never lowered)."""
+        return self._replace(
+            coverage=min(max(self.coverage, coverage), 255),
+            flags=self.flags | (BOOTSTRAP_CLOSED if bootstrap_closed else 0),
+        )
 
 
 class MarkStore:

@@ -914,10 +914,14 @@ class SecretService:
             if type(offset) is not int or type(size) is not int or offset < 0 or size <= 0:
                 return False
             places.append((record_id, version, offset, size))
-        client = packed[0][0]
-        first = blobfmt.pack_framing(data, self.ctx.vault_id, client.id_bytes, places)
-        expected = self.ctx.keyring.pack_name(client.id, first)
-        return crypto.constant_time_equal(expected.encode(), name.encode())
+        client, keyring = packed[0][0], self.ctx.keyring
+        first, count = blobfmt.pack_framing(data, self.ctx.vault_id, client.id_bytes, places)
+        if crypto.constant_time_equal(
+            keyring.pack_name(client.id, first, count, len(data)).encode(), name.encode()
+        ):
+            return True
+        # a pack written before its name covered its count and length (non-guarantee 23)
+        return crypto.constant_time_equal(keyring.pack_name_v1(client.id, first).encode(), name.encode())
 
     def _attachment_is_authentic(self, name: str, data: bytes) -> bool | None:
         """:meth:`blob_is_authentic` for an attachment blob: found through the newest kept
@@ -1321,7 +1325,23 @@ class _BulkWrite:
         version_rows: list[VersionRow] = []
         packs: list[str] = []  # this batch's packs, for the outbox
         header = blobfmt.pack_header(vault_id, client_bytes)
-        pack, parts, offset = "", [header], _PACK_BYTES  # a pack starts at the first record
+        #: the open pack: its first record, its parts, where the next blob goes, and its versions
+        #: as (record id, wrapped DEK, size, offset) until it is named
+        pack_first, parts, offset = 0, [header], _PACK_BYTES  # a pack starts at the first record
+        pending: list[tuple[int, bytes, int, int]] = []
+
+        def close_pack() -> None:
+            """Name the open pack by its first record, its count and its length (docs/format.md
+            section 9), write it, and give its versions their rows (which name it)."""
+            name = ctx.keyring.pack_name(client_id, pack_first, len(pending), offset)
+            packs.append(name)
+            self._packs.append(name)
+            self._write_pack(name, parts)
+            version_rows.extend(
+                version_row(r, 1, key_version, w, name, s, now, by, o) for r, w, s, o in pending
+            )
+            pending.clear()
+
         material = crypto.fresh_keys(len(fresh), nonces=3)
         for record_id, (item, tag), (dek, blob_nonce, wrap_nonce, meta_nonce) in zip(
             range(first, first + len(fresh)), fresh, material, strict=True
@@ -1335,38 +1355,25 @@ class _BulkWrite:
                 record_version=1,
                 nonce=blob_nonce,
             )
-            if offset >= _PACK_BYTES:  # start a pack (named by its first record)
-                if pack:
-                    self._write_pack(pack, parts)
-                pack, parts, offset = ctx.keyring.pack_name(client_id, record_id), [header], len(header)
-                packs.append(pack)
-                self._packs.append(pack)
+            if offset >= _PACK_BYTES:  # start a pack
+                if pending:
+                    close_pack()
+                pack_first, parts, offset = record_id, [header], len(header)
             parts.append(data)
             self.created[item.path] = record_id
             record_rows.append(
                 (record_id, client_id, tag, seal_meta(_meta_doc(item), record_id, nonce=meta_nonce), now, now)
             )
-            version_rows.append(
-                version_row(
-                    record_id,
-                    1,
-                    key_version,
-                    wrap_dek(dek, record_id, 1, nonce=wrap_nonce),
-                    pack,
-                    len(data),
-                    now,
-                    by,
-                    offset,
-                )
-            )
+            pending.append((record_id, wrap_dek(dek, record_id, 1, nonce=wrap_nonce), len(data), offset))
             offset += len(data)
             self.count += 1
             if progress:
                 progress(self.count, total)
-        self._write_pack(pack, parts)
-        del parts
+        close_pack()
+        parts.clear()
         records, versions = store.maced_records(conn, record_rows), store.maced_versions(conn, version_rows)
-        del record_rows, version_rows
+        record_rows.clear()
+        version_rows.clear()
         self._wait()
         self._start(records, versions, [(name, now) for name in packs])
 

@@ -273,8 +273,10 @@ class FastDispatch:
 
     The service runs it outside every middleware (:class:`vault.server.app.ServiceApp`), so it
     does itself what those do to the requests it takes: with ``limit`` it takes only a request
-    whose ``Content-Length`` is declared and within ``limit`` and whose head is within the
-    head limit (anything else, chunked or too large, goes to ``app``, whose
+    whose ``Content-Length`` is declared once and within ``limit``, with no
+    ``Transfer-Encoding``, and whose head is within the head limit, and stops reading past
+    ``limit`` bytes whatever was declared (anything else, chunked, declared twice or too large,
+    goes to ``app``, whose
     :class:`vault.server.limits.BodyLimit` answers it as before), and ``headers(scope, raw)``
     gives the answer's headers (the security headers of
     :func:`vault.server.console.web.secure_headers`). ``handoff``: what runs the operation in a
@@ -310,12 +312,16 @@ class FastDispatch:
         model, run = route
         messages = []
         more = True
+        taken = 0
         while more:
             message = await receive()
             messages.append(message)
             if message["type"] != "http.request":
                 break
             more = message.get("more_body", False)
+            taken += len(message.get("body", b""))
+            if self.limit is not None and taken > self.limit:
+                break  # more than declared: the body limit behind ``app`` answers it (413)
         body = None
         if not more:
             try:
@@ -355,7 +361,11 @@ class FastDispatch:
             if name == b"content-type" and json_type is None:
                 json_type = value.split(b";", 1)[0].strip().lower() == b"application/json"
             elif name == b"content-length" and self.limit is not None:
-                declared = int(value) if value.isdigit() else -1
+                declared = int(value) if value.isdigit() and declared == -1 else -2
+            elif name == b"transfer-encoding" and self.limit is not None:
+                # framed by the encoding, not by Content-Length (h11: T-E wins): its length is
+                # unknown before it has arrived, so the body limit behind ``app`` reads it
+                declared = -2
         if self.limit is None:
             return bool(json_type)
         from vault.server.http import MAX_HEAD_BYTES

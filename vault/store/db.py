@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = os.path.join(os.path.dirname(__file__), "migrations")
 BUSY_TIMEOUT_MS = 30_000
 _MIGRATION_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+#: the table recording the migrations applied (created by :meth:`Database.migrate`)
+SCHEMA_MIGRATIONS_TABLE = "CREATE TABLE schema_migrations (number INTEGER PRIMARY KEY) WITHOUT ROWID"
 
 
 def _migration_number(name: str) -> int | None:
@@ -89,8 +91,12 @@ def migration_numbers() -> set[int]:
 
 
 def _migration_names() -> list[tuple[int, str]]:
+    return _migration_names_in(MIGRATIONS_DIR)
+
+
+def _migration_names_in(folder: str) -> list[tuple[int, str]]:
     found = []
-    for name in os.listdir(MIGRATIONS_DIR):
+    for name in os.listdir(folder):
         number = _migration_number(name)
         if number is not None:
             found.append((number, name))
@@ -140,6 +146,10 @@ class Database:
         #: write transactions begun on this connection (vault.identity.facts.AccountSnapshot: a
         #: request's account rows are lent to its decision only if nothing was written in between)
         self.writes = 0
+        #: ``PRAGMA schema_version`` when the schema was last authenticated (None: not yet, i.e.
+        #: before or during :meth:`migrate`); a write transaction that finds it changed checks
+        #: the schema again before anything is written (vault.store.schema)
+        self._schema_cookie: int | None = None
         if not create and not os.path.exists(self.file):
             raise FileNotFoundError(self.file)
         if create and not os.path.exists(self.file):
@@ -219,6 +229,8 @@ class Database:
             except sqlite3.Error as exc:
                 raise storage_error(exc, path=self.path) or exc from None
             try:
+                if self._schema_cookie is not None:
+                    self._recheck_schema()
                 yield self.conn
                 self.conn.execute("COMMIT")
             except BaseException as exc:
@@ -297,6 +309,32 @@ class Database:
     def schema_version(self) -> int:
         return self.conn.execute("PRAGMA user_version").fetchone()[0]
 
+    def check_schema(self) -> None:
+        """Authenticate the schema (vault.store.schema): raise SchemaTampered (exit 6) naming the
+        first trigger, view, table or index that is not what the migrations create. From now on
+        each write transaction checks again if ``PRAGMA schema_version`` moved."""
+        from vault.store import schema
+
+        try:
+            cookie = self.conn.execute("PRAGMA schema_version").fetchone()[0]
+            schema.check(self.conn, MIGRATIONS_DIR)
+        except sqlite3.DatabaseError as exc:
+            raise SchemaError(f"the vault database is damaged: {_sqlite_reason(exc)}") from None
+        self._schema_cookie = cookie
+
+    def schema_problems(self) -> list[str]:
+        """doctor: one line per schema object that is not what the migrations create."""
+        from vault.store import schema
+
+        return schema.problems(self.conn, MIGRATIONS_DIR)
+
+    def _recheck_schema(self) -> None:
+        """Inside a write transaction just begun: the schema again if it changed since checked
+        (the schema cannot change under the write lock this transaction now holds)."""
+        if self.conn.execute("PRAGMA schema_version").fetchone()[0] != self._schema_cookie:
+            self._schema_cookie = None
+            self.check_schema()
+
     def applied_migrations(self, conn: sqlite3.Connection | None = None) -> set[int] | None:
         """The migration numbers recorded in ``schema_migrations`` (None: a vault from before the
         table)."""
@@ -323,6 +361,7 @@ class Database:
             raise SchemaError(f"the vault database is damaged: {_sqlite_reason(exc)}") from None
         self._check_versions(numbers, current, applied)
         if applied is not None and numbers <= applied:
+            self.check_schema()
             return current
         known = migrations()
         if current == 0 and applied is None and self._has_tables():
@@ -335,7 +374,7 @@ class Database:
                 applied = self.applied_migrations(conn)
                 self._check_versions(numbers, current, applied)
                 if applied is None:
-                    conn.execute("CREATE TABLE schema_migrations (number INTEGER PRIMARY KEY) WITHOUT ROWID")
+                    conn.execute(SCHEMA_MIGRATIONS_TABLE)
                     # a vault from before the table: the old runner applied every number up to
                     # its user_version, in order
                     applied = {n for n in numbers if n <= current}
@@ -359,6 +398,7 @@ class Database:
                 f"the vault database's schema does not match its version {current}: upgrading it"
                 f" failed ({_sqlite_reason(exc)})"
             ) from None
+        self.check_schema()
         return current
 
     @staticmethod

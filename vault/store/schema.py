@@ -1,0 +1,226 @@
+"""The schema of ``vault.db`` is part of the format and is authenticated at open (review 4, R4-0).
+
+SQLite runs every trigger stored in the file inside cvault's own write transactions, and fills
+every column an INSERT leaves out with the default stored in the file: a file writer (attacker
+A4, docs/security.md) who plants a trigger, a view, an index or a rebuilt table changes what
+cvault writes and then MACs. So before anything trusts a row (``Database.migrate``, at every
+open, and again whenever ``PRAGMA schema_version`` moved during a connection's life, checked at
+the start of each write transaction), ``sqlite_master`` must describe exactly the schema cvault's
+migrations create:
+
+* triggers and views: the same set, with the same SQL text (today: the three
+  ``search_index_stale_*`` triggers of 0009 and no view);
+* tables and indexes: the same set; an object whose stored SQL text equals a fresh vault's is
+  what it says. A table's text legitimately differs in a vault migrated step by step from an old
+  release (``ALTER TABLE`` rewrites it): such a table is compared structurally instead, by
+  ``PRAGMA table_xinfo`` (names, types, NOT NULL, defaults, primary key, hidden/generated),
+  ``pragma_table_list`` (WITHOUT ROWID, STRICT), ``foreign_key_list`` and every index's
+  ``index_list`` / ``index_xinfo`` (unique, origin, partial, columns, order, collation).
+
+"Expected" comes from the migrations themselves: a fresh in-memory database migrated with them.
+Doing that costs ~100 ms, so its ``sqlite_master`` rows are also kept in
+:mod:`vault.store.schema_expected` (``python -m vault.store.schema && ruff format
+vault/store/schema_expected.py`` writes it after a migration is added), used only while
+its record of the migration files (name and size) is the directory's; otherwise the in-memory
+migration runs (correct, slower) and ``tests/integrity/test_schema.py`` fails until it is written
+again. The check on a vault whose text matches is one query (docs/performance.md).
+
+Anything else is :class:`SchemaTampered` (exit 6) naming the object; ``doctor`` lists them all.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Any
+
+from vault.errors import IntegrityFailure
+
+#: (type, name, tbl_name, sql) of every object, in one order
+Row = tuple[str, str, str, Any]
+
+_MASTER = "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+
+
+class SchemaTampered(IntegrityFailure):
+    """integrity failure: the vault database's schema is not the one cvault's migrations create."""
+
+
+def migration_key(folder: str) -> tuple[tuple[str, int], ...]:
+    """What the expected schema is derived from: each migration file's name and size."""
+    from vault.store import db
+
+    out = []
+    for name in sorted(os.listdir(folder)):
+        if db._migration_number(name) is not None:
+            out.append((name, os.stat(os.path.join(folder, name)).st_size))
+    return tuple(out)
+
+
+#: migration key -> the expected rows (one in-memory migration per process and key)
+_CACHE: dict[tuple[tuple[str, int], ...], frozenset[Row]] = {}
+
+
+def expected_rows(folder: str) -> frozenset[Row]:
+    """The ``sqlite_master`` rows of a vault freshly migrated with the migrations in ``folder``."""
+    key = migration_key(folder)
+    rows = _CACHE.get(key)
+    if rows is not None:
+        return rows
+    from vault.store import schema_expected
+
+    if key == schema_expected.MIGRATIONS:
+        rows = frozenset(schema_expected.OBJECTS)
+    else:
+        rows = frozenset(fresh_rows(folder))
+    _CACHE[key] = rows
+    return rows
+
+
+def fresh_rows(folder: str) -> list[Row]:
+    """Migrate an in-memory database with the migrations in ``folder``, as ``Database.migrate``
+    does for a new vault, and return its ``sqlite_master`` rows."""
+    from vault.store import db
+
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.execute(db.SCHEMA_MIGRATIONS_TABLE)
+        for number, name in db._migration_names_in(folder):
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                script = f.read()
+            for statement in db._statements(script):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations (number) VALUES (?)", (number,))
+        return [tuple(r) for r in conn.execute(_MASTER)]
+    finally:
+        conn.close()
+
+
+def problems(conn: sqlite3.Connection, folder: str) -> list[str]:
+    """One line per schema object of ``conn``'s database that is not what the migrations in
+    ``folder`` create (empty: the schema is cvault's)."""
+    actual = [tuple(r) for r in conn.execute(_MASTER)]
+    expected = expected_rows(folder)
+    if len(actual) == len(expected) and expected.issuperset(actual):
+        return []  # every object's stored SQL text is a fresh vault's: the common case, one query
+    have = {(r[0], r[1]): r for r in actual}
+    want = {(r[0], r[1]): r for r in expected}
+    out: list[str] = []
+    differing: list[tuple[Row, Row]] = []
+    for key in sorted(have.keys() - want.keys()):
+        out.append(f"{_name(have[key])} is not one cvault creates")
+    for key in sorted(want.keys() - have.keys()):
+        out.append(f"{_name(want[key])} is missing")
+    for key in sorted(have.keys() & want.keys()):
+        got, wanted = have[key], want[key]
+        if got == wanted:
+            continue
+        if got[0] in ("table", "index") and got[2] == wanted[2]:
+            differing.append((got, wanted))
+        else:
+            out.append(f"{_name(got)} differs from the one cvault creates")
+    if differing:
+        out.extend(_structural(conn, expected, differing))
+    return out
+
+
+def check(conn: sqlite3.Connection, folder: str) -> None:
+    """Raise :class:`SchemaTampered` naming the first object that is not cvault's."""
+    found = problems(conn, folder)
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise SchemaTampered(
+            f"integrity failure: the vault database's schema was changed outside cvault: {found[0]}"
+            f"{more}; run cvault doctor"
+        )
+
+
+def _name(row: Row) -> str:
+    kind, name, table = row[0], row[1], row[2]
+    on = f" (on table {str(table)[:64]})" if kind in ("trigger", "index") else ""
+    return f"{kind} {str(name)[:64]}{on}"
+
+
+def _structural(
+    conn: sqlite3.Connection, expected: frozenset[Row], pairs: list[tuple[Row, Row]]
+) -> list[str]:
+    """Tables and indexes whose stored text differs from a fresh vault's (a vault migrated from an
+    old release): compared by what SQLite says they are."""
+    fresh = sqlite3.connect(":memory:")
+    try:
+        # the expected schema built from its SQL text: tables first (sqlite_sequence comes by itself)
+        order = {"table": 0, "index": 1, "view": 2, "trigger": 3}
+        for row in sorted(expected, key=lambda r: (order.get(r[0], 9), r[1])):
+            if row[3] is not None and not row[1].startswith("sqlite_"):
+                fresh.execute(row[3])
+        out = []
+        for got, _ in pairs:
+            kind, name = got[0], got[1]
+            if kind == "table":
+                same = _table_shape(conn, name) == _table_shape(fresh, name)
+            else:
+                shape = _index_shape(conn, name)
+                # a partial index's condition is in its text only: a different text is refused
+                same = shape == _index_shape(fresh, name) and not (shape and shape[0][3])
+            if not same:
+                out.append(f"{_name(got)} differs from the one cvault creates")
+        return out
+    finally:
+        fresh.close()
+
+
+def _table_shape(conn: sqlite3.Connection, table: str) -> tuple:
+    columns = conn.execute("SELECT * FROM pragma_table_xinfo(?) ORDER BY cid", (table,)).fetchall()
+    kind = conn.execute(
+        "SELECT type, ncol, wr, strict FROM pragma_table_list WHERE schema = 'main' AND name = ?", (table,)
+    ).fetchall()
+    keys = conn.execute("SELECT * FROM pragma_foreign_key_list(?) ORDER BY id, seq", (table,)).fetchall()
+    indexes = conn.execute(
+        'SELECT name, "unique", origin, partial FROM pragma_index_list(?) ORDER BY name', (table,)
+    ).fetchall()
+    return (columns, kind, keys, [(ix, _index_columns(conn, ix[0])) for ix in indexes])
+
+
+def _index_shape(conn: sqlite3.Connection, index: str) -> list[tuple]:
+    table = conn.execute("SELECT tbl_name FROM sqlite_master WHERE type = 'index' AND name = ?", (index,))
+    row = table.fetchone()
+    if row is None:
+        return []
+    listed = conn.execute(
+        'SELECT name, "unique", origin, partial FROM pragma_index_list(?) WHERE name = ?', (row[0], index)
+    ).fetchall()
+    return [(*listed[0], tuple(_index_columns(conn, index)))] if listed else []
+
+
+def _index_columns(conn: sqlite3.Connection, index: str) -> list[tuple]:
+    return conn.execute("SELECT * FROM pragma_index_xinfo(?) ORDER BY seqno", (index,)).fetchall()
+
+
+def write_expected(path: str | None = None) -> str:
+    """Write :mod:`vault.store.schema_expected` from the migrations (returns the file's path)."""
+    from vault.store import db
+
+    path = path or os.path.join(os.path.dirname(__file__), "schema_expected.py")
+    rows = sorted(fresh_rows(db.MIGRATIONS_DIR), key=lambda r: (r[0], r[1]))
+    lines = [
+        "# ruff: noqa: E501",
+        '"""The schema a fresh vault has: generated by ``python -m vault.store.schema`` from the',
+        'migrations (vault.store.schema; tests/integrity/test_schema.py keeps it current). Do not edit."""',
+        "",
+        "#: each migration file's name and size when this was written",
+        "MIGRATIONS = (",
+        *(f"    ({name!r}, {size})," for name, size in migration_key(db.MIGRATIONS_DIR)),
+        ")",
+        "#: (type, name, tbl_name, sql) of every object in sqlite_master",
+        "OBJECTS = (",
+        *(f"    {row!r}," for row in rows),
+        ")",
+        "",
+    ]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    return path
+
+
+if __name__ == "__main__":  # pragma: no cover - the maintainer's command
+    print(f"wrote {write_expected()}; now: ruff format vault/store/schema_expected.py")
