@@ -306,10 +306,17 @@ class VaultContext:
         """What ``cvault upgrade`` would authenticate (readable sealed): per MACed table the rows
         that carry no MAC yet, the roles those users hold, and the audit log's size."""
         with self.db.read() as conn:
+            meta_keys = ",".join("?" * len(rowmac.META_KEYS))
             unmaced = {
-                table: conn.execute(f"SELECT count(*) FROM {table} WHERE mac IS NULL").fetchone()[0]  # noqa: S608 - constants of TABLES
+                table: conn.execute(
+                    f"SELECT count(*) FROM {table} WHERE mac IS NULL"  # noqa: S608 - constants of TABLES
+                    + (f" AND key IN ({meta_keys})" if table == "meta" else ""),
+                    rowmac.META_KEYS if table == "meta" else (),
+                ).fetchone()[0]
                 for table in rowmac.TABLES
             }
+            policy = self._upgrade_policy(conn)
+            custody = self._upgrade_custody(conn)
             roles = dict(
                 conn.execute("SELECT role, count(*) FROM user_roles GROUP BY role ORDER BY role").fetchall()
             )
@@ -335,7 +342,72 @@ class VaultContext:
             "digest": digest,
             "audit_entries": events,
             "audit_checkpoints": checkpoints,
+            "policy": policy,
+            "custody": custody,
         }
+
+    @staticmethod
+    def _upgrade_policy(conn) -> dict:
+        """The values of the MACed meta rows, as stored (review4 R4-2: the digest binds them, so the
+        summary shows them): single-operator mode (and whether the vault's init recorded it), the
+        two-admins fact, and every setting that differs from its default."""
+        stored = dict(
+            conn.execute(
+                f"SELECT key, value FROM meta WHERE key IN ({','.join('?' * len(rowmac.META_KEYS))})",  # noqa: S608 - placeholders only
+                rowmac.META_KEYS,
+            ).fetchall()
+        )
+        single = stored.get("single_operator") is not None
+        recorded = (
+            conn.execute(
+                "SELECT 1 FROM audit_events WHERE action = 'user.add' AND reason LIKE 'single operator %'"
+                " LIMIT 1"
+            ).fetchone()
+            is not None
+        )
+        settings: dict[str, Any] = {}
+        raw = stored.get("settings")
+        if raw is not None:
+            try:
+                parsed = json.loads(raw)
+            except (TypeError, ValueError):
+                parsed = None
+            if not isinstance(parsed, dict):
+                settings["(unreadable)"] = str(raw)[:200]
+            else:
+                settings = {k: v for k, v in sorted(parsed.items()) if DEFAULT_SETTINGS.get(k, object()) != v}
+        return {
+            "single_operator": single,
+            "single_operator_recorded_at_init": single and recorded,
+            "two_admins": stored.get("two_admins") is not None,
+            "settings_changed": settings,
+        }
+
+    @staticmethod
+    def _upgrade_custody(conn) -> dict:
+        """The custody rows as stored (review4 R4-2): each custodian's kind and configuration, each
+        client's custody versions with their states, and each pending custody job."""
+        custodians = [
+            {"id": cid, "kind": kind, "config": config, "retired": retired is not None}
+            for cid, kind, config, retired in conn.execute(
+                "SELECT id, kind, config, retired_at FROM custodians ORDER BY id"
+            )
+        ]
+        versions = [
+            {"client_id": client, "version": version, "custodian_id": custodian, "state": state}
+            for client, version, custodian, state in conn.execute(
+                "SELECT client_id, version, custodian_id, state FROM client_custody"
+                " ORDER BY client_id, version"
+            )
+        ]
+        jobs = [
+            {"client_id": client, "reason": reason, "from_version": a, "to_version": b, "step": step}
+            for client, reason, a, b, step in conn.execute(
+                "SELECT client_id, reason, from_version, to_version, step FROM custody_jobs"
+                " ORDER BY client_id"
+            )
+        ]
+        return {"custodians": custodians, "versions": versions, "jobs": jobs}
 
     def upgrade_format(self, actor: str = "system:upgrade", expected_digest: str | None = None) -> list[str]:
         """``cvault upgrade`` (unsealed, by whoever holds the unseal secret): authenticate the
