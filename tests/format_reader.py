@@ -199,7 +199,7 @@ ROW_MAC_COLUMNS = {
     "client_custody": "client_id, version, custodian_id, state, fingerprint, key_id, wrapped,"
     " destroyed_at, receipt",
     "custody_jobs": "client_id, reason, from_version, to_version, rotate_client_key, step",
-    "import_origins": "record_id, version, source",  # coverage 5
+    "import_origins": "record_id, version, source",  # coverage 6
 }
 
 
@@ -226,7 +226,11 @@ def check_row_macs(db: sqlite3.Connection, root: bytes, vault_id: bytes) -> int:
     k_row = hkdf(root, vault_id, b"cvault/v1/row-mac")
     checked = 0
     for table, columns in ROW_MAC_COLUMNS.items():
-        where = " WHERE key IN ('settings', 'single_operator', 'row_macs')" if table == "meta" else ""
+        where = (
+            " WHERE key IN ('settings', 'single_operator', 'row_macs', 'remote.onedrive')"
+            if table == "meta"
+            else ""
+        )
         for row in db.execute(f"SELECT {columns}, mac FROM {table}{where}"):
             assert hmac_sha256(k_row, row_mac_message(table, row[:-1])) == row[-1], (table, row[0])
             checked += 1

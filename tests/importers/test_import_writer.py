@@ -200,7 +200,7 @@ def test_a_forged_import_origin_never_lets_an_import_overwrite_an_edit(vdir, tmp
     decides whether a re-run overwrites. It was unMACed: the file writer set it to the version
     edited in cvault (or planted one for a record typed by hand) and the same file, imported
     again, put the file's old password back as the current version. It carries a row MAC now
-    (coverage 5): the re-run is an integrity failure (exit 6) and writes nothing."""
+    (coverage 6): the re-run is an integrity failure (exit 6) and writes nothing."""
     v = vdir.open()
     add_client(v, "acme")
     add_client(v, "globex")

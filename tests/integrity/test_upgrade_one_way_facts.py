@@ -22,7 +22,7 @@ from datetime import timedelta
 import pytest
 
 from tests.factories import Person
-from tests.helpers import T0, clock_at
+from tests.helpers import T0, clock_at, newer_coverage_strips
 from tests.identity.test_insider_attacks_cli import _enrolled, _init_admin_principal
 from tests.integrity.test_upgrade_row_macs import _query, _sql, old_vault  # noqa: F401 (fixture)
 from vault.errors import IntegrityFailure
@@ -41,12 +41,11 @@ def _upgrade_as_the_cli_does(vdir, clock):
 
 def test_a_pruned_log_still_protects_the_coverage_marker(old_vault, tmp_path, monkeypatch):  # noqa: F811
     vdir, cast = old_vault
-    newer = tuple(t for level in sorted(rowmac.ADDED) for t in rowmac.ADDED[level])
     # 1. the vault as a coverage-1 build left it (as tests/integrity/test_upgrade_binding.py)
     with monkeypatch.context() as older_build:
         older_build.setattr(rowmac, "COVERAGE", 1)
         vdir.open(clock=clock_at(T0 + timedelta(hours=1)), upgrade=True).close()
-    _sql(vdir.home, *(f"UPDATE {table} SET mac = NULL" for table in newer))
+    _sql(vdir.home, *newer_coverage_strips())
     backup = tmp_path / "older-copy.db"  # the file writer's authentic coverage-1 marker
     shutil.copy2(vdir.home / "vault.db", backup)
     # 2. the operator's legitimate upgrade to coverage 4; its event names the coverage
@@ -79,8 +78,8 @@ def test_a_pruned_log_still_protects_the_coverage_marker(old_vault, tmp_path, mo
         "INSERT OR REPLACE INTO meta (key, value, mac) SELECT ?, ?, ?",
         old.execute("SELECT key, value, mac FROM meta WHERE key = 'row_macs'").fetchone(),
     )
-    for table in newer:
-        db.execute(f"UPDATE {table} SET mac = NULL")
+    for statement in newer_coverage_strips():
+        db.execute(statement)
     db.execute("UPDATE custodians SET config = ? WHERE id = 1", (json.dumps({"file": str(planted)}),))
     db.commit()
     db.close()
