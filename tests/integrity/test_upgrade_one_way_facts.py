@@ -22,7 +22,7 @@ from datetime import timedelta
 import pytest
 
 from tests.factories import Person
-from tests.helpers import T0, clock_at
+from tests.helpers import T0, clock_at, newer_coverage_strips
 from tests.identity.test_insider_attacks_cli import (
     _init_admin_principal,
     vault_with_a_bootstrapped_second_admin,
@@ -45,12 +45,11 @@ def _upgrade_as_the_cli_does(vdir, clock):
 
 def test_a_pruned_log_still_protects_the_coverage_marker(old_vault, tmp_path, monkeypatch):  # noqa: F811
     vdir, cast = old_vault
-    newer = tuple(t for level in sorted(rowmac.ADDED) for t in rowmac.ADDED[level])
     # 1. the vault as a coverage-1 build left it (as tests/integrity/test_upgrade_binding.py)
     with monkeypatch.context() as older_build:
         older_build.setattr(rowmac, "COVERAGE", 1)
         vdir.open(clock=clock_at(T0 + timedelta(hours=1)), upgrade=True).close()
-    _sql(vdir.home, *(f"UPDATE {table} SET mac = NULL" for table in newer))
+    _sql(vdir.home, *newer_coverage_strips())
     backup = tmp_path / "older-copy.db"  # the file writer's authentic coverage-1 marker
     shutil.copy2(vdir.home / "vault.db", backup)
     # 2. the operator's legitimate upgrade to coverage 4; its event names the coverage
