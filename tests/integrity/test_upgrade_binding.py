@@ -32,9 +32,8 @@ def put_back_older_marker(home, backup, *statements: tuple) -> None:
             "INSERT OR REPLACE INTO meta (key, value, mac) SELECT ?, ?, ?",
             old.execute("SELECT key, value, mac FROM meta WHERE key = 'row_macs'").fetchone(),
         )
-        for level in sorted(rowmac.ADDED):
-            for table in rowmac.ADDED[level]:
-                db.execute(f"UPDATE {table} SET mac = NULL")
+        for statement in newer_coverage_strips():
+            db.execute(statement)
         for sql, params in statements:
             db.execute(sql, params)
         db.commit()
