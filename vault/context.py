@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -90,6 +91,9 @@ class VaultContext:
         #: inside one_request(): the account rows users.resume read, for the first decision
         self._one_request = False
         self._lent: facts.AccountSnapshot | None = None
+        #: files of this host that hold the vault's own secrets beyond the environment's (the key
+        #: file it was unsealed with, the service's TLS key): never read as a credential
+        self.own_secret_files: set[str] = set()
 
     @property
     def custody(self) -> CustodyManager:
@@ -105,6 +109,21 @@ class VaultContext:
     @property
     def vault_id(self) -> bytes:
         return self.keyring.vault_id
+
+    def credential_rules(self):
+        """The files a configured credential (the replica's, a Key Vault custodian's) must never
+        be read from (review4 R4-4, checked where the file is read): the key and passphrase files
+        (the environment's and the one this process unsealed with), every local custody file (the
+        rows' and the one in use), the service's TLS key and anything in the vault folder."""
+        from vault.backends.graph_auth import CredentialFileRules
+
+        files = set(self.own_secret_files)
+        for name in ("CVAULT_KEY_FILE", "CVAULT_PASSPHRASE_FILE"):
+            files.add(os.environ.get(name, ""))
+        if self._custody is not None:
+            key_files = [os.environ.get("CVAULT_KEY_FILE", ""), *self.own_secret_files]
+            files.update(self._custody.secret_files(key_files))
+        return CredentialFileRules(files, (self.home.root_dir,))
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -287,10 +306,17 @@ class VaultContext:
         """What ``cvault upgrade`` would authenticate (readable sealed): per MACed table the rows
         that carry no MAC yet, the roles those users hold, and the audit log's size."""
         with self.db.read() as conn:
+            meta_keys = ",".join("?" * len(rowmac.META_KEYS))
             unmaced = {
-                table: conn.execute(f"SELECT count(*) FROM {table} WHERE mac IS NULL").fetchone()[0]  # noqa: S608 - constants of TABLES
+                table: conn.execute(
+                    f"SELECT count(*) FROM {table} WHERE mac IS NULL"  # noqa: S608 - constants of TABLES
+                    + (f" AND key IN ({meta_keys})" if table == "meta" else ""),
+                    rowmac.META_KEYS if table == "meta" else (),
+                ).fetchone()[0]
                 for table in rowmac.TABLES
             }
+            policy = self._upgrade_policy(conn)
+            custody = self._upgrade_custody(conn)
             roles = dict(
                 conn.execute("SELECT role, count(*) FROM user_roles GROUP BY role ORDER BY role").fetchall()
             )
@@ -303,14 +329,85 @@ class VaultContext:
             events = conn.execute("SELECT count(*) FROM audit_events").fetchone()[0]
             checkpoints = conn.execute("SELECT count(*) FROM audit_checkpoints").fetchone()[0]
             digest = rowmac.upgrade_digest(conn)
+            # the values of the meta rows an upgrade would MAC that say where a credential goes
+            # (review4 R4-4): shown, not counted
+            replica = conn.execute(
+                "SELECT value FROM meta WHERE key = 'remote.onedrive' AND mac IS NULL"
+            ).fetchone()
         return {
             "rows_without_mac": {t: n for t, n in unmaced.items() if n},
+            "replica_config": None if replica is None else str(replica[0]),
             "roles": roles,
             "role_holders": holders,
             "digest": digest,
             "audit_entries": events,
             "audit_checkpoints": checkpoints,
+            "policy": policy,
+            "custody": custody,
         }
+
+    @staticmethod
+    def _upgrade_policy(conn) -> dict:
+        """The values of the MACed meta rows, as stored (review4 R4-2: the digest binds them, so the
+        summary shows them): single-operator mode (and whether the vault's init recorded it), the
+        two-admins fact, and every setting that differs from its default."""
+        stored = dict(
+            conn.execute(
+                f"SELECT key, value FROM meta WHERE key IN ({','.join('?' * len(rowmac.META_KEYS))})",  # noqa: S608 - placeholders only
+                rowmac.META_KEYS,
+            ).fetchall()
+        )
+        single = stored.get("single_operator") is not None
+        recorded = (
+            conn.execute(
+                "SELECT 1 FROM audit_events WHERE action = 'user.add' AND reason LIKE 'single operator %'"
+                " LIMIT 1"
+            ).fetchone()
+            is not None
+        )
+        settings: dict[str, Any] = {}
+        raw = stored.get("settings")
+        if raw is not None:
+            try:
+                parsed = json.loads(raw)
+            except (TypeError, ValueError):
+                parsed = None
+            if not isinstance(parsed, dict):
+                settings["(unreadable)"] = str(raw)[:200]
+            else:
+                settings = {k: v for k, v in sorted(parsed.items()) if DEFAULT_SETTINGS.get(k, object()) != v}
+        return {
+            "single_operator": single,
+            "single_operator_recorded_at_init": single and recorded,
+            "two_admins": stored.get("two_admins") is not None,
+            "settings_changed": settings,
+        }
+
+    @staticmethod
+    def _upgrade_custody(conn) -> dict:
+        """The custody rows as stored (review4 R4-2): each custodian's kind and configuration, each
+        client's custody versions with their states, and each pending custody job."""
+        custodians = [
+            {"id": cid, "kind": kind, "config": config, "retired": retired is not None}
+            for cid, kind, config, retired in conn.execute(
+                "SELECT id, kind, config, retired_at FROM custodians ORDER BY id"
+            )
+        ]
+        versions = [
+            {"client_id": client, "version": version, "custodian_id": custodian, "state": state}
+            for client, version, custodian, state in conn.execute(
+                "SELECT client_id, version, custodian_id, state FROM client_custody"
+                " ORDER BY client_id, version"
+            )
+        ]
+        jobs = [
+            {"client_id": client, "reason": reason, "from_version": a, "to_version": b, "step": step}
+            for client, reason, a, b, step in conn.execute(
+                "SELECT client_id, reason, from_version, to_version, step FROM custody_jobs"
+                " ORDER BY client_id"
+            )
+        ]
+        return {"custodians": custodians, "versions": versions, "jobs": jobs}
 
     def upgrade_format(self, actor: str = "system:upgrade", expected_digest: str | None = None) -> list[str]:
         """``cvault upgrade`` (unsealed, by whoever holds the unseal secret): authenticate the

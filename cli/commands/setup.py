@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
@@ -219,6 +220,45 @@ def doctor_cmd(state, as_json):
 _HOLDERS_SHOWN = 20
 
 
+def _policy_lines(policy: dict) -> list[str]:
+    """The MACed meta rows the upgrade authenticates, as values (review4 R4-2)."""
+    single = "no"
+    if policy["single_operator"]:
+        single = "YES (two-person rules off)"
+        if not policy["single_operator_recorded_at_init"]:
+            single += (
+                ", NOT recorded by this vault's init in its audit log: planted? check before authenticating"
+            )
+    lines = [
+        f"single-operator mode: {single}",
+        f"two admins recorded: {'yes' if policy['two_admins'] else 'no'}",
+    ]
+    changed = policy["settings_changed"]
+    shown = ", ".join(f"{safe(str(k))}={safe(json.dumps(v))}" for k, v in changed.items())
+    lines.append(f"settings that differ from the defaults: {shown or 'none'}")
+    return lines
+
+
+def _custody_lines(custody: dict) -> list[str]:
+    """The custody rows the upgrade authenticates: custodians, version states, jobs (review4 R4-2)."""
+    lines = [
+        f"custodian {c['id']} ({safe(str(c['kind']))}{', retired' if c['retired'] else ''}):"
+        f" {safe(str(c['config']))}"
+        for c in custody["custodians"]
+    ]
+    states: dict[str, int] = {}
+    for version in custody["versions"]:
+        states[str(version["state"])] = states.get(str(version["state"]), 0) + 1
+    counted = ", ".join(f"{safe(state)} {n}" for state, n in sorted(states.items()))
+    lines.append(f"custody versions: {counted or 'none'} (each in --json)")
+    lines.extend(
+        f"custody job: client {safe(str(j['client_id']))} {safe(str(j['reason']))}"
+        f" version {j['from_version']} -> {j['to_version']}, step {safe(str(j['step']))}"
+        for j in custody["jobs"]
+    )
+    return lines
+
+
 @host_only
 @click.command("upgrade")
 @click.option("--yes", is_flag=True, help="Authenticate without asking; needs --digest.")
@@ -241,6 +281,11 @@ def upgrade_cmd(state, yes, digest, as_json):
     if not as_json:
         without = ", ".join(f"{t} {n}" for t, n in summary["rows_without_mac"].items()) or "none"
         click.echo(f"rows without a MAC: {without}", err=True)
+        if summary["replica_config"] is not None:
+            # the credential file and the hosts it is sent to (review4 R4-4): the values, not a count
+            click.echo(
+                f"replica configuration (remote.onedrive): {safe(summary['replica_config'])}", err=True
+            )
         for role, names in summary["role_holders"].items():
             shown = ", ".join(safe(n) for n in names[:_HOLDERS_SHOWN])
             more = f" and {len(names) - _HOLDERS_SHOWN} more (--json)" if len(names) > _HOLDERS_SHOWN else ""
@@ -249,6 +294,8 @@ def upgrade_cmd(state, yes, digest, as_json):
             f"audit log: {summary['audit_entries']} entries, {summary['audit_checkpoints']} checkpoints",
             err=True,
         )
+        for line in _policy_lines(summary["policy"]) + _custody_lines(summary["custody"]):
+            click.echo(line, err=True)
         click.echo(f"digest: {summary['digest']}", err=True)
     if yes and digest is None:
         raise InvalidInput(

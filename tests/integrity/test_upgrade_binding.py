@@ -17,7 +17,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.helpers import T0, cli_upgrade, clock_at, run_cli
+from tests.helpers import T0, cli_upgrade, clock_at, newer_coverage_strips, run_cli
 from tests.integrity.test_upgrade_row_macs import _query, _sql, old_vault  # noqa: F401 (fixture)
 from vault.errors import IntegrityFailure, UpgradeRequired
 from vault.store import rowmac
@@ -77,13 +77,13 @@ def test_yes_without_the_digest_is_refused(old_vault, tmp_path):  # noqa: F811
 def test_a_rolled_back_coverage_marker_is_refused_by_the_upgrade(old_vault, tmp_path, monkeypatch):  # noqa: F811
     vdir, _cast = old_vault
     env = vdir.env(CVAULT_SESSION_FILE=str(tmp_path / "none.json"))
-    newer = tuple(t for level in sorted(rowmac.ADDED) for t in rowmac.ADDED[level])
+    strip = newer_coverage_strips()
     # 1. the vault as a coverage-1 build left it: the first backfill at coverage 1 (its audit
     #    event says so), the tables added later without MACs
     with monkeypatch.context() as older_build:
         older_build.setattr(rowmac, "COVERAGE", 1)
         vdir.open(clock=clock_at(T0 + timedelta(hours=1)), upgrade=True).close()
-    _sql(vdir.home, *(f"UPDATE {table} SET mac = NULL" for table in newer))
+    _sql(vdir.home, *strip)
     backup = tmp_path / "older-copy.db"  # what the file writer kept: an authentic coverage-1 marker
     shutil.copy2(vdir.home / "vault.db", backup)
     # 2. the operator's legitimate upgrade to this build's coverage (its signed event names it)
@@ -97,8 +97,8 @@ def test_a_rolled_back_coverage_marker_is_refused_by_the_upgrade(old_vault, tmp_
         "INSERT OR REPLACE INTO meta (key, value, mac) SELECT ?, ?, ?",
         old.execute("SELECT key, value, mac FROM meta WHERE key = 'row_macs'").fetchone(),
     )
-    for table in newer:
-        db.execute(f"UPDATE {table} SET mac = NULL")
+    for statement in strip:
+        db.execute(statement)
     db.commit()
     db.close()
     old.close()

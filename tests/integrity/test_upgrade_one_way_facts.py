@@ -5,7 +5,12 @@ R4-1: the rolled-back-coverage check (review 2 S2) read the reached coverage onl
 log's ``integrity.row_macs`` events, which a routine ``audit prune`` deletes once they are past
 the retention minimum. After that, an older authentic copy of the row-MAC marker put back, with
 the newer tables' MACs stripped and a custodian redirected, was authenticated by the next
-``cvault upgrade``. The mark now records the highest coverage the marker had."""
+``cvault upgrade``. The mark now records the highest coverage the marker had.
+
+R4-6: the bootstrap window (review2 S1) was kept shut by the MACed ``two_admins`` row and, failing
+that, by the MACed creation rows; a row MAC cannot see a deletion, so an admin who can also write
+vault.db deleted both after disabling the second admin, and made a sock-puppet admin alone. The
+mark now records that the ``two_admins`` row existed."""
 
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ from datetime import timedelta
 import pytest
 
 from tests.factories import Person
-from tests.helpers import T0, clock_at
+from tests.helpers import T0, clock_at, newer_coverage_strips
+from tests.identity.test_insider_attacks_cli import _enrolled, _init_admin_principal
 from tests.integrity.test_upgrade_row_macs import _query, _sql, old_vault  # noqa: F401 (fixture)
 from vault.errors import IntegrityFailure
 from vault.facade import Vault
@@ -35,12 +41,11 @@ def _upgrade_as_the_cli_does(vdir, clock):
 
 def test_a_pruned_log_still_protects_the_coverage_marker(old_vault, tmp_path, monkeypatch):  # noqa: F811
     vdir, cast = old_vault
-    newer = tuple(t for level in sorted(rowmac.ADDED) for t in rowmac.ADDED[level])
     # 1. the vault as a coverage-1 build left it (as tests/integrity/test_upgrade_binding.py)
     with monkeypatch.context() as older_build:
         older_build.setattr(rowmac, "COVERAGE", 1)
         vdir.open(clock=clock_at(T0 + timedelta(hours=1)), upgrade=True).close()
-    _sql(vdir.home, *(f"UPDATE {table} SET mac = NULL" for table in newer))
+    _sql(vdir.home, *newer_coverage_strips())
     backup = tmp_path / "older-copy.db"  # the file writer's authentic coverage-1 marker
     shutil.copy2(vdir.home / "vault.db", backup)
     # 2. the operator's legitimate upgrade to coverage 4; its event names the coverage
@@ -73,8 +78,8 @@ def test_a_pruned_log_still_protects_the_coverage_marker(old_vault, tmp_path, mo
         "INSERT OR REPLACE INTO meta (key, value, mac) SELECT ?, ?, ?",
         old.execute("SELECT key, value, mac FROM meta WHERE key = 'row_macs'").fetchone(),
     )
-    for table in newer:
-        db.execute(f"UPDATE {table} SET mac = NULL")
+    for statement in newer_coverage_strips():
+        db.execute(statement)
     db.execute("UPDATE custodians SET config = ? WHERE id = 1", (json.dumps({"file": str(planted)}),))
     db.commit()
     db.close()
@@ -84,3 +89,32 @@ def test_a_pruned_log_still_protects_the_coverage_marker(old_vault, tmp_path, mo
     with pytest.raises(IntegrityFailure):
         _upgrade_as_the_cli_does(vdir, clock_at(T0 + timedelta(days=401))).close()
     assert _query(vdir.home, "SELECT count(*) FROM custodians WHERE mac IS NOT NULL") == [(0,)]
+
+
+def test_deleting_two_rows_does_not_reopen_the_bootstrap_window(tmp_path):
+    v, _ = Vault.init(
+        tmp_path / "v", key_file=tmp_path / "k", admin="root", admin_password="root-password-12"
+    )
+    try:
+        root = _init_admin_principal(v, "root")
+        boot = v.users.add(root, "second", ["admin"])
+        assert boot["mode"] == "bootstrap"
+        _enrolled(v, "second", boot["enrollment_code"], ["admin"])  # two enrolled admins now
+        v.users.disable(root, "second")  # S1's first step: one active admin left
+    finally:
+        v.close()
+    db = sqlite3.connect(tmp_path / "v" / "vault.db")  # the file writer (root himself, say)
+    db.execute("DELETE FROM meta WHERE key = 'two_admins'")
+    db.execute("DELETE FROM account_requests WHERE kind = 'create' AND mode = 'bootstrap'")
+    db.commit()
+    db.close()
+    v = Vault.open(tmp_path / "v")
+    v.unseal_key_file(tmp_path / "k")
+    try:
+        root = _init_admin_principal(v, "root")
+        again = v.users.add(root, "puppet", ["admin"])
+        assert again["mode"] == "two_person" and "enrollment_code" not in again, (
+            f"root alone made an admin after two rows were deleted: {again.get('mode')}"
+        )
+    finally:
+        v.close()

@@ -460,6 +460,12 @@ class AuditLog:
         if mark != guard.mark:
             self.marks.write(conn, mark)
 
+    def bootstrap_closed(self, conn) -> bool:
+        """The mark's one-way fact that the vault had two enrolled admins (review4 R4-6). A mark
+        that fails authentication raises the alarm (fail closed); no mark yet: False."""
+        mark = self.marks.read(conn)
+        return mark is not None and mark.bootstrap_closed
+
     @staticmethod
     def _with_facts(conn, mark: hwm.Mark) -> hwm.Mark:
         """``mark`` with its one-way facts raised to what the vault's authentic rows show now

@@ -127,7 +127,11 @@ class AdminMixin(FactorsMixin):
             return "single_operator"
         note_admins(conn)
         # review2 S1: a one-time state of a new vault, never re-opened by disabling an admin
-        if roles == ["admin"] and enrolled_admins(conn) < 2 and bootstrap_open(conn):
+        if (
+            roles == ["admin"]
+            and enrolled_admins(conn) < 2
+            and bootstrap_open(conn, closed_by_mark=self.ctx.audit.bootstrap_closed(conn))
+        ):
             outstanding = conn.execute(
                 "SELECT count(*) FROM account_requests r JOIN users u ON u.id = r.user_id"
                 " JOIN enrollment e ON e.user_id = u.id"

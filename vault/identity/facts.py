@@ -570,14 +570,18 @@ def note_admins(conn) -> None:
         rowmac.put_meta(conn, TWO_ADMINS, "1")
 
 
-def bootstrap_open(conn) -> bool:
+def bootstrap_open(conn, *, closed_by_mark: bool = False) -> bool:
     """Whether ``user add --role admin`` may still be a bootstrap step (review2 S1): only while
     the vault has never had two enrolled admins. Decided from authenticated state, never from the
     current count of enabled admins alone (one admin lowers it by disabling or revoking the
     other): the MACed meta row :data:`TWO_ADMINS`, and, should a file writer delete that row, the
     MACed creation rows: a bootstrap-made admin that enrolled, or two enrolled accounts that
     hold the admin role and were made outside the two-person flow (init rows: the first admin, and
-    every account of a vault older than the separation of duties)."""
+    every account of a vault older than the separation of duties). ``closed_by_mark``: the sealed
+    audit high-water mark's one-way fact that the ``two_admins`` row existed (review4 R4-6: a
+    file writer can delete both rows; he cannot lower the mark without the integrity alarm)."""
+    if closed_by_mark:
+        return False
     if rowmac.meta_value(conn, TWO_ADMINS) is not None or first_bootstrap(conn) is not None:
         return False
     admins = {r[1] for r in rowmac.select(conn, "user_roles", "role = 'admin'")}

@@ -229,17 +229,41 @@ TABLES: dict[str, Table] = {
 NULL_TAIL = frozenset({"record_versions"})
 
 #: the meta rows that are MACed (others are written before the keys exist or decide nothing);
-#: ``two_admins``: the vault has had two enrolled admins, the bootstrap window is closed (review2 S1)
-META_KEYS = ("settings", "single_operator", "row_macs", "two_admins")
+#: ``two_admins``: the vault has had two enrolled admins, the bootstrap window is closed (review2 S1);
+#: ``remote.onedrive``: the replica configuration, which names the credential cvault reads and the
+#: hosts it sends it to (review4 R4-4; covered since coverage 5)
+META_KEYS = ("settings", "single_operator", "row_macs", "two_admins", "remote.onedrive")
 #: meta key of the marker that this vault's rows carry MACs (written at init or by the backfill);
 #: its value is the coverage: which tables carry them
 MARKER = "row_macs"
 #: the coverage this build writes: 1 = the tables of issue 12 and the teams; 2 = also integrations;
-#: 3 = also shred_jobs (independent review R11); 4 = also custodians, client_custody, custody_jobs
-COVERAGE = 4
+#: 3 = also shred_jobs (independent review R11); 4 = also custodians, client_custody, custody_jobs;
+#: 5 = also the meta row ``remote.onedrive`` (review4 R4-4)
+COVERAGE = 5
 #: the tables each coverage added after the first: a vault at an older coverage gets their MACs on
 #: its next unseal (:func:`upgrade`), under the rules of :func:`backfill`
-ADDED = {2: ("integrations",), 3: ("shred_jobs",), 4: ("custodians", "client_custody", "custody_jobs")}
+ADDED = {
+    2: ("integrations",),
+    3: ("shred_jobs",),
+    4: ("custodians", "client_custody", "custody_jobs"),
+    5: ("meta",),
+}
+#: the meta keys a coverage added (a coverage that lists ``meta`` in :data:`ADDED` MACs only these)
+META_ADDED = {5: ("remote.onedrive",)}
+
+
+def _scope(table: str, level: int | None = None) -> tuple[str, tuple]:
+    """The WHERE clause (and its parameters) of the rows of ``table`` that carry MACs: every row,
+    or for ``meta`` the :data:`META_KEYS` rows; with ``level``, the rows that coverage added."""
+    if table != "meta":
+        return "1", ()
+    keys = META_KEYS if level is None else META_ADDED[level]
+    return f"key IN ({','.join('?' * len(keys))})", keys
+
+
+def _pending(have: int) -> tuple[tuple[int, str], ...]:
+    """(coverage, table) of what a vault at coverage ``have`` lacks, in order."""
+    return tuple((level, t) for level in range(have + 1, COVERAGE + 1) for t in ADDED.get(level, ()))
 
 
 #: the covered id column that is the table's rowid (INTEGER PRIMARY KEY): SQLite assigns it when
@@ -504,9 +528,8 @@ def verify_table(conn: Any, table: str, *, batch: int = 10_000) -> Iterator[str]
     """doctor: one line per row of ``table`` whose MAC fails (every row is read once)."""
     spec = TABLES[table]
     m = macer(conn)
-    where = f" WHERE key IN ({','.join('?' * len(META_KEYS))})" if table == "meta" else ""
-    params = META_KEYS if table == "meta" else ()
-    cursor = conn.execute(f"SELECT {spec.select}, mac FROM {table}{where}", params)  # noqa: S608 - constants of TABLES
+    where, params = _scope(table)
+    cursor = conn.execute(f"SELECT {spec.select}, mac FROM {table} WHERE {where}", params)  # noqa: S608 - constants of TABLES
     while True:
         rows = cursor.fetchmany(batch)
         if not rows:
@@ -520,13 +543,8 @@ def count_rows(conn: Any) -> int:
     """How many rows carry a MAC (doctor's rate)."""
     total = 0
     for table in TABLES:
-        if table == "meta":
-            total += conn.execute(
-                f"SELECT count(*) FROM meta WHERE key IN ({','.join('?' * len(META_KEYS))})",  # noqa: S608 - placeholders only
-                META_KEYS,
-            ).fetchone()[0]
-        else:
-            total += conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608 - constants of TABLES
+        where, params = _scope(table)
+        total += conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()[0]  # noqa: S608 - constants of TABLES
     return total
 
 
@@ -564,10 +582,7 @@ def backfill(conn: Any, now: int) -> dict[str, int]:
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (MARKER, COVERAGE))
     counts = {}
     for table in TABLES:
-        if table == "meta":
-            counts[table] = stamp(conn, "meta", f"key IN ({','.join('?' * len(META_KEYS))})", META_KEYS)
-        else:
-            counts[table] = stamp(conn, table, "1")
+        counts[table] = stamp(conn, table, *_scope(table))
     counts["sessions_ended"] = ended
     return counts
 
@@ -590,7 +605,13 @@ def pending_tables(conn: Any) -> tuple[str, ...]:
     have = coverage(conn)
     if have == 0:
         return ()
-    return tuple(t for level in range(have + 1, COVERAGE + 1) for t in ADDED.get(level, ()))
+    return tuple(t for _, t in _pending(have))
+
+
+def pending_rows(conn: Any) -> tuple[tuple[str, str, tuple], ...]:
+    """(table, WHERE clause, parameters) of the rows the vault's coverage does not MAC yet."""
+    have = coverage(conn)
+    return tuple((table, *_scope(table, level)) for level, table in (_pending(have) if have else ()))
 
 
 def upgrade(conn: Any, verify_row: Any = None) -> dict[str, int]:
@@ -604,20 +625,25 @@ def upgrade(conn: Any, verify_row: Any = None) -> dict[str, int]:
     sealed secret is bound to its id) and raise. Returns the counts per table."""
     if not conn.in_transaction:
         raise RuntimeError("rowmac.upgrade runs inside a write transaction")
-    tables = pending_tables(conn)
+    have = coverage(conn)
+    pending = _pending(have) if have else ()
     counts: dict[str, int] = {}
-    for table in tables:
-        if conn.execute(f"SELECT 1 FROM {table} WHERE mac IS NOT NULL LIMIT 1").fetchone():  # noqa: S608 - constants of TABLES
+    for level, table in pending:
+        where, params = _scope(table, level)
+        if conn.execute(
+            f"SELECT 1 FROM {table} WHERE ({where}) AND mac IS NOT NULL LIMIT 1",  # noqa: S608 - constants of TABLES
+            params,
+        ).fetchone():
             raise RowTampered(
                 f"integrity failure: the {table} rows carry MACs but the vault's row-MAC marker says"
                 " they were never added (the marker was rolled back?); run cvault doctor"
             )
         if verify_row is not None:
             spec = TABLES[table]
-            for row in conn.execute(f"SELECT rowid, {spec.select} FROM {table}"):  # noqa: S608 - constants of TABLES
+            for row in conn.execute(f"SELECT rowid, {spec.select} FROM {table} WHERE {where}", params):  # noqa: S608 - constants of TABLES
                 verify_row(table, row)
-        counts[table] = stamp(conn, table, "1")
-    if tables:
+        counts[table] = stamp(conn, table, where, params)
+    if pending:
         put_meta(conn, MARKER, COVERAGE)
     return counts
 
@@ -638,16 +664,14 @@ def upgrade_digest(conn: Any) -> str:
     digest = hashlib.sha256(b"cvault/v1/upgrade-digest\0")
     digest.update(encode_value(have) if have is None or type(have) in (int, str, bytes) else b"?")
     if have is None:
-        tables: tuple[str, ...] = tuple(TABLES)
+        tables: tuple[tuple[int | None, str], ...] = tuple((None, t) for t in TABLES)
     elif type(have) is int and 1 <= have <= COVERAGE:
-        tables = tuple(t for level in range(have + 1, COVERAGE + 1) for t in ADDED.get(level, ()))
+        tables = _pending(have)
     else:
         tables = ()  # a marker this build does not know: the upgrade refuses it anyway
-    for table in tables:
+    for level, table in tables:
         spec = TABLES[table]
-        where, params = (
-            ("key IN (" + ",".join("?" * len(META_KEYS)) + ")", META_KEYS) if table == "meta" else ("1", ())
-        )
+        where, params = _scope(table, level)
         digest.update(table_prefix(table))
         query = f"SELECT rowid, {spec.select} FROM {table} WHERE {where} ORDER BY rowid"  # noqa: S608 - constants of TABLES
         for found in conn.execute(query, params):
