@@ -23,6 +23,25 @@ from vault.errors import IntegrityFailure, UpgradeRequired
 from vault.store import rowmac
 
 
+def put_back_older_marker(home, backup, *statements: tuple) -> None:
+    """The file writer: the row-MAC marker of an older copy put back, the tables added after
+    coverage 1 stripped of their MACs, then ``statements`` ((sql, params) each), in one commit."""
+    db, old = sqlite3.connect(home / "vault.db"), sqlite3.connect(backup)
+    try:
+        db.execute(
+            "INSERT OR REPLACE INTO meta (key, value, mac) SELECT ?, ?, ?",
+            old.execute("SELECT key, value, mac FROM meta WHERE key = 'row_macs'").fetchone(),
+        )
+        for statement in newer_coverage_strips():
+            db.execute(statement)
+        for sql, params in statements:
+            db.execute(sql, params)
+        db.commit()
+    finally:
+        db.close()
+        old.close()
+
+
 def _digest(proc) -> str:
     named = re.search(r"--digest ([0-9a-f]{32})", proc.stderr)
     assert proc.returncode == 2 and named, proc.stderr
@@ -92,16 +111,7 @@ def test_a_rolled_back_coverage_marker_is_refused_by_the_upgrade(old_vault, tmp_
     assert _query(vdir.home, "SELECT value FROM meta WHERE key = 'row_macs'") == [(rowmac.COVERAGE,)]
     # 3. the file writer: the older marker row back, the newer tables' MACs stripped (to have a
     #    removed integration or an edited shred job MACed by the next upgrade)
-    db, old = sqlite3.connect(vdir.home / "vault.db"), sqlite3.connect(backup)
-    db.execute(
-        "INSERT OR REPLACE INTO meta (key, value, mac) SELECT ?, ?, ?",
-        old.execute("SELECT key, value, mac FROM meta WHERE key = 'row_macs'").fetchone(),
-    )
-    for statement in strip:
-        db.execute(statement)
-    db.commit()
-    db.close()
-    old.close()
+    put_back_older_marker(vdir.home, backup)
     # 4. every command is refused, and so is the upgrade: exit 6, nothing MACed
     for proc in (run_cli("client", "list", env=env), cli_upgrade(lambda *argv: run_cli(*argv, env=env))):
         assert proc.returncode == 6, proc.stdout + proc.stderr

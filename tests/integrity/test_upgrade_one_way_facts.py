@@ -23,7 +23,11 @@ import pytest
 
 from tests.factories import Person
 from tests.helpers import T0, clock_at, newer_coverage_strips
-from tests.identity.test_insider_attacks_cli import _enrolled, _init_admin_principal
+from tests.identity.test_insider_attacks_cli import (
+    _init_admin_principal,
+    vault_with_a_bootstrapped_second_admin,
+)
+from tests.integrity.test_upgrade_binding import put_back_older_marker
 from tests.integrity.test_upgrade_row_macs import _query, _sql, old_vault  # noqa: F401 (fixture)
 from vault.errors import IntegrityFailure
 from vault.facade import Vault
@@ -73,17 +77,11 @@ def test_a_pruned_log_still_protects_the_coverage_marker(old_vault, tmp_path, mo
     planted.parent.mkdir()
     config = json.loads(_query(vdir.home, "SELECT config FROM custodians WHERE id = 1")[0][0])
     shutil.copy2(config["file"], planted)
-    db, old = sqlite3.connect(vdir.home / "vault.db"), sqlite3.connect(backup)
-    db.execute(
-        "INSERT OR REPLACE INTO meta (key, value, mac) SELECT ?, ?, ?",
-        old.execute("SELECT key, value, mac FROM meta WHERE key = 'row_macs'").fetchone(),
+    put_back_older_marker(
+        vdir.home,
+        backup,
+        ("UPDATE custodians SET config = ? WHERE id = 1", (json.dumps({"file": str(planted)}),)),
     )
-    for statement in newer_coverage_strips():
-        db.execute(statement)
-    db.execute("UPDATE custodians SET config = ? WHERE id = 1", (json.dumps({"file": str(planted)}),))
-    db.commit()
-    db.close()
-    old.close()
     # 5. the vault is asked for `cvault upgrade` a second time (the documented alarm, which the
     #    code no longer recognises): the upgrade must refuse, nothing MACed
     with pytest.raises(IntegrityFailure):
@@ -92,14 +90,8 @@ def test_a_pruned_log_still_protects_the_coverage_marker(old_vault, tmp_path, mo
 
 
 def test_deleting_two_rows_does_not_reopen_the_bootstrap_window(tmp_path):
-    v, _ = Vault.init(
-        tmp_path / "v", key_file=tmp_path / "k", admin="root", admin_password="root-password-12"
-    )
+    v, root, _second = vault_with_a_bootstrapped_second_admin(tmp_path)
     try:
-        root = _init_admin_principal(v, "root")
-        boot = v.users.add(root, "second", ["admin"])
-        assert boot["mode"] == "bootstrap"
-        _enrolled(v, "second", boot["enrollment_code"], ["admin"])  # two enrolled admins now
         v.users.disable(root, "second")  # S1's first step: one active admin left
     finally:
         v.close()

@@ -14,7 +14,9 @@ VaultSealed)::
 
     from vault.store import rowmac
 
-    # a new row, MACed by its rowid (ids known only now); None if OR IGNORE ignored it
+    # a new row, MACed by its rowid (ids known only now); None if OR IGNORE ignored it. insert
+    # and update MAC the values their statement wrote (RETURNING), never values read back, and
+    # check the stored row against them (a planted trigger: docs/security.md, guarantee 23)
     rowid = rowmac.insert(conn, "users", {"name": name, "created_at": t, "created_by": who})
     # change covered columns: verify the rows' MACs, update, MAC them again (never MAC a row
     # whose old MAC failed: that would launder a tampered value)
@@ -264,6 +266,30 @@ def _pending(have: int) -> tuple[tuple[int, str], ...]:
     return tuple((level, t) for level in range(have + 1, COVERAGE + 1) for t in ADDED.get(level, ()))
 
 
+#: the covered id column that is the table's rowid (INTEGER PRIMARY KEY): SQLite assigns it when
+#: an insert leaves it out
+ROWID_COLUMNS = {
+    t: "id"
+    for t in (
+        "users",
+        "assignments",
+        "records",
+        "teams",
+        "team_members",
+        "team_assignments",
+        "shred_requests",
+        "setting_requests",
+        "account_requests",
+        "integrations",
+        "custodians",
+    )
+}
+#: what a covered column an insert leaves out means, when not NULL (the migrations' DEFAULT):
+#: :func:`insert` writes every covered column explicitly, so no covered value is ever left to a
+#: DEFAULT stored in the file (review 4, R4-0: a rebuilt table's DEFAULT was MACed)
+DEFAULTS: dict[str, dict[str, Any]] = {"users": {"disabled": 0}}
+
+
 class RowTampered(IntegrityFailure):
     """integrity failure: a row of the vault database failed authentication."""
 
@@ -383,17 +409,72 @@ def select(conn: Any, table: str, where: str, params: tuple = (), order: str = "
 
 def insert(conn: Any, table: str, values: dict[str, Any], *, or_ignore: bool = False) -> int | None:
     """``INSERT INTO table`` one row and MAC it, by the rowid SQLite gave it (never by a
-    condition: a row a file writer planted for an id not yet used must not get a MAC). Returns
-    the rowid (the INTEGER PRIMARY KEY where there is one), None if ``or_ignore`` ignored it."""
-    columns = ", ".join(values)
-    marks = ", ".join("?" * len(values))
+    condition: a row a file writer planted for an id not yet used must not get a MAC). Every
+    covered column is written explicitly (:data:`DEFAULTS`), and the MAC is over the values the
+    INSERT wrote (``RETURNING``), checked against the row as stored (:func:`_seal`). Returns the
+    rowid (the INTEGER PRIMARY KEY where there is one), None if ``or_ignore`` ignored it."""
+    if not conn.in_transaction:
+        raise RuntimeError("rowmac.insert runs inside a write transaction")
+    spec = TABLES[table]
+    row = dict(values)
+    defaults = DEFAULTS.get(table, {})
+    for column in spec.columns:
+        name = column.removesuffix(" IS NULL")
+        if name not in row and name != ROWID_COLUMNS.get(table):
+            row[name] = defaults.get(name)
+    columns = ", ".join(row)
+    marks = ", ".join("?" * len(row))
     verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
-    cursor = conn.execute(f"{verb} INTO {table} ({columns}) VALUES ({marks})", tuple(values.values()))
-    if cursor.rowcount != 1:
+    written = conn.execute(
+        f"{verb} INTO {table} ({columns}) VALUES ({marks}) RETURNING rowid, {spec.select}",
+        tuple(row.values()),
+    ).fetchall()
+    if len(written) != 1:
         return None
-    rowid = cursor.lastrowid
-    stamp(conn, table, "rowid = ?", (rowid,))
-    return int(rowid)
+    _seal(conn, table, written)
+    return int(written[0][0])
+
+
+def _seal(conn: Any, table: str, written: list[tuple]) -> None:
+    """MAC ``written`` (``(rowid, *covered values)`` as cvault's own INSERT or UPDATE wrote them:
+    its ``RETURNING`` rows, which no trigger's later change reaches), then read the rows back: a
+    row that is not exactly what was written and MACed (a trigger changed it, or the mac) is an
+    integrity failure, and the caller's transaction writes nothing (review 4, R4-0: never MAC
+    values read back)."""
+    m = macer(conn)
+    want: dict[int, tuple[tuple, bytes]] = {}
+    for row in written:
+        try:
+            want[row[0]] = (tuple(row[1:]), m.mac(encode(table, row[1:])))
+        except (TypeError, OverflowError, struct.error):
+            raise _failure(table, row[1:]) from None
+    conn.executemany(
+        f"UPDATE {table} SET mac = ? WHERE rowid = ?",  # noqa: S608 - a constant table name
+        [(tag, rowid) for rowid, (_, tag) in want.items()],
+    )
+    spec = TABLES[table]
+    rowids = list(want)
+    for start in range(0, len(rowids), 500):
+        batch = rowids[start : start + 500]
+        marks = ",".join("?" * len(batch))
+        stored = conn.execute(
+            f"SELECT rowid, {spec.select}, mac FROM {table} WHERE rowid IN ({marks})",  # noqa: S608 - constants of TABLES; values are bound
+            tuple(batch),
+        ).fetchall()
+        found = {r[0]: (tuple(r[1:-1]), r[-1]) for r in stored}
+        for rowid in batch:
+            if found.get(rowid) != want[rowid]:
+                raise _changed(table, want[rowid][0])
+
+
+def _changed(table: str, values: Sequence[Any]) -> RowTampered:
+    failure = _failure(table, values)
+    return RowTampered(
+        failure.message.replace(
+            "failed authentication (edited outside cvault?)",
+            "was not stored as cvault wrote it (a trigger or default not cvault's?); nothing was written",
+        )
+    )
 
 
 def stamp(conn: Any, table: str, where: str, params: tuple = ()) -> int:
@@ -419,17 +500,27 @@ def stamp(conn: Any, table: str, where: str, params: tuple = ()) -> int:
 def update(conn: Any, table: str, sets: str, set_params: tuple, where: str, where_params: tuple = ()) -> int:
     """``UPDATE table SET sets WHERE where`` for authenticated rows: each matching row's MAC is
     verified first (a failure raises and changes nothing), then the rows are updated and MACed
-    again. Returns how many rows changed."""
+    again, over the values the UPDATE wrote (``RETURNING``), checked against the rows as stored
+    (:func:`_seal`); a verified row the UPDATE did not change is an integrity failure too.
+    Returns how many rows changed."""
     if not conn.in_transaction:
         raise RuntimeError("rowmac.update runs inside a write transaction")
     rowids = [r[0] for r in select(conn, table, where, where_params)]
     if not rowids:
         return 0
+    spec = TABLES[table]
     for start in range(0, len(rowids), 500):
         batch = rowids[start : start + 500]
         marks = ",".join("?" * len(batch))
-        conn.execute(f"UPDATE {table} SET {sets} WHERE rowid IN ({marks})", (*set_params, *batch))  # noqa: S608 - constant SQL from the caller; values are bound
-        stamp(conn, table, f"rowid IN ({marks})", tuple(batch))
+        written = conn.execute(
+            f"UPDATE {table} SET {sets} WHERE rowid IN ({marks}) RETURNING rowid, {spec.select}",  # noqa: S608 - constant SQL from the caller; values are bound
+            (*set_params, *batch),
+        ).fetchall()
+        if len(written) != len(batch):
+            # a verified row the UPDATE did not change (a trigger's RAISE(IGNORE)): fail closed
+            missing = set(batch) - {r[0] for r in written}
+            raise _changed(table, select(conn, table, "rowid = ?", (min(missing),))[0][1:])
+        _seal(conn, table, written)
     return len(rowids)
 
 
