@@ -117,6 +117,7 @@ def test_an_older_copy_of_the_mark_cannot_lower_its_one_way_facts(tmp_path):
     second admin enrolled, then deletes two_admins and the bootstrap creation row and puts that
     copy back. Raising a one-way fact signs a checkpoint at once, so the older mark names a
     checkpoint that is no longer the newest: the alarm, never a re-opened bootstrap window."""
+    from tests.identity.test_insider_attacks_cli import _enrolled
     from vault.errors import AuditAlarm
 
     v, _ = Vault.init(
