@@ -110,3 +110,51 @@ def test_deleting_two_rows_does_not_reopen_the_bootstrap_window(tmp_path):
         )
     finally:
         v.close()
+
+
+def test_an_older_copy_of_the_mark_cannot_lower_its_one_way_facts(tmp_path):
+    """review5 R5-6: root (an admin who can also write vault.db) keeps the mark row from before the
+    second admin enrolled, then deletes two_admins and the bootstrap creation row and puts that
+    copy back. Raising a one-way fact signs a checkpoint at once, so the older mark names a
+    checkpoint that is no longer the newest: the alarm, never a re-opened bootstrap window."""
+    from tests.identity.test_insider_attacks_cli import _enrolled
+    from vault.errors import AuditAlarm
+
+    v, _ = Vault.init(
+        tmp_path / "v", key_file=tmp_path / "k", admin="root", admin_password="root-password-12"
+    )
+    db_path = tmp_path / "v" / "vault.db"
+
+    def mark_and_newest_checkpoint() -> tuple[bytes, int]:
+        db = sqlite3.connect(db_path)
+        try:
+            (mark,) = db.execute("SELECT value FROM meta WHERE key = 'audit_mark'").fetchone()
+            (newest,) = db.execute("SELECT max(id) FROM audit_checkpoints").fetchone()
+            return mark, newest
+        finally:
+            db.close()
+
+    try:
+        root = _init_admin_principal(v, "root")
+        boot = v.users.add(root, "second", ["admin"])
+        assert boot["mode"] == "bootstrap"
+        old_mark, checkpoint_then = mark_and_newest_checkpoint()  # the file writer's copy
+        _enrolled(v, "second", boot["enrollment_code"], ["admin"])  # two enrolled admins now
+        v.users.disable(root, "second")
+    finally:
+        v.close()
+    assert mark_and_newest_checkpoint()[1] > checkpoint_then  # the fact was signed at once
+    db = sqlite3.connect(db_path)  # the file writer: two deletions and the older mark put back
+    db.execute("DELETE FROM meta WHERE key = 'two_admins'")
+    db.execute("DELETE FROM account_requests WHERE kind = 'create' AND mode = 'bootstrap'")
+    db.execute("UPDATE meta SET value = ? WHERE key = 'audit_mark'", (old_mark,))
+    db.commit()
+    db.close()
+    v = Vault.open(tmp_path / "v")
+    v.unseal_key_file(tmp_path / "k")
+    try:
+        root = _init_admin_principal(v, "root")
+        with pytest.raises(AuditAlarm):
+            v.users.add(root, "puppet", ["admin"])
+    finally:
+        v.close()

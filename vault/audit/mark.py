@@ -18,8 +18,10 @@ It also carries the vault's one-way facts (review4 R4-1, R4-6), which no row may
 of, since a row can be deleted or put back from an older copy (and ``audit prune`` deletes old
 events): ``coverage``, the highest row-MAC coverage the vault's authentic marker ever had, and
 ``flags`` bit :data:`BOOTSTRAP_CLOSED`, set once the MACed ``two_admins`` row existed. Each write
-carries them forward and only raises them (:meth:`Mark.with_facts`). Deleting or rolling back the
-mark is itself an alarm, so neither fact can be lowered without one. A 112-byte mark (written
+carries them forward and only raises them (:meth:`Mark.with_facts`), and the append that raises
+one signs a checkpoint at once (``AuditLog._advance``), so every older copy of the mark names a
+checkpoint that is no longer the newest: deleting or rolling back the mark is an alarm, and
+neither fact can be lowered without one. A 112-byte mark (written
 before these facts) reads as coverage 0, no flags, and gains them at its next write.
 
 Before appending or signing (unsealed), :func:`find_break` checks that the log still extends the
