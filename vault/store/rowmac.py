@@ -287,7 +287,7 @@ ROWID_COLUMNS = {
         "integrations",
         "custodians",
     )
-}
+} | {"import_origins": "record_id"}
 #: what a covered column an insert leaves out means, when not NULL (the migrations' DEFAULT):
 #: :func:`insert` writes every covered column explicitly, so no covered value is ever left to a
 #: DEFAULT stored in the file (review 4, R4-0: a rebuilt table's DEFAULT was MACed)
