@@ -310,3 +310,32 @@ def test_index_match_names_the_fields_of_odd_values():
         "updated_at": 5,
         "matched": ["tags"],
     }
+
+
+def test_search_and_list_all_never_believe_an_older_copy_of_the_index(vdir):
+    """review4 R4-3: ``secret search`` and ``secret list --all`` believed any stored index that
+    opened under the client key; a file writer who put back an older sealed copy made them show a
+    record deleted since and hide one added since. They compare it with the live records now, as
+    ``secret list`` does (guarantee 29), and rebuild on any difference."""
+    from tests.helpers import add_client, file_sql, operator
+
+    v = vdir.open()
+    add_client(v, "acme")
+    op = operator()
+    v.secrets.put(op, "acme", "a/one", "access", {"host": "one.alpha.test", "password": "x"})
+    v.secrets.put(op, "acme", "a/two", "access", {"host": "two.alpha.test", "password": "y"})
+    assert [h["path"] for h in v.secrets.search(op, "alpha")] == ["a/one", "a/two"]  # builds the index
+    (old,) = v.ctx.db.all("SELECT client_id, key_version, sealed, built_at FROM search_index")
+    v.secrets.put(op, "acme", "a/three", "access", {"host": "three.alpha.test", "password": "z"})
+    v.secrets.rm(op, "acme", "a/one")
+    v.close()
+    file_sql(vdir, "DELETE FROM search_index")  # the file writer: the older sealed index back
+    file_sql(vdir, "INSERT INTO search_index VALUES (?, ?, ?, ?)", tuple(old))
+    v = vdir.open()
+    try:
+        assert [h["path"] for h in v.secrets.search(op, "alpha")] == ["a/three", "a/two"]
+        file_sql(vdir, "DELETE FROM search_index")
+        file_sql(vdir, "INSERT INTO search_index VALUES (?, ?, ?, ?)", tuple(old))
+        assert [r["path"] for r in v.secrets.list_all(op)] == ["a/three", "a/two"]
+    finally:
+        v.close()
