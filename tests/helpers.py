@@ -48,7 +48,9 @@ class VaultDir:
 
     def env(self, **extra: str) -> dict:
         """Environment for a CLI subprocess; acts as ``operator`` unless CVAULT_SESSION_FILE is given."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CVAULT_")}
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("CVAULT_") or k == "CVAULT_ALLOWED_HOSTS"
+        }
         env.update(
             {
                 "CVAULT_HOME": str(self.home),
@@ -102,7 +104,7 @@ class VaultDir:
 def cli_env(vdir, **extra: str) -> dict:
     """Environment for ``cvault`` subprocesses on this vault with no session unless one is given
     (CVAULT_SESSION_FILE): the key file unseals, and the sweep then acts as ``system:sweep``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CVAULT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CVAULT_") or k == "CVAULT_ALLOWED_HOSTS"}
     env.update(
         {
             "CVAULT_HOME": str(vdir.home),

@@ -34,10 +34,12 @@ CACHE_AAD = b"cvault/v1/token-cache-seal"
 
 
 @pytest.fixture
-def authority(test_ca, token_registry):
+def authority(test_ca, token_registry, monkeypatch):
     from tests.fakes.authority import FakeAuthority
+    from tests.fakes.fixtures import allow_host
 
     a = FakeAuthority(test_ca.server_context(), token_registry, tenant=TENANT, device_interval=1).start()
+    allow_host(monkeypatch, a.host)  # this host allows the loopback authority (review4 R4-4)
     yield a
     a.stop()
 
@@ -340,3 +342,36 @@ def test_hot_path_imports_neither_msal_nor_requests():
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_only_microsoft_hosts_or_the_hosts_own_allowance_are_sent_a_credential():
+    """review4 R4-4: the endpoints come from the vault, so they are pinned to the Microsoft cloud
+    hosts (public, US Gov, China; port 443) unless this host's CVAULT_ALLOWED_HOSTS allows another."""
+    from vault.backends.graph_auth import (
+        ENV_ALLOWED_HOSTS,
+        MICROSOFT_AUTHORITY_HOSTS,
+        MICROSOFT_GRAPH_HOSTS,
+        endpoint_allowed,
+    )
+
+    none: dict[str, str] = {}
+    for url in (
+        "https://login.microsoftonline.com",
+        "https://login.microsoftonline.us",
+        "https://login.chinacloudapi.cn",
+    ):
+        assert endpoint_allowed(url, MICROSOFT_AUTHORITY_HOSTS, none) is None
+    for url in ("https://graph.microsoft.us/v1.0", "https://microsoftgraph.chinacloudapi.cn/v1.0"):
+        assert endpoint_allowed(url, MICROSOFT_GRAPH_HOSTS, none) is None
+    for url in (
+        "https://login.microsoftonline.com.evil.example",
+        "https://login.microsoftonline.com:8443",
+        "http://login.microsoftonline.com",
+        "https://graph.microsoft.com",  # a Graph host is not an authority
+        "https://127.0.0.1:9443",
+    ):
+        assert endpoint_allowed(url, MICROSOFT_AUTHORITY_HOSTS, none) is False, url
+    allowed = {ENV_ALLOWED_HOSTS: "https://127.0.0.1:9443, https://proxy.example"}
+    assert endpoint_allowed("https://127.0.0.1:9443", MICROSOFT_AUTHORITY_HOSTS, allowed) is True
+    assert endpoint_allowed("https://proxy.example:443/v1.0", MICROSOFT_GRAPH_HOSTS, allowed) is True
+    assert endpoint_allowed("https://127.0.0.1:9444", MICROSOFT_AUTHORITY_HOSTS, allowed) is False

@@ -32,8 +32,11 @@ def kv_clock():
 
 
 @pytest.fixture
-def kv_authority(test_ca, token_registry):
+def kv_authority(test_ca, token_registry, monkeypatch):
+    from tests.fakes.fixtures import allow_host
+
     authority = FakeAuthority(test_ca.server_context(), token_registry, tenant=KV_TENANT).start()
+    allow_host(monkeypatch, authority.host)
     authority.register(KV_CLIENT_ID, secret=KV_SECRET)
     yield authority
     authority.stop()

@@ -9,7 +9,7 @@ from tests.helpers import add_client, operator, run_cli
 
 
 def test_init_makes_the_custody_file_next_to_the_key_file(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CVAULT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CVAULT_") or k == "CVAULT_ALLOWED_HOSTS"}
     env["CVAULT_HOME"] = str(tmp_path / "vault")
     proc = run_cli(
         "--json", "init", "--key-file", str(tmp_path / "keys" / "vault.key"), "--no-passphrase", env=env
@@ -30,7 +30,7 @@ def test_init_makes_the_custody_file_next_to_the_key_file(tmp_path):
 
 
 def test_init_refuses_a_custody_file_inside_the_vault_folder(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CVAULT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CVAULT_") or k == "CVAULT_ALLOWED_HOSTS"}
     env["CVAULT_HOME"] = str(tmp_path / "vault")
     proc = run_cli(
         "init",

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 
@@ -89,16 +90,27 @@ def token_registry():
     return TokenRegistry()
 
 
+def allow_host(monkeypatch, url: str) -> None:
+    """This host's configuration allows the fake's loopback origin as an endpoint
+    (CVAULT_ALLOWED_HOSTS, review4 R4-4: endpoints other than Microsoft's are refused otherwise)."""
+    from vault.backends.graph_auth import ENV_ALLOWED_HOSTS
+
+    now = os.environ.get(ENV_ALLOWED_HOSTS, "")
+    monkeypatch.setenv(ENV_ALLOWED_HOSTS, f"{now} {url}".strip())
+
+
 @pytest.fixture
-def fake_graph(test_ca, token_registry):
+def fake_graph(test_ca, token_registry, monkeypatch):
     fake = FakeGraph(test_ca.server_context(), token_registry).start()
+    allow_host(monkeypatch, fake.base_url)
     yield fake
     fake.stop()
 
 
 @pytest.fixture
-def fake_authority(test_ca, token_registry):
+def fake_authority(test_ca, token_registry, monkeypatch):
     authority = FakeAuthority(test_ca.server_context(), token_registry, device_interval=1).start()
+    allow_host(monkeypatch, authority.host)
     yield authority
     authority.stop()
 
@@ -143,8 +155,9 @@ SECRET = "graph-client-secret-value-123"
 
 
 @pytest.fixture
-def authority(test_ca, token_registry):
+def authority(test_ca, token_registry, monkeypatch):
     a = FakeAuthority(test_ca.server_context(), token_registry, tenant=TENANT, device_interval=1).start()
+    allow_host(monkeypatch, a.host)
     a.register(CLIENT_ID, secret=SECRET)
     yield a
     a.stop()

@@ -66,7 +66,7 @@ def start_service(
     folder.mkdir(parents=True, exist_ok=True)
     ca = ca or make_test_ca(folder / "tls")
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CVAULT_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CVAULT_") or k == "CVAULT_ALLOWED_HOSTS"}
     env["PYTHONPATH"] = str(ROOT)
     argv = [
         sys.executable,

@@ -210,3 +210,40 @@ def test_a_coverage_4_vault_shows_its_replica_config_in_the_upgrade_summary(vdir
     shown = [line for line in looked.stderr.splitlines() if line.startswith("replica configuration")]
     assert len(shown) == 1 and authority.host in shown[0] and str(vdir.key_file) in shown[0], looked.stderr
     assert received == []
+
+
+def test_a_credential_goes_only_to_microsoft_hosts_unless_this_host_allows_another(
+    vdir, authority, received, tmp_path, monkeypatch
+):
+    """Fix 3 alone: a MACed configuration naming an ordinary secret file and a host that is not a
+    Microsoft cloud host: without this host's own allowance (CVAULT_ALLOWED_HOSTS, outside the
+    vault) nothing is sent to it, and ``remote set`` refuses it up front. With the allowance (as
+    the tests' fixtures set it for the loopback fakes) it is contacted."""
+    from vault.backends.graph_auth import ENV_ALLOWED_HOSTS
+
+    other = tmp_path / "graph-client.secret"
+    other.write_text("the-replicas-own-secret\n")
+    other.chmod(0o600)
+    config = _planted(authority, other)
+    _write_maced(vdir, config)
+    monkeypatch.delenv(ENV_ALLOWED_HOSTS)
+    for argv in (("client", "list"), ("sla", "sweep"), ("doctor",)):
+        run_cli(*argv, env=vdir.env())
+    push = run_cli("sync", "push", env=vdir.env())
+    assert push.returncode != 0, push.stdout + push.stderr
+    assert "not a Microsoft cloud host; nothing is sent to it" in push.stderr, push.stderr
+    assert ENV_ALLOWED_HOSTS in push.stderr
+    assert "Traceback" not in push.stderr
+    assert received == []
+    set_ = run_cli(
+        "remote",
+        "set",
+        *("--tenant-id", TENANT, "--client-id", CLIENT_ID, "--credential", "secret-file"),
+        *("--secret-file", str(other), "--drive-id", config["drive_id"]),
+        *("--authority-host", authority.host, "--graph-base-url", config["graph_base_url"]),
+        env=vdir.env(),
+    )
+    assert set_.returncode != 0 and "not a Microsoft cloud host" in set_.stderr, set_.stderr
+    monkeypatch.setenv(ENV_ALLOWED_HOSTS, authority.host)
+    run_cli("sync", "push", env=vdir.env())
+    assert received and set(received) == {"the-replicas-own-secret"}

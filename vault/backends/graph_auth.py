@@ -407,6 +407,63 @@ class DeviceCodeProvider(_MsalProvider):
         raise TokenAcquisitionError("device-code sign-in timed out")
 
 
+#: the Microsoft Entra ID token hosts a credential is sent to: public, US Government, China (msal's
+#: ``AzureAuthorityHosts``; learn.microsoft.com/graph/deployments). Any other host only if this
+#: host's own configuration allows it (:data:`ENV_ALLOWED_HOSTS`), never because the vault says so
+MICROSOFT_AUTHORITY_HOSTS = frozenset(
+    {
+        "login.microsoftonline.com",
+        "login.microsoftonline.us",
+        "login.chinacloudapi.cn",
+        "login.partner.microsoftonline.cn",
+    }
+)
+#: the Microsoft Graph hosts an access token is sent to: global, US Gov L4 and L5 (DoD), China
+MICROSOFT_GRAPH_HOSTS = frozenset(
+    {"graph.microsoft.com", "graph.microsoft.us", "dod-graph.microsoft.us", "microsoftgraph.chinacloudapi.cn"}
+)
+#: the environment variable (of the host running cvault, outside the vault) naming further
+#: ``https://host[:port]`` origins a configuration may use as its authority or Graph endpoint,
+#: separated by commas or spaces (a private test tenant, a proxy)
+ENV_ALLOWED_HOSTS = "CVAULT_ALLOWED_HOSTS"
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    return f"{parts.scheme.lower()}://{host}" + ("" if port in (None, 443) else f":{port}")
+
+
+def endpoint_allowed(url: str, pinned: frozenset[str], environ=None) -> bool | None:
+    """Whether ``url`` may be sent a credential or token: None when it is one of the ``pinned``
+    Microsoft hosts (https, port 443), True when this host's :data:`ENV_ALLOWED_HOSTS` lists its
+    origin, False otherwise (review4 R4-4: the endpoints are never taken from the vault alone)."""
+    environ = os.environ if environ is None else environ
+    origin = _origin(url)
+    if origin.startswith("https://") and origin[len("https://") :] in pinned:
+        return None
+    allowed = {_origin(o) for o in re.split(r"[\s,]+", environ.get(ENV_ALLOWED_HOSTS, "")) if o}
+    return origin in allowed
+
+
+def require_endpoint(url: str, what: str, pinned: frozenset[str], environ=None) -> bool:
+    """:func:`endpoint_allowed` or PermanentBackendError (one line naming the origin and the
+    variable). Returns whether the host's own allowance (not the pin) let it through."""
+    found = endpoint_allowed(url, pinned, environ)
+    if found is False:
+        raise PermanentBackendError(
+            f"{what} {_origin(url)} is not a Microsoft cloud host; nothing is sent to it (allow it"
+            f" on this host with {ENV_ALLOWED_HOSTS}, outside the vault)"
+        )
+    return bool(found)
+
+
 #: how every file cvault writes that holds its own secrets begins (``cvault-keyfile-v1:``,
 #: ``cvault-custody-v1``, ...): such a file is never a client secret or a certificate
 CVAULT_MAGIC = b"cvault-"
@@ -489,11 +546,14 @@ def provider_from_config(
     that must never be read as the credential (the vault's; :class:`CredentialFileRules`)."""
     config.validate()
     environ = os.environ if environ is None else environ
+    # the authority is where the secret goes: a Microsoft host, or one this host allows (R4-4);
+    # the vault's "instance_discovery: false" is honoured only for a host this host allows
+    allowed = require_endpoint(config.authority_host, "authority_host", MICROSOFT_AUTHORITY_HOSTS, environ)
     timeout = (config.connect_timeout, config.read_timeout)
     common = dict(
         authority_host=config.authority_host,
         cache=cache,
-        instance_discovery=config.instance_discovery,
+        instance_discovery=config.instance_discovery if allowed else True,
         verify=verify,
         timeout=timeout,
         service=service,

@@ -54,6 +54,9 @@ class OneDriveBackend:
         """Build the client and backend from a validated config. ``client_options`` go to
         :class:`GraphClient` (``sleep``, ``rng``, ``verify``, ``fragment_size``...)."""
         config.validate()
+        from vault.backends.graph_auth import MICROSOFT_GRAPH_HOSTS, require_endpoint
+
+        require_endpoint(config.graph_base_url, "graph_base_url", MICROSOFT_GRAPH_HOSTS)  # R4-4
         client = GraphClient(
             token_provider,
             base_url=config.graph_base_url,

@@ -74,6 +74,7 @@ class SyncService:
         except TypeError as exc:
             raise InvalidInput(f"OneDrive configuration: {exc}") from None
         self._refuse_vault_files(config)
+        self._refuse_foreign_hosts(config)
         self.ctx.authorize(principal, Action.SYNC)
         with self.ctx.db.write() as conn:
             # MACed (coverage 5, review4 R4-4): the row names a file cvault reads and the hosts it
@@ -105,6 +106,27 @@ class SyncService:
                 raise InvalidInput(
                     "OneDrive configuration: the credential file must not be the vault's key,"
                     " passphrase or custody file, its TLS key, or lie in the vault folder"
+                )
+
+    @staticmethod
+    def _refuse_foreign_hosts(config) -> None:
+        """The endpoints must be Microsoft cloud hosts unless this host allows another (R4-4;
+        checked again where the credential and the tokens are sent)."""
+        from vault.backends.graph_auth import (
+            ENV_ALLOWED_HOSTS,
+            MICROSOFT_AUTHORITY_HOSTS,
+            MICROSOFT_GRAPH_HOSTS,
+            endpoint_allowed,
+        )
+
+        for url, what, pinned in (
+            (config.authority_host, "authority_host", MICROSOFT_AUTHORITY_HOSTS),
+            (config.graph_base_url, "graph_base_url", MICROSOFT_GRAPH_HOSTS),
+        ):
+            if endpoint_allowed(url, pinned) is False:
+                raise InvalidInput(
+                    f"OneDrive configuration: {what} is not a Microsoft cloud host (allow another on"
+                    f" this host with {ENV_ALLOWED_HOSTS})"
                 )
 
     def show_config(self, principal: Principal) -> dict | None:
