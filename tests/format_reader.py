@@ -225,7 +225,11 @@ def check_row_macs(db: sqlite3.Connection, root: bytes, vault_id: bytes) -> int:
     k_row = hkdf(root, vault_id, b"cvault/v1/row-mac")
     checked = 0
     for table, columns in ROW_MAC_COLUMNS.items():
-        where = " WHERE key IN ('settings', 'single_operator', 'row_macs')" if table == "meta" else ""
+        where = (
+            " WHERE key IN ('settings', 'single_operator', 'row_macs', 'remote.onedrive')"
+            if table == "meta"
+            else ""
+        )
         for row in db.execute(f"SELECT {columns}, mac FROM {table}{where}"):
             assert hmac_sha256(k_row, row_mac_message(table, row[:-1])) == row[-1], (table, row[0])
             checked += 1

@@ -500,12 +500,31 @@ def sealed_or_unsealed_env(vdir: VaultDir, home: Path, session: Path | None, *, 
 def as_coverage(conn, level: int) -> None:
     """Make a vault look written by the cvault of row-MAC coverage ``level`` (inside a write
     transaction of the open vault): the marker says ``level`` and the tables added since carry no
-    MACs (vault.store.rowmac.ADDED), as that cvault left them."""
+    MACs (vault.store.rowmac.ADDED), as that cvault left them; the audit high-water mark records
+    no coverage above ``level`` (vault.audit.mark: that cvault's mark never saw a higher one)."""
+    from vault.audit.mark import MarkStore
     from vault.store import rowmac
 
     rowmac.put_meta(conn, rowmac.MARKER, level)
-    for table in rowmac.pending_tables(conn):
-        conn.execute(f"UPDATE {table} SET mac = NULL")
+    for table, where, params in rowmac.pending_rows(conn):
+        conn.execute(f"UPDATE {table} SET mac = NULL WHERE {where}", params)
+    marks = MarkStore(conn.keyring)
+    mark = marks.read(conn)
+    if mark is not None and mark.coverage > level:
+        marks.write(conn, mark._replace(coverage=level))
+
+
+def newer_coverage_strips() -> tuple[str, ...]:
+    """SQL removing the MACs every row-MAC coverage after 1 added (of ``meta`` only the keys a
+    later coverage added): a vault as the coverage-1 cvault left it, for a file writer's scenario."""
+    from vault.store import rowmac
+
+    return tuple(
+        f"UPDATE {t} SET mac = NULL"
+        + (f" WHERE key IN ({', '.join(repr(k) for k in rowmac.META_ADDED[level])})" if t == "meta" else "")
+        for level in sorted(rowmac.ADDED)
+        for t in rowmac.ADDED[level]
+    )
 
 
 def cli_upgrade(run, *extra: str) -> subprocess.CompletedProcess:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -90,6 +91,9 @@ class VaultContext:
         #: inside one_request(): the account rows users.resume read, for the first decision
         self._one_request = False
         self._lent: facts.AccountSnapshot | None = None
+        #: files of this host that hold the vault's own secrets beyond the environment's (the key
+        #: file it was unsealed with, the service's TLS key): never read as a credential
+        self.own_secret_files: set[str] = set()
 
     @property
     def custody(self) -> CustodyManager:
@@ -105,6 +109,21 @@ class VaultContext:
     @property
     def vault_id(self) -> bytes:
         return self.keyring.vault_id
+
+    def credential_rules(self):
+        """The files a configured credential (the replica's, a Key Vault custodian's) must never
+        be read from (review4 R4-4, checked where the file is read): the key and passphrase files
+        (the environment's and the one this process unsealed with), every local custody file (the
+        rows' and the one in use), the service's TLS key and anything in the vault folder."""
+        from vault.backends.graph_auth import CredentialFileRules
+
+        files = set(self.own_secret_files)
+        for name in ("CVAULT_KEY_FILE", "CVAULT_PASSPHRASE_FILE"):
+            files.add(os.environ.get(name, ""))
+        if self._custody is not None:
+            key_files = [os.environ.get("CVAULT_KEY_FILE", ""), *self.own_secret_files]
+            files.update(self._custody.secret_files(key_files))
+        return CredentialFileRules(files, (self.home.root_dir,))
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -310,8 +329,14 @@ class VaultContext:
             events = conn.execute("SELECT count(*) FROM audit_events").fetchone()[0]
             checkpoints = conn.execute("SELECT count(*) FROM audit_checkpoints").fetchone()[0]
             digest = rowmac.upgrade_digest(conn)
+            # the values of the meta rows an upgrade would MAC that say where a credential goes
+            # (review4 R4-4): shown, not counted
+            replica = conn.execute(
+                "SELECT value FROM meta WHERE key = 'remote.onedrive' AND mac IS NULL"
+            ).fetchone()
         return {
             "rows_without_mac": {t: n for t, n in unmaced.items() if n},
+            "replica_config": None if replica is None else str(replica[0]),
             "roles": roles,
             "role_holders": holders,
             "digest": digest,

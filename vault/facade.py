@@ -472,6 +472,7 @@ class Vault:
         from vault.home import read_private_file
 
         path = os.fspath(path)
+        self.ctx.own_secret_files.add(path)  # never read as a configured credential (R4-4)
         try:
             text = read_private_file(path, "key file").decode("utf-8")
         except FileNotFoundError:

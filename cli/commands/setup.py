@@ -281,6 +281,11 @@ def upgrade_cmd(state, yes, digest, as_json):
     if not as_json:
         without = ", ".join(f"{t} {n}" for t, n in summary["rows_without_mac"].items()) or "none"
         click.echo(f"rows without a MAC: {without}", err=True)
+        if summary["replica_config"] is not None:
+            # the credential file and the hosts it is sent to (review4 R4-4): the values, not a count
+            click.echo(
+                f"replica configuration (remote.onedrive): {safe(summary['replica_config'])}", err=True
+            )
         for role, names in summary["role_holders"].items():
             shown = ", ".join(safe(n) for n in names[:_HOLDERS_SHOWN])
             more = f" and {len(names) - _HOLDERS_SHOWN} more (--json)" if len(names) > _HOLDERS_SHOWN else ""

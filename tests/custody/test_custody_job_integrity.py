@@ -250,7 +250,8 @@ def test_a_vault_at_coverage_3_needs_cvault_upgrade_for_its_custody_macs(vdir, m
         vault.close()
     (old_marker,) = _sql(vdir, "SELECT value, mac FROM meta WHERE key = 'row_macs'")
     with pytest.raises(
-        UpgradeRequired, match="custodians, client_custody, custody_jobs rows of this vault carry no MACs"
+        UpgradeRequired,
+        match="custodians, client_custody, custody_jobs, meta rows of this vault carry no MACs",
     ):
         vdir.open()
     proc = cli_upgrade(vdir.cli)
@@ -259,12 +260,12 @@ def test_a_vault_at_coverage_3_needs_cvault_upgrade_for_its_custody_macs(vdir, m
     vault = vdir.open()
     try:
         with vault.ctx.db.read() as conn:
-            assert rowmac.coverage(conn) == rowmac.COVERAGE == 4
+            assert rowmac.coverage(conn) == rowmac.COVERAGE
         reasons = [
             r[0]
             for r in vault.ctx.db.all("SELECT reason FROM audit_events WHERE action = 'integrity.row_macs'")
         ]
-        assert any("custodians, client_custody, custody_jobs (coverage 4)" in r for r in reasons), reasons
+        assert any("custodians, client_custody, custody_jobs, meta (coverage " in r for r in reasons), reasons
         # the upgrade's own unseal finished the rotation
         assert vault.ctx.db.all("SELECT count(*) FROM custody_jobs") == [(0,)]
         assert _states(vdir, client_id) == [(1, "destroyed"), (2, "current")]

@@ -280,18 +280,11 @@ def test_the_bootstrap_window_is_a_one_time_state_of_a_new_vault(tmp_path):
     by a file writer (the enrolled bootstrap creation row still closes it). A later admin made by
     one person alone (a row of mode bootstrap planted as a vault used before the fix would hold)
     is no second person to its maker: only the vault's first bootstrap step is exempt."""
-    from vault.facade import Vault
     from vault.identity.facts import bootstrap_open, second_person
     from vault.store import rowmac
 
-    v, _ = Vault.init(
-        tmp_path / "v", key_file=tmp_path / "k", admin="root", admin_password="root-password-12"
-    )
+    v, root, second = vault_with_a_bootstrapped_second_admin(tmp_path)
     try:
-        root = _init_admin_principal(v, "root")
-        boot = v.users.add(root, "second", ["admin"])
-        assert boot["mode"] == "bootstrap"
-        second = _enrolled(v, "second", boot["enrollment_code"], ["admin"])
         with v.ctx.db.read() as conn:
             assert rowmac.meta_value(conn, "two_admins") == "1" and not bootstrap_open(conn)
         v.users.add(root, "eng", ["engineer"])
@@ -312,6 +305,20 @@ def test_the_bootstrap_window_is_a_one_time_state_of_a_new_vault(tmp_path):
             assert "second person" in (second_person(conn, "late", "root") or "")
     finally:
         v.close()
+
+
+def vault_with_a_bootstrapped_second_admin(tmp_path):
+    """A new vault: ``init`` root, then root's bootstrap step "second" (an admin, enrolled).
+    Returns (vault, root's principal, second's Person); the caller closes the vault."""
+    from vault.facade import Vault
+
+    v, _ = Vault.init(
+        tmp_path / "v", key_file=tmp_path / "k", admin="root", admin_password="root-password-12"
+    )
+    root = _init_admin_principal(v, "root")
+    boot = v.users.add(root, "second", ["admin"])
+    assert boot["mode"] == "bootstrap"
+    return v, root, _enrolled(v, "second", boot["enrollment_code"], ["admin"])
 
 
 def _init_admin_principal(v, name):

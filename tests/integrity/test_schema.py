@@ -18,7 +18,8 @@ import pytest
 from tests.helpers import ROOT, add_client, clock_at, file_sql, operator
 from vault.principal import Principal
 from vault.store import db as store_db
-from vault.store import schema, schema_expected
+from vault.store import rowmac, schema, schema_expected
+from vault.store.rowmac import RowTampered
 from vault.store.schema import SchemaTampered
 
 FIXTURES = ROOT / "tests" / "integrity" / "fixtures"
@@ -228,3 +229,110 @@ def test_without_the_kept_schema_the_migrations_are_run_in_memory(tmp_path, monk
         assert db.schema_problems() == ["trigger extra_touch (on table extra) is not one cvault creates"]
     finally:
         db.close()
+
+
+# --- defence in depth: rowmac MACs what cvault wrote, never what it reads back --------------------
+
+
+def _behind_the_check(v, *statements: str) -> None:
+    """A schema change the open-time check did not see (as if it were bypassed): made on the
+    vault's own connection, its cookie taken as checked, so only vault.store.rowmac stands."""
+    db = v.ctx.db
+    for statement in statements:
+        db.conn.execute(statement)
+    db._schema_cookie = db.conn.execute("PRAGMA schema_version").fetchone()[0]
+
+
+def test_rowmac_refuses_an_update_a_trigger_changed_and_writes_nothing(staff):
+    clock = clock_at()
+    v = staff.vdir.open(clock=clock)
+    try:
+        uid = staff.bob.user_id
+        _behind_the_check(
+            v,
+            f"CREATE TRIGGER users_touch AFTER UPDATE OF disabled ON users WHEN NEW.id = {uid}"
+            f" BEGIN UPDATE users SET disabled = 0 WHERE rowid = NEW.rowid; END",
+        )
+        with pytest.raises(RowTampered, match="not stored as cvault wrote it"):
+            v.users.disable(staff.alice.principal(v), "bob")
+        _behind_the_check(
+            v,
+            "DROP TRIGGER users_touch",
+            "CREATE TRIGGER users_ignore BEFORE UPDATE OF disabled ON users BEGIN SELECT RAISE(IGNORE); END",
+        )
+        with pytest.raises(RowTampered, match="not stored as cvault wrote it"):
+            v.users.disable(staff.alice.principal(v), "bob")
+        _behind_the_check(v, "DROP TRIGGER users_ignore")
+        with v.ctx.db.read() as conn:  # nothing was written: bob's row is authentic and enabled
+            assert rowmac.select(conn, "users", "id = ?", (uid,))[0][3] == 0
+        v.users.disable(staff.alice.principal(v), "bob")  # the schema is cvault's again
+        assert v.ctx.db.scalar("SELECT disabled FROM users WHERE id = ?", (uid,)) == 1
+    finally:
+        v.close()
+
+
+def test_rowmac_refuses_an_insert_a_trigger_changed(vdir):
+    v = vdir.open()
+    try:
+        add_client(v, "acme")
+        v.secrets.put(operator(), "acme", "office/firewall", "access", {"host": "fw", "password": "pw-1"})
+        _behind_the_check(
+            v,
+            "CREATE TRIGGER custody_jobs_touch AFTER INSERT ON custody_jobs"
+            " BEGIN UPDATE custody_jobs SET rotate_client_key = 0 WHERE rowid = NEW.rowid; END",
+        )
+        with pytest.raises(RowTampered, match="custody_jobs row .* not stored as cvault wrote it"):
+            v.secrets.rm(operator(), "acme", "office/firewall", purge=True)
+    finally:
+        v.close()
+
+
+def test_rowmac_insert_writes_every_covered_column_so_a_planted_default_is_not_maced(staff):
+    """A DEFAULT the check did not see: ``users.add`` writes ``training_valid_until`` (NULL) and
+    ``disabled`` (0) itself, so the new account is neither trained nor disabled by the file."""
+    v = staff.vdir.open(clock=clock_at())
+    try:
+        sql = v.ctx.db.scalar("SELECT sql FROM sqlite_master WHERE name = 'users'")
+        planted = sql.replace(
+            "training_valid_until INTEGER", "training_valid_until INTEGER DEFAULT 4102444800"
+        )
+        planted = planted.replace("DEFAULT 0", "DEFAULT 1", 1)
+        assert "4102444800" in planted and "DEFAULT 1" in planted
+        v.ctx.db.conn.execute("PRAGMA foreign_keys = OFF")
+        v.ctx.db.conn.execute("PRAGMA legacy_alter_table = ON")
+        _behind_the_check(
+            v,
+            planted.replace("CREATE TABLE users", "CREATE TABLE users_planted", 1),
+            "INSERT INTO users_planted SELECT * FROM users",
+            "DROP TABLE users",
+            "ALTER TABLE users_planted RENAME TO users",
+        )
+        v.users.add(staff.alice.principal(v), "newbie", ["engineer"])
+        with v.ctx.db.read() as conn:
+            (row,) = rowmac.select(conn, "users", "name = ?", ("newbie",))
+        assert row[3:6] == (0, None, None)  # disabled, locked_until, training_valid_until: MAC valid
+    finally:
+        v.close()
+
+
+def test_rowmac_knows_each_covered_tables_rowid_column_and_defaults():
+    """``rowmac.ROWID_COLUMNS`` / ``rowmac.DEFAULTS`` are the migrations': an insert leaves only
+    the rowid to SQLite and writes every other covered column, with the DEFAULT cvault means."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        for row in sorted(schema_expected.OBJECTS, key=lambda r: (r[0] != "table", r[1])):
+            if row[3] is not None and not row[1].startswith("sqlite_") and row[0] in ("table", "index"):
+                conn.execute(row[3])
+        for table, spec in rowmac.TABLES.items():
+            info = {c[1]: c for c in conn.execute(f"PRAGMA table_xinfo({table})")}
+            keys = [c for c in info.values() if c[5]]
+            alias = keys[0][1] if len(keys) == 1 and keys[0][2].upper() == "INTEGER" else None
+            assert rowmac.ROWID_COLUMNS.get(table) == alias, table
+            defaults = {}
+            for column in spec.columns:
+                name = column.removesuffix(" IS NULL")
+                if info[name][4] is not None:
+                    defaults[name] = int(info[name][4])
+            assert rowmac.DEFAULTS.get(table, {}) == defaults, table
+    finally:
+        conn.close()

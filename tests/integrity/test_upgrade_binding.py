@@ -17,10 +17,29 @@ from datetime import timedelta
 
 import pytest
 
-from tests.helpers import T0, cli_upgrade, clock_at, run_cli
+from tests.helpers import T0, cli_upgrade, clock_at, newer_coverage_strips, run_cli
 from tests.integrity.test_upgrade_row_macs import _query, _sql, old_vault  # noqa: F401 (fixture)
 from vault.errors import IntegrityFailure, UpgradeRequired
 from vault.store import rowmac
+
+
+def put_back_older_marker(home, backup, *statements: tuple) -> None:
+    """The file writer: the row-MAC marker of an older copy put back, the tables added after
+    coverage 1 stripped of their MACs, then ``statements`` ((sql, params) each), in one commit."""
+    db, old = sqlite3.connect(home / "vault.db"), sqlite3.connect(backup)
+    try:
+        db.execute(
+            "INSERT OR REPLACE INTO meta (key, value, mac) SELECT ?, ?, ?",
+            old.execute("SELECT key, value, mac FROM meta WHERE key = 'row_macs'").fetchone(),
+        )
+        for statement in newer_coverage_strips():
+            db.execute(statement)
+        for sql, params in statements:
+            db.execute(sql, params)
+        db.commit()
+    finally:
+        db.close()
+        old.close()
 
 
 def _digest(proc) -> str:
@@ -77,13 +96,13 @@ def test_yes_without_the_digest_is_refused(old_vault, tmp_path):  # noqa: F811
 def test_a_rolled_back_coverage_marker_is_refused_by_the_upgrade(old_vault, tmp_path, monkeypatch):  # noqa: F811
     vdir, _cast = old_vault
     env = vdir.env(CVAULT_SESSION_FILE=str(tmp_path / "none.json"))
-    newer = tuple(t for level in sorted(rowmac.ADDED) for t in rowmac.ADDED[level])
+    strip = newer_coverage_strips()
     # 1. the vault as a coverage-1 build left it: the first backfill at coverage 1 (its audit
     #    event says so), the tables added later without MACs
     with monkeypatch.context() as older_build:
         older_build.setattr(rowmac, "COVERAGE", 1)
         vdir.open(clock=clock_at(T0 + timedelta(hours=1)), upgrade=True).close()
-    _sql(vdir.home, *(f"UPDATE {table} SET mac = NULL" for table in newer))
+    _sql(vdir.home, *strip)
     backup = tmp_path / "older-copy.db"  # what the file writer kept: an authentic coverage-1 marker
     shutil.copy2(vdir.home / "vault.db", backup)
     # 2. the operator's legitimate upgrade to this build's coverage (its signed event names it)
@@ -92,16 +111,7 @@ def test_a_rolled_back_coverage_marker_is_refused_by_the_upgrade(old_vault, tmp_
     assert _query(vdir.home, "SELECT value FROM meta WHERE key = 'row_macs'") == [(rowmac.COVERAGE,)]
     # 3. the file writer: the older marker row back, the newer tables' MACs stripped (to have a
     #    removed integration or an edited shred job MACed by the next upgrade)
-    db, old = sqlite3.connect(vdir.home / "vault.db"), sqlite3.connect(backup)
-    db.execute(
-        "INSERT OR REPLACE INTO meta (key, value, mac) SELECT ?, ?, ?",
-        old.execute("SELECT key, value, mac FROM meta WHERE key = 'row_macs'").fetchone(),
-    )
-    for table in newer:
-        db.execute(f"UPDATE {table} SET mac = NULL")
-    db.commit()
-    db.close()
-    old.close()
+    put_back_older_marker(vdir.home, backup)
     # 4. every command is refused, and so is the upgrade: exit 6, nothing MACed
     for proc in (run_cli("client", "list", env=env), cli_upgrade(lambda *argv: run_cli(*argv, env=env))):
         assert proc.returncode == 6, proc.stdout + proc.stderr

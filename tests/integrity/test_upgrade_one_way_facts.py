@@ -22,8 +22,12 @@ from datetime import timedelta
 import pytest
 
 from tests.factories import Person
-from tests.helpers import T0, clock_at
-from tests.identity.test_insider_attacks_cli import _enrolled, _init_admin_principal
+from tests.helpers import T0, clock_at, newer_coverage_strips
+from tests.identity.test_insider_attacks_cli import (
+    _init_admin_principal,
+    vault_with_a_bootstrapped_second_admin,
+)
+from tests.integrity.test_upgrade_binding import put_back_older_marker
 from tests.integrity.test_upgrade_row_macs import _query, _sql, old_vault  # noqa: F401 (fixture)
 from vault.errors import IntegrityFailure
 from vault.facade import Vault
@@ -41,12 +45,11 @@ def _upgrade_as_the_cli_does(vdir, clock):
 
 def test_a_pruned_log_still_protects_the_coverage_marker(old_vault, tmp_path, monkeypatch):  # noqa: F811
     vdir, cast = old_vault
-    newer = tuple(t for level in sorted(rowmac.ADDED) for t in rowmac.ADDED[level])
     # 1. the vault as a coverage-1 build left it (as tests/integrity/test_upgrade_binding.py)
     with monkeypatch.context() as older_build:
         older_build.setattr(rowmac, "COVERAGE", 1)
         vdir.open(clock=clock_at(T0 + timedelta(hours=1)), upgrade=True).close()
-    _sql(vdir.home, *(f"UPDATE {table} SET mac = NULL" for table in newer))
+    _sql(vdir.home, *newer_coverage_strips())
     backup = tmp_path / "older-copy.db"  # the file writer's authentic coverage-1 marker
     shutil.copy2(vdir.home / "vault.db", backup)
     # 2. the operator's legitimate upgrade to coverage 4; its event names the coverage
@@ -74,17 +77,11 @@ def test_a_pruned_log_still_protects_the_coverage_marker(old_vault, tmp_path, mo
     planted.parent.mkdir()
     config = json.loads(_query(vdir.home, "SELECT config FROM custodians WHERE id = 1")[0][0])
     shutil.copy2(config["file"], planted)
-    db, old = sqlite3.connect(vdir.home / "vault.db"), sqlite3.connect(backup)
-    db.execute(
-        "INSERT OR REPLACE INTO meta (key, value, mac) SELECT ?, ?, ?",
-        old.execute("SELECT key, value, mac FROM meta WHERE key = 'row_macs'").fetchone(),
+    put_back_older_marker(
+        vdir.home,
+        backup,
+        ("UPDATE custodians SET config = ? WHERE id = 1", (json.dumps({"file": str(planted)}),)),
     )
-    for table in newer:
-        db.execute(f"UPDATE {table} SET mac = NULL")
-    db.execute("UPDATE custodians SET config = ? WHERE id = 1", (json.dumps({"file": str(planted)}),))
-    db.commit()
-    db.close()
-    old.close()
     # 5. the vault is asked for `cvault upgrade` a second time (the documented alarm, which the
     #    code no longer recognises): the upgrade must refuse, nothing MACed
     with pytest.raises(IntegrityFailure):
@@ -93,14 +90,8 @@ def test_a_pruned_log_still_protects_the_coverage_marker(old_vault, tmp_path, mo
 
 
 def test_deleting_two_rows_does_not_reopen_the_bootstrap_window(tmp_path):
-    v, _ = Vault.init(
-        tmp_path / "v", key_file=tmp_path / "k", admin="root", admin_password="root-password-12"
-    )
+    v, root, _second = vault_with_a_bootstrapped_second_admin(tmp_path)
     try:
-        root = _init_admin_principal(v, "root")
-        boot = v.users.add(root, "second", ["admin"])
-        assert boot["mode"] == "bootstrap"
-        _enrolled(v, "second", boot["enrollment_code"], ["admin"])  # two enrolled admins now
         v.users.disable(root, "second")  # S1's first step: one active admin left
     finally:
         v.close()

@@ -202,7 +202,7 @@ def test_a_vault_at_coverage_2_stays_sealed_until_upgrade_macs_its_shred_jobs(vd
                 "SELECT reason FROM audit_events WHERE action = 'integrity.row_macs' ORDER BY seq"
             )
         ]
-        added = "shred_jobs, custodians, client_custody, custody_jobs"
+        added = "shred_jobs, custodians, client_custody, custody_jobs, meta"
         assert any(f"rows of {added} (coverage {rowmac.COVERAGE})" in r for r in reasons), reasons
         assert vault.sla.sweep(SYSTEM)["shredded"] == ["acme"]
     finally:

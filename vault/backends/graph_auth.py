@@ -407,16 +407,63 @@ class DeviceCodeProvider(_MsalProvider):
         raise TokenAcquisitionError("device-code sign-in timed out")
 
 
-def read_secret_file(path: Path | str) -> str:
-    """Client secret from a file that only the owner can read (refused otherwise, as ssh does)."""
+#: how every file cvault writes that holds its own secrets begins (``cvault-keyfile-v1:``,
+#: ``cvault-custody-v1``, ...): such a file is never a client secret or a certificate
+CVAULT_MAGIC = b"cvault-"
+
+
+class CredentialFileRules:
+    """The files a credential must never be read from (review4 R4-4): the vault's own secret
+    material (key file, passphrase file, custody files, TLS key) and anything in the vault
+    folder. Checked where the file is read (:func:`read_secret_file`), on every load, so a stored
+    configuration naming one is refused however it got there. Compared by real path and by
+    device and inode (a hard link is the same file)."""
+
+    def __init__(self, files=(), folders=()):
+        self.files = frozenset(os.path.realpath(os.fspath(f)) for f in files if f)
+        self.folders = tuple(os.path.realpath(os.fspath(d)) for d in folders if d)
+        self._inodes = set()
+        for f in self.files:
+            with contextlib.suppress(OSError):
+                st = os.stat(f)
+                self._inodes.add((st.st_dev, st.st_ino))
+
+    def refusal(self, path: Path | str, st: os.stat_result | None = None) -> str | None:
+        """Why ``path`` may not be read as a credential, or None."""
+        real = os.path.realpath(os.fspath(path))
+        if real in self.files or (st is not None and (st.st_dev, st.st_ino) in self._inodes):
+            return "is one of the vault's own secret files (key, passphrase, custody or TLS key file)"
+        for folder in self.folders:
+            if os.path.commonpath([real, folder]) == folder:
+                return "lies in the vault folder"
+        return None
+
+
+def read_secret_file(path: Path | str, rules: CredentialFileRules | None = None) -> str:
+    """Client secret (or certificate PEM) from a file that only the owner can read (refused
+    otherwise, as ssh does). Refused (IntegrityFailure, exit 6: a configuration naming one was
+    not written by cvault) when ``rules`` forbid the file or it begins with a cvault magic: the
+    vault's own secrets are never sent anywhere as a credential. The message names the path only."""
     p = Path(path)
     try:
         st = p.stat()
+        refusal = rules.refusal(p, st) if rules is not None else None
+        if refusal is not None:
+            raise IntegrityFailure(f"integrity failure: the credential file {p} {refusal}; it is never read")
         if st.st_mode & 0o077:
             raise PermanentBackendError(f"client secret file {p} is readable by others (chmod 600 it)")
-        secret = p.read_text(encoding="utf-8").strip()
+        data = p.read_bytes()
     except OSError as exc:
         raise PermanentBackendError(f"client secret file {p}: {exc.strerror or 'unreadable'}") from None
+    if data.lstrip().startswith(CVAULT_MAGIC):
+        raise IntegrityFailure(
+            f"integrity failure: the credential file {p} is a cvault secret file (key or custody"
+            " file); it is never sent as a credential"
+        )
+    try:
+        secret = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise PermanentBackendError(f"client secret file {p} is not UTF-8 text") from None
     if not secret:
         raise PermanentBackendError(f"client secret file {p} is empty")
     return secret
@@ -431,13 +478,15 @@ def provider_from_config(
     verify: bool | str = True,
     sleep: Callable[[float], None] = time.sleep,
     service: str = "Microsoft Graph",
+    rules: CredentialFileRules | None = None,
 ):
     """The token provider a :class:`~vault.backends.onedrive_config.OneDriveConfig` describes (or
     any configuration with the same app-registration fields and ``scopes``, such as
     :class:`~vault.custody.keyvault_config.KeyVaultCustodyConfig`, with ``service`` naming it).
 
     Reads the secret (file or environment variable) or the certificate PEM now, so a missing
-    credential fails at start-up with one line, not at the first upload."""
+    credential fails at start-up with one line, not at the first upload. ``rules``: the files
+    that must never be read as the credential (the vault's; :class:`CredentialFileRules`)."""
     config.validate()
     environ = os.environ if environ is None else environ
     timeout = (config.connect_timeout, config.read_timeout)
@@ -462,7 +511,7 @@ def provider_from_config(
         return ClientCredentialsProvider(
             config.tenant_id,
             config.client_id,
-            client_secret=read_secret_file(config.secret_file),
+            client_secret=read_secret_file(config.secret_file, rules),
             scopes=config.scopes,
             **common,
         )
@@ -475,7 +524,7 @@ def provider_from_config(
         return ClientCredentialsProvider(
             config.tenant_id, config.client_id, client_secret=secret, scopes=config.scopes, **common
         )
-    pem = read_secret_file(config.certificate_file)
+    pem = read_secret_file(config.certificate_file, rules)
     key_pem = _pem_block(pem, "PRIVATE KEY")
     cert_pem = _pem_block(pem, "CERTIFICATE")
     if key_pem is None:

@@ -687,9 +687,11 @@ def build_custodian(
     verify: bool | str = True,
     sleep: Callable[[float], None] = time.sleep,
     environ=None,
+    rules=None,
 ) -> KeyVaultCustodian:
     """A custodian with an msal app-only token provider for ``<resource>/.default`` (the same
-    credential options as the OneDrive replica; ``token_cache`` is a sealed msal cache)."""
+    credential options as the OneDrive replica; ``token_cache`` is a sealed msal cache; ``rules``:
+    the files its credential must never be read from, vault.backends.graph_auth.CredentialFileRules)."""
     from vault.backends.graph_auth import provider_from_config
 
     provider = provider_from_config(
@@ -699,6 +701,7 @@ def build_custodian(
         verify=verify,
         sleep=sleep,
         service="Azure Key Vault",
+        rules=rules,
     )
     return KeyVaultCustodian(
         config, vault_id, token_provider=provider, clock=clock, verify=verify, sleep=sleep

@@ -30,6 +30,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -145,6 +146,19 @@ class CustodyManager:
         self._custodians[custodian_id] = found
         return found
 
+    def secret_files(self, key_files=()) -> set[str]:
+        """Every local custody file this vault knows of (the one in use, ``CVAULT_CUSTODY_FILE``,
+        the default next to each key file, every local custodian row's, retired ones too): never
+        read as a configured credential (review4 R4-4, vault.context.VaultContext.credential_rules)."""
+        files = {self.custody_file or "", os.environ.get(ENV_CUSTODY_FILE, "")}
+        for key_file in key_files:
+            if key_file:
+                files.add(os.fspath(default_custody_file(self.ctx.vault_id, key_file)))
+        for (config,) in self.ctx.db.all("SELECT config FROM custodians WHERE kind = 'local'"):
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                files.add(str(json.loads(config).get("file") or ""))
+        return {f for f in files if f}
+
     def _keyvault(self, config: dict):
         from vault.backends.graph_auth import SealedTokenCache
         from vault.custody.keyvault import build_custodian
@@ -163,6 +177,7 @@ class CustodyManager:
             self.ctx.vault_id,
             token_cache=cache,
             clock=self.ctx.clock,
+            rules=self.ctx.credential_rules(),  # the same file rules as the replica's (R4-4)
             **options,
         )
 

@@ -14,7 +14,9 @@ VaultSealed)::
 
     from vault.store import rowmac
 
-    # a new row, MACed by its rowid (ids known only now); None if OR IGNORE ignored it
+    # a new row, MACed by its rowid (ids known only now); None if OR IGNORE ignored it. insert
+    # and update MAC the values their statement wrote (RETURNING), never values read back, and
+    # check the stored row against them (a planted trigger: docs/security.md, guarantee 23)
     rowid = rowmac.insert(conn, "users", {"name": name, "created_at": t, "created_by": who})
     # change covered columns: verify the rows' MACs, update, MAC them again (never MAC a row
     # whose old MAC failed: that would launder a tampered value)
@@ -227,17 +229,65 @@ TABLES: dict[str, Table] = {
 NULL_TAIL = frozenset({"record_versions"})
 
 #: the meta rows that are MACed (others are written before the keys exist or decide nothing);
-#: ``two_admins``: the vault has had two enrolled admins, the bootstrap window is closed (review2 S1)
-META_KEYS = ("settings", "single_operator", "row_macs", "two_admins")
+#: ``two_admins``: the vault has had two enrolled admins, the bootstrap window is closed (review2 S1);
+#: ``remote.onedrive``: the replica configuration, which names the credential cvault reads and the
+#: hosts it sends it to (review4 R4-4; covered since coverage 5)
+META_KEYS = ("settings", "single_operator", "row_macs", "two_admins", "remote.onedrive")
 #: meta key of the marker that this vault's rows carry MACs (written at init or by the backfill);
 #: its value is the coverage: which tables carry them
 MARKER = "row_macs"
 #: the coverage this build writes: 1 = the tables of issue 12 and the teams; 2 = also integrations;
-#: 3 = also shred_jobs (independent review R11); 4 = also custodians, client_custody, custody_jobs
-COVERAGE = 4
+#: 3 = also shred_jobs (independent review R11); 4 = also custodians, client_custody, custody_jobs;
+#: 5 = also the meta row ``remote.onedrive`` (review4 R4-4)
+COVERAGE = 5
 #: the tables each coverage added after the first: a vault at an older coverage gets their MACs on
 #: its next unseal (:func:`upgrade`), under the rules of :func:`backfill`
-ADDED = {2: ("integrations",), 3: ("shred_jobs",), 4: ("custodians", "client_custody", "custody_jobs")}
+ADDED = {
+    2: ("integrations",),
+    3: ("shred_jobs",),
+    4: ("custodians", "client_custody", "custody_jobs"),
+    5: ("meta",),
+}
+#: the meta keys a coverage added (a coverage that lists ``meta`` in :data:`ADDED` MACs only these)
+META_ADDED = {5: ("remote.onedrive",)}
+
+
+def _scope(table: str, level: int | None = None) -> tuple[str, tuple]:
+    """The WHERE clause (and its parameters) of the rows of ``table`` that carry MACs: every row,
+    or for ``meta`` the :data:`META_KEYS` rows; with ``level``, the rows that coverage added."""
+    if table != "meta":
+        return "1", ()
+    keys = META_KEYS if level is None else META_ADDED[level]
+    return f"key IN ({','.join('?' * len(keys))})", keys
+
+
+def _pending(have: int) -> tuple[tuple[int, str], ...]:
+    """(coverage, table) of what a vault at coverage ``have`` lacks, in order."""
+    return tuple((level, t) for level in range(have + 1, COVERAGE + 1) for t in ADDED.get(level, ()))
+
+
+#: the covered id column that is the table's rowid (INTEGER PRIMARY KEY): SQLite assigns it when
+#: an insert leaves it out
+ROWID_COLUMNS = {
+    t: "id"
+    for t in (
+        "users",
+        "assignments",
+        "records",
+        "teams",
+        "team_members",
+        "team_assignments",
+        "shred_requests",
+        "setting_requests",
+        "account_requests",
+        "integrations",
+        "custodians",
+    )
+}
+#: what a covered column an insert leaves out means, when not NULL (the migrations' DEFAULT):
+#: :func:`insert` writes every covered column explicitly, so no covered value is ever left to a
+#: DEFAULT stored in the file (review 4, R4-0: a rebuilt table's DEFAULT was MACed)
+DEFAULTS: dict[str, dict[str, Any]] = {"users": {"disabled": 0}}
 
 
 class RowTampered(IntegrityFailure):
@@ -359,17 +409,72 @@ def select(conn: Any, table: str, where: str, params: tuple = (), order: str = "
 
 def insert(conn: Any, table: str, values: dict[str, Any], *, or_ignore: bool = False) -> int | None:
     """``INSERT INTO table`` one row and MAC it, by the rowid SQLite gave it (never by a
-    condition: a row a file writer planted for an id not yet used must not get a MAC). Returns
-    the rowid (the INTEGER PRIMARY KEY where there is one), None if ``or_ignore`` ignored it."""
-    columns = ", ".join(values)
-    marks = ", ".join("?" * len(values))
+    condition: a row a file writer planted for an id not yet used must not get a MAC). Every
+    covered column is written explicitly (:data:`DEFAULTS`), and the MAC is over the values the
+    INSERT wrote (``RETURNING``), checked against the row as stored (:func:`_seal`). Returns the
+    rowid (the INTEGER PRIMARY KEY where there is one), None if ``or_ignore`` ignored it."""
+    if not conn.in_transaction:
+        raise RuntimeError("rowmac.insert runs inside a write transaction")
+    spec = TABLES[table]
+    row = dict(values)
+    defaults = DEFAULTS.get(table, {})
+    for column in spec.columns:
+        name = column.removesuffix(" IS NULL")
+        if name not in row and name != ROWID_COLUMNS.get(table):
+            row[name] = defaults.get(name)
+    columns = ", ".join(row)
+    marks = ", ".join("?" * len(row))
     verb = "INSERT OR IGNORE" if or_ignore else "INSERT"
-    cursor = conn.execute(f"{verb} INTO {table} ({columns}) VALUES ({marks})", tuple(values.values()))
-    if cursor.rowcount != 1:
+    written = conn.execute(
+        f"{verb} INTO {table} ({columns}) VALUES ({marks}) RETURNING rowid, {spec.select}",
+        tuple(row.values()),
+    ).fetchall()
+    if len(written) != 1:
         return None
-    rowid = cursor.lastrowid
-    stamp(conn, table, "rowid = ?", (rowid,))
-    return int(rowid)
+    _seal(conn, table, written)
+    return int(written[0][0])
+
+
+def _seal(conn: Any, table: str, written: list[tuple]) -> None:
+    """MAC ``written`` (``(rowid, *covered values)`` as cvault's own INSERT or UPDATE wrote them:
+    its ``RETURNING`` rows, which no trigger's later change reaches), then read the rows back: a
+    row that is not exactly what was written and MACed (a trigger changed it, or the mac) is an
+    integrity failure, and the caller's transaction writes nothing (review 4, R4-0: never MAC
+    values read back)."""
+    m = macer(conn)
+    want: dict[int, tuple[tuple, bytes]] = {}
+    for row in written:
+        try:
+            want[row[0]] = (tuple(row[1:]), m.mac(encode(table, row[1:])))
+        except (TypeError, OverflowError, struct.error):
+            raise _failure(table, row[1:]) from None
+    conn.executemany(
+        f"UPDATE {table} SET mac = ? WHERE rowid = ?",  # noqa: S608 - a constant table name
+        [(tag, rowid) for rowid, (_, tag) in want.items()],
+    )
+    spec = TABLES[table]
+    rowids = list(want)
+    for start in range(0, len(rowids), 500):
+        batch = rowids[start : start + 500]
+        marks = ",".join("?" * len(batch))
+        stored = conn.execute(
+            f"SELECT rowid, {spec.select}, mac FROM {table} WHERE rowid IN ({marks})",  # noqa: S608 - constants of TABLES; values are bound
+            tuple(batch),
+        ).fetchall()
+        found = {r[0]: (tuple(r[1:-1]), r[-1]) for r in stored}
+        for rowid in batch:
+            if found.get(rowid) != want[rowid]:
+                raise _changed(table, want[rowid][0])
+
+
+def _changed(table: str, values: Sequence[Any]) -> RowTampered:
+    failure = _failure(table, values)
+    return RowTampered(
+        failure.message.replace(
+            "failed authentication (edited outside cvault?)",
+            "was not stored as cvault wrote it (a trigger or default not cvault's?); nothing was written",
+        )
+    )
 
 
 def stamp(conn: Any, table: str, where: str, params: tuple = ()) -> int:
@@ -395,17 +500,27 @@ def stamp(conn: Any, table: str, where: str, params: tuple = ()) -> int:
 def update(conn: Any, table: str, sets: str, set_params: tuple, where: str, where_params: tuple = ()) -> int:
     """``UPDATE table SET sets WHERE where`` for authenticated rows: each matching row's MAC is
     verified first (a failure raises and changes nothing), then the rows are updated and MACed
-    again. Returns how many rows changed."""
+    again, over the values the UPDATE wrote (``RETURNING``), checked against the rows as stored
+    (:func:`_seal`); a verified row the UPDATE did not change is an integrity failure too.
+    Returns how many rows changed."""
     if not conn.in_transaction:
         raise RuntimeError("rowmac.update runs inside a write transaction")
     rowids = [r[0] for r in select(conn, table, where, where_params)]
     if not rowids:
         return 0
+    spec = TABLES[table]
     for start in range(0, len(rowids), 500):
         batch = rowids[start : start + 500]
         marks = ",".join("?" * len(batch))
-        conn.execute(f"UPDATE {table} SET {sets} WHERE rowid IN ({marks})", (*set_params, *batch))  # noqa: S608 - constant SQL from the caller; values are bound
-        stamp(conn, table, f"rowid IN ({marks})", tuple(batch))
+        written = conn.execute(
+            f"UPDATE {table} SET {sets} WHERE rowid IN ({marks}) RETURNING rowid, {spec.select}",  # noqa: S608 - constant SQL from the caller; values are bound
+            (*set_params, *batch),
+        ).fetchall()
+        if len(written) != len(batch):
+            # a verified row the UPDATE did not change (a trigger's RAISE(IGNORE)): fail closed
+            missing = set(batch) - {r[0] for r in written}
+            raise _changed(table, select(conn, table, "rowid = ?", (min(missing),))[0][1:])
+        _seal(conn, table, written)
     return len(rowids)
 
 
@@ -413,9 +528,8 @@ def verify_table(conn: Any, table: str, *, batch: int = 10_000) -> Iterator[str]
     """doctor: one line per row of ``table`` whose MAC fails (every row is read once)."""
     spec = TABLES[table]
     m = macer(conn)
-    where = f" WHERE key IN ({','.join('?' * len(META_KEYS))})" if table == "meta" else ""
-    params = META_KEYS if table == "meta" else ()
-    cursor = conn.execute(f"SELECT {spec.select}, mac FROM {table}{where}", params)  # noqa: S608 - constants of TABLES
+    where, params = _scope(table)
+    cursor = conn.execute(f"SELECT {spec.select}, mac FROM {table} WHERE {where}", params)  # noqa: S608 - constants of TABLES
     while True:
         rows = cursor.fetchmany(batch)
         if not rows:
@@ -429,13 +543,8 @@ def count_rows(conn: Any) -> int:
     """How many rows carry a MAC (doctor's rate)."""
     total = 0
     for table in TABLES:
-        if table == "meta":
-            total += conn.execute(
-                f"SELECT count(*) FROM meta WHERE key IN ({','.join('?' * len(META_KEYS))})",  # noqa: S608 - placeholders only
-                META_KEYS,
-            ).fetchone()[0]
-        else:
-            total += conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608 - constants of TABLES
+        where, params = _scope(table)
+        total += conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()[0]  # noqa: S608 - constants of TABLES
     return total
 
 
@@ -473,10 +582,7 @@ def backfill(conn: Any, now: int) -> dict[str, int]:
     conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (MARKER, COVERAGE))
     counts = {}
     for table in TABLES:
-        if table == "meta":
-            counts[table] = stamp(conn, "meta", f"key IN ({','.join('?' * len(META_KEYS))})", META_KEYS)
-        else:
-            counts[table] = stamp(conn, table, "1")
+        counts[table] = stamp(conn, table, *_scope(table))
     counts["sessions_ended"] = ended
     return counts
 
@@ -499,7 +605,13 @@ def pending_tables(conn: Any) -> tuple[str, ...]:
     have = coverage(conn)
     if have == 0:
         return ()
-    return tuple(t for level in range(have + 1, COVERAGE + 1) for t in ADDED.get(level, ()))
+    return tuple(t for _, t in _pending(have))
+
+
+def pending_rows(conn: Any) -> tuple[tuple[str, str, tuple], ...]:
+    """(table, WHERE clause, parameters) of the rows the vault's coverage does not MAC yet."""
+    have = coverage(conn)
+    return tuple((table, *_scope(table, level)) for level, table in (_pending(have) if have else ()))
 
 
 def upgrade(conn: Any, verify_row: Any = None) -> dict[str, int]:
@@ -513,20 +625,25 @@ def upgrade(conn: Any, verify_row: Any = None) -> dict[str, int]:
     sealed secret is bound to its id) and raise. Returns the counts per table."""
     if not conn.in_transaction:
         raise RuntimeError("rowmac.upgrade runs inside a write transaction")
-    tables = pending_tables(conn)
+    have = coverage(conn)
+    pending = _pending(have) if have else ()
     counts: dict[str, int] = {}
-    for table in tables:
-        if conn.execute(f"SELECT 1 FROM {table} WHERE mac IS NOT NULL LIMIT 1").fetchone():  # noqa: S608 - constants of TABLES
+    for level, table in pending:
+        where, params = _scope(table, level)
+        if conn.execute(
+            f"SELECT 1 FROM {table} WHERE ({where}) AND mac IS NOT NULL LIMIT 1",  # noqa: S608 - constants of TABLES
+            params,
+        ).fetchone():
             raise RowTampered(
                 f"integrity failure: the {table} rows carry MACs but the vault's row-MAC marker says"
                 " they were never added (the marker was rolled back?); run cvault doctor"
             )
         if verify_row is not None:
             spec = TABLES[table]
-            for row in conn.execute(f"SELECT rowid, {spec.select} FROM {table}"):  # noqa: S608 - constants of TABLES
+            for row in conn.execute(f"SELECT rowid, {spec.select} FROM {table} WHERE {where}", params):  # noqa: S608 - constants of TABLES
                 verify_row(table, row)
-        counts[table] = stamp(conn, table, "1")
-    if tables:
+        counts[table] = stamp(conn, table, where, params)
+    if pending:
         put_meta(conn, MARKER, COVERAGE)
     return counts
 
@@ -547,16 +664,14 @@ def upgrade_digest(conn: Any) -> str:
     digest = hashlib.sha256(b"cvault/v1/upgrade-digest\0")
     digest.update(encode_value(have) if have is None or type(have) in (int, str, bytes) else b"?")
     if have is None:
-        tables: tuple[str, ...] = tuple(TABLES)
+        tables: tuple[tuple[int | None, str], ...] = tuple((None, t) for t in TABLES)
     elif type(have) is int and 1 <= have <= COVERAGE:
-        tables = tuple(t for level in range(have + 1, COVERAGE + 1) for t in ADDED.get(level, ()))
+        tables = _pending(have)
     else:
         tables = ()  # a marker this build does not know: the upgrade refuses it anyway
-    for table in tables:
+    for level, table in tables:
         spec = TABLES[table]
-        where, params = (
-            ("key IN (" + ",".join("?" * len(META_KEYS)) + ")", META_KEYS) if table == "meta" else ("1", ())
-        )
+        where, params = _scope(table, level)
         digest.update(table_prefix(table))
         query = f"SELECT rowid, {spec.select} FROM {table} WHERE {where} ORDER BY rowid"  # noqa: S608 - constants of TABLES
         for found in conn.execute(query, params):

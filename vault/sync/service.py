@@ -16,7 +16,6 @@ remote is configured.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -29,6 +28,7 @@ from vault.locks import exclusive
 from vault.policy import Action
 from vault.principal import Principal
 from vault.store import records as record_store
+from vault.store import rowmac
 from vault.sync import outbox
 
 CONFIG_KEY = "remote.onedrive"
@@ -59,6 +59,7 @@ class SyncService:
         self._remote: Backend | None = None
         self._graph_options = dict(graph_options or {})
         self._auth_options = dict(auth_options or {})
+        self._alarmed = False
 
     # --- configuration --------------------------------------------------------------------------
 
@@ -75,10 +76,9 @@ class SyncService:
         self._refuse_vault_files(config)
         self.ctx.authorize(principal, Action.SYNC)
         with self.ctx.db.write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                (CONFIG_KEY, json.dumps(config.to_dict(), sort_keys=True)),
-            )
+            # MACed (coverage 5, review4 R4-4): the row names a file cvault reads and the hosts it
+            # sends it to, so a file writer's row is refused (exit 6) before anything of it is used
+            rowmac.put_meta(conn, CONFIG_KEY, json.dumps(config.to_dict(), sort_keys=True))
         self.ctx.record_outcome(
             principal,
             Action.SYNC,
@@ -96,22 +96,15 @@ class SyncService:
             )
 
     def _refuse_vault_files(self, config) -> None:
-        """A credential path must not be the vault's own secret material (key file, passphrase
-        file, anything in the vault folder): those would be sent as the OAuth client secret."""
-        home = os.path.realpath(self.ctx.home.root)
-        unseal = {
-            os.path.realpath(p)
-            for p in (os.environ.get("CVAULT_KEY_FILE"), os.environ.get("CVAULT_PASSPHRASE_FILE"))
-            if p
-        }
+        """A credential path must not be the vault's own secret material (key, passphrase or
+        custody file, TLS key, anything in the vault folder): those would be sent as the OAuth
+        client secret. The same rules are checked again wherever the file is read (R4-4)."""
+        rules = self.ctx.credential_rules()
         for path in (config.secret_file, config.certificate_file):
-            if not path:
-                continue
-            real = os.path.realpath(path)
-            if real in unseal or os.path.commonpath([real, home]) == home:
+            if path and rules.refusal(path) is not None:
                 raise InvalidInput(
-                    "OneDrive configuration: the credential file must not be the "
-                    "vault's key or passphrase file or lie in the vault folder"
+                    "OneDrive configuration: the credential file must not be the vault's key,"
+                    " passphrase or custody file, its TLS key, or lie in the vault folder"
                 )
 
     def show_config(self, principal: Principal) -> dict | None:
@@ -121,12 +114,20 @@ class SyncService:
         return None if config is None else config.to_dict()
 
     def config(self):
-        row = self.ctx.db.one("SELECT value FROM meta WHERE key = ?", (CONFIG_KEY,))
-        if row is None:
+        """The stored configuration, its row MAC verified first (review4 R4-4): a row that fails
+        it, or carries none, is an integrity failure (exit 6, audited), never a configuration."""
+        try:
+            value = rowmac.meta_value(self.ctx.db.conn, CONFIG_KEY)
+        except rowmac.RowTampered as exc:
+            if not self._alarmed:  # once: the alarm's own append may push a checkpoint copy
+                self._alarmed = True
+                self.ctx.integrity_alarm(None, exc, "remote replica configuration")
+            raise
+        if value is None:
             return None
         from vault.backends.onedrive_config import OneDriveConfig
 
-        return OneDriveConfig.from_dict(json.loads(row[0]))
+        return OneDriveConfig.from_dict(json.loads(value))
 
     def remove_config(self, principal: Principal) -> None:
         self._refuse_remote_caller(principal)
@@ -153,7 +154,13 @@ class SyncService:
         config = self.config()
         if config is None:
             raise NotFound("no remote configured: run 'cvault remote set'")
-        return provider_from_config(config, cache=self.token_cache(), prompt=prompt, **self._auth_options)
+        return provider_from_config(
+            config,
+            cache=self.token_cache(),
+            prompt=prompt,
+            rules=self.ctx.credential_rules(),
+            **self._auth_options,
+        )
 
     def remote(self) -> Backend | None:
         """The configured remote backend, or None."""
