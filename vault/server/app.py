@@ -260,19 +260,27 @@ def create_app(
     async def contract_event(request: Request) -> Response:
         from starlette.concurrency import run_in_threadpool
 
-        # review S5: a source whose refusals spent its bucket is answered 429 before its body
-        # is read, its signature checked or the database touched (the drop is summarised)
+        from vault.sla.contracts import could_be_valid
+
+        # review S5: a source whose refusals spent its bucket is answered 429 before the body
+        # is read, the signature checked or the database touched (the drop is summarised), but
+        # only for a request whose head cannot be a valid signed event: any other is read (at
+        # most CONTRACT_EVENT_MAX_BODY) and its signature checked first, and answered 429 only
+        # when it did not verify (review5 R5-1: others sharing the PSA's address, a NAT or a
+        # proxy, never throttle its valid events)
         source = limits.source(request)
-        await run_in_threadpool(limits.webhook_admit, source)
-        body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
+        if not could_be_valid(headers):
+            await run_in_threadpool(limits.webhook_admit, source)
+        body = await request.body()
         origin = origin_of(request)
+
+        def refused(name: str, verified: bool) -> bool:
+            return limits.webhook_refused(source, name, verified)
 
         def work() -> dict:
             with pool.lease() as vault:
-                return vault.integrations.receive(
-                    body, headers, origin=origin, refused=lambda name: limits.webhook_refused(source, name)
-                )
+                return vault.integrations.receive(body, headers, origin=origin, refused=refused)
 
         return json_response(await run_in_threadpool(work))
 

@@ -219,22 +219,30 @@ class Limits:
         )
 
     def webhook_admit(self, source: str) -> None:
-        """Before a webhook request is looked at (review S5): a source whose refusals have spent
-        its bucket is answered 429 (raises RateLimited) with nothing read, checked or written;
-        the drop is counted for its summary event. Spends nothing."""
+        """Before a webhook request that cannot be a valid signed event is looked at (its head
+        fails :func:`vault.sla.contracts.could_be_valid`; review S5): a source whose refusals
+        have spent its bucket is answered 429 (raises RateLimited) with nothing read, checked or
+        written; the drop is counted for its summary event. Spends nothing."""
         wait = self.by_webhook.wait("source:" + source)
         if wait:
             self.dropped.add("source:" + source)
             raise RateLimited(wait)
 
-    def webhook_refused(self, source: str, integration: str) -> bool:
+    def webhook_refused(self, source: str, integration: str, verified: bool = False) -> bool:
         """A webhook request from ``source`` claiming ``integration`` (``"?"``: no such one) was
-        checked and refused: it spends a token of the source and of the claimed integration.
-        True: it gets its own audit event; False (either bucket empty): it is counted for the
-        summary event instead, so neither one source nor many sources claiming one name write
-        more than a bucket's worth of refusal events."""
-        if self.by_webhook.take("source:" + source):
+        checked and refused (``verified``: its signature verified, the refusal is the
+        integration's own: a replay, an unknown client...): it spends a token of the source and
+        of the claimed integration. True: it gets its own audit event; False (either bucket
+        empty): it is counted for the summary event instead, so neither one source nor many
+        sources claiming one name write more than a bucket's worth of refusal events. A request
+        whose signature did not verify, from a source whose bucket is empty, is answered 429
+        (raises RateLimited; review5 R5-1: the body was read and the signature checked, so a
+        valid signed event from a source others share is never throttled by their refusals)."""
+        wait = self.by_webhook.take("source:" + source)
+        if wait:
             self.dropped.add("source:" + source)
+            if not verified:
+                raise RateLimited(wait)
             return False
         if self.by_webhook.take("integration:" + integration):
             self.dropped.add("integration:" + integration)

@@ -148,8 +148,8 @@ class SharedLimits(Limits):
     def webhook_admit(self, source: str) -> None:
         self.channel.call("webhook_admit", source)
 
-    def webhook_refused(self, source: str, integration: str) -> bool:
-        return bool(self.channel.call("webhook_refused", source, integration))
+    def webhook_refused(self, source: str, integration: str, verified: bool = False) -> bool:
+        return bool(self.channel.call("webhook_refused", source, integration, verified))
 
     def end(self, source: str, name: str, failed: bool) -> None:
         self.channel.call("end", source, name, failed)
@@ -343,7 +343,7 @@ class Supervisor:
                 self.limits.webhook_admit(str(args[0]))
                 return {"ok": None}
             if op == "webhook_refused":
-                return {"ok": self.limits.webhook_refused(str(args[0]), str(args[1]))}
+                return {"ok": self.limits.webhook_refused(str(args[0]), str(args[1]), bool(args[2]))}
             if op == "begin":
                 self.limits.begin(str(args[0]), str(args[1]))
                 held.logins[(str(args[0]), str(args[1]))] += 1

@@ -49,6 +49,21 @@ SECRET_BYTES = 32
 H_INTEGRATION = "x-cvault-integration"
 H_TIMESTAMP = "x-cvault-timestamp"
 H_SIGNATURE = "x-cvault-signature"
+#: the form of a signature header (docs/sla.md): ``v1=`` and 64 hex digits
+SIGNATURE = re.compile(r"v1=[0-9a-fA-F]{64}")
+
+
+def could_be_valid(headers: dict[str, str]) -> bool:
+    """Whether a contract event's head (lower-cased header names) could belong to a valid signed
+    event: an integration name of the right form, a timestamp of digits and a signature of the
+    right form. Only a request failing this may be throttled before its body is read and its
+    signature checked (review5 R5-1): a valid signature is never refused by the throttle."""
+    return bool(
+        EVENT_ID.fullmatch(headers.get(H_INTEGRATION, ""))
+        and headers.get(H_TIMESTAMP, "").isdigit()
+        and SIGNATURE.fullmatch(headers.get(H_SIGNATURE, "").strip())
+    )
+
 
 _COLUMNS = {
     "client": "client",
@@ -300,7 +315,7 @@ class IntegrationService:
     # --- the webhook ------------------------------------------------------------------------------
 
     def _enabled(
-        self, actor: str, origin: str, name: str, refused: Callable[[str], bool] | None
+        self, actor: str, origin: str, name: str, refused: Callable[[str, bool], bool] | None
     ) -> tuple[int, bytes] | None:
         """``(id, sealed secret)`` of the enabled integration ``name``, its row MAC verified: a
         row a file writer edited or planted is an integrity failure (409 integrity_failure),
@@ -309,7 +324,7 @@ class IntegrationService:
             with self.ctx.db.read() as conn:
                 rows = rowmac.select(conn, "integrations", "name = ? AND disabled_at IS NULL", (name,))
         except rowmac.RowTampered as exc:
-            audit = refused is None or refused(name)
+            audit = refused is None or refused(name, False)
             if audit:
                 principal = Principal(
                     name=actor, roles=frozenset({INTEGRATION}), kind="system", origin=origin
@@ -367,24 +382,29 @@ class IntegrationService:
         headers: dict[str, str],
         *,
         origin: str = "api",
-        refused: Callable[[str], bool] | None = None,
+        refused: Callable[[str, bool], bool] | None = None,
     ) -> dict:
         """One signed contract event (docs/sla.md spells the scheme out): 401 for an unknown
         integration, a bad signature or a timestamp outside the window, 409 for an event id seen
         before; each refusal and each event audited as ``integration:NAME``.
 
-        ``refused(name)``: asked at each refusal with the claimed integration's name (``"?"``
-        when there is no such integration) before its audit event is written; False: not
-        written (the service's throttle counts it for a summary, :meth:`record_throttled`)."""
+        ``refused(name, verified)``: asked at each refusal with the claimed integration's name
+        (``"?"`` when there is no such integration) and whether the request's signature verified,
+        before its audit event is written; False: not written (the service's throttle counts it
+        for a summary, :meth:`record_throttled`). It may raise instead (the service's throttle:
+        RateLimited for a request whose signature did not verify, from a source past its limit;
+        review5 R5-1): nothing is written then."""
         name = headers.get(H_INTEGRATION, "")
         actor = f"integration:{name}" if EVENT_ID.fullmatch(name) else "integration:?"
         row = None
         if EVENT_ID.fullmatch(name):
             row = self._enabled(actor, origin, name, refused)
         claimed_name = name if row is not None else "?"
+        verified = False
 
         def refuse(reason: str, exc: VaultError) -> NoReturn:
-            self._refuse(actor, origin, reason, exc, audit=refused is None or refused(claimed_name))
+            audit = refused is None or refused(claimed_name, verified)
+            self._refuse(actor, origin, reason, exc, audit=audit)
 
         if row is None:
             refuse(
@@ -399,6 +419,7 @@ class IntegrationService:
         expected = "v1=" + crypto.hmac_sha256(secret, stamp.encode("ascii", "replace") + b"." + body).hex()
         if not crypto.constant_time_equal(given.strip().encode("ascii", "replace"), expected.encode()):
             refuse("bad signature", AuthenticationFailed("unknown integration or bad signature"))
+        verified = True  # from here on a refusal is the integration's own (never answered 429)
         now = self.ctx.now()
         if not stamp.isdigit() or abs(to_epoch(now) - int(stamp)) > TIMESTAMP_WINDOW:
             refuse(
