@@ -403,7 +403,12 @@ SCHEMAS: dict[str, Schema] = {
             "base_hash": nullable(STR),
             "signature": STR,
         },
-        {"prev": STR, "recovery": ANY_OBJECT, "unproven": obj({"first_seq": INT, "last_seq": INT})},
+        {
+            "prev": STR,
+            "recovery": ANY_OBJECT,
+            "unproven": obj({"first_seq": INT, "last_seq": INT}),
+            "base_checkpoint": STR,
+        },
     ),
     "AuditEvent": obj(
         {

@@ -19,6 +19,9 @@ own and a deleted checkpoint is missing from it (docs/audit.md section 3). A rec
 first checkpoint ``cvault upgrade`` signs over a log an older cvault wrote also signs
 ``"unproven"``: ``{"first_seq", "last_seq"}``, the entries that older cvault wrote after its newest
 checkpoint, which no signature proves (docs/audit.md section 3, "A vault from before the mark").
+A prune checkpoint written by this version also signs ``"base_checkpoint"``: the digest of the
+newest checkpoint the prune deletes, which the first checkpoint kept after the base must name as
+its ``prev`` (so no kept checkpoint can be deleted after a prune without a missing link).
 Checkpoints from before (no ``prev`` key) verify as they always did.
 """
 
@@ -59,6 +62,9 @@ class Checkpoint(NamedTuple):
     #: the first mark of an upgraded vault: the entries no older signature proves
     #: ({"first_seq", "last_seq"})
     unproven: dict | None = None
+    #: a prune checkpoint: the digest of the newest checkpoint the prune deletes (None: a prune
+    #: from before this field, or another kind)
+    base_checkpoint: bytes | None = None
 
     def body(self) -> dict:
         body = {
@@ -76,6 +82,8 @@ class Checkpoint(NamedTuple):
             body["recovery"] = self.recovery
         if self.unproven is not None:
             body["unproven"] = self.unproven
+        if self.base_checkpoint is not None:
+            body["base_checkpoint"] = self.base_checkpoint.hex()
         return body
 
     def signing_input(self) -> bytes:
@@ -98,7 +106,7 @@ class Checkpoint(NamedTuple):
 
     @classmethod
     def from_row(cls, vault_id: bytes, row) -> Checkpoint:
-        seq, entry_hash, at, kind, base_seq, base_hash, signature, prev, recovery, unproven = row
+        seq, entry_hash, at, kind, base_seq, base_hash, signature, prev, recovery, unproven, base_cp = row
         return cls(
             vault_id,
             seq,
@@ -111,6 +119,7 @@ class Checkpoint(NamedTuple):
             None if prev is None else bytes(prev),
             None if recovery is None else json.loads(recovery),
             None if unproven is None else json.loads(unproven),
+            None if base_cp is None else bytes(base_cp),
         )
 
     @classmethod
@@ -124,14 +133,16 @@ class Checkpoint(NamedTuple):
         kind = d.get("kind")
         if kind not in KINDS:
             raise ValueError("bad kind")
+        base_hash: bytes | None = None
+        base_cp: bytes | None = None
         if kind == "prune":
             if type(base_seq) is not int or not 0 <= base_seq <= seq:
                 raise ValueError("bad base_seq")
             base_hash = _hex(d.get("base_hash"), 32)
+            base_cp = _hex(d["base_checkpoint"], 32) if "base_checkpoint" in d else None
         else:
-            if base_seq is not None or d.get("base_hash") is not None:
+            if base_seq is not None or d.get("base_hash") is not None or "base_checkpoint" in d:
                 raise ValueError("base fields on a non-prune checkpoint")
-            base_hash = None
         at = d.get("at")
         if not isinstance(at, str):
             raise ValueError("bad at")
@@ -158,6 +169,7 @@ class Checkpoint(NamedTuple):
             prev,
             recovery,
             unproven,
+            base_cp,
         )
 
 

@@ -60,7 +60,8 @@ EVENT_COLUMNS = (
     " detail_key, prev_hash, entry_hash"
 )
 CHECKPOINT_COLUMNS = (
-    "seq, entry_hash, at, kind, base_seq, base_hash, signature, prev_checkpoint, recovery, unproven"
+    "seq, entry_hash, at, kind, base_seq, base_hash, signature, prev_checkpoint, recovery, unproven,"
+    " base_checkpoint"
 )
 
 
@@ -681,6 +682,7 @@ class AuditLog:
         *,
         guard: _Guard,
         recovery: dict | None = None,
+        base_checkpoint: bytes | None = None,
     ) -> Checkpoint:
         """Sign (seq, digest) with the previous checkpoint's digest, and move the mark to it.
         Unless this is a recovery, the entries since the mark's checkpoint are re-hashed first:
@@ -712,10 +714,11 @@ class AuditLog:
             prev,
             recovery,
             None if unproven is None else {"first_seq": unproven[0], "last_seq": unproven[1]},
+            base_checkpoint,
         )
         cp = unsigned._replace(signature=signer.sign(unsigned.signing_input()))
         conn.execute(
-            f"INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 - a constant column list; values are bound
+            f"INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 - a constant column list; values are bound
             (
                 cp.seq,
                 cp.entry_hash,
@@ -727,6 +730,7 @@ class AuditLog:
                 cp.prev,
                 None if recovery is None else json.dumps(recovery, sort_keys=True),
                 None if cp.unproven is None else json.dumps(cp.unproven, sort_keys=True),
+                cp.base_checkpoint,
             ),
         )
         if mark is None:
@@ -799,12 +803,20 @@ class AuditLog:
         return cp
 
     def prune_checkpoint(self, conn, base: tuple[int, bytes]) -> Checkpoint:
-        """Inside the prune's transaction: sign the head together with the new chain base."""
+        """Inside the prune's transaction: sign the head together with the new chain base and the
+        digest of the newest checkpoint the prune deletes (the ``prev`` the first checkpoint kept
+        after the base signs: review5 R5-2)."""
         guard = self._guard(conn, [])
         if not guard.sign:
             raise VaultSealed("vault sealed: a prune checkpoint needs the audit signing key")
         seq, digest = self.head(conn)
-        return self._write_checkpoint(conn, seq, digest, "prune", base, guard=guard)
+        row = conn.execute(
+            f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE seq <= ?"  # noqa: S608 - a constant column list; values are bound
+            " ORDER BY seq DESC, id DESC LIMIT 1",
+            (base[0],),
+        ).fetchone()
+        deleted = None if row is None else Checkpoint.from_row(self.vault_id, row).digest()
+        return self._write_checkpoint(conn, seq, digest, "prune", base, guard=guard, base_checkpoint=deleted)
 
     def recover(self, acknowledged: int) -> tuple[Checkpoint, dict]:
         """``cvault audit recover`` (after its authorization and audit event): sign the head as a

@@ -211,7 +211,7 @@ def verify_chain(
         return first_invalid()
     result.checkpoints = len(cps)
 
-    base_seq, base_hash = 0, genesis_hash(vault_id)
+    base_seq, base_hash, base_link = 0, genesis_hash(vault_id), None
     prunes = sorted((cp for cp in cps if cp.kind == "prune"), key=lambda c: c.base_seq or 0)
     if prunes:
         prune = prunes[-1]
@@ -219,7 +219,7 @@ def verify_chain(
             return first_invalid()
         if prune.base_seq is None or prune.base_hash is None:
             return result.fail(f"prune checkpoint {prune.seq} names no base entry", prune.seq)
-        base_seq, base_hash = prune.base_seq, prune.base_hash
+        base_seq, base_hash, base_link = prune.base_seq, prune.base_hash, prune.base_checkpoint
         for cp in cps:
             if cp.seq == base_seq and cp.entry_hash != base_hash and sig_ok(cp):
                 return result.fail(f"two signed checkpoints disagree about entry {base_seq}", base_seq)
@@ -287,7 +287,7 @@ def verify_chain(
     covering = marks.get(last_mark, [])
     if covering and not all(sig_ok(cp) for cp in covering):
         return first_invalid()
-    broken = _checkpoint_links(cps, vault_id, base_seq, bool(prunes), sig_ok, result)
+    broken = _checkpoint_links(cps, vault_id, base_seq, bool(prunes), base_link, sig_ok, result)
     if broken is not None:
         if broken[1] is None:
             return first_invalid()
@@ -424,13 +424,16 @@ def _checkpoint_links(
     vault_id: bytes,
     base_seq: int,
     pruned: bool,
+    base_link: bytes | None,
     sig_ok: Callable[[Checkpoint], bool],
     result: VerifyResult,
 ) -> tuple[str, int | None] | None:
     """The signed checkpoints form a chain of their own (each signs the previous one's digest,
     docs/audit.md section 3): a deleted checkpoint is a missing link. Checkpoints from before the
-    chain (no ``prev``) are skipped; the first one after the newest prune base may follow a
-    pruned one; a recovery checkpoint restarts the chain (and is reported). An upgrade's first
+    chain (no ``prev``) are skipped; the first one after the newest prune base follows a pruned
+    one: the one the prune checkpoint signs as ``base_checkpoint`` (``base_link``; review5 R5-2),
+    or any for a prune from before that field; a recovery checkpoint restarts the chain (and is
+    reported). An upgrade's first
     mark that signs entries as unproven is reported too (``result.unproven`` and a warning).
     Returns (problem, first bad seq), (problem, None) for an invalid signature, or None."""
     from vault.audit.checkpoints import checkpoint_genesis
@@ -479,6 +482,17 @@ def _checkpoint_links(
         if cp.prev is None:
             continue
         if i == 0:
+            if base_link is not None:
+                if cp.prev == base_link:
+                    continue
+                if not sig_ok(cp):
+                    return "", None
+                return (
+                    f"signed checkpoints missing before checkpoint {cp.seq}: it does not sign the "
+                    f"checkpoint the prune at entry {base_seq} deleted last, so checkpoints after "
+                    "the prune base were deleted",
+                    base_seq + 1,
+                )
             if pruned or cp.prev == checkpoint_genesis(vault_id):
                 continue
             if not sig_ok(cp):

@@ -21,6 +21,7 @@ MIGRATIONS = (
     "0025_custody_macs.sql",
     "0028_listfast.sql",
     "0031_markseal.sql",
+    "0035_prunelink.sql",
     "0037_import_origin_macs.sql",
 )
 #: (type, name, tbl_name, sql) of every object in sqlite_master, in the order created
@@ -162,7 +163,7 @@ OBJECTS = (
         "table",
         "audit_checkpoints",
         "audit_checkpoints",
-        "CREATE TABLE audit_checkpoints (\n    id         INTEGER PRIMARY KEY AUTOINCREMENT,\n    seq        INTEGER NOT NULL,     -- sequence number of the head entry signed (0: empty log)\n    entry_hash BLOB NOT NULL,        -- that entry's entry_hash (the genesis hash for seq 0)\n    at         TEXT NOT NULL,        -- RFC 3339 UTC\n    kind       TEXT NOT NULL CHECK (kind IN ('periodic', 'manual', 'prune')),\n    base_seq   INTEGER,              -- prune only: the last deleted sequence number\n    base_hash  BLOB,                 -- prune only: its entry_hash, the new start of the chain\n    signature  BLOB NOT NULL         -- Ed25519 under the vault's audit key\n, prev_checkpoint BLOB, recovery TEXT, unproven TEXT)",
+        "CREATE TABLE audit_checkpoints (\n    id         INTEGER PRIMARY KEY AUTOINCREMENT,\n    seq        INTEGER NOT NULL,     -- sequence number of the head entry signed (0: empty log)\n    entry_hash BLOB NOT NULL,        -- that entry's entry_hash (the genesis hash for seq 0)\n    at         TEXT NOT NULL,        -- RFC 3339 UTC\n    kind       TEXT NOT NULL CHECK (kind IN ('periodic', 'manual', 'prune')),\n    base_seq   INTEGER,              -- prune only: the last deleted sequence number\n    base_hash  BLOB,                 -- prune only: its entry_hash, the new start of the chain\n    signature  BLOB NOT NULL         -- Ed25519 under the vault's audit key\n, prev_checkpoint BLOB, recovery TEXT, unproven TEXT, base_checkpoint BLOB)",
     ),
     (
         "index",
