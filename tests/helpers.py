@@ -482,14 +482,17 @@ def on_a_terminal(vdir, *args: str, env: dict | None = None) -> str:
 
 
 def sealed_or_unsealed_env(vdir: VaultDir, home: Path, session: Path | None, *, sealed: bool) -> dict:
-    """A bare CLI environment (no inherited CVAULT_*): sealed leaves out the key file, and no
-    session file means nobody is signed in."""
+    """A bare CLI environment (no inherited CVAULT_* but this host's endpoint allowance,
+    CVAULT_ALLOWED_HOSTS, which the Graph and Entra fakes set): sealed leaves out the key file, and
+    no session file means nobody is signed in."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "PYTHONPATH": str(ROOT),
         "HOME": str(home),
         "CVAULT_HOME": str(vdir.home),
     }
+    if "CVAULT_ALLOWED_HOSTS" in os.environ:
+        env["CVAULT_ALLOWED_HOSTS"] = os.environ["CVAULT_ALLOWED_HOSTS"]
     if not sealed:
         env["CVAULT_KEY_FILE"] = str(vdir.key_file)
     if vdir.custody_file is not None:
