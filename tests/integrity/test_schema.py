@@ -16,6 +16,7 @@ import tarfile
 import pytest
 
 from tests.helpers import ROOT, add_client, clock_at, file_sql, operator
+from tests.integrity.test_upgrade_row_macs import _sql
 from vault.principal import Principal
 from vault.store import db as store_db
 from vault.store import rowmac, schema, schema_expected
@@ -25,15 +26,8 @@ from vault.store.schema import SchemaTampered
 FIXTURES = ROOT / "tests" / "integrity" / "fixtures"
 
 
-def _plant(home, *statements: str) -> None:
-    """What a file writer does with plain sqlite3 on the real file (no key needed)."""
-    conn = sqlite3.connect(home / "vault.db")
-    try:
-        for statement in statements:
-            conn.execute(statement)
-        conn.commit()
-    finally:
-        conn.close()
+#: what a file writer does with plain sqlite3 on the real file (no key needed)
+_plant = _sql
 
 
 def _refused_at_open(vdir, clock, *names: str) -> str:

@@ -89,19 +89,28 @@ def test_a_pruned_log_still_protects_the_coverage_marker(old_vault, tmp_path, mo
     assert _query(vdir.home, "SELECT count(*) FROM custodians WHERE mac IS NOT NULL") == [(0,)]
 
 
+def _without_the_bootstrap_rows(tmp_path, mark: bytes | None = None) -> Vault:
+    """The file writer deletes ``two_admins`` and the bootstrap creation row (and puts ``mark``
+    back as the sealed audit mark); the vault reopened and unsealed. The caller closes it."""
+    db = sqlite3.connect(tmp_path / "v" / "vault.db")
+    db.execute("DELETE FROM meta WHERE key = 'two_admins'")
+    db.execute("DELETE FROM account_requests WHERE kind = 'create' AND mode = 'bootstrap'")
+    if mark is not None:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'audit_mark'", (mark,))
+    db.commit()
+    db.close()
+    v = Vault.open(tmp_path / "v")
+    v.unseal_key_file(tmp_path / "k")
+    return v
+
+
 def test_deleting_two_rows_does_not_reopen_the_bootstrap_window(tmp_path):
     v, root, _second = vault_with_a_bootstrapped_second_admin(tmp_path)
     try:
         v.users.disable(root, "second")  # S1's first step: one active admin left
     finally:
         v.close()
-    db = sqlite3.connect(tmp_path / "v" / "vault.db")  # the file writer (root himself, say)
-    db.execute("DELETE FROM meta WHERE key = 'two_admins'")
-    db.execute("DELETE FROM account_requests WHERE kind = 'create' AND mode = 'bootstrap'")
-    db.commit()
-    db.close()
-    v = Vault.open(tmp_path / "v")
-    v.unseal_key_file(tmp_path / "k")
+    v = _without_the_bootstrap_rows(tmp_path)  # the file writer (root himself, say)
     try:
         root = _init_admin_principal(v, "root")
         again = v.users.add(root, "puppet", ["admin"])
@@ -144,14 +153,7 @@ def test_an_older_copy_of_the_mark_cannot_lower_its_one_way_facts(tmp_path):
     finally:
         v.close()
     assert mark_and_newest_checkpoint()[1] > checkpoint_then  # the fact was signed at once
-    db = sqlite3.connect(db_path)  # the file writer: two deletions and the older mark put back
-    db.execute("DELETE FROM meta WHERE key = 'two_admins'")
-    db.execute("DELETE FROM account_requests WHERE kind = 'create' AND mode = 'bootstrap'")
-    db.execute("UPDATE meta SET value = ? WHERE key = 'audit_mark'", (old_mark,))
-    db.commit()
-    db.close()
-    v = Vault.open(tmp_path / "v")
-    v.unseal_key_file(tmp_path / "k")
+    v = _without_the_bootstrap_rows(tmp_path, mark=old_mark)  # and the older mark put back
     try:
         root = _init_admin_principal(v, "root")
         with pytest.raises(AuditAlarm):
