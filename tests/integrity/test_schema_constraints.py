@@ -178,3 +178,17 @@ def test_the_keywords_are_the_linked_sqlites():
         assert lib.sqlite3_keyword_name(i, ctypes.byref(text), ctypes.byref(size)) == 0
         names.add(text.value[: size.value].decode())
     assert names | {"TRUE", "FALSE"} == schema._KEYWORDS
+
+
+def test_the_check_of_a_vault_whose_text_matches_is_one_query(vdir):
+    """The tokens are compared only when a text differs: the check at open of a vault whose
+    schema text is a fresh vault's stays one statement (docs/performance.md)."""
+    db = store_db.Database(vdir.home / "vault.db")
+    statements: list[str] = []
+    try:
+        db.conn.set_trace_callback(statements.append)
+        assert schema.problems(db.conn, store_db.MIGRATIONS_DIR) == []
+    finally:
+        db.conn.set_trace_callback(None)
+        db.close()
+    assert statements == [schema._JOINED]
