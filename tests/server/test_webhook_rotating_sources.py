@@ -100,3 +100,35 @@ def test_past_the_table_size_the_rest_event_says_more_than(vdir):
     assert len(events) == MAX_SUMMARY_EVENTS + 1
     assert sum(count for _, _, count, _ in events) == MAX_BUCKETS + 500
     assert events[-1][3] == f"from more than {MAX_BUCKETS - MAX_SUMMARY_EVENTS} other sources"
+
+
+def test_a_round_that_cannot_write_puts_every_count_back(vdir, monkeypatch):
+    """A summary event that cannot be written (the audit log unwritable for a moment): it and the
+    round's later ones, the ``*`` event's members included, are counted again next round."""
+    limits, pool, jobs = _throttle(vdir)
+    from vault.sla.contracts import IntegrationService
+
+    written = IntegrationService.record_throttled
+    calls = []
+
+    def failing(self, key, *args, **kw):
+        calls.append(key)
+        if len(calls) == 2:
+            raise OSError("disk full")
+        return written(self, key, *args, **kw)
+
+    try:
+        for n in range(50):  # 25 of them twice: those are named, the integrations are not
+            limits.dropped.add(f"source:192.0.2.{n}", 1 + (n < 25))
+        for n in range(3):
+            limits.dropped.add(f"integration:psa{n}")
+        monkeypatch.setattr(IntegrationService, "record_throttled", failing)
+        assert not jobs.run_once("webhook-summary")
+        monkeypatch.setattr(IntegrationService, "record_throttled", written)
+        assert jobs.run_once("webhook-summary")
+    finally:
+        pool.close()
+    events = _summaries(vdir)
+    assert sum(count for _, _, count, _ in events) == 50 + 25 + 3  # the first event and the rest
+    assert len(events) == 1 + MAX_SUMMARY_EVENTS + 1
+    assert events[-1][3] == "from 29 other sources or claiming 3 other integrations", events[-1]
