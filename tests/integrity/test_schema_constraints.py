@@ -134,7 +134,17 @@ def test_sql_text_that_does_not_tokenise_is_refused():
     """Fail closed: what is not a statement's tokens never equals the fresh one."""
     fresh = _fresh_sql("users")
     assert schema.sql_tokens(fresh) == schema.sql_tokens(fresh.replace("    ", " /* x */ "))
-    for bad in (fresh + " /* open", fresh.replace("(", "( ?", 1), fresh + " 'open", fresh + "\v", b"x", 1):
+    for bad in (
+        fresh + " /* open",
+        fresh.replace("(", "( ?", 1),
+        fresh + " 'open",
+        fresh + "\v",
+        b"x",
+        1,
+        fresh.replace("-- ", "-- \x00", 1),
+        fresh + " x'abc'",
+        fresh + " x'zz'",
+    ):
         with pytest.raises(ValueError):
             schema.sql_tokens(bad)
     assert not schema._same_tokens(fresh + " /* open", fresh)

@@ -228,6 +228,10 @@ def sql_tokens(sql: object) -> tuple[tuple[str, str], ...]:
     on anything that is not such a statement's text (the caller refuses it: fail closed)."""
     if not isinstance(sql, str):
         raise ValueError("not SQL text")
+    if "\x00" in sql:
+        # SQLite parses a schema row's text up to its first NUL: what follows (in a comment, say)
+        # would be tokens here and nothing there
+        raise ValueError("a NUL in SQL text")
     out: list[tuple[str, str]] = []
     i, n = 0, len(sql)
     while i < n:
@@ -260,7 +264,10 @@ def sql_tokens(sql: object) -> tuple[tuple[str, str], ...]:
                 raise ValueError("unterminated quote")
             out.append(("id", sql[i + 1 : end]))
             i = end + 1
-        elif (blob := _BLOB.match(sql, i)) is not None:
+        elif c in "xX" and sql.startswith("'", i + 1):
+            blob = _BLOB.match(sql, i)
+            if blob is None:
+                raise ValueError("malformed blob")  # SQLite: TK_ILLEGAL
             out.append(("blob", blob.group().lower()))
             i = blob.end()
         elif (number := _NUMBER.match(sql, i)) is not None and (c.isdigit() or c == "."):
