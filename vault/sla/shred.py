@@ -46,7 +46,7 @@ from vault.policy import AuditEvent
 from vault.principal import Principal
 from vault.sla import certificate as certfmt
 from vault.store import clients as client_store
-from vault.store import outbox, rowmac
+from vault.store import meta, outbox, rowmac
 from vault.store import records as record_store
 from vault.store.clients import ClientRow
 
@@ -714,10 +714,11 @@ class Shredder:
             out += [line for line in receipt.get("residual", []) if line not in out]
         created = job.manifest["client"].get("created_at") or 0
         row = self.ctx.db.one("SELECT value FROM meta WHERE key = 'custody_migrated_at'")
-        if row is not None and created < int(row[0]):
+        migrated = None if row is None else meta.epoch("custody_migrated_at", row[0])
+        if migrated is not None and created < migrated:
             out.append(
                 f"a copy of the vault folder, of vault.db or a backup made before "
-                f"{rfc3339(from_epoch(int(row[0])))} (before this vault used custody), together with "
+                f"{rfc3339(from_epoch(migrated))} (before this vault used custody), together with "
                 "any unseal secret of this vault (key file, passphrase or recovery key)"
             )
         if not job.manifest.get("custody"):
