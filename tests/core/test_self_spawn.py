@@ -1,5 +1,5 @@
 """cvault's own Python child processes never import from the current directory (review6 R6-3,
-R6-4; docs/security.md guarantee 48).
+R6-4; docs/security.md guarantee 49).
 
 ``python -c`` and ``python -m`` put the current folder first on ``sys.path``. Every Python child
 of cvault (the service's workers, the agent daemon, the clipboard clearers, the audit verifier's
