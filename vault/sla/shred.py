@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,6 +41,7 @@ from vault.audit.signing import AuditSigner
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.context import VaultContext
 from vault.errors import ClientUnavailable, IntegrityFailure, VaultError
+from vault.hardening import CHILD_CWD, python_argv
 from vault.policy import AuditEvent
 from vault.principal import Principal
 from vault.sla import certificate as certfmt
@@ -172,13 +172,16 @@ def count_in_files(files, needles: list[bytes]) -> int:
     the write-ahead log under our connection."""
     try:
         done = subprocess.run(  # noqa: S603 - this interpreter with a fixed script; data goes through stdin, no shell
-            [sys.executable, "-I", "-c", _SCAN],
+            python_argv(code=_SCAN, project=False),
             capture_output=True,
             text=True,
             timeout=300,
             check=True,
             env={"PATH": os.environ.get("PATH", "")},
-            input=json.dumps({"files": [str(f) for f in files], "needles": [n.hex() for n in needles]}),
+            cwd=CHILD_CWD,
+            input=json.dumps(
+                {"files": [os.path.abspath(f) for f in files], "needles": [n.hex() for n in needles]}
+            ),
         )
         return int(done.stdout.strip())
     except (OSError, ValueError, subprocess.SubprocessError):
