@@ -1,5 +1,5 @@
 """``secret import`` of a large named file through forked encrypt workers (issue 20 item 5,
-vault/records/parallel.py; docs/security.md guarantee 48): the same rows as the streamed path,
+vault/records/parallel.py; docs/security.md guarantee 50): the same rows as the streamed path,
 the first bad line wins and nothing is written, a dead worker fails the import, ``kill -9`` of the
 CLI leaves no worker and no row, and the pipe carries no plaintext."""
 

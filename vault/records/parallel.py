@@ -22,7 +22,7 @@ back in. Any failure (a bad line: the first in the file wins, as in the streamed
 killed or ending early; the parent interrupted) kills the workers, and the transaction rolls back
 and the packs are deleted: nothing is imported. The workers die with the parent
 (``PR_SET_PDEATHSIG``, and end of file on their task pipe), so a ``kill -9`` of the CLI leaves
-neither a worker nor a committed row. Security reasoning: docs/security.md guarantee 48.
+neither a worker nor a committed row. Security reasoning: docs/security.md guarantee 50.
 """
 
 from __future__ import annotations
