@@ -298,7 +298,7 @@ class AuditLog:
                 last: tuple[int, bytes] | None = None  # the batch's newest entry: no re-read
                 signed = None  # the newest checkpoint's seq, read once per batch
                 for event in events:
-                    seq, digest = self._append(conn, *event, last=last)
+                    seq, digest = self._append(conn, *event, last=last, tag=guard.sign)
                     last = (seq, digest)
                     seqs.append(seq)
                     checkpoint, signed = self._periodic_checkpoint(conn, seq, digest, guard, signed)
@@ -414,6 +414,7 @@ class AuditLog:
                 mark,
                 lambda: self._start(conn),
                 self.marks.newest_digest(conn, self.vault_id),
+                self.keyring.audit_entry_tag,
             )
             if alarm is not None:
                 raise alarm
@@ -552,6 +553,7 @@ class AuditLog:
                 mark,
                 lambda: self._start(conn),
                 self.marks.newest_digest(conn, self.vault_id),
+                self.keyring.audit_entry_tag,
             )
             if found is None and segment:
                 found = hwm.check_segment(conn, (mark.cp_seq, mark.cp_entry_hash), self.head(conn)[0])
@@ -572,9 +574,11 @@ class AuditLog:
         detail_key,
         *,
         last: tuple[int, bytes] | None = None,
+        tag: bool = False,
     ) -> tuple[int, bytes]:
         """``last``: the (seq, entry_hash) this transaction wrote just before (a batch), else the
-        newest row is read."""
+        newest row is read. ``tag``: this transaction moves the mark past the entry (``_guard``
+        let it sign), so the entry gets its ``mark_tag`` (review6 R6-1; vault.audit.mark)."""
         if last is None:
             last = conn.execute(
                 "SELECT seq, entry_hash FROM audit_events ORDER BY seq DESC LIMIT 1"
@@ -599,7 +603,7 @@ class AuditLog:
         )
         digest = chain_hash(prev, entry.fields())
         conn.execute(
-            f"INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 - a constant column list; values are bound
+            f"INSERT INTO audit_events ({EVENT_COLUMNS}, mark_tag) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 - a constant column list; values are bound
             (
                 seq,
                 entry.at,
@@ -613,6 +617,7 @@ class AuditLog:
                 detail_key,
                 prev,
                 digest,
+                self.keyring.audit_entry_tag(seq, digest) if tag else None,
             ),
         )
         return seq, digest
