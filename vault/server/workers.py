@@ -151,6 +151,9 @@ class SharedLimits(Limits):
     def webhook_refused(self, source: str, integration: str, verified: bool = False) -> bool:
         return bool(self.channel.call("webhook_refused", source, integration, verified))
 
+    def webhook_alarm(self, alarm: str) -> bool:
+        return bool(self.channel.call("webhook_alarm", alarm))
+
     def end(self, source: str, name: str, failed: bool) -> None:
         self.channel.call("end", source, name, failed)
 
@@ -344,6 +347,8 @@ class Supervisor:
                 return {"ok": None}
             if op == "webhook_refused":
                 return {"ok": self.limits.webhook_refused(str(args[0]), str(args[1]), bool(args[2]))}
+            if op == "webhook_alarm":
+                return {"ok": self.limits.webhook_alarm(str(args[0]))}
             if op == "begin":
                 self.limits.begin(str(args[0]), str(args[1]))
                 held.logins[(str(args[0]), str(args[1]))] += 1

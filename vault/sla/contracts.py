@@ -31,7 +31,7 @@ from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.context import VaultContext
 from vault.dates import as_when
 from vault.errors import AuthenticationFailed, InvalidInput, NotFound, Replayed, VaultError
-from vault.policy import INTEGRATION, Action
+from vault.policy import INTEGRATION, Action, AuditEvent
 from vault.principal import Principal
 from vault.store import rowmac
 from vault.store.integrations import unseal_secret
@@ -315,27 +315,42 @@ class IntegrationService:
     # --- the webhook ------------------------------------------------------------------------------
 
     def _enabled(
-        self, actor: str, origin: str, name: str, refused: Callable[[str, bool], bool] | None
+        self,
+        actor: str,
+        origin: str,
+        name: str,
+        refused: Callable[[str, bool], bool] | None,
+        alarmed: Callable[[str], bool] | None,
     ) -> tuple[int, bytes] | None:
         """``(id, sealed secret)`` of the enabled integration ``name``, its row MAC verified: a
         row a file writer edited or planted is an integrity failure (409 integrity_failure),
-        audited as such and as a refused event, never a verified sender."""
+        alarmed as such whatever the refusal throttle says (:meth:`_alarm`) and audited as a
+        refused event (unless throttled), never a verified sender."""
         try:
             with self.ctx.db.read() as conn:
                 rows = rowmac.select(conn, "integrations", "name = ? AND disabled_at IS NULL", (name,))
         except rowmac.RowTampered as exc:
+            self._alarm(actor, origin, exc, alarmed)  # before the throttle: it may raise
             audit = refused is None or refused(name, False)
-            if audit:
-                principal = Principal(
-                    name=actor, roles=frozenset({INTEGRATION}), kind="system", origin=origin
-                )
-                self.ctx.integrity_alarm(principal, exc, Action.SLA_CONTRACT_EVENT.value)
             reason = "integrity failure: the integration's row failed authentication"
             self._refuse(actor, origin, reason, exc, audit=audit)
         if not rows:
             return None
         _rowid, integration_id, _name, sealed, *_ = rows[0]
         return integration_id, sealed
+
+    def _alarm(
+        self, actor: str, origin: str, exc: rowmac.RowTampered, alarmed: Callable[[str], bool] | None
+    ) -> None:
+        """The ``integrity.row_failure`` alarm of a row a webhook request met that failed its MAC
+        (review5 R5-4): an integrity failure is not a refusal to be summarised, so the refusal
+        throttle never keeps it out of the log. ``alarmed(message)`` (the service's
+        :meth:`vault.server.routes.Limits.webhook_alarm`) may only dedupe it: False when the
+        same alarm was written already this summary round (the repeat is counted instead)."""
+        if alarmed is not None and not alarmed(exc.message):
+            return
+        principal = Principal(name=actor, roles=frozenset({INTEGRATION}), kind="system", origin=origin)
+        self.ctx.integrity_alarm(principal, exc, Action.SLA_CONTRACT_EVENT.value)
 
     def _refuse(
         self, actor: str, origin: str, reason: str, exc: VaultError, *, audit: bool = True
@@ -352,14 +367,43 @@ class IntegrationService:
             )
         raise exc
 
-    def record_throttled(self, key: str, count: int, seconds: float) -> None:
+    def record_throttled(
+        self,
+        key: str,
+        count: int,
+        seconds: float,
+        *,
+        sources: int = 0,
+        integrations: int = 0,
+        past_table: bool = False,
+    ) -> None:
         """The one audit event that stands for ``count`` refused webhook requests not audited one
         by one over the last ``seconds`` (review S5): ``key`` is ``source:ADDRESS`` (refusals of
         one source past its limit, answered 429 unread), ``integration:NAME`` (refusals claiming
-        one integration past its limit, ``?``: unknown names) or ``*`` (sources past the
-        throttle's table size). ``sla.contract_event`` ``deny``, reason ``throttled: ...``."""
+        one integration past its limit, ``?``: unknown names) or ``*``: the ``sources`` and
+        ``integrations`` past the round's named ones (review5 R5-3;
+        :func:`vault.server.limits.summarise`), ``past_table``: with sources past the throttle's
+        table size (not counted apart). ``sla.contract_event`` ``deny``, reason ``throttled: ...``.
+        ``alarm:MESSAGE``: an integrity alarm written once this round met ``count`` more times
+        (``alarm:*``: alarms past the round's distinct ones; review5 R5-4), an
+        ``integrity.row_failure`` ``error`` event."""
         kind, _, value = key.partition(":")
         seconds = max(1, int(seconds + 0.999))
+        times = f"{count} time{'s' * (count != 1)} in {seconds} s"
+        if kind == "alarm":
+            what = (
+                f"integrity failures of other rows: {times}"
+                if value == "*"
+                else f"{value} (again {times}; alarmed once a summary round)"
+            )
+            self.ctx.audit.append(
+                actor="integration:?",
+                action=AuditEvent.INTEGRITY_ROW_FAILURE.value,
+                outcome="error",
+                reason=f"{Action.SLA_CONTRACT_EVENT.value}: {what}"[:500],
+                origin="api",
+            )
+            return
         if kind == "source":
             actor, origin = "integration:?", f"api:{value}"
             what = f"from {value}"
@@ -367,7 +411,14 @@ class IntegrationService:
             actor, origin = f"integration:{value}", "api"
             what = "claiming an unknown integration" if value == "?" else f"claiming integration {value}"
         else:
-            actor, origin, what = "integration:?", "api", "from other sources (too many to count apart)"
+            actor, origin = "integration:?", "api"
+            parts = []
+            if sources:
+                many = "more than " if past_table else ""
+                parts.append(f"from {many}{sources} other source{'s' * (sources != 1 or past_table)}")
+            if integrations:
+                parts.append(f"claiming {integrations} other integration{'s' * (integrations != 1)}")
+            what = " or ".join(parts) or "from other sources (too many to count apart)"
         self.ctx.audit.append(
             actor=actor,
             action=Action.SLA_CONTRACT_EVENT.value,
@@ -383,6 +434,7 @@ class IntegrationService:
         *,
         origin: str = "api",
         refused: Callable[[str, bool], bool] | None = None,
+        alarmed: Callable[[str], bool] | None = None,
     ) -> dict:
         """One signed contract event (docs/sla.md spells the scheme out): 401 for an unknown
         integration, a bad signature or a timestamp outside the window, 409 for an event id seen
@@ -393,12 +445,14 @@ class IntegrationService:
         before its audit event is written; False: not written (the service's throttle counts it
         for a summary, :meth:`record_throttled`). It may raise instead (the service's throttle:
         RateLimited for a request whose signature did not verify, from a source past its limit;
-        review5 R5-1): nothing is written then."""
+        review5 R5-1): nothing is written then. A row that failed its MAC is alarmed
+        (``integrity.row_failure``) whatever ``refused`` says; ``alarmed(message)`` may only
+        dedupe identical alarms (:meth:`_alarm`; review5 R5-4)."""
         name = headers.get(H_INTEGRATION, "")
         actor = f"integration:{name}" if EVENT_ID.fullmatch(name) else "integration:?"
         row = None
         if EVENT_ID.fullmatch(name):
-            row = self._enabled(actor, origin, name, refused)
+            row = self._enabled(actor, origin, name, refused, alarmed)
         claimed_name = name if row is not None else "?"
         verified = False
 
@@ -468,6 +522,9 @@ class IntegrationService:
             plan = self.contracts.plan(contract, now)
         except InvalidInput as exc:
             refuse(f"event {event_id}: {exc.message}", exc)
+        except rowmac.RowTampered as exc:  # the client's row (review5 R5-4: alarmed, never skipped)
+            self._alarm(actor, origin, exc, alarmed)
+            refuse(f"event {event_id}: integrity failure: the client's row failed authentication", exc)
         if plan["change"] == "unknown_client":
             refuse(
                 f"event {event_id}: unknown client",
