@@ -29,9 +29,10 @@ Stripping the tags as well is not seen here (docs/security.md guarantee 40). A 1
 
 Before appending or signing (unsealed), :func:`find_break` checks that the log still extends the
 mark: the entries at ``cp_seq`` and ``head_seq`` exist with the recorded hashes, the newest
-checkpoint is the mark's, and no entry after ``head_seq`` carries a valid ``mark_tag``. Before signing, the entries after the last checkpoint are re-hashed too
-(:func:`check_segment`). A break raises :class:`~vault.errors.AuditAlarm` (exit 6, one line with
-the first bad sequence number) and records the alarm in meta row ``audit_alarm``; from then on
+checkpoint is the mark's, and no entry after ``head_seq`` carries a valid ``mark_tag``. Before
+signing, the entries after the last checkpoint are re-hashed too (:func:`check_segment`). A break
+raises :class:`~vault.errors.AuditAlarm` (exit 6, one line with the first bad sequence number) and
+records the alarm in meta row ``audit_alarm``; from then on
 every append is refused and nothing is signed until an admin runs ``cvault audit recover
 --acknowledge N`` (:data:`ALARM_EXEMPT` are still written, unsigned: signing in, and what the
 operator needs to look and recover). Deleting the alarm row does not help: the break is found again.
