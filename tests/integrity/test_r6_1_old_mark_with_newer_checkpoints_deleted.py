@@ -143,3 +143,48 @@ def test_an_older_mark_with_the_newer_checkpoints_deleted_cannot_lower_the_cover
     )
     with pytest.raises(AuditAlarm, match="older copy put back"):
         _upgrade_as_the_cli_does(vdir, clock_at(T0 + timedelta(hours=3))).close()
+
+
+def test_stripping_the_tags_too_still_leaves_the_bootstrap_window_closed(tmp_path):
+    """The same attack with every entry's ``mark_tag`` stripped as well (an older mark then reads as
+    a mark followed by sealed appends, which the folder alone cannot tell apart): the log still
+    holds the ``integrity.bootstrap_closed`` entry appended when the fact rose, so ``user add`` is
+    a two-person request (vault.identity.facts.bootstrap_closed_in_log)."""
+    v, _ = Vault.init(
+        tmp_path / "v", key_file=tmp_path / "k", admin="root", admin_password="root-password-12"
+    )
+    home = tmp_path / "v"
+    db_path = home / "vault.db"
+    try:
+        root = _init_admin_principal(v, "root")
+        boot = v.users.add(root, "second", ["admin"])
+        old_mark, checkpoint_then = _mark_and_newest_checkpoint(db_path)
+        _enrolled(v, "second", boot["enrollment_code"], ["admin"])
+        v.users.disable(root, "second")
+    finally:
+        v.close()
+    names = _checkpoints_after_deleted(home, checkpoint_then)
+    db = sqlite3.connect(db_path)
+    assert db.execute(
+        "SELECT count(*) FROM audit_events WHERE action = 'integrity.bootstrap_closed'"
+    ).fetchone() == (1,)
+    db.execute("DELETE FROM audit_checkpoints WHERE id > ?", (checkpoint_then,))
+    db.executemany("DELETE FROM outbox WHERE blob_name = ?", [(n,) for n in names])
+    db.execute("DELETE FROM meta WHERE key = 'two_admins'")
+    db.execute("DELETE FROM account_requests WHERE kind = 'create' AND mode = 'bootstrap'")
+    db.execute("UPDATE meta SET value = ? WHERE key = 'audit_mark'", (old_mark,))
+    db.execute("UPDATE audit_events SET mark_tag = NULL")
+    db.commit()
+    db.close()
+
+    v = Vault.open(home)
+    v.unseal_key_file(tmp_path / "k")
+    try:
+        root = _init_admin_principal(v, "root")
+        again = v.users.add(root, "puppet", ["admin"])
+        assert again["mode"] == "two_person" and "enrollment_code" not in again, (
+            f"root alone made an admin (mode {again.get('mode')!r}) after putting back an older mark,"
+            " deleting the newer checkpoints and stripping the entries' tags"
+        )
+    finally:
+        v.close()

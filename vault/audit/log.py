@@ -43,6 +43,7 @@ from vault.errors import (
     VaultError,
     VaultSealed,
 )
+from vault.policy import AuditEvent
 from vault.tuples import NamedTuple
 
 if TYPE_CHECKING:
@@ -305,7 +306,9 @@ class AuditLog:
                     if checkpoint is not None:
                         checkpoints.append(checkpoint)
                         guard = guard._replace(mark=self.marks.read(conn))
-                self._advance(conn, guard, seq, digest, checkpoints)
+                self._advance(
+                    conn, guard, seq, digest, checkpoints, origin=events[-1][5] if events else "cli"
+                )
         except AuditAlarm as exc:
             self._record_alarm(exc)
             raise
@@ -450,9 +453,18 @@ class AuditLog:
         with contextlib.suppress(sqlite3.Error, OSError, VaultError), self.db.write() as conn:
             hwm.store_alarm(conn, alarm, getattr(alarm, "problem", ""))
 
-    def _advance(self, conn, guard: _Guard, seq: int, digest: bytes, checkpoints: list[Checkpoint]) -> None:
+    def _advance(
+        self,
+        conn,
+        guard: _Guard,
+        seq: int,
+        digest: bytes,
+        checkpoints: list[Checkpoint],
+        *,
+        origin: str = "cli",
+    ) -> None:
         """After this transaction's appends: move the mark's head (a vault from before the mark
-        gets its first checkpoint and mark here)."""
+        gets its first checkpoint and mark here). ``origin``: of the transaction's last event."""
         if not guard.sign or not seq:
             return
         if guard.mark is None:
@@ -463,6 +475,22 @@ class AuditLog:
             # a one-way fact rose (at most twice in a vault's life): signed at once, so every
             # older mark names a checkpoint that is no longer the newest, which find_break
             # refuses; an older copy of the mark put back cannot lower the fact (review5 R5-6)
+            if mark.bootstrap_closed and not guard.mark.bootstrap_closed:
+                # and in the hash chain: an entry no file writer removes without rebuilding the
+                # chain after it (vault.identity.facts.bootstrap_open reads it; review6 R6-1)
+                seq, digest = self._append(
+                    conn,
+                    "cvault",
+                    AuditEvent.INTEGRITY_BOOTSTRAP_CLOSED.value,
+                    "ok",
+                    None,
+                    "two enrolled admins: the bootstrap window is closed",
+                    origin,
+                    None,
+                    None,
+                    last=(seq, digest),
+                    tag=True,
+                )
             checkpoints.append(self._write_checkpoint(conn, seq, digest, "manual", guard=guard))
             return
         if mark != guard.mark:
