@@ -32,7 +32,7 @@ from vault.principal import Principal
 from vault.sla import certificate as certfmt
 from vault.sla.shred import Shredder, ShredIncomplete, load_job
 from vault.store import clients as store_clients
-from vault.store import rowmac
+from vault.store import meta, rowmac
 from vault.store.clients import ClientRow
 from vault.store.outbox import shred_deletes_pending
 
@@ -771,7 +771,10 @@ class SlaService:
         now = to_epoch(self.ctx.now())
         with self.ctx.db.write() as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = 'last_sweep'").fetchone()
-            last = json.loads(row[0]) if row else {}
+            try:
+                last = meta.last_sweep(None if row is None else row[0])
+            except IntegrityFailure:
+                last = {}  # bookkeeping that decides nothing: an edited record is written anew
             last["run_at"] = now
             last["run_ok"] = ok
             if ok:
@@ -786,7 +789,7 @@ class SlaService:
     def last_sweep(self) -> dict:
         """``{"run_at", "run_ok", "ok_at", "every_seconds"}`` as far as recorded (epoch seconds)."""
         row = self.ctx.db.one("SELECT value FROM meta WHERE key = 'last_sweep'")
-        return json.loads(row[0]) if row else {}
+        return meta.last_sweep(None if row is None else row[0])
 
     def _shred_one(self, principal: Principal, shredder: Shredder, item: dict, now: int) -> bool:
         client = self.ctx.client(item["client"])
