@@ -1014,21 +1014,13 @@ class SecretService:
 
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_LIST, client=client)
-
-        def read(conn, c: ClientRow, k: ClientKeys):
-            return c, k, store.live_records(conn, c.id)
-
-        client, keys, rows = self.ctx.read_client(client.name, read)
-        # each live record as (path tag, version, updated, MAC): what the index must list exactly; any
-        # difference (a change since, an older index put back, an edited row) goes through the
-        # rebuild, which reads the records' metadata and checks every row MAC
-        live = set(rows)
         listed: tuple[builtins.list, ...] = ([], [], [], [], [], [])
-        if not live:  # really none? (every row read and MAC-checked: an empty client is cheap)
-            self.ctx.read_client(client.name, lambda conn, c, k: store.current_versions(conn, c.id))
-        else:
-            for _, document in self._indexes([client]):  # believed only if it lists them exactly
-                listed = listing(document)
+        # believed only if it lists exactly the live records' (path tag, version, updated, MAC);
+        # any difference (a change since, an older index put back, an edited row) goes through
+        # the rebuild, which reads the records' metadata and checks every row MAC; no live record
+        # at all: every row MAC-checked (_indexes)
+        for _, document in self._indexes([client]):
+            listed = listing(document)
         paths, kinds, versions, updated, _, _ = listed
         stamps = _Stamps()  # records written in one import share their second
         out = [
@@ -1094,6 +1086,11 @@ class SecretService:
             client, keys, rows = self.ctx.read_client(
                 client.name, lambda conn, c, k: (c, k, store.live_records(conn, c.id))
             )
+            if not rows:
+                # really none? Nothing to compare an index with (an older one listing none would
+                # match: records hidden by an edit), so every row is read and MAC-checked; an
+                # empty client is cheap
+                self.ctx.read_client(client.name, lambda conn, c, k: store.current_versions(conn, c.id))
             if held is not None and held[0] == keys.version:
                 try:
                     document = keys.unseal_index(held[1])
