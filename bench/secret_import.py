@@ -134,7 +134,8 @@ def run(runs: int = 1, records: int = RECORDS) -> list[Result]:
                 f">= {TARGET_RATE:,} records/s (wall, quiet machine)",
                 rate >= TARGET_RATE,
                 note=f"{wall:.2f} s wall, {cpu:.2f} s CPU (user + system, all threads and workers)"
-                f" = {cpu_rate:,.0f} records/s of CPU; load average {load:.1f}; ratio = floor CPU / import CPU",
+                f" = {cpu_rate:,.0f} records/s of CPU; load average {load:.1f};"
+                " ratio = floor CPU / import CPU",
             )
         ),
         emit(
