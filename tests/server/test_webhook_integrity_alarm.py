@@ -20,6 +20,7 @@ import sqlite3
 import pytest
 
 from tests.server.test_webhook_flood import BURST, STRANGER, _bad, _denials, _good, world  # noqa: F401
+from vault.store import rowmac
 
 
 def _alarms(vdir) -> list[str]:
@@ -91,3 +92,43 @@ def test_a_verified_event_naming_a_tampered_client_row_is_alarmed_throttled_or_n
     assert 1 <= once <= 2 and once + again == BURST + 3, alarms
     refused = [d for d in _denials(vdir) if "the client's row failed authentication" in d[2]]
     assert len(refused) == BURST, refused  # then the source's bucket is spent: summarised
+
+
+def _reseal_under_another_id(vdir, secret: str) -> None:
+    """halopsa's secret sealed under another integration's id, its row MAC recomputed: what a
+    swapped seal looks like once the MAC verifies (a file writer cannot recompute the MAC
+    without the key; the library's own seal is the seam, webhookfix2)."""
+    v = vdir.open()
+    try:
+        with v.ctx.db.write() as conn:
+            (row_id,) = conn.execute("SELECT id FROM integrations WHERE name = 'halopsa'").fetchone()
+            sealed = v.integrations._seal(row_id + 1000, bytes.fromhex(secret))
+            assert rowmac.update(conn, "integrations", "secret_sealed = ?", (sealed,), "id = ?", (row_id,))
+    finally:
+        v.close()
+
+
+def test_a_sealed_secret_that_does_not_open_under_its_id_is_alarmed_and_refused(world):  # noqa: F811
+    """webhookfix2: the integrations row verified, its sealed secret does not open under its id
+    (``_unseal``'s IntegrityFailure): 409 ``integrity_failure`` exit 6 was answered, but neither
+    alarmed nor audited as a refusal. Now alarmed like a row that failed its MAC (once a round,
+    the repeats counted, before the throttle: the requests past the source's bucket, which
+    cannot be verified without the secret, are 429) and each audited as a refused event."""
+    service, vdir, secret = world
+    _reseal_under_another_id(vdir, secret)
+    statuses = []
+    for n in range(BURST + 3):  # the PSA's own events, signed with the real secret
+        status, body = _good(service, secret, 60 + n, "2031-03-31")
+        statuses.append((status, body["error"]["code"]))
+    assert statuses == [(409, "integrity_failure")] * BURST + [(429, "rate_limited")] * 3, statuses
+    service.stop()
+    alarms = _alarms(vdir)
+    once, again = _repeats(alarms, "the secret of integration")
+    assert 1 <= once <= 2 and once + again == BURST + 3, alarms  # main: no alarm at all
+    refused = [
+        d
+        for d in _denials(vdir)
+        if d[2] == "integrity failure: the integration's secret failed authentication"
+    ]
+    assert len(refused) == BURST and {d[0] for d in refused} == {"integration:halopsa"}, refused
+    assert secret not in " ".join(alarms + [d[2] for d in _denials(vdir)])

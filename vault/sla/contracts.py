@@ -30,19 +30,29 @@ from vault import crypto, names
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.context import VaultContext
 from vault.dates import as_when
-from vault.errors import AuthenticationFailed, InvalidInput, NotFound, Replayed, VaultError
+from vault.errors import (
+    AuthenticationFailed,
+    IntegrityFailure,
+    InvalidInput,
+    NotFound,
+    Replayed,
+    VaultError,
+)
 from vault.policy import INTEGRATION, Action, AuditEvent
 from vault.principal import Principal
 from vault.store import rowmac
 from vault.store.integrations import unseal_secret
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from vault.sla.service import SlaService
 
 MAX_ROWS = 10_000
 #: a signed event older or newer than this (seconds) is refused (replay and clock skew)
 TIMESTAMP_WINDOW = 300
-#: the event ids kept per integration for replay protection outlive the window twice over
+#: the event ids kept per integration for replay protection (those of applied events only)
+EVENT_DAYS = 30
 EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 SECRET_BYTES = 32
 #: request headers of a contract event (docs/sla.md spells the scheme out)
@@ -183,12 +193,25 @@ class ContractService:
             change = "shorten"
         return {**row, "change": change}
 
-    def apply(self, principal: Principal, plan: dict, why: str) -> dict:
-        """Carry out one planned change through ``sla renew`` / ``sla expire``."""
+    def apply(
+        self,
+        principal: Principal,
+        plan: dict,
+        why: str,
+        *,
+        within: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> dict:
+        """Carry out one planned change through ``sla renew`` / ``sla expire``. ``within(conn)``:
+        the caller's own write in the transaction that makes the change (in one of its own when
+        the plan changes nothing), so both commit or neither does: a contract event's claim of
+        its id (:meth:`IntegrationService.receive`)."""
         if plan["change"] in ("extend", "shorten"):
-            self.sla.renew(principal, plan["client"], plan["new_sla_end"])
+            self.sla.renew(principal, plan["client"], plan["new_sla_end"], within=within)
         elif plan["change"] == "end":
-            self.sla.expire(principal, plan["client"], reason=why)
+            self.sla.expire(principal, plan["client"], reason=why, within=within)
+        elif within is not None:
+            with self.ctx.db.write() as conn:
+                within(conn)
         return plan
 
     def import_contracts(self, principal: Principal, lines: list[str], *, dry_run: bool = False) -> dict:
@@ -340,10 +363,11 @@ class IntegrationService:
         return integration_id, sealed
 
     def _alarm(
-        self, actor: str, origin: str, exc: rowmac.RowTampered, alarmed: Callable[[str], bool] | None
+        self, actor: str, origin: str, exc: IntegrityFailure, alarmed: Callable[[str], bool] | None
     ) -> None:
         """The ``integrity.row_failure`` alarm of a row a webhook request met that failed its MAC
-        (review5 R5-4): an integrity failure is not a refusal to be summarised, so the refusal
+        (review5 R5-4), or of an integration's sealed secret that does not open under its id:
+        an integrity failure is not a refusal to be summarised, so the refusal
         throttle never keeps it out of the log. ``alarmed(message)`` (the service's
         :meth:`vault.server.routes.Limits.webhook_alarm`) may only dedupe it: False when the
         same alarm was written already this summary round (the repeat is counted instead)."""
@@ -437,8 +461,11 @@ class IntegrationService:
         alarmed: Callable[[str], bool] | None = None,
     ) -> dict:
         """One signed contract event (docs/sla.md spells the scheme out): 401 for an unknown
-        integration, a bad signature or a timestamp outside the window, 409 for an event id seen
-        before; each refusal and each event audited as ``integration:NAME``.
+        integration, a bad signature or a timestamp outside the window, 409 for an event id
+        applied before (its id is claimed in the transaction that applies it, so a refused event
+        leaves no claim and its redelivery is checked again); each refusal and each event
+        audited as ``integration:NAME``. An integrations row that fails its MAC, or whose sealed
+        secret does not open under its id, is 409 ``integrity_failure``, alarmed and refused.
 
         ``refused(name, verified)``: asked at each refusal with the claimed integration's name
         (``"?"`` when there is no such integration) and whether the request's signature verified,
@@ -467,7 +494,11 @@ class IntegrationService:
             )
         assert row is not None  # noqa: S101 - refused above
         integration_id, sealed = row
-        secret = self._unseal(integration_id, sealed)
+        try:
+            secret = self._unseal(integration_id, sealed)
+        except IntegrityFailure as exc:  # its row MAC verified, yet the seal is not this id's
+            self._alarm(actor, origin, exc, alarmed)  # before the throttle: it may raise
+            refuse("integrity failure: the integration's secret failed authentication", exc)
         stamp = headers.get(H_TIMESTAMP, "")
         given = headers.get(H_SIGNATURE, "")
         expected = "v1=" + crypto.hmac_sha256(secret, stamp.encode("ascii", "replace") + b"." + body).hex()
@@ -502,29 +533,22 @@ class IntegrationService:
         except InvalidInput as exc:
             refuse(f"event {event_id}: malformed", exc)
         principal = Principal(name=actor, roles=frozenset({INTEGRATION}), kind="system", origin=origin)
-        with self.ctx.db.write() as conn:
-            # claimed first, in its own transaction: two deliveries of one id cannot both apply
-            claimed = conn.execute(
-                "INSERT OR IGNORE INTO integration_events (integration_id, event_id, received_at)"
-                " VALUES (?, ?, ?)",
-                (integration_id, event_id, to_epoch(now)),
-            ).rowcount
-            conn.execute(
-                "DELETE FROM integration_events WHERE integration_id = ? AND received_at < ?",
-                (integration_id, to_epoch(now) - 30 * 86400),
-            )
-        if not claimed:
-            refuse(
-                f"event {event_id} replayed",
-                Replayed(f"event {event_id} was already received"),
-            )
+        replayed = f"event {event_id} was already received"
+        tampered = f"event {event_id}: integrity failure: the client's row failed authentication"
+        with self.ctx.db.read() as conn:  # a redelivery of an applied event: refused before anything
+            seen = conn.execute(
+                "SELECT 1 FROM integration_events WHERE integration_id = ? AND event_id = ?",
+                (integration_id, event_id),
+            ).fetchone()
+        if seen:
+            refuse(f"event {event_id} replayed", Replayed(replayed))
         try:
             plan = self.contracts.plan(contract, now)
         except InvalidInput as exc:
             refuse(f"event {event_id}: {exc.message}", exc)
         except rowmac.RowTampered as exc:  # the client's row (review5 R5-4: alarmed, never skipped)
             self._alarm(actor, origin, exc, alarmed)
-            refuse(f"event {event_id}: integrity failure: the client's row failed authentication", exc)
+            refuse(tampered, exc)
         if plan["change"] == "unknown_client":
             refuse(
                 f"event {event_id}: unknown client",
@@ -533,7 +557,34 @@ class IntegrationService:
         self.ctx.authorize(
             principal, Action.SLA_CONTRACT_EVENT, client=self.ctx.client(contract.client), detail=None
         )
-        self.contracts.apply(principal, plan, f"contract ended (event {event_id} from {name})")
+
+        def claim(conn: sqlite3.Connection) -> None:
+            """The event's id claimed in the transaction that applies it (webhookfix2): two
+            deliveries of one id cannot both apply (the second finds it claimed and its change is
+            rolled back), and an event refused or failed before its change committed (a client
+            row that failed its MAC, an unknown client, a storage error) leaves no claim, so the
+            PSA's redelivery is checked again rather than lost as "replayed"."""
+            t = to_epoch(now)
+            if not conn.execute(
+                "INSERT OR IGNORE INTO integration_events (integration_id, event_id, received_at)"
+                " VALUES (?, ?, ?)",
+                (integration_id, event_id, t),
+            ).rowcount:
+                raise Replayed(replayed)
+            conn.execute(
+                "DELETE FROM integration_events WHERE integration_id = ? AND received_at < ?",
+                (integration_id, t - EVENT_DAYS * 86400),
+            )
+
+        try:
+            self.contracts.apply(
+                principal, plan, f"contract ended (event {event_id} from {name})", within=claim
+            )
+        except Replayed as exc:  # a delivery of the same id applied meanwhile: this one rolled back
+            refuse(f"event {event_id} replayed", exc)
+        except rowmac.RowTampered as exc:  # the client's row, edited since it was planned
+            self._alarm(actor, origin, exc, alarmed)
+            refuse(tampered, exc)
         self.ctx.audit.append(
             actor=actor,
             action=Action.SLA_CONTRACT_EVENT.value,
