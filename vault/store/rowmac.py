@@ -621,7 +621,7 @@ def pending_tables(conn: Any) -> tuple[str, ...]:
     have = coverage(conn)
     if have == 0:
         return ()
-    return tuple(t for _, t in _pending(have))
+    return tuple(dict.fromkeys(t for _, t in _pending(have)))  # meta once (coverage 5 and 7)
 
 
 def pending_rows(conn: Any) -> tuple[tuple[str, str, tuple], ...]:
@@ -658,7 +658,7 @@ def upgrade(conn: Any, verify_row: Any = None) -> dict[str, int]:
             spec = TABLES[table]
             for row in conn.execute(f"SELECT rowid, {spec.select} FROM {table} WHERE {where}", params):  # noqa: S608 - constants of TABLES
                 verify_row(table, row)
-        counts[table] = stamp(conn, table, where, params)
+        counts[table] = counts.get(table, 0) + stamp(conn, table, where, params)
     if pending:
         put_meta(conn, MARKER, COVERAGE)
     return counts
