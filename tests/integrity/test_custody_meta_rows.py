@@ -11,7 +11,7 @@ deletes the custody meta rows (review5 leftover, markfix):
   ``custody show`` said what the file writer chose. MACed too, and the mark records the
   migration (vault.audit.mark.MIGRATED).
 
-docs/security.md guarantee 50. Real vault files, the CLI in subprocesses.
+docs/security.md guarantee 51. Real vault files, the CLI in subprocesses.
 """
 
 from __future__ import annotations
