@@ -25,6 +25,7 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import signal
 import socket
 import threading
@@ -199,9 +200,8 @@ class AuditWriter:
 
     def __init__(self, pool) -> None:
         self.pool = pool
-        self._cond = threading.Condition()
-        self._queue: list[tuple[socket.socket, int, Any]] = []
-        self._stopping = False
+        #: (worker's socket, event id, event); None: stop
+        self._queue: queue.SimpleQueue[tuple[socket.socket, int, Any] | None] = queue.SimpleQueue()
         self.batches = self.events = 0
         self._thread = threading.Thread(target=self._write_loop, name="cvault-audit-writer", daemon=True)
         self._thread.start()
@@ -220,26 +220,28 @@ class AuditWriter:
             except (ValueError, TypeError):
                 log.warning("a worker sent a malformed audit event; ignored")
                 continue
-            with self._cond:
-                self._queue.append((sock, ident, event))
-                self._cond.notify()
+            self._queue.put((sock, ident, event))
 
     def stop(self) -> None:
-        with self._cond:
-            self._stopping = True
-            self._cond.notify()
+        self._queue.put(None)
         self._thread.join(timeout=10)
 
     def _write_loop(self) -> None:
         from vault.audit.log import GroupCommit, _Waiting
 
+        work = self._queue
         while True:
-            with self._cond:
-                while not self._queue and not self._stopping:
-                    self._cond.wait()
-                if not self._queue:
-                    return
-                taken, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            first = work.get()
+            if first is None:
+                return
+            taken = [first]
+            with contextlib.suppress(queue.Empty):  # and whatever else is queued now
+                while len(taken) < MAX_BATCH:
+                    item = work.get_nowait()
+                    if item is None:
+                        work.put(None)  # stop after this batch
+                        break
+                    taken.append(item)
             batch = [_Waiting(event) for _, _, event in taken]
             try:
                 with self.pool.lease(unsealed=False) as vault:
