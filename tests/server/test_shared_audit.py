@@ -43,7 +43,7 @@ class _Setup:
         for n in range(workers):
             theirs, ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             self.socks.append(theirs)
-            threading.Thread(target=self.writer.serve, args=(theirs,), daemon=True).start()
+            self.writer.add(theirs)
             end = SharedAuditWriter(ours, on_gone=lambda n=n: self.gone.append(n))
             self.ends.append(end)
             mine = []
@@ -55,9 +55,7 @@ class _Setup:
             self.vaults.append(mine)
 
     def close(self) -> None:
-        for sock in self.socks:
-            sock.close()
-        self.writer.stop()
+        self.writer.stop()  # closes the supervisor's ends
         for mine in self.vaults:
             for v in mine:
                 v.close()

@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import queue
+import selectors
 import signal
 import socket
 import threading
@@ -195,63 +196,94 @@ class SharedAuditWriter:
 
 
 class AuditWriter:
-    """The supervisor's writer: :meth:`serve` reads one worker's events (a thread each), one
-    writer thread commits everything queued, in batches, on a vault of the supervisor's pool."""
+    """The supervisor's writer: one thread reads every worker's events (:meth:`add` gives it a
+    worker's socket), commits all that are there in one transaction on a vault of the
+    supervisor's pool, answers them, and reads again. It owns the sockets it was given: it closes
+    one when its worker is gone (the end of file a dead worker's socket reads)."""
 
     def __init__(self, pool) -> None:
         self.pool = pool
-        #: (worker's socket, event id, event); None: stop
-        self._queue: queue.SimpleQueue[tuple[socket.socket, int, Any] | None] = queue.SimpleQueue()
         self.batches = self.events = 0
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._added: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
+        self._stopping = False
         self._thread = threading.Thread(target=self._write_loop, name="cvault-audit-writer", daemon=True)
         self._thread.start()
 
-    def serve(self, sock: socket.socket) -> None:
-        """One worker's events, until it is gone."""
-        while True:
+    def add(self, sock: socket.socket) -> None:
+        """Read a worker's events from ``sock`` from now on (any thread may call this)."""
+        self._added.put(sock)
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"+")
+
+    def stop(self) -> None:
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b".")
+        self._thread.join(timeout=10)
+
+    def _drop(self, sock: socket.socket) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(sock)
+        sock.close()
+
+    def _take(self, sock: socket.socket, taken: list) -> None:
+        """What ``sock`` holds now (at most a batch)."""
+        while len(taken) < MAX_BATCH:
             try:
                 data = sock.recv(EVENT_MAX + 1)
-            except OSError:
+            except BlockingIOError:
                 return
+            except OSError:
+                data = b""
             if not data:
+                self._drop(sock)  # the worker is gone
                 return
             try:
                 ident, event = decode_event(data)
             except (ValueError, TypeError):
                 log.warning("a worker sent a malformed audit event; ignored")
                 continue
-            self._queue.put((sock, ident, event))
-
-    def stop(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=10)
+            taken.append((sock, ident, event))
 
     def _write_loop(self) -> None:
         from vault.audit.log import GroupCommit, _Waiting
 
-        work = self._queue
-        while True:
-            first = work.get()
-            if first is None:
-                return
-            taken = [first]
-            with contextlib.suppress(queue.Empty):  # and whatever else is queued now
-                while len(taken) < MAX_BATCH:
-                    item = work.get_nowait()
-                    if item is None:
-                        work.put(None)  # stop after this batch
-                        break
-                    taken.append(item)
-            batch = [_Waiting(event) for _, _, event in taken]
-            try:
-                with self.pool.lease(unsealed=False) as vault:
-                    GroupCommit._write(vault.ctx.audit, batch)
-            except BaseException as exc:  # noqa: BLE001 - the lease failed: every event of the batch fails
-                for w in batch:
-                    w.error = exc
-            self.batches += 1
-            self.events += len(batch)
-            self._answer(taken, batch)
+        try:
+            while not self._stopping:
+                taken: list = []
+                for key, _ in self._selector.select():
+                    sock = key.fileobj
+                    if sock is self._wake_r:
+                        with contextlib.suppress(OSError):
+                            self._wake_r.recv(4096)
+                        with contextlib.suppress(queue.Empty):
+                            while True:
+                                added = self._added.get_nowait()
+                                added.setblocking(False)
+                                self._selector.register(added, selectors.EVENT_READ)
+                    else:
+                        self._take(sock, taken)  # type: ignore[arg-type]
+                if not taken:
+                    continue
+                batch = [_Waiting(event) for _, _, event in taken]
+                try:
+                    with self.pool.lease(unsealed=False) as vault:
+                        GroupCommit._write(vault.ctx.audit, batch)
+                except BaseException as exc:  # noqa: BLE001 - the lease failed: every event of the batch fails
+                    for w in batch:
+                        w.error = exc
+                self.batches += 1
+                self.events += len(batch)
+                self._answer(taken, batch)
+        finally:
+            for key in list(self._selector.get_map().values()):
+                key.fileobj.close()  # type: ignore[union-attr]
+            self._selector.close()
+            self._wake_w.close()
 
     @staticmethod
     def _answer(taken: list, batch: list) -> None:

@@ -285,7 +285,8 @@ class _Worker:
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
-        return (self.calls, self.push, self.unseals, self.audit)
+        """What the supervisor closes when the worker is gone (its audit socket is the writer's)."""
+        return (self.calls, self.push, self.unseals)
 
 
 class Supervisor:
@@ -461,9 +462,7 @@ class Supervisor:
                 threading.Thread(
                     target=self._serve_calls, args=(sock,), name=f"cvault-worker-{slot}-{what}", daemon=True
                 ).start()
-            threading.Thread(
-                target=self.audit.serve, args=(audit,), name=f"cvault-worker-{slot}-audit", daemon=True
-            ).start()
+            self.audit.add(audit)  # the writer reads it, and closes it when the worker is gone
             with contextlib.suppress(OSError):  # it died at once: restarted by the watch loop
                 push.send(_CONFIG + json.dumps({**self.config, "slot": slot}).encode())
             self._give_state(worker, self.pool.root)
