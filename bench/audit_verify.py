@@ -44,6 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import column_names, insert_statement
 from vault import crypto
 from vault.audit.checkpoints import Checkpoint, checkpoint_genesis
 from vault.audit.live import verify_database
@@ -97,7 +98,7 @@ def build(db: Database, n: int, vault_id: bytes, private: bytes) -> list[bytes]:
         if seq % 100 == 0:
             cp = Checkpoint(vault_id, seq, digest, at, "periodic", prev=prev_cp)
             sig = crypto.ed25519_sign(private, cp.signing_input())
-            cps.append((seq, digest, at, "periodic", None, None, sig, prev_cp, None, None))
+            cps.append(_checkpoint_row(seq, digest, at, sig, prev_cp))
             prev_cp = cp.digest()
         prev = digest
         if len(rows) >= 50_000:
@@ -106,12 +107,18 @@ def build(db: Database, n: int, vault_id: bytes, private: bytes) -> list[bytes]:
     return canon
 
 
+def _checkpoint_row(seq: int, digest: bytes, at: str, signature: bytes, prev: bytes) -> tuple:
+    """A periodic checkpoint's row in :data:`CHECKPOINT_COLUMNS` order: every column a later
+    migration added (recovery, unproven, base_checkpoint ...) is NULL for a periodic one."""
+    row = dict.fromkeys(column_names(CHECKPOINT_COLUMNS))
+    row.update(seq=seq, entry_hash=digest, at=at, kind="periodic", signature=signature, prev_checkpoint=prev)
+    return tuple(row.values())
+
+
 def _flush(db: Database, rows: list, cps: list) -> None:
     with db.write() as conn:
-        conn.executemany(f"INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        conn.executemany(
-            f"INSERT INTO audit_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)", cps
-        )
+        conn.executemany(insert_statement("audit_events", EVENT_COLUMNS), rows)
+        conn.executemany(insert_statement("audit_checkpoints", CHECKPOINT_COLUMNS), cps)
     rows.clear()
     cps.clear()
 

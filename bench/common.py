@@ -113,3 +113,14 @@ def regular_install(base: Path, *, with_deps: bool = True) -> Path:
     subprocess.run(install if with_deps else [*install, "--no-deps", "--no-index"], **quiet)
     subprocess.run([str(python), "-m", "compileall", "-q", str(venv / "lib")], capture_output=True, env=env)
     return venv / "bin"
+
+
+def column_names(listed: str) -> list[str]:
+    """The names of a comma-separated column list (``vault.audit.log.EVENT_COLUMNS`` ...)."""
+    return [c.strip() for c in listed.split(",")]
+
+
+def insert_statement(table: str, columns: str) -> str:
+    """``INSERT INTO table (columns) VALUES (?, ...)`` with one placeholder per column, so a
+    fixture follows the columns later migrations add (a fixed count broke audit_verify at 0035)."""
+    return f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * len(column_names(columns)))})"

@@ -42,7 +42,7 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import Result, iqr
+from bench.common import Result, insert_statement, iqr
 from tests.helpers import OPERATOR_TOKEN, add_client, make_vault, operator
 from tests.server.harness import start_service
 
@@ -81,10 +81,7 @@ def synthesize_log(conn, n: int) -> None:
         batch.append((*entry[:-2], prev, digest))
         prev = digest
         if len(batch) == 50_000 or i == n:
-            conn.executemany(
-                f"INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                batch,
-            )
+            conn.executemany(insert_statement("audit_events", EVENT_COLUMNS), batch)
             batch = []
 
 

@@ -150,7 +150,9 @@ class Agent:
 
     def serves(self, addr: str | None, home: Path | None) -> bool:
         if self.addr is not None:
-            return addr == self.addr and os.environ.get("CVAULT_CACERT") == self.cacert
+            # the agent holds the CA file's absolute path; a command's may be relative to its folder
+            cacert = os.environ.get("CVAULT_CACERT")
+            return addr == self.addr and (os.path.abspath(cacert) if cacert else None) == self.cacert
         return addr is None and home is not None and home.resolve() == self.home
 
     def unlock(self, kind: str, secret: str) -> None:

@@ -7,6 +7,9 @@ SHA-256 digest held in memory; the value itself is not kept by the child).
 Without a clipboard tool (SSH, a console) the value goes to the terminal's own clipboard as an
 OSC 52 escape sequence written to the terminal (wrapped for tmux and screen), and a detached
 child clears it after the delay with an empty OSC 52 sequence; the command does not wait.
+
+The clearers are isolated Python processes started in "/" (:func:`vault.hardening.python_argv`):
+never a ``json.py`` of the folder the command was typed in (review6 R6-4).
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Mapping
 
 from vault.errors import VaultError
+from vault.hardening import CHILD_CWD, python_argv
 
 CLEAR_AFTER_SECONDS = 30
 
@@ -82,11 +85,12 @@ def _copy_osc52(value: str, fd: int) -> int:
     import json
 
     clearer = subprocess.Popen(
-        [sys.executable, "-c", _OSC52_CLEARER],
+        python_argv(code=_OSC52_CLEARER, project=False),
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        cwd=CHILD_CWD,
     )
     assert clearer.stdin is not None  # stdin=PIPE
     clearer.stdin.write(json.dumps({"delay": delay, "device": device, "clear": osc52(b"").decode()}).encode())
@@ -131,11 +135,12 @@ def copy_with_timeout(value: str) -> int:
     delay = clear_delay()
     # the clearer gets the digest and commands on stdin, not argv
     clearer = subprocess.Popen(
-        [sys.executable, "-c", _CLEARER],
+        python_argv(code=_CLEARER, project=False),
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        cwd=CHILD_CWD,
     )
     import json
 

@@ -59,10 +59,11 @@ def _report(exc: BaseException, debug: bool, echo_err: Callable[[str], None]) ->
         traceback.print_exc()
     if not isinstance(exc, VaultError):
         # a full or read-only disk, a damaged database file, a number SQLite cannot hold,
-        # input nested too deeply: the documented line and exit code, not "internal error"
-        from vault.store.db import storage_error
+        # input nested too deeply, a constraint cvault's schema does not have: the documented
+        # line and exit code, not "internal error"
+        from vault.store.db import storage_error, unexpected_constraint
 
-        exc = storage_error(exc) or exc
+        exc = storage_error(exc) or unexpected_constraint(exc) or exc
     if isinstance(exc, VaultError):
         echo_err(f"cvault: {exc.message}")
         return exc.exit_code

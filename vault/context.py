@@ -34,6 +34,7 @@ from vault.identity import facts
 from vault.keys import ClientKeys, Keyring
 from vault.policy import Action, AuditEvent, Decision
 from vault.principal import Principal
+from vault.settings import decode_stored as decode_settings
 from vault.store import clients as client_store
 from vault.store import rowmac
 from vault.store.clients import ClientRow
@@ -151,8 +152,7 @@ class VaultContext:
     def save_settings(conn, changes: dict) -> None:
         """Merge ``changes`` into the stored settings (inside the caller's write transaction; the
         stored row's MAC is checked first, and the new row MACed: vault.store.rowmac)."""
-        value = rowmac.meta_value(conn, "settings")
-        stored = json.loads(value) if value else {}
+        stored = decode_settings(rowmac.meta_value(conn, "settings"))
         stored.update(changes)
         rowmac.put_meta(conn, "settings", json.dumps(stored, sort_keys=True))
 
@@ -524,11 +524,7 @@ class VaultContext:
 
     @staticmethod
     def _verified_settings(conn) -> dict:
-        settings = dict(DEFAULT_SETTINGS)
-        value = rowmac.meta_value(conn, "settings")
-        if value:
-            settings.update(json.loads(value))
-        return settings
+        return {**DEFAULT_SETTINGS, **decode_settings(rowmac.meta_value(conn, "settings"))}
 
     def integrity_alarm(self, principal: Principal | None, exc: IntegrityFailure, action: str) -> None:
         """Audit a row that failed its MAC while deciding or serving ``action`` (the message names
@@ -545,16 +541,13 @@ class VaultContext:
     @staticmethod
     def load_settings(db: Database) -> dict:
         row = db.one("SELECT value FROM meta WHERE key = 'settings'")
-        settings = dict(DEFAULT_SETTINGS)
-        if row:
-            settings.update(json.loads(row[0]))
-        return settings
+        return {**DEFAULT_SETTINGS, **decode_settings(None if row is None else row[0])}
 
     def min_grace_days(self, conn=None) -> int:
         """The vault-wide minimum grace period, read from the database each time (it changes by
         a two-person approval in another process or another pooled connection: never cached)."""
-        value = rowmac.meta_value(conn or self.db.conn, "settings")  # its MAC checked (issue 12)
-        stored = json.loads(value) if value else {}
+        # its MAC checked (issue 12)
+        stored = decode_settings(rowmac.meta_value(conn or self.db.conn, "settings"))
         return int(stored.get("min_grace_days", DEFAULT_SETTINGS["min_grace_days"]) or 0)
 
     # --- clients and their keys ---------------------------------------------------------------

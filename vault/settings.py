@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import tzinfo
 
 from vault.clock import UTC
-from vault.errors import InvalidInput
+from vault.errors import IntegrityFailure, InvalidInput
 
 MAX_NAME = 64
 
@@ -49,3 +49,30 @@ def check_settings(
         zone(time_zone)
         out["time_zone"] = time_zone
     return out
+
+
+def decode_stored(value: object) -> dict:
+    """The one decoder of the stored ``meta.settings`` value (None: no row, no settings): JSON text
+    of an object, else an integrity failure (one line, exit 6). A file writer may put anything
+    there (a number, a blob, a list, text that is not JSON); the sealed reader (vault name, TOTP
+    issuer, time zone before unsealing) reads it unauthenticated, the unsealed ones after its row
+    MAC (vault.store.rowmac), and both through here."""
+    import json
+
+    if value is None:
+        return {}
+    if type(value) is not str:
+        raise IntegrityFailure(_UNREADABLE)
+    try:
+        stored = json.loads(value)
+    except ValueError:
+        raise IntegrityFailure(_UNREADABLE) from None
+    if not isinstance(stored, dict):
+        raise IntegrityFailure(_UNREADABLE)
+    return stored
+
+
+_UNREADABLE = (
+    "integrity failure: the vault's settings are not a value cvault stored (vault.db was edited);"
+    " run cvault doctor"
+)

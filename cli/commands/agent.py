@@ -101,24 +101,30 @@ def start_cmd(state, idle, exit_with_session, as_json):
     started = False
     if not current["running"]:
         leader = str(os.getsid(0)) if exit_with_session else ""
+        cacert = os.environ.get("CVAULT_CACERT", "") if state.addr else ""
+        # the daemon starts in "/": every path absolute
         setup = "\n".join(
             [
-                agent_protocol.socket_path(),
-                "" if state.addr else str(state.home),
+                os.path.abspath(agent_protocol.socket_path()),
+                "" if state.addr else os.path.abspath(state.home_dir),
                 state.addr or "",
-                os.environ.get("CVAULT_CACERT", "") if state.addr else "",
+                os.path.abspath(cacert) if cacert else "",
                 str(idle_seconds),
                 leader,
             ]
         )
+        from vault.hardening import CHILD_CWD, python_argv
+
+        # isolated, in "/" (review6 R6-4): never a module of the folder the command was typed in
         proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.agent_daemon"],
+            python_argv(module="cli.agent_daemon"),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
             close_fds=True,
             text=True,
+            cwd=CHILD_CWD,
         )
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(setup)

@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 from cli.state import host_only
+from vault.hardening import CHILD_CWD, python_argv
 
 PASSWORDS = {
     "alice": "alice-demo-password",
@@ -397,7 +398,7 @@ def story(work: Path) -> list[Step]:
 @click.option("--keep", is_flag=True, help="Keep the temporary vault folder and print its path.")
 def demo_cmd(keep):
     """Walk through cvault on a throwaway vault in a temporary folder."""
-    work = Path(tempfile.mkdtemp(prefix="cvault-demo-"))
+    work = Path(os.path.abspath(tempfile.mkdtemp(prefix="cvault-demo-")))  # the steps run in "/"
     env = dict(os.environ, CVAULT_HOME=str(work / "vault"), CVAULT_KEY_FILE=str(work / "vault.key"))
     env.pop("CVAULT_ADDR", None)
     env.pop("CVAULT_PASSPHRASE_FILE", None)
@@ -419,8 +420,9 @@ def demo_cmd(keep):
             click.echo(f"{who}$ cvault " + " ".join(args) + ("   (input on stdin)" if step.stdin else ""))
             step_env = dict(env, CVAULT_SESSION_FILE=str(sessions / f"{step.user or 'nobody'}.json"))
             proc = subprocess.run(
-                [sys.executable, "-m", "cli.main", *args],
+                python_argv(module="cli.main", args=args),
                 env=step_env,
+                cwd=CHILD_CWD,
                 input=(step.stdin(got) if callable(step.stdin) else step.stdin) or "",
                 capture_output=True,
                 text=True,

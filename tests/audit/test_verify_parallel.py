@@ -11,6 +11,7 @@ import sqlite3
 import pytest
 
 from tests.audit.test_audit_chain import busy  # noqa: F401 - the fixture
+from vault import hardening
 from vault.audit import live
 from vault.audit.signing import AuditSigner
 from vault.audit.span import walk_span
@@ -127,7 +128,7 @@ def test_tampering_anywhere_gets_the_verdict_of_one_walk(busy, monkeypatch, how)
 
 def test_a_child_that_cannot_start_or_answer_leaves_the_verdict_unchanged(busy, monkeypatch):  # noqa: F811
     _, v, _ = busy
-    monkeypatch.setattr(live.sys, "executable", "/bin/false")
+    monkeypatch.setattr(hardening.sys, "executable", "/bin/false")  # every child: python_argv
     one, two, spans = _verdicts(v, monkeypatch)
     assert one["ok"] and one == two
     assert all(span is None for span in spans)  # no answer: the parent walked the whole log

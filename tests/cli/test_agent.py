@@ -9,6 +9,7 @@ socket. The idle lock uses an injected clock; the foreign-uid test forks a child
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import subprocess
@@ -630,4 +631,57 @@ def test_remote_mode_refusals_and_lock_are_the_same_through_the_agent(staff, tmp
         assert (locked.returncode, locked.stdout, locked.stderr) == (8, "", LOCKED_MESSAGE)
     finally:
         launcher("agent", "stop", env=bob)
+        service.stop()
+
+
+def _in(folder, *args: str, env: dict) -> subprocess.CompletedProcess:
+    """The console script (bin/cvault: cli.launcher) run in ``folder``: relative paths are its."""
+    argv = [sys.executable, str(ROOT / "bin" / "cvault"), *args]
+    return subprocess.run(argv, env=env, cwd=folder, capture_output=True, text=True, timeout=60)
+
+
+def test_relative_paths_given_to_agent_start_still_work(vault_with_records, tmp_path):
+    """The daemon starts in "/" (review6 R6-4, vault.hardening.CHILD_CWD): the vault folder and
+    the socket path a command names relative to its own folder are made absolute before."""
+    (tmp_path / "run").mkdir(mode=0o700)
+    env = vault_with_records.env(
+        CVAULT_HOME="vault", CVAULT_KEY_FILE="vault.key", CVAULT_AGENT_SOCK="run/agent.sock"
+    )
+    assert vault_with_records.home == tmp_path / "vault"
+    try:
+        started = _in(tmp_path, "agent", "start", env=env)
+        assert started.returncode == 0, started.stderr
+        got = _in(tmp_path, "secret", "get", "acme", "office/wifi", "--field", "wifi_key", env=env)
+        assert (got.returncode, got.stdout.strip()) == (0, "k3y-of-acme"), got.stderr
+        status = json.loads(_in(tmp_path, "agent", "status", "--json", env=env).stdout)
+        assert status["served"] == 1 and status["mode"] == f"vault {tmp_path / 'vault'}"
+    finally:
+        _in(tmp_path, "agent", "stop", env=env)
+
+
+def test_a_relative_ca_file_given_to_a_remote_agent_still_works(vault_with_records, tmp_path):
+    from tests.factories import write_session_file
+    from tests.helpers import OPERATOR_TOKEN
+    from tests.server.harness import start_service
+
+    service = start_service(vault_with_records, tmp_path / "svc")
+    run = tmp_path / "remote-run"
+    run.mkdir(mode=0o700)
+    session = tmp_path / "remote-session.json"
+    write_session_file(session, f"service:{service.addr}", "operator", OPERATOR_TOKEN)
+    env = vault_with_records.env(
+        CVAULT_ADDR=service.addr,
+        CVAULT_CACERT=os.path.relpath(service.ca.ca_path, tmp_path),
+        CVAULT_SESSION_FILE=str(session),
+        CVAULT_AGENT_SOCK=str(run / "agent.sock"),
+    )
+    env = {k: v for k, v in env.items() if k not in ("CVAULT_HOME", "CVAULT_KEY_FILE")}
+    try:
+        started = _in(tmp_path, "agent", "start", env=env)
+        assert started.returncode == 0, started.stderr
+        got = _in(tmp_path, "secret", "get", "acme", "office/wifi", "--field", "wifi_key", env=env)
+        assert (got.returncode, got.stdout.strip()) == (0, "k3y-of-acme"), got.stderr
+        assert json.loads(_in(tmp_path, "agent", "status", "--json", env=env).stdout)["served"] == 1
+    finally:
+        _in(tmp_path, "agent", "stop", env=env)
         service.stop()

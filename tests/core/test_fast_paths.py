@@ -221,3 +221,37 @@ def test_secret_get_loads_none_of_the_lazy_modules(tmp_path):
         assert want[extra[0] if extra else None] in proc.stdout
         assert "vault.policy" in loaded and "vault.tuples" in loaded  # the read path did run
         assert not loaded & NOT_ON_THE_GET_PATH, loaded & NOT_ON_THE_GET_PATH
+
+
+def test_secret_import_of_plain_records_does_not_load_pydantic(tmp_path):
+    """``secret import`` (and put) of records the fast validation path vouches for never loads
+    pydantic and its models (~0.2 s of CPU a process: docs/performance.md, "importfast"); a record
+    the fast path is not sure of still gets the model's refusal, naming its line."""
+    import json
+
+    from tests.helpers import add_client, cli_modules, make_vault
+
+    vdir = make_vault(tmp_path)
+    v = vdir.open()
+    try:
+        add_client(v, "acme")
+    finally:
+        v.close()
+    good = tmp_path / "good.jsonl"
+    good.write_text(
+        "".join(
+            json.dumps({"path": f"r/{i}", "kind": "access", "fields": {"host": "h", "port": 22}}) + "\n"
+            for i in range(3)
+        )
+    )
+    proc, loaded = cli_modules("secret", "import", "acme", str(good), env=vdir.env(CVAULT_NO_AGENT="1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "imported 3 records" in proc.stdout
+    assert "vault.records.validate" in loaded
+    assert not {"pydantic", "vault.records.models"} & loaded
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"path": "r/x", "kind": "access", "fields": {"port": 0}}) + "\n")
+    proc, loaded = cli_modules("secret", "import", "acme", str(bad), env=vdir.env(CVAULT_NO_AGENT="1"))
+    assert proc.returncode != 0
+    assert "line 1: invalid access record: port: Input should be greater than or equal to 1" in proc.stderr
+    assert "vault.records.models" in loaded

@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, int]] = [
     ("vault.records", 1),
     ("vault.records.export", 1),
     ("vault.records.validate", 1),
+    ("vault.records.models", 1),
     ("vault.records.otp", 1),
     ("vault.records.generate", 1),
     ("vault.records.search", 1),

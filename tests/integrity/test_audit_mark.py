@@ -509,7 +509,12 @@ def test_a_planted_alarm_does_not_choose_what_the_recovery_signs(world):
     assert json.loads(rec.stdout)["problem"] == f"entry {last_cp + 5} was modified"
     records = _recovery_records(vdir)
     assert records == [
-        {"first_bad_seq": last_cp + 5, "mark_seq": last_cp, "problem": f"entry {last_cp + 5} was modified"}
+        {
+            "first_bad_seq": last_cp + 5,
+            "mark_seq": last_cp,
+            "problem": f"entry {last_cp + 5} was modified",
+            "linked": True,
+        }
     ], records
 
 

@@ -80,3 +80,102 @@ def test_a_checkpoint_deleted_after_a_prune_is_a_missing_link(tmp_path, which):
     assert "Traceback" not in doctor.stderr, doctor.stderr
     assert doctor.returncode != 0, doctor.stdout
     assert "signed checkpoints missing before checkpoint" in doctor.stdout, doctor.stdout
+
+
+# --- a recovery checkpoint as the first kept checkpoint (R5-2 extended, markfix) -----------------
+
+
+def _recovered_and_pruned(vdir):
+    """Checkpoints 100, 200 (at T0) and 300, 400 (30 days later); an alarm (a planted, unMACed
+    alarm row) recovered by the operator (admin, stepped up) as recovery checkpoint R after 400;
+    then a prune before T0 + 10 days: base 200, kept 300, 400, R and the prune's. Returns R's seq."""
+    from datetime import timedelta
+
+    from tests.helpers import T0, add_client, clock_at, operator
+
+    for when, upto in ((T0, 250), (T0 + timedelta(days=30), 450)):
+        v = vdir.open(clock=clock_at(when))
+        try:
+            if when == T0:
+                add_client(v, "acme", days=3650)
+            while v.ctx.audit.head()[0] < upto:
+                v.secrets.list(operator(), "acme")
+        finally:
+            v.close()
+    conn = _db(vdir.home)
+    try:
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('audit_alarm', ?)",
+            (json.dumps({"first_bad_seq": 7, "problem": "planted"}),),
+        )
+    finally:
+        conn.close()
+    recovered = vdir.cli("--json", "audit", "recover", "--acknowledge", "1")
+    assert recovered.returncode == 0, recovered.stderr
+    conn = _db(vdir.home)
+    try:
+        (recovery_seq,) = conn.execute(
+            "SELECT seq FROM audit_checkpoints WHERE recovery IS NOT NULL"
+        ).fetchone()
+    finally:
+        conn.close()
+    no_minimum(vdir)
+    before = (T0 + timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    pruned = vdir.cli("--json", "audit", "prune", "--before", before, "--yes")
+    assert pruned.returncode == 0, pruned.stderr
+    assert json.loads(pruned.stdout)["base_seq"] == 200
+    honest = vdir.cli("--json", "audit", "verify")
+    assert honest.returncode == 0 and json.loads(honest.stdout)["ok"], honest.stdout + honest.stderr
+    return recovery_seq
+
+
+def test_checkpoints_deleted_before_a_recovery_checkpoint_kept_first_after_a_prune_are_missing(vdir):
+    """The attack: after the prune, the file writer deletes every kept checkpoint before the
+    recovery checkpoint (300 and 400, with their outbox rows), so the recovery is the first one
+    kept. Before the fix a recovery's ``prev`` was never checked (it linked to the mark's
+    checkpoint, which the break may have deleted) and verify said ok; now a recovery links to
+    the newest checkpoint row and is checked like any other: the prune's ``base_checkpoint``."""
+    recovery_seq = _recovered_and_pruned(vdir)
+    conn = _db(vdir.home)
+    try:
+        gone = [
+            r[0]
+            for r in conn.execute(
+                "SELECT seq FROM audit_checkpoints WHERE seq > 200 AND seq < ? AND kind != 'prune'",
+                (recovery_seq,),
+            )
+        ]
+        assert gone == [300, 400], gone
+        conn.execute(
+            "DELETE FROM audit_checkpoints WHERE seq > 200 AND seq < ? AND kind != 'prune'", (recovery_seq,)
+        )
+        for seq in gone:
+            conn.execute("DELETE FROM outbox WHERE blob_name = ?", (f"audit-checkpoint-{seq}",))
+    finally:
+        conn.close()
+    after = vdir.cli("--json", "audit", "verify")
+    assert "Traceback" not in after.stderr, after.stderr
+    result = json.loads(after.stdout)
+    # before the fix: ok (the recovery restarted the chain unchecked)
+    assert not result["ok"] and after.returncode == 6, result
+    assert f"signed checkpoints missing before checkpoint {recovery_seq}" in result["problem"], result
+    assert result["bad_seq"] == 201
+    doctor = vdir.cli("doctor")
+    assert doctor.returncode == 6 and f"missing before checkpoint {recovery_seq}" in doctor.stdout, (
+        doctor.stdout
+    )
+
+
+def test_a_checkpoint_deleted_just_before_a_recovery_checkpoint_is_a_missing_link(vdir):
+    """The same hole without a prune: checkpoint 400, right before the recovery, deleted."""
+    recovery_seq = _recovered_and_pruned(vdir)
+    conn = _db(vdir.home)
+    try:
+        conn.execute("DELETE FROM audit_checkpoints WHERE seq = 400")
+        conn.execute("DELETE FROM outbox WHERE blob_name = 'audit-checkpoint-400'")
+    finally:
+        conn.close()
+    result = json.loads(vdir.cli("--json", "audit", "verify").stdout)
+    assert not result["ok"], result
+    assert "signed checkpoint missing after checkpoint 300" in result["problem"], result
+    assert recovery_seq > 400

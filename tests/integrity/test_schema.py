@@ -40,20 +40,33 @@ def _refused_at_open(vdir, clock, *names: str) -> str:
     return message
 
 
-def _rebuild_users(home, old: str, new: str) -> None:
-    """Rebuild ``users`` (data copied) with ``old`` replaced by ``new`` in its SQL."""
+def rebuild_table(home, table: str, old: str, new: str) -> None:
+    """What a file writer does with plain sqlite3 (no key): rebuild ``table`` with ``old``
+    replaced by ``new`` in its SQL (CREATE the new one, INSERT ... SELECT the rows, DROP, RENAME,
+    its indexes and triggers created again)."""
     conn = sqlite3.connect(home / "vault.db")
     try:
-        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'users'").fetchone()[0]
-        sql = sql.replace('CREATE TABLE "users"', "CREATE TABLE users", 1)  # as a rename stores it
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
+        sql = sql.fetchone()[0].replace(f'CREATE TABLE "{table}"', f"CREATE TABLE {table}", 1)
         planted = sql.replace(old, new)
-        assert planted != sql
+        assert planted != sql, (table, old)
         conn.execute("PRAGMA foreign_keys = OFF")
         conn.execute("PRAGMA legacy_alter_table = ON")
-        conn.execute(planted.replace("CREATE TABLE users", "CREATE TABLE users_planted", 1))
-        conn.execute("INSERT INTO users_planted SELECT * FROM users")
-        conn.execute("DROP TABLE users")
-        conn.execute("ALTER TABLE users_planted RENAME TO users")
+        conn.execute(planted.replace(f"CREATE TABLE {table}", f"CREATE TABLE {table}_planted", 1))
+        # every column SQLite lets one write (not a generated one)
+        info = conn.execute(f"SELECT name FROM pragma_table_xinfo('{table}_planted') WHERE hidden = 0")
+        columns = ", ".join(f'"{r[0]}"' for r in info)
+        conn.execute(f"INSERT INTO {table}_planted ({columns}) SELECT {columns} FROM {table}")
+        # its indexes and triggers go with the DROP: the file writer creates them again
+        others = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type IN ('index', 'trigger') AND tbl_name = ?"
+            " AND sql IS NOT NULL ORDER BY rowid",
+            (table,),
+        ).fetchall()
+        conn.execute(f"DROP TABLE {table}")
+        conn.execute(f"ALTER TABLE {table}_planted RENAME TO {table}")
+        for (statement,) in others:
+            conn.execute(statement)
         conn.commit()
     finally:
         conn.close()
@@ -109,8 +122,11 @@ def test_a_trigger_on_custody_jobs_is_refused_at_open(vdir):
 def test_a_rebuilt_table_with_a_planted_default_is_refused_at_open(staff):
     """R4-0 case 4: ``users`` rebuilt with ``training_valid_until DEFAULT <2100>`` (new accounts
     were MACed "trained until 2100"). Compared structurally: its text differs anyway."""
-    _rebuild_users(
-        staff.vdir.home, "training_valid_until INTEGER", "training_valid_until INTEGER DEFAULT 4102444800"
+    rebuild_table(
+        staff.vdir.home,
+        "users",
+        "training_valid_until INTEGER",
+        "training_valid_until INTEGER DEFAULT 4102444800",
     )
     _refused_at_open(staff.vdir, clock_at(), "table users differs")
 
@@ -177,12 +193,14 @@ def test_the_cli_refuses_a_planted_trigger_with_exit_6_and_one_line(vdir):
 def test_a_table_whose_text_differs_is_compared_structurally(vdir):
     """A vault migrated step by step from an old release may store a table's SQL in other words
     (``ALTER TABLE`` rewrites it): the same structure opens, a planted default does not."""
-    _rebuild_users(vdir.home, "training_valid_until INTEGER", "training_valid_until   INTEGER")
+    rebuild_table(vdir.home, "users", "training_valid_until INTEGER", "training_valid_until   INTEGER")
     stored = {tuple(r) for r in file_sql(vdir, "SELECT type, name, tbl_name, sql FROM sqlite_master")}
     differing = stored - schema.expected_rows(store_db.MIGRATIONS_DIR)
     assert [r[:2] for r in differing] == [("table", "users")]  # the structural comparison runs
     vdir.open().close()
-    _rebuild_users(vdir.home, "training_valid_until   INTEGER", "training_valid_until INTEGER DEFAULT 1")
+    rebuild_table(
+        vdir.home, "users", "training_valid_until   INTEGER", "training_valid_until INTEGER DEFAULT 1"
+    )
     _refused_at_open(vdir, None, "table users differs")
 
 
@@ -194,6 +212,9 @@ def test_the_old_fixtures_migrated_step_by_step_open(tmp_path):
         try:
             db.migrate()  # checks the schema: raises if it were refused
             assert db.schema_problems() == []
+            for *_, sql in db.all(schema._MASTER):
+                if sql is not None:
+                    schema.sql_tokens(sql)  # every stored statement tokenises (R5-5)
         finally:
             db.close()
 

@@ -184,9 +184,13 @@ def _valid_unproven(value, seq: int) -> bool:
 
 
 def _valid_recovery(value) -> bool:
+    """``{"first_bad_seq", "mark_seq", "problem"}``, and ``"linked": true`` on a recovery written
+    since markfix: its ``prev`` is the newest checkpoint row's digest, checked like any other
+    checkpoint's (vault.audit.verify._checkpoint_links; review5 R5-2 extended)."""
+    keys = {"first_bad_seq", "mark_seq", "problem"}
     return (
         isinstance(value, dict)
-        and set(value) == {"first_bad_seq", "mark_seq", "problem"}
+        and (set(value) == keys or (set(value) == keys | {"linked"} and value["linked"] is True))
         and type(value["first_bad_seq"]) is int
         and type(value["mark_seq"]) is int
         and isinstance(value["problem"], str)

@@ -13,7 +13,6 @@ import base64
 import json
 import os
 import sqlite3
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -229,20 +228,16 @@ class _SpanHelper:
         for cp in checkpoints:
             if first <= cp.seq <= end:
                 marks.setdefault(str(cp.seq), []).append(cp.entry_hash.hex())
-        request = json.dumps({"path": os.fspath(path), "first": first, "last": end, "marks": marks})
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        request = json.dumps({"path": os.path.abspath(path), "first": first, "last": end, "marks": marks})
+        from vault.hardening import CHILD_CWD, python_argv
+
         try:
             proc = subprocess.Popen(  # noqa: S603 - this interpreter, a constant program; the request goes on stdin
-                [
-                    sys.executable,
-                    "-I",
-                    "-c",
-                    "import sys; sys.path.insert(0, sys.argv[1]); from vault.audit.span import main; main()",
-                    root,
-                ],
+                python_argv(code="from vault.audit.span import main; main()"),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
+                cwd=CHILD_CWD,
             )
         except OSError:
             return None

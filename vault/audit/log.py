@@ -503,6 +503,16 @@ class AuditLog:
         seq, prev = self._chain_start(conn)
         return seq - 1, prev
 
+    def _newest_link(self, conn) -> bytes:
+        """The ``prev`` of a recovery: the digest of the last checkpoint in the verifier's order
+        (seq, then creation), or the genesis link when none is left."""
+        row = conn.execute(
+            f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY seq DESC, id DESC LIMIT 1"  # noqa: S608 - a constant column list
+        ).fetchone()
+        if row is None:
+            return checkpoint_genesis(self.vault_id)
+        return Checkpoint.from_row(self.vault_id, row).digest()
+
     def _newest_checkpoint(self, conn) -> Checkpoint | None:
         row = conn.execute(
             f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints ORDER BY id DESC LIMIT 1"  # noqa: S608 - a constant column list
@@ -683,6 +693,7 @@ class AuditLog:
         guard: _Guard,
         recovery: dict | None = None,
         base_checkpoint: bytes | None = None,
+        prev: bytes | None = None,
     ) -> Checkpoint:
         """Sign (seq, digest) with the previous checkpoint's digest, and move the mark to it.
         Unless this is a recovery, the entries since the mark's checkpoint are re-hashed first:
@@ -696,6 +707,8 @@ class AuditLog:
             if alarm is not None:
                 raise alarm
             prev = mark.cp_digest
+        elif prev is not None:  # a recovery: the newest checkpoint row (recover)
+            pass
         elif mark is not None:
             prev = mark.cp_digest
         else:
@@ -858,8 +871,17 @@ class AuditLog:
                 "mark_seq": old.cp_seq if old is not None else 0,
                 "problem": problem,
             }
+            # the recovery links to the newest checkpoint the log holds now (not the mark's,
+            # which the break may have deleted) and says so ("linked"): the verifier checks its
+            # link like any other, so no checkpoint before it can go unnoticed (R5-2 extended)
             cp = self._write_checkpoint(
-                conn, seq, digest, "manual", guard=_Guard(True, old), recovery=recovery
+                conn,
+                seq,
+                digest,
+                "manual",
+                guard=_Guard(True, old),
+                recovery={**recovery, "linked": True},
+                prev=self._newest_link(conn),
             )
             conn.execute("DELETE FROM meta WHERE key = ?", (hwm.ALARM_KEY,))
         self._copy_all([cp])

@@ -91,8 +91,11 @@ class Mark(NamedTuple):
 
     @classmethod
     def decode(cls, data: bytes) -> Mark:
+        """The mark of its 112 or 114 plaintext bytes; anything else raises struct.error."""
         if len(data) == _PACK.size:  # written before the one-way facts: none recorded yet
             return cls(*_PACK.unpack(data))
+        if len(data) != _PACK_FACTS.size:
+            raise struct.error(f"a mark is {_PACK.size} or {_PACK_FACTS.size} bytes")
         return cls(*_PACK_FACTS.unpack(data))
 
     @classmethod
@@ -128,36 +131,32 @@ class MarkStore:
         self._seen: tuple[bytes, Mark] | None = None
         self._cp_seen: tuple[tuple[int, bytes], bytes] | None = None
 
-    def rows(self, conn) -> tuple[bytes | None, tuple | None]:
-        """(sealed mark, the alarm row's (value, mac)) in one query."""
+    def rows(self, conn) -> tuple[object, tuple | None]:
+        """(the mark row's value as stored, the alarm row's (value, mac)) in one query."""
         mark = alarm = None
         for key, value, tag in conn.execute(
             "SELECT key, value, mac FROM meta WHERE key IN (?, ?)", (MARK_KEY, ALARM_KEY)
         ).fetchall():
             if key == MARK_KEY:
-                mark = bytes(value)
+                mark = value  # as stored: only read() decides what it is
             else:
                 alarm = (value, tag)
         return mark, alarm
 
-    def read(self, conn, sealed: bytes | None = None, *, fetch: bool = True) -> Mark | None:
+    def read(self, conn, sealed: object = None, *, fetch: bool = True) -> Mark | None:
+        """The mark (None: no row); ``sealed``: the row's value as stored, already read (``fetch``
+        False). Whatever the value is, the answer is a mark or an alarm: :func:`decode_stored`."""
         if fetch:
             row = conn.execute("SELECT value FROM meta WHERE key = ?", (MARK_KEY,)).fetchone()
-            sealed = None if row is None else bytes(row[0])
+            sealed = None if row is None else row[0]
         if sealed is None:
             return None
         seen = self._seen
-        if seen is not None and seen[0] == sealed:
+        if seen is not None and type(sealed) is bytes and seen[0] == sealed:
             return seen[1]
-        sealer, aad = self.keyring.purpose_sealer(PURPOSE_AUDIT, _CONTEXT)
-        try:
-            mark = Mark.decode(sealer.unseal(sealed, aad))
-        except (CryptoError, struct.error):
-            raise AuditAlarm(
-                alarm_line("the audit high-water mark failed authentication (vault.db was edited)", 1),
-                1,
-            ) from None
-        self._seen = (sealed, mark)
+        mark = decode_stored(self.keyring, sealed)
+        if isinstance(sealed, bytes):  # always: decode_stored takes nothing else
+            self._seen = (sealed, mark)
         return mark
 
     def newest_digest(self, conn, vault_id: bytes) -> bytes | None:
@@ -187,6 +186,26 @@ class MarkStore:
         if not conn.execute("UPDATE meta SET value = ? WHERE key = ?", (sealed, MARK_KEY)).rowcount:
             conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (MARK_KEY, sealed))
         self._seen = (sealed, mark)
+
+
+#: a sealed mark's size as :meth:`MarkStore.write` stores it: nonce || 112 or 114 bytes || tag
+SEALED_SIZES = frozenset(crypto.NONCE_LEN + n + crypto.TAG_LEN for n in (_PACK.size, _PACK_FACTS.size))
+UNAUTHENTIC_MARK = "the audit high-water mark failed authentication (vault.db was edited)"
+
+
+def decode_stored(keyring: Keyring, value: object) -> Mark:
+    """The one decoder of the stored ``audit_mark`` value (a file writer may have put anything
+    there: text, JSON, a number, a REAL, a blob of any size). Only a BLOB of a sealed mark's size
+    is unsealed (never ``bytes(value)``: a number would allocate that many bytes, a string has no
+    bytes); anything else, and a blob that fails authentication or holds no mark, is the alarm
+    (exit 6, one line), never another exception."""
+    if type(value) is not bytes or len(value) not in SEALED_SIZES:
+        raise _alarm(UNAUTHENTIC_MARK, 1)
+    sealer, aad = keyring.purpose_sealer(PURPOSE_AUDIT, _CONTEXT)
+    try:
+        return Mark.decode(sealer.unseal(value, aad))
+    except (CryptoError, struct.error):
+        raise _alarm(UNAUTHENTIC_MARK, 1) from None
 
 
 def alarm_line(problem: str, first_bad_seq: int) -> str:

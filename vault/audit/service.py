@@ -12,27 +12,24 @@ import os
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vault.audit import export as fmt
 from vault.audit.checkpoints import Checkpoint
-from vault.audit.live import verify_live
 from vault.audit.log import EVENT_COLUMNS, genesis_hash
-from vault.audit.report import ReportSettings, report_from_db
 from vault.audit.signing import AuditSigner
-from vault.audit.verify import (
-    EXPORT_FORMAT,
-    EXPORT_VERSION,
-    DetailsChain,
-    Trailer,
-    VerifyResult,
-    sha256_hex,
-)
 from vault.clock import from_epoch, rfc3339
 from vault.context import VaultContext
 from vault.dates import as_since
 from vault.errors import IntegrityFailure, InvalidInput
 from vault.policy import Action
 from vault.principal import Principal
+
+if TYPE_CHECKING:
+    from vault.audit.verify import VerifyResult
+
+# The export formats, the verifier (vault.audit.verify, .live: dataclasses, hashlib) and the
+# report are imported by the methods that use them: ``audit log``, the command a reviewer runs
+# most, loads none of them (its first page is a whole CLI process, issue 20's <= 200 ms).
 
 Progress = Callable[[int, int], None]
 FORMATS = ("jsonl", "csv", "cef")
@@ -257,6 +254,8 @@ class AuditService:
 
         A fresh signed checkpoint of the head is taken first, so a JSON Lines export is covered
         by a signature up to its last entry."""
+        from vault.audit import export as fmt
+
         if format not in FORMATS:
             raise InvalidInput(f"unknown export format {format!r}: use {', '.join(FORMATS)}")
         if (out is None) == (write is None):
@@ -325,7 +324,9 @@ class AuditService:
         return result
 
     def _jsonl(self, principal: Principal, head: Checkpoint, entries: Iterator[dict]) -> Iterator[str]:
+        from vault.audit import export as fmt
         from vault.audit.signing import fingerprint
+        from vault.audit.verify import EXPORT_FORMAT, EXPORT_VERSION, DetailsChain, Trailer, sha256_hex
 
         signer = AuditSigner(self.ctx.db, self.ctx.keyring)
         public = signer.trusted_public_key()[0]
@@ -366,6 +367,8 @@ class AuditService:
     ) -> VerifyResult:
         """Verify the live log; the newest backend checkpoint copy is checked too (it catches a
         tail cut together with the checkpoint rows)."""
+        from vault.audit.live import verify_live
+
         self.ctx.authorize(principal, Action.AUDIT_VERIFY)
         result = verify_live(self.ctx, progress, all_signatures=all_signatures)
         self.ctx.record_outcome(
@@ -392,6 +395,8 @@ class AuditService:
         now = self.ctx.now()
         since = as_since(since or "30d", now)
         until = now if until is None else as_since(until, now)
+        from vault.audit.report import ReportSettings, report_from_db
+
         self.ctx.authorize(principal, Action.AUDIT_REPORT)
         settings = ReportSettings.from_settings(self.ctx.settings)
         certificates = self._certificates()
@@ -431,6 +436,8 @@ class AuditService:
                 f"(retention minimum); --before must be {rfc3339(newest_allowed)} "
                 "or earlier"
             )
+        from vault.audit.live import verify_live
+
         check = verify_live(self.ctx)
         if not check.ok:
             raise IntegrityFailure(f"audit prune refused: the log does not verify ({check.problem})")

@@ -32,6 +32,18 @@ def fingerprint(public: bytes) -> str:
     return "SHA256:" + crypto.sha256(public).hex()[:32]
 
 
+def _stored(value: object, what: str) -> bytes:
+    """The one decoder of the audit key rows' values as stored: a BLOB, else an integrity
+    failure (one line, exit 6). Never ``bytes(value)``: a number a file writer put there would
+    allocate that many bytes, a string has none."""
+    if type(value) is not bytes or not value:
+        raise IntegrityFailure(
+            f"integrity failure: the vault's {what} is not a value cvault stored (vault.db was edited);"
+            " run cvault doctor"
+        )
+    return value
+
+
 class AuditSigner:
     def __init__(self, db, keyring: Keyring):
         self.db = db
@@ -40,8 +52,8 @@ class AuditSigner:
     def ensure(self) -> bytes:
         """Create the key pair if the vault has none; returns the public key."""
         existing = self.db.one("SELECT value FROM meta WHERE key = 'audit_public_key'")
-        if existing:
-            return bytes(existing[0])
+        if existing is not None:
+            return _stored(existing[0], "audit public key")
         private, public = crypto.ed25519_generate()
         sealed = self.keyring.seal_for(PURPOSE_AUDIT, private, *_MARKED_CONTEXT)
         with self.db.write() as conn:
@@ -55,7 +67,7 @@ class AuditSigner:
         row = self.db.one("SELECT value FROM meta WHERE key = 'audit_public_key'")
         if row is None:
             raise IntegrityFailure("integrity failure: the vault has no audit key")
-        return bytes(row[0])
+        return _stored(row[0], "audit public key")
 
     def public_key_text(self) -> str:
         """``ed25519:<base64>``: the form printed by ``cvault audit pubkey`` and taken by --pubkey."""
@@ -91,9 +103,10 @@ class AuditSigner:
         )
         if row is None:
             raise IntegrityFailure("integrity failure: the vault has no audit key")
+        sealed = _stored(row[0], "sealed audit key")
         for context, marked in ((_MARKED_CONTEXT, True), (_LEGACY_CONTEXT, False)):
             try:
-                return self.keyring.unseal_for(PURPOSE_AUDIT, bytes(row[0]), *context), marked
+                return self.keyring.unseal_for(PURPOSE_AUDIT, sealed, *context), marked
             except CryptoError:
                 continue
         raise IntegrityFailure("integrity failure: the audit signing key failed authentication")

@@ -432,8 +432,10 @@ def _checkpoint_links(
     docs/audit.md section 3): a deleted checkpoint is a missing link. Checkpoints from before the
     chain (no ``prev``) are skipped; the first one after the newest prune base follows a pruned
     one: the one the prune checkpoint signs as ``base_checkpoint`` (``base_link``; review5 R5-2),
-    or any for a prune from before that field; a recovery checkpoint restarts the chain (and is
-    reported). An upgrade's first
+    or any for a prune from before that field. A recovery checkpoint is reported; one written
+    since markfix (``"linked"``) links to the newest checkpoint row at its recovery and is checked
+    like any other (so no kept checkpoint before it can be deleted unnoticed, the first after a
+    prune included), an older one restarts the chain unchecked. An upgrade's first
     mark that signs entries as unproven is reported too (``result.unproven`` and a warning).
     Returns (problem, first bad seq), (problem, None) for an invalid signature, or None."""
     from vault.audit.checkpoints import checkpoint_genesis
@@ -465,7 +467,8 @@ def _checkpoint_links(
                     "reason": "recovery",
                 }
             )
-            continue
+            if not r.get("linked"):
+                continue  # written before markfix: it linked to the mark's checkpoint, unchecked
         if cp.unproven is not None:
             if not sig_ok(cp):
                 return "", None

@@ -428,15 +428,40 @@ MICROSOFT_GRAPH_HOSTS = frozenset(
 ENV_ALLOWED_HOSTS = "CVAULT_ALLOWED_HOSTS"
 
 
+def _safe_url_text(url: str) -> bool:
+    """No backslash, whitespace or control character anywhere (review6 R6-7): the URL parsers
+    disagree on them (urllib3 ends the authority at a backslash, urlsplit does not)."""
+    return not any(ch == "\\" or ch.isspace() or ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in url)
+
+
 def _origin(url: str) -> str:
+    """``scheme://host[:port]`` (port left out when 443) of ``url``, or "" (never allowed) when
+    the URL has userinfo, a backslash, whitespace or a control character, or when urlsplit and
+    urllib3's ``parse_url`` (the parser requests and msal send with) disagree on its scheme,
+    host or port (review6 R6-7: ``https://evil.example\\@login.microsoftonline.com`` is
+    urlsplit's Microsoft host but urllib3's evil.example)."""
     from urllib.parse import urlsplit
 
-    parts = urlsplit(url.strip())
-    host = (parts.hostname or "").lower()
+    from urllib3.exceptions import LocationParseError
+    from urllib3.util import parse_url
+
+    if not isinstance(url, str) or not _safe_url_text(url):
+        return ""
     try:
+        parts = urlsplit(url)
         port = parts.port
-    except ValueError:
-        port = -1
+        sent = parse_url(url)
+    except (ValueError, LocationParseError):
+        return ""
+    host = (parts.hostname or "").lower()
+    if "@" in parts.netloc or sent.auth is not None or not host:
+        return ""
+    if (
+        (sent.scheme or "").lower() != parts.scheme.lower()
+        or (sent.host or "").lower().strip("[]") != host
+        or sent.port != port
+    ):
+        return ""
     return f"{parts.scheme.lower()}://{host}" + ("" if port in (None, 443) else f":{port}")
 
 
@@ -446,9 +471,12 @@ def endpoint_allowed(url: str, pinned: frozenset[str], environ=None) -> bool | N
     origin, False otherwise (review4 R4-4: the endpoints are never taken from the vault alone)."""
     environ = os.environ if environ is None else environ
     origin = _origin(url)
+    if not origin:
+        return False
     if origin.startswith("https://") and origin[len("https://") :] in pinned:
         return None
     allowed = {_origin(o) for o in re.split(r"[\s,]+", environ.get(ENV_ALLOWED_HOSTS, "")) if o}
+    allowed.discard("")
     return origin in allowed
 
 
@@ -457,8 +485,14 @@ def require_endpoint(url: str, what: str, pinned: frozenset[str], environ=None) 
     variable). Returns whether the host's own allowance (not the pin) let it through."""
     found = endpoint_allowed(url, pinned, environ)
     if found is False:
+        origin = _origin(url)
+        if not origin:  # never named: its userinfo may hold a password (R6-7)
+            raise PermanentBackendError(
+                f"{what} is not a plain https://host URL (userinfo, a backslash, whitespace or a"
+                " control character, or read differently by the HTTP client); nothing is sent to it"
+            )
         raise PermanentBackendError(
-            f"{what} {_origin(url)} is not a Microsoft cloud host; nothing is sent to it (allow it"
+            f"{what} {origin} is not a Microsoft cloud host; nothing is sent to it (allow it"
             f" on this host with {ENV_ALLOWED_HOSTS}, outside the vault)"
         )
     return bool(found)

@@ -46,7 +46,7 @@ from vault.errors import (
 )
 from vault.home import fsync_dir
 from vault.policy import Action
-from vault.store import rowmac
+from vault.store import meta, rowmac
 from vault.store.db import VaultConnection
 
 DEFAULT_KEEP = 7
@@ -313,7 +313,11 @@ def _custody_state(conn) -> dict:
         if v.state == "current"
     ]
     fmt = conn.execute("SELECT value FROM meta WHERE key = 'custody_format'").fetchone()
-    return {"format": int(fmt[0]) if fmt else None, "custodians": custodians, "clients": clients}
+    return {
+        "format": meta.custody_format(None if fmt is None else fmt[0]),
+        "custodians": custodians,
+        "clients": clients,
+    }
 
 
 # --- restore ---------------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from vault.custody.base import Custodian, CustodyDestroyed, CustodyRef, CustodyU
 from vault.custody.rows import Job, check_step, load_jobs, load_versions
 from vault.errors import AccessDenied, ClientUnavailable, CryptoError, IntegrityFailure, InvalidInput
 from vault.keys import ClientKeys
-from vault.store import rowmac
+from vault.store import meta, rowmac
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -86,14 +86,8 @@ def default_custody_file(vault_id: bytes, key_file: Path | str | None = None) ->
 
 def is_custody_vault(db) -> bool:
     row = db.one("SELECT value FROM meta WHERE key = ?", (META_FORMAT,))
-    if row is None:
-        return False
-    try:
-        return int(row[0]) >= CUSTODY_FORMAT
-    except (TypeError, ValueError):  # edited outside cvault: fail closed, one line (exit 6)
-        raise IntegrityFailure(
-            "integrity failure: the vault's custody format marker is damaged; run cvault doctor"
-        ) from None
+    found = meta.custody_format(None if row is None else row[0])  # edited: exit 6, one line
+    return found is not None and found >= CUSTODY_FORMAT
 
 
 class CustodyManager:
@@ -797,7 +791,9 @@ class CustodyManager:
             "clients_under_custody": counts.get("current", 0),
             "versions_destroyed": counts.get("destroyed", 0),
             "rotations_pending": [{"client_id": c, "reason": r, "step": s} for c, r, s in jobs],
-            "migrated_from_legacy_at": rfc3339(from_epoch(int(migrated[0]))) if migrated else None,
+            "migrated_from_legacy_at": (
+                rfc3339(from_epoch(meta.epoch(META_MIGRATED_AT, migrated[0]))) if migrated else None
+            ),
         }
         try:
             custodian["status"] = self.custodian(current).describe()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -298,9 +297,15 @@ class MaintenanceService:
         minutes for a timer's random delay and the run itself): the one job that must never
         stop silently (docs/sla.md section 2)."""
         from vault.clock import from_epoch, rfc3339, to_epoch
+        from vault.errors import IntegrityFailure
+        from vault.store import meta
 
         last = self.ctx.db.one("SELECT value FROM meta WHERE key = 'last_sweep'")
-        info = json.loads(last[0]) if last else {}
+        try:
+            info = meta.last_sweep(None if last is None else last[0])
+        except IntegrityFailure as exc:  # the next sweep writes it anew (vault.sla.service)
+            report.problems.append(f"sweep: {exc.message}")
+            return
         every = int(info.get("every_seconds") or 3600)
         if not info.get("ok_at"):
             report.warnings.append(

@@ -10,7 +10,7 @@ the index can be rebuilt from the metadata alone, without opening a record's sec
 per-client index is one document, one line per live record, each line a JSON array
 ``[path, kind, version, updated_at, [[field, text], ...]]`` (JSON keeps every value on its line),
 and a listing section that ``secret list`` reads instead (the four columns as four JSON arrays,
-and each path's name tag); it is sealed under the client key by the secrets service
+each path's name tag and each record row's MAC); it is sealed under the client key by the secrets service
 (docs/format.md, "Search index").
 Matching is a case-insensitive (``str.casefold``) substring test on each line, confirmed on the
 parsed fields, so a term never matches the JSON punctuation around them.
@@ -27,9 +27,11 @@ from typing import Any
 from vault.records import CUSTOM, SEARCH_FIELDS
 
 #: the first bytes of an index document (docs/format.md, "Search index")
-MAGIC = b"CVSI2"  # CVSI1 (no listing section) is not read: such an index is rebuilt
+MAGIC = b"CVSI3"  # CVSI1 (no listing), CVSI2 (no row MACs) are not read: such an index is rebuilt
 #: bytes of one path's name tag (HMAC-SHA256, :meth:`vault.keys.ClientKeys.path_tag`)
 TAG_BYTES = 32
+#: bytes of one record row's MAC (``records.mac``, :mod:`vault.store.rowmac`)
+ROW_MAC_BYTES = 32
 _LEN = struct.Struct(">I")
 #: longest text of one field kept in the index (custom values can be long; the rest is not searched)
 MAX_TERM = 512
@@ -71,23 +73,28 @@ def _pairs(path: str, kind: str, terms: dict[str, Any]) -> list[list[str]]:
     return pairs
 
 
-def build(records: list[tuple[str, str, int, int, dict[str, Any]]], tag: Callable[[str], bytes]) -> bytes:
-    """One client's index document from ``(path, kind, version, updated_at, terms)`` per live
-    record and ``tag(path)``, the path's name tag: ``MAGIC || u32 len(A) || A || u32 len(L) || L
-    || u32 len(T) || T || B`` where A is the zlib-compressed scan section (one casefolded line per
+def build(
+    records: list[tuple[str, str, int, int, dict[str, Any], bytes]], tag: Callable[[str], bytes]
+) -> bytes:
+    """One client's index document from ``(path, kind, version, updated_at, terms, row_mac)``
+    per live record (``row_mac``: the MAC-checked ``records.mac`` of its row) and ``tag(path)``,
+    the path's name tag: ``MAGIC || u32 len(A) || A || u32 len(L) || L || u32 len(T) || T || u32
+    len(M) || M || B`` where A is the zlib-compressed scan section (one casefolded line per
     record, its texts joined by U+001F, newlines as U+001E), L the zlib-compressed listing (one
     JSON array of four arrays: the paths, kinds, versions and updated_at times), T the name tags
-    (32 bytes each), and B the zlib-compressed JSON lines naming the fields; all in the same
-    order, by path. U+001E and U+001F cannot occur in a term (control characters are refused).
-    Only A is decompressed unless a term hits; ``secret list`` reads only L and T."""
-    records = sorted(records)
+    (32 bytes each), M the row MACs (32 bytes each), and B the zlib-compressed JSON lines naming
+    the fields; all in the same order, by path. U+001E and U+001F cannot occur in a term (control
+    characters are refused). Only A is decompressed unless a term hits; ``secret list`` reads
+    only L, T and M."""
+    records = sorted(records, key=lambda r: r[0])
     scan, rows = [], []
     columns: list[list[Any]] = [[], [], [], []]
-    tags = []
-    for path, kind, version, updated_at, terms in records:
+    tags, macs = [], []
+    for path, kind, version, updated_at, terms, row_mac in records:
         for column, value in zip(columns, (path, kind, version, updated_at), strict=True):
             column.append(value)
         tags.append(tag(path))
+        macs.append(row_mac)
         pairs = _pairs(path, kind, terms)
         scan.append("\x1f".join(v for _, v in pairs).casefold().replace("\n", "\x1e").replace("\r", "\x1e"))
         rows.append(
@@ -95,21 +102,27 @@ def build(records: list[tuple[str, str, int, int, dict[str, Any]]], tag: Callabl
         )
     if any(len(t) != TAG_BYTES for t in tags):
         raise ValueError("a name tag is 32 bytes")
+    if any(not isinstance(m, bytes) or len(m) != ROW_MAC_BYTES for m in macs):
+        raise ValueError("a row MAC is 32 bytes")
     a = zlib.compress("\n".join(scan).encode("utf-8"), 1)
     listing = json.dumps(columns, ensure_ascii=False, separators=(",", ":"))
     lst = zlib.compress(listing.encode("utf-8"), 1)
     t = b"".join(tags)
+    m = b"".join(macs)
     b = zlib.compress("\n".join(rows).encode("utf-8"), 1)
-    return b"".join((MAGIC, _LEN.pack(len(a)), a, _LEN.pack(len(lst)), lst, _LEN.pack(len(t)), t, b))
+    return b"".join(
+        (MAGIC, _LEN.pack(len(a)), a, _LEN.pack(len(lst)), lst, _LEN.pack(len(t)), t, _LEN.pack(len(m)), m, b)
+    )
 
 
-def _layout(document: bytes) -> tuple[bytes, bytes, bytes, bytes]:
-    """The scan, listing, tags and rows sections (the first, second and last compressed);
-    ValueError for anything not built by :func:`build` (an index of an older format too)."""
+def _layout(document: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+    """The scan, listing, tags, row MACs and rows sections (the first, second and last
+    compressed); ValueError for anything not built by :func:`build` (an index of an older
+    format too)."""
     if not document.startswith(MAGIC):
         raise ValueError("not a search index")
     start, parts = len(MAGIC), []
-    for _ in range(3):
+    for _ in range(4):
         if start + _LEN.size > len(document):
             raise ValueError("not a search index")
         (n,) = _LEN.unpack_from(document, start)
@@ -118,12 +131,12 @@ def _layout(document: bytes) -> tuple[bytes, bytes, bytes, bytes]:
             raise ValueError("not a search index")
         parts.append(document[start : start + n])
         start += n
-    return parts[0], parts[1], parts[2], document[start:]
+    return parts[0], parts[1], parts[2], parts[3], document[start:]
 
 
 def _sections(document: bytes) -> tuple[bytes, bytes]:
     """The compressed scan and rows sections."""
-    scan, _, _, rows = _layout(document)
+    scan, _, _, _, rows = _layout(document)
     return scan, rows
 
 
@@ -143,24 +156,37 @@ def _rows(compressed: bytes) -> list[str]:
     return _inflate(compressed).split("\n")
 
 
-def listing(document: bytes) -> tuple[list[str], list[str], list[int], list[int], list[bytes]]:
-    """The paths, kinds, versions, updated_at times and name tags of every record of an index
-    document, by path: one ``json.loads`` of the listing section (100,000 records: one parse of
-    four flat arrays instead of one per record)."""
-    _, packed, tags, _ = _layout(document)
+def listing(
+    document: bytes,
+) -> tuple[list[str], list[str], list[int], list[int], list[bytes], list[bytes]]:
+    """The paths, kinds, versions, updated_at times, name tags and row MACs of every record of an
+    index document, by path: one ``json.loads`` of the listing section (100,000 records: one
+    parse of four flat arrays instead of one per record)."""
+    _, packed, tags, macs, _ = _layout(document)
     try:
         paths, kinds, versions, updated = json.loads(_inflate(packed))
     except (ValueError, TypeError):
         raise ValueError("not a search index") from None
     n = len(paths)
-    if not (len(kinds) == len(versions) == len(updated) == n and len(tags) == n * TAG_BYTES):
+    if not (
+        len(kinds) == len(versions) == len(updated) == n
+        and len(tags) == n * TAG_BYTES
+        and len(macs) == n * ROW_MAC_BYTES
+    ):
         raise ValueError("not a search index")
-    return paths, kinds, versions, updated, [tags[i : i + TAG_BYTES] for i in range(0, len(tags), TAG_BYTES)]
+    return (
+        paths,
+        kinds,
+        versions,
+        updated,
+        [tags[i : i + TAG_BYTES] for i in range(0, len(tags), TAG_BYTES)],
+        [macs[i : i + ROW_MAC_BYTES] for i in range(0, len(macs), ROW_MAC_BYTES)],
+    )
 
 
 def entries(document: bytes) -> list[tuple[str, str, int, int]]:
     """``(path, kind, version, updated_at)`` of every record of an index document, by path."""
-    paths, kinds, versions, updated, _ = listing(document)
+    paths, kinds, versions, updated, _, _ = listing(document)
     return list(zip(paths, kinds, versions, updated, strict=True))
 
 

@@ -966,14 +966,15 @@ class SecretService:
         """The client's live records (path, kind, version, updated_at), from the client's sealed
         search index: one unseal instead of one metadata unseal and two row-MAC checks per record
         (100,000 records: docs/performance.md). The index is believed only when it lists exactly
-        the live records' (path tag, version, updated_at) as the records table has them; otherwise
+        the live records' (path tag, version, updated_at, row MAC) as the records table has them; otherwise
         (dropped by a change since, an older copy put back, an edited row) it is rebuilt from the
         records' metadata, which checks every row MAC (exit 6 on an edited row).
 
         The index holds each path's name tag (computed from the MAC-checked metadata when it was
-        built, sealed with it), so the comparison is of (tag, version, updated_at) sets, with no
-        HMAC per record; the records table's (client, path tag) is unique, so equal sets of equal
-        size are equal lists."""
+        built, sealed with it) and each row's checked MAC (review6 R6-8: a row edited to match an
+        older index no longer has it), so the comparison is of (tag, version, updated_at, MAC)
+        sets, with no HMAC per record; the records table's (client, path tag) is unique, so equal
+        sets of equal size are equal lists."""
         from vault.records.search import listing
 
         client = self.ctx.client(client_name)
@@ -983,17 +984,17 @@ class SecretService:
             return c, k, store.live_records(conn, c.id)
 
         client, keys, rows = self.ctx.read_client(client.name, read)
-        # each live record as (path tag, version, updated): what the index must list exactly; any
+        # each live record as (path tag, version, updated, MAC): what the index must list exactly; any
         # difference (a change since, an older index put back, an edited row) goes through the
         # rebuild, which reads the records' metadata and checks every row MAC
         live = set(rows)
-        listed: tuple[builtins.list, ...] = ([], [], [], [], [])
+        listed: tuple[builtins.list, ...] = ([], [], [], [], [], [])
         if not live:  # really none? (every row read and MAC-checked: an empty client is cheap)
             self.ctx.read_client(client.name, lambda conn, c, k: store.current_versions(conn, c.id))
         else:
             for _, document in self._indexes([client]):  # believed only if it lists them exactly
                 listed = listing(document)
-        paths, kinds, versions, updated, _ = listed
+        paths, kinds, versions, updated, _, _ = listed
         stamps = _Stamps()  # records written in one import share their second
         out = [
             {"path": p, "kind": k, "version": v, "updated_at": stamps[u]}
@@ -1080,7 +1081,10 @@ class SecretService:
             client = self.ctx.client(client.name, conn)  # as of this transaction (see _write)
             keys = self.ctx.client_keys(client, conn=conn)
             entries = []
-            for record_id, meta_sealed, current, updated, *row in store.current_versions(conn, client.id):
+            macs: dict[int, bytes] = {}  # each row's checked MAC, sealed into the index (R6-8)
+            for record_id, meta_sealed, current, updated, *row in store.current_versions(
+                conn, client.id, macs
+            ):
                 if row[1] is None:
                     continue  # deleted
                 meta = self._meta(client, keys, record_id, meta_sealed)
@@ -1088,7 +1092,7 @@ class SecretService:
                     rec = self.open_version(client, keys, record_id, meta["path"], meta["kind"], current, row)
                     meta["s"] = search.terms_of(rec.kind, dict(rec.fields))
                     store.set_meta(conn, record_id, keys.seal_meta(meta, record_id))
-                entries.append((meta["path"], meta["kind"], current, updated, meta["s"]))
+                entries.append((meta["path"], meta["kind"], current, updated, meta["s"], macs[record_id]))
             document = search.build(entries, keys.path_tag)
             store.put_search_index(conn, client.id, keys.version, keys.seal_index(document), now)
         return document
@@ -1450,17 +1454,22 @@ def merge_fields(
 
 
 def _lists_exactly(document: bytes, rows: Iterable[tuple]) -> bool:
-    """Whether the index lists exactly the live records' (path tag, version, updated_at) as the
-    records table has them (guarantee 29; review4 R4-3: for ``list``, ``search`` and ``list
-    --all`` alike): an index dropped by a change since, an older sealed copy put back or an
-    edited row is not believed but rebuilt, which checks every row MAC. The records table's
-    (client, path tag) is unique, so equal sets of equal size are equal lists."""
+    """Whether the index lists exactly the live records' (path tag, version, updated_at, row
+    MAC) as the records table has them (guarantee 29; review4 R4-3: for ``list``, ``search`` and
+    ``list --all`` alike): an index dropped by a change since, an older sealed copy put back or an
+    edited row is not believed but rebuilt, which checks every row MAC. The index holds the MAC
+    each row had when the rebuild checked it, so a row edited to match an older index (review6
+    R6-8) differs in its MAC, with no HMAC per record: a row's authentic MAC is only known from an
+    authentic row. The records table's (client, path tag) is unique, so equal sets of equal size
+    are equal lists."""
     from vault.records.search import listing
 
     rows = list(rows)
     live = set(rows)
-    _, _, versions, updated, tags = listing(document)
-    return len(live) == len(rows) == len(tags) and set(zip(tags, versions, updated, strict=True)) == live
+    _, _, versions, updated, tags, macs = listing(document)
+    return (
+        len(live) == len(rows) == len(tags) and set(zip(tags, versions, updated, macs, strict=True)) == live
+    )
 
 
 class _Stamps(dict):

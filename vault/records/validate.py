@@ -1,9 +1,11 @@
-"""Typed record kinds (docs/spec.md §4), validated with pydantic on every write.
+"""Typed record kinds (docs/spec.md §4), validated on every write.
 
 Imported only where records are written or validated (put, import): ``secret get`` decodes the
-stored JSON document without loading pydantic, which keeps the read path fast. One model per kind
-of :data:`vault.records.FIELDS` (the fields, their order, types and roles; a test checks that the
-two agree), plus what a table cannot say: bounds, address and e-mail syntax.
+stored JSON document without loading it. The reference is one pydantic model per kind of
+:data:`vault.records.FIELDS` (:mod:`vault.records.models`: the fields, their order, types and
+roles, a test checks that the two agree, plus what a table cannot say: bounds, address and e-mail
+syntax); this module holds the fast path that vouches for plain records without the models, so
+pydantic loads only when a record needs the model (a refusal, a value to normalise).
 
 The stored plaintext is the canonical JSON document ``{"kind": KIND, "fields": {...}}`` with
 ``None`` fields left out.
@@ -14,9 +16,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from typing import Any
 
 from vault.blob import MAX_PLAINTEXT
 from vault.errors import InvalidInput
@@ -34,173 +34,17 @@ from vault.records import (
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-Short = Annotated[str, Field(min_length=1, max_length=256)]
-Text = Annotated[str, Field(max_length=MAX_PLAINTEXT)]
-
-
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, frozen=True)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_control_in_short_fields(cls, value: Any, info) -> Any:
-        # multi-line values (notes, keys, text) may hold newlines and tabs; nothing else may hold
-        # control characters
-        if isinstance(value, str) and info.field_name not in _MULTILINE and _CONTROL.search(value):
-            raise ValueError("control characters are not allowed")
-        if isinstance(value, str) and info.field_name not in _MULTILINE and "\n" in value:
-            raise ValueError("must be a single line")
-        return value
-
-
 _MULTILINE = MULTILINE_FIELDS
+_MODEL_NAMES = ("MODELS", "NetworkRecord", "AccountRecord", "AccessRecord", "NoteRecord", "CustomValue")
 
 
-class CustomValue(BaseModel):
-    """One custom field: its value (may span lines) and whether it is a secret."""
+def __getattr__(name: str) -> Any:
+    """The models by their old names here (``validate.MODELS``), loading pydantic on first use."""
+    if name in _MODEL_NAMES:
+        from vault.records import models
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    value: Text
-    secret: bool = False
-
-    @field_validator("value")
-    @classmethod
-    def _no_control(cls, value: str) -> str:
-        if _CONTROL.search(value):
-            raise ValueError("control characters are not allowed")
-        return value
-
-
-Tag = Annotated[str, Field(min_length=1, max_length=MAX_TAG)]
-Tags = Annotated[list[Tag], Field(default_factory=list, max_length=MAX_TAGS)]
-Custom = Annotated[dict[str, CustomValue], Field(max_length=MAX_CUSTOM_FIELDS)]
-
-
-class _Common(_Record):
-    """Checks of the fields every kind has (tags, custom fields: vault.records._COMMON) and of the
-    TOTP seed; each model declares the fields themselves, in the order of the table."""
-
-    @field_validator("tags", check_fields=False)
-    @classmethod
-    def _tags(cls, values: list[str]) -> list[str]:
-        for tag in values:
-            if _CONTROL.search(tag) or "\n" in tag or "\t" in tag:
-                raise ValueError("a tag is one line without control characters")
-        # kept in the order given, once each (a tag is a label: --tag vpn twice is one tag)
-        return list(dict.fromkeys(values))
-
-    @field_validator("totp", check_fields=False)
-    @classmethod
-    def _totp(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                otp.parse(value)
-            except InvalidInput as exc:
-                raise ValueError(exc.message.removeprefix("invalid totp: ")) from None
-        return value
-
-    @field_validator("custom", check_fields=False)
-    @classmethod
-    def _custom_names(cls, value: dict | None) -> dict | None:
-        if not value:
-            return None
-        builtin = {f.name for fs in FIELDS.values() for f in fs}
-        for name in value:
-            if not 1 <= len(name) <= MAX_CUSTOM_NAME or _CONTROL.search(name) or "\n" in name:
-                raise ValueError(f"custom field names are 1-{MAX_CUSTOM_NAME} characters on one line")
-            if name != name.strip():
-                raise ValueError(f"custom field name {name!r} starts or ends with a space")
-            if name in builtin:
-                raise ValueError(f"custom field name {name!r} is a built-in field name")
-        return value
-
-
-class NetworkRecord(_Common):
-    kind: Literal["network"] = "network"
-    site: Short | None = None
-    hostname: Short | None = None
-    addresses: list[str] = Field(default_factory=list, max_length=256)
-    vlan: int | None = Field(default=None, ge=1, le=4094)
-    gateway: str | None = None
-    dns_servers: list[str] = Field(default_factory=list, max_length=16)
-    wifi_ssid: Annotated[str, Field(min_length=1, max_length=32)] | None = None  # 802.11: 32 octets
-    wifi_key: Annotated[str, Field(min_length=8, max_length=64)] | None = None  # WPA2 PSK: 8-63 or 64 hex
-    notes: Text | None = None
-    tags: Tags
-    custom: Custom | None = None
-
-    @field_validator("addresses")
-    @classmethod
-    def _cidrs(cls, values: list[str]) -> list[str]:
-        out = []
-        for v in values:
-            try:
-                out.append(str(ipaddress.ip_interface(v.strip())))
-            except ValueError:
-                raise ValueError(f"not an IP address or CIDR: {v!r}") from None
-        return out
-
-    @field_validator("gateway")
-    @classmethod
-    def _gateway(cls, value: str | None) -> str | None:
-        return None if value is None else _ip(value)
-
-    @field_validator("dns_servers")
-    @classmethod
-    def _dns(cls, values: list[str]) -> list[str]:
-        return [_ip(v) for v in values]
-
-
-class AccountRecord(_Common):
-    kind: Literal["account"] = "account"
-    username: Short
-    display_name: Short | None = None
-    email: Short | None = None
-    password: Text | None = None
-    totp: Short | None = None
-    mfa_notes: Text | None = None
-    tags: Tags
-    custom: Custom | None = None
-
-    @field_validator("email")
-    @classmethod
-    def _email(cls, value: str | None) -> str | None:
-        if value is not None and not _EMAIL.match(value):
-            raise ValueError("not an email address")
-        return value
-
-
-class AccessRecord(_Common):
-    kind: Literal["access"] = "access"
-    system: Short | None = None
-    url: Short | None = None
-    host: Short | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
-    protocol: Annotated[str, Field(min_length=1, max_length=32)] | None = None
-    username: Short | None = None
-    password: Text | None = None
-    api_token: Text | None = None
-    ssh_private_key: Text | None = None
-    totp: Short | None = None
-    notes: Text | None = None
-    tags: Tags
-    custom: Custom | None = None
-
-
-class NoteRecord(_Common):
-    kind: Literal["note"] = "note"
-    text: Text
-    tags: Tags
-    custom: Custom | None = None
-
-
-MODELS: dict[str, type[_Record]] = {
-    "network": NetworkRecord,
-    "account": AccountRecord,
-    "access": AccessRecord,
-    "note": NoteRecord,
-}
+        return getattr(models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _ip(value: str) -> str:
@@ -239,6 +83,10 @@ def validate(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
 def model_validate(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
     """:func:`validate` through the pydantic model alone (the reference fast_validate is tested
     against)."""
+    from pydantic import ValidationError
+
+    from vault.records.models import MODELS
+
     model = MODELS.get(kind)
     if model is None:
         raise InvalidInput(f"unknown record type {kind!r}: use one of {', '.join(KINDS)}")

@@ -280,7 +280,9 @@ def create_app(
 
         def work() -> dict:
             with pool.lease() as vault:
-                return vault.integrations.receive(body, headers, origin=origin, refused=refused)
+                return vault.integrations.receive(
+                    body, headers, origin=origin, refused=refused, alarmed=limits.webhook_alarm
+                )
 
         return json_response(await run_in_threadpool(work))
 

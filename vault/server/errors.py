@@ -112,10 +112,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception):
-        from vault.store.db import storage_error
+        from vault.store.db import storage_error, unexpected_constraint
 
-        translated = storage_error(exc)
-        if translated is not None:  # a full or read-only disk, a damaged database (vault.store.db)
+        translated = storage_error(exc) or unexpected_constraint(exc)
+        if translated is not None:  # a full or read-only disk, a damaged database, a planted
+            # constraint (vault.store.db)
             return error_response(translated.code, translated.message, translated.exit_code)
         # the type and the place only: an exception message may quote input
         tb = exc.__traceback__

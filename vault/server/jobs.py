@@ -12,7 +12,8 @@ stops the thread or the server. While the service is sealed, jobs wait.
 * ``audit-checkpoint`` (300 s): sign the head if it moved (``AuditLog.checkpoint`` is idempotent).
 * ``webhook-summary`` (60 s, ``webhook_summary_interval``, and once more at stop): one audit
   event per source / claimed integration for the PSA webhook refusals the throttle counted
-  instead of auditing them one by one (review S5, docs/sla.md "Contract events").
+  instead of auditing them one by one (review S5, docs/sla.md "Contract events"), at most 20 of
+  them and one for all the others (review5 R5-3), and one per integrity alarm seen again (R5-4).
 * ``backup`` (checked every 30 s, with ``backup_dir`` or ``backup_remote``): a backup when
   ``backup_interval`` (a day) passed since the last one, and at once after a shred or a record
   purge destroyed custody (docs/sla.md section 6: old backups no longer open that client, so a
@@ -92,15 +93,27 @@ class BackgroundJobs:
         vault.ctx.audit.checkpoint("periodic")
 
     def webhook_summary(self, vault) -> None:
-        """One audit event per source (and per claimed integration) for the webhook refusals of
-        the last interval that were throttled instead of audited one by one (review S5)."""
-        dropped = self.limits.dropped.drain()
-        for n, (key, count, seconds) in enumerate(dropped):
+        """The summary events for the webhook refusals of the last interval that were throttled
+        instead of audited one by one (review S5): one per source or claimed integration, at
+        most :data:`vault.server.limits.MAX_SUMMARY_EVENTS` of them (those with the most), one
+        for all the others (review5 R5-3), and one per integrity alarm seen again (R5-4)."""
+        from vault.server.limits import summarise
+
+        summary = summarise(self.limits.webhook_drain())
+        for n, event in enumerate(summary):
             try:
-                vault.integrations.record_throttled(key, count, seconds)
+                vault.integrations.record_throttled(
+                    event.key,
+                    event.total,
+                    event.seconds,
+                    sources=event.sources,
+                    integrations=event.integrations,
+                    past_table=event.past_table,
+                )
             except Exception:
-                for again, count_again, _ in dropped[n:]:  # not lost: summarised next round
-                    self.limits.dropped.add(again, count_again)
+                for later in summary[n:]:  # not lost: summarised next round
+                    for key, count in later.members:
+                        self.limits.dropped.add(key, count)
                 raise
 
     @staticmethod

@@ -13,6 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from typing import NamedTuple
 
 from vault.server.http import MAX_HEAD_BYTES, malformed_body
 
@@ -22,6 +23,10 @@ MAX_BUCKETS = 10_000
 DRAIN_BYTES = 8 * 1024 * 1024
 #: request bodies above the ordinary limit (attachments) read at the same time, at most
 MAX_LARGE_BODIES = 2
+#: per round of the webhook summary (review5 R5-3): at most this many sources or claimed
+#: integrations get a summary event of their own (those with the most refusals), all the others
+#: one together; and at most this many distinct integrity alarms are written (R5-4)
+MAX_SUMMARY_EVENTS = 20
 
 
 class BodyTooLarge(Exception):
@@ -304,7 +309,9 @@ class Dropped:
     source, a claimed integration: :meth:`vault.server.routes.Limits.webhook_admit`), until
     :meth:`drain` hands them to the one summary event per key and window (docs/sla.md,
     "Contract events"). At most :data:`MAX_BUCKETS` keys: past that, new keys add to ``"*"``
-    (a distributed flood is then summarised as one line, not forgotten)."""
+    (a distributed flood is then summarised as one line, not forgotten); the repeats of
+    integrity alarms (``alarm:``, at most :data:`MAX_SUMMARY_EVENTS` + 1 keys) are always kept
+    apart."""
 
     def __init__(self, clock=time.monotonic):
         self.clock = clock
@@ -314,7 +321,7 @@ class Dropped:
     def add(self, key: str, count: int = 1) -> None:
         now = self.clock()
         with self._lock:
-            if key not in self._counts and len(self._counts) >= MAX_BUCKETS:
+            if key not in self._counts and len(self._counts) >= MAX_BUCKETS and not key.startswith("alarm:"):
                 key = "*"
             entry = self._counts.setdefault(key, [0, now])
             entry[0] += count
@@ -325,3 +332,49 @@ class Dropped:
         with self._lock:
             counts, self._counts = self._counts, {}
         return [(key, int(n), max(0.0, now - first)) for key, (n, first) in sorted(counts.items())]
+
+
+class Summary(NamedTuple):
+    """One summary event of a round (:func:`summarise`)."""
+
+    #: ``source:ADDRESS``, ``integration:NAME``, ``alarm:MESSAGE`` (an integrity alarm seen
+    #: again), or ``*``: every other source and claimed integration together
+    key: str
+    total: int
+    seconds: float
+    #: for ``*``: how many sources and claimed integrations it stands for, and whether sources
+    #: past the throttle's table size (counted together, not apart) are among them
+    sources: int = 0
+    integrations: int = 0
+    past_table: bool = False
+    #: the drained ``(key, count)`` it stands for (put back when its event cannot be written)
+    members: tuple[tuple[str, int], ...] = ()
+
+
+def summarise(drained: list[tuple[str, int, float]], named: int = MAX_SUMMARY_EVENTS) -> list[Summary]:
+    """The summary events of one round (review5 R5-3): the ``named`` sources or claimed
+    integrations with the most refusals get one each, every other one (and ``*``, the sources
+    past the table size) go into one ``*`` event with their total, so a round writes at most
+    ``named + 1`` of them however many sources an attacker rotates through (an IPv6 /48 is
+    65,536 /64s). Repeats of integrity alarms (``alarm:``; at most :data:`MAX_SUMMARY_EVENTS`
+    distinct a round, :meth:`vault.server.routes.Limits.webhook_alarm`) keep one each."""
+    alarms = [d for d in drained if d[0].startswith("alarm:")]
+    rest = [d for d in drained if not d[0].startswith("alarm:")]
+    apart = sorted((d for d in rest if d[0] != "*"), key=lambda d: (-d[1], d[0]))[:named]
+    kept = {d[0] for d in apart}
+    folded = [d for d in rest if d[0] not in kept]
+    out = [Summary(key, count, seconds, members=((key, count),)) for key, count, seconds in apart]
+    if folded:
+        out.append(
+            Summary(
+                "*",
+                sum(count for _, count, _ in folded),
+                max(seconds for _, _, seconds in folded),
+                sources=sum(key.startswith("source:") for key, _, _ in folded),
+                integrations=sum(key.startswith("integration:") for key, _, _ in folded),
+                past_table=any(key == "*" for key, _, _ in folded),
+                members=tuple((key, count) for key, count, _ in folded),
+            )
+        )
+    out += [Summary(key, count, seconds, members=((key, count),)) for key, count, seconds in sorted(alarms)]
+    return out

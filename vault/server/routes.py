@@ -23,7 +23,7 @@ from vault import api_spec as spec
 from vault.api_schemas import response_schema
 from vault.errors import AuthenticationFailed, InvalidInput, VaultLocked
 from vault.server.errors import ERROR_RESPONSES, RateLimited
-from vault.server.limits import Dropped, RateLimiter, source_key
+from vault.server.limits import MAX_SUMMARY_EVENTS, Dropped, RateLimiter, source_key
 
 Text = Annotated[str, StringConstraints(max_length=spec.MAX_STRING)]
 #: the name of the OpenAPI security scheme of the session token
@@ -155,6 +155,9 @@ class Limits:
         self.by_webhook = by_webhook if by_webhook is not None else RateLimiter(20, 10 / 60)
         #: refused webhook requests not audited one by one, for the summary events
         self.dropped = dropped if dropped is not None else Dropped()
+        #: the integrity alarms of webhook requests written since the last summary round (R5-4)
+        self._alarmed: set[str] = set()
+        self._alarmed_lock = threading.Lock()
         #: user names with a login being checked now: one at a time per account (review R4)
         self._in_flight: set[str] = set()
         self._in_flight_lock = threading.Lock()
@@ -248,6 +251,33 @@ class Limits:
             self.dropped.add("integration:" + integration)
             return False
         return True
+
+    def webhook_alarm(self, alarm: str) -> bool:
+        """A webhook request met an integrity failure (a row that failed its MAC; ``alarm``: its
+        message, which names the table and the row id, never a value). True: write its
+        ``integrity.row_failure`` alarm now, whatever the refusal throttle says (review5 R5-4:
+        an attacker who first spends the buckets must not keep a file writer's tampering out of
+        the log); it is the first of that alarm since the last summary round, and at most
+        :data:`MAX_SUMMARY_EVENTS` distinct alarms are written a round. False: written already
+        this round (or past that many): counted for the summary instead (``alarm:MESSAGE``,
+        ``alarm:*``), so a flood of requests meeting the same tampered row writes one alarm and
+        one count a round, not one alarm each."""
+        with self._alarmed_lock:
+            if alarm in self._alarmed:
+                self.dropped.add("alarm:" + alarm)
+                return False
+            if len(self._alarmed) >= MAX_SUMMARY_EVENTS:
+                self.dropped.add("alarm:*")
+                return False
+            self._alarmed.add(alarm)
+            return True
+
+    def webhook_drain(self) -> list[tuple[str, int, float]]:
+        """The counts for this round's summary events (:meth:`Dropped.drain`); a new round of
+        :meth:`webhook_alarm` begins (each alarm is written again once)."""
+        with self._alarmed_lock:
+            self._alarmed.clear()
+            return self.dropped.drain()
 
     @contextmanager
     def attempt(self, op: spec.Op, request: Request, body):

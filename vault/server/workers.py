@@ -5,9 +5,11 @@ the service can run several. docs/service.md "Worker processes" has the design; 
 
 * The **supervisor** (the process ``cvault serve`` started) binds the TCP listener and the host
   unseal socket, then starts each worker as a fresh interpreter (``subprocess``, not ``fork``:
-  nothing of a process with threads and open SQLite connections is copied) that inherits the
-  listener and three ``SOCK_SEQPACKET`` socketpairs (its calls, the supervisor's pushes, its
-  unseals), and restarts a worker that dies. SIGTERM stops all. It serves no HTTP itself.
+  nothing of a process with threads and open SQLite connections is copied; isolated and started
+  in "/" by :func:`vault.hardening.python_argv`, so never a module of the folder the service was
+  started in: review6 R6-3) that inherits the listener and three ``SOCK_SEQPACKET`` socketpairs
+  (its calls, the supervisor's pushes, its unseals), and restarts a worker that dies. SIGTERM
+  stops all. It serves no HTTP itself.
 * Each **worker** runs the usual uvicorn server (:func:`vault.server.run.make_server`) on the
   inherited listener: the kernel hands each new connection to one of them.
 * **One seal state.** Every unseal (the API's ``sys/unseal`` in any worker, the host socket, the
@@ -40,7 +42,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -48,6 +49,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from vault.errors import VaultError, VaultSealed, error_class
+from vault.hardening import CHILD_CWD, python_argv
 from vault.server.errors import RateLimited
 from vault.server.limits import RateLimiter, Slots
 from vault.server.routes import Limits
@@ -152,6 +154,9 @@ class SharedLimits(Limits):
 
     def webhook_refused(self, source: str, integration: str, verified: bool = False) -> bool:
         return bool(self.channel.call("webhook_refused", source, integration, verified))
+
+    def webhook_alarm(self, alarm: str) -> bool:
+        return bool(self.channel.call("webhook_alarm", alarm))
 
     def end(self, source: str, name: str, failed: bool) -> None:
         self.channel.call("end", source, name, failed)
@@ -365,6 +370,8 @@ class Supervisor:
                 return {"ok": None}
             if op == "webhook_refused":
                 return {"ok": self.limits.webhook_refused(str(args[0]), str(args[1]), bool(args[2]))}
+            if op == "webhook_alarm":
+                return {"ok": self.limits.webhook_alarm(str(args[0]))}
             if op == "begin":
                 self.limits.begin(str(args[0]), str(args[1]))
                 held.logins[(str(args[0]), str(args[1]))] += 1
@@ -448,11 +455,13 @@ class Supervisor:
         env = dict(os.environ)
         env[FDS_VARIABLE] = ",".join(str(fd) for fd in fds)
         with self._state_lock:
-            proc = subprocess.Popen(
-                [sys.executable, "-c", "from vault.server.workers import worker_main; worker_main()"],
+            # isolated, in "/" (review6 R6-3): never a module of the folder the service started in
+            proc = subprocess.Popen(  # noqa: S603 - this interpreter, a constant program (python_argv)
+                python_argv(code="from vault.server.workers import worker_main; worker_main()"),
                 pass_fds=fds,
                 env=env,
                 close_fds=True,
+                cwd=CHILD_CWD,
             )
             for s in (worker_calls, worker_push, worker_unseals, worker_audit):
                 s.close()
@@ -533,6 +542,11 @@ def _listen(host: str, port: int, count: int) -> list[socket.socket]:
     return sockets
 
 
+def _absolute(path: str | None) -> str | None:
+    """``path`` made absolute ("" and None as they are): a worker starts in "/"."""
+    return os.path.abspath(path) if path else path
+
+
 def supervise(
     home: Path | str,
     *,
@@ -582,13 +596,14 @@ def supervise(
         listeners = _listen(host, port, workers)
         port = listeners[0].getsockname()[1]
         config = {
-            "home": str(home),
+            # the workers start in "/" (vault.hardening.CHILD_CWD): every path absolute
+            "home": os.path.abspath(home),
             "host": host,
             "port": port,
-            "tls_cert": tls_cert,
-            "tls_key": tls_key,
+            "tls_cert": _absolute(tls_cert),
+            "tls_key": _absolute(tls_key),
             "log_level": log_level,
-            "settings": asdict(settings),
+            "settings": {**asdict(settings), "backup_dir": _absolute(settings.backup_dir)},
             # the bounds divided between the workers: their sums stay the configured ones
             "argon2_queue": max(1, crypto.ARGON2_QUEUE // workers),
             # uvicorn's limit counts the connection asking: a limit of L serves L - 1 at once

@@ -30,19 +30,29 @@ from vault import crypto, names
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.context import VaultContext
 from vault.dates import as_when
-from vault.errors import AuthenticationFailed, InvalidInput, NotFound, Replayed, VaultError
-from vault.policy import INTEGRATION, Action
+from vault.errors import (
+    AuthenticationFailed,
+    IntegrityFailure,
+    InvalidInput,
+    NotFound,
+    Replayed,
+    VaultError,
+)
+from vault.policy import INTEGRATION, Action, AuditEvent
 from vault.principal import Principal
 from vault.store import rowmac
 from vault.store.integrations import unseal_secret
 
 if TYPE_CHECKING:
+    import sqlite3
+
     from vault.sla.service import SlaService
 
 MAX_ROWS = 10_000
 #: a signed event older or newer than this (seconds) is refused (replay and clock skew)
 TIMESTAMP_WINDOW = 300
-#: the event ids kept per integration for replay protection outlive the window twice over
+#: the event ids kept per integration for replay protection (those of applied events only)
+EVENT_DAYS = 30
 EVENT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 SECRET_BYTES = 32
 #: request headers of a contract event (docs/sla.md spells the scheme out)
@@ -183,12 +193,25 @@ class ContractService:
             change = "shorten"
         return {**row, "change": change}
 
-    def apply(self, principal: Principal, plan: dict, why: str) -> dict:
-        """Carry out one planned change through ``sla renew`` / ``sla expire``."""
+    def apply(
+        self,
+        principal: Principal,
+        plan: dict,
+        why: str,
+        *,
+        within: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> dict:
+        """Carry out one planned change through ``sla renew`` / ``sla expire``. ``within(conn)``:
+        the caller's own write in the transaction that makes the change (in one of its own when
+        the plan changes nothing), so both commit or neither does: a contract event's claim of
+        its id (:meth:`IntegrationService.receive`)."""
         if plan["change"] in ("extend", "shorten"):
-            self.sla.renew(principal, plan["client"], plan["new_sla_end"])
+            self.sla.renew(principal, plan["client"], plan["new_sla_end"], within=within)
         elif plan["change"] == "end":
-            self.sla.expire(principal, plan["client"], reason=why)
+            self.sla.expire(principal, plan["client"], reason=why, within=within)
+        elif within is not None:
+            with self.ctx.db.write() as conn:
+                within(conn)
         return plan
 
     def import_contracts(self, principal: Principal, lines: list[str], *, dry_run: bool = False) -> dict:
@@ -315,27 +338,43 @@ class IntegrationService:
     # --- the webhook ------------------------------------------------------------------------------
 
     def _enabled(
-        self, actor: str, origin: str, name: str, refused: Callable[[str, bool], bool] | None
+        self,
+        actor: str,
+        origin: str,
+        name: str,
+        refused: Callable[[str, bool], bool] | None,
+        alarmed: Callable[[str], bool] | None,
     ) -> tuple[int, bytes] | None:
         """``(id, sealed secret)`` of the enabled integration ``name``, its row MAC verified: a
         row a file writer edited or planted is an integrity failure (409 integrity_failure),
-        audited as such and as a refused event, never a verified sender."""
+        alarmed as such whatever the refusal throttle says (:meth:`_alarm`) and audited as a
+        refused event (unless throttled), never a verified sender."""
         try:
             with self.ctx.db.read() as conn:
                 rows = rowmac.select(conn, "integrations", "name = ? AND disabled_at IS NULL", (name,))
         except rowmac.RowTampered as exc:
+            self._alarm(actor, origin, exc, alarmed)  # before the throttle: it may raise
             audit = refused is None or refused(name, False)
-            if audit:
-                principal = Principal(
-                    name=actor, roles=frozenset({INTEGRATION}), kind="system", origin=origin
-                )
-                self.ctx.integrity_alarm(principal, exc, Action.SLA_CONTRACT_EVENT.value)
             reason = "integrity failure: the integration's row failed authentication"
             self._refuse(actor, origin, reason, exc, audit=audit)
         if not rows:
             return None
         _rowid, integration_id, _name, sealed, *_ = rows[0]
         return integration_id, sealed
+
+    def _alarm(
+        self, actor: str, origin: str, exc: IntegrityFailure, alarmed: Callable[[str], bool] | None
+    ) -> None:
+        """The ``integrity.row_failure`` alarm of a row a webhook request met that failed its MAC
+        (review5 R5-4), or of an integration's sealed secret that does not open under its id:
+        an integrity failure is not a refusal to be summarised, so the refusal
+        throttle never keeps it out of the log. ``alarmed(message)`` (the service's
+        :meth:`vault.server.routes.Limits.webhook_alarm`) may only dedupe it: False when the
+        same alarm was written already this summary round (the repeat is counted instead)."""
+        if alarmed is not None and not alarmed(exc.message):
+            return
+        principal = Principal(name=actor, roles=frozenset({INTEGRATION}), kind="system", origin=origin)
+        self.ctx.integrity_alarm(principal, exc, Action.SLA_CONTRACT_EVENT.value)
 
     def _refuse(
         self, actor: str, origin: str, reason: str, exc: VaultError, *, audit: bool = True
@@ -352,14 +391,43 @@ class IntegrationService:
             )
         raise exc
 
-    def record_throttled(self, key: str, count: int, seconds: float) -> None:
+    def record_throttled(
+        self,
+        key: str,
+        count: int,
+        seconds: float,
+        *,
+        sources: int = 0,
+        integrations: int = 0,
+        past_table: bool = False,
+    ) -> None:
         """The one audit event that stands for ``count`` refused webhook requests not audited one
         by one over the last ``seconds`` (review S5): ``key`` is ``source:ADDRESS`` (refusals of
         one source past its limit, answered 429 unread), ``integration:NAME`` (refusals claiming
-        one integration past its limit, ``?``: unknown names) or ``*`` (sources past the
-        throttle's table size). ``sla.contract_event`` ``deny``, reason ``throttled: ...``."""
+        one integration past its limit, ``?``: unknown names) or ``*``: the ``sources`` and
+        ``integrations`` past the round's named ones (review5 R5-3;
+        :func:`vault.server.limits.summarise`), ``past_table``: with sources past the throttle's
+        table size (not counted apart). ``sla.contract_event`` ``deny``, reason ``throttled: ...``.
+        ``alarm:MESSAGE``: an integrity alarm written once this round met ``count`` more times
+        (``alarm:*``: alarms past the round's distinct ones; review5 R5-4), an
+        ``integrity.row_failure`` ``error`` event."""
         kind, _, value = key.partition(":")
         seconds = max(1, int(seconds + 0.999))
+        times = f"{count} time{'s' * (count != 1)} in {seconds} s"
+        if kind == "alarm":
+            what = (
+                f"integrity failures of other rows: {times}"
+                if value == "*"
+                else f"{value} (again {times}; alarmed once a summary round)"
+            )
+            self.ctx.audit.append(
+                actor="integration:?",
+                action=AuditEvent.INTEGRITY_ROW_FAILURE.value,
+                outcome="error",
+                reason=f"{Action.SLA_CONTRACT_EVENT.value}: {what}"[:500],
+                origin="api",
+            )
+            return
         if kind == "source":
             actor, origin = "integration:?", f"api:{value}"
             what = f"from {value}"
@@ -367,7 +435,14 @@ class IntegrationService:
             actor, origin = f"integration:{value}", "api"
             what = "claiming an unknown integration" if value == "?" else f"claiming integration {value}"
         else:
-            actor, origin, what = "integration:?", "api", "from other sources (too many to count apart)"
+            actor, origin = "integration:?", "api"
+            parts = []
+            if sources:
+                many = "more than " if past_table else ""
+                parts.append(f"from {many}{sources} other source{'s' * (sources != 1 or past_table)}")
+            if integrations:
+                parts.append(f"claiming {integrations} other integration{'s' * (integrations != 1)}")
+            what = " or ".join(parts) or "from other sources (too many to count apart)"
         self.ctx.audit.append(
             actor=actor,
             action=Action.SLA_CONTRACT_EVENT.value,
@@ -383,22 +458,28 @@ class IntegrationService:
         *,
         origin: str = "api",
         refused: Callable[[str, bool], bool] | None = None,
+        alarmed: Callable[[str], bool] | None = None,
     ) -> dict:
         """One signed contract event (docs/sla.md spells the scheme out): 401 for an unknown
-        integration, a bad signature or a timestamp outside the window, 409 for an event id seen
-        before; each refusal and each event audited as ``integration:NAME``.
+        integration, a bad signature or a timestamp outside the window, 409 for an event id
+        applied before (its id is claimed in the transaction that applies it, so a refused event
+        leaves no claim and its redelivery is checked again); each refusal and each event
+        audited as ``integration:NAME``. An integrations row that fails its MAC, or whose sealed
+        secret does not open under its id, is 409 ``integrity_failure``, alarmed and refused.
 
         ``refused(name, verified)``: asked at each refusal with the claimed integration's name
         (``"?"`` when there is no such integration) and whether the request's signature verified,
         before its audit event is written; False: not written (the service's throttle counts it
         for a summary, :meth:`record_throttled`). It may raise instead (the service's throttle:
         RateLimited for a request whose signature did not verify, from a source past its limit;
-        review5 R5-1): nothing is written then."""
+        review5 R5-1): nothing is written then. A row that failed its MAC is alarmed
+        (``integrity.row_failure``) whatever ``refused`` says; ``alarmed(message)`` may only
+        dedupe identical alarms (:meth:`_alarm`; review5 R5-4)."""
         name = headers.get(H_INTEGRATION, "")
         actor = f"integration:{name}" if EVENT_ID.fullmatch(name) else "integration:?"
         row = None
         if EVENT_ID.fullmatch(name):
-            row = self._enabled(actor, origin, name, refused)
+            row = self._enabled(actor, origin, name, refused, alarmed)
         claimed_name = name if row is not None else "?"
         verified = False
 
@@ -413,7 +494,11 @@ class IntegrationService:
             )
         assert row is not None  # noqa: S101 - refused above
         integration_id, sealed = row
-        secret = self._unseal(integration_id, sealed)
+        try:
+            secret = self._unseal(integration_id, sealed)
+        except IntegrityFailure as exc:  # its row MAC verified, yet the seal is not this id's
+            self._alarm(actor, origin, exc, alarmed)  # before the throttle: it may raise
+            refuse("integrity failure: the integration's secret failed authentication", exc)
         stamp = headers.get(H_TIMESTAMP, "")
         given = headers.get(H_SIGNATURE, "")
         expected = "v1=" + crypto.hmac_sha256(secret, stamp.encode("ascii", "replace") + b"." + body).hex()
@@ -448,26 +533,22 @@ class IntegrationService:
         except InvalidInput as exc:
             refuse(f"event {event_id}: malformed", exc)
         principal = Principal(name=actor, roles=frozenset({INTEGRATION}), kind="system", origin=origin)
-        with self.ctx.db.write() as conn:
-            # claimed first, in its own transaction: two deliveries of one id cannot both apply
-            claimed = conn.execute(
-                "INSERT OR IGNORE INTO integration_events (integration_id, event_id, received_at)"
-                " VALUES (?, ?, ?)",
-                (integration_id, event_id, to_epoch(now)),
-            ).rowcount
-            conn.execute(
-                "DELETE FROM integration_events WHERE integration_id = ? AND received_at < ?",
-                (integration_id, to_epoch(now) - 30 * 86400),
-            )
-        if not claimed:
-            refuse(
-                f"event {event_id} replayed",
-                Replayed(f"event {event_id} was already received"),
-            )
+        replayed = f"event {event_id} was already received"
+        tampered = f"event {event_id}: integrity failure: the client's row failed authentication"
+        with self.ctx.db.read() as conn:  # a redelivery of an applied event: refused before anything
+            seen = conn.execute(
+                "SELECT 1 FROM integration_events WHERE integration_id = ? AND event_id = ?",
+                (integration_id, event_id),
+            ).fetchone()
+        if seen:
+            refuse(f"event {event_id} replayed", Replayed(replayed))
         try:
             plan = self.contracts.plan(contract, now)
         except InvalidInput as exc:
             refuse(f"event {event_id}: {exc.message}", exc)
+        except rowmac.RowTampered as exc:  # the client's row (review5 R5-4: alarmed, never skipped)
+            self._alarm(actor, origin, exc, alarmed)
+            refuse(tampered, exc)
         if plan["change"] == "unknown_client":
             refuse(
                 f"event {event_id}: unknown client",
@@ -476,7 +557,34 @@ class IntegrationService:
         self.ctx.authorize(
             principal, Action.SLA_CONTRACT_EVENT, client=self.ctx.client(contract.client), detail=None
         )
-        self.contracts.apply(principal, plan, f"contract ended (event {event_id} from {name})")
+
+        def claim(conn: sqlite3.Connection) -> None:
+            """The event's id claimed in the transaction that applies it (webhookfix2): two
+            deliveries of one id cannot both apply (the second finds it claimed and its change is
+            rolled back), and an event refused or failed before its change committed (a client
+            row that failed its MAC, an unknown client, a storage error) leaves no claim, so the
+            PSA's redelivery is checked again rather than lost as "replayed"."""
+            t = to_epoch(now)
+            if not conn.execute(
+                "INSERT OR IGNORE INTO integration_events (integration_id, event_id, received_at)"
+                " VALUES (?, ?, ?)",
+                (integration_id, event_id, t),
+            ).rowcount:
+                raise Replayed(replayed)
+            conn.execute(
+                "DELETE FROM integration_events WHERE integration_id = ? AND received_at < ?",
+                (integration_id, t - EVENT_DAYS * 86400),
+            )
+
+        try:
+            self.contracts.apply(
+                principal, plan, f"contract ended (event {event_id} from {name})", within=claim
+            )
+        except Replayed as exc:  # a delivery of the same id applied meanwhile: this one rolled back
+            refuse(f"event {event_id} replayed", exc)
+        except rowmac.RowTampered as exc:  # the client's row, edited since it was planned
+            self._alarm(actor, origin, exc, alarmed)
+            refuse(tampered, exc)
         self.ctx.audit.append(
             actor=actor,
             action=Action.SLA_CONTRACT_EVENT.value,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from vault import policy
 from vault.api_spec import grace_days_refusal
@@ -32,9 +33,12 @@ from vault.principal import Principal
 from vault.sla import certificate as certfmt
 from vault.sla.shred import Shredder, ShredIncomplete, load_job
 from vault.store import clients as store_clients
-from vault.store import rowmac
+from vault.store import meta, rowmac
 from vault.store.clients import ClientRow
 from vault.store.outbox import shred_deletes_pending
+
+if TYPE_CHECKING:
+    import sqlite3
 
 Progress = Callable[[int, int], None]
 DAY = 86400
@@ -181,10 +185,18 @@ class SlaService:
         return self._view(client, self.ctx.now())
 
     def renew(
-        self, principal: Principal, name: str, until: datetime | str, *, grace_days: int | None = None
+        self,
+        principal: Principal,
+        name: str,
+        until: datetime | str,
+        *,
+        grace_days: int | None = None,
+        within: Callable[[sqlite3.Connection], None] | None = None,
     ) -> dict:
         """New SLA end (in the future). Cancels an open early-shred request. Refused once the
-        client is shredding or shredded."""
+        client is shredding or shredded. ``within(conn)``: the caller's own write, first in the
+        transaction that changes the SLA, so both commit or neither does (the contract event's
+        claim of its id, :meth:`vault.sla.contracts.IntegrationService.receive`); it may raise."""
         until = as_when(until, self.ctx.now(), self.ctx.zone)
         refusal = None if grace_days is None else grace_days_refusal(grace_days)
         if refusal:
@@ -205,6 +217,8 @@ class SlaService:
         now = self.ctx.now()
         require_future(until, now, "the new SLA end")
         with self.ctx.db.write() as conn:
+            if within is not None:
+                within(conn)
             client = self.ctx.client(name, conn)  # re-read under the write lock: the sweep may have won
             if client.shred_state is not None:
                 raise ClientUnavailable(f"client {name} is being shredded; it cannot be renewed")
@@ -239,8 +253,16 @@ class SlaService:
         result["cancelled_shred_request"] = request is not None
         return result
 
-    def expire(self, principal: Principal, name: str, *, reason: str) -> dict:
-        """End the SLA now (access refused at once; the grace period then runs)."""
+    def expire(
+        self,
+        principal: Principal,
+        name: str,
+        *,
+        reason: str,
+        within: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> dict:
+        """End the SLA now (access refused at once; the grace period then runs). ``within``: as
+        for :meth:`renew`."""
         reason = (reason or "").strip()
         if not reason:
             raise InvalidInput("give a reason with --reason")
@@ -250,6 +272,8 @@ class SlaService:
         now = self.ctx.now()
         floor = self.ctx.min_grace_days()
         with self.ctx.db.write() as conn:
+            if within is not None:
+                within(conn)
             client = self.ctx.client(name, conn)
             if client.state(now) != "active":
                 raise InvalidInput(
@@ -771,7 +795,10 @@ class SlaService:
         now = to_epoch(self.ctx.now())
         with self.ctx.db.write() as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = 'last_sweep'").fetchone()
-            last = json.loads(row[0]) if row else {}
+            try:
+                last = meta.last_sweep(None if row is None else row[0])
+            except IntegrityFailure:
+                last = {}  # bookkeeping that decides nothing: an edited record is written anew
             last["run_at"] = now
             last["run_ok"] = ok
             if ok:
@@ -786,7 +813,7 @@ class SlaService:
     def last_sweep(self) -> dict:
         """``{"run_at", "run_ok", "ok_at", "every_seconds"}`` as far as recorded (epoch seconds)."""
         row = self.ctx.db.one("SELECT value FROM meta WHERE key = 'last_sweep'")
-        return json.loads(row[0]) if row else {}
+        return meta.last_sweep(None if row is None else row[0])
 
     def _shred_one(self, principal: Principal, shredder: Shredder, item: dict, now: int) -> bool:
         client = self.ctx.client(item["client"])

@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,11 +41,12 @@ from vault.audit.signing import AuditSigner
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.context import VaultContext
 from vault.errors import ClientUnavailable, IntegrityFailure, VaultError
+from vault.hardening import CHILD_CWD, python_argv
 from vault.policy import AuditEvent
 from vault.principal import Principal
 from vault.sla import certificate as certfmt
 from vault.store import clients as client_store
-from vault.store import outbox, rowmac
+from vault.store import meta, outbox, rowmac
 from vault.store import records as record_store
 from vault.store.clients import ClientRow
 
@@ -172,13 +172,16 @@ def count_in_files(files, needles: list[bytes]) -> int:
     the write-ahead log under our connection."""
     try:
         done = subprocess.run(  # noqa: S603 - this interpreter with a fixed script; data goes through stdin, no shell
-            [sys.executable, "-I", "-c", _SCAN],
+            python_argv(code=_SCAN, project=False),
             capture_output=True,
             text=True,
             timeout=300,
             check=True,
             env={"PATH": os.environ.get("PATH", "")},
-            input=json.dumps({"files": [str(f) for f in files], "needles": [n.hex() for n in needles]}),
+            cwd=CHILD_CWD,
+            input=json.dumps(
+                {"files": [os.path.abspath(f) for f in files], "needles": [n.hex() for n in needles]}
+            ),
         )
         return int(done.stdout.strip())
     except (OSError, ValueError, subprocess.SubprocessError):
@@ -711,10 +714,11 @@ class Shredder:
             out += [line for line in receipt.get("residual", []) if line not in out]
         created = job.manifest["client"].get("created_at") or 0
         row = self.ctx.db.one("SELECT value FROM meta WHERE key = 'custody_migrated_at'")
-        if row is not None and created < int(row[0]):
+        migrated = None if row is None else meta.epoch("custody_migrated_at", row[0])
+        if migrated is not None and created < migrated:
             out.append(
                 f"a copy of the vault folder, of vault.db or a backup made before "
-                f"{rfc3339(from_epoch(int(row[0])))} (before this vault used custody), together with "
+                f"{rfc3339(from_epoch(migrated))} (before this vault used custody), together with "
                 "any unseal secret of this vault (key file, passphrase or recovery key)"
             )
         if not job.manifest.get("custody"):

@@ -473,6 +473,23 @@ def _no_space(path: Path) -> bool:
     return st.f_bavail * st.f_frsize < _LOW_SPACE
 
 
+def unexpected_constraint(exc: BaseException) -> VaultError | None:
+    """What an ``sqlite3.IntegrityError`` that no caller handled means (review6 R6-5): cvault
+    catches every constraint its own schema enforces where it can fail (a name taken, a path
+    given twice), so one that reaches the CLI's or the service's top is a constraint cvault's
+    schema does not have (a file writer's planted CHECK, trigger or ON CONFLICT) or a bug:
+    either way the write did not happen, and it is an integrity failure (exit 6, fail closed),
+    never "internal error". Only the top-level error handlers call this: inside the library an
+    IntegrityError stays the caller's to handle (:func:`storage_error` returns None for it)."""
+    if not isinstance(exc, sqlite3.IntegrityError):
+        return None
+    return IntegrityFailure(
+        "integrity failure: the vault database refused a write with a constraint cvault did not"
+        " expect (nothing was written; its schema may have been changed outside cvault): run"
+        " cvault doctor"
+    )
+
+
 def storage_error(
     exc: BaseException, where: str = "the vault's storage", path: Path | None = None
 ) -> VaultError | None:

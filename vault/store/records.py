@@ -290,17 +290,19 @@ def rewrap(conn: sqlite3.Connection, record_id: int, number: int, wrapped: bytes
     )
 
 
-def live_records(conn: sqlite3.Connection, client_id: str) -> list[tuple[bytes, int, int]]:
-    """``(path_tag, current_version, updated_at)`` of each record of the client whose current
-    version is not a delete marker; no row MAC checked (``secret list`` compares these with the
-    sealed search index and rebuilds it through :func:`current_versions` on any difference).
+def live_records(conn: sqlite3.Connection, client_id: str) -> list[tuple[bytes, int, int, bytes]]:
+    """``(path_tag, current_version, updated_at, mac)`` of each record of the client whose
+    current version is not a delete marker; no row MAC checked (``secret list`` compares these,
+    the row's stored MAC too, with the sealed search index, which holds the MAC each row had when
+    it was checked, and rebuilds it through :func:`current_versions` on any difference: review6
+    R6-8, an edited row no longer has the MAC the index holds).
 
     The records rows are read in table order (``records_client``, 0028_listfast.sql), the
     current version row's existence from the primary key of ``record_versions`` (a record whose
     current version row is missing is left out: the index then no longer matches and the rebuild
     reports the missing row), and the delete markers from their partial index."""
     return conn.execute(
-        "SELECT r.path_tag, r.current_version, r.updated_at FROM records r INDEXED BY records_client"
+        "SELECT r.path_tag, r.current_version, r.updated_at, r.mac FROM records r INDEXED BY records_client"
         " JOIN record_versions v"
         " ON v.record_id = r.id AND v.version = r.current_version WHERE r.client_id = ? AND NOT EXISTS"
         " (SELECT 1 FROM record_versions m INDEXED BY record_versions_markers WHERE m.record_id = r.id"
@@ -309,10 +311,13 @@ def live_records(conn: sqlite3.Connection, client_id: str) -> list[tuple[bytes, 
     ).fetchall()
 
 
-def current_versions(conn: sqlite3.Connection, client_id: str) -> list[tuple]:
+def current_versions(
+    conn: sqlite3.Connection, client_id: str, macs: dict[int, bytes] | None = None
+) -> list[tuple]:
     """Each record of the client with its current version: ``(id, meta_sealed, current_version,
     updated_at, *OPEN_COLUMNS)``; both rows' MACs checked. A record whose current version row is
-    missing is an integrity failure, not left out."""
+    missing is an integrity failure, not left out. ``macs``, when given, receives each record's
+    checked row MAC by record id (the search index seals them: :func:`live_records`)."""
     out = []
     for row in conn.execute(
         "SELECT r.id, r.meta_sealed, r.current_version, r.updated_at, "  # noqa: S608 - a constant column list; values are bound
@@ -322,6 +327,8 @@ def current_versions(conn: sqlite3.Connection, client_id: str) -> list[tuple]:
     ):
         rid, _, current, _, wrapped, blob, created, by, offset, size, tag, record_mac, v_mac, number = row
         rowmac.check(conn, "records", (rid, client_id, tag, current), record_mac)
+        if macs is not None:
+            macs[rid] = record_mac
         if number is None:
             raise rowmac.RowTampered(
                 f"integrity failure: record {rid} of client {client_id}: its current version"

@@ -11,11 +11,18 @@ migrations create:
 * triggers and views: the same set, with the same SQL text (today: the three
   ``search_index_stale_*`` triggers of 0009 and no view);
 * tables and indexes: the same set; an object whose stored SQL text equals a fresh vault's is
-  what it says. A table's text legitimately differs in a vault migrated step by step from an old
-  release (``ALTER TABLE`` rewrites it): such a table is compared structurally instead, by
-  ``PRAGMA table_xinfo`` (names, types, NOT NULL, defaults, primary key, hidden/generated),
-  ``pragma_table_list`` (WITHOUT ROWID, STRICT), ``foreign_key_list`` and every index's
-  ``index_list`` / ``index_xinfo`` (unique, origin, partial, columns, order, collation).
+  what it says. A table's text may differ in a vault migrated step by step from an old release
+  or by another SQLite (``ALTER TABLE ... RENAME`` quotes the name it writes, a file rebuilt by
+  hand spaces it otherwise). Such an object must have the same SQL *tokens* (:func:`sql_tokens`:
+  SQLite's tokenizer rules, whitespace and comments dropped, keywords case-folded, a quoted
+  identifier equal to the bare one, everything else exact), so every CHECK, COLLATE, ON CONFLICT,
+  AUTOINCREMENT, GENERATED, DEFAULT and REFERENCES action counts (review5 R5-5: the pragmas show
+  no CHECK, ON CONFLICT or AUTOINCREMENT, a COLLATE only through an index); text that does not
+  tokenise is refused (fail closed). It must
+  also have the same structure by what SQLite says it is: ``PRAGMA table_xinfo`` (names, types,
+  NOT NULL, defaults, primary key, hidden/generated), ``pragma_table_list`` (WITHOUT ROWID,
+  STRICT), ``foreign_key_list`` and every index's ``index_list`` / ``index_xinfo`` (unique,
+  origin, partial, columns, order, collation).
 
 "Expected" comes from the migrations themselves: a fresh in-memory database migrated with them.
 Doing that costs ~100 ms, so its ``sqlite_master`` rows are also kept in
@@ -31,6 +38,7 @@ Anything else is :class:`SchemaTampered` (exit 6) naming the object; ``doctor`` 
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from typing import Any
 
@@ -162,19 +170,135 @@ def _structural(
             if row[3] is not None and not row[1].startswith("sqlite_"):
                 fresh.execute(row[3])
         out = []
-        for got, _ in pairs:
+        for got, wanted in pairs:
             kind, name = got[0], got[1]
-            if kind == "table":
+            # the same tokens: what no PRAGMA shows (CHECK, COLLATE, ON CONFLICT, AUTOINCREMENT, a
+            # partial index's condition) counts too
+            same = _same_tokens(got[3], wanted[3])
+            if same and kind == "table":
                 same = _table_shape(conn, name) == _table_shape(fresh, name)
-            else:
-                shape = _index_shape(conn, name)
-                # a partial index's condition is in its text only: a different text is refused
-                same = shape == _index_shape(fresh, name) and not (shape and shape[0][3])
+            elif same:
+                same = _index_shape(conn, name) == _index_shape(fresh, name)
             if not same:
                 out.append(f"{_name(got)} differs from the one cvault creates")
         return out
     finally:
         fresh.close()
+
+
+#: SQLite's keywords (https://sqlite.org/lang_keywords.html; ``sqlite3_keyword_name``), plus TRUE
+#: and FALSE, which SQLite reads as values only when bare: a keyword is compared case-folded, and
+#: never equals a quoted identifier (``DEFAULT NULL`` is not ``DEFAULT "NULL"``)
+_KEYWORD_LIST = """
+    ABORT ACTION ADD AFTER ALL ALTER ALWAYS ANALYZE AND AS ASC ATTACH AUTOINCREMENT BEFORE BEGIN
+    BETWEEN BY CASCADE CASE CAST CHECK COLLATE COLUMN COMMIT CONFLICT CONSTRAINT CREATE CROSS CURRENT
+    CURRENT_DATE CURRENT_TIME CURRENT_TIMESTAMP DATABASE DEFAULT DEFERRABLE DEFERRED DELETE DESC
+    DETACH DISTINCT DO DROP EACH ELSE END ESCAPE EXCEPT EXCLUDE EXCLUSIVE EXISTS EXPLAIN FAIL FILTER
+    FIRST FOLLOWING FOR FOREIGN FROM FULL GENERATED GLOB GROUP GROUPS HAVING IF IGNORE IMMEDIATE IN
+    INDEX INDEXED INITIALLY INNER INSERT INSTEAD INTERSECT INTO IS ISNULL JOIN KEY LAST LEFT LIKE
+    LIMIT MATCH MATERIALIZED NATURAL NO NOT NOTHING NOTNULL NULL NULLS OF OFFSET ON OR ORDER OTHERS
+    OUTER OVER PARTITION PLAN PRAGMA PRECEDING PRIMARY QUERY RAISE RANGE RECURSIVE REFERENCES REGEXP
+    REINDEX RELEASE RENAME REPLACE RESTRICT RETURNING RIGHT ROLLBACK ROW ROWS SAVEPOINT SELECT SET
+    TABLE TEMP TEMPORARY THEN TIES TO TRANSACTION TRIGGER UNBOUNDED UNION UNIQUE UPDATE USING VACUUM
+    VALUES VIEW VIRTUAL WHEN WHERE WINDOW WITH WITHOUT TRUE FALSE"""
+_KEYWORDS = frozenset(_KEYWORD_LIST.split())
+#: SQLite's whitespace between tokens (tokenize.c: CC_SPACE; a vertical tab is not one)
+_SPACE = " \t\n\f\r"
+#: operators, longest first (tokenize.c)
+_OPERATORS = (
+    "->>", "->", "||", "<=", ">=", "==", "!=", "<>", "<<", ">>",
+    "(", ")", ",", ";", "+", "-", "*", "/", "%", "=", "<", ">", "&", "|", "~", ".",
+)  # fmt: skip
+_NUMBER = re.compile(r"0[xX][0-9A-Fa-f]+|(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_BLOB = re.compile(r"[xX]'(?:[0-9A-Fa-f]{2})*'")
+
+
+def _id_char(c: str, first: bool = False) -> bool:
+    # tokenize.c: letters, "_", any byte >= 0x80 (so any non-ASCII character); then digits and "$"
+    if not c.isascii():
+        return True
+    return c.isalpha() or c == "_" or (not first and (c.isdigit() or c == "$"))
+
+
+def sql_tokens(sql: object) -> tuple[tuple[str, str], ...]:
+    """The tokens of one stored SQL statement by SQLite's tokenizer rules, as (kind, value):
+    whitespace and comments dropped, a keyword upper-cased (``kw``), an identifier bare or quoted
+    (``"x"``, ``[x]``, `` `x` ``) as its name, exact case (``id``), strings, blobs, numbers and
+    operators exact. Two statements with the same tokens are parsed alike. Raises ``ValueError``
+    on anything that is not such a statement's text (the caller refuses it: fail closed)."""
+    if not isinstance(sql, str):
+        raise ValueError("not SQL text")
+    if "\x00" in sql:
+        # SQLite parses a schema row's text up to its first NUL: what follows (in a comment, say)
+        # would be tokens here and nothing there
+        raise ValueError("a NUL in SQL text")
+    out: list[tuple[str, str]] = []
+    i, n = 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c in _SPACE:
+            i += 1
+        elif sql.startswith("--", i):
+            end = sql.find("\n", i)
+            i = n if end < 0 else end + 1
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            if end < 0:
+                raise ValueError("unterminated comment")
+            i = end + 2
+        elif c in "'\"`":
+            end = i + 1
+            while True:
+                end = sql.find(c, end)
+                if end < 0:
+                    raise ValueError("unterminated quote")
+                if not sql.startswith(c, end + 1):
+                    break
+                end += 2
+            body = sql[i + 1 : end]
+            out.append(("str", sql[i : end + 1]) if c == "'" else ("id", body.replace(c + c, c)))
+            i = end + 1
+        elif c == "[":
+            end = sql.find("]", i)
+            if end < 0:
+                raise ValueError("unterminated quote")
+            out.append(("id", sql[i + 1 : end]))
+            i = end + 1
+        elif c in "xX" and sql.startswith("'", i + 1):
+            blob = _BLOB.match(sql, i)
+            if blob is None:
+                raise ValueError("malformed blob")  # SQLite: TK_ILLEGAL
+            out.append(("blob", blob.group().lower()))
+            i = blob.end()
+        elif (number := _NUMBER.match(sql, i)) is not None and (c.isdigit() or c == "."):
+            i = number.end()
+            if i < n and _id_char(sql[i]):
+                raise ValueError("malformed number")
+            out.append(("num", number.group()))
+        elif _id_char(c, first=True):
+            end = i + 1
+            while end < n and _id_char(sql[end]):
+                end += 1
+            word = sql[i:end]
+            folded = word.upper() if word.isascii() else word
+            out.append(("kw", folded) if folded in _KEYWORDS else ("id", word))
+            i = end
+        else:
+            op = next((o for o in _OPERATORS if sql.startswith(o, i)), None)
+            if op is None:
+                raise ValueError("not a token")
+            out.append(("op", op))
+            i += len(op)
+    return tuple(out)
+
+
+def _same_tokens(got: object, wanted: object) -> bool:
+    if got is None or wanted is None:
+        return got is wanted
+    try:
+        return sql_tokens(got) == sql_tokens(wanted)
+    except ValueError:
+        return False
 
 
 def _table_shape(conn: sqlite3.Connection, table: str) -> tuple:
