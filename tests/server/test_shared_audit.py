@@ -21,7 +21,7 @@ from collections import Counter
 import pytest
 
 from tests.helpers import OPERATOR_TOKEN, make_vault
-from tests.server.harness import start_service
+from tests.server.harness import start_readers, start_service, wait_for_answers
 from tests.server.test_workers import _durable_reads, _state, _vault_with_records, wait_for_workers
 from vault.errors import AuditAlarm, AuditFailure
 from vault.facade import Vault
@@ -170,25 +170,8 @@ def test_kill_9_of_the_supervisor_mid_load_leaves_no_answered_read_without_its_e
     answered: list[str] = []
     stop = threading.Event()
 
-    def reader(k: int) -> None:
-        client = service.client(OPERATOR_TOKEN)
-        i = k
-        while not stop.is_set():
-            path = paths[i % len(paths)]
-            i += 8
-            try:
-                status, body = client.post("/v1/secrets/get", {"client_name": "acme", "path": path})
-            except OSError:
-                return  # its worker stopped: not answered
-            if status == 200:
-                answered.append(path)
-
-    threads = [threading.Thread(target=reader, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 90
-    while len(answered) < 150 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    threads = start_readers(service, OPERATOR_TOKEN, paths, answered, stop)
+    wait_for_answers(answered, 150)
     assert len(answered) >= 150
     service.proc.kill()  # kill -9, mid-flight
     service.proc.wait(10)
