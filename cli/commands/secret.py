@@ -667,7 +667,15 @@ def secret_import(state, client, file, as_json):
         vault = state.vault()
         with progress("importing") as update:
             size = _input_size(fh)
-            lines = _stream_lines(fh, source, (lambda done: update(done, size)) if size else None)
+            report = (lambda done: update(done, size)) if size else None
+            if fh is not sys.stdin.buffer and size:
+                # a named regular file: the library may read its rest by byte ranges on a second
+                # core (vault.records.parallel); iterated, it is the same stream of lines
+                from vault.records.importfile import ImportFile
+
+                lines = ImportFile(fh, lambda raw: _text(raw, "import", source), report)
+            else:
+                lines = _stream_lines(fh, source, report)
             data = vault.secrets.import_records(state.principal(), client, lines)
     finally:
         if fh is not sys.stdin.buffer:

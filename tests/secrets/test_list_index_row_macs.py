@@ -104,3 +104,36 @@ def test_the_cli_exits_6_with_one_line(vdir):
     assert proc.returncode == 6, proc.stdout + proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert "integrity failure" in proc.stderr
+
+
+@pytest.mark.parametrize("how", ["list", "search", "list --all"])
+def test_an_empty_older_index_never_hides_records_edited_out_of_sight(vdir, how):
+    """With no live record there is no row MAC to compare: an authentic older index listing none
+    (built while every record was deleted) put back, and the current version rows edited to look
+    like delete markers, hid the client's records from `search` and `list --all` (`list` checked
+    every row then; now all three do, read-only)."""
+    v = vdir.open()
+    try:
+        add_client(v, "acme")
+        op = operator()
+        v.secrets.put(op, "acme", "a/one", "access", {"host": "one.alpha.test", "password": "x"})
+        v.secrets.rm(op, "acme", "a/one")
+        assert v.secrets.search(op, "alpha") == []  # builds the (empty) index
+        empty_index = _index(v)
+        v.secrets.restore(op, "acme", "a/one", version=1)
+        assert len(v.secrets.search(op, "alpha")) == 1
+        with v.ctx.db.write() as conn:  # the current version made to look like a delete marker
+            conn.execute(
+                "UPDATE record_versions SET blob_name = NULL"
+                " WHERE (record_id, version) IN (SELECT id, current_version FROM records)"
+            )
+            _put_back(conn, empty_index)
+        with pytest.raises(RowTampered):
+            if how == "list":
+                v.secrets.list(op, "acme")
+            elif how == "search":
+                v.secrets.search(op, "alpha")
+            else:
+                v.secrets.list_all(op)
+    finally:
+        v.close()

@@ -35,6 +35,7 @@ from vault.keys import ClientKeys
 from vault.policy import Action
 from vault.principal import Principal
 from vault.records import SecretRecord
+from vault.records.importfile import ImportFile
 from vault.store import outbox
 from vault.store import records as store
 from vault.store.clients import ClientRow
@@ -590,18 +591,33 @@ class SecretService:
         total = len(lines) if isinstance(lines, Sized) else 0
         batches = _parsed_batches(self._prepare, lines)
         first = next(batches, [])
-        second = next(batches, None)
-        streamed = second is not None
+        blocks, workers = self._parallel_plan(lines, first)
+        second = None if blocks else next(batches, None)
+        streamed = blocks is not None or second is not None
         client = self.ctx.client(client_name)
         detail = "streamed import" if streamed else f"{len(first)} records"
         self.ctx.authorize(principal, Action.SECRET_IMPORT, client=client, detail=detail)
         with self.ctx.db.write() as conn:
             bulk = _BulkWrite(self, conn, principal, client, progress, total, replace=replace)
             try:
-                bulk.add(first)
-                if second is not None:
-                    bulk.add(second)
-                    del second
+                if blocks and not bulk._had_records and isinstance(lines, ImportFile):
+                    from vault.records import parallel
+
+                    at = bulk.reserve(len(first))
+                    pool = parallel.start(bulk, lines, blocks, workers, self._prepare)
+                    try:
+                        seen = {bulk.keys.path_tag(item.path): 0 for item in first}
+                        bulk.add(first, at=at)
+                    except BaseException:
+                        parallel.stop(pool, kill=True)
+                        raise
+                    del first
+                    parallel.finish(bulk, lines, blocks, pool, seen)
+                else:
+                    bulk.add(first)
+                    if second is not None:
+                        bulk.add(second)
+                        del second
                     for batch in batches:
                         bulk.add(batch)
                 bulk.finish()
@@ -614,6 +630,25 @@ class SecretService:
                 principal, Action.SECRET_IMPORT, "ok", client=client, detail=f"{bulk.count} records"
             )
         return {"client": client.name, "imported": bulk.count}
+
+    @staticmethod
+    def _parallel_plan(lines: Iterable[str], first: list[_PreparedWrite]) -> tuple[list | None, int]:
+        """The blocks for the encrypt workers (:mod:`vault.records.parallel`) and how many may be
+        forked, or ``(None, 0)``: the streamed path alone, for standard input, a stream, a file of
+        fewer than two batches, or no second core."""
+        if not isinstance(lines, ImportFile) or len(first) < IMPORT_BATCH:
+            return None, 0
+        import threading
+
+        from vault.records import parallel
+
+        workers = parallel.workers_wanted()
+        if not workers or threading.active_count() != 1:
+            return None, 0
+        blocks = parallel.plan(lines, IMPORT_BATCH)
+        if sum(block[3] for block in blocks) < IMPORT_BATCH:
+            return None, 0
+        return blocks, workers
 
     def import_file(
         self,
@@ -979,21 +1014,13 @@ class SecretService:
 
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_LIST, client=client)
-
-        def read(conn, c: ClientRow, k: ClientKeys):
-            return c, k, store.live_records(conn, c.id)
-
-        client, keys, rows = self.ctx.read_client(client.name, read)
-        # each live record as (path tag, version, updated, MAC): what the index must list exactly; any
-        # difference (a change since, an older index put back, an edited row) goes through the
-        # rebuild, which reads the records' metadata and checks every row MAC
-        live = set(rows)
         listed: tuple[builtins.list, ...] = ([], [], [], [], [], [])
-        if not live:  # really none? (every row read and MAC-checked: an empty client is cheap)
-            self.ctx.read_client(client.name, lambda conn, c, k: store.current_versions(conn, c.id))
-        else:
-            for _, document in self._indexes([client]):  # believed only if it lists them exactly
-                listed = listing(document)
+        # believed only if it lists exactly the live records' (path tag, version, updated, MAC);
+        # any difference (a change since, an older index put back, an edited row) goes through
+        # the rebuild, which reads the records' metadata and checks every row MAC; no live record
+        # at all: every row MAC-checked (_indexes)
+        for _, document in self._indexes([client]):
+            listed = listing(document)
         paths, kinds, versions, updated, _, _ = listed
         stamps = _Stamps()  # records written in one import share their second
         out = [
@@ -1059,6 +1086,11 @@ class SecretService:
             client, keys, rows = self.ctx.read_client(
                 client.name, lambda conn, c, k: (c, k, store.live_records(conn, c.id))
             )
+            if not rows:
+                # really none? Nothing to compare an index with (an older one listing none would
+                # match: records hidden by an edit), so every row is read and MAC-checked; an
+                # empty client is cheap
+                self.ctx.read_client(client.name, lambda conn, c, k: store.current_versions(conn, c.id))
             if held is not None and held[0] == keys.version:
                 try:
                     document = keys.unseal_index(held[1])
@@ -1193,6 +1225,8 @@ IMPORT_BATCH = 2000
 #: a pack is closed once it holds this many bytes (a batch of large records makes several packs;
 #: a batch of typical ones, ~200 bytes each, one of ~0.5 MB)
 _PACK_BYTES = 8 * 1024 * 1024
+#: KiB of SQLite page cache for a bulk import's transaction (the default is 2,000 KiB)
+_IMPORT_CACHE_KIB = 16384
 #: a packed version is one record blob: header, at most 1 MiB of document, tag
 _MAX_PACKED = blobfmt.HEADER_LEN + blobfmt.MAX_PLAINTEXT + crypto.TAG_LEN
 
@@ -1205,23 +1239,12 @@ def _parsed_batches(
     twice (only the paths are kept across batches)."""
     seen: set[str] = set()
     batch: list[_PreparedWrite] = []
-    loads = json.loads
     for number, line in enumerate(lines, 1):
-        if not line.strip():
+        item = parse_line(prepare, number, line)
+        if item is None:
             continue
-        try:
-            item = loads(line)
-            if not isinstance(item, dict):
-                raise ValueError
-            path, kind, fields = item["path"], item["kind"], item.get("fields", {})
-        except RecursionError:
-            raise InvalidInput(f"line {number}: JSON nested too deeply") from None
-        except (ValueError, KeyError, TypeError):
-            raise InvalidInput(f"line {number}: not a JSON object with path, kind and fields") from None
-        try:
-            batch.append(prepare(path, kind, fields))
-        except InvalidInput as exc:
-            raise InvalidInput(f"line {number}: {exc.message}") from None
+        batch.append(item)
+        path = item.path
         if path in seen:
             raise InvalidInput(f"line {number}: duplicate path {path}")
         seen.add(path)
@@ -1230,6 +1253,29 @@ def _parsed_batches(
             batch = []
     if batch:
         yield batch
+
+
+def parse_line(
+    prepare: Callable[[str, str, dict], _PreparedWrite], number: int, line: str, loads=json.loads
+) -> _PreparedWrite | None:
+    """One import line validated (None: a blank line, skipped), or InvalidInput naming its number:
+    the one reading of a line for the streamed path and the encrypt workers
+    (:mod:`vault.records.parallel`) alike."""
+    if not line.strip():
+        return None
+    try:
+        item = loads(line)
+        if not isinstance(item, dict):
+            raise ValueError
+        path, kind, fields = item["path"], item["kind"], item.get("fields", {})
+    except RecursionError:
+        raise InvalidInput(f"line {number}: JSON nested too deeply") from None
+    except (ValueError, KeyError, TypeError):
+        raise InvalidInput(f"line {number}: not a JSON object with path, kind and fields") from None
+    try:
+        return prepare(path, kind, fields)
+    except InvalidInput as exc:
+        raise InvalidInput(f"line {number}: {exc.message}") from None
 
 
 class _BulkWrite:
@@ -1285,11 +1331,18 @@ class _BulkWrite:
         #: the connection, before the commit and before a rollback
         self._sql: Any = None
         self._sql_error: BaseException | None = None
+        #: SQLite's page cache for the import's transaction: the UNIQUE (client_id, path_tag)
+        #: index takes its inserts in random order, and with the default 2 MiB its pages were
+        #: evicted (spilled to the WAL) and read back, ~5-9 us of system CPU a record at 100,000
+        #: (docs/performance.md, "importfast"); restored when the bulk write ends
+        self._cache = conn.execute("PRAGMA cache_size").fetchone()[0]
+        conn.execute(f"PRAGMA cache_size=-{_IMPORT_CACHE_KIB}")
 
-    def add(self, batch: list[_PreparedWrite]) -> None:
+    def add(self, batch: list[_PreparedWrite], *, at: int | None = None) -> None:
+        """Write one batch; ``at``: the first id of its new records, taken by :meth:`reserve`."""
         if not batch:
             return
-        service, conn, client, keys, now = self.service, self.conn, self.client, self.keys, self.now
+        service, conn, client, keys = self.service, self.conn, self.client, self.keys
         progress, total = self.progress, self.total
         path_tag = keys.path_tag
         tags = [path_tag(item.path) for item in batch]
@@ -1311,19 +1364,39 @@ class _BulkWrite:
                 fresh.append((item, tag))
         if not fresh:
             return
-        ctx = service.ctx
+        first = at if at is not None else self.reserve(len(fresh))
+        records, versions, packs = self.encrypt(fresh, first, self.write_pack)
+        for (item, _), record_id in zip(fresh, range(first, first + len(fresh)), strict=True):
+            self.created[item.path] = record_id
+        self.store(records, versions, packs, len(fresh))
+
+    def reserve(self, count: int) -> int:
+        """The first of ``count`` new record ids taken up front (the encrypt workers' batches:
+        :mod:`vault.records.parallel`), the same ids :meth:`add` would give them in order."""
         first = self._next_id
         if first is None:
             self._wait()
-            first = store.next_record_id(conn)
-        self._next_id = first + len(fresh)
+            first = store.next_record_id(self.conn)
+        self._next_id = first + count
+        return first
+
+    def encrypt(
+        self, fresh: list[tuple[_PreparedWrite, bytes]], first: int, sink: Callable[[str, bytes], None]
+    ) -> tuple[list, list, list[str]]:
+        """New records ``(prepared, path tag)`` with the ids from ``first`` on, encrypted: their
+        records and versions rows with their MACs, and the names of the packs holding their blobs,
+        each given to ``sink(name, bytes)`` as soon as it is closed. Uses keys in memory only,
+        never the connection's SQL or the blob store itself (an encrypt worker runs it in a
+        forked process, its sink the pipe: :mod:`vault.records.parallel`)."""
+        service, conn, client, keys, now = self.service, self.conn, self.client, self.keys, self.now
+        ctx = service.ctx
         vault_id, client_bytes, client_id = ctx.vault_id, client.id_bytes, client.id
         encrypt = blobfmt.encrypt_record
         wrap_dek, seal_meta = keys.wrap_dek, keys.seal_meta
         key_version, by = keys.version, self.principal.name
         record_rows: list = []
         version_rows: list[VersionRow] = []
-        packs: list[str] = []  # this batch's packs, for the outbox
+        packs: list[str] = []
         header = blobfmt.pack_header(vault_id, client_bytes)
         #: the open pack: its first record, its parts, where the next blob goes, and its versions
         #: as (record id, wrapped DEK, size, offset) until it is named
@@ -1332,11 +1405,10 @@ class _BulkWrite:
 
         def close_pack() -> None:
             """Name the open pack by its first record, its count and its length (docs/format.md
-            section 9), write it, and give its versions their rows (which name it)."""
+            section 9) and give its versions their rows (which name it)."""
             name = ctx.keyring.pack_name(client_id, pack_first, len(pending), offset)
             packs.append(name)
-            self._packs.append(name)
-            self._write_pack(name, parts)
+            sink(name, b"".join(parts))
             version_rows.extend(
                 version_row(r, 1, key_version, w, name, s, now, by, o) for r, w, s, o in pending
             )
@@ -1360,22 +1432,26 @@ class _BulkWrite:
                     close_pack()
                 pack_first, parts, offset = record_id, [header], len(header)
             parts.append(data)
-            self.created[item.path] = record_id
             record_rows.append(
                 (record_id, client_id, tag, seal_meta(_meta_doc(item), record_id, nonce=meta_nonce), now, now)
             )
             pending.append((record_id, wrap_dek(dek, record_id, 1, nonce=wrap_nonce), len(data), offset))
             offset += len(data)
-            self.count += 1
-            if progress:
-                progress(self.count, total)
         close_pack()
         parts.clear()
         records, versions = store.maced_records(conn, record_rows), store.maced_versions(conn, version_rows)
-        record_rows.clear()
-        version_rows.clear()
+        return records, versions, packs
+
+    def store(self, records: list, versions: list, packs: list[str], count: int) -> None:
+        """Start the inserts of :meth:`encrypt`'s rows (on their thread, after the previous
+        batch's; its packs written by :meth:`write_pack`); ``count`` records more were imported."""
         self._wait()
-        self._start(records, versions, [(name, now) for name in packs])
+        self._start(records, versions, [(name, self.now) for name in packs])
+        progress, total = self.progress, self.total
+        for _ in range(count):
+            self.count += 1
+            if progress:
+                progress(self.count, total)
 
     def _start(self, records: list, versions: list, queued: list) -> None:
         import threading
@@ -1402,17 +1478,25 @@ class _BulkWrite:
         if error is not None:
             raise error
 
-    def _write_pack(self, name: str, parts: list[bytes]) -> None:
-        # in place without fsync: no committed row refers to the name before finish() syncs
-        self.service.ctx.blobs.put(name, b"".join(parts), durable=False)
+    def write_pack(self, name: str, data: bytes) -> None:
+        """One pack of the import (abort() deletes it): in place without fsync, as no committed
+        row refers to the name before finish() syncs."""
+        self._packs.append(name)
+        self.service.ctx.blobs.put(name, data, durable=False)
 
     def finish(self) -> None:
         self._wait()
+        self._restore_cache()
         self.service.ctx.blobs.sync()  # every pack durable before the caller's commit
+
+    def _restore_cache(self) -> None:
+        self.conn.execute(f"PRAGMA cache_size={int(self._cache)}")
 
     def abort(self) -> None:
         with contextlib.suppress(BaseException):
             self._wait()  # nothing may still be writing when the transaction rolls back
+        with contextlib.suppress(Exception):
+            self._restore_cache()
         for name in self._packs:
             with contextlib.suppress(Exception):
                 self.service.ctx.blobs.delete(name, durable=False)
