@@ -238,6 +238,7 @@ class Keyring:
         self._prefixes: dict[tuple[str, str], bytes] = {}
         self._row_macer: crypto.Mac | None = None
         self._blob_macer: crypto.Mac | None = None
+        self._entry_macer: crypto.Mac | None = None
 
     @property
     def unsealed(self) -> bool:
@@ -252,6 +253,7 @@ class Keyring:
         self._sealers.clear()
         self._row_macer = None
         self._blob_macer = None
+        self._entry_macer = None
 
     def seal(self) -> None:
         self._root = None
@@ -259,6 +261,7 @@ class Keyring:
         self._sealers.clear()
         self._row_macer = None
         self._blob_macer = None
+        self._entry_macer = None
 
     def row_macer(self) -> crypto.Mac:
         """HMAC-SHA256 under the row-MAC purpose key (vault.store.rowmac)."""
@@ -266,6 +269,19 @@ class Keyring:
         if macer is None:
             macer = self._row_macer = crypto.Mac(self.purpose_key(PURPOSE_ROW_MAC))
         return macer
+
+    def audit_entry_tag(self, seq: int, entry_hash: bytes) -> bytes:
+        """The tag an unsealed process stores on each audit entry it appends (review6 R6-1;
+        vault.audit.mark): HMAC-SHA256 over ``AAD("audit-entry-tag", vault_id, seq, entry_hash)``
+        under ``K_audit-entry = HKDF(K_audit, salt=vault_id, info="cvault/v1/audit/entry-tag")``,
+        a key of its own (``K_audit`` itself is an AES-GCM key: never also an HMAC key)."""
+        macer = self._entry_macer
+        if macer is None:
+            key = crypto.hkdf_sha256(
+                self.purpose_key(PURPOSE_AUDIT), salt=self.vault_id, info=label("audit", "entry-tag")
+            )
+            macer = self._entry_macer = crypto.Mac(key)
+        return macer.mac(_aad("audit-entry-tag", self.vault_id, seq, entry_hash))
 
     # sessions (docs/identity.md, "Sessions"): the row stores a keyed MAC of the bearer token that
     # binds the user id, so a row forged or moved to another user fails when the token is shown

@@ -202,6 +202,9 @@ class AuditEvent(_StrConstants):
     INTEGRITY_ROW_MACS = "integrity.row_macs"
     #: a row a decision read failed its MAC (vault.store.rowmac): refused, exit 6
     INTEGRITY_ROW_FAILURE = "integrity.row_failure"
+    #: the vault had two enrolled admins for the first time: the bootstrap window is closed, in the
+    #: hash chain as well as in the sealed mark (vault.audit.log.AuditLog._advance; review6 R6-1)
+    INTEGRITY_BOOTSTRAP_CLOSED = "integrity.bootstrap_closed"
 
 
 ADMIN, ACCOUNT_MANAGER, ENGINEER, REVIEWER = "admin", "account_manager", "engineer", "security_reviewer"

@@ -43,6 +43,7 @@ from vault.errors import (
     VaultError,
     VaultSealed,
 )
+from vault.policy import AuditEvent
 from vault.tuples import NamedTuple
 
 if TYPE_CHECKING:
@@ -298,14 +299,16 @@ class AuditLog:
                 last: tuple[int, bytes] | None = None  # the batch's newest entry: no re-read
                 signed = None  # the newest checkpoint's seq, read once per batch
                 for event in events:
-                    seq, digest = self._append(conn, *event, last=last)
+                    seq, digest = self._append(conn, *event, last=last, tag=guard.sign)
                     last = (seq, digest)
                     seqs.append(seq)
                     checkpoint, signed = self._periodic_checkpoint(conn, seq, digest, guard, signed)
                     if checkpoint is not None:
                         checkpoints.append(checkpoint)
                         guard = guard._replace(mark=self.marks.read(conn))
-                self._advance(conn, guard, seq, digest, checkpoints)
+                self._advance(
+                    conn, guard, seq, digest, checkpoints, origin=events[-1][5] if events else "cli"
+                )
         except AuditAlarm as exc:
             self._record_alarm(exc)
             raise
@@ -414,6 +417,7 @@ class AuditLog:
                 mark,
                 lambda: self._start(conn),
                 self.marks.newest_digest(conn, self.vault_id),
+                self.keyring.audit_entry_tag,
             )
             if alarm is not None:
                 raise alarm
@@ -449,9 +453,18 @@ class AuditLog:
         with contextlib.suppress(sqlite3.Error, OSError, VaultError), self.db.write() as conn:
             hwm.store_alarm(conn, alarm, getattr(alarm, "problem", ""))
 
-    def _advance(self, conn, guard: _Guard, seq: int, digest: bytes, checkpoints: list[Checkpoint]) -> None:
+    def _advance(
+        self,
+        conn,
+        guard: _Guard,
+        seq: int,
+        digest: bytes,
+        checkpoints: list[Checkpoint],
+        *,
+        origin: str = "cli",
+    ) -> None:
         """After this transaction's appends: move the mark's head (a vault from before the mark
-        gets its first checkpoint and mark here)."""
+        gets its first checkpoint and mark here). ``origin``: of the transaction's last event."""
         if not guard.sign or not seq:
             return
         if guard.mark is None:
@@ -462,6 +475,22 @@ class AuditLog:
             # a one-way fact rose (at most twice in a vault's life): signed at once, so every
             # older mark names a checkpoint that is no longer the newest, which find_break
             # refuses; an older copy of the mark put back cannot lower the fact (review5 R5-6)
+            if mark.bootstrap_closed and not guard.mark.bootstrap_closed:
+                # and in the hash chain: an entry no file writer removes without rebuilding the
+                # chain after it (vault.identity.facts.bootstrap_open reads it; review6 R6-1)
+                seq, digest = self._append(
+                    conn,
+                    "cvault",
+                    AuditEvent.INTEGRITY_BOOTSTRAP_CLOSED.value,
+                    "ok",
+                    None,
+                    "two enrolled admins: the bootstrap window is closed",
+                    origin,
+                    None,
+                    None,
+                    last=(seq, digest),
+                    tag=True,
+                )
             checkpoints.append(self._write_checkpoint(conn, seq, digest, "manual", guard=guard))
             return
         if mark != guard.mark:
@@ -562,6 +591,7 @@ class AuditLog:
                 mark,
                 lambda: self._start(conn),
                 self.marks.newest_digest(conn, self.vault_id),
+                self.keyring.audit_entry_tag,
             )
             if found is None and segment:
                 found = hwm.check_segment(conn, (mark.cp_seq, mark.cp_entry_hash), self.head(conn)[0])
@@ -582,9 +612,11 @@ class AuditLog:
         detail_key,
         *,
         last: tuple[int, bytes] | None = None,
+        tag: bool = False,
     ) -> tuple[int, bytes]:
         """``last``: the (seq, entry_hash) this transaction wrote just before (a batch), else the
-        newest row is read."""
+        newest row is read. ``tag``: this transaction moves the mark past the entry (``_guard``
+        let it sign), so the entry gets its ``mark_tag`` (review6 R6-1; vault.audit.mark)."""
         if last is None:
             last = conn.execute(
                 "SELECT seq, entry_hash FROM audit_events ORDER BY seq DESC LIMIT 1"
@@ -609,7 +641,7 @@ class AuditLog:
         )
         digest = chain_hash(prev, entry.fields())
         conn.execute(
-            f"INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 - a constant column list; values are bound
+            f"INSERT INTO audit_events ({EVENT_COLUMNS}, mark_tag) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",  # noqa: S608 - a constant column list; values are bound
             (
                 seq,
                 entry.at,
@@ -623,6 +655,7 @@ class AuditLog:
                 detail_key,
                 prev,
                 digest,
+                self.keyring.audit_entry_tag(seq, digest) if tag else None,
             ),
         )
         return seq, digest

@@ -20,15 +20,19 @@ events): ``coverage``, the highest row-MAC coverage the vault's authentic marker
 ``flags`` bit :data:`BOOTSTRAP_CLOSED`, set once the MACed ``two_admins`` row existed. Each write
 carries them forward and only raises them (:meth:`Mark.with_facts`), and the append that raises
 one signs a checkpoint at once (``AuditLog._advance``), so every older copy of the mark names a
-checkpoint that is no longer the newest: deleting or rolling back the mark is an alarm, and
-neither fact can be lowered without one. A 112-byte mark (written
-before these facts) reads as coverage 0, no flags, and gains them at its next write.
+checkpoint that is no longer the newest. Those newer checkpoint rows can be deleted too (review6
+R6-1), so every unsealed append also stores a root-keyed ``mark_tag`` on its entry
+(:meth:`vault.keys.Keyring.audit_entry_tag`, migration 0041), in the transaction that moves the mark
+past it: an entry after the mark's head with a valid tag shows the mark is an older copy put back.
+Stripping the tags as well is not seen here (docs/security.md guarantee 40). A 112-byte mark
+(written before these facts) reads as coverage 0, no flags, and gains them at its next write.
 
 Before appending or signing (unsealed), :func:`find_break` checks that the log still extends the
-mark: the entries at ``cp_seq`` and ``head_seq`` exist with the recorded hashes, and the newest
-checkpoint is the mark's. Before signing, the entries after the last checkpoint are re-hashed too
-(:func:`check_segment`). A break raises :class:`~vault.errors.AuditAlarm` (exit 6, one line with
-the first bad sequence number) and records the alarm in meta row ``audit_alarm``; from then on
+mark: the entries at ``cp_seq`` and ``head_seq`` exist with the recorded hashes, the newest
+checkpoint is the mark's, and no entry after ``head_seq`` carries a valid ``mark_tag``. Before
+signing, the entries after the last checkpoint are re-hashed too (:func:`check_segment`). A break
+raises :class:`~vault.errors.AuditAlarm` (exit 6, one line with the first bad sequence number) and
+records the alarm in meta row ``audit_alarm``; from then on
 every append is refused and nothing is signed until an admin runs ``cvault audit recover
 --acknowledge N`` (:data:`ALARM_EXEMPT` are still written, unsigned: signing in, and what the
 operator needs to look and recover). Deleting the alarm row does not help: the break is found again.
@@ -298,11 +302,17 @@ def _entry_hash(conn, seq: int, start: Callable[[], tuple[int, bytes]]) -> bytes
 
 
 def find_break(
-    conn, vault_id: bytes, mark: Mark, start: Callable[[], tuple[int, bytes]], newest_digest: bytes | None
+    conn,
+    vault_id: bytes,
+    mark: Mark,
+    start: Callable[[], tuple[int, bytes]],
+    newest_digest: bytes | None,
+    entry_tag: Callable[[int, bytes], bytes],
 ) -> AuditAlarm | None:
     """The first way the log fails to extend ``mark``, or None. ``start()``: (seq, hash) before
     the first entry (the genesis or the newest prune base), asked only when needed;
-    ``newest_digest``: the digest of the newest checkpoint row, or None."""
+    ``newest_digest``: the digest of the newest checkpoint row, or None; ``entry_tag(seq,
+    entry_hash)``: the ``mark_tag`` an unsealed process stores (Keyring.audit_entry_tag)."""
     for seq, want in ((mark.cp_seq, mark.cp_entry_hash), (mark.head_seq, mark.head_hash)):
         have = _entry_hash(conn, seq, start)
         if have is None:
@@ -322,6 +332,26 @@ def find_break(
             return _alarm(problem, first)
     if newest_digest is None or not crypto.constant_time_equal(newest_digest, mark.cp_digest):
         return _alarm(f"signed checkpoint {mark.cp_seq} is missing from vault.db", max(mark.cp_seq, 1))
+    return _newer_than_the_mark(conn, mark, entry_tag)
+
+
+def _newer_than_the_mark(conn, mark: Mark, entry_tag: Callable[[int, bytes], bytes]) -> AuditAlarm | None:
+    """An entry after the mark's head that an unsealed process wrote (a valid ``mark_tag``): that
+    process moved the mark past it in the same transaction, so this mark is an older copy put
+    back (review6 R6-1), or None. Only the tail after the head is read: normally no row at all
+    (a sealed process's entries carry no tag; a tag that fails is a file writer's and proves
+    nothing, as an untagged entry)."""
+    for seq, entry_hash, tag in conn.execute(
+        "SELECT seq, entry_hash, mark_tag FROM audit_events"
+        " WHERE seq > ? AND mark_tag IS NOT NULL ORDER BY seq",
+        (mark.head_seq,),
+    ):
+        if isinstance(tag, bytes) and crypto.constant_time_equal(entry_tag(seq, bytes(entry_hash)), tag):
+            problem = (
+                f"entry {seq} was appended by an unsealed process after the mark's head (entry"
+                f" {mark.head_seq}): the mark is an older copy put back (newer checkpoints were deleted)"
+            )
+            return _alarm(problem, seq)
     return None
 
 

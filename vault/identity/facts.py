@@ -570,6 +570,21 @@ def note_admins(conn) -> None:
         rowmac.put_meta(conn, TWO_ADMINS, "1")
 
 
+def bootstrap_closed_in_log(conn) -> bool:
+    """Whether the hash-chained audit log holds the entry that the vault had two enrolled admins
+    (``integrity.bootstrap_closed``, appended when the mark's fact rose; review6 R6-1): a file
+    writer who puts back an older mark and strips the entries' tags still leaves it, and removing
+    it means rebuilding the chain after it. Read only while everything else says "open" (a new
+    vault's short log). A planted entry only closes the window early."""
+    return (
+        conn.execute(
+            "SELECT 1 FROM audit_events WHERE action = ? AND outcome = 'ok' LIMIT 1",
+            (policy.AuditEvent.INTEGRITY_BOOTSTRAP_CLOSED.value,),
+        ).fetchone()
+        is not None
+    )
+
+
 def bootstrap_open(conn, *, closed_by_mark: bool = False) -> bool:
     """Whether ``user add --role admin`` may still be a bootstrap step (review2 S1): only while
     the vault has never had two enrolled admins. Decided from authenticated state, never from the
@@ -583,6 +598,8 @@ def bootstrap_open(conn, *, closed_by_mark: bool = False) -> bool:
     if closed_by_mark:
         return False
     if rowmac.meta_value(conn, TWO_ADMINS) is not None or first_bootstrap(conn) is not None:
+        return False
+    if bootstrap_closed_in_log(conn):
         return False
     admins = {r[1] for r in rowmac.select(conn, "user_roles", "role = 'admin'")}
     made_alone = 0

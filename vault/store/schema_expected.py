@@ -23,6 +23,7 @@ MIGRATIONS = (
     "0031_markseal.sql",
     "0035_prunelink.sql",
     "0037_import_origin_macs.sql",
+    "0041_audit_entry_tags.sql",
 )
 #: (type, name, tbl_name, sql) of every object in sqlite_master, in the order created
 OBJECTS = (
@@ -92,7 +93,7 @@ OBJECTS = (
         "table",
         "audit_events",
         "audit_events",
-        "CREATE TABLE audit_events (\n    seq            INTEGER PRIMARY KEY,\n    at             TEXT NOT NULL,        -- RFC 3339 UTC\n    actor          TEXT NOT NULL,\n    action         TEXT NOT NULL,\n    client         TEXT,\n    outcome        TEXT NOT NULL CHECK (outcome IN ('allow', 'deny', 'ok', 'error')),\n    reason         TEXT,\n    origin         TEXT NOT NULL,\n    detail_sealed  BLOB,                 -- client-revealing detail sealed under the client key\n    detail_key     TEXT,                 -- \"client_id:key_version\" that sealed it\n    prev_hash      BLOB NOT NULL,\n    entry_hash     BLOB NOT NULL\n)",
+        "CREATE TABLE audit_events (\n    seq            INTEGER PRIMARY KEY,\n    at             TEXT NOT NULL,        -- RFC 3339 UTC\n    actor          TEXT NOT NULL,\n    action         TEXT NOT NULL,\n    client         TEXT,\n    outcome        TEXT NOT NULL CHECK (outcome IN ('allow', 'deny', 'ok', 'error')),\n    reason         TEXT,\n    origin         TEXT NOT NULL,\n    detail_sealed  BLOB,                 -- client-revealing detail sealed under the client key\n    detail_key     TEXT,                 -- \"client_id:key_version\" that sealed it\n    prev_hash      BLOB NOT NULL,\n    entry_hash     BLOB NOT NULL\n, mark_tag BLOB)",
     ),
     (
         "table",
