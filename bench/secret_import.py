@@ -111,7 +111,9 @@ def run(runs: int = 1, records: int = RECORDS) -> list[Result]:
                 fh.write(_line(i) + "\n")
         for i in range(runs):
             ctx = ready_vault(base / f"run{i}", records=0)
-            env = clean_env(**ctx.env, CVAULT_NO_AGENT="1")
+            # clean_env drops this process's CVAULT_* variables: the workers' setting is passed on
+            workers = {k: os.environ[k] for k in ("CVAULT_IMPORT_WORKERS",) if k in os.environ}
+            env = clean_env(**ctx.env, CVAULT_NO_AGENT="1", **workers)
             floors.append(_floor(src, base / f"run{i}"))
             wall, cpu, peak = _cli_import(env, src)
             walls.append(wall)
