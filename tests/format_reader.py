@@ -227,7 +227,8 @@ def check_row_macs(db: sqlite3.Connection, root: bytes, vault_id: bytes) -> int:
     checked = 0
     for table, columns in ROW_MAC_COLUMNS.items():
         where = (
-            " WHERE key IN ('settings', 'single_operator', 'row_macs', 'remote.onedrive')"
+            " WHERE key IN ('settings', 'single_operator', 'row_macs', 'remote.onedrive', 'custody_format',"
+            " 'custody_migrated_at')"
             if table == "meta"
             else ""
         )

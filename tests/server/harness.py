@@ -107,6 +107,62 @@ def start_service(
         time.sleep(0.1)
 
 
+def read_until_stopped(
+    service: Service,
+    token: str,
+    paths: list[str],
+    k: int,
+    answered: list[str],
+    stop,
+    *,
+    refused: list | None = None,
+    reconnect: bool = False,
+) -> None:
+    """One keep-alive reader of ``paths`` (every 8th, from the ``k``-th) until ``stop`` is set, for
+    the kill -9 tests: each path answered 200 goes to ``answered``, any other answer to
+    ``refused`` (when given). A dropped connection was not answered: the reader ends, or with
+    ``reconnect`` opens another connection and goes on."""
+    client = service.client(token)
+    i = k
+    while not stop.is_set():
+        path = paths[i % len(paths)]
+        i += 8
+        try:
+            status, body = client.post("/v1/secrets/get", {"client_name": "acme", "path": path})
+        except OSError:
+            if not reconnect:
+                return
+            client = service.client(token)
+            continue
+        if status == 200:
+            answered.append(path)
+        elif refused is not None:
+            refused.append((status, body))
+
+
+def start_readers(
+    service: Service, token: str, paths: list[str], answered: list[str], stop, n: int = 8, **kw
+):
+    """``n`` :func:`read_until_stopped` threads, started; returns them."""
+    import threading
+
+    threads = [
+        threading.Thread(
+            target=read_until_stopped, args=(service, token, paths, k, answered, stop), kwargs=kw
+        )
+        for k in range(n)
+    ]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def wait_for_answers(answered: list, count: int, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while len(answered) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 class ApiClient:
     """One keep-alive HTTPS connection; ``post(path, body) -> (status, json)``."""
 

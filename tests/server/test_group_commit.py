@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.helpers import OPERATOR_TOKEN, add_client, make_vault, operator
-from tests.server.harness import start_service
+from tests.server.harness import start_readers, start_service, wait_for_answers
 from vault.audit.log import GroupCommit
 from vault.errors import AuditFailure
 from vault.facade import Vault
@@ -174,25 +174,8 @@ def test_kill_9_leaves_no_answered_read_without_its_durable_event(tmp_path):
     answered: list[str] = []
     stop = threading.Event()
 
-    def reader(k: int) -> None:
-        client = service.client(OPERATOR_TOKEN)
-        i = k
-        while not stop.is_set():
-            path = paths[i % len(paths)]
-            i += 8
-            try:
-                status, body = client.post("/v1/secrets/get", {"client_name": "acme", "path": path})
-            except OSError:
-                return  # the service died under us: this request was not answered
-            if status == 200:
-                answered.append(path)
-
-    threads = [threading.Thread(target=reader, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 60
-    while len(answered) < 150 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    threads = start_readers(service, OPERATOR_TOKEN, paths, answered, stop)
+    wait_for_answers(answered, 150)
     service.proc.kill()  # kill -9, mid-flight
     service.proc.wait(10)
     stop.set()

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import OPERATOR_TOKEN, VaultDir, add_client, make_vault, operator
-from tests.server.harness import Service, start_service
+from tests.server.harness import Service, read_until_stopped, start_service
 
 
 def worker_pids(service: Service) -> set[int]:
@@ -159,20 +159,7 @@ def test_kill_9_of_a_worker_mid_load_leaves_no_answered_read_without_its_event(t
     stop = threading.Event()
 
     def reader(k: int) -> None:
-        client = service.client(OPERATOR_TOKEN)
-        i = k
-        while not stop.is_set():
-            path = paths[i % len(paths)]
-            i += 8
-            try:
-                status, body = client.post("/v1/secrets/get", {"client_name": "acme", "path": path})
-            except OSError:
-                client = service.client(OPERATOR_TOKEN)  # its worker died: not answered
-                continue
-            if status == 200:
-                answered.append(path)
-            else:
-                refused.append((status, body))
+        read_until_stopped(service, OPERATOR_TOKEN, paths, k, answered, stop, refused=refused, reconnect=True)
 
     def until(count: int) -> None:
         deadline = time.monotonic() + 90

@@ -502,21 +502,30 @@ class AuditLog:
         mark = self.marks.read(conn)
         return mark is not None and mark.bootstrap_closed
 
+    def migration_recorded(self, conn) -> bool:
+        """The mark's one-way fact that the vault was migrated from before custody (markfix).
+        Sealed (no audit key to read the mark with): False; an unreadable mark: the alarm."""
+        if not self.keyring.unsealed:
+            return False
+        mark = self.marks.read(conn)
+        return mark is not None and bool(mark.flags & hwm.MIGRATED)
+
     @staticmethod
     def _with_facts(conn, mark: hwm.Mark) -> hwm.Mark:
         """``mark`` with its one-way facts raised to what the vault's authentic rows show now
         (review4 R4-1, R4-6): the row-MAC marker's coverage, and whether the MACed ``two_admins``
-        row exists. Nothing is read once both are final. A row failing its MAC raises nothing
-        (the mark keeps what it had; whoever reads the row refuses it)."""
+        row exists, and whether the MACed custody rows do (markfix). Nothing is read once final. A
+        row failing its MAC raises nothing (the mark keeps what it had; whoever reads it refuses it)."""
         from vault.errors import VaultSealed
         from vault.identity.facts import TWO_ADMINS
         from vault.store import rowmac
 
         if mark.saturated(rowmac.COVERAGE):
             return mark
-        coverage, closed = 0, False
+        coverage, closed, flags = 0, False, 0
+        facts = {"custody_format": hwm.CUSTODY, "custody_migrated_at": hwm.MIGRATED}
         for key, value, tag in conn.execute(
-            "SELECT key, value, mac FROM meta WHERE key IN (?, ?)", (rowmac.MARKER, TWO_ADMINS)
+            "SELECT key, value, mac FROM meta WHERE key IN (?, ?, ?, ?)", (rowmac.MARKER, TWO_ADMINS, *facts)
         ).fetchall():
             try:
                 rowmac.check(conn, "meta", (key, value), tag)
@@ -526,7 +535,9 @@ class AuditLog:
                 coverage = value
             elif key == TWO_ADMINS:
                 closed = True
-        return mark.with_facts(coverage, closed)
+            elif key in facts:
+                flags |= facts[key]
+        return mark.with_facts(coverage, closed, flags)
 
     def _start(self, conn) -> tuple[int, bytes]:
         seq, prev = self._chain_start(conn)

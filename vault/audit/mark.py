@@ -64,6 +64,14 @@ _PACK_FACTS = struct.Struct(">Q32s32sQ32sBB")
 #: ``Mark.flags``: the vault has had two enrolled admins (the MACed ``two_admins`` row existed);
 #: the bootstrap window (vault.identity.facts.bootstrap_open) never re-opens
 BOOTSTRAP_CLOSED = 1
+#: ``Mark.flags``: the vault's client keys are under custody (the MACed ``custody_format`` row
+#: existed): a vault without the row is never migrated from before custody again (markfix)
+CUSTODY = 2
+#: ``Mark.flags``: the vault was migrated from before custody (the MACed ``custody_migrated_at``
+#: row existed): a shred certificate without that row's residual line is refused (markfix)
+MIGRATED = 4
+#: the flags every vault of this build reaches (``MIGRATED`` only a migrated one)
+_FINAL = BOOTSTRAP_CLOSED | CUSTODY
 
 MARK_KEY = "audit_mark"
 ALARM_KEY = "audit_alarm"
@@ -115,14 +123,16 @@ class Mark(NamedTuple):
         return bool(self.flags & BOOTSTRAP_CLOSED)
 
     def saturated(self, top_coverage: int) -> bool:
-        """Whether both facts are at their final value (nothing left to raise)."""
-        return self.coverage >= top_coverage and self.bootstrap_closed
+        """Whether the facts are at their final value (nothing left to raise; ``MIGRATED`` is
+        raised together with ``CUSTODY`` by a migration, or never)."""
+        return self.coverage >= top_coverage and self.flags & _FINAL == _FINAL
 
-    def with_facts(self, coverage: int, bootstrap_closed: bool) -> Mark:
-        """This mark with its facts raised to what the vault shows now (never lowered)."""
+    def with_facts(self, coverage: int, bootstrap_closed: bool, flags: int = 0) -> Mark:
+        """This mark with its facts raised to what the vault shows now (never lowered);
+        ``flags``: :data:`CUSTODY`, :data:`MIGRATED` as the vault shows them."""
         return self._replace(
             coverage=min(max(self.coverage, coverage), 255),
-            flags=self.flags | (BOOTSTRAP_CLOSED if bootstrap_closed else 0),
+            flags=self.flags | (BOOTSTRAP_CLOSED if bootstrap_closed else 0) | (flags & (CUSTODY | MIGRATED)),
         )
 
 

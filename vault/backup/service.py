@@ -312,9 +312,8 @@ def _custody_state(conn) -> dict:
         for v in load_versions(conn, "1", (), "client_id, version")
         if v.state == "current"
     ]
-    fmt = conn.execute("SELECT value FROM meta WHERE key = 'custody_format'").fetchone()
     return {
-        "format": meta.custody_format(None if fmt is None else fmt[0]),
+        "format": meta.custody_format(rowmac.meta_value(conn, "custody_format")),  # MACed (coverage 7)
         "custodians": custodians,
         "clients": clients,
     }

@@ -88,3 +88,23 @@ def check_step(conn, job: Job, name: str) -> None:
             " otherwise (a job or version row put back from an older copy?); nothing rotated, run"
             " cvault doctor"
         )
+
+
+def migrated_at(conn, recorded: bool) -> int | None:
+    """When the vault was migrated from before custody (None: made under custody): the MACed
+    ``custody_migrated_at`` meta row (coverage 7: an edited or planted row is RowTampered).
+    ``recorded``: the audit mark records the migration (vault.audit.mark.MIGRATED); the row
+    missing then is an integrity failure (it was deleted: a shred certificate would leave out
+    what the copies from before the migration can still open)."""
+    from vault.errors import IntegrityFailure
+    from vault.store import meta
+
+    value = rowmac.meta_value(conn, "custody_migrated_at")
+    if value is None:
+        if recorded:
+            raise IntegrityFailure(
+                "integrity failure: this vault's custody migration time is missing from vault.db, but"
+                " its audit mark records the migration (the row was deleted); run cvault doctor"
+            )
+        return None
+    return meta.epoch("custody_migrated_at", value)

@@ -38,9 +38,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from vault import crypto
+from vault.audit.mark import CUSTODY as CUSTODY_FLAG
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.custody.base import Custodian, CustodyDestroyed, CustodyRef, CustodyUnavailable, Destroyed
-from vault.custody.rows import Job, check_step, load_jobs, load_versions
+from vault.custody.rows import Job, check_step, load_jobs, load_versions, migrated_at
 from vault.errors import AccessDenied, ClientUnavailable, CryptoError, IntegrityFailure, InvalidInput
 from vault.keys import ClientKeys
 from vault.store import meta, rowmac
@@ -85,8 +86,9 @@ def default_custody_file(vault_id: bytes, key_file: Path | str | None = None) ->
 
 
 def is_custody_vault(db) -> bool:
-    row = db.one("SELECT value FROM meta WHERE key = ?", (META_FORMAT,))
-    found = meta.custody_format(None if row is None else row[0])  # edited: exit 6, one line
+    """Whether the vault's client keys are under custody: the MACed ``custody_format`` row
+    (coverage 7; unsealed: an edited or planted row is RowTampered, a malformed one exit 6)."""
+    found = meta.custody_format(rowmac.meta_value(db.conn, META_FORMAT))
     return found is not None and found >= CUSTODY_FORMAT
 
 
@@ -629,6 +631,15 @@ class CustodyManager:
         db = self.ctx.db
         if is_custody_vault(db):
             return None
+        mark = self.ctx.audit.marks.read(db.conn)
+        if mark is not None and mark.flags & CUSTODY_FLAG:
+            # the vault's audit mark records that it was under custody: the row was deleted
+            # (a file writer re-running the migration, with a custodian of his choosing): refused
+            raise IntegrityFailure(
+                "integrity failure: this vault's custody format marker is missing from vault.db, but"
+                " its audit mark records that the vault is under custody (the row was deleted);"
+                " nothing migrated: run cvault doctor"
+            )
         now = to_epoch(self.ctx.now())
         path = self.custody_file or default_custody_file(self.ctx.vault_id, key_file)
         from vault.custody.local import LocalCustodian
@@ -694,8 +705,8 @@ class CustodyManager:
                         "created_at": now,
                     },
                 )
-            conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (META_FORMAT, CUSTODY_FORMAT))
-            conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (META_MIGRATED_AT, now))
+            rowmac.put_meta(conn, META_FORMAT, CUSTODY_FORMAT)  # MACed since coverage 7
+            rowmac.put_meta(conn, META_MIGRATED_AT, now)
         # the legacy wrapped keys' page images must not stay in the WAL or free pages
         db.scrub()
         return {"clients": len(clients), "custody_file": str(local.path)}
@@ -712,7 +723,7 @@ class CustodyManager:
             "custodians",
             {"kind": "local", "config": json.dumps({"file": str(local.path)}), "created_at": now},
         )
-        conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (META_FORMAT, CUSTODY_FORMAT))
+        rowmac.put_meta(conn, META_FORMAT, CUSTODY_FORMAT)  # MACed since coverage 7
 
     # --- changing custodian --------------------------------------------------------------------------
 
@@ -771,7 +782,7 @@ class CustodyManager:
             for v in load_versions(conn, "1"):
                 counts[v.state] = counts.get(v.state, 0) + 1
             jobs = [(j.client_id, j.reason, j.step) for j in load_jobs(conn)]
-            migrated = conn.execute("SELECT value FROM meta WHERE key = ?", (META_MIGRATED_AT,)).fetchone()
+            migrated = migrated_at(conn, self.ctx.audit.migration_recorded(conn))
             rows = rowmac.select(conn, "custodians", "1", (), "id")
         custodians = []
         for _, cid, kind, config, created, retired in rows:
@@ -791,9 +802,7 @@ class CustodyManager:
             "clients_under_custody": counts.get("current", 0),
             "versions_destroyed": counts.get("destroyed", 0),
             "rotations_pending": [{"client_id": c, "reason": r, "step": s} for c, r, s in jobs],
-            "migrated_from_legacy_at": (
-                rfc3339(from_epoch(meta.epoch(META_MIGRATED_AT, migrated[0]))) if migrated else None
-            ),
+            "migrated_from_legacy_at": rfc3339(from_epoch(migrated)) if migrated is not None else None,
         }
         try:
             custodian["status"] = self.custodian(current).describe()

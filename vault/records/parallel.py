@@ -138,7 +138,6 @@ def start(
         for _ in range(workers):
             task_r, task_w = os.pipe()
             result_r, result_w = os.pipe()
-            _widen(result_w)
             pid = os.fork()
             if pid == 0:  # the worker: never returns, never runs the parent's cleanup
                 code = 1
@@ -366,15 +365,6 @@ def _work(
     packs: list[tuple[str, bytes]] = []
     records, versions, _ = bulk.encrypt(fresh, first, lambda name, data: packs.append((name, data)))
     return (index, _OK, records, versions, packs, numbers)
-
-
-def _widen(fd: int) -> None:
-    """A 1 MiB pipe buffer where Linux allows it (``F_SETPIPE_SZ``): a block's answer (~1 MB)
-    crosses in a few writes instead of ~20 of 64 KiB, each a wake-up of the parent."""
-    with contextlib.suppress(Exception):
-        import fcntl
-
-        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
 
 
 def _pread_exact(fd: int, length: int, offset: int) -> bytes:

@@ -1391,6 +1391,8 @@ class _BulkWrite:
         service, conn, client, keys, now = self.service, self.conn, self.client, self.keys, self.now
         ctx = service.ctx
         vault_id, client_bytes, client_id = ctx.vault_id, client.id_bytes, client.id
+        from vault.records.search import terms_of
+
         encrypt = blobfmt.encrypt_record
         wrap_dek, seal_meta = keys.wrap_dek, keys.seal_meta
         key_version, by = keys.version, self.principal.name
@@ -1432,9 +1434,8 @@ class _BulkWrite:
                     close_pack()
                 pack_first, parts, offset = record_id, [header], len(header)
             parts.append(data)
-            record_rows.append(
-                (record_id, client_id, tag, seal_meta(_meta_doc(item), record_id, nonce=meta_nonce), now, now)
-            )
+            sealed = seal_meta(_meta_doc(item, terms_of), record_id, nonce=meta_nonce)
+            record_rows.append((record_id, client_id, tag, sealed, now, now))
             pending.append((record_id, wrap_dek(dek, record_id, 1, nonce=wrap_nonce), len(data), offset))
             offset += len(data)
         close_pack()
@@ -1448,10 +1449,12 @@ class _BulkWrite:
         self._wait()
         self._start(records, versions, [(name, self.now) for name in packs])
         progress, total = self.progress, self.total
+        if not progress:
+            self.count += count
+            return
         for _ in range(count):
             self.count += 1
-            if progress:
-                progress(self.count, total)
+            progress(self.count, total)
 
     def _start(self, records: list, versions: list, queued: list) -> None:
         import threading
@@ -1502,9 +1505,14 @@ class _BulkWrite:
                 self.service.ctx.blobs.delete(name, durable=False)
 
 
-def _meta_doc(prepared: _PreparedWrite) -> dict[str, Any]:
-    from vault.records.search import terms_of
+def _meta_doc(prepared: _PreparedWrite, terms_of: Callable[[str, dict], dict] | None = None) -> dict:
+    """A record's sealed name: its path, kind and search terms. ``terms_of``: the bulk write's
+    :func:`vault.records.search.terms_of`, looked up once (an import statement per record cost
+    ~0.5 us)."""
+    if terms_of is None:
+        from vault.records import search
 
+        terms_of = search.terms_of
     return {"path": prepared.path, "kind": prepared.kind, "s": terms_of(prepared.kind, prepared.fields)}
 
 

@@ -54,6 +54,7 @@ class VaultPool:
         monotonic: Callable[[], float] = time.monotonic,
         cache_seconds: float = 900.0,
         host_write_lock: bool = False,
+        audit_group=None,
     ):
         from vault.custody.cache import BoundedCache
 
@@ -91,7 +92,10 @@ class VaultPool:
         self.on_unsealed: Callable[[bytes], None] | None = None
         from vault.audit.log import GroupCommit
 
-        self.audit_group = GroupCommit()
+        #: how concurrent requests' audit events are committed: this process's group commit, or a
+        #: worker's share of the supervisor's (``cvault serve --workers N``:
+        #: :class:`vault.server.shared_audit.SharedAuditWriter`)
+        self.audit_group = audit_group if audit_group is not None else GroupCommit()
         #: one unseal attempt at a time (each runs Argon2id with 64 MiB), and a global cap on
         #: failures whatever the source address
         self._unseal_lock = threading.Lock()

@@ -27,8 +27,10 @@ the service can run several. docs/service.md "Worker processes" has the design; 
   configured bounds.
 * **Background jobs** run in the supervisor only (:class:`vault.server.jobs.BackgroundJobs`).
 * **Writes queue across processes**: every process's pool takes a host-wide write lock
-  (:class:`vault.locks.HostWriteLock`) before ``BEGIN IMMEDIATE``; each worker's audit group
-  commit chains on the head it reads inside its own transaction.
+  (:class:`vault.locks.HostWriteLock`) before ``BEGIN IMMEDIATE``.
+* **One audit group commit**: the requests' audit events of every worker are committed by the
+  supervisor's one writer (:mod:`vault.server.shared_audit`), a batch of all workers' events per
+  transaction; a request waits for its own event's answer, and fails closed without one.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ log = logging.getLogger("cvault.server")
 #: the most one message on a socketpair holds (an unseal request: a passphrase, as JSON)
 MESSAGE_MAX = 64 * 1024
 #: the environment variable that tells a worker its inherited descriptors (listener, calls,
-#: pushes, unseal calls); popped at once
+#: pushes, unseal calls, audit events); popped at once
 FDS_VARIABLE = "CVAULT_WORKER_FDS"
 #: a worker that dies this soon after its start, this many times in a row, ends the service (a
 #: configuration that cannot work: restarting it forever would hide that)
@@ -207,7 +209,9 @@ def worker_main() -> None:
     from vault.hardening import forbid_core_dumps
 
     forbid_core_dumps()  # before the root key is in this process
-    listen_fd, call_fd, push_fd, unseal_fd = (int(x) for x in os.environ.pop(FDS_VARIABLE).split(","))
+    listen_fd, call_fd, push_fd, unseal_fd, audit_fd = (
+        int(x) for x in os.environ.pop(FDS_VARIABLE).split(",")
+    )
     push = socket.socket(fileno=push_fd)
     channel = Channel(socket.socket(fileno=call_fd))
     config = push.recv(MESSAGE_MAX)
@@ -221,13 +225,20 @@ def worker_main() -> None:
     from vault.server.app import ServiceSettings, create_app
     from vault.server.pool import VaultPool
     from vault.server.run import make_server, setup_logging
+    from vault.server.shared_audit import SharedAuditWriter
 
     setup_logging(cfg["log_level"])
     crypto.ARGON2_QUEUE = int(cfg["argon2_queue"])
     crypto.argon2_share_host(os.path.join(VaultHome(cfg["home"]).locks, "argon2"))
     settings = ServiceSettings(**cfg["settings"])
     settings.background = False  # the supervisor runs the background jobs, once
-    pool = VaultPool(cfg["home"], cache_seconds=settings.custody_cache_seconds, host_write_lock=True)
+    pool = VaultPool(
+        cfg["home"],
+        cache_seconds=settings.custody_cache_seconds,
+        host_write_lock=True,
+        # the requests' audit events are committed by the supervisor, for all workers at once
+        audit_group=SharedAuditWriter(socket.socket(fileno=audit_fd)),
+    )
     # an unseal (seconds: its lock, then Argon2id) on a socketpair of its own, so the limits'
     # quick calls of this worker's other requests never wait behind it
     pool.unseal_via = Channel(socket.socket(fileno=unseal_fd)).unseal
@@ -268,13 +279,19 @@ class _Held:
 
 class _Worker:
     def __init__(self, slot: int, proc: subprocess.Popen, *sockets: socket.socket):
-        calls, push, unseals = sockets
+        calls, push, unseals, audit = sockets
         self.slot = slot
         self.proc = proc
         self.calls = calls
         self.push = push
         self.unseals = unseals
+        self.audit = audit
         self.started = time.monotonic()
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """What the supervisor closes when the worker is gone (its audit socket is the writer's)."""
+        return (self.calls, self.push, self.unseals)
 
 
 class Supervisor:
@@ -296,6 +313,10 @@ class Supervisor:
         self.stopping = threading.Event()
         pool.on_unsealed = self._hand_out
         pool.on_forget = self._forget_everywhere
+        from vault.server.shared_audit import AuditWriter
+
+        #: the workers' requests' audit events, one group commit for all (vault.server.shared_audit)
+        self.audit = AuditWriter(pool)
 
     # the root key -------------------------------------------------------------------------------
 
@@ -423,11 +444,13 @@ class Supervisor:
         calls, worker_calls = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         push, worker_push = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         unseals, worker_unseals = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        audit, worker_audit = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         fds = (
             self.listeners[slot].fileno(),
             worker_calls.fileno(),
             worker_push.fileno(),
             worker_unseals.fileno(),
+            worker_audit.fileno(),
         )
         env = dict(os.environ)
         env[FDS_VARIABLE] = ",".join(str(fd) for fd in fds)
@@ -440,14 +463,15 @@ class Supervisor:
                 close_fds=True,
                 cwd=CHILD_CWD,
             )
-            for s in (worker_calls, worker_push, worker_unseals):
+            for s in (worker_calls, worker_push, worker_unseals, worker_audit):
                 s.close()
-            worker = _Worker(slot, proc, calls, push, unseals)
+            worker = _Worker(slot, proc, calls, push, unseals, audit)
             self.workers[slot] = worker
             for what, sock in (("calls", calls), ("unseals", unseals)):
                 threading.Thread(
                     target=self._serve_calls, args=(sock,), name=f"cvault-worker-{slot}-{what}", daemon=True
                 ).start()
+            self.audit.add(audit)  # the writer reads it, and closes it when the worker is gone
             with contextlib.suppress(OSError):  # it died at once: restarted by the watch loop
                 push.send(_CONFIG + json.dumps({**self.config, "slot": slot}).encode())
             self._give_state(worker, self.pool.root)
@@ -463,7 +487,7 @@ class Supervisor:
                     continue
                 lived = time.monotonic() - worker.started
                 quick = quick + 1 if lived < QUICK_DEATH_SECONDS else 0
-                for s in (worker.calls, worker.push, worker.unseals):
+                for s in worker.sockets:
                     s.close()
                 if quick >= QUICK_DEATHS_MAX:
                     log.error("workers keep exiting at start (%s); the service stops", code)
@@ -486,8 +510,9 @@ class Supervisor:
                 worker.proc.kill()
                 worker.proc.wait(5)
         for worker in self.workers.values():
-            for s in (worker.calls, worker.push, worker.unseals):
+            for s in worker.sockets:
                 s.close()
+        self.audit.stop()
 
 
 def _listen(host: str, port: int, count: int) -> list[socket.socket]:

@@ -40,13 +40,14 @@ from vault.audit.details import destroy_client_audit_key
 from vault.audit.signing import AuditSigner
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.context import VaultContext
+from vault.custody.rows import migrated_at
 from vault.errors import ClientUnavailable, IntegrityFailure, VaultError
 from vault.hardening import CHILD_CWD, python_argv
 from vault.policy import AuditEvent
 from vault.principal import Principal
 from vault.sla import certificate as certfmt
 from vault.store import clients as client_store
-from vault.store import meta, outbox, rowmac
+from vault.store import outbox, rowmac
 from vault.store import records as record_store
 from vault.store.clients import ClientRow
 
@@ -713,8 +714,8 @@ class Shredder:
         for receipt in job.result.get("custody", []):
             out += [line for line in receipt.get("residual", []) if line not in out]
         created = job.manifest["client"].get("created_at") or 0
-        row = self.ctx.db.one("SELECT value FROM meta WHERE key = 'custody_migrated_at'")
-        migrated = None if row is None else meta.epoch("custody_migrated_at", row[0])
+        conn = self.ctx.db.conn
+        migrated = migrated_at(conn, self.ctx.audit.migration_recorded(conn))  # MACed (coverage 7)
         if migrated is not None and created < migrated:
             out.append(
                 f"a copy of the vault folder, of vault.db or a backup made before "

@@ -234,15 +234,26 @@ NULL_TAIL = frozenset({"record_versions"})
 #: the meta rows that are MACed (others are written before the keys exist or decide nothing);
 #: ``two_admins``: the vault has had two enrolled admins, the bootstrap window is closed (review2 S1);
 #: ``remote.onedrive``: the replica configuration, which names the credential cvault reads and the
-#: hosts it sends it to (review4 R4-4; covered since coverage 5)
-META_KEYS = ("settings", "single_operator", "row_macs", "two_admins", "remote.onedrive")
+#: hosts it sends it to (review4 R4-4; covered since coverage 5); ``custody_format`` (the vault's
+#: client keys are wrapped under custody: a vault without it is migrated at unseal) and
+#: ``custody_migrated_at`` (what a shred certificate lists as able to undo it): since coverage 7
+META_KEYS = (
+    "settings",
+    "single_operator",
+    "row_macs",
+    "two_admins",
+    "remote.onedrive",
+    "custody_format",
+    "custody_migrated_at",
+)
 #: meta key of the marker that this vault's rows carry MACs (written at init or by the backfill);
 #: its value is the coverage: which tables carry them
 MARKER = "row_macs"
 #: the coverage this build writes: 1 = the tables of issue 12 and the teams; 2 = also integrations;
 #: 3 = also shred_jobs (independent review R11); 4 = also custodians, client_custody, custody_jobs;
-#: 5 = also the meta row ``remote.onedrive`` (review4 R4-4); 6 = also import_origins (review4 R4-7)
-COVERAGE = 6
+#: 5 = also the meta row ``remote.onedrive`` (review4 R4-4); 6 = also import_origins (review4 R4-7);
+#: 7 = also the meta rows ``custody_format`` and ``custody_migrated_at`` (markfix)
+COVERAGE = 7
 #: the tables each coverage added after the first: a vault at an older coverage gets their MACs on
 #: its next unseal (:func:`upgrade`), under the rules of :func:`backfill`
 ADDED = {
@@ -251,9 +262,10 @@ ADDED = {
     4: ("custodians", "client_custody", "custody_jobs"),
     5: ("meta",),
     6: ("import_origins",),
+    7: ("meta",),
 }
 #: the meta keys a coverage added (a coverage that lists ``meta`` in :data:`ADDED` MACs only these)
-META_ADDED = {5: ("remote.onedrive",)}
+META_ADDED = {5: ("remote.onedrive",), 7: ("custody_format", "custody_migrated_at")}
 
 
 def _scope(table: str, level: int | None = None) -> tuple[str, tuple]:
@@ -609,7 +621,7 @@ def pending_tables(conn: Any) -> tuple[str, ...]:
     have = coverage(conn)
     if have == 0:
         return ()
-    return tuple(t for _, t in _pending(have))
+    return tuple(dict.fromkeys(t for _, t in _pending(have)))  # meta once (coverage 5 and 7)
 
 
 def pending_rows(conn: Any) -> tuple[tuple[str, str, tuple], ...]:
@@ -646,7 +658,7 @@ def upgrade(conn: Any, verify_row: Any = None) -> dict[str, int]:
             spec = TABLES[table]
             for row in conn.execute(f"SELECT rowid, {spec.select} FROM {table} WHERE {where}", params):  # noqa: S608 - constants of TABLES
                 verify_row(table, row)
-        counts[table] = stamp(conn, table, where, params)
+        counts[table] = counts.get(table, 0) + stamp(conn, table, where, params)
     if pending:
         put_meta(conn, MARKER, COVERAGE)
     return counts
