@@ -301,3 +301,31 @@ def test_the_plan_cuts_blocks_at_the_streamed_paths_batches(tmp_path):
     # after line 1: lines 2-4 (two records), 5-7 (two), 8-9 ("[]" is no record: a worker refuses it)
     assert [(line, count) for _, _, line, count in blocks] == [(2, 2), (5, 2), (8, 1)]
     assert [data[o : o + n] for o, n, _, _ in blocks] == [b"\n  {} \r\n{}\n", b" \t\n{}\n{}\n", b"[]\n{}"]
+
+
+def test_a_process_with_another_thread_imports_through_the_streamed_path(tmp_path, monkeypatch):
+    """fork copies the calling thread only (a lock another thread holds would stay held in the
+    worker): with a second thread running, no worker is forked and the streamed path imports."""
+    import threading
+
+    vd = _vault(tmp_path / "v")
+    src = _source(tmp_path, [_line(i) for i in range(N)])
+    monkeypatch.setenv("CVAULT_IMPORT_WORKERS", "2")
+
+    def no_fork():
+        raise AssertionError("forked with a second thread running")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    v = vd.open()
+    try:
+        with open(src, "rb") as fh:
+            got = v.secrets.import_records(operator(), "acme", ImportFile(fh, lambda raw: raw.decode()))
+        assert got == {"client": "acme", "imported": N}
+        assert v.secrets.get(operator(), "acme", f"site/{(N - 1) // 100}/dev-{N - 1}").version == 1
+    finally:
+        stop.set()
+        other.join()
+        v.close()

@@ -28,6 +28,7 @@ neither a worker nor a committed row. Security reasoning: docs/security.md guara
 from __future__ import annotations
 
 import contextlib
+import gc
 import marshal
 import os
 import signal
@@ -312,6 +313,9 @@ def _serve(
     """A worker's loop: one block number at a time from ``tasks``, its answer to ``results``,
     until -1 or the end of the pipe (the parent is gone)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent ends the workers
+    # no collection in the worker: nothing of the parent's (its database connection above all)
+    # is finalized here, and a block's objects are freed by their counts
+    gc.disable()
     with contextlib.suppress(Exception):  # the end of the task pipe still ends the worker
         from vault.hardening import _prctl
 

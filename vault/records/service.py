@@ -600,7 +600,9 @@ class SecretService:
         with self.ctx.db.write() as conn:
             bulk = _BulkWrite(self, conn, principal, client, progress, total, replace=replace)
             try:
-                if blocks and not bulk._had_records and isinstance(lines, ImportFile):
+                # a client with records takes the streamed path (its lookups use the connection),
+                # and so does a process where a thread started meanwhile (fork copies one thread)
+                if blocks and not bulk._had_records and isinstance(lines, ImportFile) and _one_thread():
                     from vault.records import parallel
 
                     at = bulk.reserve(len(first))
@@ -638,12 +640,10 @@ class SecretService:
         fewer than two batches, or no second core."""
         if not isinstance(lines, ImportFile) or len(first) < IMPORT_BATCH:
             return None, 0
-        import threading
-
         from vault.records import parallel
 
         workers = parallel.workers_wanted()
-        if not workers or threading.active_count() != 1:
+        if not workers or not _one_thread():
             return None, 0
         blocks = parallel.plan(lines, IMPORT_BATCH)
         if sum(block[3] for block in blocks) < IMPORT_BATCH:
@@ -1503,6 +1503,12 @@ class _BulkWrite:
         for name in self._packs:
             with contextlib.suppress(Exception):
                 self.service.ctx.blobs.delete(name, durable=False)
+
+
+def _one_thread() -> bool:
+    import threading
+
+    return threading.active_count() == 1
 
 
 def _meta_doc(prepared: _PreparedWrite, terms_of: Callable[[str, dict], dict] | None = None) -> dict:
