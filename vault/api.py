@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from vault.records import SecretRecord
 
 Progress = Callable[[int, int], None]
+#: the caller's own write, run first in an SLA change's transaction (library only: api_spec WITHIN)
+Within = Callable[[Any], None]
 When = datetime | str
 #: ``list`` is also a method name of several services: these aliases keep it a type in their scope
 Rows = list[dict]
@@ -244,10 +246,18 @@ class SlaAPI(Protocol):
     def show(self, principal: Principal, name: str) -> dict: ...
 
     def renew(
-        self, principal: Principal, name: str, until: When, *, grace_days: int | None = None
+        self,
+        principal: Principal,
+        name: str,
+        until: When,
+        *,
+        grace_days: int | None = None,
+        within: Within | None = None,
     ) -> dict: ...
 
-    def expire(self, principal: Principal, name: str, *, reason: str) -> dict: ...
+    def expire(
+        self, principal: Principal, name: str, *, reason: str, within: Within | None = None
+    ) -> dict: ...
 
     def request_shred(self, principal: Principal, name: str, *, reason: str) -> dict: ...
 

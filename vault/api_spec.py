@@ -227,6 +227,8 @@ def K(name: str, type_: str = "str", default: object = None, bounds: tuple[int, 
 
 
 PROGRESS = ("progress",)
+#: the caller's own write, run first in the change's transaction (a contract event's claim)
+WITHIN = ("within",)
 #: parameters several operations share, each stated once (the library's own checks:
 #: :func:`grace_days_refusal` for client add, sla renew and the minimum grace period,
 #: vault.records.service.MAX_VERSION; tests/server/test_registry.py)
@@ -577,6 +579,7 @@ OPERATIONS: tuple[Op, ...] = (
         "sla",
         "renew",
         (P("name"), P("until", "when"), GRACE_DAYS),
+        local_only=WITHIN,
         returns="SlaView",
         summary="New SLA end",
     ),
@@ -584,6 +587,7 @@ OPERATIONS: tuple[Op, ...] = (
         "sla",
         "expire",
         (P("name"), K("reason", "str", REQUIRED)),
+        local_only=WITHIN,
         returns="SlaView",
         summary="End the SLA now",
     ),

@@ -188,3 +188,42 @@ def test_stripping_the_tags_too_still_leaves_the_bootstrap_window_closed(tmp_pat
         )
     finally:
         v.close()
+
+
+def test_a_checkpoint_copy_newer_than_the_mark_fails_audit_verify(tmp_path):
+    """The attack with the blob-store copies of the deleted checkpoints kept and every entry's tag
+    stripped (the mark check cannot see it): a signed copy outside vault.db whose entry is still
+    in the log and that is newer than the mark's checkpoint shows the mark was put back, so
+    ``audit verify`` and ``doctor`` fail (vault.audit.live.verify_live; with a replica, its copy
+    is checked the same way, and a file writer cannot delete that one)."""
+    from vault.audit.live import verify_live
+
+    v, _ = Vault.init(
+        tmp_path / "v", key_file=tmp_path / "k", admin="root", admin_password="root-password-12"
+    )
+    home = tmp_path / "v"
+    db_path = home / "vault.db"
+    try:
+        root = _init_admin_principal(v, "root")
+        boot = v.users.add(root, "second", ["admin"])
+        old_mark, checkpoint_then = _mark_and_newest_checkpoint(db_path)
+        _enrolled(v, "second", boot["enrollment_code"], ["admin"])
+        v.users.disable(root, "second")
+    finally:
+        v.close()
+    db = sqlite3.connect(db_path)
+    db.execute("DELETE FROM audit_checkpoints WHERE id > ?", (checkpoint_then,))
+    db.execute("UPDATE meta SET value = ? WHERE key = 'audit_mark'", (old_mark,))
+    db.execute("UPDATE audit_events SET mark_tag = NULL")
+    db.commit()
+    db.close()
+
+    v = Vault.open(home)
+    v.unseal_key_file(tmp_path / "k")
+    try:
+        result = verify_live(v.ctx)
+        assert not result.ok and "newer than the audit high-water mark" in (result.problem or ""), (
+            "audit verify passed with a signed checkpoint copy newer than the mark kept in the blob store"
+        )
+    finally:
+        v.close()

@@ -112,11 +112,50 @@ def verify_live(
             result.ok or result.bad_seq is None or (alarm.first_bad_seq or 0) < result.bad_seq
         ):
             result.fail(alarm.message, alarm.first_bad_seq)
+        if result.ok:
+            behind = _mark_behind_a_copy(ctx, external, public)
+            if behind is not None:
+                result.fail(*behind)
     if remote_problem:
         if complete and result.ok:
             result.fail(remote_problem, None)
         result.warnings.append(remote_problem)
     return result
+
+
+def _mark_behind_a_copy(
+    ctx: VaultContext, external: list[Checkpoint], public: bytes
+) -> tuple[str, int] | None:
+    """(problem, first bad seq) when a signed checkpoint copy outside vault.db (the blob store's
+    newest, the replica's) is newer than the high-water mark's checkpoint and signs an entry the
+    log still holds (review6 R6-1): every checkpoint moves the mark to itself in the transaction
+    that signs it, so the mark is an older copy put back with the newer checkpoints deleted, even
+    when the entries' tags were stripped too. A copy ahead of the log is the truncation check's."""
+    from vault.errors import AuditAlarm, CryptoError
+
+    try:
+        mark = ctx.audit.marks.read(ctx.db.conn)
+    except AuditAlarm:
+        return None  # check_mark reported it
+    if mark is None:
+        return None
+    for cp in external:
+        if cp.seq <= mark.cp_seq or cp.vault_id != ctx.vault_id:
+            continue
+        row = ctx.db.conn.execute("SELECT entry_hash FROM audit_events WHERE seq = ?", (cp.seq,)).fetchone()
+        if row is None or not crypto.constant_time_equal(bytes(row[0]), cp.entry_hash):
+            continue
+        try:
+            crypto.ed25519_verify(public, cp.signature, cp.signing_input())
+        except CryptoError:
+            continue
+        problem = (
+            f"the signed checkpoint of entry {cp.seq} kept outside vault.db is newer than the audit"
+            f" high-water mark's (entry {mark.cp_seq}): an older copy of the mark was put back and"
+            " the newer checkpoints were deleted"
+        )
+        return problem, mark.cp_seq + 1
+    return None
 
 
 def verify_database(
