@@ -47,6 +47,24 @@ def from_epoch(seconds: int | float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC)
 
 
+#: a time cvault wrote: epoch seconds of year 1970 .. 9999 (what :func:`from_epoch` takes)
+MAX_EPOCH = 253_402_300_799
+
+
+def stored_epoch(value: object, what: str) -> datetime:
+    """A time column no row MAC covers (``what``: the table and column, e.g. ``clients.created_at``):
+    an INTEGER within :data:`MAX_EPOCH`, else an IntegrityFailure (exit 6, one line; review7 R7-4:
+    a file writer's text or huge number was a TypeError/ValueError)."""
+    if type(value) is not int or not 0 <= value <= MAX_EPOCH:
+        from vault.errors import IntegrityFailure
+
+        raise IntegrityFailure(
+            f"integrity failure: {what} of a row in vault.db is not a time cvault stored"
+            " (vault.db was edited); run cvault doctor"
+        )
+    return datetime.fromtimestamp(value, UTC)
+
+
 def rfc3339(when: datetime) -> str:
     """UTC RFC 3339 with a Z suffix and second precision (microseconds when present)."""
     # isoformat (C, several times faster than strftime: lists of 10,000 clients format 20,000

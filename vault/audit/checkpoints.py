@@ -106,20 +106,49 @@ class Checkpoint(NamedTuple):
 
     @classmethod
     def from_row(cls, vault_id: bytes, row) -> Checkpoint:
+        """A row of ``SELECT CHECKPOINT_COLUMNS``, each column checked by type (review7 R7-4):
+        one that is not what cvault stores is an IntegrityFailure naming the checkpoint."""
+        from vault.audit.stored import checkpoint_hash, malformed_checkpoint
+
         seq, entry_hash, at, kind, base_seq, base_hash, signature, prev, recovery, unproven, base_cp = row
+        if (
+            type(seq) is not int
+            or seq < 0
+            or type(at) is not str
+            or type(kind) is not str
+            or not (base_seq is None or type(base_seq) is int)
+            or type(signature) is not bytes
+        ):
+            raise malformed_checkpoint(seq)
+
+        def document(value):
+            if value is None:
+                return None
+            if type(value) is not str:
+                raise malformed_checkpoint(seq)
+            try:
+                return json.loads(value)
+            except (ValueError, RecursionError):
+                raise malformed_checkpoint(seq) from None
+
+        recovery, unproven = document(recovery), document(unproven)
+        if (recovery is not None and not _valid_recovery(recovery)) or (
+            unproven is not None and not _valid_unproven(unproven, seq)
+        ):
+            raise malformed_checkpoint(seq)
         return cls(
             vault_id,
             seq,
-            bytes(entry_hash),
+            checkpoint_hash(entry_hash, seq),
             at,
             kind,
             base_seq,
-            None if base_hash is None else bytes(base_hash),
-            bytes(signature),
-            None if prev is None else bytes(prev),
-            None if recovery is None else json.loads(recovery),
-            None if unproven is None else json.loads(unproven),
-            None if base_cp is None else bytes(base_cp),
+            None if base_hash is None else checkpoint_hash(base_hash, seq),
+            signature,
+            None if prev is None else checkpoint_hash(prev, seq),
+            recovery,
+            unproven,
+            None if base_cp is None else checkpoint_hash(base_cp, seq),
         )
 
     @classmethod

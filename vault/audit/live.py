@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from vault import crypto
+from vault.audit import stored
 from vault.audit.checkpoints import Checkpoint, is_checkpoint_blob, parse_blob_name
 from vault.audit.log import CHECKPOINT_COLUMNS, EVENT_COLUMNS
 from vault.audit.signing import AuditSigner
@@ -143,7 +144,7 @@ def _mark_behind_a_copy(
         if cp.seq <= mark.cp_seq or cp.vault_id != ctx.vault_id:
             continue
         row = ctx.db.conn.execute("SELECT entry_hash FROM audit_events WHERE seq = ?", (cp.seq,)).fetchone()
-        if row is None or not crypto.constant_time_equal(bytes(row[0]), cp.entry_hash):
+        if row is None or not stored.is_hash(row[0]) or not crypto.constant_time_equal(row[0], cp.entry_hash):
             continue
         try:
             crypto.ed25519_verify(public, cp.signature, cp.signing_input())

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from vault import crypto
 from vault.audit import mark as hwm
+from vault.audit import stored
 from vault.audit.checkpoints import Checkpoint, checkpoint_genesis
 from vault.clock import Clock, rfc3339, to_epoch
 from vault.errors import (
@@ -633,7 +634,7 @@ class AuditLog:
                 "SELECT seq, entry_hash FROM audit_events ORDER BY seq DESC LIMIT 1"
             ).fetchone()
         if last:
-            seq, prev = last[0] + 1, bytes(last[1])
+            seq, prev = last[0] + 1, stored.entry_hash(last[1], last[0])
         else:
             seq, prev = self._chain_start(conn)
         entry = AuditEntry(
@@ -687,7 +688,7 @@ class AuditLog:
             " ORDER BY base_seq DESC LIMIT 1"
         ).fetchone()
         if row:
-            return row[0] + 1, bytes(row[1])
+            return row[0] + 1, stored.checkpoint_hash(row[1], row[0])
         return 1, genesis_hash(self.vault_id)
 
     def head(self, conn=None) -> tuple[int, bytes]:
@@ -695,7 +696,7 @@ class AuditLog:
         conn = conn or self.db.conn
         last = conn.execute("SELECT seq, entry_hash FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()
         if last:
-            return last[0], bytes(last[1])
+            return last[0], stored.entry_hash(last[1], last[0])
         seq, prev = self._chain_start(conn)
         return seq - 1, prev
 
@@ -848,7 +849,7 @@ class AuditLog:
                     " ORDER BY id DESC LIMIT 1",
                     (seq,),
                 ).fetchone()
-                if row is not None and bytes(row[1]) == digest:
+                if row is not None and row[1] == digest:
                     return Checkpoint.from_row(self.vault_id, row)
                 cp = self._write_checkpoint(conn, seq, digest, kind, guard=guard)
         except AuditAlarm as exc:

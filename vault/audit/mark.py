@@ -50,6 +50,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vault import crypto
+from vault.audit import stored
 from vault.errors import AuditAlarm, CryptoError
 from vault.keys import PURPOSE_AUDIT
 from vault.tuples import NamedTuple
@@ -182,7 +183,9 @@ class MarkStore:
         row = conn.execute("SELECT id, signature FROM audit_checkpoints ORDER BY id DESC LIMIT 1").fetchone()
         if row is None:
             return None
-        key = (row[0], bytes(row[1]))
+        if type(row[1]) is not bytes:
+            raise stored.malformed_checkpoint(None)
+        key = (row[0], row[1])
         seen = self._cp_seen
         if seen is not None and seen[0] == key:
             return seen[1]
@@ -306,7 +309,7 @@ def _entry_hash(conn, seq: int, start: Callable[[], tuple[int, bytes]]) -> bytes
     """entry_hash of ``seq``; the chain start's hash for the base (0: genesis, or a prune base)."""
     row = conn.execute("SELECT entry_hash FROM audit_events WHERE seq = ?", (seq,)).fetchone()
     if row is not None:
-        return bytes(row[0])
+        return stored.entry_hash(row[0], seq)
     base = start()
     return base[1] if seq == base[0] else None
 
@@ -356,7 +359,9 @@ def _newer_than_the_mark(conn, mark: Mark, entry_tag: Callable[[int, bytes], byt
         " WHERE seq > ? AND mark_tag IS NOT NULL ORDER BY seq",
         (mark.head_seq,),
     ):
-        if isinstance(tag, bytes) and crypto.constant_time_equal(entry_tag(seq, bytes(entry_hash)), tag):
+        if isinstance(tag, bytes) and crypto.constant_time_equal(
+            entry_tag(seq, stored.entry_hash(entry_hash, seq)), tag
+        ):
             problem = (
                 f"entry {seq} was appended by an unsealed process after the mark's head (entry"
                 f" {mark.head_seq}): the mark is an older copy put back (newer checkpoints were deleted)"
@@ -389,9 +394,11 @@ def check_segment(conn, after: tuple[int, bytes], head_seq: int) -> AuditAlarm |
             )
         except (TypeError, ValueError):
             return _alarm(f"entry {seq} is malformed", seq)
-        if bytes(row[10]) != prev or digest != bytes(row[11]):
+        if not (stored.is_hash(row[10]) and stored.is_hash(row[11])):
+            return _alarm(f"entry {seq} is malformed", seq)
+        if row[10] != prev or digest != row[11]:
             return _alarm(f"entry {seq} was modified", seq)
-        prev = bytes(row[11])
+        prev = row[11]
         expected += 1
     if expected <= head_seq:
         return _alarm(f"entry {expected} missing", expected)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from vault import blob as blobfmt
 from vault import crypto, names
-from vault.clock import from_epoch, rfc3339, to_epoch
+from vault.clock import from_epoch, rfc3339, stored_epoch, to_epoch
 from vault.context import VaultContext
 from vault.errors import (
     BlobNotFound,
@@ -1575,5 +1575,5 @@ class _Stamps(dict):
     records of one import share theirs: ``secret list`` of 100,000 records)."""
 
     def __missing__(self, epoch: int) -> str:
-        text = self[epoch] = rfc3339(from_epoch(epoch))
+        text = self[epoch] = rfc3339(stored_epoch(epoch, "records.updated_at"))  # no row MAC covers it
         return text

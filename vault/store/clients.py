@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime, timedelta
 
-from vault.clock import from_epoch
+from vault.clock import from_epoch, stored_epoch
 from vault.store import rowmac
 from vault.tuples import NamedTuple
 
@@ -44,7 +44,10 @@ class ClientRow(NamedTuple):
 def client_from_row(conn: sqlite3.Connection, row: tuple) -> ClientRow:
     """A row of ``SELECT CLIENT_COLUMNS``, its MAC checked (RowTampered if it fails)."""
     rowmac.check(conn, "clients", row[:6], row[7])
-    return ClientRow(row[0], row[1], from_epoch(row[2]), row[3], row[4], row[5], from_epoch(row[6]))
+    # created_at (row[6]) is outside the MAC: read strictly (review7 R7-4)
+    return ClientRow(
+        row[0], row[1], from_epoch(row[2]), row[3], row[4], row[5], stored_epoch(row[6], "clients.created_at")
+    )
 
 
 def by_name(conn: sqlite3.Connection, name: str) -> ClientRow | None:

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import json
 
+from vault.clock import MAX_EPOCH
 from vault.errors import IntegrityFailure
-
-#: a time cvault wrote: epoch seconds of year 1970 .. 9999 (what vault.clock.from_epoch takes)
-MAX_EPOCH = 253_402_300_799
 
 
 def unreadable(key: str) -> IntegrityFailure:

@@ -1,0 +1,47 @@
+"""Strict readers of the audit tables' stored columns (review7 R7-4).
+
+A file writer (docs/security.md, attacker A4) may put any SQLite type in ``audit_events`` and
+``audit_checkpoints``: text, a REAL, an INTEGER of any size. A hash column is read here, by type
+and length, never with ``bytes(value)`` (a number would allocate that many bytes, a string has
+none): what is not a value cvault wrote is an :class:`~vault.errors.IntegrityFailure` (one line,
+exit 6) naming the entry or checkpoint, never a TypeError or MemoryError.
+"""
+
+from __future__ import annotations
+
+from vault.errors import IntegrityFailure
+
+#: SHA-256: every entry hash, prev_hash, checkpoint digest and prune base hash
+HASH_SIZE = 32
+
+
+def is_hash(value: object) -> bool:
+    return type(value) is bytes and len(value) == HASH_SIZE
+
+
+def malformed_entry(seq: object) -> IntegrityFailure:
+    return IntegrityFailure(
+        f"integrity failure: audit entry {seq if type(seq) is int else '?'} in vault.db is malformed"
+        " (vault.db was edited); run cvault audit verify"
+    )
+
+
+def malformed_checkpoint(seq: object) -> IntegrityFailure:
+    return IntegrityFailure(
+        f"integrity failure: audit checkpoint {seq if type(seq) is int else '?'} in vault.db is"
+        " malformed (vault.db was edited); run cvault audit verify"
+    )
+
+
+def entry_hash(value: object, seq: object) -> bytes:
+    """An ``audit_events.entry_hash`` / ``prev_hash`` value: 32 bytes, else IntegrityFailure."""
+    if type(value) is bytes and len(value) == HASH_SIZE:
+        return value
+    raise malformed_entry(seq)
+
+
+def checkpoint_hash(value: object, seq: object) -> bytes:
+    """A hash column of ``audit_checkpoints`` (entry_hash, base_hash, prev, base_checkpoint)."""
+    if type(value) is bytes and len(value) == HASH_SIZE:
+        return value
+    raise malformed_checkpoint(seq)
