@@ -57,14 +57,14 @@ def decode_stored(value: object) -> dict:
     there (a number, a blob, a list, text that is not JSON); the sealed reader (vault name, TOTP
     issuer, time zone before unsealing) reads it unauthenticated, the unsealed ones after its row
     MAC (vault.store.rowmac), and both through here."""
-    import json
+    from vault.store.meta import loads
 
     if value is None:
         return {}
     if type(value) is not str:
         raise IntegrityFailure(_UNREADABLE)
     try:
-        stored = json.loads(value)
+        stored = loads(value)
     except ValueError:
         raise IntegrityFailure(_UNREADABLE) from None
     if not isinstance(stored, dict):
