@@ -23,11 +23,14 @@ from vault import api_spec as spec
 from vault.api_schemas import response_schema
 from vault.errors import AuthenticationFailed, InvalidInput, VaultLocked
 from vault.server.errors import ERROR_RESPONSES, RateLimited
-from vault.server.limits import MAX_SUMMARY_EVENTS, Dropped, RateLimiter, source_key
+from vault.server.limits import MAX_BUCKETS, MAX_SUMMARY_EVENTS, Dropped, RateLimiter, source_key
 
 Text = Annotated[str, StringConstraints(max_length=spec.MAX_STRING)]
 #: the name of the OpenAPI security scheme of the session token
 BEARER = "bearer"
+#: summary rounds an alarm never written by name keeps its priority over alarms written before
+#: (:meth:`Limits.webhook_alarm`, review7 R7-2): an hour of 60 s rounds
+ALARM_WAIT_ROUNDS = 60
 
 #: how each result codec of the registry travels as JSON
 ENCODERS: dict[str, Callable[[Any], Any]] = {
@@ -157,6 +160,11 @@ class Limits:
         self.dropped = dropped if dropped is not None else Dropped()
         #: the integrity alarms of webhook requests written since the last summary round (R5-4)
         self._alarmed: set[str] = set()
+        #: every alarm written by name so far, oldest first (at most MAX_BUCKETS), and the alarms
+        #: not yet written by name that found this round's cap full, with the rounds they keep
+        #: their priority (review7 R7-2: decoys named in every round must not starve them)
+        self._named: dict[str, None] = {}
+        self._waiting: dict[str, int] = {}
         self._alarmed_lock = threading.Lock()
         #: user names with a login being checked now: one at a time per account (review R4)
         self._in_flight: set[str] = set()
@@ -261,22 +269,42 @@ class Limits:
         :data:`MAX_SUMMARY_EVENTS` distinct alarms are written a round. False: written already
         this round (or past that many): counted for the summary instead (``alarm:MESSAGE``,
         ``alarm:*``), so a flood of requests meeting the same tampered row writes one alarm and
-        one count a round, not one alarm each."""
+        one count a round, not one alarm each.
+
+        Every distinct alarm is written by name at least once (review7 R7-2): an alarm that was
+        never written and found a round's cap full waits (for :data:`ALARM_WAIT_ROUNDS` rounds),
+        and while one waits an alarm written in an earlier round does not take a slot again (it
+        is counted in ``alarm:*``), so decoy rows named right after every drain cannot keep a
+        real tampered row's alarm out of the log by name. The memory of written alarms is
+        bounded (:data:`vault.server.limits.MAX_BUCKETS`, the oldest forgotten)."""
         with self._alarmed_lock:
             if alarm in self._alarmed:
                 self.dropped.add("alarm:" + alarm)
                 return False
-            if len(self._alarmed) >= MAX_SUMMARY_EVENTS:
+            named = alarm in self._named
+            if len(self._alarmed) >= MAX_SUMMARY_EVENTS or (named and self._waiting):
+                if not named:
+                    self._waiting.pop(alarm, None)
+                    self._waiting[alarm] = ALARM_WAIT_ROUNDS
+                    while len(self._waiting) > MAX_BUCKETS:
+                        del self._waiting[next(iter(self._waiting))]
                 self.dropped.add("alarm:*")
                 return False
             self._alarmed.add(alarm)
+            self._waiting.pop(alarm, None)
+            self._named.pop(alarm, None)
+            self._named[alarm] = None
+            while len(self._named) > MAX_BUCKETS:
+                del self._named[next(iter(self._named))]
             return True
 
     def webhook_drain(self) -> list[tuple[str, int, float]]:
         """The counts for this round's summary events (:meth:`Dropped.drain`); a new round of
-        :meth:`webhook_alarm` begins (each alarm is written again once)."""
+        :meth:`webhook_alarm` begins (each alarm is written again once, those never written
+        first)."""
         with self._alarmed_lock:
             self._alarmed.clear()
+            self._waiting = {alarm: left - 1 for alarm, left in self._waiting.items() if left > 1}
             return self.dropped.drain()
 
     @contextmanager
