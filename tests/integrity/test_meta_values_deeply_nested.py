@@ -4,7 +4,7 @@ object in ``meta.settings`` (read before unsealing, unauthenticated) or ``meta.l
 (vault.settings.decode_stored, vault.store.meta.last_sweep; 7bcf49d) catch, so the top-level
 handler's storage_error turned it into InvalidInput "input nested too deeply" (exit 2): every
 command, doctor included, blamed the user's input instead of reporting the edited row (guarantee
-48: exit 6, one line). Fixed in the one helper the strict decoders share (vault.store.meta.loads)."""
+48: exit 6, one line). Fixed in the one helper the strict decoders share (vault.settings.loads_stored)."""
 
 from __future__ import annotations
 

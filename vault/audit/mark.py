@@ -273,7 +273,7 @@ def read_alarm(conn, raw: tuple | None | bool = False) -> dict | None:
         return {**unreadable, "message": UNCHECKED_LINE, "authentic": None}
     except rowmac.RowTampered:
         return unreadable
-    from vault.store.meta import loads
+    from vault.settings import loads_stored as loads
 
     try:
         alarm = loads(value)

@@ -10,9 +10,8 @@ failure is the integrity alarm), the settings theirs (vault.settings.decode_stor
 
 from __future__ import annotations
 
-import json
-
 from vault.errors import IntegrityFailure
+from vault.settings import loads_stored as loads
 
 #: a time cvault wrote: epoch seconds of year 1970 .. 9999 (what vault.clock.from_epoch takes)
 MAX_EPOCH = 253_402_300_799
@@ -23,17 +22,6 @@ def unreadable(key: str) -> IntegrityFailure:
         f"integrity failure: meta row {key} is not a value cvault stored (vault.db was edited);"
         " run cvault doctor"
     )
-
-
-def loads(text: str) -> object:
-    """``json.loads`` of a stored value: any text that is not JSON cvault could have written raises
-    ValueError, nesting deeper than the recursion limit included (json raises RecursionError
-    there, which the top-level handler would report as the user's "input nested too deeply",
-    exit 2; review7 R7-1). Every strict decoder of a stored JSON value goes through here."""
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
 
 
 def epoch(key: str, value: object) -> int:
