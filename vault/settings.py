@@ -51,20 +51,31 @@ def check_settings(
     return out
 
 
+def loads_stored(text: str) -> object:
+    """``json.loads`` of a stored value: any text that is not JSON cvault could have written raises
+    ValueError, nesting deeper than the recursion limit included (json raises RecursionError
+    there, which the top-level handler would report as the user's "input nested too deeply",
+    exit 2; review7 R7-1). Every strict decoder of a stored JSON value goes through here."""
+    import json
+
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def decode_stored(value: object) -> dict:
     """The one decoder of the stored ``meta.settings`` value (None: no row, no settings): JSON text
     of an object, else an integrity failure (one line, exit 6). A file writer may put anything
     there (a number, a blob, a list, text that is not JSON); the sealed reader (vault name, TOTP
     issuer, time zone before unsealing) reads it unauthenticated, the unsealed ones after its row
     MAC (vault.store.rowmac), and both through here."""
-    import json
-
     if value is None:
         return {}
     if type(value) is not str:
         raise IntegrityFailure(_UNREADABLE)
     try:
-        stored = json.loads(value)
+        stored = loads_stored(value)
     except ValueError:
         raise IntegrityFailure(_UNREADABLE) from None
     if not isinstance(stored, dict):

@@ -109,6 +109,7 @@ class Checkpoint(NamedTuple):
         """A row of ``SELECT CHECKPOINT_COLUMNS``, each column checked by type (review7 R7-4):
         one that is not what cvault stores is an IntegrityFailure naming the checkpoint."""
         from vault.audit.stored import checkpoint_hash, malformed_checkpoint
+        from vault.settings import loads_stored
 
         seq, entry_hash, at, kind, base_seq, base_hash, signature, prev, recovery, unproven, base_cp = row
         if (
@@ -127,8 +128,8 @@ class Checkpoint(NamedTuple):
             if type(value) is not str:
                 raise malformed_checkpoint(seq)
             try:
-                return json.loads(value)
-            except (ValueError, RecursionError):
+                return loads_stored(value)
+            except ValueError:
                 raise malformed_checkpoint(seq) from None
 
         recovery, unproven = document(recovery), document(unproven)

@@ -276,8 +276,10 @@ def read_alarm(conn, raw: tuple | None | bool = False) -> dict | None:
         return {**unreadable, "message": UNCHECKED_LINE, "authentic": None}
     except rowmac.RowTampered:
         return unreadable
+    from vault.settings import loads_stored as loads
+
     try:
-        alarm = json.loads(value)
+        alarm = loads(value)
     except (ValueError, TypeError):
         return unreadable
     if not (

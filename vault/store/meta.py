@@ -10,10 +10,9 @@ failure is the integrity alarm), the settings theirs (vault.settings.decode_stor
 
 from __future__ import annotations
 
-import json
-
 from vault.clock import MAX_EPOCH
 from vault.errors import IntegrityFailure
+from vault.settings import loads_stored as loads
 
 
 def unreadable(key: str) -> IntegrityFailure:
@@ -42,7 +41,7 @@ def last_sweep(value: object) -> dict:
     if type(value) is not str:
         raise unreadable("last_sweep")
     try:
-        info = json.loads(value)
+        info = loads(value)
     except ValueError:
         raise unreadable("last_sweep") from None
     if not isinstance(info, dict):
