@@ -503,6 +503,39 @@ class AuditLog:
         mark = self.marks.read(conn)
         return mark is not None and mark.bootstrap_closed
 
+    def chain_proven(self, conn) -> bool:
+        """Before a bootstrap step (vault.identity.facts.bootstrap_open asks only when every row
+        says the window is open: a new vault's short log; review7 R7-3): re-hash the whole chain,
+        every entry from its columns, every link and sequence number (the verifier's walk,
+        vault.audit.verify.walk_entries), after the mark checks of the guard, which compare the
+        stored hashes at the sealed mark's checkpoint and head with the mark. Together: the entries
+        up to the mark's head are the ones the mark sealed, so an edited or deleted
+        ``integrity.bootstrap_closed`` entry shows. True: the log proves itself; False: the first
+        bad entry lies in a range an ``audit recover`` acknowledged (its entries prove nothing: the
+        window stays closed). Any other break raises the integrity alarm (exit 6)."""
+        from vault.audit.verify import VerifyResult, WalkState, walk_entries
+
+        found = self.find_break_now(conn, segment=False)
+        if found is not None:
+            raise found
+        first, prev = self._chain_start(conn)
+        rows = conn.execute(
+            f"SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq >= ? ORDER BY seq",  # noqa: S608 - a constant column list; values are bound
+            (first,),
+        )
+        result = VerifyResult()
+        walked = walk_entries(
+            rows, result, {}, [-1], WalkState(first, prev, first - 1, 0),
+            lambda cp: False, lambda: result, lambda done, total: None, -1, -1, first - 1, None,
+        )  # fmt: skip
+        if not isinstance(walked, VerifyResult):
+            return True
+        bad = result.bad_seq or first
+        for cp in self.checkpoints(conn):
+            if cp.recovery is not None and int(cp.recovery.get("first_bad_seq", cp.seq + 1)) <= bad <= cp.seq:
+                return False
+        raise hwm._alarm(result.problem or f"entry {bad} was modified", bad)
+
     def migration_recorded(self, conn) -> bool:
         """The mark's one-way fact that the vault was migrated from before custody (markfix).
         Sealed (no audit key to read the mark with): False; an unreadable mark: the alarm."""

@@ -130,7 +130,11 @@ class AdminMixin(FactorsMixin):
         if (
             roles == ["admin"]
             and enrolled_admins(conn) < 2
-            and bootstrap_open(conn, closed_by_mark=self.ctx.audit.bootstrap_closed(conn))
+            and bootstrap_open(
+                conn,
+                closed_by_mark=self.ctx.audit.bootstrap_closed(conn),
+                chain_proven=lambda: self.ctx.audit.chain_proven(conn),
+            )
         ):
             outstanding = conn.execute(
                 "SELECT count(*) FROM account_requests r JOIN users u ON u.id = r.user_id"

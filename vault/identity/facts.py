@@ -6,6 +6,7 @@ On the ``secret get`` path: imports nothing heavy and nothing above the store la
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from vault import policy
@@ -575,17 +576,21 @@ def bootstrap_closed_in_log(conn) -> bool:
     (``integrity.bootstrap_closed``, appended when the mark's fact rose; review6 R6-1): a file
     writer who puts back an older mark and strips the entries' tags still leaves it, and removing
     it means rebuilding the chain after it. Read only while everything else says "open" (a new
-    vault's short log). A planted entry only closes the window early."""
+    vault's short log). A planted entry only closes the window early; so does one whose outcome
+    is not ``ok`` (cvault appends it only as ``ok``: another outcome is an edit, review7 R7-3, and
+    the window stays closed). Editing its action is seen by the chain proof (``chain_proven``)."""
     return (
         conn.execute(
-            "SELECT 1 FROM audit_events WHERE action = ? AND outcome = 'ok' LIMIT 1",
+            "SELECT 1 FROM audit_events WHERE action = ? LIMIT 1",
             (policy.AuditEvent.INTEGRITY_BOOTSTRAP_CLOSED.value,),
         ).fetchone()
         is not None
     )
 
 
-def bootstrap_open(conn, *, closed_by_mark: bool = False) -> bool:
+def bootstrap_open(
+    conn, *, closed_by_mark: bool = False, chain_proven: Callable[[], bool] | None = None
+) -> bool:
     """Whether ``user add --role admin`` may still be a bootstrap step (review2 S1): only while
     the vault has never had two enrolled admins. Decided from authenticated state, never from the
     current count of enabled admins alone (one admin lowers it by disabling or revoking the
@@ -594,7 +599,10 @@ def bootstrap_open(conn, *, closed_by_mark: bool = False) -> bool:
     hold the admin role and were made outside the two-person flow (init rows: the first admin, and
     every account of a vault older than the separation of duties). ``closed_by_mark``: the sealed
     audit high-water mark's one-way fact that the ``two_admins`` row existed (review4 R4-6: a
-    file writer can delete both rows; he cannot lower the mark without the integrity alarm)."""
+    file writer can delete both rows; he cannot lower the mark without the integrity alarm).
+    ``chain_proven``: asked last, only when all of that says "open" (review7 R7-3): the audit
+    chain re-hashed against the mark (vault.audit.log.AuditLog.chain_proven); False keeps the
+    window closed, a break raises the integrity alarm."""
     if closed_by_mark:
         return False
     if rowmac.meta_value(conn, TWO_ADMINS) is not None or first_bootstrap(conn) is not None:
@@ -608,7 +616,9 @@ def bootstrap_open(conn, *, closed_by_mark: bool = False) -> bool:
         user = user_by_id(conn, user_id)
         if made is not None and made.mode == "init" and user is not None and user.password_hash is not None:
             made_alone += 1
-    return made_alone < 2
+    if made_alone >= 2:
+        return False
+    return chain_proven is None or chain_proven()
 
 
 def lineage_closure(conn, name: str | None, *, exempt: int | None = None) -> frozenset[str]:
