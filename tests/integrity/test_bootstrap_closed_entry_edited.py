@@ -99,6 +99,17 @@ def test_editing_the_bootstrap_closed_entry_does_not_reopen_the_bootstrap_window
         f"root alone made an admin (mode {again.get('mode')!r}) after R6-1's steps plus one"
         " edited column of the integrity.bootstrap_closed entry"
     )
+    if again["mode"] == "alarm":  # recorded: root's acknowledgement recovers, the window stays closed
+        v = Vault.open(home)
+        v.unseal_key_file(tmp_path / "k")
+        try:
+            alarm = v.ctx.audit.alarm()
+            assert alarm is not None and alarm["authentic"], alarm
+            v.ctx.audit.recover(alarm["first_bad_seq"])
+        finally:
+            v.close()
+        after = _bootstrap_step(home, tmp_path)
+        assert after["mode"] == "two_person" and "enrollment_code" not in after, after
 
 
 @pytest.mark.parametrize("column", sorted(EDITS))

@@ -449,6 +449,11 @@ class AuditLog:
         first = max(self._chain_start(conn)[0], signed + 1)
         return (first, head_seq) if first <= head_seq else None
 
+    def record_alarm(self, alarm: AuditAlarm) -> None:
+        """After a transaction that raised ``alarm`` rolled back (``user add``'s chain proof):
+        record it, so ``audit recover`` can acknowledge it."""
+        self._record_alarm(alarm)
+
     def _record_alarm(self, alarm: AuditAlarm) -> None:
         """The transaction that found the break was rolled back: record the alarm on its own."""
         with contextlib.suppress(sqlite3.Error, OSError, VaultError), self.db.write() as conn:

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from vault import names
 from vault.clock import from_epoch, rfc3339, to_epoch
-from vault.errors import AccessDenied, InvalidInput
+from vault.errors import AccessDenied, AuditAlarm, InvalidInput
 from vault.identity.factors import FactorsMixin, check_password_rules
 from vault.identity.facts import (
     UserRow,
@@ -57,6 +57,13 @@ class AdminMixin(FactorsMixin):
             self.ctx.record_outcome(principal, Action.USER_ADD, "deny", reason=refused.message)
             raise
         _, t = self._now()
+        try:
+            return self._add(principal, name, roles, t)
+        except AuditAlarm as alarm:  # the chain proof of a bootstrap step (review7 R7-3)
+            self.ctx.audit.record_alarm(alarm)
+            raise
+
+    def _add(self, principal: Principal, name: str, roles: list[str], t: int) -> dict:
         with self.ctx.db.write() as conn:
             if user_row(conn, name) is not None:
                 raise InvalidInput(f"a user named {name!r} already exists")
