@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from vault.audit import stored
 from vault.audit.checkpoints import Checkpoint
 from vault.audit.log import EVENT_COLUMNS, genesis_hash
 from vault.audit.signing import AuditSigner
@@ -169,6 +170,9 @@ class AuditService:
 
     @staticmethod
     def _entry_dict(row, reader) -> dict:
+        # the stored columns by type first (review7 R7-4: never bytes() of a file writer's value)
+        sealed = stored.sealed_detail(row[8], row[0])
+        prev_hash, entry_hash = stored.entry_hash(row[10], row[0]), stored.entry_hash(row[11], row[0])
         return {
             "seq": row[0],
             "at": row[1],
@@ -178,11 +182,11 @@ class AuditService:
             "outcome": row[5],
             "reason": row[6],
             "origin": row[7],
-            "detail": reader.open(row[8], row[9]) if reader else None,
+            "detail": reader.open(sealed, row[9]) if reader else None,
             "detail_key": row[9],
-            "detail_sealed": None if row[8] is None else base64.b64encode(bytes(row[8])).decode(),
-            "prev_hash": bytes(row[10]).hex(),
-            "entry_hash": bytes(row[11]).hex(),
+            "detail_sealed": None if sealed is None else base64.b64encode(sealed).decode(),
+            "prev_hash": prev_hash.hex(),
+            "entry_hash": entry_hash.hex(),
         }
 
     def log(
@@ -449,7 +453,7 @@ class AuditService:
             ).fetchall():
                 at = conn.execute("SELECT at FROM audit_events WHERE seq = ?", (seq,)).fetchone()[0]
                 if _at(at) < before:
-                    base = (seq, bytes(entry_hash))
+                    base = (seq, stored.checkpoint_hash(entry_hash, seq))
                     break
             if base is None:
                 result = {"pruned": 0, "base_seq": None, "before": rfc3339(before)}

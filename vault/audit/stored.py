@@ -45,3 +45,10 @@ def checkpoint_hash(value: object, seq: object) -> bytes:
     if type(value) is bytes and len(value) == HASH_SIZE:
         return value
     raise malformed_checkpoint(seq)
+
+
+def sealed_detail(value: object, seq: object) -> bytes | None:
+    """An ``audit_events.detail_sealed`` value: None or a BLOB, else IntegrityFailure."""
+    if value is None or type(value) is bytes:
+        return value
+    raise malformed_entry(seq)
