@@ -29,33 +29,22 @@ import sqlite3
 import pytest
 
 from tests.identity.test_insider_attacks_cli import (
-    _enrolled,
     _init_admin_principal,
     vault_with_a_bootstrapped_second_admin,
 )
 from tests.integrity.test_r6_1_old_mark_with_newer_checkpoints_deleted import (
     _checkpoints_after_deleted,
-    _mark_and_newest_checkpoint,
+    bootstrapped_admin_disabled,
 )
-from vault.errors import AuditAlarm, VaultError
+from tests.integrity.test_recovery_keeps_one_way_facts import recover_alone_then_add_an_admin
+from vault.errors import AuditAlarm
 from vault.facade import Vault
 
 
 def _r6_1_steps(tmp_path):
     """review6 R6-1's attack as its third test replays it; returns (home, open connection)."""
-    v, _ = Vault.init(
-        tmp_path / "v", key_file=tmp_path / "k", admin="root", admin_password="root-password-12"
-    )
-    home = tmp_path / "v"
+    home, old_mark, checkpoint_then = bootstrapped_admin_disabled(tmp_path)
     db_path = home / "vault.db"
-    try:
-        root = _init_admin_principal(v, "root")
-        boot = v.users.add(root, "second", ["admin"])
-        old_mark, checkpoint_then = _mark_and_newest_checkpoint(db_path)
-        _enrolled(v, "second", boot["enrollment_code"], ["admin"])
-        v.users.disable(root, "second")
-    finally:
-        v.close()
     names = _checkpoints_after_deleted(home, checkpoint_then)
     db = sqlite3.connect(db_path)
     db.execute("DELETE FROM audit_checkpoints WHERE id > ?", (checkpoint_then,))
@@ -114,37 +103,11 @@ def test_editing_the_bootstrap_closed_entry_does_not_reopen_the_bootstrap_window
 
 @pytest.mark.parametrize("column", sorted(EDITS))
 def test_a_recovery_with_the_entry_edited_keeps_the_bootstrap_window_closed(tmp_path, column):
-    v, root, _second = vault_with_a_bootstrapped_second_admin(tmp_path)
-    try:
-        v.users.disable(root, "second")
-    finally:
-        v.close()
-    db = sqlite3.connect(tmp_path / "v" / "vault.db")  # the file writer (root himself)
-    db.execute("DELETE FROM meta WHERE key = 'two_admins'")
-    db.execute("DELETE FROM account_requests WHERE kind = 'create' AND mode = 'bootstrap'")
-    db.execute("DELETE FROM meta WHERE key = 'audit_mark'")
-    edited = db.execute(EDITS[column]).rowcount  # R7-3: the one more edit
-    db.commit()
-    db.close()
-    assert edited == 1
-    v = Vault.open(tmp_path / "v")
-    v.unseal_key_file(tmp_path / "k")
-    try:
-        root = _init_admin_principal(v, "root")
-        with pytest.raises(AuditAlarm):
-            v.users.add(root, "puppet", ["admin"])
-        found = v.ctx.audit.find_break_now(v.ctx.db.conn)
-        try:
-            v.ctx.audit.recover(found.first_bad_seq)  # root's one-person acknowledgement
-        except VaultError:
-            return  # fixed another way: a recovery that would lower the facts is refused
-        again = v.users.add(root, "puppet", ["admin"])
-        assert again["mode"] == "two_person" and "enrollment_code" not in again, (
-            f"after R6-6's steps plus one edited column of the integrity.bootstrap_closed entry and"
-            f" root's own recovery, root made an admin alone (mode {again.get('mode')!r})"
-        )
-    finally:
-        v.close()
+    again = recover_alone_then_add_an_admin(tmp_path, extra_edit=EDITS[column])
+    assert again is None or (again["mode"] == "two_person" and "enrollment_code" not in again), (
+        f"after R6-6's steps plus one edited column of the integrity.bootstrap_closed entry and"
+        f" root's own recovery, root made an admin alone (mode {again.get('mode')!r})"
+    )
 
 
 def test_user_add_with_two_admins_never_walks_the_log(tmp_path, monkeypatch):

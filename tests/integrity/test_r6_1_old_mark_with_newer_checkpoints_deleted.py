@@ -16,6 +16,7 @@ import os
 import shutil
 import sqlite3
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -57,24 +58,30 @@ def _checkpoints_after_deleted(home, checkpoint_then: int) -> list[str]:
     return names
 
 
-def test_an_older_mark_with_the_newer_checkpoints_deleted_cannot_reopen_the_bootstrap_window(tmp_path):
+def bootstrapped_admin_disabled(tmp_path) -> tuple[Path, bytes, int]:
+    """root's new vault: the bootstrap admin ``second`` made (the file writer copies the mark row
+    and notes the newest checkpoint then), enrolled (two enrolled admins: the fact rises and R5-6
+    signs a checkpoint at once), then disabled by root. Returns (home, the copied mark, that
+    checkpoint's id)."""
     v, _ = Vault.init(
         tmp_path / "v", key_file=tmp_path / "k", admin="root", admin_password="root-password-12"
     )
     home = tmp_path / "v"
-    db_path = home / "vault.db"
-
     try:
         root = _init_admin_principal(v, "root")
         boot = v.users.add(root, "second", ["admin"])
         assert boot["mode"] == "bootstrap"
-        old_mark, checkpoint_then = _mark_and_newest_checkpoint(
-            db_path
-        )  # the file writer's copy of the mark row
-        _enrolled(v, "second", boot["enrollment_code"], ["admin"])  # two enrolled admins now
+        old_mark, checkpoint_then = _mark_and_newest_checkpoint(home / "vault.db")
+        _enrolled(v, "second", boot["enrollment_code"], ["admin"])
         v.users.disable(root, "second")
     finally:
         v.close()
+    return home, old_mark, checkpoint_then
+
+
+def test_an_older_mark_with_the_newer_checkpoints_deleted_cannot_reopen_the_bootstrap_window(tmp_path):
+    home, old_mark, checkpoint_then = bootstrapped_admin_disabled(tmp_path)
+    db_path = home / "vault.db"
     assert (
         _mark_and_newest_checkpoint(db_path)[1] > checkpoint_then
     )  # R5-6's fix: the raise was signed at once
@@ -150,19 +157,8 @@ def test_stripping_the_tags_too_still_leaves_the_bootstrap_window_closed(tmp_pat
     a mark followed by sealed appends, which the folder alone cannot tell apart): the log still
     holds the ``integrity.bootstrap_closed`` entry appended when the fact rose, so ``user add`` is
     a two-person request (vault.identity.facts.bootstrap_closed_in_log)."""
-    v, _ = Vault.init(
-        tmp_path / "v", key_file=tmp_path / "k", admin="root", admin_password="root-password-12"
-    )
-    home = tmp_path / "v"
+    home, old_mark, checkpoint_then = bootstrapped_admin_disabled(tmp_path)
     db_path = home / "vault.db"
-    try:
-        root = _init_admin_principal(v, "root")
-        boot = v.users.add(root, "second", ["admin"])
-        old_mark, checkpoint_then = _mark_and_newest_checkpoint(db_path)
-        _enrolled(v, "second", boot["enrollment_code"], ["admin"])
-        v.users.disable(root, "second")
-    finally:
-        v.close()
     names = _checkpoints_after_deleted(home, checkpoint_then)
     db = sqlite3.connect(db_path)
     assert db.execute(
@@ -198,19 +194,8 @@ def test_a_checkpoint_copy_newer_than_the_mark_fails_audit_verify(tmp_path):
     is checked the same way, and a file writer cannot delete that one)."""
     from vault.audit.live import verify_live
 
-    v, _ = Vault.init(
-        tmp_path / "v", key_file=tmp_path / "k", admin="root", admin_password="root-password-12"
-    )
-    home = tmp_path / "v"
+    home, old_mark, checkpoint_then = bootstrapped_admin_disabled(tmp_path)
     db_path = home / "vault.db"
-    try:
-        root = _init_admin_principal(v, "root")
-        boot = v.users.add(root, "second", ["admin"])
-        old_mark, checkpoint_then = _mark_and_newest_checkpoint(db_path)
-        _enrolled(v, "second", boot["enrollment_code"], ["admin"])
-        v.users.disable(root, "second")
-    finally:
-        v.close()
     db = sqlite3.connect(db_path)
     db.execute("DELETE FROM audit_checkpoints WHERE id > ?", (checkpoint_then,))
     db.execute("UPDATE meta SET value = ? WHERE key = 'audit_mark'", (old_mark,))

@@ -23,7 +23,10 @@ from vault.errors import AuditAlarm, VaultError
 from vault.facade import Vault
 
 
-def test_a_recovery_from_a_deleted_mark_keeps_the_bootstrap_window_closed(tmp_path):
+def recover_alone_then_add_an_admin(tmp_path, extra_edit: str | None = None) -> dict | None:
+    """R6-6's attack: root deletes ``two_admins``, the bootstrap creation row and the mark (plus
+    ``extra_edit``, one more statement), acknowledges the alarm alone and adds an admin; returns
+    that ``user add``'s answer (None: the recovery itself was refused)."""
     v, root, _second = vault_with_a_bootstrapped_second_admin(tmp_path)
     try:
         v.users.disable(root, "second")
@@ -33,6 +36,8 @@ def test_a_recovery_from_a_deleted_mark_keeps_the_bootstrap_window_closed(tmp_pa
     db.execute("DELETE FROM meta WHERE key = 'two_admins'")
     db.execute("DELETE FROM account_requests WHERE kind = 'create' AND mode = 'bootstrap'")
     db.execute("DELETE FROM meta WHERE key = 'audit_mark'")
+    if extra_edit is not None:
+        assert db.execute(extra_edit).rowcount == 1
     db.commit()
     db.close()
     v = Vault.open(tmp_path / "v")
@@ -45,11 +50,15 @@ def test_a_recovery_from_a_deleted_mark_keeps_the_bootstrap_window_closed(tmp_pa
         try:
             v.ctx.audit.recover(found.first_bad_seq)  # root's one-person acknowledgement (TOTP)
         except VaultError:
-            return  # fixed another way: a recovery that would lower the facts is refused
-        again = v.users.add(root, "puppet", ["admin"])
-        assert again["mode"] == "two_person" and "enrollment_code" not in again, (
-            f"after root's own recovery of the deleted mark he made an admin alone (mode"
-            f" {again.get('mode')!r}): the recovery rebuilt the one-way facts from the rows he deleted"
-        )
+            return None  # fixed another way: a recovery that would lower the facts is refused
+        return v.users.add(root, "puppet", ["admin"])
     finally:
         v.close()
+
+
+def test_a_recovery_from_a_deleted_mark_keeps_the_bootstrap_window_closed(tmp_path):
+    again = recover_alone_then_add_an_admin(tmp_path)
+    assert again is None or (again["mode"] == "two_person" and "enrollment_code" not in again), (
+        f"after root's own recovery of the deleted mark he made an admin alone (mode"
+        f" {again.get('mode')!r}): the recovery rebuilt the one-way facts from the rows he deleted"
+    )
