@@ -73,14 +73,18 @@ def test_a_deleted_record_edited_back_to_life_is_refused_by_every_listing(vdir, 
             )
             _put_back(conn, old_index)
         with pytest.raises(RowTampered):
-            if how == "list":
-                v.secrets.list(op, "acme")
-            elif how == "search":
-                v.secrets.search(op, "alpha")
-            else:
-                v.secrets.list_all(op)
+            _listing(v, op, how)
     finally:
         v.close()
+
+
+def _listing(v, op, how: str):
+    """The listing ``how`` names (``list``, ``search`` or ``list --all``) of client acme."""
+    if how == "list":
+        return v.secrets.list(op, "acme")
+    if how == "search":
+        return v.secrets.search(op, "alpha")
+    return v.secrets.list_all(op)
 
 
 def test_the_cli_exits_6_with_one_line(vdir):
@@ -129,11 +133,6 @@ def test_an_empty_older_index_never_hides_records_edited_out_of_sight(vdir, how)
             )
             _put_back(conn, empty_index)
         with pytest.raises(RowTampered):
-            if how == "list":
-                v.secrets.list(op, "acme")
-            elif how == "search":
-                v.secrets.search(op, "alpha")
-            else:
-                v.secrets.list_all(op)
+            _listing(v, op, how)
     finally:
         v.close()
