@@ -24,8 +24,6 @@ variants below need the chain proof (the entry no longer reads as that action at
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from tests.identity.test_insider_attacks_cli import (
@@ -33,8 +31,8 @@ from tests.identity.test_insider_attacks_cli import (
     vault_with_a_bootstrapped_second_admin,
 )
 from tests.integrity.test_r6_1_old_mark_with_newer_checkpoints_deleted import (
-    _checkpoints_after_deleted,
     bootstrapped_admin_disabled,
+    put_back_older_mark,
 )
 from tests.integrity.test_recovery_keeps_one_way_facts import recover_alone_then_add_an_admin
 from vault.errors import AuditAlarm
@@ -44,16 +42,7 @@ from vault.facade import Vault
 def _r6_1_steps(tmp_path):
     """review6 R6-1's attack as its third test replays it; returns (home, open connection)."""
     home, old_mark, checkpoint_then = bootstrapped_admin_disabled(tmp_path)
-    db_path = home / "vault.db"
-    names = _checkpoints_after_deleted(home, checkpoint_then)
-    db = sqlite3.connect(db_path)
-    db.execute("DELETE FROM audit_checkpoints WHERE id > ?", (checkpoint_then,))
-    db.executemany("DELETE FROM outbox WHERE blob_name = ?", [(n,) for n in names])
-    db.execute("DELETE FROM meta WHERE key = 'two_admins'")
-    db.execute("DELETE FROM account_requests WHERE kind = 'create' AND mode = 'bootstrap'")
-    db.execute("UPDATE meta SET value = ? WHERE key = 'audit_mark'", (old_mark,))
-    db.execute("UPDATE audit_events SET mark_tag = NULL")
-    return home, db
+    return home, put_back_older_mark(home, old_mark, checkpoint_then, strip_tags=True)
 
 
 def _bootstrap_step(home, tmp_path) -> dict:

@@ -23,21 +23,11 @@ import pytest
 from tests.helpers import T0, clock_at, newer_coverage_strips
 from tests.identity.test_insider_attacks_cli import _enrolled, _init_admin_principal
 from tests.integrity.test_upgrade_binding import put_back_older_marker
-from tests.integrity.test_upgrade_one_way_facts import _upgrade_as_the_cli_does
+from tests.integrity.test_upgrade_one_way_facts import _upgrade_as_the_cli_does, mark_and_newest_checkpoint
 from tests.integrity.test_upgrade_row_macs import _query, old_vault  # noqa: F401 (fixture)
 from vault.errors import AuditAlarm
 from vault.facade import Vault
 from vault.store import rowmac
-
-
-def _mark_and_newest_checkpoint(db_path) -> tuple[bytes, int]:
-    db = sqlite3.connect(db_path)
-    try:
-        (mark,) = db.execute("SELECT value FROM meta WHERE key = 'audit_mark'").fetchone()
-        (newest,) = db.execute("SELECT max(id) FROM audit_checkpoints").fetchone()
-        return mark, newest
-    finally:
-        db.close()
 
 
 def _checkpoints_after_deleted(home, checkpoint_then: int) -> list[str]:
@@ -58,6 +48,23 @@ def _checkpoints_after_deleted(home, checkpoint_then: int) -> list[str]:
     return names
 
 
+def put_back_older_mark(home, old_mark: bytes, checkpoint_then: int, *, strip_tags: bool = False):
+    """R6-1's file writer: every checkpoint newer than ``checkpoint_then`` deleted (row, outbox row,
+    blob-store copy), the two bootstrap rows deleted, the older mark put back and, with
+    ``strip_tags``, every entry's ``mark_tag`` stripped. Returns the open, uncommitted connection
+    (the caller may edit more, then commits)."""
+    names = _checkpoints_after_deleted(home, checkpoint_then)
+    db = sqlite3.connect(home / "vault.db")
+    db.execute("DELETE FROM audit_checkpoints WHERE id > ?", (checkpoint_then,))
+    db.executemany("DELETE FROM outbox WHERE blob_name = ?", [(n,) for n in names])
+    db.execute("DELETE FROM meta WHERE key = 'two_admins'")
+    db.execute("DELETE FROM account_requests WHERE kind = 'create' AND mode = 'bootstrap'")
+    db.execute("UPDATE meta SET value = ? WHERE key = 'audit_mark'", (old_mark,))
+    if strip_tags:
+        db.execute("UPDATE audit_events SET mark_tag = NULL")
+    return db
+
+
 def bootstrapped_admin_disabled(tmp_path) -> tuple[Path, bytes, int]:
     """root's new vault: the bootstrap admin ``second`` made (the file writer copies the mark row
     and notes the newest checkpoint then), enrolled (two enrolled admins: the fact rises and R5-6
@@ -71,7 +78,7 @@ def bootstrapped_admin_disabled(tmp_path) -> tuple[Path, bytes, int]:
         root = _init_admin_principal(v, "root")
         boot = v.users.add(root, "second", ["admin"])
         assert boot["mode"] == "bootstrap"
-        old_mark, checkpoint_then = _mark_and_newest_checkpoint(home / "vault.db")
+        old_mark, checkpoint_then = mark_and_newest_checkpoint(home / "vault.db")
         _enrolled(v, "second", boot["enrollment_code"], ["admin"])
         v.users.disable(root, "second")
     finally:
@@ -83,18 +90,12 @@ def test_an_older_mark_with_the_newer_checkpoints_deleted_cannot_reopen_the_boot
     home, old_mark, checkpoint_then = bootstrapped_admin_disabled(tmp_path)
     db_path = home / "vault.db"
     assert (
-        _mark_and_newest_checkpoint(db_path)[1] > checkpoint_then
+        mark_and_newest_checkpoint(db_path)[1] > checkpoint_then
     )  # R5-6's fix: the raise was signed at once
 
     # the file writer: the two bootstrap rows deleted, the older mark put back, and every
     # checkpoint newer than the one that mark names deleted (row, outbox row, blob-store copy)
-    names = _checkpoints_after_deleted(home, checkpoint_then)
-    db = sqlite3.connect(db_path)
-    db.execute("DELETE FROM audit_checkpoints WHERE id > ?", (checkpoint_then,))
-    db.executemany("DELETE FROM outbox WHERE blob_name = ?", [(n,) for n in names])
-    db.execute("DELETE FROM meta WHERE key = 'two_admins'")
-    db.execute("DELETE FROM account_requests WHERE kind = 'create' AND mode = 'bootstrap'")
-    db.execute("UPDATE meta SET value = ? WHERE key = 'audit_mark'", (old_mark,))
+    db = put_back_older_mark(home, old_mark, checkpoint_then)
     db.commit()
     db.close()
 
@@ -134,11 +135,11 @@ def test_an_older_mark_with_the_newer_checkpoints_deleted_cannot_lower_the_cover
     db.close()
     backup = tmp_path / "older-copy.db"  # the file writer's authentic coverage-1 marker
     shutil.copy2(db_path, backup)
-    old_mark, checkpoint_then = _mark_and_newest_checkpoint(db_path)
+    old_mark, checkpoint_then = mark_and_newest_checkpoint(db_path)
     # the operator's legitimate upgrade to full coverage raises the mark's coverage
     _upgrade_as_the_cli_does(vdir, clock_at(T0 + timedelta(hours=2))).close()
     assert _query(vdir.home, "SELECT value FROM meta WHERE key = 'row_macs'") == [(rowmac.COVERAGE,)]
-    assert _mark_and_newest_checkpoint(db_path)[1] > checkpoint_then
+    assert mark_and_newest_checkpoint(db_path)[1] > checkpoint_then
 
     names = _checkpoints_after_deleted(vdir.home, checkpoint_then)
     put_back_older_marker(
@@ -158,18 +159,10 @@ def test_stripping_the_tags_too_still_leaves_the_bootstrap_window_closed(tmp_pat
     holds the ``integrity.bootstrap_closed`` entry appended when the fact rose, so ``user add`` is
     a two-person request (vault.identity.facts.bootstrap_closed_in_log)."""
     home, old_mark, checkpoint_then = bootstrapped_admin_disabled(tmp_path)
-    db_path = home / "vault.db"
-    names = _checkpoints_after_deleted(home, checkpoint_then)
-    db = sqlite3.connect(db_path)
+    db = put_back_older_mark(home, old_mark, checkpoint_then, strip_tags=True)
     assert db.execute(
         "SELECT count(*) FROM audit_events WHERE action = 'integrity.bootstrap_closed'"
     ).fetchone() == (1,)
-    db.execute("DELETE FROM audit_checkpoints WHERE id > ?", (checkpoint_then,))
-    db.executemany("DELETE FROM outbox WHERE blob_name = ?", [(n,) for n in names])
-    db.execute("DELETE FROM meta WHERE key = 'two_admins'")
-    db.execute("DELETE FROM account_requests WHERE kind = 'create' AND mode = 'bootstrap'")
-    db.execute("UPDATE meta SET value = ? WHERE key = 'audit_mark'", (old_mark,))
-    db.execute("UPDATE audit_events SET mark_tag = NULL")
     db.commit()
     db.close()
 

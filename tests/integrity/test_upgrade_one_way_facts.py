@@ -89,6 +89,17 @@ def test_a_pruned_log_still_protects_the_coverage_marker(old_vault, tmp_path, mo
     assert _query(vdir.home, "SELECT count(*) FROM custodians WHERE mac IS NOT NULL") == [(0,)]
 
 
+def mark_and_newest_checkpoint(db_path) -> tuple[bytes, int]:
+    """The ``meta.audit_mark`` row as a file writer copies it, and the newest checkpoint's id."""
+    db = sqlite3.connect(db_path)
+    try:
+        (mark,) = db.execute("SELECT value FROM meta WHERE key = 'audit_mark'").fetchone()
+        (newest,) = db.execute("SELECT max(id) FROM audit_checkpoints").fetchone()
+        return mark, newest
+    finally:
+        db.close()
+
+
 def _without_the_bootstrap_rows(tmp_path, mark: bytes | None = None) -> Vault:
     """The file writer deletes ``two_admins`` and the bootstrap creation row (and puts ``mark``
     back as the sealed audit mark); the vault reopened and unsealed. The caller closes it."""
@@ -134,25 +145,16 @@ def test_an_older_copy_of_the_mark_cannot_lower_its_one_way_facts(tmp_path):
     )
     db_path = tmp_path / "v" / "vault.db"
 
-    def mark_and_newest_checkpoint() -> tuple[bytes, int]:
-        db = sqlite3.connect(db_path)
-        try:
-            (mark,) = db.execute("SELECT value FROM meta WHERE key = 'audit_mark'").fetchone()
-            (newest,) = db.execute("SELECT max(id) FROM audit_checkpoints").fetchone()
-            return mark, newest
-        finally:
-            db.close()
-
     try:
         root = _init_admin_principal(v, "root")
         boot = v.users.add(root, "second", ["admin"])
         assert boot["mode"] == "bootstrap"
-        old_mark, checkpoint_then = mark_and_newest_checkpoint()  # the file writer's copy
+        old_mark, checkpoint_then = mark_and_newest_checkpoint(db_path)  # the file writer's copy
         _enrolled(v, "second", boot["enrollment_code"], ["admin"])  # two enrolled admins now
         v.users.disable(root, "second")
     finally:
         v.close()
-    assert mark_and_newest_checkpoint()[1] > checkpoint_then  # the fact was signed at once
+    assert mark_and_newest_checkpoint(db_path)[1] > checkpoint_then  # the fact was signed at once
     v = _without_the_bootstrap_rows(tmp_path, mark=old_mark)  # and the older mark put back
     try:
         root = _init_admin_principal(v, "root")
