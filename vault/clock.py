@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC as UTC  # re-exported: vault code imports UTC from here
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 
 class Clock(Protocol):
@@ -51,11 +51,17 @@ def from_epoch(seconds: int | float) -> datetime:
 MAX_EPOCH = 253_402_300_799
 
 
+def is_stored_epoch(value: object) -> TypeGuard[int]:
+    """Whether a stored value is an epoch second cvault could have written: an INTEGER (not a
+    bool, a REAL or text) within :data:`MAX_EPOCH`."""
+    return type(value) is int and 0 <= value <= MAX_EPOCH
+
+
 def stored_epoch(value: object, what: str) -> datetime:
     """A time column no row MAC covers (``what``: the table and column, e.g. ``clients.created_at``):
     an INTEGER within :data:`MAX_EPOCH`, else an IntegrityFailure (exit 6, one line; review7 R7-4:
     a file writer's text or huge number was a TypeError/ValueError)."""
-    if type(value) is not int or not 0 <= value <= MAX_EPOCH:
+    if not is_stored_epoch(value):
         from vault.errors import IntegrityFailure
 
         raise IntegrityFailure(

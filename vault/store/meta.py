@@ -10,7 +10,8 @@ failure is the integrity alarm), the settings theirs (vault.settings.decode_stor
 
 from __future__ import annotations
 
-from vault.clock import MAX_EPOCH
+from vault.clock import MAX_EPOCH as MAX_EPOCH  # re-exported: the bound the decoders keep
+from vault.clock import is_stored_epoch
 from vault.errors import IntegrityFailure
 from vault.settings import loads_stored as loads
 
@@ -24,7 +25,7 @@ def unreadable(key: str) -> IntegrityFailure:
 
 def epoch(key: str, value: object) -> int:
     """An epoch-seconds value (``custody_migrated_at``): an INTEGER within :data:`MAX_EPOCH`."""
-    if type(value) is not int or not 0 <= value <= MAX_EPOCH:
+    if not is_stored_epoch(value):
         raise unreadable(key)
     return value
 
@@ -50,7 +51,7 @@ def last_sweep(value: object) -> dict:
         kind = _SWEEP_FIELDS.get(name)
         if kind is None or type(item) is not kind:
             raise unreadable("last_sweep")
-        if type(item) is int and not 0 <= item <= MAX_EPOCH:
+        if kind is int and not is_stored_epoch(item):
             raise unreadable("last_sweep")
     return info
 
