@@ -92,7 +92,7 @@ def test_editing_the_bootstrap_closed_entry_does_not_reopen_the_bootstrap_window
 
 @pytest.mark.parametrize("column", sorted(EDITS))
 def test_a_recovery_with_the_entry_edited_keeps_the_bootstrap_window_closed(tmp_path, column):
-    again = recover_alone_then_add_an_admin(tmp_path, extra_edit=EDITS[column])
+    again = recover_alone_then_add_an_admin(tmp_path, EDITS[column])
     assert again is None or (again["mode"] == "two_person" and "enrollment_code" not in again), (
         f"after R6-6's steps plus one edited column of the integrity.bootstrap_closed entry and"
         f" root's own recovery, root made an admin alone (mode {again.get('mode')!r})"

@@ -23,10 +23,10 @@ from vault.errors import AuditAlarm, VaultError
 from vault.facade import Vault
 
 
-def recover_alone_then_add_an_admin(tmp_path, extra_edit: str | None = None) -> dict | None:
+def recover_alone_then_add_an_admin(tmp_path, *extra_edits: str) -> dict | None:
     """R6-6's attack: root deletes ``two_admins``, the bootstrap creation row and the mark (plus
-    ``extra_edit``, one more statement), acknowledges the alarm alone and adds an admin; returns
-    that ``user add``'s answer (None: the recovery itself was refused)."""
+    ``extra_edits``, statements touching one row each), acknowledges the alarm alone and adds an
+    admin; returns that ``user add``'s answer (None: the recovery itself was refused)."""
     v, root, _second = vault_with_a_bootstrapped_second_admin(tmp_path)
     try:
         v.users.disable(root, "second")
@@ -36,8 +36,8 @@ def recover_alone_then_add_an_admin(tmp_path, extra_edit: str | None = None) -> 
     db.execute("DELETE FROM meta WHERE key = 'two_admins'")
     db.execute("DELETE FROM account_requests WHERE kind = 'create' AND mode = 'bootstrap'")
     db.execute("DELETE FROM meta WHERE key = 'audit_mark'")
-    if extra_edit is not None:
-        assert db.execute(extra_edit).rowcount == 1
+    for statement in extra_edits:
+        assert db.execute(statement).rowcount == 1
     db.commit()
     db.close()
     v = Vault.open(tmp_path / "v")

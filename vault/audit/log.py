@@ -523,7 +523,7 @@ class AuditLog:
         found = self.find_break_now(conn, segment=False)
         if found is not None:
             raise found
-        first, prev = self._chain_start(conn)
+        first, prev = self._proven_chain_start(conn)
         rows = conn.execute(
             f"SELECT {EVENT_COLUMNS} FROM audit_events WHERE seq >= ? ORDER BY seq",  # noqa: S608 - a constant column list; values are bound
             (first,),
@@ -540,6 +540,30 @@ class AuditLog:
             if cp.recovery is not None and int(cp.recovery.get("first_bad_seq", cp.seq + 1)) <= bad <= cp.seq:
                 return False
         raise hwm._alarm(result.problem or f"entry {bad} was modified", bad)
+
+    def _proven_chain_start(self, conn) -> tuple[int, bytes]:
+        """review8 R8-1: the chain start of :meth:`chain_proven` only from a prune
+        checkpoint whose signature verifies under the audit key (a file writer's unsigned row
+        would move the start past every entry); else the integrity alarm."""
+        row = conn.execute(
+            f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE kind = 'prune'"  # noqa: S608 - a constant column list
+            " ORDER BY base_seq DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return 1, genesis_hash(self.vault_id)
+        from vault.audit.signing import AuditSigner
+        from vault.errors import CryptoError
+
+        cp = Checkpoint.from_row(self.vault_id, row)
+        try:
+            if cp.base_seq is None or cp.base_hash is None or cp.base_seq > cp.seq:
+                raise CryptoError("not a prune checkpoint")
+            crypto.ed25519_verify(
+                AuditSigner(self.db, self.keyring).public_key(), cp.signature, cp.signing_input()
+            )
+        except CryptoError:
+            raise hwm._alarm(f"prune checkpoint {cp.seq} is not signed by the audit key", 1) from None
+        return cp.base_seq + 1, cp.base_hash
 
     def migration_recorded(self, conn) -> bool:
         """The mark's one-way fact that the vault was migrated from before custody (markfix).
