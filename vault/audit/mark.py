@@ -388,7 +388,9 @@ def check_segment(conn, after: tuple[int, bytes], head_seq: int) -> AuditAlarm |
         seq = row[0]
         if seq != expected:
             return _alarm(f"entry {expected} missing", expected)
-        sealed = None if row[8] is None else base64.b64encode(bytes(row[8])).decode()
+        if row[8] is not None and type(row[8]) is not bytes:  # a file writer's text or number (R8-3)
+            return _alarm(f"entry {seq} is malformed", seq)
+        sealed = None if row[8] is None else base64.b64encode(row[8]).decode()
         try:
             digest = crypto.sha256(
                 prev
