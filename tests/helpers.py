@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -99,6 +100,31 @@ class VaultDir:
         v = Vault.open(self.home, clock=clock, service_options=service_options)
         v.unseal_key_file(self.key_file, upgrade=upgrade)
         return v
+
+
+def run_coroutine(coroutine, timeout: float = 60):
+    """``asyncio.run`` on a thread of its own, returning the result or raising the error.
+
+    The console tests keep one sync Playwright per session, and its event loop counts as running
+    on the worker's main thread, where ``asyncio.run`` then refuses to start (CI, stop 28)."""
+    import asyncio
+
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = asyncio.run(coroutine)
+        except BaseException as error:  # noqa: BLE001 - raised again on the test's thread
+            outcome["error"] = error
+
+    worker = threading.Thread(target=run, name="run-coroutine")
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise TimeoutError(f"the coroutine did not finish in {timeout} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def cli_env(vdir, **extra: str) -> dict:

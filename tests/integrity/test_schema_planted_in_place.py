@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from tests.helpers import cli_login
+from tests.helpers import cli_login, run_coroutine
 
 
 def _plant_check(home, table: str, check: str) -> None:
@@ -51,7 +51,6 @@ def test_a_planted_check_constraint_is_refused_at_open(staff, tmp_path):
 def test_an_unhandled_constraint_failure_is_an_integrity_failure_not_internal_error():
     """Defence in depth behind the schema check: the CLI's and the service's top-level handlers
     turn a constraint no caller handled into exit 6 / 409 integrity_failure."""
-    import asyncio
     import json
 
     from fastapi import FastAPI
@@ -69,7 +68,7 @@ def test_an_unhandled_constraint_failure_is_an_integrity_failure_not_internal_er
     install_error_handlers(app)
     request = Request({"type": "http", "method": "POST", "path": "/v1/secret/get", "headers": []})
     handler = app.exception_handlers[Exception]
-    answer = asyncio.run(handler(request, sqlite3.IntegrityError("CHECK constraint failed: planted")))
+    answer = run_coroutine(handler(request, sqlite3.IntegrityError("CHECK constraint failed: planted")))
     body = json.loads(answer.body)
     assert answer.status_code == 409 and body["error"]["code"] == "integrity_failure", body
     assert "planted" not in answer.body.decode()

@@ -15,7 +15,7 @@ import contextlib
 import socket
 import ssl
 
-from tests.helpers import copy_vault
+from tests.helpers import copy_vault, run_coroutine
 from tests.server.harness import start_service
 
 CHUNK = 1024 * 1024
@@ -69,7 +69,6 @@ def test_a_chunked_body_with_a_small_content_length_is_not_buffered_whole(staff_
 def test_the_fast_path_stops_reading_past_the_limit_whatever_was_declared():
     """Defence in depth under the Transfer-Encoding rule: a body that outgrows the limit while it
     arrives is handed to the application (its body limit answers) after one chunk past it."""
-    import asyncio
 
     from vault.server.routes import FastDispatch
 
@@ -92,6 +91,6 @@ def test_the_fast_path_stops_reading_past_the_limit_whatever_was_declared():
         "path": "/v1/x",
         "headers": [(b"content-type", b"application/json"), (b"content-length", b"10")],
     }
-    asyncio.run(fast(scope, receive, lambda message: None))
+    run_coroutine(fast(scope, receive, lambda message: None))
     assert len(read) == 3  # 24 bytes > 20: it stopped there
     assert handed == [chunks[0]]  # and replayed what it had read to the application

@@ -16,6 +16,7 @@ import threading
 import pytest
 from pydantic import BaseModel, ConfigDict
 
+from tests.helpers import run_coroutine
 from tests.server.harness import start_service
 from vault.server.handoff import Handoff
 from vault.server.http import MAX_HEAD_BYTES
@@ -122,11 +123,7 @@ def test_the_handoff_returns_raises_and_queues_past_its_threads():
             await handoff.run(fail)
         return results
 
-    results: list = []
-    worker = threading.Thread(target=lambda: results.append(asyncio.run(main())))
-    worker.start()
-    worker.join(60)
-    assert results == [[n * n for n in range(6)]]
+    assert run_coroutine(main()) == [n * n for n in range(6)]
     assert len(names) <= 2  # six calls on at most two threads
 
 
