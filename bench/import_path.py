@@ -38,7 +38,18 @@ from pathlib import Path
 from bench.common import ROOT, Result, clean_env, emit, iqr
 from bench.importcost import FLOOR, LINE
 
-HEAVY = ("pydantic", "fastapi", "starlette", "uvicorn", "uvloop", "msal", "requests", "jinja2", "segno", "platformdirs")
+HEAVY = (
+    "pydantic",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "msal",
+    "requests",
+    "jinja2",
+    "segno",
+    "platformdirs",
+)
 #: never on the local read path: validation (pydantic), the server, the replica, the reviewer's tools
 LOCAL_FORBIDDEN = (
     "vault.records.validate",
