@@ -542,9 +542,12 @@ class AuditLog:
         raise hwm._alarm(result.problem or f"entry {bad} was modified", bad)
 
     def _proven_chain_start(self, conn) -> tuple[int, bytes]:
-        """review8 R8-1: the chain start of :meth:`chain_proven` only from a prune
-        checkpoint whose signature verifies under the audit key (a file writer's unsigned row
-        would move the start past every entry); else the integrity alarm."""
+        """review8 R8-1: the chain start of :meth:`chain_proven` and of the mark check
+        (:func:`vault.audit.mark.find_break`) only from a prune checkpoint whose signature
+        verifies under the audit key (a file writer's unsigned row would move the start past
+        every entry, or stand in for the entries up to the mark's checkpoint he deleted); else
+        the integrity alarm. The key is the one derived from the sealed private key, never the
+        clear copy in ``meta`` (a file writer who replaces that signs his own prune row)."""
         row = conn.execute(
             f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE kind = 'prune'"  # noqa: S608 - a constant column list
             " ORDER BY base_seq DESC LIMIT 1"
@@ -556,9 +559,10 @@ class AuditLog:
 
         cp, base_seq, base_hash = self._prune_base(row)
         try:
-            crypto.ed25519_verify(
-                AuditSigner(self.db, self.keyring).public_key(), cp.signature, cp.signing_input()
-            )
+            public, trusted = AuditSigner(self.db, self.keyring).trusted_public_key()
+            if not trusted:  # sealed: nothing to check the signature against
+                raise CryptoError("the audit key is sealed")
+            crypto.ed25519_verify(public, cp.signature, cp.signing_input())
         except CryptoError:
             raise hwm._alarm(f"prune checkpoint {cp.seq} is not signed by the audit key", 1) from None
         return base_seq + 1, base_hash
@@ -601,7 +605,8 @@ class AuditLog:
         return mark.with_facts(coverage, closed, flags)
 
     def _start(self, conn) -> tuple[int, bytes]:
-        seq, prev = self._chain_start(conn)
+        """The mark check's chain start (unsealed): only from a signed prune (review8 R8-1)."""
+        seq, prev = self._proven_chain_start(conn)
         return seq - 1, prev
 
     def _newest_link(self, conn) -> bytes:
