@@ -558,8 +558,10 @@ class AuditLog:
         from vault.errors import CryptoError
 
         cp, base_seq, base_hash = self._prune_base(row)
+        # the key derived from the sealed private key, never the clear copy in meta, which a file
+        # writer replaces with his own to sign the planted row (review9 R9-6)
+        public, trusted = AuditSigner(self.db, self.keyring).trusted_public_key()
         try:
-            public, trusted = AuditSigner(self.db, self.keyring).trusted_public_key()
             if not trusted:  # sealed: nothing to check the signature against
                 raise CryptoError("the audit key is sealed")
             crypto.ed25519_verify(public, cp.signature, cp.signing_input())
