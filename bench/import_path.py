@@ -17,7 +17,7 @@ modules and the facade's services, which load lazily that way; their own imports
 the CPU-time ratio is the one that decides "unchanged or lighter".
 
 Checks (the run fails when one does not hold): neither path loads a heavy module (pydantic,
-FastAPI, Starlette, uvicorn, msal, requests, jinja2, segno, platformdirs), the local path loads
+FastAPI, Starlette, uvicorn, uvloop, msal, requests, jinja2, segno, platformdirs), the local path loads
 no write-path or service-side module, and the remote path loads no module at or above
 ``vault.context`` in the import rule (docs/architecture.md): no service, no facade, no store.
 
@@ -38,7 +38,18 @@ from pathlib import Path
 from bench.common import ROOT, Result, clean_env, emit, iqr
 from bench.importcost import FLOOR, LINE
 
-HEAVY = ("pydantic", "fastapi", "starlette", "uvicorn", "msal", "requests", "jinja2", "segno", "platformdirs")
+HEAVY = (
+    "pydantic",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "msal",
+    "requests",
+    "jinja2",
+    "segno",
+    "platformdirs",
+)
 #: never on the local read path: validation (pydantic), the server, the replica, the reviewer's tools
 LOCAL_FORBIDDEN = (
     "vault.records.validate",

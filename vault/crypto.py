@@ -42,6 +42,11 @@ ARGON2_MIN_MEMORY_KIB = 64 * 1024
 ARGON2_LANES = 4
 ARGON2_TARGET_SECONDS = 0.5
 ARGON2_MAX_ITERATIONS = 64
+#: the most memory a passphrase slot's Argon2id may ask for: 16 times the floor (cvault writes the
+#: floor; calibration tunes iterations only). With :data:`ARGON2_MAX_ITERATIONS` and at most
+#: :data:`ARGON2_LANES` lanes, the bounds of every slot cvault writes or reads (review8 R8-5: a
+#: file writer's 4 TiB memory cost is refused before any derivation allocates it)
+ARGON2_MAX_MEMORY_KIB = 16 * ARGON2_MIN_MEMORY_KIB
 
 # User password hashes (docs/spec.md §5): Argon2id, 64 MiB, 3 passes; stored in PHC string form.
 PASSWORD_ITERATIONS = 3
@@ -264,12 +269,27 @@ class PasswordCheckUnavailable(Busy):
     code = "password_check_unavailable"
 
 
+def argon2id_params_ok(memory_kib: object, iterations: object, lanes: object) -> bool:
+    """Whether these are Argon2id costs of a slot cvault writes or reads: INTEGERs (not bools)
+    within the floor and :data:`ARGON2_MAX_MEMORY_KIB`, 1 to :data:`ARGON2_MAX_ITERATIONS`
+    passes, 1 to :data:`ARGON2_LANES` lanes."""
+    return (
+        type(memory_kib) is int
+        and ARGON2_MIN_MEMORY_KIB <= memory_kib <= ARGON2_MAX_MEMORY_KIB
+        and type(iterations) is int
+        and 1 <= iterations <= ARGON2_MAX_ITERATIONS
+        and type(lanes) is int
+        and 1 <= lanes <= ARGON2_LANES
+    )
+
+
 def argon2id(secret: bytes, *, salt: bytes, memory_kib: int, iterations: int, lanes: int) -> bytes:
-    """Argon2id (RFC 9106) key derivation, 32-byte output."""
+    """Argon2id (RFC 9106) key derivation, 32-byte output; costs outside
+    :func:`argon2id_params_ok` raise ValueError before anything is allocated."""
     from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
-    if memory_kib < ARGON2_MIN_MEMORY_KIB:
-        raise ValueError("Argon2id memory below the 64 MiB floor")
+    if not argon2id_params_ok(memory_kib, iterations, lanes):
+        raise ValueError("Argon2id costs outside cvault's bounds (64 MiB-1 GiB, 1-64 passes, 1-4 lanes)")
     with argon2_turn():
         return Argon2id(
             salt=salt, length=KEY_LEN, iterations=iterations, lanes=lanes, memory_cost=memory_kib

@@ -403,8 +403,10 @@ class Vault:
         )
         if not rows:
             raise VaultSealed(f"vault sealed: it has no {what} slot")
-        for slot_id, params, salt, wrapped in rows:
-            kdf_params = json.loads(params) if params else None
+        for slot_id, params, stored_salt, stored_wrapped in rows:
+            # the strict decoders (review8 R8-5): a file writer's value is exit 6 before any KDF
+            kdf_params = keys.stored_kdf_params(slot_id, kind, params)
+            salt, wrapped = keys.stored_slot_bytes(slot_id, stored_salt, stored_wrapped)
             try:
                 root = keys.open_slot(
                     kind,

@@ -124,6 +124,69 @@ def passphrase_bytes(passphrase: str) -> bytes:
     return unicodedata.normalize(PASSPHRASE_NORMALIZATION, passphrase).encode("utf-8")
 
 
+#: a slot's salt and wrapped root key as :func:`wrap_root` and the slot service write them
+SLOT_SALT_LEN: Final = 16
+SLOT_WRAPPED_LEN: Final = crypto.NONCE_LEN + crypto.KEY_LEN + crypto.TAG_LEN
+_KDF_REQUIRED = frozenset({"memory_kib", "iterations", "lanes"})
+_KDF_FIELDS = _KDF_REQUIRED | {"normalize"}
+
+
+def valid_kdf_params(kind: object, params: object) -> bool:
+    """Whether ``params`` (parsed) are the KDF parameters of a slot of ``kind`` as cvault writes
+    them (docs/format.md section 2.1): None for a key file or recovery slot; for a passphrase
+    slot an object of ``memory_kib``, ``iterations``, ``lanes`` within the crypto module's
+    bounds (:func:`vault.crypto.argon2id_params_ok`) and, from 2026-12-02 on, ``normalize``
+    "NFC"; nothing else."""
+    if kind != "passphrase":
+        return params is None
+    return (
+        isinstance(params, dict)
+        and _KDF_REQUIRED <= set(params) <= _KDF_FIELDS
+        and crypto.argon2id_params_ok(params["memory_kib"], params["iterations"], params["lanes"])
+        and params.get("normalize", PASSPHRASE_NORMALIZATION) == PASSPHRASE_NORMALIZATION
+    )
+
+
+def malformed_slot(slot_id: object) -> IntegrityFailure:
+    return IntegrityFailure(
+        f"integrity failure: unseal slot {slot_id if type(slot_id) is int else '?'} in vault.db is not"
+        " a slot cvault stored (vault.db was edited); run cvault doctor"
+    )
+
+
+def stored_kdf_params(slot_id: object, kind: object, value: object) -> dict[str, Any] | None:
+    """The one decoder of a stored ``unseal_slots.kdf_params`` (review8 R8-5): NULL, or JSON text
+    that :func:`valid_kdf_params` accepts for the slot's kind. A file writer's invalid JSON, a
+    list, nesting past the recursion limit, a cost of the wrong type or a 4 TiB memory cost is an
+    IntegrityFailure (exit 6, one line), before any key derivation runs."""
+    params: object = None
+    if value is not None:
+        if type(value) is not str:
+            raise malformed_slot(slot_id)
+        from vault.settings import loads_stored
+
+        try:
+            params = loads_stored(value)
+        except ValueError:
+            raise malformed_slot(slot_id) from None
+    if not valid_kdf_params(kind, params):
+        raise malformed_slot(slot_id)
+    return params if isinstance(params, dict) else None
+
+
+def stored_slot_bytes(slot_id: object, salt: object, wrapped: object) -> tuple[bytes, bytes]:
+    """A stored slot's ``salt`` and ``wrapped_root``: BLOBs of the sizes cvault writes (never
+    ``bytes(value)``: a number would allocate that many bytes), else an IntegrityFailure."""
+    if not (
+        type(salt) is bytes
+        and len(salt) == SLOT_SALT_LEN
+        and type(wrapped) is bytes
+        and len(wrapped) == SLOT_WRAPPED_LEN
+    ):
+        raise malformed_slot(slot_id)
+    return salt, wrapped
+
+
 def slot_is_normalized(kind: str, kdf_params: dict[str, Any] | None) -> bool:
     """False for a passphrase slot from before normalisation (migrated at its next unseal)."""
     return kind != "passphrase" or (kdf_params or {}).get("normalize") == PASSPHRASE_NORMALIZATION

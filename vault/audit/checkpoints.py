@@ -117,8 +117,8 @@ class Checkpoint(NamedTuple):
             or seq < 0
             or type(at) is not str
             or type(kind) is not str
-            or not (base_seq is None or type(base_seq) is int)
             or type(signature) is not bytes
+            or not _valid_base(kind, base_seq, base_hash, seq)
         ):
             raise malformed_checkpoint(seq)
 
@@ -201,6 +201,20 @@ class Checkpoint(NamedTuple):
             unproven,
             base_cp,
         )
+
+
+#: the largest prune base a row may name: the next entry's seq (base + 1) still fits an SQLite
+#: INTEGER (review8 R8-4)
+MAX_BASE_SEQ = 2**63 - 2
+
+
+def _valid_base(kind: str, base_seq: object, base_hash: object, seq: int) -> bool:
+    """A row's prune base as cvault writes it: both NULL on a checkpoint that is not a prune; on a
+    prune an INTEGER from 0 to the checkpoint's own seq (and :data:`MAX_BASE_SEQ`) and a hash
+    (checked by type and length with the other hash columns)."""
+    if kind != "prune":
+        return base_seq is None and base_hash is None
+    return type(base_seq) is int and 0 <= base_seq <= min(seq, MAX_BASE_SEQ) and base_hash is not None
 
 
 def _valid_unproven(value, seq: int) -> bool:

@@ -554,16 +554,14 @@ class AuditLog:
         from vault.audit.signing import AuditSigner
         from vault.errors import CryptoError
 
-        cp = Checkpoint.from_row(self.vault_id, row)
+        cp, base_seq, base_hash = self._prune_base(row)
         try:
-            if cp.base_seq is None or cp.base_hash is None or cp.base_seq > cp.seq:
-                raise CryptoError("not a prune checkpoint")
             crypto.ed25519_verify(
                 AuditSigner(self.db, self.keyring).public_key(), cp.signature, cp.signing_input()
             )
         except CryptoError:
             raise hwm._alarm(f"prune checkpoint {cp.seq} is not signed by the audit key", 1) from None
-        return cp.base_seq + 1, cp.base_hash
+        return base_seq + 1, base_hash
 
     def migration_recorded(self, conn) -> bool:
         """The mark's one-way fact that the vault was migrated from before custody (markfix).
@@ -696,7 +694,9 @@ class AuditLog:
                 "SELECT seq, entry_hash FROM audit_events ORDER BY seq DESC LIMIT 1"
             ).fetchone()
         if last:
-            seq, prev = last[0] + 1, stored.entry_hash(last[1], last[0])
+            if not stored.is_hash(last[1]):  # recorded by append_batch, as the mark check's
+                raise hwm._alarm(f"entry {last[0]} is malformed", last[0])
+            seq, prev = last[0] + 1, last[1]
         else:
             seq, prev = self._chain_start(conn)
         entry = AuditEntry(
@@ -746,12 +746,27 @@ class AuditLog:
     def _chain_start(self, conn) -> tuple[int, bytes]:
         """Where the next entry goes in an empty table: after the newest prune base, else seq 1."""
         row = conn.execute(
-            "SELECT base_seq, base_hash FROM audit_checkpoints WHERE kind = 'prune'"
+            f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE kind = 'prune'"  # noqa: S608 - a constant column list
             " ORDER BY base_seq DESC LIMIT 1"
         ).fetchone()
-        if row:
-            return row[0] + 1, stored.checkpoint_hash(row[1], row[0])
-        return 1, genesis_hash(self.vault_id)
+        if row is None:
+            return 1, genesis_hash(self.vault_id)
+        _cp, base_seq, base_hash = self._prune_base(row)
+        return base_seq + 1, base_hash
+
+    def _prune_base(self, row) -> tuple[Checkpoint, int, bytes]:
+        """The newest prune row (``CHECKPOINT_COLUMNS``) through the strict reader (review8 R8-4):
+        its base an INTEGER from 0 to its own seq below 2**63 - 1 (the next entry's seq fits) and a
+        32-byte hash. A file writer's TEXT, NULL, REAL or 2**63 - 1 is the integrity alarm (exit 6,
+        one line; recorded by the transaction's guard), never arithmetic on it."""
+        try:
+            cp = Checkpoint.from_row(self.vault_id, row)
+        except IntegrityFailure:
+            cp = None
+        if cp is None or cp.base_seq is None or cp.base_hash is None:
+            seq = row[0] if type(row[0]) is int else "?"
+            raise hwm._alarm(f"prune checkpoint {seq} is malformed", 1)
+        return cp, cp.base_seq, cp.base_hash
 
     def head(self, conn=None) -> tuple[int, bytes]:
         """(seq, entry_hash) of the newest entry; (0, genesis hash) for an empty log."""

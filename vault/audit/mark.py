@@ -308,12 +308,21 @@ def store_alarm(conn, alarm: AuditAlarm, problem: str) -> None:
 
 
 def _entry_hash(conn, seq: int, start: Callable[[], tuple[int, bytes]]) -> bytes | None:
-    """entry_hash of ``seq``; the chain start's hash for the base (0: genesis, or a prune base)."""
+    """entry_hash of ``seq``; the chain start's hash for the base (0: genesis, or a prune base).
+    A stored value that is not a hash is the alarm (entry N is malformed), as in
+    :func:`check_segment`: recorded, so ``audit recover`` can acknowledge it."""
     row = conn.execute("SELECT entry_hash FROM audit_events WHERE seq = ?", (seq,)).fetchone()
     if row is not None:
-        return stored.entry_hash(row[0], seq)
+        return _stored_entry_hash(row[0], seq)
     base = start()
     return base[1] if seq == base[0] else None
+
+
+def _stored_entry_hash(value: object, seq: int) -> bytes:
+    """An ``audit_events.entry_hash`` the mark check reads: 32 bytes, else the alarm."""
+    if not stored.is_hash(value):
+        raise _alarm(f"entry {seq} is malformed", seq)
+    return value
 
 
 def find_break(
@@ -362,7 +371,7 @@ def _newer_than_the_mark(conn, mark: Mark, entry_tag: Callable[[int, bytes], byt
         (mark.head_seq,),
     ):
         if isinstance(tag, bytes) and crypto.constant_time_equal(
-            entry_tag(seq, stored.entry_hash(entry_hash, seq)), tag
+            entry_tag(seq, _stored_entry_hash(entry_hash, seq)), tag
         ):
             problem = (
                 f"entry {seq} was appended by an unsealed process after the mark's head (entry"

@@ -9,13 +9,15 @@ exit 6) naming the entry or checkpoint, never a TypeError or MemoryError.
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 from vault.errors import IntegrityFailure
 
 #: SHA-256: every entry hash, prev_hash, checkpoint digest and prune base hash
 HASH_SIZE = 32
 
 
-def is_hash(value: object) -> bool:
+def is_hash(value: object) -> TypeGuard[bytes]:
     return type(value) is bytes and len(value) == HASH_SIZE
 
 

@@ -64,20 +64,25 @@ def backup_name(vault_id: bytes, when: int, seq: int, backup_id: bytes) -> str:
 def _slots(db) -> list[dict]:
     import base64
 
-    return [
-        {
-            "id": sid,
-            "kind": kind,
-            "label": label,
-            "kdf_params": json.loads(params) if params else None,
-            "salt": base64.b64encode(bytes(salt)).decode(),
-            "wrapped_root": base64.b64encode(bytes(wrapped)).decode(),
-            "created_at": created,
-        }
-        for sid, kind, label, params, salt, wrapped, created in db.all(
-            "SELECT id, kind, label, kdf_params, salt, wrapped_root, created_at FROM unseal_slots ORDER BY id"
+    slots = []
+    for sid, kind, label, params, stored_salt, stored_wrapped, created in db.all(
+        "SELECT id, kind, label, kdf_params, salt, wrapped_root, created_at FROM unseal_slots ORDER BY id"
+    ):
+        # the strict decoders (review8 R8-5): never json.loads or bytes() of a stored value
+        kdf_params = keys.stored_kdf_params(sid, kind, params)
+        salt, wrapped = keys.stored_slot_bytes(sid, stored_salt, stored_wrapped)
+        slots.append(
+            {
+                "id": sid,
+                "kind": kind,
+                "label": label,
+                "kdf_params": kdf_params,
+                "salt": base64.b64encode(salt).decode(),
+                "wrapped_root": base64.b64encode(wrapped).decode(),
+                "created_at": created,
+            }
         )
-    ]
+    return slots
 
 
 def root_from_slots(slots: list[dict], vault_id: bytes, kind: str, secret: bytes) -> bytes:
@@ -88,6 +93,8 @@ def root_from_slots(slots: list[dict], vault_id: bytes, kind: str, secret: bytes
     if not matching:
         raise VaultSealed(f"the backup has no {kind} slot")
     for slot in matching:
+        if not keys.valid_kdf_params(kind, slot.get("kdf_params")):
+            continue  # not a slot cvault wrote: no derivation at its costs (a 4 TiB memory cost)
         try:
             return keys.open_slot(
                 kind,

@@ -13,7 +13,8 @@ stops the thread or the server. While the service is sealed, jobs wait.
 * ``webhook-summary`` (60 s, ``webhook_summary_interval``, and once more at stop): one audit
   event per source / claimed integration for the PSA webhook refusals the throttle counted
   instead of auditing them one by one (review S5, docs/sla.md "Contract events"), at most 20 of
-  them and one for all the others (review5 R5-3), and one per integrity alarm seen again (R5-4).
+  them and one for all the others (review5 R5-3), one per integrity alarm seen again (R5-4), and
+  by name the oldest integrity alarms that found an earlier round's slots taken (review8 R8-2).
 * ``backup`` (checked every 30 s, with ``backup_dir`` or ``backup_remote``): a backup when
   ``backup_interval`` (a day) passed since the last one, and at once after a shred or a record
   purge destroyed custody (docs/sla.md section 6: old backups no longer open that client, so a
@@ -96,10 +97,12 @@ class BackgroundJobs:
         """The summary events for the webhook refusals of the last interval that were throttled
         instead of audited one by one (review S5): one per source or claimed integration, at
         most :data:`vault.server.limits.MAX_SUMMARY_EVENTS` of them (those with the most), one
-        for all the others (review5 R5-3), and one per integrity alarm seen again (R5-4)."""
+        for all the others (review5 R5-3), one per integrity alarm seen again (R5-4), and one by
+        name for each of the (at most 20) oldest integrity alarms that found an earlier round's
+        slots taken (review8 R8-2). The round at stop counts the alarms still waiting past those."""
         from vault.server.limits import summarise
 
-        summary = summarise(self.limits.webhook_drain())
+        summary = summarise(self.limits.webhook_drain(final=self._stop.is_set()))
         for n, event in enumerate(summary):
             try:
                 vault.integrations.record_throttled(

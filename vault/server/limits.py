@@ -27,6 +27,10 @@ MAX_LARGE_BODIES = 2
 #: integrations get a summary event of their own (those with the most refusals), all the others
 #: one together; and at most this many distinct integrity alarms are written (R5-4)
 MAX_SUMMARY_EVENTS = 20
+#: the drained keys of integrity alarms (:meth:`vault.server.routes.Limits.webhook_alarm`): the
+#: repeats of an alarm written this round (``alarm:MESSAGE``, ``alarm:*`` for the others) and a
+#: waiting alarm the summary round writes by name (``waited:MESSAGE``, review8 R8-2)
+ALARM_KEYS = ("alarm:", "waited:")
 
 
 class BodyTooLarge(Exception):
@@ -310,8 +314,9 @@ class Dropped:
     :meth:`drain` hands them to the one summary event per key and window (docs/sla.md,
     "Contract events"). At most :data:`MAX_BUCKETS` keys: past that, new keys add to ``"*"``
     (a distributed flood is then summarised as one line, not forgotten); the repeats of
-    integrity alarms (``alarm:``, at most :data:`MAX_SUMMARY_EVENTS` + 1 keys) are always kept
-    apart."""
+    integrity alarms (``alarm:``, at most :data:`MAX_SUMMARY_EVENTS` + 1 keys) and the waiting
+    alarms a summary round could not write (``waited:``, put back: at most
+    :data:`MAX_SUMMARY_EVENTS`) are always kept apart."""
 
     def __init__(self, clock=time.monotonic):
         self.clock = clock
@@ -321,7 +326,8 @@ class Dropped:
     def add(self, key: str, count: int = 1) -> None:
         now = self.clock()
         with self._lock:
-            if key not in self._counts and len(self._counts) >= MAX_BUCKETS and not key.startswith("alarm:"):
+            full = key not in self._counts and len(self._counts) >= MAX_BUCKETS
+            if full and not key.startswith(ALARM_KEYS):
                 key = "*"
             entry = self._counts.setdefault(key, [0, now])
             entry[0] += count
@@ -356,10 +362,11 @@ def summarise(drained: list[tuple[str, int, float]], named: int = MAX_SUMMARY_EV
     integrations with the most refusals get one each, every other one (and ``*``, the sources
     past the table size) go into one ``*`` event with their total, so a round writes at most
     ``named + 1`` of them however many sources an attacker rotates through (an IPv6 /48 is
-    65,536 /64s). Repeats of integrity alarms (``alarm:``; at most :data:`MAX_SUMMARY_EVENTS`
-    distinct a round, :meth:`vault.server.routes.Limits.webhook_alarm`) keep one each."""
-    alarms = [d for d in drained if d[0].startswith("alarm:")]
-    rest = [d for d in drained if not d[0].startswith("alarm:")]
+    65,536 /64s). Integrity alarms (:data:`ALARM_KEYS`: repeats, and waiting alarms written by
+    name; at most :data:`MAX_SUMMARY_EVENTS` distinct a round,
+    :meth:`vault.server.routes.Limits.webhook_alarm`) keep one each."""
+    alarms = [d for d in drained if d[0].startswith(ALARM_KEYS)]
+    rest = [d for d in drained if not d[0].startswith(ALARM_KEYS)]
     apart = sorted((d for d in rest if d[0] != "*"), key=lambda d: (-d[1], d[0]))[:named]
     kept = {d[0] for d in apart}
     folded = [d for d in rest if d[0] not in kept]
@@ -376,5 +383,7 @@ def summarise(drained: list[tuple[str, int, float]], named: int = MAX_SUMMARY_EV
                 members=tuple((key, count) for key, count, _ in folded),
             )
         )
-    out += [Summary(key, count, seconds, members=((key, count),)) for key, count, seconds in sorted(alarms)]
+    waited = [d for d in alarms if d[0].startswith("waited:")]  # in arrival order: oldest first
+    repeats = sorted(d for d in alarms if not d[0].startswith("waited:"))
+    out += [Summary(key, count, seconds, members=((key, count),)) for key, count, seconds in waited + repeats]
     return out

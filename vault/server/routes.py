@@ -28,9 +28,6 @@ from vault.server.limits import MAX_BUCKETS, MAX_SUMMARY_EVENTS, Dropped, RateLi
 Text = Annotated[str, StringConstraints(max_length=spec.MAX_STRING)]
 #: the name of the OpenAPI security scheme of the session token
 BEARER = "bearer"
-#: summary rounds an alarm never written by name keeps its priority over alarms written before
-#: (:meth:`Limits.webhook_alarm`, review7 R7-2): an hour of 60 s rounds
-ALARM_WAIT_ROUNDS = 60
 
 #: how each result codec of the registry travels as JSON
 ENCODERS: dict[str, Callable[[Any], Any]] = {
@@ -160,11 +157,13 @@ class Limits:
         self.dropped = dropped if dropped is not None else Dropped()
         #: the integrity alarms of webhook requests written since the last summary round (R5-4)
         self._alarmed: set[str] = set()
-        #: every alarm written by name so far, oldest first (at most MAX_BUCKETS), and the alarms
-        #: not yet written by name that found this round's cap full, with the rounds they keep
-        #: their priority (review7 R7-2: decoys named in every round must not starve them)
+        #: every alarm written by name so far, oldest first (at most MAX_BUCKETS, the oldest
+        #: forgotten), and the FIFO of the alarms never written by name that found a round's
+        #: slots taken, in arrival order, each with [times met, first met at] (at most
+        #: MAX_BUCKETS, the newest arrival dropped when full): each summary round writes its
+        #: head by name before any new alarm takes a slot (review7 R7-2, review8 R8-2)
         self._named: dict[str, None] = {}
-        self._waiting: dict[str, int] = {}
+        self._waiting: dict[str, list[float]] = {}
         self._alarmed_lock = threading.Lock()
         #: user names with a login being checked now: one at a time per account (review R4)
         self._in_flight: set[str] = set()
@@ -265,47 +264,68 @@ class Limits:
         message, which names the table and the row id, never a value). True: write its
         ``integrity.row_failure`` alarm now, whatever the refusal throttle says (review5 R5-4:
         an attacker who first spends the buckets must not keep a file writer's tampering out of
-        the log); it is the first of that alarm since the last summary round, and at most
-        :data:`MAX_SUMMARY_EVENTS` distinct alarms are written a round. False: written already
-        this round (or past that many): counted for the summary instead (``alarm:MESSAGE``,
-        ``alarm:*``), so a flood of requests meeting the same tampered row writes one alarm and
-        one count a round, not one alarm each.
+        the log): it is the first of that alarm since the last summary round and one of the
+        round's :data:`MAX_SUMMARY_EVENTS` slots is free. False: it is counted instead, so a
+        flood of requests meeting the same tampered row writes one alarm and one count a round,
+        not one alarm each: written already this round (``alarm:MESSAGE``), waiting (on its
+        entry of the FIFO), or past the round's slots and the FIFO (``alarm:*``).
 
-        Every distinct alarm is written by name at least once (review7 R7-2): an alarm that was
-        never written and found a round's cap full waits (for :data:`ALARM_WAIT_ROUNDS` rounds),
-        and while one waits an alarm written in an earlier round does not take a slot again (it
-        is counted in ``alarm:*``), so decoy rows named right after every drain cannot keep a
-        real tampered row's alarm out of the log by name. The memory of written alarms is
-        bounded (:data:`vault.server.limits.MAX_BUCKETS`, the oldest forgotten)."""
+        An alarm never written by name that finds the round's slots taken joins the FIFO of
+        waiting alarms, behind those already waiting (review8 R8-2); each summary round
+        (:meth:`webhook_drain`) writes the :data:`MAX_SUMMARY_EVENTS` oldest of them by name
+        before any new alarm takes a slot, and nothing ever joins ahead of one, so one that
+        joined with ``p`` alarms ahead is written by name at the ``p // MAX_SUMMARY_EVENTS + 1``
+        th round after, whatever alarms (fresh decoy rows) are met later. While alarms wait, an
+        alarm written in an earlier round takes no slot (review7 R7-2) and a new one joins the
+        FIFO; a full FIFO (:data:`vault.server.limits.MAX_BUCKETS`) drops the newest arrival,
+        never the oldest. The memory of written alarms is bounded too (MAX_BUCKETS, the oldest
+        forgotten: such an alarm may be written by name again)."""
         with self._alarmed_lock:
             if alarm in self._alarmed:
                 self.dropped.add("alarm:" + alarm)
                 return False
-            named = alarm in self._named
-            if len(self._alarmed) >= MAX_SUMMARY_EVENTS or (named and self._waiting):
-                if not named:
-                    self._waiting.pop(alarm, None)
-                    self._waiting[alarm] = ALARM_WAIT_ROUNDS
-                    while len(self._waiting) > MAX_BUCKETS:
-                        del self._waiting[next(iter(self._waiting))]
-                self.dropped.add("alarm:*")
+            waiting = self._waiting.get(alarm)
+            if waiting is not None:
+                waiting[0] += 1
                 return False
-            self._alarmed.add(alarm)
-            self._waiting.pop(alarm, None)
-            self._named.pop(alarm, None)
-            self._named[alarm] = None
-            while len(self._named) > MAX_BUCKETS:
-                del self._named[next(iter(self._named))]
-            return True
+            if len(self._alarmed) < MAX_SUMMARY_EVENTS and not self._waiting:
+                self._write(alarm)
+                return True
+            if alarm not in self._named and len(self._waiting) < MAX_BUCKETS:
+                self._waiting[alarm] = [1, self.dropped.clock()]
+                return False
+            self.dropped.add("alarm:*")
+            return False
 
-    def webhook_drain(self) -> list[tuple[str, int, float]]:
-        """The counts for this round's summary events (:meth:`Dropped.drain`); a new round of
-        :meth:`webhook_alarm` begins (each alarm is written again once, those never written
-        first)."""
+    def _write(self, alarm: str) -> None:
+        """``alarm`` is written by name this round (the caller holds ``_alarmed_lock``)."""
+        self._alarmed.add(alarm)
+        self._named.pop(alarm, None)
+        self._named[alarm] = None
+        while len(self._named) > MAX_BUCKETS:
+            del self._named[next(iter(self._named))]
+
+    def webhook_drain(self, final: bool = False) -> list[tuple[str, int, float]]:
+        """The counts for this round's summary events (:meth:`Dropped.drain`), and a new round of
+        :meth:`webhook_alarm`: each alarm may be written again once, and the round's first slots
+        go to the :data:`MAX_SUMMARY_EVENTS` oldest waiting alarms, handed out here as
+        ``("waited:MESSAGE", times met, seconds since first met)`` for the summary round to write
+        by name (:meth:`vault.sla.contracts.IntegrationService.record_throttled`), in arrival
+        order. ``final`` (the service stops): the alarms still waiting past those are counted in
+        ``alarm:*`` rather than forgotten uncounted."""
         with self._alarmed_lock:
             self._alarmed.clear()
-            self._waiting = {alarm: left - 1 for alarm, left in self._waiting.items() if left > 1}
-            return self.dropped.drain()
+            now = self.dropped.clock()
+            due: list[tuple[str, int, float]] = []
+            while self._waiting and len(due) < MAX_SUMMARY_EVENTS:
+                alarm = next(iter(self._waiting))
+                times, first = self._waiting.pop(alarm)
+                self._write(alarm)
+                due.append(("waited:" + alarm, int(times), max(0.0, now - first)))
+            if final and self._waiting:
+                self.dropped.add("alarm:*", int(sum(times for times, _ in self._waiting.values())))
+                self._waiting.clear()
+            return self.dropped.drain() + due
 
     @contextmanager
     def attempt(self, op: spec.Op, request: Request, body):

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from vault.errors import InvalidInput
+from vault.errors import InvalidInput, VaultError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8443
@@ -61,6 +61,26 @@ def check_options(host: str, tls_cert: str | None, tls_key: str | None, insecure
     return tls
 
 
+#: the service's own dependencies beyond uvicorn (pyproject.toml, docs/dependencies.md), loaded only
+#: by ``cvault serve``: uvloop is its event loop (TLS and transports in C)
+SERVER_LIBRARIES = ("uvloop",)
+
+
+def require_server_libraries() -> None:
+    """Refuse in one line, before anything listens, when a library the service runs on is missing
+    (a broken install): there is no fallback to a slower path."""
+    import importlib
+
+    for name in SERVER_LIBRARIES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            raise VaultError(
+                f"cvault serve needs the Python package {name}, a dependency of cvault that is not "
+                "installed here: reinstall cvault (pip install client-config-vault)"
+            ) from None
+
+
 def setup_logging(log_level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.INFO),
@@ -87,6 +107,7 @@ def serve(
     """``workers`` > 1: a supervisor process and that many worker processes on one listener
     (:mod:`vault.server.workers`, docs/service.md "Worker processes"); 1: this process serves."""
     tls = check_options(host, tls_cert, tls_key, insecure_http)
+    require_server_libraries()
     from vault.hardening import forbid_core_dumps
 
     forbid_core_dumps()  # before any passphrase or key is in this process (issue 11)
@@ -179,6 +200,7 @@ def make_server(
         # (the process is gone within 10 s, issue 11; an Argon2id wait ends at its own timeout)
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
         lifespan="on",
+        loop="uvloop",  # its TLS and transports are C (Cython): less event-loop CPU per request
         # malformed requests answered in the API's error shape; half-sent ones 408 (review R3)
         http=JsonErrorH11Protocol.with_deadlines(
             settings.head_timeout if settings else 10.0, settings.body_timeout if settings else 120.0

@@ -410,16 +410,19 @@ class IntegrationService:
         table size (not counted apart). ``sla.contract_event`` ``deny``, reason ``throttled: ...``.
         ``alarm:MESSAGE``: an integrity alarm written once this round met ``count`` more times
         (``alarm:*``: alarms past the round's distinct ones; review5 R5-4), an
-        ``integrity.row_failure`` ``error`` event."""
+        ``integrity.row_failure`` ``error`` event; ``waited:MESSAGE``: the alarm itself, by name,
+        of a row met ``count`` times that found the round's alarms taken (review8 R8-2)."""
         kind, _, value = key.partition(":")
         seconds = max(1, int(seconds + 0.999))
         times = f"{count} time{'s' * (count != 1)} in {seconds} s"
-        if kind == "alarm":
-            what = (
-                f"integrity failures of other rows: {times}"
-                if value == "*"
-                else f"{value} (again {times}; alarmed once a summary round)"
-            )
+        if kind in ("alarm", "waited"):
+            if kind == "waited":
+                what = f"{value} (met {times} while a round's alarms were taken;"
+                what += " written by the summary round)"
+            elif value == "*":
+                what = f"integrity failures of other rows: {times}"
+            else:
+                what = f"{value} (again {times}; alarmed once a summary round)"
             self.ctx.audit.append(
                 actor="integration:?",
                 action=AuditEvent.INTEGRITY_ROW_FAILURE.value,

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from vault import crypto, keys
-from vault.clock import from_epoch, rfc3339, to_epoch
+from vault.clock import rfc3339, stored_epoch, to_epoch
 from vault.context import VaultContext
 from vault.errors import InvalidInput, NotFound
 from vault.home import write_private_file
@@ -29,8 +29,8 @@ class SlotService:
                 "id": r[0],
                 "kind": r[1],
                 "label": r[2],
-                "kdf": json.loads(r[3]) if r[3] else None,
-                "created_at": rfc3339(from_epoch(r[4])),
+                "kdf": keys.stored_kdf_params(r[0], r[1], r[3]),
+                "created_at": rfc3339(stored_epoch(r[4], "unseal_slots.created_at")),
             }
             for r in rows
         ]
@@ -50,6 +50,11 @@ class SlotService:
                 **(kdf_params or crypto.calibrate_argon2id()),
                 "normalize": keys.PASSPHRASE_NORMALIZATION,
             }
+            if not keys.valid_kdf_params(kind, kdf_params):  # the bounds every reader keeps
+                raise InvalidInput(
+                    "Argon2id parameters outside cvault's bounds: memory_kib 65536 to 1048576,"
+                    " iterations 1 to 64, lanes 1 to 4"
+                )
         else:
             kdf_params = None
         kek = keys.slot_kek(kind, secret, salt, kdf_params)
@@ -80,7 +85,7 @@ class SlotService:
         row = self.ctx.db.one("SELECT kind, kdf_params, salt FROM unseal_slots WHERE id = ?", (slot_id,))
         if row is None or row[0] != "passphrase":
             return False
-        params = json.loads(row[1]) if row[1] else {}
+        params = dict(keys.stored_kdf_params(slot_id, row[0], row[1]) or {})
         if keys.slot_is_normalized("passphrase", params):
             return False
         params["normalize"] = keys.PASSPHRASE_NORMALIZATION
