@@ -17,8 +17,8 @@ modules and the facade's services, which load lazily that way; their own imports
 the CPU-time ratio is the one that decides "unchanged or lighter".
 
 Checks (the run fails when one does not hold): neither path loads a heavy module (pydantic,
-FastAPI, Starlette, uvicorn, uvloop, msal, requests, jinja2, segno, platformdirs), the local path loads
-no write-path or service-side module, and the remote path loads no module at or above
+FastAPI, Starlette, uvicorn, uvloop, httptools, msal, requests, jinja2, segno, platformdirs), the
+local path loads no write-path or service-side module, and the remote path loads no module at or above
 ``vault.context`` in the import rule (docs/architecture.md): no service, no facade, no store.
 
     python -m bench.import_path [--quick] [--compare /tmp/base]
@@ -44,6 +44,7 @@ HEAVY = (
     "starlette",
     "uvicorn",
     "uvloop",
+    "httptools",
     "msal",
     "requests",
     "jinja2",

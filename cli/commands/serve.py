@@ -199,8 +199,10 @@ def serve_cmd(
     log_level,
 ):
     """Serve this vault over an HTTPS JSON API (docs/service.md)."""
+    from vault.server.run import require_server_libraries, serve
+
+    require_server_libraries()  # one line, before anything imports them
     from vault.server.app import ServiceSettings
-    from vault.server.run import serve
 
     if sans and not self_signed:
         raise InvalidInput("--san is for --self-signed")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import VaultDir, add_client, clock_at, operator, run_cli
+from tests.helpers import VaultDir, add_client, clock_at, file_sql, operator, run_cli
 from vault.principal import Principal
 
 PASSWORDS = {"acme": "acme-fw-pass", "globex": "globex-vpn-pass", "initech": "initech-db-pass"}
@@ -194,7 +194,7 @@ def test_backup_verify_with_the_public_key_alone(filled, tmp_path):
     v = filled.open()
     from vault.audit.signing import AuditSigner
 
-    pub = AuditSigner(v.ctx.db, v.ctx.keyring).public_key_text()
+    pub = AuditSigner(v.ctx.db, v.ctx.keyring).trusted_public_key_text()
     v.close()
     ok = run_cli("backup", "verify", made["file"], "--pubkey", pub)
     assert ok.returncode == 0, ok.stderr
@@ -218,3 +218,24 @@ def test_clock_is_unused_for_names_collision(filled, tmp_path):
     finally:
         v.close()
     assert a["file"] != b["file"]
+
+
+def test_a_swapped_clear_copy_of_the_audit_key_neither_signs_nor_checks_a_backup(filled, tmp_path):
+    """review9 R9-6, the backup part: the trailer named, and the restore checked the manifest
+    with, the clear copy of the audit public key in ``meta``, which a file writer replaces; a
+    backup taken then failed its own restore (exit 6). Both now use the key derived from the
+    sealed private key: the backup made after the swap restores, and verifies under the real key."""
+    from vault import crypto
+
+    v = filled.open()
+    from vault.audit.signing import AuditSigner
+
+    real = AuditSigner(v.ctx.db, v.ctx.keyring).trusted_public_key_text()
+    v.close()
+    swapped = crypto.ed25519_generate()[1]
+    file_sql(filled, "UPDATE meta SET value = ? WHERE key = 'audit_public_key'", (swapped,))
+    made = _backup(filled, "--out", str(tmp_path / "b.cvbk"))
+    ok = run_cli("backup", "verify", made["file"], "--pubkey", real)
+    assert ok.returncode == 0, ok.stderr
+    code, _, err = _restore(filled, made["file"], tmp_path / "restored")
+    assert code == 0, err

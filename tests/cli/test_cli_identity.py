@@ -325,7 +325,7 @@ def test_secret_get_imports_stay_light(staff, tmp_path):
         for line in proc.stderr.splitlines()
         if line.startswith("import time:")
     }
-    for heavy in ("pyotp", "segno", "platformdirs", "pydantic", "fastapi", "uvicorn", "uvloop"):
+    for heavy in ("pyotp", "segno", "platformdirs", "pydantic", "fastapi", "uvicorn", "uvloop", "httptools"):
         assert heavy not in imported, heavy
 
 

@@ -158,8 +158,8 @@ def one_run(template: VaultDir, base, delay: float) -> str:
         assert report.ok, report.problems
         body, sig = vault.ctx.db.one("SELECT body, signature FROM shred_certificates")
         signer = AuditSigner(vault.ctx.db, vault.ctx.keyring)
-        doc = certfmt.file_document(body, bytes(sig), signer.public_key_text())
-        verify_document(doc, signer.public_key())
+        doc = certfmt.file_document(body, bytes(sig), signer.trusted_public_key_text())
+        verify_document(doc, signer.trusted_public_key()[0])
     finally:
         vault.close()
     # --- P1: a copy of the folder from before the shred, with today's key file and custody ----

@@ -106,7 +106,7 @@ def verify_live(
         fallback=ctx.db.conn,
     )
     if ctx.keyring.unsealed:
-        if not crypto.constant_time_equal(public, signer.public_key()) and result.ok:
+        if not crypto.constant_time_equal(public, signer.stored_public_key()) and result.ok:
             result.fail("the stored audit public key is not the vault's audit key (meta was edited)", None)
         alarm = ctx.audit.check_mark()
         if alarm is not None and (

@@ -555,10 +555,13 @@ class AuditLog:
         from vault.errors import CryptoError
 
         cp, base_seq, base_hash = self._prune_base(row)
+        # the key derived from the sealed private key, never the clear copy in meta, which a file
+        # writer replaces with his own to sign the planted row (review9 R9-6)
+        public, trusted = AuditSigner(self.db, self.keyring).trusted_public_key()
         try:
-            crypto.ed25519_verify(
-                AuditSigner(self.db, self.keyring).public_key(), cp.signature, cp.signing_input()
-            )
+            if not trusted:
+                raise CryptoError("the audit key is sealed")
+            crypto.ed25519_verify(public, cp.signature, cp.signing_input())
         except CryptoError:
             raise hwm._alarm(f"prune checkpoint {cp.seq} is not signed by the audit key", 1) from None
         return base_seq + 1, base_hash

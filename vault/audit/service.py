@@ -70,7 +70,7 @@ class AuditService:
         if verified:
             from vault import crypto
 
-            data["stored_key_matches"] = crypto.constant_time_equal(raw, signer.public_key())
+            data["stored_key_matches"] = crypto.constant_time_equal(raw, signer.stored_public_key())
         return data
 
     # --- checkpoints ------------------------------------------------------------------------------

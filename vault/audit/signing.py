@@ -58,38 +58,30 @@ class AuditSigner:
         sealed = self.keyring.seal_for(PURPOSE_AUDIT, private, *_MARKED_CONTEXT)
         with self.db.write() as conn:
             if conn.execute("SELECT 1 FROM meta WHERE key = 'audit_public_key'").fetchone():
-                return self.public_key()
+                return self.stored_public_key()
             conn.execute("INSERT INTO meta (key, value) VALUES ('audit_public_key', ?)", (public,))
             conn.execute("INSERT INTO meta (key, value) VALUES ('audit_private_sealed', ?)", (sealed,))
         return public
 
-    def public_key(self) -> bytes:
+    def stored_public_key(self) -> bytes:
+        """The clear copy in ``meta``: anyone able to write vault.db can replace it, so it only
+        ever checks a signature where the vault is sealed (use :meth:`trusted_public_key`; review9
+        R9-6: a prune checkpoint signed by a swapped-in key was believed)."""
         row = self.db.one("SELECT value FROM meta WHERE key = 'audit_public_key'")
         if row is None:
             raise IntegrityFailure("integrity failure: the vault has no audit key")
         return _stored(row[0], "audit public key")
-
-    def public_key_text(self) -> str:
-        """``ed25519:<base64>``: the form printed by ``cvault audit pubkey`` and taken by --pubkey."""
-        return "ed25519:" + base64.b64encode(self.public_key()).decode()
 
     def trusted_public_key(self) -> tuple[bytes, bool]:
         """(key, verified): derived from the sealed private key when the vault is unsealed (the
         clear copy in meta may have been replaced), else the clear copy, unverified."""
         if self.keyring.unsealed:
             return crypto.ed25519_public_key(self._private()), True
-        return self.public_key(), False
+        return self.stored_public_key(), False
 
     def trusted_public_key_text(self) -> str:
+        """``ed25519:<base64>``: the form printed by ``cvault audit pubkey`` and taken by --pubkey."""
         return "ed25519:" + base64.b64encode(self.trusted_public_key()[0]).decode()
-
-    def check_public_key(self) -> None:
-        """The stored public key must belong to the sealed private key (someone able to write
-        vault.db could otherwise swap both the key and a re-signed log)."""
-        if not crypto.constant_time_equal(crypto.ed25519_public_key(self._private()), self.public_key()):
-            raise IntegrityFailure(
-                "integrity failure: the stored audit public key is not the vault's audit key"
-            )
 
     def _private(self, conn=None) -> bytes:
         return self._open(conn)[0]

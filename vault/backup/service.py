@@ -247,7 +247,7 @@ class BackupService:
                         "custody_format": custody.get("format"),
                     },
                     signer.sign,
-                    signer.public_key(),
+                    signer.trusted_public_key()[0],
                 )
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -384,7 +384,8 @@ def restore(
     done = False
     try:
         vault.ctx.keyring.load_root(root)
-        manifest = reader.verify_manifest(AuditSigner(vault.ctx.db, vault.ctx.keyring).public_key())
+        public = AuditSigner(vault.ctx.db, vault.ctx.keyring).trusted_public_key()[0]
+        manifest = reader.verify_manifest(public)
         report = _check_clients(vault, CustodyDestroyed)
         taken = rfc3339(from_epoch(int(manifest["metadata"]["created_at"])))
         gone = "; ".join(f"{c['client']}: {c['reason']}" for c in report["not_restorable"]) or "none"

@@ -1,19 +1,22 @@
-"""The HTTP/1.1 protocol of ``cvault serve``: uvicorn's h11 protocol, answering requests it cannot
-parse in the API's one error shape (docs/service.md, "Error shape") instead of uvicorn's
-plain-text ``400 Invalid HTTP request received.``
+"""The HTTP/1.1 protocol of ``cvault serve``: uvicorn's httptools protocol (llhttp, the C parser
+of Node.js), answering requests it cannot parse in the API's one error shape (docs/service.md,
+"Error shape") instead of uvicorn's plain-text ``400 Invalid HTTP request received.``, with the
+service's deadlines, head size limit and lingering.
 
-h11 raises on a request it cannot parse before the application sees anything: a bad or
-conflicting ``Content-Length``, a request target with bytes outside visible ASCII (a non-ASCII
-path), an illegal request line or header, headers over h11's size limit, an unsupported
-``Transfer-Encoding``, a malformed chunk. Each is answered here with
-``{"error": {"code": "malformed_request", "message", "exit_code": 2}}`` and the status h11 hints
-(400; 431 for oversized headers; 501 for a transfer coding other than chunked), then the
-connection is closed once the client stops sending (h11 cannot find the next request after a
-framing error).
+Refused before the application sees anything, with
+``{"error": {"code": "malformed_request", "message", "exit_code": 2}}``: what llhttp cannot parse
+(a bad or conflicting ``Content-Length``, a request target with bytes outside visible ASCII, an
+illegal request line or header, obsolete line folding, a malformed chunk, both ``Content-Length``
+and ``Transfer-Encoding``), and what llhttp accepts but HTTP/1.1 (and h11, which this protocol
+replaced: its rules are the contract of tests/server/test_http_edges.py) does not: a request line
+without a version (HTTP/0.9), an HTTP/1.1 request without exactly one ``Host``, two ``Host``
+headers (400); a request line plus headers over :data:`MAX_HEAD_BYTES` still incomplete (431);
+a ``Transfer-Encoding`` other than exactly ``chunked`` (501). Then the connection is closed once
+the client stops sending (the parser cannot find the next request after a framing error).
 
-The message is one of a few fixed lines: h11's own messages may quote the offending bytes, and
-those may be anything, a secret included. Imported only by :mod:`vault.server.run` (uvicorn is
-heavy).
+The message is one of a few fixed lines: the parser's own messages may quote or point into the
+offending bytes, and those may be anything, a secret included. Imported only by
+:mod:`vault.server.run` (uvicorn is heavy).
 """
 
 from __future__ import annotations
@@ -21,8 +24,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from vault import api_spec as spec
 
@@ -36,13 +39,20 @@ LINGER_SECONDS = 2.0
 HEAD_SECONDS = 10.0
 BODY_SECONDS = 120.0
 TIMEOUT_MESSAGE = "request not received in time: the request head and body must arrive promptly"
-#: h11's default limit on a request line plus headers (bytes)
+#: the most bytes of a request line plus headers held while the head is incomplete (h11's default,
+#: kept when the parser changed): past it, 431
 MAX_HEAD_BYTES = 16 * 1024
 MESSAGES = {
     400: "malformed HTTP request: the request line, a header, Content-Length or the body framing "
     "is not valid HTTP/1.1 (paths are ASCII, percent-encoded)",
     431: "malformed HTTP request: the request headers are too large",
     501: "malformed HTTP request: only Transfer-Encoding: chunked is supported",
+}
+REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+    501: b"Not Implemented",
 }
 
 
@@ -54,7 +64,7 @@ def malformed_body(status: int) -> bytes:
 
 
 def raw_response(status: int, reason: bytes, body: bytes) -> bytes:
-    """A whole ``Connection: close`` answer, for when h11 cannot (or must not) frame one."""
+    """A whole ``Connection: close`` answer, written outside any request's cycle."""
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -65,23 +75,17 @@ def raw_response(status: int, reason: bytes, body: bytes) -> bytes:
     return head + b"".join(b"%s: %s\r\n" % pair for pair in headers) + b"\r\n" + body
 
 
-class _Connection(h11.Connection):
-    """h11's connection, keeping the status hint of the parse error it last raised (uvicorn's
-    loop catches the exception and drops it)."""
-
-    error_status = 400
-
-    def next_event(self):
-        try:
-            return super().next_event()
-        except h11.RemoteProtocolError as exc:
-            hint = getattr(exc, "error_status_hint", 400)
-            self.error_status = hint if hint in MESSAGES else 400
-            raise
+class _Refused(Exception):
+    """Raised in a parser callback to stop parsing a request HTTP/1.1 does not allow."""
 
 
-class JsonErrorH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol whose parse-error answer is the API's JSON error.
+# what the client owes: the head of a request (from its first byte), or the body of one whose head
+# arrived; nothing while its request is answered
+_HEAD, _BODY, _DONE = "head", "body", "done"
+
+
+class JsonErrorHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol whose parse-error answer is the API's JSON error.
 
     After that answer the connection lingers: what the client is still sending is read and
     dropped (up to :data:`LINGER_BYTES`, for at most :data:`LINGER_SECONDS`) before it is closed,
@@ -94,25 +98,60 @@ class JsonErrorH11Protocol(H11Protocol):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._lingering = 0  # bytes still to drop after an error answer (0: not answered)
-        limit = self.config.h11_max_incomplete_event_size
-        self.conn = _Connection(h11.SERVER, limit if limit is not None else MAX_HEAD_BYTES)
+        self._status = 400  # the answer to a parse error of the request being read
+        self._phase = _HEAD
+        self._head_bytes = 0  # bytes received since the request began, while its head is incomplete
+        self._received = 0  # the size of the piece being parsed
+        self._hosts = 0
+        self._codings: list[bytes] = []  # the Transfer-Encoding list of the request
         self._deadline: asyncio.TimerHandle | None = None
-        self._deadline_for: object = None
+        self._deadline_for: str | None = None
 
     @classmethod
-    def with_deadlines(cls, head_seconds: float, body_seconds: float) -> type[JsonErrorH11Protocol]:
+    def with_deadlines(cls, head_seconds: float, body_seconds: float) -> type[JsonErrorHttpToolsProtocol]:
         return type(cls.__name__, (cls,), {"head_seconds": head_seconds, "body_seconds": body_seconds})
+
+    # --- the request's head, checked as it is parsed ------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._phase = _HEAD
+        self._head_bytes = self._received  # at most this piece: counted from its start
+        self._status, self._hosts, self._codings = 400, 0, []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        name = name.lower()
+        if name == b"host":
+            self._hosts += 1
+        elif name == b"transfer-encoding":
+            # h11's rule: the comma-separated list of every such header is exactly ["chunked"]
+            self._codings += [c.strip(b" \t").lower() for c in value.split(b",") if c.strip(b" \t")]
+            if self._codings != [b"chunked"]:
+                self._status = 501
+                raise _Refused
+
+    def on_headers_complete(self) -> None:
+        version = self.parser.get_http_version()
+        if version == "0.9" or self._hosts > 1 or (version == "1.1" and self._hosts != 1):
+            raise _Refused  # no version in the request line; Host missing or repeated
+        self._phase = _BODY
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._phase = _DONE
+        super().on_message_complete()
 
     # --- review R3: a half-sent request is answered 408 and closed ------------------------------
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        self._arm(h11.IDLE)  # the head is due from the connection's start
+        self._arm(_HEAD)  # the head is due from the connection's start
 
-    def _arm(self, state) -> None:
+    def _arm(self, owed: str) -> None:
         self._disarm()
-        self._deadline_for = state
-        seconds = self.head_seconds if state is h11.IDLE else self.body_seconds
+        self._deadline_for = owed
+        seconds = self.head_seconds if owed is _HEAD else self.body_seconds
         self._deadline = self.loop.call_later(seconds, self._too_slow)
 
     def _disarm(self) -> None:
@@ -121,13 +160,18 @@ class JsonErrorH11Protocol(H11Protocol):
         self._deadline, self._deadline_for = None, None
 
     def _watch(self) -> None:
-        """A deadline while the client owes a head (IDLE with bytes received) or a body."""
-        state = self.conn.their_state
-        if state is h11.IDLE or state is h11.SEND_BODY:
-            if self._deadline_for is not state:
-                self._arm(state)
+        """A deadline while the client owes a head (bytes received, no request being answered) or
+        a body; none while its request is being answered."""
+        if self._phase is _BODY:
+            owed: str | None = _BODY
+        elif self.cycle is None or self.cycle.response_complete:
+            owed = _HEAD
         else:
+            owed = None
+        if owed is None:
             self._disarm()
+        elif self._deadline_for is not owed:
+            self._arm(owed)
 
     def _too_slow(self) -> None:
         self._deadline, self._deadline_for = None, None
@@ -137,7 +181,7 @@ class JsonErrorH11Protocol(H11Protocol):
         if cycle is None or not cycle.response_started:  # nothing of an answer sent yet
             if cycle is not None:
                 cycle.disconnected = True  # the application's answer (if any) goes nowhere
-            self.transport.write(raw_response(408, b"Request Timeout", malformed_body(408)))
+            self.transport.write(raw_response(408, REASONS[408], malformed_body(408)))
         self.transport.close()
 
     def connection_lost(self, exc) -> None:
@@ -150,37 +194,64 @@ class JsonErrorH11Protocol(H11Protocol):
             if self._lingering < 0:
                 self.transport.close()
             return
-        super().data_received(data)
+        self._unset_keepalive_if_required()
+        self._received = len(data)
+        if self._phase is _HEAD:
+            self._head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # the request was handed on as an ordinary one (no WebSocket here); after it the
+            # parser reads nothing more on this connection
+            if self.cycle is not None:
+                self.cycle.keep_alive = False
+            return
+        except httptools.HttpParserError:
+            if self._h2_preface_seen():
+                self._h2_preface()
+            else:
+                self._refuse(self._status)
+            return
+        if self._phase is _HEAD and self._head_bytes > MAX_HEAD_BYTES:
+            self._refuse(431)  # still no end of the head in this much
+            return
         if not self.transport.is_closing():
             self._watch()
 
+    def _h2_preface_seen(self) -> bool:
+        try:
+            return self.parser.get_method() == b"PRI" and getattr(self, "url", b"") == b"*"
+        except httptools.HttpParserError:
+            return False
+
+    def _h2_preface(self) -> None:
+        """HTTP/2's preface (``PRI * HTTP/2.0``): llhttp stops at it; h11 read it as a request for
+        ``*``, which the application answers 404 in the error shape. So it is here, and the
+        connection is closed after that answer."""
+        self._phase = _BODY
+        super().on_headers_complete()
+        self.on_message_complete()
+        self.cycle.keep_alive = False
+
     def shutdown(self) -> None:
         self._disarm()
-        if self._lingering:  # answered already; h11 is in its error state
+        if self._lingering:  # answered already; the parser is in its error state
             self.transport.close()
             return
         super().shutdown()
 
     def send_400_response(self, msg: str) -> None:
-        status = getattr(self.conn, "error_status", 400)
-        body = malformed_body(status)
-        headers = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-            (b"cache-control", b"no-store"),
-        ]
-        try:
-            # h11 is in its ERROR state after a parse error; it still sends the response
-            self.transport.write(self.conn.send(h11.Response(status_code=status, headers=headers)) or b"")
-            self.transport.write(self.conn.send(h11.Data(data=body)) or b"")
-            self.transport.write(self.conn.send(h11.EndOfMessage()) or b"")
-        except h11.LocalProtocolError:
-            # h11 refuses to answer at all (e.g. the request line never arrived): write it raw
-            reason = {400: b"Bad Request", 431: b"Request Header Fields Too Large", 501: b"Not Implemented"}
-            head = b"HTTP/1.1 %d %s\r\n" % (status, reason.get(status, b"Bad Request"))
-            head += b"".join(b"%s: %s\r\n" % pair for pair in headers) + b"\r\n"
-            self.transport.write(head + body)
+        self._refuse(400)
+
+    def _refuse(self, status: int) -> None:
+        self._disarm()
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # a pipelined request's error while the one before is answered: that answer goes
+            # nowhere, this one says why the connection ends
+            self.cycle.disconnected = True
+        self.transport.write(raw_response(status, REASONS.get(status, REASONS[400]), malformed_body(status)))
         self._lingering = LINGER_BYTES
         self.loop.call_later(LINGER_SECONDS, self.transport.close)
 

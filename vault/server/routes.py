@@ -449,8 +449,9 @@ class FastDispatch:
             elif name == b"content-length" and self.limit is not None:
                 declared = int(value) if value.isdigit() and declared == -1 else -2
             elif name == b"transfer-encoding" and self.limit is not None:
-                # framed by the encoding, not by Content-Length (h11: T-E wins): its length is
-                # unknown before it has arrived, so the body limit behind ``app`` reads it
+                # framed by the encoding, not by Content-Length: its length is unknown before it
+                # has arrived, so the body limit behind ``app`` reads it (the parser refuses a
+                # request with both since httptools; this stays, defence in depth: review4 R4-8)
                 declared = -2
         if self.limit is None:
             return bool(json_type)

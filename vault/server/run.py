@@ -62,8 +62,9 @@ def check_options(host: str, tls_cert: str | None, tls_key: str | None, insecure
 
 
 #: the service's own dependencies beyond uvicorn (pyproject.toml, docs/dependencies.md), loaded only
-#: by ``cvault serve``: uvloop is its event loop (TLS and transports in C)
-SERVER_LIBRARIES = ("uvloop",)
+#: by ``cvault serve``: uvloop is its event loop (TLS and transports in C), httptools its HTTP/1.1
+#: parser (llhttp, C)
+SERVER_LIBRARIES = ("uvloop", "httptools")
 
 
 def require_server_libraries() -> None:
@@ -181,9 +182,9 @@ def make_server(
     """The uvicorn server of the service (one process's): the service's HTTP protocol, deadlines,
     connection cap and SIGTERM handling. ``on_shutdown`` runs at the end of its shutdown."""
     import uvicorn  # heavy: only here
-    from uvicorn.protocols.http import h11_impl
+    from uvicorn.protocols.http import httptools_impl
 
-    from vault.server.http import JsonErrorH11Protocol, OncePerMinute, json_service_unavailable
+    from vault.server.http import JsonErrorHttpToolsProtocol, OncePerMinute, json_service_unavailable
 
     config = uvicorn.Config(
         app,
@@ -201,13 +202,14 @@ def make_server(
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
         lifespan="on",
         loop="uvloop",  # its TLS and transports are C (Cython): less event-loop CPU per request
+        ws="none",  # no WebSocket endpoint: an Upgrade request is an ordinary request
         # malformed requests answered in the API's error shape; half-sent ones 408 (review R3)
-        http=JsonErrorH11Protocol.with_deadlines(
+        http=JsonErrorHttpToolsProtocol.with_deadlines(
             settings.head_timeout if settings else 10.0, settings.body_timeout if settings else 120.0
         ),
         limit_concurrency=max_connections or (settings.max_connections if settings else 512),
     )
-    h11_impl.service_unavailable = json_service_unavailable  # uvicorn's 503, in the JSON shape
+    httptools_impl.service_unavailable = json_service_unavailable  # uvicorn's 503, in the JSON shape
     logging.getLogger("asyncio").addFilter(OncePerMinute())
     from vault import crypto
 
