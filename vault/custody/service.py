@@ -44,7 +44,7 @@ from vault.custody.base import Custodian, CustodyDestroyed, CustodyRef, CustodyU
 from vault.custody.rows import Job, check_step, load_jobs, load_versions, migrated_at
 from vault.errors import AccessDenied, ClientUnavailable, CryptoError, IntegrityFailure, InvalidInput
 from vault.keys import ClientKeys
-from vault.store import meta, rowmac
+from vault.store import meta, rowmac, stored
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -535,7 +535,13 @@ class CustodyManager:
         ).fetchone()
         if audit is not None:
             try:
-                key = keyring.unwrap_client_audit_key(bytes(audit[0]), client_id, custody=old)
+                key = keyring.unwrap_client_audit_key(
+                    stored.blob(
+                        audit[0], stored.SEALED_KEY_LEN, f"client_audit_keys row of client {client_id}"
+                    ),
+                    client_id,
+                    custody=old,
+                )
             except CryptoError:
                 raise IntegrityFailure(
                     f"integrity failure: audit-detail key of client {name} failed authentication"
@@ -671,7 +677,14 @@ class CustodyManager:
                     audit_key = None
                     if audit is not None:
                         try:
-                            audit_key = keyring.unwrap_client_audit_key(bytes(audit[0]), client_id)
+                            audit_key = keyring.unwrap_client_audit_key(
+                                stored.blob(
+                                    audit[0],
+                                    stored.SEALED_KEY_LEN,
+                                    f"client_audit_keys row of client {client_id}",
+                                ),
+                                client_id,
+                            )
                         except CryptoError:
                             raise IntegrityFailure(
                                 f"integrity failure: audit-detail key of client {name} failed authentication"
