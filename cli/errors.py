@@ -37,6 +37,28 @@ def safe_line(text: str) -> str:
     return escape_controls(text)
 
 
+def _output_closed() -> bool:
+    """Whether stdout or stderr is a pipe or socket whose reader is gone: only then is a
+    ``BrokenPipeError`` a closed output, to leave without a line. Any other pipe's EPIPE (an
+    encrypt worker's, a peer's socket) is an error like any other and gets its line (review9 R9-2:
+    every BrokenPipeError was taken for a closed stdout, so a failure ended with no line at all).
+    An in-memory stream (the agent's) has no descriptor: never closed this way."""
+    import select
+    import sys
+
+    gone = select.POLLERR | select.POLLHUP | select.POLLNVAL
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            fd = stream.fileno()
+        except (AttributeError, ValueError, OSError):  # None, closed or in memory
+            continue
+        poller = select.poll()
+        poller.register(fd, 0)  # no event asked for: the error and hang-up ones are always told
+        if any(events & gone for _, events in poller.poll(0)):
+            return True
+    return False
+
+
 def report(exc: BaseException, debug: bool, echo_err: Callable[[str], None]) -> int:
     """Write the one line for ``exc`` with ``echo_err`` and return the exit code. Called from
     the ``except`` block that caught ``exc`` (``--debug`` prints its traceback)."""
@@ -47,8 +69,8 @@ def _report(exc: BaseException, debug: bool, echo_err: Callable[[str], None]) ->
     if isinstance(exc, KeyboardInterrupt):
         echo_err("cvault: interrupted")
         return 130
-    if isinstance(exc, BrokenPipeError):
-        return 1
+    if isinstance(exc, BrokenPipeError) and _output_closed():
+        return 1  # the reader of stdout or stderr is gone (``| head``): no line can reach anyone
     if not isinstance(exc, Exception):
         raise exc
     from vault.errors import VaultError

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from tests.cli.inproc import cvault
-from tests.helpers import add_client
+from tests.helpers import ROOT, add_client
 
 
 @pytest.fixture
@@ -112,3 +116,47 @@ def test_the_error_report_escapes_c0_and_c1_controls():
     except NotFound as exc:
         assert report(exc, False, lines.append) == 5
     assert lines == ["cvault: no user named 'a\\x1b[2J\\x9b\\u2028b'"], lines
+
+
+#: a BrokenPipeError from a pipe of the process's own (not stdout), reported by cli.errors with
+#: stdout a pipe whose reader is there ("open") or gone ("closed")
+_OTHER_PIPE = r"""
+import os, sys
+from cli.errors import report
+read_end, write_end = os.pipe()
+os.close(read_end)
+try:
+    os.write(write_end, b"x")
+except BrokenPipeError as exc:
+    code = report(exc, False, lambda line: print(line, file=sys.stderr))
+sys.stderr.write(f"exit {code}\n")
+"""
+
+
+@pytest.mark.parametrize("stdout", ["open", "closed"])
+def test_a_broken_pipe_is_a_closed_stdout_only_when_it_is(tmp_path, stdout):
+    """review9 R9-2: every BrokenPipeError was taken for a closed stdout (exit 1, no line), so an
+    encrypt worker's pipe ended ``secret import`` without a word. Only a stdout (or stderr) whose
+    reader is gone is silent now; another pipe's is a line."""
+    read_end, write_end = os.pipe()
+    if stdout == "closed":
+        os.close(read_end)
+    try:
+        got = subprocess.run(
+            [sys.executable, "-c", _OTHER_PIPE],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            timeout=60,
+        )
+    finally:
+        os.close(write_end)
+        if stdout == "open":
+            os.close(read_end)
+    expected = {
+        "open": ["cvault: internal error: BrokenPipeError (run with --debug for details)", "exit 1"],
+        "closed": ["exit 1"],
+    }
+    assert got.stderr.splitlines() == expected[stdout], got.stderr

@@ -221,6 +221,71 @@ def test_a_worker_that_dies_fails_the_import_and_nothing_is_written(tmp_path):
     assert _script("plain", vd, src).stdout.strip() == json.dumps({"client": "acme", "imported": N})
 
 
+#: ``cvault ARGS`` with the encrypt workers gone before the parent hands out a block: each ends
+#: at once (status 0), and the parent waits (no sleep) until both have ended, so its write to a
+#: task pipe is EPIPE (review9 R9-2)
+_GONE_FIRST = r"""
+import os, sys
+from vault.records import parallel
+parallel._serve = lambda *args, **kwargs: None
+start = parallel.start
+def waiting_start(*args, **kwargs):
+    pool = start(*args, **kwargs)
+    for worker in pool:
+        os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOWAIT)
+    return pool
+parallel.start = waiting_start
+sys.argv = ["cvault", *sys.argv[1:]]
+from cli.main import main
+main()
+"""
+
+
+def test_a_worker_gone_before_its_next_block_is_one_line_and_imports_nothing(tmp_path):
+    """review9 R9-2: the parent's write to a dead worker's task pipe (a BrokenPipeError) was
+    taken by the CLI for a closed stdout: exit 1 and no line at all. It is WorkerFailed."""
+    vd = _vault(tmp_path / "v")
+    before = len(files_under(vd.home))
+    src = _source(tmp_path, [_line(i) for i in range(N)])
+    got = subprocess.run(
+        [sys.executable, "-c", _GONE_FIRST, "secret", "import", "acme", str(src)],
+        env=vd.env(CVAULT_IMPORT_WORKERS="2"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (got.returncode, got.stdout, got.stderr.splitlines()) == (
+        1,
+        "",
+        ["cvault: secret import failed: an encrypt worker ended unexpectedly; nothing was imported"],
+    )
+    _nothing_imported(vd, before)
+
+
+def test_a_closed_stdout_is_still_exit_1_without_a_line(tmp_path):
+    """The other side of R9-2's fix: a BrokenPipeError that did come from stdout (its reader is
+    gone, as with ``| head``) is still exit 1 and nothing printed."""
+    vd = _vault(tmp_path / "v")
+    src = _source(tmp_path, [_line(i) for i in range(3)])
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before cvault writes its "imported" line
+    try:
+        got = subprocess.run(
+            [sys.executable, "-m", "cli.main", "secret", "import", "acme", str(src)],
+            env=vd.env(CVAULT_IMPORT_WORKERS="0"),
+            cwd=ROOT,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert (got.returncode, got.stderr) == (1, "")
+    assert file_sql(vd, "SELECT count(*) FROM records") == [(3,)]  # committed before the line
+
+
 def test_the_workers_pipes_carry_no_plaintext(tmp_path):
     """What crosses the pipes is ciphertext, tags, MACs and numbers: no password, no path, no
     host, no key of the vault (its key file's secret, the client key as a record blob would need

@@ -5,7 +5,6 @@ never stale."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from datetime import timedelta
 
@@ -183,13 +182,13 @@ _word = st.text(alphabet="abcXYZ-ß.é", min_size=1, max_size=6)
 @given(st.lists(st.tuples(_word, st.lists(_word, max_size=3), _word), min_size=1, max_size=6), _word)
 def test_index_match_equals_a_naive_scan(records, term):
     entries = [
-        (f"p/{i}-{path}", "access", 1, 0, {"host": host, "tags": tags}, bytes(32))
+        (f"p/{i}-{path}", "access", 1, 0, {"host": host, "tags": tags})
         for i, (path, tags, host) in enumerate(records)
     ]
-    document = index.build(entries, lambda path: hashlib.sha256(path.encode()).digest())
+    document = index.build(entries, bytes(32))
     got = {h["path"]: h["matched"] for h in index.match(document, term)}
     want = {}
-    for path, _, _, _, terms, _ in entries:
+    for path, _, _, _, terms in entries:
         fields = {"path": [path], "kind": ["access"], "host": [terms["host"]], "tags": terms["tags"]}
         matched = sorted(
             n for n, values in fields.items() if any(term.casefold() in x.casefold() for x in values)
@@ -242,12 +241,13 @@ def test_secret_list_from_the_index_still_refuses_an_edited_record_row(vdir):
     v.close()
 
 
-@pytest.mark.parametrize("older_format", ["CVSI1", "CVSI2"])
+@pytest.mark.parametrize("older_format", ["CVSI1", "CVSI2", "CVSI3"])
 def test_secret_list_rebuilds_an_index_of_the_older_format(vdir, older_format):
-    """An index written before the listing section (CVSI1: scan and rows sections only) or before
-    the row MACs (CVSI2: no M section, review6 R6-8), sealed under the right key, is not read by
-    this build: secret list rebuilds it from the records (MAC-checked) and stores the current
-    format, and lists the same records."""
+    """An index written before the listing section (CVSI1: scan and rows sections only), before
+    the row MACs (CVSI2: no M section, review6 R6-8) or before their digest (CVSI3: the tags and
+    MACs themselves, issue 16), sealed under the right key, is not read by this build: secret list
+    rebuilds it from the records (MAC-checked) and stores the current format, and lists the same
+    records."""
     import struct
 
     v = vdir.open()
@@ -259,11 +259,15 @@ def test_secret_list_rebuilds_an_index_of_the_older_format(vdir, older_format):
     client = v.ctx.client("acme")
     keys = v.ctx.client_keys(client)
     document = keys.unseal_index(v.ctx.db.scalar("SELECT sealed FROM search_index"))
-    scan, lst, tags, _, rows = index._layout(document)
+    scan, lst, _, rows = index._layout(document)
+    stored = v.ctx.db.all("SELECT path_tag, mac FROM records ORDER BY path_tag")
+    tags, macs = b"".join(r[0] for r in stored), b"".join(r[1] for r in stored)  # CVSI3's T and M
     if older_format == "CVSI1":
         older = b"CVSI1" + struct.pack(">I", len(scan)) + scan + rows
-    else:
+    elif older_format == "CVSI2":
         older = b"CVSI2" + b"".join(struct.pack(">I", len(p)) + p for p in (scan, lst, tags)) + rows
+    else:
+        older = b"CVSI3" + b"".join(struct.pack(">I", len(p)) + p for p in (scan, lst, tags, macs)) + rows
     with v.ctx.db.write() as conn:
         conn.execute("UPDATE search_index SET sealed = ?", (keys.seal_index(older),))
     assert v.secrets.list(op, "acme") == want
@@ -300,11 +304,11 @@ def test_index_match_names_the_fields_of_odd_values():
     """A hit names exactly the fields that hold the term (casefolded: ß is ss), also for a value
     that holds a line break or U+001F (the scan section's separators), and only for its kind."""
     entries = [
-        ("p/a", "access", 1, 0, {"host": "alpha\nbeta", "tags": ["beta"]}, bytes(32)),
-        ("p/b", "access", 1, 0, {"host": "gamma\x1fbeta", "tags": ["x"]}, bytes(32)),
-        ("p/c", "note", 2, 5, {"tags": ["Straße"]}, bytes(32)),
+        ("p/a", "access", 1, 0, {"host": "alpha\nbeta", "tags": ["beta"]}),
+        ("p/b", "access", 1, 0, {"host": "gamma\x1fbeta", "tags": ["x"]}),
+        ("p/c", "note", 2, 5, {"tags": ["Straße"]}),
     ]
-    document = index.build(entries, lambda path: hashlib.sha256(path.encode()).digest())
+    document = index.build(entries, bytes(32))
     got = {h["path"]: h["matched"] for h in index.match(document, "beta")}
     assert got == {"p/a": ["host", "tags"], "p/b": ["host"]}
     assert [(h["path"], h["matched"]) for h in index.match(document, "STRASSE")] == [("p/c", ["tags"])]

@@ -542,9 +542,12 @@ class AuditLog:
         raise hwm._alarm(result.problem or f"entry {bad} was modified", bad)
 
     def _proven_chain_start(self, conn) -> tuple[int, bytes]:
-        """review8 R8-1: the chain start of :meth:`chain_proven` only from a prune
-        checkpoint whose signature verifies under the audit key (a file writer's unsigned row
-        would move the start past every entry); else the integrity alarm."""
+        """review8 R8-1: the chain start of :meth:`chain_proven` and of the mark check
+        (:func:`vault.audit.mark.find_break`) only from a prune checkpoint whose signature
+        verifies under the audit key (a file writer's unsigned row would move the start past
+        every entry, or stand in for the entries up to the mark's checkpoint he deleted); else
+        the integrity alarm. The key is the one derived from the sealed private key, never the
+        clear copy in ``meta`` (a file writer who replaces that signs his own prune row)."""
         row = conn.execute(
             f"SELECT {CHECKPOINT_COLUMNS} FROM audit_checkpoints WHERE kind = 'prune'"  # noqa: S608 - a constant column list
             " ORDER BY base_seq DESC LIMIT 1"
@@ -559,7 +562,7 @@ class AuditLog:
         # writer replaces with his own to sign the planted row (review9 R9-6)
         public, trusted = AuditSigner(self.db, self.keyring).trusted_public_key()
         try:
-            if not trusted:
+            if not trusted:  # sealed: nothing to check the signature against
                 raise CryptoError("the audit key is sealed")
             crypto.ed25519_verify(public, cp.signature, cp.signing_input())
         except CryptoError:
@@ -604,7 +607,8 @@ class AuditLog:
         return mark.with_facts(coverage, closed, flags)
 
     def _start(self, conn) -> tuple[int, bytes]:
-        seq, prev = self._chain_start(conn)
+        """The mark check's chain start (unsealed): only from a signed prune (review8 R8-1)."""
+        seq, prev = self._proven_chain_start(conn)
         return seq - 1, prev
 
     def _newest_link(self, conn) -> bytes:
@@ -697,7 +701,9 @@ class AuditLog:
                 "SELECT seq, entry_hash FROM audit_events ORDER BY seq DESC LIMIT 1"
             ).fetchone()
         if last:
-            if not stored.is_hash(last[1]):  # recorded by append_batch, as the mark check's
+            # recorded by append_batch, as the mark check's: a hash that is none, or a planted
+            # seq no entry fits after (2**63 - 1 was exit 2 "a number is out of range")
+            if not stored.is_hash(last[1]) or last[0] > stored.MAX_SEQ_BEFORE_NEXT:
                 raise hwm._alarm(f"entry {last[0]} is malformed", last[0])
             seq, prev = last[0] + 1, last[1]
         else:

@@ -57,6 +57,11 @@ _OK, _BAD = 0, 1
 PR_SET_PDEATHSIG = 1
 
 
+#: the one line of a worker that is gone before its answer, whether its pipe is read (end of
+#: file) or written (EPIPE, review9 R9-2: a ``BrokenPipeError`` was taken for a closed stdout)
+_GONE = "secret import failed: an encrypt worker ended unexpectedly; nothing was imported"
+
+
 class WorkerFailed(VaultError):
     """An encrypt worker ended without its answer: nothing was imported."""
 
@@ -182,7 +187,10 @@ def finish(
                 if limit is not None and blocks[index][2] > limit:
                     continue
                 worker.pending.append(index)
-                os.write(worker.tasks, _TASK.pack(index))
+                try:
+                    os.write(worker.tasks, _TASK.pack(index))
+                except OSError:  # EPIPE: the worker is gone (killed, or ended by its own failure)
+                    raise WorkerFailed(_GONE) from None
                 return
 
         for worker in pool:  # two blocks each: the next one is there when a worker answers
@@ -198,9 +206,7 @@ def finish(
                     continue
                 message = _receive(worker.results)
                 if message is None:
-                    raise WorkerFailed(
-                        "secret import failed: an encrypt worker ended unexpectedly; nothing was imported"
-                    )
+                    raise WorkerFailed(_GONE)
                 # a forked copy of this process wrote it (bytes, ints, strings in tuples and
                 # lists: marshal builds nothing else and runs no code)
                 answer = marshal.loads(message)  # noqa: S302

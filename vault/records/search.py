@@ -9,9 +9,11 @@ The terms of a record are kept in its sealed metadata (``meta["s"]``, written wi
 the index can be rebuilt from the metadata alone, without opening a record's secret fields). The
 per-client index is one document, one line per live record, each line a JSON array
 ``[path, kind, version, updated_at, [[field, text], ...]]`` (JSON keeps every value on its line),
-and a listing section that ``secret list`` reads instead (the four columns as four JSON arrays,
-each path's name tag and each record row's MAC); it is sealed under the client key by the secrets service
-(docs/format.md, "Search index").
+a listing section that ``secret list`` reads instead (the four columns as four JSON arrays), and
+the digest of the live records it was built from (:func:`rows_digest`: each path's name tag,
+version, time and row MAC), which the listings compare with the digest of the records table now
+(:func:`live_digest`) before they believe it; it is sealed under the client key by the secrets
+service (docs/format.md, "Search index").
 Matching is a case-insensitive (``str.casefold``) substring test on each line, confirmed on the
 parsed fields, so a term never matches the JSON punctuation around them.
 """
@@ -21,17 +23,21 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from collections.abc import Callable
 from typing import Any
 
+from vault import crypto
 from vault.records import CUSTOM, SEARCH_FIELDS
 
-#: the first bytes of an index document (docs/format.md, "Search index")
-MAGIC = b"CVSI3"  # CVSI1 (no listing), CVSI2 (no row MACs) are not read: such an index is rebuilt
+#: the first bytes of an index document (docs/format.md, "Search index"); CVSI1 (no listing),
+#: CVSI2 (no row MACs) and CVSI3 (the name tags and row MACs themselves instead of their digest)
+#: are not read: such an index is rebuilt, once
+MAGIC = b"CVSI4"
 #: bytes of one path's name tag (HMAC-SHA256, :meth:`vault.keys.ClientKeys.path_tag`)
 TAG_BYTES = 32
 #: bytes of one record row's MAC (``records.mac``, :mod:`vault.store.rowmac`)
 ROW_MAC_BYTES = 32
+#: bytes of the live records' digest (SHA-256) in an index document
+DIGEST_BYTES = 32
 _LEN = struct.Struct(">I")
 #: longest text of one field kept in the index (custom values can be long; the rest is not searched)
 MAX_TERM = 512
@@ -73,56 +79,82 @@ def _pairs(path: str, kind: str, terms: dict[str, Any]) -> list[list[str]]:
     return pairs
 
 
-def build(
-    records: list[tuple[str, str, int, int, dict[str, Any], bytes]], tag: Callable[[str], bytes]
-) -> bytes:
-    """One client's index document from ``(path, kind, version, updated_at, terms, row_mac)``
-    per live record (``row_mac``: the MAC-checked ``records.mac`` of its row) and ``tag(path)``,
-    the path's name tag: ``MAGIC || u32 len(A) || A || u32 len(L) || L || u32 len(T) || T || u32
-    len(M) || M || B`` where A is the zlib-compressed scan section (one casefolded line per
-    record, its texts joined by U+001F, newlines as U+001E), L the zlib-compressed listing (one
-    JSON array of four arrays: the paths, kinds, versions and updated_at times), T the name tags
-    (32 bytes each), M the row MACs (32 bytes each), and B the zlib-compressed JSON lines naming
-    the fields; all in the same order, by path. U+001E and U+001F cannot occur in a term (control
-    characters are refused). Only A is decompressed unless a term hits; ``secret list`` reads
-    only L, T and M."""
+def live_digest(count: int, tags: bytes, macs: bytes, versions: bytes, updated: bytes) -> bytes:
+    """SHA-256 of the canonical text of ``count`` live records in record id order: their path tags
+    (32 bytes each) concatenated, their row MACs (32 bytes each) concatenated, their current
+    versions and their ``updated_at`` times (decimal, each list joined by ``,``). Given the count,
+    32-byte tags and MACs and integer versions and times, one text is one list of rows: equal
+    digests mean the same (tag, version, time, MAC) rows in the same order, as surely as SHA-256
+    has no collision. :func:`vault.store.records.live_listing` reads these values from the records
+    table (and whether every row has those types); :func:`rows_digest` computes the same from rows."""
+    return crypto.sha256(
+        b"cvault/search-index/live-records\n%d\n%b%b%b\n%b" % (count, tags, macs, versions, updated)
+    )
+
+
+def rows_digest(rows: list[tuple[int, bytes, int, int, bytes]]) -> bytes:
+    """:func:`live_digest` of ``(record_id, path_tag, current_version, updated_at, row_mac)`` per
+    live record (any order: the record ids are unique), as the rebuild read and checked them
+    (ValueError if a value is not of its column's type, a 32-byte tag or MAC, an integer: the
+    rebuild checks each row first)."""
+    rows = sorted(rows, key=lambda r: r[0])
+    for _, tag, version, updated_at, mac in rows:
+        if not (
+            type(tag) is bytes
+            and len(tag) == TAG_BYTES
+            and type(mac) is bytes
+            and len(mac) == ROW_MAC_BYTES
+            and type(version) is int
+            and type(updated_at) is int
+        ):
+            raise ValueError("a live record's row does not have its columns' types")
+    return live_digest(
+        len(rows),
+        b"".join(r[1] for r in rows),
+        b"".join(r[4] for r in rows),
+        b",".join(b"%d" % r[2] for r in rows),
+        b",".join(b"%d" % r[3] for r in rows),
+    )
+
+
+def build(records: list[tuple[str, str, int, int, dict[str, Any]]], digest: bytes) -> bytes:
+    """One client's index document from ``(path, kind, version, updated_at, terms)`` per live
+    record and ``digest``, the :func:`rows_digest` of the rows they were read from: ``MAGIC || u32
+    len(A) || A || u32 len(L) || L || u32 len(D) || D || B`` where A is the zlib-compressed scan
+    section (one casefolded line per record, its texts joined by U+001F, newlines as U+001E), L
+    the zlib-compressed listing (one JSON array of four arrays: the paths, kinds, versions and
+    updated_at times), D the digest (32 bytes), and B the zlib-compressed JSON lines naming the
+    fields; A, L and B in the same order, by path. U+001E and U+001F cannot occur in a term
+    (control characters are refused). Only A is decompressed unless a term hits; ``secret list``
+    reads only L; every listing compares D first."""
+    if type(digest) is not bytes or len(digest) != DIGEST_BYTES:
+        raise ValueError("a digest is 32 bytes")
     records = sorted(records, key=lambda r: r[0])
     scan, rows = [], []
     columns: list[list[Any]] = [[], [], [], []]
-    tags, macs = [], []
-    for path, kind, version, updated_at, terms, row_mac in records:
+    for path, kind, version, updated_at, terms in records:
         for column, value in zip(columns, (path, kind, version, updated_at), strict=True):
             column.append(value)
-        tags.append(tag(path))
-        macs.append(row_mac)
         pairs = _pairs(path, kind, terms)
         scan.append("\x1f".join(v for _, v in pairs).casefold().replace("\n", "\x1e").replace("\r", "\x1e"))
         rows.append(
             json.dumps([path, kind, version, updated_at, pairs], ensure_ascii=False, separators=(",", ":"))
         )
-    if any(len(t) != TAG_BYTES for t in tags):
-        raise ValueError("a name tag is 32 bytes")
-    if any(not isinstance(m, bytes) or len(m) != ROW_MAC_BYTES for m in macs):
-        raise ValueError("a row MAC is 32 bytes")
     a = zlib.compress("\n".join(scan).encode("utf-8"), 1)
     listing = json.dumps(columns, ensure_ascii=False, separators=(",", ":"))
     lst = zlib.compress(listing.encode("utf-8"), 1)
-    t = b"".join(tags)
-    m = b"".join(macs)
     b = zlib.compress("\n".join(rows).encode("utf-8"), 1)
-    return b"".join(
-        (MAGIC, _LEN.pack(len(a)), a, _LEN.pack(len(lst)), lst, _LEN.pack(len(t)), t, _LEN.pack(len(m)), m, b)
-    )
+    sections = (a, lst, digest)
+    return MAGIC + b"".join(_LEN.pack(len(p)) + p for p in sections) + b
 
 
-def _layout(document: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
-    """The scan, listing, tags, row MACs and rows sections (the first, second and last
-    compressed); ValueError for anything not built by :func:`build` (an index of an older
-    format too)."""
+def _layout(document: bytes) -> tuple[bytes, bytes, bytes, bytes]:
+    """The scan, listing, digest and rows sections (the first, second and last compressed);
+    ValueError for anything not built by :func:`build` (an index of an older format too)."""
     if not document.startswith(MAGIC):
         raise ValueError("not a search index")
     start, parts = len(MAGIC), []
-    for _ in range(4):
+    for _ in range(3):
         if start + _LEN.size > len(document):
             raise ValueError("not a search index")
         (n,) = _LEN.unpack_from(document, start)
@@ -131,18 +163,25 @@ def _layout(document: bytes) -> tuple[bytes, bytes, bytes, bytes, bytes]:
             raise ValueError("not a search index")
         parts.append(document[start : start + n])
         start += n
-    return parts[0], parts[1], parts[2], parts[3], document[start:]
+    if len(parts[2]) != DIGEST_BYTES:
+        raise ValueError("not a search index")
+    return parts[0], parts[1], parts[2], document[start:]
 
 
 def _sections(document: bytes) -> tuple[bytes, bytes]:
     """The compressed scan and rows sections."""
-    scan, _, _, _, rows = _layout(document)
+    scan, _, _, rows = _layout(document)
     return scan, rows
 
 
 def check(document: bytes) -> None:
     """ValueError unless ``document`` has the layout of this format (cheap: nothing decompressed)."""
     _layout(document)
+
+
+def digest(document: bytes) -> bytes:
+    """The digest of the live records the index was built from (:func:`rows_digest`)."""
+    return _layout(document)[2]
 
 
 def _inflate(data: bytes) -> str:
@@ -156,38 +195,24 @@ def _rows(compressed: bytes) -> list[str]:
     return _inflate(compressed).split("\n")
 
 
-def listing(
-    document: bytes,
-) -> tuple[list[str], list[str], list[int], list[int], list[bytes], list[bytes]]:
-    """The paths, kinds, versions, updated_at times, name tags and row MACs of every record of an
-    index document, by path: one ``json.loads`` of the listing section (100,000 records: one
-    parse of four flat arrays instead of one per record)."""
-    _, packed, tags, macs, _ = _layout(document)
+def listing(document: bytes) -> tuple[list[str], list[str], list[int], list[int]]:
+    """The paths, kinds, versions and updated_at times of every record of an index document, by
+    path: one ``json.loads`` of the listing section (100,000 records: one parse of four flat
+    arrays instead of one per record)."""
+    _, packed, _, _ = _layout(document)
     try:
         paths, kinds, versions, updated = json.loads(_inflate(packed))
     except (ValueError, TypeError):
         raise ValueError("not a search index") from None
-    n = len(paths)
-    if not (
-        len(kinds) == len(versions) == len(updated) == n
-        and len(tags) == n * TAG_BYTES
-        and len(macs) == n * ROW_MAC_BYTES
-    ):
+    columns = (paths, kinds, versions, updated)
+    if not all(isinstance(c, list) and len(c) == len(paths) for c in columns):
         raise ValueError("not a search index")
-    return (
-        paths,
-        kinds,
-        versions,
-        updated,
-        [tags[i : i + TAG_BYTES] for i in range(0, len(tags), TAG_BYTES)],
-        [macs[i : i + ROW_MAC_BYTES] for i in range(0, len(macs), ROW_MAC_BYTES)],
-    )
+    return paths, kinds, versions, updated
 
 
 def entries(document: bytes) -> list[tuple[str, str, int, int]]:
     """``(path, kind, version, updated_at)`` of every record of an index document, by path."""
-    paths, kinds, versions, updated, _, _ = listing(document)
-    return list(zip(paths, kinds, versions, updated, strict=True))
+    return list(zip(*listing(document), strict=True))
 
 
 def match(document: bytes, term: str, kind: str | None = None) -> list[dict[str, Any]]:

@@ -1000,28 +1000,28 @@ class SecretService:
     def list(self, principal: Principal, client_name: str) -> list[dict]:
         """The client's live records (path, kind, version, updated_at), from the client's sealed
         search index: one unseal instead of one metadata unseal and two row-MAC checks per record
-        (100,000 records: docs/performance.md). The index is believed only when it lists exactly
-        the live records' (path tag, version, updated_at, row MAC) as the records table has them; otherwise
-        (dropped by a change since, an older copy put back, an edited row) it is rebuilt from the
-        records' metadata, which checks every row MAC (exit 6 on an edited row).
+        (100,000 records: docs/performance.md). The index is believed only when it was built from
+        exactly the live records' (path tag, version, updated_at, row MAC) as the records table has
+        them now (:func:`_lists_exactly`); otherwise (dropped by a change since, an older copy put
+        back, an edited row) it is rebuilt from the records' metadata, which checks every row MAC
+        (exit 6 on an edited row).
 
-        The index holds each path's name tag (computed from the MAC-checked metadata when it was
-        built, sealed with it) and each row's checked MAC (review6 R6-8: a row edited to match an
-        older index no longer has it), so the comparison is of (tag, version, updated_at, MAC)
-        sets, with no HMAC per record; the records table's (client, path tag) is unique, so equal
-        sets of equal size are equal lists."""
+        The index seals the digest of those rows as the rebuild checked them, each path's name tag
+        computed from the MAC-checked metadata and each row's checked MAC (review6 R6-8: a row
+        edited to match an older index no longer has it), so the comparison needs no HMAC per
+        record and no Python row per record (issue 16)."""
         from vault.records.search import listing
 
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_LIST, client=client)
-        listed: tuple[builtins.list, ...] = ([], [], [], [], [], [])
-        # believed only if it lists exactly the live records' (path tag, version, updated, MAC);
+        listed: tuple[builtins.list, ...] = ([], [], [], [])
+        # believed only if built from exactly the live records' (path tag, version, updated, MAC);
         # any difference (a change since, an older index put back, an edited row) goes through
         # the rebuild, which reads the records' metadata and checks every row MAC; no live record
         # at all: every row MAC-checked (_indexes)
         for _, document in self._indexes([client]):
             listed = listing(document)
-        paths, kinds, versions, updated, _, _ = listed
+        paths, kinds, versions, updated = listed
         stamps = _Stamps()  # records written in one import share their second
         out = [
             {"path": p, "kind": k, "version": v, "updated_at": stamps[u]}
@@ -1083,10 +1083,10 @@ class SecretService:
                 continue  # no records
             # the keys of the client's current version, read in one snapshot (a rotation may have
             # moved it on since ``clients`` was read: docs/architecture.md)
-            client, keys, rows = self.ctx.read_client(
-                client.name, lambda conn, c, k: (c, k, store.live_records(conn, c.id))
+            client, keys, live = self.ctx.read_client(
+                client.name, lambda conn, c, k: (c, k, store.live_listing(conn, c.id))
             )
-            if not rows:
+            if not live[0]:
                 # really none? Nothing to compare an index with (an older one listing none would
                 # match: records hidden by an edit), so every row is read and MAC-checked; an
                 # empty client is cheap
@@ -1095,7 +1095,7 @@ class SecretService:
                 try:
                     document = keys.unseal_index(held[1])
                     check_index(document)
-                    current = _lists_exactly(document, rows)
+                    current = _lists_exactly(document, live)
                 except (CryptoError, ValueError):
                     current = False  # a damaged, foreign or older index: rebuilt from the records
                 if current:
@@ -1113,7 +1113,8 @@ class SecretService:
             client = self.ctx.client(client.name, conn)  # as of this transaction (see _write)
             keys = self.ctx.client_keys(client, conn=conn)
             entries = []
-            macs: dict[int, bytes] = {}  # each row's checked MAC, sealed into the index (R6-8)
+            live = []  # (id, tag, version, updated, checked MAC): their digest is sealed (R6-8)
+            macs: dict[int, bytes] = {}
             for record_id, meta_sealed, current, updated, *row in store.current_versions(
                 conn, client.id, macs
             ):
@@ -1124,8 +1125,12 @@ class SecretService:
                     rec = self.open_version(client, keys, record_id, meta["path"], meta["kind"], current, row)
                     meta["s"] = search.terms_of(rec.kind, dict(rec.fields))
                     store.set_meta(conn, record_id, keys.seal_meta(meta, record_id))
-                entries.append((meta["path"], meta["kind"], current, updated, meta["s"], macs[record_id]))
-            document = search.build(entries, keys.path_tag)
+                # no row MAC covers the time: one of another type is refused here (exit 6), not
+                # sealed into the index's digest (nor, as BLOB, a TypeError of the listing's JSON)
+                stored_epoch(updated, "records.updated_at")
+                entries.append((meta["path"], meta["kind"], current, updated, meta["s"]))
+                live.append((record_id, keys.path_tag(meta["path"]), current, updated, macs[record_id]))
+            document = search.build(entries, search.rows_digest(live))
             store.put_search_index(conn, client.id, keys.version, keys.seal_index(document), now)
         return document
 
@@ -1144,7 +1149,7 @@ class SecretService:
         if len(term) > 256 or any(ord(ch) < 32 for ch in term):
             raise InvalidInput("a search term is one line of at most 256 characters")
         if kind is not None and kind not in KINDS:
-            raise InvalidInput(f"unknown record type {kind!r}: use one of {', '.join(KINDS)}")
+            raise InvalidInput(f"unknown record type: use one of {', '.join(KINDS)}")
         candidates = self._searchable_clients(principal, client)
         allowed = self.ctx.authorize_each(principal, Action.SECRET_SEARCH, candidates)
         out = []
@@ -1551,22 +1556,23 @@ def merge_fields(
     return merged
 
 
-def _lists_exactly(document: bytes, rows: Iterable[tuple]) -> bool:
-    """Whether the index lists exactly the live records' (path tag, version, updated_at, row
-    MAC) as the records table has them (guarantee 29; review4 R4-3: for ``list``, ``search`` and
-    ``list --all`` alike): an index dropped by a change since, an older sealed copy put back or an
-    edited row is not believed but rebuilt, which checks every row MAC. The index holds the MAC
-    each row had when the rebuild checked it, so a row edited to match an older index (review6
-    R6-8) differs in its MAC, with no HMAC per record: a row's authentic MAC is only known from an
-    authentic row. The records table's (client, path tag) is unique, so equal sets of equal size
-    are equal lists."""
-    from vault.records.search import listing
+def _lists_exactly(document: bytes, live: tuple[int, int, bytes, bytes, bytes, bytes]) -> bool:
+    """Whether the index was built from exactly the live records' (path tag, version,
+    updated_at, row MAC) as the records table has them now (guarantee 29; review4 R4-3: for
+    ``list``, ``search`` and ``list --all`` alike; ``live``: :func:`vault.store.records.live_listing`):
+    an index dropped by a change since, an older sealed copy put back or an edited row is not
+    believed but rebuilt, which checks every row MAC. The index seals the digest of the rows the
+    rebuild checked (each path's name tag from its MAC-checked metadata, each row's checked MAC),
+    so a row edited to match an older index (review6 R6-8) differs in its MAC, with no HMAC per
+    record: a row's authentic MAC is only known from an authentic row. Every row must have its
+    columns' types (a text or a number is no tag, a BLOB no version), so the digest's text is one
+    list of rows; the digests are compared in constant time."""
+    from vault.crypto import constant_time_equal
+    from vault.records.search import digest, live_digest
 
-    rows = list(rows)
-    live = set(rows)
-    _, _, versions, updated, tags, macs = listing(document)
-    return (
-        len(live) == len(rows) == len(tags) and set(zip(tags, versions, updated, macs, strict=True)) == live
+    count, typed, tags, macs, versions, updated = live
+    return typed == count and constant_time_equal(
+        digest(document), live_digest(count, tags, macs, versions, updated)
     )
 
 
