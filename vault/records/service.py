@@ -1147,7 +1147,7 @@ class SecretService:
         if len(term) > 256 or any(ord(ch) < 32 for ch in term):
             raise InvalidInput("a search term is one line of at most 256 characters")
         if kind is not None and kind not in KINDS:
-            raise InvalidInput(f"unknown record type {kind!r}: use one of {', '.join(KINDS)}")
+            raise InvalidInput(f"unknown record type: use one of {', '.join(KINDS)}")
         candidates = self._searchable_clients(principal, client)
         allowed = self.ctx.authorize_each(principal, Action.SECRET_SEARCH, candidates)
         out = []
