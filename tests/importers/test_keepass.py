@@ -185,6 +185,20 @@ def test_invalid_otp_names_the_entry(tmp_path):
     assert "SHORT" not in str(err.value) and "hunter2" not in str(err.value)
 
 
+def test_non_standard_totp_settings_are_warned_about_without_their_value(tmp_path):
+    """review9 R9-4: the warning quoted the ``TOTP Settings`` value; a value in the wrong field
+    is often a secret, so the warning names the field and the entry only."""
+    secret = "s3cr3t-in-the-wrong-field"
+    custom = {"TOTP Seed": ("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ", True), "TOTP Settings": (secret, False)}
+    path = write_kdbx(tmp_path / "db.kdbx", [KpEntry("Odd TOTP", username="u", password="p", custom=custom)])
+    _, report = read_all("keepass", path, password="correct horse")
+    assert [w for w in report.warnings if "TOTP Settings" in w] == [
+        "entry 1 ('Odd TOTP'): its TOTP Settings are not standard TOTP;"
+        " the seed is kept as a secret custom field"
+    ], report.warnings
+    assert not any(secret in w for w in report.warnings)
+
+
 def test_duplicate_titles_and_unicode_titles_get_stable_paths(tmp_path):
     entries = [
         KpEntry("Router", username="a", password="1", group=("Acme",)),

@@ -6,7 +6,8 @@ command found it again from scratch and ``audit recover`` had nothing to acknowl
 other malformed entry (vault.audit.mark.check_segment) is the recorded alarm "entry N is
 malformed". Fixed: the mark check (vault.audit.mark._entry_hash, and the entries after the head it
 reads) and the append's read of the chain head raise that alarm; the append records it.
-Guarantee 48."""
+The last test: an entry planted at seq 2**63 - 1 after the head (no entry fits after it) was exit
+2 "a number is out of range" from every append; now the same recorded alarm. Guarantee 48."""
 
 from __future__ import annotations
 
@@ -45,3 +46,21 @@ def test_a_malformed_entry_hash_at_the_mark_is_the_recorded_alarm(acme, value, w
     for name, result in _commands(vdir, env):
         line = _assert_one_line(result, 6)
         assert "integrity alarm" in line or name in ("doctor", "audit verify"), (name, line)
+
+
+def test_an_entry_planted_at_the_last_seq_is_the_recorded_alarm(acme):  # noqa: F811
+    vdir, env = acme
+    last = 2**63 - 1
+    file_sql(
+        vdir,
+        "INSERT INTO audit_events (seq, at, actor, action, client, outcome, reason, origin,"
+        " detail_sealed, detail_key, prev_hash, entry_hash) SELECT ?, at, actor, action, client,"
+        " outcome, reason, origin, detail_sealed, detail_key, prev_hash, entry_hash FROM audit_events"
+        " WHERE seq = (SELECT max(seq) FROM audit_events)",
+        (last,),
+    )
+    result = run_cli("secret", "get", "acme", "office/firewall", env=env)
+    line = _assert_one_line(result, 6)  # before: 2 "a number is out of range"
+    assert "integrity alarm" in line and f"entry {last} is malformed" in line, line
+    recorded = _recorded_alarm(vdir)
+    assert recorded is not None and f'"first_bad_seq": {last}' in recorded, recorded

@@ -3,7 +3,7 @@
 `secret list`, `secret search` and `secret list --all` believe a client's sealed search index only
 when the SHA-256 sealed into it (of the live records' path tags, row MACs, versions and times, as
 the rebuild checked them) equals the digest of what SQLite reads from the records table now
-(`vault.store.records.live_listing`, one row per client). These tests replay what a file writer
+(`vault.store.records.listing_summary`, one row per client). These tests replay what a file writer
 with no key can do against that encoding, beyond the cases of test_search.py and
 test_list_index_row_macs.py: a value of another type whose text is the same (a tag as TEXT, a
 version or a time as a BLOB of its digits), bytes moved from one tag or MAC to the next (the same
@@ -97,8 +97,10 @@ def test_an_index_built_from_the_rows_as_they_are_is_believed(vdir):
         client = v.ctx.client("acme")
         document = v.ctx.client_keys(client).unseal_index(sealed[client.id][2])
         with v.ctx.db.read() as conn:
-            count, typed, *values = store.live_listing(conn, client.id)
-        assert count == typed == 8 and index.digest(document) == index.live_digest(count, *values)
+            count, typed, *values = store.listing_summary(conn, client.id)
+        assert count == typed == 9 and index.digest(document) == index.listing_digest(
+            count, *values
+        )  # 8 live, 1 deleted
     finally:
         v.close()
 
@@ -148,10 +150,10 @@ def test_bytes_moved_from_one_tag_or_mac_to_the_next_are_refused(vdir, how, colu
         shorter = f"UPDATE records SET {column} = substr({column}, 2) WHERE id = ?"
         _file_writer(vdir, [(longer, (head, first)), (shorter, (second,))], sealed)
         with v.ctx.db.read() as conn:  # the same concatenation: only the lengths tell
-            count, typed, *values = store.live_listing(conn, v.ctx.client("acme").id)
+            count, typed, *values = store.listing_summary(conn, v.ctx.client("acme").id)
         client = v.ctx.client("acme")
         document = v.ctx.client_keys(client).unseal_index(sealed[client.id][2])
-        assert index.digest(document) == index.live_digest(count, *values) and typed == count - 2
+        assert index.digest(document) == index.listing_digest(count, *values) and typed == count - 2
         with pytest.raises(IntegrityFailure):
             _listing(v, op, how)
     finally:

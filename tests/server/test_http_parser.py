@@ -66,3 +66,18 @@ def test_an_incomplete_head_past_16_kib_in_one_write_is_431(service):  # noqa: F
         json_error(
             resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read(), "malformed_request"
         )
+
+
+def test_an_upgrade_request_is_an_ordinary_request(service):  # noqa: F811
+    """No WebSocket here: llhttp stops at an ``Upgrade`` (and at ``CONNECT``); the request is
+    answered as any other, in the error shape when it is one (the connection is then closed)."""
+    raw = b"GET /v1/nowhere HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    with tls_socket(service) as tls:
+        tls.sendall(raw)
+        resp = http.client.HTTPResponse(tls)
+        resp.begin()
+        body = resp.read()
+        assert resp.status == 404
+        json_error(resp.status, {k.lower(): v for k, v in resp.getheaders()}, body, "unknown_endpoint")
+    status, headers, body = exchange(service, b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status < 500 and json_error(status, headers, body)

@@ -675,3 +675,34 @@ def test_junk_tokens_cannot_hold_the_attachment_upload_slots(served):
     finally:
         for tls in held:
             tls.close()
+
+
+def test_an_error_body_names_the_refused_field_never_its_value(served):
+    """review9 R9-4 through the API: a value in the wrong field (often a secret) was quoted in
+    ErrorBody.message ("never contains secrets"); the message names the field only."""
+    service, _, _, tokens = served
+    secret = "s3cr3t-in-the-wrong-column"
+    eve = service.client(tokens["eve"])
+    put = {"client_name": "acme", "path": "net/office", "kind": "network"}
+    line = {"path": "net/office", "kind": "network", "fields": {"gateway": secret}}
+    cases = [
+        ("/v1/secrets/put", {**put, "fields": {"gateway": secret}}, "gateway: not an IP address"),
+        (
+            "/v1/secrets/put",
+            {**put, "fields": {"addresses": [secret]}},
+            "addresses: not an IP address or CIDR",
+        ),
+        ("/v1/secrets/put", {**put, "kind": secret, "fields": {}}, "unknown record type: use one of"),
+        (
+            "/v1/secrets/import-records",
+            {"client_name": "acme", "lines": [json.dumps(line)]},
+            "line 1: invalid",
+        ),
+        ("/v1/secrets/search", {"term": "office", "kind": secret}, "unknown record type: use one of"),
+    ]
+    for path, body, named in cases:
+        status, answer = eve.post(path, body)
+        assert status == 400 and assert_error_shape(answer, "invalid_input"), (path, status, answer)
+        assert secret not in json.dumps(answer), answer
+        assert named in answer["error"]["message"], answer
+    assert secret not in service.log()

@@ -33,6 +33,7 @@ import json
 import re
 
 from vault import crypto
+from vault.audit.stored import MAX_SEQ_BEFORE_NEXT
 from vault.tuples import NamedTuple
 
 SIGNING_LABEL = b"cvault/v1/audit-checkpoint\x00"
@@ -205,7 +206,7 @@ class Checkpoint(NamedTuple):
 
 #: the largest prune base a row may name: the next entry's seq (base + 1) still fits an SQLite
 #: INTEGER (review8 R8-4)
-MAX_BASE_SEQ = 2**63 - 2
+MAX_BASE_SEQ = MAX_SEQ_BEFORE_NEXT
 
 
 def _valid_base(kind: str, base_seq: object, base_hash: object, seq: int) -> bool:

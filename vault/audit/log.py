@@ -701,7 +701,9 @@ class AuditLog:
                 "SELECT seq, entry_hash FROM audit_events ORDER BY seq DESC LIMIT 1"
             ).fetchone()
         if last:
-            if not stored.is_hash(last[1]):  # recorded by append_batch, as the mark check's
+            # recorded by append_batch, as the mark check's: a hash that is none, or a planted
+            # seq no entry fits after (2**63 - 1 was exit 2 "a number is out of range")
+            if not stored.is_hash(last[1]) or last[0] > stored.MAX_SEQ_BEFORE_NEXT:
                 raise hwm._alarm(f"entry {last[0]} is malformed", last[0])
             seq, prev = last[0] + 1, last[1]
         else:

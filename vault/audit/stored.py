@@ -15,6 +15,8 @@ from vault.errors import IntegrityFailure
 
 #: SHA-256: every entry hash, prev_hash, checkpoint digest and prune base hash
 HASH_SIZE = 32
+#: the largest seq another entry can follow: seq + 1 still fits an SQLite INTEGER (review8 R8-4)
+MAX_SEQ_BEFORE_NEXT = 2**63 - 2
 
 
 def is_hash(value: object) -> TypeGuard[bytes]:

@@ -185,7 +185,7 @@ class KeePassSource(ImportSource):
             otp = seed_with_settings(get("TOTP Seed"), get("TOTP Settings") or None, title) or ""
             if not otp:
                 report.warnings.append(
-                    f"{where} ({describe(title)}): TOTP Settings {get('TOTP Settings')!r} are not "
+                    f"{where} ({describe(title)}): its TOTP Settings are not "
                     "standard TOTP; the seed is kept as a secret custom field"
                 )
         is_note = not (username or password or url or otp) and bool(notes)

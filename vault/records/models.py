@@ -118,7 +118,7 @@ class NetworkRecord(_Common):
             try:
                 out.append(str(ipaddress.ip_interface(v.strip())))
             except ValueError:
-                raise ValueError(f"not an IP address or CIDR: {v!r}") from None
+                raise ValueError("not an IP address or CIDR") from None  # never the value (R9-4)
         return out
 
     @field_validator("gateway")

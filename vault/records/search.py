@@ -10,10 +10,10 @@ the index can be rebuilt from the metadata alone, without opening a record's sec
 per-client index is one document, one line per live record, each line a JSON array
 ``[path, kind, version, updated_at, [[field, text], ...]]`` (JSON keeps every value on its line),
 a listing section that ``secret list`` reads instead (the four columns as four JSON arrays), and
-the digest of the live records it was built from (:func:`rows_digest`: each path's name tag,
-version, time and row MAC), which the listings compare with the digest of the records table now
-(:func:`live_digest`) before they believe it; it is sealed under the client key by the secrets
-service (docs/format.md, "Search index").
+the digest of the record rows it was built from (:func:`rows_digest`: each row's path tag,
+version, time, row MAC and whether it is live), which the listings compare with the digest of the
+records table now (:func:`listing_digest`) before they believe it; it is sealed under the client
+key by the secrets service (docs/format.md, "Search index").
 Matching is a case-insensitive (``str.casefold``) substring test on each line, confirmed on the
 parsed fields, so a term never matches the JSON punctuation around them.
 """
@@ -79,26 +79,31 @@ def _pairs(path: str, kind: str, terms: dict[str, Any]) -> list[list[str]]:
     return pairs
 
 
-def live_digest(count: int, tags: bytes, macs: bytes, versions: bytes, updated: bytes) -> bytes:
-    """SHA-256 of the canonical text of ``count`` live records in record id order: their path tags
-    (32 bytes each) concatenated, their row MACs (32 bytes each) concatenated, their current
-    versions and their ``updated_at`` times (decimal, each list joined by ``,``). Given the count,
-    32-byte tags and MACs and integer versions and times, one text is one list of rows: equal
-    digests mean the same (tag, version, time, MAC) rows in the same order, as surely as SHA-256
-    has no collision. :func:`vault.store.records.live_listing` reads these values from the records
-    table (and whether every row has those types); :func:`rows_digest` computes the same from rows."""
+def listing_digest(
+    count: int, tags: bytes, macs: bytes, versions: bytes, updated: bytes, states: bytes
+) -> bytes:
+    """SHA-256 of the canonical text of the client's ``count`` record rows, deleted ones included,
+    in record id order: their path tags (32 bytes each) concatenated, their row MACs (32 bytes
+    each) concatenated, their current versions and their ``updated_at`` times (decimal, each list
+    joined by ``,``) and one state byte each (``L`` live, ``D`` its current version a delete
+    marker). Given the count, 32-byte tags and MACs and integer versions and times, one text is
+    one list of rows: equal digests mean the same (tag, version, time, MAC, state) rows in the same
+    order, as surely as SHA-256 has no collision. :func:`vault.store.records.listing_summary` reads
+    these values from the records table (and whether every row has those types);
+    :func:`rows_digest` computes the same from rows."""
     return crypto.sha256(
-        b"cvault/search-index/live-records\n%d\n%b%b%b\n%b" % (count, tags, macs, versions, updated)
+        b"cvault/search-index/record-rows\n%d\n%b%b%b\n%b\n%b"
+        % (count, tags, macs, versions, updated, states)
     )
 
 
-def rows_digest(rows: list[tuple[int, bytes, int, int, bytes]]) -> bytes:
-    """:func:`live_digest` of ``(record_id, path_tag, current_version, updated_at, row_mac)`` per
-    live record (any order: the record ids are unique), as the rebuild read and checked them
-    (ValueError if a value is not of its column's type, a 32-byte tag or MAC, an integer: the
+def rows_digest(rows: list[tuple[int, bytes, int, int, bytes, bool]]) -> bytes:
+    """:func:`listing_digest` of ``(record_id, path_tag, current_version, updated_at, row_mac,
+    live)`` per record row (any order: the record ids are unique), as the rebuild read and checked
+    them (ValueError if a value is not of its column's type, a 32-byte tag or MAC, an integer: the
     rebuild checks each row first)."""
     rows = sorted(rows, key=lambda r: r[0])
-    for _, tag, version, updated_at, mac in rows:
+    for _, tag, version, updated_at, mac, _live in rows:
         if not (
             type(tag) is bytes
             and len(tag) == TAG_BYTES
@@ -107,13 +112,14 @@ def rows_digest(rows: list[tuple[int, bytes, int, int, bytes]]) -> bytes:
             and type(version) is int
             and type(updated_at) is int
         ):
-            raise ValueError("a live record's row does not have its columns' types")
-    return live_digest(
+            raise ValueError("a record's row does not have its columns' types")
+    return listing_digest(
         len(rows),
         b"".join(r[1] for r in rows),
         b"".join(r[4] for r in rows),
         b",".join(b"%d" % r[2] for r in rows),
         b",".join(b"%d" % r[3] for r in rows),
+        b"".join(b"L" if r[5] else b"D" for r in rows),
     )
 
 
@@ -180,7 +186,7 @@ def check(document: bytes) -> None:
 
 
 def digest(document: bytes) -> bytes:
-    """The digest of the live records the index was built from (:func:`rows_digest`)."""
+    """The digest of the record rows the index was built from (:func:`rows_digest`)."""
     return _layout(document)[2]
 
 

@@ -1001,10 +1001,10 @@ class SecretService:
         """The client's live records (path, kind, version, updated_at), from the client's sealed
         search index: one unseal instead of one metadata unseal and two row-MAC checks per record
         (100,000 records: docs/performance.md). The index is believed only when it was built from
-        exactly the live records' (path tag, version, updated_at, row MAC) as the records table has
-        them now (:func:`_lists_exactly`); otherwise (dropped by a change since, an older copy put
-        back, an edited row) it is rebuilt from the records' metadata, which checks every row MAC
-        (exit 6 on an edited row).
+        exactly the record rows' (path tag, version, updated_at, row MAC, live or deleted) as the
+        records table has them now (:func:`_lists_exactly`); otherwise (dropped by a change since,
+        an older copy put back, an edited row) it is rebuilt from the records' metadata, which
+        checks every row MAC (exit 6 on an edited row).
 
         The index seals the digest of those rows as the rebuild checked them, each path's name tag
         computed from the MAC-checked metadata and each row's checked MAC (review6 R6-8: a row
@@ -1015,10 +1015,9 @@ class SecretService:
         client = self.ctx.client(client_name)
         self.ctx.authorize(principal, Action.SECRET_LIST, client=client)
         listed: tuple[builtins.list, ...] = ([], [], [], [])
-        # believed only if built from exactly the live records' (path tag, version, updated, MAC);
-        # any difference (a change since, an older index put back, an edited row) goes through
-        # the rebuild, which reads the records' metadata and checks every row MAC; no live record
-        # at all: every row MAC-checked (_indexes)
+        # believed only if built from exactly the record rows' (path tag, version, updated, MAC,
+        # live or deleted); any difference (a change since, an older index put back, an edited
+        # row) goes through the rebuild, which reads the records' metadata and checks every row MAC
         for _, document in self._indexes([client]):
             listed = listing(document)
         paths, kinds, versions, updated = listed
@@ -1083,19 +1082,14 @@ class SecretService:
                 continue  # no records
             # the keys of the client's current version, read in one snapshot (a rotation may have
             # moved it on since ``clients`` was read: docs/architecture.md)
-            client, keys, live = self.ctx.read_client(
-                client.name, lambda conn, c, k: (c, k, store.live_listing(conn, c.id))
+            client, keys, rows = self.ctx.read_client(
+                client.name, lambda conn, c, k: (c, k, store.listing_summary(conn, c.id))
             )
-            if not live[0]:
-                # really none? Nothing to compare an index with (an older one listing none would
-                # match: records hidden by an edit), so every row is read and MAC-checked; an
-                # empty client is cheap
-                self.ctx.read_client(client.name, lambda conn, c, k: store.current_versions(conn, c.id))
             if held is not None and held[0] == keys.version:
                 try:
                     document = keys.unseal_index(held[1])
                     check_index(document)
-                    current = _lists_exactly(document, live)
+                    current = _lists_exactly(document, rows)
                 except (CryptoError, ValueError):
                     current = False  # a damaged, foreign or older index: rebuilt from the records
                 if current:
@@ -1113,24 +1107,28 @@ class SecretService:
             client = self.ctx.client(client.name, conn)  # as of this transaction (see _write)
             keys = self.ctx.client_keys(client, conn=conn)
             entries = []
-            live = []  # (id, tag, version, updated, checked MAC): their digest is sealed (R6-8)
-            macs: dict[int, bytes] = {}
+            # (id, tag, version, updated, checked MAC, live) of every row, deleted ones too: their
+            # digest is sealed (review6 R6-8, review9 R9-1)
+            rows = []
+            checked: dict[int, tuple[bytes, bytes]] = {}
             for record_id, meta_sealed, current, updated, *row in store.current_versions(
-                conn, client.id, macs
+                conn, client.id, checked
             ):
+                # no row MAC covers the time: one of another type is refused here (exit 6), not
+                # sealed into the index's digest (nor, as BLOB, a TypeError of the listing's JSON)
+                stored_epoch(updated, "records.updated_at")
+                tag, mac = checked[record_id]
                 if row[1] is None:
-                    continue  # deleted
+                    rows.append((record_id, tag, current, updated, mac, False))  # deleted
+                    continue
                 meta = self._meta(client, keys, record_id, meta_sealed)
                 if "s" not in meta:
                     rec = self.open_version(client, keys, record_id, meta["path"], meta["kind"], current, row)
                     meta["s"] = search.terms_of(rec.kind, dict(rec.fields))
                     store.set_meta(conn, record_id, keys.seal_meta(meta, record_id))
-                # no row MAC covers the time: one of another type is refused here (exit 6), not
-                # sealed into the index's digest (nor, as BLOB, a TypeError of the listing's JSON)
-                stored_epoch(updated, "records.updated_at")
                 entries.append((meta["path"], meta["kind"], current, updated, meta["s"]))
-                live.append((record_id, keys.path_tag(meta["path"]), current, updated, macs[record_id]))
-            document = search.build(entries, search.rows_digest(live))
+                rows.append((record_id, keys.path_tag(meta["path"]), current, updated, mac, True))
+            document = search.build(entries, search.rows_digest(rows))
             store.put_search_index(conn, client.id, keys.version, keys.seal_index(document), now)
         return document
 
@@ -1149,7 +1147,7 @@ class SecretService:
         if len(term) > 256 or any(ord(ch) < 32 for ch in term):
             raise InvalidInput("a search term is one line of at most 256 characters")
         if kind is not None and kind not in KINDS:
-            raise InvalidInput(f"unknown record type {kind!r}: use one of {', '.join(KINDS)}")
+            raise InvalidInput(f"unknown record type: use one of {', '.join(KINDS)}")
         candidates = self._searchable_clients(principal, client)
         allowed = self.ctx.authorize_each(principal, Action.SECRET_SEARCH, candidates)
         out = []
@@ -1556,24 +1554,24 @@ def merge_fields(
     return merged
 
 
-def _lists_exactly(document: bytes, live: tuple[int, int, bytes, bytes, bytes, bytes]) -> bool:
-    """Whether the index was built from exactly the live records' (path tag, version,
-    updated_at, row MAC) as the records table has them now (guarantee 29; review4 R4-3: for
-    ``list``, ``search`` and ``list --all`` alike; ``live``: :func:`vault.store.records.live_listing`):
-    an index dropped by a change since, an older sealed copy put back or an edited row is not
-    believed but rebuilt, which checks every row MAC. The index seals the digest of the rows the
-    rebuild checked (each path's name tag from its MAC-checked metadata, each row's checked MAC),
-    so a row edited to match an older index (review6 R6-8) differs in its MAC, with no HMAC per
-    record: a row's authentic MAC is only known from an authentic row. Every row must have its
-    columns' types (a text or a number is no tag, a BLOB no version), so the digest's text is one
-    list of rows; the digests are compared in constant time."""
+def _lists_exactly(document: bytes, rows: tuple[int, int, bytes, bytes, bytes, bytes, bytes]) -> bool:
+    """Whether the index was built from exactly the record rows' (path tag, version, updated_at,
+    row MAC, live or deleted) as the records table has them now (guarantee 29; review4 R4-3: for
+    ``list``, ``search`` and ``list --all`` alike; ``rows``:
+    :func:`vault.store.records.listing_summary`): an index dropped by a change since, an older
+    sealed copy put back or an edited row is not believed but rebuilt, which checks every row MAC.
+    The index seals the digest of the rows the rebuild checked (each live path's name tag from its
+    MAC-checked metadata, each row's checked MAC), so a row edited to match an older index (review6
+    R6-8) differs in its MAC, with no HMAC per record: a row's authentic MAC is only known from an
+    authentic row. The deleted rows count too (review9 R9-1: a live record edited to look deleted,
+    with an older index put back that never listed it, left the live rows as that index had them).
+    Every row must have its columns' types (a text or a number is no tag, a BLOB no version), so
+    the digest's text is one list of rows; the digests are compared in constant time."""
     from vault.crypto import constant_time_equal
-    from vault.records.search import digest, live_digest
+    from vault.records.search import digest, listing_digest
 
-    count, typed, tags, macs, versions, updated = live
-    return typed == count and constant_time_equal(
-        digest(document), live_digest(count, tags, macs, versions, updated)
-    )
+    count, typed, *values = rows
+    return typed == count and constant_time_equal(digest(document), listing_digest(count, *values))
 
 
 class _Stamps(dict):

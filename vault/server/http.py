@@ -205,6 +205,8 @@ class JsonErrorHttpToolsProtocol(HttpToolsProtocol):
             # parser reads nothing more on this connection
             if self.cycle is not None:
                 self.cycle.keep_alive = False
+            if not self.transport.is_closing():
+                self._watch()
             return
         except httptools.HttpParserError:
             if self._h2_preface_seen():

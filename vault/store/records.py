@@ -290,17 +290,22 @@ def rewrap(conn: sqlite3.Connection, record_id: int, number: int, wrapped: bytes
     )
 
 
-def live_listing(conn: sqlite3.Connection, client_id: str) -> tuple[int, int, bytes, bytes, bytes, bytes]:
-    """The client's live records (current version not a delete marker) summed up by SQLite in one
-    row, with no Python row per record (issue 16: 100 clients x 1,000 records): ``(count, typed,
-    tags, macs, versions, updated)``, where ``typed`` counts the rows whose path tag and MAC are
-    32-byte BLOBs and whose current version and time are INTEGERs, ``tags`` and ``macs`` are the
-    rows' ``path_tag`` and ``mac`` concatenated and ``versions`` and ``updated`` their
-    ``current_version`` and ``updated_at``, decimal and joined by ``,``, all in record id order:
-    the input of :func:`vault.records.search.live_digest`. No row MAC checked (``secret list``,
-    ``search`` and ``list --all`` compare the digest with the one sealed into the search index,
-    computed from the rows the rebuild checked, and rebuild it through :func:`current_versions` on
-    any difference: guarantee 29).
+def listing_summary(
+    conn: sqlite3.Connection, client_id: str
+) -> tuple[int, int, bytes, bytes, bytes, bytes, bytes]:
+    """Every record row of the client, deleted ones too, summed up by SQLite in one row, with no
+    Python row per record (issue 16: 100 clients x 1,000 records): ``(count, typed, tags, macs,
+    versions, updated, states)``, where ``typed`` counts the rows whose path tag and MAC are 32-byte
+    BLOBs and whose current version and time are INTEGERs, ``tags`` and ``macs`` are the rows'
+    ``path_tag`` and ``mac`` concatenated, ``versions`` and ``updated`` their ``current_version``
+    and ``updated_at``, decimal and joined by ``,``, and ``states`` one byte per row, ``L`` for a
+    live record and ``D`` for one whose current version is a delete marker, all in record id
+    order: the input of :func:`vault.records.search.listing_digest`. No row MAC checked (``secret
+    list``, ``search`` and ``list --all`` compare the digest with the one sealed into the search
+    index, computed from the rows the rebuild checked, and rebuild it through
+    :func:`current_versions` on any difference: guarantee 29). The deleted rows are in it (review9
+    R9-1): a live record edited to look deleted, with an older index put back that never listed
+    it, otherwise left the live rows exactly as the older index had them.
 
     The records rows are read in table order (``records_client``, 0028_listfast.sql: by client,
     then rowid, which is the record id), the current version row's existence from the primary key
@@ -310,28 +315,29 @@ def live_listing(conn: sqlite3.Connection, client_id: str) -> tuple[int, int, by
     index it walks (SQLite 3.40 has no ``group_concat(... ORDER BY)``); it does in practice, and if
     it ever did not, the digest would differ and every listing would rebuild the index: slower,
     never wrong, since correctness does not depend on the order."""
-    count, typed, tags, macs, versions, updated = conn.execute(
+    count, typed, tags, macs, versions, updated, states = conn.execute(
         "SELECT count(*), count(*) FILTER (WHERE typeof(r.path_tag) = 'blob' AND length(r.path_tag) = 32"
         " AND typeof(r.mac) = 'blob' AND length(r.mac) = 32 AND typeof(r.current_version) = 'integer'"
         " AND typeof(r.updated_at) = 'integer'), CAST(group_concat(r.path_tag, '') AS BLOB),"
         " CAST(group_concat(r.mac, '') AS BLOB), CAST(group_concat(r.current_version, ',') AS BLOB),"
-        " CAST(group_concat(r.updated_at, ',') AS BLOB) FROM records r INDEXED BY records_client"
-        " JOIN record_versions v"
-        " ON v.record_id = r.id AND v.version = r.current_version WHERE r.client_id = ? AND NOT EXISTS"
+        " CAST(group_concat(r.updated_at, ',') AS BLOB), CAST(group_concat(CASE WHEN EXISTS"
         " (SELECT 1 FROM record_versions m INDEXED BY record_versions_markers WHERE m.record_id = r.id"
-        " AND m.version = r.current_version AND m.blob_name IS NULL)",
+        " AND m.version = r.current_version AND m.blob_name IS NULL) THEN 'D' ELSE 'L' END, '') AS BLOB)"
+        " FROM records r INDEXED BY records_client JOIN record_versions v"
+        " ON v.record_id = r.id AND v.version = r.current_version WHERE r.client_id = ?",
         (client_id,),
     ).fetchone()
-    return count, typed, tags or b"", macs or b"", versions or b"", updated or b""
+    return count, typed, tags or b"", macs or b"", versions or b"", updated or b"", states or b""
 
 
 def current_versions(
-    conn: sqlite3.Connection, client_id: str, macs: dict[int, bytes] | None = None
+    conn: sqlite3.Connection, client_id: str, checked: dict[int, tuple[bytes, bytes]] | None = None
 ) -> list[tuple]:
     """Each record of the client with its current version: ``(id, meta_sealed, current_version,
     updated_at, *OPEN_COLUMNS)``; both rows' MACs checked. A record whose current version row is
-    missing is an integrity failure, not left out. ``macs``, when given, receives each record's
-    checked row MAC by record id (the search index seals their digest: :func:`live_listing`)."""
+    missing is an integrity failure, not left out. ``checked``, when given, receives each record's
+    checked ``(path_tag, row MAC)`` by record id (the search index seals their digest:
+    :func:`listing_summary`)."""
     out = []
     for row in conn.execute(
         "SELECT r.id, r.meta_sealed, r.current_version, r.updated_at, "  # noqa: S608 - a constant column list; values are bound
@@ -341,8 +347,8 @@ def current_versions(
     ):
         rid, _, current, _, wrapped, blob, created, by, offset, size, tag, record_mac, v_mac, number = row
         rowmac.check(conn, "records", (rid, client_id, tag, current), record_mac)
-        if macs is not None:
-            macs[rid] = record_mac
+        if checked is not None:
+            checked[rid] = (tag, record_mac)
         if number is None:
             raise rowmac.RowTampered(
                 f"integrity failure: record {rid} of client {client_id}: its current version"
