@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vault import crypto, keys
+from vault.audit import stored as audit_stored
 from vault.backup import container as bc
 from vault.clock import from_epoch, rfc3339, to_epoch
 from vault.custody.rows import load_versions
@@ -243,7 +244,12 @@ class BackupService:
                         "created_at": now,
                         "clients": clients,
                         "blobs": len(names),
-                        "audit_head": {"seq": head[0], "hash": bytes(head[1]).hex()} if head else None,
+                        "audit_head": {
+                            "seq": head[0],
+                            "hash": audit_stored.entry_hash(head[1], head[0]).hex(),
+                        }
+                        if head
+                        else None,
                         "custody_format": custody.get("format"),
                     },
                     signer.sign,

@@ -44,7 +44,7 @@ from vault.custody.base import Custodian, CustodyDestroyed, CustodyRef, CustodyU
 from vault.custody.rows import Job, check_step, load_jobs, load_versions, migrated_at
 from vault.errors import AccessDenied, ClientUnavailable, CryptoError, IntegrityFailure, InvalidInput
 from vault.keys import ClientKeys
-from vault.store import meta, rowmac
+from vault.store import meta, rowmac, stored
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -525,7 +525,10 @@ class CustodyManager:
             )
         else:
             for version, wrapped in versions:
-                key = keyring.unwrap_client_key(bytes(wrapped), client_id, version, name, custody=old)
+                sealed = stored.blob(
+                    wrapped, stored.SEALED_KEY_LEN, f"client_keys row (version {version}) of client {name}"
+                )
+                key = keyring.unwrap_client_key(sealed, client_id, version, name, custody=old)
                 conn.execute(
                     "UPDATE client_keys SET wrapped = ? WHERE client_id = ? AND version = ?",
                     (keyring.wrap_client_key(key, client_id, version, custody=new), client_id, version),
@@ -535,7 +538,13 @@ class CustodyManager:
         ).fetchone()
         if audit is not None:
             try:
-                key = keyring.unwrap_client_audit_key(bytes(audit[0]), client_id, custody=old)
+                key = keyring.unwrap_client_audit_key(
+                    stored.blob(
+                        audit[0], stored.SEALED_KEY_LEN, f"client_audit_keys row of client {client_id}"
+                    ),
+                    client_id,
+                    custody=old,
+                )
             except CryptoError:
                 raise IntegrityFailure(
                     f"integrity failure: audit-detail key of client {name} failed authentication"
@@ -664,14 +673,36 @@ class CustodyManager:
                     rows = conn.execute(
                         "SELECT version, wrapped FROM client_keys WHERE client_id = ?", (client_id,)
                     ).fetchall()
-                    keys = [(v, keyring.unwrap_client_key(bytes(w), client_id, v, name)) for v, w in rows]
+                    keys = [
+                        (
+                            v,
+                            keyring.unwrap_client_key(
+                                stored.blob(
+                                    w,
+                                    stored.SEALED_KEY_LEN,
+                                    f"client_keys row (version {v}) of client {name}",
+                                ),
+                                client_id,
+                                v,
+                                name,
+                            ),
+                        )
+                        for v, w in rows
+                    ]
                     audit = conn.execute(
                         "SELECT wrapped FROM client_audit_keys WHERE client_id = ?", (client_id,)
                     ).fetchone()
                     audit_key = None
                     if audit is not None:
                         try:
-                            audit_key = keyring.unwrap_client_audit_key(bytes(audit[0]), client_id)
+                            audit_key = keyring.unwrap_client_audit_key(
+                                stored.blob(
+                                    audit[0],
+                                    stored.SEALED_KEY_LEN,
+                                    f"client_audit_keys row of client {client_id}",
+                                ),
+                                client_id,
+                            )
                         except CryptoError:
                             raise IntegrityFailure(
                                 f"integrity failure: audit-detail key of client {name} failed authentication"

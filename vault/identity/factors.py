@@ -14,6 +14,7 @@ pyotp loads only when a code is checked, Argon2 only when a password is.
 from __future__ import annotations
 
 from vault import crypto, names
+from vault.clock import is_stored_epoch
 from vault.errors import (
     AccessDenied,
     AuthenticationFailed,
@@ -25,7 +26,7 @@ from vault.errors import (
 from vault.identity.facts import UserRow, end_sessions, note_admins, user_row
 from vault.identity.lockout import GENERIC_FAILURE, LockoutMixin
 from vault.policy import AuditEvent
-from vault.store import rowmac
+from vault.store import rowmac, stored
 
 ENROLL_SECONDS = 24 * 3600
 MIN_PASSWORD = 12
@@ -142,8 +143,9 @@ class FactorsMixin(LockoutMixin):
                 "SELECT id, code_hash FROM recovery_codes WHERE user_id = ? AND used_at IS NULL", (user.id,)
             ).fetchall()
             match = None
-            for row_id, stored in rows:  # compare with every unused code, in constant time each
-                if crypto.constant_time_equal(bytes(stored), wanted) and match is None:
+            for row_id, value in rows:  # compare with every unused code, in constant time each
+                hashed = stored.blob(value, crypto.MAC_LEN, f"recovery_codes row {row_id}")  # R9-5
+                if crypto.constant_time_equal(hashed, wanted) and match is None:
                     match = row_id
             if match is not None:
                 conn.execute(
@@ -174,8 +176,9 @@ class FactorsMixin(LockoutMixin):
             return False, len(rows)
         wanted = codes.code_hash(self._code_key(), "recovery", user.id, code)
         match = None
-        for row_id, stored in rows:
-            if crypto.constant_time_equal(bytes(stored), wanted) and match is None:
+        for row_id, value in rows:
+            hashed = stored.blob(value, crypto.MAC_LEN, f"recovery_codes row {row_id}")  # review9 R9-5
+            if crypto.constant_time_equal(hashed, wanted) and match is None:
                 match = row_id
         if match is None:
             return False, len(rows)
@@ -209,10 +212,18 @@ class FactorsMixin(LockoutMixin):
             row = conn.execute(
                 "SELECT code_hash, expires_at FROM enrollment WHERE user_id = ?", (user.id,)
             ).fetchone()
+        stored_hash = None
+        if row is not None:
+            # no row MAC covers enrollment: a file writer's text or huge INTEGER is exit 6, never
+            # converted (bytes(2**31) allocated 2 GiB on every attempt: review9 R9-5)
+            where = f"enrollment row of user {user.name}"
+            stored_hash = stored.blob(row[0], crypto.MAC_LEN, where)
+            if not is_stored_epoch(row[1]):
+                raise stored.not_stored(where)
         good = (
-            row is not None
+            stored_hash is not None
             and codes.well_formed(code or "")
-            and crypto.constant_time_equal(codes.code_hash(key, "enroll", user.id, code), bytes(row[0]))
+            and crypto.constant_time_equal(codes.code_hash(key, "enroll", user.id, code), stored_hash)
         )
         if not good:
             self._dummy_verify(password)
@@ -241,7 +252,7 @@ class FactorsMixin(LockoutMixin):
                     "enrollment failed: after a TOTP reset, give your current password",
                 )
             keep = user.password_hash
-        return self._complete_enrollment(user, password, origin, code_hash=bytes(row[0]), keep_hash=keep)
+        return self._complete_enrollment(user, password, origin, code_hash=stored_hash, keep_hash=keep)
 
     def _unknown_name(self, name: str) -> str:
         """How an unknown typed name appears in the audit log: never in clear (it may be a

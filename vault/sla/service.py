@@ -33,7 +33,7 @@ from vault.principal import Principal
 from vault.sla import certificate as certfmt
 from vault.sla.shred import Shredder, ShredIncomplete, load_job
 from vault.store import clients as store_clients
-from vault.store import meta, rowmac
+from vault.store import meta, rowmac, stored
 from vault.store.clients import ClientRow
 from vault.store.outbox import shred_deletes_pending
 
@@ -846,8 +846,13 @@ class SlaService:
         if row is None:
             state = client.state(self.ctx.now())
             raise NotFound(f"no shred certificate for {name}: the client is {state.replace('_', ' ')}")
+        # no row MAC covers the certificate (its signature does, checked by whoever verifies
+        # it): a signature that is no 64-byte BLOB is exit 6, never converted (review9 R9-5)
+        signature = stored.blob(row[1], stored.SIGNATURE_LEN, f"shred_certificates row of client {name}")
+        if type(row[0]) is not str:
+            raise stored.not_stored(f"shred_certificates row of client {name}")
         doc = certfmt.file_document(
-            row[0], bytes(row[1]), AuditSigner(self.ctx.db, self.ctx.keyring).trusted_public_key_text()
+            row[0], signature, AuditSigner(self.ctx.db, self.ctx.keyring).trusted_public_key_text()
         )
         pending = shred_deletes_pending(self.ctx.db.conn, client.id)
         doc["live_status"] = {

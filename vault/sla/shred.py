@@ -36,6 +36,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vault.audit import stored as audit_stored
 from vault.audit.details import destroy_client_audit_key
 from vault.audit.signing import AuditSigner
 from vault.clock import from_epoch, rfc3339, to_epoch
@@ -47,7 +48,7 @@ from vault.policy import AuditEvent
 from vault.principal import Principal
 from vault.sla import certificate as certfmt
 from vault.store import clients as client_store
-from vault.store import outbox, rowmac
+from vault.store import outbox, rowmac, stored
 from vault.store import records as record_store
 from vault.store.clients import ClientRow
 
@@ -271,10 +272,15 @@ class Shredder:
             " FROM records r LEFT JOIN record_versions v ON v.record_id = r.id WHERE r.client_id = ?",
             (client.id,),
         ).fetchone()
+        # the wrapped keys are read strictly (no row MAC covers them, and this read unwraps
+        # nothing): anything but a sealed key's BLOB is exit 6 naming the row (review9 R9-5)
         dek_nonces = [
-            bytes(r[0][:NONCE_LEN]).hex()
+            stored.blob(r[0], stored.SEALED_KEY_LEN, f"record_versions row of record {r[1]} version {r[2]}")[
+                :NONCE_LEN
+            ].hex()
             for r in conn.execute(
-                "SELECT v.wrapped_dek FROM records r JOIN record_versions v ON v.record_id = r.id"
+                "SELECT v.wrapped_dek, v.record_id, v.version FROM records r"
+                " JOIN record_versions v ON v.record_id = r.id"
                 " WHERE r.client_id = ? AND v.wrapped_dek IS NOT NULL ORDER BY random() LIMIT ?",
                 (client.id, DEK_NONCE_SAMPLE),
             )
@@ -284,11 +290,21 @@ class Shredder:
             "SELECT fingerprint, wrapped FROM client_audit_keys WHERE client_id = ?", (client.id,)
         ).fetchone()
         if row:
-            audit_key = {"fingerprint": row[0], "nonce": bytes(row[1][:NONCE_LEN]).hex()}
+            wrapped = stored.blob(
+                row[1], stored.SEALED_KEY_LEN, f"client_audit_keys row of client {client.name}"
+            )
+            audit_key = {"fingerprint": row[0], "nonce": wrapped[:NONCE_LEN].hex()}
         return {
             "client": {"id": client.id, "name": client.name, "created_at": to_epoch(client.created_at)},
             "client_keys": [
-                {"version": v, "fingerprint": fp, "nonce": bytes(w[:NONCE_LEN]).hex()} for v, fp, w in keys
+                {
+                    "version": v,
+                    "fingerprint": fp,
+                    "nonce": stored.blob(
+                        w, stored.SEALED_KEY_LEN, f"client_keys row (version {v}) of client {client.name}"
+                    )[:NONCE_LEN].hex(),
+                }
+                for v, fp, w in keys
             ],
             "audit_detail_key": audit_key,
             "records": counts[0],
@@ -610,7 +626,7 @@ class Shredder:
         row = self.ctx.db.one("SELECT seq, entry_hash FROM audit_events ORDER BY seq DESC LIMIT 1")
         if row is None:
             return {"seq": 0, "hash": None}
-        return {"seq": row[0], "hash": bytes(row[1]).hex()}
+        return {"seq": row[0], "hash": audit_stored.entry_hash(row[1], row[0]).hex()}  # review9 R9-5
 
     def _certificate_body(self, job: Job, check: dict, head: dict, now) -> dict:
         m, r = job.manifest, job.result
