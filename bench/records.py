@@ -69,7 +69,7 @@ def hit_count(argv: list[str], env: dict) -> int:
     (counted, not computed from the vault's shape)."""
     import subprocess
 
-    proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.run(argv, env=env, capture_output=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{argv} failed: {proc.stderr.decode()[-500:]}")
     return len(json.loads(proc.stdout))
