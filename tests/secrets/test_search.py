@@ -241,11 +241,12 @@ def test_secret_list_from_the_index_still_refuses_an_edited_record_row(vdir):
     v.close()
 
 
-@pytest.mark.parametrize("older_format", ["CVSI1", "CVSI2", "CVSI3"])
+@pytest.mark.parametrize("older_format", ["CVSI1", "CVSI2", "CVSI3", "CVSI4"])
 def test_secret_list_rebuilds_an_index_of_the_older_format(vdir, older_format):
     """An index written before the listing section (CVSI1: scan and rows sections only), before
     the row MACs (CVSI2: no M section, review6 R6-8) or before their digest (CVSI3: the tags and
-    MACs themselves, issue 16), sealed under the right key, is not read by this build: secret list
+    MACs themselves, issue 16) or before the field names section (CVSI4: one JSON line per record
+    instead), sealed under the right key, is not read by this build: secret list
     rebuilds it from the records (MAC-checked) and stores the current format, and lists the same
     records."""
     import struct
@@ -259,15 +260,17 @@ def test_secret_list_rebuilds_an_index_of_the_older_format(vdir, older_format):
     client = v.ctx.client("acme")
     keys = v.ctx.client_keys(client)
     document = keys.unseal_index(v.ctx.db.scalar("SELECT sealed FROM search_index"))
-    scan, lst, _, rows = index._layout(document)
+    scan, lst, _, rows = index._layout(document)  # (this build's N as CVSI1-4's B: never read)
     stored = v.ctx.db.all("SELECT path_tag, mac FROM records ORDER BY path_tag")
     tags, macs = b"".join(r[0] for r in stored), b"".join(r[1] for r in stored)  # CVSI3's T and M
     if older_format == "CVSI1":
         older = b"CVSI1" + struct.pack(">I", len(scan)) + scan + rows
     elif older_format == "CVSI2":
         older = b"CVSI2" + b"".join(struct.pack(">I", len(p)) + p for p in (scan, lst, tags)) + rows
-    else:
+    elif older_format == "CVSI3":
         older = b"CVSI3" + b"".join(struct.pack(">I", len(p)) + p for p in (scan, lst, tags, macs)) + rows
+    else:
+        older = b"CVSI4" + document[len(index.MAGIC) :]
     with v.ctx.db.write() as conn:
         conn.execute("UPDATE search_index SET sealed = ?", (keys.seal_index(older),))
     assert v.secrets.list(op, "acme") == want
@@ -349,3 +352,27 @@ def test_search_and_list_all_never_believe_an_older_copy_of_the_index(vdir):
         assert [r["path"] for r in v.secrets.list_all(op)] == ["a/three", "a/two"]
     finally:
         v.close()
+
+
+def test_index_match_refuses_field_names_that_do_not_fit_the_scan_lines():
+    """A hit's fields are named by section N (CVSI5): names that do not fit the hit line (another
+    count of texts, a record without names) are not guessed at but refused as an unreadable index
+    (ValueError: the search rebuilds it from the records)."""
+    import json
+    import struct
+    import zlib
+
+    entries = [
+        ("p/a", "access", 1, 0, {"host": "alpha", "tags": ["beta"]}),
+        ("p/b", "access", 1, 0, {"host": "beta", "tags": ["x", "y"]}),
+    ]
+    document = index.build(entries, bytes(32))
+    assert [h["matched"] for h in index.match(document, "beta")] == [["tags"], ["host"]]
+    scan, lst, digest, names = index._layout(document)
+    shapes, shape_of = json.loads(zlib.decompress(names))
+    assert shape_of == [0, 1] and len(shapes[1]) == len(shapes[0]) + 1
+    head = index.MAGIC + b"".join(struct.pack(">I", len(p)) + p for p in (scan, lst, digest))
+    for bad in ([shapes, [1, 0]], [shapes, [0]], [shapes[:1], [0, 1]], [shapes, [0, "1"]]):
+        damaged = head + zlib.compress(json.dumps(bad).encode())
+        with pytest.raises(ValueError, match="not a search index"):
+            index.match(damaged, "beta")

@@ -525,7 +525,10 @@ class CustodyManager:
             )
         else:
             for version, wrapped in versions:
-                key = keyring.unwrap_client_key(bytes(wrapped), client_id, version, name, custody=old)
+                sealed = stored.blob(
+                    wrapped, stored.SEALED_KEY_LEN, f"client_keys row (version {version}) of client {name}"
+                )
+                key = keyring.unwrap_client_key(sealed, client_id, version, name, custody=old)
                 conn.execute(
                     "UPDATE client_keys SET wrapped = ? WHERE client_id = ? AND version = ?",
                     (keyring.wrap_client_key(key, client_id, version, custody=new), client_id, version),
@@ -670,7 +673,22 @@ class CustodyManager:
                     rows = conn.execute(
                         "SELECT version, wrapped FROM client_keys WHERE client_id = ?", (client_id,)
                     ).fetchall()
-                    keys = [(v, keyring.unwrap_client_key(bytes(w), client_id, v, name)) for v, w in rows]
+                    keys = [
+                        (
+                            v,
+                            keyring.unwrap_client_key(
+                                stored.blob(
+                                    w,
+                                    stored.SEALED_KEY_LEN,
+                                    f"client_keys row (version {v}) of client {name}",
+                                ),
+                                client_id,
+                                v,
+                                name,
+                            ),
+                        )
+                        for v, w in rows
+                    ]
                     audit = conn.execute(
                         "SELECT wrapped FROM client_audit_keys WHERE client_id = ?", (client_id,)
                     ).fetchone()

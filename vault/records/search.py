@@ -7,15 +7,15 @@ secret custom values and TOTP seeds never enter the index.
 
 The terms of a record are kept in its sealed metadata (``meta["s"]``, written with every version:
 the index can be rebuilt from the metadata alone, without opening a record's secret fields). The
-per-client index is one document, one line per live record, each line a JSON array
-``[path, kind, version, updated_at, [[field, text], ...]]`` (JSON keeps every value on its line),
-a listing section that ``secret list`` reads instead (the four columns as four JSON arrays), and
+per-client index is one document: a scan section (one casefolded line of texts per live
+record), a listing section (the path, kind, version and time columns as four JSON arrays, which
+``secret list`` reads alone), the field names of each scan line's texts (:func:`build`), and
 the digest of the record rows it was built from (:func:`rows_digest`: each row's path tag,
 version, time, row MAC and whether it is live), which the listings compare with the digest of the
 records table now (:func:`listing_digest`) before they believe it; it is sealed under the client
 key by the secrets service (docs/format.md, "Search index").
-Matching is a case-insensitive (``str.casefold``) substring test on each line, confirmed on the
-parsed fields, so a term never matches the JSON punctuation around them.
+Matching is a case-insensitive (``str.casefold``) substring test on the scan lines, confirmed on
+each text of a hit line, which the field names section names.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ from vault import crypto
 from vault.records import CUSTOM, SEARCH_FIELDS
 
 #: the first bytes of an index document (docs/format.md, "Search index"); CVSI1 (no listing),
-#: CVSI2 (no row MACs) and CVSI3 (the name tags and row MACs themselves instead of their digest)
-#: are not read: such an index is rebuilt, once
-MAGIC = b"CVSI4"
+#: CVSI2 (no row MACs), CVSI3 (the name tags and row MACs themselves instead of their digest) and
+#: CVSI4 (one JSON line per record naming its fields and texts instead of section N) are not read:
+#: such an index is rebuilt, once
+MAGIC = b"CVSI5"
 #: bytes of one path's name tag (HMAC-SHA256, :meth:`vault.keys.ClientKeys.path_tag`)
 TAG_BYTES = 32
 #: bytes of one record row's MAC (``records.mac``, :mod:`vault.store.rowmac`)
@@ -83,14 +84,15 @@ def listing_digest(
     count: int, tags: bytes, macs: bytes, versions: bytes, updated: bytes, states: bytes
 ) -> bytes:
     """SHA-256 of the canonical text of the client's ``count`` record rows, deleted ones included,
-    in record id order: their path tags (32 bytes each) concatenated, their row MACs (32 bytes
-    each) concatenated, their current versions and their ``updated_at`` times (decimal, each list
-    joined by ``,``) and one state byte each (``L`` live, ``D`` its current version a delete
-    marker). Given the count, 32-byte tags and MACs and integer versions and times, one text is
-    one list of rows: equal digests mean the same (tag, version, time, MAC, state) rows in the same
-    order, as surely as SHA-256 has no collision. :func:`vault.store.records.listing_summary` reads
-    these values from the records table (and whether every row has those types);
-    :func:`rows_digest` computes the same from rows."""
+    in record id order: their path tags (32 bytes each) concatenated, their row MACs (32 bytes each)
+    concatenated, their current versions and their ``updated_at`` times (decimal, each list joined
+    by ``,``) and one state byte each (``L`` live, ``D`` its current version a delete marker; a
+    listing also reads ``M``, its current version row missing, which no rebuild seals). Given the
+    count, 32-byte tags and MACs and integer versions and times, one text is one list of rows: equal
+    digests mean the same (tag, version, time, MAC, state) rows in the same order, as surely as
+    SHA-256 has no collision. :func:`vault.store.records.listing_summary` reads these values from
+    the records table (and whether every row has those types); :func:`rows_digest` computes the same
+    from rows."""
     return crypto.sha256(
         b"cvault/search-index/record-rows\n%d\n%b%b%b\n%b\n%b"
         % (count, tags, macs, versions, updated, states)
@@ -123,35 +125,44 @@ def rows_digest(rows: list[tuple[int, bytes, int, int, bytes, bool]]) -> bytes:
     )
 
 
+def _scan_text(text: str) -> str:
+    """A text as the scan section holds it: casefolded, its line breaks and U+001F (the
+    separators) as U+001E, which no term holds (control characters are refused)."""
+    return text.casefold().replace("\n", "\x1e").replace("\r", "\x1e").replace("\x1f", "\x1e")
+
+
 def build(records: list[tuple[str, str, int, int, dict[str, Any]]], digest: bytes) -> bytes:
     """One client's index document from ``(path, kind, version, updated_at, terms)`` per live
     record and ``digest``, the :func:`rows_digest` of the rows they were read from: ``MAGIC || u32
-    len(A) || A || u32 len(L) || L || u32 len(D) || D || B`` where A is the zlib-compressed scan
-    section (one casefolded line per record, its texts joined by U+001F, newlines as U+001E), L
+    len(A) || A || u32 len(L) || L || u32 len(D) || D || N`` where A is the zlib-compressed scan
+    section (one line per record, its texts as :func:`_scan_text` gives them joined by U+001F), L
     the zlib-compressed listing (one JSON array of four arrays: the paths, kinds, versions and
-    updated_at times), D the digest (32 bytes), and B the zlib-compressed JSON lines naming the
-    fields; A, L and B in the same order, by path. U+001E and U+001F cannot occur in a term
-    (control characters are refused). Only A is decompressed unless a term hits; ``secret list``
-    reads only L; every listing compares D first."""
+    updated_at times), D the digest (32 bytes), and N the zlib-compressed field names: one JSON
+    array ``[shapes, shape_of]``, ``shapes`` the distinct lists of field names (the name of each
+    text of a scan line, in its order) and ``shape_of`` each record's index into them; A, L and
+    ``shape_of`` in the same order, by path. Only A is decompressed unless a term hits (then L
+    and N, not one JSON line per hit: issue 16's 8,400 hits); ``secret list`` reads only L; every
+    listing compares D first."""
     if type(digest) is not bytes or len(digest) != DIGEST_BYTES:
         raise ValueError("a digest is 32 bytes")
     records = sorted(records, key=lambda r: r[0])
-    scan, rows = [], []
+    scan: list[str] = []
     columns: list[list[Any]] = [[], [], [], []]
+    shapes: dict[tuple[str, ...], int] = {}
+    shape_of: list[int] = []
     for path, kind, version, updated_at, terms in records:
         for column, value in zip(columns, (path, kind, version, updated_at), strict=True):
             column.append(value)
         pairs = _pairs(path, kind, terms)
-        scan.append("\x1f".join(v for _, v in pairs).casefold().replace("\n", "\x1e").replace("\r", "\x1e"))
-        rows.append(
-            json.dumps([path, kind, version, updated_at, pairs], ensure_ascii=False, separators=(",", ":"))
-        )
+        scan.append("\x1f".join(_scan_text(v) for _, v in pairs))
+        shape_of.append(shapes.setdefault(tuple(n for n, _ in pairs), len(shapes)))
     a = zlib.compress("\n".join(scan).encode("utf-8"), 1)
     listing = json.dumps(columns, ensure_ascii=False, separators=(",", ":"))
     lst = zlib.compress(listing.encode("utf-8"), 1)
-    b = zlib.compress("\n".join(rows).encode("utf-8"), 1)
+    names = json.dumps([[list(s) for s in shapes], shape_of], ensure_ascii=False, separators=(",", ":"))
+    n = zlib.compress(names.encode("utf-8"), 1)
     sections = (a, lst, digest)
-    return MAGIC + b"".join(_LEN.pack(len(p)) + p for p in sections) + b
+    return MAGIC + b"".join(_LEN.pack(len(p)) + p for p in sections) + n
 
 
 def _layout(document: bytes) -> tuple[bytes, bytes, bytes, bytes]:
@@ -174,12 +185,6 @@ def _layout(document: bytes) -> tuple[bytes, bytes, bytes, bytes]:
     return parts[0], parts[1], parts[2], document[start:]
 
 
-def _sections(document: bytes) -> tuple[bytes, bytes]:
-    """The compressed scan and rows sections."""
-    scan, _, _, rows = _layout(document)
-    return scan, rows
-
-
 def check(document: bytes) -> None:
     """ValueError unless ``document`` has the layout of this format (cheap: nothing decompressed)."""
     _layout(document)
@@ -195,10 +200,6 @@ def _inflate(data: bytes) -> str:
         return zlib.decompress(data).decode("utf-8")
     except (zlib.error, UnicodeDecodeError):
         raise ValueError("not a search index") from None
-
-
-def _rows(compressed: bytes) -> list[str]:
-    return _inflate(compressed).split("\n")
 
 
 def listing(document: bytes) -> tuple[list[str], list[str], list[int], list[int]]:
@@ -223,42 +224,57 @@ def entries(document: bytes) -> list[tuple[str, str, int, int]]:
 
 def match(document: bytes, term: str, kind: str | None = None) -> list[dict[str, Any]]:
     """The records of one client's index matching ``term`` (case-insensitive): ``{path, kind,
-    version, updated_at, matched: [field names]}``, by path."""
+    version, updated_at, matched: [field names]}``, by path. A hit's fields are those of its scan
+    line's texts that hold the term (a term has no control character, so it is in a text exactly
+    when it is in the text's casefolded value, and never spans two), named by section N; the
+    rest is taken from L. No JSON line per hit (issue 16: a term in 8,400 records)."""
     wanted = term.casefold()
     if not wanted or any(ord(c) < 32 for c in wanted):
         return []
-    packed_scan, packed_rows = _sections(document)
+    packed_scan, _, _, packed_names = _layout(document)
     scan = _inflate(packed_scan)
-    hits: list[int] = []
+    # per hit line: (line number, texts on it, the indexes of the texts holding the term)
+    hits: list[tuple[int, int, list[int]]] = []
     line, last = 0, 0
     pos = scan.find(wanted)
     while pos != -1:
         line += scan.count("\n", last, pos)
         last = pos
-        hits.append(line)
+        start = scan.rfind("\n", 0, pos) + 1
         end = scan.find("\n", pos)
         if end == -1:
-            break
+            end = len(scan)
+        held = [scan.count("\x1f", start, pos)]
+        more = scan.find(wanted, pos + 1, end)
+        while more != -1:
+            held.append(scan.count("\x1f", start, more))
+            more = scan.find(wanted, more + 1, end)
+        hits.append((line, scan.count("\x1f", start, end) + 1, held))
         pos = scan.find(wanted, end)
     if not hits:
         return []
-    lines = _rows(packed_rows)
-    if len(lines) <= hits[-1]:
-        raise ValueError("not a search index")
-    out = []
-    for n in hits:
-        path, record_kind, version, updated_at, pairs = json.loads(lines[n])
-        if kind is not None and record_kind != kind:
-            continue
-        matched = sorted({name for name, value in pairs if wanted in value.casefold()})
-        if matched:
+    paths, kinds, versions, updated = listing(document)
+    try:
+        shapes, shape_of = json.loads(_inflate(packed_names))
+        if len(shape_of) != len(paths) or len(paths) <= hits[-1][0]:
+            raise ValueError("not a search index")
+        out = []
+        for n, texts, held in hits:
+            record_kind = kinds[n]
+            if kind is not None and record_kind != kind:
+                continue
+            names = shapes[shape_of[n]]
+            if len(names) != texts:
+                raise ValueError("not a search index")
             out.append(
                 {
-                    "path": path,
+                    "path": paths[n],
                     "kind": record_kind,
-                    "version": version,
-                    "updated_at": updated_at,
-                    "matched": matched,
+                    "version": versions[n],
+                    "updated_at": updated[n],
+                    "matched": [names[held[0]]] if len(held) == 1 else sorted({names[i] for i in held}),
                 }
             )
+    except (TypeError, IndexError, KeyError):
+        raise ValueError("not a search index") from None
     return out

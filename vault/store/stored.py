@@ -6,8 +6,9 @@ many zero bytes (an INTEGER: 2**31 is 2 GiB, on every request that reads the row
 read here, by type and exact length, and anything but a BLOB of the size cvault writes is an
 :class:`~vault.errors.IntegrityFailure` (one line, exit 6) naming the table and row. The one
 helper of every such reader: the audit columns (:mod:`vault.audit.stored`), the enrollment and
-recovery code hashes, the shred certificate's signature, the wrapped keys a shred manifest and
-custody read. The ``meta`` values have their decoders in :mod:`vault.store.meta`.
+recovery code hashes, the shred certificate's signature, the client audit-detail key, the wrapped
+keys a shred manifest and custody read. The ``meta`` values have their decoders in
+:mod:`vault.store.meta`; the unseal slots theirs in :mod:`vault.keys` (a layer below this one).
 """
 
 from __future__ import annotations
