@@ -39,7 +39,7 @@ import io
 import json
 import struct
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from vault import crypto
 from vault.errors import CryptoError, IntegrityFailure, InvalidInput
@@ -330,7 +330,7 @@ def read_header(fp: BinaryIO) -> Header:
     from vault.settings import loads_stored
 
     try:
-        h = loads_stored(raw.decode("ascii"))
+        h: Any = loads_stored(raw.decode("ascii"))
         header = Header(
             bytes.fromhex(h["vault_id"]),
             bytes.fromhex(h["backup_id"]),

@@ -57,7 +57,7 @@ class SlotService:
                 )
         else:
             kdf_params = None
-        if self.ctx.db.one("SELECT count(*) FROM unseal_slots")[0] >= keys.MAX_SLOTS:
+        if (self.ctx.db.one("SELECT count(*) FROM unseal_slots") or (0,))[0] >= keys.MAX_SLOTS:
             raise InvalidInput(f"a vault has at most {keys.MAX_SLOTS} unseal slots: remove one first")
         kek = keys.slot_kek(kind, secret, salt, kdf_params)
         with self.ctx.db.write() as conn:
