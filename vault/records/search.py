@@ -84,14 +84,15 @@ def listing_digest(
     count: int, tags: bytes, macs: bytes, versions: bytes, updated: bytes, states: bytes
 ) -> bytes:
     """SHA-256 of the canonical text of the client's ``count`` record rows, deleted ones included,
-    in record id order: their path tags (32 bytes each) concatenated, their row MACs (32 bytes
-    each) concatenated, their current versions and their ``updated_at`` times (decimal, each list
-    joined by ``,``) and one state byte each (``L`` live, ``D`` its current version a delete
-    marker). Given the count, 32-byte tags and MACs and integer versions and times, one text is
-    one list of rows: equal digests mean the same (tag, version, time, MAC, state) rows in the same
-    order, as surely as SHA-256 has no collision. :func:`vault.store.records.listing_summary` reads
-    these values from the records table (and whether every row has those types);
-    :func:`rows_digest` computes the same from rows."""
+    in record id order: their path tags (32 bytes each) concatenated, their row MACs (32 bytes each)
+    concatenated, their current versions and their ``updated_at`` times (decimal, each list joined
+    by ``,``) and one state byte each (``L`` live, ``D`` its current version a delete marker; a
+    listing also reads ``M``, its current version row missing, which no rebuild seals). Given the
+    count, 32-byte tags and MACs and integer versions and times, one text is one list of rows: equal
+    digests mean the same (tag, version, time, MAC, state) rows in the same order, as surely as
+    SHA-256 has no collision. :func:`vault.store.records.listing_summary` reads these values from
+    the records table (and whether every row has those types); :func:`rows_digest` computes the same
+    from rows."""
     return crypto.sha256(
         b"cvault/search-index/record-rows\n%d\n%b%b%b\n%b\n%b"
         % (count, tags, macs, versions, updated, states)

@@ -43,6 +43,19 @@ from vault.server.routes import (
 )
 
 CONTRACT_EVENTS_PATH = "/v1/sla/contract-events"
+#: the operations whose audit answer is awaited in the event loop (reads that write nothing after
+#: their decision is audited: vault.server.routes.FastDispatch._deferred)
+DEFERRED_PATHS = frozenset({"/v1/secrets/get"})
+
+
+def _deferring_writer(pool):
+    """The worker's shared audit writer (``--workers``), which can defer; None without workers."""
+    from vault.server.shared_audit import SharedAuditWriter
+
+    group = pool.audit_group
+    return group if isinstance(group, SharedAuditWriter) else None
+
+
 #: the body of a contract event (docs/sla.md): the signature covers its exact bytes
 CONTRACT_EVENT_SCHEMA = {
     "type": "object",
@@ -191,6 +204,8 @@ def create_app(
         limit=spec.MAX_BODY_BYTES,
         headers=lambda scope, raw: secure_headers(raw, False, scope.get("scheme") == "https"),
         handoff=Handoff(),
+        deferring=_deferring_writer(pool),
+        deferred=DEFERRED_PATHS,
     )
     app.add_middleware(
         BodyLimit,

@@ -7,6 +7,7 @@ This module deliberately has no ``from __future__ import annotations``: FastAPI 
 functions' annotations at runtime, and the request models are made per operation.
 """
 
+import asyncio
 import base64
 import binascii
 import json
@@ -24,6 +25,7 @@ from vault.api_schemas import response_schema
 from vault.errors import AuthenticationFailed, InvalidInput, VaultLocked
 from vault.server.errors import ERROR_RESPONSES, RateLimited
 from vault.server.limits import MAX_BUCKETS, MAX_SUMMARY_EVENTS, Dropped, RateLimiter, source_key
+from vault.server.shared_audit import Deferral
 
 Text = Annotated[str, StringConstraints(max_length=spec.MAX_STRING)]
 #: the name of the OpenAPI security scheme of the session token
@@ -377,8 +379,15 @@ class FastDispatch:
         limit: int | None = None,
         headers: Callable[[dict, list], list] | None = None,
         handoff=None,
+        deferring: Any = None,
+        deferred: frozenset[str] = frozenset(),
     ):
         self.app = app
+        #: the worker's audit writer when it can defer (a SharedAuditWriter), else None, and the
+        #: paths of the operations run in the loop's thread with their audit answers awaited
+        #: there (reads that write nothing after their decision: :meth:`_deferred`)
+        self.deferring = deferring
+        self.deferred = deferred
         #: path -> (request model, the route's run(request, body))
         self.routes = routes
         self.handlers = handlers
@@ -419,8 +428,11 @@ class FastDispatch:
             await self.app(scope, _replay(messages, receive), send)
             return
         request = LeanRequest(scope)
+        writer = self.deferring if scope["path"] in self.deferred else None
         try:
-            if self.handoff is not None:
+            if writer is not None:
+                response = await self._deferred(writer, run, request, body)
+            elif self.handoff is not None:
                 response = await self.handoff.run(run, request, body)
             else:
                 from starlette.concurrency import run_in_threadpool
@@ -434,6 +446,25 @@ class FastDispatch:
         raw = self.headers(scope, response.raw_headers)
         await send({"type": "http.response.start", "status": response.status_code, "headers": raw})
         await send({"type": "http.response.body", "body": response.body})
+
+    async def _deferred(self, writer, run, request, body) -> Response:
+        """``run`` in the loop's thread, its audit events sent without waiting for them
+        (:class:`vault.server.shared_audit.Deferral`); its answer (or its error) only once every
+        one of them is durable, and an audit failure refuses it whatever ``run`` gave.
+
+        No thread hand-off and no blocked thread per read: the loop runs the read's own work
+        (SQLite reads in WAL, the decryption: no lock waits but the session's ``last_seen``
+        write once a minute) and awaits the supervisor's answer as a future
+        (docs/performance.md, "svcloop2")."""
+        deferral = Deferral(asyncio.get_running_loop())
+        try:
+            with writer.deferring(deferral):
+                response = run(request, body)
+        except Exception:
+            await deferral.settled()  # an audit failure is the answer, as when it came first
+            raise
+        await deferral.settled()
+        return response
 
     def _takes(self, scope) -> bool:
         """``Content-Type: application/json``; with ``limit``, a declared body within it and a

@@ -101,12 +101,58 @@ def _error_from(err: dict) -> VaultError:
 
 
 class _Pending:
-    __slots__ = ("answer", "done")
+    __slots__ = ("answer", "done", "future")
 
-    def __init__(self) -> None:
+    def __init__(self, future=None) -> None:
         self.answer: dict | None = None
+        #: a deferred event's future (settled in its event loop), else a lock released once, when
+        #: the answer (or the failure) is there
+        self.future = future
         self.done = threading.Lock()
-        self.done.acquire()  # released once, when the answer (or the failure) is there
+        if future is None:
+            self.done.acquire()
+
+
+def _settle_answers(settled: list) -> None:
+    """In the event loop: each deferred event's future gets its answer (None: no answer)."""
+    for future, answer in settled:
+        if not future.done():
+            future.set_result(answer)
+
+
+def _answer_result(answer: dict | None) -> int:
+    if answer is None:
+        raise _failure()
+    if "error" in answer:
+        raise _error_from(answer["error"])
+    return int(answer["seq"])
+
+
+class Deferral:
+    """One request's audit events, answered in its event loop instead of a blocked thread
+    (:meth:`SharedAuditWriter.deferring`). While it is active in a thread, ``append`` sends the
+    event and returns at once (sequence number 0: not known yet); :meth:`settled` awaits every
+    event's answer and raises the first failure. Only for an operation that writes nothing after
+    its audit event (a read): its answer waits for :meth:`settled`, so a request is still
+    answered only after its own events are durable, and refused otherwise."""
+
+    __slots__ = ("loop", "futures")
+
+    def __init__(self, loop) -> None:
+        self.loop = loop
+        self.futures: list = []
+
+    async def settled(self) -> None:
+        if not self.futures:
+            return
+        futures, self.futures = self.futures, []
+        timer = self.loop.call_later(ANSWER_TIMEOUT, _settle_answers, [(f, None) for f in futures])
+        try:
+            answers = [await f for f in futures]
+        finally:
+            timer.cancel()
+        for answer in answers:
+            _answer_result(answer)
 
 
 class SharedAuditWriter:
@@ -121,12 +167,23 @@ class SharedAuditWriter:
         self._broken = False
         self._on_gone = on_gone or (lambda: os.kill(os.getpid(), signal.SIGTERM))
         self.batches = self.events = 0  # GroupCommit's counters (this worker does not batch)
+        self._local = threading.local()  # .deferral: the Deferral active in this thread, if any
         threading.Thread(target=self._answers, name="cvault-worker-audit", daemon=True).start()
+
+    @contextlib.contextmanager
+    def deferring(self, deferral: Deferral):
+        """``append`` in this thread defers to ``deferral`` until the block ends."""
+        self._local.deferral = deferral
+        try:
+            yield deferral
+        finally:
+            self._local.deferral = None
 
     def append(self, audit_log, event: tuple) -> int:
         if audit_log.fail_injector is not None:  # the fail-closed tests' hook: as without workers
             return audit_log.append_batch([event])[0]
-        me = _Pending()
+        deferral = getattr(self._local, "deferral", None)
+        me = _Pending(None if deferral is None else deferral.loop.create_future())
         with self._lock:
             if self._broken:
                 raise _failure()
@@ -145,16 +202,14 @@ class SharedAuditWriter:
         except OSError:
             self._gone()
             raise _failure() from None
+        if deferral is not None:
+            deferral.futures.append(me.future)
+            return 0
         if not me.done.acquire(timeout=ANSWER_TIMEOUT):
             with self._lock:
                 self._pending.pop(ident, None)
             raise _failure()
-        answer = me.answer
-        if answer is None:
-            raise _failure()
-        if "error" in answer:
-            raise _error_from(answer["error"])
-        return int(answer["seq"])
+        return _answer_result(me.answer)
 
     def _answers(self) -> None:
         while True:
@@ -169,15 +224,27 @@ class SharedAuditWriter:
                 answers = json.loads(data)
             except ValueError:
                 continue
+            settled: dict = {}  # loop -> [(future, answer)]: one wake-up of each loop per message
             for answer in answers if isinstance(answers, list) else ():
                 if not isinstance(answer, dict):
                     continue
                 ident = answer.get("id")
                 with self._lock:
                     waiting = self._pending.pop(ident, None) if type(ident) is int else None
-                if waiting is not None:
+                if waiting is None:
+                    continue
+                if waiting.future is not None:
+                    settled.setdefault(waiting.future.get_loop(), []).append((waiting.future, answer))
+                else:
                     waiting.answer = answer
                     waiting.done.release()
+            self._wake(settled)
+
+    @staticmethod
+    def _wake(settled: dict) -> None:
+        for loop, answers in settled.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_settle_answers, answers)
 
     def _gone(self) -> None:
         """The supervisor is gone: every waiting event fails closed, and this worker stops."""
@@ -185,8 +252,13 @@ class SharedAuditWriter:
             first = not self._broken
             self._broken = True
             pending, self._pending = self._pending, {}
+        settled: dict = {}
         for waiting in pending.values():
-            waiting.done.release()  # answer None: AuditFailure
+            if waiting.future is not None:
+                settled.setdefault(waiting.future.get_loop(), []).append((waiting.future, None))
+            else:
+                waiting.done.release()  # answer None: AuditFailure
+        self._wake(settled)
         if first:
             log.warning("the service's audit writer is gone: this worker stops")
             self._on_gone()

@@ -299,31 +299,34 @@ def listing_summary(
     BLOBs and whose current version and time are INTEGERs, ``tags`` and ``macs`` are the rows'
     ``path_tag`` and ``mac`` concatenated, ``versions`` and ``updated`` their ``current_version``
     and ``updated_at``, decimal and joined by ``,``, and ``states`` one byte per row, ``L`` for a
-    live record and ``D`` for one whose current version is a delete marker, all in record id
+    live record, ``D`` for one whose current version is a delete marker and ``M`` for one whose
+    current version row is missing (never sealed: the rebuild refuses it), all in record id
     order: the input of :func:`vault.records.search.listing_digest`. No row MAC checked (``secret
     list``, ``search`` and ``list --all`` compare the digest with the one sealed into the search
     index, computed from the rows the rebuild checked, and rebuild it through
     :func:`current_versions` on any difference: guarantee 29). The deleted rows are in it (review9
     R9-1): a live record edited to look deleted, with an older index put back that never listed
-    it, otherwise left the live rows exactly as the older index had them.
+    it, otherwise left the live rows exactly as the older index had them; so are the rows whose
+    current version row is missing (review10 R10-3: a version row deleted, or ``current_version``
+    pointed past the versions, left the row out of an inner join, and an older index that never
+    listed it was believed).
 
-    The records rows are read in table order (``records_client``, 0028_listfast.sql: by client,
-    then rowid, which is the record id), the current version row's existence from the primary key
-    of ``record_versions`` (a record whose current version row is missing is left out: the digest
-    then differs and the rebuild reports the missing row), and the delete markers from their
-    partial index. SQL does not promise that ``group_concat`` sees the rows in the order of the
-    index it walks (SQLite 3.40 has no ``group_concat(... ORDER BY)``); it does in practice, and if
-    it ever did not, the digest would differ and every listing would rebuild the index: slower,
-    never wrong, since correctness does not depend on the order."""
+    The records rows are read in table order (``records_client``, 0028_listfast.sql: by client, then
+    rowid, which is the record id), the current version row's existence from the primary key of
+    ``record_versions``, and the delete markers from their partial index. SQL does not promise that
+    ``group_concat`` sees the rows in the order of the index it walks (SQLite 3.40 has no
+    ``group_concat(... ORDER BY)``); it does in practice, and if it ever did not, the digest would
+    differ and every listing would rebuild the index: slower, never wrong, since correctness does
+    not depend on the order."""
     count, typed, tags, macs, versions, updated, states = conn.execute(
         "SELECT count(*), count(*) FILTER (WHERE typeof(r.path_tag) = 'blob' AND length(r.path_tag) = 32"
         " AND typeof(r.mac) = 'blob' AND length(r.mac) = 32 AND typeof(r.current_version) = 'integer'"
         " AND typeof(r.updated_at) = 'integer'), CAST(group_concat(r.path_tag, '') AS BLOB),"
         " CAST(group_concat(r.mac, '') AS BLOB), CAST(group_concat(r.current_version, ',') AS BLOB),"
-        " CAST(group_concat(r.updated_at, ',') AS BLOB), CAST(group_concat(CASE WHEN EXISTS"
-        " (SELECT 1 FROM record_versions m INDEXED BY record_versions_markers WHERE m.record_id = r.id"
-        " AND m.version = r.current_version AND m.blob_name IS NULL) THEN 'D' ELSE 'L' END, '') AS BLOB)"
-        " FROM records r INDEXED BY records_client JOIN record_versions v"
+        " CAST(group_concat(r.updated_at, ',') AS BLOB), CAST(group_concat(CASE WHEN v.record_id IS NULL"
+        " THEN 'M' WHEN EXISTS (SELECT 1 FROM record_versions m INDEXED BY record_versions_markers"
+        " WHERE m.record_id = r.id AND m.version = r.current_version AND m.blob_name IS NULL) THEN 'D'"
+        " ELSE 'L' END, '') AS BLOB) FROM records r INDEXED BY records_client LEFT JOIN record_versions v"
         " ON v.record_id = r.id AND v.version = r.current_version WHERE r.client_id = ?",
         (client_id,),
     ).fetchone()
