@@ -179,3 +179,20 @@ def test_a_stranger_s_login_to_the_service_is_the_integrity_answer_and_others_st
         assert status == 200 and body.get("token"), body
     finally:
         service.stop()
+
+
+def test_doctor_names_a_planted_password_hash_without_deriving(vdir, eve):
+    """``cvault doctor`` lists the user whose stored hash is not one cvault writes (and how to
+    repair it), and finds nothing to say about the hash cvault wrote."""
+    import json
+
+    clean = vdir.cli("--json", "doctor")
+    assert not any("password hash" in p for p in json.loads(clean.stdout)["problems"]), clean.stdout
+    file_sql(vdir, "UPDATE users SET password_hash = ? WHERE name = 'eve'", (PLANTED["passes_2_32"],))
+    try:
+        doctor = vdir.cli("--json", "doctor", timeout=GUARD_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("cvault doctor was still running (R10-4)") from None
+    assert doctor.returncode != 0
+    problems = json.loads(doctor.stdout)["problems"]
+    assert any("password hash of user eve" in p and "cvault user reset eve" in p for p in problems), problems
