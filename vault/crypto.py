@@ -14,9 +14,11 @@ Everything else calls these functions. Rules kept here:
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypeGuard
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -335,16 +337,41 @@ def password_hash(password: str) -> str:
         ).derive_phc_encoded(password.encode("utf-8"))
 
 
+#: the PHC string :func:`password_hash` writes: Argon2id v19, decimal costs, a 16-byte salt and a
+#: 32-byte hash in unpadded standard base64 (22 and 43 characters)
+_PHC = re.compile(
+    r"\$argon2id\$v=19\$m=([1-9][0-9]{0,9}),t=([1-9][0-9]{0,9}),p=([1-9][0-9]{0,9})"
+    r"\$([A-Za-z0-9+/]{22})\$([A-Za-z0-9+/]{43})"
+)
+
+
+def password_phc_ok(phc: object) -> TypeGuard[str]:
+    """Whether a stored password hash is a PHC string of the form :func:`password_hash` writes
+    with costs within :func:`argon2id_params_ok` (review10 R10-4: the costs come from the stored
+    string, which a file writer can set to 2**32 - 1 passes). Parses only; derives nothing."""
+    if type(phc) is not str:
+        return False
+    found = _PHC.fullmatch(phc)
+    if found is None:
+        return False
+    memory_kib, iterations, lanes = (int(found.group(i)) for i in (1, 2, 3))
+    return argon2id_params_ok(memory_kib, iterations, lanes)
+
+
 def password_verify(password: str, phc: str) -> bool:
     """Constant-time verification of a password against its PHC string.
 
-    True: the right password. False: a wrong one (``InvalidKey``, which is also what a malformed
-    stored hash raises). Anything else -- the queue full (:class:`Busy`), the library failing --
-    raises: the caller fails closed *without* counting a failed attempt, so a broken or
-    overloaded Argon2id never locks accounts whose owners typed the right password."""
+    True: the right password. False: a wrong one (``InvalidKey``). A stored hash that is not
+    :func:`password_phc_ok` raises ValueError before any derivation (callers check it first and
+    answer the integrity failure naming the user). Anything else -- the queue full
+    (:class:`Busy`), the library failing -- raises: the caller fails closed *without* counting a
+    failed attempt, so a broken or overloaded Argon2id never locks accounts whose owners typed
+    the right password."""
     from cryptography.exceptions import InvalidKey
     from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
 
+    if not password_phc_ok(phc):
+        raise ValueError("not a password hash cvault writes (Argon2id costs outside cvault's bounds)")
     with argon2_turn():
         try:
             Argon2id.verify_phc_encoded(password.encode("utf-8"), phc)

@@ -124,6 +124,11 @@ def passphrase_bytes(passphrase: str) -> bytes:
     return unicodedata.normalize(PASSPHRASE_NORMALIZATION, passphrase).encode("utf-8")
 
 
+#: the most unseal slots a vault holds (``slot add`` refuses more) and so the most a backup's
+#: header lists: ``cvault restore`` derives at each slot of the secret's kind before anything in
+#: the file is authenticated, so a planted header of thousands of slots at the highest costs
+#: would keep it deriving for hours (review10 R10-2)
+MAX_SLOTS: Final = 16
 #: a slot's salt and wrapped root key as :func:`wrap_root` and the slot service write them
 SLOT_SALT_LEN: Final = 16
 SLOT_WRAPPED_LEN: Final = crypto.NONCE_LEN + crypto.KEY_LEN + crypto.TAG_LEN

@@ -3,6 +3,7 @@ and every change to the file -- header, any frame, order, length, trailer -- is 
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 
@@ -13,7 +14,18 @@ from vault.backup import container as bc
 from vault.errors import IntegrityFailure
 
 VAULT_ID = bytes(range(16))
-SLOTS = [{"id": 1, "kind": "keyfile", "salt": "00" * 16, "kdf_params": None, "wrapped_root": "ab" * 60}]
+#: one slot row as the backup service writes it (the header decoder takes nothing else: R10-2)
+SLOTS = [
+    {
+        "id": 1,
+        "kind": "keyfile",
+        "label": "key file",
+        "salt": base64.b64encode(bytes(16)).decode(),
+        "kdf_params": None,
+        "wrapped_root": base64.b64encode(b"\xab" * 60).decode(),
+        "created_at": 1780000000,
+    }
+]
 
 
 @pytest.fixture(scope="module")

@@ -76,3 +76,25 @@ def test_the_listing_encoder_writes_exactly_what_json_dumps_writes():
     assert dumps(rows) == json.dumps(rows, indent=2, sort_keys=True, ensure_ascii=False)
     rows[1] = {**rows[1], "version": True}  # a boolean among integers: still the same bytes
     assert dumps(rows) == json.dumps(rows, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def test_the_listing_encoder_writes_one_string_lists_as_json_dumps_does():
+    """The column of one-string lists (a search's ``matched``) is written in C: byte for byte
+    json.dumps's, also next to the columns that are not (two strings, an int, a subclass of str,
+    an empty list), and with text json.dumps escapes."""
+    import json
+
+    from cli.text import json_text
+
+    class Name(str):
+        pass
+
+    one = [{"m": ["tags"], "p": "a"}, {"m": ['qu"ote\u00e9\x1f\ud800'], "p": "b"}]
+    for column in (
+        one,
+        [*one, {"m": ["tags", "host"], "p": "c"}],
+        [*one, {"m": [1], "p": "c"}],
+        [*one, {"m": [Name("x")], "p": "c"}],
+        [*one, {"m": [], "p": "c"}],
+    ):
+        assert json_text(column) == json.dumps(column, indent=2, sort_keys=True, ensure_ascii=False)

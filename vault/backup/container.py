@@ -39,7 +39,7 @@ import io
 import json
 import struct
 from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from vault import crypto
 from vault.errors import CryptoError, IntegrityFailure, InvalidInput
@@ -252,6 +252,63 @@ class BackupWriter:
 # --- reading -----------------------------------------------------------------------------------------
 
 
+#: the fields of one header slot, exactly those the backup service writes (``_slots``)
+_SLOT_FIELDS = frozenset({"id", "kind", "label", "kdf_params", "salt", "wrapped_root", "created_at"})
+
+
+def _slot_bytes(value: object) -> bytes | None:
+    """A header slot's base64 field, strictly (the standard alphabet, padded), or None."""
+    import base64
+    import binascii
+
+    if type(value) is not str or not value.isascii():
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def header_slots(value: object) -> list[dict]:
+    """The one decoder of a backup header's ``slots`` (review10 R10-2): a list of at most
+    :data:`vault.keys.MAX_SLOTS` objects, each exactly as the backup service writes a slot row (an
+    INTEGER ``id`` unique in the list, a known ``kind``, ``kdf_params`` that
+    :func:`vault.keys.valid_kdf_params` accepts for it, a text ``label``, an INTEGER
+    ``created_at``, ``salt`` and ``wrapped_root`` base64 of the sizes
+    :func:`vault.keys.stored_slot_bytes` takes), else the damaged-backup failure: before any key
+    derivation, since nothing in the header is authenticated until the root key is found."""
+    from vault import keys
+
+    if type(value) is not list:
+        raise _bad("the backup header's slot list is damaged")
+    if len(value) > keys.MAX_SLOTS:
+        raise _bad(
+            f"the backup header lists {len(value)} unseal slots; cvault writes at most {keys.MAX_SLOTS}"
+        )
+    seen: set[int] = set()
+    for item in value:
+        if type(item) is not dict or set(item) != _SLOT_FIELDS:
+            raise _bad("the backup header's slot list is damaged")
+        sid, kind = item["id"], item["kind"]
+        salt, wrapped = _slot_bytes(item["salt"]), _slot_bytes(item["wrapped_root"])
+        if not (
+            type(sid) is int
+            and sid >= 1
+            and sid not in seen
+            and kind in keys.SLOT_KINDS
+            and type(item["label"]) is str
+            and type(item["created_at"]) is int
+            and keys.valid_kdf_params(kind, item["kdf_params"])
+        ):
+            raise _bad("the backup header's slot list is damaged")
+        try:
+            keys.stored_slot_bytes(sid, salt, wrapped)
+        except IntegrityFailure:
+            raise _bad("the backup header's slot list is damaged") from None
+        seen.add(sid)
+    return list(value)
+
+
 def _read_exact(fp: BinaryIO, n: int) -> bytes:
     data = fp.read(n)
     if len(data) != n:
@@ -270,15 +327,17 @@ def read_header(fp: BinaryIO) -> Header:
     if n > MAX_HEADER:
         raise _bad()
     raw = _read_exact(fp, n)
+    from vault.settings import loads_stored
+
     try:
-        h = json.loads(raw)
+        h: Any = loads_stored(raw.decode("ascii"))
         header = Header(
             bytes.fromhex(h["vault_id"]),
             bytes.fromhex(h["backup_id"]),
             int(h["created_at"]),
             int(h["chunk_size"]),
             bytes.fromhex(h["salt"]),
-            list(h["slots"]),
+            header_slots(h["slots"]),
             raw,
         )
     except (ValueError, KeyError, TypeError):

@@ -65,6 +65,12 @@ def backup_name(vault_id: bytes, when: int, seq: int, backup_id: bytes) -> str:
 def _slots(db) -> list[dict]:
     import base64
 
+    (count,) = db.one("SELECT count(*) FROM unseal_slots") or (0,)
+    if count > keys.MAX_SLOTS:  # what a restore takes (review10 R10-2); slot add refuses more
+        raise InvalidInput(
+            f"the vault has {count} unseal slots and a backup holds at most {keys.MAX_SLOTS}:"
+            " remove some first (cvault slot remove ID)"
+        )
     slots = []
     for sid, kind, label, params, stored_salt, stored_wrapped, created in db.all(
         "SELECT id, kind, label, kdf_params, salt, wrapped_root, created_at FROM unseal_slots ORDER BY id"

@@ -265,8 +265,12 @@ class FactorsMixin(LockoutMixin):
 
     def _verify_password(self, user: UserRow, password: str, event: AuditEvent, origin: str) -> bool:
         """True for the right password, False for a wrong one; any other failure (the Argon2id
-        queue full, a broken library) raises without counting as a failed attempt."""
-        return crypto.password_verify(password or "", user.password_hash or "")
+        queue full, a broken library) raises without counting as a failed attempt. A stored hash
+        that is not one cvault writes (no row MAC covers its value: a file writer's 2**32 - 1
+        passes, review10 R10-4) is the integrity failure naming the user, before any derivation."""
+        if not crypto.password_phc_ok(user.password_hash):
+            raise stored.not_stored(f"password hash of user {user.name}")
+        return crypto.password_verify(password or "", user.password_hash)
 
     def _complete_enrollment(
         self,

@@ -108,7 +108,7 @@ class SessionsMixin(FactorsMixin):
                 raise AuthenticationFailed(GENERIC_FAILURE)
             self._fail(user, AuditEvent.AUTH_LOGIN, "not enrolled yet", origin)
         self._check_not_locked(user, AuditEvent.AUTH_LOGIN, origin)
-        if not crypto.password_verify(password or "", user.password_hash):
+        if not self._verify_password(user, password, AuditEvent.AUTH_LOGIN, origin):
             self._fail(user, AuditEvent.AUTH_LOGIN, "wrong password", origin)
         if recovery_code is not None:
             self._use_recovery_code(user, recovery_code, "login", AuditEvent.AUTH_LOGIN, origin)
@@ -385,7 +385,9 @@ class SessionsMixin(FactorsMixin):
         with self.ctx.db.read() as conn:
             user = self._require_user(conn, principal.name)
         self._check_not_locked(user, AuditEvent.AUTH_PASSWD, principal.origin)
-        if not user.password_hash or not crypto.password_verify(current or "", user.password_hash):
+        if user.password_hash is None or not self._verify_password(
+            user, current, AuditEvent.AUTH_PASSWD, principal.origin
+        ):
             self._fail(user, AuditEvent.AUTH_PASSWD, "wrong current password", principal.origin)
         phc = crypto.password_hash(new)
         _, t = self._now()

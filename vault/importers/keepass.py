@@ -23,6 +23,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
+from vault import crypto
 from vault.errors import VaultError
 from vault.importers._reader import Draft, ImportSource, Skip, describe
 from vault.importers.model import Attachment, ImportReport
@@ -31,6 +32,16 @@ from vault.importers.totp import seed_with_settings
 #: 256 MiB: a KDBX file is decrypted in memory as a whole (pykeepass holds it about three times:
 #: ciphertext, plaintext XML and the parsed tree); real databases with attachments stay far below
 MAX_KDBX_BYTES = 256 * 1024 * 1024
+#: the most key-derivation work an imported database may ask for before it is opened (review10:
+#: its KDF costs are in the file's clear header, and 2**32 - 1 passes would never end). Argon2
+#: (KDBX 4): at most the memory of the costliest unseal slot cvault opens (vault.crypto's 1 GiB)
+#: and no more work than that slot (memory x passes <= 1 GiB x 64 passes), at most 256 lanes;
+#: AES-KDF (KDBX 3.1 and 4): at most 50,000,000 rounds (about as long as that slot in
+#: pykeepass's per-round loop). Below them it is the user's own file: any lower cost is accepted.
+MAX_ARGON2_MEMORY_BYTES = crypto.ARGON2_MAX_MEMORY_KIB * 1024
+MAX_ARGON2_WORK_KIB_PASSES = crypto.ARGON2_MAX_MEMORY_KIB * crypto.ARGON2_MAX_ITERATIONS
+MAX_ARGON2_LANES = 256
+MAX_AES_KDF_ROUNDS = 50_000_000
 #: the fields KeePass itself defines on every entry (KeePass 2 "Entry" dialog; pykeepass reserved_keys)
 STANDARD = {"Title", "UserName", "Password", "URL", "Notes"}
 #: TOTP: KeePassXC and KeePass plugins store an otpauth:// URI in ``otp`` (pykeepass Entry.otp, the
@@ -79,6 +90,7 @@ class KeePassSource(ImportSource):
             keyfile = io.BytesIO(bytes(keyfile))
         elif keyfile is not None and not os.path.isfile(keyfile):
             raise self.fail_file("the key file does not exist")
+        self._check_kdf_costs()
         try:
             return PyKeePass(str(self.path), password=self._password, keyfile=keyfile)
         except CredentialsError:
@@ -97,6 +109,47 @@ class KeePassSource(ImportSource):
             raise self.fail_file("truncated or damaged KeePass database") from None
         except OSError:
             raise self.fail_file("the database or its key file cannot be read") from None
+
+    def _check_kdf_costs(self) -> None:
+        """Refuse a database whose clear header asks for more key-derivation work than
+        :data:`MAX_ARGON2_WORK_KIB_PASSES` / :data:`MAX_AES_KDF_ROUNDS` allow, before pykeepass
+        derives anything (one line, exit 2). A header that does not parse is left to pykeepass's
+        own open, which says why (not a KeePass database, damaged)."""
+        from pykeepass.kdbx_parsing import KDBX
+
+        try:
+            with open(self.path, "rb") as fp:
+                header = KDBX.subcons[0].parse_stream(fp).value
+            dynamic = header.dynamic_header
+            if header.major_version == 3:
+                rounds, argon2 = dynamic.transform_rounds.data, None
+            else:
+                params = dynamic.kdf_parameters.data.dict
+                rounds = params["R"].value if "R" in params else None
+                argon2 = None if "R" in params else tuple(params[k].value for k in ("M", "I", "P"))
+        except Exception:  # noqa: BLE001 - not a header pykeepass reads: its own open says why
+            return
+        if argon2 is None:
+            if type(rounds) is not int or rounds > MAX_AES_KDF_ROUNDS:
+                raise self.fail_file(
+                    f"its key derivation asks for more than {MAX_AES_KDF_ROUNDS:,} AES-KDF rounds:"
+                    " lower them in KeePass (Database settings, Security) and export again"
+                )
+            return
+        memory, passes, lanes = argon2
+        if not (
+            type(memory) is int
+            and type(passes) is int
+            and type(lanes) is int
+            and memory <= MAX_ARGON2_MEMORY_BYTES
+            and lanes <= MAX_ARGON2_LANES
+            and (memory // 1024) * passes <= MAX_ARGON2_WORK_KIB_PASSES
+        ):
+            raise self.fail_file(
+                "its Argon2 key derivation asks for more than cvault derives for any key (1 GiB,"
+                " 64 passes at that memory, 256 lanes): lower it in KeePass (Database settings,"
+                " Security) and export again"
+            )
 
     def _entries(self, report: ImportReport) -> Iterator[Draft | Skip]:
         kp = self._open()

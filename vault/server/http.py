@@ -102,6 +102,7 @@ class JsonErrorHttpToolsProtocol(HttpToolsProtocol):
         self._phase = _HEAD
         self._head_bytes = 0  # bytes received since the request began, while its head is incomplete
         self._received = 0  # the size of the piece being parsed
+        self._ended_in_piece = False  # a request ended in the piece being parsed
         self._hosts = 0
         self._codings: list[bytes] = []  # the Transfer-Encoding list of the request
         self._deadline: asyncio.TimerHandle | None = None
@@ -116,10 +117,21 @@ class JsonErrorHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._phase = _HEAD
-        self._head_bytes = self._received  # at most this piece: counted from its start
+        # a head from the start of the piece counts all of it; one after an earlier request's end
+        # in the same piece (a pipelined request after a body) counts what its parsed parts hold
+        # (its request target and header lines, below) and every later piece: counting that whole
+        # piece refused a small head 431 after a large body (review10)
+        self._head_bytes = 0 if self._ended_in_piece else self._received
         self._status, self._hosts, self._codings = 400, 0, []
 
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if self._ended_in_piece:
+            self._head_bytes += len(url)
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._ended_in_piece:
+            self._head_bytes += len(name) + len(value) + 2  # at least "name:value" and its LF
         super().on_header(name, value)
         name = name.lower()
         if name == b"host":
@@ -140,6 +152,7 @@ class JsonErrorHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         self._phase = _DONE
+        self._ended_in_piece = True
         super().on_message_complete()
 
     # --- review R3: a half-sent request is answered 408 and closed ------------------------------
@@ -196,6 +209,7 @@ class JsonErrorHttpToolsProtocol(HttpToolsProtocol):
             return
         self._unset_keepalive_if_required()
         self._received = len(data)
+        self._ended_in_piece = False
         if self._phase is _HEAD:
             self._head_bytes += len(data)
         try:

@@ -57,9 +57,13 @@ class SlotService:
                 )
         else:
             kdf_params = None
+        if (self.ctx.db.one("SELECT count(*) FROM unseal_slots") or (0,))[0] >= keys.MAX_SLOTS:
+            raise InvalidInput(f"a vault has at most {keys.MAX_SLOTS} unseal slots: remove one first")
         kek = keys.slot_kek(kind, secret, salt, kdf_params)
         with self.ctx.db.write() as conn:
             # the row id is part of the wrap's associated data: reserve it first
+            if conn.execute("SELECT count(*) FROM unseal_slots").fetchone()[0] >= keys.MAX_SLOTS:
+                raise InvalidInput(f"a vault has at most {keys.MAX_SLOTS} unseal slots: remove one first")
             cur = conn.execute(
                 "INSERT INTO unseal_slots (kind, label, kdf_params, salt, wrapped_root, created_at)"
                 " VALUES (?, ?, ?, ?, x'', ?)",
