@@ -191,6 +191,7 @@ def _dispatch(writer, run, path: str = "/v1/secrets/get") -> list[dict]:
         lambda: {AuditFailure: refused, AuditAlarm: refused, AccessDenied: refused},
         deferring=writer,
         deferred=frozenset({"/v1/secrets/get"}),
+        defer_alone=True,
     )
     _run(middleware(scope, receive, send))
     return answers

@@ -381,13 +381,18 @@ class FastDispatch:
         handoff=None,
         deferring: Any = None,
         deferred: frozenset[str] = frozenset(),
+        defer_alone: bool = False,
     ):
         self.app = app
         #: the worker's audit writer when it can defer (a SharedAuditWriter), else None, and the
         #: paths of the operations run in the loop's thread with their audit answers awaited
-        #: there (reads that write nothing after their decision: :meth:`_deferred`)
+        #: there (reads that write nothing after their decision: :meth:`_deferred`), when another
+        #: request is in flight here (or always, with ``defer_alone``): a read alone is cheaper
+        #: in a thread, as before (docs/performance.md, "svcloop2")
         self.deferring = deferring
         self.deferred = deferred
+        self.defer_alone = defer_alone
+        self._busy = 0  # fast-path requests in flight (the loop's thread only)
         #: path -> (request model, the route's run(request, body))
         self.routes = routes
         self.handlers = handlers
@@ -429,6 +434,9 @@ class FastDispatch:
             return
         request = LeanRequest(scope)
         writer = self.deferring if scope["path"] in self.deferred else None
+        if writer is not None and not self._busy and not self.defer_alone:
+            writer = None  # the only request in flight here: in a thread (cheaper alone: svcloop2)
+        self._busy += 1
         try:
             if writer is not None:
                 response = await self._deferred(writer, run, request, body)
@@ -440,6 +448,8 @@ class FastDispatch:
                 response = await run_in_threadpool(run, request, body)
         except Exception as exc:  # noqa: BLE001 - answered by the application's handler for it
             response = await self._handle(Request(scope, receive), exc)
+        finally:
+            self._busy -= 1
         if self.headers is None:
             await response(scope, receive, send)
             return
