@@ -18,18 +18,8 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import add_client, file_sql, operator, run_cli
+from tests.secrets.listings import LISTINGS, acme_index, listing, put_back
 from vault.store.rowmac import RowTampered
-
-
-def _index(v) -> tuple:
-    (row,) = v.ctx.db.all("SELECT * FROM search_index")
-    return tuple(row)
-
-
-def _put_back(conn, index: tuple) -> None:
-    conn.execute("DELETE FROM search_index")
-    conn.execute(f"INSERT INTO search_index VALUES ({','.join('?' * len(index))})", index)
-
 
 HIDE_TWO = (
     "UPDATE record_versions SET blob_name = NULL WHERE (record_id, version) IN"
@@ -37,35 +27,27 @@ HIDE_TWO = (
 )
 
 
-def _listing(v, op, how: str):
-    if how == "list":
-        return v.secrets.list(op, "acme")
-    if how == "search":
-        return v.secrets.search(op, "alpha")
-    return v.secrets.list_all(op)
-
-
 def _two_records_and_the_older_index(v):
     add_client(v, "acme")
     op = operator()
     v.secrets.put(op, "acme", "a/one", "access", {"host": "one.alpha.test", "password": "x"})
     assert len(v.secrets.search(op, "alpha")) == 1  # builds the index listing a/one only
-    older = _index(v)
+    older = acme_index(v)
     v.secrets.put(op, "acme", "a/two", "access", {"host": "two.alpha.test", "password": "y"})
     assert len(v.secrets.search(op, "alpha")) == 2
     return op, older
 
 
-@pytest.mark.parametrize("how", ["list", "search", "list --all"])
+@pytest.mark.parametrize("how", LISTINGS)
 def test_an_older_index_with_one_live_record_left_does_not_hide_the_other(vdir, how):
     v = vdir.open()
     try:
         op, older = _two_records_and_the_older_index(v)
         with v.ctx.db.write() as conn:  # the file writer: a/two made to look deleted, the index back
             assert conn.execute(HIDE_TWO).rowcount == 1
-            _put_back(conn, older)
+            put_back(conn, older)
         try:
-            listed = _listing(v, op, how)
+            listed = listing(v, op, how)
         except RowTampered:
             return  # fixed: the edited version row is found
         pytest.fail(f"{how} believed an older index and hid a/two (edited to look deleted): {listed}")
@@ -101,14 +83,14 @@ def test_an_older_index_from_when_another_record_was_deleted_is_not_believed(vdi
             v.secrets.put(op, "acme", f"a/{name}", "access", {"host": f"{name}.alpha.test", "password": "x"})
         v.secrets.rm(op, "acme", "a/three")
         assert len(v.secrets.search(op, "alpha")) == 2
-        older = _index(v)
+        older = acme_index(v)
         v.secrets.put(op, "acme", "a/three", "access", {"host": "three.alpha.test", "password": "z"})
         assert len(v.secrets.search(op, "alpha")) == 3
         with v.ctx.db.write() as conn:
             assert conn.execute(HIDE_TWO).rowcount == 1  # the newest record: a/three
-            _put_back(conn, older)
+            put_back(conn, older)
         for how in ("list", "search", "list --all"):
             with pytest.raises(RowTampered):
-                _listing(v, op, how)
+                listing(v, op, how)
     finally:
         v.close()

@@ -16,20 +16,10 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import add_client, operator
+from tests.secrets.listings import LISTINGS, listing
 from vault.errors import IntegrityFailure
 from vault.records import search as index
 from vault.store import records as store
-
-HOW = ["list", "search", "list --all"]
-
-
-def _listing(v, op, how: str):
-    """The listing ``how`` names of client acme (search: the term every path here holds)."""
-    if how == "list":
-        return v.secrets.list(op, "acme")
-    if how == "search":
-        return v.secrets.search(op, "alpha")
-    return v.secrets.list_all(op)
 
 
 def _sealed(v) -> dict:
@@ -91,8 +81,8 @@ def test_an_index_built_from_the_rows_as_they_are_is_believed(vdir):
         assert len(v.secrets.search(op, "alpha")) == 12  # builds beta's
         sealed = _sealed(v)
         assert len(sealed) == 2
-        for how in HOW:
-            _listing(v, op, how)
+        for how in LISTINGS:
+            listing(v, op, how)
             assert _sealed(v) == sealed, f"{how} rebuilt an index built from the rows as they are"
         client = v.ctx.client("acme")
         document = v.ctx.client_keys(client).unseal_index(sealed[client.id][2])
@@ -105,7 +95,7 @@ def test_an_index_built_from_the_rows_as_they_are_is_believed(vdir):
         v.close()
 
 
-@pytest.mark.parametrize("how", HOW)
+@pytest.mark.parametrize("how", LISTINGS)
 @pytest.mark.parametrize(
     "edit",
     [
@@ -130,12 +120,12 @@ def test_a_value_of_another_type_with_the_same_text_is_refused(vdir, how, edit):
         sealed = _sealed(v)
         _file_writer(vdir, [(statement, {"id": first}) for statement in edit.split(";")], sealed)
         with pytest.raises(IntegrityFailure):
-            _listing(v, op, how)
+            listing(v, op, how)
     finally:
         v.close()
 
 
-@pytest.mark.parametrize("how", HOW)
+@pytest.mark.parametrize("how", LISTINGS)
 @pytest.mark.parametrize("column", ["path_tag", "mac"])
 def test_bytes_moved_from_one_tag_or_mac_to_the_next_are_refused(vdir, how, column):
     """The tags (and the MACs) are concatenated without separators: the first row's value one
@@ -155,12 +145,12 @@ def test_bytes_moved_from_one_tag_or_mac_to_the_next_are_refused(vdir, how, colu
         document = v.ctx.client_keys(client).unseal_index(sealed[client.id][2])
         assert index.digest(document) == index.listing_digest(count, *values) and typed == count - 2
         with pytest.raises(IntegrityFailure):
-            _listing(v, op, how)
+            listing(v, op, how)
     finally:
         v.close()
 
 
-@pytest.mark.parametrize("how", HOW)
+@pytest.mark.parametrize("how", LISTINGS)
 def test_a_row_of_another_client_in_place_of_one_of_this_clients_is_refused(vdir, how):
     """The file writer deletes one of acme's record rows and moves one of beta's records into acme
     (as many live records as the index lists): its tag and MAC are not the ones sealed, so the
@@ -176,6 +166,6 @@ def test_a_row_of_another_client_in_place_of_one_of_this_clients_is_refused(vdir
         moved = "UPDATE records SET client_id = ? WHERE id = (SELECT max(id) FROM records)"  # beta's
         _file_writer(vdir, [("DELETE FROM records WHERE id = ?", (second,)), (moved, (acme,))], sealed)
         with pytest.raises(IntegrityFailure):
-            _listing(v, op, how)
+            listing(v, op, how)
     finally:
         v.close()

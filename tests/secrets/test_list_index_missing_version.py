@@ -21,6 +21,7 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import add_client, file_sql, operator, run_cli
+from tests.secrets.listings import LISTINGS, acme_index, listing, put_back
 from vault.errors import IntegrityFailure
 
 TWO = "(SELECT max(id) FROM records)"
@@ -34,42 +35,19 @@ EDITS = {
 MOVED = "UPDATE records SET client_id = (SELECT id FROM clients WHERE name = 'globex') WHERE id = " + TWO
 
 
-def _index(v) -> tuple:
-    (row,) = v.ctx.db.all(
-        "SELECT s.* FROM search_index s JOIN clients c ON c.id = s.client_id WHERE c.name = 'acme'"
-    )
-    return tuple(row)
-
-
-def _put_back(conn, index: tuple) -> None:
-    conn.execute("DELETE FROM search_index WHERE client_id = ?", (index[0],))
-    conn.execute(f"INSERT INTO search_index VALUES ({','.join('?' * len(index))})", index)
-
-
 def _two_records_and_the_older_index(v):
     add_client(v, "acme")
     add_client(v, "globex")
     op = operator()
     v.secrets.put(op, "acme", "a/one", "access", {"host": "one.alpha.test", "password": "x"})
     assert len(v.secrets.search(op, "alpha")) == 1  # builds acme's index listing a/one only
-    older = _index(v)
+    older = acme_index(v)
     v.secrets.put(op, "acme", "a/two", "access", {"host": "two.alpha.test", "password": "y"})
     assert len(v.secrets.search(op, "alpha")) == 2
     return op, older
 
 
-def _listing(v, op, how: str):
-    if how == "list":
-        return v.secrets.list(op, "acme")
-    if how == "search":
-        return v.secrets.search(op, "alpha")
-    return [r for r in v.secrets.list_all(op) if r.get("client", "acme") == "acme"]
-
-
-HOWS = ["list", "search", "list --all"]
-
-
-@pytest.mark.parametrize("how", HOWS)
+@pytest.mark.parametrize("how", LISTINGS)
 @pytest.mark.parametrize("edit", sorted(EDITS))
 def test_an_older_index_never_hides_a_record_taken_out_of_the_live_set(vdir, edit, how):
     v = vdir.open()
@@ -77,9 +55,9 @@ def test_an_older_index_never_hides_a_record_taken_out_of_the_live_set(vdir, edi
         op, older = _two_records_and_the_older_index(v)
         with v.ctx.db.write() as conn:  # the file writer (no key): one edit, the older index back
             assert conn.execute(EDITS[edit]).rowcount == 1
-            _put_back(conn, older)
+            put_back(conn, older)
         try:
-            listed = _listing(v, op, how)
+            listed = listing(v, op, how)
         except IntegrityFailure:
             return  # fixed: the edited record is found
         pytest.fail(f"{how} believed an older index and hid a/two ({edit}): {listed}")
@@ -110,7 +88,7 @@ def test_a_record_moved_to_another_client_is_refused_there(vdir):
         op, older = _two_records_and_the_older_index(v)
         with v.ctx.db.write() as conn:
             assert conn.execute(MOVED).rowcount == 1
-            _put_back(conn, older)
+            put_back(conn, older)
         with pytest.raises(IntegrityFailure):
             v.secrets.list(op, "globex")
         with pytest.raises(IntegrityFailure):

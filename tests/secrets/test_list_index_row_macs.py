@@ -11,17 +11,8 @@ from __future__ import annotations
 import pytest
 
 from tests.helpers import add_client, file_sql, operator, run_cli
+from tests.secrets.listings import LISTINGS, acme_index, listing, put_back
 from vault.store.rowmac import RowTampered
-
-
-def _index(v) -> tuple:
-    (row,) = v.ctx.db.all("SELECT * FROM search_index")
-    return tuple(row)
-
-
-def _put_back(conn, index: tuple) -> None:
-    conn.execute("DELETE FROM search_index")
-    conn.execute(f"INSERT INTO search_index VALUES ({','.join('?' * len(index))})", index)
 
 
 def test_an_edited_row_that_matches_an_older_index_is_still_refused(vdir):
@@ -33,13 +24,13 @@ def test_an_edited_row_that_matches_an_older_index_is_still_refused(vdir):
         op = operator()
         v.secrets.put(op, "acme", "a/one", "note", {"text": "1"})
         assert [r["version"] for r in v.secrets.list(op, "acme")] == [1]  # builds the index
-        old_index = _index(v)
+        old_index = acme_index(v)
         (old_updated,) = v.ctx.db.one("SELECT updated_at FROM records")
         v.secrets.put(op, "acme", "a/one", "note", {"text": "2"}, replace=True)
         assert [r["version"] for r in v.secrets.list(op, "acme")] == [2]
         with v.ctx.db.write() as conn:  # the file writer: the row edited back, the older index back
             conn.execute("UPDATE records SET current_version = 1, updated_at = ?", (old_updated,))
-            _put_back(conn, old_index)
+            put_back(conn, old_index)
         try:
             listed = v.secrets.list(op, "acme")
         except RowTampered:
@@ -49,7 +40,7 @@ def test_an_edited_row_that_matches_an_older_index_is_still_refused(vdir):
         v.close()
 
 
-@pytest.mark.parametrize("how", ["list", "search", "list --all"])
+@pytest.mark.parametrize("how", LISTINGS)
 def test_a_deleted_record_edited_back_to_life_is_refused_by_every_listing(vdir, how):
     """The same edit brings back a deleted record: its row pointed back at the live version it had
     when the older index was built. Each of the three listings refuses it (exit 6 material)."""
@@ -60,7 +51,7 @@ def test_a_deleted_record_edited_back_to_life_is_refused_by_every_listing(vdir, 
         v.secrets.put(op, "acme", "a/one", "access", {"host": "one.alpha.test", "password": "x"})
         v.secrets.put(op, "acme", "a/two", "access", {"host": "two.alpha.test", "password": "y"})
         assert len(v.secrets.list(op, "acme")) == 2  # builds the index
-        old_index = _index(v)
+        old_index = acme_index(v)
         (rid, live_version, updated) = v.ctx.db.one(
             "SELECT id, current_version, updated_at FROM records ORDER BY id LIMIT 1"  # a/one's
         )
@@ -71,20 +62,11 @@ def test_a_deleted_record_edited_back_to_life_is_refused_by_every_listing(vdir, 
                 "UPDATE records SET current_version = ?, updated_at = ? WHERE id = ?",
                 (live_version, updated, rid),
             )
-            _put_back(conn, old_index)
+            put_back(conn, old_index)
         with pytest.raises(RowTampered):
-            _listing(v, op, how)
+            listing(v, op, how)
     finally:
         v.close()
-
-
-def _listing(v, op, how: str):
-    """The listing ``how`` names (``list``, ``search`` or ``list --all``) of client acme."""
-    if how == "list":
-        return v.secrets.list(op, "acme")
-    if how == "search":
-        return v.secrets.search(op, "alpha")
-    return v.secrets.list_all(op)
 
 
 def test_the_cli_exits_6_with_one_line(vdir):
@@ -95,7 +77,7 @@ def test_the_cli_exits_6_with_one_line(vdir):
         op = operator()
         v.secrets.put(op, "acme", "a/one", "note", {"text": "1"})
         assert len(v.secrets.list(op, "acme")) == 1
-        old_index = _index(v)
+        old_index = acme_index(v)
         (old_updated,) = v.ctx.db.one("SELECT updated_at FROM records")
         v.secrets.put(op, "acme", "a/one", "note", {"text": "2"}, replace=True)
         assert [r["version"] for r in v.secrets.list(op, "acme")] == [2]
@@ -110,7 +92,7 @@ def test_the_cli_exits_6_with_one_line(vdir):
     assert "integrity failure" in proc.stderr
 
 
-@pytest.mark.parametrize("how", ["list", "search", "list --all"])
+@pytest.mark.parametrize("how", LISTINGS)
 def test_an_empty_older_index_never_hides_records_edited_out_of_sight(vdir, how):
     """With no live record there is no row MAC to compare: an authentic older index listing none
     (built while every record was deleted) put back, and the current version rows edited to look
@@ -123,7 +105,7 @@ def test_an_empty_older_index_never_hides_records_edited_out_of_sight(vdir, how)
         v.secrets.put(op, "acme", "a/one", "access", {"host": "one.alpha.test", "password": "x"})
         v.secrets.rm(op, "acme", "a/one")
         assert v.secrets.search(op, "alpha") == []  # builds the (empty) index
-        empty_index = _index(v)
+        empty_index = acme_index(v)
         v.secrets.restore(op, "acme", "a/one", version=1)
         assert len(v.secrets.search(op, "alpha")) == 1
         with v.ctx.db.write() as conn:  # the current version made to look like a delete marker
@@ -131,8 +113,8 @@ def test_an_empty_older_index_never_hides_records_edited_out_of_sight(vdir, how)
                 "UPDATE record_versions SET blob_name = NULL"
                 " WHERE (record_id, version) IN (SELECT id, current_version FROM records)"
             )
-            _put_back(conn, empty_index)
+            put_back(conn, empty_index)
         with pytest.raises(RowTampered):
-            _listing(v, op, how)
+            listing(v, op, how)
     finally:
         v.close()
