@@ -10,6 +10,36 @@ from cli.output import emit, json_option
 from cli.state import host_only, read_secret_file
 from vault.errors import InvalidInput
 
+#: at most this many worker processes (``--workers``)
+MAX_WORKERS = 64
+
+
+class WorkerCount(click.ParamType):
+    """``--workers``: a number of worker processes from 1 to :data:`MAX_WORKERS`, or ``auto``
+    (resolved by :func:`auto_workers`)."""
+
+    name = "auto|N"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            return "auto"
+        if text.isdigit() and 1 <= int(text) <= MAX_WORKERS:
+            return int(text)
+        self.fail(f"give 'auto' or a number of worker processes from 1 to {MAX_WORKERS}", param, ctx)
+
+
+def auto_workers(argon2_queue: int, max_connections: int) -> int:
+    """``--workers auto``, the default: one worker process per CPU this process may run on (its
+    affinity mask), as docs/service.md "Worker processes" recommends, since one process stops
+    scaling with connections (docs/performance.md, the "(1 worker)" rows); within what the
+    other options allow (each worker queues at least one login, and needs a connection of its
+    own), at most :data:`MAX_WORKERS`. 1 is the one-process service."""
+    cpus = len(os.sched_getaffinity(0))
+    return max(1, min(cpus, MAX_WORKERS, argon2_queue, max_connections - 1))
+
 
 @host_only
 @click.command("serve")
@@ -152,11 +182,11 @@ from vault.errors import InvalidInput
 )
 @click.option(
     "--workers",
-    type=click.IntRange(1, 64),
-    default=1,
+    type=WorkerCount(),
+    default="auto",
     show_default=True,
-    help="Worker processes serving the API (one per core is the recommendation; 1: this process "
-    "serves). Limits, the seal state and the background jobs stay one for all.",
+    help="Worker processes serving the API: auto is one per CPU (1: this process serves). "
+    "Limits, the seal state and the background jobs stay one for all.",
 )
 @click.option(
     "--unseal-socket",
@@ -203,6 +233,9 @@ def serve_cmd(
 
     require_server_libraries()  # one line, before anything imports them
     from vault.server.app import ServiceSettings
+
+    if workers == "auto":
+        workers = auto_workers(argon2_queue, max_connections)
 
     if sans and not self_signed:
         raise InvalidInput("--san is for --self-signed")

@@ -83,6 +83,9 @@ def start_service(
         str(ca.key_path),
         "--log-level",
         "warning",
+        # one process unless the test asks for workers: what most tests look at is one service
+        # (the default, auto, is one worker per CPU: tests/server/test_workers.py)
+        *(() if "--workers" in args else ("--workers", "1")),
         *args,
     ]
     if unsealed:

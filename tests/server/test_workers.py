@@ -508,3 +508,27 @@ def test_bad_worker_options_are_one_line_and_create_nothing(tmp_path):
     proc = run_cli("--home", str(missing), "serve", "--insecure-http", "--port", "0", "--workers", "2")
     assert proc.returncode == 5 and "no vault at" in proc.stderr and "Traceback" not in proc.stderr
     assert not missing.exists()
+
+
+def test_workers_default_to_one_per_cpu_within_the_other_limits(tmp_path, monkeypatch):
+    """``--workers auto`` is the default: one worker per CPU of the process's affinity mask, as
+    docs/service.md recommends (one process stops scaling with connections: the bench's
+    "(1 worker)" rows), bounded by what --argon2-queue and --max-connections allow; anything but
+    auto or 1-64 is one line and exit 2."""
+    from cli.commands.serve import WorkerCount, auto_workers, serve_cmd
+    from tests.helpers import run_cli
+
+    (option,) = [p for p in serve_cmd.params if p.name == "workers"]
+    assert option.default == "auto" and WorkerCount().convert("auto", None, None) == "auto"
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    assert auto_workers(16, 512) == 8
+    assert auto_workers(3, 512) == 3 and auto_workers(16, 3) == 2
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
+    assert auto_workers(16, 512) == 1  # a one-CPU host: the one-process service
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(100)))
+    assert auto_workers(1024, 4096) == 64
+    vdir, _, _ = _vault_with_records(tmp_path, 1)
+    for bad in ("0", "65", "many", "-1"):
+        proc = run_cli("--home", str(vdir.home), "serve", "--insecure-http", "--port", "0", "--workers", bad)
+        assert proc.returncode == 2 and "--workers" in proc.stderr and "Traceback" not in proc.stderr, bad
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
