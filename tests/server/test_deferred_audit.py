@@ -23,6 +23,7 @@ import pytest
 from tests.helpers import make_vault
 from tests.server.test_shared_audit import _Setup
 from vault.errors import AccessDenied, AuditAlarm, AuditFailure
+from vault.server import shared_audit
 from vault.server.routes import FastDispatch, json_response
 from vault.server.shared_audit import Deferral
 
@@ -219,3 +220,31 @@ def test_an_audit_failure_comes_before_the_operations_own_error():
 def test_a_deferred_read_is_answered_once_its_event_is_answered():
     answers = _dispatch(_Writer({"id": 1, "seq": 7}), lambda request, body: json_response({"secret": "ok"}))
     assert answers[0]["status"] == 200 and json.loads(answers[1]["body"]) == {"secret": "ok"}
+
+
+def test_a_timed_out_deferred_event_leaves_no_pending_entry(tmp_path, monkeypatch):
+    """review11 R11-2: a deferred read whose audit answer timed out was refused, but its entry
+    stayed in the writer's pending table for ever (the threaded path pops it)."""
+    vdir = make_vault(tmp_path)
+    setup = _Setup(vdir, workers=1, vaults_each=1)
+    held, release = _stuck(setup)  # the supervisor holds the event (alive, no answer)
+    v, end = setup.vaults[0][0], setup.ends[0]
+    monkeypatch.setattr(shared_audit, "ANSWER_TIMEOUT", 0.2)  # the deferral's own timer, shortened
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        deferral = Deferral(loop)
+        with end.deferring(deferral):
+            v.ctx.audit.append(actor="ada", action="secret.get", outcome="allow")
+        assert await loop.run_in_executor(None, held.wait, 30)
+        with pytest.raises(AuditFailure):
+            await deferral.settled()  # refused: fail closed holds
+        with end._lock:
+            left = len(end._pending)
+        assert left == 0, f"{left} pending entry kept after the deferred read was refused"
+
+    try:
+        _run(main())
+    finally:
+        release.set()
+        setup.close()

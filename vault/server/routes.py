@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from vault import api_spec as spec
 from vault.api_schemas import response_schema
-from vault.errors import AuthenticationFailed, InvalidInput, VaultLocked
+from vault.errors import AuthenticationFailed, Busy, InvalidInput, VaultLocked
 from vault.server.errors import ERROR_RESPONSES, RateLimited
 from vault.server.limits import MAX_BUCKETS, MAX_SUMMARY_EVENTS, Dropped, RateLimiter, source_key
 from vault.server.shared_audit import Deferral
@@ -440,12 +440,8 @@ class FastDispatch:
         try:
             if writer is not None:
                 response = await self._deferred(writer, run, request, body)
-            elif self.handoff is not None:
-                response = await self.handoff.run(run, request, body)
             else:
-                from starlette.concurrency import run_in_threadpool
-
-                response = await run_in_threadpool(run, request, body)
+                response = await self._in_thread(run, request, body)
         except Exception as exc:  # noqa: BLE001 - answered by the application's handler for it
             response = await self._handle(Request(scope, receive), exc)
         finally:
@@ -463,18 +459,37 @@ class FastDispatch:
         one of them is durable, and an audit failure refuses it whatever ``run`` gave.
 
         No thread hand-off and no blocked thread per read: the loop runs the read's own work
-        (SQLite reads in WAL, the decryption: no lock waits but the session's ``last_seen``
-        write once a minute) and awaits the supervisor's answer as a future
-        (docs/performance.md, "svcloop2")."""
+        (SQLite reads in WAL, the decryption; a read that needs a write first, the session's
+        ``last_seen`` once a minute, goes to a thread: :class:`vault.store.db.WriteNotHere`) and
+        awaits the supervisor's answer as a future (docs/performance.md, "svcloop2")."""
+        from vault.store.db import WriteNotHere, writes_elsewhere
+
         deferral = Deferral(asyncio.get_running_loop())
         try:
-            with writer.deferring(deferral):
+            with writer.deferring(deferral), writes_elsewhere():
                 response = run(request, body)
+        except WriteNotHere:
+            # the read needs a write first (the session's last_seen once a minute, an expired
+            # session's end): never in the loop's thread, where waiting for the host write lock
+            # (another worker's commit, a long import, a file writer's flock) stopped every
+            # connection of this worker (review11 R11-1); the session check comes before the
+            # decision, so no audit event was sent yet and the read runs again in a thread
+            if deferral.futures:
+                await deferral.settled()
+                raise Busy("the service is busy: try again in a moment") from None
+            return await self._in_thread(run, request, body)
         except Exception:
             await deferral.settled()  # an audit failure is the answer, as when it came first
             raise
         await deferral.settled()
         return response
+
+    async def _in_thread(self, run, request, body) -> Response:
+        if self.handoff is not None:
+            return await self.handoff.run(run, request, body)
+        from starlette.concurrency import run_in_threadpool
+
+        return await run_in_threadpool(run, request, body)
 
     def _takes(self, scope) -> bool:
         """``Content-Type: application/json``; with ``limit``, a declared body within it and a

@@ -203,6 +203,8 @@ class SharedAuditWriter:
             self._gone()
             raise _failure() from None
         if deferral is not None:
+            # forgotten once settled, answered or not (review11 R11-2: a timed-out one stayed)
+            me.future.add_done_callback(lambda _f, i=ident: self._forget(i))
             deferral.futures.append(me.future)
             return 0
         if not me.done.acquire(timeout=ANSWER_TIMEOUT):
@@ -210,6 +212,10 @@ class SharedAuditWriter:
                 self._pending.pop(ident, None)
             raise _failure()
         return _answer_result(me.answer)
+
+    def _forget(self, ident: int) -> None:
+        with self._lock:
+            self._pending.pop(ident, None)
 
     def _answers(self) -> None:
         while True:

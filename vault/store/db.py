@@ -31,6 +31,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vault.errors import (
@@ -135,6 +136,28 @@ class VaultConnection(sqlite3.Connection):
     keyring: Any = None
 
 
+class WriteNotHere(Exception):
+    """A write transaction asked for inside :func:`writes_elsewhere`: the caller (the service's
+    event loop thread, which must never wait for the host write lock: review11 R11-1) runs the
+    operation again where it may wait."""
+
+
+#: set by :func:`writes_elsewhere` for the code it runs (this thread or task only)
+_WRITES_ELSEWHERE: ContextVar[bool] = ContextVar("cvault_writes_elsewhere", default=False)
+
+
+@contextmanager
+def writes_elsewhere() -> Iterator[None]:
+    """Within it, :meth:`Database.write` raises :class:`WriteNotHere` instead of waiting for the
+    write lock (a file writer's ``flock`` on it, or a long import, would otherwise stop every
+    connection of a service worker's event loop)."""
+    token = _WRITES_ELSEWHERE.set(True)
+    try:
+        yield
+    finally:
+        _WRITES_ELSEWHERE.reset(token)
+
+
 class Database:
     """One SQLite connection. ``write_lock``: a lock every :meth:`write` takes before SQLite's own
     (the service shares one among its pooled connections: ``vault.server.pool``)."""
@@ -221,7 +244,10 @@ class Database:
 
         All or nothing: a failure anywhere, the commit included, rolls it back. A full or
         read-only disk becomes :class:`StorageFull` / :class:`StorageReadOnly` (exit 9) and a
-        damaged file an integrity failure (exit 6), not a driver exception (``storage_error``)."""
+        damaged file an integrity failure (exit 6), not a driver exception (``storage_error``).
+        Inside :func:`writes_elsewhere` it raises :class:`WriteNotHere` before taking any lock."""
+        if _WRITES_ELSEWHERE.get():
+            raise WriteNotHere("a write where the caller cannot wait for the write lock")
         self.writes += 1
         with self.write_lock if self.write_lock is not None else nullcontext():
             try:
