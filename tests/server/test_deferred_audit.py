@@ -51,6 +51,14 @@ def _run(coro) -> None:
         raise failure[0]
 
 
+def _one_worker(tmp_path):
+    """A vault, one worker's audit end wired to the supervisor's writer (test_shared_audit's
+    set-up), that worker's vault and its end."""
+    vdir = make_vault(tmp_path)
+    setup = _Setup(vdir, workers=1, vaults_each=1)
+    return vdir, setup, setup.vaults[0][0], setup.ends[0]
+
+
 def _stuck(setup: _Setup):
     """The supervisor's writer holds its batch until ``release`` (a slow commit)."""
     held, release = threading.Event(), threading.Event()
@@ -66,10 +74,8 @@ def _stuck(setup: _Setup):
 
 
 def test_a_deferred_event_is_settled_only_once_it_is_durable(tmp_path):
-    vdir = make_vault(tmp_path)
-    setup = _Setup(vdir, workers=1, vaults_each=1)
+    vdir, setup, v, end = _one_worker(tmp_path)
     held, release = _stuck(setup)
-    v, end = setup.vaults[0][0], setup.ends[0]
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -98,10 +104,8 @@ def test_a_deferred_event_is_settled_only_once_it_is_durable(tmp_path):
 def test_no_answer_from_the_supervisor_refuses_a_deferred_event(tmp_path):
     """The supervisor's end closes (its kill -9) while the event waits for its commit: the
     deferral raises AuditFailure, and a later deferred append fails at once."""
-    vdir = make_vault(tmp_path)
-    setup = _Setup(vdir, workers=1, vaults_each=1)
+    vdir, setup, v, end = _one_worker(tmp_path)
     held, release = _stuck(setup)
-    v, end = setup.vaults[0][0], setup.ends[0]
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -124,9 +128,7 @@ def test_no_answer_from_the_supervisor_refuses_a_deferred_event(tmp_path):
 
 
 def test_an_error_answer_is_raised_by_the_deferral_as_the_same_error(tmp_path):
-    vdir = make_vault(tmp_path)
-    setup = _Setup(vdir, workers=1, vaults_each=1)
-    v, end = setup.vaults[0][0], setup.ends[0]
+    vdir, setup, v, end = _one_worker(tmp_path)
     with sqlite3.connect(vdir.home / "vault.db") as db:
         db.execute("DELETE FROM audit_checkpoints WHERE id = (SELECT max(id) FROM audit_checkpoints)")
 
@@ -225,10 +227,8 @@ def test_a_deferred_read_is_answered_once_its_event_is_answered():
 def test_a_timed_out_deferred_event_leaves_no_pending_entry(tmp_path, monkeypatch):
     """review11 R11-2: a deferred read whose audit answer timed out was refused, but its entry
     stayed in the writer's pending table for ever (the threaded path pops it)."""
-    vdir = make_vault(tmp_path)
-    setup = _Setup(vdir, workers=1, vaults_each=1)
+    vdir, setup, v, end = _one_worker(tmp_path)
     held, release = _stuck(setup)  # the supervisor holds the event (alive, no answer)
-    v, end = setup.vaults[0][0], setup.ends[0]
     monkeypatch.setattr(shared_audit, "ANSWER_TIMEOUT", 0.2)  # the deferral's own timer, shortened
 
     async def main() -> None:
