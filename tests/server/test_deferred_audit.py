@@ -59,6 +59,15 @@ def _one_worker(tmp_path):
     return vdir, setup, setup.vaults[0][0], setup.ends[0]
 
 
+def _deferred_append(loop, end, v) -> tuple[Deferral, int]:
+    """ada's ``secret.get`` event appended under a new deferral (sent, not waited for), and what
+    the append returned."""
+    deferral = Deferral(loop)
+    with end.deferring(deferral):
+        seq = v.ctx.audit.append(actor="ada", action="secret.get", outcome="allow")
+    return deferral, seq
+
+
 def _stuck(setup: _Setup):
     """The supervisor's writer holds its batch until ``release`` (a slow commit)."""
     held, release = threading.Event(), threading.Event()
@@ -79,9 +88,8 @@ def test_a_deferred_event_is_settled_only_once_it_is_durable(tmp_path):
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        deferral = Deferral(loop)
-        with end.deferring(deferral):
-            assert v.ctx.audit.append(actor="ada", action="secret.get", outcome="allow") == 0
+        deferral, seq = _deferred_append(loop, end, v)
+        assert seq == 0
         assert len(deferral.futures) == 1  # sent, not waited for in this thread
         settled = asyncio.ensure_future(deferral.settled())
         assert await loop.run_in_executor(None, held.wait, 30)  # the supervisor has the event
@@ -109,9 +117,7 @@ def test_no_answer_from_the_supervisor_refuses_a_deferred_event(tmp_path):
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        deferral = Deferral(loop)
-        with end.deferring(deferral):
-            v.ctx.audit.append(actor="ada", action="secret.get", outcome="allow")
+        deferral, _ = _deferred_append(loop, end, v)
         assert await loop.run_in_executor(None, held.wait, 30)
         setup.socks[0].shutdown(socket.SHUT_RDWR)
         with pytest.raises(AuditFailure):
@@ -233,9 +239,7 @@ def test_a_timed_out_deferred_event_leaves_no_pending_entry(tmp_path, monkeypatc
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        deferral = Deferral(loop)
-        with end.deferring(deferral):
-            v.ctx.audit.append(actor="ada", action="secret.get", outcome="allow")
+        deferral, _ = _deferred_append(loop, end, v)
         assert await loop.run_in_executor(None, held.wait, 30)
         with pytest.raises(AuditFailure):
             await deferral.settled()  # refused: fail closed holds

@@ -31,7 +31,6 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from vault.errors import (
@@ -142,8 +141,10 @@ class WriteNotHere(Exception):
     operation again where it may wait."""
 
 
-#: set by :func:`writes_elsewhere` for the code it runs (this thread or task only)
-_WRITES_ELSEWHERE: ContextVar[bool] = ContextVar("cvault_writes_elsewhere", default=False)
+#: ``.on`` set by :func:`writes_elsewhere` in the thread running its block (which is synchronous:
+#: no other code of that thread runs meanwhile; a thread-local, not a ContextVar, keeps
+#: ``contextvars`` off ``secret get``'s imports)
+_WRITES_ELSEWHERE = threading.local()
 
 
 @contextmanager
@@ -151,11 +152,12 @@ def writes_elsewhere() -> Iterator[None]:
     """Within it, :meth:`Database.write` raises :class:`WriteNotHere` instead of waiting for the
     write lock (a file writer's ``flock`` on it, or a long import, would otherwise stop every
     connection of a service worker's event loop)."""
-    token = _WRITES_ELSEWHERE.set(True)
+    before = getattr(_WRITES_ELSEWHERE, "on", False)
+    _WRITES_ELSEWHERE.on = True
     try:
         yield
     finally:
-        _WRITES_ELSEWHERE.reset(token)
+        _WRITES_ELSEWHERE.on = before
 
 
 class Database:
@@ -246,7 +248,7 @@ class Database:
         read-only disk becomes :class:`StorageFull` / :class:`StorageReadOnly` (exit 9) and a
         damaged file an integrity failure (exit 6), not a driver exception (``storage_error``).
         Inside :func:`writes_elsewhere` it raises :class:`WriteNotHere` before taking any lock."""
-        if _WRITES_ELSEWHERE.get():
+        if getattr(_WRITES_ELSEWHERE, "on", False):
             raise WriteNotHere("a write where the caller cannot wait for the write lock")
         self.writes += 1
         with self.write_lock if self.write_lock is not None else nullcontext():
